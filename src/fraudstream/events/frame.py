@@ -62,6 +62,8 @@ COLUMNS = (
 
 
 def _fail(field: str, reason: str, bad: np.ndarray | pd.Series) -> None:
+    if isinstance(bad, pd.Series):
+        bad = bad.fillna(False)
     mask = np.asarray(bad, dtype=bool)
     if mask.any():
         raise SchemaError(field, reason, row=int(np.flatnonzero(mask)[0]))
