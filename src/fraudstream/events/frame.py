@@ -71,7 +71,8 @@ def _fail(field: str, reason: str, bad: np.ndarray | pd.Series) -> None:
 
 def _to_utc(series: pd.Series, field: str) -> pd.Series:
     try:
-        out = pd.to_datetime(series, utc=True, errors="raise")
+        textual = series.dtype == object or pd.api.types.is_string_dtype(series.dtype)
+        out = pd.to_datetime(series, utc=True, errors="raise", format="ISO8601" if textual else None)
     except (ValueError, TypeError) as exc:
         raise SchemaError(field, f"not a timestamp ({exc})") from None
     return out.dt.as_unit("us")

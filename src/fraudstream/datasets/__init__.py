@@ -1,0 +1,1 @@
+"""Datasets: the synthetic traffic generator, public dataset adapters, and file I/O."""

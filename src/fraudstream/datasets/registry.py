@@ -1,0 +1,95 @@
+"""The public datasets by name: where each lives under the datasets folder and how it is loaded.
+
+The CLI, benchmarks and tests refer to datasets by name and a folder, so that the folder can move
+(``--datasets-dir`` / ``FRAUD_DATASETS_DIR``) without code knowing file names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from fraudstream.datasets.fraud_ecom import FRAUD_DATA_FILE, IP_COUNTRY_FILE, load_fraud_ecom
+from fraudstream.datasets.handbook import HANDBOOK_FILE, load_handbook
+from fraudstream.datasets.paysim import PAYSIM_FILE, load_paysim
+from fraudstream.datasets.sparkov import SPARKOV_FILE, load_sparkov
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's file is not in the datasets folder (usually: the folder is not set)."""
+
+
+class UnknownDatasetError(ValueError):
+    """No dataset has this name."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset: its files relative to the datasets folder, in the order its loader takes them."""
+
+    name: str
+    paths: tuple[str, ...]
+    loader: Callable[..., pd.DataFrame]
+    description: str
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec(
+            "handbook",
+            (HANDBOOK_FILE,),
+            load_handbook,
+            "Fraud Detection Handbook simulated card payments, Apr-Jun 2018 (872,795 rows, 0.78% fraud)",
+        ),
+        DatasetSpec(
+            "fraud_ecom",
+            (FRAUD_DATA_FILE, IP_COUNTRY_FILE),
+            load_fraud_ecom,
+            "e-commerce purchases, one per user, with device, browser and IP country (30,189 rows, 9.5% fraud)",
+        ),
+        DatasetSpec(
+            "paysim",
+            (PAYSIM_FILE,),
+            load_paysim,
+            "PaySim mobile-money simulation, first 8 hours (19,999 rows, 0.41% fraud)",
+        ),
+        DatasetSpec(
+            "sparkov",
+            (SPARKOV_FILE,),
+            load_sparkov,
+            "Sparkov simulated card payments with merchant location, Jan 2019 (6,025 rows, 0.41% fraud)",
+        ),
+    )
+}
+
+
+def dataset_paths(name: str, datasets_dir: Path) -> list[Path]:
+    """Resolve a dataset's files under ``datasets_dir``, failing with the fix when one is missing."""
+    spec = DATASETS.get(name)
+    if spec is None:
+        raise UnknownDatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    paths = [datasets_dir / relative for relative in spec.paths]
+    for relative, path in zip(spec.paths, paths, strict=True):
+        if not path.is_file():
+            raise DatasetNotFoundError(
+                f"dataset {name!r} expects {relative} in the datasets folder {datasets_dir}, "
+                f"but {path} does not exist; set the folder with --datasets-dir or FRAUD_DATASETS_DIR"
+            )
+    return paths
+
+
+def load_dataset(
+    name: str, datasets_dir: Path, *, label_delay: timedelta = timedelta(days=7), limit: int | None = None
+) -> pd.DataFrame:
+    """Load a public dataset by name as a canonical frame sorted by timestamp.
+
+    Raises :class:`UnknownDatasetError` for a name not in :data:`DATASETS` and
+    :class:`DatasetNotFoundError` when a file is missing, both saying how to fix it.
+    """
+    paths = dataset_paths(name, Path(datasets_dir))
+    return DATASETS[name].loader(*paths, label_delay=label_delay, limit=limit)

@@ -1,0 +1,81 @@
+"""The ``FeatureState`` interface: where each entity's recent events and arrived labels live.
+
+The feature engine asks for the history of the entities in a batch, computes, then records the
+batch. Every backend returns the same columns in the same order (by event time, then arrival), which
+is what makes their feature values identical.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from fraudstream.events.batch import TransactionBatch
+
+EVENT_FIELDS = (
+    "transaction_id",
+    "timestamp",
+    "amount",
+    "customer_id",
+    "merchant_id",
+    "device_id",
+    "ip_address",
+    "country",
+    "latitude",
+    "longitude",
+)
+
+
+class StateError(RuntimeError):
+    """The feature state cannot be reached or used."""
+
+
+@dataclass
+class History:
+    """Past events and fraud labels of some entities of one kind.
+
+    ``events`` are columns named by :data:`EVENT_FIELDS`, with ``key`` giving the entity each event
+    belongs to; ``label_key``/``label_tx_time``/``label_time`` are the fraud labels that have arrived
+    for those entities' transactions.
+    """
+
+    key: np.ndarray
+    events: dict[str, np.ndarray]
+    label_key: np.ndarray
+    label_tx_time: np.ndarray
+    label_time: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.key.shape[0])
+
+
+class FeatureState(ABC):
+    """Recent per-entity history for point-in-time features, idempotent per ``transaction_id``."""
+
+    @abstractmethod
+    def fetch(self, entity: str, keys: np.ndarray, since: float) -> History:
+        """Events of ``entity`` with the given ``keys`` at or after ``since`` (epoch seconds), and their labels."""
+
+    @abstractmethod
+    def record(self, batch: TransactionBatch, entities: Mapping[str, str]) -> np.ndarray:
+        """Store the batch's events under each ``entity → column`` key; return which rows were new.
+
+        A ``transaction_id`` already stored is skipped, so a redelivered transaction never counts twice.
+        """
+
+    @abstractmethod
+    def record_labels(self, transaction_ids: np.ndarray, label_times: np.ndarray, is_fraud: np.ndarray) -> int:
+        """Attach arrived labels to stored transactions; return how many fraud labels were new."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and memory."""
+
+    def __enter__(self) -> FeatureState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Training: time-ordered splits, models, calibration, thresholds, evaluation and the model bundle."""

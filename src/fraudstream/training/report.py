@@ -1,0 +1,136 @@
+"""Rich tables for evaluations: one scored set, and the windows of a rolling test protocol."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from rich.table import Table
+
+from fraudstream.training.metrics import DECISIONS, Evaluation
+
+MEAN_KEYS = (
+    "n",
+    "n_fraud",
+    "fraud_rate",
+    "roc_auc",
+    "average_precision",
+    "recall_at_0_1pct_fpr",
+    "recall_at_1pct_fpr",
+    "precision_at_100",
+    "card_precision_at_100",
+)
+_MISSING = "—"
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None or math.isnan(value):
+        return _MISSING
+    return f"{value:.{digits}f}"
+
+
+def _mean(values: Sequence[float | None]) -> float:
+    present = [float(v) for v in values if v is not None and not math.isnan(v)]
+    return math.fsum(present) / len(present) if present else math.nan
+
+
+def mean_evaluation(rows: Sequence[tuple[str, Evaluation]]) -> dict[str, float]:
+    """Mean of each metric over test windows (the Handbook reports protocol results this way).
+
+    Windows where a metric is undefined (NaN or ``None``, e.g. AUC of a window without fraud) are left
+    out of that metric's mean rather than turning it into NaN; a metric undefined everywhere is NaN.
+    ``"windows"`` holds the number of windows.
+    """
+    evaluations = [ev for _, ev in rows]
+    means = {key: _mean([getattr(ev, key) for ev in evaluations]) for key in MEAN_KEYS}
+    means["windows"] = float(len(evaluations))
+    return means
+
+
+def _confusion_table(ev: Evaluation) -> Table:
+    table = Table(title="decisions", show_edge=False, pad_edge=False)
+    table.add_column("decision")
+    table.add_column("fraud", justify="right")
+    table.add_column("legit", justify="right")
+    decisions = ev.confusion["decisions"]
+    for name in DECISIONS:
+        table.add_row(name, str(decisions[name]["fraud"]), str(decisions[name]["legit"]))
+    at_flag = ev.confusion["at_flag"]
+    table.add_section()
+    table.add_row("≥ flag", f"tp {at_flag['tp']}", f"fp {at_flag['fp']}")
+    table.add_row("< flag", f"fn {at_flag['fn']}", f"tn {at_flag['tn']}")
+    return table
+
+
+def evaluation_table(ev: Evaluation, title: str) -> Table:
+    """Metrics of one evaluation, its decision × truth counts, and per-scenario recall when known."""
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("transactions", str(ev.n))
+    table.add_row("frauds", str(ev.n_fraud))
+    table.add_row("fraud rate", _fmt(ev.fraud_rate))
+    table.add_row("ROC AUC", _fmt(ev.roc_auc))
+    table.add_row("average precision", _fmt(ev.average_precision))
+    table.add_row("recall @ 0.1% FPR", _fmt(ev.recall_at_0_1pct_fpr))
+    table.add_row("recall @ 1% FPR", _fmt(ev.recall_at_1pct_fpr))
+    table.add_row(f"precision @ {ev.k}", _fmt(ev.precision_at_100))
+    table.add_row(f"card precision @ {ev.k}", _fmt(ev.card_precision_at_100))
+    table.add_section()
+    table.add_row("confusion", _confusion_table(ev))
+    if ev.by_scenario:
+        table.add_section()
+        for name, stats in ev.by_scenario.items():
+            table.add_row(
+                f"recall · {name}", f"{_fmt(stats['recall'], 3)} ({stats['detected']}/{stats['count']})"
+            )
+    return table
+
+
+def protocol_table(
+    rows: Sequence[tuple[str, Evaluation]], title: str, baseline: dict[str, float] | None = None
+) -> Table:
+    """One row per test window, then the mean over windows and, if given, a baseline to compare with.
+
+    ``baseline`` may hold ``"roc_auc"``, ``"average_precision"`` and ``"card_precision_at_100"``
+    (e.g. the Handbook's published figures); missing keys show as a dash.
+    """
+    k = rows[0][1].k if rows else 100
+    table = Table(title=title)
+    table.add_column("window")
+    for header in ("n", "frauds", "AUC", "AP", f"CP@{k}", "recall@1%FPR"):
+        table.add_column(header, justify="right")
+    for label, ev in rows:
+        table.add_row(
+            label,
+            str(ev.n),
+            str(ev.n_fraud),
+            _fmt(ev.roc_auc),
+            _fmt(ev.average_precision),
+            _fmt(ev.card_precision_at_100),
+            _fmt(ev.recall_at_1pct_fpr),
+        )
+    mean = mean_evaluation(rows)
+    table.add_section()
+    table.add_row(
+        "mean",
+        _fmt(mean["n"], 0),
+        _fmt(mean["n_fraud"], 1),
+        _fmt(mean["roc_auc"]),
+        _fmt(mean["average_precision"]),
+        _fmt(mean["card_precision_at_100"]),
+        _fmt(mean["recall_at_1pct_fpr"]),
+        style="bold",
+    )
+    if baseline is not None:
+        table.add_row(
+            "baseline",
+            "",
+            "",
+            _fmt(baseline.get("roc_auc")),
+            _fmt(baseline.get("average_precision")),
+            _fmt(baseline.get("card_precision_at_100")),
+            _MISSING,
+            style="dim",
+        )
+    return table
