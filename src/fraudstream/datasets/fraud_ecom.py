@@ -36,13 +36,22 @@ _IP_COLUMNS = ("lower_bound_ip_address", "upper_bound_ip_address", "country")
 _MAX_IP = 2**32 - 1
 
 
-def _read_csv(path: Path, columns: tuple[str, ...], limit: int | None = None) -> pd.DataFrame:
+def _read_csv(
+    path: Path, columns: tuple[str, ...], limit: int | None = None, dtype: type | dict[str, type] = str
+) -> pd.DataFrame:
     wanted = set(columns)
-    frame = pd.read_csv(path, encoding="utf-8-sig", dtype=str, usecols=lambda c: c in wanted, nrows=limit)
+    frame = pd.read_csv(path, encoding="utf-8-sig", dtype=dtype, usecols=lambda c: c in wanted, nrows=limit)
     missing = [name for name in columns if name not in frame.columns]
     if missing:
         raise SchemaError(missing[0], f"required column is missing from {path}")
     return frame
+
+
+def _parse_time(raw: pd.DataFrame, column: str, path: Path) -> pd.Series:
+    try:
+        return pd.to_datetime(raw[column].str.strip(), format=TIME_FORMAT).dt.tz_localize("UTC")
+    except ValueError as exc:
+        raise SchemaError(column, f"expected {TIME_FORMAT} times in {path} ({exc})") from None
 
 
 def load_ip_ranges(path: Path) -> pd.DataFrame:
@@ -55,15 +64,15 @@ def load_ip_ranges(path: Path) -> pd.DataFrame:
     prefix of another country in the file is dropped too, so IPs in that range stay unmapped rather
     than being given a made-up country.
     """
-    raw = _read_csv(path, _IP_COLUMNS)
+    raw = _read_csv(path, _IP_COLUMNS, dtype={"lower_bound_ip_address": str, "country": str})
     lower_text = raw["lower_bound_ip_address"].str.strip()
     lower = pd.to_numeric(lower_text, errors="coerce")
-    upper = pd.to_numeric(raw["upper_bound_ip_address"].str.strip(), errors="coerce")
+    upper = pd.to_numeric(raw["upper_bound_ip_address"], errors="coerce")
     country = raw["country"].str.strip()
 
-    mantissa = lower_text.str.extract(r"^\d+(?:\.(\d*))?[eE]\+?(\d+)$")
-    rounded = mantissa[1].notna()
-    unit = 10.0 ** (pd.to_numeric(mantissa[1][rounded]) - mantissa[0][rounded].fillna("").str.len())
+    rounded = lower_text.str.fullmatch(r"\d+(\.\d*)?[eE]\+?\d+").fillna(False)
+    parts = lower_text[rounded].str.extract(r"^\d+(?:\.(\d*))?[eE]\+?(\d+)$")
+    unit = 10.0 ** (parts[1].astype("int64") - parts[0].fillna("").str.len())
     restored = upper.shift(1)[rounded] + 1
     ok = (restored - lower[rounded]).abs() <= unit / 2
     lower[rounded] = restored.where(ok)
@@ -91,8 +100,7 @@ def lookup_country(ips: np.ndarray, ranges: pd.DataFrame) -> pd.Series:
     at = np.searchsorted(lowers, values, side="right") - 1
     safe = np.maximum(at, 0)
     found = (at >= 0) & (values <= ranges["upper"].to_numpy()[safe])
-    countries = ranges["country"].to_numpy(dtype=object, na_value=None)[safe]
-    return pd.Series(np.where(found, countries, None), dtype="string")
+    return pd.Series(ranges["country"].to_numpy(dtype=object)[safe], dtype="string").where(found)
 
 
 def ip_to_dotted(ips: np.ndarray) -> pd.Series:
@@ -123,7 +131,7 @@ def load_fraud_ecom(
     cut = raw[list(_COLUMNS[2:])].isna().all(axis=1)
     raw = raw[~cut].reset_index(drop=True)
 
-    timestamp = pd.to_datetime(raw["purchase_time"], format=TIME_FORMAT).dt.tz_localize("UTC")
+    timestamp = _parse_time(raw, "purchase_time", path)
     ips = np.floor(pd.to_numeric(raw["ip_address"]).to_numpy(dtype="float64", na_value=np.nan))
     ages = pd.to_numeric(raw["age"]).astype("Int64").tolist()
     extra = [
@@ -141,7 +149,7 @@ def load_fraud_ecom(
             "ip_address": ip_to_dotted(ips),
             "browser": raw["browser"],
             "country": lookup_country(ips, load_ip_ranges(ip_country_path)) if ip_country_path else None,
-            "account_created_at": pd.to_datetime(raw["signup_time"], format=TIME_FORMAT).dt.tz_localize("UTC"),
+            "account_created_at": _parse_time(raw, "signup_time", path),
             "extra": pd.Series(extra, dtype=object),
             "is_fraud": pd.to_numeric(raw["class"]).astype("boolean"),
             "label_time": timestamp + label_delay,

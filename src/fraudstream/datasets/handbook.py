@@ -56,7 +56,9 @@ def load_handbook(
     timestamp = timestamp.dt.tz_localize("UTC") if timestamp.dt.tz is None else timestamp.dt.tz_convert("UTC")
     codes = raw["TX_FRAUD_SCENARIO"]
     fraud_scenario = codes.map(SCENARIOS).astype("string")
-    fraud_scenario = fraud_scenario.mask(codes.ne(0) & fraud_scenario.isna(), "scenario_" + codes.astype("string"))
+    fraud_scenario = fraud_scenario.mask(
+        codes.ne(0) & fraud_scenario.isna(), "scenario_" + codes.astype("string")
+    )
 
     frame = pd.DataFrame(
         {

@@ -50,7 +50,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "fraud_ecom",
             (FRAUD_DATA_FILE, IP_COUNTRY_FILE),
             load_fraud_ecom,
-            "e-commerce purchases, one per user, with device, browser and IP country (30,189 rows, 9.5% fraud)",
+            "e-commerce purchases, one per user, with device, browser and IP (30,189 rows, 9.5% fraud)",
         ),
         DatasetSpec(
             "paysim",

@@ -56,7 +56,12 @@ def load_sparkov(
     if missing:
         raise SchemaError(missing[0], f"required column is missing from {path}")
 
-    minute = pd.to_datetime(raw["trans_date_trans_time"].str.strip(), format=TIME_FORMAT)
+    try:
+        minute = pd.to_datetime(raw["trans_date_trans_time"].str.strip(), format=TIME_FORMAT)
+    except ValueError as exc:
+        raise SchemaError(
+            "trans_date_trans_time", f"expected {TIME_FORMAT} times in {path} ({exc})"
+        ) from None
     seconds = pd.to_numeric(raw["unix_time"]).mod(60)
     timestamp = (minute + pd.to_timedelta(seconds, unit="s")).dt.tz_localize("UTC")
     holder = pd.util.hash_pandas_object(raw[list(_HOLDER)].fillna(""), index=False) % 10**8
@@ -72,14 +77,19 @@ def load_sparkov(
         {
             "transaction_id": raw["trans_num"].str.strip(),
             "timestamp": timestamp,
-            "customer_id": "cc-" + raw["cc_num"].str.strip() + "-" + holder.astype("int64").astype("string").str.zfill(8),
+            "customer_id": "cc-"
+            + raw["cc_num"].str.strip()
+            + "-"
+            + holder.astype("int64").astype("string").str.zfill(8),
             "amount": pd.to_numeric(raw["amt"]),
             "merchant_id": raw["merchant"],
             "merchant_category": category,
             "channel": category.str.endswith("_net").map({True: "online", False: "pos"}),
             "latitude": pd.to_numeric(raw["merch_lat"]),
             "longitude": pd.to_numeric(raw["merch_long"]),
-            "extra": pd.Series(extra.astype(object).where(extra.notna(), None).to_dict("records"), dtype=object),
+            "extra": pd.Series(
+                extra.astype(object).where(extra.notna(), None).to_dict("records"), dtype=object
+            ),
             "is_fraud": pd.to_numeric(raw["is_fraud"]).astype("boolean"),
             "label_time": timestamp + label_delay,
         }
