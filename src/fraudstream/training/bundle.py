@@ -1,0 +1,129 @@
+"""The model bundle: one versioned file holding everything needed to score.
+
+A bundle is a zip with a readable ``manifest.json`` and a joblib pickle of the fitted models.
+Pickles execute code when loaded: load bundles only from places you trust, as you would a Python
+package. Loading checks the manifest first and refuses a bundle built for other features or
+incompatible library versions, before unpickling anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+
+from fraudstream.features.definitions import DEFAULT_FEATURE_SET, FeatureSet
+
+BUNDLE_FORMAT = 1
+PINNED_LIBRARIES = ("scikit-learn", "xgboost-cpu", "numpy")
+
+
+class BundleError(Exception):
+    """A model bundle is missing, unreadable or does not fit this installation."""
+
+
+class IncompatibleBundleError(BundleError):
+    """The bundle was built for another feature set, bundle format or library version."""
+
+
+def library_versions() -> dict[str, str]:
+    return {name: version(name) for name in (*PINNED_LIBRARIES, "fraudstream")}
+
+
+def fingerprint(*arrays: np.ndarray) -> str:
+    """A short SHA-256 over the training data's ids, times and labels: which data made this model."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.asarray(array).astype(str).astype(bytes).tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class Manifest:
+    """What a bundle is, readable without unpickling it (``unzip -p model.fsb manifest.json``)."""
+
+    version: str
+    feature_set_version: str
+    feature_names: list[str]
+    weights: dict[str, float]
+    calibration: dict[str, list[float]]
+    thresholds: dict[str, float]
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    data_fingerprint: str
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    libraries: dict[str, str] = field(default_factory=library_versions)
+    bundle_format: int = BUNDLE_FORMAT
+
+
+@dataclass
+class ModelBundle:
+    """Fitted models plus the manifest that says how to combine them."""
+
+    manifest: Manifest
+    models: dict[str, Any]
+
+    def save(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        joblib.dump(self.models, buffer, compress=3)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.writestr("manifest.json", json.dumps(asdict(self.manifest), indent=2, default=str))
+            archive.writestr("models.joblib", buffer.getvalue())
+        tmp.replace(path)
+        return path
+
+
+def read_manifest(path: Path) -> Manifest:
+    """The manifest alone: safe to call on any file, since nothing is unpickled."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            raw = json.loads(archive.read("manifest.json"))
+    except FileNotFoundError:
+        raise BundleError(f"no model bundle at {path}: train one with `fraudstream train`") from None
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path} is not a fraudstream model bundle ({exc})") from None
+    try:
+        return Manifest(**raw)
+    except TypeError as exc:
+        raise IncompatibleBundleError(f"{path}: unrecognised manifest ({exc}); retrain the model") from None
+
+
+def check_compatible(manifest: Manifest, feature_set: FeatureSet, path: Path) -> None:
+    problems = []
+    if manifest.bundle_format != BUNDLE_FORMAT:
+        problems.append(f"bundle format {manifest.bundle_format}, this fraudstream reads {BUNDLE_FORMAT}")
+    if manifest.feature_set_version != feature_set.version or manifest.feature_names != feature_set.names:
+        problems.append(
+            f"feature set {manifest.feature_set_version} ({len(manifest.feature_names)} features), "
+            f"this fraudstream computes {feature_set.version} ({len(feature_set.names)} features)"
+        )
+    installed = library_versions()
+    for name in PINNED_LIBRARIES:
+        built, have = manifest.libraries.get(name, "?"), installed[name]
+        if built.split(".")[:2] != have.split(".")[:2]:
+            problems.append(f"{name} {built} at training, {have} installed")
+    if problems:
+        raise IncompatibleBundleError(
+            f"model bundle {path} does not fit this installation: {'; '.join(problems)}. "
+            "Retrain with `fraudstream train`, or install the versions it was built with."
+        )
+
+
+def load_bundle(path: Path, feature_set: FeatureSet = DEFAULT_FEATURE_SET) -> ModelBundle:
+    """Load a bundle after checking it fits; only load bundles from trusted places (they hold pickles)."""
+    manifest = read_manifest(path)
+    check_compatible(manifest, feature_set, path)
+    with zipfile.ZipFile(path) as archive:
+        models = joblib.load(io.BytesIO(archive.read("models.joblib")))
+    return ModelBundle(manifest=manifest, models=models)

@@ -1,0 +1,144 @@
+"""The model zoo: how each model is built, scored and calibrated, and how scores are combined."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.ensemble import IsolationForest
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+MODEL_NAMES = ("xgboost", "logistic", "isolation_forest")
+SUPERVISED = ("xgboost", "logistic")
+
+
+class TrainingError(Exception):
+    """Training cannot proceed with the data or options given."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of ``fraudstream train``; defaults suit a 2-core machine in a few minutes."""
+
+    models: tuple[str, ...] = MODEL_NAMES
+    trials: int = 12
+    folds: int = 3
+    threads: int = 2
+    seed: int = 7
+    smote: bool = False
+    block_fpr: float = 0.001
+    flag_fpr: float = 0.01
+
+    def __post_init__(self) -> None:
+        unknown = set(self.models) - set(MODEL_NAMES)
+        if unknown:
+            raise TrainingError(f"unknown models {sorted(unknown)}: choose from {', '.join(MODEL_NAMES)}")
+        if not set(self.models) & set(SUPERVISED):
+            raise TrainingError(f"at least one supervised model is needed ({', '.join(SUPERVISED)})")
+        if not 0 < self.block_fpr <= self.flag_fpr < 1:
+            raise TrainingError("need 0 < block_fpr <= flag_fpr < 1")
+        if self.folds < 2:
+            raise TrainingError("folds must be at least 2")
+
+
+def _imputer() -> SimpleImputer:
+    return SimpleImputer(strategy="median", keep_empty_features=True)
+
+
+def make_model(name: str, params: dict[str, Any], config: TrainConfig, pos_weight: float) -> Any:
+    """A fresh, unfitted estimator for ``name`` with ``params`` from the search."""
+    if name == "xgboost":
+        from xgboost import XGBClassifier
+
+        model: Any = XGBClassifier(
+            tree_method="hist",
+            n_jobs=config.threads,
+            random_state=config.seed,
+            eval_metric="aucpr",
+            **{"scale_pos_weight": pos_weight, **params},
+        )
+        steps: list[tuple[str, Any]] = [("model", model)]
+        if config.smote:
+            steps = [("impute", _imputer()), *_smote(config), ("model", model)]
+        return Pipeline(steps) if config.smote else model
+    if name == "logistic":
+        lr = LogisticRegression(max_iter=2000, class_weight=None if config.smote else "balanced", **params)
+        return _pipeline([("impute", _imputer()), ("scale", StandardScaler()), *_smote(config), ("model", lr)])
+    if name == "isolation_forest":
+        forest = IsolationForest(n_estimators=200, random_state=config.seed, n_jobs=config.threads, **params)
+        return Pipeline([("impute", _imputer()), ("model", forest)])
+    raise TrainingError(f"unknown model {name!r}")
+
+
+def _smote(config: TrainConfig) -> list[tuple[str, Any]]:
+    if not config.smote:
+        return []
+    from imblearn.over_sampling import SMOTE
+
+    return [("smote", SMOTE(random_state=config.seed))]
+
+
+def _pipeline(steps: list[tuple[str, Any]]) -> Any:
+    if any(name == "smote" for name, _ in steps):
+        from imblearn.pipeline import Pipeline as ImbPipeline
+
+        return ImbPipeline(steps)
+    return Pipeline(steps)
+
+
+def fit_model(name: str, model: Any, X: np.ndarray, y: np.ndarray) -> Any:
+    if name == "isolation_forest":
+        return model.fit(X[y == 0] if (y == 0).any() else X)
+    return model.fit(X, y)
+
+
+def raw_score(name: str, model: Any, X: np.ndarray) -> np.ndarray:
+    """Higher means more suspicious; not yet a probability."""
+    if name == "isolation_forest":
+        return np.asarray(-model.score_samples(X), dtype=np.float64)
+    return np.asarray(model.predict_proba(X)[:, 1], dtype=np.float64)
+
+
+def _logit(name: str, raw: np.ndarray) -> np.ndarray:
+    if name == "isolation_forest":
+        return raw
+    p = np.clip(raw, 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+def fit_platt(name: str, raw: np.ndarray, y: np.ndarray) -> list[float]:
+    """Platt scaling on held-out scores: keeps each model's ranking, fixes its probabilities."""
+    x = _logit(name, raw).reshape(-1, 1)
+    if len(np.unique(y)) < 2:
+        return [1.0, 0.0]
+    lr = LogisticRegression(C=1e4, max_iter=1000).fit(x, y)
+    return [float(lr.coef_[0, 0]), float(lr.intercept_[0])]
+
+
+def calibrate(name: str, raw: np.ndarray, platt: list[float]) -> np.ndarray:
+    z = platt[0] * _logit(name, raw) + platt[1]
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+def combine(calibrated: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """Weighted mean of calibrated probabilities: the ensemble's fraud probability."""
+    total = sum(weights.values()) or 1.0
+    out = np.zeros_like(next(iter(calibrated.values())))
+    for name, w in weights.items():
+        if w:
+            out += w * calibrated[name]
+    return out / total
+
+
+def weight_grid(names: list[str], step: float = 0.1) -> list[dict[str, float]]:
+    """All weightings on a simplex grid, the supervised models always getting some weight."""
+    ticks = np.round(np.arange(0, 1 + step / 2, step), 6)
+    grids: list[dict[str, float]] = [{}]
+    for name in names:
+        grids = [{**g, name: float(t)} for g in grids for t in ticks]
+    keep = [g for g in grids if abs(sum(g.values()) - 1) < 1e-6 and any(g[n] > 0 for n in names if n in SUPERVISED)]
+    return keep
