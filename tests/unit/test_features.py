@@ -138,6 +138,9 @@ def test_labels_count_only_after_they_arrive(engine: FeatureEngine) -> None:
     assert f.loc["q", "merchant_fraud_rate_14d"] == pytest.approx(1 / 3)
     assert f.loc["later", "merchant_known_fraud_14d"] == 2
     assert f.loc["f2", "merchant_known_fraud_14d"] == 1
+    assert f.loc["q", "merchant_secs_since_known_fraud"] == 10 * 86400.0
+    assert f.loc["later", "merchant_secs_since_known_fraud"] == 72 * 3600.0
+    assert math.isnan(f.loc["f1", "merchant_secs_since_known_fraud"])
 
 
 def test_shuffled_batch_gives_the_same_values(engine: FeatureEngine) -> None:

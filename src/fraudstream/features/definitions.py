@@ -26,7 +26,7 @@ class EntitySpec:
     ``windows`` feed count, sum, mean and max of amounts; ``distinct`` counts the distinct values of
     other columns (devices per customer, customers per device) over ``distinct_windows``;
     ``label_windows`` give the fraud rate among the entity's transactions whose fraud labels had
-    already arrived. ``profile`` adds the customer-only features (amount ratio and z-score, novelty
+    already arrived, and the time since the latest such transaction. ``profile`` adds the customer-only features (amount ratio and z-score, novelty
     flags, distance and speed from the previous location).
     """
 
@@ -53,6 +53,8 @@ class EntitySpec:
             out += ["distance_km", "speed_kmh"]
         for w in self.label_windows:
             out += [f"{p}_known_fraud_{window_name(w)}", f"{p}_fraud_rate_{window_name(w)}"]
+        if self.label_windows:
+            out.append(f"{p}_secs_since_known_fraud")
         return out
 
 

@@ -141,6 +141,7 @@ def entity_features(  # noqa: PLR0912, PLR0913, PLR0915
                 la, lb = lbounds[g], lbounds[g + 1]
                 longest = bwin[label_b[n_l - 1]]
                 p = la + np.searchsorted(l_tx[la:lb], t - longest)
+                latest = np.nan
                 for w in range(n_l):
                     known = 0
                     start = t - bwin[label_b[w]]
@@ -149,7 +150,9 @@ def entity_features(  # noqa: PLR0912, PLR0913, PLR0915
                             break
                         if l_tx[q] >= start and l_label[q] < t:
                             known += 1
+                            latest = l_tx[q]
                     nw = snap_n[label_b[w]]
                     out[row, col] = known
                     out[row, col + 1] = known / nw if nw > 0 else np.nan
                     col += 2
+                out[row, col] = t - latest

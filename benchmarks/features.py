@@ -1,0 +1,61 @@
+"""Benchmark: point-in-time features for the whole Handbook sample (872,795 transactions).
+
+Run with ``make bench`` (or ``.venv/bin/python benchmarks/features.py``). It reports the best of
+``--repeat`` runs of the offline path (one batch, no state), after a warm-up run that compiles the
+kernels, and the live path's throughput over the first ``--live`` transactions in batches of 1,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fraudstream.datasets.registry import load_dataset
+from fraudstream.events.batch import TransactionBatch
+from fraudstream.features import FeatureEngine
+from fraudstream.state import MemoryFeatureState
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_dir = os.environ.get("FRAUD_DATASETS_DIR", str(Path(__file__).resolve().parents[1] / "../shared/datasets"))
+    parser.add_argument("--datasets-dir", type=Path, default=Path(default_dir))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--live", type=int, default=100_000, help="transactions for the live-path figure")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    frame = load_dataset("handbook", args.datasets_dir)
+    batch = TransactionBatch.from_frame(frame)
+    load = time.perf_counter() - started
+    engine = FeatureEngine()
+    engine.compute(batch.take(np.arange(1000)))
+
+    timings = []
+    for _ in range(args.repeat):
+        started = time.perf_counter()
+        values = engine.compute(batch)
+        timings.append(time.perf_counter() - started)
+    best = min(timings)
+
+    state = MemoryFeatureState(retention=engine.feature_set.retention)
+    n_live = min(args.live, len(batch))
+    started = time.perf_counter()
+    for lo in range(0, n_live, 1000):
+        engine.process(batch.take(np.arange(lo, min(lo + 1000, n_live))), state)
+    live = time.perf_counter() - started
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"load + convert: {load:.1f} s for {len(batch):,} transactions")
+    print(f"offline features: {values.shape[1]} features × {len(batch):,} rows in {best:.1f} s "
+          f"(best of {args.repeat}: {', '.join(f'{t:.1f}' for t in timings)}) = {len(batch) / best:,.0f} tx/s")
+    print(f"live path (memory state, batches of 1,000): {n_live:,} in {live:.1f} s = {n_live / live:,.0f} tx/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+"""The ``fraudstream`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from fraudstream.config import Settings
+
+app = typer.Typer(
+    help="fraudstream: real-time fraud detection with point-in-time features, trained models and rules.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+DataOpt = Annotated[Path | None, typer.Option("--data", help="Canonical transactions file (.parquet, .csv, .jsonl).")]
+DatasetOpt = Annotated[
+    str | None, typer.Option("--dataset", help="A public dataset instead: handbook, fraud_ecom, paysim, sparkov.")
+]
+DatasetsDirOpt = Annotated[
+    Path | None, typer.Option("--datasets-dir", help="Folder of the public datasets (env FRAUD_DATASETS_DIR).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]
+
+
+def _date(help_text: str) -> Any:
+    return typer.Option(formats=_FORMATS, help=f"{help_text} (UTC, YYYY-MM-DD).")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Known problems become one red line and exit code 2, not a traceback."""
+    from fraudstream.datasets.registry import UnknownDatasetError
+    from fraudstream.events.errors import SchemaError
+    from fraudstream.training.bundle import BundleError
+    from fraudstream.training.models import TrainingError
+    from fraudstream.training.tracking import TrackingError
+
+    try:
+        yield
+    except (
+        SchemaError, BundleError, TrainingError, TrackingError, UnknownDatasetError, FileNotFoundError, ValueError,
+    ) as exc:  # fmt: skip
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _settings(datasets_dir: Path | None = None) -> Settings:
+    settings = Settings()
+    return settings.model_copy(update={"datasets_dir": datasets_dir}) if datasets_dir else settings
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, int, int], None]]:
+    bar = Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal,
+    )  # fmt: skip
+    tasks: dict[str, Any] = {}
+
+    def update(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = bar.add_task(label, total=total)
+        bar.update(tasks[label], completed=done)
+
+    with bar:
+        yield update
+
+
+def _featurize(frame: Any) -> Any:
+    from fraudstream.features import FeatureEngine
+    from fraudstream.training.backtest import Featured
+
+    engine = FeatureEngine()
+    with console.status(f"computing {len(engine.names)} features for {len(frame):,} transactions"):
+        return engine, Featured.build(frame, engine)
+
+
+def _emit(payload: dict[str, Any], as_json: bool, table: Any = None) -> None:
+    from fraudstream.training.metrics import json_ready
+
+    if as_json:
+        out.print_json(json.dumps(json_ready(payload)))
+    elif table is not None:
+        out.print(table)
+
+
+@app.command()
+def generate(
+    out_path: Annotated[Path | None, typer.Option("--out", help="File to write (.parquet, .csv, .jsonl).")] = None,
+    customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 2000,
+    merchants: Annotated[int, typer.Option(min=1, help="Number of merchants.")] = 200,
+    days: Annotated[float, typer.Option(min=0.01, help="Time span in days.")] = 30.0,
+    fraud_rate: Annotated[float, typer.Option(min=0.0, max=0.5, help="Target share of fraud.")] = 0.01,
+    label_delay_days: Annotated[float, typer.Option(help="Median delay of fraud labels (chargebacks).")] = 7.0,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same data.")] = 7,
+    start: Annotated[datetime | None, _date("First day of the data")] = None,
+    rate: Annotated[float | None, typer.Option(help="Stream JSON lines to stdout at this many per second.")] = None,
+    duration: Annotated[float | None, typer.Option(help="With --rate: stop after this many seconds.")] = None,
+) -> None:
+    """Generate synthetic transactions with named fraud scenarios and delayed labels."""
+    from fraudstream.datasets.generator import GeneratorConfig, generate as make
+    from fraudstream.datasets.io import stream_frame, write_frame
+
+    with _errors():
+        extra = {"start": _utc(start)} if start else {}
+        config = GeneratorConfig(
+            n_customers=customers, n_merchants=merchants, days=days, fraud_rate=fraud_rate,
+            label_delay_days=label_delay_days, seed=seed, **extra,
+        )  # fmt: skip
+        with console.status("generating transactions"):
+            frame = make(config)
+        if rate is not None:
+
+            def emit(records: list[dict[str, Any]]) -> None:
+                for record in records:
+                    sys.stdout.write(json.dumps(record, default=str) + "\n")
+                sys.stdout.flush()
+
+            sent = stream_frame(frame, rate=rate, emit=emit, duration=duration)
+            console.print(f"streamed {sent:,} transactions at {rate:g}/s")
+            return
+        path = out_path or Settings().data_dir / "transactions.parquet"
+        write_frame(frame, path)
+        fraud = frame["is_fraud"].astype(bool)
+        console.print(f"wrote {len(frame):,} transactions ({fraud.mean():.2%} fraud) to [bold]{path}[/]")
+
+
+@app.command()
+def train(
+    data: DataOpt = None,
+    dataset: DatasetOpt = None,
+    datasets_dir: DatasetsDirOpt = None,
+    train_start: Annotated[datetime | None, _date("Training start (default: start of data)")] = None,
+    train_end: Annotated[datetime | None, _date("Training end (default: before gap and test)")] = None,
+    gap_days: Annotated[float, typer.Option(help="Label-delay gap between training and test.")] = 7.0,
+    test_days: Annotated[float, typer.Option(help="Days tested after the gap (0: no test).")] = 7.0,
+    model_out: Annotated[Path | None, typer.Option("--out", help="Bundle to write (default: FRAUD_DATA_DIR/model.fsb).")] = None,
+    models: Annotated[str, typer.Option(help="Comma-separated: xgboost, logistic, isolation_forest.")] = (
+        "xgboost,logistic,isolation_forest"
+    ),
+    trials: Annotated[int, typer.Option(min=0, help="Hyperparameter search trials per model (0: defaults).")] = 12,
+    folds: Annotated[int, typer.Option(min=2, help="Time-ordered validation folds.")] = 3,
+    smote: Annotated[bool, typer.Option(help="Oversample fraud with SMOTE instead of class weights.")] = False,
+    block_fpr: Annotated[float, typer.Option(help="BLOCK threshold: false-positive rate on validation.")] = 0.001,
+    flag_fpr: Annotated[float, typer.Option(help="FLAG threshold: false-positive rate on validation.")] = 0.01,
+    threads: Annotated[int | None, typer.Option(help="Training threads (env FRAUD_THREADS).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train models on a time window and write a model bundle; evaluate on the window after the gap.
+
+    Without dates, the test window is the last --test-days of the data, the gap precedes it, and
+    training uses everything before the gap. Labels are used only if known by the test start.
+    """
+    from fraudstream.datasets.source import load_source
+    from fraudstream.training.backtest import Windows, evaluate_window, train_window
+    from fraudstream.training.models import TrainConfig
+    from fraudstream.training.report import evaluation_table
+
+    with _errors():
+        settings = _settings(datasets_dir)
+        config = TrainConfig(
+            models=tuple(m.strip() for m in models.split(",") if m.strip()), trials=trials, folds=folds,
+            threads=threads or settings.threads, seed=settings.seed, smote=smote, block_fpr=block_fpr,
+            flag_fpr=flag_fpr,
+        )  # fmt: skip
+        frame = load_source(settings, data, dataset, gap_days)
+        first, last = frame["timestamp"].min().to_pydatetime(), frame["timestamp"].max().to_pydatetime()
+        end = _utc(train_end) or last - timedelta(days=gap_days + test_days)
+        windows = Windows(_utc(train_start) or first, end, timedelta(days=gap_days), timedelta(days=test_days))
+        engine, featured = _featurize(frame)
+        with _progress() as progress:
+            bundle = train_window(featured, windows, engine, config, progress)
+        path = model_out or settings.bundle_path
+        payload: dict[str, Any] = {"bundle": str(bundle.save(path)), "version": bundle.manifest.version}
+        payload |= {"weights": bundle.manifest.weights, "thresholds": bundle.manifest.thresholds}
+        test: dict[str, Any] = {}
+        table = None
+        if test_days > 0 and featured.between(windows.test_start, windows.test_end).size:
+            ev = evaluate_window(featured, bundle, windows.test_start, windows.test_end, known_since=windows.train_start)
+            test = ev.to_dict()
+            table = evaluation_table(ev, f"test {windows.test_start:%Y-%m-%d} .. {windows.test_end:%Y-%m-%d}")
+        payload["test"] = test
+        if settings.mlflow_tracking_uri:
+            from fraudstream.training.tracking import log_to_mlflow
+
+            payload["mlflow_run_id"] = log_to_mlflow(settings.mlflow_tracking_uri, bundle, path, test)
+        console.print(
+            f"model [bold]{bundle.manifest.version}[/] → {path} "
+            f"(weights {bundle.manifest.weights}, FLAG ≥ {bundle.manifest.thresholds['flag']:.4f}, "
+            f"BLOCK ≥ {bundle.manifest.thresholds['block']:.4f})"
+        )
+        _emit(payload, as_json, table)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path | None, typer.Option(help="Model bundle (default: FRAUD_DATA_DIR/model.fsb).")] = None,
+    data: DataOpt = None,
+    dataset: DatasetOpt = None,
+    datasets_dir: DatasetsDirOpt = None,
+    test_start: Annotated[datetime | None, _date("Test start (default: test end minus 7 days)")] = None,
+    test_end: Annotated[datetime | None, _date("Test end, exclusive (default: end of data)")] = None,
+    gap_days: Annotated[float, typer.Option(help="Label delay assumed for dataset labels.")] = 7.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a model bundle on a time window: AUC, AP, recall at FPR, card precision@100, confusion."""
+    from fraudstream.datasets.source import load_source
+    from fraudstream.training.backtest import evaluate_window
+    from fraudstream.training.bundle import load_bundle
+    from fraudstream.training.report import evaluation_table
+
+    with _errors():
+        settings = _settings(datasets_dir)
+        bundle = load_bundle(model or settings.bundle_path)
+        frame = load_source(settings, data, dataset, gap_days)
+        end = _utc(test_end) or frame["timestamp"].max().to_pydatetime() + timedelta(microseconds=1)
+        start = _utc(test_start) or end - timedelta(days=7)
+        _, featured = _featurize(frame)
+        ev = evaluate_window(featured, bundle, start, end)
+        _emit({"model": bundle.manifest.version, **ev.to_dict()}, as_json, evaluation_table(ev, f"{start:%Y-%m-%d} .. {end:%Y-%m-%d}"))
+
+
+@app.command()
+def backtest(
+    test_start: Annotated[list[datetime], typer.Option(formats=["%Y-%m-%d"], help="Start of a test window (repeat).")],
+    data: DataOpt = None,
+    dataset: DatasetOpt = None,
+    datasets_dir: DatasetsDirOpt = None,
+    train_days: Annotated[float, typer.Option(help="Days of training before the gap.")] = 7.0,
+    gap_days: Annotated[float, typer.Option(help="Label-delay gap in days.")] = 7.0,
+    test_days: Annotated[float, typer.Option(help="Days in each test window.")] = 7.0,
+    trials: Annotated[int, typer.Option(min=0, help="Search trials per model and window.")] = 12,
+    models: Annotated[str, typer.Option(help="Comma-separated models.")] = "xgboost,logistic,isolation_forest",
+    as_json: JsonOpt = False,
+) -> None:
+    """Train and test once per --test-start: the Fraud Detection Handbook's protocol by default.
+
+    Example: fraudstream backtest --dataset handbook --test-start 2018-06-02 --test-start 2018-06-09
+    """
+    from fraudstream.datasets.source import load_source
+    from fraudstream.training.backtest import backtest as run
+    from fraudstream.training.models import TrainConfig
+    from fraudstream.training.report import mean_evaluation, protocol_table
+
+    with _errors():
+        settings = _settings(datasets_dir)
+        config = TrainConfig(models=tuple(models.split(",")), trials=trials, threads=settings.threads, seed=settings.seed)
+        frame = load_source(settings, data, dataset, gap_days)
+        engine, featured = _featurize(frame)
+        starts = [s for s in (_utc(t) for t in test_start) if s is not None]
+        with _progress() as progress:
+            rows = run(featured, starts, engine, config, train_days=train_days, gap_days=gap_days,
+                       test_days=test_days, progress=progress)  # fmt: skip
+        payload = {"windows": {label: ev.to_dict() for label, ev in rows}, "mean": mean_evaluation(rows)}
+        baseline = {"roc_auc": 0.872, "average_precision": 0.69, "card_precision_at_100": 0.30}
+        title = f"backtest: train {train_days:g} d, gap {gap_days:g} d, test {test_days:g} d"
+        _emit(payload, as_json, protocol_table(rows, title, baseline if dataset == "handbook" else None))
+
+
+@app.command()
+def datasets(datasets_dir: DatasetsDirOpt = None) -> None:
+    """List the public datasets fraudstream can read, and whether their files are present."""
+    from fraudstream.datasets.registry import DATASETS, dataset_paths
+
+    settings = _settings(datasets_dir)
+    for name, spec in DATASETS.items():
+        present = all(p.exists() for p in dataset_paths(name, settings.datasets_dir))
+        mark = "[green]present[/]" if present else "[red]missing[/]"
+        out.print(f"{name:<11} {mark}  {spec.description}")
+    out.print(f"\nfolder: {settings.datasets_dir.resolve()} (set --datasets-dir or FRAUD_DATASETS_DIR)")
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(min=10, help="Customers in the generated data.")] = 2000,
+    days: Annotated[float, typer.Option(help="Days of generated data.")] = 45.0,
+    trials: Annotated[int, typer.Option(min=0, help="Search trials per model.")] = 8,
+) -> None:
+    """The main job on embedded defaults: generate data if missing, train, and print the evaluation."""
+    settings = Settings()
+    path = settings.data_dir / "transactions.parquet"
+    if not path.exists():
+        generate(out_path=path, customers=customers, days=days)
+    train(data=path, trials=trials)

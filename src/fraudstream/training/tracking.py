@@ -1,0 +1,43 @@
+"""Optional MLflow logging of a training run; training never needs MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fraudstream.training.bundle import ModelBundle
+
+
+class TrackingError(RuntimeError):
+    """The run could not be logged to MLflow."""
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    elif value is not None:
+        out[prefix] = value
+    return out
+
+
+def log_to_mlflow(tracking_uri: str, bundle: ModelBundle, bundle_path: Path, test_metrics: dict[str, Any]) -> str:
+    """Log parameters, validation and test metrics and the bundle file; return the MLflow run id."""
+    try:
+        import mlflow
+    except ImportError:
+        raise TrackingError(
+            "FRAUD_MLFLOW_TRACKING_URI is set but MLflow is not installed: pip install 'fraudstream[mlflow]'"
+        ) from None
+    manifest = bundle.manifest
+    params = _flatten("", {"params": manifest.params, "weights": manifest.weights}, {})
+    numbers = _flatten("", {"validation": manifest.metrics.get("validation", {}), "test": test_metrics}, {})
+    numbers = {k: float(v) for k, v in numbers.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment("fraudstream")
+    with mlflow.start_run(run_name=manifest.version) as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.log_metrics({k.replace("@", "_at_"): v for k, v in numbers.items()})
+        mlflow.set_tags({"feature_set": manifest.feature_set_version, "data_fingerprint": manifest.data_fingerprint})
+        mlflow.log_artifact(str(bundle_path))
+        return str(run.info.run_id)
