@@ -8,6 +8,7 @@ the test window.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -147,7 +148,7 @@ def train_bundle(
         calibration=platt,
         thresholds={k: float(v) for k, v in thresholds.items()},
         metrics={"validation": validation.to_dict(), "train_rows": len(y), "train_fraud": int(y.sum())},
-        params={"models": best, "config": {k: getattr(config, k) for k in config.__dataclass_fields__}},
+        params={"models": best, "config": metrics.json_ready(asdict(config))},
         data_fingerprint=print_fp,
     )
     return ModelBundle(manifest=manifest, models=models)
