@@ -96,7 +96,7 @@ def _emit(payload: dict[str, Any], as_json: bool, table: Any = None) -> None:
     from fraudstream.training.metrics import json_ready
 
     if as_json:
-        out.print_json(json.dumps(json_ready(payload)))
+        sys.stdout.write(json.dumps(json_ready(payload), indent=2) + "\n")
     elif table is not None:
         out.print(table)
 
@@ -277,11 +277,11 @@ def backtest(
 @app.command()
 def datasets(datasets_dir: DatasetsDirOpt = None) -> None:
     """List the public datasets fraudstream can read, and whether their files are present."""
-    from fraudstream.datasets.registry import DATASETS, dataset_paths
+    from fraudstream.datasets.registry import DATASETS
 
     settings = _settings(datasets_dir)
     for name, spec in DATASETS.items():
-        present = all(p.exists() for p in dataset_paths(name, settings.datasets_dir))
+        present = all((settings.datasets_dir / p).is_file() for p in spec.paths)
         mark = "[green]present[/]" if present else "[red]missing[/]"
         out.print(f"{name:<11} {mark}  {spec.description}")
     out.print(f"\nfolder: {settings.datasets_dir.resolve()} (set --datasets-dir or FRAUD_DATASETS_DIR)")

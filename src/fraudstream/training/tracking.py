@@ -33,11 +33,18 @@ def log_to_mlflow(tracking_uri: str, bundle: ModelBundle, bundle_path: Path, tes
     params = _flatten("", {"params": manifest.params, "weights": manifest.weights}, {})
     numbers = _flatten("", {"validation": manifest.metrics.get("validation", {}), "test": test_metrics}, {})
     numbers = {k: float(v) for k, v in numbers.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("fraudstream")
-    with mlflow.start_run(run_name=manifest.version) as run:
-        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-        mlflow.log_metrics({k.replace("@", "_at_"): v for k, v in numbers.items()})
-        mlflow.set_tags({"feature_set": manifest.feature_set_version, "data_fingerprint": manifest.data_fingerprint})
-        mlflow.log_artifact(str(bundle_path))
-        return str(run.info.run_id)
+    try:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_experiment("fraudstream")
+        with mlflow.start_run(run_name=manifest.version) as run:
+            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+            mlflow.log_metrics({k.replace("@", "_at_"): v for k, v in numbers.items()})
+            tags = {"feature_set": manifest.feature_set_version, "data_fingerprint": manifest.data_fingerprint}
+            mlflow.set_tags(tags)
+            mlflow.log_artifact(str(bundle_path))
+            return str(run.info.run_id)
+    except Exception as exc:  # MLflow raises many types; the model is saved either way
+        raise TrackingError(
+            f"could not log to MLflow at {tracking_uri} ({type(exc).__name__}: {str(exc)[:300]}); "
+            f"the bundle is saved at {bundle_path}"
+        ) from None

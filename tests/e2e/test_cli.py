@@ -1,0 +1,82 @@
+"""The command line as a user runs it: generate → train → evaluate, streaming, MLflow, and error paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fraudstream.cli import app
+from fraudstream.events import Transaction
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("FRAUD_MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_generate_train_evaluate(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = run("generate", "--customers", "300", "--merchants", "40", "--days", "40", "--fraud-rate", "0.03")
+    assert code == 0, err
+    assert (workdir / "data" / "transactions.parquet").exists()
+
+    monkeypatch.setenv("FRAUD_MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow.db'}")
+    code, out, err = run("train", "--trials", "1", "--folds", "2", "--json")
+    assert code == 0, err
+    trained = json.loads(out)
+    assert Path(trained["bundle"]).exists() and trained["mlflow_run_id"]
+    assert trained["test"]["roc_auc"] > 0.9
+    assert 0 < trained["thresholds"]["flag"] <= trained["thresholds"]["block"]
+    assert list(workdir.rglob("mlruns/**/model.fsb")), "the bundle was not logged to MLflow"
+
+    code, out, err = run("evaluate", "--json")
+    assert code == 0, err
+    evaluated = json.loads(out)
+    assert evaluated["model"] == trained["version"]
+    assert evaluated["n"] > 1000 and evaluated["average_precision"] > 0.5
+    assert set(evaluated["confusion"]["decisions"]) == {"APPROVE", "FLAG", "BLOCK"}
+
+    code, out, _ = run("evaluate")
+    assert code == 0 and "card precision" in out
+
+
+def test_generate_streams_valid_transactions(workdir: Path) -> None:
+    code, out, _ = run("generate", "--customers", "20", "--days", "1", "--rate", "2000", "--duration", "0.05")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert 1 <= len(lines) <= 100
+    assert all(Transaction.model_validate_json(line).amount >= 0 for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("train",), "fraudstream generate"),
+        (("evaluate",), "fraudstream train"),
+        (("train", "--dataset", "nope"), "handbook"),
+        (("train", "--models", "svm"), "unknown models"),
+        (("train", "--data", "x.csv", "--dataset", "handbook"), "not both"),
+    ],
+)
+def test_errors_are_one_clear_line(workdir: Path, args: tuple[str, ...], message: str) -> None:
+    code, _, err = run(*args)
+    assert code == 2
+    assert message in err and "Traceback" not in err
+
+
+def test_datasets_lists_every_adapter(workdir: Path) -> None:
+    code, out, _ = run("datasets", "--datasets-dir", str(workdir))
+    assert code == 0
+    assert all(name in out for name in ("handbook", "fraud_ecom", "paysim", "sparkov")) and "missing" in out
