@@ -23,7 +23,9 @@ from fraudstream.state import MemoryFeatureState
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_dir = os.environ.get("FRAUD_DATASETS_DIR", str(Path(__file__).resolve().parents[1] / "../shared/datasets"))
+    default_dir = os.environ.get(
+        "FRAUD_DATASETS_DIR", str(Path(__file__).resolve().parents[1] / "../shared/datasets")
+    )
     parser.add_argument("--datasets-dir", type=Path, default=Path(default_dir))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--live", type=int, default=100_000, help="transactions for the live-path figure")
@@ -50,11 +52,15 @@ def main() -> None:
         engine.process(batch.take(np.arange(lo, min(lo + 1000, n_live))), state)
     live = time.perf_counter() - started
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"load + convert: {load:.1f} s for {len(batch):,} transactions")
-    print(f"offline features: {values.shape[1]} features × {len(batch):,} rows in {best:.1f} s "
-          f"(best of {args.repeat}: {', '.join(f'{t:.1f}' for t in timings)}) = {len(batch) / best:,.0f} tx/s")
-    print(f"live path (memory state, batches of 1,000): {n_live:,} in {live:.1f} s = {n_live / live:,.0f} tx/s")
+    print(
+        f"offline features: {values.shape[1]} features × {len(batch):,} rows in {best:.1f} s "
+        f"(best of {args.repeat}: {', '.join(f'{t:.1f}' for t in timings)}) = {len(batch) / best:,.0f} tx/s"
+    )
+    print(
+        f"live path (memory state, batches of 1,000): {n_live:,} in {live:.1f} s = {n_live / live:,.0f} tx/s"
+    )
 
 
 if __name__ == "__main__":

@@ -24,12 +24,16 @@ app = typer.Typer(
 console = Console(stderr=True)
 out = Console()
 
-DataOpt = Annotated[Path | None, typer.Option("--data", help="Canonical transactions file (.parquet, .csv, .jsonl).")]
+DataOpt = Annotated[
+    Path | None, typer.Option("--data", help="Canonical transactions file (.parquet, .csv, .jsonl).")
+]
 DatasetOpt = Annotated[
-    str | None, typer.Option("--dataset", help="A public dataset instead: handbook, fraud_ecom, paysim, sparkov.")
+    str | None,
+    typer.Option("--dataset", help="A public dataset instead: handbook, fraud_ecom, paysim, sparkov."),
 ]
 DatasetsDirOpt = Annotated[
-    Path | None, typer.Option("--datasets-dir", help="Folder of the public datasets (env FRAUD_DATASETS_DIR).")
+    Path | None,
+    typer.Option("--datasets-dir", help="Folder of the public datasets (env FRAUD_DATASETS_DIR)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 _FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]
@@ -52,11 +56,10 @@ def _errors() -> Iterator[None]:
     from fraudstream.training.models import TrainingError
     from fraudstream.training.tracking import TrackingError
 
+    known = (SchemaError, BundleError, TrainingError, TrackingError, UnknownDatasetError, FileNotFoundError)
     try:
         yield
-    except (
-        SchemaError, BundleError, TrainingError, TrackingError, UnknownDatasetError, FileNotFoundError, ValueError,
-    ) as exc:  # fmt: skip
+    except (*known, ValueError) as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
 
@@ -68,10 +71,15 @@ def _settings(datasets_dir: Path | None = None) -> Settings:
 
 @contextmanager
 def _progress() -> Iterator[Callable[[str, int, int], None]]:
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+    )
     bar = Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal,
-    )  # fmt: skip
+        *columns, TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal
+    )
     tasks: dict[str, Any] = {}
 
     def update(label: str, done: int, total: int) -> None:
@@ -103,26 +111,32 @@ def _emit(payload: dict[str, Any], as_json: bool, table: Any = None) -> None:
 
 @app.command()
 def generate(
-    out_path: Annotated[Path | None, typer.Option("--out", help="File to write (.parquet, .csv, .jsonl).")] = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="File to write (.parquet, .csv, .jsonl).")
+    ] = None,
     customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 2000,
     merchants: Annotated[int, typer.Option(min=1, help="Number of merchants.")] = 200,
     days: Annotated[float, typer.Option(min=0.01, help="Time span in days.")] = 30.0,
     fraud_rate: Annotated[float, typer.Option(min=0.0, max=0.5, help="Target share of fraud.")] = 0.01,
-    label_delay_days: Annotated[float, typer.Option(help="Median delay of fraud labels (chargebacks).")] = 7.0,
+    label_delay_days: Annotated[
+        float, typer.Option(help="Median delay of fraud labels (chargebacks).")
+    ] = 7.0,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same data.")] = 7,
     start: Annotated[datetime | None, _date("First day of the data")] = None,
-    rate: Annotated[float | None, typer.Option(help="Stream JSON lines to stdout at this many per second.")] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Stream JSON lines to stdout at this many per second.")
+    ] = None,
     duration: Annotated[float | None, typer.Option(help="With --rate: stop after this many seconds.")] = None,
 ) -> None:
     """Generate synthetic transactions with named fraud scenarios and delayed labels."""
-    from fraudstream.datasets.generator import GeneratorConfig, generate as make
+    from fraudstream.datasets.generator import GeneratorConfig
+    from fraudstream.datasets.generator import generate as make
     from fraudstream.datasets.io import stream_frame, write_frame
 
     with _errors():
-        extra = {"start": _utc(start)} if start else {}
         config = GeneratorConfig(
             n_customers=customers, n_merchants=merchants, days=days, fraud_rate=fraud_rate,
-            label_delay_days=label_delay_days, seed=seed, **extra,
+            label_delay_days=label_delay_days, seed=seed, start=_utc(start) or GeneratorConfig.start,
         )  # fmt: skip
         with console.status("generating transactions"):
             frame = make(config)
@@ -151,15 +165,25 @@ def train(
     train_end: Annotated[datetime | None, _date("Training end (default: before gap and test)")] = None,
     gap_days: Annotated[float, typer.Option(help="Label-delay gap between training and test.")] = 7.0,
     test_days: Annotated[float, typer.Option(help="Days tested after the gap (0: no test).")] = 7.0,
-    model_out: Annotated[Path | None, typer.Option("--out", help="Bundle to write (default: FRAUD_DATA_DIR/model.fsb).")] = None,
+    model_out: Annotated[
+        Path | None, typer.Option("--out", help="Bundle to write (default: FRAUD_DATA_DIR/model.fsb).")
+    ] = None,
     models: Annotated[str, typer.Option(help="Comma-separated: xgboost, logistic, isolation_forest.")] = (
         "xgboost,logistic,isolation_forest"
     ),
-    trials: Annotated[int, typer.Option(min=0, help="Hyperparameter search trials per model (0: defaults).")] = 12,
+    trials: Annotated[
+        int, typer.Option(min=0, help="Hyperparameter search trials per model (0: defaults).")
+    ] = 12,
     folds: Annotated[int, typer.Option(min=2, help="Time-ordered validation folds.")] = 3,
-    smote: Annotated[bool, typer.Option(help="Oversample fraud with SMOTE instead of class weights.")] = False,
-    block_fpr: Annotated[float, typer.Option(help="BLOCK threshold: false-positive rate on validation.")] = 0.001,
-    flag_fpr: Annotated[float, typer.Option(help="FLAG threshold: false-positive rate on validation.")] = 0.01,
+    smote: Annotated[
+        bool, typer.Option(help="Oversample fraud with SMOTE instead of class weights.")
+    ] = False,
+    block_fpr: Annotated[
+        float, typer.Option(help="BLOCK threshold: false-positive rate on validation.")
+    ] = 0.001,
+    flag_fpr: Annotated[
+        float, typer.Option(help="FLAG threshold: false-positive rate on validation.")
+    ] = 0.01,
     threads: Annotated[int | None, typer.Option(help="Training threads (env FRAUD_THREADS).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -183,7 +207,9 @@ def train(
         frame = load_source(settings, data, dataset, gap_days)
         first, last = frame["timestamp"].min().to_pydatetime(), frame["timestamp"].max().to_pydatetime()
         end = _utc(train_end) or last - timedelta(days=gap_days + test_days)
-        windows = Windows(_utc(train_start) or first, end, timedelta(days=gap_days), timedelta(days=test_days))
+        windows = Windows(
+            _utc(train_start) or first, end, timedelta(days=gap_days), timedelta(days=test_days)
+        )
         engine, featured = _featurize(frame)
         with _progress() as progress:
             bundle = train_window(featured, windows, engine, config, progress)
@@ -193,7 +219,9 @@ def train(
         test: dict[str, Any] = {}
         table = None
         if test_days > 0 and featured.between(windows.test_start, windows.test_end).size:
-            ev = evaluate_window(featured, bundle, windows.test_start, windows.test_end, known_since=windows.train_start)
+            ev = evaluate_window(
+                featured, bundle, windows.test_start, windows.test_end, known_since=windows.train_start
+            )
             test = ev.to_dict()
             table = evaluation_table(ev, f"test {windows.test_start:%Y-%m-%d} .. {windows.test_end:%Y-%m-%d}")
         payload["test"] = test
@@ -211,7 +239,9 @@ def train(
 
 @app.command()
 def evaluate(
-    model: Annotated[Path | None, typer.Option(help="Model bundle (default: FRAUD_DATA_DIR/model.fsb).")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Model bundle (default: FRAUD_DATA_DIR/model.fsb).")
+    ] = None,
     data: DataOpt = None,
     dataset: DatasetOpt = None,
     datasets_dir: DatasetsDirOpt = None,
@@ -234,12 +264,18 @@ def evaluate(
         start = _utc(test_start) or end - timedelta(days=7)
         _, featured = _featurize(frame)
         ev = evaluate_window(featured, bundle, start, end)
-        _emit({"model": bundle.manifest.version, **ev.to_dict()}, as_json, evaluation_table(ev, f"{start:%Y-%m-%d} .. {end:%Y-%m-%d}"))
+        _emit(
+            {"model": bundle.manifest.version, **ev.to_dict()},
+            as_json,
+            evaluation_table(ev, f"{start:%Y-%m-%d} .. {end:%Y-%m-%d}"),
+        )
 
 
 @app.command()
 def backtest(
-    test_start: Annotated[list[datetime], typer.Option(formats=["%Y-%m-%d"], help="Start of a test window (repeat).")],
+    test_start: Annotated[
+        list[datetime], typer.Option(formats=["%Y-%m-%d"], help="Start of a test window (repeat).")
+    ],
     data: DataOpt = None,
     dataset: DatasetOpt = None,
     datasets_dir: DatasetsDirOpt = None,
@@ -247,7 +283,9 @@ def backtest(
     gap_days: Annotated[float, typer.Option(help="Label-delay gap in days.")] = 7.0,
     test_days: Annotated[float, typer.Option(help="Days in each test window.")] = 7.0,
     trials: Annotated[int, typer.Option(min=0, help="Search trials per model and window.")] = 12,
-    models: Annotated[str, typer.Option(help="Comma-separated models.")] = "xgboost,logistic,isolation_forest",
+    models: Annotated[
+        str, typer.Option(help="Comma-separated models.")
+    ] = "xgboost,logistic,isolation_forest",
     as_json: JsonOpt = False,
 ) -> None:
     """Train and test once per --test-start: the Fraud Detection Handbook's protocol by default.
@@ -261,7 +299,9 @@ def backtest(
 
     with _errors():
         settings = _settings(datasets_dir)
-        config = TrainConfig(models=tuple(models.split(",")), trials=trials, threads=settings.threads, seed=settings.seed)
+        config = TrainConfig(
+            models=tuple(models.split(",")), trials=trials, threads=settings.threads, seed=settings.seed
+        )
         frame = load_source(settings, data, dataset, gap_days)
         engine, featured = _featurize(frame)
         starts = [s for s in (_utc(t) for t in test_start) if s is not None]

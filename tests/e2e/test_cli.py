@@ -28,7 +28,9 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def test_generate_train_evaluate(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    code, _, err = run("generate", "--customers", "300", "--merchants", "40", "--days", "40", "--fraud-rate", "0.03")
+    code, _, err = run(
+        "generate", "--customers", "300", "--merchants", "40", "--days", "40", "--fraud-rate", "0.03"
+    )
     assert code == 0, err
     assert (workdir / "data" / "transactions.parquet").exists()
 

@@ -90,10 +90,38 @@ def test_distinct_counterparts_and_novelty(engine: FeatureEngine) -> None:
     df = frame(
         [
             {"transaction_id": "a", "h": -40 * 24, "customer_id": "c", "amount": 1.0, "device_id": "old"},
-            {"transaction_id": "b", "h": -5, "customer_id": "c", "amount": 1.0, "device_id": "d1", "ip_address": "i1"},
-            {"transaction_id": "c", "h": -4, "customer_id": "c", "amount": 1.0, "device_id": "d2", "ip_address": "i1"},
-            {"transaction_id": "d", "h": -3, "customer_id": "x", "amount": 1.0, "device_id": "d1", "country": "FR"},
-            {"transaction_id": "e", "h": 0, "customer_id": "c", "amount": 1.0, "device_id": "d1", "ip_address": "i9"},
+            {
+                "transaction_id": "b",
+                "h": -5,
+                "customer_id": "c",
+                "amount": 1.0,
+                "device_id": "d1",
+                "ip_address": "i1",
+            },
+            {
+                "transaction_id": "c",
+                "h": -4,
+                "customer_id": "c",
+                "amount": 1.0,
+                "device_id": "d2",
+                "ip_address": "i1",
+            },
+            {
+                "transaction_id": "d",
+                "h": -3,
+                "customer_id": "x",
+                "amount": 1.0,
+                "device_id": "d1",
+                "country": "FR",
+            },
+            {
+                "transaction_id": "e",
+                "h": 0,
+                "customer_id": "c",
+                "amount": 1.0,
+                "device_id": "d1",
+                "ip_address": "i9",
+            },
             {"transaction_id": "f", "h": 1, "customer_id": "c", "amount": 1.0, "device_id": "old"},
         ]
     )
@@ -111,9 +139,23 @@ def test_distinct_counterparts_and_novelty(engine: FeatureEngine) -> None:
 def test_distance_and_speed_from_previous_location(engine: FeatureEngine) -> None:
     df = frame(
         [
-            {"transaction_id": "a", "h": -2, "customer_id": "c", "amount": 1.0, "latitude": 48.8566, "longitude": 2.3522},
+            {
+                "transaction_id": "a",
+                "h": -2,
+                "customer_id": "c",
+                "amount": 1.0,
+                "latitude": 48.8566,
+                "longitude": 2.3522,
+            },
             {"transaction_id": "b", "h": -1, "customer_id": "c", "amount": 1.0},
-            {"transaction_id": "c", "h": 0, "customer_id": "c", "amount": 1.0, "latitude": 51.5074, "longitude": -0.1278},
+            {
+                "transaction_id": "c",
+                "h": 0,
+                "customer_id": "c",
+                "amount": 1.0,
+                "latitude": 51.5074,
+                "longitude": -0.1278,
+            },
         ]
     )
     f = features(df, engine).loc["c"]
@@ -156,7 +198,9 @@ def test_late_event_gets_point_in_time_values(engine: FeatureEngine) -> None:
     late = df.index[50]
     order = [i for i in df.index if i != late] + [late]
     got = event_at_a_time(df.loc[order].reset_index(drop=True), engine)
-    pd.testing.assert_series_equal(got.loc[df.loc[late, "transaction_id"]], expected.loc[df.loc[late, "transaction_id"]])
+    pd.testing.assert_series_equal(
+        got.loc[df.loc[late, "transaction_id"]], expected.loc[df.loc[late, "transaction_id"]]
+    )
 
 
 def test_redelivery_changes_nothing(engine: FeatureEngine) -> None:
@@ -174,7 +218,8 @@ def test_redelivery_changes_nothing(engine: FeatureEngine) -> None:
 
 
 def test_retention_bounds_lookback() -> None:
-    fs = FeatureSet("t", (EntitySpec("customer", "customer_id", windows=(DAY,), profile=True),), ratio_window=DAY,
+    spec = EntitySpec("customer", "customer_id", windows=(DAY,), profile=True)
+    fs = FeatureSet("t", (spec,), ratio_window=DAY,
                     retention=2 * DAY)  # fmt: skip
     df = frame(
         [
@@ -212,7 +257,10 @@ def random_frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
             "country": rng.choice(["FR", "DE"], n),
             "amount": np.round(rng.lognormal(3, 1, n), 2),
             "is_fraud": fraud,
-            "label_time": [T0 + pd.Timedelta(hours=float(h + d)) for h, d in zip(hours, rng.uniform(1, 24 * 20, n), strict=True)],
+            "label_time": [
+                T0 + pd.Timedelta(hours=float(h + d))
+                for h, d in zip(hours, rng.uniform(1, 24 * 20, n), strict=True)
+            ],
         }
     )
     has_loc = rng.random(n) < 0.5
@@ -222,22 +270,30 @@ def random_frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
 
 
 def event_at_a_time(df: pd.DataFrame, engine: FeatureEngine) -> pd.DataFrame:
-    """Feed one transaction at a time through the live path, delivering labels once their transaction is in."""
+    """One transaction at a time through the live path; labels delivered once their transaction is in."""
     state = MemoryFeatureState(retention=engine.feature_set.retention)
     full = TransactionBatch.from_frame(df)
     rows = []
     for i in range(len(df)):
         one = full.take(np.array([i]))
         rows.append(engine.process(one, state)[0][0])
-        state.record_labels(full.transaction_id[: i + 1], full.label_time[: i + 1], full.is_fraud[: i + 1] == 1)
-    return pd.DataFrame(rows, columns=engine.names, index=pd.Index(full.transaction_id, name="transaction_id"))
+        state.record_labels(
+            full.transaction_id[: i + 1], full.label_time[: i + 1], full.is_fraud[: i + 1] == 1
+        )
+    return pd.DataFrame(
+        rows, columns=engine.names, index=pd.Index(full.transaction_id, name="transaction_id")
+    )
 
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 60))
 def test_event_at_a_time_matches_whole_batch(seed: int, n: int) -> None:
     engine = FeatureEngine()
-    df = random_frame(np.random.default_rng(seed), n).sort_values("timestamp", kind="stable").reset_index(drop=True)
+    df = (
+        random_frame(np.random.default_rng(seed), n)
+        .sort_values("timestamp", kind="stable")
+        .reset_index(drop=True)
+    )
     batch = features(df, engine)
     live = event_at_a_time(df, engine)
     pd.testing.assert_frame_equal(live, batch, check_exact=False, rtol=1e-9, atol=1e-9)

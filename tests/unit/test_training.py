@@ -14,7 +14,13 @@ from fraudstream.datasets.generator import GeneratorConfig, generate
 from fraudstream.features import FeatureEngine
 from fraudstream.features.definitions import EntitySpec, FeatureSet
 from fraudstream.training.backtest import Featured, Windows, evaluate_window, train_window
-from fraudstream.training.bundle import BundleError, IncompatibleBundleError, ModelBundle, load_bundle, read_manifest
+from fraudstream.training.bundle import (
+    BundleError,
+    IncompatibleBundleError,
+    ModelBundle,
+    load_bundle,
+    read_manifest,
+)
 from fraudstream.training.fit import predict
 from fraudstream.training.models import TrainConfig, TrainingError, calibrate, fit_platt, weight_grid
 
@@ -46,7 +52,10 @@ def test_config_rejects_bad_options() -> None:
 
 def test_windows_follow_the_handbook_shape() -> None:
     w = Windows.before_test(datetime(2018, 6, 2, tzinfo=UTC), train_days=7, gap_days=7, test_days=7)
-    assert (w.train_start, w.train_end) == (datetime(2018, 5, 19, tzinfo=UTC), datetime(2018, 5, 26, tzinfo=UTC))
+    assert (w.train_start, w.train_end) == (
+        datetime(2018, 5, 19, tzinfo=UTC),
+        datetime(2018, 5, 26, tzinfo=UTC),
+    )
     assert (w.test_start, w.test_end) == (datetime(2018, 6, 2, tzinfo=UTC), datetime(2018, 6, 9, tzinfo=UTC))
     with pytest.raises(ValueError, match="after train_start"):
         Windows(START, START)
@@ -81,7 +90,9 @@ def test_one_class_training_data_is_a_clear_error(featured: tuple[FeatureEngine,
         train_window(data, windows, engine, TrainConfig(trials=0))
 
 
-def test_bundle_detects_fraud_and_sets_thresholds(bundle: ModelBundle, featured: tuple[FeatureEngine, Featured]) -> None:
+def test_bundle_detects_fraud_and_sets_thresholds(
+    bundle: ModelBundle, featured: tuple[FeatureEngine, Featured]
+) -> None:
     _, data = featured
     m = bundle.manifest
     assert 0 < m.thresholds["flag"] <= m.thresholds["block"] < 1
@@ -92,7 +103,9 @@ def test_bundle_detects_fraud_and_sets_thresholds(bundle: ModelBundle, featured:
     assert ev.by_scenario and "card_testing" in ev.by_scenario
 
 
-def test_bundle_round_trip(bundle: ModelBundle, featured: tuple[FeatureEngine, Featured], tmp_path: Path) -> None:
+def test_bundle_round_trip(
+    bundle: ModelBundle, featured: tuple[FeatureEngine, Featured], tmp_path: Path
+) -> None:
     _, data = featured
     path = bundle.save(tmp_path / "m.fsb")
     loaded = load_bundle(path)
@@ -112,7 +125,7 @@ def _rewrite_manifest(src: Path, dst: Path, **changes: object) -> Path:
 def test_incompatible_bundles_are_refused(bundle: ModelBundle, tmp_path: Path) -> None:
     path = bundle.save(tmp_path / "m.fsb")
     other = FeatureSet("2", (EntitySpec("customer", "customer_id", windows=(3600.0,)),))
-    with pytest.raises(IncompatibleBundleError, match="feature set 1 .* computes 2"):
+    with pytest.raises(IncompatibleBundleError, match=r"feature set 1 .* computes 2"):
         load_bundle(path, other)
     old = _rewrite_manifest(path, tmp_path / "old.fsb", libraries={"scikit-learn": "0.24.2"})
     with pytest.raises(IncompatibleBundleError, match=r"scikit-learn 0\.24\.2 at training"):

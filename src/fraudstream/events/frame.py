@@ -94,19 +94,33 @@ def normalize_frame(frame: pd.DataFrame) -> pd.DataFrame:
     for name in COLUMNS:
         col = frame[name].reset_index(drop=True) if name in frame.columns else None
         if name in TIME_COLUMNS:
-            col = _to_utc(col, name) if col is not None else pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]")
+            col = (
+                _to_utc(col, name)
+                if col is not None
+                else pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]")
+            )
             ok = col.isna() | ((col >= MIN_TIMESTAMP) & (col < MAX_TIMESTAMP))
             _fail(name, f"must be between {MIN_TIMESTAMP:%Y-%m-%d} and {MAX_TIMESTAMP:%Y-%m-%d}", ~ok)
         elif name in FLOAT_COLUMNS:
-            col = pd.to_numeric(col, errors="coerce") if col is not None else pd.Series(np.nan, index=out.index)
+            col = (
+                pd.to_numeric(col, errors="coerce") if col is not None else pd.Series(np.nan, index=out.index)
+            )
             col = col.astype("float64")
         elif name == "is_fraud":
-            col = col.astype("boolean") if col is not None else pd.Series(pd.NA, index=out.index, dtype="boolean")
+            col = (
+                col.astype("boolean")
+                if col is not None
+                else pd.Series(pd.NA, index=out.index, dtype="boolean")
+            )
         elif name == "extra":
             col = col if col is not None else pd.Series([None] * len(out), index=out.index, dtype=object)
         else:
             default = {"currency": "USD", "channel": "other"}.get(name)
-            col = col.astype("string") if col is not None else pd.Series(default, index=out.index, dtype="string")
+            col = (
+                col.astype("string")
+                if col is not None
+                else pd.Series(default, index=out.index, dtype="string")
+            )
             if default is not None:
                 col = col.fillna(default)
         out[name] = col
@@ -130,7 +144,9 @@ def _check_bounds(df: pd.DataFrame) -> None:
     _fail("longitude", "latitude and longitude must be given together", lat.isna() != lon.isna())
     labelled = df["label_time"].notna()
     _fail("is_fraud", "label_time is set but is_fraud is not", labelled & df["is_fraud"].isna())
-    _fail("label_time", "is before the transaction's timestamp", labelled & (df["label_time"] < df["timestamp"]))
+    _fail(
+        "label_time", "is before the transaction's timestamp", labelled & (df["label_time"] < df["timestamp"])
+    )
 
 
 def records_to_frame(transactions: Iterable[Transaction]) -> pd.DataFrame:

@@ -26,8 +26,8 @@ class EntitySpec:
     ``windows`` feed count, sum, mean and max of amounts; ``distinct`` counts the distinct values of
     other columns (devices per customer, customers per device) over ``distinct_windows``;
     ``label_windows`` give the fraud rate among the entity's transactions whose fraud labels had
-    already arrived, and the time since the latest such transaction. ``profile`` adds the customer-only features (amount ratio and z-score, novelty
-    flags, distance and speed from the previous location).
+    already arrived, and the time since the latest such transaction. ``profile`` adds the customer-only
+    features (amount ratio and z-score, novelty flags, distance and speed from the previous location).
     """
 
     name: str
@@ -59,9 +59,12 @@ class EntitySpec:
 
 
 def _short(column: str) -> str:
-    return {"customer_id": "customer", "merchant_id": "merchant", "device_id": "device", "ip_address": "ip"}.get(
-        column, column
-    )
+    return {
+        "customer_id": "customer",
+        "merchant_id": "merchant",
+        "device_id": "device",
+        "ip_address": "ip",
+    }.get(column, column)
 
 
 TRANSACTION_FEATURES = (
@@ -93,7 +96,9 @@ class FeatureSet:
     transaction_features: tuple[str, ...] = field(default=TRANSACTION_FEATURES)
 
     def __post_init__(self) -> None:
-        longest = max((max((*e.windows, *e.distinct_windows, *e.label_windows), default=0) for e in self.entities))
+        longest = max(
+            max((*e.windows, *e.distinct_windows, *e.label_windows), default=0) for e in self.entities
+        )
         if max(longest, self.ratio_window) > self.retention:
             raise ValueError(f"feature set {self.version}: a window is longer than the retention")
         if sum(e.profile for e in self.entities) > 1:

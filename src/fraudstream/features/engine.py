@@ -67,7 +67,15 @@ class FeatureEngine:
         for spec in feature_set.entities:
             extra = (feature_set.ratio_window,) if spec.profile else ()
             bwin = np.array(
-                sorted({*spec.windows, *spec.distinct_windows, *spec.label_windows, *extra, feature_set.retention})
+                sorted(
+                    {
+                        *spec.windows,
+                        *spec.distinct_windows,
+                        *spec.label_windows,
+                        *extra,
+                        feature_set.retention,
+                    }
+                )
             )
             index = {w: i for i, w in enumerate(bwin.tolist())}
             width = len(spec.names(feature_set))
@@ -86,7 +94,11 @@ class FeatureEngine:
             col += width
 
     def compute(
-        self, batch: TransactionBatch, state: FeatureState | None = None, *, labels_from_batch: bool | None = None
+        self,
+        batch: TransactionBatch,
+        state: FeatureState | None = None,
+        *,
+        labels_from_batch: bool | None = None,
     ) -> np.ndarray:
         """Feature matrix (rows of ``batch`` × :attr:`names`), without changing any state.
 
@@ -108,7 +120,9 @@ class FeatureEngine:
 
     def frame(self, batch: TransactionBatch, values: np.ndarray) -> pd.DataFrame:
         """Features as a table indexed by ``transaction_id``, for training and inspection."""
-        return pd.DataFrame(values, columns=self.names, index=pd.Index(batch.transaction_id, name="transaction_id"))
+        return pd.DataFrame(
+            values, columns=self.names, index=pd.Index(batch.transaction_id, name="transaction_id")
+        )
 
     def _transaction_features(self, batch: TransactionBatch, out: np.ndarray) -> None:
         ts = batch.timestamp
@@ -159,7 +173,11 @@ class FeatureEngine:
         codes = codes[order]
         bounds = np.searchsorted(codes, np.arange(uniques.shape[0] + 1)).astype(np.int64)
         cps = _code_matrix([ctx[c][order] for c in spec.distinct], order.shape[0])
-        nov = _code_matrix([ctx[c][order] for c in fs.novelty], order.shape[0]) if spec.profile else _EMPTY_CODES
+        nov = (
+            _code_matrix([ctx[c][order] for c in fs.novelty], order.shape[0])
+            if spec.profile
+            else _EMPTY_CODES
+        )
 
         l_key, l_tx, l_time = history.label_key, history.label_tx_time, history.label_time
         if labels_from_batch:

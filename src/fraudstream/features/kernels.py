@@ -25,7 +25,7 @@ def _haversine(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 @njit(cache=True)
-def entity_features(  # noqa: PLR0912, PLR0913, PLR0915
+def entity_features(
     bounds, ts, amount, out_row, bwin, agg_b, cps, dist_b, nov, lat, lon, profile, ratio_b,
     lbounds, l_tx, l_label, label_b, out, col0,
 ):  # fmt: skip

@@ -57,7 +57,7 @@ class FeatureState(ABC):
 
     @abstractmethod
     def fetch(self, entity: str, keys: np.ndarray, since: float) -> History:
-        """Events of ``entity`` with the given ``keys`` at or after ``since`` (epoch seconds), and their labels."""
+        """Events of ``entity`` for ``keys`` at or after ``since`` (epoch seconds), with their labels."""
 
     @abstractmethod
     def record(self, batch: TransactionBatch, entities: Mapping[str, str]) -> np.ndarray:
@@ -67,7 +67,9 @@ class FeatureState(ABC):
         """
 
     @abstractmethod
-    def record_labels(self, transaction_ids: np.ndarray, label_times: np.ndarray, is_fraud: np.ndarray) -> int:
+    def record_labels(
+        self, transaction_ids: np.ndarray, label_times: np.ndarray, is_fraud: np.ndarray
+    ) -> int:
         """Attach arrived labels to stored transactions; return how many fraud labels were new."""
 
     @abstractmethod

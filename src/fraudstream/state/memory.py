@@ -88,9 +88,13 @@ class MemoryFeatureState(FeatureState):
             i -= 1
         log.insert(i, event)
 
-    def record_labels(self, transaction_ids: np.ndarray, label_times: np.ndarray, is_fraud: np.ndarray) -> int:
+    def record_labels(
+        self, transaction_ids: np.ndarray, label_times: np.ndarray, is_fraud: np.ndarray
+    ) -> int:
         added = 0
-        for tx_id, label_time, fraud in zip(transaction_ids.tolist(), label_times.tolist(), is_fraud.tolist(), strict=True):
+        for tx_id, label_time, fraud in zip(
+            transaction_ids.tolist(), label_times.tolist(), is_fraud.tolist(), strict=True
+        ):
             if not fraud or tx_id in self._fraud or tx_id not in self._tx:
                 continue
             self._fraud.add(tx_id)

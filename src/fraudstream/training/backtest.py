@@ -48,10 +48,17 @@ class Windows:
         return self.test_start + self.test_days
 
     @classmethod
-    def before_test(cls, test_start: datetime, train_days: float, gap_days: float, test_days: float) -> Windows:
+    def before_test(
+        cls, test_start: datetime, train_days: float, gap_days: float, test_days: float
+    ) -> Windows:
         """The Handbook's shape: train on ``train_days`` ending ``gap_days`` before ``test_start``."""
         train_end = test_start - timedelta(days=gap_days)
-        return cls(train_end - timedelta(days=train_days), train_end, timedelta(days=gap_days), timedelta(days=test_days))
+        return cls(
+            train_end - timedelta(days=train_days),
+            train_end,
+            timedelta(days=gap_days),
+            timedelta(days=test_days),
+        )
 
     def label(self) -> str:
         return f"{self.test_start:%Y-%m-%d}"
@@ -70,7 +77,11 @@ class Featured:
         """Features for every row; the ground-truth scenario is kept aside for reporting only."""
         batch = TransactionBatch.from_frame(frame)
         scenario = frame["fraud_scenario"]
-        kept = scenario.astype(object).where(scenario.notna(), None).to_numpy() if scenario.notna().any() else None
+        kept = (
+            scenario.astype(object).where(scenario.notna(), None).to_numpy()
+            if scenario.notna().any()
+            else None
+        )
         return cls(batch, engine.compute(batch), kept)
 
     def between(self, start: datetime, end: datetime) -> np.ndarray:
@@ -84,7 +95,11 @@ class Featured:
 
 
 def train_window(
-    data: Featured, windows: Windows, engine: FeatureEngine, config: TrainConfig, progress: Progress | None = None
+    data: Featured,
+    windows: Windows,
+    engine: FeatureEngine,
+    config: TrainConfig,
+    progress: Progress | None = None,
 ) -> ModelBundle:
     rows = data.training_rows(windows)
     bundle = train_bundle(
@@ -105,7 +120,12 @@ def train_window(
 
 
 def evaluate_window(
-    data: Featured, bundle: ModelBundle, start: datetime, end: datetime, *, known_since: datetime | None = None
+    data: Featured,
+    bundle: ModelBundle,
+    start: datetime,
+    end: datetime,
+    *,
+    known_since: datetime | None = None,
 ) -> metrics.Evaluation:
     """Score ``[start, end)`` and measure it, leaving out customers already known to be compromised.
 
@@ -150,6 +170,8 @@ def backtest(
     for start in test_starts:
         windows = Windows.before_test(start, train_days, gap_days, test_days)
         bundle = train_window(data, windows, engine, config, progress)
-        ev = evaluate_window(data, bundle, windows.test_start, windows.test_end, known_since=windows.train_start)
+        ev = evaluate_window(
+            data, bundle, windows.test_start, windows.test_end, known_since=windows.train_start
+        )
         results.append((windows.label(), ev))
     return results

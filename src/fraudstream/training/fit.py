@@ -52,7 +52,12 @@ def _space(name: str, trial: optuna.Trial, pos_weight: float) -> dict[str, Any]:
 
 
 def search(
-    name: str, X: np.ndarray, y: np.ndarray, config: TrainConfig, pos_weight: float, progress: Progress | None = None
+    name: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    config: TrainConfig,
+    pos_weight: float,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Best hyperparameters by mean average precision over time-ordered folds (Optuna TPE)."""
     if name not in SUPERVISED or config.trials <= 0:
@@ -133,7 +138,9 @@ def train_bundle(
         "block": metrics.threshold_at_fpr(y_oof, ensemble, config.block_fpr),
     }
     thresholds["flag"] = min(thresholds["flag"], thresholds["block"])
-    validation = metrics.evaluate(y_oof, ensemble, flag_threshold=thresholds["flag"], block_threshold=thresholds["block"])
+    validation = metrics.evaluate(
+        y_oof, ensemble, flag_threshold=thresholds["flag"], block_threshold=thresholds["block"]
+    )
     models = {}
     for name in config.models:
         models[name] = fit_model(name, make_model(name, best[name], config, pos_weight), X, y)

@@ -67,7 +67,9 @@ def make_model(name: str, params: dict[str, Any], config: TrainConfig, pos_weigh
         return Pipeline(steps) if config.smote else model
     if name == "logistic":
         lr = LogisticRegression(max_iter=2000, class_weight=None if config.smote else "balanced", **params)
-        return _pipeline([("impute", _imputer()), ("scale", StandardScaler()), *_smote(config), ("model", lr)])
+        return _pipeline(
+            [("impute", _imputer()), ("scale", StandardScaler()), *_smote(config), ("model", lr)]
+        )
     if name == "isolation_forest":
         forest = IsolationForest(n_estimators=200, random_state=config.seed, n_jobs=config.threads, **params)
         return Pipeline([("impute", _imputer()), ("model", forest)])
@@ -140,5 +142,9 @@ def weight_grid(names: list[str], step: float = 0.1) -> list[dict[str, float]]:
     grids: list[dict[str, float]] = [{}]
     for name in names:
         grids = [{**g, name: float(t)} for g in grids for t in ticks]
-    keep = [g for g in grids if abs(sum(g.values()) - 1) < 1e-6 and any(g[n] > 0 for n in names if n in SUPERVISED)]
+    keep = [
+        g
+        for g in grids
+        if abs(sum(g.values()) - 1) < 1e-6 and any(g[n] > 0 for n in names if n in SUPERVISED)
+    ]
     return keep

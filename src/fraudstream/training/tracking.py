@@ -21,7 +21,9 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def log_to_mlflow(tracking_uri: str, bundle: ModelBundle, bundle_path: Path, test_metrics: dict[str, Any]) -> str:
+def log_to_mlflow(
+    tracking_uri: str, bundle: ModelBundle, bundle_path: Path, test_metrics: dict[str, Any]
+) -> str:
     """Log parameters, validation and test metrics and the bundle file; return the MLflow run id."""
     try:
         import mlflow
@@ -32,14 +34,19 @@ def log_to_mlflow(tracking_uri: str, bundle: ModelBundle, bundle_path: Path, tes
     manifest = bundle.manifest
     params = _flatten("", {"params": manifest.params, "weights": manifest.weights}, {})
     numbers = _flatten("", {"validation": manifest.metrics.get("validation", {}), "test": test_metrics}, {})
-    numbers = {k: float(v) for k, v in numbers.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    numbers = {
+        k: float(v) for k, v in numbers.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
     try:
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_experiment("fraudstream")
         with mlflow.start_run(run_name=manifest.version) as run:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             mlflow.log_metrics({k.replace("@", "_at_"): v for k, v in numbers.items()})
-            tags = {"feature_set": manifest.feature_set_version, "data_fingerprint": manifest.data_fingerprint}
+            tags = {
+                "feature_set": manifest.feature_set_version,
+                "data_fingerprint": manifest.data_fingerprint,
+            }
             mlflow.set_tags(tags)
             mlflow.log_artifact(str(bundle_path))
             return str(run.info.run_id)
