@@ -93,8 +93,9 @@ def test_card_precision_at_k() -> None:
     score = np.array([0.2, 0.95, 0.9, 0.5, 0.3])
     # day 1: 1 of top 2; day 2: 1 compromised / k=2 although only one customer exists
     assert card_precision_at_k(day, customer, y, score, k=2) == 0.5
-    # k=3: day 1 → 2/3, day 2 → 1/3
-    assert card_precision_at_k(day, customer, y, score, k=3) == pytest.approx(0.5)
+    # k=3: day 1 → 2/3 (A and C caught); day 2 → 0, C was already caught (Handbook rule), else 1/3
+    assert card_precision_at_k(day, customer, y, score, k=3) == pytest.approx(1 / 3)
+    assert card_precision_at_k(day, customer, y, score, k=3, remove_detected=False) == pytest.approx(0.5)
     assert card_precision_at_k(day, customer, y, score, k=1) == 1.0  # A on day 1, C on day 2
     int_days = np.array([1, 1, 1, 1, 2])
     assert card_precision_at_k(int_days, customer, y, score, k=2) == 0.5

@@ -113,15 +113,17 @@ def precision_at_k(y: Any, score: Any, k: int) -> float:
     return float(np.count_nonzero(labels[top]) / k)
 
 
-def card_precision_at_k(day: Any, customer: Any, y: Any, score: Any, k: int = 100) -> float:
+def card_precision_at_k(
+    day: Any, customer: Any, y: Any, score: Any, k: int = 100, *, remove_detected: bool = True
+) -> float:
     """The Fraud Detection Handbook's card precision@k, averaged over days.
 
     Analysts investigate cards (customers), not transactions: each day a customer's score is the max of
     its transaction scores, and it is compromised that day if any of its transactions that day is fraud.
     The day's precision is the number of compromised customers among the k highest-scored ones divided
-    by k (even when fewer than k customers were active, as the Handbook does); the result is the mean
-    over the days present. Unlike the Handbook's default, customers detected on earlier days are not
-    removed from later days here; use :func:`known_compromised_mask` to leave them out beforehand.
+    by k (even when fewer than k customers were active); the result is the mean over the days present.
+    As in the Handbook (``remove_detected_compromised_cards=True``), a compromised customer found in one
+    day's top k is left out of the later days, so a card is credited once.
     """
     if k < 1:
         raise ValueError(f"k must be ≥ 1, got {k}")
@@ -133,18 +135,25 @@ def card_precision_at_k(day: Any, customer: Any, y: Any, score: Any, k: int = 10
         return math.nan
     frame = pd.DataFrame(
         {
-            "day": pd.factorize(days, use_na_sentinel=False)[0],
+            "day": days,
             "customer": pd.factorize(customers, use_na_sentinel=False)[0],
             "y": labels,
             "score": scores,
         }
     )
-    per_customer = frame.groupby(["day", "customer"], sort=False).agg(y=("y", "max"), score=("score", "max"))
-    per_customer = per_customer.reset_index().sort_values(["day", "score"], ascending=[True, False])
-    in_top = per_customer.groupby("day").cumcount().to_numpy() < k
-    hits = (per_customer["y"].to_numpy() & in_top).astype(np.int64)
-    per_day = pd.Series(hits).groupby(per_customer["day"].to_numpy()).sum() / k
-    return float(per_day.mean())
+    per_customer = frame.groupby(["day", "customer"], sort=True).agg(y=("y", "max"), score=("score", "max"))
+    per_customer = per_customer.reset_index()
+    detected: set[int] = set()
+    precisions = []
+    for _, today in per_customer.groupby("day", sort=True):
+        if remove_detected and detected:
+            today = today[~today["customer"].isin(detected)]
+        top = today.nlargest(k, "score", keep="first")
+        caught = top.loc[top["y"].astype(bool), "customer"]
+        precisions.append(len(caught) / k)
+        if remove_detected:
+            detected.update(caught.tolist())
+    return float(np.mean(precisions))
 
 
 def known_compromised_mask(
