@@ -1,0 +1,31 @@
+"""Storage: one SQLAlchemy store for SQLite (the embedded default) and PostgreSQL, with migrations.
+
+Open it with :func:`open_store`, call :meth:`Store.migrate` once at start-up, then pass it down.
+"""
+
+from __future__ import annotations
+
+from fraudstream.storage.database import SUPPORTED_SCHEMES, normalize_url
+from fraudstream.storage.errors import NotFoundError, StorageError
+from fraudstream.storage.records import DecisionRecord, QueuedMessage
+from fraudstream.storage.store import FLAGGED, Store
+
+
+def open_store(url: str, *, pool_size: int = 5) -> Store:
+    """A :class:`Store` for ``sqlite:///path`` or ``postgresql://...`` (driven by psycopg 3).
+
+    Anything else raises :class:`StorageError` naming the supported schemes. Nothing connects yet.
+    """
+    return Store(normalize_url(url), pool_size=pool_size)
+
+
+__all__ = [
+    "FLAGGED",
+    "SUPPORTED_SCHEMES",
+    "DecisionRecord",
+    "NotFoundError",
+    "QueuedMessage",
+    "StorageError",
+    "Store",
+    "open_store",
+]

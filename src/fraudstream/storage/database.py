@@ -1,0 +1,202 @@
+"""The engine behind :class:`~fraudstream.storage.Store`: URL handling, SQLite tuning, transactions.
+
+SQLite and PostgreSQL are driven through the same Core statements. The differences live here: how a
+URL is turned into an engine, how a writing transaction begins, and which ``INSERT .. ON CONFLICT``
+construct is used.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+from sqlalchemy import URL, Connection, Engine, Table, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.pool import StaticPool
+
+from fraudstream.storage.errors import StorageError
+from fraudstream.storage.migrate import upgrade
+
+SUPPORTED_SCHEMES = ("sqlite:///path/to/file.db", "postgresql://user:password@host:5432/dbname")
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA foreign_keys=ON",
+)
+_BEGIN_OPTION = "fraudstream_sqlite_begin"
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse ``url`` and pick the driver: the stdlib ``sqlite3`` or psycopg 3 for PostgreSQL."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StorageError(
+            f"cannot parse the database URL: use one of {', '.join(SUPPORTED_SCHEMES)}"
+        ) from exc
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        return parsed
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+        return parsed.set(drivername="postgresql+psycopg")
+    raise StorageError(
+        f"unsupported database URL scheme {parsed.drivername!r}: use one of {', '.join(SUPPORTED_SCHEMES)}"
+    )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dumps(value: Any) -> str:
+    """JSON for the database: compact, and tolerant of numpy scalars and datetimes in payloads."""
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def _sqlite_engine(url: URL, pool_size: int) -> Engine:
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or url.query.get("mode") == "memory"
+    if not in_memory:
+        folder = Path(database).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the folder {folder} for the SQLite database: {exc}") from exc
+    options: dict[str, Any] = {"poolclass": StaticPool} if in_memory else {"pool_size": pool_size}
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 5.0},
+        json_serializer=dumps,
+        **options,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module so that BEGIN (IMMEDIATE) is ours.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(_BEGIN_OPTION, 'DEFERRED')}")
+
+    return engine
+
+
+def _postgres_engine(url: URL, pool_size: int) -> Engine:
+    try:
+        return create_engine(url, pool_size=pool_size, pool_pre_ping=True, json_serializer=dumps)
+    except ModuleNotFoundError as exc:
+        raise StorageError(
+            "PostgreSQL support needs psycopg 3: pip install 'psycopg[binary]' (or use a sqlite:/// URL)"
+        ) from exc
+
+
+class Database:
+    """An engine plus the transaction helpers every store method uses.
+
+    Creating one opens no connection; the first query does. Writing transactions on SQLite start with
+    ``BEGIN IMMEDIATE`` so that concurrent writers queue on the busy timeout instead of failing halfway.
+    An in-memory SQLite URL shares one connection and suits single-threaded tests only.
+    """
+
+    def __init__(self, url: str | URL, *, pool_size: int = 5) -> None:
+        self.url = normalize_url(url)
+        self.dialect = "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
+        if self.dialect == "sqlite":
+            self.engine = _sqlite_engine(self.url, pool_size)
+        else:
+            self.engine = _postgres_engine(self.url, pool_size)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with its password hidden, for messages and logs."""
+        return self.url.render_as_string(hide_password=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.safe_url!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every pooled connection; the store reconnects if used again."""
+        self.engine.dispose()
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema, atomically and safely when several processes start at once."""
+        with self._write() as conn:
+            upgrade(conn)
+
+    def ping(self) -> str:
+        """The server's version, proving the database is reachable: ``"SQLite 3.45.1"``."""
+        query = "SELECT sqlite_version()" if self.dialect == "sqlite" else "SHOW server_version"
+        name = "SQLite" if self.dialect == "sqlite" else "PostgreSQL"
+        with self._read() as conn:
+            return f"{name} {conn.exec_driver_sql(query).scalar_one()}"
+
+    def _unreachable(self, exc: Exception) -> StorageError:
+        message = str(getattr(exc, "orig", None) or exc).strip()
+        reason = message.splitlines()[0] if message else type(exc).__name__
+        return StorageError(
+            f"database {self.safe_url} is unreachable or unusable ({reason}); "
+            "check the URL, that the server is running, and that the path or credentials are right"
+        )
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except (OperationalError, OSError) as exc:
+            raise self._unreachable(exc) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise self._unreachable(exc) from exc
+            raise
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One transaction that commits on success; exclusive for writers from the start on SQLite."""
+        try:
+            with self.engine.connect() as conn:
+                if self.dialect == "sqlite":
+                    conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+                with conn.begin():
+                    yield conn
+        except (OperationalError, OSError) as exc:
+            raise self._unreachable(exc) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise self._unreachable(exc) from exc
+            raise
+
+    def _insert_ignore(
+        self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]], returning: str
+    ) -> list[Any]:
+        """Insert ``rows`` in one executemany, skipping conflicts; the ``returning`` values of new rows.
+
+        RETURNING (SQLite ≥ 3.35, PostgreSQL) reports exactly the rows inserted even under concurrent
+        writers, which a count of rows before and after would not.
+        """
+        if not rows:
+            return []
+        insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+        statement = insert(table).on_conflict_do_nothing().returning(table.c[returning])
+        return list(conn.execute(statement, list(rows)).scalars())

@@ -1,0 +1,135 @@
+"""The transactional outbox and durable queue that the embedded broker runs on.
+
+Accepting a batch writes the transactions and their queue messages in one database transaction, so
+the HTTP 202 is only sent once nothing can be lost. Consumers claim messages under a lease: a consumer
+that dies simply lets its lease run out, and the messages go to the next one (at-least-once delivery;
+decisions are idempotent per ``transaction_id``, so a redelivery is harmless).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, or_, select, update
+
+from fraudstream.events.transaction import Transaction
+from fraudstream.storage import tables
+from fraudstream.storage.database import Database
+from fraudstream.storage.records import QueuedMessage
+from fraudstream.storage.rows import chunks, transaction_row, unique_by
+
+_q = tables.queue
+
+
+class QueueStore(Database):
+    """Outbox writes and the queue operations: publish, claim, ack, pending, trim."""
+
+    def accept(self, transactions: list[Transaction], topic: str = "transactions") -> list[str]:
+        """Durably accept a batch: store the new transactions and enqueue one message for each.
+
+        Transactions already known are skipped, in the store and in the queue, so a client retrying a
+        request never causes a second decision. Returns the ids that were new, in input order.
+        """
+        now = datetime.now(UTC)
+        rows = [
+            transaction_row(tx, now, tables.TX_QUEUED)
+            for tx in unique_by(transactions, lambda tx: tx.transaction_id)
+        ]
+        if not rows:
+            return []
+        with self._write() as conn:
+            new = set(self._insert_ignore(conn, tables.transactions, rows, "transaction_id"))
+            messages = [
+                {"topic": topic, "key": row["customer_id"], "payload": row["payload"], "created_at": now}
+                for row in rows
+                if row["transaction_id"] in new
+            ]
+            if messages:
+                conn.execute(insert(_q), messages)
+        return [row["transaction_id"] for row in rows if row["transaction_id"] in new]
+
+    def mark_dead(self, transaction_ids: list[str]) -> int:
+        """Set transactions that could not be decided to status ``dead``; how many rows changed."""
+        changed = 0
+        with self._write() as conn:
+            for chunk in chunks(transaction_ids):
+                result = conn.execute(
+                    update(tables.transactions)
+                    .where(tables.transactions.c.transaction_id.in_(chunk))
+                    .values(status=tables.TX_DEAD)
+                )
+                changed += result.rowcount
+        return changed
+
+    def publish(self, topic: str, messages: list[tuple[str | None, dict[str, Any]]]) -> list[int]:
+        """Append ``(key, payload)`` messages to ``topic``; their ids, in the order given."""
+        if not messages:
+            return []
+        now = datetime.now(UTC)
+        rows = [
+            {"topic": topic, "key": key, "payload": payload, "created_at": now} for key, payload in messages
+        ]
+        statement = insert(_q).returning(_q.c.id, sort_by_parameter_order=True)
+        with self._write() as conn:
+            return [int(i) for i in conn.execute(statement, rows).scalars()]
+
+    def claim(self, topic: str, consumer: str, limit: int, lease_seconds: float) -> list[QueuedMessage]:
+        """Claim up to ``limit`` unacknowledged messages of ``topic``, oldest first, for ``lease_seconds``.
+
+        A message is handed out again only once its lease has expired without an ack, which is how the
+        messages of a crashed consumer are redelivered. Two consumers never hold the same message: SQLite
+        serialises claims with ``BEGIN IMMEDIATE``, PostgreSQL skips rows another claim has locked.
+        A lease counts as expired by the *claimer's* ``lease_seconds``, so give every consumer of a topic
+        the same lease.
+        """
+        if limit <= 0:
+            return []
+        now = datetime.now(UTC)
+        expired = now - timedelta(seconds=lease_seconds)
+        query = (
+            select(_q.c.id, _q.c.topic, _q.c.key, _q.c.payload, _q.c.created_at)
+            .where(_q.c.topic == topic, _q.c.acked_at.is_(None))
+            .where(or_(_q.c.claimed_at.is_(None), _q.c.claimed_at < expired))
+            .order_by(_q.c.id)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        with self._write() as conn:
+            rows = conn.execute(query).all()
+            if rows:
+                conn.execute(
+                    update(_q)
+                    .where(_q.c.id.in_([row.id for row in rows]))
+                    .values(claimed_by=consumer, claimed_at=now)
+                )
+        return [
+            QueuedMessage(
+                id=row.id, topic=row.topic, key=row.key, payload=row.payload, created_at=row.created_at
+            )
+            for row in rows
+        ]
+
+    def ack(self, ids: list[int]) -> None:
+        """Mark messages as handled: they are never delivered again and no longer count as lag."""
+        if not ids:
+            return
+        now = datetime.now(UTC)
+        with self._write() as conn:
+            for chunk in chunks(ids):
+                conn.execute(
+                    update(_q).where(_q.c.id.in_(chunk), _q.c.acked_at.is_(None)).values(acked_at=now)
+                )
+
+    def pending(self, topic: str) -> int:
+        """Messages of ``topic`` not yet acknowledged, claimed or not: the consumer lag."""
+        query = select(func.count()).select_from(_q).where(_q.c.topic == topic, _q.c.acked_at.is_(None))
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def trim_acked(self, older_than: datetime) -> int:
+        """Delete messages acknowledged before ``older_than``, keeping the log small; how many went."""
+        statement = _q.delete().where(_q.c.acked_at.is_not(None), _q.c.acked_at < older_than)
+        with self._write() as conn:
+            return int(conn.execute(statement).rowcount)

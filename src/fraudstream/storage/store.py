@@ -1,0 +1,261 @@
+"""``Store``: the one store behind the engine and the API, on SQLite (embedded) or PostgreSQL.
+
+Every write takes a list and runs as one transaction with one statement per table, because the
+engine decides in micro-batches and a commit per row would cap throughput at the disk's fsync rate.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, func, insert, or_, select, union, update
+
+from fraudstream.events.transaction import Label, Transaction
+from fraudstream.storage import tables
+from fraudstream.storage.outbox import QueueStore
+from fraudstream.storage.records import DecisionRecord
+from fraudstream.storage.rows import (
+    chunks,
+    decision_from_row,
+    decision_row,
+    decode_cursor,
+    encode_cursor,
+    transaction_row,
+    unique_by,
+)
+
+FLAGGED = ("FLAG", "BLOCK")
+
+_d = tables.decisions
+_t = tables.transactions
+_l = tables.labels
+_a = tables.alerts
+_dl = tables.dead_letters
+
+
+def _dicts(rows: Any) -> list[dict[str, Any]]:
+    return [dict(row) for row in rows]
+
+
+class Store(QueueStore):
+    """Transactions, decisions, labels, alerts, dead letters and the queue, in one database.
+
+    ``Store("sqlite:///fraudstream-data/fraud.db")`` or ``Store("postgresql+psycopg://...")``; nothing
+    connects until first use. Call :meth:`migrate` once at start-up. Safe to share between threads.
+    """
+
+    def save_decisions(
+        self, records: list[DecisionRecord], transactions: list[Transaction] | None = None
+    ) -> list[str]:
+        """Store decisions and mark their transactions decided; the ids decided for the first time.
+
+        The first decision for a transaction wins: a replayed or changed record is ignored, never
+        overwritten. ``transactions`` (the synchronous API path, which skips :meth:`accept`) are stored
+        too when not already known.
+        """
+        records = unique_by(records, lambda r: r.transaction_id)
+        if not records and not transactions:
+            return []
+        now = datetime.now(UTC)
+        with self._write() as conn:
+            new = set(self._insert_ignore(conn, _d, [decision_row(r) for r in records], "transaction_id"))
+            if transactions:
+                tx_rows = [
+                    transaction_row(tx, now, tables.TX_DECIDED)
+                    for tx in unique_by(transactions, lambda tx: tx.transaction_id)
+                ]
+                self._insert_ignore(conn, _t, tx_rows, "transaction_id")
+            fresh = [r.transaction_id for r in records if r.transaction_id in new]
+            for chunk in chunks(fresh):
+                conn.execute(
+                    update(_t)
+                    .where(_t.c.transaction_id.in_(chunk), _t.c.status != tables.TX_DECIDED)
+                    .values(status=tables.TX_DECIDED)
+                )
+        return fresh
+
+    def get_transaction(self, transaction_id: str) -> dict[str, Any] | None:
+        """The stored transaction row (with ``status`` and the full ``payload``), or ``None``."""
+        with self._read() as conn:
+            row = conn.execute(select(_t).where(_t.c.transaction_id == transaction_id)).mappings().first()
+        return None if row is None else dict(row)
+
+    def get_decision(self, transaction_id: str) -> DecisionRecord | None:
+        """The decision made for a transaction, or ``None`` if it has not been decided."""
+        with self._read() as conn:
+            row = conn.execute(select(_d).where(_d.c.transaction_id == transaction_id)).mappings().first()
+        return None if row is None else decision_from_row(row)
+
+    def decided_ids(self, ids: list[str]) -> set[str]:
+        """Which of ``ids`` already have a decision, so a consumer can skip them before scoring."""
+        found: set[str] = set()
+        with self._read() as conn:
+            for chunk in chunks(list(dict.fromkeys(ids))):
+                found.update(
+                    conn.execute(select(_d.c.transaction_id).where(_d.c.transaction_id.in_(chunk))).scalars()
+                )
+        return found
+
+    def list_decisions(
+        self,
+        *,
+        decision: str | None = None,
+        customer_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[DecisionRecord], str | None]:
+        """Decisions newest first, filtered, one page at a time; the cursor for the next page or ``None``.
+
+        Keyset pagination on ``(decided_at, transaction_id)``: pages stay fast however deep, and rows
+        written while paging never shift later pages. ``since`` is inclusive, ``until`` exclusive.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        query = select(_d)
+        if decision is not None:
+            query = query.where(_d.c.decision == decision)
+        if customer_id is not None:
+            query = query.where(_d.c.customer_id == customer_id)
+        if since is not None:
+            query = query.where(_d.c.decided_at >= since)
+        if until is not None:
+            query = query.where(_d.c.decided_at < until)
+        if cursor is not None:
+            at, after_id = decode_cursor(cursor)
+            query = query.where(
+                or_(_d.c.decided_at < at, and_(_d.c.decided_at == at, _d.c.transaction_id < after_id))
+            )
+        query = query.order_by(_d.c.decided_at.desc(), _d.c.transaction_id.desc()).limit(limit + 1)
+        with self._read() as conn:
+            page = [decision_from_row(row) for row in conn.execute(query).mappings()]
+        if len(page) <= limit:
+            return page, None
+        page = page[:limit]
+        return page, encode_cursor(page[-1].decided_at, page[-1].transaction_id)
+
+    def stats(self, since: datetime) -> dict[str, Any]:
+        """Counts, flagged share, latency percentiles, throughput and fraud labels since ``since``.
+
+        ``flagged_rate`` is the share of FLAG and BLOCK decisions; latencies are ``latency_ms["total"]``.
+        """
+        now = datetime.now(UTC)
+        in_window = _d.c.decided_at >= since
+        fraud_labels = (
+            select(func.count()).select_from(_l).where(_l.c.is_fraud.is_(True), _l.c.received_at >= since)
+        )
+        with self._read() as conn:
+            counts = conn.execute(
+                select(_d.c.decision, func.count()).where(in_window).group_by(_d.c.decision)
+            )
+            by_decision = {str(name): int(count) for name, count in counts}
+            totals = conn.execute(select(_d.c.latency_ms["total"].as_float()).where(in_window)).scalars()
+            latencies = np.array([value for value in totals if value is not None], dtype=float)
+            labelled_fraud = int(conn.execute(fraud_labels).scalar_one())
+        total = sum(by_decision.values())
+        seconds = (now - since).total_seconds()
+        p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) if latencies.size else (None, None, None)
+        return {
+            "total": total,
+            "by_decision": by_decision,
+            "flagged_rate": sum(by_decision.get(name, 0) for name in FLAGGED) / total if total else 0.0,
+            "latency_ms": {
+                "p50": None if p50 is None else float(p50),
+                "p95": None if p95 is None else float(p95),
+                "p99": None if p99 is None else float(p99),
+            },
+            "throughput_per_s": total / seconds if seconds > 0 else 0.0,
+            "labelled_fraud": labelled_fraud,
+        }
+
+    def add_labels(self, labels: list[Label]) -> int:
+        """Store fraud feedback, skipping labels known for (transaction, source); how many were new."""
+        now = datetime.now(UTC)
+        rows = [
+            {**label.model_dump(), "received_at": now}
+            for label in unique_by(labels, lambda label: (label.transaction_id, label.source))
+        ]
+        if not rows:
+            return 0
+        with self._write() as conn:
+            return len(self._insert_ignore(conn, _l, rows, "id"))
+
+    def labels_for(self, transaction_ids: list[str]) -> list[dict[str, Any]]:
+        """Every label received for these transactions, oldest ``label_time`` first."""
+        out: list[dict[str, Any]] = []
+        with self._read() as conn:
+            for chunk in chunks(list(dict.fromkeys(transaction_ids))):
+                query = select(_l).where(_l.c.transaction_id.in_(chunk)).order_by(_l.c.label_time, _l.c.id)
+                out.extend(_dicts(conn.execute(query).mappings()))
+        out.sort(key=lambda row: (row["label_time"], row["id"]))
+        return out
+
+    def customer_history(self, customer_id: str, limit: int = 50) -> dict[str, Any]:
+        """A customer's most recent decisions and the labels on their transactions, newest first."""
+        ids = union(
+            select(_d.c.transaction_id).where(_d.c.customer_id == customer_id),
+            select(_t.c.transaction_id).where(_t.c.customer_id == customer_id),
+        )
+        labels_query = (
+            select(_l)
+            .where(_l.c.transaction_id.in_(select(ids.subquery().c.transaction_id)))
+            .order_by(_l.c.label_time.desc(), _l.c.id.desc())
+            .limit(limit)
+        )
+        decisions_query = (
+            select(_d)
+            .where(_d.c.customer_id == customer_id)
+            .order_by(_d.c.decided_at.desc(), _d.c.transaction_id.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            decisions = [decision_from_row(row) for row in conn.execute(decisions_query).mappings()]
+            labels = _dicts(conn.execute(labels_query).mappings())
+        return {"customer_id": customer_id, "decisions": decisions, "labels": labels}
+
+    def add_dead_letters(self, items: list[tuple[str, str, str]]) -> None:
+        """Keep input that could not be processed, as ``(source, payload text, reason)``, for inspection."""
+        if not items:
+            return
+        now = datetime.now(UTC)
+        rows = [{"created_at": now, "source": s, "payload": p, "reason": r} for s, p, r in items]
+        with self._write() as conn:
+            conn.execute(insert(_dl), rows)
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The most recent dead letters, newest first."""
+        query = select(_dl).order_by(_dl.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            return _dicts(conn.execute(query).mappings())
+
+    def add_alerts(self, items: list[dict[str, Any]]) -> list[int]:
+        """Store alerts (``kind``, ``entity``; optional ``transaction_id``, ``payload``, ``status``,
+        ``created_at``); their ids, in the order given."""
+        if not items:
+            return []
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "created_at": item.get("created_at") or now,
+                "kind": item["kind"],
+                "entity": item["entity"],
+                "transaction_id": item.get("transaction_id"),
+                "payload": item.get("payload") or {},
+                "status": item.get("status") or "open",
+            }
+            for item in items
+        ]
+        statement = insert(_a).returning(_a.c.id, sort_by_parameter_order=True)
+        with self._write() as conn:
+            return [int(i) for i in conn.execute(statement, rows).scalars()]
+
+    def list_alerts(self, limit: int = 50, since: datetime | None = None) -> list[dict[str, Any]]:
+        """The most recent alerts, newest first, optionally only those created at or after ``since``."""
+        query = select(_a).order_by(_a.c.created_at.desc(), _a.c.id.desc()).limit(limit)
+        if since is not None:
+            query = query.where(_a.c.created_at >= since)
+        with self._read() as conn:
+            return _dicts(conn.execute(query).mappings())

@@ -1,0 +1,157 @@
+"""The schema as SQLAlchemy Core tables: Core, not ORM, because every write is a bulk statement.
+
+``migrations/versions`` creates exactly these tables; a test compares the two so they cannot drift.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+TX_QUEUED = "queued"
+TX_DECIDED = "decided"
+TX_DEAD = "dead"
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp that always comes back as aware UTC, on every dialect.
+
+    SQLite has no time zones: there the value is stored as naive UTC. PostgreSQL gets an aware value
+    for its ``timestamptz`` column, so the session time zone never matters. Naive input is taken as UTC,
+    as in :class:`~fraudstream.events.Transaction`.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+#: Surrogate keys: BIGINT on servers, INTEGER on SQLite (only ``INTEGER PRIMARY KEY`` autoincrements there).
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+transactions = Table(
+    "transactions",
+    metadata,
+    Column("transaction_id", String(128), primary_key=True),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("timestamp", UTCDateTime(), nullable=False),
+    Column("customer_id", String(128), nullable=False),
+    Column("merchant_id", String(128), nullable=True),
+    Column("device_id", String(128), nullable=True),
+    Column("ip_address", String(128), nullable=True),
+    Column("amount", Float(), nullable=False),
+    Column("payload", JSON(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Index("ix_transactions_timestamp", "timestamp"),
+    Index("ix_transactions_customer_id", "customer_id"),
+)
+
+# The composite indexes start with customer_id / decision, so they also serve lookups on those alone.
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("transaction_id", String(128), primary_key=True),
+    Column("decided_at", UTCDateTime(), nullable=False),
+    Column("timestamp", UTCDateTime(), nullable=False),
+    Column("customer_id", String(128), nullable=False),
+    Column("amount", Float(), nullable=False),
+    Column("decision", String(8), nullable=False),
+    Column("probability", Float(), nullable=False),
+    Column("reasons", JSON(), nullable=False),
+    Column("rules", JSON(), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("features", JSON(), nullable=False),
+    Column("latency_ms", JSON(), nullable=False),
+    Index("ix_decisions_decided_at", "decided_at"),
+    Index("ix_decisions_customer_id_decided_at", "customer_id", "decided_at"),
+    Index("ix_decisions_decision_decided_at", "decision", "decided_at"),
+)
+
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("transaction_id", String(128), nullable=False),
+    Column("is_fraud", Boolean(), nullable=False),
+    Column("label_time", UTCDateTime(), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("transaction_id", "source", name="uq_labels_transaction_id_source"),
+    Index("ix_labels_transaction_id", "transaction_id"),
+    Index("ix_labels_received_at", "received_at"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("entity", String(160), nullable=False),
+    Column("transaction_id", String(128), nullable=True),
+    Column("payload", JSON(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Index("ix_alerts_created_at", "created_at"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("payload", Text(), nullable=False),
+    Column("reason", Text(), nullable=False),
+)
+
+queue = Table(
+    "queue",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("topic", String(64), nullable=False),
+    Column("key", String(160), nullable=True),
+    Column("payload", JSON(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_at", UTCDateTime(), nullable=True),
+    Column("acked_at", UTCDateTime(), nullable=True),
+    Index("ix_queue_topic_acked_at_id", "topic", "acked_at", "id"),
+)
