@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,3 +22,27 @@ def datasets_dir() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture(scope="session")
+def small_frame() -> Any:
+    """Thirty days of generated traffic with every fraud scenario, small enough to train in seconds."""
+    from fraudstream.datasets.generator import GeneratorConfig, generate
+
+    return generate(GeneratorConfig(n_customers=300, n_merchants=40, days=30, fraud_rate=0.03, seed=11))
+
+
+@pytest.fixture(scope="session")
+def bundle_path(tmp_path_factory: pytest.TempPathFactory, small_frame: Any) -> Path:
+    """A model bundle trained on :func:`small_frame` with default hyperparameters (no search)."""
+    from fraudstream.features import FeatureEngine
+    from fraudstream.training.backtest import Featured, Windows, train_window
+    from fraudstream.training.models import TrainConfig
+
+    engine = FeatureEngine()
+    data = Featured.build(small_frame, engine)
+    start = small_frame["timestamp"].min().to_pydatetime()
+    windows = Windows(start, start + timedelta(days=20), gap=timedelta(days=3))
+    bundle = train_window(data, windows, engine, TrainConfig(trials=0, folds=2, seed=3))
+    bundle.manifest.weights = {"xgboost": 0.6, "logistic": 0.2, "isolation_forest": 0.2}
+    return bundle.save(tmp_path_factory.mktemp("model") / "model.fsb")

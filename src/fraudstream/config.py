@@ -23,7 +23,26 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(None, description="log training runs to MLflow when set")
     threads: int = Field(2, ge=1, description="threads for model training")
     seed: int = 7
+    database_url: str | None = Field(None, description="default: SQLite file data_dir/fraudstream.db")
+    broker_url: str = Field("database://", description="database:// (durable, embedded) or memory://")
+    state_url: str = Field("memory://", description="feature state: memory://")
+    rules_path: Path | None = Field(None, description="rules YAML; default: the packaged default rules")
+    api_keys: str = Field("", description="comma-separated API keys; empty: no authentication")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    batch_size: int = Field(500, ge=1, le=100_000, description="worker batch size")
+    max_wait: float = Field(0.05, ge=0, description="worker: longest wait to fill a batch (seconds)")
+    max_body_bytes: int = Field(2_000_000, ge=1024, description="largest accepted request body")
+    max_batch: int = Field(1000, ge=1, description="most transactions in one POST /v1/transactions")
 
     @property
     def bundle_path(self) -> Path:
         return self.model_path or self.data_dir / "model.fsb"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'fraudstream.db'}"
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())

@@ -76,6 +76,27 @@ class Store(QueueStore):
                 )
         return fresh
 
+    def decided_payloads(self, since: datetime, limit: int = 5_000_000) -> list[dict[str, Any]]:
+        """Payloads of decided transactions from ``since`` on, oldest first: to rebuild in-memory state."""
+        query = (
+            select(_t.c.payload)
+            .where(_t.c.status == tables.TX_DECIDED, _t.c.timestamp >= since)
+            .order_by(_t.c.timestamp, _t.c.transaction_id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return list(conn.execute(query).scalars())
+
+    def fraud_labels_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        """``(transaction_id, label_time)`` of fraud labels on transactions from ``since`` on."""
+        query = (
+            select(_l.c.transaction_id, _l.c.label_time)
+            .join(_t, _t.c.transaction_id == _l.c.transaction_id)
+            .where(_l.c.is_fraud.is_(True), _t.c.timestamp >= since)
+        )
+        with self._read() as conn:
+            return [(row[0], row[1]) for row in conn.execute(query)]
+
     def get_transaction(self, transaction_id: str) -> dict[str, Any] | None:
         """The stored transaction row (with ``status`` and the full ``payload``), or ``None``."""
         with self._read() as conn:

@@ -1,0 +1,45 @@
+"""The broker interface: brokers only move messages; scoring never depends on which one is used."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+class BrokerError(RuntimeError):
+    """A broker cannot be reached or used."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """One delivered message. ``payload`` is the decoded JSON, or the raw text when it was not JSON."""
+
+    id: str
+    key: str | None
+    payload: Any
+
+
+class Broker(ABC):
+    """Publish, consume a batch, acknowledge, close.
+
+    Delivery is at least once: a message that is consumed but not acknowledged (the consumer died)
+    is delivered again, so consumers must be idempotent (the worker is, by ``transaction_id``).
+    """
+
+    @abstractmethod
+    def publish(self, topic: str, messages: Sequence[tuple[str | None, Any]]) -> None:
+        """Append ``(key, payload)`` messages to ``topic``; messages with one key keep their order."""
+
+    @abstractmethod
+    def consume(self, topic: str, max_messages: int, max_wait: float) -> list[Message]:
+        """Up to ``max_messages``, waiting at most ``max_wait`` seconds for the first one."""
+
+    @abstractmethod
+    def ack(self, topic: str, messages: Sequence[Message]) -> None:
+        """Mark messages done; call only after their results are stored."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,298 @@
+"""Turns a whitelisted Python expression tree into closures over numpy columns (see :mod:`.expr`)."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import operator
+from collections.abc import Callable
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from fraudstream.rules.columns import (
+    ARITHMETIC,
+    Columns,
+    as_array,
+    as_condition,
+    as_number,
+    compare_values,
+    missing,
+    quiet,
+)
+from fraudstream.rules.errors import RulesError, suggest
+
+MAX_DEPTH: Final = 32
+
+NUMBER: Final = "number"
+STRING: Final = "string"
+ANY: Final = "any"
+_BOOL: Final = "bool"
+_NONE: Final = "none"
+
+FUNCTIONS: Final = ("abs", "is_missing", "log1p", "max", "min")
+
+_COMPARE: Final[dict[type[ast.cmpop], tuple[str, Callable[[Any, Any], Any]]]] = {
+    ast.Lt: ("<", operator.lt),
+    ast.LtE: ("<=", operator.le),
+    ast.Gt: (">", operator.gt),
+    ast.GtE: (">=", operator.ge),
+    ast.Eq: ("==", operator.eq),
+    ast.NotEq: ("!=", operator.ne),
+}
+_ARITH: Final[dict[type[ast.operator], str]] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+_OPERATOR_NAMES: Final[dict[type[ast.AST], str]] = {
+    ast.Pow: "**",
+    ast.Mod: "%",
+    ast.FloorDiv: "//",
+    ast.MatMult: "@",
+    ast.BitAnd: "& (use 'and')",
+    ast.BitOr: "| (use 'or')",
+    ast.BitXor: "^",
+    ast.LShift: "<<",
+    ast.RShift: ">>",
+    ast.Invert: "~ (use 'not')",
+    ast.Is: "is (use == or is_missing(x))",
+    ast.IsNot: "is not (use != or is_missing(x))",
+}
+_CONSTRUCTS: Final[dict[type[ast.AST], str]] = {
+    ast.Attribute: "attribute access",
+    ast.Subscript: "subscript",
+    ast.Slice: "slice",
+    ast.Lambda: "lambda",
+    ast.ListComp: "list comprehension",
+    ast.SetComp: "set comprehension",
+    ast.DictComp: "dict comprehension",
+    ast.GeneratorExp: "generator expression",
+    ast.NamedExpr: "assignment expression (:=)",
+    ast.JoinedStr: "f-string",
+    ast.FormattedValue: "f-string",
+    ast.IfExp: "conditional expression (a if c else b)",
+    ast.Dict: "dict literal",
+    ast.Set: "set literal",
+    ast.List: "list literal outside 'in'",
+    ast.Tuple: "tuple outside 'in'",
+    ast.Starred: "starred argument",
+    ast.Await: "await",
+    ast.Yield: "yield",
+    ast.YieldFrom: "yield",
+}
+
+Fn = Callable[["Columns"], Any]
+
+
+def _op_name(op: ast.AST) -> str:
+    return _OPERATOR_NAMES.get(type(op), type(op).__name__)
+
+
+class Compiler:
+    """Checks one parsed condition node by node and builds its closure; ``names`` collects what it reads."""
+
+    def __init__(self, source: str, kinds: dict[str, str]) -> None:
+        self.source = source
+        self.kinds = kinds
+        self.names: set[str] = set()
+
+    def segment(self, node: ast.AST) -> str:
+        return ast.get_source_segment(self.source, node) or type(node).__name__
+
+    def reject(self, node: ast.AST, what: str) -> RulesError:
+        return RulesError(f"{what} is not allowed in conditions: {self.segment(node)!r}")
+
+    def condition(self, node: ast.expr, depth: int) -> Fn:
+        fn, kind = self.compile(node, depth)
+        what = self.segment(node)
+        if kind == STRING:
+            raise RulesError(f"{what!r} is text, not a condition")
+        if kind == _NONE:
+            raise RulesError("None is not a condition; use is_missing(x)")
+        if kind == NUMBER and not isinstance(node, ast.Name):
+            raise RulesError(f"{what!r} is a value, not a condition; compare it, e.g. '{what} > 0'")
+        if kind == _BOOL:
+            return fn
+        return lambda cols: as_condition(as_array(fn(cols)), what)
+
+    def number(self, node: ast.expr, depth: int) -> Fn:
+        fn, kind = self.compile(node, depth)
+        what = self.segment(node)
+        if kind in (STRING, _NONE):
+            raise RulesError(f"{what!r} is not a number")
+        return lambda cols: as_number(as_array(fn(cols)), what)
+
+    def compile(self, node: ast.expr, depth: int) -> tuple[Fn, str]:
+        if depth > MAX_DEPTH:
+            raise RulesError(f"condition is nested more than {MAX_DEPTH} levels deep")
+        d = depth + 1
+        if isinstance(node, ast.Constant):
+            return self.constant(node)
+        if isinstance(node, ast.Name):
+            return self.name(node)
+        if isinstance(node, ast.BoolOp):
+            parts = [self.condition(v, d) for v in node.values]
+            combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+            return (lambda cols: functools.reduce(combine, [p(cols) for p in parts])), _BOOL
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.Not):
+                inner = self.condition(node.operand, d)
+                return (lambda cols: ~inner(cols)), _BOOL
+            if isinstance(node.op, ast.USub | ast.UAdd):
+                value = self.number(node.operand, d)
+                sign = -1.0 if isinstance(node.op, ast.USub) else 1.0
+                return (lambda cols: sign * value(cols)), NUMBER
+            raise self.reject(node, f"operator {_op_name(node.op)}")
+        if isinstance(node, ast.BinOp):
+            symbol = _ARITH.get(type(node.op))
+            if symbol is None:
+                raise self.reject(node, f"operator {_op_name(node.op)}")
+            left, right = self.number(node.left, d), self.number(node.right, d)
+            arith = ARITHMETIC[symbol]
+            return (lambda cols: arith(left(cols), right(cols))), NUMBER
+        if isinstance(node, ast.Compare):
+            return self.compare(node, d), _BOOL
+        if isinstance(node, ast.Call):
+            return self.call(node, d)
+        construct = _CONSTRUCTS.get(type(node), type(node).__name__)
+        raise self.reject(node, construct)
+
+    def constant(self, node: ast.Constant) -> tuple[Fn, str]:
+        value = node.value
+        if value is None:
+            return (lambda cols: None), _NONE
+        if isinstance(value, bool):
+            flag = np.asarray(value)
+            return (lambda cols: flag), _BOOL
+        if isinstance(value, int | float):
+            number = float(value)
+            return (lambda cols: number), NUMBER
+        if isinstance(value, str):
+            return (lambda cols: value), STRING
+        raise self.reject(node, f"{type(value).__name__} constant")
+
+    def name(self, node: ast.Name) -> tuple[Fn, str]:
+        name = node.id
+        if name not in self.kinds:
+            hint = " (functions must be called, e.g. abs(x))" if name in FUNCTIONS else ""
+            raise RulesError(f"unknown name {name!r}{hint or suggest(name, self.kinds)}")
+        self.names.add(name)
+        return (lambda cols: cols[name]), self.kinds[name]
+
+    def compare(self, node: ast.Compare, depth: int) -> Fn:
+        if any(isinstance(op, ast.In | ast.NotIn) for op in node.ops):
+            if len(node.ops) > 1:
+                raise self.reject(node, "chained 'in' comparison")
+            return self.membership(node, depth)
+        operands = [node.left, *node.comparators]
+        compiled = [self.compile(o, depth) for o in operands]
+        tests: list[Callable[[list[Any]], np.ndarray]] = []
+        for i, op in enumerate(node.ops):
+            if type(op) not in _COMPARE:
+                raise self.reject(node, f"operator {_op_name(op)}")
+            symbol, fn = _COMPARE[type(op)]
+            (_, left_kind), (_, right_kind) = compiled[i], compiled[i + 1]
+            tests.append(self.pair(node, i, symbol, fn, left_kind, right_kind))
+        fns = [fn for fn, _ in compiled]
+
+        def run(cols: Columns) -> np.ndarray:
+            values = [as_array(f(cols)) for f in fns]
+            return functools.reduce(np.logical_and, [t(values) for t in tests])
+
+        return run
+
+    def pair(
+        self, node: ast.Compare, i: int, symbol: str, fn: Callable[[Any, Any], Any], left: str, right: str
+    ) -> Callable[[list[Any]], np.ndarray]:
+        what = self.segment(node)
+        if _NONE in (left, right):
+            if symbol not in ("==", "!=") or left == right:
+                raise RulesError(f"{what!r}: None can only be tested with == or !=; use is_missing(x)")
+            other = i + 1 if left == _NONE else i
+            if symbol == "==":
+                return lambda values: missing(values[other])
+            return lambda values: ~missing(values[other])
+        kinds = {left, right}
+        if STRING in kinds and kinds & {NUMBER, _BOOL}:
+            raise RulesError(f"{what!r} compares text with a number")
+        if STRING in kinds and symbol not in ("==", "!="):
+            raise RulesError(f"{what!r}: text can only be compared with == and !=")
+
+        def test(values: list[Any]) -> np.ndarray:
+            try:
+                return compare_values(symbol, fn, values[i], values[i + 1])
+            except RulesError as exc:
+                raise RulesError(f"{what!r}: {exc.problem}") from None
+
+        return test
+
+    def membership(self, node: ast.Compare, depth: int) -> Fn:
+        negate = isinstance(node.ops[0], ast.NotIn)
+        container = node.comparators[0]
+        if not isinstance(container, ast.List | ast.Tuple):
+            raise RulesError(f"{self.segment(node)!r}: 'in' needs a literal list, e.g. x in ['a', 'b']")
+        values = [self.literal(e) for e in container.elts]
+        texts = [isinstance(v, str) for v in values]
+        if any(texts) and not all(texts):
+            raise RulesError(f"{self.segment(container)!r} mixes text and numbers")
+        text_list = bool(values) and all(texts)
+        left, kind = self.compile(node.left, depth)
+        wrong = (_NONE, NUMBER, _BOOL) if text_list else (_NONE, STRING)
+        if values and kind in wrong:
+            listed = "text" if text_list else "numbers"
+            raise RulesError(f"{self.segment(node)!r} tests a {kind} value against a list of {listed}")
+        what, left_what = self.segment(node), self.segment(node.left)
+        numbers = np.array([] if text_list else values, dtype=np.float64)
+
+        def run(cols: Columns) -> np.ndarray:
+            arr = as_array(left(cols))
+            if not values:
+                hit = np.zeros(arr.shape, dtype=bool)
+            elif text_list:
+                if arr.dtype != object:
+                    raise RulesError(f"{what!r}: a number column tested against a list of text")
+                flat = pd.Series(arr.reshape(-1), dtype=object).isin(values)
+                hit = np.asarray(flat, dtype=bool).reshape(arr.shape)
+            else:
+                hit = np.isin(as_number(arr, left_what), numbers)
+            return (~hit & ~missing(arr)) if negate else hit
+
+        return run
+
+    def literal(self, node: ast.expr) -> Any:
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            inner = self.literal(node.operand)
+            if isinstance(inner, float):
+                return -inner
+        elif isinstance(node, ast.Constant):
+            value = node.value
+            if isinstance(value, str):
+                return value
+            if isinstance(value, int | float):
+                return float(value)
+        raise RulesError(f"list entries must be numbers or text, not {self.segment(node)!r}")
+
+    def call(self, node: ast.Call, depth: int) -> tuple[Fn, str]:
+        func = node.func
+        if isinstance(func, ast.Attribute):
+            raise self.reject(func, "attribute access")
+        if not isinstance(func, ast.Name) or func.id not in FUNCTIONS:
+            called = func.id if isinstance(func, ast.Name) else self.segment(func)
+            raise RulesError(f"call to {called!r} is not allowed; the functions are {', '.join(FUNCTIONS)}")
+        name = func.id
+        if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+            raise self.reject(node, "keyword or starred argument")
+        count = len(node.args)
+        if name in ("min", "max") and count < 2:
+            raise RulesError(f"{self.segment(node)!r}: {name}() needs at least two arguments")
+        if name not in ("min", "max") and count != 1:
+            raise RulesError(f"{self.segment(node)!r}: {name}() takes exactly one argument")
+        if name == "is_missing":
+            arg, _ = self.compile(node.args[0], depth)
+            return (lambda cols: missing(as_array(arg(cols)))), _BOOL
+        args = [self.number(a, depth) for a in node.args]
+        if name == "abs":
+            return (lambda cols: np.abs(args[0](cols))), NUMBER
+        if name == "log1p":
+            log1p = quiet(np.log1p)
+            return (lambda cols: log1p(args[0](cols))), NUMBER
+        pick = np.minimum if name == "min" else np.maximum
+        return (lambda cols: functools.reduce(pick, [a(cols) for a in args])), NUMBER

@@ -1,0 +1,207 @@
+"""Reading and checking rules files.
+
+The format (YAML)::
+
+    rules:
+      - name: night_large              # letters, digits, _ . - ; unique
+        when: is_night == 1 and amount > 2000
+        action: BLOCK                  # APPROVE, FLAG or BLOCK
+        reason: large amount at night  # shown to reviewers
+        alert: true                    # optional, default false
+    allow:
+      customer_id: [C00001]
+    deny:
+      device_id: [D-bad]
+      ip_address: ["10.0.0.1"]
+
+Lists may be given for ``customer_id``, ``device_id``, ``ip_address`` and ``merchant_id``; ids must
+be quoted text. Everything is checked on load, so a bad edit is refused with a message naming the
+rule and the problem instead of failing on the first batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from fraudstream.rules.errors import RulesError, suggest
+from fraudstream.rules.expr import compile_expr
+from fraudstream.rules.ruleset import DECISIONS, LIST_FIELDS, Rule, RuleSet
+
+TOP_KEYS: Final = ("rules", "allow", "deny")
+RULE_KEYS: Final = ("name", "when", "action", "reason", "alert")
+DEFAULT_RULES_PATH: Final = Path(__file__).with_name("default_rules.yaml")
+"""The rules shipped with the package: a starting point for analysts, installed with the wheel."""
+
+_NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+
+
+def _digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:12]
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses repeated keys: a second ``when:`` in a rule must not win silently."""
+
+
+def _unique_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        try:
+            repeated = key in seen
+        except TypeError:
+            continue
+        if repeated:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def load_rules(path: str | Path, known_names: Iterable[str] | Mapping[str, str]) -> RuleSet:
+    """Read, check and compile a rules file; an empty file gives a rule set with no rules.
+
+    ``known_names`` are the names conditions may use (see :func:`fraudstream.rules.default_known_names`).
+    Raises :class:`RulesError` for a missing or unreadable file, invalid YAML (with its line and
+    column) and every problem :func:`parse_rules` finds.
+    """
+    path = Path(path)
+    source = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RulesError(f"rules file not found: {path}") from None
+    except OSError as exc:
+        raise RulesError(f"cannot read rules file {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.load(raw.decode("utf-8"), Loader=_StrictLoader)  # a SafeLoader subclass
+    except UnicodeDecodeError as exc:
+        raise RulesError(f"not UTF-8 text (byte {exc.start})", source=source) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RulesError(f"invalid YAML{where}: {problem}", source=source) from None
+    return parse_rules(data, known_names, source, version=_digest(raw))
+
+
+def parse_rules(
+    data: Mapping[str, Any] | None,
+    known_names: Iterable[str] | Mapping[str, str],
+    source: str = "<rules>",
+    *,
+    version: str | None = None,
+) -> RuleSet:
+    """Check and compile rules already read from YAML (or built in code).
+
+    ``version`` defaults to a hash of ``data``. Raises :class:`RulesError` naming the rule and the
+    problem: missing or repeated names, unknown keys, bad actions, missing conditions or reasons,
+    conditions that do not compile, unsupported list fields and non-text list entries.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise RulesError("the file must be a mapping with 'rules', 'allow' and/or 'deny'", source=source)
+    for key in data:
+        if key not in TOP_KEYS:
+            hint = suggest(str(key), TOP_KEYS)
+            raise RulesError(
+                f"unknown top-level key {key!r}{hint}; expected {', '.join(TOP_KEYS)}", source=source
+            )
+    known = known_names if isinstance(known_names, Mapping) else list(known_names)
+    entries = data.get("rules") or []
+    if not isinstance(entries, list):
+        raise RulesError("'rules' must be a list of rules", source=source)
+    seen: dict[str, int] = {}
+    rules = []
+    for i, entry in enumerate(entries, start=1):
+        rule = _parse_rule(i, entry, known, source)
+        if rule.name in seen:
+            raise RulesError(f"duplicate rule name (rule #{seen[rule.name]} has it too)", rule.name, source)
+        seen[rule.name] = i
+        rules.append(rule)
+    allow = _parse_lists(data.get("allow"), "allow", source)
+    deny = _parse_lists(data.get("deny"), "deny", source)
+    for name, ids in allow.items():
+        both = ids & deny.get(name, frozenset())
+        if both:
+            raise RulesError(f"{name} {min(both)!r} is on both the allow and the deny list", source=source)
+    if version is None:
+        version = _digest(json.dumps(data, sort_keys=True, default=str).encode())
+    return RuleSet(rules=rules, allow=allow, deny=deny, version=version, source=source)
+
+
+def _parse_rule(i: int, entry: Any, known: Iterable[str] | Mapping[str, str], source: str) -> Rule:
+    if not isinstance(entry, Mapping):
+        raise RulesError(f"rule #{i} must be a mapping with {', '.join(RULE_KEYS[:4])}", source=source)
+    name = entry.get("name")
+    if name is None:
+        raise RulesError(f"rule #{i} has no 'name'", source=source)
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise RulesError(
+            f"rule #{i}: name {name!r} must be 1-64 letters, digits, '_', '.' or '-'", source=source
+        )
+
+    def fail(problem: str) -> RulesError:
+        return RulesError(problem, rule=name, source=source)
+
+    for key in entry:
+        if key not in RULE_KEYS:
+            raise fail(
+                f"unknown key {key!r}{suggest(str(key), RULE_KEYS)}; a rule has {', '.join(RULE_KEYS)}"
+            )
+    for key in ("when", "action", "reason"):
+        if entry.get(key) is None:
+            raise fail(f"missing {key!r}")
+    action = entry["action"]
+    if not isinstance(action, str) or action.strip().upper() not in DECISIONS:
+        raise fail(f"action {action!r} is not one of {', '.join(DECISIONS)}")
+    reason = entry["reason"]
+    if not isinstance(reason, str) or not reason.strip():
+        raise fail("'reason' must be non-empty text")
+    alert = entry.get("alert", False)
+    if not isinstance(alert, bool):
+        raise fail(f"'alert' must be true or false, not {alert!r}")
+    when = entry["when"]
+    if isinstance(when, bool):
+        when = str(when)
+    try:
+        expr = compile_expr(when, known)
+    except RulesError as exc:
+        raise exc.within(rule=name, source=source) from None
+    return Rule(name, expr.text, action.strip().upper(), reason.strip(), expr, alert)
+
+
+def _parse_lists(value: Any, kind: str, source: str) -> dict[str, frozenset[str]]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise RulesError(f"'{kind}' must map {', '.join(LIST_FIELDS)} to lists of ids", source=source)
+    out: dict[str, frozenset[str]] = {}
+    for name, ids in value.items():
+        if name not in LIST_FIELDS:
+            hint = suggest(str(name), LIST_FIELDS)
+            raise RulesError(
+                f"{kind} list for {name!r} is not supported{hint}; use {', '.join(LIST_FIELDS)}",
+                source=source,
+            )
+        ids = [] if ids is None else ids
+        if not isinstance(ids, list):
+            raise RulesError(f"{kind}.{name} must be a list of ids, not {ids!r}", source=source)
+        for entry in ids:
+            if not isinstance(entry, str) or not entry.strip():
+                raise RulesError(
+                    f'{kind}.{name}: entry {entry!r} is not text; write ids in quotes, e.g. "{entry}"',
+                    source=source,
+                )
+        out[name] = frozenset(entry.strip() for entry in ids)
+    return out

@@ -1,0 +1,108 @@
+"""Rules that follow their file: analysts edit the YAML and the running scorer picks it up."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from fraudstream.rules.errors import RulesError
+from fraudstream.rules.loader import load_rules
+from fraudstream.rules.ruleset import RuleSet
+
+logger = logging.getLogger(__name__)
+
+
+class ReloadingRules:
+    """The current rules of a file, reloaded when the file changes.
+
+    :meth:`current` is cheap enough to call for every batch: it looks at the file's modification time,
+    size and inode at most every ``check_interval`` seconds (by ``clock``, injectable for tests) and
+    reloads only when they changed. A broken edit never takes effect: the previous rules keep being
+    served, the problem is logged once and kept in :attr:`last_error` until a good version loads.
+    Editors that truncate before writing briefly leave an empty file, so once running an empty file
+    counts as broken, and a file that changes while being read is read again at the next check;
+    replacing the file atomically (write a temporary file, then rename it) avoids both windows.
+    The file must be valid at construction, so a service does not start without its rules.
+    Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        known_names: Iterable[str] | Mapping[str, str],
+        *,
+        check_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = Path(path)
+        self.check_interval = check_interval
+        self.last_error: str | None = None
+        self._known = dict(known_names) if isinstance(known_names, Mapping) else list(known_names)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._stamp = self._file_stamp()
+        self._rules = load_rules(self.path, self._known)
+        self._checked = clock()
+
+    def current(self) -> RuleSet:
+        """The rules to use now, after a reload if the file changed since the last check."""
+        if self._clock() - self._checked < self.check_interval:
+            return self._rules
+        with self._lock:
+            now = self._clock()
+            if now - self._checked >= self.check_interval:
+                self._checked = now
+                stamp = self._file_stamp()
+                if stamp != self._stamp:
+                    try:
+                        rules, read = self._load()
+                    except RulesError as exc:
+                        self._stamp = stamp
+                        self._failed(exc)
+                    else:
+                        if self._file_stamp() == read:
+                            self._stamp = read
+                            self._use(rules)
+            return self._rules
+
+    def reload(self) -> RuleSet:
+        """Load the file now, whether or not it changed; raises :class:`RulesError` if it is invalid
+        (the previous rules stay in use)."""
+        with self._lock:
+            self._checked = self._clock()
+            try:
+                rules, self._stamp = self._load()
+            except RulesError as exc:
+                self._stamp = self._file_stamp()
+                self._failed(exc)
+                raise
+            self._use(rules)
+            return self._rules
+
+    def _load(self) -> tuple[RuleSet, tuple[int, int, int] | None]:
+        stamp = self._file_stamp()
+        if stamp is not None and stamp[1] == 0:
+            problem = "the file is empty (still being written?); write 'rules: []' to remove every rule"
+            raise RulesError(problem, source=str(self.path))
+        return load_rules(self.path, self._known), stamp
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def _use(self, rules: RuleSet) -> None:
+        self.last_error = None
+        if rules.version != self._rules.version:
+            logger.info("rules %s: now version %s (%d rules)", self.path, rules.version, len(rules))
+            self._rules = rules
+
+    def _failed(self, exc: RulesError) -> None:
+        self.last_error = str(exc)
+        logger.warning("rules %s: keeping version %s: %s", self.path, self._rules.version, exc)

@@ -1,0 +1,76 @@
+"""Open everything the settings name — store, feature state, model, rules, scorer, broker — in one place.
+
+The API, the worker and the CLI all start from :func:`open_services`, so they cannot disagree on
+how a URL is interpreted. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from fraudstream.brokers import Broker, open_broker
+from fraudstream.config import Settings
+from fraudstream.events.batch import TransactionBatch
+from fraudstream.events.transaction import Transaction
+from fraudstream.features.engine import FeatureEngine
+from fraudstream.rules import DEFAULT_RULES_PATH, ReloadingRules, default_known_names
+from fraudstream.scoring.scorer import Scorer
+from fraudstream.state import FeatureState, MemoryFeatureState, open_state
+from fraudstream.storage import Store, open_store
+from fraudstream.training.bundle import ModelBundle, load_bundle
+
+WARM_BATCH = 20_000
+
+
+@dataclass
+class Services:
+    """The long-lived parts of a running fraudstream process."""
+
+    settings: Settings
+    store: Store
+    state: FeatureState
+    rules: ReloadingRules
+    scorer: Scorer
+    broker: Broker
+
+    def close(self) -> None:
+        self.broker.close()
+        self.state.close()
+        self.store.close()
+
+
+def warm_state(store: Store, engine: FeatureEngine, state: FeatureState, now: datetime | None = None) -> int:
+    """Rebuild in-process feature state from stored decisions within the retention window.
+
+    The in-memory state dies with its process; replaying the decided transactions (and the fraud
+    labels that had arrived) restores exactly the history a restarted worker needs.
+    """
+    since = (now or datetime.now(UTC)) - timedelta(seconds=engine.feature_set.retention)
+    payloads = store.decided_payloads(since)
+    for lo in range(0, len(payloads), WARM_BATCH):
+        chunk = [Transaction.model_validate(p) for p in payloads[lo : lo + WARM_BATCH]]
+        state.record(TransactionBatch.from_transactions(chunk), engine.entity_columns)
+    labels = store.fraud_labels_since(since)
+    if labels:
+        ids = np.array([t for t, _ in labels], dtype=object)
+        times = np.array([lt.timestamp() for _, lt in labels])
+        state.record_labels(ids, times, np.ones(len(labels), dtype=bool))
+    return len(payloads)
+
+
+def open_services(settings: Settings, *, bundle: ModelBundle | None = None, warm: bool = True) -> Services:
+    """Connect to (or create) everything; raises the area's own error with a message saying what to do."""
+    store = open_store(settings.db_url)
+    store.migrate()
+    engine = FeatureEngine()
+    state = open_state(settings.state_url, retention=engine.feature_set.retention)
+    bundle = bundle or load_bundle(settings.bundle_path)
+    rules = ReloadingRules(settings.rules_path or DEFAULT_RULES_PATH, default_known_names(engine.feature_set))
+    scorer = Scorer(bundle, state, rules.current, engine)
+    broker = open_broker(settings.broker_url, store)
+    if warm and isinstance(state, MemoryFeatureState):
+        warm_state(store, engine, state)
+    return Services(settings, store, state, rules, scorer, broker)

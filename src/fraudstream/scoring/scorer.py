@@ -1,0 +1,179 @@
+"""The scorer: a batch of transactions → features → models → ensemble probability → rules → decisions.
+
+One code path for one transaction or ten thousand; a single transaction is built into a batch from
+its pydantic model, never through pandas, and scored by the compiled models.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from fraudstream.events.batch import TransactionBatch
+from fraudstream.features.engine import FeatureEngine
+from fraudstream.rules.names import rule_columns
+from fraudstream.scoring.compiled import compile_models
+from fraudstream.state.base import FeatureState
+from fraudstream.storage.records import DecisionRecord
+from fraudstream.training.bundle import ModelBundle
+from fraudstream.training.models import calibrate, combine
+
+DECISIONS = ("APPROVE", "FLAG", "BLOCK")
+TOP_REASONS = 3
+
+
+class ScoringError(RuntimeError):
+    """A batch could not be scored (as opposed to a transaction that failed validation)."""
+
+
+@dataclass
+class ScoredBatch:
+    """Decisions for a batch, row-aligned with it, and how long each stage took (milliseconds)."""
+
+    batch: TransactionBatch
+    probability: np.ndarray
+    model_decision: np.ndarray
+    decision: np.ndarray
+    reasons: list[list[dict[str, Any]]]
+    rules: list[list[str]]
+    alert: np.ndarray
+    features: np.ndarray
+    new: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    def records(self, feature_names: list[str], model_version: str) -> list[DecisionRecord]:
+        """One storable record per row, carrying the feature vector the decision was made on."""
+        now = datetime.now(UTC)
+        b = self.batch
+        out = []
+        for i in range(len(self)):
+            vector = {
+                n: (None if np.isnan(v) else float(v))
+                for n, v in zip(feature_names, self.features[i], strict=True)
+            }
+            out.append(
+                DecisionRecord(
+                    transaction_id=b.transaction_id[i],
+                    customer_id=b.customer_id[i],
+                    timestamp=datetime.fromtimestamp(float(b.timestamp[i]), UTC),
+                    amount=float(b.amount[i]),
+                    decision=str(self.decision[i]),
+                    probability=float(self.probability[i]),
+                    reasons=self.reasons[i],
+                    rules=self.rules[i],
+                    model_version=model_version,
+                    features=vector,
+                    latency_ms=dict(self.timings),
+                    decided_at=now,
+                )
+            )
+        return out
+
+
+def model_decisions(probability: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
+    return np.where(
+        probability >= thresholds["block"],
+        "BLOCK",
+        np.where(probability >= thresholds["flag"], "FLAG", "APPROVE"),
+    ).astype(object)
+
+
+class Scorer:
+    """Scores batches with a model bundle, a feature state and the current rules."""
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        state: FeatureState,
+        rules: Callable[[], Any],
+        engine: FeatureEngine | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.engine = engine or FeatureEngine()
+        self.state = state
+        self.rules = rules
+        self.models = compile_models(bundle)
+        weights = bundle.manifest.weights
+        explainers: list[str] = [n for n in ("xgboost", "logistic") if weights.get(n) and n in self.models]
+        self._explainer = max(explainers, key=lambda n: weights[n]) if explainers else None
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        return self.bundle.manifest.version
+
+    def score(self, batch: TransactionBatch, *, record: bool = True) -> ScoredBatch:
+        """Decide every row; with ``record`` the batch also enters the feature state (once per id).
+
+        Serialised by a lock: the API and an in-process worker share one feature state.
+        """
+        with self._lock:
+            return self._score(batch, record)
+
+    def _score(self, batch: TransactionBatch, record: bool) -> ScoredBatch:
+        started = time.perf_counter()
+        if record:
+            X, new = self.engine.process(batch, self.state)
+        else:
+            X, new = self.engine.compute(batch, self.state), np.zeros(len(batch), dtype=bool)
+        featured = time.perf_counter()
+        manifest = self.bundle.manifest
+        calibrated = {
+            name: calibrate(name, model.score(X), manifest.calibration[name])
+            for name, model in self.models.items()
+        }
+        probability = combine(calibrated, {n: w for n, w in manifest.weights.items() if n in calibrated})
+        by_model = model_decisions(probability, manifest.thresholds)
+        modelled = time.perf_counter()
+        outcome = self.rules().apply(rule_columns(batch, X, self.engine.names), by_model)
+        ruled = time.perf_counter()
+        reasons = self._reasons(X, outcome)
+        done = time.perf_counter()
+        timings = {
+            "features": (featured - started) * 1e3,
+            "model": (modelled - featured) * 1e3,
+            "rules": (ruled - modelled) * 1e3,
+            "explain": (done - ruled) * 1e3,
+            "total": (done - started) * 1e3,
+        }
+        return ScoredBatch(
+            batch=batch,
+            probability=probability,
+            model_decision=by_model,
+            decision=np.asarray(outcome.decision, dtype=object),
+            reasons=reasons,
+            rules=outcome.fired,
+            alert=np.asarray(outcome.alert, dtype=bool),
+            features=X,
+            new=new,
+            timings=timings,
+        )
+
+    def _reasons(self, X: np.ndarray, outcome: Any) -> list[list[dict[str, Any]]]:
+        names = self.engine.names
+        out: list[list[dict[str, Any]]] = [[] for _ in range(X.shape[0])]
+        if self._explainer is not None:
+            contrib = self.models[self._explainer].contributions(X)
+            top = np.argsort(-contrib, axis=1, kind="stable")[:, :TOP_REASONS]
+            for i in range(X.shape[0]):
+                for j in top[i]:
+                    c = float(contrib[i, j])
+                    if c > 0:
+                        v = X[i, j]
+                        out[i].append({"code": names[j], "value": None if np.isnan(v) else float(v),
+                                       "contribution": round(c, 4), "source": self._explainer})  # fmt: skip
+        for i, (fired, texts) in enumerate(zip(outcome.fired, outcome.reasons, strict=True)):
+            out[i] += [
+                {"code": rule, "reason": text, "source": "rules"}
+                for rule, text in zip(fired, texts, strict=True)
+            ]
+        return out

@@ -1,0 +1,163 @@
+"""The worker: consume a batch, score it, store the decisions, then acknowledge.
+
+Acknowledging only after the decisions are stored makes delivery at-least-once; storing decisions
+idempotently by ``transaction_id`` and recording feature state once per id makes the effect
+exactly-once. A message that is not a valid transaction, or that cannot be scored, goes to the
+dead-letter table with its reason and never stops the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from pydantic import ValidationError
+
+from fraudstream.brokers.base import Broker, Message
+from fraudstream.events.batch import TransactionBatch
+from fraudstream.events.transaction import Transaction
+from fraudstream.scoring.scorer import ScoredBatch, Scorer
+from fraudstream.storage.store import Store
+
+log = logging.getLogger(__name__)
+TRANSACTIONS = "transactions"
+
+
+@dataclass
+class WorkerStats:
+    """What a worker has done, for its health check and summaries."""
+
+    batches: int = 0
+    decided: int = 0
+    duplicates: int = 0
+    dead: int = 0
+    started_at: float = field(default_factory=time.time)
+    heartbeat: float = field(default_factory=time.time)
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "message"
+    return f"{where}: {first['msg']}" + (
+        f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    )
+
+
+class Worker:
+    """Scores transactions from a broker in batches of up to ``batch_size``, waiting at most ``max_wait``."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        scorer: Scorer,
+        store: Store,
+        *,
+        topic: str = TRANSACTIONS,
+        batch_size: int = 500,
+        max_wait: float = 0.2,
+        on_scored: Callable[[ScoredBatch], None] | None = None,
+    ) -> None:
+        self.broker, self.scorer, self.store = broker, scorer, store
+        self.topic, self.batch_size, self.max_wait = topic, batch_size, max_wait
+        self.on_scored = on_scored
+        self.stats = WorkerStats()
+        self.stopping = threading.Event()
+
+    def run_once(self) -> int:
+        """Process one batch; returns how many messages it handled (0 when the topic was empty)."""
+        messages = self.broker.consume(self.topic, self.batch_size, self.max_wait)
+        self.stats.heartbeat = time.time()
+        if not messages:
+            return 0
+        transactions, dead = self._parse(messages)
+        decided = self.store.decided_ids([t.transaction_id for t in transactions]) if transactions else set()
+        fresh: dict[str, Transaction] = {}
+        for t in transactions:
+            if t.transaction_id not in decided:
+                fresh.setdefault(t.transaction_id, t)
+        self.stats.duplicates += len(transactions) - len(fresh)
+        dead += self._score(list(fresh.values()))
+        if dead:
+            self.store.add_dead_letters(dead)
+            self.stats.dead += len(dead)
+        self.broker.ack(self.topic, messages)
+        self.stats.batches += 1
+        return len(messages)
+
+    def _parse(self, messages: list[Message]) -> tuple[list[Transaction], list[tuple[str, str, str]]]:
+        good, dead = [], []
+        for m in messages:
+            try:
+                good.append(Transaction.model_validate(m.payload))
+            except ValidationError as error:
+                dead.append((self.topic, _dump(m.payload), _describe(error)))
+        return good, dead
+
+    def _score(self, transactions: list[Transaction]) -> list[tuple[str, str, str]]:
+        if not transactions:
+            return []
+        try:
+            self._score_and_store(transactions)
+            return []
+        except Exception as error:  # a poison message must not stop the worker: isolate it
+            if len(transactions) == 1:
+                log.exception("cannot score transaction %s", transactions[0].transaction_id)
+                reason = f"unscoreable: {type(error).__name__}: {error}"
+                return [(self.topic, transactions[0].model_dump_json(), reason)]
+        middle = len(transactions) // 2
+        return self._score(transactions[:middle]) + self._score(transactions[middle:])
+
+    def _score_and_store(self, transactions: list[Transaction]) -> None:
+        scored = self.scorer.score(TransactionBatch.from_transactions(transactions))
+        records = scored.records(self.scorer.engine.names, self.scorer.version)
+        self.store.save_decisions(records, transactions)
+        self.stats.decided += len(records)
+        if self.on_scored:
+            self.on_scored(scored)
+
+    def run(self, *, burst: bool = False) -> WorkerStats:
+        """Loop until :meth:`stop` or SIGTERM/SIGINT (with handlers installed); ``burst`` stops when idle."""
+        while not self.stopping.is_set():
+            if self.run_once() == 0 and burst:
+                break
+        return self.stats
+
+    def stop(self, *_: Any) -> None:
+        """Finish the current batch, then return from :meth:`run`."""
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %s: finishing the current batch", signum)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def health(self, stale_after: float = 30.0) -> dict[str, Any]:
+        """Alive when the loop has beaten within ``stale_after`` seconds."""
+        age = time.time() - self.stats.heartbeat
+        return {
+            "alive": age < stale_after and not self.stopping.is_set(),
+            "heartbeat_age_s": round(age, 3),
+            "batches": self.stats.batches,
+            "decided": self.stats.decided,
+            "duplicates": self.stats.duplicates,
+            "dead_letters": self.stats.dead,
+        }
+
+
+def _dump(payload: Any) -> str:
+    if isinstance(payload, str):
+        return payload
+    try:
+        return json.dumps(payload, default=str)
+    except (TypeError, ValueError):
+        return repr(payload)
