@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     batch_size: int = Field(500, ge=1, le=100_000, description="worker batch size")
     max_wait: float = Field(0.05, ge=0, description="worker: longest wait to fill a batch (seconds)")
+    lease_seconds: float = Field(
+        30.0, gt=0, description="a dead worker's messages are redelivered after this"
+    )
     max_body_bytes: int = Field(2_000_000, ge=1024, description="largest accepted request body")
     max_batch: int = Field(1000, ge=1, description="most transactions in one POST /v1/transactions")
 

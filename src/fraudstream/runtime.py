@@ -7,7 +7,7 @@ how a URL is interpreted. Nothing here runs at import time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 
@@ -42,13 +42,17 @@ class Services:
         self.store.close()
 
 
-def warm_state(store: Store, engine: FeatureEngine, state: FeatureState, now: datetime | None = None) -> int:
+def warm_state(store: Store, engine: FeatureEngine, state: FeatureState) -> int:
     """Rebuild in-process feature state from stored decisions within the retention window.
 
     The in-memory state dies with its process; replaying the decided transactions (and the fraud
-    labels that had arrived) restores exactly the history a restarted worker needs.
+    labels that had arrived) restores exactly the history a restarted worker needs. The window ends
+    at the newest decided event time, not the wall clock, so replayed historical data warms too.
     """
-    since = (now or datetime.now(UTC)) - timedelta(seconds=engine.feature_set.retention)
+    newest = store.newest_decided_timestamp()
+    if newest is None:
+        return 0
+    since = newest - timedelta(seconds=engine.feature_set.retention)
     payloads = store.decided_payloads(since)
     for lo in range(0, len(payloads), WARM_BATCH):
         chunk = [Transaction.model_validate(p) for p in payloads[lo : lo + WARM_BATCH]]
@@ -70,7 +74,7 @@ def open_services(settings: Settings, *, bundle: ModelBundle | None = None, warm
     bundle = bundle or load_bundle(settings.bundle_path)
     rules = ReloadingRules(settings.rules_path or DEFAULT_RULES_PATH, default_known_names(engine.feature_set))
     scorer = Scorer(bundle, state, rules.current, engine)
-    broker = open_broker(settings.broker_url, store)
+    broker = open_broker(settings.broker_url, store, lease_seconds=settings.lease_seconds)
     if warm and isinstance(state, MemoryFeatureState):
         warm_state(store, engine, state)
     return Services(settings, store, state, rules, scorer, broker)

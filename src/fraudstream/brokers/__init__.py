@@ -8,13 +8,16 @@ from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.storage.store import Store
 
 
-def open_broker(url: str, store: Store) -> Broker:
-    """Open the broker at ``url``; ``database://`` queues in ``store``'s own database."""
+def open_broker(url: str, store: Store, *, lease_seconds: float = 30.0) -> Broker:
+    """Open the broker at ``url``; ``database://`` queues in ``store``'s own database.
+
+    ``lease_seconds`` is how long a consumer may hold messages before they go to another consumer.
+    """
     scheme = urlparse(url).scheme
     if scheme == "database":
         from fraudstream.brokers.database import DatabaseBroker
 
-        return DatabaseBroker(store)
+        return DatabaseBroker(store, lease_seconds=lease_seconds)
     if scheme == "memory":
         from fraudstream.brokers.memory import MemoryBroker
 

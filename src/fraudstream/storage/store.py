@@ -87,6 +87,13 @@ class Store(QueueStore):
         with self._read() as conn:
             return list(conn.execute(query).scalars())
 
+    def newest_decided_timestamp(self) -> datetime | None:
+        """Event time of the newest decided transaction: where rebuilt feature state must reach."""
+        with self._read() as conn:
+            return conn.execute(
+                select(func.max(_t.c.timestamp)).where(_t.c.status == tables.TX_DECIDED)
+            ).scalar()
+
     def fraud_labels_since(self, since: datetime) -> list[tuple[str, datetime]]:
         """``(transaction_id, label_time)`` of fraud labels on transactions from ``since`` on."""
         query = (

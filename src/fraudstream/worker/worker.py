@@ -42,12 +42,11 @@ class WorkerStats:
     heartbeat: float = field(default_factory=time.time)
 
 
-def _describe(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "message"
-    return f"{where}: {first['msg']}" + (
-        f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    )
+def _describe(error: ValidationError, most: int = 5) -> str:
+    """``field.path: reason`` for the first few problems, so a dead letter says what to fix."""
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in error.errors()[:most]]
+    more = error.error_count() - most
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
 class Worker:

@@ -1,0 +1,86 @@
+"""Dependencies shared by the routers: the running services, and API-key authentication.
+
+Everything lives on ``app.state`` (set by the lifespan in :mod:`fraudstream.api.app`), so that routes
+take what they need as ``Annotated`` parameters and tests can build any number of independent apps.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from fraudstream.api.metrics import ApiMetrics
+from fraudstream.config import Settings
+from fraudstream.runtime import Services
+from fraudstream.scoring.scorer import Scorer
+from fraudstream.storage.store import Store
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="one of the keys in FRAUD_API_KEYS"
+)
+bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <one of FRAUD_API_KEYS>")
+
+
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_services(request: Request) -> Services:
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None:  # only between process start and the end of the lifespan's start-up
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the service is not started")
+    return services
+
+
+async def get_metrics(request: Request) -> ApiMetrics:
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ServicesDep = Annotated[Services, Depends(get_services)]
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+
+
+async def get_store(services: ServicesDep) -> Store:
+    return services.store
+
+
+async def get_scorer(services: ServicesDep) -> Scorer:
+    return services.scorer
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+ScorerDep = Annotated[Scorer, Depends(get_scorer)]
+
+
+async def require_api_key(
+    settings: SettingsDep,
+    api_key: Annotated[str | None, Security(api_key_header)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> None:
+    """Allow the request when it carries a configured key (``X-API-Key`` or ``Authorization: Bearer``).
+
+    With no keys configured everything is allowed (the embedded demo; the app logs a warning at
+    start-up). A missing key is 401, a wrong one 403. Keys are compared in constant time.
+    """
+    keys = settings.api_key_set
+    if not keys:
+        return
+    offered = [key for key in (api_key, credentials.credentials if credentials else None) if key]
+    if not offered:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing API key: send it as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    for key in offered:
+        # compare against every key (no early exit) so the timing does not reveal which key matched
+        matches = [secrets.compare_digest(key.encode(), k.encode()) for k in keys]
+        if any(matches):
+            return
+    raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")

@@ -1,0 +1,149 @@
+"""Error responses: every failure the client can cause is a 4xx with a JSON ``detail``.
+
+* :class:`BodyLimitMiddleware` answers 413 before a too-large body is parsed, whether its size is
+  announced (``Content-Length``) or only found out while streaming (chunked transfer encoding).
+* Validation errors keep FastAPI's 422 body (a list of ``loc`` / ``msg`` / ``type`` / ``input``), with
+  the echoed input made JSON-safe: ``NaN`` is valid Python JSON but not valid JSON output, and bytes or
+  exception objects in ``ctx`` would otherwise turn a client's mistake into a 500.
+* A database that cannot be reached is a 503 (retry later), not a 500.
+* Anything else is a bug: a 500 with an error id that is also logged with the traceback, so a user's
+  report can be matched to the log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fraudstream.storage.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+#: Echoed inputs longer than this are cut, so a 2 MB wrong-typed body is not sent back whole.
+MAX_ECHO_CHARS = 500
+_METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def too_large(size: int, limit: int, *, streamed: bool = False) -> JSONResponse:
+    at_least = "at least " if streamed else ""
+    return JSONResponse(
+        {"detail": f"request body too large ({at_least}{size} bytes; limit {limit})"}, status_code=413
+    )
+
+
+class BodyLimitMiddleware:
+    """Reject request bodies over ``max_bytes`` with 413, reading at most ``max_bytes + 1`` chunk bytes.
+
+    The body is buffered here and replayed to the app. The API only takes JSON that FastAPI reads
+    whole anyway, so buffering costs nothing extra, and it means the 413 is sent before any route
+    sees the request (FastAPI would turn an error raised while it reads the body into a 400).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _METHODS_WITH_BODY:
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await too_large(declared, self.max_bytes)(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: nothing to answer
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await too_large(size, self.max_bytes, streamed=declared is None)(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with everything JSON cannot carry replaced: non-finite floats and objects by text."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return value if len(value) <= MAX_ECHO_CHARS else value[:MAX_ECHO_CHARS] + "…"
+    if isinstance(value, bytes | bytearray):
+        return json_safe(bytes(value).decode("utf-8", errors="replace"))
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v) for v in value]
+    if isinstance(value, BaseException):
+        return str(value)
+    return json_safe(str(value))
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's own 422 body (``{"detail": [{"type", "loc", "msg", "input", "ctx"?}]}``), JSON-safe."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": json_safe(list(exc.errors()))}, status_code=422)
+
+
+async def storage_unavailable(request: Request, exc: Exception) -> Response:
+    log.error("storage unavailable during %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": "the database is unavailable; try again later"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    """The catch-all: a bug, not bad input. Log it with an id the client can quote."""
+    error_id = uuid.uuid4().hex[:12]
+    log.error("unexpected error %s during %s %s", error_id, request.method, request.url.path, exc_info=exc)
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.unhandled_errors.inc()
+    return JSONResponse(
+        {"detail": f"internal error; quote error id {error_id} when reporting it", "error_id": error_id},
+        status_code=500,
+    )
+
+
+def install_error_handlers(app: FastAPI, max_body_bytes: int) -> None:
+    """Register the handlers and the body-size limit on ``app``."""
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StorageError, storage_unavailable)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -1,0 +1,60 @@
+"""``GET /v1/customers/{customer_id}``: a customer's risk profile for an analyst reviewing a case."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+
+from fraudstream.api.deps import ScorerDep, StoreDep
+from fraudstream.api.schemas import CustomerOut, DecisionOut, LabelOut
+from fraudstream.events.batch import TransactionBatch
+from fraudstream.events.transaction import MAX_ID_LENGTH, Transaction
+from fraudstream.scoring.scorer import Scorer
+
+router = APIRouter(prefix="/v1/customers", tags=["customers"])
+
+
+def customer_features(scorer: Scorer, customer_id: str, now: datetime) -> dict[str, float | None]:
+    """The customer's features as a transaction at ``now`` would see them, recording nothing.
+
+    A zero-amount probe transaction is scored with ``record=False``: the engine answers from the
+    feature state without changing it. Going through :meth:`Scorer.score` (rather than the engine
+    directly) holds the scorer's lock, so the probe never reads the state while the embedded worker
+    is writing it. Only the customer's own features are returned (the probe has no device or
+    merchant, so theirs mean nothing); NaN (no history) becomes ``null``.
+    """
+    probe = Transaction(
+        transaction_id=f"probe-{uuid.uuid4().hex}", timestamp=now, customer_id=customer_id, amount=0.0
+    )
+    scored = scorer.score(TransactionBatch.from_transactions([probe]), record=False)
+    novelty = {f"new_{name}" for name in ("device", "ip", "country", "merchant")}
+    return {
+        name: None if math.isnan(value) else float(value)
+        for name, value in zip(scorer.engine.names, scored.features[0].tolist(), strict=True)
+        if name.startswith("customer_") or name in novelty
+    }
+
+
+@router.get("/{customer_id}", response_model=CustomerOut, responses={404: {}})
+def customer(
+    customer_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
+    store: StoreDep,
+    scorer: ScorerDep,
+    limit: Annotated[int, Query(ge=1, le=500, description="most recent decisions and labels")] = 50,
+) -> CustomerOut:
+    """Current feature values, recent decisions and fraud labels; 404 when none are known."""
+    history = store.customer_history(customer_id, limit=limit)
+    if not history["decisions"] and not history["labels"]:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decisions or labels for customer {customer_id!r}")
+    now = datetime.now(UTC)
+    return CustomerOut(
+        customer_id=customer_id,
+        as_of=now,
+        features=customer_features(scorer, customer_id, now),
+        decisions=[DecisionOut.from_record(r) for r in history["decisions"]],
+        labels=[LabelOut.model_validate(row) for row in history["labels"]],
+    )

@@ -1,0 +1,58 @@
+"""``GET /v1/decisions``: browse decisions newest first, filtered, with keyset pagination."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
+
+from fraudstream.api.deps import StoreDep
+from fraudstream.api.schemas import DecisionName, DecisionOut, DecisionPage
+from fraudstream.events.transaction import MAX_ID_LENGTH
+
+router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _query_error(name: str, message: str, value: object) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("query", name), "msg": message, "input": value}]
+    )
+
+
+@router.get("", response_model=DecisionPage)
+def list_decisions(
+    store: StoreDep,
+    decision: DecisionName | None = None,
+    customer_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
+    since: Annotated[datetime | None, Query(description="decided at or after (naive: UTC)")] = None,
+    until: Annotated[datetime | None, Query(description="decided before (naive: UTC)")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1024, description="next_cursor of the last page")] = None,
+) -> DecisionPage:
+    """One page of decisions; rows written while paging never shift later pages.
+
+    An analyst's queue is ``?decision=FLAG``; a customer's history is ``?customer_id=...``.
+    """
+    since, until = _utc(since), _utc(until)
+    if since is not None and until is not None and since >= until:
+        raise _query_error("until", "until must be after since", until.isoformat())
+    try:
+        records, next_cursor = store.list_decisions(
+            decision=decision,
+            customer_id=customer_id,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
+    except ValueError as error:  # only the cursor can be invalid here: the rest is validated above
+        raise _query_error("cursor", str(error), cursor) from None
+    return DecisionPage(items=[DecisionOut.from_record(r) for r in records], next_cursor=next_cursor)

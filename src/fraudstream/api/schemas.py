@@ -1,0 +1,148 @@
+"""Request and response models of the HTTP API: the contract clients code against (see ``/docs``).
+
+Responses are their own models rather than the storage records, so a storage change cannot silently
+change the API. Transactions and labels come in as the canonical :mod:`fraudstream.events` models.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from fraudstream.events.transaction import Label
+from fraudstream.storage.records import DecisionRecord
+
+DecisionName = Literal["APPROVE", "FLAG", "BLOCK"]
+LabelIn = Label
+
+
+class DecisionOut(BaseModel):
+    """A decision: what was decided for a transaction, why, by which model, and how fast."""
+
+    transaction_id: str
+    customer_id: str
+    amount: float
+    timestamp: datetime = Field(description="the transaction's own time")
+    decision: DecisionName
+    probability: float = Field(description="ensemble fraud probability, 0 to 1")
+    reasons: list[dict[str, Any]] = Field(description="top model contributions, then fired rules")
+    rules: list[str] = Field(description="names of the rules that fired")
+    model_version: str
+    latency_ms: dict[str, float] = Field(description="time per scoring stage; 'total' is the sum")
+    decided_at: datetime
+    duplicate: bool = Field(False, description="true when this is the stored decision of a replayed id")
+
+    @classmethod
+    def from_record(cls, record: DecisionRecord, *, duplicate: bool = False) -> DecisionOut:
+        return cls(
+            transaction_id=record.transaction_id,
+            customer_id=record.customer_id,
+            amount=record.amount,
+            timestamp=record.timestamp,
+            decision=record.decision,  # type: ignore[arg-type]
+            probability=record.probability,
+            reasons=record.reasons,
+            rules=record.rules,
+            model_version=record.model_version,
+            latency_ms=record.latency_ms,
+            decided_at=record.decided_at,
+            duplicate=duplicate,
+        )
+
+
+class AcceptedOut(BaseModel):
+    """Which ids were queued for a decision, and which were already known (or repeated) and ignored."""
+
+    accepted: list[str]
+    duplicates: list[str]
+
+
+class TransactionStatusOut(BaseModel):
+    transaction_id: str
+    status: Literal["queued", "decided", "dead"]
+    decision: DecisionOut | None = None
+
+
+class DecisionPage(BaseModel):
+    """One page of decisions, newest first; pass ``next_cursor`` back as ``cursor`` for the next."""
+
+    items: list[DecisionOut]
+    next_cursor: str | None = None
+
+
+class StatsOut(BaseModel):
+    since: datetime
+    window_s: float
+    total: int
+    by_decision: dict[str, int]
+    flagged_rate: float = Field(description="share of FLAG and BLOCK decisions")
+    latency_ms: dict[str, float | None] = Field(description="p50/p95/p99 of total scoring latency")
+    throughput_per_s: float
+    labelled_fraud: int = Field(description="fraud labels received in the window")
+    queue_lag: int = Field(description="accepted transactions not yet decided")
+    model_version: str
+
+
+class LabelOut(BaseModel):
+    transaction_id: str
+    is_fraud: bool
+    label_time: datetime
+    source: str
+    received_at: datetime
+
+
+class LabelsOut(BaseModel):
+    accepted: int = Field(description="labels stored for the first time (a repeat per source is ignored)")
+    unknown: list[str] = Field(description="ids with no stored transaction: the labels are kept anyway")
+
+
+class CustomerOut(BaseModel):
+    """A customer's risk profile: feature values as of now, recent decisions and labels."""
+
+    customer_id: str
+    as_of: datetime
+    features: dict[str, float | None]
+    decisions: list[DecisionOut]
+    labels: list[LabelOut]
+
+
+class SimulationIn(BaseModel):
+    """Start or stop streaming simulated traffic into ``POST /v1/transactions``' outbox."""
+
+    action: Literal["start", "stop"]
+    source: str = Field("generator", min_length=1, max_length=64, description="'generator' or a dataset")
+    rate: float = Field(100.0, gt=0, le=10_000, description="transactions per second")
+    limit: int | None = Field(None, ge=1, le=10_000_000, description="send at most this many")
+    duration: float | None = Field(None, gt=0, le=86_400, description="stop after this many seconds")
+    seed: int = Field(7, ge=0, le=2**32 - 1)
+    customers: int = Field(500, ge=1, le=100_000)
+    days: float = Field(7.0, gt=0, le=90)
+
+
+class SimulationOut(BaseModel):
+    running: bool
+    source: str | None = None
+    name: str | None = None
+    sent: int | None = None
+    total: int | None = None
+    errors: int | None = None
+    last_error: str | None = None
+    target_rate: float | None = None
+    actual_rate: float | None = None
+    elapsed_s: float | None = None
+
+
+class CheckOut(BaseModel):
+    ok: bool
+    detail: str
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, CheckOut]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"] = "ok"

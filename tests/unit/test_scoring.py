@@ -1,0 +1,111 @@
+"""The scorer: compiled models equal the fitted ones; decisions follow thresholds and rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudstream.events.batch import TransactionBatch
+from fraudstream.events.transaction import Transaction
+from fraudstream.features import FeatureEngine
+from fraudstream.rules import EMPTY_RULES, default_known_names, parse_rules
+from fraudstream.scoring.compiled import CompiledBooster, CompiledForest, CompiledLogistic
+from fraudstream.scoring.scorer import Scorer, model_decisions
+from fraudstream.state import MemoryFeatureState
+from fraudstream.training.bundle import ModelBundle, load_bundle
+from fraudstream.training.models import raw_score
+
+
+@pytest.fixture(scope="module")
+def bundle(bundle_path: Path) -> ModelBundle:
+    return load_bundle(bundle_path)
+
+
+@pytest.fixture(scope="module")
+def batch(small_frame: pd.DataFrame) -> TransactionBatch:
+    return TransactionBatch.from_frame(small_frame.iloc[-3000:].reset_index(drop=True))
+
+
+def scorer(bundle: ModelBundle, rules: object = EMPTY_RULES) -> Scorer:
+    return Scorer(bundle, MemoryFeatureState(retention=60 * 86400.0), lambda: rules)
+
+
+def test_compiled_models_give_identical_scores(bundle: ModelBundle) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, len(bundle.manifest.feature_names))) * 100
+    X[rng.random(X.shape) < 0.3] = np.nan
+    compiled = {
+        "xgboost": CompiledBooster.from_model(bundle.models["xgboost"]),
+        "logistic": CompiledLogistic.from_pipeline(bundle.models["logistic"]),
+        "isolation_forest": CompiledForest.from_pipeline(bundle.models["isolation_forest"]),
+    }
+    for name, model in compiled.items():
+        np.testing.assert_array_equal(model.score(X), raw_score(name, bundle.models[name], X), err_msg=name)
+
+
+def test_thresholds_map_to_decisions() -> None:
+    p = np.array([0.0, 0.29, 0.3, 0.69, 0.7, 1.0])
+    assert model_decisions(p, {"flag": 0.3, "block": 0.7}).tolist() == [
+        "APPROVE", "APPROVE", "FLAG", "FLAG", "BLOCK", "BLOCK",
+    ]  # fmt: skip
+
+
+def test_batch_and_single_transaction_paths_agree(bundle: ModelBundle, batch: TransactionBatch) -> None:
+    whole = scorer(bundle).score(batch, record=False)
+    one_by_one = scorer(bundle)
+    one_by_one.score(batch)  # the state now holds the same history the whole batch saw
+    for i in range(0, len(batch), 997):
+        single = one_by_one.score(batch.take(np.array([i])), record=False)
+        assert single.probability[0] == pytest.approx(whole.probability[i], abs=1e-12)
+    assert set(whole.decision.tolist()) <= {"APPROVE", "FLAG", "BLOCK"}
+    assert ((whole.probability >= 0) & (whole.probability <= 1)).all()
+    assert set(whole.timings) == {"features", "model", "rules", "explain", "total"}
+
+
+def test_reasons_are_top_positive_contributions(bundle: ModelBundle, batch: TransactionBatch) -> None:
+    scored = scorer(bundle).score(batch, record=False)
+    risky = int(np.argmax(scored.probability))
+    reasons = scored.reasons[risky]
+    assert 1 <= len(reasons) <= 3
+    contributions = [r["contribution"] for r in reasons]
+    assert contributions == sorted(contributions, reverse=True) and contributions[0] > 0
+    assert all(r["code"] in bundle.manifest.feature_names and r["source"] == "xgboost" for r in reasons)
+
+
+def test_rules_override_the_model_both_ways(bundle: ModelBundle, batch: TransactionBatch) -> None:
+    plain = scorer(bundle).score(batch, record=False)
+    risky = int(np.argmax(plain.probability))
+    assert plain.decision[risky] in ("FLAG", "BLOCK")
+    customer = batch.customer_id[risky]
+    rules = parse_rules(
+        {
+            "rules": [
+                {"name": "huge", "when": "amount > 0 and amount >= 0", "action": "FLAG", "reason": "any"}
+            ],
+            "allow": {"customer_id": [customer]},
+        },
+        default_known_names(FeatureEngine().feature_set),
+    )
+    ruled = scorer(bundle, rules).score(batch, record=False)
+    assert ruled.decision[risky] == "APPROVE"  # allow-listed beats the model
+    others = np.flatnonzero(batch.customer_id != customer)
+    assert (ruled.decision[others] != "APPROVE").all()  # the FLAG rule lifts everyone else
+    assert any(r["code"] == "huge" and r["source"] == "rules" for r in ruled.reasons[others[0]])
+
+
+def test_recording_is_idempotent(bundle: ModelBundle) -> None:
+    s = scorer(bundle)
+    tx = Transaction(
+        transaction_id="t1", timestamp=datetime(2025, 3, 1, tzinfo=UTC), customer_id="C1", amount=10.0
+    )
+    first = s.score(TransactionBatch.from_transactions([tx]))
+    again = s.score(TransactionBatch.from_transactions([tx]))
+    assert first.new.tolist() == [True] and again.new.tolist() == [False]
+    assert first.probability[0] == again.probability[0]
+    records = first.records(s.engine.names, s.version)
+    assert records[0].transaction_id == "t1" and records[0].model_version == s.version
+    assert records[0].features["amount"] == 10.0 and records[0].features["customer_secs_since_last"] is None
