@@ -54,12 +54,12 @@ class ScoredBatch:
         """One storable record per row, carrying the feature vector the decision was made on."""
         now = datetime.now(UTC)
         b = self.batch
+        values = self.features.astype(object)
+        values[np.isnan(self.features)] = None
+        rows = values.tolist()
         out = []
         for i in range(len(self)):
-            vector = {
-                n: (None if np.isnan(v) else float(v))
-                for n, v in zip(feature_names, self.features[i], strict=True)
-            }
+            vector = dict(zip(feature_names, rows[i], strict=True))
             out.append(
                 DecisionRecord(
                     transaction_id=b.transaction_id[i],

@@ -1,0 +1,1 @@
+"""The ``fraudstream`` subcommands, grouped by what they work on."""

@@ -1,0 +1,111 @@
+"""What every command shares: consoles, common options, error handling, progress bars."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from fraudstream.config import Settings
+
+console = Console(stderr=True)
+out = Console()
+
+DataOpt = Annotated[
+    Path | None, typer.Option("--data", help="Canonical transactions file (.parquet, .csv, .jsonl).")
+]
+DatasetOpt = Annotated[
+    str | None,
+    typer.Option("--dataset", help="A public dataset instead: handbook, fraud_ecom, paysim, sparkov."),
+]
+DatasetsDirOpt = Annotated[
+    Path | None,
+    typer.Option("--datasets-dir", help="Folder of the public datasets (env FRAUD_DATASETS_DIR)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]
+
+
+def date_option(help_text: str) -> Any:
+    return typer.Option(formats=_FORMATS, help=f"{help_text} (UTC, YYYY-MM-DD).")
+
+
+def utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """Known problems become one red line and exit code 2, not a traceback."""
+    from fraudstream.brokers import BrokerError
+    from fraudstream.datasets.registry import UnknownDatasetError
+    from fraudstream.events.errors import SchemaError
+    from fraudstream.rules import RulesError
+    from fraudstream.state import StateError
+    from fraudstream.storage import StorageError
+    from fraudstream.training.bundle import BundleError
+    from fraudstream.training.models import TrainingError
+    from fraudstream.training.tracking import TrackingError
+
+    known = (
+        SchemaError, BundleError, TrainingError, TrackingError, UnknownDatasetError, FileNotFoundError,
+        StorageError, BrokerError, StateError, RulesError,
+    )  # fmt: skip
+    try:
+        yield
+    except (*known, ValueError) as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def settings_with(datasets_dir: Path | None = None) -> Settings:
+    settings = Settings()
+    return settings.model_copy(update={"datasets_dir": datasets_dir}) if datasets_dir else settings
+
+
+@contextmanager
+def progress() -> Iterator[Callable[[str, int, int], None]]:
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+    )
+    bar = Progress(
+        *columns, TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = bar.add_task(label, total=total)
+        bar.update(tasks[label], completed=done)
+
+    with bar:
+        yield update
+
+
+def featurize(frame: Any) -> Any:
+    from fraudstream.features import FeatureEngine
+    from fraudstream.training.backtest import Featured
+
+    engine = FeatureEngine()
+    with console.status(f"computing {len(engine.names)} features for {len(frame):,} transactions"):
+        return engine, Featured.build(frame, engine)
+
+
+def emit(payload: dict[str, Any], as_json: bool, table: Any = None) -> None:
+    from fraudstream.training.metrics import json_ready
+
+    if as_json:
+        sys.stdout.write(json.dumps(json_ready(payload), indent=2) + "\n")
+    elif table is not None:
+        out.print(table)

@@ -1,0 +1,142 @@
+"""``fraudstream demo``: train if needed, then API + worker + simulator in one process, and a summary.
+
+The generated data is split in time: the first weeks train the model and fill the in-process
+feature state, the last two weeks (which training never saw) are streamed live at ``--rate``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fraudstream.commands.common import console
+from fraudstream.config import Settings
+
+LIVE_DAYS = 14
+DEMO_DB = "demo.db"
+
+
+def _prepare(settings: Settings, trials: int) -> pd.DataFrame:
+    from fraudstream.commands.training import generate, train
+    from fraudstream.datasets.io import read_frame
+
+    path = settings.data_dir / "transactions.parquet"
+    if not path.exists():
+        generate(out_path=path, days=45.0)
+    if not settings.bundle_path.exists():
+        console.print("[bold]no model yet:[/] training one (a few minutes, once)")
+        train(data=path, trials=trials, gap_days=7.0, test_days=7.0)
+    return read_frame(path)
+
+
+def _prime(services: Any, history: pd.DataFrame, until: float) -> None:
+    """Load the weeks before the live part into the feature state, with the labels known by then."""
+    from fraudstream.events.batch import TransactionBatch
+
+    batch = TransactionBatch.from_frame(history)
+    services.state.record(batch, services.scorer.engine.entity_columns)
+    known = (batch.is_fraud == 1) & (batch.label_time < until)
+    services.state.record_labels(
+        batch.transaction_id[known], batch.label_time[known], np.ones(known.sum(), bool)
+    )
+
+
+def _server(app: Any, host: str, port: int) -> tuple[Any, threading.Thread]:
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="fraudstream-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        raise RuntimeError(f"the API could not start on {host}:{port} (is the port in use? try --port)")
+    return server, thread
+
+
+def run_demo(
+    settings: Settings, *, duration: float | None, rate: float, port: int | None, trials: int
+) -> None:
+    from fraudstream.api import create_app
+    from fraudstream.datasets.simulate import Simulation
+    from fraudstream.runtime import open_services
+
+    frame = _prepare(settings, trials)
+    split = frame["timestamp"].max() - timedelta(days=LIVE_DAYS)
+    history, live = (
+        frame[frame["timestamp"] < split],
+        frame[frame["timestamp"] >= split].reset_index(drop=True),
+    )
+    db = settings.data_dir / DEMO_DB
+    for leftover in (db, db.with_name(DEMO_DB + "-wal"), db.with_name(DEMO_DB + "-shm")):
+        leftover.unlink(missing_ok=True)
+    settings = settings.model_copy(update={"database_url": f"sqlite:///{db}", "port": port or settings.port})
+    services = open_services(settings, warm=False)
+    _prime(services, history, split.timestamp())
+    app = create_app(settings, services, run_worker=True)
+    server, thread = _server(app, settings.host, settings.port)
+    base = f"http://{settings.host}:{settings.port}"
+    sim = Simulation(live, rate, services.store.accept, duration=duration, name="demo")
+    keys = "API keys are set" if settings.api_key_set else "no API keys (embedded demo: open to this machine)"
+    console.print(f"[bold green]fraudstream demo[/] model {services.scorer.version}; {keys}")
+    links = {"API docs": "/docs", "decisions": "/v1/decisions?decision=BLOCK", "stats": "/v1/stats"}
+    for label, path in (links | {"metrics": "/metrics"}).items():
+        console.print(f"  {label:<10} {base}{path}")
+    console.print(f"  streaming {len(live):,} unseen transactions at {rate:g}/s — Ctrl-C to stop")
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    started = time.time()
+    sim.start()
+    try:
+        while not stop.is_set() and sim.running:
+            stop.wait(1.0)
+    finally:
+        sim.stop()
+        signal.signal(signal.SIGINT, previous)
+        _drain(services, timeout=10.0)
+        server.should_exit = True
+        thread.join(10)
+    _summary(services, sim, started)
+    services.close()
+
+
+def _drain(services: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while services.store.pending("transactions") and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _summary(services: Any, sim: Any, started: float) -> None:
+    from datetime import UTC, datetime
+
+    from rich.table import Table
+
+    stats = services.store.stats(datetime.fromtimestamp(started, UTC) - timedelta(seconds=1))
+    ids = list(sim.truth)[: sim.sent]
+    decided = {d: services.store.get_decision(d) for d in ids}
+    flagged = {t for t, rec in decided.items() if rec is not None and rec.decision in ("FLAG", "BLOCK")}
+    fraud = {t for t in ids if sim.truth[t][0]}
+    table = Table(title="demo summary", show_header=False)
+    table.add_row("transactions sent", f"{sim.sent:,}")
+    table.add_row("decided", f"{sum(r is not None for r in decided.values()):,}")
+    for decision, count in sorted(stats["by_decision"].items()):
+        table.add_row(f"  {decision}", f"{count:,}")
+    table.add_row("frauds (ground truth)", f"{len(fraud):,}")
+    table.add_row(
+        "caught (FLAG or BLOCK)",
+        f"{len(fraud & flagged):,}" + (f" ({len(fraud & flagged) / len(fraud):.0%})" if fraud else ""),
+    )
+    table.add_row("false alarms", f"{len(flagged - fraud):,} of {len(set(ids) - fraud):,} legitimate")
+    lat = stats.get("latency_ms") or {}
+    table.add_row(
+        "scoring latency p50 / p95 / p99",
+        " / ".join(f"{lat.get(k) or 0:.1f} ms" for k in ("p50", "p95", "p99")),
+    )
+    console.print(table)

@@ -1,0 +1,201 @@
+"""Commands that run the engine: serve, worker, simulate, replay and the all-in-one demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fraudstream.commands.common import (
+    DatasetsDirOpt,
+    JsonOpt,
+    console,
+    emit,
+    errors,
+    progress,
+    settings_with,
+)
+from fraudstream.config import Settings
+
+RateOpt = Annotated[float, typer.Option(min=0.1, help="Transactions per second.")]
+SourceOpt = Annotated[
+    str, typer.Option("--source", help="'generator', or a dataset: handbook, fraud_ecom, paysim, sparkov.")
+]
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (env FRAUD_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env FRAUD_PORT).")] = None,
+    with_worker: Annotated[bool, typer.Option(help="Also run a worker in this process.")] = True,
+) -> None:
+    """Run the HTTP API (and, by default, a worker in the same process)."""
+    import uvicorn
+
+    from fraudstream.api import create_app
+
+    with errors():
+        settings = Settings()
+        app = create_app(settings, run_worker=with_worker)
+        uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level="info")
+
+
+def worker(
+    burst: Annotated[bool, typer.Option(help="Stop when the queue is empty instead of waiting.")] = False,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Most messages per batch (env FRAUD_BATCH_SIZE).")
+    ] = None,
+) -> None:
+    """Consume transactions in batches, score them, store the decisions; Ctrl-C or SIGTERM stops cleanly."""
+    from fraudstream.runtime import open_services
+    from fraudstream.worker import Worker
+
+    with errors():
+        settings = Settings()
+        services = open_services(settings)
+        w = Worker(
+            services.broker, services.scorer, services.store,
+            batch_size=batch_size or settings.batch_size, max_wait=settings.max_wait,
+        )  # fmt: skip
+        w.install_signal_handlers()
+        console.print(
+            f"worker: model {services.scorer.version}, broker {settings.broker_url}, Ctrl-C to stop"
+        )
+        try:
+            stats = w.run(burst=burst)
+        finally:
+            services.close()
+        console.print(
+            f"worker stopped: {stats.decided:,} decided, {stats.duplicates:,} duplicates, {stats.dead:,} dead"
+        )
+
+
+def load_traffic(source: str, settings: Settings, *, seed: int, customers: int, days: float) -> Any:
+    """A table to stream: freshly generated traffic, or a public dataset."""
+    if source == "generator":
+        from fraudstream.datasets.generator import GeneratorConfig, generate
+
+        return generate(GeneratorConfig(n_customers=customers, days=days, seed=seed))
+    from fraudstream.datasets.registry import load_dataset
+
+    return load_dataset(source, settings.datasets_dir)
+
+
+def simulate(
+    source: SourceOpt = "generator",
+    rate: RateOpt = 100.0,
+    limit: Annotated[int | None, typer.Option(help="Stop after this many transactions.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    url: Annotated[str | None, typer.Option(help="POST to this API (e.g. http://127.0.0.1:8000).")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="FRAUD_API_KEY", help="API key for --url.")] = None,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 99,
+    customers: Annotated[int, typer.Option(help="Generator: customers.")] = 500,
+    days: Annotated[float, typer.Option(help="Generator: days of traffic.")] = 7.0,
+    datasets_dir: DatasetsDirOpt = None,
+) -> None:
+    """Stream generated or dataset transactions into fraudstream at a target rate.
+
+    Without --url they go straight into the database's durable queue, where a worker picks them up.
+    """
+    from fraudstream.datasets.simulate import Simulation
+
+    with errors():
+        settings = settings_with(datasets_dir)
+        frame = load_traffic(source, settings, seed=seed, customers=customers, days=days)
+        if url:
+            import httpx
+
+            client = httpx.Client(base_url=url, headers={"X-API-Key": api_key} if api_key else {}, timeout=30)
+
+            def sink(batch: list[Any]) -> Any:
+                body = [t.model_dump(mode="json") for t in batch]
+                return client.post("/v1/transactions", json=body).raise_for_status()
+        else:
+            from fraudstream.storage import open_store
+
+            store = open_store(settings.db_url)
+            store.migrate()
+
+            def sink(batch: list[Any]) -> Any:
+                return store.accept(batch)
+
+        sim = Simulation(frame, rate, sink, limit=limit, duration=duration, name=source)
+        console.print(f"streaming {min(limit or len(frame), len(frame)):,} transactions at {rate:g}/s")
+        sim.run()
+        status = sim.status()
+        sent, took, actual = status["sent"], status["elapsed_s"], status["actual_rate"]
+        console.print(f"sent {sent:,} in {took} s ({actual}/s), errors {status['errors']}")
+
+
+def replay(
+    dataset: Annotated[str, typer.Argument(help="A public dataset (handbook, ...) or a transactions file.")],
+    model: Annotated[
+        Path | None, typer.Option(help="Model bundle (default: FRAUD_DATA_DIR/model.fsb).")
+    ] = None,
+    store_decisions: Annotated[
+        bool, typer.Option("--store/--no-store", help="Write decisions to the database.")
+    ] = True,
+    batch_size: Annotated[int, typer.Option(min=1, help="Transactions per batch.")] = 5000,
+    datasets_dir: DatasetsDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Push a dataset through the full online path (state, models, rules, storage) and evaluate it.
+
+    An offline backtest of exactly what production would do: fraud labels reach the feature state
+    only once their label time has passed.
+    """
+    from fraudstream.datasets.io import read_frame
+    from fraudstream.datasets.registry import DATASETS, load_dataset
+    from fraudstream.runtime import open_services
+    from fraudstream.scoring.replay import replay as run
+    from fraudstream.training import metrics
+    from fraudstream.training.bundle import load_bundle
+    from fraudstream.training.report import evaluation_table
+
+    with errors():
+        settings = settings_with(datasets_dir)
+        frame = (
+            load_dataset(dataset, settings.datasets_dir) if dataset in DATASETS else read_frame(Path(dataset))
+        )
+        services = open_services(settings, bundle=load_bundle(model or settings.bundle_path), warm=False)
+        try:
+            with progress() as bar:
+                result = run(frame, services.scorer, services.store if store_decisions else None,
+                             batch_size=batch_size, progress=bar)  # fmt: skip
+        finally:
+            services.close()
+        frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
+        labelled = frame["is_fraud"].notna().to_numpy()
+        thresholds = services.scorer.bundle.manifest.thresholds
+        ts = frame["timestamp"]
+        ev = metrics.evaluate(
+            frame["is_fraud"].to_numpy(dtype=bool, na_value=False)[labelled], result.probability[labelled],
+            flag_threshold=thresholds["flag"], block_threshold=thresholds["block"],
+            day=ts.dt.floor("D").to_numpy()[labelled], customer=frame["customer_id"].to_numpy()[labelled],
+            scenario=frame["fraud_scenario"].astype(object).to_numpy()[labelled],
+        )  # fmt: skip
+        console.print(
+            f"replayed {len(frame):,} transactions in {result.seconds:.1f} s = {result.rate:,.0f}/s, "
+            f"{result.stored:,} decisions stored"
+        )
+        payload = {"transactions": len(frame), "seconds": result.seconds, "rate": result.rate, **ev.to_dict()}
+        emit(payload, as_json, evaluation_table(ev, f"replay of {dataset}"))
+
+
+def demo(
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
+    ] = None,
+    rate: RateOpt = 50.0,
+    port: Annotated[int | None, typer.Option(help="API port (env FRAUD_PORT).")] = None,
+    trials: Annotated[int, typer.Option(min=0, help="Search trials per model when training first.")] = 4,
+) -> None:
+    """The main job: train if no model exists, then run API, worker and simulator in one process.
+
+    Everything runs on embedded defaults (SQLite, in-process state, the database queue). It prints
+    the URLs, streams simulated traffic at --rate and ends with a summary of what was decided.
+    """
+    from fraudstream.commands.demo import run_demo
+
+    with errors():
+        run_demo(Settings(), duration=duration, rate=rate, port=port, trials=trials)

@@ -1,0 +1,239 @@
+"""Commands for data and models: generate, train, evaluate, backtest, datasets."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fraudstream.commands.common import (
+    DataOpt,
+    DatasetOpt,
+    DatasetsDirOpt,
+    JsonOpt,
+    console,
+    date_option,
+    emit,
+    errors,
+    featurize,
+    out,
+    progress,
+    settings_with,
+    utc,
+)
+from fraudstream.config import Settings
+
+
+def generate(
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="File to write (.parquet, .csv, .jsonl).")
+    ] = None,
+    customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 2000,
+    merchants: Annotated[int, typer.Option(min=1, help="Number of merchants.")] = 200,
+    days: Annotated[float, typer.Option(min=0.01, help="Time span in days.")] = 30.0,
+    fraud_rate: Annotated[float, typer.Option(min=0.0, max=0.5, help="Target share of fraud.")] = 0.01,
+    label_delay_days: Annotated[
+        float, typer.Option(help="Median delay of fraud labels (chargebacks).")
+    ] = 7.0,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same data.")] = 7,
+    start: Annotated[datetime | None, date_option("First day of the data")] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Stream JSON lines to stdout at this many per second.")
+    ] = None,
+    duration: Annotated[float | None, typer.Option(help="With --rate: stop after this many seconds.")] = None,
+) -> None:
+    """Generate synthetic transactions with named fraud scenarios and delayed labels."""
+    from fraudstream.datasets.generator import GeneratorConfig
+    from fraudstream.datasets.generator import generate as make
+    from fraudstream.datasets.io import stream_frame, write_frame
+
+    with errors():
+        config = GeneratorConfig(
+            n_customers=customers, n_merchants=merchants, days=days, fraud_rate=fraud_rate,
+            label_delay_days=label_delay_days, seed=seed, start=utc(start) or GeneratorConfig.start,
+        )  # fmt: skip
+        with console.status("generating transactions"):
+            frame = make(config)
+        if rate is not None:
+
+            def emit(records: list[dict[str, Any]]) -> None:
+                for record in records:
+                    sys.stdout.write(json.dumps(record, default=str) + "\n")
+                sys.stdout.flush()
+
+            sent = stream_frame(frame, rate=rate, emit=emit, duration=duration)
+            console.print(f"streamed {sent:,} transactions at {rate:g}/s")
+            return
+        path = out_path or Settings().data_dir / "transactions.parquet"
+        write_frame(frame, path)
+        fraud = frame["is_fraud"].astype(bool)
+        console.print(f"wrote {len(frame):,} transactions ({fraud.mean():.2%} fraud) to [bold]{path}[/]")
+
+
+def train(
+    data: DataOpt = None,
+    dataset: DatasetOpt = None,
+    datasets_dir: DatasetsDirOpt = None,
+    train_start: Annotated[datetime | None, date_option("Training start (default: start of data)")] = None,
+    train_end: Annotated[datetime | None, date_option("Training end (default: before gap and test)")] = None,
+    gap_days: Annotated[float, typer.Option(help="Label-delay gap between training and test.")] = 7.0,
+    test_days: Annotated[float, typer.Option(help="Days tested after the gap (0: no test).")] = 7.0,
+    model_out: Annotated[
+        Path | None, typer.Option("--out", help="Bundle to write (default: FRAUD_DATA_DIR/model.fsb).")
+    ] = None,
+    models: Annotated[str, typer.Option(help="Comma-separated: xgboost, logistic, isolation_forest.")] = (
+        "xgboost,logistic,isolation_forest"
+    ),
+    trials: Annotated[
+        int, typer.Option(min=0, help="Hyperparameter search trials per model (0: defaults).")
+    ] = 12,
+    folds: Annotated[int, typer.Option(min=2, help="Time-ordered validation folds.")] = 3,
+    smote: Annotated[
+        bool, typer.Option(help="Oversample fraud with SMOTE instead of class weights.")
+    ] = False,
+    block_fpr: Annotated[
+        float, typer.Option(help="BLOCK threshold: false-positive rate on validation.")
+    ] = 0.001,
+    flag_fpr: Annotated[
+        float, typer.Option(help="FLAG threshold: false-positive rate on validation.")
+    ] = 0.01,
+    threads: Annotated[int | None, typer.Option(help="Training threads (env FRAUD_THREADS).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train models on a time window and write a model bundle; evaluate on the window after the gap.
+
+    Without dates, the test window is the last --test-days of the data, the gap precedes it, and
+    training uses everything before the gap. Labels are used only if known by the test start.
+    """
+    from fraudstream.datasets.source import load_source
+    from fraudstream.training.backtest import Windows, evaluate_window, train_window
+    from fraudstream.training.models import TrainConfig
+    from fraudstream.training.report import evaluation_table
+
+    with errors():
+        settings = settings_with(datasets_dir)
+        config = TrainConfig(
+            models=tuple(m.strip() for m in models.split(",") if m.strip()), trials=trials, folds=folds,
+            threads=threads or settings.threads, seed=settings.seed, smote=smote, block_fpr=block_fpr,
+            flag_fpr=flag_fpr,
+        )  # fmt: skip
+        frame = load_source(settings, data, dataset, gap_days)
+        first, last = frame["timestamp"].min().to_pydatetime(), frame["timestamp"].max().to_pydatetime()
+        end = utc(train_end) or last - timedelta(days=gap_days + test_days)
+        windows = Windows(utc(train_start) or first, end, timedelta(days=gap_days), timedelta(days=test_days))
+        engine, featured = featurize(frame)
+        with progress() as bar:
+            bundle = train_window(featured, windows, engine, config, bar)
+        path = model_out or settings.bundle_path
+        payload: dict[str, Any] = {"bundle": str(bundle.save(path)), "version": bundle.manifest.version}
+        payload |= {"weights": bundle.manifest.weights, "thresholds": bundle.manifest.thresholds}
+        test: dict[str, Any] = {}
+        table = None
+        if test_days > 0 and featured.between(windows.test_start, windows.test_end).size:
+            ev = evaluate_window(
+                featured, bundle, windows.test_start, windows.test_end, known_since=windows.train_start
+            )
+            test = ev.to_dict()
+            table = evaluation_table(ev, f"test {windows.test_start:%Y-%m-%d} .. {windows.test_end:%Y-%m-%d}")
+        payload["test"] = test
+        if settings.mlflow_tracking_uri:
+            from fraudstream.training.tracking import log_to_mlflow
+
+            payload["mlflow_run_id"] = log_to_mlflow(settings.mlflow_tracking_uri, bundle, path, test)
+        console.print(
+            f"model [bold]{bundle.manifest.version}[/] → {path} "
+            f"(weights {bundle.manifest.weights}, FLAG ≥ {bundle.manifest.thresholds['flag']:.4f}, "
+            f"BLOCK ≥ {bundle.manifest.thresholds['block']:.4f})"
+        )
+        emit(payload, as_json, table)
+
+
+def evaluate(
+    model: Annotated[
+        Path | None, typer.Option(help="Model bundle (default: FRAUD_DATA_DIR/model.fsb).")
+    ] = None,
+    data: DataOpt = None,
+    dataset: DatasetOpt = None,
+    datasets_dir: DatasetsDirOpt = None,
+    test_start: Annotated[datetime | None, date_option("Test start (default: test end minus 7 days)")] = None,
+    test_end: Annotated[datetime | None, date_option("Test end, exclusive (default: end of data)")] = None,
+    gap_days: Annotated[float, typer.Option(help="Label delay assumed for dataset labels.")] = 7.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a model bundle on a time window: AUC, AP, recall at FPR, card precision@100, confusion."""
+    from fraudstream.datasets.source import load_source
+    from fraudstream.training.backtest import evaluate_window
+    from fraudstream.training.bundle import load_bundle
+    from fraudstream.training.report import evaluation_table
+
+    with errors():
+        settings = settings_with(datasets_dir)
+        bundle = load_bundle(model or settings.bundle_path)
+        frame = load_source(settings, data, dataset, gap_days)
+        end = utc(test_end) or frame["timestamp"].max().to_pydatetime() + timedelta(microseconds=1)
+        start = utc(test_start) or end - timedelta(days=7)
+        _, featured = featurize(frame)
+        ev = evaluate_window(featured, bundle, start, end)
+        emit(
+            {"model": bundle.manifest.version, **ev.to_dict()},
+            as_json,
+            evaluation_table(ev, f"{start:%Y-%m-%d} .. {end:%Y-%m-%d}"),
+        )
+
+
+def backtest(
+    test_start: Annotated[
+        list[datetime], typer.Option(formats=["%Y-%m-%d"], help="Start of a test window (repeat).")
+    ],
+    data: DataOpt = None,
+    dataset: DatasetOpt = None,
+    datasets_dir: DatasetsDirOpt = None,
+    train_days: Annotated[float, typer.Option(help="Days of training before the gap.")] = 7.0,
+    gap_days: Annotated[float, typer.Option(help="Label-delay gap in days.")] = 7.0,
+    test_days: Annotated[float, typer.Option(help="Days in each test window.")] = 7.0,
+    trials: Annotated[int, typer.Option(min=0, help="Search trials per model and window.")] = 12,
+    models: Annotated[
+        str, typer.Option(help="Comma-separated models.")
+    ] = "xgboost,logistic,isolation_forest",
+    as_json: JsonOpt = False,
+) -> None:
+    """Train and test once per --test-start: the Fraud Detection Handbook's protocol by default.
+
+    Example: fraudstream backtest --dataset handbook --test-start 2018-06-02 --test-start 2018-06-09
+    """
+    from fraudstream.datasets.source import load_source
+    from fraudstream.training.backtest import backtest as run
+    from fraudstream.training.models import TrainConfig
+    from fraudstream.training.report import mean_evaluation, protocol_table
+
+    with errors():
+        settings = settings_with(datasets_dir)
+        config = TrainConfig(
+            models=tuple(models.split(",")), trials=trials, threads=settings.threads, seed=settings.seed
+        )
+        frame = load_source(settings, data, dataset, gap_days)
+        engine, featured = featurize(frame)
+        starts = [s for s in (utc(t) for t in test_start) if s is not None]
+        with progress() as bar:
+            rows = run(featured, starts, engine, config, train_days=train_days, gap_days=gap_days,
+                       test_days=test_days, progress=bar)  # fmt: skip
+        payload = {"windows": {label: ev.to_dict() for label, ev in rows}, "mean": mean_evaluation(rows)}
+        baseline = {"roc_auc": 0.872, "average_precision": 0.69, "card_precision_at_100": 0.30}
+        title = f"backtest: train {train_days:g} d, gap {gap_days:g} d, test {test_days:g} d"
+        emit(payload, as_json, protocol_table(rows, title, baseline if dataset == "handbook" else None))
+
+
+def datasets(datasets_dir: DatasetsDirOpt = None) -> None:
+    """List the public datasets fraudstream can read, and whether their files are present."""
+    from fraudstream.datasets.registry import DATASETS
+
+    settings = settings_with(datasets_dir)
+    for name, spec in DATASETS.items():
+        present = all((settings.datasets_dir / p).is_file() for p in spec.paths)
+        mark = "[green]present[/]" if present else "[red]missing[/]"
+        out.print(f"{name:<11} {mark}  {spec.description}")
+    out.print(f"\nfolder: {settings.datasets_dir.resolve()} (set --datasets-dir or FRAUD_DATASETS_DIR)")
