@@ -134,18 +134,25 @@ class CompiledLogistic:
 
 @dataclass
 class CompiledBooster:
-    """XGBoost's booster, one thread (a single row gains nothing from more), with its own contributions."""
+    """XGBoost's booster with one thread for small batches (a row gains nothing from more) and
+    ``threads`` for large ones, with its own contributions."""
 
-    booster: Any
+    single: Any
+    parallel: Any
+    threshold: int = 2000
 
     @classmethod
-    def from_model(cls, model: Any) -> CompiledBooster:
-        booster = model.get_booster().copy()
-        booster.set_param({"nthread": 1})
-        return cls(booster)
+    def from_model(cls, model: Any, threads: int = 2) -> CompiledBooster:
+        single, parallel = model.get_booster().copy(), model.get_booster().copy()
+        single.set_param({"nthread": 1})
+        parallel.set_param({"nthread": threads})
+        return cls(single, parallel)
+
+    def _for(self, X: np.ndarray) -> Any:
+        return self.parallel if X.shape[0] >= self.threshold else self.single
 
     def score(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(self.booster.inplace_predict(X), dtype=np.float64)
+        return np.asarray(self._for(X).inplace_predict(X), dtype=np.float64)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Per-feature contributions from XGBoost's ``pred_contribs`` (the bias column dropped).
@@ -156,7 +163,7 @@ class CompiledBooster:
         """
         from xgboost import DMatrix
 
-        contribs = self.booster.predict(DMatrix(X), pred_contribs=True, approx_contribs=True)
+        contribs = self._for(X).predict(DMatrix(X), pred_contribs=True, approx_contribs=True)
         return np.asarray(contribs[:, :-1], dtype=np.float64)
 
 

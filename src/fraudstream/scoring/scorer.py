@@ -164,16 +164,20 @@ class Scorer:
         if self._explainer is not None:
             contrib = self.models[self._explainer].contributions(X)
             top = np.argsort(-contrib, axis=1, kind="stable")[:, :TOP_REASONS]
-            for i in range(X.shape[0]):
-                for j in top[i]:
-                    c = float(contrib[i, j])
-                    if c > 0:
-                        v = X[i, j]
-                        out[i].append({"code": names[j], "value": None if np.isnan(v) else float(v),
-                                       "contribution": round(c, 4), "source": self._explainer})  # fmt: skip
+            c = np.round(np.take_along_axis(contrib, top, axis=1), 4)
+            v = np.take_along_axis(X, top, axis=1).astype(object)
+            v[np.isnan(v.astype(np.float64))] = None
+            source = self._explainer
+            for row, js, cs, vs in zip(out, top.tolist(), c.tolist(), v.tolist(), strict=True):
+                row += [
+                    {"code": names[j], "value": x, "contribution": k, "source": source}
+                    for j, k, x in zip(js, cs, vs, strict=True)
+                    if k > 0
+                ]
         for i, (fired, texts) in enumerate(zip(outcome.fired, outcome.reasons, strict=True)):
-            out[i] += [
-                {"code": rule, "reason": text, "source": "rules"}
-                for rule, text in zip(fired, texts, strict=True)
-            ]
+            if fired:
+                out[i] += [
+                    {"code": rule, "reason": text, "source": "rules"}
+                    for rule, text in zip(fired, texts, strict=True)
+                ]
         return out
