@@ -41,7 +41,7 @@ class DecisionOut(BaseModel):
             customer_id=record.customer_id,
             amount=record.amount,
             timestamp=record.timestamp,
-            decision=record.decision,  # type: ignore[arg-type]
+            decision=record.decision,
             probability=record.probability,
             reasons=record.reasons,
             rules=record.rules,

@@ -33,7 +33,12 @@ class DatabaseBroker(Broker):
     def consume(self, topic: str, max_messages: int, max_wait: float) -> list[Message]:
         deadline = time.monotonic() + max_wait
         while True:
-            claimed = self.store.claim(topic, self.consumer, max_messages, self.lease_seconds)
+            # A plain read first: claiming takes SQLite's write lock, which an idle poll must not.
+            claimed = (
+                self.store.claim(topic, self.consumer, max_messages, self.lease_seconds)
+                if self.store.pending(topic)
+                else []
+            )
             if claimed or time.monotonic() >= deadline:
                 return [Message(str(m.id), m.key, m.payload) for m in claimed]
             time.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0)))

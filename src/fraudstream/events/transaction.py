@@ -51,7 +51,7 @@ class Transaction(BaseModel):
     transaction_id: Identifier
     timestamp: datetime
     customer_id: Identifier
-    amount: float = Field(ge=0, le=MAX_AMOUNT)
+    amount: float = Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     merchant_id: OptionalId = None
     merchant_category: OptionalId = None
@@ -60,8 +60,8 @@ class Transaction(BaseModel):
     ip_address: OptionalId = None
     browser: OptionalId = None
     country: OptionalId = None
-    latitude: float | None = Field(default=None, ge=-90, le=90)
-    longitude: float | None = Field(default=None, ge=-180, le=180)
+    latitude: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
+    longitude: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
     account_created_at: datetime | None = None
     payment_type: OptionalId = None
     extra: dict[str, Any] = Field(default_factory=dict)

@@ -119,6 +119,13 @@ class Scorer:
         with self._lock:
             return self._score(batch, record)
 
+    def record_labels(
+        self, transaction_ids: np.ndarray, label_times: np.ndarray, is_fraud: np.ndarray
+    ) -> int:
+        """Feed arrived labels to the feature state, under the same lock as scoring."""
+        with self._lock:
+            return self.state.record_labels(transaction_ids, label_times, is_fraud)
+
     def _score(self, batch: TransactionBatch, record: bool) -> ScoredBatch:
         started = time.perf_counter()
         if record:

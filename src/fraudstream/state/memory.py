@@ -1,134 +1,169 @@
-"""In-process feature state: the embedded default, needing no server."""
+"""In-process feature state: the embedded default, needing no server.
+
+Events live once, in a growable columnar log; each entity keeps the row numbers of its events.
+Fetching a batch's history is then a gather of arrays, and recording costs per new event, never
+per event already held.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
+from itertools import chain
 
 import numpy as np
+import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.state.base import EVENT_FIELDS, FeatureState, History
 
-_Event = tuple[object, ...]
+_FLOATS = frozenset({"timestamp", "amount", "latitude", "longitude"})
+
+
+class _Log:
+    """Append-only columns with amortised doubling; ``take`` gathers rows by number."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.data = {f: np.empty(1024, dtype=np.float64 if f in _FLOATS else object) for f in EVENT_FIELDS}
+
+    def append(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        n = len(columns["timestamp"])
+        if self.size + n > len(self.data["timestamp"]):
+            capacity = max(2 * len(self.data["timestamp"]), self.size + n)
+            for f, old in self.data.items():
+                grown = np.empty(capacity, dtype=old.dtype)
+                grown[: self.size] = old[: self.size]
+                self.data[f] = grown
+        for f in EVENT_FIELDS:
+            self.data[f][self.size : self.size + n] = columns[f]
+        self.size += n
+        return np.arange(self.size - n, self.size)
+
+    def take(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {f: col[rows] for f, col in self.data.items()}
+
+    def keep(self, mask: np.ndarray) -> np.ndarray:
+        """Drop rows where ``mask`` is False; returns the new number of each old row (-1 if dropped)."""
+        renumber = np.cumsum(mask) - 1
+        renumber[~mask] = -1
+        for f, col in self.data.items():
+            self.data[f] = col[: self.size][mask].copy()
+        self.size = int(mask.sum())
+        return renumber
 
 
 class MemoryFeatureState(FeatureState):
-    """Feature state in Python dictionaries, pruned to ``retention`` seconds behind the newest event.
+    """Feature state in process memory, pruned to ``retention`` seconds behind the newest event.
 
     A first-class backend for one process (the demo, tests, offline replays); it forgets everything
-    when the process ends.
+    when the process ends, and :func:`fraudstream.runtime.warm_state` rebuilds it from storage.
     """
 
     def __init__(self, retention: float, grace: float = 86400.0) -> None:
         self.retention = retention
         self.grace = grace
-        self._events: dict[str, dict[str, list[_Event]]] = defaultdict(lambda: defaultdict(list))
-        self._labels: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
-        self._tx: dict[str, tuple[float, dict[str, str]]] = {}
+        self._log = _Log()
+        self._index: dict[str, defaultdict[str, list[int]]] = {}
+        self._columns: dict[str, str] = {}
+        self._labels: dict[str, defaultdict[str, list[tuple[float, float]]]] = {}
+        self._tx: dict[str, int] = {}
         self._fraud: set[str] = set()
         self._newest = -np.inf
         self._pruned_at = -np.inf
 
     def fetch(self, entity: str, keys: np.ndarray, since: float) -> History:
-        by_key = self._events.get(entity, {})
-        rows: list[_Event] = []
-        owners: list[str] = []
-        for key in keys:
-            for event in by_key.get(key, ()):
-                if event[1] >= since:  # type: ignore[operator]
-                    rows.append(event)
-                    owners.append(key)
-        columns = list(zip(*rows, strict=True)) if rows else [() for _ in EVENT_FIELDS]
-        events = {
-            name: np.array(col, dtype=np.float64 if name in _FLOATS else object)
-            for name, col in zip(EVENT_FIELDS, columns, strict=True)
-        }
-        labels = self._labels.get(entity, {})
+        index: Mapping[str, list[int]] = self._index.get(entity, {})
+        found = [(k, index[k]) for k in keys.tolist() if k in index]
+        lengths = np.fromiter((len(rows) for _, rows in found), dtype=np.int64, count=len(found))
+        rows = np.fromiter(chain.from_iterable(r for _, r in found), dtype=np.int64, count=int(lengths.sum()))
+        owners = np.repeat(np.array([k for k, _ in found], dtype=object), lengths)
+        recent = self._log.data["timestamp"][rows] >= since
+        rows, owners = rows[recent], owners[recent]
+        labels: Mapping[str, list[tuple[float, float]]] = self._labels.get(entity, {})
         l_key, l_tx, l_time = [], [], []
-        for key in keys:
+        for key in keys.tolist():
             for tx_time, label_time in labels.get(key, ()):
                 if tx_time >= since:
                     l_key.append(key)
                     l_tx.append(tx_time)
                     l_time.append(label_time)
         return History(
-            key=np.array(owners, dtype=object),
-            events=events,
+            key=owners,
+            events=self._log.take(rows),
             label_key=np.array(l_key, dtype=object),
             label_tx_time=np.array(l_tx, dtype=np.float64),
             label_time=np.array(l_time, dtype=np.float64),
         )
 
     def record(self, batch: TransactionBatch, entities: Mapping[str, str]) -> np.ndarray:
-        new = np.zeros(len(batch), dtype=bool)
-        columns = [getattr(batch, name).tolist() for name in EVENT_FIELDS]
-        entity_keys = {entity: getattr(batch, column).tolist() for entity, column in entities.items()}
-        for i, event in enumerate(zip(*columns, strict=True)):
-            tx_id = event[0]
-            if tx_id in self._tx:
-                continue
-            new[i] = True
-            keys = {entity: values[i] for entity, values in entity_keys.items() if values[i] is not None}
-            self._tx[tx_id] = (event[1], keys)
-            for entity, key in keys.items():
-                self._insert(self._events[entity][key], event)
-        if len(batch):
-            self._newest = max(self._newest, float(np.nanmax(batch.timestamp)))
+        ids = batch.transaction_id
+        new = ~pd.Index(ids).duplicated()
+        new &= np.fromiter((t not in self._tx for t in ids.tolist()), dtype=bool, count=len(ids))
+        if not new.any():
+            return new
+        rows = self._log.append({f: getattr(batch, f)[new] for f in EVENT_FIELDS})
+        row_list = rows.tolist()
+        self._tx.update(zip(ids[new].tolist(), row_list, strict=True))
+        for entity, column in entities.items():
+            self._columns[entity] = column
+            index = self._index.setdefault(entity, defaultdict(list))
+            for key, row in zip(getattr(batch, column)[new].tolist(), row_list, strict=True):
+                if key is not None:
+                    index[key].append(row)
+        self._newest = max(self._newest, float(np.nanmax(batch.timestamp[new])))
         self._maybe_prune()
         return new
-
-    @staticmethod
-    def _insert(log: list[_Event], event: _Event) -> None:
-        if not log or log[-1][1] <= event[1]:  # type: ignore[operator]
-            log.append(event)
-            return
-        i = len(log)
-        while i > 0 and log[i - 1][1] > event[1]:  # type: ignore[operator]
-            i -= 1
-        log.insert(i, event)
 
     def record_labels(
         self, transaction_ids: np.ndarray, label_times: np.ndarray, is_fraud: np.ndarray
     ) -> int:
         added = 0
+        data = self._log.data
         for tx_id, label_time, fraud in zip(
             transaction_ids.tolist(), label_times.tolist(), is_fraud.tolist(), strict=True
         ):
-            if not fraud or tx_id in self._fraud or tx_id not in self._tx:
+            row = self._tx.get(tx_id)
+            if not fraud or row is None or tx_id in self._fraud:
                 continue
             self._fraud.add(tx_id)
-            tx_time, keys = self._tx[tx_id]
-            for entity, key in keys.items():
-                self._labels[entity][key].append((tx_time, label_time))
+            for entity, column in self._columns.items():
+                key = data[column][row]
+                if key is not None:
+                    self._labels.setdefault(entity, defaultdict(list))[key].append(
+                        (data["timestamp"][row], label_time)
+                    )
             added += 1
         return added
 
     def _maybe_prune(self) -> None:
-        if self._newest - self._pruned_at < self.grace:
+        """Drop what is older than the retention; rare (every quarter retention of event time)."""
+        if self._newest - self._pruned_at < max(self.grace, self.retention / 4):
             return
+        self._pruned_at = self._newest
         horizon = self._newest - self.retention - self.grace
-        for logs in self._events.values():
-            for key in [k for k, log in logs.items() if log[-1][1] < horizon]:  # type: ignore[operator]
-                del logs[key]
-            for log in logs.values():
-                if log[0][1] < horizon:  # type: ignore[operator]
-                    log[:] = [e for e in log if e[1] >= horizon]  # type: ignore[operator]
+        keep = self._log.data["timestamp"][: self._log.size] >= horizon
+        if keep.all():
+            return
+        renumber = self._log.keep(keep)
+        for index in self._index.values():
+            for key in list(index):
+                rows = [r for r in renumber[index[key]].tolist() if r >= 0]
+                if rows:
+                    index[key] = rows
+                else:
+                    del index[key]
+        self._tx = {t: int(renumber[r]) for t, r in self._tx.items() if renumber[r] >= 0}
+        self._fraud &= self._tx.keys()
         for labels in self._labels.values():
             for key in list(labels):
                 labels[key] = [x for x in labels[key] if x[0] >= horizon]
                 if not labels[key]:
                     del labels[key]
-        for tx_id in [t for t, (ts, _) in self._tx.items() if ts < horizon]:
-            del self._tx[tx_id]
-            self._fraud.discard(tx_id)
-        self._pruned_at = self._newest
 
     def close(self) -> None:
-        self._events.clear()
+        self._log = _Log()
+        self._index.clear()
         self._labels.clear()
         self._tx.clear()
         self._fraud.clear()
-
-
-_FLOATS = {"timestamp", "amount", "latitude", "longitude"}

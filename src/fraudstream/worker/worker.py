@@ -20,10 +20,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fraudstream.brokers.base import Broker, Message
+from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
 from fraudstream.scoring.scorer import ScoredBatch, Scorer
+from fraudstream.storage.errors import StorageError
 from fraudstream.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class WorkerStats:
     decided: int = 0
     duplicates: int = 0
     dead: int = 0
+    errors: int = 0
     started_at: float = field(default_factory=time.time)
     heartbeat: float = field(default_factory=time.time)
 
@@ -123,8 +125,18 @@ class Worker:
 
     def run(self, *, burst: bool = False) -> WorkerStats:
         """Loop until :meth:`stop` or SIGTERM/SIGINT (with handlers installed); ``burst`` stops when idle."""
+        backoff = 0.0
         while not self.stopping.is_set():
-            if self.run_once() == 0 and burst:
+            try:
+                handled = self.run_once()
+                backoff = 0.0
+            except (StorageError, BrokerError) as error:  # a passing outage must not end the worker
+                backoff = min(max(2 * backoff, 0.1), 10.0)
+                self.stats.errors += 1
+                log.warning("worker: %s; retrying in %.1f s", error, backoff)
+                self.stopping.wait(backoff)
+                continue
+            if handled == 0 and burst:
                 break
         return self.stats
 
@@ -150,6 +162,7 @@ class Worker:
             "decided": self.stats.decided,
             "duplicates": self.stats.duplicates,
             "dead_letters": self.stats.dead,
+            "errors": self.stats.errors,
         }
 
 

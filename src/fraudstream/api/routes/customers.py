@@ -17,6 +17,11 @@ from fraudstream.scoring.scorer import Scorer
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
+#: The customer's aggregates and the novelty flags (``new_device``, ``new_ip``, ...).
+CUSTOMER_PREFIXES = ("customer_", "new_")
+#: Features that compare the probe's own (zero) amount with the customer's: meaningless here.
+PROBE_RELATIVE = ("customer_amount_ratio", "customer_amount_zscore")
+
 
 def customer_features(scorer: Scorer, customer_id: str, now: datetime) -> dict[str, float | None]:
     """The customer's features as a transaction at ``now`` would see them, recording nothing.
@@ -25,17 +30,17 @@ def customer_features(scorer: Scorer, customer_id: str, now: datetime) -> dict[s
     feature state without changing it. Going through :meth:`Scorer.score` (rather than the engine
     directly) holds the scorer's lock, so the probe never reads the state while the embedded worker
     is writing it. Only the customer's own features are returned (the probe has no device or
-    merchant, so theirs mean nothing); NaN (no history) becomes ``null``.
+    merchant, so theirs mean nothing, nor do the ones comparing its zero amount with the customer's);
+    NaN (no history) becomes ``null``.
     """
     probe = Transaction(
         transaction_id=f"probe-{uuid.uuid4().hex}", timestamp=now, customer_id=customer_id, amount=0.0
     )
     scored = scorer.score(TransactionBatch.from_transactions([probe]), record=False)
-    novelty = {f"new_{name}" for name in ("device", "ip", "country", "merchant")}
     return {
         name: None if math.isnan(value) else float(value)
         for name, value in zip(scorer.engine.names, scored.features[0].tolist(), strict=True)
-        if name.startswith("customer_") or name in novelty
+        if name.startswith(CUSTOMER_PREFIXES) and not name.startswith(PROBE_RELATIVE)
     }
 
 

@@ -1,0 +1,131 @@
+"""The FastAPI application: ``create_app(settings)`` wires services, routers, errors and metrics.
+
+Serve it with uvicorn (``uvicorn.run(create_app(Settings()))``); tests build as many independent apps
+as they like, each with its own services, metrics registry and (optionally) embedded worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+
+from fraudstream import __version__
+from fraudstream.api.bodies import add_component_schemas
+from fraudstream.api.errors import install_error_handlers
+from fraudstream.api.metrics import ApiMetrics, RequestMetricsMiddleware
+from fraudstream.api.routes import api_router
+from fraudstream.api.routes.simulations import SimulationSlot
+from fraudstream.config import Settings
+from fraudstream.events.batch import TransactionBatch
+from fraudstream.events.transaction import Label, Transaction
+from fraudstream.runtime import Services, open_services
+from fraudstream.scoring.scorer import Scorer
+from fraudstream.worker.worker import Worker
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Real-time fraud decisions (APPROVE / FLAG / BLOCK) from point-in-time features, trained models and rules.
+
+* `POST /v1/score` decides one transaction synchronously.
+* `POST /v1/transactions` queues transactions durably for the worker; `GET /v1/transactions/{id}?wait=`
+  returns the decision when it is made.
+* `POST /v1/labels` feeds fraud outcomes back into the features.
+
+Send the API key as `X-API-Key` or `Authorization: Bearer` when `FRAUD_API_KEYS` is set.
+"""
+#: After a crash of the embedded worker's loop (e.g. the database went away), wait this long and resume.
+WORKER_RESTART_DELAY = 1.0
+WORKER_JOIN_TIMEOUT = 30.0
+
+
+def warm_up(scorer: Scorer) -> None:
+    """Score one throwaway transaction without recording it, so the first real request does not pay
+    for loading the compiled feature kernels (about 0.4 s once per process)."""
+    probe = Transaction(
+        transaction_id="warm-up", timestamp=datetime.now(UTC), customer_id="warm-up", amount=1.0
+    )
+    scorer.score(TransactionBatch.from_transactions([probe]), record=False)
+
+
+def _supervise(worker: Worker) -> None:
+    """Run the worker until it is stopped, resuming after unexpected errors instead of dying silently."""
+    while not worker.stopping.is_set():
+        try:
+            worker.run()
+        except Exception:
+            log.exception("embedded worker failed; resuming in %.0f s", WORKER_RESTART_DELAY)
+            worker.stopping.wait(WORKER_RESTART_DELAY)
+
+
+def _start_worker(app: FastAPI, services: Services, settings: Settings, metrics: ApiMetrics) -> None:
+    worker = Worker(
+        services.broker,
+        services.scorer,
+        services.store,
+        batch_size=settings.batch_size,
+        max_wait=settings.max_wait,
+        on_scored=metrics.on_worker_batch,
+    )
+    thread = threading.Thread(target=_supervise, args=(worker,), name="fraudstream-worker", daemon=True)
+    app.state.worker, app.state.worker_thread = worker, thread
+    thread.start()
+
+
+def _stop_worker(app: FastAPI) -> None:
+    worker, thread = app.state.worker, app.state.worker_thread
+    if worker is None or thread is None:
+        return
+    worker.stop()
+    started = time.monotonic()
+    thread.join(WORKER_JOIN_TIMEOUT)
+    if thread.is_alive():
+        log.warning("embedded worker did not stop within %.0f s", time.monotonic() - started)
+
+
+def create_app(settings: Settings, services: Services | None = None, *, run_worker: bool = False) -> FastAPI:
+    """The API for ``settings``; opens its own services at start-up unless ``services`` are given.
+
+    Services passed in belong to the caller and are not closed at shutdown; services the app opened
+    are. With ``run_worker`` a :class:`Worker` runs in a daemon thread of this process (the embedded
+    demo: one process serves the API and decides queued transactions), stopped at shutdown.
+    """
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.api_key_set:
+            log.warning("API keys are not set: anyone who can reach this port can use the API")
+        owned = services is None
+        running = open_services(settings) if services is None else services
+        warm_up(running.scorer)
+        app.state.services = running
+        if run_worker:
+            _start_worker(app, running, settings, metrics)
+        try:
+            yield
+        finally:
+            app.state.simulations.stop()
+            _stop_worker(app)
+            app.state.services = None
+            if owned:
+                running.close()
+
+    app = FastAPI(title="fraudstream", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.services = None
+    app.state.worker = None
+    app.state.worker_thread = None
+    app.state.simulations = SimulationSlot()
+    install_error_handlers(app, settings.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: sees 413s and 500s too
+    app.include_router(api_router)
+    add_component_schemas(app, Transaction, Label)
+    return app

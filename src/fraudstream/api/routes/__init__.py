@@ -1,0 +1,30 @@
+"""The API's routers: one per resource. Everything under ``/v1`` requires an API key when keys are set."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from fraudstream.api.deps import require_api_key
+from fraudstream.api.routes import (
+    customers,
+    decisions,
+    health,
+    labels,
+    score,
+    simulations,
+    stats,
+    transactions,
+)
+
+v1_router = APIRouter(
+    dependencies=[Depends(require_api_key)],
+    responses={401: {"description": "missing API key"}, 403: {"description": "invalid API key"}},
+)
+for module in (score, transactions, decisions, stats, customers, labels, simulations):
+    v1_router.include_router(module.router)
+
+api_router = APIRouter()
+api_router.include_router(health.router)
+api_router.include_router(v1_router)
+
+__all__ = ["api_router"]

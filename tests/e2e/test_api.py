@@ -1,0 +1,689 @@
+"""The HTTP API as a client uses it: a real SQLite file, a real model, the embedded worker.
+
+Every test client re-raises server-side exceptions (TestClient's default), so any request that reached
+the catch-all 500 handler would fail its test: bad input must always be answered with a 4xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from fraudstream.api import create_app
+from fraudstream.api.errors import BodyLimitMiddleware
+from fraudstream.config import Settings
+from fraudstream.runtime import Services, open_services
+from fraudstream.storage.errors import StorageError
+
+with warnings.catch_warnings():  # starlette wants httpx2, which is not a dependency of this project
+    warnings.filterwarnings("ignore", message=".*httpx2.*")
+    from fastapi.testclient import TestClient
+
+NOW = datetime.now(UTC)
+Api = tuple[TestClient, Services, FastAPI]
+
+
+def tx(
+    transaction_id: str, customer_id: str = "C1", minutes_ago: float = 10, **fields: Any
+) -> dict[str, Any]:
+    """A valid transaction body, timestamped shortly before now so that 24-hour features count it."""
+    return {
+        "transaction_id": transaction_id,
+        "timestamp": (NOW - timedelta(minutes=minutes_ago)).isoformat(),
+        "customer_id": customer_id,
+        "amount": 42.5,
+        **fields,
+    }
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def make_api(tmp_path: Path, bundle_path: Path) -> Iterator[Callable[..., Api]]:
+    """Build an app on a fresh database: ``make_api(run_worker=..., **settings)``."""
+    opened: list[tuple[TestClient, Services]] = []
+
+    def make(*, run_worker: bool = False, **overrides: Any) -> Api:
+        folder = tmp_path / f"api{len(opened)}"
+        values: dict[str, Any] = {
+            "data_dir": folder,
+            "database_url": f"sqlite:///{folder}/t.db",
+            "model_path": bundle_path,
+            "api_keys": "",
+            "max_wait": 0.01,
+            "batch_size": 200,
+            **overrides,
+        }
+        settings = Settings(**values)
+        services = open_services(settings)
+        app = create_app(settings, services, run_worker=run_worker)
+        client = TestClient(app)
+        client.__enter__()
+        opened.append((client, services))
+        return client, services, app
+
+    yield make
+    for client, services in reversed(opened):
+        client.__exit__(None, None, None)
+        services.close()
+
+
+@pytest.fixture
+def api(make_api: Callable[..., Api]) -> Api:
+    return make_api()
+
+
+@pytest.fixture
+def worker_api(make_api: Callable[..., Api]) -> Api:
+    return make_api(run_worker=True)
+
+
+def customer_feature(client: TestClient, customer_id: str, name: str) -> float | None:
+    response = client.get(f"/v1/customers/{customer_id}")
+    assert response.status_code == 200, response.text
+    value: float | None = response.json()["features"][name]
+    return value
+
+
+def metric(client: TestClient, line_start: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no metric line starts with {line_start!r}")
+
+
+# --- health, readiness, metrics -------------------------------------------------------------------
+
+
+def test_health_ready_metrics_are_open_even_with_keys(make_api: Callable[..., Api]) -> None:
+    client, services, _ = make_api(api_keys="secret")
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "ready" and set(body["checks"]) == {"database", "model"}
+    assert body["checks"]["model"]["detail"] == services.scorer.version
+    assert body["checks"]["database"]["detail"].startswith("SQLite")
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    for name in ("fraudstream_http_request_seconds", "fraudstream_queue_lag", "fraudstream_scoring_seconds"):
+        assert name in metrics.text
+    assert client.get("/v1/stats").status_code == 401  # while the operational endpoints stay open
+
+
+def test_ready_names_the_failing_check(worker_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, services, app = worker_api
+    assert client.get("/ready").json()["checks"]["worker"]["ok"] is True
+
+    def broken() -> str:
+        raise StorageError("database sqlite:///x is unreachable")
+
+    monkeypatch.setattr(services.store, "ping", broken)
+    response = client.get("/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"] == {"ok": False, "detail": "database sqlite:///x is unreachable"}
+    assert body["checks"]["model"]["ok"] is True
+
+    monkeypatch.undo()
+    app.state.worker.stop()
+    app.state.worker_thread.join(5)
+    response = client.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["checks"]["worker"]["ok"] is False
+    assert response.json()["checks"]["database"]["ok"] is True
+
+
+def test_metrics_count_scoring_and_decisions(api: Api) -> None:
+    client, _, _ = api
+    decisions = [client.post("/v1/score", json=tx(f"m{i}")).json()["decision"] for i in range(3)]
+    client.post("/v1/score", json=tx("m0"))  # a replay is not a second decision
+    client.post("/v1/score", params={"dry_run": True}, json=tx("m-dry"))  # nor is a dry run
+    client.post("/v1/transactions", json=[tx("m-q1"), tx("m-q2")])
+    counted = {d: metric(client, f'fraudstream_decisions_total{{decision="{d}"}}') for d in set(decisions)}
+    assert counted == {d: float(decisions.count(d)) for d in set(decisions)}
+    assert metric(client, 'fraudstream_scoring_seconds_count{path="sync"}') == 4.0
+    assert metric(client, "fraudstream_queue_lag") == 2.0
+    assert metric(client, 'fraudstream_http_request_seconds_count{method="POST",route="/v1/score"') == 5.0
+    # a path that matches no route is recorded under one label, not under the arbitrary path
+    client.get("/no/such/path")
+    assert metric(
+        client, 'fraudstream_http_request_seconds_count{method="GET",route="unrouted",status="404"}'
+    )
+
+
+# --- POST /v1/score --------------------------------------------------------------------------------
+
+
+def test_score_replay_and_dry_run(api: Api) -> None:
+    client, services, _ = api
+    first = client.post("/v1/score", json=tx("s1", "CS", minutes_ago=30))
+    assert first.status_code == 200, first.text
+    decision = first.json()
+    assert decision["decision"] in {"APPROVE", "FLAG", "BLOCK"}
+    assert 0.0 <= decision["probability"] <= 1.0
+    assert isinstance(decision["reasons"], list) and isinstance(decision["rules"], list)
+    assert decision["model_version"] == services.scorer.version
+    assert decision["latency_ms"]["total"] > 0 and decision["duplicate"] is False
+    assert customer_feature(client, "CS", "customer_count_24h") == 1.0
+
+    replay = client.post("/v1/score", json=tx("s1", "CS", minutes_ago=30, amount=9999.0))
+    assert replay.status_code == 200
+    assert replay.json() == {**decision, "duplicate": True}
+    assert customer_feature(client, "CS", "customer_count_24h") == 1.0  # the replay changed no state
+
+    dry = client.post("/v1/score", params={"dry_run": "true"}, json=tx("s-dry", "CS", minutes_ago=20))
+    assert dry.status_code == 200 and dry.json()["decision"] in {"APPROVE", "FLAG", "BLOCK"}
+    assert client.get("/v1/transactions/s-dry").status_code == 404
+    assert services.store.get_decision("s-dry") is None
+    assert customer_feature(client, "CS", "customer_count_24h") == 1.0  # nor did the dry run
+
+    second = client.post("/v1/score", json=tx("s2", "CS", minutes_ago=15))
+    assert second.status_code == 200 and second.json()["duplicate"] is False
+    assert customer_feature(client, "CS", "customer_count_24h") == 2.0
+    status = client.get("/v1/transactions/s1").json()
+    assert status["status"] == "decided" and status["decision"]["decision"] == decision["decision"]
+
+
+# --- validation: every bad input is a 4xx naming the field ------------------------------------------
+
+BAD_FIELDS: list[tuple[dict[str, Any], tuple[Any, ...], str]] = [
+    ({"amount": -1}, ("amount",), "greater_than_equal"),
+    ({"customer_id": None}, ("customer_id",), "string_type"),
+    ({"timestamp": "yesterday"}, ("timestamp",), "datetime_from_date_parsing"),
+    ({"timestamp": "1900-01-01T00:00:00Z"}, ("timestamp",), "value_error"),
+    ({"colour": "red"}, ("colour",), "extra_forbidden"),
+    ({"amount": "lots"}, ("amount",), "float_parsing"),
+    ({"amount": [1]}, ("amount",), "float_type"),
+    ({"customer_id": 17}, ("customer_id",), "string_type"),
+    ({"currency": "usd"}, ("currency",), "string_pattern_mismatch"),
+    ({"latitude": 10.0}, (), "value_error"),
+    ({"transaction_id": "x" * 129}, ("transaction_id",), "string_too_long"),
+]
+
+
+@pytest.mark.parametrize(("change", "loc", "kind"), BAD_FIELDS)
+def test_invalid_fields_are_422_with_the_field_path(
+    api: Api, change: dict[str, Any], loc: tuple[Any, ...], kind: str
+) -> None:
+    client, _, _ = api
+    body = {**tx("v1"), **change}
+    one = client.post("/v1/score", json=body)
+    assert one.status_code == 422, one.text
+    assert [(e["loc"], e["type"]) for e in one.json()["detail"]] == [(["body", *loc], kind)]
+    queued = client.post("/v1/transactions", json=body)
+    assert queued.status_code == 422
+    assert [(e["loc"], e["type"]) for e in queued.json()["detail"]] == [(["body", *loc], kind)]
+    many = client.post("/v1/transactions", json=[tx("v0"), body])
+    assert many.status_code == 422
+    assert [(e["loc"], e["type"]) for e in many.json()["detail"]] == [(["body", 1, *loc], kind)]
+    assert client.get("/v1/transactions/v0").status_code == 404  # nothing of a rejected batch is kept
+
+
+def test_missing_field_is_reported(api: Api) -> None:
+    client, _, _ = api
+    body = tx("v2")
+    del body["customer_id"]
+    response = client.post("/v1/score", json=body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "customer_id"]
+    assert response.json()["detail"][0]["type"] == "missing"
+
+
+JSON = {"content-type": "application/json"}
+
+
+def raw_tx(amount: bytes) -> bytes:
+    """A transaction body as raw bytes, for JSON that ``json=`` cannot produce (``NaN``, ``1e999``)."""
+    return b'{"transaction_id":"r1","timestamp":"2025-01-01","customer_id":"c","amount":' + amount + b"}"
+
+
+RAW_BODIES: list[tuple[str, bytes, dict[str, str]]] = [
+    ("malformed", b'{"transaction_id": "r1", "amount": ', JSON),
+    ("trailing comma", b'{"transaction_id": "r1",}', JSON),
+    ("NaN amount", raw_tx(b"NaN"), JSON),
+    ("Infinity", raw_tx(b"Infinity"), JSON),
+    ("overflow", raw_tx(b"1e999"), JSON),
+    ("NaN latitude", raw_tx(b'1,"latitude":NaN,"longitude":0'), JSON),
+    ("deep nesting", b"[" * 100_000 + b"]" * 100_000, JSON),
+    ("invalid utf-8", b'{"transaction_id": "\xff\xfe"}', JSON),
+    ("empty", b"", JSON),
+    ("null", b"null", JSON),
+    ("number", b"123", JSON),
+    ("string", b'"a transaction"', JSON),
+    ("empty list", b"[]", JSON),
+    ("list of junk", b"[1, null, []]", JSON),
+    ("no content type", b'{"transaction_id": "r1"}', {}),
+    ("form", b"transaction_id=r1", {"content-type": "application/x-www-form-urlencoded"}),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "headers"), RAW_BODIES, ids=[r[0] for r in RAW_BODIES])
+def test_bad_bodies_never_reach_the_catch_all(
+    api: Api, name: str, content: bytes, headers: dict[str, str]
+) -> None:
+    client, _, _ = api
+    for path in ("/v1/score", "/v1/transactions", "/v1/labels"):
+        response = client.post(path, content=content, headers=headers)
+        assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
+        assert response.json()["detail"], path
+    assert metric(client, "fraudstream_unhandled_errors_total") == 0.0
+
+
+def test_malformed_json_is_422_json_invalid(api: Api) -> None:
+    client, _, _ = api
+    response = client.post("/v1/score", content=b'{"amount": ', headers=JSON)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+    assert response.json()["detail"][0]["loc"][0] == "body"
+
+
+def test_non_finite_input_is_echoed_safely(api: Api) -> None:
+    client, _, _ = api
+    response = client.post("/v1/transactions", content=raw_tx(b"NaN"), headers=JSON)
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "amount"] and error["input"] == "nan"
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/transactions/t1", {"wait": "31"}),
+        ("/v1/transactions/t1", {"wait": "-1"}),
+        ("/v1/transactions/t1", {"wait": "nan"}),
+        ("/v1/decisions", {"limit": "0"}),
+        ("/v1/decisions", {"limit": "501"}),
+        ("/v1/decisions", {"decision": "MAYBE"}),
+        ("/v1/decisions", {"since": "last week"}),
+        ("/v1/stats", {"window": "0"}),
+        ("/v1/stats", {"window": str(31 * 86400)}),
+        ("/v1/customers/C1", {"limit": "0"}),
+    ],
+)
+def test_invalid_query_parameters_are_422(api: Api, path: str, params: dict[str, str]) -> None:
+    client, _, _ = api
+    response = client.get(path, params=params)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["query", next(iter(params))]
+
+
+def test_oversized_bodies_are_413(make_api: Callable[..., Api]) -> None:
+    client, _, _ = make_api(max_body_bytes=2048, max_batch=3)
+    big = [tx(f"b{i}") for i in range(40)]
+    response = client.post("/v1/transactions", json=big)
+    assert response.status_code == 413
+    assert response.json()["detail"].startswith("request body too large (")
+    assert "limit 2048" in response.json()["detail"]
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: the size is only known while streaming
+        yield b"["
+        for i in range(40):
+            yield (b"," if i else b"") + json.dumps(tx(f"c{i}")).encode()
+        yield b"]"
+
+    streamed = client.post("/v1/transactions", content=chunked(), headers=JSON)
+    assert streamed.status_code == 413
+    assert streamed.json()["detail"].startswith("request body too large (at least ")
+
+    too_many = client.post("/v1/transactions", json=[tx(f"n{i}") for i in range(4)])
+    assert too_many.status_code == 413
+    assert too_many.json()["detail"].startswith("too many transactions in one request (4; limit 3)")
+    assert client.post("/v1/labels", json=[{"transaction_id": "x"}] * 4).status_code == 413
+    assert client.post("/v1/transactions", json=[tx(f"n{i}") for i in range(3)]).status_code == 202
+    small_chunks = client.post("/v1/score", content=iter([b'{"transaction_id": ', b'"z"}']), headers=JSON)
+    assert small_chunks.status_code == 422  # a small chunked body is passed through whole
+
+
+def test_body_limit_stops_reading_a_stream_at_the_limit() -> None:
+    """At the ASGI level, with a body arriving in several chunks and no Content-Length."""
+    received: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        message = await receive()
+        received.append(message["body"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def call(chunks: list[bytes]) -> tuple[list[Any], int]:
+        pending = [
+            {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+            for i, c in enumerate(chunks)
+        ]
+        reads = 0
+        sent: list[Any] = []
+
+        async def receive() -> Any:
+            nonlocal reads
+            reads += 1
+            return pending.pop(0)
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+        await BodyLimitMiddleware(app, max_bytes=2500)(scope, receive, send)
+        return sent, reads
+
+    sent, reads = asyncio.run(call([b"x" * 1000] * 10))
+    assert sent[0]["status"] == 413 and reads == 3 and received == []
+    assert json.loads(sent[1]["body"]) == {
+        "detail": "request body too large (at least 3000 bytes; limit 2500)"
+    }
+    sent, reads = asyncio.run(call([b"a" * 1000, b"b" * 1000, b"c" * 500]))
+    assert sent[0]["status"] == 204 and received == [b"a" * 1000 + b"b" * 1000 + b"c" * 500]
+
+
+def test_unknown_ids_are_404(api: Api) -> None:
+    client, _, _ = api
+    response = client.get("/v1/transactions/nope")
+    assert response.status_code == 404 and "nope" in response.json()["detail"]
+    assert client.get("/v1/transactions/nope", params={"wait": 0.1}).status_code == 404
+    assert client.get("/v1/customers/nobody").status_code == 404
+    assert client.get("/v1/no-such-resource").status_code == 404
+
+
+def test_api_keys(make_api: Callable[..., Api]) -> None:
+    client, _, _ = make_api(api_keys="k-one, k-two")
+    missing = client.get("/v1/stats")
+    assert missing.status_code == 401 and "missing API key" in missing.json()["detail"]
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert client.get("/v1/stats", headers={"X-API-Key": "wrong"}).status_code == 403
+    assert client.get("/v1/stats", headers={"Authorization": "Bearer wrong"}).json() == {
+        "detail": "invalid API key"
+    }
+    assert client.get("/v1/stats", headers={"Authorization": "Basic k-one"}).status_code == 401
+    assert client.get("/v1/stats", headers={"X-API-Key": "k-one"}).status_code == 200
+    assert client.get("/v1/stats", headers={"Authorization": "Bearer k-two"}).status_code == 200
+    assert client.post("/v1/score", json=tx("k1")).status_code == 401  # before any validation or work
+    assert client.post("/v1/score", json=tx("k1"), headers={"X-API-Key": "k-two"}).status_code == 200
+    for path in ("/v1/transactions/k1", "/v1/decisions", "/v1/customers/C1", "/v1/simulations"):
+        assert client.get(path).status_code == 401, path
+
+
+def test_warns_at_startup_without_api_keys(
+    make_api: Callable[..., Api], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="fraudstream.api.app"):
+        make_api()
+    assert "API keys are not set: anyone who can reach this port can use the API" in caplog.text
+
+
+# --- POST /v1/transactions with the embedded worker -------------------------------------------------
+
+
+def test_transactions_are_queued_then_decided_once(worker_api: Api) -> None:
+    client, services, _ = worker_api
+    one = client.post("/v1/transactions", json=tx("q1", "CQ", minutes_ago=40))
+    assert one.status_code == 202 and one.json() == {"accepted": ["q1"], "duplicates": []}
+    many = client.post("/v1/transactions", json=[tx("q2", "CQ", 30), tx("q1", "CQ", 40), tx("q3", "CQ", 20)])
+    assert many.status_code == 202 and many.json() == {"accepted": ["q2", "q3"], "duplicates": ["q1"]}
+
+    status = client.get("/v1/transactions/q3", params={"wait": 5})
+    assert status.status_code == 200
+    body = status.json()
+    assert body["status"] == "decided" and body["decision"]["decision"] in {"APPROVE", "FLAG", "BLOCK"}
+    assert body["decision"]["transaction_id"] == "q3"
+
+    again = client.post("/v1/transactions", json=[tx("q1", "CQ", 40), tx("q1", "CQ", 40)])
+    assert again.json() == {"accepted": [], "duplicates": ["q1"]}
+    wait_for(lambda: services.store.pending("transactions") == 0, what="an empty queue")
+    page = client.get("/v1/decisions", params={"customer_id": "CQ"}).json()
+    assert sorted(item["transaction_id"] for item in page["items"]) == ["q1", "q2", "q3"]
+    assert all(client.get(f"/v1/transactions/{i}").json()["status"] == "decided" for i in ("q1", "q2"))
+    assert customer_feature(client, "CQ", "customer_count_24h") == 3.0
+
+
+def test_long_poll_times_out_while_queued(api: Api) -> None:
+    client, _, _ = api  # no worker: the transaction stays queued
+    client.post("/v1/transactions", json=tx("lp1"))
+    started = time.monotonic()
+    response = client.get("/v1/transactions/lp1", params={"wait": 0.3})
+    assert 0.25 <= time.monotonic() - started < 2.0
+    assert response.json() == {"transaction_id": "lp1", "status": "queued", "decision": None}
+
+
+# --- GET /v1/decisions, /v1/stats --------------------------------------------------------------------
+
+
+@pytest.fixture
+def scored(api: Api) -> tuple[Api, list[dict[str, Any]]]:
+    """Six tiny payments of customer CA within an hour (the sixth trips the card-testing BLOCK rule),
+    and three ordinary payments of customer CB."""
+    client = api[0]
+    bodies = [tx(f"a{i}", "CA", minutes_ago=50 - 5 * i, amount=1.0) for i in range(6)]
+    bodies += [tx(f"b{i}", "CB", minutes_ago=30 - i) for i in range(3)]
+    decisions = [client.post("/v1/score", json=body).json() for body in bodies]
+    return api, decisions
+
+
+def test_decisions_filters_and_pagination(scored: tuple[Api, list[dict[str, Any]]]) -> None:
+    (client, _, _), decisions = scored
+    assert decisions[5]["decision"] == "BLOCK" and "card_testing" in decisions[5]["rules"]
+    blocked = client.get("/v1/decisions", params={"decision": "BLOCK"}).json()
+    assert [d["transaction_id"] for d in blocked["items"]] == [
+        d["transaction_id"] for d in decisions if d["decision"] == "BLOCK"
+    ]
+    customer_b = client.get("/v1/decisions", params={"customer_id": "CB"}).json()["items"]
+    assert sorted(d["transaction_id"] for d in customer_b) == ["b0", "b1", "b2"]
+    assert {d["customer_id"] for d in customer_b} == {"CB"}
+
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/v1/decisions", params=params).json()
+        seen += [d["transaction_id"] for d in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 5 and len(seen) == len(set(seen)) == 9
+    assert set(seen) == {d["transaction_id"] for d in decisions}
+
+    invalid = client.get("/v1/decisions", params={"cursor": "not-a-cursor"})
+    assert invalid.status_code == 422
+    assert invalid.json()["detail"][0]["loc"] == ["query", "cursor"]
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert client.get("/v1/decisions", params={"since": later}).json() == {"items": [], "next_cursor": None}
+    backwards = client.get("/v1/decisions", params={"since": later, "until": NOW.isoformat()})
+    assert backwards.status_code == 422 and backwards.json()["detail"][0]["loc"] == ["query", "until"]
+
+
+def test_stats_match_what_was_scored(scored: tuple[Api, list[dict[str, Any]]]) -> None:
+    (client, services, _), decisions = scored
+    client.post("/v1/transactions", json=[tx("st1"), tx("st2")])  # queued, no worker
+    stats = client.get("/v1/stats").json()
+    assert stats["total"] == 9
+    expected = {name: sum(d["decision"] == name for d in decisions) for name in {"APPROVE", "FLAG", "BLOCK"}}
+    assert stats["by_decision"] == {name: n for name, n in expected.items() if n}
+    assert stats["flagged_rate"] == pytest.approx((expected["FLAG"] + expected["BLOCK"]) / 9)
+    assert stats["queue_lag"] == 2 and stats["model_version"] == services.scorer.version
+    assert stats["latency_ms"]["p50"] > 0 and stats["window_s"] == 3600
+    assert client.get("/v1/stats", params={"window": 1}).json()["window_s"] == 1
+
+
+# --- labels and customers ----------------------------------------------------------------------------
+
+
+def test_labels_are_stored_fed_to_features_and_shown(api: Api) -> None:
+    client, services, _ = api
+    client.post("/v1/score", json=tx("l1", "CL", minutes_ago=30, device_id="D1"))
+    label = {"transaction_id": "l1", "is_fraud": True, "label_time": (NOW - timedelta(minutes=5)).isoformat()}
+    response = client.post("/v1/labels", json=[label, {**label, "transaction_id": "never-seen"}])
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 2, "unknown": ["never-seen"]}
+    assert client.post("/v1/labels", json=label).json() == {"accepted": 0, "unknown": []}  # a repeat
+    assert client.post("/v1/labels", json={**label, "source": "analyst"}).json()["accepted"] == 1
+
+    # the fraud label reached the feature state: the device's next payment sees it
+    client.post("/v1/score", json=tx("l2", "CL2", minutes_ago=1, device_id="D1"))
+    record = services.store.get_decision("l2")
+    assert record is not None and record.features["device_known_fraud_30d"] == 1.0
+
+    profile = client.get("/v1/customers/CL").json()
+    assert [d["transaction_id"] for d in profile["decisions"]] == ["l1"]
+    assert {(lb["transaction_id"], lb["source"]) for lb in profile["labels"]} == {
+        ("l1", "chargeback"),
+        ("l1", "analyst"),
+    }
+    assert profile["features"]["customer_count_24h"] == 1.0
+    assert all(name.startswith(("customer_", "new_")) for name in profile["features"])
+    assert "new_device" in profile["features"] and "customer_amount_zscore_30d" not in profile["features"]
+
+    invalid = client.post("/v1/labels", json=[label, {**label, "is_fraud": "perhaps"}])
+    assert invalid.status_code == 422 and invalid.json()["detail"][0]["loc"] == ["body", 1, "is_fraud"]
+    unlabelled_customer = client.get("/v1/customers/CL2")
+    assert unlabelled_customer.status_code == 200 and unlabelled_customer.json()["labels"] == []
+
+
+# --- simulations and the embedded end to end ---------------------------------------------------------
+
+
+def test_simulation_start_poll_stop(make_api: Callable[..., Api], tmp_path: Path) -> None:
+    client, services, _ = make_api(run_worker=True, datasets_dir=tmp_path / "no-datasets")
+    assert client.get("/v1/simulations").json()["running"] is False
+    assert client.post("/v1/simulations", json={"action": "stop"}).status_code == 404
+
+    start = {"action": "start", "rate": 200, "limit": 100, "customers": 50, "days": 3}
+    started = client.post("/v1/simulations", json=start)
+    assert started.status_code == 202, started.text
+    assert started.json()["running"] is True and started.json()["total"] == 100
+    conflict = client.post("/v1/simulations", json=start)
+    assert conflict.status_code == 409 and "already running" in conflict.json()["detail"]
+
+    wait_for(lambda: client.get("/v1/simulations").json()["sent"] == 100, what="100 sent")
+    wait_for(lambda: client.get("/v1/stats", params={"window": 600}).json()["total"] >= 100, what="decisions")
+    status = client.get("/v1/simulations").json()
+    assert status["errors"] == 0 and status["source"] == "generator"
+    stopped = client.post("/v1/simulations", json={"action": "stop"})
+    assert stopped.status_code == 200 and stopped.json()["running"] is False
+    assert services.store.pending("transactions") == 0
+
+    unknown = client.post("/v1/simulations", json={"action": "start", "source": "no-such-data"})
+    assert unknown.status_code == 422 and "known datasets" in unknown.json()["detail"]
+    missing = client.post("/v1/simulations", json={"action": "start", "source": "paysim"})
+    assert missing.status_code == 404 and "does not exist" in missing.json()["detail"]
+    for bad in ({"action": "start", "rate": 0}, {"action": "start", "rate": 20_000}, {"action": "pause"}):
+        assert client.post("/v1/simulations", json=bad).status_code == 422
+
+
+def test_embedded_end_to_end_decides_each_transaction_once(worker_api: Api) -> None:
+    client, services, app = worker_api
+    start = {"action": "start", "rate": 2000, "limit": 300, "customers": 60, "days": 4, "seed": 3}
+    assert client.post("/v1/simulations", json=start).status_code == 202
+    wait_for(lambda: client.get("/v1/simulations").json()["sent"] == 300, what="300 sent")
+    wait_for(lambda: services.store.pending("transactions") == 0, what="an empty queue")
+
+    ids: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = client.get("/v1/decisions", params={"limit": 500, **({"cursor": cursor} if cursor else {})})
+        ids += [d["transaction_id"] for d in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert len(ids) == len(set(ids)) == 300
+    assert set(ids) == set(app.state.simulations.current.truth)
+    assert app.state.worker.stats.decided == 300 and app.state.worker.stats.dead == 0
+    assert client.get("/v1/stats").json()["total"] == 300
+    assert metric(client, 'fraudstream_scoring_seconds_count{path="worker"}') >= 1
+    assert (
+        sum(
+            metric(client, f'fraudstream_decisions_total{{decision="{d}"}}')
+            for d in {services.store.get_decision(i).decision for i in ids}
+        )
+        == 300
+    )
+
+
+# --- the app itself ----------------------------------------------------------------------------------
+
+
+def test_unexpected_errors_are_500_with_an_id(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    client, _, app = api
+
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/boom", boom)
+    quiet = TestClient(app, raise_server_exceptions=False)
+    with caplog.at_level(logging.ERROR, logger="fraudstream.api.errors"):
+        response = quiet.get("/boom")
+    assert response.status_code == 500
+    error_id = response.json()["error_id"]
+    assert error_id in response.json()["detail"] and error_id in caplog.text and "a bug" in caplog.text
+    assert "a bug" not in response.text  # no internals leak to the client
+    assert metric(client, "fraudstream_unhandled_errors_total") == 1.0
+    assert metric(client, 'fraudstream_http_request_seconds_count{method="GET",route="/boom",status="500"}')
+
+
+def test_database_outage_is_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, services, _ = api
+
+    def unreachable(*_: Any, **__: Any) -> Any:
+        raise StorageError("database is unreachable")
+
+    monkeypatch.setattr(services.store, "get_decision", unreachable)
+    monkeypatch.setattr(services.store, "accept", unreachable)
+    for response in (client.post("/v1/score", json=tx("o1")), client.post("/v1/transactions", json=tx("o1"))):
+        assert response.status_code == 503 and response.headers["retry-after"] == "5"
+        assert response.json() == {"detail": "the database is unavailable; try again later"}
+
+
+def test_openapi_documents_every_route(api: Api) -> None:
+    client, _, _ = api
+    spec = client.get("/openapi.json").json()
+    assert spec["info"]["title"] == "fraudstream"
+    paths = {(path, method) for path, item in spec["paths"].items() for method in item}
+    assert paths >= {
+        ("/health", "get"), ("/ready", "get"), ("/metrics", "get"), ("/v1/score", "post"),
+        ("/v1/transactions", "post"), ("/v1/transactions/{transaction_id}", "get"), ("/v1/decisions", "get"),
+        ("/v1/stats", "get"), ("/v1/customers/{customer_id}", "get"), ("/v1/labels", "post"),
+        ("/v1/simulations", "get"), ("/v1/simulations", "post"),
+    }  # fmt: skip
+    body = spec["paths"]["/v1/labels"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["anyOf"][0] == {"$ref": "#/components/schemas/Label"}
+    text = client.get("/openapi.json").text
+    for ref in {part.split('"')[0] for part in text.split('"$ref":"')[1:]}:
+        assert ref.removeprefix("#/components/schemas/") in spec["components"]["schemas"], ref
+    assert {"APIKeyHeader", "HTTPBearer"} <= set(spec["components"]["securitySchemes"])
+
+
+def test_app_owns_only_the_services_it_opened(tmp_path: Path, bundle_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/own.db", model_path=bundle_path, api_keys="k"
+    )
+    app = create_app(settings, run_worker=True)
+    with TestClient(app) as client:
+        services = app.state.services
+        assert services is not None and client.get("/ready").json()["checks"]["worker"]["ok"] is True
+        thread = app.state.worker_thread
+    assert app.state.services is None and not thread.is_alive()
+
+    given = open_services(settings)
+    closed: list[bool] = []
+    real_close = given.close
+    given.close = lambda: closed.append(True)
+    with TestClient(create_app(settings, given)) as client:
+        assert client.get("/health").status_code == 200
+    assert closed == []
+    real_close()
