@@ -158,12 +158,12 @@ class FeatureEngine:
         since = float(np.min(batch.timestamp[rows])) - fs.retention
         history = state.fetch(spec.name, pd.unique(q_keys), since) if state is not None else _empty_history()
 
-        known = pd.Index(history.events["transaction_id"])
-        fresh = (known.get_indexer(q_tx) < 0) & ~pd.Index(q_tx).duplicated()
+        known = pd.Index(history.events["transaction_id"], dtype=object)
+        fresh = (known.get_indexer(q_tx) < 0) & ~pd.Index(q_tx, dtype=object).duplicated()
         add = rows[fresh]
         ctx = {f: np.concatenate([history.events[f], getattr(batch, f)[add]]) for f in EVENT_FIELDS}
         ctx_key = np.concatenate([history.key, keys[add]])
-        slot = pd.Index(ctx["transaction_id"]).get_indexer(q_tx)
+        slot = pd.Index(ctx["transaction_id"], dtype=object).get_indexer(q_tx)
         answered, inverse = np.unique(slot, return_inverse=True)
         out_row = np.full(ctx_key.shape[0], -1, dtype=np.int64)
         out_row[answered] = np.arange(answered.shape[0])
@@ -185,7 +185,7 @@ class FeatureEngine:
             l_key = np.concatenate([l_key, keys[fraud]])
             l_tx = np.concatenate([l_tx, batch.timestamp[fraud]])
             l_time = np.concatenate([l_time, batch.label_time[fraud]])
-        l_code = pd.Index(uniques).get_indexer(l_key).astype(np.int64)
+        l_code = pd.Index(uniques, dtype=object).get_indexer(l_key).astype(np.int64)
         keep = l_code >= 0
         l_code, l_tx, l_time = l_code[keep], l_tx[keep], l_time[keep]
         l_order = np.lexsort((l_tx, l_code))

@@ -163,7 +163,8 @@ class CompiledBooster:
         """
         from xgboost import DMatrix
 
-        contribs = self._for(X).predict(DMatrix(X), pred_contribs=True, approx_contribs=True)
+        threads = 1 if X.shape[0] < self.threshold else 0
+        contribs = self._for(X).predict(DMatrix(X, nthread=threads), pred_contribs=True, approx_contribs=True)
         return np.asarray(contribs[:, :-1], dtype=np.float64)
 
 

@@ -98,7 +98,7 @@ class MemoryFeatureState(FeatureState):
 
     def record(self, batch: TransactionBatch, entities: Mapping[str, str]) -> np.ndarray:
         ids = batch.transaction_id
-        new = ~pd.Index(ids).duplicated()
+        new = ~pd.Index(ids, dtype=object).duplicated()
         new &= np.fromiter((t not in self._tx for t in ids.tolist()), dtype=bool, count=len(ids))
         if not new.any():
             return new

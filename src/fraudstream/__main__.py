@@ -1,0 +1,5 @@
+"""``python -m fraudstream`` runs the command line."""
+
+from fraudstream.cli import app
+
+app()

@@ -1,0 +1,49 @@
+"""``fraudstream demo`` as a newcomer runs it: API, worker and simulator in one process, then a summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+
+from fraudstream.datasets.io import write_frame
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_demo_serves_scores_and_summarises(tmp_path: Path, bundle_path: Path, small_frame: pd.DataFrame) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    write_frame(small_frame, data / "transactions.parquet")
+    shutil.copy(bundle_path, data / "model.fsb")
+    port = free_port()
+    env = os.environ | {"FRAUD_DATA_DIR": str(data), "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fraudstream", "demo", "--duration", "6", "--rate", "100", "--port", str(port)],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if "streaming" in line:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+                assert json.load(response) == {"status": "ok"}
+    assert proc.wait(timeout=120) == 0, "".join(lines)
+    output = "".join(lines)
+    assert f"http://127.0.0.1:{port}/docs" in output
+    sent = int(next(x for x in lines if "transactions sent" in x).split()[-2].replace(",", ""))
+    decided = int(next(x for x in lines if "decided" in x and "sent" not in x).split()[-2].replace(",", ""))
+    assert 300 <= sent <= 700 and decided == sent
+    assert "scoring latency" in output and "caught" in output
