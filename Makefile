@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo test lint format typecheck check bench lock clean
+.PHONY: help demo test lint format typecheck check bench bench-api bench-replay lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,12 @@ check: lint typecheck test  ## everything CI runs
 
 bench: $(STAMP)  ## feature-computation benchmark on the Handbook data
 	$(BIN)/python benchmarks/features.py
+
+bench-api: $(STAMP)  ## POST /v1/score latency at 500 requests/s (needs a model: make demo first)
+	$(BIN)/python benchmarks/api_latency.py --rate 500 --seconds 20
+
+bench-replay: $(STAMP)  ## the 872,795 Handbook transactions through the full online path, decisions written
+	FRAUD_DATA_DIR=$${FRAUD_DATA_DIR:-fraudstream-data} $(BIN)/fraudstream replay handbook --batch-size 50000
 
 lock:  ## re-pin requirements/*.lock from pyproject.toml (needs uv)
 	$(BIN)/python -m pip install --quiet uv

@@ -22,15 +22,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_demo_serves_scores_and_summarises(tmp_path: Path, bundle_path: Path, small_frame: pd.DataFrame) -> None:
+def test_demo_serves_scores_and_summarises(
+    tmp_path: Path, bundle_path: Path, small_frame: pd.DataFrame
+) -> None:
     data = tmp_path / "data"
     data.mkdir()
     write_frame(small_frame, data / "transactions.parquet")
     shutil.copy(bundle_path, data / "model.fsb")
     port = free_port()
     env = os.environ | {"FRAUD_DATA_DIR": str(data), "COLUMNS": "200"}
+    command = [sys.executable, "-m", "fraudstream", "demo", "--duration", "6", "--rate", "100"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fraudstream", "demo", "--duration", "6", "--rate", "100", "--port", str(port)],
+        [*command, "--port", str(port)],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     lines = []
