@@ -336,3 +336,10 @@ def test_datetimes_come_back_as_aware_utc(store: Store) -> None:
     assert saved.decided_at == local
     assert saved.decided_at.utcoffset() == timedelta(0)
     assert saved.timestamp.hour == 12
+
+
+def test_a_file_that_is_not_a_database_is_one_clear_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.db"
+    bogus.write_text("this is not a database")
+    with pytest.raises(StorageError, match=r"bogus\.db is unreachable or unusable .*check the URL"):
+        open_store(f"sqlite:///{bogus}").ping()

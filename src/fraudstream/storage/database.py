@@ -17,7 +17,7 @@ from typing import Any, Self
 import numpy as np
 from sqlalchemy import URL, Connection, Engine, Table, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from fraudstream.storage.errors import StorageError
@@ -160,32 +160,31 @@ class Database:
         )
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def _translated(self) -> Iterator[None]:
+        """Connection failures become one :class:`StorageError` saying which database and what to check."""
         try:
-            with self.engine.connect() as conn:
-                yield conn
+            yield
         except (OperationalError, OSError) as exc:
             raise self._unreachable(exc) from exc
         except DBAPIError as exc:
-            if exc.connection_invalidated:
+            # Plain DatabaseError is "not a database" and the like; its subclasses are our own bugs.
+            if exc.connection_invalidated or type(exc) is DatabaseError:
                 raise self._unreachable(exc) from exc
             raise
 
     @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._translated(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
     def _write(self) -> Iterator[Connection]:
         """One transaction that commits on success; exclusive for writers from the start on SQLite."""
-        try:
-            with self.engine.connect() as conn:
-                if self.dialect == "sqlite":
-                    conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
-                with conn.begin():
-                    yield conn
-        except (OperationalError, OSError) as exc:
-            raise self._unreachable(exc) from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise self._unreachable(exc) from exc
-            raise
+        with self._translated(), self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+            with conn.begin():
+                yield conn
 
     def _insert_ignore(
         self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]], returning: str
