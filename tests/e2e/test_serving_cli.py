@@ -34,6 +34,13 @@ def test_simulate_then_worker_burst_decides_everything(workdir: Path) -> None:
     result = runner.invoke(app, ["worker", "--burst", "--batch-size", "150"])
     assert result.exit_code == 0, result.stderr
     assert "400 decided" in result.stderr
+    check = runner.invoke(app, ["worker", "--check"])
+    assert check.exit_code == 0 and "worker alive" in check.stderr
+    health = json.loads((workdir / "worker-health.json").read_text())
+    health["written_at"] -= 120
+    (workdir / "worker-health.json").write_text(json.dumps(health))
+    stale = runner.invoke(app, ["worker", "--check"])
+    assert stale.exit_code == 1 and "stuck or gone" in stale.stderr
     store = open_store(f"sqlite:///{workdir / 'fraudstream.db'}")
     assert store.pending("transactions") == 0 and store.stats(pd.Timestamp(0, tz="UTC"))["total"] == 400
     store.close()

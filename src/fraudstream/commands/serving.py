@@ -42,6 +42,9 @@ def serve(
 
 def worker(
     burst: Annotated[bool, typer.Option(help="Stop when the queue is empty instead of waiting.")] = False,
+    check: Annotated[
+        bool, typer.Option(help="Only check the running worker's heartbeat: exit 0 if alive, 1 if not.")
+    ] = False,
     batch_size: Annotated[
         int | None, typer.Option(help="Most messages per batch (env FRAUD_BATCH_SIZE).")
     ] = None,
@@ -49,13 +52,20 @@ def worker(
     """Consume transactions in batches, score them, store the decisions; Ctrl-C or SIGTERM stops cleanly."""
     from fraudstream.runtime import open_services
     from fraudstream.worker import Worker
+    from fraudstream.worker.worker import check_health
 
+    settings = Settings()
+    health_file = settings.data_dir / "worker-health.json"
+    if check:
+        alive, line = check_health(health_file)
+        console.print(line)
+        raise typer.Exit(0 if alive else 1)
     with errors():
-        settings = Settings()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
         services = open_services(settings)
         w = Worker(
             services.broker, services.scorer, services.store,
-            batch_size=batch_size or settings.batch_size, max_wait=settings.max_wait,
+            batch_size=batch_size or settings.batch_size, max_wait=settings.max_wait, health_file=health_file,
         )  # fmt: skip
         w.install_signal_handlers()
         console.print(

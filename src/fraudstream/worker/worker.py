@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -64,10 +65,13 @@ class Worker:
         batch_size: int = 500,
         max_wait: float = 0.2,
         on_scored: Callable[[ScoredBatch], None] | None = None,
+        health_file: Path | None = None,
     ) -> None:
         self.broker, self.scorer, self.store = broker, scorer, store
         self.topic, self.batch_size, self.max_wait = topic, batch_size, max_wait
         self.on_scored = on_scored
+        self.health_file = health_file
+        self._written = 0.0
         self.stats = WorkerStats()
         self.stopping = threading.Event()
 
@@ -75,6 +79,9 @@ class Worker:
         """Process one batch; returns how many messages it handled (0 when the topic was empty)."""
         messages = self.broker.consume(self.topic, self.batch_size, self.max_wait)
         self.stats.heartbeat = time.time()
+        if self.health_file is not None and self.stats.heartbeat - self._written >= 1.0:
+            self._written = self.stats.heartbeat
+            write_health(self.health_file, self.health())
         if not messages:
             return 0
         transactions, dead = self._parse(messages)
@@ -164,6 +171,28 @@ class Worker:
             "dead_letters": self.stats.dead,
             "errors": self.stats.errors,
         }
+
+
+def write_health(path: Path, health: dict[str, Any]) -> None:
+    """Atomically replace the heartbeat file another process (``fraudstream worker --check``) reads."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**health, "written_at": time.time()}))
+    tmp.replace(path)
+
+
+def check_health(path: Path, stale_after: float = 30.0) -> tuple[bool, str]:
+    """Whether the worker writing ``path`` beat within ``stale_after`` seconds, and a line saying so."""
+    try:
+        health = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False, f"no worker heartbeat at {path}: is a worker running with this FRAUD_DATA_DIR?"
+    age = time.time() - float(health.get("written_at", 0))
+    if age > stale_after:
+        return (
+            False,
+            f"worker heartbeat is {age:.0f} s old (limit {stale_after:.0f} s): the worker is stuck or gone",
+        )
+    return True, f"worker alive: beat {age:.1f} s ago, {health.get('decided', 0):,} decided"
 
 
 def _dump(payload: Any) -> str:
