@@ -343,3 +343,13 @@ def test_a_file_that_is_not_a_database_is_one_clear_error(tmp_path: Path) -> Non
     bogus.write_text("this is not a database")
     with pytest.raises(StorageError, match=r"bogus\.db is unreachable or unusable .*check the URL"):
         open_store(f"sqlite:///{bogus}").ping()
+
+
+def test_json_columns_write_nan_as_null_and_keep_huge_integers() -> None:
+    from fraudstream.storage.database import dumps
+
+    assert (
+        dumps({"a": float("nan"), "b": float("inf"), "c": np.float32(1.5), "d": 2})
+        == '{"a":null,"b":null,"c":1.5,"d":2}'
+    )
+    assert dumps({"big": 2**70}) == '{"big":1180591620717411303424}'

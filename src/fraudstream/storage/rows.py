@@ -73,7 +73,7 @@ def decision_row(record: DecisionRecord) -> dict[str, Any]:
         "reasons": list(record.reasons),
         "rules": [str(rule) for rule in record.rules],
         "model_version": record.model_version,
-        "features": {str(name): _finite(value) for name, value in record.features.items()},
+        "features": record.features,  # NaN and infinity are written as null by the JSON encoder
         "latency_ms": {str(name): _finite(value) or 0.0 for name, value in record.latency_ms.items()},
     }
 
