@@ -41,7 +41,7 @@ bench: $(STAMP)  ## feature-computation benchmark on the Handbook data
 bench-api: $(STAMP)  ## POST /v1/score latency at 500 requests/s (needs a model: make demo first)
 	$(BIN)/python benchmarks/api_latency.py --rate 500 --seconds 20
 
-bench-replay: $(STAMP)  ## the 872,795 Handbook transactions through the full online path, decisions written
+bench-replay: $(STAMP)  ## Handbook through the full online path, decisions written (model: FRAUD_MODEL_PATH)
 	FRAUD_DATA_DIR=$${FRAUD_DATA_DIR:-fraudstream-data} $(BIN)/fraudstream replay handbook --batch-size 50000
 
 lock:  ## re-pin requirements/*.lock from pyproject.toml (needs uv)
