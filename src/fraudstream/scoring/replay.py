@@ -42,8 +42,13 @@ def replay(
     batch_size: int = 5000,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> ReplayResult:
-    """Score ``frame`` (sorted by time) batch by batch, storing decisions when ``store`` is given."""
-    frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    """Score ``frame`` in time order, batch by batch, storing decisions when ``store`` is given.
+
+    The result is aligned with ``frame`` sorted by timestamp (stably); pass it sorted to align with it.
+    """
+    if not frame["timestamp"].is_monotonic_increasing:
+        frame = frame.sort_values("timestamp", kind="stable")
+    frame = frame.reset_index(drop=True)
     batch = TransactionBatch.from_frame(frame)
     n = len(batch)
     fraud = np.flatnonzero((batch.is_fraud == 1) & ~np.isnan(batch.label_time))
