@@ -167,6 +167,7 @@ def replay(
         frame = (
             load_dataset(dataset, settings.datasets_dir) if dataset in DATASETS else read_frame(Path(dataset))
         )
+        frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
         services = open_services(settings, bundle=load_bundle(model or settings.bundle_path), warm=False)
         try:
             with progress() as bar:
@@ -174,7 +175,6 @@ def replay(
                              batch_size=batch_size, progress=bar)  # fmt: skip
         finally:
             services.close()
-        frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
         labelled = frame["is_fraud"].notna().to_numpy()
         thresholds = services.scorer.bundle.manifest.thresholds
         ts = frame["timestamp"]
