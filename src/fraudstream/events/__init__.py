@@ -2,6 +2,15 @@
 
 from fraudstream.events.errors import SchemaError
 from fraudstream.events.frame import COLUMNS, normalize_frame, records_to_frame
-from fraudstream.events.transaction import Channel, Label, Transaction
+from fraudstream.events.transaction import DECISIONS, Channel, Label, Transaction
 
-__all__ = ["COLUMNS", "Channel", "Label", "SchemaError", "Transaction", "normalize_frame", "records_to_frame"]
+__all__ = [
+    "COLUMNS",
+    "DECISIONS",
+    "Channel",
+    "Label",
+    "SchemaError",
+    "Transaction",
+    "normalize_frame",
+    "records_to_frame",
+]

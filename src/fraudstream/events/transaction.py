@@ -18,6 +18,10 @@ Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 OptionalId = Annotated[str | None, Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)]
 
 
+DECISIONS = ("APPROVE", "FLAG", "BLOCK")
+"""The outcomes, mildest first: an index into this tuple orders decisions by severity."""
+
+
 class Channel(StrEnum):
     """Where the payment was made."""
 

@@ -14,11 +14,11 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from fraudstream.events.transaction import DECISIONS
 from fraudstream.rules.columns import Columns
 from fraudstream.rules.errors import RulesError
 from fraudstream.rules.expr import CompiledExpr
 
-DECISIONS: Final = ("APPROVE", "FLAG", "BLOCK")
 """Decisions in increasing severity: a rule or model can only push a row up this scale, except
 APPROVE rules and the allow list, which override it on purpose."""
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fraudstream.events.batch import TransactionBatch
+from fraudstream.events.transaction import DECISIONS
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.rules.names import rule_columns
 from fraudstream.scoring.compiled import compile_models
@@ -24,7 +25,6 @@ from fraudstream.storage.records import DecisionRecord
 from fraudstream.training.bundle import ModelBundle
 from fraudstream.training.models import calibrate, combine
 
-DECISIONS = ("APPROVE", "FLAG", "BLOCK")
 TOP_REASONS = 3
 
 
@@ -80,11 +80,9 @@ class ScoredBatch:
 
 
 def model_decisions(probability: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
-    return np.where(
-        probability >= thresholds["block"],
-        "BLOCK",
-        np.where(probability >= thresholds["flag"], "FLAG", "APPROVE"),
-    ).astype(object)
+    """APPROVE below the flag threshold, FLAG up to the block threshold, BLOCK from it on."""
+    levels = np.digitize(probability, [thresholds["flag"], thresholds["block"]])
+    return np.asarray(DECISIONS, dtype=object)[levels]
 
 
 class Scorer:

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from fraudstream.events.transaction import DECISIONS
+
 UNKNOWN_SCENARIO = "unknown"
-DECISIONS = ("APPROVE", "FLAG", "BLOCK")
 _FPR_TOLERANCE = 1e-9
 
 
