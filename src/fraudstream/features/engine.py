@@ -32,17 +32,6 @@ def _code_matrix(columns: list[np.ndarray], n: int) -> np.ndarray:
     return np.ascontiguousarray(np.stack([_codes(c)[0] for c in columns], axis=1))
 
 
-def _empty_history() -> History:
-    floats = {"timestamp", "amount", "latitude", "longitude"}
-    return History(
-        key=np.empty(0, dtype=object),
-        events={f: np.empty(0, dtype=np.float64 if f in floats else object) for f in EVENT_FIELDS},
-        label_key=np.empty(0, dtype=object),
-        label_tx_time=np.empty(0),
-        label_time=np.empty(0),
-    )
-
-
 @dataclass(frozen=True)
 class _Layout:
     spec: EntitySpec
@@ -156,7 +145,7 @@ class FeatureEngine:
         q_keys = keys[rows]
         q_tx = batch.transaction_id[rows]
         since = float(np.min(batch.timestamp[rows])) - fs.retention
-        history = state.fetch(spec.name, pd.unique(q_keys), since) if state is not None else _empty_history()
+        history = state.fetch(spec.name, pd.unique(q_keys), since) if state is not None else History.empty()
 
         known = pd.Index(history.events["transaction_id"], dtype=object)
         fresh = (known.get_indexer(q_tx) < 0) & ~pd.Index(q_tx, dtype=object).duplicated()

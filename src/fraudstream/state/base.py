@@ -27,6 +27,8 @@ EVENT_FIELDS = (
     "latitude",
     "longitude",
 )
+FLOAT_FIELDS = frozenset({"timestamp", "amount", "latitude", "longitude"})
+"""The numeric event fields; the others are identifiers, held as object arrays."""
 
 
 class StateError(RuntimeError):
@@ -50,6 +52,17 @@ class History:
 
     def __len__(self) -> int:
         return int(self.key.shape[0])
+
+    @classmethod
+    def empty(cls) -> History:
+        """No history: what a batch sees when it is its own only context."""
+        return cls(
+            key=np.empty(0, dtype=object),
+            events={f: np.empty(0, dtype=np.float64 if f in FLOAT_FIELDS else object) for f in EVENT_FIELDS},
+            label_key=np.empty(0, dtype=object),
+            label_tx_time=np.empty(0),
+            label_time=np.empty(0),
+        )
 
 
 class FeatureState(ABC):

@@ -15,9 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
-from fraudstream.state.base import EVENT_FIELDS, FeatureState, History
-
-_FLOATS = frozenset({"timestamp", "amount", "latitude", "longitude"})
+from fraudstream.state.base import EVENT_FIELDS, FLOAT_FIELDS, FeatureState, History
 
 
 class _Log:
@@ -25,7 +23,9 @@ class _Log:
 
     def __init__(self) -> None:
         self.size = 0
-        self.data = {f: np.empty(1024, dtype=np.float64 if f in _FLOATS else object) for f in EVENT_FIELDS}
+        self.data = {
+            f: np.empty(1024, dtype=np.float64 if f in FLOAT_FIELDS else object) for f in EVENT_FIELDS
+        }
 
     def append(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         n = len(columns["timestamp"])
