@@ -80,17 +80,6 @@ def worker(
         )
 
 
-def load_traffic(source: str, settings: Settings, *, seed: int, customers: int, days: float) -> Any:
-    """A table to stream: freshly generated traffic, or a public dataset."""
-    if source == "generator":
-        from fraudstream.datasets.generator import GeneratorConfig, generate
-
-        return generate(GeneratorConfig(n_customers=customers, days=days, seed=seed))
-    from fraudstream.datasets.registry import load_dataset
-
-    return load_dataset(source, settings.datasets_dir)
-
-
 def simulate(
     source: SourceOpt = "generator",
     rate: RateOpt = 100.0,
@@ -107,11 +96,11 @@ def simulate(
 
     Without --url they go straight into the database's durable queue, where a worker picks them up.
     """
-    from fraudstream.datasets.simulate import Simulation
+    from fraudstream.datasets.simulate import Simulation, traffic
 
     with errors():
         settings = settings_with(datasets_dir)
-        frame = load_traffic(source, settings, seed=seed, customers=customers, days=days)
+        frame = traffic(source, settings.datasets_dir, customers=customers, days=days, seed=seed)
         if url:
             import httpx
 

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -19,6 +20,24 @@ from fraudstream.events.transaction import Transaction
 
 log = logging.getLogger(__name__)
 GROUND_TRUTH = ("is_fraud", "label_time", "fraud_scenario")
+GENERATOR = "generator"
+
+
+def traffic(
+    source: str, datasets_dir: Path, *, customers: int, days: float, seed: int, limit: int | None = None
+) -> pd.DataFrame:
+    """What to stream: freshly generated traffic (``source="generator"``) or a public dataset by name.
+
+    Raises ``ValueError`` for a bad generator configuration, and the registry's errors for an unknown
+    or missing dataset.
+    """
+    if source == GENERATOR:
+        from fraudstream.datasets.generator import GeneratorConfig, generate
+
+        return generate(GeneratorConfig(n_customers=customers, days=days, seed=seed))
+    from fraudstream.datasets.registry import load_dataset
+
+    return load_dataset(source, datasets_dir, limit=limit)
 
 
 class Simulation:

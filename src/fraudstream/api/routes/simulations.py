@@ -16,12 +16,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fraudstream.api.deps import SettingsDep, StoreDep
 from fraudstream.api.schemas import SimulationIn, SimulationOut
 from fraudstream.config import Settings
-from fraudstream.datasets.generator import GeneratorConfig, generate
-from fraudstream.datasets.registry import DatasetNotFoundError, UnknownDatasetError, load_dataset
-from fraudstream.datasets.simulate import Simulation
+from fraudstream.datasets.registry import DatasetNotFoundError, UnknownDatasetError
+from fraudstream.datasets.simulate import GENERATOR, Simulation, traffic
 
 router = APIRouter(prefix="/v1/simulations", tags=["simulations"])
-GENERATOR = "generator"
 
 
 class SimulationSlot:
@@ -52,20 +50,19 @@ SlotDep = Annotated[SimulationSlot, Depends(get_slot)]
 
 def build_frame(spec: SimulationIn, settings: Settings) -> pd.DataFrame:
     """The transactions to send: freshly generated, or a public dataset by name."""
-    if spec.source == GENERATOR:
-        try:
-            config = GeneratorConfig(n_customers=spec.customers, days=spec.days, seed=spec.seed)
-        except ValueError as error:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
-        return generate(config)
     try:
-        return load_dataset(spec.source, settings.datasets_dir, limit=spec.limit)
+        return traffic(
+            spec.source, settings.datasets_dir,
+            customers=spec.customers, days=spec.days, seed=spec.seed, limit=spec.limit,
+        )  # fmt: skip
     except UnknownDatasetError as error:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"{error}; or use source={GENERATOR!r}"
         ) from None
     except DatasetNotFoundError as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    except ValueError as error:  # a generator configuration out of bounds
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
 
 
 @router.get("", response_model=SimulationOut)
