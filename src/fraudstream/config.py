@@ -24,8 +24,11 @@ class Settings(BaseSettings):
     threads: int = Field(2, ge=1, description="threads for model training")
     seed: int = 7
     database_url: str | None = Field(None, description="default: SQLite file data_dir/fraudstream.db")
-    broker_url: str = Field("database://", description="database:// (durable, embedded) or memory://")
-    state_url: str = Field("memory://", description="feature state: memory://")
+    broker_url: str = Field(
+        "database://",
+        description="database:// (durable, embedded), memory://, redis://host:port/db or kafka://host:port",
+    )
+    state_url: str = Field("memory://", description="feature state: memory:// or redis://host:port/db")
     rules_path: Path | None = Field(None, description="rules YAML; default: the packaged default rules")
     api_keys: str = Field("", description="comma-separated API keys; empty: no authentication")
     host: str = "127.0.0.1"
@@ -37,6 +40,28 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(2_000_000, ge=1024, description="largest accepted request body")
     max_batch: int = Field(1000, ge=1, description="most transactions in one POST /v1/transactions")
+    consumer_group: str = Field("fraudstream", description="Redis/Kafka consumer group of the workers")
+    claim_idle_seconds: float = Field(
+        30.0, gt=0, description="Redis: a dead consumer's pending messages are reclaimed after this idle time"
+    )
+    stream_maxlen: int = Field(
+        1_000_000, ge=1000, description="Redis: approximate cap on a stream's length (never trims unread)"
+    )
+    partition_key: str = Field("customer_id", description="Kafka: field messages are keyed by")
+    score_wait_ms: float = Field(
+        50.0, ge=0, description="POST /v1/transactions?wait=: past this budget the API scores synchronously"
+    )
+    alert_webhook_url: str | None = Field(None, description="Slack-compatible webhook for alerts")
+    smtp_url: str | None = Field(None, description="smtp://user:password@host:port for e-mailed alerts")
+    alert_email_from: str = Field("fraudstream@localhost", description="sender of alert e-mails")
+    alert_email_to: str = Field("", description="comma-separated recipients of alert e-mails")
+    alert_dedup_seconds: float = Field(
+        600.0, ge=0, description="one alert per entity and kind within this window"
+    )
+    flag_burst: int = Field(3, ge=2, description="this many FLAGs for one entity within the window alert")
+    flag_burst_seconds: float = Field(600.0, gt=0, description="the window of a burst of FLAGs")
+    api_url: str = Field("http://127.0.0.1:8000", description="the API the dashboard reads")
+    dashboard_port: int = Field(8501, ge=1, le=65535, description="port of the Streamlit dashboard")
 
     @property
     def bundle_path(self) -> Path:
@@ -45,6 +70,10 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'fraudstream.db'}"
+
+    @property
+    def alert_recipients(self) -> list[str]:
+        return [r.strip() for r in self.alert_email_to.split(",") if r.strip()]
 
     @property
     def api_key_set(self) -> frozenset[str]:

@@ -1,0 +1,55 @@
+"""Real services for the integration suites: where they are, and what to do when they are absent.
+
+``make services`` starts Redis, PostgreSQL and Kafka on the loopback ports below; the ``FRAUD_TEST_*``
+variables point the suites elsewhere. Without a service its tests skip with the reason; under
+``FRAUD_REQUIRE_SERVICES=1`` (as ``.ci/run`` sets) a missing service fails them instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+
+REDIS_URL = os.environ.get("FRAUD_TEST_REDIS_URL", "redis://127.0.0.1:6380/0")
+POSTGRES_URL = os.environ.get(
+    "FRAUD_TEST_DATABASE_URL", "postgresql://fraudstream:fraudstream@127.0.0.1:5433/fraudstream"
+)
+KAFKA_URL = os.environ.get("FRAUD_TEST_KAFKA_URL", "kafka://127.0.0.1:9093")
+
+
+def reachable(url: str, timeout: float = 1.0) -> bool:
+    """Whether something listens at the URL's host and port (the real check is the backend's own)."""
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 0), timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require(url: str, what: str) -> str:
+    """``url`` when its service is up; otherwise skip, or fail under ``FRAUD_REQUIRE_SERVICES=1``."""
+    if reachable(url):
+        return url
+    reason = f"{what} is not reachable at {url}: run `make services` (or set the FRAUD_TEST_* URL)"
+    if os.environ.get("FRAUD_REQUIRE_SERVICES") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return require(REDIS_URL, "Redis")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    return require(POSTGRES_URL, "PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def kafka_url() -> str:
+    return require(KAFKA_URL, "Kafka")
