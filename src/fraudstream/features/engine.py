@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
+from fraudstream.features import keys
 from fraudstream.features.definitions import DAY, DEFAULT_FEATURE_SET, EntitySpec, FeatureSet
 from fraudstream.features.kernels import entity_features
 from fraudstream.state.base import EVENT_FIELDS, FeatureState, History
@@ -21,15 +22,10 @@ from fraudstream.state.base import EVENT_FIELDS, FeatureState, History
 _EMPTY_CODES = np.zeros((0, 0), dtype=np.int64)
 
 
-def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
-
-
 def _code_matrix(columns: list[np.ndarray], n: int) -> np.ndarray:
     if not columns:
         return np.zeros((n, 0), dtype=np.int64)
-    return np.ascontiguousarray(np.stack([_codes(c)[0] for c in columns], axis=1))
+    return np.ascontiguousarray(np.stack([keys.factorize(c)[0] for c in columns], axis=1))
 
 
 @dataclass(frozen=True)
@@ -138,26 +134,32 @@ class FeatureEngine:
         out: np.ndarray,
     ) -> None:
         spec, fs = layout.spec, self.feature_set
-        keys = getattr(batch, spec.column)
-        rows = np.flatnonzero(pd.notna(keys))
+        entity_keys = getattr(batch, spec.column)
+        rows = np.flatnonzero(keys.present(entity_keys))
         if rows.size == 0:
             return
-        q_keys = keys[rows]
+        q_keys = entity_keys[rows]
         q_tx = batch.transaction_id[rows]
         since = float(np.min(batch.timestamp[rows])) - fs.retention
-        history = state.fetch(spec.name, pd.unique(q_keys), since) if state is not None else History.empty()
+        history = (
+            state.fetch(spec.name, keys.distinct(q_keys), since) if state is not None else History.empty()
+        )
 
-        known = pd.Index(history.events["transaction_id"], dtype=object)
-        fresh = (known.get_indexer(q_tx) < 0) & ~pd.Index(q_tx, dtype=object).duplicated()
+        slot = keys.lookup(history.events["transaction_id"], q_tx)
+        first = keys.first_seen(q_tx)
+        fresh = (slot < 0) & first
         add = rows[fresh]
         ctx = {f: np.concatenate([history.events[f], getattr(batch, f)[add]]) for f in EVENT_FIELDS}
-        ctx_key = np.concatenate([history.key, keys[add]])
-        slot = pd.Index(ctx["transaction_id"], dtype=object).get_indexer(q_tx)
+        ctx_key = np.concatenate([history.key, entity_keys[add]])
+        slot[fresh] = len(history) + np.arange(add.shape[0])
+        repeated = (slot < 0) & ~first
+        if repeated.any():
+            slot[repeated] = slot[fresh][keys.lookup(q_tx[fresh], q_tx[repeated])]
         answered, inverse = np.unique(slot, return_inverse=True)
         out_row = np.full(ctx_key.shape[0], -1, dtype=np.int64)
         out_row[answered] = np.arange(answered.shape[0])
 
-        codes, uniques = _codes(ctx_key)
+        codes, uniques = keys.factorize(ctx_key)
         order = np.lexsort((ctx["timestamp"], codes))
         codes = codes[order]
         bounds = np.searchsorted(codes, np.arange(uniques.shape[0] + 1)).astype(np.int64)
@@ -171,10 +173,10 @@ class FeatureEngine:
         l_key, l_tx, l_time = history.label_key, history.label_tx_time, history.label_time
         if labels_from_batch:
             fraud = rows[fresh & (batch.is_fraud[rows] == 1) & ~np.isnan(batch.label_time[rows])]
-            l_key = np.concatenate([l_key, keys[fraud]])
+            l_key = np.concatenate([l_key, entity_keys[fraud]])
             l_tx = np.concatenate([l_tx, batch.timestamp[fraud]])
             l_time = np.concatenate([l_time, batch.label_time[fraud]])
-        l_code = pd.Index(uniques, dtype=object).get_indexer(l_key).astype(np.int64)
+        l_code = keys.lookup(uniques, l_key)
         keep = l_code >= 0
         l_code, l_tx, l_time = l_code[keep], l_tx[keep], l_time[keep]
         l_order = np.lexsort((l_tx, l_code))
