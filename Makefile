@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo test lint format typecheck check bench bench-api bench-replay lock clean
+.PHONY: help demo test lint format typecheck check bench bench-api bench-replay services services-stop services-status lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,15 @@ bench-api: $(STAMP)  ## POST /v1/score latency at 500 requests/s (needs a model:
 
 bench-replay: $(STAMP)  ## Handbook through the full online path, decisions written (model: FRAUD_MODEL_PATH)
 	FRAUD_DATA_DIR=$${FRAUD_DATA_DIR:-fraudstream-data} $(BIN)/fraudstream replay handbook --batch-size 50000
+
+services:  ## start local Redis :6380, PostgreSQL :5433, Kafka :9093 (idempotent, state in .services/)
+	services/run.sh start
+
+services-stop:  ## stop the services that `make services` started
+	services/run.sh stop
+
+services-status:  ## one line per local service
+	services/run.sh status
 
 lock:  ## re-pin requirements/*.lock from pyproject.toml (needs uv)
 	$(BIN)/python -m pip install --quiet uv
