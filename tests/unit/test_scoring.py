@@ -109,3 +109,15 @@ def test_recording_is_idempotent(bundle: ModelBundle) -> None:
     records = first.records(s.engine.names, s.version)
     assert records[0].transaction_id == "t1" and records[0].model_version == s.version
     assert records[0].features["amount"] == 10.0 and records[0].features["customer_secs_since_last"] is None
+
+
+def test_top_reasons_match_a_full_stable_sort() -> None:
+    from fraudstream.scoring.scorer import _top
+
+    rng = np.random.default_rng(5)
+    values = np.round(rng.normal(size=(500, 40)), 1)  # rounding makes ties, broken by column number
+    expected = np.argsort(-values, axis=1, kind="stable")[:, :3]
+    top = _top(values, 3)
+    chosen, wanted = np.take_along_axis(values, top, axis=1), np.take_along_axis(values, expected, axis=1)
+    assert np.array_equal(chosen, wanted)
+    assert np.array_equal(_top(values[:, :2], 3), np.argsort(-values[:, :2], axis=1, kind="stable"))

@@ -120,13 +120,15 @@ class RuleSet:
             raise ValueError(f"model decisions must be one of {', '.join(DECISIONS)}; got {bad}")
 
         view = Columns(columns, n)
-        fired: list[list[str]] = [[] for _ in range(n)]
-        reasons: list[list[str]] = [[] for _ in range(n)]
+        # Most rows fire nothing: they share one empty list, and a row gets lists of its own on a hit.
+        nothing: list[str] = []
+        fired: list[list[str]] = [nothing] * n
+        reasons: list[list[str]] = [nothing] * n
 
         def note(mask: np.ndarray, label: str, reason: str) -> None:
-            for i in np.flatnonzero(mask):
-                fired[i].append(label)
-                reasons[i].append(reason)
+            for i in np.flatnonzero(mask).tolist():
+                fired[i] = [*fired[i], label]
+                reasons[i] = [*reasons[i], reason]
 
         deny = self._list_hits(self.deny, "deny", view, note)
         allow = self._list_hits(self.allow, "allow", view, note)

@@ -79,6 +79,15 @@ class ScoredBatch:
         return out
 
 
+def _top(values: np.ndarray, k: int) -> np.ndarray:
+    """Column numbers of each row's ``k`` largest values, largest first, ties by column number."""
+    if values.shape[1] <= k:
+        return np.argsort(-values, axis=1, kind="stable")
+    part = np.argpartition(-values, k - 1, axis=1)[:, :k]
+    order = np.lexsort((part, -np.take_along_axis(values, part, axis=1)))
+    return np.take_along_axis(part, order, axis=1)
+
+
 def model_decisions(probability: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
     """APPROVE below the flag threshold, FLAG up to the block threshold, BLOCK from it on."""
     levels = np.digitize(probability, [thresholds["flag"], thresholds["block"]])
@@ -168,7 +177,7 @@ class Scorer:
         out: list[list[dict[str, Any]]] = [[] for _ in range(X.shape[0])]
         if self._explainer is not None:
             contrib = self.models[self._explainer].contributions(X)
-            top = np.argsort(-contrib, axis=1, kind="stable")[:, :TOP_REASONS]
+            top = _top(contrib, TOP_REASONS)
             c = np.round(np.take_along_axis(contrib, top, axis=1), 4)
             v = np.take_along_axis(X, top, axis=1).astype(object)
             v[np.isnan(v.astype(np.float64))] = None
