@@ -1,0 +1,273 @@
+"""Kafka, chosen by ``kafka://host:port`` (confluent-kafka): partitioned, replicated, replayable.
+
+Messages are keyed by the caller (the API keys transactions by customer), so one entity's events
+stay in one partition and in order. Publishing waits for Kafka's acknowledgement of the whole batch
+(idempotent producer, ``acks=all``), so a ``202`` means Kafka has the messages. Consumers in one
+group share the partitions and commit offsets by hand, only after the worker has stored the results;
+a rebalance re-delivers what was in flight, and the worker's idempotence by ``transaction_id`` turns
+that into exactly one decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from fraudstream.brokers._kafka_member import TopicConsumer, load, take
+from fraudstream.brokers.base import Broker, BrokerError, Message
+
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError, Producer
+
+log = logging.getLogger(__name__)
+client_log = logging.getLogger(f"{__name__}.librdkafka")  # librdkafka's own lines, instead of stderr
+
+
+def _client() -> Any:
+    try:
+        import confluent_kafka
+    except ImportError:
+        raise BrokerError("Kafka needs confluent-kafka: pip install 'fraudstream[kafka]'") from None
+    return confluent_kafka
+
+
+def bootstrap_servers(url: str) -> str:
+    """``kafka://h1:9092,h2:9092`` → ``h1:9092,h2:9092`` (port 9092 when omitted)."""
+    scheme, _, rest = url.partition("://")
+    hosts = [h for h in rest.split("/", 1)[0].split(",") if h]
+    if scheme != "kafka" or not hosts:
+        raise BrokerError(f"not a Kafka URL: {url!r} (expected kafka://host:port)")
+    return ",".join(h if ":" in h.rsplit("]", 1)[-1] else f"{h}:9092" for h in hosts)
+
+
+class KafkaBroker(Broker):
+    """Kafka topics ``topic_prefix + topic``, created on first use with ``partitions`` partitions.
+
+    ``group`` is the consumer group the workers share; ``consumer`` names this member (default:
+    host-pid). Nothing connects until the first publish or consume; an unreachable Kafka is reported
+    within ``connect_timeout`` seconds.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        group: str = "fraudstream",
+        consumer: str | None = None,
+        partitions: int = 3,
+        replication_factor: int = -1,
+        topic_prefix: str = "",
+        session_timeout_ms: int = 10_000,
+        delivery_timeout_ms: int = 30_000,
+        connect_timeout: float = 5.0,
+        assignment_strategy: str = "cooperative-sticky",
+    ) -> None:
+        self._kafka = _client()
+        self.url, self.group, self.partitions = url, group, partitions
+        self.replication_factor, self.topic_prefix = replication_factor, topic_prefix
+        self.consumer_name = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.delivery_timeout_ms, self.connect_timeout = delivery_timeout_ms, connect_timeout
+        self._common: dict[str, Any] = {
+            "bootstrap.servers": bootstrap_servers(url),
+            "logger": client_log,
+            "error_cb": self._on_error,
+        }
+        self._consumer_conf: dict[str, Any] = {
+            **self._common,
+            "group.id": group,
+            "client.id": self.consumer_name,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": session_timeout_ms,
+            "heartbeat.interval.ms": max(min(3000, session_timeout_ms // 3), 100),
+            "partition.assignment.strategy": assignment_strategy,
+        }
+        self._producer: Producer | None = None
+        self._consumers: dict[str, TopicConsumer] = {}
+        self._topics: set[str] = set()
+        self._failure: str | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def unreachable(self) -> str:
+        return f"cannot reach Kafka at {self.url}: is it running? `make services`"
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal() or error.code() == self._kafka.KafkaError._ALL_BROKERS_DOWN:
+            self._failure = f"Kafka client failed: {error.str()}" if error.fatal() else self.unreachable
+        client_log.warning("%s", error.str())
+
+    def _raise_failure(self) -> None:
+        failure, self._failure = self._failure, None
+        if failure:
+            raise BrokerError(failure)
+
+    def _topic(self, topic: str) -> str:
+        """The Kafka topic name, created when missing; the first call is the bounded reachability check."""
+        name = self.topic_prefix + topic
+        if name in self._topics:
+            return name
+        with self._lock:
+            if self._closed:
+                raise BrokerError("the Kafka broker is closed")
+            if name not in self._topics:
+                self._create(name)
+                self._topics.add(name)
+        return name
+
+    def _create(self, name: str) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self._common["bootstrap.servers"]}, logger=client_log)
+        try:
+            if name in admin.list_topics(timeout=self.connect_timeout).topics:
+                return
+            new = NewTopic(name, num_partitions=self.partitions, replication_factor=self.replication_factor)
+            futures = admin.create_topics([new], request_timeout=max(self.connect_timeout, 10.0))
+            futures[name].result()
+            log.info("kafka: created topic %s with %d partitions", name, self.partitions)
+        except KafkaException as error:
+            err: KafkaError = error.args[0]
+            if err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                return
+            if err.code() in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN):
+                raise BrokerError(self.unreachable) from None
+            raise BrokerError(f"cannot create Kafka topic {name!r}: {err.str()}") from None
+        finally:
+            admin.poll(0)  # hand its queued log lines to logging before it goes
+
+    def _get_producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = self._kafka.Producer(
+                {
+                    **self._common,
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": 5,
+                    "compression.type": "lz4",
+                    "partitioner": "murmur2_random",  # the Java client's: same key, same partition
+                    "message.timeout.ms": self.delivery_timeout_ms,
+                }
+            )
+        return self._producer
+
+    def publish(self, topic: str, messages: Sequence[tuple[str | None, Any]]) -> None:
+        """Produce every message, then wait once for all delivery reports; any failure raises."""
+        if self._closed:
+            raise BrokerError("the Kafka broker is closed")
+        if not messages:
+            return
+        name = self._topic(topic)
+        producer = self._get_producer()
+        failed: list[KafkaError] = []
+
+        def delivered(error: KafkaError | None, _: object) -> None:
+            if error is not None:
+                failed.append(error)
+
+        opts = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+        for key, payload in messages:
+            value = orjson.dumps(payload, default=str, option=opts)
+            while True:
+                try:
+                    producer.produce(name, value, key, on_delivery=delivered)
+                    break
+                except BufferError:  # the local queue is full: let deliveries drain it
+                    producer.poll(0.1)
+        left = producer.flush(self.delivery_timeout_ms / 1000 + 5)
+        if failed or left:
+            fatal = any(e.fatal() for e in failed)
+            if fatal:
+                self._producer = None  # a fatal idempotence error needs a new producer
+            first = failed[0].str() if failed else "timed out"
+            self._failure = None
+            raise BrokerError(
+                f"Kafka did not take {len(failed) or left} of {len(messages)} messages on {name!r} "
+                f"({first}); {self.unreachable}"
+            )
+
+    def _member(self, topic: str) -> TopicConsumer:
+        member = self._consumers.get(topic)
+        if member is None:
+            name = self._topic(topic)
+            member = TopicConsumer(self._kafka.Consumer(self._consumer_conf), name)
+            member.consumer.subscribe(
+                [name], on_assign=member.on_assign, on_revoke=member.on_revoke, on_lost=member.on_lost
+            )
+            self._consumers[topic] = member
+        return member
+
+    def consume(self, topic: str, max_messages: int, max_wait: float) -> list[Message]:
+        """Up to ``max_messages`` of this member's partitions, waiting at most ``max_wait`` for the first."""
+        if self._closed:
+            raise BrokerError("the Kafka broker is closed")
+        if max_messages <= 0:
+            return []
+        member = self._member(topic)
+        with member.lock:
+            try:
+                raw = take(member.consumer, min(max_messages, 1_000_000), max(max_wait, 0.0))
+            except self._kafka.KafkaException as error:
+                raise BrokerError(f"cannot consume from Kafka topic {member.name!r}: {error}") from None
+            out = []
+            for m in raw:
+                problem = m.error()
+                if problem is not None:
+                    if problem.fatal():
+                        raise BrokerError(f"Kafka consumer failed on {member.name!r}: {problem.str()}")
+                    client_log.warning("%s", problem.str())
+                    continue
+                partition, offset = m.partition(), m.offset()
+                if partition is None or offset is None or not member.offsets.consumed(partition, offset):
+                    continue
+                key = m.key()
+                out.append(Message(f"{partition}:{offset}", key.decode() if key else None, load(m.value())))
+        if not out:
+            self._raise_failure()
+        return out
+
+    def ack(self, topic: str, messages: Sequence[Message]) -> None:
+        """Commit, per partition, past the acked messages; those of partitions we lost are skipped."""
+        member = self._consumers.get(topic)
+        if member is None or not messages:
+            return
+        try:
+            pairs = [(int(p), int(o)) for p, _, o in (m.id.partition(":") for m in messages)]
+        except ValueError:
+            raise BrokerError("not Kafka message ids: ack messages this broker delivered") from None
+        with member.lock:
+            offsets = member.offsets.ack(pairs)
+            if offsets:
+                member.commit(offsets)
+
+    def assigned(self, topic: str) -> frozenset[int]:
+        """The partitions of ``topic`` this member owns now (empty before its first consume)."""
+        member = self._consumers.get(topic)
+        return member.offsets.owned() if member else frozenset()
+
+    def close(self) -> None:
+        """Leave the groups (unacked messages go to other members) and deliver what was published."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for member in self._consumers.values():
+            with member.lock:
+                try:
+                    member.consumer.close()
+                except (RuntimeError, self._kafka.KafkaException) as error:
+                    log.warning("kafka %s: close: %s", member.name, error)
+        self._consumers.clear()
+        if self._producer is not None:
+            left = self._producer.flush(self.delivery_timeout_ms / 1000)
+            if left:
+                log.warning("kafka: %d published messages were not delivered before close", left)
+            self._producer = None
