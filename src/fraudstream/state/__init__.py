@@ -8,12 +8,17 @@ from fraudstream.state.base import FeatureState, History, StateError
 from fraudstream.state.memory import MemoryFeatureState
 
 
-def open_state(url: str, *, retention: float) -> FeatureState:
-    """Open the feature state at ``url``: ``memory://`` is in-process (the default)."""
+def open_state(url: str, *, retention: float, prefix: str = "fraudstream:state:") -> FeatureState:
+    """Open the feature state at ``url``: ``memory://`` is in-process (the default), ``redis://host:port/db``
+    is shared by every process, its keys under ``prefix``."""
     scheme = urlparse(url).scheme
     if scheme == "memory":
         return MemoryFeatureState(retention=retention)
-    raise StateError(f"unsupported feature state URL {url!r}: use memory://")
+    if scheme in ("redis", "rediss"):
+        from fraudstream.state.redis import RedisFeatureState
+
+        return RedisFeatureState(url, retention=retention, prefix=prefix)
+    raise StateError(f"unsupported feature state URL {url!r}: use memory:// or redis://host:port/db")
 
 
 __all__ = ["FeatureState", "History", "MemoryFeatureState", "StateError", "open_state"]

@@ -89,6 +89,11 @@ class FeatureState(ABC):
     def close(self) -> None:
         """Release connections and memory."""
 
+    def ping(self) -> str:
+        """What answers and its version, for ``fraudstream check`` and ``/ready``; raises
+        :class:`StateError` when it cannot be reached. In-process state is always there."""
+        return "in-process"
+
     def __enter__(self) -> FeatureState:
         return self
 

@@ -1,0 +1,315 @@
+"""The ``FeatureState`` contract, run against every backend, and Redis's parity with memory."""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudstream.datasets.generator import GeneratorConfig, generate
+from fraudstream.events.batch import TransactionBatch
+from fraudstream.features import FeatureEngine
+from fraudstream.features.definitions import DAY, HOUR, EntitySpec, FeatureSet
+from fraudstream.state import FeatureState, MemoryFeatureState, StateError, open_state
+from fraudstream.state.base import EVENT_FIELDS, FLOAT_FIELDS
+
+RETENTION, GRACE = 1000.0, 100.0
+ENTITIES = FeatureEngine().entity_columns
+T0 = 1_735_689_600.0
+
+Factory = Callable[..., FeatureState]
+
+
+def redis_factory(url: str, prefixes: list[str]) -> Factory:
+    from fraudstream.state.redis import RedisFeatureState
+
+    def make(retention: float = RETENTION, grace: float = GRACE, prefix: str | None = None) -> FeatureState:
+        prefix = prefix or f"fraudstream:test:{uuid.uuid4().hex}:"
+        prefixes.append(prefix)
+        return RedisFeatureState(url, retention=retention, grace=grace, prefix=prefix)
+
+    return make
+
+
+@pytest.fixture
+def redis_states(redis_url: str) -> Iterator[Factory]:
+    """Makes Redis states, each under its own prefix; deletes their keys afterwards."""
+    from fraudstream.state.redis import RedisFeatureState
+
+    prefixes: list[str] = []
+    yield redis_factory(redis_url, prefixes)
+    for prefix in prefixes:
+        cleaner = RedisFeatureState(redis_url, retention=RETENTION, prefix=prefix)
+        cleaner.clear()
+        cleaner.close()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def make_state(request: pytest.FixtureRequest) -> Factory:
+    if request.param == "memory":
+        return lambda retention=RETENTION, grace=GRACE: MemoryFeatureState(retention=retention, grace=grace)
+    factory: Factory = request.getfixturevalue("redis_states")
+    return factory
+
+
+@pytest.fixture
+def state(make_state: Factory) -> Iterator[FeatureState]:
+    with make_state() as s:
+        yield s
+
+
+def batch(*rows: dict) -> TransactionBatch:
+    """Rows given as ``tx``, ``t`` (seconds after T0), ``customer``, optional device/ip/merchant/amount…"""
+    n = len(rows)
+
+    def ids(name: str, default: str | None = None) -> np.ndarray:
+        return np.array([r.get(name, default) for r in rows], dtype=object)
+
+    def floats(name: str, default: float = math.nan) -> np.ndarray:
+        return np.array([r.get(name, default) for r in rows], dtype=np.float64)
+
+    return TransactionBatch(
+        transaction_id=ids("tx"),
+        timestamp=T0 + floats("t"),
+        amount=floats("amount", 10.0),
+        customer_id=ids("customer", "c1"),
+        merchant_id=ids("merchant", "m1"),
+        device_id=ids("device"),
+        ip_address=ids("ip"),
+        country=ids("country", "FR"),
+        latitude=floats("lat"),
+        longitude=floats("lon"),
+        account_created_at=np.full(n, T0 - 100 * DAY),
+        is_fraud=np.zeros(n),
+        label_time=np.full(n, np.nan),
+    )
+
+
+def keys(*values: str) -> np.ndarray:
+    return np.array(values, dtype=object)
+
+
+def txs(state: FeatureState, entity: str, *key: str, since: float = -math.inf) -> list[str]:
+    return state.fetch(entity, keys(*key), since).events["transaction_id"].tolist()
+
+
+def test_unknown_keys_give_an_empty_history(state: FeatureState) -> None:
+    for k in (keys("nobody"), keys()):
+        h = state.fetch("customer", k, -math.inf)
+        assert len(h) == 0 and len(h.label_key) == 0
+        assert set(h.events) == set(EVENT_FIELDS)
+        assert all((h.events[f].dtype == np.float64) == (f in FLOAT_FIELDS) for f in EVENT_FIELDS)
+
+
+def test_record_says_which_rows_were_new_and_skips_duplicates(state: FeatureState) -> None:
+    first = state.record(batch({"tx": "a", "t": 1}, {"tx": "b", "t": 2}, {"tx": "a", "t": 3}), ENTITIES)
+    assert first.tolist() == [True, True, False]
+    again = state.record(batch({"tx": "b", "t": 2}, {"tx": "c", "t": 4}), ENTITIES)
+    assert again.tolist() == [False, True]
+    assert state.record(batch(), ENTITIES).tolist() == []
+    assert txs(state, "customer", "c1") == ["a", "b", "c"]
+    assert txs(state, "merchant", "m1") == ["a", "b", "c"]
+
+
+def test_fields_round_trip_exactly(state: FeatureState) -> None:
+    rows = (
+        {"tx": "tx-é1", "t": 0.1 + 0.2, "amount": 1 / 3, "customer": "ç", "device": "d1", "ip": "::1",
+         "lat": 48.856613, "lon": 2.352222},
+        {"tx": "tx-2", "t": 1e-6, "amount": 12345.678901234567, "customer": "ç", "country": None},
+    )  # fmt: skip
+    b = batch(*rows)
+    state.record(b, ENTITIES)
+    h = state.fetch("customer", keys("ç"), -math.inf)
+    order = np.argsort(h.events["timestamp"])
+    for f in EVENT_FIELDS:
+        got, want = h.events[f][order], getattr(b, f)[::-1]
+        if f in FLOAT_FIELDS:
+            np.testing.assert_array_equal(got, want)
+        else:
+            assert got.tolist() == want.tolist()
+    assert h.key.tolist() == ["ç", "ç"]
+    assert len(state.fetch("device", keys("d1"), -math.inf)) == 1
+
+
+def test_since_filters_events_and_labels(state: FeatureState) -> None:
+    state.record(batch(*({"tx": f"t{i}", "t": 10.0 * i} for i in range(4))), ENTITIES)
+    state.record_labels(keys("t0", "t2"), np.array([T0 + 500, T0 + 600]), np.array([True, True]))
+    h = state.fetch("customer", keys("c1"), T0 + 20.0)
+    assert h.events["transaction_id"].tolist() == ["t2", "t3"]
+    assert h.label_tx_time.tolist() == [T0 + 20.0] and h.label_time.tolist() == [T0 + 600]
+
+
+def test_history_is_grouped_by_key_in_the_order_asked(state: FeatureState) -> None:
+    state.record(
+        batch(
+            {"tx": "a1", "t": 1, "customer": "a"},
+            {"tx": "b1", "t": 2, "customer": "b"},
+            {"tx": "a2", "t": 3, "customer": "a"},
+            {"tx": "b2", "t": 3, "customer": "b"},
+        ),
+        ENTITIES,
+    )
+    h = state.fetch("customer", keys("b", "zz", "a"), -math.inf)
+    assert h.key.tolist() == ["b", "b", "a", "a"]
+    assert h.events["transaction_id"].tolist() == ["b1", "b2", "a1", "a2"]
+
+
+def test_equal_times_keep_arrival_order(state: FeatureState) -> None:
+    state.record(batch({"tx": "x", "t": 5}, {"tx": "y", "t": 5}), ENTITIES)
+    state.record(batch({"tx": "w", "t": 5}, {"tx": "v", "t": 1}), ENTITIES)
+    h = state.fetch("customer", keys("c1"), -math.inf)
+    # What the engine relies on: a stable sort by time gives time, then arrival.
+    order = np.argsort(h.events["timestamp"], kind="stable")
+    assert h.events["transaction_id"][order].tolist() == ["v", "x", "y", "w"]
+
+
+def test_history_comes_in_event_time_order(state: FeatureState, request: pytest.FixtureRequest) -> None:
+    if isinstance(state, MemoryFeatureState):
+        request.applymarker(
+            pytest.mark.xfail(strict=True, reason="memory returns each key's events in arrival order")
+        )
+    state.record(batch({"tx": "late", "t": 9}, {"tx": "early", "t": 1}), ENTITIES)
+    assert txs(state, "customer", "c1") == ["early", "late"]
+
+
+def test_labels_only_fraud_once_on_every_entity(state: FeatureState) -> None:
+    state.record(
+        batch(
+            {"tx": "a", "t": 1, "customer": "c1", "device": "d1", "ip": "1.1.1.1", "merchant": "m1"},
+            {"tx": "b", "t": 2, "customer": "c1", "device": None, "ip": "1.1.1.1", "merchant": "m2"},
+        ),
+        ENTITIES,
+    )
+    ids, times = keys("a", "b", "ghost", "a"), np.array([T0 + 50, T0 + 60, T0 + 70, T0 + 80])
+    assert state.record_labels(ids, times, np.array([True, False, True, True])) == 1
+    assert state.record_labels(ids, times, np.array([True, True, True, True])) == 1
+    assert state.record_labels(ids, times, np.array([True, True, True, True])) == 0
+    c = state.fetch("customer", keys("c1"), -math.inf)
+    assert c.label_key.tolist() == ["c1", "c1"]
+    assert c.label_tx_time.tolist() == [T0 + 1, T0 + 2] and c.label_time.tolist() == [T0 + 50, T0 + 60]
+    for entity, key, n in (("device", "d1", 1), ("ip", "1.1.1.1", 2), ("merchant", "m2", 1)):
+        assert len(state.fetch(entity, keys(key), -math.inf).label_key) == n
+    assert state.record_labels(keys(), np.array([]), np.array([], dtype=bool)) == 0
+
+
+def test_old_events_are_kept_within_retention_and_grace(state: FeatureState) -> None:
+    state.record(batch({"tx": "old", "t": 0, "customer": "o"}), ENTITIES)
+    state.record(batch({"tx": "new", "t": RETENTION + GRACE / 2, "customer": "n"}), ENTITIES)
+    assert txs(state, "customer", "o") == ["old"]
+    assert txs(state, "merchant", "m1") == ["old", "new"]
+
+
+def test_events_beyond_retention_and_grace_are_forgotten(state: FeatureState) -> None:
+    state.record(batch({"tx": "old", "t": 0, "customer": "o"}), ENTITIES)
+    late = RETENTION + GRACE + max(GRACE, RETENTION / 4) + 1
+    state.record(batch({"tx": "new", "t": late, "customer": "n"}), ENTITIES)
+    assert txs(state, "customer", "o") == []
+    assert txs(state, "merchant", "m1") == ["new"]
+    assert state.record_labels(keys("old", "new"), np.array([T0, T0]), np.array([True, True])) == 1
+
+
+def test_open_state_chooses_by_url(redis_url: str) -> None:
+    with open_state("memory://", retention=RETENTION) as s:
+        assert isinstance(s, MemoryFeatureState)
+    prefix = f"fraudstream:test:{uuid.uuid4().hex}:"
+    with open_state(redis_url, retention=RETENTION, prefix=prefix) as s:
+        assert type(s).__name__ == "RedisFeatureState" and s.record(batch({"tx": "a"}), ENTITIES).all()
+        s.clear()  # type: ignore[attr-defined]
+    with pytest.raises(StateError, match="use memory:// or redis://"):
+        open_state("sqlite://", retention=RETENTION)
+
+
+@pytest.mark.redis
+def test_unreachable_redis_says_what_to_do() -> None:
+    with pytest.raises(StateError, match=r"cannot reach Redis at redis://127.0.0.1:1/0: .*make services"):
+        open_state("redis://127.0.0.1:1/0", retention=RETENTION)
+
+
+SHORT = FeatureSet(
+    "short",
+    entities=(
+        EntitySpec("customer", "customer_id", windows=(HOUR, DAY), distinct=("device_id", "ip_address"),
+                   distinct_windows=(DAY, 3 * DAY), profile=True),
+        EntitySpec("device", "device_id", windows=(DAY,), distinct=("customer_id",), distinct_windows=(DAY,),
+                   label_windows=(3 * DAY,)),
+        EntitySpec("ip", "ip_address", windows=(DAY,)),
+        EntitySpec("merchant", "merchant_id", windows=(HOUR, DAY), label_windows=(DAY, 4 * DAY)),
+    ),
+    ratio_window=3 * DAY,
+    retention=4 * DAY,
+)  # fmt: skip
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("feature_set", [None, SHORT], ids=["default", "short-retention"])
+def test_live_features_match_memory_exactly(redis_states: Factory, feature_set: FeatureSet | None) -> None:
+    engine = FeatureEngine(feature_set) if feature_set else FeatureEngine()
+    frame = generate(GeneratorConfig(n_customers=250, n_merchants=30, days=12, fraud_rate=0.03, seed=5))
+    stream = TransactionBatch.from_frame(frame)
+    rng = np.random.default_rng(3)
+    retention = engine.feature_set.retention
+    memory, red = MemoryFeatureState(retention=retention), redis_states(retention=retention, grace=DAY)
+    out: dict[str, list[np.ndarray]] = {"memory": [], "redis": []}
+    lo = 0
+    while lo < len(stream):
+        size = int(rng.integers(1, 400))
+        rows = np.arange(lo, min(lo + size, len(stream)))
+        redelivered = lo - 1 - rng.choice(min(lo, 500), size=min(lo, 5), replace=False)  # recent ones
+        part = stream.take(rng.permutation(np.concatenate([rows, redelivered])))
+        now = float(part.timestamp.max())
+        arrived = np.flatnonzero(stream.label_time[: rows[-1] + 1] <= now)
+        added = []
+        for name, state in (("memory", memory), ("redis", red)):
+            features, new = engine.process(part, state)
+            out[name].append(np.column_stack([features, new]))
+            added.append(
+                state.record_labels(
+                    stream.transaction_id[arrived], stream.label_time[arrived], stream.is_fraud[arrived] == 1
+                )
+            )
+        assert added[0] == added[1]
+        lo = rows[-1] + 1
+    got, want = np.vstack(out["redis"]), np.vstack(out["memory"])
+    assert want.shape[0] > len(stream) and np.isnan(want).any()
+    assert np.array_equal(got, want, equal_nan=True)
+    memory.close()
+    red.close()
+
+
+@pytest.mark.redis
+def test_concurrent_writers_count_each_transaction_once(redis_states: Factory) -> None:
+    shared = redis_states()
+    other = redis_states(prefix=shared.prefix)  # type: ignore[attr-defined]  # a second client
+    n = 3000
+    stream = batch(*({"tx": f"tx{i}", "t": i / 10, "customer": f"c{i % 97}", "device": f"d{i % 13}"}
+                     for i in range(n)))  # fmt: skip
+    counts = np.zeros(n, dtype=np.int64)
+    lock, start = threading.Lock(), threading.Barrier(4)
+
+    def writer(state: FeatureState, seed: int) -> None:
+        order = np.random.default_rng(seed).permutation(n)
+        start.wait()
+        for lo in range(0, n, 250):
+            rows = np.sort(order[lo : lo + 400])
+            new = state.record(stream.take(rows), ENTITIES)
+            with lock:
+                np.add.at(counts, rows[new], 1)
+
+    threads = [
+        threading.Thread(target=writer, args=(s, i)) for i, s in enumerate([shared, shared, other, other])
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counts.tolist() == [1] * n
+    h = shared.fetch("customer", keys(*(f"c{i}" for i in range(97))), -math.inf)
+    assert sorted(h.events["transaction_id"].tolist()) == sorted(stream.transaction_id.tolist())
+    assert pd.Index(h.events["transaction_id"]).is_unique
+    other.close()
+    shared.close()
