@@ -43,3 +43,8 @@ class Broker(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections."""
+
+    def ping(self) -> str:
+        """What answers and its version, for ``fraudstream check`` and ``/ready``; raises
+        :class:`BrokerError` when it cannot be reached. In-process brokers are always there."""
+        return "in-process"

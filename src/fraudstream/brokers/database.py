@@ -47,5 +47,8 @@ class DatabaseBroker(Broker):
         if messages:
             self.store.ack([int(m.id) for m in messages])
 
+    def ping(self) -> str:
+        return f"queue in {self.store.ping()}"
+
     def close(self) -> None:
         """The store belongs to the caller; nothing to release here."""

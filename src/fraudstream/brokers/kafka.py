@@ -122,6 +122,21 @@ class KafkaBroker(Broker):
                 self._topics.add(name)
         return name
 
+    def ping(self) -> str:
+        """The cluster's id and broker count, from one bounded metadata request."""
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+
+        # log_level 0: an unreachable cluster is this check's answer, not a stream of connection errors
+        admin = AdminClient({"bootstrap.servers": self._common["bootstrap.servers"], "log_level": 0})
+        try:
+            meta = admin.list_topics(timeout=self.connect_timeout)
+        except KafkaException:
+            raise BrokerError(self.unreachable) from None
+        finally:
+            admin.poll(0)
+        return f"Kafka cluster {meta.cluster_id}, {len(meta.brokers)} broker(s)"
+
     def _create(self, name: str) -> None:
         from confluent_kafka import KafkaError, KafkaException
         from confluent_kafka.admin import AdminClient, NewTopic

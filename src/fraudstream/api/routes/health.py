@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fraudstream.api.deps import MetricsDep, ServicesDep
 from fraudstream.api.schemas import CheckOut, HealthOut, ReadyOut
+from fraudstream.checks import check_running
 from fraudstream.runtime import Services
 from fraudstream.storage.errors import StorageError
 from fraudstream.worker.worker import TRANSACTIONS
@@ -24,22 +25,18 @@ async def health() -> HealthOut:
     return HealthOut()
 
 
-def _database(services: Services) -> CheckOut:
-    try:
-        return CheckOut(ok=True, detail=services.store.ping())
-    except StorageError as error:
-        return CheckOut(ok=False, detail=str(error))
+def _checks(services: Services) -> dict[str, CheckOut]:
+    return {c.name: CheckOut(ok=c.ok, detail=c.detail) for c in check_running(services)}
 
 
 @router.get("/ready", response_model=ReadyOut, responses={503: {"model": ReadyOut}})
 async def ready(request: Request, response: Response, services: ServicesDep) -> ReadyOut:
-    """Ready for traffic: the database answers, a model is loaded and, if embedded, the worker runs.
+    """Ready for traffic: the database, broker and feature state answer, a model is loaded and, if
+    embedded, the worker runs — the checks of ``fraudstream check``.
 
     503 names the failing check, so a load balancer stops sending traffic and an operator sees why.
     """
-    checks = {"database": await run_in_threadpool(_database, services)}
-    version = services.scorer.version
-    checks["model"] = CheckOut(ok=bool(version), detail=version or "no model loaded")
+    checks = await run_in_threadpool(_checks, services)
     worker = getattr(request.app.state, "worker", None)
     if worker is not None:
         thread = request.app.state.worker_thread
