@@ -74,7 +74,14 @@ def open_services(settings: Settings, *, bundle: ModelBundle | None = None, warm
     bundle = bundle or load_bundle(settings.bundle_path)
     rules = ReloadingRules(settings.rules_path or DEFAULT_RULES_PATH, default_known_names(engine.feature_set))
     scorer = Scorer(bundle, state, rules.current, engine)
-    broker = open_broker(settings.broker_url, store, lease_seconds=settings.lease_seconds)
+    broker = open_broker(
+        settings.broker_url,
+        store,
+        lease_seconds=settings.lease_seconds,
+        group=settings.consumer_group,
+        claim_idle_seconds=settings.claim_idle_seconds,
+        maxlen=settings.stream_maxlen,
+    )
     if warm and isinstance(state, MemoryFeatureState):
         warm_state(store, engine, state)
     return Services(settings, store, state, rules, scorer, broker)

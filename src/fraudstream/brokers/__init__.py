@@ -1,4 +1,6 @@
-"""Brokers, chosen by URL: ``database://`` (durable, embedded default) or ``memory://`` (in-process)."""
+"""Brokers, chosen by URL: ``database://`` (durable, embedded default), ``memory://`` (in-process),
+``redis://host:port/db`` (Redis Streams) or ``kafka://host:port``. A server broker's client library is
+imported only when its URL is chosen."""
 
 from __future__ import annotations
 
@@ -7,11 +9,32 @@ from urllib.parse import urlparse
 from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.storage.store import Store
 
+SCHEMES = {
+    "database": "database:// (embedded, durable)",
+    "memory": "memory:// (in-process)",
+    "redis": "redis://host:port/db (Redis Streams)",
+    "kafka": "kafka://host:port (Kafka)",
+}
+#: Brokers other processes subscribe to: the worker publishes its decisions and dead letters there too.
+RESULT_SCHEMES = frozenset({"redis", "rediss", "kafka"})
 
-def open_broker(url: str, store: Store, *, lease_seconds: float = 30.0) -> Broker:
+
+def open_broker(
+    url: str,
+    store: Store,
+    *,
+    lease_seconds: float = 30.0,
+    group: str = "fraudstream",
+    claim_idle_seconds: float = 30.0,
+    maxlen: int = 1_000_000,
+    consumer: str | None = None,
+) -> Broker:
     """Open the broker at ``url``; ``database://`` queues in ``store``'s own database.
 
-    ``lease_seconds`` is how long a consumer may hold messages before they go to another consumer.
+    ``lease_seconds`` is how long a ``database://`` consumer may hold messages before they go to
+    another consumer; Redis reclaims a dead consumer's messages after ``claim_idle_seconds`` and keeps
+    streams near ``maxlen`` entries without trimming unprocessed ones. ``group`` is the Redis/Kafka
+    consumer group of the workers.
     """
     scheme = urlparse(url).scheme
     if scheme == "database":
@@ -22,7 +45,23 @@ def open_broker(url: str, store: Store, *, lease_seconds: float = 30.0) -> Broke
         from fraudstream.brokers.memory import MemoryBroker
 
         return MemoryBroker()
-    raise BrokerError(f"unsupported broker URL {url!r}: use database:// (embedded, durable) or memory://")
+    if scheme in ("redis", "rediss"):
+        from fraudstream.brokers.redis import RedisStreamsBroker
+
+        return RedisStreamsBroker(
+            url, group=group, consumer=consumer, claim_idle_seconds=claim_idle_seconds, maxlen=maxlen
+        )
+    if scheme == "kafka":
+        from fraudstream.brokers.kafka import KafkaBroker
+
+        return KafkaBroker(url, group=group, consumer=consumer)
+    raise BrokerError(f"unsupported broker URL {url!r}: use {', '.join(SCHEMES.values())}")
 
 
-__all__ = ["Broker", "BrokerError", "Message", "open_broker"]
+def publishes_results(broker_url: str) -> bool:
+    """Whether workers on this broker publish decisions and dead letters to it (``decisions``,
+    ``dead-letters``); the embedded queues keep them in the database only, so the queue never fills."""
+    return urlparse(broker_url).scheme in RESULT_SCHEMES
+
+
+__all__ = ["SCHEMES", "Broker", "BrokerError", "Message", "open_broker", "publishes_results"]

@@ -1,0 +1,293 @@
+"""Redis Streams: one stream per topic, read by a consumer group of workers that may die at any time.
+
+A consumer group remembers what it gave each consumer (its pending entries) until ``XACK``, so a
+worker killed mid-batch leaves its messages pending; any consumer of the group takes them over with
+``XAUTOCLAIM`` once they have been idle for ``claim_idle_seconds``. Streams are capped without ever
+losing work: once a stream holds more than ``maxlen`` entries, only entries that every group has been
+given *and* has acknowledged are trimmed (``XTRIM MINID``), so ``maxlen`` is a soft target. A stream
+that no group reads (a results stream nobody subscribed to) is a plain capped log.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import orjson
+
+from fraudstream.brokers.base import Broker, BrokerError, Message
+
+PAYLOAD, KEY = b"p", b"k"
+DEFAULT_PREFIX = "fraudstream:"
+#: A longer ``max_wait`` blocks in slices of this, so the socket timeout can stay finite.
+MAX_BLOCK_MS = 10_000
+ACK_CHUNK = 10_000
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entry_id(value: bytes | str) -> tuple[int, int]:
+    ms, _, seq = _text(value).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _encode(payload: Any) -> bytes:
+    return orjson.dumps(payload, default=str, option=_ORJSON_OPTIONS)
+
+
+def _decode(fields: dict[bytes, bytes]) -> Any:
+    raw = fields.get(PAYLOAD)
+    if raw is None:  # written by another producer, one field per attribute
+        return {_text(k): _text(v) for k, v in fields.items()}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", errors="replace")
+
+
+def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
+    """``XREADGROUP``'s entries, whether the connection speaks RESP2 (a list) or RESP3 (a map)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return [e for per in reply.values() for e in (per[0] if per and isinstance(per[0], list) else per)]
+    return [e for _, entries in reply for e in entries]
+
+
+def _split_url(url: str) -> tuple[str, str | None, str]:
+    """The URL for redis-py without our own ``prefix`` query option, that option, and a password-free form."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((v for k, v in query if k == "prefix"), None)
+    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+    shown = parts._replace(netloc=parts.netloc.rpartition("@")[2], query="")
+    return urlunsplit(parts._replace(query=rest)), prefix, urlunsplit(shown)
+
+
+class RedisStreamsBroker(Broker):
+    """Topics as Redis streams ``<prefix><topic>``, consumed by the consumer group ``group``.
+
+    ``url`` is ``redis://host:port/db``, optionally ``?prefix=name:`` to share one Redis between
+    deployments. ``input_topics`` are the topics workers read: publishing to one creates the group
+    first, so what is published before the first worker starts is never trimmed.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        group: str = "fraudstream",
+        consumer: str | None = None,
+        prefix: str | None = None,
+        claim_idle_seconds: float = 30.0,
+        maxlen: int = 1_000_000,
+        input_topics: Collection[str] = ("transactions",),
+        trim_interval: float = 1.0,
+    ) -> None:
+        try:
+            import redis
+        except ImportError as error:
+            raise BrokerError("the Redis broker needs redis-py: pip install 'fraudstream[redis]'") from error
+        target, url_prefix, self.url = _split_url(url)
+        self.prefix = prefix if prefix is not None else url_prefix or DEFAULT_PREFIX
+        self.group = group
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.claim_idle_ms = max(1, round(claim_idle_seconds * 1000))
+        self.maxlen = maxlen
+        self.input_topics = frozenset(input_topics)
+        self.trim_interval = trim_interval
+        self._redis = redis
+        self._groups: set[str] = set()
+        self._claim_due: dict[str, float] = {}
+        self._claim_from: dict[str, bytes | str] = {}
+        self._trim_due: dict[str, float] = {}
+        self._closed = False
+        with self._errors():
+            try:
+                self._client: Any = redis.Redis.from_url(
+                    target,
+                    socket_connect_timeout=5,
+                    socket_timeout=MAX_BLOCK_MS / 1000 + 10,
+                    health_check_interval=30,
+                )
+            except ValueError as error:
+                raise BrokerError(f"bad Redis URL {self.url}: {error}") from None
+            self._client.ping()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except self._redis.ConnectionError as error:
+            raise BrokerError(
+                f"cannot reach Redis at {self.url} ({error}): is Redis running? `make services`"
+            ) from error
+        except self._redis.TimeoutError as error:
+            raise BrokerError(f"Redis at {self.url} timed out ({error}): is it overloaded?") from error
+        except self._redis.RedisError as error:
+            raise BrokerError(f"Redis at {self.url}: {error}") from error
+
+    def stream(self, topic: str) -> str:
+        """The Redis key of ``topic``'s stream."""
+        return f"{self.prefix}{topic}"
+
+    def _ensure_group(self, stream: str) -> None:
+        if stream in self._groups:
+            return
+        try:
+            self._client.xgroup_create(stream, self.group, id="0", mkstream=True)
+        except self._redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+        self._groups.add(stream)
+
+    def publish(self, topic: str, messages: Sequence[tuple[str | None, Any]]) -> None:
+        """Append the batch in one round trip (pipelined ``XADD``); trims only what no group still needs."""
+        if not messages:
+            return
+        stream = self.stream(topic)
+        with self._errors():
+            if topic in self.input_topics:
+                self._ensure_group(stream)
+            pipe = self._client.pipeline(transaction=False)
+            for key, payload in messages:
+                fields = {PAYLOAD: _encode(payload)}
+                if key is not None:
+                    fields[KEY] = key.encode()
+                pipe.xadd(stream, fields)
+            pipe.xlen(stream)
+            length = pipe.execute()[-1]
+            if length > self.maxlen:
+                self._trim(stream)
+
+    def consume(self, topic: str, max_messages: int, max_wait: float) -> list[Message]:
+        """Reclaimed messages of dead consumers first, else new ones (``XREADGROUP COUNT BLOCK``)."""
+        if max_messages <= 0:
+            return []
+        stream = self.stream(topic)
+        deadline = time.monotonic() + max_wait
+        with self._errors():
+            self._ensure_group(stream)
+            reclaimed = self._reclaim(stream, max_messages)
+            if reclaimed:
+                return reclaimed
+            while True:
+                left_ms = round((deadline - time.monotonic()) * 1000)
+                block = min(left_ms, MAX_BLOCK_MS) if left_ms > 0 else None  # BLOCK 0 waits forever
+                messages = self._read(stream, max_messages, block)
+                if messages or block is None or left_ms <= MAX_BLOCK_MS:
+                    return messages
+
+    def _read(self, stream: str, count: int, block: int | None) -> list[Message]:
+        args = {stream: ">"}
+        try:
+            reply = self._client.xreadgroup(self.group, self.consumer, args, count=count, block=block)
+        except self._redis.ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+            self._groups.discard(stream)  # the stream was deleted under us: start it again
+            self._ensure_group(stream)
+            reply = self._client.xreadgroup(self.group, self.consumer, args, count=count, block=block)
+        return [self._message(i, f) for i, f in _entries(reply) if f is not None]
+
+    def _reclaim(self, stream: str, count: int) -> list[Message]:
+        """Take over messages left pending longer than the idle time (a dead consumer's), now and then."""
+        now = time.monotonic()
+        if now < self._claim_due.get(stream, 0.0):
+            return []
+        reply = self._client.xautoclaim(
+            stream,
+            self.group,
+            self.consumer,
+            self.claim_idle_ms,
+            start_id=self._claim_from.get(stream, "0-0"),
+            count=count,
+        )
+        cursor, entries = reply[0], reply[1]
+        if _entry_id(cursor) == (0, 0):  # scanned the whole pending list: look again in a while
+            self._claim_from.pop(stream, None)
+            self._claim_due[stream] = now + self.claim_idle_ms / 2000
+        else:
+            self._claim_from[stream] = cursor
+        return [self._message(i, f) for i, f in entries if f is not None]
+
+    @staticmethod
+    def _message(entry_id: bytes, fields: dict[bytes, bytes]) -> Message:
+        key = fields.get(KEY)
+        return Message(_text(entry_id), None if key is None else _text(key), _decode(fields))
+
+    def ack(self, topic: str, messages: Sequence[Message]) -> None:
+        """``XACK`` the batch (call once its results are stored), then trim what every group has done."""
+        if not messages:
+            return
+        stream = self.stream(topic)
+        ids = [m.id for m in messages]
+        with self._errors():
+            pipe = self._client.pipeline(transaction=False)
+            for lo in range(0, len(ids), ACK_CHUNK):
+                pipe.xack(stream, self.group, *ids[lo : lo + ACK_CHUNK])
+            pipe.xlen(stream)
+            length = pipe.execute()[-1]
+            if length > self.maxlen:
+                self._trim(stream)
+
+    def _trim(self, stream: str) -> None:
+        """Drop entries every group has been given and acknowledged; cap a stream no group reads."""
+        now = time.monotonic()
+        if now < self._trim_due.get(stream, 0.0):
+            return
+        self._trim_due[stream] = now + self.trim_interval
+        groups = self._client.xinfo_groups(stream)
+        if not groups:
+            self._client.xtrim(stream, maxlen=self.maxlen, approximate=True)
+            return
+        # Everything up to a group's last-delivered id has been given out; what it has not acked is pending.
+        safe = min(_entry_id(g["last-delivered-id"]) for g in groups)
+        safe = (safe[0], safe[1] + 1)
+        pending = [g["name"] for g in groups if g["pending"]]
+        if pending:
+            pipe = self._client.pipeline(transaction=False)
+            for name in pending:
+                pipe.xpending(stream, name)
+            lows = [_entry_id(p["min"]) for p in pipe.execute() if p["pending"]]
+            safe = min([safe, *lows])
+        self._client.xtrim(stream, minid=f"{safe[0]}-{safe[1]}", approximate=True)
+
+    def pending(self, topic: str) -> int:
+        """Messages of ``topic`` the group has not acknowledged yet: pending plus not yet delivered."""
+        stream = self.stream(topic)
+        with self._errors():
+            if not self._client.exists(stream):
+                return 0
+            mine = [g for g in self._client.xinfo_groups(stream) if _text(g["name"]) == self.group]
+            if not mine or mine[0].get("lag") is None:
+                return int(self._client.xlen(stream))
+            return int(mine[0]["pending"]) + int(mine[0]["lag"])
+
+    def close(self) -> None:
+        """Leave the group if nothing is pending for this consumer (else others reclaim it), disconnect."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for stream in self._groups:
+                mine = [
+                    c
+                    for c in self._client.xinfo_consumers(stream, self.group)
+                    if _text(c["name"]) == self.consumer
+                ]
+                if mine and not mine[0]["pending"]:
+                    self._client.xgroup_delconsumer(stream, self.group, self.consumer)
+        except self._redis.RedisError:
+            pass  # the server is gone; the consumer entry is harmless
+        finally:
+            self._client.close()

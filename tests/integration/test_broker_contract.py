@@ -1,0 +1,429 @@
+"""One contract every broker keeps, run against each backend; then what only Redis Streams promises.
+
+Each backend opens brokers through :func:`open_broker` with short leases, so a consumer that dies
+holding messages hands them to the next one within a second. Topic names are unique per test, so
+parallel runs against one Redis or Kafka never see each other's messages.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from fraudstream.brokers import Broker, BrokerError, Message, open_broker, publishes_results
+from fraudstream.brokers.memory import MemoryBroker
+from fraudstream.storage import Store, open_store
+
+#: Longest a test polls for messages that should arrive (a Kafka group join takes seconds).
+PATIENCE = 60.0
+LEASE = 0.5
+
+
+@dataclass
+class Backend:
+    """How to open another consumer of the same topics, and how a consumer dies holding messages."""
+
+    name: str
+    open: Callable[[], Broker]
+    die: Callable[[Broker, str], None]
+    opened: list[Broker] = field(default_factory=list)
+
+    def consumer(self) -> Broker:
+        broker = self.open()
+        self.opened.append(broker)
+        return broker
+
+
+def _memory(request: pytest.FixtureRequest, store: Store) -> Backend:
+    shared = MemoryBroker()  # in-process: every "consumer" is the one broker; no leases, so a death
+    return Backend("memory", lambda: shared, lambda b, topic: shared.requeue_unacked(topic))  # requeues
+
+
+def _database(request: pytest.FixtureRequest, store: Store) -> Backend:
+    return Backend(
+        "database",
+        lambda: open_broker("database://", store, lease_seconds=LEASE),
+        lambda b, topic: time.sleep(LEASE * 1.2),  # the lease runs out
+    )
+
+
+def _redis(request: pytest.FixtureRequest, store: Store) -> Backend:
+    import redis
+
+    url = request.getfixturevalue("redis_url")
+    prefix = f"fraudstream-test-{uuid.uuid4().hex[:12]}:"
+    client = redis.Redis.from_url(url)
+    request.addfinalizer(lambda: _drop(client, prefix))
+
+    def die(broker: Broker, topic: str) -> None:
+        broker.close()  # its pending entries stay with its consumer name until reclaimed
+        time.sleep(LEASE * 1.2)
+
+    return Backend(
+        "redis",
+        lambda: open_broker(f"{url}?prefix={prefix}", store, group="contract", claim_idle_seconds=LEASE),
+        die,
+    )
+
+
+def _kafka(request: pytest.FixtureRequest, store: Store) -> Backend:
+    url = request.getfixturevalue("kafka_url")
+    group = f"contract-{uuid.uuid4().hex[:12]}"
+    return Backend(
+        "kafka",
+        lambda: open_broker(url, store, group=group),
+        lambda broker, topic: broker.close(),  # leaves the group without committing: a rebalance
+    )
+
+
+def _drop(client: Any, prefix: str) -> None:
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+BACKENDS = {"memory": _memory, "database": _database, "redis": _redis, "kafka": _kafka}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = open_store(f"sqlite:///{tmp_path}/broker.db")
+    store.migrate()
+    yield store
+    store.close()
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        "database",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("kafka", marks=pytest.mark.kafka),
+    ]
+)
+def backend(request: pytest.FixtureRequest, store: Store) -> Iterator[Backend]:
+    backend = BACKENDS[request.param](request, store)
+    yield backend
+    for broker in backend.opened:
+        broker.close()
+
+
+@pytest.fixture
+def broker(backend: Backend) -> Broker:
+    return backend.consumer()
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"contract-{uuid.uuid4().hex[:12]}"
+
+
+def drain(
+    broker: Broker, topic: str, want: int, *, ack: bool = True, batch: int = 100, patience: float = PATIENCE
+) -> list[Message]:
+    """Consume until ``want`` messages arrived (or ``patience`` ran out), acking each batch if asked."""
+    got: list[Message] = []
+    deadline = time.monotonic() + patience
+    while len(got) < want and time.monotonic() < deadline:
+        messages = broker.consume(topic, batch, 0.2)
+        if ack:
+            broker.ack(topic, messages)
+        got += messages
+    return got
+
+
+def numbered(n: int, keys: int = 4, start: int = 0) -> list[tuple[str | None, Any]]:
+    return [(f"k{i % keys}", {"n": i, "text": f"message {i}"}) for i in range(start, start + n)]
+
+
+# --- the contract -------------------------------------------------------------------------------
+
+
+def test_publish_then_consume_returns_keys_and_payloads(broker: Broker, topic: str) -> None:
+    sent: list[tuple[str | None, Any]] = [
+        ("c-1", {"n": 0, "amount": 12.5, "tags": ["a", "b"], "nested": {"ok": True, "none": None}}),
+        (None, {"n": 1}),
+        ("c-2", {"n": 2, "text": "grüße"}),
+    ]
+    broker.publish(topic, sent)
+    got = sorted(drain(broker, topic, 3), key=lambda m: m.payload["n"])
+    assert [(m.key, m.payload) for m in got] == sent
+    assert len({m.id for m in got}) == 3 and all(isinstance(m.id, str) and m.id for m in got)
+
+
+def test_batches_never_exceed_max_messages(broker: Broker, topic: str) -> None:
+    broker.publish(topic, numbered(25))
+    sizes, got = [], []
+    deadline = time.monotonic() + PATIENCE
+    while len(got) < 25 and time.monotonic() < deadline:
+        messages = broker.consume(topic, 10, 0.2)
+        broker.ack(topic, messages)
+        sizes.append(len(messages))
+        got += messages
+    assert max(sizes) <= 10
+    assert sorted(m.payload["n"] for m in got) == list(range(25))
+
+
+def test_consume_returns_empty_handed_when_nothing_comes(broker: Broker, topic: str) -> None:
+    result: list[list[Message]] = []
+    waiter = threading.Thread(target=lambda: result.append(broker.consume(topic, 10, 0.2)))
+    waiter.start()
+    waiter.join(PATIENCE)
+    assert not waiter.is_alive(), "consume kept waiting past max_wait"
+    assert result == [[]]
+
+
+def test_consume_waits_for_a_message_published_meanwhile(broker: Broker, topic: str) -> None:
+    broker.consume(topic, 1, 0.0)  # subscribe first (Kafka), so the waiting call is a plain wait
+    result: list[Message] = []
+
+    def wait() -> None:
+        deadline = time.monotonic() + PATIENCE
+        while not result and time.monotonic() < deadline:
+            result.extend(broker.consume(topic, 10, 5.0))
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.3)
+    broker.publish(topic, [("k", {"n": 1})])
+    waiter.join(PATIENCE + 10)
+    assert [m.payload for m in result] == [{"n": 1}]
+    broker.ack(topic, result)
+
+
+def test_unacked_messages_go_to_the_next_consumer(backend: Backend, topic: str) -> None:
+    first = backend.consumer()
+    first.publish(topic, numbered(20))
+    held = drain(first, topic, 20, ack=False)
+    assert len(held) == 20
+    backend.die(first, topic)
+    again = drain(backend.consumer(), topic, 20)
+    assert sorted(m.payload["n"] for m in again) == list(range(20))
+    assert {(m.key, m.payload["n"]) for m in again} == {(m.key, m.payload["n"]) for m in held}
+
+
+def test_acked_messages_are_never_delivered_again(backend: Backend, topic: str) -> None:
+    first = backend.consumer()
+    first.publish(topic, numbered(10))
+    held = sorted(drain(first, topic, 10, ack=False), key=lambda m: m.payload["n"])
+    first.ack(topic, held[:5])  # the first five published: a prefix of every key (and partition)
+    backend.die(first, topic)
+    second = backend.consumer()
+    rest = drain(second, topic, 5)
+    assert sorted(m.payload["n"] for m in rest) == [5, 6, 7, 8, 9]
+    backend.die(second, topic)
+    assert drain(backend.consumer(), topic, 1, patience=3.0) == []
+
+
+def test_messages_with_one_key_keep_their_order(broker: Broker, topic: str) -> None:
+    for lo in range(0, 120, 30):
+        broker.publish(topic, numbered(30, keys=3, start=lo))
+    got = drain(broker, topic, 120, batch=17)
+    assert len(got) == 120
+    for key in ("k0", "k1", "k2"):
+        ns = [m.payload["n"] for m in got if m.key == key]
+        assert ns == sorted(ns) and len(ns) == 40
+
+
+def test_text_payloads_come_back_as_text(broker: Broker, topic: str) -> None:
+    broker.publish(topic, [("k", "not json {"), ("k", "")])
+    assert [m.payload for m in drain(broker, topic, 2)] == ["not json {", ""]
+
+
+def test_close_is_idempotent(backend: Backend, topic: str) -> None:
+    broker = backend.open()
+    broker.publish(topic, numbered(3))
+    broker.close()
+    broker.close()
+    if backend.name != "memory":  # closing a durable broker loses nothing
+        assert sorted(m.payload["n"] for m in drain(backend.consumer(), topic, 3)) == [0, 1, 2]
+
+
+# --- choosing a broker --------------------------------------------------------------------------
+
+
+def test_unknown_scheme_names_every_supported_one(store: Store) -> None:
+    with pytest.raises(BrokerError) as error:
+        open_broker("nats://127.0.0.1:4222", store)
+    for scheme in ("database://", "memory://", "redis://", "kafka://"):
+        assert scheme in str(error.value)
+
+
+def test_only_server_brokers_carry_results() -> None:
+    assert publishes_results("redis://127.0.0.1:6380/0") and publishes_results("kafka://127.0.0.1:9093")
+    assert not publishes_results("database://") and not publishes_results("memory://")
+
+
+def test_unreachable_redis_is_one_line_saying_what_to_do(store: Store) -> None:
+    with pytest.raises(BrokerError, match=r"cannot reach Redis at redis://127\.0\.0\.1:1/0 .*make services"):
+        open_broker("redis://:secret@127.0.0.1:1/0", store)
+
+
+def test_missing_redis_package_says_what_to_install(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)
+    with pytest.raises(BrokerError, match=r"pip install 'fraudstream\[redis\]'"):
+        open_broker("redis://127.0.0.1:6380/0", store)
+
+
+# --- Redis Streams only -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    import redis
+
+    prefix = f"fraudstream-test-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    _drop(redis.Redis.from_url(redis_url), prefix)
+
+
+@pytest.fixture
+def streams(redis_url: str, redis_prefix: str) -> Iterator[Callable[..., Any]]:
+    """Open Redis brokers under this test's prefix; closed at the end."""
+    from fraudstream.brokers.redis import RedisStreamsBroker
+
+    opened: list[RedisStreamsBroker] = []
+
+    def make(**options: Any) -> RedisStreamsBroker:
+        opened.append(RedisStreamsBroker(redis_url, prefix=redis_prefix, **options))
+        return opened[-1]
+
+    yield make
+    for broker in opened:
+        broker.close()
+
+
+@pytest.mark.redis
+def test_a_dead_consumers_messages_are_reclaimed_once_idle(streams: Callable[..., Any], topic: str) -> None:
+    dead, alive = streams(claim_idle_seconds=2.0), streams(claim_idle_seconds=2.0)
+    dead.publish(topic, numbered(10))
+    assert len(dead.consume(topic, 100, 1.0)) == 10  # then it dies without acking
+    assert alive.consume(topic, 100, 0.1) == []  # not idle long enough yet: the owner may be busy
+    time.sleep(2.2)
+    reclaimed = drain(alive, topic, 10, ack=False)
+    assert sorted(m.payload["n"] for m in reclaimed) == list(range(10))
+    client, stream = alive._client, alive.stream(topic)
+    owners = client.xpending_range(stream, alive.group, "-", "+", 100)
+    assert {o["consumer"].decode() for o in owners} == {alive.consumer}
+    assert {o["times_delivered"] for o in owners} == {2}
+    alive.ack(topic, reclaimed)
+    assert alive.pending(topic) == 0
+
+
+@pytest.mark.redis
+def test_trimming_never_drops_what_the_group_has_not_acked(streams: Callable[..., Any], topic: str) -> None:
+    broker = streams(maxlen=100, trim_interval=0.0, claim_idle_seconds=0.2, input_topics=[topic])
+    client, stream = broker._client, broker.stream(topic)
+    for lo in range(0, 1000, 100):
+        broker.publish(topic, numbered(100, start=lo))
+    assert client.xlen(stream) == 1000  # over maxlen, but nobody has read any of it
+    done = drain(broker, topic, 600)
+    assert sorted(m.payload["n"] for m in done) == list(range(600))
+    assert 400 <= client.xlen(stream) < 1000  # processed entries trimmed, unread ones kept
+    assert len(drain(broker, topic, 200, ack=False)) == 200  # in flight when its consumer dies
+    broker.publish(topic, numbered(10, start=1000))  # trims again: must keep the pending ones
+    time.sleep(0.3)
+    rest = drain(streams(claim_idle_seconds=0.2), topic, 410)
+    assert sorted(m.payload["n"] for m in rest) == list(range(600, 1010))
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_either_redis_protocol_reads_the_same(
+    redis_url: str, redis_prefix: str, topic: str, protocol: int
+) -> None:
+    from fraudstream.brokers.redis import RedisStreamsBroker
+
+    broker = RedisStreamsBroker(f"{redis_url}?protocol={protocol}&prefix={redis_prefix}")
+    try:
+        broker.publish(topic, numbered(5))
+        assert [(m.key, m.payload["n"]) for m in drain(broker, topic, 5)] == [
+            (f"k{i}", i) for i in range(4)
+        ] + [("k0", 4)]
+    finally:
+        broker.close()
+
+
+@pytest.mark.redis
+def test_a_stream_no_group_reads_is_a_capped_log(streams: Callable[..., Any], topic: str) -> None:
+    broker = streams(maxlen=100, trim_interval=0.0)
+    for lo in range(0, 1000, 100):
+        broker.publish(topic, numbered(100, start=lo))
+    assert 100 <= broker._client.xlen(broker.stream(topic)) < 1000
+
+
+@pytest.mark.redis
+def test_entries_from_other_producers_are_read_as_they_are(streams: Callable[..., Any], topic: str) -> None:
+    broker = streams()
+    stream = broker.stream(topic)
+    broker._client.xadd(stream, {"p": b"not json {", "k": b"c-9"})
+    broker._client.xadd(stream, {"amount": b"3.5", "customer_id": b"c-1"})
+    got = drain(broker, topic, 2)
+    assert [(m.key, m.payload) for m in got] == [
+        ("c-9", "not json {"),
+        (None, {"amount": "3.5", "customer_id": "c-1"}),
+    ]
+
+
+@pytest.mark.redis
+def test_worker_publishes_decisions_and_dead_letters(
+    tmp_path: Path, bundle_path: Path, small_frame: pd.DataFrame, redis_url: str, redis_prefix: str
+) -> None:
+    from fraudstream.brokers.redis import RedisStreamsBroker
+    from fraudstream.config import Settings
+    from fraudstream.events.transaction import Transaction
+    from fraudstream.runtime import open_services
+    from fraudstream.worker import Worker
+    from fraudstream.worker.worker import DEAD_LETTERS, RESULTS, TRANSACTIONS
+
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'fraud.db'}",
+        model_path=bundle_path,
+        broker_url=f"{redis_url}?prefix={redis_prefix}",
+    )
+    services = open_services(settings)
+    keep = [c for c in small_frame.columns if c not in ("is_fraud", "label_time", "fraud_scenario")]
+    rows = small_frame.iloc[-50:][keep].to_dict("records")
+    txs = [Transaction.model_validate({k: v for k, v in r.items() if v is not None and v == v}) for r in rows]
+    services.broker.publish(TRANSACTIONS, [(t.customer_id, t.model_dump(mode="json")) for t in txs])
+    services.broker.publish(TRANSACTIONS, [(None, {"transaction_id": "bad", "amount": -1}), (None, "oops")])
+    worker = Worker(
+        services.broker, services.scorer, services.store, batch_size=100, max_wait=0.01,
+        results_topic=RESULTS, dead_letters_topic=DEAD_LETTERS,
+    )  # fmt: skip
+    stats = worker.run(burst=True)
+    assert stats.decided == 50 and stats.dead == 2
+    assert isinstance(services.broker, RedisStreamsBroker) and services.broker.pending(TRANSACTIONS) == 0
+
+    reader = RedisStreamsBroker(redis_url, prefix=redis_prefix, group="downstream")
+    try:
+        decisions = drain(reader, RESULTS, 50)
+        letters = drain(reader, DEAD_LETTERS, 2)
+    finally:
+        reader.close()
+        services.close()
+    by_id = {m.payload["transaction_id"]: m for m in decisions}
+    assert set(by_id) == {t.transaction_id for t in txs}
+    for t in txs:
+        message = by_id[t.transaction_id]
+        assert message.key == t.customer_id
+        assert message.payload["decision"] in ("APPROVE", "FLAG", "BLOCK")
+        assert 0.0 <= message.payload["probability"] <= 1.0
+        assert set(message.payload) == {
+            "transaction_id", "decision", "probability", "reasons", "rules", "model_version", "timestamp",
+        }  # fmt: skip
+    reasons = sorted(m.payload["reason"] for m in letters)
+    assert any("amount: Input should be greater than or equal to 0" in r for r in reasons)
+    assert any("valid dictionary" in r for r in reasons)
+    assert {m.payload["topic"] for m in letters} == {TRANSACTIONS}
