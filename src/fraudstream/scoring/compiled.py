@@ -13,27 +13,34 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 from scipy.special import expit
 
 from fraudstream.training.bundle import ModelBundle
 
 
-@njit(cache=True)
+_BLOCK = 256
+
+
+@njit(cache=True, parallel=True)
 def _forest_depths(X, roots, left, right, feature, threshold, value):  # fmt: skip
+    """Sum of leaf values over the trees, per row. Blocks of rows run in parallel; within a block
+    each tree is walked for every row while its nodes are in cache. A row's sum still adds the trees
+    in order, so the result does not depend on the blocking."""
     n = X.shape[0]
     depths = np.zeros(n)
-    for i in range(n):
-        total = 0.0
+    for b in prange((n + _BLOCK - 1) // _BLOCK):
+        lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
         for t in range(roots.shape[0]):
-            node = roots[t]
-            while left[node] != -1:
-                if X[i, feature[node]] <= threshold[node]:
-                    node = roots[t] + left[node]
-                else:
-                    node = roots[t] + right[node]
-            total += value[node]
-        depths[i] = total
+            root = roots[t]
+            for i in range(lo, hi):
+                node = root
+                while left[node] != -1:
+                    if X[i, feature[node]] <= threshold[node]:
+                        node = root + left[node]
+                    else:
+                        node = root + right[node]
+                depths[i] += value[node]
     return depths
 
 
