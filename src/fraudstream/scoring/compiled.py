@@ -18,7 +18,6 @@ from scipy.special import expit
 
 from fraudstream.training.bundle import ModelBundle
 
-
 _BLOCK = 256
 
 
@@ -36,10 +35,8 @@ def _forest_depths(X, roots, left, right, feature, threshold, value):  # fmt: sk
             for i in range(lo, hi):
                 node = root
                 while left[node] != -1:
-                    if X[i, feature[node]] <= threshold[node]:
-                        node = root + left[node]
-                    else:
-                        node = root + right[node]
+                    go_left = X[i, feature[node]] <= threshold[node]
+                    node = root + (left[node] if go_left else right[node])
                 depths[i] += value[node]
     return depths
 
