@@ -11,12 +11,13 @@ from fraudstream.storage.records import DecisionRecord, QueuedMessage
 from fraudstream.storage.store import FLAGGED, Store
 
 
-def open_store(url: str, *, pool_size: int = 5) -> Store:
+def open_store(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Store:
     """A :class:`Store` for ``sqlite:///path`` or ``postgresql://...`` (driven by psycopg 3).
 
+    ``pool_size`` connections are kept open, and up to ``max_overflow`` more are opened under load.
     Anything else raises :class:`StorageError` naming the supported schemes. Nothing connects yet.
     """
-    return Store(normalize_url(url), pool_size=pool_size)
+    return Store(normalize_url(url), pool_size=pool_size, max_overflow=max_overflow)
 
 
 __all__ = [

@@ -25,13 +25,17 @@ from fraudstream.storage.errors import StorageError
 from fraudstream.storage.migrate import upgrade
 
 SUPPORTED_SCHEMES = ("sqlite:///path/to/file.db", "postgresql://user:password@host:5432/dbname")
+# A checkpoint every 10,000 pages (40 MB of WAL) instead of 1,000: a batch of decisions is several MB,
+# and checkpointing after every commit rewrote the same index pages again and again.
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA busy_timeout=5000",
     "PRAGMA foreign_keys=ON",
+    "PRAGMA wal_autocheckpoint=10000",
 )
 _BEGIN_OPTION = "fraudstream_sqlite_begin"
+_CONNECT_TIMEOUT_S = 5
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -71,7 +75,15 @@ def dumps(value: Any) -> str:
         return json.dumps(value, default=_json_default, separators=(",", ":"))
 
 
-def _sqlite_engine(url: URL, pool_size: int) -> Engine:
+def loads(value: str | bytes) -> Any:
+    """Parse a JSON column; orjson, with the standard library for what it refuses (huge integers)."""
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return json.loads(value)
+
+
+def _sqlite_engine(url: URL, pool_size: int, max_overflow: int) -> Engine:
     database = url.database or ""
     in_memory = database in ("", ":memory:") or url.query.get("mode") == "memory"
     if not in_memory:
@@ -80,11 +92,14 @@ def _sqlite_engine(url: URL, pool_size: int) -> Engine:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create the folder {folder} for the SQLite database: {exc}") from exc
-    options: dict[str, Any] = {"poolclass": StaticPool} if in_memory else {"pool_size": pool_size}
+    options: dict[str, Any] = (
+        {"poolclass": StaticPool} if in_memory else {"pool_size": pool_size, "max_overflow": max_overflow}
+    )
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 5.0},
         json_serializer=dumps,
+        json_deserializer=loads,
         **options,
     )
 
@@ -104,10 +119,20 @@ def _sqlite_engine(url: URL, pool_size: int) -> Engine:
     return engine
 
 
-def _postgres_engine(url: URL, pool_size: int) -> Engine:
+def _postgres_engine(url: URL, pool_size: int, max_overflow: int) -> Engine:
+    """A QueuePool of psycopg connections, each checked before use so a restarted server costs nothing."""
     try:
-        return create_engine(url, pool_size=pool_size, pool_pre_ping=True, json_serializer=dumps)
-    except ModuleNotFoundError as exc:
+        return create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_pre_ping=True,
+            pool_recycle=3600,
+            json_serializer=dumps,
+            json_deserializer=loads,
+            connect_args={"connect_timeout": _CONNECT_TIMEOUT_S, "application_name": "fraudstream"},
+        )
+    except ImportError as exc:
         raise StorageError(
             "PostgreSQL support needs psycopg 3: pip install 'psycopg[binary]' (or use a sqlite:/// URL)"
         ) from exc
@@ -121,13 +146,15 @@ class Database:
     An in-memory SQLite URL shares one connection and suits single-threaded tests only.
     """
 
-    def __init__(self, url: str | URL, *, pool_size: int = 5) -> None:
+    def __init__(self, url: str | URL, *, pool_size: int = 5, max_overflow: int = 10) -> None:
         self.url = normalize_url(url)
         self.dialect = "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
         if self.dialect == "sqlite":
-            self.engine = _sqlite_engine(self.url, pool_size)
+            self.engine = _sqlite_engine(self.url, pool_size, max_overflow)
         else:
-            self.engine = _postgres_engine(self.url, pool_size)
+            self.engine = _postgres_engine(self.url, pool_size, max_overflow)
+        # Feature-set id → names; content-addressed, so never stale.
+        self._feature_names: dict[str, list[str]] = {}
 
     @property
     def safe_url(self) -> str:
@@ -161,18 +188,30 @@ class Database:
 
     def _unreachable(self, exc: Exception) -> StorageError:
         message = str(getattr(exc, "orig", None) or exc).strip()
-        reason = message.splitlines()[0] if message else type(exc).__name__
+        reason = " ".join(message.splitlines()[0].split()) if message else type(exc).__name__
         return StorageError(
-            f"database {self.safe_url} is unreachable or unusable ({reason}); "
-            "check the URL, that the server is running, and that the path or credentials are right"
+            f"database {self.safe_url} is unreachable or unusable ({reason}); {self._hint(reason)}"
         )
+
+    def _hint(self, reason: str) -> str:
+        if self.dialect == "sqlite":
+            return "check the URL: the file must be a SQLite database, in a folder you can write to"
+        if "password authentication failed" in reason or ("role" in reason and "does not exist" in reason):
+            return "check the user name and password in the URL"
+        if "database" in reason and "does not exist" in reason:
+            return f"create it (createdb {self.url.database}) or fix the database name in the URL"
+        return "is PostgreSQL running? `make services` (or check the host and port in the URL)"
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
-        """Connection failures become one :class:`StorageError` saying which database and what to check."""
+        """Connection failures become one :class:`StorageError` saying which database and what to check.
+
+        Bulk writes talk to the driver directly, so its own ``OperationalError`` is translated too.
+        """
+        dbapi = self.engine.dialect.loaded_dbapi
         try:
             yield
-        except (OperationalError, OSError) as exc:
+        except (OperationalError, OSError, dbapi.OperationalError) as exc:
             raise self._unreachable(exc) from exc
         except DBAPIError as exc:
             # Plain DatabaseError is "not a database" and the like; its subclasses are our own bugs.

@@ -9,15 +9,16 @@ decisions are idempotent per ``transaction_id``, so a redelivery is harmless).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import func, insert, or_, select, update
 
 from fraudstream.events.transaction import Transaction
-from fraudstream.storage import tables
+from fraudstream.storage import bulk, tables
 from fraudstream.storage.database import Database
 from fraudstream.storage.records import QueuedMessage
-from fraudstream.storage.rows import chunks, transaction_row, unique_by
+from fraudstream.storage.rows import TRANSACTION_COLUMNS, chunks, transaction_rows, unique_by
 
 _q = tables.queue
 
@@ -25,29 +26,43 @@ _q = tables.queue
 class QueueStore(Database):
     """Outbox writes and the queue operations: publish, claim, ack, pending, trim."""
 
-    def accept(self, transactions: list[Transaction], topic: str = "transactions") -> list[str]:
+    def accept(
+        self, transactions: list[Transaction], topic: str = "transactions", *, enqueue: bool = True
+    ) -> list[str]:
         """Durably accept a batch: store the new transactions and enqueue one message for each.
 
         Transactions already known are skipped, in the store and in the queue, so a client retrying a
         request never causes a second decision. Returns the ids that were new, in input order.
+        Each transaction is encoded to JSON once, for its row and its message alike. Without
+        ``enqueue`` only the rows are stored (status ``queued``): the caller publishes to an external
+        broker itself, and calls :meth:`forget_queued` if that fails.
         """
-        now = datetime.now(UTC)
-        rows = [
-            transaction_row(tx, now, tables.TX_QUEUED)
-            for tx in unique_by(transactions, lambda tx: tx.transaction_id)
-        ]
-        if not rows:
+        unique = unique_by(transactions, attrgetter("transaction_id"))
+        if not unique:
             return []
+        ts = bulk.timestamp_converter(self.dialect)
+        now = ts(datetime.now(UTC))
+        rows = transaction_rows(unique, now, tables.TX_QUEUED, ts)
         with self._write() as conn:
-            new = set(self._insert_ignore(conn, tables.transactions, rows, "transaction_id"))
-            messages = [
-                {"topic": topic, "key": row["customer_id"], "payload": row["payload"], "created_at": now}
-                for row in rows
-                if row["transaction_id"] in new
-            ]
-            if messages:
-                conn.execute(insert(_q), messages)
-        return [row["transaction_id"] for row in rows if row["transaction_id"] in new]
+            new = bulk.insert_new(conn, tables.transactions, TRANSACTION_COLUMNS, rows)
+            # (topic, key = customer_id, payload, created_at), in input order so ids follow it.
+            if enqueue:
+                messages = [(topic, row[3], row[8], now) for row in rows if row[0] in new]
+                bulk.append(conn, _q, ("topic", "key", "payload", "created_at"), messages)
+        return [row[0] for row in rows if row[0] in new]
+
+    def forget_queued(self, transaction_ids: list[str]) -> int:
+        """Delete transactions still ``queued`` (accepted, never decided), so that a retry of the same
+        ids is accepted afresh after publishing them failed; how many rows went."""
+        deleted = 0
+        with self._write() as conn:
+            for chunk in chunks(transaction_ids):
+                statement = tables.transactions.delete().where(
+                    tables.transactions.c.transaction_id.in_(chunk),
+                    tables.transactions.c.status == tables.TX_QUEUED,
+                )
+                deleted += conn.execute(statement).rowcount
+        return deleted
 
     def mark_dead(self, transaction_ids: list[str]) -> int:
         """Set transactions that could not be decided to status ``dead``; how many rows changed."""

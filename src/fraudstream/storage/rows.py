@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from itertools import chain
 from typing import Any, TypeVar
 
+import numpy as np
+import orjson
+
 from fraudstream.events.transaction import Transaction
+from fraudstream.storage.database import dumps
 from fraudstream.storage.records import DecisionRecord
 
 T = TypeVar("T")
@@ -19,8 +25,41 @@ T = TypeVar("T")
 IN_CHUNK = 5000
 
 
+#: Column order of the tuples made by :func:`transaction_rows` and :func:`decision_rows`.
+TRANSACTION_COLUMNS = (
+    "transaction_id",
+    "received_at",
+    "timestamp",
+    "customer_id",
+    "merchant_id",
+    "device_id",
+    "ip_address",
+    "amount",
+    "payload",
+    "status",
+)
+DECISION_COLUMNS = (
+    "transaction_id",
+    "decided_at",
+    "timestamp",
+    "customer_id",
+    "amount",
+    "decision",
+    "probability",
+    "reasons",
+    "rules",
+    "model_version",
+    "feature_set",
+    "feature_values",
+    "latency_ms",
+)
+
+
 def unique_by(items: Iterable[T], key: Callable[[T], Hashable]) -> list[T]:
     """``items`` without repeats of ``key``, first occurrence kept, order preserved."""
+    items = list(items)
+    if len(set(map(key, items))) == len(items):  # the usual case, at C speed with an attrgetter
+        return items
     seen: set[Hashable] = set()
     out: list[T] = []
     for item in items:
@@ -44,42 +83,124 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def transaction_row(tx: Transaction, received_at: datetime, status: str) -> dict[str, Any]:
-    """The ``transactions`` row for ``tx``; ``payload`` is the full transaction, JSON-ready."""
-    return {
-        "transaction_id": tx.transaction_id,
-        "received_at": received_at,
-        "timestamp": tx.timestamp,
-        "customer_id": tx.customer_id,
-        "merchant_id": tx.merchant_id,
-        "device_id": tx.device_id,
-        "ip_address": tx.ip_address,
-        "amount": tx.amount,
-        "payload": tx.model_dump(mode="json"),
-        "status": status,
-    }
+def transaction_rows(
+    transactions: Sequence[Transaction], received_at: Any, status: str, ts: Callable[[datetime], Any]
+) -> list[tuple[Any, ...]]:
+    """``transactions`` rows in :data:`TRANSACTION_COLUMNS` order; ``payload`` is the transaction's JSON.
+
+    ``ts`` puts a datetime in the driver's form (see :mod:`~fraudstream.storage.bulk`).
+    """
+    return [
+        (
+            tx.transaction_id,
+            received_at,
+            ts(tx.timestamp),
+            tx.customer_id,
+            tx.merchant_id,
+            tx.device_id,
+            tx.ip_address,
+            tx.amount,
+            tx.model_dump_json(),
+            status,
+        )
+        for tx in transactions
+    ]
 
 
-def decision_row(record: DecisionRecord) -> dict[str, Any]:
-    """The ``decisions`` row for ``record``; NaN and infinite numbers become ``null`` (JSON has neither)."""
-    return {
-        "transaction_id": record.transaction_id,
-        "decided_at": record.decided_at,
-        "timestamp": record.timestamp,
-        "customer_id": record.customer_id,
-        "amount": float(record.amount),
-        "decision": record.decision,
-        "probability": float(record.probability),
-        "reasons": list(record.reasons),
-        "rules": [str(rule) for rule in record.rules],
-        "model_version": record.model_version,
-        "features": record.features,  # NaN and infinity are written as null by the JSON encoder
-        "latency_ms": {str(name): _finite(value) or 0.0 for name, value in record.latency_ms.items()},
-    }
+def feature_set_id(names: Sequence[str]) -> str:
+    """The id of a list of feature names: a digest of the list, the same in every process."""
+    return hashlib.sha256(orjson.dumps(list(names))).hexdigest()[:32]
 
 
-def decision_from_row(row: Mapping[Any, Any]) -> DecisionRecord:
-    """The record stored in a ``decisions`` row."""
+def pack_features(
+    vectors: Sequence[Mapping[str, Any]],
+) -> tuple[list[str], list[bytes], dict[str, list[str]]]:
+    """Each vector's feature-set id and its values as little-endian float64 (``None`` → NaN), and the
+    names of every set seen.
+
+    Vectors with the same names in the same order (a batch from one model) are converted in one numpy
+    call; comparing a vector's key tuple with the previous one's is cheap, as the scorer builds every
+    vector of a batch from the same name objects.
+    """
+    groups: dict[tuple[str, ...], list[int]] = {}
+    last: tuple[str, ...] | None = None
+    members: list[int] = []
+    for i, vector in enumerate(vectors):
+        keys = tuple(vector)
+        if keys != last:
+            last = keys
+            members = groups.setdefault(keys, [])
+        members.append(i)
+    set_ids: list[str] = [""] * len(vectors)
+    packed: list[bytes] = [b""] * len(vectors)
+    names: dict[str, list[str]] = {}
+    for keys, rows in groups.items():
+        set_id = feature_set_id(keys)
+        names[set_id] = list(keys)
+        width = len(keys) * 8
+        flat = np.fromiter(
+            chain.from_iterable(vectors[i].values() for i in rows), dtype=object, count=len(rows) * len(keys)
+        )
+        buffer = flat.astype("<f8").tobytes()
+        pieces = [buffer[k : k + width] for k in range(0, len(buffer), width)] if width else [b""] * len(rows)
+        if len(groups) == 1:
+            return [set_id] * len(rows), pieces, names
+        for i, piece in zip(rows, pieces, strict=True):
+            set_ids[i] = set_id
+            packed[i] = piece
+    return set_ids, packed, names
+
+
+def unpack_features(names: Sequence[str], packed: bytes) -> dict[str, float | None]:
+    """The vector stored as ``packed`` under ``names``; NaN and infinity come back as ``None``."""
+    values = np.frombuffer(packed, dtype="<f8")
+    out: list[float | None] = values.tolist()
+    if not np.isfinite(values).all():
+        out = [_finite(v) for v in out]
+    return dict(zip(names, out, strict=True))
+
+
+def decision_rows(
+    records: Sequence[DecisionRecord], set_ids: list[str], packed: list[bytes], ts: Callable[[datetime], Any]
+) -> list[tuple[Any, ...]]:
+    """``decisions`` rows in :data:`DECISION_COLUMNS` order, JSON already text.
+
+    NaN and infinite latencies become 0; elsewhere they are written as ``null`` (JSON has neither).
+    Equal latency dicts (one per batch, usually) and equal decision times are encoded once.
+    """
+    latencies: dict[Any, str] = {}
+    times: dict[datetime, Any] = {}
+    out = []
+    for r, set_id, values in zip(records, set_ids, packed, strict=True):
+        items = tuple(r.latency_ms.items())
+        latency = latencies.get(items)
+        if latency is None:
+            latency = latencies[items] = dumps({str(k): _finite(v) or 0.0 for k, v in items})
+        decided_at = times.get(r.decided_at)
+        if decided_at is None:
+            decided_at = times[r.decided_at] = ts(r.decided_at)
+        out.append(
+            (
+                r.transaction_id,
+                decided_at,
+                ts(r.timestamp),
+                r.customer_id,
+                float(r.amount),
+                r.decision,
+                float(r.probability),
+                dumps(r.reasons),
+                dumps(r.rules) if r.rules else "[]",
+                r.model_version,
+                set_id,
+                values,
+                latency,
+            )
+        )
+    return out
+
+
+def decision_from_row(row: Mapping[Any, Any], names: Sequence[str]) -> DecisionRecord:
+    """The record stored in a ``decisions`` row whose feature set has ``names``."""
     return DecisionRecord(
         transaction_id=row["transaction_id"],
         customer_id=row["customer_id"],
@@ -90,7 +211,7 @@ def decision_from_row(row: Mapping[Any, Any]) -> DecisionRecord:
         reasons=row["reasons"],
         rules=row["rules"],
         model_version=row["model_version"],
-        features=row["features"],
+        features=unpack_features(names, row["feature_values"]),
         latency_ms=row["latency_ms"],
         decided_at=row["decided_at"],
     )

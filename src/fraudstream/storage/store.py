@@ -6,40 +6,51 @@ engine decides in micro-batches and a commit per row would cap throughput at the
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, func, insert, or_, select, union, update
+from sqlalchemy import Connection, func, insert, select, tuple_, union
 
 from fraudstream.events.transaction import Label, Transaction
-from fraudstream.storage import tables
+from fraudstream.storage import bulk, tables
+from fraudstream.storage.alerting import AlertStore
+from fraudstream.storage.database import dumps
+from fraudstream.storage.errors import StorageError
 from fraudstream.storage.outbox import QueueStore
 from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.rows import (
+    DECISION_COLUMNS,
+    TRANSACTION_COLUMNS,
     chunks,
     decision_from_row,
-    decision_row,
+    decision_rows,
     decode_cursor,
     encode_cursor,
-    transaction_row,
+    pack_features,
+    transaction_rows,
     unique_by,
 )
 
 FLAGGED = ("FLAG", "BLOCK")
+_transaction_id = attrgetter("transaction_id")
+_BUILD_SLICE = 500
 
 _d = tables.decisions
 _t = tables.transactions
 _l = tables.labels
 _a = tables.alerts
 _dl = tables.dead_letters
+_fs = tables.feature_sets
 
 
 def _dicts(rows: Any) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
-class Store(QueueStore):
+class Store(AlertStore, QueueStore):
     """Transactions, decisions, labels, alerts, dead letters and the queue, in one database.
 
     ``Store("sqlite:///fraudstream-data/fraud.db")`` or ``Store("postgresql+psycopg://...")``; nothing
@@ -53,28 +64,47 @@ class Store(QueueStore):
 
         The first decision for a transaction wins: a replayed or changed record is ignored, never
         overwritten. ``transactions`` (the synchronous API path, which skips :meth:`accept`) are stored
-        too when not already known.
+        too when not already known. One transaction, one bulk statement per table (see :mod:`.bulk`).
         """
-        records = unique_by(records, lambda r: r.transaction_id)
+        records = unique_by(records, _transaction_id)
         if not records and not transactions:
             return []
-        now = datetime.now(UTC)
+        ts = bulk.timestamp_converter(self.dialect)
+        names: dict[str, list[str]] = {}
+
+        def build(at: Sequence[int]) -> Iterator[tuple[Any, ...]]:
+            # In slices, so that PostgreSQL ingests one slice while the next is built.
+            for lo in range(0, len(at), _BUILD_SLICE):
+                chunk = [records[i] for i in at[lo : lo + _BUILD_SLICE]]
+                set_ids, packed, chunk_names = pack_features([r.features for r in chunk])
+                names.update(chunk_names)
+                yield from decision_rows(chunk, set_ids, packed, ts)
+
+        keys = [r.transaction_id for r in records]
         with self._write() as conn:
-            new = set(self._insert_ignore(conn, _d, [decision_row(r) for r in records], "transaction_id"))
+            new = bulk.insert_new_lazy(conn, _d, DECISION_COLUMNS, keys, build)
+            if names:  # no foreign key, so the names may follow the vectors that use them
+                bulk.insert_new(conn, _fs, ("id", "names"), [(k, dumps(v)) for k, v in names.items()])
             if transactions:
-                tx_rows = [
-                    transaction_row(tx, now, tables.TX_DECIDED)
-                    for tx in unique_by(transactions, lambda tx: tx.transaction_id)
-                ]
-                self._insert_ignore(conn, _t, tx_rows, "transaction_id")
-            fresh = [r.transaction_id for r in records if r.transaction_id in new]
-            for chunk in chunks(fresh):
-                conn.execute(
-                    update(_t)
-                    .where(_t.c.transaction_id.in_(chunk), _t.c.status != tables.TX_DECIDED)
-                    .values(status=tables.TX_DECIDED)
-                )
+                unique = unique_by(transactions, _transaction_id)
+                tx_rows = transaction_rows(unique, ts(datetime.now(UTC)), tables.TX_DECIDED, ts)
+                bulk.insert_new(conn, _t, TRANSACTION_COLUMNS, tx_rows)
+            fresh = [key for key in keys if key in new]
+            bulk.set_column(conn, _t, "status", tables.TX_DECIDED, fresh)
+        self._feature_names.update(names)
         return fresh
+
+    def _records(self, conn: Connection, rows: Iterable[Mapping[Any, Any]]) -> list[DecisionRecord]:
+        """Decision rows as records, looking up the names of feature sets not seen before."""
+        rows = list(rows)
+        missing = {row["feature_set"] for row in rows} - self._feature_names.keys()
+        if missing:
+            found = conn.execute(select(_fs.c.id, _fs.c.names).where(_fs.c.id.in_(missing)))
+            self._feature_names.update({str(i): list(n) for i, n in found})
+        unknown = {row["feature_set"] for row in rows} - self._feature_names.keys()
+        if unknown:
+            raise StorageError(f"decisions refer to feature sets that are not stored: {sorted(unknown)}")
+        return [decision_from_row(row, self._feature_names[row["feature_set"]]) for row in rows]
 
     def decided_payloads(self, since: datetime, limit: int = 5_000_000) -> list[dict[str, Any]]:
         """Payloads of decided transactions from ``since`` on, oldest first: to rebuild in-memory state."""
@@ -113,8 +143,10 @@ class Store(QueueStore):
     def get_decision(self, transaction_id: str) -> DecisionRecord | None:
         """The decision made for a transaction, or ``None`` if it has not been decided."""
         with self._read() as conn:
-            row = conn.execute(select(_d).where(_d.c.transaction_id == transaction_id)).mappings().first()
-        return None if row is None else decision_from_row(row)
+            rows = self._records(
+                conn, conn.execute(select(_d).where(_d.c.transaction_id == transaction_id)).mappings()
+            )
+        return rows[0] if rows else None
 
     def decided_ids(self, ids: list[str]) -> set[str]:
         """Which of ``ids`` already have a decision, so a consumer can skip them before scoring."""
@@ -140,6 +172,8 @@ class Store(QueueStore):
 
         Keyset pagination on ``(decided_at, transaction_id)``: pages stay fast however deep, and rows
         written while paging never shift later pages. ``since`` is inclusive, ``until`` exclusive.
+        The cursor is a row-value comparison, which both databases read as a range on the
+        ``(…, decided_at, transaction_id)`` indexes, so a page costs ``limit`` index entries.
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
@@ -154,12 +188,10 @@ class Store(QueueStore):
             query = query.where(_d.c.decided_at < until)
         if cursor is not None:
             at, after_id = decode_cursor(cursor)
-            query = query.where(
-                or_(_d.c.decided_at < at, and_(_d.c.decided_at == at, _d.c.transaction_id < after_id))
-            )
+            query = query.where(tuple_(_d.c.decided_at, _d.c.transaction_id) < tuple_(at, after_id))
         query = query.order_by(_d.c.decided_at.desc(), _d.c.transaction_id.desc()).limit(limit + 1)
         with self._read() as conn:
-            page = [decision_from_row(row) for row in conn.execute(query).mappings()]
+            page = self._records(conn, conn.execute(query).mappings())
         if len(page) <= limit:
             return page, None
         page = page[:limit]
@@ -240,18 +272,22 @@ class Store(QueueStore):
             .limit(limit)
         )
         with self._read() as conn:
-            decisions = [decision_from_row(row) for row in conn.execute(decisions_query).mappings()]
+            decisions = self._records(conn, conn.execute(decisions_query).mappings())
             labels = _dicts(conn.execute(labels_query).mappings())
         return {"customer_id": customer_id, "decisions": decisions, "labels": labels}
 
     def add_dead_letters(self, items: list[tuple[str, str, str]]) -> None:
-        """Keep input that could not be processed, as ``(source, payload text, reason)``, for inspection."""
+        """Keep input that could not be processed, as ``(source, payload text, reason)``, for inspection.
+
+        NUL characters are stored as the four characters ``\\x00`` (PostgreSQL text cannot hold them),
+        so that garbage input can never make the dead-letter write itself fail.
+        """
         if not items:
             return
-        now = datetime.now(UTC)
-        rows = [{"created_at": now, "source": s, "payload": p, "reason": r} for s, p, r in items]
+        now = bulk.timestamp_converter(self.dialect)(datetime.now(UTC))
+        rows = [(now, *(str(text).replace("\x00", "\\x00") for text in item)) for item in items]
         with self._write() as conn:
-            conn.execute(insert(_dl), rows)
+            bulk.append(conn, _dl, ("created_at", "source", "payload", "reason"), rows)
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         """The most recent dead letters, newest first."""

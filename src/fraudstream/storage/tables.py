@@ -18,6 +18,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -84,7 +85,19 @@ transactions = Table(
     Index("ix_transactions_customer_id", "customer_id"),
 )
 
-# The composite indexes start with customer_id / decision, so they also serve lookups on those alone.
+# The feature names of a stored vector, once per distinct list instead of once per decision; the id is
+# a digest of the list, so every process derives the same one without coordination.
+feature_sets = Table(
+    "feature_sets",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("names", JSON(), nullable=False),
+)
+
+# ``feature_values``: the vector in ``feature_sets.names`` order, little-endian float64, NaN where a
+# feature was missing: 8 bytes a feature, and nothing to format or parse per value.
+# The indexes end with (decided_at, transaction_id), the API's keyset order, so every filtered page is
+# read straight off one index; the leading customer_id / decision columns serve lookups on those alone.
 decisions = Table(
     "decisions",
     metadata,
@@ -98,11 +111,14 @@ decisions = Table(
     Column("reasons", JSON(), nullable=False),
     Column("rules", JSON(), nullable=False),
     Column("model_version", String(64), nullable=False),
-    Column("features", JSON(), nullable=False),
+    Column("feature_set", String(32), nullable=False),
+    Column("feature_values", LargeBinary(), nullable=False),
     Column("latency_ms", JSON(), nullable=False),
-    Index("ix_decisions_decided_at", "decided_at"),
-    Index("ix_decisions_customer_id_decided_at", "customer_id", "decided_at"),
-    Index("ix_decisions_decision_decided_at", "decision", "decided_at"),
+    Index("ix_decisions_decided_at_transaction_id", "decided_at", "transaction_id"),
+    Index(
+        "ix_decisions_customer_id_decided_at_transaction_id", "customer_id", "decided_at", "transaction_id"
+    ),
+    Index("ix_decisions_decision_decided_at_transaction_id", "decision", "decided_at", "transaction_id"),
 )
 
 labels = Table(
@@ -130,6 +146,20 @@ alerts = Table(
     Column("payload", JSON(), nullable=False),
     Column("status", String(16), nullable=False),
     Index("ix_alerts_created_at", "created_at"),
+)
+
+# One row per attempt to deliver an alert on a channel (webhook, email): the audit trail of paging.
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("alert_id", Id, nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("attempt", Integer(), nullable=False),
+    Column("attempted_at", UTCDateTime(), nullable=False),
+    Column("ok", Boolean(), nullable=False),
+    Column("error", Text(), nullable=True),
+    Index("ix_alert_deliveries_alert_id", "alert_id"),
 )
 
 dead_letters = Table(

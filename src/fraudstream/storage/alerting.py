@@ -1,0 +1,293 @@
+"""``AlertStore``: alerts, their delivery attempts, and the per-day aggregates of the daily report.
+
+Alerts are stored *before* they are delivered (status ``pending``), so a channel that is down, or a
+process that dies, never loses one: :meth:`AlertStore.pending_alerts` hands them out again. Every
+statement takes a batch; the report's aggregates run in SQL, never row by row in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, ColumnElement, Integer, and_, cast, column, func, insert, select, true, update
+
+from fraudstream.storage import tables
+from fraudstream.storage.database import Database
+from fraudstream.storage.rows import chunks
+
+PENDING = "pending"
+DELIVERED = "delivered"
+FAILED = "failed"
+#: Stored while no channel is configured: listed by the API, never delivered.
+STORED = "stored"
+
+_a = tables.alerts
+_ad = tables.alert_deliveries
+_d = tables.decisions
+_l = tables.labels
+
+
+@dataclass
+class Alert:
+    """Something a person should look at now: a BLOCK, a burst of FLAGs, an alerting rule's hit.
+
+    ``entity`` is what the alert is about (``"customer:c42"``); de-duplication is per ``(kind, entity)``.
+    ``message`` is the human text; ``details`` the machine-readable facts behind it.
+    """
+
+    kind: str
+    entity: str
+    transaction_id: str | None
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    status: str = PENDING
+    id: int | None = None
+
+
+@dataclass
+class DeliveryAttempt:
+    """One try at delivering one alert on one channel; ``error`` is ``None`` when it worked."""
+
+    alert_id: int
+    channel: str
+    attempt: int
+    ok: bool
+    error: str | None = None
+    attempted_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def _alert_from_row(row: Any) -> Alert:
+    payload = dict(row["payload"] or {})
+    message = str(payload.pop("message", ""))
+    return Alert(
+        kind=row["kind"],
+        entity=row["entity"],
+        transaction_id=row["transaction_id"],
+        message=message,
+        details=payload,
+        created_at=row["created_at"],
+        status=row["status"],
+        id=int(row["id"]),
+    )
+
+
+class AlertStore(Database):
+    """The alert and delivery tables, and the report's aggregates over decisions and labels."""
+
+    def save_alerts(self, alerts: list[Alert]) -> list[Alert]:
+        """Insert alerts in one statement; sets and returns them with their new ``id``."""
+        if not alerts:
+            return alerts
+        rows = [
+            {
+                "created_at": a.created_at,
+                "kind": a.kind,
+                "entity": a.entity,
+                "transaction_id": a.transaction_id,
+                "payload": {**a.details, "message": a.message},
+                "status": a.status,
+            }
+            for a in alerts
+        ]
+        statement = insert(_a).returning(_a.c.id, sort_by_parameter_order=True)
+        with self._write() as conn:
+            ids = [int(i) for i in conn.execute(statement, rows).scalars()]
+        for alert, new_id in zip(alerts, ids, strict=True):
+            alert.id = new_id
+        return alerts
+
+    def recent_alert_keys(self, keys: Iterable[tuple[str, str]], since: datetime) -> set[tuple[str, str]]:
+        """Which ``(kind, entity)`` pairs already have an alert created at or after ``since``."""
+        wanted = set(keys)
+        entities = sorted({entity for _, entity in wanted})
+        found: set[tuple[str, str]] = set()
+        with self._read() as conn:
+            for chunk in chunks(entities):
+                query = (
+                    select(_a.c.kind, _a.c.entity)
+                    .where(_a.c.created_at >= since, _a.c.entity.in_(chunk))
+                    .distinct()
+                )
+                found.update((str(k), str(e)) for k, e in conn.execute(query))
+        return found & wanted
+
+    def flag_history(
+        self, customer_ids: Sequence[str], since: datetime, until: datetime
+    ) -> list[tuple[str, str, datetime]]:
+        """``(customer_id, transaction_id, event time)`` of stored FLAGs with event time in
+        ``[since, until]``, for the burst detector to see decisions made by other processes too."""
+        out: list[tuple[str, str, datetime]] = []
+        with self._read() as conn:
+            for chunk in chunks(sorted(set(customer_ids))):
+                query = select(_d.c.customer_id, _d.c.transaction_id, _d.c.timestamp).where(
+                    _d.c.customer_id.in_(chunk),
+                    _d.c.decision == "FLAG",
+                    _d.c.timestamp >= since,
+                    _d.c.timestamp <= until,
+                )
+                out.extend((str(c), str(t), ts) for c, t, ts in conn.execute(query))
+        return out
+
+    def record_deliveries(self, attempts: list[DeliveryAttempt]) -> None:
+        """Append delivery attempts, in one statement."""
+        if not attempts:
+            return
+        rows = [
+            {
+                "alert_id": a.alert_id,
+                "channel": a.channel,
+                "attempt": a.attempt,
+                "attempted_at": a.attempted_at,
+                "ok": a.ok,
+                "error": a.error,
+            }
+            for a in attempts
+        ]
+        with self._write() as conn:
+            conn.execute(insert(_ad), rows)
+
+    def set_alert_status(self, ids: Sequence[int], status: str) -> None:
+        """Set the status of these alerts (``pending`` → ``delivered`` or ``failed``)."""
+        with self._write() as conn:
+            for chunk in chunks(list(ids)):
+                conn.execute(update(_a).where(_a.c.id.in_(chunk)).values(status=status))
+
+    def pending_alerts(self, limit: int = 10_000) -> list[tuple[Alert, set[str]]]:
+        """Alerts still waiting for delivery, oldest first, each with the channels that already took it.
+
+        After a restart these are sent again, but only on the channels that have not delivered them.
+        """
+        query = select(_a).where(_a.c.status == PENDING).order_by(_a.c.id).limit(limit)
+        with self._read() as conn:
+            alerts = [_alert_from_row(row) for row in conn.execute(query).mappings()]
+            done: dict[int, set[str]] = {}
+            for chunk in chunks([a.id for a in alerts if a.id is not None]):
+                delivered = select(_ad.c.alert_id, _ad.c.channel).where(
+                    _ad.c.alert_id.in_(chunk), _ad.c.ok.is_(True)
+                )
+                for alert_id, channel in conn.execute(delivered):
+                    done.setdefault(int(alert_id), set()).add(str(channel))
+        return [(a, done.get(a.id or 0, set())) for a in alerts]
+
+    def alert_feed(self, limit: int = 50, since: datetime | None = None) -> list[dict[str, Any]]:
+        """The most recent alerts, newest first, with their status, delivery attempts and last error."""
+        query = select(_a).order_by(_a.c.created_at.desc(), _a.c.id.desc()).limit(limit)
+        if since is not None:
+            query = query.where(_a.c.created_at >= since)
+        with self._read() as conn:
+            alerts = [_alert_from_row(row) for row in conn.execute(query).mappings()]
+            ids = [a.id for a in alerts]
+            attempts: dict[int, int] = {}
+            errors: dict[int, str] = {}
+            if ids:
+                counts = select(_ad.c.alert_id, func.count()).where(_ad.c.alert_id.in_(ids))
+                attempts = {int(i): int(n) for i, n in conn.execute(counts.group_by(_ad.c.alert_id))}
+                failed = (
+                    select(_ad.c.alert_id, _ad.c.channel, _ad.c.error)
+                    .where(_ad.c.alert_id.in_(ids), _ad.c.ok.is_(False))
+                    .order_by(_ad.c.id)
+                )
+                errors = {int(i): f"{channel}: {error}" for i, channel, error in conn.execute(failed)}
+        return [
+            {
+                "id": a.id,
+                "created_at": a.created_at,
+                "kind": a.kind,
+                "entity": a.entity,
+                "transaction_id": a.transaction_id,
+                "message": a.message,
+                "status": a.status,
+                "attempts": attempts.get(a.id or 0, 0),
+                "last_error": errors.get(a.id or 0),
+                "details": a.details,
+            }
+            for a in alerts
+        ]
+
+    # -- the daily report's aggregates: decisions by decision time, [start, end) ---------------------
+
+    def _decided_in(self, start: datetime, end: datetime) -> ColumnElement[bool]:
+        return and_(_d.c.decided_at >= start, _d.c.decided_at < end)
+
+    def decision_totals(self, start: datetime, end: datetime) -> list[tuple[str, int, float]]:
+        """``(decision, count, total amount)`` of the decisions made in ``[start, end)``."""
+        query = (
+            select(_d.c.decision, func.count(), func.coalesce(func.sum(_d.c.amount), 0.0))
+            .where(self._decided_in(start, end))
+            .group_by(_d.c.decision)
+            .order_by(_d.c.decision)
+        )
+        with self._read() as conn:
+            return [(str(d), int(n), float(s)) for d, n, s in conn.execute(query)]
+
+    def top_rules(self, start: datetime, end: datetime, limit: int = 10) -> list[tuple[str, int, float]]:
+        """``(rule, hits, amount)`` of the rules (and list hits) that fired most in ``[start, end)``."""
+        if self.dialect == "sqlite":
+            element = func.json_each(_d.c.rules).table_valued("value")
+        else:
+            element = func.json_array_elements_text(_d.c.rules).table_valued("value")
+        name = element.c.value
+        return self._top(name, element, start, end, limit, None)
+
+    def top_reasons(self, start: datetime, end: datetime, limit: int = 10) -> list[tuple[str, int, float]]:
+        """``(code, times, amount)`` of the model's most frequent top reasons (rules excluded) in
+        ``[start, end)``, over FLAG and BLOCK decisions: what drove the alerts, not the approvals."""
+        code: ColumnElement[Any]
+        source: ColumnElement[Any]
+        if self.dialect == "sqlite":
+            element = func.json_each(_d.c.reasons).table_valued("value")
+            code = func.json_extract(element.c.value, "$.code")
+            source = func.json_extract(element.c.value, "$.source")
+        else:
+            element = func.json_array_elements(_d.c.reasons).table_valued(column("value", JSON))
+            code = element.c.value.op("->>")("code")
+            source = element.c.value.op("->>")("source")
+        flagged = and_(_d.c.decision.in_(("FLAG", "BLOCK")), func.coalesce(source, "") != "rules")
+        return self._top(code, element, start, end, limit, flagged)
+
+    def _top(
+        self,
+        name: Any,
+        element: Any,
+        start: datetime,
+        end: datetime,
+        limit: int,
+        where: ColumnElement[bool] | None,
+    ) -> list[tuple[str, int, float]]:
+        query = (
+            select(name.label("name"), func.count().label("n"), func.sum(_d.c.amount))
+            .select_from(_d)
+            .join(element, true())
+            .where(self._decided_in(start, end))
+        )
+        if where is not None:
+            query = query.where(where)
+        query = query.group_by(name).order_by(func.count().desc(), name).limit(limit)
+        with self._read() as conn:
+            return [(str(n), int(c), float(s or 0.0)) for n, c, s in conn.execute(query) if n is not None]
+
+    def label_outcomes(self, start: datetime, end: datetime) -> list[tuple[str, bool, int, float]]:
+        """``(decision, is_fraud, count, amount)`` of the decisions in ``[start, end)`` that have labels.
+
+        A transaction counts as fraud when any source labelled it so (a chargeback outranks a quiet
+        customer), as legitimate when every label says legitimate.
+        """
+        day_ids = select(_d.c.transaction_id).where(self._decided_in(start, end))
+        verdict = (
+            select(_l.c.transaction_id, func.max(cast(_l.c.is_fraud, Integer)).label("fraud"))
+            .where(_l.c.transaction_id.in_(day_ids))
+            .group_by(_l.c.transaction_id)
+            .subquery()
+        )
+        query = (
+            select(_d.c.decision, verdict.c.fraud, func.count(), func.sum(_d.c.amount))
+            .join_from(_d, verdict, verdict.c.transaction_id == _d.c.transaction_id)
+            .where(self._decided_in(start, end))
+            .group_by(_d.c.decision, verdict.c.fraud)
+        )
+        with self._read() as conn:
+            return [(str(d), bool(f), int(n), float(s or 0.0)) for d, f, n, s in conn.execute(query)]

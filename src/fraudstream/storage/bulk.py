@@ -1,0 +1,220 @@
+"""Bulk writes straight to the driver, inside the caller's SQLAlchemy transaction.
+
+SQLAlchemy processes every bound parameter of every row in Python (type decorators, JSON encoding,
+result rows for RETURNING), which was half of a replay's time. Here the rows arrive as ready tuples,
+JSON already text and timestamps already in the driver's form, and go to the driver in one call:
+``executemany`` on SQLite, binary ``COPY`` on PostgreSQL. The statements are the only place that
+knows how each database spells an idempotent bulk insert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Table
+from sqlalchemy.types import JSON, BigInteger, Boolean, Float, Integer, LargeBinary, String
+
+from fraudstream.storage.rows import chunks
+from fraudstream.storage.tables import UTCDateTime
+
+#: Below this many rows on PostgreSQL, one multi-row ``INSERT .. VALUES .. ON CONFLICT DO NOTHING`` (a
+#: single round trip) beats looking up the known keys and then streaming the rest with ``COPY``.
+COPY_MIN_ROWS = 200
+
+
+def sqlite_timestamp(value: datetime) -> str:
+    """A datetime as SQLAlchemy stores it on SQLite: naive UTC text, so that text order is time order."""
+    if value.tzinfo is not UTC:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]
+
+
+def postgres_timestamp(value: datetime) -> datetime:
+    """A datetime for a ``timestamptz`` column: naive input is taken as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def timestamp_converter(dialect: str) -> Callable[[datetime], Any]:
+    return sqlite_timestamp if dialect == "sqlite" else postgres_timestamp
+
+
+def _copy_type(table: Table, column: str) -> str:
+    kind = table.c[column].type
+    if isinstance(kind, UTCDateTime):
+        return "timestamptz"
+    if isinstance(kind, Float):
+        return "float8"
+    if isinstance(kind, LargeBinary):
+        return "bytea"
+    if isinstance(kind, Boolean):
+        return "bool"
+    if isinstance(kind, BigInteger):
+        return "int8"
+    if isinstance(kind, Integer):
+        return "int4"
+    if isinstance(kind, JSON | String):
+        return "text"  # json's binary COPY format is its text
+    raise TypeError(f"no COPY type for {table.name}.{column} ({kind!r})")
+
+
+def _driver(conn: Connection) -> Any:
+    return conn.connection.driver_connection
+
+
+#: Builds the rows at these positions of the batch, in that order (lazily, so PostgreSQL can ingest
+#: the first rows while the rest are still being built).
+RowBuilder = Callable[[Sequence[int]], Iterable[tuple[Any, ...]]]
+
+
+def insert_new(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> set[Any]:
+    """Insert the rows whose primary key (the first column) is not stored yet; the keys inserted.
+
+    ``rows`` must not repeat a key. Exact under concurrent writers: SQLite writers are serialised by
+    ``BEGIN IMMEDIATE``, and on PostgreSQL a conflict that appears meanwhile is resolved by
+    ``ON CONFLICT DO NOTHING``.
+    """
+    return insert_new_lazy(conn, table, columns, [row[0] for row in rows], lambda at: (rows[i] for i in at))
+
+
+def insert_new_lazy(
+    conn: Connection, table: Table, columns: Sequence[str], keys: Sequence[Any], build: RowBuilder
+) -> set[Any]:
+    """:func:`insert_new` for rows that ``build`` makes on demand, only for the keys not stored yet."""
+    if not keys:
+        return set()
+    if conn.dialect.name == "sqlite":
+        return _sqlite_insert_new(conn, table, columns, keys, build)
+    return _postgres_insert_new(conn, table, columns, keys, build)
+
+
+def append(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert rows that cannot conflict (surrogate keys from the database), in order."""
+    if not rows:
+        return
+    if conn.dialect.name == "sqlite":
+        names, marks = ", ".join(columns), ", ".join("?" * len(columns))
+        _driver(conn).executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+        return
+    with _driver(conn).cursor() as cursor:
+        _copy(cursor, table.name, table, columns, rows)
+
+
+def set_column(conn: Connection, table: Table, column: str, value: Any, keys: Sequence[Any]) -> int:
+    """Set ``column`` to ``value`` on the rows with these primary keys (the first primary-key column),
+    in one statement however many; how many rows changed (rows already at ``value`` are not touched).
+    """
+    if not keys:
+        return 0
+    key = table.primary_key.columns.values()[0].name
+    if conn.dialect.name == "sqlite":
+        ids = orjson.dumps(list(keys)).decode()
+        cursor = _driver(conn).execute(
+            f"UPDATE {table.name} SET {column} = ? WHERE {column} IS NOT ? "
+            f"AND {key} IN (SELECT value FROM json_each(?))",
+            (value, value, ids),
+        )
+        return int(cursor.rowcount)
+    with _driver(conn).cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table.name} SET {column} = %s WHERE {column} IS DISTINCT FROM %s AND {key} = ANY(%b)",
+            (value, value, list(keys)),
+        )
+        return int(cursor.rowcount)
+
+
+def _sqlite_insert_new(
+    conn: Connection, table: Table, columns: Sequence[str], keys: Sequence[Any], build: RowBuilder
+) -> set[Any]:
+    # sqlite3's executemany returns no RETURNING rows; inside BEGIN IMMEDIATE nobody else can write,
+    # so the keys found before inserting are exactly the ones that conflict.
+    driver = _driver(conn)
+    stored: set[Any] = set()
+    for chunk in chunks(keys):
+        marks = ", ".join("?" * len(chunk))
+        query = f"SELECT {columns[0]} FROM {table.name} WHERE {columns[0]} IN ({marks})"
+        stored.update(k for (k,) in driver.execute(query, chunk))
+    at = [i for i, key in enumerate(keys) if key not in stored]
+    names, marks = ", ".join(columns), ", ".join("?" * len(columns))
+    driver.executemany(
+        f"INSERT INTO {table.name} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING", build(at)
+    )
+    return {keys[i] for i in at}
+
+
+def _postgres_insert_new(
+    conn: Connection, table: Table, columns: Sequence[str], keys: Sequence[Any], build: RowBuilder
+) -> set[Any]:
+    from psycopg.errors import UniqueViolation
+
+    with _driver(conn).cursor() as cursor:
+        if len(keys) < COPY_MIN_ROWS:
+            return _postgres_values(cursor, table, columns, list(build(range(len(keys)))))
+        # The fast path: skip the keys already stored, then COPY the rest straight into the table.
+        # A concurrent writer can still commit one of them in between; COPY then fails on the unique
+        # key, and the batch goes the slower way, through a staging table and ON CONFLICT DO NOTHING.
+        cursor.execute(f"SELECT {columns[0]} FROM {table.name} WHERE {columns[0]} = ANY(%b)", [list(keys)])
+        stored = {k for (k,) in cursor.fetchall()}
+        at = [i for i, key in enumerate(keys) if key not in stored]
+        if not at:
+            return set()
+        rows = iter(build(at))
+        written: list[tuple[Any, ...]] = []
+        cursor.execute("SAVEPOINT fraudstream_copy")
+        try:
+            _copy(cursor, table.name, table, columns, rows, keep=written)
+        except UniqueViolation:
+            cursor.execute("ROLLBACK TO SAVEPOINT fraudstream_copy")
+            return _postgres_staged(cursor, table, columns, [*written, *rows])
+        cursor.execute("RELEASE SAVEPOINT fraudstream_copy")
+        return {keys[i] for i in at}
+
+
+def _copy(
+    cursor: Any,
+    target: str,
+    table: Table,
+    columns: Sequence[str],
+    rows: Iterable[tuple[Any, ...]],
+    keep: list[tuple[Any, ...]] | None = None,
+) -> None:
+    """Binary COPY of ``rows``, appended to ``keep`` as they go. psycopg sends every 32 kB or so, so
+    the server ingests the first rows while a lazy ``rows`` is still building the next ones."""
+    with cursor.copy(f"COPY {target} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types([_copy_type(table, c) for c in columns])
+        for row in rows:
+            if keep is not None:
+                keep.append(row)
+            copy.write_row(row)
+
+
+def _postgres_values(
+    cursor: Any, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> set[Any]:
+    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    cursor.execute(
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES {', '.join([one] * len(rows))} "
+        f"ON CONFLICT DO NOTHING RETURNING {columns[0]}",
+        [value for row in rows for value in row],
+    )
+    return {k for (k,) in cursor.fetchall()}
+
+
+def _postgres_staged(
+    cursor: Any, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> set[Any]:
+    """COPY into a session-local staging table (COPY itself cannot skip conflicts), then insert from it."""
+    stage, names = f"fraudstream_stage_{table.name}", ", ".join(columns)
+    cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table.name}) ON COMMIT DELETE ROWS")
+    _copy(cursor, stage, table, columns, rows)
+    cursor.execute(
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {stage} "
+        f"ON CONFLICT DO NOTHING RETURNING {columns[0]}"
+    )
+    inserted = {k for (k,) in cursor.fetchall()}
+    cursor.execute(f"TRUNCATE {stage}")
+    return inserted

@@ -1,0 +1,591 @@
+"""The storage contract, run against SQLite and PostgreSQL alike: one ``Store``, the same behaviour.
+
+PostgreSQL tests share one scratch database per module (created on the server, migrated once, emptied
+before each test and dropped at the end); the migration tests make databases of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import bindparam, create_engine, inspect, text
+
+from fraudstream.events import Label, Transaction
+from fraudstream.storage import DecisionRecord, StorageError, Store, open_store
+from fraudstream.storage.bulk import COPY_MIN_ROWS
+from fraudstream.storage.database import normalize_url
+from fraudstream.storage.migrate import alembic_config, current_revision, upgrade
+from fraudstream.storage.tables import UTCDateTime, metadata
+
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the server of ``server_url``; dropped on exit, connections and all."""
+    server = normalize_url(server_url)
+    name = f"fs_test_{secrets.token_hex(5)}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def postgres_database(postgres_url: str) -> Iterator[str]:
+    with scratch_database(postgres_url) as url:
+        with open_store(url) as s:
+            s.migrate()
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of a database never migrated, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/fresh.db"
+        return
+    with scratch_database(request.getfixturevalue("postgres_url")) as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A migrated, empty store on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/nested/fraud.db"
+    else:
+        url = request.getfixturevalue("postgres_database")
+    with open_store(url) as s:
+        s.migrate()
+        if s.dialect == "postgresql":
+            names = ", ".join(t.name for t in metadata.sorted_tables)
+            with s.engine.begin() as conn:
+                conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
+        yield s
+
+
+def tx(i: int, customer: str = "c1", **kw: Any) -> Transaction:
+    return Transaction(
+        transaction_id=f"t{i:04d}",
+        timestamp=T0 + timedelta(minutes=i),
+        customer_id=customer,
+        amount=10.0 + i,
+        **kw,
+    )
+
+
+def record(i: int, **kw: Any) -> DecisionRecord:
+    values: dict[str, Any] = {
+        "transaction_id": f"t{i:04d}",
+        "customer_id": "c1",
+        "timestamp": T0 + timedelta(minutes=i),
+        "amount": 10.0 + i,
+        "decision": "APPROVE",
+        "probability": 0.01,
+        "reasons": [{"feature": "amount", "contribution": 0.2}],
+        "rules": [],
+        "model_version": "m1",
+        "features": {"amount": 10.0 + i, "ratio": None},
+        "latency_ms": {"total": 1.5},
+        "decided_at": T0 + timedelta(seconds=i),
+    }
+    values.update(kw)
+    return DecisionRecord(**values)
+
+
+# -- schema -------------------------------------------------------------------------------------------
+
+
+def test_migrations_match_tables_and_are_idempotent(empty_url: str) -> None:
+    url = normalize_url(empty_url).render_as_string(hide_password=False)
+    engine = create_engine(url)
+    assert current_revision(engine) is None
+    upgrade(url)
+    upgrade(engine)
+    assert current_revision(engine) == HEAD
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": True}
+        )
+        assert compare_metadata(context, metadata) == []
+    assert set(inspect(engine).get_table_names()) == set(metadata.tables) | {"alembic_version"}
+    engine.dispose()
+    with open_store(empty_url) as s:
+        s.migrate()
+        s.migrate()
+        assert current_revision(s.engine) == HEAD
+
+
+def test_migration_0003_converts_stored_feature_vectors_and_back(empty_url: str) -> None:
+    with open_store(empty_url) as s:
+        config = alembic_config()
+        with s.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0002")
+            insert = text(
+                "INSERT INTO decisions (transaction_id, decided_at, timestamp, customer_id, amount, decision,"
+                " probability, reasons, rules, model_version, features, latency_ms) VALUES ('old', :at, :at,"
+                " 'c1', 5.0, 'FLAG', 0.5, '[]', '[\"r\"]', 'm0', :features, '{\"total\": 2.0}')"
+            ).bindparams(bindparam("at", type_=UTCDateTime()))
+            conn.execute(insert, {"at": T0, "features": '{"b": 1.5, "a": null, "c": 3}'})
+        s.migrate()
+        saved = s.get_decision("old")
+        assert saved is not None
+        assert list(saved.features.items()) == [("b", 1.5), ("a", None), ("c", 3.0)]
+        assert (saved.rules, saved.latency_ms, saved.decided_at) == (["r"], {"total": 2.0}, T0)
+        with s.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0002")
+            features = conn.execute(text("SELECT features FROM decisions")).scalar_one()
+        assert (features if isinstance(features, dict) else json.loads(features)) == {
+            "b": 1.5,
+            "a": None,
+            "c": 3.0,
+        }
+
+
+def test_migrate_twice_and_ping(store: Store) -> None:
+    store.migrate()
+    assert current_revision(store.engine) == HEAD
+    assert store.ping().startswith("SQLite 3." if store.dialect == "sqlite" else "PostgreSQL ")
+
+
+# -- outbox and queue ---------------------------------------------------------------------------------
+
+
+def test_accept_is_idempotent_and_enqueues_once(store: Store) -> None:
+    batch = [tx(1), tx(2), tx(3), tx(2)]
+    assert store.accept(batch) == ["t0001", "t0002", "t0003"]
+    assert store.accept(batch) == []
+    assert store.accept([tx(3), tx(4)]) == ["t0004"]
+    assert store.pending("transactions") == 4
+    messages = store.claim("transactions", "c", 100, 60)
+    assert [m.payload["transaction_id"] for m in messages] == ["t0001", "t0002", "t0003", "t0004"]
+    assert messages[0].key == "c1"
+    assert Transaction.model_validate(messages[0].payload) == tx(1)
+    row = store.get_transaction("t0002")
+    assert row is not None
+    assert row["status"] == "queued"
+    assert row["timestamp"] == tx(2).timestamp
+    assert row["received_at"].tzinfo is not None
+    assert store.get_transaction("missing") is None
+
+
+def test_accept_a_large_batch_keeps_input_order_and_skips_known(store: Store) -> None:
+    n = COPY_MIN_ROWS * 3
+    assert len(store.accept([tx(i, f"c{i % 7}") for i in range(0, n, 2)])) == n // 2
+    ids = [f"t{i:04d}" for i in range(n)]
+    new = store.accept([tx(i, f"c{i % 7}", extra={"i": i}) for i in reversed(range(n))])
+    assert new == [i for i in reversed(ids) if int(i[1:]) % 2]
+    messages = store.claim("transactions", "c", 10 * n, 60)
+    assert [m.payload["transaction_id"] for m in messages] == ids[::2] + new
+    assert messages[-1].payload["extra"] == {"i": 1} and messages[-1].key == "c1"
+
+
+def test_accept_without_enqueue_and_forget_queued(store: Store) -> None:
+    assert store.accept([tx(1), tx(2)], enqueue=False) == ["t0001", "t0002"]
+    assert store.pending("transactions") == 0
+    store.save_decisions([record(2)])
+    assert store.forget_queued(["t0001", "t0002", "t0009"]) == 1
+    assert store.get_transaction("t0001") is None
+    assert store.accept([tx(1), tx(2)]) == ["t0001"]
+    assert store.pending("transactions") == 1
+
+
+def test_claim_leases_redelivery_and_ack(store: Store) -> None:
+    ids = store.publish("work", [(f"k{i}", {"n": i}) for i in range(5)])
+    assert ids == sorted(ids)
+    assert len(ids) == 5
+    first = store.claim("work", "a", 3, lease_seconds=3600)
+    assert [m.id for m in first] == ids[:3]
+    second = store.claim("work", "b", 10, lease_seconds=3600)
+    assert [m.id for m in second] == ids[3:]
+    assert store.claim("work", "b", 10, lease_seconds=3600) == []
+    assert store.claim("other", "b", 10, lease_seconds=3600) == []
+
+    store.ack([m.id for m in first[:2]])
+    assert store.pending("work") == 3
+    time.sleep(0.05)
+    redelivered = store.claim("work", "b", 10, lease_seconds=0.01)
+    assert [m.id for m in redelivered] == [first[2].id, *ids[3:]]
+    store.ack(ids)
+    assert store.pending("work") == 0
+    time.sleep(0.05)
+    assert store.claim("work", "c", 10, lease_seconds=0.01) == []
+    assert store.trim_acked(datetime.now(UTC) + timedelta(seconds=1)) == 5
+    assert store.claim("work", "c", 10, lease_seconds=0) == []
+
+
+def test_concurrent_claims_never_share_a_message(store: Store) -> None:
+    ids = store.publish("t", [(None, {"n": i}) for i in range(400)])
+    got: dict[str, list[int]] = {"a": [], "b": []}
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(got))
+
+    def consume(name: str) -> None:
+        # No acks: only the lease keeps a claimed message from the other consumer.
+        try:
+            start.wait()
+            while batch := store.claim("t", name, 7, lease_seconds=3600):
+                got[name].extend(m.id for m in batch)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=consume, args=(name,)) for name in got]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert not set(got["a"]) & set(got["b"])
+    assert sorted(got["a"] + got["b"]) == ids
+    assert store.pending("t") == 400
+    store.ack(ids)
+    assert store.pending("t") == 0
+
+
+# -- decisions ----------------------------------------------------------------------------------------
+
+
+def test_save_decisions_first_decision_wins(store: Store) -> None:
+    store.accept([tx(1)])
+    nan_features = record(1, features={"amount": 11.0, "bad": float("nan")})
+    assert store.save_decisions([nan_features, record(1)]) == ["t0001"]
+    assert store.save_decisions([record(1, decision="BLOCK", probability=0.99)]) == []
+    saved = store.get_decision("t0001")
+    assert saved is not None
+    assert (saved.decision, saved.probability) == ("APPROVE", 0.01)
+    assert saved.features == {"amount": 11.0, "bad": None}
+    assert saved.decided_at == T0 + timedelta(seconds=1)
+    assert saved.decided_at.tzinfo is not None
+    status = store.get_transaction("t0001")
+    assert status is not None and status["status"] == "decided"
+
+    assert store.save_decisions([record(2)], transactions=[tx(2)]) == ["t0002"]
+    synced = store.get_transaction("t0002")
+    assert synced is not None and synced["status"] == "decided"
+    assert synced["payload"]["amount"] == 12.0
+    assert store.decided_ids(["t0001", "t0002", "t0003", "t0001"]) == {"t0001", "t0002"}
+    assert store.get_decision("t0003") is None
+    assert store.mark_dead(["t0003"]) == 0
+
+
+def test_large_batches_return_only_the_new_ids_in_input_order(store: Store) -> None:
+    n = COPY_MIN_ROWS * 3
+    assert len(store.save_decisions([record(i) for i in range(0, n, 3)])) == n // 3
+    changed = [record(i, decision="BLOCK") for i in reversed(range(n))]
+    txs = [tx(i) for i in reversed(range(n))]
+    expected = [r.transaction_id for r in changed if int(r.transaction_id[1:]) % 3]
+    assert store.save_decisions(changed, txs) == expected
+    assert store.save_decisions(changed, txs) == []
+    blocks, _ = store.list_decisions(decision="BLOCK", limit=10 * n)
+    assert sorted(r.transaction_id for r in blocks) == sorted(expected)
+    assert store.decided_ids([f"t{i:04d}" for i in range(n + 5)]) == {f"t{i:04d}" for i in range(n)}
+    row = store.get_transaction("t0004")
+    assert row is not None and row["status"] == "decided" and row["payload"]["transaction_id"] == "t0004"
+
+
+def test_feature_vectors_round_trip_exactly_in_order(store: Store) -> None:
+    rng = np.random.default_rng(3)
+    names = [f"f{i:03d}" for i in range(100)][::-1]
+    values = rng.normal(size=(COPY_MIN_ROWS + 10, 100)) * 10.0 ** rng.integers(-300, 300, size=(1, 100))
+    vectors: list[dict[str, float | None]] = [dict(zip(names, row, strict=True)) for row in values.tolist()]
+    vectors[0]["f050"] = None
+    vectors[1]["f051"] = float("inf")
+    vectors[2] = {"other": 1.0, "set": -0.0}
+    vectors[3] = {}
+    records = [record(i, features=v, reasons=[{"v": np.float32(0.5)}]) for i, v in enumerate(vectors)]
+    assert len(store.save_decisions(records)) == len(records)
+    page, _ = store.list_decisions(limit=len(records))
+    stored = {r.transaction_id: r.features for r in page}
+    expected = [dict(v) for v in vectors]
+    expected[1]["f051"] = None
+    for i, vector in enumerate(expected):
+        assert list(stored[f"t{i:04d}"].items()) == list(vector.items())
+    assert page[0].reasons == [{"v": 0.5}]
+    fresh = open_store(store.url.render_as_string(hide_password=False))
+    try:
+        saved = fresh.get_decision("t0002")
+        assert saved is not None and saved.features == {"other": 1.0, "set": 0.0}
+    finally:
+        fresh.close()
+
+
+def test_concurrent_writers_decide_each_transaction_once(store: Store) -> None:
+    results: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def write(name: str, order: range) -> None:
+        try:
+            start.wait()
+            ids: list[str] = []
+            for lo in range(0, len(order), 250):
+                batch = [
+                    record(i, decision="FLAG" if name == "b" else "APPROVE") for i in order[lo : lo + 250]
+                ]
+                ids += store.save_decisions(batch)
+            results[name] = ids
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=write, args=("a", range(1000))),
+        threading.Thread(target=write, args=("b", range(999, -1, -1))),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert not set(results["a"]) & set(results["b"])
+    assert sorted(results["a"] + results["b"]) == [f"t{i:04d}" for i in range(1000)]
+    flagged, _ = store.list_decisions(decision="FLAG", limit=2000)
+    assert {r.transaction_id for r in flagged} == set(results["b"])
+
+
+def test_list_decisions_pages_without_gaps(store: Store) -> None:
+    # Several decisions share a decided_at, so paging must break ties on transaction_id.
+    records = [
+        record(
+            i,
+            customer_id=f"c{i % 3}",
+            decision=("BLOCK", "FLAG", "APPROVE", "APPROVE")[i % 4],
+            decided_at=T0 + timedelta(seconds=i // 4),
+        )
+        for i in range(120)
+    ]
+    assert len(store.save_decisions(records)) == 120
+    expected = [r.transaction_id for r in sorted(records, key=lambda r: (r.decided_at, r.transaction_id))][
+        ::-1
+    ]
+
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page, cursor = store.list_decisions(limit=25, cursor=cursor)
+        seen.extend(r.transaction_id for r in page)
+        pages += 1
+        if cursor is None:
+            break
+    assert seen == expected
+    assert pages == 5
+
+    blocks, _ = store.list_decisions(decision="BLOCK", customer_id="c0", limit=200)
+    assert [r.transaction_id for r in blocks] == [
+        r.transaction_id for r in reversed(records) if r.decision == "BLOCK" and r.customer_id == "c0"
+    ]
+    window, more = store.list_decisions(since=T0 + timedelta(seconds=10), until=T0 + timedelta(seconds=12))
+    assert more is None
+    assert sorted(r.transaction_id for r in window) == [f"t{i:04d}" for i in range(40, 48)]
+
+    flags: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = store.list_decisions(
+            decision="FLAG", since=T0 + timedelta(seconds=5), limit=4, cursor=cursor
+        )
+        flags.extend(r.transaction_id for r in page)
+        if cursor is None:
+            break
+    assert flags == [t for t in expected if int(t[1:]) % 4 == 1 and int(t[1:]) >= 20]
+
+    for bad in ("garbage!", "", "bm90IGpzb24", "WzEsMl0"):
+        with pytest.raises(ValueError, match="invalid cursor"):
+            store.list_decisions(cursor=bad)
+
+
+def test_stats_percentiles_and_rates(store: Store) -> None:
+    now = datetime.now(UTC)
+    latencies = np.arange(1.0, 101.0)
+    records = [
+        record(i, decision="BLOCK" if i < 10 else "FLAG" if i < 30 else "APPROVE", latency_ms={"total": lat})
+        for i, lat in enumerate(latencies)
+    ]
+    for r in records:
+        r.decided_at = now - timedelta(seconds=30)
+    store.save_decisions([*records, record(500, decided_at=now - timedelta(hours=2))])
+    store.add_labels(
+        [
+            Label(transaction_id="t0001", is_fraud=True, label_time=T0),
+            Label(transaction_id="t0002", is_fraud=False, label_time=T0),
+        ]
+    )
+    stats = store.stats(now - timedelta(seconds=100))
+    assert stats["total"] == 100
+    assert stats["by_decision"] == {"BLOCK": 10, "FLAG": 20, "APPROVE": 70}
+    assert stats["flagged_rate"] == pytest.approx(0.3)
+    assert stats["latency_ms"] == pytest.approx({"p50": 50.5, "p95": 95.05, "p99": 99.01})
+    assert stats["throughput_per_s"] == pytest.approx(1.0, rel=0.05)
+    assert stats["labelled_fraud"] == 1
+    empty = store.stats(now + timedelta(hours=1))
+    assert empty["total"] == 0 and empty["latency_ms"]["p99"] is None and empty["flagged_rate"] == 0.0
+
+
+def test_labels_insert_ignore_and_customer_history(store: Store) -> None:
+    store.accept([tx(1, "alice"), tx(2, "alice"), tx(3, "bob")])
+    store.save_decisions([record(1, customer_id="alice"), record(3, customer_id="bob")])
+    labels = [
+        Label(transaction_id="t0001", is_fraud=True, label_time=T0 + timedelta(days=3)),
+        Label(transaction_id="t0002", is_fraud=False, label_time=T0 + timedelta(days=2), source="review"),
+        Label(transaction_id="t0003", is_fraud=True, label_time=T0 + timedelta(days=1)),
+    ]
+    assert store.add_labels(labels + labels[:1]) == 3
+    assert store.add_labels(labels) == 0
+    assert (
+        store.add_labels([Label(transaction_id="t0001", is_fraud=False, label_time=T0, source="review")]) == 1
+    )
+    found = store.labels_for(["t0001", "t0002"])
+    assert [(row["transaction_id"], row["source"]) for row in found] == [
+        ("t0001", "review"),
+        ("t0002", "review"),
+        ("t0001", "chargeback"),
+    ]
+    assert found[-1]["label_time"].tzinfo is not None
+
+    history = store.customer_history("alice", limit=10)
+    assert [d.transaction_id for d in history["decisions"]] == ["t0001"]
+    assert history["decisions"][0].features == {"amount": 11.0, "ratio": None}
+    assert {row["transaction_id"] for row in history["labels"]} == {"t0001", "t0002"}
+    assert store.customer_history("nobody")["decisions"] == []
+
+
+def test_state_rebuild_reads(store: Store) -> None:
+    store.accept([tx(1), tx(2), tx(3)])
+    store.save_decisions([record(1), record(3)])
+    store.add_labels([Label(transaction_id="t0003", is_fraud=True, label_time=T0 + timedelta(days=1))])
+    assert store.newest_decided_timestamp() == tx(3).timestamp
+    payloads = store.decided_payloads(T0 + timedelta(minutes=2))
+    assert [p["transaction_id"] for p in payloads] == ["t0003"]
+    assert store.fraud_labels_since(T0) == [("t0003", T0 + timedelta(days=1))]
+
+
+def test_dead_letters_and_alerts_round_trip(store: Store) -> None:
+    store.add_dead_letters([("http", '{"bad": 1}', "missing amount"), ("kafka", "a\x00\x01", "not JSON")])
+    letters = store.dead_letters(10)
+    assert [(d["source"], d["payload"], d["reason"]) for d in letters] == [
+        ("kafka", "a\\x00\x01", "not JSON"),
+        ("http", '{"bad": 1}', "missing amount"),
+    ]
+    assert letters[0]["created_at"].tzinfo is not None
+
+    earlier = datetime.now(UTC) - timedelta(hours=1)
+    ids = store.add_alerts(
+        [
+            {
+                "kind": "velocity",
+                "entity": "customer:c1",
+                "payload": {"count": np.int64(12)},
+                "created_at": earlier,
+            },
+            {"kind": "block", "entity": "device:d9", "transaction_id": "t0001"},
+        ]
+    )
+    assert len(ids) == 2 and ids[0] < ids[1]
+    alerts = store.list_alerts(10)
+    assert [a["kind"] for a in alerts] == ["block", "velocity"]
+    assert alerts[1]["payload"] == {"count": 12}
+    assert alerts[0]["status"] == "open"
+    assert [a["id"] for a in store.list_alerts(10, since=earlier + timedelta(minutes=1))] == [ids[1]]
+
+
+def test_datetimes_come_back_as_aware_utc(store: Store) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    local = datetime(2024, 5, 1, 14, 30, 15, 123456, tzinfo=plus_two)
+    naive = datetime(2024, 5, 1, 9, 0, 0, 1)
+    store.save_decisions(
+        [record(7, decided_at=local, timestamp=local), record(8, decided_at=naive, timestamp=naive)]
+    )
+    saved = store.get_decision("t0007")
+    assert saved is not None
+    assert saved.decided_at == local
+    assert saved.decided_at.utcoffset() == timedelta(0)
+    assert saved.timestamp.hour == 12
+    other = store.get_decision("t0008")
+    assert other is not None and other.timestamp == naive.replace(tzinfo=UTC)
+    window, _ = store.list_decisions(
+        since=local - timedelta(microseconds=1), until=local + timedelta(microseconds=1)
+    )
+    assert [r.transaction_id for r in window] == ["t0007"]
+
+
+@pytest.mark.postgres
+def test_a_copy_that_meets_a_concurrent_insert_falls_back_to_on_conflict(postgres_database: str) -> None:
+    """Another writer commits one of our ids after our check for known ids: COPY fails on it, and the
+    staged insert skips that id and stores the rest."""
+    insert = text(
+        "INSERT INTO decisions (transaction_id, decided_at, timestamp, customer_id, amount, decision,"
+        " probability, reasons, rules, model_version, feature_set, feature_values, latency_ms)"
+        " VALUES ('t0007', now(), now(), 'c1', 1, 'BLOCK', 1, '[]', '[]', 'x', 'none', '', '{}')"
+    )
+    copy_waits = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'COPY%'"
+    )
+    with open_store(postgres_database) as s, open_store(postgres_database) as other:
+        with s.engine.begin() as conn:
+            conn.execute(text("TRUNCATE decisions, transactions"))
+            conn.execute(text("INSERT INTO feature_sets VALUES ('none', '[]') ON CONFLICT DO NOTHING"))
+        batch = [record(i) for i in range(COPY_MIN_ROWS * 2)]
+        result: list[list[str]] = []
+        with other.engine.connect() as blocker:
+            blocker.begin()
+            blocker.execute(insert)
+            writer = threading.Thread(target=lambda: result.append(s.save_decisions(batch)))
+            writer.start()
+            deadline = time.monotonic() + 30
+            with other.engine.connect() as watcher:  # its own transactions: pg_stat_activity is a snapshot
+                while (
+                    not (waiting := watcher.execute(copy_waits).scalar_one()) and time.monotonic() < deadline
+                ):
+                    watcher.rollback()
+                    time.sleep(0.01)  # until the writer's COPY waits for our uncommitted row
+            blocker.commit()
+            writer.join()
+        assert waiting == 1
+        assert result == [[r.transaction_id for r in batch if r.transaction_id != "t0007"]]
+        kept = s.get_decision("t0007")
+        assert kept is not None and kept.decision == "BLOCK" and kept.features == {}
+        assert s.get_decision("t0008") is not None
+
+
+@pytest.mark.postgres
+def test_wrong_credentials_and_a_missing_database_are_one_clear_line(postgres_url: str) -> None:
+    server = normalize_url(postgres_url)
+    cases = {
+        # (the dev server trusts local connections, so a wrong user stands in for a wrong password)
+        server.set(
+            username="fs_no_such_role", password="not-the-password"
+        ): "check the user name and password",
+        server.set(
+            database="fs_test_missing"
+        ): "create it (createdb fs_test_missing) or fix the database name",
+    }
+    for url, hint in cases.items():
+        with open_store(url.render_as_string(hide_password=False)) as s, pytest.raises(StorageError) as info:
+            s.migrate()
+        message = str(info.value)
+        assert hint in message and "\n" not in message
+        assert "not-the-password" not in message and url.render_as_string(hide_password=True) in message
