@@ -28,10 +28,12 @@ Factory = Callable[..., FeatureState]
 def redis_factory(url: str, prefixes: list[str]) -> Factory:
     from fraudstream.state.redis import RedisFeatureState
 
-    def make(retention: float = RETENTION, grace: float = GRACE, prefix: str | None = None) -> FeatureState:
+    def make(
+        retention: float = RETENTION, grace: float = GRACE, prefix: str | None = None, **options: int
+    ) -> FeatureState:
         prefix = prefix or f"fraudstream:test:{uuid.uuid4().hex}:"
         prefixes.append(prefix)
-        return RedisFeatureState(url, retention=retention, grace=grace, prefix=prefix)
+        return RedisFeatureState(url, retention=retention, grace=grace, prefix=prefix, **options)
 
     return make
 
@@ -313,3 +315,128 @@ def test_concurrent_writers_count_each_transaction_once(redis_states: Factory) -
     assert pd.Index(h.events["transaction_id"]).is_unique
     other.close()
     shared.close()
+
+
+def test_ping_names_the_backend(state: FeatureState) -> None:
+    assert (
+        state.ping() == "in-process"
+        if isinstance(state, MemoryFeatureState)
+        else state.ping().startswith("Redis ")
+    )
+
+
+@pytest.mark.redis
+def test_ping_raises_when_redis_goes_away(redis_states: Factory) -> None:
+    import redis
+
+    state = redis_states()
+    assert state.ping().startswith("Redis ")
+    state._client.close()  # type: ignore[attr-defined]
+    state._client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)  # type: ignore[attr-defined]
+    with pytest.raises(StateError, match="cannot reach Redis"):
+        state.ping()
+
+
+@pytest.mark.redis
+def test_a_process_sees_what_others_recorded_since_it_last_read(redis_states: Factory) -> None:
+    a = redis_states()
+    b = redis_states(prefix=a.prefix)  # type: ignore[attr-defined]  # another worker, its own copy
+    a.record(batch({"tx": "x1", "t": 10}, {"tx": "x2", "t": 20, "customer": "c2"}), ENTITIES)
+    assert txs(b, "customer", "c1", "c2") == ["x1", "x2"]  # b now holds c1 and c2
+    a.record(
+        batch({"tx": "x3", "t": 30}, {"tx": "x0", "t": 5}, {"tx": "y1", "t": 1, "customer": "c2"}), ENTITIES
+    )
+    h = b.fetch("customer", keys("c1", "c2"), -math.inf)
+    assert h.events["transaction_id"].tolist() == ["x0", "x1", "x3", "y1", "x2"]  # late ones in time order
+    assert h.key.tolist() == ["c1", "c1", "c1", "c2", "c2"]
+    assert a.record_labels(keys("x1"), np.array([T0 + 40]), np.array([True])) == 1
+    h = b.fetch("customer", keys("c1"), T0 + 6)
+    assert h.label_tx_time.tolist() == [T0 + 10] and h.label_time.tolist() == [T0 + 40]
+    assert h.events["transaction_id"].tolist() == ["x1", "x3"]
+    assert b.record_labels(keys("x1", "x3"), np.array([T0 + 50, T0 + 60]), np.array([True, True])) == 1
+    assert a.fetch("customer", keys("c1"), -math.inf).label_time.tolist() == [T0 + 40, T0 + 60]
+
+
+@pytest.mark.redis
+def test_a_copy_redis_has_lost_is_read_again(redis_states: Factory, redis_url: str) -> None:
+    import redis
+
+    a = redis_states()
+    b = redis_states(prefix=a.prefix)  # type: ignore[attr-defined]
+    a.record(batch({"tx": "x1", "t": 1}, {"tx": "x2", "t": 2}), ENTITIES)
+    assert txs(b, "customer", "c1") == ["x1", "x2"]
+    client = redis.Redis.from_url(redis_url)
+    client.delete(f"{a.prefix}a:customer:c1")  # type: ignore[attr-defined]  # as if it had expired
+    a.record(batch({"tx": "x3", "t": 3}, {"tx": "x4", "t": 4}), ENTITIES)
+    assert txs(b, "customer", "c1") == ["x3", "x4"]
+    client.delete(f"{a.prefix}a:customer:c1")  # type: ignore[attr-defined]  # as if restored from an older
+    client.set(f"{a.prefix}seq", 1)  # type: ignore[attr-defined]  # snapshot, the counter gone back
+    a.record(batch({"tx": "x5", "t": 5}), ENTITIES)
+    assert txs(b, "customer", "c1") == ["x5"]
+    client.close()
+    a.clear()  # type: ignore[attr-defined]  # the whole state deleted, then written again
+    a.record(batch({"tx": "z", "t": 9}), ENTITIES)
+    assert txs(b, "customer", "c1") == ["z"]
+    assert txs(b, "merchant", "m1") == ["z"]
+
+
+@pytest.mark.redis
+def test_the_copy_a_process_keeps_is_bounded(redis_states: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fraudstream.state._redis_cache import EntityCache
+
+    monkeypatch.setattr(EntityCache, "slack", 100)
+    a = redis_states(retention=DAY)
+    b = redis_states(retention=DAY, prefix=a.prefix, cache_size=60)  # type: ignore[attr-defined]
+    a.record(batch(*({"tx": f"t{i}", "t": i, "customer": f"c{i % 300}"} for i in range(1500))), ENTITIES)
+    for round_ in range(2):
+        for lo in range(0, 300, 10):
+            names = [f"c{i}" for i in range(lo, lo + 10)]
+            h = b.fetch("customer", keys(*names), -math.inf)
+            want = [f"t{i + 300 * j}" for i in range(lo, lo + 10) for j in range(5)]
+            assert h.events["transaction_id"].tolist() == want, round_
+            cache = b._caches["customer"]  # type: ignore[attr-defined]
+            assert cache.held + len(cache.entries) <= 60
+            assert cache.size <= 2 * max(cache.held, 100)
+    assert len(b.fetch("merchant", keys("m1"), -math.inf)) == 1500  # one key larger than the bound
+    assert len(b._caches["merchant"].entries) == 0  # type: ignore[attr-defined]
+    assert len(b.fetch("merchant", keys("m1"), -math.inf)) == 1500
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("feature_set", [None, SHORT], ids=["default", "short-retention"])
+def test_workers_sharing_redis_match_memory_exactly(
+    redis_states: Factory, feature_set: FeatureSet | None
+) -> None:
+    """Two Redis clients (one with a tiny cache) take turns at batches, some transactions arriving late;
+    each must see what the other recorded and labelled, and together give memory's features exactly."""
+    engine = FeatureEngine(feature_set) if feature_set else FeatureEngine()
+    frame = generate(GeneratorConfig(n_customers=150, n_merchants=20, days=10, fraud_rate=0.03, seed=11))
+    stream = TransactionBatch.from_frame(frame)
+    rng = np.random.default_rng(7)
+    late = rng.random(len(stream)) < 0.05
+    arrival = np.arange(len(stream)) + np.where(late, rng.integers(5, 100, len(stream)), 0)
+    stream = stream.take(np.argsort(arrival, kind="stable"))
+    retention = engine.feature_set.retention
+    memory = MemoryFeatureState(retention=retention)
+    first = redis_states(retention=retention, grace=DAY)
+    prefix = first.prefix  # type: ignore[attr-defined]
+    workers = [first, redis_states(retention=retention, grace=DAY, prefix=prefix, cache_size=500)]
+    want, got, lo = [], [], 0
+    while lo < len(stream):
+        part = stream.take(np.arange(lo, min(lo + int(rng.integers(1, 300)), len(stream))))
+        lo += len(part)
+        now = float(np.nanmax(part.timestamp))
+        arrived = np.flatnonzero(stream.label_time[:lo] <= now)
+        turn = int(rng.integers(0, 2))
+        for state, out in ((memory, want), (workers[turn], got)):
+            features, new = engine.process(part, state)
+            out.append(np.column_stack([features, new]))
+        labels = (stream.transaction_id[arrived], stream.label_time[arrived], stream.is_fraud[arrived] == 1)
+        assert memory.record_labels(*labels) == workers[1 - turn].record_labels(*labels)
+    assert np.vstack(want).shape[0] == len(stream) and np.isnan(np.vstack(want)).any()
+    assert np.array_equal(np.vstack(got), np.vstack(want), equal_nan=True)
+    small = workers[1]._caches.values()  # type: ignore[attr-defined]
+    assert all(c.held + len(c.entries) <= 500 for c in small)
+    memory.close()
+    for w in workers:
+        w.close()

@@ -2,11 +2,15 @@
 
 An event is one string: its four floats as 64 hex digits of little-endian float64 (exact, NaN included,
 and decoded for a whole history by one ``bytes.fromhex``), then its six identifiers, all separated by
-``\\x1f``; a missing identifier is ``\\x18``. A batch crosses to Redis as a few joined strings rather than
-thousands of arguments, since packing each argument costs more than the script that reads them.
+``\\x1f``, behind its arrival number and time; a missing identifier is ``\\x18``. A label is its arrival
+number and transaction time, then that time and its own as 32 hex digits. A batch crosses to Redis as a
+few joined strings rather than thousands of arguments, since packing each argument costs more than the
+script that reads them.
 """
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -58,23 +62,25 @@ def counts(raw: bytes) -> np.ndarray:
 
 
 def decode_events(raw: bytes, n: int) -> dict[str, np.ndarray]:
-    """Columns of ``n`` stored members joined by :data:`FIELD`."""
+    """Columns of ``n`` stored members joined by :data:`FIELD`; identifiers are interned, since a
+    process keeps what it has read and the same few identifiers recur in thousands of events."""
     if n == 0:
         return {f: np.empty(0, dtype=np.float64 if f in FLOAT_FIELDS else object) for f in EVENT_FIELDS}
     flat = raw.decode().split(FIELD)
     floats = np.frombuffer(bytes.fromhex("".join(flat[1::STRIDE])), dtype="<f8").reshape(n, len(FLOATS))
     out = {f: floats[:, j].astype(np.float64) for j, f in enumerate(FLOATS)}
     for j, f in enumerate(IDS):
-        col = np.array(flat[2 + j :: STRIDE], dtype=object)
+        col = np.array(list(map(sys.intern, flat[2 + j :: STRIDE])), dtype=object)
         col[col == NONE] = None
         out[f] = col
     return {f: out[f] for f in EVENT_FIELDS}
 
 
-def decode_labels(raw: bytes, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Transaction times and label times of ``n`` stored label members."""
+def decode_labels(raw: bytes, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arrival numbers, transaction times and label times of ``n`` stored label members."""
     if n == 0:
-        return np.empty(0), np.empty(0)
+        return np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)
     flat = raw.decode().split(FIELD)
+    seqs = np.array([int(head[:16]) for head in flat[0::2]], dtype=np.int64)
     pairs = np.frombuffer(bytes.fromhex("".join(flat[1::2])), dtype="<f8").reshape(n, 2)
-    return pairs[:, 0].astype(np.float64), pairs[:, 1].astype(np.float64)
+    return seqs, pairs[:, 0].astype(np.float64), pairs[:, 1].astype(np.float64)
