@@ -26,10 +26,12 @@ from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
 from fraudstream.scoring.scorer import ScoredBatch, Scorer
 from fraudstream.storage.errors import StorageError
+from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.store import Store
 
 log = logging.getLogger(__name__)
 TRANSACTIONS = "transactions"
+RESULTS, DEAD_LETTERS = "decisions", "dead-letters"
 
 
 @dataclass
@@ -65,12 +67,17 @@ class Worker:
         batch_size: int = 500,
         max_wait: float = 0.2,
         on_scored: Callable[[ScoredBatch], None] | None = None,
+        on_decided: Callable[[list[DecisionRecord]], None] | None = None,
         health_file: Path | None = None,
+        results_topic: str | None = None,
+        dead_letters_topic: str | None = None,
     ) -> None:
         self.broker, self.scorer, self.store = broker, scorer, store
         self.topic, self.batch_size, self.max_wait = topic, batch_size, max_wait
-        self.on_scored = on_scored
+        self.on_scored, self.on_decided = on_scored, on_decided
         self.health_file = health_file
+        self.results_topic, self.dead_letters_topic = results_topic, dead_letters_topic
+        self._decided: list[DecisionRecord] = []
         self._written = 0.0
         self.stats = WorkerStats()
         self.stopping = threading.Event()
@@ -91,10 +98,12 @@ class Worker:
             if t.transaction_id not in decided:
                 fresh.setdefault(t.transaction_id, t)
         self.stats.duplicates += len(transactions) - len(fresh)
+        self._decided = []
         dead += self._score(list(fresh.values()))
         if dead:
             self.store.add_dead_letters(dead)
             self.stats.dead += len(dead)
+        self._publish_results(self._decided, dead)
         self.broker.ack(self.topic, messages)
         self.stats.batches += 1
         return len(messages)
@@ -125,10 +134,30 @@ class Worker:
     def _score_and_store(self, transactions: list[Transaction]) -> None:
         scored = self.scorer.score(TransactionBatch.from_transactions(transactions))
         records = scored.records(self.scorer.engine.names, self.scorer.version)
-        self.store.save_decisions(records, transactions)
+        stored = set(self.store.save_decisions(records, transactions))
+        self._decided += [r for r in records if r.transaction_id in stored]  # not another worker's
         self.stats.decided += len(records)
         if self.on_scored:
             self.on_scored(scored)
+        self._hand_over([r for r in records if r.transaction_id in stored])
+
+    def _hand_over(self, records: list[DecisionRecord]) -> None:
+        """Give the newly stored decisions to ``on_decided`` (alerts); its errors never stop the worker."""
+        hook = self.on_decided
+        if hook is None or not records:
+            return
+        try:
+            hook(records)
+        except Exception:
+            log.exception("on_decided hook failed for %d decisions", len(records))
+
+    def _publish_results(self, records: list[DecisionRecord], dead: list[tuple[str, str, str]]) -> None:
+        """Stored decisions and dead letters to their topics, for other processes to subscribe to."""
+        if self.results_topic and records:
+            self.broker.publish(self.results_topic, [(r.customer_id, decision_message(r)) for r in records])
+        if self.dead_letters_topic and dead:
+            letters = [(None, {"topic": t, "payload": p, "reason": r}) for t, p, r in dead]
+            self.broker.publish(self.dead_letters_topic, letters)
 
     def run(self, *, burst: bool = False) -> WorkerStats:
         """Loop until :meth:`stop` or SIGTERM/SIGINT (with handlers installed); ``burst`` stops when idle."""
@@ -193,6 +222,19 @@ def check_health(path: Path, stale_after: float = 30.0) -> tuple[bool, str]:
             f"worker heartbeat is {age:.0f} s old (limit {stale_after:.0f} s): the worker is stuck or gone",
         )
     return True, f"worker alive: beat {age:.1f} s ago, {health.get('decided', 0):,} decided"
+
+
+def decision_message(record: DecisionRecord) -> dict[str, Any]:
+    """What the results topic carries per decision: the outcome and why, not the feature vector."""
+    return {
+        "transaction_id": record.transaction_id,
+        "decision": record.decision,
+        "probability": record.probability,
+        "reasons": record.reasons,
+        "rules": record.rules,
+        "model_version": record.model_version,
+        "timestamp": record.timestamp.isoformat(),
+    }
 
 
 def _dump(payload: Any) -> str:

@@ -1,0 +1,76 @@
+"""Alerts: detect what should page someone, store it, deliver it to a webhook and by e-mail.
+
+Start one :class:`AlertDispatcher` per process with :func:`open_dispatcher` and give its
+:meth:`~AlertDispatcher.submit` every batch of newly stored decisions (``Worker(on_decided=...)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from fraudstream.alerts.base import AlertConfigError, AlertError, Channel, DeliveryError
+from fraudstream.alerts.detect import AlertDetector, alerting_rules
+from fraudstream.alerts.dispatcher import AlertDispatcher, Retry
+from fraudstream.config import Settings
+from fraudstream.storage.alerting import Alert
+from fraudstream.storage.store import Store
+
+if TYPE_CHECKING:
+    from fraudstream.runtime import Services
+
+
+def channels_from_settings(settings: Settings) -> list[Channel]:
+    """The channels the settings configure: the webhook and/or e-mail; none is fine (store only)."""
+    channels: list[Channel] = []
+    if settings.alert_webhook_url:
+        from fraudstream.alerts.webhook import WebhookChannel
+
+        channels.append(WebhookChannel(settings.alert_webhook_url))
+    if settings.smtp_url:
+        from fraudstream.alerts.email import EmailChannel
+
+        channels.append(EmailChannel(settings.smtp_url, settings.alert_email_from, settings.alert_recipients))
+    return channels
+
+
+def open_dispatcher(
+    settings: Settings,
+    store: Store,
+    alert_rules: Callable[[], Iterable[str]] = frozenset,
+    *,
+    retry: Retry | None = None,
+) -> AlertDispatcher:
+    """A started dispatcher for ``settings``: bursts and de-duplication see the stored decisions and
+    alerts, so they hold across processes; pending alerts of an earlier run are delivered first.
+
+    Raises :class:`AlertConfigError` when a channel's settings cannot work.
+    """
+    detector = AlertDetector.from_settings(
+        settings, alert_rules=alert_rules, history=store.flag_history, recent=store.recent_alert_keys
+    )
+    return AlertDispatcher(store, detector, channels_from_settings(settings), retry=retry).start()
+
+
+def alerts_for(services: Services, *, retry: Retry | None = None) -> AlertDispatcher:
+    """:func:`open_dispatcher` for a running process: its settings, its store, its current rules."""
+    rules = services.rules
+    return open_dispatcher(
+        services.settings, services.store, lambda: alerting_rules(rules.current()), retry=retry
+    )
+
+
+__all__ = [
+    "Alert",
+    "AlertConfigError",
+    "AlertDetector",
+    "AlertDispatcher",
+    "AlertError",
+    "Channel",
+    "DeliveryError",
+    "Retry",
+    "alerting_rules",
+    "alerts_for",
+    "channels_from_settings",
+    "open_dispatcher",
+]
