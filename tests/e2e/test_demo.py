@@ -33,7 +33,7 @@ def test_demo_serves_scores_and_summarises(
     env = os.environ | {"FRAUD_DATA_DIR": str(data), "COLUMNS": "200"}
     command = [sys.executable, "-m", "fraudstream", "demo", "--duration", "6", "--rate", "100"]
     proc = subprocess.Popen(
-        [*command, "--port", str(port)],
+        [*command, "--port", str(port), "--no-dashboard"],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     lines = []

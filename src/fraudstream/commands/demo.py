@@ -50,7 +50,9 @@ def _prime(services: Any, history: pd.DataFrame, until: float) -> None:
 def _server(app: Any, host: str, port: int) -> tuple[Any, threading.Thread]:
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    # open /v1/stream connections never end by themselves: give them 3 s at shutdown, then cut them
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="fraudstream-api", daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -61,8 +63,31 @@ def _server(app: Any, host: str, port: int) -> tuple[Any, threading.Thread]:
     return server, thread
 
 
+def _dashboard(settings: Settings, api_url: str, port: int | None) -> Any:
+    """Start the dashboard for the demo's API; ``None`` (and a line saying why) if it cannot start."""
+    from fraudstream.commands.dashboard import DashboardError, start_dashboard
+
+    key = next(iter(sorted(settings.api_key_set)), None)
+    port = port or settings.dashboard_port
+    log = settings.data_dir / "dashboard.log"
+    try:
+        process = start_dashboard(api_url, host=settings.host, port=port, api_key=key, log=log)
+    except DashboardError as error:
+        console.print(f"  [yellow]no dashboard:[/] {error}")
+        return None
+    console.print(f"  {'dashboard':<10} http://{settings.host}:{port} (log: {log})")
+    return process
+
+
 def run_demo(
-    settings: Settings, *, duration: float | None, rate: float, port: int | None, trials: int
+    settings: Settings,
+    *,
+    duration: float | None,
+    rate: float,
+    port: int | None,
+    trials: int,
+    dashboard: bool = True,
+    dashboard_port: int | None = None,
 ) -> None:
     from fraudstream.api import create_app
     from fraudstream.datasets.simulate import Simulation
@@ -89,6 +114,7 @@ def run_demo(
     links = {"API docs": "/docs", "decisions": "/v1/decisions?decision=BLOCK", "stats": "/v1/stats"}
     for label, path in (links | {"metrics": "/metrics"}).items():
         console.print(f"  {label:<10} {base}{path}")
+    board = _dashboard(settings, base, dashboard_port) if dashboard else None
     console.print(f"  streaming {len(live):,} unseen transactions at {rate:g}/s — Ctrl-C to stop")
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -99,6 +125,10 @@ def run_demo(
             stop.wait(1.0)
     finally:
         sim.stop()
+        if board is not None:
+            from fraudstream.commands.dashboard import stop_dashboard
+
+            stop_dashboard(board)
         signal.signal(signal.SIGINT, previous)
         _drain(services, timeout=10.0)
         server.should_exit = True

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import Integer, cast, func, select
 
 from fraudstream.api.deps import ScorerDep, StoreDep
 from fraudstream.api.schemas import StatsOut
+from fraudstream.storage import tables
+from fraudstream.storage.store import Store
 from fraudstream.worker.worker import TRANSACTIONS
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"])
@@ -32,3 +36,99 @@ def stats(
         model_version=scorer.version,
         **store.stats(since),
     )
+
+
+SCORE_BINS = 20
+MAX_BUCKETS = 1440
+
+
+class SeriesPoint(BaseModel):
+    start: datetime
+    by_decision: dict[str, int]
+    latency_ms: dict[str, float | None] = Field(description="mean and max total scoring latency")
+
+
+class ScoreBin(BaseModel):
+    low: float
+    high: float
+    by_decision: dict[str, int]
+
+
+class SeriesOut(BaseModel):
+    """Decisions per time bucket (oldest first; empty buckets omitted) and the score histogram."""
+
+    since: datetime
+    window_s: float
+    bucket_s: int
+    points: list[SeriesPoint]
+    scores: list[ScoreBin]
+
+
+def _slots(store: Store, bucket: int) -> tuple[Any, Any]:
+    """SQL for a decision's time bucket (epoch seconds // ``bucket``) and score bin, per dialect: SQLite
+    may lack math functions, and a PostgreSQL cast to integer rounds instead of flooring."""
+    d = tables.decisions
+    scaled = d.c.probability * SCORE_BINS
+    if store.dialect == "sqlite":
+        return cast(func.strftime("%s", d.c.decided_at), Integer) // bucket, cast(scaled, Integer)
+    epoch = func.extract("epoch", d.c.decided_at)
+    return cast(func.floor(epoch / bucket), Integer), cast(func.floor(scaled), Integer)
+
+
+def decision_series(store: Store, since: datetime, bucket: int) -> dict[str, Any]:
+    """Aggregated in the database (two GROUP BY queries), so a dashboard refreshing every few seconds
+    never loads the window's rows."""
+    d = tables.decisions
+    slot, score_bin = _slots(store, bucket)
+    latency = d.c.latency_ms["total"].as_float()
+    in_window = d.c.decided_at >= since
+    by_time = (
+        select(slot.label("slot"), d.c.decision, func.count(), func.avg(latency), func.max(latency))
+        .where(in_window)
+        .group_by(slot, d.c.decision)
+    )
+    by_score = (
+        select(score_bin.label("bin"), d.c.decision, func.count())
+        .where(in_window)
+        .group_by(score_bin, d.c.decision)
+    )
+    points: dict[int, dict[str, Any]] = {}
+    weighted: dict[int, list[float]] = {}
+    scores: dict[int, dict[str, int]] = {}
+    with store._read() as conn:  # the store's own error translation: StorageError, not a 500
+        for index, decision, count, mean, peak in conn.execute(by_time):
+            point = points.setdefault(
+                int(index), {"by_decision": {}, "latency_ms": {"mean": None, "max": None}}
+            )
+            point["by_decision"][decision] = int(count)
+            if mean is not None:
+                sums = weighted.setdefault(int(index), [0.0, 0.0])
+                sums[0], sums[1] = sums[0] + float(mean) * count, sums[1] + count
+                point["latency_ms"]["max"] = max(point["latency_ms"]["max"] or 0.0, float(peak))
+        for index, decision, count in conn.execute(by_score):
+            slot_scores = scores.setdefault(min(int(index), SCORE_BINS - 1), {})
+            slot_scores[decision] = slot_scores.get(decision, 0) + int(count)
+    for index, (total, n) in weighted.items():
+        points[index]["latency_ms"]["mean"] = total / n if n else None
+    return {
+        "points": [
+            {"start": datetime.fromtimestamp(index * bucket, UTC), **points[index]}
+            for index in sorted(points)
+        ],
+        "scores": [
+            {"low": i / SCORE_BINS, "high": (i + 1) / SCORE_BINS, "by_decision": scores.get(i, {})}
+            for i in range(SCORE_BINS)
+        ],
+    }
+
+
+@router.get("/series", response_model=SeriesOut)
+def series(
+    store: StoreDep,
+    window: Annotated[float, Query(ge=1, le=MAX_WINDOW, description="seconds back from now")] = 3600.0,
+    bucket: Annotated[int, Query(ge=1, le=86_400, description="seconds per point")] = 60,
+) -> SeriesOut:
+    """Charts over time: decisions by outcome and latency per bucket, and the score distribution."""
+    bucket = max(bucket, int(window // MAX_BUCKETS) + 1) if window / bucket > MAX_BUCKETS else bucket
+    since = datetime.now(UTC) - timedelta(seconds=window)
+    return SeriesOut(since=since, window_s=window, bucket_s=bucket, **decision_series(store, since, bucket))

@@ -1,0 +1,259 @@
+"""``GET /v1/stream``: decisions as they happen, as Server-Sent Events.
+
+One :class:`DecisionFeed` per app tails the decisions table and fans out to every subscriber, so
+decisions made by a worker in another process arrive too, and a hundred open streams cost one query
+per poll, not a hundred. Each subscriber has a bounded buffer: a slow client skips ahead (it is told
+how many it missed with an ``event: gap``) and never holds up the poller, scoring or other clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
+from sqlalchemy import and_, or_, select
+
+from fraudstream.api.deps import StoreDep
+from fraudstream.events.transaction import MAX_ID_LENGTH
+from fraudstream.storage import tables
+from fraudstream.storage.errors import StorageError
+from fraudstream.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("APPROVE", "FLAG", "BLOCK")
+_d = tables.decisions
+COLUMNS = (
+    _d.c.transaction_id, _d.c.customer_id, _d.c.decision, _d.c.probability, _d.c.reasons, _d.c.rules,
+    _d.c.amount, _d.c.timestamp, _d.c.decided_at, _d.c.model_version,
+)  # fmt: skip
+NAMES = tuple(str(column.name) for column in COLUMNS)  # plain str: orjson refuses str subclasses as keys
+Key = tuple[datetime, str]
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One client's bounded buffer: appending never blocks; a full buffer drops its oldest entry."""
+
+    outcomes: frozenset[str]
+    customer_id: str | None
+    size: int
+    items: deque[dict[str, Any]] = field(init=False)
+    skipped: int = 0
+    closed: bool = False
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.items = deque(maxlen=self.size)
+
+    def offer(self, rows: list[dict[str, Any]]) -> None:
+        wanted = [
+            r
+            for r in rows
+            if r["decision"] in self.outcomes
+            and (self.customer_id is None or r["customer_id"] == self.customer_id)
+        ]
+        if not wanted:
+            return
+        overflow = len(self.items) + len(wanted) - self.size
+        if overflow > 0:
+            self.skipped += overflow
+        self.items.extend(wanted)
+        self.ready.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.ready.set()
+
+
+class DecisionFeed:
+    """Tails the decisions table by ``(decided_at, transaction_id)`` and fans rows out to subscribers.
+
+    The poller starts with the first subscriber and stops with the last (or the app). Every poll also
+    looks ``lookback`` seconds behind the newest row seen, because a concurrent writer can commit a
+    decision stamped slightly earlier than one already read; ids already sent are remembered for that
+    window so nothing is sent twice. Only the outcomes some subscriber wants are read.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        interval: float = 0.25,
+        queue_size: int = 1000,
+        heartbeat: float = 15.0,
+        lookback: float = 1.0,
+        page: int = 5000,
+    ) -> None:
+        self.store, self.interval, self.queue_size = store, interval, queue_size
+        self.heartbeat, self.lookback, self.page = heartbeat, timedelta(seconds=lookback), page
+        self.subscribers: set[Subscription] = set()
+        self.task: asyncio.Task[None] | None = None
+        self.polls = 0
+        self._floor = datetime.now(UTC)
+        self._newest: datetime | None = None
+        self._resume: Key | None = None
+        self._seen: dict[str, datetime] = {}
+
+    def subscribe(self, outcomes: frozenset[str], customer_id: str | None = None) -> Subscription:
+        subscription = Subscription(outcomes, customer_id, self.queue_size)
+        self.subscribers.add(subscription)
+        if self.task is None or self.task.done():
+            self._floor, self._newest, self._resume, self._seen = datetime.now(UTC), None, None, {}
+            self.task = asyncio.create_task(self._run(), name="fraudstream-decision-feed")
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.subscribers.discard(subscription)
+
+    async def stop(self) -> None:
+        """Stop polling and end every open stream."""
+        for subscription in list(self.subscribers):
+            subscription.close()
+        self.subscribers.clear()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+
+    async def _run(self) -> None:
+        while self.subscribers:
+            wanted = sorted(set().union(*(s.outcomes for s in self.subscribers)))
+            pause = self.interval
+            try:
+                rows = await asyncio.to_thread(self.poll, wanted)
+            except StorageError as error:
+                log.warning("decision stream: cannot read decisions (%s); retrying", error)
+                rows, pause = [], max(self.interval, 1.0)
+            except Exception:  # a bug here must not silently end every open stream
+                log.exception("decision stream: poll failed; retrying")
+                rows, pause = [], max(self.interval, 1.0)
+            for subscription in list(self.subscribers):
+                subscription.offer(rows)
+            self.polls += 1
+            await asyncio.sleep(pause)
+
+    def poll(self, outcomes: list[str]) -> list[dict[str, Any]]:
+        """Decisions of ``outcomes`` not sent yet, oldest first: one query, no feature vectors."""
+        query = select(*COLUMNS).where(_d.c.decision.in_(outcomes))
+        if self._resume is not None:  # catching up after a full page: plain keyset, no look-back
+            at, after = self._resume
+            query = query.where(
+                or_(_d.c.decided_at > at, and_(_d.c.decided_at == at, _d.c.transaction_id > after))
+            )
+        else:
+            low = self._floor if self._newest is None else max(self._floor, self._newest - self.lookback)
+            query = query.where(_d.c.decided_at >= low)
+        query = query.order_by(_d.c.decided_at, _d.c.transaction_id).limit(self.page)
+        with self.store._read() as conn:  # failures become StorageError
+            rows = [dict(zip(NAMES, row, strict=True)) for row in conn.execute(query)]
+        self._resume = (
+            (rows[-1]["decided_at"], rows[-1]["transaction_id"]) if len(rows) == self.page else None
+        )
+        fresh = [row for row in rows if row["transaction_id"] not in self._seen]
+        for row in fresh:
+            self._seen[row["transaction_id"]] = row["decided_at"]
+        if rows:
+            self._newest = max(self._newest or rows[-1]["decided_at"], rows[-1]["decided_at"])
+        if self._newest is not None and len(self._seen) > self.page:
+            horizon = self._newest - self.lookback
+            self._seen = {t: at for t, at in self._seen.items() if at >= horizon}
+        return fresh
+
+
+def event(row: dict[str, Any]) -> bytes:
+    """One decision as an SSE message: a single ``data:`` line of JSON."""
+    return b"data: " + orjson.dumps(row) + b"\n\n"
+
+
+def feed_for(app: FastAPI, store: Store) -> DecisionFeed:
+    """The app's one feed, created on first use (tests may install their own beforehand)."""
+    feed: DecisionFeed | None = getattr(app.state, "decision_feed", None)
+    if feed is None:
+        feed = DecisionFeed(store)
+        app.state.decision_feed = feed
+    return feed
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Merged into the app's lifespan by ``include_router``: stop the poller at shutdown."""
+    yield
+    feed: DecisionFeed | None = getattr(app.state, "decision_feed", None)
+    if feed is not None:
+        await feed.stop()
+
+
+router = APIRouter(prefix="/v1/stream", tags=["stream"], lifespan=lifespan)
+
+
+def parse_outcomes(value: str) -> frozenset[str]:
+    names = frozenset(part.strip().upper() for part in value.split(",") if part.strip())
+    unknown = sorted(names - set(OUTCOMES))
+    if not names or unknown:
+        message = f"decision must be a comma-separated list of {', '.join(OUTCOMES)}"
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "decision"), "msg": message, "input": value}]
+        )
+    return names
+
+
+async def _events(
+    feed: DecisionFeed, outcomes: frozenset[str], customer_id: str | None
+) -> AsyncIterator[bytes]:
+    subscription = feed.subscribe(outcomes, customer_id)  # here, so the finally below always runs
+    try:
+        yield b"retry: 3000\n: connected\n\n"
+        while not subscription.closed:
+            if subscription.skipped:  # before the items that came after the skipped ones
+                skipped, subscription.skipped = subscription.skipped, 0
+                yield b"event: gap\ndata: " + orjson.dumps({"skipped": skipped}) + b"\n\n"
+            elif subscription.items:
+                yield event(subscription.items.popleft())
+            else:
+                subscription.ready.clear()
+                try:
+                    await asyncio.wait_for(subscription.ready.wait(), feed.heartbeat)
+                except TimeoutError:
+                    yield b": heartbeat\n\n"
+    finally:
+        feed.unsubscribe(subscription)
+
+
+@router.get(
+    "",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "one `data:` JSON per decision"}},
+)
+async def stream(
+    request: Request,
+    store: StoreDep,
+    decision: Annotated[str, Query(description="comma-separated outcomes, e.g. FLAG,BLOCK")] = ",".join(
+        OUTCOMES
+    ),
+    customer_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
+) -> StreamingResponse:
+    """Decisions made from now on, pushed as they are stored (by this process or any other worker).
+
+    Each message is ``data: {transaction_id, customer_id, decision, probability, reasons, rules, amount,
+    timestamp, decided_at, model_version}``. A client too slow to keep up gets ``event: gap`` with
+    ``{"skipped": n}`` and continues with the newest decisions; comments keep idle connections alive.
+    """
+    outcomes = parse_outcomes(decision)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(
+        _events(feed_for(request.app, store), outcomes, customer_id),
+        media_type="text/event-stream",
+        headers=headers,
+    )

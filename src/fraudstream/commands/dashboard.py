@@ -1,0 +1,134 @@
+"""``fraudstream dashboard``: the Streamlit dashboard, run as a ``streamlit run`` subprocess.
+
+A subprocess rather than Streamlit's in-process bootstrap, so the demo can start and stop it like any
+other server, and a crash in the page never takes the API down with it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Annotated
+
+import typer
+
+from fraudstream.commands.common import console
+from fraudstream.config import Settings
+
+STOP_TIMEOUT = 10.0
+
+
+class DashboardError(Exception):
+    """The dashboard cannot be started (Streamlit missing, or it exited at once)."""
+
+
+def streamlit_command(host: str, port: int) -> list[str]:
+    """``streamlit run`` on the packaged page, headless, with no telemetry and no file watcher."""
+    from fraudstream.dashboard import APP_PATH
+
+    return [
+        sys.executable, "-m", "streamlit", "run", str(APP_PATH),
+        "--server.headless", "true",
+        "--server.address", host,
+        "--server.port", str(port),
+        "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
+    ]  # fmt: skip
+
+
+def start_dashboard(
+    api_url: str, *, host: str, port: int, api_key: str | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start the dashboard for the API at ``api_url``; its output goes to ``log`` (default: inherited).
+
+    The URL and key travel as ``FRAUD_API_URL`` / ``FRAUD_API_KEY``, never on the command line, where
+    other users of the machine could read the key.
+    """
+    if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("altair") is None:
+        raise DashboardError("the dashboard needs Streamlit and Altair: pip install 'fraudstream[dashboard]'")
+    env = os.environ | {"FRAUD_API_URL": api_url, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    env.pop("FRAUD_API_KEY", None)
+    if api_key:
+        env["FRAUD_API_KEY"] = api_key
+    output: IO[bytes] | None = None
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        output = log.open("ab")
+    try:
+        return subprocess.Popen(
+            streamlit_command(host, port),
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT if output else None,
+        )
+    finally:
+        if output is not None:
+            output.close()  # the child holds its own copy of the descriptor
+
+
+def stop_dashboard(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
+    """Ask the dashboard to exit (SIGTERM), and kill it if it has not within ``timeout`` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+
+
+def wait_ready(process: subprocess.Popen[bytes], url: str, timeout: float = 30.0) -> bool:
+    """Whether the dashboard answers its health check within ``timeout`` (False if it exited)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=1.0).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def dashboard(
+    api_url: Annotated[
+        str | None, typer.Option(help="The API to read (env FRAUD_API_URL; default http://127.0.0.1:8000).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Dashboard port (env FRAUD_DASHBOARD_PORT; 8501).")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind (env FRAUD_HOST).")] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="FRAUD_API_KEY", help="API key, when the API has FRAUD_API_KEYS set.")
+    ] = None,
+) -> None:
+    """Run the live dashboard (Streamlit): figures, charts, the FLAG/BLOCK feed, alerts, the model,
+    customer profiles and fraud/legitimate labelling, all read through the HTTP API. Ctrl-C stops it."""
+    settings = Settings()
+    url = api_url or settings.api_url
+    bind, listen = host or settings.host, port or settings.dashboard_port
+    key = api_key or next(iter(sorted(settings.api_key_set)), None)
+    try:
+        process = start_dashboard(url, host=bind, port=listen, api_key=key)
+    except DashboardError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    console.print(f"dashboard http://{bind}:{listen} reading the API at {url} — Ctrl-C to stop")
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while process.poll() is None and not stop.wait(0.5):
+            pass
+    finally:
+        stop_dashboard(process)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    raise typer.Exit(0 if stop.is_set() else process.returncode)

@@ -1,0 +1,196 @@
+"""The dashboard page, run by ``streamlit run`` (start it with ``fraudstream dashboard``).
+
+Headline figures, charts and the FLAG/BLOCK feed refresh on their own (one ``st.fragment`` with
+``run_every``); the review panel (a decision, its customer's risk profile, and the fraud /
+legitimate buttons) reruns only when the analyst acts, so it never moves under their cursor.
+Everything comes from the HTTP API; the API URL and key arrive as ``FRAUD_API_URL`` / ``FRAUD_API_KEY``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from fraudstream.config import Settings
+from fraudstream.dashboard import charts
+from fraudstream.dashboard.client import ApiClient, ApiUnreachable, DashboardError
+
+#: label -> (window seconds, bucket seconds)
+WINDOWS = {"15 minutes": (900, 15), "1 hour": (3600, 60), "6 hours": (21_600, 300), "24 hours": (86_400, 900)}
+FEED_LIMIT = 50
+
+
+@st.cache_resource
+def api_client(url: str, key: str | None) -> ApiClient:
+    return ApiClient(url, key)
+
+
+def _fmt_ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f} ms"
+
+
+def headline(stats: dict[str, Any], rate: float) -> None:
+    by = stats["by_decision"]
+    lat = stats["latency_ms"]
+    figures = [
+        ("Transactions", f"{stats['total']:,}"),
+        ("Approved", f"{by.get('APPROVE', 0):,}"),
+        ("Flagged", f"{by.get('FLAG', 0):,}"),
+        ("Blocked", f"{by.get('BLOCK', 0):,}"),
+        ("Flagged rate", f"{stats['flagged_rate']:.2%}"),
+        ("Fraud labels", f"{stats['labelled_fraud']:,}"),
+        ("Throughput", f"{rate:.1f}/s"),
+        ("Latency p50", _fmt_ms(lat.get("p50"))),
+        ("Latency p95", _fmt_ms(lat.get("p95"))),
+        ("Latency p99", _fmt_ms(lat.get("p99"))),
+        ("Queue lag", f"{stats['queue_lag']:,}"),
+    ]
+    with st.container(key="headline", horizontal=True):
+        for label, value in figures:
+            st.metric(label, value, border=True, width="content")
+
+
+def live(client: ApiClient, window: float, bucket: int, outcomes: list[str], customer: str | None) -> None:
+    """Everything that refreshes by itself; one error line (and nothing else) while the API is down."""
+    try:
+        stats = client.stats(window)
+        series = client.series(window, bucket)
+        feed = client.decisions(outcomes, customer, limit=FEED_LIMIT) if outcomes else []
+        alerts = client.alerts()
+    except DashboardError as error:
+        st.session_state["api_down"] = True
+        st.error(str(error))
+        return
+    if st.session_state.pop("api_down", False):
+        st.rerun()  # the API is back: draw the sections that need it too
+    headline(stats, charts.recent_rate(series, pd.Timestamp.now(tz="UTC")))
+    frame = charts.series_frame(series)
+    left, right = st.columns(2)
+    left.altair_chart(charts.volume_chart(frame, series["bucket_s"]), width="stretch")
+    right.altair_chart(charts.mix_chart(frame), width="stretch")
+    left.altair_chart(charts.score_chart(series["scores"]), width="stretch")
+    right.altair_chart(charts.latency_chart(frame), width="stretch")
+    feed_col, alert_col = st.columns([3, 2])
+    with feed_col, st.container(key="feed"):
+        st.subheader(f"Live feed: {', '.join(outcomes) or 'no outcome chosen'}")
+        st.dataframe(charts.feed_frame(feed), hide_index=True, width="stretch", height=360)
+    with alert_col, st.container(key="alerts"):
+        st.subheader("Alerts")
+        if alerts is None:
+            st.info("this API has no /v1/alerts yet: alerts will show here once it does")
+        elif not alerts:
+            st.caption("no alerts in this window")
+        else:
+            st.dataframe(charts.alerts_frame(alerts), hide_index=True, width="stretch", height=360)
+
+
+def _label_buttons(client: ApiClient, decision: dict[str, Any]) -> None:
+    tid = decision["transaction_id"]
+    fraud, legit, refresh = st.columns(3)
+    verdict = None
+    if fraud.button("Mark as fraud", key="label_fraud", type="primary"):
+        verdict = True
+    if legit.button("Mark as legitimate", key="label_legit"):
+        verdict = False
+    refresh.button("Refresh list", key="review_refresh")
+    if verdict is None:
+        return
+    answer = client.label(tid, verdict)
+    word = "fraud" if verdict else "legitimate"
+    with st.container(key="label_result"):
+        if answer.get("accepted"):
+            st.success(f"Labelled {tid} as {word} (customer {decision['customer_id']})")
+        else:
+            st.info(f"{tid} already has an analyst label: the first verdict stands")
+
+
+def profile(client: ApiClient, customer_id: str) -> None:
+    found = client.customer(customer_id)
+    if found is None:
+        st.caption(f"nothing known about customer {customer_id}")
+        return
+    st.markdown(f"**Customer {customer_id}**: risk profile as of {found['as_of']}")
+    features, history = st.columns([2, 3])
+    features.dataframe(charts.features_frame(found["features"]), hide_index=True, height=300)
+    history.dataframe(charts.feed_frame(found["decisions"]), hide_index=True, height=300)
+    labels = found["labels"]
+    st.caption(f"{len(labels)} label(s)" if labels else "no labels yet")
+    if labels:
+        st.dataframe(labels, hide_index=True)
+
+
+def review(client: ApiClient, outcomes: list[str], customer: str | None) -> None:
+    """Pick a decision from the feed, see its reasons and its customer, label it fraud or legitimate."""
+    try:
+        feed = client.decisions(outcomes, customer, limit=FEED_LIMIT) if outcomes else []
+        st.subheader("Review")
+        by_id = {d["transaction_id"]: d for d in feed}
+        pinned = st.session_state.get("review_pinned")
+        if pinned and pinned["transaction_id"] not in by_id:  # keep the case open as the feed moves on
+            by_id = {pinned["transaction_id"]: pinned, **by_id}
+        if not by_id:
+            st.info("nothing to review yet: FLAG and BLOCK decisions appear here as they are made")
+            st.button("Refresh list", key="review_refresh")
+            return
+        tid = st.selectbox(
+            "Decision to review",
+            list(by_id),
+            format_func=lambda t: f"{by_id[t]['decision']} · {t} · customer {by_id[t]['customer_id']}",
+            key="review_tx",
+        )
+        decision = by_id[tid]
+        st.session_state["review_pinned"] = decision
+        st.markdown(
+            f"**{decision['decision']}** with probability {decision['probability']:.3f}, amount "
+            f"{decision['amount']:,.2f}, decided {decision['decided_at']}"
+        )
+        st.dataframe(decision["reasons"], hide_index=True)
+        _label_buttons(client, decision)
+        profile(client, decision["customer_id"])
+    except ApiUnreachable:
+        return  # the live section above already says so
+    except DashboardError as error:
+        st.caption(f"review unavailable: {error}")
+
+
+def model_panel(client: ApiClient) -> None:
+    try:
+        model = client.model()
+    except DashboardError:
+        return  # the live section already says what is wrong
+    with st.expander("Model in use", expanded=False):
+        if model is None:
+            st.caption("this API has no /v1/model")
+            return
+        st.markdown(f"**{model['version']}**, trained {model['created_at']}, {model['features']} features")
+        thresholds, weights = st.columns(2)
+        thresholds.dataframe(pd.Series(model["thresholds"], name="threshold"), width="stretch")
+        weights.dataframe(pd.Series(model["weights"], name="weight"), width="stretch")
+        metrics = charts.flat_metrics(model["metrics"])
+        st.dataframe(
+            pd.Series({k: str(v) for k, v in metrics.items()}, name="training metric"), width="stretch"
+        )
+
+
+def main() -> None:
+    st.set_page_config(page_title="fraudstream", page_icon="🛡️", layout="wide")
+    settings = Settings()
+    key = os.environ.get("FRAUD_API_KEY") or next(iter(sorted(settings.api_key_set)), None)
+    client = api_client(settings.api_url, key)
+    with st.sidebar:
+        window_label = st.selectbox("Window", list(WINDOWS), index=0, key="window")
+        refresh = st.slider("Refresh every (s)", 1, 30, 2, key="refresh")
+        outcomes = st.multiselect("Feed outcomes", charts.OUTCOMES, default=["FLAG", "BLOCK"], key="outcomes")
+        customer = st.text_input("Customer id", key="customer").strip() or None
+        st.caption(f"API: {settings.api_url}")
+    window, bucket = WINDOWS[window_label]
+    st.title("fraudstream")
+    st.fragment(live, run_every=refresh)(client, window, bucket, outcomes, customer)
+    model_panel(client)
+    st.fragment(review)(client, outcomes, customer)
+
+
+main()

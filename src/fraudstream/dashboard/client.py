@@ -1,0 +1,103 @@
+"""``ApiClient``: everything the dashboard shows, read through the HTTP API (never the database).
+
+So the dashboard runs anywhere the API is reachable. Failures become a :class:`DashboardError` whose
+message is one line saying what is wrong and what to do, shown as-is on the page.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+ANALYST = "analyst"
+
+
+class DashboardError(Exception):
+    """The API could not answer; the message says why in one line, for the page."""
+
+
+class ApiUnreachable(DashboardError):
+    """Nothing answers at the API URL."""
+
+
+class ApiClient:
+    """A thin, typed-enough wrapper over the endpoints the dashboard reads and the one it writes."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _request(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise ApiUnreachable(
+                f"cannot reach the fraudstream API at {self.base_url} ({type(error).__name__}): start it "
+                "with `fraudstream serve` or `fraudstream demo`, or pass --api-url"
+            ) from None
+        if response.status_code == 404 and missing_ok:
+            return None
+        if response.status_code == 401:
+            raise DashboardError(
+                f"the API at {self.base_url} needs a key: run the dashboard with --api-key or FRAUD_API_KEY"
+            )
+        if response.status_code == 403:
+            raise DashboardError(
+                f"the API at {self.base_url} refused the key: check --api-key / FRAUD_API_KEY"
+            )
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise DashboardError(f"{method} {path} failed with {response.status_code}: {str(detail)[:200]}")
+        return response.json()
+
+    def stats(self, window: float) -> dict[str, Any]:
+        return dict(self._request("GET", "/v1/stats", params={"window": window}))
+
+    def series(self, window: float, bucket: int) -> dict[str, Any]:
+        return dict(self._request("GET", "/v1/stats/series", params={"window": window, "bucket": bucket}))
+
+    def decisions(
+        self, outcomes: list[str], customer_id: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` decisions of any of ``outcomes``, newest first (one request per outcome)."""
+        items: list[dict[str, Any]] = []
+        for outcome in outcomes:
+            params: dict[str, Any] = {"decision": outcome, "limit": limit}
+            if customer_id:
+                params["customer_id"] = customer_id
+            items.extend(self._request("GET", "/v1/decisions", params=params)["items"])
+        items.sort(key=lambda d: (d["decided_at"], d["transaction_id"]), reverse=True)
+        return items[:limit]
+
+    def customer(self, customer_id: str) -> dict[str, Any] | None:
+        """The customer's risk profile, or ``None`` when the API knows nothing about them."""
+        found = self._request("GET", f"/v1/customers/{customer_id}", missing_ok=True)
+        return None if found is None else dict(found)
+
+    def alerts(self, limit: int = 50) -> list[dict[str, Any]] | None:
+        """Recent alerts, or ``None`` when this API has no ``/v1/alerts`` yet."""
+        found = self._request("GET", "/v1/alerts", params={"limit": limit}, missing_ok=True)
+        return None if found is None else list(found)
+
+    def model(self) -> dict[str, Any] | None:
+        found = self._request("GET", "/v1/model", missing_ok=True)
+        return None if found is None else dict(found)
+
+    def label(self, transaction_id: str, is_fraud: bool, source: str = ANALYST) -> dict[str, Any]:
+        """Record an analyst's verdict; a second verdict from the same source is ignored by the API."""
+        body = {
+            "transaction_id": transaction_id,
+            "is_fraud": is_fraud,
+            "label_time": datetime.now(UTC).isoformat(),
+            "source": source,
+        }
+        return dict(self._request("POST", "/v1/labels", json=body))
