@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fraudstream.commands import serving, training
+from fraudstream.commands import check, dashboard, report, serving, training
 
 app = typer.Typer(
     help="fraudstream: real-time fraud detection with point-in-time features, trained models and rules.",
@@ -20,5 +20,8 @@ app.command()(training.backtest)
 app.command()(serving.replay)
 app.command()(serving.serve)
 app.command()(serving.worker)
+app.command()(dashboard.dashboard)
 app.command()(serving.simulate)
 app.command()(training.datasets)
+app.command()(check.check)
+app.command()(report.report)

@@ -48,9 +48,6 @@ class Settings(BaseSettings):
         1_000_000, ge=1000, description="Redis: approximate cap on a stream's length (never trims unread)"
     )
     partition_key: str = Field("customer_id", description="Kafka: field messages are keyed by")
-    score_wait_ms: float = Field(
-        50.0, ge=0, description="POST /v1/transactions?wait=: past this budget the API scores synchronously"
-    )
     alert_webhook_url: str | None = Field(None, description="Slack-compatible webhook for alerts")
     smtp_url: str | None = Field(None, description="smtp://user:password@host:port for e-mailed alerts")
     alert_email_from: str = Field("fraudstream@localhost", description="sender of alert e-mails")

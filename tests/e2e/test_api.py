@@ -117,9 +117,11 @@ def test_health_ready_metrics_are_open_even_with_keys(make_api: Callable[..., Ap
     ready = client.get("/ready")
     assert ready.status_code == 200
     body = ready.json()
-    assert body["status"] == "ready" and set(body["checks"]) == {"database", "model"}
-    assert body["checks"]["model"]["detail"] == services.scorer.version
+    assert body["status"] == "ready" and set(body["checks"]) == {"database", "broker", "state", "model"}
+    assert body["checks"]["model"]["detail"] == f"model {services.scorer.version}"
     assert body["checks"]["database"]["detail"].startswith("SQLite")
+    assert body["checks"]["broker"]["detail"].startswith("queue in SQLite")
+    assert body["checks"]["state"]["detail"] == "in-process"
     metrics = client.get("/metrics")
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     for name in ("fraudstream_http_request_seconds", "fraudstream_queue_lag", "fraudstream_scoring_seconds"):
@@ -642,7 +644,7 @@ def test_database_outage_is_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> No
     def unreachable(*_: Any, **__: Any) -> Any:
         raise StorageError("database is unreachable")
 
-    monkeypatch.setattr(services.store, "get_decision", unreachable)
+    monkeypatch.setattr(services.store, "decided_ids", unreachable)
     monkeypatch.setattr(services.store, "accept", unreachable)
     for response in (client.post("/v1/score", json=tx("o1")), client.post("/v1/transactions", json=tx("o1"))):
         assert response.status_code == 503 and response.headers["retry-after"] == "5"

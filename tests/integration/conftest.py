@@ -8,7 +8,10 @@ variables point the suites elsewhere. Without a service its tests skip with the 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import pytest
@@ -53,3 +56,23 @@ def postgres_url() -> str:
 @pytest.fixture(scope="session")
 def kafka_url() -> str:
     return require(KAFKA_URL, "Kafka")
+
+
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server of ``server_url``; dropped on exit."""
+    from sqlalchemy import create_engine, text
+
+    from fraudstream.storage.database import normalize_url
+
+    server = normalize_url(server_url)
+    name = f"fs_test_{secrets.token_hex(5)}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -16,17 +16,20 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from fraudstream import __version__
+from fraudstream.alerts import alerts_for
+from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.bodies import add_component_schemas
 from fraudstream.api.errors import install_error_handlers
 from fraudstream.api.metrics import ApiMetrics, RequestMetricsMiddleware
 from fraudstream.api.routes import api_router
 from fraudstream.api.routes.simulations import SimulationSlot
+from fraudstream.brokers import publishes_results
 from fraudstream.config import Settings
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Label, Transaction
 from fraudstream.runtime import Services, open_services
 from fraudstream.scoring.scorer import Scorer
-from fraudstream.worker.worker import Worker
+from fraudstream.worker.worker import DEAD_LETTERS, RESULTS, Worker
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,7 @@ def _supervise(worker: Worker) -> None:
 
 
 def _start_worker(app: FastAPI, services: Services, settings: Settings, metrics: ApiMetrics) -> None:
+    results = publishes_results(settings.broker_url)  # decisions and dead letters to redis:// or kafka://
     worker = Worker(
         services.broker,
         services.scorer,
@@ -72,6 +76,9 @@ def _start_worker(app: FastAPI, services: Services, settings: Settings, metrics:
         batch_size=settings.batch_size,
         max_wait=settings.max_wait,
         on_scored=metrics.on_worker_batch,
+        on_decided=app.state.alerts.submit,
+        results_topic=RESULTS if results else None,
+        dead_letters_topic=DEAD_LETTERS if results else None,
     )
     thread = threading.Thread(target=_supervise, args=(worker,), name="fraudstream-worker", daemon=True)
     app.state.worker, app.state.worker_thread = worker, thread
@@ -105,6 +112,9 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
         owned = services is None
         running = open_services(settings) if services is None else services
         warm_up(running.scorer)
+        alerts = app.state.alerts = alerts_for(running)  # stores alerts; delivers them if channels are set
+        app.state.batcher = ScoreBatcher(running.scorer, running.store, metrics, on_decided=alerts.submit)
+        app.state.batcher.start()
         app.state.services = running
         if run_worker:
             _start_worker(app, running, settings, metrics)
@@ -112,7 +122,9 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
             yield
         finally:
             app.state.simulations.stop()
+            app.state.batcher.stop()
             _stop_worker(app)
+            app.state.alerts.close()
             app.state.services = None
             if owned:
                 running.close()
@@ -121,7 +133,9 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.services = None
+    app.state.batcher = None
     app.state.worker = None
+    app.state.alerts = None
     app.state.worker_thread = None
     app.state.simulations = SimulationSlot()
     install_error_handlers(app, settings.max_body_bytes)

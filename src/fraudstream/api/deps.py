@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.metrics import ApiMetrics
 from fraudstream.config import Settings
 from fraudstream.runtime import Services
@@ -54,7 +55,13 @@ async def get_scorer(services: ServicesDep) -> Scorer:
     return services.scorer
 
 
+async def get_batcher(request: Request, services: ServicesDep) -> ScoreBatcher:
+    batcher: ScoreBatcher = request.app.state.batcher
+    return batcher
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
+BatcherDep = Annotated[ScoreBatcher, Depends(get_batcher)]
 ScorerDep = Annotated[Scorer, Depends(get_scorer)]
 
 

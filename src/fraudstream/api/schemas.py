@@ -57,6 +57,13 @@ class AcceptedOut(BaseModel):
 
     accepted: list[str]
     duplicates: list[str]
+    decisions: list[DecisionOut] | None = Field(
+        None,
+        description="with ?wait=: every transaction's decision, by the worker or, past the budget, the API",
+    )
+    decided_by_api: list[str] | None = Field(
+        None, description="with ?wait=: ids the API scored itself because the budget ran out"
+    )
 
 
 class TransactionStatusOut(BaseModel):

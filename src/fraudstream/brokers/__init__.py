@@ -4,7 +4,7 @@ imported only when its URL is chosen."""
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse
 
 from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.storage.store import Store
@@ -54,7 +54,8 @@ def open_broker(
     if scheme == "kafka":
         from fraudstream.brokers.kafka import KafkaBroker
 
-        return KafkaBroker(url, group=group, consumer=consumer)
+        query = dict(parse_qsl(urlparse(url).query))
+        return KafkaBroker(url, group=group, consumer=consumer, topic_prefix=query.get("prefix", ""))
     raise BrokerError(f"unsupported broker URL {url!r}: use {', '.join(SCHEMES.values())}")
 
 

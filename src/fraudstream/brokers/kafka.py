@@ -40,7 +40,7 @@ def _client() -> Any:
 def bootstrap_servers(url: str) -> str:
     """``kafka://h1:9092,h2:9092`` → ``h1:9092,h2:9092`` (port 9092 when omitted)."""
     scheme, _, rest = url.partition("://")
-    hosts = [h for h in rest.split("/", 1)[0].split(",") if h]
+    hosts = [h for h in rest.split("?", 1)[0].split("/", 1)[0].split(",") if h]
     if scheme != "kafka" or not hosts:
         raise BrokerError(f"not a Kafka URL: {url!r} (expected kafka://host:port)")
     return ",".join(h if ":" in h.rsplit("]", 1)[-1] else f"{h}:9092" for h in hosts)

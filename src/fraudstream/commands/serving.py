@@ -37,7 +37,10 @@ def serve(
     with errors():
         settings = Settings()
         app = create_app(settings, run_worker=with_worker)
-        uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level="info")
+        uvicorn.run(
+            app, host=host or settings.host, port=port or settings.port, log_level="info",
+            timeout_graceful_shutdown=5,  # open /v1/stream connections never end by themselves
+        )  # fmt: skip
 
 
 def worker(
@@ -50,9 +53,11 @@ def worker(
     ] = None,
 ) -> None:
     """Consume transactions in batches, score them, store the decisions; Ctrl-C or SIGTERM stops cleanly."""
+    from fraudstream.alerts import alerts_for
+    from fraudstream.brokers import publishes_results
     from fraudstream.runtime import open_services
     from fraudstream.worker import Worker
-    from fraudstream.worker.worker import check_health
+    from fraudstream.worker.worker import DEAD_LETTERS, RESULTS, check_health
 
     settings = Settings()
     health_file = settings.data_dir / "worker-health.json"
@@ -63,9 +68,12 @@ def worker(
     with errors():
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         services = open_services(settings)
+        results = publishes_results(settings.broker_url)  # decisions and dead letters to redis:// or kafka://
+        alerts = alerts_for(services)  # alerts are stored, and delivered when a channel is configured
         w = Worker(
-            services.broker, services.scorer, services.store,
+            services.broker, services.scorer, services.store, on_decided=alerts.submit,
             batch_size=batch_size or settings.batch_size, max_wait=settings.max_wait, health_file=health_file,
+            results_topic=RESULTS if results else None, dead_letters_topic=DEAD_LETTERS if results else None,
         )  # fmt: skip
         w.install_signal_handlers()
         console.print(
@@ -74,6 +82,7 @@ def worker(
         try:
             stats = w.run(burst=burst)
         finally:
+            alerts.close()
             services.close()
         console.print(
             f"worker stopped: {stats.decided:,} decided, {stats.duplicates:,} duplicates, {stats.dead:,} dead"
@@ -188,6 +197,10 @@ def demo(
     rate: RateOpt = 50.0,
     port: Annotated[int | None, typer.Option(help="API port (env FRAUD_PORT).")] = None,
     trials: Annotated[int, typer.Option(min=0, help="Search trials per model when training first.")] = 4,
+    dashboard: Annotated[bool, typer.Option(help="Also start the Streamlit dashboard.")] = True,
+    dashboard_port: Annotated[
+        int | None, typer.Option(help="Dashboard port (env FRAUD_DASHBOARD_PORT).")
+    ] = None,
 ) -> None:
     """The main job: train if no model exists, then run API, worker and simulator in one process.
 
@@ -197,4 +210,7 @@ def demo(
     from fraudstream.commands.demo import run_demo
 
     with errors():
-        run_demo(Settings(), duration=duration, rate=rate, port=port, trials=trials)
+        run_demo(
+            Settings(), duration=duration, rate=rate, port=port, trials=trials,
+            dashboard=dashboard, dashboard_port=dashboard_port,
+        )  # fmt: skip

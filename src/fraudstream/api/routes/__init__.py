@@ -6,13 +6,17 @@ from fastapi import APIRouter, Depends
 
 from fraudstream.api.deps import require_api_key
 from fraudstream.api.routes import (
+    alerts,
     customers,
     decisions,
     health,
     labels,
+    model,
+    reports,
     score,
     simulations,
     stats,
+    stream,
     transactions,
 )
 
@@ -20,8 +24,10 @@ v1_router = APIRouter(
     dependencies=[Depends(require_api_key)],
     responses={401: {"description": "missing API key"}, 403: {"description": "invalid API key"}},
 )
-for module in (score, transactions, decisions, stats, customers, labels, simulations):
+for module in (score, transactions, decisions, stats, customers, labels, simulations, model, stream):
     v1_router.include_router(module.router)
+v1_router.include_router(alerts.router)
+v1_router.include_router(reports.router)
 
 api_router = APIRouter()
 api_router.include_router(health.router)

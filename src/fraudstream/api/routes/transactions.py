@@ -11,37 +11,126 @@ import asyncio
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 
+from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.bodies import one_or_many, one_or_many_schema
-from fraudstream.api.deps import SettingsDep, StoreDep
+from fraudstream.api.deps import BatcherDep, ServicesDep, StoreDep
 from fraudstream.api.schemas import AcceptedOut, DecisionOut, TransactionStatusOut
+from fraudstream.brokers import BrokerError, publishes_results
 from fraudstream.events.transaction import MAX_ID_LENGTH, Transaction
+from fraudstream.runtime import Services
 from fraudstream.storage import tables
+from fraudstream.storage.rows import unique_by
 from fraudstream.storage.store import Store
+from fraudstream.worker.worker import TRANSACTIONS
 
 router = APIRouter(prefix="/v1/transactions", tags=["transactions"])
 
 MAX_WAIT = 30.0
 POLL_INTERVAL = 0.02
+BUDGET_POLL = 0.005
+
+
+def _enqueue(services: Services, transactions: list[Transaction]) -> list[str]:
+    """Durably accept: the outbox for ``database://``; otherwise record, then publish to the broker.
+
+    With Redis or Kafka the transactions are stored as queued and published in one batch; when the
+    broker refuses, the new rows are removed again and the error propagates (503), so a retry of the
+    same ids is accepted afresh instead of being reported as a duplicate that was never queued.
+    """
+    store, settings = services.store, services.settings
+    if not publishes_results(settings.broker_url):
+        return store.accept(transactions)
+    new = store.accept(transactions, enqueue=False)
+    if not new:
+        return new
+    fresh = set(new)
+    field = settings.partition_key
+    messages = [
+        (_key(tx, field), tx.model_dump(mode="json")) for tx in transactions if tx.transaction_id in fresh
+    ]
+    try:
+        services.broker.publish(TRANSACTIONS, unique_by(messages, lambda m: m[1]["transaction_id"]))
+    except BrokerError:
+        store.forget_queued(new)
+        raise
+    return new
+
+
+def _key(tx: Transaction, field: str) -> str | None:
+    value = getattr(tx, field, None)
+    return None if value is None else str(value)
+
+
+async def _decide_within(
+    request_ids: list[str],
+    by_id: dict[str, Transaction],
+    store: Store,
+    batcher: ScoreBatcher,
+    budget_ms: float,
+) -> tuple[list[DecisionOut], list[str]]:
+    """Wait up to ``budget_ms`` for the worker's decisions; past it, score the rest here.
+
+    The worker skips a transaction that is already decided and decisions are first-wins, so whoever
+    comes second (worker or API) finds the decision made: exactly one exists either way.
+    """
+    deadline = time.monotonic() + budget_ms / 1000
+    pending = list(request_ids)
+    while pending:
+        decided = await run_in_threadpool(store.decided_ids, pending)
+        pending = [i for i in pending if i not in decided]
+        remaining = deadline - time.monotonic()
+        if not pending or remaining <= 0:
+            break
+        await asyncio.sleep(min(BUDGET_POLL, remaining))
+    late = set(pending)
+    scored = await asyncio.gather(*(batcher.submit(by_id[i]) for i in pending))
+    made = {rec.transaction_id: rec for rec, _ in scored}
+    out: list[DecisionOut] = []
+    for tx_id in request_ids:
+        record = made.get(tx_id) or await run_in_threadpool(store.get_decision, tx_id)
+        if record is not None:
+            out.append(DecisionOut.from_record(record))
+    return out, [i for i in request_ids if i in late]
 
 
 @router.post(
     "",
     response_model=AcceptedOut,
+    response_model_exclude_none=True,
     status_code=status.HTTP_202_ACCEPTED,
     openapi_extra=one_or_many_schema(Transaction),
-    responses={413: {"description": "body too large or too many transactions"}},
+    responses={
+        200: {"model": AcceptedOut, "description": "with ?wait=: accepted and decided"},
+        413: {"description": "body too large or too many transactions"},
+    },
 )
-def accept(payload: Annotated[Any, Body()], store: StoreDep, settings: SettingsDep) -> AcceptedOut:
+async def accept(
+    payload: Annotated[Any, Body()],
+    services: ServicesDep,
+    batcher: BatcherDep,
+    response: Response,
+    wait: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=MAX_WAIT * 1000,
+            description="latency budget in milliseconds: answer 200 with the decisions, made by the "
+            "worker when it is quick enough and by the API itself past the budget",
+        ),
+    ] = None,
+) -> AcceptedOut:
     """Queue one transaction or a list of them (at most ``FRAUD_MAX_BATCH``) for the worker.
 
     Idempotent by ``transaction_id``: ids already known, or repeated within the request, are listed
     under ``duplicates`` and never decided twice, so a client can safely retry a timed-out request.
+    With ``wait`` (milliseconds) the answer is 200 and carries every decision.
     """
+    settings = services.settings
     transactions = one_or_many(payload, Transaction, max_items=settings.max_batch, noun="transaction")
-    new = set(store.accept(transactions))
+    new = set(await run_in_threadpool(_enqueue, services, transactions))
     accepted: list[str] = []
     duplicates: dict[str, None] = {}
     for tx in transactions:
@@ -50,7 +139,15 @@ def accept(payload: Annotated[Any, Body()], store: StoreDep, settings: SettingsD
             accepted.append(tx.transaction_id)
         else:
             duplicates[tx.transaction_id] = None
-    return AcceptedOut(accepted=accepted, duplicates=list(duplicates))
+    result = AcceptedOut(accepted=accepted, duplicates=list(duplicates))
+    if wait is None:
+        return result
+    by_id = {tx.transaction_id: tx for tx in transactions}
+    result.decisions, result.decided_by_api = await _decide_within(
+        list(by_id), by_id, services.store, batcher, wait
+    )
+    response.status_code = status.HTTP_200_OK
+    return result
 
 
 def _status(store: Store, transaction_id: str) -> TransactionStatusOut | None:
