@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -29,10 +30,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+RUN = os.urandom(3).hex()
+
+
 def body(i: int, start: datetime) -> dict[str, object]:
     rng = np.random.default_rng(i)
     return {
-        "transaction_id": f"bench-{i}",
+        "transaction_id": f"bench-{RUN}-{i}",
         "timestamp": (start + timedelta(seconds=i)).isoformat(),
         "customer_id": f"C{rng.integers(1, 2000):05d}",
         "merchant_id": f"M{rng.integers(1, 200):04d}",
@@ -42,26 +46,59 @@ def body(i: int, start: datetime) -> dict[str, object]:
     }
 
 
-async def load(base: str, rate: float, seconds: float) -> list[float]:
-    latencies: list[float] = []
+def request_bytes(host: str, i: int, start: datetime) -> bytes:
+    payload = json.dumps(body(i, start)).encode()
+    head = (
+        f"POST /v1/score HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    )
+    return head.encode() + payload
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> None:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(head.split(b"\r\n", 1)[0].decode())
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length")
+    )
+    await reader.readexactly(length)
+
+
+async def load(host: str, port: int, rate: float, seconds: float, first: int = 0) -> list[float]:
+    """Open loop: request ``i`` is due at ``i / rate`` and its latency counts from then, so a slow
+    server cannot hide its queueing by slowing the client down (no coordinated omission). Requests
+    are encoded beforehand and sent over keep-alive connections, so the client costs little CPU."""
     start = datetime.now(UTC)
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
+    n = int(rate * seconds)
+    requests = [request_bytes(host, first + i, start) for i in range(n)]
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    latencies: list[float] = []
 
-        async def one(i: int) -> None:
-            sent = time.perf_counter()
-            response = await client.post("/v1/score", json=body(i, start))
-            response.raise_for_status()
-            latencies.append(time.perf_counter() - sent)
+    async def one(i: int, due: float) -> None:
+        conn = idle.pop() if idle else await asyncio.open_connection(host, port)
+        try:
+            await _exchange(*conn, requests[i])
+        except (asyncio.IncompleteReadError, ConnectionError):  # the server closed an idle keep-alive
+            conn = await asyncio.open_connection(host, port)
+            await _exchange(*conn, requests[i])
+        latencies.append(time.perf_counter() - due)
+        idle.append(conn)
 
-        tasks = []
-        t0 = time.perf_counter()
-        for i in range(int(rate * seconds)):
-            delay = t0 + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
+    tasks = []
+    t0 = time.perf_counter()
+    for i in range(n):
+        due = t0 + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, due)))
+    await asyncio.gather(*tasks)
+    for _, writer in idle:
+        writer.close()
     return latencies
 
 
@@ -87,8 +124,8 @@ def main() -> None:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        asyncio.run(load(base, 20, 2))  # warm-up
-        latencies = np.array(asyncio.run(load(base, args.rate, args.seconds))) * 1e3
+        asyncio.run(load("127.0.0.1", port, 20, 2, first=10**9))  # warm-up, with ids of its own
+        latencies = np.array(asyncio.run(load("127.0.0.1", port, args.rate, args.seconds))) * 1e3
     finally:
         server.terminate()
         server.wait(10)

@@ -28,6 +28,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (env FRAUD_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (env FRAUD_PORT).")] = None,
     with_worker: Annotated[bool, typer.Option(help="Also run a worker in this process.")] = True,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (costs throughput; /metrics counts them anyway).")
+    ] = False,
 ) -> None:
     """Run the HTTP API (and, by default, a worker in the same process)."""
     import uvicorn
@@ -39,6 +42,7 @@ def serve(
         app = create_app(settings, run_worker=with_worker)
         uvicorn.run(
             app, host=host or settings.host, port=port or settings.port, log_level="info",
+            access_log=access_log,
             timeout_graceful_shutdown=5,  # open /v1/stream connections never end by themselves
         )  # fmt: skip
 

@@ -19,25 +19,42 @@ from scipy.special import expit
 from fraudstream.training.bundle import ModelBundle
 
 _BLOCK = 256
+PARALLEL_FROM = 4096
+"""Rows from which the forest is walked on all cores; below it threads cost more than they save."""
+
+
+@njit(cache=True)
+def _walk_block(X, roots, left, right, feature, threshold, value, lo, hi, depths):  # fmt: skip
+    for t in range(roots.shape[0]):
+        root = roots[t]
+        for i in range(lo, hi):
+            node = root
+            while left[node] != -1:
+                go_left = X[i, feature[node]] <= threshold[node]
+                node = root + (left[node] if go_left else right[node])
+            depths[i] += value[node]
+
+
+@njit(cache=True)
+def _forest_depths(X, roots, left, right, feature, threshold, value):  # fmt: skip
+    """Sum of leaf values over the trees, per row, in blocks of rows: each tree is walked for a whole
+    block while its nodes are in cache. A row's sum adds the trees in order whatever the blocking."""
+    n = X.shape[0]
+    depths = np.zeros(n)
+    for b in range((n + _BLOCK - 1) // _BLOCK):
+        lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
+        _walk_block(X, roots, left, right, feature, threshold, value, lo, hi, depths)
+    return depths
 
 
 @njit(cache=True, parallel=True)
-def _forest_depths(X, roots, left, right, feature, threshold, value):  # fmt: skip
-    """Sum of leaf values over the trees, per row. Blocks of rows run in parallel; within a block
-    each tree is walked for every row while its nodes are in cache. A row's sum still adds the trees
-    in order, so the result does not depend on the blocking."""
+def _forest_depths_parallel(X, roots, left, right, feature, threshold, value):  # fmt: skip
+    """:func:`_forest_depths` with the blocks spread over the cores; the same sums."""
     n = X.shape[0]
     depths = np.zeros(n)
     for b in prange((n + _BLOCK - 1) // _BLOCK):
         lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
-        for t in range(roots.shape[0]):
-            root = roots[t]
-            for i in range(lo, hi):
-                node = root
-                while left[node] != -1:
-                    go_left = X[i, feature[node]] <= threshold[node]
-                    node = root + (left[node] if go_left else right[node])
-                depths[i] += value[node]
+        _walk_block(X, roots, left, right, feature, threshold, value, lo, hi, depths)
     return depths
 
 
@@ -98,9 +115,8 @@ class CompiledForest:
 
     def score(self, X: np.ndarray) -> np.ndarray:
         Xf = np.ascontiguousarray(self.impute(X).astype(np.float32))
-        depths = _forest_depths(
-            Xf, self.roots, self.left, self.right, self.feature, self.threshold, self.value
-        )
+        walk = _forest_depths_parallel if Xf.shape[0] >= PARALLEL_FROM else _forest_depths
+        depths = walk(Xf, self.roots, self.left, self.right, self.feature, self.threshold, self.value)
         if self.denominator == 0:
             return np.ones_like(depths)
         return np.asarray(2 ** (-(depths / self.denominator)), dtype=np.float64)

@@ -21,7 +21,7 @@ from fraudstream.features.engine import FeatureEngine
 from fraudstream.rules.names import rule_columns
 from fraudstream.scoring.compiled import compile_models
 from fraudstream.state.base import FeatureState
-from fraudstream.storage.records import DecisionRecord
+from fraudstream.storage.records import DecisionRecord, FeatureVector
 from fraudstream.training.bundle import ModelBundle
 from fraudstream.training.models import calibrate, combine
 
@@ -54,12 +54,10 @@ class ScoredBatch:
         """One storable record per row, carrying the feature vector the decision was made on."""
         now = datetime.now(UTC)
         b = self.batch
-        values = self.features.astype(object)
-        values[np.isnan(self.features)] = None
-        rows = values.tolist()
+        index = {n: i for i, n in enumerate(feature_names)}
         out = []
         for i in range(len(self)):
-            vector = dict(zip(feature_names, rows[i], strict=True))
+            vector = FeatureVector(feature_names, self.features[i], index)
             out.append(
                 DecisionRecord(
                     transaction_id=b.transaction_id[i],

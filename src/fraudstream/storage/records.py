@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import numpy as np
+
+
+class FeatureVector(Mapping[str, float | None]):
+    """A decision's feature values by name, held as the scorer's numpy row.
+
+    Scoring ten thousand transactions would otherwise build a million Python floats and ten thousand
+    dicts that storage immediately packs back into bytes; this mapping packs straight from the row
+    and converts a value only when somebody reads it. Missing values (NaN) read as ``None``.
+    """
+
+    __slots__ = ("_index", "names", "row")
+
+    def __init__(self, names: Sequence[str], row: np.ndarray, index: Mapping[str, int] | None = None):
+        self.names = names
+        self.row = row
+        self._index = index if index is not None else {n: i for i, n in enumerate(names)}
+
+    def __getitem__(self, name: str) -> float | None:
+        value = float(self.row[self._index[name]])
+        return None if value != value else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 @dataclass
@@ -24,7 +53,7 @@ class DecisionRecord:
     reasons: list[dict[str, Any]]
     rules: list[str]
     model_version: str
-    features: dict[str, float | None]
+    features: Mapping[str, float | None]
     latency_ms: dict[str, float]
     decided_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 

@@ -17,7 +17,7 @@ import orjson
 
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage.database import dumps
-from fraudstream.storage.records import DecisionRecord
+from fraudstream.storage.records import DecisionRecord, FeatureVector
 
 T = TypeVar("T")
 
@@ -122,6 +122,11 @@ def pack_features(
     call; comparing a vector's key tuple with the previous one's is cheap, as the scorer builds every
     vector of a batch from the same name objects.
     """
+    lazy = [v for v in vectors if isinstance(v, FeatureVector)]
+    if lazy and len(lazy) == len(vectors) and all(v.names is lazy[0].names for v in lazy):
+        set_id = feature_set_id(lazy[0].names)  # one scoring batch: pack its rows in one go
+        matrix = np.stack([v.row for v in lazy]).astype("<f8")
+        return [set_id] * len(lazy), [r.tobytes() for r in matrix], {set_id: list(lazy[0].names)}
     groups: dict[tuple[str, ...], list[int]] = {}
     last: tuple[str, ...] | None = None
     members: list[int] = []
