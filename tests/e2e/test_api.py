@@ -24,6 +24,7 @@ from fraudstream.api.errors import BodyLimitMiddleware
 from fraudstream.config import Settings
 from fraudstream.runtime import Services, open_services
 from fraudstream.storage.errors import StorageError
+from fraudstream.worker import Worker
 
 with warnings.catch_warnings():  # starlette wants httpx2, which is not a dependency of this project
     warnings.filterwarnings("ignore", message=".*httpx2.*")
@@ -689,3 +690,35 @@ def test_app_owns_only_the_services_it_opened(tmp_path: Path, bundle_path: Path)
         assert client.get("/health").status_code == 200
     assert closed == []
     real_close()
+
+
+def test_wait_budget_answers_with_the_workers_decision_when_it_is_quick(worker_api: Api) -> None:
+    client, _, _ = worker_api
+    response = client.post("/v1/transactions", params={"wait": 5000}, json=[tx("w1"), tx("w2")])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["accepted"] == ["w1", "w2"] and body["decided_by_api"] == []
+    assert [d["transaction_id"] for d in body["decisions"]] == ["w1", "w2"]
+    assert all(d["decision"] in ("APPROVE", "FLAG", "BLOCK") for d in body["decisions"])
+
+
+def test_past_the_budget_the_api_decides_and_the_worker_finds_it_decided(api: Api) -> None:
+    client, services, _ = api  # no worker: it is stopped or lagging
+    response = client.post("/v1/transactions", params={"wait": 30}, json=[tx("b1"), tx("b2"), tx("b1")])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["decided_by_api"] == ["b1", "b2"] and body["duplicates"] == ["b1"]
+    assert {d["transaction_id"] for d in body["decisions"]} == {"b1", "b2"}
+    made = {d["transaction_id"]: d["decision"] for d in body["decisions"]}
+
+    # The worker gets there later: it recognises both as decided and makes no second decision.
+    stats = Worker(services.broker, services.scorer, services.store, max_wait=0.01).run(burst=True)
+    assert stats.decided == 0 and stats.duplicates == 2
+    assert {i: services.store.get_decision(i).decision for i in made} == made  # type: ignore[union-attr]
+    assert client.get("/v1/transactions/b1").json()["status"] == "decided"
+
+
+def test_wait_budget_is_validated(api: Api) -> None:
+    client, _, _ = api
+    response = client.post("/v1/transactions", params={"wait": -1}, json=tx("v1"))
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "wait"]
