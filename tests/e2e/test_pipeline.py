@@ -67,10 +67,8 @@ def test_every_transaction_decided_once_and_bad_messages_dead_lettered(
 CRASHING_WORKER = textwrap.dedent(
     """
     import os, sys
-    from fraudstream.config import Settings
-    from fraudstream.runtime import open_services
+    from fraudstream.cli import app
     from fraudstream.storage.store import Store
-    from fraudstream.worker import Worker
 
     crash_on = int(sys.argv[1])
     calls = {"n": 0}
@@ -83,10 +81,10 @@ CRASHING_WORKER = textwrap.dedent(
         return original(self, records, transactions)
 
     Store.save_decisions = save
-    services = open_services(Settings())
-    Worker(services.broker, services.scorer, services.store, batch_size=100, max_wait=0.01).run(burst=True)
+    app(["worker", *sys.argv[2:]])
     """
 )
+"""``python -c CRASHING_WORKER N [worker options]``: ``fraudstream worker`` that dies at its N-th store."""
 
 
 def test_worker_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
@@ -101,12 +99,14 @@ def test_worker_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
         "FRAUD_DATABASE_URL": settings.db_url,
         "FRAUD_MODEL_PATH": str(bundle_path),
         "FRAUD_LEASE_SECONDS": "1",
+        "FRAUD_MAX_WAIT": "0.01",
     }
-    crashed = subprocess.run([sys.executable, "-c", CRASHING_WORKER, "3"], env=env, timeout=300)
+    burst = ["--burst", "--batch-size", "100"]
+    crashed = subprocess.run([sys.executable, "-c", CRASHING_WORKER, "3", *burst], env=env, timeout=300)
     assert crashed.returncode == 9
     decided = services.store.decided_ids([t.transaction_id for t in txs])
     assert 0 < len(decided) < N  # two batches stored before the crash, the rest not
-    restarted = subprocess.run([sys.executable, "-c", CRASHING_WORKER, "0"], env=env, timeout=300)
+    restarted = subprocess.run([sys.executable, "-c", CRASHING_WORKER, "0", *burst], env=env, timeout=300)
     assert restarted.returncode == 0
     assert services.store.decided_ids([t.transaction_id for t in txs]) == {t.transaction_id for t in txs}
     assert services.store.pending("transactions") == 0

@@ -12,7 +12,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,32 +27,11 @@ from fraudstream.config import Settings
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import FeatureEngine
 from fraudstream.storage import Store, open_store
-from tests.e2e.test_pipeline import transactions
+from tests.e2e.test_pipeline import CRASHING_WORKER, transactions
 from tests.integration.conftest import scratch_database
 
 N = 400
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-
-WORKER = textwrap.dedent(
-    """
-    import os, sys
-    from fraudstream.storage.store import Store
-    from fraudstream.cli import app
-
-    crash_on = int(os.environ.get("CRASH_ON_SAVE", "0"))
-    calls = {"n": 0}
-    original = Store.save_decisions
-
-    def save(self, records, transactions=None):
-        calls["n"] += 1
-        if calls["n"] == crash_on:
-            os._exit(9)  # killed mid-batch: features recorded, decisions not stored, nothing acked
-        return original(self, records, transactions)
-
-    Store.save_decisions = save
-    app(["worker"])
-    """
-)
 
 
 @dataclass
@@ -101,8 +79,9 @@ def stack(
 
 
 def start_worker(stack: Stack, crash_on: int = 0) -> subprocess.Popen[bytes]:
-    env = os.environ | stack.env | {"CRASH_ON_SAVE": str(crash_on)}
-    return subprocess.Popen([sys.executable, "-c", WORKER], env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", CRASHING_WORKER, str(crash_on)], env=os.environ | stack.env
+    )
 
 
 def wait_decided(store: Store, ids: list[str], worker: subprocess.Popen[bytes], timeout: float = 180) -> None:

@@ -7,11 +7,9 @@ before each test and dropped at the end); the migration tests make databases of 
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -30,26 +28,11 @@ from fraudstream.storage.bulk import COPY_MIN_ROWS
 from fraudstream.storage.database import normalize_url
 from fraudstream.storage.migrate import alembic_config, current_revision, upgrade
 from fraudstream.storage.tables import UTCDateTime, metadata
+from tests.integration.conftest import scratch_database
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    """A new, empty database on the server of ``server_url``; dropped on exit, connections and all."""
-    server = normalize_url(server_url)
-    name = f"fs_test_{secrets.token_hex(5)}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="module")
