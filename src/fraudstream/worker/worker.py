@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -204,9 +205,12 @@ class Worker:
 
 def write_health(path: Path, health: dict[str, Any]) -> None:
     """Atomically replace the heartbeat file another process (``fraudstream worker --check``) reads."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**health, "written_at": time.time()}))
-    tmp.replace(path)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # workers sharing a data dir never share a temp file
+    try:
+        tmp.write_text(json.dumps({**health, "written_at": time.time()}))
+        tmp.replace(path)
+    except OSError as error:  # a heartbeat that cannot be written must not stop the worker
+        log.warning("cannot write the worker heartbeat %s: %s", path, error)
 
 
 def check_health(path: Path, stale_after: float = 30.0) -> tuple[bool, str]:
