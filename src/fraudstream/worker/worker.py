@@ -205,7 +205,7 @@ class Worker:
 
 def write_health(path: Path, health: dict[str, Any]) -> None:
     """Atomically replace the heartbeat file another process (``fraudstream worker --check``) reads."""
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # workers sharing a data dir never share a temp file
+    tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")  # never shared by two writers
     try:
         tmp.write_text(json.dumps({**health, "written_at": time.time()}))
         tmp.replace(path)
