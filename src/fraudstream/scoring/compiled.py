@@ -172,7 +172,8 @@ class CompiledBooster:
         return self.parallel if X.shape[0] >= self.threshold else self.single
 
     def score(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(self._for(X).inplace_predict(X), dtype=np.float64)
+        # The bundle's feature set was checked when it loaded; per-call name checks only cost time.
+        return np.asarray(self._for(X).inplace_predict(X, validate_features=False), dtype=np.float64)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Per-feature contributions from XGBoost's ``pred_contribs`` (the bias column dropped).
@@ -184,7 +185,9 @@ class CompiledBooster:
         from xgboost import DMatrix
 
         threads = 1 if X.shape[0] < self.threshold else 0
-        contribs = self._for(X).predict(DMatrix(X, nthread=threads), pred_contribs=True, approx_contribs=True)
+        contribs = self._for(X).predict(
+            DMatrix(X, nthread=threads), pred_contribs=True, approx_contribs=True, validate_features=False
+        )
         return np.asarray(contribs[:, :-1], dtype=np.float64)
 
 
