@@ -16,7 +16,7 @@ import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Label
-from fraudstream.scoring.scorer import Scorer
+from fraudstream.scoring.scorer import Scorer, paused_gc
 from fraudstream.storage.store import Store
 
 
@@ -73,11 +73,12 @@ def replay(
                         for t, w in zip(ids, when, strict=True)
                     ]
                 )
-        scored = scorer.score(batch.take(np.arange(lo, hi)))
-        probability[lo:hi] = scored.probability
-        decision[lo:hi] = scored.decision
-        if store is not None:
-            stored += len(store.save_decisions(scored.records(scorer.engine.names, scorer.version)))
+        with paused_gc():
+            scored = scorer.score(batch.take(np.arange(lo, hi)))
+            probability[lo:hi] = scored.probability
+            decision[lo:hi] = scored.decision
+            if store is not None:
+                stored += len(store.save_decisions(scored.records(scorer.engine.names, scorer.version)))
         if progress:
             progress("replay", hi, n)
     return ReplayResult(probability, decision, time.perf_counter() - started, stored)

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
-from fraudstream.scoring.scorer import ScoredBatch, Scorer
+from fraudstream.scoring.scorer import ScoredBatch, Scorer, paused_gc
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.store import Store
@@ -92,6 +92,13 @@ class Worker:
             write_health(self.health_file, self.health())
         if not messages:
             return 0
+        with paused_gc():
+            self._handle(messages)
+        self.stats.batches += 1
+        return len(messages)
+
+    def _handle(self, messages: list[Message]) -> None:
+        """Parse, skip what is already decided, score and store, publish, then acknowledge."""
         transactions, dead = self._parse(messages)
         decided = self.store.decided_ids([t.transaction_id for t in transactions]) if transactions else set()
         fresh: dict[str, Transaction] = {}
@@ -106,8 +113,6 @@ class Worker:
             self.stats.dead += len(dead)
         self._publish_results(self._decided, dead)
         self.broker.ack(self.topic, messages)
-        self.stats.batches += 1
-        return len(messages)
 
     def _parse(self, messages: list[Message]) -> tuple[list[Transaction], list[tuple[str, str, str]]]:
         good, dead = [], []
