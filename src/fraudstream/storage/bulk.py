@@ -151,15 +151,18 @@ def _postgres_insert_new(
 ) -> set[Any]:
     from psycopg.errors import UniqueViolation
 
+    # Rows go in key order: two writers with overlapping keys then wait for each other at their first
+    # shared key instead of each holding a key the other needs next (a deadlock).
+    order = sorted(range(len(keys)), key=keys.__getitem__)
     with _driver(conn).cursor() as cursor:
         if len(keys) < COPY_MIN_ROWS:
-            return _postgres_values(cursor, table, columns, list(build(range(len(keys)))))
+            return _postgres_values(cursor, table, columns, list(build(order)))
         # The fast path: skip the keys already stored, then COPY the rest straight into the table.
         # A concurrent writer can still commit one of them in between; COPY then fails on the unique
         # key, and the batch goes the slower way, through a staging table and ON CONFLICT DO NOTHING.
         cursor.execute(f"SELECT {columns[0]} FROM {table.name} WHERE {columns[0]} = ANY(%b)", [list(keys)])
         stored = {k for (k,) in cursor.fetchall()}
-        at = [i for i, key in enumerate(keys) if key not in stored]
+        at = [i for i in order if keys[i] not in stored]
         if not at:
             return set()
         rows = iter(build(at))
@@ -212,7 +215,7 @@ def _postgres_staged(
     cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table.name}) ON COMMIT DELETE ROWS")
     _copy(cursor, stage, table, columns, rows)
     cursor.execute(
-        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {stage} "
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {stage} ORDER BY {columns[0]} "
         f"ON CONFLICT DO NOTHING RETURNING {columns[0]}"
     )
     inserted = {k for (k,) in cursor.fetchall()}
