@@ -149,12 +149,14 @@ class ScoreBatcher:
         stored = set(self.store.save_decisions(records, [r.transaction for r in fresh]))
         mine = {rec.transaction_id: rec for rec in records if rec.transaction_id in stored}
         self.metrics.count_decisions([rec.decision for rec in mine.values()])
+        # decided before, or meanwhile by the worker: the stored decisions, in one query
+        earlier = self.store.get_decisions([i for i in ids if i not in mine]) if len(mine) < len(ids) else {}
         for request, tx_id in zip(requests, ids, strict=True):
             if tx_id in mine:
                 # the first request for an id made the decision; a repeat within the batch replays it
                 request.resolve((mine[tx_id], first.get(tx_id) is not request))
                 continue
-            existing = self.store.get_decision(tx_id)  # decided before, or meanwhile by the worker
+            existing = earlier.get(tx_id)
             if existing is None:
                 request.resolve(LookupError(f"decision for {tx_id!r} vanished"))
             else:

@@ -142,11 +142,16 @@ class Store(AlertStore, QueueStore):
 
     def get_decision(self, transaction_id: str) -> DecisionRecord | None:
         """The decision made for a transaction, or ``None`` if it has not been decided."""
+        return self.get_decisions([transaction_id]).get(transaction_id)
+
+    def get_decisions(self, ids: list[str]) -> dict[str, DecisionRecord]:
+        """The decisions made for those of ``ids`` that are decided, by id, in one query per chunk."""
+        out: dict[str, DecisionRecord] = {}
         with self._read() as conn:
-            rows = self._records(
-                conn, conn.execute(select(_d).where(_d.c.transaction_id == transaction_id)).mappings()
-            )
-        return rows[0] if rows else None
+            for chunk in chunks(list(dict.fromkeys(ids))):
+                rows = conn.execute(select(_d).where(_d.c.transaction_id.in_(chunk))).mappings()
+                out.update((r.transaction_id, r) for r in self._records(conn, rows))
+        return out
 
     def decided_ids(self, ids: list[str]) -> set[str]:
         """Which of ``ids`` already have a decision, so a consumer can skip them before scoring."""

@@ -88,11 +88,8 @@ async def _decide_within(
     late = set(pending)
     scored = await asyncio.gather(*(batcher.submit(by_id[i]) for i in pending))
     made = {rec.transaction_id: rec for rec, _ in scored}
-    out: list[DecisionOut] = []
-    for tx_id in request_ids:
-        record = made.get(tx_id) or await run_in_threadpool(store.get_decision, tx_id)
-        if record is not None:
-            out.append(DecisionOut.from_record(record))
+    made |= await run_in_threadpool(store.get_decisions, [i for i in request_ids if i not in made])
+    out = [DecisionOut.from_record(made[i]) for i in request_ids if i in made]
     return out, [i for i in request_ids if i in late]
 
 
