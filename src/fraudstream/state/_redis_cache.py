@@ -18,7 +18,7 @@ from itertools import chain
 
 import numpy as np
 
-from fraudstream.state.base import EVENT_FIELDS, FLOAT_FIELDS, History
+from fraudstream.state.base import EVENT_FIELDS, FLOAT_FIELDS, History, gather_history
 
 
 class Entry:
@@ -141,26 +141,11 @@ class EntityCache:
         """What the cached keys hold at or after ``since``, grouped by key in the order asked."""
         entries = self.entries
         found = [(k, entries[k]) for k in keys if k in entries]
-        lengths = np.fromiter((len(e.rows) for _, e in found), dtype=np.int64, count=len(found))
-        rows = np.fromiter(
-            chain.from_iterable(e.rows for _, e in found), dtype=np.int64, count=int(lengths.sum())
-        )
-        owners = np.repeat(np.array([k for k, _ in found], dtype=object), lengths)
-        recent = self.data["timestamp"][rows] >= since
-        rows, owners = rows[recent], owners[recent]
-        l_key, l_tx, l_time = [], [], []
-        for key, entry in found:
-            for tx_time, _, label_time in entry.labels:
-                if tx_time >= since:
-                    l_key.append(key)
-                    l_tx.append(tx_time)
-                    l_time.append(label_time)
-        return History(
-            key=owners,
-            events={f: col[rows] for f, col in self.data.items()},
-            label_key=np.array(l_key, dtype=object),
-            label_tx_time=np.array(l_tx, dtype=np.float64),
-            label_time=np.array(l_time, dtype=np.float64),
+        return gather_history(
+            [(k, e.rows) for k, e in found],
+            self.data,
+            ((key, t, lt) for key, e in found for t, _, lt in e.labels),
+            since,
         )
 
     def evict(self) -> None:

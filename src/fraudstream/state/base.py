@@ -8,8 +8,10 @@ is what makes their feature values identical.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +65,31 @@ class History:
             label_tx_time=np.empty(0),
             label_time=np.empty(0),
         )
+
+
+def gather_history(
+    found: Sequence[tuple[Any, Sequence[int]]],
+    columns: Mapping[str, np.ndarray],
+    labels: Iterable[tuple[Any, float, float]],
+    since: float,
+) -> History:
+    """The :class:`History` every backend returns: for each ``(key, row numbers into columns)`` of
+    ``found``, in that order, its events at or after ``since``, and the ``(key, transaction time,
+    label time)`` labels of transactions at or after ``since``. One function, so backends cannot
+    drift apart in grouping or order, which is what keeps their feature values identical."""
+    lengths = np.fromiter((len(rows) for _, rows in found), dtype=np.int64, count=len(found))
+    rows = np.fromiter(chain.from_iterable(r for _, r in found), dtype=np.int64, count=int(lengths.sum()))
+    owners = np.repeat(np.array([k for k, _ in found], dtype=object), lengths)
+    recent = columns["timestamp"][rows] >= since
+    rows, owners = rows[recent], owners[recent]
+    kept = [(key, tx_time, label_time) for key, tx_time, label_time in labels if tx_time >= since]
+    return History(
+        key=owners,
+        events={f: col[rows] for f, col in columns.items()},
+        label_key=np.array([k for k, _, _ in kept], dtype=object),
+        label_tx_time=np.array([t for _, t, _ in kept], dtype=np.float64),
+        label_time=np.array([t for _, _, t in kept], dtype=np.float64),
+    )
 
 
 class FeatureState(ABC):

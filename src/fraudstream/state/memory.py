@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from itertools import chain
 
 import numpy as np
 import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
-from fraudstream.state.base import EVENT_FIELDS, FLOAT_FIELDS, FeatureState, History
+from fraudstream.state.base import EVENT_FIELDS, FLOAT_FIELDS, FeatureState, History, gather_history
 
 
 class _Log:
@@ -39,9 +38,6 @@ class _Log:
             self.data[f][self.size : self.size + n] = columns[f]
         self.size += n
         return np.arange(self.size - n, self.size)
-
-    def take(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        return {f: col[rows] for f, col in self.data.items()}
 
     def keep(self, mask: np.ndarray) -> np.ndarray:
         """Drop rows where ``mask`` is False; returns the new number of each old row (-1 if dropped)."""
@@ -74,26 +70,13 @@ class MemoryFeatureState(FeatureState):
 
     def fetch(self, entity: str, keys: np.ndarray, since: float) -> History:
         index: Mapping[str, list[int]] = self._index.get(entity, {})
-        found = [(k, index[k]) for k in keys.tolist() if k in index]
-        lengths = np.fromiter((len(rows) for _, rows in found), dtype=np.int64, count=len(found))
-        rows = np.fromiter(chain.from_iterable(r for _, r in found), dtype=np.int64, count=int(lengths.sum()))
-        owners = np.repeat(np.array([k for k, _ in found], dtype=object), lengths)
-        recent = self._log.data["timestamp"][rows] >= since
-        rows, owners = rows[recent], owners[recent]
         labels: Mapping[str, list[tuple[float, float]]] = self._labels.get(entity, {})
-        l_key, l_tx, l_time = [], [], []
-        for key in keys.tolist():
-            for tx_time, label_time in labels.get(key, ()):
-                if tx_time >= since:
-                    l_key.append(key)
-                    l_tx.append(tx_time)
-                    l_time.append(label_time)
-        return History(
-            key=owners,
-            events=self._log.take(rows),
-            label_key=np.array(l_key, dtype=object),
-            label_tx_time=np.array(l_tx, dtype=np.float64),
-            label_time=np.array(l_time, dtype=np.float64),
+        asked = keys.tolist()
+        return gather_history(
+            [(k, index[k]) for k in asked if k in index],
+            {f: col[: self._log.size] for f, col in self._log.data.items()},
+            ((key, t, lt) for key in asked for t, lt in labels.get(key, ())),
+            since,
         )
 
     def record(self, batch: TransactionBatch, entities: Mapping[str, str]) -> np.ndarray:
