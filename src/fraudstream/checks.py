@@ -15,7 +15,6 @@ from fraudstream.brokers import BrokerError, open_broker
 from fraudstream.config import Settings
 from fraudstream.state import StateError, open_state
 from fraudstream.storage import StorageError, open_store
-from fraudstream.storage.database import normalize_url
 from fraudstream.training.bundle import BundleError, check_compatible, read_manifest
 
 FAILURES = (StorageError, BrokerError, StateError, BundleError, FileNotFoundError)
@@ -69,7 +68,6 @@ def check_settings(settings: Settings) -> list[Check]:
 
 
 def _database(settings: Settings) -> str:
-    normalize_url(settings.db_url)
     store = open_store(settings.db_url, pool_size=1)
     try:
         return store.ping()

@@ -4,8 +4,9 @@ imported only when its URL is chosen."""
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlparse
+from urllib.parse import urlparse
 
+from fraudstream._urls import split_prefix
 from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.storage.store import Store
 
@@ -54,8 +55,7 @@ def open_broker(
     if scheme == "kafka":
         from fraudstream.brokers.kafka import KafkaBroker
 
-        query = dict(parse_qsl(urlparse(url).query))
-        return KafkaBroker(url, group=group, consumer=consumer, topic_prefix=query.get("prefix", ""))
+        return KafkaBroker(url, group=group, consumer=consumer, topic_prefix=split_prefix(url)[1] or "")
     raise BrokerError(f"unsupported broker URL {url!r}: use {', '.join(SCHEMES.values())}")
 
 

@@ -17,10 +17,11 @@ import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from fraudstream._urls import split_prefix
 from fraudstream.brokers.base import Broker, BrokerError, Message
 
 PAYLOAD, KEY = b"p", b"k"
@@ -65,12 +66,10 @@ def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
 
 def _split_url(url: str) -> tuple[str, str | None, str]:
     """The URL for redis-py without our own ``prefix`` query option, that option, and a password-free form."""
+    target, prefix = split_prefix(url)
     parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    prefix = next((v for k, v in query if k == "prefix"), None)
-    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
     shown = parts._replace(netloc=parts.netloc.rpartition("@")[2], query="")
-    return urlunsplit(parts._replace(query=rest)), prefix, urlunsplit(shown)
+    return target, prefix, urlunsplit(shown)
 
 
 class RedisStreamsBroker(Broker):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlparse, urlsplit, urlunsplit
+from urllib.parse import urlparse
 
+from fraudstream._urls import split_prefix
 from fraudstream.state.base import FeatureState, History, StateError
 from fraudstream.state.memory import MemoryFeatureState
 
@@ -17,11 +18,8 @@ def open_state(url: str, *, retention: float, prefix: str = "fraudstream:state:"
     if scheme in ("redis", "rediss"):
         from fraudstream.state.redis import RedisFeatureState
 
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query)
-        prefix = next((v for k, v in query if k == "prefix"), prefix)
-        plain = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "prefix"])))
-        return RedisFeatureState(plain, retention=retention, prefix=prefix)
+        plain, url_prefix = split_prefix(url)
+        return RedisFeatureState(plain, retention=retention, prefix=url_prefix or prefix)
     raise StateError(f"unsupported feature state URL {url!r}: use memory:// or redis://host:port/db")
 
 
