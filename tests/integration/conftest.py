@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 REDIS_URL = os.environ.get("FRAUD_TEST_REDIS_URL", "redis://127.0.0.1:6380/0")
 POSTGRES_URL = os.environ.get(
@@ -61,8 +65,6 @@ def kafka_url() -> str:
 @contextmanager
 def scratch_database(server_url: str) -> Iterator[str]:
     """A new, empty PostgreSQL database on the server of ``server_url``; dropped on exit."""
-    from sqlalchemy import create_engine, text
-
     from fraudstream.storage.database import normalize_url
 
     server = normalize_url(server_url)
@@ -73,6 +75,19 @@ def scratch_database(server_url: str) -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         yield server.set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _drop(admin, name)
         admin.dispose()
+
+
+def _drop(admin: Any, name: str, attempts: int = 50) -> None:
+    """Drop a scratch database. A plain DROP also stops an autovacuum worker on it (which ``FORCE``
+    may not: that needs rights over the superuser's process); ``FORCE`` ends connections a test left."""
+    for _ in range(attempts):
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            return
+        except OperationalError:  # still being accessed by other users
+            time.sleep(0.1)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
