@@ -118,6 +118,14 @@ def test_record_says_which_rows_were_new_and_skips_duplicates(state: FeatureStat
     assert txs(state, "merchant", "m1") == ["a", "b", "c"]
 
 
+def test_recorded_never_denies_a_recorded_transaction(state: FeatureState) -> None:
+    state.record(batch({"tx": "a", "t": 1}, {"tx": "b", "t": 2}), ENTITIES)
+    answer = state.recorded(keys("a", "x", "b", "a"))
+    if isinstance(state, MemoryFeatureState):
+        assert answer is not None
+    assert answer is None or answer.tolist() == [True, False, True, True]
+
+
 def test_fields_round_trip_exactly(state: FeatureState) -> None:
     rows = (
         {"tx": "tx-é1", "t": 0.1 + 0.2, "amount": 1 / 3, "customer": "ç", "device": "d1", "ip": "::1",

@@ -20,6 +20,7 @@ from fraudstream.features.kernels import entity_features
 from fraudstream.state.base import EVENT_FIELDS, FeatureState, History
 
 _EMPTY_CODES = np.zeros((0, 0), dtype=np.int64)
+_ALWAYS = frozenset({"timestamp", "amount", "latitude", "longitude"})
 
 
 def _code_matrix(columns: list[np.ndarray], n: int) -> np.ndarray:
@@ -38,6 +39,7 @@ class _Layout:
     dist_b: np.ndarray
     ratio_b: int
     label_b: np.ndarray
+    fields: tuple[str, ...]  # the event fields this entity's features read
 
 
 class FeatureEngine:
@@ -74,6 +76,11 @@ class FeatureEngine:
                     dist_b=np.array([index[w] for w in spec.distinct_windows], dtype=np.int64),
                     ratio_b=index[feature_set.ratio_window] if spec.profile else 0,
                     label_b=np.array([index[w] for w in spec.label_windows], dtype=np.int64),
+                    fields=tuple(
+                        f
+                        for f in EVENT_FIELDS
+                        if f in _ALWAYS or f in spec.distinct or (spec.profile and f in feature_set.novelty)
+                    ),
                 )
             )
             col += width
@@ -94,8 +101,9 @@ class FeatureEngine:
             labels_from_batch = state is None
         out = np.full((len(batch), len(self.names)), np.nan)
         self._transaction_features(batch, out)
+        recorded = state.recorded(batch.transaction_id) if state is not None else None
         for layout in self._layouts:
-            self._entity(layout, batch, state, labels_from_batch, out)
+            self._entity(layout, batch, state, recorded, labels_from_batch, out)
         return out
 
     def process(self, batch: TransactionBatch, state: FeatureState) -> tuple[np.ndarray, np.ndarray]:
@@ -130,6 +138,7 @@ class FeatureEngine:
         layout: _Layout,
         batch: TransactionBatch,
         state: FeatureState | None,
+        recorded: np.ndarray | None,
         labels_from_batch: bool,
         out: np.ndarray,
     ) -> None:
@@ -145,11 +154,17 @@ class FeatureEngine:
             state.fetch(spec.name, keys.distinct(q_keys), since) if state is not None else History.empty()
         )
 
-        slot = keys.lookup(history.events["transaction_id"], q_tx)
+        if recorded is None:
+            slot = keys.lookup(history.events["transaction_id"], q_tx)
+        else:  # only a recorded (redelivered) transaction can be among the fetched events
+            slot = np.full(rows.shape[0], -1, dtype=np.int64)
+            known = np.flatnonzero(recorded[rows])
+            if known.size:
+                slot[known] = keys.lookup(history.events["transaction_id"], q_tx[known])
         first = keys.first_seen(q_tx)
         fresh = (slot < 0) & first
         add = rows[fresh]
-        ctx = {f: np.concatenate([history.events[f], getattr(batch, f)[add]]) for f in EVENT_FIELDS}
+        ctx = {f: np.concatenate([history.events[f], getattr(batch, f)[add]]) for f in layout.fields}
         ctx_key = np.concatenate([history.key, entity_keys[add]])
         slot[fresh] = len(history) + np.arange(add.shape[0])
         repeated = (slot < 0) & ~first

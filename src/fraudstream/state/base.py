@@ -8,7 +8,7 @@ is what makes their feature values identical.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -47,7 +47,7 @@ class History:
     """
 
     key: np.ndarray
-    events: dict[str, np.ndarray]
+    events: Mapping[str, np.ndarray]
     label_key: np.ndarray
     label_tx_time: np.ndarray
     label_time: np.ndarray
@@ -85,11 +85,32 @@ def gather_history(
     kept = [(key, tx_time, label_time) for key, tx_time, label_time in labels if tx_time >= since]
     return History(
         key=owners,
-        events={f: col[rows] for f, col in columns.items()},
+        events=_Gathered(columns, rows),
         label_key=np.array([k for k, _, _ in kept], dtype=object),
         label_tx_time=np.array([t for _, t, _ in kept], dtype=np.float64),
         label_time=np.array([t for _, _, t in kept], dtype=np.float64),
     )
+
+
+class _Gathered(Mapping[str, np.ndarray]):
+    """Event columns taken at ``rows`` when first read: an entity's features read only a few of them,
+    and gathering identifier columns of a long history is a large share of fetching it."""
+
+    def __init__(self, columns: Mapping[str, np.ndarray], rows: np.ndarray) -> None:
+        self._columns, self._rows = columns, rows
+        self._taken: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, field: str) -> np.ndarray:
+        taken = self._taken.get(field)
+        if taken is None:
+            taken = self._taken[field] = self._columns[field][self._rows]
+        return taken
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
 
 
 class FeatureState(ABC):
@@ -115,6 +136,12 @@ class FeatureState(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections and memory."""
+
+    def recorded(self, transaction_ids: np.ndarray) -> np.ndarray | None:
+        """Which of these transactions are recorded, where the backend can tell without a round trip;
+        ``None`` where it cannot. It saves the engine hashing every fetched event's id to find the few
+        redelivered ones, so it must never answer False for a recorded transaction."""
+        return None
 
     def ping(self) -> str:
         """What answers and its version, for ``fraudstream check`` and ``/ready``; raises

@@ -79,6 +79,10 @@ class MemoryFeatureState(FeatureState):
             since,
         )
 
+    def recorded(self, transaction_ids: np.ndarray) -> np.ndarray:
+        known = self._tx
+        return np.fromiter((t in known for t in transaction_ids.tolist()), bool, len(transaction_ids))
+
     def record(self, batch: TransactionBatch, entities: Mapping[str, str]) -> np.ndarray:
         ids = batch.transaction_id
         new = ~pd.Index(ids, dtype=object).duplicated()
@@ -136,7 +140,11 @@ class MemoryFeatureState(FeatureState):
                     index[key] = rows
                 else:
                     del index[key]
-        self._tx = {t: int(renumber[r]) for t, r in self._tx.items() if renumber[r] >= 0}
+        rows = renumber[np.fromiter(self._tx.values(), dtype=np.int64, count=len(self._tx))]
+        kept = rows >= 0
+        self._tx = dict(
+            zip(np.asarray(list(self._tx), dtype=object)[kept].tolist(), rows[kept].tolist(), strict=True)
+        )
         self._fraud &= self._tx.keys()
         for labels in self._labels.values():
             for key in list(labels):
