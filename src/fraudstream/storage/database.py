@@ -28,11 +28,13 @@ SUPPORTED_SCHEMES = ("sqlite:///path/to/file.db", "postgresql://user:password@ho
 # A checkpoint every 10,000 pages (40 MB of WAL) instead of 1,000: a batch of decisions is several MB,
 # and checkpointing after every commit rewrote the same index pages again and again.
 _SQLITE_PRAGMAS = (
+    "PRAGMA page_size=8192",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA busy_timeout=5000",
     "PRAGMA foreign_keys=ON",
     "PRAGMA wal_autocheckpoint=10000",
+    "PRAGMA cache_size=-131072",
 )
 _BEGIN_OPTION = "fraudstream_sqlite_begin"
 _CONNECT_TIMEOUT_S = 5
@@ -83,9 +85,16 @@ def loads(value: str | bytes) -> Any:
         return json.loads(value)
 
 
+def _in_memory(url: URL) -> bool:
+    database = url.database or ""
+    return url.get_backend_name() == "sqlite" and (
+        database in ("", ":memory:") or url.query.get("mode") == "memory"
+    )
+
+
 def _sqlite_engine(url: URL, pool_size: int, max_overflow: int) -> Engine:
     database = url.database or ""
-    in_memory = database in ("", ":memory:") or url.query.get("mode") == "memory"
+    in_memory = _in_memory(url)
     if not in_memory:
         folder = Path(database).expanduser().parent
         try:
@@ -155,6 +164,11 @@ class Database:
             self.engine = _postgres_engine(self.url, pool_size, max_overflow)
         # Feature-set id → names; content-addressed, so never stale.
         self._feature_names: dict[str, list[str]] = {}
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the database lives in this process only (in-memory SQLite), out of others' reach."""
+        return _in_memory(self.url)
 
     @property
     def safe_url(self) -> str:
