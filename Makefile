@@ -42,7 +42,7 @@ bench-api: $(STAMP)  ## POST /v1/score latency at 500 requests/s (needs a model:
 	$(BIN)/python benchmarks/api_latency.py --rate 500 --seconds 20
 
 bench-replay: $(STAMP)  ## Handbook through the full online path, decisions written (model: FRAUD_MODEL_PATH)
-	FRAUD_DATA_DIR=$${FRAUD_DATA_DIR:-fraudstream-data} $(BIN)/fraudstream replay handbook --batch-size 50000
+	FRAUD_DATA_DIR=$${FRAUD_DATA_DIR:-fraudstream-data} $(BIN)/fraudstream replay handbook
 
 services:  ## start local Redis :6380, PostgreSQL :5433, Kafka :9093 (idempotent, state in .services/)
 	services/run.sh start

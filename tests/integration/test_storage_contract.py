@@ -27,7 +27,9 @@ from fraudstream.storage import DecisionRecord, StorageError, Store, open_store
 from fraudstream.storage.bulk import COPY_MIN_ROWS
 from fraudstream.storage.database import normalize_url
 from fraudstream.storage.migrate import alembic_config, current_revision, upgrade
+from fraudstream.storage.records import DecisionColumns
 from fraudstream.storage.tables import UTCDateTime, metadata
+from fraudstream.storage.writer import SLICE, DecisionWriter, WriterError
 from tests.integration.conftest import scratch_database
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -572,3 +574,73 @@ def test_wrong_credentials_and_a_missing_database_are_one_clear_line(postgres_ur
         message = str(info.value)
         assert hint in message and "\n" not in message
         assert "not-the-password" not in message and url.render_as_string(hide_password=True) in message
+
+
+# -- scored batches as columns, and the writer process -------------------------------------------------
+
+
+def columns(prefix: str, n: int = COPY_MIN_ROWS + 7) -> DecisionColumns:
+    """A scored batch as columns, with a repeated id (its second decision must lose), odd
+    microseconds, NaN and infinite features, rules on some rows and a NaN latency."""
+    rng = np.random.default_rng(7)
+    ids = [f"{prefix}{i:04d}" for i in range(n - 1)] + [f"{prefix}0003"]
+    features = rng.normal(size=(n, 4)) * 1e3
+    features[0, 1], features[1, 2] = np.nan, np.inf
+    return DecisionColumns(
+        transaction_id=np.array(ids, dtype=object),
+        customer_id=np.array([f"c{i % 5}" for i in range(n)], dtype=object),
+        timestamp=T0.timestamp() + np.arange(n) * 61.123457,
+        amount=rng.uniform(1, 500, n).round(2),
+        decision=np.array(["APPROVE", "FLAG", "BLOCK"] * n, dtype=object)[:n],
+        probability=rng.uniform(size=n),
+        reasons=[
+            [{"code": "f1", "value": float(i), "contribution": 0.5, "source": "xgboost"}] for i in range(n)
+        ],
+        rules=[["night"] if i % 4 == 0 else [] for i in range(n)],
+        features=features,
+        feature_names=["f0", "f1", "f2", "f3"],
+        model_version="m1",
+        latency_ms={"total": 2.5, "explain": float("nan")},
+        decided_at=T0 + timedelta(seconds=1),
+    )
+
+
+def test_columns_store_exactly_what_their_records_store(store: Store) -> None:
+    direct, via_records = columns("a"), columns("b")
+    unique = [f"a{i:04d}" for i in range(len(direct) - 1)]
+    assert store.save_decisions(direct) == unique
+    assert store.save_decisions(via_records.records()) == [u.replace("a", "b", 1) for u in unique]
+    assert store.save_decisions(direct) == []
+    got_a = store.get_decisions(unique)
+    got_b = store.get_decisions([u.replace("a", "b", 1) for u in unique])
+    assert (got_a["a0003"].decision, direct.decision[-1]) == ("APPROVE", "BLOCK")  # the first one won
+    assert got_a["a0000"].features["f1"] is None and got_a["a0001"].features["f2"] is None
+    for key, a in got_a.items():
+        b = got_b[key.replace("a", "b", 1)]
+        b.transaction_id = a.transaction_id
+        assert a == b
+
+
+@pytest.mark.parametrize("in_memory", [False, True], ids=["process", "inline"])
+def test_the_writer_stores_batches_and_labels_in_order(tmp_path: Path, in_memory: bool) -> None:
+    url = "sqlite://" if in_memory else f"sqlite:///{tmp_path}/writer.db"
+    with open_store(url) as store:
+        store.migrate()
+        first, again = columns("w", 2 * SLICE + 3), columns("w", 5)
+        label = Label(transaction_id="w0001", is_fraud=True, label_time=T0)
+        with DecisionWriter(store) as writer:
+            writer.save(first, [label])
+            writer.save(again)
+        assert writer.stored == len(first) - 1
+        assert store.decided_ids([f"w{i:04d}" for i in range(len(first))]) == {
+            f"w{i:04d}" for i in range(len(first) - 1)
+        }
+        assert [row["transaction_id"] for row in store.labels_for(["w0001", "w0002"])] == ["w0001"]
+
+
+def test_a_failing_writer_says_why(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path}/never-migrated.db") as store:
+        writer = DecisionWriter(store)
+        writer.save(columns("f", 3))
+        with pytest.raises(WriterError, match="no such table"):
+            writer.close()

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fraudstream._gc import paused_gc
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.rules import EMPTY_RULES
-from fraudstream.scoring.scorer import Scorer, _top, paused_gc
+from fraudstream.scoring.scorer import Scorer, _top
 from fraudstream.state import MemoryFeatureState
 from fraudstream.training.bundle import ModelBundle, load_bundle
 

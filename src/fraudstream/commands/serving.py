@@ -147,7 +147,13 @@ def replay(
     store_decisions: Annotated[
         bool, typer.Option("--store/--no-store", help="Write decisions to the database.")
     ] = True,
-    batch_size: Annotated[int, typer.Option(min=1, help="Transactions per batch.")] = 5000,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Transactions per batch: larger is faster (fewer history look-ups), and takes more memory.",
+        ),
+    ] = 100_000,
     datasets_dir: DatasetsDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

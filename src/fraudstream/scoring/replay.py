@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from fraudstream._gc import paused_gc
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Label
-from fraudstream.scoring.scorer import Scorer, paused_gc
+from fraudstream.scoring.scorer import Scorer
 from fraudstream.storage.store import Store
+from fraudstream.storage.writer import DecisionWriter
 
 
 @dataclass
@@ -56,29 +59,28 @@ def replay(
     delivered = np.zeros(n, dtype=bool)
     probability = np.empty(n)
     decision = np.empty(n, dtype=object)
-    stored = 0
     started = time.perf_counter()
-    for lo in range(0, n, batch_size):
-        hi = min(lo + batch_size, n)
-        due = fraud[(batch.label_time[fraud] < batch.timestamp[hi - 1]) & (fraud < lo) & ~delivered[fraud]]
-        if due.size:
-            delivered[due] = True
-            ids, times = batch.transaction_id[due], batch.label_time[due]
-            scorer.state.record_labels(ids, times, np.ones(due.size, dtype=bool))
-            if store is not None:
+    writer = DecisionWriter(store) if store is not None else None
+    with writer or nullcontext():
+        for lo in range(0, n, batch_size):
+            hi = min(lo + batch_size, n)
+            due = fraud[(batch.label_time[fraud] < batch.timestamp[hi - 1]) & (fraud < lo)]
+            due = due[~delivered[due]]
+            labels = []
+            if due.size:
+                delivered[due] = True
+                ids, times = batch.transaction_id[due], batch.label_time[due]
+                scorer.state.record_labels(ids, times, np.ones(due.size, dtype=bool))
                 when = pd.to_datetime(times, unit="s", utc=True)
-                store.add_labels(
-                    [
-                        Label(transaction_id=t, is_fraud=True, label_time=w)
-                        for t, w in zip(ids, when, strict=True)
-                    ]
-                )
-        with paused_gc():
-            scored = scorer.score(batch.take(np.arange(lo, hi)))
+                pairs = zip(ids, when, strict=True)
+                labels = [Label(transaction_id=t, is_fraud=True, label_time=w) for t, w in pairs]
+            with paused_gc():
+                scored = scorer.score(batch.take(np.arange(lo, hi)))
             probability[lo:hi] = scored.probability
             decision[lo:hi] = scored.decision
-            if store is not None:
-                stored += len(store.save_decisions(scored.records(scorer.engine.names, scorer.version)))
-        if progress:
-            progress("replay", hi, n)
+            if writer is not None:
+                writer.save(scored.columns(scorer.engine.names, scorer.version), labels)
+            if progress:
+                progress("replay", hi, n)
+        stored = writer.close() if writer is not None else 0
     return ReplayResult(probability, decision, time.perf_counter() - started, stored)

@@ -6,13 +6,10 @@ its pydantic model, never through pandas, and scored by the compiled models.
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -21,46 +18,13 @@ from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import DECISIONS
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.rules.names import rule_columns
-from fraudstream.scoring.compiled import compile_models
+from fraudstream.scoring.compiled import compile_models, top_columns
 from fraudstream.state.base import FeatureState
-from fraudstream.storage.records import DecisionRecord, FeatureVector
+from fraudstream.storage.records import DecisionColumns, DecisionRecord
 from fraudstream.training.bundle import ModelBundle
 from fraudstream.training.models import calibrate, combine
 
 TOP_REASONS = 3
-
-
-class _CollectorPause:
-    """How many threads are inside :func:`paused_gc`, and whether the collector ran before the first."""
-
-    lock = threading.Lock()
-    holders = 0
-    resume = False
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Hold off Python's cyclic garbage collector while one batch is processed.
-
-    A batch of thousands of transactions makes hundreds of thousands of short-lived objects
-    (transactions, records, reason dicts) that reference counting frees; the collector would otherwise
-    walk them, and everything else the process holds, hundreds of times a batch: a tenth or more of a
-    worker's CPU. Cycles made meanwhile are collected once it runs again. Threads may overlap: the
-    collector resumes when the last one leaves, and only if it was running when the first came in.
-    """
-    pause = _CollectorPause
-    with pause.lock:
-        if pause.holders == 0:
-            pause.resume = gc.isenabled()
-            gc.disable()
-        pause.holders += 1
-    try:
-        yield
-    finally:
-        with pause.lock:
-            pause.holders -= 1
-            if pause.holders == 0 and pause.resume:
-                gc.enable()
 
 
 class ScoringError(RuntimeError):
@@ -85,54 +49,34 @@ class ScoredBatch:
     def __len__(self) -> int:
         return len(self.batch)
 
-    def records(self, feature_names: list[str], model_version: str) -> list[DecisionRecord]:
-        """One storable record per row, carrying the feature vector the decision was made on.
-
-        Columns become Python lists once (``tolist``) rather than being indexed row by row, which made
-        a numpy scalar per field per row.
-        """
-        now = datetime.now(UTC)
+    def columns(self, feature_names: list[str], model_version: str) -> DecisionColumns:
+        """What storage needs of this batch, as columns (see :class:`DecisionColumns`)."""
         b = self.batch
-        index = {n: i for i, n in enumerate(feature_names)}
-        timings = self.timings
-        fromtimestamp = datetime.fromtimestamp
-        return [
-            DecisionRecord(
-                transaction_id=tx_id,
-                customer_id=customer_id,
-                timestamp=fromtimestamp(timestamp, UTC),
-                amount=amount,
-                decision=str(decision),
-                probability=probability,
-                reasons=reasons,
-                rules=rules,
-                model_version=model_version,
-                features=FeatureVector(feature_names, row, index),
-                latency_ms=dict(timings),
-                decided_at=now,
-            )
-            for tx_id, customer_id, timestamp, amount, decision, probability, reasons, rules, row in zip(
-                b.transaction_id.tolist(),
-                b.customer_id.tolist(),
-                np.asarray(b.timestamp, dtype=np.float64).tolist(),
-                np.asarray(b.amount, dtype=np.float64).tolist(),
-                np.asarray(self.decision, dtype=object).tolist(),
-                np.asarray(self.probability, dtype=np.float64).tolist(),
-                self.reasons,
-                self.rules,
-                self.features,
-                strict=True,
-            )
-        ]
+        return DecisionColumns(
+            transaction_id=b.transaction_id,
+            customer_id=b.customer_id,
+            timestamp=b.timestamp,
+            amount=b.amount,
+            decision=self.decision,
+            probability=self.probability,
+            reasons=self.reasons,
+            rules=self.rules,
+            features=self.features,
+            feature_names=feature_names,
+            model_version=model_version,
+            latency_ms=dict(self.timings),
+        )
+
+    def records(self, feature_names: list[str], model_version: str) -> list[DecisionRecord]:
+        """One storable record per row, carrying the feature vector the decision was made on."""
+        return self.columns(feature_names, model_version).records()
 
 
 def _top(values: np.ndarray, k: int) -> np.ndarray:
     """Column numbers of each row's ``k`` largest values, largest first, ties by column number."""
     if values.shape[1] <= k:
         return np.argsort(-values, axis=1, kind="stable")
-    part = np.argpartition(-values, k - 1, axis=1)[:, :k]
-    order = np.lexsort((part, -np.take_along_axis(values, part, axis=1)))
-    return np.take_along_axis(part, order, axis=1)
+    return top_columns(np.ascontiguousarray(values, dtype=np.float64), k)
 
 
 def model_decisions(probability: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +56,86 @@ class DecisionRecord:
     features: Mapping[str, float | None]
     latency_ms: dict[str, float]
     decided_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class DecisionColumns:
+    """A scored batch as columns, row-aligned: what storage needs of it and nothing more.
+
+    Cheap to make and to pickle (numpy arrays and a few lists), so a batch can be handed to another
+    thread or process before anybody builds its per-row :class:`DecisionRecord`.
+    """
+
+    transaction_id: np.ndarray
+    customer_id: np.ndarray
+    timestamp: np.ndarray  # float seconds since the epoch, UTC
+    amount: np.ndarray
+    decision: np.ndarray
+    probability: np.ndarray
+    reasons: list[list[dict[str, Any]]]
+    rules: list[list[str]]
+    features: np.ndarray  # one row per transaction, one column per name
+    feature_names: list[str]
+    model_version: str
+    latency_ms: dict[str, float]
+    decided_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __len__(self) -> int:
+        return len(self.transaction_id)
+
+    def slice(self, lo: int, hi: int) -> DecisionColumns:
+        """Rows ``lo`` to ``hi`` (views, not copies)."""
+        return replace(
+            self,
+            transaction_id=self.transaction_id[lo:hi],
+            customer_id=self.customer_id[lo:hi],
+            timestamp=self.timestamp[lo:hi],
+            amount=self.amount[lo:hi],
+            decision=self.decision[lo:hi],
+            probability=self.probability[lo:hi],
+            reasons=self.reasons[lo:hi],
+            rules=self.rules[lo:hi],
+            features=self.features[lo:hi],
+        )
+
+    def records(self) -> list[DecisionRecord]:
+        """One record per row, carrying the feature vector the decision was made on.
+
+        Columns become Python lists once (``tolist``) rather than being indexed row by row, which made
+        a numpy scalar per field per row.
+        """
+        names, version, now = self.feature_names, self.model_version, self.decided_at
+        index = {n: i for i, n in enumerate(names)}
+        timings = self.latency_ms
+        fromtimestamp = datetime.fromtimestamp
+        return [
+            DecisionRecord(
+                transaction_id=tx_id,
+                customer_id=customer_id,
+                timestamp=fromtimestamp(timestamp, UTC),
+                amount=amount,
+                decision=str(decision),
+                probability=probability,
+                reasons=reasons,
+                rules=rules,
+                model_version=version,
+                features=FeatureVector(names, row, index),
+                latency_ms=dict(timings),
+                decided_at=now,
+            )
+            for tx_id, customer_id, timestamp, amount, decision, probability, reasons, rules, row in zip(
+                self.transaction_id.tolist(),
+                self.customer_id.tolist(),
+                np.asarray(self.timestamp, dtype=np.float64).tolist(),
+                np.asarray(self.amount, dtype=np.float64).tolist(),
+                np.asarray(self.decision, dtype=object).tolist(),
+                np.asarray(self.probability, dtype=np.float64).tolist(),
+                self.reasons,
+                self.rules,
+                self.features,
+                strict=True,
+            )
+        ]
 
 
 @dataclass

@@ -165,6 +165,11 @@ def unpack_features(names: Sequence[str], packed: bytes) -> dict[str, float | No
     return dict(zip(names, out, strict=True))
 
 
+def latency_text(latency_ms: Mapping[str, float]) -> str:
+    """The ``latency_ms`` column: JSON, with NaN and infinite latencies as 0."""
+    return dumps({str(k): _finite(v) or 0.0 for k, v in latency_ms.items()})
+
+
 def decision_rows(
     records: Sequence[DecisionRecord], set_ids: list[str], packed: list[bytes], ts: Callable[[datetime], Any]
 ) -> list[tuple[Any, ...]]:
@@ -180,7 +185,7 @@ def decision_rows(
         items = tuple(r.latency_ms.items())
         latency = latencies.get(items)
         if latency is None:
-            latency = latencies[items] = dumps({str(k): _finite(v) or 0.0 for k, v in items})
+            latency = latencies[items] = latency_text(r.latency_ms)
         decided_at = times.get(r.decided_at)
         if decided_at is None:
             decided_at = times[r.decided_at] = ts(r.decided_at)

@@ -17,10 +17,11 @@ from sqlalchemy import Connection, func, insert, select, tuple_, union
 from fraudstream.events.transaction import Label, Transaction
 from fraudstream.storage import bulk, tables
 from fraudstream.storage.alerting import AlertStore
+from fraudstream.storage.columns import ColumnRows
 from fraudstream.storage.database import dumps
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.outbox import QueueStore
-from fraudstream.storage.records import DecisionRecord
+from fraudstream.storage.records import DecisionColumns, DecisionRecord
 from fraudstream.storage.rows import (
     DECISION_COLUMNS,
     TRANSACTION_COLUMNS,
@@ -58,29 +59,19 @@ class Store(AlertStore, QueueStore):
     """
 
     def save_decisions(
-        self, records: list[DecisionRecord], transactions: list[Transaction] | None = None
+        self, records: list[DecisionRecord] | DecisionColumns, transactions: list[Transaction] | None = None
     ) -> list[str]:
         """Store decisions and mark their transactions decided; the ids decided for the first time.
 
         The first decision for a transaction wins: a replayed or changed record is ignored, never
         overwritten. ``transactions`` (the synchronous API path, which skips :meth:`accept`) are stored
-        too when not already known. One transaction, one bulk statement per table (see :mod:`.bulk`).
+        too when not already known. A scored batch's :class:`DecisionColumns` are stored without
+        making a record per row. One transaction, one bulk statement per table (see :mod:`.bulk`).
         """
-        records = unique_by(records, _transaction_id)
-        if not records and not transactions:
+        keys, build, names = self._decision_builder(records)
+        if not keys and not transactions:
             return []
         ts = bulk.timestamp_converter(self.dialect)
-        names: dict[str, list[str]] = {}
-
-        def build(at: Sequence[int]) -> Iterator[tuple[Any, ...]]:
-            # In slices, so that PostgreSQL ingests one slice while the next is built.
-            for lo in range(0, len(at), _BUILD_SLICE):
-                chunk = [records[i] for i in at[lo : lo + _BUILD_SLICE]]
-                set_ids, packed, chunk_names = pack_features([r.features for r in chunk])
-                names.update(chunk_names)
-                yield from decision_rows(chunk, set_ids, packed, ts)
-
-        keys = [r.transaction_id for r in records]
         with self._write() as conn:
             new = bulk.insert_new_lazy(conn, _d, DECISION_COLUMNS, keys, build)
             if names:  # no foreign key, so the names may follow the vectors that use them
@@ -93,6 +84,28 @@ class Store(AlertStore, QueueStore):
             bulk.set_column(conn, _t, "status", tables.TX_DECIDED, fresh)
         self._feature_names.update(names)
         return fresh
+
+    def _decision_builder(
+        self, records: list[DecisionRecord] | DecisionColumns
+    ) -> tuple[list[str], bulk.RowBuilder, dict[str, list[str]]]:
+        """The distinct transaction ids, a builder of their ``decisions`` rows by position, and the
+        feature sets those rows use (filled in as the builder runs, for records)."""
+        if isinstance(records, DecisionColumns):
+            rows = ColumnRows(records, self.dialect)
+            return rows.keys, rows.build, rows.names
+        records = unique_by(records, _transaction_id)
+        ts = bulk.timestamp_converter(self.dialect)
+        names: dict[str, list[str]] = {}
+
+        def build(at: Sequence[int]) -> Iterator[tuple[Any, ...]]:
+            # In slices, so that PostgreSQL ingests one slice while the next is built.
+            for lo in range(0, len(at), _BUILD_SLICE):
+                chunk = [records[i] for i in at[lo : lo + _BUILD_SLICE]]
+                set_ids, packed, chunk_names = pack_features([r.features for r in chunk])
+                names.update(chunk_names)
+                yield from decision_rows(chunk, set_ids, packed, ts)
+
+        return [r.transaction_id for r in records], build, names
 
     def _records(self, conn: Connection, rows: Iterable[Mapping[Any, Any]]) -> list[DecisionRecord]:
         """Decision rows as records, looking up the names of feature sets not seen before."""

@@ -22,10 +22,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from fraudstream._gc import paused_gc
 from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
-from fraudstream.scoring.scorer import ScoredBatch, Scorer, paused_gc
+from fraudstream.scoring.scorer import ScoredBatch, Scorer
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.store import Store
