@@ -140,11 +140,10 @@ class MemoryFeatureState(FeatureState):
                     index[key] = rows
                 else:
                     del index[key]
-        rows = renumber[np.fromiter(self._tx.values(), dtype=np.int64, count=len(self._tx))]
-        kept = rows >= 0
-        self._tx = dict(
-            zip(np.asarray(list(self._tx), dtype=object)[kept].tolist(), rows[kept].tolist(), strict=True)
-        )
+        moved = renumber[np.fromiter(self._tx.values(), dtype=np.int64, count=len(self._tx))]
+        kept = moved >= 0
+        ids = np.asarray(list(self._tx), dtype=object)[kept].tolist()
+        self._tx = dict(zip(ids, moved[kept].tolist(), strict=True))
         self._fraud &= self._tx.keys()
         for labels in self._labels.values():
             for key in list(labels):

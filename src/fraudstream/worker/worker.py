@@ -140,8 +140,9 @@ class Worker:
 
     def _score_and_store(self, transactions: list[Transaction]) -> None:
         scored = self.scorer.score(TransactionBatch.from_transactions(transactions))
-        records = scored.records(self.scorer.engine.names, self.scorer.version)
-        stored = set(self.store.save_decisions(records, transactions))
+        columns = scored.columns(self.scorer.engine.names, self.scorer.version)
+        stored = set(self.store.save_decisions(columns, transactions))
+        records = columns.records()
         self._decided += [r for r in records if r.transaction_id in stored]  # not another worker's
         self.stats.decided += len(records)
         if self.on_scored:
