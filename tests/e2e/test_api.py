@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from fraudstream.api import create_app
 from fraudstream.api.errors import BodyLimitMiddleware
+from fraudstream.api.fast_score import FastScoreMiddleware
 from fraudstream.config import Settings
 from fraudstream.runtime import Services, open_services
 from fraudstream.storage.errors import StorageError
@@ -722,3 +723,59 @@ def test_wait_budget_is_validated(api: Api) -> None:
     client, _, _ = api
     response = client.post("/v1/transactions", params={"wait": -1}, json=tx("v1"))
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "wait"]
+
+
+# --- POST /v1/score beneath the framework ----------------------------------------------------------
+
+
+def _behind_fast_path(app: FastAPI) -> tuple[TestClient, list[bytes]]:
+    """A client for the fast path alone, in front of an app that records what reaches it (418)."""
+    reached: list[bytes] = []
+
+    async def route(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        message = await receive()
+        reached.append(message.get("body", b""))
+        await send({"type": "http.response.start", "status": 418, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    return TestClient(FastScoreMiddleware(route, state=app.state)), reached
+
+
+def test_the_fast_path_answers_valid_requests_and_hands_on_the_rest_intact(
+    make_api: Callable[..., Api],
+) -> None:
+    _, _, app = make_api(api_keys="secret")
+    client, reached = _behind_fast_path(app)
+    key = {"X-API-Key": "secret"}
+    answered = client.post("/v1/score", json=tx("f-1"), headers=key)
+    assert answered.status_code == 200 and answered.json()["transaction_id"] == "f-1"
+    assert client.post("/v1/score", json=tx("f-1"), headers={"Authorization": "Bearer secret"}).json()[
+        "duplicate"
+    ]
+    assert reached == []
+    handed_on = [
+        client.post("/v1/score", json=tx("f-2")),  # no key
+        client.post("/v1/score", json=tx("f-2"), headers={"X-API-Key": "wrong"}),
+        client.post("/v1/score", json=tx("f-2", amount=-1), headers=key),  # a field error
+        client.post("/v1/score", content=b"{not json", headers={**key, "Content-Type": "application/json"}),
+        client.post("/v1/score", json=tx("f-2"), headers=key, params={"dry_run": "maybe"}),
+        client.post("/v1/score", json=tx("f-2"), headers=key, params={"other": "1"}),
+        client.post(
+            "/v1/score", content=json.dumps(tx("f-2")), headers={**key, "Content-Type": "text/plain"}
+        ),
+    ]
+    assert [r.status_code for r in handed_on] == [418] * len(handed_on)
+    assert json.loads(reached[2]) == tx("f-2", amount=-1) and reached[3] == b"{not json"
+
+
+def test_fast_and_routed_answers_agree(api: Api) -> None:
+    client, _, _ = api
+    client.post("/v1/score", json=tx("a-1", "CA", minutes_ago=30))
+    fast = client.post("/v1/score", params={"dry_run": "true"}, json=tx("a-2", "CA"))
+    routed = client.post("/v1/score", params={"dry_run": "true", "via": "route"}, json=tx("a-2", "CA"))
+    assert fast.status_code == routed.status_code == 200
+    one, other = fast.json(), routed.json()
+    assert one.pop("latency_ms").keys() == other.pop("latency_ms").keys()
+    one.pop("decided_at"), other.pop("decided_at")
+    assert one == other
+    assert client.post("/v1/score", json={"transaction_id": "x"}).json()["detail"][0]["loc"][0] == "body"

@@ -20,8 +20,11 @@ from fraudstream.alerts import alerts_for
 from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.bodies import add_component_schemas
 from fraudstream.api.errors import install_error_handlers
+from fraudstream.api.fast_score import PATH as FAST_PATH
+from fraudstream.api.fast_score import FastScoreMiddleware
 from fraudstream.api.metrics import ApiMetrics, RequestMetricsMiddleware
 from fraudstream.api.routes import api_router
+from fraudstream.api.routes.score import router as score_router
 from fraudstream.api.routes.simulations import SimulationSlot
 from fraudstream.brokers import publishes_results
 from fraudstream.config import Settings
@@ -138,8 +141,10 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     app.state.alerts = None
     app.state.worker_thread = None
     app.state.simulations = SimulationSlot()
+    app.include_router(api_router)
+    score_route = next(r for r in score_router.routes if getattr(r, "path", None) == FAST_PATH)
+    app.add_middleware(FastScoreMiddleware, state=app.state, route=score_route)  # innermost of ours
     install_error_handlers(app, settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: sees 413s and 500s too
-    app.include_router(api_router)
     add_component_schemas(app, Transaction, Label)
     return app
