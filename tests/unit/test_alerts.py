@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from fraudstream.alerts import (
@@ -29,6 +30,7 @@ from fraudstream.events import Transaction
 from fraudstream.rules import parse_rules
 from fraudstream.storage import DecisionRecord, Store, open_store
 from fraudstream.storage.alerting import Alert
+from fraudstream.storage.records import DecisionColumns
 from fraudstream.worker.worker import Worker
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -356,25 +358,25 @@ class BlockEverything:
     engine = SimpleNamespace(names=[])
 
     def score(self, batch: Any) -> Any:
-        def records(names: Any, version: str) -> list[DecisionRecord]:
-            return [
-                DecisionRecord(
-                    transaction_id=str(batch.transaction_id[i]),
-                    customer_id=str(batch.customer_id[i]),
-                    timestamp=datetime.fromtimestamp(float(batch.timestamp[i]), UTC),
-                    amount=float(batch.amount[i]),
-                    decision="BLOCK",
-                    probability=0.99,
-                    reasons=[],
-                    rules=[],
-                    model_version=version,
-                    features={"amount": 1.0},
-                    latency_ms={"total": 1.0},
-                )
-                for i in range(len(batch))
-            ]
+        n = len(batch)
 
-        return SimpleNamespace(records=records)
+        def columns(names: Any, version: str) -> DecisionColumns:
+            return DecisionColumns(
+                transaction_id=batch.transaction_id,
+                customer_id=batch.customer_id,
+                timestamp=batch.timestamp,
+                amount=batch.amount,
+                decision=np.array(["BLOCK"] * n, dtype=object),
+                probability=np.full(n, 0.99),
+                reasons=[[] for _ in range(n)],
+                rules=[[] for _ in range(n)],
+                features=np.ones((n, 1)),
+                feature_names=["amount"],
+                model_version=version,
+                latency_ms={"total": 1.0},
+            )
+
+        return SimpleNamespace(columns=columns)
 
 
 def test_worker_hands_only_newly_stored_decisions_to_on_decided(
