@@ -646,8 +646,8 @@ def test_database_outage_is_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> No
     def unreachable(*_: Any, **__: Any) -> Any:
         raise StorageError("database is unreachable")
 
-    monkeypatch.setattr(services.store, "decided_ids", unreachable)
-    monkeypatch.setattr(services.store, "accept", unreachable)
+    for method in ("decided_ids", "save_decisions", "accept"):
+        monkeypatch.setattr(services.store, method, unreachable)
     for response in (client.post("/v1/score", json=tx("o1")), client.post("/v1/transactions", json=tx("o1"))):
         assert response.status_code == 503 and response.headers["retry-after"] == "5"
         assert response.json() == {"detail": "the database is unavailable; try again later"}

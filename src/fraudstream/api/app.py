@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from fraudstream import __version__
+from fraudstream._gc import freeze_startup_objects
 from fraudstream.alerts import alerts_for
 from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.bodies import add_component_schemas
@@ -121,6 +122,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
         app.state.services = running
         if run_worker:
             _start_worker(app, running, settings, metrics)
+        freeze_startup_objects()
         try:
             yield
         finally:

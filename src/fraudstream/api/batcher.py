@@ -17,6 +17,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
+from fraudstream._gc import paused_gc
 from fraudstream.api.metrics import ApiMetrics
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
@@ -113,9 +116,10 @@ class ScoreBatcher:
                     self._queue.put(None)
                     break
                 batch.append(more)
-            for group in ([r for r in batch if r.dry_run], [r for r in batch if not r.dry_run]):
-                if group:
-                    self._decide(group)
+            with paused_gc():
+                for group in ([r for r in batch if r.dry_run], [r for r in batch if not r.dry_run]):
+                    if group:
+                        self._decide(group)
 
     def _decide(self, requests: list[_Request]) -> None:
         try:
@@ -130,6 +134,15 @@ class ScoreBatcher:
             for request in requests:
                 request.resolve(error)
 
+    def _known(self, ids: list[str]) -> set[str]:
+        """Ids not to score again. An in-process state answers without a query: what it holds was
+        decided here; anything else is decided by another process only rarely, and then the stored
+        decision still wins in :meth:`Store.save_decisions` and is the one answered."""
+        recorded = self.scorer.state.recorded(np.asarray(ids, dtype=object))
+        if recorded is None:
+            return self.store.decided_ids(ids)
+        return {tx_id for tx_id, held in zip(ids, recorded.tolist(), strict=True) if held}
+
     def _score(self, requests: list[_Request], *, record: bool) -> list[DecisionRecord]:
         started = time.perf_counter()
         batch = TransactionBatch.from_transactions([r.transaction for r in requests])
@@ -139,7 +152,7 @@ class ScoreBatcher:
 
     def _decide_and_store(self, requests: list[_Request]) -> None:
         ids = [r.transaction.transaction_id for r in requests]
-        known = self.store.decided_ids(ids)
+        known = self._known(ids)
         first: dict[str, _Request] = {}
         for request, tx_id in zip(requests, ids, strict=True):
             if tx_id not in known:

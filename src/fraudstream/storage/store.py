@@ -74,8 +74,9 @@ class Store(AlertStore, QueueStore):
         ts = bulk.timestamp_converter(self.dialect)
         with self._write() as conn:
             new = bulk.insert_new_lazy(conn, _d, DECISION_COLUMNS, keys, build)
-            if names:  # no foreign key, so the names may follow the vectors that use them
-                bulk.insert_new(conn, _fs, ("id", "names"), [(k, dumps(v)) for k, v in names.items()])
+            unknown = [(k, dumps(v)) for k, v in names.items() if k not in self._feature_names]
+            if unknown:  # no foreign key, so the names may follow the vectors that use them
+                bulk.insert_new(conn, _fs, ("id", "names"), unknown)
             if transactions:
                 unique = unique_by(transactions, _transaction_id)
                 tx_rows = transaction_rows(unique, ts(datetime.now(UTC)), tables.TX_DECIDED, ts)
