@@ -220,6 +220,7 @@ BAD_FIELDS: list[tuple[dict[str, Any], tuple[Any, ...], str]] = [
     ({"currency": "usd"}, ("currency",), "string_pattern_mismatch"),
     ({"latitude": 10.0}, (), "value_error"),
     ({"transaction_id": "x" * 129}, ("transaction_id",), "string_too_long"),
+    ({"device_id": "d\x00"}, ("device_id",), "string_pattern_mismatch"),  # PostgreSQL text cannot hold NUL
 ]
 
 
@@ -320,6 +321,7 @@ def test_non_finite_input_is_echoed_safely(api: Api) -> None:
         ("/v1/stats", {"window": "0"}),
         ("/v1/stats", {"window": str(31 * 86400)}),
         ("/v1/customers/C1", {"limit": "0"}),
+        ("/v1/decisions", {"customer_id": "C\x001"}),
     ],
 )
 def test_invalid_query_parameters_are_422(api: Api, path: str, params: dict[str, str]) -> None:

@@ -295,3 +295,17 @@ def test_missing_columns_name_file_and_column(tmp_path: Path) -> None:
     pd.DataFrame({"TRANSACTION_ID": [1], "TX_DATETIME": [pd.Timestamp("2018-04-01")]}).to_parquet(handbook)
     with pytest.raises(SchemaError, match=r"'CUSTOMER_ID'.*handbook\.parquet"):
         load_handbook(handbook)
+
+
+def test_a_nul_character_in_an_id_is_named_with_its_row() -> None:
+    frame = pd.DataFrame(
+        {
+            "transaction_id": ["t1", "t\x002"],
+            "timestamp": [ts("2024-01-01"), ts("2024-01-02")],
+            "customer_id": ["c1", "c2"],
+            "amount": [1.0, 2.0],
+        }
+    )
+    with pytest.raises(SchemaError, match="transaction_id") as raised:
+        normalize_frame(frame)
+    assert raised.value.row == 1 and "NUL" in str(raised.value)

@@ -137,6 +137,9 @@ def _check_bounds(df: pd.DataFrame) -> None:
     for name in ID_COLUMNS:
         lengths = df[name].str.len()
         _fail(name, f"must be 1 to {MAX_ID_LENGTH} characters", (lengths < 1) | (lengths > MAX_ID_LENGTH))
+        _fail(
+            name, "must not contain NUL characters", df[name].str.contains("\x00", regex=False).fillna(False)
+        )
     _fail("currency", "must be a 3-letter ISO code", ~df["currency"].str.fullmatch(r"[A-Z]{3}").fillna(False))
     lat, lon = df["latitude"], df["longitude"]
     _fail("latitude", "must be between -90 and 90", lat.notna() & ((lat < -90) | (lat > 90)))

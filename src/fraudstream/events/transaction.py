@@ -13,9 +13,13 @@ MIN_TIMESTAMP = datetime(1990, 1, 1, tzinfo=UTC)
 MAX_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
 MAX_AMOUNT = 1e12
 MAX_ID_LENGTH = 128
+ID_PATTERN = r"^[^\x00]+$"
+"""Identifiers may hold any character but NUL, which PostgreSQL text cannot store."""
 
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
-OptionalId = Annotated[str | None, Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)]
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
+OptionalId = Annotated[
+    str | None, Field(default=None, min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
+]
 
 
 DECISIONS = ("APPROVE", "FLAG", "BLOCK")

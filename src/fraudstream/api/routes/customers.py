@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from fraudstream.api.deps import ScorerDep, StoreDep
 from fraudstream.api.schemas import CustomerOut, DecisionOut, LabelOut
 from fraudstream.events.batch import TransactionBatch
-from fraudstream.events.transaction import MAX_ID_LENGTH, Transaction
+from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH, Transaction
 from fraudstream.scoring.scorer import Scorer
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
@@ -46,7 +46,7 @@ def customer_features(scorer: Scorer, customer_id: str, now: datetime) -> dict[s
 
 @router.get("/{customer_id}", response_model=CustomerOut, responses={404: {}})
 def customer(
-    customer_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
+    customer_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
     store: StoreDep,
     scorer: ScorerDep,
     limit: Annotated[int, Query(ge=1, le=500, description="most recent decisions and labels")] = 50,

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 
 from fraudstream.api.deps import StoreDep
 from fraudstream.api.schemas import DecisionName, DecisionOut, DecisionPage
-from fraudstream.events.transaction import MAX_ID_LENGTH
+from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
 
@@ -31,7 +31,9 @@ def _query_error(name: str, message: str, value: object) -> RequestValidationErr
 def list_decisions(
     store: StoreDep,
     decision: DecisionName | None = None,
-    customer_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
+    customer_id: Annotated[
+        str | None, Query(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
+    ] = None,
     since: Annotated[datetime | None, Query(description="decided at or after (naive: UTC)")] = None,
     until: Annotated[datetime | None, Query(description="decided before (naive: UTC)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,

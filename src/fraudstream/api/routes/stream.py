@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import and_, or_, select
 
 from fraudstream.api.deps import StoreDep
-from fraudstream.events.transaction import MAX_ID_LENGTH
+from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH
 from fraudstream.storage import tables
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.store import Store
@@ -242,7 +242,9 @@ async def stream(
     decision: Annotated[str, Query(description="comma-separated outcomes, e.g. FLAG,BLOCK")] = ",".join(
         OUTCOMES
     ),
-    customer_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
+    customer_id: Annotated[
+        str | None, Query(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
+    ] = None,
 ) -> StreamingResponse:
     """Decisions made from now on, pushed as they are stored (by this process or any other worker).
 

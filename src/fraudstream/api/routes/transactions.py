@@ -19,7 +19,7 @@ from fraudstream.api.bodies import one_or_many, one_or_many_schema
 from fraudstream.api.deps import BatcherDep, ServicesDep, StoreDep
 from fraudstream.api.schemas import AcceptedOut, DecisionOut, TransactionStatusOut
 from fraudstream.brokers import BrokerError, publishes_results
-from fraudstream.events.transaction import MAX_ID_LENGTH, Transaction
+from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH, Transaction
 from fraudstream.runtime import Services
 from fraudstream.storage import tables
 from fraudstream.storage.rows import unique_by
@@ -163,7 +163,7 @@ def _status(store: Store, transaction_id: str) -> TransactionStatusOut | None:
 
 @router.get("/{transaction_id}", response_model=TransactionStatusOut, responses={404: {}})
 async def get_status(
-    transaction_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
+    transaction_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
     store: StoreDep,
     wait: Annotated[
         float, Query(ge=0, le=MAX_WAIT, description="seconds to wait for the decision (long poll)")
