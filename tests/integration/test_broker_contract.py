@@ -7,12 +7,14 @@ parallel runs against one Redis or Kafka never see each other's messages.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,10 @@ import pytest
 
 from fraudstream.brokers import Broker, BrokerError, Message, open_broker, publishes_results
 from fraudstream.brokers.memory import MemoryBroker
+from fraudstream.events.batch import TransactionBatch
 from fraudstream.storage import Store, open_store
+
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 #: Longest a test polls for messages that should arrive (a Kafka group join takes seconds).
 PATIENCE = 60.0
@@ -316,6 +321,7 @@ def test_a_dead_consumers_messages_are_reclaimed_once_idle(streams: Callable[...
     owners = client.xpending_range(stream, alive.group, "-", "+", 100)
     assert {o["consumer"].decode() for o in owners} == {alive.consumer}
     assert {o["times_delivered"] for o in owners} == {2}
+    assert {m.deliveries for m in reclaimed} == {2}  # the broker says so too
     alive.ack(topic, reclaimed)
     assert alive.pending(topic) == 0
 
@@ -427,3 +433,53 @@ def test_worker_publishes_decisions_and_dead_letters(
     assert any("amount: Input should be greater than or equal to 0" in r for r in reasons)
     assert any("valid dictionary" in r for r in reasons)
     assert {m.payload["topic"] for m in letters} == {TRANSACTIONS}
+
+
+@pytest.mark.redis
+def test_a_message_that_keeps_killing_workers_is_dead_lettered_and_stored_decisions_published_again(
+    tmp_path: Path, bundle_path: Path, redis_url: str, redis_prefix: str, streams: Callable[..., Any]
+) -> None:
+    from fraudstream.brokers.redis import RedisStreamsBroker
+    from fraudstream.config import Settings
+    from fraudstream.events.transaction import Transaction
+    from fraudstream.runtime import open_services
+    from fraudstream.worker import Worker
+    from fraudstream.worker.worker import DEAD_LETTERS, RESULTS, TRANSACTIONS
+
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'fraud.db'}",
+        model_path=bundle_path,
+        broker_url=f"{redis_url}?prefix={redis_prefix}",
+    )
+    services = open_services(settings)
+    poison = Transaction(transaction_id="poison", timestamp=T0, customer_id="c", amount=5.0)
+    stored = Transaction(transaction_id="stored", timestamp=T0, customer_id="c", amount=6.0)
+    scored = services.scorer.score(TransactionBatch.from_transactions([stored]))
+    names, version = services.scorer.engine.names, services.scorer.version
+    services.store.save_decisions(scored.columns(names, version), [stored])  # stored, then the worker died
+    services.broker.publish(TRANSACTIONS, [("c", t.model_dump(mode="json")) for t in (poison, stored)])
+    for _ in range(3):  # three workers take the messages and die before acking
+        assert len(streams(claim_idle_seconds=0.05).consume(TRANSACTIONS, 10, 1.0)) == 2
+        time.sleep(0.1)
+    broker = RedisStreamsBroker(f"{redis_url}?prefix={redis_prefix}", claim_idle_seconds=0.05)
+    worker = Worker(
+        broker, services.scorer, services.store, max_wait=0.01, max_deliveries=3,
+        results_topic=RESULTS, dead_letters_topic=DEAD_LETTERS,
+    )  # fmt: skip
+    try:
+        assert worker.run_once() == 2
+        assert broker.pending(TRANSACTIONS) == 0
+        assert worker.stats.dead == 1 and worker.stats.decided == 0
+        (letter,) = services.store.dead_letters()
+        assert letter["reason"].startswith("delivered 4 times and never acknowledged")
+        row = services.store.get_transaction("poison")
+        assert services.store.get_decision("poison") is None and (row is None or row["status"] == "dead")
+        reader = streams(group="downstream")
+        assert [m.payload["transaction_id"] for m in drain(reader, RESULTS, 1)] == ["stored"]
+        assert [
+            json.loads(m.payload["payload"])["transaction_id"] for m in drain(reader, DEAD_LETTERS, 1)
+        ] == ["poison"]
+    finally:
+        broker.close()
+        services.close()

@@ -83,6 +83,7 @@ def _start_worker(app: FastAPI, services: Services, settings: Settings, metrics:
         on_decided=app.state.alerts.submit,
         results_topic=RESULTS if results else None,
         dead_letters_topic=DEAD_LETTERS if results else None,
+        max_deliveries=settings.max_deliveries,
     )
     thread = threading.Thread(target=_supervise, args=(worker,), name="fraudstream-worker", daemon=True)
     app.state.worker, app.state.worker_thread = worker, thread

@@ -14,11 +14,16 @@ class BrokerError(RuntimeError):
 
 @dataclass(frozen=True)
 class Message:
-    """One delivered message. ``payload`` is the decoded JSON, or the raw text when it was not JSON."""
+    """One delivered message. ``payload`` is the decoded JSON, or the raw text when it was not JSON.
+
+    ``deliveries`` counts how often it has been handed out, this time included, where the broker
+    knows (Redis); a message delivered again and again without an ack is killing its consumers.
+    """
 
     id: str
     key: str | None
     payload: Any
+    deliveries: int = 1
 
 
 class Broker(ABC):

@@ -211,18 +211,32 @@ class RedisStreamsBroker(Broker):
             start_id=self._claim_from.get(stream, "0-0"),
             count=count,
         )
-        cursor, entries = reply[0], reply[1]
+        cursor, entries = reply[0], [(i, f) for i, f in reply[1] if f is not None]
         if _entry_id(cursor) == (0, 0):  # scanned the whole pending list: look again in a while
             self._claim_from.pop(stream, None)
             self._claim_due[stream] = now + self.claim_idle_ms / 2000
         else:
             self._claim_from[stream] = cursor
-        return [self._message(i, f) for i, f in entries if f is not None]
+        if not entries:
+            return []
+        counts = self._deliveries(stream, [i for i, _ in entries])
+        return [self._message(i, f, counts.get(_text(i), 1)) for i, f in entries]
+
+    def _deliveries(self, stream: str, ids: list[bytes]) -> dict[str, int]:
+        """How often each of these pending entries has been delivered (one ``XPENDING`` range)."""
+        first, last = min(ids, key=_entry_id), max(ids, key=_entry_id)
+        wanted = {_text(i) for i in ids}
+        rows = self._client.xpending_range(stream, self.group, min=first, max=last, count=len(ids) * 4 + 100)
+        return {
+            _text(row["message_id"]): int(row["times_delivered"])
+            for row in rows
+            if _text(row["message_id"]) in wanted
+        }
 
     @staticmethod
-    def _message(entry_id: bytes, fields: dict[bytes, bytes]) -> Message:
+    def _message(entry_id: bytes, fields: dict[bytes, bytes], deliveries: int = 1) -> Message:
         key = fields.get(KEY)
-        return Message(_text(entry_id), None if key is None else _text(key), _decode(fields))
+        return Message(_text(entry_id), None if key is None else _text(key), _decode(fields), deliveries)
 
     def ack(self, topic: str, messages: Sequence[Message]) -> None:
         """``XACK`` the batch (call once its results are stored), then trim what every group has done."""

@@ -77,6 +77,7 @@ def worker(
         w = Worker(
             services.broker, services.scorer, services.store, on_decided=alerts.submit,
             batch_size=batch_size or settings.batch_size, max_wait=settings.max_wait, health_file=health_file,
+            max_deliveries=settings.max_deliveries,
             results_topic=RESULTS if results else None, dead_letters_topic=DEAD_LETTERS if results else None,
         )  # fmt: skip
         w.install_signal_handlers()

@@ -73,13 +73,16 @@ class Worker:
         health_file: Path | None = None,
         results_topic: str | None = None,
         dead_letters_topic: str | None = None,
+        max_deliveries: int = 5,
     ) -> None:
         self.broker, self.scorer, self.store = broker, scorer, store
         self.topic, self.batch_size, self.max_wait = topic, batch_size, max_wait
         self.on_scored, self.on_decided = on_scored, on_decided
         self.health_file = health_file
         self.results_topic, self.dead_letters_topic = results_topic, dead_letters_topic
+        self.max_deliveries = max_deliveries
         self._decided: list[DecisionRecord] = []
+        self._dead_ids: list[str] = []
         self._written = 0.0
         self.stats = WorkerStats()
         self.stopping = threading.Event()
@@ -99,30 +102,51 @@ class Worker:
         return len(messages)
 
     def _handle(self, messages: list[Message]) -> None:
-        """Parse, skip what is already decided, score and store, publish, then acknowledge."""
-        transactions, dead = self._parse(messages)
+        """Parse, skip what is already decided, score and store, publish, then acknowledge.
+
+        A transaction whose message has been delivered more than ``max_deliveries`` times without an
+        ack has killed or stalled a worker each time: it goes to the dead letters instead of round
+        again. Decisions already stored are published again: the worker that stored them may have
+        died before it published them.
+        """
+        transactions, deliveries, dead = self._parse(messages)
         decided = self.store.decided_ids([t.transaction_id for t in transactions]) if transactions else set()
         fresh: dict[str, Transaction] = {}
-        for t in transactions:
-            if t.transaction_id not in decided:
-                fresh.setdefault(t.transaction_id, t)
-        self.stats.duplicates += len(transactions) - len(fresh)
+        self._dead_ids = []
+        for t, count in zip(transactions, deliveries, strict=True):
+            if t.transaction_id in decided:
+                continue
+            if count > self.max_deliveries:
+                reason = f"delivered {count} times and never acknowledged: a worker died or stalled on it"
+                dead.append((self.topic, t.model_dump_json(), reason))
+                self._dead_ids.append(t.transaction_id)
+                continue
+            fresh.setdefault(t.transaction_id, t)
+        self.stats.duplicates += len(transactions) - len(fresh) - len(self._dead_ids)
         self._decided = []
         dead += self._score(list(fresh.values()))
         if dead:
             self.store.add_dead_letters(dead)
+            if self._dead_ids:
+                self.store.mark_dead(self._dead_ids)
             self.stats.dead += len(dead)
-        self._publish_results(self._decided, dead)
+        again = (
+            list(self.store.get_decisions(sorted(decided)).values()) if decided and self.results_topic else []
+        )
+        self._publish_results(self._decided + again, dead)
         self.broker.ack(self.topic, messages)
 
-    def _parse(self, messages: list[Message]) -> tuple[list[Transaction], list[tuple[str, str, str]]]:
-        good, dead = [], []
+    def _parse(
+        self, messages: list[Message]
+    ) -> tuple[list[Transaction], list[int], list[tuple[str, str, str]]]:
+        good, deliveries, dead = [], [], []
         for m in messages:
             try:
                 good.append(Transaction.model_validate(m.payload))
+                deliveries.append(m.deliveries)
             except ValidationError as error:
                 dead.append((self.topic, _dump(m.payload), _describe(error)))
-        return good, dead
+        return good, deliveries, dead
 
     def _score(self, transactions: list[Transaction]) -> list[tuple[str, str, str]]:
         if not transactions:
@@ -133,6 +157,7 @@ class Worker:
         except Exception as error:  # a poison message must not stop the worker: isolate it
             if len(transactions) == 1:
                 log.exception("cannot score transaction %s", transactions[0].transaction_id)
+                self._dead_ids.append(transactions[0].transaction_id)
                 reason = f"unscoreable: {type(error).__name__}: {error}"
                 return [(self.topic, transactions[0].model_dump_json(), reason)]
         middle = len(transactions) // 2
