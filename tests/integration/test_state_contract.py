@@ -178,13 +178,10 @@ def test_equal_times_keep_arrival_order(state: FeatureState) -> None:
     assert h.events["transaction_id"][order].tolist() == ["v", "x", "y", "w"]
 
 
-def test_history_comes_in_event_time_order(state: FeatureState, request: pytest.FixtureRequest) -> None:
-    if isinstance(state, MemoryFeatureState):
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="memory returns each key's events in arrival order")
-        )
+def test_history_comes_in_event_time_order(state: FeatureState) -> None:
     state.record(batch({"tx": "late", "t": 9}, {"tx": "early", "t": 1}), ENTITIES)
-    assert txs(state, "customer", "c1") == ["early", "late"]
+    state.record(batch({"tx": "middle", "t": 5}, {"tx": "also-9", "t": 9}), ENTITIES)
+    assert txs(state, "customer", "c1") == ["early", "middle", "late", "also-9"]
 
 
 def test_labels_only_fraud_once_on_every_entity(state: FeatureState) -> None:

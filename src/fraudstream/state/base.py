@@ -72,20 +72,30 @@ def gather_history(
     columns: Mapping[str, np.ndarray],
     labels: Iterable[tuple[Any, float, float]],
     since: float,
+    *,
+    lazy: bool = False,
 ) -> History:
     """The :class:`History` every backend returns: for each ``(key, row numbers into columns)`` of
-    ``found``, in that order, its events at or after ``since``, and the ``(key, transaction time,
-    label time)`` labels of transactions at or after ``since``. One function, so backends cannot
-    drift apart in grouping or order, which is what keeps their feature values identical."""
+    ``found``, in that order, its events at or after ``since`` by event time (then arrival), and the
+    ``(key, transaction time, label time)`` labels of transactions at or after ``since``. One
+    function, so backends cannot drift apart in grouping or order, which keeps their features equal.
+
+    With ``lazy`` a column is gathered when first read, for ``columns`` that never change under the
+    caller (an append-only log)."""
     lengths = np.fromiter((len(rows) for _, rows in found), dtype=np.int64, count=len(found))
     rows = np.fromiter(chain.from_iterable(r for _, r in found), dtype=np.int64, count=int(lengths.sum()))
-    owners = np.repeat(np.array([k for k, _ in found], dtype=object), lengths)
-    recent = columns["timestamp"][rows] >= since
-    rows, owners = rows[recent], owners[recent]
+    group = np.repeat(np.arange(len(found)), lengths)
+    times = columns["timestamp"][rows]
+    recent = times >= since
+    rows, group, times = rows[recent], group[recent], times[recent]
+    if ((times[1:] < times[:-1]) & (group[1:] == group[:-1])).any():  # a key's events arrived out of order
+        order = np.lexsort((times, group))  # stable: equal times keep their arrival order
+        rows, group = rows[order], group[order]
+    owners = np.array([k for k, _ in found], dtype=object)[group] if len(found) else np.empty(0, dtype=object)
     kept = [(key, tx_time, label_time) for key, tx_time, label_time in labels if tx_time >= since]
     return History(
         key=owners,
-        events=_Gathered(columns, rows),
+        events=_Gathered(columns, rows) if lazy else {f: col[rows] for f, col in columns.items()},
         label_key=np.array([k for k, _, _ in kept], dtype=object),
         label_tx_time=np.array([t for _, t, _ in kept], dtype=np.float64),
         label_time=np.array([t for _, _, t in kept], dtype=np.float64),

@@ -77,6 +77,7 @@ class MemoryFeatureState(FeatureState):
             {f: col[: self._log.size] for f, col in self._log.data.items()},
             ((key, t, lt) for key in asked for t, lt in labels.get(key, ())),
             since,
+            lazy=True,  # the log only grows past these rows, and pruning replaces its arrays
         )
 
     def recorded(self, transaction_ids: np.ndarray) -> np.ndarray:
