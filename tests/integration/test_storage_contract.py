@@ -644,3 +644,12 @@ def test_a_failing_writer_says_why(tmp_path: Path) -> None:
         writer.save(columns("f", 3))
         with pytest.raises(WriterError, match="no such table"):
             writer.close()
+
+
+def test_an_interrupted_writer_ends_its_process(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path}/interrupted.db") as store:
+        store.migrate()
+        with pytest.raises(KeyboardInterrupt), DecisionWriter(store) as writer:
+            writer.save(columns("i", 5))
+            raise KeyboardInterrupt
+        assert not writer._process.is_alive()

@@ -3,7 +3,7 @@
 SQLite gives up the interpreter lock for every row it inserts and has to win it back before the next
 one; beside a thread that is busy scoring, that takes a switch interval (5 ms) per row, so a writer
 *thread* crawls. A process has an interpreter of its own: the scorer hands each batch over through a
-pipe, as columns that pickle quickly, and scores the next batch while this one is written.
+queue, as columns that pickle quickly, and scores the next batch while this one is written.
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ class DecisionWriter:
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
             self.close()
-        elif self._store is None:
-            self._stop()
+        elif self._store is None:  # interrupted or failed: what is still queued is dropped
+            self._stop(graceful=False)
 
     def _put(self, job: Any) -> None:
         while True:
@@ -116,14 +116,17 @@ class DecisionWriter:
                 f"the writer process died (exit code {self._process.exitcode}); see its output above"
             )
 
-    def _stop(self) -> None:
-        if self._process.is_alive():
+    def _stop(self, *, graceful: bool = True) -> None:
+        """End the child: after the queued slices, or at once (a slice being written rolls back)."""
+        if graceful and self._process.is_alive():
             with contextlib.suppress(queue.Full):
                 self._jobs.put(None, timeout=_JOIN_SECONDS)
             self._process.join(_JOIN_SECONDS)
         if self._process.is_alive():
             self._process.terminate()
             self._process.join()
+        if not graceful:
+            self._jobs.cancel_join_thread()  # slices nobody will read must not hold up our exit
         self._jobs.close()
         self._replies.close()
 
