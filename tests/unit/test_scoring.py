@@ -121,3 +121,14 @@ def test_top_reasons_match_a_full_stable_sort() -> None:
     chosen, wanted = np.take_along_axis(values, top, axis=1), np.take_along_axis(values, expected, axis=1)
     assert np.array_equal(chosen, wanted)
     assert np.array_equal(_top(values[:, :2], 3), np.argsort(-values[:, :2], axis=1, kind="stable"))
+
+
+def test_the_booster_fallback_answers_as_the_compiled_trees(bundle: ModelBundle) -> None:
+    compiled = CompiledBooster.from_model(bundle.models["xgboost"])
+    assert compiled.trees is not None  # the walker covers the bundle's model
+    native = CompiledBooster(None, compiled.booster)  # what a model it cannot walk is served by
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, len(bundle.manifest.feature_names))) * 50
+    X[rng.random(X.shape) < 0.2] = np.nan
+    np.testing.assert_array_equal(compiled.score(X), native.score(X))
+    np.testing.assert_allclose(compiled.contributions(X), native.contributions(X), rtol=1e-5, atol=1e-6)

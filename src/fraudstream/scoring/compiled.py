@@ -4,7 +4,7 @@ A single transaction must be scored in well under a millisecond. scikit-learn's 
 walks its trees through Python and joblib (about 20 ms for one row), and its pipelines add
 validation on every call, so serving uses compiled equivalents: the Isolation Forest's trees are
 flattened into arrays and walked by numba, logistic regression is imputation, scaling and a dot
-product in numpy, and XGBoost predicts through its booster with one thread.
+product in numpy, and XGBoost's trees are walked by numba too (:mod:`._xgb_trees`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit, prange
 from scipy.special import expit
 
+from fraudstream.scoring._xgb_trees import XGBTrees
 from fraudstream.training.bundle import ModelBundle
 
 _BLOCK = 256
@@ -186,39 +187,39 @@ class CompiledLogistic:
 
 @dataclass
 class CompiledBooster:
-    """XGBoost's booster with one thread for small batches (a row gains nothing from more) and
-    ``threads`` for large ones, with its own contributions."""
+    """XGBoost's trees walked by numba (:mod:`._xgb_trees`), bit for bit the booster's predictions and
+    approximate contributions at a fraction of a call into XGBoost; the booster itself serves models
+    the walker does not cover (categorical splits, other objectives)."""
 
-    single: Any
-    parallel: Any
-    threshold: int = 2000
+    trees: XGBTrees | None
+    booster: Any
 
     @classmethod
     def from_model(cls, model: Any, threads: int = 2) -> CompiledBooster:
-        single, parallel = model.get_booster().copy(), model.get_booster().copy()
-        single.set_param({"nthread": 1})
-        parallel.set_param({"nthread": threads})
-        return cls(single, parallel)
-
-    def _for(self, X: np.ndarray) -> Any:
-        return self.parallel if X.shape[0] >= self.threshold else self.single
+        booster = model.get_booster().copy()
+        booster.set_param({"nthread": threads})
+        try:
+            trees: XGBTrees | None = XGBTrees.from_booster(booster)
+        except ValueError:
+            trees = None
+        return cls(trees, booster)
 
     def score(self, X: np.ndarray) -> np.ndarray:
+        if self.trees is not None:
+            return self.trees.predict(X)
         # The bundle's feature set was checked when it loaded; per-call name checks only cost time.
-        return np.asarray(self._for(X).inplace_predict(X, validate_features=False), dtype=np.float64)
+        return np.asarray(self.booster.inplace_predict(X, validate_features=False), dtype=np.float64)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        """Per-feature contributions from XGBoost's ``pred_contribs`` (the bias column dropped).
-
-        ``approx_contribs`` (Saabas: each split's change in the prediction along the path) ranks the
-        same features as exact TreeSHAP on these models at a small fraction of the cost, which
-        matters when every decision carries its reasons.
-        """
+        """Per-feature contributions as XGBoost's ``pred_contribs`` with ``approx_contribs`` (Saabas:
+        each split's change in the prediction along the path), which ranks the same features as exact
+        TreeSHAP on these models at a small fraction of the cost; the bias column is dropped."""
+        if self.trees is not None:
+            return self.trees.contributions(X)
         from xgboost import DMatrix
 
-        threads = 1 if X.shape[0] < self.threshold else 0
-        contribs = self._for(X).predict(
-            DMatrix(X, nthread=threads), pred_contribs=True, approx_contribs=True, validate_features=False
+        contribs = self.booster.predict(
+            DMatrix(X), pred_contribs=True, approx_contribs=True, validate_features=False
         )
         return np.asarray(contribs[:, :-1], dtype=np.float64)
 
