@@ -19,7 +19,12 @@ from scipy.special import expit
 from fraudstream.scoring._xgb_trees import XGBTrees
 from fraudstream.training.bundle import ModelBundle
 
-_BLOCK = 256
+_BLOCK = 32
+"""Rows walked through each tree together: as float32 they stay in the first-level cache."""
+_GROUP = 16
+"""Rows of a block stepped down a tree side by side, so their independent walks overlap."""
+_FEW = 4
+"""Below this many rows in a block, rows are walked one by one with branches (:func:`_leaf`)."""
 PARALLEL_FROM = 4096
 """Rows from which the forest is walked on all cores; below it threads cost more than they save."""
 
@@ -57,38 +62,80 @@ def top_columns(values, k):  # fmt: skip
 
 
 @njit(cache=True)
-def _walk_block(X, roots, left, right, feature, threshold, value, lo, hi, depths):  # fmt: skip
-    for t in range(roots.shape[0]):
-        root = roots[t]
-        for i in range(lo, hi):
-            node = root
-            while left[node] != -1:
-                go_left = X[i, feature[node]] <= threshold[node]
-                node = root + (left[node] if go_left else right[node])
-            depths[i] += value[node]
+def _block_rows(X, lo, hi):  # fmt: skip
+    rows = np.empty((hi - lo, X.shape[1]), np.float32)
+    for i in range(lo, hi):
+        for j in range(X.shape[1]):
+            rows[i - lo, j] = X[i, j]
+    return rows
 
 
 @njit(cache=True)
-def _forest_depths(X, roots, left, right, feature, threshold, value):  # fmt: skip
-    """Sum of leaf values over the trees, per row, in blocks of rows: each tree is walked for a whole
-    block while its nodes are in cache. A row's sum adds the trees in order whatever the blocking."""
+def _next(rows, r, node, children, feature, threshold):  # fmt: skip
+    """scikit-learn's split, ``value <= threshold`` with the float32 value compared in float64, as a
+    branchless index: a node's children are stored right then left, so the comparison picks one.
+    Leaves are their own children, and unsigned indices spare numba's negative-index checks."""
+    go_left = np.uint64(np.float64(rows[r, feature[node]]) <= threshold[node])
+    return np.uint64(children[np.uint64(2) * node + go_left])
+
+
+@njit(cache=True)
+def _leaf(rows, r, node, children, feature, threshold):  # fmt: skip
+    """One row's walk with a branch per split and an exit at the leaf: for a lone row, the
+    processor's guesses overlap the steps better than the branchless walk of every level."""
+    while True:
+        right = np.uint64(children[np.uint64(2) * node])
+        if right == node:
+            return node
+        if np.float64(rows[r, feature[node]]) <= threshold[node]:
+            node = np.uint64(children[np.uint64(2) * node + np.uint64(1)])
+        else:
+            node = right
+
+
+@njit(cache=True)
+def _walk_block(X, lo, hi, roots, depths, children, feature, threshold, value, out):  # fmt: skip
+    rows = _block_rows(X, lo, hi)
+    if hi - lo < _FEW:
+        for t in range(roots.shape[0]):
+            for r in range(hi - lo):
+                out[lo + r] += value[_leaf(rows, np.uint64(r), roots[t], children, feature, threshold)]
+        return
+    nodes = np.empty(_GROUP, np.uint64)
+    for t in range(roots.shape[0]):
+        for g in range(0, hi - lo, _GROUP):
+            size = min(_GROUP, hi - lo - g)
+            nodes[:size] = roots[t]
+            for _ in range(depths[t]):
+                for k in range(size):
+                    nodes[k] = _next(rows, np.uint64(g + k), nodes[k], children, feature, threshold)
+            for k in range(size):
+                out[lo + g + k] += value[nodes[k]]
+
+
+@njit(cache=True)
+def _forest_depths(X, roots, depths, children, feature, threshold, value):  # fmt: skip
+    """Sum of leaf values over the trees, per row, a block of rows at a time: each block is copied
+    into a small float32 buffer and every tree walked for it, ``_GROUP`` rows stepped side by side
+    for the tree's full depth so their independent walks overlap. A row's sum adds the trees in
+    order, in float64, whatever the blocking."""
     n = X.shape[0]
-    depths = np.zeros(n)
+    out = np.zeros(n)
     for b in range((n + _BLOCK - 1) // _BLOCK):
         lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
-        _walk_block(X, roots, left, right, feature, threshold, value, lo, hi, depths)
-    return depths
+        _walk_block(X, lo, hi, roots, depths, children, feature, threshold, value, out)
+    return out
 
 
 @njit(cache=True, parallel=True)
-def _forest_depths_parallel(X, roots, left, right, feature, threshold, value):  # fmt: skip
+def _forest_depths_parallel(X, roots, depths, children, feature, threshold, value):  # fmt: skip
     """:func:`_forest_depths` with the blocks spread over the cores; the same sums."""
     n = X.shape[0]
-    depths = np.zeros(n)
+    out = np.zeros(n)
     for b in prange((n + _BLOCK - 1) // _BLOCK):
         lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
-        _walk_block(X, roots, left, right, feature, threshold, value, lo, hi, depths)
-    return depths
+        _walk_block(X, lo, hi, roots, depths, children, feature, threshold, value, out)
+    return out
 
 
 @dataclass
@@ -101,12 +148,14 @@ class _Imputer:
 
 @dataclass
 class CompiledForest:
-    """An Isolation Forest as flat arrays; ``score`` equals ``-IsolationForest.score_samples``."""
+    """An Isolation Forest as flat arrays; ``score`` equals ``-IsolationForest.score_samples``.
+    Node ``n``'s children are ``children[2n]`` (right) and ``children[2n + 1]`` (left), a leaf being
+    both its own children, and ``value`` holds each leaf's path length."""
 
     impute: _Imputer
     roots: np.ndarray
-    left: np.ndarray
-    right: np.ndarray
+    depths: np.ndarray
+    children: np.ndarray
     feature: np.ndarray
     threshold: np.ndarray
     value: np.ndarray
@@ -119,37 +168,36 @@ class CompiledForest:
         forest = pipeline.named_steps["model"]
         if forest._max_features != forest.n_features_in_:
             raise ValueError("compiled Isolation Forest needs max_features=1.0")
-        parts: dict[str, list[np.ndarray]] = {
-            k: [] for k in ("left", "right", "feature", "threshold", "value")
-        }
-        roots, offset = [], 0
-        for i, estimator in enumerate(forest.estimators_):
-            tree = estimator.tree_
-            roots.append(offset)
-            parts["left"].append(tree.children_left)
-            parts["right"].append(tree.children_right)
-            parts["feature"].append(np.maximum(tree.feature, 0))
-            parts["threshold"].append(tree.threshold)
-            lengths = forest._decision_path_lengths[i] + forest._average_path_length_per_tree[i] - 1.0
-            parts["value"].append(lengths)
-            offset += tree.node_count
-        flat = {k: np.concatenate(v) for k, v in parts.items()}
+        trees = [estimator.tree_ for estimator in forest.estimators_]
+        sizes = np.array([tree.node_count for tree in trees], dtype=np.int64)
+        roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        offsets = np.repeat(roots, sizes)
+        node = np.arange(offsets.shape[0])
+        left = np.concatenate([tree.children_left for tree in trees]).astype(np.int64)
+        right = np.concatenate([tree.children_right for tree in trees]).astype(np.int64)
+        leaf = left == -1
+        children = np.stack([np.where(leaf, node, right + offsets), np.where(leaf, node, left + offsets)], 1)
+        lengths = [
+            forest._decision_path_lengths[i] + forest._average_path_length_per_tree[i] - 1.0
+            for i in range(len(trees))
+        ]
         average = float(_average_path_length([forest._max_samples])[0])
         return cls(
             impute=_Imputer(pipeline.named_steps["impute"].statistics_.astype(np.float64)),
-            roots=np.array(roots, dtype=np.int64),
-            left=flat["left"].astype(np.int64),
-            right=flat["right"].astype(np.int64),
-            feature=flat["feature"].astype(np.int64),
-            threshold=flat["threshold"].astype(np.float64),
-            value=flat["value"].astype(np.float64),
-            denominator=len(forest.estimators_) * average,
+            roots=roots.astype(np.uint64),
+            depths=np.array([tree.max_depth for tree in trees], dtype=np.int64),
+            children=children.ravel().astype(np.uint32),
+            feature=np.where(leaf, 0, np.concatenate([tree.feature for tree in trees])).astype(np.uint32),
+            threshold=np.concatenate([tree.threshold for tree in trees]).astype(np.float64),
+            value=np.concatenate(lengths).astype(np.float64),
+            denominator=len(trees) * average,
         )
 
     def score(self, X: np.ndarray) -> np.ndarray:
         Xf = np.ascontiguousarray(self.impute(X).astype(np.float32))
         walk = _forest_depths_parallel if Xf.shape[0] >= PARALLEL_FROM else _forest_depths
-        depths = walk(Xf, self.roots, self.left, self.right, self.feature, self.threshold, self.value)
+        arrays = (self.children, self.feature, self.threshold, self.value)
+        depths = walk(Xf, self.roots, self.depths, *arrays)
         if self.denominator == 0:
             return np.ones_like(depths)
         return np.asarray(2 ** (-(depths / self.denominator)), dtype=np.float64)
