@@ -30,7 +30,8 @@ PARALLEL_FROM = 4096
 
 
 @njit(cache=True)
-def _block_rows(X, lo, hi):  # fmt: skip
+def block_rows(X, lo, hi):  # fmt: skip
+    """Rows ``lo`` to ``hi`` of ``X`` as a contiguous float32 block (the forest's walk uses it too)."""
     rows = np.empty((hi - lo, X.shape[1]), np.float32)
     for i in range(lo, hi):
         for j in range(X.shape[1]):
@@ -51,7 +52,7 @@ def _next(rows, r, node, children, feature, threshold, nan_right):  # fmt: skip
 
 @njit(cache=True)
 def _margin_block(X, lo, hi, roots, depths, children, feature, threshold, nan_right, out):  # fmt: skip
-    rows = _block_rows(X, lo, hi)
+    rows = block_rows(X, lo, hi)
     nodes = np.empty(_GROUP, np.uint64)
     for t in range(roots.shape[0]):
         for g in range(0, hi - lo, _GROUP):
@@ -107,7 +108,7 @@ def _logit(p):  # fmt: skip
 
 @njit(cache=True)
 def _contrib_block(X, lo, hi, roots, depths, children, feature, threshold, nan_right, mean, out):  # fmt: skip
-    rows = _block_rows(X, lo, hi)
+    rows = block_rows(X, lo, hi)
     tree = np.zeros(X.shape[1], np.float32)
     path = np.empty(depths.max(), np.uint32)
     for t in range(roots.shape[0]):

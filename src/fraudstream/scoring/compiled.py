@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 from scipy.special import expit
 
-from fraudstream.scoring._xgb_trees import XGBTrees
+from fraudstream.scoring._xgb_trees import XGBTrees, block_rows
 from fraudstream.training.bundle import ModelBundle
 
 _BLOCK = 32
@@ -37,37 +37,21 @@ def top_columns(values, k):  # fmt: skip
     out = np.empty((n, k), np.int64)
     best = np.empty(k)
     for i in range(n):
-        for j in range(k):
+        filled = 0
+        for j in range(m):
             v = values[i, j]
             v = -np.inf if v != v else v
-            p = j
-            while p > 0 and v > best[p - 1]:
-                best[p] = best[p - 1]
-                out[i, p] = out[i, p - 1]
-                p -= 1
-            best[p] = v
-            out[i, p] = j
-        for j in range(k, m):
-            v = values[i, j]
-            if not v > best[k - 1]:
+            if filled == k and not v > best[k - 1]:
                 continue
-            p = k - 1
+            p = filled if filled < k else k - 1
             while p > 0 and v > best[p - 1]:
                 best[p] = best[p - 1]
                 out[i, p] = out[i, p - 1]
                 p -= 1
             best[p] = v
             out[i, p] = j
+            filled = min(filled + 1, k)
     return out
-
-
-@njit(cache=True)
-def _block_rows(X, lo, hi):  # fmt: skip
-    rows = np.empty((hi - lo, X.shape[1]), np.float32)
-    for i in range(lo, hi):
-        for j in range(X.shape[1]):
-            rows[i - lo, j] = X[i, j]
-    return rows
 
 
 @njit(cache=True)
@@ -95,7 +79,7 @@ def _leaf(rows, r, node, children, feature, threshold):  # fmt: skip
 
 @njit(cache=True)
 def _walk_block(X, lo, hi, roots, depths, children, feature, threshold, value, out):  # fmt: skip
-    rows = _block_rows(X, lo, hi)
+    rows = block_rows(X, lo, hi)
     if hi - lo < _FEW:
         for t in range(roots.shape[0]):
             for r in range(hi - lo):
