@@ -16,7 +16,7 @@ from typing import Any, Self
 
 import numpy as np
 import orjson
-from sqlalchemy import URL, Connection, Engine, Table, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, Executable, Table, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, OperationalError
 from sqlalchemy.pool import StaticPool
@@ -237,6 +237,12 @@ class Database:
     def _read(self) -> Iterator[Connection]:
         with self._translated(), self.engine.connect() as conn:
             yield conn
+
+    def query(self, statement: Executable) -> list[Any]:
+        """The rows of a read-only SQLAlchemy Core ``statement``, for read models kept beside the API
+        (live feed, chart series); failures become :class:`StorageError` like every other read."""
+        with self._read() as conn:
+            return list(conn.execute(statement))
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:

@@ -95,19 +95,16 @@ def decision_series(store: Store, since: datetime, bucket: int) -> dict[str, Any
     points: dict[int, dict[str, Any]] = {}
     weighted: dict[int, list[float]] = {}
     scores: dict[int, dict[str, int]] = {}
-    with store._read() as conn:  # the store's own error translation: StorageError, not a 500
-        for index, decision, count, mean, peak in conn.execute(by_time):
-            point = points.setdefault(
-                int(index), {"by_decision": {}, "latency_ms": {"mean": None, "max": None}}
-            )
-            point["by_decision"][decision] = int(count)
-            if mean is not None:
-                sums = weighted.setdefault(int(index), [0.0, 0.0])
-                sums[0], sums[1] = sums[0] + float(mean) * count, sums[1] + count
-                point["latency_ms"]["max"] = max(point["latency_ms"]["max"] or 0.0, float(peak))
-        for index, decision, count in conn.execute(by_score):
-            slot_scores = scores.setdefault(min(int(index), SCORE_BINS - 1), {})
-            slot_scores[decision] = slot_scores.get(decision, 0) + int(count)
+    for index, decision, count, mean, peak in store.query(by_time):
+        point = points.setdefault(int(index), {"by_decision": {}, "latency_ms": {"mean": None, "max": None}})
+        point["by_decision"][decision] = int(count)
+        if mean is not None:
+            sums = weighted.setdefault(int(index), [0.0, 0.0])
+            sums[0], sums[1] = sums[0] + float(mean) * count, sums[1] + count
+            point["latency_ms"]["max"] = max(point["latency_ms"]["max"] or 0.0, float(peak))
+    for index, decision, count in store.query(by_score):
+        slot_scores = scores.setdefault(min(int(index), SCORE_BINS - 1), {})
+        slot_scores[decision] = slot_scores.get(decision, 0) + int(count)
     for index, (total, n) in weighted.items():
         points[index]["latency_ms"]["mean"] = total / n if n else None
     return {

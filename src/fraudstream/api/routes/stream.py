@@ -156,8 +156,7 @@ class DecisionFeed:
             low = self._floor if self._newest is None else max(self._floor, self._newest - self.lookback)
             query = query.where(_d.c.decided_at >= low)
         query = query.order_by(_d.c.decided_at, _d.c.transaction_id).limit(self.page)
-        with self.store._read() as conn:  # failures become StorageError
-            rows = [dict(zip(NAMES, row, strict=True)) for row in conn.execute(query)]
+        rows = [dict(zip(NAMES, row, strict=True)) for row in self.store.query(query)]
         self._resume = (
             (rows[-1]["decided_at"], rows[-1]["transaction_id"]) if len(rows) == self.page else None
         )
