@@ -45,7 +45,7 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Redis: a dead consumer's pending messages are reclaimed after this idle time"
     )
     max_deliveries: int = Field(
-        5, ge=1, description="Redis: a message delivered more often than this without an ack is dead-lettered"
+        5, ge=1, description="a message delivered more often than this without an ack is dead-lettered"
     )
     stream_maxlen: int = Field(
         1_000_000, ge=1000, description="Redis: approximate cap on a stream's length (never trims unread)"

@@ -215,6 +215,9 @@ def test_unacked_messages_go_to_the_next_consumer(backend: Backend, topic: str) 
     again = drain(backend.consumer(), topic, 20)
     assert sorted(m.payload["n"] for m in again) == list(range(20))
     assert {(m.key, m.payload["n"]) for m in again} == {(m.key, m.payload["n"]) for m in held}
+    assert {m.deliveries for m in held} == {1}
+    counted = backend.name in ("database", "redis")  # memory and Kafka cannot tell a redelivery
+    assert {m.deliveries for m in again} == ({2} if counted else {1})
 
 
 def test_acked_messages_are_never_delivered_again(backend: Backend, topic: str) -> None:

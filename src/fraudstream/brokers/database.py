@@ -40,7 +40,7 @@ class DatabaseBroker(Broker):
                 else []
             )
             if claimed or time.monotonic() >= deadline:
-                return [Message(str(m.id), m.key, m.payload) for m in claimed]
+                return [Message(str(m.id), m.key, m.payload, m.deliveries) for m in claimed]
             time.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0)))
 
     def ack(self, topic: str, messages: Sequence[Message]) -> None:

@@ -103,7 +103,7 @@ class QueueStore(Database):
         now = datetime.now(UTC)
         expired = now - timedelta(seconds=lease_seconds)
         query = (
-            select(_q.c.id, _q.c.topic, _q.c.key, _q.c.payload, _q.c.created_at)
+            select(_q.c.id, _q.c.topic, _q.c.key, _q.c.payload, _q.c.created_at, _q.c.deliveries)
             .where(_q.c.topic == topic, _q.c.acked_at.is_(None))
             .where(or_(_q.c.claimed_at.is_(None), _q.c.claimed_at < expired))
             .order_by(_q.c.id)
@@ -117,11 +117,16 @@ class QueueStore(Database):
                 conn.execute(
                     update(_q)
                     .where(_q.c.id.in_([row.id for row in rows]))
-                    .values(claimed_by=consumer, claimed_at=now)
+                    .values(claimed_by=consumer, claimed_at=now, deliveries=_q.c.deliveries + 1)
                 )
         return [
             QueuedMessage(
-                id=row.id, topic=row.topic, key=row.key, payload=row.payload, created_at=row.created_at
+                id=row.id,
+                topic=row.topic,
+                key=row.key,
+                payload=row.payload,
+                created_at=row.created_at,
+                deliveries=row.deliveries + 1,
             )
             for row in rows
         ]

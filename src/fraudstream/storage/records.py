@@ -147,3 +147,4 @@ class QueuedMessage:
     key: str | None
     payload: dict[str, Any]
     created_at: datetime
+    deliveries: int = 1  # this claim included

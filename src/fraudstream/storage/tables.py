@@ -183,5 +183,6 @@ queue = Table(
     Column("claimed_by", String(64), nullable=True),
     Column("claimed_at", UTCDateTime(), nullable=True),
     Column("acked_at", UTCDateTime(), nullable=True),
+    Column("deliveries", Integer(), nullable=False, server_default="0"),
     Index("ix_queue_topic_acked_at_id", "topic", "acked_at", "id"),
 )
