@@ -7,6 +7,7 @@ take what they need as ``Annotated`` parameters and tests can build any number o
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security, status
@@ -85,9 +86,15 @@ async def require_api_key(
             "missing API key: send it as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    if not key_matches(offered, keys):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
+
+
+def key_matches(offered: Iterable[str | bytes], keys: frozenset[str]) -> bool:
+    """Whether one of the ``offered`` keys is configured. Each is compared with every configured key
+    (no early exit), so the timing does not reveal which key matched."""
     for key in offered:
-        # compare against every key (no early exit) so the timing does not reveal which key matched
-        matches = [secrets.compare_digest(key.encode(), k.encode()) for k in keys]
-        if any(matches):
-            return
-    raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
+        raw = key.encode() if isinstance(key, str) else key
+        if raw and any([secrets.compare_digest(raw, k.encode()) for k in keys]):
+            return True
+    return False

@@ -10,7 +10,6 @@ body intact, so every error is still the route's own, and the route stays the do
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -19,6 +18,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fraudstream.api.deps import key_matches
 from fraudstream.api.errors import storage_unavailable, unexpected_error
 from fraudstream.api.schemas import DecisionOut
 from fraudstream.events.transaction import Transaction
@@ -48,8 +48,7 @@ def _authorised(headers: dict[bytes, bytes], keys: frozenset[str]) -> bool:
     scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
     if scheme.lower() == b"bearer":
         offered.append(token.strip())
-    # every key compared (no early exit), so the timing does not tell which one matched
-    return any(key and any([secrets.compare_digest(key, k.encode()) for k in keys]) for key in offered)
+    return key_matches(offered, keys)
 
 
 class FastScoreMiddleware:
