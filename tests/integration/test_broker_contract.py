@@ -384,24 +384,28 @@ def test_entries_from_other_producers_are_read_as_they_are(streams: Callable[...
     ]
 
 
+def redis_services(tmp_path: Path, bundle_path: Path, broker_url: str) -> Any:
+    """The services a worker on this Redis broker uses, with a SQLite store of its own."""
+    from fraudstream.config import Settings
+    from fraudstream.runtime import open_services
+
+    database_url = f"sqlite:///{tmp_path / 'fraud.db'}"
+    settings = Settings(
+        data_dir=tmp_path, database_url=database_url, model_path=bundle_path, broker_url=broker_url
+    )
+    return open_services(settings)
+
+
 @pytest.mark.redis
 def test_worker_publishes_decisions_and_dead_letters(
     tmp_path: Path, bundle_path: Path, small_frame: pd.DataFrame, redis_url: str, redis_prefix: str
 ) -> None:
     from fraudstream.brokers.redis import RedisStreamsBroker
-    from fraudstream.config import Settings
     from fraudstream.events.transaction import Transaction
-    from fraudstream.runtime import open_services
     from fraudstream.worker import Worker
     from fraudstream.worker.worker import DEAD_LETTERS, RESULTS, TRANSACTIONS
 
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'fraud.db'}",
-        model_path=bundle_path,
-        broker_url=f"{redis_url}?prefix={redis_prefix}",
-    )
-    services = open_services(settings)
+    services = redis_services(tmp_path, bundle_path, f"{redis_url}?prefix={redis_prefix}")
     keep = [c for c in small_frame.columns if c not in ("is_fraud", "label_time", "fraud_scenario")]
     rows = small_frame.iloc[-50:][keep].to_dict("records")
     txs = [Transaction.model_validate({k: v for k, v in r.items() if v is not None and v == v}) for r in rows]
@@ -443,19 +447,11 @@ def test_a_message_that_keeps_killing_workers_is_dead_lettered_and_stored_decisi
     tmp_path: Path, bundle_path: Path, redis_url: str, redis_prefix: str, streams: Callable[..., Any]
 ) -> None:
     from fraudstream.brokers.redis import RedisStreamsBroker
-    from fraudstream.config import Settings
     from fraudstream.events.transaction import Transaction
-    from fraudstream.runtime import open_services
     from fraudstream.worker import Worker
     from fraudstream.worker.worker import DEAD_LETTERS, RESULTS, TRANSACTIONS
 
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'fraud.db'}",
-        model_path=bundle_path,
-        broker_url=f"{redis_url}?prefix={redis_prefix}",
-    )
-    services = open_services(settings)
+    services = redis_services(tmp_path, bundle_path, f"{redis_url}?prefix={redis_prefix}")
     poison = Transaction(transaction_id="poison", timestamp=T0, customer_id="c", amount=5.0)
     stored = Transaction(transaction_id="stored", timestamp=T0, customer_id="c", amount=6.0)
     scored = services.scorer.score(TransactionBatch.from_transactions([stored]))
