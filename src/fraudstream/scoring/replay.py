@@ -71,9 +71,9 @@ def replay(
                 delivered[due] = True
                 ids, times = batch.transaction_id[due], batch.label_time[due]
                 scorer.state.record_labels(ids, times, np.ones(due.size, dtype=bool))
-                when = pd.to_datetime(times, unit="s", utc=True)
-                pairs = zip(ids, when, strict=True)
-                labels = [Label(transaction_id=t, is_fraud=True, label_time=w) for t, w in pairs]
+                if writer is not None:
+                    pairs = zip(ids, pd.to_datetime(times, unit="s", utc=True), strict=True)
+                    labels = [Label(transaction_id=t, is_fraud=True, label_time=w) for t, w in pairs]
             with paused_gc():
                 scored = scorer.score(batch.take(np.arange(lo, hi)))
             probability[lo:hi] = scored.probability
@@ -82,5 +82,5 @@ def replay(
                 writer.save(scored.columns(scorer.engine.names, scorer.version), labels)
             if progress:
                 progress("replay", hi, n)
-        stored = writer.close() if writer is not None else 0
+    stored = writer.stored if writer is not None else 0  # complete: leaving the block waited for it
     return ReplayResult(probability, decision, time.perf_counter() - started, stored)
