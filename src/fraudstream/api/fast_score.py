@@ -16,10 +16,10 @@ from urllib.parse import parse_qsl
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fraudstream.api.deps import key_matches
-from fraudstream.api.errors import storage_unavailable, unexpected_error
+from fraudstream.api.errors import replay_body, storage_unavailable, unexpected_error
 from fraudstream.api.schemas import DecisionOut
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage.errors import StorageError
@@ -67,12 +67,12 @@ class FastScoreMiddleware:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        body, more = await _read(receive)
-        if more is None:
+        body = await _read(receive)
+        if body is None:
             return  # the client went away
         transaction, dry_run = self._accept(scope, body)
         if transaction is None or dry_run is None:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay_body(body, receive), send)
             return
         if self.route is not None:
             scope["route"] = self.route
@@ -106,25 +106,13 @@ class FastScoreMiddleware:
             return None, None
 
 
-async def _read(receive: Receive) -> tuple[bytes, bool | None]:
+async def _read(receive: Receive) -> bytes | None:
+    """The whole request body, or ``None`` when the client went away first."""
     chunks: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"", None
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            return b"".join(chunks), False
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
+            return b"".join(chunks)
