@@ -24,6 +24,9 @@ from fraudstream.storage.store import Store
 
 log = logging.getLogger(__name__)
 _POLL = 0.2
+#: Detection gathers what arrives for this long after the first batch, so at hundreds of scored
+#: batches a second it runs a few times a second (one history query each), not once per batch.
+_LINGER = 0.1
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ class AlertDispatcher:
             except queue.Empty:
                 continue
             batches = [first]
+            self._stopping.wait(_LINGER)
             while True:
                 try:
                     batches.append(self._intake.get_nowait())
