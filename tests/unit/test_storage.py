@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -126,3 +127,33 @@ def test_json_columns_write_nan_as_null_and_keep_huge_integers() -> None:
     assert dumps({"big": 2**70}) == '{"big":1180591620717411303424}'
     assert loads(dumps({"big": 2**70})) == {"big": 2**70}
     assert loads(b'{"a":[1,2.5,null]}') == {"a": [1, 2.5, None]}
+
+
+def test_wal_checkpoints_run_off_the_committing_thread(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'ck.db'}")
+    store.migrate()
+    checkpointer = store._checkpointer
+    assert checkpointer is not None
+    checkpointer.every = 3
+    for i in range(7):
+        store.add_dead_letters([("transactions", f"payload {i}", "test")])
+    thread = checkpointer._thread
+    assert thread is not None and thread.name == "fraudstream-sqlite-checkpoint"
+    for _ in range(500):
+        if checkpointer.checkpoints:
+            break
+        time.sleep(0.01)
+    assert checkpointer.checkpoints >= 1
+    store.close()
+    assert not thread.is_alive()
+    with store._read() as conn:
+        (busy, log, done), *_ = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    assert busy == 0 and log == done  # the WAL is fully in the database file
+    for i in range(3):  # a store used again after close checkpoints again
+        store.add_dead_letters([("transactions", f"again {i}", "test")])
+    assert checkpointer._thread is not None and checkpointer._thread.is_alive()
+    store.close()
+
+
+def test_in_memory_sqlite_has_no_checkpointer() -> None:
+    assert open_store("sqlite://")._checkpointer is None

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, OperationalError
 from sqlalchemy.pool import StaticPool
 
+from fraudstream.storage._checkpoint import WalCheckpointer
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.migrate import upgrade
 
@@ -158,8 +159,11 @@ class Database:
     def __init__(self, url: str | URL, *, pool_size: int = 5, max_overflow: int = 10) -> None:
         self.url = normalize_url(url)
         self.dialect = "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
+        self._checkpointer: WalCheckpointer | None = None
         if self.dialect == "sqlite":
             self.engine = _sqlite_engine(self.url, pool_size, max_overflow)
+            if not self.in_memory:
+                self._checkpointer = WalCheckpointer(self.engine)
         else:
             self.engine = _postgres_engine(self.url, pool_size, max_overflow)
         # Feature-set id → names; content-addressed, so never stale.
@@ -186,6 +190,8 @@ class Database:
 
     def close(self) -> None:
         """Close every pooled connection; the store reconnects if used again."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.engine.dispose()
 
     def migrate(self) -> None:
@@ -252,6 +258,8 @@ class Database:
                 conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
             with conn.begin():
                 yield conn
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
 
     def _insert_ignore(
         self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]], returning: str
