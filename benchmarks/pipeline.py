@@ -49,6 +49,35 @@ def payloads(source: str, n: int, datasets_dir: Path, token: str) -> list[dict[s
     return out
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by each kind of process on this machine (Linux ``/proc``), to show
+    where a run's time went: the servers, the workers, this producer."""
+    used: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, _, rest = stat.read_text().partition(") ")
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = rest.split()
+        kind = name.partition("(")[2]
+        if "fraudstream worker" in cmdline:
+            kind = "workers"
+        elif int(stat.parent.name) == os.getpid():
+            kind = "producer"
+        elif kind.startswith("redis"):
+            kind = "redis"
+        elif kind.startswith("postgres"):
+            kind = "postgresql"
+        elif kind == "java":
+            kind = "kafka"
+        else:
+            continue
+        used[kind] = used.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
 def decided(store: Store) -> int:
     with store.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(decisions)).scalar_one())
@@ -106,7 +135,7 @@ def main() -> None:
         broker.publish("transactions", [])  # create the topic/group before the clock starts
         time.sleep(8)  # workers load the model and join the group
         print(f"publishing to {broker_url} for {args.workers} worker(s) ...", flush=True)
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), cpu_seconds()
         for lo in range(0, len(bodies), args.publish_batch):
             chunk = bodies[lo : lo + args.publish_batch]
             broker.publish("transactions", [(str(b["customer_id"]), b) for b in chunk])
@@ -116,6 +145,7 @@ def main() -> None:
             if any(w.poll() is not None for w in workers):
                 raise SystemExit("a worker exited early")
         elapsed = time.perf_counter() - started
+        cpu_after = cpu_seconds()
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)
@@ -127,6 +157,14 @@ def main() -> None:
     print(
         f"{len(ids):,} transactions decided and stored in {elapsed:.1f} s: {rate:,.0f} tx/s "
         f"(published in {published:.1f} s; {args.workers} workers, batches of {args.batch_size:,})"
+    )
+    spent = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in sorted(cpu_after)}
+    print(
+        "CPU seconds: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in spent.items())
+        + f" (µs per transaction: "
+        + ", ".join(f"{k} {v / len(ids) * 1e6:.0f}" for k, v in spent.items())
+        + ")"
     )
 
 
