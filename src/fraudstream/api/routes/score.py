@@ -26,8 +26,8 @@ async def score(
 ) -> DecisionOut:
     """Score one transaction synchronously and store the decision (unless ``dry_run``).
 
-    Concurrent requests are scored and stored together by one thread (see
-    :mod:`fraudstream.api.batcher`), so the event loop only parses and answers.
+    Concurrent requests are scored and stored together, as one batch (see
+    :mod:`fraudstream.api.batcher`).
     """
     record, duplicate = await batcher.submit(transaction, dry_run=dry_run)
     return DecisionOut.from_record(record, duplicate=duplicate)
