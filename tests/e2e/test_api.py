@@ -781,3 +781,23 @@ def test_fast_and_routed_answers_agree(api: Api) -> None:
     one.pop("decided_at"), other.pop("decided_at")
     assert one == other
     assert client.post("/v1/score", json={"transaction_id": "x"}).json()["detail"][0]["loc"][0] == "body"
+
+
+def test_fast_answers_are_timed_and_oversized_scores_are_413(make_api: Callable[..., Api]) -> None:
+    client, _, _ = make_api(max_body_bytes=2048)
+    line = 'fraudstream_http_request_seconds_count{method="POST",route="/v1/score",status="200"}'
+    before = metric(client, line) if line in client.get("/metrics").text else 0.0
+    assert client.post("/v1/score", json=tx("m-1")).status_code == 200
+    assert client.post("/v1/score", json=tx("m-2")).status_code == 200
+    assert metric(client, line) == before + 2
+    big = tx("m-3") | {"extra": {"note": "x" * 3000}}
+    response = client.post("/v1/score", json=big)
+    assert response.status_code == 413 and "limit 2048" in response.json()["detail"]
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: the fast path finds out while reading
+        yield json.dumps(big).encode()[:1500]
+        yield json.dumps(big).encode()[1500:]
+
+    streamed = client.post("/v1/score", content=chunked(), headers=JSON)
+    assert streamed.status_code == 413 and streamed.json()["detail"].startswith("request body too large")
+    assert client.get("/v1/transactions/m-3").status_code == 404

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fraudstream import __version__
 from fraudstream._gc import freeze_startup_objects
@@ -101,6 +102,21 @@ def _stop_worker(app: FastAPI) -> None:
         log.warning("embedded worker did not stop within %.0f s", time.monotonic() - started)
 
 
+class _FraudApi(FastAPI):
+    """FastAPI with ``POST /v1/score``'s fast path (:mod:`.fast_score`) in front of its whole middleware
+    stack: the fast path times its own answers and checks the body size itself, and everything it
+    does not answer goes through the stack as usual."""
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self  # as Starlette does first: error handlers find the app's state through it
+        await (self.front or self.framework)(scope, receive, send)
+
+    async def framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings, services: Services | None = None, *, run_worker: bool = False) -> FastAPI:
     """The API for ``settings``; opens its own services at start-up unless ``services`` are given.
 
@@ -119,7 +135,6 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
         warm_up(running.scorer)
         alerts = app.state.alerts = alerts_for(running)  # stores alerts; delivers them if channels are set
         app.state.batcher = ScoreBatcher(running.scorer, running.store, metrics, on_decided=alerts.submit)
-        app.state.batcher.start()
         app.state.services = running
         if run_worker:
             _start_worker(app, running, settings, metrics)
@@ -135,7 +150,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
             if owned:
                 running.close()
 
-    app = FastAPI(title="fraudstream", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = _FraudApi(title="fraudstream", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.services = None
@@ -146,7 +161,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     app.state.simulations = SimulationSlot()
     app.include_router(api_router)
     score_route = next(r for r in score_router.routes if getattr(r, "path", None) == FAST_PATH)
-    app.add_middleware(FastScoreMiddleware, state=app.state, route=score_route)  # innermost of ours
+    app.front = FastScoreMiddleware(app.framework, state=app.state, route=score_route)
     install_error_handlers(app, settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: sees 413s and 500s too
     add_component_schemas(app, Transaction, Label)

@@ -1,15 +1,17 @@
-"""``POST /v1/score`` answered beneath the framework, for the requests that need nothing but scoring.
+"""``POST /v1/score`` answered in front of the framework, for the requests that need nothing but scoring.
 
-The endpoint is the one that runs hundreds of times a second, and FastAPI's routing, dependency
-resolution and response validation cost more of the event loop per request than parsing the
-transaction and writing the answer. This middleware answers a well-formed, authorised request
-itself: same validation (the ``Transaction`` model), same batcher, same ``DecisionOut`` body. Anything
-else (a bad key, invalid JSON, a field error, an unusual query) goes on to the FastAPI route with its
-body intact, so every error is still the route's own, and the route stays the documented one.
+The endpoint is the one that runs hundreds of times a second, and FastAPI's middleware stack, routing,
+dependency resolution and response validation cost more of the event loop per request than parsing
+the transaction and writing the answer. This front door answers a well-formed, authorised request of
+at most ``max_body_bytes`` itself: same validation (the ``Transaction`` model), same batcher, same
+``DecisionOut`` body, recorded in the same request metrics. Anything else (a bad key, invalid JSON, a
+field error, an unusual query, an oversized body) goes on to the FastAPI app with its body intact, so
+every error is still the app's own, and the route stays the documented one.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -54,22 +56,27 @@ def _authorised(headers: dict[bytes, bytes], keys: frozenset[str]) -> bool:
 class FastScoreMiddleware:
     """Answers ``POST /v1/score`` directly when the request is valid; hands everything else on.
 
-    ``state`` is the app's state (settings, services, batcher); ``route`` the FastAPI route, put in
-    the scope so request metrics record the fast answers under the route's template.
+    ``state`` is the app's state (settings, services, batcher, metrics); ``route`` the FastAPI route,
+    whose template the request metrics record the fast answers under.
     """
 
     def __init__(self, app: ASGIApp, state: Any, route: BaseRoute | None = None) -> None:
         self.app = app
         self.state = state
         self.route = route
+        self.template = getattr(route, "path", PATH)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        body = await _read(receive)
+        started = time.perf_counter()
+        body = await _read(receive, self._max_bytes())
         if body is None:
             return  # the client went away
+        if isinstance(body, list):  # too large: the app's body limit answers
+            await self.app(scope, replay_body(b"".join(body), receive), send)
+            return
         transaction, dry_run = self._accept(scope, body)
         if transaction is None or dry_run is None:
             await self.app(scope, replay_body(body, receive), send)
@@ -79,15 +86,28 @@ class FastScoreMiddleware:
         try:
             record, duplicate = await self.state.batcher.submit(transaction, dry_run=dry_run)
         except StorageError as exc:
-            await (await storage_unavailable(Request(scope), exc))(scope, receive, send)
-            return
+            failed = await storage_unavailable(Request(scope), exc)
         except Exception as exc:  # the route's catch-all answer: logged, counted, 500 with an error id
-            await (await unexpected_error(Request(scope), exc))(scope, receive, send)
+            failed = await unexpected_error(Request(scope), exc)
+        else:
+            payload = DecisionOut.from_record(record, duplicate=duplicate).model_dump_json().encode()
+            length = str(len(payload)).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
+            self._observe(200, started)
             return
-        payload = DecisionOut.from_record(record, duplicate=duplicate).model_dump_json().encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        await failed(scope, receive, send)
+        self._observe(failed.status_code, started)
+
+    def _observe(self, status: int, started: float) -> None:
+        metrics = getattr(self.state, "metrics", None)
+        if metrics is not None:
+            metrics.requests.labels("POST", self.template, str(status)).observe(time.perf_counter() - started)
+
+    def _max_bytes(self) -> int | None:
+        settings = getattr(self.state, "settings", None)
+        return getattr(settings, "max_body_bytes", None)
 
     def _accept(self, scope: Scope, body: bytes) -> tuple[Transaction | None, bool | None]:
         """The transaction and the dry-run flag, or ``None`` for what the route must answer."""
@@ -106,13 +126,19 @@ class FastScoreMiddleware:
             return None, None
 
 
-async def _read(receive: Receive) -> bytes | None:
-    """The whole request body, or ``None`` when the client went away first."""
+async def _read(receive: Receive, limit: int | None) -> bytes | list[bytes] | None:
+    """The whole request body; the chunks read so far once it passes ``limit`` bytes; ``None`` when
+    the client went away first."""
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
             return None
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if limit is not None and size > limit:
+            return chunks
         if not message.get("more_body", False):
             return b"".join(chunks)
