@@ -77,12 +77,13 @@ class Store(AlertStore, QueueStore):
             unknown = [(k, dumps(v)) for k, v in names.items() if k not in self._feature_names]
             if unknown:  # no foreign key, so the names may follow the vectors that use them
                 bulk.insert_new(conn, _fs, ("id", "names"), unknown)
+            inserted: set[Any] = set()  # stored just now, already marked decided
             if transactions:
                 unique = unique_by(transactions, _transaction_id)
                 tx_rows = transaction_rows(unique, ts(datetime.now(UTC)), tables.TX_DECIDED, ts)
-                bulk.insert_new(conn, _t, TRANSACTION_COLUMNS, tx_rows)
+                inserted = bulk.insert_new(conn, _t, TRANSACTION_COLUMNS, tx_rows)
             fresh = [key for key in keys if key in new]
-            bulk.set_column(conn, _t, "status", tables.TX_DECIDED, fresh)
+            bulk.set_column(conn, _t, "status", tables.TX_DECIDED, [k for k in fresh if k not in inserted])
         self._feature_names.update(names)
         return fresh
 
