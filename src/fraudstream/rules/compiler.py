@@ -9,15 +9,16 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import numpy as np
-import pandas as pd
 
 from fraudstream.rules.columns import (
     ARITHMETIC,
+    F64,
     Columns,
     as_array,
     as_condition,
     as_number,
     compare_values,
+    isin_text,
     missing,
     quiet,
 )
@@ -80,6 +81,8 @@ _CONSTRUCTS: Final[dict[type[ast.AST], str]] = {
 }
 
 Fn = Callable[["Columns"], Any]
+Test = Callable[[np.ndarray, np.ndarray], np.ndarray]
+_NO_COLUMNS: Final = Columns({}, 0)
 
 
 def _op_name(op: ast.AST) -> str:
@@ -87,12 +90,17 @@ def _op_name(op: ast.AST) -> str:
 
 
 class Compiler:
-    """Checks one parsed condition node by node and builds its closure; ``names`` collects what it reads."""
+    """Checks one parsed condition node by node and builds its closure; ``names`` collects what it reads.
+
+    The closures are built for batches of one row as much as for large ones: operands that read no
+    column are computed once here, and comparisons of two float arrays skip the missing-value masks.
+    """
 
     def __init__(self, source: str, kinds: dict[str, str]) -> None:
         self.source = source
         self.kinds = kinds
         self.names: set[str] = set()
+        self.reads = 0
 
     def segment(self, node: ast.AST) -> str:
         return ast.get_source_segment(self.source, node) or type(node).__name__
@@ -131,6 +139,9 @@ class Compiler:
         if isinstance(node, ast.BoolOp):
             parts = [self.condition(v, d) for v in node.values]
             combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+            if len(parts) == 2:
+                first, second = parts
+                return (lambda cols: combine(first(cols), second(cols))), _BOOL
             return (lambda cols: functools.reduce(combine, [p(cols) for p in parts])), _BOOL
         if isinstance(node, ast.UnaryOp):
             if isinstance(node.op, ast.Not):
@@ -175,7 +186,29 @@ class Compiler:
             hint = " (functions must be called, e.g. abs(x))" if name in FUNCTIONS else ""
             raise RulesError(f"unknown name {name!r}{hint or suggest(name, self.kinds)}")
         self.names.add(name)
+        self.reads += 1
         return (lambda cols: cols[name]), self.kinds[name]
+
+    def operand(self, node: ast.expr, depth: int) -> tuple[Fn, str]:
+        """Like :meth:`compile`, but the closure returns an array (as :func:`as_array` makes it).
+
+        A column comes from :class:`Columns` already as an array; an operand that reads no column
+        (``5``, ``-2.5``, ``'US'``, ``None``) is computed now rather than for every batch.
+        """
+        reads = self.reads
+        fn, kind = self.compile(node, depth)
+        if isinstance(node, ast.Name):
+            return fn, kind
+        if self.reads == reads:
+            try:
+                with np.errstate(all="ignore"):
+                    value = as_array(fn(_NO_COLUMNS))
+            except Exception:  # it fails again, with its message, when evaluated
+                pass
+            else:
+                value.flags.writeable = False
+                return (lambda cols: value), kind
+        return (lambda cols: as_array(fn(cols))), kind
 
     def compare(self, node: ast.Compare, depth: int) -> Fn:
         if any(isinstance(op, ast.In | ast.NotIn) for op in node.ops):
@@ -183,46 +216,61 @@ class Compiler:
                 raise self.reject(node, "chained 'in' comparison")
             return self.membership(node, depth)
         operands = [node.left, *node.comparators]
-        compiled = [self.compile(o, depth) for o in operands]
-        tests: list[Callable[[list[Any]], np.ndarray]] = []
+        compiled = [self.operand(o, depth) for o in operands]
+        tests: list[Test] = []
         for i, op in enumerate(node.ops):
             if type(op) not in _COMPARE:
                 raise self.reject(node, f"operator {_op_name(op)}")
             symbol, fn = _COMPARE[type(op)]
             (_, left_kind), (_, right_kind) = compiled[i], compiled[i + 1]
-            tests.append(self.pair(node, i, symbol, fn, left_kind, right_kind))
+            tests.append(self.pair(node, symbol, fn, left_kind, right_kind))
         fns = [fn for fn, _ in compiled]
+        if len(tests) == 1:
+            (first, second), (test,) = fns, tests
+            return lambda cols: test(first(cols), second(cols))
 
         def run(cols: Columns) -> np.ndarray:
-            values = [as_array(f(cols)) for f in fns]
-            return functools.reduce(np.logical_and, [t(values) for t in tests])
+            values = [f(cols) for f in fns]
+            results = [t(a, b) for t, a, b in zip(tests, values, values[1:], strict=False)]
+            return functools.reduce(np.logical_and, results)
 
         return run
 
     def pair(
-        self, node: ast.Compare, i: int, symbol: str, fn: Callable[[Any, Any], Any], left: str, right: str
-    ) -> Callable[[list[Any]], np.ndarray]:
+        self, node: ast.Compare, symbol: str, fn: Callable[[Any, Any], Any], left: str, right: str
+    ) -> Test:
         what = self.segment(node)
         if _NONE in (left, right):
             if symbol not in ("==", "!=") or left == right:
                 raise RulesError(f"{what!r}: None can only be tested with == or !=; use is_missing(x)")
-            other = i + 1 if left == _NONE else i
+            if left == _NONE:
+                if symbol == "==":
+                    return lambda a, b: missing(b)
+                return lambda a, b: ~missing(b)
             if symbol == "==":
-                return lambda values: missing(values[other])
-            return lambda values: ~missing(values[other])
+                return lambda a, b: missing(a)
+            return lambda a, b: ~missing(a)
         kinds = {left, right}
         if STRING in kinds and kinds & {NUMBER, _BOOL}:
             raise RulesError(f"{what!r} compares text with a number")
         if STRING in kinds and symbol not in ("==", "!="):
             raise RulesError(f"{what!r}: text can only be compared with == and !=")
 
-        def test(values: list[Any]) -> np.ndarray:
+        def test(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             try:
-                return compare_values(symbol, fn, values[i], values[i + 1])
+                return compare_values(symbol, fn, a, b)
             except RulesError as exc:
                 raise RulesError(f"{what!r}: {exc.problem}") from None
 
-        return test
+        if symbol == "!=":
+            return test
+
+        def fast(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            if a.dtype is F64 and b.dtype is F64:
+                return fn(a, b)  # as compare_values does, without its call
+            return test(a, b)
+
+        return fast
 
     def membership(self, node: ast.Compare, depth: int) -> Fn:
         negate = isinstance(node.ops[0], ast.NotIn)
@@ -241,6 +289,7 @@ class Compiler:
             raise RulesError(f"{self.segment(node)!r} tests a {kind} value against a list of {listed}")
         what, left_what = self.segment(node), self.segment(node.left)
         numbers = np.array([] if text_list else values, dtype=np.float64)
+        texts_set = frozenset(values) if text_list else frozenset()
 
         def run(cols: Columns) -> np.ndarray:
             arr = as_array(left(cols))
@@ -249,8 +298,7 @@ class Compiler:
             elif text_list:
                 if arr.dtype != object:
                     raise RulesError(f"{what!r}: a number column tested against a list of text")
-                flat = pd.Series(arr.reshape(-1), dtype=object).isin(values)
-                hit = np.asarray(flat, dtype=bool).reshape(arr.shape)
+                hit = isin_text(arr, texts_set)
             else:
                 hit = np.isin(as_number(arr, left_what), numbers)
             return (~hit & ~missing(arr)) if negate else hit

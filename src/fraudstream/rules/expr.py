@@ -66,8 +66,19 @@ class CompiledExpr:
         text where a number is needed (or the reverse).
         """
         view = columns if isinstance(columns, Columns) and n in (None, columns.n) else Columns(columns, n)
-        out = as_condition(as_array(self._fn(view)), self.text)
+        out = self.mask(view)
+        if out.shape == (view.n,):
+            return out.copy()
         return np.broadcast_to(out, (view.n,)).copy()
+
+    def mask(self, view: Columns) -> np.ndarray:
+        """Where the condition holds, without :meth:`evaluate`'s copy: only to be read, never written.
+
+        Of shape ``(view.n,)``, or ``()`` for a condition that reads no column; it may be one of
+        the batch's own columns. :meth:`RuleSet.apply <fraudstream.rules.RuleSet.apply>` uses it
+        because, for a batch of one row, that copy costs about as much as the comparison.
+        """
+        return as_condition(as_array(self._fn(view)), self.text)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CompiledExpr) and other.text == self.text

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from functools import cached_property
+from typing import Any, Final, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from fraudstream.events.transaction import DECISIONS
-from fraudstream.rules.columns import Columns
+from fraudstream.rules.columns import SMALL, Columns, isin_text
 from fraudstream.rules.errors import RulesError
 from fraudstream.rules.expr import CompiledExpr
 
@@ -25,6 +25,8 @@ APPROVE rules and the allow list, which override it on purpose."""
 LIST_FIELDS: Final = ("customer_id", "device_id", "ip_address", "merchant_id")
 
 _APPROVE, _FLAG, _BLOCK = range(3)
+_RANK: Final = {name: i for i, name in enumerate(DECISIONS)}
+_DECISION_VALUES: Final = np.asarray(DECISIONS, dtype=object)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,50 @@ class RuleOutcome:
     alert: np.ndarray
 
 
+class _ListEntry(NamedTuple):
+    field: str
+    ids: frozenset[str]
+    label: str
+    reason: str
+
+
+class _Plan(NamedTuple):
+    """What :meth:`RuleSet.apply` needs, worked out once per (immutable) rule set."""
+
+    deny: tuple[_ListEntry, ...]
+    allow: tuple[_ListEntry, ...]
+    rules: tuple[tuple[Rule, int], ...]
+
+
+def _list_entries(lists: dict[str, frozenset[str]], kind: str) -> tuple[_ListEntry, ...]:
+    return tuple(
+        _ListEntry(name, ids, f"{kind}_list:{name}", f"{name} is on the {kind} list")
+        for name in LIST_FIELDS
+        if (ids := lists.get(name))
+    )
+
+
+def _ranks(model: np.ndarray) -> np.ndarray:
+    """Each decision's index in :data:`DECISIONS`; ``ValueError`` naming up to five unknown ones."""
+    if model.shape[0] <= SMALL:
+        try:
+            return np.array([_RANK[v] for v in model.tolist()], dtype=np.int8)
+        except (KeyError, TypeError):
+            pass  # the array way below finds the bad values and says which
+    rank = np.full(model.shape[0], -1, dtype=np.int8)
+    for i, name in enumerate(DECISIONS):
+        rank[model == name] = i
+    if (rank < 0).any():
+        bad = sorted({str(v) for v in model[rank < 0]})[:5]
+        raise ValueError(f"model decisions must be one of {', '.join(DECISIONS)}; got {bad}")
+    return rank
+
+
+def _any(mask: np.ndarray) -> bool:
+    # ndarray.any() costs ~2 µs whatever the size; a short list is quicker to look through.
+    return True in mask.tolist() if mask.shape[0] <= SMALL else bool(mask.any())
+
+
 @dataclass(frozen=True, eq=False)
 class RuleSet:
     """Rules in file order plus allow and deny lists of ids per field (see :data:`LIST_FIELDS`).
@@ -84,7 +130,7 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self.rules)
 
-    @property
+    @cached_property
     def names(self) -> frozenset[str]:
         """Every column :meth:`apply` will read, so a caller can check a batch before scoring."""
         read = {name for rule in self.rules for name in rule.expr.names}
@@ -107,18 +153,17 @@ class RuleSet:
         list decided the row; that is what reviewers want to see. ``columns`` maps names to arrays
         of the batch's length (numbers as floats with NaN for missing, text as object arrays with
         ``None``); ``model_decision`` holds ``"APPROVE"``/``"FLAG"``/``"BLOCK"`` per row.
+
+        The API scores batches of one row, so the fixed cost matters as much as the cost per row:
+        only the columns the rules read are converted, short batches skip pandas, and the masks of
+        actions and lists that nothing fired are never built.
         """
         model = np.asarray(model_decision)
         if model.ndim != 1:
             raise ValueError(f"model_decision must be one-dimensional, not of shape {model.shape}")
         n = model.shape[0]
-        rank = np.full(n, -1, dtype=np.int8)
-        for i, name in enumerate(DECISIONS):
-            rank[model == name] = i
-        if (rank < 0).any():
-            bad = sorted({str(v) for v in model[rank < 0]})[:5]
-            raise ValueError(f"model decisions must be one of {', '.join(DECISIONS)}; got {bad}")
-
+        rank = _ranks(model)
+        plan = self._plan
         view = Columns(columns, n)
         # Most rows fire nothing: they share one empty list, and a row gets lists of its own on a hit.
         nothing: list[str] = []
@@ -127,56 +172,73 @@ class RuleSet:
 
         def note(mask: np.ndarray, label: str, reason: str) -> None:
             for i in np.flatnonzero(mask).tolist():
-                fired[i] = [*fired[i], label]
-                reasons[i] = [*reasons[i], reason]
+                if fired[i] is nothing:
+                    fired[i], reasons[i] = [label], [reason]
+                else:
+                    fired[i].append(label)
+                    reasons[i].append(reason)
 
-        deny = self._list_hits(self.deny, "deny", view, note)
-        allow = self._list_hits(self.allow, "allow", view, note)
-        hits = {action: np.zeros(n, dtype=bool) for action in DECISIONS}
-        alert = deny.copy()
-        for rule in self.rules:
+        # Masks are only read here, never written (they may be the batch's own columns), and an
+        # action nobody fired costs nothing: the common case, for small batches above all.
+        deny = self._list_hits(plan.deny, "deny", view, note)
+        allow = self._list_hits(plan.allow, "allow", view, note)
+        hits: list[np.ndarray | None] = [None, None, None]
+        alert = deny
+        for rule, action in plan.rules:
             try:
-                mask = rule.expr.evaluate(view)
+                mask = rule.expr.mask(view)
             except RulesError as exc:
                 raise exc.within(rule=rule.name, source=self.source) from None
-            if mask.any():
+            if mask.shape != (n,):
+                mask = np.broadcast_to(mask, (n,))
+            if _any(mask):
                 note(mask, rule.name, rule.reason)
-                hits[rule.action] |= mask
+                before = hits[action]
+                hits[action] = mask if before is None else before | mask
                 if rule.alert:
-                    alert |= mask
+                    alert = mask if alert is None else alert | mask
 
-        final = np.maximum(rank, np.where(hits["FLAG"], _FLAG, _APPROVE))
-        final = np.where(hits["APPROVE"], _APPROVE, final)
-        final = np.where(hits["BLOCK"], _BLOCK, final)
-        final = np.where(allow, _APPROVE, final)
-        final = np.where(deny, _BLOCK, final)
-        decision = np.asarray(DECISIONS, dtype=object)[final]
-        return RuleOutcome(decision=decision, fired=fired, reasons=reasons, alert=alert)
+        final: np.ndarray = rank
+        flagged, approved, blocked = hits[_FLAG], hits[_APPROVE], hits[_BLOCK]
+        if flagged is not None:
+            final = np.maximum(rank, np.where(flagged, _FLAG, _APPROVE))
+        for action, where in ((_APPROVE, approved), (_BLOCK, blocked), (_APPROVE, allow), (_BLOCK, deny)):
+            if where is not None:
+                final = np.where(where, action, final)
+        decision = _DECISION_VALUES[final]
+        flags = np.zeros(n, dtype=bool) if alert is None else np.array(alert, dtype=bool)
+        return RuleOutcome(decision=decision, fired=fired, reasons=reasons, alert=flags)
+
+    @cached_property
+    def _plan(self) -> _Plan:
+        return _Plan(
+            deny=_list_entries(self.deny, "deny"),
+            allow=_list_entries(self.allow, "allow"),
+            rules=tuple((rule, _RANK[rule.action]) for rule in self.rules),
+        )
 
     def _list_hits(
         self,
-        lists: dict[str, frozenset[str]],
+        entries: tuple[_ListEntry, ...],
         kind: str,
         view: Columns,
         note: Callable[[np.ndarray, str, str], None],
-    ) -> np.ndarray:
-        hit = np.zeros(view.n, dtype=bool)
-        for name in LIST_FIELDS:
-            ids = lists.get(name)
-            if not ids:
-                continue
+    ) -> np.ndarray | None:
+        """Rows on any of these lists, or ``None`` when none is (or there are no lists)."""
+        hit: np.ndarray | None = None
+        for entry in entries:
             try:
-                column = view[name]
+                column = view[entry.field]
             except RulesError as exc:
                 raise exc.within(source=self.source) from None
             if column.dtype != object:
                 raise RulesError(
-                    f"column {name!r} must hold text ids for the {kind} list", source=self.source
+                    f"column {entry.field!r} must hold text ids for the {kind} list", source=self.source
                 )
-            mask = np.asarray(pd.Series(column, dtype=object).isin(ids), dtype=bool)
-            if mask.any():
-                note(mask, f"{kind}_list:{name}", f"{name} is on the {kind} list")
-                hit |= mask
+            mask = isin_text(column, entry.ids)
+            if _any(mask):
+                note(mask, entry.label, entry.reason)
+                hit = mask if hit is None else hit | mask
         return hit
 
 
