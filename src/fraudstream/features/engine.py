@@ -8,38 +8,26 @@ events strictly before it in event time and fraud labels that had arrived before
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 
 import numpy as np
 import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import keys
-from fraudstream.features.definitions import DAY, DEFAULT_FEATURE_SET, EntitySpec, FeatureSet
+from fraudstream.features._inputs import (
+    ALWAYS,
+    FEW,
+    SHORT,
+    Layout,
+    few_inputs,
+    many_inputs,
+    slots_few,
+    slots_many,
+)
+from fraudstream.features.definitions import DAY, DEFAULT_FEATURE_SET, FeatureSet
 from fraudstream.features.kernels import entity_features
 from fraudstream.state.base import EVENT_FIELDS, FeatureState, History
-
-_EMPTY_CODES = np.zeros((0, 0), dtype=np.int64)
-_ALWAYS = frozenset({"timestamp", "amount", "latitude", "longitude"})
-
-
-def _code_matrix(columns: list[np.ndarray], n: int) -> np.ndarray:
-    if not columns:
-        return np.zeros((n, 0), dtype=np.int64)
-    return np.ascontiguousarray(np.stack([keys.factorize(c)[0] for c in columns], axis=1))
-
-
-@dataclass(frozen=True)
-class _Layout:
-    spec: EntitySpec
-    col0: int
-    width: int
-    bwin: np.ndarray
-    agg_b: np.ndarray
-    dist_b: np.ndarray
-    ratio_b: int
-    label_b: np.ndarray
-    fields: tuple[str, ...]  # the event fields this entity's features read
 
 
 class FeatureEngine:
@@ -49,7 +37,7 @@ class FeatureEngine:
         self.feature_set = feature_set
         self.names = feature_set.names
         self.entity_columns = {e.name: e.column for e in feature_set.entities}
-        self._layouts: list[_Layout] = []
+        self._layouts: list[Layout] = []
         col = len(feature_set.transaction_features)
         for spec in feature_set.entities:
             extra = (feature_set.ratio_window,) if spec.profile else ()
@@ -66,8 +54,10 @@ class FeatureEngine:
             )
             index = {w: i for i, w in enumerate(bwin.tolist())}
             width = len(spec.names(feature_set))
+            novelty = feature_set.novelty if spec.profile else ()
+            coded = tuple(dict.fromkeys((*spec.distinct, *novelty)))
             self._layouts.append(
-                _Layout(
+                Layout(
                     spec=spec,
                     col0=col,
                     width=width,
@@ -79,8 +69,11 @@ class FeatureEngine:
                     fields=tuple(
                         f
                         for f in EVENT_FIELDS
-                        if f in _ALWAYS or f in spec.distinct or (spec.profile and f in feature_set.novelty)
+                        if f in ALWAYS or (spec.profile and f in ("latitude", "longitude"))
                     ),
+                    coded=coded,
+                    cps=tuple(coded.index(c) for c in spec.distinct),
+                    nov=tuple(coded.index(c) for c in novelty),
                 )
             )
             col += width
@@ -135,88 +128,59 @@ class FeatureEngine:
 
     def _entity(
         self,
-        layout: _Layout,
+        layout: Layout,
         batch: TransactionBatch,
         state: FeatureState | None,
         recorded: np.ndarray | None,
         labels_from_batch: bool,
         out: np.ndarray,
     ) -> None:
-        spec, fs = layout.spec, self.feature_set
-        entity_keys = getattr(batch, spec.column)
-        rows = np.flatnonzero(keys.present(entity_keys))
-        if rows.size == 0:
-            return
-        q_keys = entity_keys[rows]
+        """Fill this entity's columns of ``out``. Its history (fetched, or none) plus the batch's new
+        events form the context, sorted by (entity, event time); the kernel answers each row from the
+        context event that is its transaction, writing straight into ``out``. A few rows with a short
+        history take plain Python lists to the kernel's inputs, the rest numpy: the same inputs."""
+        entity_keys = getattr(batch, layout.spec.column)
+        few = entity_keys.shape[0] < FEW
+        if few:
+            key_list = entity_keys.tolist()
+            rows_list = [i for i, v in enumerate(key_list) if v is not None and v == v]
+            if not rows_list:
+                return
+            rows = np.array(rows_list, dtype=np.int64)
+            times = batch.timestamp.tolist()
+            first = [times[i] for i in rows_list]
+            earliest = min(first) if all(t == t for t in first) else math.nan
+            wanted = list(dict.fromkeys([key_list[i] for i in rows_list]))
+            asked = np.empty(len(wanted), dtype=object)
+            asked[:] = wanted
+        else:
+            rows = np.flatnonzero(keys.present(entity_keys))
+            if rows.size == 0:
+                return
+            earliest = float(batch.timestamp[rows].min())
+            asked = keys.distinct(entity_keys[rows])
+        since = earliest - self.feature_set.retention
+        history = state.fetch(layout.spec.name, asked, since) if state is not None else History.empty()
         q_tx = batch.transaction_id[rows]
-        since = float(np.min(batch.timestamp[rows])) - fs.retention
-        history = (
-            state.fetch(spec.name, keys.distinct(q_keys), since) if state is not None else History.empty()
-        )
-
-        if recorded is None:
-            slot = keys.lookup(history.events["transaction_id"], q_tx)
-        else:  # only a recorded (redelivered) transaction can be among the fetched events
-            slot = np.full(rows.shape[0], -1, dtype=np.int64)
-            known = np.flatnonzero(recorded[rows])
-            if known.size:
-                slot[known] = keys.lookup(history.events["transaction_id"], q_tx[known])
-        first = keys.first_seen(q_tx)
-        fresh = (slot < 0) & first
-        add = rows[fresh]
-        ctx = {f: np.concatenate([history.events[f], getattr(batch, f)[add]]) for f in layout.fields}
-        ctx_key = np.concatenate([history.key, entity_keys[add]])
-        slot[fresh] = len(history) + np.arange(add.shape[0])
-        repeated = (slot < 0) & ~first
-        if repeated.any():
-            slot[repeated] = slot[fresh][keys.lookup(q_tx[fresh], q_tx[repeated])]
-        answered, inverse = np.unique(slot, return_inverse=True)
-        out_row = np.full(ctx_key.shape[0], -1, dtype=np.int64)
-        out_row[answered] = np.arange(answered.shape[0])
-
-        codes, uniques = keys.factorize(ctx_key)
-        order = np.lexsort((ctx["timestamp"], codes))
-        codes = codes[order]
-        bounds = np.searchsorted(codes, np.arange(uniques.shape[0] + 1)).astype(np.int64)
-        cps = _code_matrix([ctx[c][order] for c in spec.distinct], order.shape[0])
-        nov = (
-            _code_matrix([ctx[c][order] for c in fs.novelty], order.shape[0])
-            if spec.profile
-            else _EMPTY_CODES
-        )
-
-        l_key, l_tx, l_time = history.label_key, history.label_tx_time, history.label_time
-        if labels_from_batch:
-            fraud = rows[fresh & (batch.is_fraud[rows] == 1) & ~np.isnan(batch.label_time[rows])]
-            l_key = np.concatenate([l_key, entity_keys[fraud]])
-            l_tx = np.concatenate([l_tx, batch.timestamp[fraud]])
-            l_time = np.concatenate([l_time, batch.label_time[fraud]])
-        l_code = keys.lookup(uniques, l_key)
-        keep = l_code >= 0
-        l_code, l_tx, l_time = l_code[keep], l_tx[keep], l_time[keep]
-        l_order = np.lexsort((l_tx, l_code))
-        lbounds = np.searchsorted(l_code[l_order], np.arange(uniques.shape[0] + 1)).astype(np.int64)
-
-        result = np.full((answered.shape[0], layout.width), np.nan)
-        entity_features(
-            bounds,
-            np.ascontiguousarray(ctx["timestamp"][order]),
-            np.ascontiguousarray(ctx["amount"][order]),
-            out_row[order],
-            layout.bwin,
-            layout.agg_b,
-            cps,
-            layout.dist_b,
-            nov,
-            np.ascontiguousarray(ctx["latitude"][order]),
-            np.ascontiguousarray(ctx["longitude"][order]),
-            spec.profile,
-            layout.ratio_b,
-            lbounds,
-            np.ascontiguousarray(l_tx[l_order]),
-            np.ascontiguousarray(l_time[l_order]),
-            layout.label_b,
-            result,
-            0,
-        )
-        out[rows, layout.col0 : layout.col0 + layout.width] = result[inverse]
+        known = None if recorded is None else recorded[rows]
+        slot: list[int] | np.ndarray
+        placed: list[int] | np.ndarray
+        if few:
+            slot, add_list, shared = slots_few(history, rows_list, q_tx, known)
+            if len(history) + len(add_list) < SHORT:
+                inputs, placed = few_inputs(
+                    layout, batch, history, rows_list, slot, add_list, key_list, times, labels_from_batch
+                )
+            else:
+                slot = np.array(slot, dtype=np.int64)
+                add = np.array(add_list, dtype=np.int64)
+                inputs, placed = many_inputs(layout, batch, history, rows, slot, add, labels_from_batch)
+        else:
+            slot, add, shared = slots_many(history, rows, q_tx, known)
+            inputs, placed = many_inputs(layout, batch, history, rows, slot, add, labels_from_batch)
+        entity_features(*inputs, out, layout.col0)
+        if shared:  # rows answered by one event: copy its values to the rows the kernel did not write
+            owner = np.asarray(placed, dtype=np.int64)[slot]
+            copy = owner != rows
+            cols = slice(layout.col0, layout.col0 + layout.width)
+            out[rows[copy], cols] = out[owner[copy], cols]

@@ -38,6 +38,19 @@ def factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), np.asarray(uniques, dtype=object)
 
 
+def codes(values: np.ndarray) -> np.ndarray:
+    """The codes of :func:`factorize` alone, for columns whose distinct values are never needed."""
+    n = values.shape[0]
+    if n < SMALL:
+        seen: dict[object, int] = {}
+        return np.fromiter(
+            (-1 if v is None or v != v else seen.setdefault(v, len(seen)) for v in values.tolist()),
+            np.int64,
+            n,
+        )
+    return np.asarray(pd.factorize(values, use_na_sentinel=True)[0], dtype=np.int64)
+
+
 def lookup(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
     """Position of each needle in ``haystack`` (whose values are distinct), -1 when absent."""
     if haystack.shape[0] + needles.shape[0] < SMALL:

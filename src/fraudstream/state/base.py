@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,10 @@ EVENT_FIELDS = (
 )
 FLOAT_FIELDS = frozenset({"timestamp", "amount", "latitude", "longitude"})
 """The numeric event fields; the others are identifiers, held as object arrays."""
+
+
+_FEW = 128
+"""Below this many events, :func:`gather_history` works on plain lists: numpy's fixed cost dominates."""
 
 
 class StateError(RuntimeError):
@@ -68,7 +72,7 @@ class History:
 
 
 def gather_history(
-    found: Sequence[tuple[Any, Sequence[int]]],
+    found: Sequence[tuple[Any, Sequence[int] | np.ndarray]],
     columns: Mapping[str, np.ndarray],
     labels: Iterable[tuple[Any, float, float]],
     since: float,
@@ -82,24 +86,60 @@ def gather_history(
 
     With ``lazy`` a column is gathered when first read, for ``columns`` that never change under the
     caller (an append-only log)."""
+    if sum(len(r) for _, r in found) < _FEW:
+        rows, owners = _gather_few(found, columns["timestamp"], since)
+    else:
+        rows, owners = _gather_many(found, columns["timestamp"], since)
+    kept = [(key, tx_time, label_time) for key, tx_time, label_time in labels if tx_time >= since]
+    return History(
+        key=owners,
+        events=_Gathered(columns, rows) if lazy else {f: col[rows] for f, col in columns.items()},
+        label_key=np.array([k for k, _, _ in kept], dtype=object) if kept else np.empty(0, dtype=object),
+        label_tx_time=np.array([t for _, t, _ in kept], dtype=np.float64) if kept else np.empty(0),
+        label_time=np.array([t for _, _, t in kept], dtype=np.float64) if kept else np.empty(0),
+    )
+
+
+def _gather_few(
+    found: Sequence[tuple[Any, Sequence[int] | np.ndarray]], timestamps: np.ndarray, since: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_gather_many` for a few events, in plain Python: the same rows and owners."""
+    flat = [row for _, rows in found for row in rows]
+    times = timestamps[flat].tolist() if flat else []
+    kept: list[int] = []
+    owners: list[Any] = []
+    at = 0
+    for key, rows in found:
+        pairs = [(t, row) for t, row in zip(times[at : at + len(rows)], rows, strict=True) if t >= since]
+        at += len(rows)
+        pairs.sort(key=itemgetter(0))  # stable: equal times keep their arrival order
+        kept += [row for _, row in pairs]
+        owners += [key] * len(pairs)
+    key_column = np.empty(len(owners), dtype=object)
+    key_column[:] = owners
+    return np.array(kept, dtype=np.int64), key_column
+
+
+def _gather_many(
+    found: Sequence[tuple[Any, Sequence[int] | np.ndarray]], timestamps: np.ndarray, since: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers of ``found``'s events at or after ``since``, grouped by key in that order and by
+    event time (then arrival) within a key, and each row's key."""
     lengths = np.fromiter((len(rows) for _, rows in found), dtype=np.int64, count=len(found))
-    rows = np.fromiter(chain.from_iterable(r for _, r in found), dtype=np.int64, count=int(lengths.sum()))
+    rows = (
+        np.concatenate([np.asarray(r, dtype=np.int64) for _, r in found])
+        if found
+        else np.empty(0, dtype=np.int64)
+    )
     group = np.repeat(np.arange(len(found)), lengths)
-    times = columns["timestamp"][rows]
+    times = timestamps[rows]
     recent = times >= since
     rows, group, times = rows[recent], group[recent], times[recent]
     if ((times[1:] < times[:-1]) & (group[1:] == group[:-1])).any():  # a key's events arrived out of order
         order = np.lexsort((times, group))  # stable: equal times keep their arrival order
         rows, group = rows[order], group[order]
     owners = np.array([k for k, _ in found], dtype=object)[group] if len(found) else np.empty(0, dtype=object)
-    kept = [(key, tx_time, label_time) for key, tx_time, label_time in labels if tx_time >= since]
-    return History(
-        key=owners,
-        events=_Gathered(columns, rows) if lazy else {f: col[rows] for f, col in columns.items()},
-        label_key=np.array([k for k, _, _ in kept], dtype=object),
-        label_tx_time=np.array([t for _, t, _ in kept], dtype=np.float64),
-        label_time=np.array([t for _, _, t in kept], dtype=np.float64),
-    )
+    return rows, owners
 
 
 class _Gathered(Mapping[str, np.ndarray]):

@@ -16,6 +16,11 @@ import pandas as pd
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.state.base import EVENT_FIELDS, FLOAT_FIELDS, FeatureState, History, gather_history
 
+_FEW = 64
+"""Below this many rows, recording checks ids in plain Python rather than through pandas."""
+_LONG = 128
+"""From this many events on, a key's row numbers are also kept as an array (see ``_rows``)."""
+
 
 class _Log:
     """Append-only columns with amortised doubling; ``take`` gathers rows by number."""
@@ -26,7 +31,7 @@ class _Log:
             f: np.empty(1024, dtype=np.float64 if f in FLOAT_FIELDS else object) for f in EVENT_FIELDS
         }
 
-    def append(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    def append(self, columns: Mapping[str, np.ndarray]) -> range:
         n = len(columns["timestamp"])
         if self.size + n > len(self.data["timestamp"]):
             capacity = max(2 * len(self.data["timestamp"]), self.size + n)
@@ -37,7 +42,7 @@ class _Log:
         for f in EVENT_FIELDS:
             self.data[f][self.size : self.size + n] = columns[f]
         self.size += n
-        return np.arange(self.size - n, self.size)
+        return range(self.size - n, self.size)
 
     def keep(self, mask: np.ndarray) -> np.ndarray:
         """Drop rows where ``mask`` is False; returns the new number of each old row (-1 if dropped)."""
@@ -61,6 +66,7 @@ class MemoryFeatureState(FeatureState):
         self.grace = grace
         self._log = _Log()
         self._index: dict[str, defaultdict[str, list[int]]] = {}
+        self._arrays: dict[str, dict[str, tuple[np.ndarray, int]]] = {}  # long row lists, as arrays
         self._columns: dict[str, str] = {}
         self._labels: dict[str, defaultdict[str, list[tuple[float, float]]]] = {}
         self._tx: dict[str, int] = {}
@@ -73,12 +79,30 @@ class MemoryFeatureState(FeatureState):
         labels: Mapping[str, list[tuple[float, float]]] = self._labels.get(entity, {})
         asked = keys.tolist()
         return gather_history(
-            [(k, index[k]) for k in asked if k in index],
-            {f: col[: self._log.size] for f, col in self._log.data.items()},
+            [(k, self._rows(entity, k, index[k])) for k in asked if k in index],
+            dict(self._log.data),  # the rows asked for are all below the log's size
             ((key, t, lt) for key in asked for t, lt in labels.get(key, ())),
             since,
-            lazy=True,  # the log only grows past these rows, and pruning replaces its arrays
+            lazy=True,  # the log only grows past these rows, and growing or pruning replaces its arrays
         )
+
+    def _rows(self, entity: str, key: str, rows: list[int]) -> list[int] | np.ndarray:
+        """A key's row numbers; a long list also as an array, extended by only what was appended
+        since the last fetch (lists only grow between prunes), so fetching costs no per-row work."""
+        n = len(rows)
+        if n < _LONG:
+            return rows
+        arrays = self._arrays.setdefault(entity, {})
+        buffer, filled = arrays.get(key, (np.empty(0, dtype=np.int64), 0))
+        if filled != n:
+            if filled > n or buffer.shape[0] < n:
+                grown = np.empty(2 * n, dtype=np.int64)
+                filled = min(filled, n)
+                grown[:filled] = buffer[:filled]
+                buffer = grown
+            buffer[filled:n] = rows[filled:n]
+            arrays[key] = (buffer, n)
+        return buffer[:n]
 
     def recorded(self, transaction_ids: np.ndarray) -> np.ndarray:
         known = self._tx
@@ -86,20 +110,40 @@ class MemoryFeatureState(FeatureState):
 
     def record(self, batch: TransactionBatch, entities: Mapping[str, str]) -> np.ndarray:
         ids = batch.transaction_id
-        new = ~pd.Index(ids, dtype=object).duplicated()
-        new &= np.fromiter((t not in self._tx for t in ids.tolist()), dtype=bool, count=len(ids))
+        n = len(ids)
+        known = self._tx
+        if n < _FEW:
+            seen: set[object] = set()
+            flags = []
+            for t in ids.tolist():
+                flags.append(t not in seen and t not in known)
+                seen.add(t)
+            new = np.array(flags, dtype=bool)
+            everything = all(flags)
+        else:
+            new = ~pd.Index(ids, dtype=object).duplicated()
+            new &= np.fromiter((t not in known for t in ids.tolist()), dtype=bool, count=n)
+            everything = bool(new.all())
         if not new.any():
             return new
-        rows = self._log.append({f: getattr(batch, f)[new] for f in EVENT_FIELDS})
-        row_list = rows.tolist()
-        self._tx.update(zip(ids[new].tolist(), row_list, strict=True))
+        pick = (lambda column: column) if everything else (lambda column: column[new])
+        row_list = list(self._log.append({f: pick(getattr(batch, f)) for f in EVENT_FIELDS}))
+        self._tx.update(zip(pick(ids).tolist(), row_list, strict=True))
         for entity, column in entities.items():
             self._columns[entity] = column
             index = self._index.setdefault(entity, defaultdict(list))
-            for key, row in zip(getattr(batch, column)[new].tolist(), row_list, strict=True):
+            for key, row in zip(pick(getattr(batch, column)).tolist(), row_list, strict=True):
                 if key is not None:
                     index[key].append(row)
-        self._newest = max(self._newest, float(np.nanmax(batch.timestamp[new])))
+        times = pick(batch.timestamp)
+        if n < _FEW:
+            finite = [t for t in times.tolist() if t == t]
+            if finite:
+                self._newest = max(self._newest, max(finite))
+        else:
+            finite_times = times[~np.isnan(times)]
+            if finite_times.size:
+                self._newest = max(self._newest, float(finite_times.max()))
         self._maybe_prune()
         return new
 
@@ -134,6 +178,7 @@ class MemoryFeatureState(FeatureState):
         if keep.all():
             return
         renumber = self._log.keep(keep)
+        self._arrays.clear()
         for index in self._index.values():
             for key in list(index):
                 rows = [r for r in renumber[index[key]].tolist() if r >= 0]
@@ -155,6 +200,7 @@ class MemoryFeatureState(FeatureState):
     def close(self) -> None:
         self._log = _Log()
         self._index.clear()
+        self._arrays.clear()
         self._labels.clear()
         self._tx.clear()
         self._fraud.clear()

@@ -1,0 +1,311 @@
+"""The kernel's inputs for one entity of a batch: the context (history plus the batch's new events),
+sorted by (entity, event time), with codes for the identifier columns and the entity's labels.
+
+Two builders give the same inputs: :func:`many_inputs` with numpy, for batches and histories of any
+size, and :func:`few_inputs` on plain lists, for the API's batches of one or a few transactions with
+a short history, where some forty numpy calls of fixed cost were most of the feature time. The numba
+kernel (:func:`fraudstream.features.kernels.entity_features`) stays the one definition of the features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any
+
+import numpy as np
+
+from fraudstream.events.batch import TransactionBatch
+from fraudstream.features import keys
+from fraudstream.features.definitions import EntitySpec
+from fraudstream.state.base import History
+
+_NO_CODES = np.zeros((0, 0), dtype=np.int64)
+_NO_FLOATS = np.empty(0)
+_NO_BOUNDS = np.empty(0, dtype=np.int64)
+ALWAYS = frozenset({"timestamp", "amount"})
+_Inputs = tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+    np.ndarray, np.ndarray, np.ndarray, bool, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+]  # fmt: skip
+"""The arguments of :func:`entity_features` before ``out`` and ``col0``, in its order."""
+FEW = 64
+"""Batches shorter than this are prepared in plain Python (the live path) ..."""
+SHORT = 128
+"""... when their context (history plus new events) is shorter than this; numpy otherwise."""
+
+
+def _join(head: np.ndarray, tail: np.ndarray) -> np.ndarray:
+    """``head`` then ``tail``, without a copy when either is empty (context columns are only read)."""
+    if tail.shape[0] == 0:
+        return head
+    if head.shape[0] == 0:
+        return tail
+    return np.concatenate([head, tail])
+
+
+def slots_few(
+    history: History, rows: list[int], q_tx: np.ndarray, known: np.ndarray | None
+) -> tuple[list[int], list[int], bool]:
+    """:func:`slots_many` for a few rows, in plain Python: the same answer, as lists."""
+    n, n_hist = len(rows), len(history)
+    found = [-1] * n
+    if n_hist and known is None:
+        found = keys.lookup(history.events["transaction_id"], q_tx).tolist()
+    elif n_hist and known is not None:
+        ask = [i for i, k in enumerate(known.tolist()) if k]
+        if ask:
+            hits = keys.lookup(history.events["transaction_id"], q_tx[ask]).tolist()
+            for i, s in zip(ask, hits, strict=True):
+                found[i] = s
+    add: list[int] = []
+    added: dict[object, int] = {}
+    for i, tx in enumerate(q_tx.tolist()):
+        if found[i] < 0:
+            s = added.get(tx)
+            if s is None:
+                s = added[tx] = n_hist + len(add)
+                add.append(rows[i])
+            found[i] = s
+    return found, add, len(add) < n
+
+
+def slots_many(
+    history: History, rows: np.ndarray, q_tx: np.ndarray, known: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Which context event answers each row, which batch rows join the context, and whether some
+    rows share an event.
+
+    A row whose transaction is among the fetched events (redelivered) is answered by that event; the
+    first row of each other transaction is added after the history; later rows of the same transaction
+    share its event. ``known`` (from :meth:`FeatureState.recorded`) limits the search of the history
+    to the transactions that can be in it."""
+    n, n_hist = q_tx.shape[0], len(history)
+    if not n_hist:
+        slot = np.full(n, -1, dtype=np.int64)
+    elif known is None:
+        slot = keys.lookup(history.events["transaction_id"], q_tx)
+    else:
+        slot = np.full(n, -1, dtype=np.int64)
+        ask = np.flatnonzero(known)
+        if ask.size:
+            slot[ask] = keys.lookup(history.events["transaction_id"], q_tx[ask])
+    first = keys.first_seen(q_tx)
+    fresh = (slot < 0) & first
+    slot[fresh] = n_hist + np.arange(np.count_nonzero(fresh))
+    repeated = (slot < 0) & ~first
+    if repeated.any():
+        slot[repeated] = slot[fresh][keys.lookup(q_tx[fresh], q_tx[repeated])]
+    return slot, rows[fresh], not fresh.all()
+
+
+def _context_keys(history_key: np.ndarray, added: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``keys.factorize`` of the history's keys then the added events' keys. A long history comes as a
+    run of events per key (one key, usually): checking that is far cheaper than hashing every key."""
+    n_hist = history_key.shape[0]
+    if n_hist >= keys.SMALL and added.shape[0] < keys.SMALL:
+        listed = history_key.tolist()
+        if listed.count(listed[0]) == n_hist:
+            starts = [0]
+        else:
+            starts = [0, *(np.flatnonzero(history_key[1:] != history_key[:-1]) + 1).tolist()]
+        heads = [listed[i] for i in starts]
+        code_of = {k: i for i, k in enumerate(heads)}
+        if len(code_of) == len(heads) and all(k is not None and k == k for k in heads):
+            lengths = [b - a for a, b in zip(starts, [*starts[1:], n_hist], strict=True)]
+            tail = [code_of.setdefault(k, len(code_of)) for k in added.tolist()]
+            uniques = np.empty(len(code_of), dtype=object)
+            uniques[:] = list(code_of)
+            codes = np.repeat(np.arange(len(heads), dtype=np.int64), lengths)
+            return np.concatenate([codes, np.array(tail, dtype=np.int64)]), uniques
+    return keys.factorize(_join(history_key, added))
+
+
+def _sorted_labels(
+    l_code: np.ndarray, l_tx: np.ndarray, l_time: np.ndarray, groups: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels of the context's entities (``l_code`` their entity's code, -1 for none) grouped like the
+    context, by transaction time: the kernel's ``lbounds``, ``l_tx`` and ``l_label``."""
+    if l_code.shape[0] == 0:
+        return np.zeros(groups + 1, dtype=np.int64), _NO_FLOATS, _NO_FLOATS
+    keep = l_code >= 0
+    l_code, l_tx, l_time = l_code[keep], l_tx[keep], l_time[keep]
+    l_order = np.lexsort((l_tx, l_code))
+    lbounds = np.searchsorted(l_code[l_order], np.arange(groups + 1)).astype(np.int64)
+    return lbounds, np.ascontiguousarray(l_tx[l_order]), np.ascontiguousarray(l_time[l_order])
+
+
+@dataclass(frozen=True)
+class Layout:
+    spec: EntitySpec
+    col0: int
+    width: int
+    bwin: np.ndarray
+    agg_b: np.ndarray
+    dist_b: np.ndarray
+    ratio_b: int
+    label_b: np.ndarray
+    fields: tuple[str, ...]  # the event fields this entity's features read
+    coded: tuple[str, ...]  # identifier columns compared by code: counterparts, then novelty columns
+    cps: tuple[int, ...]  # positions in ``coded`` of the counterpart columns
+    nov: tuple[int, ...]  # positions in ``coded`` of the novelty columns (profile only)
+
+
+def few_inputs(
+    layout: Layout,
+    batch: TransactionBatch,
+    history: History,
+    rows: list[int],
+    slot: list[int],
+    add: list[int],
+    key_list: list[Any],
+    times: list[float],
+    labels_from_batch: bool,
+) -> tuple[_Inputs, list[int]]:
+    """The kernel's inputs built on lists, and the batch row each context event answers (-1 for
+    none): :func:`many_inputs`'s answer without its fixed cost of some forty numpy calls."""
+    events = history.events
+    hist_keys = history.key.tolist()
+    n_hist = len(hist_keys)
+    if n_hist and hist_keys.count(hist_keys[0]) == n_hist:  # the usual: one entity's history
+        code_of: dict[Any, int] = {hist_keys[0]: 0}
+        key_codes = [0] * n_hist
+    else:
+        code_of = {}
+        key_codes = [code_of.setdefault(k, len(code_of)) for k in hist_keys]
+    key_codes += [code_of.setdefault(key_list[i], len(code_of)) for i in add]
+    ts = events["timestamp"].tolist() + [times[i] for i in add]
+    groups = len(code_of)
+    total = sum(ts)
+    order: np.ndarray | None = None  # None: already sorted by (entity, time)
+    if groups == 1 and total == total and ts == sorted(ts):  # NaN sums to NaN
+        bounds = np.array([0, len(ts)], dtype=np.int64)
+    else:
+        order = np.lexsort((np.array(ts), np.array(key_codes)))
+        counts = [0] * (groups + 1)
+        for code in key_codes:
+            counts[code + 1] += 1
+        bounds = np.array(list(accumulate(counts)), dtype=np.int64)
+
+    def arrange(values: np.ndarray) -> np.ndarray:
+        return values if order is None else values[order]
+
+    floats: dict[str, np.ndarray] = {}
+    for f in layout.fields:
+        column = getattr(batch, f)
+        values = ts if f == "timestamp" else events[f].tolist() + [column[i] for i in add]
+        floats[f] = arrange(np.array(values, dtype=np.float64))
+    coded = []
+    for c in layout.coded:
+        column, first = getattr(batch, c), dict[Any, int]()
+        codes = [first.setdefault(v, i) for i, v in enumerate(events[c].tolist() + [column[i] for i in add])]
+        codes_array = np.array(codes, dtype=np.int64)
+        for v, i in first.items():  # equal values share a code; missing ones get -1
+            if v is None or v != v:
+                codes_array[codes_array == i] = -1
+        coded.append(codes_array)
+    placed = [-1] * len(ts)
+    for s, r in zip(slot, rows, strict=True):
+        placed[s] = r
+    lbounds, l_tx, l_time = _NO_BOUNDS, _NO_FLOATS, _NO_FLOATS
+    if layout.label_b.shape[0]:
+        l_key = history.label_key.tolist()
+        l_tx_list, l_time_list = history.label_tx_time.tolist(), history.label_time.tolist()
+        if labels_from_batch:
+            for i in add:
+                if batch.is_fraud[i] == 1 and batch.label_time[i] == batch.label_time[i]:
+                    l_key.append(key_list[i])
+                    l_tx_list.append(times[i])
+                    l_time_list.append(batch.label_time[i])
+        lbounds, l_tx, l_time = _sorted_labels(
+            np.array([code_of.get(k, -1) for k in l_key], dtype=np.int64),
+            np.array(l_tx_list, dtype=np.float64),
+            np.array(l_time_list, dtype=np.float64),
+            len(code_of),
+        )
+    return (
+        bounds,
+        floats["timestamp"],
+        floats["amount"],
+        arrange(np.array(placed, dtype=np.int64)),
+        layout.bwin,
+        layout.agg_b,
+        np.ascontiguousarray(arrange(np.array([coded[j] for j in layout.cps]).T))
+        if layout.cps
+        else _NO_CODES,
+        layout.dist_b,
+        np.ascontiguousarray(arrange(np.array([coded[j] for j in layout.nov]).T))
+        if layout.nov
+        else _NO_CODES,
+        floats.get("latitude", _NO_FLOATS),
+        floats.get("longitude", _NO_FLOATS),
+        layout.spec.profile,
+        layout.ratio_b,
+        lbounds,
+        l_tx,
+        l_time,
+        layout.label_b,
+    ), placed
+
+
+def many_inputs(
+    layout: Layout,
+    batch: TransactionBatch,
+    history: History,
+    rows: np.ndarray,
+    slot: np.ndarray,
+    add: np.ndarray,
+    labels_from_batch: bool,
+) -> tuple[_Inputs, np.ndarray]:
+    """The kernel's inputs built with numpy, and the batch row each context event answers."""
+    events = history.events
+    entity_keys = getattr(batch, layout.spec.column)
+    key_codes, uniques = _context_keys(history.key, entity_keys[add])
+    ts = _join(events["timestamp"], batch.timestamp[add])
+    order: np.ndarray | None = None  # None: already sorted by (entity, time), as one key's history is
+    if uniques.shape[0] == 1 and (ts[1:] >= ts[:-1]).all():  # false for NaN
+        bounds = np.array([0, ts.shape[0]], dtype=np.int64)
+    else:
+        order = np.lexsort((ts, key_codes))
+        bounds = np.searchsorted(key_codes[order], np.arange(uniques.shape[0] + 1)).astype(np.int64)
+
+    def arrange(values: np.ndarray) -> np.ndarray:
+        return values if order is None else values[order]
+
+    ctx = {f: arrange(_join(events[f], getattr(batch, f)[add])) for f in layout.fields}
+    codes = [keys.codes(_join(events[c], getattr(batch, c)[add])) for c in layout.coded]
+    lbounds, l_tx, l_time = _NO_BOUNDS, _NO_FLOATS, _NO_FLOATS
+    if layout.label_b.shape[0]:
+        l_key, l_tx, l_time = history.label_key, history.label_tx_time, history.label_time
+        if labels_from_batch:
+            fraud = add[(batch.is_fraud[add] == 1) & ~np.isnan(batch.label_time[add])]
+            l_key = _join(l_key, entity_keys[fraud])
+            l_tx = _join(l_tx, batch.timestamp[fraud])
+            l_time = _join(l_time, batch.label_time[fraud])
+        l_code = keys.lookup(uniques, l_key) if l_key.shape[0] else np.empty(0, dtype=np.int64)
+        lbounds, l_tx, l_time = _sorted_labels(l_code, l_tx, l_time, uniques.shape[0])
+    placed = np.full(key_codes.shape[0], -1, dtype=np.int64)
+    placed[slot] = rows
+    return (
+        bounds,
+        ctx["timestamp"],
+        ctx["amount"],
+        arrange(placed),
+        layout.bwin,
+        layout.agg_b,
+        np.ascontiguousarray(arrange(np.array([codes[i] for i in layout.cps]).T))
+        if layout.cps
+        else _NO_CODES,
+        layout.dist_b,
+        np.ascontiguousarray(arrange(np.array([codes[i] for i in layout.nov]).T))
+        if layout.nov
+        else _NO_CODES,
+        ctx.get("latitude", _NO_FLOATS),
+        ctx.get("longitude", _NO_FLOATS),
+        layout.spec.profile,
+        layout.ratio_b,
+        lbounds,
+        l_tx,
+        l_time,
+        layout.label_b,
+    ), placed
