@@ -91,12 +91,39 @@ def test_contributions_match_xgboost_saabas(model: tuple[Any, XGBTrees]) -> None
         )
 
 
-def test_contributions_are_bit_identical(synthetic: tuple[Any, XGBTrees]) -> None:
-    booster, trees = synthetic
-    X = random_rows(np.random.default_rng(4), 2000, trees.n_features)
+def test_contributions_are_bit_identical(model: tuple[Any, XGBTrees]) -> None:
+    booster, trees = model
+    rng = np.random.default_rng(4)
+    for X in (random_rows(rng, 2000, trees.n_features), threshold_rows(trees, rng)):
+        ours = trees.contributions(X)
+        np.testing.assert_array_equal(ours, xgb_contributions(booster, X))
+        assert np.count_nonzero(ours) > X.shape[0]
+
+
+@pytest.fixture(scope="module")
+def deep() -> tuple[Any, XGBTrees]:
+    """Deep trees over three features, so a path splits on the same feature many times."""
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(4000, 3))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    y = (np.nan_to_num(X[:, 0]) * np.nan_to_num(X[:, 1], nan=1.0) + np.sin(3 * np.nan_to_num(X[:, 2]))) > 0.3
+    model = xgb.XGBClassifier(n_estimators=30, max_depth=9, tree_method="hist", missing=np.nan, n_jobs=1)
+    booster = model.fit(X, y.astype(int)).get_booster()
+    return booster, XGBTrees.from_booster(booster)
+
+
+def test_contributions_sum_repeated_splits_per_tree_as_xgboost(deep: tuple[Any, XGBTrees]) -> None:
+    """Each leaf's tabulated sums add a feature's steps in path order in float32, as XGBoost's buffer."""
+    booster, trees = deep
+    lengths = np.diff(trees.leaf_start)
+    assert lengths.max() <= trees.n_features < trees.depths.max()  # features repeat along paths
+    rng = np.random.default_rng(9)
+    X = np.concatenate([random_rows(rng, PARALLEL_FROM + 50, 3), threshold_rows(trees, rng)])
+    X[:500] = rng.normal(size=(500, 3))  # rows that reach the deepest leaves
     ours = trees.contributions(X)
     np.testing.assert_array_equal(ours, xgb_contributions(booster, X))
-    assert np.count_nonzero(ours) > X.shape[0]
+    np.testing.assert_array_equal(trees.contributions(X[:100]), ours[:100])
+    np.testing.assert_array_equal(trees.margin(X), booster.inplace_predict(X, predict_type="margin"))
 
 
 def test_one_row_zero_rows_and_batches_agree(synthetic: tuple[Any, XGBTrees]) -> None:
