@@ -162,7 +162,7 @@ def main() -> None:
     print(
         "CPU seconds: "
         + ", ".join(f"{k} {v:.1f}" for k, v in spent.items())
-        + f" (µs per transaction: "
+        + " (µs per transaction: "
         + ", ".join(f"{k} {v / len(ids) * 1e6:.0f}" for k, v in spent.items())
         + ")"
     )

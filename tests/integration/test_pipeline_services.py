@@ -141,3 +141,54 @@ def test_api_to_broker_to_worker_decides_each_transaction_once_through_a_crash(
         else [i for i, n in enumerate(engine.names) if n.startswith("customer_")]
     )
     np.testing.assert_allclose(stored[:, columns], offline[:, columns], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("stack", ["redis"], indirect=True)
+def test_the_worker_looks_up_only_recorded_transactions_and_keeps_decisions_made_elsewhere(
+    stack: Stack, small_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the Redis state and PostgreSQL: transactions the API decided (recorded, then stored) are
+    looked up and skipped; those stored by a process that never recorded them are found when storing.
+    Either way the stored decision stands, counts as a duplicate and is published again."""
+    from fraudstream.brokers import open_broker
+    from fraudstream.runtime import open_services
+    from fraudstream.worker import Worker
+    from fraudstream.worker.worker import RESULTS, TRANSACTIONS
+
+    txs = transactions(small_frame, 300)
+    ids = [t.transaction_id for t in txs]
+    services = open_services(stack.settings)
+    reader = open_broker(stack.settings.broker_url, stack.store, group="downstream")
+    try:
+        scorer, store = services.scorer, services.store
+        names = scorer.engine.names
+        api = TransactionBatch.from_transactions(txs[:40])
+        store.save_decisions(scorer.score(api).columns(names, "api"), txs[:40])
+        other = TransactionBatch.from_transactions(txs[40:60])
+        store.save_decisions(scorer.score(other, record=False).columns(names, "elsewhere"), txs[40:60])
+        asked: list[str] = []
+        real = store.decided_ids
+        monkeypatch.setattr(store, "decided_ids", lambda some: asked.extend(some) or real(some))
+
+        services.broker.publish(TRANSACTIONS, [(t.customer_id, t.model_dump(mode="json")) for t in txs])
+        worker = Worker(services.broker, scorer, store, batch_size=100, max_wait=0.01, results_topic=RESULTS)
+        stats = worker.run(burst=True)
+        assert sorted(asked) == sorted(ids[:40])
+        assert (stats.decided, stats.duplicates, stats.dead) == (240, 60, 0)
+        assert decision_count(store) == 300
+        versions = {i: store.get_decision(i).model_version for i in ids}  # type: ignore[union-attr]
+        assert [versions[i] for i in ids[:60]] == ["api"] * 40 + ["elsewhere"] * 20
+        assert set(versions[i] for i in ids[60:]) == {scorer.version}
+
+        published: list[dict[str, object]] = []
+        deadline = time.monotonic() + 30
+        while len(published) < 300 and time.monotonic() < deadline:
+            messages = reader.consume(RESULTS, 500, 0.2)
+            reader.ack(RESULTS, messages)
+            published += [m.payload for m in messages]
+        assert sorted(str(p["transaction_id"]) for p in published) == sorted(ids)
+        assert all(p["model_version"] == versions[str(p["transaction_id"])] for p in published)
+    finally:
+        reader.close()
+        services.close()

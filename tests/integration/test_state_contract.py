@@ -126,6 +126,37 @@ def test_recorded_never_denies_a_recorded_transaction(state: FeatureState) -> No
     assert answer is None or answer.tolist() == [True, False, True, True]
 
 
+def recorded(state: FeatureState, *ids: str) -> list[bool]:
+    answer = state.recorded(keys(*ids))
+    assert answer is not None and answer.dtype == bool and answer.shape == (len(ids),)
+    return answer.tolist()  # type: ignore[no-any-return]
+
+
+def test_recorded_answers_each_id_exactly(state: FeatureState, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both backends say exactly which ids are recorded, in the order asked, repeats and unknowns
+    included (Redis a chunk of ids per script call, the answers put back in order)."""
+    if not isinstance(state, MemoryFeatureState):
+        monkeypatch.setattr("fraudstream.state.redis.RECORDED_CHUNK", 2)
+    assert recorded(state) == []
+    assert recorded(state, "a", "b") == [False, False]
+    state.record(batch({"tx": "a", "t": 1}, {"tx": "b", "t": 2}, {"tx": "c", "t": 3}), ENTITIES)
+    state.record(batch({"tx": "é-d", "t": 4}), ENTITIES)
+    answer = recorded(state, "x", "c", "a", "y", "é-d", "a", "z", "b", "")
+    assert answer == [False, True, True, False, True, True, False, True, False]
+
+
+@pytest.mark.redis
+def test_recorded_sees_what_other_processes_recorded(redis_states: Factory) -> None:
+    prefix = f"fraudstream:test:{uuid.uuid4().hex}:"
+    with redis_states(prefix=prefix) as mine, redis_states(prefix=prefix) as theirs:
+        theirs.record(batch({"tx": "theirs", "t": 1}), ENTITIES)
+        assert recorded(mine, "mine", "theirs") == [False, True]
+        mine.record(batch({"tx": "mine", "t": 2}), ENTITIES)
+        assert recorded(theirs, "mine", "theirs") == [True, True]
+        # an id that ``record`` refuses (it holds the separator) is "cannot say", never refused
+        assert recorded(mine, "a\x1fb", "nobody", "theirs") == [True, False, True]
+
+
 def test_fields_round_trip_exactly(state: FeatureState) -> None:
     rows = (
         {"tx": "tx-é1", "t": 0.1 + 0.2, "amount": 1 / 3, "customer": "ç", "device": "d1", "ip": "::1",

@@ -10,9 +10,10 @@ now and then when the set is written; readers filter by the horizon themselves, 
 never returned.
 
 ``P x:<transaction_id>`` marks a recorded transaction (its label flag, time and entity keys) and is what
-makes ``record`` idempotent; ``P newest`` is the newest event time, ``P pruned`` the newest time at the
-last prune (the horizon is ``retention + grace`` behind it, moved in the same steps as in memory), and
-``P epoch`` is set when the state is first written, so readers notice it was deleted and started again.
+makes ``record`` idempotent and what ``recorded`` asks about; ``P newest`` is the newest event time,
+``P pruned`` the newest time at the last prune (the horizon is ``retention + grace`` behind it, moved in
+the same steps as in memory), and ``P epoch`` is set when the state is first written, so readers notice
+it was deleted and started again.
 Keys are built inside the scripts, so this targets a single Redis (or a replica set), not Redis Cluster.
 """
 
@@ -210,5 +211,20 @@ for i, k in ipairs(split(ARGV[4], '\31')) do
 end
 return {epoch, seq, pruned and string.format('%.17g', pruned - span) or '', table.concat(gens, ','),
   table.concat(counts, ','), parts, table.concat(lcounts, ','), lparts}
+"""
+)
+
+RECORDED = (
+    _COMMON
+    + r"""
+-- ARGV: the 'P x:<transaction id>' keys (\31-joined). Returns '1' for each key that exists, else '0'.
+-- MGET, a few hundred keys at a time, costs Redis less than a call per key; the values are a few bytes.
+local keys, out = split(ARGV[1], '\31'), {}
+for lo = 1, #keys, 500 do
+  local got = redis.call('MGET', unpack(keys, lo, math.min(lo + 499, #keys)))
+  for i = 1, #got do got[i] = got[i] and '1' or '0' end
+  out[#out + 1] = table.concat(got)
+end
+return table.concat(out)
 """
 )

@@ -37,6 +37,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 DEFAULT_PREFIX = "fraudstream:state:"
+RECORDED_CHUNK = 10_000
+"""Transaction ids asked about per script call by :meth:`RedisFeatureState.recorded`."""
 
 
 def _safe(url: str) -> str:
@@ -89,6 +91,7 @@ class RedisFeatureState(FeatureState):
         self._record = self._client.register_script(lua.RECORD)
         self._labels = self._client.register_script(lua.LABELS)
         self._fetch = self._client.register_script(lua.FETCH)
+        self._recorded = self._client.register_script(lua.RECORDED)
         with self._guard():
             self._client.ping()
 
@@ -183,6 +186,26 @@ class RedisFeatureState(FeatureState):
         with self._guard():
             flags = self._record(args=args)
         return np.frombuffer(flags, dtype=np.uint8) == ord("1")
+
+    def recorded(self, transaction_ids: np.ndarray) -> np.ndarray:
+        """Which of these transactions are recorded, from their ``x:`` markers: one script call per
+        :data:`RECORDED_CHUNK` ids. It spares a worker looking up stored decisions for transactions
+        no process has recorded. An id holding the separator, which :meth:`record` refuses, is
+        answered True ("cannot say") rather than refused."""
+        ids = codec.strings(np.asarray(transaction_ids, dtype=object))
+        out = np.ones(len(ids), dtype=bool)
+        ask: slice | np.ndarray = slice(None)
+        asked = ids
+        if codec.FIELD in "".join(ids):  # rare: ask only about the ids ``record`` accepts
+            ask = np.flatnonzero([codec.FIELD not in t for t in ids])
+            asked = [ids[i] for i in ask.tolist()]
+        flags, marker = [], f"{self.prefix}x:"
+        with self._guard():
+            for lo in range(0, len(asked), RECORDED_CHUNK):
+                chunk = marker + (codec.FIELD + marker).join(asked[lo : lo + RECORDED_CHUNK])
+                flags.append(self._recorded(args=[chunk]))
+        out[ask] = np.frombuffer(b"".join(flags), dtype=np.uint8) == ord("1")
+        return out
 
     def record_labels(
         self, transaction_ids: np.ndarray, label_times: np.ndarray, is_fraud: np.ndarray

@@ -18,15 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+import numpy as np
+from pydantic import Field, TypeAdapter, ValidationError
 
 from fraudstream._gc import paused_gc
 from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
 from fraudstream.scoring.scorer import ScoredBatch, Scorer
+from fraudstream.state.base import StateError
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.store import Store
@@ -34,6 +36,9 @@ from fraudstream.storage.store import Store
 log = logging.getLogger(__name__)
 TRANSACTIONS = "transactions"
 RESULTS, DEAD_LETTERS = "decisions", "dead-letters"
+_PAYLOADS = TypeAdapter(list[Annotated[Transaction | Any, Field(union_mode="left_to_right")]])
+"""Validates a batch of payloads in one call, a valid one becoming a :class:`Transaction` and an invalid
+one left as it was, so that one bad message costs no second pass over the batch."""
 
 
 @dataclass
@@ -82,6 +87,7 @@ class Worker:
         self.results_topic, self.dead_letters_topic = results_topic, dead_letters_topic
         self.max_deliveries = max_deliveries
         self._decided: list[DecisionRecord] = []
+        self._taken: list[str] = []
         self._dead_ids: list[str] = []
         self._written = 0.0
         self.stats = WorkerStats()
@@ -107,10 +113,11 @@ class Worker:
         A transaction whose message has been delivered more than ``max_deliveries`` times without an
         ack has killed or stalled a worker each time: it goes to the dead letters instead of round
         again. Decisions already stored are published again: the worker that stored them may have
-        died before it published them.
+        died before it published them; so are those another process (the API's synchronous path)
+        stored while this batch was being scored, which count as duplicates too.
         """
         transactions, deliveries, dead = self._parse(messages)
-        decided = self.store.decided_ids([t.transaction_id for t in transactions]) if transactions else set()
+        decided = self._decided_before(transactions, deliveries)
         fresh: dict[str, Transaction] = {}
         self._dead_ids = []
         for t, count in zip(transactions, deliveries, strict=True):
@@ -123,8 +130,13 @@ class Worker:
                 continue
             fresh.setdefault(t.transaction_id, t)
         self.stats.duplicates += len(transactions) - len(fresh) - len(self._dead_ids)
-        self._decided = []
+        self._decided, self._taken = [], []
         dead += self._score(list(fresh.values()))
+        if self._taken:
+            mine = {r.transaction_id for r in self._decided}
+            taken = {i for i in self._taken if i not in mine}
+            self.stats.duplicates += len(taken)
+            decided |= taken
         if dead:
             self.store.add_dead_letters(dead)
             if self._dead_ids:
@@ -136,13 +148,43 @@ class Worker:
         self._publish_results(self._decided + again, dead)
         self.broker.ack(self.topic, messages)
 
+    def _decided_before(self, transactions: list[Transaction], deliveries: list[int]) -> set[str]:
+        """Which transactions already have a stored decision. Only a transaction the feature state has
+        recorded can have one (recording comes before storing), so only those, and those about to be
+        dead-lettered for too many deliveries, are looked up; one decided elsewhere meanwhile is still
+        caught when storing, by :meth:`Store.save_decisions` keeping the first decision."""
+        ids = [t.transaction_id for t in transactions]
+        recorded = self._recorded(ids) if ids else None
+        if recorded is not None:
+            most = self.max_deliveries
+            ids = [i for i, held, n in zip(ids, recorded, deliveries, strict=True) if held or n > most]
+        return self.store.decided_ids(ids) if ids else set()
+
+    def _recorded(self, ids: list[str]) -> list[bool] | None:
+        """The feature state's answer to :meth:`FeatureState.recorded`; ``None`` when it cannot say."""
+        state = getattr(self.scorer, "state", None)  # a scorer without one always has ids looked up
+        if state is None:
+            return None
+        try:
+            answer = state.recorded(np.asarray(ids, dtype=object))
+        except StateError as error:
+            log.warning("worker: %s; looking up every transaction of the batch", error)
+            return None
+        return None if answer is None else answer.tolist()
+
     def _parse(
         self, messages: list[Message]
     ) -> tuple[list[Transaction], list[int], list[tuple[str, str, str]]]:
+        """The valid transactions with their delivery counts, and the dead letters of the rest. The
+        batch is validated in one call; only an invalid message is validated again on its own, for
+        its dead letter to say what is wrong with it."""
+        parsed = _PAYLOADS.validate_python([m.payload for m in messages])
+        if all(isinstance(t, Transaction) for t in parsed):
+            return parsed, [m.deliveries for m in messages], []
         good, deliveries, dead = [], [], []
-        for m in messages:
+        for m, t in zip(messages, parsed, strict=True):
             try:
-                good.append(Transaction.model_validate(m.payload))
+                good.append(t if isinstance(t, Transaction) else Transaction.model_validate(m.payload))
                 deliveries.append(m.deliveries)
             except ValidationError as error:
                 dead.append((self.topic, _dump(m.payload), _describe(error)))
@@ -168,11 +210,14 @@ class Worker:
         columns = scored.columns(self.scorer.engine.names, self.scorer.version)
         stored = set(self.store.save_decisions(columns, transactions))
         records = columns.records()
-        self._decided += [r for r in records if r.transaction_id in stored]  # not another worker's
-        self.stats.decided += len(records)
+        mine = [r for r in records if r.transaction_id in stored]
+        if len(mine) < len(records):  # decided meanwhile by another process: its decision stands
+            self._taken += [r.transaction_id for r in records if r.transaction_id not in stored]
+        self._decided += mine
+        self.stats.decided += len(mine)
         if self.on_scored:
             self.on_scored(scored)
-        self._hand_over([r for r in records if r.transaction_id in stored])
+        self._hand_over(mine)
 
     def _hand_over(self, records: list[DecisionRecord]) -> None:
         """Give the newly stored decisions to ``on_decided`` (alerts); its errors never stop the worker."""

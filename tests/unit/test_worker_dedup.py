@@ -1,0 +1,223 @@
+"""The worker skips what is decided, asking storage only about what the feature state has recorded,
+and parses a batch in one call: the same decisions, duplicates, republications and dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fraudstream.brokers.base import Broker, Message
+from fraudstream.events import Transaction
+from fraudstream.events.batch import TransactionBatch
+from fraudstream.state import MemoryFeatureState, StateError
+from fraudstream.storage import DecisionRecord, Store, open_store
+from fraudstream.storage.records import DecisionColumns
+from fraudstream.worker.worker import RESULTS, Worker
+
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class ListBroker(Broker):
+    """Hands out the messages queued with :meth:`deliver` (with their delivery counts) and keeps
+    what is published."""
+
+    def __init__(self) -> None:
+        self.queued: list[Message] = []
+        self.published: dict[str, list[Any]] = {}
+        self.acked = 0
+
+    def deliver(self, payloads: Sequence[Any], deliveries: int = 1) -> None:
+        n = len(self.queued)
+        self.queued += [Message(str(n + i), None, p, deliveries) for i, p in enumerate(payloads)]
+
+    def publish(self, topic: str, messages: Sequence[tuple[str | None, Any]]) -> None:
+        self.published.setdefault(topic, []).extend(payload for _, payload in messages)
+
+    def consume(self, topic: str, max_messages: int, max_wait: float) -> list[Message]:
+        out, self.queued = self.queued[:max_messages], self.queued[max_messages:]
+        return out
+
+    def ack(self, topic: str, messages: Sequence[Message]) -> None:
+        self.acked += len(messages)
+
+    def close(self) -> None:
+        pass
+
+
+class RecordingScorer:
+    """Records each batch in its feature state, as the real scorer does, then BLOCKs every row."""
+
+    version = "fake"
+    engine = SimpleNamespace(names=["amount"])
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.scored: list[str] = []
+
+    def score(self, batch: TransactionBatch) -> Any:
+        if self.state is not None:
+            self.state.record(batch, {"customer": "customer_id"})
+        self.scored += batch.transaction_id.tolist()
+        n = len(batch)
+
+        def columns(names: Any, version: str) -> DecisionColumns:
+            return DecisionColumns(
+                transaction_id=batch.transaction_id,
+                customer_id=batch.customer_id,
+                timestamp=batch.timestamp,
+                amount=batch.amount,
+                decision=np.array(["BLOCK"] * n, dtype=object),
+                probability=np.full(n, 0.99),
+                reasons=[[] for _ in range(n)],
+                rules=[[] for _ in range(n)],
+                features=batch.amount[:, None].astype(np.float64),
+                feature_names=list(names),
+                model_version=version,
+                latency_ms={"total": 1.0},
+            )
+
+        return SimpleNamespace(columns=columns)
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    with open_store(f"sqlite:///{tmp_path}/worker.db") as s:
+        s.migrate()
+        asked: list[list[str]] = []
+        real = s.decided_ids
+
+        def decided_ids(ids: list[str]) -> set[str]:
+            asked.append(list(ids))
+            return real(ids)
+
+        monkeypatch.setattr(s, "decided_ids", decided_ids)
+        s.asked = asked  # type: ignore[attr-defined]
+        yield s
+
+
+def tx(i: int, amount: float = 5.0) -> dict[str, Any]:
+    t = Transaction(
+        transaction_id=f"w{i}", timestamp=T0 + timedelta(seconds=i), customer_id="c", amount=amount
+    )
+    return t.model_dump(mode="json")
+
+
+def elsewhere(store: Store, i: int) -> None:
+    """A decision stored by another process (the API's synchronous path) that this state never saw."""
+    record = DecisionRecord(
+        transaction_id=f"w{i}", customer_id="c", timestamp=T0, amount=5.0, decision="FLAG",
+        probability=0.5, reasons=[], rules=[], model_version="api", features={"amount": 5.0},
+        latency_ms={"total": 1.0},
+    )  # fmt: skip
+    assert store.save_decisions([record]) == [f"w{i}"]
+
+
+def make_worker(store: Store, state: Any, **kw: Any) -> tuple[Worker, ListBroker, list[str]]:
+    broker, handed = ListBroker(), []
+    worker = Worker(
+        broker, RecordingScorer(state), store, max_wait=0.0, results_topic=RESULTS,  # type: ignore[arg-type]
+        on_decided=lambda records: handed.extend(r.transaction_id for r in records), **kw,
+    )  # fmt: skip
+    return worker, broker, handed
+
+
+def test_only_transactions_the_state_recorded_are_looked_up(store: Store) -> None:
+    worker, broker, handed = make_worker(store, MemoryFeatureState(retention=86400.0))
+    broker.deliver([tx(0), tx(1), tx(2)])
+    worker.run(burst=True)
+    assert store.asked == []  # type: ignore[attr-defined]
+    broker.deliver([tx(3), tx(1), tx(3)])
+    worker.run(burst=True)
+    assert store.asked == [["w1"]]  # type: ignore[attr-defined]
+    assert (worker.stats.decided, worker.stats.duplicates) == (4, 2)
+    assert handed == ["w0", "w1", "w2", "w3"]
+    assert [m["transaction_id"] for m in broker.published[RESULTS]] == ["w0", "w1", "w2", "w3", "w1"]
+    assert broker.acked == 6
+
+
+@pytest.mark.parametrize("state", ["memory", "none"])
+def test_a_decision_stored_elsewhere_is_kept_counted_as_a_duplicate_and_published_again(
+    store: Store, state: str
+) -> None:
+    """Whether the worker looks it up first (no state to ask) or finds out when storing (the state
+    never saw it), the other process's decision stands and the outcome is the same."""
+    worker, broker, handed = make_worker(
+        store, MemoryFeatureState(retention=86400.0) if state == "memory" else None
+    )
+    elsewhere(store, 1)
+    broker.deliver([tx(0), tx(1), tx(2), tx(1)])
+    worker.run(burst=True)
+    assert (worker.stats.decided, worker.stats.duplicates, worker.stats.dead) == (2, 2, 0)
+    assert handed == ["w0", "w2"]
+    published = {m["transaction_id"]: m for m in broker.published[RESULTS]}
+    assert sorted(published) == ["w0", "w1", "w2"] and len(broker.published[RESULTS]) == 3
+    assert published["w1"]["decision"] == "FLAG" and published["w1"]["model_version"] == "api"
+    assert store.get_decision("w1").model_version == "api"  # type: ignore[union-attr]
+    assert store.get_decision("w0").decision == "BLOCK"  # type: ignore[union-attr]
+    assert store.dead_letters() == []
+
+
+def test_a_decided_transaction_delivered_too_often_is_still_published_not_dead_lettered(store: Store) -> None:
+    worker, broker, _ = make_worker(store, MemoryFeatureState(retention=86400.0), max_deliveries=3)
+    elsewhere(store, 1)
+    broker.deliver([tx(1), tx(2)], deliveries=4)
+    worker.run(burst=True)
+    assert store.asked == [["w1", "w2"]]  # type: ignore[attr-defined]
+    assert (worker.stats.decided, worker.stats.duplicates, worker.stats.dead) == (0, 1, 1)
+    assert worker.scorer.scored == []  # type: ignore[attr-defined]
+    (letter,) = store.dead_letters()
+    assert letter["reason"].startswith("delivered 4 times") and '"w2"' in letter["payload"]
+    assert [m["transaction_id"] for m in broker.published[RESULTS]] == ["w1"]
+
+
+def test_a_state_that_cannot_answer_has_every_transaction_looked_up(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Down(MemoryFeatureState):
+        def recorded(self, transaction_ids: np.ndarray) -> np.ndarray:
+            raise StateError("cannot reach Redis")
+
+    worker, broker, _ = make_worker(store, Down(retention=86400.0))
+    elsewhere(store, 1)
+    broker.deliver([tx(0), tx(1)])
+    worker.run(burst=True)
+    assert store.asked == [["w0", "w1"]]  # type: ignore[attr-defined]
+    assert (worker.stats.decided, worker.stats.duplicates) == (1, 1)
+    assert "looking up every transaction" in caplog.text
+
+
+def test_a_batch_is_parsed_in_one_call_and_invalid_messages_keep_their_own_reasons(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone: list[Any] = []
+    real = Transaction.model_validate
+
+    def model_validate(payload: Any, **kw: Any) -> Transaction:
+        alone.append(payload)
+        return real(payload, **kw)
+
+    worker, broker, _ = make_worker(store, MemoryFeatureState(retention=86400.0))
+    good = [tx(i, amount=i + 0.5) for i in range(4)]
+    expected = [real(p) for p in good]
+    monkeypatch.setattr(Transaction, "model_validate", model_validate)
+    parsed, deliveries, dead = worker._parse([Message(str(i), None, p, 2) for i, p in enumerate(good)])
+    assert parsed == expected and deliveries == [2] * 4 and dead == [] and alone == []
+
+    bad = [{**tx(9), "amount": -1, "currency": "usd"}, "not json", {**tx(8), "surprise": 1}]
+    broker.deliver([good[0], bad[0], bad[1], good[1], bad[2]])
+    worker.run(burst=True)
+    assert alone == bad  # only the invalid messages are validated again, one by one
+    assert worker.stats.decided == 2 and worker.stats.dead == 3
+    reasons = [letter["reason"] for letter in sorted(store.dead_letters(), key=lambda d: d["payload"])]
+    assert reasons == [
+        "message: Input should be a valid dictionary or instance of Transaction",
+        "surprise: Extra inputs are not permitted",
+        "amount: Input should be greater than or equal to 0; "
+        "currency: String should match pattern '^[A-Z]{3}$'",
+    ]
