@@ -4,9 +4,10 @@ With SQLite's automatic checkpoint the commit that fills the WAL copies it back 
 file and syncs it before returning: on this project's 2-core test machine that stalled one commit in
 about a thousand for 20–60 ms. For the synchronous API the stall hits every request queued behind that
 commit, and it was what set the latency percentiles. Here each writer only counts its commits; every
-:data:`EVERY` commits a background thread runs a ``PASSIVE`` checkpoint, which waits for no reader or
-writer, so commits go on while the pages are copied. The automatic checkpoint stays on as a safety
-net, and is never reached while this thread keeps up.
+:data:`EVERY` commits a background thread runs ``PASSIVE`` checkpoints, which wait for no reader or
+writer, so commits go on while the pages are copied. The automatic checkpoint stays on: it is what
+starts the WAL file over, and since this thread has copied nearly everything by then, it only syncs
+(measured: the worst single-row commit of 7,000 went from 58–81 ms to 9 ms).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
 
-#: Commits between checkpoints: a few MB of WAL for single-transaction commits, well below the
-#: automatic checkpoint's threshold.
-EVERY = 200
+#: Commits between checkpoints: about 4 MB of WAL for single-transaction commits.
+EVERY = 50
+#: Passes per checkpoint: commits made during one pass leave frames for the next.
+PASSES = 3
 
 
 class WalCheckpointer:
@@ -70,7 +72,11 @@ class WalCheckpointer:
             try:
                 raw = self.engine.raw_connection()  # no SQLAlchemy transaction: a checkpoint needs none open
                 try:
-                    raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+                    for _ in range(PASSES):
+                        cursor = raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+                        _busy, frames, copied = cursor.fetchone()
+                        if frames == copied:
+                            break
                 finally:
                     raw.close()
                 self.checkpoints += 1
