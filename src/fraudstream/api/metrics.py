@@ -7,10 +7,10 @@ timeseries" errors, and ``/metrics`` shows exactly this app's numbers.
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Iterable
 
-import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -65,8 +65,7 @@ class ApiMetrics:
         self.scoring.labels(path=path).observe(seconds)
 
     def count_decisions(self, decisions: Iterable[str]) -> None:
-        values, counts = np.unique(np.asarray(list(decisions), dtype=object).astype(str), return_counts=True)
-        for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+        for value, count in collections.Counter(map(str, decisions)).items():
             self.decisions.labels(decision=value).inc(count)
 
     def on_worker_batch(self, scored: ScoredBatch) -> None:
