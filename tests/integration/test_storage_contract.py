@@ -254,6 +254,22 @@ def test_concurrent_claims_never_share_a_message(store: Store) -> None:
 # -- decisions ----------------------------------------------------------------------------------------
 
 
+def test_a_failed_save_stores_nothing_and_the_store_goes_on(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fraudstream.storage import bulk
+
+    def broken(*_: Any, **__: Any) -> int:
+        raise RuntimeError("fails after the decisions were inserted")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(bulk, "set_column", broken)
+        with pytest.raises(RuntimeError):
+            store.save_decisions([record(7)], transactions=[tx(7)])
+    assert store.get_decision("t0007") is None and store.get_transaction("t0007") is None
+    assert store.save_decisions([record(7)], transactions=[tx(7)]) == ["t0007"]
+
+
 def test_save_decisions_first_decision_wins(store: Store) -> None:
     store.accept([tx(1)])
     nan_features = record(1, features={"amount": 11.0, "bad": float("nan")})

@@ -261,6 +261,29 @@ class Database:
         if self._checkpointer is not None:
             self._checkpointer.committed()
 
+    @contextmanager
+    def _bulk_write(self) -> Iterator[Connection]:
+        """:meth:`_write` for a transaction made only of :mod:`.bulk` statements, which go through the
+        driver. On SQLite it is begun and ended on the driver connection too, skipping SQLAlchemy's
+        transaction machinery: 0.12 ms of CPU that every one-row batch of the score API paid."""
+        if self.dialect != "sqlite":
+            with self._write() as conn:
+                yield conn
+            return
+        with self._translated(), self.engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            driver.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if driver.in_transaction:
+                    driver.execute("ROLLBACK")
+                raise
+            driver.execute("COMMIT")
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
+
     def _insert_ignore(
         self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]], returning: str
     ) -> list[Any]:

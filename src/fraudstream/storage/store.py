@@ -72,7 +72,7 @@ class Store(AlertStore, QueueStore):
         if not keys and not transactions:
             return []
         ts = bulk.timestamp_converter(self.dialect)
-        with self._write() as conn:
+        with self._bulk_write() as conn:
             new = bulk.insert_new_lazy(conn, _d, DECISION_COLUMNS, keys, build)
             unknown = [(k, dumps(v)) for k, v in names.items() if k not in self._feature_names]
             if unknown:  # no foreign key, so the names may follow the vectors that use them
