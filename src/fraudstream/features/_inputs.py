@@ -9,6 +9,7 @@ kernel (:func:`fraudstream.features.kernels.entity_features`) stays the one defi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -223,29 +224,8 @@ def few_inputs(
             np.array(l_time_list, dtype=np.float64),
             len(code_of),
         )
-    return (
-        bounds,
-        floats["timestamp"],
-        floats["amount"],
-        arrange(np.array(placed, dtype=np.int64)),
-        layout.bwin,
-        layout.agg_b,
-        np.ascontiguousarray(arrange(np.array([coded[j] for j in layout.cps]).T))
-        if layout.cps
-        else _NO_CODES,
-        layout.dist_b,
-        np.ascontiguousarray(arrange(np.array([coded[j] for j in layout.nov]).T))
-        if layout.nov
-        else _NO_CODES,
-        floats.get("latitude", _NO_FLOATS),
-        floats.get("longitude", _NO_FLOATS),
-        layout.spec.profile,
-        layout.ratio_b,
-        lbounds,
-        l_tx,
-        l_time,
-        layout.label_b,
-    ), placed
+    placed_array = arrange(np.array(placed, dtype=np.int64))
+    return _pack(layout, bounds, floats, placed_array, coded, arrange, (lbounds, l_tx, l_time)), placed
 
 
 def many_inputs(
@@ -286,26 +266,43 @@ def many_inputs(
         lbounds, l_tx, l_time = _sorted_labels(l_code, l_tx, l_time, uniques.shape[0])
     placed = np.full(key_codes.shape[0], -1, dtype=np.int64)
     placed[slot] = rows
+    return _pack(layout, bounds, ctx, arrange(placed), codes, arrange, (lbounds, l_tx, l_time)), placed
+
+
+def _pack(
+    layout: Layout,
+    bounds: np.ndarray,
+    floats: dict[str, np.ndarray],
+    placed: np.ndarray,
+    coded: list[np.ndarray],
+    arrange: Callable[[np.ndarray], np.ndarray],
+    labels: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> _Inputs:
+    """The kernel's arguments in its order, from the sorted context columns (``floats``), the
+    identifier codes (``coded``, in context order: ``arrange`` sorts them) and the sorted labels."""
+
+    def matrix(positions: tuple[int, ...]) -> np.ndarray:
+        if not positions:
+            return _NO_CODES
+        return np.ascontiguousarray(arrange(np.array([coded[j] for j in positions]).T))
+
+    lbounds, l_tx, l_time = labels
     return (
         bounds,
-        ctx["timestamp"],
-        ctx["amount"],
-        arrange(placed),
+        floats["timestamp"],
+        floats["amount"],
+        placed,
         layout.bwin,
         layout.agg_b,
-        np.ascontiguousarray(arrange(np.array([codes[i] for i in layout.cps]).T))
-        if layout.cps
-        else _NO_CODES,
+        matrix(layout.cps),
         layout.dist_b,
-        np.ascontiguousarray(arrange(np.array([codes[i] for i in layout.nov]).T))
-        if layout.nov
-        else _NO_CODES,
-        ctx.get("latitude", _NO_FLOATS),
-        ctx.get("longitude", _NO_FLOATS),
+        matrix(layout.nov),
+        floats.get("latitude", _NO_FLOATS),
+        floats.get("longitude", _NO_FLOATS),
         layout.spec.profile,
         layout.ratio_b,
         lbounds,
         l_tx,
         l_time,
         layout.label_b,
-    ), placed
+    )
