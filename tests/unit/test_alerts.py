@@ -9,7 +9,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pytest
 
 from fraudstream.alerts import (
@@ -30,8 +29,8 @@ from fraudstream.events import Transaction
 from fraudstream.rules import parse_rules
 from fraudstream.storage import DecisionRecord, Store, open_store
 from fraudstream.storage.alerting import Alert
-from fraudstream.storage.records import DecisionColumns
 from fraudstream.worker.worker import Worker
+from tests.unit.fakes import BlockingScorer
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -351,34 +350,6 @@ def test_webhook_body_is_slack_compatible() -> None:
 # -- the worker's hook ---------------------------------------------------------------------------------
 
 
-class BlockEverything:
-    """A stand-in scorer that BLOCKs every transaction."""
-
-    version = "fake"
-    engine = SimpleNamespace(names=[])
-
-    def score(self, batch: Any) -> Any:
-        n = len(batch)
-
-        def columns(names: Any, version: str) -> DecisionColumns:
-            return DecisionColumns(
-                transaction_id=batch.transaction_id,
-                customer_id=batch.customer_id,
-                timestamp=batch.timestamp,
-                amount=batch.amount,
-                decision=np.array(["BLOCK"] * n, dtype=object),
-                probability=np.full(n, 0.99),
-                reasons=[[] for _ in range(n)],
-                rules=[[] for _ in range(n)],
-                features=np.ones((n, 1)),
-                feature_names=["amount"],
-                model_version=version,
-                latency_ms={"total": 1.0},
-            )
-
-        return SimpleNamespace(columns=columns)
-
-
 def test_worker_hands_only_newly_stored_decisions_to_on_decided(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -389,7 +360,7 @@ def test_worker_hands_only_newly_stored_decisions_to_on_decided(
         raise RuntimeError("the hook broke")
 
     broker = MemoryBroker()
-    worker = Worker(broker, BlockEverything(), store, max_wait=0.0, on_decided=hook)  # type: ignore[arg-type]
+    worker = Worker(broker, BlockingScorer(), store, max_wait=0.0, on_decided=hook)  # type: ignore[arg-type]
     txs = [Transaction(transaction_id=f"w{i}", timestamp=T0, customer_id="c", amount=5.0) for i in range(3)]
     broker.publish("transactions", [(t.customer_id, t.model_dump(mode="json")) for t in txs])
     worker.run(burst=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -14,11 +13,10 @@ import pytest
 
 from fraudstream.brokers.base import Broker, Message
 from fraudstream.events import Transaction
-from fraudstream.events.batch import TransactionBatch
 from fraudstream.state import MemoryFeatureState, StateError
 from fraudstream.storage import DecisionRecord, Store, open_store
-from fraudstream.storage.records import DecisionColumns
 from fraudstream.worker.worker import RESULTS, Worker
+from tests.unit.fakes import BlockingScorer
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -48,41 +46,6 @@ class ListBroker(Broker):
 
     def close(self) -> None:
         pass
-
-
-class RecordingScorer:
-    """Records each batch in its feature state, as the real scorer does, then BLOCKs every row."""
-
-    version = "fake"
-    engine = SimpleNamespace(names=["amount"])
-
-    def __init__(self, state: Any) -> None:
-        self.state = state
-        self.scored: list[str] = []
-
-    def score(self, batch: TransactionBatch) -> Any:
-        if self.state is not None:
-            self.state.record(batch, {"customer": "customer_id"})
-        self.scored += batch.transaction_id.tolist()
-        n = len(batch)
-
-        def columns(names: Any, version: str) -> DecisionColumns:
-            return DecisionColumns(
-                transaction_id=batch.transaction_id,
-                customer_id=batch.customer_id,
-                timestamp=batch.timestamp,
-                amount=batch.amount,
-                decision=np.array(["BLOCK"] * n, dtype=object),
-                probability=np.full(n, 0.99),
-                reasons=[[] for _ in range(n)],
-                rules=[[] for _ in range(n)],
-                features=batch.amount[:, None].astype(np.float64),
-                feature_names=list(names),
-                model_version=version,
-                latency_ms={"total": 1.0},
-            )
-
-        return SimpleNamespace(columns=columns)
 
 
 @pytest.fixture
@@ -121,7 +84,7 @@ def elsewhere(store: Store, i: int) -> None:
 def make_worker(store: Store, state: Any, **kw: Any) -> tuple[Worker, ListBroker, list[str]]:
     broker, handed = ListBroker(), []
     worker = Worker(
-        broker, RecordingScorer(state), store, max_wait=0.0, results_topic=RESULTS,  # type: ignore[arg-type]
+        broker, BlockingScorer(state), store, max_wait=0.0, results_topic=RESULTS,  # type: ignore[arg-type]
         on_decided=lambda records: handed.extend(r.transaction_id for r in records), **kw,
     )  # fmt: skip
     return worker, broker, handed
