@@ -25,12 +25,8 @@ def present(values: np.ndarray) -> np.ndarray:
 
 def factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Codes in order of first appearance (-1 for missing) and the distinct values."""
-    n = values.shape[0]
-    if n < SMALL:
-        seen: dict[object, int] = {}
-        codes = np.empty(n, dtype=np.int64)
-        for i, v in enumerate(values.tolist()):
-            codes[i] = -1 if v is None or v != v else seen.setdefault(v, len(seen))
+    if values.shape[0] < SMALL:
+        codes, seen = _small_codes(values)
         uniques = np.empty(len(seen), dtype=object)
         uniques[:] = list(seen)
         return codes, uniques
@@ -40,15 +36,20 @@ def factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def codes(values: np.ndarray) -> np.ndarray:
     """The codes of :func:`factorize` alone, for columns whose distinct values are never needed."""
-    n = values.shape[0]
-    if n < SMALL:
-        seen: dict[object, int] = {}
-        return np.fromiter(
-            (-1 if v is None or v != v else seen.setdefault(v, len(seen)) for v in values.tolist()),
-            np.int64,
-            n,
-        )
-    return np.asarray(pd.factorize(values, use_na_sentinel=True)[0], dtype=np.int64)
+    if values.shape[0] < SMALL:
+        return _small_codes(values)[0]
+    return factorize(values)[0]
+
+
+def _small_codes(values: np.ndarray) -> tuple[np.ndarray, dict[object, int]]:
+    """:func:`factorize`'s codes with a dict, and the dict of distinct values in order."""
+    seen: dict[object, int] = {}
+    codes = np.fromiter(
+        (-1 if v is None or v != v else seen.setdefault(v, len(seen)) for v in values.tolist()),
+        np.int64,
+        values.shape[0],
+    )
+    return codes, seen
 
 
 def lookup(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
