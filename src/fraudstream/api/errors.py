@@ -58,21 +58,32 @@ class BodyLimitMiddleware:
         if declared is not None and declared > self.max_bytes:
             await too_large(declared, self.max_bytes)(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away: nothing to answer
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await too_large(size, self.max_bytes, streamed=declared is None)(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, replay_body(b"".join(chunks), receive), send)
+        body = await read_body(receive, self.max_bytes)
+        if body is None:  # the client went away: nothing to answer
+            return
+        if isinstance(body, list):
+            size = sum(len(chunk) for chunk in body)
+            await too_large(size, self.max_bytes, streamed=declared is None)(scope, receive, send)
+            return
+        await self.app(scope, replay_body(body, receive), send)
+
+
+async def read_body(receive: Receive, limit: int | None) -> bytes | list[bytes] | None:
+    """The whole request body; the chunks read so far as soon as they pass ``limit`` bytes (reading no
+    further); ``None`` when the client went away first."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if limit is not None and size > limit:
+            return chunks
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def replay_body(body: bytes, receive: Receive) -> Receive:

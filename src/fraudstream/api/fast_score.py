@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fraudstream.api.deps import key_matches
-from fraudstream.api.errors import replay_body, storage_unavailable, unexpected_error
+from fraudstream.api.errors import read_body, replay_body, storage_unavailable, unexpected_error
 from fraudstream.api.schemas import DecisionOut
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage.errors import StorageError
@@ -72,7 +72,7 @@ class FastScoreMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        body = await _read(receive, self._max_bytes())
+        body = await read_body(receive, self._max_bytes())
         if body is None:
             return  # the client went away
         if isinstance(body, list):  # too large: the app's body limit answers
@@ -129,21 +129,3 @@ class FastScoreMiddleware:
             return Transaction.model_validate_json(body), dry_run
         except ValidationError:
             return None, None
-
-
-async def _read(receive: Receive, limit: int | None) -> bytes | list[bytes] | None:
-    """The whole request body; the chunks read so far once it passes ``limit`` bytes; ``None`` when
-    the client went away first."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if limit is not None and size > limit:
-            return chunks
-        if not message.get("more_body", False):
-            return b"".join(chunks)
