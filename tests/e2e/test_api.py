@@ -801,3 +801,20 @@ def test_fast_answers_are_timed_and_oversized_scores_are_413(make_api: Callable[
     streamed = client.post("/v1/score", content=chunked(), headers=JSON)
     assert streamed.status_code == 413 and streamed.json()["detail"].startswith("request body too large")
     assert client.get("/v1/transactions/m-3").status_code == 404
+
+
+def test_a_transaction_recorded_but_not_stored_is_decided_on_retry(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, services, _ = api
+
+    def unreachable(*_: Any, **__: Any) -> Any:
+        raise StorageError("database is unreachable")
+
+    with monkeypatch.context() as patch:  # scored and recorded in the feature state, then the write fails
+        patch.setattr(services.store, "save_decisions", unreachable)
+        assert client.post("/v1/score", json=tx("r-1")).status_code == 503
+    retried = client.post("/v1/score", json=tx("r-1"))
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["duplicate"] is False
+    assert services.store.get_decision("r-1") is not None

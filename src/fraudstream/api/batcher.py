@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from fraudstream._gc import paused_gc
 from fraudstream.api.metrics import ApiMetrics
 from fraudstream.events.batch import TransactionBatch
@@ -30,6 +28,7 @@ from fraudstream.events.transaction import Transaction
 from fraudstream.scoring.scorer import Scorer
 from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.store import Store
+from fraudstream.worker.worker import decided_before
 
 log = logging.getLogger(__name__)
 
@@ -121,15 +120,6 @@ class ScoreBatcher:
             for request in requests:
                 request.resolve(error)
 
-    def _known(self, ids: list[str]) -> set[str]:
-        """Ids not to score again. An in-process state answers without a query: what it holds was
-        decided here; anything else is decided by another process only rarely, and then the stored
-        decision still wins in :meth:`Store.save_decisions` and is the one answered."""
-        recorded = self.scorer.state.recorded(np.asarray(ids, dtype=object))
-        if recorded is None:
-            return self.store.decided_ids(ids)
-        return {tx_id for tx_id, held in zip(ids, recorded.tolist(), strict=True) if held}
-
     def _score(self, requests: list[_Request], *, record: bool) -> list[DecisionRecord]:
         started = time.perf_counter()
         batch = TransactionBatch.from_transactions([r.transaction for r in requests])
@@ -139,7 +129,7 @@ class ScoreBatcher:
 
     def _decide_and_store(self, requests: list[_Request]) -> None:
         ids = [r.transaction.transaction_id for r in requests]
-        known = self._known(ids)
+        known = decided_before(self.store, self.scorer.state, ids)
         first: dict[str, _Request] = {}
         for request, tx_id in zip(requests, ids, strict=True):
             if tx_id not in known:

@@ -28,7 +28,7 @@ from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
 from fraudstream.scoring.scorer import ScoredBatch, Scorer
-from fraudstream.state.base import StateError
+from fraudstream.state.base import FeatureState, StateError
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.store import Store
@@ -149,28 +149,11 @@ class Worker:
         self.broker.ack(self.topic, messages)
 
     def _decided_before(self, transactions: list[Transaction], deliveries: list[int]) -> set[str]:
-        """Which transactions already have a stored decision. Only a transaction the feature state has
-        recorded can have one (recording comes before storing), so only those, and those about to be
-        dead-lettered for too many deliveries, are looked up; one decided elsewhere meanwhile is still
-        caught when storing, by :meth:`Store.save_decisions` keeping the first decision."""
+        """Which transactions already have a stored decision; those about to be dead-lettered for too
+        many deliveries are always looked up (see :func:`decided_before`)."""
         ids = [t.transaction_id for t in transactions]
-        recorded = self._recorded(ids) if ids else None
-        if recorded is not None:
-            most = self.max_deliveries
-            ids = [i for i, held, n in zip(ids, recorded, deliveries, strict=True) if held or n > most]
-        return self.store.decided_ids(ids) if ids else set()
-
-    def _recorded(self, ids: list[str]) -> list[bool] | None:
-        """The feature state's answer to :meth:`FeatureState.recorded`; ``None`` when it cannot say."""
         state = getattr(self.scorer, "state", None)  # a scorer without one always has ids looked up
-        if state is None:
-            return None
-        try:
-            answer = state.recorded(np.asarray(ids, dtype=object))
-        except StateError as error:
-            log.warning("worker: %s; looking up every transaction of the batch", error)
-            return None
-        return None if answer is None else answer.tolist()
+        return decided_before(self.store, state, ids, also=[n > self.max_deliveries for n in deliveries])
 
     def _parse(
         self, messages: list[Message]
@@ -303,6 +286,28 @@ def check_health(path: Path, stale_after: float = 30.0) -> tuple[bool, str]:
             f"worker heartbeat is {age:.0f} s old (limit {stale_after:.0f} s): the worker is stuck or gone",
         )
     return True, f"worker alive: beat {age:.1f} s ago, {health.get('decided', 0):,} decided"
+
+
+def decided_before(
+    store: Store, state: FeatureState | None, ids: list[str], *, also: list[bool] | None = None
+) -> set[str]:
+    """Which of ``ids`` already have a stored decision. Only a transaction the feature state has
+    recorded can have one (recording comes before storing), so only those, and those ``also`` flags,
+    are looked up; every id is when the state cannot say. One decided elsewhere meanwhile is still
+    caught when storing, by :meth:`Store.save_decisions` keeping the first decision."""
+    if not ids:
+        return set()
+    recorded = None
+    if state is not None:
+        try:
+            answer = state.recorded(np.asarray(ids, dtype=object))
+            recorded = None if answer is None else answer.tolist()
+        except StateError as error:
+            log.warning("%s; looking up every transaction of the batch", error)
+    if recorded is not None:
+        flags = recorded if also is None else [r or a for r, a in zip(recorded, also, strict=True)]
+        ids = [i for i, flag in zip(ids, flags, strict=True) if flag]
+    return store.decided_ids(ids) if ids else set()
 
 
 def decision_message(record: DecisionRecord) -> dict[str, Any]:
