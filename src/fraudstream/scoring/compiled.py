@@ -181,7 +181,10 @@ class CompiledForest:
         Xf = np.ascontiguousarray(self.impute(X).astype(np.float32))
         walk = _forest_depths_parallel if Xf.shape[0] >= PARALLEL_FROM else _forest_depths
         arrays = (self.children, self.feature, self.threshold, self.value)
-        depths = walk(Xf, self.roots, self.depths, *arrays)
+        return self.from_depths(walk(Xf, self.roots, self.depths, *arrays))
+
+    def from_depths(self, depths: np.ndarray) -> np.ndarray:
+        """The score of rows whose path lengths, summed over the trees, are ``depths``."""
         if self.denominator == 0:
             return np.ones_like(depths)
         return np.asarray(2 ** (-(depths / self.denominator)), dtype=np.float64)
@@ -213,8 +216,11 @@ class CompiledLogistic:
         return ((self.impute(X) - self.mean) / self.scale) * self.coef
 
     def score(self, X: np.ndarray) -> np.ndarray:
-        z = ((self.impute(X) - self.mean) / self.scale) @ self.coef + self.intercept
-        return np.asarray(expit(z), dtype=np.float64)
+        return self.from_scaled((self.impute(X) - self.mean) / self.scale)
+
+    def from_scaled(self, scaled: np.ndarray) -> np.ndarray:
+        """The probability of rows already imputed and scaled."""
+        return np.asarray(expit(scaled @ self.coef + self.intercept), dtype=np.float64)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -18,13 +19,15 @@ from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import DECISIONS
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.rules.names import rule_columns
+from fraudstream.scoring._few import FEW_ROWS, FewRows
 from fraudstream.scoring.compiled import compile_models, top_columns
 from fraudstream.state.base import FeatureState
-from fraudstream.storage.records import DecisionColumns, DecisionRecord
+from fraudstream.storage.records import DecisionColumns, DecisionRecord, FeatureVector
 from fraudstream.training.bundle import ModelBundle
 from fraudstream.training.models import calibrate, combine
 
 TOP_REASONS = 3
+_DECISIONS = np.asarray(DECISIONS, dtype=object)
 
 
 class ScoringError(RuntimeError):
@@ -45,6 +48,8 @@ class ScoredBatch:
     features: np.ndarray
     new: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    index: tuple[list[str], dict[str, int]] | None = field(default=None, repr=False)
+    """The scorer's feature names and each one's column, so few rows' records need not rebuild it."""
 
     def __len__(self) -> int:
         return len(self.batch)
@@ -68,8 +73,42 @@ class ScoredBatch:
         )
 
     def records(self, feature_names: list[str], model_version: str) -> list[DecisionRecord]:
-        """One storable record per row, carrying the feature vector the decision was made on."""
-        return self.columns(feature_names, model_version).records()
+        """One storable record per row, carrying the feature vector the decision was made on.
+
+        A few rows' records are built here directly, as :meth:`DecisionColumns.records` builds them:
+        for one row, making the columns and the index of a hundred names cost more than the record.
+        """
+        if len(self.batch) > FEW_ROWS or self.index is None or self.index[0] is not feature_names:
+            return self.columns(feature_names, model_version).records()
+        b, index, now = self.batch, self.index[1], datetime.now(UTC)
+        return [
+            DecisionRecord(
+                transaction_id=tx_id,
+                customer_id=customer_id,
+                timestamp=datetime.fromtimestamp(timestamp, UTC),
+                amount=amount,
+                decision=str(decision),
+                probability=probability,
+                reasons=reasons,
+                rules=rules,
+                model_version=model_version,
+                features=FeatureVector(feature_names, row, index),
+                latency_ms=dict(self.timings),
+                decided_at=now,
+            )
+            for tx_id, customer_id, timestamp, amount, decision, probability, reasons, rules, row in zip(
+                b.transaction_id.tolist(),
+                b.customer_id.tolist(),
+                np.asarray(b.timestamp, dtype=np.float64).tolist(),
+                np.asarray(b.amount, dtype=np.float64).tolist(),
+                np.asarray(self.decision, dtype=object).tolist(),
+                np.asarray(self.probability, dtype=np.float64).tolist(),
+                self.reasons,
+                self.rules,
+                self.features,
+                strict=True,
+            )
+        ]
 
 
 def _top(values: np.ndarray, k: int) -> np.ndarray:
@@ -82,7 +121,7 @@ def _top(values: np.ndarray, k: int) -> np.ndarray:
 def model_decisions(probability: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
     """APPROVE below the flag threshold, FLAG up to the block threshold, BLOCK from it on."""
     levels = np.digitize(probability, [thresholds["flag"], thresholds["block"]])
-    return np.asarray(DECISIONS, dtype=object)[levels]
+    return _DECISIONS[levels]
 
 
 class Scorer:
@@ -103,6 +142,13 @@ class Scorer:
         weights = bundle.manifest.weights
         explainers: list[str] = [n for n in ("xgboost", "logistic") if weights.get(n) and n in self.models]
         self._explainer = max(explainers, key=lambda n: weights[n]) if explainers else None
+        names = self.engine.names
+        self._few = (
+            FewRows(self.models, bundle.manifest, self._explainer, names, TOP_REASONS)
+            if len(names) > TOP_REASONS
+            else None
+        )
+        self._index = (names, {n: i for i, n in enumerate(names)})
         self._lock = threading.Lock()
 
     @property
@@ -132,16 +178,26 @@ class Scorer:
             X, new = self.engine.compute(batch, self.state), np.zeros(len(batch), dtype=bool)
         featured = time.perf_counter()
         manifest = self.bundle.manifest
-        calibrated = {
-            name: calibrate(name, model.score(X), manifest.calibration[name])
-            for name, model in self.models.items()
-        }
-        probability = combine(calibrated, {n: w for n, w in manifest.weights.items() if n in calibrated})
-        by_model = model_decisions(probability, manifest.thresholds)
+        few = self._few if len(batch) <= FEW_ROWS else None
+        if few is not None:
+            probability, picks = few.probabilities(X)
+        else:
+            calibrated = {
+                name: calibrate(name, model.score(X), manifest.calibration[name])
+                for name, model in self.models.items()
+            }
+            probability = combine(calibrated, {n: w for n, w in manifest.weights.items() if n in calibrated})
+        by_model = (
+            model_decisions(probability, manifest.thresholds)
+            if few is None
+            else _DECISIONS[few.levels(probability)]
+        )
         modelled = time.perf_counter()
         outcome = self.rules().apply(rule_columns(batch, X, self.engine.names), by_model)
         ruled = time.perf_counter()
-        reasons = self._reasons(X, outcome)
+        reasons = (
+            self._reasons(X, outcome) if few is None else _rule_reasons(few.reasons(len(X), picks), outcome)
+        )
         done = time.perf_counter()
         timings = {
             "features": (featured - started) * 1e3,
@@ -161,6 +217,7 @@ class Scorer:
             features=X,
             new=new,
             timings=timings,
+            index=self._index,
         )
 
     def _reasons(self, X: np.ndarray, outcome: Any) -> list[list[dict[str, Any]]]:
@@ -188,10 +245,15 @@ class Scorer:
             out = [flat[lo:hi] for lo, hi in zip([0, *ends][:-1], ends, strict=True)]
         else:
             out = [[] for _ in range(n)]
-        for i, (fired, texts) in enumerate(zip(outcome.fired, outcome.reasons, strict=True)):
-            if fired:
-                out[i] += [
-                    {"code": rule, "reason": text, "source": "rules"}
-                    for rule, text in zip(fired, texts, strict=True)
-                ]
-        return out
+        return _rule_reasons(out, outcome)
+
+
+def _rule_reasons(out: list[list[dict[str, Any]]], outcome: Any) -> list[list[dict[str, Any]]]:
+    """Appends each row's fired rules, with their reasons, to the row's model reasons."""
+    for i, (fired, texts) in enumerate(zip(outcome.fired, outcome.reasons, strict=True)):
+        if fired:
+            out[i] += [
+                {"code": rule, "reason": text, "source": "rules"}
+                for rule, text in zip(fired, texts, strict=True)
+            ]
+    return out
