@@ -669,3 +669,69 @@ def test_an_interrupted_writer_ends_its_process(tmp_path: Path) -> None:
             writer.save(columns("i", 5))
             raise KeyboardInterrupt
         assert not writer._process.is_alive()
+
+
+def _table_rows(store: Store, table: str, prefix: str) -> list[tuple[Any, ...]]:
+    """Every row of ``table`` for ids starting with ``prefix`` (ids without it), but ``received_at``."""
+    key = "id" if table == "feature_sets" else "transaction_id"
+    with store.engine.connect() as conn:
+        result = conn.execute(
+            text(f"SELECT * FROM {table} WHERE {key} LIKE :p ORDER BY {key}"), {"p": f"{prefix}%"}
+        )
+        names = list(result.keys())
+        rows = [dict(zip(names, row, strict=True)) for row in result]
+    for row in rows:
+        row.pop("received_at", None)
+        row[key] = row[key][len(prefix) :]
+        if table == "transactions":  # the payload repeats the id
+            payload = row["payload"]
+            row["payload"] = {
+                **(json.loads(payload) if isinstance(payload, str) else payload),
+                "transaction_id": "",
+            }
+    return [tuple(row.items()) for row in rows]
+
+
+def test_small_batches_store_exactly_what_one_large_batch_stores(store: Store) -> None:
+    """The score API's batches of one to four (one insert per row on SQLite, one VALUES statement on
+    PostgreSQL) and one large batch (look-up then executemany, or COPY) write the same rows, with
+    repeats within a batch, replays, changed decisions and transactions accepted or decided before."""
+    from dataclasses import replace
+
+    n = COPY_MIN_ROWS + 10
+
+    def rec(prefix: str, i: int, **kw: Any) -> DecisionRecord:
+        features = {"amount": 10.0 + i, "ratio": None if i % 7 else float("nan")}
+        return replace(record(i, features=features, **kw), transaction_id=f"{prefix}{i:04d}")
+
+    def trans(prefix: str, i: int) -> Transaction:
+        return tx(i, customer=f"c{i % 3}").model_copy(update={"transaction_id": f"{prefix}{i:04d}"})
+
+    returned: dict[str, list[str]] = {"s": [], "l": []}
+    for prefix in ("s", "l"):
+        store.accept([trans(prefix, i) for i in range(0, n, 5)])  # queued, then decided below
+        store.save_decisions([rec(prefix, i) for i in range(0, n, 11)])  # decided before
+    sizes = [1, 2, 3, 4]
+    lo = 0
+    while lo < n:
+        size = sizes[lo % 4]
+        batch = [rec("s", i, decision="FLAG" if i % 2 else "APPROVE") for i in range(lo, min(n, lo + size))]
+        batch.append(rec("s", lo, decision="BLOCK"))  # a repeat within the batch: the first wins
+        given = [trans("s", i) for i in range(lo, min(n, lo + size)) if i % 4]
+        returned["s"] += store.save_decisions(batch, given)
+        lo += size
+    large = [rec("l", i, decision="FLAG" if i % 2 else "APPROVE") for i in range(n)]
+    large += [rec("l", i, decision="BLOCK") for i in range(0, n, 4)]
+    returned["l"] = store.save_decisions(large, [trans("l", i) for i in range(n) if i % 4])
+    expected = [f"{i:04d}" for i in range(n) if i % 11]
+    assert [k[1:] for k in returned["s"]] == [k[1:] for k in returned["l"]] == expected
+    for prefix in ("s", "l"):  # replays change nothing
+        assert store.save_decisions([rec(prefix, 3, decision="BLOCK")], [trans(prefix, 3)]) == []
+    for table in ("decisions", "transactions"):
+        small, big = _table_rows(store, table, "s"), _table_rows(store, table, "l")
+        assert len(small) == (
+            n if table == "decisions" else len([i for i in range(n) if i % 4 or i % 5 == 0])
+        )
+        assert small == big
+    assert {dict(r)["status"] for r in _table_rows(store, "transactions", "s")} == {"decided"}
+    assert store.get_decisions(["s0001"])["s0001"].decision == "FLAG"

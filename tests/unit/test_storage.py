@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -18,7 +20,7 @@ import pytest
 from sqlalchemy import DateTime
 from sqlalchemy.dialects import sqlite
 
-from fraudstream.storage import StorageError, Store, open_store
+from fraudstream.storage import DecisionRecord, StorageError, Store, open_store
 from fraudstream.storage.bulk import sqlite_timestamp
 from fraudstream.storage.database import dumps, loads, normalize_url
 from fraudstream.storage.rows import feature_set_id, pack_features, unique_by, unpack_features
@@ -157,3 +159,84 @@ def test_wal_checkpoints_run_off_the_committing_thread(tmp_path: Path) -> None:
 
 def test_in_memory_sqlite_has_no_checkpointer() -> None:
     assert open_store("sqlite://")._checkpointer is None
+
+
+def _decision(i: int) -> DecisionRecord:
+    return DecisionRecord(
+        transaction_id=f"t{i}",
+        customer_id="c1",
+        timestamp=datetime(2024, 3, 1, 12, i, tzinfo=UTC),
+        amount=10.0,
+        decision="APPROVE",
+        probability=0.1,
+        reasons=[],
+        rules=[],
+        model_version="m1",
+        features={"amount": 10.0},
+        latency_ms={"total": 1.0},
+    )
+
+
+def test_each_writing_thread_keeps_one_connection_until_it_ends_or_the_store_closes(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'threads.db'}")
+    store.migrate()
+    writers, checkpointer = store._writers, store._checkpointer
+    assert writers is not None and checkpointer is not None
+    checkpointer.every = 2
+    assert store.save_decisions([_decision(1)]) == ["t1"]
+    mine = writers.get()
+    assert store.save_decisions([_decision(2), _decision(1)]) == ["t2"]
+    assert writers.get() is mine  # kept, not checked out anew
+    other = threading.Thread(target=store.save_decisions, args=([_decision(3)],))
+    other.start()
+    other.join()
+    assert len(writers._open) == 2
+    assert store.save_decisions([_decision(4)]) == ["t4"]
+    closer = threading.Thread(target=store.save_decisions, args=([_decision(5)],))
+    closer.start()
+    closer.join()
+    assert len(writers._open) == 2  # the ended thread's connection was closed when the next one opened
+    for _ in range(500):
+        if checkpointer.checkpoints:
+            break
+        time.sleep(0.01)
+    assert checkpointer.checkpoints >= 1  # the bulk writes count their commits
+    store.close()
+    assert writers._open == {}
+    with pytest.raises(sqlite3.ProgrammingError):
+        mine.execute("SELECT 1")
+    assert store.save_decisions([_decision(6), _decision(5)]) == ["t6"]  # reopens after close
+    assert store.decided_ids([f"t{i}" for i in range(8)]) == {f"t{i}" for i in range(1, 7)}
+    store.close()
+
+
+def test_a_failed_bulk_write_rolls_back_and_the_thread_connection_goes_on(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fraudstream.storage import bulk
+
+    def broken(*_: object, **__: object) -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(bulk, "set_column", broken)
+        with pytest.raises(StorageError, match="unreachable or unusable"):
+            store.save_decisions([_decision(1)])
+    assert store.decided_ids(["t1"]) == set()
+    assert store.save_decisions([_decision(1)]) == ["t1"]
+
+
+def test_feature_set_ids_are_remembered_but_always_the_digest() -> None:
+    import hashlib
+
+    import orjson
+
+    names = [f"f{i}" for i in range(100)]
+    digest = hashlib.sha256(orjson.dumps(names)).hexdigest()[:32]
+    assert feature_set_id(names) == feature_set_id(tuple(names)) == digest
+    for i in range(200):  # more lists than are remembered
+        assert (
+            feature_set_id([*names, str(i)])
+            == hashlib.sha256(orjson.dumps([*names, str(i)])).hexdigest()[:32]
+        )
+    assert feature_set_id(list(names)) == digest

@@ -1,10 +1,11 @@
-"""Bulk writes straight to the driver, inside the caller's SQLAlchemy transaction.
+"""Bulk writes straight to the driver, inside the caller's transaction (SQLAlchemy's, or on SQLite the
+driver connection's own).
 
 SQLAlchemy processes every bound parameter of every row in Python (type decorators, JSON encoding,
 result rows for RETURNING), which was half of a replay's time. Here the rows arrive as ready tuples,
 JSON already text and timestamps already in the driver's form, and go to the driver in one call:
-``executemany`` on SQLite, binary ``COPY`` on PostgreSQL. The statements are the only place that
-knows how each database spells an idempotent bulk insert.
+``executemany`` on SQLite (one ``execute`` per row for a few rows), binary ``COPY`` on PostgreSQL.
+The statements are the only place that knows how each database spells an idempotent bulk insert.
 """
 
 from __future__ import annotations
@@ -20,16 +21,25 @@ from sqlalchemy.types import JSON, BigInteger, Boolean, Float, Integer, LargeBin
 from fraudstream.storage.rows import chunks
 from fraudstream.storage.tables import UTCDateTime
 
+#: Up to this many rows on SQLite, one ``INSERT .. ON CONFLICT DO NOTHING`` per row, whose change count
+#: says whether it went in, beats looking up the known keys first and then inserting with executemany.
+SQLITE_ROW_BY_ROW = 16
+
 #: Below this many rows on PostgreSQL, one multi-row ``INSERT .. VALUES .. ON CONFLICT DO NOTHING`` (a
 #: single round trip) beats looking up the known keys and then streaming the rest with ``COPY``.
 COPY_MIN_ROWS = 200
+
+
+_SQLITE_FORMAT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
 
 
 def sqlite_timestamp(value: datetime) -> str:
     """A datetime as SQLAlchemy stores it on SQLite: naive UTC text, so that text order is time order."""
     if value.tzinfo is not UTC:
         value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]
+    # %-formatting costs two thirds of isoformat, which goes through the slow PyUnicode_FromFormat
+    fields = (value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond)
+    return _SQLITE_FORMAT % fields
 
 
 def postgres_timestamp(value: datetime) -> datetime:
@@ -37,8 +47,22 @@ def postgres_timestamp(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def timestamp_converter(dialect: str) -> Callable[[datetime], Any]:
-    return sqlite_timestamp if dialect == "sqlite" else postgres_timestamp
+def timestamp_converter(dialect: str, *, memo: bool = False) -> Callable[[datetime], Any]:
+    """The converter for ``dialect``; with ``memo``, one that formats each instant once (for a batch
+    whose decisions and transactions carry the same event times)."""
+    if dialect != "sqlite":
+        return postgres_timestamp
+    if not memo:
+        return sqlite_timestamp
+    done: dict[datetime, str] = {}
+
+    def converted(value: datetime) -> str:
+        text = done.get(value)
+        if text is None:
+            text = done[value] = sqlite_timestamp(value)
+        return text
+
+    return converted
 
 
 def _copy_type(table: Table, column: str) -> str:
@@ -60,8 +84,38 @@ def _copy_type(table: Table, column: str) -> str:
     raise TypeError(f"no COPY type for {table.name}.{column} ({kind!r})")
 
 
-def _driver(conn: Connection) -> Any:
-    return conn.connection.driver_connection
+#: The caller's SQLAlchemy connection, inside its transaction, or on SQLite the driver connection of
+#: :meth:`~fraudstream.storage.database.Database._bulk_write`.
+Conn = Connection | Any
+
+
+def _driver(conn: Conn) -> Any:
+    return conn.connection.driver_connection if isinstance(conn, Connection) else conn
+
+
+def _is_sqlite(conn: Conn) -> bool:
+    return not isinstance(conn, Connection) or conn.dialect.name == "sqlite"
+
+
+class _SQLite:
+    """The SQLite statements for one table and column list, spelled once."""
+
+    def __init__(self, table: Table, columns: Sequence[str]) -> None:
+        names, marks = ", ".join(columns), ", ".join("?" * len(columns))
+        self.append = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
+        self.insert_new = f"{self.append} ON CONFLICT DO NOTHING"
+        self.select_known = f"SELECT {columns[0]} FROM {table.name} WHERE {columns[0]} IN "
+
+
+_statements: dict[tuple[str, tuple[str, ...]], _SQLite] = {}
+
+
+def _sqlite(table: Table, columns: Sequence[str]) -> _SQLite:
+    key = (table.name, tuple(columns))
+    statements = _statements.get(key)
+    if statements is None:
+        statements = _statements[key] = _SQLite(table, columns)
+    return statements
 
 
 #: Builds the rows at these positions of the batch, in that order (lazily, so PostgreSQL can ingest
@@ -69,9 +123,7 @@ def _driver(conn: Connection) -> Any:
 RowBuilder = Callable[[Sequence[int]], Iterable[tuple[Any, ...]]]
 
 
-def insert_new(
-    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
-) -> set[Any]:
+def insert_new(conn: Conn, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> set[Any]:
     """Insert the rows whose primary key (the first column) is not stored yet; the keys inserted.
 
     ``rows`` must not repeat a key. Exact under concurrent writers: SQLite writers are serialised by
@@ -82,36 +134,35 @@ def insert_new(
 
 
 def insert_new_lazy(
-    conn: Connection, table: Table, columns: Sequence[str], keys: Sequence[Any], build: RowBuilder
+    conn: Conn, table: Table, columns: Sequence[str], keys: Sequence[Any], build: RowBuilder
 ) -> set[Any]:
     """:func:`insert_new` for rows that ``build`` makes on demand, only for the keys not stored yet."""
     if not keys:
         return set()
-    if conn.dialect.name == "sqlite":
-        return _sqlite_insert_new(conn, table, columns, keys, build)
+    if _is_sqlite(conn):
+        return _sqlite_insert_new(_driver(conn), table, columns, keys, build)
     return _postgres_insert_new(conn, table, columns, keys, build)
 
 
-def append(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+def append(conn: Conn, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
     """Insert rows that cannot conflict (surrogate keys from the database), in order."""
     if not rows:
         return
-    if conn.dialect.name == "sqlite":
-        names, marks = ", ".join(columns), ", ".join("?" * len(columns))
-        _driver(conn).executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+    if _is_sqlite(conn):
+        _driver(conn).executemany(_sqlite(table, columns).append, rows)
         return
     with _driver(conn).cursor() as cursor:
         _copy(cursor, table.name, table, columns, rows)
 
 
-def set_column(conn: Connection, table: Table, column: str, value: Any, keys: Sequence[Any]) -> int:
+def set_column(conn: Conn, table: Table, column: str, value: Any, keys: Sequence[Any]) -> int:
     """Set ``column`` to ``value`` on the rows with these primary keys (the first primary-key column),
     in one statement however many; how many rows changed (rows already at ``value`` are not touched).
     """
     if not keys:
         return 0
     key = table.primary_key.columns.values()[0].name
-    if conn.dialect.name == "sqlite":
+    if _is_sqlite(conn):
         ids = orjson.dumps(list(keys)).decode()
         cursor = _driver(conn).execute(
             f"UPDATE {table.name} SET {column} = ? WHERE {column} IS NOT ? "
@@ -128,26 +179,31 @@ def set_column(conn: Connection, table: Table, column: str, value: Any, keys: Se
 
 
 def _sqlite_insert_new(
-    conn: Connection, table: Table, columns: Sequence[str], keys: Sequence[Any], build: RowBuilder
+    driver: Any, table: Table, columns: Sequence[str], keys: Sequence[Any], build: RowBuilder
 ) -> set[Any]:
-    # sqlite3's executemany returns no RETURNING rows; inside BEGIN IMMEDIATE nobody else can write,
-    # so the keys found before inserting are exactly the ones that conflict.
-    driver = _driver(conn)
+    # Inside BEGIN IMMEDIATE nobody else can write, so an insert's change count, or the keys found
+    # before inserting, say exactly which rows conflict. (sqlite3's executemany returns no RETURNING
+    # rows, and RETURNING on one row cost more than the change count.)
+    statements = _sqlite(table, columns)
+    if len(keys) <= SQLITE_ROW_BY_ROW:
+        cursor = driver.cursor()
+        inserted: set[Any] = set()
+        for key, row in zip(keys, build(range(len(keys))), strict=True):
+            cursor.execute(statements.insert_new, row)
+            if cursor.rowcount > 0:
+                inserted.add(key)
+        return inserted
     stored: set[Any] = set()
     for chunk in chunks(keys):
-        marks = ", ".join("?" * len(chunk))
-        query = f"SELECT {columns[0]} FROM {table.name} WHERE {columns[0]} IN ({marks})"
+        query = f"{statements.select_known}({', '.join('?' * len(chunk))})"
         stored.update(k for (k,) in driver.execute(query, chunk))
     at = [i for i, key in enumerate(keys) if key not in stored]
-    names, marks = ", ".join(columns), ", ".join("?" * len(columns))
-    driver.executemany(
-        f"INSERT INTO {table.name} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING", build(at)
-    )
+    driver.executemany(statements.insert_new, build(at))
     return {keys[i] for i in at}
 
 
 def _postgres_insert_new(
-    conn: Connection, table: Table, columns: Sequence[str], keys: Sequence[Any], build: RowBuilder
+    conn: Conn, table: Table, columns: Sequence[str], keys: Sequence[Any], build: RowBuilder
 ) -> set[Any]:
     from psycopg.errors import UniqueViolation
 

@@ -107,9 +107,21 @@ def transaction_rows(
     ]
 
 
+_set_ids: dict[tuple[str, ...], str] = {}
+
+
 def feature_set_id(names: Sequence[str]) -> str:
-    """The id of a list of feature names: a digest of the list, the same in every process."""
-    return hashlib.sha256(orjson.dumps(list(names))).hexdigest()[:32]
+    """The id of a list of feature names: a digest of the list, the same in every process.
+
+    Remembered for the few lists a process sees (one per model), since the score API asks for it on
+    every request."""
+    key = tuple(names)
+    set_id = _set_ids.get(key)
+    if set_id is None:
+        if len(_set_ids) >= 64:
+            _set_ids.clear()
+        set_id = _set_ids[key] = hashlib.sha256(orjson.dumps(list(names))).hexdigest()[:32]
+    return set_id
 
 
 def pack_features(
@@ -118,15 +130,15 @@ def pack_features(
     """Each vector's feature-set id and its values as little-endian float64 (``None`` → NaN), and the
     names of every set seen.
 
-    Vectors with the same names in the same order (a batch from one model) are converted in one numpy
-    call; comparing a vector's key tuple with the previous one's is cheap, as the scorer builds every
-    vector of a batch from the same name objects.
+    The scorer's vectors of one batch share their names and are numpy rows already, each packed as it
+    is; other vectors with the same names in the same order are converted in one numpy call (comparing
+    a vector's key tuple with the previous one's is cheap, as they share the name objects).
     """
     lazy = [v for v in vectors if isinstance(v, FeatureVector)]
     if lazy and len(lazy) == len(vectors) and all(v.names is lazy[0].names for v in lazy):
-        set_id = feature_set_id(lazy[0].names)  # one scoring batch: pack its rows in one go
-        matrix = np.stack([v.row for v in lazy]).astype("<f8")
-        return [set_id] * len(lazy), [r.tobytes() for r in matrix], {set_id: list(lazy[0].names)}
+        set_id = feature_set_id(lazy[0].names)  # one scoring batch: every row has the same names
+        blobs = [np.asarray(v.row, dtype="<f8").tobytes() for v in lazy]
+        return [set_id] * len(lazy), blobs, {set_id: list(lazy[0].names)}
     groups: dict[tuple[str, ...], list[int]] = {}
     last: tuple[str, ...] | None = None
     members: list[int] = []

@@ -6,7 +6,7 @@ engine decides in micro-batches and a commit per row would cap throughput at the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
@@ -66,12 +66,13 @@ class Store(AlertStore, QueueStore):
         The first decision for a transaction wins: a replayed or changed record is ignored, never
         overwritten. ``transactions`` (the synchronous API path, which skips :meth:`accept`) are stored
         too when not already known. A scored batch's :class:`DecisionColumns` are stored without
-        making a record per row. One transaction, one bulk statement per table (see :mod:`.bulk`).
+        making a record per row. One transaction, one bulk statement per table, or on SQLite one per row
+        for the score API's few rows (see :mod:`.bulk`).
         """
-        keys, build, names = self._decision_builder(records)
+        ts = bulk.timestamp_converter(self.dialect, memo=True)
+        keys, build, names = self._decision_builder(records, ts)
         if not keys and not transactions:
             return []
-        ts = bulk.timestamp_converter(self.dialect)
         with self._bulk_write() as conn:
             new = bulk.insert_new_lazy(conn, _d, DECISION_COLUMNS, keys, build)
             unknown = [(k, dumps(v)) for k, v in names.items() if k not in self._feature_names]
@@ -88,7 +89,7 @@ class Store(AlertStore, QueueStore):
         return fresh
 
     def _decision_builder(
-        self, records: list[DecisionRecord] | DecisionColumns
+        self, records: list[DecisionRecord] | DecisionColumns, ts: Callable[[datetime], Any]
     ) -> tuple[list[str], bulk.RowBuilder, dict[str, list[str]]]:
         """The distinct transaction ids, a builder of their ``decisions`` rows by position, and the
         feature sets those rows use (filled in as the builder runs, for records)."""
@@ -96,7 +97,6 @@ class Store(AlertStore, QueueStore):
             rows = ColumnRows(records, self.dialect)
             return rows.keys, rows.build, rows.names
         records = unique_by(records, _transaction_id)
-        ts = bulk.timestamp_converter(self.dialect)
         names: dict[str, list[str]] = {}
 
         def build(at: Sequence[int]) -> Iterator[tuple[Any, ...]]:
