@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ from fraudstream.rules.names import rule_columns
 from fraudstream.scoring._few import FEW_ROWS, FewRows
 from fraudstream.scoring.compiled import compile_models, top_columns
 from fraudstream.state.base import FeatureState
-from fraudstream.storage.records import DecisionColumns, DecisionRecord, FeatureVector
+from fraudstream.storage.records import DecisionColumns, DecisionRecord
 from fraudstream.training.bundle import ModelBundle
 from fraudstream.training.models import calibrate, combine
 
@@ -75,40 +74,11 @@ class ScoredBatch:
     def records(self, feature_names: list[str], model_version: str) -> list[DecisionRecord]:
         """One storable record per row, carrying the feature vector the decision was made on.
 
-        A few rows' records are built here directly, as :meth:`DecisionColumns.records` builds them:
-        for one row, making the columns and the index of a hundred names cost more than the record.
+        Passes on the scorer's index of feature names when it has one: for one row, building it
+        again cost more than the record.
         """
-        if len(self.batch) > FEW_ROWS or self.index is None or self.index[0] is not feature_names:
-            return self.columns(feature_names, model_version).records()
-        b, index, now = self.batch, self.index[1], datetime.now(UTC)
-        return [
-            DecisionRecord(
-                transaction_id=tx_id,
-                customer_id=customer_id,
-                timestamp=datetime.fromtimestamp(timestamp, UTC),
-                amount=amount,
-                decision=str(decision),
-                probability=probability,
-                reasons=reasons,
-                rules=rules,
-                model_version=model_version,
-                features=FeatureVector(feature_names, row, index),
-                latency_ms=dict(self.timings),
-                decided_at=now,
-            )
-            for tx_id, customer_id, timestamp, amount, decision, probability, reasons, rules, row in zip(
-                b.transaction_id.tolist(),
-                b.customer_id.tolist(),
-                np.asarray(b.timestamp, dtype=np.float64).tolist(),
-                np.asarray(b.amount, dtype=np.float64).tolist(),
-                np.asarray(self.decision, dtype=object).tolist(),
-                np.asarray(self.probability, dtype=np.float64).tolist(),
-                self.reasons,
-                self.rules,
-                self.features,
-                strict=True,
-            )
-        ]
+        index = self.index[1] if self.index is not None and self.index[0] is feature_names else None
+        return self.columns(feature_names, model_version).records(index)
 
 
 def _top(values: np.ndarray, k: int) -> np.ndarray:

@@ -98,14 +98,16 @@ class DecisionColumns:
             features=self.features[lo:hi],
         )
 
-    def records(self) -> list[DecisionRecord]:
+    def records(self, index: Mapping[str, int] | None = None) -> list[DecisionRecord]:
         """One record per row, carrying the feature vector the decision was made on.
 
         Columns become Python lists once (``tolist``) rather than being indexed row by row, which made
-        a numpy scalar per field per row.
+        a numpy scalar per field per row. ``index`` (each feature name's column) saves building it
+        again when the caller holds one: for one row it cost more than the record.
         """
         names, version, now = self.feature_names, self.model_version, self.decided_at
-        index = {n: i for i, n in enumerate(names)}
+        if index is None:
+            index = {n: i for i, n in enumerate(names)}
         timings = self.latency_ms
         fromtimestamp = datetime.fromtimestamp
         return [
