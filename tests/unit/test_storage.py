@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -184,9 +185,11 @@ def test_each_writing_thread_keeps_one_connection_until_it_ends_or_the_store_clo
     assert writers is not None and checkpointer is not None
     checkpointer.every = 2
     assert store.save_decisions([_decision(1)]) == ["t1"]
-    mine = writers.get()
+    mine = writers.acquire()
+    writers.release(mine)
     assert store.save_decisions([_decision(2), _decision(1)]) == ["t2"]
-    assert writers.get() is mine  # kept, not checked out anew
+    assert writers.acquire() is mine  # kept, not checked out anew
+    writers.release(mine)
     other = threading.Thread(target=store.save_decisions, args=([_decision(3)],))
     other.start()
     other.join()
@@ -207,6 +210,40 @@ def test_each_writing_thread_keeps_one_connection_until_it_ends_or_the_store_clo
         mine.execute("SELECT 1")
     assert store.save_decisions([_decision(6), _decision(5)]) == ["t6"]  # reopens after close
     assert store.decided_ids([f"t{i}" for i in range(8)]) == {f"t{i}" for i in range(1, 7)}
+    store.close()
+
+
+def test_closing_the_store_lets_another_threads_write_finish(tmp_path: Path) -> None:
+    from fraudstream.storage import bulk
+
+    store = open_store(f"sqlite:///{tmp_path / 'closing.db'}")
+    store.migrate()
+    writing, closed = threading.Event(), threading.Event()
+    real_set_column = bulk.set_column
+    outcome: list[object] = []
+
+    def slow_set_column(*args: Any, **kwargs: Any) -> int:
+        writing.set()
+        closed.wait(10)
+        return real_set_column(*args, **kwargs)
+
+    def save() -> None:
+        try:
+            outcome.append(store.save_decisions([_decision(1)]))
+        except Exception as exc:
+            outcome.append(exc)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bulk, "set_column", slow_set_column)
+        writer = threading.Thread(target=save)
+        writer.start()
+        assert writing.wait(10)
+        store.close()
+        closed.set()
+        writer.join(10)
+    assert outcome == [["t1"]]
+    assert store._writers is not None and store._writers._busy == set() == store._writers._retired
+    assert store.decided_ids(["t1"]) == {"t1"}  # committed, and the store reopens for reads
     store.close()
 
 

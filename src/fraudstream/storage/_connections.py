@@ -21,7 +21,9 @@ class ThreadConnections:
 
     Connections are made by the engine's pool (so its ``connect`` event applies the same pragmas) and
     detached from it, so they hold no pool slot. Those of threads that have ended are closed when
-    another one is opened; :meth:`close` closes them all, and a later :meth:`get` opens anew.
+    another one is opened. :meth:`close` closes them all, except that one in use by a write is closed
+    when the write releases it, so closing the store never breaks another thread's transaction; a
+    later :meth:`acquire` opens anew.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -29,14 +31,27 @@ class ThreadConnections:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: dict[threading.Thread, Any] = {}
+        self._busy: set[Any] = set()
+        self._retired: set[Any] = set()
         self._generation = 0
 
-    def get(self) -> Any:
-        """The ``sqlite3.Connection`` of this thread."""
+    def acquire(self) -> Any:
+        """The ``sqlite3.Connection`` of this thread, held until :meth:`release`."""
         local = self._local
-        if getattr(local, "generation", -1) == self._generation:
-            return local.connection
+        with self._lock:
+            if getattr(local, "generation", -1) == self._generation:
+                self._busy.add(local.connection)
+                return local.connection
         return self._connect()
+
+    def release(self, connection: Any) -> None:
+        """End :meth:`acquire`; closes the connection if :meth:`close` was called meanwhile."""
+        with self._lock:
+            self._busy.discard(connection)
+            retired = connection in self._retired
+            self._retired.discard(connection)
+        if retired:
+            connection.close()
 
     def _connect(self) -> Any:
         pooled = self._engine.raw_connection()
@@ -49,6 +64,7 @@ class ThreadConnections:
             if stale is not None:
                 stale.close()
             self._open[threading.current_thread()] = connection
+            self._busy.add(connection)
             self._local.connection, self._local.generation = connection, self._generation
         return connection
 
@@ -61,11 +77,13 @@ class ThreadConnections:
             connection.close()
 
     def close(self) -> None:
-        """Close every thread's connection."""
+        """Close every thread's connection: now if idle, at its release if a write holds it."""
         with self._lock:
             self._generation += 1
             connections, self._open = list(self._open.values()), {}
-        for connection in connections:
+            idle = [c for c in connections if c not in self._busy]
+            self._retired.update(c for c in connections if c in self._busy)
+        for connection in idle:
             connection.close()
 
 
@@ -88,13 +106,23 @@ class DriverTransaction:
 
     def __enter__(self) -> Any:
         try:
-            driver = self._driver = self._writers.get()
+            driver = self._driver = self._writers.acquire()
+        except Exception as exc:
+            self._raise(exc)
+        try:
             driver.execute("BEGIN IMMEDIATE")
         except Exception as exc:
+            self._writers.release(driver)
             self._raise(exc)
         return driver
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
+        try:
+            self._end(kind, exc)
+        finally:
+            self._writers.release(self._driver)
+
+    def _end(self, kind: type[BaseException] | None, exc: BaseException | None) -> None:
         if kind is None:
             try:
                 self._driver.execute("COMMIT")
