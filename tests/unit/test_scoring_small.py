@@ -207,14 +207,10 @@ def test_the_cut_over(bundle: ModelBundle, frame: pd.DataFrame, monkeypatch: pyt
 
 
 @pytest.mark.parametrize("flag, block", [(0.3, 0.7), (0.5, 0.5), (0.7, 0.3)])
-def test_levels_equal_model_decisions(bundle: ModelBundle, flag: float, block: float) -> None:
-    mixed = _mix(bundle, None)
-    mixed.manifest.thresholds = {"flag": flag, "block": block}
-    s = Scorer(mixed, MemoryFeatureState(retention=86400.0), _rules)
-    assert s._few is not None
+def test_model_decisions_equal_digitize(flag: float, block: float) -> None:
     p = np.array([0.0, 0.3, 0.5, 0.7, 1.0, np.nan, np.nextafter(0.5, 0), np.nextafter(0.7, 1), 0.4])
-    levels = s._few.levels(p)
+    levels = np.digitize(p, [flag, block])
     assert (
         np.asarray(DECISIONS, dtype=object)[levels].tolist()
-        == model_decisions(p, mixed.manifest.thresholds).tolist()
+        == model_decisions(p, {"flag": flag, "block": block}).tolist()
     )

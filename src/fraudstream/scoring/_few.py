@@ -216,9 +216,6 @@ class FewRows:
         self.weights = np.array(list(weights.values()), dtype=np.float64)
         self.total = float(sum(weights.values()) or 1.0)
         self.scorings = [(_scoring(models[n]), k if n == explainer else 0) for n in self.order]
-        self.thresholds = manifest.thresholds
-        bins = np.array([manifest.thresholds["flag"], manifest.thresholds["block"]], dtype=np.float64)
-        self.bins = bins if bins[0] <= bins[1] else None
         self.explainer, self.names = explainer, list(names)
 
     def probabilities(self, X: np.ndarray) -> tuple[np.ndarray, Picks | None]:
@@ -233,13 +230,6 @@ class FewRows:
         logs = np.log(_odds(raw, self.supervised))
         exp = np.exp(_platt(raw, logs, self.slope, self.intercept))
         return _ensemble(exp, self.rows, self.weights, self.total), picks
-
-    def levels(self, probability: np.ndarray) -> np.ndarray:
-        """``np.digitize`` of :func:`.scorer.model_decisions` without its checks: for increasing bins
-        it is this very ``searchsorted``, NaN landing past the last bin as there."""
-        if self.bins is None:
-            return np.digitize(probability, [self.thresholds["flag"], self.thresholds["block"]])
-        return np.searchsorted(self.bins, probability, side="right")
 
     def reasons(self, n: int, picks: Picks | None) -> list[list[dict[str, Any]]]:
         """Each row's model reasons, as the batch path's ``Scorer._reasons`` builds them."""

@@ -89,9 +89,14 @@ def _top(values: np.ndarray, k: int) -> np.ndarray:
 
 
 def model_decisions(probability: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
-    """APPROVE below the flag threshold, FLAG up to the block threshold, BLOCK from it on."""
-    levels = np.digitize(probability, [thresholds["flag"], thresholds["block"]])
-    return _DECISIONS[levels]
+    """APPROVE below the flag threshold, FLAG up to the block threshold, BLOCK from it on.
+
+    For increasing thresholds ``np.digitize`` is this very ``searchsorted`` (NaN past the last bin), after
+    checks that cost a batch of one more than the search; other thresholds go through it unchanged."""
+    bins = np.array([thresholds["flag"], thresholds["block"]], dtype=np.float64)
+    if bins[0] <= bins[1]:
+        return _DECISIONS[np.searchsorted(bins, probability, side="right")]
+    return _DECISIONS[np.digitize(probability, bins)]
 
 
 class Scorer:
@@ -157,11 +162,7 @@ class Scorer:
                 for name, model in self.models.items()
             }
             probability = combine(calibrated, {n: w for n, w in manifest.weights.items() if n in calibrated})
-        by_model = (
-            model_decisions(probability, manifest.thresholds)
-            if few is None
-            else _DECISIONS[few.levels(probability)]
-        )
+        by_model = model_decisions(probability, manifest.thresholds)
         modelled = time.perf_counter()
         outcome = self.rules().apply(rule_columns(batch, X, self.engine.names), by_model)
         ruled = time.perf_counter()
