@@ -9,6 +9,7 @@ import json
 import math
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from itertools import chain
 from typing import Any, TypeVar
 
@@ -107,21 +108,17 @@ def transaction_rows(
     ]
 
 
-_set_ids: dict[tuple[str, ...], str] = {}
-
-
 def feature_set_id(names: Sequence[str]) -> str:
     """The id of a list of feature names: a digest of the list, the same in every process.
 
     Remembered for the few lists a process sees (one per model), since the score API asks for it on
     every request."""
-    key = tuple(names)
-    set_id = _set_ids.get(key)
-    if set_id is None:
-        if len(_set_ids) >= 64:
-            _set_ids.clear()
-        set_id = _set_ids[key] = hashlib.sha256(orjson.dumps(list(names))).hexdigest()[:32]
-    return set_id
+    return _feature_set_id(tuple(names))
+
+
+@lru_cache(maxsize=64)
+def _feature_set_id(names: tuple[str, ...]) -> str:
+    return hashlib.sha256(orjson.dumps(list(names))).hexdigest()[:32]
 
 
 def pack_features(
