@@ -127,25 +127,33 @@ class DecisionFeed:
                 await self.task
             self.task = None
 
+    def wanted(self) -> list[str]:
+        return sorted(set().union(*(s.outcomes for s in self.subscribers)))
+
     async def _run(self) -> None:
         while self.subscribers:
-            wanted = sorted(set().union(*(s.outcomes for s in self.subscribers)))
-            pause = self.interval
+            wanted, pause = self.wanted(), self.interval
             try:
-                rows = await asyncio.to_thread(self.poll, wanted)
+                rows = await asyncio.to_thread(self.read, wanted)
             except StorageError as error:
                 log.warning("decision stream: cannot read decisions (%s); retrying", error)
                 rows, pause = [], max(self.interval, 1.0)
             except Exception:  # a bug here must not silently end every open stream
                 log.exception("decision stream: poll failed; retrying")
                 rows, pause = [], max(self.interval, 1.0)
+            if not set(self.wanted()) <= set(wanted):
+                continue  # someone joined wanting more outcomes: read again, wider, so order holds
+            fresh = self.advance(rows)
             for subscription in list(self.subscribers):
-                subscription.offer(rows)
+                subscription.offer(fresh)
             self.polls += 1
             await asyncio.sleep(pause)
 
-    def poll(self, outcomes: list[str]) -> list[dict[str, Any]]:
-        """Decisions of ``outcomes`` not sent yet, oldest first: one query, no feature vectors."""
+    def read(self, outcomes: list[str]) -> list[dict[str, Any]]:
+        """Decisions of ``outcomes`` from the cursor on, oldest first: one query, no feature vectors.
+
+        It runs off the event loop and leaves the cursor alone; :meth:`advance` moves it.
+        """
         query = select(*COLUMNS).where(_d.c.decision.in_(outcomes))
         if self._resume is not None:  # catching up after a full page: plain keyset, no look-back
             at, after = self._resume
@@ -156,7 +164,10 @@ class DecisionFeed:
             low = self._floor if self._newest is None else max(self._floor, self._newest - self.lookback)
             query = query.where(_d.c.decided_at >= low)
         query = query.order_by(_d.c.decided_at, _d.c.transaction_id).limit(self.page)
-        rows = [dict(zip(NAMES, row, strict=True)) for row in self.store.query(query)]
+        return [dict(zip(NAMES, row, strict=True)) for row in self.store.query(query)]
+
+    def advance(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Move past ``rows``: remember what was sent and where to resume; the ones not sent before."""
         self._resume = (
             (rows[-1]["decided_at"], rows[-1]["transaction_id"]) if len(rows) == self.page else None
         )
