@@ -215,6 +215,26 @@ def test_history_comes_in_event_time_order(state: FeatureState) -> None:
     assert txs(state, "customer", "c1") == ["early", "middle", "late", "also-9"]
 
 
+@pytest.mark.parametrize("asked", [("c1",), ("c1", "c2")])
+def test_a_long_history_comes_in_time_order_from_the_cut(state: FeatureState, asked: tuple[str, ...]) -> None:
+    """Hundreds of events (the gathering that does not loop in Python), some late and some at equal
+    times: time order, ties in arrival order, nothing before ``since``, grouped by key as asked."""
+    rng = np.random.default_rng(7)
+    times = np.round(rng.uniform(0, 1000, 600))  # many equal times
+    times[::50] = np.sort(times[::50])[::-1]  # and some arriving late
+    events = [{"tx": f"e{i}", "t": float(t), "customer": ("c1", "c2")[i % 2]} for i, t in enumerate(times)]
+    for lo in range(0, len(events), 100):
+        state.record(batch(*events[lo : lo + 100]), ENTITIES)
+    h = state.fetch("customer", keys(*asked), T0 + 300.0)
+    expected = []
+    for key in asked:
+        mine = [(e["t"], i) for i, e in enumerate(events) if e["customer"] == key and e["t"] >= 300.0]
+        expected += [f"e{i}" for _, i in sorted(mine)]
+    assert h.events["transaction_id"].tolist() == expected
+    assert h.key.tolist() == [events[int(tx[1:])]["customer"] for tx in expected]
+    assert len(h) == len(expected) > 128
+
+
 def test_labels_only_fraud_once_on_every_entity(state: FeatureState) -> None:
     state.record(
         batch(

@@ -100,26 +100,22 @@ def slots_many(
     return slot, rows[fresh], not fresh.all()
 
 
-def _context_keys(history_key: np.ndarray, added: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``keys.factorize`` of the history's keys then the added events' keys. A long history comes as a
-    run of events per key (one key, usually): checking that is far cheaper than hashing every key."""
-    n_hist = history_key.shape[0]
-    if n_hist >= keys.SMALL and added.shape[0] < keys.SMALL:
-        listed = history_key.tolist()
-        if listed.count(listed[0]) == n_hist:
-            starts = [0]
-        else:
-            starts = [0, *(np.flatnonzero(history_key[1:] != history_key[:-1]) + 1).tolist()]
-        heads = [listed[i] for i in starts]
-        code_of = {k: i for i, k in enumerate(heads)}
-        if len(code_of) == len(heads) and all(k is not None and k == k for k in heads):
-            lengths = [b - a for a, b in zip(starts, [*starts[1:], n_hist], strict=True)]
-            tail = [code_of.setdefault(k, len(code_of)) for k in added.tolist()]
-            uniques = np.empty(len(code_of), dtype=object)
-            uniques[:] = list(code_of)
-            codes = np.repeat(np.arange(len(heads), dtype=np.int64), lengths)
-            return np.concatenate([codes, np.array(tail, dtype=np.int64)]), uniques
-    return keys.factorize(_join(history_key, added))
+def _context_keys(history: History, added: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``keys.factorize`` of the history's keys then the added events' keys. The history comes as a run
+    of events per key (one key, usually): coding the runs is far cheaper than hashing every event's key."""
+    heads = [key for key, _ in history.runs]
+    code_of = {key: i for i, key in enumerate(heads)}
+    if (
+        added.shape[0] < keys.SMALL
+        and len(code_of) == len(heads)
+        and all(k is not None and k == k for k in heads)
+    ):
+        tail = [code_of.setdefault(k, len(code_of)) for k in added.tolist()]
+        uniques = np.empty(len(code_of), dtype=object)
+        uniques[:] = list(code_of)
+        codes = np.repeat(np.arange(len(heads), dtype=np.int64), [n for _, n in history.runs])
+        return np.concatenate([codes, np.array(tail, dtype=np.int64)]), uniques
+    return keys.factorize(_join(history.key, added))
 
 
 def _sorted_labels(
@@ -166,14 +162,10 @@ def few_inputs(
     """The kernel's inputs built on lists, and the batch row each context event answers (-1 for
     none): :func:`many_inputs`'s answer without its fixed cost of some forty numpy calls."""
     events = history.events
-    hist_keys = history.key.tolist()
-    n_hist = len(hist_keys)
-    if n_hist and hist_keys.count(hist_keys[0]) == n_hist:  # the usual: one entity's history
-        code_of: dict[Any, int] = {hist_keys[0]: 0}
-        key_codes = [0] * n_hist
-    else:
-        code_of = {}
-        key_codes = [code_of.setdefault(k, len(code_of)) for k in hist_keys]
+    code_of: dict[Any, int] = {}
+    key_codes: list[int] = []
+    for key, n in history.runs:
+        key_codes += [code_of.setdefault(key, len(code_of))] * n
     key_codes += [code_of.setdefault(key_list[i], len(code_of)) for i in add]
     ts = events["timestamp"].tolist() + [times[i] for i in add]
     groups = len(code_of)
@@ -240,7 +232,7 @@ def many_inputs(
     """The kernel's inputs built with numpy, and the batch row each context event answers."""
     events = history.events
     entity_keys = getattr(batch, layout.spec.column)
-    key_codes, uniques = _context_keys(history.key, entity_keys[add])
+    key_codes, uniques = _context_keys(history, entity_keys[add])
     ts = _join(events["timestamp"], batch.timestamp[add])
     order: np.ndarray | None = None  # None: already sorted by (entity, time), as one key's history is
     if uniques.shape[0] == 1 and (ts[1:] >= ts[:-1]).all():  # false for NaN

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from operator import itemgetter
 from typing import Any
 
@@ -45,25 +46,33 @@ class StateError(RuntimeError):
 class History:
     """Past events and fraud labels of some entities of one kind.
 
-    ``events`` are columns named by :data:`EVENT_FIELDS`, with ``key`` giving the entity each event
-    belongs to; ``label_key``/``label_tx_time``/``label_time`` are the fraud labels that have arrived
-    for those entities' transactions.
+    ``events`` are columns named by :data:`EVENT_FIELDS`, grouped by entity: ``runs`` gives each entity
+    and its number of events, in order (:attr:`key` spells that out per event, when asked for; a hot
+    merchant's long history is rarely asked); ``label_key``/``label_tx_time``/``label_time`` are the
+    fraud labels that have arrived for those entities' transactions.
     """
 
-    key: np.ndarray
+    runs: Sequence[tuple[Any, int]]
     events: Mapping[str, np.ndarray]
     label_key: np.ndarray
     label_tx_time: np.ndarray
     label_time: np.ndarray
 
     def __len__(self) -> int:
-        return int(self.key.shape[0])
+        return sum(n for _, n in self.runs)
+
+    @cached_property
+    def key(self) -> np.ndarray:
+        """The entity each event belongs to."""
+        heads = np.empty(len(self.runs), dtype=object)
+        heads[:] = [k for k, _ in self.runs]
+        return np.repeat(heads, [n for _, n in self.runs])
 
     @classmethod
     def empty(cls) -> History:
         """No history: what a batch sees when it is its own only context."""
         return cls(
-            key=np.empty(0, dtype=object),
+            runs=(),
             events={f: np.empty(0, dtype=np.float64 if f in FLOAT_FIELDS else object) for f in EVENT_FIELDS},
             label_key=np.empty(0, dtype=object),
             label_tx_time=np.empty(0),
@@ -87,12 +96,12 @@ def gather_history(
     With ``lazy`` a column is gathered when first read, for ``columns`` that never change under the
     caller (an append-only log)."""
     if sum(len(r) for _, r in found) < _FEW:
-        rows, owners = _gather_few(found, columns["timestamp"], since)
+        rows, runs = _gather_few(found, columns["timestamp"], since)
     else:
-        rows, owners = _gather_many(found, columns["timestamp"], since)
+        rows, runs = _gather_many(found, columns["timestamp"], since)
     kept = [(key, tx_time, label_time) for key, tx_time, label_time in labels if tx_time >= since]
     return History(
-        key=owners,
+        runs=runs,
         events=_Gathered(columns, rows) if lazy else {f: col[rows] for f, col in columns.items()},
         label_key=np.array([k for k, _, _ in kept], dtype=object) if kept else np.empty(0, dtype=object),
         label_tx_time=np.array([t for _, t, _ in kept], dtype=np.float64) if kept else np.empty(0),
@@ -102,29 +111,30 @@ def gather_history(
 
 def _gather_few(
     found: Sequence[tuple[Any, Sequence[int] | np.ndarray]], timestamps: np.ndarray, since: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_gather_many` for a few events, in plain Python: the same rows and owners."""
+) -> tuple[np.ndarray, list[tuple[Any, int]]]:
+    """:func:`_gather_many` for a few events, in plain Python: the same rows and runs."""
     flat = [row for _, rows in found for row in rows]
     times = timestamps[flat].tolist() if flat else []
     kept: list[int] = []
-    owners: list[Any] = []
+    runs: list[tuple[Any, int]] = []
     at = 0
     for key, rows in found:
         pairs = [(t, row) for t, row in zip(times[at : at + len(rows)], rows, strict=True) if t >= since]
         at += len(rows)
         pairs.sort(key=itemgetter(0))  # stable: equal times keep their arrival order
         kept += [row for _, row in pairs]
-        owners += [key] * len(pairs)
-    key_column = np.empty(len(owners), dtype=object)
-    key_column[:] = owners
-    return np.array(kept, dtype=np.int64), key_column
+        if pairs:
+            runs.append((key, len(pairs)))
+    return np.array(kept, dtype=np.int64), runs
 
 
 def _gather_many(
     found: Sequence[tuple[Any, Sequence[int] | np.ndarray]], timestamps: np.ndarray, since: float
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, list[tuple[Any, int]]]:
     """Row numbers of ``found``'s events at or after ``since``, grouped by key in that order and by
-    event time (then arrival) within a key, and each row's key."""
+    event time (then arrival) within a key, and each key with its number of rows."""
+    if len(found) == 1:
+        return _gather_one(found[0][0], np.asarray(found[0][1], dtype=np.int64), timestamps, since)
     lengths = np.fromiter((len(rows) for _, rows in found), dtype=np.int64, count=len(found))
     rows = (
         np.concatenate([np.asarray(r, dtype=np.int64) for _, r in found])
@@ -138,8 +148,23 @@ def _gather_many(
     if ((times[1:] < times[:-1]) & (group[1:] == group[:-1])).any():  # a key's events arrived out of order
         order = np.lexsort((times, group))  # stable: equal times keep their arrival order
         rows, group = rows[order], group[order]
-    owners = np.array([k for k, _ in found], dtype=object)[group] if len(found) else np.empty(0, dtype=object)
-    return rows, owners
+    counts = np.bincount(group, minlength=len(found)).tolist()
+    return rows, [(key, n) for (key, _), n in zip(found, counts, strict=True) if n]
+
+
+def _gather_one(
+    key: Any, rows: np.ndarray, timestamps: np.ndarray, since: float
+) -> tuple[np.ndarray, list[tuple[Any, int]]]:
+    """:func:`_gather_many` for one key, the live path's usual question: a hot merchant's history
+    arrives in time order, so it is cut at ``since`` rather than masked, and sorted only when not."""
+    times = timestamps[rows]
+    if (times[1:] >= times[:-1]).all():  # false for NaN, which the mask below drops
+        rows = rows[int(np.searchsorted(times, since)) :]
+    else:
+        recent = times >= since
+        rows, times = rows[recent], times[recent]
+        rows = rows[np.argsort(times, kind="stable")]  # equal times keep their arrival order
+    return rows, [(key, rows.shape[0])] if rows.shape[0] else []
 
 
 class _Gathered(Mapping[str, np.ndarray]):
