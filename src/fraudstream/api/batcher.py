@@ -9,8 +9,10 @@ The batch runs on the event loop itself, as a callback scheduled by the first re
 batch pending: every request read in the same turn of the loop has queued by then. Scoring needs the
 interpreter lock throughout, so a separate scoring thread bought no parallelism; it cost a thread
 hand-over per batch and latency whenever the two threads waited for each other's lock (measured:
-p99 at 500 requests/s fell from 42–48 ms to 33–34 ms without it). The loop is busy for the length
-of a batch, a few milliseconds, which the requests waiting for that batch would wait anyway.
+p99 at 500 requests/s fell from 42–48 ms to 33–34 ms without it). Storing on a writer thread of its
+own, with the commits grouped, fared worse still (p99 89–196 ms against 21–41 ms): SQLite releases the
+lock, but the writer then waits to take it back from a busy loop. The loop is busy for the length of a
+batch, a few milliseconds, which the requests waiting for that batch would wait anyway.
 """
 
 from __future__ import annotations
