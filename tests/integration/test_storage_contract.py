@@ -24,6 +24,7 @@ from sqlalchemy import bindparam, create_engine, inspect, text
 
 from fraudstream.events import Label, Transaction
 from fraudstream.storage import DecisionRecord, StorageError, Store, open_store
+from fraudstream.storage import store as store_module
 from fraudstream.storage.bulk import COPY_MIN_ROWS
 from fraudstream.storage.database import normalize_url
 from fraudstream.storage.migrate import alembic_config, current_revision, upgrade
@@ -444,6 +445,18 @@ def test_stats_percentiles_and_rates(store: Store) -> None:
     assert stats["labelled_fraud"] == 1
     empty = store.stats(now + timedelta(hours=1))
     assert empty["total"] == 0 and empty["latency_ms"]["p99"] is None and empty["flagged_rate"] == 0.0
+
+
+def test_stats_latency_comes_from_the_newest_decisions(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "LATENCY_SAMPLE", 10)
+    now = datetime.now(UTC)
+    records = [record(i, latency_ms={"total": 1000.0 + i if i < 30 else float(i - 29)}) for i in range(40)]
+    for i, r in enumerate(records):
+        r.decided_at = now - timedelta(seconds=60 - i)  # the last ten are the newest: latencies 1..10
+    store.save_decisions(records)
+    stats = store.stats(now - timedelta(seconds=100))
+    assert stats["total"] == 40
+    assert stats["latency_ms"] == pytest.approx({"p50": 5.5, "p95": 9.55, "p99": 9.91})
 
 
 def test_labels_insert_ignore_and_customer_history(store: Store) -> None:

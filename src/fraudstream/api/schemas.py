@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from fraudstream.events.transaction import Label
 from fraudstream.storage.records import DecisionRecord
+from fraudstream.storage.store import LATENCY_SAMPLE
 
 DecisionName = Literal["APPROVE", "FLAG", "BLOCK"]
 LabelIn = Label
@@ -85,7 +86,9 @@ class StatsOut(BaseModel):
     total: int
     by_decision: dict[str, int]
     flagged_rate: float = Field(description="share of FLAG and BLOCK decisions")
-    latency_ms: dict[str, float | None] = Field(description="p50/p95/p99 of total scoring latency")
+    latency_ms: dict[str, float | None] = Field(
+        description=f"p50/p95/p99 of total scoring latency, newest {LATENCY_SAMPLE:,} decisions in the window"
+    )
     throughput_per_s: float
     labelled_fraud: int = Field(description="fraud labels received in the window")
     queue_lag: int = Field(description="accepted transactions not yet decided")
