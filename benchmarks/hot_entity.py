@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import fields
 
 import numpy as np
+import pandas as pd
 
-from fraudstream.events.batch import KEY_COLUMNS, TransactionBatch
+from fraudstream.events import normalize_frame
+from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import FeatureEngine
 from fraudstream.state import FeatureState, MemoryFeatureState
 from fraudstream.state.redis import RedisFeatureState
@@ -28,20 +29,17 @@ SPAN = 19 * 86_400.0
 
 def batch(times: np.ndarray, start: int, rng: np.random.Generator) -> TransactionBatch:
     n = times.shape[0]
-    given = {
-        "transaction_id": np.array([f"h{start + i}" for i in range(n)], dtype=object),
-        "timestamp": times,
-        "customer_id": np.array([f"C{c}" for c in rng.integers(0, 5_000, n)], dtype=object),
-        "merchant_id": np.array(["HOT"] * n, dtype=object),
-        "device_id": np.array([f"D{d}" for d in rng.integers(0, 8_000, n)], dtype=object),
-        "amount": np.round(rng.lognormal(3.5, 1.0, n), 2),
-    }
-    missing = {
-        f.name: np.full(n, None, dtype=object) if f.name in KEY_COLUMNS else np.full(n, np.nan)
-        for f in fields(TransactionBatch)
-        if f.name not in given
-    }
-    return TransactionBatch(**given, **missing)
+    frame = pd.DataFrame(
+        {
+            "transaction_id": [f"h{start + i}" for i in range(n)],
+            "timestamp": pd.to_datetime(times, unit="s", utc=True),
+            "customer_id": [f"C{c}" for c in rng.integers(0, 5_000, n)],
+            "merchant_id": ["HOT"] * n,
+            "device_id": [f"D{d}" for d in rng.integers(0, 8_000, n)],
+            "amount": np.round(rng.lognormal(3.5, 1.0, n), 2),
+        }
+    )
+    return TransactionBatch.from_frame(normalize_frame(frame))
 
 
 def measure(engine: FeatureEngine, state: FeatureState, histories: list[int], late: float, n: int) -> None:
