@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -100,22 +101,20 @@ def _is_sqlite(conn: Conn) -> bool:
 class _SQLite:
     """The SQLite statements for one table and column list, spelled once."""
 
-    def __init__(self, table: Table, columns: Sequence[str]) -> None:
+    def __init__(self, table: str, columns: Sequence[str]) -> None:
         names, marks = ", ".join(columns), ", ".join("?" * len(columns))
-        self.append = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
+        self.append = f"INSERT INTO {table} ({names}) VALUES ({marks})"
         self.insert_new = f"{self.append} ON CONFLICT DO NOTHING"
-        self.select_known = f"SELECT {columns[0]} FROM {table.name} WHERE {columns[0]} IN "
-
-
-_statements: dict[tuple[str, tuple[str, ...]], _SQLite] = {}
+        self.select_known = f"SELECT {columns[0]} FROM {table} WHERE {columns[0]} IN "
 
 
 def _sqlite(table: Table, columns: Sequence[str]) -> _SQLite:
-    key = (table.name, tuple(columns))
-    statements = _statements.get(key)
-    if statements is None:
-        statements = _statements[key] = _SQLite(table, columns)
-    return statements
+    return _sqlite_statements(table.name, tuple(columns))
+
+
+@lru_cache(maxsize=64)
+def _sqlite_statements(table: str, columns: tuple[str, ...]) -> _SQLite:
+    return _SQLite(table, columns)
 
 
 #: Builds the rows at these positions of the batch, in that order (lazily, so PostgreSQL can ingest
