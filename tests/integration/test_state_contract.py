@@ -235,6 +235,40 @@ def test_a_long_history_comes_in_time_order_from_the_cut(state: FeatureState, as
     assert len(h) == len(expected) > 128
 
 
+@pytest.mark.parametrize("asked", [("c1",), ("c1", "c2")])
+def test_a_long_history_stays_in_time_order_as_events_arrive(
+    state: FeatureState, asked: tuple[str, ...]
+) -> None:
+    """Fetched after every batch, as the live path does, while a busy key's events arrive bit by bit
+    (mostly in time order, some late, many at equal times, a few without a time) and old ones are
+    pruned: each fetch is every event from the cut, in time order, ties in arrival order."""
+    rng = np.random.default_rng(11)
+    times = np.round(np.sort(rng.uniform(0, 3000, 1200)))
+    late = rng.random(times.shape[0]) < 0.03
+    times[late] -= rng.uniform(0, 400, int(late.sum())).round()
+    events = [
+        {"tx": f"e{i}", "t": float(t), "customer": ("c1", "c2")[i % 2], "amount": float(i)}
+        for i, t in enumerate(times)
+    ]
+    for e in events[5::97]:
+        del e["t"]  # no time: never part of a history
+    for lo in range(0, len(events), 60):
+        arrived = events[: lo + 60]
+        state.record(batch(*events[lo : lo + 60]), ENTITIES)
+        since = max(e.get("t", -math.inf) for e in arrived) - RETENTION
+        h = state.fetch("customer", keys(*asked), T0 + since)
+        expected = []
+        for key in asked:
+            mine = [
+                (e["t"], i) for i, e in enumerate(arrived) if e["customer"] == key and e.get("t", -math.inf) >= since
+            ]
+            expected += [i for _, i in sorted(mine)]
+        assert h.events["transaction_id"].tolist() == [f"e{i}" for i in expected]
+        assert h.events["amount"].tolist() == [float(i) for i in expected]
+        assert h.events["timestamp"].tolist() == [T0 + events[i]["t"] for i in expected]
+    assert len(h) > 128 * len(asked)
+
+
 def test_labels_only_fraud_once_on_every_entity(state: FeatureState) -> None:
     state.record(
         batch(

@@ -99,10 +99,22 @@ def gather_history(
         rows, runs = _gather_few(found, columns["timestamp"], since)
     else:
         rows, runs = _gather_many(found, columns["timestamp"], since)
+    events = _Gathered(columns, rows) if lazy else {f: col[rows] for f, col in columns.items()}
+    return history_of(runs, events, labels, since)
+
+
+def history_of(
+    runs: Sequence[tuple[Any, int]],
+    events: Mapping[str, np.ndarray],
+    labels: Iterable[tuple[Any, float, float]],
+    since: float,
+) -> History:
+    """A :class:`History` of events already grouped and ordered as :func:`gather_history` would, with
+    the ``(key, transaction time, label time)`` labels of transactions at or after ``since``."""
     kept = [(key, tx_time, label_time) for key, tx_time, label_time in labels if tx_time >= since]
     return History(
         runs=runs,
-        events=_Gathered(columns, rows) if lazy else {f: col[rows] for f, col in columns.items()},
+        events=events,
         label_key=np.array([k for k, _, _ in kept], dtype=object) if kept else np.empty(0, dtype=object),
         label_tx_time=np.array([t for _, t, _ in kept], dtype=np.float64) if kept else np.empty(0),
         label_time=np.array([t for _, _, t in kept], dtype=np.float64) if kept else np.empty(0),

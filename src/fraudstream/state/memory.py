@@ -2,7 +2,8 @@
 
 Events live once, in a growable columnar log; each entity keeps the row numbers of its events.
 Fetching a batch's history is then a gather of arrays, and recording costs per new event, never
-per event already held.
+per event already held. A key with a long history (a busy merchant) also keeps a timeline of its
+events in time order, so that fetching it alone is a cut rather than a gather and a sort.
 """
 
 from __future__ import annotations
@@ -14,12 +15,21 @@ import numpy as np
 import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
-from fraudstream.state.base import EVENT_FIELDS, FLOAT_FIELDS, FeatureState, History, gather_history
+from fraudstream.state._timeline import Timeline, TimelineEvents
+from fraudstream.state.base import (
+    EVENT_FIELDS,
+    FLOAT_FIELDS,
+    FeatureState,
+    History,
+    gather_history,
+    history_of,
+)
 
 _FEW = 64
 """Below this many rows, recording checks ids in plain Python rather than through pandas."""
 _LONG = 128
-"""From this many events on, a key's row numbers are also kept as an array (see ``_rows``)."""
+"""From this many events on, a key's row numbers are also kept as an array or, once the key has been
+fetched alone (the live path's busy merchant), as a :class:`Timeline` in time order."""
 
 
 class _Log:
@@ -67,6 +77,7 @@ class MemoryFeatureState(FeatureState):
         self._log = _Log()
         self._index: dict[str, defaultdict[str, list[int]]] = {}
         self._arrays: dict[str, dict[str, tuple[np.ndarray, int]]] = {}  # long row lists, as arrays
+        self._timelines: dict[str, dict[str, Timeline]] = {}  # long histories fetched alone
         self._columns: dict[str, str] = {}
         self._labels: dict[str, defaultdict[str, list[tuple[float, float]]]] = {}
         self._tx: dict[str, int] = {}
@@ -78,20 +89,32 @@ class MemoryFeatureState(FeatureState):
         index: Mapping[str, list[int]] = self._index.get(entity, {})
         labels: Mapping[str, list[tuple[float, float]]] = self._labels.get(entity, {})
         asked = keys.tolist()
+        found = [(k, index[k]) for k in asked if k in index]
+        data = dict(self._log.data)  # the log only grows past these rows; growing or pruning replaces arrays
+        arrived = ((key, t, lt) for key in asked for t, lt in labels.get(key, ()))
+        if len(found) == 1 and len(found[0][1]) >= _LONG:
+            key, rows = found[0]
+            timeline = self._timeline(entity, key, rows, data)
+            start = timeline.cut(since)
+            runs = [(key, timeline.size - start)] if timeline.size > start else []
+            return history_of(runs, TimelineEvents(timeline, data, start), arrived, since)
         return gather_history(
-            [(k, self._rows(entity, k, index[k])) for k in asked if k in index],
-            dict(self._log.data),  # the rows asked for are all below the log's size
-            ((key, t, lt) for key in asked for t, lt in labels.get(key, ())),
-            since,
-            lazy=True,  # the log only grows past these rows, and growing or pruning replaces its arrays
+            [(k, self._ordered(entity, k, rows, data)) for k, rows in found], data, arrived, since, lazy=True
         )
 
-    def _rows(self, entity: str, key: str, rows: list[int]) -> list[int] | np.ndarray:
-        """A key's row numbers; a long list also as an array, extended by only what was appended
-        since the last fetch (lists only grow between prunes), so fetching costs no per-row work."""
+    def _ordered(
+        self, entity: str, key: str, rows: list[int], data: Mapping[str, np.ndarray]
+    ) -> list[int] | np.ndarray:
+        """A key's row numbers for a fetch of several keys: in time order when it has a timeline (it
+        was fetched alone before), else as they arrived, a long list also as an array, extended by only
+        what was appended since the last fetch (lists only grow between prunes)."""
         n = len(rows)
         if n < _LONG:
             return rows
+        timeline = self._timelines.get(entity, {}).get(key)
+        if timeline is not None:
+            timeline.update(rows, data)
+            return timeline.rows[: timeline.size]
         arrays = self._arrays.setdefault(entity, {})
         buffer, filled = arrays.get(key, (np.empty(0, dtype=np.int64), 0))
         if filled != n:
@@ -103,6 +126,14 @@ class MemoryFeatureState(FeatureState):
             buffer[filled:n] = rows[filled:n]
             arrays[key] = (buffer, n)
         return buffer[:n]
+
+    def _timeline(self, entity: str, key: str, rows: list[int], data: Mapping[str, np.ndarray]) -> Timeline:
+        timelines = self._timelines.setdefault(entity, {})
+        timeline = timelines.get(key)
+        if timeline is None:
+            timeline = timelines[key] = Timeline()
+        timeline.update(rows, data)
+        return timeline
 
     def recorded(self, transaction_ids: np.ndarray) -> np.ndarray:
         known = self._tx
@@ -179,6 +210,7 @@ class MemoryFeatureState(FeatureState):
             return
         renumber = self._log.keep(keep)
         self._arrays.clear()
+        self._timelines.clear()
         for index in self._index.values():
             for key in list(index):
                 rows = [r for r in renumber[index[key]].tolist() if r >= 0]
@@ -201,6 +233,7 @@ class MemoryFeatureState(FeatureState):
         self._log = _Log()
         self._index.clear()
         self._arrays.clear()
+        self._timelines.clear()
         self._labels.clear()
         self._tx.clear()
         self._fraud.clear()
