@@ -244,7 +244,10 @@ def many_inputs(
     def arrange(values: np.ndarray) -> np.ndarray:
         return values if order is None else values[order]
 
-    ctx = {f: arrange(_join(events[f], getattr(batch, f)[add])) for f in layout.fields}
+    ctx = {
+        f: arrange(ts if f == "timestamp" else _join(events[f], getattr(batch, f)[add]))
+        for f in layout.fields
+    }
     codes = [keys.codes(_join(events[c], getattr(batch, c)[add])) for c in layout.coded]
     lbounds, l_tx, l_time = _NO_BOUNDS, _NO_FLOATS, _NO_FLOATS
     if layout.label_b.shape[0]:
