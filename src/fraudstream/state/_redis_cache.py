@@ -143,9 +143,10 @@ class EntityCache:
         found = [(k, entries[k]) for k in keys if k in entries]
         return gather_history(
             [(k, e.rows) for k, e in found],
-            self.data,
+            dict(self.data),  # appending writes past these rows; compacting replaces the arrays
             ((key, t, lt) for key, e in found for t, _, lt in e.labels),
             since,
+            lazy=True,
         )
 
     def evict(self) -> None:
