@@ -260,7 +260,9 @@ def test_a_long_history_stays_in_time_order_as_events_arrive(
         expected = []
         for key in asked:
             mine = [
-                (e["t"], i) for i, e in enumerate(arrived) if e["customer"] == key and e.get("t", -math.inf) >= since
+                (e["t"], i)
+                for i, e in enumerate(arrived)
+                if e["customer"] == key and e.get("t", -math.inf) >= since
             ]
             expected += [i for _, i in sorted(mine)]
         assert h.events["transaction_id"].tolist() == [f"e{i}" for i in expected]
