@@ -2,8 +2,9 @@
 
 Stored events never change, so each key remembers the arrival number it was last read at and the next
 fetch asks Redis only for what arrived since, whichever process recorded it. Events live once, in a
-growable columnar log; each key keeps its row numbers in event-time then arrival order (what Redis and
-the engine expect) and its labels as ``(tx time, arrival, label time)``. Rows below the pruning horizon
+growable columnar log; each key keeps a timeline of its row numbers in event-time then arrival order
+(what Redis and the engine expect), so that fetching a busy key alone is a cut, and its labels as
+``(tx time, arrival, label time)``. Rows below the pruning horizon
 are dropped exactly when Redis stops returning them, and the least recently fetched keys are evicted
 past ``max_size`` (rows + labels + keys), so memory stays bounded; an evicted key is simply read whole
 again.
@@ -14,29 +15,28 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Mapping
-from itertools import chain
 
 import numpy as np
 
-from fraudstream.state.base import EVENT_FIELDS, FLOAT_FIELDS, History, gather_history
+from fraudstream.state._timeline import Timeline, TimelineEvents
+from fraudstream.state.base import EVENT_FIELDS, FLOAT_FIELDS, History, gather_history, history_of
 
 
 class Entry:
-    """One key's copy: its rows, labels, the arrival number it is complete up to, its newest time, and
-    the creation mark of the Redis set it copies (``b""`` when absent, None before the first read)."""
+    """One key's copy: its events, labels, the arrival number it is complete up to, and the creation
+    mark of the Redis set it copies (``b""`` when absent, None before the first read)."""
 
-    __slots__ = ("gen", "labels", "last", "newest", "rows")
+    __slots__ = ("events", "gen", "labels", "last")
 
     def __init__(self) -> None:
-        self.rows: list[int] = []
+        self.events = Timeline()
         self.labels: list[tuple[float, int, float]] = []
         self.last = 0
-        self.newest = -math.inf
         self.gen: bytes | None = None
 
     @property
     def size(self) -> int:
-        return len(self.rows) + len(self.labels)
+        return self.events.size + len(self.labels)
 
 
 class EntityCache:
@@ -71,20 +71,14 @@ class EntityCache:
     def reset(self, entry: Entry) -> None:
         """Forget an entry's copy so that it is read whole again."""
         self.held -= entry.size
-        entry.rows, entry.labels, entry.last, entry.newest = [], [], 0, -math.inf
+        entry.events, entry.labels, entry.last = Timeline(), [], 0
 
     def prune(self, horizon: float) -> None:
         """Drop what is below a horizon that has moved (rows are time-sorted: a prefix of each key)."""
         self.horizon = horizon
-        times = self.data["timestamp"]
         for entry in self.entries.values():
-            rows, labels = entry.rows, entry.labels
-            if rows and times[rows[0]] < horizon:
-                cut = int(np.searchsorted(times[rows], horizon, side="left"))
-                self.held -= cut
-                entry.rows = rows[cut:]
-                if not entry.rows:
-                    entry.newest = -math.inf
+            labels = entry.labels
+            self.held -= entry.events.drop_before(horizon)
             if labels and labels[0][0] < horizon:
                 entry.labels = [x for x in labels if x[0] >= horizon]
                 self.held -= len(labels) - len(entry.labels)
@@ -106,21 +100,8 @@ class EntityCache:
         present = np.flatnonzero(np.bincount(group, minlength=len(entries)))
         lo = np.searchsorted(group, present, side="left")
         hi = np.searchsorted(group, present, side="right")
-        row_list, col = rows.tolist(), self.data["timestamp"]
-        for g, a, b, first, newest in zip(
-            present.tolist(),
-            lo.tolist(),
-            hi.tolist(),
-            times[lo].tolist(),
-            times[hi - 1].tolist(),
-            strict=True,
-        ):
-            entry = entries[g]
-            if first >= entry.newest:
-                entry.rows.extend(row_list[a:b])
-            else:  # an event earlier than one already held: rare, re-sort this key
-                entry.rows = sorted(entry.rows + row_list[a:b], key=lambda r: (col[r], r))
-            entry.newest = max(entry.newest, newest)
+        for g, a, b in zip(present.tolist(), lo.tolist(), hi.tolist(), strict=True):
+            entries[g].events.add_sorted(rows[a:b], times[a:b], self.data)
         self.held += n
 
     def add_labels(
@@ -141,12 +122,15 @@ class EntityCache:
         """What the cached keys hold at or after ``since``, grouped by key in the order asked."""
         entries = self.entries
         found = [(k, entries[k]) for k in keys if k in entries]
+        labels = ((key, t, lt) for key, e in found for t, _, lt in e.labels)
+        data = dict(self.data)  # appending writes past the rows held; compacting replaces the arrays
+        if len(found) == 1:
+            key, events = found[0][0], found[0][1].events
+            start = events.cut(since)
+            runs = [(key, events.size - start)] if events.size > start else []
+            return history_of(runs, TimelineEvents(events, data, start), labels, since)
         return gather_history(
-            [(k, e.rows) for k, e in found],
-            dict(self.data),  # appending writes past these rows; compacting replaces the arrays
-            ((key, t, lt) for key, e in found for t, _, lt in e.labels),
-            since,
-            lazy=True,
+            [(k, e.events.rows[: e.events.size]) for k, e in found], data, labels, since, lazy=True
         )
 
     def evict(self) -> None:
@@ -170,9 +154,10 @@ class EntityCache:
     def _compact(self, extra: int = 0) -> None:
         """Keep only the rows some entry references, in a log with room for ``extra`` more."""
         entries = list(self.entries.values())
-        lengths = np.fromiter((len(e.rows) for e in entries), dtype=np.int64, count=len(entries))
-        used = np.fromiter(
-            chain.from_iterable(e.rows for e in entries), dtype=np.int64, count=int(lengths.sum())
+        used = (
+            np.concatenate([e.events.rows[: e.events.size] for e in entries])
+            if entries
+            else np.empty(0, dtype=np.int64)
         )
         order = np.sort(used)
         renumber = np.full(self.size, -1, dtype=np.int64)
@@ -183,7 +168,5 @@ class EntityCache:
             grown[: order.shape[0]] = old[order]
             self.data[f] = grown
         self.size = int(order.shape[0])
-        new = renumber[used].tolist()
-        bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
-        for entry, a, b in zip(entries, bounds[:-1], bounds[1:], strict=True):
-            entry.rows = new[a:b]
+        for entry in entries:
+            entry.events.renumber(renumber)

@@ -33,6 +33,10 @@ class Timeline:
             return
         new = np.asarray(rows[self.covered :], dtype=np.int64)
         self.covered = len(rows)
+        self.add(new, data)
+
+    def add(self, new: np.ndarray, data: Mapping[str, np.ndarray]) -> None:
+        """Take in rows of ``data`` that arrived after those held, in arrival order."""
         times = data["timestamp"][new]
         timed = ~np.isnan(times)
         if not timed.all():
@@ -42,10 +46,27 @@ class Timeline:
         if not (times[1:] >= times[:-1]).all():
             order = np.argsort(times, kind="stable")  # equal times keep their arrival order
             new, times = new[order], times[order]
+        self.add_sorted(new, times, data)
+
+    def add_sorted(self, new: np.ndarray, times: np.ndarray, data: Mapping[str, np.ndarray]) -> None:
+        """:meth:`add` for rows already ordered by time, then arrival, all with a time (``times``)."""
         if self.size == 0 or times[0] >= self.times[self.size - 1]:
             self._append(new, times, data)
         else:
             self._insert(new, times, data)
+
+    def drop_before(self, horizon: float) -> int:
+        """Forget the events before ``horizon``; returns how many."""
+        cut = self.cut(horizon)
+        if cut:
+            self.rows, self.times = self.rows[cut : self.size], self.times[cut : self.size]
+            self.columns = {f: c[cut : self.size] for f, c in self.columns.items()}
+            self.size -= cut
+        return cut
+
+    def renumber(self, new: np.ndarray) -> None:
+        """Rows moved in the log: ``new[row]`` is each row's new number (its values are unchanged)."""
+        self.rows = new[self.rows[: self.size]]
 
     def cut(self, since: float) -> int:
         """Position of the first event at or after ``since``."""
@@ -65,7 +86,7 @@ class Timeline:
     def _append(self, new: np.ndarray, times: np.ndarray, data: Mapping[str, np.ndarray]) -> None:
         size, end = self.size, self.size + new.shape[0]
         if end > self.rows.shape[0]:
-            capacity = max(2 * end, 256)
+            capacity = max(2 * end, 8)
             self.rows = _grown(self.rows, size, capacity)
             self.times = _grown(self.times, size, capacity)
             self.columns = {f: _grown(c, size, capacity) for f, c in self.columns.items()}
