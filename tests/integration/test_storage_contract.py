@@ -22,6 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import bindparam, create_engine, inspect, text
 
+from fraudstream.api.routes.stats import _decision_rows
 from fraudstream.events import Label, Transaction
 from fraudstream.storage import DecisionRecord, StorageError, Store, open_store
 from fraudstream.storage import store as store_module
@@ -29,6 +30,7 @@ from fraudstream.storage.bulk import COPY_MIN_ROWS
 from fraudstream.storage.database import normalize_url
 from fraudstream.storage.migrate import alembic_config, current_revision, upgrade
 from fraudstream.storage.records import DecisionColumns
+from fraudstream.storage.rollup import minute_series
 from fraudstream.storage.tables import UTCDateTime, metadata
 from fraudstream.storage.writer import SLICE, DecisionWriter, WriterError
 from tests.integration.conftest import scratch_database
@@ -748,3 +750,94 @@ def test_small_batches_store_exactly_what_one_large_batch_stores(store: Store) -
         assert small == big
     assert {dict(r)["status"] for r in _table_rows(store, "transactions", "s")} == {"decided"}
     assert store.get_decisions(["s0001"])["s0001"].decision == "FLAG"
+
+
+# -- chart counts -------------------------------------------------------------------------------------
+
+
+def _chart(store: Store, since: datetime, bucket: int, *, from_minutes: bool) -> tuple[dict, dict]:
+    by_time, by_score = (minute_series if from_minutes else _decision_rows)(store, since, bucket)
+    times = {(int(s), d): (int(c), int(n), round(float(t or 0), 6), m) for s, d, c, n, t, m in by_time}
+    scores: dict[tuple[int, str], int] = {}
+    for b, d, c in by_score:  # the top bin holds a probability of 1 too
+        scores[min(int(b), 19), d] = scores.get((min(int(b), 19), d), 0) + int(c)
+    return times, scores
+
+
+def _charted_decisions(store: Store) -> None:
+    """Decisions over several minutes, some sharing one, at bin edges, without a latency, and replayed."""
+    outcomes = ("APPROVE", "FLAG", "BLOCK")
+    probabilities = (0.0, 0.05, 0.0499, 0.5, 0.95, 1.0, 0.3)
+    records = [
+        record(
+            i,
+            decided_at=T0 + timedelta(seconds=17 * i),
+            decision=outcomes[i % 3],
+            probability=probabilities[i % 7],
+            latency_ms={"total": 0.5 + i} if i % 5 else {"features": 1.0},
+        )
+        for i in range(40)
+    ]
+    assert len(store.save_decisions(records[:25])) == 25
+    replayed = [record(i, decision="BLOCK", probability=0.99, decided_at=T0) for i in range(20)]
+    assert len(store.save_decisions(replayed + records[25:])) == 15  # the first decision wins
+    columns = DecisionColumns(
+        transaction_id=np.array([f"col{i}" for i in range(6)] + ["t0001"], dtype=object),
+        customer_id=np.array(["c2"] * 7, dtype=object),
+        timestamp=np.full(7, T0.timestamp()),
+        amount=np.full(7, 5.0),
+        decision=np.array(["FLAG", "APPROVE"] * 3 + ["BLOCK"], dtype=object),
+        probability=np.array([0.2, 0.7, 0.0, 0.99, 0.45, 0.6, 0.9]),
+        reasons=[[] for _ in range(7)],
+        rules=[[] for _ in range(7)],
+        features=np.zeros((7, 2)),
+        feature_names=["amount", "ratio"],
+        model_version="m1",
+        latency_ms={"total": 3.25},
+        decided_at=T0 + timedelta(seconds=200),
+    )
+    assert len(store.save_decisions(columns)) == 6
+    rng = np.random.default_rng(5)
+    many = 100  # a large batch is counted with numpy
+    probability = rng.uniform(0, 1, many)
+    probability[:3] = (0.0, 1.0, 0.05)
+    large = DecisionColumns(
+        transaction_id=np.array([f"big{i}" for i in range(many - 2)] + ["t0002", "col1"], dtype=object),
+        customer_id=np.array(["c3"] * many, dtype=object),
+        timestamp=np.full(many, T0.timestamp()),
+        amount=np.full(many, 5.0),
+        decision=np.array([("APPROVE", "FLAG", "BLOCK")[i % 3] for i in range(many)], dtype=object),
+        probability=probability,
+        reasons=[[] for _ in range(many)],
+        rules=[[] for _ in range(many)],
+        features=np.zeros((many, 2)),
+        feature_names=["amount", "ratio"],
+        model_version="m1",
+        latency_ms={"total": 0.1},
+        decided_at=T0 + timedelta(seconds=610),
+    )
+    assert len(store.save_decisions(large)) == many - 2
+
+
+@pytest.mark.parametrize("bucket", [60, 300])
+def test_chart_counts_per_minute_match_the_decisions(store: Store, bucket: int) -> None:
+    _charted_decisions(store)
+    since = T0 - timedelta(minutes=5)
+    minutes = _chart(store, since, bucket, from_minutes=True)
+    assert minutes == _chart(store, since, bucket, from_minutes=False)
+    assert sum(minutes[1].values()) == 46 + 98
+    later = T0 + timedelta(minutes=6)  # a window starting later leaves out the earlier minutes
+    assert _chart(store, later, 60, from_minutes=True) == _chart(store, later, 60, from_minutes=False)
+    assert 98 < sum(_chart(store, later, 60, from_minutes=True)[1].values()) < 46 + 98
+
+
+def test_migration_0005_counts_the_decisions_already_stored(store: Store) -> None:
+    _charted_decisions(store)
+    since = T0 - timedelta(minutes=5)
+    counted = _chart(store, since, 60, from_minutes=True)
+    config = alembic_config()
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+    store.migrate()
+    assert _chart(store, since, 60, from_minutes=True) == counted

@@ -90,7 +90,8 @@ def _copy_type(table: Table, column: str) -> str:
 Conn = Connection | Any
 
 
-def _driver(conn: Conn) -> Any:
+def driver(conn: Conn) -> Any:
+    """The DBAPI connection under ``conn``, for statements of the driver's own."""
     return conn.connection.driver_connection if isinstance(conn, Connection) else conn
 
 
@@ -139,7 +140,7 @@ def insert_new_lazy(
     if not keys:
         return set()
     if _is_sqlite(conn):
-        return _sqlite_insert_new(_driver(conn), table, columns, keys, build)
+        return _sqlite_insert_new(driver(conn), table, columns, keys, build)
     return _postgres_insert_new(conn, table, columns, keys, build)
 
 
@@ -148,9 +149,9 @@ def append(conn: Conn, table: Table, columns: Sequence[str], rows: Sequence[tupl
     if not rows:
         return
     if _is_sqlite(conn):
-        _driver(conn).executemany(_sqlite(table, columns).append, rows)
+        driver(conn).executemany(_sqlite(table, columns).append, rows)
         return
-    with _driver(conn).cursor() as cursor:
+    with driver(conn).cursor() as cursor:
         _copy(cursor, table.name, table, columns, rows)
 
 
@@ -163,13 +164,13 @@ def set_column(conn: Conn, table: Table, column: str, value: Any, keys: Sequence
     key = table.primary_key.columns.values()[0].name
     if _is_sqlite(conn):
         ids = orjson.dumps(list(keys)).decode()
-        cursor = _driver(conn).execute(
+        cursor = driver(conn).execute(
             f"UPDATE {table.name} SET {column} = ? WHERE {column} IS NOT ? "
             f"AND {key} IN (SELECT value FROM json_each(?))",
             (value, value, ids),
         )
         return int(cursor.rowcount)
-    with _driver(conn).cursor() as cursor:
+    with driver(conn).cursor() as cursor:
         cursor.execute(
             f"UPDATE {table.name} SET {column} = %s WHERE {column} IS DISTINCT FROM %s AND {key} = ANY(%b)",
             (value, value, list(keys)),
@@ -209,7 +210,7 @@ def _postgres_insert_new(
     # Rows go in key order: two writers with overlapping keys then wait for each other at their first
     # shared key instead of each holding a key the other needs next (a deadlock).
     order = sorted(range(len(keys)), key=keys.__getitem__)
-    with _driver(conn).cursor() as cursor:
+    with driver(conn).cursor() as cursor:
         if len(keys) < COPY_MIN_ROWS:
             return _postgres_values(cursor, table, columns, list(build(order)))
         # The fast path: skip the keys already stored, then COPY the rest straight into the table.

@@ -17,6 +17,7 @@ import numpy as np
 from fraudstream.storage.bulk import timestamp_converter
 from fraudstream.storage.database import dumps
 from fraudstream.storage.records import DecisionColumns
+from fraudstream.storage.rollup import batch_minute_rows
 from fraudstream.storage.rows import feature_set_id, latency_text
 
 __all__ = ["ColumnRows"]
@@ -55,6 +56,16 @@ class ColumnRows:
         self.names = {self.set_id: list(columns.feature_names)}
         self._columns = columns
         self._dialect = dialect
+
+    def minute_rows(self, at: Sequence[int]) -> list[tuple[Any, ...]]:
+        """The rows at these positions counted per minute (:mod:`fraudstream.storage.rollup`)."""
+        c = self._columns
+        rows = self._rows[np.asarray(at, dtype=np.int64)]
+        decisions = [str(d) for d in np.asarray(c.decision, dtype=object)[rows].tolist()]
+        probabilities = np.asarray(c.probability, dtype=np.float64)[rows]
+        return batch_minute_rows(
+            c.decided_at.timestamp(), decisions, probabilities, c.latency_ms.get("total")
+        )
 
     def build(self, at: Sequence[int]) -> Iterator[tuple[Any, ...]]:
         c = self._columns

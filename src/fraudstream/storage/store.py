@@ -22,6 +22,7 @@ from fraudstream.storage.database import dumps
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.outbox import QueueStore
 from fraudstream.storage.records import DecisionColumns, DecisionRecord
+from fraudstream.storage.rollup import add_minutes, minute_rows
 from fraudstream.storage.rows import (
     DECISION_COLUMNS,
     TRANSACTION_COLUMNS,
@@ -72,7 +73,7 @@ class Store(AlertStore, QueueStore):
         for the score API's few rows (see :mod:`.bulk`).
         """
         ts = bulk.timestamp_converter(self.dialect, memo=True)
-        keys, build, names = self._decision_builder(records, ts)
+        keys, build, names, per_minute = self._decision_builder(records, ts)
         if not keys and not transactions:
             return []
         with self._bulk_write() as conn:
@@ -87,17 +88,21 @@ class Store(AlertStore, QueueStore):
                 inserted = bulk.insert_new(conn, _t, TRANSACTION_COLUMNS, tx_rows)
             fresh = [key for key in keys if key in new]
             bulk.set_column(conn, _t, "status", tables.TX_DECIDED, [k for k in fresh if k not in inserted])
+            if fresh:  # last: PostgreSQL writers wait for each other on these rows until they commit
+                counts = per_minute([i for i, key in enumerate(keys) if key in new])
+                add_minutes(bulk.driver(conn), self.dialect, counts)
         self._feature_names.update(names)
         return fresh
 
     def _decision_builder(
         self, records: list[DecisionRecord] | DecisionColumns, ts: Callable[[datetime], Any]
-    ) -> tuple[list[str], bulk.RowBuilder, dict[str, list[str]]]:
-        """The distinct transaction ids, a builder of their ``decisions`` rows by position, and the
-        feature sets those rows use (filled in as the builder runs, for records)."""
+    ) -> tuple[list[str], bulk.RowBuilder, dict[str, list[str]], Callable[[Sequence[int]], list[Any]]]:
+        """The distinct transaction ids, a builder of their ``decisions`` rows by position, the
+        feature sets those rows use (filled in as the builder runs, for records), and the rows at given
+        positions counted per minute (:mod:`.rollup`)."""
         if isinstance(records, DecisionColumns):
             rows = ColumnRows(records, self.dialect)
-            return rows.keys, rows.build, rows.names
+            return rows.keys, rows.build, rows.names, rows.minute_rows
         records = unique_by(records, _transaction_id)
         names: dict[str, list[str]] = {}
 
@@ -109,7 +114,14 @@ class Store(AlertStore, QueueStore):
                 names.update(chunk_names)
                 yield from decision_rows(chunk, set_ids, packed, ts)
 
-        return [r.transaction_id for r in records], build, names
+        def per_minute(at: Sequence[int]) -> list[Any]:
+            chosen = [records[i] for i in at]
+            return minute_rows(
+                (r.decided_at.timestamp(), r.decision, r.probability, r.latency_ms.get("total"))
+                for r in chosen
+            )
+
+        return [r.transaction_id for r in records], build, names, per_minute
 
     def _records(self, conn: Connection, rows: Iterable[Mapping[Any, Any]]) -> list[DecisionRecord]:
         """Decision rows as records, looking up the names of feature sets not seen before."""

@@ -121,6 +121,19 @@ decisions = Table(
     Index("ix_decisions_decision_decided_at_transaction_id", "decision", "decided_at", "transaction_id"),
 )
 
+# Decisions per minute, outcome and score bin (see ``fraudstream.storage.rollup``): what the charts read.
+decision_minutes = Table(
+    "decision_minutes",
+    metadata,
+    Column("minute", Integer(), primary_key=True, autoincrement=False),
+    Column("decision", String(8), primary_key=True),
+    Column("score_bin", Integer(), primary_key=True),
+    Column("decisions", Integer(), nullable=False),
+    Column("latency_count", Integer(), nullable=False),
+    Column("latency_sum", Float(), nullable=False),
+    Column("latency_max", Float(), nullable=True),
+)
+
 labels = Table(
     "labels",
     metadata,

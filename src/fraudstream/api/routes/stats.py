@@ -12,6 +12,7 @@ from sqlalchemy import Integer, cast, func, select
 from fraudstream.api.deps import ScorerDep, StoreDep
 from fraudstream.api.schemas import StatsOut
 from fraudstream.storage import tables
+from fraudstream.storage.rollup import MINUTE, SCORE_BINS, minute_series
 from fraudstream.storage.store import Store
 from fraudstream.worker.worker import TRANSACTIONS
 
@@ -38,8 +39,8 @@ def stats(
     )
 
 
-SCORE_BINS = 20
 MAX_BUCKETS = 1440
+BUCKET_HELP = "seconds per point; a whole number of minutes is read from the per-minute counts (fast)"
 
 
 class SeriesPoint(BaseModel):
@@ -76,33 +77,25 @@ def _slots(store: Store, bucket: int) -> tuple[Any, Any]:
 
 
 def decision_series(store: Store, since: datetime, bucket: int) -> dict[str, Any]:
-    """Aggregated in the database (two GROUP BY queries), so a dashboard refreshing every few seconds
-    never loads the window's rows."""
-    d = tables.decisions
-    slot, score_bin = _slots(store, bucket)
-    latency = d.c.latency_ms["total"].as_float()
-    in_window = d.c.decided_at >= since
-    by_time = (
-        select(slot.label("slot"), d.c.decision, func.count(), func.avg(latency), func.max(latency))
-        .where(in_window)
-        .group_by(slot, d.c.decision)
-    )
-    by_score = (
-        select(score_bin.label("bin"), d.c.decision, func.count())
-        .where(in_window)
-        .group_by(score_bin, d.c.decision)
-    )
+    """Aggregated in the database, so a dashboard refreshing every few seconds never loads the window's
+    rows: from the per-minute counts (:mod:`fraudstream.storage.rollup`) when the bucket is a whole
+    number of minutes, the window then starting at the minute that holds ``since``; else from the
+    decisions themselves (two GROUP BY queries over the window)."""
+    if bucket % MINUTE == 0:
+        by_time, by_score = minute_series(store, since, bucket)
+    else:
+        by_time, by_score = _decision_rows(store, since, bucket)
     points: dict[int, dict[str, Any]] = {}
     weighted: dict[int, list[float]] = {}
     scores: dict[int, dict[str, int]] = {}
-    for index, decision, count, mean, peak in store.query(by_time):
+    for index, decision, count, n, total, peak in by_time:
         point = points.setdefault(int(index), {"by_decision": {}, "latency_ms": {"mean": None, "max": None}})
         point["by_decision"][decision] = int(count)
-        if mean is not None:
+        if n:
             sums = weighted.setdefault(int(index), [0.0, 0.0])
-            sums[0], sums[1] = sums[0] + float(mean) * count, sums[1] + count
+            sums[0], sums[1] = sums[0] + float(total), sums[1] + int(n)
             point["latency_ms"]["max"] = max(point["latency_ms"]["max"] or 0.0, float(peak))
-    for index, decision, count in store.query(by_score):
+    for index, decision, count in by_score:
         slot_scores = scores.setdefault(min(int(index), SCORE_BINS - 1), {})
         slot_scores[decision] = slot_scores.get(decision, 0) + int(count)
     for index, (total, n) in weighted.items():
@@ -119,13 +112,41 @@ def decision_series(store: Store, since: datetime, bucket: int) -> dict[str, Any
     }
 
 
+def _decision_rows(store: Store, since: datetime, bucket: int) -> tuple[list[Any], list[Any]]:
+    """:func:`minute_series`'s rows computed from the decisions in the window, for any bucket."""
+    d = tables.decisions
+    slot, score_bin = _slots(store, bucket)
+    latency = d.c.latency_ms["total"].as_float()
+    in_window = d.c.decided_at >= since
+    by_time = (
+        select(
+            slot.label("slot"),
+            d.c.decision,
+            func.count(),
+            func.count(latency),
+            func.sum(latency),
+            func.max(latency),
+        )
+        .where(in_window)
+        .group_by(slot, d.c.decision)
+    )
+    by_score = (
+        select(score_bin.label("bin"), d.c.decision, func.count())
+        .where(in_window)
+        .group_by(score_bin, d.c.decision)
+    )
+    return list(store.query(by_time)), list(store.query(by_score))
+
+
 @router.get("/series", response_model=SeriesOut)
 def series(
     store: StoreDep,
     window: Annotated[float, Query(ge=1, le=MAX_WINDOW, description="seconds back from now")] = 3600.0,
-    bucket: Annotated[int, Query(ge=1, le=86_400, description="seconds per point")] = 60,
+    bucket: Annotated[int, Query(ge=1, le=86_400, description=BUCKET_HELP)] = 60,
 ) -> SeriesOut:
     """Charts over time: decisions by outcome and latency per bucket, and the score distribution."""
-    bucket = max(bucket, int(window // MAX_BUCKETS) + 1) if window / bucket > MAX_BUCKETS else bucket
+    if window / bucket > MAX_BUCKETS:
+        bucket = max(bucket, int(window // MAX_BUCKETS) + 1)
+        bucket = -(-bucket // MINUTE) * MINUTE if bucket > MINUTE else bucket  # whole minutes: the counts
     since = datetime.now(UTC) - timedelta(seconds=window)
     return SeriesOut(since=since, window_s=window, bucket_s=bucket, **decision_series(store, since, bucket))

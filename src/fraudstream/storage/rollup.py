@@ -1,0 +1,135 @@
+"""Decisions counted per minute as they are stored, so that a chart over hours never reads the decisions.
+
+The dashboard asks for decisions per time bucket and the score histogram every couple of seconds.
+Grouping the window's decision rows took 4–9 s over 872,795 decisions on SQLite and grows with traffic.
+``decision_minutes`` holds, per minute, outcome and score bin, the number of decisions and their total
+latency's count, sum and maximum: added to in the transaction that stores the decisions, only for
+those stored for the first time, so a replayed decision never counts twice. A chart then reads at most
+a row per minute, outcome and bin of its window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+
+from fraudstream.storage import tables
+
+SCORE_BINS = 20
+"""The score histogram's bins over [0, 1]."""
+MINUTE = 60
+
+_m = tables.decision_minutes
+_SET = (
+    "decisions = decision_minutes.decisions + excluded.decisions, "
+    "latency_count = decision_minutes.latency_count + excluded.latency_count, "
+    "latency_sum = decision_minutes.latency_sum + excluded.latency_sum, "
+)
+_UPSERT = {
+    "sqlite": "INSERT INTO decision_minutes VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (minute, decision, score_bin) DO UPDATE SET " + _SET + "latency_max = max("
+    "coalesce(decision_minutes.latency_max, excluded.latency_max), "
+    "coalesce(excluded.latency_max, decision_minutes.latency_max))",
+    "postgresql": "INSERT INTO decision_minutes VALUES (%s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (minute, decision, score_bin) DO UPDATE SET " + _SET + "latency_max = "
+    "greatest(decision_minutes.latency_max, excluded.latency_max)",
+}
+
+
+def score_bin(probability: float) -> int:
+    """The histogram bin of a probability; NaN goes to the top bin, as PostgreSQL orders it."""
+    if probability != probability:
+        return SCORE_BINS - 1
+    return min(max(int(probability * SCORE_BINS), 0), SCORE_BINS - 1)
+
+
+def minute_rows(
+    decisions: Iterable[tuple[float, str, float, float | None]],
+) -> list[tuple[int, str, int, int, int, float, float | None]]:
+    """``(epoch seconds decided, decision, probability, total latency or None)`` counted per minute,
+    outcome and score bin, as ``decision_minutes`` rows in key order (writers then lock them in one
+    order, as :mod:`.bulk` does for keys)."""
+    groups: dict[tuple[int, str, int], list[Any]] = {}
+    for at, decision, probability, latency in decisions:
+        key = (math.floor(at / MINUTE), decision, score_bin(probability))
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = [0, 0, 0.0, None]
+        group[0] += 1
+        if latency is not None and latency == latency:
+            group[1] += 1
+            group[2] += latency
+            group[3] = latency if group[3] is None else max(group[3], latency)
+    return [(*key, *groups[key]) for key in sorted(groups)]
+
+
+def batch_minute_rows(
+    at: float, decisions: list[str], probabilities: np.ndarray, latency: float | None
+) -> list[tuple[int, str, int, int, int, float, float | None]]:
+    """:func:`minute_rows` for one scored batch, whose rows share their decision time and latency:
+    counted with numpy, since a replay stores hundreds of thousands."""
+    if len(decisions) < 64:
+        return minute_rows(
+            (at, d, p, latency) for d, p in zip(decisions, probabilities.tolist(), strict=True)
+        )
+    bins = np.minimum(np.floor(np.nan_to_num(probabilities, nan=SCORE_BINS) * SCORE_BINS), SCORE_BINS - 1)
+    names, codes = np.unique(np.asarray(decisions, dtype=str), return_inverse=True)
+    keys, counts = np.unique(codes * SCORE_BINS + np.maximum(bins, 0).astype(np.int64), return_counts=True)
+    minute, timed = math.floor(at / MINUTE), latency is not None and latency == latency
+    return [
+        (
+            minute,
+            str(names[k // SCORE_BINS]),
+            int(k % SCORE_BINS),
+            n,
+            n if timed else 0,
+            n * latency if timed else 0.0,
+            latency if timed else None,
+        )
+        for k, n in zip(keys.tolist(), counts.tolist(), strict=True)
+    ]
+
+
+def add_minutes(driver: Any, dialect: str, rows: list[tuple[Any, ...]]) -> None:
+    """Add ``rows`` (from :func:`minute_rows`) to the counts, on a driver connection in the caller's
+    transaction."""
+    if rows:
+        cursor = driver.cursor()
+        try:
+            cursor.executemany(_UPSERT[dialect], rows)
+        finally:
+            cursor.close()
+
+
+def minute_series(
+    store: Any, since: datetime, bucket: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """``(slot, decision, count, latency count, latency sum, latency max)`` per bucket of ``bucket``
+    seconds (a whole number of minutes) and ``(bin, decision, count)`` per score bin, from the minute
+    counts: the window starts at the whole minute that holds ``since``."""
+    first = math.floor(since.timestamp() / MINUTE)
+    slot = _m.c.minute // (bucket // MINUTE)
+    in_window = _m.c.minute >= first
+    by_time = (
+        select(
+            slot.label("slot"),
+            _m.c.decision,
+            func.sum(_m.c.decisions),
+            func.sum(_m.c.latency_count),
+            func.sum(_m.c.latency_sum),
+            func.max(_m.c.latency_max),
+        )
+        .where(in_window)
+        .group_by(slot, _m.c.decision)
+    )
+    by_score = (
+        select(_m.c.score_bin, _m.c.decision, func.sum(_m.c.decisions))
+        .where(in_window)
+        .group_by(_m.c.score_bin, _m.c.decision)
+    )
+    return list(store.query(by_time)), list(store.query(by_score))
