@@ -20,7 +20,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import bindparam, create_engine, inspect, text
+from sqlalchemy import bindparam, create_engine, inspect, select, text
 
 from fraudstream.api.routes.stats import _decision_rows
 from fraudstream.events import Label, Transaction
@@ -31,7 +31,7 @@ from fraudstream.storage.database import normalize_url
 from fraudstream.storage.migrate import alembic_config, current_revision, upgrade
 from fraudstream.storage.records import DecisionColumns
 from fraudstream.storage.rollup import minute_series
-from fraudstream.storage.tables import UTCDateTime, metadata
+from fraudstream.storage.tables import UTCDateTime, decisions, metadata
 from fraudstream.storage.writer import SLICE, DecisionWriter, WriterError
 from tests.integration.conftest import scratch_database
 
@@ -829,6 +829,18 @@ def test_chart_counts_per_minute_match_the_decisions(store: Store, bucket: int) 
     later = T0 + timedelta(minutes=6)  # a window starting later leaves out the earlier minutes
     assert _chart(store, later, 60, from_minutes=True) == _chart(store, later, 60, from_minutes=False)
     assert 98 < sum(_chart(store, later, 60, from_minutes=True)[1].values()) < 46 + 98
+
+
+def test_stats_counts_exactly_from_a_window_start_within_a_minute(store: Store) -> None:
+    _charted_decisions(store)
+    everything = store.query(select(decisions.c.decided_at, decisions.c.decision))
+    for offset in (-300, 0, 31, 60, 205, 611, 700):
+        since = T0 + timedelta(seconds=offset)
+        expected: dict[str, int] = {}
+        for decided_at, decision in everything:
+            if decided_at.replace(tzinfo=UTC) >= since:
+                expected[decision] = expected.get(decision, 0) + 1
+        assert store.stats(since)["by_decision"] == expected, offset
 
 
 def test_migration_0005_counts_the_decisions_already_stored(store: Store) -> None:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from fraudstream.storage import tables
 
@@ -25,6 +25,7 @@ SCORE_BINS = 20
 MINUTE = 60
 
 _m = tables.decision_minutes
+_d = tables.decisions
 _SET = (
     "decisions = decision_minutes.decisions + excluded.decisions, "
     "latency_count = decision_minutes.latency_count + excluded.latency_count, "
@@ -133,3 +134,23 @@ def minute_series(
         .group_by(_m.c.score_bin, _m.c.decision)
     )
     return list(store.query(by_time)), list(store.query(by_score))
+
+
+def decision_counts(conn: Connection, since: datetime) -> dict[str, int]:
+    """Decisions by outcome since ``since``, exactly: the whole minutes from their counts, the part of
+    a minute before the first whole one from the decisions themselves."""
+    first = math.ceil(since.timestamp() / MINUTE)
+    edge = datetime.fromtimestamp(first * MINUTE, UTC)
+    head = (
+        select(_d.c.decision, func.count())
+        .where(_d.c.decided_at >= since, _d.c.decided_at < edge)
+        .group_by(_d.c.decision)
+    )
+    whole = (
+        select(_m.c.decision, func.sum(_m.c.decisions)).where(_m.c.minute >= first).group_by(_m.c.decision)
+    )
+    counts: dict[str, int] = {}
+    for query in (head, whole):
+        for decision, count in conn.execute(query):
+            counts[str(decision)] = counts.get(str(decision), 0) + int(count)
+    return counts
