@@ -106,6 +106,12 @@ def test_unknown_keys_give_an_empty_history(state: FeatureState) -> None:
         assert len(h) == 0 and len(h.label_key) == 0
         assert set(h.events) == set(EVENT_FIELDS)
         assert all((h.events[f].dtype == np.float64) == (f in FLOAT_FIELDS) for f in EVENT_FIELDS)
+    state.record(batch({"tx": "a", "t": 1, "customer": "somebody"}), ENTITIES)
+    for k in (keys("nobody"), keys("nobody")):  # the second time, a process may hold a copy of nothing
+        h = state.fetch("customer", k, -math.inf)
+        assert len(h) == 0 and len(h.label_key) == 0
+        assert set(h.events) == set(EVENT_FIELDS)
+        assert all((h.events[f].dtype == np.float64) == (f in FLOAT_FIELDS) for f in EVENT_FIELDS)
 
 
 def test_record_says_which_rows_were_new_and_skips_duplicates(state: FeatureState) -> None:
@@ -269,6 +275,25 @@ def test_a_long_history_stays_in_time_order_as_events_arrive(
         assert h.events["amount"].tolist() == [float(i) for i in expected]
         assert h.events["timestamp"].tolist() == [T0 + events[i]["t"] for i in expected]
     assert len(h) > 128 * len(asked)
+
+
+def test_a_history_read_after_later_records_holds_what_was_fetched(state: FeatureState) -> None:
+    """The live path reads a history before recording, but nothing may rely on that: one read after
+    its key took in more events, some late, and the state grew its storage, holds what was fetched."""
+    first = [{"tx": f"a{i}", "t": float(i), "customer": "c1", "amount": float(i)} for i in range(1000)]
+    for lo in range(0, len(first), 100):
+        state.record(batch(*first[lo : lo + 100]), ENTITIES)
+    h1 = state.fetch("customer", keys("c1"), -math.inf)
+    more = [{"tx": f"b{i}", "t": 1000.0 + i, "customer": "c1", "amount": 1000.0 + i} for i in range(20)]
+    more += [{"tx": f"o{i}", "t": 1000.0, "customer": "c2", "amount": -1.0} for i in range(480)]
+    state.record(batch(*more), ENTITIES)
+    h2 = state.fetch("customer", keys("c1"), -math.inf)
+    assert h1.events["amount"].tolist() == [float(i) for i in range(1000)]  # read after h2 was fetched
+    assert h2.events["amount"].tolist() == [float(i) for i in range(1020)]
+    state.record(batch({"tx": "late", "t": 500.5, "customer": "c1", "amount": 500.5}), ENTITIES)
+    h3 = state.fetch("customer", keys("c1"), -math.inf)
+    assert h1.events["transaction_id"][-1] == "a999" and h2.events["transaction_id"][-1] == "b19"
+    assert h3.events["amount"].tolist() == [*range(501), 500.5, *range(501, 1020)]
 
 
 def test_labels_only_fraud_once_on_every_entity(state: FeatureState) -> None:

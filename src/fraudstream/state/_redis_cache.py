@@ -169,4 +169,4 @@ class EntityCache:
             self.data[f] = grown
         self.size = int(order.shape[0])
         for entry in entries:
-            entry.events.renumber(renumber)
+            entry.events.renumber(renumber, self.data)

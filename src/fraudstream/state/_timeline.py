@@ -16,7 +16,7 @@ import numpy as np
 class Timeline:
     """A key's events with a time, ordered by time then arrival, as row numbers into a log."""
 
-    __slots__ = ("columns", "covered", "rows", "size", "times")
+    __slots__ = ("_data", "columns", "covered", "rows", "size", "times")
 
     def __init__(self) -> None:
         self.covered = 0
@@ -26,6 +26,8 @@ class Timeline:
         self.rows = np.empty(0, dtype=np.int64)
         self.times = np.empty(0, dtype=np.float64)
         self.columns: dict[str, np.ndarray] = {}
+        self._data: Mapping[str, np.ndarray] = {}
+        """The log as of the last change: every row held is in it (a fetch's own copy may be older)."""
 
     def update(self, rows: list[int], data: Mapping[str, np.ndarray]) -> None:
         """Take in ``rows[covered:]``: a key's rows only grow between prunes, and a prune starts over."""
@@ -37,6 +39,7 @@ class Timeline:
 
     def add(self, new: np.ndarray, data: Mapping[str, np.ndarray]) -> None:
         """Take in rows of ``data`` that arrived after those held, in arrival order."""
+        self._data = data
         times = data["timestamp"][new]
         timed = ~np.isnan(times)
         if not timed.all():
@@ -50,6 +53,7 @@ class Timeline:
 
     def add_sorted(self, new: np.ndarray, times: np.ndarray, data: Mapping[str, np.ndarray]) -> None:
         """:meth:`add` for rows already ordered by time, then arrival, all with a time (``times``)."""
+        self._data = data
         if self.size == 0 or times[0] >= self.times[self.size - 1]:
             self._append(new, times, data)
         else:
@@ -64,22 +68,23 @@ class Timeline:
             self.size -= cut
         return cut
 
-    def renumber(self, new: np.ndarray) -> None:
-        """Rows moved in the log: ``new[row]`` is each row's new number (its values are unchanged)."""
-        self.rows = new[self.rows[: self.size]]
+    def renumber(self, new: np.ndarray, data: Mapping[str, np.ndarray]) -> None:
+        """Rows moved to a new log, ``data``: ``new[row]`` is each row's number there (values unchanged)."""
+        self.rows, self._data = new[self.rows[: self.size]], data
 
     def cut(self, since: float) -> int:
         """Position of the first event at or after ``since``."""
         return int(np.searchsorted(self.times[: self.size], since, side="left"))
 
-    def column(self, field: str, data: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The held events' ``field``, in timeline order (gathered from ``data`` once, then kept up)."""
+    def column(self, field: str) -> np.ndarray:
+        """The held events' ``field``, in timeline order (gathered from the log once, then kept up)."""
         if field == "timestamp":
             return self.times
         column = self.columns.get(field)
         if column is None:
-            column = np.empty(self.rows.shape[0], dtype=data[field].dtype)
-            column[: self.size] = data[field][self.rows[: self.size]]
+            values = self._data[field]
+            column = np.empty(self.rows.shape[0], dtype=values.dtype)
+            column[: self.size] = values[self.rows[: self.size]]
             self.columns[field] = column
         return column
 
@@ -123,9 +128,9 @@ class TimelineEvents(Mapping[str, np.ndarray]):
     def __getitem__(self, field: str) -> np.ndarray:
         view = self._views.get(field)
         if view is None:
-            if self._timeline.rows is self._rows:  # the same positions as at the fetch
-                view = self._timeline.column(field, self._data)[self._start : self._stop]
-            else:  # late events moved them since: gather what the fetch saw
+            if self._stop > self._start and self._timeline.rows is self._rows:  # positions as fetched
+                view = self._timeline.column(field)[self._start : self._stop]
+            else:  # moved since (late events, growth, compaction): gather what the fetch saw
                 view = self._data[field][self._rows[self._start : self._stop]]
             view.flags.writeable = False
             self._views[field] = view

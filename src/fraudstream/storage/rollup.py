@@ -43,18 +43,24 @@ _UPSERT = {
 
 
 def score_bin(probability: float) -> int:
-    """The histogram bin of a probability; NaN goes to the top bin, as PostgreSQL orders it."""
+    """The histogram bin of a probability, clamped to the bins; NaN goes to the top one, as
+    PostgreSQL orders it."""
     if probability != probability:
         return SCORE_BINS - 1
-    return min(max(int(probability * SCORE_BINS), 0), SCORE_BINS - 1)
+    return int(min(max(probability * SCORE_BINS, 0.0), SCORE_BINS - 1.0))
+
+
+def epoch(at: datetime) -> float:
+    """Seconds since the epoch of a decision time, read as UTC when it has no zone, as it is stored."""
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
 
 
 def minute_rows(
     decisions: Iterable[tuple[float, str, float, float | None]],
 ) -> list[tuple[int, str, int, int, int, float, float | None]]:
-    """``(epoch seconds decided, decision, probability, total latency or None)`` counted per minute,
-    outcome and score bin, as ``decision_minutes`` rows in key order (writers then lock them in one
-    order, as :mod:`.bulk` does for keys)."""
+    """``(epoch seconds decided, decision, probability, total latency as stored or None)`` counted per
+    minute, outcome and score bin, as ``decision_minutes`` rows in key order (writers then lock them in
+    one order, as :mod:`.bulk` does for keys)."""
     groups: dict[tuple[int, str, int], list[Any]] = {}
     for at, decision, probability, latency in decisions:
         key = (math.floor(at / MINUTE), decision, score_bin(probability))
@@ -62,7 +68,7 @@ def minute_rows(
         if group is None:
             group = groups[key] = [0, 0, 0.0, None]
         group[0] += 1
-        if latency is not None and latency == latency:
+        if latency is not None:
             group[1] += 1
             group[2] += latency
             group[3] = latency if group[3] is None else max(group[3], latency)
@@ -78,10 +84,11 @@ def batch_minute_rows(
         return minute_rows(
             (at, d, p, latency) for d, p in zip(decisions, probabilities.tolist(), strict=True)
         )
-    bins = np.minimum(np.floor(np.nan_to_num(probabilities, nan=SCORE_BINS) * SCORE_BINS), SCORE_BINS - 1)
+    unit = np.clip(np.nan_to_num(probabilities, nan=1.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    bins = np.minimum(unit * SCORE_BINS, SCORE_BINS - 1.0).astype(np.int64)  # truncates, as int() does
     names, codes = np.unique(np.asarray(decisions, dtype=str), return_inverse=True)
-    keys, counts = np.unique(codes * SCORE_BINS + np.maximum(bins, 0).astype(np.int64), return_counts=True)
-    minute, timed = math.floor(at / MINUTE), latency is not None and latency == latency
+    keys, counts = np.unique(codes * SCORE_BINS + bins, return_counts=True)
+    minute, timed = math.floor(at / MINUTE), latency is not None
     return [
         (
             minute,

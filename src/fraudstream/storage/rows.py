@@ -179,6 +179,11 @@ def latency_text(latency_ms: Mapping[str, float]) -> str:
     return dumps({str(k): _finite(v) or 0.0 for k, v in latency_ms.items()})
 
 
+def stored_total(latency_ms: Mapping[str, float]) -> float | None:
+    """The total latency as :func:`latency_text` stores it (None when there is none), for the counts."""
+    return _finite(latency_ms["total"]) or 0.0 if "total" in latency_ms else None
+
+
 def decision_rows(
     records: Sequence[DecisionRecord], set_ids: list[str], packed: list[bytes], ts: Callable[[datetime], Any]
 ) -> list[tuple[Any, ...]]:

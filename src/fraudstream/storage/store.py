@@ -22,7 +22,7 @@ from fraudstream.storage.database import dumps
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.outbox import QueueStore
 from fraudstream.storage.records import DecisionColumns, DecisionRecord
-from fraudstream.storage.rollup import add_minutes, decision_counts, minute_rows
+from fraudstream.storage.rollup import add_minutes, decision_counts, epoch, minute_rows
 from fraudstream.storage.rows import (
     DECISION_COLUMNS,
     TRANSACTION_COLUMNS,
@@ -32,6 +32,7 @@ from fraudstream.storage.rows import (
     decode_cursor,
     encode_cursor,
     pack_features,
+    stored_total,
     transaction_rows,
     unique_by,
 )
@@ -117,8 +118,7 @@ class Store(AlertStore, QueueStore):
         def per_minute(at: Sequence[int]) -> list[Any]:
             chosen = [records[i] for i in at]
             return minute_rows(
-                (r.decided_at.timestamp(), r.decision, r.probability, r.latency_ms.get("total"))
-                for r in chosen
+                (epoch(r.decided_at), r.decision, r.probability, stored_total(r.latency_ms)) for r in chosen
             )
 
         return [r.transaction_id for r in records], build, names, per_minute

@@ -1,5 +1,8 @@
 """Decisions per minute: the counts the dashboard's charts read, filled from the decisions already stored.
 
+Migrate with the writers stopped (API and workers): decisions that code from before this revision
+stores afterwards are not counted.
+
 Hand-written to match ``fraudstream.storage.tables.decision_minutes``.
 
 Revision ID: 0005
