@@ -7,6 +7,7 @@ before each test and dropped at the end); the migration tests make databases of 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -793,7 +794,7 @@ def _charted_decisions(store: Store) -> None:
         features=np.zeros((7, 2)),
         feature_names=["amount", "ratio"],
         model_version="m1",
-        latency_ms={"total": 3.25},
+        latency_ms={"total": math.nan},  # stored as 0, and counted so
         decided_at=T0 + timedelta(seconds=200),
     )
     assert len(store.save_decisions(columns)) == 6
@@ -813,7 +814,7 @@ def _charted_decisions(store: Store) -> None:
         features=np.zeros((many, 2)),
         feature_names=["amount", "ratio"],
         model_version="m1",
-        latency_ms={"total": 0.1},
+        latency_ms={"total": math.inf},  # stored as 0, and counted so
         decided_at=T0 + timedelta(seconds=610),
     )
     assert len(store.save_decisions(large)) == many - 2

@@ -17,8 +17,8 @@ import numpy as np
 from fraudstream.storage.bulk import timestamp_converter
 from fraudstream.storage.database import dumps
 from fraudstream.storage.records import DecisionColumns
-from fraudstream.storage.rollup import batch_minute_rows
-from fraudstream.storage.rows import feature_set_id, latency_text
+from fraudstream.storage.rollup import batch_minute_rows, epoch
+from fraudstream.storage.rows import feature_set_id, latency_text, stored_total
 
 __all__ = ["ColumnRows"]
 
@@ -63,9 +63,7 @@ class ColumnRows:
         rows = self._rows[np.asarray(at, dtype=np.int64)]
         decisions = [str(d) for d in np.asarray(c.decision, dtype=object)[rows].tolist()]
         probabilities = np.asarray(c.probability, dtype=np.float64)[rows]
-        return batch_minute_rows(
-            c.decided_at.timestamp(), decisions, probabilities, c.latency_ms.get("total")
-        )
+        return batch_minute_rows(epoch(c.decided_at), decisions, probabilities, stored_total(c.latency_ms))
 
     def build(self, at: Sequence[int]) -> Iterator[tuple[Any, ...]]:
         c = self._columns
