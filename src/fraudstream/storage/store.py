@@ -87,11 +87,11 @@ class Store(AlertStore, QueueStore):
                 unique = unique_by(transactions, _transaction_id)
                 tx_rows = transaction_rows(unique, ts(datetime.now(UTC)), tables.TX_DECIDED, ts)
                 inserted = bulk.insert_new(conn, _t, TRANSACTION_COLUMNS, tx_rows)
-            fresh = [key for key in keys if key in new]
+            at = [i for i, key in enumerate(keys) if key in new]
+            fresh = [keys[i] for i in at]
             bulk.set_column(conn, _t, "status", tables.TX_DECIDED, [k for k in fresh if k not in inserted])
-            if fresh:  # last: PostgreSQL writers wait for each other on these rows until they commit
-                counts = per_minute([i for i, key in enumerate(keys) if key in new])
-                add_minutes(bulk.driver(conn), self.dialect, counts)
+            if at:  # last: PostgreSQL writers wait for each other on these rows until they commit
+                add_minutes(bulk.driver(conn), self.dialect, per_minute(at))
         self._feature_names.update(names)
         return fresh
 
