@@ -529,6 +529,19 @@ def test_dead_letters_and_alerts_round_trip(store: Store) -> None:
     assert [a["id"] for a in store.list_alerts(10, since=earlier + timedelta(minutes=1))] == [ids[1]]
 
 
+def test_flag_history_lists_the_window_s_flags_of_the_given_customers(store: Store) -> None:
+    outcomes = ["FLAG", "APPROVE", "FLAG", "BLOCK", "FLAG", "FLAG"]
+    customers = ["c1", "c1", "c1", "c1", "c2", "c3"]
+    pairs = enumerate(zip(outcomes, customers, strict=True))
+    store.save_decisions([record(i, decision=d, customer_id=c) for i, (d, c) in pairs])
+    window = (T0 + timedelta(minutes=1), T0 + timedelta(minutes=4))
+    assert sorted(store.flag_history(["c1", "c2"], *window)) == [
+        ("c1", "t0002", T0 + timedelta(minutes=2)),
+        ("c2", "t0004", T0 + timedelta(minutes=4)),
+    ]
+    assert store.flag_history(["c3"], *window) == []
+
+
 def test_datetimes_come_back_as_aware_utc(store: Store) -> None:
     plus_two = timezone(timedelta(hours=2))
     local = datetime(2024, 5, 1, 14, 30, 15, 123456, tzinfo=plus_two)
