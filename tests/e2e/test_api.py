@@ -818,3 +818,36 @@ def test_a_transaction_recorded_but_not_stored_is_decided_on_retry(
     assert retried.status_code == 200, retried.text
     assert retried.json()["duplicate"] is False
     assert services.store.get_decision("r-1") is not None
+
+
+def test_under_load_a_score_request_waits_for_company_and_alone_it_does_not(api: Api) -> None:
+    from fraudstream.api.batcher import ScoreBatcher
+    from fraudstream.api.metrics import ApiMetrics
+    from fraudstream.events.transaction import Transaction
+
+    _, services, _ = api
+    sizes: list[int] = []
+    real_score = services.scorer.score
+
+    def spy(batch: Any, **kw: Any) -> Any:
+        sizes.append(len(batch))
+        return real_score(batch, **kw)
+
+    services.scorer.score = spy  # type: ignore[method-assign]
+    batcher = ScoreBatcher(services.scorer, services.store, ApiMetrics(), max_wait=0.3)
+
+    def submit(i: int) -> Any:
+        return batcher.submit(Transaction.model_validate(tx(f"lw{i}")))
+
+    async def run() -> None:
+        await asyncio.wait_for(submit(1), 0.2)  # idle: decided at once, well within max_wait
+        second = asyncio.ensure_future(submit(2))  # right after a batch: waits for company
+        await asyncio.sleep(0.1)
+        third = asyncio.ensure_future(submit(3))
+        await asyncio.gather(second, third)
+        await asyncio.sleep(0.4)
+        await asyncio.wait_for(submit(4), 0.2)  # idle again
+
+    asyncio.run(run())
+    assert sizes == [1, 2, 1]
+    assert all(services.store.get_decision(f"lw{i}") is not None for i in range(1, 5))

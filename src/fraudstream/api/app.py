@@ -134,7 +134,9 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
         running = open_services(settings) if services is None else services
         warm_up(running.scorer)
         alerts = app.state.alerts = alerts_for(running)  # stores alerts; delivers them if channels are set
-        app.state.batcher = ScoreBatcher(running.scorer, running.store, metrics, on_decided=alerts.submit)
+        app.state.batcher = ScoreBatcher(
+            running.scorer, running.store, metrics, max_wait=settings.score_max_wait, on_decided=alerts.submit
+        )
         app.state.services = running
         if run_worker:
             _start_worker(app, running, settings, metrics)
