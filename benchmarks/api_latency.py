@@ -9,8 +9,10 @@ its own (p99 4-16 ms against a server answering a canned response in 0.4 ms).
 
 Prints latency percentiles as seen by the client and, on Linux, the server's CPU time per request
 and the CPU time the hypervisor took from this machine meanwhile ("steal"), which on a shared
-virtual machine explains much of the run-to-run spread. Needs a model bundle (``--model``, default
-fraudstream-data/model.fsb: run ``make demo``).
+virtual machine explains much of the run-to-run spread. With ``--floor`` each run is followed by the
+same load against a uvicorn app that answers a canned body and does nothing else: the latency this
+machine gives a server at that moment, to read the real figures against. Needs a model bundle
+(``--model``, default fraudstream-data/model.fsb: run ``make demo``).
 """
 
 from __future__ import annotations
@@ -96,6 +98,49 @@ def load(binary: Path, port: int, rate: float, seconds: float, first: int, workd
     return np.array(done.stdout.split(), dtype=float).reshape(-1, 2)[:, 1] / 1e3
 
 
+CANNED = b"""
+BODY = b'{"transaction_id":"x","decision":"APPROVE","probability":0.1,"reasons":[],"model_version":"v"}'
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": BODY})
+"""
+
+
+def wait_ready(url: str) -> None:
+    for _ in range(300):
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    sys.exit(f"{url} did not answer within 30 s")
+
+
+def floor(binary: Path, rate: float, seconds: float, workdir: Path) -> np.ndarray:
+    """Latencies of the same load against a canned answer, served by uvicorn as ``serve`` serves."""
+    (workdir / "canned.py").write_bytes(CANNED)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "canned:app", "--app-dir", str(workdir), "--port", str(port),
+         "--log-level", "warning", "--no-access-log"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/")
+        return load(binary, port, rate, seconds, 0, workdir)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of a process so far (Linux), else None."""
     try:
@@ -121,6 +166,9 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs against the same server; tails vary a lot between runs"
     )
+    parser.add_argument(
+        "--floor", action="store_true", help="after each run, the same load against a canned answer"
+    )
     args = parser.parse_args()
     binary = loadgen()
     port = free_port()
@@ -130,15 +178,8 @@ def main() -> None:
         [sys.executable, "-m", "fraudstream", "serve", "--port", str(port), "--no-with-worker"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        wait_ready(f"http://127.0.0.1:{port}/ready")
         load(binary, port, 20, 2, 10**9, workdir)  # warm-up, with ids of its own
         p99s = []
         for run in range(args.repeat):
@@ -155,6 +196,14 @@ def main() -> None:
                     f"server CPU {(cpu1 - cpu0) / len(latencies) * 1e3:.2f} ms per request; "
                     f"CPU stolen by the hypervisor meanwhile {steal1 - steal0:.1f} s"
                 )
+            if args.floor:
+                steal0 = steal_seconds()
+                canned = floor(binary, args.rate, args.seconds, workdir)
+                steal1 = steal_seconds()
+                p50, p99 = np.percentile(canned, [50, 99])
+                stolen = "" if steal0 is None or steal1 is None else f"; steal {steal1 - steal0:.1f} s"
+                top = canned.max()
+                print(f"floor (canned answer): p50 {p50:.1f}  p99 {p99:.1f}  max {top:.1f}{stolen}")
     finally:
         server.terminate()
         server.wait(10)
