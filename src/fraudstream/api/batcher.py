@@ -11,15 +11,14 @@ arrives within ``max_wait`` of the previous batch's end (the service is under lo
 ``max_wait`` for company instead: at 500 requests/s, 2 ms made batches of 2–3 instead of 1.2–1.4 and
 cut the CPU time per request by a quarter (1.9 → 1.45 ms). At low load nothing waits.
 
-Scoring needs the
-interpreter lock throughout, so a separate scoring thread bought no parallelism; it cost a thread
-hand-over per batch and latency whenever the two threads waited for each other's lock (measured:
-p99 at 500 requests/s fell from 42–48 ms to 33–34 ms without it). Storing on a writer thread of its
-own, with the commits grouped, fared worse still (p99 89–196 ms against 21–41 ms): SQLite releases the
-lock, but the writer then waits to take it back from a busy loop. A child *process* making the commits
-saved the loop only 0.05 ms per request once batches were shared, and its answers waited for a core:
-1.7 ms at the median, 10–14 ms at p99. The loop is busy for the length of a batch, a few milliseconds,
-which the requests waiting for that batch would wait anyway.
+Scoring needs the interpreter lock throughout, so a separate scoring thread bought no parallelism; it
+cost a thread hand-over per batch and latency whenever the two threads waited for each other's lock
+(measured: p99 at 500 requests/s fell from 42–48 ms to 33–34 ms without it). Storing on a writer thread
+of its own, with the commits grouped, fared worse still (p99 89–196 ms against 21–41 ms): SQLite
+releases the lock, but the writer then waits to take it back from a busy loop. A child *process* making
+the commits saved the loop only 0.05 ms per request once batches were shared, and its answers waited
+for a core: 1.7 ms at the median, 10–14 ms at p99. The loop is busy for the length of a batch, a few
+milliseconds, which the requests waiting for that batch would wait anyway.
 """
 
 from __future__ import annotations
