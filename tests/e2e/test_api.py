@@ -164,6 +164,8 @@ def test_metrics_count_scoring_and_decisions(api: Api) -> None:
     counted = {d: metric(client, f'fraudstream_decisions_total{{decision="{d}"}}') for d in set(decisions)}
     assert counted == {d: float(decisions.count(d)) for d in set(decisions)}
     assert metric(client, 'fraudstream_scoring_seconds_count{path="sync"}') == 4.0
+    assert metric(client, "fraudstream_score_batch_size_count") == 5.0  # one request at a time
+    assert metric(client, "fraudstream_score_batch_size_sum") == 5.0
     assert metric(client, "fraudstream_queue_lag") == 2.0
     assert metric(client, 'fraudstream_http_request_seconds_count{method="POST",route="/v1/score"') == 5.0
     # a path that matches no route is recorded under one label, not under the arbitrary path
@@ -850,4 +852,6 @@ def test_under_load_a_score_request_waits_for_company_and_alone_it_does_not(api:
 
     asyncio.run(run())
     assert sizes == [1, 2, 1]
+    samples = {s.name: s.value for s in batcher.metrics.score_batches.collect()[0].samples}
+    assert samples["fraudstream_score_batch_size_sum"] == 4.0  # 1 + 2 + 1
     assert all(services.store.get_decision(f"lw{i}") is not None for i in range(1, 5))

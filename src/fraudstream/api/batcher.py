@@ -119,6 +119,8 @@ class ScoreBatcher:
     def _decide_pending(self) -> None:
         self._scheduled = False
         batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+        if batch:
+            self.metrics.score_batches.observe(len(batch))
         if self._pending and not self._stopped:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._drain)

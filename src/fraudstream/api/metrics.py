@@ -20,6 +20,8 @@ from fraudstream.scoring.scorer import ScoredBatch
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 #: A scored batch takes from a millisecond (one transaction) to seconds (a large worker batch).
 SCORING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+#: Requests per ``POST /v1/score`` batch: one at low load, more when requests share a batch under load.
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 256)
 #: The route label for requests that matched no route (404s, or a 413 sent before routing), so that
 #: arbitrary paths from scanners cannot create unbounded label values.
 UNROUTED = "unrouted"
@@ -42,6 +44,12 @@ class ApiMetrics:
             "Time to score one batch (features, models, rules, explanations)",
             ("path",),
             buckets=SCORING_BUCKETS,
+            registry=self.registry,
+        )
+        self.score_batches = Histogram(
+            "fraudstream_score_batch_size",
+            "Requests decided together in one POST /v1/score batch (see FRAUD_SCORE_MAX_WAIT)",
+            buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
         self.decisions = Counter(
