@@ -163,6 +163,7 @@ def replay(
     An offline backtest of exactly what production would do: fraud labels reach the feature state
     only once their label time has passed.
     """
+    from fraudstream._malloc import keep_freed_memory
     from fraudstream.datasets.io import read_frame
     from fraudstream.datasets.registry import DATASETS, load_dataset
     from fraudstream.runtime import open_services
@@ -172,6 +173,7 @@ def replay(
     from fraudstream.training.report import evaluation_table
 
     with errors():
+        keep_freed_memory()
         settings = settings_with(datasets_dir)
         frame = (
             load_dataset(dataset, settings.datasets_dir) if dataset in DATASETS else read_frame(Path(dataset))

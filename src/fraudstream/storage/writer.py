@@ -16,6 +16,7 @@ from multiprocessing.queues import Queue
 from typing import Any
 
 from fraudstream._gc import paused_gc
+from fraudstream._malloc import keep_freed_memory
 from fraudstream.events.transaction import Label
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.records import DecisionColumns
@@ -141,6 +142,7 @@ def _write(store: Store, columns: DecisionColumns, labels: list[Label]) -> int:
 def _serve(jobs: Queue[Any], replies: Queue[tuple[str, Any]], url: str) -> None:
     """The child: store each job as it comes, answer ``("ok", stored)`` or ``("error", why)``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
+    keep_freed_memory()  # the slices come and go, a batch's size each
     store = Store(url)
     try:
         while (job := jobs.get()) is not None:
