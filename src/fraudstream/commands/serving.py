@@ -57,6 +57,7 @@ def worker(
     ] = None,
 ) -> None:
     """Consume transactions in batches, score them, store the decisions; Ctrl-C or SIGTERM stops cleanly."""
+    from fraudstream._malloc import keep_freed_memory
     from fraudstream.alerts import alerts_for
     from fraudstream.brokers import publishes_results
     from fraudstream.runtime import open_services
@@ -70,6 +71,7 @@ def worker(
         console.print(line)
         raise typer.Exit(0 if alive else 1)
     with errors():
+        keep_freed_memory()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         services = open_services(settings)
         results = publishes_results(settings.broker_url)  # decisions and dead letters to redis:// or kafka://
