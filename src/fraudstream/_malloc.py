@@ -5,9 +5,10 @@ them, batch after batch. glibc gives such blocks back to the kernel when they ar
 mapped on its own, and the top of the heap past 128 kB), so the next batch faults the same amount back
 in, page by page, zeroed. In a Handbook replay that was 14–15 s of system CPU. Keeping freed memory for
 reuse cut it to 10–11 s and lifted the replay from 18,449–21,510 to 21,882–21,941 transactions/s
-(`make bench-replay`, runs alternating in the same hour). A worker's large batches are alike: in the
-Redis pipeline benchmark the two workers used 154 and 167 µs of CPU per transaction against 175 and 172
-without. The price is a resident size that stays near its peak until the job ends.
+(`make bench-replay`, runs alternating in the same hour). A worker's large batches are alike, though
+there the gain is within the noise: in the Redis pipeline benchmark the workers used 154–173 µs of CPU
+per transaction (four runs) against 172–175 without (two). The price is a resident size that stays near
+its peak until the job ends.
 """
 
 from __future__ import annotations
