@@ -23,7 +23,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import bindparam, create_engine, inspect, select, text
 
-from fraudstream.api.routes.stats import _decision_rows
 from fraudstream.events import Label, Transaction
 from fraudstream.storage import DecisionRecord, StorageError, Store, open_store
 from fraudstream.storage import store as store_module
@@ -31,7 +30,7 @@ from fraudstream.storage.bulk import COPY_MIN_ROWS
 from fraudstream.storage.database import normalize_url
 from fraudstream.storage.migrate import alembic_config, current_revision, upgrade
 from fraudstream.storage.records import DecisionColumns
-from fraudstream.storage.rollup import minute_series
+from fraudstream.storage.rollup import minute_series, series_from_decisions
 from fraudstream.storage.tables import UTCDateTime, decisions, metadata
 from fraudstream.storage.writer import SLICE, DecisionWriter, WriterError
 from tests.integration.conftest import scratch_database
@@ -770,7 +769,7 @@ def test_small_batches_store_exactly_what_one_large_batch_stores(store: Store) -
 
 
 def _chart(store: Store, since: datetime, bucket: int, *, from_minutes: bool) -> tuple[dict, dict]:
-    by_time, by_score = (minute_series if from_minutes else _decision_rows)(store, since, bucket)
+    by_time, by_score = (minute_series if from_minutes else series_from_decisions)(store, since, bucket)
     times = {(int(s), d): (int(c), int(n), round(float(t or 0), 6), m) for s, d, c, n, t, m in by_time}
     scores: dict[tuple[int, str], int] = {}
     for b, d, c in by_score:  # the top bin holds a probability of 1 too

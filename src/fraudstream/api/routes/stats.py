@@ -7,12 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import Integer, cast, func, select
 
 from fraudstream.api.deps import ScorerDep, StoreDep
 from fraudstream.api.schemas import StatsOut
-from fraudstream.storage import tables
-from fraudstream.storage.rollup import MINUTE, SCORE_BINS, minute_series
+from fraudstream.storage.rollup import MINUTE, SCORE_BINS, minute_series, series_from_decisions
 from fraudstream.storage.store import Store
 from fraudstream.worker.worker import TRANSACTIONS
 
@@ -65,26 +63,14 @@ class SeriesOut(BaseModel):
     scores: list[ScoreBin]
 
 
-def _slots(store: Store, bucket: int) -> tuple[Any, Any]:
-    """SQL for a decision's time bucket (epoch seconds // ``bucket``) and score bin, per dialect: SQLite
-    may lack math functions, and a PostgreSQL cast to integer rounds instead of flooring."""
-    d = tables.decisions
-    scaled = d.c.probability * SCORE_BINS
-    if store.dialect == "sqlite":
-        return cast(func.strftime("%s", d.c.decided_at), Integer) // bucket, cast(scaled, Integer)
-    epoch = func.extract("epoch", d.c.decided_at)
-    return cast(func.floor(epoch / bucket), Integer), cast(func.floor(scaled), Integer)
-
-
 def decision_series(store: Store, since: datetime, bucket: int) -> dict[str, Any]:
     """Aggregated in the database, so a dashboard refreshing every few seconds never loads the window's
     rows: from the per-minute counts (:mod:`fraudstream.storage.rollup`) when the bucket is a whole
     number of minutes, the window then starting at the minute that holds ``since``; else from the
     decisions themselves (two GROUP BY queries over the window)."""
-    if bucket % MINUTE == 0:
-        by_time, by_score = minute_series(store, since, bucket)
-    else:
-        by_time, by_score = _decision_rows(store, since, bucket)
+    by_time, by_score = (minute_series if bucket % MINUTE == 0 else series_from_decisions)(
+        store, since, bucket
+    )
     points: dict[int, dict[str, Any]] = {}
     weighted: dict[int, list[float]] = {}
     scores: dict[int, dict[str, int]] = {}
@@ -110,32 +96,6 @@ def decision_series(store: Store, since: datetime, bucket: int) -> dict[str, Any
             for i in range(SCORE_BINS)
         ],
     }
-
-
-def _decision_rows(store: Store, since: datetime, bucket: int) -> tuple[list[Any], list[Any]]:
-    """:func:`minute_series`'s rows computed from the decisions in the window, for any bucket."""
-    d = tables.decisions
-    slot, score_bin = _slots(store, bucket)
-    latency = d.c.latency_ms["total"].as_float()
-    in_window = d.c.decided_at >= since
-    by_time = (
-        select(
-            slot.label("slot"),
-            d.c.decision,
-            func.count(),
-            func.count(latency),
-            func.sum(latency),
-            func.max(latency),
-        )
-        .where(in_window)
-        .group_by(slot, d.c.decision)
-    )
-    by_score = (
-        select(score_bin.label("bin"), d.c.decision, func.count())
-        .where(in_window)
-        .group_by(score_bin, d.c.decision)
-    )
-    return list(store.query(by_time)), list(store.query(by_score))
 
 
 @router.get("/series", response_model=SeriesOut)
