@@ -34,7 +34,7 @@
 typedef struct {
     int fd;
     int busy;
-    double due;
+    double due, last; /* when the request was due; when the connection was last answered */
     size_t have;
     char buf[BUF + 1];
 } conn_t;
@@ -68,9 +68,22 @@ static int open_conn(void) {
     conn_t *c = &conns[nconns];
     c->fd = fd;
     c->busy = 0;
+    c->last = now();
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)nconns};
     if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl");
     return nconns++;
+}
+
+/* An idle connection to send on. One idle for over 2 s is closed instead: the server may be closing it
+ * at that very moment (uvicorn drops keep-alive connections after 5 s), and a request sent into that
+ * race would be lost with it. */
+static int take_conn(double t) {
+    while (nidle) {
+        int k = idle[--nidle];
+        if (t - conns[k].last < 2.0) return k;
+        close(conns[k].fd);
+    }
+    return open_conn();
 }
 
 static void send_all(int fd, const char *p, size_t n) {
@@ -131,7 +144,7 @@ int main(int argc, char **argv) {
     while (done < n) {
         double t = now();
         for (; sent < n && start + sent / rate <= t; sent++) {
-            int k = nidle ? idle[--nidle] : open_conn();
+            int k = take_conn(t);
             conn_t *c = &conns[k];
             c->busy = 1;
             c->due = start + sent / rate;
@@ -176,6 +189,7 @@ int main(int argc, char **argv) {
             latency[done++] = now() - c->due;
             failed += status != 200;
             c->busy = 0;
+            c->last = now();
             idle[nidle++] = (int)k;
         }
     }
