@@ -159,11 +159,12 @@ def test_publish_then_consume_returns_keys_and_payloads(broker: Broker, topic: s
         ("c-1", {"n": 0, "amount": 12.5, "tags": ["a", "b"], "nested": {"ok": True, "none": None}}),
         (None, {"n": 1}),
         ("c-2", {"n": 2, "text": "grüße"}),
+        ("kunde-ÿ", {"n": 3}),  # a key of any text, "ÿ" too, is not confused with no key
     ]
     broker.publish(topic, sent)
-    got = sorted(drain(broker, topic, 3), key=lambda m: m.payload["n"])
+    got = sorted(drain(broker, topic, 4), key=lambda m: m.payload["n"])
     assert [(m.key, m.payload) for m in got] == sent
-    assert len({m.id for m in got}) == 3 and all(isinstance(m.id, str) and m.id for m in got)
+    assert len({m.id for m in got}) == 4 and all(isinstance(m.id, str) and m.id for m in got)
 
 
 def test_batches_never_exceed_max_messages(broker: Broker, topic: str) -> None:
@@ -177,6 +178,12 @@ def test_batches_never_exceed_max_messages(broker: Broker, topic: str) -> None:
         got += messages
     assert max(sizes) <= 10
     assert sorted(m.payload["n"] for m in got) == list(range(25))
+
+
+def test_a_batch_larger_than_any_internal_chunk_arrives_whole_in_order(broker: Broker, topic: str) -> None:
+    broker.publish(topic, numbered(12_001, keys=1))
+    got = drain(broker, topic, 12_001, batch=5000)
+    assert [m.payload["n"] for m in got] == list(range(12_001))
 
 
 def test_consume_returns_empty_handed_when_nothing_comes(broker: Broker, topic: str) -> None:
