@@ -95,14 +95,14 @@ class Worker:
 
     def run_once(self) -> int:
         """Process one batch; returns how many messages it handled (0 when the topic was empty)."""
-        messages = self.broker.consume(self.topic, self.batch_size, self.max_wait)
-        self.stats.heartbeat = time.time()
-        if self.health_file is not None and self.stats.heartbeat - self._written >= 1.0:
-            self._written = self.stats.heartbeat
-            write_health(self.health_file, self.health())
-        if not messages:
-            return 0
-        with paused_gc():
+        with paused_gc():  # reading a batch makes as many objects as handling it
+            messages = self.broker.consume(self.topic, self.batch_size, self.max_wait)
+            self.stats.heartbeat = time.time()
+            if self.health_file is not None and self.stats.heartbeat - self._written >= 1.0:
+                self._written = self.stats.heartbeat
+                write_health(self.health_file, self.health())
+            if not messages:
+                return 0
             self._handle(messages)
         self.stats.batches += 1
         return len(messages)
