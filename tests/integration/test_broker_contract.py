@@ -440,6 +440,7 @@ def test_worker_publishes_decisions_and_dead_letters(
         assert message.key == t.customer_id
         assert message.payload["decision"] in ("APPROVE", "FLAG", "BLOCK")
         assert 0.0 <= message.payload["probability"] <= 1.0
+        assert datetime.fromisoformat(message.payload["timestamp"]) == t.timestamp
         assert set(message.payload) == {
             "transaction_id", "decision", "probability", "reasons", "rules", "model_version", "timestamp",
         }  # fmt: skip
