@@ -563,8 +563,8 @@ def test_datetimes_come_back_as_aware_utc(store: Store) -> None:
 
 @pytest.mark.postgres
 def test_a_copy_that_meets_a_concurrent_insert_falls_back_to_on_conflict(postgres_database: str) -> None:
-    """Another writer commits one of our ids after our check for known ids: COPY fails on it, and the
-    staged insert skips that id and stores the rest."""
+    """Another writer commits one of our ids while our COPY runs (decisions are copied without looking
+    for stored ids first): COPY fails on it, and the staged insert skips that id and stores the rest."""
     insert = text(
         "INSERT INTO decisions (transaction_id, decided_at, timestamp, customer_id, amount, decision,"
         " probability, reasons, rules, model_version, feature_set, feature_values, latency_ms)"

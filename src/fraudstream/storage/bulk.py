@@ -134,14 +134,26 @@ def insert_new(conn: Conn, table: Table, columns: Sequence[str], rows: Sequence[
 
 
 def insert_new_lazy(
-    conn: Conn, table: Table, columns: Sequence[str], keys: Sequence[Any], build: RowBuilder
+    conn: Conn,
+    table: Table,
+    columns: Sequence[str],
+    keys: Sequence[Any],
+    build: RowBuilder,
+    *,
+    expect_new: bool = False,
 ) -> set[Any]:
-    """:func:`insert_new` for rows that ``build`` makes on demand, only for the keys not stored yet."""
+    """:func:`insert_new` for rows that ``build`` makes on demand, only for the keys not stored yet.
+
+    ``expect_new`` says the caller has already looked for most of the keys (a decision is looked up
+    before its transaction is scored): PostgreSQL then copies the rows without looking them up again,
+    and only a conflict, should one appear meanwhile, sends the batch the slower way. The result is
+    the same either way.
+    """
     if not keys:
         return set()
     if _is_sqlite(conn):
         return _sqlite_insert_new(driver(conn), table, columns, keys, build)
-    return _postgres_insert_new(conn, table, columns, keys, build)
+    return _postgres_insert_new(conn, table, columns, keys, build, look_first=not expect_new)
 
 
 def append(conn: Conn, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
@@ -203,7 +215,13 @@ def _sqlite_insert_new(
 
 
 def _postgres_insert_new(
-    conn: Conn, table: Table, columns: Sequence[str], keys: Sequence[Any], build: RowBuilder
+    conn: Conn,
+    table: Table,
+    columns: Sequence[str],
+    keys: Sequence[Any],
+    build: RowBuilder,
+    *,
+    look_first: bool,
 ) -> set[Any]:
     from psycopg.errors import UniqueViolation
 
@@ -216,8 +234,11 @@ def _postgres_insert_new(
         # The fast path: skip the keys already stored, then COPY the rest straight into the table.
         # A concurrent writer can still commit one of them in between; COPY then fails on the unique
         # key, and the batch goes the slower way, through a staging table and ON CONFLICT DO NOTHING.
-        cursor.execute(f"SELECT {columns[0]} FROM {table.name} WHERE {columns[0]} = ANY(%b)", [list(keys)])
-        stored = {k for (k,) in cursor.fetchall()}
+        stored: set[Any] = set()
+        if look_first:
+            known = f"SELECT {columns[0]} FROM {table.name} WHERE {columns[0]} = ANY(%b)"
+            cursor.execute(known, [list(keys)])
+            stored = {k for (k,) in cursor.fetchall()}
         at = [i for i in order if keys[i] not in stored]
         if not at:
             return set()

@@ -71,14 +71,16 @@ class Store(AlertStore, QueueStore):
         overwritten. ``transactions`` (the synchronous API path, which skips :meth:`accept`) are stored
         too when not already known. A scored batch's :class:`DecisionColumns` are stored without
         making a record per row. One transaction, one bulk statement per table, or on SQLite one per row
-        for the score API's few rows (see :mod:`.bulk`).
+        for the score API's few rows (see :mod:`.bulk`). The decisions are expected to be new (callers
+        look them up before scoring), so PostgreSQL copies them without looking again; a batch that
+        does hold stored ones costs a second pass, with the same result.
         """
         ts = bulk.timestamp_converter(self.dialect, memo=True)
         keys, build, names, per_minute = self._decision_builder(records, ts)
         if not keys and not transactions:
             return []
         with self._bulk_write() as conn:
-            new = bulk.insert_new_lazy(conn, _d, DECISION_COLUMNS, keys, build)
+            new = bulk.insert_new_lazy(conn, _d, DECISION_COLUMNS, keys, build, expect_new=True)
             unknown = [(k, dumps(v)) for k, v in names.items() if k not in self._feature_names]
             if unknown:  # no foreign key, so the names may follow the vectors that use them
                 bulk.insert_new(conn, _fs, ("id", "names"), unknown)
