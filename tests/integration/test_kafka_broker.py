@@ -33,10 +33,11 @@ def prefix(kafka_url: str) -> Iterator[str]:
     yield prefix
     admin = AdminClient({"bootstrap.servers": bootstrap(kafka_url)})
     topics = [t for t in admin.list_topics(timeout=5).topics if t.startswith(prefix)]
-    groups = [g.group_id for g in admin.list_consumer_groups().result(timeout=5).valid]
+    listed = admin.list_consumer_groups().result(timeout=5).valid
+    groups = [g.group_id for g in listed if g.group_id.startswith(prefix)]
     for futures in (
         admin.delete_topics(topics) if topics else {},
-        admin.delete_consumer_groups([g for g in groups if g.startswith(prefix)]) if groups else {},
+        admin.delete_consumer_groups(groups) if groups else {},
     ):
         for future in futures.values():
             future.exception(timeout=10)
@@ -261,3 +262,20 @@ def test_missing_client_library_says_what_to_install(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "confluent_kafka", None)
     with pytest.raises(BrokerError, match=r"pip install 'fraudstream\[kafka\]'"):
         KafkaBroker("kafka://127.0.0.1:9093")
+
+
+def test_the_url_sets_how_many_partitions_a_new_topic_gets(kafka_url: str, prefix: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    from fraudstream.brokers import open_broker
+
+    for partitions, option in ((6, ""), (4, "&partitions=4")):
+        name = f"{TOPIC}-{partitions}"
+        url = f"{kafka_url}?prefix={prefix}{option}"
+        broker = open_broker(url, None, group=prefix + "g")  # type: ignore[arg-type]  # Kafka needs no store
+        try:
+            broker.publish(name, [("c1", {"n": 1})])
+        finally:
+            broker.close()
+        topics = AdminClient({"bootstrap.servers": bootstrap(kafka_url)}).list_topics(timeout=10).topics
+        assert len(topics[prefix + name].partitions) == partitions

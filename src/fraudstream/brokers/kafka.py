@@ -60,7 +60,7 @@ class KafkaBroker(Broker):
         *,
         group: str = "fraudstream",
         consumer: str | None = None,
-        partitions: int = 3,
+        partitions: int = 6,
         replication_factor: int = -1,
         topic_prefix: str = "",
         session_timeout_ms: int = 10_000,
