@@ -91,7 +91,8 @@ class FastScoreMiddleware:
         except Exception as exc:  # the route's catch-all answer: logged, counted, 500 with an error id
             failed = await unexpected_error(Request(scope), exc)
         else:
-            payload = DecisionOut.from_record(record, duplicate=duplicate).model_dump_json().encode()
+            answer = DecisionOut.from_record(record, duplicate=duplicate)
+            payload = DecisionOut.__pydantic_serializer__.to_json(answer)  # model_dump_json's bytes
             length = str(len(payload)).encode()
             headers = [(b"content-type", b"application/json"), (b"content-length", length)]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
