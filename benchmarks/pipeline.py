@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from api_latency import steal_seconds  # the same count beside the API benchmark's figures
 from sqlalchemy import func, select
 
 from fraudstream.brokers import open_broker
@@ -76,15 +77,6 @@ def cpu_seconds() -> dict[str, float]:
             continue
         used[kind] = used.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return used
-
-
-def steal_seconds() -> float:
-    """CPU time the hypervisor has taken from this machine so far, all cores (Linux ``/proc/stat``):
-    on a shared VM it explains most of the difference between two runs."""
-    try:
-        return int(Path("/proc/stat").read_text().split()[8]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
 
 
 def decided(store: Store) -> int:
@@ -154,7 +146,7 @@ def main() -> None:
             if any(w.poll() is not None for w in workers):
                 raise SystemExit("a worker exited early")
         elapsed = time.perf_counter() - started
-        cpu_after, stolen = cpu_seconds(), steal_seconds() - steal_before
+        cpu_after, steal_after = cpu_seconds(), steal_seconds()
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)
@@ -168,12 +160,16 @@ def main() -> None:
         f"(published in {published:.1f} s; {args.workers} workers, batches of {args.batch_size:,})"
     )
     spent = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in sorted(cpu_after)}
+    stolen = ""
+    if steal_before is not None and steal_after is not None:
+        stolen = f"; stolen by the hypervisor meanwhile {steal_after - steal_before:.1f}"
     print(
         "CPU seconds: "
         + ", ".join(f"{k} {v:.1f}" for k, v in spent.items())
         + " (µs per transaction: "
         + ", ".join(f"{k} {v / len(ids) * 1e6:.0f}" for k, v in spent.items())
-        + f"); stolen by the hypervisor meanwhile {stolen:.1f}"
+        + ")"
+        + stolen
     )
 
 
