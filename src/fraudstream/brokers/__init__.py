@@ -4,7 +4,7 @@ imported only when its URL is chosen."""
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlparse
+from urllib.parse import urlparse
 
 from fraudstream._urls import split_prefix
 from fraudstream.brokers.base import Broker, BrokerError, Message
@@ -53,36 +53,16 @@ def open_broker(
             url, group=group, consumer=consumer, claim_idle_seconds=claim_idle_seconds, maxlen=maxlen
         )
     if scheme == "kafka":
-        from fraudstream.brokers.kafka import KafkaBroker
+        from fraudstream.brokers.kafka import KafkaBroker, partitions_option
 
         return KafkaBroker(
             url,
             group=group,
             consumer=consumer,
             topic_prefix=split_prefix(url)[1] or "",
-            partitions=kafka_partitions(url),
+            partitions=partitions_option(url),
         )
     raise BrokerError(f"unsupported broker URL {url!r}: use {', '.join(SCHEMES.values())}")
-
-
-def kafka_partitions(url: str, default: int = 6) -> int:
-    """The ``?partitions=N`` option of a Kafka URL: how many partitions a topic is created with.
-
-    Workers of one group share a topic's partitions, so the count caps how many can work at once and
-    should divide evenly among them: with 3 partitions, 2 workers split the load 2 to 1 and the
-    pipeline benchmark ran at 5,475 tx/s. The default, 6, divides among 1, 2, 3 or 6 workers. A topic
-    that exists already keeps its partitions.
-    """
-    raw = dict(parse_qsl(urlparse(url).query, keep_blank_values=True)).get("partitions")
-    if raw is None:
-        return default
-    try:
-        partitions = int(raw)
-    except ValueError:
-        partitions = 0
-    if partitions < 1:
-        raise BrokerError(f"partitions={raw!r} in the Kafka URL must be a whole number of at least 1")
-    return partitions
 
 
 def publishes_results(broker_url: str) -> bool:
