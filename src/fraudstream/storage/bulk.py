@@ -153,7 +153,7 @@ def insert_new_lazy(
         return set()
     if _is_sqlite(conn):
         return _sqlite_insert_new(driver(conn), table, columns, keys, build)
-    return _postgres_insert_new(conn, table, columns, keys, build, look_first=not expect_new)
+    return _postgres_insert_new(conn, table, columns, keys, build, expect_new=expect_new)
 
 
 def append(conn: Conn, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
@@ -221,7 +221,7 @@ def _postgres_insert_new(
     keys: Sequence[Any],
     build: RowBuilder,
     *,
-    look_first: bool,
+    expect_new: bool,
 ) -> set[Any]:
     from psycopg.errors import UniqueViolation
 
@@ -231,11 +231,11 @@ def _postgres_insert_new(
     with driver(conn).cursor() as cursor:
         if len(keys) < COPY_MIN_ROWS:
             return _postgres_values(cursor, table, columns, list(build(order)))
-        # The fast path: skip the keys already stored, then COPY the rest straight into the table.
-        # A concurrent writer can still commit one of them in between; COPY then fails on the unique
-        # key, and the batch goes the slower way, through a staging table and ON CONFLICT DO NOTHING.
+        # The fast path: skip the keys already stored (unless expected new), then COPY the rest straight
+        # into the table. A stored key left in, or one a concurrent writer commits meanwhile, makes COPY
+        # fail on the unique key, and the batch goes the slower way: a staging table, ON CONFLICT DO NOTHING.
         stored: set[Any] = set()
-        if look_first:
+        if not expect_new:
             known = f"SELECT {columns[0]} FROM {table.name} WHERE {columns[0]} = ANY(%b)"
             cursor.execute(known, [list(keys)])
             stored = {k for (k,) in cursor.fetchall()}
