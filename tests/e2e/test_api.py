@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from fraudstream.api import create_app
 from fraudstream.api.errors import BodyLimitMiddleware
@@ -26,10 +26,6 @@ from fraudstream.config import Settings
 from fraudstream.runtime import Services, open_services
 from fraudstream.storage.errors import StorageError
 from fraudstream.worker import Worker
-
-with warnings.catch_warnings():  # starlette wants httpx2, which is not a dependency of this project
-    warnings.filterwarnings("ignore", message=".*httpx2.*")
-    from fastapi.testclient import TestClient
 
 NOW = datetime.now(UTC)
 Api = tuple[TestClient, Services, FastAPI]

@@ -290,13 +290,9 @@ def test_bursts_and_dedup_hold_across_processes_sharing_the_database(tmp_path: P
 def test_score_endpoint_raises_and_delivers_alerts(
     tmp_path: Path, bundle_path: Path, webhook: tuple[str, Receiver], smtp: tuple[str, Inbox]
 ) -> None:
-    import warnings
+    from fastapi.testclient import TestClient
 
     from fraudstream.api import create_app
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*httpx2.*")
-        from fastapi.testclient import TestClient
 
     (url, receiver), (smtp_url, inbox) = webhook, smtp
     rules = tmp_path / "rules.yaml"
