@@ -5,6 +5,11 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 
+def url_option(url: str, name: str) -> str | None:
+    """The value of ``?name=`` in ``url``'s query (the first, if repeated), or ``None`` when absent."""
+    return next((v for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True) if k == name), None)
+
+
 def split_prefix(url: str) -> tuple[str, str | None]:
     """``url`` without its ``?prefix=`` option, and that option (``None`` when absent).
 
@@ -12,7 +17,5 @@ def split_prefix(url: str) -> tuple[str, str | None]:
     can share one Redis or Kafka; the client libraries would reject the unknown option.
     """
     parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    prefix = next((v for k, v in query if k == "prefix"), None)
-    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
-    return urlunsplit(parts._replace(query=rest)), prefix
+    rest = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "prefix"])
+    return urlunsplit(parts._replace(query=rest)), url_option(url, "prefix")

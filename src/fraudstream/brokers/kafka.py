@@ -16,10 +16,10 @@ import socket
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from fraudstream._urls import url_option
 from fraudstream.brokers._kafka_member import TopicConsumer, load, take
 from fraudstream.brokers.base import Broker, BrokerError, Message
 
@@ -50,7 +50,7 @@ def partitions_option(url: str) -> int:
     should divide evenly among them: with 3 partitions, 2 workers split the load 2 to 1 and the
     pipeline benchmark ran at 5,202 tx/s, against 6,682 with 6. A topic that exists keeps its count.
     """
-    raw = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True)).get("partitions")
+    raw = url_option(url, "partitions")
     if raw is None:
         return DEFAULT_PARTITIONS
     try:
