@@ -12,13 +12,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, event
 from sqlalchemy.dialects import sqlite
 
 from fraudstream.storage import DecisionRecord, StorageError, Store, open_store
@@ -277,3 +278,99 @@ def test_feature_set_ids_are_remembered_but_always_the_digest() -> None:
             == hashlib.sha256(orjson.dumps([*names, str(i)])).hexdigest()[:32]
         )
     assert feature_set_id(list(names)) == digest
+
+
+def _add_rows(path: Path, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.executemany(sql, rows)
+
+
+def _add_decisions(path: Path, rows: list[tuple[str, str, datetime, str]]) -> None:
+    """``(transaction_id, customer_id, event time, outcome)`` rows straight into the file, quickly."""
+    _add_rows(
+        path,
+        "INSERT INTO decisions (transaction_id, decided_at, timestamp, customer_id, amount, decision,"
+        " probability, reasons, rules, model_version, feature_set, feature_values, latency_ms)"
+        " VALUES (?, ?, ?, ?, 1, ?, 0.5, '[]', '[]', 'v', 'none', x'', '{}')",
+        [(t, sqlite_timestamp(ts), sqlite_timestamp(ts), c, d) for t, c, ts, d in rows],
+    )
+
+
+def _add_alerts(path: Path, rows: list[tuple[datetime, str]]) -> None:
+    """``(created_at, entity)`` ``block`` alerts straight into the file."""
+    _add_rows(
+        path,
+        "INSERT INTO alerts (created_at, kind, entity, payload, status)"
+        " VALUES (?, 'block', ?, '{}', 'stored')",
+        [(sqlite_timestamp(at), entity) for at, entity in rows],
+    )
+
+
+@contextmanager
+def _vm_steps(store: Store) -> Iterator[list[int]]:
+    """Counts SQLite's virtual-machine steps (in hundreds) of the store's statements meanwhile: the
+    work a query does, without timing it."""
+    steps = [0]
+
+    def tick() -> int:
+        steps[0] += 1
+        return 0
+
+    def watch(conn: Any, *_: Any) -> None:
+        conn.connection.driver_connection.set_progress_handler(tick, 100)
+
+    event.listen(store.engine, "before_cursor_execute", watch)
+    try:
+        yield steps
+    finally:
+        event.remove(store.engine, "before_cursor_execute", watch)
+
+
+def test_flag_history_reads_the_window_s_flags_not_the_table(tmp_path: Path) -> None:
+    """The burst detector asks after every batch of decisions, so the work must follow the FLAGs in
+    the window, not the table. Counted while the table grows with the same customers' older decisions
+    and other customers' FLAGs: through the customer index (ordered by decision time) or the index led
+    by the outcome, the count grew with them (52 → 1,052)."""
+    path = tmp_path / "fraud.db"
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    asked = [f"c{i}" for i in range(20)]
+    mine = [(f"t{i}", asked[i % 3], start + timedelta(minutes=i), "FLAG") for i in range(6)]
+    expected = sorted((c, t, ts) for t, c, ts, _ in mine[:5])
+    steps = []
+    with open_store(f"sqlite:///{path}") as s:
+        s.migrate()
+        _add_decisions(path, mine)
+        for more in (1_000, 20_000):
+            older = [
+                (f"h{more}-{i}", asked[i % 20], start - timedelta(hours=1, seconds=i), "FLAG")
+                for i in range(more)
+            ]
+            others = [
+                (f"o{more}-{i}", f"x{i % 500}", start + timedelta(seconds=i % 240), "FLAG")
+                for i in range(more)
+            ]
+            _add_decisions(path, older + others)
+            with _vm_steps(s) as counted:
+                assert sorted(s.flag_history(asked, start, start + timedelta(minutes=4))) == expected
+            steps.append(counted[0])
+    assert steps[1] <= steps[0] * 1.5
+
+
+def test_recent_alert_keys_read_the_asked_entities_alerts_not_the_window_s(tmp_path: Path) -> None:
+    """De-duplication asks after every batch too: its work must not grow with the other entities'
+    alerts of the window."""
+    path = tmp_path / "fraud.db"
+    now = datetime.now(UTC)
+    asked = {("block", f"customer:c{i}") for i in range(20)}
+    steps = []
+    with open_store(f"sqlite:///{path}") as s:
+        s.migrate()
+        _add_alerts(path, [(now - timedelta(minutes=20), "customer:c1"), (now, "customer:c2")])
+        for more in (1_000, 20_000):
+            _add_alerts(
+                path, [(now - timedelta(seconds=i % 500), f"customer:x{more}-{i}") for i in range(more)]
+            )
+            with _vm_steps(s) as counted:
+                assert s.recent_alert_keys(asked, now - timedelta(minutes=10)) == {("block", "customer:c2")}
+            steps.append(counted[0])
+    assert steps[1] <= steps[0] * 1.5

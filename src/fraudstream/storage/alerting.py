@@ -12,7 +12,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, Integer, and_, cast, column, func, insert, select, true, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Integer,
+    TextualSelect,
+    and_,
+    bindparam,
+    cast,
+    column,
+    func,
+    insert,
+    select,
+    text,
+    true,
+    update,
+)
 
 from fraudstream.storage import tables
 from fraudstream.storage.database import Database
@@ -121,18 +136,17 @@ class AlertStore(Database):
         """``(customer_id, transaction_id, event time)`` of stored FLAGs with event time in
         ``[since, until]``, for the burst detector to see decisions made by other processes too.
 
-        The outcome is checked here rather than in SQL: given both, SQLite chose the outcome's index
-        and read every FLAG ever stored, a cost that grew with the table on each call. Filtering by
-        customer alone leaves it only the customer's index.
+        Read from the partial index of FLAGs by customer and event time, so the cost follows the FLAGs
+        in the window, not the table. Without statistics SQLite preferred the index led by the outcome
+        and read every FLAG ever stored (14 ms a call at 300,000 decisions, against 0.1), so on SQLite
+        the index is named; PostgreSQL picks it from its statistics.
         """
         out: list[tuple[str, str, datetime]] = []
+        query = _flag_query(self.dialect)
         with self._read() as conn:
             for chunk in chunks(sorted(set(customer_ids))):
-                query = select(_d.c.customer_id, _d.c.transaction_id, _d.c.timestamp, _d.c.decision).where(
-                    _d.c.customer_id.in_(chunk), _d.c.timestamp >= since, _d.c.timestamp <= until
-                )
-                rows = conn.execute(query)
-                out.extend((str(c), str(t), ts) for c, t, ts, decision in rows if decision == "FLAG")
+                rows = conn.execute(query, {"customers": chunk, "since": since, "until": until})
+                out.extend((str(c), str(t), ts) for c, t, ts in rows)
         return out
 
     def record_deliveries(self, attempts: list[DeliveryAttempt]) -> None:
@@ -294,3 +308,22 @@ class AlertStore(Database):
         )
         with self._read() as conn:
             return [(str(d), bool(f), int(n), float(s or 0.0)) for d, f, n, s in conn.execute(query)]
+
+
+def _flag_query(dialect: str) -> TextualSelect:
+    """FLAGs of some customers within a window of event time, from their partial index."""
+    hint = f" INDEXED BY {tables.FLAG_INDEX}" if dialect == "sqlite" else ""
+    sql = (
+        f"SELECT customer_id, transaction_id, timestamp FROM decisions{hint}"
+        f" WHERE customer_id IN :customers AND timestamp >= :since AND timestamp <= :until"
+        f" AND {tables.FLAG_ONLY}"
+    )
+    return (
+        text(sql)
+        .bindparams(
+            bindparam("customers", expanding=True),
+            bindparam("since", type_=_d.c.timestamp.type),
+            bindparam("until", type_=_d.c.timestamp.type),
+        )
+        .columns(_d.c.customer_id, _d.c.transaction_id, _d.c.timestamp)
+    )
