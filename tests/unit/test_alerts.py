@@ -156,6 +156,20 @@ def test_dedup_per_entity_and_kind_within_the_window() -> None:
     assert [a.transaction_id for a in d.detect([decision(6, "BLOCK")])] == ["t0006"]
 
 
+def test_dedup_holds_when_the_clock_steps_back() -> None:
+    """Expired entries are dropped from the front of the memory, which is time order only while the
+    clock moves forward; a step back must neither hide an alert nor repeat one."""
+    clock = Clock()
+    d = detector(clock=clock, dedup_seconds=600)
+    assert len(d.detect([decision(1, "BLOCK")])) == 1
+    clock.now -= timedelta(minutes=20)
+    assert len(d.detect([decision(2, "BLOCK", customer="c2")])) == 1
+    clock.now += timedelta(minutes=11)  # now T-9 min: c1's alert (at T) counts, c2's (at T-20) has expired
+    assert [
+        a.transaction_id for a in d.detect([decision(3, "BLOCK"), decision(4, "BLOCK", customer="c2")])
+    ] == ["t0004"]
+
+
 def test_dedup_sees_alerts_stored_by_other_processes(store: Store) -> None:
     store.save_alerts([Alert("block", "customer:c1", "old", "earlier", created_at=datetime.now(UTC))])
     d = detector(recent=store.recent_alert_keys)

@@ -190,9 +190,16 @@ class AlertDetector:
 
     def _deduplicate(self, alerts: list[Alert], now: datetime) -> list[Alert]:
         since = now - self.dedup
-        self._last_alert = {key: at for key, at in self._last_alert.items() if at > since}
+        last = self._last_alert
+        # Entries go in at the end with the clock's time, so the expired ones are at the front: drop
+        # just those, rather than rebuild a dictionary that holds every alert of the window.
+        while last:
+            oldest = next(iter(last))
+            if last[oldest] > since:
+                break
+            del last[oldest]
         keys = {(a.kind, a.entity) for a in alerts}
-        seen = {key for key in keys if key in self._last_alert}
+        seen = {key for key in keys if last.get(key, since) > since}
         if self.recent is not None and keys - seen:
             seen |= self.recent(keys - seen, since)
         out = []
@@ -201,6 +208,7 @@ class AlertDetector:
             if key in seen:
                 continue
             seen.add(key)
-            self._last_alert[key] = now
+            last.pop(key, None)
+            last[key] = now
             out.append(alert)
         return out
