@@ -35,6 +35,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RUN = os.urandom(3).hex()
+WARM_UP = 40
 TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -45,6 +46,9 @@ def free_port() -> int:
 
 
 def body(i: int, start: datetime) -> dict[str, object]:
+    """``--traffic uniform``: customers, merchants and devices drawn uniformly at random. Any device
+    soon serves dozens of customers, so after some 10,000 requests the ``device_farm`` rule fires on
+    nearly every one and 85-95 % are FLAGged or BLOCKed: an attack, not a day's traffic."""
     rng = np.random.default_rng(i)
     return {
         "transaction_id": f"bench-{RUN}-{i}",
@@ -57,13 +61,37 @@ def body(i: int, start: datetime) -> dict[str, object]:
     }
 
 
-def request_bytes(host: str, i: int, start: datetime) -> bytes:
-    payload = json.dumps(body(i, start)).encode()
+def uniform(first: int, count: int) -> list[dict[str, object]]:
+    start = datetime.now(UTC)
+    return [body(first + i, start) for i in range(count)]
+
+
+def generated(count: int) -> list[dict[str, object]]:
+    """``--traffic generator``: ``count`` transactions of the project's own generator, the traffic
+    ``fraudstream demo`` trains and simulates on (another seed, so none was trained on), in event-time
+    order and without their ground truth: customers keep their devices, about 1 % is fraud."""
+    from fraudstream.datasets.generator import GeneratorConfig, generate
+    from fraudstream.datasets.simulate import GROUND_TRUTH
+    from fraudstream.events.frame import iter_records
+
+    frame = generate(GeneratorConfig(days=max(30.0, count / 4000), seed=11))
+    out = []
+    for record in iter_records(frame.sort_values("timestamp", kind="stable").head(count)):
+        row = {k: v for k, v in record.items() if k not in GROUND_TRUTH}
+        row["transaction_id"] = f"bench-{RUN}-{row['transaction_id']}"
+        out.append(row)
+    if len(out) < count:
+        sys.exit(f"the generator made {len(out):,} transactions, fewer than the {count:,} needed")
+    return out
+
+
+def request_bytes(host: str, payload: dict[str, object]) -> bytes:
+    data = json.dumps(payload, default=datetime.isoformat).encode()
     head = (
         f"POST /v1/score HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\n\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
     )
-    return head.encode() + payload
+    return head.encode() + data
 
 
 def loadgen() -> Path:
@@ -82,13 +110,14 @@ def loadgen() -> Path:
     return binary
 
 
-def load(binary: Path, port: int, rate: float, seconds: float, first: int, workdir: Path) -> np.ndarray:
-    """Latencies in ms of ``rate * seconds`` requests sent on schedule, ids from ``first`` on."""
-    start = datetime.now(UTC)
+def load(
+    binary: Path, port: int, rate: float, payloads: list[dict[str, object]], workdir: Path
+) -> np.ndarray:
+    """Latencies in ms of ``payloads`` sent on schedule, ``rate`` per second."""
     requests = workdir / "requests.bin"
     with requests.open("wb") as out:
-        for i in range(int(rate * seconds)):
-            request = request_bytes("127.0.0.1", first + i, start)
+        for payload in payloads:
+            request = request_bytes("127.0.0.1", payload)
             out.write(struct.pack("<I", len(request)) + request)
     done = subprocess.run(
         [str(binary), "127.0.0.1", str(port), str(rate), str(requests)], capture_output=True, text=True
@@ -124,7 +153,7 @@ def wait_ready(url: str) -> None:
     sys.exit(f"{url} did not answer within 30 s")
 
 
-def floor(binary: Path, rate: float, seconds: float, workdir: Path) -> np.ndarray:
+def floor(binary: Path, rate: float, payloads: list[dict[str, object]], workdir: Path) -> np.ndarray:
     """Latencies of the same load against a canned answer, served by uvicorn as ``serve`` serves."""
     (workdir / "canned.py").write_bytes(CANNED)
     port = free_port()
@@ -135,7 +164,7 @@ def floor(binary: Path, rate: float, seconds: float, workdir: Path) -> np.ndarra
     )  # fmt: skip
     try:
         wait_ready(f"http://127.0.0.1:{port}/")
-        return load(binary, port, rate, seconds, 0, workdir)
+        return load(binary, port, rate, payloads, workdir)
     finally:
         server.terminate()
         server.wait(10)
@@ -169,8 +198,22 @@ def main() -> None:
     parser.add_argument(
         "--floor", action="store_true", help="after each run, the same load against a canned answer"
     )
+    parser.add_argument(
+        "--traffic",
+        choices=("generator", "uniform"),
+        default="generator",
+        help="generator: the demo's generated traffic (default); uniform: random ids, soon all suspicious",
+    )
     args = parser.parse_args()
     binary = loadgen()
+    per_run = int(args.rate * args.seconds)
+    if args.traffic == "generator":
+        rows = generated(WARM_UP + per_run * args.repeat)
+        warm_up = rows[:WARM_UP]
+        runs = [rows[WARM_UP + k * per_run :][:per_run] for k in range(args.repeat)]
+    else:
+        warm_up = uniform(10**9, WARM_UP)
+        runs = [uniform(k * (per_run + 1), per_run) for k in range(args.repeat)]
     port = free_port()
     workdir = Path(tempfile.mkdtemp())
     env = os.environ | {"FRAUD_DATA_DIR": str(workdir), "FRAUD_MODEL_PATH": str(args.model.resolve())}
@@ -180,12 +223,11 @@ def main() -> None:
     )  # fmt: skip
     try:
         wait_ready(f"http://127.0.0.1:{port}/ready")
-        load(binary, port, 20, 2, 10**9, workdir)  # warm-up, with ids of its own
+        load(binary, port, 20, warm_up, workdir)
         p99s = []
-        for run in range(args.repeat):
-            first = run * int(args.rate * args.seconds + 1)
+        for payloads in runs:
             cpu0, steal0 = cpu_seconds(server.pid), steal_seconds()
-            latencies = load(binary, port, args.rate, args.seconds, first, workdir)
+            latencies = load(binary, port, args.rate, payloads, workdir)
             cpu1, steal1 = cpu_seconds(server.pid), steal_seconds()
             p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
             p99s.append(p99)
@@ -198,7 +240,7 @@ def main() -> None:
                 )
             if args.floor:
                 steal0 = steal_seconds()
-                canned = floor(binary, args.rate, args.seconds, workdir)
+                canned = floor(binary, args.rate, payloads, workdir)
                 steal1 = steal_seconds()
                 p50, p99 = np.percentile(canned, [50, 99])
                 stolen = "" if steal0 is None or steal1 is None else f"; steal {steal1 - steal0:.1f} s"
