@@ -13,6 +13,9 @@ virtual machine explains much of the run-to-run spread. With ``--floor`` each ru
 same load against a uvicorn app that answers a canned body and does nothing else: the latency this
 machine gives a server at that moment, to read the real figures against. Needs a model bundle
 (``--model``, default fraudstream-data/model.fsb: run ``make demo``).
+
+The requests are the demo generator's transactions by default (``--traffic generator``: customers with
+their own devices, about 1 % fraud); ``--traffic uniform`` sends the random ids of the earlier figures.
 """
 
 from __future__ import annotations
