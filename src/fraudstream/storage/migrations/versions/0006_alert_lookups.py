@@ -9,6 +9,9 @@
 Both made the API's alert thread slower as the tables grew (measured with ``py-spy``: from 12 % to 24 % of
 the server's samples over five 20-s runs at 500 requests/s).
 
+Building them reads the whole decisions table, and PostgreSQL holds writes to a table while an index is
+built on it: migrate a large database at a quiet time.
+
 Hand-written to match ``fraudstream.storage.tables``.
 
 Revision ID: 0006
