@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -310,8 +311,10 @@ class AlertStore(Database):
             return [(str(d), bool(f), int(n), float(s or 0.0)) for d, f, n, s in conn.execute(query)]
 
 
+@cache
 def _flag_query(dialect: str) -> TextualSelect:
-    """FLAGs of some customers within a window of event time, from their partial index."""
+    """FLAGs of some customers within a window of event time, from their partial index; built once per
+    dialect, since the detector asks several times a second."""
     hint = f" INDEXED BY {tables.FLAG_INDEX}" if dialect == "sqlite" else ""
     sql = (
         f"SELECT customer_id, transaction_id, timestamp FROM decisions{hint}"
