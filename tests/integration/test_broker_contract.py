@@ -27,6 +27,7 @@ from fraudstream.events.batch import TransactionBatch
 from fraudstream.storage import Store, open_store
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+T0_TX = {"transaction_id": "gone", "timestamp": T0.isoformat(), "customer_id": "c", "amount": 5.0}
 
 #: Longest a test polls for messages that should arrive (a Kafka group join takes seconds).
 PATIENCE = 60.0
@@ -489,4 +490,28 @@ def test_a_message_that_keeps_killing_workers_is_dead_lettered_and_stored_decisi
         ] == ["poison"]
     finally:
         broker.close()
+        services.close()
+
+
+@pytest.mark.redis
+def test_the_api_answers_503_when_redis_goes_away_and_keeps_nothing(
+    tmp_path: Path, bundle_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from fraudstream.api import create_app
+
+    services = redis_services(tmp_path, bundle_path, f"{redis_url}?prefix={redis_prefix}")
+    import redis
+
+    client = services.broker._client  # type: ignore[attr-defined]
+    client.connection_pool.disconnect()
+    client.connection_pool = redis.ConnectionPool(host="127.0.0.1", port=1)  # Redis goes away
+    try:
+        with TestClient(create_app(services.settings, services)) as client:
+            response = client.post("/v1/transactions", json=T0_TX)
+            assert response.status_code == 503 and response.headers["retry-after"] == "5"
+            assert response.json() == {"detail": "the message broker is unavailable; try again later"}
+            assert services.store.get_transaction("gone") is None  # so a retry is accepted afresh
+    finally:
         services.close()

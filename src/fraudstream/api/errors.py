@@ -5,7 +5,7 @@
 * Validation errors keep FastAPI's 422 body (a list of ``loc`` / ``msg`` / ``type`` / ``input``), with
   the echoed input made JSON-safe: ``NaN`` is valid Python JSON but not valid JSON output, and bytes or
   exception objects in ``ctx`` would otherwise turn a client's mistake into a 500.
-* A database that cannot be reached is a 503 (retry later), not a 500.
+* A database or message broker that cannot be reached is a 503 (retry later), not a 500.
 * Anything else is a bug: a 500 with an error id that is also logged with the traceback, so a user's
   report can be matched to the log line.
 """
@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fraudstream.brokers.base import BrokerError
 from fraudstream.storage.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,15 @@ async def storage_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+async def broker_unavailable(request: Request, exc: Exception) -> Response:
+    log.error("broker unavailable during %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": "the message broker is unavailable; try again later"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     """The catch-all: a bug, not bad input. Log it with an id the client can quote."""
     error_id = uuid.uuid4().hex[:12]
@@ -162,4 +172,5 @@ def install_error_handlers(app: FastAPI, max_body_bytes: int) -> None:
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StorageError, storage_unavailable)
+    app.add_exception_handler(BrokerError, broker_unavailable)
     app.add_exception_handler(Exception, unexpected_error)
