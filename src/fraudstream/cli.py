@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fraudstream.commands import check, dashboard, report, serving, training
+from fraudstream.commands import check, dashboard, dead_letters, report, serving, training
 
 app = typer.Typer(
     help="fraudstream: real-time fraud detection with point-in-time features, trained models and rules.",
@@ -25,3 +25,4 @@ app.command()(serving.simulate)
 app.command()(training.datasets)
 app.command()(check.check)
 app.command()(report.report)
+app.add_typer(dead_letters.app, name="dead-letters")

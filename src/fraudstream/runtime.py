@@ -65,6 +65,18 @@ def warm_state(store: Store, engine: FeatureEngine, state: FeatureState) -> int:
     return len(payloads)
 
 
+def settings_broker(settings: Settings, store: Store) -> Broker:
+    """The broker ``settings`` name, with their leases, group and stream length."""
+    return open_broker(
+        settings.broker_url,
+        store,
+        lease_seconds=settings.lease_seconds,
+        group=settings.consumer_group,
+        claim_idle_seconds=settings.claim_idle_seconds,
+        maxlen=settings.stream_maxlen,
+    )
+
+
 def open_services(settings: Settings, *, bundle: ModelBundle | None = None, warm: bool = True) -> Services:
     """Connect to (or create) everything; raises the area's own error with a message saying what to do."""
     store = open_store(settings.db_url)
@@ -74,14 +86,7 @@ def open_services(settings: Settings, *, bundle: ModelBundle | None = None, warm
     bundle = bundle or load_bundle(settings.bundle_path)
     rules = ReloadingRules(settings.rules_path or DEFAULT_RULES_PATH, default_known_names(engine.feature_set))
     scorer = Scorer(bundle, state, rules.current, engine)
-    broker = open_broker(
-        settings.broker_url,
-        store,
-        lease_seconds=settings.lease_seconds,
-        group=settings.consumer_group,
-        claim_idle_seconds=settings.claim_idle_seconds,
-        maxlen=settings.stream_maxlen,
-    )
+    broker = settings_broker(settings, store)
     if warm and isinstance(state, MemoryFeatureState):
         warm_state(store, engine, state)
     return Services(settings, store, state, rules, scorer, broker)

@@ -268,6 +268,63 @@ def test_close_is_idempotent(backend: Backend, topic: str) -> None:
 # --- choosing a broker --------------------------------------------------------------------------
 
 
+def test_requeued_dead_letters_are_decided_once(
+    backend: Backend,
+    topic: str,
+    store: Store,
+    tmp_path: Path,
+    bundle_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A transaction that could not be scored is sent back once fixed, on every broker, and decided
+    once even when it is published twice (a crash between publishing and removing its dead letter)."""
+    from fraudstream.config import Settings
+    from fraudstream.events.transaction import Transaction
+    from fraudstream.runtime import open_services
+    from fraudstream.scoring.scorer import Scorer
+    from fraudstream.worker import Worker
+    from fraudstream.worker.redrive import requeue
+
+    services = open_services(
+        Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/scorer.db", model_path=bundle_path)
+    )
+    broker = backend.consumer()
+    txs = [
+        Transaction(transaction_id=f"r{i}", timestamp=T0, customer_id="c", amount=5.0 + i) for i in range(3)
+    ]
+    real = Scorer.score
+
+    def sick(self: Scorer, batch: TransactionBatch, **kw: Any) -> Any:
+        if "r1" in batch.transaction_id.tolist():
+            raise ValueError("the model cannot score this")
+        return real(self, batch, **kw)
+
+    def work(until: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + PATIENCE
+        while not until() and time.monotonic() < deadline:
+            worker.run_once()
+
+    worker = Worker(broker, services.scorer, store, topic=topic, max_wait=0.2)
+    try:
+        monkeypatch.setattr(Scorer, "score", sick)
+        broker.publish(topic, [(t.customer_id, t.model_dump(mode="json")) for t in txs])
+        broker.publish(topic, [(None, {"transaction_id": "bad", "amount": -1})])
+        work(lambda: worker.stats.decided + worker.stats.dead >= 4)
+        assert (worker.stats.decided, worker.stats.dead) == (2, 2)
+
+        monkeypatch.setattr(Scorer, "score", real)
+        done = requeue(store, broker)
+        assert done.transaction_ids == ["r1"] and len(done.invalid) == 1 and done.missing == []
+        broker.publish(topic, [("c", txs[1].model_dump(mode="json"))])  # published twice
+        work(lambda: worker.stats.decided + worker.stats.duplicates >= 4)
+        assert (worker.stats.decided, worker.stats.duplicates) == (3, 1)
+        assert sorted(store.get_decisions([t.transaction_id for t in txs])) == ["r0", "r1", "r2"]
+        (left,) = store.dead_letters()
+        assert json.loads(left["payload"])["transaction_id"] == "bad"
+    finally:
+        services.close()
+
+
 def test_unknown_scheme_names_every_supported_one(store: Store) -> None:
     with pytest.raises(BrokerError) as error:
         open_broker("nats://127.0.0.1:4222", store)

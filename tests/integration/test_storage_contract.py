@@ -499,6 +499,30 @@ def test_state_rebuild_reads(store: Store) -> None:
     assert store.fraud_labels_since(T0) == [("t0003", T0 + timedelta(days=1))]
 
 
+def test_dead_letters_page_both_ways_and_removing_them_requeues_only_dead_transactions(store: Store) -> None:
+    store.add_dead_letters([("transactions", f"payload {i}", f"reason {i}") for i in range(5)])
+    newest = store.dead_letters(2)
+    ids = [d["id"] for d in newest]
+    assert [d["payload"] for d in newest] == ["payload 4", "payload 3"]
+    assert [d["payload"] for d in store.dead_letters(2, before=ids[-1])] == ["payload 2", "payload 1"]
+    oldest = store.dead_letters(2, after=0)
+    assert [d["payload"] for d in oldest] == ["payload 0", "payload 1"]
+    assert [d["payload"] for d in store.dead_letters(10, after=oldest[-1]["id"])] == [
+        "payload 2", "payload 3", "payload 4",
+    ]  # fmt: skip
+    assert [d["payload"] for d in store.get_dead_letters([ids[0], ids[1], 10_000, ids[0]])] == [
+        "payload 3", "payload 4",
+    ]  # fmt: skip
+
+    store.accept([tx(1), tx(2), tx(3)])
+    store.mark_dead(["t0001", "t0002"])
+    assert store.remove_dead_letters(ids, requeued=["t0001", "t0003"]) == 2  # t0002 stays dead
+    assert store.remove_dead_letters(ids) == 0
+    assert [d["payload"] for d in store.dead_letters()] == ["payload 2", "payload 1", "payload 0"]
+    statuses = {i: store.get_transaction(i)["status"] for i in ("t0001", "t0002", "t0003")}  # type: ignore[index]
+    assert statuses == {"t0001": "queued", "t0002": "dead", "t0003": "queued"}
+
+
 def test_dead_letters_and_alerts_round_trip(store: Store) -> None:
     store.add_dead_letters([("http", '{"bad": 1}', "missing amount"), ("kafka", "a\x00\x01", "not JSON")])
     letters = store.dead_letters(10)

@@ -19,6 +19,7 @@ from fraudstream.storage import bulk, tables
 from fraudstream.storage.alerting import AlertStore
 from fraudstream.storage.columns import ColumnRows
 from fraudstream.storage.database import dumps
+from fraudstream.storage.dead_letters import DeadLetterStore
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.outbox import QueueStore
 from fraudstream.storage.records import DecisionColumns, DecisionRecord
@@ -47,7 +48,6 @@ _d = tables.decisions
 _t = tables.transactions
 _l = tables.labels
 _a = tables.alerts
-_dl = tables.dead_letters
 _fs = tables.feature_sets
 
 
@@ -55,7 +55,7 @@ def _dicts(rows: Any) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
-class Store(AlertStore, QueueStore):
+class Store(AlertStore, DeadLetterStore, QueueStore):
     """Transactions, decisions, labels, alerts, dead letters and the queue, in one database.
 
     ``Store("sqlite:///fraudstream-data/fraud.db")`` or ``Store("postgresql+psycopg://...")``; nothing
@@ -317,25 +317,6 @@ class Store(AlertStore, QueueStore):
             decisions = self._records(conn, conn.execute(decisions_query).mappings())
             labels = _dicts(conn.execute(labels_query).mappings())
         return {"customer_id": customer_id, "decisions": decisions, "labels": labels}
-
-    def add_dead_letters(self, items: list[tuple[str, str, str]]) -> None:
-        """Keep input that could not be processed, as ``(source, payload text, reason)``, for inspection.
-
-        NUL characters are stored as the four characters ``\\x00`` (PostgreSQL text cannot hold them),
-        so that garbage input can never make the dead-letter write itself fail.
-        """
-        if not items:
-            return
-        now = bulk.timestamp_converter(self.dialect)(datetime.now(UTC))
-        rows = [(now, *(str(text).replace("\x00", "\\x00") for text in item)) for item in items]
-        with self._write() as conn:
-            bulk.append(conn, _dl, ("created_at", "source", "payload", "reason"), rows)
-
-    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The most recent dead letters, newest first."""
-        query = select(_dl).order_by(_dl.c.id.desc()).limit(limit)
-        with self._read() as conn:
-            return _dicts(conn.execute(query).mappings())
 
     def add_alerts(self, items: list[dict[str, Any]]) -> list[int]:
         """Store alerts (``kind``, ``entity``; optional ``transaction_id``, ``payload``, ``status``,

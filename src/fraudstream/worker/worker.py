@@ -54,7 +54,7 @@ class WorkerStats:
     heartbeat: float = field(default_factory=time.time)
 
 
-def _describe(error: ValidationError, most: int = 5) -> str:
+def describe_invalid(error: ValidationError, most: int = 5) -> str:
     """``field.path: reason`` for the first few problems, so a dead letter says what to fix."""
     parts = [f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in error.errors()[:most]]
     more = error.error_count() - most
@@ -170,7 +170,7 @@ class Worker:
                 good.append(t if isinstance(t, Transaction) else Transaction.model_validate(m.payload))
                 deliveries.append(m.deliveries)
             except ValidationError as error:
-                dead.append((self.topic, _dump(m.payload), _describe(error)))
+                dead.append((self.topic, _dump(m.payload), describe_invalid(error)))
         return good, deliveries, dead
 
     def _score(self, transactions: list[Transaction]) -> list[tuple[str, str, str]]:

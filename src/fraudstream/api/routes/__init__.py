@@ -8,6 +8,7 @@ from fraudstream.api.deps import require_api_key
 from fraudstream.api.routes import (
     alerts,
     customers,
+    dead_letters,
     decisions,
     health,
     labels,
@@ -28,6 +29,7 @@ for module in (score, transactions, decisions, stats, customers, labels, simulat
     v1_router.include_router(module.router)
 v1_router.include_router(alerts.router)
 v1_router.include_router(reports.router)
+v1_router.include_router(dead_letters.router)
 
 api_router = APIRouter()
 api_router.include_router(health.router)

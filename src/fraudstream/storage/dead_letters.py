@@ -1,0 +1,78 @@
+"""The dead letters: input that could not be decided, kept with the reason until someone sends it back.
+
+A message lands here when it is not a valid transaction, when scoring it raised, or when it was
+delivered too often without an ack (it kept killing workers). Once the cause is fixed (a rules file, a
+model, a crashing library), :mod:`fraudstream.worker.redrive` publishes the dead letters again and
+removes them here, as a dead-letter queue's "redrive" does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from fraudstream.storage import bulk, tables
+from fraudstream.storage.database import Database
+from fraudstream.storage.rows import chunks
+
+_dl = tables.dead_letters
+_t = tables.transactions
+
+
+class DeadLetterStore(Database):
+    """Keeping, listing and removing dead letters."""
+
+    def add_dead_letters(self, items: list[tuple[str, str, str]]) -> None:
+        """Keep input that could not be processed, as ``(source, payload text, reason)``, for inspection.
+
+        NUL characters are stored as the four characters ``\\x00`` (PostgreSQL text cannot hold them),
+        so that garbage input can never make the dead-letter write itself fail.
+        """
+        if not items:
+            return
+        now = bulk.timestamp_converter(self.dialect)(datetime.now(UTC))
+        rows = [(now, *(str(text).replace("\x00", "\\x00") for text in item)) for item in items]
+        with self._write() as conn:
+            bulk.append(conn, _dl, ("created_at", "source", "payload", "reason"), rows)
+
+    def dead_letters(
+        self, limit: int = 100, *, before: int | None = None, after: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Dead letters newest first, those with an id below ``before`` when given; with ``after``,
+        oldest first from the one after that id instead (to work through all of them in order)."""
+        query = select(_dl).limit(limit)
+        if after is not None:
+            query = query.where(_dl.c.id > after).order_by(_dl.c.id)
+        else:
+            query = query.order_by(_dl.c.id.desc())
+            if before is not None:
+                query = query.where(_dl.c.id < before)
+        with self._read() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def get_dead_letters(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        """The dead letters with these ids that exist, oldest first."""
+        found: list[dict[str, Any]] = []
+        with self._read() as conn:
+            for chunk in chunks(sorted(set(ids))):
+                query = select(_dl).where(_dl.c.id.in_(chunk)).order_by(_dl.c.id)
+                found += [dict(row) for row in conn.execute(query).mappings()]
+        return found
+
+    def remove_dead_letters(self, ids: Sequence[int], requeued: Sequence[str] = ()) -> int:
+        """Delete dead letters that were sent back, and set their transactions that were ``dead`` back
+        to ``queued``, in one database transaction; how many dead letters went."""
+        removed = 0
+        with self._write() as conn:
+            for chunk in chunks(list(ids)):
+                removed += conn.execute(delete(_dl).where(_dl.c.id.in_(chunk))).rowcount
+            for tx_chunk in chunks(list(requeued)):
+                conn.execute(
+                    update(_t)
+                    .where(_t.c.transaction_id.in_(tx_chunk), _t.c.status == tables.TX_DEAD)
+                    .values(status=tables.TX_QUEUED)
+                )
+        return removed
