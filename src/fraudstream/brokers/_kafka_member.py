@@ -40,9 +40,11 @@ class TopicConsumer:
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Still the owner until this returns: commit what was acked, then forget what was in flight."""
         with self.lock:
-            dirty = self.offsets.revoke(tp.partition for tp in partitions)
-            if dirty:
+            leaving = {tp.partition for tp in partitions}
+            dirty = {p: o for p, o in self.offsets.dirty().items() if p in leaving}
+            if dirty:  # with the delivery counts of what is still in flight, before they are forgotten
                 self.commit(dirty, quiet=True)
+            self.offsets.revoke(leaving)
         log.info("kafka %s: revoked partitions %s", self.name, sorted(tp.partition for tp in partitions))
 
     def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -56,9 +58,11 @@ class TopicConsumer:
         from confluent_kafka import KafkaException, TopicPartition
 
         try:
-            result = self.consumer.commit(
-                offsets=[TopicPartition(self.name, p, o) for p, o in offsets.items()], asynchronous=False
-            )
+            listed = [
+                TopicPartition(self.name, p, o, metadata=self.offsets.metadata(p, o))
+                for p, o in offsets.items()
+            ]
+            result = self.consumer.commit(offsets=listed, asynchronous=False)
         except KafkaException as error:
             err: KafkaError = error.args[0]
             if quiet or err.name() in REBALANCING:
@@ -70,6 +74,26 @@ class TopicConsumer:
         for p, e in failed.items():
             if not quiet and e.name() not in REBALANCING:
                 raise BrokerError(f"cannot commit Kafka offsets on {self.name!r} partition {p}: {e.str()}")
+
+    def count_deliveries(self, spans: dict[int, tuple[int, int]], timeout: float) -> None:
+        """Count a delivery of each partition's ``(lowest, highest)`` offsets and store the counts with
+        the committed offsets before anyone processes the messages. First reads what Kafka holds for
+        partitions not read since they were assigned. Never raises: the messages are already fetched,
+        and losing them here would stall their partitions; a count that cannot be kept starts over."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        unread = self.offsets.unread(spans)
+        if unread:
+            try:
+                held = self.consumer.committed(
+                    [TopicPartition(self.name, p) for p in unread], timeout=timeout
+                )
+            except KafkaException as error:
+                log.warning("kafka %s: cannot read committed offsets (%s); counting afresh", self.name, error)
+                held = [TopicPartition(self.name, p) for p in unread]
+            for tp in held:
+                self.offsets.read(tp.partition, tp.offset, tp.metadata if tp.error is None else None)
+        self.commit(self.offsets.hand_out(spans), quiet=True)
 
 
 def take(consumer: Consumer, count: int, max_wait: float) -> list[Any]:

@@ -1,9 +1,15 @@
-"""Which Kafka offsets a consumer may commit: pure bookkeeping, no client library.
+"""Which Kafka offsets a consumer may commit, and how often each message was handed out: pure
+bookkeeping, no client library.
 
 Kafka commits one offset per partition, meaning "everything below is done". So an ack may only move a
 partition's commit up to its lowest message still in flight, and only for partitions this consumer
 still owns: after a rebalance the new owner re-reads from the last commit, and committing for a
 partition we lost would skip or re-deliver another consumer's messages.
+
+Kafka does not count deliveries, so the consumer keeps the count in the metadata string Kafka stores
+with each committed offset: ``start-end:count`` runs (``end`` excluded, comma-separated) for the
+messages at and after the commit. They are written when messages are handed out, before anyone
+processes them, so a message that kills its worker every time is seen to come back.
 """
 
 from __future__ import annotations
@@ -11,16 +17,78 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+MAX_RUNS = 64
+"""Delivery runs kept per partition; past this the oldest are merged (counting high, never low)."""
+
+Run = tuple[int, int, int]  # (start, end, deliveries): offsets start <= o < end, handed out that often
+
 
 @dataclass
 class _Partition:
     pending: set[int] = field(default_factory=set)
     acked: int = -1  # highest acknowledged offset + 1; -1 when nothing was acknowledged
     committed: int = -1
+    runs: list[Run] | None = None  # None until read from the committed metadata
 
     def target(self) -> int:
         """The offset to commit: past every acked message, but never past one still pending."""
         return min(self.acked, min(self.pending, default=self.acked))
+
+    def handed_out(self, lo: int, hi: int) -> None:
+        """Count one more delivery of offsets ``lo..hi`` (inclusive)."""
+        out: list[Run] = []
+        at = lo
+        for start, end, count in self.runs or []:
+            if end <= lo or start > hi:
+                out.append((start, end, count))
+                continue
+            if start < lo:
+                out.append((start, lo, count))
+            if at < start:
+                out.append((at, start, 1))
+            out.append((max(start, lo), min(end, hi + 1), count + 1))
+            at = min(end, hi + 1)
+            if end > hi + 1:
+                out.append((hi + 1, end, count))
+        if at <= hi:
+            out.append((at, hi + 1, 1))
+        out.sort()
+        merged: list[Run] = []
+        for run in out:
+            if merged and merged[-1][1] == run[0] and merged[-1][2] == run[2]:
+                merged[-1] = (merged[-1][0], run[1], run[2])
+            else:
+                merged.append(run)
+        while len(merged) > MAX_RUNS:
+            (a, _, c1), (_, b, c2) = merged[0], merged[1]
+            merged[:2] = [(a, b, max(c1, c2))]
+        self.runs = merged
+
+    def deliveries(self, offset: int) -> int:
+        for start, end, count in self.runs or []:
+            if start <= offset < end:
+                return count
+        return 1
+
+    def metadata(self, offset: int) -> str:
+        """The runs at and after ``offset``, to store with a commit of it."""
+        return ",".join(f"{max(s, offset)}-{e}:{c}" for s, e, c in self.runs or [] if e > offset)
+
+
+def parse_runs(metadata: str | None, committed: int) -> list[Run]:
+    """The delivery runs in a committed offset's metadata; anything else there (another client's) is
+    ignored, as is any run below the commit."""
+    runs: list[Run] = []
+    for part in (metadata or "").split(","):
+        span, _, count = part.partition(":")
+        start, _, end = span.partition("-")
+        try:
+            run = (int(start), int(end), int(count))
+        except ValueError:
+            return []
+        if run[1] > committed and run[0] < run[1] and run[2] > 0:
+            runs.append((max(run[0], committed), run[1], run[2]))
+    return sorted(runs)
 
 
 class OffsetTracker:
@@ -36,14 +104,10 @@ class OffsetTracker:
         for p in partitions:
             self._parts.setdefault(p, _Partition())
 
-    def revoke(self, partitions: Iterable[int]) -> dict[int, int]:
-        """Forget ``partitions`` and their in-flight messages; returns their acked-but-uncommitted offsets."""
-        dirty = {}
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Forget ``partitions``, their in-flight messages and their delivery counts (commit first)."""
         for p in partitions:
-            part = self._parts.pop(p, None)
-            if part is not None and part.target() > part.committed:
-                dirty[p] = part.target()
-        return dirty
+            self._parts.pop(p, None)
 
     def consumed(self, partition: int, offset: int) -> bool:
         """Record a delivered message; False when its partition is not ours (drop it: the owner gets it)."""
@@ -52,6 +116,40 @@ class OffsetTracker:
             return False
         part.pending.add(offset)
         return True
+
+    def unread(self, partitions: Iterable[int]) -> list[int]:
+        """Those of ``partitions`` we own whose committed offset and delivery runs are not read yet."""
+        return sorted({p for p in partitions if p in self._parts and self._parts[p].runs is None})
+
+    def read(self, partition: int, committed: int, metadata: str | None) -> None:
+        """What Kafka holds for ``partition``: its committed offset (negative: none) and metadata."""
+        part = self._parts.get(partition)
+        if part is not None:
+            part.committed = max(part.committed, committed)
+            part.runs = parse_runs(metadata, committed)
+
+    def hand_out(self, offsets: dict[int, tuple[int, int]]) -> dict[int, int]:
+        """Count a delivery of each partition's ``(lowest, highest)`` offsets; returns the offsets to
+        commit now, with :meth:`metadata`, before the messages are processed: the last commit, or the
+        lowest offset handed out when the group has none (it started from the earliest)."""
+        out = {}
+        for p, (lo, hi) in offsets.items():
+            part = self._parts.get(p)
+            if part is None:
+                continue
+            part.handed_out(lo, hi)
+            out[p] = part.committed if part.committed >= 0 else lo
+        return out
+
+    def deliveries(self, partition: int, offset: int) -> int:
+        """How often the message at ``offset`` has been handed out, this time included."""
+        part = self._parts.get(partition)
+        return 1 if part is None else part.deliveries(offset)
+
+    def metadata(self, partition: int, offset: int) -> str:
+        """The delivery runs to store with a commit of ``offset``."""
+        part = self._parts.get(partition)
+        return "" if part is None else part.metadata(offset)
 
     def ack(self, messages: Iterable[tuple[int, int]]) -> dict[int, int]:
         """Mark ``(partition, offset)`` pairs done; returns ``{partition: offset}`` that should be committed.
@@ -80,8 +178,10 @@ class OffsetTracker:
         return {p: part.target() for p, part in self._parts.items() if part.target() > part.committed}
 
     def committed(self, offsets: dict[int, int]) -> None:
-        """Note successful commits, for partitions still owned."""
+        """Note successful commits, for partitions still owned; runs below them are done with."""
         for p, o in offsets.items():
             part = self._parts.get(p)
             if part is not None:
                 part.committed = max(part.committed, o)
+                if part.runs:
+                    part.runs = [(max(s, o), e, c) for s, e, c in part.runs if e > o]

@@ -16,8 +16,9 @@ class BrokerError(RuntimeError):
 class Message:
     """One delivered message. ``payload`` is the decoded JSON, or the raw text when it was not JSON.
 
-    ``deliveries`` counts how often it has been handed out, this time included, where the broker
-    knows (Redis); a message delivered again and again without an ack is killing its consumers.
+    ``deliveries`` counts how often it has been handed out, this time included (every broker counts;
+    Kafka in its committed offsets' metadata); a message delivered again and again without an ack is
+    killing its consumers.
     """
 
     id: str

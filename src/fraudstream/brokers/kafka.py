@@ -5,7 +5,9 @@ stay in one partition and in order. Publishing waits for Kafka's acknowledgement
 (idempotent producer, ``acks=all``), so a ``202`` means Kafka has the messages. Consumers in one
 group share the partitions and commit offsets by hand, only after the worker has stored the results;
 a rebalance re-delivers what was in flight, and the worker's idempotence by ``transaction_id`` turns
-that into exactly one decision.
+that into exactly one decision. How often each message was handed out is kept in the committed offsets'
+metadata (see :mod:`fraudstream.brokers._kafka_offsets`), so a message that keeps killing workers is
+dead-lettered instead of stalling its partition.
 """
 
 from __future__ import annotations
@@ -257,7 +259,8 @@ class KafkaBroker(Broker):
                 raw = take(member.consumer, min(max_messages, 1_000_000), max(max_wait, 0.0))
             except self._kafka.KafkaException as error:
                 raise BrokerError(f"cannot consume from Kafka topic {member.name!r}: {error}") from None
-            out = []
+            kept = []
+            spans: dict[int, tuple[int, int]] = {}
             for m in raw:
                 problem = m.error()
                 if problem is not None:
@@ -268,8 +271,16 @@ class KafkaBroker(Broker):
                 partition, offset = m.partition(), m.offset()
                 if partition is None or offset is None or not member.offsets.consumed(partition, offset):
                     continue
-                key = m.key()
-                out.append(Message(f"{partition}:{offset}", key.decode() if key else None, load(m.value())))
+                lo, hi = spans.get(partition, (offset, offset))
+                spans[partition] = (min(lo, offset), max(hi, offset))
+                kept.append((partition, offset, m))
+            if spans:
+                member.count_deliveries(spans, self.connect_timeout)
+            count = member.offsets.deliveries
+            out = [
+                Message(f"{p}:{o}", key.decode() if (key := m.key()) else None, load(m.value()), count(p, o))
+                for p, o, m in kept
+            ]
         if not out:
             self._raise_failure()
         return out

@@ -6,6 +6,7 @@ import itertools
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from fraudstream.brokers.base import Broker, Message
@@ -43,10 +44,12 @@ class MemoryBroker(Broker):
                 pending.pop(m.id, None)
 
     def requeue_unacked(self, topic: str) -> int:
-        """Put every unacknowledged message back at the front, as after a consumer crash."""
+        """Put every unacknowledged message back at the front, as after a consumer crash; each counts
+        one more delivery when it is handed out again."""
         with self._cond:
             pending = self._unacked.setdefault(topic, OrderedDict())
-            self._ready.setdefault(topic, deque()).extendleft(reversed(list(pending.values())))
+            again = [replace(m, deliveries=m.deliveries + 1) for m in reversed(list(pending.values()))]
+            self._ready.setdefault(topic, deque()).extendleft(again)
             count = len(pending)
             pending.clear()
             self._cond.notify_all()
