@@ -192,9 +192,18 @@ def steal_seconds() -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=500.0)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--model", type=Path, default=Path("fraudstream-data/model.fsb"))
+    parser.add_argument(
+        "--rate", type=float, default=500.0, help="requests per second (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="length of each run (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=Path("fraudstream-data/model.fsb"),
+        help="model bundle (default: %(default)s)",
+    )
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs against the same server; tails vary a lot between runs"
     )

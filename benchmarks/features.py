@@ -26,8 +26,15 @@ def main() -> None:
     default_dir = os.environ.get(
         "FRAUD_DATASETS_DIR", str(Path(__file__).resolve().parents[1] / "../shared/datasets")
     )
-    parser.add_argument("--datasets-dir", type=Path, default=Path(default_dir))
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--datasets-dir",
+        type=Path,
+        default=Path(default_dir),
+        help="public datasets folder (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timed runs; the best is kept (default: %(default)s)"
+    )
     parser.add_argument("--live", type=int, default=100_000, help="transactions for the live-path figure")
     args = parser.parse_args()
 

@@ -92,12 +92,24 @@ def main() -> None:
     parser.add_argument("--state", default="memory://", help="feature state URL shared by the workers")
     parser.add_argument("--database", required=True, help="postgresql://... (or sqlite:///...)")
     parser.add_argument("--model", type=Path, required=True, help="model bundle (fraudstream train / demo)")
-    parser.add_argument("--source", choices=["handbook", "generator"], default="handbook")
-    parser.add_argument("--datasets-dir", type=Path, default=Path("../shared/datasets"))
+    parser.add_argument(
+        "--source",
+        choices=["handbook", "generator"],
+        default="handbook",
+        help="transactions to send (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--datasets-dir",
+        type=Path,
+        default=Path("../shared/datasets"),
+        help="public datasets folder (default: %(default)s)",
+    )
     parser.add_argument("--n", type=int, default=200_000, help="transactions")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--batch-size", type=int, default=5000, help="worker batch size")
-    parser.add_argument("--publish-batch", type=int, default=5000)
+    parser.add_argument(
+        "--publish-batch", type=int, default=5000, help="messages per publish call (default: %(default)s)"
+    )
     args = parser.parse_args()
 
     token = secrets.token_hex(3)

@@ -101,11 +101,21 @@ def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default=os.environ.get("FRAUD_TEST_REDIS_URL", "redis://127.0.0.1:6380/0"))
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("FRAUD_TEST_REDIS_URL", "redis://127.0.0.1:6380/0"),
+        help="Redis holding the state (default: $FRAUD_TEST_REDIS_URL, else redis://127.0.0.1:6380/0)",
+    )
     parser.add_argument("--batch", type=int, nargs="+", default=[1000], help="batch sizes to measure")
-    parser.add_argument("--customers", type=int, default=20_000)
-    parser.add_argument("--merchants", type=int, default=2_000)
-    parser.add_argument("--days", type=float, default=10.0)
+    parser.add_argument(
+        "--customers", type=int, default=20_000, help="distinct customers (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--merchants", type=int, default=2_000, help="distinct merchants (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--days", type=float, default=10.0, help="event time generated (default: %(default)s)"
+    )
     parser.add_argument("--warm-days", type=float, default=7.0, help="event time recorded before measuring")
     parser.add_argument("--measure", type=int, default=20_000, help="transactions measured")
     parser.add_argument("--prime", action="store_true", help="read every warm key once before measuring")
