@@ -8,6 +8,7 @@ too; after the demo exits, nothing listens on the dashboard's port any more.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -88,6 +89,7 @@ def demo(tmp_path: Path, bundle_path: Path, small_frame: pd.DataFrame) -> Iterat
         "api": f"http://127.0.0.1:{api_port}",
         "dashboard": f"http://127.0.0.1:{dash_port}",
         "lines": lines,
+        "data": data,
     }
     try:
         wait_until(
@@ -122,6 +124,16 @@ def metric(page: Any, label: str) -> int | None:
 def test_dashboard_shows_live_figures_and_labels_reach_the_api(chromium: Path, demo: dict[str, Any]) -> None:
     from playwright.sync_api import sync_playwright
 
+    from fraudstream.storage import open_store
+
+    stuck = {
+        "transaction_id": "stuck-1",
+        "timestamp": time.time() - 60,
+        "customer_id": "C-stuck",
+        "amount": 3.0,
+    }
+    with open_store(f"sqlite:///{demo['data']}/demo.db") as store:  # a worker could not score it
+        store.add_dead_letters([("transactions", json.dumps(stuck), "unscoreable: ValueError: test")])
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium))
         try:
@@ -148,6 +160,13 @@ def test_dashboard_shows_live_figures_and_labels_reach_the_api(chromium: Path, d
             result.wait_for(timeout=15_000)
             match = re.search(r"Labelled (\S+) as fraud \(customer (\S+)\)", result.inner_text())
             assert match, result.inner_text()
+
+            page.get_by_text("Dead letters (1 newest)").click()
+            panel = page.locator(".st-key-dead_letters")
+            reason = panel.get_by_text("unscoreable: ValueError: test")  # a cell of the table's canvas
+            reason.wait_for(state="attached", timeout=15_000)
+            panel.locator(".st-key-requeue button").click()
+            panel.get_by_text("Requeued 1 dead letter(s)").wait_for(timeout=15_000)
         finally:
             browser.close()
 
@@ -156,6 +175,13 @@ def test_dashboard_shows_live_figures_and_labels_reach_the_api(chromium: Path, d
     profile = httpx.get(f"{demo['api']}/v1/customers/{customer_id}", headers=headers, timeout=10).json()
     labels = [(x["transaction_id"], x["is_fraud"], x["source"]) for x in profile["labels"]]
     assert (transaction_id, True, "analyst") in labels
+
+    def requeued_and_decided() -> bool:
+        answer = httpx.get(f"{demo['api']}/v1/transactions/stuck-1", headers=headers, timeout=10)
+        return answer.status_code == 200 and answer.json()["status"] == "decided"
+
+    wait_until(requeued_and_decided, "the requeued transaction's decision", 30)
+    assert httpx.get(f"{demo['api']}/v1/dead-letters", headers=headers, timeout=10).json() == []
 
 
 def test_the_client_says_in_one_line_when_the_api_is_unreachable() -> None:

@@ -21,6 +21,7 @@ from fraudstream.dashboard.client import ApiClient, ApiUnreachable, DashboardErr
 #: label -> (window seconds, bucket seconds)
 WINDOWS = {"15 minutes": (900, 15), "1 hour": (3600, 60), "6 hours": (21_600, 300), "24 hours": (86_400, 900)}
 FEED_LIMIT = 50
+DEAD_LETTERS_SHOWN = 50
 
 
 @st.cache_resource
@@ -175,6 +176,33 @@ def model_panel(client: ApiClient) -> None:
         )
 
 
+def dead_letters_panel(client: ApiClient) -> None:
+    """What could not be decided, and one button to send it back once the cause is fixed."""
+    try:
+        letters = client.dead_letters(DEAD_LETTERS_SHOWN)
+    except DashboardError:
+        return  # the live section already says what is wrong
+    title = "Dead letters" if not letters else f"Dead letters ({len(letters)} newest)"
+    with st.expander(title, expanded=False), st.container(key="dead_letters"):
+        if letters is None:
+            st.caption("this API has no /v1/dead-letters")
+            return
+        if not letters:
+            st.caption("none: every message so far was decided")
+            return
+        st.dataframe(charts.dead_letters_frame(letters), hide_index=True, width="stretch")
+        st.caption("Fix the cause first (model, rules): one that fails again comes back with its new reason.")
+        if st.button(f"Send these {len(letters)} back to the workers", key="requeue"):
+            try:
+                done = client.requeue([d["id"] for d in letters])
+            except DashboardError as error:
+                st.error(str(error))
+                return
+            left = len(done["invalid"])
+            note = f"; {left} left, still not valid transactions" if left else ""
+            st.success(f"Requeued {len(done['requeued'])} dead letter(s){note}", icon="↩️")
+
+
 def main() -> None:
     st.set_page_config(page_title="fraudstream", page_icon="🛡️", layout="wide")
     settings = Settings()
@@ -190,6 +218,7 @@ def main() -> None:
     st.title("fraudstream")
     st.fragment(live, run_every=refresh)(client, window, bucket, outcomes, customer)
     model_panel(client)
+    st.fragment(dead_letters_panel)(client)
     st.fragment(review)(client, outcomes, customer)
 
 

@@ -156,6 +156,11 @@ def alerts_frame(alerts: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame([{c: a.get(c) for c in columns} for a in alerts], columns=columns)
 
 
+def dead_letters_frame(letters: list[dict[str, Any]]) -> pd.DataFrame:
+    columns = ["id", "created_at", "source", "transaction_id", "reason"]
+    return pd.DataFrame([{c: d.get(c) for c in columns} for d in letters], columns=columns)
+
+
 def features_frame(features: dict[str, float | None]) -> pd.DataFrame:
     return pd.DataFrame(
         [{"feature": name, "value": value} for name, value in sorted(features.items())],

@@ -88,6 +88,15 @@ class ApiClient:
         found = self._request("GET", "/v1/alerts", params={"limit": limit}, missing_ok=True)
         return None if found is None else list(found)
 
+    def dead_letters(self, limit: int = 50) -> list[dict[str, Any]] | None:
+        """The newest dead letters, or ``None`` when this API has no ``/v1/dead-letters`` yet."""
+        found = self._request("GET", "/v1/dead-letters", params={"limit": limit}, missing_ok=True)
+        return None if found is None else list(found)
+
+    def requeue(self, ids: list[int]) -> dict[str, Any]:
+        """Send these dead letters back to the workers; what was requeued and what was left, and why."""
+        return dict(self._request("POST", "/v1/dead-letters/requeue", json={"ids": ids}))
+
     def model(self) -> dict[str, Any] | None:
         found = self._request("GET", "/v1/model", missing_ok=True)
         return None if found is None else dict(found)
