@@ -4,7 +4,6 @@ and then decided exactly once by the worker. Embedded defaults: SQLite, the data
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from fraudstream.cli import app as cli_app
 from fraudstream.config import Settings
 from fraudstream.runtime import Services, open_services
 from fraudstream.scoring.scorer import Scorer
+from tests.e2e.test_api import wait_for
 
 NOW = datetime.now(UTC)
 INVALID = json.dumps({"transaction_id": "broken", "amount": -1})
@@ -27,14 +27,6 @@ INVALID = json.dumps({"transaction_id": "broken", "amount": -1})
 def tx(transaction_id: str) -> dict[str, Any]:
     when = (NOW - timedelta(minutes=5)).isoformat()
     return {"transaction_id": transaction_id, "timestamp": when, "customer_id": "C1", "amount": 12.5}
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -73,7 +65,7 @@ def test_an_unscoreable_transaction_is_listed_then_requeued_and_decided_once(
     client, services = served
     fix = sick_scorer(monkeypatch, "sick")
     assert client.post("/v1/transactions", json=[tx("fine"), tx("sick")]).status_code == 202
-    wait_for(lambda: client.get("/v1/transactions/sick").json()["status"] == "dead", "the dead letter")
+    wait_for(lambda: client.get("/v1/transactions/sick").json()["status"] == "dead", what="the dead letter")
     services.store.add_dead_letters([("transactions", INVALID, "timestamp: Field required")])
 
     letters = client.get("/v1/dead-letters").json()
@@ -92,12 +84,12 @@ def test_an_unscoreable_transaction_is_listed_then_requeued_and_decided_once(
     why = "timestamp: Field required; customer_id: Field required; amount: Input should be greater than or "
     why += "equal to 0"
     assert body["invalid"] == {str(letters[0]["id"]): why} and body["missing"] == []
-    wait_for(lambda: client.get("/v1/transactions/sick").json()["status"] == "decided", "the decision")
+    wait_for(lambda: client.get("/v1/transactions/sick").json()["status"] == "decided", what="the decision")
     assert [d["transaction_id"] for d in client.get("/v1/dead-letters").json()] == ["broken"]
 
     # published again after a crash between publishing and removing: still one decision
     services.broker.publish("transactions", [("C1", tx("sick"))])
-    wait_for(lambda: services.store.pending("transactions") == 0, "the queue to drain")
+    wait_for(lambda: services.store.pending("transactions") == 0, what="the queue to drain")
     decisions = client.get("/v1/decisions", params={"customer_id": "C1"}).json()["items"]
     assert sorted(d["transaction_id"] for d in decisions) == ["fine", "sick"]
 

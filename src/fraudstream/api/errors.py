@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -136,22 +137,22 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": json_safe(list(exc.errors()))}, status_code=422)
 
 
-async def storage_unavailable(request: Request, exc: Exception) -> Response:
-    log.error("storage unavailable during %s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse(
-        {"detail": "the database is unavailable; try again later"},
-        status_code=503,
-        headers={"Retry-After": "5"},
-    )
+def _unavailable(what: str) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """A handler answering 503 (retry later) when ``what`` cannot be reached: not the client's fault."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        log.error("%s unavailable during %s %s: %s", what, request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": f"the {what} is unavailable; try again later"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    return handler
 
 
-async def broker_unavailable(request: Request, exc: Exception) -> Response:
-    log.error("broker unavailable during %s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse(
-        {"detail": "the message broker is unavailable; try again later"},
-        status_code=503,
-        headers={"Retry-After": "5"},
-    )
+storage_unavailable = _unavailable("database")
+broker_unavailable = _unavailable("message broker")
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
