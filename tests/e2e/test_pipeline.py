@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,60 @@ def test_worker_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
          for t in batch.transaction_id]
     )  # fmt: skip
     np.testing.assert_allclose(stored, offline, rtol=1e-9, atol=1e-9)
+    services.close()
+
+
+POISONED_WORKER = textwrap.dedent(
+    """
+    import os, sys
+    from fraudstream.cli import app
+    from fraudstream.scoring.scorer import Scorer
+
+    original = Scorer.score
+
+    def score(self, batch, **kw):
+        if "poison" in batch.transaction_id.tolist():
+            os._exit(9)  # as a native crash or the out-of-memory killer would
+        return original(self, batch, **kw)
+
+    Scorer.score = score
+    app(["worker", *sys.argv[1:]])
+    """
+)
+"""``python -c POISONED_WORKER [worker options]``: ``fraudstream worker`` killed by any batch holding
+the transaction ``poison``."""
+
+
+@pytest.mark.slow
+def test_a_message_that_kills_every_worker_takes_only_itself_to_the_dead_letters(
+    tmp_path: Path, bundle_path: Path, small_frame: pd.DataFrame
+) -> None:
+    settings = settings_for(tmp_path, bundle_path)
+    services = open_services(settings)
+    txs = transactions(small_frame, 60)
+    poison = txs[25].model_copy(update={"transaction_id": "poison"})
+    services.store.accept([*txs[:25], poison, *txs[25:]])
+    env = os.environ | {
+        "FRAUD_DATA_DIR": str(tmp_path),
+        "FRAUD_DATABASE_URL": settings.db_url,
+        "FRAUD_MODEL_PATH": str(bundle_path),
+        "FRAUD_LEASE_SECONDS": "1",
+        "FRAUD_MAX_WAIT": "0.01",
+    }
+    codes = []
+    decided_after = []
+    while len(codes) < 8 and 0 not in codes:
+        run = subprocess.run([sys.executable, "-c", POISONED_WORKER, "--burst"], env=env, timeout=300)
+        codes.append(run.returncode)
+        decided_after.append(len(services.store.decided_ids([t.transaction_id for t in txs])))
+        time.sleep(1.2)  # the dead worker's lease runs out
+    # whole batch twice; one at a time up to the poison; those after it; the poison alone; dead letter
+    assert codes == [9, 9, 9, 9, 9, 0]
+    assert decided_after == [0, 0, 25, 60, 60, 60]
+    (letter,) = services.store.dead_letters()
+    assert letter["reason"].startswith("delivered 6 times") and '"poison"' in letter["payload"]
+    assert services.store.get_transaction("poison")["status"] == "dead"  # type: ignore[index]
+    assert services.store.pending("transactions") == 0
     services.close()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fraudstream.worker.worker import check_health, write_health
+from fraudstream.worker.health import check_health, write_health
 
 
 def test_workers_sharing_a_heartbeat_file_never_fail(tmp_path: Path) -> None:

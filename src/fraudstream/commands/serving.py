@@ -62,7 +62,8 @@ def worker(
     from fraudstream.brokers import publishes_results
     from fraudstream.runtime import open_services
     from fraudstream.worker import Worker
-    from fraudstream.worker.worker import DEAD_LETTERS, RESULTS, check_health
+    from fraudstream.worker.health import check_health
+    from fraudstream.worker.worker import DEAD_LETTERS, RESULTS
 
     settings = Settings()
     health_file = settings.data_dir / "worker-health.json"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -32,10 +31,15 @@ from fraudstream.state.base import FeatureState, StateError
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.store import Store
+from fraudstream.worker.health import write_health
 
 log = logging.getLogger(__name__)
 TRANSACTIONS = "transactions"
 RESULTS, DEAD_LETTERS = "decisions", "dead-letters"
+SUSPECT = 3
+"""Deliveries after which a message is decided on its own: it was in a batch that killed or stalled a
+worker twice. A batch delivered a second time (a worker restarted, a partition moved) is still decided
+whole, which is what a deploy or a rebalance causes."""
 _PAYLOADS = TypeAdapter(list[Annotated[Transaction | Any, Field(union_mode="left_to_right")]])
 """Validates a batch of payloads in one call, a valid one becoming a :class:`Transaction` and an invalid
 one left as it was, so that one bad message costs no second pass over the batch."""
@@ -112,13 +116,16 @@ class Worker:
 
         A transaction whose message has been delivered more than ``max_deliveries`` times without an
         ack has killed or stalled a worker each time: it goes to the dead letters instead of round
-        again. Decisions already stored are published again: the worker that stored them may have
-        died before it published them; so are those another process (the API's synchronous path)
-        stored while this batch was being scored, which count as duplicates too.
+        again. So that only the one that does the killing goes, the :data:`SUSPECT` ones are decided
+        one at a time after the rest (see :meth:`_score_suspects`). Decisions already stored are
+        published again: the worker that stored them may have died before it published them; so are
+        those another process (the API's synchronous path) stored while this batch was being scored,
+        which count as duplicates too.
         """
         transactions, deliveries, dead = self._parse(messages)
         decided = self._decided_before(transactions, deliveries)
         fresh: dict[str, Transaction] = {}
+        suspects: dict[str, int] = {}
         self._dead_ids = []
         for t, count in zip(transactions, deliveries, strict=True):
             if t.transaction_id in decided:
@@ -129,9 +136,12 @@ class Worker:
                 self._dead_ids.append(t.transaction_id)
                 continue
             fresh.setdefault(t.transaction_id, t)
+            if count >= SUSPECT:
+                suspects[t.transaction_id] = max(count, suspects.get(t.transaction_id, 0))
         self.stats.duplicates += len(transactions) - len(fresh) - len(self._dead_ids)
         self._decided, self._taken = [], []
-        dead += self._score(list(fresh.values()))
+        dead += self._score([t for i, t in fresh.items() if i not in suspects])
+        dead += self._score_suspects([fresh[i] for i in suspects], max(suspects.values(), default=0))
         if self._taken:
             mine = {r.transaction_id for r in self._decided}
             taken = {i for i in self._taken if i not in mine}
@@ -172,6 +182,20 @@ class Worker:
             except ValidationError as error:
                 dead.append((self.topic, _dump(m.payload), describe_invalid(error)))
         return good, deliveries, dead
+
+    def _score_suspects(self, transactions: list[Transaction], deliveries: int) -> list[tuple[str, str, str]]:
+        """Decide and store these one at a time, in order; on an even delivery the first goes last.
+
+        If one of them kills the worker, those before it are decided on one delivery, and it is first of
+        those left on the next, which decides those after it before trying it again. So by the time it
+        has been delivered more than ``max_deliveries`` times it goes to the dead letters alone (with
+        ``max_deliveries`` of 4 or more), and the others are decided in their own order.
+        """
+        order = transactions[1:] + transactions[:1] if deliveries % 2 == 0 else transactions
+        dead: list[tuple[str, str, str]] = []
+        for t in order:
+            dead += self._score([t])
+        return dead
 
     def _score(self, transactions: list[Transaction]) -> list[tuple[str, str, str]]:
         if not transactions:
@@ -261,31 +285,6 @@ class Worker:
             "dead_letters": self.stats.dead,
             "errors": self.stats.errors,
         }
-
-
-def write_health(path: Path, health: dict[str, Any]) -> None:
-    """Atomically replace the heartbeat file another process (``fraudstream worker --check``) reads."""
-    tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")  # never shared by two writers
-    try:
-        tmp.write_text(json.dumps({**health, "written_at": time.time()}))
-        tmp.replace(path)
-    except OSError as error:  # a heartbeat that cannot be written must not stop the worker
-        log.warning("cannot write the worker heartbeat %s: %s", path, error)
-
-
-def check_health(path: Path, stale_after: float = 30.0) -> tuple[bool, str]:
-    """Whether the worker writing ``path`` beat within ``stale_after`` seconds, and a line saying so."""
-    try:
-        health = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False, f"no worker heartbeat at {path}: is a worker running with this FRAUD_DATA_DIR?"
-    age = time.time() - float(health.get("written_at", 0))
-    if age > stale_after:
-        return (
-            False,
-            f"worker heartbeat is {age:.0f} s old (limit {stale_after:.0f} s): the worker is stuck or gone",
-        )
-    return True, f"worker alive: beat {age:.1f} s ago, {health.get('decided', 0):,} decided"
 
 
 def decided_before(

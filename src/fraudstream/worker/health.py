@@ -1,0 +1,38 @@
+"""The worker's heartbeat file, which ``fraudstream worker --check`` (a container health check) reads."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def write_health(path: Path, health: dict[str, Any]) -> None:
+    """Atomically replace the heartbeat file another process (``fraudstream worker --check``) reads."""
+    tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")  # never shared by two writers
+    try:
+        tmp.write_text(json.dumps({**health, "written_at": time.time()}))
+        tmp.replace(path)
+    except OSError as error:  # a heartbeat that cannot be written must not stop the worker
+        log.warning("cannot write the worker heartbeat %s: %s", path, error)
+
+
+def check_health(path: Path, stale_after: float = 30.0) -> tuple[bool, str]:
+    """Whether the worker writing ``path`` beat within ``stale_after`` seconds, and a line saying so."""
+    try:
+        health = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False, f"no worker heartbeat at {path}: is a worker running with this FRAUD_DATA_DIR?"
+    age = time.time() - float(health.get("written_at", 0))
+    if age > stale_after:
+        return (
+            False,
+            f"worker heartbeat is {age:.0f} s old (limit {stale_after:.0f} s): the worker is stuck or gone",
+        )
+    return True, f"worker alive: beat {age:.1f} s ago, {health.get('decided', 0):,} decided"
