@@ -3,6 +3,9 @@ and parses a batch in one call: the same decisions, duplicates, republications a
 
 from __future__ import annotations
 
+import gc
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -184,3 +187,38 @@ def test_a_batch_is_parsed_in_one_call_and_invalid_messages_keep_their_own_reaso
         "amount: Input should be greater than or equal to 0; "
         "currency: String should match pattern '^[A-Z]{3}$'",
     ]
+
+
+def test_an_idle_worker_waits_with_the_collector_running_and_a_busy_one_handles_without_it(
+    store: Store,
+) -> None:
+    """The collector pause holds for the whole process: the API beside an idle embedded worker must
+    still collect cycles, while a batch is still handled without the collector walking it."""
+    from fraudstream.brokers.memory import MemoryBroker
+
+    broker = MemoryBroker()
+    seen: list[bool] = []
+
+    class Watching(BlockingScorer):
+        def score(self, batch: Any) -> Any:
+            seen.append(gc.isenabled())
+            return super().score(batch)
+
+    worker = Worker(broker, Watching(), store, max_wait=0.05)  # type: ignore[arg-type]
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        samples = []
+        for _ in range(200):
+            samples.append(gc.isenabled())
+            time.sleep(0.002)
+        broker.publish("transactions", [(None, tx(i)) for i in range(3)])
+        deadline = time.monotonic() + 10
+        while worker.stats.decided < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        worker.stop()
+        thread.join(5)
+    assert sum(samples) / len(samples) > 0.9
+    assert seen and not any(seen)
+    assert gc.isenabled()

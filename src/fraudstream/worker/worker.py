@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -96,17 +97,23 @@ class Worker:
         self._written = 0.0
         self.stats = WorkerStats()
         self.stopping = threading.Event()
+        self._busy = False  # the last read found messages
 
     def run_once(self) -> int:
         """Process one batch; returns how many messages it handled (0 when the topic was empty)."""
-        with paused_gc():  # reading a batch makes as many objects as handling it
+        # Reading a batch makes as many objects as handling it, so the collector is held off while a busy
+        # worker reads too. An idle one waits with it running: the pause holds for the whole process,
+        # and the API serving requests beside an idle worker would otherwise never collect a cycle.
+        with paused_gc() if self._busy else nullcontext():
             messages = self.broker.consume(self.topic, self.batch_size, self.max_wait)
-            self.stats.heartbeat = time.time()
-            if self.health_file is not None and self.stats.heartbeat - self._written >= 1.0:
-                self._written = self.stats.heartbeat
-                write_health(self.health_file, self.health())
-            if not messages:
-                return 0
+        self._busy = bool(messages)
+        self.stats.heartbeat = time.time()
+        if self.health_file is not None and self.stats.heartbeat - self._written >= 1.0:
+            self._written = self.stats.heartbeat
+            write_health(self.health_file, self.health())
+        if not messages:
+            return 0
+        with paused_gc():
             self._handle(messages)
         self.stats.batches += 1
         return len(messages)
