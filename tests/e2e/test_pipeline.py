@@ -34,6 +34,17 @@ def settings_for(tmp_path: Path, bundle_path: Path) -> Settings:
     )
 
 
+def worker_env(tmp_path: Path, bundle_path: Path, settings: Settings) -> dict[str, str]:
+    """The environment of a ``fraudstream worker`` subprocess on the same database and model."""
+    return os.environ | {
+        "FRAUD_DATA_DIR": str(tmp_path),
+        "FRAUD_DATABASE_URL": settings.db_url,
+        "FRAUD_MODEL_PATH": str(bundle_path),
+        "FRAUD_LEASE_SECONDS": "1",
+        "FRAUD_MAX_WAIT": "0.01",
+    }
+
+
 def transactions(frame: pd.DataFrame, n: int = N) -> list[Transaction]:
     keep = [c for c in frame.columns if c not in ("is_fraud", "label_time", "fraud_scenario")]
     rows = frame.iloc[-n:][keep].to_dict("records")
@@ -95,13 +106,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
     services = open_services(settings)
     txs = transactions(small_frame)
     services.store.accept(txs)
-    env = os.environ | {
-        "FRAUD_DATA_DIR": str(tmp_path),
-        "FRAUD_DATABASE_URL": settings.db_url,
-        "FRAUD_MODEL_PATH": str(bundle_path),
-        "FRAUD_LEASE_SECONDS": "1",
-        "FRAUD_MAX_WAIT": "0.01",
-    }
+    env = worker_env(tmp_path, bundle_path, settings)
     burst = ["--burst", "--batch-size", "100"]
     crashed = subprocess.run([sys.executable, "-c", CRASHING_WORKER, "3", *burst], env=env, timeout=300)
     assert crashed.returncode == 9
@@ -154,13 +159,7 @@ def test_a_message_that_kills_every_worker_takes_only_itself_to_the_dead_letters
     txs = transactions(small_frame, 60)
     poison = txs[25].model_copy(update={"transaction_id": "poison"})
     services.store.accept([*txs[:25], poison, *txs[25:]])
-    env = os.environ | {
-        "FRAUD_DATA_DIR": str(tmp_path),
-        "FRAUD_DATABASE_URL": settings.db_url,
-        "FRAUD_MODEL_PATH": str(bundle_path),
-        "FRAUD_LEASE_SECONDS": "1",
-        "FRAUD_MAX_WAIT": "0.01",
-    }
+    env = worker_env(tmp_path, bundle_path, settings)
     codes = []
     decided_after = []
     while len(codes) < 8 and 0 not in codes:
