@@ -95,8 +95,32 @@ def test_an_unscoreable_transaction_is_listed_then_requeued_and_decided_once(
 
     again = client.post("/v1/dead-letters/requeue", json={"ids": [letters[1]["id"]]}).json()
     assert again["requeued"] == [] and again["missing"] == [letters[1]["id"]]
-    for bad in ({}, {"ids": [1], "all": True}, {"ids": "1"}):
+    for bad in ({}, {"ids": [1], "all": True}, {"ids": "1"}, {"ids": [2**70]}, {"ids": [0]}):
         assert client.post("/v1/dead-letters/requeue", json=bad).status_code == 422
+    assert client.get("/v1/dead-letters", params={"before": 10**20}).status_code == 422
+
+
+def test_requeueing_all_ends_even_while_workers_keep_failing_them(tmp_path: Path) -> None:
+    """Each message sent back fails again at once, as when the cause was not fixed: the redrive stops
+    at the newest dead letter there was when it started, and those failures stay."""
+    from fraudstream.brokers.memory import MemoryBroker
+    from fraudstream.storage import open_store
+    from fraudstream.worker.redrive import PAGE, requeue
+
+    with open_store(f"sqlite:///{tmp_path}/r.db") as store:
+        store.migrate()
+
+        class FailingAgain(MemoryBroker):
+            def publish(self, topic: str, messages: Any) -> None:
+                store.add_dead_letters([(topic, json.dumps(m), "unscoreable: again") for _, m in messages])
+
+        store.add_dead_letters(
+            [("transactions", json.dumps(tx(f"a{i}")), "unscoreable") for i in range(PAGE + 5)]
+        )
+        done = requeue(store, FailingAgain())
+        assert len(done.requeued) == PAGE + 5 and len(set(done.transaction_ids)) == PAGE + 5
+        left = store.dead_letters(2 * PAGE)
+        assert len(left) == PAGE + 5 and {d["reason"] for d in left} == {"unscoreable: again"}
 
 
 def test_the_cli_lists_and_requeues(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

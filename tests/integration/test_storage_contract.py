@@ -521,6 +521,9 @@ def test_dead_letters_page_both_ways_and_removing_them_requeues_only_dead_transa
     assert [d["payload"] for d in store.dead_letters()] == ["payload 2", "payload 1", "payload 0"]
     statuses = {i: store.get_transaction(i)["status"] for i in ("t0001", "t0002", "t0003")}  # type: ignore[index]
     assert statuses == {"t0001": "queued", "t0002": "dead", "t0003": "queued"}
+    store.save_decisions([record(3)], [tx(3)])
+    assert store.mark_dead(["t0003"]) == 0  # decided after all (another copy): it stays decided
+    assert store.get_transaction("t0003")["status"] == "decided"  # type: ignore[index]
 
 
 def test_dead_letters_and_alerts_round_trip(store: Store) -> None:

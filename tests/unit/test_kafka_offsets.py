@@ -32,14 +32,19 @@ def test_a_batch_handed_out_again_after_a_crash_counts_again_and_new_messages_st
     assert after_two.metadata(0, 0) == "0-5:3,5-7:2"
 
 
-def test_the_commit_to_write_before_processing_is_the_last_commit_or_the_first_offset() -> None:
-    fresh = tracker()
+def test_the_commit_to_write_before_processing_never_passes_a_message_in_flight() -> None:
+    fresh = tracker()  # a group with no commit: it started at the earliest offset
     fresh.consumed(0, 10)
     assert fresh.hand_out({0: (10, 10)}) == {0: 10}
+    for o in range(11, 20):  # handed out while 10 is still in flight (its batch failed, say)
+        fresh.consumed(0, o)
+    assert fresh.hand_out({0: (11, 19)}) == {0: 10}
+    assert fresh.ack([(0, 10)]) == {0: 11} and fresh.floors([0]) == {0: 11}
     resumed = tracker("", committed=7)
     resumed.consumed(0, 7)
     assert resumed.hand_out({0: (7, 7)}) == {0: 7}
-    assert resumed.hand_out({1: (0, 3)}) == {}  # not ours
+    assert resumed.hand_out({1: (0, 3)}) == {} and resumed.floors([1]) == {}  # not ours
+    assert tracker().floors([0]) == {}  # no commit and nothing in flight: nothing to commit
 
 
 def test_acked_messages_leave_the_counts_and_the_rest_keep_theirs() -> None:

@@ -222,3 +222,26 @@ def test_an_idle_worker_waits_with_the_collector_running_and_a_busy_one_handles_
     assert sum(samples) / len(samples) > 0.9
     assert seen and not any(seen)
     assert gc.isenabled()
+
+
+def test_a_copy_published_again_is_decided_even_beside_one_delivered_too_often(store: Store) -> None:
+    worker, broker, _ = make_worker(store, MemoryFeatureState(retention=86400.0), max_deliveries=5)
+    broker.deliver([tx(5)], deliveries=6)  # the old copy kept killing workers...
+    broker.deliver([tx(5)], deliveries=1)  # ...and someone published it again (a redrive)
+    worker.run(burst=True)
+    assert (worker.stats.decided, worker.stats.dead, worker.stats.duplicates) == (1, 0, 1)
+    assert store.dead_letters() == []
+
+
+def test_suspects_are_decided_one_at_a_time_in_event_time_and_the_first_goes_last_on_even_deliveries(
+    store: Store,
+) -> None:
+    worker, broker, _ = make_worker(store, None)
+    broker.deliver([tx(9), tx(1)])  # fresh: decided together, first
+    broker.deliver([tx(7), tx(3)], deliveries=3)  # in another order than their event times
+    worker.run(burst=True)
+    assert worker.scorer.scored == ["w9", "w1", "w3", "w7"]  # type: ignore[attr-defined]
+    assert worker.stats.batches == 1
+    broker.deliver([tx(8), tx(2), tx(6)], deliveries=4)
+    worker.run(burst=True)
+    assert worker.scorer.scored[4:] == ["w6", "w8", "w2"]  # type: ignore[attr-defined]

@@ -41,9 +41,9 @@ class TopicConsumer:
         """Still the owner until this returns: commit what was acked, then forget what was in flight."""
         with self.lock:
             leaving = {tp.partition for tp in partitions}
-            dirty = {p: o for p, o in self.offsets.dirty().items() if p in leaving}
-            if dirty:  # with the delivery counts of what is still in flight, before they are forgotten
-                self.commit(dirty, quiet=True)
+            floors = self.offsets.floors(leaving)
+            if floors:  # what was acked, with the delivery counts of what is in flight, before both go
+                self.commit(floors, quiet=True)
             self.offsets.revoke(leaving)
         log.info("kafka %s: revoked partitions %s", self.name, sorted(tp.partition for tp in partitions))
 

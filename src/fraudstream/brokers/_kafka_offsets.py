@@ -34,6 +34,14 @@ class _Partition:
         """The offset to commit: past every acked message, but never past one still pending."""
         return min(self.acked, min(self.pending, default=self.acked))
 
+    def floor(self) -> int | None:
+        """An offset that may be committed now, progress or not: the last commit or the acked target,
+        else (a group with no commit, which started at the earliest) the lowest message in flight."""
+        at = max(self.committed, self.target())
+        if at < 0:
+            at = min(self.pending, default=-1)
+        return at if at >= 0 else None
+
     def handed_out(self, lo: int, hi: int) -> None:
         """Count one more delivery of offsets ``lo..hi`` (inclusive)."""
         out: list[Run] = []
@@ -129,16 +137,24 @@ class OffsetTracker:
             part.runs = parse_runs(metadata, committed)
 
     def hand_out(self, offsets: dict[int, tuple[int, int]]) -> dict[int, int]:
-        """Count a delivery of each partition's ``(lowest, highest)`` offsets; returns the offsets to
-        commit now, with :meth:`metadata`, before the messages are processed: the last commit, or the
-        lowest offset handed out when the group has none (it started from the earliest)."""
-        out = {}
+        """Count a delivery of each partition's ``(lowest, highest)`` offsets (already
+        :meth:`consumed`); returns the offsets to commit now, with :meth:`metadata`, before the
+        messages are processed (see :meth:`floors`)."""
         for p, (lo, hi) in offsets.items():
             part = self._parts.get(p)
-            if part is None:
-                continue
-            part.handed_out(lo, hi)
-            out[p] = part.committed if part.committed >= 0 else lo
+            if part is not None:
+                part.handed_out(lo, hi)
+        return self.floors(offsets)
+
+    def floors(self, partitions: Iterable[int]) -> dict[int, int]:
+        """For those of ``partitions`` we own, an offset that may be committed now to store their
+        delivery counts: never past a message in flight, never behind the last commit."""
+        out = {}
+        for p in partitions:
+            part = self._parts.get(p)
+            at = None if part is None else part.floor()
+            if at is not None:
+                out[p] = at
         return out
 
     def deliveries(self, partition: int, offset: int) -> int:
@@ -172,10 +188,6 @@ class OffsetTracker:
             if part.target() > part.committed:
                 out[p] = part.target()
         return out
-
-    def dirty(self) -> dict[int, int]:
-        """Acknowledged offsets not yet committed (a commit failed during a rebalance)."""
-        return {p: part.target() for p, part in self._parts.items() if part.target() > part.committed}
 
     def committed(self, offsets: dict[int, int]) -> None:
         """Note successful commits, for partitions still owned; runs below them are done with."""

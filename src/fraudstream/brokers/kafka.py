@@ -64,6 +64,11 @@ def partitions_option(url: str) -> int:
     return partitions
 
 
+def _text(key: bytes | None) -> str | None:
+    """A message key as text; one that is not UTF-8 (another producer's) is kept, not fatal."""
+    return None if not key else key.decode("utf-8", errors="replace")
+
+
 def bootstrap_servers(url: str) -> str:
     """``kafka://h1:9092,h2:9092`` → ``h1:9092,h2:9092`` (port 9092 when omitted)."""
     scheme, _, rest = url.partition("://")
@@ -277,10 +282,7 @@ class KafkaBroker(Broker):
             if spans:
                 member.count_deliveries(spans, self.connect_timeout)
             count = member.offsets.deliveries
-            out = [
-                Message(f"{p}:{o}", key.decode() if (key := m.key()) else None, load(m.value()), count(p, o))
-                for p, o, m in kept
-            ]
+            out = [Message(f"{p}:{o}", _text(m.key()), load(m.value()), count(p, o)) for p, o, m in kept]
         if not out:
             self._raise_failure()
         return out

@@ -20,7 +20,8 @@ app = typer.Typer(
 def list_letters(
     limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
     before: Annotated[
-        int | None, typer.Option(help="Only dead letters with a lower id (the next page).")
+        int | None,
+        typer.Option(min=1, max=2**63 - 1, help="Only dead letters with a lower id (the next page)."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -52,7 +53,9 @@ def list_letters(
 
 @app.command()
 def requeue(
-    ids: Annotated[list[int] | None, typer.Argument(help="Dead-letter ids, as `list` shows them.")] = None,
+    ids: Annotated[
+        list[int] | None, typer.Argument(min=1, max=2**63 - 1, help="Dead-letter ids, as `list` shows them.")
+    ] = None,
     requeue_all: Annotated[bool, typer.Option("--all", help="Every dead letter, oldest first.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -64,7 +67,9 @@ def requeue(
 
     One that is still not a valid transaction stays, and is listed with the reason.
 
-    Exits 1 when nothing could be requeued.
+    Needs a broker that other processes share (database://, redis://, kafka://), not memory://.
+
+    Exits 1 when dead letters were asked for and none could be requeued.
     """
     from fraudstream.runtime import settings_broker
     from fraudstream.storage import open_store
@@ -74,6 +79,11 @@ def requeue(
         raise typer.BadParameter("give dead-letter ids, or --all", param_hint="IDS")
     with errors():
         settings = settings_with()
+        if settings.broker_url.startswith("memory:"):
+            raise ValueError(
+                "FRAUD_BROKER_URL is memory://, a queue inside one process that this command cannot reach: "
+                "requeue through that process's API (POST /v1/dead-letters/requeue) instead"
+            )
         with open_store(settings.db_url) as store:
             store.migrate()
             broker = settings_broker(settings, store)
@@ -100,5 +110,5 @@ def requeue(
             f"requeued {len(done.requeued)} dead letter(s), {len(done.transaction_ids)} transaction(s), "
             f"to {settings.broker_url.split('://', 1)[0]}://"
         )
-    if not done.requeued and (done.invalid or done.missing or ids):
+    if not done.requeued and (done.invalid or done.missing):
         raise typer.Exit(1)

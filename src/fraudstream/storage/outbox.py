@@ -65,13 +65,15 @@ class QueueStore(Database):
         return deleted
 
     def mark_dead(self, transaction_ids: list[str]) -> int:
-        """Set transactions that could not be decided to status ``dead``; how many rows changed."""
+        """Set transactions that could not be decided to status ``dead``, unless they were decided after
+        all (another copy, another process); how many rows changed."""
         changed = 0
         with self._write() as conn:
             for chunk in chunks(transaction_ids):
                 result = conn.execute(
                     update(tables.transactions)
                     .where(tables.transactions.c.transaction_id.in_(chunk))
+                    .where(tables.transactions.c.status != tables.TX_DECIDED)
                     .values(status=tables.TX_DEAD)
                 )
                 changed += result.rowcount

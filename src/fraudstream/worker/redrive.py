@@ -53,7 +53,8 @@ def requeue(
     *,
     partition_key: str = "customer_id",
 ) -> Redriven:
-    """Publish the dead letters ``ids`` (all of them when ``None``) back to their topics, then remove them.
+    """Publish the dead letters ``ids`` (all of them when ``None``, up to the newest when it starts)
+    back to their topics, then remove them.
 
     Publishing comes first: a crash in between leaves a dead letter that was also published, and sending
     it again later makes no second decision. ``partition_key`` is the transaction field that keys the
@@ -66,8 +67,10 @@ def requeue(
         done.missing = sorted({i for i in ids if i not in found})
         _requeue_page(store, broker, letters, partition_key, done)
         return done
+    newest = store.dead_letters(1)
+    last = newest[0]["id"] if newest else 0  # not those a worker adds meanwhile, or this might not end
     after = 0
-    while page := store.dead_letters(PAGE, after=after):
+    while after < last and (page := [d for d in store.dead_letters(PAGE, after=after) if d["id"] <= last]):
         _requeue_page(store, broker, page, partition_key, done)
         after = page[-1]["id"]
     return done

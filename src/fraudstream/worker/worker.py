@@ -131,24 +131,30 @@ class Worker:
         """
         transactions, deliveries, dead = self._parse(messages)
         decided = self._decided_before(transactions, deliveries)
+        first: dict[str, Transaction] = {}
+        fewest: dict[str, int] = {}  # a copy delivered fewer times was published again since
+        for t, count in zip(transactions, deliveries, strict=True):
+            if t.transaction_id not in decided:
+                first.setdefault(t.transaction_id, t)
+                fewest[t.transaction_id] = min(count, fewest.get(t.transaction_id, count))
         fresh: dict[str, Transaction] = {}
         suspects: dict[str, int] = {}
         self._dead_ids = []
-        for t, count in zip(transactions, deliveries, strict=True):
-            if t.transaction_id in decided:
-                continue
+        for tx_id, t in first.items():
+            count = fewest[tx_id]
             if count > self.max_deliveries:
                 reason = f"delivered {count} times and never acknowledged: a worker died or stalled on it"
                 dead.append((self.topic, t.model_dump_json(), reason))
-                self._dead_ids.append(t.transaction_id)
+                self._dead_ids.append(tx_id)
                 continue
-            fresh.setdefault(t.transaction_id, t)
+            fresh[tx_id] = t
             if count >= SUSPECT:
-                suspects[t.transaction_id] = max(count, suspects.get(t.transaction_id, 0))
+                suspects[tx_id] = count
         self.stats.duplicates += len(transactions) - len(fresh) - len(self._dead_ids)
         self._decided, self._taken = [], []
         dead += self._score([t for i, t in fresh.items() if i not in suspects])
-        dead += self._score_suspects([fresh[i] for i in suspects], max(suspects.values(), default=0))
+        in_time_order = sorted((fresh[i] for i in suspects), key=lambda t: (t.timestamp, t.transaction_id))
+        dead += self._score_suspects(in_time_order, max(suspects.values(), default=0))
         if self._taken:
             mine = {r.transaction_id for r in self._decided}
             taken = {i for i in self._taken if i not in mine}
@@ -191,7 +197,8 @@ class Worker:
         return good, deliveries, dead
 
     def _score_suspects(self, transactions: list[Transaction], deliveries: int) -> list[tuple[str, str, str]]:
-        """Decide and store these one at a time, in order; on an even delivery the first goes last.
+        """Decide and store these one at a time, in the order given (the same on every delivery, which
+        the brokers' order across partitions is not); on an even delivery the first goes last.
 
         If one of them kills the worker, those before it are decided on one delivery, and it is first of
         those left on the next, which decides those after it before trying it again. So by the time it

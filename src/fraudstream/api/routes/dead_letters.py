@@ -12,6 +12,8 @@ from fraudstream.api.deps import ServicesDep, StoreDep
 from fraudstream.worker.redrive import requeue, transaction_id_of
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
+MAX_ID = 2**63 - 1
+"""Ids are 64-bit integers in both databases."""
 
 
 class DeadLetterOut(BaseModel):
@@ -25,10 +27,13 @@ class DeadLetterOut(BaseModel):
     payload: str
 
 
+DeadLetterId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
 class RequeueIn(BaseModel):
     """Which dead letters to send back: ``ids``, or ``all``."""
 
-    ids: list[int] = Field(default_factory=list, max_length=10_000)
+    ids: list[DeadLetterId] = Field(default_factory=list, max_length=10_000)
     all: bool = False
 
     @model_validator(mode="after")
@@ -49,7 +54,9 @@ class RequeueOut(BaseModel):
 def list_dead_letters(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    before: Annotated[int | None, Query(description="only ids below this: the next page")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="only ids below this: the next page")
+    ] = None,
 ) -> list[DeadLetterOut]:
     """Dead letters newest first. Page on with ``before`` set to the last id of a page."""
     return [
