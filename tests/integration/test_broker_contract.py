@@ -267,6 +267,49 @@ def test_close_is_idempotent(backend: Backend, topic: str) -> None:
 # --- choosing a broker --------------------------------------------------------------------------
 
 
+def test_released_messages_come_back_to_the_same_consumer(backend: Backend, topic: str) -> None:
+    broker = backend.consumer()
+    broker.publish(topic, numbered(6))
+    held = drain(broker, topic, 6, ack=False)
+    broker.release(topic, held)
+    again = drain(broker, topic, 6)
+    assert sorted(m.payload["n"] for m in again) == list(range(6))
+    assert {m.deliveries for m in again} == {2}
+    assert drain(broker, topic, 1, patience=2.0) == []
+
+
+def test_a_batch_whose_store_failed_is_decided_once_the_store_is_back(
+    backend: Backend, topic: str, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Kafka the batch would otherwise wait for a rebalance or a restart, holding its partition's
+    commit back; elsewhere for a lease or an idle time to run out."""
+    from fraudstream.storage import StorageError
+    from fraudstream.worker import Worker
+    from tests.unit.fakes import BlockingScorer
+
+    real, failures = store.save_decisions, [1]
+
+    def save_decisions(*args: Any, **kw: Any) -> Any:
+        if failures:
+            failures.pop()
+            raise StorageError("the database is unreachable")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(store, "save_decisions", save_decisions)
+    broker = backend.consumer()
+    txs = [
+        {"transaction_id": f"s{i}", "timestamp": T0.isoformat(), "customer_id": "c", "amount": 1.0}
+        for i in range(5)
+    ]
+    broker.publish(topic, [("c", t) for t in txs])
+    worker = Worker(broker, BlockingScorer(), store, topic=topic, max_wait=0.2)  # type: ignore[arg-type]
+    deadline = time.monotonic() + PATIENCE
+    while worker.stats.decided < 5 and time.monotonic() < deadline:
+        worker.run(burst=True)
+    assert (worker.stats.errors, worker.stats.decided) == (1, 5)
+    assert store.decided_ids([t["transaction_id"] for t in txs]) == {t["transaction_id"] for t in txs}
+
+
 def test_requeued_dead_letters_are_decided_once(
     backend: Backend,
     topic: str,

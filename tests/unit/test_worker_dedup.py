@@ -47,6 +47,9 @@ class ListBroker(Broker):
     def ack(self, topic: str, messages: Sequence[Message]) -> None:
         self.acked += len(messages)
 
+    def release(self, topic: str, messages: Sequence[Message]) -> None:
+        self.queued[:0] = messages
+
     def close(self) -> None:
         pass
 
@@ -245,3 +248,25 @@ def test_suspects_are_decided_one_at_a_time_in_event_time_and_the_first_goes_las
     broker.deliver([tx(8), tx(2), tx(6)], deliveries=4)
     worker.run(burst=True)
     assert worker.scorer.scored[4:] == ["w6", "w8", "w2"]  # type: ignore[attr-defined]
+
+
+def test_an_outage_of_the_feature_state_is_retried_never_dead_lettered(store: Store) -> None:
+    """Redis going away mid-batch is not the messages' fault: the batch comes round again."""
+
+    class Flaky(BlockingScorer):
+        failures = 3
+
+        def score(self, batch: Any) -> Any:
+            if self.failures:
+                self.failures -= 1
+                raise StateError("cannot reach Redis at redis://127.0.0.1:6380/0")
+            return super().score(batch)
+
+    broker = ListBroker()
+    worker = Worker(broker, Flaky(), store, max_wait=0.0)  # type: ignore[arg-type]
+    broker.deliver([tx(i) for i in range(4)])
+    for _ in range(3):  # run() retries after each failure; bounded so that a regression fails, not hangs
+        if worker.stats.decided + worker.stats.dead < 4:
+            worker.run(burst=True)
+    assert (worker.stats.errors, worker.stats.decided, worker.stats.dead) == (3, 4, 0)
+    assert store.dead_letters() == []

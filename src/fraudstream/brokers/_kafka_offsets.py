@@ -157,6 +157,19 @@ class OffsetTracker:
                 out[p] = at
         return out
 
+    def release(self, messages: Iterable[tuple[int, int]]) -> dict[int, int]:
+        """Give back ``(partition, offset)`` pairs still in flight: per owned partition, the offset to
+        fetch again from, which is handed out again with all that follows it (no longer in flight)."""
+        lowest: dict[int, int] = {}
+        for p, o in messages:
+            part = self._parts.get(p)
+            if part is not None and o in part.pending:
+                lowest[p] = min(o, lowest.get(p, o))
+        for p, lo in lowest.items():
+            part = self._parts[p]
+            part.pending = {o for o in part.pending if o < lo}
+        return lowest
+
     def deliveries(self, partition: int, offset: int) -> int:
         """How often the message at ``offset`` has been handed out, this time included."""
         part = self._parts.get(partition)

@@ -28,7 +28,7 @@ class Message:
 
 
 class Broker(ABC):
-    """Publish, consume a batch, acknowledge, close.
+    """Publish, consume a batch, acknowledge, close; and release what cannot be finished now.
 
     Delivery is at least once: a message that is consumed but not acknowledged (the consumer died)
     is delivered again, so consumers must be idempotent (the worker is, by ``transaction_id``).
@@ -49,6 +49,12 @@ class Broker(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections."""
+
+    @abstractmethod
+    def release(self, topic: str, messages: Sequence[Message]) -> None:
+        """Hand back messages this consumer took and cannot finish now (its store failed mid-batch),
+        to be delivered again soon, and counted again, rather than once a lease or idle time runs out
+        or, on Kafka, never before a rebalance."""
 
     def ping(self) -> str:
         """What answers and its version, for ``fraudstream check`` and ``/ready``; raises

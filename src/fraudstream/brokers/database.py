@@ -47,6 +47,10 @@ class DatabaseBroker(Broker):
         if messages:
             self.store.ack([int(m.id) for m in messages])
 
+    def release(self, topic: str, messages: Sequence[Message]) -> None:
+        if messages:
+            self.store.release([int(m.id) for m in messages])
+
     def ping(self) -> str:
         return f"queue in {self.store.ping()}"
 

@@ -69,6 +69,14 @@ def _text(key: bytes | None) -> str | None:
     return None if not key else key.decode("utf-8", errors="replace")
 
 
+def _pairs(messages: Sequence[Message]) -> list[tuple[int, int]]:
+    """``(partition, offset)`` of messages this broker delivered (their ids are ``partition:offset``)."""
+    try:
+        return [(int(p), int(o)) for p, _, o in (m.id.partition(":") for m in messages)]
+    except ValueError:
+        raise BrokerError("not Kafka message ids: give back messages this broker delivered") from None
+
+
 def bootstrap_servers(url: str) -> str:
     """``kafka://h1:9092,h2:9092`` → ``h1:9092,h2:9092`` (port 9092 when omitted)."""
     scheme, _, rest = url.partition("://")
@@ -292,14 +300,25 @@ class KafkaBroker(Broker):
         member = self._consumers.get(topic)
         if member is None or not messages:
             return
-        try:
-            pairs = [(int(p), int(o)) for p, _, o in (m.id.partition(":") for m in messages)]
-        except ValueError:
-            raise BrokerError("not Kafka message ids: ack messages this broker delivered") from None
         with member.lock:
-            offsets = member.offsets.ack(pairs)
+            offsets = member.offsets.ack(_pairs(messages))
             if offsets:
                 member.commit(offsets)
+
+    def release(self, topic: str, messages: Sequence[Message]) -> None:
+        """Seek each partition back to its lowest released message still in flight: everything from
+        there is fetched and handed out again (and counted again)."""
+        member = self._consumers.get(topic)
+        if member is None or not messages:
+            return
+        from confluent_kafka import KafkaException, TopicPartition
+
+        with member.lock:
+            for partition, offset in member.offsets.release(_pairs(messages)).items():
+                try:
+                    member.consumer.seek(TopicPartition(member.name, partition, offset))
+                except KafkaException as error:  # not fetching it any more: its next owner re-reads it
+                    log.info("kafka %s: cannot seek partition %d back (%s)", member.name, partition, error)
 
     def assigned(self, topic: str) -> frozenset[int]:
         """The partitions of ``topic`` this member owns now (empty before its first consume)."""

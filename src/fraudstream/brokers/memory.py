@@ -43,6 +43,13 @@ class MemoryBroker(Broker):
             for m in messages:
                 pending.pop(m.id, None)
 
+    def release(self, topic: str, messages: Sequence[Message]) -> None:
+        with self._cond:
+            pending = self._unacked.setdefault(topic, OrderedDict())
+            back = [replace(m, deliveries=m.deliveries + 1) for m in messages if pending.pop(m.id, None)]
+            self._ready.setdefault(topic, deque()).extendleft(reversed(back))
+            self._cond.notify_all()
+
     def requeue_unacked(self, topic: str) -> int:
         """Put every unacknowledged message back at the front, as after a consumer crash; each counts
         one more delivery when it is handed out again."""

@@ -257,6 +257,19 @@ class RedisStreamsBroker(Broker):
         key = fields.get(KEY)
         return Message(_text(entry_id), None if key is None else _text(key), _decode(fields), deliveries)
 
+    def release(self, topic: str, messages: Sequence[Message]) -> None:
+        """Mark them idle long enough to be reclaimed (``XCLAIM IDLE``), by the next read of any consumer."""
+        if not messages:
+            return
+        stream = self.stream(topic)
+        ids = [m.id for m in messages]
+        with self._errors():
+            self._client.xclaim(
+                stream, self.group, self.consumer, 0, ids, idle=self.claim_idle_ms + 1000, justid=True
+            )
+        self._claim_due.pop(stream, None)
+        self._claim_from.pop(stream, None)
+
     def ack(self, topic: str, messages: Sequence[Message]) -> None:
         """``XACK`` the batch (call once its results are stored), then trim what every group has done."""
         if not messages:

@@ -144,6 +144,19 @@ class QueueStore(Database):
                     update(_q).where(_q.c.id.in_(chunk), _q.c.acked_at.is_(None)).values(acked_at=now)
                 )
 
+    def release(self, ids: list[int]) -> None:
+        """End the claim on messages not acknowledged, so the next claim takes them at once instead of
+        after the lease: their consumer could not finish them (the database failed mid-batch)."""
+        if not ids:
+            return
+        with self._write() as conn:
+            for chunk in chunks(ids):
+                conn.execute(
+                    update(_q)
+                    .where(_q.c.id.in_(chunk), _q.c.acked_at.is_(None))
+                    .values(claimed_by=None, claimed_at=None)
+                )
+
     def pending(self, topic: str) -> int:
         """Messages of ``topic`` not yet acknowledged, claimed or not: the consumer lag."""
         query = select(func.count()).select_from(_q).where(_q.c.topic == topic, _q.c.acked_at.is_(None))

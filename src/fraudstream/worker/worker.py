@@ -37,6 +37,8 @@ from fraudstream.worker.health import write_health
 log = logging.getLogger(__name__)
 TRANSACTIONS = "transactions"
 RESULTS, DEAD_LETTERS = "decisions", "dead-letters"
+OUTAGES = (StorageError, StateError, BrokerError)
+"""Failures of what the worker depends on: the batch is handed back and retried, never dead-lettered."""
 SUSPECT = 3
 """Deliveries after which a message is decided on its own: it was in a batch that killed or stalled a
 worker twice. A batch delivered a second time (a worker restarted, a partition moved) is still decided
@@ -98,15 +100,17 @@ class Worker:
         self.stats = WorkerStats()
         self.stopping = threading.Event()
         self._busy = False  # the last read found messages
+        self._in_flight: list[Message] = []  # taken and not yet acknowledged
 
     def run_once(self) -> int:
         """Process one batch; returns how many messages it handled (0 when the topic was empty)."""
         # Reading a batch makes as many objects as handling it, so the collector is held off while a busy
         # worker reads too. An idle one waits with it running: the pause holds for the whole process,
         # and the API serving requests beside an idle worker would otherwise never collect a cycle.
+        self._in_flight = []
         with paused_gc() if self._busy else nullcontext():
             messages = self.broker.consume(self.topic, self.batch_size, self.max_wait)
-        self._busy = bool(messages)
+        self._in_flight, self._busy = messages, bool(messages)
         self.stats.heartbeat = time.time()
         if self.health_file is not None and self.stats.heartbeat - self._written >= 1.0:
             self._written = self.stats.heartbeat
@@ -170,6 +174,7 @@ class Worker:
         )
         self._publish_results(self._decided + again, dead)
         self.broker.ack(self.topic, messages)
+        self._in_flight = []
 
     def _decided_before(self, transactions: list[Transaction], deliveries: list[int]) -> set[str]:
         """Which transactions already have a stored decision; those about to be dead-lettered for too
@@ -217,6 +222,8 @@ class Worker:
         try:
             self._score_and_store(transactions)
             return []
+        except OUTAGES:
+            raise  # the database, Redis or the broker, not the message: retried by run() once it is back
         except Exception as error:  # a poison message must not stop the worker: isolate it
             if len(transactions) == 1:
                 log.exception("cannot score transaction %s", transactions[0].transaction_id)
@@ -265,15 +272,26 @@ class Worker:
             try:
                 handled = self.run_once()
                 backoff = 0.0
-            except (StorageError, BrokerError) as error:  # a passing outage must not end the worker
+            except OUTAGES as error:  # a passing outage must not end the worker
                 backoff = min(max(2 * backoff, 0.1), 10.0)
                 self.stats.errors += 1
                 log.warning("worker: %s; retrying in %.1f s", error, backoff)
+                self._release()
                 self.stopping.wait(backoff)
                 continue
             if handled == 0 and burst:
                 break
         return self.stats
+
+    def _release(self) -> None:
+        """Hand the batch that failed back to the broker, to come round again once the outage passes."""
+        messages, self._in_flight = self._in_flight, []
+        if not messages:
+            return
+        try:
+            self.broker.release(self.topic, messages)
+        except BrokerError as error:  # they still come back by the broker's own redelivery
+            log.warning("worker: cannot hand %d messages back: %s", len(messages), error)
 
     def stop(self, *_: Any) -> None:
         """Finish the current batch, then return from :meth:`run`."""
