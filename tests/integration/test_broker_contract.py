@@ -274,7 +274,7 @@ def test_released_messages_come_back_to_the_same_consumer(backend: Backend, topi
     broker.release(topic, held)
     again = drain(broker, topic, 6)
     assert sorted(m.payload["n"] for m in again) == list(range(6))
-    assert {m.deliveries for m in again} == {2}
+    assert {m.deliveries for m in again} == {1}  # nothing was tried: an outage is not the messages' fault
     assert drain(broker, topic, 1, patience=2.0) == []
 
 

@@ -526,6 +526,17 @@ def test_dead_letters_page_both_ways_and_removing_them_requeues_only_dead_transa
     assert store.get_transaction("t0003")["status"] == "decided"  # type: ignore[index]
 
 
+def test_releasing_queue_messages_ends_only_the_releasers_claim_and_gives_the_delivery_back(
+    store: Store,
+) -> None:
+    ids = store.publish("jobs", [(None, {"n": i}) for i in range(3)])
+    assert [m.deliveries for m in store.claim("jobs", "a", 2, 60.0)] == [1, 1]
+    store.release(ids[:2], "b")  # not b's claim
+    assert [m.id for m in store.claim("jobs", "c", 5, 60.0)] == [ids[2]]
+    store.release(ids[:2], "a")
+    assert [(m.id, m.deliveries) for m in store.claim("jobs", "c", 5, 60.0)] == [(ids[0], 1), (ids[1], 1)]
+
+
 def test_dead_letters_and_alerts_round_trip(store: Store) -> None:
     store.add_dead_letters([("http", '{"bad": 1}', "missing amount"), ("kafka", "a\x00\x01", "not JSON")])
     letters = store.dead_letters(10)

@@ -77,3 +77,16 @@ def test_metadata_another_client_wrote_is_ignored() -> None:
     assert parse_runs("0-5:2,5-9:x", 0) == []
     assert parse_runs("0-5:2,5-9:1", 6) == [(6, 9, 1)]  # runs below the commit are done with
     assert parse_runs(None, -1001) == [] and parse_runs("", 3) == []
+
+
+def test_a_release_rewinds_without_counting_and_holds_the_commit_before_it() -> None:
+    t = tracker("0-4:2", committed=0)
+    assert hand_out(t, 0, 9) == [3, 3, 3, 3, 1, 1, 1, 1, 1, 1]
+    t.ack([(0, o) for o in range(4)])
+    assert t.releasing([(0, 6), (0, 8), (1, 3)]) == {0: 6}
+    t.released(0, 6)
+    assert t.metadata(0, 0) == "0-4:3,4-6:1"  # 6..9 were not tried: their hand-out is not counted
+    assert t.floors([0]) == {0: 4}  # 4 and 5 are still in flight
+    t.ack([(0, o) for o in range(4, 10)])  # a late ack of what was released commits nothing past it
+    assert t.floors([0]) == {0: 6}
+    assert hand_out(t, 6, 9) == [1, 1, 1, 1]

@@ -17,7 +17,7 @@ import pytest
 from fraudstream.brokers.base import Broker, Message
 from fraudstream.events import Transaction
 from fraudstream.state import MemoryFeatureState, StateError
-from fraudstream.storage import DecisionRecord, Store, open_store
+from fraudstream.storage import DecisionRecord, StorageError, Store, open_store
 from fraudstream.worker.worker import RESULTS, Worker
 from tests.unit.fakes import BlockingScorer
 
@@ -270,3 +270,51 @@ def test_an_outage_of_the_feature_state_is_retried_never_dead_lettered(store: St
             worker.run(burst=True)
     assert (worker.stats.errors, worker.stats.decided, worker.stats.dead) == (3, 4, 0)
     assert store.dead_letters() == []
+
+
+class Instant(threading.Event):
+    """A worker's stop event whose backoff waits return at once."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.is_set()
+
+
+def test_a_long_outage_hands_the_batch_back_without_counting_deliveries(store: Store) -> None:
+    """Six failures in a row, more than max_deliveries: still nothing is dead-lettered or a suspect."""
+    from fraudstream.brokers.memory import MemoryBroker
+
+    class Down(BlockingScorer):
+        failures = 6
+
+        def score(self, batch: Any) -> Any:
+            if self.failures:
+                self.failures -= 1
+                raise StorageError("the database is unreachable")
+            return super().score(batch)
+
+    broker = MemoryBroker()
+    worker = Worker(broker, Down(), store, max_wait=0.0, max_deliveries=5)  # type: ignore[arg-type]
+    worker.stopping = Instant()
+    broker.publish("transactions", [(None, tx(i)) for i in range(4)])
+    worker.run(burst=True)
+    assert (worker.stats.errors, worker.stats.decided, worker.stats.dead) == (6, 4, 0)
+    assert worker.scorer.scored == ["w0", "w1", "w2", "w3"]  # type: ignore[attr-defined]  # one batch
+
+
+def test_a_broker_that_cannot_take_the_batch_back_does_not_end_the_worker(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Unreachable(ListBroker):
+        def release(self, topic: str, messages: Sequence[Message]) -> None:
+            raise StorageError("the queue's database is unreachable")
+
+    class Down(BlockingScorer):
+        def score(self, batch: Any) -> Any:
+            raise StorageError("the database is unreachable")
+
+    broker = Unreachable()
+    worker = Worker(broker, Down(), store, max_wait=0.0)  # type: ignore[arg-type]
+    worker.stopping = Instant()
+    broker.deliver([tx(0)])
+    worker.run(burst=True)
+    assert worker.stats.errors == 1 and "cannot hand 1 messages back" in caplog.text

@@ -157,18 +157,32 @@ class OffsetTracker:
                 out[p] = at
         return out
 
-    def release(self, messages: Iterable[tuple[int, int]]) -> dict[int, int]:
-        """Give back ``(partition, offset)`` pairs still in flight: per owned partition, the offset to
-        fetch again from, which is handed out again with all that follows it (no longer in flight)."""
+    def releasing(self, messages: Iterable[tuple[int, int]]) -> dict[int, int]:
+        """For ``(partition, offset)`` pairs still in flight, per owned partition, the lowest: where to
+        fetch again from. Nothing changes until :meth:`released` says the consumer went back there."""
         lowest: dict[int, int] = {}
         for p, o in messages:
             part = self._parts.get(p)
             if part is not None and o in part.pending:
                 lowest[p] = min(o, lowest.get(p, o))
-        for p, lo in lowest.items():
-            part = self._parts[p]
-            part.pending = {o for o in part.pending if o < lo}
         return lowest
+
+    def released(self, partition: int, offset: int) -> None:
+        """The consumer will fetch ``partition`` again from ``offset``: what follows is no longer in
+        flight or acked, and its last hand-out is not counted (nothing was tried)."""
+        part = self._parts.get(partition)
+        if part is None:
+            return
+        part.pending = {o for o in part.pending if o < offset}
+        part.acked = min(part.acked, offset)
+        if part.runs:
+            split: list[Run] = []
+            for s, e, c in part.runs:
+                if s < offset < e:
+                    split += [(s, offset, c), (offset, e, c)]
+                else:
+                    split.append((s, e, c))
+            part.runs = [(s, e, c - (s >= offset)) for s, e, c in split if c - (s >= offset) > 0]
 
     def deliveries(self, partition: int, offset: int) -> int:
         """How often the message at ``offset`` has been handed out, this time included."""

@@ -49,7 +49,7 @@ class DatabaseBroker(Broker):
 
     def release(self, topic: str, messages: Sequence[Message]) -> None:
         if messages:
-            self.store.release([int(m.id) for m in messages])
+            self.store.release([int(m.id) for m in messages], self.consumer)
 
     def ping(self) -> str:
         return f"queue in {self.store.ping()}"

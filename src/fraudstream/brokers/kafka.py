@@ -314,11 +314,13 @@ class KafkaBroker(Broker):
         from confluent_kafka import KafkaException, TopicPartition
 
         with member.lock:
-            for partition, offset in member.offsets.release(_pairs(messages)).items():
+            for partition, offset in member.offsets.releasing(_pairs(messages)).items():
                 try:
                     member.consumer.seek(TopicPartition(member.name, partition, offset))
-                except KafkaException as error:  # not fetching it any more: its next owner re-reads it
+                except KafkaException as error:  # they stay in flight, holding the commit back
                     log.info("kafka %s: cannot seek partition %d back (%s)", member.name, partition, error)
+                    continue
+                member.offsets.released(partition, offset)
 
     def assigned(self, topic: str) -> frozenset[int]:
         """The partitions of ``topic`` this member owns now (empty before its first consume)."""

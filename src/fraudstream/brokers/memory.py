@@ -46,8 +46,8 @@ class MemoryBroker(Broker):
     def release(self, topic: str, messages: Sequence[Message]) -> None:
         with self._cond:
             pending = self._unacked.setdefault(topic, OrderedDict())
-            back = [replace(m, deliveries=m.deliveries + 1) for m in messages if pending.pop(m.id, None)]
-            self._ready.setdefault(topic, deque()).extendleft(reversed(back))
+            back = [m for m in messages if pending.pop(m.id, None) is not None]
+            self._ready.setdefault(topic, deque()).extendleft(reversed(back))  # not tried: no delivery
             self._cond.notify_all()
 
     def requeue_unacked(self, topic: str) -> int:

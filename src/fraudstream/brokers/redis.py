@@ -258,15 +258,34 @@ class RedisStreamsBroker(Broker):
         return Message(_text(entry_id), None if key is None else _text(key), _decode(fields), deliveries)
 
     def release(self, topic: str, messages: Sequence[Message]) -> None:
-        """Mark them idle long enough to be reclaimed (``XCLAIM IDLE``), by the next read of any consumer."""
+        """Mark those this consumer still holds idle long enough to be reclaimed by the next read of any
+        consumer (``XCLAIM IDLE``), with the delivery given back (``RETRYCOUNT``): nothing was tried.
+        Entries another consumer has reclaimed since, or that were acked, are left alone."""
         if not messages:
             return
         stream = self.stream(topic)
-        ids = [m.id for m in messages]
+        by_id = {m.id: m.deliveries for m in messages}
+        first, last = min(by_id, key=_entry_id), max(by_id, key=_entry_id)
         with self._errors():
-            self._client.xclaim(
-                stream, self.group, self.consumer, 0, ids, idle=self.claim_idle_ms + 1000, justid=True
+            held = self._client.xpending_range(
+                stream,
+                self.group,
+                min=first,
+                max=last,
+                count=len(by_id) * 4 + 100,
+                consumername=self.consumer,
             )
+            counts: dict[int, list[str]] = {}
+            for row in held:
+                entry = _text(row["message_id"])
+                if entry in by_id:
+                    counts.setdefault(max(by_id[entry] - 1, 0), []).append(entry)
+            for retries, ids in counts.items():
+                for lo in range(0, len(ids), ACK_CHUNK):
+                    self._client.xclaim(
+                        stream, self.group, self.consumer, 0, ids[lo : lo + ACK_CHUNK],
+                        idle=self.claim_idle_ms + 1000, retrycount=retries, justid=True,
+                    )  # fmt: skip
         self._claim_due.pop(stream, None)
         self._claim_from.pop(stream, None)
 

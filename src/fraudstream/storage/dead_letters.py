@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from fraudstream.storage import bulk, tables
 from fraudstream.storage.database import Database
@@ -22,21 +22,42 @@ _dl = tables.dead_letters
 _t = tables.transactions
 
 
+def _mark_dead(conn: Connection, transaction_ids: Sequence[str]) -> int:
+    changed = 0
+    for chunk in chunks(list(transaction_ids)):
+        statement = (
+            update(_t)
+            .where(_t.c.transaction_id.in_(chunk), _t.c.status != tables.TX_DECIDED)
+            .values(status=tables.TX_DEAD)
+        )
+        changed += conn.execute(statement).rowcount
+    return changed
+
+
 class DeadLetterStore(Database):
     """Keeping, listing and removing dead letters."""
 
-    def add_dead_letters(self, items: list[tuple[str, str, str]]) -> None:
-        """Keep input that could not be processed, as ``(source, payload text, reason)``, for inspection.
+    def add_dead_letters(self, items: list[tuple[str, str, str]], dead: Sequence[str] = ()) -> None:
+        """Keep input that could not be processed, as ``(source, payload text, reason)``, for inspection,
+        and set the transactions ``dead`` to status ``dead`` (see :meth:`mark_dead`), in one transaction.
 
         NUL characters are stored as the four characters ``\\x00`` (PostgreSQL text cannot hold them),
         so that garbage input can never make the dead-letter write itself fail.
         """
-        if not items:
+        if not items and not dead:
             return
         now = bulk.timestamp_converter(self.dialect)(datetime.now(UTC))
         rows = [(now, *(str(text).replace("\x00", "\\x00") for text in item)) for item in items]
         with self._write() as conn:
-            bulk.append(conn, _dl, ("created_at", "source", "payload", "reason"), rows)
+            if rows:
+                bulk.append(conn, _dl, ("created_at", "source", "payload", "reason"), rows)
+            _mark_dead(conn, dead)
+
+    def mark_dead(self, transaction_ids: Sequence[str]) -> int:
+        """Set transactions that could not be decided to status ``dead``, unless they were decided after
+        all (another copy, another process); how many rows changed."""
+        with self._write() as conn:
+            return _mark_dead(conn, transaction_ids)
 
     def dead_letters(
         self, limit: int = 100, *, before: int | None = None, after: int | None = None

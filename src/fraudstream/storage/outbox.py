@@ -64,21 +64,6 @@ class QueueStore(Database):
                 deleted += conn.execute(statement).rowcount
         return deleted
 
-    def mark_dead(self, transaction_ids: list[str]) -> int:
-        """Set transactions that could not be decided to status ``dead``, unless they were decided after
-        all (another copy, another process); how many rows changed."""
-        changed = 0
-        with self._write() as conn:
-            for chunk in chunks(transaction_ids):
-                result = conn.execute(
-                    update(tables.transactions)
-                    .where(tables.transactions.c.transaction_id.in_(chunk))
-                    .where(tables.transactions.c.status != tables.TX_DECIDED)
-                    .values(status=tables.TX_DEAD)
-                )
-                changed += result.rowcount
-        return changed
-
     def publish(self, topic: str, messages: list[tuple[str | None, dict[str, Any]]]) -> list[int]:
         """Append ``(key, payload)`` messages to ``topic``; their ids, in the order given."""
         if not messages:
@@ -144,17 +129,19 @@ class QueueStore(Database):
                     update(_q).where(_q.c.id.in_(chunk), _q.c.acked_at.is_(None)).values(acked_at=now)
                 )
 
-    def release(self, ids: list[int]) -> None:
-        """End the claim on messages not acknowledged, so the next claim takes them at once instead of
-        after the lease: their consumer could not finish them (the database failed mid-batch)."""
+    def release(self, ids: list[int], consumer: str) -> None:
+        """End ``consumer``'s claim on messages it did not acknowledge, so the next claim takes them at
+        once instead of after the lease: it could not finish them (the database failed mid-batch). The
+        delivery is given back too, since nothing was tried. Messages another consumer has claimed
+        since (the lease ran out meanwhile) stay theirs."""
         if not ids:
             return
         with self._write() as conn:
             for chunk in chunks(ids):
                 conn.execute(
                     update(_q)
-                    .where(_q.c.id.in_(chunk), _q.c.acked_at.is_(None))
-                    .values(claimed_by=None, claimed_at=None)
+                    .where(_q.c.id.in_(chunk), _q.c.acked_at.is_(None), _q.c.claimed_by == consumer)
+                    .values(claimed_by=None, claimed_at=None, deliveries=_q.c.deliveries - 1)
                 )
 
     def pending(self, topic: str) -> int:

@@ -164,15 +164,13 @@ class Worker:
             taken = {i for i in self._taken if i not in mine}
             self.stats.duplicates += len(taken)
             decided |= taken
-        if dead:
-            self.store.add_dead_letters(dead)
-            if self._dead_ids:
-                self.store.mark_dead(self._dead_ids)
-            self.stats.dead += len(dead)
         again = (
             list(self.store.get_decisions(sorted(decided)).values()) if decided and self.results_topic else []
         )
         self._publish_results(self._decided + again, dead)
+        if dead:  # last before the ack: an outage before it hands the batch back with none stored
+            self.store.add_dead_letters(dead, self._dead_ids)
+            self.stats.dead += len(dead)
         self.broker.ack(self.topic, messages)
         self._in_flight = []
 
@@ -290,7 +288,7 @@ class Worker:
             return
         try:
             self.broker.release(self.topic, messages)
-        except BrokerError as error:  # they still come back by the broker's own redelivery
+        except OUTAGES as error:  # they still come back by the broker's own redelivery
             log.warning("worker: cannot hand %d messages back: %s", len(messages), error)
 
     def stop(self, *_: Any) -> None:
