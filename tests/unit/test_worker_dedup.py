@@ -87,6 +87,20 @@ def elsewhere(store: Store, i: int) -> None:
     assert store.save_decisions([record]) == [f"w{i}"]
 
 
+class FailingScorer(BlockingScorer):
+    """Raises ``error`` for its first ``times`` batches, as when what it depends on is down."""
+
+    def __init__(self, error: Exception, times: int) -> None:
+        super().__init__()
+        self.error, self.times = error, times
+
+    def score(self, batch: Any) -> Any:
+        if self.times:
+            self.times -= 1
+            raise self.error
+        return super().score(batch)
+
+
 def make_worker(store: Store, state: Any, **kw: Any) -> tuple[Worker, ListBroker, list[str]]:
     broker, handed = ListBroker(), []
     worker = Worker(
@@ -253,17 +267,8 @@ def test_suspects_are_decided_one_at_a_time_in_event_time_and_the_first_goes_las
 def test_an_outage_of_the_feature_state_is_retried_never_dead_lettered(store: Store) -> None:
     """Redis going away mid-batch is not the messages' fault: the batch comes round again."""
 
-    class Flaky(BlockingScorer):
-        failures = 3
-
-        def score(self, batch: Any) -> Any:
-            if self.failures:
-                self.failures -= 1
-                raise StateError("cannot reach Redis at redis://127.0.0.1:6380/0")
-            return super().score(batch)
-
     broker = ListBroker()
-    worker = Worker(broker, Flaky(), store, max_wait=0.0)  # type: ignore[arg-type]
+    worker = Worker(broker, FailingScorer(StateError("cannot reach Redis"), 3), store, max_wait=0.0)  # type: ignore[arg-type]
     broker.deliver([tx(i) for i in range(4)])
     for _ in range(3):  # run() retries after each failure; bounded so that a regression fails, not hangs
         if worker.stats.decided + worker.stats.dead < 4:
@@ -283,17 +288,8 @@ def test_a_long_outage_hands_the_batch_back_without_counting_deliveries(store: S
     """Six failures in a row, more than max_deliveries: still nothing is dead-lettered or a suspect."""
     from fraudstream.brokers.memory import MemoryBroker
 
-    class Down(BlockingScorer):
-        failures = 6
-
-        def score(self, batch: Any) -> Any:
-            if self.failures:
-                self.failures -= 1
-                raise StorageError("the database is unreachable")
-            return super().score(batch)
-
     broker = MemoryBroker()
-    worker = Worker(broker, Down(), store, max_wait=0.0, max_deliveries=5)  # type: ignore[arg-type]
+    worker = Worker(broker, FailingScorer(StorageError("down"), 6), store, max_wait=0.0, max_deliveries=5)  # type: ignore[arg-type]
     worker.stopping = Instant()
     broker.publish("transactions", [(None, tx(i)) for i in range(4)])
     worker.run(burst=True)
@@ -308,12 +304,8 @@ def test_a_broker_that_cannot_take_the_batch_back_does_not_end_the_worker(
         def release(self, topic: str, messages: Sequence[Message]) -> None:
             raise StorageError("the queue's database is unreachable")
 
-    class Down(BlockingScorer):
-        def score(self, batch: Any) -> Any:
-            raise StorageError("the database is unreachable")
-
     broker = Unreachable()
-    worker = Worker(broker, Down(), store, max_wait=0.0)  # type: ignore[arg-type]
+    worker = Worker(broker, FailingScorer(StorageError("down"), 1), store, max_wait=0.0)  # type: ignore[arg-type]
     worker.stopping = Instant()
     broker.deliver([tx(0)])
     worker.run(burst=True)
