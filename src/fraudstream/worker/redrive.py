@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from fraudstream.brokers.base import Broker
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage.store import Store
-from fraudstream.worker.worker import describe_invalid
+from fraudstream.worker.messages import describe_invalid
 
 PAGE = 1_000
 """Dead letters read, published and removed per step when requeueing all of them."""

@@ -8,7 +8,6 @@ dead-letter table with its reason and never stops the worker.
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
@@ -18,10 +17,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from fraudstream._gc import paused_gc
 from fraudstream.brokers.base import Broker, BrokerError, Message
@@ -33,6 +32,7 @@ from fraudstream.storage.errors import StorageError
 from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.store import Store
 from fraudstream.worker.health import write_health
+from fraudstream.worker.messages import PAYLOADS, decision_message, describe_invalid, payload_text
 
 log = logging.getLogger(__name__)
 TRANSACTIONS = "transactions"
@@ -43,9 +43,6 @@ SUSPECT = 3
 """Deliveries after which a message is decided on its own: it was in a batch that killed or stalled a
 worker twice. A batch delivered a second time (a worker restarted, a partition moved) is still decided
 whole, which is what a deploy or a rebalance causes."""
-_PAYLOADS = TypeAdapter(list[Annotated[Transaction | Any, Field(union_mode="left_to_right")]])
-"""Validates a batch of payloads in one call, a valid one becoming a :class:`Transaction` and an invalid
-one left as it was, so that one bad message costs no second pass over the batch."""
 
 
 @dataclass
@@ -59,13 +56,6 @@ class WorkerStats:
     errors: int = 0
     started_at: float = field(default_factory=time.time)
     heartbeat: float = field(default_factory=time.time)
-
-
-def describe_invalid(error: ValidationError, most: int = 5) -> str:
-    """``field.path: reason`` for the first few problems, so a dead letter says what to fix."""
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in error.errors()[:most]]
-    more = error.error_count() - most
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
 class Worker:
@@ -187,7 +177,7 @@ class Worker:
         """The valid transactions with their delivery counts, and the dead letters of the rest. The
         batch is validated in one call; only an invalid message is validated again on its own, for
         its dead letter to say what is wrong with it."""
-        parsed = _PAYLOADS.validate_python([m.payload for m in messages])
+        parsed = PAYLOADS.validate_python([m.payload for m in messages])
         if all(isinstance(t, Transaction) for t in parsed):
             return parsed, [m.deliveries for m in messages], []
         good, deliveries, dead = [], [], []
@@ -196,7 +186,7 @@ class Worker:
                 good.append(t if isinstance(t, Transaction) else Transaction.model_validate(m.payload))
                 deliveries.append(m.deliveries)
             except ValidationError as error:
-                dead.append((self.topic, _dump(m.payload), describe_invalid(error)))
+                dead.append((self.topic, payload_text(m.payload), describe_invalid(error)))
         return good, deliveries, dead
 
     def _score_suspects(self, transactions: list[Transaction], deliveries: int) -> list[tuple[str, str, str]]:
@@ -337,29 +327,3 @@ def decided_before(
         flags = recorded if also is None else [r or a for r, a in zip(recorded, also, strict=True)]
         ids = [i for i, flag in zip(ids, flags, strict=True) if flag]
     return store.decided_ids(ids) if ids else set()
-
-
-def decision_message(record: DecisionRecord) -> dict[str, Any]:
-    """What the results topic carries per decision: the outcome and why, not the feature vector.
-
-    The timestamp stays a ``datetime``: the server brokers' JSON encoder writes it in ISO 8601, as
-    ``isoformat`` would, in a third of the time that ``isoformat`` takes on an aware datetime.
-    """
-    return {
-        "transaction_id": record.transaction_id,
-        "decision": record.decision,
-        "probability": record.probability,
-        "reasons": record.reasons,
-        "rules": record.rules,
-        "model_version": record.model_version,
-        "timestamp": record.timestamp,
-    }
-
-
-def _dump(payload: Any) -> str:
-    if isinstance(payload, str):
-        return payload
-    try:
-        return json.dumps(payload, default=str)
-    except (TypeError, ValueError):
-        return repr(payload)

@@ -1,0 +1,50 @@
+"""What the worker reads and writes: a batch of payloads validated in one call, the reasons a message
+is not a transaction, and the messages it publishes for other systems."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from fraudstream.events.transaction import Transaction
+from fraudstream.storage.records import DecisionRecord
+
+PAYLOADS = TypeAdapter(list[Annotated[Transaction | Any, Field(union_mode="left_to_right")]])
+"""Validates a batch of payloads in one call, a valid one becoming a :class:`Transaction` and an invalid
+one left as it was, so that one bad message costs no second pass over the batch."""
+
+
+def describe_invalid(error: ValidationError, most: int = 5) -> str:
+    """``field.path: reason`` for the first few problems, so a dead letter says what to fix."""
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in error.errors()[:most]]
+    more = error.error_count() - most
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def decision_message(record: DecisionRecord) -> dict[str, Any]:
+    """What the results topic carries per decision: the outcome and why, not the feature vector.
+
+    The timestamp stays a ``datetime``: the server brokers' JSON encoder writes it in ISO 8601, as
+    ``isoformat`` would, in a third of the time that ``isoformat`` takes on an aware datetime.
+    """
+    return {
+        "transaction_id": record.transaction_id,
+        "decision": record.decision,
+        "probability": record.probability,
+        "reasons": record.reasons,
+        "rules": record.rules,
+        "model_version": record.model_version,
+        "timestamp": record.timestamp,
+    }
+
+
+def payload_text(payload: Any) -> str:
+    """A message's payload as text for its dead letter: itself, JSON, or at worst its ``repr``."""
+    if isinstance(payload, str):
+        return payload
+    try:
+        return json.dumps(payload, default=str)
+    except (TypeError, ValueError):
+        return repr(payload)
