@@ -53,7 +53,8 @@ def open_broker(
             url, group=group, consumer=consumer, claim_idle_seconds=claim_idle_seconds, maxlen=maxlen
         )
     if scheme == "kafka":
-        from fraudstream.brokers.kafka import KafkaBroker, partitions_option
+        from fraudstream.brokers._kafka_urls import partitions_option
+        from fraudstream.brokers.kafka import KafkaBroker
 
         return KafkaBroker(
             url,

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from fraudstream._urls import url_option
 from fraudstream.brokers._kafka_member import TopicConsumer, load, take
+from fraudstream.brokers._kafka_urls import DEFAULT_PARTITIONS, bootstrap_servers
 from fraudstream.brokers.base import Broker, BrokerError, Message
 
 if TYPE_CHECKING:
@@ -40,30 +40,6 @@ def _client() -> Any:
     return confluent_kafka
 
 
-DEFAULT_PARTITIONS = 6
-"""Partitions of a topic this broker creates, unless the URL says ``?partitions=N``: it divides among
-1, 2, 3 or 6 workers."""
-
-
-def partitions_option(url: str) -> int:
-    """The ``?partitions=N`` option of a Kafka URL: how many partitions a new topic is created with.
-
-    Workers of one group share a topic's partitions, so the count caps how many can work at once and
-    should divide evenly among them: with 3 partitions, 2 workers split the load 2 to 1 and the
-    pipeline benchmark ran at 5,202 tx/s, against 6,682 with 6. A topic that exists keeps its count.
-    """
-    raw = url_option(url, "partitions")
-    if raw is None:
-        return DEFAULT_PARTITIONS
-    try:
-        partitions = int(raw)
-    except ValueError:
-        partitions = 0
-    if partitions < 1:
-        raise BrokerError(f"partitions={raw!r} in the Kafka URL must be a whole number of at least 1")
-    return partitions
-
-
 def _text(key: bytes | None) -> str | None:
     """A message key as text; one that is not UTF-8 (another producer's) is kept, not fatal."""
     return None if not key else key.decode("utf-8", errors="replace")
@@ -75,15 +51,6 @@ def _pairs(messages: Sequence[Message]) -> list[tuple[int, int]]:
         return [(int(p), int(o)) for p, _, o in (m.id.partition(":") for m in messages)]
     except ValueError:
         raise BrokerError("not Kafka message ids: give back messages this broker delivered") from None
-
-
-def bootstrap_servers(url: str) -> str:
-    """``kafka://h1:9092,h2:9092`` → ``h1:9092,h2:9092`` (port 9092 when omitted)."""
-    scheme, _, rest = url.partition("://")
-    hosts = [h for h in rest.split("?", 1)[0].split("/", 1)[0].split(",") if h]
-    if scheme != "kafka" or not hosts:
-        raise BrokerError(f"not a Kafka URL: {url!r} (expected kafka://host:port)")
-    return ",".join(h if ":" in h.rsplit("]", 1)[-1] else f"{h}:9092" for h in hosts)
 
 
 class KafkaBroker(Broker):

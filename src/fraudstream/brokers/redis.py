@@ -19,68 +19,24 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import orjson
-
 from fraudstream._urls import split_prefix
+from fraudstream.brokers._redis_entries import (
+    KEY,
+    NO_KEY,
+    PUBLISH,
+    PUBLISH_CHUNK,
+    decode,
+    encode,
+    entry_id,
+    reply_entries,
+    text,
+)
 from fraudstream.brokers.base import Broker, BrokerError, Message
 
-PAYLOAD, KEY = b"p", b"k"
 DEFAULT_PREFIX = "fraudstream:"
 #: A longer ``max_wait`` blocks in slices of this, so the socket timeout can stay finite.
 MAX_BLOCK_MS = 10_000
 ACK_CHUNK = 10_000
-#: Messages per publishing script call: Redis serves nobody else while one runs.
-PUBLISH_CHUNK = 5_000
-#: The key argument of a message without a key: never valid UTF-8, so no ``str`` key encodes to it.
-NO_KEY = b"\xff"
-#: Appends a batch of messages, ``ARGV`` = payload, key, payload, key ...; returns the stream's length.
-#: One call instead of one ``XADD`` each: packing and reading a command per message cost the
-#: client 16 µs a message through redis-py's pipeline, against 3 µs for the script's arguments (and
-#: Redis 2 µs more a message).
-_PUBLISH = f"""
-local stream = KEYS[1]
-for i = 1, #ARGV, 2 do
-  if ARGV[i + 1] == '\\{NO_KEY[0]}' then
-    redis.call('XADD', stream, '*', '{PAYLOAD.decode()}', ARGV[i])
-  else
-    redis.call('XADD', stream, '*', '{PAYLOAD.decode()}', ARGV[i], '{KEY.decode()}', ARGV[i + 1])
-  end
-end
-return redis.call('XLEN', stream)
-"""
-_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _entry_id(value: bytes | str) -> tuple[int, int]:
-    ms, _, seq = _text(value).partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _encode(payload: Any) -> bytes:
-    return orjson.dumps(payload, default=str, option=_ORJSON_OPTIONS)
-
-
-def _decode(fields: dict[bytes, bytes]) -> Any:
-    raw = fields.get(PAYLOAD)
-    if raw is None:  # written by another producer, one field per attribute
-        return {_text(k): _text(v) for k, v in fields.items()}
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw.decode("utf-8", errors="replace")
-
-
-def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
-    """``XREADGROUP``'s entries, whether the connection speaks RESP2 (a list) or RESP3 (a map)."""
-    if not reply:
-        return []
-    if isinstance(reply, dict):
-        return [e for per in reply.values() for e in (per[0] if per and isinstance(per[0], list) else per)]
-    return [e for _, entries in reply for e in entries]
 
 
 def _split_url(url: str) -> tuple[str, str | None, str]:
@@ -140,7 +96,7 @@ class RedisStreamsBroker(Broker):
             except ValueError as error:
                 raise BrokerError(f"bad Redis URL {self.url}: {error}") from None
             self._client.ping()
-        self._publish = self._client.register_script(_PUBLISH)
+        self._publish = self._client.register_script(PUBLISH)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -182,7 +138,7 @@ class RedisStreamsBroker(Broker):
             for lo in range(0, len(messages), PUBLISH_CHUNK):
                 args: list[bytes | str] = []
                 for key, payload in messages[lo : lo + PUBLISH_CHUNK]:
-                    args += (_encode(payload), NO_KEY if key is None else key)
+                    args += (encode(payload), NO_KEY if key is None else key)
                 length = int(self._publish(keys=[stream], args=args))
             if length > self.maxlen:
                 self._trim(stream)
@@ -215,7 +171,7 @@ class RedisStreamsBroker(Broker):
             self._groups.discard(stream)  # the stream was deleted under us: start it again
             self._ensure_group(stream)
             reply = self._client.xreadgroup(self.group, self.consumer, args, count=count, block=block)
-        return [self._message(i, f) for i, f in _entries(reply) if f is not None]
+        return [self._message(i, f) for i, f in reply_entries(reply) if f is not None]
 
     def _reclaim(self, stream: str, count: int) -> list[Message]:
         """Take over messages left pending longer than the idle time (a dead consumer's), now and then."""
@@ -231,7 +187,7 @@ class RedisStreamsBroker(Broker):
             count=count,
         )
         cursor, entries = reply[0], [(i, f) for i, f in reply[1] if f is not None]
-        if _entry_id(cursor) == (0, 0):  # scanned the whole pending list: look again in a while
+        if entry_id(cursor) == (0, 0):  # scanned the whole pending list: look again in a while
             self._claim_from.pop(stream, None)
             self._claim_due[stream] = now + self.claim_idle_ms / 2000
         else:
@@ -239,23 +195,23 @@ class RedisStreamsBroker(Broker):
         if not entries:
             return []
         counts = self._deliveries(stream, [i for i, _ in entries])
-        return [self._message(i, f, counts.get(_text(i), 1)) for i, f in entries]
+        return [self._message(i, f, counts.get(text(i), 1)) for i, f in entries]
 
     def _deliveries(self, stream: str, ids: list[bytes]) -> dict[str, int]:
         """How often each of these pending entries has been delivered (one ``XPENDING`` range)."""
-        first, last = min(ids, key=_entry_id), max(ids, key=_entry_id)
-        wanted = {_text(i) for i in ids}
+        first, last = min(ids, key=entry_id), max(ids, key=entry_id)
+        wanted = {text(i) for i in ids}
         rows = self._client.xpending_range(stream, self.group, min=first, max=last, count=len(ids) * 4 + 100)
         return {
-            _text(row["message_id"]): int(row["times_delivered"])
+            text(row["message_id"]): int(row["times_delivered"])
             for row in rows
-            if _text(row["message_id"]) in wanted
+            if text(row["message_id"]) in wanted
         }
 
     @staticmethod
-    def _message(entry_id: bytes, fields: dict[bytes, bytes], deliveries: int = 1) -> Message:
+    def _message(raw_id: bytes, fields: dict[bytes, bytes], deliveries: int = 1) -> Message:
         key = fields.get(KEY)
-        return Message(_text(entry_id), None if key is None else _text(key), _decode(fields), deliveries)
+        return Message(text(raw_id), None if key is None else text(key), decode(fields), deliveries)
 
     def release(self, topic: str, messages: Sequence[Message]) -> None:
         """Mark those this consumer still holds idle long enough to be reclaimed by the next read of any
@@ -265,7 +221,7 @@ class RedisStreamsBroker(Broker):
             return
         stream = self.stream(topic)
         by_id = {m.id: m.deliveries for m in messages}
-        first, last = min(by_id, key=_entry_id), max(by_id, key=_entry_id)
+        first, last = min(by_id, key=entry_id), max(by_id, key=entry_id)
         with self._errors():
             held = self._client.xpending_range(
                 stream,
@@ -277,7 +233,7 @@ class RedisStreamsBroker(Broker):
             )
             counts: dict[int, list[str]] = {}
             for row in held:
-                entry = _text(row["message_id"])
+                entry = text(row["message_id"])
                 if entry in by_id:
                     counts.setdefault(max(by_id[entry] - 1, 0), []).append(entry)
             for retries, ids in counts.items():
@@ -315,14 +271,14 @@ class RedisStreamsBroker(Broker):
             self._client.xtrim(stream, maxlen=self.maxlen, approximate=True)
             return
         # Everything up to a group's last-delivered id has been given out; what it has not acked is pending.
-        safe = min(_entry_id(g["last-delivered-id"]) for g in groups)
+        safe = min(entry_id(g["last-delivered-id"]) for g in groups)
         safe = (safe[0], safe[1] + 1)
         pending = [g["name"] for g in groups if g["pending"]]
         if pending:
             pipe = self._client.pipeline(transaction=False)
             for name in pending:
                 pipe.xpending(stream, name)
-            lows = [_entry_id(p["min"]) for p in pipe.execute() if p["pending"]]
+            lows = [entry_id(p["min"]) for p in pipe.execute() if p["pending"]]
             safe = min([safe, *lows])
         self._client.xtrim(stream, minid=f"{safe[0]}-{safe[1]}", approximate=True)
 
@@ -332,7 +288,7 @@ class RedisStreamsBroker(Broker):
         with self._errors():
             if not self._client.exists(stream):
                 return 0
-            mine = [g for g in self._client.xinfo_groups(stream) if _text(g["name"]) == self.group]
+            mine = [g for g in self._client.xinfo_groups(stream) if text(g["name"]) == self.group]
             if not mine or mine[0].get("lag") is None:
                 return int(self._client.xlen(stream))
             return int(mine[0]["pending"]) + int(mine[0]["lag"])
@@ -347,7 +303,7 @@ class RedisStreamsBroker(Broker):
                 mine = [
                     c
                     for c in self._client.xinfo_consumers(stream, self.group)
-                    if _text(c["name"]) == self.consumer
+                    if text(c["name"]) == self.consumer
                 ]
                 if mine and not mine[0]["pending"]:
                     self._client.xgroup_delconsumer(stream, self.group, self.consumer)

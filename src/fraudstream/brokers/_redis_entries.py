@@ -1,0 +1,63 @@
+"""How a message is stored in a Redis stream entry: the payload as JSON in one field and the key in
+another, appended a batch at a time by one script; and reading entries back, also those written by
+other producers. Split from :mod:`fraudstream.brokers.redis`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+PAYLOAD, KEY = b"p", b"k"
+#: Messages per publishing script call: Redis serves nobody else while one runs.
+PUBLISH_CHUNK = 5_000
+#: The key argument of a message without a key: never valid UTF-8, so no ``str`` key encodes to it.
+NO_KEY = b"\xff"
+#: Appends a batch of messages, ``ARGV`` = payload, key, payload, key ...; returns the stream's length.
+#: One call instead of one ``XADD`` each: packing and reading a command per message cost the
+#: client 16 µs a message through redis-py's pipeline, against 3 µs for the script's arguments (and
+#: Redis 2 µs more a message).
+PUBLISH = f"""
+local stream = KEYS[1]
+for i = 1, #ARGV, 2 do
+  if ARGV[i + 1] == '\\{NO_KEY[0]}' then
+    redis.call('XADD', stream, '*', '{PAYLOAD.decode()}', ARGV[i])
+  else
+    redis.call('XADD', stream, '*', '{PAYLOAD.decode()}', ARGV[i], '{KEY.decode()}', ARGV[i + 1])
+  end
+end
+return redis.call('XLEN', stream)
+"""
+ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def entry_id(value: bytes | str) -> tuple[int, int]:
+    ms, _, seq = text(value).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def encode(payload: Any) -> bytes:
+    return orjson.dumps(payload, default=str, option=ORJSON_OPTIONS)
+
+
+def decode(fields: dict[bytes, bytes]) -> Any:
+    raw = fields.get(PAYLOAD)
+    if raw is None:  # written by another producer, one field per attribute
+        return {text(k): text(v) for k, v in fields.items()}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", errors="replace")
+
+
+def reply_entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
+    """``XREADGROUP``'s entries, whether the connection speaks RESP2 (a list) or RESP3 (a map)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return [e for per in reply.values() for e in (per[0] if per and isinstance(per[0], list) else per)]
+    return [e for _, entries in reply for e in entries]
