@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 MAX_RUNS = 64
 """Delivery runs kept per partition; past this the oldest are merged (counting high, never low)."""
 
+END = 2**63
+"""Past every Kafka offset (they are 64-bit)."""
+
 Run = tuple[int, int, int]  # (start, end, deliveries): offsets start <= o < end, handed out that often
 
 
@@ -42,27 +45,30 @@ class _Partition:
             at = min(self.pending, default=-1)
         return at if at >= 0 else None
 
-    def handed_out(self, lo: int, hi: int) -> None:
-        """Count one more delivery of offsets ``lo..hi`` (inclusive)."""
+    def shift(self, lo: int, end: int, delta: int) -> None:
+        """Add ``delta`` to the deliveries of offsets ``lo <= o < end``: +1 when they are handed out
+        (those never counted start at 1), -1 when a hand-out is taken back (runs at 0 go)."""
         out: list[Run] = []
         at = lo
-        for start, end, count in self.runs or []:
-            if end <= lo or start > hi:
-                out.append((start, end, count))
+        for start, stop, count in self.runs or []:
+            if stop <= lo or start >= end:
+                out.append((start, stop, count))
                 continue
             if start < lo:
                 out.append((start, lo, count))
-            if at < start:
-                out.append((at, start, 1))
-            out.append((max(start, lo), min(end, hi + 1), count + 1))
-            at = min(end, hi + 1)
-            if end > hi + 1:
-                out.append((hi + 1, end, count))
-        if at <= hi:
-            out.append((at, hi + 1, 1))
+            if delta > 0 and at < start:
+                out.append((at, start, delta))
+            out.append((max(start, lo), min(stop, end), count + delta))
+            at = min(stop, end)
+            if stop > end:
+                out.append((end, stop, count))
+        if delta > 0 and at < end:
+            out.append((at, end, delta))
         out.sort()
         merged: list[Run] = []
         for run in out:
+            if run[2] <= 0:
+                continue
             if merged and merged[-1][1] == run[0] and merged[-1][2] == run[2]:
                 merged[-1] = (merged[-1][0], run[1], run[2])
             else:
@@ -143,7 +149,7 @@ class OffsetTracker:
         for p, (lo, hi) in offsets.items():
             part = self._parts.get(p)
             if part is not None:
-                part.handed_out(lo, hi)
+                part.shift(lo, hi + 1, 1)
         return self.floors(offsets)
 
     def floors(self, partitions: Iterable[int]) -> dict[int, int]:
@@ -176,13 +182,7 @@ class OffsetTracker:
         part.pending = {o for o in part.pending if o < offset}
         part.acked = min(part.acked, offset)
         if part.runs:
-            split: list[Run] = []
-            for s, e, c in part.runs:
-                if s < offset < e:
-                    split += [(s, offset, c), (offset, e, c)]
-                else:
-                    split.append((s, e, c))
-            part.runs = [(s, e, c - (s >= offset)) for s, e, c in split if c - (s >= offset) > 0]
+            part.shift(offset, END, -1)
 
     def deliveries(self, partition: int, offset: int) -> int:
         """How often the message at ``offset`` has been handed out, this time included."""
