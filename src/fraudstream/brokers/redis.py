@@ -197,11 +197,17 @@ class RedisStreamsBroker(Broker):
         counts = self._deliveries(stream, [i for i, _ in entries])
         return [self._message(i, f, counts.get(text(i), 1)) for i, f in entries]
 
-    def _deliveries(self, stream: str, ids: list[bytes]) -> dict[str, int]:
-        """How often each of these pending entries has been delivered (one ``XPENDING`` range)."""
+    def _deliveries(
+        self, stream: str, ids: Sequence[bytes | str], consumer: str | None = None
+    ) -> dict[str, int]:
+        """How often each of these pending entries has been delivered (one ``XPENDING`` range); with
+        ``consumer``, only those that consumer holds."""
         first, last = min(ids, key=entry_id), max(ids, key=entry_id)
         wanted = {text(i) for i in ids}
-        rows = self._client.xpending_range(stream, self.group, min=first, max=last, count=len(ids) * 4 + 100)
+        held = {} if consumer is None else {"consumername": consumer}
+        rows = self._client.xpending_range(
+            stream, self.group, min=first, max=last, count=len(ids) * 4 + 100, **held
+        )
         return {
             text(row["message_id"]): int(row["times_delivered"])
             for row in rows
@@ -220,22 +226,10 @@ class RedisStreamsBroker(Broker):
         if not messages:
             return
         stream = self.stream(topic)
-        by_id = {m.id: m.deliveries for m in messages}
-        first, last = min(by_id, key=entry_id), max(by_id, key=entry_id)
         with self._errors():
-            held = self._client.xpending_range(
-                stream,
-                self.group,
-                min=first,
-                max=last,
-                count=len(by_id) * 4 + 100,
-                consumername=self.consumer,
-            )
             counts: dict[int, list[str]] = {}
-            for row in held:
-                entry = text(row["message_id"])
-                if entry in by_id:
-                    counts.setdefault(max(by_id[entry] - 1, 0), []).append(entry)
+            for entry, times in self._deliveries(stream, [m.id for m in messages], self.consumer).items():
+                counts.setdefault(max(times - 1, 0), []).append(entry)
             for retries, ids in counts.items():
                 for lo in range(0, len(ids), ACK_CHUNK):
                     self._client.xclaim(
