@@ -23,6 +23,13 @@ def describe_invalid(error: ValidationError, most: int = 5) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
+def transaction_message(tx: Transaction, partition_key: str) -> tuple[str | None, dict[str, Any]]:
+    """A transaction as the API and a redrive publish it: keyed by its ``partition_key`` field (so Kafka
+    keeps one customer's transactions in order), the payload its JSON form."""
+    key = getattr(tx, partition_key, None)
+    return None if key is None else str(key), tx.model_dump(mode="json")
+
+
 def decision_message(record: DecisionRecord) -> dict[str, Any]:
     """What the results topic carries per decision: the outcome and why, not the feature vector.
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from fraudstream.brokers.base import Broker
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage.store import Store
-from fraudstream.worker.messages import describe_invalid
+from fraudstream.worker.messages import describe_invalid, transaction_message
 
 PAGE = 1_000
 """Dead letters read, published and removed per step when requeueing all of them."""
@@ -87,11 +87,9 @@ def _requeue_page(
         except ValidationError as error:
             done.invalid[letter["id"]] = describe_invalid(error)
             continue
-        key = getattr(tx, partition_key, None)
         messages = by_topic.setdefault(letter["source"], {})
-        messages.setdefault(
-            tx.transaction_id, (None if key is None else str(key), tx.model_dump(mode="json"))
-        )
+        if tx.transaction_id not in messages:
+            messages[tx.transaction_id] = transaction_message(tx, partition_key)
         sent.append(letter["id"])
     for topic, messages in by_topic.items():
         broker.publish(topic, list(messages.values()))

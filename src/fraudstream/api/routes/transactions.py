@@ -24,6 +24,7 @@ from fraudstream.runtime import Services
 from fraudstream.storage import tables
 from fraudstream.storage.rows import unique_by
 from fraudstream.storage.store import Store
+from fraudstream.worker.messages import transaction_message
 from fraudstream.worker.worker import TRANSACTIONS
 
 router = APIRouter(prefix="/v1/transactions", tags=["transactions"])
@@ -48,20 +49,13 @@ def _enqueue(services: Services, transactions: list[Transaction]) -> list[str]:
         return new
     fresh = set(new)
     field = settings.partition_key
-    messages = [
-        (_key(tx, field), tx.model_dump(mode="json")) for tx in transactions if tx.transaction_id in fresh
-    ]
+    messages = [transaction_message(tx, field) for tx in transactions if tx.transaction_id in fresh]
     try:
         services.broker.publish(TRANSACTIONS, unique_by(messages, lambda m: m[1]["transaction_id"]))
     except BrokerError:
         store.forget_queued(new)
         raise
     return new
-
-
-def _key(tx: Transaction, field: str) -> str | None:
-    value = getattr(tx, field, None)
-    return None if value is None else str(value)
 
 
 async def _decide_within(
