@@ -12,26 +12,27 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import ColumnElement, Connection, delete, select, update
 
 from fraudstream.storage import bulk, tables
 from fraudstream.storage.database import Database
-from fraudstream.storage.rows import chunks
+from fraudstream.storage.rows import chunks, dicts
 
 _dl = tables.dead_letters
 _t = tables.transactions
 
 
-def _mark_dead(conn: Connection, transaction_ids: Sequence[str]) -> int:
-    changed = 0
+def _move(conn: Connection, transaction_ids: Sequence[str], to: str, where: ColumnElement[bool]) -> int:
+    """Set the status of those of ``transaction_ids`` that match ``where`` to ``to``; how many moved."""
+    moved = 0
     for chunk in chunks(list(transaction_ids)):
-        statement = (
-            update(_t)
-            .where(_t.c.transaction_id.in_(chunk), _t.c.status != tables.TX_DECIDED)
-            .values(status=tables.TX_DEAD)
-        )
-        changed += conn.execute(statement).rowcount
-    return changed
+        statement = update(_t).where(_t.c.transaction_id.in_(chunk), where).values(status=to)
+        moved += conn.execute(statement).rowcount
+    return moved
+
+
+def _mark_dead(conn: Connection, transaction_ids: Sequence[str]) -> int:
+    return _move(conn, transaction_ids, tables.TX_DEAD, _t.c.status != tables.TX_DECIDED)
 
 
 class DeadLetterStore(Database):
@@ -72,7 +73,7 @@ class DeadLetterStore(Database):
             if before is not None:
                 query = query.where(_dl.c.id < before)
         with self._read() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+            return dicts(conn.execute(query).mappings())
 
     def get_dead_letters(self, ids: Sequence[int]) -> list[dict[str, Any]]:
         """The dead letters with these ids that exist, oldest first."""
@@ -80,7 +81,7 @@ class DeadLetterStore(Database):
         with self._read() as conn:
             for chunk in chunks(sorted(set(ids))):
                 query = select(_dl).where(_dl.c.id.in_(chunk)).order_by(_dl.c.id)
-                found += [dict(row) for row in conn.execute(query).mappings()]
+                found += dicts(conn.execute(query).mappings())
         return found
 
     def remove_dead_letters(self, ids: Sequence[int], requeued: Sequence[str] = ()) -> int:
@@ -90,10 +91,5 @@ class DeadLetterStore(Database):
         with self._write() as conn:
             for chunk in chunks(list(ids)):
                 removed += conn.execute(delete(_dl).where(_dl.c.id.in_(chunk))).rowcount
-            for tx_chunk in chunks(list(requeued)):
-                conn.execute(
-                    update(_t)
-                    .where(_t.c.transaction_id.in_(tx_chunk), _t.c.status == tables.TX_DEAD)
-                    .values(status=tables.TX_QUEUED)
-                )
+            _move(conn, requeued, tables.TX_QUEUED, _t.c.status == tables.TX_DEAD)
         return removed

@@ -71,6 +71,11 @@ def unique_by(items: Iterable[T], key: Callable[[T], Hashable]) -> list[T]:
     return out
 
 
+def dicts(rows: Iterable[Mapping[Any, Any]]) -> list[dict[str, Any]]:
+    """Result rows (``.mappings()``) as plain dictionaries, for answers that outlive the connection."""
+    return [dict(row) for row in rows]
+
+
 def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
     """``items`` in slices of at most ``size``, for ``IN (...)`` lists of any length."""
     for start in range(0, len(items), size):

@@ -31,6 +31,7 @@ from fraudstream.storage.rows import (
     decision_from_row,
     decision_rows,
     decode_cursor,
+    dicts,
     encode_cursor,
     pack_features,
     stored_total,
@@ -49,10 +50,6 @@ _t = tables.transactions
 _l = tables.labels
 _a = tables.alerts
 _fs = tables.feature_sets
-
-
-def _dicts(rows: Any) -> list[dict[str, Any]]:
-    return [dict(row) for row in rows]
 
 
 class Store(AlertStore, DeadLetterStore, QueueStore):
@@ -291,7 +288,7 @@ class Store(AlertStore, DeadLetterStore, QueueStore):
         with self._read() as conn:
             for chunk in chunks(list(dict.fromkeys(transaction_ids))):
                 query = select(_l).where(_l.c.transaction_id.in_(chunk)).order_by(_l.c.label_time, _l.c.id)
-                out.extend(_dicts(conn.execute(query).mappings()))
+                out.extend(dicts(conn.execute(query).mappings()))
         out.sort(key=lambda row: (row["label_time"], row["id"]))
         return out
 
@@ -315,7 +312,7 @@ class Store(AlertStore, DeadLetterStore, QueueStore):
         )
         with self._read() as conn:
             decisions = self._records(conn, conn.execute(decisions_query).mappings())
-            labels = _dicts(conn.execute(labels_query).mappings())
+            labels = dicts(conn.execute(labels_query).mappings())
         return {"customer_id": customer_id, "decisions": decisions, "labels": labels}
 
     def add_alerts(self, items: list[dict[str, Any]]) -> list[int]:
@@ -345,4 +342,4 @@ class Store(AlertStore, DeadLetterStore, QueueStore):
         if since is not None:
             query = query.where(_a.c.created_at >= since)
         with self._read() as conn:
-            return _dicts(conn.execute(query).mappings())
+            return dicts(conn.execute(query).mappings())
