@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
+from urllib.parse import urlparse
 
 import typer
 from rich.table import Table
@@ -79,7 +81,8 @@ def requeue(
         raise typer.BadParameter("give dead-letter ids, or --all", param_hint="IDS")
     with errors():
         settings = settings_with()
-        if settings.broker_url.startswith("memory:"):
+        scheme = urlparse(settings.broker_url).scheme
+        if scheme == "memory":
             raise ValueError(
                 "FRAUD_BROKER_URL is memory://, a queue inside one process that this command cannot reach: "
                 "requeue through that process's API (POST /v1/dead-letters/requeue) instead"
@@ -98,17 +101,11 @@ def requeue(
         table.add_row(str(letter_id), reason)
     for letter_id in done.missing:
         table.add_row(str(letter_id), "no such dead letter (requeued already?)")
-    payload = {
-        "requeued": done.requeued,
-        "transaction_ids": done.transaction_ids,
-        "invalid": done.invalid,
-        "missing": done.missing,
-    }
-    emit(payload, as_json, table if done.invalid or done.missing else None)
+    emit(asdict(done), as_json, table if done.invalid or done.missing else None)
     if not as_json:
         console.print(
             f"requeued {len(done.requeued)} dead letter(s), {len(done.transaction_ids)} transaction(s), "
-            f"to {settings.broker_url.split('://', 1)[0]}://"
+            f"to {scheme}://"
         )
     if not done.requeued and (done.invalid or done.missing):
         raise typer.Exit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
@@ -76,9 +77,4 @@ def requeue_dead_letters(body: RequeueIn, services: ServicesDep) -> RequeueOut:
         None if body.all else body.ids,
         partition_key=services.settings.partition_key,
     )
-    return RequeueOut(
-        requeued=done.requeued,
-        transaction_ids=done.transaction_ids,
-        invalid=done.invalid,
-        missing=done.missing,
-    )
+    return RequeueOut(**asdict(done))
