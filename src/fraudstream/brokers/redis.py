@@ -30,6 +30,7 @@ from fraudstream.brokers._redis_entries import (
     entry_id,
     reply_entries,
     text,
+    unparsed,
 )
 from fraudstream.brokers.base import Broker, BrokerError, Message
 
@@ -96,6 +97,7 @@ class RedisStreamsBroker(Broker):
             except ValueError as error:
                 raise BrokerError(f"bad Redis URL {self.url}: {error}") from None
             self._client.ping()
+        self._client.set_response_callback("XREADGROUP", unparsed)
         self._publish = self._client.register_script(PUBLISH)
 
     @contextmanager
