@@ -183,7 +183,10 @@ def dead_letters_panel(client: ApiClient) -> None:
     except DashboardError:
         return  # the live section already says what is wrong
     title = "Dead letters" if not letters else f"Dead letters ({len(letters)} newest)"
-    with st.expander(title, expanded=False), st.container(key="dead_letters"):
+    requeued = st.session_state.pop("requeued_note", None)
+    with st.expander(title, expanded=requeued is not None), st.container(key="dead_letters"):
+        if requeued is not None:
+            st.success(requeued, icon="↩️")
         if letters is None:
             st.caption("this API has no /v1/dead-letters")
             return
@@ -200,7 +203,8 @@ def dead_letters_panel(client: ApiClient) -> None:
                 return
             left = len(done["invalid"])
             note = f"; {left} left, still not valid transactions" if left else ""
-            st.success(f"Requeued {len(done['requeued'])} dead letter(s){note}", icon="↩️")
+            st.session_state["requeued_note"] = f"Requeued {len(done['requeued'])} dead letter(s){note}"
+            st.rerun(scope="fragment")  # redraw the table without the letters sent back
 
 
 def main() -> None:
