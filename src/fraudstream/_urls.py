@@ -19,3 +19,12 @@ def split_prefix(url: str) -> tuple[str, str | None]:
     parts = urlsplit(url)
     rest = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "prefix"])
     return urlunsplit(parts._replace(query=rest)), url_option(url, "prefix")
+
+
+def without_password(url: str) -> str:
+    """``url`` as messages show it: a password in it becomes ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}"))

@@ -39,7 +39,7 @@ from fraudstream.events.transaction import Transaction
 from fraudstream.scoring.scorer import Scorer
 from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.store import Store
-from fraudstream.worker.worker import decided_before
+from fraudstream.worker.decided import decided_before
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from fraudstream.brokers.base import Message
+
 PAYLOAD, KEY = b"p", b"k"
 #: Messages per publishing script call: Redis serves nobody else while one runs.
 PUBLISH_CHUNK = 5_000
@@ -75,3 +77,9 @@ def reply_entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
                 pairs = iter(flat)
                 out.append((raw_id, dict(zip(pairs, pairs, strict=True))))
     return out
+
+
+def message_of(raw_id: bytes, fields: dict[bytes, bytes], deliveries: int = 1) -> Message:
+    """The message an entry holds."""
+    key = fields.get(KEY)
+    return Message(text(raw_id), None if key is None else text(key), decode(fields), deliveries)

@@ -19,15 +19,14 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from fraudstream._urls import split_prefix
+from fraudstream._urls import split_prefix, without_password
 from fraudstream.brokers._redis_entries import (
-    KEY,
     NO_KEY,
     PUBLISH,
     PUBLISH_CHUNK,
-    decode,
     encode,
     entry_id,
+    message_of,
     reply_entries,
     text,
     unparsed,
@@ -38,14 +37,6 @@ DEFAULT_PREFIX = "fraudstream:"
 #: A longer ``max_wait`` blocks in slices of this, so the socket timeout can stay finite.
 MAX_BLOCK_MS = 10_000
 ACK_CHUNK = 10_000
-
-
-def _split_url(url: str) -> tuple[str, str | None, str]:
-    """The URL for redis-py without our own ``prefix`` query option, that option, and a password-free form."""
-    target, prefix = split_prefix(url)
-    parts = urlsplit(url)
-    shown = parts._replace(netloc=parts.netloc.rpartition("@")[2], query="")
-    return target, prefix, urlunsplit(shown)
 
 
 class RedisStreamsBroker(Broker):
@@ -72,7 +63,8 @@ class RedisStreamsBroker(Broker):
             import redis
         except ImportError as error:
             raise BrokerError("the Redis broker needs redis-py: pip install 'fraudstream[redis]'") from error
-        target, url_prefix, self.url = _split_url(url)
+        target, url_prefix = split_prefix(url)
+        self.url = without_password(urlunsplit(urlsplit(url)._replace(query="")))
         self.prefix = prefix if prefix is not None else url_prefix or DEFAULT_PREFIX
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -173,7 +165,7 @@ class RedisStreamsBroker(Broker):
             self._groups.discard(stream)  # the stream was deleted under us: start it again
             self._ensure_group(stream)
             reply = self._client.xreadgroup(self.group, self.consumer, args, count=count, block=block)
-        return [self._message(i, f) for i, f in reply_entries(reply) if f is not None]
+        return [message_of(i, f) for i, f in reply_entries(reply) if f is not None]
 
     def _reclaim(self, stream: str, count: int) -> list[Message]:
         """Take over messages left pending longer than the idle time (a dead consumer's), now and then."""
@@ -197,7 +189,7 @@ class RedisStreamsBroker(Broker):
         if not entries:
             return []
         counts = self._deliveries(stream, [i for i, _ in entries])
-        return [self._message(i, f, counts.get(text(i), 1)) for i, f in entries]
+        return [message_of(i, f, counts.get(text(i), 1)) for i, f in entries]
 
     def _deliveries(
         self, stream: str, ids: Sequence[bytes | str], consumer: str | None = None
@@ -215,11 +207,6 @@ class RedisStreamsBroker(Broker):
             for row in rows
             if text(row["message_id"]) in wanted
         }
-
-    @staticmethod
-    def _message(raw_id: bytes, fields: dict[bytes, bytes], deliveries: int = 1) -> Message:
-        key = fields.get(KEY)
-        return Message(text(raw_id), None if key is None else text(key), decode(fields), deliveries)
 
     def release(self, topic: str, messages: Sequence[Message]) -> None:
         """Mark those this consumer still holds idle long enough to be reclaimed by the next read of any

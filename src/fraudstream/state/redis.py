@@ -19,10 +19,10 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 
+from fraudstream._urls import without_password
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.state import _redis_codec as codec
 from fraudstream.state import _redis_lua as lua
@@ -39,14 +39,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 DEFAULT_PREFIX = "fraudstream:state:"
 RECORDED_CHUNK = 10_000
 """Transaction ids asked about per script call by :meth:`RedisFeatureState.recorded`."""
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for messages."""
-    parsed = urlparse(url)
-    if parsed.password is None:
-        return url
-    return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@")).geturl()
 
 
 class RedisFeatureState(FeatureState):
@@ -72,7 +64,7 @@ class RedisFeatureState(FeatureState):
         ttl: float | None = None,
         cache_size: int = 1_000_000,
     ) -> None:
-        self.url = _safe(url)
+        self.url = without_password(url)
         self.retention = retention
         self.grace = grace
         self.prefix = prefix

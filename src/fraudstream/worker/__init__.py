@@ -1,5 +1,6 @@
 """The worker: batches from a broker → scorer → storage → acknowledgement."""
 
-from fraudstream.worker.worker import Worker, WorkerStats
+from fraudstream.worker.health import WorkerStats
+from fraudstream.worker.worker import Worker
 
 __all__ = ["Worker", "WorkerStats"]

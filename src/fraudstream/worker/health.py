@@ -1,4 +1,5 @@
-"""The worker's heartbeat file, which ``fraudstream worker --check`` (a container health check) reads."""
+"""What a worker has done, and its heartbeat file, which ``fraudstream worker --check`` (a container
+health check) reads."""
 
 from __future__ import annotations
 
@@ -7,10 +8,24 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerStats:
+    """What a worker has done, for its health check and summaries."""
+
+    batches: int = 0
+    decided: int = 0
+    duplicates: int = 0
+    dead: int = 0
+    errors: int = 0
+    started_at: float = field(default_factory=time.time)
+    heartbeat: float = field(default_factory=time.time)
 
 
 def write_health(path: Path, health: dict[str, Any]) -> None:

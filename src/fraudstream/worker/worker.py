@@ -14,12 +14,10 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import numpy as np
 from pydantic import ValidationError
 
 from fraudstream._gc import paused_gc
@@ -27,11 +25,12 @@ from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
 from fraudstream.scoring.scorer import ScoredBatch, Scorer
-from fraudstream.state.base import FeatureState, StateError
+from fraudstream.state.base import StateError
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.store import Store
-from fraudstream.worker.health import write_health
+from fraudstream.worker.decided import decided_before
+from fraudstream.worker.health import WorkerStats, write_health
 from fraudstream.worker.messages import PAYLOADS, decision_message, describe_invalid, payload_text
 
 log = logging.getLogger(__name__)
@@ -43,19 +42,6 @@ SUSPECT = 3
 """Deliveries after which a message is decided on its own: it was in a batch that killed or stalled a
 worker twice. A batch delivered a second time (a worker restarted, a partition moved) is still decided
 whole, which is what a deploy or a rebalance causes."""
-
-
-@dataclass
-class WorkerStats:
-    """What a worker has done, for its health check and summaries."""
-
-    batches: int = 0
-    decided: int = 0
-    duplicates: int = 0
-    dead: int = 0
-    errors: int = 0
-    started_at: float = field(default_factory=time.time)
-    heartbeat: float = field(default_factory=time.time)
 
 
 class Worker:
@@ -305,25 +291,3 @@ class Worker:
             "dead_letters": self.stats.dead,
             "errors": self.stats.errors,
         }
-
-
-def decided_before(
-    store: Store, state: FeatureState | None, ids: list[str], *, also: list[bool] | None = None
-) -> set[str]:
-    """Which of ``ids`` already have a stored decision. Only a transaction the feature state has
-    recorded can have one (recording comes before storing), so only those, and those ``also`` flags,
-    are looked up; every id is when the state cannot say. One decided elsewhere meanwhile is still
-    caught when storing, by :meth:`Store.save_decisions` keeping the first decision."""
-    if not ids:
-        return set()
-    recorded = None
-    if state is not None:
-        try:
-            answer = state.recorded(np.asarray(ids, dtype=object))
-            recorded = None if answer is None else answer.tolist()
-        except StateError as error:
-            log.warning("%s; looking up every transaction of the batch", error)
-    if recorded is not None:
-        flags = recorded if also is None else [r or a for r, a in zip(recorded, also, strict=True)]
-        ids = [i for i, flag in zip(ids, flags, strict=True) if flag]
-    return store.decided_ids(ids) if ids else set()

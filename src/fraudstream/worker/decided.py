@@ -1,0 +1,37 @@
+"""Which transactions of a batch already have a decision, asked of the store as rarely as possible.
+
+Shared by the worker and the API's synchronous path, which both must not decide a transaction twice.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from fraudstream.state.base import FeatureState, StateError
+from fraudstream.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def decided_before(
+    store: Store, state: FeatureState | None, ids: list[str], *, also: list[bool] | None = None
+) -> set[str]:
+    """Which of ``ids`` already have a stored decision. Only a transaction the feature state has
+    recorded can have one (recording comes before storing), so only those, and those ``also`` flags,
+    are looked up; every id is when the state cannot say. One decided elsewhere meanwhile is still
+    caught when storing, by :meth:`Store.save_decisions` keeping the first decision."""
+    if not ids:
+        return set()
+    recorded = None
+    if state is not None:
+        try:
+            answer = state.recorded(np.asarray(ids, dtype=object))
+            recorded = None if answer is None else answer.tolist()
+        except StateError as error:
+            log.warning("%s; looking up every transaction of the batch", error)
+    if recorded is not None:
+        flags = recorded if also is None else [r or a for r, a in zip(recorded, also, strict=True)]
+        ids = [i for i, flag in zip(ids, flags, strict=True) if flag]
+    return store.decided_ids(ids) if ids else set()
