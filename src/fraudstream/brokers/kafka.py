@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from fraudstream.brokers._kafka_admin import cluster_summary, create_topic
 from fraudstream.brokers._kafka_member import TopicConsumer, load, take
 from fraudstream.brokers._kafka_urls import DEFAULT_PARTITIONS, bootstrap_servers
 from fraudstream.brokers.base import Broker, BrokerError, Message
@@ -125,46 +126,16 @@ class KafkaBroker(Broker):
             if self._closed:
                 raise BrokerError("the Kafka broker is closed")
             if name not in self._topics:
-                self._create(name)
+                servers, timeout = self._common["bootstrap.servers"], self.connect_timeout
+                create_topic(
+                    servers, name, self.partitions, self.replication_factor, timeout, self.unreachable
+                )
                 self._topics.add(name)
         return name
 
     def ping(self) -> str:
         """The cluster's id and broker count, from one bounded metadata request."""
-        from confluent_kafka import KafkaException
-        from confluent_kafka.admin import AdminClient
-
-        # log_level 0: an unreachable cluster is this check's answer, not a stream of connection errors
-        admin = AdminClient({"bootstrap.servers": self._common["bootstrap.servers"], "log_level": 0})
-        try:
-            meta = admin.list_topics(timeout=self.connect_timeout)
-        except KafkaException:
-            raise BrokerError(self.unreachable) from None
-        finally:
-            admin.poll(0)
-        return f"Kafka cluster {meta.cluster_id}, {len(meta.brokers)} broker(s)"
-
-    def _create(self, name: str) -> None:
-        from confluent_kafka import KafkaError, KafkaException
-        from confluent_kafka.admin import AdminClient, NewTopic
-
-        admin = AdminClient({"bootstrap.servers": self._common["bootstrap.servers"]}, logger=client_log)
-        try:
-            if name in admin.list_topics(timeout=self.connect_timeout).topics:
-                return
-            new = NewTopic(name, num_partitions=self.partitions, replication_factor=self.replication_factor)
-            futures = admin.create_topics([new], request_timeout=max(self.connect_timeout, 10.0))
-            futures[name].result()
-            log.info("kafka: created topic %s with %d partitions", name, self.partitions)
-        except KafkaException as error:
-            err: KafkaError = error.args[0]
-            if err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                return
-            if err.code() in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN):
-                raise BrokerError(self.unreachable) from None
-            raise BrokerError(f"cannot create Kafka topic {name!r}: {err.str()}") from None
-        finally:
-            admin.poll(0)  # hand its queued log lines to logging before it goes
+        return cluster_summary(self._common["bootstrap.servers"], self.connect_timeout, self.unreachable)
 
     def _get_producer(self) -> Producer:
         if self._producer is None:

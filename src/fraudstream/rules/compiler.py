@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import ast
 import functools
-import operator
 from collections.abc import Callable
 from typing import Any, Final
 
 import numpy as np
 
+from fraudstream.rules._lang import ARITH, BOOL, COMPARE, CONSTRUCTS, FUNCTIONS, NONE, NUMBER, STRING, op_name
 from fraudstream.rules.columns import (
     ARITHMETIC,
     F64,
@@ -26,67 +26,9 @@ from fraudstream.rules.errors import RulesError, suggest
 
 MAX_DEPTH: Final = 32
 
-NUMBER: Final = "number"
-STRING: Final = "string"
-ANY: Final = "any"
-_BOOL: Final = "bool"
-_NONE: Final = "none"
-
-FUNCTIONS: Final = ("abs", "is_missing", "log1p", "max", "min")
-
-_COMPARE: Final[dict[type[ast.cmpop], tuple[str, Callable[[Any, Any], Any]]]] = {
-    ast.Lt: ("<", operator.lt),
-    ast.LtE: ("<=", operator.le),
-    ast.Gt: (">", operator.gt),
-    ast.GtE: (">=", operator.ge),
-    ast.Eq: ("==", operator.eq),
-    ast.NotEq: ("!=", operator.ne),
-}
-_ARITH: Final[dict[type[ast.operator], str]] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
-_OPERATOR_NAMES: Final[dict[type[ast.AST], str]] = {
-    ast.Pow: "**",
-    ast.Mod: "%",
-    ast.FloorDiv: "//",
-    ast.MatMult: "@",
-    ast.BitAnd: "& (use 'and')",
-    ast.BitOr: "| (use 'or')",
-    ast.BitXor: "^",
-    ast.LShift: "<<",
-    ast.RShift: ">>",
-    ast.Invert: "~ (use 'not')",
-    ast.Is: "is (use == or is_missing(x))",
-    ast.IsNot: "is not (use != or is_missing(x))",
-}
-_CONSTRUCTS: Final[dict[type[ast.AST], str]] = {
-    ast.Attribute: "attribute access",
-    ast.Subscript: "subscript",
-    ast.Slice: "slice",
-    ast.Lambda: "lambda",
-    ast.ListComp: "list comprehension",
-    ast.SetComp: "set comprehension",
-    ast.DictComp: "dict comprehension",
-    ast.GeneratorExp: "generator expression",
-    ast.NamedExpr: "assignment expression (:=)",
-    ast.JoinedStr: "f-string",
-    ast.FormattedValue: "f-string",
-    ast.IfExp: "conditional expression (a if c else b)",
-    ast.Dict: "dict literal",
-    ast.Set: "set literal",
-    ast.List: "list literal outside 'in'",
-    ast.Tuple: "tuple outside 'in'",
-    ast.Starred: "starred argument",
-    ast.Await: "await",
-    ast.Yield: "yield",
-    ast.YieldFrom: "yield",
-}
-
 Fn = Callable[["Columns"], Any]
 Test = Callable[[np.ndarray, np.ndarray], np.ndarray]
 _NO_COLUMNS: Final = Columns({}, 0)
-
-
-def _op_name(op: ast.AST) -> str:
-    return _OPERATOR_NAMES.get(type(op), type(op).__name__)
 
 
 class Compiler:
@@ -113,18 +55,18 @@ class Compiler:
         what = self.segment(node)
         if kind == STRING:
             raise RulesError(f"{what!r} is text, not a condition")
-        if kind == _NONE:
+        if kind == NONE:
             raise RulesError("None is not a condition; use is_missing(x)")
         if kind == NUMBER and not isinstance(node, ast.Name):
             raise RulesError(f"{what!r} is a value, not a condition; compare it, e.g. '{what} > 0'")
-        if kind == _BOOL:
+        if kind == BOOL:
             return fn
         return lambda cols: as_condition(as_array(fn(cols)), what)
 
     def number(self, node: ast.expr, depth: int) -> Fn:
         fn, kind = self.compile(node, depth)
         what = self.segment(node)
-        if kind in (STRING, _NONE):
+        if kind in (STRING, NONE):
             raise RulesError(f"{what!r} is not a number")
         return lambda cols: as_number(as_array(fn(cols)), what)
 
@@ -141,38 +83,38 @@ class Compiler:
             combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
             if len(parts) == 2:
                 first, second = parts
-                return (lambda cols: combine(first(cols), second(cols))), _BOOL
-            return (lambda cols: functools.reduce(combine, [p(cols) for p in parts])), _BOOL
+                return (lambda cols: combine(first(cols), second(cols))), BOOL
+            return (lambda cols: functools.reduce(combine, [p(cols) for p in parts])), BOOL
         if isinstance(node, ast.UnaryOp):
             if isinstance(node.op, ast.Not):
                 inner = self.condition(node.operand, d)
-                return (lambda cols: ~inner(cols)), _BOOL
+                return (lambda cols: ~inner(cols)), BOOL
             if isinstance(node.op, ast.USub | ast.UAdd):
                 value = self.number(node.operand, d)
                 sign = -1.0 if isinstance(node.op, ast.USub) else 1.0
                 return (lambda cols: sign * value(cols)), NUMBER
-            raise self.reject(node, f"operator {_op_name(node.op)}")
+            raise self.reject(node, f"operator {op_name(node.op)}")
         if isinstance(node, ast.BinOp):
-            symbol = _ARITH.get(type(node.op))
+            symbol = ARITH.get(type(node.op))
             if symbol is None:
-                raise self.reject(node, f"operator {_op_name(node.op)}")
+                raise self.reject(node, f"operator {op_name(node.op)}")
             left, right = self.number(node.left, d), self.number(node.right, d)
             arith = ARITHMETIC[symbol]
             return (lambda cols: arith(left(cols), right(cols))), NUMBER
         if isinstance(node, ast.Compare):
-            return self.compare(node, d), _BOOL
+            return self.compare(node, d), BOOL
         if isinstance(node, ast.Call):
             return self.call(node, d)
-        construct = _CONSTRUCTS.get(type(node), type(node).__name__)
+        construct = CONSTRUCTS.get(type(node), type(node).__name__)
         raise self.reject(node, construct)
 
     def constant(self, node: ast.Constant) -> tuple[Fn, str]:
         value = node.value
         if value is None:
-            return (lambda cols: None), _NONE
+            return (lambda cols: None), NONE
         if isinstance(value, bool):
             flag = np.asarray(value)
-            return (lambda cols: flag), _BOOL
+            return (lambda cols: flag), BOOL
         if isinstance(value, int | float):
             number = float(value)
             return (lambda cols: number), NUMBER
@@ -219,9 +161,9 @@ class Compiler:
         compiled = [self.operand(o, depth) for o in operands]
         tests: list[Test] = []
         for i, op in enumerate(node.ops):
-            if type(op) not in _COMPARE:
-                raise self.reject(node, f"operator {_op_name(op)}")
-            symbol, fn = _COMPARE[type(op)]
+            if type(op) not in COMPARE:
+                raise self.reject(node, f"operator {op_name(op)}")
+            symbol, fn = COMPARE[type(op)]
             (_, left_kind), (_, right_kind) = compiled[i], compiled[i + 1]
             tests.append(self.pair(node, symbol, fn, left_kind, right_kind))
         fns = [fn for fn, _ in compiled]
@@ -240,10 +182,10 @@ class Compiler:
         self, node: ast.Compare, symbol: str, fn: Callable[[Any, Any], Any], left: str, right: str
     ) -> Test:
         what = self.segment(node)
-        if _NONE in (left, right):
+        if NONE in (left, right):
             if symbol not in ("==", "!=") or left == right:
                 raise RulesError(f"{what!r}: None can only be tested with == or !=; use is_missing(x)")
-            if left == _NONE:
+            if left == NONE:
                 if symbol == "==":
                     return lambda a, b: missing(b)
                 return lambda a, b: ~missing(b)
@@ -251,7 +193,7 @@ class Compiler:
                 return lambda a, b: missing(a)
             return lambda a, b: ~missing(a)
         kinds = {left, right}
-        if STRING in kinds and kinds & {NUMBER, _BOOL}:
+        if STRING in kinds and kinds & {NUMBER, BOOL}:
             raise RulesError(f"{what!r} compares text with a number")
         if STRING in kinds and symbol not in ("==", "!="):
             raise RulesError(f"{what!r}: text can only be compared with == and !=")
@@ -283,7 +225,7 @@ class Compiler:
             raise RulesError(f"{self.segment(container)!r} mixes text and numbers")
         text_list = bool(values) and all(texts)
         left, kind = self.compile(node.left, depth)
-        wrong = (_NONE, NUMBER, _BOOL) if text_list else (_NONE, STRING)
+        wrong = (NONE, NUMBER, BOOL) if text_list else (NONE, STRING)
         if values and kind in wrong:
             listed = "text" if text_list else "numbers"
             raise RulesError(f"{self.segment(node)!r} tests a {kind} value against a list of {listed}")
@@ -335,7 +277,7 @@ class Compiler:
             raise RulesError(f"{self.segment(node)!r}: {name}() takes exactly one argument")
         if name == "is_missing":
             arg, _ = self.compile(node.args[0], depth)
-            return (lambda cols: missing(as_array(arg(cols)))), _BOOL
+            return (lambda cols: missing(as_array(arg(cols)))), BOOL
         args = [self.number(a, depth) for a in node.args]
         if name == "abs":
             return (lambda cols: np.abs(args[0](cols))), NUMBER

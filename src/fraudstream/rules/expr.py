@@ -25,8 +25,9 @@ from typing import Any, Final
 
 import numpy as np
 
+from fraudstream.rules._lang import ANY, FUNCTIONS, NUMBER, STRING
 from fraudstream.rules.columns import Columns, as_array, as_condition
-from fraudstream.rules.compiler import ANY, FUNCTIONS, MAX_DEPTH, NUMBER, STRING, Compiler, Fn
+from fraudstream.rules.compiler import MAX_DEPTH, Compiler, Fn
 from fraudstream.rules.errors import RulesError
 
 MAX_LENGTH: Final = 1000

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
+from fraudstream.scoring._xgb_tables import leaf_contributions, node_depths, node_means
+
 _BLOCK = 32
 """Rows walked through each tree together: as float32 they stay in the first-level cache."""
 _GROUP = 16
@@ -115,64 +117,6 @@ def _logit(p):  # fmt: skip
 
 
 @njit(cache=True)
-def _leaf_contributions(children, feature, mean):  # fmt: skip
-    """What a row ending at each leaf gets from its tree, as XGBoost's ``CalculateContributionsApprox``
-    makes it: each split on the path from the root adds ``mean(child) - mean(node)`` to its feature in
-    a float32 buffer starting at 0, in path order. The buffer depends on the leaf alone, so it is
-    computed once here: leaf ``n``'s features and sums are ``features[start[n]:start[n + 1]]`` and
-    ``sums[start[n]:start[n + 1]]``. Sums of exactly 0 are left out: the buffer is never -0, and adding
-    +0 to a row's contributions (which start at +0, so are never -0 either) changes nothing."""
-    n = feature.shape[0]
-    parent = np.full(n, -1, np.int64)
-    for node in range(n):
-        for side in range(2):
-            child = np.int64(children[2 * node + side])
-            if child != node:
-                parent[child] = node
-    depth = np.zeros(n, np.int64)
-    for node in range(n):
-        up = parent[node]
-        while up >= 0:
-            depth[node] += 1
-            up = parent[up]
-    size = 0
-    for node in range(n):
-        if np.int64(children[2 * node]) == node:
-            size += depth[node]
-    path = np.empty(depth.max() + 1, np.int64)
-    features, sums = np.empty(size, np.uint32), np.empty(size, np.float32)
-    start = np.zeros(n + 1, np.int64)
-    used = 0
-    for node in range(n):
-        start[node] = used
-        if np.int64(children[2 * node]) != node:
-            continue
-        at = node
-        for s in range(depth[node], -1, -1):
-            path[s] = at
-            at = parent[at]
-        first = used
-        for s in range(depth[node]):
-            split, child = path[s], path[s + 1]
-            f = feature[split]
-            j = first
-            while j < used and features[j] != f:
-                j += 1
-            if j == used:
-                features[j], sums[j] = f, np.float32(0.0)
-                used += 1
-            sums[j] += mean[child] - mean[split]
-        kept = first
-        for j in range(first, used):
-            if sums[j] != 0:
-                features[kept], sums[kept] = features[j], sums[j]
-                kept += 1
-        used = kept
-    start[n] = used
-    return start, features[:used].copy(), sums[:used].copy()
-
-
-@njit(cache=True)
 def _contrib_block(
     X, lo, hi, roots, depths, children, feature, threshold, nan_right, start, features, sums, out
 ):
@@ -196,7 +140,7 @@ def _contrib_block(
 def _contribs(X, roots, depths, children, feature, threshold, nan_right, start, features, sums, out):
     """Saabas contributions as XGBoost's ``CalculateContributionsApprox`` makes them: each row walks
     each tree to its leaf as :func:`_margins` does, then adds the leaf's per-feature sums (see
-    :func:`_leaf_contributions`) to its contributions, tree by tree."""
+    :func:`leaf_contributions`) to its contributions, tree by tree."""
     n = X.shape[0]
     for b in range((n + _BLOCK - 1) // _BLOCK):
         lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
@@ -216,39 +160,12 @@ def _contribs_parallel(X, roots, depths, children, feature, threshold, nan_right
         )
 
 
-def _depths(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Each node's depth; ``left`` is -1 at leaves."""
-    depth = np.zeros(left.shape[0], np.int64)
-    inner = np.flatnonzero(left >= 0)
-    while True:
-        below = depth.copy()
-        below[left[inner]] = below[right[inner]] = depth[inner] + 1
-        if np.array_equal(below, depth):
-            return depth
-        depth = below
-
-
-def _node_means(
-    left: np.ndarray, right: np.ndarray, value: np.ndarray, hess: np.ndarray, depth: np.ndarray
-) -> np.ndarray:
-    """XGBoost's ``FillNodeMeanValues`` in float32, a level at a time from the deepest up:
-    ``(mean(left) * cover(left) + mean(right) * cover(right)) / cover(node)``, a leaf's own value."""
-    mean = value.copy()
-    inner = np.flatnonzero(left >= 0)
-    for d in range(int(depth.max()), -1, -1):
-        nodes = inner[depth[inner] == d]
-        total = mean[left[nodes]] * hess[left[nodes]]
-        total += mean[right[nodes]] * hess[right[nodes]]
-        mean[nodes] = total / hess[nodes]
-    return mean
-
-
 @dataclass
 class XGBTrees:
     """A binary logistic XGBoost booster as flat node arrays: node ``n``'s children are
     ``children[2n]`` (left) and ``children[2n + 1]`` (right), a leaf being both its own children;
     ``threshold`` holds the leaf value at leaves, as XGBoost's model does; ``mean`` is each node's mean
-    value, from which each leaf's contributions are tabulated (see :func:`_leaf_contributions`)."""
+    value, from which each leaf's contributions are tabulated (see :func:`leaf_contributions`)."""
 
     n_features: int
     base_margin: np.float32
@@ -264,7 +181,7 @@ class XGBTrees:
     leaf_sums: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.leaf_start, self.leaf_features, self.leaf_sums = _leaf_contributions(
+        self.leaf_start, self.leaf_features, self.leaf_sums = leaf_contributions(
             self.children, self.feature, self.mean
         )
 
@@ -291,7 +208,7 @@ class XGBTrees:
         left, right = flat("left_children", np.int64), flat("right_children", np.int64)
         leaf, node = left < 0, np.arange(left.shape[0])
         left, right = np.where(leaf, -1, left + np.repeat(roots, sizes)), right + np.repeat(roots, sizes)
-        depth = _depths(left, right)
+        depth = node_depths(left, right)
         threshold, hess = flat("split_conditions", np.float32), flat("sum_hessian", np.float32)
         children = np.stack([np.where(leaf, node, left), np.where(leaf, node, right)], axis=1)
         return cls(
@@ -303,7 +220,7 @@ class XGBTrees:
             feature=np.where(leaf, 0, flat("split_indices", np.int64)).astype(np.uint32),
             threshold=threshold,
             nan_right=~flat("default_left", np.bool_) & ~leaf,
-            mean=_node_means(left, right, threshold, hess, depth),
+            mean=node_means(left, right, threshold, hess, depth),
         )
 
     def _rows(self, X: np.ndarray) -> np.ndarray:

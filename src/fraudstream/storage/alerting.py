@@ -1,4 +1,4 @@
-"""``AlertStore``: alerts, their delivery attempts, and the per-day aggregates of the daily report.
+"""``AlertStore``: alerts, their delivery attempts, and (from :mod:`._report`) the daily report's aggregates.
 
 Alerts are stored *before* they are delivered (status ``pending``), so a channel that is down, or a
 process that dies, never loses one: :meth:`AlertStore.pending_alerts` hands them out again. Every
@@ -13,26 +13,11 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    ColumnElement,
-    Integer,
-    TextualSelect,
-    and_,
-    bindparam,
-    cast,
-    column,
-    func,
-    insert,
-    select,
-    text,
-    true,
-    update,
-)
+from sqlalchemy import TextualSelect, bindparam, func, insert, select, text, update
 
 from fraudstream.storage import tables
-from fraudstream.storage.database import Database
-from fraudstream.storage.rows import chunks
+from fraudstream.storage._report import ReportStore
+from fraudstream.storage.rows import chunks, dicts
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -43,7 +28,6 @@ STORED = "stored"
 _a = tables.alerts
 _ad = tables.alert_deliveries
 _d = tables.decisions
-_l = tables.labels
 
 
 @dataclass
@@ -91,7 +75,7 @@ def _alert_from_row(row: Any) -> Alert:
     )
 
 
-class AlertStore(Database):
+class AlertStore(ReportStore):
     """The alert and delivery tables, and the report's aggregates over decisions and labels."""
 
     def save_alerts(self, alerts: list[Alert]) -> list[Alert]:
@@ -226,89 +210,34 @@ class AlertStore(Database):
             for a in alerts
         ]
 
-    # -- the daily report's aggregates: decisions by decision time, [start, end) ---------------------
+    def add_alerts(self, items: list[dict[str, Any]]) -> list[int]:
+        """Store alerts (``kind``, ``entity``; optional ``transaction_id``, ``payload``, ``status``,
+        ``created_at``); their ids, in the order given."""
+        if not items:
+            return []
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "created_at": item.get("created_at") or now,
+                "kind": item["kind"],
+                "entity": item["entity"],
+                "transaction_id": item.get("transaction_id"),
+                "payload": item.get("payload") or {},
+                "status": item.get("status") or "open",
+            }
+            for item in items
+        ]
+        statement = insert(_a).returning(_a.c.id, sort_by_parameter_order=True)
+        with self._write() as conn:
+            return [int(i) for i in conn.execute(statement, rows).scalars()]
 
-    def _decided_in(self, start: datetime, end: datetime) -> ColumnElement[bool]:
-        return and_(_d.c.decided_at >= start, _d.c.decided_at < end)
-
-    def decision_totals(self, start: datetime, end: datetime) -> list[tuple[str, int, float]]:
-        """``(decision, count, total amount)`` of the decisions made in ``[start, end)``."""
-        query = (
-            select(_d.c.decision, func.count(), func.coalesce(func.sum(_d.c.amount), 0.0))
-            .where(self._decided_in(start, end))
-            .group_by(_d.c.decision)
-            .order_by(_d.c.decision)
-        )
+    def list_alerts(self, limit: int = 50, since: datetime | None = None) -> list[dict[str, Any]]:
+        """The most recent alerts, newest first, optionally only those created at or after ``since``."""
+        query = select(_a).order_by(_a.c.created_at.desc(), _a.c.id.desc()).limit(limit)
+        if since is not None:
+            query = query.where(_a.c.created_at >= since)
         with self._read() as conn:
-            return [(str(d), int(n), float(s)) for d, n, s in conn.execute(query)]
-
-    def top_rules(self, start: datetime, end: datetime, limit: int = 10) -> list[tuple[str, int, float]]:
-        """``(rule, hits, amount)`` of the rules (and list hits) that fired most in ``[start, end)``."""
-        if self.dialect == "sqlite":
-            element = func.json_each(_d.c.rules).table_valued("value")
-        else:
-            element = func.json_array_elements_text(_d.c.rules).table_valued("value")
-        name = element.c.value
-        return self._top(name, element, start, end, limit, None)
-
-    def top_reasons(self, start: datetime, end: datetime, limit: int = 10) -> list[tuple[str, int, float]]:
-        """``(code, times, amount)`` of the model's most frequent top reasons (rules excluded) in
-        ``[start, end)``, over FLAG and BLOCK decisions: what drove the alerts, not the approvals."""
-        code: ColumnElement[Any]
-        source: ColumnElement[Any]
-        if self.dialect == "sqlite":
-            element = func.json_each(_d.c.reasons).table_valued("value")
-            code = func.json_extract(element.c.value, "$.code")
-            source = func.json_extract(element.c.value, "$.source")
-        else:
-            element = func.json_array_elements(_d.c.reasons).table_valued(column("value", JSON))
-            code = element.c.value.op("->>")("code")
-            source = element.c.value.op("->>")("source")
-        flagged = and_(_d.c.decision.in_(("FLAG", "BLOCK")), func.coalesce(source, "") != "rules")
-        return self._top(code, element, start, end, limit, flagged)
-
-    def _top(
-        self,
-        name: Any,
-        element: Any,
-        start: datetime,
-        end: datetime,
-        limit: int,
-        where: ColumnElement[bool] | None,
-    ) -> list[tuple[str, int, float]]:
-        query = (
-            select(name.label("name"), func.count().label("n"), func.sum(_d.c.amount))
-            .select_from(_d)
-            .join(element, true())
-            .where(self._decided_in(start, end))
-        )
-        if where is not None:
-            query = query.where(where)
-        query = query.group_by(name).order_by(func.count().desc(), name).limit(limit)
-        with self._read() as conn:
-            return [(str(n), int(c), float(s or 0.0)) for n, c, s in conn.execute(query) if n is not None]
-
-    def label_outcomes(self, start: datetime, end: datetime) -> list[tuple[str, bool, int, float]]:
-        """``(decision, is_fraud, count, amount)`` of the decisions in ``[start, end)`` that have labels.
-
-        A transaction counts as fraud when any source labelled it so (a chargeback outranks a quiet
-        customer), as legitimate when every label says legitimate.
-        """
-        day_ids = select(_d.c.transaction_id).where(self._decided_in(start, end))
-        verdict = (
-            select(_l.c.transaction_id, func.max(cast(_l.c.is_fraud, Integer)).label("fraud"))
-            .where(_l.c.transaction_id.in_(day_ids))
-            .group_by(_l.c.transaction_id)
-            .subquery()
-        )
-        query = (
-            select(_d.c.decision, verdict.c.fraud, func.count(), func.sum(_d.c.amount))
-            .join_from(_d, verdict, verdict.c.transaction_id == _d.c.transaction_id)
-            .where(self._decided_in(start, end))
-            .group_by(_d.c.decision, verdict.c.fraud)
-        )
-        with self._read() as conn:
-            return [(str(d), bool(f), int(n), float(s or 0.0)) for d, f, n, s in conn.execute(query)]
+            return dicts(conn.execute(query).mappings())
 
 
 @cache

@@ -12,10 +12,11 @@ from operator import attrgetter
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, func, insert, select, tuple_, union
+from sqlalchemy import Connection, func, select, tuple_, union
 
-from fraudstream.events.transaction import Label, Transaction
+from fraudstream.events.transaction import Transaction
 from fraudstream.storage import bulk, tables
+from fraudstream.storage._labels import LabelStore
 from fraudstream.storage.alerting import AlertStore
 from fraudstream.storage.columns import ColumnRows
 from fraudstream.storage.database import dumps
@@ -48,11 +49,10 @@ _BUILD_SLICE = 500
 _d = tables.decisions
 _t = tables.transactions
 _l = tables.labels
-_a = tables.alerts
 _fs = tables.feature_sets
 
 
-class Store(AlertStore, DeadLetterStore, QueueStore):
+class Store(AlertStore, LabelStore, DeadLetterStore, QueueStore):
     """Transactions, decisions, labels, alerts, dead letters and the queue, in one database.
 
     ``Store("sqlite:///fraudstream-data/fraud.db")`` or ``Store("postgresql+psycopg://...")``; nothing
@@ -151,16 +151,6 @@ class Store(AlertStore, DeadLetterStore, QueueStore):
             return conn.execute(
                 select(func.max(_t.c.timestamp)).where(_t.c.status == tables.TX_DECIDED)
             ).scalar()
-
-    def fraud_labels_since(self, since: datetime) -> list[tuple[str, datetime]]:
-        """``(transaction_id, label_time)`` of fraud labels on transactions from ``since`` on."""
-        query = (
-            select(_l.c.transaction_id, _l.c.label_time)
-            .join(_t, _t.c.transaction_id == _l.c.transaction_id)
-            .where(_l.c.is_fraud.is_(True), _t.c.timestamp >= since)
-        )
-        with self._read() as conn:
-            return [(row[0], row[1]) for row in conn.execute(query)]
 
     def get_transaction(self, transaction_id: str) -> dict[str, Any] | None:
         """The stored transaction row (with ``status`` and the full ``payload``), or ``None``."""
@@ -270,28 +260,6 @@ class Store(AlertStore, DeadLetterStore, QueueStore):
             "labelled_fraud": labelled_fraud,
         }
 
-    def add_labels(self, labels: list[Label]) -> int:
-        """Store fraud feedback, skipping labels known for (transaction, source); how many were new."""
-        now = datetime.now(UTC)
-        rows = [
-            {**label.model_dump(), "received_at": now}
-            for label in unique_by(labels, lambda label: (label.transaction_id, label.source))
-        ]
-        if not rows:
-            return 0
-        with self._write() as conn:
-            return len(self._insert_ignore(conn, _l, rows, "id"))
-
-    def labels_for(self, transaction_ids: list[str]) -> list[dict[str, Any]]:
-        """Every label received for these transactions, oldest ``label_time`` first."""
-        out: list[dict[str, Any]] = []
-        with self._read() as conn:
-            for chunk in chunks(list(dict.fromkeys(transaction_ids))):
-                query = select(_l).where(_l.c.transaction_id.in_(chunk)).order_by(_l.c.label_time, _l.c.id)
-                out.extend(dicts(conn.execute(query).mappings()))
-        out.sort(key=lambda row: (row["label_time"], row["id"]))
-        return out
-
     def customer_history(self, customer_id: str, limit: int = 50) -> dict[str, Any]:
         """A customer's most recent decisions and the labels on their transactions, newest first."""
         ids = union(
@@ -314,32 +282,3 @@ class Store(AlertStore, DeadLetterStore, QueueStore):
             decisions = self._records(conn, conn.execute(decisions_query).mappings())
             labels = dicts(conn.execute(labels_query).mappings())
         return {"customer_id": customer_id, "decisions": decisions, "labels": labels}
-
-    def add_alerts(self, items: list[dict[str, Any]]) -> list[int]:
-        """Store alerts (``kind``, ``entity``; optional ``transaction_id``, ``payload``, ``status``,
-        ``created_at``); their ids, in the order given."""
-        if not items:
-            return []
-        now = datetime.now(UTC)
-        rows = [
-            {
-                "created_at": item.get("created_at") or now,
-                "kind": item["kind"],
-                "entity": item["entity"],
-                "transaction_id": item.get("transaction_id"),
-                "payload": item.get("payload") or {},
-                "status": item.get("status") or "open",
-            }
-            for item in items
-        ]
-        statement = insert(_a).returning(_a.c.id, sort_by_parameter_order=True)
-        with self._write() as conn:
-            return [int(i) for i in conn.execute(statement, rows).scalars()]
-
-    def list_alerts(self, limit: int = 50, since: datetime | None = None) -> list[dict[str, Any]]:
-        """The most recent alerts, newest first, optionally only those created at or after ``since``."""
-        query = select(_a).order_by(_a.c.created_at.desc(), _a.c.id.desc()).limit(limit)
-        if since is not None:
-            query = query.where(_a.c.created_at >= since)
-        with self._read() as conn:
-            return dicts(conn.execute(query).mappings())

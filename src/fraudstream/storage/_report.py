@@ -1,0 +1,104 @@
+"""``ReportStore``: the daily report's aggregates over decisions and labels, by decision time.
+
+Every aggregate runs in SQL over ``[start, end)`` of ``decided_at``, never row by row in Python, so a
+day of millions of decisions costs one grouped query each.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ColumnElement, Integer, and_, cast, column, func, select, true
+
+from fraudstream.storage import tables
+from fraudstream.storage.database import Database
+
+_d = tables.decisions
+_l = tables.labels
+
+
+class ReportStore(Database):
+    """Totals, top rules and reasons, and label outcomes of the decisions made in a period."""
+
+    def _decided_in(self, start: datetime, end: datetime) -> ColumnElement[bool]:
+        return and_(_d.c.decided_at >= start, _d.c.decided_at < end)
+
+    def decision_totals(self, start: datetime, end: datetime) -> list[tuple[str, int, float]]:
+        """``(decision, count, total amount)`` of the decisions made in ``[start, end)``."""
+        query = (
+            select(_d.c.decision, func.count(), func.coalesce(func.sum(_d.c.amount), 0.0))
+            .where(self._decided_in(start, end))
+            .group_by(_d.c.decision)
+            .order_by(_d.c.decision)
+        )
+        with self._read() as conn:
+            return [(str(d), int(n), float(s)) for d, n, s in conn.execute(query)]
+
+    def top_rules(self, start: datetime, end: datetime, limit: int = 10) -> list[tuple[str, int, float]]:
+        """``(rule, hits, amount)`` of the rules (and list hits) that fired most in ``[start, end)``."""
+        if self.dialect == "sqlite":
+            element = func.json_each(_d.c.rules).table_valued("value")
+        else:
+            element = func.json_array_elements_text(_d.c.rules).table_valued("value")
+        name = element.c.value
+        return self._top(name, element, start, end, limit, None)
+
+    def top_reasons(self, start: datetime, end: datetime, limit: int = 10) -> list[tuple[str, int, float]]:
+        """``(code, times, amount)`` of the model's most frequent top reasons (rules excluded) in
+        ``[start, end)``, over FLAG and BLOCK decisions: what drove the alerts, not the approvals."""
+        code: ColumnElement[Any]
+        source: ColumnElement[Any]
+        if self.dialect == "sqlite":
+            element = func.json_each(_d.c.reasons).table_valued("value")
+            code = func.json_extract(element.c.value, "$.code")
+            source = func.json_extract(element.c.value, "$.source")
+        else:
+            element = func.json_array_elements(_d.c.reasons).table_valued(column("value", JSON))
+            code = element.c.value.op("->>")("code")
+            source = element.c.value.op("->>")("source")
+        flagged = and_(_d.c.decision.in_(("FLAG", "BLOCK")), func.coalesce(source, "") != "rules")
+        return self._top(code, element, start, end, limit, flagged)
+
+    def _top(
+        self,
+        name: Any,
+        element: Any,
+        start: datetime,
+        end: datetime,
+        limit: int,
+        where: ColumnElement[bool] | None,
+    ) -> list[tuple[str, int, float]]:
+        query = (
+            select(name.label("name"), func.count().label("n"), func.sum(_d.c.amount))
+            .select_from(_d)
+            .join(element, true())
+            .where(self._decided_in(start, end))
+        )
+        if where is not None:
+            query = query.where(where)
+        query = query.group_by(name).order_by(func.count().desc(), name).limit(limit)
+        with self._read() as conn:
+            return [(str(n), int(c), float(s or 0.0)) for n, c, s in conn.execute(query) if n is not None]
+
+    def label_outcomes(self, start: datetime, end: datetime) -> list[tuple[str, bool, int, float]]:
+        """``(decision, is_fraud, count, amount)`` of the decisions in ``[start, end)`` that have labels.
+
+        A transaction counts as fraud when any source labelled it so (a chargeback outranks a quiet
+        customer), as legitimate when every label says legitimate.
+        """
+        day_ids = select(_d.c.transaction_id).where(self._decided_in(start, end))
+        verdict = (
+            select(_l.c.transaction_id, func.max(cast(_l.c.is_fraud, Integer)).label("fraud"))
+            .where(_l.c.transaction_id.in_(day_ids))
+            .group_by(_l.c.transaction_id)
+            .subquery()
+        )
+        query = (
+            select(_d.c.decision, verdict.c.fraud, func.count(), func.sum(_d.c.amount))
+            .join_from(_d, verdict, verdict.c.transaction_id == _d.c.transaction_id)
+            .where(self._decided_in(start, end))
+            .group_by(_d.c.decision, verdict.c.fraud)
+        )
+        with self._read() as conn:
+            return [(str(d), bool(f), int(n), float(s or 0.0)) for d, f, n, s in conn.execute(query)]
