@@ -41,7 +41,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(2_000_000, ge=1024, description="largest accepted request body")
     max_batch: int = Field(1000, ge=1, description="most transactions in one POST /v1/transactions")
     score_max_wait: float = Field(
-        0.0005, ge=0, le=1, description="POST /v1/score under load: longest wait to batch requests (seconds)"
+        0.0,
+        ge=0,
+        le=1,
+        description="POST /v1/score under load: longest wait to batch requests (seconds; 0: none)",
     )
     consumer_group: str = Field("fraudstream", description="Redis/Kafka consumer group of the workers")
     claim_idle_seconds: float = Field(

@@ -8,11 +8,12 @@ model calls, one commit) is shared. Batch-first: one transaction is a batch of o
 The batch runs on the event loop itself, as a callback scheduled by the first request that finds no
 batch pending: every request read in the same turn of the loop has queued by then. A request that
 arrives within ``max_wait`` of the previous batch's end (the service is under load) waits up to
-``max_wait`` for company instead. At low load nothing waits. The wait is short (0.5 ms by default):
-scoring and storing now cost nearly the same per transaction in a batch of one as of three, so a
-longer wait mostly adds latency. At 500 requests/s, waiting 2 ms made batches of 2–3 and used less CPU
-per request (1.25–1.45 ms against 1.5–1.75), but every batch's first request waited the full 2 ms
-and the p99 was 10.8–13.2 ms; waiting 0.5 ms gave 6.8–8.9 ms and not waiting at all 7.8–11.5 ms.
+``max_wait`` for company instead. At low load nothing waits, and by default nothing waits at all:
+scoring and storing now cost nearly the same per transaction in a batch of one as of three, so a wait
+mostly adds latency. At 500 requests/s, waiting 2 ms made batches of 2–3 and used less CPU per request
+(1.2–1.45 ms against 1.5–1.75), but every batch's first request waited the full 2 ms and the p99 was
+10.8–13.2 ms, against 6.8–11.5 ms without the wait. uvloop's timers count whole milliseconds, so a
+wait below 0.5 ms is no wait under ``fraudstream serve``.
 
 Scoring needs the interpreter lock throughout, so a separate scoring thread bought no parallelism; it
 cost a thread hand-over per batch and latency whenever the two threads waited for each other's lock
