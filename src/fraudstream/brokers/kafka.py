@@ -51,7 +51,7 @@ def _pairs(messages: Sequence[Message]) -> list[tuple[int, int]]:
     try:
         return [(int(p), int(o)) for p, _, o in (m.id.partition(":") for m in messages)]
     except ValueError:
-        raise BrokerError("not Kafka message ids: give back messages this broker delivered") from None
+        raise BrokerError("not Kafka message ids: pass messages this broker delivered") from None
 
 
 class KafkaBroker(Broker):

@@ -16,6 +16,8 @@ app = typer.Typer(
     "back to the workers once the cause is fixed.",
     no_args_is_help=True,
 )
+MAX_ID = 2**63 - 1
+"""Ids are 64-bit integers in both databases."""
 
 
 @app.command("list")
@@ -23,7 +25,7 @@ def list_letters(
     limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
     before: Annotated[
         int | None,
-        typer.Option(min=1, max=2**63 - 1, help="Only dead letters with a lower id (the next page)."),
+        typer.Option(min=1, max=MAX_ID, help="Only dead letters with a lower id (the next page)."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -56,7 +58,7 @@ def list_letters(
 @app.command()
 def requeue(
     ids: Annotated[
-        list[int] | None, typer.Argument(min=1, max=2**63 - 1, help="Dead-letter ids, as `list` shows them.")
+        list[int] | None, typer.Argument(min=1, max=MAX_ID, help="Dead-letter ids, as `list` shows them.")
     ] = None,
     requeue_all: Annotated[bool, typer.Option("--all", help="Every dead letter, oldest first.")] = False,
     as_json: JsonOpt = False,

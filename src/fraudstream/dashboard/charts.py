@@ -151,14 +151,19 @@ def feed_frame(decisions: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def _columns(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """``columns`` of API answer rows, in that order; a field a row lacks is empty."""
+    return pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=columns)
+
+
 def alerts_frame(alerts: list[dict[str, Any]]) -> pd.DataFrame:
-    columns = ["created_at", "kind", "entity", "transaction_id", "message", "status", "attempts"]
-    return pd.DataFrame([{c: a.get(c) for c in columns} for a in alerts], columns=columns)
+    return _columns(
+        alerts, ["created_at", "kind", "entity", "transaction_id", "message", "status", "attempts"]
+    )
 
 
 def dead_letters_frame(letters: list[dict[str, Any]]) -> pd.DataFrame:
-    columns = ["id", "created_at", "source", "transaction_id", "reason"]
-    return pd.DataFrame([{c: d.get(c) for c in columns} for d in letters], columns=columns)
+    return _columns(letters, ["id", "created_at", "source", "transaction_id", "reason"])
 
 
 def features_frame(features: dict[str, float | None]) -> pd.DataFrame:
