@@ -23,6 +23,7 @@ from sqlalchemy import DateTime, event
 from sqlalchemy.dialects import sqlite
 
 from fraudstream.storage import DecisionRecord, StorageError, Store, open_store
+from fraudstream.storage._checkpoint import PASSES, WalCheckpointer
 from fraudstream.storage.bulk import sqlite_timestamp
 from fraudstream.storage.database import dumps, loads, normalize_url
 from fraudstream.storage.rows import feature_set_id, pack_features, unique_by, unpack_features
@@ -157,6 +158,46 @@ def test_wal_checkpoints_run_off_the_committing_thread(tmp_path: Path) -> None:
         store.add_dead_letters([("transactions", f"again {i}", "test")])
     assert checkpointer._thread is not None and checkpointer._thread.is_alive()
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("replies", "passes"),
+    [
+        ([(0, 30, 30), (0, 30, 30)], 2),  # idle: the second pass finds nothing new
+        ([(0, 30, 30), (0, 42, 42), (0, 42, 42)], 3),  # a commit landed during the first pass
+        ([(0, 30, 30), (0, 5, 5), (0, 5, 5)], 3),  # a writer started the WAL over meanwhile
+        ([(1, 30, 20)] * 20, PASSES),  # a reader holds frames back: give up until the next wake-up
+    ],
+)
+def test_wal_checkpoints_pass_until_nothing_new_was_committed(
+    replies: list[tuple[int, int, int]], passes: int
+) -> None:
+    """A passive pass copies the WAL as it was when the pass began, so "all frames copied" can leave
+    the commits made meanwhile. Stopping there (one pass per checkpoint) meant that under steady writes
+    the WAL never started over, and every 10,000 pages the writer's own automatic checkpoint stalled a
+    commit by 4–8 ms."""
+    asked: list[str] = []
+
+    class Driver:
+        def execute(self, sql: str) -> Driver:
+            asked.append(sql)
+            return self
+
+        def fetchone(self) -> tuple[int, int, int]:
+            return replies[len(asked) - 1]
+
+    class Raw:
+        driver_connection = Driver()
+        closed = False
+
+        def close(self) -> None:
+            Raw.closed = True
+
+    engine = type("Engine", (), {"raw_connection": staticmethod(Raw)})()
+    checkpointer = WalCheckpointer(engine)  # type: ignore[arg-type]
+    assert checkpointer.checkpoint() == passes
+    assert asked == ["PRAGMA wal_checkpoint(PASSIVE)"] * passes
+    assert Raw.closed and checkpointer.checkpoints == 1
 
 
 def test_in_memory_sqlite_has_no_checkpointer() -> None:
