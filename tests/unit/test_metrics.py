@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from fraudstream.training.backtest import known_compromised_mask
 from fraudstream.training.metrics import (
     Evaluation,
     average_precision,
     card_precision_at_k,
     confusion,
     evaluate,
-    known_compromised_mask,
     precision_at_k,
     recall_at_fpr,
     recall_by_scenario,

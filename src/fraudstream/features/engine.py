@@ -15,16 +15,8 @@ import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import keys
-from fraudstream.features._inputs import (
-    ALWAYS,
-    FEW,
-    SHORT,
-    Layout,
-    few_inputs,
-    many_inputs,
-    slots_few,
-    slots_many,
-)
+from fraudstream.features._inputs import ALWAYS, FEW, SHORT, Layout, few_inputs, many_inputs
+from fraudstream.features._slots import slots_few, slots_many
 from fraudstream.features.definitions import DAY, DEFAULT_FEATURE_SET, FeatureSet
 from fraudstream.features.kernels import entity_features
 from fraudstream.state.base import EVENT_FIELDS, FeatureState, History

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -94,6 +95,38 @@ class Featured:
         return rows[known & ~np.isnan(self.batch.is_fraud[rows])]
 
 
+def known_compromised_mask(
+    day: Any, customer: Any, fraud_customers: Any, fraud_label_days: Any
+) -> np.ndarray:
+    """True for rows whose customer had a fraud label known strictly before the row's day.
+
+    A customer is known compromised on day ``d`` if any of its fraud labels became known on a day < d,
+    so a label that arrives on day ``d`` only excludes the customer from day ``d + 1`` on. Test sets
+    drop these rows (Handbook protocol): the card would already be blocked, and scoring it again would
+    reward the model for information the bank already has.
+    """
+    days, customers = np.asarray(day), np.asarray(customer)
+    known_customers, known_days = np.asarray(fraud_customers), np.asarray(fraud_label_days)
+    if days.shape != customers.shape or days.ndim != 1:
+        raise ValueError("day and customer must be 1-D of equal length")
+    if known_customers.shape != known_days.shape:
+        raise ValueError("fraud_customers and fraud_label_days must have equal length")
+    mask = np.zeros(days.shape, dtype=bool)
+    codes, uniques = pd.factorize(known_customers)
+    keep = codes >= 0
+    codes, known_days = codes[keep], known_days[keep]
+    if codes.size == 0:
+        return mask
+    order = np.lexsort((known_days, codes))
+    sorted_codes = codes[order]
+    group_start = np.r_[True, sorted_codes[1:] != sorted_codes[:-1]]
+    first_known = known_days[order][group_start]
+    row_code = pd.Index(uniques).get_indexer(customers)
+    has_label = row_code >= 0
+    mask[has_label] = first_known[row_code[has_label]] < days[has_label]
+    return mask
+
+
 def train_window(
     data: Featured,
     windows: Windows,
@@ -137,7 +170,7 @@ def evaluate_window(
     day = np.floor(b.timestamp / DAY_SECONDS)
     since = known_since.timestamp() if known_since else -np.inf
     fraud = np.flatnonzero((b.is_fraud == 1) & (b.timestamp >= since) & (b.timestamp < end.timestamp()))
-    known = metrics.known_compromised_mask(
+    known = known_compromised_mask(
         day[rows], b.customer_id[rows], b.customer_id[fraud], np.floor(b.label_time[fraud] / DAY_SECONDS)
     )
     rows = rows[~known & ~np.isnan(b.is_fraud[rows])]

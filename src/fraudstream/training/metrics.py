@@ -157,38 +157,6 @@ def card_precision_at_k(
     return float(np.mean(precisions))
 
 
-def known_compromised_mask(
-    day: Any, customer: Any, fraud_customers: Any, fraud_label_days: Any
-) -> np.ndarray:
-    """True for rows whose customer had a fraud label known strictly before the row's day.
-
-    A customer is known compromised on day ``d`` if any of its fraud labels became known on a day < d,
-    so a label that arrives on day ``d`` only excludes the customer from day ``d + 1`` on. Test sets
-    drop these rows (Handbook protocol): the card would already be blocked, and scoring it again would
-    reward the model for information the bank already has.
-    """
-    days, customers = np.asarray(day), np.asarray(customer)
-    known_customers, known_days = np.asarray(fraud_customers), np.asarray(fraud_label_days)
-    if days.shape != customers.shape or days.ndim != 1:
-        raise ValueError("day and customer must be 1-D of equal length")
-    if known_customers.shape != known_days.shape:
-        raise ValueError("fraud_customers and fraud_label_days must have equal length")
-    mask = np.zeros(days.shape, dtype=bool)
-    codes, uniques = pd.factorize(known_customers)
-    keep = codes >= 0
-    codes, known_days = codes[keep], known_days[keep]
-    if codes.size == 0:
-        return mask
-    order = np.lexsort((known_days, codes))
-    sorted_codes = codes[order]
-    group_start = np.r_[True, sorted_codes[1:] != sorted_codes[:-1]]
-    first_known = known_days[order][group_start]
-    row_code = pd.Index(uniques).get_indexer(customers)
-    has_label = row_code >= 0
-    mask[has_label] = first_known[row_code[has_label]] < days[has_label]
-    return mask
-
-
 def confusion(y: Any, score: Any, flag_threshold: float, block_threshold: float) -> dict[str, Any]:
     """Counts per decision × truth, plus the binary confusion matrix of ``score >= flag_threshold``.
 
