@@ -475,48 +475,67 @@ def test_a_process_sees_what_others_recorded_since_it_last_read(redis_states: Fa
 
 
 @pytest.mark.redis
-def test_a_copy_redis_has_lost_is_read_again(redis_states: Factory, redis_url: str) -> None:
+def test_a_replica_starts_afresh_when_the_state_was_deleted_or_restored(
+    redis_states: Factory, redis_url: str
+) -> None:
     import redis
 
     a = redis_states()
     b = redis_states(prefix=a.prefix)  # type: ignore[attr-defined]
     a.record(batch({"tx": "x1", "t": 1}, {"tx": "x2", "t": 2}), ENTITIES)
-    assert txs(b, "customer", "c1") == ["x1", "x2"]
     client = redis.Redis.from_url(redis_url)
-    client.delete(f"{a.prefix}a:customer:c1")  # type: ignore[attr-defined]  # as if it had expired
-    a.record(batch({"tx": "x3", "t": 3}, {"tx": "x4", "t": 4}), ENTITIES)
-    assert txs(b, "customer", "c1") == ["x3", "x4"]
-    client.delete(f"{a.prefix}a:customer:c1")  # type: ignore[attr-defined]  # as if restored from an older
-    client.set(f"{a.prefix}seq", 1)  # type: ignore[attr-defined]  # snapshot, the counter gone back
-    a.record(batch({"tx": "x5", "t": 5}), ENTITIES)
-    assert txs(b, "customer", "c1") == ["x5"]
+    log = f"{a.prefix}log"  # type: ignore[attr-defined]
+    snapshot = client.dump(log)
+    a.record(batch({"tx": "x3", "t": 3}), ENTITIES)
+    assert txs(b, "customer", "c1") == ["x1", "x2", "x3"]
+    client.restore(log, 0, snapshot, replace=True)  # restored from an older copy: x3 is gone
+    assert txs(b, "customer", "c1") == ["x1", "x2"]
     client.close()
     a.clear()  # type: ignore[attr-defined]  # the whole state deleted, then written again
+    assert txs(b, "customer", "c1") == []
     a.record(batch({"tx": "z", "t": 9}), ENTITIES)
     assert txs(b, "customer", "c1") == ["z"]
     assert txs(b, "merchant", "m1") == ["z"]
 
 
 @pytest.mark.redis
-def test_the_copy_a_process_keeps_is_bounded(redis_states: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fraudstream.state._redis_cache import EntityCache
+def test_the_log_is_trimmed_behind_the_horizon(redis_states: Factory, redis_url: str) -> None:
+    """Entries wholly behind the horizon leave the log, and a process that starts after they left
+    holds what a process that read them does."""
+    import redis
 
-    monkeypatch.setattr(EntityCache, "slack", 100)
-    a = redis_states(retention=DAY)
-    b = redis_states(retention=DAY, prefix=a.prefix, cache_size=60)  # type: ignore[attr-defined]
-    a.record(batch(*({"tx": f"t{i}", "t": i, "customer": f"c{i % 300}"} for i in range(1500))), ENTITIES)
-    for round_ in range(2):
-        for lo in range(0, 300, 10):
-            names = [f"c{i}" for i in range(lo, lo + 10)]
-            h = b.fetch("customer", keys(*names), -math.inf)
-            want = [f"t{i + 300 * j}" for i in range(lo, lo + 10) for j in range(5)]
-            assert h.events["transaction_id"].tolist() == want, round_
-            cache = b._caches["customer"]  # type: ignore[attr-defined]
-            assert cache.held + len(cache.entries) <= 60
-            assert cache.size <= 2 * max(cache.held, 100)
-    assert len(b.fetch("merchant", keys("m1"), -math.inf)) == 1500  # one key larger than the bound
-    assert len(b._caches["merchant"].entries) == 0  # type: ignore[attr-defined]
-    assert len(b.fetch("merchant", keys("m1"), -math.inf)) == 1500
+    a = redis_states(retention=100.0, grace=10.0)
+    early = redis_states(retention=100.0, grace=10.0, prefix=a.prefix)  # type: ignore[attr-defined]
+    for i in range(40):  # 25 s of event time per batch; the horizon moves every 25 s
+        a.record(
+            batch(*({"tx": f"t{i}-{j}", "t": 25.0 * i + j, "customer": f"c{j % 3}"} for j in range(5))),
+            ENTITIES,
+        )
+        txs(early, "customer", "c0")
+    client = redis.Redis.from_url(redis_url)
+    entries = client.xrange(f"{a.prefix}log")  # type: ignore[attr-defined]
+    client.close()
+    assert 4 <= len(entries) <= 7  # 110 s behind the newest, in steps of 25 s: the newest few batches
+    late = redis_states(retention=100.0, grace=10.0, prefix=a.prefix)  # type: ignore[attr-defined]
+    for key in ("c0", "c1", "c2"):
+        assert txs(late, "customer", key) == txs(early, "customer", key) == txs(a, "customer", key)
+    assert txs(late, "customer", "c0")[0] == "t35-0"
+
+
+@pytest.mark.redis
+def test_an_idle_state_expires(redis_states: Factory, redis_url: str) -> None:
+    import redis
+
+    a = redis_states(ttl=60)
+    a.record(batch({"tx": "x1", "t": 1}), ENTITIES)
+    a.record_labels(keys("x1"), np.array([T0 + 5]), np.array([True]))
+    client = redis.Redis.from_url(redis_url)
+    names = list(client.scan_iter(match=f"{a.prefix}*"))  # type: ignore[attr-defined]
+    assert {n.decode().removeprefix(a.prefix) for n in names} == {  # type: ignore[attr-defined]
+        "epoch", "newest", "pruned", "log", "x:x1"
+    }  # fmt: skip
+    assert all(0 < client.ttl(n) <= 60 for n in names)
+    client.close()
 
 
 @pytest.mark.redis
@@ -524,8 +543,9 @@ def test_the_copy_a_process_keeps_is_bounded(redis_states: Factory, monkeypatch:
 def test_workers_sharing_redis_match_memory_exactly(
     redis_states: Factory, feature_set: FeatureSet | None
 ) -> None:
-    """Two Redis clients (one with a tiny cache) take turns at batches, some transactions arriving late;
-    each must see what the other recorded and labelled, and together give memory's features exactly."""
+    """Two Redis clients take turns at batches, some transactions arriving late, and a third joins
+    halfway; each must see what the others recorded and labelled, and together give memory's features
+    exactly."""
     engine = FeatureEngine(feature_set) if feature_set else FeatureEngine()
     frame = generate(GeneratorConfig(n_customers=150, n_merchants=20, days=10, fraud_rate=0.03, seed=11))
     stream = TransactionBatch.from_frame(frame)
@@ -537,23 +557,23 @@ def test_workers_sharing_redis_match_memory_exactly(
     memory = MemoryFeatureState(retention=retention)
     first = redis_states(retention=retention, grace=DAY)
     prefix = first.prefix  # type: ignore[attr-defined]
-    workers = [first, redis_states(retention=retention, grace=DAY, prefix=prefix, cache_size=500)]
+    workers = [first, redis_states(retention=retention, grace=DAY, prefix=prefix)]
     want, got, lo = [], [], 0
     while lo < len(stream):
+        if lo > len(stream) // 2 and len(workers) == 2:
+            workers.append(redis_states(retention=retention, grace=DAY, prefix=prefix))
         part = stream.take(np.arange(lo, min(lo + int(rng.integers(1, 300)), len(stream))))
         lo += len(part)
         now = float(np.nanmax(part.timestamp))
         arrived = np.flatnonzero(stream.label_time[:lo] <= now)
-        turn = int(rng.integers(0, 2))
+        turn = int(rng.integers(0, len(workers)))
         for state, out in ((memory, want), (workers[turn], got)):
             features, new = engine.process(part, state)
             out.append(np.column_stack([features, new]))
         labels = (stream.transaction_id[arrived], stream.label_time[arrived], stream.is_fraud[arrived] == 1)
-        assert memory.record_labels(*labels) == workers[1 - turn].record_labels(*labels)
+        assert memory.record_labels(*labels) == workers[turn - 1].record_labels(*labels)
     assert np.vstack(want).shape[0] == len(stream) and np.isnan(np.vstack(want)).any()
     assert np.array_equal(np.vstack(got), np.vstack(want), equal_nan=True)
-    small = workers[1]._caches.values()  # type: ignore[attr-defined]
-    assert all(c.held + len(c.entries) <= 500 for c in small)
     memory.close()
     for w in workers:
         w.close()

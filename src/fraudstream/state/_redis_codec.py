@@ -1,29 +1,24 @@
-"""How events and labels are written to and read back from Redis, a whole batch at a time.
+"""How a batch crosses to the Redis log and back: a few columns as bytes, never a value at a time.
 
-An event is one string: its four floats as 64 hex digits of little-endian float64 (exact, NaN included,
-and decoded for a whole history by one ``bytes.fromhex``), then its six identifiers, all separated by
-``\\x1f``, behind its arrival number and time; a missing identifier is ``\\x18``. A label is its arrival
-number and transaction time, then that time and its own as 32 hex digits. A batch crosses to Redis as a
-few joined strings rather than thousands of arguments, since packing each argument costs more than the
-script that reads them.
+Floats travel as little-endian float64, column after column (exact, NaN included); identifiers as text
+joined by ``\\x1f``, column after column, a missing one as ``\\x18``. Packing thousands of arguments
+costs more than the script that reads them, so a batch is a handful of strings.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 
 import numpy as np
 
-from fraudstream.events.batch import TransactionBatch
 from fraudstream.state.base import EVENT_FIELDS, FLOAT_FIELDS, StateError
 
 FIELD = "\x1f"
-RECORD = "\x1e"
 NONE = "\x18"
 FLOATS = tuple(f for f in EVENT_FIELDS if f in FLOAT_FIELDS)
-IDS = tuple(f for f in EVENT_FIELDS if f not in FLOAT_FIELDS)
-STRIDE = 2 + len(IDS)
-"""Fields per stored member: arrival number, float block, identifiers."""
+KEYS = tuple(f for f in EVENT_FIELDS if f not in FLOAT_FIELDS and f != "transaction_id")
+"""The identifier columns besides ``transaction_id``, which travels on its own (the script reads it)."""
 
 
 def strings(values: np.ndarray) -> list[str]:
@@ -35,52 +30,51 @@ def joined(values: list[str], sep: str = FIELD) -> str:
     """``values`` joined by ``sep``, refusing identifiers that contain a separator."""
     out = sep.join(values)
     if out.count(sep) != len(values) - 1:
-        raise StateError("identifiers must not contain the control characters \\x1e or \\x1f")
+        raise StateError("identifiers must not contain the control character \\x1f")
     return out
 
 
-def hex_floats(*columns: np.ndarray) -> str:
-    """Row-major little-endian float64 of the columns, as hex: 16 digits per value."""
-    return np.column_stack(columns).astype("<f8").tobytes().hex()
+def exact(values: np.ndarray) -> str:
+    """Floats as the shortest strings that read back exactly (Lua's ``tonumber`` included)."""
+    return FIELD.join(map(repr, np.asarray(values, dtype=np.float64).tolist()))
 
 
-def encode_events(batch: TransactionBatch) -> str:
-    """Every row's payload, joined by :data:`RECORD`."""
-    n = len(batch)
-    width = 16 * len(FLOATS)
-    block = hex_floats(*(getattr(batch, f) for f in FLOATS))
-    hexes = [block[i : i + width] for i in range(0, width * n, width)]
-    ids = [strings(getattr(batch, f)) for f in IDS]
-    out = RECORD.join(map(FIELD.join, zip(hexes, *ids, strict=True)))
-    if out.count(RECORD) != n - 1 or out.count(FIELD) != n * len(IDS):
-        raise StateError("identifiers must not contain the control characters \\x1e or \\x1f")
-    return out
+def encode_events(columns: Mapping[str, np.ndarray]) -> tuple[bytes, str]:
+    """The float columns as bytes and the identifier columns (but the id) as text."""
+    floats = np.stack([np.asarray(columns[f], dtype="<f8") for f in FLOATS]).tobytes()
+    text = joined([s for f in KEYS for s in strings(columns[f])])
+    return floats, text
 
 
-def counts(raw: bytes) -> np.ndarray:
-    return np.array([int(c) for c in raw.split(b",")] if raw else [], dtype=np.int64)
+def entity_map(entities: Mapping[str, str]) -> str:
+    """``entity=column`` pairs, as a log entry names which columns key which entity."""
+    return FIELD.join(f"{name}={column}" for name, column in entities.items())
 
 
-def decode_events(raw: bytes, n: int) -> dict[str, np.ndarray]:
-    """Columns of ``n`` stored members joined by :data:`FIELD`; identifiers are interned, since a
-    process keeps what it has read and the same few identifiers recur in thousands of events."""
-    if n == 0:
-        return {f: np.empty(0, dtype=np.float64 if f in FLOAT_FIELDS else object) for f in EVENT_FIELDS}
-    flat = raw.decode().split(FIELD)
-    floats = np.frombuffer(bytes.fromhex("".join(flat[1::STRIDE])), dtype="<f8").reshape(n, len(FLOATS))
-    out = {f: floats[:, j].astype(np.float64) for j, f in enumerate(FLOATS)}
-    for j, f in enumerate(IDS):
-        col = np.array(list(map(sys.intern, flat[2 + j :: STRIDE])), dtype=object)
+def decode_entity_map(raw: bytes) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in raw.decode().split(FIELD))
+
+
+def decode_events(ids: bytes, floats: bytes, text: bytes) -> dict[str, np.ndarray]:
+    """The columns of a log entry's events. Identifiers are interned: a process keeps every event of
+    its replica, and the same few customers and merchants recur in thousands of them."""
+    tx = ids.decode().split(FIELD)
+    n = len(tx)
+    out: dict[str, np.ndarray] = {"transaction_id": np.array(tx, dtype=object)}
+    block = np.frombuffer(floats, dtype="<f8").reshape(len(FLOATS), n)
+    for j, f in enumerate(FLOATS):
+        out[f] = block[j].astype(np.float64)
+    parts = text.decode().split(FIELD)
+    for j, f in enumerate(KEYS):
+        col = np.array(list(map(sys.intern, parts[j * n : (j + 1) * n])), dtype=object)
         col[col == NONE] = None
         out[f] = col
     return {f: out[f] for f in EVENT_FIELDS}
 
 
-def decode_labels(raw: bytes, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Arrival numbers, transaction times and label times of ``n`` stored label members."""
-    if n == 0:
-        return np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)
-    flat = raw.decode().split(FIELD)
-    seqs = np.array([int(head[:16]) for head in flat[0::2]], dtype=np.int64)
-    pairs = np.frombuffer(bytes.fromhex("".join(flat[1::2])), dtype="<f8").reshape(n, 2)
-    return seqs, pairs[:, 0].astype(np.float64), pairs[:, 1].astype(np.float64)
+def decode_labels(ids: bytes, times: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The transaction ids and label times of a log entry's new fraud labels."""
+    return (
+        np.array(ids.decode().split(FIELD), dtype=object),
+        np.array([float(t) for t in times.decode().split(FIELD)], dtype=np.float64),
+    )

@@ -1,29 +1,25 @@
 """The Lua scripts of the Redis feature state: each runs atomically, one call per batch.
 
-Every write takes arrival numbers from one counter, ``P seq``, so a process that has read a key up to
-some number need only ask for what came after it. Under the prefix ``P``, ``P a:<entity>:<key>`` holds
-that key's events and fraud labels, a sorted set scored by arrival number: an event is
-``<seq>\\x1d<time>\\x1f<payload>``, a label ``<seq>\\x1e<tx time>\\x1f<tx time><label time>`` (hex), and the
-member ``~`` is scored ``GEN + <arrival number when the set was created>`` (kept by ``ZADD LT``), so a
-reader notices a set that expired and came back. Pruning trims a set's oldest arrivals below the horizon
-now and then when the set is written; readers filter by the horizon themselves, so what lingers is
-never returned.
+Under the prefix ``P``, ``P log`` is a stream with one entry per recorded batch (its events, columnar, and
+which rows were new) or per batch of arrived labels (the new fraud labels). Every process replays it, in
+order, into its own in-memory replica, so every process holds the same state a single
+:class:`~fraudstream.state.memory.MemoryFeatureState` would. An entry's first field ``t`` is the newest
+event (or labelled transaction) time in it, so that entries wholly behind the pruning horizon can be
+trimmed from the front of the log.
 
-``P x:<transaction_id>`` marks a recorded transaction (its label flag, time and entity keys) and is what
-makes ``record`` idempotent and what ``recorded`` asks about; ``P newest`` is the newest event time,
-``P pruned`` the newest time at the last prune (the horizon is ``retention + grace`` behind it, moved in
-the same steps as in memory), and ``P epoch`` is set when the state is first written, so readers notice
-it was deleted and started again.
+``P x:<transaction_id>`` marks a recorded transaction (its label flag and time): it is what makes ``record``
+idempotent, ``record_labels`` count a label once, and ``recorded`` answer without a replica. ``P newest``
+is the newest event time, ``P pruned`` the newest time when the pruning rule last fired (the horizon is
+``retention + grace`` behind it, moved in the same steps as in memory), and ``P epoch`` is set when the
+state is first written, so replicas notice that it was deleted and started again. Every write refreshes
+the expiry of these keys, so a state nobody writes to for ``ttl`` seconds disappears whole.
 Keys are built inside the scripts, so this targets a single Redis (or a replica set), not Redis Cluster.
 """
 
 from __future__ import annotations
 
-GEN = 10**15
-"""Added to the creation number in the score of a set's ``~`` member, above every arrival number."""
-
 _COMMON = r"""
-local GEN = 1e15
+local NONE = '-1e308'  -- the time of an entry without one: the first trimmed
 local function split(s, sep)
   local out, pos = {}, 1
   while true do
@@ -33,43 +29,26 @@ local function split(s, sep)
     pos = j + 1
   end
 end
-local function begin(P, n)
+local function begin(P, ttl)
   if redis.call('EXISTS', P .. 'epoch') == 0 then
     local now = redis.call('TIME')
     redis.call('SET', P .. 'epoch', now[1] .. '.' .. now[2])
   end
-  return redis.call('INCRBY', P .. 'seq', n) - n
+  for _, k in ipairs({'epoch', 'newest', 'pruned', 'log'}) do redis.call('EXPIRE', P .. k, ttl) end
 end
--- Adds each set's new members in one ZADD; LT keeps the '~' score of the set's creation. A set that got
--- an arrival number divisible by 8 then has its oldest arrivals below the horizon (a number, or nil
--- before any prune) trimmed: amortised, since readers filter by the horizon anyway. Refreshes the expiry.
-local function store(P, adds, base, horizon, ttl)
-  local gen = string.format('%.17g', GEN + base)
-  for suffix, args in pairs(adds) do
-    local key = P .. 'a:' .. suffix
-    local trim = false
-    for j = 1, #args, 2 do
-      if tonumber(args[j]) % 8 == 0 then trim = true; break end
+-- Drops the log's oldest entries while their newest time is behind the horizon (each entry's first field).
+local function trim(P, horizon)
+  local log = P .. 'log'
+  while true do
+    local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 64)
+    local keep = nil
+    for _, e in ipairs(first) do
+      if not (tonumber(e[2][2]) < horizon) then keep = e[1]; break end
     end
-    args[#args + 1] = gen
-    args[#args + 1] = '~'
-    for lo = 1, #args, 4000 do
-      redis.call('ZADD', key, 'LT', unpack(args, lo, math.min(lo + 3999, #args)))
-    end
-    if horizon and trim then
-      while true do
-        local first, cut = redis.call('ZRANGE', key, 0, 7), 0
-        for _, m in ipairs(first) do
-          if m == '~' then break end
-          local t = tonumber(string.sub(m, 18, string.find(m, '\31', 18, true) - 1))
-          if not (t < horizon) then break end
-          cut = cut + 1
-        end
-        if cut > 0 then redis.call('ZREMRANGEBYRANK', key, 0, cut - 1) end
-        if cut < 8 then break end
-      end
-    end
-    redis.call('EXPIRE', key, ttl)
+    if keep then redis.call('XTRIM', log, 'MINID', keep); return end
+    if #first < 64 then redis.call('DEL', log); return end
+    local ms, seq = string.match(first[#first][1], '(%d+)-(%d+)')
+    redis.call('XTRIM', log, 'MINID', ms .. '-' .. (tonumber(seq) + 1))
   end
 end
 """
@@ -77,149 +56,109 @@ end
 RECORD = (
     _COMMON
     + r"""
--- ARGV: prefix, ttl, span (retention + grace), prune interval, n, E, E entity names, then the columns
--- joined: transaction ids, timestamps (score strings), payloads (\30-separated), E key columns (\24 = none).
+-- ARGV: prefix, ttl, span (retention + grace), prune interval, entity map, transaction ids (\31-joined),
+-- timestamps (\31-joined score strings), float columns (bytes), identifier columns (text).
+-- Returns one '1' or '0' per row: whether it was new.
 local P, ttl, span, every = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local n, E = tonumber(ARGV[5]), tonumber(ARGV[6])
-local txs, tss, pays = split(ARGV[7 + E], '\31'), split(ARGV[8 + E], '\31'), split(ARGV[9 + E], '\30')
-local names, cols = {}, {}
-for e = 1, E do
-  names[e] = ARGV[6 + e] .. ':'
-  cols[e] = split(ARGV[9 + E + e], '\31')
-end
-local base = begin(P, n)
-local newest = tonumber(redis.call('GET', P .. 'newest') or '')
-local top = newest
-local out, adds = {}, {}
-for i = 1, n do
-  local ts, pay = tss[i], pays[i]
-  local info = {ts, string.sub(pay, 1, 16)}
-  for e = 1, E do
-    local k = cols[e][i]
-    if k ~= '\24' then info[#info + 1] = names[e] .. k end
-  end
-  if redis.call('SET', P .. 'x:' .. txs[i], '0' .. table.concat(info, '\31'), 'NX', 'EX', ttl) then
-    out[i] = '1'
+local txs, tss = split(ARGV[6], '\31'), split(ARGV[7], '\31')
+local out, top, any = {}, nil, false
+for i = 1, #txs do
+  local ts = tss[i]
+  if redis.call('SET', P .. 'x:' .. txs[i], '0' .. ts, 'NX', 'EX', ttl) then
+    out[i], any = '1', true
     local t = tonumber(ts)
-    if t == t then
-      local seq = string.format('%016d', base + i)
-      local member = seq .. '\29' .. ts .. '\31' .. pay
-      for j = 3, #info do
-        local args = adds[info[j]]
-        if not args then args = {}; adds[info[j]] = args end
-        args[#args + 1] = seq
-        args[#args + 1] = member
-      end
-      if top == nil or t > top then top = t end
-    end
+    if t == t and (top == nil or t > top) then top = t end
   else
     out[i] = '0'
   end
 end
+local flags = table.concat(out)
+if not any then return flags end
+begin(P, ttl)
+local pruned = tonumber(redis.call('GET', P .. 'pruned') or '')
+local moved = false
 if top ~= nil then
-  if newest == nil or top > newest then redis.call('SET', P .. 'newest', string.format('%.17g', top)) end
-  -- Pruning moves in steps, as in memory: the horizon is fixed at the newest time of the last prune.
-  local pruned = tonumber(redis.call('GET', P .. 'pruned') or '')
-  if pruned == nil or top - pruned >= every then
-    pruned = top
-    redis.call('SET', P .. 'pruned', string.format('%.17g', top))
+  local newest = tonumber(redis.call('GET', P .. 'newest') or '')
+  if newest == nil or top > newest then
+    redis.call('SET', P .. 'newest', string.format('%.17g', top), 'EX', ttl)
   end
-  store(P, adds, base, pruned - span, ttl)
+  -- Pruning moves in steps, as in memory: the horizon is fixed at the newest time of the last prune.
+  if pruned == nil or top - pruned >= every then
+    pruned, moved = top, true
+    redis.call('SET', P .. 'pruned', string.format('%.17g', top), 'EX', ttl)
+  end
 end
-return table.concat(out)
+local p = pruned and string.format('%.17g', pruned) or ''
+local t = top and string.format('%.17g', top) or NONE
+redis.call('XADD', P .. 'log', '*', 't', t, 'p', p, 'n', ARGV[5], 'x', ARGV[6], 'f', ARGV[8], 's', ARGV[9],
+  'm', flags)
+redis.call('EXPIRE', P .. 'log', ttl)
+if moved then trim(P, pruned - span) end
+return flags
 """
 )
 
 LABELS = (
     _COMMON
     + r"""
--- ARGV: prefix, ttl, span, n, transaction ids (\31-joined), label times (16 hex digits each, concatenated).
-local P, ttl, span, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local txs, lts = split(ARGV[5], '\31'), ARGV[6]
+-- ARGV: prefix, ttl, span, transaction ids (\31-joined), label times (\31-joined exact float strings).
+-- Returns how many fraud labels were new; logs those.
+local P, ttl, span = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local txs, lts = split(ARGV[4], '\31'), split(ARGV[5], '\31')
 local pruned = tonumber(redis.call('GET', P .. 'pruned') or '')
 local horizon = pruned and (pruned - span)
-local base = begin(P, n)
-local added, adds = 0, {}
-for i = 1, n do
+local ids, times, top = {}, {}, nil
+for i = 1, #txs do
   local xkey = P .. 'x:' .. txs[i]
   local v = redis.call('GET', xkey)
   if v and string.sub(v, 1, 1) == '0' then
-    local info = split(string.sub(v, 2), '\31')
-    local t = tonumber(info[1])
+    local t = tonumber(string.sub(v, 2))
     if horizon == nil or not (t < horizon) then
       redis.call('SET', xkey, '1' .. string.sub(v, 2), 'KEEPTTL')
-      added = added + 1
-      if t == t then
-        local seq = string.format('%016d', base + i)
-        local member = seq .. '\30' .. info[1] .. '\31' .. info[2] .. string.sub(lts, 16 * i - 15, 16 * i)
-        for j = 3, #info do
-          local args = adds[info[j]]
-          if not args then args = {}; adds[info[j]] = args end
-          args[#args + 1] = seq
-          args[#args + 1] = member
-        end
-      end
+      ids[#ids + 1], times[#times + 1] = txs[i], lts[i]
+      if t == t and (top == nil or t > top) then top = t end
     end
   end
 end
-store(P, adds, base, horizon, ttl)
-return added
+if #ids == 0 then return 0 end
+begin(P, ttl)
+redis.call('XADD', P .. 'log', '*', 't', top and string.format('%.17g', top) or NONE,
+  'l', table.concat(ids, '\31'), 'lt', table.concat(times, '\31'))
+redis.call('EXPIRE', P .. 'log', ttl)
+return #ids
 """
 )
 
-FETCH = (
-    _COMMON
-    + r"""
--- ARGV: prefix, entity, span, keys (\31-joined), for each key the arrival number already read (\31-joined).
--- Returns the epoch, the arrival counter, the horizon ('' before any prune), each key's '~' score ('' when
--- the key is absent), then per key the events and labels that arrived after the number given.
-local P, entity, span = ARGV[1], ARGV[2], tonumber(ARGV[3])
+READ = r"""
+-- ARGV: prefix, the last entry id read ('' for none), most entries to return.
+-- Returns the epoch ('' when the state is absent), 1 when the entry read last is still there or was
+-- trimmed (0 when the log lost it otherwise: restored from an older copy), then the entries after it.
+local P, last, count = ARGV[1], ARGV[2], ARGV[3]
+local log = P .. 'log'
 local epoch = redis.call('GET', P .. 'epoch') or ''
-local seq = redis.call('GET', P .. 'seq') or '0'
-local pruned = tonumber(redis.call('GET', P .. 'pruned') or '')
-local ap = P .. 'a:' .. entity .. ':'
-local lasts = split(ARGV[5], '\31')
-local gens, counts, parts, lcounts, lparts = {}, {}, {}, {}, {}
-for i, k in ipairs(split(ARGV[4], '\31')) do
-  local key, m, step = ap .. k, nil, 1
-  if lasts[i] == '0' then  -- a whole read: the '~' score apart rather than every member's
-    m = redis.call('ZRANGEBYSCORE', key, '-inf', '+inf')
-    if #m > 0 then m[#m] = redis.call('ZSCORE', key, '~') end
-  else
-    m, step = redis.call('ZRANGEBYSCORE', key, '(' .. lasts[i], '+inf', 'WITHSCORES'), 2
-  end
-  local ne, nl = 0, 0
-  if #m == 0 then
-    gens[i] = ''
-  elseif #m == 2 and step == 2 then  -- nothing new: just the '~' member
-    gens[i] = m[2]
-  else
-    gens[i] = m[#m]
-    local ev, lb = {}, {}
-    for j = 1, #m - 1, step do
-      local s = m[j]
-      if string.byte(s, 17) == 29 then
-        ne = ne + 1; ev[ne] = s
-      elseif s ~= '~' then
-        nl = nl + 1; lb[nl] = s
-      end
-    end
-    if ne > 0 then parts[#parts + 1] = table.concat(ev, '\31') end
-    if nl > 0 then lparts[#lparts + 1] = table.concat(lb, '\31') end
-  end
-  counts[i], lcounts[i] = ne, nl
+if last == '' then return {epoch, 1, redis.call('XRANGE', log, '-', '+', 'COUNT', count)} end
+local kept = 1
+if #redis.call('XRANGE', log, last, last) == 0 then
+  local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)
+  local lm, ls = string.match(last, '(%d+)-(%d+)')
+  local fm, fs = string.match(first[1] and first[1][1] or '0-0', '(%d+)-(%d+)')
+  lm, ls, fm, fs = tonumber(lm), tonumber(ls), tonumber(fm), tonumber(fs)
+  if not (fm > lm or (fm == lm and fs > ls)) then kept = 0 end
 end
-return {epoch, seq, pruned and string.format('%.17g', pruned - span) or '', table.concat(gens, ','),
-  table.concat(counts, ','), parts, table.concat(lcounts, ','), lparts}
+return {epoch, kept, redis.call('XRANGE', log, '(' .. last, '+', 'COUNT', count)}
 """
-)
 
-RECORDED = (
-    _COMMON
-    + r"""
+RECORDED = r"""
 -- ARGV: the 'P x:<transaction id>' keys (\31-joined). Returns '1' for each key that exists, else '0'.
 -- MGET, a few hundred keys at a time, costs Redis less than a call per key; the values are a few bytes.
-local keys, out = split(ARGV[1], '\31'), {}
+local keys, out = {}, {}
+local pos = 1
+while true do
+  local j = string.find(ARGV[1], '\31', pos, true)
+  keys[#keys + 1] = string.sub(ARGV[1], pos, (j or 0) - 1)
+  if not j then break end
+  pos = j + 1
+end
 for lo = 1, #keys, 500 do
   local got = redis.call('MGET', unpack(keys, lo, math.min(lo + 499, #keys)))
   for i = 1, #got do got[i] = got[i] and '1' or '0' end
@@ -227,4 +166,3 @@ for lo = 1, #keys, 500 do
 end
 return table.concat(out)
 """
-)

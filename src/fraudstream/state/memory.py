@@ -158,16 +158,24 @@ class MemoryFeatureState(FeatureState):
         if not new.any():
             return new
         pick = (lambda column: column) if everything else (lambda column: column[new])
-        row_list = list(self._log.append({f: pick(getattr(batch, f)) for f in EVENT_FIELDS}))
-        self._tx.update(zip(pick(ids).tolist(), row_list, strict=True))
+        self.append_events({f: pick(getattr(batch, f)) for f in EVENT_FIELDS}, entities)
+        self._maybe_prune()
+        return new
+
+    def append_events(self, columns: Mapping[str, np.ndarray], entities: Mapping[str, str]) -> None:
+        """Add events known to be new (no ``transaction_id`` held, none twice), without pruning: what
+        :meth:`record` does once it has picked the new rows, and what a replica of a shared log does
+        with the rows the log says are new (:class:`~fraudstream.state.redis.RedisFeatureState`)."""
+        row_list = list(self._log.append(columns))
+        self._tx.update(zip(columns["transaction_id"].tolist(), row_list, strict=True))
         for entity, column in entities.items():
             self._columns[entity] = column
             index = self._index.setdefault(entity, defaultdict(list))
-            for key, row in zip(pick(getattr(batch, column)).tolist(), row_list, strict=True):
+            for key, row in zip(columns[column].tolist(), row_list, strict=True):
                 if key is not None:
                     index[key].append(row)
-        times = pick(batch.timestamp)
-        if n < _FEW:
+        times = columns["timestamp"]
+        if len(row_list) < _FEW:
             finite = [t for t in times.tolist() if t == t]
             if finite:
                 self._newest = max(self._newest, max(finite))
@@ -175,8 +183,6 @@ class MemoryFeatureState(FeatureState):
             finite_times = times[~np.isnan(times)]
             if finite_times.size:
                 self._newest = max(self._newest, float(finite_times.max()))
-        self._maybe_prune()
-        return new
 
     def record_labels(
         self, transaction_ids: np.ndarray, label_times: np.ndarray, is_fraud: np.ndarray
@@ -201,10 +207,14 @@ class MemoryFeatureState(FeatureState):
 
     def _maybe_prune(self) -> None:
         """Drop what is older than the retention; rare (every quarter retention of event time)."""
-        if self._newest - self._pruned_at < max(self.grace, self.retention / 4):
-            return
-        self._pruned_at = self._newest
-        horizon = self._newest - self.retention - self.grace
+        if self._newest - self._pruned_at >= max(self.grace, self.retention / 4):
+            self.prune(self._newest)
+
+    def prune(self, pruned_at: float) -> None:
+        """Forget what is more than ``retention + grace`` older than ``pruned_at``, the newest event time
+        when the pruning rule last fired (here, or in the shared state this process replicates)."""
+        self._pruned_at = pruned_at
+        horizon = pruned_at - self.retention - self.grace
         keep = self._log.data["timestamp"][: self._log.size] >= horizon
         if keep.all():
             return
