@@ -311,6 +311,38 @@ def test_large_batches_return_only_the_new_ids_in_input_order(store: Store) -> N
     assert row is not None and row["status"] == "decided" and row["payload"]["transaction_id"] == "t0004"
 
 
+def test_transactions_copied_in_bulk_read_back_as_those_stored_a_few_at_a_time(store: Store) -> None:
+    """On PostgreSQL a large batch's transactions go in by binary COPY, a few by a multi-row INSERT;
+    both must store the same rows (NULLs, odd microseconds, non-ASCII identifiers)."""
+    n = COPY_MIN_ROWS + 20
+
+    def txs(prefix: str) -> list[Transaction]:
+        return [
+            Transaction(transaction_id=f"{prefix}{i:04d}", customer_id=f"ç{i % 7}", amount=10.0 + i,
+                        timestamp=T0 + timedelta(seconds=61.123457 * i),
+                        merchant_id=f"m{i}" if i % 3 else None, device_id=f"d{i % 5}" if i % 2 else None,
+                        ip_address="::1" if i % 4 else None, country="FR", latitude=48.85, longitude=2.35,
+                        extra={"n": i})
+            for i in range(n)
+        ]  # fmt: skip
+
+    def decisions(transactions: list[Transaction]) -> list[DecisionRecord]:
+        return [record(0, transaction_id=t.transaction_id, timestamp=t.timestamp) for t in transactions]
+
+    bulk, few = txs("b"), txs("f")
+    assert len(store.save_decisions(decisions(bulk), bulk)) == n
+    for lo in range(0, n, 10):
+        store.save_decisions(decisions(few[lo : lo + 10]), few[lo : lo + 10])
+    for a, b in zip(bulk, few, strict=True):
+        got, want = store.get_transaction(a.transaction_id), store.get_transaction(b.transaction_id)
+        assert got is not None and want is not None
+        assert Transaction.model_validate(got.pop("payload")) == a
+        assert Transaction.model_validate(want.pop("payload")) == b
+        assert {k: v for k, v in got.items() if k not in ("transaction_id", "received_at")} == {
+            k: v for k, v in want.items() if k not in ("transaction_id", "received_at")
+        }
+
+
 def test_feature_vectors_round_trip_exactly_in_order(store: Store) -> None:
     rng = np.random.default_rng(3)
     names = [f"f{i:03d}" for i in range(100)][::-1]
