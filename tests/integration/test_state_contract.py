@@ -332,6 +332,35 @@ def test_events_beyond_retention_and_grace_are_forgotten(state: FeatureState) ->
     assert state.record_labels(keys("old", "new"), np.array([T0, T0]), np.array([True, True])) == 1
 
 
+def test_identifier_codes_agree_with_the_identifiers_across_a_prune(state: FeatureState) -> None:
+    """Where a backend keeps codes, the history's ``#field`` column and :meth:`codes` for new values
+    give equal values equal codes, distinct ones distinct codes, and none -1, also after a prune has
+    numbered them afresh."""
+
+    def check(devices: list[str | None]) -> None:
+        h = state.fetch("customer", keys("c1"), -math.inf)
+        held = h.events["device_id"].tolist()
+        codes = state.codes("device_id", np.array([*held, *devices], dtype=object))
+        assert codes is not None  # both backends keep codes
+        assert h.events["#device_id"].tolist() == codes[: len(held)].tolist()
+        values = [*held, *devices]
+        for i, a in enumerate(values):
+            assert (codes[i] == -1) == (a is None)
+            for j, b in enumerate(values):
+                if a is not None and b is not None:
+                    assert (codes[i] == codes[j]) == (a == b)
+        assert sorted(h.events) == sorted(EVENT_FIELDS)
+
+    first = ({"tx": f"a{i}", "t": i, "device": (f"d{i % 3}", None)[i % 4 == 3]} for i in range(8))
+    state.record(batch(*first), ENTITIES)
+    check(["d1", "d9", None, "d9"])
+    late = RETENTION + GRACE + max(GRACE, RETENTION / 4)
+    second = ({"tx": f"b{i}", "t": late + i, "device": f"d{i % 5 + 2}"} for i in range(6))
+    state.record(batch(*second), ENTITIES)
+    assert txs(state, "customer", "c1") == [f"b{i}" for i in range(6)]  # the a's were pruned
+    check(["d0", "d2", "d6", None])
+
+
 def test_open_state_chooses_by_url(redis_url: str) -> None:
     with open_state("memory://", retention=RETENTION) as s:
         assert isinstance(s, MemoryFeatureState)

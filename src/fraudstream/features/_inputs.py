@@ -9,7 +9,7 @@ kernel (:func:`fraudstream.features.kernels.entity_features`) stays the one defi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -19,7 +19,11 @@ import numpy as np
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import keys
 from fraudstream.features.definitions import EntitySpec
-from fraudstream.state.base import History
+from fraudstream.features.kernels import dense_codes, merged_order
+from fraudstream.state.base import CODE, History
+
+Coder = Callable[[str, np.ndarray], "np.ndarray | None"]
+"""A state's :meth:`~fraudstream.state.base.FeatureState.codes`."""
 
 _NO_CODES = np.zeros((0, 0), dtype=np.int64)
 _NO_FLOATS = np.empty(0)
@@ -45,22 +49,20 @@ def _join(head: np.ndarray, tail: np.ndarray) -> np.ndarray:
     return np.concatenate([head, tail])
 
 
-def _context_keys(history: History, added: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``keys.factorize`` of the history's keys then the added events' keys. The history comes as a run
-    of events per key (one key, usually): coding the runs is far cheaper than hashing every event's key."""
+def _context_keys(history: History, added: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``keys.factorize`` of the history's keys then the added events' keys (never missing). The history
+    comes as a run of events per key: coding the runs, then looking up each added event's key, is far
+    cheaper than hashing every event's key (a batch's customers bring hundreds of thousands). Says
+    whether it coded the runs, in which case the history's rows are in (code, time) order."""
     heads = [key for key, _ in history.runs]
     code_of = {key: i for i, key in enumerate(heads)}
-    if (
-        added.shape[0] < keys.SMALL
-        and len(code_of) == len(heads)
-        and all(k is not None and k == k for k in heads)
-    ):
+    if len(code_of) == len(heads) and all(k is not None and k == k for k in heads):
         tail = [code_of.setdefault(k, len(code_of)) for k in added.tolist()]
         uniques = np.empty(len(code_of), dtype=object)
         uniques[:] = list(code_of)
         codes = np.repeat(np.arange(len(heads), dtype=np.int64), [n for _, n in history.runs])
-        return np.concatenate([codes, np.array(tail, dtype=np.int64)]), uniques
-    return keys.factorize(_join(history.key, added))
+        return np.concatenate([codes, np.array(tail, dtype=np.int64)]), uniques, True
+    return *keys.factorize(_join(history.key, added)), False
 
 
 def _sorted_labels(
@@ -165,6 +167,20 @@ def few_inputs(
     return _pack(layout, bounds, floats, placed_array, coded, arrange, (lbounds, l_tx, l_time)), placed
 
 
+def _coded(
+    events: Mapping[str, np.ndarray], field: str, added: np.ndarray, coder: Coder | None, dense: bool
+) -> np.ndarray:
+    """Codes of ``field`` over the context: the history's own codes and the state's for the added
+    events when the state keeps them (renumbered from 0 where the kernel indexes a table by them),
+    else the values hashed afresh. Equal values get equal codes either way, missing ones -1."""
+    held = events.get(CODE + field) if coder is not None else None
+    new = coder(field, added) if held is not None and coder is not None else None
+    if held is None or new is None:
+        return keys.codes(_join(events[field], added))
+    joined = _join(held, new)
+    return dense_codes(joined) if dense else joined
+
+
 def many_inputs(
     layout: Layout,
     batch: TransactionBatch,
@@ -173,15 +189,18 @@ def many_inputs(
     slot: np.ndarray,
     add: np.ndarray,
     labels_from_batch: bool,
+    coder: Coder | None = None,
 ) -> tuple[_Inputs, np.ndarray]:
     """The kernel's inputs built with numpy, and the batch row each context event answers."""
     events = history.events
     entity_keys = getattr(batch, layout.spec.column)
-    key_codes, uniques = _context_keys(history, entity_keys[add])
+    key_codes, uniques, in_runs = _context_keys(history, entity_keys[add])
     ts = _join(events["timestamp"], batch.timestamp[add])
     order: np.ndarray | None = None  # None: already sorted by (entity, time), as one key's history is
     if uniques.shape[0] == 1 and (ts[1:] >= ts[:-1]).all():  # false for NaN
         bounds = np.array([0, ts.shape[0]], dtype=np.int64)
+    elif in_runs and not np.isnan(ts[len(history) :]).any():  # a sorted history: merge the added in
+        order, bounds = merged_order(key_codes, ts, len(history), uniques.shape[0])
     else:
         order = np.lexsort((ts, key_codes))
         bounds = np.searchsorted(key_codes[order], np.arange(uniques.shape[0] + 1)).astype(np.int64)
@@ -193,7 +212,9 @@ def many_inputs(
         f: arrange(ts if f == "timestamp" else _join(events[f], getattr(batch, f)[add]))
         for f in layout.fields
     }
-    codes = [keys.codes(_join(events[c], getattr(batch, c)[add])) for c in layout.coded]
+    codes = [
+        _coded(events, c, getattr(batch, c)[add], coder, j in layout.cps) for j, c in enumerate(layout.coded)
+    ]
     lbounds, l_tx, l_time = _NO_BOUNDS, _NO_FLOATS, _NO_FLOATS
     if layout.label_b.shape[0]:
         l_key, l_tx, l_time = history.label_key, history.label_tx_time, history.label_time

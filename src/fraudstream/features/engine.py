@@ -153,6 +153,7 @@ class FeatureEngine:
             asked = keys.distinct(entity_keys[rows])
         since = earliest - self.feature_set.retention
         history = state.fetch(layout.spec.name, asked, since) if state is not None else History.empty()
+        coder = state.codes if state is not None else None
         q_tx = batch.transaction_id[rows]
         known = None if recorded is None else recorded[rows]
         slot: list[int] | np.ndarray
@@ -166,10 +167,12 @@ class FeatureEngine:
             else:
                 slot = np.array(slot, dtype=np.int64)
                 add = np.array(add_list, dtype=np.int64)
-                inputs, placed = many_inputs(layout, batch, history, rows, slot, add, labels_from_batch)
+                inputs, placed = many_inputs(
+                    layout, batch, history, rows, slot, add, labels_from_batch, coder
+                )
         else:
             slot, add, shared = slots_many(history, rows, q_tx, known)
-            inputs, placed = many_inputs(layout, batch, history, rows, slot, add, labels_from_batch)
+            inputs, placed = many_inputs(layout, batch, history, rows, slot, add, labels_from_batch, coder)
         entity_features(*inputs, out, layout.col0)
         if shared:  # rows answered by one event: copy its values to the rows the kernel did not write
             owner = np.asarray(placed, dtype=np.int64)[slot]

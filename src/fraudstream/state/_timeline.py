@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from fraudstream.state.base import EVENT_FIELDS
+
 
 class Timeline:
     """A key's events with a time, ordered by time then arrival, as row numbers into a log."""
@@ -137,7 +139,7 @@ class TimelineEvents(Mapping[str, np.ndarray]):
         return view
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
+        return iter(EVENT_FIELDS)
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(EVENT_FIELDS)

@@ -32,6 +32,10 @@ EVENT_FIELDS = (
 )
 FLOAT_FIELDS = frozenset({"timestamp", "amount", "latitude", "longitude"})
 """The numeric event fields; the others are identifiers, held as object arrays."""
+CODED_FIELDS = tuple(f for f in EVENT_FIELDS if f not in FLOAT_FIELDS and f != "transaction_id")
+"""The identifier fields a backend may also hold as integer codes (see :class:`History`)."""
+CODE = "#"
+"""``CODE + field`` names the integer codes of an identifier field."""
 
 
 _FEW = 128
@@ -50,6 +54,11 @@ class History:
     and its number of events, in order (:attr:`key` spells that out per event, when asked for; a hot
     merchant's long history is rarely asked); ``label_key``/``label_tx_time``/``label_time`` are the
     fraud labels that have arrived for those entities' transactions.
+
+    A backend that keeps its identifiers coded as integers (one code per distinct value, -1 for none,
+    from :meth:`FeatureState.codes`) also answers ``events[CODE + field]`` for the fields of
+    :data:`CODED_FIELDS`; iterating ``events`` gives the event fields alone. Comparing codes spares the
+    engine hashing every identifier of a long history on every batch.
     """
 
     runs: Sequence[tuple[Any, int]]
@@ -181,7 +190,8 @@ def _gather_one(
 
 class _Gathered(Mapping[str, np.ndarray]):
     """Event columns taken at ``rows`` when first read: an entity's features read only a few of them,
-    and gathering identifier columns of a long history is a large share of fetching it."""
+    and gathering identifier columns of a long history is a large share of fetching it. Iterates the
+    event fields; the codes of :class:`History` are there to be asked for."""
 
     def __init__(self, columns: Mapping[str, np.ndarray], rows: np.ndarray) -> None:
         self._columns, self._rows = columns, rows
@@ -194,10 +204,10 @@ class _Gathered(Mapping[str, np.ndarray]):
         return taken
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._columns)
+        return iter(EVENT_FIELDS)
 
     def __len__(self) -> int:
-        return len(self._columns)
+        return len(EVENT_FIELDS)
 
 
 class FeatureState(ABC):
@@ -228,6 +238,11 @@ class FeatureState(ABC):
         """Which of these transactions are recorded, where the backend can tell without a round trip;
         ``None`` where it cannot. It saves the engine hashing every fetched event's id to find the few
         redelivered ones, so it must never answer False for a recorded transaction."""
+        return None
+
+    def codes(self, field: str, values: np.ndarray) -> np.ndarray | None:
+        """The integer codes of identifiers of ``field`` (one of :data:`CODED_FIELDS`), as a history's
+        ``CODE + field`` column holds them, -1 for none; ``None`` where the backend keeps no codes."""
         return None
 
     def ping(self) -> str:

@@ -17,6 +17,8 @@ import pandas as pd
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.state._timeline import Timeline, TimelineEvents
 from fraudstream.state.base import (
+    CODE,
+    CODED_FIELDS,
     EVENT_FIELDS,
     FLOAT_FIELDS,
     FeatureState,
@@ -33,13 +35,15 @@ fetched alone (the live path's busy merchant), as a :class:`Timeline` in time or
 
 
 class _Log:
-    """Append-only columns with amortised doubling; ``take`` gathers rows by number."""
+    """Append-only columns with amortised doubling: the event fields, and the codes of the identifier
+    fields (``CODE + field``)."""
 
     def __init__(self) -> None:
         self.size = 0
         self.data = {
             f: np.empty(1024, dtype=np.float64 if f in FLOAT_FIELDS else object) for f in EVENT_FIELDS
         }
+        self.data.update({CODE + f: np.empty(1024, dtype=np.int64) for f in CODED_FIELDS})
 
     def append(self, columns: Mapping[str, np.ndarray]) -> range:
         n = len(columns["timestamp"])
@@ -49,8 +53,8 @@ class _Log:
                 grown = np.empty(capacity, dtype=old.dtype)
                 grown[: self.size] = old[: self.size]
                 self.data[f] = grown
-        for f in EVENT_FIELDS:
-            self.data[f][self.size : self.size + n] = columns[f]
+        for f, column in self.data.items():
+            column[self.size : self.size + n] = columns[f]
         self.size += n
         return range(self.size - n, self.size)
 
@@ -84,6 +88,7 @@ class MemoryFeatureState(FeatureState):
         self._fraud: set[str] = set()
         self._newest = -np.inf
         self._pruned_at = -np.inf
+        self._coders: dict[str, dict[object, int]] = {f: {} for f in CODED_FIELDS}
 
     def fetch(self, entity: str, keys: np.ndarray, since: float) -> History:
         index: Mapping[str, list[int]] = self._index.get(entity, {})
@@ -135,6 +140,16 @@ class MemoryFeatureState(FeatureState):
         timeline.update(rows, data)
         return timeline
 
+    def codes(self, field: str, values: np.ndarray) -> np.ndarray:
+        """Codes from this state's dictionary of ``field``, which gains the values it has not seen;
+        the same as the history's until the state next prunes (which renumbers them)."""
+        coder = self._coders[field]
+        return np.fromiter(
+            (-1 if v is None or v != v else coder.setdefault(v, len(coder)) for v in values.tolist()),
+            np.int64,
+            len(values),
+        )
+
     def recorded(self, transaction_ids: np.ndarray) -> np.ndarray:
         known = self._tx
         return np.fromiter((t in known for t in transaction_ids.tolist()), bool, len(transaction_ids))
@@ -166,7 +181,8 @@ class MemoryFeatureState(FeatureState):
         """Add events known to be new (no ``transaction_id`` held, none twice), without pruning: what
         :meth:`record` does once it has picked the new rows, and what a replica of a shared log does
         with the rows the log says are new (:class:`~fraudstream.state.redis.RedisFeatureState`)."""
-        row_list = list(self._log.append(columns))
+        codes = {CODE + f: self.codes(f, columns[f]) for f in CODED_FIELDS}
+        row_list = list(self._log.append({**columns, **codes}))
         self._tx.update(zip(columns["transaction_id"].tolist(), row_list, strict=True))
         for entity, column in entities.items():
             self._columns[entity] = column
@@ -219,6 +235,7 @@ class MemoryFeatureState(FeatureState):
         if keep.all():
             return
         renumber = self._log.keep(keep)
+        self._recode()
         self._arrays.clear()
         self._timelines.clear()
         for index in self._index.values():
@@ -239,6 +256,20 @@ class MemoryFeatureState(FeatureState):
                 if not labels[key]:
                     del labels[key]
 
+    def _recode(self) -> None:
+        """Number the identifiers still held from 0 again, and forget the others: the dictionaries
+        then hold what the state holds, and codes stay as small as the kernels' tables want them."""
+        size = self._log.size
+        for f in CODED_FIELDS:
+            column = self._log.data[CODE + f]
+            held = column[:size]
+            coder = self._coders[f]
+            renumber = np.full(len(coder) + 1, -1, dtype=np.int64)  # the last slot maps -1 to -1
+            used = np.unique(held[held >= 0])
+            renumber[used] = np.arange(used.shape[0])
+            column[:size] = renumber[held]
+            self._coders[f] = {v: int(renumber[c]) for v, c in coder.items() if renumber[c] >= 0}
+
     def close(self) -> None:
         self._log = _Log()
         self._index.clear()
@@ -247,3 +278,4 @@ class MemoryFeatureState(FeatureState):
         self._labels.clear()
         self._tx.clear()
         self._fraud.clear()
+        self._coders = {f: {} for f in CODED_FIELDS}

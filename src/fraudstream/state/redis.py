@@ -101,6 +101,11 @@ class RedisFeatureState(FeatureState):
             self._catch_up()
             return self._replica.fetch(entity, keys, since)
 
+    def codes(self, field: str, values: np.ndarray) -> np.ndarray:
+        """The replica's codes (see :meth:`MemoryFeatureState.codes`)."""
+        with self._lock:
+            return self._replica.codes(field, values)
+
     def _catch_up(self) -> None:
         """Replay what the log gained since the last read; start afresh when the state was deleted (its
         epoch changed) or restored from an older copy (the entry read last is gone, yet not trimmed)."""
