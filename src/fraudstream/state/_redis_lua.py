@@ -7,12 +7,13 @@ order, into its own in-memory replica, so every process holds the same state a s
 event (or labelled transaction) time in it, so that entries wholly behind the pruning horizon can be
 trimmed from the front of the log.
 
-``P x:<transaction_id>`` marks a recorded transaction (its label flag and time): it is what makes ``record``
-idempotent, ``record_labels`` count a label once, and ``recorded`` answer without a replica. ``P newest``
-is the newest event time, ``P pruned`` the newest time when the pruning rule last fired (the horizon is
-``retention + grace`` behind it, moved in the same steps as in memory), and ``P epoch`` is set when the
-state is first written, so replicas notice that it was deleted and started again. Every write refreshes
-the expiry of these keys, so a state nobody writes to for ``ttl`` seconds disappears whole.
+``P x:<transaction_id>`` marks a recorded transaction (``1`` once its fraud label arrived): it is what
+makes ``record`` idempotent, ``record_labels`` count a label once, and ``recorded`` answer without a
+replica. ``P newest`` is the newest event time, ``P pruned`` the newest time when the pruning rule last
+fired (the horizon is ``retention + grace`` behind it, moved in the same steps as in memory), and
+``P epoch`` is set when the state is first written, so replicas notice that it was deleted and started
+again. Every write refreshes the expiry of these keys, so a state nobody writes to for ``ttl`` seconds
+disappears whole.
 Keys are built inside the scripts, so this targets a single Redis (or a replica set), not Redis Cluster.
 """
 
@@ -57,17 +58,16 @@ RECORD = (
     _COMMON
     + r"""
 -- ARGV: prefix, ttl, span (retention + grace), prune interval, entity map, transaction ids (\31-joined),
--- timestamps (\31-joined score strings), float columns (bytes), identifier columns (text).
--- Returns one '1' or '0' per row: whether it was new.
+-- the batch's newest event time ('' for none), float columns (bytes), identifier columns (text).
+-- Returns one '1' or '0' per row: whether it was new. The batch's newest time stands for its new rows'
+-- newest: a row already recorded is no newer than the state's newest event, so newest and pruned come
+-- out the same.
 local P, ttl, span, every = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local txs, tss = split(ARGV[6], '\31'), split(ARGV[7], '\31')
-local out, top, any = {}, nil, false
+local txs, top = split(ARGV[6], '\31'), tonumber(ARGV[7])
+local out, any = {}, false
 for i = 1, #txs do
-  local ts = tss[i]
-  if redis.call('SET', P .. 'x:' .. txs[i], '0' .. ts, 'NX', 'EX', ttl) then
+  if redis.call('SET', P .. 'x:' .. txs[i], '0', 'NX', 'EX', ttl) then
     out[i], any = '1', true
-    local t = tonumber(ts)
-    if t == t and (top == nil or t > top) then top = t end
   else
     out[i] = '0'
   end
@@ -101,29 +101,23 @@ return flags
 LABELS = (
     _COMMON
     + r"""
--- ARGV: prefix, ttl, span, transaction ids (\31-joined), label times (\31-joined exact float strings).
--- Returns how many fraud labels were new; logs those.
-local P, ttl, span = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local txs, lts = split(ARGV[4], '\31'), split(ARGV[5], '\31')
-local pruned = tonumber(redis.call('GET', P .. 'pruned') or '')
-local horizon = pruned and (pruned - span)
-local ids, times, top = {}, {}, nil
+-- ARGV: prefix, ttl, transaction ids (\31-joined), label times (\31-joined exact float strings), the newest
+-- of those transactions' times. The caller passes only transactions its replica holds (recorded and not
+-- pruned). Returns how many fraud labels were new; logs those.
+local P, ttl = ARGV[1], tonumber(ARGV[2])
+local txs, lts = split(ARGV[3], '\31'), split(ARGV[4], '\31')
+local ids, times = {}, {}
 for i = 1, #txs do
   local xkey = P .. 'x:' .. txs[i]
-  local v = redis.call('GET', xkey)
-  if v and string.sub(v, 1, 1) == '0' then
-    local t = tonumber(string.sub(v, 2))
-    if horizon == nil or not (t < horizon) then
-      redis.call('SET', xkey, '1' .. string.sub(v, 2), 'KEEPTTL')
-      ids[#ids + 1], times[#times + 1] = txs[i], lts[i]
-      if t == t and (top == nil or t > top) then top = t end
-    end
+  if redis.call('GET', xkey) == '0' then
+    redis.call('SET', xkey, '1', 'KEEPTTL')
+    ids[#ids + 1], times[#times + 1] = txs[i], lts[i]
   end
 end
 if #ids == 0 then return 0 end
 begin(P, ttl)
-redis.call('XADD', P .. 'log', '*', 't', top and string.format('%.17g', top) or NONE,
-  'l', table.concat(ids, '\31'), 'lt', table.concat(times, '\31'))
+redis.call('XADD', P .. 'log', '*', 't', ARGV[5], 'l', table.concat(ids, '\31'),
+  'lt', table.concat(times, '\31'))
 redis.call('EXPIRE', P .. 'log', ttl)
 return #ids
 """

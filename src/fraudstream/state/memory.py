@@ -150,6 +150,14 @@ class MemoryFeatureState(FeatureState):
             len(values),
         )
 
+    def held(self, transaction_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which of these transactions the state holds (recorded, not pruned), and the event times of
+        those it holds."""
+        rows = [self._tx.get(t, -1) for t in transaction_ids.tolist()]
+        at = np.array(rows, dtype=np.int64)
+        mask = at >= 0
+        return mask, self._log.data["timestamp"][at[mask]]
+
     def recorded(self, transaction_ids: np.ndarray) -> np.ndarray:
         known = self._tx
         return np.fromiter((t in known for t in transaction_ids.tolist()), bool, len(transaction_ids))

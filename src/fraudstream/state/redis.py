@@ -39,6 +39,14 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 DEFAULT_PREFIX = "fraudstream:state:"
+
+
+def _newest(times: np.ndarray) -> str:
+    """The newest of these event times as an exact string, or ``""`` when none is a number."""
+    finite = times[~np.isnan(times)]
+    return repr(float(finite.max())) if finite.size else ""
+
+
 RECORDED_CHUNK = 10_000
 """Transaction ids asked about per script call by :meth:`RedisFeatureState.recorded`."""
 READ_COUNT = 1_000
@@ -181,7 +189,7 @@ class RedisFeatureState(FeatureState):
             self._every,
             codec.entity_map(entities),
             codec.joined(codec.strings(batch.transaction_id)),
-            codec.exact(batch.timestamp),
+            _newest(batch.timestamp),
             floats,
             text,
         ]
@@ -212,12 +220,25 @@ class RedisFeatureState(FeatureState):
     def record_labels(
         self, transaction_ids: np.ndarray, label_times: np.ndarray, is_fraud: np.ndarray
     ) -> int:
+        """Labels count for transactions this process's replica holds once it has caught up: recorded by
+        anybody and not pruned, as in memory; Redis then says which were not labelled already."""
         fraud = np.asarray(is_fraud).astype(bool)
         if not fraud.any():
             return 0
         ids = np.asarray(transaction_ids, dtype=object)[fraud]
         times = np.asarray(label_times, dtype=np.float64)[fraud]
-        args = [self.prefix, self._ttl, self._span, codec.joined(codec.strings(ids)), codec.exact(times)]
+        with self._lock:
+            self._catch_up()
+            held, tx_times = self._replica.held(ids)
+        if not held.any():
+            return 0
+        args = [
+            self.prefix,
+            self._ttl,
+            codec.joined(codec.strings(ids[held])),
+            codec.exact(times[held]),
+            _newest(tx_times) or "-1e308",
+        ]
         with self._guard():
             return int(self._labels(args=args))
 
