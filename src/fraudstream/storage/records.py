@@ -98,6 +98,22 @@ class DecisionColumns:
             features=self.features[lo:hi],
         )
 
+    def take(self, rows: Sequence[int]) -> DecisionColumns:
+        """The rows at these positions, in that order."""
+        at = np.asarray(rows, dtype=np.int64)
+        return replace(
+            self,
+            transaction_id=self.transaction_id[at],
+            customer_id=self.customer_id[at],
+            timestamp=self.timestamp[at],
+            amount=self.amount[at],
+            decision=self.decision[at],
+            probability=self.probability[at],
+            reasons=[self.reasons[i] for i in rows],
+            rules=[self.rules[i] for i in rows],
+            features=self.features[at],
+        )
+
     def records(self, index: Mapping[str, int] | None = None) -> list[DecisionRecord]:
         """One record per row, carrying the feature vector the decision was made on.
 

@@ -27,6 +27,19 @@ class WorkerStats:
     started_at: float = field(default_factory=time.time)
     heartbeat: float = field(default_factory=time.time)
 
+    def health(self, *, stopping: bool, stale_after: float) -> dict[str, Any]:
+        """Alive when the loop has beaten within ``stale_after`` seconds and is not stopping."""
+        age = time.time() - self.heartbeat
+        return {
+            "alive": age < stale_after and not stopping,
+            "heartbeat_age_s": round(age, 3),
+            "batches": self.batches,
+            "decided": self.decided,
+            "duplicates": self.duplicates,
+            "dead_letters": self.dead,
+            "errors": self.errors,
+        }
+
 
 def write_health(path: Path, health: dict[str, Any]) -> None:
     """Atomically replace the heartbeat file another process (``fraudstream worker --check``) reads."""

@@ -4,12 +4,14 @@ is not a transaction, and the messages it publishes for other systems."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import numpy as np
 from pydantic import Field, TypeAdapter, ValidationError
 
 from fraudstream.events.transaction import Transaction
-from fraudstream.storage.records import DecisionRecord
+from fraudstream.storage.records import DecisionColumns, DecisionRecord
 
 PAYLOADS = TypeAdapter(list[Annotated[Transaction | Any, Field(union_mode="left_to_right")]])
 """Validates a batch of payloads in one call, a valid one becoming a :class:`Transaction` and an invalid
@@ -45,6 +47,42 @@ def decision_message(record: DecisionRecord) -> dict[str, Any]:
         "model_version": record.model_version,
         "timestamp": record.timestamp,
     }
+
+
+def decision_messages(columns: DecisionColumns) -> list[dict[str, Any]]:
+    """:func:`decision_message` of every row, straight from the scored batch's columns."""
+    fromtimestamp = datetime.fromtimestamp
+    version = columns.model_version
+    return [
+        {
+            "transaction_id": tx_id,
+            "decision": str(decision),
+            "probability": probability,
+            "reasons": reasons,
+            "rules": rules,
+            "model_version": version,
+            "timestamp": fromtimestamp(timestamp, UTC),
+        }
+        for tx_id, decision, probability, reasons, rules, timestamp in zip(
+            columns.transaction_id.tolist(),
+            np.asarray(columns.decision, dtype=object).tolist(),
+            np.asarray(columns.probability, dtype=np.float64).tolist(),
+            columns.reasons,
+            columns.rules,
+            np.asarray(columns.timestamp, dtype=np.float64).tolist(),
+            strict=True,
+        )
+    ]
+
+
+def alerting_rows(columns: DecisionColumns) -> list[int]:
+    """The rows that can raise an alert: every FLAG and BLOCK, and every decision a rule fired on."""
+    decisions = np.asarray(columns.decision, dtype=object).tolist()
+    return [
+        k
+        for k, (d, rules) in enumerate(zip(decisions, columns.rules, strict=True))
+        if d != "APPROVE" or rules
+    ]
 
 
 def payload_text(payload: Any) -> str:
