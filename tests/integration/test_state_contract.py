@@ -138,11 +138,9 @@ def recorded(state: FeatureState, *ids: str) -> list[bool]:
     return answer.tolist()  # type: ignore[no-any-return]
 
 
-def test_recorded_answers_each_id_exactly(state: FeatureState, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_recorded_answers_each_id_exactly(state: FeatureState) -> None:
     """Both backends say exactly which ids are recorded, in the order asked, repeats and unknowns
-    included (Redis a chunk of ids per script call, the answers put back in order)."""
-    if not isinstance(state, MemoryFeatureState):
-        monkeypatch.setattr("fraudstream.state.redis.RECORDED_CHUNK", 2)
+    included."""
     assert recorded(state) == []
     assert recorded(state, "a", "b") == [False, False]
     state.record(batch({"tx": "a", "t": 1}, {"tx": "b", "t": 2}, {"tx": "c", "t": 3}), ENTITIES)
@@ -159,8 +157,7 @@ def test_recorded_sees_what_other_processes_recorded(redis_states: Factory) -> N
         assert recorded(mine, "mine", "theirs") == [False, True]
         mine.record(batch({"tx": "mine", "t": 2}), ENTITIES)
         assert recorded(theirs, "mine", "theirs") == [True, True]
-        # an id that ``record`` refuses (it holds the separator) is "cannot say", never refused
-        assert recorded(mine, "a\x1fb", "nobody", "theirs") == [True, False, True]
+        assert recorded(mine, "a\x1fb", "nobody", "theirs") == [False, False, True]
 
 
 def test_fields_round_trip_exactly(state: FeatureState) -> None:
@@ -501,6 +498,19 @@ def test_a_process_sees_what_others_recorded_since_it_last_read(redis_states: Fa
     assert h.events["transaction_id"].tolist() == ["x1", "x3"]
     assert b.record_labels(keys("x1", "x3"), np.array([T0 + 50, T0 + 60]), np.array([True, True])) == 1
     assert a.fetch("customer", keys("c1"), -math.inf).label_time.tolist() == [T0 + 40, T0 + 60]
+
+
+@pytest.mark.redis
+def test_fetches_while_reading_answer_from_one_view(redis_states: Factory) -> None:
+    """A batch's fetches see the state as it was when reading began, one round trip for them all."""
+    a = redis_states()
+    b = redis_states(prefix=a.prefix)  # type: ignore[attr-defined]
+    b.record(batch({"tx": "x1", "t": 1}), ENTITIES)
+    with a.reading():
+        assert txs(a, "customer", "c1") == ["x1"]
+        b.record(batch({"tx": "x2", "t": 2}), ENTITIES)
+        assert txs(a, "customer", "c1") == ["x1"] and recorded(a, "x1", "x2") == [True, False]
+    assert txs(a, "customer", "c1") == ["x1", "x2"] and recorded(a, "x2") == [True]
 
 
 @pytest.mark.redis

@@ -86,9 +86,14 @@ class FeatureEngine:
             labels_from_batch = state is None
         out = np.full((len(batch), len(self.names)), np.nan)
         self._transaction_features(batch, out)
-        recorded = state.recorded(batch.transaction_id) if state is not None else None
-        for layout in self._layouts:
-            self._entity(layout, batch, state, recorded, labels_from_batch, out)
+        if state is None:
+            for layout in self._layouts:
+                self._entity(layout, batch, None, None, labels_from_batch, out)
+            return out
+        with state.reading():
+            recorded = state.recorded(batch.transaction_id)
+            for layout in self._layouts:
+                self._entity(layout, batch, state, recorded, labels_from_batch, out)
         return out
 
     def process(self, batch: TransactionBatch, state: FeatureState) -> tuple[np.ndarray, np.ndarray]:

@@ -8,12 +8,11 @@ event (or labelled transaction) time in it, so that entries wholly behind the pr
 trimmed from the front of the log.
 
 ``P x:<transaction_id>`` marks a recorded transaction (``1`` once its fraud label arrived): it is what
-makes ``record`` idempotent, ``record_labels`` count a label once, and ``recorded`` answer without a
-replica. ``P newest`` is the newest event time, ``P pruned`` the newest time when the pruning rule last
-fired (the horizon is ``retention + grace`` behind it, moved in the same steps as in memory), and
-``P epoch`` is set when the state is first written, so replicas notice that it was deleted and started
-again. Every write refreshes the expiry of these keys, so a state nobody writes to for ``ttl`` seconds
-disappears whole.
+makes ``record`` idempotent and ``record_labels`` count a label once. ``P newest`` is the newest event
+time, ``P pruned`` the newest time when the pruning rule last fired (the horizon is ``retention +
+grace`` behind it, moved in the same steps as in memory), and ``P epoch`` is set when the state is first
+written, so replicas notice that it was deleted and started again. Every write refreshes the expiry of
+these keys, so a state nobody writes to for ``ttl`` seconds disappears whole.
 Keys are built inside the scripts, so this targets a single Redis (or a replica set), not Redis Cluster.
 """
 
@@ -140,23 +139,4 @@ if #redis.call('XRANGE', log, last, last) == 0 then
   if not (fm > lm or (fm == lm and fs > ls)) then kept = 0 end
 end
 return {epoch, kept, redis.call('XRANGE', log, '(' .. last, '+', 'COUNT', count)}
-"""
-
-RECORDED = r"""
--- ARGV: the 'P x:<transaction id>' keys (\31-joined). Returns '1' for each key that exists, else '0'.
--- MGET, a few hundred keys at a time, costs Redis less than a call per key; the values are a few bytes.
-local keys, out = {}, {}
-local pos = 1
-while true do
-  local j = string.find(ARGV[1], '\31', pos, true)
-  keys[#keys + 1] = string.sub(ARGV[1], pos, (j or 0) - 1)
-  if not j then break end
-  pos = j + 1
-end
-for lo = 1, #keys, 500 do
-  local got = redis.call('MGET', unpack(keys, lo, math.min(lo + 499, #keys)))
-  for i = 1, #got do got[i] = got[i] and '1' or '0' end
-  out[#out + 1] = table.concat(got)
-end
-return table.concat(out)
 """

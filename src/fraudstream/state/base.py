@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property
 from operator import itemgetter
@@ -234,10 +235,16 @@ class FeatureState(ABC):
     def close(self) -> None:
         """Release connections and memory."""
 
+    def reading(self) -> AbstractContextManager[None]:
+        """A context in which fetches may all answer from one view of the state, as the engine's fetches
+        for one batch do; a shared backend then reads what others recorded once, not once per entity."""
+        return nullcontext()
+
     def recorded(self, transaction_ids: np.ndarray) -> np.ndarray | None:
-        """Which of these transactions are recorded, where the backend can tell without a round trip;
-        ``None`` where it cannot. It saves the engine hashing every fetched event's id to find the few
-        redelivered ones, so it must never answer False for a recorded transaction."""
+        """Which of these transactions the state holds (recorded, and not pruned since), where the
+        backend can tell; ``None`` where it cannot. It saves the engine hashing every fetched event's
+        id to find the few redelivered ones, so it must never answer False for a transaction whose
+        event a fetch could return."""
         return None
 
     def codes(self, field: str, values: np.ndarray) -> np.ndarray | None:

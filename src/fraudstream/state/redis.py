@@ -47,8 +47,6 @@ def _newest(times: np.ndarray) -> str:
     return repr(float(finite.max())) if finite.size else ""
 
 
-RECORDED_CHUNK = 10_000
-"""Transaction ids asked about per script call by :meth:`RedisFeatureState.recorded`."""
 READ_COUNT = 1_000
 """Log entries read per round trip when catching up."""
 
@@ -79,7 +77,8 @@ class RedisFeatureState(FeatureState):
         self._span = repr(float(retention + grace))
         self._every = repr(float(max(grace, retention / 4)))
         self._ttl = str(max(1, math.ceil(ttl if ttl is not None else retention + grace)))
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._steady = False
         self._replica = MemoryFeatureState(retention, grace)
         self._epoch: bytes | None = None
         self._last = b""
@@ -91,7 +90,6 @@ class RedisFeatureState(FeatureState):
         self._record = self._client.register_script(lua.RECORD)
         self._labels = self._client.register_script(lua.LABELS)
         self._read = self._client.register_script(lua.READ)
-        self._recorded = self._client.register_script(lua.RECORDED)
         with self._guard():
             self._client.ping()
 
@@ -106,8 +104,24 @@ class RedisFeatureState(FeatureState):
 
     def fetch(self, entity: str, keys: np.ndarray, since: float) -> History:
         with self._lock:
-            self._catch_up()
+            self._fresh()
             return self._replica.fetch(entity, keys, since)
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Catch up once, then answer every fetch inside from that one view (the entities of one batch
+        then come from one moment, in one round trip instead of one per entity)."""
+        with self._lock:
+            self._catch_up()
+            self._steady = True
+            try:
+                yield
+            finally:
+                self._steady = False
+
+    def _fresh(self) -> None:
+        if not self._steady:
+            self._catch_up()
 
     def codes(self, field: str, values: np.ndarray) -> np.ndarray:
         """The replica's codes (see :meth:`MemoryFeatureState.codes`)."""
@@ -198,24 +212,11 @@ class RedisFeatureState(FeatureState):
         return np.frombuffer(flags, dtype=np.uint8) == ord("1")
 
     def recorded(self, transaction_ids: np.ndarray) -> np.ndarray:
-        """Which of these transactions are recorded, from their ``x:`` marks: one script call per
-        :data:`RECORDED_CHUNK` ids. It spares a worker looking up stored decisions for transactions
-        no process has recorded. An id holding the separator, which :meth:`record` refuses, is
-        answered True ("cannot say") rather than refused."""
-        ids = codec.strings(np.asarray(transaction_ids, dtype=object))
-        out = np.ones(len(ids), dtype=bool)
-        ask: slice | np.ndarray = slice(None)
-        asked = ids
-        if codec.FIELD in "".join(ids):  # rare: ask only about the ids ``record`` accepts
-            ask = np.flatnonzero([codec.FIELD not in t for t in ids])
-            asked = [ids[i] for i in ask.tolist()]
-        flags, marker = [], f"{self.prefix}x:"
-        with self._guard():
-            for lo in range(0, len(asked), RECORDED_CHUNK):
-                chunk = marker + (codec.FIELD + marker).join(asked[lo : lo + RECORDED_CHUNK])
-                flags.append(self._recorded(args=[chunk]))
-        out[ask] = np.frombuffer(b"".join(flags), dtype=np.uint8) == ord("1")
-        return out
+        """Which of these transactions the state holds (recorded by any process, not pruned), from the
+        caught-up replica: what the in-memory state answers."""
+        with self._lock:
+            self._fresh()
+            return self._replica.recorded(transaction_ids)
 
     def record_labels(
         self, transaction_ids: np.ndarray, label_times: np.ndarray, is_fraud: np.ndarray
