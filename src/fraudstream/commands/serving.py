@@ -53,7 +53,11 @@ def worker(
         bool, typer.Option(help="Only check the running worker's heartbeat: exit 0 if alive, 1 if not.")
     ] = False,
     batch_size: Annotated[
-        int | None, typer.Option(help="Most messages per batch (env FRAUD_BATCH_SIZE).")
+        int | None,
+        typer.Option(
+            help="Most messages per batch (env FRAUD_BATCH_SIZE, default 500). Under a backlog larger batches"
+            " cost less per transaction: 10,000-20,000 for a dedicated worker."
+        ),
     ] = None,
 ) -> None:
     """Consume transactions in batches, score them, store the decisions; Ctrl-C or SIGTERM stops cleanly."""
