@@ -358,6 +358,18 @@ def test_identifier_codes_agree_with_the_identifiers_across_a_prune(state: Featu
     check(["d0", "d2", "d6", None])
 
 
+def test_a_repeated_id_with_another_time_does_not_move_the_horizon(state: FeatureState) -> None:
+    """Only new rows count towards the newest time: a second copy of a transaction, even one claiming a
+    far later time, neither counts nor prunes anything."""
+    state.record(batch({"tx": "old", "t": 0, "customer": "o"}), ENTITIES)
+    far = RETENTION + GRACE + max(GRACE, RETENTION / 4) + 1
+    new = state.record(batch({"tx": "x", "t": 1}, {"tx": "x", "t": far}), ENTITIES)
+    assert new.tolist() == [True, False]
+    state.record(batch({"tx": "old", "t": far}), ENTITIES)  # an id already held, a far later time
+    assert txs(state, "customer", "o") == ["old"]
+    assert state.fetch("customer", keys("c1"), -math.inf).events["timestamp"].tolist() == [T0 + 1]
+
+
 def test_open_state_chooses_by_url(redis_url: str) -> None:
     with open_state("memory://", retention=RETENTION) as s:
         assert isinstance(s, MemoryFeatureState)
@@ -562,6 +574,26 @@ def test_the_log_is_trimmed_behind_the_horizon(redis_states: Factory, redis_url:
 
 
 @pytest.mark.redis
+def test_a_replica_keeps_one_copy_of_a_transaction_whose_mark_expired(
+    redis_states: Factory, redis_url: str
+) -> None:
+    """Marks expire by the wall clock, events by event time: a transaction recorded again after its mark
+    expired, while replicas still hold it, is held once, as memory holds it."""
+    import redis
+
+    a = redis_states()
+    b = redis_states(prefix=a.prefix)  # type: ignore[attr-defined]
+    a.record(batch({"tx": "x1", "t": 1}), ENTITIES)
+    assert txs(b, "customer", "c1") == ["x1"]
+    client = redis.Redis.from_url(redis_url)
+    client.delete(f"{a.prefix}x:x1")  # type: ignore[attr-defined]  # as if it had expired
+    client.close()
+    a.record(batch({"tx": "x1", "t": 1}, {"tx": "x2", "t": 2}), ENTITIES)
+    for state in (a, b, redis_states(prefix=a.prefix)):  # type: ignore[attr-defined]
+        assert txs(state, "customer", "c1") == ["x1", "x2"]
+
+
+@pytest.mark.redis
 def test_an_idle_state_expires(redis_states: Factory, redis_url: str) -> None:
     import redis
 
@@ -571,7 +603,7 @@ def test_an_idle_state_expires(redis_states: Factory, redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     names = list(client.scan_iter(match=f"{a.prefix}*"))  # type: ignore[attr-defined]
     assert {n.decode().removeprefix(a.prefix) for n in names} == {  # type: ignore[attr-defined]
-        "epoch", "newest", "pruned", "log", "x:x1"
+        "epoch", "newest", "pruned", "log", "heads", "x:x1"
     }  # fmt: skip
     assert all(0 < client.ttl(n) <= 60 for n in names)
     client.close()

@@ -77,7 +77,8 @@ class FeatureEngine:
         *,
         labels_from_batch: bool | None = None,
     ) -> np.ndarray:
-        """Feature matrix (rows of ``batch`` × :attr:`names`), without changing any state.
+        """Feature matrix (rows of ``batch`` × :attr:`names`), recording nothing (a state that codes
+        identifiers may learn the batch's codes).
 
         With no ``state`` the batch is its own history and, unless told otherwise, its rows' own
         ``is_fraud``/``label_time`` are the labels (each usable only after its ``label_time``).

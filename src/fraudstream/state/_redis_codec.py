@@ -12,13 +12,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from fraudstream.state.base import EVENT_FIELDS, FLOAT_FIELDS, StateError
+from fraudstream.state.base import CODED_FIELDS, EVENT_FIELDS, FLOAT_FIELDS, StateError
 
 FIELD = "\x1f"
 NONE = "\x18"
 FLOATS = tuple(f for f in EVENT_FIELDS if f in FLOAT_FIELDS)
-KEYS = tuple(f for f in EVENT_FIELDS if f not in FLOAT_FIELDS and f != "transaction_id")
-"""The identifier columns besides ``transaction_id``, which travels on its own (the script reads it)."""
 
 
 def strings(values: np.ndarray) -> list[str]:
@@ -40,9 +38,10 @@ def exact(values: np.ndarray) -> str:
 
 
 def encode_events(columns: Mapping[str, np.ndarray]) -> tuple[bytes, str]:
-    """The float columns as bytes and the identifier columns (but the id) as text."""
+    """The float columns as bytes and the identifier columns but ``transaction_id`` (which travels on its
+    own, for the script to read) as text."""
     floats = np.stack([np.asarray(columns[f], dtype="<f8") for f in FLOATS]).tobytes()
-    text = joined([s for f in KEYS for s in strings(columns[f])])
+    text = joined([s for f in CODED_FIELDS for s in strings(columns[f])])
     return floats, text
 
 
@@ -65,7 +64,7 @@ def decode_events(ids: bytes, floats: bytes, text: bytes) -> dict[str, np.ndarra
     for j, f in enumerate(FLOATS):
         out[f] = block[j].astype(np.float64)
     parts = text.decode().split(FIELD)
-    for j, f in enumerate(KEYS):
+    for j, f in enumerate(CODED_FIELDS):
         col = np.array(list(map(sys.intern, parts[j * n : (j + 1) * n])), dtype=object)
         col[col == NONE] = None
         out[f] = col

@@ -10,9 +10,10 @@ trimmed from the front of the log.
 ``P x:<transaction_id>`` marks a recorded transaction (``1`` once its fraud label arrived): it is what
 makes ``record`` idempotent and ``record_labels`` count a label once. ``P newest`` is the newest event
 time, ``P pruned`` the newest time when the pruning rule last fired (the horizon is ``retention +
-grace`` behind it, moved in the same steps as in memory), and ``P epoch`` is set when the state is first
-written, so replicas notice that it was deleted and started again. Every write refreshes the expiry of
-these keys, so a state nobody writes to for ``ttl`` seconds disappears whole.
+grace`` behind it, moved in the same steps as in memory), ``P heads`` lists each log entry's id and
+newest time (what trimming reads), and ``P epoch`` is set when the state is first written, so replicas
+notice that it was deleted and started again. Every write refreshes the expiry of these keys, so a
+state nobody writes to for ``ttl`` seconds disappears whole.
 Keys are built inside the scripts, so this targets a single Redis (or a replica set), not Redis Cluster.
 """
 
@@ -34,21 +35,31 @@ local function begin(P, ttl)
     local now = redis.call('TIME')
     redis.call('SET', P .. 'epoch', now[1] .. '.' .. now[2])
   end
-  for _, k in ipairs({'epoch', 'newest', 'pruned', 'log'}) do redis.call('EXPIRE', P .. k, ttl) end
+  for _, k in ipairs({'epoch', 'newest', 'pruned', 'log', 'heads'}) do redis.call('EXPIRE', P .. k, ttl) end
 end
--- Drops the log's oldest entries while their newest time is behind the horizon (each entry's first field).
+-- Appends an entry to the log, and its id and newest time to 'heads' (the log's times alone, for trim).
+local function append(P, t, ttl, ...)
+  local id = redis.call('XADD', P .. 'log', '*', 't', t, ...)
+  redis.call('RPUSH', P .. 'heads', id .. ' ' .. t)
+  redis.call('EXPIRE', P .. 'log', ttl)
+  redis.call('EXPIRE', P .. 'heads', ttl)
+end
+-- Drops up to 64 of the log's oldest entries while their newest time is behind the horizon. A few per
+-- write, reading the short 'heads' list, not the entries: a step of the horizon can leave millions of
+-- small entries behind it, and replicas drop what lingers themselves.
 local function trim(P, horizon)
-  local log = P .. 'log'
-  while true do
-    local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 64)
-    local keep = nil
-    for _, e in ipairs(first) do
-      if not (tonumber(e[2][2]) < horizon) then keep = e[1]; break end
-    end
-    if keep then redis.call('XTRIM', log, 'MINID', keep); return end
-    if #first < 64 then redis.call('DEL', log); return end
-    local ms, seq = string.match(first[#first][1], '(%d+)-(%d+)')
-    redis.call('XTRIM', log, 'MINID', ms .. '-' .. (tonumber(seq) + 1))
+  local cut = nil
+  for _ = 1, 64 do
+    local head = redis.call('LINDEX', P .. 'heads', 0)
+    if not head then break end
+    local gap = string.find(head, ' ', 1, true)
+    if not (tonumber(string.sub(head, gap + 1)) < horizon) then break end
+    redis.call('LPOP', P .. 'heads')
+    cut = string.sub(head, 1, gap - 1)
+  end
+  if cut then
+    local ms, seq = string.match(cut, '(%d+)-(%d+)')
+    redis.call('XTRIM', P .. 'log', 'MINID', ms .. '-' .. (tonumber(seq) + 1))
   end
 end
 """
@@ -57,25 +68,32 @@ RECORD = (
     _COMMON
     + r"""
 -- ARGV: prefix, ttl, span (retention + grace), prune interval, entity map, transaction ids (\31-joined),
--- the batch's newest event time ('' for none), float columns (bytes), identifier columns (text).
--- Returns one '1' or '0' per row: whether it was new. The batch's newest time stands for its new rows'
--- newest: a row already recorded is no newer than the state's newest event, so newest and pruned come
--- out the same.
+-- the batch's newest event time ('' for none), float columns (bytes, timestamps first), identifier columns
+-- (text). Returns one '1' or '0' per row: whether it was new. When a row was not, the newest time is
+-- taken again over the new rows alone: a repeated id may come with another time, which must not count.
 local P, ttl, span, every = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local txs, top = split(ARGV[6], '\31'), tonumber(ARGV[7])
-local out, any = {}, false
+local out, any, all = {}, false, true
 for i = 1, #txs do
   if redis.call('SET', P .. 'x:' .. txs[i], '0', 'NX', 'EX', ttl) then
     out[i], any = '1', true
   else
-    out[i] = '0'
+    out[i], all = '0', false
   end
 end
 local flags = table.concat(out)
 if not any then return flags end
+if not all then
+  top = nil
+  for i = 1, #txs do
+    if out[i] == '1' then
+      local t = struct.unpack('<d', ARGV[8], 8 * i - 7)
+      if t == t and (top == nil or t > top) then top = t end
+    end
+  end
+end
 begin(P, ttl)
 local pruned = tonumber(redis.call('GET', P .. 'pruned') or '')
-local moved = false
 if top ~= nil then
   local newest = tonumber(redis.call('GET', P .. 'newest') or '')
   if newest == nil or top > newest then
@@ -83,16 +101,14 @@ if top ~= nil then
   end
   -- Pruning moves in steps, as in memory: the horizon is fixed at the newest time of the last prune.
   if pruned == nil or top - pruned >= every then
-    pruned, moved = top, true
+    pruned = top
     redis.call('SET', P .. 'pruned', string.format('%.17g', top), 'EX', ttl)
   end
 end
 local p = pruned and string.format('%.17g', pruned) or ''
-local t = top and string.format('%.17g', top) or NONE
-redis.call('XADD', P .. 'log', '*', 't', t, 'p', p, 'n', ARGV[5], 'x', ARGV[6], 'f', ARGV[8], 's', ARGV[9],
-  'm', flags)
-redis.call('EXPIRE', P .. 'log', ttl)
-if moved then trim(P, pruned - span) end
+append(P, top and string.format('%.17g', top) or NONE, ttl,
+  'p', p, 'n', ARGV[5], 'x', ARGV[6], 'f', ARGV[8], 's', ARGV[9], 'm', flags)
+if pruned then trim(P, pruned - span) end
 return flags
 """
 )
@@ -101,8 +117,8 @@ LABELS = (
     _COMMON
     + r"""
 -- ARGV: prefix, ttl, transaction ids (\31-joined), label times (\31-joined exact float strings), the newest
--- of those transactions' times. The caller passes only transactions its replica holds (recorded and not
--- pruned). Returns how many fraud labels were new; logs those.
+-- of those transactions' times ('' for none). The caller passes only transactions its replica holds
+-- (recorded and not pruned). Returns how many fraud labels were new; logs those.
 local P, ttl = ARGV[1], tonumber(ARGV[2])
 local txs, lts = split(ARGV[3], '\31'), split(ARGV[4], '\31')
 local ids, times = {}, {}
@@ -115,9 +131,8 @@ for i = 1, #txs do
 end
 if #ids == 0 then return 0 end
 begin(P, ttl)
-redis.call('XADD', P .. 'log', '*', 't', ARGV[5], 'l', table.concat(ids, '\31'),
-  'lt', table.concat(times, '\31'))
-redis.call('EXPIRE', P .. 'log', ttl)
+local t = ARGV[5] ~= '' and ARGV[5] or NONE
+append(P, t, ttl, 'l', table.concat(ids, '\31'), 'lt', table.concat(times, '\31'))
 return #ids
 """
 )

@@ -61,19 +61,6 @@ class Timeline:
         else:
             self._insert(new, times, data)
 
-    def drop_before(self, horizon: float) -> int:
-        """Forget the events before ``horizon``; returns how many."""
-        cut = self.cut(horizon)
-        if cut:
-            self.rows, self.times = self.rows[cut : self.size], self.times[cut : self.size]
-            self.columns = {f: c[cut : self.size] for f, c in self.columns.items()}
-            self.size -= cut
-        return cut
-
-    def renumber(self, new: np.ndarray, data: Mapping[str, np.ndarray]) -> None:
-        """Rows moved to a new log, ``data``: ``new[row]`` is each row's number there (values unchanged)."""
-        self.rows, self._data = new[self.rows[: self.size]], data
-
     def cut(self, since: float) -> int:
         """Position of the first event at or after ``since``."""
         return int(np.searchsorted(self.times[: self.size], since, side="left"))

@@ -162,25 +162,24 @@ class MemoryFeatureState(FeatureState):
         known = self._tx
         return np.fromiter((t in known for t in transaction_ids.tolist()), bool, len(transaction_ids))
 
-    def record(self, batch: TransactionBatch, entities: Mapping[str, str]) -> np.ndarray:
-        ids = batch.transaction_id
-        n = len(ids)
-        known = self._tx
+    def unseen(self, transaction_ids: np.ndarray) -> np.ndarray:
+        """Which of these are new: not held, and the first of their id here."""
+        n, known = len(transaction_ids), self._tx
         if n < _FEW:
             seen: set[object] = set()
             flags = []
-            for t in ids.tolist():
+            for t in transaction_ids.tolist():
                 flags.append(t not in seen and t not in known)
                 seen.add(t)
-            new = np.array(flags, dtype=bool)
-            everything = all(flags)
-        else:
-            new = ~pd.Index(ids, dtype=object).duplicated()
-            new &= np.fromiter((t not in known for t in ids.tolist()), dtype=bool, count=n)
-            everything = bool(new.all())
+            return np.array(flags, dtype=bool)
+        new = ~pd.Index(transaction_ids, dtype=object).duplicated()
+        return new & np.fromiter((t not in known for t in transaction_ids.tolist()), dtype=bool, count=n)
+
+    def record(self, batch: TransactionBatch, entities: Mapping[str, str]) -> np.ndarray:
+        new = self.unseen(batch.transaction_id)
         if not new.any():
             return new
-        pick = (lambda column: column) if everything else (lambda column: column[new])
+        pick = (lambda column: column) if new.all() else (lambda column: column[new])
         self.append_events({f: pick(getattr(batch, f)) for f in EVENT_FIELDS}, entities)
         self._maybe_prune()
         return new
@@ -238,7 +237,7 @@ class MemoryFeatureState(FeatureState):
         """Forget what is more than ``retention + grace`` older than ``pruned_at``, the newest event time
         when the pruning rule last fired (here, or in the shared state this process replicates)."""
         self._pruned_at = pruned_at
-        horizon = pruned_at - self.retention - self.grace
+        horizon = pruned_at - (self.retention + self.grace)  # as the Redis log's trim computes it
         keep = self._log.data["timestamp"][: self._log.size] >= horizon
         if keep.all():
             return

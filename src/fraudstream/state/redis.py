@@ -76,7 +76,8 @@ class RedisFeatureState(FeatureState):
         self.prefix = prefix
         self._span = repr(float(retention + grace))
         self._every = repr(float(max(grace, retention / 4)))
-        self._ttl = str(max(1, math.ceil(ttl if ttl is not None else retention + grace)))
+        held = retention + grace + max(grace, retention / 4)
+        self._ttl = str(max(1, math.ceil(ttl if ttl is not None else held + grace)))
         self._lock = threading.RLock()
         self._steady = False
         self._replica = MemoryFeatureState(retention, grace)
@@ -182,6 +183,8 @@ class RedisFeatureState(FeatureState):
         self._append(pending, names)
 
     def _append(self, pending: list[dict[str, np.ndarray]], names: bytes | None) -> None:
+        """The pending entries' new rows into the replica; a row it holds already (its mark expired
+        while the replica still held it) is dropped, as memory would drop it."""
         if not pending or names is None:
             return
         columns = (
@@ -189,6 +192,9 @@ class RedisFeatureState(FeatureState):
             if len(pending) == 1
             else {f: np.concatenate([p[f] for p in pending]) for f in EVENT_FIELDS}
         )
+        unseen = self._replica.unseen(columns["transaction_id"])
+        if not unseen.all():
+            columns = {f: c[unseen] for f, c in columns.items()}
         self._replica.append_events(columns, codec.decode_entity_map(names))
 
     def record(self, batch: TransactionBatch, entities: Mapping[str, str]) -> np.ndarray:
@@ -238,7 +244,7 @@ class RedisFeatureState(FeatureState):
             self._ttl,
             codec.joined(codec.strings(ids[held])),
             codec.exact(times[held]),
-            _newest(tx_times) or "-1e308",
+            _newest(tx_times),
         ]
         with self._guard():
             return int(self._labels(args=args))

@@ -19,9 +19,10 @@ def decided_before(
     store: Store, state: FeatureState | None, ids: list[str], *, also: list[bool] | None = None
 ) -> set[str]:
     """Which of ``ids`` already have a stored decision. Only a transaction the feature state has
-    recorded can have one (recording comes before storing), so only those, and those ``also`` flags,
-    are looked up; every id is when the state cannot say. One decided elsewhere meanwhile is still
-    caught when storing, by :meth:`Store.save_decisions` keeping the first decision."""
+    recorded can have one (recording comes before storing), so only those it holds, and those ``also``
+    flags, are looked up; every id is when the state cannot say. One decided elsewhere meanwhile, or
+    decided so long ago that the state has pruned it, is still caught when storing, by
+    :meth:`Store.save_decisions` keeping the first decision."""
     if not ids:
         return set()
     recorded = None
