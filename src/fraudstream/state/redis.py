@@ -10,7 +10,7 @@ which is what keeps live features identical whichever backend holds the state.
 
 Why a log and not a key per entity: a batch then costs Redis one claim per transaction and one append,
 instead of a sorted-set insert and a read per entity key and a script that formats every member (about
-3.6 against 30 µs of Redis CPU per transaction to record, with two entities). The price is memory: each
+5 against 30 µs of Redis CPU per transaction to record, with two entities). The price is memory: each
 process keeps the whole retained history, as the embedded state does.
 """
 
@@ -39,6 +39,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 DEFAULT_PREFIX = "fraudstream:state:"
+READ_COUNT = 1_000
+"""Log entries read per round trip when catching up."""
 
 
 def _newest(times: np.ndarray) -> str:
@@ -47,18 +49,15 @@ def _newest(times: np.ndarray) -> str:
     return repr(float(finite.max())) if finite.size else ""
 
 
-READ_COUNT = 1_000
-"""Log entries read per round trip when catching up."""
-
-
 class RedisFeatureState(FeatureState):
     """Feature state in Redis under ``prefix``, pruned to ``retention + grace`` behind the newest event.
 
     Pruning follows memory's rule exactly: every ``max(grace, retention / 4)`` of event time the horizon
     moves to ``retention + grace`` behind the newest event; replicas forget what is behind it, labels for
     it are ignored, and the log's entries wholly behind it are trimmed. A state nobody writes to for
-    ``ttl`` seconds of wall-clock time (``retention + grace`` by default) expires whole, as does each
-    transaction's idempotency mark ``ttl`` after it was recorded.
+    ``ttl`` seconds of wall-clock time expires whole, as does each transaction's idempotency mark
+    ``ttl`` after it was recorded. By default ``ttl`` is the longest a replica holds an event
+    (``retention + grace`` and a pruning step) and ``grace`` more, so a mark outlives its event.
     """
 
     def __init__(
@@ -235,7 +234,7 @@ class RedisFeatureState(FeatureState):
         ids = np.asarray(transaction_ids, dtype=object)[fraud]
         times = np.asarray(label_times, dtype=np.float64)[fraud]
         with self._lock:
-            self._catch_up()
+            self._fresh()
             held, tx_times = self._replica.held(ids)
         if not held.any():
             return 0
