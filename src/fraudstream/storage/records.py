@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import builtins
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -85,22 +86,16 @@ class DecisionColumns:
 
     def slice(self, lo: int, hi: int) -> DecisionColumns:
         """Rows ``lo`` to ``hi`` (views, not copies)."""
-        return replace(
-            self,
-            transaction_id=self.transaction_id[lo:hi],
-            customer_id=self.customer_id[lo:hi],
-            timestamp=self.timestamp[lo:hi],
-            amount=self.amount[lo:hi],
-            decision=self.decision[lo:hi],
-            probability=self.probability[lo:hi],
-            reasons=self.reasons[lo:hi],
-            rules=self.rules[lo:hi],
-            features=self.features[lo:hi],
-        )
+        return self._rows(slice(lo, hi), lambda items: items[lo:hi])
 
     def take(self, rows: Sequence[int]) -> DecisionColumns:
         """The rows at these positions, in that order."""
-        at = np.asarray(rows, dtype=np.int64)
+        return self._rows(np.asarray(rows, dtype=np.int64), lambda items: [items[i] for i in rows])
+
+    def _rows(
+        self, at: builtins.slice | np.ndarray, pick: Callable[[list[Any]], list[Any]]
+    ) -> DecisionColumns:
+        """The rows ``at`` selects from the arrays, and ``pick`` from the per-row lists."""
         return replace(
             self,
             transaction_id=self.transaction_id[at],
@@ -109,8 +104,8 @@ class DecisionColumns:
             amount=self.amount[at],
             decision=self.decision[at],
             probability=self.probability[at],
-            reasons=[self.reasons[i] for i in rows],
-            rules=[self.rules[i] for i in rows],
+            reasons=pick(self.reasons),
+            rules=pick(self.rules),
             features=self.features[at],
         )
 
