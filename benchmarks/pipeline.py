@@ -29,7 +29,7 @@ from fraudstream.datasets.generator import GeneratorConfig, generate
 from fraudstream.datasets.registry import load_dataset
 from fraudstream.events.frame import iter_records
 from fraudstream.storage import Store, open_store
-from fraudstream.storage.tables import decisions
+from fraudstream.storage.tables import decision_minutes
 
 
 def payloads(source: str, n: int, datasets_dir: Path, token: str) -> list[dict[str, object]]:
@@ -80,8 +80,11 @@ def cpu_seconds() -> dict[str, float]:
 
 
 def decided(store: Store) -> int:
+    """Decisions stored so far, from the per-minute rollup written in the same transaction: polling
+    ``count(*)`` over ``decisions`` twice a second cost PostgreSQL 6 µs a transaction of the figure."""
     with store.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(decisions)).scalar_one())
+        total = conn.execute(select(func.sum(decision_minutes.c.decisions))).scalar_one()
+        return int(total or 0)
 
 
 def main() -> None:
