@@ -311,6 +311,22 @@ def test_large_batches_return_only_the_new_ids_in_input_order(store: Store) -> N
     assert row is not None and row["status"] == "decided" and row["payload"]["transaction_id"] == "t0004"
 
 
+def test_transactions_alternately_new_and_already_queued_are_each_stored_once(store: Store) -> None:
+    """A worker fed by producers stores new transactions, one fed by the API's outbox finds them
+    queued; the store guesses from the last batch which it is, and a wrong guess costs only time."""
+    n = COPY_MIN_ROWS + 5
+    for round_ in range(3):
+        new = [tx(10_000 * round_ + i) for i in range(n)]
+        queued = [tx(10_000 * round_ + n + i) for i in range(n)]
+        store.accept(queued)
+        again = new[: n // 2] + queued[: n // 2]
+        for txs, first in ((new, True), (queued, True), (again, False), (new, False)):
+            decided = store.save_decisions([record(0, transaction_id=t.transaction_id) for t in txs], txs)
+            assert decided == ([t.transaction_id for t in txs] if first else [])
+        ids = [t.transaction_id for t in new + queued]
+        assert store.decided_ids(ids) == set(ids)
+        assert {store.get_transaction(i)["status"] for i in ids} == {"decided"}  # type: ignore[index]
+
 def test_transactions_copied_in_bulk_read_back_as_those_stored_a_few_at_a_time(store: Store) -> None:
     """On PostgreSQL a large batch's transactions go in by binary COPY, a few by a multi-row INSERT;
     both must store the same rows (NULLs, odd microseconds, non-ASCII identifiers)."""

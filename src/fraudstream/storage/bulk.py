@@ -123,14 +123,22 @@ def _sqlite_statements(table: str, columns: tuple[str, ...]) -> _SQLite:
 RowBuilder = Callable[[Sequence[int]], Iterable[tuple[Any, ...]]]
 
 
-def insert_new(conn: Conn, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> set[Any]:
+def insert_new(
+    conn: Conn,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    expect_new: bool = False,
+) -> set[Any]:
     """Insert the rows whose primary key (the first column) is not stored yet; the keys inserted.
 
     ``rows`` must not repeat a key. Exact under concurrent writers: SQLite writers are serialised by
     ``BEGIN IMMEDIATE``, and on PostgreSQL a conflict that appears meanwhile is resolved by
-    ``ON CONFLICT DO NOTHING``.
+    ``ON CONFLICT DO NOTHING``. ``expect_new`` as for :func:`insert_new_lazy`.
     """
-    return insert_new_lazy(conn, table, columns, [row[0] for row in rows], lambda at: (rows[i] for i in at))
+    keys = [row[0] for row in rows]
+    return insert_new_lazy(conn, table, columns, keys, lambda at: (rows[i] for i in at), expect_new=expect_new)
 
 
 def insert_new_lazy(
@@ -144,10 +152,9 @@ def insert_new_lazy(
 ) -> set[Any]:
     """:func:`insert_new` for rows that ``build`` makes on demand, only for the keys not stored yet.
 
-    ``expect_new`` says the caller has already looked for most of the keys (a decision is looked up
-    before its transaction is scored): PostgreSQL then copies the rows without looking them up again,
-    and only a conflict, should one appear meanwhile, sends the batch the slower way. The result is
-    the same either way.
+    ``expect_new`` says the caller expects the keys not to be stored (a decision is looked up before
+    its transaction is scored): PostgreSQL then copies the rows without looking them up first, and
+    only a conflict sends the batch the slower way. The result is the same either way.
     """
     if not keys:
         return set()

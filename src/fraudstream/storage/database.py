@@ -171,6 +171,8 @@ class Database:
             self.engine = _postgres_engine(self.url, pool_size, max_overflow)
         # Feature-set id → names; content-addressed, so never stale.
         self._feature_names: dict[str, list[str]] = {}
+        # Whether the last batch of transactions stored with decisions was all new (see save_decisions).
+        self._transactions_new = False
 
     @property
     def in_memory(self) -> bool:

@@ -85,7 +85,12 @@ class Store(AlertStore, LabelStore, DeadLetterStore, QueueStore):
             if transactions:
                 unique = unique_by(transactions, _transaction_id)
                 tx_rows = transaction_rows(unique, ts(datetime.now(UTC)), tables.TX_DECIDED, ts)
-                inserted = bulk.insert_new(conn, _t, TRANSACTION_COLUMNS, tx_rows)
+                # A worker fed straight by producers sees only new rows, one fed by the API's outbox
+                # only stored ones: expect what the last batch had, and skip looking the keys up.
+                inserted = bulk.insert_new(
+                    conn, _t, TRANSACTION_COLUMNS, tx_rows, expect_new=self._transactions_new
+                )
+                self._transactions_new = len(inserted) == len(tx_rows)
             at = [i for i, key in enumerate(keys) if key in new]
             fresh = [keys[i] for i in at]
             bulk.set_column(conn, _t, "status", tables.TX_DECIDED, [k for k in fresh if k not in inserted])
