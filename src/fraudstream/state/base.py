@@ -109,8 +109,20 @@ def gather_history(
         rows, runs = _gather_few(found, columns["timestamp"], since)
     else:
         rows, runs = _gather_many(found, columns["timestamp"], since)
-    events = _Gathered(columns, rows) if lazy else {f: col[rows] for f, col in columns.items()}
-    return history_of(runs, events, labels, since)
+    if lazy:
+        return gathered_history(rows, runs, columns, labels, since)
+    return history_of(runs, {f: col[rows] for f, col in columns.items()}, labels, since)
+
+
+def gathered_history(
+    rows: np.ndarray,
+    runs: Sequence[tuple[Any, int]],
+    columns: Mapping[str, np.ndarray],
+    labels: Iterable[tuple[Any, float, float]],
+    since: float,
+) -> History:
+    """:func:`gather_history` with ``lazy``, for rows and runs a backend has already gathered."""
+    return history_of(runs, _Gathered(columns, rows), labels, since)
 
 
 def history_of(

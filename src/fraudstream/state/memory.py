@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
+from fraudstream.state._scan import ROWS_PER_KEY, scan_history
 from fraudstream.state._timeline import Timeline, TimelineEvents
 from fraudstream.state.base import (
     CODE,
@@ -24,6 +25,7 @@ from fraudstream.state.base import (
     FeatureState,
     History,
     gather_history,
+    gathered_history,
     history_of,
 )
 
@@ -83,6 +85,7 @@ class MemoryFeatureState(FeatureState):
         self._arrays: dict[str, dict[str, tuple[np.ndarray, int]]] = {}  # long row lists, as arrays
         self._timelines: dict[str, dict[str, Timeline]] = {}  # long histories fetched alone
         self._columns: dict[str, str] = {}
+        self._partial: set[str] = set()  # entities some held rows were appended without
         self._labels: dict[str, defaultdict[str, list[tuple[float, float]]]] = {}
         self._tx: dict[str, int] = {}
         self._fraud: set[str] = set()
@@ -94,9 +97,15 @@ class MemoryFeatureState(FeatureState):
         index: Mapping[str, list[int]] = self._index.get(entity, {})
         labels: Mapping[str, list[tuple[float, float]]] = self._labels.get(entity, {})
         asked = keys.tolist()
-        found = [(k, index[k]) for k in asked if k in index]
         data = dict(self._log.data)  # the log only grows past these rows; growing or pruning replaces arrays
         arrived = ((key, t, lt) for key in asked for t, lt in labels.get(key, ()))
+        column, size = self._columns.get(entity), self._log.size
+        if column in self._coders and entity not in self._partial and len(asked) * ROWS_PER_KEY > size:
+            rows, runs = scan_history(
+                asked, self._coders[column], data[CODE + column][:size], data["timestamp"][:size], since
+            )
+            return gathered_history(rows, runs, data, arrived, since)
+        found = [(k, index[k]) for k in asked if k in index]
         if len(found) == 1 and len(found[0][1]) >= _LONG:
             key, rows = found[0]
             timeline = self._timeline(entity, key, rows, data)
@@ -189,6 +198,9 @@ class MemoryFeatureState(FeatureState):
         :meth:`record` does once it has picked the new rows, and what a replica of a shared log does
         with the rows the log says are new (:class:`~fraudstream.state.redis.RedisFeatureState`)."""
         codes = {CODE + f: self.codes(f, columns[f]) for f in CODED_FIELDS}
+        if self._log.size:
+            self._partial.update(e for e, c in entities.items() if self._columns.get(e) != c)
+            self._partial.update(e for e in self._index if e not in entities)
         row_list = list(self._log.append({**columns, **codes}))
         self._tx.update(zip(columns["transaction_id"].tolist(), row_list, strict=True))
         for entity, column in entities.items():
@@ -280,6 +292,7 @@ class MemoryFeatureState(FeatureState):
     def close(self) -> None:
         self._log = _Log()
         self._index.clear()
+        self._partial.clear()
         self._arrays.clear()
         self._timelines.clear()
         self._labels.clear()
