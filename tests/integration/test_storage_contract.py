@@ -327,6 +327,7 @@ def test_transactions_alternately_new_and_already_queued_are_each_stored_once(st
         assert store.decided_ids(ids) == set(ids)
         assert {store.get_transaction(i)["status"] for i in ids} == {"decided"}  # type: ignore[index]
 
+
 def test_transactions_copied_in_bulk_read_back_as_those_stored_a_few_at_a_time(store: Store) -> None:
     """On PostgreSQL a large batch's transactions go in by binary COPY, a few by a multi-row INSERT;
     both must store the same rows (NULLs, odd microseconds, non-ASCII identifiers)."""

@@ -101,10 +101,10 @@ class MemoryFeatureState(FeatureState):
         arrived = ((key, t, lt) for key in asked for t, lt in labels.get(key, ()))
         column, size = self._columns.get(entity), self._log.size
         if column in self._coders and entity not in self._partial and len(asked) * ROWS_PER_KEY > size:
-            rows, runs = scan_history(
+            at, held = scan_history(
                 asked, self._coders[column], data[CODE + column][:size], data["timestamp"][:size], since
             )
-            return gathered_history(rows, runs, data, arrived, since)
+            return gathered_history(at, held, data, arrived, since)
         found = [(k, index[k]) for k in asked if k in index]
         if len(found) == 1 and len(found[0][1]) >= _LONG:
             key, rows = found[0]

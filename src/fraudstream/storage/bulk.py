@@ -137,8 +137,8 @@ def insert_new(
     ``BEGIN IMMEDIATE``, and on PostgreSQL a conflict that appears meanwhile is resolved by
     ``ON CONFLICT DO NOTHING``. ``expect_new`` as for :func:`insert_new_lazy`.
     """
-    keys = [row[0] for row in rows]
-    return insert_new_lazy(conn, table, columns, keys, lambda at: (rows[i] for i in at), expect_new=expect_new)
+    keys, build = [row[0] for row in rows], lambda at: (rows[i] for i in at)
+    return insert_new_lazy(conn, table, columns, keys, build, expect_new=expect_new)
 
 
 def insert_new_lazy(
