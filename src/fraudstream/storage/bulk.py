@@ -270,7 +270,13 @@ def _copy(
     keep: list[tuple[Any, ...]] | None = None,
 ) -> None:
     """Binary COPY of ``rows``, appended to ``keep`` as they go. psycopg sends every 32 kB or so, so
-    the server ingests the first rows while a lazy ``rows`` is still building the next ones."""
+    the server ingests the first rows while a lazy ``rows`` is still building the next ones.
+
+    ``bytea`` values go through psycopg's compiled bytes dumper: the one its DB-API module registers
+    for the type (to accept ``Binary`` wrappers too) is Python, a call per feature vector."""
+    from psycopg.types.string import BytesBinaryDumper
+
+    cursor.adapters.register_dumper(bytes, BytesBinaryDumper)
     with cursor.copy(f"COPY {target} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types([_copy_type(table, c) for c in columns])
         for row in rows:
