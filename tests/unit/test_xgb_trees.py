@@ -76,6 +76,16 @@ def test_predictions_are_bit_identical_on_random_rows(model: tuple[Any, XGBTrees
     np.testing.assert_array_equal(trees.margin(X), booster.inplace_predict(X, predict_type="margin"))
 
 
+def test_one_walk_predicts_and_explains_bit_for_bit_as_two(model: tuple[Any, XGBTrees]) -> None:
+    booster, trees = model
+    rng = np.random.default_rng(6)
+    for n in (7, PARALLEL_FROM + 30):  # the serial and the parallel walk
+        X = np.concatenate([random_rows(rng, n, trees.n_features), threshold_rows(trees, rng)])
+        probability, contributions = trees.predict_and_contributions(X)
+        np.testing.assert_array_equal(probability, xgb_predict(booster, X))
+        np.testing.assert_array_equal(contributions, trees.contributions(X))
+
+
 def test_predictions_are_bit_identical_at_split_thresholds(model: tuple[Any, XGBTrees]) -> None:
     booster, trees = model
     X = threshold_rows(trees, np.random.default_rng(2))

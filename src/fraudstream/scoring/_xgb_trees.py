@@ -118,7 +118,7 @@ def _logit(p):  # fmt: skip
 
 @njit(cache=True)
 def _contrib_block(
-    X, lo, hi, roots, depths, children, feature, threshold, nan_right, start, features, sums, out
+    X, lo, hi, roots, depths, children, feature, threshold, nan_right, start, features, sums, out, margin
 ):
     rows = block_rows(X, lo, hi)
     block = np.zeros((hi - lo, X.shape[1]), np.float32)
@@ -129,6 +129,7 @@ def _contrib_block(
             _walk(rows, g, size, roots[t], depths[t], children, feature, threshold, nan_right, nodes)
             for k in range(size):
                 leaf = nodes[k]
+                margin[lo + g + k] += threshold[leaf]
                 for j in range(start[leaf], start[leaf + np.uint64(1)]):
                     block[g + k, features[j]] += sums[j]
     for i in range(hi - lo):
@@ -137,26 +138,29 @@ def _contrib_block(
 
 
 @njit(cache=True)
-def _contribs(X, roots, depths, children, feature, threshold, nan_right, start, features, sums, out):
+def _contribs(X, roots, depths, children, feature, threshold, nan_right, start, features, sums, out, margin):
     """Saabas contributions as XGBoost's ``CalculateContributionsApprox`` makes them: each row walks
     each tree to its leaf as :func:`_margins` does, then adds the leaf's per-feature sums (see
-    :func:`leaf_contributions`) to its contributions, tree by tree."""
+    :func:`leaf_contributions`) to its contributions, tree by tree. The walk also adds each leaf's
+    value to ``margin`` as :func:`_margins` does, so scoring and explaining walk the trees once."""
     n = X.shape[0]
     for b in range((n + _BLOCK - 1) // _BLOCK):
         lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
+        tables = (start, features, sums)
         _contrib_block(
-            X, lo, hi, roots, depths, children, feature, threshold, nan_right, start, features, sums, out
+            X, lo, hi, roots, depths, children, feature, threshold, nan_right, *tables, out, margin
         )
 
 
 @njit(cache=True, parallel=True)
-def _contribs_parallel(X, roots, depths, children, feature, threshold, nan_right, start, features, sums, out):
+def _contribs_parallel(X, roots, depths, children, feature, threshold, nan_right, start, features, sums, out, margin):  # noqa: E501  # fmt: skip
     """:func:`_contribs` with the blocks spread over the cores; the same sums."""
     n = X.shape[0]
     for b in prange((n + _BLOCK - 1) // _BLOCK):
         lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
+        tables = (start, features, sums)
         _contrib_block(
-            X, lo, hi, roots, depths, children, feature, threshold, nan_right, start, features, sums, out
+            X, lo, hi, roots, depths, children, feature, threshold, nan_right, *tables, out, margin
         )
 
 
@@ -244,9 +248,15 @@ class XGBTrees:
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Per-feature approximate contributions, equal to ``booster.predict(DMatrix(X),
         pred_contribs=True, approx_contribs=True)[:, :-1]`` as float64 (the bias column dropped)."""
+        return self.predict_and_contributions(X)[1]
+
+    def predict_and_contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` and :meth:`contributions` from one walk of the trees: the same values."""
         X = self._rows(X)
         out = np.empty(X.shape, dtype=np.float64)
+        margin = np.full(X.shape[0], self.base_margin, dtype=np.float32)
         walk = _contribs_parallel if X.shape[0] >= PARALLEL_FROM else _contribs
         arrays = (self.children, self.feature, self.threshold, self.nan_right)
-        walk(X, self.roots, self.depths, *arrays, self.leaf_start, self.leaf_features, self.leaf_sums, out)
-        return out
+        tables = (self.leaf_start, self.leaf_features, self.leaf_sums)
+        walk(X, self.roots, self.depths, *arrays, *tables, out, margin)
+        return np.asarray(_sigmoid(margin), dtype=np.float64), out

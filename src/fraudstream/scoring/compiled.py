@@ -248,6 +248,12 @@ class CompiledBooster:
         # The bundle's feature set was checked when it loaded; per-call name checks only cost time.
         return np.asarray(self.booster.inplace_predict(X, validate_features=False), dtype=np.float64)
 
+    def score_and_contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`score` and :meth:`contributions` together, the trees walked once when compiled."""
+        if self.trees is not None:
+            return self.trees.predict_and_contributions(X)
+        return self.score(X), self.contributions(X)
+
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Per-feature contributions as XGBoost's ``pred_contribs`` with ``approx_contribs`` (Saabas:
         each split's change in the prediction along the path), which ranks the same features as exact

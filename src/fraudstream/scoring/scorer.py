@@ -154,12 +154,18 @@ class Scorer:
         featured = time.perf_counter()
         manifest = self.bundle.manifest
         few = self._few if len(batch) <= FEW_ROWS else None
+        contrib = None
         if few is not None:
             probability, picks = few.probabilities(X)
         else:
+            scores = {}
+            for name, model in self.models.items():
+                if name == self._explainer and hasattr(model, "score_and_contributions"):
+                    scores[name], contrib = model.score_and_contributions(X)
+                else:
+                    scores[name] = model.score(X)
             calibrated = {
-                name: calibrate(name, model.score(X), manifest.calibration[name])
-                for name, model in self.models.items()
+                name: calibrate(name, raw, manifest.calibration[name]) for name, raw in scores.items()
             }
             probability = combine(calibrated, {n: w for n, w in manifest.weights.items() if n in calibrated})
         by_model = model_decisions(probability, manifest.thresholds)
@@ -167,7 +173,9 @@ class Scorer:
         outcome = self.rules().apply(rule_columns(batch, X, self.engine.names), by_model)
         ruled = time.perf_counter()
         reasons = (
-            self._reasons(X, outcome) if few is None else _rule_reasons(few.reasons(len(X), picks), outcome)
+            self._reasons(X, outcome, contrib)
+            if few is None
+            else _rule_reasons(few.reasons(len(X), picks), outcome)
         )
         done = time.perf_counter()
         timings = {
@@ -191,8 +199,11 @@ class Scorer:
             index=self._index,
         )
 
-    def _reasons(self, X: np.ndarray, outcome: Any) -> list[list[dict[str, Any]]]:
-        """Each row's top positive model contributions, then the fired rules' reasons.
+    def _reasons(
+        self, X: np.ndarray, outcome: Any, contrib: np.ndarray | None = None
+    ) -> list[list[dict[str, Any]]]:
+        """Each row's top positive model contributions (``contrib``, when scoring computed them), then
+        the fired rules' reasons.
 
         The model's reasons are picked with array operations over the whole batch and built as one flat
         list, split into rows afterwards: a loop per row cost more than the dicts themselves.
@@ -200,7 +211,8 @@ class Scorer:
         n = X.shape[0]
         out: list[list[dict[str, Any]]]
         if self._explainer is not None:
-            contrib = self.models[self._explainer].contributions(X)
+            if contrib is None:
+                contrib = self.models[self._explainer].contributions(X)
             top = _top(contrib, TOP_REASONS)
             c = np.round(np.take_along_axis(contrib, top, axis=1), 4)
             keep = c > 0
