@@ -22,11 +22,12 @@ import pytest
 from sqlalchemy import DateTime, event
 from sqlalchemy.dialects import sqlite
 
+from fraudstream.events.transaction import Transaction
 from fraudstream.storage import DecisionRecord, StorageError, Store, open_store
 from fraudstream.storage._checkpoint import PASSES, WalCheckpointer
 from fraudstream.storage.bulk import sqlite_timestamp
 from fraudstream.storage.database import dumps, loads, normalize_url
-from fraudstream.storage.rows import feature_set_id, pack_features, unique_by, unpack_features
+from fraudstream.storage.rows import feature_set_id, pack_features, payload_json, unique_by, unpack_features
 
 
 @pytest.fixture
@@ -122,6 +123,23 @@ def test_feature_vectors_pack_by_name_list_and_unpack_exactly() -> None:
 def test_unique_by_keeps_the_first_of_each_key_in_order() -> None:
     assert unique_by([3, 1, 3, 2, 1], lambda v: v) == [3, 1, 2]
     assert unique_by(iter([1, 2]), lambda v: v) == [1, 2]
+
+
+def test_a_stored_payload_is_model_dump_json_byte_for_byte() -> None:
+    rng = np.random.default_rng(11)
+    at = datetime(2018, 4, 1, 0, 0, 31, 123457, tzinfo=UTC)
+    transactions = [
+        Transaction(transaction_id="t1", timestamp=at.replace(microsecond=0), customer_id="c", amount=57.16),
+        Transaction(transaction_id=" ç2 ", timestamp="2018-04-01T02:00:00+02:00", customer_id="c",
+                    amount=1e-05, channel="pos", latitude=48.85, longitude=-2.35, country="FR",
+                    account_created_at=datetime(2017, 1, 1), is_fraud=True, label_time=at,
+                    extra={"n": 1, "x": [1.5, None, "é"], "nested": {"k": 1e22}}),
+        Transaction(transaction_id="t3", timestamp=at, customer_id="c", amount=1.0, extra={"big": 2**70}),
+        *(Transaction(transaction_id=f"r{i}", timestamp=at, customer_id="c", amount=float(v),
+                      extra={"v": float(v) * 1e-9}) for i, v in enumerate(10 ** rng.uniform(-6, 11, 500)))
+    ]  # fmt: skip
+    for tx in transactions:
+        assert payload_json(tx) == tx.model_dump_json()
 
 
 def test_json_columns_write_nan_as_null_and_keep_huge_integers() -> None:
