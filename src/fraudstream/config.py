@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     batch_size: int = Field(500, ge=1, le=100_000, description="worker batch size")
     max_wait: float = Field(0.05, ge=0, description="worker: longest wait to fill a batch (seconds)")
+    worker_threads: int = Field(
+        1,
+        ge=1,
+        description="fraudstream worker: threads for a batch's compiled kernels (workers scale by processes)",
+    )
     lease_seconds: float = Field(
         30.0, gt=0, description="a dead worker's messages are redelivered after this"
     )

@@ -60,7 +60,11 @@ def worker(
         ),
     ] = None,
 ) -> None:
-    """Consume transactions in batches, score them, store the decisions; Ctrl-C or SIGTERM stops cleanly."""
+    """Consume transactions in batches, score them, store the decisions; Ctrl-C or SIGTERM stops cleanly.
+
+    Scale with more workers, one or more per core; each runs its kernels on one thread (FRAUD_WORKER_THREADS).
+    """
+    from fraudstream._kernels import limit_kernel_threads
     from fraudstream._malloc import keep_freed_memory
     from fraudstream.alerts import alerts_for
     from fraudstream.brokers import publishes_results
@@ -77,6 +81,7 @@ def worker(
         raise typer.Exit(0 if alive else 1)
     with errors():
         keep_freed_memory()
+        limit_kernel_threads(settings.worker_threads)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         services = open_services(settings)
         results = publishes_results(settings.broker_url)  # decisions and dead letters to redis:// or kafka://
