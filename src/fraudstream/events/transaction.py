@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MIN_TIMESTAMP = datetime(1990, 1, 1, tzinfo=UTC)
 MAX_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
@@ -46,6 +45,12 @@ def _utc(value: datetime) -> datetime:
     return value
 
 
+UTCTime = Annotated[datetime, AfterValidator(_utc)]
+"""A time in UTC (naive taken as UTC) within the supported range. On the type rather than a field
+validator, so an optional time that is absent costs no Python call: a worker validates thousands a
+batch."""
+
+
 class Transaction(BaseModel):
     """One payment, in the shape every source is converted into.
 
@@ -57,7 +62,7 @@ class Transaction(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     transaction_id: Identifier
-    timestamp: datetime
+    timestamp: UTCTime
     customer_id: Identifier
     amount: float = Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
@@ -70,24 +75,12 @@ class Transaction(BaseModel):
     country: OptionalId = None
     latitude: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
     longitude: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
-    account_created_at: datetime | None = None
+    account_created_at: UTCTime | None = None
     payment_type: OptionalId = None
     extra: dict[str, Any] = Field(default_factory=dict)
     is_fraud: bool | None = None
-    label_time: datetime | None = None
+    label_time: UTCTime | None = None
     fraud_scenario: OptionalId = None
-
-    @field_validator("amount")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
-
-    @field_validator("timestamp", "account_created_at", "label_time")
-    @classmethod
-    def _in_range(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _utc(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Transaction:
