@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 MIN_TIMESTAMP = datetime(1990, 1, 1, tzinfo=UTC)
 MAX_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
@@ -100,10 +100,5 @@ class Label(BaseModel):
 
     transaction_id: Identifier
     is_fraud: bool
-    label_time: datetime
+    label_time: UTCTime
     source: str = Field(default="chargeback", max_length=32)
-
-    @field_validator("label_time")
-    @classmethod
-    def _in_range(cls, value: datetime) -> datetime:
-        return _utc(value)
