@@ -28,7 +28,7 @@ def _objects_of(values: tuple[str | None, ...]) -> np.ndarray:
     return out
 
 
-def _floats_of(values: tuple[float | None, ...]) -> np.ndarray:
+def _floats_of(values: tuple[float | bool | None, ...]) -> np.ndarray:
     out = np.array(values, dtype=object)
     if None in values:
         out[out == None] = np.nan  # noqa: E711 - elementwise
@@ -96,7 +96,7 @@ class TransactionBatch:
             **{name: _objects_of(out[name]) for name in ("transaction_id", *KEY_COLUMNS)},
             **{name: _floats_of(out[name]) for name in ("amount", "latitude", "longitude")},
             **{name: _times_of(out[name]) for name in _TIMES},
-            is_fraud=_floats_of(tuple(None if v is None else float(v) for v in out["is_fraud"])),
+            is_fraud=_floats_of(out["is_fraud"]),
         )
 
     def take(self, index: np.ndarray) -> TransactionBatch:
