@@ -818,6 +818,32 @@ def test_a_transaction_recorded_but_not_stored_is_decided_on_retry(
     assert services.store.get_decision("r-1") is not None
 
 
+def test_the_score_path_hands_alerts_only_the_decisions_that_can_raise_one(api: Api) -> None:
+    from fraudstream.api.batcher import ScoreBatcher
+    from fraudstream.api.metrics import ApiMetrics
+    from fraudstream.events.transaction import Transaction
+
+    _, services, _ = api
+    handed: list[tuple[str, str]] = []
+    batcher = ScoreBatcher(
+        services.scorer,
+        services.store,
+        ApiMetrics(),
+        on_decided=lambda records: handed.extend((r.transaction_id, r.decision) for r in records),
+    )
+    bodies = [tx(f"h{i}", "CH", minutes_ago=50 - 5 * i, amount=1.0) for i in range(6)]  # 6th: card testing
+
+    async def run() -> list[Any]:
+        return [await batcher.submit(Transaction.model_validate(body)) for body in bodies]
+
+    outcomes = asyncio.run(run())
+    decided = [(rec.transaction_id, rec.decision, rec.rules) for rec, _ in outcomes]
+    quiet = [t for t, d, rules in decided if d == "APPROVE" and not rules]
+    assert quiet and ("h5", "BLOCK") in handed
+    assert handed == [(t, d) for t, d, rules in decided if d != "APPROVE" or rules]
+    assert all(services.store.get_decision(t) is not None for t in quiet)  # stored all the same
+
+
 def test_under_load_a_score_request_waits_for_company_and_alone_it_does_not(api: Api) -> None:
     from fraudstream.api.batcher import ScoreBatcher
     from fraudstream.api.metrics import ApiMetrics

@@ -21,6 +21,7 @@ from fraudstream.alerts import (
     alerting_rules,
     channels_from_settings,
 )
+from fraudstream.alerts.detect import may_alert
 from fraudstream.alerts.email import EmailChannel
 from fraudstream.alerts.webhook import webhook_body
 from fraudstream.brokers.memory import MemoryBroker
@@ -86,6 +87,12 @@ def test_block_alert_says_decision_probability_amount_and_reasons() -> None:
     for text in ("BLOCK", "t0001", "101.00", "0.93", "card_testing (card_testing reason)", "customer_amount"):
         assert text in alert.message
     assert alert.details["amount"] == 101.0 and alert.details["decision"] == "BLOCK"
+
+
+def test_only_an_approve_no_rule_fired_on_cannot_alert() -> None:
+    assert not may_alert("APPROVE", [])
+    assert may_alert("APPROVE", ["allow_list:customer_id"])
+    assert may_alert("FLAG", []) and may_alert("BLOCK", [])
 
 
 def test_only_alerting_rules_and_deny_list_hits_alert() -> None:

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fraudstream._gc import paused_gc
+from fraudstream.alerts.detect import may_alert
 from fraudstream.api.metrics import ApiMetrics
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
@@ -71,8 +72,9 @@ class ScoreBatcher:
     """Decides queued score requests in batches of up to ``max_batch``, on the event loop; under load a
     batch waits up to ``max_wait`` seconds for more requests.
 
-    ``on_decided`` receives the newly stored decisions of each batch (alerts, live feeds); its
-    errors are logged and never fail the requests.
+    ``on_decided`` receives the newly stored decisions of each batch that can raise an alert (see
+    :func:`~fraudstream.alerts.detect.may_alert`), as the worker hands them over; its errors are logged
+    and never fail the requests.
     """
 
     def __init__(
@@ -177,8 +179,9 @@ class ScoreBatcher:
                 request.resolve(LookupError(f"decision for {tx_id!r} vanished"))
             else:
                 request.resolve((existing, True))
-        if mine and self.on_decided is not None:
+        notable = [rec for rec in mine.values() if may_alert(rec.decision, rec.rules)]
+        if notable and self.on_decided is not None:
             try:
-                self.on_decided(list(mine.values()))
+                self.on_decided(notable)
             except Exception:
                 log.exception("on_decided hook failed")

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field, TypeAdapter, ValidationError
 
+from fraudstream.alerts.detect import may_alert
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage.records import DecisionColumns, DecisionRecord
 
@@ -78,11 +79,8 @@ def decision_messages(columns: DecisionColumns) -> list[dict[str, Any]]:
 def alerting_rows(columns: DecisionColumns) -> list[int]:
     """The rows that can raise an alert: every FLAG and BLOCK, and every decision a rule fired on."""
     decisions = np.asarray(columns.decision, dtype=object).tolist()
-    return [
-        k
-        for k, (d, rules) in enumerate(zip(decisions, columns.rules, strict=True))
-        if d != "APPROVE" or rules
-    ]
+    pairs = zip(decisions, columns.rules, strict=True)
+    return [k for k, (decision, rules) in enumerate(pairs) if may_alert(decision, rules)]
 
 
 def payload_text(payload: Any) -> str:
