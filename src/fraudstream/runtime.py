@@ -81,6 +81,7 @@ def open_services(settings: Settings, *, bundle: ModelBundle | None = None, warm
     """Connect to (or create) everything; raises the area's own error with a message saying what to do."""
     store = open_store(settings.db_url)
     store.migrate()
+    store.recover_held()  # decisions a crashed server held, before feature state is rebuilt from the store
     engine = FeatureEngine()
     state = open_state(settings.state_url, retention=engine.feature_set.retention)
     bundle = bundle or load_bundle(settings.bundle_path)

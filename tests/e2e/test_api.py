@@ -646,7 +646,7 @@ def test_database_outage_is_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> No
     def unreachable(*_: Any, **__: Any) -> Any:
         raise StorageError("database is unreachable")
 
-    for method in ("decided_ids", "save_decisions", "accept"):
+    for method in ("decided_ids", "save_decisions", "hold_decisions", "accept"):
         monkeypatch.setattr(services.store, method, unreachable)
     for response in (client.post("/v1/score", json=tx("o1")), client.post("/v1/transactions", json=tx("o1"))):
         assert response.status_code == 503 and response.headers["retry-after"] == "5"
@@ -811,6 +811,7 @@ def test_a_transaction_recorded_but_not_stored_is_decided_on_retry(
 
     with monkeypatch.context() as patch:  # scored and recorded in the feature state, then the write fails
         patch.setattr(services.store, "save_decisions", unreachable)
+        patch.setattr(services.store, "hold_decisions", unreachable)
         assert client.post("/v1/score", json=tx("r-1")).status_code == 503
     retried = client.post("/v1/score", json=tx("r-1"))
     assert retried.status_code == 200, retried.text
@@ -877,3 +878,30 @@ def test_under_load_a_score_request_waits_for_company_and_alone_it_does_not(api:
     samples = {s.name: s.value for s in batcher.metrics.score_batches.collect()[0].samples}
     assert samples["fraudstream_score_batch_size_sum"] == 4.0  # 1 + 2 + 1
     assert all(services.store.get_decision(f"lw{i}") is not None for i in range(1, 5))
+
+
+def test_score_decisions_are_stored_a_group_at_a_time_and_all_at_shutdown(
+    make_api: Callable[..., Api],
+) -> None:
+    from sqlalchemy import func, select
+
+    from fraudstream.storage.tables import decisions
+
+    def stored(services: Services) -> int:  # the table itself: store.query releases nothing
+        return int(services.store.query(select(func.count()).select_from(decisions))[0][0])
+
+    client, services, _ = make_api(score_hold=0.2)
+    for i in range(3):
+        assert client.post("/v1/score", json=tx(f"g{i}")).status_code == 200
+    assert stored(services) == 0 and services.store.decided_ids(["g0", "g1", "g2"]) == {"g0", "g1", "g2"}
+    wait_for(lambda: stored(services) == 3, what="the held decisions stored")
+
+    client, services, _ = make_api(score_hold=30)
+    assert client.post("/v1/score", json=tx("s1")).status_code == 200
+    assert stored(services) == 0
+    client.__exit__(None, None, None)  # shutdown stores what is held
+    assert stored(services) == 1
+
+    client, services, _ = make_api(score_hold=0)  # no journal: each request commits its own
+    assert client.post("/v1/score", json=tx("n1")).status_code == 200
+    assert stored(services) == 1

@@ -296,6 +296,39 @@ def test_save_decisions_first_decision_wins(store: Store) -> None:
     assert store.mark_dead(["t0003"]) == 0
 
 
+def test_held_decisions_read_as_decided_and_are_stored_once(store: Store) -> None:
+    """On SQLite a held decision waits in the journal until released; elsewhere holding is storing.
+    Either way it reads as decided at once, and ends up stored exactly once."""
+    store.accept([tx(1)])  # queued first, as POST /v1/transactions?wait= does
+    held = [record(1), record(2, decision="FLAG", probability=0.7, rules=["velocity"])]
+    assert store.hold_decisions(held, [tx(1), tx(2)]) == ["t0001", "t0002"]
+    assert store.hold_decisions([record(2, decision="BLOCK")], [tx(2)]) == []  # decided already
+    assert store.decided_ids(["t0001", "t0002", "t0003"]) == {"t0001", "t0002"}
+    flagged = store.get_decision("t0002")
+    assert flagged is not None and (flagged.decision, flagged.rules) == ("FLAG", ["velocity"])
+    assert flagged.features == {"amount": 12.0, "ratio": None}
+    assert flagged.decided_at == T0 + timedelta(seconds=2)
+    for i in ("t0001", "t0002"):
+        row = store.get_transaction(i)
+        assert row is not None and row["status"] == "decided" and row["payload"]["transaction_id"] == i
+    assert [d.transaction_id for d in store.list_decisions()[0]] == ["t0002", "t0001"]  # lists release first
+    assert store.release_held() == []
+    assert store.stats(T0 - timedelta(days=1))["by_decision"] == {"APPROVE": 1, "FLAG": 1}
+    assert store.save_decisions([record(1, decision="BLOCK")], [tx(1)]) == []
+    stored = store.get_decision("t0001")
+    assert stored is not None and stored.decision == "APPROVE"
+
+
+def test_a_writer_leaves_a_held_decision_to_the_held_one(store: Store) -> None:
+    """The embedded worker deciding a transaction the API holds (it checked just before the hold) must
+    not store a second, different decision: the API's answer is the one kept."""
+    assert store.hold_decisions([record(1)], [tx(1)]) == ["t0001"]
+    assert store.save_decisions([record(1, decision="BLOCK"), record(2)], [tx(1), tx(2)]) == ["t0002"]
+    store.release_held()
+    decided = store.get_decisions(["t0001", "t0002"])
+    assert decided["t0001"].decision == "APPROVE" and set(decided) == {"t0001", "t0002"}
+
+
 def test_large_batches_return_only_the_new_ids_in_input_order(store: Store) -> None:
     n = COPY_MIN_ROWS * 3
     assert len(store.save_decisions([record(i) for i in range(0, n, 3)])) == n // 3

@@ -135,7 +135,12 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
         warm_up(running.scorer)
         alerts = app.state.alerts = alerts_for(running)  # stores alerts; delivers them if channels are set
         app.state.batcher = ScoreBatcher(
-            running.scorer, running.store, metrics, max_wait=settings.score_max_wait, on_decided=alerts.submit
+            running.scorer,
+            running.store,
+            metrics,
+            max_wait=settings.score_max_wait,
+            hold_for=settings.score_hold,
+            on_decided=alerts.submit,
         )
         app.state.services = running
         if run_worker:

@@ -49,9 +49,9 @@ class WalCheckpointer:
         self._stop = threading.Event()
         self.checkpoints = 0
 
-    def committed(self) -> None:
-        """Count one commit; wakes the thread when a checkpoint is due."""
-        self._commits += 1
+    def committed(self, count: int = 1) -> None:
+        """Count ``count`` commits; wakes the thread when a checkpoint is due."""
+        self._commits += count
         if self._commits < self.every:
             return
         self._commits = 0

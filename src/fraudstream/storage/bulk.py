@@ -197,6 +197,26 @@ def set_column(conn: Conn, table: Table, column: str, value: Any, keys: Sequence
         return int(cursor.rowcount)
 
 
+def known_keys(conn: Conn, table: Table, keys: Sequence[Any]) -> set[Any]:
+    """Which of ``keys`` (of the table's first column, its primary key) are stored."""
+    if not keys:
+        return set()
+    key = table.primary_key.columns.values()[0].name
+    if _is_sqlite(conn):
+        return _sqlite_known(driver(conn), _sqlite(table, (key,)), keys)
+    with driver(conn).cursor() as cursor:
+        cursor.execute(f"SELECT {key} FROM {table.name} WHERE {key} = ANY(%s)", (list(keys),))
+        return {row[0] for row in cursor}
+
+
+def _sqlite_known(driver: Any, statements: _SQLite, keys: Sequence[Any]) -> set[Any]:
+    stored: set[Any] = set()
+    for chunk in chunks(keys):
+        query = f"{statements.select_known}({', '.join('?' * len(chunk))})"
+        stored.update(k for (k,) in driver.execute(query, chunk))
+    return stored
+
+
 def _sqlite_insert_new(
     driver: Any, table: Table, columns: Sequence[str], keys: Sequence[Any], build: RowBuilder
 ) -> set[Any]:
@@ -212,10 +232,7 @@ def _sqlite_insert_new(
             if cursor.rowcount > 0:
                 inserted.add(key)
         return inserted
-    stored: set[Any] = set()
-    for chunk in chunks(keys):
-        query = f"{statements.select_known}({', '.join('?' * len(chunk))})"
-        stored.update(k for (k,) in driver.execute(query, chunk))
+    stored = _sqlite_known(driver, statements, keys)
     at = [i for i, key in enumerate(keys) if key not in stored]
     driver.executemany(statements.insert_new, build(at))
     return {keys[i] for i in at}

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import orjson
@@ -25,6 +25,9 @@ from fraudstream.storage._checkpoint import WalCheckpointer
 from fraudstream.storage._connections import DriverTransaction, ThreadConnections
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.migrate import upgrade
+
+if TYPE_CHECKING:
+    from fraudstream.storage._journal import DecisionJournal
 
 SUPPORTED_SCHEMES = ("sqlite:///path/to/file.db", "postgresql://user:password@host:5432/dbname")
 # A checkpoint every 10,000 pages (40 MB of WAL) instead of 1,000: a batch of decisions is several MB,
@@ -162,6 +165,7 @@ class Database:
         self.dialect = "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
         self._checkpointer: WalCheckpointer | None = None
         self._writers: ThreadConnections | None = None
+        self._journal: DecisionJournal | None = None  # the score API's held decisions (see ._held)
         if self.dialect == "sqlite":
             self.engine = _sqlite_engine(self.url, pool_size, max_overflow)
             if not self.in_memory:
@@ -195,6 +199,8 @@ class Database:
 
     def close(self) -> None:
         """Close every pooled connection; the store reconnects if used again."""
+        if self._journal is not None:
+            self._journal.close()
         if self._writers is not None:
             self._writers.close()
         if self._checkpointer is not None:
@@ -273,9 +279,9 @@ class Database:
                 yield conn
         self._committed()
 
-    def _committed(self) -> None:
+    def _committed(self, commits: int = 1) -> None:
         if self._checkpointer is not None:
-            self._checkpointer.committed()
+            self._checkpointer.committed(commits)
 
     def _bulk_write(self) -> AbstractContextManager[Any]:
         """:meth:`_write` for a transaction made only of :mod:`.bulk` statements, which go through the

@@ -16,18 +16,16 @@ from sqlalchemy import Connection, func, select, tuple_, union
 
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage import bulk, tables
+from fraudstream.storage._held import HeldStore
 from fraudstream.storage._labels import LabelStore
 from fraudstream.storage.alerting import AlertStore
 from fraudstream.storage.columns import ColumnRows
-from fraudstream.storage.database import dumps
 from fraudstream.storage.dead_letters import DeadLetterStore
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.outbox import QueueStore
 from fraudstream.storage.records import DecisionColumns, DecisionRecord
-from fraudstream.storage.rollup import add_minutes, decision_counts, epoch, minute_rows
+from fraudstream.storage.rollup import decision_counts, epoch, minute_rows
 from fraudstream.storage.rows import (
-    DECISION_COLUMNS,
-    TRANSACTION_COLUMNS,
     chunks,
     decision_from_row,
     decision_rows,
@@ -52,7 +50,7 @@ _l = tables.labels
 _fs = tables.feature_sets
 
 
-class Store(AlertStore, LabelStore, DeadLetterStore, QueueStore):
+class Store(HeldStore, AlertStore, LabelStore, DeadLetterStore, QueueStore):
     """Transactions, decisions, labels, alerts, dead letters and the queue, in one database.
 
     ``Store("sqlite:///fraudstream-data/fraud.db")`` or ``Store("postgresql+psycopg://...")``; nothing
@@ -65,39 +63,45 @@ class Store(AlertStore, LabelStore, DeadLetterStore, QueueStore):
         """Store decisions and mark their transactions decided; the ids decided for the first time.
 
         The first decision for a transaction wins: a replayed or changed record is ignored, never
-        overwritten. ``transactions`` (the synchronous API path, which skips :meth:`accept`) are stored
+        overwritten, and one for a transaction whose decision is held (:meth:`hold_decisions`) is left
+        to the held one. ``transactions`` (the synchronous API path, which skips :meth:`accept`) are stored
         too when not already known. A scored batch's :class:`DecisionColumns` are stored without
         making a record per row. One transaction, one bulk statement per table, or on SQLite one per row
         for the score API's few rows (see :mod:`.bulk`). The decisions are expected to be new (callers
         look them up before scoring), so PostgreSQL copies them without looking again; a batch that
         does hold stored ones costs a second pass, with the same result.
         """
+        return self._save(records, transactions)
+
+    def _save(
+        self,
+        records: list[DecisionRecord] | DecisionColumns,
+        transactions: list[Transaction] | None,
+        *,
+        leave_held: bool = True,
+    ) -> list[str]:
         ts = bulk.timestamp_converter(self.dialect, memo=True)
         keys, build, names, per_minute = self._decision_builder(records, ts)
         if not keys and not transactions:
             return []
+        tx_rows = None
+        if transactions:
+            unique = unique_by(transactions, _transaction_id)
+            tx_rows = transaction_rows(unique, ts(datetime.now(UTC)), tables.TX_DECIDED, ts)
         with self._bulk_write() as conn:
-            new = bulk.insert_new_lazy(conn, _d, DECISION_COLUMNS, keys, build, expect_new=True)
-            unknown = [(k, dumps(v)) for k, v in names.items() if k not in self._feature_names]
-            if unknown:  # no foreign key, so the names may follow the vectors that use them
-                bulk.insert_new(conn, _fs, ("id", "names"), unknown)
-            inserted: set[Any] = set()  # stored just now, already marked decided
-            if transactions:
-                unique = unique_by(transactions, _transaction_id)
-                tx_rows = transaction_rows(unique, ts(datetime.now(UTC)), tables.TX_DECIDED, ts)
-                # A worker fed straight by producers sees only new rows, one fed by the API's outbox
-                # only stored ones: expect what the last batch had, and skip looking the keys up.
-                inserted = bulk.insert_new(
-                    conn, _t, TRANSACTION_COLUMNS, tx_rows, expect_new=self._transactions_new
-                )
-                self._transactions_new = len(inserted) == len(tx_rows)
-            at = [i for i, key in enumerate(keys) if key in new]
-            fresh = [keys[i] for i in at]
-            bulk.set_column(conn, _t, "status", tables.TX_DECIDED, [k for k in fresh if k not in inserted])
-            if at:  # last: PostgreSQL writers wait for each other on these rows until they commit
-                add_minutes(bulk.driver(conn), self.dialect, per_minute(at))
+            fresh = self._write_decisions(conn, keys, build, per_minute, tx_rows, leave_held=leave_held)
+            self._add_feature_sets(conn, names)
         self._feature_names.update(names)
         return fresh
+
+    def hold_decisions(self, records: list[DecisionRecord], transactions: list[Transaction]) -> list[str]:
+        """Make decisions as durable as stored ones by appending them to this process's journal, to be
+        stored a group at a time by :meth:`release_held` (see :mod:`._held`); the ids decided for the
+        first time. Where the store does not hold (PostgreSQL, in-memory SQLite), this is
+        :meth:`save_decisions`."""
+        if not self.holds:
+            return self.save_decisions(records, transactions)
+        return self._hold(records, transactions)
 
     def _decision_builder(
         self, records: list[DecisionRecord] | DecisionColumns, ts: Callable[[datetime], Any]
@@ -159,6 +163,9 @@ class Store(AlertStore, LabelStore, DeadLetterStore, QueueStore):
 
     def get_transaction(self, transaction_id: str) -> dict[str, Any] | None:
         """The stored transaction row (with ``status`` and the full ``payload``), or ``None``."""
+        held = self._held_transaction(transaction_id)  # first: a release stores it before forgetting it
+        if held is not None:
+            return held
         with self._read() as conn:
             row = conn.execute(select(_t).where(_t.c.transaction_id == transaction_id)).mappings().first()
         return None if row is None else dict(row)
@@ -169,18 +176,18 @@ class Store(AlertStore, LabelStore, DeadLetterStore, QueueStore):
 
     def get_decisions(self, ids: list[str]) -> dict[str, DecisionRecord]:
         """The decisions made for those of ``ids`` that are decided, by id, in one query per chunk."""
-        out: dict[str, DecisionRecord] = {}
+        out = self._held_records(ids)  # first: a release stores them before forgetting them
         with self._read() as conn:
-            for chunk in chunks(list(dict.fromkeys(ids))):
+            for chunk in chunks([i for i in dict.fromkeys(ids) if i not in out]):
                 rows = conn.execute(select(_d).where(_d.c.transaction_id.in_(chunk))).mappings()
                 out.update((r.transaction_id, r) for r in self._records(conn, rows))
         return out
 
     def decided_ids(self, ids: list[str]) -> set[str]:
         """Which of ``ids`` already have a decision, so a consumer can skip them before scoring."""
-        found: set[str] = set()
+        found = set(self._held_records(ids))  # first: a release stores them before forgetting them
         with self._read() as conn:
-            for chunk in chunks(list(dict.fromkeys(ids))):
+            for chunk in chunks([i for i in dict.fromkeys(ids) if i not in found]):
                 found.update(
                     conn.execute(select(_d.c.transaction_id).where(_d.c.transaction_id.in_(chunk))).scalars()
                 )
@@ -205,6 +212,7 @@ class Store(AlertStore, LabelStore, DeadLetterStore, QueueStore):
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
+        self._release_for_reads()
         query = select(_d)
         if decision is not None:
             query = query.where(_d.c.decision == decision)
@@ -233,6 +241,7 @@ class Store(AlertStore, LabelStore, DeadLetterStore, QueueStore):
         the window's first part-minute, and latencies are ``latency_ms["total"]`` of the newest
         :data:`LATENCY_SAMPLE` decisions in the window, each read from its row.
         """
+        self._release_for_reads()
         now = datetime.now(UTC)
         in_window = _d.c.decided_at >= since
         fraud_labels = (
@@ -267,6 +276,7 @@ class Store(AlertStore, LabelStore, DeadLetterStore, QueueStore):
 
     def customer_history(self, customer_id: str, limit: int = 50) -> dict[str, Any]:
         """A customer's most recent decisions and the labels on their transactions, newest first."""
+        self._release_for_reads()
         ids = union(
             select(_d.c.transaction_id).where(_d.c.customer_id == customer_id),
             select(_t.c.transaction_id).where(_t.c.customer_id == customer_id),

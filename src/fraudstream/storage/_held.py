@@ -1,0 +1,171 @@
+"""Held decisions: the score API stores its decisions a group at a time, keeping each in a journal meanwhile.
+
+On SQLite a commit costs by the pages it writes, and a decision stored with its transaction writes
+eleven of them: two tables, their six indexes and the per-minute count. At 500 requests/s the score
+API's batches hold one request each, so each paid a commit of its own: about 0.25 ms of the
+server's CPU per request, in-process. A held decision is instead one line appended to this process's
+journal (:mod:`._journal`), as durable against a crash of the process as the commit was, and
+:meth:`HeldStore.release_held` stores the held decisions in one transaction, exactly as
+:meth:`Store.save_decisions` would have. Journals that crashed processes left are stored by the next
+process to open the services (:meth:`HeldStore.recover_held`), before feature state is rebuilt.
+
+Held decisions count as decided in this process: :meth:`Store.decided_ids`,
+:meth:`Store.get_decisions` and :meth:`Store.get_transaction` see them, and a writer in this process
+(the embedded worker) storing a decision for a transaction that is held leaves it to the held one, so
+the answer the API gave is the one stored. The store's lists, counts and customer profiles store what
+is held before they read; the charts' per-minute counts, the live feed (which looks a second back) and
+other processes see a held decision once it is stored. Only a SQLite file holds: on PostgreSQL a
+commit is a round trip whatever it writes, and holding a decision is storing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL
+
+from fraudstream.events.transaction import Transaction
+from fraudstream.storage import bulk, tables
+from fraudstream.storage._journal import DecisionJournal, recover
+from fraudstream.storage.database import Database, dumps, loads
+from fraudstream.storage.records import DecisionRecord
+from fraudstream.storage.rollup import add_minutes
+from fraudstream.storage.rows import DECISION_COLUMNS, TRANSACTION_COLUMNS, transaction_rows, unique_by
+
+_d = tables.decisions
+_t = tables.transactions
+_fs = tables.feature_sets
+_STORED_ONE = "SELECT transaction_id FROM decisions WHERE transaction_id = ?"
+
+
+class HeldStore(Database):
+    """Holding decisions and storing them, and the one write that stores decisions either way."""
+
+    def __init__(self, url: str | URL, *, pool_size: int = 5, max_overflow: int = 10) -> None:
+        super().__init__(url, pool_size=pool_size, max_overflow=max_overflow)
+        if self._writers is not None:  # a SQLite file
+            self._journal = DecisionJournal(Path(str(self.url.database)))
+
+    @property
+    def holds(self) -> bool:
+        """Whether :meth:`Store.hold_decisions` holds (a SQLite file) or stores right away."""
+        return self._journal is not None
+
+    def _hold(self, records: list[DecisionRecord], transactions: list[Transaction]) -> list[str]:
+        """Hold ``records`` with their ``transactions``; the ids held, leaving out any decided already."""
+        assert self._journal is not None
+        records = unique_by(records, lambda r: r.transaction_id)
+        decided = self._journal.among(r.transaction_id for r in records).keys() | self._stored(
+            [r.transaction_id for r in records]
+        )
+        new = [r for r in records if r.transaction_id not in decided]
+        if new:
+            self._journal.append(new, transactions)
+        return [r.transaction_id for r in new]
+
+    def release_held(self) -> list[str]:
+        """Store everything this process holds, in one transaction; the ids decided for the first time."""
+        if self._journal is None or not len(self._journal):
+            return []
+        held = self._journal.held()
+        fresh = self._save([r for r, _ in held], [tx for _, tx in held], leave_held=False)
+        self._journal.forget(r.transaction_id for r, _ in held)
+        # Counted as the commits it replaced: each decision still adds pages of its own to the WAL (its
+        # index entries land on different pages), and checkpointing every 200 commits of ten let the
+        # WAL grow to SQLite's own checkpoint, which then runs on the committing thread.
+        self._committed(len(held) - 1)
+        return fresh
+
+    def recover_held(self) -> int:
+        """Store the decisions held by processes that ended without storing them (journals beside the
+        SQLite file that no running process owns), and remove their journals; how many there were."""
+        if self._journal is None:
+            return 0
+        return recover(self._journal.prefix, lambda r, t: self._save(r, t, leave_held=False))
+
+    def _release_for_reads(self) -> None:
+        """Before a read that lists or counts decisions: store what this process holds, so that the read
+        sees every decision answered so far."""
+        if self._journal is not None and len(self._journal):
+            self.release_held()
+
+    def _stored(self, ids: list[str]) -> set[str]:
+        """Which of ``ids`` have a stored decision, on this thread's own connection (no pool checkout)."""
+        if self._writers is None:
+            return set()
+        driver = self._writers.acquire()
+        try:
+            with self._translated():
+                if len(ids) == 1:  # the score API's usual batch
+                    return {row[0] for row in driver.execute(_STORED_ONE, ids)}
+                return bulk.known_keys(driver, _d, ids)
+        finally:
+            self._writers.release(driver)
+
+    #: Store's ``save_decisions`` write, with ``leave_held`` (see :meth:`_write_decisions`).
+    _save: Callable[..., list[str]]
+
+    def _write_decisions(
+        self,
+        conn: Any,
+        keys: Sequence[str],
+        build: bulk.RowBuilder,
+        per_minute: Any,
+        tx_rows: list[tuple[Any, ...]] | None,
+        *,
+        leave_held: bool = True,
+    ) -> list[str]:
+        """Inside a write: insert the decisions not stored yet (built by position in ``keys``) and the
+        transactions not stored yet, mark the rest of the new decisions' transactions decided and count
+        the new decisions per minute; the ids decided just now. With ``leave_held``, a decision for a
+        held transaction is left to the held one."""
+        if leave_held and self._journal is not None and len(self._journal):
+            held = self._journal.among(keys).keys()
+            if held:
+                keep = [i for i, key in enumerate(keys) if key not in held]
+                keys, whole_build, whole_minutes = [keys[i] for i in keep], build, per_minute
+                build = lambda at: whole_build([keep[j] for j in at])  # noqa: E731
+                per_minute = lambda at: whole_minutes([keep[j] for j in at])  # noqa: E731
+        new = bulk.insert_new_lazy(conn, _d, DECISION_COLUMNS, keys, build, expect_new=True)
+        inserted: set[Any] = set()  # stored just now, already marked decided
+        if tx_rows:
+            # A worker fed straight by producers sees only new rows, one fed by the API's outbox
+            # only stored ones: expect what the last batch had, and skip looking the keys up.
+            inserted = bulk.insert_new(
+                conn, _t, TRANSACTION_COLUMNS, tx_rows, expect_new=self._transactions_new
+            )
+            self._transactions_new = len(inserted) == len(tx_rows)
+        at = [i for i, key in enumerate(keys) if key in new]
+        fresh = [keys[i] for i in at]
+        bulk.set_column(conn, _t, "status", tables.TX_DECIDED, [k for k in fresh if k not in inserted])
+        if at:  # last: PostgreSQL writers wait for each other on these rows until they commit
+            add_minutes(bulk.driver(conn), self.dialect, per_minute(at))
+        return fresh
+
+    def _add_feature_sets(self, conn: Any, names: Mapping[str, list[str]]) -> None:
+        unknown = [(k, dumps(v)) for k, v in names.items() if k not in self._feature_names]
+        if unknown:  # no foreign key, so the names may follow the vectors that use them
+            bulk.insert_new(conn, _fs, ("id", "names"), unknown)
+
+    def _held_records(self, ids: Sequence[str]) -> dict[str, DecisionRecord]:
+        """The held decisions of those of ``ids`` that are held."""
+        if self._journal is None or not len(self._journal):
+            return {}
+        return {i: record for i, (record, _) in self._journal.among(ids).items()}
+
+    def _held_transaction(self, transaction_id: str) -> dict[str, Any] | None:
+        """The ``transactions`` row a held decision's transaction will have, or ``None``."""
+        found = None if self._journal is None else self._journal.among([transaction_id]).get(transaction_id)
+        if found is None:
+            return None
+        record, tx = found
+        values = transaction_rows([tx], record.decided_at, tables.TX_DECIDED, _same)[0]
+        row = dict(zip(TRANSACTION_COLUMNS, values, strict=True))
+        return row | {"payload": loads(row["payload"])}
+
+
+def _same(value: datetime) -> datetime:
+    return value
