@@ -98,36 +98,26 @@ feature_sets = Table(
     Column("names", JSON(), nullable=False),
 )
 
-
-def _decision_columns() -> list[Column[Any]]:
-    """A stored decision's columns: of ``decisions``, and of ``held_decisions`` before it gets there.
-
-    ``feature_values``: the vector in ``feature_sets.names`` order, little-endian float64, NaN where a
-    feature was missing: 8 bytes a feature, and nothing to format or parse per value.
-    """
-    return [
-        Column("transaction_id", String(128), primary_key=True),
-        Column("decided_at", UTCDateTime(), nullable=False),
-        Column("timestamp", UTCDateTime(), nullable=False),
-        Column("customer_id", String(128), nullable=False),
-        Column("amount", Float(), nullable=False),
-        Column("decision", String(8), nullable=False),
-        Column("probability", Float(), nullable=False),
-        Column("reasons", JSON(), nullable=False),
-        Column("rules", JSON(), nullable=False),
-        Column("model_version", String(64), nullable=False),
-        Column("feature_set", String(32), nullable=False),
-        Column("feature_values", LargeBinary(), nullable=False),
-        Column("latency_ms", JSON(), nullable=False),
-    ]
-
-
+# ``feature_values``: the vector in ``feature_sets.names`` order, little-endian float64, NaN where a
+# feature was missing: 8 bytes a feature, and nothing to format or parse per value.
 # The indexes end with (decided_at, transaction_id), the API's keyset order, so every filtered page is
 # read straight off one index; the leading customer_id / decision columns serve lookups on those alone.
 decisions = Table(
     "decisions",
     metadata,
-    *_decision_columns(),
+    Column("transaction_id", String(128), primary_key=True),
+    Column("decided_at", UTCDateTime(), nullable=False),
+    Column("timestamp", UTCDateTime(), nullable=False),
+    Column("customer_id", String(128), nullable=False),
+    Column("amount", Float(), nullable=False),
+    Column("decision", String(8), nullable=False),
+    Column("probability", Float(), nullable=False),
+    Column("reasons", JSON(), nullable=False),
+    Column("rules", JSON(), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("feature_set", String(32), nullable=False),
+    Column("feature_values", LargeBinary(), nullable=False),
+    Column("latency_ms", JSON(), nullable=False),
     Index("ix_decisions_decided_at_transaction_id", "decided_at", "transaction_id"),
     Index(
         "ix_decisions_customer_id_decided_at_transaction_id", "customer_id", "decided_at", "transaction_id"
