@@ -317,6 +317,7 @@ def test_held_decisions_read_as_decided_and_are_stored_once(store: Store) -> Non
     assert store.save_decisions([record(1, decision="BLOCK")], [tx(1)]) == []
     stored = store.get_decision("t0001")
     assert stored is not None and stored.decision == "APPROVE"
+    assert store.hold_decisions([record(1, decision="BLOCK"), record(3)], [tx(1), tx(3)]) == ["t0003"]
 
 
 def test_a_writer_leaves_a_held_decision_to_the_held_one(store: Store) -> None:

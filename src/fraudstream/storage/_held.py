@@ -101,7 +101,7 @@ class HeldStore(Database):
             with self._translated():
                 if len(ids) == 1:  # the score API's usual batch
                     return {row[0] for row in driver.execute(_STORED_ONE, ids)}
-                return bulk.known_keys(driver, _d, ids)
+                return bulk.sqlite_known_keys(driver, _d, ids)
         finally:
             self._writers.release(driver)
 

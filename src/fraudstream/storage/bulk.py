@@ -197,16 +197,10 @@ def set_column(conn: Conn, table: Table, column: str, value: Any, keys: Sequence
         return int(cursor.rowcount)
 
 
-def known_keys(conn: Conn, table: Table, keys: Sequence[Any]) -> set[Any]:
-    """Which of ``keys`` (of the table's first column, its primary key) are stored."""
-    if not keys:
-        return set()
+def sqlite_known_keys(driver: Any, table: Table, keys: Sequence[Any]) -> set[Any]:
+    """Which of ``keys`` (of the table's first column, its primary key) a SQLite database stores."""
     key = table.primary_key.columns.values()[0].name
-    if _is_sqlite(conn):
-        return _sqlite_known(driver(conn), _sqlite(table, (key,)), keys)
-    with driver(conn).cursor() as cursor:
-        cursor.execute(f"SELECT {key} FROM {table.name} WHERE {key} = ANY(%s)", (list(keys),))
-        return {row[0] for row in cursor}
+    return _sqlite_known(driver, _sqlite(table, (key,)), keys) if keys else set()
 
 
 def _sqlite_known(driver: Any, statements: _SQLite, keys: Sequence[Any]) -> set[Any]:
