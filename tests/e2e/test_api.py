@@ -905,3 +905,25 @@ def test_score_decisions_are_stored_a_group_at_a_time_and_all_at_shutdown(
     client, services, _ = make_api(score_hold=0)  # no journal: each request commits its own
     assert client.post("/v1/score", json=tx("n1")).status_code == 200
     assert stored(services) == 1
+
+
+def test_the_held_decisions_are_stored_at_once_when_max_held_are_waiting(api: Api) -> None:
+    from sqlalchemy import func, select
+
+    from fraudstream.api.batcher import ScoreBatcher
+    from fraudstream.api.metrics import ApiMetrics
+    from fraudstream.events.transaction import Transaction
+    from fraudstream.storage.tables import decisions
+
+    _, services, _ = api
+    batcher = ScoreBatcher(services.scorer, services.store, ApiMetrics(), hold_for=30, max_held=3)
+    count = select(func.count()).select_from(decisions)
+
+    async def run(ids: list[str]) -> int:
+        for i in ids:
+            await batcher.submit(Transaction.model_validate(tx(i)))
+        await asyncio.sleep(0.01)
+        return int(services.store.query(count)[0][0])
+
+    assert asyncio.run(run(["m1", "m2"])) == 0  # held, the 30 s not over
+    assert asyncio.run(run(["m3"])) == 3  # the third held: all stored now
