@@ -3,11 +3,12 @@
 On SQLite a commit costs by the pages it writes, and a decision stored with its transaction writes
 eleven of them: two tables, their six indexes and the per-minute count. At 500 requests/s the score
 API's batches hold one request each, so each paid a commit of its own: 200–220 µs of CPU, measured
-in one process, against about 50 µs a decision for a group's commit. A held decision is instead one line appended to this process's
-journal (:mod:`._journal`), as durable against a crash of the process as the commit was, and
-:meth:`HeldStore.release_held` stores the held decisions in one transaction, exactly as
-:meth:`Store.save_decisions` would have. Journals that crashed processes left are stored by the next
-process to open the services (:meth:`HeldStore.recover_held`), before feature state is rebuilt.
+in one process, against about 50 µs a decision for a group's commit. A held decision is instead one
+line appended to this process's journal (:mod:`._journal`), as durable against a crash of the process
+as the commit was, and :meth:`HeldStore.release_held` stores the held decisions in one transaction,
+exactly as :meth:`Store.save_decisions` would have. Journals that crashed processes left are stored by
+the next process to open the services (:meth:`HeldStore.recover_held`), before feature state is
+rebuilt.
 
 Held decisions count as decided in this process: :meth:`Store.decided_ids`,
 :meth:`Store.get_decisions` and :meth:`Store.get_transaction` see them, and a writer in this process
