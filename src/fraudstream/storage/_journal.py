@@ -1,6 +1,6 @@
 """An append-only file of decisions made but not yet stored: one JSON line each, one ``write`` per batch.
 
-A journal sits beside the SQLite file (``fraud.db-held-<pid>-<token>``) and belongs to the process
+A journal sits beside the SQLite file (``fraudstream.db-held-<pid>-<token>``) and belongs to the process
 that holds an exclusive ``flock`` on it for as long as it runs. A line reaches the operating system in
 a single ``write(2)`` before the answer is sent, so it outlives a crash of the process exactly as a
 SQLite commit in WAL mode with ``synchronous=NORMAL`` does (neither outlives the machine losing
