@@ -24,8 +24,8 @@ the commits saved the loop only 0.05 ms per request once batches were shared, an
 for a core: 1.7 ms at the median, 10–14 ms at p99. The loop is busy for the length of a batch, a few
 milliseconds, which the requests waiting for that batch would wait anyway.
 
-What does pay is holding the decisions (see :mod:`fraudstream.storage._held`): each request's commit
-writes one page instead of eleven, and the eleven-page write is shared by the requests of 20 ms.
+What does pay is holding the decisions (see :mod:`fraudstream.storage._held`): each request appends a
+line to a journal instead of committing eleven pages, and one commit stores the requests of 20 ms.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ class ScoreBatcher:
     """Decides queued score requests in batches of up to ``max_batch``, on the event loop; under load a
     batch waits up to ``max_wait`` seconds for more requests.
 
-    Decisions are held (:meth:`~fraudstream.storage.Store.hold_decisions`): committed before the
-    answers, one page each, and stored into the decision and transaction tables a group at a time,
+    Decisions are held (:meth:`~fraudstream.storage.Store.hold_decisions`): journalled before the
+    answers, and stored into the decision and transaction tables a group at a time,
     ``hold_for`` seconds after the first of them or as soon as ``max_held`` are held. :meth:`stop`
     stores what is held.
 
