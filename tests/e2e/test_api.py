@@ -52,6 +52,15 @@ def wait_for(condition: Callable[[], bool], timeout: float = 15.0, what: str = "
         time.sleep(0.02)
 
 
+def stored(services: Services) -> int:
+    """Decisions in the table itself (``store.query`` stores nothing held first)."""
+    from sqlalchemy import func, select
+
+    from fraudstream.storage.tables import decisions
+
+    return int(services.store.query(select(func.count()).select_from(decisions))[0][0])
+
+
 @pytest.fixture
 def make_api(tmp_path: Path, bundle_path: Path) -> Iterator[Callable[..., Api]]:
     """Build an app on a fresh database: ``make_api(run_worker=..., **settings)``."""
@@ -883,13 +892,6 @@ def test_under_load_a_score_request_waits_for_company_and_alone_it_does_not(api:
 def test_score_decisions_are_stored_a_group_at_a_time_and_all_at_shutdown(
     make_api: Callable[..., Api],
 ) -> None:
-    from sqlalchemy import func, select
-
-    from fraudstream.storage.tables import decisions
-
-    def stored(services: Services) -> int:  # the table itself: store.query releases nothing
-        return int(services.store.query(select(func.count()).select_from(decisions))[0][0])
-
     client, services, _ = make_api(score_hold=0.2)
     for i in range(3):
         assert client.post("/v1/score", json=tx(f"g{i}")).status_code == 200
@@ -908,22 +910,18 @@ def test_score_decisions_are_stored_a_group_at_a_time_and_all_at_shutdown(
 
 
 def test_the_held_decisions_are_stored_at_once_when_max_held_are_waiting(api: Api) -> None:
-    from sqlalchemy import func, select
-
     from fraudstream.api.batcher import ScoreBatcher
     from fraudstream.api.metrics import ApiMetrics
     from fraudstream.events.transaction import Transaction
-    from fraudstream.storage.tables import decisions
 
     _, services, _ = api
     batcher = ScoreBatcher(services.scorer, services.store, ApiMetrics(), hold_for=30, max_held=3)
-    count = select(func.count()).select_from(decisions)
 
     async def run(ids: list[str]) -> int:
         for i in ids:
             await batcher.submit(Transaction.model_validate(tx(i)))
         await asyncio.sleep(0.01)
-        return int(services.store.query(count)[0][0])
+        return stored(services)
 
     assert asyncio.run(run(["m1", "m2"])) == 0  # held, the 30 s not over
     assert asyncio.run(run(["m3"])) == 3  # the third held: all stored now

@@ -39,7 +39,6 @@ from fraudstream.storage.rows import DECISION_COLUMNS, TRANSACTION_COLUMNS, tran
 _d = tables.decisions
 _t = tables.transactions
 _fs = tables.feature_sets
-_STORED_ONE = "SELECT transaction_id FROM decisions WHERE transaction_id = ?"
 
 
 class HeldStore(Database):
@@ -100,8 +99,6 @@ class HeldStore(Database):
         driver = self._writers.acquire()
         try:
             with self._translated():
-                if len(ids) == 1:  # the score API's usual batch
-                    return {row[0] for row in driver.execute(_STORED_ONE, ids)}
                 return bulk.sqlite_known_keys(driver, _d, ids)
         finally:
             self._writers.release(driver)
