@@ -16,7 +16,7 @@ from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import FeatureEngine
 from fraudstream.features.definitions import DAY, HOUR, EntitySpec, FeatureSet
 from fraudstream.state import FeatureState, MemoryFeatureState, StateError, open_state
-from fraudstream.state.base import EVENT_FIELDS, FLOAT_FIELDS
+from fraudstream.state.base import CODE, CODED_FIELDS, EVENT_FIELDS, FLOAT_FIELDS
 
 RETENTION, GRACE = 1000.0, 100.0
 ENTITIES = FeatureEngine().entity_columns
@@ -274,6 +274,38 @@ def test_a_long_history_stays_in_time_order_as_events_arrive(
     assert len(h) > 128 * len(asked)
 
 
+@pytest.mark.parametrize("n", [40, 600], ids=["short", "long"])
+def test_key_events_lend_what_a_fetch_returns(state: FeatureState, n: int) -> None:
+    """The engine's one-transaction path reads a key's events in place: in time order (ties in
+    arrival order) once sorted stably, unless they come ordered, they are what a fetch returns."""
+    rng = np.random.default_rng(11)
+    times = np.round(rng.uniform(0, 900, n))  # equal times, and late arrivals
+    times[::7] = np.nan
+    events = [
+        {"tx": f"e{i}", "t": t, "amount": float(i), "customer": ("c1", "c2")[i % 2], "device": f"d{i % 5}"}
+        for i, t in enumerate(times)
+    ]
+    for lo in range(0, n, 100):
+        state.record(batch(*events[lo : lo + 100]), ENTITIES)
+    state.record_labels(keys("e2", "e4"), np.array([T0 + 950.0, T0 + 960.0]), np.array([True, True]))
+    lent = state.key_events("customer", "c1")
+    assert lent is not None
+    rows = lent.rows[~np.isnan(lent.timestamp[lent.rows])]
+    if not lent.ordered:
+        rows = rows[np.argsort(lent.timestamp[rows], kind="stable")]
+    fetched = state.fetch("customer", keys("c1"), -math.inf)
+    assert lent.amount[rows].tolist() == fetched.events["amount"].tolist()
+    assert len(rows) > (100 if n > 128 else 10)
+    device = CODED_FIELDS.index("device_id")
+    assert lent.codes[device, rows].tolist() == fetched.events[CODE + "device_id"].tolist()
+    assert sorted(lent.labels) == sorted(
+        zip(fetched.label_tx_time.tolist(), fetched.label_time.tolist(), strict=True)
+    )
+    assert len(lent.labels) == 2
+    nothing = state.key_events("customer", "nobody")
+    assert nothing is not None and nothing.rows.shape[0] == 0 and not nothing.labels
+
+
 def test_a_history_read_after_later_records_holds_what_was_fetched(state: FeatureState) -> None:
     """The live path reads a history before recording, but nothing may rely on that: one read after
     its key took in more events, some late, and the state grew its storage, holds what was fetched."""
@@ -400,6 +432,31 @@ SHORT = FeatureSet(
     ratio_window=3 * DAY,
     retention=4 * DAY,
 )  # fmt: skip
+
+
+@pytest.mark.parametrize("feature_set", [None, SHORT], ids=["default", "short-retention"])
+def test_one_transaction_at_a_time_matches_offline(
+    make_state: Factory, feature_set: FeatureSet | None
+) -> None:
+    """The API's path on every backend: each transaction a batch of its own, scored then recorded,
+    with the labels that had arrived by its time, gives the values of the whole stream at once."""
+    engine = FeatureEngine(feature_set) if feature_set else FeatureEngine()
+    config = GeneratorConfig(n_customers=30, n_merchants=4, days=8, seed=9, label_delay_days=1.0)
+    stream = TransactionBatch.from_frame(generate(config))
+    offline = engine.compute(stream)
+    with make_state(retention=engine.feature_set.retention, grace=DAY) as state:
+        rows = []
+        for i in range(len(stream)):
+            one = stream.take(np.array([i]))
+            arrived = np.flatnonzero(stream.label_time[:i] <= one.timestamp[0])
+            state.record_labels(
+                stream.transaction_id[arrived], stream.label_time[arrived], stream.is_fraud[arrived] == 1
+            )
+            values, new = engine.process(one, state)
+            assert new.tolist() == [True]
+            rows.append(values[0])
+    assert len(stream) > 200
+    assert np.array_equal(np.array(rows), offline, equal_nan=True)
 
 
 @pytest.mark.redis

@@ -28,9 +28,13 @@ PATHS = ("default", "lists", "numpy")
 
 @contextmanager
 def only(path: str) -> Iterator[None]:
-    """Force one preparation for every size ("lists" or "numpy"), or keep the default split."""
+    """Force one preparation for every size ("lists" or "numpy"), or keep the default split, where a
+    batch of one new transaction takes the one-row path ("timelines": every key's rows ordered)."""
     with pytest.MonkeyPatch.context() as mp:
-        if path != "default":
+        if path == "timelines":
+            mp.setattr(memory_module, "_LONG", 0)
+        elif path != "default":
+            mp.setattr(engine_module, "one_transaction", lambda *args: False)
             limit = 10**9 if path == "lists" else 0
             for module, name in (
                 (engine_module, "FEW"),
@@ -198,7 +202,8 @@ def test_tricky_live_sequences_agree_on_both_paths(seed: int, n: int, in_order: 
     batch = tricky_batch(rng, n)
     if in_order:
         batch = batch.take(np.argsort(batch.timestamp, kind="stable"))
-    states = {p: MemoryFeatureState(retention=engine.feature_set.retention) for p in ("lists", "numpy")}
+    paths = ("lists", "numpy", "default", "timelines")
+    states = {p: MemoryFeatureState(retention=engine.feature_set.retention) for p in paths}
     parts: list[np.ndarray] = []
     start = 0
     while start < n:
@@ -217,8 +222,9 @@ def test_tricky_live_sequences_agree_on_both_paths(seed: int, n: int, in_order: 
                 values[path] = engine.compute(part, state, labels_from_batch=labels_from_batch)
                 new[path] = state.record(part, engine.entity_columns)
             state.record_labels(part.transaction_id, part.label_time, part.is_fraud == 1)
-        assert_same_bits(values["lists"], values["numpy"])
-        assert new["lists"].tolist() == new["numpy"].tolist()
+        for path in paths[1:]:
+            assert_same_bits(values[path], values["lists"])
+            assert new[path].tolist() == new["lists"].tolist()
     with only("lists"):
         lists = engine.compute(batch)
     with only("numpy"):

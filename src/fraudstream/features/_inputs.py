@@ -93,6 +93,8 @@ class Layout:
     coded: tuple[str, ...]  # identifier columns compared by code: counterparts, then novelty columns
     cps: tuple[int, ...]  # positions in ``coded`` of the counterpart columns
     nov: tuple[int, ...]  # positions in ``coded`` of the novelty columns (profile only)
+    cps_f: np.ndarray  # the counterpart columns' rows in a state's codes (CODED_FIELDS order)
+    nov_f: np.ndarray  # the novelty columns' rows there
 
 
 def few_inputs(

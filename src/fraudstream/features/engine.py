@@ -16,10 +16,11 @@ import pandas as pd
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import keys
 from fraudstream.features._inputs import ALWAYS, FEW, SHORT, Layout, few_inputs, many_inputs
+from fraudstream.features._single import one_transaction, transaction_features_one
 from fraudstream.features._slots import slots_few, slots_many
 from fraudstream.features.definitions import DAY, DEFAULT_FEATURE_SET, FeatureSet
 from fraudstream.features.kernels import entity_features
-from fraudstream.state.base import EVENT_FIELDS, FeatureState, History
+from fraudstream.state.base import CODED_FIELDS, EVENT_FIELDS, FeatureState, History
 
 
 class FeatureEngine:
@@ -30,6 +31,7 @@ class FeatureEngine:
         self.names = feature_set.names
         self.entity_columns = {e.name: e.column for e in feature_set.entities}
         self._layouts: list[Layout] = []
+        self._retention = feature_set.retention
         col = len(feature_set.transaction_features)
         for spec in feature_set.entities:
             extra = (feature_set.ratio_window,) if spec.profile else ()
@@ -66,6 +68,8 @@ class FeatureEngine:
                     coded=coded,
                     cps=tuple(coded.index(c) for c in spec.distinct),
                     nov=tuple(coded.index(c) for c in novelty),
+                    cps_f=np.array([CODED_FIELDS.index(c) for c in spec.distinct], dtype=np.int64),
+                    nov_f=np.array([CODED_FIELDS.index(c) for c in novelty], dtype=np.int64),
                 )
             )
             col += width
@@ -86,12 +90,20 @@ class FeatureEngine:
         if labels_from_batch is None:
             labels_from_batch = state is None
         out = np.full((len(batch), len(self.names)), np.nan)
-        self._transaction_features(batch, out)
+        one = len(batch) == 1
+        if not (one and transaction_features_one(self.feature_set.transaction_features, batch, out)):
+            self._transaction_features(batch, out)
         if state is None:
             for layout in self._layouts:
                 self._entity(layout, batch, None, None, labels_from_batch, out)
             return out
         with state.reading():
+            if (
+                one
+                and not labels_from_batch
+                and one_transaction(self._layouts, self._retention, batch, state, out)
+            ):
+                return out
             recorded = state.recorded(batch.transaction_id)
             for layout in self._layouts:
                 self._entity(layout, batch, state, recorded, labels_from_batch, out)

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -223,6 +223,24 @@ class _Gathered(Mapping[str, np.ndarray]):
         return len(EVENT_FIELDS)
 
 
+class KeyEvents(NamedTuple):
+    """One key's events as a state holds them: row numbers into its columns, for compiled code to
+    read in place. What :meth:`FeatureState.key_events` answers for the engine's one-transaction path,
+    where building a :class:`History` cost more than the features computed from it."""
+
+    rows: np.ndarray
+    """Positions in the columns, in arrival order, or in time order (then arrival) when ``ordered``."""
+    ordered: bool
+    timestamp: np.ndarray
+    amount: np.ndarray
+    latitude: np.ndarray
+    longitude: np.ndarray
+    codes: np.ndarray
+    """The identifier codes, a row per field of :data:`CODED_FIELDS` (as :meth:`FeatureState.codes`)."""
+    labels: Sequence[tuple[float, float]]
+    """(transaction time, label time) of the fraud labels that have arrived for the key."""
+
+
 class FeatureState(ABC):
     """Recent per-entity history for point-in-time features, idempotent per ``transaction_id``."""
 
@@ -262,6 +280,11 @@ class FeatureState(ABC):
     def codes(self, field: str, values: np.ndarray) -> np.ndarray | None:
         """The integer codes of identifiers of ``field`` (one of :data:`CODED_FIELDS`), as a history's
         ``CODE + field`` column holds them, -1 for none; ``None`` where the backend keeps no codes."""
+        return None
+
+    def key_events(self, entity: str, key: Any) -> KeyEvents | None:
+        """``key``'s events held for ``entity``, in place, where the backend keeps coded columns; the
+        engine then reads them without a :func:`fetch`. ``None`` where it cannot (the default)."""
         return None
 
     def ping(self) -> str:

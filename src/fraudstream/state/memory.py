@@ -10,20 +10,22 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
+from fraudstream.state._log import EventLog
 from fraudstream.state._scan import ROWS_PER_KEY, scan_history
 from fraudstream.state._timeline import Timeline, TimelineEvents
 from fraudstream.state.base import (
     CODE,
     CODED_FIELDS,
     EVENT_FIELDS,
-    FLOAT_FIELDS,
     FeatureState,
     History,
+    KeyEvents,
     gather_history,
     gathered_history,
     history_of,
@@ -31,43 +33,10 @@ from fraudstream.state.base import (
 
 _FEW = 64
 """Below this many rows, recording checks ids in plain Python rather than through pandas."""
+_NO_ROWS = np.empty(0, dtype=np.int64)
 _LONG = 128
 """From this many events on, a key's row numbers are also kept as an array or, once the key has been
 fetched alone (the live path's busy merchant), as a :class:`Timeline` in time order."""
-
-
-class _Log:
-    """Append-only columns with amortised doubling: the event fields, and the codes of the identifier
-    fields (``CODE + field``)."""
-
-    def __init__(self) -> None:
-        self.size = 0
-        self.data = {
-            f: np.empty(1024, dtype=np.float64 if f in FLOAT_FIELDS else object) for f in EVENT_FIELDS
-        }
-        self.data.update({CODE + f: np.empty(1024, dtype=np.int64) for f in CODED_FIELDS})
-
-    def append(self, columns: Mapping[str, np.ndarray]) -> range:
-        n = len(columns["timestamp"])
-        if self.size + n > len(self.data["timestamp"]):
-            capacity = max(2 * len(self.data["timestamp"]), self.size + n)
-            for f, old in self.data.items():
-                grown = np.empty(capacity, dtype=old.dtype)
-                grown[: self.size] = old[: self.size]
-                self.data[f] = grown
-        for f, column in self.data.items():
-            column[self.size : self.size + n] = columns[f]
-        self.size += n
-        return range(self.size - n, self.size)
-
-    def keep(self, mask: np.ndarray) -> np.ndarray:
-        """Drop rows where ``mask`` is False; returns the new number of each old row (-1 if dropped)."""
-        renumber = np.cumsum(mask) - 1
-        renumber[~mask] = -1
-        for f, col in self.data.items():
-            self.data[f] = col[: self.size][mask].copy()
-        self.size = int(mask.sum())
-        return renumber
 
 
 class MemoryFeatureState(FeatureState):
@@ -80,7 +49,7 @@ class MemoryFeatureState(FeatureState):
     def __init__(self, retention: float, grace: float = 86400.0) -> None:
         self.retention = retention
         self.grace = grace
-        self._log = _Log()
+        self._log = EventLog()
         self._index: dict[str, defaultdict[str, list[int]]] = {}
         self._arrays: dict[str, dict[str, tuple[np.ndarray, int]]] = {}  # long row lists, as arrays
         self._timelines: dict[str, dict[str, Timeline]] = {}  # long histories fetched alone
@@ -115,6 +84,22 @@ class MemoryFeatureState(FeatureState):
         return gather_history(
             [(k, self._ordered(entity, k, rows, data)) for k, rows in found], data, arrived, since, lazy=True
         )
+
+    def key_events(self, entity: str, key: Any) -> KeyEvents:
+        """``key``'s row numbers in the log, in time order when it has a timeline (a long history)."""
+        data = self._log.data
+        rows = self._index.get(entity, {}).get(key)
+        found, ordered = _NO_ROWS, False
+        if rows is not None and len(rows) >= _LONG:
+            timeline = self._timeline(entity, key, rows, data)
+            found, ordered = timeline.rows[: timeline.size], True
+        elif rows:
+            found = np.array(rows, dtype=np.int64)
+        labels = self._labels.get(entity, {}).get(key, ())
+        timestamp, amount, latitude, longitude = (
+            data[f] for f in ("timestamp", "amount", "latitude", "longitude")
+        )
+        return KeyEvents(found, ordered, timestamp, amount, latitude, longitude, self._log.codes, labels)
 
     def _ordered(
         self, entity: str, key: str, rows: list[int], data: Mapping[str, np.ndarray]
@@ -290,7 +275,7 @@ class MemoryFeatureState(FeatureState):
             self._coders[f] = {v: int(renumber[c]) for v, c in coder.items() if renumber[c] >= 0}
 
     def close(self) -> None:
-        self._log = _Log()
+        self._log = EventLog()
         self._index.clear()
         self._partial.clear()
         self._arrays.clear()

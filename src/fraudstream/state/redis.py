@@ -28,7 +28,7 @@ from fraudstream._urls import without_password
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.state import _redis_codec as codec
 from fraudstream.state import _redis_lua as lua
-from fraudstream.state.base import EVENT_FIELDS, FeatureState, History, StateError
+from fraudstream.state.base import EVENT_FIELDS, FeatureState, History, KeyEvents, StateError
 from fraudstream.state.memory import MemoryFeatureState
 
 try:
@@ -122,6 +122,12 @@ class RedisFeatureState(FeatureState):
     def _fresh(self) -> None:
         if not self._steady:
             self._catch_up()
+
+    def key_events(self, entity: str, key: Any) -> KeyEvents:
+        """The replica's events of ``key`` (see :meth:`MemoryFeatureState.key_events`)."""
+        with self._lock:
+            self._fresh()
+            return self._replica.key_events(entity, key)
 
     def codes(self, field: str, values: np.ndarray) -> np.ndarray:
         """The replica's codes (see :meth:`MemoryFeatureState.codes`)."""
