@@ -29,12 +29,12 @@ PATHS = ("default", "lists", "numpy")
 @contextmanager
 def only(path: str) -> Iterator[None]:
     """Force one preparation for every size ("lists" or "numpy"), or keep the default split, where a
-    batch of one new transaction takes the one-row path ("timelines": every key's rows ordered)."""
+    few new transactions take the compiled path ("timelines": every key's rows lent in time order)."""
     with pytest.MonkeyPatch.context() as mp:
         if path == "timelines":
             mp.setattr(memory_module, "_LONG", 0)
         elif path != "default":
-            mp.setattr(engine_module, "one_transaction", lambda *args: False)
+            mp.setattr(engine_module, "few_transactions", lambda *args: False)
             limit = 10**9 if path == "lists" else 0
             for module, name in (
                 (engine_module, "FEW"),
@@ -229,3 +229,45 @@ def test_tricky_live_sequences_agree_on_both_paths(seed: int, n: int, in_order: 
         lists = engine.compute(batch)
     with only("numpy"):
         assert_same_bits(lists, engine.compute(batch))
+
+
+@pytest.mark.parametrize("path", ["default", "timelines"])
+def test_equal_times_in_a_few_rows_order_like_the_batch_path(engine: FeatureEngine, path: str) -> None:
+    """One customer's events at two times only, each at its own place with its own amount: the few-row
+    path must order equal times as the batch path does (held events first, then batch order), or the
+    sums and the previous location differ."""
+    rng = np.random.default_rng(4)
+    n = 24
+    ts = 1_700_000_000.0 + 3600.0 * (np.arange(n) >= n // 2) + 7200.0 * (np.arange(n) >= n - 4)
+    ids = np.empty(n, dtype=object)
+    ids[:] = [f"t{i}" for i in range(n)]
+    same = np.empty(n, dtype=object)
+    same[:] = ["c1"] * n
+    whole = TransactionBatch(
+        transaction_id=ids,
+        timestamp=ts,
+        amount=rng.uniform(1, 1000, n),
+        customer_id=same,
+        merchant_id=same,
+        device_id=same,
+        ip_address=same,
+        country=same,
+        latitude=rng.uniform(40, 50, n),
+        longitude=rng.uniform(0, 10, n),
+        account_created_at=ts - 86400.0,
+        is_fraud=np.zeros(n),
+        label_time=np.full(n, np.nan),
+    )
+    parts = [np.arange(0, 8), np.arange(8, 10), np.arange(10, 16), np.arange(16, 20), np.arange(20, n)]
+    values = {}
+    for way in ("lists", path):
+        state = MemoryFeatureState(retention=engine.feature_set.retention)
+        rows = []
+        for index in parts:
+            part = whole.take(index)
+            with only(way):
+                rows.append(engine.compute(part, state))
+                state.record(part, engine.entity_columns)
+        values[way] = np.vstack(rows)
+    assert_same_bits(values[path], values["lists"])
+    assert not np.isnan(values["lists"][-1]).all()

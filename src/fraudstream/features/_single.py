@@ -1,16 +1,18 @@
-"""The live path's batch of one: each entity's features from the state's columns, in one compiled call.
+"""The live path's few transactions: each entity's features from the state's columns, compiled.
 
-An API request scores one transaction. Building a :class:`~fraudstream.state.base.History` and the
-kernel's inputs for it took some sixty Python and numpy calls per entity, most of the request's
-feature time. Here the state lends the key's rows in place (:meth:`FeatureState.key_events`), and
-one compiled call picks those at or after ``since``, orders them by time then arrival, appends the
-transaction and hands :func:`~fraudstream.features.kernels.entity_features` that context: the one the
-batch path builds, so the values are the same to the bit (a unit test compares both).
+An API request scores one transaction (a few, when requests arrive together). Building a
+:class:`~fraudstream.state.base.History` and the kernel's inputs for it took some sixty Python and
+numpy calls per entity, most of the request's feature time. Here the state lends a key's rows in
+place (:meth:`FeatureState.key_events`), and one compiled call picks those at or after ``since``,
+orders them by time then arrival, adds the batch's transactions of that key and hands
+:func:`~fraudstream.features.kernels.entity_features` the context the batch path builds: the values
+are the same to the bit (unit tests compare both paths).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -22,6 +24,8 @@ from fraudstream.features.kernels import entity_features
 from fraudstream.state.base import CODED_FIELDS, FeatureState, KeyEvents
 
 _NO_LABELS = np.empty((0, 2))
+FEW_ROWS = 16
+"""Batches up to this many rows take this path (the API's, grouped from concurrent requests)."""
 
 
 @njit(cache=True)
@@ -61,38 +65,53 @@ def _context(rows, ordered, since, ts_log):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def one_entity(
-    rows, ordered, since, ts_log, amount_log, lat_log, lon_log, codes_log, query, query_codes, labels,
-    bwin, agg_b, cps_f, dist_b, nov_f, profile, ratio_b, label_b, out, col0,
+def key_features(
+    rows, ordered, since, ts_log, amount_log, lat_log, lon_log, codes_log, picks, query, query_codes,
+    labels, bwin, agg_b, cps_f, dist_b, nov_f, profile, ratio_b, label_b, out, col0,
 ):  # fmt: skip  # pragma: no cover - compiled
-    """Fill ``out[0, col0:]`` for the transaction ``query`` (time, amount, latitude, longitude; its
-    identifier codes ``query_codes``) from its key's ``rows`` in the log columns ``*_log``."""
-    picked = _context(rows, ordered, since, ts_log)
-    m = picked.shape[0]
-    ts, amount = np.empty(m + 1), np.empty(m + 1)
-    n_geo = m + 1 if profile else 0
-    lat, lon = np.empty(n_geo), np.empty(n_geo)
-    cps = np.empty((m + 1, cps_f.shape[0]), np.int64)
-    nov = np.empty((m + 1, nov_f.shape[0]), np.int64)
-    for k in range(m + 1):
-        r = picked[k] if k < m else -1
-        ts[k] = ts_log[r] if k < m else query[0]
-        amount[k] = amount_log[r] if k < m else query[1]
+    """Fill ``out[picks, col0:]`` for the batch's rows ``picks`` (in batch order), which share one key,
+    from the key's ``rows`` in the log columns ``*_log``. ``query`` holds the batch's times, amounts,
+    latitudes and longitudes (a row each), ``query_codes`` its identifier codes (as ``codes_log``)."""
+    held = _context(rows, ordered, since, ts_log)
+    m, k = held.shape[0], picks.shape[0]
+    n = m + k
+    ts, amount = np.empty(n), np.empty(n)
+    lat, lon = np.empty(n if profile else 0), np.empty(n if profile else 0)
+    cps = np.empty((n, cps_f.shape[0]), np.int64)
+    nov = np.empty((n, nov_f.shape[0]), np.int64)
+    out_row = np.full(n, -1, np.int64)
+    for i in range(n):
+        if i < m:
+            r = held[i]
+            ts[i], amount[i] = ts_log[r], amount_log[r]
+            if profile:
+                lat[i], lon[i] = lat_log[r], lon_log[r]
+            for c in range(cps_f.shape[0]):
+                cps[i, c] = codes_log[cps_f[c], r]
+            for c in range(nov_f.shape[0]):
+                nov[i, c] = codes_log[nov_f[c], r]
+        else:
+            q = picks[i - m]
+            out_row[i] = q
+            ts[i], amount[i] = query[0, q], query[1, q]
+            if profile:
+                lat[i], lon[i] = query[2, q], query[3, q]
+            for c in range(cps_f.shape[0]):
+                cps[i, c] = query_codes[cps_f[c], q]
+            for c in range(nov_f.shape[0]):
+                nov[i, c] = query_codes[nov_f[c], q]
+    if k > 1:  # the batch's rows see each other: the context in time order, history first among equals
+        order = np.argsort(ts, kind="mergesort")
+        ts, amount, out_row = ts[order], amount[order], out_row[order]
+        cps, nov = cps[order], nov[order]
         if profile:
-            lat[k] = lat_log[r] if k < m else query[2]
-            lon[k] = lon_log[r] if k < m else query[3]
-        for c in range(cps_f.shape[0]):
-            cps[k, c] = codes_log[cps_f[c], r] if k < m else query_codes[cps_f[c]]
-        for c in range(nov_f.shape[0]):
-            nov[k, c] = codes_log[nov_f[c], r] if k < m else query_codes[nov_f[c]]
+            lat, lon = lat[order], lon[order]
     for c in range(cps_f.shape[0]):
         cps[:, c] = _ranks(cps[:, c].copy())
-    out_row = np.full(m + 1, -1, np.int64)
-    out_row[m] = 0
     recent = labels[labels[:, 0] >= since]
-    order = np.argsort(recent[:, 0], kind="mergesort")
-    l_tx, l_time = recent[order, 0].copy(), recent[order, 1].copy()
-    bounds = np.array([0, m + 1], np.int64)
+    by_time = np.argsort(recent[:, 0], kind="mergesort")
+    l_tx, l_time = recent[by_time, 0].copy(), recent[by_time, 1].copy()
+    bounds = np.array([0, n], np.int64)
     lbounds = np.array([0, l_tx.shape[0]], np.int64)
     entity_features(
         bounds, ts, amount, out_row, bwin, agg_b, cps, dist_b, nov, lat, lon, profile, ratio_b,
@@ -100,60 +119,72 @@ def one_entity(
     )  # fmt: skip
 
 
-def one_transaction(
+def few_transactions(
     layouts: list[Layout], retention: float, batch: TransactionBatch, state: FeatureState, out: np.ndarray
 ) -> bool:
-    """Fill the entity columns of ``out`` (one row) for a batch of one new transaction; ``False``, with
-    nothing written, where this path does not apply: a state that lends no events, a transaction it
-    already holds or may hold, or one without a time. The batch path answers those."""
-    t = float(batch.timestamp[0])
+    """Fill the entity columns of ``out`` for a batch of a few new transactions, one compiled call per
+    entity and key; ``False``, with nothing written, where this path does not apply: more than
+    :data:`FEW_ROWS` rows, a state that lends no events, a transaction it holds or may hold, one id
+    twice, or a time that is not finite. The batch path answers those."""
+    n = len(batch)
+    times = batch.timestamp.tolist()
+    if n > FEW_ROWS or not all(math.isfinite(t) for t in times):
+        return False
     recorded = state.recorded(batch.transaction_id)
-    if not math.isfinite(t) or recorded is None or recorded[0]:
+    if recorded is None or recorded.any() or len(set(batch.transaction_id.tolist())) < n:
         return False
-    found: list[tuple[Layout, KeyEvents]] = []
+    work: list[tuple[Layout, float, KeyEvents, np.ndarray]] = []
     for layout in layouts:
-        key = getattr(batch, layout.spec.column)[0]
-        if key is None or key != key:
+        groups: dict[Any, list[int]] = {}
+        for i, key in enumerate(getattr(batch, layout.spec.column).tolist()):
+            if key is not None and key == key:
+                groups.setdefault(key, []).append(i)
+        if not groups:
             continue
-        events = state.key_events(layout.spec.name, key)
-        if events is None:
-            return False
-        found.append((layout, events))
+        since = min(times[i] for picks in groups.values() for i in picks) - retention
+        for key, members in groups.items():
+            events = state.key_events(layout.spec.name, key)
+            if events is None:
+                return False
+            work.append((layout, since, events, np.array(members, dtype=np.int64)))
     coded = [state.codes(f, getattr(batch, f)) for f in CODED_FIELDS]
-    query_codes = np.array([c[0] for c in coded if c is not None], dtype=np.int64)
-    if query_codes.shape[0] != len(CODED_FIELDS):
+    if any(c is None for c in coded):
         return False
-    query = np.array([t, batch.amount[0], batch.latitude[0], batch.longitude[0]])
-    since = t - retention
-    for layout, ev in found:
+    query_codes = np.array(coded, dtype=np.int64)
+    query = np.array([batch.timestamp, batch.amount, batch.latitude, batch.longitude], dtype=np.float64)
+    for layout, since, ev, picks in work:
         labels = np.array(ev.labels, dtype=np.float64) if ev.labels else _NO_LABELS
-        one_entity(
+        key_features(
             ev.rows, ev.ordered, since, ev.timestamp, ev.amount, ev.latitude, ev.longitude, ev.codes,
-            query, query_codes, labels, layout.bwin, layout.agg_b, layout.cps_f, layout.dist_b,
+            picks, query, query_codes, labels, layout.bwin, layout.agg_b, layout.cps_f, layout.dist_b,
             layout.nov_f, layout.spec.profile, layout.ratio_b, layout.label_b, out, layout.col0,
         )  # fmt: skip
     return True
 
 
-def transaction_features_one(names: tuple[str, ...], batch: TransactionBatch, out: np.ndarray) -> bool:
-    """:meth:`FeatureEngine._transaction_features` for a batch of one, in plain floats (a tenth of the
-    seven array operations' fixed cost); ``False`` for a time that is not finite."""
-    ts = float(batch.timestamp[0])
-    if not math.isfinite(ts):
+def transaction_features_few(names: tuple[str, ...], batch: TransactionBatch, out: np.ndarray) -> bool:
+    """:meth:`FeatureEngine._transaction_features` for a few rows, in plain floats (a fraction of the
+    seven array operations' fixed cost); ``False`` past :data:`FEW_ROWS` or for a time not finite."""
+    if len(batch) > FEW_ROWS:
         return False
-    amount = float(batch.amount[0])
-    hour = float(math.floor((ts % DAY) / 3600.0))
-    weekday = float((math.floor(ts / DAY) + 3) % 7)
-    values = {
-        "amount": amount,
-        "log_amount": float(np.log1p(amount)),
-        "hour": hour,
-        "weekday": weekday,
-        "is_night": 1.0 if hour < 6 else 0.0,
-        "is_weekend": 1.0 if weekday >= 5 else 0.0,
-        "account_age_days": (ts - float(batch.account_created_at[0])) / DAY,
-    }
-    row = out[0]
-    for i, name in enumerate(names):
-        row[i] = values[name]
+    columns = zip(
+        batch.timestamp.tolist(), batch.amount.tolist(), batch.account_created_at.tolist(), strict=True
+    )
+    rows = []
+    for ts, amount, created in columns:
+        if not math.isfinite(ts):
+            return False
+        hour = float(math.floor((ts % DAY) / 3600.0))
+        weekday = float((math.floor(ts / DAY) + 3) % 7)
+        values = {
+            "amount": amount,
+            "log_amount": float(np.log1p(amount)),
+            "hour": hour,
+            "weekday": weekday,
+            "is_night": 1.0 if hour < 6 else 0.0,
+            "is_weekend": 1.0 if weekday >= 5 else 0.0,
+            "account_age_days": (ts - created) / DAY,
+        }
+        rows.append([values[name] for name in names])
+    out[:, : len(names)] = rows
     return True

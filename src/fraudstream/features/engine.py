@@ -16,7 +16,7 @@ import pandas as pd
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import keys
 from fraudstream.features._inputs import ALWAYS, FEW, SHORT, Layout, few_inputs, many_inputs
-from fraudstream.features._single import one_transaction, transaction_features_one
+from fraudstream.features._single import few_transactions, transaction_features_few
 from fraudstream.features._slots import slots_few, slots_many
 from fraudstream.features.definitions import DAY, DEFAULT_FEATURE_SET, FeatureSet
 from fraudstream.features.kernels import entity_features
@@ -90,19 +90,14 @@ class FeatureEngine:
         if labels_from_batch is None:
             labels_from_batch = state is None
         out = np.full((len(batch), len(self.names)), np.nan)
-        one = len(batch) == 1
-        if not (one and transaction_features_one(self.feature_set.transaction_features, batch, out)):
+        if not transaction_features_few(self.feature_set.transaction_features, batch, out):
             self._transaction_features(batch, out)
         if state is None:
             for layout in self._layouts:
                 self._entity(layout, batch, None, None, labels_from_batch, out)
             return out
         with state.reading():
-            if (
-                one
-                and not labels_from_batch
-                and one_transaction(self._layouts, self._retention, batch, state, out)
-            ):
+            if not labels_from_batch and few_transactions(self._layouts, self._retention, batch, state, out):
                 return out
             recorded = state.recorded(batch.transaction_id)
             for layout in self._layouts:
