@@ -2,9 +2,10 @@
 sorted by (entity, event time), with codes for the identifier columns and the entity's labels.
 
 Two builders give the same inputs: :func:`many_inputs` with numpy, for batches and histories of any
-size, and :func:`few_inputs` on plain lists, for the API's batches of one or a few transactions with
-a short history, where some forty numpy calls of fixed cost were most of the feature time. The numba
-kernel (:func:`fraudstream.features.kernels.entity_features`) stays the one definition of the features.
+size, and :func:`few_inputs` on plain lists, for batches of a few transactions with a short history,
+where some forty numpy calls of fixed cost were most of the feature time (a few new transactions
+skip both: :mod:`fraudstream.features._few`). The numba kernel
+(:func:`fraudstream.features.kernels.entity_features`) stays the one definition of the features.
 """
 
 from __future__ import annotations

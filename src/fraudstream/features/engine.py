@@ -15,8 +15,8 @@ import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import keys
+from fraudstream.features._few import few_transactions, transaction_features_few
 from fraudstream.features._inputs import ALWAYS, FEW, SHORT, Layout, few_inputs, many_inputs
-from fraudstream.features._single import few_transactions, transaction_features_few
 from fraudstream.features._slots import slots_few, slots_many
 from fraudstream.features.definitions import DAY, DEFAULT_FEATURE_SET, FeatureSet
 from fraudstream.features.kernels import entity_features

@@ -225,8 +225,8 @@ class _Gathered(Mapping[str, np.ndarray]):
 
 class KeyEvents(NamedTuple):
     """One key's events as a state holds them: row numbers into its columns, for compiled code to
-    read in place. What :meth:`FeatureState.key_events` answers for the engine's one-transaction path,
-    where building a :class:`History` cost more than the features computed from it."""
+    read in place. What :meth:`FeatureState.key_events` answers for the engine's path for a few new
+    transactions (an API request), where building a :class:`History` cost more than the features."""
 
     rows: np.ndarray
     """Positions in the columns, in arrival order, or in time order (then arrival) when ``ordered``."""
