@@ -7,6 +7,9 @@ Training and live scoring both read this one definition, and the model bundle re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -76,6 +79,22 @@ TRANSACTION_FEATURES = (
     "is_weekend",
     "account_age_days",
 )
+
+
+def transaction_values(timestamp: Any, amount: Any, account_created_at: Any) -> dict[str, Any]:
+    """The :data:`TRANSACTION_FEATURES` by name, from a batch's columns or from one row's floats: one
+    definition for the batch path and the few-row path, so they cannot drift apart."""
+    hour = np.floor((timestamp % DAY) / 3600.0)
+    weekday = (np.floor(timestamp / DAY) + 3) % 7
+    return {
+        "amount": amount,
+        "log_amount": np.log1p(amount),
+        "hour": hour,
+        "weekday": weekday,
+        "is_night": (hour < 6) * 1.0,
+        "is_weekend": (weekday >= 5) * 1.0,
+        "account_age_days": (timestamp - account_created_at) / DAY,
+    }
 
 
 @dataclass(frozen=True)

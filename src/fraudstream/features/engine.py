@@ -18,7 +18,7 @@ from fraudstream.features import keys
 from fraudstream.features._few import few_transactions, transaction_features_few
 from fraudstream.features._inputs import ALWAYS, FEW, SHORT, Layout, few_inputs, many_inputs
 from fraudstream.features._slots import slots_few, slots_many
-from fraudstream.features.definitions import DAY, DEFAULT_FEATURE_SET, FeatureSet
+from fraudstream.features.definitions import DEFAULT_FEATURE_SET, FeatureSet, transaction_values
 from fraudstream.features.kernels import entity_features
 from fraudstream.state.base import CODED_FIELDS, EVENT_FIELDS, FeatureState, History
 
@@ -116,18 +116,7 @@ class FeatureEngine:
         )
 
     def _transaction_features(self, batch: TransactionBatch, out: np.ndarray) -> None:
-        ts = batch.timestamp
-        hour = np.floor((ts % DAY) / 3600.0)
-        weekday = (np.floor(ts / DAY) + 3) % 7
-        values = {
-            "amount": batch.amount,
-            "log_amount": np.log1p(batch.amount),
-            "hour": hour,
-            "weekday": weekday,
-            "is_night": (hour < 6).astype(np.float64),
-            "is_weekend": (weekday >= 5).astype(np.float64),
-            "account_age_days": (ts - batch.account_created_at) / DAY,
-        }
+        values = transaction_values(batch.timestamp, batch.amount, batch.account_created_at)
         for i, name in enumerate(self.feature_set.transaction_features):
             out[:, i] = values[name]
 
