@@ -89,8 +89,7 @@ class HeldStore(Database):
     def _release_for_reads(self) -> None:
         """Before a read that lists or counts decisions: store what this process holds, so that the read
         sees every decision answered so far."""
-        if self._journal is not None and len(self._journal):
-            self.release_held()
+        self.release_held()
 
     def _stored(self, ids: list[str]) -> set[str]:
         """Which of ``ids`` have a stored decision, on this thread's own connection (no pool checkout)."""
