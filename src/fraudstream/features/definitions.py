@@ -84,7 +84,7 @@ TRANSACTION_FEATURES = (
 def transaction_values(timestamp: Any, amount: Any, account_created_at: Any) -> dict[str, Any]:
     """The :data:`TRANSACTION_FEATURES` by name, from a batch's columns or from one row's floats: one
     definition for the batch path and the few-row path, so they cannot drift apart."""
-    hour = np.floor((timestamp % DAY) / 3600.0)
+    hour = np.floor((timestamp % DAY) / HOUR)
     weekday = (np.floor(timestamp / DAY) + 3) % 7
     return {
         "amount": amount,
