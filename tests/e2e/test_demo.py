@@ -50,3 +50,19 @@ def test_demo_serves_scores_and_summarises(
     decided = int(next(x for x in lines if "decided" in x and "sent" not in x).split()[-2].replace(",", ""))
     assert 50 <= sent <= 700 and decided == sent
     assert "scoring latency" in output and "caught" in output
+
+
+def test_demo_on_a_taken_port_says_so_before_any_work(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "fraudstream", "demo", "--port", str(port), "--no-dashboard"],
+            env=os.environ | {"FRAUD_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"},
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"port {port} on 127.0.0.1 is not free" in done.stderr and "--port" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "data" / "transactions.parquet").exists()  # nothing generated or trained first

@@ -46,6 +46,7 @@ def utc(value: datetime | None) -> datetime | None:
 def errors() -> Iterator[None]:
     """Known problems become one red line and exit code 2, not a traceback."""
     from fraudstream.brokers import BrokerError
+    from fraudstream.commands.demo import DemoError
     from fraudstream.datasets.registry import UnknownDatasetError
     from fraudstream.events.errors import SchemaError
     from fraudstream.rules import RulesError
@@ -57,7 +58,7 @@ def errors() -> Iterator[None]:
 
     known = (
         SchemaError, BundleError, TrainingError, TrackingError, UnknownDatasetError, FileNotFoundError,
-        StorageError, BrokerError, StateError, RulesError,
+        StorageError, BrokerError, StateError, RulesError, DemoError,
     )  # fmt: skip
     try:
         yield

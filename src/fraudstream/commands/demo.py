@@ -47,7 +47,26 @@ def _prime(services: Any, history: pd.DataFrame, until: float) -> None:
     )
 
 
+class DemoError(RuntimeError):
+    """The demo cannot run as asked (for example, its port is taken); the message says what to do."""
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail now, with the fix, rather than after priming when uvicorn cannot bind."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise DemoError(
+                f"port {port} on {host} is not free ({error.strerror}): pick another with --port"
+            ) from None
+
+
 def _server(app: Any, host: str, port: int) -> tuple[Any, threading.Thread]:
+    """Start uvicorn on a thread and wait for its start-up, however long the app's lifespan takes."""
     import uvicorn
 
     # open /v1/stream connections never end by themselves: give them 3 s at shutdown, then cut them
@@ -55,11 +74,10 @@ def _server(app: Any, host: str, port: int) -> tuple[Any, threading.Thread]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="fraudstream-api", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while not server.started and thread.is_alive():
+        thread.join(0.05)
     if not server.started:
-        raise RuntimeError(f"the API could not start on {host}:{port} (is the port in use? try --port)")
+        raise DemoError(f"the API could not start on {host}:{port} (see the log above; try --port)")
     return server, thread
 
 
@@ -90,9 +108,11 @@ def run_demo(
     dashboard_port: int | None = None,
 ) -> None:
     from fraudstream.api import create_app
+    from fraudstream.api.app import warm_up
     from fraudstream.datasets.simulate import Simulation
     from fraudstream.runtime import open_services
 
+    _check_port(settings.host, port or settings.port)
     frame = _prepare(settings, trials)
     split = frame["timestamp"].max() - timedelta(days=LIVE_DAYS)
     history, live = (
@@ -104,7 +124,10 @@ def run_demo(
         leftover.unlink(missing_ok=True)
     settings = settings.model_copy(update={"database_url": f"sqlite:///{db}", "port": port or settings.port})
     services = open_services(settings, warm=False)
-    _prime(services, history, split.timestamp())
+    with console.status(f"loading {len(history):,} earlier transactions into the feature state"):
+        _prime(services, history, split.timestamp())
+    with console.status("warming up the models and kernels (compiled on the first run: up to a minute)"):
+        warm_up(services.scorer)
     app = create_app(settings, services, run_worker=True)
     server, thread = _server(app, settings.host, settings.port)
     base = f"http://{settings.host}:{settings.port}"
