@@ -51,6 +51,8 @@ Send the API key as `X-API-Key` or `Authorization: Bearer` when `FRAUD_API_KEYS`
 #: After a crash of the embedded worker's loop (e.g. the database went away), wait this long and resume.
 WORKER_RESTART_DELAY = 1.0
 WORKER_JOIN_TIMEOUT = 30.0
+#: Say why the start-up takes long when the warm-up has not finished after this many seconds.
+SLOW_WARM_UP = 3.0
 #: Rows in the warm-up's larger batch: more than the few-row paths take (see :func:`warm_up`).
 WARM_UP_MANY = 80
 
@@ -138,7 +140,14 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
             log.warning("API keys are not set: anyone who can reach this port can use the API")
         owned = services is None
         running = open_services(settings) if services is None else services
-        warm_up(running.scorer)
+        slow = threading.Timer(SLOW_WARM_UP, log.warning, (
+            "warming up: the first start after an install compiles the feature kernels (up to a minute)",
+        ))  # fmt: skip
+        slow.start()
+        try:
+            warm_up(running.scorer)
+        finally:
+            slow.cancel()
         alerts = app.state.alerts = alerts_for(running)  # stores alerts; delivers them if channels are set
         app.state.batcher = ScoreBatcher(
             running.scorer,
