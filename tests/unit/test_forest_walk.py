@@ -10,6 +10,8 @@ from sklearn.ensemble import IsolationForest
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 
+from fraudstream.scoring._few import _scoring
+from fraudstream.scoring._packed import float32_at_most
 from fraudstream.scoring.compiled import (
     PARALLEL_FROM,
     CompiledForest,
@@ -124,3 +126,24 @@ def test_feature_subsampling_is_refused() -> None:
     ).fit(X)
     with pytest.raises(ValueError, match="max_features"):
         CompiledForest.from_pipeline(model)
+
+
+def test_float32_at_most_decides_as_the_float64_threshold() -> None:
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=20_000) * 10.0 ** rng.integers(-40, 40, size=20_000)
+    t[:4] = [0.1, -0.1, 1e300, -1e300]
+    t32 = float32_at_most(t)
+    assert t32.dtype == np.float32 and np.all(t32.astype(np.float64) <= t)
+    with np.errstate(over="ignore"):
+        near = t.astype(np.float32)
+    for x in (near, np.nextafter(near, np.float32(-np.inf)), np.nextafter(near, np.float32(np.inf))):
+        assert np.array_equal(x.astype(np.float64) <= t, x <= t32)
+
+
+def test_few_rows_packed_walk_equals_scikit_learn_at_split_thresholds(pipeline: Pipeline) -> None:
+    compiled = CompiledForest.from_pipeline(pipeline)
+    rng = np.random.default_rng(3)
+    X = np.concatenate([threshold_rows(compiled, rng), random_rows(rng, 200)])
+    score = _scoring(compiled)  # the few-rows path's packed walk
+    got = np.concatenate([score(X[lo : lo + 64], 0)[0] for lo in range(0, len(X), 64)])
+    np.testing.assert_array_equal(got, expected(pipeline, X))

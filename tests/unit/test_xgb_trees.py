@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
+from fraudstream.scoring._few import _booster_few
+from fraudstream.scoring._packed import pack_booster
 from fraudstream.scoring._xgb_trees import PARALLEL_FROM, XGBTrees
 from fraudstream.training.bundle import load_bundle
 
@@ -165,3 +167,23 @@ def test_rejects_wrong_width_and_unsupported_models(synthetic: tuple[Any, XGBTre
     multiclass = xgb.XGBClassifier(n_estimators=2, max_depth=2, tree_method="hist").fit(X, y)
     with pytest.raises(ValueError, match="logistic objective"):
         XGBTrees.from_booster(multiclass)
+
+
+@pytest.mark.parametrize("k", [0, 3])
+def test_few_rows_packed_walk_equals_xgboost(model: tuple[Any, XGBTrees], k: int) -> None:
+    booster, trees = model
+    rng = np.random.default_rng(4)
+    X = np.concatenate([threshold_rows(trees, rng), random_rows(rng, 300, trees.n_features)])
+    words = pack_booster(trees)
+    walk = (trees.base_margin, trees.roots, words, words.view(np.float32))
+    tables = (trees.leaf_start, trees.leaf_features, trees.leaf_sums)
+    for lo in range(0, len(X), 64):
+        rows = X[lo : lo + 64]
+        probability, (cols, contributions, _, counts) = _booster_few(rows, *walk, *tables, k)
+        np.testing.assert_array_equal(probability, xgb_predict(booster, rows))
+        if k:  # the picked contributions are the batch path's, rounded as it rounds them
+            full = trees.contributions(rows)
+            for i in range(len(rows)):
+                picked = np.rint(full[i, cols[i, : counts[i]]] * 10000.0) / 10000.0
+                np.testing.assert_array_equal(picked, contributions[i, : counts[i]])
+            assert counts.sum() > 0

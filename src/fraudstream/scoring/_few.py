@@ -6,12 +6,13 @@ and to picking reasons with array operations meant for thousands of rows. Here e
 imputation and explanation is one numba call over the rows, the models' scores are calibrated and
 combined together as the rows of one array, and reasons are built from the few picks by plain Python.
 
-Every step gives the batch path's numbers bit for bit: the numba kernels reuse the batch path's tree
-walks and do only exact arithmetic (casts, additions, products, quotients, comparisons, ``rint``) in
-the batch path's order, while everything whose last bit depends on the library (``exp``, ``log``,
-powers, BLAS dot products, ``expit``) stays the numpy call the batch path makes (the forest's and the
-logistic model's through their shared ``from_depths`` / ``from_scaled``). ``calibrate`` and ``combine``
-are mirrored step by step, and tests/unit/test_scoring_small.py holds the two paths equal.
+Every step gives the batch path's numbers bit for bit: the numba kernels walk the batch path's trees
+(packed, :mod:`._packed`) and do only exact arithmetic (casts, additions, products, quotients,
+comparisons, ``rint``) in the batch path's order, while everything whose last bit depends on the
+library (``exp``, ``log``, powers, BLAS dot products, ``expit``) stays the numpy call the batch path
+makes (the forest's and the logistic model's through their shared ``from_depths`` / ``from_scaled``).
+``calibrate`` and ``combine`` are mirrored step by step, and tests/unit/test_scoring_small.py holds the
+two paths equal.
 """
 
 from __future__ import annotations
@@ -22,15 +23,9 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from fraudstream.scoring._xgb_trees import _sigmoid, _walk, block_rows
-from fraudstream.scoring.compiled import (
-    _BLOCK,
-    CompiledBooster,
-    CompiledForest,
-    CompiledLogistic,
-    _walk_block,
-    top_columns,
-)
+from fraudstream.scoring._packed import booster_packed, forest_packed, pack_booster, pack_forest
+from fraudstream.scoring._xgb_trees import _sigmoid
+from fraudstream.scoring.compiled import CompiledBooster, CompiledForest, CompiledLogistic, top_columns
 from fraudstream.training.bundle import Manifest
 
 FEW_ROWS = 64
@@ -60,37 +55,10 @@ def _pick(contrib, X, k):  # fmt: skip
 
 
 @njit(cache=True)
-def _forest_few(X, fill, roots, depths, children, feature, threshold, value):  # fmt: skip
-    """:func:`.compiled._forest_depths` of the rows, imputation and float32 cast included."""
-    n, m = X.shape
-    rows = np.empty((n, m), np.float32)
-    for i in range(n):
-        for j in range(m):
-            x = X[i, j]
-            rows[i, j] = fill[j] if x != x else x
-    out = np.zeros(n)
-    for lo in range(0, n, _BLOCK):
-        _walk_block(rows, lo, min(n, lo + _BLOCK), roots, depths, children, feature, threshold, value, out)
-    return out
-
-
-@njit(cache=True)
-def _booster_few(X, base, roots, depths, children, feature, threshold, nan_right, start, features, sums, k):
+def _booster_few(X, base, roots, words, floats, start, features, sums, k):  # fmt: skip
     """:meth:`XGBTrees.predict`, and with ``k`` > 0 the picks of :meth:`XGBTrees.contributions`, from
-    one walk of each tree."""
-    n, m = X.shape
-    rows = block_rows(X, 0, n)
-    margin = np.full(n, base, np.float32)
-    block = np.zeros((n if k else 0, m), np.float32)
-    nodes = np.empty(n, np.uint64)
-    for t in range(roots.shape[0]):
-        _walk(rows, 0, n, roots[t], depths[t], children, feature, threshold, nan_right, nodes)
-        for r in range(n):
-            leaf = nodes[r]
-            margin[r] += threshold[leaf]
-            if k:
-                for j in range(start[leaf], start[leaf + np.uint64(1)]):
-                    block[r, features[j]] += sums[j]
+    one walk of each tree's packed nodes."""
+    margin, block = booster_packed(X, base, roots, words, floats, start, features, sums, k)
     contrib = np.empty(block.shape)
     contrib[:] = block
     return _sigmoid(margin), _pick(contrib, X, k)
@@ -162,15 +130,9 @@ Scoring = Callable[[np.ndarray, int], tuple[np.ndarray, Picks | None]]
 def _scoring(model: Any) -> Scoring:
     """``(X, k) → (score, picks or None)`` for one compiled model; ``k`` is 0 unless it explains."""
     if isinstance(model, CompiledForest):
-        arrays = (
-            model.impute.fill,
-            model.roots,
-            model.depths,
-            model.children,
-            model.feature,
-            model.threshold,
-        )
-        return lambda X, k: (model.from_depths(_forest_few(X, *arrays, model.value)), None)
+        words = pack_forest(model.children, model.feature, model.threshold)
+        arrays = (model.impute.fill, model.roots, words, words.view(np.float32), model.value)
+        return lambda X, k: (model.from_depths(forest_packed(X, *arrays)), None)
     if isinstance(model, CompiledLogistic):
         coefs = (model.impute.fill, model.mean, model.scale, model.coef)
 
@@ -181,7 +143,8 @@ def _scoring(model: Any) -> Scoring:
         return logistic
     if isinstance(model, CompiledBooster) and model.trees is not None:
         t = model.trees
-        walk = (t.base_margin, t.roots, t.depths, t.children, t.feature, t.threshold, t.nan_right)
+        words = pack_booster(t)
+        walk = (t.base_margin, t.roots, words, words.view(np.float32))
         leaves = (t.leaf_start, t.leaf_features, t.leaf_sums)
 
         def booster(X: np.ndarray, k: int) -> tuple[np.ndarray, Picks | None]:
