@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -68,13 +69,23 @@ class ApiMetrics:
             "Requests that ended in an unexpected exception (HTTP 500)",
             registry=self.registry,
         )
+        # Each labelled child looked up once: ``labels()`` costs more than the update, hundreds of times a
+        # second on the score API.
+        self._paths: dict[str, Any] = {}
+        self._counted: dict[str, Any] = {}
 
     def observe_scoring(self, path: str, seconds: float) -> None:
-        self.scoring.labels(path=path).observe(seconds)
+        child = self._paths.get(path)
+        if child is None:
+            child = self._paths[path] = self.scoring.labels(path=path)
+        child.observe(seconds)
 
     def count_decisions(self, decisions: Iterable[str]) -> None:
         for value, count in collections.Counter(map(str, decisions)).items():
-            self.decisions.labels(decision=value).inc(count)
+            child = self._counted.get(value)
+            if child is None:
+                child = self._counted[value] = self.decisions.labels(decision=value)
+            child.inc(count)
 
     def on_worker_batch(self, scored: ScoredBatch) -> None:
         """The embedded worker's ``on_scored`` callback: called after the batch's decisions are stored."""

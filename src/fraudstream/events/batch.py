@@ -29,10 +29,7 @@ def _objects_of(values: tuple[str | None, ...]) -> np.ndarray:
 
 
 def _floats_of(values: tuple[float | bool | None, ...]) -> np.ndarray:
-    out = np.array(values, dtype=object)
-    if None in values:
-        out[out == None] = np.nan  # noqa: E711 - elementwise
-    return out.astype(np.float64)
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def _times_of(values: tuple[datetime | None, ...]) -> np.ndarray:
