@@ -58,32 +58,39 @@ def pack_forest(children: np.ndarray, feature: np.ndarray, threshold: np.ndarray
     return _words(feature, pairs[:, 1], pairs[:, 0], float32_at_most(threshold))
 
 
+@njit(cache=True, inline="always")
+def _leaf(rows, r, node, words, floats, xgboost):  # fmt: skip
+    """The leaf row ``r`` reaches from ``node``. XGBoost's split sends a value right when it is at
+    least the split, and NaN its default way; scikit-learn's sends it left when at most the threshold
+    (NaN, never at most anything, goes right). A branch a level, with an exit at the leaf: for a lone
+    row the processor's guesses overlap the steps."""
+    while True:
+        left = np.uint64(words[node, 1])
+        if left == node:
+            return node
+        split = words[node, 0]
+        v = rows[r, split & _FEATURE]
+        if xgboost:
+            right = (split & _NAN_RIGHT) != 0 if v != v else v >= floats[node, 3]
+        else:
+            right = not v <= floats[node, 3]
+        node = np.uint64(words[node, 2]) if right else left
+
+
 @njit(cache=True)
 def booster_packed(X, base, roots, words, floats, start, features, sums, k):  # fmt: skip
     """Float32 margins of the rows, and with ``k`` > 0 their contributions as float32 sums: the
-    batch path's ``_contribs``, one row at a time down each tree with an exit at the leaf."""
+    batch path's ``_contribs``, each tree's leaves added in tree order."""
     n, m = X.shape
     rows = block_rows(X, 0, n)
     margin = np.full(n, base, np.float32)
     block = np.zeros((n if k else 0, m), np.float32)
     for t in range(roots.shape[0]):
         for r in range(n):
-            node = roots[t]
-            while True:
-                left = np.uint64(words[node, 1])
-                if left == node:
-                    break
-                split = words[node, 0]
-                v = rows[r, split & _FEATURE]
-                if v != v:
-                    node = np.uint64(words[node, 2]) if split & _NAN_RIGHT else left
-                elif v >= floats[node, 3]:
-                    node = np.uint64(words[node, 2])
-                else:
-                    node = left
-            margin[r] += floats[node, 3]
+            leaf = _leaf(rows, r, roots[t], words, floats, True)
+            margin[r] += floats[leaf, 3]
             if k:
-                for j in range(start[node], start[node + np.uint64(1)]):
+                for j in range(start[leaf], start[leaf + np.uint64(1)]):
                     block[r, features[j]] += sums[j]
     return margin, block
 
@@ -91,7 +98,7 @@ def booster_packed(X, base, roots, words, floats, start, features, sums, k):  # 
 @njit(cache=True)
 def forest_packed(X, fill, roots, words, floats, value):  # fmt: skip
     """Path lengths of the rows summed over the trees in order, imputation included: the batch
-    path's ``_forest_depths``, one row at a time down each tree with an exit at the leaf."""
+    path's ``_forest_depths``."""
     n, m = X.shape
     rows = np.empty((n, m), np.float32)
     for i in range(n):
@@ -101,11 +108,5 @@ def forest_packed(X, fill, roots, words, floats, value):  # fmt: skip
     out = np.zeros(n)
     for t in range(roots.shape[0]):
         for r in range(n):
-            node = roots[t]
-            while True:
-                left = np.uint64(words[node, 1])
-                if left == node:
-                    break
-                node = left if rows[r, words[node, 0]] <= floats[node, 3] else np.uint64(words[node, 2])
-            out[r] += value[node]
+            out[r] += value[_leaf(rows, r, roots[t], words, floats, False)]
     return out
