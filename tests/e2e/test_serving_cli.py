@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pandas as pd
@@ -61,3 +62,14 @@ def test_worker_reports_a_missing_model_in_one_line(workdir: Path, monkeypatch: 
     monkeypatch.setenv("FRAUD_MODEL_PATH", str(workdir / "nope.fsb"))
     result = runner.invoke(app, ["worker", "--burst"])
     assert result.exit_code == 2 and "fraudstream train" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_on_a_taken_port_says_so_before_starting(workdir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "--host", "127.0.0.1", "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"port {port} on 127.0.0.1 is not free" in result.stderr and "--port" in result.stderr
+    assert not (workdir / "fraudstream.db").exists()  # nothing opened before the check

@@ -42,11 +42,28 @@ def utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
+class ServingError(RuntimeError):
+    """A server cannot start as asked (for example, its port is taken); the message says what to do."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail at once, with the fix, rather than after the start-up's warm-up when uvicorn cannot bind."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ServingError(
+                f"port {port} on {host} is not free ({error.strerror}): pick another with --port"
+            ) from None
+
+
 @contextmanager
 def errors() -> Iterator[None]:
     """Known problems become one red line and exit code 2, not a traceback."""
     from fraudstream.brokers import BrokerError
-    from fraudstream.commands.demo import DemoError
     from fraudstream.datasets.registry import UnknownDatasetError
     from fraudstream.events.errors import SchemaError
     from fraudstream.rules import RulesError
@@ -58,7 +75,7 @@ def errors() -> Iterator[None]:
 
     known = (
         SchemaError, BundleError, TrainingError, TrackingError, UnknownDatasetError, FileNotFoundError,
-        StorageError, BrokerError, StateError, RulesError, DemoError,
+        StorageError, BrokerError, StateError, RulesError, ServingError,
     )  # fmt: skip
     try:
         yield

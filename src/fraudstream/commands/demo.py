@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fraudstream.commands.common import console
+from fraudstream.commands.common import ServingError, check_port, console
 from fraudstream.config import Settings
 
 LIVE_DAYS = 14
@@ -47,24 +47,6 @@ def _prime(services: Any, history: pd.DataFrame, until: float) -> None:
     )
 
 
-class DemoError(RuntimeError):
-    """The demo cannot run as asked (for example, its port is taken); the message says what to do."""
-
-
-def _check_port(host: str, port: int) -> None:
-    """Fail now, with the fix, rather than after priming when uvicorn cannot bind."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            raise DemoError(
-                f"port {port} on {host} is not free ({error.strerror}): pick another with --port"
-            ) from None
-
-
 def _server(app: Any, host: str, port: int) -> tuple[Any, threading.Thread]:
     """Start uvicorn on a thread and wait for its start-up, however long the app's lifespan takes."""
     import uvicorn
@@ -77,7 +59,7 @@ def _server(app: Any, host: str, port: int) -> tuple[Any, threading.Thread]:
     while not server.started and thread.is_alive():
         thread.join(0.05)
     if not server.started:
-        raise DemoError(f"the API could not start on {host}:{port} (see the log above; try --port)")
+        raise ServingError(f"the API could not start on {host}:{port} (see the log above; try --port)")
     return server, thread
 
 
@@ -112,7 +94,7 @@ def run_demo(
     from fraudstream.datasets.simulate import Simulation
     from fraudstream.runtime import open_services
 
-    _check_port(settings.host, port or settings.port)
+    check_port(settings.host, port or settings.port)
     frame = _prepare(settings, trials)
     split = frame["timestamp"].max() - timedelta(days=LIVE_DAYS)
     history, live = (

@@ -10,6 +10,7 @@ import typer
 from fraudstream.commands.common import (
     DatasetsDirOpt,
     JsonOpt,
+    check_port,
     console,
     emit,
     errors,
@@ -39,9 +40,11 @@ def serve(
 
     with errors():
         settings = Settings()
+        host, port = host or settings.host, port or settings.port
+        check_port(host, port)
         app = create_app(settings, run_worker=with_worker)
         uvicorn.run(
-            app, host=host or settings.host, port=port or settings.port, log_level="info",
+            app, host=host, port=port, log_level="info",
             access_log=access_log,
             timeout_graceful_shutdown=5,  # open /v1/stream connections never end by themselves
         )  # fmt: skip
