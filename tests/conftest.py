@@ -12,6 +12,14 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Cached kernels compiled from sources that have changed since are deleted before any test runs
+    (see :mod:`fraudstream._numba_cache`)."""
+    from fraudstream._numba_cache import refresh_stale_kernels
+
+    refresh_stale_kernels()
+
+
 @pytest.fixture(scope="session")
 def datasets_dir() -> Path:
     """The shared datasets folder; skip on a fresh machine, fail in CI (``FRAUD_REQUIRE_DATASETS=1``)."""
