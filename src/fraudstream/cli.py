@@ -14,7 +14,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _before_any_command() -> None:
     refresh_stale_kernels()
