@@ -50,10 +50,18 @@ def check_port(host: str, port: int) -> None:
     """Fail at once, with the fix, rather than after the start-up's warm-up when uvicorn cannot bind."""
     import socket
 
-    with socket.socket() as probe:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as error:
+        raise ServingError(
+            f"cannot listen on {host!r} ({error.strerror}): set --host or FRAUD_HOST to an address here"
+        ) from None
+    with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((host, port))
+            probe.bind(address)
         except OSError as error:
             raise ServingError(
                 f"port {port} on {host} is not free ({error.strerror}): pick another with --port"
