@@ -65,7 +65,6 @@ class FastScoreMiddleware:
         self.state = state
         self.route = route
         self.template = getattr(route, "path", PATH)
-        self._timers: dict[int, Any] = {}  # status → its histogram child, looked up once
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
@@ -104,12 +103,9 @@ class FastScoreMiddleware:
 
     def _observe(self, status: int, started: float) -> None:
         metrics = getattr(self.state, "metrics", None)
-        if metrics is None:
-            return
-        timer = self._timers.get(status)
-        if timer is None:
-            timer = self._timers[status] = metrics.requests.labels("POST", self.template, str(status))
-        timer.observe(time.perf_counter() - started)
+        if metrics is not None:
+            timer = metrics.child(metrics.requests, "POST", self.template, str(status))
+            timer.observe(time.perf_counter() - started)
 
     def _max_bytes(self) -> int | None:
         settings = getattr(self.state, "settings", None)

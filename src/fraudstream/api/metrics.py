@@ -69,23 +69,23 @@ class ApiMetrics:
             "Requests that ended in an unexpected exception (HTTP 500)",
             registry=self.registry,
         )
-        # Each labelled child looked up once: ``labels()`` costs more than the update, hundreds of times a
-        # second on the score API.
-        self._paths: dict[str, Any] = {}
-        self._counted: dict[str, Any] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once: ``labels()`` costs more than the update it
+        serves, several times a request on the score API."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def observe_scoring(self, path: str, seconds: float) -> None:
-        child = self._paths.get(path)
-        if child is None:
-            child = self._paths[path] = self.scoring.labels(path=path)
-        child.observe(seconds)
+        self.child(self.scoring, path).observe(seconds)
 
     def count_decisions(self, decisions: Iterable[str]) -> None:
         for value, count in collections.Counter(map(str, decisions)).items():
-            child = self._counted.get(value)
-            if child is None:
-                child = self._counted[value] = self.decisions.labels(decision=value)
-            child.inc(count)
+            self.child(self.decisions, value).inc(count)
 
     def on_worker_batch(self, scored: ScoredBatch) -> None:
         """The embedded worker's ``on_scored`` callback: called after the batch's decisions are stored."""
