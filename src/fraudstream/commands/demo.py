@@ -90,7 +90,6 @@ def run_demo(
     dashboard_port: int | None = None,
 ) -> None:
     from fraudstream.api import create_app
-    from fraudstream.api.app import warm_up
     from fraudstream.datasets.simulate import Simulation
     from fraudstream.runtime import open_services
 
@@ -108,10 +107,9 @@ def run_demo(
     services = open_services(settings, warm=False)
     with console.status(f"loading {len(history):,} earlier transactions into the feature state"):
         _prime(services, history, split.timestamp())
-    with console.status("warming up the models and kernels (compiled on the first run: up to a minute)"):
-        warm_up(services.scorer)
     app = create_app(settings, services, run_worker=True)
-    server, thread = _server(app, settings.host, settings.port)
+    with console.status("starting the API (its warm-up compiles the kernels on a first run: up to a minute)"):
+        server, thread = _server(app, settings.host, settings.port)
     base = f"http://{settings.host}:{settings.port}"
     sim = Simulation(live, rate, services.store.accept, duration=duration, name="demo")
     keys = "API keys are set" if settings.api_key_set else "no API keys (embedded demo: open to this machine)"
