@@ -20,12 +20,15 @@ cost a thread hand-over per batch and latency whenever the two threads waited fo
 (measured: p99 at 500 requests/s fell from 42–48 ms to 33–34 ms without it). Storing on a writer thread
 of its own, with the commits grouped, fared worse still (p99 89–196 ms against 21–41 ms): SQLite
 releases the lock, but the writer then waits to take it back from a busy loop. A child *process* making
-the commits saved the loop only 0.05 ms per request once batches were shared, and its answers waited
-for a core: 1.7 ms at the median, 10–14 ms at p99. The loop is busy for the length of a batch, a few
-milliseconds, which the requests waiting for that batch would wait anyway.
+each batch's commit, the answers waiting for it, saved the loop only 0.05 ms per request once batches
+were shared, and the answers waited for a core: 1.7 ms at the median, 10–14 ms at p99. The loop is
+busy for the length of a batch, a few milliseconds, which the requests waiting for that batch would
+wait anyway.
 
 What does pay is holding the decisions (see :mod:`fraudstream.storage._held`): each request appends a
-line to a journal instead of committing eleven pages, and one commit stores the requests of 20 ms.
+line to a journal instead of committing eleven pages, and one commit stores the requests of 20 ms. That
+commit is made by a child process (:mod:`fraudstream.storage._storer`) that no answer waits for: the
+journal has made the decisions durable already.
 """
 
 from __future__ import annotations
@@ -137,7 +140,7 @@ class ScoreBatcher:
         self._release, self._held = None, 0
         try:
             with paused_gc():
-                self.store.release_held()
+                self.store.release_held(background=not self._stopped)
         except Exception:  # still held, and as durable: the next release, or the next start, stores them
             log.exception("storing the held decisions failed; trying again in %.2f s", self.hold_for)
             if not self._stopped:

@@ -6,9 +6,10 @@ API's batches hold one request each, so each paid a commit of its own: 200–220
 in one process, against about 50 µs a decision for a group's commit. A held decision is instead one
 line appended to this process's journal (:mod:`._journal`), as durable against a crash of the process
 as the commit was, and :meth:`HeldStore.release_held` stores the held decisions in one transaction,
-exactly as :meth:`Store.save_decisions` would have. Journals that crashed processes left are stored by
-the next process to open the services (:meth:`HeldStore.recover_held`), before feature state is
-rebuilt.
+exactly as :meth:`Store.save_decisions` would have; the score API has a child process do that
+(:mod:`._storer`), so that its event loop never runs the commit. Journals that crashed processes left
+are stored by the next process to open the services (:meth:`HeldStore.recover_held`), before feature
+state is rebuilt.
 
 Held decisions count as decided in this process: :meth:`Store.decided_ids`,
 :meth:`Store.get_decisions` and :meth:`Store.get_transaction` see them, and a writer in this process
@@ -30,7 +31,8 @@ from sqlalchemy import URL
 
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage import bulk, tables
-from fraudstream.storage._journal import DecisionJournal, recover
+from fraudstream.storage._journal import DecisionJournal, Held, recover
+from fraudstream.storage._storer import CLOSE_TIMEOUT, HeldStorer
 from fraudstream.storage.database import Database, dumps, loads
 from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.rollup import add_minutes
@@ -46,6 +48,8 @@ class HeldStore(Database):
 
     def __init__(self, url: str | URL, *, pool_size: int = 5, max_overflow: int = 10) -> None:
         super().__init__(url, pool_size=pool_size, max_overflow=max_overflow)
+        self._storer: HeldStorer | None = None
+        self._background = True  # until a storing process fails
         if self._writers is not None:  # a SQLite file
             self._journal = DecisionJournal(Path(str(self.url.database)))
 
@@ -66,11 +70,27 @@ class HeldStore(Database):
             self._journal.append(new, transactions)
         return [r.transaction_id for r in new]
 
-    def release_held(self) -> list[str]:
-        """Store everything this process holds, in one transaction; the ids decided for the first time."""
+    def release_held(self, *, background: bool = False) -> list[str]:
+        """Store everything this process holds, in one transaction; the ids decided for the first time.
+
+        With ``background``, hand what was held since the last release to a child process that stores
+        it (see :mod:`._storer`) and return at once, with no ids: the score API's event loop does not
+        wait for the commit. Without, first wait for what the child was handed."""
         if self._journal is None or not len(self._journal):
             return []
+        storer = self._usable_storer(start=background)
+        if background and storer is not None:
+            segment = self._journal.handover()
+            if segment is None or storer.send(segment):
+                return []
+        elif storer is not None:
+            storer.wait(CLOSE_TIMEOUT)
         held = self._journal.held()
+        return self._store_entries(held) if held else []
+
+    def _store_entries(self, held: list[Held]) -> list[str]:
+        """Store held decisions in one transaction and stop holding them; the ids decided just now."""
+        assert self._journal is not None
         fresh = self._save([r for r, _ in held], [tx for _, tx in held], leave_held=False)
         self._journal.forget(r.transaction_id for r, _ in held)
         # Counted as the commits it replaced: each decision still adds pages of its own to the WAL (its
@@ -78,6 +98,26 @@ class HeldStore(Database):
         # WAL grow to SQLite's own checkpoint, which then runs on the committing thread.
         self._committed(len(held) - 1)
         return fresh
+
+    def _usable_storer(self, *, start: bool) -> HeldStorer | None:
+        """The storing process, started with ``start`` if there is none; ``None`` once one has failed."""
+        assert self._journal is not None
+        storer = self._storer
+        if storer is not None and not storer.usable:
+            self._storer, self._background = None, False
+            storer.close(timeout=0)  # what it was handed is still held, and stored here
+            return None
+        if storer is None and start and self._background:
+            url = self.url.render_as_string(hide_password=False)
+            storer = self._storer = HeldStorer(url, self._journal.forget)
+        return storer
+
+    def close(self) -> None:
+        """Let the storing process store what it was handed, then close as :meth:`Database.close`."""
+        storer, self._storer = self._storer, None
+        if storer is not None:
+            storer.close()
+        super().close()
 
     def recover_held(self) -> int:
         """Store the decisions held by processes that ended without storing them (journals beside the

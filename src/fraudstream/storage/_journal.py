@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -32,6 +32,16 @@ from fraudstream.storage.rows import pack_features, payload_json, unpack_feature
 log = logging.getLogger(__name__)
 
 Held = tuple[DecisionRecord, Transaction]
+
+
+class Segment(NamedTuple):
+    """Bytes ``start`` to ``end`` of the journal file at ``path``: whole lines of held decisions."""
+
+    path: str
+    start: int
+    end: int
+
+
 _FIELDS = tuple(f.name for f in fields(DecisionRecord))
 _TIMES = ("timestamp", "decided_at")
 
@@ -60,7 +70,8 @@ class DecisionJournal:
     """This process's held decisions: in memory by transaction id, and in the journal file.
 
     The file is created at the first :meth:`append` and emptied whenever nothing is held. Safe to
-    share between threads."""
+    share between threads. :meth:`handover` gives out what was appended since the last handover as a
+    byte range of the file, for another process to store (see :mod:`._storer`)."""
 
     def __init__(self, prefix: Path) -> None:
         self.prefix = prefix
@@ -69,6 +80,8 @@ class DecisionJournal:
         self._named: set[str] = set()  # feature sets whose names the file holds
         self._fd: int | None = None
         self._path: Path | None = None
+        self._size = 0  # bytes written to the file since it was last emptied
+        self._handed = 0  # of which handed over
 
     def __len__(self) -> int:
         return len(self._held)
@@ -89,7 +102,18 @@ class DecisionJournal:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+            self._size += len(data)
             self._held.update((r.transaction_id, (r, tx)) for r, tx in pairs)
+
+    def handover(self) -> Segment | None:
+        """The lines appended since the last handover, as a byte range of the file (some may have been
+        stored meanwhile: storing is idempotent), or ``None`` when there are none."""
+        with self._lock:
+            if self._size == self._handed or self._path is None:
+                return None
+            segment = Segment(str(self._path), self._handed, self._size)
+            self._handed = self._size
+            return segment
 
     def held(self) -> list[Held]:
         """Everything held now, oldest first."""
@@ -109,6 +133,7 @@ class DecisionJournal:
             if not self._held and self._fd is not None:
                 os.ftruncate(self._fd, 0)
                 self._named.clear()
+                self._size = self._handed = 0
 
     def close(self) -> None:
         """Close the file, removing it if nothing is held (otherwise the next start stores it)."""
@@ -147,7 +172,7 @@ def recover(prefix: Path, store: Callable[[list[DecisionRecord], list[Transactio
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:  # alive
                 continue
-            entries = _read(name, Path(name).read_bytes())
+            entries = read_held(name, Path(name).read_bytes())
             if entries:
                 store([r for r, _ in entries], [tx for _, tx in entries])
             Path(name).unlink(missing_ok=True)
@@ -157,10 +182,12 @@ def recover(prefix: Path, store: Callable[[list[DecisionRecord], list[Transactio
     return count
 
 
-def _read(name: str, data: bytes) -> list[Held]:
+def read_held(name: str, data: bytes, names: dict[str, list[str]] | None = None) -> list[Held]:
+    """The held decisions of a journal's bytes; ``names`` collects the feature sets' names, and may
+    bring those of earlier bytes of the same journal."""
     lines = data.split(b"\n")
     entries = []
-    names: dict[str, list[str]] = {}
+    names = {} if names is None else names
     for number, line in enumerate(lines, 1):
         if not line:
             continue
