@@ -233,6 +233,58 @@ def test_length_and_depth_limits() -> None:
     assert compile_expr("amount" + " + amount" * 10 + " > 0", KINDS).evaluate(COLUMNS)[2]
 
 
+class CountedColumns(dict[str, np.ndarray]):
+    """Columns that count how often each one is read."""
+
+    def __init__(self, columns: dict[str, np.ndarray]) -> None:
+        super().__init__(columns)
+        self.reads: list[str] = []
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        self.reads.append(name)
+        return super().__getitem__(name)
+
+
+@pytest.mark.parametrize(
+    ("text", "rows", "expected", "reads"),
+    [
+        ("amount > 1000 and ratio > 1 and is_night", [0, 1, 3], [False] * 3, ["amount"]),
+        ("amount > 1000 and ratio > 1 and is_night", [0, 2], [False, False], ["amount", "ratio"]),
+        ("amount > 1000 and ratio > 1", [2, 4], [False, False], ["amount", "ratio"]),
+        ("ratio >= 0 or amount > 1 or is_night", [0, 1, 3], [True] * 3, ["ratio"]),
+        ("ratio > 3 or amount > 1 or is_night", [0, 1], [True, True], ["ratio", "amount", "is_night"]),
+        ("not (amount > 1000 and ratio > 1)", [0], [True], ["amount"]),
+        ("False and amount > 0", [0, 1], [False, False], []),
+    ],
+)
+def test_and_or_stop_once_every_row_is_decided(
+    text: str, rows: list[int], expected: list[bool], reads: list[str]
+) -> None:
+    columns = CountedColumns({name: values[rows] for name, values in COLUMNS.items()})
+    assert ev(text, columns) == expected
+    assert columns.reads == reads
+
+
+@pytest.mark.parametrize("size", [1, 3, 200])
+def test_stopping_early_changes_no_answer(size: int) -> None:
+    """Every and/or of three random conditions, against each part evaluated in full and combined."""
+    rng = np.random.default_rng(size)
+    columns = {
+        "amount": rng.choice([NAN, 0.0, 5.0, 500.0], size),
+        "ratio": rng.choice([NAN, 0.0, 2.0, 9.0], size),
+        "is_night": rng.choice([NAN, 0.0, 1.0], size),
+    }
+    parts = ["amount > 100", "ratio >= 2", "is_night", "not is_night", "amount == amount"]
+    for a in parts:
+        for b in parts:
+            for c in parts:
+                full = [np.asarray(ev(p, columns)) for p in (a, b, c)]
+                for op, combine in (("and", np.logical_and), ("or", np.logical_or)):
+                    want = combine(combine(full[0], full[1]), full[2]).tolist()
+                    assert ev(f"({a}) {op} ({b}) {op} ({c})", columns) == want, (a, op, b, c)
+                assert ev(f"({a}) and ({b}) or ({c})", columns) == (full[0] & full[1] | full[2]).tolist()
+
+
 def test_runtime_type_and_column_errors() -> None:
     with pytest.raises(RulesError, match="cannot compare text with a number"):
         ev("raw > 3")

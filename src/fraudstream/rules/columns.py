@@ -113,6 +113,14 @@ def as_condition(arr: np.ndarray, what: str) -> np.ndarray:
     return (arr != 0) & ~np.isnan(arr)
 
 
+def settled(mask: np.ndarray, value: bool) -> bool:
+    """Whether every value of a condition is ``value`` (so an ``or`` of it is, or an ``and`` is not)."""
+    if mask.size <= SMALL:
+        flat = mask.reshape(-1).tolist()
+        return (not value) not in flat
+    return bool(mask.all()) if value else not mask.any()
+
+
 def compare_values(symbol: str, op: Callable[[Any, Any], Any], a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.dtype is F64 and b.dtype is F64 and symbol != "!=":
         return op(a, b)  # NaN already compares False under every operator but !=

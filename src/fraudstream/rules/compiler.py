@@ -21,6 +21,7 @@ from fraudstream.rules.columns import (
     isin_text,
     missing,
     quiet,
+    settled,
 )
 from fraudstream.rules.errors import RulesError, suggest
 
@@ -79,12 +80,7 @@ class Compiler:
         if isinstance(node, ast.Name):
             return self.name(node)
         if isinstance(node, ast.BoolOp):
-            parts = [self.condition(v, d) for v in node.values]
-            combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
-            if len(parts) == 2:
-                first, second = parts
-                return (lambda cols: combine(first(cols), second(cols))), BOOL
-            return (lambda cols: functools.reduce(combine, [p(cols) for p in parts])), BOOL
+            return self.bool_op(node, d), BOOL
         if isinstance(node, ast.UnaryOp):
             if isinstance(node.op, ast.Not):
                 inner = self.condition(node.operand, d)
@@ -107,6 +103,24 @@ class Compiler:
             return self.call(node, d)
         construct = CONSTRUCTS.get(type(node), type(node).__name__)
         raise self.reject(node, construct)
+
+    def bool_op(self, node: ast.BoolOp, depth: int) -> Fn:
+        """``and`` / ``or`` of conditions, left to right, stopping once every row is decided: at all
+        False for ``and``, all True for ``or``. Most rules start with a test that holds on few rows, and
+        an API batch is one row, so the rest of a rule is seldom evaluated."""
+        first, *rest = [self.condition(v, depth) for v in node.values]
+        conjunction = isinstance(node.op, ast.And)
+        combine = np.logical_and if conjunction else np.logical_or
+
+        def run(cols: Columns) -> np.ndarray:
+            result = first(cols)
+            for part in rest:
+                if settled(result, not conjunction):
+                    break
+                result = combine(result, part(cols))
+            return result
+
+        return run
 
     def constant(self, node: ast.Constant) -> tuple[Fn, str]:
         value = node.value

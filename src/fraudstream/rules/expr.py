@@ -9,10 +9,12 @@ Rule conditions are written by analysts and loaded at run time, so they are neve
 * the functions ``abs(x)``, ``min(a, b, ...)``, ``max(a, b, ...)``, ``log1p(x)``, ``is_missing(x)``.
 
 The accepted tree is turned into closures over numpy arrays, so one call evaluates a rule for a
-whole batch. Missing values (NaN in number columns, ``None`` in string columns) make every
-comparison and every ``in`` test False, ``!=`` and ``not in`` included; ``not`` simply negates, so
-``not (x > 3)`` is True where ``x`` is missing. Test for missing values explicitly with
-``is_missing(x)`` (``x == None`` and ``x != None`` mean the same). Arithmetic keeps NaN, and dividing
+whole batch. ``and`` and ``or`` stop as Python's do, once every row of the batch is decided: the rest
+of the condition is then not evaluated, nor are its errors raised (a column the batch lacks, say).
+Missing values (NaN in number columns, ``None`` in string columns) make every comparison and every
+``in`` test False, ``!=`` and ``not in`` included; ``not`` simply negates, so ``not (x > 3)`` is True
+where ``x`` is missing. Test for missing values explicitly with ``is_missing(x)`` (``x == None`` and
+``x != None`` mean the same). Arithmetic keeps NaN, and dividing
 by zero gives NaN rather than infinity. A bare number column used as a condition means ``x != 0``
 (NaN counts as False), which suits 0/1 flags such as ``is_night``.
 """
