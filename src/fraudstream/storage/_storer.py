@@ -148,6 +148,7 @@ def main(url: str) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(NICE)
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # its wake-ups never preempt the loop
     replies = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # whatever else writes to standard output must not land among the answers
     store = Store(url)
