@@ -22,6 +22,9 @@ class ReportStore(Database):
     """Totals, top rules and reasons, and label outcomes of the decisions made in a period."""
 
     def _decided_in(self, start: datetime, end: datetime) -> ColumnElement[bool]:
+        """Decisions made in ``[start, end)``; first stores what this process holds, so that every
+        aggregate counts the decisions answered so far."""
+        self._release_for_reads()
         return and_(_d.c.decided_at >= start, _d.c.decided_at < end)
 
     def decision_totals(self, start: datetime, end: datetime) -> list[tuple[str, int, float]]:

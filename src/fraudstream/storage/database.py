@@ -279,6 +279,9 @@ class Database:
                 yield conn
         self._committed()
 
+    def _release_for_reads(self) -> None:
+        """Before a read that lists or counts decisions: stores what is held (see :mod:`._held`)."""
+
     def _committed(self, commits: int = 1) -> None:
         if self._checkpointer is not None:
             self._checkpointer.committed(commits)
