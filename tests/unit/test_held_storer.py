@@ -93,9 +93,9 @@ def test_a_dead_child_loses_nothing_and_storing_goes_on_in_process(
     wait_for(lambda: held(store) == 0, "the first range stored")
     storer = store._storer
     assert storer is not None
-    storer._process.kill()
-    storer._process.wait()
     with caplog.at_level(logging.WARNING, logger="fraudstream.storage._storer"):
+        storer._process.kill()  # the reader thread may see it die first, or the next hand-over
+        storer._process.wait()
         store.hold_decisions([record(2), record(3)], [tx(2), tx(3)])
         store.release_held(background=True)  # the child is gone: stored here, at once
         assert held(store) == 0 and stored(store, ["t2", "t3"]).keys() == {"t2", "t3"}
@@ -122,6 +122,23 @@ def test_a_range_the_child_cannot_store_is_reported_and_stored_in_process(
     assert "FileNotFoundError" in (storer.failure or "") and "missing" in caplog.text
     assert held(store) == 1  # the held decision was never handed over: still held
     assert store.release_held(background=True) == ["t2"]
+    store.close()
+
+
+def test_a_child_that_cannot_start_leaves_the_storing_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import fraudstream.storage._held as held_module
+
+    def no_process(*args: object) -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(held_module, "HeldStorer", no_process)
+    store = sqlite(tmp_path)
+    store.hold_decisions([record(1)], [tx(1)])
+    with caplog.at_level(logging.WARNING, logger="fraudstream.storage._held"):
+        assert store.release_held(background=True) == ["t1"]
+    assert "cannot start a process to store them" in caplog.text and not store._background
     store.close()
 
 

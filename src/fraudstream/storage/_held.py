@@ -22,6 +22,7 @@ commit is a round trip whatever it writes, and holding a decision is storing it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +38,8 @@ from fraudstream.storage.database import Database, dumps, loads
 from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.rollup import add_minutes
 from fraudstream.storage.rows import DECISION_COLUMNS, TRANSACTION_COLUMNS, transaction_rows, unique_by
+
+log = logging.getLogger(__name__)
 
 _d = tables.decisions
 _t = tables.transactions
@@ -109,7 +112,11 @@ class HeldStore(Database):
             return None
         if storer is None and start and self._background:
             url = self.url.render_as_string(hide_password=False)
-            storer = self._storer = HeldStorer(url, self._journal.forget)
+            try:
+                storer = self._storer = HeldStorer(url, self._journal.forget)
+            except OSError as exc:
+                self._background = False
+                log.warning("held decisions: cannot start a process to store them (%s); storing here", exc)
         return storer
 
     def close(self) -> None:

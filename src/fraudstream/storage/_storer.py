@@ -120,8 +120,8 @@ class HeldStorer:
 
     def _fail(self, reason: str) -> None:
         if self.failure is None:
-            self.failure = reason
             log.warning("held decisions: the storing process %s; storing them in this process", reason)
+            self.failure = reason
         self._changed.notify_all()
 
     def _read(self, replies: IO[bytes]) -> None:
