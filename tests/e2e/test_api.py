@@ -26,6 +26,7 @@ from fraudstream.config import Settings
 from fraudstream.runtime import Services, open_services
 from fraudstream.storage.errors import StorageError
 from fraudstream.worker import Worker
+from tests.waiting import wait_for
 
 NOW = datetime.now(UTC)
 Api = tuple[TestClient, Services, FastAPI]
@@ -42,14 +43,6 @@ def tx(
         "amount": 42.5,
         **fields,
     }
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def stored(services: Services) -> int:

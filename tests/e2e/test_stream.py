@@ -27,6 +27,7 @@ from fraudstream.config import Settings
 from fraudstream.runtime import open_services
 from fraudstream.storage import Store
 from fraudstream.storage.records import DecisionRecord
+from tests.waiting import wait_for
 
 NOW = datetime.now(UTC)
 
@@ -136,13 +137,6 @@ def connect(server: Server) -> Iterator[Callable[..., Events]]:
     for context in opened:
         context.__exit__(None, None, None)
     client.close()
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def test_decisions_after_connecting_arrive_filtered(server: Server, connect: Callable[..., Events]) -> None:

@@ -12,7 +12,7 @@ import json
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +28,7 @@ from fraudstream.config import Settings
 from fraudstream.events import Label
 from fraudstream.storage import DecisionRecord, Store, open_store
 from fraudstream.storage.tables import alert_deliveries
+from tests.waiting import wait_for
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 FAST = Retry(attempts=4, backoff=0.05, max_backoff=0.2)
@@ -47,15 +48,6 @@ def decision(i: int, verdict: str = "BLOCK", customer: str = "c1", minutes: floa
         features={"amount": 250.0 + i},
         latency_ms={"total": 1.0},
     )
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    done = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if condition():
-            return
-        done.wait(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # -- the receivers -----------------------------------------------------------------------------------

@@ -4,24 +4,16 @@ when the child fails, dies or is closed with work in hand."""
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from fraudstream.storage import Store
 from fraudstream.storage._journal import Segment
+from fraudstream.storage._storer import HeldStorer
+from tests.waiting import wait_for
 
 from .test_held_decisions import journals, record, sqlite, tx
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def held(store: Store) -> int:
@@ -48,6 +40,16 @@ def counts(store: Store) -> list[tuple[object, ...]]:
     from fraudstream.storage.tables import decision_minutes as m
 
     return sorted(store.query(select(m.c.minute, m.c.decision, m.c.score_bin, m.c.decisions)))
+
+
+def storing(tmp_path: Path) -> tuple[Store, HeldStorer]:
+    """A store whose child process has stored a first decision."""
+    store = sqlite(tmp_path)
+    store.hold_decisions([record(1)], [tx(1)])
+    store.release_held(background=True)
+    wait_for(lambda: held(store) == 0, "the first range stored")
+    assert store._storer is not None
+    return store, store._storer
 
 
 def test_the_child_stores_the_rows_storing_in_process_would(tmp_path: Path) -> None:
@@ -87,12 +89,7 @@ def test_a_read_waits_for_what_the_child_was_handed(tmp_path: Path) -> None:
 def test_a_dead_child_loses_nothing_and_storing_goes_on_in_process(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = sqlite(tmp_path)
-    store.hold_decisions([record(1)], [tx(1)])
-    store.release_held(background=True)
-    wait_for(lambda: held(store) == 0, "the first range stored")
-    storer = store._storer
-    assert storer is not None
+    store, storer = storing(tmp_path)
     with caplog.at_level(logging.WARNING, logger="fraudstream.storage._storer"):
         storer._process.kill()  # the reader thread may see it die first, or the next hand-over
         storer._process.wait()
@@ -109,12 +106,7 @@ def test_a_dead_child_loses_nothing_and_storing_goes_on_in_process(
 def test_a_range_the_child_cannot_store_is_reported_and_stored_in_process(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = sqlite(tmp_path)
-    store.hold_decisions([record(1)], [tx(1)])
-    store.release_held(background=True)
-    wait_for(lambda: held(store) == 0, "the first range stored")
-    storer = store._storer
-    assert storer is not None
+    store, storer = storing(tmp_path)
     store.hold_decisions([record(2)], [tx(2)])
     with caplog.at_level(logging.WARNING, logger="fraudstream.storage._storer"):
         assert storer.send(Segment(str(tmp_path / "missing"), 0, 10))
