@@ -55,8 +55,8 @@ class Settings(BaseSettings):
         0.02,
         ge=0,
         le=60,
-        description="POST /v1/score on SQLite: decisions are journalled, then stored together this many "
-        "seconds after the first (0: stored at once, one commit each)",
+        description="POST /v1/score on SQLite: decisions are journalled, then stored together, by a child "
+        "process, this many seconds after the first (0: stored at once, one commit each)",
     )
     consumer_group: str = Field("fraudstream", description="Redis/Kafka consumer group of the workers")
     claim_idle_seconds: float = Field(
