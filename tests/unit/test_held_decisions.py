@@ -5,12 +5,14 @@ Holding as every backend sees it (read as decided, stored once) is in the storag
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 
 from fraudstream.events.transaction import Transaction
@@ -135,3 +137,19 @@ def test_an_in_memory_store_stores_at_once() -> None:
     assert not store.holds
     assert store.hold_decisions([record(1)], [tx(1)]) == ["t1"]
     assert store.release_held() == [] and store.get_decision("t1") is not None
+
+
+def test_a_line_whose_features_do_not_match_their_names_stops_the_start(tmp_path: Path) -> None:
+    first = sqlite(tmp_path)
+    first.hold_decisions([record(1)], [tx(1)])
+    die(first)
+    (journal,) = journals(tmp_path)
+    names_line, line = journal.read_bytes().splitlines(keepends=True)
+    item = orjson.loads(line)
+    item["d"]["features"][1] = base64.b64encode(np.zeros(2).tobytes()).decode()
+    journal.write_bytes(names_line + orjson.dumps(item) + b"\n")
+    second = sqlite(tmp_path)
+    with pytest.raises(StorageError, match=r"line 2: not a held decision \(2 feature values for the 3 names"):
+        second.recover_held()
+    assert second.get_decision("t1") is None
+    second.close()

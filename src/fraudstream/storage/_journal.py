@@ -22,12 +22,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage.errors import StorageError
-from fraudstream.storage.records import DecisionRecord
-from fraudstream.storage.rows import pack_features, payload_json, unpack_features
+from fraudstream.storage.records import DecisionRecord, FeatureVector
+from fraudstream.storage.rows import pack_features, payload_json
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,21 @@ def _names_line(names: dict[str, list[str]]) -> bytes:
     return orjson.dumps({"names": names}) + b"\n"
 
 
-def _entry(item: dict[str, Any], names: dict[str, list[str]]) -> Held:
+def _entry(item: dict[str, Any], names: dict[str, list[str]], index: dict[str, dict[str, int]]) -> Held:
+    """A line's decision and transaction. The features stay packed (a :class:`FeatureVector` over the
+    line's bytes, sharing its set's names), so storing them copies the bytes instead of unpacking and
+    packing a hundred values."""
     decision = item["d"]
     for name in _TIMES:
         decision[name] = datetime.fromisoformat(decision[name])
     set_id, values = decision["features"]
-    decision["features"] = unpack_features(names[set_id], base64.b64decode(values))
+    known = names[set_id]
+    if set_id not in index:
+        index[set_id] = {n: i for i, n in enumerate(known)}
+    row = np.frombuffer(base64.b64decode(values), dtype="<f8")
+    if len(row) != len(known):
+        raise ValueError(f"{len(row)} feature values for the {len(known)} names of set {set_id}")
+    decision["features"] = FeatureVector(known, row, index[set_id])
     return DecisionRecord(**decision), Transaction.model_validate(item["t"])
 
 
@@ -188,6 +198,7 @@ def read_held(name: str, data: bytes, names: dict[str, list[str]] | None = None)
     lines = data.split(b"\n")
     entries = []
     names = {} if names is None else names
+    index: dict[str, dict[str, int]] = {}
     for number, line in enumerate(lines, 1):
         if not line:
             continue
@@ -196,7 +207,7 @@ def read_held(name: str, data: bytes, names: dict[str, list[str]] | None = None)
             if "names" in item:
                 names.update(item["names"])
             else:
-                entries.append(_entry(item, names))
+                entries.append(_entry(item, names, index))
         except (ValueError, TypeError, KeyError) as exc:
             if number == len(lines):  # no newline after it: the write was cut short
                 log.warning("%s: skipping its last line, cut short: %s", name, exc)
