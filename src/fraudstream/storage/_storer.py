@@ -101,7 +101,8 @@ class HeldStorer:
             return not self._in_flight
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
-        """Let the child store what it was handed, then end it (killed after ``timeout`` seconds)."""
+        """Let the child store what it was handed, then end it (killed after ``timeout`` seconds, at
+        once with 0)."""
         self._closing = True
         try:
             assert self._process.stdin is not None
@@ -111,12 +112,11 @@ class HeldStorer:
         try:
             self._process.wait(timeout)
         except subprocess.TimeoutExpired:
-            log.warning("the held-decision storer did not end within %.0f s; killing it", timeout)
+            if timeout:
+                log.warning("the held-decision storer did not end within %.0f s; killing it", timeout)
             self._process.kill()
             self._process.wait()
-        self._reader.join(timeout)
-        if not self._reader.is_alive():
-            self._process.stdout.close()  # type: ignore[union-attr]
+        self._reader.join(timeout or None)
 
     def _fail(self, reason: str) -> None:
         if self.failure is None:
@@ -135,6 +135,7 @@ class HeldStorer:
                 if status != b"ok":
                     self._fail(f"failed: {detail.decode(errors='replace')}")
                 self._changed.notify_all()
+        replies.close()
         with self._changed:
             if self._closing:
                 self.failure = self.failure or "closed"
