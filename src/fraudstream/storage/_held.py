@@ -88,12 +88,13 @@ class HeldStore(Database):
                 return []
         elif storer is not None:
             storer.wait(CLOSE_TIMEOUT)
-        held = self._journal.held()
-        return self._store_entries(held) if held else []
+        return self._store_entries(self._journal.held())
 
     def _store_entries(self, held: list[Held]) -> list[str]:
         """Store held decisions in one transaction and stop holding them; the ids decided just now."""
         assert self._journal is not None
+        if not held:
+            return []
         fresh = self._save([r for r, _ in held], [tx for _, tx in held], leave_held=False)
         self._journal.forget(r.transaction_id for r, _ in held)
         # Counted as the commits it replaced: each decision still adds pages of its own to the WAL (its
