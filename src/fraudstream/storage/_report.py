@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, Integer, and_, cast, column, func, select, true
+from sqlalchemy import JSON, ColumnElement, Integer, Select, and_, cast, column, func, select, true
 
 from fraudstream.storage import tables
 from fraudstream.storage.database import Database
@@ -22,10 +22,14 @@ class ReportStore(Database):
     """Totals, top rules and reasons, and label outcomes of the decisions made in a period."""
 
     def _decided_in(self, start: datetime, end: datetime) -> ColumnElement[bool]:
-        """Decisions made in ``[start, end)``; first stores what this process holds, so that every
-        aggregate counts the decisions answered so far."""
-        self._release_for_reads()
         return and_(_d.c.decided_at >= start, _d.c.decided_at < end)
+
+    def _aggregate(self, query: Select[Any]) -> list[Any]:
+        """The rows of an aggregate over decisions, after storing what this process holds, so that it
+        counts every decision answered so far."""
+        self._release_for_reads()
+        with self._read() as conn:
+            return list(conn.execute(query))
 
     def decision_totals(self, start: datetime, end: datetime) -> list[tuple[str, int, float]]:
         """``(decision, count, total amount)`` of the decisions made in ``[start, end)``."""
@@ -35,8 +39,7 @@ class ReportStore(Database):
             .group_by(_d.c.decision)
             .order_by(_d.c.decision)
         )
-        with self._read() as conn:
-            return [(str(d), int(n), float(s)) for d, n, s in conn.execute(query)]
+        return [(str(d), int(n), float(s)) for d, n, s in self._aggregate(query)]
 
     def top_rules(self, start: datetime, end: datetime, limit: int = 10) -> list[tuple[str, int, float]]:
         """``(rule, hits, amount)`` of the rules (and list hits) that fired most in ``[start, end)``."""
@@ -81,8 +84,7 @@ class ReportStore(Database):
         if where is not None:
             query = query.where(where)
         query = query.group_by(name).order_by(func.count().desc(), name).limit(limit)
-        with self._read() as conn:
-            return [(str(n), int(c), float(s or 0.0)) for n, c, s in conn.execute(query) if n is not None]
+        return [(str(n), int(c), float(s or 0.0)) for n, c, s in self._aggregate(query) if n is not None]
 
     def label_outcomes(self, start: datetime, end: datetime) -> list[tuple[str, bool, int, float]]:
         """``(decision, is_fraud, count, amount)`` of the decisions in ``[start, end)`` that have labels.
@@ -103,5 +105,4 @@ class ReportStore(Database):
             .where(self._decided_in(start, end))
             .group_by(_d.c.decision, verdict.c.fraud)
         )
-        with self._read() as conn:
-            return [(str(d), bool(f), int(n), float(s or 0.0)) for d, f, n, s in conn.execute(query)]
+        return [(str(d), bool(f), int(n), float(s or 0.0)) for d, f, n, s in self._aggregate(query)]
