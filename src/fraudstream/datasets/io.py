@@ -1,27 +1,44 @@
-"""Canonical frames to and from files, and replayed as a paced stream.
+"""Canonical frames to and from files, source CSV files read in blocks, and frames replayed as a stream.
 
 Parquet is the working format (typed, compact, fast); CSV and JSON lines are for looking at data and
 for exchanging it with other tools. The free-form ``extra`` column is stored as JSON text in Parquet
 and CSV, because Parquet would turn a column of dicts with different keys into one struct with the
 union of the keys (adding ``None`` values nobody wrote); in JSON lines it is a nested object. Values
 JSON cannot hold (datetimes, for instance) are written as their ``str``.
+
+Flat ``extra.<name>`` columns stay typed columns in Parquet. In CSV they are text, and reading one
+back gives it its kind from its values: numbers if every value is a number, times if every value is
+an ISO 8601 date or time, text otherwise (so text that looks like numbers, a ZIP code for instance,
+comes back as numbers: keep such tables in Parquet). JSON lines are transactions as the API takes
+them, so the flat columns are written inside each record's ``extra`` object and read back as the
+``extra`` dict column.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
-from fraudstream.events.frame import REQUIRED, iter_records, normalize_frame
+from fraudstream.events.errors import SchemaError
+from fraudstream.events.frame import REQUIRED, extra_columns, iter_records, normalize_frame
 
 SUFFIXES = (".parquet", ".csv", ".jsonl")
+CSV_BLOCK_BYTES = 16 << 20
+"""Bytes of CSV parsed at a time: large enough to parse fast, small enough that the text in flight
+stays a small part of the memory the parsed columns take."""
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?")
 
 
 def _suffix(path: Path) -> str:
@@ -82,6 +99,9 @@ def read_frame(path: Path) -> pd.DataFrame:
             frame["extra"] = frame["extra"].astype(object).map(_load)
         except ValueError as exc:
             raise ValueError(f"{path}: column 'extra' is not JSON: {exc}") from exc
+    if suffix == ".csv":
+        for column in extra_columns(frame):
+            frame[column] = infer_kind(frame[column])
     if suffix == ".csv" and "is_fraud" in frame.columns:
         flags = frame["is_fraud"].str.lower()
         bad = flags.notna() & ~flags.isin(["true", "false"])
@@ -91,6 +111,144 @@ def read_frame(path: Path) -> pd.DataFrame:
             )
         frame["is_fraud"] = flags.map({"true": True, "false": False}).astype("boolean")
     return normalize_frame(frame)
+
+
+def infer_kind(text: pd.Series) -> pd.Series:
+    """A column of text as numbers if every present value is one, as UTC times if every present value is
+    an ISO 8601 date or time, else unchanged. A column with no value at all stays text."""
+    present = text.notna()
+    if not present.any():
+        return text
+    numbers = pd.to_numeric(text, errors="coerce")
+    if numbers[present].notna().all():
+        return numbers.astype("float64")
+    stripped = text.str.strip()
+    if stripped[present].str.fullmatch(_ISO_TIME.pattern).all():
+        return pd.to_datetime(stripped, format="ISO8601", utc=True, errors="coerce")
+    return text
+
+
+def parse_times(text: pd.Series, field: str, source: object, formats: Sequence[str]) -> pd.Series:
+    """Parse a column of text times as UTC (naive times taken as UTC), in one of ``formats``.
+
+    The format is the first of ``formats`` (``strftime`` patterns, or ``"ISO8601"``) that the first
+    present value matches, and the whole column must then match it: a file is written in one format,
+    and guessing per value would read ``01/02`` as January in one row and February in the next.
+    A value that does not parse is a :class:`SchemaError` naming ``field``, the row (counted from 0
+    among the data rows), the value, the formats and ``source`` (the file).
+    """
+    stripped = text.str.strip()
+    present = stripped.notna() & stripped.ne("")
+    if not present.any():
+        return pd.Series(pd.NaT, index=text.index, dtype="datetime64[us, UTC]")
+    chosen = pick_format(stripped, formats)
+    parsed = (
+        pd.to_datetime(stripped.where(present), format=chosen, utc=True, errors="coerce")
+        if chosen is not None
+        else pd.Series(pd.NaT, index=text.index, dtype="datetime64[us, UTC]")
+    )
+    bad = present & parsed.isna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        expected = " or ".join(repr(f) for f in formats)
+        raise SchemaError(
+            field, f"{stripped.iloc[row]!r} is not a time in the format {expected} in {source}", row=row
+        )
+    return parsed.dt.as_unit("us")
+
+
+def pick_format(text: pd.Series, formats: Sequence[str]) -> str | None:
+    """The first of ``formats`` that the first present value of ``text`` parses with, if any."""
+    present = text.dropna()
+    present = present[present.str.strip().ne("")]
+    if present.empty:
+        return None
+    first = str(present.iloc[0]).strip()
+    return next((fmt for fmt in formats if _parses(first, fmt)), None)
+
+
+def _parses(value: str, fmt: str) -> bool:
+    try:
+        pd.to_datetime(value, format=fmt)
+    except (ValueError, OverflowError):
+        return False
+    return True
+
+
+def csv_header(path: Path, delimiter: str = ",") -> list[str]:
+    """The column names on the first line of a CSV file (a byte-order mark is skipped)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        return next(csv.reader(handle, delimiter=delimiter), [])
+
+
+def read_csv_columns(
+    path: Path,
+    columns: Mapping[str, pa.DataType],
+    *,
+    required: Collection[str] = (),
+    limit: int | None = None,
+    delimiter: str = ",",
+) -> tuple[pd.DataFrame, list[str]]:
+    """Read the given ``columns`` of a CSV file, as the given Arrow types, and say which were absent.
+
+    The file is parsed block by block (:data:`CSV_BLOCK_BYTES`) into compact Arrow columns: only the
+    wanted columns are kept, text stays Arrow-backed (pandas ``string[pyarrow]``: a few bytes a value
+    rather than a Python object), and reading stops after ``limit`` rows, so the first rows of a large
+    file cost only their own parsing. Empty fields are missing; text such as ``NA`` is kept as written
+    (it is Namibia in a country column). Returns the frame and the names of ``columns`` not in the file;
+    a missing name in ``required`` is a :class:`SchemaError` naming the column and the file, and a value
+    that does not parse as its type is a :class:`ValueError` naming the file, column and row.
+    """
+    header = csv_header(path, delimiter)
+    duplicated = sorted({name for name in header if header.count(name) > 1 and name in columns})
+    if duplicated:
+        raise SchemaError(duplicated[0], f"the column appears more than once in {path}")
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise SchemaError(missing[0], f"required column is missing from {path}")
+    present = [name for name in columns if name in header]
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=present,
+                column_types={name: columns[name] for name in present},
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+        batches, rows = [], 0
+        for batch in reader:
+            if limit is not None and rows + batch.num_rows >= limit:
+                batches.append(batch.slice(0, limit - rows))
+                rows = limit
+                break
+            batches.append(batch)
+            rows += batch.num_rows
+        table = pa.Table.from_batches(batches, schema=reader.schema)
+    except pa.ArrowInvalid as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    frame = table_to_frame(table)
+    return frame, [name for name in columns if name not in header]
+
+
+def table_to_frame(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as pandas, text as ``string[pyarrow]`` (the canonical text dtype, no copy to
+    Python objects), dictionary columns decoded to their values' type."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        columns.append(column)
+    table = pa.table(columns, names=table.column_names)
+    text = pd.StringDtype("pyarrow")
+    mapping = {pa.string(): text, pa.large_string(): text}
+    return table.to_pandas(types_mapper=mapping.get, self_destruct=True)
 
 
 def stream_frame(

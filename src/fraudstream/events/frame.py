@@ -3,12 +3,21 @@
 Datasets and training work on whole tables; validating them row by row through pydantic would be
 the per-row loop this project avoids, so the same bounds as :class:`Transaction` are checked here
 with vectorised operations, and the first offending row is named.
+
+Besides the canonical :data:`COLUMNS`, a table may carry flat **extra columns** named
+``extra.<name>`` (``name`` a letter or underscore, then letters, digits, underscores): the source
+fields a feature may read that have no canonical place (balances, age, category...). They are typed
+columns rather than keys of the per-row ``extra`` dict, because a dict per row costs a Python object
+and a hash table per transaction, which millions of rows cannot afford. Each has one of three kinds,
+:data:`EXTRA_KINDS`. When a table is streamed out as transactions (:func:`iter_records`), the flat
+columns are folded into each transaction's ``extra`` mapping, which is how the API receives them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -59,6 +68,48 @@ COLUMNS = (
     "label_time",
     "fraud_scenario",
 )
+EXTRA_PREFIX = "extra."
+EXTRA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""What may follow ``extra.`` in a column name: an identifier, so a feature spec can name it plainly."""
+ExtraKind = Literal["number", "time", "text"]
+EXTRA_KINDS: tuple[ExtraKind, ...] = ("number", "time", "text")
+"""The kinds of an extra column: ``number`` is float64 (NaN when missing), ``time`` is
+``datetime64[us, UTC]`` (naive taken as UTC; any date, unlike the transaction's own times, so a birth
+date fits), ``text`` is pandas ``string`` of at most 128 characters without NUL (the empty string is
+allowed, unlike in an identifier)."""
+_NUMERIC_INFERRED = {"integer", "floating", "mixed-integer-float", "decimal", "boolean"}
+_TIME_INFERRED = {"datetime64", "datetime", "date"}
+
+
+def is_extra_column(name: object) -> bool:
+    """Whether ``name`` is spelt as a flat extra column (``extra.`` then anything; see :func:`extra_name`)."""
+    return isinstance(name, str) and name.startswith(EXTRA_PREFIX)
+
+
+def extra_columns(frame: pd.DataFrame) -> list[str]:
+    """The flat ``extra.<name>`` columns of ``frame``, in its column order."""
+    return [name for name in frame.columns if is_extra_column(name)]
+
+
+def extra_name(column: str) -> str:
+    """The ``<name>`` of an ``extra.<name>`` column; :class:`SchemaError` naming it if not an identifier."""
+    name = column[len(EXTRA_PREFIX) :]
+    if not EXTRA_NAME.fullmatch(name):
+        raise SchemaError(
+            column,
+            "an extra column is named extra.<name>, where <name> is a letter or underscore followed by "
+            "letters, digits or underscores; rename it",
+        )
+    return name
+
+
+def extra_kind(series: pd.Series) -> ExtraKind:
+    """The kind a normalised extra column has, read from its dtype."""
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return "time"
+    if pd.api.types.is_float_dtype(series.dtype):
+        return "number"
+    return "text"
 
 
 def _fail(field: str, reason: str, bad: np.ndarray | pd.Series) -> None:
@@ -82,11 +133,24 @@ def normalize_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Return ``frame`` with every canonical column, canonical dtypes, validated bounds.
 
     Missing optional columns are added empty; unknown columns are an error, because a silently
-    ignored column is usually a misspelt one. Raises :class:`SchemaError` naming the field and row.
+    ignored column is usually a misspelt one. Flat ``extra.<name>`` columns are kept after the
+    canonical ones, in their order, each converted to its kind (see :data:`EXTRA_KINDS`): numbers,
+    booleans and numeric objects to float64; datetimes and date objects to UTC times; everything else
+    to text. Raises :class:`SchemaError` naming the field and row.
     """
-    unknown = sorted(set(frame.columns) - set(COLUMNS))
+    duplicated = frame.columns[frame.columns.duplicated()]
+    if len(duplicated):
+        raise SchemaError(str(duplicated[0]), "the column appears twice; keep one")
+    canonical = set(COLUMNS)
+    unknown = sorted(str(c) for c in frame.columns if c not in canonical and not is_extra_column(c))
     if unknown:
-        raise SchemaError(unknown[0], f"unknown column (expected some of {', '.join(COLUMNS)})")
+        raise SchemaError(
+            unknown[0],
+            f"unknown column (expected some of {', '.join(COLUMNS)}, or extra.<name> for any other field)",
+        )
+    extras = extra_columns(frame)
+    for column in extras:
+        extra_name(column)
     for name in REQUIRED:
         if name not in frame.columns:
             raise SchemaError(name, "required column is missing")
@@ -124,7 +188,49 @@ def normalize_frame(frame: pd.DataFrame) -> pd.DataFrame:
             if default is not None:
                 col = col.fillna(default)
         out[name] = col
+    for column in extras:
+        out[column] = _extra_column(frame[column].reset_index(drop=True), column)
     _check_bounds(out)
+    return out
+
+
+def _extra_column(col: pd.Series, name: str) -> pd.Series:
+    dtype = col.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        categories = dtype.categories
+        if pd.api.types.is_numeric_dtype(categories.dtype) or pd.api.types.is_datetime64_any_dtype(
+            categories.dtype
+        ):
+            col = col.astype(categories.dtype)
+        else:
+            col = col.astype("string")
+        dtype = col.dtype
+    if pd.api.types.is_bool_dtype(dtype) or (
+        pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype)
+    ):
+        out = pd.Series(col.to_numpy(dtype="float64", na_value=np.nan), index=col.index)
+    elif pd.api.types.is_datetime64_any_dtype(dtype):
+        out = _to_utc(col, name)
+    elif pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
+        out = col.astype("string")
+    elif pd.api.types.is_object_dtype(dtype):
+        inferred = pd.api.types.infer_dtype(col, skipna=True)
+        if inferred in _NUMERIC_INFERRED:
+            out = pd.Series(pd.to_numeric(col.astype(object).where(col.notna(), np.nan)), dtype="float64")
+        elif inferred in _TIME_INFERRED:
+            out = _to_utc(col, name)
+        else:
+            nested = col.map(lambda v: isinstance(v, dict | list | tuple | set), na_action="ignore")
+            _fail(name, "holds a nested value; an extra column holds numbers, times or text", nested)
+            out = col.astype("string")
+    else:
+        raise SchemaError(name, f"has dtype {dtype}; an extra column holds numbers, times or text")
+    if extra_kind(out) == "number":
+        values = out.to_numpy()
+        _fail(name, "must be a finite number or missing", np.isinf(values))
+    elif extra_kind(out) == "text":
+        _fail(name, f"must be at most {MAX_ID_LENGTH} characters", out.str.len() > MAX_ID_LENGTH)
+        _fail(name, "must not contain NUL characters", out.str.contains("\x00", regex=False))
     return out
 
 
@@ -170,11 +276,34 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _extra_values(col: pd.Series) -> list[Any]:
+    """An extra column as JSON-ready values, ``None`` where missing; times as ISO 8601 strings."""
+    if extra_kind(col) == "time":
+        return [None if t is pd.NaT else t.isoformat() for t in col.tolist()]
+    return col.astype(object).where(col.notna(), None).tolist()
+
+
 def iter_records(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
-    """Yield plain dicts (JSON-ready apart from datetimes) for streaming a table out one event at a time."""
+    """Yield plain dicts (JSON-ready apart from the canonical datetimes) for streaming a table out one
+    event at a time.
+
+    The flat ``extra.<name>`` columns are folded into each record's ``extra`` mapping, as the API
+    expects them (``Transaction.extra``): missing values are left out, times become ISO 8601 strings,
+    and a key also present in the row's ``extra`` dict takes the column's value. A record with no
+    extra values has no ``extra`` key.
+    """
     columns = [c for c in COLUMNS if c in frame.columns]
-    for values in zip(*(frame[c].tolist() for c in columns), strict=True):
+    flat = extra_columns(frame)
+    names = [c[len(EXTRA_PREFIX) :] for c in flat]
+    rows = zip(*(frame[c].tolist() for c in columns), strict=True)
+    extras = zip(*(_extra_values(frame[c]) for c in flat), strict=True) if flat else None
+    for values in rows:
         record = {c: _clean(v) for c, v in zip(columns, values, strict=True)}
+        if extras is not None:
+            folded = {k: v for k, v in zip(names, next(extras), strict=True) if v is not None}
+            if folded:
+                own = record.get("extra")
+                record["extra"] = {**own, **folded} if isinstance(own, dict) else folded
         if record.get("extra") is None:
             record.pop("extra", None)
         yield record
