@@ -27,10 +27,26 @@ from fraudstream.datasets.registry import (
 )
 from fraudstream.datasets.sparkov import SPARKOV_FILE, load_sparkov
 from fraudstream.events.errors import SchemaError
-from fraudstream.events.frame import COLUMNS, normalize_frame
+from fraudstream.events.frame import COLUMNS, extra_columns, normalize_frame
 
 ECOM_HEADER = (
     "user_id,signup_time,purchase_time,purchase_value,device_id,source,browser,sex,age,ip_address,class"
+)
+PAYSIM_EXTRAS = (
+    "extra.old_balance_orig",
+    "extra.new_balance_orig",
+    "extra.old_balance_dest",
+    "extra.new_balance_dest",
+    "extra.step",
+)
+SPARKOV_EXTRAS = (
+    "extra.merch_lat",
+    "extra.merch_long",
+    "extra.city_pop",
+    "extra.dob",
+    "extra.gender",
+    "extra.state",
+    "extra.job",
 )
 
 
@@ -38,8 +54,9 @@ def ts(text: str) -> pd.Timestamp:
     return pd.Timestamp(text, tz="UTC")
 
 
-def assert_canonical(frame: pd.DataFrame) -> None:
-    assert tuple(frame.columns) == COLUMNS
+def assert_canonical(frame: pd.DataFrame, extras: tuple[str, ...] = ()) -> None:
+    assert tuple(frame.columns) == (*COLUMNS, *extras)
+    assert frame["extra"].isna().all()  # flat extra.<name> columns only
     assert str(frame["timestamp"].dt.tz) == "UTC"
     assert frame["timestamp"].is_monotonic_increasing
     assert frame["transaction_id"].is_unique
@@ -71,6 +88,7 @@ def test_handbook_full_sample(handbook: pd.DataFrame) -> None:
     assert len(handbook) == 872_795
     assert handbook["is_fraud"].mean() == pytest.approx(0.0078, abs=0.0005)
     assert_canonical(handbook)
+    assert extra_columns(handbook) == []
     assert handbook["timestamp"].iloc[0] >= ts("2018-04-01")
     assert handbook["timestamp"].iloc[-1] < ts("2018-07-01")
     assert (handbook["label_time"] - handbook["timestamp"] == timedelta(days=7)).all()
@@ -98,7 +116,8 @@ def test_fraud_ecom_sample(ecom: pd.DataFrame) -> None:
     assert len(ecom) == 30_190 - 1
     assert "ecom-393385" not in set(ecom["transaction_id"])
     assert ecom["is_fraud"].mean() == pytest.approx(0.095, abs=0.001)
-    assert_canonical(ecom)
+    assert_canonical(ecom, ("extra.source", "extra.sex", "extra.age"))
+    assert ecom.attrs["missing_columns"] == []
     assert ecom["timestamp"].iloc[0] >= ts("2015-01-01")
     assert ecom["timestamp"].iloc[-1] < ts("2016-01-01")
     assert (ecom["account_created_at"] <= ecom["timestamp"]).all()
@@ -110,7 +129,8 @@ def test_fraud_ecom_sample(ecom: pd.DataFrame) -> None:
     assert row["account_created_at"] == ts("2015-02-24 22:55")
     assert row["amount"] == 34.0
     assert row["ip_address"] == "43.173.1.96"
-    assert row["extra"] == {"source": "SEO", "sex": "M", "age": 39}
+    assert (row["device_id"], row["browser"]) == ("QVPSPJUOCKZAR", "Chrome")
+    assert (row["extra.source"], row["extra.sex"], row["extra.age"]) == ("SEO", "M", 39.0)
     assert not row["is_fraud"]
 
 
@@ -143,12 +163,12 @@ def test_ip_ranges_sample_repairs(datasets_dir: Path) -> None:
 def test_paysim_sample(paysim: pd.DataFrame) -> None:
     assert len(paysim) == 19_999
     assert paysim["is_fraud"].mean() == pytest.approx(0.0041, abs=0.0002)
-    assert_canonical(paysim)
+    assert_canonical(paysim, PAYSIM_EXTRAS)
     assert paysim["timestamp"].is_unique
     assert paysim["timestamp"].iloc[0] == ts("2025-01-01")
     assert paysim["timestamp"].iloc[-1] < ts("2025-01-01 08:00")
     assert paysim["transaction_id"].tolist()[:3] == ["paysim-0", "paysim-1", "paysim-2"]
-    steps = paysim["extra"].map(lambda e: e["step"])
+    steps = paysim["extra.step"]
     hours = (paysim["timestamp"] - ts("2025-01-01")) // pd.Timedelta(hours=1) + 1
     assert (steps == hours).all()
     transfers = paysim["payment_type"] == "TRANSFER"
@@ -160,7 +180,9 @@ def test_paysim_sample(paysim: pd.DataFrame) -> None:
         "M1979787155",
         9839.64,
     )
-    assert first["extra"]["old_balance_orig"] == 170136.0
+    assert first["payment_type"] == "PAYMENT"
+    balances = [first[c] for c in PAYSIM_EXTRAS[:4]]
+    assert balances == [170136.0, 160296.36, 0.0, 0.0]
 
 
 @pytest.mark.datasets
@@ -176,7 +198,7 @@ def test_paysim_start_and_limit(datasets_dir: Path) -> None:
 def test_sparkov_sample(sparkov: pd.DataFrame) -> None:
     assert len(sparkov) == 6_025
     assert sparkov["is_fraud"].mean() == pytest.approx(0.0041, abs=0.0002)
-    assert_canonical(sparkov)
+    assert_canonical(sparkov, SPARKOV_EXTRAS)
     assert sparkov["timestamp"].iloc[0] == ts("2019-01-01 00:00:18")
     assert sparkov["timestamp"].iloc[-1] == ts("2019-01-04 21:16:58")
     first = sparkov.iloc[0]
@@ -187,8 +209,16 @@ def test_sparkov_sample(sparkov: pd.DataFrame) -> None:
         "misc_net",
         "online",
     )
-    assert (first["latitude"], first["longitude"]) == (36.011293, -82.048315)
-    assert first["extra"] == {"gender": "F", "city_pop": 3495, "job": "Psychologist, counselling"}
+    assert (first["latitude"], first["longitude"]) == (36.0788, -81.1781)
+    assert [first[c] for c in SPARKOV_EXTRAS] == [
+        36.011293,
+        -82.048315,
+        3495.0,
+        ts("1988-03-09"),
+        "F",
+        "NC",
+        "Psychologist, counselling",
+    ]
     assert sparkov["customer_id"].nunique() == 888
     assert sparkov["customer_id"].str.extract(r"^(cc-[^-]+)-")[0].nunique() == 870
     online = sparkov["merchant_category"].str.endswith("_net")
@@ -201,7 +231,7 @@ def test_registry_loads_by_name(datasets_dir: Path) -> None:
     for name in DATASETS:
         frame = load_dataset(name, datasets_dir, limit=50)
         assert len(frame) == 50
-        assert tuple(frame.columns) == COLUMNS
+        assert tuple(frame.columns[: len(COLUMNS)]) == COLUMNS
 
 
 def test_registry_errors(tmp_path: Path) -> None:
@@ -288,8 +318,8 @@ def test_missing_columns_name_file_and_column(tmp_path: Path) -> None:
     sparkov.write_text(",trans_date_trans_time,cc_num,amt\n0,01-01-2019 00:00,1E+15,1.0\n")
     with pytest.raises(SchemaError, match=r"'merchant'.*sparkov\.csv"):
         load_sparkov(sparkov)
-    data.write_text(ECOM_HEADER + "\n1,2015-01-02 03:04:05,1/2/2015 3:04,1,D,SEO,IE,M,30,1,0\n")
-    with pytest.raises(SchemaError, match=r"'signup_time'.*%m/%d/%Y %H:%M.*data\.csv"):
+    data.write_text(ECOM_HEADER + "\n1,2015-02-30 03:04:05,1/2/2015 3:04,1,D,SEO,IE,M,30,1,0\n")
+    with pytest.raises(SchemaError, match=r"row 0, field 'signup_time'.*%m/%d/%Y %H:%M.*data\.csv"):
         load_fraud_ecom(data)
     handbook = tmp_path / "handbook.parquet"
     pd.DataFrame({"TRANSACTION_ID": [1], "TX_DATETIME": [pd.Timestamp("2018-04-01")]}).to_parquet(handbook)

@@ -1,57 +1,50 @@
 """Adapter for the e-commerce ``Fraud_Data.csv`` and its ``IpAddress_to_Country.csv`` ranges.
 
-The copy in the shared folder was re-saved by a spreadsheet program, which left a byte-order mark,
-``M/D/YYYY H:MM`` times, a float ``ip_address``, some IP lower bounds in 3-digit scientific
-notation, and a cut-off last row in both files; each of these is repaired or dropped here.
+The public files (``Fraud_Data.csv``, 151,112 purchases, and ``IpAddress_to_Country.csv``, 138,846
+ranges) have ``YYYY-MM-DD HH:MM:SS`` times and float IP numbers. The copy in the shared folder was
+re-saved by a spreadsheet program, which left a byte-order mark, ``M/D/YYYY H:MM`` times, some IP
+lower bounds in 3-digit scientific notation, and a cut-off last row in both files; each of these is
+read, repaired or dropped here, so both the public files and the sample load.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from fraudstream.events.errors import SchemaError
+from fraudstream.datasets.io import parse_times, read_csv_columns
 from fraudstream.events.frame import normalize_frame
 
 FRAUD_DATA_FILE = "fraud_ecom/Fraud_Data_first30k.csv"
 IP_COUNTRY_FILE = "fraud_ecom/IpAddress_to_Country_truncated.csv"
+FULL_FILES = ("Fraud_Data.csv", "IpAddress_to_Country.csv")
 TIME_FORMAT = "%m/%d/%Y %H:%M"
-_COLUMNS = (
-    "user_id",
-    "signup_time",
-    "purchase_time",
-    "purchase_value",
-    "device_id",
-    "source",
-    "browser",
-    "sex",
-    "age",
-    "ip_address",
-    "class",
-)
+TIME_FORMATS = (TIME_FORMAT, "ISO8601")
+"""The sample's spreadsheet times, then the public file's ``YYYY-MM-DD HH:MM:SS``."""
+REQUIRED = ("user_id", "signup_time", "purchase_time", "purchase_value", "class")
+OPTIONAL = ("device_id", "source", "browser", "sex", "age", "ip_address")
+"""Columns a file may lack: a purchase is still a purchase without them (see :func:`load_fraud_ecom`)."""
+_TYPES = {
+    "user_id": pa.string(),
+    "signup_time": pa.string(),
+    "purchase_time": pa.string(),
+    "purchase_value": pa.float64(),
+    "device_id": pa.string(),
+    "source": pa.string(),
+    "browser": pa.string(),
+    "sex": pa.string(),
+    "age": pa.float64(),
+    "ip_address": pa.float64(),
+    "class": pa.float64(),
+}
 _IP_COLUMNS = ("lower_bound_ip_address", "upper_bound_ip_address", "country")
 _MAX_IP = 2**32 - 1
-
-
-def _read_csv(
-    path: Path, columns: tuple[str, ...], limit: int | None = None, dtype: type | dict[str, type] = str
-) -> pd.DataFrame:
-    wanted = set(columns)
-    frame = pd.read_csv(path, encoding="utf-8-sig", dtype=dtype, usecols=lambda c: c in wanted, nrows=limit)
-    missing = [name for name in columns if name not in frame.columns]
-    if missing:
-        raise SchemaError(missing[0], f"required column is missing from {path}")
-    return frame
-
-
-def _parse_time(raw: pd.DataFrame, column: str, path: Path) -> pd.Series:
-    try:
-        return pd.to_datetime(raw[column].str.strip(), format=TIME_FORMAT).dt.tz_localize("UTC")
-    except ValueError as exc:
-        raise SchemaError(column, f"expected {TIME_FORMAT} times in {path} ({exc})") from None
+log = logging.getLogger(__name__)
 
 
 def load_ip_ranges(path: Path) -> pd.DataFrame:
@@ -64,10 +57,10 @@ def load_ip_ranges(path: Path) -> pd.DataFrame:
     prefix of another country in the file is dropped too, so IPs in that range stay unmapped rather
     than being given a made-up country.
     """
-    raw = _read_csv(path, _IP_COLUMNS, dtype={"lower_bound_ip_address": str, "country": str})
+    raw, _ = read_csv_columns(path, dict.fromkeys(_IP_COLUMNS, pa.string()), required=_IP_COLUMNS)
     lower_text = raw["lower_bound_ip_address"].str.strip()
     lower = pd.to_numeric(lower_text, errors="coerce")
-    upper = pd.to_numeric(raw["upper_bound_ip_address"], errors="coerce")
+    upper = pd.to_numeric(raw["upper_bound_ip_address"].str.strip(), errors="coerce")
     country = raw["country"].str.strip()
 
     rounded = lower_text.str.fullmatch(r"\d+(\.\d*)?[eE]\+?\d+").fillna(False)
@@ -122,38 +115,53 @@ def load_fraud_ecom(
     """Read ``Fraud_Data.csv`` as a canonical frame of online purchases, sorted by timestamp.
 
     Each user buys once, so the purchase is ``ecom-<user_id>`` and the signal lies in device and IP
-    sharing and in the time since signup (``account_created_at``). ``ip_address`` is floored to an
-    integer (the same answer as comparing the float with the integer bounds) and written as a dotted
-    quad; ``country`` comes from ``ip_country_path`` when given. A row cut short after ``signup_time``
-    (the sample ends in one) is dropped. ``limit`` keeps the first rows of the file.
+    sharing and in the time since signup (``account_created_at``, from ``signup_time``).
+    ``device_id`` and ``browser`` keep their names; ``source``, ``sex`` and ``age`` become
+    ``extra.source``, ``extra.sex`` and ``extra.age``. ``ip_address`` is floored to an integer (the same
+    answer as comparing the float with the integer bounds) and written as a dotted quad; ``country``
+    comes from ``ip_country_path`` when given. Times may be ``M/D/YYYY H:MM`` or ISO 8601, one format
+    per column. A row cut short after ``signup_time`` (the sample ends in one) is dropped. ``limit``
+    keeps the first rows of the file.
+
+    The columns in :data:`OPTIONAL` may be absent: the frame then has that field empty (or no such
+    extra column), a warning names them, and ``frame.attrs["missing_columns"]`` lists them (empty when
+    none is missing), so a caller can tell a thin file from a full one.
     """
-    raw = _read_csv(path, _COLUMNS, limit)
-    cut = raw[list(_COLUMNS[2:])].isna().all(axis=1)
+    raw, missing = read_csv_columns(path, _TYPES, required=REQUIRED, limit=limit)
+    if missing:
+        log.warning(
+            "%s has no %s column%s: loading it without %s",
+            path, ", ".join(missing), "s" if len(missing) > 1 else "", "them" if len(missing) > 1 else "it",
+        )  # fmt: skip
+    later = [name for name in _TYPES if name in raw.columns and name not in ("user_id", "signup_time")]
+    cut = raw[later].isna().all(axis=1)
     raw = raw[~cut].reset_index(drop=True)
 
-    timestamp = _parse_time(raw, "purchase_time", path)
-    ips = np.floor(pd.to_numeric(raw["ip_address"]).to_numpy(dtype="float64", na_value=np.nan))
-    ages = pd.to_numeric(raw["age"]).astype("Int64").tolist()
-    extra = [
-        {"source": source, "sex": sex, "age": None if age is pd.NA else int(age)}
-        for source, sex, age in zip(raw["source"].tolist(), raw["sex"].tolist(), ages, strict=True)
-    ]
+    timestamp = parse_times(raw["purchase_time"], "purchase_time", path, TIME_FORMATS)
+    if "ip_address" in raw.columns:
+        ips = np.floor(raw["ip_address"].to_numpy(dtype="float64", na_value=np.nan))
+    else:
+        ips = np.full(len(raw), np.nan)
+    country = lookup_country(ips, load_ip_ranges(ip_country_path)) if ip_country_path else None
+    user = raw["user_id"].str.strip()
     frame = pd.DataFrame(
         {
-            "transaction_id": "ecom-" + raw["user_id"].str.strip(),
+            "transaction_id": "ecom-" + user,
             "timestamp": timestamp,
-            "customer_id": "U" + raw["user_id"].str.strip(),
-            "amount": pd.to_numeric(raw["purchase_value"]),
+            "customer_id": "U" + user,
+            "amount": raw["purchase_value"],
             "channel": "online",
-            "device_id": raw["device_id"],
+            "device_id": raw.get("device_id"),
             "ip_address": ip_to_dotted(ips),
-            "browser": raw["browser"],
-            "country": lookup_country(ips, load_ip_ranges(ip_country_path)) if ip_country_path else None,
-            "account_created_at": _parse_time(raw, "signup_time", path),
-            "extra": pd.Series(extra, dtype=object),
-            "is_fraud": pd.to_numeric(raw["class"]).astype("boolean"),
+            "browser": raw.get("browser"),
+            "country": country,
+            "account_created_at": parse_times(raw["signup_time"], "signup_time", path, TIME_FORMATS),
+            "is_fraud": raw["class"].astype("boolean"),
             "label_time": timestamp + label_delay,
+            **{f"extra.{name}": raw[name] for name in ("source", "sex", "age") if name in raw.columns},
         }
     )
     frame = frame.sort_values("timestamp", kind="stable", ignore_index=True)
-    return normalize_frame(frame)
+    frame = normalize_frame(frame)
+    frame.attrs["missing_columns"] = missing
+    return frame

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import re
 import time
@@ -35,6 +36,7 @@ from fraudstream.events.errors import SchemaError
 from fraudstream.events.frame import REQUIRED, extra_columns, iter_records, normalize_frame
 
 SUFFIXES = (".parquet", ".csv", ".jsonl")
+log = logging.getLogger(__name__)
 CSV_BLOCK_BYTES = 16 << 20
 """Bytes of CSV parsed at a time: large enough to parse fast, small enough that the text in flight
 stays a small part of the memory the parsed columns take."""
@@ -197,7 +199,9 @@ def read_csv_columns(
     wanted columns are kept, text stays Arrow-backed (pandas ``string[pyarrow]``: a few bytes a value
     rather than a Python object), and reading stops after ``limit`` rows, so the first rows of a large
     file cost only their own parsing. Empty fields are missing; text such as ``NA`` is kept as written
-    (it is Namibia in a country column). Returns the frame and the names of ``columns`` not in the file;
+    (it is Namibia in a country column). A row with too few fields is skipped with a warning (a file
+    cut short ends in one); one with too many is an error. Returns the frame and the names of
+    ``columns`` not in the file;
     a missing name in ``required`` is a :class:`SchemaError` naming the column and the file, and a value
     that does not parse as its type is a :class:`ValueError` naming the file, column and row.
     """
@@ -209,11 +213,19 @@ def read_csv_columns(
     if missing:
         raise SchemaError(missing[0], f"required column is missing from {path}")
     present = [name for name in columns if name in header]
+    short: list[Any] = []
+
+    def skip_short(row: Any) -> str:
+        if row.actual_columns < row.expected_columns:
+            short.append(row)
+            return "skip"
+        return "error"
+
     try:
         reader = pacsv.open_csv(
             path,
             read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=skip_short),
             convert_options=pacsv.ConvertOptions(
                 include_columns=present,
                 column_types={name: columns[name] for name in present},
@@ -233,6 +245,12 @@ def read_csv_columns(
         table = pa.Table.from_batches(batches, schema=reader.schema)
     except pa.ArrowInvalid as exc:
         raise ValueError(f"cannot read {path}: {exc}") from None
+    if short:
+        line = f"line {short[0].number}" if short[0].number is not None else "a row"
+        log.warning(
+            "%s: skipped %d row%s with too few fields (the first: %s, %r), as a file cut short ends",
+            path, len(short), "s" if len(short) > 1 else "", line, short[0].text,
+        )  # fmt: skip
     frame = table_to_frame(table)
     return frame, [name for name in columns if name not in header]
 

@@ -1,9 +1,12 @@
-"""Adapter for the Sparkov simulated card transactions (Kaggle's ``fraudTrain.csv``).
+"""Adapter for the Sparkov simulated card transactions (Kaggle's ``fraudTrain.csv`` and ``fraudTest.csv``).
 
-The shared copy was re-saved by a spreadsheet program: times lost their seconds and became
-``DD-MM-YYYY HH:MM``, and ``cc_num`` was written in 6-digit scientific notation, so that different
-cards can share one value. Both are worked around here; the cardholder's name, address and birth
-date are read only to tell such cards apart and are not passed on.
+The public dataset is two files with the same columns: ``fraudTrain.csv`` (1,296,675 rows, 2019 to
+mid-2020) and ``fraudTest.csv`` (555,719 rows, the rest of 2020); together they are one stream, so they
+are read together and merged in time order. Their times are ``YYYY-MM-DD HH:MM:SS`` and ``cc_num`` is
+a whole card number. The shared sample (the first 6,025 rows of ``fraudTrain.csv``) was re-saved by a
+spreadsheet program: times lost their seconds and became ``DD-MM-YYYY HH:MM``, birth dates became
+``DD-MM-YYYY``, and ``cc_num`` was written in 6-digit scientific notation, so that different cards can
+share one value. Both forms are read here.
 """
 
 from __future__ import annotations
@@ -11,88 +14,100 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from fraudstream.events.errors import SchemaError
+from fraudstream.datasets.io import parse_times, pick_format, read_csv_columns
 from fraudstream.events.frame import normalize_frame
 
 SPARKOV_FILE = "sparkov/fraudTrain_first6k.csv"
-TIME_FORMAT = "%d-%m-%Y %H:%M"
-_HOLDER = ("first", "last", "dob")
-_COLUMNS = (
-    "trans_date_trans_time",
-    "cc_num",
-    "merchant",
-    "category",
-    "amt",
-    "gender",
-    "city_pop",
-    "job",
-    "trans_num",
-    "unix_time",
-    "merch_lat",
-    "merch_long",
-    "is_fraud",
-    *_HOLDER,
-)
+FULL_FILES = ("fraudTrain.csv", "fraudTest.csv")
+SAMPLE_TIME_FORMAT = "%d-%m-%Y %H:%M"
+TIME_FORMATS = (SAMPLE_TIME_FORMAT, "ISO8601")
+DATE_FORMATS = ("%d-%m-%Y", "ISO8601")
+_TEXT = ("trans_date_trans_time", "cc_num", "merchant", "category", "first", "last", "gender")
+_TYPES = {
+    **dict.fromkeys(_TEXT, pa.string()),
+    **dict.fromkeys(("state", "job", "dob", "trans_num"), pa.string()),
+    **dict.fromkeys(("amt", "lat", "long", "city_pop", "merch_lat", "merch_long"), pa.float64()),
+    "unix_time": pa.int64(),
+    "is_fraud": pa.float64(),
+}
 
 
 def load_sparkov(
-    path: Path, *, label_delay: timedelta = timedelta(days=7), limit: int | None = None
+    path: Path, *more: Path, label_delay: timedelta = timedelta(days=7), limit: int | None = None
 ) -> pd.DataFrame:
     """Read Sparkov as a canonical frame of card payments, sorted by timestamp.
 
-    The seconds dropped from ``trans_date_trans_time`` are taken back from ``unix_time`` (which is
-    shifted by a whole number of days, so its seconds are right), restoring the order within a
-    minute. ``customer_id`` is ``cc-<cc_num as written>-<holder>``, where ``holder`` is a digest of
-    name and birth date: the rounded ``cc_num`` alone merges cardholders (888 holders share 870
-    values in the sample). ``latitude``/``longitude`` are where the purchase happened
-    (``merch_lat``/``merch_long``). ``*_net`` categories are online, the rest at a point of sale.
-    ``limit`` keeps the first rows of the file.
-    """
-    wanted = set(_COLUMNS)
-    raw = pd.read_csv(path, dtype=str, usecols=lambda c: c in wanted, nrows=limit)
-    missing = [name for name in _COLUMNS if name not in raw.columns]
-    if missing:
-        raise SchemaError(missing[0], f"required column is missing from {path}")
+    Give one file, or several (``fraudTrain.csv`` and ``fraudTest.csv``): their rows are merged in time
+    order, and ``limit`` keeps the first rows across the files in the order given.
 
-    try:
-        minute = pd.to_datetime(raw["trans_date_trans_time"].str.strip(), format=TIME_FORMAT)
-    except ValueError as exc:
-        raise SchemaError(
-            "trans_date_trans_time", f"expected {TIME_FORMAT} times in {path} ({exc})"
-        ) from None
-    seconds = pd.to_numeric(raw["unix_time"]).mod(60)
-    timestamp = (minute + pd.to_timedelta(seconds, unit="s")).dt.tz_localize("UTC")
-    holder = pd.util.hash_pandas_object(raw[list(_HOLDER)].fillna(""), index=False) % 10**8
-    category = raw["category"].str.strip()
-    extra = pd.DataFrame(
+    ``customer_id`` is ``cc-<cc_num as written>-<holder>``, where ``holder`` is a digest of name and birth
+    date: the sample's rounded ``cc_num`` alone merges cardholders (888 holders share 870 values in it).
+    ``latitude``/``longitude`` are the cardholder's home (``lat``/``long``); where the purchase happened
+    is ``extra.merch_lat``/``extra.merch_long``, so a feature can measure the distance. The other
+    cardholder fields become ``extra.city_pop``, ``extra.dob`` (a time: the birth date, for an age),
+    ``extra.gender``, ``extra.state`` and ``extra.job``; name, street, city and ZIP are read only for the
+    digest or not at all. ``category`` is ``merchant_category``; ``*_net`` categories are online, the
+    rest at a point of sale. In the sample's times, which lost their seconds, the seconds are taken back
+    from ``unix_time`` (which is shifted by a whole number of days, so its seconds are right), restoring
+    the order within a minute. ``transaction_id`` is ``trans_num``.
+    """
+    frames, left = [], limit
+    for source in (path, *more):
+        if left is not None and left <= 0:
+            break
+        frame = _load_one(source, label_delay, left)
+        frames.append(frame)
+        left = None if left is None else left - len(frame)
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if not frame["timestamp"].is_monotonic_increasing:
+        frame = frame.sort_values("timestamp", kind="stable", ignore_index=True)
+    return normalize_frame(frame)
+
+
+def _load_one(path: Path, label_delay: timedelta, limit: int | None) -> pd.DataFrame:
+    raw, _ = read_csv_columns(path, _TYPES, required=tuple(_TYPES), limit=limit)
+    when = raw["trans_date_trans_time"]
+    timestamp = parse_times(when, "trans_date_trans_time", path, TIME_FORMATS)
+    if pick_format(when, TIME_FORMATS) == SAMPLE_TIME_FORMAT:
+        seconds = raw["unix_time"].to_numpy(dtype="float64", na_value=np.nan) % 60
+        timestamp = timestamp + pd.to_timedelta(seconds, unit="s")
+    dob = parse_times(raw["dob"], "dob", path, DATE_FORMATS)
+    holder_fields = pd.DataFrame(
         {
-            "gender": raw["gender"],
-            "city_pop": pd.to_numeric(raw["city_pop"]).astype("Int64"),
-            "job": raw["job"],
+            "first": raw["first"].fillna(""),
+            "last": raw["last"].fillna(""),
+            "dob": dob.dt.strftime("%Y-%m-%d").fillna(""),
         }
     )
-    frame = pd.DataFrame(
+    holder = pd.util.hash_pandas_object(holder_fields, index=False) % 10**8
+    category = raw["category"].str.strip()
+    online = category.str.endswith("_net").fillna(False).to_numpy(dtype=bool)
+    return pd.DataFrame(
         {
             "transaction_id": raw["trans_num"].str.strip(),
             "timestamp": timestamp,
             "customer_id": "cc-"
             + raw["cc_num"].str.strip()
             + "-"
-            + holder.astype("int64").astype("string").str.zfill(8),
-            "amount": pd.to_numeric(raw["amt"]),
+            + pd.Series(holder.to_numpy(dtype="int64")).astype("string").str.zfill(8),
+            "amount": raw["amt"],
             "merchant_id": raw["merchant"],
             "merchant_category": category,
-            "channel": category.str.endswith("_net").map({True: "online", False: "pos"}),
-            "latitude": pd.to_numeric(raw["merch_lat"]),
-            "longitude": pd.to_numeric(raw["merch_long"]),
-            "extra": pd.Series(
-                extra.astype(object).where(extra.notna(), None).to_dict("records"), dtype=object
-            ),
-            "is_fraud": pd.to_numeric(raw["is_fraud"]).astype("boolean"),
+            "channel": pd.Series(np.where(online, "online", "pos"), dtype="string"),
+            "latitude": raw["lat"],
+            "longitude": raw["long"],
+            "is_fraud": raw["is_fraud"].astype("boolean"),
             "label_time": timestamp + label_delay,
+            "extra.merch_lat": raw["merch_lat"],
+            "extra.merch_long": raw["merch_long"],
+            "extra.city_pop": raw["city_pop"],
+            "extra.dob": dob,
+            "extra.gender": raw["gender"],
+            "extra.state": raw["state"],
+            "extra.job": raw["job"],
         }
     )
-    frame = frame.sort_values("timestamp", kind="stable", ignore_index=True)
-    return normalize_frame(frame)
