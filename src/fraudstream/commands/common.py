@@ -20,11 +20,38 @@ console = Console(stderr=True)
 out = Console()
 
 DataOpt = Annotated[
-    Path | None, typer.Option("--data", help="Canonical transactions file (.parquet, .csv, .jsonl).")
+    Path | None,
+    typer.Option(
+        "--data",
+        help="Transactions file: canonical (.parquet, .csv, .jsonl), or your own with --mapping.",
+    ),
 ]
 DatasetOpt = Annotated[
     str | None,
     typer.Option("--dataset", help="A public dataset instead: handbook, fraud_ecom, paysim, sparkov."),
+]
+PathOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--path",
+        metavar="<file>",
+        help=(
+            "With --dataset: read this file (e.g. the full public one) instead of the sample in the "
+            "datasets folder. Repeat in order for several: sparkov fraudTrain.csv fraudTest.csv; "
+            "fraud_ecom Fraud_Data.csv [IpAddress_to_Country.csv]."
+        ),
+    ),
+]
+MappingOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--mapping",
+        metavar="<yaml>",
+        help=(
+            "With --data: a YAML file naming the columns of your own CSV or Parquet file "
+            "(timestamp, customer_id, amount, is_fraud, ...); other columns become extra.<name>."
+        ),
+    ),
 ]
 DatasetsDirOpt = Annotated[
     Path | None,

@@ -15,6 +15,8 @@ from fraudstream.commands.common import (
     DatasetOpt,
     DatasetsDirOpt,
     JsonOpt,
+    MappingOpt,
+    PathOpt,
     console,
     date_option,
     emit,
@@ -77,6 +79,8 @@ def generate(
 def train(
     data: DataOpt = None,
     dataset: DatasetOpt = None,
+    paths: PathOpt = None,
+    mapping: MappingOpt = None,
     datasets_dir: DatasetsDirOpt = None,
     train_start: Annotated[datetime | None, date_option("Training start (default: start of data)")] = None,
     train_end: Annotated[datetime | None, date_option("Training end (default: before gap and test)")] = None,
@@ -121,7 +125,7 @@ def train(
             threads=threads or settings.threads, seed=settings.seed, smote=smote, block_fpr=block_fpr,
             flag_fpr=flag_fpr,
         )  # fmt: skip
-        frame = load_source(settings, data, dataset, gap_days)
+        frame = load_source(settings, data, dataset, gap_days, paths=paths, mapping=mapping)
         first, last = frame["timestamp"].min().to_pydatetime(), frame["timestamp"].max().to_pydatetime()
         end = utc(train_end) or last - timedelta(days=gap_days + test_days)
         windows = Windows(utc(train_start) or first, end, timedelta(days=gap_days), timedelta(days=test_days))
@@ -158,6 +162,8 @@ def evaluate(
     ] = None,
     data: DataOpt = None,
     dataset: DatasetOpt = None,
+    paths: PathOpt = None,
+    mapping: MappingOpt = None,
     datasets_dir: DatasetsDirOpt = None,
     test_start: Annotated[datetime | None, date_option("Test start (default: test end minus 7 days)")] = None,
     test_end: Annotated[datetime | None, date_option("Test end, exclusive (default: end of data)")] = None,
@@ -173,7 +179,7 @@ def evaluate(
     with errors():
         settings = settings_with(datasets_dir)
         bundle = load_bundle(model or settings.bundle_path)
-        frame = load_source(settings, data, dataset, gap_days)
+        frame = load_source(settings, data, dataset, gap_days, paths=paths, mapping=mapping)
         end = utc(test_end) or frame["timestamp"].max().to_pydatetime() + timedelta(microseconds=1)
         start = utc(test_start) or end - timedelta(days=7)
         _, featured = featurize(frame)
@@ -191,6 +197,8 @@ def backtest(
     ],
     data: DataOpt = None,
     dataset: DatasetOpt = None,
+    paths: PathOpt = None,
+    mapping: MappingOpt = None,
     datasets_dir: DatasetsDirOpt = None,
     train_days: Annotated[float, typer.Option(help="Days of training before the gap.")] = 7.0,
     gap_days: Annotated[float, typer.Option(help="Label-delay gap in days.")] = 7.0,
@@ -215,7 +223,7 @@ def backtest(
         config = TrainConfig(
             models=tuple(models.split(",")), trials=trials, threads=settings.threads, seed=settings.seed
         )
-        frame = load_source(settings, data, dataset, gap_days)
+        frame = load_source(settings, data, dataset, gap_days, paths=paths, mapping=mapping)
         engine, featured = featurize(frame)
         starts = [s for s in (utc(t) for t in test_start) if s is not None]
         with progress() as bar:

@@ -1,7 +1,9 @@
-"""Where a command's transactions come from: a file of canonical transactions or a named dataset."""
+"""Where a command's transactions come from: a canonical file, a user's file with a mapping, or a
+named public dataset (its sample in the datasets folder, or the full files the user names)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,13 +19,41 @@ def default_data_path(settings: Settings) -> Path:
 
 
 def load_source(
-    settings: Settings, data: Path | None = None, dataset: str | None = None, label_delay_days: float = 7.0
+    settings: Settings,
+    data: Path | None = None,
+    dataset: str | None = None,
+    label_delay_days: float = 7.0,
+    *,
+    paths: Sequence[Path] | None = None,
+    mapping: Path | None = None,
 ) -> pd.DataFrame:
-    """Read ``data`` (Parquet, CSV or JSON lines) or the public ``dataset``; by default the generated file."""
+    """Read the transactions a command was pointed at, as a canonical frame.
+
+    - ``dataset``: the public dataset's sample from the datasets folder, or with ``paths`` the files
+      given (the full public files, for example; see :func:`~fraudstream.datasets.registry.load_dataset`);
+    - ``data`` with ``mapping``: a user's CSV or Parquet file read through a YAML mapping
+      (:mod:`fraudstream.datasets.generic`);
+    - ``data`` alone: a file of canonical transactions (Parquet, CSV or JSON lines);
+    - nothing: the generated file in the data folder.
+
+    ``label_delay_days`` is when dataset labels become known (a mapping may set its own).
+    """
+    delay = timedelta(days=label_delay_days)
     if data is not None and dataset is not None:
         raise ValueError("give either --data or --dataset, not both")
+    if paths and dataset is None:
+        raise ValueError(
+            "--path names the files of a public dataset: add --dataset NAME "
+            "(for your own file, use --data FILE --mapping MAPPING.yaml)"
+        )
+    if mapping is not None and data is None:
+        raise ValueError("--mapping describes the columns of a --data FILE: give that file too")
     if dataset is not None:
-        return load_dataset(dataset, settings.datasets_dir, label_delay=timedelta(days=label_delay_days))
+        return load_dataset(dataset, settings.datasets_dir, label_delay=delay, paths=paths or None)
+    if mapping is not None and data is not None:
+        from fraudstream.datasets.generic import load_generic
+
+        return load_generic(data, mapping, label_delay=delay)
     path = data or default_data_path(settings)
     if not path.exists():
         raise FileNotFoundError(
