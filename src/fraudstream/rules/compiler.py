@@ -26,6 +26,8 @@ from fraudstream.rules.columns import (
 from fraudstream.rules.errors import RulesError, suggest
 
 MAX_DEPTH: Final = 32
+EXTRA: Final = "extra"
+"""``extra.<field>`` names a field of a transaction's ``extra``, where the caller declares it known."""
 
 Fn = Callable[["Columns"], Any]
 Test = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -79,6 +81,13 @@ class Compiler:
             return self.constant(node)
         if isinstance(node, ast.Name):
             return self.name(node)
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == EXTRA
+            and f"{EXTRA}.{node.attr}" in self.kinds
+        ):
+            return self.named(f"{EXTRA}.{node.attr}")
         if isinstance(node, ast.BoolOp):
             return self.bool_op(node, d), BOOL
         if isinstance(node, ast.UnaryOp):
@@ -141,6 +150,10 @@ class Compiler:
         if name not in self.kinds:
             hint = " (functions must be called, e.g. abs(x))" if name in FUNCTIONS else ""
             raise RulesError(f"unknown name {name!r}{hint or suggest(name, self.kinds)}")
+        return self.named(name)
+
+    def named(self, name: str) -> tuple[Fn, str]:
+        """A column the condition reads: a plain name, or ``extra.<field>`` (a transaction's own field)."""
         self.names.add(name)
         self.reads += 1
         return (lambda cols: cols[name]), self.kinds[name]

@@ -45,6 +45,7 @@ __all__ = [
     "STRING",
     "CompiledExpr",
     "compile_expr",
+    "compile_value",
 ]
 
 
@@ -55,12 +56,13 @@ class CompiledExpr:
     front that a batch carries them. Two expressions are equal when their texts are.
     """
 
-    __slots__ = ("_fn", "names", "text")
+    __slots__ = ("_fn", "_value", "names", "text")
 
-    def __init__(self, text: str, names: frozenset[str], fn: Fn) -> None:
+    def __init__(self, text: str, names: frozenset[str], fn: Fn, *, value: bool = False) -> None:
         self.text = text
         self.names = names
         self._fn = fn
+        self._value = value
 
     def evaluate(self, columns: Mapping[str, Any], n: int | None = None) -> np.ndarray:
         """Boolean array of length ``n`` (default: the length of the columns): where the condition holds.
@@ -69,6 +71,10 @@ class CompiledExpr:
         text where a number is needed (or the reverse).
         """
         view = columns if isinstance(columns, Columns) and n in (None, columns.n) else Columns(columns, n)
+        if self._value:
+            with np.errstate(all="ignore"):
+                numbers = np.asarray(self._fn(view), dtype=np.float64)
+            return np.array(np.broadcast_to(numbers, (view.n,)), dtype=np.float64)
         out = self.mask(view)
         if out.shape == (view.n,):
             return out.copy()
@@ -93,6 +99,12 @@ class CompiledExpr:
         return f"CompiledExpr({self.text!r})"
 
 
+def compile_value(text: str, known: Iterable[str] | Mapping[str, str]) -> CompiledExpr:
+    """:func:`compile_expr` for a number rather than a condition (``extra.balance - amount``): its
+    :meth:`~CompiledExpr.evaluate` gives float64 values, NaN where an input is missing."""
+    return _compile(text, known, value=True)
+
+
 def compile_expr(text: str, known: Iterable[str] | Mapping[str, str]) -> CompiledExpr:
     """Check ``text`` against the whitelist and the ``known`` names, and compile it.
 
@@ -101,6 +113,10 @@ def compile_expr(text: str, known: Iterable[str] | Mapping[str, str]) -> Compile
     caught here rather than on the first batch. The text may span lines. Raises :class:`RulesError`
     naming the first unsupported construct or unknown name.
     """
+    return _compile(text, known, value=False)
+
+
+def _compile(text: str, known: Iterable[str] | Mapping[str, str], *, value: bool) -> CompiledExpr:
     if not isinstance(text, str):
         raise RulesError(f"a condition must be text, not {type(text).__name__}")
     if len(text) > MAX_LENGTH:
@@ -124,5 +140,8 @@ def compile_expr(text: str, known: Iterable[str] | Mapping[str, str]) -> Compile
     except ValueError as exc:
         raise RulesError(f"cannot parse {source!r}: {exc}") from None
     compiler = Compiler(source, kinds)
+    if value:
+        number = compiler.number(tree.body, 1)
+        return CompiledExpr(source, frozenset(compiler.names), number, value=True)
     fn = compiler.condition(tree.body, 1)
     return CompiledExpr(source, frozenset(compiler.names), fn)
