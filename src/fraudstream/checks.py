@@ -52,7 +52,7 @@ def _run(name: str, target: str, probe: Callable[[], str]) -> Check:
 
 def check_settings(settings: Settings) -> list[Check]:
     """Open and ping the database, broker, feature state and model that ``settings`` name."""
-    from fraudstream.features.definitions import DEFAULT_FEATURE_SET
+    from fraudstream.features.engine import default_feature_set
 
     checks = [_run("database", masked(settings.db_url), lambda: _database(settings))]
     checks.append(_run("broker", masked(settings.broker_url), lambda: _broker(settings)))
@@ -60,7 +60,7 @@ def check_settings(settings: Settings) -> list[Check]:
         _run(
             "state",
             masked(settings.state_url),
-            lambda: _ping_state(settings.state_url, DEFAULT_FEATURE_SET.retention),
+            lambda: _ping_state(settings.state_url, default_feature_set().retention),
         )
     )
     checks.append(_run("model", str(settings.bundle_path), lambda: _model(settings)))
@@ -98,14 +98,12 @@ def _ping_state(url: str, retention: float) -> str:
 
 
 def _model(settings: Settings) -> str:
-    from fraudstream.features.definitions import DEFAULT_FEATURE_SET
-
     path = settings.bundle_path
     if not path.exists():
         raise FileNotFoundError(f"no model at {path}: `fraudstream train`, or set FRAUD_MODEL_PATH")
     manifest = read_manifest(path)
-    check_compatible(manifest, DEFAULT_FEATURE_SET, path)
-    return f"model {manifest.version}"
+    feature_set = check_compatible(manifest, path)
+    return f"model {manifest.version}, {feature_set.describe()}"
 
 
 def check_running(services: Any) -> list[Check]:

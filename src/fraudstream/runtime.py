@@ -56,7 +56,7 @@ def warm_state(store: Store, engine: FeatureEngine, state: FeatureState) -> int:
     payloads = store.decided_payloads(since)
     for lo in range(0, len(payloads), WARM_BATCH):
         chunk = [Transaction.model_validate(p) for p in payloads[lo : lo + WARM_BATCH]]
-        state.record(TransactionBatch.from_transactions(chunk), engine.entity_columns)
+        engine.record(TransactionBatch.from_transactions(chunk), state)
     labels = store.fraud_labels_since(since)
     if labels:
         ids = np.array([t for t, _ in labels], dtype=object)
@@ -82,9 +82,9 @@ def open_services(settings: Settings, *, bundle: ModelBundle | None = None, warm
     store = open_store(settings.db_url)
     store.migrate()
     store.recover_held()  # decisions a crashed server held, before feature state is rebuilt from the store
-    engine = FeatureEngine()
-    state = open_state(settings.state_url, retention=engine.feature_set.retention)
     bundle = bundle or load_bundle(settings.bundle_path)
+    engine = FeatureEngine(bundle.feature_set())
+    state = open_state(settings.state_url, retention=engine.feature_set.retention, schema=engine.schema)
     rules = ReloadingRules(settings.rules_path or DEFAULT_RULES_PATH, default_known_names(engine.feature_set))
     scorer = Scorer(bundle, state, rules.current, engine)
     broker = settings_broker(settings, store)

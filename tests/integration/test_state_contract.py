@@ -6,6 +6,7 @@ import math
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,13 +14,13 @@ import pytest
 
 from fraudstream.datasets.generator import GeneratorConfig, generate
 from fraudstream.events.batch import TransactionBatch
-from fraudstream.features import FeatureEngine
-from fraudstream.features.definitions import DAY, HOUR, EntitySpec, FeatureSet
+from fraudstream.features import FeatureEngine, FeatureSet
+from fraudstream.features.spec import DAY
 from fraudstream.state import FeatureState, MemoryFeatureState, StateError, open_state
-from fraudstream.state.base import CODE, CODED_FIELDS, EVENT_FIELDS, FLOAT_FIELDS
+from fraudstream.state.base import CODE, CODED_FIELDS, DEFAULT_SCHEMA, EVENT_FIELDS, FLOAT_FIELDS
 
 RETENTION, GRACE = 1000.0, 100.0
-ENTITIES = FeatureEngine().entity_columns
+ENGINE = FeatureEngine()
 T0 = 1_735_689_600.0
 
 Factory = Callable[..., FeatureState]
@@ -29,7 +30,7 @@ def redis_factory(url: str, prefixes: list[str]) -> Factory:
     from fraudstream.state.redis import RedisFeatureState
 
     def make(
-        retention: float = RETENTION, grace: float = GRACE, prefix: str | None = None, **options: int
+        retention: float = RETENTION, grace: float = GRACE, prefix: str | None = None, **options: Any
     ) -> FeatureState:
         prefix = prefix or f"fraudstream:test:{uuid.uuid4().hex}:"
         prefixes.append(prefix)
@@ -54,7 +55,9 @@ def redis_states(redis_url: str) -> Iterator[Factory]:
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def make_state(request: pytest.FixtureRequest) -> Factory:
     if request.param == "memory":
-        return lambda retention=RETENTION, grace=GRACE: MemoryFeatureState(retention=retention, grace=grace)
+        return lambda retention=RETENTION, grace=GRACE, schema=DEFAULT_SCHEMA: MemoryFeatureState(
+            retention=retention, grace=grace, schema=schema
+        )
     factory: Factory = request.getfixturevalue("redis_states")
     return factory
 
@@ -92,6 +95,11 @@ def batch(*rows: dict) -> TransactionBatch:
     )
 
 
+def record(state: FeatureState, b: TransactionBatch) -> np.ndarray:
+    """Record a batch's events as the default spec's engine does."""
+    return ENGINE.record(b, state)
+
+
 def keys(*values: str) -> np.ndarray:
     return np.array(values, dtype=object)
 
@@ -106,7 +114,7 @@ def test_unknown_keys_give_an_empty_history(state: FeatureState) -> None:
         assert len(h) == 0 and len(h.label_key) == 0
         assert set(h.events) == set(EVENT_FIELDS)
         assert all((h.events[f].dtype == np.float64) == (f in FLOAT_FIELDS) for f in EVENT_FIELDS)
-    state.record(batch({"tx": "a", "t": 1, "customer": "somebody"}), ENTITIES)
+    record(state, batch({"tx": "a", "t": 1, "customer": "somebody"}))
     for k in (keys("nobody"), keys("nobody")):  # the second time, a process may hold a copy of nothing
         h = state.fetch("customer", k, -math.inf)
         assert len(h) == 0 and len(h.label_key) == 0
@@ -115,17 +123,17 @@ def test_unknown_keys_give_an_empty_history(state: FeatureState) -> None:
 
 
 def test_record_says_which_rows_were_new_and_skips_duplicates(state: FeatureState) -> None:
-    first = state.record(batch({"tx": "a", "t": 1}, {"tx": "b", "t": 2}, {"tx": "a", "t": 3}), ENTITIES)
+    first = record(state, batch({"tx": "a", "t": 1}, {"tx": "b", "t": 2}, {"tx": "a", "t": 3}))
     assert first.tolist() == [True, True, False]
-    again = state.record(batch({"tx": "b", "t": 2}, {"tx": "c", "t": 4}), ENTITIES)
+    again = record(state, batch({"tx": "b", "t": 2}, {"tx": "c", "t": 4}))
     assert again.tolist() == [False, True]
-    assert state.record(batch(), ENTITIES).tolist() == []
+    assert record(state, batch()).tolist() == []
     assert txs(state, "customer", "c1") == ["a", "b", "c"]
     assert txs(state, "merchant", "m1") == ["a", "b", "c"]
 
 
 def test_recorded_never_denies_a_recorded_transaction(state: FeatureState) -> None:
-    state.record(batch({"tx": "a", "t": 1}, {"tx": "b", "t": 2}), ENTITIES)
+    record(state, batch({"tx": "a", "t": 1}, {"tx": "b", "t": 2}))
     answer = state.recorded(keys("a", "x", "b", "a"))
     if isinstance(state, MemoryFeatureState):
         assert answer is not None
@@ -143,8 +151,8 @@ def test_recorded_answers_each_id_exactly(state: FeatureState) -> None:
     included."""
     assert recorded(state) == []
     assert recorded(state, "a", "b") == [False, False]
-    state.record(batch({"tx": "a", "t": 1}, {"tx": "b", "t": 2}, {"tx": "c", "t": 3}), ENTITIES)
-    state.record(batch({"tx": "é-d", "t": 4}), ENTITIES)
+    record(state, batch({"tx": "a", "t": 1}, {"tx": "b", "t": 2}, {"tx": "c", "t": 3}))
+    record(state, batch({"tx": "é-d", "t": 4}))
     answer = recorded(state, "x", "c", "a", "y", "é-d", "a", "z", "b", "")
     assert answer == [False, True, True, False, True, True, False, True, False]
 
@@ -153,9 +161,9 @@ def test_recorded_answers_each_id_exactly(state: FeatureState) -> None:
 def test_recorded_sees_what_other_processes_recorded(redis_states: Factory) -> None:
     prefix = f"fraudstream:test:{uuid.uuid4().hex}:"
     with redis_states(prefix=prefix) as mine, redis_states(prefix=prefix) as theirs:
-        theirs.record(batch({"tx": "theirs", "t": 1}), ENTITIES)
+        record(theirs, batch({"tx": "theirs", "t": 1}))
         assert recorded(mine, "mine", "theirs") == [False, True]
-        mine.record(batch({"tx": "mine", "t": 2}), ENTITIES)
+        record(mine, batch({"tx": "mine", "t": 2}))
         assert recorded(theirs, "mine", "theirs") == [True, True]
         assert recorded(mine, "a\x1fb", "nobody", "theirs") == [False, False, True]
 
@@ -167,7 +175,7 @@ def test_fields_round_trip_exactly(state: FeatureState) -> None:
         {"tx": "tx-2", "t": 1e-6, "amount": 12345.678901234567, "customer": "ç", "country": None},
     )  # fmt: skip
     b = batch(*rows)
-    state.record(b, ENTITIES)
+    record(state, b)
     h = state.fetch("customer", keys("ç"), -math.inf)
     order = np.argsort(h.events["timestamp"])
     for f in EVENT_FIELDS:
@@ -181,7 +189,7 @@ def test_fields_round_trip_exactly(state: FeatureState) -> None:
 
 
 def test_since_filters_events_and_labels(state: FeatureState) -> None:
-    state.record(batch(*({"tx": f"t{i}", "t": 10.0 * i} for i in range(4))), ENTITIES)
+    record(state, batch(*({"tx": f"t{i}", "t": 10.0 * i} for i in range(4))))
     state.record_labels(keys("t0", "t2"), np.array([T0 + 500, T0 + 600]), np.array([True, True]))
     h = state.fetch("customer", keys("c1"), T0 + 20.0)
     assert h.events["transaction_id"].tolist() == ["t2", "t3"]
@@ -189,14 +197,14 @@ def test_since_filters_events_and_labels(state: FeatureState) -> None:
 
 
 def test_history_is_grouped_by_key_in_the_order_asked(state: FeatureState) -> None:
-    state.record(
+    record(
+        state,
         batch(
             {"tx": "a1", "t": 1, "customer": "a"},
             {"tx": "b1", "t": 2, "customer": "b"},
             {"tx": "a2", "t": 3, "customer": "a"},
             {"tx": "b2", "t": 3, "customer": "b"},
         ),
-        ENTITIES,
     )
     h = state.fetch("customer", keys("b", "zz", "a"), -math.inf)
     assert h.key.tolist() == ["b", "b", "a", "a"]
@@ -204,8 +212,8 @@ def test_history_is_grouped_by_key_in_the_order_asked(state: FeatureState) -> No
 
 
 def test_equal_times_keep_arrival_order(state: FeatureState) -> None:
-    state.record(batch({"tx": "x", "t": 5}, {"tx": "y", "t": 5}), ENTITIES)
-    state.record(batch({"tx": "w", "t": 5}, {"tx": "v", "t": 1}), ENTITIES)
+    record(state, batch({"tx": "x", "t": 5}, {"tx": "y", "t": 5}))
+    record(state, batch({"tx": "w", "t": 5}, {"tx": "v", "t": 1}))
     h = state.fetch("customer", keys("c1"), -math.inf)
     # What the engine relies on: a stable sort by time gives time, then arrival.
     order = np.argsort(h.events["timestamp"], kind="stable")
@@ -213,8 +221,8 @@ def test_equal_times_keep_arrival_order(state: FeatureState) -> None:
 
 
 def test_history_comes_in_event_time_order(state: FeatureState) -> None:
-    state.record(batch({"tx": "late", "t": 9}, {"tx": "early", "t": 1}), ENTITIES)
-    state.record(batch({"tx": "middle", "t": 5}, {"tx": "also-9", "t": 9}), ENTITIES)
+    record(state, batch({"tx": "late", "t": 9}, {"tx": "early", "t": 1}))
+    record(state, batch({"tx": "middle", "t": 5}, {"tx": "also-9", "t": 9}))
     assert txs(state, "customer", "c1") == ["early", "middle", "late", "also-9"]
 
 
@@ -227,7 +235,7 @@ def test_a_long_history_comes_in_time_order_from_the_cut(state: FeatureState, as
     times[::50] = np.sort(times[::50])[::-1]  # and some arriving late
     events = [{"tx": f"e{i}", "t": float(t), "customer": ("c1", "c2")[i % 2]} for i, t in enumerate(times)]
     for lo in range(0, len(events), 100):
-        state.record(batch(*events[lo : lo + 100]), ENTITIES)
+        record(state, batch(*events[lo : lo + 100]))
     h = state.fetch("customer", keys(*asked), T0 + 300.0)
     expected = []
     for key in asked:
@@ -257,7 +265,7 @@ def test_a_long_history_stays_in_time_order_as_events_arrive(
         del e["t"]  # no time: never part of a history
     for lo in range(0, len(events), 60):
         arrived = events[: lo + 60]
-        state.record(batch(*events[lo : lo + 60]), ENTITIES)
+        record(state, batch(*events[lo : lo + 60]))
         since = max(e.get("t", -math.inf) for e in arrived) - RETENTION
         h = state.fetch("customer", keys(*asked), T0 + since)
         expected = []
@@ -286,15 +294,16 @@ def test_key_events_lend_what_a_fetch_returns(state: FeatureState, n: int) -> No
         for i, t in enumerate(times)
     ]
     for lo in range(0, n, 100):
-        state.record(batch(*events[lo : lo + 100]), ENTITIES)
+        record(state, batch(*events[lo : lo + 100]))
     state.record_labels(keys("e2", "e4"), np.array([T0 + 950.0, T0 + 960.0]), np.array([True, True]))
     lent = state.key_events("customer", "c1")
     assert lent is not None
-    rows = lent.rows[~np.isnan(lent.timestamp[lent.rows])]
+    timestamp, amount = lent.floats[0], lent.floats[state.schema.floats.index("amount")]
+    rows = lent.rows[~np.isnan(timestamp[lent.rows])]
     if not lent.ordered:
-        rows = rows[np.argsort(lent.timestamp[rows], kind="stable")]
+        rows = rows[np.argsort(timestamp[rows], kind="stable")]
     fetched = state.fetch("customer", keys("c1"), -math.inf)
-    assert lent.amount[rows].tolist() == fetched.events["amount"].tolist()
+    assert amount[rows].tolist() == fetched.events["amount"].tolist()
     assert len(rows) > (100 if n > 128 else 10)
     device = CODED_FIELDS.index("device_id")
     assert lent.codes[device, rows].tolist() == fetched.events[CODE + "device_id"].tolist()
@@ -311,27 +320,27 @@ def test_a_history_read_after_later_records_holds_what_was_fetched(state: Featur
     its key took in more events, some late, and the state grew its storage, holds what was fetched."""
     first = [{"tx": f"a{i}", "t": float(i), "customer": "c1", "amount": float(i)} for i in range(1000)]
     for lo in range(0, len(first), 100):
-        state.record(batch(*first[lo : lo + 100]), ENTITIES)
+        record(state, batch(*first[lo : lo + 100]))
     h1 = state.fetch("customer", keys("c1"), -math.inf)
     more = [{"tx": f"b{i}", "t": 1000.0 + i, "customer": "c1", "amount": 1000.0 + i} for i in range(20)]
     more += [{"tx": f"o{i}", "t": 1000.0, "customer": "c2", "amount": -1.0} for i in range(480)]
-    state.record(batch(*more), ENTITIES)
+    record(state, batch(*more))
     h2 = state.fetch("customer", keys("c1"), -math.inf)
     assert h1.events["amount"].tolist() == [float(i) for i in range(1000)]  # read after h2 was fetched
     assert h2.events["amount"].tolist() == [float(i) for i in range(1020)]
-    state.record(batch({"tx": "late", "t": 500.5, "customer": "c1", "amount": 500.5}), ENTITIES)
+    record(state, batch({"tx": "late", "t": 500.5, "customer": "c1", "amount": 500.5}))
     h3 = state.fetch("customer", keys("c1"), -math.inf)
     assert h1.events["transaction_id"][-1] == "a999" and h2.events["transaction_id"][-1] == "b19"
     assert h3.events["amount"].tolist() == [*range(501), 500.5, *range(501, 1020)]
 
 
 def test_labels_only_fraud_once_on_every_entity(state: FeatureState) -> None:
-    state.record(
+    record(
+        state,
         batch(
             {"tx": "a", "t": 1, "customer": "c1", "device": "d1", "ip": "1.1.1.1", "merchant": "m1"},
             {"tx": "b", "t": 2, "customer": "c1", "device": None, "ip": "1.1.1.1", "merchant": "m2"},
         ),
-        ENTITIES,
     )
     ids, times = keys("a", "b", "ghost", "a"), np.array([T0 + 50, T0 + 60, T0 + 70, T0 + 80])
     assert state.record_labels(ids, times, np.array([True, False, True, True])) == 1
@@ -346,16 +355,16 @@ def test_labels_only_fraud_once_on_every_entity(state: FeatureState) -> None:
 
 
 def test_old_events_are_kept_within_retention_and_grace(state: FeatureState) -> None:
-    state.record(batch({"tx": "old", "t": 0, "customer": "o"}), ENTITIES)
-    state.record(batch({"tx": "new", "t": RETENTION + GRACE / 2, "customer": "n"}), ENTITIES)
+    record(state, batch({"tx": "old", "t": 0, "customer": "o"}))
+    record(state, batch({"tx": "new", "t": RETENTION + GRACE / 2, "customer": "n"}))
     assert txs(state, "customer", "o") == ["old"]
     assert txs(state, "merchant", "m1") == ["old", "new"]
 
 
 def test_events_beyond_retention_and_grace_are_forgotten(state: FeatureState) -> None:
-    state.record(batch({"tx": "old", "t": 0, "customer": "o"}), ENTITIES)
+    record(state, batch({"tx": "old", "t": 0, "customer": "o"}))
     late = RETENTION + GRACE + max(GRACE, RETENTION / 4) + 1
-    state.record(batch({"tx": "new", "t": late, "customer": "n"}), ENTITIES)
+    record(state, batch({"tx": "new", "t": late, "customer": "n"}))
     assert txs(state, "customer", "o") == []
     assert txs(state, "merchant", "m1") == ["new"]
     assert state.record_labels(keys("old", "new"), np.array([T0, T0]), np.array([True, True])) == 1
@@ -381,11 +390,11 @@ def test_identifier_codes_agree_with_the_identifiers_across_a_prune(state: Featu
         assert sorted(h.events) == sorted(EVENT_FIELDS)
 
     first = ({"tx": f"a{i}", "t": i, "device": (f"d{i % 3}", None)[i % 4 == 3]} for i in range(8))
-    state.record(batch(*first), ENTITIES)
+    record(state, batch(*first))
     check(["d1", "d9", None, "d9"])
     late = RETENTION + GRACE + max(GRACE, RETENTION / 4)
     second = ({"tx": f"b{i}", "t": late + i, "device": f"d{i % 5 + 2}"} for i in range(6))
-    state.record(batch(*second), ENTITIES)
+    record(state, batch(*second))
     assert txs(state, "customer", "c1") == [f"b{i}" for i in range(6)]  # the a's were pruned
     check(["d0", "d2", "d6", None])
 
@@ -393,11 +402,11 @@ def test_identifier_codes_agree_with_the_identifiers_across_a_prune(state: Featu
 def test_a_repeated_id_with_another_time_does_not_move_the_horizon(state: FeatureState) -> None:
     """Only new rows count towards the newest time: a second copy of a transaction, even one claiming a
     far later time, neither counts nor prunes anything."""
-    state.record(batch({"tx": "old", "t": 0, "customer": "o"}), ENTITIES)
+    record(state, batch({"tx": "old", "t": 0, "customer": "o"}))
     far = RETENTION + GRACE + max(GRACE, RETENTION / 4) + 1
-    new = state.record(batch({"tx": "x", "t": 1}, {"tx": "x", "t": far}), ENTITIES)
+    new = record(state, batch({"tx": "x", "t": 1}, {"tx": "x", "t": far}))
     assert new.tolist() == [True, False]
-    state.record(batch({"tx": "old", "t": far}), ENTITIES)  # an id already held, a far later time
+    record(state, batch({"tx": "old", "t": far}))  # an id already held, a far later time
     assert txs(state, "customer", "o") == ["old"]
     assert state.fetch("customer", keys("c1"), -math.inf).events["timestamp"].tolist() == [T0 + 1]
 
@@ -407,7 +416,7 @@ def test_open_state_chooses_by_url(redis_url: str) -> None:
         assert isinstance(s, MemoryFeatureState)
     prefix = f"fraudstream:test:{uuid.uuid4().hex}:"
     with open_state(redis_url, retention=RETENTION, prefix=prefix) as s:
-        assert type(s).__name__ == "RedisFeatureState" and s.record(batch({"tx": "a"}), ENTITIES).all()
+        assert type(s).__name__ == "RedisFeatureState" and record(s, batch({"tx": "a"})).all()
         s.clear()  # type: ignore[attr-defined]
     with pytest.raises(StateError, match="use memory:// or redis://"):
         open_state("sqlite://", retention=RETENTION)
@@ -419,19 +428,58 @@ def test_unreachable_redis_says_what_to_do() -> None:
         open_state("redis://127.0.0.1:1/0", retention=RETENTION)
 
 
-SHORT = FeatureSet(
-    "short",
-    entities=(
-        EntitySpec("customer", "customer_id", windows=(HOUR, DAY), distinct=("device_id", "ip_address"),
-                   distinct_windows=(DAY, 3 * DAY), profile=True),
-        EntitySpec("device", "device_id", windows=(DAY,), distinct=("customer_id",), distinct_windows=(DAY,),
-                   label_windows=(3 * DAY,)),
-        EntitySpec("ip", "ip_address", windows=(DAY,)),
-        EntitySpec("merchant", "merchant_id", windows=(HOUR, DAY), label_windows=(DAY, 4 * DAY)),
-    ),
-    ratio_window=3 * DAY,
-    retention=4 * DAY,
-)  # fmt: skip
+SHORT = FeatureSet.from_dict(
+    {
+        "version": "short",
+        "retention": "4d",
+        "features": [
+            {"row": "amount"},
+            {
+                "key": "customer_id",
+                "name": "customer",
+                "aggregates": [
+                    {"stats": ["count", "sum", "mean", "max"], "windows": ["1h", "1d"]},
+                    {"distinct": ["device_id", "ip_address"], "windows": ["1d", "3d"]},
+                    {"since": ["last", "first"]},
+                    {"since": "last", "where": "amount > 50", "name": "{key}_secs_since_big"},
+                    {"ratio": "amount", "window": "3d"},
+                    {"zscore": "amount", "window": "3d"},
+                    {"new": ["device_id", "ip_address", "country", "merchant_id"]},
+                    {"distance": ["distance_km", "speed_kmh"]},
+                ],
+            },
+            {
+                "key": "device_id",
+                "name": "device",
+                "aggregates": [
+                    {"stats": ["count", "sum"], "windows": "1d"},
+                    {"distinct": "customer_id", "windows": "1d"},
+                    {"labels": ["known_fraud", "fraud_rate", "secs_since_known_fraud"], "windows": "3d"},
+                ],
+            },
+            {"key": "ip_address", "name": "ip", "aggregates": [{"stats": "count", "windows": "1d"}]},
+            {
+                "key": ["customer_id", "merchant_id"],
+                "aggregates": [
+                    {
+                        "stats": ["count", "mean"],
+                        "windows": "3d",
+                        "of": "log1p(amount)",
+                        "name": "{key}_{stat}_log",
+                    }
+                ],
+            },
+            {
+                "key": "merchant_id",
+                "name": "merchant",
+                "aggregates": [
+                    {"stats": ["count", "min", "std", "median"], "windows": ["1h", "1d"]},
+                    {"labels": ["known_fraud", "secs_since_first_known_fraud"], "windows": ["1d", "4d"]},
+                ],
+            },
+        ],
+    }
+)
 
 
 @pytest.mark.parametrize("feature_set", [None, SHORT], ids=["default", "short-retention"])
@@ -444,7 +492,7 @@ def test_one_transaction_at_a_time_matches_offline(
     config = GeneratorConfig(n_customers=30, n_merchants=4, days=8, seed=9, label_delay_days=1.0)
     stream = TransactionBatch.from_frame(generate(config))
     offline = engine.compute(stream)
-    with make_state(retention=engine.feature_set.retention, grace=DAY) as state:
+    with make_state(retention=engine.feature_set.retention, grace=DAY, schema=engine.schema) as state:
         rows = []
         for i in range(len(stream)):
             one = stream.take(np.array([i]))
@@ -467,7 +515,8 @@ def test_live_features_match_memory_exactly(redis_states: Factory, feature_set: 
     stream = TransactionBatch.from_frame(frame)
     rng = np.random.default_rng(3)
     retention = engine.feature_set.retention
-    memory, red = MemoryFeatureState(retention=retention), redis_states(retention=retention, grace=DAY)
+    memory = MemoryFeatureState(retention=retention, schema=engine.schema)
+    red = redis_states(retention=retention, grace=DAY, schema=engine.schema)
     out: dict[str, list[np.ndarray]] = {"memory": [], "redis": []}
     lo = 0
     while lo < len(stream):
@@ -510,7 +559,7 @@ def test_concurrent_writers_count_each_transaction_once(redis_states: Factory) -
         start.wait()
         for lo in range(0, n, 250):
             rows = np.sort(order[lo : lo + 400])
-            new = state.record(stream.take(rows), ENTITIES)
+            new = record(state, stream.take(rows))
             with lock:
                 np.add.at(counts, rows[new], 1)
 
@@ -553,11 +602,9 @@ def test_ping_raises_when_redis_goes_away(redis_states: Factory) -> None:
 def test_a_process_sees_what_others_recorded_since_it_last_read(redis_states: Factory) -> None:
     a = redis_states()
     b = redis_states(prefix=a.prefix)  # type: ignore[attr-defined]  # another worker, its own copy
-    a.record(batch({"tx": "x1", "t": 10}, {"tx": "x2", "t": 20, "customer": "c2"}), ENTITIES)
+    record(a, batch({"tx": "x1", "t": 10}, {"tx": "x2", "t": 20, "customer": "c2"}))
     assert txs(b, "customer", "c1", "c2") == ["x1", "x2"]  # b now holds c1 and c2
-    a.record(
-        batch({"tx": "x3", "t": 30}, {"tx": "x0", "t": 5}, {"tx": "y1", "t": 1, "customer": "c2"}), ENTITIES
-    )
+    record(a, batch({"tx": "x3", "t": 30}, {"tx": "x0", "t": 5}, {"tx": "y1", "t": 1, "customer": "c2"}))
     h = b.fetch("customer", keys("c1", "c2"), -math.inf)
     assert h.events["transaction_id"].tolist() == ["x0", "x1", "x3", "y1", "x2"]  # late ones in time order
     assert h.key.tolist() == ["c1", "c1", "c1", "c2", "c2"]
@@ -574,10 +621,10 @@ def test_fetches_while_reading_answer_from_one_view(redis_states: Factory) -> No
     """A batch's fetches see the state as it was when reading began, one round trip for them all."""
     a = redis_states()
     b = redis_states(prefix=a.prefix)  # type: ignore[attr-defined]
-    b.record(batch({"tx": "x1", "t": 1}), ENTITIES)
+    record(b, batch({"tx": "x1", "t": 1}))
     with a.reading():
         assert txs(a, "customer", "c1") == ["x1"]
-        b.record(batch({"tx": "x2", "t": 2}), ENTITIES)
+        record(b, batch({"tx": "x2", "t": 2}))
         assert txs(a, "customer", "c1") == ["x1"] and recorded(a, "x1", "x2") == [True, False]
     assert txs(a, "customer", "c1") == ["x1", "x2"] and recorded(a, "x2") == [True]
 
@@ -590,18 +637,18 @@ def test_a_replica_starts_afresh_when_the_state_was_deleted_or_restored(
 
     a = redis_states()
     b = redis_states(prefix=a.prefix)  # type: ignore[attr-defined]
-    a.record(batch({"tx": "x1", "t": 1}, {"tx": "x2", "t": 2}), ENTITIES)
+    record(a, batch({"tx": "x1", "t": 1}, {"tx": "x2", "t": 2}))
     client = redis.Redis.from_url(redis_url)
     log = f"{a.prefix}log"  # type: ignore[attr-defined]
     snapshot = client.dump(log)
-    a.record(batch({"tx": "x3", "t": 3}), ENTITIES)
+    record(a, batch({"tx": "x3", "t": 3}))
     assert txs(b, "customer", "c1") == ["x1", "x2", "x3"]
     client.restore(log, 0, snapshot, replace=True)  # restored from an older copy: x3 is gone
     assert txs(b, "customer", "c1") == ["x1", "x2"]
     client.close()
     a.clear()  # type: ignore[attr-defined]  # the whole state deleted, then written again
     assert txs(b, "customer", "c1") == []
-    a.record(batch({"tx": "z", "t": 9}), ENTITIES)
+    record(a, batch({"tx": "z", "t": 9}))
     assert txs(b, "customer", "c1") == ["z"]
     assert txs(b, "merchant", "m1") == ["z"]
 
@@ -615,10 +662,7 @@ def test_the_log_is_trimmed_behind_the_horizon(redis_states: Factory, redis_url:
     a = redis_states(retention=100.0, grace=10.0)
     early = redis_states(retention=100.0, grace=10.0, prefix=a.prefix)  # type: ignore[attr-defined]
     for i in range(40):  # 25 s of event time per batch; the horizon moves every 25 s
-        a.record(
-            batch(*({"tx": f"t{i}-{j}", "t": 25.0 * i + j, "customer": f"c{j % 3}"} for j in range(5))),
-            ENTITIES,
-        )
+        record(a, batch(*({"tx": f"t{i}-{j}", "t": 25.0 * i + j, "customer": f"c{j % 3}"} for j in range(5))))
         txs(early, "customer", "c0")
     client = redis.Redis.from_url(redis_url)
     entries = client.xrange(f"{a.prefix}log")  # type: ignore[attr-defined]
@@ -640,12 +684,12 @@ def test_a_replica_keeps_one_copy_of_a_transaction_whose_mark_expired(
 
     a = redis_states()
     b = redis_states(prefix=a.prefix)  # type: ignore[attr-defined]
-    a.record(batch({"tx": "x1", "t": 1}), ENTITIES)
+    record(a, batch({"tx": "x1", "t": 1}))
     assert txs(b, "customer", "c1") == ["x1"]
     client = redis.Redis.from_url(redis_url)
     client.delete(f"{a.prefix}x:x1")  # type: ignore[attr-defined]  # as if it had expired
     client.close()
-    a.record(batch({"tx": "x1", "t": 1}, {"tx": "x2", "t": 2}), ENTITIES)
+    record(a, batch({"tx": "x1", "t": 1}, {"tx": "x2", "t": 2}))
     for state in (a, b, redis_states(prefix=a.prefix)):  # type: ignore[attr-defined]
         assert txs(state, "customer", "c1") == ["x1", "x2"]
 
@@ -655,7 +699,7 @@ def test_an_idle_state_expires(redis_states: Factory, redis_url: str) -> None:
     import redis
 
     a = redis_states(ttl=60)
-    a.record(batch({"tx": "x1", "t": 1}), ENTITIES)
+    record(a, batch({"tx": "x1", "t": 1}))
     a.record_labels(keys("x1"), np.array([T0 + 5]), np.array([True]))
     client = redis.Redis.from_url(redis_url)
     names = list(client.scan_iter(match=f"{a.prefix}*"))  # type: ignore[attr-defined]
@@ -682,14 +726,14 @@ def test_workers_sharing_redis_match_memory_exactly(
     arrival = np.arange(len(stream)) + np.where(late, rng.integers(5, 100, len(stream)), 0)
     stream = stream.take(np.argsort(arrival, kind="stable"))
     retention = engine.feature_set.retention
-    memory = MemoryFeatureState(retention=retention)
-    first = redis_states(retention=retention, grace=DAY)
+    memory = MemoryFeatureState(retention=retention, schema=engine.schema)
+    first = redis_states(retention=retention, grace=DAY, schema=engine.schema)
     prefix = first.prefix  # type: ignore[attr-defined]
-    workers = [first, redis_states(retention=retention, grace=DAY, prefix=prefix)]
+    workers = [first, redis_states(retention=retention, grace=DAY, prefix=prefix, schema=engine.schema)]
     want, got, lo = [], [], 0
     while lo < len(stream):
         if lo > len(stream) // 2 and len(workers) == 2:
-            workers.append(redis_states(retention=retention, grace=DAY, prefix=prefix))
+            workers.append(redis_states(retention=retention, grace=DAY, prefix=prefix, schema=engine.schema))
         part = stream.take(np.arange(lo, min(lo + int(rng.integers(1, 300)), len(stream))))
         lo += len(part)
         now = float(np.nanmax(part.timestamp))

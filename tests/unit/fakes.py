@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from fraudstream.events.batch import TransactionBatch
+from fraudstream.state.base import EVENT_FIELDS
 from fraudstream.storage.records import DecisionColumns
 
 
@@ -24,7 +25,7 @@ class BlockingScorer:
 
     def score(self, batch: TransactionBatch) -> Any:
         if self.state is not None:
-            self.state.record(batch, {"customer": "customer_id"})
+            self.state.record({f: getattr(batch, f) for f in EVENT_FIELDS}, {"customer": "customer_id"})
         self.scored += batch.transaction_id.tolist()
         n = len(batch)
 

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.frame import normalize_frame
-from fraudstream.features import DEFAULT_FEATURE_SET, FeatureEngine
-from fraudstream.features.definitions import DAY, HOUR, EntitySpec, FeatureSet, window_name
+from fraudstream.features import FeatureEngine, FeatureSet, default_feature_set
 from fraudstream.features.kernels import dense_codes, merged_order
 from fraudstream.features.keys import codes as hashed_codes
+from fraudstream.features.spec import DAY, HOUR, window_name
 from fraudstream.state import MemoryFeatureState
 
 T0 = pd.Timestamp("2024-03-04 10:00", tz="UTC")  # a Monday
@@ -41,7 +41,7 @@ def engine() -> FeatureEngine:
 
 
 def test_names_are_unique_and_window_names_read_well() -> None:
-    names = DEFAULT_FEATURE_SET.names
+    names = default_feature_set().names
     assert len(names) == len(set(names))
     assert [window_name(w) for w in (HOUR, DAY, 7 * DAY, 30 * DAY)] == ["1h", "24h", "7d", "30d"]
 
@@ -208,7 +208,7 @@ def test_late_event_gets_point_in_time_values(engine: FeatureEngine) -> None:
 def test_redelivery_changes_nothing(engine: FeatureEngine) -> None:
     df = random_frame(np.random.default_rng(5), 120)
     batch = TransactionBatch.from_frame(df)
-    state = MemoryFeatureState(retention=DEFAULT_FEATURE_SET.retention)
+    state = MemoryFeatureState(retention=default_feature_set().retention)
     first, new = engine.process(batch, state)
     assert new.all()
     again, new_again = engine.process(batch, state)
@@ -220,9 +220,19 @@ def test_redelivery_changes_nothing(engine: FeatureEngine) -> None:
 
 
 def test_retention_bounds_lookback() -> None:
-    spec = EntitySpec("customer", "customer_id", windows=(DAY,), profile=True)
-    fs = FeatureSet("t", (spec,), ratio_window=DAY,
-                    retention=2 * DAY)  # fmt: skip
+    fs = FeatureSet.from_dict(
+        {
+            "version": "t",
+            "retention": "2d",
+            "features": [
+                {
+                    "key": "customer_id",
+                    "name": "customer",
+                    "aggregates": [{"since": "last"}, {"new": "device_id", "name": "new_{field}"}],
+                }
+            ],
+        }
+    )
     df = frame(
         [
             {"transaction_id": "a", "h": -72, "customer_id": "c", "amount": 1.0, "device_id": "d"},
@@ -234,8 +244,12 @@ def test_retention_bounds_lookback() -> None:
 
 
 def test_feature_set_rejects_windows_beyond_retention() -> None:
-    with pytest.raises(ValueError, match="longer than the retention"):
-        FeatureSet("bad", (EntitySpec("customer", "customer_id", windows=(90 * DAY,)),))
+    spec = {
+        "version": "bad",
+        "features": [{"key": "customer_id", "aggregates": [{"stats": "count", "windows": "90d"}]}],
+    }
+    with pytest.raises(ValueError, match=r"features\[0\]: window 90d is longer than the retention 60d"):
+        FeatureSet.from_dict(spec)
 
 
 def test_scenario_column_is_never_read(engine: FeatureEngine) -> None:

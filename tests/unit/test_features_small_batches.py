@@ -83,7 +83,7 @@ def live(
         part = batch.take(index)
         with only(path):
             out[index] = engine.compute(part, state, labels_from_batch=True)
-            assert state.record(part, engine.entity_columns).all()
+            assert engine.record(part, state).all()
         state.record_labels(part.transaction_id, part.label_time, part.is_fraud == 1)
         start, turn = int(index[-1]) + 1, turn + 1
     return out
@@ -142,7 +142,7 @@ def test_redelivered_and_repeated_transactions(
         part = batch.take(index)
         with only(path):
             values = engine.compute(part, state, labels_from_batch=True)
-            new = state.record(part, engine.entity_columns)
+            new = engine.record(part, state)
         assert_same_bits(values, offline[index])
         assert new.tolist() == [False] * len(again) + [True] * len(fresh) + [False]
         state.record_labels(part.transaction_id, part.label_time, part.is_fraud == 1)
@@ -220,7 +220,7 @@ def test_tricky_live_sequences_agree_on_both_paths(seed: int, n: int, in_order: 
         for path, state in states.items():
             with only(path):
                 values[path] = engine.compute(part, state, labels_from_batch=labels_from_batch)
-                new[path] = state.record(part, engine.entity_columns)
+                new[path] = engine.record(part, state)
             state.record_labels(part.transaction_id, part.label_time, part.is_fraud == 1)
         for path in paths[1:]:
             assert_same_bits(values[path], values["lists"])
@@ -267,7 +267,7 @@ def test_equal_times_in_a_few_rows_order_like_the_batch_path(engine: FeatureEngi
             part = whole.take(index)
             with only(way):
                 rows.append(engine.compute(part, state))
-                state.record(part, engine.entity_columns)
+                engine.record(part, state)
         values[way] = np.vstack(rows)
     assert_same_bits(values[path], values["lists"])
     assert not np.isnan(values["lists"][-1]).all()

@@ -14,7 +14,7 @@ import pytest
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
-from fraudstream.features import DEFAULT_FEATURE_SET
+from fraudstream.features import default_feature_set
 from fraudstream.rules import (
     DEFAULT_RULES_PATH,
     EMPTY_RULES,
@@ -470,15 +470,15 @@ def test_load_yaml_file_and_its_errors(tmp_path: Path) -> None:
 
 
 def test_default_rules_load_and_fire_on_the_right_rows() -> None:
-    known = [*DEFAULT_FEATURE_SET.names, *Transaction.model_fields]
+    known = [*default_feature_set().names, *Transaction.model_fields]
     plain = load_rules(DEFAULT_RULES_PATH, known)
     rules = load_rules(DEFAULT_RULES_PATH, default_known_names())
     assert 4 <= len(rules) <= 6 and plain.version == rules.version
-    assert set(rules.names) <= set(DEFAULT_FEATURE_SET.names)
+    assert set(rules.names) <= set(default_feature_set().names)
     assert all(not ids for ids in (*rules.allow.values(), *rules.deny.values()))
 
     n = 3
-    columns: dict[str, np.ndarray] = {name: np.full(n, NAN) for name in DEFAULT_FEATURE_SET.names}
+    columns: dict[str, np.ndarray] = {name: np.full(n, NAN) for name in default_feature_set().names}
     columns["amount"] = np.array([2.0, 2.0, 50.0])
     columns["customer_count_1h"] = np.array([6.0, 1.0, 9.0])
     columns["device_distinct_customer_24h"] = np.array([1.0, 7.0, NAN])

@@ -15,7 +15,7 @@ import pytest
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
-from fraudstream.features import DEFAULT_FEATURE_SET
+from fraudstream.features import default_feature_set
 from fraudstream.rules import (
     DEFAULT_RULES_PATH,
     LIST_FIELDS,
@@ -52,7 +52,7 @@ def default_batch(n: int, seed: int = 7) -> tuple[dict[str, np.ndarray], np.ndar
     def pick(*values: Any) -> np.ndarray:
         return np.array(values, dtype=float)[rng.integers(0, len(values), n)]
 
-    columns = {name: pick(0.0, NAN, 1.0) for name in DEFAULT_FEATURE_SET.names}
+    columns = {name: pick(0.0, NAN, 1.0) for name in default_feature_set().names}
     columns.update(
         amount=pick(2.0, 50.0, 150.0, 600.0, 2000.0, NAN),
         customer_count_1h=pick(0.0, 1.0, 5.0, 9.0, NAN),
@@ -230,8 +230,8 @@ def test_rule_columns_are_read_only_when_asked_for() -> None:
     with pytest.raises(KeyError):
         columns["label_time"]
     rules = default_rules(lists=True)
-    X = np.zeros((1, len(DEFAULT_FEATURE_SET.names)))
-    out = rules.apply(rule_columns(batch, X, DEFAULT_FEATURE_SET.names), np.array(["FLAG"], dtype=object))
+    X = np.zeros((1, len(default_feature_set().names)))
+    out = rules.apply(rule_columns(batch, X, default_feature_set().names), np.array(["FLAG"], dtype=object))
     assert out.decision.tolist() == ["FLAG"] and out.fired == [[]]
 
 

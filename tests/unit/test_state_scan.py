@@ -67,7 +67,7 @@ def test_a_scan_of_the_codes_gathers_what_the_key_lists_gather(
     t0 = 1.7e9
     for day in range(8):  # long enough to prune and renumber the codes on the way
         b = random_batch(rng, day * 400, 400, t0 + day * DAY)
-        state.record(b, ENTITIES)
+        state.record({f: getattr(b, f) for f in EVENT_FIELDS}, ENTITIES)
         state.record_labels(b.transaction_id, b.label_time, b.is_fraud)
         for entity, field in ENTITIES.items():
             values = [*{v for v in getattr(b, field).tolist() if v is not None}, "never-seen"]

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from fraudstream.datasets.generator import GeneratorConfig, generate
-from fraudstream.features import FeatureEngine
-from fraudstream.features.definitions import EntitySpec, FeatureSet
+from fraudstream.features import FeatureEngine, FeatureSet
 from fraudstream.training.backtest import Featured, Windows, evaluate_window, train_window
 from fraudstream.training.bundle import (
     BundleError,
@@ -124,8 +123,13 @@ def _rewrite_manifest(src: Path, dst: Path, **changes: object) -> Path:
 
 def test_incompatible_bundles_are_refused(bundle: ModelBundle, tmp_path: Path) -> None:
     path = bundle.save(tmp_path / "m.fsb")
-    other = FeatureSet("2", (EntitySpec("customer", "customer_id", windows=(3600.0,)),))
-    with pytest.raises(IncompatibleBundleError, match=r"feature set 1 .* computes 2"):
+    other = FeatureSet.from_dict(
+        {
+            "version": "2",
+            "features": [{"key": "customer_id", "aggregates": [{"stats": "count", "windows": "1h"}]}],
+        }
+    )
+    with pytest.raises(IncompatibleBundleError, match=r"feature set 1 .* expected 2"):
         load_bundle(path, other)
     old = _rewrite_manifest(path, tmp_path / "old.fsb", libraries={"scikit-learn": "0.24.2"})
     with pytest.raises(IncompatibleBundleError, match=r"scikit-learn 0\.24\.2 at training"):

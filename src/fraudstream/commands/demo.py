@@ -40,7 +40,7 @@ def _prime(services: Any, history: pd.DataFrame, until: float) -> None:
     from fraudstream.events.batch import TransactionBatch
 
     batch = TransactionBatch.from_frame(history)
-    services.state.record(batch, services.scorer.engine.entity_columns)
+    services.scorer.engine.record(batch, services.state)
     known = (batch.is_fraud == 1) & (batch.label_time < until)
     services.state.record_labels(
         batch.transaction_id[known], batch.label_time[known], np.ones(known.sum(), bool)

@@ -1,6 +1,7 @@
-"""Point-in-time features: one declarative definition, one engine for training and serving."""
+"""Point-in-time features: one declarative spec, one engine for training and serving."""
 
-from fraudstream.features.definitions import DEFAULT_FEATURE_SET, EntitySpec, FeatureSet
-from fraudstream.features.engine import FeatureEngine
+from fraudstream.features.engine import FeatureEngine, default_feature_set
+from fraudstream.features.plan import FeatureSet
+from fraudstream.features.spec import PRESETS, SpecError
 
-__all__ = ["DEFAULT_FEATURE_SET", "EntitySpec", "FeatureEngine", "FeatureSet"]
+__all__ = ["PRESETS", "FeatureEngine", "FeatureSet", "SpecError", "default_feature_set"]

@@ -5,13 +5,12 @@ Two builders give the same inputs: :func:`many_inputs` with numpy, for batches a
 size, and :func:`few_inputs` on plain lists, for batches of a few transactions with a short history,
 where some forty numpy calls of fixed cost were most of the feature time (a few new transactions
 skip both: :mod:`fraudstream.features._few`). The numba kernel
-(:func:`fraudstream.features.kernels.entity_features`) stays the one definition of the features.
+(:func:`fraudstream.features.kernels.group_features`) stays the one definition of the features.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
@@ -19,22 +18,22 @@ import numpy as np
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import keys
-from fraudstream.features.definitions import EntitySpec
 from fraudstream.features.kernels import dense_codes, merged_order
+from fraudstream.features.plan import Group
 from fraudstream.state.base import CODE, History
 
 Coder = Callable[[str, np.ndarray], "np.ndarray | None"]
 """A state's :meth:`~fraudstream.state.base.FeatureState.codes`."""
 
-_NO_CODES = np.zeros((0, 0), dtype=np.int64)
 _NO_FLOATS = np.empty(0)
 _NO_BOUNDS = np.empty(0, dtype=np.int64)
-ALWAYS = frozenset({"timestamp", "amount"})
+Events = Mapping[str, np.ndarray]
+"""A batch's event columns by schema name (what ``FeatureSet.events`` gives)."""
 _Inputs = tuple[
     np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-    np.ndarray, np.ndarray, np.ndarray, bool, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
 ]  # fmt: skip
-"""The arguments of :func:`entity_features` before ``out`` and ``col0``, in its order."""
+"""The arguments of :func:`group_features` before ``out`` and ``col0``, in its order."""
 FEW = 64
 """Batches shorter than this are prepared in plain Python (the live path) ..."""
 SHORT = 128
@@ -80,27 +79,10 @@ def _sorted_labels(
     return lbounds, np.ascontiguousarray(l_tx[l_order]), np.ascontiguousarray(l_time[l_order])
 
 
-@dataclass(frozen=True)
-class Layout:
-    spec: EntitySpec
-    col0: int
-    width: int
-    bwin: np.ndarray
-    agg_b: np.ndarray
-    dist_b: np.ndarray
-    ratio_b: int
-    label_b: np.ndarray
-    fields: tuple[str, ...]  # the event fields this entity's features read
-    coded: tuple[str, ...]  # identifier columns compared by code: counterparts, then novelty columns
-    cps: tuple[int, ...]  # positions in ``coded`` of the counterpart columns
-    nov: tuple[int, ...]  # positions in ``coded`` of the novelty columns (profile only)
-    cps_f: np.ndarray  # the counterpart columns' rows in a state's codes (CODED_FIELDS order)
-    nov_f: np.ndarray  # the novelty columns' rows there
-
-
 def few_inputs(
-    layout: Layout,
+    group: Group,
     batch: TransactionBatch,
+    events: Events,
     history: History,
     rows: list[int],
     slot: list[int],
@@ -111,13 +93,13 @@ def few_inputs(
 ) -> tuple[_Inputs, list[int]]:
     """The kernel's inputs built on lists, and the batch row each context event answers (-1 for
     none): :func:`many_inputs`'s answer without its fixed cost of some forty numpy calls."""
-    events = history.events
+    held = history.events
     code_of: dict[Any, int] = {}
     key_codes: list[int] = []
     for key, n in history.runs:
         key_codes += [code_of.setdefault(key, len(code_of))] * n
     key_codes += [code_of.setdefault(key_list[i], len(code_of)) for i in add]
-    ts = events["timestamp"].tolist() + [times[i] for i in add]
+    ts = held["timestamp"].tolist() + [times[i] for i in add]
     groups = len(code_of)
     total = sum(ts)
     order: np.ndarray | None = None  # None: already sorted by (entity, time)
@@ -133,15 +115,14 @@ def few_inputs(
     def arrange(values: np.ndarray) -> np.ndarray:
         return values if order is None else values[order]
 
-    floats: dict[str, np.ndarray] = {}
-    for f in layout.fields:
-        column = getattr(batch, f)
-        values = ts if f == "timestamp" else events[f].tolist() + [column[i] for i in add]
-        floats[f] = arrange(np.array(values, dtype=np.float64))
+    floats: dict[str, np.ndarray] = {"timestamp": arrange(np.array(ts, dtype=np.float64))}
+    for f in group.values:
+        column = events[f]
+        floats[f] = arrange(np.array(held[f].tolist() + [column[i] for i in add], dtype=np.float64))
     coded = []
-    for c in layout.coded:
-        column, first = getattr(batch, c), dict[Any, int]()
-        codes = [first.setdefault(v, i) for i, v in enumerate(events[c].tolist() + [column[i] for i in add])]
+    for c in group.coded:
+        column, first = events[c], dict[Any, int]()
+        codes = [first.setdefault(v, i) for i, v in enumerate(held[c].tolist() + [column[i] for i in add])]
         codes_array = np.array(codes, dtype=np.int64)
         for v, i in first.items():  # equal values share a code; missing ones get -1
             if v is None or v != v:
@@ -151,7 +132,7 @@ def few_inputs(
     for s, r in zip(slot, rows, strict=True):
         placed[s] = r
     lbounds, l_tx, l_time = _NO_BOUNDS, _NO_FLOATS, _NO_FLOATS
-    if layout.label_b.shape[0]:
+    if group.labels:
         l_key = history.label_key.tolist()
         l_tx_list, l_time_list = history.label_tx_time.tolist(), history.label_time.tolist()
         if labels_from_batch:
@@ -167,26 +148,27 @@ def few_inputs(
             len(code_of),
         )
     placed_array = arrange(np.array(placed, dtype=np.int64))
-    return _pack(layout, bounds, floats, placed_array, coded, arrange, (lbounds, l_tx, l_time)), placed
+    return _pack(group, bounds, floats, placed_array, coded, arrange, (lbounds, l_tx, l_time)), placed
 
 
 def _coded(
-    events: Mapping[str, np.ndarray], field: str, added: np.ndarray, coder: Coder | None, dense: bool
+    held: Mapping[str, np.ndarray], field: str, added: np.ndarray, coder: Coder | None, dense: bool
 ) -> np.ndarray:
     """Codes of ``field`` over the context: the history's own codes and the state's for the added
     events when the state keeps them (renumbered from 0 where the kernel indexes a table by them),
     else the values hashed afresh. Equal values get equal codes either way, missing ones -1."""
-    held = events.get(CODE + field) if coder is not None else None
-    new = coder(field, added) if held is not None and coder is not None else None
-    if held is None or new is None:
-        return keys.codes(_join(events[field], added))
-    joined = _join(held, new)
+    codes = held.get(CODE + field) if coder is not None else None
+    new = coder(field, added) if codes is not None and coder is not None else None
+    if codes is None or new is None:
+        return keys.codes(_join(held[field], added))
+    joined = _join(codes, new)
     return dense_codes(joined) if dense else joined
 
 
 def many_inputs(
-    layout: Layout,
+    group: Group,
     batch: TransactionBatch,
+    events: Events,
     history: History,
     rows: np.ndarray,
     slot: np.ndarray,
@@ -195,10 +177,10 @@ def many_inputs(
     coder: Coder | None = None,
 ) -> tuple[_Inputs, np.ndarray]:
     """The kernel's inputs built with numpy, and the batch row each context event answers."""
-    events = history.events
-    entity_keys = getattr(batch, layout.spec.column)
+    held = history.events
+    entity_keys = events[group.column]
     key_codes, uniques, in_runs = _context_keys(history, entity_keys[add])
-    ts = _join(events["timestamp"], batch.timestamp[add])
+    ts = _join(held["timestamp"], events["timestamp"][add])
     order: np.ndarray | None = None  # None: already sorted by (entity, time), as one key's history is
     if uniques.shape[0] == 1 and (ts[1:] >= ts[:-1]).all():  # false for NaN
         bounds = np.array([0, ts.shape[0]], dtype=np.int64)
@@ -211,15 +193,12 @@ def many_inputs(
     def arrange(values: np.ndarray) -> np.ndarray:
         return values if order is None else values[order]
 
-    ctx = {
-        f: arrange(ts if f == "timestamp" else _join(events[f], getattr(batch, f)[add]))
-        for f in layout.fields
-    }
-    codes = [
-        _coded(events, c, getattr(batch, c)[add], coder, j in layout.cps) for j, c in enumerate(layout.coded)
-    ]
+    ctx = {"timestamp": arrange(ts)}
+    ctx.update({f: arrange(_join(held[f], events[f][add])) for f in group.values})
+    dense = group.dense
+    codes = [_coded(held, c, events[c][add], coder, j in dense) for j, c in enumerate(group.coded)]
     lbounds, l_tx, l_time = _NO_BOUNDS, _NO_FLOATS, _NO_FLOATS
-    if layout.label_b.shape[0]:
+    if group.labels:
         l_key, l_tx, l_time = history.label_key, history.label_tx_time, history.label_time
         if labels_from_batch:
             fraud = add[(batch.is_fraud[add] == 1) & ~np.isnan(batch.label_time[add])]
@@ -230,11 +209,11 @@ def many_inputs(
         lbounds, l_tx, l_time = _sorted_labels(l_code, l_tx, l_time, uniques.shape[0])
     placed = np.full(key_codes.shape[0], -1, dtype=np.int64)
     placed[slot] = rows
-    return _pack(layout, bounds, ctx, arrange(placed), codes, arrange, (lbounds, l_tx, l_time)), placed
+    return _pack(group, bounds, ctx, arrange(placed), codes, arrange, (lbounds, l_tx, l_time)), placed
 
 
 def _pack(
-    layout: Layout,
+    group: Group,
     bounds: np.ndarray,
     floats: dict[str, np.ndarray],
     placed: np.ndarray,
@@ -244,29 +223,30 @@ def _pack(
 ) -> _Inputs:
     """The kernel's arguments in its order, from the sorted context columns (``floats``), the
     identifier codes (``coded``, in context order: ``arrange`` sorts them) and the sorted labels."""
-
-    def matrix(positions: tuple[int, ...]) -> np.ndarray:
-        if not positions:
-            return _NO_CODES
-        return np.ascontiguousarray(arrange(np.array([coded[j] for j in positions]).T))
-
+    n = bounds[-1] if bounds.shape[0] else 0
+    vals = np.empty((int(n), len(group.values)), dtype=np.float64)
+    for j, f in enumerate(group.values):
+        vals[:, j] = floats[f]
+    cps = (
+        np.ascontiguousarray(arrange(np.array(coded, dtype=np.int64).T))
+        if coded
+        else np.zeros((int(n), 0), dtype=np.int64)
+    )
     lbounds, l_tx, l_time = labels
     return (
         bounds,
         floats["timestamp"],
-        floats["amount"],
         placed,
-        layout.bwin,
-        layout.agg_b,
-        matrix(layout.cps),
-        layout.dist_b,
-        matrix(layout.nov),
-        floats.get("latitude", _NO_FLOATS),
-        floats.get("longitude", _NO_FLOATS),
-        layout.spec.profile,
-        layout.ratio_b,
+        group.bwin,
+        vals,
+        group.streams,
+        cps,
+        group.dslots,
+        group.nov,
+        group.locs,
         lbounds,
         l_tx,
         l_time,
-        layout.label_b,
+        group.ops,
+        group.params,
     )

@@ -73,32 +73,70 @@ def merged_order(codes, ts, n_hist, groups):
 
 
 @njit(cache=True)
-def entity_features(
-    bounds, ts, amount, out_row, bwin, agg_b, cps, dist_b, nov, lat, lon, profile, ratio_b,
-    lbounds, l_tx, l_label, label_b, out, col0,
-):  # fmt: skip
-    """Fill ``out[out_row[i], col0:]`` for every row ``i`` with ``out_row[i] >= 0``.
+def _window_values(vals, ts, t, lo, hi, vcol, fcol, since):  # pragma: no cover - compiled
+    """The values of stream ``(vcol, fcol)`` among context events ``lo..hi-1`` at or after ``since``."""
+    buf = np.empty(hi - lo, np.float64)
+    m = 0
+    for j in range(hi - 1, lo - 1, -1):
+        if ts[j] < since:
+            break
+        if fcol >= 0 and not vals[j, fcol] > 0.5:
+            continue
+        v = vals[j, vcol]
+        if not math.isnan(v):
+            buf[m] = v
+            m += 1
+    return buf[:m]
 
-    ``bwin`` holds the ascending window lengths, the last one being the retention; ``agg_b``,
-    ``dist_b``, ``ratio_b`` and ``label_b`` point into it. ``cps`` and ``nov`` hold integer codes of
-    counterpart columns (-1 when missing). ``lbounds``/``l_tx``/``l_label`` are the entity groups'
-    fraud labels sorted by transaction time.
+
+@njit(cache=True)
+def group_features(
+    bounds, ts, out_row, bwin, vals, streams, cps, dslots, nov, locs,
+    lbounds, l_tx, l_label, ops, params, out, col0,
+):  # fmt: skip  # pragma: no cover - compiled
+    """Fill ``out[out_row[i], col0 + o]`` for every row ``i`` with ``out_row[i] >= 0`` and operation ``o``.
+
+    Rows are sorted by (key, event time); ``bounds`` delimit the keys. ``bwin`` holds the ascending
+    window lengths, the last one being the retention. ``vals`` holds the float columns the program
+    reads (a row per event); ``streams`` pairs a value column (-1: none) with a filter column (-1: none,
+    else an event counts where it is above 0.5); an event whose value is NaN is left out of its stream.
+    ``cps`` holds identifier codes (-1 for missing), ``dslots`` pairs a code column with a filter for a
+    distinct count, ``nov`` lists the code columns checked for first sight, ``locs`` the latitude and
+    longitude columns (-1: none). ``lbounds``/``l_tx``/``l_label`` are each key's fraud labels by
+    transaction time. ``ops`` holds ``(operation, stream or slot, window, row value column)`` per
+    output column (see :mod:`fraudstream.features.plan`), ``params`` a number for each.
+
+    For each row, one backward pass over the key's strictly earlier events fills every window's
+    accumulators at once; sums are taken fresh per row in the same order, so a value does not depend
+    on how much older history the batch happened to carry.
     """
     n_b = bwin.shape[0]
-    n_c = cps.shape[1]
-    n_m = nov.shape[1]
-    n_l = label_b.shape[0]
+    n_s = streams.shape[0]
+    n_d = dslots.shape[0]
+    n_m = nov.shape[0]
+    n_o = ops.shape[0]
+    lat_c, lon_c = locs[0], locs[1]
     max_code = 1
-    for c in range(n_c):
+    for d in range(n_d):
+        c = dslots[d, 0]
         for j in range(cps.shape[0]):
             max_code = max(max_code, cps[j, c] + 1)
-    mark = np.full((max(n_c, 1), max_code), -1, np.int64)
-    snap_n = np.zeros(n_b, np.int64)
-    snap_s = np.zeros(n_b)
-    snap_s2 = np.zeros(n_b)
-    snap_mx = np.zeros(n_b)
-    snap_d = np.zeros((n_b, max(n_c, 1)), np.int64)
-    dcount = np.zeros(max(n_c, 1), np.int64)
+    mark = np.full((max(n_d, 1), max_code), -1, np.int64)
+    ns = max(n_s, 1)
+    cnt = np.zeros(ns, np.int64)
+    s = np.zeros(ns)
+    s2 = np.zeros(ns)
+    mx = np.zeros(ns)
+    mn = np.zeros(ns)
+    last_t = np.zeros(ns)
+    first_t = np.zeros(ns)
+    snap_n = np.zeros((n_b, ns), np.int64)
+    snap_s = np.zeros((n_b, ns))
+    snap_s2 = np.zeros((n_b, ns))
+    snap_mx = np.zeros((n_b, ns))
+    snap_mn = np.zeros((n_b, ns))
+    snap_d = np.zeros((n_b, max(n_d, 1)), np.int64)
+    dcount = np.zeros(max(n_d, 1), np.int64)
     found = np.zeros(max(n_m, 1), np.bool_)
     for g in range(bounds.shape[0] - 1):
         a, b = bounds[g], bounds[g + 1]
@@ -111,96 +149,152 @@ def entity_features(
             while hi > a and ts[hi - 1] >= t:
                 hi -= 1
             k = 0
-            cnt, s, s2, mx = 0, 0.0, 0.0, -np.inf
+            for q in range(n_s):
+                cnt[q], s[q], s2[q], mx[q], mn[q] = 0, 0.0, 0.0, -np.inf, np.inf
+                last_t[q], first_t[q] = np.nan, np.nan
             dcount[:] = 0
             found[:] = False
-            last_t, first_t = np.nan, np.nan
             loc = False
             plat, plon, pt = 0.0, 0.0, 0.0
             for j in range(hi - 1, a - 1, -1):
                 tj = ts[j]
                 while k < n_b and tj < t - bwin[k]:
-                    snap_n[k], snap_s[k], snap_s2[k], snap_mx[k] = cnt, s, s2, mx
+                    snap_n[k, :n_s] = cnt[:n_s]
+                    snap_s[k, :n_s] = s[:n_s]
+                    snap_s2[k, :n_s] = s2[:n_s]
+                    snap_mx[k, :n_s] = mx[:n_s]
+                    snap_mn[k, :n_s] = mn[:n_s]
                     snap_d[k, :] = dcount
                     k += 1
                 if k == n_b:
                     break
-                v = amount[j]
-                cnt += 1
-                s += v
-                s2 += v * v
-                mx = max(mx, v)
-                for c in range(n_c):
-                    code = cps[j, c]
-                    if code >= 0 and mark[c, code] != i:
-                        mark[c, code] = i
-                        dcount[c] += 1
-                if profile:
-                    for m in range(n_m):
-                        if nov[j, m] >= 0 and nov[j, m] == nov[i, m]:
-                            found[m] = True
-                    if not loc and not math.isnan(lat[j]):
-                        loc = True
-                        plat, plon, pt = lat[j], lon[j], tj
-                if j == hi - 1:
-                    last_t = tj
-                first_t = tj
+                for q in range(n_s):
+                    f = streams[q, 1]
+                    if f >= 0 and not vals[j, f] > 0.5:
+                        continue
+                    vc = streams[q, 0]
+                    if vc >= 0:
+                        v = vals[j, vc]
+                        if math.isnan(v):
+                            continue
+                        s[q] += v
+                        s2[q] += v * v
+                        mx[q] = max(mx[q], v)
+                        mn[q] = min(mn[q], v)
+                    cnt[q] += 1
+                    if math.isnan(last_t[q]):
+                        last_t[q] = tj
+                    first_t[q] = tj
+                for d in range(n_d):
+                    f = dslots[d, 1]
+                    if f >= 0 and not vals[j, f] > 0.5:
+                        continue
+                    code = cps[j, dslots[d, 0]]
+                    if code >= 0 and mark[d, code] != i:
+                        mark[d, code] = i
+                        dcount[d] += 1
+                for m in range(n_m):
+                    c = nov[m]
+                    if cps[j, c] >= 0 and cps[j, c] == cps[i, c]:
+                        found[m] = True
+                if lat_c >= 0 and not loc and not math.isnan(vals[j, lat_c]):
+                    loc = True
+                    plat, plon, pt = vals[j, lat_c], vals[j, lon_c], tj
             while k < n_b:
-                snap_n[k], snap_s[k], snap_s2[k], snap_mx[k] = cnt, s, s2, mx
+                snap_n[k, :n_s] = cnt[:n_s]
+                snap_s[k, :n_s] = s[:n_s]
+                snap_s2[k, :n_s] = s2[:n_s]
+                snap_mx[k, :n_s] = mx[:n_s]
+                snap_mn[k, :n_s] = mn[:n_s]
                 snap_d[k, :] = dcount
                 k += 1
 
-            col = col0
-            for w in range(agg_b.shape[0]):
-                bi = agg_b[w]
-                nw = snap_n[bi]
-                out[row, col] = nw
-                out[row, col + 1] = snap_s[bi]
-                out[row, col + 2] = snap_s[bi] / nw if nw > 0 else np.nan
-                out[row, col + 3] = snap_mx[bi] if nw > 0 else np.nan
-                col += 4
-            for c in range(n_c):
-                for w in range(dist_b.shape[0]):
-                    out[row, col] = snap_d[dist_b[w], c]
-                    col += 1
-            out[row, col] = t - last_t
-            out[row, col + 1] = t - first_t
-            col += 2
-            if profile:
-                nr = snap_n[ratio_b]
-                mean = snap_s[ratio_b] / nr if nr > 0 else np.nan
-                std = math.sqrt(max(snap_s2[ratio_b] / nr - mean * mean, 0.0)) if nr > 0 else np.nan
-                x = amount[i]
-                out[row, col] = x / mean if nr > 0 and mean > 0 else np.nan
-                out[row, col + 1] = (x - mean) / max(std, 0.01 * mean + 1e-9) if nr > 1 else np.nan
-                col += 2
-                for m in range(n_m):
-                    out[row, col] = np.nan if nov[i, m] < 0 else (0.0 if found[m] else 1.0)
-                    col += 1
-                if loc and not math.isnan(lat[i]):
-                    dist = _haversine(plat, plon, lat[i], lon[i])
-                    out[row, col] = dist
-                    out[row, col + 1] = dist / max((t - pt) / 3600.0, 1.0 / 60.0)
-                else:
-                    out[row, col] = np.nan
-                    out[row, col + 1] = np.nan
-                col += 2
-            if n_l > 0:
+            la, lb = 0, 0
+            if lbounds.shape[0] > 0:
                 la, lb = lbounds[g], lbounds[g + 1]
-                longest = bwin[label_b[n_l - 1]]
-                p = la + np.searchsorted(l_tx[la:lb], t - longest)
-                latest = np.nan
-                for w in range(n_l):
+            for o in range(n_o):
+                op, q, w, vr = ops[o, 0], ops[o, 1], ops[o, 2], ops[o, 3]
+                col = col0 + o
+                if op <= 6 or (op >= 10 and op <= 15):
+                    nw = snap_n[w, q]
+                    total = snap_s[w, q]
+                    mean = total / nw if nw > 0 else np.nan
+                    if op == 0:
+                        out[row, col] = nw
+                    elif op == 1:
+                        out[row, col] = total
+                    elif op == 2:
+                        out[row, col] = mean
+                    elif op == 3:
+                        out[row, col] = snap_mn[w, q] if nw > 0 else np.nan
+                    elif op == 4:
+                        out[row, col] = snap_mx[w, q] if nw > 0 else np.nan
+                    elif op == 5:
+                        out[row, col] = (
+                            math.sqrt(max(snap_s2[w, q] / nw - mean * mean, 0.0)) if nw > 0 else np.nan
+                        )
+                    elif op == 10:
+                        x = vals[i, vr]
+                        out[row, col] = x / mean if nw > 0 and mean > 0 else np.nan
+                    elif op == 12:
+                        x = vals[i, vr]
+                        top = snap_mx[w, q]
+                        out[row, col] = x / top if nw > 0 and top > 0 else np.nan
+                    elif op == 13:
+                        std = math.sqrt(max(snap_s2[w, q] / nw - mean * mean, 0.0)) if nw > 0 else np.nan
+                        x = vals[i, vr]
+                        out[row, col] = (x - mean) / max(std, 0.01 * mean + 1e-9) if nw > 1 else np.nan
+                    else:  # order statistics: the window's values, gathered again
+                        if nw == 0:
+                            out[row, col] = np.nan if op != 14 else 0.0
+                            continue
+                        window = _window_values(vals, ts, t, a, hi, streams[q, 0], streams[q, 1], t - bwin[w])
+                        med = np.median(window)
+                        if op == 6:
+                            out[row, col] = med
+                        elif op == 11:
+                            x = vals[i, vr]
+                            out[row, col] = x / med if med > 0 else np.nan
+                        else:
+                            above = 0
+                            for v in window:
+                                if v > params[o] * med:
+                                    above += 1
+                            out[row, col] = above if op == 14 else above / nw
+                elif op == 7:
+                    out[row, col] = snap_d[w, q]
+                elif op == 8:
+                    out[row, col] = t - last_t[q]
+                elif op == 9:
+                    out[row, col] = t - first_t[q]
+                elif op == 16:
+                    c = nov[q]
+                    out[row, col] = np.nan if cps[i, c] < 0 else (0.0 if found[q] else 1.0)
+                elif op == 17 or op == 18:
+                    if loc and not math.isnan(vals[i, lat_c]):
+                        dist = _haversine(plat, plon, vals[i, lat_c], vals[i, lon_c])
+                        out[row, col] = dist if op == 17 else dist / max((t - pt) / 3600.0, 1.0 / 60.0)
+                    else:
+                        out[row, col] = np.nan
+                else:  # the labels known before t of the key's transactions in the window
+                    start = t - bwin[w]
+                    p = la + np.searchsorted(l_tx[la:lb], start)
                     known = 0
-                    start = t - bwin[label_b[w]]
-                    for q in range(p, lb):
-                        if l_tx[q] >= t:
+                    latest, earliest = np.nan, np.nan
+                    for r in range(p, lb):
+                        if l_tx[r] >= t:
                             break
-                        if l_tx[q] >= start and l_label[q] < t:
+                        if l_label[r] < t:
                             known += 1
-                            latest = l_tx[q]
-                    nw = snap_n[label_b[w]]
-                    out[row, col] = known
-                    out[row, col + 1] = known / nw if nw > 0 else np.nan
-                    col += 2
-                out[row, col] = t - latest
+                            latest = l_tx[r]
+                            if math.isnan(earliest):
+                                earliest = l_tx[r]
+                    if op == 19:
+                        out[row, col] = known
+                    elif op == 20:
+                        nw = snap_n[w, q]
+                        out[row, col] = known / nw if nw > 0 else np.nan
+                    elif op == 21:
+                        out[row, col] = t - latest
+                    else:
+                        out[row, col] = t - earliest

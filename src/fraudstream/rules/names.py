@@ -14,10 +14,11 @@ from fraudstream.rules.expr import NUMBER, STRING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from fraudstream.features.definitions import FeatureSet
+    from fraudstream.features.plan import FeatureSet
 
-LABEL_FIELDS: Final = ("is_fraud", "label_time")
-"""Never readable by rules: labels arrive after the decision, so a rule using them could not work live."""
+LABEL_FIELDS: Final = ("is_fraud", "label_time", "source")
+"""Never readable by rules: labels arrive after the decision, so a rule using them could not work live
+(and ``source`` is how a batch reads its other fields, not a field)."""
 
 
 def default_known_names(feature_set: FeatureSet | None = None) -> dict[str, str]:
@@ -26,9 +27,9 @@ def default_known_names(feature_set: FeatureSet | None = None) -> dict[str, str]
     Only columns a :class:`~fraudstream.events.batch.TransactionBatch` actually carries are offered,
     so a rule that loads is a rule that can be evaluated. Times are seconds since the epoch.
     """
-    from fraudstream.features.definitions import DEFAULT_FEATURE_SET
+    from fraudstream.features.engine import default_feature_set
 
-    feature_set = feature_set or DEFAULT_FEATURE_SET
+    feature_set = feature_set or default_feature_set()
     text = {"transaction_id", *KEY_COLUMNS}
     known = {
         f.name: STRING if f.name in text else NUMBER

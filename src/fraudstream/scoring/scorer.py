@@ -110,7 +110,7 @@ class Scorer:
         engine: FeatureEngine | None = None,
     ) -> None:
         self.bundle = bundle
-        self.engine = engine or FeatureEngine()
+        self.engine = engine or FeatureEngine(bundle.feature_set())
         self.state = state
         self.rules = rules
         self.models = compile_models(bundle)

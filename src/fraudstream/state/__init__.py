@@ -5,22 +5,29 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from fraudstream._urls import split_prefix
-from fraudstream.state.base import FeatureState, History, StateError
+from fraudstream.state.base import DEFAULT_SCHEMA, EventSchema, FeatureState, History, StateError
 from fraudstream.state.memory import MemoryFeatureState
 
 
-def open_state(url: str, *, retention: float, prefix: str = "fraudstream:state:") -> FeatureState:
-    """Open the feature state at ``url``: ``memory://`` is in-process (the default), ``redis://host:port/db``
-    is shared by every process, its keys under ``prefix`` (or the URL's ``?prefix=``)."""
+def open_state(
+    url: str,
+    *,
+    retention: float,
+    prefix: str = "fraudstream:state:",
+    schema: EventSchema = DEFAULT_SCHEMA,
+) -> FeatureState:
+    """Open the feature state at ``url``, holding the ``schema``'s columns per event: ``memory://`` is
+    in-process (the default), ``redis://host:port/db`` is shared by every process, its keys under
+    ``prefix`` (or the URL's ``?prefix=``)."""
     scheme = urlparse(url).scheme
     if scheme == "memory":
-        return MemoryFeatureState(retention=retention)
+        return MemoryFeatureState(retention=retention, schema=schema)
     if scheme in ("redis", "rediss"):
         from fraudstream.state.redis import RedisFeatureState
 
         plain, url_prefix = split_prefix(url)
-        return RedisFeatureState(plain, retention=retention, prefix=url_prefix or prefix)
+        return RedisFeatureState(plain, retention=retention, prefix=url_prefix or prefix, schema=schema)
     raise StateError(f"unsupported feature state URL {url!r}: use memory:// or redis://host:port/db")
 
 
-__all__ = ["FeatureState", "History", "MemoryFeatureState", "StateError", "open_state"]
+__all__ = ["EventSchema", "FeatureState", "History", "MemoryFeatureState", "StateError", "open_state"]

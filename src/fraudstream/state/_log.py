@@ -1,8 +1,8 @@
 """The in-process state's events: append-only columns, grown by doubling.
 
-The identifier codes of every coded field share one matrix (a row per field of
-:data:`~fraudstream.state.base.CODED_FIELDS`), so compiled code reads any of them from one argument;
-``data[CODE + field]`` is that field's row, a view.
+The float columns share one matrix (a row per float field of the schema, timestamps first) and so do
+the identifier codes (a row per identifier field), so compiled code reads any of them from one
+argument; ``data[field]`` and ``data[CODE + field]`` are rows of those matrices, views.
 """
 
 from __future__ import annotations
@@ -11,19 +11,19 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from fraudstream.state.base import CODE, CODED_FIELDS, EVENT_FIELDS, FLOAT_FIELDS
+from fraudstream.state.base import CODE, DEFAULT_SCHEMA, EventSchema
 
 
 class EventLog:
     """Append-only event columns and their identifier codes, held in the first ``size`` rows."""
 
-    def __init__(self, capacity: int = 1024) -> None:
+    def __init__(self, capacity: int = 1024, schema: EventSchema = DEFAULT_SCHEMA) -> None:
+        self.schema = schema
         self.size = 0
         self.data: dict[str, np.ndarray] = {}
-        self.codes = np.empty((len(CODED_FIELDS), capacity), dtype=np.int64)
-        self._fields = {
-            f: np.empty(capacity, dtype=np.float64 if f in FLOAT_FIELDS else object) for f in EVENT_FIELDS
-        }
+        self.floats = np.empty((len(schema.floats), capacity), dtype=np.float64)
+        self.codes = np.empty((len(schema.ids), capacity), dtype=np.int64)
+        self._objects = {f: np.empty(capacity, dtype=object) for f in ("transaction_id", *schema.ids)}
         self._publish()
 
     @property
@@ -31,7 +31,7 @@ class EventLog:
         return self.codes.shape[1]
 
     def append(self, columns: Mapping[str, np.ndarray]) -> range:
-        """Add the rows of ``columns`` (every event field, and ``CODE + field`` for the coded ones)."""
+        """Add the rows of ``columns`` (every event field, and ``CODE + field`` for the identifiers)."""
         n = len(columns["timestamp"])
         if self.size + n > self.capacity:
             self._resize(max(2 * self.capacity, self.size + n), slice(0, self.size))
@@ -45,23 +45,28 @@ class EventLog:
         renumber = np.cumsum(mask) - 1
         renumber[~mask] = -1
         kept = int(mask.sum())
-        self._fields = {f: col[: self.size][mask].copy() for f, col in self._fields.items()}
+        self._objects = {f: col[: self.size][mask].copy() for f, col in self._objects.items()}
+        self.floats = np.ascontiguousarray(self.floats[:, : self.size][:, mask])
         self.codes = np.ascontiguousarray(self.codes[:, : self.size][:, mask])
         self.size = kept
         self._publish()
         return renumber
 
     def _resize(self, capacity: int, held: slice) -> None:
-        codes = np.empty((len(CODED_FIELDS), capacity), dtype=np.int64)
+        floats = np.empty((len(self.schema.floats), capacity), dtype=np.float64)
+        floats[:, held] = self.floats[:, held]
+        self.floats = floats
+        codes = np.empty((len(self.schema.ids), capacity), dtype=np.int64)
         codes[:, held] = self.codes[:, held]
         self.codes = codes
-        for f, old in self._fields.items():
-            grown = np.empty(capacity, dtype=old.dtype)
+        for f, old in self._objects.items():
+            grown = np.empty(capacity, dtype=object)
             grown[held] = old[held]
-            self._fields[f] = grown
+            self._objects[f] = grown
         self._publish()
 
     def _publish(self) -> None:
         """A new ``data`` dict: a reader's copy of the old one keeps the arrays it saw."""
-        self.data = dict(self._fields)
-        self.data.update({CODE + f: self.codes[i] for i, f in enumerate(CODED_FIELDS)})
+        self.data = dict(self._objects)
+        self.data.update({f: self.floats[i] for i, f in enumerate(self.schema.floats)})
+        self.data.update({CODE + f: self.codes[i] for i, f in enumerate(self.schema.ids)})

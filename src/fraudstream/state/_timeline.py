@@ -12,8 +12,6 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from fraudstream.state.base import EVENT_FIELDS
-
 
 class Timeline:
     """A key's events with a time, ordered by time then arrival, as row numbers into a log."""
@@ -109,8 +107,10 @@ class TimelineEvents(Mapping[str, np.ndarray]):
     """The columns of a timeline's events from position ``start`` to ``stop``, read-only views, each
     gathered the first time any fetch reads it: a key's features read only a few columns."""
 
-    def __init__(self, timeline: Timeline, data: Mapping[str, np.ndarray], start: int) -> None:
-        self._timeline, self._data = timeline, data
+    def __init__(
+        self, timeline: Timeline, data: Mapping[str, np.ndarray], start: int, fields: tuple[str, ...]
+    ) -> None:
+        self._timeline, self._data, self._fields = timeline, data, fields
         self._rows, self._start, self._stop = timeline.rows, start, timeline.size
         self._views: dict[str, np.ndarray] = {}
 
@@ -126,7 +126,7 @@ class TimelineEvents(Mapping[str, np.ndarray]):
         return view
 
     def __iter__(self) -> Iterator[str]:
-        return iter(EVENT_FIELDS)
+        return iter(self._fields)
 
     def __len__(self) -> int:
-        return len(EVENT_FIELDS)
+        return len(self._fields)

@@ -17,24 +17,38 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fraudstream.events.batch import TransactionBatch
 
-EVENT_FIELDS = (
-    "transaction_id",
-    "timestamp",
-    "amount",
-    "customer_id",
-    "merchant_id",
-    "device_id",
-    "ip_address",
-    "country",
-    "latitude",
-    "longitude",
-)
-FLOAT_FIELDS = frozenset({"timestamp", "amount", "latitude", "longitude"})
-"""The numeric event fields; the others are identifiers, held as object arrays."""
-CODED_FIELDS = tuple(f for f in EVENT_FIELDS if f not in FLOAT_FIELDS and f != "transaction_id")
-"""The identifier fields a backend may also hold as integer codes (see :class:`History`)."""
+@dataclass(frozen=True)
+class EventSchema:
+    """Which columns a state holds per event, besides ``transaction_id``: float columns (``timestamp``
+    first; numbers, times in epoch seconds, filter results as 0/1) and identifier columns (text, also
+    held as integer codes). A feature spec decides them
+    (:attr:`FeatureSet.schema <fraudstream.features.plan.FeatureSet.schema>`), so the state keeps
+    what the spec's features read, and nothing else."""
+
+    floats: tuple[str, ...] = ("timestamp", "amount", "latitude", "longitude")
+    ids: tuple[str, ...] = ("customer_id", "merchant_id", "device_id", "ip_address", "country")
+
+    def __post_init__(self) -> None:
+        if not self.floats or self.floats[0] != "timestamp":
+            raise ValueError("an event schema's first float column is the timestamp")
+        if len({*self.floats, *self.ids, "transaction_id"}) != len(self.floats) + len(self.ids) + 1:
+            raise ValueError("an event schema names a column twice")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Every column of an event, ``transaction_id`` first."""
+        return ("transaction_id", *self.floats, *self.ids)
+
+    def is_float(self, field: str) -> bool:
+        return field in self.floats
+
+
+DEFAULT_SCHEMA = EventSchema()
+"""The columns the packaged default spec reads."""
+EVENT_FIELDS = DEFAULT_SCHEMA.fields
+FLOAT_FIELDS = frozenset(DEFAULT_SCHEMA.floats)
+CODED_FIELDS = DEFAULT_SCHEMA.ids
 CODE = "#"
 """``CODE + field`` names the integer codes of an identifier field."""
 
@@ -51,15 +65,16 @@ class StateError(RuntimeError):
 class History:
     """Past events and fraud labels of some entities of one kind.
 
-    ``events`` are columns named by :data:`EVENT_FIELDS`, grouped by entity: ``runs`` gives each entity
-    and its number of events, in order (:attr:`key` spells that out per event, when asked for; a hot
-    merchant's long history is rarely asked); ``label_key``/``label_tx_time``/``label_time`` are the
-    fraud labels that have arrived for those entities' transactions.
+    ``events`` are columns named by the state's :class:`EventSchema`, grouped by entity: ``runs``
+    gives each entity and its number of events, in order (:attr:`key` spells that out per event,
+    when asked for; a hot merchant's long history is rarely asked);
+    ``label_key``/``label_tx_time``/``label_time`` are the fraud labels that have arrived for those
+    entities' transactions.
 
     A backend that keeps its identifiers coded as integers (one code per distinct value, -1 for none,
-    from :meth:`FeatureState.codes`) also answers ``events[CODE + field]`` for the fields of
-    :data:`CODED_FIELDS`; iterating ``events`` gives the event fields alone. Comparing codes spares the
-    engine hashing every identifier of a long history on every batch.
+    from :meth:`FeatureState.codes`) also answers ``events[CODE + field]`` for the schema's identifier
+    fields; iterating ``events`` gives the event fields alone. Comparing codes spares the engine
+    hashing every identifier of a long history on every batch.
     """
 
     runs: Sequence[tuple[Any, int]]
@@ -79,11 +94,13 @@ class History:
         return np.repeat(heads, [n for _, n in self.runs])
 
     @classmethod
-    def empty(cls) -> History:
+    def empty(cls, schema: EventSchema = DEFAULT_SCHEMA) -> History:
         """No history: what a batch sees when it is its own only context."""
         return cls(
             runs=(),
-            events={f: np.empty(0, dtype=np.float64 if f in FLOAT_FIELDS else object) for f in EVENT_FIELDS},
+            events={
+                f: np.empty(0, dtype=np.float64 if schema.is_float(f) else object) for f in schema.fields
+            },
             label_key=np.empty(0, dtype=object),
             label_tx_time=np.empty(0),
             label_time=np.empty(0),
@@ -97,6 +114,7 @@ def gather_history(
     since: float,
     *,
     lazy: bool = False,
+    fields: tuple[str, ...] = EVENT_FIELDS,
 ) -> History:
     """The :class:`History` every backend returns: for each ``(key, row numbers into columns)`` of
     ``found``, in that order, its events at or after ``since`` by event time (then arrival), and the
@@ -110,7 +128,7 @@ def gather_history(
     else:
         rows, runs = _gather_many(found, columns["timestamp"], since)
     if lazy:
-        return gathered_history(rows, runs, columns, labels, since)
+        return gathered_history(rows, runs, columns, labels, since, fields)
     return history_of(runs, {f: col[rows] for f, col in columns.items()}, labels, since)
 
 
@@ -120,9 +138,10 @@ def gathered_history(
     columns: Mapping[str, np.ndarray],
     labels: Iterable[tuple[Any, float, float]],
     since: float,
+    fields: tuple[str, ...] = EVENT_FIELDS,
 ) -> History:
     """:func:`gather_history` with ``lazy``, for rows and runs a backend has already gathered."""
-    return history_of(runs, _Gathered(columns, rows), labels, since)
+    return history_of(runs, _Gathered(columns, rows, fields), labels, since)
 
 
 def history_of(
@@ -206,8 +225,8 @@ class _Gathered(Mapping[str, np.ndarray]):
     and gathering identifier columns of a long history is a large share of fetching it. Iterates the
     event fields; the codes of :class:`History` are there to be asked for."""
 
-    def __init__(self, columns: Mapping[str, np.ndarray], rows: np.ndarray) -> None:
-        self._columns, self._rows = columns, rows
+    def __init__(self, columns: Mapping[str, np.ndarray], rows: np.ndarray, fields: tuple[str, ...]) -> None:
+        self._columns, self._rows, self._fields = columns, rows, fields
         self._taken: dict[str, np.ndarray] = {}
 
     def __getitem__(self, field: str) -> np.ndarray:
@@ -217,10 +236,10 @@ class _Gathered(Mapping[str, np.ndarray]):
         return taken
 
     def __iter__(self) -> Iterator[str]:
-        return iter(EVENT_FIELDS)
+        return iter(self._fields)
 
     def __len__(self) -> int:
-        return len(EVENT_FIELDS)
+        return len(self._fields)
 
 
 class KeyEvents(NamedTuple):
@@ -231,12 +250,10 @@ class KeyEvents(NamedTuple):
     rows: np.ndarray
     """Positions in the columns, in arrival order, or in time order (then arrival) when ``ordered``."""
     ordered: bool
-    timestamp: np.ndarray
-    amount: np.ndarray
-    latitude: np.ndarray
-    longitude: np.ndarray
+    floats: np.ndarray
+    """The float columns, a row per float field of the state's schema (timestamps first)."""
     codes: np.ndarray
-    """The identifier codes, a row per field of :data:`CODED_FIELDS` (as :meth:`FeatureState.codes`)."""
+    """The identifier codes, a row per identifier field of the schema (as :meth:`FeatureState.codes`)."""
     labels: Sequence[tuple[float, float]]
     """(transaction time, label time) of the fraud labels that have arrived for the key."""
 
@@ -248,9 +265,14 @@ class FeatureState(ABC):
     def fetch(self, entity: str, keys: np.ndarray, since: float) -> History:
         """Events of ``entity`` for ``keys`` at or after ``since`` (epoch seconds), with their labels."""
 
+    schema: EventSchema = DEFAULT_SCHEMA
+    """The columns held per event."""
+
     @abstractmethod
-    def record(self, batch: TransactionBatch, entities: Mapping[str, str]) -> np.ndarray:
-        """Store the batch's events under each ``entity → column`` key; return which rows were new.
+    def record(self, events: Mapping[str, np.ndarray], entities: Mapping[str, str]) -> np.ndarray:
+        """Store the events (``transaction_id`` and every column of :attr:`schema`, a row per event,
+        as :meth:`FeatureSet.events <fraudstream.features.plan.FeatureSet.events>` gives them) under
+        each ``entity → column`` key; return which rows were new.
 
         A ``transaction_id`` already stored is skipped, so a redelivered transaction never counts twice.
         """
@@ -278,8 +300,9 @@ class FeatureState(ABC):
         return None
 
     def codes(self, field: str, values: np.ndarray) -> np.ndarray | None:
-        """The integer codes of identifiers of ``field`` (one of :data:`CODED_FIELDS`), as a history's
-        ``CODE + field`` column holds them, -1 for none; ``None`` where the backend keeps no codes."""
+        """The integer codes of identifiers of ``field`` (one of the schema's identifier fields), as a
+        history's ``CODE + field`` column holds them, -1 for none; ``None`` where the backend keeps
+        no codes."""
         return None
 
     def key_events(self, entity: str, key: Any) -> KeyEvents | None:

@@ -15,14 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fraudstream.events.batch import TransactionBatch
 from fraudstream.state._log import EventLog
 from fraudstream.state._scan import ROWS_PER_KEY, scan_history
 from fraudstream.state._timeline import Timeline, TimelineEvents
 from fraudstream.state.base import (
     CODE,
-    CODED_FIELDS,
-    EVENT_FIELDS,
+    DEFAULT_SCHEMA,
+    EventSchema,
     FeatureState,
     History,
     KeyEvents,
@@ -46,10 +45,13 @@ class MemoryFeatureState(FeatureState):
     when the process ends, and :func:`fraudstream.runtime.warm_state` rebuilds it from storage.
     """
 
-    def __init__(self, retention: float, grace: float = 86400.0) -> None:
+    def __init__(
+        self, retention: float, grace: float = 86400.0, schema: EventSchema = DEFAULT_SCHEMA
+    ) -> None:
         self.retention = retention
         self.grace = grace
-        self._log = EventLog()
+        self.schema = schema
+        self._log = EventLog(schema=schema)
         self._index: dict[str, defaultdict[str, list[int]]] = {}
         self._arrays: dict[str, dict[str, tuple[np.ndarray, int]]] = {}  # long row lists, as arrays
         self._timelines: dict[str, dict[str, Timeline]] = {}  # long histories fetched alone
@@ -60,7 +62,7 @@ class MemoryFeatureState(FeatureState):
         self._fraud: set[str] = set()
         self._newest = -np.inf
         self._pruned_at = -np.inf
-        self._coders: dict[str, dict[object, int]] = {f: {} for f in CODED_FIELDS}
+        self._coders: dict[str, dict[object, int]] = {f: {} for f in schema.ids}
 
     def fetch(self, entity: str, keys: np.ndarray, since: float) -> History:
         index: Mapping[str, list[int]] = self._index.get(entity, {})
@@ -73,16 +75,21 @@ class MemoryFeatureState(FeatureState):
             at, held = scan_history(
                 asked, self._coders[column], data[CODE + column][:size], data["timestamp"][:size], since
             )
-            return gathered_history(at, held, data, arrived, since)
+            return gathered_history(at, held, data, arrived, since, self.schema.fields)
         found = [(k, index[k]) for k in asked if k in index]
         if len(found) == 1 and len(found[0][1]) >= _LONG:
             key, rows = found[0]
             timeline = self._timeline(entity, key, rows, data)
             start = timeline.cut(since)
             runs = [(key, timeline.size - start)] if timeline.size > start else []
-            return history_of(runs, TimelineEvents(timeline, data, start), arrived, since)
+            return history_of(runs, TimelineEvents(timeline, data, start, self.schema.fields), arrived, since)
         return gather_history(
-            [(k, self._ordered(entity, k, rows, data)) for k, rows in found], data, arrived, since, lazy=True
+            [(k, self._ordered(entity, k, rows, data)) for k, rows in found],
+            data,
+            arrived,
+            since,
+            lazy=True,
+            fields=self.schema.fields,
         )
 
     def key_events(self, entity: str, key: Any) -> KeyEvents:
@@ -96,10 +103,7 @@ class MemoryFeatureState(FeatureState):
         elif rows:
             found = np.array(rows, dtype=np.int64)
         labels = self._labels.get(entity, {}).get(key, ())
-        timestamp, amount, latitude, longitude = (
-            data[f] for f in ("timestamp", "amount", "latitude", "longitude")
-        )
-        return KeyEvents(found, ordered, timestamp, amount, latitude, longitude, self._log.codes, labels)
+        return KeyEvents(found, ordered, self._log.floats, self._log.codes, labels)
 
     def _ordered(
         self, entity: str, key: str, rows: list[int], data: Mapping[str, np.ndarray]
@@ -169,12 +173,12 @@ class MemoryFeatureState(FeatureState):
         new = ~pd.Index(transaction_ids, dtype=object).duplicated()
         return new & np.fromiter((t not in known for t in transaction_ids.tolist()), dtype=bool, count=n)
 
-    def record(self, batch: TransactionBatch, entities: Mapping[str, str]) -> np.ndarray:
-        new = self.unseen(batch.transaction_id)
+    def record(self, events: Mapping[str, np.ndarray], entities: Mapping[str, str]) -> np.ndarray:
+        new = self.unseen(events["transaction_id"])
         if not new.any():
             return new
         pick = (lambda column: column) if new.all() else (lambda column: column[new])
-        self.append_events({f: pick(getattr(batch, f)) for f in EVENT_FIELDS}, entities)
+        self.append_events({f: pick(events[f]) for f in self.schema.fields}, entities)
         self._maybe_prune()
         return new
 
@@ -182,7 +186,7 @@ class MemoryFeatureState(FeatureState):
         """Add events known to be new (no ``transaction_id`` held, none twice), without pruning: what
         :meth:`record` does once it has picked the new rows, and what a replica of a shared log does
         with the rows the log says are new (:class:`~fraudstream.state.redis.RedisFeatureState`)."""
-        codes = {CODE + f: self.codes(f, columns[f]) for f in CODED_FIELDS}
+        codes = {CODE + f: self.codes(f, columns[f]) for f in self.schema.ids}
         if self._log.size:
             self._partial.update(e for e, c in entities.items() if self._columns.get(e) != c)
             self._partial.update(e for e in self._index if e not in entities)
@@ -264,7 +268,7 @@ class MemoryFeatureState(FeatureState):
         """Number the identifiers still held from 0 again, and forget the others: the dictionaries
         then hold what the state holds, and codes stay as small as the kernels' tables want them."""
         size = self._log.size
-        for f in CODED_FIELDS:
+        for f in self.schema.ids:
             column = self._log.data[CODE + f]
             held = column[:size]
             coder = self._coders[f]
@@ -275,7 +279,7 @@ class MemoryFeatureState(FeatureState):
             self._coders[f] = {v: int(renumber[c]) for v, c in coder.items() if renumber[c] >= 0}
 
     def close(self) -> None:
-        self._log = EventLog()
+        self._log = EventLog(schema=self.schema)
         self._index.clear()
         self._partial.clear()
         self._arrays.clear()
@@ -283,4 +287,4 @@ class MemoryFeatureState(FeatureState):
         self._labels.clear()
         self._tx.clear()
         self._fraud.clear()
-        self._coders = {f: {} for f in CODED_FIELDS}
+        self._coders = {f: {} for f in self.schema.ids}

@@ -25,10 +25,9 @@ from typing import Any
 import numpy as np
 
 from fraudstream._urls import without_password
-from fraudstream.events.batch import TransactionBatch
 from fraudstream.state import _redis_codec as codec
 from fraudstream.state import _redis_lua as lua
-from fraudstream.state.base import EVENT_FIELDS, FeatureState, History, KeyEvents, StateError
+from fraudstream.state.base import DEFAULT_SCHEMA, EventSchema, FeatureState, History, KeyEvents, StateError
 from fraudstream.state.memory import MemoryFeatureState
 
 try:
@@ -68,8 +67,10 @@ class RedisFeatureState(FeatureState):
         grace: float = 86400.0,
         prefix: str = DEFAULT_PREFIX,
         ttl: float | None = None,
+        schema: EventSchema = DEFAULT_SCHEMA,
     ) -> None:
         self.url = without_password(url)
+        self.schema = schema
         self.retention = retention
         self.grace = grace
         self.prefix = prefix
@@ -79,10 +80,11 @@ class RedisFeatureState(FeatureState):
         self._ttl = str(max(1, math.ceil(ttl if ttl is not None else held + grace)))
         self._lock = threading.RLock()
         self._steady = False
-        self._replica = MemoryFeatureState(retention, grace)
+        self._replica = MemoryFeatureState(retention, grace, schema)
         self._epoch: bytes | None = None
         self._last = b""
         self._pruned = -math.inf
+        self._names_seen, self._schema_seen = b"", schema
         try:
             self._client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=60)
         except ValueError as exc:
@@ -156,7 +158,7 @@ class RedisFeatureState(FeatureState):
 
     def _reset(self) -> None:
         self._replica.close()
-        self._replica = MemoryFeatureState(self.retention, self.grace)
+        self._replica = MemoryFeatureState(self.retention, self.grace, self.schema)
         self._last, self._pruned, self._epoch = b"", -math.inf, None
 
     def _apply(self, entries: list[Any]) -> None:
@@ -175,7 +177,8 @@ class RedisFeatureState(FeatureState):
                     self._append(pending, names)
                     pending = []
                 names = fields[b"n"]
-                columns = codec.decode_events(fields[b"x"], fields[b"f"], fields[b"s"])
+                written = self._written(names)
+                columns = codec.decode_events(fields[b"x"], fields[b"f"], fields[b"s"], written, self.schema)
                 new = np.frombuffer(fields[b"m"], dtype=np.uint8) == ord("1")
                 pending.append(columns if new.all() else {f: c[new] for f, c in columns.items()})
                 pruned = float(fields[b"p"]) if fields[b"p"] else -math.inf
@@ -195,26 +198,32 @@ class RedisFeatureState(FeatureState):
         columns = (
             pending[0]
             if len(pending) == 1
-            else {f: np.concatenate([p[f] for p in pending]) for f in EVENT_FIELDS}
+            else {f: np.concatenate([p[f] for p in pending]) for f in self.schema.fields}
         )
         unseen = self._replica.unseen(columns["transaction_id"])
         if not unseen.all():
             columns = {f: c[unseen] for f, c in columns.items()}
-        self._replica.append_events(columns, codec.decode_entity_map(names))
+        self._replica.append_events(columns, codec.decode_entity_map(names)[0])
 
-    def record(self, batch: TransactionBatch, entities: Mapping[str, str]) -> np.ndarray:
-        n = len(batch)
+    def _written(self, names: bytes) -> EventSchema:
+        """The schema an entry was written with (cached: every entry of a writer names the same)."""
+        if names != self._names_seen:
+            self._names_seen, self._schema_seen = names, codec.decode_entity_map(names)[1]
+        return self._schema_seen
+
+    def record(self, events: Mapping[str, np.ndarray], entities: Mapping[str, str]) -> np.ndarray:
+        n = len(events["transaction_id"])
         if n == 0:
             return np.zeros(0, dtype=bool)
-        floats, text = codec.encode_events({f: getattr(batch, f) for f in EVENT_FIELDS})
+        floats, text = codec.encode_events(events, self.schema)
         args: list[str | bytes] = [
             self.prefix,
             self._ttl,
             self._span,
             self._every,
-            codec.entity_map(entities),
-            codec.joined(codec.strings(batch.transaction_id)),
-            _newest(batch.timestamp),
+            codec.entity_map(entities, self.schema),
+            codec.joined(codec.strings(events["transaction_id"])),
+            _newest(events["timestamp"]),
             floats,
             text,
         ]

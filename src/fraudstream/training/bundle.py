@@ -21,7 +21,8 @@ from typing import Any
 import joblib
 import numpy as np
 
-from fraudstream.features.definitions import DEFAULT_FEATURE_SET, FeatureSet
+from fraudstream.features.plan import FeatureSet
+from fraudstream.features.spec import SpecError
 
 BUNDLE_FORMAT = 1
 PINNED_LIBRARIES = ("scikit-learn", "xgboost-cpu", "numpy")
@@ -60,6 +61,10 @@ class Manifest:
     metrics: dict[str, Any]
     params: dict[str, Any]
     data_fingerprint: str
+    feature_spec: dict[str, Any] | None = None
+    """The feature spec the model was trained on, with what fitting learned (categorical values):
+    serving compiles it, so it computes exactly these features. Bundles made before specs lack it
+    and mean the packaged default."""
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     libraries: dict[str, str] = field(default_factory=library_versions)
     bundle_format: int = BUNDLE_FORMAT
@@ -71,6 +76,10 @@ class ModelBundle:
 
     manifest: Manifest
     models: dict[str, Any]
+
+    def feature_set(self) -> FeatureSet:
+        """The features this model reads (see :func:`bundle_feature_set`)."""
+        return bundle_feature_set(self.manifest)
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,14 +108,36 @@ def read_manifest(path: Path) -> Manifest:
         raise IncompatibleBundleError(f"{path}: unrecognised manifest ({exc}); retrain the model") from None
 
 
-def check_compatible(manifest: Manifest, feature_set: FeatureSet, path: Path) -> None:
+def bundle_feature_set(manifest: Manifest, path: Path | str = "bundle") -> FeatureSet:
+    """The feature set a bundle's model was trained on, compiled from the spec it carries."""
+    if manifest.feature_spec is None:
+        from fraudstream.features.engine import default_feature_set
+
+        return default_feature_set()
+    try:
+        return FeatureSet.from_dict(manifest.feature_spec)
+    except SpecError as exc:
+        raise IncompatibleBundleError(
+            f"model bundle {path}: its feature spec does not load here: {exc}"
+        ) from None
+
+
+def check_compatible(manifest: Manifest, path: Path, feature_set: FeatureSet | None = None) -> FeatureSet:
+    """Refuse a bundle this installation cannot serve; returns the feature set it computes. With
+    ``feature_set``, the bundle must also have been trained on exactly those features."""
     problems = []
     if manifest.bundle_format != BUNDLE_FORMAT:
         problems.append(f"bundle format {manifest.bundle_format}, this fraudstream reads {BUNDLE_FORMAT}")
-    if manifest.feature_set_version != feature_set.version or manifest.feature_names != feature_set.names:
+    bundled = bundle_feature_set(manifest, path)
+    if manifest.feature_set_version != bundled.version or manifest.feature_names != bundled.names:
         problems.append(
             f"feature set {manifest.feature_set_version} ({len(manifest.feature_names)} features), "
-            f"this fraudstream computes {feature_set.version} ({len(feature_set.names)} features)"
+            f"its spec computes {bundled.version} ({len(bundled.names)} features)"
+        )
+    if feature_set is not None and feature_set.names != manifest.feature_names:
+        problems.append(
+            f"feature set {manifest.feature_set_version} ({len(manifest.feature_names)} features), "
+            f"expected {feature_set.version} ({len(feature_set.names)} features)"
         )
     installed = library_versions()
     for name in PINNED_LIBRARIES:
@@ -118,12 +149,13 @@ def check_compatible(manifest: Manifest, feature_set: FeatureSet, path: Path) ->
             f"model bundle {path} does not fit this installation: {'; '.join(problems)}. "
             "Retrain with `fraudstream train`, or install the versions it was built with."
         )
+    return bundled
 
 
-def load_bundle(path: Path, feature_set: FeatureSet = DEFAULT_FEATURE_SET) -> ModelBundle:
+def load_bundle(path: Path, feature_set: FeatureSet | None = None) -> ModelBundle:
     """Load a bundle after checking it fits; only load bundles from trusted places (they hold pickles)."""
     manifest = read_manifest(path)
-    check_compatible(manifest, feature_set, path)
+    check_compatible(manifest, path, feature_set)
     with zipfile.ZipFile(path) as archive:
         models = joblib.load(io.BytesIO(archive.read("models.joblib")))
     return ModelBundle(manifest=manifest, models=models)

@@ -15,7 +15,7 @@ import numpy as np
 import optuna
 from sklearn.model_selection import TimeSeriesSplit
 
-from fraudstream.features.definitions import FeatureSet
+from fraudstream.features.plan import FeatureSet
 from fraudstream.training import metrics
 from fraudstream.training.bundle import Manifest, ModelBundle, fingerprint
 from fraudstream.training.models import (
@@ -157,6 +157,7 @@ def train_bundle(
         metrics={"validation": validation.to_dict(), "train_rows": len(y), "train_fraud": int(y.sum())},
         params={"models": best, "config": metrics.json_ready(asdict(config))},
         data_fingerprint=print_fp,
+        feature_spec=feature_set.to_dict(),
     )
     return ModelBundle(manifest=manifest, models=models)
 

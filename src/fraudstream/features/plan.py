@@ -1,0 +1,534 @@
+"""A feature spec compiled for the engine: which event columns to keep, and a program per key.
+
+:class:`FeatureSet` is what the engine, the model bundle and the rules see. It derives from a spec:
+
+* the **event schema**: the columns the feature state must hold per event (the fields the aggregations
+  read, each filter's result as a 0/1 column, each expression's value, each composite key), so the live
+  state keeps what the spec needs and nothing else;
+* the **row features**, computed from the batch alone with numpy;
+* one :class:`Group` per ``key`` entry: the compiled kernel's program (value streams, distinct
+  counters, first-seen and location checks, and one operation per output column).
+
+Training and serving build the same :class:`FeatureSet` from the same spec, so they compute the same
+features with the same code.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property, partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fraudstream.events.batch import TransactionBatch
+from fraudstream.features import spec as S
+from fraudstream.rules.errors import RulesError
+from fraudstream.rules.expr import CompiledExpr, compile_expr, compile_value
+from fraudstream.state.base import EventSchema
+
+# The kernel's operations: one per output column (see fraudstream.features.kernels.group_features).
+COUNT, SUM, MEAN, MIN, MAX, STD, MEDIAN = 0, 1, 2, 3, 4, 5, 6
+DISTINCT, SINCE_LAST, SINCE_FIRST = 7, 8, 9
+RATIO_MEAN, RATIO_MEDIAN, RATIO_MAX, ZSCORE, ABOVE, ABOVE_SHARE = 10, 11, 12, 13, 14, 15
+NEW, DISTANCE, SPEED = 16, 17, 18
+KNOWN_FRAUD, FRAUD_RATE, SINCE_KNOWN, SINCE_FIRST_KNOWN = 19, 20, 21, 22
+_STATS = {"count": COUNT, "sum": SUM, "mean": MEAN, "min": MIN, "max": MAX, "std": STD, "median": MEDIAN}
+_RATIOS = {"mean": RATIO_MEAN, "median": RATIO_MEDIAN, "max": RATIO_MAX}
+_LABELS = {
+    "known_fraud": KNOWN_FRAUD,
+    "fraud_rate": FRAUD_RATE,
+    "secs_since_known_fraud": SINCE_KNOWN,
+    "secs_since_first_known_fraud": SINCE_FIRST_KNOWN,
+}
+_UNIT = {"seconds": 1.0, "minutes": 60.0, "hours": S.HOUR, "days": S.DAY, "years": 365.25 * S.DAY}
+KEY_JOIN = "\x1e"
+"""Joins the parts of a composite key's value: a control character no real identifier holds."""
+OTHER = "other"
+
+
+def _rules_kind(kind: str) -> str:
+    return "string" if kind == "text" else "number"
+
+
+@dataclass(frozen=True)
+class Group:
+    """One key's program for :func:`~fraudstream.features.kernels.group_features`.
+
+    ``values`` are the schema's float columns the kernel reads for this key (aggregated values, filter
+    flags, latitude and longitude); ``streams`` pairs a value (-1: none, count events) with a filter
+    (-1: none); ``coded`` are identifier columns compared by code, ``dslots`` pairs one with a filter
+    for a distinct count, ``nov`` lists those checked for first sight; ``ops`` holds one
+    ``(operation, a, window, value)`` row per output column, ``params`` its number (``above``'s factor).
+    """
+
+    name: str
+    column: str
+    col0: int
+    width: int
+    bwin: np.ndarray
+    values: tuple[str, ...]
+    streams: np.ndarray
+    coded: tuple[str, ...]
+    dslots: np.ndarray
+    nov: np.ndarray
+    locs: np.ndarray
+    ops: np.ndarray
+    params: np.ndarray
+    labels: bool
+
+    @property
+    def dense(self) -> frozenset[int]:
+        """Positions in ``coded`` that the kernel indexes a table by (distinct counts)."""
+        return frozenset(int(c) for c in self.dslots[:, 0])
+
+
+RowFn = Callable[["_BatchColumns"], list[np.ndarray]]
+
+
+class _BatchColumns(Mapping[str, np.ndarray]):
+    """A batch's fields by name, as rule expressions and derivations read them: numbers and times as
+    float64 (times in epoch seconds), text as object arrays with ``None`` for missing."""
+
+    def __init__(self, batch: TransactionBatch, kinds: Mapping[str, str]) -> None:
+        self.batch, self.kinds = batch, kinds
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        got = self._cache.get(name)
+        if got is None:
+            kind = self.kinds.get(name)
+            if kind is None:
+                raise KeyError(name)
+            got = self._cache[name] = self.batch.column(name, kind)
+        return got
+
+    def __iter__(self) -> Any:
+        return iter(self.kinds)
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+
+@dataclass(frozen=True)
+class _Derived:
+    """A schema column computed from a batch: an expression's value, a filter's 0/1, a composite key."""
+
+    name: str
+    compute: Callable[[_BatchColumns], np.ndarray]
+
+
+class FeatureSet:
+    """A validated, compiled feature spec: the names, event schema, row features and key programs.
+
+    Build one with :meth:`load` (a preset name or a YAML file) or :meth:`from_dict` (what a bundle
+    stores). A spec with categorical features must be :meth:`fit` on training rows before use.
+    """
+
+    def __init__(self, data: Mapping[str, Any], source: str = "<spec>") -> None:
+        self.spec, self.entries = S.parse_spec(dict(data), source)
+        self.source = source
+        self.version = self.spec.version
+        self.retention = float(self.spec.retention)
+        self.kinds = self.spec.kinds()
+        self._rules_kinds = {name: _rules_kind(kind) for name, kind in self.kinds.items()}
+        self._floats: dict[str, None] = {"timestamp": None}
+        self._ids: dict[str, None] = {}
+        self._derived: dict[str, _Derived] = {}
+        self.rows: list[tuple[int, int, RowFn]] = []
+        self.groups: list[Group] = []
+        self.names: list[str] = []
+        for i, entry in enumerate(self.entries):
+            where = f"{source}: features[{i}]"
+            try:
+                if isinstance(entry, S.KeyFeatures):
+                    self._key(entry)
+                else:
+                    self._row(entry)
+            except (RulesError, S.SpecError, ValueError) as exc:
+                raise S.SpecError(f"{where}: {exc}") from None
+        repeated = [n for n, c in Counter(self.names).items() if c > 1]
+        if repeated:
+            raise S.SpecError(
+                f"{source}: feature names repeat: {', '.join(repeated[:5])}; give entries a name"
+            )
+        entities = [g.name for g in self.groups]
+        if len(set(entities)) < len(entities):
+            raise S.SpecError(f"{source}: two key entries share a name; name them apart")
+        canonical = {f: None for f in (*S.NUMBER_FIELDS, *S.TIME_FIELDS) if f in self._floats}
+        floats = ("timestamp", *(f for f in canonical if f != "timestamp"))
+        floats += tuple(f for f in self._floats if f not in canonical and f != "timestamp")
+        ids = tuple(f for f in S.TEXT_FIELDS if f in self._ids) + tuple(
+            f for f in self._ids if f not in S.TEXT_FIELDS
+        )
+        self.schema = EventSchema(floats=floats, ids=ids)
+        self.entity_columns = {g.name: g.column for g in self.groups}
+
+    # --- construction -------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, source: str | Path = S.DEFAULT_PRESET) -> FeatureSet:
+        """A preset by name or a spec file, validated; :class:`~fraudstream.features.spec.SpecError`
+        says which entry is wrong and how."""
+        data, name = S.read_spec(source)
+        return cls(data, name)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSet:
+        return cls(data, f"feature spec {data.get('version', '?')!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as data, with what fitting learned: a bundle stores this."""
+        return self.spec.to_dict()
+
+    @property
+    def fitted(self) -> bool:
+        return not any(isinstance(e, S.CategoricalFeature) and e.values is None for e in self.entries)
+
+    def fit(self, batch: TransactionBatch) -> FeatureSet:
+        """This spec with each categorical field's ``top`` most frequent values among ``batch``'s rows
+        (the training rows: the label plays no part), ties broken by value."""
+        data = self.to_dict()
+        for raw, entry in zip(data["features"], self.entries, strict=True):
+            if isinstance(entry, S.CategoricalFeature) and entry.values is None:
+                values = batch.column(entry.categorical, "text")
+                counts = Counter(v for v in values.tolist() if v is not None)
+                top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: entry.top]
+                raw["values"] = [v for v, _ in top]
+        return FeatureSet(data, self.source)
+
+    def require_fitted(self) -> None:
+        if not self.fitted:
+            raise S.SpecError(f"{self.source}: categorical features must be fitted on training rows first")
+
+    # --- fields ------------------------------------------------------------------------------------
+
+    def _field(self, name: str, *kinds: str) -> str:
+        kind = self.kinds.get(name)
+        if kind is None:
+            hint = " (declare it under fields: with its kind)" if name.startswith("extra.") else ""
+            raise S.SpecError(f"unknown field {name!r}{hint}")
+        if kinds and kind not in kinds:
+            raise S.SpecError(f"{name!r} is {kind}, expected {' or '.join(kinds)}")
+        return name
+
+    def _float(self, name: str) -> str:
+        """A number or time field, or an expression over fields, as a schema float column."""
+        if name in self.kinds:
+            self._field(name, "number", "time")
+            self._floats[name] = None
+            return name
+        expr = compile_value(name, self._rules_kinds)
+        column = "=" + expr.text
+        self._floats[column] = None
+        self._derived[column] = _Derived(column, partial(_value, expr))
+        return column
+
+    def _filter(self, condition: str | None) -> str | None:
+        if condition is None:
+            return None
+        expr: CompiledExpr = compile_expr(condition, self._rules_kinds)
+        column = "?" + expr.text
+        self._floats[column] = None
+        self._derived[column] = _Derived(column, partial(_flag, expr))
+        return column
+
+    def _id(self, fields: list[str]) -> str:
+        for f in fields:
+            self._field(f, "text")
+        if len(fields) == 1:
+            self._ids[fields[0]] = None
+            return fields[0]
+        column = "+".join(fields)
+        self._ids[column] = None
+        self._derived[column] = _Derived(column, partial(_joined, tuple(fields)))
+        return column
+
+    # --- row features --------------------------------------------------------------------------------
+
+    def _row(self, entry: Any) -> None:
+        col0 = len(self.names)
+        fn: RowFn
+        if isinstance(entry, S.RowFeature):
+            if entry.row in self.kinds:
+                field = self._field(entry.row, "number", "time")
+                name = entry.name or S.short_name(field)
+                fn = partial(_field_row, field)
+            else:
+                if not entry.name:
+                    raise S.SpecError(f"row {entry.row!r} is an expression: give it a name")
+                name = entry.name
+                expr = compile_value(entry.row, self._rules_kinds)
+                fn = partial(_value_row, expr)
+            self.names.append(name)
+        elif isinstance(entry, S.CalendarFeature):
+            field = self._field(entry.field, "time")
+            prefix = "" if field == "timestamp" else f"{S.short_name(field)}_"
+            self.names += [prefix + c for c in entry.calendar]
+            fn = partial(_calendar, field, tuple(entry.calendar))
+        elif isinstance(entry, S.AgeFeature):
+            field = self._field(entry.age, "time")
+            self.names.append(entry.name or f"{S.short_name(field)}_age_{entry.unit}")
+            unit = _UNIT[entry.unit]
+            fn = partial(_age, field, unit)
+        else:
+            field = self._field(entry.categorical, "text")
+            prefix = entry.name or S.short_name(field)
+            values = entry.values or []
+            self.names += [f"{prefix}={v}" for v in values] + [f"{prefix}={OTHER}"]
+            fn = partial(_one_hot, field, tuple(values))
+        self.rows.append((col0, len(self.names) - col0, fn))
+
+    # --- key features --------------------------------------------------------------------------------
+
+    def _key(self, entry: S.KeyFeatures) -> None:
+        column = self._id(list(entry.key))
+        prefix = entry.prefix
+        windows: set[float] = {self.retention}
+        values: dict[str, None] = {}
+        streams: dict[tuple[int, int], int] = {}
+        coded: dict[str, None] = {}
+        dslots: dict[tuple[int, int], int] = {}
+        nov: list[int] = []
+        locs = [-1, -1]
+        ops: list[tuple[int, int, float, int, float]] = []  # op, a, window (seconds), value, param
+        names: list[str] = []
+        labels = False
+
+        def value(name: str) -> int:
+            values.setdefault(name, None)
+            return list(values).index(name)
+
+        def stream(of: str | None, where: str | None) -> int:
+            v = value(self._float(of)) if of is not None else -1
+            flag = self._filter(where)
+            f = value(flag) if flag is not None else -1
+            return streams.setdefault((v, f), len(streams))
+
+        def window(seconds: float) -> float:
+            if seconds > self.retention:
+                raise S.SpecError(
+                    f"window {S.window_name(seconds)} is longer than the retention "
+                    f"{S.window_name(self.retention)}"
+                )
+            windows.add(seconds)
+            return seconds
+
+        def name(template: str | None, default: str, **parts: Any) -> str:
+            return (template or default).format(key=prefix, **parts)
+
+        for agg in entry.aggregates:
+            needs_name = getattr(agg, "where", None) is not None and getattr(agg, "name", None) is None
+            if needs_name:
+                raise S.SpecError(f"{type(agg).__name__.lower()} with 'where' needs a name template")
+            if isinstance(agg, S.Aggregate):
+                s = stream(agg.of, agg.where)
+                of = S.short_name(agg.of) if agg.of in self.kinds else None
+                if of is None and agg.name is None:
+                    raise S.SpecError(f"stats of the expression {agg.of!r} need a name template")
+                default = "{key}_{stat}_{window}" if agg.of == "amount" else "{key}_{of}_{stat}_{window}"
+                for w in agg.windows:
+                    for stat in agg.stats:
+                        ops.append((_STATS[stat], s, window(w), -1, 0.0))
+                        names.append(name(agg.name, default, stat=stat, window=S.window_name(w), of=of))
+            elif isinstance(agg, S.Distinct):
+                flag = self._filter(agg.where)
+                f = value(flag) if flag is not None else -1
+                for field in agg.distinct:
+                    c = _index(coded, self._id([field]))
+                    d = dslots.setdefault((c, f), len(dslots))
+                    for w_ in agg.windows:
+                        ops.append((DISTINCT, d, window(w_), -1, 0.0))
+                        names.append(
+                            name(
+                                agg.name,
+                                "{key}_distinct_{field}_{window}",
+                                field=S.short_name(field),
+                                window=S.window_name(w_),
+                            )
+                        )
+            elif isinstance(agg, S.Since):
+                s = stream(None, agg.where)
+                for which in agg.since:
+                    ops.append((SINCE_LAST if which == "last" else SINCE_FIRST, s, self.retention, -1, 0.0))
+                    names.append(name(agg.name, "{key}_secs_since_{stat}", stat=which))
+            elif isinstance(agg, S.Ratio):
+                of_field = agg.of or agg.ratio
+                s = stream(of_field, agg.where)
+                row_value = value(self._float(agg.ratio))
+                of = S.short_name(agg.ratio) if agg.ratio in self.kinds else "value"
+                default = (
+                    "{key}_{of}_ratio_{window}" if agg.to == "mean" else "{key}_{of}_ratio_{to}_{window}"
+                )
+                ops.append((_RATIOS[agg.to], s, window(agg.window), row_value, 0.0))
+                names.append(name(agg.name, default, of=of, to=agg.to, window=S.window_name(agg.window)))
+            elif isinstance(agg, S.ZScore):
+                s = stream(agg.zscore, agg.where)
+                row_value = value(self._float(agg.zscore))
+                of = S.short_name(agg.zscore) if agg.zscore in self.kinds else "value"
+                ops.append((ZSCORE, s, window(agg.window), row_value, 0.0))
+                names.append(
+                    name(agg.name, "{key}_{of}_zscore_{window}", of=of, window=S.window_name(agg.window))
+                )
+            elif isinstance(agg, S.Above):
+                s = stream(agg.of, agg.where)
+                of = S.short_name(agg.of) if agg.of in self.kinds else "value"
+                what = "share_above" if agg.share else "above"
+                for w in agg.windows:
+                    ops.append((ABOVE_SHARE if agg.share else ABOVE, s, window(w), -1, float(agg.above)))
+                    names.append(
+                        name(
+                            agg.name,
+                            "{key}_{of}_{what}_{k}x_median_{window}",
+                            of=of,
+                            what=what,
+                            k=f"{agg.above:g}",
+                            window=S.window_name(w),
+                        )
+                    )
+            elif isinstance(agg, S.New):
+                for field in agg.new:
+                    c = _index(coded, self._id([field]))
+                    nov.append(c)
+                    ops.append((NEW, len(nov) - 1, self.retention, -1, 0.0))
+                    names.append(name(agg.name, "{key}_new_{field}", field=S.short_name(field)))
+            elif isinstance(agg, S.Distance):
+                locs = [value(self._float("latitude")), value(self._float("longitude"))]
+                for place in agg.distance:
+                    ops.append((DISTANCE if place == "distance_km" else SPEED, 0, self.retention, -1, 0.0))
+                    names.append(name(agg.name, "{key}_{stat}", stat=place))
+            elif isinstance(agg, S.Labels):
+                labels = True
+                count = stream(None, None)
+                longest = max(agg.windows)
+                for w in agg.windows:
+                    for known in agg.labels:
+                        if known in ("known_fraud", "fraud_rate"):
+                            ops.append((_LABELS[known], count, window(w), -1, 0.0))
+                            names.append(
+                                name(agg.name, "{key}_{stat}_{window}", stat=known, window=S.window_name(w))
+                            )
+                for known in agg.labels:
+                    if known not in ("known_fraud", "fraud_rate"):
+                        ops.append((_LABELS[known], count, window(longest), -1, 0.0))
+                        names.append(name(agg.name, "{key}_{stat}", stat=known))
+        bwin = np.array(sorted(windows), dtype=np.float64)
+        position = {w: i for i, w in enumerate(bwin.tolist())}
+        self.groups.append(
+            Group(
+                name=prefix,
+                column=column,
+                col0=len(self.names),
+                width=len(names),
+                bwin=bwin,
+                values=tuple(values),
+                streams=np.array(list(streams), dtype=np.int64).reshape(-1, 2),
+                coded=tuple(coded),
+                dslots=np.array(list(dslots), dtype=np.int64).reshape(-1, 2),
+                nov=np.array(nov, dtype=np.int64),
+                locs=np.array(locs, dtype=np.int64),
+                ops=np.array([(op, a, position[w], v) for op, a, w, v, _ in ops], dtype=np.int64).reshape(
+                    -1, 4
+                ),
+                params=np.array([p for *_, p in ops], dtype=np.float64),
+                labels=labels,
+            )
+        )
+        self.names += names
+
+    # --- computing -----------------------------------------------------------------------------------
+
+    def columns(self, batch: TransactionBatch) -> _BatchColumns:
+        """The batch's fields as expressions read them."""
+        return _BatchColumns(batch, self.kinds)
+
+    def events(self, batch: TransactionBatch) -> dict[str, np.ndarray]:
+        """The schema's columns for the batch's rows (and ``transaction_id``): what the feature state
+        records of each event and the kernels read of the batch's own events."""
+        cols = self.columns(batch)
+        out = {"transaction_id": batch.transaction_id, "timestamp": batch.timestamp}
+        for name in (*self.schema.floats, *self.schema.ids):
+            if name not in out:
+                derived = self._derived.get(name)
+                out[name] = derived.compute(cols) if derived is not None else cols[name]
+        return out
+
+    def row_features(self, batch: TransactionBatch, out: np.ndarray) -> None:
+        """Fill the row features' columns of ``out``."""
+        cols = self.columns(batch)
+        with np.errstate(all="ignore"):
+            for col0, _, fn in self.rows:
+                for j, values in enumerate(fn(cols)):
+                    out[:, col0 + j] = values
+
+    @cached_property
+    def row_width(self) -> int:
+        return sum(w for _, w, _ in self.rows)
+
+    def describe(self) -> str:
+        return f"feature spec {self.version!r} ({len(self.names)} features)"
+
+
+def _index(table: dict[str, None], name: str) -> int:
+    table.setdefault(name, None)
+    return list(table).index(name)
+
+
+def _size(cols: _BatchColumns) -> int:
+    return len(cols.batch)
+
+
+def _value(expr: CompiledExpr, cols: _BatchColumns) -> np.ndarray:
+    return expr.evaluate(cols, _size(cols))
+
+
+def _flag(expr: CompiledExpr, cols: _BatchColumns) -> np.ndarray:
+    return expr.evaluate(cols, _size(cols)).astype(np.float64)
+
+
+def _field_row(field: str, cols: _BatchColumns) -> list[np.ndarray]:
+    return [cols[field]]
+
+
+def _value_row(expr: CompiledExpr, cols: _BatchColumns) -> list[np.ndarray]:
+    return [_value(expr, cols)]
+
+
+def _age(field: str, unit: float, cols: _BatchColumns) -> list[np.ndarray]:
+    return [(cols["timestamp"] - cols[field]) / unit]
+
+
+def _joined(parts: tuple[str, ...], cols: _BatchColumns) -> np.ndarray:
+    columns = [cols[p].tolist() for p in parts]
+    out = np.empty(len(cols.batch), dtype=object)
+    out[:] = [
+        None if any(v is None for v in values) else KEY_JOIN.join(values)
+        for values in zip(*columns, strict=True)
+    ]
+    return out
+
+
+def _calendar(field: str, wanted: tuple[str, ...], cols: _BatchColumns) -> list[np.ndarray]:
+    timestamp = cols[field]
+    hour = np.floor((timestamp % S.DAY) / S.HOUR)
+    weekday = (np.floor(timestamp / S.DAY) + 3) % 7
+    values = {
+        "hour": hour,
+        "weekday": weekday,
+        "is_night": (hour < 6) * 1.0,
+        "is_weekend": (weekday >= 5) * 1.0,
+    }
+    return [values[w] for w in wanted]
+
+
+def _one_hot(field: str, values: tuple[str, ...], cols: _BatchColumns) -> list[np.ndarray]:
+    listed = cols[field].tolist()
+    position = {v: i for i, v in enumerate(values)}
+    out = np.zeros((len(values) + 1, len(listed)))
+    for r, v in enumerate(listed):
+        if v is not None:
+            out[position.get(v, len(values)), r] = 1.0
+    return list(out)
