@@ -80,7 +80,7 @@ def _load_one(path: Path, label_delay: timedelta, limit: int | None) -> pd.DataF
         {
             "first": raw["first"].fillna(""),
             "last": raw["last"].fillna(""),
-            "dob": dob.dt.strftime("%Y-%m-%d").fillna(""),
+            "dob": dob,  # parsed, so either file format gives one digest
         }
     )
     holder = pd.util.hash_pandas_object(holder_fields, index=False) % 10**8
