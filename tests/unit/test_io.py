@@ -21,7 +21,14 @@ from fraudstream.datasets.io import (
     write_frame,
 )
 from fraudstream.events import SchemaError, Transaction
-from fraudstream.events.frame import COLUMNS, extra_columns, extra_kind, iter_records, normalize_frame
+from fraudstream.events.frame import (
+    COLUMNS,
+    extra_columns,
+    extra_kind,
+    flatten_extra,
+    iter_records,
+    normalize_frame,
+)
 
 
 @pytest.fixture(scope="module")
@@ -383,3 +390,26 @@ def test_parse_times_picks_one_format_and_names_a_bad_row() -> None:
         parse_times(pd.Series(["1/2/2015 3:04", "2015-02-24 22:55:49"]), "t", "f.csv", formats)
     with pytest.raises(SchemaError, match=r"row 0.*'yesterday'"):
         parse_times(pd.Series(["yesterday"]), "t", "f.csv", formats)
+
+
+def test_flatten_extra_pulls_named_fields_out_of_the_extra_dicts(tmp_path: Path) -> None:
+    frame = canonical(
+        extra=[{"balance": 10, "dob": "1988-03-09T00:00:00+00:00", "tag": 5}, None, {"balance": "n/a"}],
+        **{"extra.kept": ["a", "b", "c"]},
+    )
+    flat = flatten_extra(frame, {"extra.balance": "number", "dob": "time", "tag": "text", "kept": "number"})
+    assert flat["extra.balance"].iloc[0] == 10.0
+    assert flat["extra.balance"].isna().tolist() == [False, True, True]  # "n/a" in a number field: missing
+    assert flat["extra.dob"].iloc[0] == pd.Timestamp("1988-03-09", tz="UTC")
+    assert flat["extra.tag"].tolist() == ["5", pd.NA, pd.NA]
+    assert flat["extra.kept"].tolist() == ["a", "b", "c"]
+    assert frame["extra"].iloc[0]["balance"] == 10 and "extra.balance" not in frame.columns
+    inferred = flatten_extra(frame, ["balance", "tag"])
+    assert extra_kind(inferred["extra.tag"]) == "number"
+    assert extra_kind(inferred["extra.balance"]) == "text"  # 10 and "n/a": mixed
+    path = tmp_path / "t.jsonl"
+    write_frame(normalize_frame(canonical(**{"extra.step": [1.0, 2.0, 3.0]})), path)
+    back = flatten_extra(read_frame(path), {"step": "number"})
+    assert back["extra.step"].tolist() == [1.0, 2.0, 3.0]
+    with pytest.raises(SchemaError, match="letter or underscore"):
+        flatten_extra(frame, ["a-b"])

@@ -16,7 +16,7 @@ columns are folded into each transaction's ``extra`` mapping, which is how the A
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -276,6 +276,37 @@ def _clean(value: Any) -> Any:
     if isinstance(value, pd.Timestamp):
         return value.to_pydatetime()
     return value
+
+
+def flatten_extra(frame: pd.DataFrame, fields: Mapping[str, ExtraKind] | Iterable[str]) -> pd.DataFrame:
+    """``frame`` with a flat ``extra.<name>`` column for each of ``fields`` taken from its ``extra`` dicts.
+
+    A table read back from JSON lines, or built from API transactions, carries its extra fields in the
+    ``extra`` dict column; a consumer that reads flat columns (a feature spec) names the fields it
+    needs, and only those are pulled out, one pass over the dicts each. ``fields`` are names with or
+    without ``extra.``, or a mapping of them to their kind: then a value that does not fit the kind is
+    missing (a text in a number field is NaN), else the kind is inferred as :func:`normalize_frame`
+    does. A column already present is kept as it is, and so is the ``extra`` dict column.
+    """
+    kinds: Mapping[str, ExtraKind | None] = (
+        fields if isinstance(fields, Mapping) else dict.fromkeys(fields, None)
+    )
+    dicts = frame["extra"].tolist() if "extra" in frame.columns else [None] * len(frame)
+    out = frame.copy(deep=False)
+    for field, kind in kinds.items():
+        column = field if is_extra_column(field) else EXTRA_PREFIX + field
+        name = extra_name(column)
+        if column in out.columns:
+            continue
+        values = pd.Series([d.get(name) if isinstance(d, dict) else None for d in dicts], dtype=object)
+        if kind == "number":
+            values = pd.to_numeric(values, errors="coerce").astype("float64")
+        elif kind == "time":
+            values = pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce")
+        elif kind == "text":
+            values = values.map(str, na_action="ignore").astype("string")
+        out[column] = _extra_column(values.set_axis(frame.index), column)
+    return out
 
 
 def _extra_values(col: pd.Series) -> list[Any]:
