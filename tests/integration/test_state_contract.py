@@ -18,6 +18,7 @@ from fraudstream.features import FeatureEngine, FeatureSet
 from fraudstream.features.spec import DAY
 from fraudstream.state import FeatureState, MemoryFeatureState, StateError, open_state
 from fraudstream.state.base import CODE, CODED_FIELDS, DEFAULT_SCHEMA, EVENT_FIELDS, FLOAT_FIELDS
+from tests.specs import random_frame, random_spec
 
 RETENTION, GRACE = 1000.0, 100.0
 ENGINE = FeatureEngine()
@@ -749,3 +750,37 @@ def test_workers_sharing_redis_match_memory_exactly(
     memory.close()
     for w in workers:
         w.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("seed", range(6))
+def test_random_specs_on_redis_match_memory_exactly(redis_states: Factory, seed: int) -> None:
+    """Random feature specs (composite and extra.* keys, filters, expressions, order statistics, labels)
+    give the same values and the same new rows through Redis as through memory, batches of every size
+    with redeliveries and late labels."""
+    rng = np.random.default_rng(seed)
+    feature_set, frame = random_spec(rng), random_frame(rng, 90)
+    engine = FeatureEngine(feature_set)
+    stream = TransactionBatch.from_frame(frame)
+    retention = feature_set.retention
+    memory = MemoryFeatureState(retention=retention, grace=DAY, schema=engine.schema)
+    red = redis_states(retention=retention, grace=DAY, schema=engine.schema)
+    out: dict[str, list[np.ndarray]] = {"memory": [], "redis": []}
+    lo = 0
+    while lo < len(stream):
+        rows = np.arange(lo, min(lo + int(rng.integers(1, 12)), len(stream)))
+        redelivered = lo - 1 - rng.choice(min(lo, 8), size=min(lo, 2), replace=False)
+        part = stream.take(rng.permutation(np.concatenate([rows, redelivered])))
+        now = float(part.timestamp.max())
+        arrived = np.flatnonzero(stream.label_time[: rows[-1] + 1] <= now)
+        for name, state in (("memory", memory), ("redis", red)):
+            features, new = engine.process(part, state)
+            out[name].append(np.column_stack([features, new]))
+            state.record_labels(
+                stream.transaction_id[arrived], stream.label_time[arrived], stream.is_fraud[arrived] == 1
+            )
+        lo = rows[-1] + 1
+    got, want = np.vstack(out["redis"]), np.vstack(out["memory"])
+    assert np.array_equal(got.view(np.int64), want.view(np.int64)), feature_set.names
+    memory.close()
+    red.close()

@@ -217,7 +217,7 @@ class FeatureSet:
 
     def _float(self, name: str) -> str:
         """A number or time field, or an expression over fields, as a schema float column."""
-        if name in self.kinds:
+        if name in self.kinds or S.EXTRA_NAME.match(name):
             self._field(name, "number", "time")
             self._floats[name] = None
             return name
@@ -253,7 +253,7 @@ class FeatureSet:
         col0 = len(self.names)
         fn: RowFn
         if isinstance(entry, S.RowFeature):
-            if entry.row in self.kinds:
+            if entry.row in self.kinds or S.EXTRA_NAME.match(entry.row):
                 field = self._field(entry.row, "number", "time")
                 name = entry.name or S.short_name(field)
                 fn = partial(_field_row, field)
@@ -318,12 +318,20 @@ class FeatureSet:
             return seconds
 
         def name(template: str | None, default: str, **parts: Any) -> str:
-            return (template or default).format(key=prefix, **parts)
+            try:
+                return (template or default).format(key=prefix, **parts)
+            except (KeyError, IndexError, ValueError) as exc:
+                listed = ", ".join("{" + p + "}" for p in ("key", *parts))
+                raise S.SpecError(f"name template {template!r}: {exc} is not among {listed}") from None
 
         for agg in entry.aggregates:
             needs_name = getattr(agg, "where", None) is not None and getattr(agg, "name", None) is None
             if needs_name:
-                raise S.SpecError(f"{type(agg).__name__.lower()} with 'where' needs a name template")
+                kind = next(iter(type(agg).model_fields))
+                raise S.SpecError(
+                    f"{kind} with 'where' needs a name template (e.g. name: \"{{key}}_..._{{window}}\"), "
+                    "so that its features are named apart from the unfiltered ones"
+                )
             if isinstance(agg, S.Aggregate):
                 s = stream(agg.of, agg.where)
                 of = S.short_name(agg.of) if agg.of in self.kinds else None
@@ -354,7 +362,9 @@ class FeatureSet:
                 s = stream(None, agg.where)
                 for which in agg.since:
                     ops.append((SINCE_LAST if which == "last" else SINCE_FIRST, s, self.retention, -1, 0.0))
-                    names.append(name(agg.name, "{key}_secs_since_{stat}", stat=which))
+                    names.append(
+                        name(agg.name, "{key}_secs_since_{stat}", stat=which, window=S.window_name(self.retention))
+                    )
             elif isinstance(agg, S.Ratio):
                 of_field = agg.of or agg.ratio
                 s = stream(of_field, agg.where)
@@ -414,7 +424,9 @@ class FeatureSet:
                 for known in agg.labels:
                     if known not in ("known_fraud", "fraud_rate"):
                         ops.append((_LABELS[known], count, window(longest), -1, 0.0))
-                        names.append(name(agg.name, "{key}_{stat}", stat=known))
+                        names.append(
+                            name(agg.name, "{key}_{stat}", stat=known, window=S.window_name(longest))
+                        )
         bwin = np.array(sorted(windows), dtype=np.float64)
         position = {w: i for i, w in enumerate(bwin.tolist())}
         self.groups.append(

@@ -1,0 +1,278 @@
+"""Random feature specs, random small streams, and a brute-force reference for their key features.
+
+The reference answers each row by looking at every other row: the key's strictly earlier events in
+the window, the labels known before the row. It is slow and obviously right, which is what the
+compiled engine is compared against.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fraudstream.events.batch import TransactionBatch
+from fraudstream.events.frame import normalize_frame
+from fraudstream.features import FeatureSet
+from fraudstream.features import spec as S
+
+T0 = pd.Timestamp("2024-03-04 00:00", tz="UTC")
+WINDOWS = ("1h", "6h", "1d", "2d")
+KEYS = (["customer_id"], ["merchant_id"], ["device_id"], ["customer_id", "merchant_id"], ["extra.shop"])
+VALUES = ("amount", "extra.x", "log1p(amount) + extra.x")
+WHERES = (None, "amount > 40", "payment_type in ['TRANSFER', 'CASH_OUT']", "extra.x < 0.5")
+COUNTERPARTS = ("device_id", "merchant_id", "customer_id", "payment_type", "extra.shop")
+
+
+def random_frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """``n`` transactions over four days: few customers, merchants and devices, so keys repeat; some
+    times equal, some fields missing; labels arriving 1 hour to 3 days after their transaction."""
+    hours = np.sort(np.round(rng.uniform(0, 96, n), 1))
+    frame = pd.DataFrame(
+        {
+            "transaction_id": [f"t{i}" for i in range(n)],
+            "timestamp": [T0 + pd.Timedelta(hours=float(h)) for h in hours],
+            "customer_id": rng.choice(["c1", "c2", "c3"], n),
+            "merchant_id": rng.choice(["m1", "m2", None], n),
+            "device_id": rng.choice(["d1", "d2", "d3", None], n),
+            "payment_type": rng.choice(["TRANSFER", "CASH_OUT", "PAYMENT"], n),
+            "amount": np.round(rng.lognormal(3, 1, n), 2),
+            "is_fraud": rng.random(n) < 0.25,
+            "label_time": [T0 + pd.Timedelta(hours=float(h + rng.uniform(1, 72))) for h in hours],
+            "extra.x": np.where(rng.random(n) < 0.15, np.nan, np.round(rng.uniform(0, 1, n), 3)),
+            "extra.shop": rng.choice(["s1", "s2", "s3"], n),
+        }
+    )
+    return normalize_frame(frame)
+
+
+def random_spec(rng: np.random.Generator) -> FeatureSet:
+    """A valid spec of one to three keys, each with a few random aggregations."""
+
+    def pick(options: Any, k: int | None = None) -> Any:
+        if k is None:
+            return options[int(rng.integers(len(options)))]
+        chosen = rng.choice(len(options), size=min(k, len(options)), replace=False)
+        return [options[i] for i in sorted(chosen)]
+
+    keys: list[dict[str, Any]] = []
+    for g, i in enumerate(rng.choice(len(KEYS), size=int(rng.integers(1, 4)), replace=False)):
+        key = KEYS[i]
+        aggregates: list[dict[str, Any]] = []
+        for a in range(int(rng.integers(1, 5))):
+            kind = pick(("stats", "distinct", "since", "ratio", "zscore", "above", "new", "labels"))
+            where = pick(WHERES) if kind in ("stats", "distinct", "since", "ratio", "above") else None
+            named = {"where": where} if where else {}
+            of = pick(VALUES)
+            if kind == "stats":
+                stats = pick(("count", "sum", "mean", "min", "max", "std", "median"), int(rng.integers(1, 4)))
+                entry = {"stats": stats, "windows": pick(WINDOWS, 2), "of": of, **named}
+                entry["name"] = f"{{key}}_{a}_{{stat}}_{{window}}"
+            elif kind == "distinct":
+                fields = [f for f in pick(COUNTERPARTS, 2) if f not in key] or ["payment_type"]
+                entry = {"distinct": fields, "windows": pick(WINDOWS, 2), **named}
+                entry["name"] = f"{{key}}_{a}_distinct_{{field}}_{{window}}"
+            elif kind == "since":
+                entry = {"since": pick(("last", "first"), 2), **named, "name": f"{{key}}_{a}_since_{{stat}}"}
+            elif kind == "ratio":
+                to = pick(("mean", "median", "max"))
+                entry = {"ratio": pick(("amount", "extra.x")), "to": to, "window": pick(WINDOWS), **named}
+                entry["name"] = f"{{key}}_{a}_ratio"
+            elif kind == "zscore":
+                entry = {
+                    "zscore": pick(("amount", "extra.x")),
+                    "window": pick(WINDOWS),
+                    "name": f"{{key}}_{a}",
+                }
+            elif kind == "above":
+                entry = {"above": float(pick((1.5, 3.0))), "windows": pick(WINDOWS, 2), "of": of, **named}
+                entry["share"] = bool(rng.random() < 0.5)
+                entry["name"] = f"{{key}}_{a}_above_{{window}}"
+            elif kind == "new":
+                fields = [f for f in pick(COUNTERPARTS, 2) if f not in key] or ["payment_type"]
+                entry = {"new": fields, "name": f"{{key}}_{a}_new_{{field}}"}
+            else:
+                stats = pick(
+                    ("known_fraud", "fraud_rate", "secs_since_known_fraud", "secs_since_first_known_fraud"), 3
+                )
+                entry = {
+                    "labels": stats,
+                    "windows": pick(WINDOWS, 2),
+                    "name": f"{{key}}_{a}_{{stat}}_{{window}}",
+                }
+            aggregates.append(entry)
+        keys.append({"key": key, "name": f"k{g}", "aggregates": aggregates})
+    return FeatureSet.from_dict(
+        {
+            "version": "random",
+            "retention": pick(("2d", "3d")),
+            "fields": {"extra.x": "number", "extra.shop": "text"},
+            "features": [{"row": "amount"}, *keys],
+        }
+    )
+
+
+def reference(frame: pd.DataFrame, feature_set: FeatureSet) -> np.ndarray:
+    """The key features of every row of ``frame`` (whole stream, labels from its own rows), by brute
+    force; the row features' columns are left NaN."""
+    batch = TransactionBatch.from_frame(frame)
+    events = feature_set.events(batch)
+    cols = feature_set.columns(batch)
+    ts = batch.timestamp
+    n = len(batch)
+    out = np.full((n, len(feature_set.names)), np.nan)
+    for group, entry in zip(
+        feature_set.groups, [e for e in feature_set.entries if isinstance(e, S.KeyFeatures)], strict=True
+    ):
+        key = events[group.column]
+        col = group.col0
+        for agg in entry.aggregates:
+            width = _width(agg)
+            for r in range(n):
+                if key[r] is None:
+                    continue
+                t = ts[r]
+                earlier = [
+                    j
+                    for j in range(n)
+                    if key[j] == key[r] and ts[j] < t and ts[j] >= t - feature_set.retention
+                ]
+                out[r, col : col + width] = _answer(agg, r, t, earlier, cols, batch, feature_set)
+            col += width
+    return out
+
+
+def _width(agg: Any) -> int:
+    if isinstance(agg, S.Aggregate):
+        return len(agg.stats) * len(agg.windows)
+    if isinstance(agg, S.Distinct):
+        return len(agg.distinct) * len(agg.windows)
+    if isinstance(agg, S.Since):
+        return len(agg.since)
+    if isinstance(agg, S.Above):
+        return len(agg.windows)
+    if isinstance(agg, S.New):
+        return len(agg.new)
+    if isinstance(agg, S.Labels):
+        windowed = [s for s in agg.labels if s in ("known_fraud", "fraud_rate")]
+        return len(windowed) * len(agg.windows) + len(agg.labels) - len(windowed)
+    return 1
+
+
+def _values(feature_set: FeatureSet, cols: Any, name: str) -> np.ndarray:
+    if name in feature_set.kinds:
+        return np.asarray(cols[name], dtype=np.float64)
+    return feature_set.events(cols.batch)["=" + name.strip()]
+
+
+def _passes(feature_set: FeatureSet, cols: Any, where: str | None, n: int) -> np.ndarray:
+    if where is None:
+        return np.ones(n, dtype=bool)
+    return feature_set.events(cols.batch)["?" + where.strip()] > 0.5
+
+
+def _answer(
+    agg: Any, r: int, t: float, earlier: list[int], cols: Any, batch: TransactionBatch, fs: FeatureSet
+) -> list[float]:
+    n = len(batch)
+    ts = batch.timestamp
+    nan = math.nan
+
+    def within(w: float, where: str | None = None) -> list[int]:
+        ok = _passes(fs, cols, where, n)
+        return [j for j in earlier if ts[j] >= t - w and ok[j]]
+
+    def numbers(w: float, of: str, where: str | None = None) -> list[float]:
+        v = _values(fs, cols, of)
+        return [float(v[j]) for j in within(w, where) if not math.isnan(v[j])]
+
+    if isinstance(agg, S.Aggregate):
+        out = []
+        for w in agg.windows:
+            vals = numbers(w, agg.of, agg.where)
+            for stat in agg.stats:
+                out.append(_stat(stat, vals))
+        return out
+    if isinstance(agg, S.Distinct):
+        out = []
+        for field in agg.distinct:
+            values = cols[field]
+            for w in agg.windows:
+                out.append(float(len({values[j] for j in within(w, agg.where) if values[j] is not None})))
+        return out
+    if isinstance(agg, S.Since):
+        held = within(fs.retention, agg.where)
+        return [
+            t - (max(ts[held]) if which == "last" else min(ts[held])) if held else nan for which in agg.since
+        ]
+    if isinstance(agg, S.Ratio):
+        vals = numbers(agg.window, agg.of or agg.ratio, agg.where)
+        x = _values(fs, cols, agg.ratio)[r]
+        to = _stat(agg.to, vals)
+        return [x / to if vals and to > 0 else nan]
+    if isinstance(agg, S.ZScore):
+        vals = numbers(agg.window, agg.zscore)
+        x = _values(fs, cols, agg.zscore)[r]
+        if len(vals) < 2:
+            return [nan]
+        mean, std = _stat("mean", vals), _stat("std", vals)
+        return [(x - mean) / max(std, 0.01 * mean + 1e-9)]
+    if isinstance(agg, S.Above):
+        out = []
+        for w in agg.windows:
+            vals = numbers(w, agg.of, agg.where)
+            if not vals:
+                out.append(nan if agg.share else 0.0)
+                continue
+            above = sum(v > agg.above * float(np.median(vals)) for v in vals)
+            out.append(above / len(vals) if agg.share else float(above))
+        return out
+    if isinstance(agg, S.New):
+        out = []
+        for field in agg.new:
+            values = cols[field]
+            mine = values[r]
+            out.append(nan if mine is None else (0.0 if any(values[j] == mine for j in earlier) else 1.0))
+        return out
+    out = []
+    known_rows = lambda w: [  # noqa: E731
+        j for j in within(w) if batch.is_fraud[j] == 1 and batch.label_time[j] < t
+    ]
+    for w in agg.windows:
+        for stat in agg.labels:
+            if stat == "known_fraud":
+                out.append(float(len(known_rows(w))))
+            elif stat == "fraud_rate":
+                count = len(within(w))
+                out.append(len(known_rows(w)) / count if count else nan)
+    longest = max(agg.windows)
+    for stat in agg.labels:
+        if stat == "secs_since_known_fraud":
+            known = known_rows(longest)
+            out.append(t - max(ts[known]) if known else nan)
+        elif stat == "secs_since_first_known_fraud":
+            known = known_rows(longest)
+            out.append(t - min(ts[known]) if known else nan)
+    return out
+
+
+def _stat(stat: str, vals: list[float]) -> float:
+    if not vals:
+        return 0.0 if stat in ("count", "sum") else math.nan
+    a = np.array(vals)
+    if stat == "count":
+        return float(len(vals))
+    if stat == "sum":
+        return float(a.sum())
+    if stat == "mean":
+        return float(a.mean())
+    if stat == "min":
+        return float(a.min())
+    if stat == "max":
+        return float(a.max())
+    if stat == "median":
+        return float(np.median(a))
+    mean = a.sum() / len(a)
+    return math.sqrt(max(float((a * a).sum() / len(a) - mean * mean), 0.0))
