@@ -1,8 +1,9 @@
-"""Benchmark: point-in-time features for the whole Handbook sample (872,795 transactions).
+"""Benchmark: point-in-time features for a whole dataset (by default the Handbook sample, 872,795
+transactions, with its default spec).
 
-Run with ``make bench`` (or ``.venv/bin/python benchmarks/features.py``). It reports the best of
-``--repeat`` runs of the offline path (one batch, no state), after a warm-up run that compiles the
-kernels, and the live path's throughput over the first ``--live`` transactions in batches of 1,000.
+Run with ``make bench`` (or ``.venv/bin/python benchmarks/features.py --dataset paysim``). It reports the
+best of ``--repeat`` runs of the offline path (one batch, no state), after a warm-up run that compiles
+the kernels, and the live path's throughput over the first ``--live`` transactions in batches of 1,000.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from fraudstream.datasets.registry import load_dataset
 from fraudstream.events.batch import TransactionBatch
-from fraudstream.features import FeatureEngine
+from fraudstream.features import FeatureEngine, FeatureSet
 from fraudstream.state import MemoryFeatureState
 
 
@@ -36,13 +37,18 @@ def main() -> None:
         "--repeat", type=int, default=3, help="timed runs; the best is kept (default: %(default)s)"
     )
     parser.add_argument("--live", type=int, default=100_000, help="transactions for the live-path figure")
+    parser.add_argument("--dataset", default="handbook", help="dataset by name (default: %(default)s)")
+    parser.add_argument(
+        "--features", default=None, help="feature spec: a preset or a YAML file (default: the dataset's)"
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
-    frame = load_dataset("handbook", args.datasets_dir)
+    frame = load_dataset(args.dataset, args.datasets_dir)
     batch = TransactionBatch.from_frame(frame)
     load = time.perf_counter() - started
-    engine = FeatureEngine()
+    feature_set = FeatureSet.load(args.features or args.dataset).fit(batch)
+    engine = FeatureEngine(feature_set)
     engine.compute(batch.take(np.arange(1000)))
 
     timings = []
@@ -52,7 +58,7 @@ def main() -> None:
         timings.append(time.perf_counter() - started)
     best = min(timings)
 
-    state = MemoryFeatureState(retention=engine.feature_set.retention)
+    state = MemoryFeatureState(retention=engine.feature_set.retention, schema=engine.schema)
     n_live = min(args.live, len(batch))
     started = time.perf_counter()
     for lo in range(0, n_live, 1000):
@@ -60,6 +66,7 @@ def main() -> None:
     live = time.perf_counter() - started
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"{args.dataset}, {feature_set.describe()}")
     print(f"load + convert: {load:.1f} s for {len(batch):,} transactions")
     print(
         f"offline features: {values.shape[1]} features × {len(batch):,} rows in {best:.1f} s "

@@ -50,7 +50,7 @@ def measure(engine: FeatureEngine, state: FeatureState, histories: list[int], la
         swap = rng.random(times.shape[0]) < late
         times[swap] = times[swap] - rng.uniform(0, SPAN / 10, int(swap.sum()))
         for lo in range(0, times.shape[0], 2_000):
-            state.record(batch(times[lo : lo + 2_000], have + lo, rng), engine.entity_columns)
+            engine.record(batch(times[lo : lo + 2_000], have + lo, rng), state)
         have = target
         costs = []
         for i in range(n):
@@ -76,9 +76,9 @@ def main() -> None:
     engine = FeatureEngine()
     retention = engine.feature_set.retention
     if args.url.startswith("redis"):
-        state: FeatureState = RedisFeatureState(args.url, retention=retention)
+        state: FeatureState = RedisFeatureState(args.url, retention=retention, schema=engine.schema)
     else:
-        state = MemoryFeatureState(retention)
+        state = MemoryFeatureState(retention, schema=engine.schema)
     try:
         measure(engine, state, sorted(args.history), args.late, args.n)
     finally:

@@ -35,19 +35,20 @@ from fraudstream.state.redis import RedisFeatureState
 def fetch_record(engine: FeatureEngine, state: FeatureState, batch: TransactionBatch) -> int:
     """The state calls of one live batch; returns the history rows fetched."""
     rows = 0
-    for spec in engine.feature_set.entities:
-        keys = getattr(batch, spec.column)
+    events = engine.feature_set.events(batch)
+    for group in engine.feature_set.groups:
+        keys = events[group.column]
         present = pd.notna(keys)
         if present.any():
             since = float(np.min(batch.timestamp[present])) - engine.feature_set.retention
-            rows += len(state.fetch(spec.name, pd.unique(keys[present]), since))
-    state.record(batch, engine.entity_columns)
+            rows += len(state.fetch(group.name, pd.unique(keys[present]), since))
+    state.record(events, engine.entity_columns)
     return rows
 
 
 def prime(engine: FeatureEngine, state: FeatureState) -> None:
     """Catch up with everything recorded so far, as a worker that has been running would have."""
-    state.fetch(engine.feature_set.entities[0].name, np.array([], dtype=object), -np.inf)
+    state.fetch(engine.feature_set.groups[0].name, np.array([], dtype=object), -np.inf)
 
 
 def run(
@@ -64,7 +65,7 @@ def run(
         try:
             for state in states.values():
                 for lo in range(0, warm, 5000):
-                    state.record(stream.take(np.arange(lo, min(lo + 5000, warm))), engine.entity_columns)
+                    engine.record(stream.take(np.arange(lo, min(lo + 5000, warm))), state)
                 if args.prime:
                     prime(engine, state)
             end = min(warm + args.measure, len(stream))

@@ -24,6 +24,15 @@ KEYS = (["customer_id"], ["merchant_id"], ["device_id"], ["customer_id", "mercha
 VALUES = ("amount", "extra.x", "log1p(amount) + extra.x")
 WHERES = (None, "amount > 40", "payment_type in ['TRANSFER', 'CASH_OUT']", "extra.x < 0.5")
 COUNTERPARTS = ("device_id", "merchant_id", "customer_id", "payment_type", "extra.shop")
+STATS = ("count", "sum", "mean", "min", "max", "std", "median", "p25", "p90")
+LABEL_STATS = (
+    "known_fraud",
+    "fraud_rate",
+    "known_fraud_share",
+    "secs_since_known_fraud",
+    "secs_since_first_known_fraud",
+    "known_fraud_span",
+)
 
 
 def random_frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
@@ -67,7 +76,7 @@ def random_spec(rng: np.random.Generator) -> FeatureSet:
             named = {"where": where} if where else {}
             of = pick(VALUES)
             if kind == "stats":
-                stats = pick(("count", "sum", "mean", "min", "max", "std", "median"), int(rng.integers(1, 4)))
+                stats = pick(STATS, int(rng.integers(1, 4)))
                 entry = {"stats": stats, "windows": pick(WINDOWS, 2), "of": of, **named}
                 entry["name"] = f"{{key}}_{a}_{{stat}}_{{window}}"
             elif kind == "distinct":
@@ -77,7 +86,7 @@ def random_spec(rng: np.random.Generator) -> FeatureSet:
             elif kind == "since":
                 entry = {"since": pick(("last", "first"), 2), **named, "name": f"{{key}}_{a}_since_{{stat}}"}
             elif kind == "ratio":
-                to = pick(("mean", "median", "max"))
+                to = pick(("mean", "median", "max", "p75"))
                 entry = {"ratio": pick(("amount", "extra.x")), "to": to, "window": pick(WINDOWS), **named}
                 entry["name"] = f"{{key}}_{a}_ratio"
             elif kind == "zscore":
@@ -94,16 +103,17 @@ def random_spec(rng: np.random.Generator) -> FeatureSet:
                 fields = [f for f in pick(COUNTERPARTS, 2) if f not in key] or ["payment_type"]
                 entry = {"new": fields, "name": f"{{key}}_{a}_new_{{field}}"}
             else:
-                stats = pick(
-                    ("known_fraud", "fraud_rate", "secs_since_known_fraud", "secs_since_first_known_fraud"), 3
-                )
+                stats = pick(LABEL_STATS, 3)
                 entry = {
                     "labels": stats,
                     "windows": pick(WINDOWS, 2),
                     "name": f"{{key}}_{a}_{{stat}}_{{window}}",
                 }
+                if "known_fraud_share" in stats:
+                    entry["delay"] = pick(("30m", "6h"))
             aggregates.append(entry)
-        keys.append({"key": key, "name": f"k{g}", "aggregates": aggregates})
+        restricted = {"where": pick(WHERES[1:])} if rng.random() < 0.25 else {}
+        keys.append({"key": key, "name": f"k{g}", "aggregates": aggregates, **restricted})
     return FeatureSet.from_dict(
         {
             "version": "random",
@@ -156,7 +166,7 @@ def _width(agg: Any) -> int:
     if isinstance(agg, S.New):
         return len(agg.new)
     if isinstance(agg, S.Labels):
-        windowed = [s for s in agg.labels if s in ("known_fraud", "fraud_rate")]
+        windowed = [s for s in agg.labels if s in ("known_fraud", "fraud_rate", "known_fraud_share")]
         return len(windowed) * len(agg.windows) + len(agg.labels) - len(windowed)
     return 1
 
@@ -247,6 +257,9 @@ def _answer(
             elif stat == "fraud_rate":
                 count = len(within(w))
                 out.append(len(known_rows(w)) / count if count else nan)
+            elif stat == "known_fraud_share":
+                old = len([j for j in within(w) if ts[j] < t - agg.delay])
+                out.append(len(known_rows(w)) / old if old else nan)
     longest = max(agg.windows)
     for stat in agg.labels:
         if stat == "secs_since_known_fraud":
@@ -255,6 +268,9 @@ def _answer(
         elif stat == "secs_since_first_known_fraud":
             known = known_rows(longest)
             out.append(t - min(ts[known]) if known else nan)
+        elif stat == "known_fraud_span":
+            known = known_rows(longest)
+            out.append(max(ts[known]) - min(ts[known]) if known else nan)
     return out
 
 
@@ -274,5 +290,7 @@ def _stat(stat: str, vals: list[float]) -> float:
         return float(a.max())
     if stat == "median":
         return float(np.median(a))
+    if stat.startswith("p"):
+        return float(np.quantile(a, int(stat[1:]) / 100))
     mean = a.sum() / len(a)
     return math.sqrt(max(float((a * a).sum() / len(a) - mean * mean), 0.0))

@@ -136,7 +136,7 @@ def test_random_specs_live_equal_the_whole_batch(seed: int, n: int) -> None:
                 "version": "v",
                 "features": [{"key": "customer_id", "aggregates": [{"stats": "avg", "windows": "1d"}]}],
             },
-            r"features\[0\] \(key customer_id\)\.aggregates\[0\]\.stats\[0\]: Input should be 'count'",
+            r"features\[0\] \(key customer_id\)\.aggregates\[0\]\.stats\[0\]: 'avg' is not a statistic",
         ),
         (
             {

@@ -82,31 +82,36 @@ def key_features(
     vals = np.empty((n, n_v))
     cps = np.empty((n, n_c), np.int64)
     out_row = np.full(n, -1, np.int64)
-    for i in range(n):
-        if i < m:
-            r = held[i]
-            ts[i] = ts_log[r]
-            for c in range(n_v):
-                vals[i, c] = floats_log[vals_f[c], r]
-            for c in range(n_c):
-                cps[i, c] = codes_log[cps_f[c], r]
-        else:
-            q = picks[i - m]
-            out_row[i] = q
-            ts[i] = query[0, q]
-            for c in range(n_v):
-                vals[i, c] = query[vals_f[c], q]
-            for c in range(n_c):
-                cps[i, c] = query_codes[cps_f[c], q]
+    for i in range(m):  # the held events, a column at a time
+        ts[i] = ts_log[held[i]]
+    for c in range(n_v):
+        column = floats_log[vals_f[c]]
+        for i in range(m):
+            vals[i, c] = column[held[i]]
+    for c in range(n_c):
+        coded = codes_log[cps_f[c]]
+        for i in range(m):
+            cps[i, c] = coded[held[i]]
+    for i in range(m, n):  # then the batch's rows of this key
+        q = picks[i - m]
+        out_row[i] = q
+        ts[i] = query[0, q]
+        for c in range(n_v):
+            vals[i, c] = query[vals_f[c], q]
+        for c in range(n_c):
+            cps[i, c] = query_codes[cps_f[c], q]
     if k > 1:  # the batch's rows see each other: the context in time order, history first among equals
         order = np.argsort(ts, kind="mergesort")
         ts, vals, cps, out_row = ts[order], vals[order], cps[order], out_row[order]
     for d in range(dslots.shape[0]):
         c = dslots[d, 0]
         cps[:, c] = _ranks(cps[:, c].copy())
-    recent = labels[labels[:, 0] >= since]
-    by_time = np.argsort(recent[:, 0], kind="mergesort")
-    l_tx, l_time = recent[by_time, 0].copy(), recent[by_time, 1].copy()
+    if labels.shape[0] > 0:
+        recent = labels[labels[:, 0] >= since]
+        by_time = np.argsort(recent[:, 0], kind="mergesort")
+        l_tx, l_time = recent[by_time, 0].copy(), recent[by_time, 1].copy()
+    else:
+        l_tx, l_time = np.empty(0), np.empty(0)
     bounds = np.array([0, n], np.int64)
     lbounds = np.array([0, l_tx.shape[0]], np.int64)
     group_features(
@@ -158,12 +163,8 @@ def few_transactions(
         labels = np.array(ev.labels, dtype=np.float64) if ev.labels else _NO_LABELS
         key_features(
             ev.rows, ev.ordered, since, ev.floats, ev.codes, picks, query, query_codes, labels,
-            _positions(schema.floats, group.values), _positions(schema.ids, group.coded),
+            group.vals_f, group.cps_f,
             group.bwin, group.streams, group.dslots, group.nov, group.locs, group.ops, group.params,
             out, group.col0,
         )  # fmt: skip
     return True
-
-
-def _positions(fields: tuple[str, ...], wanted: tuple[str, ...]) -> np.ndarray:
-    return np.array([fields.index(f) for f in wanted], dtype=np.int64)

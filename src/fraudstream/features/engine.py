@@ -10,6 +10,7 @@ is the :class:`~fraudstream.features.plan.FeatureSet` the engine was built with.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,7 +51,8 @@ class FeatureEngine:
         With no ``state`` the batch is its own history and, unless told otherwise, its rows' own
         ``is_fraud``/``label_time`` are the labels (each usable only after its ``label_time``).
         """
-        return self._compute(batch, self.feature_set.events(batch), state, labels_from_batch)
+        cols = self.feature_set.columns(batch)
+        return self._compute(batch, self.feature_set.events(batch, cols), state, labels_from_batch, cols)
 
     def _compute(
         self,
@@ -58,11 +60,12 @@ class FeatureEngine:
         events: Events,
         state: FeatureState | None,
         labels_from_batch: bool | None,
+        cols: Any = None,
     ) -> np.ndarray:
         if labels_from_batch is None:
             labels_from_batch = state is None
         out = np.full((len(batch), len(self.names)), np.nan)
-        self.feature_set.row_features(batch, out)
+        self.feature_set.row_features(batch, out, cols)
         if state is None:
             for group in self._groups:
                 self._group(group, batch, events, None, None, labels_from_batch, out)
@@ -79,8 +82,9 @@ class FeatureEngine:
 
     def process(self, batch: TransactionBatch, state: FeatureState) -> tuple[np.ndarray, np.ndarray]:
         """Compute then record: the live path. Returns the features and which rows were new."""
-        events = self.feature_set.events(batch)
-        features = self._compute(batch, events, state, None)
+        cols = self.feature_set.columns(batch)
+        events = self.feature_set.events(batch, cols)
+        features = self._compute(batch, events, state, None, cols)
         return features, state.record(events, self.entity_columns)
 
     def record(self, batch: TransactionBatch, state: FeatureState) -> np.ndarray:

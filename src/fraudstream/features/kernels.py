@@ -90,6 +90,16 @@ def _window_values(vals, ts, t, lo, hi, vcol, fcol, since):  # pragma: no cover 
 
 
 @njit(cache=True)
+def _quantile(values, q):  # pragma: no cover - compiled
+    """The ``q`` quantile of ``values``, linear between the two nearest (numpy's default method)."""
+    ordered = np.sort(values)
+    at = q * (ordered.shape[0] - 1)
+    lo = math.floor(at)
+    hi = min(lo + 1, ordered.shape[0] - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (at - lo)
+
+
+@njit(cache=True)
 def group_features(
     bounds, ts, out_row, bwin, vals, streams, cps, dslots, nov, locs,
     lbounds, l_tx, l_label, ops, params, out, col0,
@@ -123,21 +133,15 @@ def group_features(
             max_code = max(max_code, cps[j, c] + 1)
     mark = np.full((max(n_d, 1), max_code), -1, np.int64)
     ns = max(n_s, 1)
-    cnt = np.zeros(ns, np.int64)
-    s = np.zeros(ns)
-    s2 = np.zeros(ns)
-    mx = np.zeros(ns)
-    mn = np.zeros(ns)
-    last_t = np.zeros(ns)
-    first_t = np.zeros(ns)
+    times = np.zeros((2, ns))  # latest and earliest event time per stream, within the retention
+    last_t, first_t = times[0], times[1]
     snap_n = np.zeros((n_b, ns), np.int64)
-    snap_s = np.zeros((n_b, ns))
-    snap_s2 = np.zeros((n_b, ns))
-    snap_mx = np.zeros((n_b, ns))
-    snap_mn = np.zeros((n_b, ns))
-    snap_d = np.zeros((n_b, max(n_d, 1)), np.int64)
-    dcount = np.zeros(max(n_d, 1), np.int64)
+    snaps = np.zeros((4, n_b, ns))
+    snap_s, snap_s2, snap_mx, snap_mn = snaps[0], snaps[1], snaps[2], snaps[3]
+    ints = np.zeros((n_b + 1, max(n_d, 1)), np.int64)
+    snap_d, dcount = ints[:n_b], ints[n_b]
     found = np.zeros(max(n_m, 1), np.bool_)
+    others = n_d > 0 or n_m > 0 or lat_c >= 0
     for g in range(bounds.shape[0] - 1):
         a, b = bounds[g], bounds[g + 1]
         for i in range(a, b):
@@ -148,66 +152,71 @@ def group_features(
             hi = i
             while hi > a and ts[hi - 1] >= t:
                 hi -= 1
-            k = 0
+            # One backward pass per stream, its sums in scalars: the same order for every row.
             for q in range(n_s):
-                cnt[q], s[q], s2[q], mx[q], mn[q] = 0, 0.0, 0.0, -np.inf, np.inf
-                last_t[q], first_t[q] = np.nan, np.nan
-            dcount[:] = 0
-            found[:] = False
-            loc = False
-            plat, plon, pt = 0.0, 0.0, 0.0
-            for j in range(hi - 1, a - 1, -1):
-                tj = ts[j]
-                while k < n_b and tj < t - bwin[k]:
-                    snap_n[k, :n_s] = cnt[:n_s]
-                    snap_s[k, :n_s] = s[:n_s]
-                    snap_s2[k, :n_s] = s2[:n_s]
-                    snap_mx[k, :n_s] = mx[:n_s]
-                    snap_mn[k, :n_s] = mn[:n_s]
-                    snap_d[k, :] = dcount
-                    k += 1
-                if k == n_b:
-                    break
-                for q in range(n_s):
-                    f = streams[q, 1]
+                f, vc = streams[q, 1], streams[q, 0]
+                cnt, s, s2, mx, mn = 0, 0.0, 0.0, -np.inf, np.inf
+                last, first = np.nan, np.nan
+                k = 0
+                for j in range(hi - 1, a - 1, -1):
+                    tj = ts[j]
+                    while k < n_b and tj < t - bwin[k]:
+                        snap_n[k, q], snap_s[k, q], snap_s2[k, q] = cnt, s, s2
+                        snap_mx[k, q], snap_mn[k, q] = mx, mn
+                        k += 1
+                    if k == n_b:
+                        break
                     if f >= 0 and not vals[j, f] > 0.5:
                         continue
-                    vc = streams[q, 0]
                     if vc >= 0:
                         v = vals[j, vc]
                         if math.isnan(v):
                             continue
-                        s[q] += v
-                        s2[q] += v * v
-                        mx[q] = max(mx[q], v)
-                        mn[q] = min(mn[q], v)
-                    cnt[q] += 1
-                    if math.isnan(last_t[q]):
-                        last_t[q] = tj
-                    first_t[q] = tj
-                for d in range(n_d):
-                    f = dslots[d, 1]
-                    if f >= 0 and not vals[j, f] > 0.5:
-                        continue
-                    code = cps[j, dslots[d, 0]]
-                    if code >= 0 and mark[d, code] != i:
-                        mark[d, code] = i
-                        dcount[d] += 1
-                for m in range(n_m):
-                    c = nov[m]
-                    if cps[j, c] >= 0 and cps[j, c] == cps[i, c]:
-                        found[m] = True
-                if lat_c >= 0 and not loc and not math.isnan(vals[j, lat_c]):
-                    loc = True
-                    plat, plon, pt = vals[j, lat_c], vals[j, lon_c], tj
-            while k < n_b:
-                snap_n[k, :n_s] = cnt[:n_s]
-                snap_s[k, :n_s] = s[:n_s]
-                snap_s2[k, :n_s] = s2[:n_s]
-                snap_mx[k, :n_s] = mx[:n_s]
-                snap_mn[k, :n_s] = mn[:n_s]
-                snap_d[k, :] = dcount
-                k += 1
+                        s += v
+                        s2 += v * v
+                        mx = max(mx, v)
+                        mn = min(mn, v)
+                    cnt += 1
+                    if math.isnan(last):
+                        last = tj
+                    first = tj
+                while k < n_b:
+                    snap_n[k, q], snap_s[k, q], snap_s2[k, q] = cnt, s, s2
+                    snap_mx[k, q], snap_mn[k, q] = mx, mn
+                    k += 1
+                last_t[q], first_t[q] = last, first
+            # One more for distinct counts, first sight and the previous location.
+            dcount[:] = 0
+            found[:] = False
+            loc = False
+            plat, plon, pt = 0.0, 0.0, 0.0
+            if others:
+                k = 0
+                for j in range(hi - 1, a - 1, -1):
+                    tj = ts[j]
+                    while k < n_b and tj < t - bwin[k]:
+                        snap_d[k, :] = dcount
+                        k += 1
+                    if k == n_b:
+                        break
+                    for d in range(n_d):
+                        f = dslots[d, 1]
+                        if f >= 0 and not vals[j, f] > 0.5:
+                            continue
+                        code = cps[j, dslots[d, 0]]
+                        if code >= 0 and mark[d, code] != i:
+                            mark[d, code] = i
+                            dcount[d] += 1
+                    for m in range(n_m):
+                        c = nov[m]
+                        if cps[j, c] >= 0 and cps[j, c] == cps[i, c]:
+                            found[m] = True
+                    if lat_c >= 0 and not loc and not math.isnan(vals[j, lat_c]):
+                        loc = True
+                        plat, plon, pt = vals[j, lat_c], vals[j, lon_c], tj
+                while k < n_b:
+                    snap_d[k, :] = dcount
+                    k += 1
 
             la, lb = 0, 0
             if lbounds.shape[0] > 0:
@@ -215,7 +224,7 @@ def group_features(
             for o in range(n_o):
                 op, q, w, vr = ops[o, 0], ops[o, 1], ops[o, 2], ops[o, 3]
                 col = col0 + o
-                if op <= 6 or (op >= 10 and op <= 15):
+                if op <= 6 or (op >= 10 and op <= 15) or op == 23 or op == 24:
                     nw = snap_n[w, q]
                     total = snap_s[w, q]
                     mean = total / nw if nw > 0 else np.nan
@@ -249,6 +258,14 @@ def group_features(
                             out[row, col] = np.nan if op != 14 else 0.0
                             continue
                         window = _window_values(vals, ts, t, a, hi, streams[q, 0], streams[q, 1], t - bwin[w])
+                        if op == 23 or op == 24:
+                            level = _quantile(window, params[o])
+                            if op == 23:
+                                out[row, col] = level
+                            else:
+                                x = vals[i, vr]
+                                out[row, col] = x / level if level > 0 else np.nan
+                            continue
                         med = np.median(window)
                         if op == 6:
                             out[row, col] = med
@@ -294,7 +311,12 @@ def group_features(
                     elif op == 20:
                         nw = snap_n[w, q]
                         out[row, col] = known / nw if nw > 0 else np.nan
+                    elif op == 25:  # among the events old enough to carry a label (older than the delay)
+                        old = snap_n[w, q] - snap_n[vr, q]
+                        out[row, col] = known / old if old > 0 else np.nan
                     elif op == 21:
                         out[row, col] = t - latest
-                    else:
+                    elif op == 22:
                         out[row, col] = t - earliest
+                    else:
+                        out[row, col] = latest - earliest

@@ -15,10 +15,12 @@ features with the same code.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property, partial
+from itertools import accumulate, chain
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ DISTINCT, SINCE_LAST, SINCE_FIRST = 7, 8, 9
 RATIO_MEAN, RATIO_MEDIAN, RATIO_MAX, ZSCORE, ABOVE, ABOVE_SHARE = 10, 11, 12, 13, 14, 15
 NEW, DISTANCE, SPEED = 16, 17, 18
 KNOWN_FRAUD, FRAUD_RATE, SINCE_KNOWN, SINCE_FIRST_KNOWN = 19, 20, 21, 22
+QUANTILE, RATIO_QUANTILE, KNOWN_SHARE, KNOWN_SPAN = 23, 24, 25, 26
 _STATS = {"count": COUNT, "sum": SUM, "mean": MEAN, "min": MIN, "max": MAX, "std": STD, "median": MEDIAN}
 _RATIOS = {"mean": RATIO_MEAN, "median": RATIO_MEDIAN, "max": RATIO_MAX}
 _LABELS = {
@@ -43,6 +46,8 @@ _LABELS = {
     "fraud_rate": FRAUD_RATE,
     "secs_since_known_fraud": SINCE_KNOWN,
     "secs_since_first_known_fraud": SINCE_FIRST_KNOWN,
+    "known_fraud_share": KNOWN_SHARE,
+    "known_fraud_span": KNOWN_SPAN,
 }
 _UNIT = {"seconds": 1.0, "minutes": 60.0, "hours": S.HOUR, "days": S.DAY, "years": 365.25 * S.DAY}
 KEY_JOIN = "\x1e"
@@ -79,6 +84,10 @@ class Group:
     ops: np.ndarray
     params: np.ndarray
     labels: bool
+    vals_f: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    """Where each of ``values`` sits among the schema's float columns (the state's log rows)."""
+    cps_f: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    """Where each of ``coded`` sits among the schema's identifier columns."""
 
     @property
     def dense(self) -> frozenset[int]:
@@ -87,6 +96,11 @@ class Group:
 
 
 RowFn = Callable[["_BatchColumns"], list[np.ndarray]]
+"""A row feature family's columns for a batch."""
+FewFn = Callable[["_BatchColumns"], list[list[float]]]
+"""The same for a few rows, as Python floats row by row: numpy's fixed cost per call is most of a
+one-row batch's row features (an API request)."""
+FEW_ROWS = 16
 
 
 class _BatchColumns(Mapping[str, np.ndarray]):
@@ -138,7 +152,7 @@ class FeatureSet:
         self._floats: dict[str, None] = {"timestamp": None}
         self._ids: dict[str, None] = {}
         self._derived: dict[str, _Derived] = {}
-        self.rows: list[tuple[int, int, RowFn]] = []
+        self.rows: list[tuple[int, int, RowFn, FewFn | None]] = []
         self.groups: list[Group] = []
         self.names: list[str] = []
         for i, entry in enumerate(self.entries):
@@ -165,7 +179,28 @@ class FeatureSet:
             f for f in self._ids if f not in S.TEXT_FIELDS
         )
         self.schema = EventSchema(floats=floats, ids=ids)
+        self.groups = [
+            replace(
+                g,
+                vals_f=np.array([floats.index(v) for v in g.values], dtype=np.int64),
+                cps_f=np.array([ids.index(c) for c in g.coded], dtype=np.int64),
+            )
+            for g in self.groups
+        ]
         self.entity_columns = {g.name: g.column for g in self.groups}
+        core = {f.name for f in fields(TransactionBatch)} - {"transaction_id", "source"}
+        self._direct = tuple(f for f in (*floats, *ids) if f in core)
+        """Schema columns that are a batch's own arrays, taken as they are."""
+        self._computed = tuple(f for f in (*floats, *ids) if f not in core)
+        few_parts = [few for _, _, _, few in self.rows]
+        contiguous = [c for c, _, _, _ in self.rows] == list(
+            accumulate([0] + [w for _, w, _, _ in self.rows])
+        )[:-1]
+        self._few_rows = (
+            (sum(w for _, w, _, _ in self.rows), [f for f in few_parts if f is not None])
+            if self.rows and contiguous and all(f is not None for f in few_parts)
+            else None
+        )
 
     # --- construction -------------------------------------------------------------------------------
 
@@ -252,40 +287,52 @@ class FeatureSet:
     def _row(self, entry: Any) -> None:
         col0 = len(self.names)
         fn: RowFn
+        few: FewFn | None = None
         if isinstance(entry, S.RowFeature):
             if entry.row in self.kinds or S.EXTRA_NAME.match(entry.row):
                 field = self._field(entry.row, "number", "time")
                 name = entry.name or S.short_name(field)
                 fn = partial(_field_row, field)
+                few = partial(_field_few, field)
             else:
                 if not entry.name:
                     raise S.SpecError(f"row {entry.row!r} is an expression: give it a name")
                 name = entry.name
                 expr = compile_value(entry.row, self._rules_kinds)
                 fn = partial(_value_row, expr)
+                few = partial(_value_few, expr)
             self.names.append(name)
         elif isinstance(entry, S.CalendarFeature):
             field = self._field(entry.field, "time")
             prefix = "" if field == "timestamp" else f"{S.short_name(field)}_"
             self.names += [prefix + c for c in entry.calendar]
             fn = partial(_calendar, field, tuple(entry.calendar))
+            few = partial(_calendar_few, field, tuple(entry.calendar))
         elif isinstance(entry, S.AgeFeature):
             field = self._field(entry.age, "time")
             self.names.append(entry.name or f"{S.short_name(field)}_age_{entry.unit}")
             unit = _UNIT[entry.unit]
             fn = partial(_age, field, unit)
+            few = partial(_age_few, field, unit)
         else:
             field = self._field(entry.categorical, "text")
             prefix = entry.name or S.short_name(field)
             values = entry.values or []
             self.names += [f"{prefix}={v}" for v in values] + [f"{prefix}={OTHER}"]
             fn = partial(_one_hot, field, tuple(values))
-        self.rows.append((col0, len(self.names) - col0, fn))
+        self.rows.append((col0, len(self.names) - col0, fn, few))
 
     # --- key features --------------------------------------------------------------------------------
 
     def _key(self, entry: S.KeyFeatures) -> None:
         column = self._id(list(entry.key))
+        if entry.where is not None:
+            flag = self._filter(entry.where)
+            assert flag is not None
+            keyed = f"{column}|{flag}"
+            self._ids[keyed] = None
+            self._derived[keyed] = _Derived(keyed, partial(_key_where, column, flag, self._derived))
+            column = keyed
         prefix = entry.prefix
         windows: set[float] = {self.retention}
         values: dict[str, None] = {}
@@ -303,7 +350,9 @@ class FeatureSet:
             return list(values).index(name)
 
         def stream(of: str | None, where: str | None) -> int:
-            v = value(self._float(of)) if of is not None else -1
+            # Counting events needs no value, but the amount is never missing, so a count shares the
+            # amount's stream: one stream less to fill per event.
+            v = value(self._float(of if of is not None else "amount"))
             flag = self._filter(where)
             f = value(flag) if flag is not None else -1
             return streams.setdefault((v, f), len(streams))
@@ -340,7 +389,7 @@ class FeatureSet:
                 default = "{key}_{stat}_{window}" if agg.of == "amount" else "{key}_{of}_{stat}_{window}"
                 for w in agg.windows:
                     for stat in agg.stats:
-                        ops.append((_STATS[stat], s, window(w), -1, 0.0))
+                        ops.append((_STATS.get(stat, QUANTILE), s, window(w), -1, _quantile(stat)))
                         names.append(name(agg.name, default, stat=stat, window=S.window_name(w), of=of))
             elif isinstance(agg, S.Distinct):
                 flag = self._filter(agg.where)
@@ -363,7 +412,12 @@ class FeatureSet:
                 for which in agg.since:
                     ops.append((SINCE_LAST if which == "last" else SINCE_FIRST, s, self.retention, -1, 0.0))
                     names.append(
-                        name(agg.name, "{key}_secs_since_{stat}", stat=which, window=S.window_name(self.retention))
+                        name(
+                            agg.name,
+                            "{key}_secs_since_{stat}",
+                            stat=which,
+                            window=S.window_name(self.retention),
+                        )
                     )
             elif isinstance(agg, S.Ratio):
                 of_field = agg.of or agg.ratio
@@ -373,7 +427,8 @@ class FeatureSet:
                 default = (
                     "{key}_{of}_ratio_{window}" if agg.to == "mean" else "{key}_{of}_ratio_{to}_{window}"
                 )
-                ops.append((_RATIOS[agg.to], s, window(agg.window), row_value, 0.0))
+                op = _RATIOS.get(agg.to, RATIO_QUANTILE)
+                ops.append((op, s, window(agg.window), row_value, _quantile(agg.to)))
                 names.append(name(agg.name, default, of=of, to=agg.to, window=S.window_name(agg.window)))
             elif isinstance(agg, S.ZScore):
                 s = stream(agg.zscore, agg.where)
@@ -414,15 +469,17 @@ class FeatureSet:
                 labels = True
                 count = stream(None, None)
                 longest = max(agg.windows)
+                delay = window(agg.delay) if agg.delay is not None else 0.0
                 for w in agg.windows:
                     for known in agg.labels:
-                        if known in ("known_fraud", "fraud_rate"):
-                            ops.append((_LABELS[known], count, window(w), -1, 0.0))
+                        if known in _WINDOWED:
+                            # the share's denominator leaves out events younger than the delay
+                            ops.append((_LABELS[known], count, window(w), -1, delay))
                             names.append(
                                 name(agg.name, "{key}_{stat}_{window}", stat=known, window=S.window_name(w))
                             )
                 for known in agg.labels:
-                    if known not in ("known_fraud", "fraud_rate"):
+                    if known not in _WINDOWED:
                         ops.append((_LABELS[known], count, window(longest), -1, 0.0))
                         names.append(
                             name(agg.name, "{key}_{stat}", stat=known, window=S.window_name(longest))
@@ -442,9 +499,10 @@ class FeatureSet:
                 dslots=np.array(list(dslots), dtype=np.int64).reshape(-1, 2),
                 nov=np.array(nov, dtype=np.int64),
                 locs=np.array(locs, dtype=np.int64),
-                ops=np.array([(op, a, position[w], v) for op, a, w, v, _ in ops], dtype=np.int64).reshape(
-                    -1, 4
-                ),
+                ops=np.array(
+                    [(op, a, position[w], position[p] if op == KNOWN_SHARE else v) for op, a, w, v, p in ops],
+                    dtype=np.int64,
+                ).reshape(-1, 4),
                 params=np.array([p for *_, p in ops], dtype=np.float64),
                 labels=labels,
             )
@@ -457,31 +515,67 @@ class FeatureSet:
         """The batch's fields as expressions read them."""
         return _BatchColumns(batch, self.kinds)
 
-    def events(self, batch: TransactionBatch) -> dict[str, np.ndarray]:
+    def events(self, batch: TransactionBatch, cols: _BatchColumns | None = None) -> dict[str, np.ndarray]:
         """The schema's columns for the batch's rows (and ``transaction_id``): what the feature state
         records of each event and the kernels read of the batch's own events."""
-        cols = self.columns(batch)
-        out = {"transaction_id": batch.transaction_id, "timestamp": batch.timestamp}
-        for name in (*self.schema.floats, *self.schema.ids):
-            if name not in out:
+        out = {"transaction_id": batch.transaction_id}
+        for name in self._direct:
+            out[name] = getattr(batch, name)
+        if self._computed:
+            cols = cols if cols is not None else self.columns(batch)
+            for name in self._computed:
                 derived = self._derived.get(name)
                 out[name] = derived.compute(cols) if derived is not None else cols[name]
         return out
 
-    def row_features(self, batch: TransactionBatch, out: np.ndarray) -> None:
+    def row_features(
+        self, batch: TransactionBatch, out: np.ndarray, cols: _BatchColumns | None = None
+    ) -> None:
         """Fill the row features' columns of ``out``."""
-        cols = self.columns(batch)
+        cols = cols if cols is not None else self.columns(batch)
+        if len(batch) <= FEW_ROWS and all(math.isfinite(t) for t in batch.timestamp.tolist()):
+            if self._few_rows is not None:  # all in Python floats, written at once
+                width, parts = self._few_rows
+                blocks = zip(*(few(cols) for few in parts), strict=True)
+                out[:, :width] = [list(chain.from_iterable(row)) for row in blocks]
+                return
+            for col0, width, fn, few in self.rows:
+                if few is not None:
+                    out[:, col0 : col0 + width] = few(cols)
+                    continue
+                with np.errstate(all="ignore"):
+                    for j, values in enumerate(fn(cols)):
+                        out[:, col0 + j] = values
+            return
         with np.errstate(all="ignore"):
-            for col0, _, fn in self.rows:
+            for col0, _, fn, _ in self.rows:
                 for j, values in enumerate(fn(cols)):
                     out[:, col0 + j] = values
 
     @cached_property
     def row_width(self) -> int:
-        return sum(w for _, w, _ in self.rows)
+        return sum(w for _, w, _, _ in self.rows)
 
     def describe(self) -> str:
         return f"feature spec {self.version!r} ({len(self.names)} features)"
+
+
+_WINDOWED = ("known_fraud", "fraud_rate", "known_fraud_share")
+
+
+def _quantile(stat: str) -> float:
+    """``p75`` → 0.75 (0.0 for a statistic that is not a quantile)."""
+    match = S.QUANTILE.match(stat)
+    return int(match.group(1)) / 100 if match else 0.0
+
+
+def _key_where(column: str, flag: str, derived: dict[str, _Derived], cols: _BatchColumns) -> np.ndarray:
+    """The key's values where the condition ``flag`` holds, else ``None``."""
+    keys = derived[column].compute(cols) if column in derived else cols[column]
+    holds = derived[flag].compute(cols) > 0.5
+    out = np.empty(keys.shape[0], dtype=object)
+    out[:] = [k if h else None for k, h in zip(keys.tolist(), holds.tolist(), strict=True)]
+    return out
 
 
 def _index(table: dict[str, None], name: str) -> int:
@@ -511,6 +605,37 @@ def _value_row(expr: CompiledExpr, cols: _BatchColumns) -> list[np.ndarray]:
 
 def _age(field: str, unit: float, cols: _BatchColumns) -> list[np.ndarray]:
     return [(cols["timestamp"] - cols[field]) / unit]
+
+
+def _field_few(field: str, cols: _BatchColumns) -> list[list[float]]:
+    return [[v] for v in cols[field].tolist()]
+
+
+def _value_few(expr: CompiledExpr, cols: _BatchColumns) -> list[list[float]]:
+    return [[v] for v in _value(expr, cols).tolist()]
+
+
+def _age_few(field: str, unit: float, cols: _BatchColumns) -> list[list[float]]:
+    return [[(t - c) / unit] for t, c in zip(cols["timestamp"].tolist(), cols[field].tolist(), strict=True)]
+
+
+def _calendar_few(field: str, wanted: tuple[str, ...], cols: _BatchColumns) -> list[list[float]]:
+    """:func:`_calendar` on a row's float at a time (finite times only): the same values."""
+    out = []
+    for t in cols[field].tolist():
+        if t != t:
+            out.append([math.nan] * len(wanted))
+            continue
+        hour = float(math.floor((t % S.DAY) / S.HOUR))
+        weekday = (math.floor(t / S.DAY) + 3) % 7
+        values = {
+            "hour": hour,
+            "weekday": float(weekday),
+            "is_night": float(hour < 6),
+            "is_weekend": float(weekday >= 5),
+        }
+        out.append([values[w] for w in wanted])
+    return out
 
 
 def _joined(parts: tuple[str, ...], cols: _BatchColumns) -> np.ndarray:

@@ -141,8 +141,26 @@ class CategoricalFeature(_Entry):
     """The values learned at training (filled in by fitting; a spec may also fix them)."""
 
 
-Stat = Literal["count", "sum", "mean", "min", "max", "std", "median"]
-LabelStat = Literal["known_fraud", "fraud_rate", "secs_since_known_fraud", "secs_since_first_known_fraud"]
+STATS = ("count", "sum", "mean", "min", "max", "std", "median")
+QUANTILE = re.compile(r"^p([1-9][0-9]?)$")
+"""``p25``, ``p75``, ...: a quantile of the window's values (linear between the nearest two, as numpy's)."""
+
+
+def _stat(value: Any) -> str:
+    if value in STATS or (isinstance(value, str) and QUANTILE.match(value)):
+        return str(value)
+    raise ValueError(f"{value!r} is not a statistic: use one of {', '.join(STATS)}, or p1 to p99")
+
+
+Stat = Annotated[str, BeforeValidator(_stat)]
+LabelStat = Literal[
+    "known_fraud",
+    "fraud_rate",
+    "known_fraud_share",
+    "secs_since_known_fraud",
+    "secs_since_first_known_fraud",
+    "known_fraud_span",
+]
 
 
 class Aggregate(_Entry):
@@ -177,11 +195,12 @@ class Since(_Entry):
 
 class Ratio(_Entry):
     """The row's ``ratio`` value divided by the ``to`` statistic of ``of`` (default: the same field)
-    over the key's earlier events in ``window``; missing when there are none or the statistic is 0."""
+    over the key's earlier events in ``window``; missing when there are none or the statistic is 0.
+    ``to`` is ``mean``, ``median``, ``max`` or a quantile (``p75``)."""
 
     ratio: str
     window: Duration
-    to: Literal["mean", "median", "max"] = "mean"
+    to: Stat = "mean"
     of: str | None = None
     where: str | None = None
     name: str | None = None
@@ -226,12 +245,23 @@ class Distance(_Entry):
 
 class Labels(_Entry):
     """What the fraud labels known before the row say of the key's earlier transactions in each
-    window: how many were fraud, which share of the window's events, and seconds since the latest
-    and the first of them. A label counts only from its label time on (chargebacks come late)."""
+    window: how many were fraud (``known_fraud``), which share of the window's events
+    (``fraud_rate``) or of those old enough to be labelled (``known_fraud_share``: those more than
+    ``delay`` old, the usual label delay), seconds since the latest and the first of them, and the
+    time between the two (``known_fraud_span``: how long the key has been producing fraud). The
+    ``secs_since_*`` and span statistics look over the entry's longest window. A label counts only
+    from its label time on (chargebacks come late)."""
 
     labels: Annotated[list[LabelStat], BeforeValidator(_listed), Field(min_length=1)]
     windows: Durations
+    delay: Duration | None = None
     name: str | None = None
+
+    @model_validator(mode="after")
+    def _delay(self) -> Labels:
+        if "known_fraud_share" in self.labels and self.delay is None:
+            raise ValueError("known_fraud_share needs the label delay: add e.g. delay: 7d")
+        return self
 
 
 AGGREGATE_KINDS: dict[str, type[_Entry]] = {
@@ -249,10 +279,13 @@ AGGREGATE_KINDS: dict[str, type[_Entry]] = {
 
 class KeyFeatures(_Entry):
     """Aggregations over the earlier events of one key: a field, or several together (``[customer_id,
-    merchant_id]``: each customer at each merchant). ``name`` prefixes the feature names."""
+    merchant_id]``: each customer at each merchant). ``name`` prefixes the feature names. With
+    ``where``, only events where the condition holds have the key: the others neither count nor
+    get these features (they are missing for them)."""
 
     key: Names
     name: str | None = None
+    where: str | None = None
     aggregates: list[Any] = Field(min_length=1)
 
     @property

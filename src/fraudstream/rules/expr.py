@@ -74,7 +74,9 @@ class CompiledExpr:
         if self._value:
             with np.errstate(all="ignore"):
                 numbers = np.asarray(self._fn(view), dtype=np.float64)
-            return np.array(np.broadcast_to(numbers, (view.n,)), dtype=np.float64)
+            if numbers.shape == (view.n,):
+                return numbers.copy()  # it may be a column of the batch itself
+            return np.full(view.n, numbers, dtype=np.float64)
         out = self.mask(view)
         if out.shape == (view.n,):
             return out.copy()
