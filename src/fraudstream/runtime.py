@@ -85,7 +85,11 @@ def open_services(settings: Settings, *, bundle: ModelBundle | None = None, warm
     bundle = bundle or load_bundle(settings.bundle_path)
     engine = FeatureEngine(bundle.feature_set())
     state = open_state(settings.state_url, retention=engine.feature_set.retention, schema=engine.schema)
-    rules = ReloadingRules(settings.rules_path or DEFAULT_RULES_PATH, default_known_names(engine.feature_set))
+    rules = ReloadingRules(
+        settings.rules_path or DEFAULT_RULES_PATH,
+        default_known_names(engine.feature_set),
+        skip_unknown=settings.rules_path is None,  # the packaged rules read the default features
+    )
     scorer = Scorer(bundle, state, rules.current, engine)
     broker = settings_broker(settings, store)
     if warm and isinstance(state, MemoryFeatureState):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from fraudstream.datasets.generator import GeneratorConfig, generate
 from fraudstream.events.batch import TransactionBatch
+from fraudstream.events.frame import normalize_frame
 from fraudstream.features import PRESETS, FeatureEngine, FeatureSet, SpecError, default_feature_set
 from fraudstream.state import MemoryFeatureState
 from tests.specs import random_frame, random_spec, reference
@@ -256,3 +257,17 @@ def test_row_features_read_extra_fields_expressions_and_ages() -> None:
     np.testing.assert_allclose(values[:, 1], frame["amount"].to_numpy() * x - 1)
     assert (values[:, 2] == 0).all()
     assert spec.names == ["x", "scaled", "zero", "weekday"]
+
+
+def test_features_reading_an_absent_field_are_left_out_and_named() -> None:
+    frame = random_frame(np.random.default_rng(3), 40).drop(columns=["device_id"])
+    batch = TransactionBatch.from_frame(normalize_frame(frame))
+    spec = FeatureSet.load("handbook")
+    absent = spec.absent(batch)
+    assert "device_id" in absent and "customer_id" not in absent and "merchant_id" not in absent
+    pruned, dropped = spec.without(absent)
+    assert "new_device" in dropped and "device_count_1h" in dropped
+    assert "customer_distinct_merchant_30d" in pruned.names and "new_merchant" in pruned.names
+    assert not any(name.startswith("device_") for name in pruned.names)
+    assert set(pruned.names) | set(dropped) == set(spec.names)
+    FeatureEngine(pruned).compute(batch)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -50,6 +51,17 @@ MappingOpt = Annotated[
         help=(
             "With --data: a YAML file naming the columns of your own CSV or Parquet file "
             "(timestamp, customer_id, amount, is_fraud, ...); other columns become extra.<name>."
+        ),
+    ),
+]
+FeaturesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--features",
+        metavar="<preset|yaml>",
+        help=(
+            "Feature spec: a preset (handbook, handbook_tuned, paysim, fraud_ecom, sparkov) or your own "
+            "YAML file. Default: the dataset's preset, else handbook."
         ),
     ),
 ]
@@ -146,13 +158,33 @@ def progress() -> Iterator[Callable[[str, int, int], None]]:
         yield update
 
 
-def featurize(frame: Any) -> Any:
-    from fraudstream.features import FeatureEngine
+def featurize(
+    frame: Any, features: str | Path | None = None, dataset: str | None = None, fit_until: Any = None
+) -> Any:
+    """The engine of the spec ``features`` (default: the dataset's preset, else ``handbook``) and the
+    frame's features. Features reading a field the data lacks are left out, and said so; categorical
+    values are learned from the rows before ``fit_until`` (the training rows)."""
+    from fraudstream.datasets.registry import DATASET_PRESETS
+    from fraudstream.events.batch import TransactionBatch
+    from fraudstream.features import FeatureEngine, FeatureSet
+    from fraudstream.features.spec import DEFAULT_PRESET
     from fraudstream.training.backtest import Featured
 
-    engine = FeatureEngine()
+    feature_set = FeatureSet.load(features or DATASET_PRESETS.get(dataset or "", DEFAULT_PRESET))
+    batch = TransactionBatch.from_frame(frame)
+    absent = feature_set.absent(batch)
+    feature_set, dropped = feature_set.without(absent)
+    if dropped:
+        console.print(
+            f"[yellow]the data has no {', '.join(absent)}: leaving out {len(dropped)} features "
+            f"({', '.join(dropped[:6])}{', ...' if len(dropped) > 6 else ''})[/]"
+        )
+    if not feature_set.fitted:
+        rows = np.flatnonzero(batch.timestamp < fit_until.timestamp()) if fit_until is not None else None
+        feature_set = feature_set.fit(batch if rows is None or rows.size == 0 else batch.take(rows))
+    engine = FeatureEngine(feature_set)
     with console.status(f"computing {len(engine.names)} features for {len(frame):,} transactions"):
-        return engine, Featured.build(frame, engine)
+        return engine, Featured.build(frame, engine, batch)
 
 
 def emit(payload: dict[str, Any], as_json: bool, table: Any = None) -> None:

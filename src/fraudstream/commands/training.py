@@ -14,6 +14,7 @@ from fraudstream.commands.common import (
     DataOpt,
     DatasetOpt,
     DatasetsDirOpt,
+    FeaturesOpt,
     JsonOpt,
     MappingOpt,
     PathOpt,
@@ -81,6 +82,7 @@ def train(
     dataset: DatasetOpt = None,
     paths: PathOpt = None,
     mapping: MappingOpt = None,
+    features: FeaturesOpt = None,
     datasets_dir: DatasetsDirOpt = None,
     train_start: Annotated[datetime | None, date_option("Training start (default: start of data)")] = None,
     train_end: Annotated[datetime | None, date_option("Training end (default: before gap and test)")] = None,
@@ -115,8 +117,9 @@ def train(
     """
     from fraudstream.datasets.source import load_source
     from fraudstream.training.backtest import Windows, evaluate_window, train_window
+    from fraudstream.training.importance import top_features
     from fraudstream.training.models import TrainConfig
-    from fraudstream.training.report import evaluation_table
+    from fraudstream.training.report import evaluation_table, importance_table
 
     with errors():
         settings = settings_with(datasets_dir)
@@ -129,12 +132,14 @@ def train(
         first, last = frame["timestamp"].min().to_pydatetime(), frame["timestamp"].max().to_pydatetime()
         end = utc(train_end) or last - timedelta(days=gap_days + test_days)
         windows = Windows(utc(train_start) or first, end, timedelta(days=gap_days), timedelta(days=test_days))
-        engine, featured = featurize(frame)
+        engine, featured = featurize(frame, features, dataset, windows.train_end)
         with progress() as bar:
             bundle = train_window(featured, windows, engine, config, bar)
         path = model_out or settings.bundle_path
         payload: dict[str, Any] = {"bundle": str(bundle.save(path)), "version": bundle.manifest.version}
         payload |= {"weights": bundle.manifest.weights, "thresholds": bundle.manifest.thresholds}
+        payload["features"] = {"spec": engine.feature_set.version, "count": len(engine.names)}
+        payload["top_features"] = top_features(bundle)
         test: dict[str, Any] = {}
         table = None
         if test_days > 0 and featured.between(windows.test_start, windows.test_end).size:
@@ -154,6 +159,8 @@ def train(
             f"BLOCK ≥ {bundle.manifest.thresholds['block']:.4f})"
         )
         emit(payload, as_json, table)
+        if not as_json:
+            out.print(importance_table(payload["top_features"]))
 
 
 def evaluate(
@@ -172,9 +179,11 @@ def evaluate(
 ) -> None:
     """Evaluate a model bundle on a time window: AUC, AP, recall at FPR, card precision@100, confusion."""
     from fraudstream.datasets.source import load_source
-    from fraudstream.training.backtest import evaluate_window
+    from fraudstream.features import FeatureEngine
+    from fraudstream.training.backtest import Featured, evaluate_window
     from fraudstream.training.bundle import load_bundle
-    from fraudstream.training.report import evaluation_table
+    from fraudstream.training.importance import top_features
+    from fraudstream.training.report import evaluation_table, importance_table
 
     with errors():
         settings = settings_with(datasets_dir)
@@ -182,13 +191,18 @@ def evaluate(
         frame = load_source(settings, data, dataset, gap_days, paths=paths, mapping=mapping)
         end = utc(test_end) or frame["timestamp"].max().to_pydatetime() + timedelta(microseconds=1)
         start = utc(test_start) or end - timedelta(days=7)
-        _, featured = featurize(frame)
+        engine = FeatureEngine(bundle.feature_set())
+        with console.status(f"computing {len(engine.names)} features for {len(frame):,} transactions"):
+            featured = Featured.build(frame, engine)
         ev = evaluate_window(featured, bundle, start, end)
+        top = top_features(bundle)
         emit(
-            {"model": bundle.manifest.version, **ev.to_dict()},
+            {"model": bundle.manifest.version, **ev.to_dict(), "top_features": top},
             as_json,
             evaluation_table(ev, f"{start:%Y-%m-%d} .. {end:%Y-%m-%d}"),
         )
+        if not as_json:
+            out.print(importance_table(top))
 
 
 def backtest(
@@ -199,6 +213,7 @@ def backtest(
     dataset: DatasetOpt = None,
     paths: PathOpt = None,
     mapping: MappingOpt = None,
+    features: FeaturesOpt = None,
     datasets_dir: DatasetsDirOpt = None,
     train_days: Annotated[float, typer.Option(help="Days of training before the gap.")] = 7.0,
     gap_days: Annotated[float, typer.Option(help="Label-delay gap in days.")] = 7.0,
@@ -224,8 +239,9 @@ def backtest(
             models=tuple(models.split(",")), trials=trials, threads=settings.threads, seed=settings.seed
         )
         frame = load_source(settings, data, dataset, gap_days, paths=paths, mapping=mapping)
-        engine, featured = featurize(frame)
         starts = [s for s in (utc(t) for t in test_start) if s is not None]
+        first_train = min(starts) - timedelta(days=gap_days) if starts else None
+        engine, featured = featurize(frame, features, dataset, first_train)
         with progress() as bar:
             rows = run(featured, starts, engine, config, train_days=train_days, gap_days=gap_days,
                        test_days=test_days, progress=bar)  # fmt: skip

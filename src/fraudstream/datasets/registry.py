@@ -84,6 +84,15 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+DATASET_PRESETS = {
+    "handbook": "handbook_tuned",
+    "fraud_ecom": "fraud_ecom",
+    "paysim": "paysim",
+    "sparkov": "sparkov",
+}
+"""The feature spec each public dataset trains with unless ``--features`` says otherwise."""
+
+
 def dataset_paths(name: str, datasets_dir: Path) -> list[Path]:
     """Resolve a dataset's files under ``datasets_dir``, failing with the fix when one is missing."""
     spec = DATASETS.get(name)

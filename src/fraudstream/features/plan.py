@@ -235,6 +235,83 @@ class FeatureSet:
                 raw["values"] = [v for v, _ in top]
         return FeatureSet(data, self.source)
 
+    def absent(self, batch: TransactionBatch) -> list[str]:
+        """The fields this spec reads that no row of ``batch`` carries (a file without IP addresses)."""
+        read = self._read_fields()
+        return [f for f in read if not _present(batch.column(f, self.kinds[f]))]
+
+    def without(self, fields: list[str]) -> tuple[FeatureSet, list[str]]:
+        """This spec less every feature that reads one of ``fields``, and the names left out: what
+        training on data that lacks them can learn from."""
+        if not fields:
+            return self, []
+        gone = set(fields)
+        data = self.to_dict()
+        kept_entries = []
+        for raw, entry in zip(data["features"], self.entries, strict=True):
+            if isinstance(entry, S.KeyFeatures):
+                if gone & (set(entry.key) | self._reads(entry.where)):
+                    continue
+                aggregates = []
+                for raw_agg, agg in zip(raw["aggregates"], entry.aggregates, strict=True):
+                    listed = next(iter(type(agg).model_fields))
+                    if isinstance(agg, S.Distinct | S.New):  # keep the fields that are there
+                        raw_agg[listed] = [f for f in getattr(agg, listed) if f not in gone]
+                        if not raw_agg[listed] or gone & self._reads(getattr(agg, "where", None)):
+                            continue
+                    elif gone & self._agg_reads(agg):
+                        continue
+                    aggregates.append(raw_agg)
+                if aggregates:
+                    kept_entries.append({**raw, "aggregates": aggregates})
+            elif not gone & self._row_reads(entry):
+                kept_entries.append(raw)
+        if not kept_entries:
+            raise S.SpecError(f"{self.source}: the data has none of the fields its features read")
+        pruned = FeatureSet({**data, "features": kept_entries}, self.source)
+        return pruned, [n for n in self.names if n not in set(pruned.names)]
+
+    def _reads(self, text: str | None) -> set[str]:
+        """The fields a field name, an expression or a condition reads."""
+        if text is None:
+            return set()
+        if text in self.kinds:
+            return {text}
+        try:
+            return set(compile_value(text, self._rules_kinds).names)
+        except RulesError:
+            return set(compile_expr(text, self._rules_kinds).names)
+
+    def _agg_reads(self, agg: Any) -> set[str]:
+        read = self._reads(getattr(agg, "where", None))
+        for attr in ("of", "ratio", "zscore"):
+            read |= self._reads(getattr(agg, attr, None))
+        if isinstance(agg, S.Distance):
+            read |= {"latitude", "longitude"}
+        if isinstance(agg, S.Distinct | S.New):
+            read |= set(agg.distinct if isinstance(agg, S.Distinct) else agg.new)
+        return read
+
+    def _row_reads(self, entry: Any) -> set[str]:
+        if isinstance(entry, S.RowFeature):
+            return self._reads(entry.row)
+        if isinstance(entry, S.CalendarFeature):
+            return {entry.field}
+        if isinstance(entry, S.AgeFeature):
+            return {entry.age, "timestamp"}
+        return {entry.categorical}
+
+    def _read_fields(self) -> list[str]:
+        read: set[str] = set()
+        for entry in self.entries:
+            if isinstance(entry, S.KeyFeatures):
+                read |= set(entry.key) | self._reads(entry.where)
+                for agg in entry.aggregates:
+                    read |= self._agg_reads(agg)
+            else:
+                read |= self._row_reads(entry)
+        return sorted(read - {"timestamp", "amount"})
+
     def require_fitted(self) -> None:
         if not self.fitted:
             raise S.SpecError(f"{self.source}: categorical features must be fitted on training rows first")
@@ -561,6 +638,12 @@ class FeatureSet:
 
 
 _WINDOWED = ("known_fraud", "fraud_rate", "known_fraud_share")
+
+
+def _present(column: np.ndarray) -> bool:
+    if column.dtype == object:
+        return any(v is not None for v in column.tolist())
+    return bool((~np.isnan(column)).any())
 
 
 def _quantile(stat: str) -> float:

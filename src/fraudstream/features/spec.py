@@ -32,7 +32,7 @@ HOUR = 3600.0
 DAY = 86400.0
 _UNITS = {"s": 1.0, "m": 60.0, "h": HOUR, "d": DAY, "w": 7 * DAY}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-PRESETS = ("handbook", "paysim", "fraud_ecom", "sparkov")
+PRESETS = ("handbook", "handbook_tuned", "paysim", "fraud_ecom", "sparkov")
 """The specs shipped with the package, by name (``fraudstream train --features NAME``)."""
 DEFAULT_PRESET = "handbook"
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -40,6 +41,9 @@ DEFAULT_RULES_PATH: Final = Path(__file__).with_name("default_rules.yaml")
 """The rules shipped with the package: a starting point for analysts, installed with the wheel."""
 
 _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+
+
+logger = logging.getLogger(__name__)
 
 
 def _digest(raw: bytes) -> str:
@@ -67,7 +71,9 @@ def _unique_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
-def load_rules(path: str | Path, known_names: Iterable[str] | Mapping[str, str]) -> RuleSet:
+def load_rules(
+    path: str | Path, known_names: Iterable[str] | Mapping[str, str], *, skip_unknown: bool = False
+) -> RuleSet:
     """Read, check and compile a rules file; an empty file gives a rule set with no rules.
 
     ``known_names`` are the names conditions may use (see :func:`fraudstream.rules.default_known_names`).
@@ -91,7 +97,7 @@ def load_rules(path: str | Path, known_names: Iterable[str] | Mapping[str, str])
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise RulesError(f"invalid YAML{where}: {problem}", source=source) from None
-    return parse_rules(data, known_names, source, version=_digest(raw))
+    return parse_rules(data, known_names, source, version=_digest(raw), skip_unknown=skip_unknown)
 
 
 def parse_rules(
@@ -100,10 +106,14 @@ def parse_rules(
     source: str = "<rules>",
     *,
     version: str | None = None,
+    skip_unknown: bool = False,
 ) -> RuleSet:
     """Check and compile rules already read from YAML (or built in code).
 
-    ``version`` defaults to a hash of ``data``. Raises :class:`RulesError` naming the rule and the
+    ``version`` defaults to a hash of ``data``. With ``skip_unknown``, a rule that reads a name not
+    known (a feature the model's spec does not compute) is left out with a warning instead of failing:
+    the packaged rules are written for the default features, and a model on other features still
+    gets those of its rules that apply. Raises :class:`RulesError` naming the rule and the
     problem: missing or repeated names, unknown keys, bad actions, missing conditions or reasons,
     conditions that do not compile, unsupported list fields and non-text list entries.
     """
@@ -124,7 +134,13 @@ def parse_rules(
     seen: dict[str, int] = {}
     rules = []
     for i, entry in enumerate(entries, start=1):
-        rule = _parse_rule(i, entry, known, source)
+        try:
+            rule = _parse_rule(i, entry, known, source)
+        except RulesError as exc:
+            if not (skip_unknown and exc.problem.startswith("unknown name")):
+                raise
+            logger.warning("%s: left out (these features do not have what it reads)", exc)
+            continue
         if rule.name in seen:
             raise RulesError(f"duplicate rule name (rule #{seen[rule.name]} has it too)", rule.name, source)
         seen[rule.name] = i

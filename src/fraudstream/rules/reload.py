@@ -37,15 +37,17 @@ class ReloadingRules:
         *,
         check_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        skip_unknown: bool = False,
     ) -> None:
         self.path = Path(path)
         self.check_interval = check_interval
         self.last_error: str | None = None
         self._known = dict(known_names) if isinstance(known_names, Mapping) else list(known_names)
         self._clock = clock
+        self._skip_unknown = skip_unknown
         self._lock = threading.Lock()
         self._stamp = self._file_stamp()
-        self._rules = load_rules(self.path, self._known)
+        self._rules = load_rules(self.path, self._known, skip_unknown=skip_unknown)
         self._checked = clock()
 
     def current(self) -> RuleSet:
@@ -88,7 +90,7 @@ class ReloadingRules:
         if stamp is not None and stamp[1] == 0:
             problem = "the file is empty (still being written?); write 'rules: []' to remove every rule"
             raise RulesError(problem, source=str(self.path))
-        return load_rules(self.path, self._known), stamp
+        return load_rules(self.path, self._known, skip_unknown=self._skip_unknown), stamp
 
     def _file_stamp(self) -> tuple[int, int, int] | None:
         try:

@@ -74,9 +74,12 @@ class Featured:
     scenario: np.ndarray | None = None
 
     @classmethod
-    def build(cls, frame: pd.DataFrame, engine: FeatureEngine) -> Featured:
-        """Features for every row; the ground-truth scenario is kept aside for reporting only."""
-        batch = TransactionBatch.from_frame(frame)
+    def build(
+        cls, frame: pd.DataFrame, engine: FeatureEngine, batch: TransactionBatch | None = None
+    ) -> Featured:
+        """Features for every row (``batch``: the frame's, when already built); the ground-truth
+        scenario is kept aside for reporting only."""
+        batch = batch if batch is not None else TransactionBatch.from_frame(frame)
         scenario = frame["fraud_scenario"]
         kept = (
             scenario.astype(object).where(scenario.notna(), None).to_numpy()

@@ -134,3 +134,14 @@ def protocol_table(
             style="dim",
         )
     return table
+
+
+def importance_table(top: Sequence[dict[str, object]]) -> Table:
+    """The features a model relies on most, with each one's share of the importance."""
+    table = Table(title="top features", show_edge=False, pad_edge=False)
+    table.add_column("feature")
+    table.add_column("share", justify="right")
+    for row in top:
+        name, share = list(row.items())[:2]
+        table.add_row(str(name[1]), f"{float(share[1]):.1%}")  # type: ignore[arg-type]
+    return table

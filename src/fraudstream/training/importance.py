@@ -1,0 +1,31 @@
+"""What a model learned: its features ranked by importance, for ``train`` and ``evaluate`` to show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fraudstream.training.bundle import ModelBundle
+
+TOP = 15
+
+
+def top_features(bundle: ModelBundle, k: int = TOP) -> list[dict[str, Any]]:
+    """The ``k`` features with the most total gain in the bundle's XGBoost model (the share of the
+    model's gain each brings), or, without one, the largest standardised logistic coefficients."""
+    names = bundle.manifest.feature_names
+    model = bundle.models.get("xgboost")
+    if model is not None:
+        booster = model.steps[-1][1] if hasattr(model, "steps") else model
+        gain = booster.get_booster().get_score(importance_type="total_gain")
+        values = np.array([gain.get(f"f{i}", gain.get(name, 0.0)) for i, name in enumerate(names)])
+        kind = "gain"
+    elif "logistic" in bundle.models:
+        values = np.abs(np.ravel(bundle.models["logistic"].steps[-1][1].coef_))
+        kind = "|coefficient|"
+    else:
+        return []
+    total = float(values.sum()) or 1.0
+    order = np.argsort(-values, kind="stable")[:k]
+    return [{"feature": names[i], kind: round(float(values[i] / total), 4)} for i in order if values[i] > 0]
