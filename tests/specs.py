@@ -8,7 +8,7 @@ compiled engine is compared against.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
@@ -25,14 +25,7 @@ VALUES = ("amount", "extra.x", "log1p(amount) + extra.x")
 WHERES = (None, "amount > 40", "payment_type in ['TRANSFER', 'CASH_OUT']", "extra.x < 0.5")
 COUNTERPARTS = ("device_id", "merchant_id", "customer_id", "payment_type", "extra.shop")
 STATS = ("count", "sum", "mean", "min", "max", "std", "median", "p25", "p90")
-LABEL_STATS = (
-    "known_fraud",
-    "fraud_rate",
-    "known_fraud_share",
-    "secs_since_known_fraud",
-    "secs_since_first_known_fraud",
-    "known_fraud_span",
-)
+LABEL_STATS = get_args(S.LabelStat)
 
 
 def random_frame(rng: np.random.Generator, n: int) -> pd.DataFrame:

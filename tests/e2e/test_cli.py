@@ -14,14 +14,6 @@ from fraudstream.events import Transaction
 runner = CliRunner()
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("FRAUD_MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
 def run(*args: str) -> tuple[int, str, str]:
     result = runner.invoke(app, list(args))
     return result.exit_code, result.stdout, result.stderr

@@ -16,14 +16,6 @@ from fraudstream.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("FRAUD_MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
 def fraud_data_without_ips(path: Path, n: int = 3000) -> Path:
     """Fraud_Data's columns but ip_address: devices shared by several new accounts are the fraud."""
     rng = np.random.default_rng(2)

@@ -64,24 +64,20 @@ import yaml
 
 from fraudstream.datasets.io import csv_header, infer_kind, read_csv_columns, table_to_frame
 from fraudstream.events.errors import SchemaError
-from fraudstream.events.frame import EXTRA_KINDS, EXTRA_PREFIX, normalize_frame
+from fraudstream.events.frame import (
+    EXTRA_KINDS,
+    EXTRA_PREFIX,
+    FLOAT_COLUMNS,
+    ID_COLUMNS,
+    TIME_COLUMNS,
+    normalize_frame,
+)
 from fraudstream.events.transaction import Channel
 
 REQUIRED = ("timestamp", "customer_id", "amount")
-TEXT_FIELDS = (
-    "transaction_id",
-    "customer_id",
-    "merchant_id",
-    "merchant_category",
-    "device_id",
-    "ip_address",
-    "browser",
-    "country",
-    "payment_type",
-    "fraud_scenario",
-)
-NUMBER_FIELDS = ("amount", "latitude", "longitude")
-TIME_FIELDS = ("timestamp", "account_created_at", "label_time")
+TEXT_FIELDS = ID_COLUMNS
+NUMBER_FIELDS = FLOAT_COLUMNS
+TIME_FIELDS = TIME_COLUMNS
 FIELDS = (*TEXT_FIELDS, *NUMBER_FIELDS, *TIME_FIELDS, "channel", "currency", "is_fraud")
 """The canonical fields a mapping may name a column for."""
 OPTIONS = ("timestamp_format", "timestamp_unit", "label_delay", "drop", "types", "delimiter")
