@@ -146,3 +146,21 @@ def test_unreadable_bundles_say_what_to_do(tmp_path: Path) -> None:
     junk.write_text("not a zip")
     with pytest.raises(BundleError, match="not a fraudstream model bundle"):
         read_manifest(junk)
+
+
+def test_folds_without_fraud_are_left_out_of_validation() -> None:
+    """Rare fraud in a short window: the earliest fold has none, and training still succeeds."""
+    from fraudstream.training.fit import out_of_fold
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    y = np.zeros(400, dtype=np.int64)
+    y[[250, 300, 320, 390]] = 1
+    X[y == 1] += 3
+    config = TrainConfig(models=("logistic",), trials=0, folds=3)
+    rows, scores = out_of_fold("logistic", {}, X, y, config, 100.0)
+    assert rows.min() == 300 and len(rows) == len(scores) == 100  # folds fitted on no fraud are skipped
+    y[:] = 0
+    y[399] = 1
+    with pytest.raises(TrainingError, match=r"every time-ordered fold .* lacks fraud"):
+        out_of_fold("logistic", {}, X, y, config, 100.0)

@@ -88,12 +88,22 @@ def search(
 def out_of_fold(
     name: str, params: dict[str, Any], X: np.ndarray, y: np.ndarray, config: TrainConfig, pos_weight: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Raw scores of every later fold from a model fitted on the days before it, and their row indexes."""
+    """Raw scores of every later fold from a model fitted on the days before it, and their row indexes.
+
+    A fold whose earlier days hold no fraud (or nothing else) cannot be fitted and is left out: rare
+    fraud in a short window is common in small files."""
     rows, scores = [], []
     for fit_idx, val_idx in TimeSeriesSplit(n_splits=config.folds).split(X):
+        if y[fit_idx].min() == y[fit_idx].max():
+            continue
         model = fit_model(name, make_model(name, params, config, pos_weight), X[fit_idx], y[fit_idx])
         rows.append(val_idx)
         scores.append(raw_score(name, model, X[val_idx]))
+    if not rows:
+        raise TrainingError(
+            f"every time-ordered fold of the training window lacks fraud or legitimate transactions "
+            f"({int(y.sum())} fraud in {len(y)} rows): widen the training window or use fewer --folds"
+        )
     return np.concatenate(rows), np.concatenate(scores)
 
 
