@@ -762,6 +762,9 @@ def test_random_specs_on_redis_match_memory_exactly(redis_states: Factory, seed:
     feature_set, frame = random_spec(rng), random_frame(rng, 90)
     engine = FeatureEngine(feature_set)
     stream = TransactionBatch.from_frame(frame)
+    late = rng.random(len(stream)) < 0.1  # some arrive after later events
+    arrival = np.arange(len(stream)) + np.where(late, rng.integers(3, 20, len(stream)), 0)
+    stream = stream.take(np.argsort(arrival, kind="stable"))
     retention = feature_set.retention
     memory = MemoryFeatureState(retention=retention, grace=DAY, schema=engine.schema)
     red = redis_states(retention=retention, grace=DAY, schema=engine.schema)
