@@ -121,5 +121,7 @@ def test_own_csv_to_trained_model_to_a_decision_naming_custom_features(
                 "/v1/score", json={**body, "transaction_id": "own-2", "extra": {"risk": 0.1, "mcc": "5411"}}
             )
             assert calm.json()["probability"] < decided["probability"]
+            profile = client.get("/v1/customers/card7").json()["features"]
+            assert profile["card_count_24h"] == 2.0 and "card_risky_count_7d" in profile
     finally:
         services.close()

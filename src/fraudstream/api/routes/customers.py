@@ -37,10 +37,20 @@ def customer_features(scorer: Scorer, customer_id: str, now: datetime) -> dict[s
         transaction_id=f"probe-{uuid.uuid4().hex}", timestamp=now, customer_id=customer_id, amount=0.0
     )
     scored = scorer.score(TransactionBatch.from_transactions([probe]), record=False)
+    names = scorer.engine.names
+    keyed = {  # whatever the spec calls them, the features of keys on the customer alone
+        names[i]
+        for group in scorer.engine.feature_set.groups
+        if group.column == "customer_id"
+        for i in range(group.col0, group.col0 + group.width)
+    }
     return {
         name: None if math.isnan(value) else float(value)
-        for name, value in zip(scorer.engine.names, scored.features[0].tolist(), strict=True)
-        if name.startswith(CUSTOMER_PREFIXES) and not name.startswith(PROBE_RELATIVE)
+        for name, value in zip(names, scored.features[0].tolist(), strict=True)
+        if (name in keyed or name.startswith(CUSTOMER_PREFIXES))
+        and not name.startswith(PROBE_RELATIVE)
+        and "_ratio" not in name
+        and "_zscore" not in name
     }
 
 
