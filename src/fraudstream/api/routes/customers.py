@@ -13,6 +13,7 @@ from fraudstream.api.deps import ScorerDep, StoreDep
 from fraudstream.api.schemas import CustomerOut, DecisionOut, LabelOut
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH, Transaction
+from fraudstream.features import plan
 from fraudstream.scoring.scorer import Scorer
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
@@ -21,6 +22,18 @@ router = APIRouter(prefix="/v1/customers", tags=["customers"])
 CUSTOMER_PREFIXES = ("customer_", "new_")
 #: Features that compare the probe's own (zero) amount with the customer's: meaningless here.
 PROBE_RELATIVE = ("customer_amount_ratio", "customer_amount_zscore")
+#: The operations of the same kind, and travel from the previous location (the probe has none).
+PROBE_OPS = frozenset(
+    {
+        plan.RATIO_MEAN,
+        plan.RATIO_MEDIAN,
+        plan.RATIO_MAX,
+        plan.RATIO_QUANTILE,
+        plan.ZSCORE,
+        plan.DISTANCE,
+        plan.SPEED,
+    }
+)
 
 
 def customer_features(scorer: Scorer, customer_id: str, now: datetime) -> dict[str, float | None]:
@@ -38,19 +51,17 @@ def customer_features(scorer: Scorer, customer_id: str, now: datetime) -> dict[s
     )
     scored = scorer.score(TransactionBatch.from_transactions([probe]), record=False)
     names = scorer.engine.names
-    keyed = {  # whatever the spec calls them, the features of keys on the customer alone
-        names[i]
+    keyed = {  # whatever the spec calls them: the features of keys on the customer alone
+        names[group.col0 + o]
         for group in scorer.engine.feature_set.groups
         if group.column == "customer_id"
-        for i in range(group.col0, group.col0 + group.width)
+        for o, op in enumerate(group.ops[:, 0].tolist())
+        if op not in PROBE_OPS
     }
     return {
         name: None if math.isnan(value) else float(value)
         for name, value in zip(names, scored.features[0].tolist(), strict=True)
-        if (name in keyed or name.startswith(CUSTOMER_PREFIXES))
-        and not name.startswith(PROBE_RELATIVE)
-        and "_ratio" not in name
-        and "_zscore" not in name
+        if name in keyed or (name.startswith(CUSTOMER_PREFIXES) and not name.startswith(PROBE_RELATIVE))
     }
 
 
