@@ -300,6 +300,46 @@ def test_malformed_json_is_422_json_invalid(api: Api) -> None:
     assert response.json()["detail"][0]["loc"][0] == "body"
 
 
+def test_invalid_text_is_422_naming_the_field_and_harms_no_neighbour(api: Api) -> None:
+    """A lone surrogate (valid JSON, not valid Unicode) in extra or in an id is refused at the edge;
+    the requests beside it are scored as usual."""
+    client, services, _ = api
+    poison = (
+        b'{"transaction_id":"p1","timestamp":"2025-03-01T12:00:00Z","customer_id":"c","amount":1,'
+        b'"extra":{"k":"\\ud800"}}'
+    )
+    response = client.post("/v1/score", content=poison, headers=JSON)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == ["body", "extra"] and "extra.k: not valid Unicode" in detail["msg"]
+    in_id = client.post("/v1/score", content=poison.replace(b'"p1"', b'"p\\udfff"'), headers=JSON)
+    assert in_id.status_code == 422 and in_id.json()["detail"][0]["loc"] == ["body", "transaction_id"]
+    assert "\\udfff" in in_id.json()["detail"][0]["input"]
+    assert services.store.get_decision("p1") is None
+    assert client.post("/v1/score", json=tx("after-poison")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({f"k{i}": i for i in range(300)}, "more than 256 keys"),
+        ({"a": {"b": {"c": {"d": {"e": 1}}}}}, "extra.a.b.c.d is nested more than 4 deep"),
+        ({"blob": "x" * 40_000}, "bytes as JSON; at most 32,768"),
+    ],
+)
+def test_extra_is_bounded(api: Api, extra: dict[str, Any], message: str) -> None:
+    client, _, _ = api
+    response = client.post("/v1/score", json=tx("big-extra", extra=extra))
+    assert response.status_code == 422 and message in response.json()["detail"][0]["msg"]
+
+
+def test_report_dates_out_of_range_are_422(api: Api) -> None:
+    client, _, _ = api
+    for day in ("9999-12-31", "0001-01-01", "1989-12-31"):
+        response = client.get("/v1/reports/daily", params={"date": day})
+        assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "date"]
+
+
 def test_non_finite_input_is_echoed_safely(api: Api) -> None:
     client, _, _ = api
     response = client.post("/v1/transactions", content=raw_tx(b"NaN"), headers=JSON)

@@ -119,11 +119,16 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, str):
-        return value if len(value) <= MAX_ECHO_CHARS else value[:MAX_ECHO_CHARS] + "…"
+        text = value if len(value) <= MAX_ECHO_CHARS else value[:MAX_ECHO_CHARS] + "…"
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: echoed escaped, as JSON cannot carry it
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        return text
     if isinstance(value, bytes | bytearray):
         return json_safe(bytes(value).decode("utf-8", errors="replace"))
     if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {json_safe(str(k)): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [json_safe(v) for v in value]
     if isinstance(value, BaseException):

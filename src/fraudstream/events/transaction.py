@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MIN_TIMESTAMP = datetime(1990, 1, 1, tzinfo=UTC)
 MAX_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
@@ -19,6 +20,47 @@ Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, patter
 OptionalId = Annotated[
     str | None, Field(default=None, min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
 ]
+
+
+MAX_EXTRA_KEYS = 256
+MAX_EXTRA_DEPTH = 4
+MAX_EXTRA_BYTES = 32 * 1024
+
+
+def check_extra(extra: dict[str, Any]) -> None:
+    """Refuse an ``extra`` that is too large, too deep, or holds text that is not valid Unicode (a
+    lone surrogate cannot be stored, logged or sent on): the error names the key."""
+    if not extra:
+        return
+    keys = 0
+
+    def walk(value: Any, path: str, depth: int) -> None:
+        nonlocal keys
+        if isinstance(value, str):
+            _unicode(value, path)
+        elif isinstance(value, dict | list):
+            if depth > MAX_EXTRA_DEPTH:
+                raise ValueError(f"{path} is nested more than {MAX_EXTRA_DEPTH} deep")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                keys += 1
+                if keys > MAX_EXTRA_KEYS:
+                    raise ValueError(f"extra holds more than {MAX_EXTRA_KEYS} keys and items")
+                if isinstance(key, str):
+                    _unicode(key, f"{path} key")
+                walk(item, f"{path}.{key}" if isinstance(value, dict) else f"{path}[{key}]", depth + 1)
+
+    walk(extra, "extra", 1)
+    size = len(json.dumps(extra, default=str))
+    if size > MAX_EXTRA_BYTES:
+        raise ValueError(f"extra is {size:,} bytes as JSON; at most {MAX_EXTRA_BYTES:,}")
+
+
+def _unicode(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{path}: not valid Unicode text (character {exc.start + 1})") from None
 
 
 DECISIONS = ("APPROVE", "FLAG", "BLOCK")
@@ -77,10 +119,23 @@ class Transaction(BaseModel):
     longitude: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
     account_created_at: UTCTime | None = None
     payment_type: OptionalId = None
-    extra: dict[str, Any] = Field(default_factory=dict)
+    extra: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            f"Your own fields (a feature spec reads them as extra.<name>): at most {MAX_EXTRA_KEYS} keys "
+            f"in all, nested at most {MAX_EXTRA_DEPTH} deep, {MAX_EXTRA_BYTES // 1024} KiB as JSON; text "
+            "must be valid Unicode"
+        ),
+    )
     is_fraud: bool | None = None
     label_time: UTCTime | None = None
     fraud_scenario: OptionalId = None
+
+    @field_validator("extra")
+    @classmethod
+    def _bounded(cls, extra: dict[str, Any]) -> dict[str, Any]:
+        check_extra(extra)
+        return extra
 
     @model_validator(mode="after")
     def _consistent(self) -> Transaction:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from fraudstream.api.deps import StoreDep
+from fraudstream.events.transaction import MAX_TIMESTAMP, MIN_TIMESTAMP
 from fraudstream.reports import MEDIA_TYPES, daily_report, parse_day, render
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
@@ -22,7 +23,12 @@ def daily(
     store: StoreDep,
     day: Annotated[
         date | None,
-        Query(alias="date", description="YYYY-MM-DD, UTC, by decision time; default: yesterday"),
+        Query(
+            alias="date",
+            description="YYYY-MM-DD, UTC, by decision time, 1990-01-01 to 2099-12-31; default: yesterday",
+            ge=MIN_TIMESTAMP.date(),
+            lt=MAX_TIMESTAMP.date(),
+        ),
     ] = None,
     format: Annotated[Literal["json", "csv", "markdown"], Query()] = "json",
 ) -> Any:
