@@ -73,7 +73,7 @@ def merged_order(codes, ts, n_hist, groups):
 
 
 @njit(cache=True)
-def _window_values(vals, ts, t, lo, hi, vcol, fcol, since):  # pragma: no cover - compiled
+def _window_values(vals, ts, lo, hi, vcol, fcol, since):  # pragma: no cover - compiled
     """The values of stream ``(vcol, fcol)`` among context events ``lo..hi-1`` at or after ``since``."""
     buf = np.empty(hi - lo, np.float64)
     m = 0
@@ -141,6 +141,9 @@ def group_features(
     ints = np.zeros((n_b + 1, max(n_d, 1)), np.int64)
     snap_d, dcount = ints[:n_b], ints[n_b]
     found = np.zeros(max(n_m, 1), np.bool_)
+    # a row's known frauds per window (-1: not counted yet), the latest and the earliest of them
+    known_in = np.full(n_b, -1, np.int64)
+    known_span = np.zeros((2, n_b))
     others = n_d > 0 or n_m > 0 or lat_c >= 0
     for g in range(bounds.shape[0] - 1):
         a, b = bounds[g], bounds[g + 1]
@@ -221,6 +224,7 @@ def group_features(
             la, lb = 0, 0
             if lbounds.shape[0] > 0:
                 la, lb = lbounds[g], lbounds[g + 1]
+            known_in[:] = -1
             for o in range(n_o):
                 op, q, w, vr = ops[o, 0], ops[o, 1], ops[o, 2], ops[o, 3]
                 col = col0 + o
@@ -257,7 +261,7 @@ def group_features(
                         if nw == 0:
                             out[row, col] = np.nan if op != 14 else 0.0
                             continue
-                        window = _window_values(vals, ts, t, a, hi, streams[q, 0], streams[q, 1], t - bwin[w])
+                        window = _window_values(vals, ts, a, hi, streams[q, 0], streams[q, 1], t - bwin[w])
                         if op == 23 or op == 24:
                             level = _quantile(window, params[o])
                             if op == 23:
@@ -294,18 +298,20 @@ def group_features(
                     else:
                         out[row, col] = np.nan
                 else:  # the labels known before t of the key's transactions in the window
-                    start = t - bwin[w]
-                    p = la + np.searchsorted(l_tx[la:lb], start)
-                    known = 0
-                    latest, earliest = np.nan, np.nan
-                    for r in range(p, lb):
-                        if l_tx[r] >= t:
-                            break
-                        if l_label[r] < t:
-                            known += 1
-                            latest = l_tx[r]
-                            if math.isnan(earliest):
-                                earliest = l_tx[r]
+                    if known_in[w] < 0:  # counted once per window, whichever operations read it
+                        p = la + np.searchsorted(l_tx[la:lb], t - bwin[w])
+                        count = 0
+                        latest, earliest = np.nan, np.nan
+                        for r in range(p, lb):
+                            if l_tx[r] >= t:
+                                break
+                            if l_label[r] < t:
+                                count += 1
+                                latest = l_tx[r]
+                                if math.isnan(earliest):
+                                    earliest = l_tx[r]
+                        known_in[w], known_span[0, w], known_span[1, w] = count, latest, earliest
+                    known, latest, earliest = known_in[w], known_span[0, w], known_span[1, w]
                     if op == 19:
                         out[row, col] = known
                     elif op == 20:
