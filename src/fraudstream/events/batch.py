@@ -21,7 +21,6 @@ KEY_COLUMNS = ("customer_id", "merchant_id", "device_id", "ip_address", "country
 _TIMES = ("timestamp", "account_created_at", "label_time")
 _ORDER = ("transaction_id", *KEY_COLUMNS, "amount", "latitude", "longitude", *_TIMES, "is_fraud")
 _FIELDS = attrgetter(*_ORDER)
-_CORE = frozenset(_ORDER)
 EXTRA = "extra."
 Source = Callable[[str, str], np.ndarray]
 """Gives a whole column of a batch by field name and kind (``number``, ``text`` or ``time``)."""
@@ -79,7 +78,7 @@ class TransactionBatch:
         """The field ``name`` as a column of ``kind``: ``number`` and ``time`` as float64 (times in
         epoch seconds, NaN for missing), ``text`` as objects (``None`` for missing). A field the batch
         does not carry is missing on every row; a value of the wrong kind is missing too."""
-        if name in _CORE and name not in ("transaction_id", "is_fraud"):
+        if name in _COLUMN_SET and name not in ("transaction_id", "is_fraud"):
             return getattr(self, name)
         if self.source is None:
             return _missing(len(self), kind)
@@ -138,18 +137,20 @@ class TransactionBatch:
         """The rows at ``index`` (an integer or boolean array), as a new batch."""
         parent = self.source
         source = None if parent is None else (lambda name, kind: parent(name, kind)[index])
-        return TransactionBatch(**{f.name: getattr(self, f.name)[index] for f in _COLUMNS}, source=source)
+        return TransactionBatch(**{name: getattr(self, name)[index] for name in COLUMNS}, source=source)
 
     @classmethod
     def concat(cls, batches: Sequence[TransactionBatch]) -> TransactionBatch:
         def source(name: str, kind: str) -> np.ndarray:
             return np.concatenate([b.column(name, kind) for b in batches])
 
-        joined = {f.name: np.concatenate([getattr(b, f.name) for b in batches]) for f in _COLUMNS}
+        joined = {name: np.concatenate([getattr(b, name) for b in batches]) for name in COLUMNS}
         return cls(**joined, source=source if any(b.source is not None for b in batches) else None)
 
 
-_COLUMNS = tuple(f for f in fields(TransactionBatch) if f.name != "source")
+COLUMNS = tuple(f.name for f in fields(TransactionBatch) if f.name != "source")
+"""The batch's own columns (``source`` is how it reads the other fields, not a column)."""
+_COLUMN_SET = frozenset(COLUMNS)
 
 
 def _missing(n: int, kind: str) -> np.ndarray:

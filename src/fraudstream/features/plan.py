@@ -18,15 +18,15 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
-from functools import cached_property, partial
+from dataclasses import dataclass, field, replace
+from functools import partial
 from itertools import accumulate, chain
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fraudstream.events.batch import TransactionBatch
+from fraudstream.events.batch import COLUMNS, TransactionBatch
 from fraudstream.features import spec as S
 from fraudstream.rules.errors import RulesError
 from fraudstream.rules.expr import CompiledExpr, compile_expr, compile_value
@@ -101,23 +101,33 @@ FewFn = Callable[["_BatchColumns"], list[list[float]]]
 """The same for a few rows, as Python floats row by row: numpy's fixed cost per call is most of a
 one-row batch's row features (an API request)."""
 FEW_ROWS = 16
+Derive = Callable[["_BatchColumns"], np.ndarray]
+"""A schema column computed from a batch: an expression's value, a filter's 0/1, a composite key."""
 
 
 class _BatchColumns(Mapping[str, np.ndarray]):
     """A batch's fields by name, as rule expressions and derivations read them: numbers and times as
-    float64 (times in epoch seconds), text as object arrays with ``None`` for missing."""
+    float64 (times in epoch seconds), text as object arrays with ``None`` for missing; and the spec's
+    derived columns (expression values, filter results, composite keys), each computed once a batch."""
 
-    def __init__(self, batch: TransactionBatch, kinds: Mapping[str, str]) -> None:
-        self.batch, self.kinds = batch, kinds
+    def __init__(
+        self, batch: TransactionBatch, kinds: Mapping[str, str], derived: Mapping[str, Derive]
+    ) -> None:
+        self.batch, self.kinds, self.derived = batch, kinds, derived
         self._cache: dict[str, np.ndarray] = {}
 
     def __getitem__(self, name: str) -> np.ndarray:
         got = self._cache.get(name)
         if got is None:
-            kind = self.kinds.get(name)
-            if kind is None:
-                raise KeyError(name)
-            got = self._cache[name] = self.batch.column(name, kind)
+            derive = self.derived.get(name)
+            if derive is not None:
+                got = derive(self)
+            else:
+                kind = self.kinds.get(name)
+                if kind is None:
+                    raise KeyError(name)
+                got = self.batch.column(name, kind)
+            self._cache[name] = got
         return got
 
     def __iter__(self) -> Any:
@@ -125,14 +135,6 @@ class _BatchColumns(Mapping[str, np.ndarray]):
 
     def __len__(self) -> int:
         return len(self.kinds)
-
-
-@dataclass(frozen=True)
-class _Derived:
-    """A schema column computed from a batch: an expression's value, a filter's 0/1, a composite key."""
-
-    name: str
-    compute: Callable[[_BatchColumns], np.ndarray]
 
 
 class FeatureSet:
@@ -151,7 +153,7 @@ class FeatureSet:
         self._rules_kinds = {name: _rules_kind(kind) for name, kind in self.kinds.items()}
         self._floats: dict[str, None] = {"timestamp": None}
         self._ids: dict[str, None] = {}
-        self._derived: dict[str, _Derived] = {}
+        self._derived: dict[str, Derive] = {}
         self.rows: list[tuple[int, int, RowFn, FewFn | None]] = []
         self.groups: list[Group] = []
         self.names: list[str] = []
@@ -188,7 +190,7 @@ class FeatureSet:
             for g in self.groups
         ]
         self.entity_columns = {g.name: g.column for g in self.groups}
-        core = {f.name for f in fields(TransactionBatch)} - {"transaction_id", "source"}
+        core = set(COLUMNS) - {"transaction_id"}
         self._direct = tuple(f for f in (*floats, *ids) if f in core)
         """Schema columns that are a batch's own arrays, taken as they are."""
         self._computed = tuple(f for f in (*floats, *ids) if f not in core)
@@ -336,7 +338,7 @@ class FeatureSet:
         expr = compile_value(name, self._rules_kinds)
         column = "=" + expr.text
         self._floats[column] = None
-        self._derived[column] = _Derived(column, partial(_value, expr))
+        self._derived[column] = partial(_value, expr)
         return column
 
     def _filter(self, condition: str | None) -> str | None:
@@ -345,7 +347,7 @@ class FeatureSet:
         expr: CompiledExpr = compile_expr(condition, self._rules_kinds)
         column = "?" + expr.text
         self._floats[column] = None
-        self._derived[column] = _Derived(column, partial(_flag, expr))
+        self._derived[column] = partial(_flag, expr)
         return column
 
     def _id(self, fields: list[str]) -> str:
@@ -356,7 +358,7 @@ class FeatureSet:
             return fields[0]
         column = "+".join(fields)
         self._ids[column] = None
-        self._derived[column] = _Derived(column, partial(_joined, tuple(fields)))
+        self._derived[column] = partial(_joined, tuple(fields))
         return column
 
     # --- row features --------------------------------------------------------------------------------
@@ -408,7 +410,7 @@ class FeatureSet:
             assert flag is not None
             keyed = f"{column}|{flag}"
             self._ids[keyed] = None
-            self._derived[keyed] = _Derived(keyed, partial(_key_where, column, flag, self._derived))
+            self._derived[keyed] = partial(_key_where, column, flag)
             column = keyed
         prefix = entry.prefix
         windows: set[float] = {self.retention}
@@ -423,8 +425,7 @@ class FeatureSet:
         labels = False
 
         def value(name: str) -> int:
-            values.setdefault(name, None)
-            return list(values).index(name)
+            return _index(values, name)
 
         def stream(of: str | None, where: str | None) -> int:
             # Counting events needs no value, but the amount is never missing, so a count shares the
@@ -590,7 +591,7 @@ class FeatureSet:
 
     def columns(self, batch: TransactionBatch) -> _BatchColumns:
         """The batch's fields as expressions read them."""
-        return _BatchColumns(batch, self.kinds)
+        return _BatchColumns(batch, self.kinds, self._derived)
 
     def events(self, batch: TransactionBatch, cols: _BatchColumns | None = None) -> dict[str, np.ndarray]:
         """The schema's columns for the batch's rows (and ``transaction_id``): what the feature state
@@ -601,8 +602,7 @@ class FeatureSet:
         if self._computed:
             cols = cols if cols is not None else self.columns(batch)
             for name in self._computed:
-                derived = self._derived.get(name)
-                out[name] = derived.compute(cols) if derived is not None else cols[name]
+                out[name] = cols[name]
         return out
 
     def row_features(
@@ -629,10 +629,6 @@ class FeatureSet:
                 for j, values in enumerate(fn(cols)):
                     out[:, col0 + j] = values
 
-    @cached_property
-    def row_width(self) -> int:
-        return sum(w for _, w, _, _ in self.rows)
-
     def describe(self) -> str:
         return f"feature spec {self.version!r} ({len(self.names)} features)"
 
@@ -652,10 +648,9 @@ def _quantile(stat: str) -> float:
     return int(match.group(1)) / 100 if match else 0.0
 
 
-def _key_where(column: str, flag: str, derived: dict[str, _Derived], cols: _BatchColumns) -> np.ndarray:
+def _key_where(column: str, flag: str, cols: _BatchColumns) -> np.ndarray:
     """The key's values where the condition ``flag`` holds, else ``None``."""
-    keys = derived[column].compute(cols) if column in derived else cols[column]
-    holds = derived[flag].compute(cols) > 0.5
+    keys, holds = cols[column], cols[flag] > 0.5
     out = np.empty(keys.shape[0], dtype=object)
     out[:] = [k if h else None for k, h in zip(keys.tolist(), holds.tolist(), strict=True)]
     return out

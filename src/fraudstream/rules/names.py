@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import fields
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 import numpy as np
 
-from fraudstream.events.batch import KEY_COLUMNS, TransactionBatch
+from fraudstream.events.batch import COLUMNS, KEY_COLUMNS, TransactionBatch
 from fraudstream.rules.expr import NUMBER, STRING
 
 if TYPE_CHECKING:
@@ -16,9 +15,8 @@ if TYPE_CHECKING:
 
     from fraudstream.features.plan import FeatureSet
 
-LABEL_FIELDS: Final = ("is_fraud", "label_time", "source")
-"""Never readable by rules: labels arrive after the decision, so a rule using them could not work live
-(and ``source`` is how a batch reads its other fields, not a field)."""
+LABEL_FIELDS: Final = ("is_fraud", "label_time")
+"""Never readable by rules: labels arrive after the decision, so a rule using them could not work live."""
 
 
 def default_known_names(feature_set: FeatureSet | None = None) -> dict[str, str]:
@@ -31,11 +29,7 @@ def default_known_names(feature_set: FeatureSet | None = None) -> dict[str, str]
 
     feature_set = feature_set or default_feature_set()
     text = {"transaction_id", *KEY_COLUMNS}
-    known = {
-        f.name: STRING if f.name in text else NUMBER
-        for f in fields(TransactionBatch)
-        if f.name not in LABEL_FIELDS
-    }
+    known = {name: STRING if name in text else NUMBER for name in COLUMNS if name not in LABEL_FIELDS}
     known.update(dict.fromkeys(feature_set.names, NUMBER))
     return known
 
@@ -55,7 +49,7 @@ def _layout(batch_type: type, feature_names: tuple[str, ...]) -> _Layout:
     key = (batch_type, feature_names)
     layout = _LAYOUTS.get(key)
     if layout is None:
-        batch_fields = [f.name for f in fields(batch_type) if f.name not in LABEL_FIELDS]
+        batch_fields = [name for name in COLUMNS if name not in LABEL_FIELDS]
         index = {name: i for i, name in enumerate(feature_names)}
         names = tuple(dict.fromkeys([*batch_fields, *feature_names]))
         layout = _Layout(frozenset(batch_fields), index, names)
