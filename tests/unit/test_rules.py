@@ -590,3 +590,23 @@ def test_reloading_needs_a_valid_file_to_start_and_is_thread_safe(tmp_path: Path
     assert not errors
     assert set(seen) <= {f"amount > {i}" for i in range(1, 12)}
     assert live.reload().rules[0].when == "amount > 11"
+
+
+def test_the_packaged_rules_leave_out_what_another_spec_lacks(caplog: pytest.LogCaptureFixture) -> None:
+    """Asked to (for the packaged rules under a model on other features), a rule reading an unknown
+    name is left out with a warning; other problems, and unknown names otherwise, still fail."""
+    data = {
+        "rules": [
+            {"name": "big", "when": "amount > 100", "action": "FLAG", "reason": "big"},
+            {"name": "fast", "when": "customer_count_1h > 5", "action": "FLAG", "reason": "fast"},
+        ]
+    }
+    with caplog.at_level(logging.WARNING, logger="fraudstream.rules.loader"):
+        rules = parse_rules(data, ["amount"], skip_unknown=True)
+    assert [r.name for r in rules.rules] == ["big"]
+    assert "rule 'fast': unknown name 'customer_count_1h'" in caplog.text
+    with pytest.raises(RulesError, match="unknown name"):
+        parse_rules(data, ["amount"])
+    bad = {"rules": [{"name": "x", "when": "amount >", "action": "FLAG", "reason": "r"}]}
+    with pytest.raises(RulesError, match="syntax error"):
+        parse_rules(bad, ["amount"], skip_unknown=True)

@@ -23,7 +23,7 @@ from fraudstream.rules.columns import (
     quiet,
     settled,
 )
-from fraudstream.rules.errors import RulesError, suggest
+from fraudstream.rules.errors import RulesError, UnknownNameError, suggest
 
 MAX_DEPTH: Final = 32
 EXTRA: Final = "extra"
@@ -149,7 +149,7 @@ class Compiler:
         name = node.id
         if name not in self.kinds:
             hint = " (functions must be called, e.g. abs(x))" if name in FUNCTIONS else ""
-            raise RulesError(f"unknown name {name!r}{hint or suggest(name, self.kinds)}")
+            raise UnknownNameError(f"unknown name {name!r}{hint or suggest(name, self.kinds)}")
         return self.named(name)
 
     def named(self, name: str) -> tuple[Fn, str]:

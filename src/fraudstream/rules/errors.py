@@ -32,8 +32,12 @@ class RulesError(ValueError):
 
     def within(self, rule: str | None = None, source: str | None = None) -> RulesError:
         """The same problem, placed in a rule and/or file (context known only to the caller)."""
-        return RulesError(
+        return type(self)(
             self.problem,
             rule=self.rule if rule is None else rule,
             source=self.source if source is None else source,
         )
+
+
+class UnknownNameError(RulesError):
+    """A condition reads a name that is not known: a typo, or a feature the model's spec lacks."""

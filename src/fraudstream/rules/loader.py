@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import yaml
 
-from fraudstream.rules.errors import RulesError, suggest
+from fraudstream.rules.errors import RulesError, UnknownNameError, suggest
 from fraudstream.rules.expr import compile_expr
 from fraudstream.rules.ruleset import DECISIONS, LIST_FIELDS, Rule, RuleSet
 
@@ -136,8 +136,8 @@ def parse_rules(
     for i, entry in enumerate(entries, start=1):
         try:
             rule = _parse_rule(i, entry, known, source)
-        except RulesError as exc:
-            if not (skip_unknown and exc.problem.startswith("unknown name")):
+        except UnknownNameError as exc:
+            if not skip_unknown:
                 raise
             logger.warning("%s: left out (these features do not have what it reads)", exc)
             continue
