@@ -43,7 +43,7 @@ def test_generate_train_evaluate(workdir: Path, monkeypatch: pytest.MonkeyPatch)
     assert set(evaluated["confusion"]["decisions"]) == {"APPROVE", "FLAG", "BLOCK"}
 
     code, out, _ = run("evaluate")
-    assert code == 0 and "card precision" in out
+    assert code == 0 and "card precision" in out and "top features (share of gain)" in out
 
 
 def test_generate_streams_valid_transactions(workdir: Path) -> None:

@@ -97,6 +97,7 @@ def test_own_csv_to_trained_model_to_a_decision_naming_custom_features(
     assert trained["features"] == {"spec": "shop-1", "count": 11}
     assert trained["test"]["roc_auc"] > 0.9
     assert {row["feature"] for row in trained["top_features"][:3]} & {"risk", "mcc=7995"}
+    assert trained["top_features"][0]["by"] == "gain" and 0 < trained["top_features"][0]["share"] <= 1
 
     settings = Settings(
         data_dir=tmp_path / "serve", database_url=f"sqlite:///{tmp_path}/d.db", model_path=bundle

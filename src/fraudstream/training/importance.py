@@ -12,8 +12,9 @@ TOP = 15
 
 
 def top_features(bundle: ModelBundle, k: int = TOP) -> list[dict[str, Any]]:
-    """The ``k`` features with the most total gain in the bundle's XGBoost model (the share of the
-    model's gain each brings), or, without one, the largest standardised logistic coefficients."""
+    """The ``k`` features with the most total gain in the bundle's XGBoost model, or, without one,
+    the largest standardised logistic coefficients: each with its ``share`` of the total and what it
+    is a share ``by``."""
     names = bundle.manifest.feature_names
     model = bundle.models.get("xgboost")
     if model is not None:
@@ -28,4 +29,8 @@ def top_features(bundle: ModelBundle, k: int = TOP) -> list[dict[str, Any]]:
         return []
     total = float(values.sum()) or 1.0
     order = np.argsort(-values, kind="stable")[:k]
-    return [{"feature": names[i], kind: round(float(values[i] / total), 4)} for i in order if values[i] > 0]
+    return [
+        {"feature": names[i], "share": round(float(values[i] / total), 4), "by": kind}
+        for i in order
+        if values[i] > 0
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from rich.table import Table
 
@@ -136,12 +137,12 @@ def protocol_table(
     return table
 
 
-def importance_table(top: Sequence[dict[str, object]]) -> Table:
+def importance_table(top: Sequence[dict[str, Any]]) -> Table:
     """The features a model relies on most, with each one's share of the importance."""
-    table = Table(title="top features", show_edge=False, pad_edge=False)
+    by = top[0]["by"] if top else "gain"
+    table = Table(title=f"top features (share of {by})", show_edge=False, pad_edge=False)
     table.add_column("feature")
     table.add_column("share", justify="right")
     for row in top:
-        name, share = list(row.items())[:2]
-        table.add_row(str(name[1]), f"{float(share[1]):.1%}")  # type: ignore[arg-type]
+        table.add_row(str(row["feature"]), f"{row['share']:.1%}")
     return table
