@@ -23,90 +23,11 @@ from fraudstream.api import create_app
 from fraudstream.api.errors import BodyLimitMiddleware
 from fraudstream.api.fast_score import FastScoreMiddleware
 from fraudstream.config import Settings
-from fraudstream.runtime import Services, open_services
+from fraudstream.runtime import open_services
 from fraudstream.storage.errors import StorageError
 from fraudstream.worker import Worker
+from tests.e2e.apitools import NOW, Api, customer_feature, metric, stored, tx
 from tests.waiting import wait_for
-
-NOW = datetime.now(UTC)
-Api = tuple[TestClient, Services, FastAPI]
-
-
-def tx(
-    transaction_id: str, customer_id: str = "C1", minutes_ago: float = 10, **fields: Any
-) -> dict[str, Any]:
-    """A valid transaction body, timestamped shortly before now so that 24-hour features count it."""
-    return {
-        "transaction_id": transaction_id,
-        "timestamp": (NOW - timedelta(minutes=minutes_ago)).isoformat(),
-        "customer_id": customer_id,
-        "amount": 42.5,
-        **fields,
-    }
-
-
-def stored(services: Services) -> int:
-    """Decisions in the table itself (``store.query`` stores nothing held first)."""
-    from sqlalchemy import func, select
-
-    from fraudstream.storage.tables import decisions
-
-    return int(services.store.query(select(func.count()).select_from(decisions))[0][0])
-
-
-@pytest.fixture
-def make_api(tmp_path: Path, bundle_path: Path) -> Iterator[Callable[..., Api]]:
-    """Build an app on a fresh database: ``make_api(run_worker=..., **settings)``."""
-    opened: list[tuple[TestClient, Services]] = []
-
-    def make(*, run_worker: bool = False, **overrides: Any) -> Api:
-        folder = tmp_path / f"api{len(opened)}"
-        values: dict[str, Any] = {
-            "data_dir": folder,
-            "database_url": f"sqlite:///{folder}/t.db",
-            "model_path": bundle_path,
-            "api_keys": "",
-            "max_wait": 0.01,
-            "batch_size": 200,
-            **overrides,
-        }
-        settings = Settings(**values)
-        services = open_services(settings)
-        app = create_app(settings, services, run_worker=run_worker)
-        client = TestClient(app)
-        client.__enter__()
-        opened.append((client, services))
-        return client, services, app
-
-    yield make
-    for client, services in reversed(opened):
-        client.__exit__(None, None, None)
-        services.close()
-
-
-@pytest.fixture
-def api(make_api: Callable[..., Api]) -> Api:
-    return make_api()
-
-
-@pytest.fixture
-def worker_api(make_api: Callable[..., Api]) -> Api:
-    return make_api(run_worker=True)
-
-
-def customer_feature(client: TestClient, customer_id: str, name: str) -> float | None:
-    response = client.get(f"/v1/customers/{customer_id}")
-    assert response.status_code == 200, response.text
-    value: float | None = response.json()["features"][name]
-    return value
-
-
-def metric(client: TestClient, line_start: str) -> float:
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(line_start):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"no metric line starts with {line_start!r}")
-
 
 # --- health, readiness, metrics -------------------------------------------------------------------
 

@@ -39,12 +39,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from fraudstream._gc import paused_gc
 from fraudstream.alerts.detect import may_alert
 from fraudstream.api.metrics import ApiMetrics
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
-from fraudstream.scoring.scorer import Scorer
+from fraudstream.scoring.scorer import ScoredBatch, Scorer
 from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.store import Store
 from fraudstream.worker.decided import decided_before
@@ -189,16 +191,41 @@ class ScoreBatcher:
             else:
                 self._decide_and_store(requests)
         except Exception as error:
-            log.exception("scoring a batch of %d requests failed", len(requests))
-            for request in requests:
-                request.resolve(error)
+            if len(requests) > 1:  # nothing of the batch was stored or recorded: decide each alone
+                log.warning(
+                    "deciding a batch of %d requests failed (%s); deciding each alone", len(requests), error
+                )
+                for request in requests:
+                    self._decide([request])
+                return
+            log.exception("deciding transaction %r failed", requests[0].transaction.transaction_id)
+            requests[0].resolve(error)
 
-    def _score(self, requests: list[_Request], *, record: bool) -> list[DecisionRecord]:
+    def _score(
+        self,
+        requests: list[_Request],
+        *,
+        record: bool,
+        store: Callable[[list[DecisionRecord]], set[str]] | None = None,
+    ) -> list[DecisionRecord]:
+        """The requests' decisions; with ``store``, which stores records and returns the ids it stored,
+        before the feature state records them (only the stored ones; none if it raises)."""
         started = time.perf_counter()
         batch = TransactionBatch.from_transactions([r.transaction for r in requests])
-        scored = self.scorer.score(batch, record=record)
+        names, version = self.scorer.engine.names, self.scorer.version
+        if store is None:
+            records = self.scorer.score(batch, record=record).records(names, version)
+        else:
+            records = []
+
+            def stored_rows(decided: ScoredBatch) -> np.ndarray:
+                records.extend(decided.records(names, version))
+                stored = store(records)
+                return np.fromiter((r.transaction_id in stored for r in records), bool, len(records))
+
+            self.scorer.score(batch, record=record, store=stored_rows)
         self.metrics.observe_scoring("sync", time.perf_counter() - started)
-        return scored.records(self.scorer.engine.names, self.scorer.version)
+        return records
 
     def _decide_and_store(self, requests: list[_Request]) -> None:
         ids = [r.transaction.transaction_id for r in requests]
@@ -208,14 +235,19 @@ class ScoreBatcher:
             if tx_id not in known:
                 first.setdefault(tx_id, request)
         fresh = list(first.values())
-        records = self._score(fresh, record=True) if fresh else []
         txs = [r.transaction for r in fresh]
-        if self.hold_for > 0:
-            stored = set(self.store.hold_decisions(records, txs))
-            if stored and self.store.holds:
-                self._release_soon(len(stored))
-        else:
-            stored = set(self.store.save_decisions(records, txs))
+        stored: set[str] = set()
+
+        def store(records: list[DecisionRecord]) -> set[str]:
+            if self.hold_for > 0:
+                stored.update(self.store.hold_decisions(records, txs))
+                if stored and self.store.holds:
+                    self._release_soon(len(stored))
+            else:
+                stored.update(self.store.save_decisions(records, txs))
+            return stored
+
+        records = self._score(fresh, record=True, store=store) if fresh else []
         mine = {rec.transaction_id: rec for rec in records if rec.transaction_id in stored}
         self.metrics.count_decisions([rec.decision for rec in mine.values()])
         # decided before, or meanwhile by the worker: the stored decisions, in one query

@@ -10,6 +10,7 @@ is the :class:`~fraudstream.features.plan.FeatureSet` the engine was built with.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -80,11 +81,29 @@ class FeatureEngine:
                 self._group(group, batch, events, state, recorded, labels_from_batch, out)
         return out
 
-    def process(self, batch: TransactionBatch, state: FeatureState) -> tuple[np.ndarray, np.ndarray]:
-        """Compute then record: the live path. Returns the features and which rows were new."""
+    def process(
+        self,
+        batch: TransactionBatch,
+        state: FeatureState,
+        keep: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Compute then record: the live path. Returns the features and which rows were new.
+
+        ``keep`` receives the features before anything is recorded and returns which rows to record
+        (a boolean mask): a caller that stores its decisions first records only the rows it stored, so
+        a row refused there leaves the state as it was. If ``keep`` raises, nothing is recorded.
+        """
         cols = self.feature_set.columns(batch)
         events = self.feature_set.events(batch, cols)
         features = self._compute(batch, events, state, None, cols)
+        if keep is not None:
+            kept = np.asarray(keep(features), dtype=bool)
+            if not kept.all():
+                new = np.zeros(len(batch), dtype=bool)
+                if kept.any():
+                    chosen = {name: values[kept] for name, values in events.items()}
+                    new[kept] = state.record(chosen, self.entity_columns)
+                return features, new
         return features, state.record(events, self.entity_columns)
 
     def record(self, batch: TransactionBatch, state: FeatureState) -> np.ndarray:

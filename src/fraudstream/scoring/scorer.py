@@ -130,13 +130,23 @@ class Scorer:
     def version(self) -> str:
         return self.bundle.manifest.version
 
-    def score(self, batch: TransactionBatch, *, record: bool = True) -> ScoredBatch:
+    def score(
+        self,
+        batch: TransactionBatch,
+        *,
+        record: bool = True,
+        store: Callable[[ScoredBatch], np.ndarray] | None = None,
+    ) -> ScoredBatch:
         """Decide every row; with ``record`` the batch also enters the feature state (once per id).
+
+        ``store`` (with ``record``) is called with the decisions before the state changes and returns
+        which rows it stored (a boolean mask); only those enter the state. If it raises, the state is
+        left as it was and the error propagates, so the caller can retry the rows or refuse them.
 
         Serialised by a lock: the API and an in-process worker share one feature state.
         """
         with self._lock:
-            return self._score(batch, record)
+            return self._score(batch, record, store)
 
     def record_labels(
         self, transaction_ids: np.ndarray, label_times: np.ndarray, is_fraud: np.ndarray
@@ -145,12 +155,27 @@ class Scorer:
         with self._lock:
             return self.state.record_labels(transaction_ids, label_times, is_fraud)
 
-    def _score(self, batch: TransactionBatch, record: bool) -> ScoredBatch:
+    def _score(
+        self, batch: TransactionBatch, record: bool, store: Callable[[ScoredBatch], np.ndarray] | None = None
+    ) -> ScoredBatch:
         started = time.perf_counter()
+        if record and store is not None:
+            decided: list[ScoredBatch] = []
+
+            def keep(X: np.ndarray) -> np.ndarray:
+                decided.append(self._decide(batch, X, np.zeros(len(batch), dtype=bool), started))
+                return store(decided[0])
+
+            new = self.engine.process(batch, self.state, keep)[1]
+            decided[0].new = new
+            return decided[0]
         if record:
             X, new = self.engine.process(batch, self.state)
         else:
             X, new = self.engine.compute(batch, self.state), np.zeros(len(batch), dtype=bool)
+        return self._decide(batch, X, new, started)
+
+    def _decide(self, batch: TransactionBatch, X: np.ndarray, new: np.ndarray, started: float) -> ScoredBatch:
         featured = time.perf_counter()
         manifest = self.bundle.manifest
         few = self._few if len(batch) <= FEW_ROWS else None
