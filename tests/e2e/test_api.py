@@ -240,6 +240,23 @@ def test_invalid_text_is_422_naming_the_field_and_harms_no_neighbour(api: Api) -
     assert client.post("/v1/score", json=tx("after-poison")).status_code == 200
 
 
+@pytest.mark.parametrize("bad", ["a\nb", "a\x1b[31mred", "\u202eevil", "a\u2028b", "a\x00b"])
+def test_control_characters_in_identifiers_are_422(api: Api, bad: str) -> None:
+    """An id is shown in logs, alerts, e-mails and the dashboard: text that would rewrite them is
+    refused at the edge, with a message saying why rather than quoting a pattern."""
+    client, services, _ = api
+    for field in ("transaction_id", "customer_id", "merchant_id"):
+        response = client.post("/v1/score", json={**tx("cc-1"), field: bad})
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"][0]
+        assert detail["loc"] == ["body", field] and "control characters" in detail["msg"]
+    label = client.post(
+        "/v1/labels", json={"transaction_id": bad, "is_fraud": True, "label_time": NOW.isoformat()}
+    )
+    assert label.status_code == 422 and label.json()["detail"][0]["loc"][-1] == "transaction_id"
+    assert services.store.get_decision("cc-1") is None
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

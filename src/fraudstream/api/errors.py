@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fraudstream.brokers.base import BrokerError
+from fraudstream.events.transaction import ID_PATTERN
 from fraudstream.storage.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -136,10 +137,23 @@ def json_safe(value: Any) -> Any:
     return json_safe(str(value))
 
 
+_ID_MESSAGE = "must not contain control characters, line separators or bidirectional overrides"
+
+
+def _explained(error: dict[str, Any]) -> dict[str, Any]:
+    """``error`` with a message a person can act on where pydantic's only quotes a pattern."""
+    if (
+        error.get("type") == "string_pattern_mismatch"
+        and (error.get("ctx") or {}).get("pattern") == ID_PATTERN
+    ):
+        return {**error, "msg": f"String {_ID_MESSAGE}"}
+    return error
+
+
 async def validation_error(request: Request, exc: Exception) -> Response:
     """FastAPI's own 422 body (``{"detail": [{"type", "loc", "msg", "input", "ctx"?}]}``), JSON-safe."""
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse({"detail": json_safe(list(exc.errors()))}, status_code=422)
+    return JSONResponse({"detail": json_safe([_explained(e) for e in exc.errors()])}, status_code=422)
 
 
 def _unavailable(what: str) -> Callable[[Request, Exception], Awaitable[Response]]:

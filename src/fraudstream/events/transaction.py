@@ -13,8 +13,10 @@ MIN_TIMESTAMP = datetime(1990, 1, 1, tzinfo=UTC)
 MAX_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
 MAX_AMOUNT = 1e12
 MAX_ID_LENGTH = 128
-ID_PATTERN = r"^[^\x00]+$"
-"""Identifiers may hold any character but NUL, which PostgreSQL text cannot store."""
+ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+$"
+"""Identifiers may hold any character but control characters (NUL cannot be stored in PostgreSQL
+text; the others would rewrite the logs, alerts, e-mails and reports that show an id) and the line
+separators and bidirectional overrides that make shown text read differently from what it is."""
 
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
 OptionalId = Annotated[
@@ -156,4 +158,4 @@ class Label(BaseModel):
     transaction_id: Identifier
     is_fraud: bool
     label_time: UTCTime
-    source: str = Field(default="chargeback", max_length=32)
+    source: str = Field(default="chargeback", min_length=1, max_length=32, pattern=ID_PATTERN)
