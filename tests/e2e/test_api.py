@@ -135,7 +135,7 @@ BAD_FIELDS: list[tuple[dict[str, Any], tuple[Any, ...], str]] = [
     ({"timestamp": "yesterday"}, ("timestamp",), "datetime_from_date_parsing"),
     ({"timestamp": "1900-01-01T00:00:00Z"}, ("timestamp",), "value_error"),
     ({"colour": "red"}, ("colour",), "extra_forbidden"),
-    ({"amount": "lots"}, ("amount",), "float_parsing"),
+    ({"amount": "lots"}, ("amount",), "float_type"),
     ({"amount": [1]}, ("amount",), "float_type"),
     ({"customer_id": 17}, ("customer_id",), "string_type"),
     ({"currency": "usd"}, ("currency",), "string_pattern_mismatch"),
@@ -211,6 +211,54 @@ def test_bad_bodies_never_reach_the_catch_all(
         assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
         assert response.json()["detail"], path
     assert metric(client, "fraudstream_unhandled_errors_total") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"[" * 5_000 + b"]" * 5_000, "nested too deeply"),
+        (raw_tx(b"9" * 5_000), "too many digits"),
+        (b'{"transaction_id": "\xff\xfe"}', "not valid UTF-8"),
+    ],
+    ids=["deep", "long number", "not utf-8"],
+)
+def test_unparsable_bodies_are_422_saying_why(api: Api, content: bytes, why: str) -> None:
+    client, _, _ = api
+    for path in ("/v1/score", "/v1/transactions", "/v1/labels"):
+        response = client.post(path, content=content, headers=JSON)
+        assert response.status_code == 422, (path, response.text)
+        detail = response.json()["detail"][0]
+        assert detail["type"] == "json_invalid" and detail["loc"] == ["body"] and why in detail["msg"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("amount", "12.5"), ("amount", True), ("is_fraud", 0), ("is_fraud", "true"), ("latitude", "1")],
+)
+def test_values_of_the_wrong_json_type_are_refused_not_converted(api: Api, field: str, value: Any) -> None:
+    client, _, _ = api
+    body = {**tx("strict-1"), "latitude": 1.0, "longitude": 2.0, field: value}
+    response = client.post("/v1/score", json=body)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", field]
+    label = {"transaction_id": "strict-1", "is_fraud": 1, "label_time": NOW.isoformat()}
+    assert client.post("/v1/labels", json=label).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "value"),
+    [
+        ("/v1/decisions", "since", "0.5"),
+        ("/v1/decisions", "until", "1700000000"),
+        ("/v1/alerts", "since", "12"),
+        ("/v1/reports/daily", "date", "0"),
+        ("/v1/decisions", "since", "9999-12-31T00:00:00"),
+    ],
+)
+def test_times_in_queries_are_iso_8601_within_range(api: Api, path: str, name: str, value: str) -> None:
+    client, _, _ = api
+    response = client.get(path, params={name: value})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["query", name]
 
 
 def test_malformed_json_is_422_json_invalid(api: Api) -> None:

@@ -19,7 +19,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -156,6 +158,32 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": json_safe([_explained(e) for e in exc.errors()])}, status_code=422)
 
 
+def _unparsable(cause: BaseException | None) -> str | None:
+    """Why FastAPI could not parse a JSON body (it answers 400 for these), or ``None`` if it is not
+    one of the ways a client's body fails before it reaches validation."""
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the body is not valid UTF-8 (byte {cause.start + 1})"
+    if isinstance(cause, RecursionError):
+        return "the body's JSON is nested too deeply"
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return "the body holds a number with too many digits"
+    if isinstance(cause, ValueError):
+        return f"the body is not valid JSON: {cause}"
+    return None
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer to an ``HTTPException``, except that a body that cannot be parsed (not UTF-8,
+    nested too deep, a number too long) is a 422 ``json_invalid`` at ``body`` like any malformed JSON,
+    not a bare 400."""
+    assert isinstance(exc, StarletteHTTPException)
+    why = _unparsable(exc.__cause__) if exc.status_code == 400 else None
+    if why is None:
+        return await http_exception_handler(request, exc)
+    detail = [{"type": "json_invalid", "loc": ["body"], "msg": why, "input": None}]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
 def _unavailable(what: str) -> Callable[[Request, Exception], Awaitable[Response]]:
     """A handler answering 503 (retry later) when ``what`` cannot be reached: not the client's fault."""
 
@@ -184,6 +212,7 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(
         {"detail": f"internal error; quote error id {error_id} when reporting it", "error_id": error_id},
         status_code=500,
+        headers={"Connection": "close"},  # the server closes it after a 500: say so
     )
 
 
@@ -191,6 +220,7 @@ def install_error_handlers(app: FastAPI, max_body_bytes: int) -> None:
     """Register the handlers and the body-size limit on ``app``."""
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(StorageError, storage_unavailable)
     app.add_exception_handler(BrokerError, broker_unavailable)
     app.add_exception_handler(Exception, unexpected_error)

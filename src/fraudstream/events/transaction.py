@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 MIN_TIMESTAMP = datetime(1990, 1, 1, tzinfo=UTC)
 MAX_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
@@ -89,6 +89,11 @@ def _utc(value: datetime) -> datetime:
     return value
 
 
+StrictNumber = Annotated[float, Strict()]
+"""A JSON number: text (``"12.5"``) and booleans are refused rather than converted."""
+StrictBool = Annotated[bool, Strict()]
+"""``true`` or ``false``: ``0``, ``1`` and ``"yes"`` are refused rather than converted."""
+
 UTCTime = Annotated[datetime, AfterValidator(_utc)]
 """A time in UTC (naive taken as UTC) within the supported range. On the type rather than a field
 validator, so an optional time that is absent costs no Python call: a worker validates thousands a
@@ -108,7 +113,7 @@ class Transaction(BaseModel):
     transaction_id: Identifier
     timestamp: UTCTime
     customer_id: Identifier
-    amount: float = Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)
+    amount: StrictNumber = Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     merchant_id: OptionalId = None
     merchant_category: OptionalId = None
@@ -117,8 +122,8 @@ class Transaction(BaseModel):
     ip_address: OptionalId = None
     browser: OptionalId = None
     country: OptionalId = None
-    latitude: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
-    longitude: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
+    latitude: StrictNumber | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
+    longitude: StrictNumber | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
     account_created_at: UTCTime | None = None
     payment_type: OptionalId = None
     extra: dict[str, Any] = Field(
@@ -129,7 +134,7 @@ class Transaction(BaseModel):
             "must be valid Unicode"
         ),
     )
-    is_fraud: bool | None = None
+    is_fraud: StrictBool | None = None
     label_time: UTCTime | None = None
     fraud_scenario: OptionalId = None
 
@@ -156,6 +161,6 @@ class Label(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     transaction_id: Identifier
-    is_fraud: bool
+    is_fraud: StrictBool
     label_time: UTCTime
     source: str = Field(default="chargeback", min_length=1, max_length=32, pattern=ID_PATTERN)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from fraudstream.api.deps import StoreDep
+from fraudstream.api.params import QueryTime
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 
@@ -33,7 +34,9 @@ class AlertOut(BaseModel):
 def list_alerts(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    since: Annotated[datetime | None, Query(description="created at or after (naive: UTC)")] = None,
+    since: Annotated[
+        QueryTime | None, Query(description="created at or after: ISO 8601, naive meaning UTC")
+    ] = None,
 ) -> list[AlertOut]:
     """Alerts newest first, each with its delivery status and number of attempts."""
     if since is not None and since.tzinfo is None:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
 
 from fraudstream.api.deps import StoreDep
+from fraudstream.api.params import QueryTime
 from fraudstream.api.schemas import DecisionName, DecisionOut, DecisionPage
 from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH
 
@@ -34,8 +35,12 @@ def list_decisions(
     customer_id: Annotated[
         str | None, Query(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
     ] = None,
-    since: Annotated[datetime | None, Query(description="decided at or after (naive: UTC)")] = None,
-    until: Annotated[datetime | None, Query(description="decided before (naive: UTC)")] = None,
+    since: Annotated[
+        QueryTime | None, Query(description="decided at or after: ISO 8601, naive meaning UTC")
+    ] = None,
+    until: Annotated[
+        QueryTime | None, Query(description="decided before: ISO 8601, naive meaning UTC; after `since`")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1024, description="next_cursor of the last page")] = None,
 ) -> DecisionPage:

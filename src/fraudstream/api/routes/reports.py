@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from fraudstream.api.deps import StoreDep
+from fraudstream.api.params import QueryDate
 from fraudstream.events.transaction import MAX_TIMESTAMP, MIN_TIMESTAMP
 from fraudstream.reports import MEDIA_TYPES, daily_report, parse_day, render
 
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"])
 def daily(
     store: StoreDep,
     day: Annotated[
-        date | None,
+        QueryDate | None,
         Query(
             alias="date",
             description="YYYY-MM-DD, UTC, by decision time, 1990-01-01 to 2099-12-31; default: yesterday",
