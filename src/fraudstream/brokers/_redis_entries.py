@@ -15,13 +15,18 @@ PAYLOAD, KEY = b"p", b"k"
 PUBLISH_CHUNK = 5_000
 #: The key argument of a message without a key: never valid UTF-8, so no ``str`` key encodes to it.
 NO_KEY = b"\xff"
-#: Appends a batch of messages, ``ARGV`` = payload, key, payload, key ...; returns the stream's length.
-#: One call instead of one ``XADD`` each: packing and reading a command per message cost the
-#: client 16 µs a message through redis-py's pipeline, against 3 µs for the script's arguments (and
-#: Redis 2 µs more a message).
+#: Appends a batch of messages, ``ARGV`` = the consumer group ('' for none), then payload, key, payload,
+#: key ...; returns the stream's length. The group is created first when it is missing, in the same
+#: atomic call: a Redis that restarted empty, was flushed or failed over has lost it, and a stream
+#: without its group would be capped by length with its messages unread. One call instead of one
+#: ``XADD`` each: packing and reading a command per message cost the client 16 µs a message through
+#: redis-py's pipeline, against 3 µs for the script's arguments (and Redis 2 µs more a message).
 PUBLISH = f"""
-local stream = KEYS[1]
-for i = 1, #ARGV, 2 do
+local stream, group = KEYS[1], ARGV[1]
+if group ~= '' then
+  redis.pcall('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')  -- BUSYGROUP when it exists: fine
+end
+for i = 2, #ARGV, 2 do
   if ARGV[i + 1] == '\\{NO_KEY[0]}' then
     redis.call('XADD', stream, '*', '{PAYLOAD.decode()}', ARGV[i])
   else

@@ -6,10 +6,16 @@ worker killed mid-batch leaves its messages pending; any consumer of the group t
 losing work: once a stream holds more than ``maxlen`` entries, only entries that every group has been
 given *and* has acknowledged are trimmed (``XTRIM MINID``), so ``maxlen`` is a soft target. A stream
 that no group reads (a results stream nobody subscribed to) is a plain capped log.
+
+A Redis that restarted without persistence, was flushed or failed over to a replica that lacked them has
+lost the groups: wherever Redis answers ``NOGROUP`` the group is created again and the call retried, and
+every publish to a stream the workers read creates it when missing, in the same script call, so such a
+stream is never capped unread.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -33,6 +39,7 @@ from fraudstream.brokers._redis_entries import (
 )
 from fraudstream.brokers.base import Broker, BrokerError, Message
 
+log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "fraudstream:"
 #: A longer ``max_wait`` blocks in slices of this, so the socket timeout can stay finite.
 MAX_BLOCK_MS = 10_000
@@ -125,17 +132,31 @@ class RedisStreamsBroker(Broker):
         if not messages:
             return
         stream = self.stream(topic)
+        group = self.group if topic in self.input_topics else ""
         with self._errors():
-            if topic in self.input_topics:
-                self._ensure_group(stream)
             length = 0
             for lo in range(0, len(messages), PUBLISH_CHUNK):
-                args: list[bytes | str] = []
+                args: list[bytes | str] = [group]
                 for key, payload in messages[lo : lo + PUBLISH_CHUNK]:
                     args += (encode(payload), NO_KEY if key is None else key)
                 length = int(self._publish(keys=[stream], args=args))
             if length > self.maxlen:
                 self._trim(stream)
+
+    def _lost_group(self, stream: str, error: Exception) -> None:
+        """After ``NOGROUP``: the group (or the whole stream) is gone; create it again. What it had
+        handed out and not acknowledged went with it."""
+        if "NOGROUP" not in str(error):
+            raise error
+        log.warning(
+            "redis %s: consumer group %r of %s was gone (Redis restarted without persistence, was flushed "
+            "or failed over); created again",
+            self.url, self.group, stream,
+        )  # fmt: skip
+        self._groups.discard(stream)
+        self._claim_due.pop(stream, None)
+        self._claim_from.pop(stream, None)
+        self._ensure_group(stream)
 
     def consume(self, topic: str, max_messages: int, max_wait: float) -> list[Message]:
         """Reclaimed messages of dead consumers first, else new ones (``XREADGROUP COUNT BLOCK``)."""
@@ -144,27 +165,26 @@ class RedisStreamsBroker(Broker):
         stream = self.stream(topic)
         deadline = time.monotonic() + max_wait
         with self._errors():
-            self._ensure_group(stream)
-            reclaimed = self._reclaim(stream, max_messages)
-            if reclaimed:
-                return reclaimed
-            while True:
-                left_ms = round((deadline - time.monotonic()) * 1000)
-                block = min(left_ms, MAX_BLOCK_MS) if left_ms > 0 else None  # BLOCK 0 waits forever
-                messages = self._read(stream, max_messages, block)
-                if messages or block is None or left_ms <= MAX_BLOCK_MS:
-                    return messages
+            try:
+                return self._consume(stream, max_messages, deadline)
+            except self._redis.ResponseError as error:
+                self._lost_group(stream, error)
+            return self._consume(stream, max_messages, deadline)
+
+    def _consume(self, stream: str, count: int, deadline: float) -> list[Message]:
+        self._ensure_group(stream)
+        reclaimed = self._reclaim(stream, count)
+        if reclaimed:
+            return reclaimed
+        while True:
+            left_ms = round((deadline - time.monotonic()) * 1000)
+            block = min(left_ms, MAX_BLOCK_MS) if left_ms > 0 else None  # BLOCK 0 waits forever
+            messages = self._read(stream, count, block)
+            if messages or block is None or left_ms <= MAX_BLOCK_MS:
+                return messages
 
     def _read(self, stream: str, count: int, block: int | None) -> list[Message]:
-        args = {stream: ">"}
-        try:
-            reply = self._client.xreadgroup(self.group, self.consumer, args, count=count, block=block)
-        except self._redis.ResponseError as error:
-            if "NOGROUP" not in str(error):
-                raise
-            self._groups.discard(stream)  # the stream was deleted under us: start it again
-            self._ensure_group(stream)
-            reply = self._client.xreadgroup(self.group, self.consumer, args, count=count, block=block)
+        reply = self._client.xreadgroup(self.group, self.consumer, {stream: ">"}, count=count, block=block)
         return [message_of(i, f) for i, f in reply_entries(reply) if f is not None]
 
     def _reclaim(self, stream: str, count: int) -> list[Message]:
@@ -216,8 +236,13 @@ class RedisStreamsBroker(Broker):
             return
         stream = self.stream(topic)
         with self._errors():
+            try:
+                held = self._deliveries(stream, [m.id for m in messages], self.consumer)
+            except self._redis.ResponseError as error:
+                self._lost_group(stream, error)  # nothing is held any more: nothing to hand back
+                return
             counts: dict[int, list[str]] = {}
-            for entry, times in self._deliveries(stream, [m.id for m in messages], self.consumer).items():
+            for entry, times in held.items():
                 counts.setdefault(max(times - 1, 0), []).append(entry)
             for retries, ids in counts.items():
                 for lo in range(0, len(ids), ACK_CHUNK):
@@ -244,14 +269,17 @@ class RedisStreamsBroker(Broker):
                 self._trim(stream)
 
     def _trim(self, stream: str) -> None:
-        """Drop entries every group has been given and acknowledged; cap a stream no group reads."""
+        """Drop entries every group has been given and acknowledged; cap a stream no group reads, unless
+        it is one the workers read (its group is gone and is created again by the next publish or read:
+        everything in it is still to be done)."""
         now = time.monotonic()
         if now < self._trim_due.get(stream, 0.0):
             return
         self._trim_due[stream] = now + self.trim_interval
         groups = self._client.xinfo_groups(stream)
         if not groups:
-            self._client.xtrim(stream, maxlen=self.maxlen, approximate=True)
+            if stream not in {self.stream(t) for t in self.input_topics}:
+                self._client.xtrim(stream, maxlen=self.maxlen, approximate=True)
             return
         # Everything up to a group's last-delivered id has been given out; what it has not acked is pending.
         safe = min(entry_id(g["last-delivered-id"]) for g in groups)
