@@ -31,6 +31,17 @@ def _move(conn: Connection, transaction_ids: Sequence[str], to: str, where: Colu
     return moved
 
 
+def _storable(text: object) -> str:
+    """Text any database column holds: NUL as the four characters ``\\x00`` (PostgreSQL text cannot hold
+    it), and text that is not valid Unicode (a lone surrogate) with the bad code points escaped."""
+    out = str(text).replace("\x00", "\\x00")
+    try:
+        out.encode("utf-8")
+    except UnicodeEncodeError:
+        out = out.encode("utf-8", "backslashreplace").decode("utf-8")
+    return out
+
+
 def _mark_dead(conn: Connection, transaction_ids: Sequence[str]) -> int:
     return _move(conn, transaction_ids, tables.TX_DEAD, _t.c.status != tables.TX_DECIDED)
 
@@ -42,13 +53,13 @@ class DeadLetterStore(Database):
         """Keep input that could not be processed, as ``(source, payload text, reason)``, for inspection,
         and set the transactions ``dead`` to status ``dead`` (see :meth:`mark_dead`), in one transaction.
 
-        NUL characters are stored as the four characters ``\\x00`` (PostgreSQL text cannot hold them),
-        so that garbage input can never make the dead-letter write itself fail.
+        NUL characters are stored as the four characters ``\\x00`` (PostgreSQL text cannot hold them), and
+        lone surrogates escaped, so that garbage input can never make the dead-letter write itself fail.
         """
         if not items and not dead:
             return
         now = bulk.timestamp_converter(self.dialect)(datetime.now(UTC))
-        rows = [(now, *(str(text).replace("\x00", "\\x00") for text in item)) for item in items]
+        rows = [(now, *(_storable(text) for text in item)) for item in items]
         with self._write() as conn:
             if rows:
                 bulk.append(conn, _dl, ("created_at", "source", "payload", "reason"), rows)

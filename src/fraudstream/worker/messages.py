@@ -4,6 +4,7 @@ is not a transaction, and the messages it publishes for other systems."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -84,10 +85,68 @@ def alerting_rows(columns: DecisionColumns) -> list[int]:
 
 
 def payload_text(payload: Any) -> str:
-    """A message's payload as text for its dead letter: itself, JSON, or at worst its ``repr``."""
+    """A message's payload as text for its dead letter: itself, its JSON, or at worst a description.
+
+    Never raises, whatever a producer wrote on the broker: a dead letter that cannot be written would
+    take the worker down, and every worker that took the message over after it. JSON nested deeper
+    than the interpreter's stack allows is written without recursion, so it is kept as it came.
+    """
     if isinstance(payload, str):
         return payload
+    for write in (_json_text, _flat_json, repr):
+        try:
+            return write(payload)
+        except Exception:  # too deep, circular, or an object that cannot be written: the next way
+            continue
+    return f"<a {type(payload).__name__} that cannot be written out>"
+
+
+def transaction_text(tx: Transaction) -> str:
+    """A valid transaction's JSON for its dead letter; like :func:`payload_text`, never raises."""
     try:
-        return json.dumps(payload, default=str)
-    except (TypeError, ValueError):
-        return repr(payload)
+        return tx.model_dump_json()
+    except Exception:
+        return payload_text(tx.model_dump())
+
+
+def _json_text(payload: Any) -> str:
+    return json.dumps(payload, default=str)
+
+
+_END = object()
+
+
+def _flat_json(value: Any) -> str:
+    """``value`` as JSON with an explicit stack instead of recursion (keys written as text, anything that
+    is not JSON by :func:`str`); raises ``ValueError`` on a container that holds itself."""
+    out: list[str] = []
+    stack: list[tuple[Iterator[tuple[Any, Any]], bool, int]] = []  # items, is a dict, container id
+    path: set[int] = set()
+    item: Any = value
+    while True:
+        if isinstance(item, dict | list | tuple):
+            if id(item) in path:
+                raise ValueError("a container holds itself")
+            path.add(id(item))
+            is_dict = isinstance(item, dict)
+            entries = iter(item.items()) if isinstance(item, dict) else enumerate(item)
+            out.append("{" if is_dict else "[")
+            stack.append((entries, is_dict, id(item)))
+        else:
+            out.append(json.dumps(item, default=str))
+        while stack:
+            items, is_dict, ident = stack[-1]
+            entry: Any = next(items, _END)
+            if entry is _END:
+                out.append("}" if is_dict else "]")
+                path.discard(ident)
+                stack.pop()
+                continue
+            if out[-1] not in ("{", "["):
+                out.append(",")
+            key, item = entry
+            if is_dict:
+                out.append(json.dumps(str(key)) + ":")
+            break
+        else:
+            return "".join(out)

@@ -38,6 +38,7 @@ from fraudstream.worker.messages import (
     decision_messages,
     describe_invalid,
     payload_text,
+    transaction_text,
 )
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,16 @@ SUSPECT = 3
 """Deliveries after which a message is decided on its own: it was in a batch that killed or stalled a
 worker twice. A batch delivered a second time (a worker restarted, a partition moved) is still decided
 whole, which is what a deploy or a rebalance causes."""
+
+
+def _invalid(error: Exception) -> str:
+    """Why a message is not a transaction: the fields and reasons, or at least the error's type."""
+    try:
+        if isinstance(error, ValidationError):
+            return describe_invalid(error)
+        return f"invalid: {type(error).__name__}: {error}"
+    except Exception:
+        return f"invalid: {type(error).__name__}"
 
 
 class Worker:
@@ -132,7 +143,7 @@ class Worker:
             count = fewest[tx_id]
             if count > self.max_deliveries:
                 reason = f"delivered {count} times and never acknowledged: a worker died or stalled on it"
-                dead.append((self.topic, t.model_dump_json(), reason))
+                dead.append((self.topic, transaction_text(t), reason))
                 self._dead_ids.append(tx_id)
                 continue
             fresh[tx_id] = t
@@ -169,8 +180,11 @@ class Worker:
     ) -> tuple[list[Transaction], list[int], list[tuple[str, str, str]]]:
         """The valid transactions with their delivery counts, and the dead letters of the rest. The
         batch is validated in one call; only an invalid message is validated again on its own, for
-        its dead letter to say what is wrong with it."""
-        parsed = PAYLOADS.validate_python([m.payload for m in messages])
+        its dead letter to say what is wrong with it. Whatever a message holds, this never raises."""
+        try:
+            parsed = PAYLOADS.validate_python([m.payload for m in messages])
+        except Exception:  # validation itself failed: each message on its own, below
+            parsed = [None] * len(messages)
         if all(isinstance(t, Transaction) for t in parsed):
             return parsed, [m.deliveries for m in messages], []
         good, deliveries, dead = [], [], []
@@ -178,8 +192,8 @@ class Worker:
             try:
                 good.append(t if isinstance(t, Transaction) else Transaction.model_validate(m.payload))
                 deliveries.append(m.deliveries)
-            except ValidationError as error:
-                dead.append((self.topic, payload_text(m.payload), describe_invalid(error)))
+            except Exception as error:
+                dead.append((self.topic, payload_text(m.payload), _invalid(error)))
         return good, deliveries, dead
 
     def _score_suspects(self, transactions: list[Transaction], deliveries: int) -> list[tuple[str, str, str]]:
@@ -210,7 +224,7 @@ class Worker:
                 log.exception("cannot score transaction %s", transactions[0].transaction_id)
                 self._dead_ids.append(transactions[0].transaction_id)
                 reason = f"unscoreable: {type(error).__name__}: {error}"
-                return [(self.topic, transactions[0].model_dump_json(), reason)]
+                return [(self.topic, transaction_text(transactions[0]), reason)]
         middle = len(transactions) // 2
         return self._score(transactions[:middle]) + self._score(transactions[middle:])
 
