@@ -43,11 +43,12 @@ class Services:
 
 
 def warm_state(store: Store, engine: FeatureEngine, state: FeatureState) -> int:
-    """Rebuild in-process feature state from stored decisions within the retention window.
+    """Rebuild feature state from stored decisions within the retention window.
 
-    The in-memory state dies with its process; replaying the decided transactions (and the fraud
-    labels that had arrived) restores exactly the history a restarted worker needs. The window ends
-    at the newest decided event time, not the wall clock, so replayed historical data warms too.
+    The in-memory state dies with its process, and a Redis state with a Redis that lost its memory;
+    replaying the decided transactions (and the fraud labels that had arrived) restores exactly the
+    history a restarted worker needs. The window ends at the newest decided event time, not the wall
+    clock, so replayed historical data warms too.
     """
     newest = store.newest_decided_timestamp()
     if newest is None:
@@ -84,7 +85,14 @@ def open_services(settings: Settings, *, bundle: ModelBundle | None = None, warm
     store.recover_held()  # decisions a crashed server held, before feature state is rebuilt from the store
     bundle = bundle or load_bundle(settings.bundle_path)
     engine = FeatureEngine(bundle.feature_set())
-    state = open_state(settings.state_url, retention=engine.feature_set.retention, schema=engine.schema)
+
+    def rebuild(state: FeatureState) -> int:  # a Redis state found absent, lost or never built
+        return warm_state(store, engine, state)
+
+    retention = engine.feature_set.retention
+    state = open_state(
+        settings.state_url, retention=retention, schema=engine.schema, rebuild=rebuild if warm else None
+    )
     rules = ReloadingRules(
         settings.rules_path or DEFAULT_RULES_PATH,
         default_known_names(engine.feature_set),

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fraudstream.brokers.base import BrokerError
 from fraudstream.events.transaction import ID_PATTERN
+from fraudstream.state.base import StateError
 from fraudstream.storage.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,7 @@ def _unavailable(what: str) -> Callable[[Request, Exception], Awaitable[Response
 
 storage_unavailable = _unavailable("database")
 broker_unavailable = _unavailable("message broker")
+state_unavailable = _unavailable("feature state")  # unreachable, or lost and being rebuilt
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
@@ -223,4 +225,5 @@ def install_error_handlers(app: FastAPI, max_body_bytes: int) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(StorageError, storage_unavailable)
     app.add_exception_handler(BrokerError, broker_unavailable)
+    app.add_exception_handler(StateError, state_unavailable)
     app.add_exception_handler(Exception, unexpected_error)

@@ -11,13 +11,24 @@ trimmed from the front of the log.
 makes ``record`` idempotent and ``record_labels`` count a label once. ``P newest`` is the newest event
 time, ``P pruned`` the newest time when the pruning rule last fired (the horizon is ``retention +
 grace`` behind it, moved in the same steps as in memory), ``P heads`` lists each log entry's id and
-newest time (what trimming reads), and ``P epoch`` is set when the state is first written, so replicas
-notice that it was deleted and started again. Every write refreshes the expiry of these keys, so a
-state nobody writes to for ``ttl`` seconds disappears whole.
+newest time (what trimming reads). ``P epoch`` marks a state that was initialised: set when it was
+created empty or rebuilt from storage, it is what tells a state that was lost (Redis restarted without
+persistence, flushed, failed over, expired) from one that holds what it should. While a process
+rebuilds the state it holds ``b:<token>``, expiring after :data:`BUILD_TTL` seconds unless its writes
+refresh it. Every write names the epoch its caller read and is refused (an error starting with
+:data:`STALE`) under another one, so nothing scored against a lost state is written into a new one.
+Every write refreshes the expiry of these keys, so a state nobody writes to for ``ttl`` seconds
+disappears whole.
 Keys are built inside the scripts, so this targets a single Redis (or a replica set), not Redis Cluster.
 """
 
 from __future__ import annotations
+
+#: Seconds a rebuild's ``b:<token>`` epoch outlives the rebuilder's last write: how long other processes
+#: wait for a rebuilder that died before one of them rebuilds the state instead.
+BUILD_TTL = 300
+#: The first word of the error a write under another epoch gets.
+STALE = "FRAUDSTREAM_STALE_EPOCH"
 
 _COMMON = r"""
 local NONE = '-1e308'  -- the time of an entry without one: the first trimmed
@@ -30,12 +41,17 @@ local function split(s, sep)
     pos = j + 1
   end
 end
-local function begin(P, ttl)
-  if redis.call('EXISTS', P .. 'epoch') == 0 then
-    local now = redis.call('TIME')
-    redis.call('SET', P .. 'epoch', now[1] .. '.' .. now[2])
+-- The error a write gets unless the state's epoch is E, the one its caller read; nil when it is.
+local function stale(P, E)
+  if redis.call('GET', P .. 'epoch') ~= E then
+    return redis.error_reply('@STALE@ the state is not the one this process read')
   end
-  for _, k in ipairs({'epoch', 'newest', 'pruned', 'log', 'heads'}) do redis.call('EXPIRE', P .. k, ttl) end
+  return nil
+end
+-- Refreshes the expiry of the state's keys; a rebuild's epoch keeps its own, short one.
+local function begin(P, ttl, E)
+  for _, k in ipairs({'newest', 'pruned', 'log', 'heads'}) do redis.call('EXPIRE', P .. k, ttl) end
+  redis.call('EXPIRE', P .. 'epoch', string.sub(E, 1, 2) == 'b:' and @BUILD_TTL@ or ttl)
 end
 -- Appends an entry to the log, and its id and newest time to 'heads' (the log's times alone, for trim).
 local function append(P, t, ttl, ...)
@@ -62,16 +78,20 @@ local function trim(P, horizon)
     redis.call('XTRIM', P .. 'log', 'MINID', ms .. '-' .. (tonumber(seq) + 1))
   end
 end
-"""
+""".replace("@STALE@", STALE).replace("@BUILD_TTL@", str(BUILD_TTL))
 
 RECORD = (
     _COMMON
     + r"""
 -- ARGV: prefix, ttl, span (retention + grace), prune interval, entity map, transaction ids (\31-joined),
 -- the batch's newest event time ('' for none), float columns (bytes, timestamps first), identifier columns
--- (text). Returns one '1' or '0' per row: whether it was new. When a row was not, the newest time is
--- taken again over the new rows alone: a repeated id may come with another time, which must not count.
+-- (text), the epoch the caller read. Returns one '1' or '0' per row: whether it was new. When a row was
+-- not, the newest time is taken again over the new rows alone: a repeated id may come with another time,
+-- which must not count.
 local P, ttl, span, every = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local E = ARGV[10]
+local refused = stale(P, E)
+if refused then return refused end
 local txs, top = split(ARGV[6], '\31'), tonumber(ARGV[7])
 local out, any, all = {}, false, true
 for i = 1, #txs do
@@ -92,7 +112,7 @@ if not all then
     end
   end
 end
-begin(P, ttl)
+begin(P, ttl, E)
 local pruned = tonumber(redis.call('GET', P .. 'pruned') or '')
 if top ~= nil then
   local newest = tonumber(redis.call('GET', P .. 'newest') or '')
@@ -117,9 +137,12 @@ LABELS = (
     _COMMON
     + r"""
 -- ARGV: prefix, ttl, transaction ids (\31-joined), label times (\31-joined exact float strings), the newest
--- of those transactions' times ('' for none). The caller passes only transactions its replica holds
--- (recorded and not pruned). Returns how many fraud labels were new; logs those.
-local P, ttl = ARGV[1], tonumber(ARGV[2])
+-- of those transactions' times ('' for none), the epoch the caller read. The caller passes only
+-- transactions its replica holds (recorded and not pruned). Returns how many fraud labels were new; logs
+-- those.
+local P, ttl, E = ARGV[1], tonumber(ARGV[2]), ARGV[6]
+local refused = stale(P, E)
+if refused then return refused end
 local txs, lts = split(ARGV[3], '\31'), split(ARGV[4], '\31')
 local ids, times = {}, {}
 for i = 1, #txs do
@@ -130,7 +153,7 @@ for i = 1, #txs do
   end
 end
 if #ids == 0 then return 0 end
-begin(P, ttl)
+begin(P, ttl, E)
 local t = ARGV[5] ~= '' and ARGV[5] or NONE
 append(P, t, ttl, 'l', table.concat(ids, '\31'), 'lt', table.concat(times, '\31'))
 return #ids
@@ -154,4 +177,14 @@ if #redis.call('XRANGE', log, last, last) == 0 then
   if not (fm > lm or (fm == lm and fs > ls)) then kept = 0 end
 end
 return {epoch, kept, redis.call('XRANGE', log, '(' .. last, '+', 'COUNT', count)}
+"""
+
+SWAP = r"""
+-- ARGV: prefix, the epoch expected ('' for none), the new epoch ('' to delete it), its expiry in seconds.
+-- Sets the epoch only if it is the one expected (creating a state, claiming or finishing a rebuild, giving
+-- one up); returns 1 when it did.
+local key = ARGV[1] .. 'epoch'
+if (redis.call('GET', key) or '') ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then redis.call('DEL', key) else redis.call('SET', key, ARGV[3], 'EX', ARGV[4]) end
+return 1
 """

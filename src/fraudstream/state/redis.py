@@ -8,6 +8,15 @@ since its last read (one round trip, usually a few entries). Each process's repl
 exactly what a single :class:`~fraudstream.state.memory.MemoryFeatureState` fed the same batches would,
 which is what keeps live features identical whichever backend holds the state.
 
+A state found absent is initialised before anything is read from it or written to it: rebuilt from
+storage by the ``rebuild`` callback when the process has one (the API and the workers do: the decided
+transactions and fraud labels within retention, as the in-memory state is warmed), else created empty.
+That is what keeps a Redis that came back empty (restarted without persistence, flushed, failed over to
+a replica without it) from silently scoring on empty histories: one process rebuilds while the others
+refuse to score (:class:`StateError`, so a worker retries and the API answers 503), and a write
+computed against the lost state is refused too. A process without ``rebuild`` that had read the state
+refuses to score until another process initialises it again.
+
 Why a log and not a key per entity: a batch then costs Redis one claim per transaction and one append,
 instead of a sorted-set insert and a read per entity key and a script that formats every member (about
 5 against 30 µs of Redis CPU per transaction to record, with two entities). The price is memory: each
@@ -16,10 +25,13 @@ process keeps the whole retained history, as the embedded state does.
 
 from __future__ import annotations
 
+import logging
 import math
+import secrets
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import numpy as np
@@ -37,9 +49,17 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "the redis:// feature state needs the redis package: pip install 'fraudstream[redis]'"
     ) from exc
 
+log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "fraudstream:state:"
 READ_COUNT = 1_000
 """Log entries read per round trip when catching up."""
+BUILDING = b"b:"
+"""How the epoch of a state being rebuilt starts."""
+
+
+def _new_epoch() -> bytes:
+    """A fresh epoch: when, and a random part, so no two initialisations share one."""
+    return f"{time.time():.6f}-{secrets.token_hex(4)}".encode()
 
 
 def _newest(times: np.ndarray) -> str:
@@ -57,6 +77,9 @@ class RedisFeatureState(FeatureState):
     ``ttl`` seconds of wall-clock time expires whole, as does each transaction's idempotency mark
     ``ttl`` after it was recorded. By default ``ttl`` is the longest a replica holds an event
     (``retention + grace`` and a pruning step) and ``grace`` more, so a mark outlives its event.
+
+    ``rebuild(state)`` fills an absent state from storage and returns how many transactions it
+    recorded (see the module's docstring); without it an absent state is created empty.
     """
 
     def __init__(
@@ -68,8 +91,10 @@ class RedisFeatureState(FeatureState):
         prefix: str = DEFAULT_PREFIX,
         ttl: float | None = None,
         schema: EventSchema = DEFAULT_SCHEMA,
+        rebuild: Callable[[FeatureState], int] | None = None,
     ) -> None:
         self.url = without_password(url)
+        self.rebuild = rebuild
         self.schema = schema
         self.retention = retention
         self.grace = grace
@@ -82,6 +107,7 @@ class RedisFeatureState(FeatureState):
         self._steady = False
         self._replica = MemoryFeatureState(retention, grace, schema)
         self._epoch: bytes | None = None
+        self._seen = False  # this process has read an initialised state: its absence is a loss
         self._last = b""
         self._pruned = -math.inf
         self._names_seen, self._schema_seen = b"", schema
@@ -92,6 +118,7 @@ class RedisFeatureState(FeatureState):
         self._record = self._client.register_script(lua.RECORD)
         self._labels = self._client.register_script(lua.LABELS)
         self._read = self._client.register_script(lua.READ)
+        self._swap = self._client.register_script(lua.SWAP)
         with self._guard():
             self._client.ping()
 
@@ -101,6 +128,13 @@ class RedisFeatureState(FeatureState):
             yield
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise StateError(f"cannot reach Redis at {self.url}: is it running? `make services`") from exc
+        except redis.ResponseError as exc:
+            if str(exc).startswith(lua.STALE):
+                raise StateError(
+                    f"the Redis feature state at {self.url} was lost or rebuilt while this batch was scored: "
+                    "not recorded, and scoring it again reads the state as it is now"
+                ) from exc
+            raise StateError(f"Redis feature state at {self.url} failed: {exc}") from exc
         except redis.RedisError as exc:
             raise StateError(f"Redis feature state at {self.url} failed: {exc}") from exc
 
@@ -137,14 +171,25 @@ class RedisFeatureState(FeatureState):
             return self._replica.codes(field, values)
 
     def _catch_up(self) -> None:
-        """Replay what the log gained since the last read; start afresh when the state was deleted (its
-        epoch changed) or restored from an older copy (the entry read last is gone, yet not trimmed)."""
+        """Replay what the log gained since the last read; start afresh when the state was initialised
+        again (its epoch changed) or restored from an older copy (the entry read last is gone, yet not
+        trimmed); initialise it when it is absent (see :meth:`_initialise`)."""
         while True:
             with self._guard():
                 epoch, kept, entries = self._read(args=[self.prefix, self._last, READ_COUNT])
             if epoch != self._epoch or not kept:
+                if not epoch:
+                    self._initialise()
+                    continue
+                if epoch.startswith(BUILDING):
+                    raise StateError(
+                        f"the Redis feature state at {self.url} (keys {self.prefix}*) is being rebuilt from "
+                        "storage by another process; scoring resumes once it is done"
+                    )
                 fresh = self._epoch is None and not self._last
-                self._epoch = epoch
+                if not fresh and epoch != self._epoch:
+                    log.warning("the Redis feature state at %s was initialised again: read afresh", self.url)
+                self._epoch, self._seen = epoch, True
                 if not fresh:
                     self._reset()
                     continue
@@ -155,6 +200,60 @@ class RedisFeatureState(FeatureState):
                 raise
             if len(entries) < READ_COUNT:
                 return
+
+    def _initialise(self) -> None:
+        """The state is absent: rebuild it from storage, or create it empty without ``rebuild``.
+
+        Absent while this process had read it means it was lost (Redis restarted without persistence,
+        was flushed or failed over, or the state expired unused): said loudly, and without ``rebuild``
+        refused, since scoring on would use empty histories. One process rebuilds, holding the epoch
+        ``b:<token>`` meanwhile; others find it so and refuse to score until it is done.
+        """
+        lost = self._seen
+        self._reset()
+        if lost:
+            log.error(
+                "the Redis feature state at %s (keys %s*) is gone: Redis restarted without persistence, was "
+                "flushed or failed over, or the state expired unused; %s",
+                self.url, self.prefix, "rebuilding it from storage" if self.rebuild else "scoring stops",
+            )  # fmt: skip
+        if self.rebuild is None:
+            if lost:
+                raise StateError(
+                    f"the Redis feature state at {self.url} (keys {self.prefix}*) is gone (Redis restarted "
+                    "without persistence, was flushed or failed over) and this process cannot rebuild it: "
+                    "scoring on would use empty histories. Restart the API or a worker (they rebuild it from "
+                    "the database when it is missing) and run Redis with appendonly yes"
+                )
+            with self._guard():
+                self._swap(args=[self.prefix, "", _new_epoch(), self._ttl])
+            return
+        token = BUILDING + secrets.token_hex(8).encode()
+        with self._guard():
+            if not self._swap(args=[self.prefix, "", token, lua.BUILD_TTL]):
+                return  # another process got there first: the next read finds its epoch
+        self._epoch = token
+        try:
+            started = time.monotonic()
+            count = self.rebuild(self)
+            final = _new_epoch()
+            with self._guard():
+                finished = self._swap(args=[self.prefix, token, final, self._ttl])
+            if not finished:
+                raise StateError(
+                    f"rebuilding the Redis feature state at {self.url} took over {lua.BUILD_TTL} s between "
+                    "writes, and another process took it over"
+                )
+        except BaseException:
+            with suppress(redis.RedisError):  # give it up at once, for another process to rebuild
+                self._swap(args=[self.prefix, token, "", 0])
+            self._reset()
+            raise
+        self._epoch, self._seen = final, True
+        log.warning(
+            "rebuilt the Redis feature state at %s from %d stored transactions in %.1f s",
+            self.url, count, time.monotonic() - started,
+        )  # fmt: skip
 
     def _reset(self) -> None:
         self._replica.close()
@@ -216,6 +315,7 @@ class RedisFeatureState(FeatureState):
         if n == 0:
             return np.zeros(0, dtype=bool)
         floats, text = codec.encode_events(events, self.schema)
+        epoch = self._current_epoch()
         args: list[str | bytes] = [
             self.prefix,
             self._ttl,
@@ -226,10 +326,19 @@ class RedisFeatureState(FeatureState):
             _newest(events["timestamp"]),
             floats,
             text,
+            epoch,
         ]
         with self._guard():
             flags = self._record(args=args)
         return np.frombuffer(flags, dtype=np.uint8) == ord("1")
+
+    def _current_epoch(self) -> bytes:
+        """The epoch this process read, reading (and if need be initialising) the state first."""
+        with self._lock:
+            if self._epoch is None:
+                self._catch_up()
+            assert self._epoch is not None
+            return self._epoch
 
     def recorded(self, transaction_ids: np.ndarray) -> np.ndarray:
         """Which of these transactions the state holds (recorded by any process, not pruned), from the
@@ -251,14 +360,16 @@ class RedisFeatureState(FeatureState):
         with self._lock:
             self._fresh()
             held, tx_times = self._replica.held(ids)
+            epoch = self._current_epoch()
         if not held.any():
             return 0
-        args = [
+        args: list[str | bytes] = [
             self.prefix,
             self._ttl,
             codec.joined(codec.strings(ids[held])),
             codec.exact(times[held]),
             _newest(tx_times),
+            epoch,
         ]
         with self._guard():
             return int(self._labels(args=args))
@@ -273,6 +384,7 @@ class RedisFeatureState(FeatureState):
         """Delete every key under the prefix (tests, resets); returns how many were deleted."""
         with self._lock:
             self._reset()
+            self._seen = False  # deleted on purpose: not a loss
         deleted = 0
         with self._guard():
             keys = list(self._client.scan_iter(match=f"{self.prefix}*", count=1000))
