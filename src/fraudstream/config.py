@@ -69,6 +69,13 @@ class Settings(BaseSettings):
         1_000_000, ge=1000, description="Redis: approximate cap on a stream's length (never trims unread)"
     )
     partition_key: str = Field("customer_id", description="Kafka: field messages are keyed by")
+    publish_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="Kafka: longest wait for the broker to take published messages before the publish "
+        "fails (POST /v1/transactions then answers 503)",
+    )
     alert_webhook_url: str | None = Field(None, description="Slack-compatible webhook for alerts")
     smtp_url: str | None = Field(None, description="smtp://user:password@host:port for e-mailed alerts")
     alert_email_from: str = Field("fraudstream@localhost", description="sender of alert e-mails")

@@ -75,6 +75,7 @@ def settings_broker(settings: Settings, store: Store) -> Broker:
         group=settings.consumer_group,
         claim_idle_seconds=settings.claim_idle_seconds,
         maxlen=settings.stream_maxlen,
+        publish_timeout=settings.publish_timeout,
     )
 
 

@@ -29,13 +29,15 @@ def open_broker(
     claim_idle_seconds: float = 30.0,
     maxlen: int = 1_000_000,
     consumer: str | None = None,
+    publish_timeout: float = 5.0,
 ) -> Broker:
     """Open the broker at ``url``; ``database://`` queues in ``store``'s own database.
 
     ``lease_seconds`` is how long a ``database://`` consumer may hold messages before they go to
     another consumer; Redis reclaims a dead consumer's messages after ``claim_idle_seconds`` and keeps
     streams near ``maxlen`` entries without trimming unprocessed ones. ``group`` is the Redis/Kafka
-    consumer group of the workers.
+    consumer group of the workers. A Kafka publish fails after ``publish_timeout`` seconds without the
+    broker's acknowledgement, so that a caller waiting on it (the API) can answer instead of hanging.
     """
     scheme = urlparse(url).scheme
     if scheme == "database":
@@ -62,6 +64,7 @@ def open_broker(
             consumer=consumer,
             topic_prefix=split_prefix(url)[1] or "",
             partitions=partitions_option(url),
+            delivery_timeout_ms=max(1, round(publish_timeout * 1000)),
         )
     raise BrokerError(f"unsupported broker URL {url!r}: use {', '.join(SCHEMES.values())}")
 

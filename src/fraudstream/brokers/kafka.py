@@ -2,7 +2,10 @@
 
 Messages are keyed by the caller (the API keys transactions by customer), so one entity's events
 stay in one partition and in order. Publishing waits for Kafka's acknowledgement of the whole batch
-(idempotent producer, ``acks=all``), so a ``202`` means Kafka has the messages. Consumers in one
+(idempotent producer, ``acks=all``), so a ``202`` means Kafka has the messages; it fails once
+``delivery_timeout_ms`` passes without it (a broker down or restarting), so the API answers 503 within
+seconds instead of holding the request. A message that timed out may still have reached Kafka: it is
+decided once all the same, by ``transaction_id``. Consumers in one
 group share the partitions and commit offsets by hand, only after the worker has stored the results;
 a rebalance re-delivers what was in flight, and the worker's idempotence by ``transaction_id`` turns
 that into exactly one decision. How often each message was handed out is kept in the committed offsets'
@@ -59,7 +62,8 @@ class KafkaBroker(Broker):
 
     ``group`` is the consumer group the workers share; ``consumer`` names this member (default:
     host-pid). Nothing connects until the first publish or consume; an unreachable Kafka is reported
-    within ``connect_timeout`` seconds.
+    within ``connect_timeout`` seconds, and a publish Kafka has not acknowledged within
+    ``delivery_timeout_ms`` fails.
     """
 
     def __init__(
@@ -72,7 +76,7 @@ class KafkaBroker(Broker):
         replication_factor: int = -1,
         topic_prefix: str = "",
         session_timeout_ms: int = 10_000,
-        delivery_timeout_ms: int = 30_000,
+        delivery_timeout_ms: int = 5_000,
         connect_timeout: float = 5.0,
         assignment_strategy: str = "cooperative-sticky",
     ) -> None:
@@ -175,7 +179,7 @@ class KafkaBroker(Broker):
                     break
                 except BufferError:  # the local queue is full: let deliveries drain it
                     producer.poll(0.1)
-        left = producer.flush(self.delivery_timeout_ms / 1000 + 5)
+        left = producer.flush(self.delivery_timeout_ms / 1000 + 1)  # each message has failed by then
         if failed or left:
             fatal = any(e.fatal() for e in failed)
             if fatal:
