@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -123,13 +124,15 @@ def simulate(
 ) -> None:
     """Stream generated or dataset transactions into fraudstream at a target rate.
 
-    Without --url they go straight into the database's durable queue, where a worker picks them up.
+    Without --url they go straight to the workers, as the API would send them: through the broker
+    FRAUD_BROKER_URL names (the database's durable queue by default).
     """
     from fraudstream.datasets.simulate import Simulation, traffic
 
     with errors():
         settings = settings_with(datasets_dir)
         frame = traffic(source, settings.datasets_dir, customers=customers, days=days, seed=seed)
+        closing: list[Callable[[], None]] = []
         if url:
             import httpx
 
@@ -139,17 +142,26 @@ def simulate(
                 body = [t.model_dump(mode="json") for t in batch]
                 return client.post("/v1/transactions", json=body).raise_for_status()
         else:
+            from fraudstream.runtime import settings_broker
             from fraudstream.storage import open_store
+            from fraudstream.worker.enqueue import enqueue
 
             store = open_store(settings.db_url)
             store.migrate()
+            broker = settings_broker(settings, store)
+            closing.extend((broker.close, store.close))
 
             def sink(batch: list[Any]) -> Any:
-                return store.accept(batch)
+                key = settings.partition_key
+                return enqueue(store, broker, settings.broker_url, batch, partition_key=key)
 
         sim = Simulation(frame, rate, sink, limit=limit, duration=duration, name=source)
         console.print(f"streaming {min(limit or len(frame), len(frame)):,} transactions at {rate:g}/s")
-        sim.run()
+        try:
+            sim.run()
+        finally:
+            for close in closing:
+                close()
         status = sim.status()
         sent, took, actual = status["sent"], status["elapsed_s"], status["actual_rate"]
         console.print(f"sent {sent:,} in {took} s ({actual}/s), errors {status['errors']}")

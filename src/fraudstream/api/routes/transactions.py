@@ -18,14 +18,11 @@ from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.bodies import one_or_many, one_or_many_schema
 from fraudstream.api.deps import BatcherDep, ServicesDep, StoreDep
 from fraudstream.api.schemas import AcceptedOut, DecisionOut, TransactionStatusOut
-from fraudstream.brokers import BrokerError, publishes_results
 from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH, Transaction
 from fraudstream.runtime import Services
 from fraudstream.storage import tables
-from fraudstream.storage.rows import unique_by
 from fraudstream.storage.store import Store
-from fraudstream.worker.messages import transaction_message
-from fraudstream.worker.worker import TRANSACTIONS
+from fraudstream.worker.enqueue import enqueue
 
 router = APIRouter(prefix="/v1/transactions", tags=["transactions"])
 
@@ -35,27 +32,9 @@ BUDGET_POLL = 0.005
 
 
 def _enqueue(services: Services, transactions: list[Transaction]) -> list[str]:
-    """Durably accept: the outbox for ``database://``; otherwise record, then publish to the broker.
-
-    With Redis or Kafka the transactions are stored as queued and published in one batch; when the
-    broker refuses, the new rows are removed again and the error propagates (503), so a retry of the
-    same ids is accepted afresh instead of being reported as a duplicate that was never queued.
-    """
-    store, settings = services.store, services.settings
-    if not publishes_results(settings.broker_url):
-        return store.accept(transactions)
-    new = store.accept(transactions, enqueue=False)
-    if not new:
-        return new
-    fresh = set(new)
-    field = settings.partition_key
-    messages = [transaction_message(tx, field) for tx in transactions if tx.transaction_id in fresh]
-    try:
-        services.broker.publish(TRANSACTIONS, unique_by(messages, lambda m: m[1]["transaction_id"]))
-    except BrokerError:
-        store.forget_queued(new)
-        raise
-    return new
+    """Durably accept (see :func:`enqueue`); a broker that refuses raises :class:`BrokerError` (503)."""
+    store, broker, settings = services.store, services.broker, services.settings
+    return enqueue(store, broker, settings.broker_url, transactions, partition_key=settings.partition_key)
 
 
 async def _decide_within(
