@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Local Redis, PostgreSQL and single-node Kafka (KRaft) for development and CI.
 #
-#   services/run.sh start|stop|status        (make services / services-stop / services-status)
+#   services/run.sh start|stop|status [redis|postgres|kafka ...]   (make services / services-stop / ...)
 #
 # Everything lives under $FRAUD_SERVICES_DIR (default <repo>/.services): data, logs, pid files. `start` is
 # idempotent: a service already answering on its port is reported and left alone, whoever started it, and
-# `stop` only stops what this script started. Ports: FRAUD_SERVICES_{REDIS,POSTGRES,KAFKA}_PORT and
-# FRAUD_SERVICES_KAFKA_CONTROLLER_PORT; FRAUD_SERVICES_TIMEOUT bounds each wait (seconds).
+# `stop` only stops what this script started. Naming services acts on those alone (the fault tests start a
+# private Redis or Kafka this way). Ports: FRAUD_SERVICES_{REDIS,POSTGRES,KAFKA}_PORT and
+# FRAUD_SERVICES_KAFKA_CONTROLLER_PORT; FRAUD_SERVICES_KAFKA_LIBS is where the Kafka jars are (default: fetched
+# into the state directory); FRAUD_SERVICES_TIMEOUT bounds each wait (seconds).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,7 +32,7 @@ PG_DIR="$STATE/postgres"
 PG_DATA="$PG_DIR/data"
 PG_SOCK="$PG_DIR/run"
 KAFKA_DIR="$STATE/kafka"
-KAFKA_LIBS="$KAFKA_DIR/libs"
+KAFKA_LIBS="${FRAUD_SERVICES_KAFKA_LIBS:-$KAFKA_DIR/libs}"
 
 say() { printf '%s\n' "$*"; }
 die() { printf 'services: %s\n' "$*" >&2; exit 1; }
@@ -106,10 +108,12 @@ redis_start() {
         say "redis     running  $HOST:$REDIS_PORT (already listening, not started here; left alone)"; return
     fi
     mkdir -p "$REDIS_DIR"
-    # Dev settings: no RDB snapshots and no AOF; data is throwaway. Production wants appendonly yes.
+    # The append-only file (fsync once a second, under $REDIS_DIR/appendonlydir) keeps the streams, their
+    # consumer groups and the feature state through a restart: a Redis that comes back empty loses
+    # accepted transactions and the histories scores are made from. No RDB snapshots on top of it.
     redis-server --bind "$HOST" --port "$REDIS_PORT" --daemonize yes \
         --pidfile "$REDIS_DIR/redis.pid" --logfile "$STATE/redis.log" --dir "$REDIS_DIR" \
-        --save '' --appendonly no
+        --save '' --appendonly yes --appendfsync everysec
     wait_for "Redis on $HOST:$REDIS_PORT" "$STATE/redis.log" "" redis_ping
     say "redis     started  $HOST:$REDIS_PORT (log $STATE/redis.log)"
 }
@@ -343,28 +347,35 @@ print_urls() {
     say "export FRAUD_TEST_KAFKA_URL=kafka://$HOST:$KAFKA_PORT"
 }
 
+chosen() {  # order services... -> the services named on the command line (all when none), in this order
+    local order=("${@:1:3}") names=("${@:4}") name
+    for name in "${order[@]}"; do
+        if ((${#names[@]} == 0)) || [[ " ${names[*]} " == *" $name "* ]]; then printf '%s\n' "$name"; fi
+    done
+}
+
 main() {
-    case "${1:-}" in
+    local action="${1:-}" name
+    shift || true
+    declare -A prefix=([redis]=redis [postgres]=pg [kafka]=kafka)
+    for name in "$@"; do
+        [[ -n "${prefix[$name]:-}" ]] || die "unknown service '$name': use redis, postgres or kafka"
+    done
+    case "$action" in
         start)
             mkdir -p "$STATE"
             ensure_packages
-            kafka_start
-            redis_start
-            pg_start
+            for name in $(chosen kafka redis postgres "$@"); do "${prefix[$name]}_start"; done
             print_urls
             ;;
         stop)
-            kafka_stop
-            redis_stop
-            pg_stop
+            for name in $(chosen kafka redis postgres "$@"); do "${prefix[$name]}_stop"; done
             ;;
         status)
-            redis_status
-            pg_status
-            kafka_status
+            for name in $(chosen redis postgres kafka "$@"); do "${prefix[$name]}_status"; done
             ;;
         *)
-            die "usage: $0 start|stop|status"
+            die "usage: $0 start|stop|status [redis|postgres|kafka ...]"
             ;;
     esac
 }
