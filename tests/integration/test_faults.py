@@ -293,6 +293,38 @@ def test_lost_feature_state_is_rebuilt_from_storage_before_scoring(
     np.testing.assert_allclose(stored, offline, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.redis
+def test_scoring_waits_while_another_process_rebuilds_the_state(
+    private_redis: Private, tmp_path: Path, bundle_path: Path, small_frame: pd.DataFrame
+) -> None:
+    """While the state's marker says another process is rebuilding it, scoring answers 503; once that
+    process is gone (its marker expired or given up), the next request rebuilds the state and scores."""
+    import redis
+
+    txs = one_customer(small_frame, 2)
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'fraud.db'}",
+        model_path=bundle_path,
+        state_url=f"{private_redis.redis_url}?prefix=fs-state:",
+        score_hold=0,
+    )
+    client = redis.Redis.from_url(private_redis.redis_url)
+    with TestClient(create_app(settings)) as api:
+        assert api.post("/v1/score", json=txs[0].model_dump(mode="json")).status_code == 200
+        client.flushall()
+        client.set("fs-state:epoch", "b:another-process", ex=60)
+        refused = api.post("/v1/score", json=txs[1].model_dump(mode="json"))
+        assert refused.status_code == 503 and "feature state" in refused.json()["detail"], refused.text
+        client.delete("fs-state:epoch")
+        scored = api.post("/v1/score", json=txs[1].model_dump(mode="json"))
+        assert scored.status_code == 200, scored.text
+    client.close()
+    store = open_store(settings.db_url)
+    assert store.decided_ids([t.transaction_id for t in txs]) == {t.transaction_id for t in txs}
+    store.close()
+
+
 # ------------------------------------------------------------------ a message that kills workers
 
 

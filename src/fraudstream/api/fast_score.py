@@ -21,9 +21,16 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fraudstream.api.deps import key_matches
-from fraudstream.api.errors import read_body, replay_body, storage_unavailable, unexpected_error
+from fraudstream.api.errors import (
+    read_body,
+    replay_body,
+    state_unavailable,
+    storage_unavailable,
+    unexpected_error,
+)
 from fraudstream.api.schemas import DecisionOut
 from fraudstream.events.transaction import Transaction
+from fraudstream.state.base import StateError
 from fraudstream.storage.errors import StorageError
 
 PATH = "/v1/score"
@@ -87,6 +94,8 @@ class FastScoreMiddleware:
             record, duplicate = await self.state.batcher.submit(transaction, dry_run=dry_run)
         except StorageError as exc:
             failed = await storage_unavailable(Request(scope), exc)
+        except StateError as exc:  # unreachable, or lost and being rebuilt: retry later
+            failed = await state_unavailable(Request(scope), exc)
         except Exception as exc:  # the route's catch-all answer: logged, counted, 500 with an error id
             failed = await unexpected_error(Request(scope), exc)
         else:
