@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     flag_burst_seconds: float = Field(600.0, gt=0, description="the window of a burst of FLAGs")
     api_url: str = Field("http://127.0.0.1:8000", description="the API the dashboard reads")
     dashboard_port: int = Field(8501, ge=1, le=65535, description="port of the Streamlit dashboard")
+    stream_max_clients: int = Field(100, ge=1, description="GET /v1/stream: most streams open at once")
+    stream_max_per_client: int = Field(
+        5, ge=1, description="GET /v1/stream: most streams open at once per API key (or address)"
+    )
 
     @property
     def bundle_path(self) -> Path:

@@ -287,3 +287,63 @@ def test_model_and_series_endpoints(server: Server) -> None:
     assert bins[18]["by_decision"] == {"FLAG": 1, "BLOCK": 1}  # probability 0.9
     assert client.get("/v1/stats").json()["total"] == 4  # the existing summary is unchanged
     client.close()
+
+
+def test_open_streams_are_capped_in_all_and_per_client(
+    server: Server, connect: Callable[..., Events]
+) -> None:
+    server.feed.max_per_client, server.feed.max_subscribers = 2, 3
+    opened = [connect(), connect()]  # kept: a dropped reader closes its response
+    headers = {"X-API-Key": server.keys}
+    third = httpx.get(f"{server.url}/v1/stream", headers=headers, timeout=5)
+    assert third.status_code == 503 and "close one first" in third.json()["detail"]
+    assert third.headers["Retry-After"]
+    server.feed.max_per_client = 5
+    opened.append(connect())  # the third stream in all
+    full = httpx.get(f"{server.url}/v1/stream", headers=headers, timeout=5)
+    assert full.status_code == 503 and "FRAUD_STREAM_MAX_CLIENTS" in full.json()["detail"]
+
+
+def test_a_stream_with_a_duration_ends_by_itself(server: Server) -> None:
+    client = httpx.Client(base_url=server.url, headers={"X-API-Key": server.keys}, timeout=10.0)
+    started = time.monotonic()
+    response = client.get("/v1/stream", params={"duration": 0.5})
+    assert response.status_code == 200 and ": connected" in response.text
+    assert time.monotonic() - started < 5
+    assert (
+        httpx.get(f"{server.url}/v1/stream?duration=0", headers={"X-API-Key": server.keys}).status_code == 422
+    )
+    wait_for(lambda: not server.feed.subscribers, "the subscription to be dropped")
+    client.close()
+
+
+def test_many_streams_do_not_hold_up_scoring(server: Server, connect: Callable[..., Events]) -> None:
+    """80 open streams, half of them stalled, while decisions are made through POST /v1/score: every
+    reading stream gets every decision and no score request waits on the fan-out (a generous bound:
+    writing one event per stream per decision used to take scoring to seconds)."""
+    server.feed.max_per_client = server.feed.max_subscribers = 100
+    server.feed.queue_size = 1000
+    readers = [connect(decision="APPROVE,FLAG,BLOCK") for _ in range(40)]
+    stalled = [stalled_stream(server) for _ in range(40)]
+    client = httpx.Client(base_url=server.url, headers={"X-API-Key": server.keys}, timeout=30.0)
+    slowest, ids = 0.0, []
+    for i in range(150):
+        body = {
+            "transaction_id": f"fan-{i}",
+            "timestamp": NOW.isoformat(),
+            "customer_id": f"C{i % 7}",
+            "amount": 5.0,
+        }
+        started = time.monotonic()
+        assert client.post("/v1/score", json=body).status_code == 200
+        slowest = max(slowest, time.monotonic() - started)
+        ids.append(body["transaction_id"])
+    for events in readers:
+        got = []
+        while len(got) < len(ids):
+            got.append(events.next(timeout=20)[1]["transaction_id"])
+        assert sorted(got) == sorted(ids)
+    assert slowest < 2.0, f"a score request took {slowest:.2f} s"
+    for sock, reader in stalled:
+        reader.close(), sock.close()
+    client.close()

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fraudstream import __version__
 from fraudstream._gc import freeze_startup_objects
 from fraudstream.alerts import alerts_for
+from fraudstream.api import openapi
 from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.bodies import add_component_schemas
 from fraudstream.api.errors import install_error_handlers
@@ -187,4 +188,5 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     install_error_handlers(app, settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: sees 413s and 500s too
     add_component_schemas(app, Transaction, Label)
+    openapi.install(app)
     return app

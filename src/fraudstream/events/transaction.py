@@ -106,6 +106,9 @@ class Transaction(BaseModel):
     ``transaction_id`` is the idempotency key: the same id seen twice is the same transaction.
     Naive timestamps are taken as UTC. The label fields are optional: they are set by datasets
     that carry ground truth, and arrive later in production through the labels feed.
+
+    Rules across fields: every time lies in 1990-01-01 to 2100-01-01; ``latitude`` and ``longitude``
+    come together or not at all; ``label_time`` needs ``is_fraud`` and is not before ``timestamp``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)

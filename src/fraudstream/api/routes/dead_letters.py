@@ -32,7 +32,7 @@ DeadLetterId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class RequeueIn(BaseModel):
-    """Which dead letters to send back: ``ids``, or ``all``."""
+    """Which dead letters to send back: exactly one of a non-empty ``ids`` or ``all: true``."""
 
     ids: list[DeadLetterId] = Field(default_factory=list, max_length=10_000)
     all: bool = False

@@ -4,13 +4,19 @@ One :class:`DecisionFeed` per app tails the decisions table and fans out to ever
 decisions made by a worker in another process arrive too, and a hundred open streams cost one query
 per poll, not a hundred. Each subscriber has a bounded buffer: a slow client skips ahead (it is told
 how many it missed with an ``event: gap``) and never holds up the poller, scoring or other clients.
+What a subscriber has waiting is sent as one write per wake-up, not one per decision, so the event
+loop that also answers ``POST /v1/score`` does a few writes a second per stream however busy the
+traffic. The number of open streams is capped, in all and per client (API key, or address without
+keys): past either cap a new stream is refused with 503 rather than slowing everything else down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import math
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,10 +24,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from sqlalchemy import and_, or_, select
+from starlette.background import BackgroundTask
 
 from fraudstream.api.deps import StoreDep
 from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH
@@ -48,6 +55,7 @@ class Subscription:
     outcomes: frozenset[str]
     customer_id: str | None
     size: int
+    client: str = ""
     items: deque[dict[str, Any]] = field(init=False)
     skipped: int = 0
     closed: bool = False
@@ -76,6 +84,10 @@ class Subscription:
         self.ready.set()
 
 
+class StreamsFull(Exception):
+    """No more streams may be opened now (503)."""
+
+
 class DecisionFeed:
     """Tails the decisions table by ``(decided_at, transaction_id)`` and fans rows out to subscribers.
 
@@ -94,8 +106,11 @@ class DecisionFeed:
         heartbeat: float = 15.0,
         lookback: float = 1.0,
         page: int = 5000,
+        max_subscribers: int = 100,
+        max_per_client: int = 5,
     ) -> None:
         self.store, self.interval, self.queue_size = store, interval, queue_size
+        self.max_subscribers, self.max_per_client = max_subscribers, max_per_client
         self.heartbeat, self.lookback, self.page = heartbeat, timedelta(seconds=lookback), page
         self.subscribers: set[Subscription] = set()
         self.task: asyncio.Task[None] | None = None
@@ -105,8 +120,22 @@ class DecisionFeed:
         self._resume: Key | None = None
         self._seen: dict[str, datetime] = {}
 
-    def subscribe(self, outcomes: frozenset[str], customer_id: str | None = None) -> Subscription:
-        subscription = Subscription(outcomes, customer_id, self.queue_size)
+    def subscribe(
+        self, outcomes: frozenset[str], customer_id: str | None = None, client: str = ""
+    ) -> Subscription:
+        """A new subscriber's buffer; :class:`StreamsFull` past either cap on open streams."""
+        if len(self.subscribers) >= self.max_subscribers:
+            raise StreamsFull(
+                f"{len(self.subscribers)} streams are open, the most this server allows "
+                "(FRAUD_STREAM_MAX_CLIENTS): retry later"
+            )
+        mine = sum(1 for s in self.subscribers if s.client == client)
+        if mine >= self.max_per_client:
+            raise StreamsFull(
+                f"this client has {mine} streams open, the most one client may "
+                "(FRAUD_STREAM_MAX_PER_CLIENT): close one first"
+            )
+        subscription = Subscription(outcomes, customer_id, self.queue_size, client)
         self.subscribers.add(subscription)
         if self.task is None or self.task.done():
             self._floor, self._newest, self._resume, self._seen = datetime.now(UTC), None, None, {}
@@ -191,7 +220,12 @@ def feed_for(app: FastAPI, store: Store) -> DecisionFeed:
     """The app's one feed, created on first use (tests may install their own beforehand)."""
     feed: DecisionFeed | None = getattr(app.state, "decision_feed", None)
     if feed is None:
-        feed = DecisionFeed(store)
+        settings = app.state.settings
+        feed = DecisionFeed(
+            store,
+            max_subscribers=settings.stream_max_clients,
+            max_per_client=settings.stream_max_per_client,
+        )
         app.state.decision_feed = feed
     return feed
 
@@ -219,32 +253,50 @@ def parse_outcomes(value: str) -> frozenset[str]:
     return names
 
 
+#: Most decisions sent in one write.
+CHUNK = 500
+
+
 async def _events(
-    feed: DecisionFeed, outcomes: frozenset[str], customer_id: str | None
+    feed: DecisionFeed, subscription: Subscription, duration: float | None
 ) -> AsyncIterator[bytes]:
-    subscription = feed.subscribe(outcomes, customer_id)  # here, so the finally below always runs
+    loop = asyncio.get_running_loop()
+    end = math.inf if duration is None else loop.time() + duration
     try:
         yield b"retry: 3000\n: connected\n\n"
-        while not subscription.closed:
+        while not subscription.closed and loop.time() < end:
             if subscription.skipped:  # before the items that came after the skipped ones
                 skipped, subscription.skipped = subscription.skipped, 0
                 yield b"event: gap\ndata: " + orjson.dumps({"skipped": skipped}) + b"\n\n"
             elif subscription.items:
-                yield event(subscription.items.popleft())
+                items = subscription.items
+                yield b"".join([event(items.popleft()) for _ in range(min(len(items), CHUNK))])
             else:
                 subscription.ready.clear()
                 try:
-                    await asyncio.wait_for(subscription.ready.wait(), feed.heartbeat)
+                    await asyncio.wait_for(subscription.ready.wait(), min(feed.heartbeat, end - loop.time()))
                 except TimeoutError:
-                    yield b": heartbeat\n\n"
+                    if loop.time() < end:
+                        yield b": heartbeat\n\n"
     finally:
         feed.unsubscribe(subscription)
+
+
+def _client(request: Request) -> str:
+    """Whose stream this is, for the per-client cap: the API key offered, else the peer's address."""
+    key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+    if key:
+        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    return "addr:" + (request.client.host if request.client else "")
 
 
 @router.get(
     "",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "one `data:` JSON per decision"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "one `data:` JSON per decision"},
+        503: {"description": "too many streams are open, in all or for this client: retry later"},
+    },
 )
 async def stream(
     request: Request,
@@ -255,17 +307,29 @@ async def stream(
     customer_id: Annotated[
         str | None, Query(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
     ] = None,
+    duration: Annotated[
+        float | None, Query(gt=0, le=86_400, description="end the stream after this many seconds")
+    ] = None,
 ) -> StreamingResponse:
     """Decisions made from now on, pushed as they are stored (by this process or any other worker).
 
     Each message is ``data: {transaction_id, customer_id, decision, probability, reasons, rules, amount,
     timestamp, decided_at, model_version}``. A client too slow to keep up gets ``event: gap`` with
     ``{"skipped": n}`` and continues with the newest decisions; comments keep idle connections alive.
+    Open streams are capped in all and per client: past a cap the answer is 503.
     """
     outcomes = parse_outcomes(decision)
+    feed = feed_for(request.app, store)
+    try:
+        subscription = feed.subscribe(outcomes, customer_id, _client(request))
+    except StreamsFull as full:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, str(full), headers={"Retry-After": "10"}
+        ) from None
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(
-        _events(feed_for(request.app, store), outcomes, customer_id),
+        _events(feed, subscription, duration),
         media_type="text/event-stream",
         headers=headers,
+        background=BackgroundTask(feed.unsubscribe, subscription),  # if the body never started
     )
