@@ -201,7 +201,7 @@ def test_random_specs_live_equal_the_whole_batch(seed: int, n: int) -> None:
         ),
         (
             {"version": "v", "features": [{"row": "amount", "nmae": "x"}]},
-            r"features\[0\]\.nmae: unknown setting \(this entry takes row, name\)",
+            r"features\[0\]\.nmae: unknown setting \(this entry takes row, name, description\)",
         ),
     ],
 )

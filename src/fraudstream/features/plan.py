@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from fraudstream.events.batch import COLUMNS, TransactionBatch
+from fraudstream.features import _describe as D
 from fraudstream.features import spec as S
 from fraudstream.rules.errors import RulesError
 from fraudstream.rules.expr import CompiledExpr, compile_expr, compile_value
@@ -157,6 +158,8 @@ class FeatureSet:
         self.rows: list[tuple[int, int, RowFn, FewFn | None]] = []
         self.groups: list[Group] = []
         self.names: list[str] = []
+        self.descriptions: list[str] = []
+        """A short human description of each feature, in the order of :attr:`names`."""
         for i, entry in enumerate(self.entries):
             where = f"{source}: features[{i}]"
             try:
@@ -373,6 +376,7 @@ class FeatureSet:
                 name = entry.name or S.short_name(field)
                 fn = partial(_field_row, field)
                 few = partial(_field_few, field)
+                text = D.noun(field)
             else:
                 if not entry.name:
                     raise S.SpecError(f"row {entry.row!r} is an expression: give it a name")
@@ -380,16 +384,24 @@ class FeatureSet:
                 expr = compile_value(entry.row, self._rules_kinds)
                 fn = partial(_value_row, expr)
                 few = partial(_value_few, expr)
+                text = entry.row
             self.names.append(name)
+            self.descriptions.append(D.render(entry.description, text))
         elif isinstance(entry, S.CalendarFeature):
             field = self._field(entry.field, "time")
             prefix = "" if field == "timestamp" else f"{S.short_name(field)}_"
             self.names += [prefix + c for c in entry.calendar]
+            about = "" if field == "timestamp" else f"{D.noun(field)}: "
+            self.descriptions += [
+                D.render(entry.description, about + D.calendar(c), stat=c) for c in entry.calendar
+            ]
             fn = partial(_calendar, field, tuple(entry.calendar))
             few = partial(_calendar_few, field, tuple(entry.calendar))
         elif isinstance(entry, S.AgeFeature):
             field = self._field(entry.age, "time")
             self.names.append(entry.name or f"{S.short_name(field)}_age_{entry.unit}")
+            since = f"time since {D.noun(field)}, in {entry.unit}"
+            self.descriptions.append(D.render(entry.description, since, unit=entry.unit))
             unit = _UNIT[entry.unit]
             fn = partial(_age, field, unit)
             few = partial(_age_few, field, unit)
@@ -398,6 +410,10 @@ class FeatureSet:
             prefix = entry.name or S.short_name(field)
             values = entry.values or []
             self.names += [f"{prefix}={v}" for v in values] + [f"{prefix}={OTHER}"]
+            about = D.noun(field)
+            others = f"{about} is another value (not among the most frequent at training)"
+            self.descriptions += [D.render(entry.description, f"{about} is {v}", value=v) for v in values]
+            self.descriptions.append(D.render(entry.description, others, value=OTHER))
             fn = partial(_one_hot, field, tuple(values))
         self.rows.append((col0, len(self.names) - col0, fn, few))
 
@@ -422,6 +438,8 @@ class FeatureSet:
         locs = [-1, -1]
         ops: list[tuple[int, int, float, int, float]] = []  # op, a, window (seconds), value, param
         names: list[str] = []
+        texts: list[str] = []
+        about = D.entity(entry)
         labels = False
 
         def value(name: str) -> int:
@@ -451,6 +469,9 @@ class FeatureSet:
                 listed = ", ".join("{" + p + "}" for p in ("key", *parts))
                 raise S.SpecError(f"name template {template!r}: {exc} is not among {listed}") from None
 
+        def describe(template: str | None, default: str, **parts: Any) -> None:
+            texts.append(D.render(template, f"{about}: {default}", key=prefix, **parts))
+
         for agg in entry.aggregates:
             needs_name = getattr(agg, "where", None) is not None and getattr(agg, "name", None) is None
             if needs_name:
@@ -465,10 +486,19 @@ class FeatureSet:
                 if of is None and agg.name is None:
                     raise S.SpecError(f"stats of the expression {agg.of!r} need a name template")
                 default = "{key}_{stat}_{window}" if agg.of == "amount" else "{key}_{of}_{stat}_{window}"
+                what = D.value_noun(agg.of, self.kinds)
                 for w in agg.windows:
                     for stat in agg.stats:
                         ops.append((_STATS.get(stat, QUANTILE), s, window(w), -1, _quantile(stat)))
                         names.append(name(agg.name, default, stat=stat, window=S.window_name(w), of=of))
+                        counted = D.stat(stat, what) + D.where(agg.where)
+                        describe(
+                            agg.description,
+                            f"{counted} {D.window(w)}",
+                            stat=stat,
+                            window=S.window_name(w),
+                            of=of,
+                        )
             elif isinstance(agg, S.Distinct):
                 flag = self._filter(agg.where)
                 f = value(flag) if flag is not None else -1
@@ -485,6 +515,10 @@ class FeatureSet:
                                 window=S.window_name(w_),
                             )
                         )
+                        distinct = f"number of distinct {D.plural(field)}{D.where(agg.where)} {D.window(w_)}"
+                        describe(
+                            agg.description, distinct, field=S.short_name(field), window=S.window_name(w_)
+                        )
             elif isinstance(agg, S.Since):
                 s = stream(None, agg.where)
                 for which in agg.since:
@@ -497,6 +531,17 @@ class FeatureSet:
                             window=S.window_name(self.retention),
                         )
                     )
+                    seen = (
+                        "seconds since the previous transaction"
+                        if which == "last"
+                        else "seconds since first seen"
+                    )
+                    describe(
+                        agg.description,
+                        seen + D.where(agg.where),
+                        stat=which,
+                        window=S.window_name(self.retention),
+                    )
             elif isinstance(agg, S.Ratio):
                 of_field = agg.of or agg.ratio
                 s = stream(of_field, agg.where)
@@ -508,6 +553,11 @@ class FeatureSet:
                 op = _RATIOS.get(agg.to, RATIO_QUANTILE)
                 ops.append((op, s, window(agg.window), row_value, _quantile(agg.to)))
                 names.append(name(agg.name, default, of=of, to=agg.to, window=S.window_name(agg.window)))
+                multiple = (
+                    f"{D.value_noun(agg.ratio, self.kinds)} as a multiple of the {D.against(agg.to)} "
+                    f"{D.value_noun(of_field, self.kinds)}{D.where(agg.where)} {D.window(agg.window)}"
+                )
+                describe(agg.description, multiple, of=of, to=agg.to, window=S.window_name(agg.window))
             elif isinstance(agg, S.ZScore):
                 s = stream(agg.zscore, agg.where)
                 row_value = value(self._float(agg.zscore))
@@ -516,6 +566,11 @@ class FeatureSet:
                 names.append(
                     name(agg.name, "{key}_{of}_zscore_{window}", of=of, window=S.window_name(agg.window))
                 )
+                spread = (
+                    f"{D.value_noun(agg.zscore, self.kinds)} in standard deviations from the average"
+                    f"{D.where(agg.where)} {D.window(agg.window)}"
+                )
+                describe(agg.description, spread, of=of, window=S.window_name(agg.window))
             elif isinstance(agg, S.Above):
                 s = stream(agg.of, agg.where)
                 of = S.short_name(agg.of) if agg.of in self.kinds else "value"
@@ -532,17 +587,31 @@ class FeatureSet:
                             window=S.window_name(w),
                         )
                     )
+                    above = (
+                        f"{'share' if agg.share else 'number'} of transactions{D.where(agg.where)} "
+                        f"{D.window(w)} with {D.value_noun(agg.of, self.kinds)} above "
+                        f"{agg.above:g}× their median"
+                    )
+                    parts = {"of": of, "what": what, "k": f"{agg.above:g}", "window": S.window_name(w)}
+                    describe(agg.description, above, **parts)
             elif isinstance(agg, S.New):
                 for field in agg.new:
                     c = _index(coded, self._id([field]))
                     nov.append(c)
                     ops.append((NEW, len(nov) - 1, self.retention, -1, 0.0))
                     names.append(name(agg.name, "{key}_new_{field}", field=S.short_name(field)))
+                    describe(agg.description, f"{D.noun(field)} not seen before", field=S.short_name(field))
             elif isinstance(agg, S.Distance):
                 locs = [value(self._float("latitude")), value(self._float("longitude"))]
                 for place in agg.distance:
                     ops.append((DISTANCE if place == "distance_km" else SPEED, 0, self.retention, -1, 0.0))
                     names.append(name(agg.name, "{key}_{stat}", stat=place))
+                    moved = (
+                        "kilometres from the previous transaction's location"
+                        if place == "distance_km"
+                        else "speed from the previous transaction's location, in km/h"
+                    )
+                    describe(agg.description, moved, stat=place)
             elif isinstance(agg, S.Labels):
                 labels = True
                 count = stream(None, None)
@@ -556,11 +625,18 @@ class FeatureSet:
                             names.append(
                                 name(agg.name, "{key}_{stat}_{window}", stat=known, window=S.window_name(w))
                             )
+                            describe(agg.description, D.labels(known, w), stat=known, window=S.window_name(w))
                 for known in agg.labels:
                     if known not in _WINDOWED:
                         ops.append((_LABELS[known], count, window(longest), -1, 0.0))
                         names.append(
                             name(agg.name, "{key}_{stat}", stat=known, window=S.window_name(longest))
+                        )
+                        describe(
+                            agg.description,
+                            D.labels(known, longest),
+                            stat=known,
+                            window=S.window_name(longest),
                         )
         bwin = np.array(sorted(windows), dtype=np.float64)
         position = {w: i for i, w in enumerate(bwin.tolist())}
@@ -586,6 +662,7 @@ class FeatureSet:
             )
         )
         self.names += names
+        self.descriptions += texts
 
     # --- computing -----------------------------------------------------------------------------------
 

@@ -12,6 +12,11 @@ own), then lists feature families in the order their columns appear:
   last and first event, the row's value against an aggregate, first-seen flags, distance from the
   previous location, and what the labels known so far say (known fraud, fraud rate, time since it).
 
+Every feature gets a short human description, generated from its entry (``customer: number of
+transactions in the last hour``) and shown with the model's reasons. An entry's optional
+``description`` replaces it, as a template with the placeholders of the entry's ``name``; a ``key``
+entry's ``description`` names what its key is (``receiving account``) in its features' descriptions.
+
 Every aggregation is point-in-time: a transaction sees only strictly earlier events of its key within
 the window, and a fraud label only once its label time has passed. :func:`load_spec` validates a spec
 with errors that name the entry and the problem; :mod:`fraudstream.features.plan` compiles it for the
@@ -112,6 +117,7 @@ class RowFeature(_Entry):
 
     row: str
     name: str | None = None
+    description: str | None = None
 
 
 class CalendarFeature(_Entry):
@@ -119,6 +125,7 @@ class CalendarFeature(_Entry):
 
     calendar: Annotated[list[Literal["hour", "weekday", "is_night", "is_weekend"]], BeforeValidator(_listed)]
     field: str = "timestamp"
+    description: str | None = None
 
 
 class AgeFeature(_Entry):
@@ -127,6 +134,7 @@ class AgeFeature(_Entry):
     age: str
     unit: Literal["seconds", "minutes", "hours", "days", "years"] = "days"
     name: str | None = None
+    description: str | None = None
 
 
 class CategoricalFeature(_Entry):
@@ -137,6 +145,7 @@ class CategoricalFeature(_Entry):
     categorical: str
     top: int = Field(default=10, ge=1, le=100)
     name: str | None = None
+    description: str | None = None
     values: list[str] | None = None
     """The values learned at training (filled in by fitting; a spec may also fix them)."""
 
@@ -173,6 +182,7 @@ class Aggregate(_Entry):
     of: str = "amount"
     where: str | None = None
     name: str | None = None
+    description: str | None = None
 
 
 class Distinct(_Entry):
@@ -182,6 +192,7 @@ class Distinct(_Entry):
     windows: Durations
     where: str | None = None
     name: str | None = None
+    description: str | None = None
 
 
 class Since(_Entry):
@@ -191,6 +202,7 @@ class Since(_Entry):
     since: Annotated[list[Literal["last", "first"]], BeforeValidator(_listed), Field(min_length=1)]
     where: str | None = None
     name: str | None = None
+    description: str | None = None
 
 
 class Ratio(_Entry):
@@ -204,6 +216,7 @@ class Ratio(_Entry):
     of: str | None = None
     where: str | None = None
     name: str | None = None
+    description: str | None = None
 
 
 class ZScore(_Entry):
@@ -214,6 +227,7 @@ class ZScore(_Entry):
     window: Duration
     where: str | None = None
     name: str | None = None
+    description: str | None = None
 
 
 class Above(_Entry):
@@ -226,6 +240,7 @@ class Above(_Entry):
     share: bool = False
     where: str | None = None
     name: str | None = None
+    description: str | None = None
 
 
 class New(_Entry):
@@ -234,6 +249,7 @@ class New(_Entry):
 
     new: Names
     name: str | None = None
+    description: str | None = None
 
 
 class Distance(_Entry):
@@ -241,6 +257,7 @@ class Distance(_Entry):
 
     distance: Annotated[list[Literal["distance_km", "speed_kmh"]], BeforeValidator(_listed)]
     name: str | None = None
+    description: str | None = None
 
 
 class Labels(_Entry):
@@ -256,6 +273,7 @@ class Labels(_Entry):
     windows: Durations
     delay: Duration | None = None
     name: str | None = None
+    description: str | None = None
 
     @model_validator(mode="after")
     def _delay(self) -> Labels:
@@ -286,6 +304,7 @@ class KeyFeatures(_Entry):
     key: Names
     name: str | None = None
     where: str | None = None
+    description: str | None = None
     aggregates: list[Any] = Field(min_length=1)
 
     @property
