@@ -84,7 +84,8 @@ def detector(**kw: Any) -> AlertDetector:
 def test_block_alert_says_decision_probability_amount_and_reasons() -> None:
     [alert] = detector().detect([decision(1, "BLOCK", rules=("card_testing",)), decision(2, "APPROVE")])
     assert (alert.kind, alert.entity, alert.transaction_id) == ("block", "customer:c1", "t0001")
-    for text in ("BLOCK", "t0001", "101.00", "0.93", "card_testing (card_testing reason)", "customer_amount"):
+    rule = "rule card_testing: card_testing reason"
+    for text in ("BLOCK", "t0001", "101.00", "0.93", rule, "customer_amount"):
         assert text in alert.message
     assert alert.details["amount"] == 101.0 and alert.details["decision"] == "BLOCK"
 

@@ -42,25 +42,36 @@ class _Fixed:
 
 
 class _Outcome:
-    def __init__(self, fired: list[list[str]], reasons: list[list[str]]) -> None:
+    def __init__(self, fired: list[list[str]], reasons: list[list[str]], decision: list[str]) -> None:
         self.fired, self.reasons = fired, reasons
+        self.decision = np.asarray(decision, dtype=object)
 
 
-def _row_by_row(names: list[str], source: str, contrib: np.ndarray, X: np.ndarray, outcome: _Outcome) -> Any:
-    top = _top(contrib, 3)  # which of tied values at the cut is its business, tested on its own
+def _row_by_row(
+    names: list[str], texts: list[str], source: str, contrib: np.ndarray, X: np.ndarray, outcome: _Outcome
+) -> Any:
+    known = np.where(np.isnan(X), -np.inf, contrib)
+    top = _top(known, 3)  # which of tied values at the cut is its business, tested on its own
     out = []
     for i in range(X.shape[0]):
-        order = top[i].tolist()
+        order = top[i].tolist() if outcome.decision[i] != "APPROVE" else []
         row: list[dict[str, Any]] = []
         for j in order:
-            k = round(float(contrib[i, j]), 4)
+            k = round(float(known[i, j]), 4)
             if k > 0:
                 x = float(X[i, j])
                 row.append(
-                    {"code": names[j], "value": None if x != x else x, "contribution": k, "source": source}
+                    {
+                        "code": names[j],
+                        "value": x,
+                        "contribution": k,
+                        "source": source,
+                        "description": texts[j],
+                        "direction": "raises_risk",
+                    }
                 )
         row += [
-            {"code": r, "reason": t, "source": "rules"}
+            {"code": r, "reason": t, "source": "rules", "direction": "raises_risk"}
             for r, t in zip(outcome.fired[i], outcome.reasons[i], strict=True)
         ]
         out.append(row)
@@ -81,14 +92,15 @@ def test_reasons_equal_a_row_by_row_build(bundle: ModelBundle) -> None:
     X = rng.normal(size=(n, len(names)))
     X[rng.random(X.shape) < 0.3] = np.nan
     fired = [["big", "night"] if i % 7 == 0 else [] for i in range(n)]
-    outcome = _Outcome(fired, [[f"{r} text" for r in f] for f in fired])
+    decision = ["APPROVE" if i % 5 == 3 else "FLAG" for i in range(n)]
+    outcome = _Outcome(fired, [[f"{r} text" for r in f] for f in fired], decision)
     s.models = {**s.models, s._explainer: _Fixed(contrib)}
     got = s._reasons(X, outcome)
-    assert got == _row_by_row(names, s._explainer, contrib, X, outcome)
+    texts = s.engine.feature_set.descriptions
+    assert got == _row_by_row(names, texts, s._explainer, contrib, X, outcome)
     assert got[1] == [] and got[7] == [r for r in got[7] if r["source"] == "rules"] != []
-    assert all(
-        v["value"] is None or isinstance(v["value"], float) for row in got for v in row if "value" in v
-    )
+    assert all(isinstance(v["value"], float) for row in got for v in row if "value" in v)
+    assert any(row and decision[i] == "FLAG" for i, row in enumerate(got[60:], 60))
     assert len({id(row) for row in got}) == n  # every row its own list
 
 

@@ -132,8 +132,10 @@ def test_probabilities_and_reasons_equal_on_random_rows(bundle: ModelBundle, mix
         thresholds = s.bundle.manifest.thresholds
         assert model_decisions(probability, thresholds).tolist() == model_decisions(want, thresholds).tolist()
         fired = [["r1", "r2"] if i % 3 == 0 else [] for i in range(n)]
-        outcome = type("Outcome", (), {"fired": fired, "reasons": [[f"{r}!" for r in f] for f in fired]})()
-        got = _rule_reasons(s._few.reasons(n, picks), outcome)
+        decision = np.asarray(["APPROVE" if i % 4 == 1 else "FLAG" for i in range(n)], dtype=object)
+        texts = [[f"{r}!" for r in f] for f in fired]
+        outcome = type("Outcome", (), {"fired": fired, "reasons": texts, "decision": decision})()
+        got = _rule_reasons(s._few.reasons(n, picks, decision), outcome)
         assert _same_reasons(got, s._reasons(X, outcome))
         assert len({id(row) for row in got}) == n
 
@@ -148,9 +150,10 @@ def test_rows_with_no_positive_contribution_have_no_model_reasons(bundle: ModelB
     X[1] = lr.mean + sign * 1e-9 * lr.scale  # positive, but 0 once rounded to 4 places
     X[2, :5] = lr.mean[:5] + sign[:5] * 3 * lr.scale[:5]  # a few positive ones
     X[3, rng.random(m) < 0.5] = np.nan  # missing values become the median: small contributions
-    outcome = type("Outcome", (), {"fired": [[]] * 8, "reasons": [[]] * 8})()
+    flagged = np.full(8, "FLAG", dtype=object)
+    outcome = type("Outcome", (), {"fired": [[]] * 8, "reasons": [[]] * 8, "decision": flagged})()
     _, picks = s._few.probabilities(X)
-    got = _rule_reasons(s._few.reasons(8, picks), outcome)
+    got = _rule_reasons(s._few.reasons(8, picks, flagged), outcome)
     assert got == s._reasons(X, outcome)
     assert got[0] == got[1] == [] and 1 <= len(got[2]) <= TOP_REASONS
 
@@ -166,26 +169,31 @@ def test_picks_round_and_order_as_numpy() -> None:
     X = rng.normal(size=(n, m))
     X[rng.random(X.shape) < 0.3] = np.nan
     cols, c, v, count = _pick(contrib, X, TOP_REASONS)
-    top = _top(contrib, TOP_REASONS)
-    rounded = np.round(np.take_along_axis(contrib, top, axis=1), 4)
+    known = np.where(np.isnan(X), -np.inf, contrib)  # a missing value is never picked
+    top = _top(known, TOP_REASONS)
+    rounded = np.round(np.take_along_axis(known, top, axis=1), 4)
     for i in range(n):
         keep = rounded[i] > 0
         assert count[i] == keep.sum() and cols[i, : count[i]].tolist() == top[i, keep].tolist()
         assert c[i, : count[i]].view(np.uint64).tolist() == rounded[i, keep].view(np.uint64).tolist()
-        assert np.array_equal(v[i, : count[i]], X[i, top[i, keep]], equal_nan=True)
+        assert np.array_equal(v[i, : count[i]], X[i, top[i, keep]]) and not np.isnan(v[i, : count[i]]).any()
 
 
 def test_a_booster_served_by_xgboost_itself_equals_too(bundle: ModelBundle) -> None:
     s = Scorer(_mix(bundle, MIXES["xgboost alone"]), MemoryFeatureState(retention=86400.0), _rules)
     s.models = {"xgboost": CompiledBooster(None, s.models["xgboost"].booster)}
-    few = FewRows(s.models, s.bundle.manifest, s._explainer, s.engine.names, TOP_REASONS)
+    names = s.engine.names
+    few = FewRows(
+        s.models, s.bundle.manifest, s._explainer, names, TOP_REASONS, s.engine.feature_set.descriptions
+    )
     rng = np.random.default_rng(5)
     for n in (1, 3, FEW_ROWS):
         X = _random_rows(rng, n, len(s.engine.names))
         probability, picks = few.probabilities(X)
         assert np.array_equal(probability.view(np.uint64), _batch_path(s, X).view(np.uint64))
-        outcome = type("Outcome", (), {"fired": [[]] * n, "reasons": [[]] * n})()
-        assert _same_reasons(few.reasons(n, picks), s._reasons(X, outcome))
+        flagged = np.full(n, "FLAG", dtype=object)
+        outcome = type("Outcome", (), {"fired": [[]] * n, "reasons": [[]] * n, "decision": flagged})()
+        assert _same_reasons(few.reasons(n, picks, flagged), s._reasons(X, outcome))
 
 
 def test_the_cut_over(bundle: ModelBundle, frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from fraudstream.config import Settings
 from fraudstream.rules.ruleset import RuleSet
+from fraudstream.scoring.reasons import reason_text
 from fraudstream.storage.alerting import Alert
 from fraudstream.storage.records import DecisionRecord
 
@@ -41,17 +42,10 @@ def alerting_rules(rules: RuleSet) -> frozenset[str]:
     return frozenset(rule.name for rule in rules.rules if rule.alert)
 
 
-def _reason_text(reason: dict[str, Any]) -> str:
-    if reason.get("source") == "rules":
-        return f"{reason.get('code')} ({reason.get('reason')})"
-    value = reason.get("value")
-    shown = f"{value:.4g}" if isinstance(value, int | float) else str(value)
-    return f"{reason.get('code')}={shown}"
-
-
 def describe(record: DecisionRecord) -> str:
-    """``"BLOCK of transaction t1 (customer c1): amount 12.50, fraud probability 0.91; reasons: ..."``."""
-    reasons = "; ".join(_reason_text(r) for r in record.reasons[:MAX_REASONS]) or "none given"
+    """``"BLOCK of transaction t1 (customer c1): amount 12.50, fraud probability 0.91; reasons: ..."``,
+    each reason in words (:func:`~fraudstream.scoring.reasons.reason_text`)."""
+    reasons = "; ".join(reason_text(r) for r in record.reasons[:MAX_REASONS]) or "none given"
     return (
         f"{record.decision} of transaction {record.transaction_id} (customer {record.customer_id}): "
         f"amount {record.amount:,.2f}, fraud probability {record.probability:.2f}; reasons: {reasons}"

@@ -28,7 +28,30 @@ class DecisionOut(BaseModel):
     timestamp: datetime = Field(description="the transaction's own time")
     decision: DecisionName
     probability: float = Field(description="ensemble fraud probability, 0 to 1")
-    reasons: list[dict[str, Any]] = Field(description="top model contributions, then fired rules")
+    reasons: list[dict[str, Any]] = Field(
+        description="FLAG and BLOCK: the top model contributions, each {code, value, contribution, source,"
+        " description, direction: raises_risk}; then every fired rule, {code, reason, source: rules,"
+        " direction: raises_risk or lowers_risk}. An APPROVE lists no model contributions, and a missing"
+        " feature value is never one",
+        examples=[
+            [
+                {
+                    "code": "ip_secs_since_first",
+                    "value": 31047.0,
+                    "contribution": 0.8123,
+                    "source": "xgboost",
+                    "description": "IP address: seconds since first seen",
+                    "direction": "raises_risk",
+                },
+                {
+                    "code": "night_spree",
+                    "reason": "many payments at night",
+                    "source": "rules",
+                    "direction": "raises_risk",
+                },
+            ]
+        ],
+    )
     rules: list[str] = Field(description="names of the rules that fired")
     model_version: str
     latency_ms: dict[str, float] = Field(description="time per scoring stage; 'total' is the sum")

@@ -15,7 +15,9 @@ def reason_text(reasons: list[dict[str, Any]], limit: int = 3) -> str:
     """A decision's reasons in one line: fired rules first (they are what an analyst acts on)."""
     rules = [r.get("reason") or r.get("code", "") for r in reasons if r.get("source") == "rules"]
     model = [
-        f"{r.get('code')}={_short(r.get('value'))}"
+        f"{r['description']} = {_short(r.get('value'))}"
+        if r.get("description")
+        else f"{r.get('code')}={_short(r.get('value'))}"  # stored before reasons had descriptions
         for r in reasons
         if r.get("source") != "rules" and r.get("code")
     ]

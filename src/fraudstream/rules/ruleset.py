@@ -137,6 +137,11 @@ class RuleSet:
         read |= {f for lists in (self.allow, self.deny) for f, ids in lists.items() if ids}
         return frozenset(read)
 
+    @cached_property
+    def approving(self) -> frozenset[str]:
+        """Names of the rules whose action is APPROVE: their hits lower a decision's risk."""
+        return frozenset(rule.name for rule in self.rules if rule.action == "APPROVE")
+
     def apply(self, columns: Mapping[str, Any], model_decision: np.ndarray) -> RuleOutcome:
         """Combine the model's decisions with the lists and rules, for every row of a batch at once.
 

@@ -26,6 +26,7 @@ from numba import njit
 from fraudstream.scoring._packed import booster_packed, forest_packed, pack_booster, pack_forest
 from fraudstream.scoring._xgb_trees import _sigmoid
 from fraudstream.scoring.compiled import CompiledBooster, CompiledForest, CompiledLogistic, top_columns
+from fraudstream.scoring.reasons import RAISES
 from fraudstream.training.bundle import Manifest
 
 FEW_ROWS = 64
@@ -38,16 +39,21 @@ Picks = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 @njit(cache=True)
 def _pick(contrib, X, k):  # fmt: skip
-    """The batch path's reasons of each row: the ``k`` largest contributions (:func:`top_columns`),
-    rounded as ``np.round(c, 4)`` rounds (times 10⁴, ``rint``, over 10⁴), kept when above 0."""
+    """The batch path's reasons of each row: the ``k`` largest contributions (:func:`top_columns`) of
+    the known values (a missing one is never a reason), rounded as ``np.round(c, 4)`` rounds (times
+    10⁴, ``rint``, over 10⁴), kept when above 0."""
     n = X.shape[0]
-    top = top_columns(contrib, k)
+    known = np.empty(contrib.shape)  # no rows when the model does not explain (k = 0)
+    for i in range(contrib.shape[0]):
+        for j in range(contrib.shape[1]):
+            known[i, j] = -np.inf if X[i, j] != X[i, j] else contrib[i, j]
+    top = top_columns(known, k)
     cols, c, v = np.empty((n, k), np.int64), np.empty((n, k)), np.empty((n, k))
     count = np.zeros(n, np.int64)
     for i in range(n):
         for p in range(k):
             j = top[i, p]
-            r = np.rint(contrib[i, j] * 10000.0) / 10000.0
+            r = np.rint(known[i, j] * 10000.0) / 10000.0
             if r > 0:
                 cols[i, count[i]], c[i, count[i]], v[i, count[i]] = j, r, X[i, j]
                 count[i] += 1
@@ -166,7 +172,13 @@ class FewRows:
     """The scorer's model, calibration and explanation steps for a few rows (see the module's notes)."""
 
     def __init__(
-        self, models: dict[str, Any], manifest: Manifest, explainer: str | None, names: Sequence[str], k: int
+        self,
+        models: dict[str, Any],
+        manifest: Manifest,
+        explainer: str | None,
+        names: Sequence[str],
+        k: int,
+        descriptions: Sequence[str],
     ) -> None:
         self.order = [n for n in models if n != "isolation_forest"] + [
             n for n in models if n == "isolation_forest"
@@ -180,6 +192,7 @@ class FewRows:
         self.total = float(sum(weights.values()) or 1.0)
         self.scorings = [(_scoring(models[n]), k if n == explainer else 0) for n in self.order]
         self.explainer, self.names = explainer, list(names)
+        self.descriptions = list(descriptions)
 
     def probabilities(self, X: np.ndarray) -> tuple[np.ndarray, Picks | None]:
         """The ensemble probability of each row, as :func:`combine` of :func:`calibrate` makes it, and
@@ -194,16 +207,28 @@ class FewRows:
         exp = np.exp(_platt(raw, logs, self.slope, self.intercept))
         return _ensemble(exp, self.rows, self.weights, self.total), picks
 
-    def reasons(self, n: int, picks: Picks | None) -> list[list[dict[str, Any]]]:
-        """Each row's model reasons, as the batch path's ``Scorer._reasons`` builds them."""
+    def reasons(self, n: int, picks: Picks | None, decisions: np.ndarray) -> list[list[dict[str, Any]]]:
+        """Each row's model reasons, as the batch path's ``Scorer._reasons`` builds them: none for an
+        APPROVE among ``decisions``."""
         if picks is None:
             return [[] for _ in range(n)]
         cols, values, contributions, counts = (a.tolist() for a in (picks[0], picks[2], picks[1], picks[3]))
-        names, source = self.names, self.explainer
+        names, texts, source = self.names, self.descriptions, self.explainer
         return [
             [
-                {"code": names[j], "value": None if v != v else v, "contribution": k, "source": source}
+                {
+                    "code": names[j],
+                    "value": v,
+                    "contribution": k,
+                    "source": source,
+                    "description": texts[j],
+                    "direction": RAISES,
+                }
                 for j, v, k in zip(col[:count], x[:count], c[:count], strict=True)
             ]
-            for col, x, c, count in zip(cols, values, contributions, counts, strict=True)
+            if decision != "APPROVE"
+            else []
+            for col, x, c, count, decision in zip(
+                cols, values, contributions, counts, decisions.tolist(), strict=True
+            )
         ]

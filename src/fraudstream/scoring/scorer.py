@@ -20,6 +20,7 @@ from fraudstream.features.engine import FeatureEngine
 from fraudstream.rules.names import rule_columns
 from fraudstream.scoring._few import FEW_ROWS, FewRows
 from fraudstream.scoring.compiled import compile_models, top_columns
+from fraudstream.scoring.reasons import RAISES, rule_direction
 from fraudstream.state.base import FeatureState
 from fraudstream.storage.records import DecisionColumns, DecisionRecord
 from fraudstream.training.bundle import ModelBundle
@@ -118,8 +119,9 @@ class Scorer:
         explainers: list[str] = [n for n in ("xgboost", "logistic") if weights.get(n) and n in self.models]
         self._explainer = max(explainers, key=lambda n: weights[n]) if explainers else None
         names = self.engine.names
+        self._descriptions = list(self.engine.feature_set.descriptions)
         self._few = (
-            FewRows(self.models, bundle.manifest, self._explainer, names, TOP_REASONS)
+            FewRows(self.models, bundle.manifest, self._explainer, names, TOP_REASONS, self._descriptions)
             if len(names) > TOP_REASONS
             else None
         )
@@ -195,12 +197,13 @@ class Scorer:
             probability = combine(calibrated, {n: w for n, w in manifest.weights.items() if n in calibrated})
         by_model = model_decisions(probability, manifest.thresholds)
         modelled = time.perf_counter()
-        outcome = self.rules().apply(rule_columns(batch, X, self.engine.names), by_model)
+        rules = self.rules()
+        outcome = rules.apply(rule_columns(batch, X, self.engine.names), by_model)
         ruled = time.perf_counter()
         reasons = (
-            self._reasons(X, outcome, contrib)
+            self._reasons(X, outcome, contrib, rules.approving)
             if few is None
-            else _rule_reasons(few.reasons(len(X), picks), outcome)
+            else _rule_reasons(few.reasons(len(X), picks, outcome.decision), outcome, rules.approving)
         )
         done = time.perf_counter()
         timings = {
@@ -225,43 +228,68 @@ class Scorer:
         )
 
     def _reasons(
-        self, X: np.ndarray, outcome: Any, contrib: np.ndarray | None = None
+        self,
+        X: np.ndarray,
+        outcome: Any,
+        contrib: np.ndarray | None = None,
+        approving: frozenset[str] = frozenset(),
     ) -> list[list[dict[str, Any]]]:
-        """Each row's top positive model contributions (``contrib``, when scoring computed them), then
-        the fired rules' reasons.
+        """Each FLAG and BLOCK row's top positive model contributions among its known feature values
+        (``contrib``, when scoring computed them), then every row's fired rules' reasons (see
+        :mod:`fraudstream.scoring.reasons`).
 
         The model's reasons are picked with array operations over the whole batch and built as one flat
         list, split into rows afterwards: a loop per row cost more than the dicts themselves.
         """
         n = X.shape[0]
         out: list[list[dict[str, Any]]]
-        if self._explainer is not None:
+        risky = np.asarray(outcome.decision) != "APPROVE"
+        if self._explainer is not None and risky.any():
             if contrib is None:
                 contrib = self.models[self._explainer].contributions(X)
-            top = _top(contrib, TOP_REASONS)
-            c = np.round(np.take_along_axis(contrib, top, axis=1), 4)
-            keep = c > 0
-            v = np.take_along_axis(X, top, axis=1)[keep].astype(object)
-            v[np.isnan(v.astype(np.float64))] = None
-            codes = np.asarray(self.engine.names, dtype=object)[top[keep]]
+            known = np.where(np.isnan(X), -np.inf, contrib)  # a missing value is never a reason
+            top = _top(known, TOP_REASONS)
+            c = np.round(np.take_along_axis(known, top, axis=1), 4)
+            keep = (c > 0) & risky[:, None]
+            v = np.take_along_axis(X, top, axis=1)[keep]
+            columns = top[keep]
+            codes = np.asarray(self.engine.names, dtype=object)[columns]
+            texts = np.asarray(self._descriptions, dtype=object)[columns]
             source = self._explainer
             flat = [
-                {"code": j, "value": x, "contribution": k, "source": source}
-                for j, k, x in zip(codes.tolist(), c[keep].tolist(), v.tolist(), strict=True)
+                {
+                    "code": j,
+                    "value": x,
+                    "contribution": k,
+                    "source": source,
+                    "description": d,
+                    "direction": RAISES,
+                }
+                for j, k, x, d in zip(
+                    codes.tolist(), c[keep].tolist(), v.tolist(), texts.tolist(), strict=True
+                )
             ]
             ends = np.cumsum(keep.sum(axis=1)).tolist()
             out = [flat[lo:hi] for lo, hi in zip([0, *ends][:-1], ends, strict=True)]
         else:
             out = [[] for _ in range(n)]
-        return _rule_reasons(out, outcome)
+        return _rule_reasons(out, outcome, approving)
 
 
-def _rule_reasons(out: list[list[dict[str, Any]]], outcome: Any) -> list[list[dict[str, Any]]]:
-    """Appends each row's fired rules, with their reasons, to the row's model reasons."""
+def _rule_reasons(
+    out: list[list[dict[str, Any]]], outcome: Any, approving: frozenset[str] = frozenset()
+) -> list[list[dict[str, Any]]]:
+    """Appends each row's fired rules, with their reasons and direction, to the row's model reasons;
+    ``approving`` names the rules whose action is APPROVE."""
     for i, (fired, texts) in enumerate(zip(outcome.fired, outcome.reasons, strict=True)):
         if fired:
             out[i] += [
-                {"code": rule, "reason": text, "source": "rules"}
+                {
+                    "code": rule,
+                    "reason": text,
+                    "source": "rules",
+                    "direction": rule_direction(rule, approving),
+                }
                 for rule, text in zip(fired, texts, strict=True)
             ]
     return out
