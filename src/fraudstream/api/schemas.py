@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from fraudstream.events.transaction import Label
 from fraudstream.storage.records import DecisionRecord
-from fraudstream.storage.store import LATENCY_SAMPLE
+from fraudstream.storage.store import LATENCY_SAMPLE, RECENT_SECONDS
 
 DecisionName = Literal["APPROVE", "FLAG", "BLOCK"]
 LabelIn = Label
@@ -112,7 +112,13 @@ class StatsOut(BaseModel):
     latency_ms: dict[str, float | None] = Field(
         description=f"p50/p95/p99 of total scoring latency, newest {LATENCY_SAMPLE:,} decisions in the window"
     )
-    throughput_per_s: float
+    throughput_per_s: float = Field(description="decisions per second, averaged over the whole window")
+    recent_throughput_per_s: float = Field(
+        description="decisions per second over the window's last recent_s seconds: the rate flowing now"
+    )
+    recent_s: float = Field(
+        description=f"seconds the recent rate covers: {RECENT_SECONDS:g}, or the window if shorter"
+    )
     labelled_fraud: int = Field(description="fraud labels received in the window")
     queue_lag: int = Field(description="accepted transactions not yet decided")
     model_version: str

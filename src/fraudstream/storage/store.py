@@ -7,7 +7,7 @@ engine decides in micro-batches and a commit per row would cap throughput at the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any
 
@@ -41,6 +41,8 @@ from fraudstream.storage.rows import (
 FLAGGED = ("FLAG", "BLOCK")
 #: Latency percentiles in :meth:`Store.stats` come from at most this many of the newest decisions.
 LATENCY_SAMPLE = 20_000
+#: :meth:`Store.stats` also gives the throughput over this many of the window's newest seconds.
+RECENT_SECONDS = 60.0
 _transaction_id = attrgetter("transaction_id")
 _BUILD_SLICE = 500
 
@@ -236,7 +238,10 @@ class Store(HeldStore, AlertStore, LabelStore, DeadLetterStore, QueueStore):
     def stats(self, since: datetime) -> dict[str, Any]:
         """Counts, flagged share, latency percentiles, throughput and fraud labels since ``since``.
 
-        ``flagged_rate`` is the share of FLAG and BLOCK decisions. A dashboard asks every few seconds (an
+        ``flagged_rate`` is the share of FLAG and BLOCK decisions. ``throughput_per_s`` averages the
+        whole window, so an hour's window shows a fraction of a rate that began a minute ago;
+        ``recent_throughput_per_s`` is the rate over the last :data:`RECENT_SECONDS` (or the window,
+        when shorter), the rate flowing now. A dashboard asks every few seconds (an
         hour at 500/s is 1.8 M rows), so counts come from the per-minute counts (:mod:`.rollup`), all but
         the window's first part-minute, and latencies are ``latency_ms["total"]`` of the newest
         :data:`LATENCY_SAMPLE` decisions in the window, each read from its row.
@@ -247,8 +252,10 @@ class Store(HeldStore, AlertStore, LabelStore, DeadLetterStore, QueueStore):
         fraud_labels = (
             select(func.count()).select_from(_l).where(_l.c.is_fraud.is_(True), _l.c.received_at >= since)
         )
+        recent_since = max(since, now - timedelta(seconds=RECENT_SECONDS))
         with self._read() as conn:
             by_decision = decision_counts(conn, since)
+            recent = sum(decision_counts(conn, recent_since).values())
             newest = (
                 select(_d.c.latency_ms["total"].as_float())
                 .where(in_window)
@@ -260,6 +267,7 @@ class Store(HeldStore, AlertStore, LabelStore, DeadLetterStore, QueueStore):
             labelled_fraud = int(conn.execute(fraud_labels).scalar_one())
         total = sum(by_decision.values())
         seconds = (now - since).total_seconds()
+        recent_seconds = max((now - recent_since).total_seconds(), 0.0)
         p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) if latencies.size else (None, None, None)
         return {
             "total": total,
@@ -271,6 +279,8 @@ class Store(HeldStore, AlertStore, LabelStore, DeadLetterStore, QueueStore):
                 "p99": None if p99 is None else float(p99),
             },
             "throughput_per_s": total / seconds if seconds > 0 else 0.0,
+            "recent_throughput_per_s": recent / recent_seconds if recent_seconds > 0 else 0.0,
+            "recent_s": recent_seconds,
             "labelled_fraud": labelled_fraud,
         }
 

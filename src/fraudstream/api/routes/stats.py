@@ -26,7 +26,8 @@ def stats(
     window: Annotated[float, Query(ge=1, le=MAX_WINDOW, description="seconds back from now")] = 3600.0,
 ) -> StatsOut:
     """Counts by decision, flagged rate, latency percentiles, throughput and labels in the window,
-    with the current queue lag and the model version serving."""
+    with the current queue lag and the model version serving. Throughput comes twice: averaged over
+    the window, and over its last minute (``recent_throughput_per_s``), the rate flowing now."""
     since = datetime.now(UTC) - timedelta(seconds=window)
     return StatsOut(
         since=since,
