@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml requirements/dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-demo: $(STAMP)  ## the main job on embedded defaults: generate data, train, evaluate
-	$(BIN)/fraudstream demo
+demo: $(STAMP)  ## train if needed, then API, worker, simulator and dashboard on live traffic (options: ARGS="--port 8001 --dashboard-port 8502 --duration 60")
+	$(BIN)/fraudstream demo $(ARGS)
 
 test: $(STAMP)  ## run the test suite
 	$(BIN)/pytest $(PYTEST_ARGS)

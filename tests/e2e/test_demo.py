@@ -50,6 +50,8 @@ def test_demo_serves_scores_and_summarises(
     decided = int(next(x for x in lines if "decided" in x and "sent" not in x).split()[-2].replace(",", ""))
     assert 50 <= sent <= 700 and decided == sent
     assert "scoring latency" in output and "caught" in output
+    # serve opens another database: the demo says how to serve its own decisions again
+    assert f"FRAUD_DATABASE_URL=sqlite:///{data / 'demo.db'} fraudstream serve" in output
 
 
 def test_demo_on_a_taken_port_says_so_before_any_work(tmp_path: Path) -> None:

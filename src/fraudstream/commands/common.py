@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -70,6 +71,16 @@ DatasetsDirOpt = Annotated[
     typer.Option("--datasets-dir", help="Folder of the public datasets (env FRAUD_DATASETS_DIR)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+
+
+def positive(value: float | None) -> float | None:
+    """An option's check that a duration or a rate is a finite number above zero: ``--duration -5``
+    is refused at once (exit 2, naming the option) rather than starting everything and failing late."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value:g} is not a positive number")
+    return value
+
+
 _FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]
 
 

@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,28 @@ from fraudstream.config import Settings
 
 LIVE_DAYS = 14
 DEMO_DB = "demo.db"
+
+
+def demo_database(settings: Settings) -> Path:
+    """The SQLite file each demo run starts afresh, in the data folder: the demo's decisions."""
+    return settings.data_dir / DEMO_DB
+
+
+def serve_demo_command(settings: Settings) -> str:
+    """The command that serves the last demo's decisions (``serve`` uses ``fraudstream.db`` otherwise)."""
+    return f"FRAUD_DATABASE_URL=sqlite:///{demo_database(settings)} fraudstream serve"
+
+
+def demo_hint(settings: Settings) -> str | None:
+    """For ``serve`` on the default database while a demo's database exists: where the demo's decisions
+    are and how to serve them, since a newcomer who ran the demo first expects to see them."""
+    if settings.database_url is not None or not demo_database(settings).exists():
+        return None
+    default = settings.db_url.removeprefix("sqlite:///")
+    return (
+        f"serving {default}; the demo's decisions are in {demo_database(settings)}: "
+        f"run `{serve_demo_command(settings)}` to serve those"
+    )
 
 
 def _prepare(settings: Settings, trials: int) -> pd.DataFrame:
@@ -100,7 +123,7 @@ def run_demo(
         frame[frame["timestamp"] < split],
         frame[frame["timestamp"] >= split].reset_index(drop=True),
     )
-    db = settings.data_dir / DEMO_DB
+    db = demo_database(settings)
     for leftover in (db, db.with_name(DEMO_DB + "-wal"), db.with_name(DEMO_DB + "-shm")):
         leftover.unlink(missing_ok=True)
     settings = settings.model_copy(update={"database_url": f"sqlite:///{db}", "port": port or settings.port})
@@ -138,6 +161,11 @@ def run_demo(
         thread.join(10)
     _summary(services, sim, started)
     services.close()
+    console.print(
+        f"the decisions stay in {db} until the next demo; to serve them again:\n"
+        f"  {serve_demo_command(settings)}",
+        soft_wrap=True,  # one line, whatever the terminal's width, to copy as it is
+    )
 
 
 def _drain(services: Any, timeout: float) -> None:

@@ -15,12 +15,16 @@ from fraudstream.commands.common import (
     console,
     emit,
     errors,
+    positive,
     progress,
     settings_with,
 )
 from fraudstream.config import Settings
 
-RateOpt = Annotated[float, typer.Option(min=0.1, help="Transactions per second.")]
+RateOpt = Annotated[float, typer.Option(min=0.1, callback=positive, help="Transactions per second.")]
+DurationOpt = Annotated[
+    float | None, typer.Option(callback=positive, help="Stop after this many seconds (default: Ctrl-C).")
+]
 SourceOpt = Annotated[
     str, typer.Option("--source", help="'generator', or a dataset: handbook, fraud_ecom, paysim, sparkov.")
 ]
@@ -28,19 +32,27 @@ SourceOpt = Annotated[
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (env FRAUD_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (env FRAUD_PORT).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (env FRAUD_PORT).")] = None,
     with_worker: Annotated[bool, typer.Option(help="Also run a worker in this process.")] = True,
     access_log: Annotated[
         bool, typer.Option(help="Log every request (costs throughput; /metrics counts them anyway).")
     ] = False,
 ) -> None:
-    """Run the HTTP API (and, by default, a worker in the same process)."""
+    """Run the HTTP API (and, by default, a worker in the same process).
+
+    It stores decisions in FRAUD_DATABASE_URL (default: FRAUD_DATA_DIR/fraudstream.db); the demo's are
+    in demo.db, and serve says how to open those when it finds them.
+    """
     import uvicorn
 
     from fraudstream.api import create_app
+    from fraudstream.commands.demo import demo_hint
 
     with errors():
         settings = Settings()
+        hint = demo_hint(settings)
+        if hint:
+            console.print(hint, soft_wrap=True)
         host, port = host or settings.host, port or settings.port
         check_port(host, port)
         app = create_app(settings, run_worker=with_worker)
@@ -59,8 +71,10 @@ def worker(
     batch_size: Annotated[
         int | None,
         typer.Option(
+            min=1,
+            max=100_000,
             help="Most messages per batch (env FRAUD_BATCH_SIZE, default 500). Under a backlog larger batches"
-            " cost less per transaction: 10,000-20,000 for a dedicated worker."
+            " cost less per transaction: 10,000-20,000 for a dedicated worker.",
         ),
     ] = None,
 ) -> None:
@@ -113,13 +127,15 @@ def worker(
 def simulate(
     source: SourceOpt = "generator",
     rate: RateOpt = 100.0,
-    limit: Annotated[int | None, typer.Option(help="Stop after this many transactions.")] = None,
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many transactions.")] = None,
+    duration: Annotated[
+        float | None, typer.Option(callback=positive, help="Stop after this many seconds.")
+    ] = None,
     url: Annotated[str | None, typer.Option(help="POST to this API (e.g. http://127.0.0.1:8000).")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="FRAUD_API_KEY", help="API key for --url.")] = None,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 99,
-    customers: Annotated[int, typer.Option(help="Generator: customers.")] = 500,
-    days: Annotated[float, typer.Option(help="Generator: days of traffic.")] = 7.0,
+    customers: Annotated[int, typer.Option(min=1, help="Generator: customers.")] = 500,
+    days: Annotated[float, typer.Option(min=0.01, help="Generator: days of traffic.")] = 7.0,
     datasets_dir: DatasetsDirOpt = None,
 ) -> None:
     """Stream generated or dataset transactions into fraudstream at a target rate.
@@ -231,21 +247,20 @@ def replay(
 
 
 def demo(
-    duration: Annotated[
-        float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
-    ] = None,
+    duration: DurationOpt = None,
     rate: RateOpt = 50.0,
-    port: Annotated[int | None, typer.Option(help="API port (env FRAUD_PORT).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="API port (env FRAUD_PORT).")] = None,
     trials: Annotated[int, typer.Option(min=0, help="Search trials per model when training first.")] = 4,
     dashboard: Annotated[bool, typer.Option(help="Also start the Streamlit dashboard.")] = True,
     dashboard_port: Annotated[
-        int | None, typer.Option(help="Dashboard port (env FRAUD_DASHBOARD_PORT).")
+        int | None, typer.Option(min=1, max=65535, help="Dashboard port (env FRAUD_DASHBOARD_PORT).")
     ] = None,
 ) -> None:
-    """The main job: train if no model exists, then run API, worker and simulator in one process.
+    """The main job: train if no model exists, then run API, worker, simulator and dashboard in one process.
 
-    Everything runs on embedded defaults (SQLite, in-process state, the database queue). It prints
-    the URLs, streams simulated traffic at --rate and ends with a summary of what was decided.
+    Everything runs on embedded defaults (SQLite in FRAUD_DATA_DIR/demo.db, afresh each run; in-process
+    state; the database queue). It prints the URLs, streams simulated traffic at --rate and ends with a
+    summary of what was decided, and the command that serves the decisions again.
     """
     from fraudstream.commands.demo import run_demo
 

@@ -24,6 +24,7 @@ from fraudstream.commands.common import (
     errors,
     featurize,
     out,
+    positive,
     progress,
     settings_with,
     utc,
@@ -40,14 +41,17 @@ def generate(
     days: Annotated[float, typer.Option(min=0.01, help="Time span in days.")] = 30.0,
     fraud_rate: Annotated[float, typer.Option(min=0.0, max=0.5, help="Target share of fraud.")] = 0.01,
     label_delay_days: Annotated[
-        float, typer.Option(help="Median delay of fraud labels (chargebacks).")
+        float, typer.Option(min=0.0, help="Median delay of fraud labels (chargebacks).")
     ] = 7.0,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same data.")] = 7,
     start: Annotated[datetime | None, date_option("First day of the data")] = None,
     rate: Annotated[
-        float | None, typer.Option(help="Stream JSON lines to stdout at this many per second.")
+        float | None,
+        typer.Option(callback=positive, help="Stream JSON lines to stdout at this many per second."),
     ] = None,
-    duration: Annotated[float | None, typer.Option(help="With --rate: stop after this many seconds.")] = None,
+    duration: Annotated[
+        float | None, typer.Option(callback=positive, help="With --rate: stop after this many seconds.")
+    ] = None,
 ) -> None:
     """Generate synthetic transactions with named fraud scenarios and delayed labels."""
     from fraudstream.datasets.generator import GeneratorConfig
@@ -86,8 +90,10 @@ def train(
     datasets_dir: DatasetsDirOpt = None,
     train_start: Annotated[datetime | None, date_option("Training start (default: start of data)")] = None,
     train_end: Annotated[datetime | None, date_option("Training end (default: before gap and test)")] = None,
-    gap_days: Annotated[float, typer.Option(help="Label-delay gap between training and test.")] = 7.0,
-    test_days: Annotated[float, typer.Option(help="Days tested after the gap (0: no test).")] = 7.0,
+    gap_days: Annotated[
+        float, typer.Option(min=0.0, help="Label-delay gap between training and test.")
+    ] = 7.0,
+    test_days: Annotated[float, typer.Option(min=0.0, help="Days tested after the gap (0: no test).")] = 7.0,
     model_out: Annotated[
         Path | None, typer.Option("--out", help="Bundle to write (default: FRAUD_DATA_DIR/model.fsb).")
     ] = None,
@@ -102,12 +108,12 @@ def train(
         bool, typer.Option(help="Oversample fraud with SMOTE instead of class weights.")
     ] = False,
     block_fpr: Annotated[
-        float, typer.Option(help="BLOCK threshold: false-positive rate on validation.")
+        float, typer.Option(min=0.0, max=1.0, help="BLOCK threshold: false-positive rate on validation.")
     ] = 0.001,
     flag_fpr: Annotated[
-        float, typer.Option(help="FLAG threshold: false-positive rate on validation.")
+        float, typer.Option(min=0.0, max=1.0, help="FLAG threshold: false-positive rate on validation.")
     ] = 0.01,
-    threads: Annotated[int | None, typer.Option(help="Training threads (env FRAUD_THREADS).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Training threads (env FRAUD_THREADS).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train models on a time window and write a model bundle; evaluate on the window after the gap.
@@ -174,7 +180,7 @@ def evaluate(
     datasets_dir: DatasetsDirOpt = None,
     test_start: Annotated[datetime | None, date_option("Test start (default: test end minus 7 days)")] = None,
     test_end: Annotated[datetime | None, date_option("Test end, exclusive (default: end of data)")] = None,
-    gap_days: Annotated[float, typer.Option(help="Label delay assumed for dataset labels.")] = 7.0,
+    gap_days: Annotated[float, typer.Option(min=0.0, help="Label delay assumed for dataset labels.")] = 7.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a model bundle on a time window: AUC, AP, recall at FPR, card precision@100, confusion."""
@@ -215,9 +221,11 @@ def backtest(
     mapping: MappingOpt = None,
     features: FeaturesOpt = None,
     datasets_dir: DatasetsDirOpt = None,
-    train_days: Annotated[float, typer.Option(help="Days of training before the gap.")] = 7.0,
-    gap_days: Annotated[float, typer.Option(help="Label-delay gap in days.")] = 7.0,
-    test_days: Annotated[float, typer.Option(help="Days in each test window.")] = 7.0,
+    train_days: Annotated[
+        float, typer.Option(callback=positive, help="Days of training before the gap.")
+    ] = 7.0,
+    gap_days: Annotated[float, typer.Option(min=0.0, help="Label-delay gap in days.")] = 7.0,
+    test_days: Annotated[float, typer.Option(callback=positive, help="Days in each test window.")] = 7.0,
     trials: Annotated[int, typer.Option(min=0, help="Search trials per model and window.")] = 12,
     models: Annotated[
         str, typer.Option(help="Comma-separated models.")
