@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     stream_max_per_client: int = Field(
         5, ge=1, description="GET /v1/stream: most streams open at once per API key (or address)"
     )
+    simulation_max_rows: int = Field(
+        200_000,
+        ge=1000,
+        description="POST /v1/simulations: most transactions one simulation may generate or load",
+    )
 
     @property
     def bundle_path(self) -> Path:

@@ -598,24 +598,31 @@ def test_simulation_start_poll_stop(make_api: Callable[..., Api], tmp_path: Path
     start = {"action": "start", "rate": 200, "limit": 100, "customers": 50, "days": 3}
     started = client.post("/v1/simulations", json=start)
     assert started.status_code == 202, started.text
-    assert started.json()["running"] is True and started.json()["total"] == 100
+    assert started.json()["running"] is True and started.json()["total"] in (None, 100)  # None: preparing
     conflict = client.post("/v1/simulations", json=start)
     assert conflict.status_code == 409 and "already running" in conflict.json()["detail"]
 
     wait_for(lambda: client.get("/v1/simulations").json()["sent"] == 100, what="100 sent")
     wait_for(lambda: client.get("/v1/stats", params={"window": 600}).json()["total"] >= 100, what="decisions")
     status = client.get("/v1/simulations").json()
-    assert status["errors"] == 0 and status["source"] == "generator"
+    assert status["errors"] == 0 and status["source"] == "generator" and status["total"] == 100
     stopped = client.post("/v1/simulations", json={"action": "stop"})
     assert stopped.status_code == 200 and stopped.json()["running"] is False
     assert services.store.pending("transactions") == 0
 
     unknown = client.post("/v1/simulations", json={"action": "start", "source": "no-such-data"})
-    assert unknown.status_code == 422 and "known datasets" in unknown.json()["detail"]
+    assert unknown.status_code == 422 and "known datasets" in unknown.json()["detail"][0]["msg"]
+    huge = client.post("/v1/simulations", json={"action": "start", "customers": 30_000, "days": 30})
+    assert huge.status_code == 422 and "FRAUD_SIMULATION_MAX_ROWS" in huge.json()["detail"][0]["msg"]
     missing = client.post("/v1/simulations", json={"action": "start", "source": "paysim"})
     assert missing.status_code == 404 and "does not exist" in missing.json()["detail"]
     for bad in ({"action": "start", "rate": 0}, {"action": "start", "rate": 20_000}, {"action": "pause"}):
         assert client.post("/v1/simulations", json=bad).status_code == 422
+
+    slow = {"action": "start", "rate": 0.01, "customers": 20, "days": 2}  # 100 s between batches
+    assert client.post("/v1/simulations", json=slow).status_code == 202  # new ids: no clash with the first
+    wait_for(lambda: client.get("/v1/simulations").json()["sent"] == 50, what="the first batch")
+    assert client.post("/v1/simulations", json={"action": "stop"}).json()["running"] is False  # prompt
 
 
 def test_embedded_end_to_end_decides_each_transaction_once(worker_api: Api) -> None:

@@ -21,6 +21,8 @@ from fraudstream.events.transaction import Transaction
 log = logging.getLogger(__name__)
 GROUND_TRUTH = ("is_fraud", "label_time", "fraud_scenario")
 GENERATOR = "generator"
+#: How many transactions the generator makes per customer and day, on average (for size bounds).
+TX_PER_CUSTOMER_PER_DAY = 1.5
 
 
 def traffic(
@@ -41,11 +43,17 @@ def traffic(
 
 
 class Simulation:
-    """Sends ``frame``'s transactions to ``sink`` in batches, paced to ``rate`` per second."""
+    """Sends ``frame``'s transactions to ``sink`` in batches, paced to ``rate`` per second.
+
+    ``frame`` may be a function that builds the frame: it is then called in the simulation's own
+    thread, so whoever starts a simulation never waits for the traffic to be generated or loaded.
+    :meth:`stop` is prompt: a pause between batches ends at once, and a frame still being built is
+    dropped when it is ready. The frame is released when the simulation ends; its outcome stays.
+    """
 
     def __init__(
         self,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | Callable[[], pd.DataFrame],
         rate: float,
         sink: Callable[[list[Transaction]], Any],
         *,
@@ -56,7 +64,6 @@ class Simulation:
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
-        self.frame = frame.iloc[:limit] if limit else frame
         self.rate, self.sink, self.duration, self.batch_size, self.name = (
             rate,
             sink,
@@ -64,17 +71,13 @@ class Simulation:
             batch_size,
             name,
         )
-        fraud = self.frame["is_fraud"].fillna(False).astype(bool).to_numpy()
-        scenario = (
-            self.frame["fraud_scenario"].astype(object).where(self.frame["fraud_scenario"].notna(), None)
-        )
-        self.truth: dict[str, tuple[bool, str | None]] = dict(
-            zip(
-                self.frame["transaction_id"].tolist(),
-                zip(fraud.tolist(), scenario.tolist(), strict=True),
-                strict=True,
-            )
-        )
+        self.limit = limit
+        self._build = frame if callable(frame) else None
+        self.frame: pd.DataFrame | None = None
+        self.total: int | None = None
+        self.truth: dict[str, tuple[bool, str | None]] = {}
+        if not callable(frame):
+            self._take(frame)
         self.sent = 0
         self.errors = 0
         self.last_error: str | None = None
@@ -82,6 +85,23 @@ class Simulation:
         self.finished_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def _take(self, frame: pd.DataFrame) -> None:
+        frame = frame.iloc[: self.limit] if self.limit else frame
+        fraud = frame["is_fraud"].fillna(False).astype(bool).to_numpy()
+        scenario = frame["fraud_scenario"].astype(object).where(frame["fraud_scenario"].notna(), None)
+        self.truth = dict(
+            zip(
+                frame["transaction_id"].tolist(),
+                zip(fraud.tolist(), scenario.tolist(), strict=True),
+                strict=True,
+            )
+        )
+        self.frame, self.total = frame, len(frame)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait between batches, but no longer than until the simulation is stopped."""
+        self._stop.wait(seconds)
 
     def _emit(self, records: list[dict[str, Any]]) -> None:
         if self._stop.is_set():
@@ -101,24 +121,32 @@ class Simulation:
         """Stream in this thread until done, stopped or past ``duration``; returns how many were sent."""
         self.started_at = time.time()
         try:
-            stream_frame(
-                self.frame,
-                rate=self.rate,
-                emit=self._emit,
-                batch_size=self.batch_size,
-                duration=self.duration,
-            )
+            if self._build is not None:
+                self._take(self._build())
+            if self.frame is not None and not self._stop.is_set():
+                stream_frame(
+                    self.frame,
+                    rate=self.rate,
+                    emit=self._emit,
+                    batch_size=self.batch_size,
+                    duration=self.duration,
+                    sleep=self._pause,
+                )
         except _Stopped:
             pass
+        except Exception as exc:  # building the frame failed: say so in the status
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("simulation %s failed: %s", self.name, self.last_error)
         finally:
             self.finished_at = time.time()
+            self.frame = None  # the outcome (truth, counts) is kept; the rows are not
         return self.sent
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name=f"fraudstream-{self.name}", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -133,7 +161,7 @@ class Simulation:
             "name": self.name,
             "running": self.running,
             "sent": self.sent,
-            "total": len(self.frame),
+            "total": self.total,
             "errors": self.errors,
             "last_error": self.last_error,
             "target_rate": self.rate,
