@@ -21,8 +21,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fraudstream.brokers.base import BrokerError
@@ -173,11 +175,22 @@ def _unparsable(cause: BaseException | None) -> str | None:
     return None
 
 
+def _allowed(request: Request) -> list[str]:
+    """The methods some route of the app answers on the request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, APIRoute | Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return sorted(methods)
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     """FastAPI's answer to an ``HTTPException``, except that a body that cannot be parsed (not UTF-8,
     nested too deep, a number too long) is a 422 ``json_invalid`` at ``body`` like any malformed JSON,
     not a bare 400."""
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:  # Allow: every method of the path, not only those of its first route
+        exc.headers = {**(exc.headers or {}), "Allow": ", ".join(_allowed(request))}
     why = _unparsable(exc.__cause__) if exc.status_code == 400 else None
     if why is None:
         return await http_exception_handler(request, exc)

@@ -54,6 +54,8 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
                 invalid["description"] = VALIDATION
                 refs = [{"$ref": f"{REF}HTTPValidationError"}, {"$ref": f"{REF}Problem"}]
                 invalid["content"] = {"application/json": {"schema": {"anyOf": refs}}}
+            if operation.get("security") and "401" not in responses:  # the key is optional here
+                operation["security"] = [{}, *operation["security"]]
             for code, response in responses.items():
                 if str(code) >= "400" and not response.get("content"):
                     response["content"] = _problem_content()

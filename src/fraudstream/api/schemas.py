@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from fraudstream.events.transaction import Label
 from fraudstream.storage.records import DecisionRecord
@@ -149,6 +149,8 @@ class CustomerOut(BaseModel):
 
 class SimulationIn(BaseModel):
     """Start or stop streaming simulated traffic into ``POST /v1/transactions``' outbox."""
+
+    model_config = ConfigDict(strict=True)  # JSON types as the schema says: no "7" or true for 7
 
     action: Literal["start", "stop"]
     source: str = Field("generator", min_length=1, max_length=64, description="'generator' or a dataset")

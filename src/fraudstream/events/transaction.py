@@ -100,6 +100,22 @@ validator, so an optional time that is absent costs no Python call: a worker val
 batch."""
 
 
+def _needs(present: str, required: str, kind: str) -> dict[str, Any]:
+    """JSON Schema: when ``present`` holds a value, ``required`` must hold a ``kind``."""
+    return {
+        "if": {"required": [present], "properties": {present: {"not": {"type": "null"}}}},
+        "then": {"required": [required], "properties": {required: {"type": kind}}},
+    }
+
+
+_TOGETHER = [
+    _needs("latitude", "longitude", "number"),
+    _needs("longitude", "latitude", "number"),
+    _needs("label_time", "is_fraud", "boolean"),
+]
+"""The rules across fields that JSON Schema can state, for the OpenAPI document."""
+
+
 class Transaction(BaseModel):
     """One payment, in the shape every source is converted into.
 
@@ -111,7 +127,9 @@ class Transaction(BaseModel):
     come together or not at all; ``label_time`` needs ``is_fraud`` and is not before ``timestamp``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, json_schema_extra={"allOf": _TOGETHER}
+    )
 
     transaction_id: Identifier
     timestamp: UTCTime

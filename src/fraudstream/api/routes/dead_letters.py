@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fraudstream.api.deps import ServicesDep, StoreDep
 from fraudstream.worker.redrive import requeue, transaction_id_of
@@ -33,6 +33,16 @@ DeadLetterId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 class RequeueIn(BaseModel):
     """Which dead letters to send back: exactly one of a non-empty ``ids`` or ``all: true``."""
+
+    model_config = ConfigDict(
+        strict=True,
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["ids"], "properties": {"ids": {"minItems": 1}, "all": {"const": False}}},
+                {"required": ["all"], "properties": {"ids": {"maxItems": 0}, "all": {"const": True}}},
+            ]
+        },
+    )
 
     ids: list[DeadLetterId] = Field(default_factory=list, max_length=10_000)
     all: bool = False

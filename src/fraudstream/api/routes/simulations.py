@@ -118,6 +118,7 @@ async def simulation_status(slot: SlotDep) -> SimulationOut:
     response_model=SimulationOut,
     status_code=status.HTTP_202_ACCEPTED,
     responses={
+        200: {"model": SimulationOut, "description": "stopped: the simulation's final status"},
         404: {"description": "stop: none was started; start: the dataset's files are missing"},
         409: {"description": "a simulation is already running"},
     },

@@ -39,6 +39,8 @@ from fraudstream.storage.store import Store
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("APPROVE", "FLAG", "BLOCK")
+_ONE = "(APPROVE|FLAG|BLOCK|approve|flag|block)"
+OUTCOMES_PATTERN = f"^ *{_ONE} *(, *{_ONE} *)*$"
 _d = tables.decisions
 COLUMNS = (
     _d.c.transaction_id, _d.c.customer_id, _d.c.decision, _d.c.probability, _d.c.reasons, _d.c.rules,
@@ -301,9 +303,9 @@ def _client(request: Request) -> str:
 async def stream(
     request: Request,
     store: StoreDep,
-    decision: Annotated[str, Query(description="comma-separated outcomes, e.g. FLAG,BLOCK")] = ",".join(
-        OUTCOMES
-    ),
+    decision: Annotated[
+        str, Query(description="comma-separated outcomes, e.g. FLAG,BLOCK", pattern=OUTCOMES_PATTERN)
+    ] = ",".join(OUTCOMES),
     customer_id: Annotated[
         str | None, Query(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
     ] = None,
