@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,24 @@ class Settings(BaseSettings):
     state_url: str = Field("memory://", description="feature state: memory:// or redis://host:port/db")
     rules_path: Path | None = Field(None, description="rules YAML; default: the packaged default rules")
     api_keys: str = Field("", description="comma-separated API keys; empty: no authentication")
+    rate_limits: bool = Field(
+        True, description="answer 429 with Retry-After past the FRAUD_RATE_LIMIT_* limits (false: no limits)"
+    )
+    rate_limit_key: str = Field(
+        "60000/minute", description="requests per API key (limits notation: N/second, N/minute, N/hour)"
+    )
+    rate_limit_address: str = Field(
+        "60000/minute",
+        description="requests per client address without a valid key (every request when no keys are set)",
+    )
+    rate_limit_failed_auth: str = Field(
+        "30/minute",
+        description="401/403 answers per client address; past it the address gets 429 until the window ends",
+    )
+    rate_limit_storage: str = Field(
+        "memory://",
+        description="where the limits count: memory:// (this process) or redis://host:port/db (shared)",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     batch_size: int = Field(500, ge=1, le=100_000, description="worker batch size")
@@ -96,6 +114,27 @@ class Settings(BaseSettings):
         ge=1000,
         description="POST /v1/simulations: most transactions one simulation may generate or load",
     )
+
+    @field_validator("rate_limit_key", "rate_limit_address", "rate_limit_failed_auth")
+    @classmethod
+    def _one_rate(cls, value: str) -> str:
+        """One limit in the ``limits`` library's notation, of at least one request."""
+        from limits import parse_many
+
+        try:
+            items = parse_many(value)
+        except ValueError:
+            items = []
+        if len(items) != 1 or items[0].amount < 1:
+            raise ValueError(f"expected one rate such as '600/minute' or '20/second', got {value!r}")
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _limit_storage(cls, value: str) -> str:
+        if value.partition("://")[0] not in ("memory", "redis", "rediss"):
+            raise ValueError(f"expected memory:// or redis://host:port/db, got {value!r}")
+        return value
 
     @property
     def bundle_path(self) -> Path:

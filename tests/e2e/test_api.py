@@ -32,13 +32,16 @@ from tests.waiting import wait_for
 # --- health, readiness, metrics -------------------------------------------------------------------
 
 
-def test_health_ready_metrics_are_open_even_with_keys(make_api: Callable[..., Api]) -> None:
+def test_health_ready_are_open_even_with_keys_and_metrics_needs_one(make_api: Callable[..., Api]) -> None:
     client, services, _ = make_api(api_keys="secret")
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready")
     assert ready.status_code == 200
     body = ready.json()
     assert body["status"] == "ready" and set(body["checks"]) == {"database", "broker", "state", "model"}
+    assert all(check == {"ok": True} for check in body["checks"].values())  # no versions without a key
+    client.headers["X-API-Key"] = "secret"
+    body = client.get("/ready").json()
     assert body["checks"]["model"]["detail"] == f"model {services.scorer.version}"
     assert body["checks"]["database"]["detail"].startswith("SQLite")
     assert body["checks"]["broker"]["detail"].startswith("queue in SQLite")
@@ -47,7 +50,9 @@ def test_health_ready_metrics_are_open_even_with_keys(make_api: Callable[..., Ap
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     for name in ("fraudstream_http_request_seconds", "fraudstream_queue_lag", "fraudstream_scoring_seconds"):
         assert name in metrics.text
-    assert client.get("/v1/stats").status_code == 401  # while the operational endpoints stay open
+    del client.headers["X-API-Key"]
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/v1/stats").status_code == 401  # while /health and /ready stay open
 
 
 def test_ready_names_the_failing_check(worker_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:

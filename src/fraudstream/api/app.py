@@ -25,6 +25,7 @@ from fraudstream.api.bodies import add_component_schemas
 from fraudstream.api.errors import install_error_handlers
 from fraudstream.api.fast_score import PATH as FAST_PATH
 from fraudstream.api.fast_score import FastScoreMiddleware
+from fraudstream.api.limits import RateLimitMiddleware, RateLimits
 from fraudstream.api.metrics import ApiMetrics, RequestMetricsMiddleware
 from fraudstream.api.routes import api_router
 from fraudstream.api.routes.score import router as score_router
@@ -182,10 +183,13 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     app.state.alerts = None
     app.state.worker_thread = None
     app.state.simulations = SimulationSlot()
+    app.state.limits = RateLimits(settings) if settings.rate_limits else None
     app.include_router(api_router)
     score_route = next(r for r in score_router.routes if getattr(r, "path", None) == FAST_PATH)
     app.front = FastScoreMiddleware(app.framework, state=app.state, route=score_route)
     install_error_handlers(app, settings.max_body_bytes)
+    if app.state.limits is not None:  # outside the body limit: a refused client's body is never read
+        app.add_middleware(RateLimitMiddleware, limits=app.state.limits)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: sees 413s and 500s too
     add_component_schemas(app, Transaction, Label)
     openapi.install(app)

@@ -7,7 +7,7 @@ take what they need as ``Annotated`` parameters and tests can build any number o
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security, status
@@ -66,6 +66,10 @@ BatcherDep = Annotated[ScoreBatcher, Depends(get_batcher)]
 ScorerDep = Annotated[Scorer, Depends(get_scorer)]
 
 
+def _offered(api_key: str | None, credentials: HTTPAuthorizationCredentials | None) -> list[str]:
+    return [key for key in (api_key, credentials.credentials if credentials else None) if key]
+
+
 async def require_api_key(
     settings: SettingsDep,
     api_key: Annotated[str | None, Security(api_key_header)],
@@ -79,7 +83,7 @@ async def require_api_key(
     keys = settings.api_key_set
     if not keys:
         return
-    offered = [key for key in (api_key, credentials.credentials if credentials else None) if key]
+    offered = _offered(api_key, credentials)
     if not offered:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -90,11 +94,51 @@ async def require_api_key(
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
 
 
-def key_matches(offered: Iterable[str | bytes], keys: frozenset[str]) -> bool:
-    """Whether one of the ``offered`` keys is configured. Each is compared with every configured key
-    (no early exit), so the timing does not reveal which key matched."""
+async def optional_api_key(
+    settings: SettingsDep,
+    api_key: Annotated[str | None, Security(api_key_header)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> bool:
+    """Whether the request may see what only key holders see: True with a configured key, or when no
+    keys are set; False without a key. A wrong key is still 403, so that an endpoint open to anyone
+    cannot serve to try keys without the failures being counted (see :mod:`fraudstream.api.limits`)."""
+    keys = settings.api_key_set
+    if not keys:
+        return True
+    offered = _offered(api_key, credentials)
+    if not offered:
+        return False
+    if not key_matches(offered, keys):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
+    return True
+
+
+KeyHolderDep = Annotated[bool, Depends(optional_api_key)]
+
+
+def matching_key(offered: Iterable[str | bytes], keys: frozenset[str]) -> str | None:
+    """The configured key among ``offered``, or ``None``. Each offered key is compared with every
+    configured key (no early exit), so the timing does not reveal which key matched."""
     for key in offered:
         raw = key.encode() if isinstance(key, str) else key
-        if raw and any([secrets.compare_digest(raw, k.encode()) for k in keys]):
-            return True
-    return False
+        if not raw:
+            continue
+        found = [k for k in keys if secrets.compare_digest(raw, k.encode())]
+        if found:
+            return found[0]
+    return None
+
+
+def key_matches(offered: Iterable[str | bytes], keys: frozenset[str]) -> bool:
+    """Whether one of the ``offered`` keys is configured (see :func:`matching_key`)."""
+    return matching_key(offered, keys) is not None
+
+
+def key_in_headers(headers: Mapping[bytes, bytes], keys: frozenset[str]) -> str | None:
+    """The configured key that raw ASGI ``headers`` carry as ``X-API-Key`` or ``Authorization: Bearer``,
+    or ``None``: the same reading as :func:`require_api_key`, for the code in front of FastAPI."""
+    offered = [headers.get(b"x-api-key", b"")]
+    scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+    if scheme.lower() == b"bearer":
+        offered.append(token.strip())
+    return matching_key(offered, keys)

@@ -7,6 +7,10 @@ at most ``max_body_bytes`` itself: same validation (the ``Transaction`` model), 
 ``DecisionOut`` body, recorded in the same request metrics. Anything else (a bad key, invalid JSON, a
 field error, an unusual query, an oversized body) goes on to the FastAPI app with its body intact, so
 every error is still the app's own, and the route stays the documented one.
+
+The rate limits (:mod:`.limits`) apply here as in the app: an authorised request is counted once,
+before its body is read, and refused with the app's 429 when over its limit; a request without a
+valid key goes on to the app, which answers the 401 or 403 and counts the failure.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fraudstream.api.deps import key_matches
+from fraudstream.api.deps import key_in_headers
 from fraudstream.api.errors import (
     read_body,
     replay_body,
@@ -28,6 +32,7 @@ from fraudstream.api.errors import (
     storage_unavailable,
     unexpected_error,
 )
+from fraudstream.api.limits import ADMITTED, client_address
 from fraudstream.api.schemas import DecisionOut
 from fraudstream.events.transaction import Transaction
 from fraudstream.state.base import StateError
@@ -50,16 +55,6 @@ def _dry_run(query: bytes) -> bool | None:
     return True if value in _TRUE else False if value in _FALSE else None
 
 
-def _authorised(headers: dict[bytes, bytes], keys: frozenset[str]) -> bool:
-    if not keys:
-        return True
-    offered = [headers.get(b"x-api-key", b"")]
-    scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
-    if scheme.lower() == b"bearer":
-        offered.append(token.strip())
-    return key_matches(offered, keys)
-
-
 class FastScoreMiddleware:
     """Answers ``POST /v1/score`` directly when the request is valid; hands everything else on.
 
@@ -78,13 +73,27 @@ class FastScoreMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        headers = dict(scope["headers"])
+        keys = self.state.settings.api_key_set
+        key = key_in_headers(headers, keys) if keys else None
+        if keys and key is None:  # the app answers 401 or 403, and counts the failure
+            await self.app(scope, receive, send)
+            return
+        limits = getattr(self.state, "limits", None)
+        if limits is not None:
+            scope[ADMITTED] = True
+            refused = limits.admit(client_address(scope), key)
+            if refused is not None:
+                await refused(scope, receive, send)
+                self._observe(429, started)
+                return
         body = await read_body(receive, self._max_bytes())
         if body is None:
             return  # the client went away
         if isinstance(body, list):  # too large: the app's body limit answers
             await self.app(scope, replay_body(b"".join(body), receive), send)
             return
-        transaction, dry_run = self._accept(scope, body)
+        transaction, dry_run = self._accept(scope, headers, body)
         if transaction is None or dry_run is None:
             await self.app(scope, replay_body(body, receive), send)
             return
@@ -102,8 +111,8 @@ class FastScoreMiddleware:
             answer = DecisionOut.from_record(record, duplicate=duplicate)
             payload = DecisionOut.__pydantic_serializer__.to_json(answer)  # model_dump_json's bytes
             length = str(len(payload)).encode()
-            headers = [(b"content-type", b"application/json"), (b"content-length", length)]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            answer_headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+            await send({"type": "http.response.start", "status": 200, "headers": answer_headers})
             await send({"type": "http.response.body", "body": payload})
             self._observe(200, started)
             return
@@ -120,15 +129,14 @@ class FastScoreMiddleware:
         settings = getattr(self.state, "settings", None)
         return getattr(settings, "max_body_bytes", None)
 
-    def _accept(self, scope: Scope, body: bytes) -> tuple[Transaction | None, bool | None]:
+    def _accept(
+        self, scope: Scope, headers: dict[bytes, bytes], body: bytes
+    ) -> tuple[Transaction | None, bool | None]:
         """The transaction and the dry-run flag, or ``None`` for what the route must answer."""
         state = self.state
         if getattr(state, "services", None) is None or getattr(state, "batcher", None) is None:
             return None, None
-        headers = dict(scope["headers"])
         if headers.get(b"content-type", b"").lower() not in _JSON:
-            return None, None
-        if not _authorised(headers, state.settings.api_key_set):
             return None, None
         dry_run = _dry_run(scope.get("query_string", b""))
         try:

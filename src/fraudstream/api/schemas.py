@@ -177,7 +177,10 @@ class SimulationOut(BaseModel):
 
 class CheckOut(BaseModel):
     ok: bool
-    detail: str
+    detail: str | None = Field(
+        None,
+        description="what answered and its version, or why it failed; with an API key only, if keys are set",
+    )
 
 
 class ReadyOut(BaseModel):

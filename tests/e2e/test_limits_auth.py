@@ -1,0 +1,128 @@
+"""Rate limits and the authenticated surface, as a client meets them: 429 with ``Retry-After`` on the
+routes and on ``POST /v1/score``'s fast path, failed authentications that block an address, ``/metrics``
+behind the key, ``/ready`` without versions for anonymous callers, and a dashboard that will not serve
+beyond loopback without each user signing in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from fraudstream.config import Settings
+from tests.e2e.apitools import Api, metric, tx
+
+KEY, OTHER = "limits-key-1", "limits-key-2"
+PER_KEY = "too many requests for this API key"
+SCORE_429 = 'fraudstream_http_request_seconds_count{method="POST",route="/v1/score",status="429"}'
+
+
+def refused(response: httpx.Response, why: str, window: int = 60) -> bool:
+    """A 429 saying ``why``, with a ``Retry-After`` within the window, in the API's error shape."""
+    assert response.status_code == 429, response.text
+    assert why in response.json()["detail"], response.json()
+    assert 1 <= int(response.headers["retry-after"]) <= window
+    return True
+
+
+# --- per key, per address, on the routes and the fast path ------------------------------------------
+
+
+def test_a_key_over_its_limit_gets_429_on_the_routes_and_the_fast_path(make_api: Callable[..., Api]) -> None:
+    client, _, _ = make_api(api_keys=f"{KEY},{OTHER}", rate_limit_key="4/minute")
+    mine, other = {"X-API-Key": KEY}, {"Authorization": f"Bearer {OTHER}"}
+    assert client.post("/v1/score", json=tx("k-1"), headers=mine).status_code == 200  # the fast path
+    assert client.post("/v1/score", json=tx("k-1", amount=-1), headers=mine).status_code == 422  # handed on
+    assert client.get("/v1/stats", headers=mine).status_code == 200
+    assert client.get("/v1/transactions/k-1", headers=mine).status_code == 200  # the fourth
+    assert refused(client.post("/v1/score", json=tx("k-2"), headers=mine), PER_KEY)
+    assert refused(client.get("/v1/stats", headers=mine), PER_KEY)
+    # refused before anything was done: k-2 was never scored; and another key has a budget of its own
+    assert client.get("/v1/transactions/k-2", headers=other).status_code == 404
+    assert client.post("/v1/score", json=tx("k-3"), headers=other).status_code == 200
+    # the fast path answered the score's 429 itself: it is timed under the route, like its 200s
+    client.headers["X-API-Key"] = OTHER
+    assert metric(client, SCORE_429) == 1.0
+    assert client.get("/health").status_code == 200  # never limited
+
+
+def test_requests_without_keys_are_limited_per_address(make_api: Callable[..., Api]) -> None:
+    client, _, app = make_api(api_keys="", rate_limit_address="3/minute")
+    assert [client.post("/v1/score", json=tx(f"a-{i}")).status_code for i in range(3)] == [200] * 3
+    assert refused(client.post("/v1/score", json=tx("a-3")), "too many requests for this address")
+    assert refused(client.get("/v1/stats"), "too many requests for this address")
+    elsewhere = TestClient(app, client=("10.1.2.3", 40000))
+    assert elsewhere.post("/v1/score", json=tx("a-4")).status_code == 200
+    assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_failed_authentications_block_the_address_for_the_window(make_api: Callable[..., Api]) -> None:
+    client, _, app = make_api(api_keys=KEY, rate_limit_failed_auth="5/minute")
+    failures = [
+        client.get("/v1/stats"),
+        client.post("/v1/score", json=tx("f-1")),  # the fast path hands it on: 401 from the app
+        client.post("/v1/score", json=tx("f-1"), headers={"X-API-Key": "guess-1"}),
+        client.get("/metrics", headers={"Authorization": "Bearer guess-2"}),
+        client.get("/ready", headers={"X-API-Key": "guess-3"}),  # open, but a wrong key is still wrong
+    ]
+    assert [r.status_code for r in failures] == [401, 401, 403, 403, 403]
+    why = "too many failed authentications from this address"
+    # blocked now, the right key included: a guess that happens to be right is told nothing either
+    assert refused(client.get("/v1/stats", headers={"X-API-Key": KEY}), why)
+    assert refused(client.post("/v1/score", json=tx("f-2"), headers={"X-API-Key": KEY}), why)
+    assert refused(client.get("/v1/stats", headers={"X-API-Key": "guess-4"}), why)
+    assert client.get("/health").status_code == 200
+    elsewhere = TestClient(app, client=("10.9.8.7", 40000))
+    assert elsewhere.post("/v1/score", json=tx("f-3"), headers={"X-API-Key": KEY}).status_code == 200
+
+
+def test_limits_can_be_switched_off(make_api: Callable[..., Api]) -> None:
+    client, _, _ = make_api(rate_limits=False, rate_limit_address="1/minute", api_keys=KEY)
+    answers = [client.post("/v1/score", json=tx(f"o-{i}"), headers={"X-API-Key": KEY}) for i in range(3)]
+    answers += [client.get("/v1/stats") for _ in range(3)]
+    assert [r.status_code for r in answers] == [200] * 3 + [401] * 3
+
+
+def test_limit_settings_are_checked_naming_the_field() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(rate_limit_key="plenty")
+    assert "rate_limit_key" in str(caught.value) and "'600/minute'" in str(caught.value)
+    with pytest.raises(ValidationError, match="rate_limit_failed_auth"):
+        Settings(rate_limit_failed_auth="0/minute")
+    with pytest.raises(ValidationError, match="rate_limit_storage"):
+        Settings(rate_limit_storage="memcached://127.0.0.1:11211")
+    assert Settings(rate_limit_address="20 per second").rate_limit_address == "20 per second"
+
+
+# --- /metrics, /ready, /health ---------------------------------------------------------------------
+
+
+def test_metrics_need_the_key_and_ready_shows_versions_only_to_key_holders(
+    make_api: Callable[..., Api],
+) -> None:
+    client, services, _ = make_api(api_keys=KEY)
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"X-API-Key": "wrong"}).status_code == 403
+    scraped = client.get("/metrics", headers={"Authorization": f"Bearer {KEY}"})  # as Prometheus sends it
+    assert scraped.status_code == 200 and "fraudstream_decisions_total" in scraped.text
+    assert client.get("/health").json() == {"status": "ok"}
+
+    anonymous = client.get("/ready")
+    assert anonymous.status_code == 200
+    assert anonymous.json() == {
+        "status": "ready",
+        "checks": {name: {"ok": True} for name in ("database", "broker", "state", "model")},
+    }
+    assert services.scorer.version not in anonymous.text
+    holder = client.get("/ready", headers={"X-API-Key": KEY}).json()
+    assert holder["checks"]["model"] == {"ok": True, "detail": f"model {services.scorer.version}"}
+
+
+def test_without_keys_everything_stays_open(api: Api) -> None:
+    client, services, _ = api
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/ready").json()["checks"]["model"]["detail"] == f"model {services.scorer.version}"
