@@ -6,15 +6,36 @@ beyond loopback without each user signing in.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from fraudstream.api import create_app
+from fraudstream.cli import app as cli
 from fraudstream.config import Settings
+from fraudstream.dashboard import is_loopback
+from fraudstream.runtime import open_services
 from tests.e2e.apitools import Api, metric, tx
+from tests.e2e.test_dashboard import chromium, healthy, listening, wait_until
+from tests.e2e.test_dashboard import metric as shown
+from tests.e2e.test_demo import free_port
+
+__all__ = ["chromium"]  # a fixture this module uses
 
 KEY, OTHER = "limits-key-1", "limits-key-2"
 PER_KEY = "too many requests for this API key"
@@ -126,3 +147,107 @@ def test_without_keys_everything_stays_open(api: Api) -> None:
     client, services, _ = api
     assert client.get("/metrics").status_code == 200
     assert client.get("/ready").json()["checks"]["model"]["detail"] == f"model {services.scorer.version}"
+
+
+# --- the dashboard beyond loopback -----------------------------------------------------------------
+
+
+def test_loopback_is_told_apart() -> None:
+    assert all(map(is_loopback, ["127.0.0.1", "127.0.1.1", "localhost", "::1", "[::1]"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "", "::", "192.168.1.10", "example.org"]))
+
+
+@contextmanager
+def serving(tmp_path: Path, bundle_path: Path, keys: str) -> Iterator[str]:
+    """A real API on a free loopback port (uvicorn in a thread); its URL."""
+    folder = tmp_path / "api"
+    folder.mkdir()
+    settings = Settings(
+        data_dir=folder, database_url=f"sqlite:///{folder}/t.db", model_path=bundle_path, api_keys=keys
+    )
+    services = open_services(settings, warm=False)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, services), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, "the API", 60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        services.close()
+        listener.close()
+
+
+def test_the_dashboard_refuses_to_serve_beyond_loopback_an_api_without_keys(
+    tmp_path: Path, bundle_path: Path
+) -> None:
+    port = free_port()
+    with serving(tmp_path, bundle_path, keys="") as url:
+        args = ["dashboard", "--api-url", url, "--host", "0.0.0.0", "--port", str(port)]
+        result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert "refusing to serve the dashboard on 0.0.0.0" in output and "FRAUD_API_KEYS" in output
+    assert not listening(port)
+
+
+@pytest.mark.slow
+def test_beyond_loopback_each_user_signs_in_with_their_own_key(
+    chromium: Path, tmp_path: Path, bundle_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    with serving(tmp_path, bundle_path, keys=f"{KEY},{OTHER}") as url:
+        # the server's keys are in the command's environment: none of them may reach the page
+        env = os.environ | {"FRAUD_API_KEYS": f"{KEY},{OTHER}", "FRAUD_API_KEY": KEY, "COLUMNS": "200"}
+        command = [sys.executable, "-m", "fraudstream", "dashboard", "--api-url", url]
+        board = subprocess.Popen(
+            [*command, "--host", "0.0.0.0", "--port", str(port)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(board.stdout or []), daemon=True)
+        reader.start()
+        try:
+            page_url = f"http://127.0.0.1:{port}"
+            wait_until(lambda: healthy(f"{page_url}/_stcore/health") or board.poll() is not None, "it", 60)
+            assert board.poll() is None, "".join(lines)
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=str(chromium))
+                try:
+                    _sign_in_and_out(browser.new_page(viewport={"width": 1400, "height": 1200}), page_url)
+                    fresh = browser.new_page()  # another session: signed out, whatever the first did
+                    fresh.goto(page_url)
+                    fresh.get_by_text("Sign in with your API key").wait_for(timeout=30_000)
+                finally:
+                    browser.close()
+        finally:
+            board.send_signal(signal.SIGINT)
+            board.wait(30)
+            reader.join(5)
+    assert "each user signs in with an API key of their own" in " ".join("".join(lines).split())
+
+
+def _sign_in_and_out(page: Any, url: str) -> None:
+    page.goto(url)
+    page.get_by_text("Sign in with your API key").wait_for(timeout=30_000)
+    time.sleep(1.0)  # a page given a key would have drawn its figures by now
+    assert shown(page, "Transactions") is None and not page.get_by_text("Live feed").count()
+
+    key_field = page.get_by_label("API key")
+    key_field.fill("not-a-key")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_text("Not signed in: the API refused this key").wait_for(timeout=15_000)
+    assert shown(page, "Transactions") is None
+
+    key_field.fill(OTHER)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    wait_until(lambda: shown(page, "Transactions") is not None, "the figures after signing in", 30)
+    page.get_by_role("button", name="Sign out", exact=True).click()
+    page.get_by_text("Sign in with your API key").wait_for(timeout=15_000)
+    assert shown(page, "Transactions") is None

@@ -2,6 +2,9 @@
 
 A subprocess rather than Streamlit's in-process bootstrap, so the demo can start and stop it like any
 other server, and a crash in the page never takes the API down with it.
+
+Beyond loopback the page is given no key and asks each user to sign in with their own (see
+:mod:`fraudstream.dashboard`); it is not started at all for an API that takes requests without a key.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import typer
 
 from fraudstream.commands.common import console
 from fraudstream.config import Settings
+from fraudstream.dashboard import is_loopback
 
 STOP_TIMEOUT = 10.0
 
@@ -43,18 +47,45 @@ def streamlit_command(host: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+def refuse_open_api(api_url: str, host: str) -> None:
+    """Raise :class:`DashboardError` when the API at ``api_url`` answers without a key, for a dashboard
+    bound to ``host``, beyond loopback: it would hand the API to anyone who reaches ``host``. An API
+    that cannot be reached yet is let be: the page asks again before anyone signs in."""
+    from fraudstream.dashboard.client import ApiClient
+    from fraudstream.dashboard.client import DashboardError as PageError
+
+    client = ApiClient(api_url, timeout=5.0)
+    try:
+        required = client.keys_required()
+    except PageError:
+        return
+    finally:
+        client.close()
+    if not required:
+        raise DashboardError(
+            f"refusing to serve the dashboard on {host}: the API at {api_url} takes requests without a key, "
+            "and the dashboard would open it to anyone who reaches this address. Set FRAUD_API_KEYS on the "
+            "API (users then sign in with their own key), or bind the dashboard to 127.0.0.1"
+        )
+
+
 def start_dashboard(
     api_url: str, *, host: str, port: int, api_key: str | None = None, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
     """Start the dashboard for the API at ``api_url``; its output goes to ``log`` (default: inherited).
 
     The URL and key travel as ``FRAUD_API_URL`` / ``FRAUD_API_KEY``, never on the command line, where
-    other users of the machine could read the key.
+    other users of the machine could read the key. Bound beyond loopback, the page gets no key (its
+    users sign in), and an API without keys is refused (:func:`refuse_open_api`).
     """
     if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("altair") is None:
         raise DashboardError("the dashboard needs Streamlit and Altair: pip install 'fraudstream[dashboard]'")
+    if not is_loopback(host):
+        refuse_open_api(api_url, host)
+        api_key = None
     env = os.environ | {"FRAUD_API_URL": api_url, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    env.pop("FRAUD_API_KEY", None)
+    for name in ("FRAUD_API_KEY", "FRAUD_API_KEYS"):  # the page gets the one key it uses, if any
+        env.pop(name, None)
     if api_key:
         env["FRAUD_API_KEY"] = api_key
     output: IO[bytes] | None = None
@@ -111,7 +142,10 @@ def dashboard(
     ] = None,
 ) -> None:
     """Run the live dashboard (Streamlit): figures, charts, the FLAG/BLOCK feed, alerts, the model,
-    customer profiles and fraud/legitimate labelling, all read through the HTTP API. Ctrl-C stops it."""
+    customer profiles and fraud/legitimate labelling, all read through the HTTP API. Ctrl-C stops it.
+
+    On 127.0.0.1 it uses --api-key (or the first of FRAUD_API_KEYS). On any other address each user
+    signs in with their own key, and an API without keys is refused."""
     settings = Settings()
     url = api_url or settings.api_url
     bind, listen = host or settings.host, port or settings.dashboard_port
@@ -122,6 +156,8 @@ def dashboard(
         console.print(f"[bold red]error:[/] {error}")
         raise typer.Exit(2) from None
     console.print(f"dashboard http://{bind}:{listen} reading the API at {url} — Ctrl-C to stop")
+    if not is_loopback(bind):
+        console.print("  reachable beyond this machine: each user signs in with an API key of their own")
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -3,7 +3,9 @@
 Headline figures, charts and the FLAG/BLOCK feed refresh on their own (one ``st.fragment`` with
 ``run_every``); the review panel (a decision, its customer's risk profile, and the fraud /
 legitimate buttons) reruns only when the analyst acts, so it never moves under their cursor.
-Everything comes from the HTTP API; the API URL and key arrive as ``FRAUD_API_URL`` / ``FRAUD_API_KEY``.
+Everything comes from the HTTP API; the API URL arrives as ``FRAUD_API_URL``. On a loopback address
+the key arrives as ``FRAUD_API_KEY``; on any other, each session signs in with a key of its own,
+checked by the API and kept in that session's state only (see :mod:`fraudstream.dashboard`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from fraudstream.config import Settings
-from fraudstream.dashboard import charts
+from fraudstream.dashboard import charts, is_loopback
 from fraudstream.dashboard.client import ApiClient, ApiUnreachable, DashboardError
 
 #: label -> (window seconds, bucket seconds)
@@ -24,9 +26,68 @@ FEED_LIMIT = 50
 DEAD_LETTERS_SHOWN = 50
 
 
+#: How long the answer to "does the API have keys?" is reused: each asking is a 401 at the API, which
+#: counts against this dashboard's address among the failed authentications.
+KEYS_CHECK_TTL = 600
+
+
 @st.cache_resource
 def api_client(url: str, key: str | None) -> ApiClient:
     return ApiClient(url, key)
+
+
+@st.cache_data(ttl=KEYS_CHECK_TTL, show_spinner=False)
+def keys_required(url: str) -> bool:
+    client = ApiClient(url)
+    try:
+        return client.keys_required()
+    finally:
+        client.close()
+
+
+def signed_in(url: str, address: str) -> ApiClient | None:
+    """This session's own client, once it has signed in; until then the sign-in form, and ``None``.
+
+    Nothing but the form is drawn before the API has accepted the key, and nothing at all, but why,
+    when the API takes requests without a key: this page would open it to everyone who reaches it.
+    """
+    client: ApiClient | None = st.session_state.get("signed_in")
+    if client is not None:
+        with st.sidebar:
+            if st.button("Sign out", key="sign_out"):
+                del st.session_state["signed_in"]
+                client.close()
+                st.rerun()
+        return client
+    st.title("fraudstream")
+    try:
+        required = keys_required(url)
+    except DashboardError as error:
+        st.error(str(error))
+        return None
+    if not required:
+        st.error(
+            f"This dashboard listens on {address or 'every interface'}, beyond this machine, and the API at "
+            f"{url} takes requests without a key: it is not shown. Set FRAUD_API_KEYS on the API, or run "
+            "the dashboard on 127.0.0.1."
+        )
+        return None
+    with st.form("sign_in", border=True):
+        st.markdown("Sign in with your API key (one of the API's `FRAUD_API_KEYS`).")
+        key = st.text_input("API key", type="password", key="sign_in_key").strip()
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if not (submitted and key):
+        return None
+    candidate = ApiClient(url, key)
+    try:
+        candidate.check_key()
+    except DashboardError as error:
+        candidate.close()
+        st.error(f"Not signed in: {error}")
+        return None
+    st.session_state["signed_in"] = candidate
+    st.rerun()
+    return None  # st.rerun() does not return
 
 
 def _fmt_ms(value: float | None) -> str:
@@ -210,8 +271,15 @@ def dead_letters_panel(client: ApiClient) -> None:
 def main() -> None:
     st.set_page_config(page_title="fraudstream", page_icon="🛡️", layout="wide")
     settings = Settings()
-    key = os.environ.get("FRAUD_API_KEY") or next(iter(sorted(settings.api_key_set)), None)
-    client = api_client(settings.api_url, key)
+    address = str(st.get_option("server.address") or "")
+    if is_loopback(address):
+        key = os.environ.get("FRAUD_API_KEY") or next(iter(sorted(settings.api_key_set)), None)
+        client = api_client(settings.api_url, key)
+    else:  # reachable by others: never a key of the server's, only the one each user signs in with
+        found = signed_in(settings.api_url, address)
+        if found is None:
+            return
+        client = found
     with st.sidebar:
         window_label = st.selectbox("Window", list(WINDOWS), index=0, key="window")
         refresh = st.slider("Refresh every (s)", 1, 30, 2, key="refresh")

@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 
 ANALYST = "analyst"
+#: A cheap endpoint that needs a key when keys are set: what signing in and the open-API check ask.
+PROBE = "/v1/model"
 
 
 class DashboardError(Exception):
@@ -20,6 +22,14 @@ class DashboardError(Exception):
 
 class ApiUnreachable(DashboardError):
     """Nothing answers at the API URL."""
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        detail = response.text
+    return str(detail)[:200]
 
 
 class ApiClient:
@@ -33,14 +43,17 @@ class ApiClient:
     def close(self) -> None:
         self.http.close()
 
-    def _request(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> Any:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self.http.request(method, path, **kwargs)
+            return self.http.request(method, path, **kwargs)
         except httpx.TransportError as error:
             raise ApiUnreachable(
                 f"cannot reach the fraudstream API at {self.base_url} ({type(error).__name__}): start it "
                 "with `fraudstream serve` or `fraudstream demo`, or pass --api-url"
             ) from None
+
+    def _request(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
         if response.status_code == 404 and missing_ok:
             return None
         if response.status_code == 401:
@@ -52,12 +65,30 @@ class ApiClient:
                 f"the API at {self.base_url} refused the key: check --api-key / FRAUD_API_KEY"
             )
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise DashboardError(f"{method} {path} failed with {response.status_code}: {str(detail)[:200]}")
+            raise DashboardError(f"{method} {path} failed with {response.status_code}: {_detail(response)}")
         return response.json()
+
+    def keys_required(self) -> bool:
+        """Whether the API turns away a request without a key, that is whether it has keys set. Asked
+        without this client's key; a 401 counts as a failed authentication of this address there."""
+        response = self._send("GET", PROBE, headers={"X-API-Key": ""})
+        if response.status_code == 401:
+            return True
+        if response.status_code in (200, 404):
+            return False
+        raise DashboardError(
+            f"the API at {self.base_url} answered {response.status_code}: {_detail(response)}"
+        )
+
+    def check_key(self) -> None:
+        """Nothing when the API accepts this client's key; a :class:`DashboardError` saying why not."""
+        response = self._send("GET", PROBE)
+        if response.status_code in (401, 403):
+            raise DashboardError("the API refused this key")
+        if response.status_code not in (200, 404):
+            raise DashboardError(
+                f"the API at {self.base_url} answered {response.status_code}: {_detail(response)}"
+            )
 
     def stats(self, window: float) -> dict[str, Any]:
         return dict(self._request("GET", "/v1/stats", params={"window": window}))
