@@ -5,9 +5,9 @@ every check schemathesis has but one. ``positive_data_acceptance`` (a request th
 succeed) cannot hold here: some rules depend on what is stored (a label names a transaction the API
 has seen; an id already used with another body is 409) or relate fields in ways JSON Schema cannot
 state (``label_time`` not before ``timestamp``, ``until`` after ``since``, times within 1990-2100).
-Those are refused with a documented 422 naming the field, which the other checks hold to the schema. Examples per operation are bounded so the suite takes a few minutes;
-the stream is opened for a moment and simulations are small and slow, so that fuzzing them costs no
-more than fuzzing the rest.
+Those are refused with a documented 422 naming the field, which the other checks hold to the schema.
+Examples per operation are bounded so that the suite takes a minute or two; the stream is opened for
+a moment and simulations are small and slow, so that fuzzing them costs no more than the rest.
 """
 
 from __future__ import annotations

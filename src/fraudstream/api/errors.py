@@ -28,9 +28,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fraudstream.brokers.base import BrokerError
-from fraudstream.events.transaction import ID_PATTERN
+from fraudstream.events.transaction import DECISIONS, DECISIONS_PATTERN, ID_PATTERN
 from fraudstream.state.base import StateError
-from fraudstream.storage.errors import StorageError
+from fraudstream.storage.errors import BodyConflictError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +145,18 @@ def json_safe(value: Any) -> Any:
 _ID_MESSAGE = "must not contain control characters, line separators or bidirectional overrides"
 
 
+_PATTERN_MESSAGES = {
+    ID_PATTERN: f"String {_ID_MESSAGE}",
+    DECISIONS_PATTERN: f"must be a comma-separated list of {', '.join(DECISIONS)}",
+}
+
+
 def _explained(error: dict[str, Any]) -> dict[str, Any]:
     """``error`` with a message a person can act on where pydantic's only quotes a pattern."""
-    if (
-        error.get("type") == "string_pattern_mismatch"
-        and (error.get("ctx") or {}).get("pattern") == ID_PATTERN
-    ):
-        return {**error, "msg": f"String {_ID_MESSAGE}"}
+    if error.get("type") == "string_pattern_mismatch":
+        message = _PATTERN_MESSAGES.get(str((error.get("ctx") or {}).get("pattern")))
+        if message is not None:
+            return {**error, "msg": message}
     return error
 
 

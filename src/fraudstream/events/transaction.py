@@ -7,7 +7,16 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    Strict,
+    field_validator,
+    model_validator,
+)
 
 MIN_TIMESTAMP = datetime(1990, 1, 1, tzinfo=UTC)
 MAX_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
@@ -67,6 +76,9 @@ def _unicode(text: str, path: str) -> None:
 
 DECISIONS = ("APPROVE", "FLAG", "BLOCK")
 """The outcomes, mildest first: an index into this tuple orders decisions by severity."""
+_ONE_DECISION = "(APPROVE|FLAG|BLOCK|approve|flag|block)"
+DECISIONS_PATTERN = f"^ *{_ONE_DECISION} *(, *{_ONE_DECISION} *)*$"
+"""A comma-separated list of outcomes, in either case."""
 
 
 class Channel(StrEnum):
@@ -100,7 +112,7 @@ validator, so an optional time that is absent costs no Python call: a worker val
 batch."""
 
 
-def _needs(present: str, required: str, kind: str) -> dict[str, Any]:
+def _needs(present: str, required: str, kind: str) -> JsonValue:
     """JSON Schema: when ``present`` holds a value, ``required`` must hold a ``kind``."""
     return {
         "if": {"required": [present], "properties": {present: {"not": {"type": "null"}}}},
@@ -108,7 +120,7 @@ def _needs(present: str, required: str, kind: str) -> dict[str, Any]:
     }
 
 
-_TOGETHER = [
+_TOGETHER: list[JsonValue] = [
     _needs("latitude", "longitude", "number"),
     _needs("longitude", "latitude", "number"),
     _needs("label_time", "is_fraud", "boolean"),

@@ -31,16 +31,14 @@ from sqlalchemy import and_, or_, select
 from starlette.background import BackgroundTask
 
 from fraudstream.api.deps import StoreDep
-from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH
+from fraudstream.events.transaction import DECISIONS, DECISIONS_PATTERN, ID_PATTERN, MAX_ID_LENGTH
 from fraudstream.storage import tables
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.store import Store
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("APPROVE", "FLAG", "BLOCK")
-_ONE = "(APPROVE|FLAG|BLOCK|approve|flag|block)"
-OUTCOMES_PATTERN = f"^ *{_ONE} *(, *{_ONE} *)*$"
+OUTCOMES = DECISIONS
 _d = tables.decisions
 COLUMNS = (
     _d.c.transaction_id, _d.c.customer_id, _d.c.decision, _d.c.probability, _d.c.reasons, _d.c.rules,
@@ -304,7 +302,7 @@ async def stream(
     request: Request,
     store: StoreDep,
     decision: Annotated[
-        str, Query(description="comma-separated outcomes, e.g. FLAG,BLOCK", pattern=OUTCOMES_PATTERN)
+        str, Query(description="comma-separated outcomes, e.g. FLAG,BLOCK", pattern=DECISIONS_PATTERN)
     ] = ",".join(OUTCOMES),
     customer_id: Annotated[
         str | None, Query(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
