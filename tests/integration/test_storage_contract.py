@@ -6,6 +6,7 @@ before each test and dropped at the end); the migration tests make databases of 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import threading
@@ -24,13 +25,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import bindparam, create_engine, inspect, select, text
 
 from fraudstream.events import Label, Transaction
-from fraudstream.storage import DecisionRecord, StorageError, Store, open_store
+from fraudstream.storage import BodyConflictError, DecisionRecord, StorageError, Store, open_store
 from fraudstream.storage import store as store_module
 from fraudstream.storage.bulk import COPY_MIN_ROWS
 from fraudstream.storage.database import normalize_url
 from fraudstream.storage.migrate import alembic_config, current_revision, upgrade
 from fraudstream.storage.records import DecisionColumns
 from fraudstream.storage.rollup import minute_series, series_from_decisions
+from fraudstream.storage.rows import body_hash
 from fraudstream.storage.tables import UTCDateTime, decisions, metadata
 from fraudstream.storage.writer import SLICE, DecisionWriter, WriterError
 from tests.integration.conftest import scratch_database
@@ -185,7 +187,7 @@ def test_accept_a_large_batch_keeps_input_order_and_skips_known(store: Store) ->
     n = COPY_MIN_ROWS * 3
     assert len(store.accept([tx(i, f"c{i % 7}") for i in range(0, n, 2)])) == n // 2
     ids = [f"t{i:04d}" for i in range(n)]
-    new = store.accept([tx(i, f"c{i % 7}", extra={"i": i}) for i in reversed(range(n))])
+    new = store.accept([tx(i, f"c{i % 7}", extra={"i": i} if i % 2 else {}) for i in reversed(range(n))])
     assert new == [i for i in reversed(ids) if int(i[1:]) % 2]
     messages = store.claim("transactions", "c", 10 * n, 60)
     assert [m.payload["transaction_id"] for m in messages] == ids[::2] + new
@@ -229,7 +231,7 @@ def test_claim_leases_redelivery_and_ack(store: Store) -> None:
 def test_concurrent_claims_never_share_a_message(store: Store) -> None:
     ids = store.publish("t", [(None, {"n": i}) for i in range(400)])
     got: dict[str, list[int]] = {"a": [], "b": []}
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
     start = threading.Barrier(len(got))
 
     def consume(name: str) -> None:
@@ -330,6 +332,113 @@ def test_a_writer_leaves_a_held_decision_to_the_held_one(store: Store) -> None:
     assert decided["t0001"].decision == "APPROVE" and set(decided) == {"t0001", "t0002"}
 
 
+# -- one id, one body ---------------------------------------------------------------------------------
+
+
+def changed(transaction: Transaction, **fields: Any) -> Transaction:
+    """``transaction`` with other values, validated as a client's body would be."""
+    return Transaction.model_validate({**transaction.model_dump(), **fields})
+
+
+def test_accept_refuses_an_id_known_with_another_body_and_stores_nothing(store: Store) -> None:
+    assert store.accept([tx(1), tx(2)]) == ["t0001", "t0002"]
+    with pytest.raises(BodyConflictError) as refused:
+        store.accept([tx(3), tx(1, extra={"changed": True}), tx(2, customer="c9")])
+    assert refused.value.ids == ["t0001", "t0002"] and "different body" in str(refused.value)
+    assert store.get_transaction("t0003") is None and store.pending("transactions") == 2
+    with pytest.raises(BodyConflictError) as repeated:  # repeated within the batch with another body
+        store.accept([tx(4), tx(5), changed(tx(4), amount=99.0)])
+    assert repeated.value.ids == ["t0004"] and store.get_transaction("t0004") is None
+    assert store.accept([tx(3), tx(1), tx(3)]) == ["t0003"]  # the same bodies: retries
+
+
+def test_a_decision_for_another_body_of_a_stored_id_is_not_stored(store: Store) -> None:
+    """Saved or held, a decision made for a body other than the one stored under its id is refused,
+    its id reported; the same body is decided as before."""
+    store.accept([tx(1), tx(2)])
+    for write in (store.save_decisions, store.hold_decisions):
+        clashes: set[str] = set()
+        assert write([record(1, amount=99.0)], [changed(tx(1), amount=99.0)], clashes=clashes) == []
+        assert clashes == {"t0001"}
+    assert store.hold_decisions([record(2)], [tx(2)]) == ["t0002"]
+    store.release_held()
+    assert store.get_decision("t0001") is None and store.get_transaction("t0001")["status"] == "queued"  # type: ignore[index]
+    assert store.get_decision("t0002") is not None
+
+
+def test_an_id_decided_and_held_is_known_with_its_body(store: Store) -> None:
+    """A held decision (SQLite) reads like a stored one: accepting its id with another body is refused,
+    with the same body it is a duplicate that is never queued."""
+    assert store.hold_decisions([record(1)], [tx(1)]) == ["t0001"]
+    with pytest.raises(BodyConflictError):
+        store.accept([changed(tx(1), amount=1.5)])
+    assert store.accept([tx(1)]) == [] and store.pending("transactions") == 0
+    assert store.body_hashes(["t0001", "t0009"]) == {"t0001": body_hash(tx(1))}
+    store.release_held()
+    assert store.body_hashes(["t0001"]) == {"t0001": body_hash(tx(1))}
+    assert store.get_transaction("t0001")["body_hash"] == body_hash(tx(1))  # type: ignore[index]
+
+
+def test_body_hashes_are_canonical_and_rows_from_before_them_are_read_from_the_payload(store: Store) -> None:
+    reordered = Transaction.model_validate_json(
+        tx(1, extra={"b": [1, {"y": 2, "x": 1}], "a": "é"}).model_dump_json()
+    )
+    written = tx(1, extra={"a": "é", "b": [1, {"x": 1, "y": 2}]})
+    assert body_hash(reordered) == body_hash(written) != body_hash(tx(1))
+    assert body_hash(changed(tx(1), amount=11)) == body_hash(tx(1)) != body_hash(changed(tx(1), amount=11.5))
+    store.accept([written, tx(2)])
+    with store.engine.begin() as conn:  # as migration 0007 leaves rows stored before it
+        conn.execute(text("UPDATE transactions SET body_hash = NULL"))
+    assert store.body_hashes(["t0001", "t0002"]) == {"t0001": body_hash(written), "t0002": body_hash(tx(2))}
+    assert store.accept([reordered]) == []
+    with pytest.raises(BodyConflictError):
+        store.accept([changed(tx(2), amount=0.5)])
+    clashes: set[str] = set()
+    assert store.save_decisions([record(1)], [tx(1)], clashes=clashes) == [] and clashes == {"t0001"}
+
+
+def test_accepting_and_deciding_one_id_at_once_keep_one_body(store: Store) -> None:
+    """Threads accepting ids (``POST /v1/transactions``) while others decide the same ids with other
+    bodies (``POST /v1/score``, holding or storing): for each id exactly one side wins, and a decision
+    stored is for the body stored."""
+    n = 60
+    outcome: dict[str, list[str]] = {"accepted": [], "decided": [], "refused": []}
+
+    def accept(i: int) -> None:
+        try:
+            outcome["accepted"] += store.accept([changed(tx(i), amount=1.0)])
+        except BodyConflictError as error:
+            outcome["refused"] += error.ids
+
+    def decide(i: int) -> None:
+        clashes: set[str] = set()
+        outcome["decided"] += store.hold_decisions(
+            [record(i, amount=2.0)], [changed(tx(i), amount=2.0)], clashes=clashes
+        )
+        outcome["refused"] += sorted(clashes)
+
+    threads = [threading.Thread(target=job, args=(i,)) for i in range(n) for job in (accept, decide)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.release_held()
+    assert sorted(outcome["accepted"] + outcome["decided"]) == sorted(f"t{i:04d}" for i in range(n))
+    assert sorted(outcome["refused"]) == sorted(f"t{i:04d}" for i in range(n))
+    for i in outcome["accepted"]:
+        assert store.get_transaction(i)["payload"]["amount"] == 1.0 and store.get_decision(i) is None  # type: ignore[index]
+    for i in outcome["decided"]:
+        assert store.get_transaction(i)["payload"]["amount"] == 2.0 == store.get_decision(i).amount  # type: ignore[index,union-attr]
+
+
+def test_transaction_times_cover_stored_held_and_replayed_transactions(store: Store) -> None:
+    store.accept([tx(1)])
+    store.hold_decisions([record(2)], [tx(2)])
+    store.save_decisions([record(3)])  # a replay's decision, stored without its transaction
+    times = store.transaction_times(["t0001", "t0002", "t0003", "t0004"])
+    assert times == {"t0001": tx(1).timestamp, "t0002": tx(2).timestamp, "t0003": tx(3).timestamp}
+
+
 def test_large_batches_return_only_the_new_ids_in_input_order(store: Store) -> None:
     n = COPY_MIN_ROWS * 3
     assert len(store.save_decisions([record(i) for i in range(0, n, 3)])) == n // 3
@@ -389,6 +498,7 @@ def test_transactions_copied_in_bulk_read_back_as_those_stored_a_few_at_a_time(s
         assert got is not None and want is not None
         assert Transaction.model_validate(got.pop("payload")) == a
         assert Transaction.model_validate(want.pop("payload")) == b
+        assert (got.pop("body_hash"), want.pop("body_hash")) == (body_hash(a), body_hash(b))
         assert {k: v for k, v in got.items() if k not in ("transaction_id", "received_at")} == {
             k: v for k, v in want.items() if k not in ("transaction_id", "received_at")
         }
@@ -422,7 +532,7 @@ def test_feature_vectors_round_trip_exactly_in_order(store: Store) -> None:
 
 def test_concurrent_writers_decide_each_transaction_once(store: Store) -> None:
     results: dict[str, list[str]] = {}
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
     start = threading.Barrier(2)
 
     def write(name: str, order: range) -> None:
@@ -570,6 +680,68 @@ def test_labels_insert_ignore_and_customer_history(store: Store) -> None:
     assert history["decisions"][0].features == {"amount": 11.0, "ratio": None}
     assert {row["transaction_id"] for row in history["labels"]} == {"t0001", "t0002"}
     assert store.customer_history("nobody")["decisions"] == []
+
+
+def test_a_source_changes_its_verdict_with_an_audit_trail(store: Store) -> None:
+    store.accept([tx(1), tx(2)])
+    at = T0 + timedelta(days=1)
+
+    def lb(i: int, fraud: bool, hours: float, source: str = "chargeback") -> Label:
+        return Label(
+            transaction_id=f"t{i:04d}", is_fraud=fraud, label_time=at + timedelta(hours=hours), source=source
+        )
+
+    first = store.apply_labels([lb(1, False, 0), lb(2, True, 0), lb(1, False, 1)])
+    assert (first.accepted, first.superseded, first.ignored) == (2, 0, 1)
+    assert [label.transaction_id for label in first.fraud] == ["t0002"]
+    changed = store.apply_labels(
+        [lb(1, True, 2), lb(1, False, 1), lb(1, True, 3), lb(2, False, 2, "analyst")]
+    )
+    assert (changed.accepted, changed.superseded, changed.ignored) == (1, 1, 2)  # an older verdict: ignored
+    assert [label.label_time for label in changed.fraud] == [at + timedelta(hours=2)]
+    current = store.labels_for(["t0001"])
+    assert [(row["source"], row["is_fraud"], row["label_time"]) for row in current] == [
+        ("chargeback", True, at + timedelta(hours=2))
+    ]
+    (old,) = store.label_history("t0001")
+    assert (old["source"], old["is_fraud"], old["label_time"]) == ("chargeback", False, at)
+    assert old["label_id"] == current[0]["id"] and old["superseded_at"] >= old["received_at"]
+    back = store.apply_labels([lb(1, False, 4), lb(1, True, 5)])  # twice in one batch: both kept
+    assert (back.superseded, [h["is_fraud"] for h in store.label_history("t0001")]) == (
+        2,
+        [False, True, False],
+    )
+    store.save_decisions([record(1), record(2)])
+    # fraud wins across sources, and each transaction counts once, from its earliest fraud label
+    assert sorted(store.fraud_labels_since(T0)) == [("t0001", at + timedelta(hours=5)), ("t0002", at)]
+    store.apply_labels([lb(1, False, 6)])
+    assert store.fraud_labels_since(T0) == [("t0002", at)]
+    assert store.stats(T0)["labelled_fraud"] == 1
+
+
+def test_concurrent_label_writers_keep_one_current_verdict_per_source(store: Store) -> None:
+    store.accept([tx(1)])
+    at = T0 + timedelta(days=1)
+    errors: list[Exception] = []
+
+    def write(k: int) -> None:
+        try:
+            label = Label(transaction_id="t0001", is_fraud=bool(k % 2), label_time=at + timedelta(minutes=k))
+            store.apply_labels([label])
+        except Exception as error:  # collected for the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    (current,) = store.labels_for(["t0001"])
+    history = store.label_history("t0001")
+    verdicts = [h["is_fraud"] for h in history] + [current["is_fraud"]]
+    assert all(a != b for a, b in itertools.pairwise(verdicts))  # each change a change
+    assert len(history) <= 11
 
 
 def test_state_rebuild_reads(store: Store) -> None:
@@ -832,12 +1004,11 @@ def _table_rows(store: Store, table: str, prefix: str) -> list[tuple[Any, ...]]:
     for row in rows:
         row.pop("received_at", None)
         row[key] = row[key][len(prefix) :]
-        if table == "transactions":  # the payload repeats the id
+        if table == "transactions":  # the payload, and so its hash, repeat the id
             payload = row["payload"]
-            row["payload"] = {
-                **(json.loads(payload) if isinstance(payload, str) else payload),
-                "transaction_id": "",
-            }
+            payload = json.loads(payload) if isinstance(payload, str) else payload
+            assert row.pop("body_hash") == body_hash(Transaction.model_validate(payload))
+            row["payload"] = {**payload, "transaction_id": ""}
     return [tuple(row.items()) for row in rows]
 
 

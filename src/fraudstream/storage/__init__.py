@@ -6,7 +6,7 @@ Open it with :func:`open_store`, call :meth:`Store.migrate` once at start-up, th
 from __future__ import annotations
 
 from fraudstream.storage.database import SUPPORTED_SCHEMES, normalize_url
-from fraudstream.storage.errors import NotFoundError, StorageError
+from fraudstream.storage.errors import BodyConflictError, NotFoundError, StorageError
 from fraudstream.storage.records import DecisionRecord, QueuedMessage
 from fraudstream.storage.store import FLAGGED, Store
 
@@ -23,6 +23,7 @@ def open_store(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Store
 __all__ = [
     "FLAGGED",
     "SUPPORTED_SCHEMES",
+    "BodyConflictError",
     "DecisionRecord",
     "NotFoundError",
     "QueuedMessage",

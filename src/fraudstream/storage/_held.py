@@ -14,7 +14,11 @@ state is rebuilt.
 Held decisions count as decided in this process: :meth:`Store.decided_ids`,
 :meth:`Store.get_decisions` and :meth:`Store.get_transaction` see them, and a writer in this process
 (the embedded worker) storing a decision for a transaction that is held leaves it to the held one, so
-the answer the API gave is the one stored. The store's lists, counts and customer profiles store what
+the answer the API gave is the one stored. One id names one body here too: :meth:`Store.accept` in
+this process sees a held transaction as known (a different body under its id is refused), and holding
+refuses a transaction whose id is stored, or being accepted by another thread, with a different body.
+Holding checks and appends under one lock that accepting threads take to announce their ids, so
+whichever comes second sees the other. The store's lists, counts and customer profiles store what
 is held before they read; the charts' per-minute counts, the live feed (which looks a second back) and
 other processes see a held decision once it is stored. Only a SQLite file holds: on PostgreSQL a
 commit is a round trip whatever it writes, and holding a decision is storing it.
@@ -23,7 +27,9 @@ commit is a round trip whatever it writes, and holding a decision is storing it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,12 +38,19 @@ from sqlalchemy import URL
 
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage import bulk, tables
+from fraudstream.storage._bodies import differing, hashes_of, stored_hashes
 from fraudstream.storage._journal import DecisionJournal, Held, recover
 from fraudstream.storage._storer import CLOSE_TIMEOUT, HeldStorer
 from fraudstream.storage.database import Database, dumps, loads
 from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.rollup import add_minutes
-from fraudstream.storage.rows import DECISION_COLUMNS, TRANSACTION_COLUMNS, transaction_rows, unique_by
+from fraudstream.storage.rows import (
+    DECISION_COLUMNS,
+    TRANSACTION_COLUMNS,
+    body_hash,
+    transaction_rows,
+    unique_by,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +66,8 @@ class HeldStore(Database):
         super().__init__(url, pool_size=pool_size, max_overflow=max_overflow)
         self._storer: HeldStorer | None = None
         self._background = True  # until a storing process fails
+        self._claims = threading.Lock()  # holding's check and append; accepting threads' announcements
+        self._accepted: dict[str, list[str]] = {}  # ids being accepted now → the body hashes sent
         if self._writers is not None:  # a SQLite file
             self._journal = DecisionJournal(Path(str(self.url.database)))
 
@@ -61,17 +76,53 @@ class HeldStore(Database):
         """Whether :meth:`Store.hold_decisions` holds (a SQLite file) or stores right away."""
         return self._journal is not None
 
-    def _hold(self, records: list[DecisionRecord], transactions: list[Transaction]) -> list[str]:
-        """Hold ``records`` with their ``transactions``; the ids held, leaving out any decided already."""
+    def _hold(
+        self, records: list[DecisionRecord], transactions: list[Transaction], clashes: set[str] | None = None
+    ) -> list[str]:
+        """Hold ``records`` with their ``transactions``; the ids held, leaving out any decided already, and
+        any whose id is stored, or being accepted by another thread, with another body (added to
+        ``clashes``). A transaction's body hash is computed only when its id is found there."""
         assert self._journal is not None
         records = unique_by(records, lambda r: r.transaction_id)
-        decided = self._journal.among(r.transaction_id for r in records).keys() | self._stored(
-            [r.transaction_id for r in records]
-        )
-        new = [r for r in records if r.transaction_id not in decided]
-        if new:
-            self._journal.append(new, transactions)
+        ids = [r.transaction_id for r in records]
+        with self._claims:
+            decided, bodies = self._stored(ids)
+            decided |= self._journal.among(ids).keys()
+            found = {i for i in ids if i not in decided and (i in bodies or i in self._accepted)}
+            clash: set[str] = set()
+            if found:
+                by_id = {tx.transaction_id: tx for tx in transactions}
+                for i in found:
+                    mine = body_hash(by_id[i])
+                    if bodies.get(i) not in (None, mine) or any(h != mine for h in self._accepted.get(i, ())):
+                        clash.add(i)
+            new = [r for r in records if r.transaction_id not in decided and r.transaction_id not in clash]
+            if new:
+                self._journal.append(new, transactions)
+        if clashes is not None:
+            clashes |= clash
         return [r.transaction_id for r in new]
+
+    @contextmanager
+    def _accepting(self, hashes: Mapping[str, str]) -> Iterator[dict[str, str]]:
+        """Announce that transactions with these body hashes (by id) are being stored, for as long as the
+        context lasts; it gives the body hashes of those whose decision this process holds."""
+        if self._journal is None:
+            yield {}
+            return
+        with self._claims:
+            for i, h in hashes.items():
+                self._accepted.setdefault(i, []).append(h)
+            held = self._journal.among(hashes)
+        try:
+            yield {i: body_hash(tx) for i, (_, tx) in held.items()}
+        finally:
+            with self._claims:
+                for i, h in hashes.items():
+                    pending = self._accepted[i]
+                    pending.remove(h)
+                    if not pending:
+                        del self._accepted[i]
 
     def release_held(self, *, background: bool = False) -> list[str]:
         """Store everything this process holds, in one transaction; the ids decided for the first time.
@@ -95,8 +146,14 @@ class HeldStore(Database):
         assert self._journal is not None
         if not held:
             return []
-        fresh = self._save([r for r, _ in held], [tx for _, tx in held], leave_held=False)
+        clashes: set[str] = set()
+        fresh = self._save([r for r, _ in held], [tx for _, tx in held], leave_held=False, clashes=clashes)
         self._journal.forget(r.transaction_id for r, _ in held)
+        if clashes:  # only another process can have stored one meanwhile (this one checks before holding)
+            log.warning(
+                "held decisions not stored: another process stored transactions %s with a different body",
+                sorted(clashes),
+            )
         # Counted as the commits it replaced: each decision still adds pages of its own to the WAL (its
         # index entries land on different pages), and checkpointing every 200 commits of ten let the
         # WAL grow to SQLite's own checkpoint, which then runs on the committing thread.
@@ -139,14 +196,16 @@ class HeldStore(Database):
         sees every decision answered so far."""
         self.release_held()
 
-    def _stored(self, ids: list[str]) -> set[str]:
-        """Which of ``ids`` have a stored decision, on this thread's own connection (no pool checkout)."""
+    def _stored(self, ids: list[str]) -> tuple[set[str], dict[str, str | None]]:
+        """Which of ``ids`` have a stored decision, and the body hashes of those stored as transactions, on
+        this thread's own connection (no pool checkout)."""
         if self._writers is None:
-            return set()
+            return set(), {}
         driver = self._writers.acquire()
         try:
             with self._translated():
-                return bulk.sqlite_known_keys(driver, _d, ids)
+                decided = bulk.sqlite_known_keys(driver, _d, ids)
+                return decided, stored_hashes(driver, [i for i in ids if i not in decided])
         finally:
             self._writers.release(driver)
 
@@ -162,19 +221,16 @@ class HeldStore(Database):
         tx_rows: list[tuple[Any, ...]] | None,
         *,
         leave_held: bool = True,
+        clashes: set[str] | None = None,
     ) -> list[str]:
-        """Inside a write: insert the decisions not stored yet (built by position in ``keys``) and the
-        transactions not stored yet, mark the rest of the new decisions' transactions decided and count
-        the new decisions per minute; the ids decided just now. With ``leave_held``, a decision for a
-        held transaction is left to the held one."""
+        """Inside a write: insert the transactions not stored yet and the decisions not stored yet (built by
+        position in ``keys``), mark the rest of the new decisions' transactions decided and count the new
+        decisions per minute; the ids decided just now. A decision whose transaction was stored before
+        with another body is left out (one id, one body), its id added to ``clashes``. With
+        ``leave_held``, a decision for a held transaction is left to the held one."""
+        drop: set[str] = set()
         if leave_held and self._journal is not None and len(self._journal):
-            held = self._journal.among(keys).keys()
-            if held:
-                keep = [i for i, key in enumerate(keys) if key not in held]
-                keys, whole_build, whole_minutes = [keys[i] for i in keep], build, per_minute
-                build = lambda at: whole_build([keep[j] for j in at])  # noqa: E731
-                per_minute = lambda at: whole_minutes([keep[j] for j in at])  # noqa: E731
-        new = bulk.insert_new_lazy(conn, _d, DECISION_COLUMNS, keys, build, expect_new=True)
+            drop.update(self._journal.among(keys).keys())
         inserted: set[Any] = set()  # stored just now, already marked decided
         if tx_rows:
             # A worker fed straight by producers sees only new rows, one fed by the API's outbox
@@ -183,6 +239,18 @@ class HeldStore(Database):
                 conn, _t, TRANSACTION_COLUMNS, tx_rows, expect_new=self._transactions_new
             )
             self._transactions_new = len(inserted) == len(tx_rows)
+            known = [row for row in tx_rows if row[0] not in inserted and row[0] not in drop]
+            if known:
+                clash = differing(hashes_of(known), stored_hashes(conn, [row[0] for row in known]))
+                drop.update(clash)
+                if clashes is not None:
+                    clashes.update(clash)
+        if drop:
+            keep = [i for i, key in enumerate(keys) if key not in drop]
+            keys, whole_build, whole_minutes = [keys[i] for i in keep], build, per_minute
+            build = lambda at: whole_build([keep[j] for j in at])  # noqa: E731
+            per_minute = lambda at: whole_minutes([keep[j] for j in at])  # noqa: E731
+        new = bulk.insert_new_lazy(conn, _d, DECISION_COLUMNS, keys, build, expect_new=True)
         at = [i for i, key in enumerate(keys) if key in new]
         fresh = [keys[i] for i in at]
         bulk.set_column(conn, _t, "status", tables.TX_DECIDED, [k for k in fresh if k not in inserted])
@@ -197,9 +265,13 @@ class HeldStore(Database):
 
     def _held_records(self, ids: Sequence[str]) -> dict[str, DecisionRecord]:
         """The held decisions of those of ``ids`` that are held."""
+        return {i: record for i, (record, _) in self._held_entries(ids).items()}
+
+    def _held_entries(self, ids: Sequence[str]) -> dict[str, Held]:
+        """The held decisions and transactions of those of ``ids`` that are held."""
         if self._journal is None or not len(self._journal):
             return {}
-        return {i: record for i, (record, _) in self._journal.among(ids).items()}
+        return self._journal.among(ids)
 
     def _held_transaction(self, transaction_id: str) -> dict[str, Any] | None:
         """The ``transactions`` row a held decision's transaction will have, or ``None``."""

@@ -197,6 +197,26 @@ def set_column(conn: Conn, table: Table, column: str, value: Any, keys: Sequence
         return int(cursor.rowcount)
 
 
+def stored_values(
+    conn: Conn, table: Table, columns: Sequence[str], keys: Sequence[Any]
+) -> dict[Any, tuple[Any, ...]]:
+    """``columns`` of the stored rows with these primary keys (the table's first primary-key column), by
+    key, read inside the caller's transaction (on PostgreSQL, JSON comes back parsed; on SQLite, as text)."""
+    if not keys:
+        return {}
+    key = table.primary_key.columns.values()[0].name
+    names = ", ".join((key, *columns))
+    if _is_sqlite(conn):
+        found: dict[Any, tuple[Any, ...]] = {}
+        for chunk in chunks(list(keys)):
+            query = f"SELECT {names} FROM {table.name} WHERE {key} IN ({', '.join('?' * len(chunk))})"
+            found.update((row[0], tuple(row[1:])) for row in driver(conn).execute(query, chunk))
+        return found
+    with driver(conn).cursor() as cursor:
+        cursor.execute(f"SELECT {names} FROM {table.name} WHERE {key} = ANY(%s)", (list(keys),))
+        return {row[0]: tuple(row[1:]) for row in cursor.fetchall()}
+
+
 def sqlite_known_keys(driver: Any, table: Table, keys: Sequence[Any]) -> set[Any]:
     """Which of ``keys`` (of the table's first column, its primary key) a SQLite database stores."""
     key = table.primary_key.columns.values()[0].name

@@ -8,7 +8,7 @@ construct is used.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -281,6 +281,13 @@ class Database:
 
     def _release_for_reads(self) -> None:
         """Before a read that lists or counts decisions: stores what is held (see :mod:`._held`)."""
+
+    @contextmanager
+    def _accepting(self, hashes: Mapping[str, str]) -> Iterator[dict[str, str]]:
+        """Around storing transactions with these body hashes (by id): the body hashes of those whose
+        decision this process holds, not stored yet (see :mod:`._held`); here, where nothing is held,
+        none."""
+        yield {}
 
     def _committed(self, commits: int = 1) -> None:
         if self._checkpointer is not None:

@@ -16,9 +16,11 @@ from sqlalchemy import func, insert, or_, select, update
 
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage import bulk, tables
+from fraudstream.storage._bodies import differing, hashes_of, stored_hashes
 from fraudstream.storage.database import Database
+from fraudstream.storage.errors import BodyConflictError
 from fraudstream.storage.records import QueuedMessage
-from fraudstream.storage.rows import TRANSACTION_COLUMNS, chunks, transaction_rows, unique_by
+from fraudstream.storage.rows import TRANSACTION_COLUMNS, body_hash, chunks, transaction_rows, unique_by
 
 _q = tables.queue
 
@@ -31,11 +33,13 @@ class QueueStore(Database):
     ) -> list[str]:
         """Durably accept a batch: store the new transactions and enqueue one message for each.
 
-        Transactions already known are skipped, in the store and in the queue, so a client retrying a
-        request never causes a second decision. Returns the ids that were new, in input order.
-        Each transaction is encoded to JSON once, for its row and its message alike. Without
-        ``enqueue`` only the rows are stored (status ``queued``): the caller publishes to an external
-        broker itself, and calls :meth:`forget_queued` if that fails.
+        Transactions already known (stored, or decided and held by this process) are skipped, in the
+        store and in the queue, so a client retrying a request never causes a second decision. Returns
+        the ids that were new, in input order. An id known with a different body, or repeated in the
+        batch with a different body, raises :class:`BodyConflictError` naming them, and nothing of the
+        batch is stored: an id names one transaction. Each transaction is encoded to JSON once, for its
+        row and its message alike. Without ``enqueue`` only the rows are stored (status ``queued``): the
+        caller publishes to an external broker itself, and calls :meth:`forget_queued` if that fails.
         """
         unique = unique_by(transactions, attrgetter("transaction_id"))
         if not unique:
@@ -43,12 +47,29 @@ class QueueStore(Database):
         ts = bulk.timestamp_converter(self.dialect)
         now = ts(datetime.now(UTC))
         rows = transaction_rows(unique, now, tables.TX_QUEUED, ts)
-        with self._write() as conn:
-            new = bulk.insert_new(conn, tables.transactions, TRANSACTION_COLUMNS, rows)
-            # (topic, key = customer_id, payload, created_at), in input order so ids follow it.
-            if enqueue:
-                messages = [(topic, row[3], row[8], now) for row in rows if row[0] in new]
-                bulk.append(conn, _q, ("topic", "key", "payload", "created_at"), messages)
+        hashes = hashes_of(rows)
+        if len(unique) < len(transactions):
+            firsts = {id(tx) for tx in unique}
+            repeats = [tx for tx in transactions if id(tx) not in firsts]
+            clash = [tx.transaction_id for tx in repeats if body_hash(tx) != hashes[tx.transaction_id]]
+            if clash:
+                raise BodyConflictError(clash)
+        with self._accepting(hashes) as held:
+            clash = differing(hashes, held)
+            if clash:
+                raise BodyConflictError(clash)
+            if held:
+                rows = [row for row in rows if row[0] not in held]
+            with self._write() as conn:
+                new = bulk.insert_new(conn, tables.transactions, TRANSACTION_COLUMNS, rows)
+                if len(new) < len(rows):
+                    clash = differing(hashes, stored_hashes(conn, [r[0] for r in rows if r[0] not in new]))
+                    if clash:
+                        raise BodyConflictError(clash)  # before the commit: nothing is stored
+                # (topic, key = customer_id, payload, created_at), in input order so ids follow it.
+                if enqueue:
+                    messages = [(topic, row[3], row[8], now) for row in rows if row[0] in new]
+                    bulk.append(conn, _q, ("topic", "key", "payload", "created_at"), messages)
         return [row[0] for row in rows if row[0] in new]
 
     def forget_queued(self, transaction_ids: list[str]) -> int:

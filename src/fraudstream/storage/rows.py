@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 
 from fraudstream.events.transaction import Transaction
-from fraudstream.storage.database import dumps
+from fraudstream.storage.database import dumps, loads
 from fraudstream.storage.records import DecisionRecord, FeatureVector
 
 T = TypeVar("T")
@@ -38,6 +38,7 @@ TRANSACTION_COLUMNS = (
     "amount",
     "payload",
     "status",
+    "body_hash",
 )
 DECISION_COLUMNS = (
     "transaction_id",
@@ -92,7 +93,8 @@ def _finite(value: Any) -> float | None:
 def transaction_rows(
     transactions: Sequence[Transaction], received_at: Any, status: str, ts: Callable[[datetime], Any]
 ) -> list[tuple[Any, ...]]:
-    """``transactions`` rows in :data:`TRANSACTION_COLUMNS` order; ``payload`` is the transaction's JSON.
+    """``transactions`` rows in :data:`TRANSACTION_COLUMNS` order; ``payload`` is the transaction's JSON,
+    ``body_hash`` its :func:`body_hash`.
 
     ``ts`` puts a datetime in the driver's form (see :mod:`~fraudstream.storage.bulk`). The JSON is
     ``model_dump_json``'s, byte for byte (see :func:`payload_json`).
@@ -109,9 +111,38 @@ def transaction_rows(
             tx.amount,
             payload_json(tx),
             status,
+            body_hash(tx),
         )
         for tx in transactions
     ]
+
+
+_CANONICAL = orjson.OPT_UTC_Z | orjson.OPT_SORT_KEYS
+
+
+def body_hash(tx: Transaction) -> str:
+    """A digest of the transaction's canonical body, the same for every body that validates to the same
+    transaction: every field (none left out), keys sorted at every depth (``extra``'s order is the
+    client's), times in UTC, numbers as the model holds them. An id names one body: this is what tells a
+    retry (same digest) from a different transaction sent under a known id. 128 bits of SHA-256."""
+    try:
+        data = orjson.dumps(tx.__dict__, option=_CANONICAL)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits in ``extra``: the standard library's JSON
+        data = json.dumps(tx.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def stored_body_hash(stored: str | None, payload: Any) -> str | None:
+    """The body hash of a stored ``transactions`` row: its ``body_hash``, or for a row stored before that
+    column existed the hash of its payload (JSON text or parsed); ``None`` if the payload is unreadable."""
+    if stored is not None:
+        return stored
+    try:
+        return body_hash(
+            Transaction.model_validate(loads(payload) if isinstance(payload, str | bytes) else payload)
+        )
+    except ValueError:  # pydantic's ValidationError and JSON's decoding errors are ValueErrors
+        return None
 
 
 _to_json = Transaction.__pydantic_serializer__.to_json

@@ -26,6 +26,7 @@ from fraudstream.storage.outbox import QueueStore
 from fraudstream.storage.records import DecisionColumns, DecisionRecord
 from fraudstream.storage.rollup import decision_counts, epoch, minute_rows
 from fraudstream.storage.rows import (
+    body_hash,
     chunks,
     decision_from_row,
     decision_rows,
@@ -33,6 +34,7 @@ from fraudstream.storage.rows import (
     dicts,
     encode_cursor,
     pack_features,
+    stored_body_hash,
     stored_total,
     transaction_rows,
     unique_by,
@@ -60,20 +62,26 @@ class Store(HeldStore, AlertStore, LabelStore, DeadLetterStore, QueueStore):
     """
 
     def save_decisions(
-        self, records: list[DecisionRecord] | DecisionColumns, transactions: list[Transaction] | None = None
+        self,
+        records: list[DecisionRecord] | DecisionColumns,
+        transactions: list[Transaction] | None = None,
+        *,
+        clashes: set[str] | None = None,
     ) -> list[str]:
         """Store decisions and mark their transactions decided; the ids decided for the first time.
 
         The first decision for a transaction wins: a replayed or changed record is ignored, never
         overwritten, and one for a transaction whose decision is held (:meth:`hold_decisions`) is left
         to the held one. ``transactions`` (the synchronous API path, which skips :meth:`accept`) are stored
-        too when not already known. A scored batch's :class:`DecisionColumns` are stored without
-        making a record per row. One transaction, one bulk statement per table, or on SQLite one per row
-        for the score API's few rows (see :mod:`.bulk`). The decisions are expected to be new (callers
-        look them up before scoring), so PostgreSQL copies them without looking again; a batch that
-        does hold stored ones costs a second pass, with the same result.
+        too when not already known; a decision made for a transaction whose id is stored with another
+        body is not stored (one id, one body), and its id is added to ``clashes``. A scored batch's
+        :class:`DecisionColumns` are stored without making a record per row. One transaction, one bulk
+        statement per table, or on SQLite one per row for the score API's few rows (see :mod:`.bulk`).
+        The decisions are expected to be new (callers look them up before scoring), so PostgreSQL copies
+        them without looking again; a batch that does hold stored ones costs a second pass, with the
+        same result.
         """
-        return self._save(records, transactions)
+        return self._save(records, transactions, clashes=clashes)
 
     def _save(
         self,
@@ -81,6 +89,7 @@ class Store(HeldStore, AlertStore, LabelStore, DeadLetterStore, QueueStore):
         transactions: list[Transaction] | None,
         *,
         leave_held: bool = True,
+        clashes: set[str] | None = None,
     ) -> list[str]:
         ts = bulk.timestamp_converter(self.dialect, memo=True)
         keys, build, names, per_minute = self._decision_builder(records, ts)
@@ -91,19 +100,28 @@ class Store(HeldStore, AlertStore, LabelStore, DeadLetterStore, QueueStore):
             unique = unique_by(transactions, _transaction_id)
             tx_rows = transaction_rows(unique, ts(datetime.now(UTC)), tables.TX_DECIDED, ts)
         with self._bulk_write() as conn:
-            fresh = self._write_decisions(conn, keys, build, per_minute, tx_rows, leave_held=leave_held)
+            fresh = self._write_decisions(
+                conn, keys, build, per_minute, tx_rows, leave_held=leave_held, clashes=clashes
+            )
             self._add_feature_sets(conn, names)
         self._feature_names.update(names)
         return fresh
 
-    def hold_decisions(self, records: list[DecisionRecord], transactions: list[Transaction]) -> list[str]:
+    def hold_decisions(
+        self,
+        records: list[DecisionRecord],
+        transactions: list[Transaction],
+        *,
+        clashes: set[str] | None = None,
+    ) -> list[str]:
         """Make decisions as durable as stored ones by appending them to this process's journal, to be
         stored a group at a time by :meth:`release_held` (see :mod:`._held`); the ids decided for the
-        first time. Where the store does not hold (PostgreSQL, in-memory SQLite), this is
-        :meth:`save_decisions`."""
+        first time. A decision for a transaction whose id is stored, or being accepted, with another body
+        is not held, and its id is added to ``clashes``. Where the store does not hold (PostgreSQL,
+        in-memory SQLite), this is :meth:`save_decisions`."""
         if not self.holds:
-            return self.save_decisions(records, transactions)
-        return self._hold(records, transactions)
+            return self.save_decisions(records, transactions, clashes=clashes)
+        return self._hold(records, transactions, clashes)
 
     def _decision_builder(
         self, records: list[DecisionRecord] | DecisionColumns, ts: Callable[[datetime], Any]
@@ -183,6 +201,42 @@ class Store(HeldStore, AlertStore, LabelStore, DeadLetterStore, QueueStore):
             for chunk in chunks([i for i in dict.fromkeys(ids) if i not in out]):
                 rows = conn.execute(select(_d).where(_d.c.transaction_id.in_(chunk))).mappings()
                 out.update((r.transaction_id, r) for r in self._records(conn, rows))
+        return out
+
+    def body_hashes(self, ids: list[str]) -> dict[str, str]:
+        """The body hash (:func:`~.rows.body_hash`) of each of ``ids`` whose transaction is stored or held
+        by this process: what a transaction sent again under its id must match. A decision stored
+        without its transaction (a replay's) has none."""
+        out = {i: body_hash(tx) for i, (_, tx) in self._held_entries(ids).items()}
+        with self._read() as conn:
+            for chunk in chunks([i for i in dict.fromkeys(ids) if i not in out]):
+                query = select(_t.c.transaction_id, _t.c.body_hash).where(_t.c.transaction_id.in_(chunk))
+                rows = conn.execute(query).all()
+                legacy = [i for i, h in rows if h is None]
+                payloads = dict(
+                    conn.execute(
+                        select(_t.c.transaction_id, _t.c.payload).where(_t.c.transaction_id.in_(legacy))
+                    ).all()
+                    if legacy
+                    else ()
+                )
+                for i, h in rows:
+                    found = stored_body_hash(h, payloads.get(i))
+                    if found is not None:
+                        out[i] = found
+        return out
+
+    def transaction_times(self, ids: list[str]) -> dict[str, datetime]:
+        """The event time of each of ``ids`` the engine knows: stored or held by this process as a
+        transaction, or decided (a replay stores decisions without their transactions)."""
+        out = {i: tx.timestamp for i, (_, tx) in self._held_entries(ids).items()}
+        with self._read() as conn:
+            for table in (_t, _d):
+                for chunk in chunks([i for i in dict.fromkeys(ids) if i not in out]):
+                    query = select(table.c.transaction_id, table.c.timestamp).where(
+                        table.c.transaction_id.in_(chunk)
+                    )
+                    out.update((i, ts) for i, ts in conn.execute(query))
         return out
 
     def decided_ids(self, ids: list[str]) -> set[str]:

@@ -85,6 +85,9 @@ transactions = Table(
     Column("amount", Float(), nullable=False),
     Column("payload", JSON(), nullable=False),
     Column("status", String(16), nullable=False),
+    # A digest of the canonical body (see rows.body_hash): one id names one body, so a different body
+    # under a known id is refused. NULL on rows stored before it existed: computed from the payload.
+    Column("body_hash", String(32), nullable=True),
     Index("ix_transactions_timestamp", "timestamp"),
     Index("ix_transactions_customer_id", "customer_id"),
 )
@@ -158,6 +161,21 @@ labels = Table(
     UniqueConstraint("transaction_id", "source", name="uq_labels_transaction_id_source"),
     Index("ix_labels_transaction_id", "transaction_id"),
     Index("ix_labels_received_at", "received_at"),
+)
+
+# The verdicts a source replaced (``labels`` holds each source's current one): the audit trail of labels.
+label_history = Table(
+    "label_history",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("label_id", Id, nullable=False),
+    Column("transaction_id", String(128), nullable=False),
+    Column("is_fraud", Boolean(), nullable=False),
+    Column("label_time", UTCDateTime(), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("superseded_at", UTCDateTime(), nullable=False),
+    Index("ix_label_history_transaction_id", "transaction_id"),
 )
 
 alerts = Table(
