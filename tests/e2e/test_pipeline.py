@@ -86,11 +86,11 @@ CRASHING_WORKER = textwrap.dedent(
     calls = {"n": 0}
     original = Store.save_decisions
 
-    def save(self, records, transactions=None):
+    def save(self, records, transactions=None, **options):
         calls["n"] += 1
         if calls["n"] == crash_on:
             os._exit(9)  # killed mid-batch: features recorded, decisions not stored, nothing acked
-        return original(self, records, transactions)
+        return original(self, records, transactions, **options)
 
     Store.save_decisions = save
     app(["worker", *sys.argv[2:]])

@@ -22,10 +22,10 @@ class Poisoned(RuntimeError):
 def refusing(real: Callable[..., list[str]], poison: set[str]) -> Callable[..., list[str]]:
     """A store method that fails, as a whole, for any call holding a poisoned transaction."""
 
-    def call(records: list[Any], transactions: list[Any]) -> list[str]:
+    def call(records: list[Any], transactions: list[Any], **options: Any) -> list[str]:
         if poison & {t.transaction_id for t in transactions}:
             raise Poisoned("cannot store this one")
-        return real(records, transactions)
+        return real(records, transactions, **options)
 
     return call
 

@@ -47,7 +47,9 @@ from fraudstream.api.metrics import ApiMetrics
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
 from fraudstream.scoring.scorer import ScoredBatch, Scorer
+from fraudstream.storage.errors import BodyConflictError
 from fraudstream.storage.records import DecisionRecord
+from fraudstream.storage.rows import body_hash
 from fraudstream.storage.store import Store
 from fraudstream.worker.decided import decided_before
 
@@ -228,6 +230,10 @@ class ScoreBatcher:
         return records
 
     def _decide_and_store(self, requests: list[_Request]) -> None:
+        """Decide and store the requests' new transactions; answer a repeated id with its decision when it
+        brings the same body, and with :class:`BodyConflictError` (409) when it brings another (one id,
+        one body), including an id stored or being accepted through ``POST /v1/transactions`` with
+        another body. Body hashes are computed only for repeated ids."""
         ids = [r.transaction.transaction_id for r in requests]
         known = decided_before(self.store, self.scorer.state, ids)
         first: dict[str, _Request] = {}
@@ -237,27 +243,38 @@ class ScoreBatcher:
         fresh = list(first.values())
         txs = [r.transaction for r in fresh]
         stored: set[str] = set()
+        clashes: set[str] = set()  # known with another body: not decided here
 
         def store(records: list[DecisionRecord]) -> set[str]:
             if self.hold_for > 0:
-                stored.update(self.store.hold_decisions(records, txs))
+                stored.update(self.store.hold_decisions(records, txs, clashes=clashes))
                 if stored and self.store.holds:
                     self._release_soon(len(stored))
             else:
-                stored.update(self.store.save_decisions(records, txs))
+                stored.update(self.store.save_decisions(records, txs, clashes=clashes))
             return stored
 
         records = self._score(fresh, record=True, store=store) if fresh else []
         mine = {rec.transaction_id: rec for rec in records if rec.transaction_id in stored}
         self.metrics.count_decisions([rec.decision for rec in mine.values()])
-        # decided before, or meanwhile by the worker: the stored decisions, in one query
-        earlier = self.store.get_decisions([i for i in ids if i not in mine]) if len(mine) < len(ids) else {}
+        # decided before, or meanwhile by the worker: the stored decisions and bodies, a query each
+        rest = [i for i in ids if i not in mine] if len(mine) < len(ids) else []
+        earlier = self.store.get_decisions(rest) if rest else {}
+        bodies = self.store.body_hashes([i for i in rest if i not in clashes]) if rest else {}
         for request, tx_id in zip(requests, ids, strict=True):
-            if tx_id in mine:
-                # the first request for an id made the decision; a repeat within the batch replays it
-                request.resolve((mine[tx_id], first.get(tx_id) is not request))
+            original = first.get(tx_id)
+            if tx_id in mine and original is request:
+                request.resolve((mine[tx_id], False))
                 continue
-            existing = earlier.get(tx_id)
+            if tx_id in clashes:
+                request.resolve(BodyConflictError([tx_id]))
+                continue
+            # a repeat (within the batch, or of an id decided before) replays the decision, if same body
+            expected = body_hash(original.transaction) if tx_id in mine and original else bodies.get(tx_id)
+            if expected is not None and body_hash(request.transaction) != expected:
+                request.resolve(BodyConflictError([tx_id]))
+                continue
+            existing = mine[tx_id] if tx_id in mine else earlier.get(tx_id)
             if existing is None:
                 request.resolve(LookupError(f"decision for {tx_id!r} vanished"))
             else:

@@ -5,6 +5,8 @@
 * Validation errors keep FastAPI's 422 body (a list of ``loc`` / ``msg`` / ``type`` / ``input``), with
   the echoed input made JSON-safe: ``NaN`` is valid Python JSON but not valid JSON output, and bytes or
   exception objects in ``ctx`` would otherwise turn a client's mistake into a 500.
+* A transaction sent under an id already known with a different body is a 409 naming the ids: an id
+  names one transaction, as with a payment API's idempotency key.
 * A database or message broker that cannot be reached is a 503 (retry later), not a 500.
 * Anything else is a bug: a 500 with an error id that is also logged with the traceback, so a user's
   report can be matched to the log line.
@@ -217,6 +219,12 @@ def _unavailable(what: str) -> Callable[[Request, Exception], Awaitable[Response
     return handler
 
 
+async def body_conflict(request: Request, exc: Exception) -> Response:
+    """409: ``{"detail": why, "transaction_ids": [...]}`` for ids already received with another body."""
+    assert isinstance(exc, BodyConflictError)
+    return JSONResponse({"detail": str(exc), "transaction_ids": exc.ids}, status_code=409)
+
+
 storage_unavailable = _unavailable("database")
 broker_unavailable = _unavailable("message broker")
 state_unavailable = _unavailable("feature state")  # unreachable, or lost and being rebuilt
@@ -241,6 +249,7 @@ def install_error_handlers(app: FastAPI, max_body_bytes: int) -> None:
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(BodyConflictError, body_conflict)
     app.add_exception_handler(StorageError, storage_unavailable)
     app.add_exception_handler(BrokerError, broker_unavailable)
     app.add_exception_handler(StateError, state_unavailable)

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fraudstream.api.deps import key_in_headers
 from fraudstream.api.errors import (
+    body_conflict,
     read_body,
     replay_body,
     state_unavailable,
@@ -36,7 +37,7 @@ from fraudstream.api.limits import ADMITTED, client_address
 from fraudstream.api.schemas import DecisionOut
 from fraudstream.events.transaction import Transaction
 from fraudstream.state.base import StateError
-from fraudstream.storage.errors import StorageError
+from fraudstream.storage.errors import BodyConflictError, StorageError
 
 PATH = "/v1/score"
 _TRUE = frozenset({"1", "true", "on", "yes", "t", "y"})
@@ -101,6 +102,8 @@ class FastScoreMiddleware:
             scope["route"] = self.route
         try:
             record, duplicate = await self.state.batcher.submit(transaction, dry_run=dry_run)
+        except BodyConflictError as exc:  # the id is known with another body: the route's 409
+            failed = await body_conflict(Request(scope), exc)
         except StorageError as exc:
             failed = await storage_unavailable(Request(scope), exc)
         except StateError as exc:  # unreachable, or lost and being rebuilt: retry later

@@ -90,6 +90,22 @@ class AcceptedOut(BaseModel):
     )
 
 
+class ConflictOut(BaseModel):
+    """409: transactions sent under ids already received with a different body."""
+
+    detail: str = Field(description="which ids, and that an id names one transaction")
+    transaction_ids: list[str] = Field(description="the ids already received with a different body")
+
+
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": ConflictOut,
+        "description": "an id already received with a different body (another amount, customer, ...): "
+        "an id names one transaction; nothing of the request was stored",
+    }
+}
+
+
 class TransactionStatusOut(BaseModel):
     transaction_id: str
     status: Literal["queued", "decided", "dead"]

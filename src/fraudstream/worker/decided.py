@@ -1,4 +1,5 @@
-"""Which transactions of a batch already have a decision, asked of the store as rarely as possible.
+"""Which transactions of a batch already have a decision, asked of the store as rarely as possible, and
+which repeated ids come with a different body.
 
 Shared by the worker and the API's synchronous path, which both must not decide a transaction twice.
 """
@@ -9,7 +10,9 @@ import logging
 
 import numpy as np
 
+from fraudstream.events.transaction import Transaction
 from fraudstream.state.base import FeatureState, StateError
+from fraudstream.storage.rows import body_hash
 from fraudstream.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -36,3 +39,13 @@ def decided_before(
         flags = recorded if also is None else [r or a for r, a in zip(recorded, also, strict=True)]
         ids = [i for i, flag in zip(ids, flags, strict=True) if flag]
     return store.decided_ids(ids) if ids else set()
+
+
+def different_bodies(store: Store, transactions: list[Transaction]) -> list[Transaction]:
+    """Those of ``transactions`` whose id is known (stored, or held by this process) with a different body:
+    a second transaction under an id already used, which must not be decided or answered as the first.
+    Costs a query and a body hash per transaction, so it is asked about repeated ids only."""
+    if not transactions:
+        return []
+    known = store.body_hashes([t.transaction_id for t in transactions])
+    return [t for t in transactions if known.get(t.transaction_id) not in (None, body_hash(t))]

@@ -2,8 +2,9 @@
 
 Acknowledging only after the decisions are stored makes delivery at-least-once; storing decisions
 idempotently by ``transaction_id`` and recording feature state once per id makes the effect
-exactly-once. A message that is not a valid transaction, or that cannot be scored, goes to the
-dead-letter table with its reason and never stops the worker.
+exactly-once. A message that is not a valid transaction, that cannot be scored, or that brings another
+body under an id already used (an id names one transaction), goes to the dead-letter table with its
+reason and never stops the worker.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from fraudstream.state.base import StateError
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.records import DecisionColumns, DecisionRecord
 from fraudstream.storage.store import Store
-from fraudstream.worker.decided import decided_before
+from fraudstream.worker.decided import decided_before, different_bodies
 from fraudstream.worker.health import WorkerStats, write_health
 from fraudstream.worker.messages import (
     PAYLOADS,
@@ -90,6 +91,7 @@ class Worker:
         self._mine: set[str] = set()  # stored by this worker in the current batch
         self._results: list[tuple[str, dict[str, Any]]] = []  # their messages for the results topic
         self._taken: list[str] = []
+        self._clashed: set[str] = set()  # refused by the store: stored with another body
         self._dead_ids: list[str] = []
         self._written = 0.0
         self.stats = WorkerStats()
@@ -150,10 +152,11 @@ class Worker:
             if count >= SUSPECT:
                 suspects[tx_id] = count
         self.stats.duplicates += len(transactions) - len(fresh) - len(self._dead_ids)
-        self._mine, self._results, self._taken = set(), [], []
+        self._mine, self._results, self._taken, self._clashed = set(), [], [], set()
         dead += self._score([t for i, t in fresh.items() if i not in suspects])
         in_time_order = sorted((fresh[i] for i in suspects), key=lambda t: (t.timestamp, t.transaction_id))
         dead += self._score_suspects(in_time_order, max(suspects.values(), default=0))
+        dead += self._other_bodies(transactions, fresh)
         if self._taken:
             taken = {i for i in self._taken if i not in self._mine}
             self.stats.duplicates += len(taken)
@@ -167,6 +170,30 @@ class Worker:
             self.stats.dead += len(dead)
         self.broker.ack(self.topic, messages)
         self._in_flight = []
+
+    def _other_bodies(
+        self, transactions: list[Transaction], fresh: dict[str, Transaction]
+    ) -> list[tuple[str, str, str]]:
+        """Dead letters for the messages that bring another body under an id already used (stored, held,
+        or stored from another message of this batch): an id names one transaction, and the first body
+        keeps its decision. Only the messages not decided here are looked up."""
+        refused = [t for t in fresh.values() if t.transaction_id in self._clashed]
+        others = [
+            t
+            for t in transactions
+            if fresh.get(t.transaction_id) is not t and t.transaction_id not in self._dead_ids
+        ]
+        repeated = different_bodies(self.store, others)
+        self.stats.duplicates -= len(repeated)  # counted as duplicates above
+        return [
+            (
+                self.topic,
+                transaction_text(t),
+                f"conflict: transaction_id {t.transaction_id!r} is already used by a transaction with a "
+                "different body; an id names one transaction, so this one was not decided",
+            )
+            for t in refused + repeated
+        ]
 
     def _decided_before(self, transactions: list[Transaction], deliveries: list[int]) -> set[str]:
         """Which transactions already have a stored decision; those about to be dead-lettered for too
@@ -231,10 +258,12 @@ class Worker:
     def _score_and_store(self, transactions: list[Transaction]) -> None:
         scored = self.scorer.score(TransactionBatch.from_transactions(transactions))
         columns = scored.columns(self.scorer.engine.names, self.scorer.version)
-        stored = set(self.store.save_decisions(columns, transactions))
+        clashes: set[str] = set()
+        stored = set(self.store.save_decisions(columns, transactions, clashes=clashes))
         ids = columns.transaction_id.tolist()
-        if len(stored) < len(ids):  # decided meanwhile by another process: its decision stands
-            self._taken += [i for i in ids if i not in stored]
+        if len(stored) < len(ids):  # decided meanwhile by another process (its decision stands), or clashing
+            self._taken += [i for i in ids if i not in stored and i not in clashes]
+            self._clashed |= clashes
             columns = columns.take([k for k, i in enumerate(ids) if i in stored])
         self._mine.update(stored)
         if self.results_topic:

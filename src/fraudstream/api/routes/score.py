@@ -12,13 +12,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from fraudstream.api.deps import BatcherDep
-from fraudstream.api.schemas import DecisionOut
+from fraudstream.api.schemas import CONFLICT, DecisionOut
 from fraudstream.events.transaction import Transaction
 
 router = APIRouter(tags=["scoring"])
 
 
-@router.post("/v1/score", response_model=DecisionOut)
+@router.post("/v1/score", response_model=DecisionOut, responses=CONFLICT)
 async def score(
     transaction: Transaction,
     batcher: BatcherDep,
@@ -26,8 +26,9 @@ async def score(
 ) -> DecisionOut:
     """Score one transaction synchronously and store the decision (unless ``dry_run``).
 
-    Concurrent requests are scored and stored together, as one batch (see
-    :mod:`fraudstream.api.batcher`).
+    Idempotent by ``transaction_id``: the same id with the same body answers the decision already made
+    (``duplicate: true``); with another body, 409 (one id, one transaction). Concurrent requests are
+    scored and stored together, as one batch (see :mod:`fraudstream.api.batcher`).
     """
     record, duplicate = await batcher.submit(transaction, dry_run=dry_run)
     return DecisionOut.from_record(record, duplicate=duplicate)

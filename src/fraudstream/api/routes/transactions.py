@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.bodies import one_or_many, one_or_many_schema
 from fraudstream.api.deps import BatcherDep, ServicesDep, StoreDep
-from fraudstream.api.schemas import AcceptedOut, DecisionOut, TransactionStatusOut
+from fraudstream.api.schemas import CONFLICT, AcceptedOut, DecisionOut, TransactionStatusOut
 from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH, Transaction
 from fraudstream.runtime import Services
 from fraudstream.storage import tables
@@ -74,6 +74,7 @@ async def _decide_within(
     openapi_extra=one_or_many_schema(Transaction),
     responses={
         200: {"model": AcceptedOut, "description": "with ?wait=: accepted and decided"},
+        **CONFLICT,
         413: {"description": "body too large or too many transactions"},
     },
 )
