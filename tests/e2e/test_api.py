@@ -565,10 +565,10 @@ def test_labels_are_stored_fed_to_features_and_shown(api: Api) -> None:
     client, services, _ = api
     client.post("/v1/score", json=tx("l1", "CL", minutes_ago=30, device_id="D1"))
     label = {"transaction_id": "l1", "is_fraud": True, "label_time": (NOW - timedelta(minutes=5)).isoformat()}
-    response = client.post("/v1/labels", json=[label, {**label, "transaction_id": "never-seen"}])
+    response = client.post("/v1/labels", json=label)
     assert response.status_code == 200
-    assert response.json() == {"accepted": 2, "unknown": ["never-seen"]}
-    assert client.post("/v1/labels", json=label).json() == {"accepted": 0, "unknown": []}  # a repeat
+    assert response.json() == {"accepted": 1, "superseded": 0, "ignored": 0}
+    assert client.post("/v1/labels", json=label).json() == {"accepted": 0, "superseded": 0, "ignored": 1}
     assert client.post("/v1/labels", json={**label, "source": "analyst"}).json()["accepted"] == 1
 
     # the fraud label reached the feature state: the device's next payment sees it

@@ -141,6 +141,8 @@ class StatsOut(BaseModel):
 
 
 class LabelOut(BaseModel):
+    """A source's current verdict on a transaction."""
+
     transaction_id: str
     is_fraud: bool
     label_time: datetime
@@ -149,8 +151,33 @@ class LabelOut(BaseModel):
 
 
 class LabelsOut(BaseModel):
-    accepted: int = Field(description="labels stored for the first time (a repeat per source is ignored)")
-    unknown: list[str] = Field(description="ids with no stored transaction: the labels are kept anyway")
+    """What a batch of labels changed; each label counts under one of the three."""
+
+    accepted: int = Field(description="first verdicts of their (transaction, source)")
+    superseded: int = Field(
+        description="changed verdicts: each replaced its source's earlier one (kept in the label history)"
+    )
+    ignored: int = Field(
+        description="the source's current verdict sent again, or a different one with an older label_time"
+    )
+
+
+class SupersededLabelOut(LabelOut):
+    """A verdict its source later changed, as it was."""
+
+    superseded_at: datetime
+
+
+class TransactionLabelsOut(BaseModel):
+    """A transaction's labels: each source's current verdict, the verdict they add up to, and the history."""
+
+    transaction_id: str
+    is_fraud: bool | None = Field(
+        description="fraud when any source's current verdict says fraud (a chargeback outranks "
+        "'legitimate'), legitimate when every one says so; null without labels"
+    )
+    labels: list[LabelOut] = Field(description="each source's current verdict, oldest label_time first")
+    history: list[SupersededLabelOut] = Field(description="verdicts their sources changed, oldest first")
 
 
 class CustomerOut(BaseModel):

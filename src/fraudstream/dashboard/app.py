@@ -163,10 +163,10 @@ def _label_buttons(client: ApiClient, decision: dict[str, Any]) -> None:
     answer = client.label(tid, verdict)
     word = "fraud" if verdict else "legitimate"
     with st.container(key="label_result"):
-        if answer.get("accepted"):
+        if answer.get("accepted") or answer.get("superseded"):
             st.success(f"Labelled {tid} as {word} (customer {decision['customer_id']})")
         else:
-            st.info(f"{tid} already has an analyst label: the first verdict stands")
+            st.info(f"{tid} is already labelled {word} by an analyst")
 
 
 def profile(client: ApiClient, customer_id: str) -> None:

@@ -133,7 +133,7 @@ class ApiClient:
         return None if found is None else dict(found)
 
     def label(self, transaction_id: str, is_fraud: bool, source: str = ANALYST) -> dict[str, Any]:
-        """Record an analyst's verdict; a second verdict from the same source is ignored by the API."""
+        """Record an analyst's verdict; a different one from the same source supersedes the earlier."""
         body = {
             "transaction_id": transaction_id,
             "is_fraud": is_fraud,
