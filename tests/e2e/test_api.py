@@ -735,7 +735,7 @@ def test_app_owns_only_the_services_it_opened(tmp_path: Path, bundle_path: Path)
 
 def test_wait_budget_answers_with_the_workers_decision_when_it_is_quick(worker_api: Api) -> None:
     client, _, _ = worker_api
-    response = client.post("/v1/transactions", params={"wait": 5000}, json=[tx("w1"), tx("w2")])
+    response = client.post("/v1/transactions", params={"wait": 5}, json=[tx("w1"), tx("w2")])
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["accepted"] == ["w1", "w2"] and body["decided_by_api"] == []
@@ -745,7 +745,7 @@ def test_wait_budget_answers_with_the_workers_decision_when_it_is_quick(worker_a
 
 def test_past_the_budget_the_api_decides_and_the_worker_finds_it_decided(api: Api) -> None:
     client, services, _ = api  # no worker: it is stopped or lagging
-    response = client.post("/v1/transactions", params={"wait": 30}, json=[tx("b1"), tx("b2"), tx("b1")])
+    response = client.post("/v1/transactions", params={"wait": 0.03}, json=[tx("b1"), tx("b2"), tx("b1")])
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["decided_by_api"] == ["b1", "b2"] and body["duplicates"] == ["b1"]

@@ -2,7 +2,8 @@
 
 ``POST`` writes the transactions and their queue messages in one database transaction (the outbox),
 so the ``202`` is only sent once nothing can be lost; the worker decides them in micro-batches.
-``GET`` can long-poll (``wait``) so a client needs no polling loop of its own.
+``GET`` can long-poll (``wait``) so a client needs no polling loop of its own. ``wait`` is in seconds on
+both.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from fraudstream.worker.enqueue import enqueue
 
 router = APIRouter(prefix="/v1/transactions", tags=["transactions"])
 
+#: The longest ``wait``, in seconds (the unit of ``wait`` on both endpoints).
 MAX_WAIT = 30.0
 POLL_INTERVAL = 0.02
 BUDGET_POLL = 0.005
@@ -42,14 +44,14 @@ async def _decide_within(
     by_id: dict[str, Transaction],
     store: Store,
     batcher: ScoreBatcher,
-    budget_ms: float,
+    budget: float,
 ) -> tuple[list[DecisionOut], list[str]]:
-    """Wait up to ``budget_ms`` for the worker's decisions; past it, score the rest here.
+    """Wait up to ``budget`` seconds for the worker's decisions; past it, score the rest here.
 
     The worker skips a transaction that is already decided and decisions are first-wins, so whoever
     comes second (worker or API) finds the decision made: exactly one exists either way.
     """
-    deadline = time.monotonic() + budget_ms / 1000
+    deadline = time.monotonic() + budget
     pending = list(request_ids)
     while pending:
         decided = await run_in_threadpool(store.decided_ids, pending)
@@ -87,9 +89,9 @@ async def accept(
         float | None,
         Query(
             ge=0,
-            le=MAX_WAIT * 1000,
-            description="latency budget in milliseconds: answer 200 with the decisions, made by the "
-            "worker when it is quick enough and by the API itself past the budget",
+            le=MAX_WAIT,
+            description=f"latency budget in seconds (0 to {MAX_WAIT:g}): answer 200 with the decisions, "
+            "made by the worker when it is quick enough and by the API itself past the budget",
         ),
     ] = None,
 ) -> AcceptedOut:
@@ -97,7 +99,9 @@ async def accept(
 
     Idempotent by ``transaction_id``: ids already known, or repeated within the request, are listed
     under ``duplicates`` and never decided twice, so a client can safely retry a timed-out request.
-    With ``wait`` (milliseconds) the answer is 200 and carries every decision.
+    An id names one transaction: one already received (here or by ``POST /v1/score``) or repeated with
+    a different body is a 409 naming it, and nothing of the request is accepted. With ``wait``
+    (seconds) the answer is 200 and carries every decision.
     """
     settings = services.settings
     transactions = one_or_many(payload, Transaction, max_items=settings.max_batch, noun="transaction")
@@ -140,7 +144,10 @@ async def get_status(
     transaction_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
     store: StoreDep,
     wait: Annotated[
-        float, Query(ge=0, le=MAX_WAIT, description="seconds to wait for the decision (long poll)")
+        float,
+        Query(
+            ge=0, le=MAX_WAIT, description=f"seconds to wait for the decision (long poll), 0 to {MAX_WAIT:g}"
+        ),
     ] = 0.0,
 ) -> TransactionStatusOut:
     """A transaction's status (``queued``, ``decided`` or ``dead``) and its decision once made.
