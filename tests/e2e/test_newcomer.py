@@ -25,13 +25,22 @@ runner = CliRunner()
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_demo_passes_its_arguments_on_and_says_what_it_runs() -> None:
+    # Under `make test` this make is a sub-make: no directory lines, no inherited flags.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     dry = subprocess.run(
-        ["make", "-n", "demo", "ARGS=--port 8001 --dashboard-port 8502"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        ["make", "--no-print-directory", "-n", "demo", "ARGS=--port 8001 --dashboard-port 8502"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.strip().splitlines()[-1].endswith("fraudstream demo --port 8001 --dashboard-port 8502")
-    listed = subprocess.run(["make", "help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    listed = subprocess.run(
+        ["make", "--no-print-directory", "help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     demo = next(line for line in listed.stdout.splitlines() if line.strip().startswith("demo"))
     assert "dashboard" in demo and "ARGS=" in demo and "evaluate" not in demo
 
