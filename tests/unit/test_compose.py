@@ -99,7 +99,11 @@ def test_app_commands_and_dependencies(compose: dict[str, Any]) -> None:
     assert api[:2] == ["fraudstream", "serve"]
     assert api[api.index("--host") + 1] == "0.0.0.0"
     assert command_of(services["worker"])[:2] == ["fraudstream", "worker"]
-    assert command_of(services["dashboard"])[:2] == ["fraudstream", "dashboard"]
+    dashboard = command_of(services["dashboard"])
+    assert dashboard[:2] == ["fraudstream", "dashboard"]
+    # reachable through the published port, and then only with keys: the page asks users to sign in
+    assert dashboard[dashboard.index("--host") + 1] == "0.0.0.0"
+    assert "FRAUD_API_KEYS" in str(env_of(services["dashboard"]).get("FRAUD_API_KEYS", ""))
     for name in ("api", "worker"):
         depends = services[name]["depends_on"]
         assert depends["redis"]["condition"] == "service_healthy"
