@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo test lint format typecheck check bench bench-api bench-replay services services-stop services-status lock clean
+.PHONY: help demo test lint format typecheck check docs docs-serve bench bench-api bench-replay services services-stop services-status lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -33,7 +33,13 @@ format: $(STAMP)  ## apply ruff format and fixes
 typecheck: $(STAMP)  ## mypy on src/
 	$(BIN)/mypy
 
-check: lint typecheck test  ## everything CI runs
+check: lint typecheck docs test  ## everything CI runs
+
+docs: $(STAMP)  ## build the documentation site into site/ (fails on a broken link)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP)  ## serve the documentation with live reload on http://127.0.0.1:8008
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8008
 
 bench: $(STAMP)  ## feature-computation benchmark on the Handbook data
 	$(BIN)/python benchmarks/features.py
@@ -59,4 +65,4 @@ lock:  ## re-pin requirements/*.lock from pyproject.toml (needs uv)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements/dev.lock
 
 clean:  ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site
