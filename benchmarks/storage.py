@@ -27,8 +27,9 @@ import numpy as np
 from sqlalchemy import create_engine, text
 
 from fraudstream.events import Transaction
+from fraudstream.events.decision import DecisionRecord
 from fraudstream.features import FeatureEngine
-from fraudstream.storage import DecisionRecord, open_store
+from fraudstream.storage import open_store
 from fraudstream.storage.database import normalize_url
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)

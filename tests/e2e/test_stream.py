@@ -24,9 +24,9 @@ import uvicorn
 from fraudstream.api import create_app
 from fraudstream.api.routes.stream import DecisionFeed
 from fraudstream.config import Settings
+from fraudstream.events.decision import DecisionRecord
 from fraudstream.runtime import open_services
 from fraudstream.storage import Store
-from fraudstream.storage.records import DecisionRecord
 from tests.waiting import wait_for
 
 NOW = datetime.now(UTC)

@@ -26,7 +26,8 @@ from sqlalchemy import select
 from fraudstream.alerts import AlertDispatcher, Retry, open_dispatcher
 from fraudstream.config import Settings
 from fraudstream.events import Label
-from fraudstream.storage import DecisionRecord, Store, open_store
+from fraudstream.events.decision import DecisionRecord
+from fraudstream.storage import Store, open_store
 from fraudstream.storage.tables import alert_deliveries
 from tests.waiting import wait_for
 

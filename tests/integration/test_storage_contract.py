@@ -25,12 +25,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import bindparam, create_engine, inspect, select, text
 
 from fraudstream.events import Label, Transaction
-from fraudstream.storage import BodyConflictError, DecisionRecord, StorageError, Store, open_store
+from fraudstream.events.decision import DecisionColumns, DecisionRecord
+from fraudstream.storage import BodyConflictError, StorageError, Store, open_store
 from fraudstream.storage import store as store_module
 from fraudstream.storage.bulk import COPY_MIN_ROWS
 from fraudstream.storage.database import normalize_url
 from fraudstream.storage.migrate import alembic_config, current_revision, upgrade
-from fraudstream.storage.records import DecisionColumns
 from fraudstream.storage.rollup import minute_series, series_from_decisions
 from fraudstream.storage.rows import body_hash
 from fraudstream.storage.tables import UTCDateTime, decisions, metadata

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from fraudstream.events.batch import TransactionBatch
+from fraudstream.events.decision import DecisionColumns
 from fraudstream.state.base import EVENT_FIELDS
-from fraudstream.storage.records import DecisionColumns
 
 
 class BlockingScorer:

@@ -27,9 +27,10 @@ from fraudstream.alerts.webhook import webhook_body
 from fraudstream.brokers.memory import MemoryBroker
 from fraudstream.config import Settings
 from fraudstream.events import Transaction
+from fraudstream.events.alert import Alert
+from fraudstream.events.decision import DecisionRecord
 from fraudstream.rules import parse_rules
-from fraudstream.storage import DecisionRecord, Store, open_store
-from fraudstream.storage.alerting import Alert
+from fraudstream.storage import Store, open_store
 from fraudstream.worker.worker import Worker
 from tests.unit.fakes import BlockingScorer
 

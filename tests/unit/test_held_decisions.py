@@ -15,9 +15,9 @@ import numpy as np
 import orjson
 import pytest
 
+from fraudstream.events.decision import DecisionRecord, FeatureVector
 from fraudstream.events.transaction import Transaction
-from fraudstream.storage import DecisionRecord, StorageError, Store, open_store
-from fraudstream.storage.records import FeatureVector
+from fraudstream.storage import StorageError, Store, open_store
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NAMES = ("amount", "ratio", "hour")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fraudstream.storage import DecisionRecord, Store, open_store
+from fraudstream.events.decision import DecisionRecord
+from fraudstream.storage import Store, open_store
 from fraudstream.storage.store import RECENT_SECONDS
 
 

@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from fraudstream.cli import app
 from fraudstream.events import Label
+from fraudstream.events.decision import DecisionRecord
 from fraudstream.reports import ReportError, daily_report, parse_day, render
-from fraudstream.storage import DecisionRecord, Store, open_store
+from fraudstream.storage import Store, open_store
 
 DAY = date(2024, 3, 1)
 START = datetime(2024, 3, 1, tzinfo=UTC)

@@ -22,8 +22,9 @@ import pytest
 from sqlalchemy import DateTime, event
 from sqlalchemy.dialects import sqlite
 
+from fraudstream.events.decision import DecisionRecord
 from fraudstream.events.transaction import Transaction
-from fraudstream.storage import DecisionRecord, StorageError, Store, open_store
+from fraudstream.storage import StorageError, Store, open_store
 from fraudstream.storage._checkpoint import PASSES, WalCheckpointer
 from fraudstream.storage.bulk import sqlite_timestamp
 from fraudstream.storage.database import dumps, loads, normalize_url

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from fraudstream.api.routes.stream import OUTCOMES, DecisionFeed, Subscription
+from fraudstream.events.decision import DecisionRecord
 from fraudstream.storage import Store
-from fraudstream.storage.records import DecisionRecord
 
 
 def decide(store: Store, *outcomes: str) -> list[str]:

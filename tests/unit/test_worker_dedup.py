@@ -16,8 +16,9 @@ import pytest
 
 from fraudstream.brokers.base import Broker, Message
 from fraudstream.events import Transaction
+from fraudstream.events.decision import DecisionRecord
 from fraudstream.state import MemoryFeatureState, StateError
-from fraudstream.storage import DecisionRecord, StorageError, Store, open_store
+from fraudstream.storage import StorageError, Store, open_store
 from fraudstream.worker.worker import RESULTS, Worker
 from tests.unit.fakes import BlockingScorer
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from fraudstream.events.batch import TransactionBatch
-from fraudstream.storage import DecisionRecord, Store, open_store
-from fraudstream.storage.records import DecisionColumns
+from fraudstream.events.decision import DecisionColumns, DecisionRecord
+from fraudstream.storage import Store, open_store
 from fraudstream.worker.messages import decision_message
 from fraudstream.worker.worker import RESULTS, Worker
 from tests.unit.test_worker_dedup import ListBroker, tx

@@ -13,7 +13,7 @@ from fraudstream.alerts.base import AlertConfigError, AlertError, Channel, Deliv
 from fraudstream.alerts.detect import AlertDetector, alerting_rules
 from fraudstream.alerts.dispatcher import AlertDispatcher, Retry
 from fraudstream.config import Settings
-from fraudstream.storage.alerting import Alert
+from fraudstream.events.alert import Alert
 from fraudstream.storage.store import Store
 
 if TYPE_CHECKING:

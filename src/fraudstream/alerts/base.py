@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from fraudstream.storage.alerting import Alert
+from fraudstream.events.alert import Alert
 
 #: How many alerts a channel receives in one message at most (Slack allows 50 blocks per message).
 MAX_PER_MESSAGE = 20

@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fraudstream.config import Settings
+from fraudstream.events.alert import Alert
+from fraudstream.events.decision import DecisionRecord
 from fraudstream.rules.ruleset import RuleSet
 from fraudstream.scoring.reasons import reason_text
-from fraudstream.storage.alerting import Alert
-from fraudstream.storage.records import DecisionRecord
 
 BLOCK = "block"
 FLAG_BURST = "flag_burst"

@@ -18,8 +18,8 @@ from typing import Self
 
 from fraudstream.alerts.base import MAX_PER_MESSAGE, Channel
 from fraudstream.alerts.detect import AlertDetector
-from fraudstream.storage.alerting import DELIVERED, FAILED, PENDING, STORED, Alert, DeliveryAttempt
-from fraudstream.storage.records import DecisionRecord
+from fraudstream.events.alert import DELIVERED, FAILED, PENDING, STORED, Alert, DeliveryAttempt
+from fraudstream.events.decision import DecisionRecord
 from fraudstream.storage.store import Store
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from urllib.parse import unquote, urlsplit
 
 from fraudstream.alerts.base import AlertConfigError, Channel, DeliveryError, plain_text, title
-from fraudstream.storage.alerting import Alert
+from fraudstream.events.alert import Alert
 
 _DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from fraudstream.alerts.base import AlertConfigError, Channel, DeliveryError, fields, plain_text, title
-from fraudstream.storage.alerting import Alert
+from fraudstream.events.alert import Alert
 
 #: Slack rejects a section whose text exceeds 3000 characters.
 _MAX_TEXT = 2900

@@ -45,10 +45,10 @@ from fraudstream._gc import paused_gc
 from fraudstream.alerts.detect import may_alert
 from fraudstream.api.metrics import ApiMetrics
 from fraudstream.events.batch import TransactionBatch
+from fraudstream.events.decision import DecisionRecord
 from fraudstream.events.transaction import Transaction
 from fraudstream.scoring.scorer import ScoredBatch, Scorer
 from fraudstream.storage.errors import BodyConflictError
-from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.rows import body_hash
 from fraudstream.storage.store import Store
 from fraudstream.worker.decided import decided_before

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fraudstream.events.decision import DecisionRecord
 from fraudstream.events.transaction import Label
-from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.store import LATENCY_SAMPLE, RECENT_SECONDS
 
 DecisionName = Literal["APPROVE", "FLAG", "BLOCK"]

@@ -1,4 +1,8 @@
-"""Plain records that cross the storage boundary, so no caller depends on SQLAlchemy rows."""
+"""Decisions: what was decided for transactions, as one record each or as a scored batch's columns.
+
+Plain data, so scoring, the worker, the API, alerts and storage all speak it without depending on
+each other (storage never hands out SQLAlchemy rows).
+"""
 
 from __future__ import annotations
 
@@ -149,15 +153,3 @@ class DecisionColumns:
                 strict=True,
             )
         ]
-
-
-@dataclass
-class QueuedMessage:
-    """A message claimed from the durable queue; ack its ``id`` once it has been handled."""
-
-    id: int
-    topic: str
-    key: str | None
-    payload: dict[str, Any]
-    created_at: datetime
-    deliveries: int = 1  # this claim included

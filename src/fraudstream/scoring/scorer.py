@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from fraudstream.events.batch import TransactionBatch
+from fraudstream.events.decision import DecisionColumns, DecisionRecord
 from fraudstream.events.transaction import DECISIONS
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.rules.names import rule_columns
@@ -22,7 +23,6 @@ from fraudstream.scoring._few import FEW_ROWS, FewRows
 from fraudstream.scoring.compiled import compile_models, top_columns
 from fraudstream.scoring.reasons import RAISES, rule_direction
 from fraudstream.state.base import FeatureState
-from fraudstream.storage.records import DecisionColumns, DecisionRecord
 from fraudstream.training.bundle import ModelBundle
 from fraudstream.training.models import calibrate, combine
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fraudstream.storage.database import SUPPORTED_SCHEMES, normalize_url
 from fraudstream.storage.errors import BodyConflictError, NotFoundError, StorageError
-from fraudstream.storage.records import DecisionRecord, QueuedMessage
+from fraudstream.storage.outbox import QueuedMessage
 from fraudstream.storage.store import FLAGGED, Store
 
 
@@ -24,7 +24,6 @@ __all__ = [
     "FLAGGED",
     "SUPPORTED_SCHEMES",
     "BodyConflictError",
-    "DecisionRecord",
     "NotFoundError",
     "QueuedMessage",
     "StorageError",

@@ -36,13 +36,13 @@ from typing import Any
 
 from sqlalchemy import URL
 
+from fraudstream.events.decision import DecisionRecord
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage import bulk, tables
 from fraudstream.storage._bodies import differing, hashes_of, stored_hashes
 from fraudstream.storage._journal import DecisionJournal, Held, recover
 from fraudstream.storage._storer import CLOSE_TIMEOUT, HeldStorer
 from fraudstream.storage.database import Database, dumps, loads
-from fraudstream.storage.records import DecisionRecord
 from fraudstream.storage.rollup import add_minutes
 from fraudstream.storage.rows import (
     DECISION_COLUMNS,

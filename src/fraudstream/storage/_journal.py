@@ -25,9 +25,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
+from fraudstream.events.decision import DecisionRecord, FeatureVector
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage.errors import StorageError
-from fraudstream.storage.records import DecisionRecord, FeatureVector
 from fraudstream.storage.rows import pack_features, payload_json
 
 log = logging.getLogger(__name__)

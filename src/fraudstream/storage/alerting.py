@@ -8,56 +8,20 @@ statement takes a batch; the report's aggregates run in SQL, never row by row in
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 from sqlalchemy import TextualSelect, bindparam, func, insert, select, text, update
 
+from fraudstream.events.alert import PENDING, Alert, DeliveryAttempt
 from fraudstream.storage import tables
 from fraudstream.storage._report import ReportStore
 from fraudstream.storage.rows import chunks, dicts
 
-PENDING = "pending"
-DELIVERED = "delivered"
-FAILED = "failed"
-#: Stored while no channel is configured: listed by the API, never delivered.
-STORED = "stored"
-
 _a = tables.alerts
 _ad = tables.alert_deliveries
 _d = tables.decisions
-
-
-@dataclass
-class Alert:
-    """Something a person should look at now: a BLOCK, a burst of FLAGs, an alerting rule's hit.
-
-    ``entity`` is what the alert is about (``"customer:c42"``); de-duplication is per ``(kind, entity)``.
-    ``message`` is the human text; ``details`` the machine-readable facts behind it.
-    """
-
-    kind: str
-    entity: str
-    transaction_id: str | None
-    message: str
-    details: dict[str, Any] = field(default_factory=dict)
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    status: str = PENDING
-    id: int | None = None
-
-
-@dataclass
-class DeliveryAttempt:
-    """One try at delivering one alert on one channel; ``error`` is ``None`` when it worked."""
-
-    alert_id: int
-    channel: str
-    attempt: int
-    ok: bool
-    error: str | None = None
-    attempted_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 def _alert_from_row(row: Any) -> Alert:

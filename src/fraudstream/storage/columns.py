@@ -1,7 +1,7 @@
 """``decisions`` rows straight from a scored batch's columns, with no per-row record objects.
 
 A replay or a worker stores tens of thousands of decisions a second. Building a
-:class:`~fraudstream.storage.records.DecisionRecord` per row, then taking it apart again, was a third
+:class:`~fraudstream.events.decision.DecisionRecord` per row, then taking it apart again, was a third
 of the writing process's time; here timestamps are formatted and feature vectors packed once per
 batch, with numpy, and only the JSON reasons are encoded row by row.
 """
@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from fraudstream.events.decision import DecisionColumns
 from fraudstream.storage.bulk import timestamp_converter
 from fraudstream.storage.database import dumps
-from fraudstream.storage.records import DecisionColumns
 from fraudstream.storage.rollup import batch_minute_rows, epoch
 from fraudstream.storage.rows import feature_set_id, latency_text, stored_total
 

@@ -8,6 +8,7 @@ decisions are idempotent per ``transaction_id``, so a redelivery is harmless).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any
@@ -19,10 +20,21 @@ from fraudstream.storage import bulk, tables
 from fraudstream.storage._bodies import differing, hashes_of, stored_hashes
 from fraudstream.storage.database import Database
 from fraudstream.storage.errors import BodyConflictError
-from fraudstream.storage.records import QueuedMessage
 from fraudstream.storage.rows import TRANSACTION_COLUMNS, body_hash, chunks, transaction_rows, unique_by
 
 _q = tables.queue
+
+
+@dataclass
+class QueuedMessage:
+    """A message claimed from the durable queue; ack its ``id`` once it has been handled."""
+
+    id: int
+    topic: str
+    key: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+    deliveries: int = 1  # this claim included
 
 
 class QueueStore(Database):

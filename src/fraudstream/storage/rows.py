@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 
+from fraudstream.events.decision import DecisionRecord, FeatureVector
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage.database import dumps, loads
-from fraudstream.storage.records import DecisionRecord, FeatureVector
 
 T = TypeVar("T")
 

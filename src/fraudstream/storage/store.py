@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, func, select, tuple_, union
 
+from fraudstream.events.decision import DecisionColumns, DecisionRecord
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage import bulk, tables
 from fraudstream.storage._held import HeldStore
@@ -23,7 +24,6 @@ from fraudstream.storage.columns import ColumnRows
 from fraudstream.storage.dead_letters import DeadLetterStore
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.outbox import QueueStore
-from fraudstream.storage.records import DecisionColumns, DecisionRecord
 from fraudstream.storage.rollup import decision_counts, epoch, minute_rows
 from fraudstream.storage.rows import (
     body_hash,

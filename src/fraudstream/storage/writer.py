@@ -17,9 +17,9 @@ from typing import Any
 
 from fraudstream._gc import paused_gc
 from fraudstream._malloc import keep_freed_memory
+from fraudstream.events.decision import DecisionColumns
 from fraudstream.events.transaction import Label
 from fraudstream.storage.errors import StorageError
-from fraudstream.storage.records import DecisionColumns
 from fraudstream.storage.store import Store
 
 SLICE = 20_000

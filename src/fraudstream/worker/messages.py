@@ -12,8 +12,8 @@ import numpy as np
 from pydantic import Field, TypeAdapter, ValidationError
 
 from fraudstream.alerts.detect import may_alert
+from fraudstream.events.decision import DecisionColumns, DecisionRecord
 from fraudstream.events.transaction import Transaction
-from fraudstream.storage.records import DecisionColumns, DecisionRecord
 
 PAYLOADS = TypeAdapter(list[Annotated[Transaction | Any, Field(union_mode="left_to_right")]])
 """Validates a batch of payloads in one call, a valid one becoming a :class:`Transaction` and an invalid

@@ -24,11 +24,11 @@ from pydantic import ValidationError
 from fraudstream._gc import paused_gc
 from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.events.batch import TransactionBatch
+from fraudstream.events.decision import DecisionColumns, DecisionRecord
 from fraudstream.events.transaction import Transaction
 from fraudstream.scoring.scorer import ScoredBatch, Scorer
 from fraudstream.state.base import StateError
 from fraudstream.storage.errors import StorageError
-from fraudstream.storage.records import DecisionColumns, DecisionRecord
 from fraudstream.storage.store import Store
 from fraudstream.worker.decided import decided_before, different_bodies
 from fraudstream.worker.health import WorkerStats, write_health
