@@ -13,9 +13,9 @@ from typing import Any
 
 from fraudstream.brokers import BrokerError, open_broker
 from fraudstream.config import Settings
+from fraudstream.models.bundle import BundleError, check_compatible, read_manifest
 from fraudstream.state import StateError, open_state
 from fraudstream.storage import StorageError, open_store
-from fraudstream.training.bundle import BundleError, check_compatible, read_manifest
 
 FAILURES = (StorageError, BrokerError, StateError, BundleError, FileNotFoundError)
 

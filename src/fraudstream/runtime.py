@@ -16,11 +16,11 @@ from fraudstream.config import Settings
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
 from fraudstream.features.engine import FeatureEngine
+from fraudstream.models.bundle import ModelBundle, load_bundle
 from fraudstream.rules import DEFAULT_RULES_PATH, ReloadingRules, default_known_names
 from fraudstream.scoring.scorer import Scorer
 from fraudstream.state import FeatureState, MemoryFeatureState, open_state
 from fraudstream.storage import Store, open_store
-from fraudstream.training.bundle import ModelBundle, load_bundle
 
 WARM_BATCH = 20_000
 

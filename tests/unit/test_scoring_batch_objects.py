@@ -15,10 +15,10 @@ import pytest
 
 from fraudstream._gc import paused_gc
 from fraudstream.events.batch import TransactionBatch
+from fraudstream.models.bundle import ModelBundle, load_bundle
 from fraudstream.rules import EMPTY_RULES
 from fraudstream.scoring.scorer import Scorer, _top
 from fraudstream.state import MemoryFeatureState
-from fraudstream.training.bundle import ModelBundle, load_bundle
 
 
 @pytest.fixture(scope="module")

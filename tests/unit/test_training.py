@@ -12,16 +12,17 @@ import pytest
 
 from fraudstream.datasets.generator import GeneratorConfig, generate
 from fraudstream.features import FeatureEngine, FeatureSet
-from fraudstream.training.backtest import Featured, Windows, evaluate_window, train_window
-from fraudstream.training.bundle import (
+from fraudstream.models.bundle import (
     BundleError,
     IncompatibleBundleError,
     ModelBundle,
     load_bundle,
     read_manifest,
 )
+from fraudstream.models.ensemble import calibrate
+from fraudstream.training.backtest import Featured, Windows, evaluate_window, train_window
 from fraudstream.training.fit import predict
-from fraudstream.training.models import TrainConfig, TrainingError, calibrate, fit_platt, weight_grid
+from fraudstream.training.models import TrainConfig, TrainingError, fit_platt, weight_grid
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 

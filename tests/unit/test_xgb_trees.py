@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
+from fraudstream.models.bundle import load_bundle
 from fraudstream.scoring._few import _booster_few
 from fraudstream.scoring._packed import pack_booster
 from fraudstream.scoring._xgb_trees import PARALLEL_FROM, XGBTrees
-from fraudstream.training.bundle import load_bundle
 
 
 def random_rows(rng: np.random.Generator, n: int, m: int) -> np.ndarray:

@@ -124,10 +124,10 @@ def errors() -> Iterator[None]:
     from fraudstream.brokers import BrokerError
     from fraudstream.datasets.registry import UnknownDatasetError
     from fraudstream.events.errors import SchemaError
+    from fraudstream.models.bundle import BundleError
     from fraudstream.rules import RulesError
     from fraudstream.state import StateError
     from fraudstream.storage import StorageError
-    from fraudstream.training.bundle import BundleError
     from fraudstream.training.models import TrainingError
     from fraudstream.training.tracking import TrackingError
 

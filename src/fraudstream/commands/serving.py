@@ -209,11 +209,11 @@ def replay(
     from fraudstream._malloc import keep_freed_memory
     from fraudstream.datasets.io import read_frame
     from fraudstream.datasets.registry import DATASETS, load_dataset
+    from fraudstream.models.bundle import load_bundle
     from fraudstream.runtime import open_services
-    from fraudstream.scoring.replay import replay as run
     from fraudstream.training import metrics
-    from fraudstream.training.bundle import load_bundle
     from fraudstream.training.report import evaluation_table
+    from fraudstream.scoring.replay import replay as run
 
     with errors():
         keep_freed_memory()

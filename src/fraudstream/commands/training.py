@@ -186,8 +186,8 @@ def evaluate(
     """Evaluate a model bundle on a time window: AUC, AP, recall at FPR, card precision@100, confusion."""
     from fraudstream.datasets.source import load_source
     from fraudstream.features import FeatureEngine
+    from fraudstream.models.bundle import load_bundle
     from fraudstream.training.backtest import Featured, evaluate_window
-    from fraudstream.training.bundle import load_bundle
     from fraudstream.training.importance import top_features
     from fraudstream.training.report import evaluation_table, importance_table
 

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from fraudstream.models.bundle import Manifest
 from fraudstream.scoring._packed import booster_packed, forest_packed, pack_booster, pack_forest
 from fraudstream.scoring._xgb_trees import _sigmoid
 from fraudstream.scoring.compiled import CompiledBooster, CompiledForest, CompiledLogistic, top_columns
 from fraudstream.scoring.reasons import RAISES
-from fraudstream.training.bundle import Manifest
 
 FEW_ROWS = 64
 """Batches up to this many rows take the few-rows path: measured, it is still the cheaper one at 64 rows
@@ -94,7 +94,7 @@ def _clip(x, lo, hi):  # fmt: skip
 
 @njit(cache=True)
 def _odds(raw, supervised):  # fmt: skip
-    """``p / (1 - p)`` of the supervised models' rows, ``p`` clipped as ``models._logit`` clips it; its
+    """``p / (1 - p)`` of the supervised models' rows, ``p`` clipped as ``ensemble.logit`` clips it; its
     logarithm is left to the ``np.log`` that the batch path calls."""
     out = np.empty((supervised, raw.shape[1]))
     for i in range(supervised):
@@ -106,7 +106,7 @@ def _odds(raw, supervised):  # fmt: skip
 
 @njit(cache=True)
 def _platt(raw, logs, slope, intercept):  # fmt: skip
-    """``-np.clip(z, -50, 50)`` of ``models.calibrate``, ``z`` being the Platt line of each model's
+    """``-np.clip(z, -50, 50)`` of ``ensemble.calibrate``, ``z`` being the Platt line of each model's
     logit (the log-odds ``logs`` of the supervised rows, the raw score of the rest)."""
     out = np.empty(raw.shape)
     for i in range(raw.shape[0]):
@@ -118,7 +118,7 @@ def _platt(raw, logs, slope, intercept):  # fmt: skip
 
 @njit(cache=True)
 def _ensemble(exp, rows, weights, total):  # fmt: skip
-    """``models.combine`` of the calibrated ``1 / (1 + exp)``: a sum starting at 0, model by model in
+    """``ensemble.combine`` of the calibrated ``1 / (1 + exp)``: a sum starting at 0, model by model in
     the weights' order (``rows``), skipping zero weights, then divided by ``total``."""
     out = np.empty(exp.shape[1])
     for j in range(exp.shape[1]):

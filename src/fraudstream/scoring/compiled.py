@@ -16,8 +16,8 @@ import numpy as np
 from numba import njit, prange
 from scipy.special import expit
 
+from fraudstream.models.bundle import ModelBundle
 from fraudstream.scoring._xgb_trees import XGBTrees, block_rows
-from fraudstream.training.bundle import ModelBundle
 
 _BLOCK = 32
 """Rows walked through each tree together: as float32 they stay in the first-level cache."""

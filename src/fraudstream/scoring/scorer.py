@@ -18,13 +18,13 @@ from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.decision import DecisionColumns, DecisionRecord
 from fraudstream.events.transaction import DECISIONS
 from fraudstream.features.engine import FeatureEngine
+from fraudstream.models.bundle import ModelBundle
+from fraudstream.models.ensemble import calibrate, combine
 from fraudstream.rules.names import rule_columns
 from fraudstream.scoring._few import FEW_ROWS, FewRows
 from fraudstream.scoring.compiled import compile_models, top_columns
 from fraudstream.scoring.reasons import RAISES, rule_direction
 from fraudstream.state.base import FeatureState
-from fraudstream.training.bundle import ModelBundle
-from fraudstream.training.models import calibrate, combine
 
 TOP_REASONS = 3
 _DECISIONS = np.asarray(DECISIONS, dtype=object)

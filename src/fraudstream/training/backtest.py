@@ -17,8 +17,8 @@ import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.features.engine import FeatureEngine
+from fraudstream.models.bundle import ModelBundle
 from fraudstream.training import metrics
-from fraudstream.training.bundle import ModelBundle
 from fraudstream.training.fit import Progress, predict, train_bundle
 from fraudstream.training.models import TrainConfig
 

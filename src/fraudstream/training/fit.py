@@ -16,14 +16,13 @@ import optuna
 from sklearn.model_selection import TimeSeriesSplit
 
 from fraudstream.features.plan import FeatureSet
+from fraudstream.models.bundle import Manifest, ModelBundle, fingerprint
+from fraudstream.models.ensemble import calibrate, combine
 from fraudstream.training import metrics
-from fraudstream.training.bundle import Manifest, ModelBundle, fingerprint
 from fraudstream.training.models import (
     SUPERVISED,
     TrainConfig,
     TrainingError,
-    calibrate,
-    combine,
     fit_model,
     fit_platt,
     make_model,

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from fraudstream.training.bundle import ModelBundle
+from fraudstream.models.bundle import ModelBundle
 
 TOP = 15
 

@@ -1,4 +1,5 @@
-"""The model zoo: how each model is built, scored and calibrated, and how scores are combined."""
+"""The model zoo: how each model is built, fitted, scored and calibrated (how calibrated scores are
+applied and combined is :mod:`fraudstream.models.ensemble`, shared with scoring)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+
+from fraudstream.models.ensemble import logit
 
 MODEL_NAMES = ("xgboost", "logistic", "isolation_forest")
 SUPERVISED = ("xgboost", "logistic")
@@ -105,35 +108,13 @@ def raw_score(name: str, model: Any, X: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict_proba(X)[:, 1], dtype=np.float64)
 
 
-def _logit(name: str, raw: np.ndarray) -> np.ndarray:
-    if name == "isolation_forest":
-        return raw
-    p = np.clip(raw, 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
-
-
 def fit_platt(name: str, raw: np.ndarray, y: np.ndarray) -> list[float]:
     """Platt scaling on held-out scores: keeps each model's ranking, fixes its probabilities."""
-    x = _logit(name, raw).reshape(-1, 1)
+    x = logit(name, raw).reshape(-1, 1)
     if len(np.unique(y)) < 2:
         return [1.0, 0.0]
     lr = LogisticRegression(C=1e4, max_iter=1000).fit(x, y)
     return [float(lr.coef_[0, 0]), float(lr.intercept_[0])]
-
-
-def calibrate(name: str, raw: np.ndarray, platt: list[float]) -> np.ndarray:
-    z = platt[0] * _logit(name, raw) + platt[1]
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
-
-
-def combine(calibrated: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-    """Weighted mean of calibrated probabilities: the ensemble's fraud probability."""
-    total = sum(weights.values()) or 1.0
-    out = np.zeros_like(next(iter(calibrated.values())))
-    for name, w in weights.items():
-        if w:
-            out += w * calibrated[name]
-    return out / total
 
 
 def weight_grid(names: list[str], step: float = 0.1) -> list[dict[str, float]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fraudstream.training.bundle import ModelBundle
+from fraudstream.models.bundle import ModelBundle
 
 
 class TrackingError(RuntimeError):

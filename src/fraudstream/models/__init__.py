@@ -1,0 +1,6 @@
+"""The trained model as scoring meets it: the bundle file and the maths that turns its models' raw
+scores into one fraud probability.
+
+Training writes bundles and scoring reads them; both use this package, which imports neither (nor
+scikit-learn: a bundle's pickled models bring their own libraries when it is loaded).
+"""

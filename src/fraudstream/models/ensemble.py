@@ -1,0 +1,34 @@
+"""How the models' raw scores become one fraud probability: Platt calibration, then a weighted mean.
+
+Training fits the calibration and the weights and scoring applies them; both call these functions, so
+the probability a model was evaluated on is the one it serves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def logit(name: str, raw: np.ndarray) -> np.ndarray:
+    """The raw score on the scale Platt scaling fits a line on: log-odds of a probability, or the
+    Isolation Forest's anomaly score as it is."""
+    if name == "isolation_forest":
+        return raw
+    p = np.clip(raw, 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+def calibrate(name: str, raw: np.ndarray, platt: list[float]) -> np.ndarray:
+    """Model ``name``'s raw scores as probabilities, through its Platt line ``platt`` (slope, intercept)."""
+    z = platt[0] * logit(name, raw) + platt[1]
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+def combine(calibrated: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """Weighted mean of calibrated probabilities: the ensemble's fraud probability."""
+    total = sum(weights.values()) or 1.0
+    out = np.zeros_like(next(iter(calibrated.values())))
+    for name, w in weights.items():
+        if w:
+            out += w * calibrated[name]
+    return out / total
