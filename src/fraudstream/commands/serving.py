@@ -213,7 +213,7 @@ def replay(
     from fraudstream.runtime import open_services
     from fraudstream.training import metrics
     from fraudstream.training.report import evaluation_table
-    from fraudstream.scoring.replay import replay as run
+    from fraudstream.worker.replay import replay as run
 
     with errors():
         keep_freed_memory()
