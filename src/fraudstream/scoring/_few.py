@@ -30,8 +30,8 @@ from fraudstream.scoring.compiled import CompiledBooster, CompiledForest, Compil
 from fraudstream.scoring.reasons import RAISES
 
 FEW_ROWS = 64
-"""Batches up to this many rows take the few-rows path: measured, it is still the cheaper one at 64 rows
-(one to four is what the API sends); the batch path serves the worker and replay's thousands."""
+"""Batches up to this many rows take the few-rows path, the cheaper one at these sizes (one to four is
+what the API sends); the batch path serves the worker and replay's thousands."""
 
 Picks = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """Per row: the kept reasons' columns, rounded contributions and feature values, and how many."""

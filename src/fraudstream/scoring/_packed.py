@@ -3,9 +3,7 @@
 The batch path's node arrays (children, feature, threshold, default direction) keep a node's fields
 in four places. That suits thousands of rows, which keep the trees in the caches; the API walks one
 row a few milliseconds after the last, when the trees have left the caches, and each level of each
-tree then waited on up to four memory reads. Measured on one row with the caches emptied: 129 µs for
-the demo's XGBoost model (150 trees of depth 5) and 126 µs for its Isolation Forest (200 trees of
-depth 8), against 19 and 9 µs warm.
+tree then waited on up to four memory reads (cold, a row cost several times what it costs warm).
 
 A packed node is four 32-bit words, read through a ``uint32`` and a ``float32`` view of one buffer:
 the split feature (for XGBoost with the default-right flag in its top bit), the left and the right

@@ -1,7 +1,7 @@
 """XGBoost's binary logistic trees walked by numba, bit for bit the booster's own answers.
 
-Every call into XGBoost's Python wrapper costs 0.3 to 1 ms (``inplace_predict``, or a ``DMatrix``
-and ``pred_contribs``) before any tree is walked, which is most of a one-transaction request, and
+Every call into XGBoost's Python wrapper has a fixed cost (``inplace_predict``, or a ``DMatrix`` and
+``pred_contribs``) before any tree is walked, which would be most of a one-transaction request, and
 on large batches its predictor is no faster than a compiled walk. Here the trees are flattened
 once into arrays and walked by numba, reproducing XGBoost's CPU predictor step by step: features
 cast to float32, a split goes left when ``value < split_condition`` and NaN (the only missing
@@ -11,7 +11,7 @@ Contributions are XGBoost's approximate (Saabas) ones: along a row's path each s
 feature by the change in node mean value, node means being leaf values weighted by cover, all in
 float32 and summed per tree before being added to the row. A tree's sums depend only on the leaf a
 row reaches, so they are tabulated per leaf once: a row's contributions cost the margin's walk plus a
-few additions per tree, where stepping each row through each tree alone cost four times as much.
+few additions per tree instead of a second walk per row and tree.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Fast serving forms of the bundle's models, giving the same scores as the fitted estimators.
 
 A single transaction must be scored in well under a millisecond. scikit-learn's Isolation Forest
-walks its trees through Python and joblib (about 20 ms for one row), and its pipelines add
+walks its trees through Python and joblib (far over that budget for one row), and its pipelines add
 validation on every call, so serving uses compiled equivalents: the Isolation Forest's trees are
 flattened into arrays and walked by numba, logistic regression is imputation, scaling and a dot
 product in numpy, and XGBoost's trees are walked by numba too (:mod:`._xgb_trees`).

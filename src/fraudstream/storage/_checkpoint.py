@@ -1,23 +1,19 @@
 """SQLite WAL checkpoints on a thread of their own, off the commit that happens to cross the threshold.
 
 With SQLite's automatic checkpoint the commit that fills the WAL copies it back into the database
-file and syncs it before returning: on this project's 2-core test machine that stalled one commit in
-about a thousand for 20–60 ms. For the synchronous API the stall hits every request queued behind that
-commit, and it was what set the latency percentiles. Here each writer only counts its commits; every
-:data:`EVERY` commits a background thread runs ``PASSIVE`` checkpoints, which wait for no reader or
-writer, so commits go on while the pages are copied (measured: the worst single-row commit of 7,000
-went from 58–81 ms to 9 ms).
+file and syncs it before returning, stalling that commit and every request queued behind it. Here
+each writer only counts its commits; every :data:`EVERY` commits a background thread runs ``PASSIVE``
+checkpoints, which wait for no reader or writer, so commits go on while the pages are copied. Why, and
+the figures behind the interval: docs/decisions/0007-wal-checkpoints-every-200-commits.md.
 
 A passive checkpoint copies the WAL as it was when the pass began, so "all frames copied" does not
 mean caught up: commits made during the pass are left over. The WAL file only starts over when a
 writer begins after everything was copied; until then it grows, and at ``wal_autocheckpoint`` frames
 the commit that crosses it checkpoints on the writer's thread. So the thread runs passes until one
 finds nothing new, and the WAL starts over in a gap between commits. Back-to-back commits leave no
-gap and the WAL grows to the backstop; at 500 single-row commits a second its file reached 75–78 MB
-at most, under the backstop's 82 MB, and the commits waited on I/O for 0.16–0.22 s in 40 s (every
-50 commits: 48 MB, 0.14–0.16 s). The interval sets how often the same hot index pages are copied and
-synced: every 200 commits instead of 50 cut the process's CPU per single-row write from 300 to 245 µs
-(alternating blocks of 1,000 writes in one process; 400 gave 230, 1,000 gave 210).
+gap and the WAL grows towards the backstop (``wal_autocheckpoint``), which it stays under at the
+API's rates. The interval sets how often the same hot index pages are copied and synced: fewer
+checkpoints cost less CPU per write and let the WAL grow larger.
 """
 
 from __future__ import annotations

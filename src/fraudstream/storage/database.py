@@ -297,8 +297,8 @@ class Database:
         """:meth:`_write` for a transaction made only of :mod:`.bulk` statements, which go through the
         driver. On a SQLite file it yields this thread's own driver connection (see :mod:`._connections`)
         and begins and ends the transaction there, skipping SQLAlchemy's connection, pool and
-        transaction machinery: 0.2 ms of CPU that every one-row batch of the score API paid.
-        Elsewhere it yields the SQLAlchemy connection of :meth:`_write`."""
+        transaction machinery, which would otherwise cost every one-row batch of the score API more than
+        its own statements. Elsewhere it yields the SQLAlchemy connection of :meth:`_write`."""
         if self._writers is None:
             return self._write()
         return DriverTransaction(self._writers, self._translation, self._committed)
