@@ -2,8 +2,8 @@
 
 On SQLite a commit costs by the pages it writes, and a decision stored with its transaction writes
 eleven of them: two tables, their six indexes and the per-minute count. At 500 requests/s the score
-API's batches hold one request each, so each paid a commit of its own: 200–220 µs of CPU, measured
-in one process, against about 50 µs a decision for a group's commit. A held decision is instead one
+API's batches hold one request each, so each would pay a commit of its own, several times what a
+decision costs in a group's commit (docs/decisions/0005-held-decisions-journal.md). A held decision is one
 line appended to this process's journal (:mod:`._journal`), as durable against a crash of the process
 as the commit was, and :meth:`HeldStore.release_held` stores the held decisions in one transaction,
 exactly as :meth:`Store.save_decisions` would have; the score API has a child process do that
