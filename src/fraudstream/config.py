@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     model_path: Path | None = Field(None, description="model bundle to serve; default: data_dir/model.fsb")
     mlflow_tracking_uri: str | None = Field(None, description="log training runs to MLflow when set")
     threads: int = Field(2, ge=1, description="threads for model training")
-    seed: int = 7
+    seed: int = Field(7, description="random seed for data generation and training: same seed, same result")
     database_url: str | None = Field(None, description="default: SQLite file data_dir/fraudstream.db")
     broker_url: str = Field(
         "database://",
@@ -49,8 +49,8 @@ class Settings(BaseSettings):
         "memory://",
         description="where the limits count: memory:// (this process) or redis://host:port/db (shared)",
     )
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="interface the API (and dashboard) bind to; 0.0.0.0 for all")
+    port: int = Field(8000, ge=1, le=65535, description="port of the API")
     batch_size: int = Field(500, ge=1, le=100_000, description="worker batch size")
     max_wait: float = Field(0.05, ge=0, description="worker: longest wait to fill a batch (seconds)")
     worker_threads: int = Field(

@@ -39,12 +39,20 @@ def _problem_content() -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"{REF}Problem"}}}
 
 
+def _summary(operation: dict[str, Any]) -> str:
+    """The first sentence of the route's docstring, rather than FastAPI's title-cased function name."""
+    text = " ".join(str(operation.get("description", "")).split()).replace("``", "`")
+    first = text.split(". ")[0].split("; ")[0].rstrip(".")
+    return first if 0 < len(first) <= 90 else str(operation.get("summary", ""))
+
+
 def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     """Add the answers every route may give to each operation of ``schema`` (in place; returned)."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.setdefault("Problem", Problem.model_json_schema())
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
+            operation["summary"] = _summary(operation)
             responses: dict[str, Any] = operation.setdefault("responses", {})
             extra = {**ANY_ROUTE, **(WITH_BODY if "requestBody" in operation else {})}
             for status, description in extra.items():
