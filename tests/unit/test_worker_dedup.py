@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fraudstream._gc import paused_gc
 from fraudstream.brokers.base import Broker, Message
 from fraudstream.events import Transaction
 from fraudstream.events.decision import DecisionRecord
@@ -211,7 +212,8 @@ def test_an_idle_worker_waits_with_the_collector_running_and_a_busy_one_handles_
     store: Store,
 ) -> None:
     """The collector pause holds for the whole process: the API beside an idle embedded worker must
-    still collect cycles, while a batch is still handled without the collector walking it."""
+    still collect cycles, while a batch is still handled without the collector walking it (inside
+    ``around_batch``, which the entry points set to the pause)."""
     from fraudstream.brokers.memory import MemoryBroker
 
     broker = MemoryBroker()
@@ -222,7 +224,7 @@ def test_an_idle_worker_waits_with_the_collector_running_and_a_busy_one_handles_
             seen.append(gc.isenabled())
             return super().score(batch)
 
-    worker = Worker(broker, Watching(), store, max_wait=0.05)  # type: ignore[arg-type]
+    worker = Worker(broker, Watching(), store, max_wait=0.05, around_batch=paused_gc)  # type: ignore[arg-type]
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fraudstream import __version__
-from fraudstream._gc import freeze_startup_objects
+from fraudstream._gc import freeze_startup_objects, paused_gc
 from fraudstream.alerts import alerts_for
 from fraudstream.api import openapi
 from fraudstream.api.batcher import ScoreBatcher
@@ -95,6 +95,7 @@ def _start_worker(app: FastAPI, services: Services, settings: Settings, metrics:
         results_topic=RESULTS if results else None,
         dead_letters_topic=DEAD_LETTERS if results else None,
         max_deliveries=settings.max_deliveries,
+        around_batch=paused_gc,
     )
     thread = threading.Thread(target=_supervise, args=(worker,), name="fraudstream-worker", daemon=True)
     app.state.worker, app.state.worker_thread = worker, thread
@@ -158,6 +159,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
             max_wait=settings.score_max_wait,
             hold_for=settings.score_hold,
             on_decided=alerts.submit,
+            around_batch=paused_gc,
         )
         app.state.services = running
         if run_worker:

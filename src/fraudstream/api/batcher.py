@@ -37,11 +37,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from fraudstream._gc import paused_gc
 from fraudstream.alerts.detect import may_alert
 from fraudstream.api.metrics import ApiMetrics
 from fraudstream.events.batch import TransactionBatch
@@ -94,7 +95,8 @@ class ScoreBatcher:
 
     ``on_decided`` receives the newly stored decisions of each batch that can raise an alert (see
     :func:`~fraudstream.alerts.detect.may_alert`), as the worker hands them over; its errors are logged
-    and never fail the requests.
+    and never fail the requests. ``around_batch`` is entered around deciding each batch and storing
+    what is held (the API's start-up passes :func:`fraudstream._gc.paused_gc`).
     """
 
     def __init__(
@@ -108,8 +110,10 @@ class ScoreBatcher:
         hold_for: float = HOLD_FOR,
         max_held: int = MAX_HELD,
         on_decided: Callable[[list[DecisionRecord]], None] | None = None,
+        around_batch: Callable[[], AbstractContextManager[Any]] = nullcontext,
     ) -> None:
         self.scorer, self.store, self.metrics = scorer, store, metrics
+        self.around_batch = around_batch
         self.max_batch, self.max_wait = max_batch, max_wait
         self.hold_for, self.max_held = hold_for, max_held
         self._release: asyncio.Handle | None = None
@@ -143,7 +147,7 @@ class ScoreBatcher:
     def _store_held(self) -> None:
         self._release, self._held = None, 0
         try:
-            with paused_gc():
+            with self.around_batch():
                 self.store.release_held(background=not self._stopped)
         except Exception:  # still held, and as durable: the next release, or the next start, stores them
             log.exception("storing the held decisions failed; trying again in %.2f s", self.hold_for)
@@ -179,7 +183,7 @@ class ScoreBatcher:
         if self._pending and not self._stopped:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._drain)
-        with paused_gc():
+        with self.around_batch():
             for group in ([r for r in batch if r.dry_run], [r for r in batch if not r.dry_run]):
                 if group:
                     self._decide(group)

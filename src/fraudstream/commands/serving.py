@@ -82,6 +82,7 @@ def worker(
 
     Scale with more workers, one or more per core; each runs its kernels on one thread (FRAUD_WORKER_THREADS).
     """
+    from fraudstream._gc import paused_gc
     from fraudstream._kernels import limit_kernel_threads
     from fraudstream._malloc import keep_freed_memory
     from fraudstream.alerts import alerts_for
@@ -109,6 +110,7 @@ def worker(
             batch_size=batch_size or settings.batch_size, max_wait=settings.max_wait, health_file=health_file,
             max_deliveries=settings.max_deliveries,
             results_topic=RESULTS if results else None, dead_letters_topic=DEAD_LETTERS if results else None,
+            around_batch=paused_gc,
         )  # fmt: skip
         w.install_signal_handlers()
         console.print(
@@ -206,6 +208,7 @@ def replay(
     An offline backtest of exactly what production would do: fraud labels reach the feature state
     only once their label time has passed.
     """
+    from fraudstream._gc import paused_gc
     from fraudstream._malloc import keep_freed_memory
     from fraudstream.datasets.io import read_frame
     from fraudstream.datasets.registry import DATASETS, load_dataset
@@ -226,7 +229,7 @@ def replay(
         try:
             with progress() as bar:
                 result = run(frame, services.scorer, services.store if store_decisions else None,
-                             batch_size=batch_size, progress=bar)  # fmt: skip
+                             batch_size=batch_size, progress=bar, around_batch=paused_gc)  # fmt: skip
         finally:
             services.close()
         labelled = frame["is_fraud"].notna().to_numpy()

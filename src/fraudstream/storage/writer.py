@@ -133,10 +133,9 @@ class DecisionWriter:
 
 
 def _write(store: Store, columns: DecisionColumns, labels: list[Label]) -> int:
-    with paused_gc():
-        if labels:
-            store.add_labels(labels)
-        return len(store.save_decisions(columns))
+    if labels:
+        store.add_labels(labels)
+    return len(store.save_decisions(columns))
 
 
 def _serve(jobs: Queue[Any], replies: Queue[tuple[str, Any]], url: str) -> None:
@@ -148,7 +147,8 @@ def _serve(jobs: Queue[Any], replies: Queue[tuple[str, Any]], url: str) -> None:
         while (job := jobs.get()) is not None:
             reply: tuple[str, Any]
             try:
-                reply = ("ok", _write(store, *job))
+                with paused_gc():
+                    reply = ("ok", _write(store, *job))
             except Exception as exc:  # reported to the parent, which decides to stop
                 reply = ("error", f"{type(exc).__name__}: {exc}")
             replies.put(reply)

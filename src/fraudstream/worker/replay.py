@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from fraudstream._gc import paused_gc
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Label
 from fraudstream.scoring.scorer import Scorer
@@ -44,8 +44,10 @@ def replay(
     *,
     batch_size: int = 5000,
     progress: Callable[[str, int, int], None] | None = None,
+    around_batch: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> ReplayResult:
-    """Score ``frame`` in time order, batch by batch, storing decisions when ``store`` is given.
+    """Score ``frame`` in time order, batch by batch, storing decisions when ``store`` is given;
+    ``around_batch`` is entered around scoring each batch (``fraudstream replay`` pauses the collector).
 
     The result is aligned with ``frame`` sorted by timestamp (stably); pass it sorted to align with it.
     """
@@ -74,7 +76,7 @@ def replay(
                 if writer is not None:
                     pairs = zip(ids, pd.to_datetime(times, unit="s", utc=True), strict=True)
                     labels = [Label(transaction_id=t, is_fraud=True, label_time=w) for t, w in pairs]
-            with paused_gc():
+            with around_batch():
                 scored = scorer.score(batch.take(np.arange(lo, hi)))
             probability[lo:hi] = scored.probability
             decision[lo:hi] = scored.decision

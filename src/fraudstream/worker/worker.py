@@ -14,14 +14,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from pydantic import ValidationError
 
-from fraudstream._gc import paused_gc
 from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.decision import DecisionColumns, DecisionRecord
@@ -64,7 +63,12 @@ def _invalid(error: Exception) -> str:
 
 
 class Worker:
-    """Scores transactions from a broker in batches of up to ``batch_size``, waiting at most ``max_wait``."""
+    """Scores transactions from a broker in batches of up to ``batch_size``, waiting at most ``max_wait``.
+
+    ``around_batch`` is entered around the handling of each batch, and around the reading of the next
+    while the worker is busy: the entry points pass :func:`fraudstream._gc.paused_gc`, so that a
+    batch's short-lived objects are freed without the garbage collector walking them.
+    """
 
     def __init__(
         self,
@@ -81,8 +85,10 @@ class Worker:
         results_topic: str | None = None,
         dead_letters_topic: str | None = None,
         max_deliveries: int = 5,
+        around_batch: Callable[[], AbstractContextManager[Any]] = nullcontext,
     ) -> None:
         self.broker, self.scorer, self.store = broker, scorer, store
+        self.around_batch = around_batch
         self.topic, self.batch_size, self.max_wait = topic, batch_size, max_wait
         self.on_scored, self.on_decided = on_scored, on_decided
         self.health_file = health_file
@@ -101,11 +107,11 @@ class Worker:
 
     def run_once(self) -> int:
         """Process one batch; returns how many messages it handled (0 when the topic was empty)."""
-        # Reading a batch makes as many objects as handling it, so the collector is held off while a busy
-        # worker reads too. An idle one waits with it running: the pause holds for the whole process,
-        # and the API serving requests beside an idle worker would otherwise never collect a cycle.
+        # Reading a batch makes as many objects as handling it, so a busy worker reads inside
+        # ``around_batch`` too. An idle one waits outside it: a paused collector is paused for the whole
+        # process, and the API serving requests beside an idle worker would otherwise never collect a cycle.
         self._in_flight = []
-        with paused_gc() if self._busy else nullcontext():
+        with self.around_batch() if self._busy else nullcontext():
             messages = self.broker.consume(self.topic, self.batch_size, self.max_wait)
         self._in_flight, self._busy = messages, bool(messages)
         self.stats.heartbeat = time.time()
@@ -114,7 +120,7 @@ class Worker:
             write_health(self.health_file, self.health())
         if not messages:
             return 0
-        with paused_gc():
+        with self.around_batch():
             self._handle(messages)
         self.stats.batches += 1
         return len(messages)
