@@ -3,10 +3,12 @@
 numba checks a cached kernel against its own file's time stamp only. A kernel that calls a kernel of
 another module (``scoring._few`` calls ``scoring._packed``, the features call ``features.kernels``)
 keeps the callee's machine code as it was when the caller was compiled, so after an edit of the
-callee's module alone a working copy runs stale code, silently, until the cache files go. The command
-line and the test suite call :func:`refresh_stale_kernels` first: it deletes the package's cached
-kernels whenever a module that uses numba has changed since they were written. An installed package
-never changes, so this costs it one digest of a dozen files per start.
+callee's module alone a working copy runs stale code, silently, until the cache files go. The commands
+that compute features or scores (``serve``, ``worker``, ``replay``, ``demo``, ``train``, ``evaluate``,
+``backtest``) and the test suite call :func:`refresh_stale_kernels` before anything is compiled: it
+deletes the package's cached kernels whenever a module that uses numba has changed since they were
+written. An installed package never changes, so this costs it one digest of a dozen files per such
+command; the others (``report``, ``worker --check``...) skip it.
 """
 
 from __future__ import annotations

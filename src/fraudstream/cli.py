@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from fraudstream._numba_cache import refresh_stale_kernels
 from fraudstream.commands import check, dashboard, dead_letters, report, serving, training
 
 app = typer.Typer(
@@ -12,11 +11,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-
-@app.callback()
-def _before_any_command() -> None:
-    refresh_stale_kernels()
 
 
 app.command()(serving.demo)

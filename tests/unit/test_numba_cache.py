@@ -1,10 +1,18 @@
-"""Cached kernels go when a numba module changes, and only then."""
+"""Cached kernels go when a numba module changes, and only then; only the commands that compile kernels
+look."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from fraudstream import _numba_cache as numba_cache
 from fraudstream._numba_cache import STAMP, refresh_stale_kernels
+from fraudstream.cli import app
+
+runner = CliRunner()
 
 
 def _package(root: Path) -> Path:
@@ -37,3 +45,16 @@ def test_a_changed_numba_module_clears_every_cached_kernel(tmp_path: Path) -> No
     assert refresh_stale_kernels(package) == 0 and all(f.exists() for f in cached)
     (package / "kernels.py").write_text("from numba import njit\nK = 2\n")  # a callee's module
     assert refresh_stale_kernels(package) == 2 and not any(f.exists() for f in cached)
+
+
+def test_only_the_commands_that_compile_kernels_check_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[str] = []
+    monkeypatch.setattr(numba_cache, "refresh_stale_kernels", lambda: checked.append("checked") or 0)
+    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path))
+    for args in (["datasets"], ["worker", "--check"]):
+        runner.invoke(app, args)
+    assert checked == []
+    result = runner.invoke(app, ["replay", str(tmp_path / "missing.parquet")])
+    assert result.exit_code != 0 and checked == ["checked"]  # checked before anything else happened

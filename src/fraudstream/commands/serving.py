@@ -45,10 +45,12 @@ def serve(
     """
     import uvicorn
 
+    from fraudstream._numba_cache import refresh_stale_kernels
     from fraudstream.api import create_app
     from fraudstream.commands.demo import demo_hint
 
     with errors():
+        refresh_stale_kernels()
         settings = Settings()
         hint = demo_hint(settings)
         if hint:
@@ -85,6 +87,7 @@ def worker(
     from fraudstream._gc import paused_gc
     from fraudstream._kernels import limit_kernel_threads
     from fraudstream._malloc import keep_freed_memory
+    from fraudstream._numba_cache import refresh_stale_kernels
     from fraudstream.alerts import alerts_for
     from fraudstream.brokers import publishes_results
     from fraudstream.runtime import open_services
@@ -99,6 +102,7 @@ def worker(
         console.print(line)
         raise typer.Exit(0 if alive else 1)
     with errors():
+        refresh_stale_kernels()
         keep_freed_memory()
         limit_kernel_threads(settings.worker_threads)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -210,6 +214,7 @@ def replay(
     """
     from fraudstream._gc import paused_gc
     from fraudstream._malloc import keep_freed_memory
+    from fraudstream._numba_cache import refresh_stale_kernels
     from fraudstream.datasets.io import read_frame
     from fraudstream.datasets.registry import DATASETS, load_dataset
     from fraudstream.models.bundle import load_bundle
@@ -219,6 +224,7 @@ def replay(
     from fraudstream.worker.replay import replay as run
 
     with errors():
+        refresh_stale_kernels()
         keep_freed_memory()
         settings = settings_with(datasets_dir)
         frame = (
@@ -265,9 +271,11 @@ def demo(
     state; the database queue). It prints the URLs, streams simulated traffic at --rate and ends with a
     summary of what was decided, and the command that serves the decisions again.
     """
+    from fraudstream._numba_cache import refresh_stale_kernels
     from fraudstream.commands.demo import run_demo
 
     with errors():
+        refresh_stale_kernels()
         run_demo(
             Settings(), duration=duration, rate=rate, port=port, trials=trials,
             dashboard=dashboard, dashboard_port=dashboard_port,

@@ -121,6 +121,7 @@ def train(
     Without dates, the test window is the last --test-days of the data, the gap precedes it, and
     training uses everything before the gap. Labels are used only if known by the test start.
     """
+    from fraudstream._numba_cache import refresh_stale_kernels
     from fraudstream.datasets.source import load_source
     from fraudstream.training.backtest import Windows, evaluate_window, train_window
     from fraudstream.training.importance import top_features
@@ -128,6 +129,7 @@ def train(
     from fraudstream.training.report import evaluation_table, importance_table
 
     with errors():
+        refresh_stale_kernels()
         settings = settings_with(datasets_dir)
         config = TrainConfig(
             models=tuple(m.strip() for m in models.split(",") if m.strip()), trials=trials, folds=folds,
@@ -184,6 +186,7 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a model bundle on a time window: AUC, AP, recall at FPR, card precision@100, confusion."""
+    from fraudstream._numba_cache import refresh_stale_kernels
     from fraudstream.datasets.source import load_source
     from fraudstream.features import FeatureEngine
     from fraudstream.models.bundle import load_bundle
@@ -192,6 +195,7 @@ def evaluate(
     from fraudstream.training.report import evaluation_table, importance_table
 
     with errors():
+        refresh_stale_kernels()
         settings = settings_with(datasets_dir)
         bundle = load_bundle(model or settings.bundle_path)
         frame = load_source(settings, data, dataset, gap_days, paths=paths, mapping=mapping)
@@ -236,12 +240,14 @@ def backtest(
 
     Example: fraudstream backtest --dataset handbook --test-start 2018-06-02 --test-start 2018-06-09
     """
+    from fraudstream._numba_cache import refresh_stale_kernels
     from fraudstream.datasets.source import load_source
     from fraudstream.training.backtest import backtest as run
     from fraudstream.training.models import TrainConfig
     from fraudstream.training.report import mean_evaluation, protocol_table
 
     with errors():
+        refresh_stale_kernels()
         settings = settings_with(datasets_dir)
         config = TrainConfig(
             models=tuple(models.split(",")), trials=trials, threads=settings.threads, seed=settings.seed
