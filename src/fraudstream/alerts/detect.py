@@ -33,7 +33,7 @@ Recent = Callable[[set[tuple[str, str]], datetime], set[tuple[str, str]]]
 
 def may_alert(decision: str, rules: Sequence[str]) -> bool:
     """Whether a decision can raise an alert: every FLAG and BLOCK can, and so can any decision a rule
-    fired on. An APPROVE no rule touched (98 % of them) cannot, so nobody needs to hand it over."""
+    fired on. An APPROVE no rule touched (most decisions) cannot, so nobody needs to hand it over."""
     return decision != "APPROVE" or bool(rules)
 
 

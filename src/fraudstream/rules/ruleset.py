@@ -104,7 +104,7 @@ def _ranks(model: np.ndarray) -> np.ndarray:
 
 
 def _any(mask: np.ndarray) -> bool:
-    # ndarray.any() costs ~2 µs whatever the size; a short list is quicker to look through.
+    # ndarray.any() has a fixed cost whatever the size; a short list is quicker to look through.
     return True in mask.tolist() if mask.shape[0] <= SMALL else bool(mask.any())
 
 
