@@ -9,36 +9,53 @@ reuse cut it to 10–11 s and lifted the replay from 18,449–21,510 to 21,882�
 there the gain is within the noise: in the Redis pipeline benchmark the workers used 154–173 µs of CPU
 per transaction (four runs) against 172–175 without (two). The price is a resident size that stays near
 its peak until the job ends.
+
+glibc reads these settings from the environment (:data:`MALLOC_ENV`) when a process starts, and a
+running process cannot change them short of calling ``mallopt`` through ctypes. So the command line
+starts ``fraudstream worker`` and ``fraudstream replay`` afresh with them
+(:func:`restart_keeping_freed_memory`), and every process those start (the replay's writer) inherits
+them. A setting already in the environment is left as it is.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
+import os
+import sys
+from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 
-_M_TRIM_THRESHOLD = -1
-_M_TOP_PAD = -2
-_M_MMAP_THRESHOLD = -3
-_SETTINGS = (
-    (_M_MMAP_THRESHOLD, 32 << 20),  # glibc's largest: blocks below 32 MB come from the heap
-    (_M_TRIM_THRESHOLD, 1 << 30),  # free memory at the heap's top is returned only past 1 GB
-    (_M_TOP_PAD, 256 << 20),  # and the heap grows in steps of 256 MB (address space, not memory)
-)
+MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),  # glibc's largest: blocks below 32 MB come from the heap
+    "MALLOC_TRIM_THRESHOLD_": str(1 << 30),  # free memory at the heap's top is returned only past 1 GB
+    "MALLOC_TOP_PAD_": str(256 << 20),  # and the heap grows in steps of 256 MB (address space, not memory)
+}
+"""glibc's environment variables for keeping freed memory, and their values."""
 
 
-def keep_freed_memory() -> bool:
-    """Tell glibc's allocator to keep freed memory for reuse; ``False`` where there is no glibc."""
-    name = ctypes.util.find_library("c")
+def freed_memory_kept(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` with :data:`MALLOC_ENV` added; a variable ``environ`` sets already keeps its value."""
+    return {**MALLOC_ENV, **environ}
+
+
+def _glibc() -> bool:
     try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):
-        mallopt = None
-    if mallopt is None:
+        return os.confstr("CS_GNU_LIBC_VERSION") is not None
+    except (ValueError, OSError):  # not a glibc system
         return False
-    done = all(mallopt(option, value) == 1 for option, value in _SETTINGS)
-    if not done:
-        log.debug("mallopt refused a setting; the allocator keeps its defaults for it")
-    return done
+
+
+def restart_keeping_freed_memory() -> None:
+    """Replace this process with itself started afresh with :data:`MALLOC_ENV` in its environment.
+
+    Nothing happens where the environment has every variable already (as after the restart) or the C
+    library is not glibc. The process keeps its id, arguments and the rest of its environment; anything
+    it did before is lost, so call this before anything else.
+    """
+    if all(name in os.environ for name in MALLOC_ENV) or not _glibc():
+        return
+    try:
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], freed_memory_kept(os.environ))
+    except OSError as error:  # carry on with glibc's defaults
+        log.debug("could not restart with the malloc settings: %s", error)

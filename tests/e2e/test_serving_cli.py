@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from fraudstream._malloc import MALLOC_ENV
 from fraudstream.cli import app
 from fraudstream.datasets.io import write_frame
 from fraudstream.storage import open_store
+from tests.waiting import wait_for
 
 runner = CliRunner()
 
@@ -73,3 +78,25 @@ def test_serve_on_a_taken_port_says_so_before_starting(workdir: Path) -> None:
     assert result.exit_code == 2
     assert f"port {port} on 127.0.0.1 is not free" in result.stderr and "--port" in result.stderr
     assert not (workdir / "fraudstream.db").exists()  # nothing opened before the check
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or not os.confstr("CS_GNU_LIBC_VERSION"), reason="glibc's malloc settings only"
+)
+def test_the_worker_restarts_itself_with_glibc_keeping_freed_memory(workdir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
+    env["MALLOC_TOP_PAD_"] = str(64 << 20)  # one set by whoever started it
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "fraudstream", "worker"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for((workdir / "worker-health.json").exists, "the worker's first heartbeat", timeout=120)
+        started_with = Path(f"/proc/{worker.pid}/environ").read_bytes().split(b"\0")
+    finally:
+        worker.terminate()
+        assert worker.wait(30) == 0  # the same process, stopped cleanly by SIGTERM
+    environ = dict(entry.decode().split("=", 1) for entry in started_with if entry)
+    assert environ["MALLOC_TOP_PAD_"] == str(64 << 20)
+    assert environ["MALLOC_MMAP_THRESHOLD_"] == MALLOC_ENV["MALLOC_MMAP_THRESHOLD_"]
+    assert environ["MALLOC_TRIM_THRESHOLD_"] == MALLOC_ENV["MALLOC_TRIM_THRESHOLD_"]

@@ -86,7 +86,6 @@ def worker(
     """
     from fraudstream._gc import paused_gc
     from fraudstream._kernels import limit_kernel_threads
-    from fraudstream._malloc import keep_freed_memory
     from fraudstream._numba_cache import refresh_stale_kernels
     from fraudstream.alerts import alerts_for
     from fraudstream.brokers import publishes_results
@@ -103,7 +102,6 @@ def worker(
         raise typer.Exit(0 if alive else 1)
     with errors():
         refresh_stale_kernels()
-        keep_freed_memory()
         limit_kernel_threads(settings.worker_threads)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         services = open_services(settings)
@@ -213,7 +211,6 @@ def replay(
     only once their label time has passed.
     """
     from fraudstream._gc import paused_gc
-    from fraudstream._malloc import keep_freed_memory
     from fraudstream._numba_cache import refresh_stale_kernels
     from fraudstream.datasets.io import read_frame
     from fraudstream.datasets.registry import DATASETS, load_dataset
@@ -225,7 +222,6 @@ def replay(
 
     with errors():
         refresh_stale_kernels()
-        keep_freed_memory()
         settings = settings_with(datasets_dir)
         frame = (
             load_dataset(dataset, settings.datasets_dir) if dataset in DATASETS else read_frame(Path(dataset))

@@ -16,7 +16,6 @@ from multiprocessing.queues import Queue
 from typing import Any
 
 from fraudstream._gc import paused_gc
-from fraudstream._malloc import keep_freed_memory
 from fraudstream.events.decision import DecisionColumns
 from fraudstream.events.transaction import Label
 from fraudstream.storage.errors import StorageError
@@ -139,9 +138,10 @@ def _write(store: Store, columns: DecisionColumns, labels: list[Label]) -> int:
 
 
 def _serve(jobs: Queue[Any], replies: Queue[tuple[str, Any]], url: str) -> None:
-    """The child: store each job as it comes, answer ``("ok", stored)`` or ``("error", why)``."""
+    """The child: store each job as it comes, answer ``("ok", stored)`` or ``("error", why)``. It starts
+    with its parent's environment, so under ``fraudstream replay`` glibc keeps freed memory here too
+    (see :mod:`fraudstream._malloc`): the slices come and go, a batch's size each."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
-    keep_freed_memory()  # the slices come and go, a batch's size each
     store = Store(url)
     try:
         while (job := jobs.get()) is not None:
