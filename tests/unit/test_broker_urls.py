@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fraudstream.brokers import BrokerError
-from fraudstream.brokers._kafka_urls import partitions_option
+from fraudstream.brokers.kafka._urls import partitions_option
 
 
 def test_a_kafka_url_may_say_how_many_partitions_new_topics_get() -> None:

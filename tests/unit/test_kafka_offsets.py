@@ -3,7 +3,7 @@ each message (kept in the committed offsets' metadata, since Kafka does not coun
 
 from __future__ import annotations
 
-from fraudstream.brokers._kafka_offsets import MAX_RUNS, OffsetTracker, parse_runs
+from fraudstream.brokers.kafka._offsets import MAX_RUNS, OffsetTracker, parse_runs
 
 
 def tracker(metadata: str | None = None, committed: int = -1001) -> OffsetTracker:

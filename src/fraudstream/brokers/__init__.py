@@ -55,8 +55,8 @@ def open_broker(
             url, group=group, consumer=consumer, claim_idle_seconds=claim_idle_seconds, maxlen=maxlen
         )
     if scheme == "kafka":
-        from fraudstream.brokers._kafka_urls import partitions_option
         from fraudstream.brokers.kafka import KafkaBroker
+        from fraudstream.brokers.kafka._urls import partitions_option
 
         return KafkaBroker(
             url,

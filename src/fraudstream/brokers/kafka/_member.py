@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from fraudstream.brokers._kafka_offsets import OffsetTracker
 from fraudstream.brokers.base import BrokerError
+from fraudstream.brokers.kafka._offsets import OffsetTracker
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, KafkaError, TopicPartition

@@ -9,7 +9,7 @@ decided once all the same, by ``transaction_id``. Consumers in one
 group share the partitions and commit offsets by hand, only after the worker has stored the results;
 a rebalance re-delivers what was in flight, and the worker's idempotence by ``transaction_id`` turns
 that into exactly one decision. How often each message was handed out is kept in the committed offsets'
-metadata (see :mod:`fraudstream.brokers._kafka_offsets`), so a message that keeps killing workers is
+metadata (see :mod:`fraudstream.brokers.kafka._offsets`), so a message that keeps killing workers is
 dead-lettered instead of stalling its partition.
 """
 
@@ -24,16 +24,18 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from fraudstream.brokers._kafka_admin import cluster_summary, create_topic
-from fraudstream.brokers._kafka_member import TopicConsumer, load, take
-from fraudstream.brokers._kafka_urls import DEFAULT_PARTITIONS, bootstrap_servers
 from fraudstream.brokers.base import Broker, BrokerError, Message
+from fraudstream.brokers.kafka._admin import cluster_summary, create_topic
+from fraudstream.brokers.kafka._member import TopicConsumer, load, take
+from fraudstream.brokers.kafka._urls import DEFAULT_PARTITIONS, bootstrap_servers
 
 if TYPE_CHECKING:
     from confluent_kafka import KafkaError, Producer
 
-log = logging.getLogger(__name__)
-client_log = logging.getLogger(f"{__name__}.librdkafka")  # librdkafka's own lines, instead of stderr
+log = logging.getLogger("fraudstream.brokers.kafka")
+client_log = logging.getLogger(
+    "fraudstream.brokers.kafka.librdkafka"
+)  # librdkafka's own lines, instead of stderr
 
 
 def _client() -> Any:

@@ -26,7 +26,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from fraudstream._urls import split_prefix, without_password
-from fraudstream.brokers._redis_entries import (
+from fraudstream.brokers.base import Broker, BrokerError, Message
+from fraudstream.brokers.redis._entries import (
     NO_KEY,
     PUBLISH,
     PUBLISH_CHUNK,
@@ -37,9 +38,8 @@ from fraudstream.brokers._redis_entries import (
     text,
     unparsed,
 )
-from fraudstream.brokers.base import Broker, BrokerError, Message
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fraudstream.brokers.redis")
 DEFAULT_PREFIX = "fraudstream:"
 #: A longer ``max_wait`` blocks in slices of this, so the socket timeout can stay finite.
 MAX_BLOCK_MS = 10_000
