@@ -1,6 +1,6 @@
 """Feature state in Redis: shared by every worker and the API, and surviving their restarts.
 
-Redis holds a log of what was recorded (see :mod:`fraudstream.state._redis_lua`): one entry per batch,
+Redis holds a log of what was recorded (see :mod:`fraudstream.state.redis._lua`): one entry per batch,
 appended by one script call that also claims each ``transaction_id`` with ``SET NX``, so redelivered or
 concurrently recorded transactions count once and a batch's update is atomic. Every process replays the
 log, in its order, into an in-memory replica, and answers fetches from it after reading what arrived
@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 
 from fraudstream._urls import without_password
-from fraudstream.state import _redis_codec as codec
-from fraudstream.state import _redis_lua as lua
 from fraudstream.state.base import DEFAULT_SCHEMA, EventSchema, FeatureState, History, KeyEvents, StateError
 from fraudstream.state.memory import MemoryFeatureState
+from fraudstream.state.redis import _codec as codec
+from fraudstream.state.redis import _lua as lua
 
 try:
     import redis
@@ -49,7 +49,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "the redis:// feature state needs the redis package: pip install 'fraudstream[redis]'"
     ) from exc
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fraudstream.state.redis")
 DEFAULT_PREFIX = "fraudstream:state:"
 READ_COUNT = 1_000
 """Log entries read per round trip when catching up."""
