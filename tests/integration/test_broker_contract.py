@@ -435,6 +435,17 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def redis_client(redis_url: str) -> Iterator[Any]:
+    """A client of the test Redis of its own, to look at the streams or write to them as another
+    producer would."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def streams(redis_url: str, redis_prefix: str) -> Iterator[Callable[..., Any]]:
     """Open Redis brokers under this test's prefix; closed at the end."""
     from fraudstream.brokers.redis import RedisStreamsBroker
@@ -451,7 +462,9 @@ def streams(redis_url: str, redis_prefix: str) -> Iterator[Callable[..., Any]]:
 
 
 @pytest.mark.redis
-def test_a_dead_consumers_messages_are_reclaimed_once_idle(streams: Callable[..., Any], topic: str) -> None:
+def test_a_dead_consumers_messages_are_reclaimed_once_idle(
+    streams: Callable[..., Any], topic: str, redis_client: Any
+) -> None:
     dead, alive = streams(claim_idle_seconds=2.0), streams(claim_idle_seconds=2.0)
     dead.publish(topic, numbered(10))
     assert len(dead.consume(topic, 100, 1.0)) == 10  # then it dies without acking
@@ -459,7 +472,7 @@ def test_a_dead_consumers_messages_are_reclaimed_once_idle(streams: Callable[...
     time.sleep(2.2)
     reclaimed = drain(alive, topic, 10, ack=False)
     assert sorted(m.payload["n"] for m in reclaimed) == list(range(10))
-    client, stream = alive._client, alive.stream(topic)
+    client, stream = redis_client, alive.stream(topic)
     owners = client.xpending_range(stream, alive.group, "-", "+", 100)
     assert {o["consumer"].decode() for o in owners} == {alive.consumer}
     assert {o["times_delivered"] for o in owners} == {2}
@@ -469,9 +482,11 @@ def test_a_dead_consumers_messages_are_reclaimed_once_idle(streams: Callable[...
 
 
 @pytest.mark.redis
-def test_trimming_never_drops_what_the_group_has_not_acked(streams: Callable[..., Any], topic: str) -> None:
+def test_trimming_never_drops_what_the_group_has_not_acked(
+    streams: Callable[..., Any], topic: str, redis_client: Any
+) -> None:
     broker = streams(maxlen=100, trim_interval=0.0, claim_idle_seconds=0.2, input_topics=[topic])
-    client, stream = broker._client, broker.stream(topic)
+    client, stream = redis_client, broker.stream(topic)
     for lo in range(0, 1000, 100):
         broker.publish(topic, numbered(100, start=lo))
     assert client.xlen(stream) == 1000  # over maxlen, but nobody has read any of it
@@ -503,19 +518,23 @@ def test_either_redis_protocol_reads_the_same(
 
 
 @pytest.mark.redis
-def test_a_stream_no_group_reads_is_a_capped_log(streams: Callable[..., Any], topic: str) -> None:
+def test_a_stream_no_group_reads_is_a_capped_log(
+    streams: Callable[..., Any], topic: str, redis_client: Any
+) -> None:
     broker = streams(maxlen=100, trim_interval=0.0)
     for lo in range(0, 1000, 100):
         broker.publish(topic, numbered(100, start=lo))
-    assert 100 <= broker._client.xlen(broker.stream(topic)) < 1000
+    assert 100 <= redis_client.xlen(broker.stream(topic)) < 1000
 
 
 @pytest.mark.redis
-def test_entries_from_other_producers_are_read_as_they_are(streams: Callable[..., Any], topic: str) -> None:
+def test_entries_from_other_producers_are_read_as_they_are(
+    streams: Callable[..., Any], topic: str, redis_client: Any
+) -> None:
     broker = streams()
     stream = broker.stream(topic)
-    broker._client.xadd(stream, {"p": b"not json {", "k": b"c-9"})
-    broker._client.xadd(stream, {"amount": b"3.5", "customer_id": b"c-1"})
+    redis_client.xadd(stream, {"p": b"not json {", "k": b"c-9"})
+    redis_client.xadd(stream, {"amount": b"3.5", "customer_id": b"c-1"})
     got = drain(broker, topic, 2)
     assert [(m.key, m.payload) for m in got] == [
         ("c-9", "not json {"),

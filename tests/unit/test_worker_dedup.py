@@ -187,12 +187,16 @@ def test_a_batch_is_parsed_in_one_call_and_invalid_messages_keep_their_own_reaso
         alone.append(payload)
         return real(payload, **kw)
 
+    monkeypatch.setattr(Transaction, "model_validate", model_validate)
+    valid, broker, _ = make_worker(store, MemoryFeatureState(retention=86400.0))
+    broker.deliver([tx(i, amount=i + 0.5) for i in range(10, 14)], deliveries=2)
+    valid.run(burst=True)
+    assert alone == [] and (valid.stats.decided, valid.stats.dead) == (4, 0)
+    stored = store.get_decisions([f"w{i}" for i in range(10, 14)])
+    assert {i: r.amount for i, r in stored.items()} == {f"w{i}": i + 0.5 for i in range(10, 14)}
+
     worker, broker, _ = make_worker(store, MemoryFeatureState(retention=86400.0))
     good = [tx(i, amount=i + 0.5) for i in range(4)]
-    expected = [real(p) for p in good]
-    monkeypatch.setattr(Transaction, "model_validate", model_validate)
-    parsed, deliveries, dead = worker._parse([Message(str(i), None, p, 2) for i, p in enumerate(good)])
-    assert parsed == expected and deliveries == [2] * 4 and dead == [] and alone == []
 
     bad = [{**tx(9), "amount": -1, "currency": "usd"}, "not json", {**tx(8), "surprise": 1}]
     broker.deliver([good[0], bad[0], bad[1], good[1], bad[2]])
