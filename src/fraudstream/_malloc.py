@@ -3,12 +3,8 @@
 A replay allocates numpy arrays of a batch's size (hundreds of kilobytes to megabytes each) and frees
 them, batch after batch. glibc gives such blocks back to the kernel when they are freed (anything it
 mapped on its own, and the top of the heap past 128 kB), so the next batch faults the same amount back
-in, page by page, zeroed. In a Handbook replay that was 14–15 s of system CPU. Keeping freed memory for
-reuse cut it to 10–11 s and lifted the replay from 18,449–21,510 to 21,882–21,941 transactions/s
-(`make bench-replay`, runs alternating in the same hour). A worker's large batches are alike, though
-there the gain is within the noise: in the Redis pipeline benchmark the workers used 154–173 µs of CPU
-per transaction (four runs) against 172–175 without (two). The price is a resident size that stays near
-its peak until the job ends.
+in, page by page, zeroed. Keeping freed memory for reuse avoids that; the price is a resident size that
+stays near its peak until the job ends. The figures: docs/decisions/0019-keep-freed-memory.md.
 
 glibc reads these settings from the environment (:data:`MALLOC_ENV`) when a process starts, and a
 running process cannot change them short of calling ``mallopt`` through ctypes. So the command line
