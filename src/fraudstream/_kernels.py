@@ -9,9 +9,9 @@ def limit_kernel_threads(threads: int) -> int:
 
     Workers scale by processes, one or more per core, so a worker's kernels spreading over every core
     only makes them compete with the other workers and the servers, and each parallel section ends
-    with its helper threads spinning while they wait for the next. In the Redis pipeline benchmark,
-    alternating runs, two workers used 69-71 µs of CPU per transaction with one thread each against
-    74-80 with two. numba's setting is per calling thread: call this on the thread that scores."""
+    with its helper threads spinning while they wait for the next
+    (docs/decisions/0020-worker-kernels-on-one-thread.md). numba's setting is per calling thread: call
+    this on the thread that scores."""
     import numba
 
     threads = max(1, min(threads, int(numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]

@@ -8,27 +8,17 @@ model calls, one commit) is shared. Batch-first: one transaction is a batch of o
 The batch runs on the event loop itself, as a callback scheduled by the first request that finds no
 batch pending: every request read in the same turn of the loop has queued by then. A request that
 arrives within ``max_wait`` of the previous batch's end (the service is under load) waits up to
-``max_wait`` for company instead. At low load nothing waits, and by default nothing waits at all:
-scoring and storing now cost nearly the same per transaction in a batch of one as of three, so a wait
-mostly adds latency. At 500 requests/s, waiting 2 ms made batches of 2–3 and used less CPU per request
-(1.2–1.45 ms against 1.5–1.75), but every batch's first request waited the full 2 ms and the p99 was
-10.8–13.2 ms, against 6.8–11.5 ms without the wait. uvloop's timers count whole milliseconds, so a
-wait below 0.5 ms is no wait under ``fraudstream serve``.
+``max_wait`` for company instead; by default nothing waits
+(docs/decisions/0003-no-batching-wait-on-score.md). uvloop's timers count whole milliseconds, so a
+wait below 0.5 ms is no wait under ``fraudstream serve``. Scoring stays on the loop rather than on a
+thread or process of its own (docs/decisions/0002-score-on-the-event-loop.md).
 
-Scoring needs the interpreter lock throughout, so a separate scoring thread bought no parallelism; it
-cost a thread hand-over per batch and latency whenever the two threads waited for each other's lock
-(measured: p99 at 500 requests/s fell from 42–48 ms to 33–34 ms without it). Storing on a writer thread
-of its own, with the commits grouped, fared worse still (p99 89–196 ms against 21–41 ms): SQLite
-releases the lock, but the writer then waits to take it back from a busy loop. A child *process* making
-each batch's commit, the answers waiting for it, saved the loop only 0.05 ms per request once batches
-were shared, and the answers waited for a core: 1.7 ms at the median, 10–14 ms at p99. The loop is
-busy for the length of a batch, a few milliseconds, which the requests waiting for that batch would
-wait anyway.
-
-What does pay is holding the decisions (see :mod:`fraudstream.storage._held`): each request appends a
-line to a journal instead of committing eleven pages, and one commit stores the requests of 20 ms. That
-commit is made by a child process (:mod:`fraudstream.storage._storer`) that no answer waits for: the
-journal has made the decisions durable already.
+A batch's decisions are stored before the feature state records them, and only the stored ones are
+recorded; a batch that fails is decided again one request at a time, so one request that cannot be
+decided or stored fails alone. On a SQLite file the decisions are held
+(:mod:`fraudstream.storage._held`): journalled before the answers and stored a group at a time by a
+child process that no answer waits for (docs/decisions/0005-held-decisions-journal.md and
+0006-held-decisions-stored-by-a-child-process.md).
 """
 
 from __future__ import annotations

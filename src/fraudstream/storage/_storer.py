@@ -1,14 +1,13 @@
 """Held decisions stored by a child process, so that the score API's event loop never runs their commit.
 
-The score API holds its decisions (:mod:`._held`) and stored them 20 ms at a time on the event loop:
-about 1 ms of CPU for the ten decisions of 20 ms at 500 requests/s, during which every request that
-arrived waited. A child process stores them instead, on the other core. Each decision is in the
-journal already, so the loop only writes a line to the child naming a byte range of the journal
-file; the child reads those lines back as recovery reads a journal, stores them with the very write
-:meth:`~._held.HeldStore.release_held` uses, and answers with the ids it stored. The parent forgets
-those ids then, on a thread that waits for the answers; until then they count as held, and reads see
-them from memory. Measured against storing on the loop, alternating servers at 500 requests/s: see
-the README's benchmarks.
+The score API holds its decisions (:mod:`._held`); storing a group on the event loop would make every
+request that arrives meanwhile wait. A child process stores them instead, on another core. Each decision
+is in the journal already, so the loop only writes a line to the child naming a byte range of the
+journal file; the child reads those lines back as recovery reads a journal, stores them with the very
+write :meth:`~._held.HeldStore.release_held` uses, and answers with the ids it stored. The parent
+forgets those ids then, on a thread that waits for the answers; until then they count as held, and reads
+see them from memory. The figures behind this: docs/decisions/0006-held-decisions-stored-by-a-child-
+process.md.
 
 Nothing is lost when the child fails: whatever it has not answered for is still held, and the
 parent stores it in-process from then on (storing is idempotent, the first decision wins). When the
@@ -36,7 +35,7 @@ log = logging.getLogger(__name__)
 
 #: The child's niceness: when it and the event loop want the same core, the loop gets it. It is also
 #: scheduled as a batch task: a pipe's writer wakes its reader on the writer's own core, and the child,
-#: waking, preempted the loop for the length of its commit (a 40-µs hand-over took 2 ms).
+#: waking, would preempt the loop for the length of its commit.
 NICE = 10
 #: Seconds :meth:`HeldStorer.close` gives the child to store what it was handed before killing it.
 CLOSE_TIMEOUT = 30.0

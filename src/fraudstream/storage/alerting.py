@@ -87,8 +87,9 @@ class AlertStore(ReportStore):
 
         Read from the partial index of FLAGs by customer and event time, so the cost follows the FLAGs
         in the window, not the table. Without statistics SQLite preferred the index led by the outcome
-        and read every FLAG ever stored (14 ms a call at 300,000 decisions, against 0.1), so on SQLite
-        the index is named; PostgreSQL picks it from its statistics.
+        and read every FLAG ever stored, a cost that grows with the table, so on SQLite the index is
+        named (docs/decisions/0023-alert-detector-lookups-by-index.md); PostgreSQL picks it from its
+        statistics.
         """
         out: list[tuple[str, str, datetime]] = []
         query = _flag_query(self.dialect)

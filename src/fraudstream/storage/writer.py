@@ -1,7 +1,7 @@
 """Decisions stored by a second process, so that a long replay scores and writes at the same time.
 
 SQLite gives up the interpreter lock for every row it inserts and has to win it back before the next
-one; beside a thread that is busy scoring, that takes a switch interval (5 ms) per row, so a writer
+one; beside a thread that is busy scoring, that can take a whole switch interval per row, so a writer
 *thread* crawls. A process has an interpreter of its own: the scorer hands each batch over through a
 queue, as columns that pickle quickly, and scores the next batch while this one is written.
 """

@@ -18,8 +18,8 @@ def partitions_option(url: str) -> int:
     """The ``?partitions=N`` option of a Kafka URL: how many partitions a new topic is created with.
 
     Workers of one group share a topic's partitions, so the count caps how many can work at once and
-    should divide evenly among them: with 3 partitions, 2 workers split the load 2 to 1 and the
-    pipeline benchmark ran at 5,202 tx/s, against 6,682 with 6. A topic that exists keeps its count.
+    should divide evenly among them: with 3 partitions, 2 workers split the load 2 to 1. A topic that
+    exists keeps its count.
     """
     raw = url_option(url, "partitions")
     if raw is None:

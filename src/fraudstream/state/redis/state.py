@@ -18,8 +18,8 @@ computed against the lost state is refused too. A process without ``rebuild`` th
 refuses to score until another process initialises it again.
 
 Why a log and not a key per entity: a batch then costs Redis one claim per transaction and one append,
-instead of a sorted-set insert and a read per entity key and a script that formats every member (about
-5 against 30 µs of Redis CPU per transaction to record, with two entities). The price is memory: each
+instead of a sorted-set insert and a read per entity key and a script that formats every member
+(docs/decisions/0014-redis-feature-state-as-one-log.md). The price is memory: each
 process keeps the whole retained history, as the embedded state does.
 """
 
