@@ -283,6 +283,10 @@ PY
 }
 
 kafka_start() {
+    # The jars and Java first, whoever runs the broker: the fault tests start a private Kafka from them.
+    mkdir -p "$KAFKA_DIR"
+    command -v java >/dev/null || apt_install openjdk-17-jre-headless
+    kafka_fetch
     if pid_alive "$KAFKA_DIR/kafka.pid" "$KAFKA_DIR/server.properties"; then
         say "kafka     running  $HOST:$KAFKA_PORT (pid $(head -n1 "$KAFKA_DIR/kafka.pid"))"; return
     fi
@@ -290,9 +294,6 @@ kafka_start() {
         say "kafka     running  $HOST:$KAFKA_PORT (already listening, not started here; left alone)"; return
     fi
     port_open "$KAFKA_CONTROLLER_PORT" && die "Kafka controller port $KAFKA_CONTROLLER_PORT is taken; set FRAUD_SERVICES_KAFKA_CONTROLLER_PORT"
-    mkdir -p "$KAFKA_DIR"
-    command -v java >/dev/null || apt_install openjdk-17-jre-headless
-    kafka_fetch
     kafka_config
     kafka_format
     # Its own session (setsid), so a Ctrl-C in the shell that ran `make services` does not stop it.
