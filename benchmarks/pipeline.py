@@ -82,7 +82,7 @@ def cpu_seconds() -> dict[str, float]:
 def decided(store: Store) -> int:
     """Decisions stored so far, from the per-minute rollup written in the same transaction: polling
     ``count(*)`` over ``decisions`` twice a second cost PostgreSQL 6 µs a transaction of the figure."""
-    with store.engine.connect() as conn:
+    with store.db.engine.connect() as conn:
         total = conn.execute(select(func.sum(decision_minutes.c.decisions))).scalar_one()
         return int(total or 0)
 

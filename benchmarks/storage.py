@@ -1,4 +1,4 @@
-"""Benchmark: ``Store.save_decisions`` throughput, decisions per second, on SQLite or PostgreSQL.
+"""Benchmark: ``store.decisions.save`` throughput, decisions per second, on SQLite or PostgreSQL.
 
 Each decision looks like the scorer's: 100 named features (a few missing), three reasons, a rule and
 four latencies. Besides the wall-clock rate it prints this process's CPU time, which on a shared
@@ -120,11 +120,11 @@ def main() -> None:
         saved = 0
         for records, transactions in batches:
             started, cpu_started = time.perf_counter(), time.process_time()
-            saved += len(store.save_decisions(records, transactions if args.transactions else None))
+            saved += len(store.decisions.save(records, transactions if args.transactions else None))
             elapsed += time.perf_counter() - started
             cpu += time.process_time() - cpu_started
         replayed = time.perf_counter()
-        again = store.save_decisions(batches[0][0]) if batches else []
+        again = store.decisions.save(batches[0][0]) if batches else []
         replay_seconds = time.perf_counter() - replayed
     assert saved == args.n and again == [], (saved, len(again))
     path = "with transactions" if args.transactions else "decisions only"

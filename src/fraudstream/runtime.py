@@ -50,15 +50,15 @@ def warm_state(store: Store, engine: FeatureEngine, state: FeatureState) -> int:
     history a restarted worker needs. The window ends at the newest decided event time, not the wall
     clock, so replayed historical data warms too.
     """
-    newest = store.newest_decided_timestamp()
+    newest = store.decisions.newest_decided_timestamp()
     if newest is None:
         return 0
     since = newest - timedelta(seconds=engine.feature_set.retention)
-    payloads = store.decided_payloads(since)
+    payloads = store.decisions.decided_payloads(since)
     for lo in range(0, len(payloads), WARM_BATCH):
         chunk = [Transaction.model_validate(p) for p in payloads[lo : lo + WARM_BATCH]]
         engine.record(TransactionBatch.from_transactions(chunk), state)
-    labels = store.fraud_labels_since(since)
+    labels = store.labels.fraud_since(since)
     if labels:
         ids = np.array([t for t, _ in labels], dtype=object)
         times = np.array([lt.timestamp() for _, lt in labels])
@@ -83,7 +83,7 @@ def open_services(settings: Settings, *, bundle: ModelBundle | None = None, warm
     """Connect to (or create) everything; raises the area's own error with a message saying what to do."""
     store = open_store(settings.db_url)
     store.migrate()
-    store.recover_held()  # decisions a crashed server held, before feature state is rebuilt from the store
+    store.held.recover()  # decisions a crashed server held, before feature state is rebuilt from the store
     bundle = bundle or load_bundle(settings.bundle_path)
     engine = FeatureEngine(bundle.feature_set())
 

@@ -122,7 +122,7 @@ def test_score_replay_and_dry_run(api: Api) -> None:
     dry = client.post("/v1/score", params={"dry_run": "true"}, json=tx("s-dry", "CS", minutes_ago=20))
     assert dry.status_code == 200 and dry.json()["decision"] in {"APPROVE", "FLAG", "BLOCK"}
     assert client.get("/v1/transactions/s-dry").status_code == 404
-    assert services.store.get_decision("s-dry") is None
+    assert services.store.decisions.get("s-dry") is None
     assert customer_feature(client, "CS", "customer_count_24h") == 1.0  # nor did the dry run
 
     second = client.post("/v1/score", json=tx("s2", "CS", minutes_ago=15))
@@ -289,7 +289,7 @@ def test_invalid_text_is_422_naming_the_field_and_harms_no_neighbour(api: Api) -
     in_id = client.post("/v1/score", content=poison.replace(b'"p1"', b'"p\\udfff"'), headers=JSON)
     assert in_id.status_code == 422 and in_id.json()["detail"][0]["loc"] == ["body", "transaction_id"]
     assert "\\udfff" in in_id.json()["detail"][0]["input"]
-    assert services.store.get_decision("p1") is None
+    assert services.store.decisions.get("p1") is None
     assert client.post("/v1/score", json=tx("after-poison")).status_code == 200
 
 
@@ -307,7 +307,7 @@ def test_control_characters_in_identifiers_are_422(api: Api, bad: str) -> None:
         "/v1/labels", json={"transaction_id": bad, "is_fraud": True, "label_time": NOW.isoformat()}
     )
     assert label.status_code == 422 and label.json()["detail"][0]["loc"][-1] == "transaction_id"
-    assert services.store.get_decision("cc-1") is None
+    assert services.store.decisions.get("cc-1") is None
 
 
 @pytest.mark.parametrize(
@@ -481,7 +481,7 @@ def test_transactions_are_queued_then_decided_once(worker_api: Api) -> None:
 
     again = client.post("/v1/transactions", json=[tx("q1", "CQ", 40), tx("q1", "CQ", 40)])
     assert again.json() == {"accepted": [], "duplicates": ["q1"]}
-    wait_for(lambda: services.store.pending("transactions") == 0, what="an empty queue")
+    wait_for(lambda: services.store.queue.pending("transactions") == 0, what="an empty queue")
     page = client.get("/v1/decisions", params={"customer_id": "CQ"}).json()
     assert sorted(item["transaction_id"] for item in page["items"]) == ["q1", "q2", "q3"]
     assert all(client.get(f"/v1/transactions/{i}").json()["status"] == "decided" for i in ("q1", "q2"))
@@ -573,7 +573,7 @@ def test_labels_are_stored_fed_to_features_and_shown(api: Api) -> None:
 
     # the fraud label reached the feature state: the device's next payment sees it
     client.post("/v1/score", json=tx("l2", "CL2", minutes_ago=1, device_id="D1"))
-    record = services.store.get_decision("l2")
+    record = services.store.decisions.get("l2")
     assert record is not None and record.features["device_known_fraud_30d"] == 1.0
 
     profile = client.get("/v1/customers/CL").json()
@@ -613,7 +613,7 @@ def test_simulation_start_poll_stop(make_api: Callable[..., Api], tmp_path: Path
     assert status["errors"] == 0 and status["source"] == "generator" and status["total"] == 100
     stopped = client.post("/v1/simulations", json={"action": "stop"})
     assert stopped.status_code == 200 and stopped.json()["running"] is False
-    assert services.store.pending("transactions") == 0
+    assert services.store.queue.pending("transactions") == 0
 
     unknown = client.post("/v1/simulations", json={"action": "start", "source": "no-such-data"})
     assert unknown.status_code == 422 and "known datasets" in unknown.json()["detail"][0]["msg"]
@@ -635,7 +635,7 @@ def test_embedded_end_to_end_decides_each_transaction_once(worker_api: Api) -> N
     start = {"action": "start", "rate": 2000, "limit": 300, "customers": 60, "days": 4, "seed": 3}
     assert client.post("/v1/simulations", json=start).status_code == 202
     wait_for(lambda: client.get("/v1/simulations").json()["sent"] == 300, what="300 sent")
-    wait_for(lambda: services.store.pending("transactions") == 0, what="an empty queue")
+    wait_for(lambda: services.store.queue.pending("transactions") == 0, what="an empty queue")
 
     ids: list[str] = []
     cursor: str | None = None
@@ -653,7 +653,7 @@ def test_embedded_end_to_end_decides_each_transaction_once(worker_api: Api) -> N
     assert (
         sum(
             metric(client, f'fraudstream_decisions_total{{decision="{d}"}}')
-            for d in {services.store.get_decision(i).decision for i in ids}
+            for d in {services.store.decisions.get(i).decision for i in ids}
         )
         == 300
     )
@@ -686,8 +686,13 @@ def test_database_outage_is_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> No
     def unreachable(*_: Any, **__: Any) -> Any:
         raise StorageError("database is unreachable")
 
-    for method in ("decided_ids", "save_decisions", "hold_decisions", "accept"):
-        monkeypatch.setattr(services.store, method, unreachable)
+    for repository, method in (
+        (services.store.decisions, "decided_ids"),
+        (services.store.decisions, "save"),
+        (services.store.decisions, "hold"),
+        (services.store.queue, "accept"),
+    ):
+        monkeypatch.setattr(repository, method, unreachable)
     for response in (client.post("/v1/score", json=tx("o1")), client.post("/v1/transactions", json=tx("o1"))):
         assert response.status_code == 503 and response.headers["retry-after"] == "5"
         assert response.json() == {"detail": "the database is unavailable; try again later"}
@@ -755,7 +760,7 @@ def test_past_the_budget_the_api_decides_and_the_worker_finds_it_decided(api: Ap
     # The worker gets there later: it recognises both as decided and makes no second decision.
     stats = Worker(services.broker, services.scorer, services.store, max_wait=0.01).run(burst=True)
     assert stats.decided == 0 and stats.duplicates == 2
-    assert {i: services.store.get_decision(i).decision for i in made} == made  # type: ignore[union-attr]
+    assert {i: services.store.decisions.get(i).decision for i in made} == made  # type: ignore[union-attr]
     assert client.get("/v1/transactions/b1").json()["status"] == "decided"
 
 
@@ -850,13 +855,13 @@ def test_a_transaction_recorded_but_not_stored_is_decided_on_retry(
         raise StorageError("database is unreachable")
 
     with monkeypatch.context() as patch:  # scored and recorded in the feature state, then the write fails
-        patch.setattr(services.store, "save_decisions", unreachable)
-        patch.setattr(services.store, "hold_decisions", unreachable)
+        patch.setattr(services.store.decisions, "save", unreachable)
+        patch.setattr(services.store.decisions, "hold", unreachable)
         assert client.post("/v1/score", json=tx("r-1")).status_code == 503
     retried = client.post("/v1/score", json=tx("r-1"))
     assert retried.status_code == 200, retried.text
     assert retried.json()["duplicate"] is False
-    assert services.store.get_decision("r-1") is not None
+    assert services.store.decisions.get("r-1") is not None
 
 
 def test_the_score_path_hands_alerts_only_the_decisions_that_can_raise_one(api: Api) -> None:
@@ -882,7 +887,7 @@ def test_the_score_path_hands_alerts_only_the_decisions_that_can_raise_one(api: 
     quiet = [t for t, d, rules in decided if d == "APPROVE" and not rules]
     assert quiet and ("h5", "BLOCK") in handed
     assert handed == [(t, d) for t, d, rules in decided if d != "APPROVE" or rules]
-    assert all(services.store.get_decision(t) is not None for t in quiet)  # stored all the same
+    assert all(services.store.decisions.get(t) is not None for t in quiet)  # stored all the same
 
 
 def test_under_load_a_score_request_waits_for_company_and_alone_it_does_not(api: Api) -> None:
@@ -917,7 +922,7 @@ def test_under_load_a_score_request_waits_for_company_and_alone_it_does_not(api:
     assert sizes == [1, 2, 1]
     samples = {s.name: s.value for s in batcher.metrics.score_batches.collect()[0].samples}
     assert samples["fraudstream_score_batch_size_sum"] == 4.0  # 1 + 2 + 1
-    assert all(services.store.get_decision(f"lw{i}") is not None for i in range(1, 5))
+    assert all(services.store.decisions.get(f"lw{i}") is not None for i in range(1, 5))
 
 
 def test_score_decisions_are_stored_a_group_at_a_time_and_all_at_shutdown(
@@ -926,7 +931,11 @@ def test_score_decisions_are_stored_a_group_at_a_time_and_all_at_shutdown(
     client, services, _ = make_api(score_hold=0.2)
     for i in range(3):
         assert client.post("/v1/score", json=tx(f"g{i}")).status_code == 200
-    assert stored(services) == 0 and services.store.decided_ids(["g0", "g1", "g2"]) == {"g0", "g1", "g2"}
+    assert stored(services) == 0 and services.store.decisions.decided_ids(["g0", "g1", "g2"]) == {
+        "g0",
+        "g1",
+        "g2",
+    }
     wait_for(lambda: stored(services) == 3, what="the held decisions stored")
 
     client, services, _ = make_api(score_hold=30)

@@ -133,7 +133,7 @@ def test_dashboard_shows_live_figures_and_labels_reach_the_api(chromium: Path, d
         "amount": 3.0,
     }
     with open_store(f"sqlite:///{demo['data']}/demo.db") as store:  # a worker could not score it
-        store.add_dead_letters([("transactions", json.dumps(stuck), "unscoreable: ValueError: test")])
+        store.dead_letters.add([("transactions", json.dumps(stuck), "unscoreable: ValueError: test")])
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium))
         try:

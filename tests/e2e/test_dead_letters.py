@@ -66,7 +66,7 @@ def test_an_unscoreable_transaction_is_listed_then_requeued_and_decided_once(
     fix = sick_scorer(monkeypatch, "sick")
     assert client.post("/v1/transactions", json=[tx("fine"), tx("sick")]).status_code == 202
     wait_for(lambda: client.get("/v1/transactions/sick").json()["status"] == "dead", what="the dead letter")
-    services.store.add_dead_letters([("transactions", INVALID, "timestamp: Field required")])
+    services.store.dead_letters.add([("transactions", INVALID, "timestamp: Field required")])
 
     letters = client.get("/v1/dead-letters").json()
     assert [(d["transaction_id"], d["source"]) for d in letters] == [
@@ -89,7 +89,7 @@ def test_an_unscoreable_transaction_is_listed_then_requeued_and_decided_once(
 
     # published again after a crash between publishing and removing: still one decision
     services.broker.publish("transactions", [("C1", tx("sick"))])
-    wait_for(lambda: services.store.pending("transactions") == 0, what="the queue to drain")
+    wait_for(lambda: services.store.queue.pending("transactions") == 0, what="the queue to drain")
     decisions = client.get("/v1/decisions", params={"customer_id": "C1"}).json()["items"]
     assert sorted(d["transaction_id"] for d in decisions) == ["fine", "sick"]
 
@@ -112,14 +112,14 @@ def test_requeueing_all_ends_even_while_workers_keep_failing_them(tmp_path: Path
 
         class FailingAgain(MemoryBroker):
             def publish(self, topic: str, messages: Any) -> None:
-                store.add_dead_letters([(topic, json.dumps(m), "unscoreable: again") for _, m in messages])
+                store.dead_letters.add([(topic, json.dumps(m), "unscoreable: again") for _, m in messages])
 
-        store.add_dead_letters(
+        store.dead_letters.add(
             [("transactions", json.dumps(tx(f"a{i}")), "unscoreable") for i in range(PAGE + 5)]
         )
         done = requeue(store, FailingAgain())
         assert len(done.requeued) == PAGE + 5 and len(set(done.transaction_ids)) == PAGE + 5
-        left = store.dead_letters(2 * PAGE)
+        left = store.dead_letters.list(2 * PAGE)
         assert len(left) == PAGE + 5 and {d["reason"] for d in left} == {"unscoreable: again"}
 
 
@@ -130,7 +130,7 @@ def test_the_cli_lists_and_requeues(settings: Settings, monkeypatch: pytest.Monk
     services = open_services(settings)
     try:
         payload = json.dumps(tx("later"))
-        services.store.add_dead_letters(
+        services.store.dead_letters.add(
             [("transactions", payload, "unscoreable: boom"), ("transactions", INVALID, "x")]
         )
         result = runner.invoke(cli_app, ["dead-letters", "list", "--json"])

@@ -61,7 +61,7 @@ def _database(kind: str) -> AbstractContextManager[str | None]:
 
 
 def stored_amount(services: Any, transaction_id: str) -> float | None:
-    row = services.store.get_transaction(transaction_id)
+    row = services.store.decisions.get_transaction(transaction_id)
     return None if row is None else float(row["payload"]["amount"])
 
 
@@ -90,7 +90,7 @@ def test_score_replays_the_same_body_and_refuses_another(backend: Api, headers: 
         assert answer["transaction_ids"] == ["s1"]
         assert "s1" in answer["detail"] and "different body" in answer["detail"]
     assert stored_amount(services, "s1") == 10.0
-    assert services.store.get_decision("s1").amount == 10.0  # type: ignore[union-attr]
+    assert services.store.decisions.get("s1").amount == 10.0  # type: ignore[union-attr]
 
 
 def test_repeats_of_an_id_arriving_together_are_answered_by_their_body(backend: Api) -> None:
@@ -118,10 +118,10 @@ def test_an_id_scored_cannot_be_queued_with_another_body(backend: Api) -> None:
     # at once, while the decision may still be held in the journal
     refused = client.post("/v1/transactions", json=[tx("y1"), tx("x1", amount=6.0)])
     assert refused.status_code == 409 and refused.json()["transaction_ids"] == ["x1"]
-    assert services.store.get_transaction("y1") is None  # nothing of the request was accepted
+    assert services.store.decisions.get_transaction("y1") is None  # nothing of the request was accepted
     again = client.post("/v1/transactions", json=[tx("y1"), tx("x1", amount=5.0)])
     assert again.status_code == 202 and again.json() == {"accepted": ["y1"], "duplicates": ["x1"]}
-    assert services.store.pending(TRANSACTIONS) == 1  # y1 only: x1 is decided, never queued
+    assert services.store.queue.pending(TRANSACTIONS) == 1  # y1 only: x1 is decided, never queued
     assert stored_amount(services, "x1") == 5.0
 
 
@@ -130,7 +130,7 @@ def test_an_id_queued_cannot_be_scored_with_another_body(backend: Api) -> None:
     assert client.post("/v1/transactions", json=tx("q1", amount=7.0)).status_code == 202
     refused = client.post("/v1/score", json=tx("q1", amount=8.0))
     assert refused.status_code == 409 and refused.json()["transaction_ids"] == ["q1"]
-    assert services.store.get_decision("q1") is None
+    assert services.store.decisions.get("q1") is None
     decided = client.post("/v1/score", json=tx("q1", amount=7.0))  # the queued body: decided now
     assert decided.status_code == 200 and decided.json()["amount"] == 7.0
     stats = Worker(services.broker, services.scorer, services.store, max_wait=0.01).run(burst=True)
@@ -142,7 +142,10 @@ def test_a_request_repeating_an_id_with_another_body_is_refused_whole(backend: A
     client, services, _ = backend
     response = client.post("/v1/transactions", json=[tx("r1", amount=1.0), tx("r2"), tx("r1", amount=2.0)])
     assert response.status_code == 409 and response.json()["transaction_ids"] == ["r1"]
-    assert services.store.get_transaction("r1") is None and services.store.get_transaction("r2") is None
+    assert (
+        services.store.decisions.get_transaction("r1") is None
+        and services.store.decisions.get_transaction("r2") is None
+    )
     same = client.post("/v1/transactions", json=[tx("r1"), tx("r2"), tx("r1")])
     assert same.status_code == 202 and same.json() == {"accepted": ["r1", "r2"], "duplicates": ["r1"]}
 
@@ -170,9 +173,9 @@ def test_score_and_queue_racing_with_one_id_store_one_body_and_one_decision(back
         assert sorted((score, queue)) in ([200, 409], [202, 409]), (i, score, queue)
         winner = 100.0 + i if score == 200 else 200.0 + i
         assert stored_amount(services, f"race{i}") == winner
-        decision = services.store.get_decision(f"race{i}")
+        decision = services.store.decisions.get(f"race{i}")
         assert decision is not None and decision.amount == winner
-    assert not services.store.dead_letters()
+    assert not services.store.dead_letters.list()
 
 
 def test_the_worker_dead_letters_another_body_under_a_used_id(backend: Api) -> None:
@@ -181,17 +184,19 @@ def test_the_worker_dead_letters_another_body_under_a_used_id(backend: Api) -> N
     client, services, _ = backend
     store, broker = services.store, services.broker
     client.post("/v1/score", json=tx("w1", amount=1.0))  # decided by the API
-    store.accept([Transaction.model_validate(tx("w2", amount=2.0))], enqueue=False)  # stored, not queued
+    store.queue.accept(
+        [Transaction.model_validate(tx("w2", amount=2.0))], enqueue=False
+    )  # stored, not queued
     raw = [tx("w1", amount=1.5), tx("w2", amount=2.5), tx("w3", amount=3.0), tx("w3", amount=3.5)]
     broker.publish(TRANSACTIONS, [("C1", Transaction.model_validate(b).model_dump(mode="json")) for b in raw])
     stats = Worker(broker, services.scorer, store, max_wait=0.01).run(burst=True)
     assert stats.decided == 1 and stats.dead == 3  # w3's first body; the three others
-    letters = store.dead_letters()
+    letters = store.dead_letters.list()
     assert sorted(Transaction.model_validate_json(d["payload"]).amount for d in letters) == [1.5, 2.5, 3.5]
     assert all("different body" in d["reason"] for d in letters)
     assert {i: stored_amount(services, i) for i in ("w1", "w2", "w3")} == {"w1": 1.0, "w2": 2.0, "w3": 3.0}
-    assert store.get_decision("w2") is None and store.get_transaction("w2")["status"] == "queued"  # type: ignore[index]
-    assert store.get_decision("w3").amount == 3.0  # type: ignore[union-attr]
+    assert store.decisions.get("w2") is None and store.decisions.get_transaction("w2")["status"] == "queued"  # type: ignore[index]
+    assert store.decisions.get("w3").amount == 3.0  # type: ignore[union-attr]
 
 
 # --- labels -----------------------------------------------------------------------------------------
@@ -252,7 +257,7 @@ def test_a_later_verdict_supersedes_with_history_and_fraud_wins(backend: Api) ->
 
     # the fraud reached the feature state: the device's next payment sees one known fraud
     next_one = client.post("/v1/score", json=tx("v2", "CV2", minutes_ago=1, device_id="DV")).json()
-    assert services.store.get_decision("v2").features["device_known_fraud_30d"] == 1.0  # type: ignore[union-attr]
+    assert services.store.decisions.get("v2").features["device_known_fraud_30d"] == 1.0  # type: ignore[union-attr]
     assert next_one["transaction_id"] == "v2"
 
     # another source disagreeing does not outvote the chargeback
@@ -264,7 +269,7 @@ def test_a_later_verdict_supersedes_with_history_and_fraud_wins(backend: Api) ->
     found = client.get("/v1/labels/v1").json()
     assert [(h["is_fraud"]) for h in found["history"]] == [False, True, False]
     client.post("/v1/score", json=tx("v3", "CV3", minutes_ago=0.5, device_id="DV"))
-    assert services.store.get_decision("v3").features["device_known_fraud_30d"] == 1.0  # type: ignore[union-attr]
+    assert services.store.decisions.get("v3").features["device_known_fraud_30d"] == 1.0  # type: ignore[union-attr]
 
     profile = client.get("/v1/customers/CV").json()
     assert {(lb["source"], lb["is_fraud"]) for lb in profile["labels"]} == {

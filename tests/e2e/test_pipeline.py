@@ -58,8 +58,8 @@ def test_every_transaction_decided_once_and_bad_messages_dead_lettered(
 ) -> None:
     services = open_services(settings_for(tmp_path, bundle_path))
     txs = transactions(small_frame)
-    assert len(services.store.accept(txs)) == N
-    assert services.store.accept(txs[:50]) == []  # a retried POST is not enqueued twice
+    assert len(services.store.queue.accept(txs)) == N
+    assert services.store.queue.accept(txs[:50]) == []  # a retried POST is not enqueued twice
     services.broker.publish(
         "transactions", [(None, {"transaction_id": "bad", "amount": -1}), (None, "not json")]
     )
@@ -67,9 +67,11 @@ def test_every_transaction_decided_once_and_bad_messages_dead_lettered(
     worker = Worker(services.broker, services.scorer, services.store, batch_size=100, max_wait=0.01)
     stats = worker.run(burst=True)
     assert stats.decided == N and stats.duplicates == 30 and stats.dead == 2
-    assert services.store.decided_ids([t.transaction_id for t in txs]) == {t.transaction_id for t in txs}
-    assert services.store.pending("transactions") == 0
-    reasons = [d["reason"] for d in services.store.dead_letters()]
+    assert services.store.decisions.decided_ids([t.transaction_id for t in txs]) == {
+        t.transaction_id for t in txs
+    }
+    assert services.store.queue.pending("transactions") == 0
+    reasons = [d["reason"] for d in services.store.dead_letters.list()]
     assert any("amount: Input should be greater than or equal to 0" in r for r in reasons)
     assert any("valid dictionary" in r for r in reasons)
     assert worker.health()["alive"]
@@ -80,11 +82,11 @@ CRASHING_WORKER = textwrap.dedent(
     """
     import os, sys
     from fraudstream.cli import app
-    from fraudstream.storage.store import Store
+    from fraudstream.storage.decisions import DecisionRepository
 
     crash_on = int(sys.argv[1])
     calls = {"n": 0}
-    original = Store.save_decisions
+    original = DecisionRepository.save
 
     def save(self, records, transactions=None, **options):
         calls["n"] += 1
@@ -92,7 +94,7 @@ CRASHING_WORKER = textwrap.dedent(
             os._exit(9)  # killed mid-batch: features recorded, decisions not stored, nothing acked
         return original(self, records, transactions, **options)
 
-    Store.save_decisions = save
+    DecisionRepository.save = save
     app(["worker", *sys.argv[2:]])
     """
 )
@@ -105,24 +107,26 @@ def test_worker_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
     settings = settings_for(tmp_path, bundle_path)
     services = open_services(settings)
     txs = transactions(small_frame)
-    services.store.accept(txs)
+    services.store.queue.accept(txs)
     env = worker_env(tmp_path, bundle_path, settings)
     burst = ["--burst", "--batch-size", "100"]
     crashed = subprocess.run([sys.executable, "-c", CRASHING_WORKER, "3", *burst], env=env, timeout=300)
     assert crashed.returncode == 9
-    decided = services.store.decided_ids([t.transaction_id for t in txs])
+    decided = services.store.decisions.decided_ids([t.transaction_id for t in txs])
     assert 0 < len(decided) < N  # two batches stored before the crash, the rest not
     restarted = subprocess.run([sys.executable, "-c", CRASHING_WORKER, "0", *burst], env=env, timeout=300)
     assert restarted.returncode == 0
-    assert services.store.decided_ids([t.transaction_id for t in txs]) == {t.transaction_id for t in txs}
-    assert services.store.pending("transactions") == 0
+    assert services.store.decisions.decided_ids([t.transaction_id for t in txs]) == {
+        t.transaction_id for t in txs
+    }
+    assert services.store.queue.pending("transactions") == 0
 
     # Feature state counted once: every stored feature vector equals the offline point-in-time value.
     engine = FeatureEngine()
     batch = TransactionBatch.from_transactions(txs)
     offline = engine.compute(batch, labels_from_batch=False)
     stored = np.array(
-        [[np.nan if v is None else v for v in services.store.get_decision(t).features.values()]  # type: ignore[union-attr]
+        [[np.nan if v is None else v for v in services.store.decisions.get(t).features.values()]  # type: ignore[union-attr]
          for t in batch.transaction_id]
     )  # fmt: skip
     np.testing.assert_allclose(stored, offline, rtol=1e-9, atol=1e-9)
@@ -158,22 +162,22 @@ def test_a_message_that_kills_every_worker_takes_only_itself_to_the_dead_letters
     services = open_services(settings)
     txs = transactions(small_frame, 60)
     poison = txs[25].model_copy(update={"transaction_id": "poison"})
-    services.store.accept([*txs[:25], poison, *txs[25:]])
+    services.store.queue.accept([*txs[:25], poison, *txs[25:]])
     env = worker_env(tmp_path, bundle_path, settings)
     codes = []
     decided_after = []
     while len(codes) < 8 and 0 not in codes:
         run = subprocess.run([sys.executable, "-c", POISONED_WORKER, "--burst"], env=env, timeout=300)
         codes.append(run.returncode)
-        decided_after.append(len(services.store.decided_ids([t.transaction_id for t in txs])))
+        decided_after.append(len(services.store.decisions.decided_ids([t.transaction_id for t in txs])))
         time.sleep(1.2)  # the dead worker's lease runs out
     # whole batch twice; one at a time up to the poison; those after it; the poison alone; dead letter
     assert codes == [9, 9, 9, 9, 9, 0]
     assert decided_after == [0, 0, 25, 60, 60, 60]
-    (letter,) = services.store.dead_letters()
+    (letter,) = services.store.dead_letters.list()
     assert letter["reason"].startswith("delivered 6 times") and '"poison"' in letter["payload"]
-    assert services.store.get_transaction("poison")["status"] == "dead"  # type: ignore[index]
-    assert services.store.pending("transactions") == 0
+    assert services.store.decisions.get_transaction("poison")["status"] == "dead"  # type: ignore[index]
+    assert services.store.queue.pending("transactions") == 0
     services.close()
 
 
@@ -185,6 +189,6 @@ def test_replayed_decisions_are_not_remade(
     txs = transactions(small_frame, 50)
     scored = services.scorer.score(TransactionBatch.from_transactions(txs), record=record)
     records = scored.records(services.scorer.engine.names, services.scorer.version)
-    assert len(services.store.save_decisions(records, txs)) == 50
-    assert services.store.save_decisions(records, txs) == []
+    assert len(services.store.decisions.save(records, txs)) == 50
+    assert services.store.decisions.save(records, txs) == []
     services.close()

@@ -36,8 +36,10 @@ def test_a_poison_request_fails_alone_and_leaves_no_state(
 ) -> None:
     client, services, _ = make_api(score_hold=hold)
     poison = {"bad-1", "bad-2"}
-    for name in ("hold_decisions", "save_decisions"):
-        monkeypatch.setattr(services.store, name, refusing(getattr(services.store, name), poison))
+    for name in ("hold", "save"):
+        monkeypatch.setattr(
+            services.store.decisions, name, refusing(getattr(services.store.decisions, name), poison)
+        )
     batcher = ScoreBatcher(services.scorer, services.store, ApiMetrics(), hold_for=hold)
     good = [f"ok-{i}" for i in range(40)]
     ids = [*good[:20], "bad-1", *good[20:], "bad-2"]
@@ -54,5 +56,5 @@ def test_a_poison_request_fails_alone_and_leaves_no_state(
     decided = {i: o for i, o in outcomes.items() if i not in poison}
     assert all(not isinstance(o, BaseException) for o in decided.values()), decided
     assert {rec.transaction_id for rec, _ in decided.values()} == set(good)
-    assert services.store.decided_ids(ids) == set(good)
+    assert services.store.decisions.decided_ids(ids) == set(good)
     assert customer_feature(client, "CP", "customer_count_24h") == 2.0  # ok-3 and ok-30, never a poison one

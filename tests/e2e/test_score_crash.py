@@ -73,13 +73,15 @@ def test_decisions_answered_then_killed_are_stored_exactly_once_at_the_next_star
     try:
         assert list(tmp_path.glob("*.db-held-*")) == []
         ids = list(answers)
-        stored = services.store.get_decisions(ids)
+        stored = services.store.decisions.get_many(ids)
         assert set(stored) == set(ids)
         for i, answer in answers.items():
             assert (stored[i].decision, stored[i].probability) == (answer["decision"], answer["probability"])
-            row = services.store.get_transaction(i)
+            row = services.store.decisions.get_transaction(i)
             assert row is not None and row["status"] == "decided"
-        assert services.store.stats(datetime.now(UTC) - timedelta(hours=1))["total"] == N  # counted once
+        assert (
+            services.store.decisions.stats(datetime.now(UTC) - timedelta(hours=1))["total"] == N
+        )  # counted once
         recorded = services.state.recorded(np.array(ids, dtype=object))
         assert recorded is not None and recorded.all()  # feature state rebuilt with them
     finally:

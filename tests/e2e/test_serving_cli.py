@@ -48,7 +48,10 @@ def test_simulate_then_worker_burst_decides_everything(workdir: Path) -> None:
     stale = runner.invoke(app, ["worker", "--check"])
     assert stale.exit_code == 1 and "stuck or gone" in stale.stderr
     store = open_store(f"sqlite:///{workdir / 'fraudstream.db'}")
-    assert store.pending("transactions") == 0 and store.stats(pd.Timestamp(0, tz="UTC"))["total"] == 400
+    assert (
+        store.queue.pending("transactions") == 0
+        and store.decisions.stats(pd.Timestamp(0, tz="UTC"))["total"] == 400
+    )
     store.close()
 
 

@@ -52,7 +52,7 @@ class Server:
                     reasons=reasons, rules=[], model_version="m", features={}, latency_ms={"total": 1.5},
                 )
             )  # fmt: skip
-        self.other.save_decisions(records)
+        self.other.decisions.save(records)
         return [r.transaction_id for r in records]
 
 
@@ -182,7 +182,7 @@ def test_a_decision_committed_late_is_still_sent_once(server: Server, connect: C
         reasons=[], rules=[], model_version="m", features={}, latency_ms={"total": 1.0},
         decided_at=datetime.fromisoformat(sent["decided_at"]) - timedelta(seconds=0.2),
     )  # fmt: skip
-    server.other.save_decisions([late])
+    server.other.decisions.save([late])
     (after,) = server.decide("FLAG")
     assert [data["transaction_id"] for _, data in events.take(2)] == ["late", after]
 

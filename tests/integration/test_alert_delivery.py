@@ -148,7 +148,7 @@ def settings(webhook_url: str | None = None, smtp_url: str | None = None, **kw: 
 def attempts(store: Store) -> list[tuple[str, int, bool, str | None, datetime]]:
     d = alert_deliveries
     query = select(d.c.channel, d.c.attempt, d.c.ok, d.c.error, d.c.attempted_at).order_by(d.c.id)
-    with store.engine.connect() as conn:
+    with store.db.engine.connect() as conn:
         return [(str(c), int(n), bool(ok), e, at) for c, n, ok, e, at in conn.execute(query)]
 
 
@@ -173,7 +173,7 @@ def test_webhook_and_email_deliver_the_alert(
     assert mail["Subject"] == "fraudstream: block for customer:c1"
     text = mail.get_payload(decode=True).decode()
     assert "amount 251.00, fraud probability 0.97" in text and "transaction: t0001" in text
-    [alert] = store.alert_feed()
+    [alert] = store.alerts.feed()
     assert (alert["status"], alert["attempts"], alert["last_error"]) == ("delivered", 2, None)
 
 
@@ -197,7 +197,7 @@ def test_500s_are_retried_with_backoff_and_every_attempt_recorded(
     gaps = [(b[4] - a[4]).total_seconds() for a, b in itertools.pairwise(rows)]
     assert gaps[0] >= FAST.wait(1) and gaps[1] >= FAST.wait(2)  # waited at least the backoff, doubling
     assert len(receiver.accepted) == 1
-    assert store.alert_feed()[0]["status"] == "delivered"
+    assert store.alerts.feed()[0]["status"] == "delivered"
 
 
 def test_a_dead_webhook_holds_back_neither_email_nor_scoring(
@@ -209,7 +209,7 @@ def test_a_dead_webhook_holds_back_neither_email_nor_scoring(
     for i in range(3):  # the scoring side keeps handing over batches while the webhook hangs
         dispatcher.submit([decision(i, customer=f"c{i}")])
     wait_for(
-        lambda: len(inbox.messages) >= 1 and len(store.alert_feed()) == 3, "e-mail while the webhook hangs"
+        lambda: len(inbox.messages) >= 1 and len(store.alerts.feed()) == 3, "e-mail while the webhook hangs"
     )
     assert receiver.posts == 0  # still hanging on the first post
     receiver.hang.set()
@@ -220,7 +220,7 @@ def test_a_dead_webhook_holds_back_neither_email_nor_scoring(
         line for _, _, m in inbox.messages for line in m.get_payload(decode=True).decode().split()
     }
     assert {"t0000", "t0001", "t0002"} <= delivered_ids
-    feed = store.alert_feed()
+    feed = store.alerts.feed()
     assert {a["status"] for a in feed} == {"failed"}
     assert all(a["last_error"].startswith("webhook: DeliveryError: webhook answered HTTP 500") for a in feed)
     assert {(c, ok) for c, _, ok, _, _ in attempts(store)} == {("webhook", False), ("email", True)}
@@ -235,7 +235,7 @@ def test_restart_resumes_pending_alerts_without_repeating_delivered_ones(
     first.submit([decision(1)])
     wait_for(lambda: len(attempts(store)) >= 2, "the e-mail and the first webhook attempt")
     first.close(timeout=0.5)  # the process stops while the webhook waits for its retry
-    [alert] = store.alert_feed()
+    [alert] = store.alerts.feed()
     assert alert["status"] == "pending" and len(inbox.messages) == 1
     assert "ConnectError" in alert["last_error"]
 
@@ -244,7 +244,7 @@ def test_restart_resumes_pending_alerts_without_repeating_delivered_ones(
     second.close()
     assert len(receiver.accepted) == 1 and "t0001" in receiver.accepted[0]["text"]
     assert len(inbox.messages) == 1  # e-mail had it already: not sent twice
-    assert store.alert_feed()[0]["status"] == "delivered"
+    assert store.alerts.feed()[0]["status"] == "delivered"
 
 
 def test_bursts_and_dedup_hold_across_processes_sharing_the_database(tmp_path: Path) -> None:
@@ -261,13 +261,13 @@ def test_bursts_and_dedup_hold_across_processes_sharing_the_database(tmp_path: P
                 (a, a_store, [decision(4, "BLOCK", minutes=9)]),
                 (b, b_store, [decision(5, "BLOCK", minutes=11)]),  # a second BLOCK alert: de-duplicated
             ):
-                store.save_decisions(batch)
+                store.decisions.save(batch)
                 dispatcher.submit(batch)
                 assert dispatcher.flush(10)
         finally:
             a.close()
             b.close()
-        feed = a_store.alert_feed()
+        feed = a_store.alerts.feed()
     assert sorted((x["kind"], x["transaction_id"], x["status"]) for x in feed) == [
         ("block", "t0004", "stored"),
         ("flag_burst", "t0003", "stored"),
@@ -355,8 +355,8 @@ def test_alert_store_and_daily_report_on_postgres(pg_store: Store) -> None:
     records = [decision(1), decision(2, "FLAG"), decision(3, "APPROVE"), decision(4, "FLAG", customer="c2")]
     for r in records:
         r.decided_at = T0
-    pg_store.save_decisions(records)
-    pg_store.add_labels(
+    pg_store.decisions.save(records)
+    pg_store.labels.add(
         [Label(transaction_id=t, is_fraud=f, label_time=T0) for t, f in (("t0001", True), ("t0002", False),
                                                                           ("t0003", True))]
     )  # fmt: skip
@@ -374,7 +374,7 @@ def test_alert_store_and_daily_report_on_postgres(pg_store: Store) -> None:
         253.0,
         1,
     )
-    assert sorted(pg_store.flag_history(["c1", "c2"], T0 - timedelta(hours=1), T0)) == [
+    assert sorted(pg_store.alerts.flag_history(["c1", "c2"], T0 - timedelta(hours=1), T0)) == [
         ("c1", "t0002", T0),
         ("c2", "t0004", T0),
     ]
@@ -383,7 +383,7 @@ def test_alert_store_and_daily_report_on_postgres(pg_store: Store) -> None:
     dispatcher.submit(records)
     assert dispatcher.flush(10)
     dispatcher.close()
-    assert {(a["kind"], a["entity"]) for a in pg_store.alert_feed()} == {("block", "customer:c1")}
-    assert pg_store.recent_alert_keys({("block", "customer:c1"), ("block", "customer:c2")}, T0) == {
+    assert {(a["kind"], a["entity"]) for a in pg_store.alerts.feed()} == {("block", "customer:c1")}
+    assert pg_store.alerts.recent_keys({("block", "customer:c1"), ("block", "customer:c2")}, T0) == {
         ("block", "customer:c1")
     }

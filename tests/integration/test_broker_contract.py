@@ -288,7 +288,7 @@ def test_a_batch_whose_store_failed_is_decided_once_the_store_is_back(
     from fraudstream.worker import Worker
     from tests.unit.fakes import BlockingScorer
 
-    real, failures = store.save_decisions, [1]
+    real, failures = store.decisions.save, [1]
 
     def save_decisions(*args: Any, **kw: Any) -> Any:
         if failures:
@@ -296,7 +296,7 @@ def test_a_batch_whose_store_failed_is_decided_once_the_store_is_back(
             raise StorageError("the database is unreachable")
         return real(*args, **kw)
 
-    monkeypatch.setattr(store, "save_decisions", save_decisions)
+    monkeypatch.setattr(store.decisions, "save", save_decisions)
     broker = backend.consumer()
     txs = [
         {"transaction_id": f"s{i}", "timestamp": T0.isoformat(), "customer_id": "c", "amount": 1.0}
@@ -308,7 +308,9 @@ def test_a_batch_whose_store_failed_is_decided_once_the_store_is_back(
     while worker.stats.decided < 5 and time.monotonic() < deadline:
         worker.run(burst=True)
     assert (worker.stats.errors, worker.stats.decided) == (1, 5)
-    assert store.decided_ids([t["transaction_id"] for t in txs]) == {t["transaction_id"] for t in txs}
+    assert store.decisions.decided_ids([t["transaction_id"] for t in txs]) == {
+        t["transaction_id"] for t in txs
+    }
 
 
 def test_requeued_dead_letters_are_decided_once(
@@ -361,8 +363,8 @@ def test_requeued_dead_letters_are_decided_once(
         broker.publish(topic, [("c", txs[1].model_dump(mode="json"))])  # published twice
         work(lambda: worker.stats.decided + worker.stats.duplicates >= 4)
         assert (worker.stats.decided, worker.stats.duplicates) == (3, 1)
-        assert sorted(store.get_decisions([t.transaction_id for t in txs])) == ["r0", "r1", "r2"]
-        (left,) = store.dead_letters()
+        assert sorted(store.decisions.get_many([t.transaction_id for t in txs])) == ["r0", "r1", "r2"]
+        (left,) = store.dead_letters.list()
         assert json.loads(left["payload"])["transaction_id"] == "bad"
     finally:
         services.close()
@@ -392,7 +394,7 @@ def test_a_message_that_keeps_killing_workers_is_dead_lettered_on_every_broker(
         while worker.stats.dead == 0 and time.monotonic() < deadline:
             worker.run_once()
         assert (worker.stats.dead, worker.stats.decided) == (1, 0)
-        (letter,) = store.dead_letters()
+        (letter,) = store.dead_letters.list()
         assert letter["reason"].startswith("delivered 4 times and never acknowledged")
     finally:
         services.close()
@@ -615,7 +617,7 @@ def test_a_message_that_keeps_killing_workers_is_dead_lettered_and_stored_decisi
     stored = Transaction(transaction_id="stored", timestamp=T0, customer_id="c", amount=6.0)
     scored = services.scorer.score(TransactionBatch.from_transactions([stored]))
     names, version = services.scorer.engine.names, services.scorer.version
-    services.store.save_decisions(scored.columns(names, version), [stored])  # stored, then the worker died
+    services.store.decisions.save(scored.columns(names, version), [stored])  # stored, then the worker died
     services.broker.publish(TRANSACTIONS, [("c", t.model_dump(mode="json")) for t in (poison, stored)])
     for _ in range(3):  # three workers take the messages and die before acking
         assert len(streams(claim_idle_seconds=0.05).consume(TRANSACTIONS, 10, 1.0)) == 2
@@ -629,10 +631,10 @@ def test_a_message_that_keeps_killing_workers_is_dead_lettered_and_stored_decisi
         assert worker.run_once() == 2
         assert broker.pending(TRANSACTIONS) == 0
         assert worker.stats.dead == 1 and worker.stats.decided == 0
-        (letter,) = services.store.dead_letters()
+        (letter,) = services.store.dead_letters.list()
         assert letter["reason"].startswith("delivered 4 times and never acknowledged")
-        row = services.store.get_transaction("poison")
-        assert services.store.get_decision("poison") is None and (row is None or row["status"] == "dead")
+        row = services.store.decisions.get_transaction("poison")
+        assert services.store.decisions.get("poison") is None and (row is None or row["status"] == "dead")
         reader = streams(group="downstream")
         assert [m.payload["transaction_id"] for m in drain(reader, RESULTS, 1)] == ["stored"]
         assert [
@@ -662,6 +664,6 @@ def test_the_api_answers_503_when_redis_goes_away_and_keeps_nothing(
             response = client.post("/v1/transactions", json=T0_TX)
             assert response.status_code == 503 and response.headers["retry-after"] == "5"
             assert response.json() == {"detail": "the message broker is unavailable; try again later"}
-            assert services.store.get_transaction("gone") is None  # so a retry is accepted afresh
+            assert services.store.decisions.get_transaction("gone") is None  # so a retry is accepted afresh
     finally:
         services.close()

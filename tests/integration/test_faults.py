@@ -285,7 +285,7 @@ def test_lost_feature_state_is_rebuilt_from_storage_before_scoring(
 
     offline = FeatureEngine().compute(TransactionBatch.from_transactions(txs), labels_from_batch=False)
     store = open_store(settings.db_url)
-    decisions = store.get_decisions([t.transaction_id for t in txs])
+    decisions = store.decisions.get_many([t.transaction_id for t in txs])
     stored = np.array(
         [[np.nan if v is None else v for v in decisions[t.transaction_id].features.values()] for t in txs]
     )
@@ -321,7 +321,7 @@ def test_scoring_waits_while_another_process_rebuilds_the_state(
         assert scored.status_code == 200, scored.text
     client.close()
     store = open_store(settings.db_url)
-    assert store.decided_ids([t.transaction_id for t in txs]) == {t.transaction_id for t in txs}
+    assert store.decisions.decided_ids([t.transaction_id for t in txs]) == {t.transaction_id for t in txs}
     store.close()
 
 
@@ -395,7 +395,7 @@ def test_a_message_nested_too_deep_is_dead_lettered_without_killing_the_worker(
     while worker.stats.decided + worker.stats.dead < len(good) + 2:
         assert time.monotonic() < deadline, f"{worker.stats.decided} decided, {worker.stats.dead} dead"
         worker.run_once()  # an exception here is the worker dying
-    letters = services.store.dead_letters(10)
+    letters = services.store.dead_letters.list(10)
     services.close()
     assert worker.stats.decided == len(good) and worker.stats.dead == 2
     assert sorted("".join(letter["payload"].split()) for letter in letters) == sorted(poison)
@@ -424,7 +424,7 @@ def test_simulate_without_url_publishes_to_the_configured_broker(
     assert broker.pending(TRANSACTIONS) == 50  # on the stream the workers read
     broker.close()
     store = open_store(f"sqlite:///{tmp_path / 'fraudstream.db'}")
-    assert store.pending(TRANSACTIONS) == 0  # not in the database's queue, which no worker reads
+    assert store.queue.pending(TRANSACTIONS) == 0  # not in the database's queue, which no worker reads
     store.close()
 
 

@@ -86,9 +86,9 @@ def start_worker(stack: Stack, crash_on: int = 0) -> subprocess.Popen[bytes]:
 
 def wait_decided(store: Store, ids: list[str], worker: subprocess.Popen[bytes], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
-    while len(store.decided_ids(ids)) < len(ids):
+    while len(store.decisions.decided_ids(ids)) < len(ids):
         assert worker.poll() is None, f"worker exited with {worker.returncode}"
-        assert time.monotonic() < deadline, f"{len(store.decided_ids(ids))} of {len(ids)} decided"
+        assert time.monotonic() < deadline, f"{len(store.decisions.decided_ids(ids))} of {len(ids)} decided"
         time.sleep(0.2)
 
 
@@ -98,7 +98,7 @@ def stop(worker: subprocess.Popen[bytes]) -> None:
 
 
 def decision_count(store: Store) -> int:
-    return store.stats(pd.Timestamp("2000-01-01", tz="UTC").to_pydatetime())["total"]  # type: ignore[no-any-return]
+    return store.decisions.stats(pd.Timestamp("2000-01-01", tz="UTC").to_pydatetime())["total"]  # type: ignore[no-any-return]
 
 
 def test_api_to_broker_to_worker_decides_each_transaction_once_through_a_crash(
@@ -116,13 +116,13 @@ def test_api_to_broker_to_worker_decides_each_transaction_once_through_a_crash(
 
     crashed = start_worker(stack, crash_on=2)
     assert crashed.wait(180) == 9
-    decided = stack.store.decided_ids(ids)
+    decided = stack.store.decisions.decided_ids(ids)
     assert 0 < len(decided) < N
 
     worker = start_worker(stack)
     wait_decided(stack.store, ids, worker)
     stop(worker)
-    assert stack.store.decided_ids(ids) == set(ids)
+    assert stack.store.decisions.decided_ids(ids) == set(ids)
     assert decision_count(stack.store) == N  # no transaction decided twice
 
     # The feature state counted every transaction once, crash and redelivery included. Customer
@@ -132,7 +132,7 @@ def test_api_to_broker_to_worker_decides_each_transaction_once_through_a_crash(
     batch = TransactionBatch.from_transactions(txs)
     offline = engine.compute(batch, labels_from_batch=False)
     stored = np.array(
-        [[np.nan if v is None else v for v in stack.store.get_decision(t).features.values()]  # type: ignore[union-attr]
+        [[np.nan if v is None else v for v in stack.store.decisions.get(t).features.values()]  # type: ignore[union-attr]
          for t in ids]
     )  # fmt: skip
     columns = (
@@ -164,12 +164,12 @@ def test_the_worker_looks_up_only_recorded_transactions_and_keeps_decisions_made
         scorer, store = services.scorer, services.store
         names = scorer.engine.names
         api = TransactionBatch.from_transactions(txs[:40])
-        store.save_decisions(scorer.score(api).columns(names, "api"), txs[:40])
+        store.decisions.save(scorer.score(api).columns(names, "api"), txs[:40])
         other = TransactionBatch.from_transactions(txs[40:60])
-        store.save_decisions(scorer.score(other, record=False).columns(names, "elsewhere"), txs[40:60])
+        store.decisions.save(scorer.score(other, record=False).columns(names, "elsewhere"), txs[40:60])
         asked: list[str] = []
-        real = store.decided_ids
-        monkeypatch.setattr(store, "decided_ids", lambda some: asked.extend(some) or real(some))
+        real = store.decisions.decided_ids
+        monkeypatch.setattr(store.decisions, "decided_ids", lambda some: asked.extend(some) or real(some))
 
         services.broker.publish(TRANSACTIONS, [(t.customer_id, t.model_dump(mode="json")) for t in txs])
         worker = Worker(services.broker, scorer, store, batch_size=100, max_wait=0.01, results_topic=RESULTS)
@@ -177,7 +177,7 @@ def test_the_worker_looks_up_only_recorded_transactions_and_keeps_decisions_made
         assert sorted(asked) == sorted(ids[:40])
         assert (stats.decided, stats.duplicates, stats.dead) == (240, 60, 0)
         assert decision_count(store) == 300
-        versions = {i: store.get_decision(i).model_version for i in ids}  # type: ignore[union-attr]
+        versions = {i: store.decisions.get(i).model_version for i in ids}  # type: ignore[union-attr]
         assert [versions[i] for i in ids[:60]] == ["api"] * 40 + ["elsewhere"] * 20
         assert set(versions[i] for i in ids[60:]) == {scorer.version}
 

@@ -27,7 +27,7 @@ from sqlalchemy import bindparam, create_engine, inspect, select, text
 from fraudstream.events import Label, Transaction
 from fraudstream.events.decision import DecisionColumns, DecisionRecord
 from fraudstream.storage import BodyConflictError, StorageError, Store, open_store
-from fraudstream.storage import store as store_module
+from fraudstream.storage import decisions as decisions_module
 from fraudstream.storage.bulk import COPY_MIN_ROWS
 from fraudstream.storage.database import normalize_url
 from fraudstream.storage.migrate import alembic_config, current_revision, upgrade
@@ -71,7 +71,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         s.migrate()
         if s.dialect == "postgresql":
             names = ", ".join(t.name for t in metadata.sorted_tables)
-            with s.engine.begin() as conn:
+            with s.db.engine.begin() as conn:
                 conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
         yield s
 
@@ -125,13 +125,13 @@ def test_migrations_match_tables_and_are_idempotent(empty_url: str) -> None:
     with open_store(empty_url) as s:
         s.migrate()
         s.migrate()
-        assert current_revision(s.engine) == HEAD
+        assert current_revision(s.db.engine) == HEAD
 
 
 def test_migration_0003_converts_stored_feature_vectors_and_back(empty_url: str) -> None:
     with open_store(empty_url) as s:
         config = alembic_config()
-        with s.engine.begin() as conn:
+        with s.db.engine.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "0002")
             insert = text(
@@ -141,11 +141,11 @@ def test_migration_0003_converts_stored_feature_vectors_and_back(empty_url: str)
             ).bindparams(bindparam("at", type_=UTCDateTime()))
             conn.execute(insert, {"at": T0, "features": '{"b": 1.5, "a": null, "c": 3}'})
         s.migrate()
-        saved = s.get_decision("old")
+        saved = s.decisions.get("old")
         assert saved is not None
         assert list(saved.features.items()) == [("b", 1.5), ("a", None), ("c", 3.0)]
         assert (saved.rules, saved.latency_ms, saved.decided_at) == (["r"], {"total": 2.0}, T0)
-        with s.engine.begin() as conn:
+        with s.db.engine.begin() as conn:
             config.attributes["connection"] = conn
             command.downgrade(config, "0002")
             features = conn.execute(text("SELECT features FROM decisions")).scalar_one()
@@ -158,7 +158,7 @@ def test_migration_0003_converts_stored_feature_vectors_and_back(empty_url: str)
 
 def test_migrate_twice_and_ping(store: Store) -> None:
     store.migrate()
-    assert current_revision(store.engine) == HEAD
+    assert current_revision(store.db.engine) == HEAD
     assert store.ping().startswith("SQLite 3." if store.dialect == "sqlite" else "PostgreSQL ")
 
 
@@ -167,69 +167,71 @@ def test_migrate_twice_and_ping(store: Store) -> None:
 
 def test_accept_is_idempotent_and_enqueues_once(store: Store) -> None:
     batch = [tx(1), tx(2), tx(3), tx(2)]
-    assert store.accept(batch) == ["t0001", "t0002", "t0003"]
-    assert store.accept(batch) == []
-    assert store.accept([tx(3), tx(4)]) == ["t0004"]
-    assert store.pending("transactions") == 4
-    messages = store.claim("transactions", "c", 100, 60)
+    assert store.queue.accept(batch) == ["t0001", "t0002", "t0003"]
+    assert store.queue.accept(batch) == []
+    assert store.queue.accept([tx(3), tx(4)]) == ["t0004"]
+    assert store.queue.pending("transactions") == 4
+    messages = store.queue.claim("transactions", "c", 100, 60)
     assert [m.payload["transaction_id"] for m in messages] == ["t0001", "t0002", "t0003", "t0004"]
     assert messages[0].key == "c1"
     assert Transaction.model_validate(messages[0].payload) == tx(1)
-    row = store.get_transaction("t0002")
+    row = store.decisions.get_transaction("t0002")
     assert row is not None
     assert row["status"] == "queued"
     assert row["timestamp"] == tx(2).timestamp
     assert row["received_at"].tzinfo is not None
-    assert store.get_transaction("missing") is None
+    assert store.decisions.get_transaction("missing") is None
 
 
 def test_accept_a_large_batch_keeps_input_order_and_skips_known(store: Store) -> None:
     n = COPY_MIN_ROWS * 3
-    assert len(store.accept([tx(i, f"c{i % 7}") for i in range(0, n, 2)])) == n // 2
+    assert len(store.queue.accept([tx(i, f"c{i % 7}") for i in range(0, n, 2)])) == n // 2
     ids = [f"t{i:04d}" for i in range(n)]
-    new = store.accept([tx(i, f"c{i % 7}", extra={"i": i} if i % 2 else {}) for i in reversed(range(n))])
+    new = store.queue.accept(
+        [tx(i, f"c{i % 7}", extra={"i": i} if i % 2 else {}) for i in reversed(range(n))]
+    )
     assert new == [i for i in reversed(ids) if int(i[1:]) % 2]
-    messages = store.claim("transactions", "c", 10 * n, 60)
+    messages = store.queue.claim("transactions", "c", 10 * n, 60)
     assert [m.payload["transaction_id"] for m in messages] == ids[::2] + new
     assert messages[-1].payload["extra"] == {"i": 1} and messages[-1].key == "c1"
 
 
 def test_accept_without_enqueue_and_forget_queued(store: Store) -> None:
-    assert store.accept([tx(1), tx(2)], enqueue=False) == ["t0001", "t0002"]
-    assert store.pending("transactions") == 0
-    store.save_decisions([record(2)])
-    assert store.forget_queued(["t0001", "t0002", "t0009"]) == 1
-    assert store.get_transaction("t0001") is None
-    assert store.accept([tx(1), tx(2)]) == ["t0001"]
-    assert store.pending("transactions") == 1
+    assert store.queue.accept([tx(1), tx(2)], enqueue=False) == ["t0001", "t0002"]
+    assert store.queue.pending("transactions") == 0
+    store.decisions.save([record(2)])
+    assert store.queue.forget_queued(["t0001", "t0002", "t0009"]) == 1
+    assert store.decisions.get_transaction("t0001") is None
+    assert store.queue.accept([tx(1), tx(2)]) == ["t0001"]
+    assert store.queue.pending("transactions") == 1
 
 
 def test_claim_leases_redelivery_and_ack(store: Store) -> None:
-    ids = store.publish("work", [(f"k{i}", {"n": i}) for i in range(5)])
+    ids = store.queue.publish("work", [(f"k{i}", {"n": i}) for i in range(5)])
     assert ids == sorted(ids)
     assert len(ids) == 5
-    first = store.claim("work", "a", 3, lease_seconds=3600)
+    first = store.queue.claim("work", "a", 3, lease_seconds=3600)
     assert [m.id for m in first] == ids[:3]
-    second = store.claim("work", "b", 10, lease_seconds=3600)
+    second = store.queue.claim("work", "b", 10, lease_seconds=3600)
     assert [m.id for m in second] == ids[3:]
-    assert store.claim("work", "b", 10, lease_seconds=3600) == []
-    assert store.claim("other", "b", 10, lease_seconds=3600) == []
+    assert store.queue.claim("work", "b", 10, lease_seconds=3600) == []
+    assert store.queue.claim("other", "b", 10, lease_seconds=3600) == []
 
-    store.ack([m.id for m in first[:2]])
-    assert store.pending("work") == 3
+    store.queue.ack([m.id for m in first[:2]])
+    assert store.queue.pending("work") == 3
     time.sleep(0.05)
-    redelivered = store.claim("work", "b", 10, lease_seconds=0.01)
+    redelivered = store.queue.claim("work", "b", 10, lease_seconds=0.01)
     assert [m.id for m in redelivered] == [first[2].id, *ids[3:]]
-    store.ack(ids)
-    assert store.pending("work") == 0
+    store.queue.ack(ids)
+    assert store.queue.pending("work") == 0
     time.sleep(0.05)
-    assert store.claim("work", "c", 10, lease_seconds=0.01) == []
-    assert store.trim_acked(datetime.now(UTC) + timedelta(seconds=1)) == 5
-    assert store.claim("work", "c", 10, lease_seconds=0) == []
+    assert store.queue.claim("work", "c", 10, lease_seconds=0.01) == []
+    assert store.queue.trim_acked(datetime.now(UTC) + timedelta(seconds=1)) == 5
+    assert store.queue.claim("work", "c", 10, lease_seconds=0) == []
 
 
 def test_concurrent_claims_never_share_a_message(store: Store) -> None:
-    ids = store.publish("t", [(None, {"n": i}) for i in range(400)])
+    ids = store.queue.publish("t", [(None, {"n": i}) for i in range(400)])
     got: dict[str, list[int]] = {"a": [], "b": []}
     errors: list[Exception] = []
     start = threading.Barrier(len(got))
@@ -238,7 +240,7 @@ def test_concurrent_claims_never_share_a_message(store: Store) -> None:
         # No acks: only the lease keeps a claimed message from the other consumer.
         try:
             start.wait()
-            while batch := store.claim("t", name, 7, lease_seconds=3600):
+            while batch := store.queue.claim("t", name, 7, lease_seconds=3600):
                 got[name].extend(m.id for m in batch)
         except BaseException as exc:
             errors.append(exc)
@@ -251,9 +253,9 @@ def test_concurrent_claims_never_share_a_message(store: Store) -> None:
     assert errors == []
     assert not set(got["a"]) & set(got["b"])
     assert sorted(got["a"] + got["b"]) == ids
-    assert store.pending("t") == 400
-    store.ack(ids)
-    assert store.pending("t") == 0
+    assert store.queue.pending("t") == 400
+    store.queue.ack(ids)
+    assert store.queue.pending("t") == 0
 
 
 # -- decisions ----------------------------------------------------------------------------------------
@@ -270,65 +272,65 @@ def test_a_failed_save_stores_nothing_and_the_store_goes_on(
     with monkeypatch.context() as patch:
         patch.setattr(bulk, "set_column", broken)
         with pytest.raises(RuntimeError):
-            store.save_decisions([record(7)], transactions=[tx(7)])
-    assert store.get_decision("t0007") is None and store.get_transaction("t0007") is None
-    assert store.save_decisions([record(7)], transactions=[tx(7)]) == ["t0007"]
+            store.decisions.save([record(7)], transactions=[tx(7)])
+    assert store.decisions.get("t0007") is None and store.decisions.get_transaction("t0007") is None
+    assert store.decisions.save([record(7)], transactions=[tx(7)]) == ["t0007"]
 
 
 def test_save_decisions_first_decision_wins(store: Store) -> None:
-    store.accept([tx(1)])
+    store.queue.accept([tx(1)])
     nan_features = record(1, features={"amount": 11.0, "bad": float("nan")})
-    assert store.save_decisions([nan_features, record(1)]) == ["t0001"]
-    assert store.save_decisions([record(1, decision="BLOCK", probability=0.99)]) == []
-    saved = store.get_decision("t0001")
+    assert store.decisions.save([nan_features, record(1)]) == ["t0001"]
+    assert store.decisions.save([record(1, decision="BLOCK", probability=0.99)]) == []
+    saved = store.decisions.get("t0001")
     assert saved is not None
     assert (saved.decision, saved.probability) == ("APPROVE", 0.01)
     assert saved.features == {"amount": 11.0, "bad": None}
     assert saved.decided_at == T0 + timedelta(seconds=1)
     assert saved.decided_at.tzinfo is not None
-    status = store.get_transaction("t0001")
+    status = store.decisions.get_transaction("t0001")
     assert status is not None and status["status"] == "decided"
 
-    assert store.save_decisions([record(2)], transactions=[tx(2)]) == ["t0002"]
-    synced = store.get_transaction("t0002")
+    assert store.decisions.save([record(2)], transactions=[tx(2)]) == ["t0002"]
+    synced = store.decisions.get_transaction("t0002")
     assert synced is not None and synced["status"] == "decided"
     assert synced["payload"]["amount"] == 12.0
-    assert store.decided_ids(["t0001", "t0002", "t0003", "t0001"]) == {"t0001", "t0002"}
-    assert store.get_decision("t0003") is None
-    assert store.mark_dead(["t0003"]) == 0
+    assert store.decisions.decided_ids(["t0001", "t0002", "t0003", "t0001"]) == {"t0001", "t0002"}
+    assert store.decisions.get("t0003") is None
+    assert store.dead_letters.mark_dead(["t0003"]) == 0
 
 
 def test_held_decisions_read_as_decided_and_are_stored_once(store: Store) -> None:
     """On SQLite a held decision waits in the journal until released; elsewhere holding is storing.
     Either way it reads as decided at once, and ends up stored exactly once."""
-    store.accept([tx(1)])  # queued first, as POST /v1/transactions?wait= does
+    store.queue.accept([tx(1)])  # queued first, as POST /v1/transactions?wait= does
     held = [record(1), record(2, decision="FLAG", probability=0.7, rules=["velocity"])]
-    assert store.hold_decisions(held, [tx(1), tx(2)]) == ["t0001", "t0002"]
-    assert store.hold_decisions([record(2, decision="BLOCK")], [tx(2)]) == []  # decided already
-    assert store.decided_ids(["t0001", "t0002", "t0003"]) == {"t0001", "t0002"}
-    flagged = store.get_decision("t0002")
+    assert store.decisions.hold(held, [tx(1), tx(2)]) == ["t0001", "t0002"]
+    assert store.decisions.hold([record(2, decision="BLOCK")], [tx(2)]) == []  # decided already
+    assert store.decisions.decided_ids(["t0001", "t0002", "t0003"]) == {"t0001", "t0002"}
+    flagged = store.decisions.get("t0002")
     assert flagged is not None and (flagged.decision, flagged.rules) == ("FLAG", ["velocity"])
     assert flagged.features == {"amount": 12.0, "ratio": None}
     assert flagged.decided_at == T0 + timedelta(seconds=2)
     for i in ("t0001", "t0002"):
-        row = store.get_transaction(i)
+        row = store.decisions.get_transaction(i)
         assert row is not None and row["status"] == "decided" and row["payload"]["transaction_id"] == i
-    assert [d.transaction_id for d in store.list_decisions()[0]] == ["t0002", "t0001"]  # lists release first
-    assert store.release_held() == []
-    assert store.stats(T0 - timedelta(days=1))["by_decision"] == {"APPROVE": 1, "FLAG": 1}
-    assert store.save_decisions([record(1, decision="BLOCK")], [tx(1)]) == []
-    stored = store.get_decision("t0001")
+    assert [d.transaction_id for d in store.decisions.list()[0]] == ["t0002", "t0001"]  # lists release first
+    assert store.held.release() == []
+    assert store.decisions.stats(T0 - timedelta(days=1))["by_decision"] == {"APPROVE": 1, "FLAG": 1}
+    assert store.decisions.save([record(1, decision="BLOCK")], [tx(1)]) == []
+    stored = store.decisions.get("t0001")
     assert stored is not None and stored.decision == "APPROVE"
-    assert store.hold_decisions([record(1, decision="BLOCK"), record(3)], [tx(1), tx(3)]) == ["t0003"]
+    assert store.decisions.hold([record(1, decision="BLOCK"), record(3)], [tx(1), tx(3)]) == ["t0003"]
 
 
 def test_a_writer_leaves_a_held_decision_to_the_held_one(store: Store) -> None:
     """The embedded worker deciding a transaction the API holds (it checked just before the hold) must
     not store a second, different decision: the API's answer is the one kept."""
-    assert store.hold_decisions([record(1)], [tx(1)]) == ["t0001"]
-    assert store.save_decisions([record(1, decision="BLOCK"), record(2)], [tx(1), tx(2)]) == ["t0002"]
-    store.release_held()
-    decided = store.get_decisions(["t0001", "t0002"])
+    assert store.decisions.hold([record(1)], [tx(1)]) == ["t0001"]
+    assert store.decisions.save([record(1, decision="BLOCK"), record(2)], [tx(1), tx(2)]) == ["t0002"]
+    store.held.release()
+    decided = store.decisions.get_many(["t0001", "t0002"])
     assert decided["t0001"].decision == "APPROVE" and set(decided) == {"t0001", "t0002"}
 
 
@@ -341,42 +343,45 @@ def changed(transaction: Transaction, **fields: Any) -> Transaction:
 
 
 def test_accept_refuses_an_id_known_with_another_body_and_stores_nothing(store: Store) -> None:
-    assert store.accept([tx(1), tx(2)]) == ["t0001", "t0002"]
+    assert store.queue.accept([tx(1), tx(2)]) == ["t0001", "t0002"]
     with pytest.raises(BodyConflictError) as refused:
-        store.accept([tx(3), tx(1, extra={"changed": True}), tx(2, customer="c9")])
+        store.queue.accept([tx(3), tx(1, extra={"changed": True}), tx(2, customer="c9")])
     assert refused.value.ids == ["t0001", "t0002"] and "different body" in str(refused.value)
-    assert store.get_transaction("t0003") is None and store.pending("transactions") == 2
+    assert store.decisions.get_transaction("t0003") is None and store.queue.pending("transactions") == 2
     with pytest.raises(BodyConflictError) as repeated:  # repeated within the batch with another body
-        store.accept([tx(4), tx(5), changed(tx(4), amount=99.0)])
-    assert repeated.value.ids == ["t0004"] and store.get_transaction("t0004") is None
-    assert store.accept([tx(3), tx(1), tx(3)]) == ["t0003"]  # the same bodies: retries
+        store.queue.accept([tx(4), tx(5), changed(tx(4), amount=99.0)])
+    assert repeated.value.ids == ["t0004"] and store.decisions.get_transaction("t0004") is None
+    assert store.queue.accept([tx(3), tx(1), tx(3)]) == ["t0003"]  # the same bodies: retries
 
 
 def test_a_decision_for_another_body_of_a_stored_id_is_not_stored(store: Store) -> None:
     """Saved or held, a decision made for a body other than the one stored under its id is refused,
     its id reported; the same body is decided as before."""
-    store.accept([tx(1), tx(2)])
-    for write in (store.save_decisions, store.hold_decisions):
+    store.queue.accept([tx(1), tx(2)])
+    for write in (store.decisions.save, store.decisions.hold):
         clashes: set[str] = set()
         assert write([record(1, amount=99.0)], [changed(tx(1), amount=99.0)], clashes=clashes) == []
         assert clashes == {"t0001"}
-    assert store.hold_decisions([record(2)], [tx(2)]) == ["t0002"]
-    store.release_held()
-    assert store.get_decision("t0001") is None and store.get_transaction("t0001")["status"] == "queued"  # type: ignore[index]
-    assert store.get_decision("t0002") is not None
+    assert store.decisions.hold([record(2)], [tx(2)]) == ["t0002"]
+    store.held.release()
+    assert (
+        store.decisions.get("t0001") is None
+        and store.decisions.get_transaction("t0001")["status"] == "queued"
+    )  # type: ignore[index]
+    assert store.decisions.get("t0002") is not None
 
 
 def test_an_id_decided_and_held_is_known_with_its_body(store: Store) -> None:
     """A held decision (SQLite) reads like a stored one: accepting its id with another body is refused,
     with the same body it is a duplicate that is never queued."""
-    assert store.hold_decisions([record(1)], [tx(1)]) == ["t0001"]
+    assert store.decisions.hold([record(1)], [tx(1)]) == ["t0001"]
     with pytest.raises(BodyConflictError):
-        store.accept([changed(tx(1), amount=1.5)])
-    assert store.accept([tx(1)]) == [] and store.pending("transactions") == 0
-    assert store.body_hashes(["t0001", "t0009"]) == {"t0001": body_hash(tx(1))}
-    store.release_held()
-    assert store.body_hashes(["t0001"]) == {"t0001": body_hash(tx(1))}
-    assert store.get_transaction("t0001")["body_hash"] == body_hash(tx(1))  # type: ignore[index]
+        store.queue.accept([changed(tx(1), amount=1.5)])
+    assert store.queue.accept([tx(1)]) == [] and store.queue.pending("transactions") == 0
+    assert store.decisions.body_hashes(["t0001", "t0009"]) == {"t0001": body_hash(tx(1))}
+    store.held.release()
+    assert store.decisions.body_hashes(["t0001"]) == {"t0001": body_hash(tx(1))}
+    assert store.decisions.get_transaction("t0001")["body_hash"] == body_hash(tx(1))  # type: ignore[index]
 
 
 def test_body_hashes_are_canonical_and_rows_from_before_them_are_read_from_the_payload(store: Store) -> None:
@@ -386,15 +391,18 @@ def test_body_hashes_are_canonical_and_rows_from_before_them_are_read_from_the_p
     written = tx(1, extra={"a": "é", "b": [1, {"x": 1, "y": 2}]})
     assert body_hash(reordered) == body_hash(written) != body_hash(tx(1))
     assert body_hash(changed(tx(1), amount=11)) == body_hash(tx(1)) != body_hash(changed(tx(1), amount=11.5))
-    store.accept([written, tx(2)])
-    with store.engine.begin() as conn:  # as migration 0007 leaves rows stored before it
+    store.queue.accept([written, tx(2)])
+    with store.db.engine.begin() as conn:  # as migration 0007 leaves rows stored before it
         conn.execute(text("UPDATE transactions SET body_hash = NULL"))
-    assert store.body_hashes(["t0001", "t0002"]) == {"t0001": body_hash(written), "t0002": body_hash(tx(2))}
-    assert store.accept([reordered]) == []
+    assert store.decisions.body_hashes(["t0001", "t0002"]) == {
+        "t0001": body_hash(written),
+        "t0002": body_hash(tx(2)),
+    }
+    assert store.queue.accept([reordered]) == []
     with pytest.raises(BodyConflictError):
-        store.accept([changed(tx(2), amount=0.5)])
+        store.queue.accept([changed(tx(2), amount=0.5)])
     clashes: set[str] = set()
-    assert store.save_decisions([record(1)], [tx(1)], clashes=clashes) == [] and clashes == {"t0001"}
+    assert store.decisions.save([record(1)], [tx(1)], clashes=clashes) == [] and clashes == {"t0001"}
 
 
 def test_accepting_and_deciding_one_id_at_once_keep_one_body(store: Store) -> None:
@@ -406,13 +414,13 @@ def test_accepting_and_deciding_one_id_at_once_keep_one_body(store: Store) -> No
 
     def accept(i: int) -> None:
         try:
-            outcome["accepted"] += store.accept([changed(tx(i), amount=1.0)])
+            outcome["accepted"] += store.queue.accept([changed(tx(i), amount=1.0)])
         except BodyConflictError as error:
             outcome["refused"] += error.ids
 
     def decide(i: int) -> None:
         clashes: set[str] = set()
-        outcome["decided"] += store.hold_decisions(
+        outcome["decided"] += store.decisions.hold(
             [record(i, amount=2.0)], [changed(tx(i), amount=2.0)], clashes=clashes
         )
         outcome["refused"] += sorted(clashes)
@@ -422,35 +430,37 @@ def test_accepting_and_deciding_one_id_at_once_keep_one_body(store: Store) -> No
         thread.start()
     for thread in threads:
         thread.join()
-    store.release_held()
+    store.held.release()
     assert sorted(outcome["accepted"] + outcome["decided"]) == sorted(f"t{i:04d}" for i in range(n))
     assert sorted(outcome["refused"]) == sorted(f"t{i:04d}" for i in range(n))
     for i in outcome["accepted"]:
-        assert store.get_transaction(i)["payload"]["amount"] == 1.0 and store.get_decision(i) is None  # type: ignore[index]
+        assert (
+            store.decisions.get_transaction(i)["payload"]["amount"] == 1.0 and store.decisions.get(i) is None
+        )  # type: ignore[index]
     for i in outcome["decided"]:
-        assert store.get_transaction(i)["payload"]["amount"] == 2.0 == store.get_decision(i).amount  # type: ignore[index,union-attr]
+        assert store.decisions.get_transaction(i)["payload"]["amount"] == 2.0 == store.decisions.get(i).amount  # type: ignore[index,union-attr]
 
 
 def test_transaction_times_cover_stored_held_and_replayed_transactions(store: Store) -> None:
-    store.accept([tx(1)])
-    store.hold_decisions([record(2)], [tx(2)])
-    store.save_decisions([record(3)])  # a replay's decision, stored without its transaction
-    times = store.transaction_times(["t0001", "t0002", "t0003", "t0004"])
+    store.queue.accept([tx(1)])
+    store.decisions.hold([record(2)], [tx(2)])
+    store.decisions.save([record(3)])  # a replay's decision, stored without its transaction
+    times = store.decisions.transaction_times(["t0001", "t0002", "t0003", "t0004"])
     assert times == {"t0001": tx(1).timestamp, "t0002": tx(2).timestamp, "t0003": tx(3).timestamp}
 
 
 def test_large_batches_return_only_the_new_ids_in_input_order(store: Store) -> None:
     n = COPY_MIN_ROWS * 3
-    assert len(store.save_decisions([record(i) for i in range(0, n, 3)])) == n // 3
+    assert len(store.decisions.save([record(i) for i in range(0, n, 3)])) == n // 3
     changed = [record(i, decision="BLOCK") for i in reversed(range(n))]
     txs = [tx(i) for i in reversed(range(n))]
     expected = [r.transaction_id for r in changed if int(r.transaction_id[1:]) % 3]
-    assert store.save_decisions(changed, txs) == expected
-    assert store.save_decisions(changed, txs) == []
-    blocks, _ = store.list_decisions(decision="BLOCK", limit=10 * n)
+    assert store.decisions.save(changed, txs) == expected
+    assert store.decisions.save(changed, txs) == []
+    blocks, _ = store.decisions.list(decision="BLOCK", limit=10 * n)
     assert sorted(r.transaction_id for r in blocks) == sorted(expected)
-    assert store.decided_ids([f"t{i:04d}" for i in range(n + 5)]) == {f"t{i:04d}" for i in range(n)}
-    row = store.get_transaction("t0004")
+    assert store.decisions.decided_ids([f"t{i:04d}" for i in range(n + 5)]) == {f"t{i:04d}" for i in range(n)}
+    row = store.decisions.get_transaction("t0004")
     assert row is not None and row["status"] == "decided" and row["payload"]["transaction_id"] == "t0004"
 
 
@@ -461,14 +471,14 @@ def test_transactions_alternately_new_and_already_queued_are_each_stored_once(st
     for round_ in range(3):
         new = [tx(10_000 * round_ + i) for i in range(n)]
         queued = [tx(10_000 * round_ + n + i) for i in range(n)]
-        store.accept(queued)
+        store.queue.accept(queued)
         again = new[: n // 2] + queued[: n // 2]
         for txs, first in ((new, True), (queued, True), (again, False), (new, False)):
-            decided = store.save_decisions([record(0, transaction_id=t.transaction_id) for t in txs], txs)
+            decided = store.decisions.save([record(0, transaction_id=t.transaction_id) for t in txs], txs)
             assert decided == ([t.transaction_id for t in txs] if first else [])
         ids = [t.transaction_id for t in new + queued]
-        assert store.decided_ids(ids) == set(ids)
-        assert {store.get_transaction(i)["status"] for i in ids} == {"decided"}  # type: ignore[index]
+        assert store.decisions.decided_ids(ids) == set(ids)
+        assert {store.decisions.get_transaction(i)["status"] for i in ids} == {"decided"}  # type: ignore[index]
 
 
 def test_transactions_copied_in_bulk_read_back_as_those_stored_a_few_at_a_time(store: Store) -> None:
@@ -490,11 +500,14 @@ def test_transactions_copied_in_bulk_read_back_as_those_stored_a_few_at_a_time(s
         return [record(0, transaction_id=t.transaction_id, timestamp=t.timestamp) for t in transactions]
 
     bulk, few = txs("b"), txs("f")
-    assert len(store.save_decisions(decisions(bulk), bulk)) == n
+    assert len(store.decisions.save(decisions(bulk), bulk)) == n
     for lo in range(0, n, 10):
-        store.save_decisions(decisions(few[lo : lo + 10]), few[lo : lo + 10])
+        store.decisions.save(decisions(few[lo : lo + 10]), few[lo : lo + 10])
     for a, b in zip(bulk, few, strict=True):
-        got, want = store.get_transaction(a.transaction_id), store.get_transaction(b.transaction_id)
+        got, want = (
+            store.decisions.get_transaction(a.transaction_id),
+            store.decisions.get_transaction(b.transaction_id),
+        )
         assert got is not None and want is not None
         assert Transaction.model_validate(got.pop("payload")) == a
         assert Transaction.model_validate(want.pop("payload")) == b
@@ -514,8 +527,8 @@ def test_feature_vectors_round_trip_exactly_in_order(store: Store) -> None:
     vectors[2] = {"other": 1.0, "set": -0.0}
     vectors[3] = {}
     records = [record(i, features=v, reasons=[{"v": np.float32(0.5)}]) for i, v in enumerate(vectors)]
-    assert len(store.save_decisions(records)) == len(records)
-    page, _ = store.list_decisions(limit=len(records))
+    assert len(store.decisions.save(records)) == len(records)
+    page, _ = store.decisions.list(limit=len(records))
     stored = {r.transaction_id: r.features for r in page}
     expected = [dict(v) for v in vectors]
     expected[1]["f051"] = None
@@ -524,7 +537,7 @@ def test_feature_vectors_round_trip_exactly_in_order(store: Store) -> None:
     assert page[0].reasons == [{"v": 0.5}]
     fresh = open_store(store.url.render_as_string(hide_password=False))
     try:
-        saved = fresh.get_decision("t0002")
+        saved = fresh.decisions.get("t0002")
         assert saved is not None and saved.features == {"other": 1.0, "set": 0.0}
     finally:
         fresh.close()
@@ -543,7 +556,7 @@ def test_concurrent_writers_decide_each_transaction_once(store: Store) -> None:
                 batch = [
                     record(i, decision="FLAG" if name == "b" else "APPROVE") for i in order[lo : lo + 250]
                 ]
-                ids += store.save_decisions(batch)
+                ids += store.decisions.save(batch)
             results[name] = ids
         except BaseException as exc:
             errors.append(exc)
@@ -559,7 +572,7 @@ def test_concurrent_writers_decide_each_transaction_once(store: Store) -> None:
     assert errors == []
     assert not set(results["a"]) & set(results["b"])
     assert sorted(results["a"] + results["b"]) == [f"t{i:04d}" for i in range(1000)]
-    flagged, _ = store.list_decisions(decision="FLAG", limit=2000)
+    flagged, _ = store.decisions.list(decision="FLAG", limit=2000)
     assert {r.transaction_id for r in flagged} == set(results["b"])
 
 
@@ -574,7 +587,7 @@ def test_list_decisions_pages_without_gaps(store: Store) -> None:
         )
         for i in range(120)
     ]
-    assert len(store.save_decisions(records)) == 120
+    assert len(store.decisions.save(records)) == 120
     expected = [r.transaction_id for r in sorted(records, key=lambda r: (r.decided_at, r.transaction_id))][
         ::-1
     ]
@@ -583,7 +596,7 @@ def test_list_decisions_pages_without_gaps(store: Store) -> None:
     cursor: str | None = None
     pages = 0
     while True:
-        page, cursor = store.list_decisions(limit=25, cursor=cursor)
+        page, cursor = store.decisions.list(limit=25, cursor=cursor)
         seen.extend(r.transaction_id for r in page)
         pages += 1
         if cursor is None:
@@ -591,18 +604,18 @@ def test_list_decisions_pages_without_gaps(store: Store) -> None:
     assert seen == expected
     assert pages == 5
 
-    blocks, _ = store.list_decisions(decision="BLOCK", customer_id="c0", limit=200)
+    blocks, _ = store.decisions.list(decision="BLOCK", customer_id="c0", limit=200)
     assert [r.transaction_id for r in blocks] == [
         r.transaction_id for r in reversed(records) if r.decision == "BLOCK" and r.customer_id == "c0"
     ]
-    window, more = store.list_decisions(since=T0 + timedelta(seconds=10), until=T0 + timedelta(seconds=12))
+    window, more = store.decisions.list(since=T0 + timedelta(seconds=10), until=T0 + timedelta(seconds=12))
     assert more is None
     assert sorted(r.transaction_id for r in window) == [f"t{i:04d}" for i in range(40, 48)]
 
     flags: list[str] = []
     cursor = None
     while True:
-        page, cursor = store.list_decisions(
+        page, cursor = store.decisions.list(
             decision="FLAG", since=T0 + timedelta(seconds=5), limit=4, cursor=cursor
         )
         flags.extend(r.transaction_id for r in page)
@@ -612,7 +625,7 @@ def test_list_decisions_pages_without_gaps(store: Store) -> None:
 
     for bad in ("garbage!", "", "bm90IGpzb24", "WzEsMl0"):
         with pytest.raises(ValueError, match="invalid cursor"):
-            store.list_decisions(cursor=bad)
+            store.decisions.list(cursor=bad)
 
 
 def test_stats_percentiles_and_rates(store: Store) -> None:
@@ -624,50 +637,50 @@ def test_stats_percentiles_and_rates(store: Store) -> None:
     ]
     for r in records:
         r.decided_at = now - timedelta(seconds=30)
-    store.save_decisions([*records, record(500, decided_at=now - timedelta(hours=2))])
-    store.add_labels(
+    store.decisions.save([*records, record(500, decided_at=now - timedelta(hours=2))])
+    store.labels.add(
         [
             Label(transaction_id="t0001", is_fraud=True, label_time=T0),
             Label(transaction_id="t0002", is_fraud=False, label_time=T0),
         ]
     )
-    stats = store.stats(now - timedelta(seconds=100))
+    stats = store.decisions.stats(now - timedelta(seconds=100))
     assert stats["total"] == 100
     assert stats["by_decision"] == {"BLOCK": 10, "FLAG": 20, "APPROVE": 70}
     assert stats["flagged_rate"] == pytest.approx(0.3)
     assert stats["latency_ms"] == pytest.approx({"p50": 50.5, "p95": 95.05, "p99": 99.01})
     assert stats["throughput_per_s"] == pytest.approx(1.0, rel=0.05)
     assert stats["labelled_fraud"] == 1
-    empty = store.stats(now + timedelta(hours=1))
+    empty = store.decisions.stats(now + timedelta(hours=1))
     assert empty["total"] == 0 and empty["latency_ms"]["p99"] is None and empty["flagged_rate"] == 0.0
 
 
 def test_stats_latency_comes_from_the_newest_decisions(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_module, "LATENCY_SAMPLE", 10)
+    monkeypatch.setattr(decisions_module, "LATENCY_SAMPLE", 10)
     now = datetime.now(UTC)
     records = [record(i, latency_ms={"total": 1000.0 + i if i < 30 else float(i - 29)}) for i in range(40)]
     for i, r in enumerate(records):
         r.decided_at = now - timedelta(seconds=60 - i)  # the last ten are the newest: latencies 1..10
-    store.save_decisions(records)
-    stats = store.stats(now - timedelta(seconds=100))
+    store.decisions.save(records)
+    stats = store.decisions.stats(now - timedelta(seconds=100))
     assert stats["total"] == 40
     assert stats["latency_ms"] == pytest.approx({"p50": 5.5, "p95": 9.55, "p99": 9.91})
 
 
 def test_labels_insert_ignore_and_customer_history(store: Store) -> None:
-    store.accept([tx(1, "alice"), tx(2, "alice"), tx(3, "bob")])
-    store.save_decisions([record(1, customer_id="alice"), record(3, customer_id="bob")])
+    store.queue.accept([tx(1, "alice"), tx(2, "alice"), tx(3, "bob")])
+    store.decisions.save([record(1, customer_id="alice"), record(3, customer_id="bob")])
     labels = [
         Label(transaction_id="t0001", is_fraud=True, label_time=T0 + timedelta(days=3)),
         Label(transaction_id="t0002", is_fraud=False, label_time=T0 + timedelta(days=2), source="review"),
         Label(transaction_id="t0003", is_fraud=True, label_time=T0 + timedelta(days=1)),
     ]
-    assert store.add_labels(labels + labels[:1]) == 3
-    assert store.add_labels(labels) == 0
+    assert store.labels.add(labels + labels[:1]) == 3
+    assert store.labels.add(labels) == 0
     assert (
-        store.add_labels([Label(transaction_id="t0001", is_fraud=False, label_time=T0, source="review")]) == 1
+        store.labels.add([Label(transaction_id="t0001", is_fraud=False, label_time=T0, source="review")]) == 1
     )
-    found = store.labels_for(["t0001", "t0002"])
+    found = store.labels.for_transactions(["t0001", "t0002"])
     assert [(row["transaction_id"], row["source"]) for row in found] == [
         ("t0001", "review"),
         ("t0002", "review"),
@@ -675,15 +688,15 @@ def test_labels_insert_ignore_and_customer_history(store: Store) -> None:
     ]
     assert found[-1]["label_time"].tzinfo is not None
 
-    history = store.customer_history("alice", limit=10)
+    history = store.decisions.customer_history("alice", limit=10)
     assert [d.transaction_id for d in history["decisions"]] == ["t0001"]
     assert history["decisions"][0].features == {"amount": 11.0, "ratio": None}
     assert {row["transaction_id"] for row in history["labels"]} == {"t0001", "t0002"}
-    assert store.customer_history("nobody")["decisions"] == []
+    assert store.decisions.customer_history("nobody")["decisions"] == []
 
 
 def test_a_source_changes_its_verdict_with_an_audit_trail(store: Store) -> None:
-    store.accept([tx(1), tx(2)])
+    store.queue.accept([tx(1), tx(2)])
     at = T0 + timedelta(days=1)
 
     def lb(i: int, fraud: bool, hours: float, source: str = "chargeback") -> Label:
@@ -691,43 +704,43 @@ def test_a_source_changes_its_verdict_with_an_audit_trail(store: Store) -> None:
             transaction_id=f"t{i:04d}", is_fraud=fraud, label_time=at + timedelta(hours=hours), source=source
         )
 
-    first = store.apply_labels([lb(1, False, 0), lb(2, True, 0), lb(1, False, 1)])
+    first = store.labels.apply([lb(1, False, 0), lb(2, True, 0), lb(1, False, 1)])
     assert (first.accepted, first.superseded, first.ignored) == (2, 0, 1)
     assert [label.transaction_id for label in first.fraud] == ["t0002"]
-    changed = store.apply_labels(
+    changed = store.labels.apply(
         [lb(1, True, 2), lb(1, False, 1), lb(1, True, 3), lb(2, False, 2, "analyst")]
     )
     assert (changed.accepted, changed.superseded, changed.ignored) == (1, 1, 2)  # an older verdict: ignored
     assert [label.label_time for label in changed.fraud] == [at + timedelta(hours=2)]
-    current = store.labels_for(["t0001"])
+    current = store.labels.for_transactions(["t0001"])
     assert [(row["source"], row["is_fraud"], row["label_time"]) for row in current] == [
         ("chargeback", True, at + timedelta(hours=2))
     ]
-    (old,) = store.label_history("t0001")
+    (old,) = store.labels.history("t0001")
     assert (old["source"], old["is_fraud"], old["label_time"]) == ("chargeback", False, at)
     assert old["label_id"] == current[0]["id"] and old["superseded_at"] >= old["received_at"]
-    back = store.apply_labels([lb(1, False, 4), lb(1, True, 5)])  # twice in one batch: both kept
-    assert (back.superseded, [h["is_fraud"] for h in store.label_history("t0001")]) == (
+    back = store.labels.apply([lb(1, False, 4), lb(1, True, 5)])  # twice in one batch: both kept
+    assert (back.superseded, [h["is_fraud"] for h in store.labels.history("t0001")]) == (
         2,
         [False, True, False],
     )
-    store.save_decisions([record(1), record(2)])
+    store.decisions.save([record(1), record(2)])
     # fraud wins across sources, and each transaction counts once, from its earliest fraud label
-    assert sorted(store.fraud_labels_since(T0)) == [("t0001", at + timedelta(hours=5)), ("t0002", at)]
-    store.apply_labels([lb(1, False, 6)])
-    assert store.fraud_labels_since(T0) == [("t0002", at)]
-    assert store.stats(T0)["labelled_fraud"] == 1
+    assert sorted(store.labels.fraud_since(T0)) == [("t0001", at + timedelta(hours=5)), ("t0002", at)]
+    store.labels.apply([lb(1, False, 6)])
+    assert store.labels.fraud_since(T0) == [("t0002", at)]
+    assert store.decisions.stats(T0)["labelled_fraud"] == 1
 
 
 def test_concurrent_label_writers_keep_one_current_verdict_per_source(store: Store) -> None:
-    store.accept([tx(1)])
+    store.queue.accept([tx(1)])
     at = T0 + timedelta(days=1)
     errors: list[Exception] = []
 
     def write(k: int) -> None:
         try:
             label = Label(transaction_id="t0001", is_fraud=bool(k % 2), label_time=at + timedelta(minutes=k))
-            store.apply_labels([label])
+            store.labels.apply([label])
         except Exception as error:  # collected for the assertion below
             errors.append(error)
 
@@ -737,64 +750,67 @@ def test_concurrent_label_writers_keep_one_current_verdict_per_source(store: Sto
     for thread in threads:
         thread.join()
     assert errors == []
-    (current,) = store.labels_for(["t0001"])
-    history = store.label_history("t0001")
+    (current,) = store.labels.for_transactions(["t0001"])
+    history = store.labels.history("t0001")
     verdicts = [h["is_fraud"] for h in history] + [current["is_fraud"]]
     assert all(a != b for a, b in itertools.pairwise(verdicts))  # each change a change
     assert len(history) <= 11
 
 
 def test_state_rebuild_reads(store: Store) -> None:
-    store.accept([tx(1), tx(2), tx(3)])
-    store.save_decisions([record(1), record(3)])
-    store.add_labels([Label(transaction_id="t0003", is_fraud=True, label_time=T0 + timedelta(days=1))])
-    assert store.newest_decided_timestamp() == tx(3).timestamp
-    payloads = store.decided_payloads(T0 + timedelta(minutes=2))
+    store.queue.accept([tx(1), tx(2), tx(3)])
+    store.decisions.save([record(1), record(3)])
+    store.labels.add([Label(transaction_id="t0003", is_fraud=True, label_time=T0 + timedelta(days=1))])
+    assert store.decisions.newest_decided_timestamp() == tx(3).timestamp
+    payloads = store.decisions.decided_payloads(T0 + timedelta(minutes=2))
     assert [p["transaction_id"] for p in payloads] == ["t0003"]
-    assert store.fraud_labels_since(T0) == [("t0003", T0 + timedelta(days=1))]
+    assert store.labels.fraud_since(T0) == [("t0003", T0 + timedelta(days=1))]
 
 
 def test_dead_letters_page_both_ways_and_removing_them_requeues_only_dead_transactions(store: Store) -> None:
-    store.add_dead_letters([("transactions", f"payload {i}", f"reason {i}") for i in range(5)])
-    newest = store.dead_letters(2)
+    store.dead_letters.add([("transactions", f"payload {i}", f"reason {i}") for i in range(5)])
+    newest = store.dead_letters.list(2)
     ids = [d["id"] for d in newest]
     assert [d["payload"] for d in newest] == ["payload 4", "payload 3"]
-    assert [d["payload"] for d in store.dead_letters(2, before=ids[-1])] == ["payload 2", "payload 1"]
-    oldest = store.dead_letters(2, after=0)
+    assert [d["payload"] for d in store.dead_letters.list(2, before=ids[-1])] == ["payload 2", "payload 1"]
+    oldest = store.dead_letters.list(2, after=0)
     assert [d["payload"] for d in oldest] == ["payload 0", "payload 1"]
-    assert [d["payload"] for d in store.dead_letters(10, after=oldest[-1]["id"])] == [
+    assert [d["payload"] for d in store.dead_letters.list(10, after=oldest[-1]["id"])] == [
         "payload 2", "payload 3", "payload 4",
     ]  # fmt: skip
-    assert [d["payload"] for d in store.get_dead_letters([ids[0], ids[1], 10_000, ids[0]])] == [
+    assert [d["payload"] for d in store.dead_letters.get([ids[0], ids[1], 10_000, ids[0]])] == [
         "payload 3", "payload 4",
     ]  # fmt: skip
 
-    store.accept([tx(1), tx(2), tx(3)])
-    store.mark_dead(["t0001", "t0002"])
-    assert store.remove_dead_letters(ids, requeued=["t0001", "t0003"]) == 2  # t0002 stays dead
-    assert store.remove_dead_letters(ids) == 0
-    assert [d["payload"] for d in store.dead_letters()] == ["payload 2", "payload 1", "payload 0"]
-    statuses = {i: store.get_transaction(i)["status"] for i in ("t0001", "t0002", "t0003")}  # type: ignore[index]
+    store.queue.accept([tx(1), tx(2), tx(3)])
+    store.dead_letters.mark_dead(["t0001", "t0002"])
+    assert store.dead_letters.remove(ids, requeued=["t0001", "t0003"]) == 2  # t0002 stays dead
+    assert store.dead_letters.remove(ids) == 0
+    assert [d["payload"] for d in store.dead_letters.list()] == ["payload 2", "payload 1", "payload 0"]
+    statuses = {i: store.decisions.get_transaction(i)["status"] for i in ("t0001", "t0002", "t0003")}  # type: ignore[index]
     assert statuses == {"t0001": "queued", "t0002": "dead", "t0003": "queued"}
-    store.save_decisions([record(3)], [tx(3)])
-    assert store.mark_dead(["t0003"]) == 0  # decided after all (another copy): it stays decided
-    assert store.get_transaction("t0003")["status"] == "decided"  # type: ignore[index]
+    store.decisions.save([record(3)], [tx(3)])
+    assert store.dead_letters.mark_dead(["t0003"]) == 0  # decided after all (another copy): it stays decided
+    assert store.decisions.get_transaction("t0003")["status"] == "decided"  # type: ignore[index]
 
 
 def test_releasing_queue_messages_ends_only_the_releasers_claim_and_gives_the_delivery_back(
     store: Store,
 ) -> None:
-    ids = store.publish("jobs", [(None, {"n": i}) for i in range(3)])
-    assert [m.deliveries for m in store.claim("jobs", "a", 2, 60.0)] == [1, 1]
-    store.release(ids[:2], "b")  # not b's claim
-    assert [m.id for m in store.claim("jobs", "c", 5, 60.0)] == [ids[2]]
-    store.release(ids[:2], "a")
-    assert [(m.id, m.deliveries) for m in store.claim("jobs", "c", 5, 60.0)] == [(ids[0], 1), (ids[1], 1)]
+    ids = store.queue.publish("jobs", [(None, {"n": i}) for i in range(3)])
+    assert [m.deliveries for m in store.queue.claim("jobs", "a", 2, 60.0)] == [1, 1]
+    store.queue.release(ids[:2], "b")  # not b's claim
+    assert [m.id for m in store.queue.claim("jobs", "c", 5, 60.0)] == [ids[2]]
+    store.queue.release(ids[:2], "a")
+    assert [(m.id, m.deliveries) for m in store.queue.claim("jobs", "c", 5, 60.0)] == [
+        (ids[0], 1),
+        (ids[1], 1),
+    ]
 
 
 def test_dead_letters_and_alerts_round_trip(store: Store) -> None:
-    store.add_dead_letters([("http", '{"bad": 1}', "missing amount"), ("kafka", "a\x00\x01", "not JSON")])
-    letters = store.dead_letters(10)
+    store.dead_letters.add([("http", '{"bad": 1}', "missing amount"), ("kafka", "a\x00\x01", "not JSON")])
+    letters = store.dead_letters.list(10)
     assert [(d["source"], d["payload"], d["reason"]) for d in letters] == [
         ("kafka", "a\\x00\x01", "not JSON"),
         ("http", '{"bad": 1}', "missing amount"),
@@ -802,7 +818,7 @@ def test_dead_letters_and_alerts_round_trip(store: Store) -> None:
     assert letters[0]["created_at"].tzinfo is not None
 
     earlier = datetime.now(UTC) - timedelta(hours=1)
-    ids = store.add_alerts(
+    ids = store.alerts.add(
         [
             {
                 "kind": "velocity",
@@ -814,41 +830,41 @@ def test_dead_letters_and_alerts_round_trip(store: Store) -> None:
         ]
     )
     assert len(ids) == 2 and ids[0] < ids[1]
-    alerts = store.list_alerts(10)
+    alerts = store.alerts.list(10)
     assert [a["kind"] for a in alerts] == ["block", "velocity"]
     assert alerts[1]["payload"] == {"count": 12}
     assert alerts[0]["status"] == "open"
-    assert [a["id"] for a in store.list_alerts(10, since=earlier + timedelta(minutes=1))] == [ids[1]]
+    assert [a["id"] for a in store.alerts.list(10, since=earlier + timedelta(minutes=1))] == [ids[1]]
 
 
 def test_flag_history_lists_the_window_s_flags_of_the_given_customers(store: Store) -> None:
     outcomes = ["FLAG", "APPROVE", "FLAG", "BLOCK", "FLAG", "FLAG"]
     customers = ["c1", "c1", "c1", "c1", "c2", "c3"]
     pairs = enumerate(zip(outcomes, customers, strict=True))
-    store.save_decisions([record(i, decision=d, customer_id=c) for i, (d, c) in pairs])
+    store.decisions.save([record(i, decision=d, customer_id=c) for i, (d, c) in pairs])
     window = (T0 + timedelta(minutes=1), T0 + timedelta(minutes=4))
-    assert sorted(store.flag_history(["c1", "c2"], *window)) == [
+    assert sorted(store.alerts.flag_history(["c1", "c2"], *window)) == [
         ("c1", "t0002", T0 + timedelta(minutes=2)),
         ("c2", "t0004", T0 + timedelta(minutes=4)),
     ]
-    assert store.flag_history(["c3"], *window) == []
+    assert store.alerts.flag_history(["c3"], *window) == []
 
 
 def test_datetimes_come_back_as_aware_utc(store: Store) -> None:
     plus_two = timezone(timedelta(hours=2))
     local = datetime(2024, 5, 1, 14, 30, 15, 123456, tzinfo=plus_two)
     naive = datetime(2024, 5, 1, 9, 0, 0, 1)
-    store.save_decisions(
+    store.decisions.save(
         [record(7, decided_at=local, timestamp=local), record(8, decided_at=naive, timestamp=naive)]
     )
-    saved = store.get_decision("t0007")
+    saved = store.decisions.get("t0007")
     assert saved is not None
     assert saved.decided_at == local
     assert saved.decided_at.utcoffset() == timedelta(0)
     assert saved.timestamp.hour == 12
-    other = store.get_decision("t0008")
+    other = store.decisions.get("t0008")
     assert other is not None and other.timestamp == naive.replace(tzinfo=UTC)
-    window, _ = store.list_decisions(
+    window, _ = store.decisions.list(
         since=local - timedelta(microseconds=1), until=local + timedelta(microseconds=1)
     )
     assert [r.transaction_id for r in window] == ["t0007"]
@@ -867,18 +883,18 @@ def test_a_copy_that_meets_a_concurrent_insert_falls_back_to_on_conflict(postgre
         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'COPY%'"
     )
     with open_store(postgres_database) as s, open_store(postgres_database) as other:
-        with s.engine.begin() as conn:
+        with s.db.engine.begin() as conn:
             conn.execute(text("TRUNCATE decisions, transactions"))
             conn.execute(text("INSERT INTO feature_sets VALUES ('none', '[]') ON CONFLICT DO NOTHING"))
         batch = [record(i) for i in range(COPY_MIN_ROWS * 2)]
         result: list[list[str]] = []
-        with other.engine.connect() as blocker:
+        with other.db.engine.connect() as blocker:
             blocker.begin()
             blocker.execute(insert)
-            writer = threading.Thread(target=lambda: result.append(s.save_decisions(batch)))
+            writer = threading.Thread(target=lambda: result.append(s.decisions.save(batch)))
             writer.start()
             deadline = time.monotonic() + 30
-            with other.engine.connect() as watcher:  # its own transactions: pg_stat_activity is a snapshot
+            with other.db.engine.connect() as watcher:  # its own transactions: pg_stat_activity is a snapshot
                 while (
                     not (waiting := watcher.execute(copy_waits).scalar_one()) and time.monotonic() < deadline
                 ):
@@ -888,9 +904,9 @@ def test_a_copy_that_meets_a_concurrent_insert_falls_back_to_on_conflict(postgre
             writer.join()
         assert waiting == 1
         assert result == [[r.transaction_id for r in batch if r.transaction_id != "t0007"]]
-        kept = s.get_decision("t0007")
+        kept = s.decisions.get("t0007")
         assert kept is not None and kept.decision == "BLOCK" and kept.features == {}
-        assert s.get_decision("t0008") is not None
+        assert s.decisions.get("t0008") is not None
 
 
 @pytest.mark.postgres
@@ -945,11 +961,11 @@ def columns(prefix: str, n: int = COPY_MIN_ROWS + 7) -> DecisionColumns:
 def test_columns_store_exactly_what_their_records_store(store: Store) -> None:
     direct, via_records = columns("a"), columns("b")
     unique = [f"a{i:04d}" for i in range(len(direct) - 1)]
-    assert store.save_decisions(direct) == unique
-    assert store.save_decisions(via_records.records()) == [u.replace("a", "b", 1) for u in unique]
-    assert store.save_decisions(direct) == []
-    got_a = store.get_decisions(unique)
-    got_b = store.get_decisions([u.replace("a", "b", 1) for u in unique])
+    assert store.decisions.save(direct) == unique
+    assert store.decisions.save(via_records.records()) == [u.replace("a", "b", 1) for u in unique]
+    assert store.decisions.save(direct) == []
+    got_a = store.decisions.get_many(unique)
+    got_b = store.decisions.get_many([u.replace("a", "b", 1) for u in unique])
     assert (got_a["a0003"].decision, direct.decision[-1]) == ("APPROVE", "BLOCK")  # the first one won
     assert got_a["a0000"].features["f1"] is None and got_a["a0001"].features["f2"] is None
     for key, a in got_a.items():
@@ -969,10 +985,12 @@ def test_the_writer_stores_batches_and_labels_in_order(tmp_path: Path, in_memory
             writer.save(first, [label])
             writer.save(again)
         assert writer.stored == len(first) - 1
-        assert store.decided_ids([f"w{i:04d}" for i in range(len(first))]) == {
+        assert store.decisions.decided_ids([f"w{i:04d}" for i in range(len(first))]) == {
             f"w{i:04d}" for i in range(len(first) - 1)
         }
-        assert [row["transaction_id"] for row in store.labels_for(["w0001", "w0002"])] == ["w0001"]
+        assert [row["transaction_id"] for row in store.labels.for_transactions(["w0001", "w0002"])] == [
+            "w0001"
+        ]
 
 
 def test_a_failing_writer_says_why(tmp_path: Path) -> None:
@@ -995,7 +1013,7 @@ def test_an_interrupted_writer_ends_its_process(tmp_path: Path) -> None:
 def _table_rows(store: Store, table: str, prefix: str) -> list[tuple[Any, ...]]:
     """Every row of ``table`` for ids starting with ``prefix`` (ids without it), but ``received_at``."""
     key = "id" if table == "feature_sets" else "transaction_id"
-    with store.engine.connect() as conn:
+    with store.db.engine.connect() as conn:
         result = conn.execute(
             text(f"SELECT * FROM {table} WHERE {key} LIKE :p ORDER BY {key}"), {"p": f"{prefix}%"}
         )
@@ -1029,8 +1047,8 @@ def test_small_batches_store_exactly_what_one_large_batch_stores(store: Store) -
 
     returned: dict[str, list[str]] = {"s": [], "l": []}
     for prefix in ("s", "l"):
-        store.accept([trans(prefix, i) for i in range(0, n, 5)])  # queued, then decided below
-        store.save_decisions([rec(prefix, i) for i in range(0, n, 11)])  # decided before
+        store.queue.accept([trans(prefix, i) for i in range(0, n, 5)])  # queued, then decided below
+        store.decisions.save([rec(prefix, i) for i in range(0, n, 11)])  # decided before
     sizes = [1, 2, 3, 4]
     lo = 0
     while lo < n:
@@ -1038,15 +1056,15 @@ def test_small_batches_store_exactly_what_one_large_batch_stores(store: Store) -
         batch = [rec("s", i, decision="FLAG" if i % 2 else "APPROVE") for i in range(lo, min(n, lo + size))]
         batch.append(rec("s", lo, decision="BLOCK"))  # a repeat within the batch: the first wins
         given = [trans("s", i) for i in range(lo, min(n, lo + size)) if i % 4]
-        returned["s"] += store.save_decisions(batch, given)
+        returned["s"] += store.decisions.save(batch, given)
         lo += size
     large = [rec("l", i, decision="FLAG" if i % 2 else "APPROVE") for i in range(n)]
     large += [rec("l", i, decision="BLOCK") for i in range(0, n, 4)]
-    returned["l"] = store.save_decisions(large, [trans("l", i) for i in range(n) if i % 4])
+    returned["l"] = store.decisions.save(large, [trans("l", i) for i in range(n) if i % 4])
     expected = [f"{i:04d}" for i in range(n) if i % 11]
     assert [k[1:] for k in returned["s"]] == [k[1:] for k in returned["l"]] == expected
     for prefix in ("s", "l"):  # replays change nothing
-        assert store.save_decisions([rec(prefix, 3, decision="BLOCK")], [trans(prefix, 3)]) == []
+        assert store.decisions.save([rec(prefix, 3, decision="BLOCK")], [trans(prefix, 3)]) == []
     for table in ("decisions", "transactions"):
         small, big = _table_rows(store, table, "s"), _table_rows(store, table, "l")
         assert len(small) == (
@@ -1054,7 +1072,7 @@ def test_small_batches_store_exactly_what_one_large_batch_stores(store: Store) -
         )
         assert small == big
     assert {dict(r)["status"] for r in _table_rows(store, "transactions", "s")} == {"decided"}
-    assert store.get_decisions(["s0001"])["s0001"].decision == "FLAG"
+    assert store.decisions.get_many(["s0001"])["s0001"].decision == "FLAG"
 
 
 # -- chart counts -------------------------------------------------------------------------------------
@@ -1083,9 +1101,9 @@ def _charted_decisions(store: Store) -> None:
         )
         for i in range(40)
     ]
-    assert len(store.save_decisions(records[:25])) == 25
+    assert len(store.decisions.save(records[:25])) == 25
     replayed = [record(i, decision="BLOCK", probability=0.99, decided_at=T0) for i in range(20)]
-    assert len(store.save_decisions(replayed + records[25:])) == 15  # the first decision wins
+    assert len(store.decisions.save(replayed + records[25:])) == 15  # the first decision wins
     columns = DecisionColumns(
         transaction_id=np.array([f"col{i}" for i in range(6)] + ["t0001"], dtype=object),
         customer_id=np.array(["c2"] * 7, dtype=object),
@@ -1101,7 +1119,7 @@ def _charted_decisions(store: Store) -> None:
         latency_ms={"total": math.nan},  # stored as 0, and counted so
         decided_at=T0 + timedelta(seconds=200),
     )
-    assert len(store.save_decisions(columns)) == 6
+    assert len(store.decisions.save(columns)) == 6
     rng = np.random.default_rng(5)
     many = 100  # a large batch is counted with numpy
     probability = rng.uniform(0, 1, many)
@@ -1121,7 +1139,7 @@ def _charted_decisions(store: Store) -> None:
         latency_ms={"total": math.inf},  # stored as 0, and counted so
         decided_at=T0 + timedelta(seconds=610),
     )
-    assert len(store.save_decisions(large)) == many - 2
+    assert len(store.decisions.save(large)) == many - 2
 
 
 @pytest.mark.parametrize("bucket", [60, 300])
@@ -1145,7 +1163,7 @@ def test_stats_counts_exactly_from_a_window_start_within_a_minute(store: Store) 
         for decided_at, decision in everything:
             if decided_at.replace(tzinfo=UTC) >= since:
                 expected[decision] = expected.get(decision, 0) + 1
-        assert store.stats(since)["by_decision"] == expected, offset
+        assert store.decisions.stats(since)["by_decision"] == expected, offset
 
 
 def test_migration_0005_counts_the_decisions_already_stored(store: Store) -> None:
@@ -1153,7 +1171,7 @@ def test_migration_0005_counts_the_decisions_already_stored(store: Store) -> Non
     since = T0 - timedelta(minutes=5)
     counted = _chart(store, since, 60, from_minutes=True)
     config = alembic_config()
-    with store.engine.begin() as conn:
+    with store.db.engine.begin() as conn:
         config.attributes["connection"] = conn
         command.downgrade(config, "0004")
     store.migrate()

@@ -180,8 +180,8 @@ def test_dedup_holds_when_the_clock_steps_back() -> None:
 
 
 def test_dedup_sees_alerts_stored_by_other_processes(store: Store) -> None:
-    store.save_alerts([Alert("block", "customer:c1", "old", "earlier", created_at=datetime.now(UTC))])
-    d = detector(recent=store.recent_alert_keys)
+    store.alerts.save([Alert("block", "customer:c1", "old", "earlier", created_at=datetime.now(UTC))])
+    d = detector(recent=store.alerts.recent_keys)
     assert [a.entity for a in d.detect([decision(1, "BLOCK"), decision(2, "BLOCK", "c2")])] == ["customer:c2"]
 
 
@@ -229,7 +229,7 @@ def deliveries(store: Store) -> list[tuple[int, str, int, bool]]:
 
     from fraudstream.storage.tables import alert_deliveries as ad
 
-    with store.engine.connect() as conn:
+    with store.db.engine.connect() as conn:
         rows = conn.execute(select(ad.c.alert_id, ad.c.channel, ad.c.attempt, ad.c.ok).order_by(ad.c.id))
         return [(int(a), str(c), int(n), bool(ok)) for a, c, n, ok in rows]
 
@@ -241,7 +241,7 @@ def test_alerts_are_stored_then_delivered_and_recorded(store: Store) -> None:
     assert d.flush(10)
     d.close()
     assert hook.sent == mail.sent == [["t0001", "t0003"]]
-    feed = store.alert_feed(10)
+    feed = store.alerts.feed(10)
     assert {(a["transaction_id"], a["status"], a["attempts"]) for a in feed} == {
         ("t0001", "delivered", 2),
         ("t0003", "delivered", 2),
@@ -257,7 +257,7 @@ def test_retries_with_exponential_backoff_until_delivered(store: Store) -> None:
     d.close()
     assert hook.sent == [["t0001"]]
     assert sleeps.waits == [1.5, 3.0]
-    [alert] = store.alert_feed()
+    [alert] = store.alerts.feed()
     assert [(c, n, ok) for _, c, n, ok in deliveries(store)] == [
         ("webhook", 1, False),
         ("webhook", 2, False),
@@ -278,11 +278,11 @@ def test_a_failing_channel_gives_up_without_holding_back_the_other(store: Store)
             break
         deadline.wait(0.02)
     assert mail.sent == [["t0001"]] and broken.sent == []  # e-mail delivered while the webhook hangs
-    assert store.alert_feed()[0]["status"] == "pending"
+    assert store.alerts.feed()[0]["status"] == "pending"
     gate.set()
     assert d.flush(10)
     d.close()
-    [alert] = store.alert_feed()
+    [alert] = store.alerts.feed()
     assert alert["status"] == "failed" and alert["attempts"] == 4
     assert alert["last_error"].startswith("webhook: DeliveryError: webhook down")
     assert sleeps.waits == [1.5, 3.0]
@@ -293,8 +293,8 @@ def test_without_channels_alerts_are_stored_for_the_dashboard(store: Store) -> N
     d.submit([decision(1, "BLOCK")])
     assert d.flush(10)
     d.close()
-    assert [(a["status"], a["attempts"]) for a in store.alert_feed()] == [("stored", 0)]
-    assert store.pending_alerts() == []
+    assert [(a["status"], a["attempts"]) for a in store.alerts.feed()] == [("stored", 0)]
+    assert store.alerts.pending() == []
 
 
 def test_restart_delivers_pending_alerts_only_where_missing(store: Store) -> None:
@@ -311,7 +311,7 @@ def test_restart_delivers_pending_alerts_only_where_missing(store: Store) -> Non
     assert first.flush(10)
     first.close()
     assert mail.sent == [["t0001"]]
-    [(_, done)] = store.pending_alerts()
+    [(_, done)] = store.alerts.pending()
     assert done == {"email"}
 
     fixed, mail2 = FakeChannel("webhook"), FakeChannel("email")
@@ -319,8 +319,8 @@ def test_restart_delivers_pending_alerts_only_where_missing(store: Store) -> Non
     assert second.flush(10)
     second.close()
     assert fixed.sent == [["t0001"]] and mail2.sent == []
-    assert store.alert_feed()[0]["status"] == "delivered"
-    assert store.pending_alerts() == []
+    assert store.alerts.feed()[0]["status"] == "delivered"
+    assert store.alerts.pending() == []
 
 
 def test_a_detection_error_is_logged_and_later_batches_still_alert(
@@ -334,7 +334,7 @@ def test_a_detection_error_is_logged_and_later_batches_still_alert(
     assert d.flush(10)
     d.close()
     assert "detection or storage failed" in caplog.text
-    assert "t0003" in {a["transaction_id"] for a in store.alert_feed()}
+    assert "t0003" in {a["transaction_id"] for a in store.alerts.feed()}
 
 
 # -- channels' configuration and content -------------------------------------------------------------
@@ -387,7 +387,7 @@ def test_worker_hands_only_newly_stored_decisions_to_on_decided(
     txs = [Transaction(transaction_id=f"w{i}", timestamp=T0, customer_id="c", amount=5.0) for i in range(3)]
     broker.publish("transactions", [(t.customer_id, t.model_dump(mode="json")) for t in txs])
     worker.run(burst=True)
-    store.save_decisions([decision(9, "BLOCK")])  # decided elsewhere: not handed over again below
+    store.decisions.save([decision(9, "BLOCK")])  # decided elsewhere: not handed over again below
     broker.publish("transactions", [("c", txs[0].model_dump(mode="json"))])
     worker.run(burst=True)
     assert seen == [["w0", "w1", "w2"]]

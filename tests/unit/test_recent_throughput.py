@@ -33,8 +33,8 @@ def test_the_recent_rate_counts_the_last_minute_only(store: Store) -> None:
     now = datetime.now(UTC)
     earlier = [_decided(i, now - timedelta(minutes=30)) for i in range(600)]
     recent = [_decided(1000 + i, now - timedelta(seconds=20)) for i in range(300)]
-    store.save_decisions(earlier + recent)
-    stats = store.stats(now - timedelta(hours=1))
+    store.decisions.save(earlier + recent)
+    stats = store.decisions.stats(now - timedelta(hours=1))
     assert stats["total"] == 900
     assert stats["throughput_per_s"] == pytest.approx(900 / 3600, rel=0.01)
     assert stats["recent_s"] == pytest.approx(RECENT_SECONDS, abs=5)
@@ -43,8 +43,10 @@ def test_the_recent_rate_counts_the_last_minute_only(store: Store) -> None:
 
 def test_a_window_shorter_than_a_minute_is_its_own_recent_rate(store: Store) -> None:
     now = datetime.now(UTC)
-    store.save_decisions([_decided(i, now - timedelta(seconds=5)) for i in range(50)])
-    stats = store.stats(now - timedelta(seconds=30))
+    store.decisions.save([_decided(i, now - timedelta(seconds=5)) for i in range(50)])
+    stats = store.decisions.stats(now - timedelta(seconds=30))
     assert stats["recent_s"] == pytest.approx(30, abs=5)
     assert stats["recent_throughput_per_s"] == pytest.approx(stats["throughput_per_s"], rel=0.01)
-    assert store.stats(now + timedelta(hours=1))["recent_throughput_per_s"] == 0.0  # a window not begun
+    assert (
+        store.decisions.stats(now + timedelta(hours=1))["recent_throughput_per_s"] == 0.0
+    )  # a window not begun

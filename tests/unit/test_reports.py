@@ -53,7 +53,7 @@ def db(tmp_path: Path) -> Iterator[tuple[Store, str]]:
     with open_store(url) as store:
         store.migrate()
         at = START + timedelta(hours=1)
-        store.save_decisions(
+        store.decisions.save(
             [
                 record(1, "BLOCK", 10.0, at, ("card_testing",)),
                 record(2, "FLAG", 200.0, at, ("amount_spike", "card_testing")),
@@ -64,7 +64,7 @@ def db(tmp_path: Path) -> Iterator[tuple[Store, str]]:
                 record(7, "BLOCK", 999.0, START + timedelta(days=1)),  # the day after
             ]
         )
-        store.add_labels(
+        store.labels.add(
             [
                 Label(transaction_id="t001", is_fraud=True, label_time=at),
                 Label(transaction_id="t002", is_fraud=False, label_time=at),

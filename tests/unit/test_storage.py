@@ -39,7 +39,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(store: Store) -> None:
-    with store.engine.connect() as conn:
+    with store.db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() == 5000
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
@@ -72,7 +72,7 @@ def test_open_store_postgres_needs_psycopg_only_when_used() -> None:
         store = open_store("postgresql://u:secret@localhost:1/fraud", pool_size=3, max_overflow=2)
         assert store.url.drivername == "postgresql+psycopg"
         assert "secret" not in repr(store)
-        assert (store.engine.pool.size(), store.engine.pool._pre_ping) == (3, True)  # type: ignore[attr-defined]
+        assert (store.db.engine.pool.size(), store.db.engine.pool._pre_ping) == (3, True)  # type: ignore[attr-defined]
     else:
         with pytest.raises(StorageError, match="psycopg"):
             open_store("postgresql://u:secret@localhost:1/fraud")
@@ -156,11 +156,11 @@ def test_json_columns_write_nan_as_null_and_keep_huge_integers() -> None:
 def test_wal_checkpoints_run_off_the_committing_thread(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'ck.db'}")
     store.migrate()
-    checkpointer = store._checkpointer
+    checkpointer = store.db._checkpointer
     assert checkpointer is not None
     checkpointer.every = 3
     for i in range(7):
-        store.add_dead_letters([("transactions", f"payload {i}", "test")])
+        store.dead_letters.add([("transactions", f"payload {i}", "test")])
     thread = checkpointer._thread
     assert thread is not None and thread.name == "fraudstream-sqlite-checkpoint"
     for _ in range(500):
@@ -170,11 +170,11 @@ def test_wal_checkpoints_run_off_the_committing_thread(tmp_path: Path) -> None:
     assert checkpointer.checkpoints >= 1
     store.close()
     assert not thread.is_alive()
-    with store._read() as conn:
+    with store.db.read() as conn:
         (busy, log, done), *_ = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     assert busy == 0 and log == done  # the WAL is fully in the database file
     for i in range(3):  # a store used again after close checkpoints again
-        store.add_dead_letters([("transactions", f"again {i}", "test")])
+        store.dead_letters.add([("transactions", f"again {i}", "test")])
     assert checkpointer._thread is not None and checkpointer._thread.is_alive()
     store.close()
 
@@ -220,7 +220,7 @@ def test_wal_checkpoints_pass_until_nothing_new_was_committed(
 
 
 def test_in_memory_sqlite_has_no_checkpointer() -> None:
-    assert open_store("sqlite://")._checkpointer is None
+    assert open_store("sqlite://").db._checkpointer is None
 
 
 def _decision(i: int) -> DecisionRecord:
@@ -242,21 +242,21 @@ def _decision(i: int) -> DecisionRecord:
 def test_each_writing_thread_keeps_one_connection_until_it_ends_or_the_store_closes(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'threads.db'}")
     store.migrate()
-    writers, checkpointer = store._writers, store._checkpointer
+    writers, checkpointer = store.db.writers, store.db._checkpointer
     assert writers is not None and checkpointer is not None
     checkpointer.every = 2
-    assert store.save_decisions([_decision(1)]) == ["t1"]
+    assert store.decisions.save([_decision(1)]) == ["t1"]
     mine = writers.acquire()
     writers.release(mine)
-    assert store.save_decisions([_decision(2), _decision(1)]) == ["t2"]
+    assert store.decisions.save([_decision(2), _decision(1)]) == ["t2"]
     assert writers.acquire() is mine  # kept, not checked out anew
     writers.release(mine)
-    other = threading.Thread(target=store.save_decisions, args=([_decision(3)],))
+    other = threading.Thread(target=store.decisions.save, args=([_decision(3)],))
     other.start()
     other.join()
     assert len(writers._open) == 2
-    assert store.save_decisions([_decision(4)]) == ["t4"]
-    closer = threading.Thread(target=store.save_decisions, args=([_decision(5)],))
+    assert store.decisions.save([_decision(4)]) == ["t4"]
+    closer = threading.Thread(target=store.decisions.save, args=([_decision(5)],))
     closer.start()
     closer.join()
     assert len(writers._open) == 2  # the ended thread's connection was closed when the next one opened
@@ -269,8 +269,8 @@ def test_each_writing_thread_keeps_one_connection_until_it_ends_or_the_store_clo
     assert writers._open == {}
     with pytest.raises(sqlite3.ProgrammingError):
         mine.execute("SELECT 1")
-    assert store.save_decisions([_decision(6), _decision(5)]) == ["t6"]  # reopens after close
-    assert store.decided_ids([f"t{i}" for i in range(8)]) == {f"t{i}" for i in range(1, 7)}
+    assert store.decisions.save([_decision(6), _decision(5)]) == ["t6"]  # reopens after close
+    assert store.decisions.decided_ids([f"t{i}" for i in range(8)]) == {f"t{i}" for i in range(1, 7)}
     store.close()
 
 
@@ -290,7 +290,7 @@ def test_closing_the_store_lets_another_threads_write_finish(tmp_path: Path) -> 
 
     def save() -> None:
         try:
-            outcome.append(store.save_decisions([_decision(1)]))
+            outcome.append(store.decisions.save([_decision(1)]))
         except Exception as exc:
             outcome.append(exc)
 
@@ -303,8 +303,8 @@ def test_closing_the_store_lets_another_threads_write_finish(tmp_path: Path) -> 
         closed.set()
         writer.join(10)
     assert outcome == [["t1"]]
-    assert store._writers is not None and store._writers._busy == set() == store._writers._retired
-    assert store.decided_ids(["t1"]) == {"t1"}  # committed, and the store reopens for reads
+    assert store.db.writers is not None and store.db.writers._busy == set() == store.db.writers._retired
+    assert store.decisions.decided_ids(["t1"]) == {"t1"}  # committed, and the store reopens for reads
     store.close()
 
 
@@ -319,9 +319,9 @@ def test_a_failed_bulk_write_rolls_back_and_the_thread_connection_goes_on(
     with monkeypatch.context() as patch:
         patch.setattr(bulk, "set_column", broken)
         with pytest.raises(StorageError, match="unreachable or unusable"):
-            store.save_decisions([_decision(1)])
-    assert store.decided_ids(["t1"]) == set()
-    assert store.save_decisions([_decision(1)]) == ["t1"]
+            store.decisions.save([_decision(1)])
+    assert store.decisions.decided_ids(["t1"]) == set()
+    assert store.decisions.save([_decision(1)]) == ["t1"]
 
 
 def test_feature_set_ids_are_remembered_but_always_the_digest() -> None:
@@ -379,11 +379,11 @@ def _vm_steps(store: Store) -> Iterator[list[int]]:
     def watch(conn: Any, *_: Any) -> None:
         conn.connection.driver_connection.set_progress_handler(tick, 100)
 
-    event.listen(store.engine, "before_cursor_execute", watch)
+    event.listen(store.db.engine, "before_cursor_execute", watch)
     try:
         yield steps
     finally:
-        event.remove(store.engine, "before_cursor_execute", watch)
+        event.remove(store.db.engine, "before_cursor_execute", watch)
 
 
 def test_flag_history_reads_the_window_s_flags_not_the_table(tmp_path: Path) -> None:
@@ -411,7 +411,7 @@ def test_flag_history_reads_the_window_s_flags_not_the_table(tmp_path: Path) -> 
             ]
             _add_decisions(path, older + others)
             with _vm_steps(s) as counted:
-                assert sorted(s.flag_history(asked, start, start + timedelta(minutes=4))) == expected
+                assert sorted(s.alerts.flag_history(asked, start, start + timedelta(minutes=4))) == expected
             steps.append(counted[0])
     assert steps[1] <= steps[0] * 1.5
 
@@ -431,6 +431,6 @@ def test_recent_alert_keys_read_the_asked_entities_alerts_not_the_window_s(tmp_p
                 path, [(now - timedelta(seconds=i % 500), f"customer:x{more}-{i}") for i in range(more)]
             )
             with _vm_steps(s) as counted:
-                assert s.recent_alert_keys(asked, now - timedelta(minutes=10)) == {("block", "customer:c2")}
+                assert s.alerts.recent_keys(asked, now - timedelta(minutes=10)) == {("block", "customer:c2")}
             steps.append(counted[0])
     assert steps[1] <= steps[0] * 1.5

@@ -22,7 +22,7 @@ def decide(store: Store, *outcomes: str) -> list[str]:
         )
         for i, outcome in enumerate(outcomes)
     ]  # fmt: skip
-    store.save_decisions(records)
+    store.decisions.save(records)
     return [r.transaction_id for r in records]
 
 

@@ -61,13 +61,13 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     with open_store(f"sqlite:///{tmp_path}/worker.db") as s:
         s.migrate()
         asked: list[list[str]] = []
-        real = s.decided_ids
+        real = s.decisions.decided_ids
 
         def decided_ids(ids: list[str]) -> set[str]:
             asked.append(list(ids))
             return real(ids)
 
-        monkeypatch.setattr(s, "decided_ids", decided_ids)
+        monkeypatch.setattr(s.decisions, "decided_ids", decided_ids)
         s.asked = asked  # type: ignore[attr-defined]
         yield s
 
@@ -86,7 +86,7 @@ def elsewhere(store: Store, i: int) -> None:
         probability=0.5, reasons=[], rules=[], model_version="api", features={"amount": 5.0},
         latency_ms={"total": 1.0},
     )  # fmt: skip
-    assert store.save_decisions([record]) == [f"w{i}"]
+    assert store.decisions.save([record]) == [f"w{i}"]
 
 
 class FailingScorer(BlockingScorer):
@@ -143,9 +143,9 @@ def test_a_decision_stored_elsewhere_is_kept_counted_as_a_duplicate_and_publishe
     published = {m["transaction_id"]: m for m in broker.published[RESULTS]}
     assert sorted(published) == ["w0", "w1", "w2"] and len(broker.published[RESULTS]) == 3
     assert published["w1"]["decision"] == "FLAG" and published["w1"]["model_version"] == "api"
-    assert store.get_decision("w1").model_version == "api"  # type: ignore[union-attr]
-    assert store.get_decision("w0").decision == "BLOCK"  # type: ignore[union-attr]
-    assert store.dead_letters() == []
+    assert store.decisions.get("w1").model_version == "api"  # type: ignore[union-attr]
+    assert store.decisions.get("w0").decision == "BLOCK"  # type: ignore[union-attr]
+    assert store.dead_letters.list() == []
 
 
 def test_a_decided_transaction_delivered_too_often_is_still_published_not_dead_lettered(store: Store) -> None:
@@ -156,7 +156,7 @@ def test_a_decided_transaction_delivered_too_often_is_still_published_not_dead_l
     assert store.asked == [["w1", "w2"]]  # type: ignore[attr-defined]
     assert (worker.stats.decided, worker.stats.duplicates, worker.stats.dead) == (0, 1, 1)
     assert worker.scorer.scored == []  # type: ignore[attr-defined]
-    (letter,) = store.dead_letters()
+    (letter,) = store.dead_letters.list()
     assert letter["reason"].startswith("delivered 4 times") and '"w2"' in letter["payload"]
     assert [m["transaction_id"] for m in broker.published[RESULTS]] == ["w1"]
 
@@ -192,7 +192,7 @@ def test_a_batch_is_parsed_in_one_call_and_invalid_messages_keep_their_own_reaso
     broker.deliver([tx(i, amount=i + 0.5) for i in range(10, 14)], deliveries=2)
     valid.run(burst=True)
     assert alone == [] and (valid.stats.decided, valid.stats.dead) == (4, 0)
-    stored = store.get_decisions([f"w{i}" for i in range(10, 14)])
+    stored = store.decisions.get_many([f"w{i}" for i in range(10, 14)])
     assert {i: r.amount for i, r in stored.items()} == {f"w{i}": i + 0.5 for i in range(10, 14)}
 
     worker, broker, _ = make_worker(store, MemoryFeatureState(retention=86400.0))
@@ -203,7 +203,7 @@ def test_a_batch_is_parsed_in_one_call_and_invalid_messages_keep_their_own_reaso
     worker.run(burst=True)
     assert alone == bad  # only the invalid messages are validated again, one by one
     assert worker.stats.decided == 2 and worker.stats.dead == 3
-    reasons = [letter["reason"] for letter in sorted(store.dead_letters(), key=lambda d: d["payload"])]
+    reasons = [letter["reason"] for letter in sorted(store.dead_letters.list(), key=lambda d: d["payload"])]
     assert reasons == [
         "message: Input should be a valid dictionary or instance of Transaction",
         "surprise: Extra inputs are not permitted",
@@ -254,7 +254,7 @@ def test_a_copy_published_again_is_decided_even_beside_one_delivered_too_often(s
     broker.deliver([tx(5)], deliveries=1)  # ...and someone published it again (a redrive)
     worker.run(burst=True)
     assert (worker.stats.decided, worker.stats.dead, worker.stats.duplicates) == (1, 0, 1)
-    assert store.dead_letters() == []
+    assert store.dead_letters.list() == []
 
 
 def test_suspects_are_decided_one_at_a_time_in_event_time_and_the_first_goes_last_on_even_deliveries(
@@ -281,7 +281,7 @@ def test_an_outage_of_the_feature_state_is_retried_never_dead_lettered(store: St
         if worker.stats.decided + worker.stats.dead < 4:
             worker.run(burst=True)
     assert (worker.stats.errors, worker.stats.decided, worker.stats.dead) == (3, 4, 0)
-    assert store.dead_letters() == []
+    assert store.dead_letters.list() == []
 
 
 class Instant(threading.Event):

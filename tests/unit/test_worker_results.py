@@ -77,7 +77,7 @@ def test_results_are_the_stored_decisions_and_alerts_get_those_that_can_raise_on
     amounts = [10.0, 11.0, 150.0, 250.0, 20.0, 151.0]
     broker.deliver([tx(i, amount=a) | {"customer_id": f"c{i % 2}"} for i, a in enumerate(amounts)])
     worker.run(burst=True)
-    stored = store.get_decisions([f"w{i}" for i in range(len(amounts))])
+    stored = store.decisions.get_many([f"w{i}" for i in range(len(amounts))])
     assert len(stored) == len(amounts)
     want = [(stored[f"w{i}"].customer_id, decision_message(stored[f"w{i}"])) for i in range(len(amounts))]
     assert broker.keyed == want

@@ -47,7 +47,7 @@ def open_dispatcher(
     Raises :class:`AlertConfigError` when a channel's settings cannot work.
     """
     detector = AlertDetector.from_settings(
-        settings, alert_rules=alert_rules, history=store.flag_history, recent=store.recent_alert_keys
+        settings, alert_rules=alert_rules, history=store.alerts.flag_history, recent=store.alerts.recent_keys
     )
     return AlertDispatcher(store, detector, channels_from_settings(settings), retry=retry).start()
 

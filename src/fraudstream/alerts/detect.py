@@ -67,8 +67,9 @@ def _details(record: DecisionRecord) -> dict[str, Any]:
 class AlertDetector:
     """Turns batches of decisions into alerts; keeps FLAG times and recent alerts in memory.
 
-    ``history`` (e.g. :meth:`Store.flag_history`) adds the FLAGs other processes stored, and
-    ``recent`` (e.g. :meth:`Store.recent_alert_keys`) the alerts they raised, so bursts and
+    ``history`` (e.g. :meth:`~fraudstream.storage.alerting.AlertRepository.flag_history`) adds the
+    FLAGs other processes stored, and ``recent`` (e.g.
+    :meth:`~fraudstream.storage.alerting.AlertRepository.recent_keys`) the alerts they raised, so bursts and
     de-duplication hold across the API, the workers and restarts. Bursts are counted by event time:
     ``flag_burst`` or more FLAGs for one customer within ``flag_burst_seconds``. Not thread-safe: the
     dispatcher calls it from one thread.

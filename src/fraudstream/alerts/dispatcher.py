@@ -118,7 +118,7 @@ class AlertDispatcher:
     def _resume(self) -> None:
         settled: list[int] = []
         todo: dict[str, list[Alert]] = {name: [] for name in self.channels}
-        for alert, done in self.store.pending_alerts():
+        for alert, done in self.store.alerts.pending():
             assert alert.id is not None
             missing = set(self.channels) - done
             if not missing:
@@ -130,7 +130,7 @@ class AlertDispatcher:
         for name, alerts in todo.items():
             self._enqueue(name, alerts)
         if settled:
-            self.store.set_alert_status(settled, DELIVERED)
+            self.store.alerts.set_status(settled, DELIVERED)
         if self._remaining:
             log.info("alerts: resuming delivery of %d pending alerts", len(self._remaining))
 
@@ -165,7 +165,7 @@ class AlertDispatcher:
             return
         for alert in alerts:
             alert.status = PENDING if self.channels else STORED
-        self.store.save_alerts(alerts)
+        self.store.alerts.save(alerts)
         log.info("alerts: %d raised (%s)", len(alerts), ", ".join(sorted({a.kind for a in alerts})))
         with self._lock:
             for alert in alerts:
@@ -207,7 +207,7 @@ class AlertDispatcher:
                 channel.send(alerts)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"[:1000]
-            self.store.record_deliveries(
+            self.store.alerts.record_deliveries(
                 [DeliveryAttempt(a.id or 0, name, attempt, error is None, error) for a in alerts]
             )
             if error is None:
@@ -240,4 +240,4 @@ class AlertDispatcher:
                     finished[FAILED if failed else DELIVERED].append(alert.id)
         for status, ids in finished.items():
             if ids:
-                self.store.set_alert_status(ids, status)
+                self.store.alerts.set_status(ids, status)

@@ -78,7 +78,7 @@ class ScoreBatcher:
     """Decides queued score requests in batches of up to ``max_batch``, on the event loop; under load a
     batch waits up to ``max_wait`` seconds for more requests.
 
-    Decisions are held (:meth:`~fraudstream.storage.Store.hold_decisions`): journalled before the
+    Decisions are held (:meth:`~fraudstream.storage.decisions.DecisionRepository.hold`): journalled before the
     answers, and stored into the decision and transaction tables a group at a time,
     ``hold_for`` seconds after the first of them or as soon as ``max_held`` are held. :meth:`stop`
     stores what is held.
@@ -138,7 +138,7 @@ class ScoreBatcher:
         self._release, self._held = None, 0
         try:
             with self.around_batch():
-                self.store.release_held(background=not self._stopped)
+                self.store.held.release(background=not self._stopped)
         except Exception:  # still held, and as durable: the next release, or the next start, stores them
             log.exception("storing the held decisions failed; trying again in %.2f s", self.hold_for)
             if not self._stopped:
@@ -241,11 +241,11 @@ class ScoreBatcher:
 
         def store(records: list[DecisionRecord]) -> set[str]:
             if self.hold_for > 0:
-                stored.update(self.store.hold_decisions(records, txs, clashes=clashes))
-                if stored and self.store.holds:
+                stored.update(self.store.decisions.hold(records, txs, clashes=clashes))
+                if stored and self.store.held.holds:
                     self._release_soon(len(stored))
             else:
-                stored.update(self.store.save_decisions(records, txs, clashes=clashes))
+                stored.update(self.store.decisions.save(records, txs, clashes=clashes))
             return stored
 
         records = self._score(fresh, record=True, store=store) if fresh else []
@@ -253,8 +253,8 @@ class ScoreBatcher:
         self.metrics.count_decisions([rec.decision for rec in mine.values()])
         # decided before, or meanwhile by the worker: the stored decisions and bodies, a query each
         rest = [i for i in ids if i not in mine] if len(mine) < len(ids) else []
-        earlier = self.store.get_decisions(rest) if rest else {}
-        bodies = self.store.body_hashes([i for i in rest if i not in clashes]) if rest else {}
+        earlier = self.store.decisions.get_many(rest) if rest else {}
+        bodies = self.store.decisions.body_hashes([i for i in rest if i not in clashes]) if rest else {}
         for request, tx_id in zip(requests, ids, strict=True):
             original = first.get(tx_id)
             if tx_id in mine and original is request:

@@ -28,15 +28,15 @@ class DatabaseBroker(Broker):
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
 
     def publish(self, topic: str, messages: Sequence[tuple[str | None, Any]]) -> None:
-        self.store.publish(topic, list(messages))
+        self.store.queue.publish(topic, list(messages))
 
     def consume(self, topic: str, max_messages: int, max_wait: float) -> list[Message]:
         deadline = time.monotonic() + max_wait
         while True:
             # A plain read first: claiming takes SQLite's write lock, which an idle poll must not.
             claimed = (
-                self.store.claim(topic, self.consumer, max_messages, self.lease_seconds)
-                if self.store.pending(topic)
+                self.store.queue.claim(topic, self.consumer, max_messages, self.lease_seconds)
+                if self.store.queue.pending(topic)
                 else []
             )
             if claimed or time.monotonic() >= deadline:
@@ -45,11 +45,11 @@ class DatabaseBroker(Broker):
 
     def ack(self, topic: str, messages: Sequence[Message]) -> None:
         if messages:
-            self.store.ack([int(m.id) for m in messages])
+            self.store.queue.ack([int(m.id) for m in messages])
 
     def release(self, topic: str, messages: Sequence[Message]) -> None:
         if messages:
-            self.store.release([int(m.id) for m in messages], self.consumer)
+            self.store.queue.release([int(m.id) for m in messages], self.consumer)
 
     def ping(self) -> str:
         return f"queue in {self.store.ping()}"

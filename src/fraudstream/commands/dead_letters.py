@@ -37,7 +37,7 @@ def list_letters(
         settings = settings_with()
         with open_store(settings.db_url) as store:
             store.migrate()
-            letters = store.dead_letters(limit, before=before)
+            letters = store.dead_letters.list(limit, before=before)
     for letter in letters:
         letter["transaction_id"] = transaction_id_of(letter["payload"])
         letter["created_at"] = letter["created_at"].isoformat()

@@ -134,7 +134,7 @@ def run_demo(
     with console.status("starting the API (its warm-up compiles the kernels on a first run: up to a minute)"):
         server, thread = _server(app, settings.host, settings.port)
     base = f"http://{settings.host}:{settings.port}"
-    sim = Simulation(live, rate, services.store.accept, duration=duration, name="demo")
+    sim = Simulation(live, rate, services.store.queue.accept, duration=duration, name="demo")
     keys = "API keys are set" if settings.api_key_set else "no API keys (embedded demo: open to this machine)"
     console.print(f"[bold green]fraudstream demo[/] model {services.scorer.version}; {keys}")
     links = {"API docs": "/docs", "decisions": "/v1/decisions?decision=BLOCK", "stats": "/v1/stats"}
@@ -170,7 +170,7 @@ def run_demo(
 
 def _drain(services: Any, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while services.store.pending("transactions") and time.monotonic() < deadline:
+    while services.store.queue.pending("transactions") and time.monotonic() < deadline:
         time.sleep(0.1)
 
 
@@ -179,9 +179,9 @@ def _summary(services: Any, sim: Any, started: float) -> None:
 
     from rich.table import Table
 
-    stats = services.store.stats(datetime.fromtimestamp(started, UTC) - timedelta(seconds=1))
+    stats = services.store.decisions.stats(datetime.fromtimestamp(started, UTC) - timedelta(seconds=1))
     ids = list(sim.truth)[: sim.sent]
-    decided = services.store.get_decisions(ids)
+    decided = services.store.decisions.get_many(ids)
     flagged = {t for t, rec in decided.items() if rec.decision in ("FLAG", "BLOCK")}
     fraud = {t for t in ids if sim.truth[t][0]}
     table = Table(title="demo summary", show_header=False)

@@ -121,17 +121,17 @@ def daily_report(store: Store, day: date, *, top: int = TOP) -> DailyReport:
     start = datetime.combine(day, time(), UTC)
     end = start + timedelta(days=1)
     by_decision = {name: Tally() for name in DECISIONS}
-    for decision, count, amount in store.decision_totals(start, end):
+    for decision, count, amount in store.reports.decision_totals(start, end):
         by_decision.setdefault(decision, Tally()).add(count, amount)
     report = DailyReport(
         day=day,
         start=start,
         end=end,
         by_decision=by_decision,
-        top_rules=[Ranked(*row) for row in store.top_rules(start, end, top)],
-        top_reasons=[Ranked(*row) for row in store.top_reasons(start, end, top)],
+        top_rules=[Ranked(*row) for row in store.reports.top_rules(start, end, top)],
+        top_reasons=[Ranked(*row) for row in store.reports.top_reasons(start, end, top)],
     )
-    for decision, fraud, count, amount in store.label_outcomes(start, end):
+    for decision, fraud, count, amount in store.reports.label_outcomes(start, end):
         report.labelled.add(count, amount)
         flagged = decision in FLAGGED
         if fraud:

@@ -5,78 +5,75 @@ eleven of them: two tables, their six indexes and the per-minute count. At 500 r
 API's batches hold one request each, so each would pay a commit of its own, several times what a
 decision costs in a group's commit (docs/decisions/0005-held-decisions-journal.md). A held decision is one
 line appended to this process's journal (:mod:`._journal`), as durable against a crash of the process
-as the commit was, and :meth:`HeldStore.release_held` stores the held decisions in one transaction,
-exactly as :meth:`Store.save_decisions` would have; the score API has a child process do that
+as the commit was, and :meth:`HeldDecisions.release` stores the held decisions in one transaction,
+exactly as :meth:`.decisions.DecisionRepository.save` would have; the score API has a child process do that
 (:mod:`._storer`), so that its event loop never runs the commit. Journals that crashed processes left
-are stored by the next process to open the services (:meth:`HeldStore.recover_held`), before feature
+are stored by the next process to open the services (:meth:`HeldDecisions.recover`), before feature
 state is rebuilt.
 
-Held decisions count as decided in this process: :meth:`Store.decided_ids`,
-:meth:`Store.get_decisions` and :meth:`Store.get_transaction` see them, and a writer in this process
+Held decisions count as decided in this process: the decisions repository's ``decided_ids``,
+``get_many`` and ``get_transaction`` see them, and a writer in this process
 (the embedded worker) storing a decision for a transaction that is held leaves it to the held one, so
-the answer the API gave is the one stored. One id names one body here too: :meth:`Store.accept` in
+the answer the API gave is the one stored. One id names one body here too: the queue's ``accept`` in
 this process sees a held transaction as known (a different body under its id is refused), and holding
 refuses a transaction whose id is stored, or being accepted by another thread, with a different body.
 Holding checks and appends under one lock that accepting threads take to announce their ids, so
-whichever comes second sees the other. The store's lists, counts and customer profiles store what
+whichever comes second sees the other. The lists, counts, reports and customer profiles store what
 is held before they read; the charts' per-minute counts, the live feed (which looks a second back) and
 other processes see a held decision once it is stored. Only a SQLite file holds: on PostgreSQL a
 commit is a round trip whatever it writes, and holding a decision is storing it.
+
+:class:`HeldDecisions` is one component of the :class:`~.store.Store`, handed to the repositories whose
+reads or writes must see what is held; where nothing is held, each of its methods is a no-op.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL
-
 from fraudstream.events.decision import DecisionRecord
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage import bulk, tables
-from fraudstream.storage._bodies import differing, hashes_of, stored_hashes
+from fraudstream.storage._bodies import stored_hashes
 from fraudstream.storage._journal import DecisionJournal, Held, recover
+from fraudstream.storage._saving import DecisionSaver
 from fraudstream.storage._storer import CLOSE_TIMEOUT, HeldStorer
-from fraudstream.storage.database import Database, dumps, loads
-from fraudstream.storage.rollup import add_minutes
-from fraudstream.storage.rows import (
-    DECISION_COLUMNS,
-    TRANSACTION_COLUMNS,
-    body_hash,
-    transaction_rows,
-    unique_by,
-)
+from fraudstream.storage.database import Database, loads
+from fraudstream.storage.rows import TRANSACTION_COLUMNS, body_hash, transaction_rows, unique_by
 
 log = logging.getLogger(__name__)
 
 _d = tables.decisions
 _t = tables.transactions
-_fs = tables.feature_sets
 
 
-class HeldStore(Database):
-    """Holding decisions and storing them, and the one write that stores decisions either way."""
+class HeldDecisions:
+    """This process's held decisions: holding them, storing them (here or by the child storer), and
+    what reads and writes elsewhere must learn of them. Holds only on a SQLite file."""
 
-    def __init__(self, url: str | URL, *, pool_size: int = 5, max_overflow: int = 10) -> None:
-        super().__init__(url, pool_size=pool_size, max_overflow=max_overflow)
+    def __init__(self, db: Database, saver: DecisionSaver) -> None:
+        self._db = db
+        self._saver = saver
+        self._journal: DecisionJournal | None = None
         self._storer: HeldStorer | None = None
         self._background = True  # until a storing process fails
         self._claims = threading.Lock()  # holding's check and append; accepting threads' announcements
         self._accepted: dict[str, list[str]] = {}  # ids being accepted now → the body hashes sent
-        if self._writers is not None:  # a SQLite file
-            self._journal = DecisionJournal(Path(str(self.url.database)))
+        if db.writers is not None:  # a SQLite file
+            self._journal = DecisionJournal(Path(str(db.url.database)))
 
     @property
     def holds(self) -> bool:
-        """Whether :meth:`Store.hold_decisions` holds (a SQLite file) or stores right away."""
+        """Whether :meth:`.decisions.DecisionRepository.hold` holds (a SQLite file) or stores right away."""
         return self._journal is not None
 
-    def _hold(
+    def hold(
         self, records: list[DecisionRecord], transactions: list[Transaction], clashes: set[str] | None = None
     ) -> list[str]:
         """Hold ``records`` with their ``transactions``; the ids held, leaving out any decided already, and
@@ -104,7 +101,7 @@ class HeldStore(Database):
         return [r.transaction_id for r in new]
 
     @contextmanager
-    def _accepting(self, hashes: Mapping[str, str]) -> Iterator[dict[str, str]]:
+    def accepting(self, hashes: Mapping[str, str]) -> Iterator[dict[str, str]]:
         """Announce that transactions with these body hashes (by id) are being stored, for as long as the
         context lasts; it gives the body hashes of those whose decision this process holds."""
         if self._journal is None:
@@ -124,12 +121,13 @@ class HeldStore(Database):
                     if not pending:
                         del self._accepted[i]
 
-    def release_held(self, *, background: bool = False) -> list[str]:
+    def release(self, *, background: bool = False) -> list[str]:
         """Store everything this process holds, in one transaction; the ids decided for the first time.
 
         With ``background``, hand what was held since the last release to a child process that stores
         it (see :mod:`._storer`) and return at once, with no ids: the score API's event loop does not
-        wait for the commit. Without, first wait for what the child was handed."""
+        wait for the commit. Without, first wait for what the child was handed. Reads that list or count
+        decisions call this first, so that they see every decision answered so far."""
         if self._journal is None or not len(self._journal):
             return []
         storer = self._usable_storer(start=background)
@@ -139,15 +137,15 @@ class HeldStore(Database):
                 return []
         elif storer is not None:
             storer.wait(CLOSE_TIMEOUT)
-        return self._store_entries(self._journal.held())
+        return self.store_entries(self._journal.held())
 
-    def _store_entries(self, held: list[Held]) -> list[str]:
+    def store_entries(self, held: list[Held]) -> list[str]:
         """Store held decisions in one transaction and stop holding them; the ids decided just now."""
         assert self._journal is not None
         if not held:
             return []
         clashes: set[str] = set()
-        fresh = self._save([r for r, _ in held], [tx for _, tx in held], leave_held=False, clashes=clashes)
+        fresh = self._saver.save([r for r, _ in held], [tx for _, tx in held], clashes=clashes)
         self._journal.forget(r.transaction_id for r, _ in held)
         if clashes:  # only another process can have stored one meanwhile (this one checks before holding)
             log.warning(
@@ -157,7 +155,7 @@ class HeldStore(Database):
         # Counted as the commits it replaced: each decision still adds pages of its own to the WAL (its
         # index entries land on different pages), and checkpointing every 200 commits of ten let the
         # WAL grow to SQLite's own checkpoint, which then runs on the committing thread.
-        self._committed(len(held) - 1)
+        self._db.committed(len(held) - 1)
         return fresh
 
     def _usable_storer(self, *, start: bool) -> HeldStorer | None:
@@ -169,7 +167,7 @@ class HeldStore(Database):
             storer.close(timeout=0)  # what it was handed is still held, and stored here
             return None
         if storer is None and start and self._background:
-            url = self.url.render_as_string(hide_password=False)
+            url = self._db.url.render_as_string(hide_password=False)
             try:
                 storer = self._storer = HeldStorer(url, self._journal.forget)
             except OSError as exc:
@@ -178,102 +176,50 @@ class HeldStore(Database):
         return storer
 
     def close(self) -> None:
-        """Let the storing process store what it was handed, then close as :meth:`Database.close`."""
+        """Let the storing process store what it was handed, then close the journal (removed if empty,
+        otherwise stored by the next start)."""
         storer, self._storer = self._storer, None
         if storer is not None:
             storer.close()
-        super().close()
+        if self._journal is not None:
+            self._journal.close()
 
-    def recover_held(self) -> int:
+    def recover(self) -> int:
         """Store the decisions held by processes that ended without storing them (journals beside the
         SQLite file that no running process owns), and remove their journals; how many there were."""
         if self._journal is None:
             return 0
-        return recover(self._journal.prefix, lambda r, t: self._save(r, t, leave_held=False))
-
-    def _release_for_reads(self) -> None:
-        """Before a read that lists or counts decisions: store what this process holds, so that the read
-        sees every decision answered so far."""
-        self.release_held()
+        return recover(self._journal.prefix, lambda r, t: self._saver.save(r, t))
 
     def _stored(self, ids: list[str]) -> tuple[set[str], dict[str, str | None]]:
         """Which of ``ids`` have a stored decision, and the body hashes of those stored as transactions, on
         this thread's own connection (no pool checkout)."""
-        if self._writers is None:
+        writers = self._db.writers
+        if writers is None:
             return set(), {}
-        driver = self._writers.acquire()
+        driver = writers.acquire()
         try:
-            with self._translated():
+            with self._db.translated():
                 decided = bulk.sqlite_known_keys(driver, _d, ids)
                 return decided, stored_hashes(driver, [i for i in ids if i not in decided])
         finally:
-            self._writers.release(driver)
+            writers.release(driver)
 
-    #: Store's ``save_decisions`` write, with ``leave_held`` (see :meth:`_write_decisions`).
-    _save: Callable[..., list[str]]
+    def held_ids(self, ids: Sequence[str]) -> set[str]:
+        """Those of ``ids`` that are held: what a writer in this process leaves to the held decision."""
+        return set(self.entries(ids))
 
-    def _write_decisions(
-        self,
-        conn: Any,
-        keys: Sequence[str],
-        build: bulk.RowBuilder,
-        per_minute: Any,
-        tx_rows: list[tuple[Any, ...]] | None,
-        *,
-        leave_held: bool = True,
-        clashes: set[str] | None = None,
-    ) -> list[str]:
-        """Inside a write: insert the transactions not stored yet and the decisions not stored yet (built by
-        position in ``keys``), mark the rest of the new decisions' transactions decided and count the new
-        decisions per minute; the ids decided just now. A decision whose transaction was stored before
-        with another body is left out (one id, one body), its id added to ``clashes``. With
-        ``leave_held``, a decision for a held transaction is left to the held one."""
-        drop: set[str] = set()
-        if leave_held and self._journal is not None and len(self._journal):
-            drop.update(self._journal.among(keys).keys())
-        inserted: set[Any] = set()  # stored just now, already marked decided
-        if tx_rows:
-            # A worker fed straight by producers sees only new rows, one fed by the API's outbox
-            # only stored ones: expect what the last batch had, and skip looking the keys up.
-            inserted = bulk.insert_new(
-                conn, _t, TRANSACTION_COLUMNS, tx_rows, expect_new=self._transactions_new
-            )
-            self._transactions_new = len(inserted) == len(tx_rows)
-            known = [row for row in tx_rows if row[0] not in inserted and row[0] not in drop]
-            if known:
-                clash = differing(hashes_of(known), stored_hashes(conn, [row[0] for row in known]))
-                drop.update(clash)
-                if clashes is not None:
-                    clashes.update(clash)
-        if drop:
-            keep = [i for i, key in enumerate(keys) if key not in drop]
-            keys, whole_build, whole_minutes = [keys[i] for i in keep], build, per_minute
-            build = lambda at: whole_build([keep[j] for j in at])  # noqa: E731
-            per_minute = lambda at: whole_minutes([keep[j] for j in at])  # noqa: E731
-        new = bulk.insert_new_lazy(conn, _d, DECISION_COLUMNS, keys, build, expect_new=True)
-        at = [i for i, key in enumerate(keys) if key in new]
-        fresh = [keys[i] for i in at]
-        bulk.set_column(conn, _t, "status", tables.TX_DECIDED, [k for k in fresh if k not in inserted])
-        if at:  # last: PostgreSQL writers wait for each other on these rows until they commit
-            add_minutes(bulk.driver(conn), self.dialect, per_minute(at))
-        return fresh
-
-    def _add_feature_sets(self, conn: Any, names: Mapping[str, list[str]]) -> None:
-        unknown = [(k, dumps(v)) for k, v in names.items() if k not in self._feature_names]
-        if unknown:  # no foreign key, so the names may follow the vectors that use them
-            bulk.insert_new(conn, _fs, ("id", "names"), unknown)
-
-    def _held_records(self, ids: Sequence[str]) -> dict[str, DecisionRecord]:
+    def records(self, ids: Sequence[str]) -> dict[str, DecisionRecord]:
         """The held decisions of those of ``ids`` that are held."""
-        return {i: record for i, (record, _) in self._held_entries(ids).items()}
+        return {i: record for i, (record, _) in self.entries(ids).items()}
 
-    def _held_entries(self, ids: Sequence[str]) -> dict[str, Held]:
+    def entries(self, ids: Sequence[str]) -> dict[str, Held]:
         """The held decisions and transactions of those of ``ids`` that are held."""
         if self._journal is None or not len(self._journal):
             return {}
         return self._journal.among(ids)
 
-    def _held_transaction(self, transaction_id: str) -> dict[str, Any] | None:
+    def transaction(self, transaction_id: str) -> dict[str, Any] | None:
         """The ``transactions`` row a held decision's transaction will have, or ``None``."""
         found = None if self._journal is None else self._journal.among([transaction_id]).get(transaction_id)
         if found is None:

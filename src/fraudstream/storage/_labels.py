@@ -1,7 +1,7 @@
-"""``LabelStore``: fraud feedback (chargebacks, analyst verdicts) on stored transactions.
+"""``LabelRepository``: fraud feedback (chargebacks, analyst verdicts) on stored transactions.
 
 A transaction can be labelled by several sources, and ``labels`` keeps each source's current verdict.
-:meth:`LabelStore.apply_labels` (the API's path) lets a source change its verdict: a label that says the
+:meth:`LabelRepository.apply` (the API's path) lets a source change its verdict: a label that says the
 opposite of the source's current one, with a ``label_time`` not before it, supersedes it, and the verdict
 it replaced moves to ``label_history``, the audit trail. The same verdict again, or an older one, changes
 nothing, so a feed may resend. Where sources disagree, fraud wins: a transaction is fraud when any
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, text, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from fraudstream.events.transaction import Label
 from fraudstream.storage import tables
@@ -25,14 +25,10 @@ _t = tables.transactions
 _l = tables.labels
 _h = tables.label_history
 
-#: Serialises label writes on PostgreSQL (SQLite serialises writers through BEGIN IMMEDIATE): a change
-#: of verdict reads the current one first, and two writers must not both read it.
-_PG_LABELS_LOCK = 0x6C61626C
-
 
 @dataclass
 class LabelChanges:
-    """What :meth:`LabelStore.apply_labels` did with a batch of labels."""
+    """What :meth:`LabelRepository.apply` did with a batch of labels."""
 
     accepted: int = 0
     """first verdicts of their (transaction, source)"""
@@ -44,10 +40,13 @@ class LabelChanges:
     """the fraud labels that took effect, in order: what the feature state must learn"""
 
 
-class LabelStore(Database):
+class LabelRepository:
     """Adding labels, and reading them back by transaction, with their history, or as recent fraud."""
 
-    def fraud_labels_since(self, since: datetime) -> list[tuple[str, datetime]]:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def fraud_since(self, since: datetime) -> list[tuple[str, datetime]]:
         """``(transaction_id, label_time)`` of the transactions from ``since`` on that a source's current
         verdict says are fraud, once each, with the earliest such ``label_time``."""
         query = (
@@ -56,12 +55,12 @@ class LabelStore(Database):
             .where(_l.c.is_fraud.is_(True), _t.c.timestamp >= since)
             .group_by(_l.c.transaction_id)
         )
-        with self._read() as conn:
+        with self._db.read() as conn:
             return [(row[0], row[1]) for row in conn.execute(query)]
 
-    def add_labels(self, labels: list[Label]) -> int:
+    def add(self, labels: list[Label]) -> int:
         """Store labels in bulk as a dataset's replay does, keeping the first per (transaction, source) and
-        skipping the rest; how many were new. No verdict changes: see :meth:`apply_labels`."""
+        skipping the rest; how many were new. No verdict changes: see :meth:`apply`."""
         now = datetime.now(UTC)
         rows = [
             {**label.model_dump(), "received_at": now}
@@ -69,10 +68,10 @@ class LabelStore(Database):
         ]
         if not rows:
             return 0
-        with self._write() as conn:
-            return len(self._insert_ignore(conn, _l, rows, "id"))
+        with self._db.write() as conn:
+            return len(self._db.insert_ignore(conn, _l, rows, "id"))
 
-    def apply_labels(self, labels: list[Label]) -> LabelChanges:
+    def apply(self, labels: list[Label]) -> LabelChanges:
         """Apply labels in order, in one transaction: the first of a (transaction, source) is stored; one
         that says the opposite of the source's current verdict, with a ``label_time`` not before it,
         supersedes it (the old verdict is kept in the history); anything else is ignored. The caller
@@ -81,9 +80,8 @@ class LabelStore(Database):
         if not labels:
             return changes
         now = datetime.now(UTC)
-        with self._write() as conn:
-            if self.dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LABELS_LOCK})
+        with self._db.write() as conn:
+            self._db.vendor.lock_labels(conn)  # a change of verdict reads the current one first
             current = self._current(conn, [label.transaction_id for label in labels])
             first = [
                 label
@@ -138,19 +136,19 @@ class LabelStore(Database):
                 current[(row["transaction_id"], row["source"])] = dict(row)
         return current
 
-    def labels_for(self, transaction_ids: list[str]) -> list[dict[str, Any]]:
+    def for_transactions(self, transaction_ids: list[str]) -> list[dict[str, Any]]:
         """Every source's current label of these transactions, oldest ``label_time`` first."""
         out: list[dict[str, Any]] = []
-        with self._read() as conn:
+        with self._db.read() as conn:
             for chunk in chunks(list(dict.fromkeys(transaction_ids))):
                 query = select(_l).where(_l.c.transaction_id.in_(chunk)).order_by(_l.c.label_time, _l.c.id)
                 out.extend(dicts(conn.execute(query).mappings()))
         out.sort(key=lambda row: (row["label_time"], row["id"]))
         return out
 
-    def label_history(self, transaction_id: str) -> list[dict[str, Any]]:
+    def history(self, transaction_id: str) -> list[dict[str, Any]]:
         """The verdicts on a transaction that were superseded, oldest change first: each with its source,
         ``label_time`` and ``received_at`` as they were, and ``superseded_at``."""
         query = select(_h).where(_h.c.transaction_id == transaction_id).order_by(_h.c.superseded_at, _h.c.id)
-        with self._read() as conn:
+        with self._db.read() as conn:
             return dicts(conn.execute(query).mappings())

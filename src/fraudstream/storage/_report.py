@@ -1,4 +1,4 @@
-"""``ReportStore``: the daily report's aggregates over decisions and labels, by decision time.
+"""``ReportRepository``: the daily report's aggregates over decisions and labels, by decision time.
 
 Every aggregate runs in SQL over ``[start, end)`` of ``decided_at``, never row by row in Python, so a
 day of millions of decisions costs one grouped query each.
@@ -9,17 +9,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, Integer, Select, and_, cast, column, func, select, true
+from sqlalchemy import ColumnElement, Integer, Select, and_, cast, func, select, true
 
 from fraudstream.storage import tables
+from fraudstream.storage._held import HeldDecisions
 from fraudstream.storage.database import Database
 
 _d = tables.decisions
 _l = tables.labels
 
 
-class ReportStore(Database):
+class ReportRepository:
     """Totals, top rules and reasons, and label outcomes of the decisions made in a period."""
+
+    def __init__(self, db: Database, held: HeldDecisions) -> None:
+        self._db = db
+        self._held = held
 
     def _decided_in(self, start: datetime, end: datetime) -> ColumnElement[bool]:
         return and_(_d.c.decided_at >= start, _d.c.decided_at < end)
@@ -27,8 +32,8 @@ class ReportStore(Database):
     def _aggregate(self, query: Select[Any]) -> list[Any]:
         """The rows of an aggregate over decisions, after storing what this process holds, so that it
         counts every decision answered so far."""
-        self._release_for_reads()
-        with self._read() as conn:
+        self._held.release()
+        with self._db.read() as conn:
             return list(conn.execute(query))
 
     def decision_totals(self, start: datetime, end: datetime) -> list[tuple[str, int, float]]:
@@ -43,26 +48,14 @@ class ReportStore(Database):
 
     def top_rules(self, start: datetime, end: datetime, limit: int = 10) -> list[tuple[str, int, float]]:
         """``(rule, hits, amount)`` of the rules (and list hits) that fired most in ``[start, end)``."""
-        if self.dialect == "sqlite":
-            element = func.json_each(_d.c.rules).table_valued("value")
-        else:
-            element = func.json_array_elements_text(_d.c.rules).table_valued("value")
+        element = self._db.vendor.json_texts(_d.c.rules)
         name = element.c.value
         return self._top(name, element, start, end, limit, None)
 
     def top_reasons(self, start: datetime, end: datetime, limit: int = 10) -> list[tuple[str, int, float]]:
         """``(code, times, amount)`` of the model's most frequent top reasons (rules excluded) in
         ``[start, end)``, over FLAG and BLOCK decisions: what drove the alerts, not the approvals."""
-        code: ColumnElement[Any]
-        source: ColumnElement[Any]
-        if self.dialect == "sqlite":
-            element = func.json_each(_d.c.reasons).table_valued("value")
-            code = func.json_extract(element.c.value, "$.code")
-            source = func.json_extract(element.c.value, "$.source")
-        else:
-            element = func.json_array_elements(_d.c.reasons).table_valued(column("value", JSON))
-            code = element.c.value.op("->>")("code")
-            source = element.c.value.op("->>")("source")
+        element, (code, source) = self._db.vendor.json_fields(_d.c.reasons, "code", "source")
         flagged = and_(_d.c.decision.in_(("FLAG", "BLOCK")), func.coalesce(source, "") != "rules")
         return self._top(code, element, start, end, limit, flagged)
 

@@ -4,7 +4,7 @@ The score API holds its decisions (:mod:`._held`); storing a group on the event 
 request that arrives meanwhile wait. A child process stores them instead, on another core. Each decision
 is in the journal already, so the loop only writes a line to the child naming a byte range of the
 journal file; the child reads those lines back as recovery reads a journal, stores them with the very
-write :meth:`~._held.HeldStore.release_held` uses, and answers with the ids it stored. The parent
+write :meth:`~._held.HeldDecisions.release` uses, and answers with the ids it stored. The parent
 forgets those ids then, on a thread that waits for the answers; until then they count as held, and reads
 see them from memory. The figures behind this: docs/decisions/0006-held-decisions-stored-by-a-child-
 process.md.
@@ -163,7 +163,7 @@ def main(url: str) -> None:
                     journal.seek(int(start))
                     data = journal.read(int(end) - int(start))
                 held = read_held(path, data, names)
-                store._store_entries(held)
+                store.held.store_entries(held)
                 answer = b"ok\t" + orjson.dumps([record.transaction_id for record, _ in held])
             except Exception as exc:  # answered, and the parent stores in-process from then on
                 answer = b"error\t" + " ".join(f"{type(exc).__name__}: {exc}".split()).encode()

@@ -1,12 +1,13 @@
-"""``AlertStore``: alerts, their delivery attempts, and (from :mod:`._report`) the daily report's aggregates.
+"""``AlertRepository``: alerts and their delivery attempts.
 
 Alerts are stored *before* they are delivered (status ``pending``), so a channel that is down, or a
-process that dies, never loses one: :meth:`AlertStore.pending_alerts` hands them out again. Every
-statement takes a batch; the report's aggregates run in SQL, never row by row in Python.
+process that dies, never loses one: :meth:`AlertRepository.pending` hands them out again. Every
+statement takes a batch.
 """
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from functools import cache
@@ -16,7 +17,7 @@ from sqlalchemy import TextualSelect, bindparam, func, insert, select, text, upd
 
 from fraudstream.events.alert import PENDING, Alert, DeliveryAttempt
 from fraudstream.storage import tables
-from fraudstream.storage._report import ReportStore
+from fraudstream.storage.database import Database
 from fraudstream.storage.rows import chunks, dicts
 
 _a = tables.alerts
@@ -39,10 +40,13 @@ def _alert_from_row(row: Any) -> Alert:
     )
 
 
-class AlertStore(ReportStore):
-    """The alert and delivery tables, and the report's aggregates over decisions and labels."""
+class AlertRepository:
+    """The alert and delivery tables."""
 
-    def save_alerts(self, alerts: list[Alert]) -> list[Alert]:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def save(self, alerts: builtins.list[Alert]) -> builtins.list[Alert]:
         """Insert alerts in one statement; sets and returns them with their new ``id``."""
         if not alerts:
             return alerts
@@ -58,18 +62,18 @@ class AlertStore(ReportStore):
             for a in alerts
         ]
         statement = insert(_a).returning(_a.c.id, sort_by_parameter_order=True)
-        with self._write() as conn:
+        with self._db.write() as conn:
             ids = [int(i) for i in conn.execute(statement, rows).scalars()]
         for alert, new_id in zip(alerts, ids, strict=True):
             alert.id = new_id
         return alerts
 
-    def recent_alert_keys(self, keys: Iterable[tuple[str, str]], since: datetime) -> set[tuple[str, str]]:
+    def recent_keys(self, keys: Iterable[tuple[str, str]], since: datetime) -> set[tuple[str, str]]:
         """Which ``(kind, entity)`` pairs already have an alert created at or after ``since``."""
         wanted = set(keys)
         entities = sorted({entity for _, entity in wanted})
         found: set[tuple[str, str]] = set()
-        with self._read() as conn:
+        with self._db.read() as conn:
             for chunk in chunks(entities):
                 query = (
                     select(_a.c.kind, _a.c.entity)
@@ -81,7 +85,7 @@ class AlertStore(ReportStore):
 
     def flag_history(
         self, customer_ids: Sequence[str], since: datetime, until: datetime
-    ) -> list[tuple[str, str, datetime]]:
+    ) -> builtins.list[tuple[str, str, datetime]]:
         """``(customer_id, transaction_id, event time)`` of stored FLAGs with event time in
         ``[since, until]``, for the burst detector to see decisions made by other processes too.
 
@@ -91,15 +95,15 @@ class AlertStore(ReportStore):
         named (docs/decisions/0023-alert-detector-lookups-by-index.md); PostgreSQL picks it from its
         statistics.
         """
-        out: list[tuple[str, str, datetime]] = []
-        query = _flag_query(self.dialect)
-        with self._read() as conn:
+        out: builtins.list[tuple[str, str, datetime]] = []
+        query = _flag_query(self._db.vendor.flag_index_hint)
+        with self._db.read() as conn:
             for chunk in chunks(sorted(set(customer_ids))):
                 rows = conn.execute(query, {"customers": chunk, "since": since, "until": until})
                 out.extend((str(c), str(t), ts) for c, t, ts in rows)
         return out
 
-    def record_deliveries(self, attempts: list[DeliveryAttempt]) -> None:
+    def record_deliveries(self, attempts: builtins.list[DeliveryAttempt]) -> None:
         """Append delivery attempts, in one statement."""
         if not attempts:
             return
@@ -114,22 +118,22 @@ class AlertStore(ReportStore):
             }
             for a in attempts
         ]
-        with self._write() as conn:
+        with self._db.write() as conn:
             conn.execute(insert(_ad), rows)
 
-    def set_alert_status(self, ids: Sequence[int], status: str) -> None:
+    def set_status(self, ids: Sequence[int], status: str) -> None:
         """Set the status of these alerts (``pending`` → ``delivered`` or ``failed``)."""
-        with self._write() as conn:
+        with self._db.write() as conn:
             for chunk in chunks(list(ids)):
                 conn.execute(update(_a).where(_a.c.id.in_(chunk)).values(status=status))
 
-    def pending_alerts(self, limit: int = 10_000) -> list[tuple[Alert, set[str]]]:
+    def pending(self, limit: int = 10_000) -> builtins.list[tuple[Alert, set[str]]]:
         """Alerts still waiting for delivery, oldest first, each with the channels that already took it.
 
         After a restart these are sent again, but only on the channels that have not delivered them.
         """
         query = select(_a).where(_a.c.status == PENDING).order_by(_a.c.id).limit(limit)
-        with self._read() as conn:
+        with self._db.read() as conn:
             alerts = [_alert_from_row(row) for row in conn.execute(query).mappings()]
             done: dict[int, set[str]] = {}
             for chunk in chunks([a.id for a in alerts if a.id is not None]):
@@ -140,12 +144,12 @@ class AlertStore(ReportStore):
                     done.setdefault(int(alert_id), set()).add(str(channel))
         return [(a, done.get(a.id or 0, set())) for a in alerts]
 
-    def alert_feed(self, limit: int = 50, since: datetime | None = None) -> list[dict[str, Any]]:
+    def feed(self, limit: int = 50, since: datetime | None = None) -> builtins.list[dict[str, Any]]:
         """The most recent alerts, newest first, with their status, delivery attempts and last error."""
         query = select(_a).order_by(_a.c.created_at.desc(), _a.c.id.desc()).limit(limit)
         if since is not None:
             query = query.where(_a.c.created_at >= since)
-        with self._read() as conn:
+        with self._db.read() as conn:
             alerts = [_alert_from_row(row) for row in conn.execute(query).mappings()]
             ids = [a.id for a in alerts]
             attempts: dict[int, int] = {}
@@ -175,7 +179,7 @@ class AlertStore(ReportStore):
             for a in alerts
         ]
 
-    def add_alerts(self, items: list[dict[str, Any]]) -> list[int]:
+    def add(self, items: builtins.list[dict[str, Any]]) -> builtins.list[int]:
         """Store alerts (``kind``, ``entity``; optional ``transaction_id``, ``payload``, ``status``,
         ``created_at``); their ids, in the order given."""
         if not items:
@@ -193,23 +197,23 @@ class AlertStore(ReportStore):
             for item in items
         ]
         statement = insert(_a).returning(_a.c.id, sort_by_parameter_order=True)
-        with self._write() as conn:
+        with self._db.write() as conn:
             return [int(i) for i in conn.execute(statement, rows).scalars()]
 
-    def list_alerts(self, limit: int = 50, since: datetime | None = None) -> list[dict[str, Any]]:
+    def list(self, limit: int = 50, since: datetime | None = None) -> builtins.list[dict[str, Any]]:
         """The most recent alerts, newest first, optionally only those created at or after ``since``."""
         query = select(_a).order_by(_a.c.created_at.desc(), _a.c.id.desc()).limit(limit)
         if since is not None:
             query = query.where(_a.c.created_at >= since)
-        with self._read() as conn:
+        with self._db.read() as conn:
             return dicts(conn.execute(query).mappings())
 
 
 @cache
-def _flag_query(dialect: str) -> TextualSelect:
-    """FLAGs of some customers within a window of event time, from their partial index; built once per
-    dialect, since the detector asks several times a second."""
-    hint = f" INDEXED BY {tables.FLAG_INDEX}" if dialect == "sqlite" else ""
+def _flag_query(hint: str) -> TextualSelect:
+    """FLAGs of some customers within a window of event time, from their partial index (named by
+    ``hint`` where the database must be told); built once per dialect, since the detector asks several
+    times a second."""
     sql = (
         f"SELECT customer_id, transaction_id, timestamp FROM decisions{hint}"
         f" WHERE customer_id IN :customers AND timestamp >= :since AND timestamp <= :until"

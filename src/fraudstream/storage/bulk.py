@@ -86,7 +86,7 @@ def _copy_type(table: Table, column: str) -> str:
 
 
 #: The caller's SQLAlchemy connection, inside its transaction, or on SQLite the driver connection of
-#: :meth:`~fraudstream.storage.database.Database._bulk_write`.
+#: :meth:`~fraudstream.storage.database.Database.bulk_write`.
 Conn = Connection | Any
 
 

@@ -1,48 +1,34 @@
-"""The engine behind :class:`~fraudstream.storage.Store`: URL handling, SQLite tuning, transactions.
+"""The engine behind :class:`~fraudstream.storage.Store`: URL handling, connections, transactions.
 
-SQLite and PostgreSQL are driven through the same Core statements. The differences live here: how a
-URL is turned into an engine, how a writing transaction begins, and which ``INSERT .. ON CONFLICT``
-construct is used.
+SQLite and PostgreSQL are driven through the same Core statements; what differs between them (how a
+URL becomes an engine, how a writing transaction begins, which ``INSERT .. ON CONFLICT`` construct is
+used, and the repositories' few vendor-specific statements) is in :mod:`._sqlite` and
+:mod:`._postgres`, reached through :attr:`Database.vendor`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import date, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import numpy as np
 import orjson
-from sqlalchemy import URL, Connection, Engine, Executable, Table, create_engine, event, make_url
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import URL, Connection, Executable, Table, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, OperationalError
-from sqlalchemy.pool import StaticPool
 
 from fraudstream.storage._checkpoint import WalCheckpointer
 from fraudstream.storage._connections import DriverTransaction, ThreadConnections
+from fraudstream.storage._dialect import Dialect
+from fraudstream.storage._postgres import PostgreSQL
+from fraudstream.storage._sqlite import SQLite, in_memory
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.migrate import upgrade
 
-if TYPE_CHECKING:
-    from fraudstream.storage._journal import DecisionJournal
-
 SUPPORTED_SCHEMES = ("sqlite:///path/to/file.db", "postgresql://user:password@host:5432/dbname")
-# A checkpoint every 10,000 pages (40 MB of WAL) instead of 1,000: a batch of decisions is several MB,
-# and checkpointing after every commit rewrote the same index pages again and again.
-_SQLITE_PRAGMAS = (
-    "PRAGMA page_size=8192",
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",
-    "PRAGMA busy_timeout=5000",
-    "PRAGMA foreign_keys=ON",
-    "PRAGMA wal_autocheckpoint=10000",
-    "PRAGMA cache_size=-131072",
-)
-_BEGIN_OPTION = "fraudstream_sqlite_begin"
-_CONNECT_TIMEOUT_S = 5
+_VENDORS: dict[str, Dialect] = {"sqlite": SQLite(), "postgresql": PostgreSQL()}
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -90,70 +76,8 @@ def loads(value: str | bytes) -> Any:
         return json.loads(value)
 
 
-def _in_memory(url: URL) -> bool:
-    database = url.database or ""
-    return url.get_backend_name() == "sqlite" and (
-        database in ("", ":memory:") or url.query.get("mode") == "memory"
-    )
-
-
-def _sqlite_engine(url: URL, pool_size: int, max_overflow: int) -> Engine:
-    database = url.database or ""
-    in_memory = _in_memory(url)
-    if not in_memory:
-        folder = Path(database).expanduser().parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create the folder {folder} for the SQLite database: {exc}") from exc
-    options: dict[str, Any] = (
-        {"poolclass": StaticPool} if in_memory else {"pool_size": pool_size, "max_overflow": max_overflow}
-    )
-    engine = create_engine(
-        url,
-        connect_args={"check_same_thread": False, "timeout": 5.0},
-        json_serializer=dumps,
-        json_deserializer=loads,
-        **options,
-    )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control away from the sqlite3 module so that BEGIN (IMMEDIATE) is ours.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in _SQLITE_PRAGMAS:
-            cursor.execute(pragma)
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(_BEGIN_OPTION, 'DEFERRED')}")
-
-    return engine
-
-
-def _postgres_engine(url: URL, pool_size: int, max_overflow: int) -> Engine:
-    """A QueuePool of psycopg connections, each checked before use so a restarted server costs nothing."""
-    try:
-        return create_engine(
-            url,
-            pool_size=pool_size,
-            max_overflow=max_overflow,
-            pool_pre_ping=True,
-            pool_recycle=3600,
-            json_serializer=dumps,
-            json_deserializer=loads,
-            connect_args={"connect_timeout": _CONNECT_TIMEOUT_S, "application_name": "fraudstream"},
-        )
-    except ImportError as exc:
-        raise StorageError(
-            "PostgreSQL support needs psycopg 3: pip install 'psycopg[binary]' (or use a sqlite:/// URL)"
-        ) from exc
-
-
 class Database:
-    """An engine plus the transaction helpers every store method uses.
+    """An engine plus the transaction helpers every repository of the :class:`~.store.Store` uses.
 
     Creating one opens no connection; the first query does. Writing transactions on SQLite start with
     ``BEGIN IMMEDIATE`` so that concurrent writers queue on the busy timeout instead of failing halfway.
@@ -162,26 +86,21 @@ class Database:
 
     def __init__(self, url: str | URL, *, pool_size: int = 5, max_overflow: int = 10) -> None:
         self.url = normalize_url(url)
-        self.dialect = "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
+        #: What differs between SQLite and PostgreSQL (see :mod:`._dialect`).
+        self.vendor = _VENDORS[self.url.get_backend_name()]
+        #: ``"sqlite"`` or ``"postgresql"``.
+        self.dialect = self.vendor.name
         self._checkpointer: WalCheckpointer | None = None
         self._writers: ThreadConnections | None = None
-        self._journal: DecisionJournal | None = None  # the score API's held decisions (see ._held)
-        if self.dialect == "sqlite":
-            self.engine = _sqlite_engine(self.url, pool_size, max_overflow)
-            if not self.in_memory:
-                self._checkpointer = WalCheckpointer(self.engine)
-                self._writers = ThreadConnections(self.engine)
-        else:
-            self.engine = _postgres_engine(self.url, pool_size, max_overflow)
-        # Feature-set id → names; content-addressed, so never stale.
-        self._feature_names: dict[str, list[str]] = {}
-        # Whether the last batch of transactions stored with decisions was all new (see save_decisions).
-        self._transactions_new = False
+        self.engine = self.vendor.engine(self.url, pool_size, max_overflow, (dumps, loads))
+        if self.dialect == "sqlite" and not self.in_memory:
+            self._checkpointer = WalCheckpointer(self.engine)
+            self._writers = ThreadConnections(self.engine)
 
     @property
     def in_memory(self) -> bool:
         """Whether the database lives in this process only (in-memory SQLite), out of others' reach."""
-        return _in_memory(self.url)
+        return in_memory(self.url)
 
     @property
     def safe_url(self) -> str:
@@ -197,10 +116,14 @@ class Database:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @property
+    def writers(self) -> ThreadConnections | None:
+        """Each thread's own driver connection to a SQLite file (see :mod:`._connections`), or ``None``
+        (PostgreSQL, in-memory SQLite)."""
+        return self._writers
+
     def close(self) -> None:
-        """Close every pooled connection; the store reconnects if used again."""
-        if self._journal is not None:
-            self._journal.close()
+        """Close every pooled connection; the database reconnects if used again."""
         if self._writers is not None:
             self._writers.close()
         if self._checkpointer is not None:
@@ -209,34 +132,22 @@ class Database:
 
     def migrate(self) -> None:
         """Create or upgrade the schema, atomically and safely when several processes start at once."""
-        with self._write() as conn:
+        with self.write() as conn:
             upgrade(conn)
 
     def ping(self) -> str:
         """The server's version, proving the database is reachable: ``"SQLite 3.45.1"``."""
-        query = "SELECT sqlite_version()" if self.dialect == "sqlite" else "SHOW server_version"
-        name = "SQLite" if self.dialect == "sqlite" else "PostgreSQL"
-        with self._read() as conn:
-            return f"{name} {conn.exec_driver_sql(query).scalar_one()}"
+        with self.read() as conn:
+            return f"{self.vendor.label} {conn.exec_driver_sql(self.vendor.version_query).scalar_one()}"
 
     def _unreachable(self, exc: Exception) -> StorageError:
         message = str(getattr(exc, "orig", None) or exc).strip()
         reason = " ".join(message.splitlines()[0].split()) if message else type(exc).__name__
-        return StorageError(
-            f"database {self.safe_url} is unreachable or unusable ({reason}); {self._hint(reason)}"
-        )
-
-    def _hint(self, reason: str) -> str:
-        if self.dialect == "sqlite":
-            return "check the URL: the file must be a SQLite database, in a folder you can write to"
-        if "password authentication failed" in reason or ("role" in reason and "does not exist" in reason):
-            return "check the user name and password in the URL"
-        if "database" in reason and "does not exist" in reason:
-            return f"create it (createdb {self.url.database}) or fix the database name in the URL"
-        return "is PostgreSQL running? `make services` (or check the host and port in the URL)"
+        hint = self.vendor.hint(reason, self.url)
+        return StorageError(f"database {self.safe_url} is unreachable or unusable ({reason}); {hint}")
 
     @contextmanager
-    def _translated(self) -> Iterator[None]:
+    def translated(self) -> Iterator[None]:
         """Connection failures become one :class:`StorageError` saying which database and what to check.
 
         Bulk writes talk to the driver directly, so its own ``OperationalError`` is translated too.
@@ -250,7 +161,7 @@ class Database:
             raise translated from exc
 
     def _translation(self, exc: Exception) -> StorageError | None:
-        """The :class:`StorageError` that :meth:`_translated` raises for ``exc``, if any."""
+        """The :class:`StorageError` that :meth:`translated` raises for ``exc``, if any."""
         if isinstance(exc, OperationalError | OSError | self.engine.dialect.loaded_dbapi.OperationalError):
             return self._unreachable(exc)
         # Plain DatabaseError is "not a database" and the like; its subclasses are our own bugs.
@@ -259,51 +170,40 @@ class Database:
         return None
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self._translated(), self.engine.connect() as conn:
+    def read(self) -> Iterator[Connection]:
+        with self.translated(), self.engine.connect() as conn:
             yield conn
 
     def query(self, statement: Executable) -> list[Any]:
         """The rows of a read-only SQLAlchemy Core ``statement``, for read models kept beside the API
         (live feed, chart series); failures become :class:`StorageError` like every other read."""
-        with self._read() as conn:
+        with self.read() as conn:
             return list(conn.execute(statement))
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def write(self) -> Iterator[Connection]:
         """One transaction that commits on success; exclusive for writers from the start on SQLite."""
-        with self._translated(), self.engine.connect() as conn:
-            if self.dialect == "sqlite":
-                conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        with self.translated(), self.engine.connect() as conn:
+            self.vendor.begin_write(conn)
             with conn.begin():
                 yield conn
-        self._committed()
+        self.committed()
 
-    def _release_for_reads(self) -> None:
-        """Before a read that lists or counts decisions: stores what is held (see :mod:`._held`)."""
-
-    @contextmanager
-    def _accepting(self, hashes: Mapping[str, str]) -> Iterator[dict[str, str]]:
-        """Around storing transactions with these body hashes (by id): the body hashes of those whose
-        decision this process holds, not stored yet (see :mod:`._held`); here, where nothing is held,
-        none."""
-        yield {}
-
-    def _committed(self, commits: int = 1) -> None:
+    def committed(self, commits: int = 1) -> None:
         if self._checkpointer is not None:
             self._checkpointer.committed(commits)
 
-    def _bulk_write(self) -> AbstractContextManager[Any]:
-        """:meth:`_write` for a transaction made only of :mod:`.bulk` statements, which go through the
+    def bulk_write(self) -> AbstractContextManager[Any]:
+        """:meth:`write` for a transaction made only of :mod:`.bulk` statements, which go through the
         driver. On a SQLite file it yields this thread's own driver connection (see :mod:`._connections`)
         and begins and ends the transaction there, skipping SQLAlchemy's connection, pool and
         transaction machinery, which would otherwise cost every one-row batch of the score API more than
-        its own statements. Elsewhere it yields the SQLAlchemy connection of :meth:`_write`."""
+        its own statements. Elsewhere it yields the SQLAlchemy connection of :meth:`write`."""
         if self._writers is None:
-            return self._write()
-        return DriverTransaction(self._writers, self._translation, self._committed)
+            return self.write()
+        return DriverTransaction(self._writers, self._translation, self.committed)
 
-    def _insert_ignore(
+    def insert_ignore(
         self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]], returning: str
     ) -> list[Any]:
         """Insert ``rows`` in one executemany, skipping conflicts; the ``returning`` values of new rows.
@@ -313,6 +213,5 @@ class Database:
         """
         if not rows:
             return []
-        insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
-        statement = insert(table).on_conflict_do_nothing().returning(table.c[returning])
+        statement = self.vendor.insert(table).on_conflict_do_nothing().returning(table.c[returning])
         return list(conn.execute(statement, list(rows)).scalars())

@@ -8,6 +8,7 @@ removes them here, as a dead-letter queue's "redrive" does.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -46,10 +47,13 @@ def _mark_dead(conn: Connection, transaction_ids: Sequence[str]) -> int:
     return _move(conn, transaction_ids, tables.TX_DEAD, _t.c.status != tables.TX_DECIDED)
 
 
-class DeadLetterStore(Database):
+class DeadLetterRepository:
     """Keeping, listing and removing dead letters."""
 
-    def add_dead_letters(self, items: list[tuple[str, str, str]], dead: Sequence[str] = ()) -> None:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def add(self, items: builtins.list[tuple[str, str, str]], dead: Sequence[str] = ()) -> None:
         """Keep input that could not be processed, as ``(source, payload text, reason)``, for inspection,
         and set the transactions ``dead`` to status ``dead`` (see :meth:`mark_dead`), in one transaction.
 
@@ -58,9 +62,9 @@ class DeadLetterStore(Database):
         """
         if not items and not dead:
             return
-        now = bulk.timestamp_converter(self.dialect)(datetime.now(UTC))
+        now = bulk.timestamp_converter(self._db.dialect)(datetime.now(UTC))
         rows = [(now, *(_storable(text) for text in item)) for item in items]
-        with self._write() as conn:
+        with self._db.write() as conn:
             if rows:
                 bulk.append(conn, _dl, ("created_at", "source", "payload", "reason"), rows)
             _mark_dead(conn, dead)
@@ -68,12 +72,12 @@ class DeadLetterStore(Database):
     def mark_dead(self, transaction_ids: Sequence[str]) -> int:
         """Set transactions that could not be decided to status ``dead``, unless they were decided after
         all (another copy, another process); how many rows changed."""
-        with self._write() as conn:
+        with self._db.write() as conn:
             return _mark_dead(conn, transaction_ids)
 
-    def dead_letters(
+    def list(
         self, limit: int = 100, *, before: int | None = None, after: int | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         """Dead letters newest first, those with an id below ``before`` when given; with ``after``,
         oldest first from the one after that id instead (to work through all of them in order)."""
         query = select(_dl).limit(limit)
@@ -83,23 +87,23 @@ class DeadLetterStore(Database):
             query = query.order_by(_dl.c.id.desc())
             if before is not None:
                 query = query.where(_dl.c.id < before)
-        with self._read() as conn:
+        with self._db.read() as conn:
             return dicts(conn.execute(query).mappings())
 
-    def get_dead_letters(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+    def get(self, ids: Sequence[int]) -> builtins.list[dict[str, Any]]:
         """The dead letters with these ids that exist, oldest first."""
-        found: list[dict[str, Any]] = []
-        with self._read() as conn:
+        found: builtins.list[dict[str, Any]] = []
+        with self._db.read() as conn:
             for chunk in chunks(sorted(set(ids))):
                 query = select(_dl).where(_dl.c.id.in_(chunk)).order_by(_dl.c.id)
                 found += dicts(conn.execute(query).mappings())
         return found
 
-    def remove_dead_letters(self, ids: Sequence[int], requeued: Sequence[str] = ()) -> int:
+    def remove(self, ids: Sequence[int], requeued: Sequence[str] = ()) -> int:
         """Delete dead letters that were sent back, and set their transactions that were ``dead`` back
         to ``queued``, in one database transaction; how many dead letters went."""
         removed = 0
-        with self._write() as conn:
+        with self._db.write() as conn:
             for chunk in chunks(list(ids)):
                 removed += conn.execute(delete(_dl).where(_dl.c.id.in_(chunk))).rowcount
             _move(conn, requeued, tables.TX_QUEUED, _t.c.status == tables.TX_DEAD)

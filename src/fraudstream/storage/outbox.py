@@ -18,6 +18,7 @@ from sqlalchemy import func, insert, or_, select, update
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage import bulk, tables
 from fraudstream.storage._bodies import differing, hashes_of, stored_hashes
+from fraudstream.storage._held import HeldDecisions
 from fraudstream.storage.database import Database
 from fraudstream.storage.errors import BodyConflictError
 from fraudstream.storage.rows import TRANSACTION_COLUMNS, body_hash, chunks, transaction_rows, unique_by
@@ -37,8 +38,12 @@ class QueuedMessage:
     deliveries: int = 1  # this claim included
 
 
-class QueueStore(Database):
+class QueueRepository:
     """Outbox writes and the queue operations: publish, claim, ack, pending, trim."""
+
+    def __init__(self, db: Database, held: HeldDecisions) -> None:
+        self._db = db
+        self._held = held
 
     def accept(
         self, transactions: list[Transaction], topic: str = "transactions", *, enqueue: bool = True
@@ -56,7 +61,7 @@ class QueueStore(Database):
         unique = unique_by(transactions, attrgetter("transaction_id"))
         if not unique:
             return []
-        ts = bulk.timestamp_converter(self.dialect)
+        ts = bulk.timestamp_converter(self._db.dialect)
         now = ts(datetime.now(UTC))
         rows = transaction_rows(unique, now, tables.TX_QUEUED, ts)
         hashes = hashes_of(rows)
@@ -66,13 +71,13 @@ class QueueStore(Database):
             clash = [tx.transaction_id for tx in repeats if body_hash(tx) != hashes[tx.transaction_id]]
             if clash:
                 raise BodyConflictError(clash)
-        with self._accepting(hashes) as held:
+        with self._held.accepting(hashes) as held:
             clash = differing(hashes, held)
             if clash:
                 raise BodyConflictError(clash)
             if held:
                 rows = [row for row in rows if row[0] not in held]
-            with self._write() as conn:
+            with self._db.write() as conn:
                 new = bulk.insert_new(conn, tables.transactions, TRANSACTION_COLUMNS, rows)
                 if len(new) < len(rows):
                     clash = differing(hashes, stored_hashes(conn, [r[0] for r in rows if r[0] not in new]))
@@ -88,7 +93,7 @@ class QueueStore(Database):
         """Delete transactions still ``queued`` (accepted, never decided), so that a retry of the same
         ids is accepted afresh after publishing them failed; how many rows went."""
         deleted = 0
-        with self._write() as conn:
+        with self._db.write() as conn:
             for chunk in chunks(transaction_ids):
                 statement = tables.transactions.delete().where(
                     tables.transactions.c.transaction_id.in_(chunk),
@@ -106,7 +111,7 @@ class QueueStore(Database):
             {"topic": topic, "key": key, "payload": payload, "created_at": now} for key, payload in messages
         ]
         statement = insert(_q).returning(_q.c.id, sort_by_parameter_order=True)
-        with self._write() as conn:
+        with self._db.write() as conn:
             return [int(i) for i in conn.execute(statement, rows).scalars()]
 
     def claim(self, topic: str, consumer: str, limit: int, lease_seconds: float) -> list[QueuedMessage]:
@@ -129,9 +134,8 @@ class QueueStore(Database):
             .order_by(_q.c.id)
             .limit(limit)
         )
-        if self.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        with self._write() as conn:
+        query = self._db.vendor.claimable(query)
+        with self._db.write() as conn:
             rows = conn.execute(query).all()
             if rows:
                 conn.execute(
@@ -156,7 +160,7 @@ class QueueStore(Database):
         if not ids:
             return
         now = datetime.now(UTC)
-        with self._write() as conn:
+        with self._db.write() as conn:
             for chunk in chunks(ids):
                 conn.execute(
                     update(_q).where(_q.c.id.in_(chunk), _q.c.acked_at.is_(None)).values(acked_at=now)
@@ -169,7 +173,7 @@ class QueueStore(Database):
         since (the lease ran out meanwhile) stay theirs."""
         if not ids:
             return
-        with self._write() as conn:
+        with self._db.write() as conn:
             for chunk in chunks(ids):
                 conn.execute(
                     update(_q)
@@ -180,11 +184,11 @@ class QueueStore(Database):
     def pending(self, topic: str) -> int:
         """Messages of ``topic`` not yet acknowledged, claimed or not: the consumer lag."""
         query = select(func.count()).select_from(_q).where(_q.c.topic == topic, _q.c.acked_at.is_(None))
-        with self._read() as conn:
+        with self._db.read() as conn:
             return int(conn.execute(query).scalar_one())
 
     def trim_acked(self, older_than: datetime) -> int:
         """Delete messages acknowledged before ``older_than``, keeping the log small; how many went."""
         statement = _q.delete().where(_q.c.acked_at.is_not(None), _q.c.acked_at < older_than)
-        with self._write() as conn:
+        with self._db.write() as conn:
             return int(conn.execute(statement).rowcount)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Integer, cast, func, select
+from sqlalchemy import Connection, func, select
 
 from fraudstream.storage import tables
 
@@ -172,13 +172,9 @@ def series_from_decisions(
 
 
 def _slots(store: Any, bucket: int) -> tuple[Any, Any]:
-    """SQL for a decision's time bucket (epoch seconds // ``bucket``) and score bin, per dialect: SQLite
-    may lack math functions, and a PostgreSQL cast to integer rounds instead of flooring."""
-    scaled = _d.c.probability * SCORE_BINS
-    if store.dialect == "sqlite":
-        return cast(func.strftime("%s", _d.c.decided_at), Integer) // bucket, cast(scaled, Integer)
-    seconds = func.extract("epoch", _d.c.decided_at)
-    return cast(func.floor(seconds / bucket), Integer), cast(func.floor(scaled), Integer)
+    """SQL for a decision's time bucket (epoch seconds // ``bucket``) and score bin, as the store's
+    database computes them (:meth:`._dialect.Dialect.time_and_score_bins`)."""
+    return store.db.vendor.time_and_score_bins(_d.c.decided_at, _d.c.probability * SCORE_BINS, bucket)
 
 
 def decision_counts(conn: Connection, since: datetime) -> dict[str, int]:

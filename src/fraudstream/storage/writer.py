@@ -46,7 +46,7 @@ class DecisionWriter:
         self.stored = 0
         self._store: Store | None = None
         self._outstanding = 0
-        if store.in_memory:
+        if store.db.in_memory:
             self._store = store
             return
         context = multiprocessing.get_context("spawn")  # no fork: the scorer runs native thread pools
@@ -133,8 +133,8 @@ class DecisionWriter:
 
 def _write(store: Store, columns: DecisionColumns, labels: list[Label]) -> int:
     if labels:
-        store.add_labels(labels)
-    return len(store.save_decisions(columns))
+        store.labels.add(labels)
+    return len(store.decisions.save(columns))
 
 
 def _serve(jobs: Queue[Any], replies: Queue[tuple[str, Any]], url: str) -> None:

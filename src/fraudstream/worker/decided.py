@@ -25,7 +25,7 @@ def decided_before(
     recorded can have one (recording comes before storing), so only those it holds, and those ``also``
     flags, are looked up; every id is when the state cannot say. One decided elsewhere meanwhile, or
     decided so long ago that the state has pruned it, is still caught when storing, by
-    :meth:`Store.save_decisions` keeping the first decision."""
+    :meth:`~fraudstream.storage.decisions.DecisionRepository.save` keeping the first decision."""
     if not ids:
         return set()
     recorded = None
@@ -38,7 +38,7 @@ def decided_before(
     if recorded is not None:
         flags = recorded if also is None else [r or a for r, a in zip(recorded, also, strict=True)]
         ids = [i for i, flag in zip(ids, flags, strict=True) if flag]
-    return store.decided_ids(ids) if ids else set()
+    return store.decisions.decided_ids(ids) if ids else set()
 
 
 def different_bodies(store: Store, transactions: list[Transaction]) -> list[Transaction]:
@@ -47,5 +47,5 @@ def different_bodies(store: Store, transactions: list[Transaction]) -> list[Tran
     Costs a query and a body hash per transaction, so it is asked about repeated ids only."""
     if not transactions:
         return []
-    known = store.body_hashes([t.transaction_id for t in transactions])
+    known = store.decisions.body_hashes([t.transaction_id for t in transactions])
     return [t for t in transactions if known.get(t.transaction_id) not in (None, body_hash(t))]

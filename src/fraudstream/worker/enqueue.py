@@ -28,8 +28,8 @@ def enqueue(
     reported as a duplicate that was never queued.
     """
     if not publishes_results(broker_url):
-        return store.accept(transactions)
-    new = store.accept(transactions, enqueue=False)
+        return store.queue.accept(transactions)
+    new = store.queue.accept(transactions, enqueue=False)
     if not new:
         return new
     fresh = set(new)
@@ -37,6 +37,6 @@ def enqueue(
     try:
         broker.publish(TRANSACTIONS, unique_by(messages, lambda m: m[1]["transaction_id"]))
     except BrokerError:
-        store.forget_queued(new)
+        store.queue.forget_queued(new)
         raise
     return new

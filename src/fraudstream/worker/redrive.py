@@ -62,15 +62,17 @@ def requeue(
     """
     done = Redriven()
     if ids is not None:
-        letters = store.get_dead_letters(ids)
+        letters = store.dead_letters.get(ids)
         found = {letter["id"] for letter in letters}
         done.missing = sorted({i for i in ids if i not in found})
         _requeue_page(store, broker, letters, partition_key, done)
         return done
-    newest = store.dead_letters(1)
+    newest = store.dead_letters.list(1)
     last = newest[0]["id"] if newest else 0  # not those a worker adds meanwhile, or this might not end
     after = 0
-    while after < last and (page := [d for d in store.dead_letters(PAGE, after=after) if d["id"] <= last]):
+    while after < last and (
+        page := [d for d in store.dead_letters.list(PAGE, after=after) if d["id"] <= last]
+    ):
         _requeue_page(store, broker, page, partition_key, done)
         after = page[-1]["id"]
     return done
@@ -94,6 +96,6 @@ def _requeue_page(
     for topic, messages in by_topic.items():
         broker.publish(topic, list(messages.values()))
     tx_ids = [tx_id for messages in by_topic.values() for tx_id in messages]
-    store.remove_dead_letters(sent, tx_ids)
+    store.dead_letters.remove(sent, tx_ids)
     done.requeued += sent
     done.transaction_ids += tx_ids

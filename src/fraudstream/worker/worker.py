@@ -168,11 +168,13 @@ class Worker:
             self.stats.duplicates += len(taken)
             decided |= taken
         again = (
-            list(self.store.get_decisions(sorted(decided)).values()) if decided and self.results_topic else []
+            list(self.store.decisions.get_many(sorted(decided)).values())
+            if decided and self.results_topic
+            else []
         )
         self._publish_results(self._results + [(r.customer_id, decision_message(r)) for r in again], dead)
         if dead:  # last before the ack: an outage before it hands the batch back with none stored
-            self.store.add_dead_letters(dead, self._dead_ids)
+            self.store.dead_letters.add(dead, self._dead_ids)
             self.stats.dead += len(dead)
         self.broker.ack(self.topic, messages)
         self._in_flight = []
@@ -265,7 +267,7 @@ class Worker:
         scored = self.scorer.score(TransactionBatch.from_transactions(transactions))
         columns = scored.columns(self.scorer.engine.names, self.scorer.version)
         clashes: set[str] = set()
-        stored = set(self.store.save_decisions(columns, transactions, clashes=clashes))
+        stored = set(self.store.decisions.save(columns, transactions, clashes=clashes))
         ids = columns.transaction_id.tolist()
         if len(stored) < len(ids):  # decided meanwhile by another process (its decision stands), or clashing
             self._taken += [i for i in ids if i not in stored and i not in clashes]

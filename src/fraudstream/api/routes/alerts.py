@@ -41,4 +41,4 @@ def list_alerts(
     """Alerts newest first, each with its delivery status and number of attempts."""
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    return [AlertOut(**row) for row in store.alert_feed(limit=limit, since=since)]
+    return [AlertOut(**row) for row in store.alerts.feed(limit=limit, since=since)]

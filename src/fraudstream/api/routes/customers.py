@@ -73,7 +73,7 @@ def customer(
     limit: Annotated[int, Query(ge=1, le=500, description="most recent decisions and labels")] = 50,
 ) -> CustomerOut:
     """Current feature values, recent decisions and fraud labels; 404 when none are known."""
-    history = store.customer_history(customer_id, limit=limit)
+    history = store.decisions.customer_history(customer_id, limit=limit)
     if not history["decisions"] and not history["labels"]:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decisions or labels for customer {customer_id!r}")
     now = datetime.now(UTC)

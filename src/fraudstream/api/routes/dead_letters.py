@@ -72,7 +72,7 @@ def list_dead_letters(
     """Dead letters newest first. Page on with ``before`` set to the last id of a page."""
     return [
         DeadLetterOut(**letter, transaction_id=transaction_id_of(letter["payload"]))
-        for letter in store.dead_letters(limit, before=before)
+        for letter in store.dead_letters.list(limit, before=before)
     ]
 
 

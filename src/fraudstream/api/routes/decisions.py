@@ -52,7 +52,7 @@ def list_decisions(
     if since is not None and until is not None and since >= until:
         raise _query_error("until", "until must be after since", until.isoformat())
     try:
-        records, next_cursor = store.list_decisions(
+        records, next_cursor = store.decisions.list(
             decision=decision,
             customer_id=customer_id,
             since=since,

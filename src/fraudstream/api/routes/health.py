@@ -72,7 +72,7 @@ async def ready(
 
 def _queue_lag(services: Services) -> float:
     try:
-        return float(services.store.pending(TRANSACTIONS))
+        return float(services.store.queue.pending(TRANSACTIONS))
     except StorageError as error:
         log.warning("metrics: cannot read the queue lag: %s", error)
         return float("nan")

@@ -35,7 +35,7 @@ router = APIRouter(prefix="/v1/labels", tags=["labels"])
 def refuse_unlabelable(store: Store, labels: list[LabelIn], *, many: bool) -> None:
     """Raise a 422 naming each label whose transaction is unknown or whose ``label_time`` precedes the
     transaction (``loc`` ``body.<index>.<field>`` for a list, ``body.<field>`` for one label)."""
-    times = store.transaction_times([label.transaction_id for label in labels])
+    times = store.decisions.transaction_times([label.transaction_id for label in labels])
     errors: list[dict[str, Any]] = []
     for k, label in enumerate(labels):
         at = ("body", k) if many else ("body",)
@@ -92,7 +92,7 @@ def add_labels(
     """
     labels = one_or_many(payload, LabelIn, max_items=settings.max_batch, noun="label")
     refuse_unlabelable(store, labels, many=isinstance(payload, list))
-    changes = store.apply_labels(labels)
+    changes = store.labels.apply(labels)
     if changes.fraud:
         feed_state(scorer, changes.fraud)
     return LabelsOut(accepted=changes.accepted, superseded=changes.superseded, ignored=changes.ignored)
@@ -105,9 +105,9 @@ def get_labels(
 ) -> TransactionLabelsOut:
     """A transaction's labels: each source's current verdict, what they add up to (fraud when any says
     fraud), and the verdicts that were superseded. 404 for a transaction neither known nor labelled."""
-    current = store.labels_for([transaction_id])
-    history = store.label_history(transaction_id)
-    if not current and not history and not store.transaction_times([transaction_id]):
+    current = store.labels.for_transactions([transaction_id])
+    history = store.labels.history(transaction_id)
+    if not current and not history and not store.decisions.transaction_times([transaction_id]):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown transaction {transaction_id!r}")
     return TransactionLabelsOut(
         transaction_id=transaction_id,

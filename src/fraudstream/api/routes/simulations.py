@@ -1,7 +1,8 @@
 """``/v1/simulations``: stream simulated traffic into the outbox, for demos and load tests.
 
-The traffic enters exactly where real clients' does (:meth:`Store.accept`, as ``POST
-/v1/transactions``), so what the simulation shows — decisions, throughput, lag — is the real path.
+The traffic enters exactly where real clients' does (the queue's
+:meth:`~fraudstream.storage.outbox.QueueRepository.accept`, as ``POST /v1/transactions``), so what
+the simulation shows — decisions, throughput, lag — is the real path.
 One simulation runs at a time per API process. What one request may generate or load is bounded
 (``FRAUD_SIMULATION_MAX_ROWS``), and the rows are built in the simulation's own thread: starting
 answers at once, and scoring does not wait for a large frame being generated in a request.
@@ -146,7 +147,7 @@ def control(
             )
         build = frame_builder(spec, settings)
         simulation = Simulation(
-            build, spec.rate, store.accept, limit=spec.limit, duration=spec.duration, name=spec.source
+            build, spec.rate, store.queue.accept, limit=spec.limit, duration=spec.duration, name=spec.source
         )
         simulation.start()
         slot.current, slot.source = simulation, spec.source

@@ -32,9 +32,9 @@ def stats(
     return StatsOut(
         since=since,
         window_s=window,
-        queue_lag=store.pending(TRANSACTIONS),
+        queue_lag=store.queue.pending(TRANSACTIONS),
         model_version=scorer.version,
-        **store.stats(since),
+        **store.decisions.stats(since),
     )
 
 

@@ -54,7 +54,7 @@ async def _decide_within(
     deadline = time.monotonic() + budget
     pending = list(request_ids)
     while pending:
-        decided = await run_in_threadpool(store.decided_ids, pending)
+        decided = await run_in_threadpool(store.decisions.decided_ids, pending)
         pending = [i for i in pending if i not in decided]
         remaining = deadline - time.monotonic()
         if not pending or remaining <= 0:
@@ -63,7 +63,7 @@ async def _decide_within(
     late = set(pending)
     scored = await asyncio.gather(*(batcher.submit(by_id[i]) for i in pending))
     made = {rec.transaction_id: rec for rec, _ in scored}
-    made |= await run_in_threadpool(store.get_decisions, [i for i in request_ids if i not in made])
+    made |= await run_in_threadpool(store.decisions.get_many, [i for i in request_ids if i not in made])
     out = [DecisionOut.from_record(made[i]) for i in request_ids if i in made]
     return out, [i for i in request_ids if i in late]
 
@@ -126,11 +126,11 @@ async def accept(
 
 
 def _status(store: Store, transaction_id: str) -> TransactionStatusOut | None:
-    row = store.get_transaction(transaction_id)
+    row = store.decisions.get_transaction(transaction_id)
     if row is None:
         return None
     # The decision and the status change are written in one database transaction.
-    decision = None if row["status"] == tables.TX_QUEUED else store.get_decision(transaction_id)
+    decision = None if row["status"] == tables.TX_QUEUED else store.decisions.get(transaction_id)
     state = tables.TX_DECIDED if decision is not None else row["status"]
     return TransactionStatusOut(
         transaction_id=transaction_id,

@@ -1,0 +1,288 @@
+"""``DecisionRepository``: decisions and the transactions they were made for, read and written.
+
+Every write takes a list and runs as one transaction with one statement per table, because the
+engine decides in micro-batches and a commit per row would cap throughput at the disk's fsync rate.
+Reads consult what this process holds (:mod:`._held`) first, so a held decision counts as decided.
+"""
+
+from __future__ import annotations
+
+import builtins
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select, tuple_, union
+
+from fraudstream.events.decision import DecisionColumns, DecisionRecord
+from fraudstream.events.transaction import Transaction
+from fraudstream.storage import tables
+from fraudstream.storage._held import HeldDecisions
+from fraudstream.storage._saving import DecisionSaver
+from fraudstream.storage.database import Database
+from fraudstream.storage.rollup import decision_counts
+from fraudstream.storage.rows import (
+    body_hash,
+    chunks,
+    decode_cursor,
+    dicts,
+    encode_cursor,
+    stored_body_hash,
+)
+
+FLAGGED = ("FLAG", "BLOCK")
+#: Latency percentiles in :meth:`DecisionRepository.stats` come from at most this many of the newest
+#: decisions.
+LATENCY_SAMPLE = 20_000
+#: :meth:`DecisionRepository.stats` also gives the throughput over this many of the window's newest seconds.
+RECENT_SECONDS = 60.0
+
+_d = tables.decisions
+_t = tables.transactions
+_l = tables.labels
+
+
+class DecisionRepository:
+    """Storing and holding decisions; reading decisions, transactions, stats and customer histories."""
+
+    def __init__(self, db: Database, saver: DecisionSaver, held: HeldDecisions) -> None:
+        self._db = db
+        self._saver = saver
+        self._held = held
+
+    def save(
+        self,
+        records: builtins.list[DecisionRecord] | DecisionColumns,
+        transactions: builtins.list[Transaction] | None = None,
+        *,
+        clashes: set[str] | None = None,
+    ) -> builtins.list[str]:
+        """Store decisions and mark their transactions decided; the ids decided for the first time.
+
+        The first decision for a transaction wins: a replayed or changed record is ignored, never
+        overwritten, and one for a transaction whose decision is held (:meth:`hold`) is left
+        to the held one. ``transactions`` (the synchronous API path, which skips the queue's ``accept``)
+        are stored too when not already known; a decision made for a transaction whose id is stored with
+        another body is not stored (one id, one body), and its id is added to ``clashes``. A scored
+        batch's :class:`DecisionColumns` are stored without making a record per row. One transaction, one
+        bulk statement per table, or on SQLite one per row for the score API's few rows (see :mod:`.bulk`).
+        The decisions are expected to be new (callers look them up before scoring), so PostgreSQL copies
+        them without looking again; a batch that does hold stored ones costs a second pass, with the
+        same result.
+        """
+        return self._saver.save(records, transactions, skip=self._held.held_ids, clashes=clashes)
+
+    def hold(
+        self,
+        records: builtins.list[DecisionRecord],
+        transactions: builtins.list[Transaction],
+        *,
+        clashes: set[str] | None = None,
+    ) -> builtins.list[str]:
+        """Make decisions as durable as stored ones by appending them to this process's journal, to be
+        stored a group at a time by :meth:`.HeldDecisions.release` (see :mod:`._held`); the ids decided
+        for the first time. A decision for a transaction whose id is stored, or being accepted, with
+        another body is not held, and its id is added to ``clashes``. Where the store does not hold
+        (PostgreSQL, in-memory SQLite), this is :meth:`save`."""
+        if not self._held.holds:
+            return self.save(records, transactions, clashes=clashes)
+        return self._held.hold(records, transactions, clashes)
+
+    def decided_payloads(self, since: datetime, limit: int = 5_000_000) -> builtins.list[dict[str, Any]]:
+        """Payloads of decided transactions from ``since`` on, oldest first: to rebuild in-memory state."""
+        query = (
+            select(_t.c.payload)
+            .where(_t.c.status == tables.TX_DECIDED, _t.c.timestamp >= since)
+            .order_by(_t.c.timestamp, _t.c.transaction_id)
+            .limit(limit)
+        )
+        with self._db.read() as conn:
+            return list(conn.execute(query).scalars())
+
+    def newest_decided_timestamp(self) -> datetime | None:
+        """Event time of the newest decided transaction: where rebuilt feature state must reach."""
+        with self._db.read() as conn:
+            return conn.execute(
+                select(func.max(_t.c.timestamp)).where(_t.c.status == tables.TX_DECIDED)
+            ).scalar()
+
+    def get_transaction(self, transaction_id: str) -> dict[str, Any] | None:
+        """The stored transaction row (with ``status`` and the full ``payload``), or ``None``."""
+        held = self._held.transaction(transaction_id)  # first: a release stores it before forgetting it
+        if held is not None:
+            return held
+        with self._db.read() as conn:
+            row = conn.execute(select(_t).where(_t.c.transaction_id == transaction_id)).mappings().first()
+        return None if row is None else dict(row)
+
+    def get(self, transaction_id: str) -> DecisionRecord | None:
+        """The decision made for a transaction, or ``None`` if it has not been decided."""
+        return self.get_many([transaction_id]).get(transaction_id)
+
+    def get_many(self, ids: builtins.list[str]) -> dict[str, DecisionRecord]:
+        """The decisions made for those of ``ids`` that are decided, by id, in one query per chunk."""
+        out = self._held.records(ids)  # first: a release stores them before forgetting them
+        with self._db.read() as conn:
+            for chunk in chunks([i for i in dict.fromkeys(ids) if i not in out]):
+                rows = conn.execute(select(_d).where(_d.c.transaction_id.in_(chunk))).mappings()
+                out.update((r.transaction_id, r) for r in self._saver.records(conn, rows))
+        return out
+
+    def body_hashes(self, ids: builtins.list[str]) -> dict[str, str]:
+        """The body hash (:func:`~.rows.body_hash`) of each of ``ids`` whose transaction is stored or held
+        by this process: what a transaction sent again under its id must match. A decision stored
+        without its transaction (a replay's) has none."""
+        out = {i: body_hash(tx) for i, (_, tx) in self._held.entries(ids).items()}
+        with self._db.read() as conn:
+            for chunk in chunks([i for i in dict.fromkeys(ids) if i not in out]):
+                query = select(_t.c.transaction_id, _t.c.body_hash).where(_t.c.transaction_id.in_(chunk))
+                rows = conn.execute(query).all()
+                legacy = [i for i, h in rows if h is None]
+                payloads = dict(
+                    conn.execute(
+                        select(_t.c.transaction_id, _t.c.payload).where(_t.c.transaction_id.in_(legacy))
+                    ).all()
+                    if legacy
+                    else ()
+                )
+                for i, h in rows:
+                    found = stored_body_hash(h, payloads.get(i))
+                    if found is not None:
+                        out[i] = found
+        return out
+
+    def transaction_times(self, ids: builtins.list[str]) -> dict[str, datetime]:
+        """The event time of each of ``ids`` the engine knows: stored or held by this process as a
+        transaction, or decided (a replay stores decisions without their transactions)."""
+        out = {i: tx.timestamp for i, (_, tx) in self._held.entries(ids).items()}
+        with self._db.read() as conn:
+            for table in (_t, _d):
+                for chunk in chunks([i for i in dict.fromkeys(ids) if i not in out]):
+                    query = select(table.c.transaction_id, table.c.timestamp).where(
+                        table.c.transaction_id.in_(chunk)
+                    )
+                    out.update((i, ts) for i, ts in conn.execute(query))
+        return out
+
+    def decided_ids(self, ids: builtins.list[str]) -> set[str]:
+        """Which of ``ids`` already have a decision, so a consumer can skip them before scoring."""
+        found = set(self._held.records(ids))  # first: a release stores them before forgetting them
+        with self._db.read() as conn:
+            for chunk in chunks([i for i in dict.fromkeys(ids) if i not in found]):
+                found.update(
+                    conn.execute(select(_d.c.transaction_id).where(_d.c.transaction_id.in_(chunk))).scalars()
+                )
+        return found
+
+    def list(
+        self,
+        *,
+        decision: str | None = None,
+        customer_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[builtins.list[DecisionRecord], str | None]:
+        """Decisions newest first, filtered, one page at a time; the cursor for the next page or ``None``.
+
+        Keyset pagination on ``(decided_at, transaction_id)``: pages stay fast however deep, and rows
+        written while paging never shift later pages. ``since`` is inclusive, ``until`` exclusive.
+        The cursor is a row-value comparison, which both databases read as a range on the
+        ``(…, decided_at, transaction_id)`` indexes, so a page costs ``limit`` index entries.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self._held.release()
+        query = select(_d)
+        if decision is not None:
+            query = query.where(_d.c.decision == decision)
+        if customer_id is not None:
+            query = query.where(_d.c.customer_id == customer_id)
+        if since is not None:
+            query = query.where(_d.c.decided_at >= since)
+        if until is not None:
+            query = query.where(_d.c.decided_at < until)
+        if cursor is not None:
+            at, after_id = decode_cursor(cursor)
+            query = query.where(tuple_(_d.c.decided_at, _d.c.transaction_id) < tuple_(at, after_id))
+        query = query.order_by(_d.c.decided_at.desc(), _d.c.transaction_id.desc()).limit(limit + 1)
+        with self._db.read() as conn:
+            page = self._saver.records(conn, conn.execute(query).mappings())
+        if len(page) <= limit:
+            return page, None
+        page = page[:limit]
+        return page, encode_cursor(page[-1].decided_at, page[-1].transaction_id)
+
+    def stats(self, since: datetime) -> dict[str, Any]:
+        """Counts, flagged share, latency percentiles, throughput and fraud labels since ``since``.
+
+        ``flagged_rate`` is the share of FLAG and BLOCK decisions. ``throughput_per_s`` averages the
+        whole window, so an hour's window shows a fraction of a rate that began a minute ago;
+        ``recent_throughput_per_s`` is the rate over the last :data:`RECENT_SECONDS` (or the window,
+        when shorter), the rate flowing now. A dashboard asks every few seconds (an
+        hour at 500/s is 1.8 M rows), so counts come from the per-minute counts (:mod:`.rollup`), all but
+        the window's first part-minute, and latencies are ``latency_ms["total"]`` of the newest
+        :data:`LATENCY_SAMPLE` decisions in the window, each read from its row.
+        """
+        self._held.release()
+        now = datetime.now(UTC)
+        in_window = _d.c.decided_at >= since
+        fraud_labels = (
+            select(func.count()).select_from(_l).where(_l.c.is_fraud.is_(True), _l.c.received_at >= since)
+        )
+        recent_since = max(since, now - timedelta(seconds=RECENT_SECONDS))
+        with self._db.read() as conn:
+            by_decision = decision_counts(conn, since)
+            recent = sum(decision_counts(conn, recent_since).values())
+            newest = (
+                select(_d.c.latency_ms["total"].as_float())
+                .where(in_window)
+                .order_by(_d.c.decided_at.desc())
+                .limit(LATENCY_SAMPLE)
+            )
+            totals = conn.execute(newest).scalars()
+            latencies = np.array([value for value in totals if value is not None], dtype=float)
+            labelled_fraud = int(conn.execute(fraud_labels).scalar_one())
+        total = sum(by_decision.values())
+        seconds = (now - since).total_seconds()
+        recent_seconds = max((now - recent_since).total_seconds(), 0.0)
+        p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) if latencies.size else (None, None, None)
+        return {
+            "total": total,
+            "by_decision": by_decision,
+            "flagged_rate": sum(by_decision.get(name, 0) for name in FLAGGED) / total if total else 0.0,
+            "latency_ms": {
+                "p50": None if p50 is None else float(p50),
+                "p95": None if p95 is None else float(p95),
+                "p99": None if p99 is None else float(p99),
+            },
+            "throughput_per_s": total / seconds if seconds > 0 else 0.0,
+            "recent_throughput_per_s": recent / recent_seconds if recent_seconds > 0 else 0.0,
+            "recent_s": recent_seconds,
+            "labelled_fraud": labelled_fraud,
+        }
+
+    def customer_history(self, customer_id: str, limit: int = 50) -> dict[str, Any]:
+        """A customer's most recent decisions and the labels on their transactions, newest first."""
+        self._held.release()
+        ids = union(
+            select(_d.c.transaction_id).where(_d.c.customer_id == customer_id),
+            select(_t.c.transaction_id).where(_t.c.customer_id == customer_id),
+        )
+        labels_query = (
+            select(_l)
+            .where(_l.c.transaction_id.in_(select(ids.subquery().c.transaction_id)))
+            .order_by(_l.c.label_time.desc(), _l.c.id.desc())
+            .limit(limit)
+        )
+        decisions_query = (
+            select(_d)
+            .where(_d.c.customer_id == customer_id)
+            .order_by(_d.c.decided_at.desc(), _d.c.transaction_id.desc())
+            .limit(limit)
+        )
+        with self._db.read() as conn:
+            decisions = self._saver.records(conn, conn.execute(decisions_query).mappings())
+            labels = dicts(conn.execute(labels_query).mappings())
+        return {"customer_id": customer_id, "decisions": decisions, "labels": labels}
