@@ -139,6 +139,7 @@ BAD_FIELDS: list[tuple[dict[str, Any], tuple[Any, ...], str]] = [
     ({"customer_id": None}, ("customer_id",), "string_type"),
     ({"timestamp": "yesterday"}, ("timestamp",), "datetime_from_date_parsing"),
     ({"timestamp": "1900-01-01T00:00:00Z"}, ("timestamp",), "value_error"),
+    ({"timestamp": "0001-01-01T00:00:00+01:00"}, ("timestamp",), "value_error"),
     ({"colour": "red"}, ("colour",), "extra_forbidden"),
     ({"amount": "lots"}, ("amount",), "float_type"),
     ({"amount": [1]}, ("amount",), "float_type"),
@@ -257,6 +258,7 @@ def test_values_of_the_wrong_json_type_are_refused_not_converted(api: Api, field
         ("/v1/alerts", "since", "12"),
         ("/v1/reports/daily", "date", "0"),
         ("/v1/decisions", "since", "9999-12-31T00:00:00"),
+        ("/v1/alerts", "since", "0001-01-01T00:04:00+01:00"),  # before year 1 in UTC: no 500
     ],
 )
 def test_times_in_queries_are_iso_8601_within_range(api: Api, path: str, name: str, value: str) -> None:

@@ -93,11 +93,15 @@ class Channel(StrEnum):
 
 
 def _utc(value: datetime) -> datetime:
+    out_of_range = ValueError(f"must be between {MIN_TIMESTAMP:%Y-%m-%d} and {MAX_TIMESTAMP:%Y-%m-%d}")
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # year 1 with a positive offset, or 9999 with a negative one
+        raise out_of_range from None
     if not MIN_TIMESTAMP <= value < MAX_TIMESTAMP:
-        raise ValueError(f"must be between {MIN_TIMESTAMP:%Y-%m-%d} and {MAX_TIMESTAMP:%Y-%m-%d}")
+        raise out_of_range
     return value
 
 
