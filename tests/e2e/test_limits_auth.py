@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from typer.testing import CliRunner
@@ -34,6 +32,7 @@ from tests.e2e.apitools import Api, metric, tx
 from tests.e2e.test_dashboard import chromium, healthy, listening, wait_until
 from tests.e2e.test_dashboard import metric as shown
 from tests.e2e.test_demo import free_port
+from tests.serving import uvicorn_thread
 
 __all__ = ["chromium"]  # a fixture this module uses
 
@@ -166,20 +165,11 @@ def serving(tmp_path: Path, bundle_path: Path, keys: str) -> Iterator[str]:
         data_dir=folder, database_url=f"sqlite:///{folder}/t.db", model_path=bundle_path, api_keys=keys
     )
     services = open_services(settings, warm=False)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, services), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
     try:
-        wait_until(lambda: server.started, "the API", 60)
-        yield f"http://127.0.0.1:{port}"
+        with uvicorn_thread(create_app(settings, services)) as url:
+            yield url
     finally:
-        server.should_exit = True
-        thread.join(15)
         services.close()
-        listener.close()
 
 
 def test_the_dashboard_refuses_to_serve_beyond_loopback_an_api_without_keys(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from fraudstream.api import create_app
 from fraudstream.api.routes.stream import DecisionFeed
@@ -27,6 +25,7 @@ from fraudstream.config import Settings
 from fraudstream.events.decision import DecisionRecord
 from fraudstream.runtime import open_services
 from fraudstream.storage import Store
+from tests.serving import uvicorn_thread
 from tests.waiting import wait_for
 
 NOW = datetime.now(UTC)
@@ -64,29 +63,16 @@ def server(tmp_path: Path, bundle_path: Path) -> Iterator[Server]:
     app = create_app(settings, services)
     feed = DecisionFeed(services.store, interval=0.05, queue_size=5, heartbeat=0.5)
     app.state.decision_feed = feed
-    # A small send buffer (inherited by accepted connections) bounds what the kernel holds for a client
-    # that stops reading, so the slow-consumer test needs a megabyte of events rather than tens.
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert uv.started, "uvicorn did not start"
     other = Store(url)
     try:
-        yield Server(f"http://127.0.0.1:{port}", feed, other, "k1")
-    finally:
-        uv.should_exit = True
-        thread.join(15)
+        # A small send buffer (inherited by accepted connections) bounds what the kernel holds for a
+        # client that stops reading, so the slow-consumer test needs a megabyte of events, not tens.
+        with uvicorn_thread(app, send_buffer=8192) as base:
+            yield Server(base, feed, other, "k1")
         assert feed.task is None and not feed.subscribers  # the app's shutdown stopped the poller
+    finally:
         other.close()
         services.close()
-        listener.close()
 
 
 class Events:

@@ -3,18 +3,15 @@ the embedded defaults (SQLite, in-process worker), a trained model and an API ke
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from fraudstream.api import create_app
 from fraudstream.config import Settings
+from tests.serving import uvicorn_thread
 
 KEY = "fuzz-key"
 
@@ -36,20 +33,5 @@ def served(tmp_path_factory: pytest.TempPathFactory, bundle_path: Path) -> Itera
         api_keys=KEY,
         rate_limits=False,  # the suite sends hundreds of requests a second from one address
     )
-    app = create_app(settings, run_worker=True)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield Served(f"http://127.0.0.1:{port}", {"X-API-Key": KEY})
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        listener.close()
+    with uvicorn_thread(create_app(settings, run_worker=True)) as url:
+        yield Served(url, {"X-API-Key": KEY})
