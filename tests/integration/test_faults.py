@@ -253,6 +253,17 @@ def one_customer(frame: pd.DataFrame, n: int) -> list[Transaction]:
     ]
 
 
+def state_on_redis(redis: Private, tmp_path: Path, bundle_path: Path) -> Settings:
+    """An API on a SQLite file, deciding each request at once, with its feature state in ``redis``."""
+    return Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'fraud.db'}",
+        model_path=bundle_path,
+        state_url=f"{redis.redis_url}?prefix=fs-state:",
+        score_hold=0,
+    )
+
+
 @pytest.mark.redis
 def test_lost_feature_state_is_rebuilt_from_storage_before_scoring(
     private_redis: Private, tmp_path: Path, bundle_path: Path, small_frame: pd.DataFrame
@@ -260,13 +271,7 @@ def test_lost_feature_state_is_rebuilt_from_storage_before_scoring(
     """Scores after Redis lost the feature state (while the API ran, and before it started) use the
     histories storage holds, not empty ones: every stored feature vector equals the offline value."""
     txs = one_customer(small_frame, 8)
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'fraud.db'}",
-        model_path=bundle_path,
-        state_url=f"{private_redis.redis_url}?prefix=fs-state:",
-        score_hold=0,
-    )
+    settings = state_on_redis(private_redis, tmp_path, bundle_path)
 
     def score(client: TestClient, tx: Transaction) -> None:
         response = client.post("/v1/score", json=tx.model_dump(mode="json"))
@@ -302,13 +307,7 @@ def test_scoring_waits_while_another_process_rebuilds_the_state(
     import redis
 
     txs = one_customer(small_frame, 2)
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'fraud.db'}",
-        model_path=bundle_path,
-        state_url=f"{private_redis.redis_url}?prefix=fs-state:",
-        score_hold=0,
-    )
+    settings = state_on_redis(private_redis, tmp_path, bundle_path)
     client = redis.Redis.from_url(private_redis.redis_url)
     with TestClient(create_app(settings)) as api:
         assert api.post("/v1/score", json=txs[0].model_dump(mode="json")).status_code == 200
