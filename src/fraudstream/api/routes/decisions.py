@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -14,12 +13,6 @@ from fraudstream.api.schemas import DecisionName, DecisionOut, DecisionPage
 from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def _query_error(name: str, message: str, value: object) -> RequestValidationError:
@@ -48,7 +41,6 @@ def list_decisions(
 
     An analyst's queue is ``?decision=FLAG``; a customer's history is ``?customer_id=...``.
     """
-    since, until = _utc(since), _utc(until)
     if since is not None and until is not None and since >= until:
         raise _query_error("until", "until must be after since", until.isoformat())
     try:
