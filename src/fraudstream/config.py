@@ -69,13 +69,6 @@ class Settings(BaseSettings):
         le=1,
         description="POST /v1/score under load: longest wait to batch requests (seconds; 0: none)",
     )
-    score_hold: float = Field(
-        0.02,
-        ge=0,
-        le=60,
-        description="POST /v1/score on SQLite: decisions are journalled, then stored together, by a child "
-        "process, this many seconds after the first (0: stored at once, one commit each)",
-    )
     consumer_group: str = Field("fraudstream", description="Redis/Kafka consumer group of the workers")
     claim_idle_seconds: float = Field(
         30.0, gt=0, description="Redis: a dead consumer's pending messages are reclaimed after this idle time"

@@ -83,7 +83,6 @@ def open_services(settings: Settings, *, bundle: ModelBundle | None = None, warm
     """Connect to (or create) everything; raises the area's own error with a message saying what to do."""
     store = open_store(settings.db_url)
     store.migrate()
-    store.held.recover()  # decisions a crashed server held, before feature state is rebuilt from the store
     bundle = bundle or load_bundle(settings.bundle_path)
     engine = FeatureEngine(bundle.feature_set())
 

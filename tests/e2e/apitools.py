@@ -28,7 +28,7 @@ def tx(
 
 
 def stored(services: Services) -> int:
-    """Decisions in the table itself (``store.query`` stores nothing held first)."""
+    """Decisions in the table itself."""
     from sqlalchemy import func, select
 
     from fraudstream.storage.tables import decisions

@@ -691,7 +691,6 @@ def test_database_outage_is_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> No
     for repository, method in (
         (services.store.decisions, "decided_ids"),
         (services.store.decisions, "save"),
-        (services.store.decisions, "hold"),
         (services.store.queue, "accept"),
     ):
         monkeypatch.setattr(repository, method, unreachable)
@@ -858,7 +857,6 @@ def test_a_transaction_recorded_but_not_stored_is_decided_on_retry(
 
     with monkeypatch.context() as patch:  # scored and recorded in the feature state, then the write fails
         patch.setattr(services.store.decisions, "save", unreachable)
-        patch.setattr(services.store.decisions, "hold", unreachable)
         assert client.post("/v1/score", json=tx("r-1")).status_code == 503
     retried = client.post("/v1/score", json=tx("r-1"))
     assert retried.status_code == 200, retried.text
@@ -927,44 +925,9 @@ def test_under_load_a_score_request_waits_for_company_and_alone_it_does_not(api:
     assert all(services.store.decisions.get(f"lw{i}") is not None for i in range(1, 5))
 
 
-def test_score_decisions_are_stored_a_group_at_a_time_and_all_at_shutdown(
-    make_api: Callable[..., Api],
-) -> None:
-    client, services, _ = make_api(score_hold=0.2)
+def test_a_score_decision_is_stored_before_it_is_answered(api: Api) -> None:
+    """One commit per micro-batch, before its answers: a decision the client has is in the table."""
+    client, services, _ = api
     for i in range(3):
         assert client.post("/v1/score", json=tx(f"g{i}")).status_code == 200
-    assert stored(services) == 0 and services.store.decisions.decided_ids(["g0", "g1", "g2"]) == {
-        "g0",
-        "g1",
-        "g2",
-    }
-    wait_for(lambda: stored(services) == 3, what="the held decisions stored")
-
-    client, services, _ = make_api(score_hold=30)
-    assert client.post("/v1/score", json=tx("s1")).status_code == 200
-    assert stored(services) == 0
-    client.__exit__(None, None, None)  # shutdown stores what is held
-    assert stored(services) == 1
-
-    client, services, _ = make_api(score_hold=0)  # no journal: each request commits its own
-    assert client.post("/v1/score", json=tx("n1")).status_code == 200
-    assert stored(services) == 1
-
-
-def test_the_held_decisions_are_stored_at_once_when_max_held_are_waiting(api: Api) -> None:
-    from fraudstream.api.batcher import ScoreBatcher
-    from fraudstream.api.metrics import ApiMetrics
-    from fraudstream.events.transaction import Transaction
-
-    _, services, _ = api
-    batcher = ScoreBatcher(services.scorer, services.store, ApiMetrics(), hold_for=30, max_held=3)
-
-    async def run(ids: list[str]) -> int:
-        for i in ids:
-            await batcher.submit(Transaction.model_validate(tx(i)))
-        await asyncio.sleep(0.01)
-        return stored(services)
-
-    assert asyncio.run(run(["m1", "m2"])) == 0  # held, the 30 s not over
-    asyncio.run(run(["m3"]))  # the third held: all handed to the storing process now
-    wait_for(lambda: stored(services) == 3, what="the held decisions stored", timeout=10)
+        assert stored(services) == i + 1

@@ -1,6 +1,6 @@
 """One id, one body (``POST /v1/score``, ``POST /v1/transactions``, the worker), labels that can change with
-an audit trail, and ``wait=`` in seconds: through HTTP, on SQLite (holding its decisions, and not) and
-on PostgreSQL."""
+an audit trail, and ``wait=`` in seconds: through HTTP, on SQLite and on
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -23,15 +23,14 @@ from fraudstream.worker.worker import TRANSACTIONS
 from tests.e2e.apitools import NOW, Api, tx
 from tests.integration.conftest import POSTGRES_URL, require, scratch_database
 
-BACKENDS = ["sqlite", "sqlite-unheld", pytest.param("postgres", marks=pytest.mark.postgres)]
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 #: Sent without the fast path's content type, so that FastAPI's own route answers.
 ROUTE = {"Content-Type": "application/json;charset=utf-8"}
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path, bundle_path: Path) -> Iterator[Api]:
-    """An API without a worker on each store: a SQLite file holding the score API's decisions (the
-    default), one storing them at once, and PostgreSQL."""
+    """An API without a worker on each store: a SQLite file and PostgreSQL."""
     values: dict[str, Any] = {
         "data_dir": tmp_path / "data",
         "database_url": f"sqlite:///{tmp_path}/t.db",
@@ -39,8 +38,6 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, bundle_path: Path) -
         "api_keys": "",
         "max_wait": 0.01,
     }
-    if request.param == "sqlite-unheld":
-        values["score_hold"] = 0.0
     with _database(request.param) as url:
         if url is not None:
             values["database_url"] = url
@@ -115,7 +112,7 @@ def test_repeats_of_an_id_arriving_together_are_answered_by_their_body(backend: 
 def test_an_id_scored_cannot_be_queued_with_another_body(backend: Api) -> None:
     client, services, _ = backend
     assert client.post("/v1/score", json=tx("x1", amount=5.0)).status_code == 200
-    # at once, while the decision may still be held in the journal
+    # at once, right after the answer
     refused = client.post("/v1/transactions", json=[tx("y1"), tx("x1", amount=6.0)])
     assert refused.status_code == 409 and refused.json()["transaction_ids"] == ["x1"]
     assert services.store.decisions.get_transaction("y1") is None  # nothing of the request was accepted

@@ -30,17 +30,11 @@ def refusing(real: Callable[..., list[str]], poison: set[str]) -> Callable[..., 
     return call
 
 
-@pytest.mark.parametrize("hold", [0.02, 0.0], ids=["journalled", "committed"])
-def test_a_poison_request_fails_alone_and_leaves_no_state(
-    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch, hold: float
-) -> None:
-    client, services, _ = make_api(score_hold=hold)
+def test_a_poison_request_fails_alone_and_leaves_no_state(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, services, _ = api
     poison = {"bad-1", "bad-2"}
-    for name in ("hold", "save"):
-        monkeypatch.setattr(
-            services.store.decisions, name, refusing(getattr(services.store.decisions, name), poison)
-        )
-    batcher = ScoreBatcher(services.scorer, services.store, ApiMetrics(), hold_for=hold)
+    monkeypatch.setattr(services.store.decisions, "save", refusing(services.store.decisions.save, poison))
+    batcher = ScoreBatcher(services.scorer, services.store, ApiMetrics())
     good = [f"ok-{i}" for i in range(40)]
     ids = [*good[:20], "bad-1", *good[20:], "bad-2"]
     bodies = {i: tx(i, "CP" if i in poison or i in ("ok-3", "ok-30") else f"C-{i}") for i in ids}

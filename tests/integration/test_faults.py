@@ -254,13 +254,12 @@ def one_customer(frame: pd.DataFrame, n: int) -> list[Transaction]:
 
 
 def state_on_redis(redis: Private, tmp_path: Path, bundle_path: Path) -> Settings:
-    """An API on a SQLite file, deciding each request at once, with its feature state in ``redis``."""
+    """An API on a SQLite file, with its feature state in ``redis``."""
     return Settings(
         data_dir=tmp_path,
         database_url=f"sqlite:///{tmp_path / 'fraud.db'}",
         model_path=bundle_path,
         state_url=f"{redis.redis_url}?prefix=fs-state:",
-        score_hold=0,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import multiprocessing
 import threading
 import time
 from collections.abc import Iterator
@@ -300,13 +301,13 @@ def test_save_decisions_first_decision_wins(store: Store) -> None:
     assert store.dead_letters.mark_dead(["t0003"]) == 0
 
 
-def test_held_decisions_read_as_decided_and_are_stored_once(store: Store) -> None:
-    """On SQLite a held decision waits in the journal until released; elsewhere holding is storing.
-    Either way it reads as decided at once, and ends up stored exactly once."""
+def test_decisions_saved_with_their_transactions_read_as_decided_and_are_stored_once(store: Store) -> None:
+    """The score API's write: decisions with their transactions (one queued before, one new), in one
+    commit; they read as decided at once, and a second decision for either is ignored."""
     store.queue.accept([tx(1)])  # queued first, as POST /v1/transactions?wait= does
-    held = [record(1), record(2, decision="FLAG", probability=0.7, rules=["velocity"])]
-    assert store.decisions.hold(held, [tx(1), tx(2)]) == ["t0001", "t0002"]
-    assert store.decisions.hold([record(2, decision="BLOCK")], [tx(2)]) == []  # decided already
+    decided = [record(1), record(2, decision="FLAG", probability=0.7, rules=["velocity"])]
+    assert store.decisions.save(decided, [tx(1), tx(2)]) == ["t0001", "t0002"]
+    assert store.decisions.save([record(2, decision="BLOCK")], [tx(2)]) == []  # decided already
     assert store.decisions.decided_ids(["t0001", "t0002", "t0003"]) == {"t0001", "t0002"}
     flagged = store.decisions.get("t0002")
     assert flagged is not None and (flagged.decision, flagged.rules) == ("FLAG", ["velocity"])
@@ -315,21 +316,19 @@ def test_held_decisions_read_as_decided_and_are_stored_once(store: Store) -> Non
     for i in ("t0001", "t0002"):
         row = store.decisions.get_transaction(i)
         assert row is not None and row["status"] == "decided" and row["payload"]["transaction_id"] == i
-    assert [d.transaction_id for d in store.decisions.list()[0]] == ["t0002", "t0001"]  # lists release first
-    assert store.held.release() == []
+    assert [d.transaction_id for d in store.decisions.list()[0]] == ["t0002", "t0001"]
     assert store.decisions.stats(T0 - timedelta(days=1))["by_decision"] == {"APPROVE": 1, "FLAG": 1}
     assert store.decisions.save([record(1, decision="BLOCK")], [tx(1)]) == []
     stored = store.decisions.get("t0001")
     assert stored is not None and stored.decision == "APPROVE"
-    assert store.decisions.hold([record(1, decision="BLOCK"), record(3)], [tx(1), tx(3)]) == ["t0003"]
+    assert store.decisions.save([record(1, decision="BLOCK"), record(3)], [tx(1), tx(3)]) == ["t0003"]
 
 
-def test_a_writer_leaves_a_held_decision_to_the_held_one(store: Store) -> None:
-    """The embedded worker deciding a transaction the API holds (it checked just before the hold) must
-    not store a second, different decision: the API's answer is the one kept."""
-    assert store.decisions.hold([record(1)], [tx(1)]) == ["t0001"]
+def test_a_writer_leaves_a_decision_answered_by_the_api_as_it_is(store: Store) -> None:
+    """The embedded worker deciding a transaction the API has just decided (it checked just before the
+    API stored) must not store a second, different decision: the API's answer is the one kept."""
+    assert store.decisions.save([record(1)], [tx(1)]) == ["t0001"]
     assert store.decisions.save([record(1, decision="BLOCK"), record(2)], [tx(1), tx(2)]) == ["t0002"]
-    store.held.release()
     decided = store.decisions.get_many(["t0001", "t0002"])
     assert decided["t0001"].decision == "APPROVE" and set(decided) == {"t0001", "t0002"}
 
@@ -355,15 +354,14 @@ def test_accept_refuses_an_id_known_with_another_body_and_stores_nothing(store: 
 
 
 def test_a_decision_for_another_body_of_a_stored_id_is_not_stored(store: Store) -> None:
-    """Saved or held, a decision made for a body other than the one stored under its id is refused,
-    its id reported; the same body is decided as before."""
+    """A decision made for a body other than the one stored under its id is refused, its id reported;
+    the same body is decided as before."""
     store.queue.accept([tx(1), tx(2)])
-    for write in (store.decisions.save, store.decisions.hold):
-        clashes: set[str] = set()
-        assert write([record(1, amount=99.0)], [changed(tx(1), amount=99.0)], clashes=clashes) == []
-        assert clashes == {"t0001"}
-    assert store.decisions.hold([record(2)], [tx(2)]) == ["t0002"]
-    store.held.release()
+    clashes: set[str] = set()
+    other = changed(tx(1), amount=99.0)
+    assert store.decisions.save([record(1, amount=99.0)], [other], clashes=clashes) == []
+    assert clashes == {"t0001"}
+    assert store.decisions.save([record(2)], [tx(2)]) == ["t0002"]
     assert (
         store.decisions.get("t0001") is None
         and store.decisions.get_transaction("t0001")["status"] == "queued"
@@ -371,16 +369,14 @@ def test_a_decision_for_another_body_of_a_stored_id_is_not_stored(store: Store) 
     assert store.decisions.get("t0002") is not None
 
 
-def test_an_id_decided_and_held_is_known_with_its_body(store: Store) -> None:
-    """A held decision (SQLite) reads like a stored one: accepting its id with another body is refused,
-    with the same body it is a duplicate that is never queued."""
-    assert store.decisions.hold([record(1)], [tx(1)]) == ["t0001"]
+def test_an_id_decided_by_the_score_api_is_known_with_its_body(store: Store) -> None:
+    """A transaction stored with its decision (``POST /v1/score``): accepting its id with another body
+    is refused, with the same body it is a duplicate that is never queued."""
+    assert store.decisions.save([record(1)], [tx(1)]) == ["t0001"]
     with pytest.raises(BodyConflictError):
         store.queue.accept([changed(tx(1), amount=1.5)])
     assert store.queue.accept([tx(1)]) == [] and store.queue.pending("transactions") == 0
     assert store.decisions.body_hashes(["t0001", "t0009"]) == {"t0001": body_hash(tx(1))}
-    store.held.release()
-    assert store.decisions.body_hashes(["t0001"]) == {"t0001": body_hash(tx(1))}
     assert store.decisions.get_transaction("t0001")["body_hash"] == body_hash(tx(1))  # type: ignore[index]
 
 
@@ -407,7 +403,7 @@ def test_body_hashes_are_canonical_and_rows_from_before_them_are_read_from_the_p
 
 def test_accepting_and_deciding_one_id_at_once_keep_one_body(store: Store) -> None:
     """Threads accepting ids (``POST /v1/transactions``) while others decide the same ids with other
-    bodies (``POST /v1/score``, holding or storing): for each id exactly one side wins, and a decision
+    bodies (``POST /v1/score``): for each id exactly one side wins, and a decision
     stored is for the body stored."""
     n = 60
     outcome: dict[str, list[str]] = {"accepted": [], "decided": [], "refused": []}
@@ -420,7 +416,7 @@ def test_accepting_and_deciding_one_id_at_once_keep_one_body(store: Store) -> No
 
     def decide(i: int) -> None:
         clashes: set[str] = set()
-        outcome["decided"] += store.decisions.hold(
+        outcome["decided"] += store.decisions.save(
             [record(i, amount=2.0)], [changed(tx(i), amount=2.0)], clashes=clashes
         )
         outcome["refused"] += sorted(clashes)
@@ -430,7 +426,6 @@ def test_accepting_and_deciding_one_id_at_once_keep_one_body(store: Store) -> No
         thread.start()
     for thread in threads:
         thread.join()
-    store.held.release()
     assert sorted(outcome["accepted"] + outcome["decided"]) == sorted(f"t{i:04d}" for i in range(n))
     assert sorted(outcome["refused"]) == sorted(f"t{i:04d}" for i in range(n))
     for i in outcome["accepted"]:
@@ -441,9 +436,9 @@ def test_accepting_and_deciding_one_id_at_once_keep_one_body(store: Store) -> No
         assert store.decisions.get_transaction(i)["payload"]["amount"] == 2.0 == store.decisions.get(i).amount  # type: ignore[index,union-attr]
 
 
-def test_transaction_times_cover_stored_held_and_replayed_transactions(store: Store) -> None:
+def test_transaction_times_cover_accepted_decided_and_replayed_transactions(store: Store) -> None:
     store.queue.accept([tx(1)])
-    store.decisions.hold([record(2)], [tx(2)])
+    store.decisions.save([record(2)], [tx(2)])
     store.decisions.save([record(3)])  # a replay's decision, stored without its transaction
     times = store.decisions.transaction_times(["t0001", "t0002", "t0003", "t0004"])
     assert times == {"t0001": tx(1).timestamp, "t0002": tx(2).timestamp, "t0003": tx(3).timestamp}
@@ -1007,7 +1002,8 @@ def test_an_interrupted_writer_ends_its_process(tmp_path: Path) -> None:
         with pytest.raises(KeyboardInterrupt), DecisionWriter(store) as writer:
             writer.save(columns("i", 5))
             raise KeyboardInterrupt
-        assert not writer._process.is_alive()
+        children = multiprocessing.active_children()  # joins those that have ended
+        assert "fraudstream-writer" not in [child.name for child in children]
 
 
 def _table_rows(store: Store, table: str, prefix: str) -> list[tuple[Any, ...]]:

@@ -157,7 +157,6 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
             running.store,
             metrics,
             max_wait=settings.score_max_wait,
-            hold_for=settings.score_hold,
             on_decided=alerts.submit,
             around_batch=paused_gc,
         )

@@ -15,10 +15,10 @@ thread or process of its own (docs/decisions/0002-score-on-the-event-loop.md).
 
 A batch's decisions are stored before the feature state records them, and only the stored ones are
 recorded; a batch that fails is decided again one request at a time, so one request that cannot be
-decided or stored fails alone. On a SQLite file the decisions are held
-(:mod:`fraudstream.storage._held`): journalled before the answers and stored a group at a time by a
-child process that no answer waits for (docs/decisions/0005-held-decisions-journal.md and
-0006-held-decisions-stored-by-a-child-process.md).
+decided or stored fails alone. A batch's decisions are committed, in one transaction, before any of
+its answers is sent, on SQLite and PostgreSQL alike: an answered decision is a stored one. The batch is
+the group commit: whatever arrives while one batch is decided and committed is decided and committed
+together next (docs/decisions/0025-one-commit-per-micro-batch.md).
 """
 
 from __future__ import annotations
@@ -45,11 +45,6 @@ from fraudstream.storage.store import Store
 from fraudstream.worker.decided import decided_before
 
 log = logging.getLogger(__name__)
-
-#: Held decisions (see :mod:`fraudstream.storage._held`) are stored this many seconds after the first
-#: of them, or as soon as this many are held.
-HOLD_FOR = 0.02
-MAX_HELD = 256
 
 #: The answer to one request: the decision, and whether it had been made before (a replayed id).
 Outcome = tuple[DecisionRecord, bool]
@@ -78,15 +73,13 @@ class ScoreBatcher:
     """Decides queued score requests in batches of up to ``max_batch``, on the event loop; under load a
     batch waits up to ``max_wait`` seconds for more requests.
 
-    Decisions are held (:meth:`~fraudstream.storage.decisions.DecisionRepository.hold`): journalled before the
-    answers, and stored into the decision and transaction tables a group at a time,
-    ``hold_for`` seconds after the first of them or as soon as ``max_held`` are held. :meth:`stop`
-    stores what is held.
+    Each batch's decisions are stored (:meth:`~fraudstream.storage.decisions.DecisionRepository.save`)
+    in one commit before its answers; :meth:`stop` decides and stores what is queued.
 
     ``on_decided`` receives the newly stored decisions of each batch that can raise an alert (see
     :func:`~fraudstream.alerts.detect.may_alert`), as the worker hands them over; its errors are logged
-    and never fail the requests. ``around_batch`` is entered around deciding each batch and storing
-    what is held (the API's start-up passes :func:`fraudstream._gc.paused_gc`).
+    and never fail the requests. ``around_batch`` is entered around deciding and storing each batch
+    (the API's start-up passes :func:`fraudstream._gc.paused_gc`).
     """
 
     def __init__(
@@ -97,17 +90,12 @@ class ScoreBatcher:
         *,
         max_batch: int = 256,
         max_wait: float = 0.0,
-        hold_for: float = HOLD_FOR,
-        max_held: int = MAX_HELD,
         on_decided: Callable[[list[DecisionRecord]], None] | None = None,
         around_batch: Callable[[], AbstractContextManager[Any]] = nullcontext,
     ) -> None:
         self.scorer, self.store, self.metrics = scorer, store, metrics
         self.around_batch = around_batch
         self.max_batch, self.max_wait = max_batch, max_wait
-        self.hold_for, self.max_held = hold_for, max_held
-        self._release: asyncio.Handle | None = None
-        self._held = 0  # decisions held since the last release
         self.on_decided = on_decided
         self._pending: list[_Request] = []
         self._scheduled = False
@@ -115,34 +103,10 @@ class ScoreBatcher:
         self._ended = float("-inf")  # time.monotonic() when the last batch ended
 
     def stop(self) -> None:
-        """Decide what is queued now, store what is held, then refuse new requests."""
+        """Decide and store what is queued now, then refuse new requests."""
         self._stopped = True
         while self._pending:
             self._drain()
-        if self._release is not None:
-            self._release.cancel()
-            self._release = None
-        self._store_held()
-
-    def _release_soon(self, count: int) -> None:
-        """Have the held decisions stored within ``hold_for`` seconds, or now once ``max_held`` wait."""
-        self._held += count
-        if self._held >= self.max_held:
-            if self._release is not None:
-                self._release.cancel()
-            self._release = asyncio.get_running_loop().call_soon(self._store_held)
-        elif self._release is None:
-            self._release = asyncio.get_running_loop().call_later(self.hold_for, self._store_held)
-
-    def _store_held(self) -> None:
-        self._release, self._held = None, 0
-        try:
-            with self.around_batch():
-                self.store.held.release(background=not self._stopped)
-        except Exception:  # still held, and as durable: the next release, or the next start, stores them
-            log.exception("storing the held decisions failed; trying again in %.2f s", self.hold_for)
-            if not self._stopped:
-                self._release = asyncio.get_running_loop().call_later(self.hold_for, self._store_held)
 
     async def submit(self, transaction: Transaction, *, dry_run: bool = False) -> Outcome:
         """Queue one transaction and wait for its decision."""
@@ -240,12 +204,7 @@ class ScoreBatcher:
         clashes: set[str] = set()  # known with another body: not decided here
 
         def store(records: list[DecisionRecord]) -> set[str]:
-            if self.hold_for > 0:
-                stored.update(self.store.decisions.hold(records, txs, clashes=clashes))
-                if stored and self.store.held.holds:
-                    self._release_soon(len(stored))
-            else:
-                stored.update(self.store.decisions.save(records, txs, clashes=clashes))
+            stored.update(self.store.decisions.save(records, txs, clashes=clashes))
             return stored
 
         records = self._score(fresh, record=True, store=store) if fresh else []

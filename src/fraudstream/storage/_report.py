@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, Integer, Select, and_, cast, func, select, true
 
 from fraudstream.storage import tables
-from fraudstream.storage._held import HeldDecisions
 from fraudstream.storage.database import Database
 
 _d = tables.decisions
@@ -22,17 +21,14 @@ _l = tables.labels
 class ReportRepository:
     """Totals, top rules and reasons, and label outcomes of the decisions made in a period."""
 
-    def __init__(self, db: Database, held: HeldDecisions) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._held = held
 
     def _decided_in(self, start: datetime, end: datetime) -> ColumnElement[bool]:
         return and_(_d.c.decided_at >= start, _d.c.decided_at < end)
 
     def _aggregate(self, query: Select[Any]) -> list[Any]:
-        """The rows of an aggregate over decisions, after storing what this process holds, so that it
-        counts every decision answered so far."""
-        self._held.release()
+        """The rows of an aggregate over decisions."""
         with self._db.read() as conn:
             return list(conn.execute(query))
 

@@ -1,7 +1,8 @@
 """The one write that stores decisions with their transactions, and reading decision rows back as records.
 
-:class:`~.decisions.DecisionRepository` stores through it, and so does :class:`~._held.HeldDecisions`
-when it stores what it held: both must store exactly the same rows, so they share this write.
+:class:`~.decisions.DecisionRepository` stores through it. The same write runs on SQLite and
+PostgreSQL: one transaction per call, so a caller's batch is one commit (the score API's micro-batch
+is its group commit, docs/decisions/0025-one-commit-per-micro-batch.md).
 """
 
 from __future__ import annotations
@@ -39,9 +40,6 @@ _d = tables.decisions
 _t = tables.transactions
 _fs = tables.feature_sets
 
-#: Given the ids about to be stored, those to leave out (their decision is held: see :mod:`._held`).
-Skip = Callable[[Sequence[str]], Iterable[str]]
-
 
 class DecisionSaver:
     """Stores decisions with their transactions, and the feature sets' names both ways."""
@@ -58,12 +56,10 @@ class DecisionSaver:
         records: list[DecisionRecord] | DecisionColumns,
         transactions: list[Transaction] | None,
         *,
-        skip: Skip | None = None,
         clashes: set[str] | None = None,
     ) -> list[str]:
         """Store decisions and mark their transactions decided, in one transaction; the ids decided for
-        the first time (see :meth:`.decisions.DecisionRepository.save`). Those ``skip`` names are left
-        out."""
+        the first time (see :meth:`.decisions.DecisionRepository.save`)."""
         ts = bulk.timestamp_converter(self._db.dialect, memo=True)
         keys, build, names, per_minute = self._decision_builder(records, ts)
         if not keys and not transactions:
@@ -73,7 +69,7 @@ class DecisionSaver:
             unique = unique_by(transactions, _transaction_id)
             tx_rows = transaction_rows(unique, ts(datetime.now(UTC)), tables.TX_DECIDED, ts)
         with self._db.bulk_write() as conn:
-            fresh = self._write_decisions(conn, keys, build, per_minute, tx_rows, skip=skip, clashes=clashes)
+            fresh = self._write_decisions(conn, keys, build, per_minute, tx_rows, clashes=clashes)
             self._add_feature_sets(conn, names)
         self._feature_names.update(names)
         return fresh
@@ -86,15 +82,13 @@ class DecisionSaver:
         per_minute: Any,
         tx_rows: list[tuple[Any, ...]] | None,
         *,
-        skip: Skip | None = None,
         clashes: set[str] | None = None,
     ) -> list[str]:
         """Inside a write: insert the transactions not stored yet and the decisions not stored yet (built by
         position in ``keys``), mark the rest of the new decisions' transactions decided and count the new
         decisions per minute; the ids decided just now. A decision whose transaction was stored before
-        with another body is left out (one id, one body), its id added to ``clashes``; so are those
-        ``skip`` names."""
-        drop: set[str] = set(skip(keys)) if skip is not None else set()
+        with another body is left out (one id, one body), its id added to ``clashes``."""
+        drop: set[str] = set()
         inserted: set[Any] = set()  # stored just now, already marked decided
         if tx_rows:
             # A worker fed straight by producers sees only new rows, one fed by the API's outbox

@@ -2,7 +2,7 @@
 
 Every write takes a list and runs as one transaction with one statement per table, because the
 engine decides in micro-batches and a commit per row would cap throughput at the disk's fsync rate.
-Reads consult what this process holds (:mod:`._held`) first, so a held decision counts as decided.
+A decision is committed before anyone is told of it, so every read sees every decision answered.
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ from sqlalchemy import func, select, tuple_, union
 from fraudstream.events.decision import DecisionColumns, DecisionRecord
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage import tables
-from fraudstream.storage._held import HeldDecisions
 from fraudstream.storage._saving import DecisionSaver
 from fraudstream.storage.database import Database
 from fraudstream.storage.rollup import decision_counts
 from fraudstream.storage.rows import (
-    body_hash,
     chunks,
     decode_cursor,
     dicts,
@@ -43,12 +41,11 @@ _l = tables.labels
 
 
 class DecisionRepository:
-    """Storing and holding decisions; reading decisions, transactions, stats and customer histories."""
+    """Storing decisions; reading decisions, transactions, stats and customer histories."""
 
-    def __init__(self, db: Database, saver: DecisionSaver, held: HeldDecisions) -> None:
+    def __init__(self, db: Database, saver: DecisionSaver) -> None:
         self._db = db
         self._saver = saver
-        self._held = held
 
     def save(
         self,
@@ -60,8 +57,7 @@ class DecisionRepository:
         """Store decisions and mark their transactions decided; the ids decided for the first time.
 
         The first decision for a transaction wins: a replayed or changed record is ignored, never
-        overwritten, and one for a transaction whose decision is held (:meth:`hold`) is left
-        to the held one. ``transactions`` (the synchronous API path, which skips the queue's ``accept``)
+        overwritten. ``transactions`` (the synchronous API path, which skips the queue's ``accept``)
         are stored too when not already known; a decision made for a transaction whose id is stored with
         another body is not stored (one id, one body), and its id is added to ``clashes``. A scored
         batch's :class:`DecisionColumns` are stored without making a record per row. One transaction, one
@@ -70,23 +66,7 @@ class DecisionRepository:
         them without looking again; a batch that does hold stored ones costs a second pass, with the
         same result.
         """
-        return self._saver.save(records, transactions, skip=self._held.held_ids, clashes=clashes)
-
-    def hold(
-        self,
-        records: builtins.list[DecisionRecord],
-        transactions: builtins.list[Transaction],
-        *,
-        clashes: set[str] | None = None,
-    ) -> builtins.list[str]:
-        """Make decisions as durable as stored ones by appending them to this process's journal, to be
-        stored a group at a time by :meth:`.HeldDecisions.release` (see :mod:`._held`); the ids decided
-        for the first time. A decision for a transaction whose id is stored, or being accepted, with
-        another body is not held, and its id is added to ``clashes``. Where the store does not hold
-        (PostgreSQL, in-memory SQLite), this is :meth:`save`."""
-        if not self._held.holds:
-            return self.save(records, transactions, clashes=clashes)
-        return self._held.hold(records, transactions, clashes)
+        return self._saver.save(records, transactions, clashes=clashes)
 
     def decided_payloads(self, since: datetime, limit: int = 5_000_000) -> builtins.list[dict[str, Any]]:
         """Payloads of decided transactions from ``since`` on, oldest first: to rebuild in-memory state."""
@@ -108,9 +88,6 @@ class DecisionRepository:
 
     def get_transaction(self, transaction_id: str) -> dict[str, Any] | None:
         """The stored transaction row (with ``status`` and the full ``payload``), or ``None``."""
-        held = self._held.transaction(transaction_id)  # first: a release stores it before forgetting it
-        if held is not None:
-            return held
         with self._db.read() as conn:
             row = conn.execute(select(_t).where(_t.c.transaction_id == transaction_id)).mappings().first()
         return None if row is None else dict(row)
@@ -121,7 +98,7 @@ class DecisionRepository:
 
     def get_many(self, ids: builtins.list[str]) -> dict[str, DecisionRecord]:
         """The decisions made for those of ``ids`` that are decided, by id, in one query per chunk."""
-        out = self._held.records(ids)  # first: a release stores them before forgetting them
+        out: dict[str, DecisionRecord] = {}
         with self._db.read() as conn:
             for chunk in chunks([i for i in dict.fromkeys(ids) if i not in out]):
                 rows = conn.execute(select(_d).where(_d.c.transaction_id.in_(chunk))).mappings()
@@ -129,10 +106,10 @@ class DecisionRepository:
         return out
 
     def body_hashes(self, ids: builtins.list[str]) -> dict[str, str]:
-        """The body hash (:func:`~.rows.body_hash`) of each of ``ids`` whose transaction is stored or held
-        by this process: what a transaction sent again under its id must match. A decision stored
-        without its transaction (a replay's) has none."""
-        out = {i: body_hash(tx) for i, (_, tx) in self._held.entries(ids).items()}
+        """The body hash (:func:`~.rows.body_hash`) of each of ``ids`` whose transaction is stored: what
+        a transaction sent again under its id must match. A decision stored without its transaction (a
+        replay's) has none."""
+        out: dict[str, str] = {}
         with self._db.read() as conn:
             for chunk in chunks([i for i in dict.fromkeys(ids) if i not in out]):
                 query = select(_t.c.transaction_id, _t.c.body_hash).where(_t.c.transaction_id.in_(chunk))
@@ -152,9 +129,9 @@ class DecisionRepository:
         return out
 
     def transaction_times(self, ids: builtins.list[str]) -> dict[str, datetime]:
-        """The event time of each of ``ids`` the engine knows: stored or held by this process as a
-        transaction, or decided (a replay stores decisions without their transactions)."""
-        out = {i: tx.timestamp for i, (_, tx) in self._held.entries(ids).items()}
+        """The event time of each of ``ids`` the engine knows: stored as a transaction, or decided (a replay
+        stores decisions without their transactions)."""
+        out: dict[str, datetime] = {}
         with self._db.read() as conn:
             for table in (_t, _d):
                 for chunk in chunks([i for i in dict.fromkeys(ids) if i not in out]):
@@ -166,7 +143,7 @@ class DecisionRepository:
 
     def decided_ids(self, ids: builtins.list[str]) -> set[str]:
         """Which of ``ids`` already have a decision, so a consumer can skip them before scoring."""
-        found = set(self._held.records(ids))  # first: a release stores them before forgetting them
+        found: set[str] = set()
         with self._db.read() as conn:
             for chunk in chunks([i for i in dict.fromkeys(ids) if i not in found]):
                 found.update(
@@ -193,7 +170,6 @@ class DecisionRepository:
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        self._held.release()
         query = select(_d)
         if decision is not None:
             query = query.where(_d.c.decision == decision)
@@ -225,7 +201,6 @@ class DecisionRepository:
         the window's first part-minute, and latencies are ``latency_ms["total"]`` of the newest
         :data:`LATENCY_SAMPLE` decisions in the window, each read from its row.
         """
-        self._held.release()
         now = datetime.now(UTC)
         in_window = _d.c.decided_at >= since
         fraud_labels = (
@@ -265,7 +240,6 @@ class DecisionRepository:
 
     def customer_history(self, customer_id: str, limit: int = 50) -> dict[str, Any]:
         """A customer's most recent decisions and the labels on their transactions, newest first."""
-        self._held.release()
         ids = union(
             select(_d.c.transaction_id).where(_d.c.customer_id == customer_id),
             select(_t.c.transaction_id).where(_t.c.customer_id == customer_id),

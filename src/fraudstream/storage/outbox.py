@@ -18,7 +18,6 @@ from sqlalchemy import func, insert, or_, select, update
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage import bulk, tables
 from fraudstream.storage._bodies import differing, hashes_of, stored_hashes
-from fraudstream.storage._held import HeldDecisions
 from fraudstream.storage.database import Database
 from fraudstream.storage.errors import BodyConflictError
 from fraudstream.storage.rows import TRANSACTION_COLUMNS, body_hash, chunks, transaction_rows, unique_by
@@ -41,17 +40,16 @@ class QueuedMessage:
 class QueueRepository:
     """Outbox writes and the queue operations: publish, claim, ack, pending, trim."""
 
-    def __init__(self, db: Database, held: HeldDecisions) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._held = held
 
     def accept(
         self, transactions: list[Transaction], topic: str = "transactions", *, enqueue: bool = True
     ) -> list[str]:
         """Durably accept a batch: store the new transactions and enqueue one message for each.
 
-        Transactions already known (stored, or decided and held by this process) are skipped, in the
-        store and in the queue, so a client retrying a request never causes a second decision. Returns
+        Transactions already stored are skipped, in the store and in the queue, so a client retrying a
+        request never causes a second decision. Returns
         the ids that were new, in input order. An id known with a different body, or repeated in the
         batch with a different body, raises :class:`BodyConflictError` naming them, and nothing of the
         batch is stored: an id names one transaction. Each transaction is encoded to JSON once, for its
@@ -71,22 +69,16 @@ class QueueRepository:
             clash = [tx.transaction_id for tx in repeats if body_hash(tx) != hashes[tx.transaction_id]]
             if clash:
                 raise BodyConflictError(clash)
-        with self._held.accepting(hashes) as held:
-            clash = differing(hashes, held)
-            if clash:
-                raise BodyConflictError(clash)
-            if held:
-                rows = [row for row in rows if row[0] not in held]
-            with self._db.write() as conn:
-                new = bulk.insert_new(conn, tables.transactions, TRANSACTION_COLUMNS, rows)
-                if len(new) < len(rows):
-                    clash = differing(hashes, stored_hashes(conn, [r[0] for r in rows if r[0] not in new]))
-                    if clash:
-                        raise BodyConflictError(clash)  # before the commit: nothing is stored
-                # (topic, key = customer_id, payload, created_at), in input order so ids follow it.
-                if enqueue:
-                    messages = [(topic, row[3], row[8], now) for row in rows if row[0] in new]
-                    bulk.append(conn, _q, ("topic", "key", "payload", "created_at"), messages)
+        with self._db.write() as conn:
+            new = bulk.insert_new(conn, tables.transactions, TRANSACTION_COLUMNS, rows)
+            if len(new) < len(rows):
+                clash = differing(hashes, stored_hashes(conn, [r[0] for r in rows if r[0] not in new]))
+                if clash:
+                    raise BodyConflictError(clash)  # before the commit: nothing is stored
+            # (topic, key = customer_id, payload, created_at), in input order so ids follow it.
+            if enqueue:
+                messages = [(topic, row[3], row[8], now) for row in rows if row[0] in new]
+                bulk.append(conn, _q, ("topic", "key", "payload", "created_at"), messages)
         return [row[0] for row in rows if row[0] in new]
 
     def forget_queued(self, transaction_ids: list[str]) -> int:

@@ -2,8 +2,9 @@
 
 A :class:`Store` is a :class:`~.database.Database` and the repositories that read and write it, one
 per kind of data: ``store.decisions``, ``store.queue``, ``store.alerts``, ``store.labels``,
-``store.dead_letters`` and ``store.reports``, plus ``store.held``, the decisions this process holds
-before storing them (:mod:`._held`), which the decisions, queue and report repositories consult.
+``store.dead_letters`` and ``store.reports``. The repositories share nothing but the database (the
+decisions repository also its :class:`~._saving.DecisionSaver`), and the same code runs on both
+databases; what differs between them is in the database's dialect object (:mod:`._dialect`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any, Self
 
 from sqlalchemy import URL, Executable
 
-from fraudstream.storage._held import HeldDecisions
 from fraudstream.storage._labels import LabelRepository
 from fraudstream.storage._report import ReportRepository
 from fraudstream.storage._saving import DecisionSaver
@@ -35,13 +35,12 @@ class Store:
     def __init__(self, url: str | URL, *, pool_size: int = 5, max_overflow: int = 10) -> None:
         self.db = Database(url, pool_size=pool_size, max_overflow=max_overflow)
         saver = DecisionSaver(self.db)
-        self.held = HeldDecisions(self.db, saver)
-        self.decisions = DecisionRepository(self.db, saver, self.held)
-        self.queue = QueueRepository(self.db, self.held)
+        self.decisions = DecisionRepository(self.db, saver)
+        self.queue = QueueRepository(self.db)
         self.alerts = AlertRepository(self.db)
         self.labels = LabelRepository(self.db)
         self.dead_letters = DeadLetterRepository(self.db)
-        self.reports = ReportRepository(self.db, self.held)
+        self.reports = ReportRepository(self.db)
 
     @property
     def url(self) -> URL:
@@ -76,7 +75,5 @@ class Store:
         return self.db.query(statement)
 
     def close(self) -> None:
-        """Store what the child storer was handed and close the journal (:mod:`._held`), then close every
-        pooled connection; the store reconnects if used again."""
-        self.held.close()
+        """Close every pooled connection; the store reconnects if used again."""
         self.db.close()

@@ -42,9 +42,9 @@ def decided_before(
 
 
 def different_bodies(store: Store, transactions: list[Transaction]) -> list[Transaction]:
-    """Those of ``transactions`` whose id is known (stored, or held by this process) with a different body:
-    a second transaction under an id already used, which must not be decided or answered as the first.
-    Costs a query and a body hash per transaction, so it is asked about repeated ids only."""
+    """Those of ``transactions`` whose id is stored with a different body: a second transaction under an
+    id already used, which must not be decided or answered as the first. Costs a query and a body hash
+    per transaction, so it is asked about repeated ids only."""
     if not transactions:
         return []
     known = store.decisions.body_hashes([t.transaction_id for t in transactions])

@@ -182,8 +182,8 @@ class Worker:
     def _other_bodies(
         self, transactions: list[Transaction], fresh: dict[str, Transaction]
     ) -> list[tuple[str, str, str]]:
-        """Dead letters for the messages that bring another body under an id already used (stored, held,
-        or stored from another message of this batch): an id names one transaction, and the first body
+        """Dead letters for the messages that bring another body under an id already used (stored before,
+        or from another message of this batch): an id names one transaction, and the first body
         keeps its decision. Only the messages not decided here are looked up."""
         refused = [t for t in fresh.values() if t.transaction_id in self._clashed]
         others = [
