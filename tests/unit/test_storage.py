@@ -26,9 +26,13 @@ from fraudstream.events.decision import DecisionRecord
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage import StorageError, Store, open_store
 from fraudstream.storage._checkpoint import PASSES, WalCheckpointer
-from fraudstream.storage.bulk import sqlite_timestamp
+from fraudstream.storage.bulk import timestamp_converter
 from fraudstream.storage.database import dumps, loads, normalize_url
 from fraudstream.storage.rows import feature_set_id, pack_features, payload_json, unique_by, unpack_features
+from fraudstream.storage.tables import UTCDateTime
+
+#: How the bulk writes store a timestamp on SQLite.
+sqlite_timestamp = timestamp_converter("sqlite")
 
 
 @pytest.fixture
@@ -99,6 +103,18 @@ def test_sqlite_timestamps_match_sqlalchemys_own_format() -> None:
     ):
         naive_utc = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
         assert sqlite_timestamp(value) == process(naive_utc)
+
+
+def test_utc_datetime_columns_store_the_same_text_on_sqlite_as_the_bulk_writes() -> None:
+    process = UTCDateTime().dialect_impl(sqlite.dialect()).bind_processor(sqlite.dialect())
+    assert process is not None
+    memo = timestamp_converter("sqlite", memo=True)
+    for value in (
+        datetime(2024, 3, 1, 14, 0, 0, 7, tzinfo=timezone(timedelta(hours=2))),
+        datetime(2024, 3, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5))),
+        datetime(999, 1, 2, 3, 4, 5, 600000),
+    ):
+        assert process(value) == sqlite_timestamp(value) == memo(value) == memo(value)
 
 
 def test_feature_vectors_pack_by_name_list_and_unpack_exactly() -> None:

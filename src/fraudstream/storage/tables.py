@@ -45,9 +45,10 @@ NAMING_CONVENTION = {
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware timestamp that always comes back as aware UTC, on every dialect.
 
-    SQLite has no time zones: there the value is stored as naive UTC. PostgreSQL gets an aware value
-    for its ``timestamptz`` column, so the session time zone never matters. Naive input is taken as UTC,
-    as in :class:`~fraudstream.events.Transaction`.
+    Every value is bound as aware UTC. PostgreSQL's ``timestamptz`` column then never depends on the
+    session time zone; SQLite has no time zones, and SQLAlchemy's SQLite ``DateTime`` writes the
+    fields as text without the offset, so it stores naive UTC, whose text order is time order. Naive
+    input is taken as UTC, as in :class:`~fraudstream.events.Transaction`.
     """
 
     impl = DateTime(timezone=True)
@@ -56,8 +57,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
