@@ -1,16 +1,36 @@
-"""SQLite's side of :mod:`._dialect`: the embedded file (or in-memory) database, tuned for one writer."""
+"""SQLite's side of :mod:`._dialect`: the embedded file (or in-memory) database, tuned for one writer.
+
+Its bulk writes go through the sqlite3 module: ``executemany`` of statements spelled once per table and
+column list, timestamps as text.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, ColumnElement, Connection, Engine, Integer, cast, create_engine, event, func
+import numpy as np
+import orjson
+from sqlalchemy import (
+    URL,
+    ColumnElement,
+    Connection,
+    Engine,
+    Integer,
+    Table,
+    cast,
+    create_engine,
+    event,
+    func,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.pool import StaticPool
 
 from fraudstream.storage import tables
-from fraudstream.storage._dialect import Dialect, JsonCodec
+from fraudstream.storage._dialect import Dialect, JsonCodec, RowBuilder
 from fraudstream.storage.errors import StorageError
 
 # A checkpoint every 10,000 pages (40 MB of WAL) instead of 1,000: a batch of decisions is several MB,
@@ -26,6 +46,13 @@ _PRAGMAS = (
 )
 _BEGIN_OPTION = "fraudstream_sqlite_begin"
 
+#: Up to this many rows, one ``INSERT .. ON CONFLICT DO NOTHING`` per row, whose change count says
+#: whether it went in, beats looking up the known keys first and then inserting with executemany.
+ROW_BY_ROW = 16
+#: Keys per ``IN (...)`` list, so that the bound parameters stay well under SQLite's limit (32766).
+_IN_CHUNK = 5000
+_FORMAT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
+
 
 def in_memory(url: URL) -> bool:
     """Whether ``url`` names an in-memory SQLite database."""
@@ -33,6 +60,39 @@ def in_memory(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and (
         database in ("", ":memory:") or url.query.get("mode") == "memory"
     )
+
+
+def sqlite_timestamp(value: datetime) -> str:
+    """A datetime as SQLAlchemy stores it on SQLite: naive UTC text, so that text order is time order."""
+    if value.tzinfo is not UTC:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    # %-formatting costs two thirds of isoformat, which goes through the slow PyUnicode_FromFormat
+    fields = (value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond)
+    return _FORMAT % fields
+
+
+class _Statements:
+    """The bulk statements for one table and column list, spelled once."""
+
+    def __init__(self, table: str, columns: Sequence[str]) -> None:
+        names, marks = ", ".join(columns), ", ".join("?" * len(columns))
+        self.append = f"INSERT INTO {table} ({names}) VALUES ({marks})"
+        self.insert_new = f"{self.append} ON CONFLICT DO NOTHING"
+        self.select_known = f"SELECT {columns[0]} FROM {table} WHERE {columns[0]} IN "
+
+
+def _statements(table: Table, columns: Sequence[str]) -> _Statements:
+    return _cached_statements(table.name, tuple(columns))
+
+
+@lru_cache(maxsize=64)
+def _cached_statements(table: str, columns: tuple[str, ...]) -> _Statements:
+    return _Statements(table, columns)
+
+
+def _chunks(keys: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(keys), _IN_CHUNK):
+        yield keys[start : start + _IN_CHUNK]
 
 
 class SQLite(Dialect):
@@ -44,6 +104,8 @@ class SQLite(Dialect):
     version_query = "SELECT sqlite_version()"
     insert = staticmethod(sqlite.insert)
     flag_index_hint = f" INDEXED BY {tables.FLAG_INDEX}"
+    param = "?"
+    timestamp = staticmethod(sqlite_timestamp)
 
     def engine(self, url: URL, pool_size: int, max_overflow: int, json: JsonCodec) -> Engine:
         database = url.database or ""
@@ -98,3 +160,88 @@ class SQLite(Dialect):
     def time_and_score_bins(self, decided_at: Any, scaled: Any, bucket: int) -> tuple[Any, Any]:
         # SQLite may lack math functions: strftime's epoch seconds, and integer division.
         return cast(func.strftime("%s", decided_at), Integer) // bucket, cast(scaled, Integer)
+
+    def greatest(self, a: str, b: str) -> str:
+        # max() of two values is NULL if either is.
+        return f"max(coalesce({a}, {b}), coalesce({b}, {a}))"
+
+    def timestamp_converter(self, memo: bool) -> Callable[[datetime], Any]:
+        if not memo:
+            return sqlite_timestamp
+        done: dict[datetime, str] = {}
+
+        def converted(value: datetime) -> str:
+            text = done.get(value)
+            if text is None:
+                text = done[value] = sqlite_timestamp(value)
+            return text
+
+        return converted
+
+    def timestamps(self, seconds: np.ndarray) -> list[Any]:
+        micros = np.rint(np.asarray(seconds, dtype=np.float64) * 1e6).astype("datetime64[us]")
+        return [text.replace("T", " ") for text in np.datetime_as_string(micros, unit="us").tolist()]
+
+    def insert_new(
+        self,
+        driver: Any,
+        table: Table,
+        columns: Sequence[str],
+        keys: Sequence[Any],
+        build: RowBuilder,
+        *,
+        expect_new: bool,
+    ) -> set[Any]:
+        # Inside BEGIN IMMEDIATE nobody else can write, so an insert's change count, or the keys found
+        # before inserting, say exactly which rows conflict. (sqlite3's executemany returns no RETURNING
+        # rows, and RETURNING on one row cost more than the change count.)
+        statements = _statements(table, columns)
+        if len(keys) <= ROW_BY_ROW:
+            cursor = driver.cursor()
+            inserted: set[Any] = set()
+            for key, row in zip(keys, build(range(len(keys))), strict=True):
+                cursor.execute(statements.insert_new, row)
+                if cursor.rowcount > 0:
+                    inserted.add(key)
+            return inserted
+        stored = self._known(driver, statements, keys)
+        at = [i for i, key in enumerate(keys) if key not in stored]
+        driver.executemany(statements.insert_new, build(at))
+        return {keys[i] for i in at}
+
+    def append(
+        self, driver: Any, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        driver.executemany(_statements(table, columns).append, rows)
+
+    def set_column(self, driver: Any, table: Table, column: str, value: Any, keys: Sequence[Any]) -> int:
+        key = table.primary_key.columns.values()[0].name
+        cursor = driver.execute(
+            f"UPDATE {table.name} SET {column} = ? WHERE {column} IS NOT ? "
+            f"AND {key} IN (SELECT value FROM json_each(?))",
+            (value, value, orjson.dumps(list(keys)).decode()),
+        )
+        return int(cursor.rowcount)
+
+    def stored_values(
+        self, driver: Any, table: Table, columns: Sequence[str], keys: Sequence[Any]
+    ) -> dict[Any, tuple[Any, ...]]:
+        key = table.primary_key.columns.values()[0].name
+        names = ", ".join((key, *columns))
+        found: dict[Any, tuple[Any, ...]] = {}
+        for chunk in _chunks(list(keys)):
+            query = f"SELECT {names} FROM {table.name} WHERE {key} IN ({', '.join('?' * len(chunk))})"
+            found.update((row[0], tuple(row[1:])) for row in driver.execute(query, chunk))
+        return found
+
+    def known_keys(self, driver: Any, table: Table, keys: Sequence[Any]) -> set[Any]:
+        """Which of the non-empty ``keys`` (of the table's first column, its primary key) are stored."""
+        key = table.primary_key.columns.values()[0].name
+        return self._known(driver, _statements(table, (key,)), keys)
+
+    def _known(self, driver: Any, statements: _Statements, keys: Sequence[Any]) -> set[Any]:
+        stored: set[Any] = set()
+        for chunk in _chunks(keys):
+            query = f"{statements.select_known}({', '.join('?' * len(chunk))})"
+            stored.update(k for (k,) in driver.execute(query, chunk))
+        return stored

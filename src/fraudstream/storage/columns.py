@@ -9,13 +9,12 @@ batch, with numpy, and only the JSON reasons are encoded row by row.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from fraudstream.events.decision import DecisionColumns
-from fraudstream.storage.bulk import timestamp_converter
+from fraudstream.storage._vendors import vendor
 from fraudstream.storage.database import dumps
 from fraudstream.storage.rollup import batch_minute_rows, epoch
 from fraudstream.storage.rows import feature_set_id, latency_text, stored_total
@@ -23,22 +22,12 @@ from fraudstream.storage.rows import feature_set_id, latency_text, stored_total
 __all__ = ["ColumnRows"]
 
 
-def _sqlite_timestamps(seconds: np.ndarray) -> list[str]:
-    """Like :func:`~fraudstream.storage.bulk.sqlite_timestamp` for every value, in one numpy call."""
-    micros = np.rint(np.asarray(seconds, dtype=np.float64) * 1e6).astype("datetime64[us]")
-    return [text.replace("T", " ") for text in np.datetime_as_string(micros, unit="us").tolist()]
-
-
-def _postgres_timestamps(seconds: np.ndarray) -> list[datetime]:
-    fromtimestamp = datetime.fromtimestamp
-    return [fromtimestamp(t, UTC) for t in np.asarray(seconds, dtype=np.float64).tolist()]
-
-
 class ColumnRows:
     """The rows of one :class:`DecisionColumns` for :data:`~fraudstream.storage.rows.DECISION_COLUMNS`.
 
     ``keys`` are its transaction ids with repeats dropped (the first is kept, as for records);
-    :meth:`build` makes the rows at given positions of ``keys``, in that order.
+    :meth:`build` makes the rows at given positions of ``keys``, in that order, for the bulk writes of
+    the database called ``dialect`` (timestamps in its driver's form).
     """
 
     def __init__(self, columns: DecisionColumns, dialect: str) -> None:
@@ -55,7 +44,7 @@ class ColumnRows:
         self.set_id = feature_set_id(columns.feature_names)
         self.names = {self.set_id: list(columns.feature_names)}
         self._columns = columns
-        self._dialect = dialect
+        self._vendor = vendor(dialect)
 
     def minute_rows(self, at: Sequence[int]) -> list[tuple[Any, ...]]:
         """The rows at these positions counted per minute (:mod:`fraudstream.storage.rollup`)."""
@@ -68,15 +57,11 @@ class ColumnRows:
     def build(self, at: Sequence[int]) -> Iterator[tuple[Any, ...]]:
         c = self._columns
         rows = self._rows[np.asarray(at, dtype=np.int64)]
-        stamps = (
-            _sqlite_timestamps(c.timestamp[rows])
-            if self._dialect == "sqlite"
-            else _postgres_timestamps(c.timestamp[rows])
-        )
+        stamps = self._vendor.timestamps(c.timestamp[rows])
         vectors = np.ascontiguousarray(c.features[rows], dtype="<f8")
         width = vectors.shape[1] * 8
         blob = vectors.tobytes()
-        decided_at = timestamp_converter(self._dialect)(c.decided_at)
+        decided_at = self._vendor.timestamp(c.decided_at)
         latency = latency_text(c.latency_ms)
         version, set_id = c.model_version, self.set_id
         reasons, rules = c.reasons, c.rules

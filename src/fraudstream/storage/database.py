@@ -2,8 +2,8 @@
 
 SQLite and PostgreSQL are driven through the same Core statements; what differs between them (how a
 URL becomes an engine, how a writing transaction begins, which ``INSERT .. ON CONFLICT`` construct is
-used, and the repositories' few vendor-specific statements) is in :mod:`._sqlite` and
-:mod:`._postgres`, reached through :attr:`Database.vendor`.
+used, the repositories' few vendor-specific statements, and the bulk writes' driver statements) is in
+:mod:`._sqlite` and :mod:`._postgres`, reached through :attr:`Database.vendor`.
 """
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, Operational
 
 from fraudstream.storage._checkpoint import WalCheckpointer
 from fraudstream.storage._connections import DriverTransaction, ThreadConnections
-from fraudstream.storage._dialect import Dialect
-from fraudstream.storage._postgres import PostgreSQL
-from fraudstream.storage._sqlite import SQLite, in_memory
+from fraudstream.storage._sqlite import in_memory
+from fraudstream.storage._vendors import SQLITE, vendor
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.migrate import upgrade
 
 SUPPORTED_SCHEMES = ("sqlite:///path/to/file.db", "postgresql://user:password@host:5432/dbname")
-_VENDORS: dict[str, Dialect] = {"sqlite": SQLite(), "postgresql": PostgreSQL()}
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -87,13 +85,13 @@ class Database:
     def __init__(self, url: str | URL, *, pool_size: int = 5, max_overflow: int = 10) -> None:
         self.url = normalize_url(url)
         #: What differs between SQLite and PostgreSQL (see :mod:`._dialect`).
-        self.vendor = _VENDORS[self.url.get_backend_name()]
+        self.vendor = vendor(self.url.get_backend_name())
         #: ``"sqlite"`` or ``"postgresql"``.
         self.dialect = self.vendor.name
         self._checkpointer: WalCheckpointer | None = None
         self._writers: ThreadConnections | None = None
         self.engine = self.vendor.engine(self.url, pool_size, max_overflow, (dumps, loads))
-        if self.dialect == "sqlite" and not self.in_memory:
+        if self.vendor is SQLITE and not self.in_memory:
             self._checkpointer = WalCheckpointer(self.engine)
             self._writers = ThreadConnections(self.engine)
 

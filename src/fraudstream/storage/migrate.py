@@ -11,12 +11,11 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine
+
+from fraudstream.storage._vendors import vendor
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-
-# Serialises concurrent start-ups on PostgreSQL (SQLite serialises through BEGIN IMMEDIATE instead).
-_PG_LOCK_KEY = 0x66726175
 
 
 def alembic_config() -> Config:
@@ -46,8 +45,7 @@ def upgrade(engine_or_url: Engine | Connection | str) -> None:
 
 
 def _upgrade(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+    vendor(conn.dialect.name).lock_migrations(conn)  # processes starting at once migrate one by one
     config = alembic_config()
     config.attributes["connection"] = conn
     command.upgrade(config, "head")

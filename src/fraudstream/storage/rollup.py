@@ -14,12 +14,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, func, select
 
 from fraudstream.storage import tables
+from fraudstream.storage._dialect import Dialect
+from fraudstream.storage._vendors import vendor
 
 SCORE_BINS = 20
 """The score histogram's bins over [0, 1]."""
@@ -27,20 +30,20 @@ MINUTE = 60
 
 _m = tables.decision_minutes
 _d = tables.decisions
-_SET = (
-    "decisions = decision_minutes.decisions + excluded.decisions, "
-    "latency_count = decision_minutes.latency_count + excluded.latency_count, "
-    "latency_sum = decision_minutes.latency_sum + excluded.latency_sum, "
-)
-_UPSERT = {
-    "sqlite": "INSERT INTO decision_minutes VALUES (?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (minute, decision, score_bin) DO UPDATE SET " + _SET + "latency_max = max("
-    "coalesce(decision_minutes.latency_max, excluded.latency_max), "
-    "coalesce(excluded.latency_max, decision_minutes.latency_max))",
-    "postgresql": "INSERT INTO decision_minutes VALUES (%s, %s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (minute, decision, score_bin) DO UPDATE SET " + _SET + "latency_max = "
-    "greatest(decision_minutes.latency_max, excluded.latency_max)",
-}
+
+
+@cache
+def _upsert(dialect: Dialect) -> str:
+    """The driver's statement adding a :func:`minute_rows` row to the counts."""
+    marks = ", ".join([dialect.param] * len(_m.c))
+    return (
+        f"INSERT INTO decision_minutes VALUES ({marks}) "
+        "ON CONFLICT (minute, decision, score_bin) DO UPDATE SET "
+        "decisions = decision_minutes.decisions + excluded.decisions, "
+        "latency_count = decision_minutes.latency_count + excluded.latency_count, "
+        "latency_sum = decision_minutes.latency_sum + excluded.latency_sum, "
+        f"latency_max = {dialect.greatest('decision_minutes.latency_max', 'excluded.latency_max')}"
+    )
 
 
 def score_bin(probability: float) -> int:
@@ -110,7 +113,7 @@ def add_minutes(driver: Any, dialect: str, rows: list[tuple[Any, ...]]) -> None:
     if rows:
         cursor = driver.cursor()
         try:
-            cursor.executemany(_UPSERT[dialect], rows)
+            cursor.executemany(_upsert(vendor(dialect)), rows)
         finally:
             cursor.close()
 
