@@ -234,11 +234,6 @@ class SQLite(Dialect):
             found.update((row[0], tuple(row[1:])) for row in driver.execute(query, chunk))
         return found
 
-    def known_keys(self, driver: Any, table: Table, keys: Sequence[Any]) -> set[Any]:
-        """Which of the non-empty ``keys`` (of the table's first column, its primary key) are stored."""
-        key = table.primary_key.columns.values()[0].name
-        return self._known(driver, _statements(table, (key,)), keys)
-
     def _known(self, driver: Any, statements: _Statements, keys: Sequence[Any]) -> set[Any]:
         stored: set[Any] = set()
         for chunk in _chunks(keys):

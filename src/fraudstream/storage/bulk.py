@@ -107,8 +107,3 @@ def stored_values(
     if not keys:
         return {}
     return _vendor(conn).stored_values(driver(conn), table, columns, keys)
-
-
-def sqlite_known_keys(driver: Any, table: Table, keys: Sequence[Any]) -> set[Any]:
-    """Which of ``keys`` (of the table's first column, its primary key) a SQLite database stores."""
-    return SQLITE.known_keys(driver, table, keys) if keys else set()
