@@ -17,7 +17,7 @@ from fraudstream._gc import paused_gc
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.models.bundle import ModelBundle, load_bundle
 from fraudstream.rules import EMPTY_RULES
-from fraudstream.scoring.scorer import Scorer, _top
+from fraudstream.scoring.scorer import Scorer, _rule_reasons, _top
 from fraudstream.state import MemoryFeatureState
 
 
@@ -80,7 +80,8 @@ def _row_by_row(
 
 def test_reasons_equal_a_row_by_row_build(bundle: ModelBundle) -> None:
     s = Scorer(bundle, MemoryFeatureState(retention=86400.0), lambda: EMPTY_RULES)
-    assert s._explainer is not None
+    explainer = s.explainer
+    assert explainer is not None
     names = s.engine.names
     rng = np.random.default_rng(3)
     n = 200
@@ -94,10 +95,11 @@ def test_reasons_equal_a_row_by_row_build(bundle: ModelBundle) -> None:
     fired = [["big", "night"] if i % 7 == 0 else [] for i in range(n)]
     decision = ["APPROVE" if i % 5 == 3 else "FLAG" for i in range(n)]
     outcome = _Outcome(fired, [[f"{r} text" for r in f] for f in fired], decision)
-    s.models = {**s.models, s._explainer: _Fixed(contrib)}
-    got = s._reasons(X, outcome)
+    got = _rule_reasons(s.explain(X, outcome.decision, contrib), outcome)
+    s.models = {**s.models, explainer: _Fixed(contrib)}  # the explainer's own contributions: the same
+    assert _rule_reasons(s.explain(X, outcome.decision), outcome) == got
     texts = s.engine.feature_set.descriptions
-    assert got == _row_by_row(names, texts, s._explainer, contrib, X, outcome)
+    assert got == _row_by_row(names, texts, explainer, contrib, X, outcome)
     assert got[1] == [] and got[7] == [r for r in got[7] if r["source"] == "rules"] != []
     assert all(isinstance(v["value"], float) for row in got for v in row if "value" in v)
     assert any(row and decision[i] == "FLAG" for i, row in enumerate(got[60:], 60))

@@ -75,6 +75,12 @@ def _batch_path(s: Scorer, X: np.ndarray) -> np.ndarray:
     return combine(calibrated, {n: w for n, w in manifest.weights.items() if n in calibrated})
 
 
+def _few_rows(s: Scorer) -> FewRows:
+    """The few-rows steps for the scorer's models, explainer and features, as the scorer builds them."""
+    names, descriptions = s.engine.names, s.engine.feature_set.descriptions
+    return FewRows(s.models, s.bundle.manifest, s.explainer, names, TOP_REASONS, descriptions)
+
+
 def _same_reasons(a: list[list[dict[str, Any]]], b: list[list[dict[str, Any]]]) -> bool:
     """Equal, with keys in the same order and values of the same types (None for NaN, floats)."""
     return (
@@ -103,11 +109,11 @@ def test_scored_batches_equal_the_batch_path(bundle: ModelBundle, frame: pd.Data
     mixed = _mix(bundle, MIXES[mix])
     state, rules = MemoryFeatureState(retention=60 * 86400.0), _rules()
     few = Scorer(mixed, state, lambda: rules)
-    ref = Scorer(mixed, state, lambda: rules, few.engine)
-    ref._few = None  # the batch path, whatever the batch's size
+    ref = Scorer(mixed, state, lambda: rules, few.engine, few_rows=0)  # the batch path, whatever the size
     whole = TransactionBatch.from_frame(frame)
     ref.score(whole.take(np.arange(1000)))  # some history, so the features are not all missing
-    assert few._few is not None and len(few.models) == len([w for w in mixed.manifest.weights.values() if w])
+    assert (few.few_rows, ref.few_rows) == (FEW_ROWS, 0)
+    assert len(few.models) == len([w for w in mixed.manifest.weights.values() if w])
     rng = np.random.default_rng(len(mix))
     fired = 0
     for _ in range(60):
@@ -122,11 +128,11 @@ def test_scored_batches_equal_the_batch_path(bundle: ModelBundle, frame: pd.Data
 @pytest.mark.parametrize("mix", list(MIXES))
 def test_probabilities_and_reasons_equal_on_random_rows(bundle: ModelBundle, mix: str) -> None:
     s = Scorer(_mix(bundle, MIXES[mix]), MemoryFeatureState(retention=86400.0), _rules)
-    assert s._few is not None
+    few = _few_rows(s)
     names, rng = s.engine.names, np.random.default_rng(7)
     for n in [*range(1, FEW_ROWS + 1), *rng.integers(1, FEW_ROWS + 1, size=40).tolist()]:
         X = _random_rows(rng, n, len(names))
-        probability, picks = s._few.probabilities(X)
+        probability, picks = few.probabilities(X)
         want = _batch_path(s, X)
         assert np.array_equal(probability.view(np.uint64), want.view(np.uint64))
         thresholds = s.bundle.manifest.thresholds
@@ -135,14 +141,15 @@ def test_probabilities_and_reasons_equal_on_random_rows(bundle: ModelBundle, mix
         decision = np.asarray(["APPROVE" if i % 4 == 1 else "FLAG" for i in range(n)], dtype=object)
         texts = [[f"{r}!" for r in f] for f in fired]
         outcome = type("Outcome", (), {"fired": fired, "reasons": texts, "decision": decision})()
-        got = _rule_reasons(s._few.reasons(n, picks, decision), outcome)
-        assert _same_reasons(got, s._reasons(X, outcome))
+        got = _rule_reasons(few.reasons(n, picks, decision), outcome)
+        assert _same_reasons(got, _rule_reasons(s.explain(X, decision), outcome))
         assert len({id(row) for row in got}) == n
 
 
 def test_rows_with_no_positive_contribution_have_no_model_reasons(bundle: ModelBundle) -> None:
     s = Scorer(_mix(bundle, MIXES["no xgboost"]), MemoryFeatureState(retention=86400.0), _rules)
-    assert s._few is not None and s._explainer == "logistic"
+    assert s.few_rows == FEW_ROWS and s.explainer == "logistic"
+    few = _few_rows(s)
     lr, rng = s.models["logistic"], np.random.default_rng(2)
     m = len(s.engine.names)
     sign = np.sign(lr.coef)
@@ -152,9 +159,9 @@ def test_rows_with_no_positive_contribution_have_no_model_reasons(bundle: ModelB
     X[3, rng.random(m) < 0.5] = np.nan  # missing values become the median: small contributions
     flagged = np.full(8, "FLAG", dtype=object)
     outcome = type("Outcome", (), {"fired": [[]] * 8, "reasons": [[]] * 8, "decision": flagged})()
-    _, picks = s._few.probabilities(X)
-    got = _rule_reasons(s._few.reasons(8, picks, flagged), outcome)
-    assert got == s._reasons(X, outcome)
+    _, picks = few.probabilities(X)
+    got = _rule_reasons(few.reasons(8, picks, flagged), outcome)
+    assert got == _rule_reasons(s.explain(X, flagged), outcome)
     assert got[0] == got[1] == [] and 1 <= len(got[2]) <= TOP_REASONS
 
 
@@ -182,10 +189,7 @@ def test_picks_round_and_order_as_numpy() -> None:
 def test_a_booster_served_by_xgboost_itself_equals_too(bundle: ModelBundle) -> None:
     s = Scorer(_mix(bundle, MIXES["xgboost alone"]), MemoryFeatureState(retention=86400.0), _rules)
     s.models = {"xgboost": CompiledBooster(None, s.models["xgboost"].booster)}
-    names = s.engine.names
-    few = FewRows(
-        s.models, s.bundle.manifest, s._explainer, names, TOP_REASONS, s.engine.feature_set.descriptions
-    )
+    few = _few_rows(s)
     rng = np.random.default_rng(5)
     for n in (1, 3, FEW_ROWS):
         X = _random_rows(rng, n, len(s.engine.names))
@@ -193,7 +197,7 @@ def test_a_booster_served_by_xgboost_itself_equals_too(bundle: ModelBundle) -> N
         assert np.array_equal(probability.view(np.uint64), _batch_path(s, X).view(np.uint64))
         flagged = np.full(n, "FLAG", dtype=object)
         outcome = type("Outcome", (), {"fired": [[]] * n, "reasons": [[]] * n, "decision": flagged})()
-        assert _same_reasons(few.reasons(n, picks, flagged), s._reasons(X, outcome))
+        assert _same_reasons(few.reasons(n, picks, flagged), _rule_reasons(s.explain(X, flagged), outcome))
 
 
 def test_the_cut_over(bundle: ModelBundle, frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,6 +216,16 @@ def test_the_cut_over(bundle: ModelBundle, frame: pd.DataFrame, monkeypatch: pyt
         records = scored.records(list(s.engine.names), s.version)  # another list: the general build
         assert [r.probability for r in records] == scored.probability.tolist()
     assert calls == [1, FEW_ROWS]
+    calls.clear()
+    state = MemoryFeatureState(retention=86400.0)
+    for few_rows in (0, 5):
+        chosen = Scorer(bundle, state, _rules, s.engine, few_rows=few_rows)
+        assert chosen.few_rows == few_rows
+        for n in (1, 5, 6):
+            chosen.score(whole.take(np.arange(n)), record=False)
+    assert calls == [1, 5]
+    with pytest.raises(ValueError, match="few_rows must be 0 or more, got -1"):
+        Scorer(bundle, state, _rules, s.engine, few_rows=-1)
 
 
 @pytest.mark.parametrize("flag, block", [(0.3, 0.7), (0.5, 0.5), (0.7, 0.3)])

@@ -30,8 +30,9 @@ from fraudstream.scoring.compiled import CompiledBooster, CompiledForest, Compil
 from fraudstream.scoring.reasons import RAISES
 
 FEW_ROWS = 64
-"""Batches up to this many rows take the few-rows path, the cheaper one at these sizes (one to four is
-what the API sends); the batch path serves the worker and replay's thousands."""
+"""By default (the scorer's ``few_rows``), batches up to this many rows take the few-rows path, the
+cheaper one at these sizes (one to four is what the API sends); the batch path serves the worker and
+replay's thousands."""
 
 Picks = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """Per row: the kept reasons' columns, rounded contributions and feature values, and how many."""
@@ -208,7 +209,7 @@ class FewRows:
         return _ensemble(exp, self.rows, self.weights, self.total), picks
 
     def reasons(self, n: int, picks: Picks | None, decisions: np.ndarray) -> list[list[dict[str, Any]]]:
-        """Each row's model reasons, as the batch path's ``Scorer._reasons`` builds them: none for an
+        """Each row's model reasons, as the batch path's :meth:`Scorer.explain` builds them: none for an
         APPROVE among ``decisions``."""
         if picks is None:
             return [[] for _ in range(n)]

@@ -101,7 +101,12 @@ def model_decisions(probability: np.ndarray, thresholds: dict[str, float]) -> np
 
 
 class Scorer:
-    """Scores batches with a model bundle, a feature state and the current rules."""
+    """Scores batches with a model bundle, a feature state and the current rules.
+
+    Batches of up to ``few_rows`` rows take the few-rows path (:mod:`._few`), which gives the batch
+    path's answers bit for bit without its fixed cost per call; ``few_rows=0`` sends every batch down
+    the batch path (to compare the two, or to rule the few-rows path out).
+    """
 
     def __init__(
         self,
@@ -109,7 +114,11 @@ class Scorer:
         state: FeatureState,
         rules: Callable[[], Any],
         engine: FeatureEngine | None = None,
+        *,
+        few_rows: int = FEW_ROWS,
     ) -> None:
+        if few_rows < 0:
+            raise ValueError(f"few_rows must be 0 or more, got {few_rows}")
         self.bundle = bundle
         self.engine = engine or FeatureEngine(bundle.feature_set())
         self.state = state
@@ -122,15 +131,28 @@ class Scorer:
         self._descriptions = list(self.engine.feature_set.descriptions)
         self._few = (
             FewRows(self.models, bundle.manifest, self._explainer, names, TOP_REASONS, self._descriptions)
-            if len(names) > TOP_REASONS
+            if few_rows and len(names) > TOP_REASONS
             else None
         )
+        self._few_rows = few_rows if self._few is not None else 0
         self._index = (names, {n: i for i, n in enumerate(names)})
         self._lock = threading.Lock()
 
     @property
     def version(self) -> str:
         return self.bundle.manifest.version
+
+    @property
+    def few_rows(self) -> int:
+        """The largest batch scored on the few-rows path; 0 when every batch takes the batch path (as
+        asked, or because the model has no more features than the reasons it gives per row)."""
+        return self._few_rows
+
+    @property
+    def explainer(self) -> str | None:
+        """The model whose feature contributions are the decisions' model reasons: the more heavily
+        weighted of XGBoost and the logistic model, or ``None`` when the bundle weights neither."""
+        return self._explainer
 
     def score(
         self,
@@ -180,7 +202,7 @@ class Scorer:
     def _decide(self, batch: TransactionBatch, X: np.ndarray, new: np.ndarray, started: float) -> ScoredBatch:
         featured = time.perf_counter()
         manifest = self.bundle.manifest
-        few = self._few if len(batch) <= FEW_ROWS else None
+        few = self._few if len(batch) <= self._few_rows else None
         contrib = None
         if few is not None:
             probability, picks = few.probabilities(X)
@@ -200,11 +222,9 @@ class Scorer:
         rules = self.rules()
         outcome = rules.apply(rule_columns(batch, X, self.engine.names), by_model)
         ruled = time.perf_counter()
-        reasons = (
-            self._reasons(X, outcome, contrib, rules.approving)
-            if few is None
-            else _rule_reasons(few.reasons(len(X), picks, outcome.decision), outcome, rules.approving)
-        )
+        decision = outcome.decision
+        model = self.explain(X, decision, contrib) if few is None else few.reasons(len(X), picks, decision)
+        reasons = _rule_reasons(model, outcome, rules.approving)
         done = time.perf_counter()
         timings = {
             "features": (featured - started) * 1e3,
@@ -227,53 +247,48 @@ class Scorer:
             index=self._index,
         )
 
-    def _reasons(
-        self,
-        X: np.ndarray,
-        outcome: Any,
-        contrib: np.ndarray | None = None,
-        approving: frozenset[str] = frozenset(),
+    def explain(
+        self, X: np.ndarray, decision: np.ndarray, contributions: np.ndarray | None = None
     ) -> list[list[dict[str, Any]]]:
-        """Each FLAG and BLOCK row's top positive model contributions among its known feature values
-        (``contrib``, when scoring computed them), then every row's fired rules' reasons (see
-        :mod:`fraudstream.scoring.reasons`).
+        """The model reasons of each row of features ``X`` on the batch path: for a row whose
+        ``decision`` is FLAG or BLOCK, the :attr:`explainer`'s top positive contributions (rounded to
+        4 places) among its known feature values; none for an APPROVE. Every row gets a list of its
+        own, to which scoring appends the fired rules' reasons (see :mod:`fraudstream.scoring.reasons`).
 
-        The model's reasons are picked with array operations over the whole batch and built as one flat
-        list, split into rows afterwards: a loop per row cost more than the dicts themselves.
+        ``contributions`` are the explainer's for ``X`` when already computed (scoring gets them with
+        the scores); otherwise they are computed here. The reasons are picked with array operations
+        over the whole batch and built as one flat list, split into rows afterwards: a loop per row
+        cost more than the dicts themselves.
         """
         n = X.shape[0]
-        out: list[list[dict[str, Any]]]
-        risky = np.asarray(outcome.decision) != "APPROVE"
-        if self._explainer is not None and risky.any():
-            if contrib is None:
-                contrib = self.models[self._explainer].contributions(X)
-            known = np.where(np.isnan(X), -np.inf, contrib)  # a missing value is never a reason
-            top = _top(known, TOP_REASONS)
-            c = np.round(np.take_along_axis(known, top, axis=1), 4)
-            keep = (c > 0) & risky[:, None]
-            v = np.take_along_axis(X, top, axis=1)[keep]
-            columns = top[keep]
-            codes = np.asarray(self.engine.names, dtype=object)[columns]
-            texts = np.asarray(self._descriptions, dtype=object)[columns]
-            source = self._explainer
-            flat = [
-                {
-                    "code": j,
-                    "value": x,
-                    "contribution": k,
-                    "source": source,
-                    "description": d,
-                    "direction": RAISES,
-                }
-                for j, k, x, d in zip(
-                    codes.tolist(), c[keep].tolist(), v.tolist(), texts.tolist(), strict=True
-                )
-            ]
-            ends = np.cumsum(keep.sum(axis=1)).tolist()
-            out = [flat[lo:hi] for lo, hi in zip([0, *ends][:-1], ends, strict=True)]
-        else:
-            out = [[] for _ in range(n)]
-        return _rule_reasons(out, outcome, approving)
+        risky = np.asarray(decision) != "APPROVE"
+        if self._explainer is None or not risky.any():
+            return [[] for _ in range(n)]
+        contrib = contributions
+        if contrib is None:
+            contrib = self.models[self._explainer].contributions(X)
+        known = np.where(np.isnan(X), -np.inf, contrib)  # a missing value is never a reason
+        top = _top(known, TOP_REASONS)
+        c = np.round(np.take_along_axis(known, top, axis=1), 4)
+        keep = (c > 0) & risky[:, None]
+        v = np.take_along_axis(X, top, axis=1)[keep]
+        columns = top[keep]
+        codes = np.asarray(self.engine.names, dtype=object)[columns]
+        texts = np.asarray(self._descriptions, dtype=object)[columns]
+        source = self._explainer
+        flat = [
+            {
+                "code": j,
+                "value": x,
+                "contribution": k,
+                "source": source,
+                "description": d,
+                "direction": RAISES,
+            }
+            for j, k, x, d in zip(codes.tolist(), c[keep].tolist(), v.tolist(), texts.tolist(), strict=True)
+        ]
+        ends = np.cumsum(keep.sum(axis=1)).tolist()
+        return [flat[lo:hi] for lo, hi in zip([0, *ends][:-1], ends, strict=True)]
 
 
 def _rule_reasons(
