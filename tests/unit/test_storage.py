@@ -10,7 +10,6 @@ import importlib.util
 import math
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
@@ -25,11 +24,12 @@ from sqlalchemy.dialects import sqlite
 from fraudstream.events.decision import DecisionRecord
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage import StorageError, Store, open_store
-from fraudstream.storage._checkpoint import PASSES, WalCheckpointer
+from fraudstream.storage._checkpoint import EVERY, PASSES, THREAD_NAME, WalCheckpointer
 from fraudstream.storage.bulk import timestamp_converter
 from fraudstream.storage.database import dumps, loads, normalize_url
 from fraudstream.storage.rows import feature_set_id, pack_features, payload_json, unique_by, unpack_features
 from fraudstream.storage.tables import UTCDateTime
+from tests.waiting import wait_for
 
 #: How the bulk writes store a timestamp on SQLite.
 sqlite_timestamp = timestamp_converter("sqlite")
@@ -71,12 +71,23 @@ def test_open_store_rejects_unknown_schemes() -> None:
     assert normalize_url("postgres://u:p@db/fraud").drivername == "postgresql+psycopg"
 
 
-def test_open_store_postgres_needs_psycopg_only_when_used() -> None:
+def test_open_store_postgres_needs_psycopg_only_when_used(monkeypatch: pytest.MonkeyPatch) -> None:
     if importlib.util.find_spec("psycopg") is not None:
+        from fraudstream.storage import _postgres
+
+        asked: list[dict[str, Any]] = []
+        create_engine = _postgres.create_engine
+
+        def recorded(url: Any, **options: Any) -> Any:
+            asked.append(options)
+            return create_engine(url, **options)
+
+        monkeypatch.setattr(_postgres, "create_engine", recorded)
         store = open_store("postgresql://u:secret@localhost:1/fraud", pool_size=3, max_overflow=2)
         assert store.url.drivername == "postgresql+psycopg"
         assert "secret" not in repr(store)
-        assert (store.db.engine.pool.size(), store.db.engine.pool._pre_ping) == (3, True)  # type: ignore[attr-defined]
+        assert store.db.engine.pool.size() == 3
+        assert [o["pool_pre_ping"] for o in asked] == [True]  # a restarted server's connections are replaced
     else:
         with pytest.raises(StorageError, match="psycopg"):
             open_store("postgresql://u:secret@localhost:1/fraud")
@@ -169,30 +180,38 @@ def test_json_columns_write_nan_as_null_and_keep_huge_integers() -> None:
     assert loads(b'{"a":[1,2.5,null]}') == {"a": [1, 2.5, None]}
 
 
+def _checkpoint_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == THREAD_NAME}
+
+
+def _usable(connection: sqlite3.Connection) -> bool:
+    try:
+        connection.execute("SELECT 1")
+    except sqlite3.ProgrammingError:  # closed
+        return False
+    return True
+
+
 def test_wal_checkpoints_run_off_the_committing_thread(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path / 'ck.db'}")
+    path = tmp_path / "ck.db"
+    store = open_store(f"sqlite:///{path}")
     store.migrate()
-    checkpointer = store.db._checkpointer
-    assert checkpointer is not None
-    checkpointer.every = 3
-    for i in range(7):
+    before, size = _checkpoint_threads(), path.stat().st_size  # the schema is in the WAL only
+    for i in range(EVERY):
         store.dead_letters.add([("transactions", f"payload {i}", "test")])
-    thread = checkpointer._thread
-    assert thread is not None and thread.name == "fraudstream-sqlite-checkpoint"
-    for _ in range(500):
-        if checkpointer.checkpoints:
-            break
-        time.sleep(0.01)
-    assert checkpointer.checkpoints >= 1
+    (thread,) = _checkpoint_threads() - before
+    wait_for(lambda: path.stat().st_size > size, "a checkpoint to copy the WAL into the database file")
     store.close()
     assert not thread.is_alive()
     with store.db.read() as conn:
         (busy, log, done), *_ = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     assert busy == 0 and log == done  # the WAL is fully in the database file
-    for i in range(3):  # a store used again after close checkpoints again
+    for i in range(EVERY):  # a store used again after close checkpoints again
         store.dead_letters.add([("transactions", f"again {i}", "test")])
-    assert checkpointer._thread is not None and checkpointer._thread.is_alive()
+    (again,) = _checkpoint_threads() - before
+    assert again is not thread and again.is_alive()
     store.close()
+    assert not again.is_alive()
 
 
 @pytest.mark.parametrize(
@@ -236,14 +255,19 @@ def test_wal_checkpoints_pass_until_nothing_new_was_committed(
 
 
 def test_in_memory_sqlite_has_no_checkpointer() -> None:
-    assert open_store("sqlite://").db._checkpointer is None
+    before = _checkpoint_threads()
+    with open_store("sqlite://") as store:
+        store.migrate()
+        for i in range(EVERY):
+            store.dead_letters.add([("transactions", f"payload {i}", "test")])
+        assert _checkpoint_threads() == before and store.db.writers is None
 
 
 def _decision(i: int) -> DecisionRecord:
     return DecisionRecord(
         transaction_id=f"t{i}",
         customer_id="c1",
-        timestamp=datetime(2024, 3, 1, 12, i, tzinfo=UTC),
+        timestamp=datetime(2024, 3, 1, 12, tzinfo=UTC) + timedelta(minutes=i),
         amount=10.0,
         decision="APPROVE",
         probability=0.1,
@@ -258,33 +282,40 @@ def _decision(i: int) -> DecisionRecord:
 def test_each_writing_thread_keeps_one_connection_until_it_ends_or_the_store_closes(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'threads.db'}")
     store.migrate()
-    writers, checkpointer = store.db.writers, store.db._checkpointer
-    assert writers is not None and checkpointer is not None
-    checkpointer.every = 2
+    writers, before = store.db.writers, _checkpoint_threads()
+    assert writers is not None
     assert store.decisions.save([_decision(1)]) == ["t1"]
     mine = writers.acquire()
     writers.release(mine)
     assert store.decisions.save([_decision(2), _decision(1)]) == ["t2"]
     assert writers.acquire() is mine  # kept, not checked out anew
     writers.release(mine)
-    other = threading.Thread(target=store.decisions.save, args=([_decision(3)],))
-    other.start()
-    other.join()
-    assert len(writers._open) == 2
+    theirs: list[sqlite3.Connection] = []
+
+    def save_in_a_thread(i: int) -> None:
+        def save() -> None:
+            store.decisions.save([_decision(i)])
+            kept = writers.acquire()  # the connection the save used, still this thread's
+            writers.release(kept)
+            theirs.append(kept)
+
+        thread = threading.Thread(target=save)
+        thread.start()
+        thread.join()
+
+    save_in_a_thread(3)
+    (other,) = theirs
+    assert other is not mine and _usable(other) and _usable(mine)  # kept after the thread ended
     assert store.decisions.save([_decision(4)]) == ["t4"]
-    closer = threading.Thread(target=store.decisions.save, args=([_decision(5)],))
-    closer.start()
-    closer.join()
-    assert len(writers._open) == 2  # the ended thread's connection was closed when the next one opened
-    for _ in range(500):
-        if checkpointer.checkpoints:
-            break
-        time.sleep(0.01)
-    assert checkpointer.checkpoints >= 1  # the bulk writes count their commits
+    save_in_a_thread(5)
+    closer = theirs[1]
+    assert not _usable(other)  # the ended thread's connection was closed when the next one opened
+    assert _usable(closer) and _usable(mine)
+    for i in range(10, 10 + EVERY):
+        store.decisions.save([_decision(i)])
+    (checkpointer,) = _checkpoint_threads() - before  # the bulk writes count their commits
     store.close()
-    assert writers._open == {}
-    with pytest.raises(sqlite3.ProgrammingError):
-        mine.execute("SELECT 1")
+    assert not _usable(mine) and not _usable(closer) and not checkpointer.is_alive()
     assert store.decisions.save([_decision(6), _decision(5)]) == ["t6"]  # reopens after close
     assert store.decisions.decided_ids([f"t{i}" for i in range(8)]) == {f"t{i}" for i in range(1, 7)}
     store.close()
@@ -299,7 +330,10 @@ def test_closing_the_store_lets_another_threads_write_finish(tmp_path: Path) -> 
     real_set_column = bulk.set_column
     outcome: list[object] = []
 
+    used: list[sqlite3.Connection] = []
+
     def slow_set_column(*args: Any, **kwargs: Any) -> int:
+        used.append(args[0])  # the writing thread's connection
         writing.set()
         closed.wait(10)
         return real_set_column(*args, **kwargs)
@@ -319,7 +353,7 @@ def test_closing_the_store_lets_another_threads_write_finish(tmp_path: Path) -> 
         closed.set()
         writer.join(10)
     assert outcome == [["t1"]]
-    assert store.db.writers is not None and store.db.writers._busy == set() == store.db.writers._retired
+    assert isinstance(used[0], sqlite3.Connection) and not _usable(used[0])  # closed once the write ended
     assert store.decisions.decided_ids(["t1"]) == {"t1"}  # committed, and the store reopens for reads
     store.close()
 
