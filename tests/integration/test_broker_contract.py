@@ -26,6 +26,7 @@ from fraudstream.brokers import Broker, BrokerError, Message, open_broker, publi
 from fraudstream.brokers.memory import MemoryBroker
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.storage import Store, open_store
+from tests.forwarding import forwarded
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 T0_TX = {"transaction_id": "gone", "timestamp": T0.isoformat(), "customer_id": "c", "amount": 5.0}
@@ -653,17 +654,14 @@ def test_the_api_answers_503_when_redis_goes_away_and_keeps_nothing(
 
     from fraudstream.api import create_app
 
-    services = redis_services(tmp_path, bundle_path, f"{redis_url}?prefix={redis_prefix}")
-    import redis
-
-    client = services.broker._client  # type: ignore[attr-defined]
-    client.connection_pool.disconnect()
-    client.connection_pool = redis.ConnectionPool(host="127.0.0.1", port=1)  # Redis goes away
-    try:
-        with TestClient(create_app(services.settings, services)) as client:
-            response = client.post("/v1/transactions", json=T0_TX)
-            assert response.status_code == 503 and response.headers["retry-after"] == "5"
-            assert response.json() == {"detail": "the message broker is unavailable; try again later"}
-            assert services.store.decisions.get_transaction("gone") is None  # so a retry is accepted afresh
-    finally:
-        services.close()
+    with forwarded(redis_url) as redis:
+        services = redis_services(tmp_path, bundle_path, f"{redis.url}?prefix={redis_prefix}")
+        redis.cut()  # Redis goes away
+        try:
+            with TestClient(create_app(services.settings, services)) as client:
+                response = client.post("/v1/transactions", json=T0_TX)
+                assert response.status_code == 503 and response.headers["retry-after"] == "5"
+                assert response.json() == {"detail": "the message broker is unavailable; try again later"}
+                assert services.store.decisions.get_transaction("gone") is None  # a retry is accepted afresh
+        finally:
+            services.close()

@@ -18,6 +18,7 @@ from fraudstream.features import FeatureEngine, FeatureSet
 from fraudstream.features.spec import DAY
 from fraudstream.state import FeatureState, MemoryFeatureState, StateError, open_state
 from fraudstream.state.base import CODE, CODED_FIELDS, DEFAULT_SCHEMA, EVENT_FIELDS, FLOAT_FIELDS
+from tests.forwarding import forwarded
 from tests.specs import random_frame, random_spec
 
 RETENTION, GRACE = 1000.0, 100.0
@@ -31,11 +32,17 @@ def redis_factory(url: str, prefixes: list[str]) -> Factory:
     from fraudstream.state.redis import RedisFeatureState
 
     def make(
-        retention: float = RETENTION, grace: float = GRACE, prefix: str | None = None, **options: Any
+        retention: float = RETENTION,
+        grace: float = GRACE,
+        prefix: str | None = None,
+        via: str | None = None,
+        **options: Any,
     ) -> FeatureState:
+        """A state under ``prefix`` (a new one by default), connected to ``via`` if given (a URL that
+        leads to the same Redis)."""
         prefix = prefix or f"fraudstream:test:{uuid.uuid4().hex}:"
         prefixes.append(prefix)
-        return RedisFeatureState(url, retention=retention, grace=grace, prefix=prefix, **options)
+        return RedisFeatureState(via or url, retention=retention, grace=grace, prefix=prefix, **options)
 
     return make
 
@@ -588,15 +595,12 @@ def test_ping_names_the_backend(state: FeatureState) -> None:
 
 
 @pytest.mark.redis
-def test_ping_raises_when_redis_goes_away(redis_states: Factory) -> None:
-    import redis
-
-    state = redis_states()
-    assert state.ping().startswith("Redis ")
-    state._client.close()  # type: ignore[attr-defined]
-    state._client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)  # type: ignore[attr-defined]
-    with pytest.raises(StateError, match="cannot reach Redis"):
-        state.ping()
+def test_ping_raises_when_redis_goes_away(redis_states: Factory, redis_url: str) -> None:
+    with forwarded(redis_url) as redis, redis_states(via=redis.url) as state:
+        assert state.ping().startswith("Redis ")
+        redis.cut()
+        with pytest.raises(StateError, match="cannot reach Redis"):
+            state.ping()
 
 
 @pytest.mark.redis
