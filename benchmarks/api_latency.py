@@ -183,7 +183,8 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 def children_cpu_seconds(pid: int) -> float:
-    """CPU time so far of a process's running children (the server's held-decision storer), Linux."""
+    """CPU time so far of a process's running children, Linux: the server's work is counted whole even
+    if a version of it hands some to a child process."""
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
@@ -255,10 +256,11 @@ def main() -> None:
             print(f"POST /v1/score at {args.rate:g}/s for {args.seconds:g} s: {len(latencies):,} requests")
             print(f"latency ms: p50 {p50:.1f}  p95 {p95:.1f}  p99 {p99:.1f}  max {latencies.max():.1f}")
             if cpu0 is not None and cpu1 is not None and steal0 is not None and steal1 is not None:
+                kids = (kids1 - kids0) / len(latencies) * 1e3
                 print(
-                    f"server CPU {(cpu1 - cpu0) / len(latencies) * 1e3:.2f} ms per request "
-                    f"(+ {(kids1 - kids0) / len(latencies) * 1e3:.2f} in the process storing its decisions); "
-                    f"CPU stolen by the hypervisor meanwhile {steal1 - steal0:.1f} s"
+                    f"server CPU {(cpu1 - cpu0) / len(latencies) * 1e3:.2f} ms per request"
+                    + (f" (+ {kids:.2f} in its child processes)" if kids > 0 else "")
+                    + f"; CPU stolen by the hypervisor meanwhile {steal1 - steal0:.1f} s"
                 )
             if args.floor:
                 steal0 = steal_seconds()
