@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -31,6 +32,7 @@ from fraudstream.storage import BodyConflictError, StorageError, Store, open_sto
 from fraudstream.storage import decisions as decisions_module
 from fraudstream.storage.bulk import COPY_MIN_ROWS
 from fraudstream.storage.database import normalize_url
+from fraudstream.storage.history import LABEL_COLUMNS
 from fraudstream.storage.migrate import alembic_config, current_revision, upgrade
 from fraudstream.storage.rollup import minute_series, series_from_decisions
 from fraudstream.storage.rows import body_hash
@@ -1172,3 +1174,48 @@ def test_migration_0005_counts_the_decisions_already_stored(store: Store) -> Non
         command.downgrade(config, "0004")
     store.migrate()
     assert _chart(store, since, 60, from_minutes=True) == counted
+
+
+# -- history (retraining reads) -------------------------------------------------------------------------
+
+
+def test_history_streams_decisions_with_vectors_and_label_times_in_event_order(store: Store) -> None:
+    assert store.history.span() is None
+    store.queue.accept([tx(i) for i in range(1, 6)])
+    store.decisions.save([record(i, features={"amount": float(i), "ratio": None}) for i in range(1, 6)])
+    store.labels.add(
+        [
+            Label(transaction_id="t0002", is_fraud=True, label_time=T0 + timedelta(days=2)),
+            Label(transaction_id="t0002", is_fraud=False, label_time=T0 + timedelta(days=1), source="review"),
+            Label(transaction_id="t0003", is_fraud=False, label_time=T0 + timedelta(days=3)),
+        ]
+    )
+    span = store.history.span()
+    assert span is not None and span.count == 5
+    assert (span.first, span.last) == (T0 + timedelta(minutes=1), T0 + timedelta(minutes=5))
+    chunks = list(store.history.decisions(T0 + timedelta(minutes=2), T0 + timedelta(minutes=5), chunk_rows=2))
+    assert [len(c) for c in chunks] == [2, 1]  # [start, end): t0005 is at the end, left out
+    rows = pd.concat(chunks, ignore_index=True)
+    assert rows["transaction_id"].tolist() == ["t0002", "t0003", "t0004"]
+    names = store.history.feature_names()[rows["feature_set"][0]]
+    assert names == ["amount", "ratio"]
+    values = np.frombuffer(b"".join(rows["feature_values"]), dtype="<f8").reshape(len(rows), len(names))
+    assert values[:, 0].tolist() == [2.0, 3.0, 4.0] and np.isnan(values[:, 1]).all()
+    assert rows["fraud_label_time"][0] == T0 + timedelta(days=2)
+    assert rows["legit_label_time"][0] == T0 + timedelta(days=1)
+    assert pd.isna(rows["fraud_label_time"][1]) and rows["legit_label_time"][1] == T0 + timedelta(days=3)
+    assert rows[list(LABEL_COLUMNS)][2:].isna().all().all()
+    assert str(rows["timestamp"].dtype) == "datetime64[us, UTC]"
+
+
+def test_history_streams_decided_transactions_with_their_payloads(store: Store) -> None:
+    store.queue.accept([tx(i, extra={"k": i}) for i in range(1, 4)])
+    store.decisions.save([record(1), record(2)])  # t0003 is still queued: not history yet
+    store.labels.add([Label(transaction_id="t0001", is_fraud=True, label_time=T0 + timedelta(hours=5))])
+    rows = pd.concat(list(store.history.transactions(T0, T0 + timedelta(days=1))), ignore_index=True)
+    assert rows["transaction_id"].tolist() == ["t0001", "t0002"]
+    assert [Transaction.model_validate(p).extra for p in rows["payload"]] == [{"k": 1}, {"k": 2}]
+    assert rows["fraud_label_time"][0] == T0 + timedelta(hours=5) and pd.isna(rows["fraud_label_time"][1])
+    assert list(store.history.transactions(T0 + timedelta(days=1), T0 + timedelta(days=2))) == []
+    with pytest.raises(ValueError, match="chunk_rows"):
+        list(store.history.decisions(T0, T0, chunk_rows=0))

@@ -2,9 +2,10 @@
 
 A :class:`Store` is a :class:`~.database.Database` and the repositories that read and write it, one
 per kind of data: ``store.decisions``, ``store.queue``, ``store.alerts``, ``store.labels``,
-``store.dead_letters`` and ``store.reports``. The repositories share nothing but the database (the
-decisions repository also its :class:`~._saving.DecisionSaver`), and the same code runs on both
-databases; what differs between them is in the database's dialect object (:mod:`._dialect`).
+``store.dead_letters``, ``store.reports`` and ``store.history`` (columns read back for retraining).
+The repositories share nothing but the database (the decisions repository also its
+:class:`~._saving.DecisionSaver`), and the same code runs on both databases; what differs between
+them is in the database's dialect object (:mod:`._dialect`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fraudstream.storage.alerting import AlertRepository
 from fraudstream.storage.database import Database
 from fraudstream.storage.dead_letters import DeadLetterRepository
 from fraudstream.storage.decisions import FLAGGED, LATENCY_SAMPLE, RECENT_SECONDS, DecisionRepository
+from fraudstream.storage.history import HistoryRepository
 from fraudstream.storage.outbox import QueueRepository
 
 __all__ = ["FLAGGED", "LATENCY_SAMPLE", "RECENT_SECONDS", "Store"]
@@ -41,6 +43,7 @@ class Store:
         self.labels = LabelRepository(self.db)
         self.dead_letters = DeadLetterRepository(self.db)
         self.reports = ReportRepository(self.db)
+        self.history = HistoryRepository(self.db)
 
     @property
     def url(self) -> URL:
