@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Local Redis, PostgreSQL and single-node Kafka (KRaft) for development and CI.
+# Local Redis, PostgreSQL, single-node Kafka (KRaft) and an MLflow tracking server for development and CI.
 #
-#   services/run.sh start|stop|status [redis|postgres|kafka ...]   (make services / services-stop / ...)
+#   services/run.sh start|stop|status [redis|postgres|kafka|mlflow ...]   (make services / services-stop / ...)
 #
 # Everything lives under $FRAUD_SERVICES_DIR (default <repo>/.services): data, logs, pid files. `start` is
 # idempotent: a service already answering on its port is reported and left alone, whoever started it, and
 # `stop` only stops what this script started. Naming services acts on those alone (the fault tests start a
-# private Redis or Kafka this way). Ports: FRAUD_SERVICES_{REDIS,POSTGRES,KAFKA}_PORT and
+# private Redis or Kafka this way). Ports: FRAUD_SERVICES_{REDIS,POSTGRES,KAFKA,MLFLOW}_PORT and
 # FRAUD_SERVICES_KAFKA_CONTROLLER_PORT; FRAUD_SERVICES_KAFKA_LIBS is where the Kafka jars are (default: fetched
-# into the state directory); FRAUD_SERVICES_TIMEOUT bounds each wait (seconds).
+# into the state directory); FRAUD_SERVICES_TIMEOUT bounds each wait (seconds). MLflow runs from its own
+# virtual environment (FRAUD_SERVICES_MLFLOW_VENV, default .services/mlflow/venv, made with
+# FRAUD_SERVICES_PYTHON, default python3) installed from requirements/mlflow-server.lock, so the full mlflow
+# package never meets the project's own pins.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +21,7 @@ REDIS_PORT="${FRAUD_SERVICES_REDIS_PORT:-6380}"
 PG_PORT="${FRAUD_SERVICES_POSTGRES_PORT:-5433}"
 KAFKA_PORT="${FRAUD_SERVICES_KAFKA_PORT:-9093}"
 KAFKA_CONTROLLER_PORT="${FRAUD_SERVICES_KAFKA_CONTROLLER_PORT:-9094}"
+MLFLOW_PORT="${FRAUD_SERVICES_MLFLOW_PORT:-5050}"
 TIMEOUT="${FRAUD_SERVICES_TIMEOUT:-90}"
 
 PG_USER=fraudstream
@@ -33,6 +37,9 @@ PG_DATA="$PG_DIR/data"
 PG_SOCK="$PG_DIR/run"
 KAFKA_DIR="$STATE/kafka"
 KAFKA_LIBS="${FRAUD_SERVICES_KAFKA_LIBS:-$KAFKA_DIR/libs}"
+MLFLOW_DIR="$STATE/mlflow"
+MLFLOW_VENV="${FRAUD_SERVICES_MLFLOW_VENV:-$MLFLOW_DIR/venv}"
+MLFLOW_LOCK="$ROOT/requirements/mlflow-server.lock"
 
 say() { printf '%s\n' "$*"; }
 die() { printf 'services: %s\n' "$*" >&2; exit 1; }
@@ -312,18 +319,69 @@ kafka_status() {
     status_line kafka "$KAFKA_PORT" "$KAFKA_DIR/kafka.pid" "$KAFKA_DIR/server.properties" "$STATE/kafka.log"
 }
 
+# ---------------------------------------------------------------- MLflow
+
+mlflow_health() {  # GET /health over a raw socket, so curl is not needed
+    timeout 3 bash -c "exec 3<>/dev/tcp/$HOST/$MLFLOW_PORT; printf 'GET /health HTTP/1.0\r\nHost: $HOST\r\n\r\n' >&3; IFS= read -r l <&3; [[ \$l == *' 200'* ]]" \
+        2>/dev/null
+}
+
+mlflow_install() {  # the pinned server into its own venv, again only when the lock file changed
+    local digest
+    digest="$(sha256sum "$MLFLOW_LOCK" | cut -d' ' -f1)"
+    [[ "$(cat "$MLFLOW_VENV/.lock-sha256" 2>/dev/null)" == "$digest" && -x "$MLFLOW_VENV/bin/mlflow" ]] && return 0
+    say "mlflow    installing the server into $MLFLOW_VENV (requirements/mlflow-server.lock)"
+    mkdir -p "$MLFLOW_DIR"
+    "${FRAUD_SERVICES_PYTHON:-python3}" -m venv "$MLFLOW_VENV" \
+        || die "could not create $MLFLOW_VENV; install python3-venv or set FRAUD_SERVICES_PYTHON"
+    "$MLFLOW_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$MLFLOW_LOCK" \
+        >"$STATE/mlflow-install.log" 2>&1 || die "installing MLflow failed; see $STATE/mlflow-install.log"
+    printf '%s\n' "$digest" >"$MLFLOW_VENV/.lock-sha256"
+}
+
+mlflow_start() {
+    if pid_alive "$MLFLOW_DIR/mlflow.pid" "$MLFLOW_DIR/mlflow.db"; then
+        say "mlflow    running  $HOST:$MLFLOW_PORT (pid $(head -n1 "$MLFLOW_DIR/mlflow.pid"))"; return
+    fi
+    if port_open "$MLFLOW_PORT"; then
+        say "mlflow    running  $HOST:$MLFLOW_PORT (already listening, not started here; left alone)"; return
+    fi
+    mlflow_install
+    mkdir -p "$MLFLOW_DIR/artifacts"
+    # Runs and the registry in SQLite, artifacts in a local folder the server proxies (clients upload and
+    # download through the REST API, so they need no access to this directory). One worker: a dev server.
+    # Its own session (setsid), so its workers are one process group that `stop` ends together.
+    (exec env MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true setsid "$MLFLOW_VENV/bin/mlflow" server \
+        --backend-store-uri "sqlite:///$MLFLOW_DIR/mlflow.db" --serve-artifacts \
+        --artifacts-destination "$MLFLOW_DIR/artifacts" --host "$HOST" --port "$MLFLOW_PORT" --workers 1) \
+        </dev/null >>"$STATE/mlflow.log" 2>&1 &
+    printf '%s\n' "$!" >"$MLFLOW_DIR/mlflow.pid"
+    wait_for "MLflow on $HOST:$MLFLOW_PORT" "$STATE/mlflow.log" "$!" mlflow_health
+    say "mlflow    started  $HOST:$MLFLOW_PORT (log $STATE/mlflow.log)"
+}
+
+mlflow_stop() {
+    stop_pid mlflow "$MLFLOW_DIR/mlflow.pid" "$MLFLOW_DIR/mlflow.db" group
+}
+
+mlflow_status() {
+    status_line mlflow "$MLFLOW_PORT" "$MLFLOW_DIR/mlflow.pid" "$MLFLOW_DIR/mlflow.db" "$STATE/mlflow.log"
+}
+
 # ---------------------------------------------------------------- shared
 
-stop_pid() {  # name pidfile word -> SIGTERM, wait up to TIMEOUT, then SIGKILL
-    local name="$1" pidfile="$2" word="$3" pid deadline=$((SECONDS + TIMEOUT))
+stop_pid() {  # name pidfile word [group] -> SIGTERM, wait up to TIMEOUT, then SIGKILL (its process group: group)
+    local name="$1" pidfile="$2" word="$3" group="${4:-}" pid target deadline=$((SECONDS + TIMEOUT))
     if ! pid_alive "$pidfile" "$word"; then
         rm -f "$pidfile"
         printf '%-9s not running here\n' "$name"; return
     fi
     pid="$(head -n1 "$pidfile")"
-    kill -TERM "$pid"
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then kill -KILL "$pid" 2>/dev/null || true; break; fi
+    target="$pid"
+    [[ -z "$group" ]] || target="-$pid"
+    kill -TERM -- "$target"
+    while kill -0 -- "$target" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then kill -KILL -- "$target" 2>/dev/null || true; break; fi
         sleep 0.3
     done
     rm -f "$pidfile"
@@ -346,10 +404,11 @@ print_urls() {
     say "export FRAUD_TEST_REDIS_URL=redis://$HOST:$REDIS_PORT/0"
     say "export FRAUD_TEST_DATABASE_URL=postgresql://$PG_USER:$PG_PASSWORD@$HOST:$PG_PORT/$PG_DB"
     say "export FRAUD_TEST_KAFKA_URL=kafka://$HOST:$KAFKA_PORT"
+    say "export FRAUD_TEST_MLFLOW_URL=http://$HOST:$MLFLOW_PORT"
 }
 
-chosen() {  # order services... -> the services named on the command line (all when none), in this order
-    local order=("${@:1:3}") names=("${@:4}") name
+chosen() {  # "order" services... -> the services named on the command line (all when none), in this order
+    local order=($1) names=("${@:2}") name
     for name in "${order[@]}"; do
         if ((${#names[@]} == 0)) || [[ " ${names[*]} " == *" $name "* ]]; then printf '%s\n' "$name"; fi
     done
@@ -358,25 +417,25 @@ chosen() {  # order services... -> the services named on the command line (all w
 main() {
     local action="${1:-}" name
     shift || true
-    declare -A prefix=([redis]=redis [postgres]=pg [kafka]=kafka)
+    declare -A prefix=([redis]=redis [postgres]=pg [kafka]=kafka [mlflow]=mlflow)
     for name in "$@"; do
-        [[ -n "${prefix[$name]:-}" ]] || die "unknown service '$name': use redis, postgres or kafka"
+        [[ -n "${prefix[$name]:-}" ]] || die "unknown service '$name': use redis, postgres, kafka or mlflow"
     done
     case "$action" in
         start)
             mkdir -p "$STATE"
             ensure_packages
-            for name in $(chosen kafka redis postgres "$@"); do "${prefix[$name]}_start"; done
+            for name in $(chosen "kafka redis postgres mlflow" "$@"); do "${prefix[$name]}_start"; done
             print_urls
             ;;
         stop)
-            for name in $(chosen kafka redis postgres "$@"); do "${prefix[$name]}_stop"; done
+            for name in $(chosen "mlflow kafka redis postgres" "$@"); do "${prefix[$name]}_stop"; done
             ;;
         status)
-            for name in $(chosen redis postgres kafka "$@"); do "${prefix[$name]}_status"; done
+            for name in $(chosen "redis postgres kafka mlflow" "$@"); do "${prefix[$name]}_status"; done
             ;;
         *)
-            die "usage: $0 start|stop|status [redis|postgres|kafka ...]"
+            die "usage: $0 start|stop|status [redis|postgres|kafka|mlflow ...]"
             ;;
     esac
 }
