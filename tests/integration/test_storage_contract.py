@@ -1219,3 +1219,38 @@ def test_history_streams_decided_transactions_with_their_payloads(store: Store) 
     assert list(store.history.transactions(T0 + timedelta(days=1), T0 + timedelta(days=2))) == []
     with pytest.raises(ValueError, match="chunk_rows"):
         list(store.history.decisions(T0, T0, chunk_rows=0))
+
+
+# -- model promotions (the registry's champion moves) ---------------------------------------------------
+
+
+def test_promotions_are_recorded_and_listed_newest_first_per_model(store: Store) -> None:
+    from fraudstream.storage.promotions import Promotion
+
+    assert store.promotions.list() == []
+    first = store.promotions.add(Promotion("fraudstream", "register", "1", "alice", promoted_at=T0))
+    assert first.id is not None and first.promoted_at == T0 and first.from_version is None
+    comparison = {"challenger": {"average_precision": 0.71}, "champion": {"average_precision": 0.69}}
+    second = store.promotions.add(
+        Promotion("fraudstream", "promote", "2", "bob", from_version="1", comparison=comparison)
+    )
+    assert second.promoted_at is not None and second.promoted_at.tzinfo is not None
+    store.promotions.add(Promotion("other", "promote", "7", "carol", from_version="6"))
+    listed = store.promotions.list("fraudstream")
+    assert [(p.action, p.from_version, p.to_version, p.promoted_by) for p in listed] == [
+        ("promote", "1", "2", "bob"),
+        ("register", None, "1", "alice"),
+    ]
+    assert listed[0].comparison == comparison and listed[1].promoted_at == T0
+    assert len(store.promotions.list()) == 3 and len(store.promotions.list(limit=1)) == 1
+    assert listed[0].to_dict()["promoted_at"] == second.promoted_at.isoformat()
+
+
+def test_a_promotion_with_an_unknown_action_or_no_author_is_refused_and_not_stored(store: Store) -> None:
+    from fraudstream.storage.promotions import Promotion
+
+    with pytest.raises(ValueError, match="action"):
+        store.promotions.add(Promotion("fraudstream", "crown", "2", "bob"))
+    with pytest.raises(ValueError, match="promoted_by"):
+        store.promotions.add(Promotion("fraudstream", "promote", "2", " "))
+    assert store.promotions.list() == []

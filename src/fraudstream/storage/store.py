@@ -2,7 +2,8 @@
 
 A :class:`Store` is a :class:`~.database.Database` and the repositories that read and write it, one
 per kind of data: ``store.decisions``, ``store.queue``, ``store.alerts``, ``store.labels``,
-``store.dead_letters``, ``store.reports`` and ``store.history`` (columns read back for retraining).
+``store.dead_letters``, ``store.reports``, ``store.history`` (columns read back for retraining) and
+``store.promotions`` (who moved the serving model's alias, when, and why).
 The repositories share nothing but the database (the decisions repository also its
 :class:`~._saving.DecisionSaver`), and the same code runs on both databases; what differs between
 them is in the database's dialect object (:mod:`._dialect`).
@@ -23,6 +24,7 @@ from fraudstream.storage.dead_letters import DeadLetterRepository
 from fraudstream.storage.decisions import FLAGGED, LATENCY_SAMPLE, RECENT_SECONDS, DecisionRepository
 from fraudstream.storage.history import HistoryRepository
 from fraudstream.storage.outbox import QueueRepository
+from fraudstream.storage.promotions import PromotionRepository
 
 __all__ = ["FLAGGED", "LATENCY_SAMPLE", "RECENT_SECONDS", "Store"]
 
@@ -44,6 +46,7 @@ class Store:
         self.dead_letters = DeadLetterRepository(self.db)
         self.reports = ReportRepository(self.db)
         self.history = HistoryRepository(self.db)
+        self.promotions = PromotionRepository(self.db)
 
     @property
     def url(self) -> URL:

@@ -230,3 +230,19 @@ queue = Table(
     Column("deliveries", Integer(), nullable=False, server_default="0"),
     Index("ix_queue_topic_acked_at_id", "topic", "acked_at", "id"),
 )
+
+# Each move of the registry's ``champion`` alias (promote, rollback, first registration): who, when, from
+# which registry version to which, and the comparison it rested on. See fraudstream.models.registry.
+model_promotions = Table(
+    "model_promotions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("promoted_at", UTCDateTime(), nullable=False),
+    Column("model_name", String(256), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("from_version", String(32), nullable=True),
+    Column("to_version", String(32), nullable=False),
+    Column("promoted_by", String(160), nullable=False),
+    Column("comparison", JSON(), nullable=True),
+    Index("ix_model_promotions_model_name_promoted_at", "model_name", "promoted_at"),
+)
