@@ -20,7 +20,17 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("fraudstream-data"), description="where generated data and models go")
     datasets_dir: Path = Field(Path("../shared/datasets"), description="where the public sample datasets are")
     model_path: Path | None = Field(None, description="model bundle to serve; default: data_dir/model.fsb")
-    mlflow_tracking_uri: str | None = Field(None, description="log training runs to MLflow when set")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking server (http://host:port): training runs, the model registry"
+    )
+    model_uri: str | None = Field(
+        None,
+        description="model to serve from the MLflow registry: models:/NAME@ALIAS or models:/NAME/VERSION "
+        "(downloaded once into data_dir/models/); a plain path works too. Overrides FRAUD_MODEL_PATH",
+    )
+    model_registry_name: str = Field(
+        "fraudstream", min_length=1, description="registered model that --register and `models` act on"
+    )
     threads: int = Field(2, ge=1, description="threads for model training")
     seed: int = Field(7, description="random seed for data generation and training: same seed, same result")
     database_url: str | None = Field(None, description="default: SQLite file data_dir/fraudstream.db")
@@ -31,6 +41,11 @@ class Settings(BaseSettings):
     state_url: str = Field("memory://", description="feature state: memory:// or redis://host:port/db")
     rules_path: Path | None = Field(None, description="rules YAML; default: the packaged default rules")
     api_keys: str = Field("", description="comma-separated API keys; empty: no authentication")
+    admin_keys: str = Field(
+        "",
+        description="comma-separated API keys allowed to change the serving model (POST /v1/models/...); "
+        "they are API keys too. Empty: the API changes models only when FRAUD_API_KEYS is empty too",
+    )
     rate_limits: bool = Field(
         True, description="answer 429 with Retry-After past the FRAUD_RATE_LIMIT_* limits (false: no limits)"
     )
@@ -143,4 +158,8 @@ class Settings(BaseSettings):
 
     @property
     def api_key_set(self) -> frozenset[str]:
-        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip()) | self.admin_key_set
+
+    @property
+    def admin_key_set(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.admin_keys.split(",") if k.strip())

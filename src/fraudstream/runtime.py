@@ -16,7 +16,8 @@ from fraudstream.config import Settings
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
 from fraudstream.features.engine import FeatureEngine
-from fraudstream.models.bundle import ModelBundle, load_bundle
+from fraudstream.models.bundle import ModelBundle
+from fraudstream.models.registry import ModelSource, load_model
 from fraudstream.rules import DEFAULT_RULES_PATH, ReloadingRules, default_known_names
 from fraudstream.scoring.scorer import Scorer
 from fraudstream.state import FeatureState, MemoryFeatureState, open_state
@@ -35,6 +36,8 @@ class Services:
     rules: ReloadingRules
     scorer: Scorer
     broker: Broker
+    #: Where the bundle came from (a file, or a registry version); ``None`` for a bundle passed in.
+    model_source: ModelSource | None = None
 
     def close(self) -> None:
         self.broker.close()
@@ -83,7 +86,9 @@ def open_services(settings: Settings, *, bundle: ModelBundle | None = None, warm
     """Connect to (or create) everything; raises the area's own error with a message saying what to do."""
     store = open_store(settings.db_url)
     store.migrate()
-    bundle = bundle or load_bundle(settings.bundle_path)
+    source = None
+    if bundle is None:  # FRAUD_MODEL_URI (models:/NAME@ALIAS or a path), else FRAUD_MODEL_PATH
+        bundle, source = load_model(settings)
     engine = FeatureEngine(bundle.feature_set())
 
     def rebuild(state: FeatureState) -> int:  # a Redis state found absent, lost or never built
@@ -102,4 +107,4 @@ def open_services(settings: Settings, *, bundle: ModelBundle | None = None, warm
     broker = settings_broker(settings, store)
     if warm and isinstance(state, MemoryFeatureState):
         warm_state(store, engine, state)
-    return Services(settings, store, state, rules, scorer, broker)
+    return Services(settings, store, state, rules, scorer, broker, source)

@@ -1,6 +1,6 @@
 """Real services for the integration suites: where they are, and what to do when they are absent.
 
-``make services`` starts Redis, PostgreSQL and Kafka on the loopback ports below; the ``FRAUD_TEST_*``
+``make services`` starts Redis, PostgreSQL, Kafka and MLflow on the loopback ports below; the ``FRAUD_TEST_*``
 variables point the suites elsewhere. Without a service its tests skip with the reason; under
 ``FRAUD_REQUIRE_SERVICES=1`` (as ``.ci/run`` sets) a missing service fails them instead.
 """
@@ -25,6 +25,7 @@ POSTGRES_URL = os.environ.get(
     "FRAUD_TEST_DATABASE_URL", "postgresql://fraudstream:fraudstream@127.0.0.1:5433/fraudstream"
 )
 KAFKA_URL = os.environ.get("FRAUD_TEST_KAFKA_URL", "kafka://127.0.0.1:9093")
+MLFLOW_URL = os.environ.get("FRAUD_TEST_MLFLOW_URL", "http://127.0.0.1:5050")
 
 
 def reachable(url: str, timeout: float = 1.0) -> bool:
@@ -60,6 +61,11 @@ def postgres_url() -> str:
 @pytest.fixture(scope="session")
 def kafka_url() -> str:
     return require(KAFKA_URL, "Kafka")
+
+
+@pytest.fixture(scope="session")
+def mlflow_url() -> str:
+    return require(MLFLOW_URL, "The MLflow tracking server")
 
 
 @contextmanager

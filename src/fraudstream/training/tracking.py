@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,16 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
 
 
 def log_to_mlflow(
-    tracking_uri: str, bundle: ModelBundle, bundle_path: Path, test_metrics: dict[str, Any]
+    tracking_uri: str,
+    bundle: ModelBundle,
+    bundle_path: Path,
+    test_metrics: dict[str, Any],
+    *,
+    extra_tags: dict[str, Any] | None = None,
 ) -> str:
-    """Log parameters, validation and test metrics and the bundle file; return the MLflow run id."""
+    """Log parameters, validation and test metrics, the data fingerprint and the bundle file (in the
+    run's ``bundle/`` artifact folder, where the model registry finds it); return the MLflow run id.
+    ``extra_tags`` values that are not text are logged as JSON."""
     try:
         import mlflow
     except ImportError:
@@ -47,8 +55,10 @@ def log_to_mlflow(
                 "feature_set": manifest.feature_set_version,
                 "data_fingerprint": manifest.data_fingerprint,
             }
+            for key, value in (extra_tags or {}).items():
+                tags[key] = value if isinstance(value, str) else json.dumps(value, default=str)[:5000]
             mlflow.set_tags(tags)
-            mlflow.log_artifact(str(bundle_path))
+            mlflow.log_artifact(str(bundle_path), artifact_path="bundle")
             return str(run.info.run_id)
     except Exception as exc:  # MLflow raises many types; the model is saved either way
         raise TrackingError(
