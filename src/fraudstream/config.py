@@ -122,6 +122,19 @@ class Settings(BaseSettings):
         ge=1000,
         description="POST /v1/simulations: most transactions one simulation may generate or load",
     )
+    drift_window: float = Field(
+        3600.0,
+        ge=60,
+        le=7 * 86400,
+        description="drift monitoring: the sliding window of scored transactions compared with the model's "
+        "training data (seconds; counted in 60 slots, so it moves on by a sixtieth of itself)",
+    )
+    drift_psi_threshold: float = Field(
+        0.2, gt=0, description="drift: a population stability index above this counts as drift and alerts"
+    )
+    drift_min_count: int = Field(
+        500, ge=1, description="drift: no PSI while the window holds fewer transactions than this"
+    )
 
     @field_validator("rate_limit_key", "rate_limit_address", "rate_limit_failed_auth")
     @classmethod

@@ -50,3 +50,10 @@ def test_the_model_file_and_maths_stand_apart_from_training_and_scoring(module: 
     loaded = loaded_by(module)
     assert module in loaded
     assert not under(loaded, "fraudstream.scoring", *AFTER_SCORING, *HEAVY)
+
+
+def test_drift_monitoring_imports_none_of_its_users_nor_training() -> None:
+    loaded = loaded_by("fraudstream.monitoring")
+    assert "fraudstream.monitoring.drift" in loaded
+    users = ("fraudstream.api", "fraudstream.worker", "fraudstream.commands", "fraudstream.scoring")
+    assert not under(loaded, *users, "fraudstream.storage", "fraudstream.training", *HEAVY)

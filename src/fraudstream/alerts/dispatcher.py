@@ -62,7 +62,7 @@ class AlertDispatcher:
         self.channels = {channel.name: channel for channel in channels}
         self.retry = retry or Retry()
         self._sleep = sleep or (lambda event, seconds: event.wait(seconds))
-        self._intake: queue.SimpleQueue[list[DecisionRecord]] = queue.SimpleQueue()
+        self._intake: queue.SimpleQueue[list[DecisionRecord] | list[Alert]] = queue.SimpleQueue()
         self._outboxes: dict[str, queue.SimpleQueue[list[Alert]]] = {
             n: queue.SimpleQueue() for n in self.channels
         }
@@ -92,6 +92,13 @@ class AlertDispatcher:
         if records and not self._stopping.is_set():
             self._add_work(1)
             self._intake.put(list(records))
+
+    def raise_alerts(self, alerts: list[Alert]) -> None:
+        """Hand over alerts raised elsewhere (drift monitoring) to be stored and delivered like the
+        detected ones; returns at once. The caller de-duplicates them."""
+        if alerts and not self._stopping.is_set():
+            self._add_work(1)
+            self._intake.put(list(alerts))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted is stored and delivered (or given up); whether it was."""
@@ -159,8 +166,10 @@ class AlertDispatcher:
             finally:
                 self._add_work(-len(batches))
 
-    def _detect(self, records: list[DecisionRecord]) -> None:
-        alerts = self.detector.detect(records)
+    def _detect(self, items: list[DecisionRecord | Alert]) -> None:
+        raised = [a for a in items if isinstance(a, Alert)]
+        records = [r for r in items if not isinstance(r, Alert)]
+        alerts = (self.detector.detect(records) if records else []) + raised
         if not alerts:
             return
         for alert in alerts:

@@ -26,6 +26,8 @@ from fraudstream.features.spec import SpecError
 
 BUNDLE_FORMAT = 1
 PINNED_LIBRARIES = ("scikit-learn", "xgboost-cpu", "numpy")
+#: The zip member holding the reference distributions for drift monitoring.
+REFERENCE_MEMBER = "reference.json"
 
 
 class BundleError(Exception):
@@ -72,10 +74,13 @@ class Manifest:
 
 @dataclass
 class ModelBundle:
-    """Fitted models plus the manifest that says how to combine them."""
+    """Fitted models plus the manifest that says how to combine them, and the reference
+    distributions drift monitoring compares live traffic with (``None`` in bundles made before
+    references were stored: see :mod:`fraudstream.models.reference`)."""
 
     manifest: Manifest
     models: dict[str, Any]
+    reference: dict[str, Any] | None = None
 
     def feature_set(self) -> FeatureSet:
         """The features this model reads (see :func:`bundle_feature_set`)."""
@@ -89,6 +94,8 @@ class ModelBundle:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
             archive.writestr("manifest.json", json.dumps(asdict(self.manifest), indent=2, default=str))
             archive.writestr("models.joblib", buffer.getvalue())
+            if self.reference is not None:
+                archive.writestr(REFERENCE_MEMBER, json.dumps(self.reference))
         tmp.replace(path)
         return path
 
@@ -106,6 +113,21 @@ def read_manifest(path: Path) -> Manifest:
         return Manifest(**raw)
     except TypeError as exc:
         raise IncompatibleBundleError(f"{path}: unrecognised manifest ({exc}); retrain the model") from None
+
+
+def read_reference(path: Path) -> dict[str, Any] | None:
+    """The bundle's reference distributions (``reference.json``), or ``None`` when it has none;
+    nothing is unpickled."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if REFERENCE_MEMBER not in archive.namelist():
+                return None
+            raw: dict[str, Any] = json.loads(archive.read(REFERENCE_MEMBER))
+            return raw
+    except FileNotFoundError:
+        raise BundleError(f"no model bundle at {path}: train one with `fraudstream train`") from None
+    except (zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path} is not a fraudstream model bundle ({exc})") from None
 
 
 def bundle_feature_set(manifest: Manifest, path: Path | str = "bundle") -> FeatureSet:
@@ -158,4 +180,4 @@ def load_bundle(path: Path, feature_set: FeatureSet | None = None) -> ModelBundl
     check_compatible(manifest, path, feature_set)
     with zipfile.ZipFile(path) as archive:
         models = joblib.load(io.BytesIO(archive.read("models.joblib")))
-    return ModelBundle(manifest=manifest, models=models)
+    return ModelBundle(manifest=manifest, models=models, reference=read_reference(path))

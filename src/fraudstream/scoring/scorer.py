@@ -6,6 +6,7 @@ its pydantic model, never through pandas, and scored by the compiled models.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from fraudstream.scoring.compiled import compile_models, top_columns
 from fraudstream.scoring.reasons import RAISES, rule_direction
 from fraudstream.state.base import FeatureState
 
+log = logging.getLogger(__name__)
 TOP_REASONS = 3
 _DECISIONS = np.asarray(DECISIONS, dtype=object)
 
@@ -137,6 +139,7 @@ class Scorer:
         self._few_rows = few_rows if self._few is not None else 0
         self._index = (names, {n: i for i, n in enumerate(names)})
         self._lock = threading.Lock()
+        self._observers: list[Callable[[ScoredBatch], None]] = []
 
     @property
     def version(self) -> str:
@@ -167,10 +170,23 @@ class Scorer:
         which rows it stored (a boolean mask); only those enter the state. If it raises, the state is
         left as it was and the error propagates, so the caller can retry the rows or refuse them.
 
-        Serialised by a lock: the API and an in-process worker share one feature state.
+        Serialised by a lock: the API and an in-process worker share one feature state. A recorded
+        batch is then handed to each observer (see :meth:`add_observer`), outside the lock.
         """
         with self._lock:
-            return self._score(batch, record, store)
+            scored = self._score(batch, record, store)
+        if record:
+            for observe in self._observers:
+                try:
+                    observe(scored)
+                except Exception:  # an observer never fails a decided batch
+                    log.exception("scoring: observer %r failed", observe)
+        return scored
+
+    def add_observer(self, observe: Callable[[ScoredBatch], None]) -> None:
+        """Call ``observe`` with every recorded batch once it is decided (drift monitoring counts
+        them); it runs on the scoring thread, so it must be cheap, and what it raises is logged."""
+        self._observers.append(observe)
 
     def record_labels(
         self, transaction_ids: np.ndarray, label_times: np.ndarray, is_fraud: np.ndarray

@@ -18,7 +18,9 @@ from sklearn.model_selection import TimeSeriesSplit
 from fraudstream.features.plan import FeatureSet
 from fraudstream.models.bundle import Manifest, ModelBundle, fingerprint
 from fraudstream.models.ensemble import calibrate, combine
+from fraudstream.models.reference import IMPORTANT, build_reference
 from fraudstream.training import metrics
+from fraudstream.training.importance import top_features
 from fraudstream.training.models import (
     SUPERVISED,
     TrainConfig,
@@ -168,7 +170,12 @@ def train_bundle(
         data_fingerprint=print_fp,
         feature_spec=feature_set.to_dict(),
     )
-    return ModelBundle(manifest=manifest, models=models)
+    bundle = ModelBundle(manifest=manifest, models=models)
+    # drift compares live traffic with the training rows and with scores of rows the models did not fit
+    important = [f["feature"] for f in top_features(bundle, IMPORTANT)]
+    reference = build_reference(X, feature_set.names, ensemble, manifest.thresholds, important=important)
+    bundle.reference = reference.to_dict()
+    return bundle
 
 
 def predict(bundle: ModelBundle, X: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -1,0 +1,184 @@
+"""Reference distributions: what the training data looked like, binned, for drift to compare against.
+
+Here rather than in :mod:`fraudstream.monitoring` because training writes them and monitoring reads
+them, and both depend on the models area, not on each other.
+
+Training bins every feature at its quantiles (:data:`BINS` bins, the edges and each bin's share, plus
+the share of missing values), the ensemble probability the same way, and the model decisions at the
+bundle's thresholds, and stores them in the bundle as ``reference.json`` (readable with
+``unzip -p model.fsb reference.json``, nothing unpickled). Serving counts live rows into exactly
+these bins with :meth:`Reference.counts`, so training and serving cannot bin differently.
+
+A bin is right-closed, ``(edge[i-1], edge[i]]``: a value equal to an edge belongs to the bin below it,
+so a feature that is 0 for most rows keeps its zeros apart from the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fraudstream.events.transaction import DECISIONS
+
+#: Quantile bins per feature and for the score.
+BINS = 10
+#: How many of the model's most important features drift alerts watch.
+IMPORTANT = 10
+#: Up to this many rows, :func:`bin_counts` compares every value with every edge at once.
+_FEW = 16
+#: Version of the ``reference.json`` layout.
+REFERENCE_FORMAT = 1
+#: What drift says for a bundle trained before references were stored.
+NO_REFERENCE = "no reference in this bundle; retrain to get one"
+#: The names of the two rows after the features: the ensemble probability and the model decision.
+SCORE, DECISION = "score", "decision"
+
+
+def _edges(values: np.ndarray, bins: int) -> list[float]:
+    """Inner quantile cut points of ``values`` (NaN ignored), without repeats and below the maximum,
+    so that no bin of the reference is empty by construction."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return []
+    cuts = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+    return [float(c) for c in cuts[cuts < finite.max()]]
+
+
+def _decision_edges(thresholds: dict[str, float]) -> list[float]:
+    """Edges that bin a probability as :func:`~fraudstream.scoring.scorer.model_decisions` does: FLAG
+    from the flag threshold on, BLOCK from the block threshold on (the bins are right-closed, so each
+    edge is the float just below its threshold)."""
+    return [float(np.nextafter(thresholds[k], -np.inf)) for k in ("flag", "block")]
+
+
+def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts of each column of ``values`` (rows × columns) in its row of ``edges`` (columns × bins-1,
+    padded with +inf): an array columns × (bins + 1) whose last slot counts the missing (NaN) values.
+
+    A few vector comparisons over the whole batch and one ``bincount``: no loop per column or per row.
+    """
+    columns, width = edges.shape
+    if len(values) <= _FEW:  # one comparison of every value with every edge: cheapest for few rows
+        slot = (values[:, :, None] > edges[None, :, :]).sum(axis=2)
+    else:  # one comparison per edge position: no rows × columns × edges temporary
+        slot = np.zeros(values.shape, dtype=np.intp)
+        for k in range(width):
+            slot += values > edges[:, k]
+    slot[np.isnan(values)] = width + 1
+    flat = slot + np.arange(columns) * (width + 2)
+    return np.bincount(flat.ravel(), minlength=columns * (width + 2)).reshape(columns, width + 2)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A bundle's reference distributions, as arrays ready for counting and comparing.
+
+    Rows are the features in the model's order, then :data:`SCORE`, then :data:`DECISION`; ``edges``
+    is rows × (bins - 1) padded with +inf, ``expected`` rows × (bins + 1) shares (the last slot is the
+    share of missing values).
+    """
+
+    names: list[str]
+    edges: np.ndarray
+    expected: np.ndarray
+    rows: int
+    thresholds: dict[str, float]
+    important: list[str] = field(default_factory=list)
+
+    @property
+    def bins(self) -> int:
+        return int(self.edges.shape[1] + 1)
+
+    def counts(self, X: np.ndarray, probability: np.ndarray) -> np.ndarray:
+        """Counts of a batch's feature matrix and probabilities in the reference's bins (see
+        :func:`bin_counts`); the decision row counts each probability as APPROVE, FLAG or BLOCK."""
+        p = np.asarray(probability, dtype=np.float64)[:, None]
+        return bin_counts(np.concatenate([np.asarray(X, dtype=np.float64), p, p], axis=1), self.edges)
+
+    def decision_rates(self) -> dict[str, float]:
+        """Share of APPROVE, FLAG and BLOCK the model gave the reference's rows."""
+        return dict(zip(DECISIONS, self.expected[-1, :3].tolist(), strict=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored as ``reference.json``."""
+
+        def row(i: int) -> dict[str, Any]:
+            finite = self.edges[i][np.isfinite(self.edges[i])]
+            shares = self.expected[i, : finite.size + 1]
+            return {
+                "edges": finite.tolist(),
+                "shares": shares.tolist(),
+                "missing": float(self.expected[i, -1]),
+            }
+
+        return {
+            "format": REFERENCE_FORMAT,
+            "bins": self.bins,
+            "rows": self.rows,
+            "features": {name: row(i) for i, name in enumerate(self.names)},
+            SCORE: row(len(self.names)),
+            "decisions": {"thresholds": self.thresholds, "rates": self.decision_rates()},
+            "important": list(self.important),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Reference:
+        """The reference stored as ``raw``; raises ``ValueError`` naming what is wrong with it."""
+        if raw.get("format") != REFERENCE_FORMAT:
+            raise ValueError(
+                f"reference format {raw.get('format')!r}, this fraudstream reads {REFERENCE_FORMAT}"
+            )
+        bins = int(raw["bins"])
+        names = list(raw["features"])
+        thresholds = {k: float(v) for k, v in raw["decisions"]["thresholds"].items()}
+        rates = raw["decisions"]["rates"]
+        rows = [*(raw["features"][n] for n in names), raw[SCORE]]
+        rows.append({
+            "edges": _decision_edges(thresholds),
+            "shares": [float(rates[d]) for d in DECISIONS],
+            "missing": 0.0,
+        })  # fmt: skip
+        edges = np.full((len(rows), bins - 1), np.inf)
+        expected = np.zeros((len(rows), bins + 1))
+        for i, r in enumerate(rows):
+            if len(r["edges"]) > bins - 1 or len(r["shares"]) != len(r["edges"]) + 1:
+                raise ValueError(f"reference row {i}: {len(r['edges'])} edges, {len(r['shares'])} shares")
+            edges[i, : len(r["edges"])] = r["edges"]
+            expected[i, : len(r["shares"])] = r["shares"]
+            expected[i, -1] = r["missing"]
+        return cls(names, edges, expected, int(raw["rows"]), thresholds, list(raw.get("important", [])))
+
+
+def build_reference(
+    X: np.ndarray,
+    names: Sequence[str],
+    probability: np.ndarray,
+    thresholds: dict[str, float],
+    *,
+    important: Sequence[str] = (),
+    bins: int = BINS,
+) -> Reference:
+    """The reference distributions of a training matrix ``X`` (its columns are ``names``) and of the
+    ensemble ``probability`` the model gives rows it did not train on, binned at quantiles, with the
+    decision rates at ``thresholds``. ``important`` names the features whose drift raises alerts."""
+    if bins < 3:
+        raise ValueError(f"bins must be at least 3, got {bins}")
+    X = np.asarray(X, dtype=np.float64)
+    p = np.asarray(probability, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != len(names):
+        raise ValueError(f"X has shape {X.shape}, expected (rows, {len(names)})")
+    columns = [*(X[:, j] for j in range(X.shape[1])), p]
+    rows = [_edges(c, bins) for c in columns] + [_decision_edges(thresholds)]
+    edges = np.full((len(rows), bins - 1), np.inf)
+    for i, r in enumerate(rows):
+        edges[i, : len(r)] = r
+    counts = np.zeros((len(rows), bins + 1))
+    counts[:-2] = bin_counts(X, edges[:-2])
+    counts[-2:] = bin_counts(np.column_stack([p, p]), edges[-2:])
+    totals = np.array([len(X)] * (len(rows) - 2) + [len(p)] * 2, dtype=np.float64)
+    expected = counts / np.maximum(totals, 1.0)[:, None]
+    thresholds = {k: float(thresholds[k]) for k in ("flag", "block")}
+    return Reference(list(names), edges, expected, len(X), thresholds, list(important))
