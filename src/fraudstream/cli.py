@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fraudstream.commands import check, dashboard, dead_letters, report, serving, training
+from fraudstream.commands import check, dashboard, dead_letters, report, retrain, serving, training
 
 app = typer.Typer(
     help="fraudstream: real-time fraud detection with point-in-time features, trained models and rules.",
@@ -18,6 +18,7 @@ app.command()(training.generate)
 app.command()(training.train)
 app.command()(training.evaluate)
 app.command()(training.backtest)
+app.command()(retrain.retrain)
 app.command()(serving.replay)
 app.command()(serving.serve)
 app.command()(serving.worker)

@@ -32,7 +32,7 @@ from fraudstream.storage import BodyConflictError, StorageError, Store, open_sto
 from fraudstream.storage import decisions as decisions_module
 from fraudstream.storage.bulk import COPY_MIN_ROWS
 from fraudstream.storage.database import normalize_url
-from fraudstream.storage.history import LABEL_COLUMNS
+from fraudstream.storage.history import LABEL_COLUMNS, Span
 from fraudstream.storage.migrate import alembic_config, current_revision, upgrade
 from fraudstream.storage.rollup import minute_series, series_from_decisions
 from fraudstream.storage.rows import body_hash
@@ -1193,6 +1193,9 @@ def test_history_streams_decisions_with_vectors_and_label_times_in_event_order(s
     span = store.history.span()
     assert span is not None and span.count == 5
     assert (span.first, span.last) == (T0 + timedelta(minutes=1), T0 + timedelta(minutes=5))
+    part = store.history.span(T0 + timedelta(minutes=2), T0 + timedelta(minutes=4))
+    assert part == Span(T0 + timedelta(minutes=2), T0 + timedelta(minutes=3), 2)
+    assert store.history.span(T0 + timedelta(days=1)) is None
     chunks = list(store.history.decisions(T0 + timedelta(minutes=2), T0 + timedelta(minutes=5), chunk_rows=2))
     assert [len(c) for c in chunks] == [2, 1]  # [start, end): t0005 is at the end, left out
     rows = pd.concat(chunks, ignore_index=True)

@@ -4,6 +4,8 @@ Retraining reads weeks of decisions: one Python object per row would not fit, so
 streams the rows in chunks of plain columns (pandas frames) from one query, and the caller turns each
 chunk into numpy arrays before asking for the next. Rows are chosen by the transaction's event time
 (``timestamp``), not by when they were decided, so a replayed dataset reads back like live traffic.
+No index leads with that time on ``decisions``: a read is one streamed sequential scan, which suits a
+job that reads most of the table anyway and costs the live path no index to maintain.
 
 Each row carries its labels as two times: ``fraud_label_time``, the earliest ``label_time`` of a source
 whose current verdict is fraud, and ``legit_label_time``, the earliest of a source whose current verdict
@@ -37,7 +39,7 @@ LABEL_COLUMNS = ("fraud_label_time", "legit_label_time")
 
 @dataclass(frozen=True)
 class Span:
-    """The event times of the decided transactions stored: the first, the last, and how many."""
+    """The event times of the decisions stored: the first, the last, and how many."""
 
     first: datetime
     last: datetime
@@ -67,16 +69,17 @@ class HistoryRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def span(self) -> Span | None:
-        """First and last event time of the decided transactions, and their number; ``None`` if none."""
-        query = select(func.min(_t.c.timestamp), func.max(_t.c.timestamp), func.count()).where(
-            _t.c.status == tables.TX_DECIDED
-        )
+    def span(self, start: datetime | None = None, end: datetime | None = None) -> Span | None:
+        """First and last event time of the decisions (of ``[start, end)`` when given), and their
+        number; ``None`` if there are none."""
+        query = select(func.min(_d.c.timestamp), func.max(_d.c.timestamp), func.count())
+        if start is not None:
+            query = query.where(_d.c.timestamp >= start)
+        if end is not None:
+            query = query.where(_d.c.timestamp < end)
         with self._db.read() as conn:
             first, last, count = conn.execute(query).one()
-        if not count:
-            return None
-        return Span(first, last, int(count))
+        return Span(first, last, int(count)) if count else None
 
     def feature_names(self) -> dict[str, list[str]]:
         """The feature names of every logged feature set, by its id (the ``feature_set`` column)."""
@@ -86,18 +89,18 @@ class HistoryRepository:
     def decisions(
         self, start: datetime, end: datetime, *, chunk_rows: int = CHUNK_ROWS
     ) -> Iterator[pd.DataFrame]:
-        """Decisions on transactions of ``[start, end)`` in event-time order, ``chunk_rows`` at a time:
+        """Decisions on transactions of ``[start, end)`` in event-time order, ``chunk_rows`` at a time
+        (a replay stores decisions without their transactions: these are read all the same):
         ``transaction_id``, ``timestamp``, ``customer_id``, ``feature_set`` (an id of
         :meth:`feature_names`), ``feature_values`` (little-endian float64 bytes in that set's order) and
         the two label times."""
         known = _labels()
         query = (
-            select(_d.c.transaction_id, _t.c.timestamp, _d.c.customer_id, _d.c.feature_set,
+            select(_d.c.transaction_id, _d.c.timestamp, _d.c.customer_id, _d.c.feature_set,
                    _d.c.feature_values, known.c.fraud_label_time, known.c.legit_label_time)
-            .join(_d, _d.c.transaction_id == _t.c.transaction_id)
-            .outerjoin(known, known.c.transaction_id == _t.c.transaction_id)
-            .where(_t.c.timestamp >= start, _t.c.timestamp < end)
-            .order_by(_t.c.timestamp, _t.c.transaction_id)
+            .outerjoin(known, known.c.transaction_id == _d.c.transaction_id)
+            .where(_d.c.timestamp >= start, _d.c.timestamp < end)
+            .order_by(_d.c.timestamp, _d.c.transaction_id)
         )  # fmt: skip
         for rows in self._stream(query, chunk_rows):
             ids, ts, customers, sets, values, fraud, legit = zip(*rows, strict=True)
@@ -116,7 +119,8 @@ class HistoryRepository:
     def transactions(
         self, start: datetime, end: datetime, *, chunk_rows: int = CHUNK_ROWS
     ) -> Iterator[pd.DataFrame]:
-        """Decided transactions of ``[start, end)`` in event-time order, ``chunk_rows`` at a time:
+        """Decided transactions of ``[start, end)`` stored with their body (by the API or a worker), in
+        event-time order, ``chunk_rows`` at a time:
         ``transaction_id``, ``payload`` (the transaction as received, a dict) and the two label times."""
         known = _labels()
         query = (

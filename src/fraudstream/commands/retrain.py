@@ -1,0 +1,191 @@
+"""``fraudstream retrain``: a challenger trained on production history, compared with the champion."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from fraudstream.commands.common import (
+    FeaturesOpt,
+    JsonOpt,
+    console,
+    date_option,
+    emit,
+    errors,
+    progress,
+    utc,
+)
+from fraudstream.config import Settings
+
+
+def retrain(
+    since: Annotated[
+        str,
+        typer.Option(
+            metavar="<duration>",
+            help="How much history to read, back from --until: e.g. 60d, 12w, 36h.",
+        ),
+    ] = "60d",
+    until: Annotated[
+        datetime | None, date_option("End of the history (default: just after the newest stored transaction)")
+    ] = None,
+    champion: Annotated[
+        Path | None,
+        typer.Option(help="The champion bundle, only read (default: the served one, FRAUD_MODEL_PATH)."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Folder for challenger.fsb and comparison.json (default: FRAUD_DATA_DIR/retrain/<time>).",
+        ),
+    ] = None,
+    features: FeaturesOpt = None,
+    eval_days: Annotated[
+        float, typer.Option(min=0.01, help="Days in the evaluation window, the newest fully labelled ones.")
+    ] = 7.0,
+    label_delay_days: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Days after which a transaction without a fraud label is taken as legitimate; also the "
+            "gap before the evaluation window.",
+        ),
+    ] = 7.0,
+    min_fraud: Annotated[
+        int, typer.Option(min=1, help="Fewest labelled frauds in the training period to train on.")
+    ] = 20,
+    models: Annotated[str, typer.Option(help="Comma-separated: xgboost, logistic, isolation_forest.")] = (
+        "xgboost,logistic,isolation_forest"
+    ),
+    trials: Annotated[
+        int, typer.Option(min=0, help="Hyperparameter search trials per model (0: defaults).")
+    ] = 12,
+    folds: Annotated[int, typer.Option(min=2, help="Time-ordered validation folds.")] = 3,
+    block_fpr: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="BLOCK threshold: false-positive rate on validation.")
+    ] = 0.001,
+    flag_fpr: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="FLAG threshold: false-positive rate on validation.")
+    ] = 0.01,
+    threads: Annotated[int | None, typer.Option(min=1, help="Training threads (env FRAUD_THREADS).")] = None,
+    register: Annotated[
+        bool, typer.Option(help="Also register the challenger in the MLflow Model Registry (not promoted).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a challenger on the decisions, features and labels in the database, and compare it with
+    the champion on the newest fully labelled window. The champion is never replaced: promote the
+    challenger yourself if it is better (fraudstream models promote).
+
+    Training uses the feature vectors logged at decision time when they match the feature spec (the
+    champion's, or --features), else computes features again from the stored transactions, and says
+    which. A transaction counts as fraud from its fraud label's time; one without a fraud label is
+    legitimate from --label-delay-days after it. Training uses the labels known at the evaluation
+    window's start; evaluation those known now.
+
+    Example: fraudstream retrain --since 60d --trials 20
+    """
+    from fraudstream._numba_cache import refresh_stale_kernels
+    from fraudstream.features import FeatureSet
+    from fraudstream.storage import open_store
+    from fraudstream.training.metrics import json_ready
+    from fraudstream.training.models import TrainConfig
+    from fraudstream.training.retrain import default_out_dir, duration
+    from fraudstream.training.retrain import retrain as run
+
+    with errors():
+        try:
+            history = duration(since)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc).removeprefix("--since: "), param_hint="--since") from None
+        refresh_stale_kernels()
+        settings = Settings()
+        config = TrainConfig(
+            models=tuple(m.strip() for m in models.split(",") if m.strip()), trials=trials, folds=folds,
+            threads=threads or settings.threads, seed=settings.seed, block_fpr=block_fpr, flag_fpr=flag_fpr,
+        )  # fmt: skip
+        spec = FeatureSet.load(features) if features else None
+        champion_path = champion or settings.bundle_path
+        folder = out_dir or default_out_dir(settings.data_dir)
+        with open_store(settings.db_url) as store:
+            store.migrate()
+            with progress() as bar:
+                result = run(
+                    store, champion_path, folder, since=history, config=config, until=utc(until),
+                    label_delay=timedelta(days=label_delay_days), eval_days=timedelta(days=eval_days),
+                    features=spec, min_fraud=min_fraud, progress=bar,
+                )  # fmt: skip
+        comparison = result.comparison()
+        console.print(f"features: {result.features.source} ({result.features.reason})")
+        if register:
+            comparison["registered"] = _register(result.challenger_path, comparison, settings)
+            text = json.dumps(json_ready(comparison), indent=2)
+            (result.challenger_path.parent / "comparison.json").write_text(text + "\n")
+        console.print(
+            f"challenger [bold]{result.challenger.manifest.version}[/] → {result.challenger_path}; "
+            f"comparison → {folder / 'comparison.json'}; the champion {champion_path} is unchanged"
+        )
+        emit(comparison, as_json, comparison_table(comparison))
+
+
+def _register(path: Path, comparison: dict[str, Any], settings: Settings) -> Any:
+    """Register the challenger in the MLflow Model Registry (``fraudstream.models.registry``) with the
+    alias ``challenger``, its evaluation metrics and the comparison; never as champion over one."""
+    import importlib
+
+    try:
+        registry: Any = importlib.import_module("fraudstream.models.registry")
+    except ImportError:
+        registry = None
+    register = getattr(registry, "register", None)
+    if register is None:
+        raise ValueError(
+            "--register needs the MLflow model registry (fraudstream.models.registry), not in this "
+            f"installation; the challenger is at {path}"
+        )
+    metrics = comparison["challenger"]["metrics"]
+    return register(path, metrics, settings=settings, comparison=comparison)
+
+
+LABELS = {
+    "roc_auc": "ROC AUC",
+    "average_precision": "average precision",
+    "recall_at_0_1pct_fpr": "recall @ 0.1% FPR",
+    "recall_at_1pct_fpr": "recall @ 1% FPR",
+    "precision_at_100": "precision @ 100",
+    "card_precision_at_100": "card precision @ 100",
+}
+
+
+def comparison_table(comparison: dict[str, Any]) -> Table:
+    """Champion and challenger side by side on the same window, with the change."""
+    from fraudstream.training.retrain import COMPARED
+
+    periods = comparison["periods"]
+    start, end = (datetime.fromisoformat(periods[k]) for k in ("eval_start", "eval_end"))
+    champion, challenger = comparison["champion"]["metrics"], comparison["challenger"]["metrics"]
+    table = Table(title=f"champion vs challenger, {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC")
+    table.add_column("metric")
+    table.add_column("champion", justify="right")
+    table.add_column("challenger", justify="right")
+    table.add_column("change", justify="right")
+    table.add_row("model", comparison["champion"]["version"], comparison["challenger"]["version"], "")
+    table.add_row("transactions", str(champion["n"]), str(challenger["n"]), "")
+    table.add_row("frauds", str(champion["n_fraud"]), str(challenger["n_fraud"]), "")
+    for key in COMPARED:
+        delta = comparison["delta"][key]
+        change = "—" if delta is None else f"{delta:+.4f}"
+        if delta:
+            change = f"[{'green' if delta > 0 else 'red'}]{change}[/]"
+        table.add_row(LABELS[key], _fmt(champion[key]), _fmt(challenger[key]), change)
+    return table
+
+
+def _fmt(value: Any) -> str:
+    return "—" if value is None else f"{value:.4f}"

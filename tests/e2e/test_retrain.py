@@ -1,0 +1,127 @@
+"""``fraudstream retrain`` as an operator runs it: traffic replayed into the database, labels posted,
+then a challenger trained on that history and compared with the champion, which stays as it was."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from fraudstream.cli import app
+from fraudstream.events import Label, Transaction
+from fraudstream.events.frame import iter_records
+from fraudstream.models.bundle import load_bundle
+from fraudstream.storage import open_store
+
+runner = CliRunner()
+#: Thirty days of history: evaluation on days 22-27, a 3-day gap, training on days 0-19.
+FAST = ["--since", "30d", "--label-delay-days", "3", "--eval-days", "5", "--trials", "0"]
+FAST += ["--models", "xgboost,logistic", "--folds", "2", "--min-fraud", "5"]
+
+
+@pytest.fixture(scope="module")
+def history_db(tmp_path_factory: pytest.TempPathFactory, small_frame: pd.DataFrame, bundle_path: Path) -> str:
+    """A database holding the small dataset as production leaves it: transactions accepted, decided by
+    the worker, and every fraud label known by the end of the traffic posted."""
+    folder = tmp_path_factory.mktemp("history")
+    url = f"sqlite:///{folder / 'fraud.db'}"
+    with open_store(url) as store:
+        store.migrate()
+        store.queue.accept([Transaction.model_validate(r) for r in iter_records(small_frame)])
+    env = {"FRAUD_DATA_DIR": str(folder), "FRAUD_DATABASE_URL": url, "FRAUD_MODEL_PATH": str(bundle_path)}
+    result = runner.invoke(app, ["worker", "--burst", "--batch-size", "2000"], env=env)
+    assert result.exit_code == 0, result.stderr
+    end = small_frame["timestamp"].max()
+    fraud = small_frame[(small_frame["is_fraud"] == True) & (small_frame["label_time"] <= end)]  # noqa: E712
+    with open_store(url) as store:
+        labels = [
+            Label(transaction_id=t, is_fraud=True, label_time=w.to_pydatetime())
+            for t, w in zip(fraud["transaction_id"], fraud["label_time"], strict=True)
+        ]
+        assert store.labels.add(labels) == len(labels) > 50
+    return url
+
+
+@pytest.fixture
+def workdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, history_db: str, bundle_path: Path
+) -> Iterator[Path]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FRAUD_DATABASE_URL", history_db)
+    monkeypatch.setenv("FRAUD_MODEL_PATH", str(bundle_path))
+    monkeypatch.delenv("FRAUD_MLFLOW_TRACKING_URI", raising=False)
+    yield tmp_path
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_retrain_writes_a_challenger_and_compares_both_on_one_window(
+    workdir: Path, bundle_path: Path
+) -> None:
+    before = digest(bundle_path)
+    result = runner.invoke(app, ["retrain", *FAST, "--out", "run", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert digest(bundle_path) == before  # the champion is only read
+    comparison = json.loads((workdir / "run" / "comparison.json").read_text())
+    assert json.loads(result.stdout)["challenger"]["version"] == comparison["challenger"]["version"]
+    challenger = load_bundle(workdir / "run" / "challenger.fsb")
+    assert challenger.manifest.version == comparison["challenger"]["version"]
+    assert comparison["champion"]["version"] == load_bundle(bundle_path).manifest.version
+    champion, new = comparison["champion"]["metrics"], comparison["challenger"]["metrics"]
+    assert champion["n"] == new["n"] > 0 and champion["n_fraud"] == new["n_fraud"] > 0  # the same rows
+    assert 0.5 < champion["roc_auc"] <= 1 and 0.5 < new["roc_auc"] <= 1
+    assert comparison["delta"]["roc_auc"] == pytest.approx(new["roc_auc"] - champion["roc_auc"])
+    periods = comparison["periods"]
+    assert periods["train_end"] < periods["label_cutoff"] == periods["eval_start"] < periods["eval_end"]
+    assert comparison["features"]["challenger"]["source"] == "logged"
+    assert "features: logged" in result.stderr and "is unchanged" in result.stderr
+    assert comparison["training"]["fraud"] >= 5
+
+
+def test_retrain_prints_a_table_by_default(workdir: Path) -> None:
+    result = runner.invoke(app, ["retrain", *FAST], terminal_width=200)
+    assert result.exit_code == 0, result.stderr
+    assert "champion vs challenger" in result.stdout and "average precision" in result.stdout
+    runs = list((workdir / "retrain").iterdir())
+    assert len(runs) == 1 and {p.name for p in runs[0].iterdir()} == {"challenger.fsb", "comparison.json"}
+
+
+def test_a_changed_spec_recomputes_features_from_the_stored_transactions(workdir: Path) -> None:
+    result = runner.invoke(app, ["retrain", *FAST, "--features", "handbook_tuned", "--out", "run", "--json"])
+    assert result.exit_code == 0, result.stderr
+    comparison = json.loads(result.stdout)
+    assert comparison["features"]["challenger"]["source"] == "recomputed"
+    assert "computed again from the stored transactions" in comparison["features"]["challenger"]["reason"]
+    assert "features: recomputed" in result.stderr
+    assert comparison["features"]["champion"]["source"] == "logged"  # the champion keeps what it saw
+    challenger = load_bundle(workdir / "run" / "challenger.fsb")
+    assert challenger.manifest.feature_set_version == comparison["features"]["challenger"]["spec"]
+    assert comparison["champion"]["metrics"]["n"] == comparison["challenger"]["metrics"]["n"]
+
+
+def test_too_few_labelled_frauds_says_how_many_and_what_to_do(workdir: Path) -> None:
+    result = runner.invoke(app, ["retrain", *FAST, "--min-fraud", "100000"])
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert "frauds labelled by" in message and "at least 100000" in message and "--since" in message
+    assert not (workdir / "retrain").exists()
+
+
+def test_an_empty_database_or_a_bad_period_is_one_clear_error(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    short = runner.invoke(app, ["retrain", *FAST, "--since", "5d"])
+    assert short.exit_code == 2 and "leaves no training period" in " ".join(short.stderr.split())
+    bad = runner.invoke(app, ["retrain", "--since", "60x"])
+    assert bad.exit_code == 2 and "--since" in bad.stderr and "not a duration" in bad.stderr
+    monkeypatch.setenv("FRAUD_DATABASE_URL", f"sqlite:///{workdir / 'empty.db'}")
+    empty = runner.invoke(app, ["retrain", *FAST])
+    assert empty.exit_code == 2 and "no decisions are stored" in " ".join(empty.stderr.split())
