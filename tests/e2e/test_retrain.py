@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fraudstream.cli import app
+from fraudstream.datasets.io import write_frame
 from fraudstream.events import Label, Transaction
 from fraudstream.events.frame import iter_records
 from fraudstream.models.bundle import load_bundle
@@ -125,3 +126,22 @@ def test_an_empty_database_or_a_bad_period_is_one_clear_error(
     monkeypatch.setenv("FRAUD_DATABASE_URL", f"sqlite:///{workdir / 'empty.db'}")
     empty = runner.invoke(app, ["retrain", *FAST])
     assert empty.exit_code == 2 and "no decisions are stored" in " ".join(empty.stderr.split())
+
+
+def test_replayed_decisions_train_on_their_logged_features_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_frame: pd.DataFrame, bundle_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FRAUD_MODEL_PATH", str(bundle_path))
+    monkeypatch.delenv("FRAUD_DATABASE_URL", raising=False)
+    write_frame(small_frame, tmp_path / "traffic.parquet")
+    replayed = runner.invoke(app, ["replay", str(tmp_path / "traffic.parquet"), "--batch-size", "2000"])
+    assert replayed.exit_code == 0, replayed.stderr  # decisions and fraud labels, but no transactions
+    logged = runner.invoke(app, ["retrain", *FAST, "--json"])
+    assert logged.exit_code == 0, logged.stderr
+    assert json.loads(logged.stdout)["features"]["challenger"]["source"] == "logged"
+    changed = runner.invoke(app, ["retrain", *FAST, "--features", "handbook_tuned"])
+    assert changed.exit_code == 2
+    message = " ".join(changed.stderr.split())
+    assert "have no stored transaction" in message and "leave out --features" in message

@@ -11,7 +11,6 @@ import typer
 from rich.table import Table
 
 from fraudstream.commands.common import (
-    FeaturesOpt,
     JsonOpt,
     console,
     date_option,
@@ -32,7 +31,8 @@ def retrain(
         ),
     ] = "60d",
     until: Annotated[
-        datetime | None, date_option("End of the history (default: just after the newest stored transaction)")
+        datetime | None,
+        date_option("End of the history (default: just after the newest decided transaction)"),
     ] = None,
     champion: Annotated[
         Path | None,
@@ -45,7 +45,14 @@ def retrain(
             help="Folder for challenger.fsb and comparison.json (default: FRAUD_DATA_DIR/retrain/<time>).",
         ),
     ] = None,
-    features: FeaturesOpt = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            metavar="<preset|yaml>",
+            help="The challenger's feature spec: a preset (handbook, handbook_tuned, ...) or a YAML file. "
+            "Default: the champion's spec, so the logged feature vectors can be used.",
+        ),
+    ] = None,
     eval_days: Annotated[
         float, typer.Option(min=0.01, help="Days in the evaluation window, the newest fully labelled ones.")
     ] = 7.0,
@@ -75,7 +82,11 @@ def retrain(
     ] = 0.01,
     threads: Annotated[int | None, typer.Option(min=1, help="Training threads (env FRAUD_THREADS).")] = None,
     register: Annotated[
-        bool, typer.Option(help="Also register the challenger in the MLflow Model Registry (not promoted).")
+        bool,
+        typer.Option(
+            help="Also register the challenger in the MLflow Model Registry (FRAUD_MLFLOW_TRACKING_URI) "
+            "under the alias challenger; it becomes champion only where the model has none yet."
+        ),
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:

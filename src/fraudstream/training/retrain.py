@@ -283,23 +283,23 @@ class _Recomputer:
         X = engine.compute(batch)
         if self._progress:
             self._progress(f"computing {len(engine.names)} features", 1, 1)
-        where = pd.Index(batch.transaction_id).get_indexer(self._history.transaction_id)
-        missing = int((where < 0).sum())
-        if missing:
-            raise RetrainError(
-                f"{missing:,} of {len(where):,} decisions have no stored transaction (`fraudstream replay` "
-                f"stores decisions only), so features of the spec {feature_set.version} cannot be "
-                "computed for them: retrain on the logged features (leave out --features), or on a "
-                "period served through the API or the worker"
-            )
-        return X[where]
+        return X[pd.Index(batch.transaction_id).get_indexer(self._history.transaction_id)]
 
     def _read(self, retention: float) -> pd.DataFrame:
         if self._frame is None or retention > self._lookback:
             start = self._periods.start - timedelta(seconds=retention)
             frame = read_transactions(self._store, start, self._periods.until, self._progress)
-            self._frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
-            self._lookback = retention
+            frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
+            where = pd.Index(frame["transaction_id"]).get_indexer(self._history.transaction_id)
+            missing = int((where < 0).sum())
+            if missing:
+                raise RetrainError(
+                    f"{missing:,} of {len(where):,} decisions have no stored transaction (`fraudstream "
+                    "replay` stores decisions only), so their features cannot be computed again for "
+                    "another spec: retrain on the logged features (leave out --features), or on a "
+                    "period served through the API or the worker"
+                )
+            self._frame, self._lookback = frame, retention
         return self._frame
 
 
