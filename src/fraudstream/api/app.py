@@ -34,6 +34,8 @@ from fraudstream.brokers import publishes_results
 from fraudstream.config import Settings
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Label, Transaction
+from fraudstream.monitoring.drift import watch
+from fraudstream.monitoring.metrics import DriftCollector
 from fraudstream.runtime import Services, open_services
 from fraudstream.scoring.scorer import Scorer
 from fraudstream.worker.worker import DEAD_LETTERS, RESULTS, Worker
@@ -152,6 +154,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
         finally:
             slow.cancel()
         alerts = app.state.alerts = alerts_for(running)  # stores alerts; delivers them if channels are set
+        app.state.drift = watch(running.scorer, settings, alerts.raise_alerts)  # GET /v1/drift, /metrics
         app.state.batcher = ScoreBatcher(
             running.scorer,
             running.store,
@@ -182,6 +185,8 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     app.state.batcher = None
     app.state.worker = None
     app.state.alerts = None
+    app.state.drift = None
+    metrics.registry.register(DriftCollector(lambda: app.state.drift))
     app.state.worker_thread = None
     app.state.simulations = SimulationSlot()
     app.state.limits = RateLimits(settings) if settings.rate_limits else None

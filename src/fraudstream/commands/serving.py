@@ -89,6 +89,7 @@ def worker(
     from fraudstream._numba_cache import refresh_stale_kernels
     from fraudstream.alerts import alerts_for
     from fraudstream.brokers import publishes_results
+    from fraudstream.monitoring.drift import watch
     from fraudstream.runtime import open_services
     from fraudstream.worker import Worker
     from fraudstream.worker.health import check_health
@@ -107,6 +108,7 @@ def worker(
         services = open_services(settings)
         results = publishes_results(settings.broker_url)  # decisions and dead letters to redis:// or kafka://
         alerts = alerts_for(services)  # alerts are stored, and delivered when a channel is configured
+        watch(services.scorer, settings, alerts.raise_alerts)  # drift alerts from this worker's batches
         w = Worker(
             services.broker, services.scorer, services.store, on_decided=alerts.submit,
             batch_size=batch_size or settings.batch_size, max_wait=settings.max_wait, health_file=health_file,

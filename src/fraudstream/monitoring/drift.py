@@ -4,8 +4,8 @@
 seconds of wall-clock time (one minute of the default hour). A scored batch adds its counts in the
 reference's bins to the current slot: a few vector comparisons and one ``bincount``, whatever the
 batch's size. Reading the window sums the live slots and compares them with the reference; that, and
-the alert check, cost a few microseconds per feature and happen on reads and at most once a second,
-never per row.
+the alert check, cost a few microseconds per feature and happen on reads and, once the window holds
+enough transactions, at most once a second: never per row.
 
 PSI is ``sum((a - e) * ln(a / e))`` over the bins (the missing values are a bin of their own), with
 ``a`` the window's shares and ``e`` the reference's, and :data:`EPSILON` in place of an empty bin's
@@ -170,9 +170,10 @@ class DriftMonitor:
 
     Thread-safe: the API's scoring, the embedded worker and readers may call it at once. Without a
     reference (bundles trained before references were stored) it counts nothing and reports
-    :data:`~fraudstream.models.reference.NO_REFERENCE`. With ``on_alerts``, a check at most once a
-    second hands over a ``drift`` alert for the score and each important feature past the threshold, at
-    most one per window for each of them.
+    :data:`~fraudstream.models.reference.NO_REFERENCE`. With ``on_alerts``, a check hands over a
+    ``drift`` alert for the score and each important feature past the threshold, at most one per
+    window for each of them. The check runs with every batch until the window holds ``min_count``
+    transactions, then at most once a second.
     """
 
     def __init__(
@@ -202,6 +203,7 @@ class DriftMonitor:
         self._lock = threading.Lock()
         self._alerting = threading.Lock()
         self._checked = -np.inf
+        self._full = False
         self._alerted: dict[str, float] = {}
 
     @property
@@ -224,7 +226,9 @@ class DriftMonitor:
                 self._counts[slot] = 0
                 self._stamps[slot] = tick
             self._counts[slot] += counts
-            check = self.on_alerts is not None and now - self._checked >= CHECK_SECONDS
+            # until the window holds min_count transactions every batch checks, so the first check
+            # with a PSI comes with the batch that fills it; from then on, once a second at most
+            check = self.on_alerts is not None and (not self._full or now - self._checked >= CHECK_SECONDS)
             if check:
                 self._checked = now
         if check:
@@ -258,7 +262,9 @@ class DriftMonitor:
 
     def _alert(self) -> None:
         with self._alerting:
-            alerts = drift_alerts(self.report())
+            report = self.report()
+            self._full = report.count >= self.min_count
+            alerts = drift_alerts(report)
             now = self._clock()
             fresh = [a for a in alerts if now - self._alerted.get(a.entity, -np.inf) >= self.window_seconds]
             for a in fresh:

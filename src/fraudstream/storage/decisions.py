@@ -8,6 +8,7 @@ A decision is committed before anyone is told of it, so every read sees every de
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,6 +39,7 @@ RECENT_SECONDS = 60.0
 _d = tables.decisions
 _t = tables.transactions
 _l = tables.labels
+_fs = tables.feature_sets
 
 
 class DecisionRepository:
@@ -189,6 +191,53 @@ class DecisionRepository:
             return page, None
         page = page[:limit]
         return page, encode_cursor(page[-1].decided_at, page[-1].transaction_id)
+
+    def feature_vectors(
+        self, since: datetime, until: datetime | None = None, *, chunk: int = 50_000
+    ) -> Iterator[tuple[builtins.list[str], np.ndarray, np.ndarray]]:
+        """The feature vectors stored with the decisions made in ``[since, until)``, a chunk of at most
+        ``chunk`` decisions at a time: each chunk's feature names, its matrix (decisions × features,
+        NaN where a feature was missing) and the decisions' probabilities. Decisions made on another
+        feature set come in chunks of their own. For drift reports over stored decisions.
+
+        Each chunk is its own query, keyset-paged on ``(decided_at, transaction_id)``, so no read stays
+        open while the caller works and memory follows the chunk, not the period.
+        """
+        query = select(
+            _d.c.decided_at, _d.c.transaction_id, _d.c.feature_set, _d.c.feature_values, _d.c.probability
+        )
+        query = query.where(_d.c.decided_at >= since)
+        if until is not None:
+            query = query.where(_d.c.decided_at < until)
+        query = query.order_by(_d.c.decided_at, _d.c.transaction_id)
+        names: dict[str, builtins.list[str]] = {}
+        after: tuple[datetime, str] | None = None
+        while True:
+            page = (
+                query if after is None else query.where(tuple_(_d.c.decided_at, _d.c.transaction_id) > after)
+            )
+            with self._db.read() as conn:
+                rows = conn.execute(page.limit(chunk)).all()
+                missing = {r.feature_set for r in rows} - names.keys()
+                if missing:
+                    found = conn.execute(select(_fs.c.id, _fs.c.names).where(_fs.c.id.in_(sorted(missing))))
+                    names.update((str(i), list(n)) for i, n in found)
+            if not rows:
+                return
+            after = (rows[-1].decided_at, rows[-1].transaction_id)
+            groups: dict[str, builtins.list[Any]] = {}
+            for row in rows:
+                groups.setdefault(row.feature_set, []).append(row)
+            for set_id, members in groups.items():
+                if set_id not in names:  # a vector whose names were never stored cannot be read
+                    continue
+                width = len(names[set_id])
+                blob = b"".join(r.feature_values for r in members)
+                X = np.frombuffer(blob, dtype="<f8").reshape(len(members), width)
+                p = np.fromiter((r.probability for r in members), dtype=np.float64, count=len(members))
+                yield names[set_id], X, p
+            if len(rows) < chunk:
+                return
 
     def stats(self, since: datetime) -> dict[str, Any]:
         """Counts, flagged share, latency percentiles, throughput and fraud labels since ``since``.
