@@ -6,6 +6,7 @@ take what they need as ``Annotated`` parameters and tests can build any number o
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterable, Mapping
 from typing import Annotated
@@ -114,6 +115,48 @@ async def optional_api_key(
 
 
 KeyHolderDep = Annotated[bool, Depends(optional_api_key)]
+
+
+def key_label(key: str) -> str:
+    """How a key appears in records: a short digest, never the key itself."""
+    return f"api key {hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+async def require_admin_key(
+    settings: SettingsDep,
+    api_key: Annotated[str | None, Security(api_key_header)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> str:
+    """Allow a request that may change the serving model: one carrying a key of ``FRAUD_ADMIN_KEYS``,
+    or any request when no keys are set at all. Who it was, for the record (:func:`key_label`).
+
+    A missing key is 401; a valid API key that is not an admin key, or any key when no admin keys are
+    set, is 403 saying so; a wrong key is 403 as everywhere.
+    """
+    if not settings.api_key_set:
+        return "anonymous (no API keys set)"
+    offered = _offered(api_key, credentials)
+    if not offered:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing API key: send an admin key as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    admin = matching_key(offered, settings.admin_key_set)
+    if admin is not None:
+        return key_label(admin)
+    if not key_matches(offered, settings.api_key_set):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
+    if not settings.admin_key_set:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "changing models needs an admin key, and none is set: FRAUD_ADMIN_KEYS"
+        )
+    raise HTTPException(
+        status.HTTP_403_FORBIDDEN, "this API key may not change models: use one of FRAUD_ADMIN_KEYS"
+    )
+
+
+AdminDep = Annotated[str, Depends(require_admin_key)]
 
 
 def matching_key(offered: Iterable[str | bytes], keys: frozenset[str]) -> str | None:

@@ -114,6 +114,13 @@ def train(
         float, typer.Option(min=0.0, max=1.0, help="FLAG threshold: false-positive rate on validation.")
     ] = 0.01,
     threads: Annotated[int | None, typer.Option(min=1, help="Training threads (env FRAUD_THREADS).")] = None,
+    register: Annotated[
+        bool,
+        typer.Option(
+            help="Register the bundle in the MLflow Model Registry (FRAUD_MLFLOW_TRACKING_URI) as the "
+            "challenger; the model's first version also becomes champion."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Train models on a time window and write a model bundle; evaluate on the window after the gap.
@@ -131,6 +138,11 @@ def train(
     with errors():
         refresh_stale_kernels()
         settings = settings_with(datasets_dir)
+        if register and not settings.mlflow_tracking_uri:
+            raise ValueError(
+                "--register needs the MLflow server: set FRAUD_MLFLOW_TRACKING_URI "
+                "(http://127.0.0.1:5050 for `make services`)"
+            )
         config = TrainConfig(
             models=tuple(m.strip() for m in models.split(",") if m.strip()), trials=trials, folds=folds,
             threads=threads or settings.threads, seed=settings.seed, smote=smote, block_fpr=block_fpr,
@@ -161,11 +173,20 @@ def train(
             from fraudstream.training.tracking import log_to_mlflow
 
             payload["mlflow_run_id"] = log_to_mlflow(settings.mlflow_tracking_uri, bundle, path, test)
+        if register:
+            from fraudstream.models.registry import register as add_version
+
+            payload["registered"] = add_version(
+                path, test, settings=settings, run_id=payload["mlflow_run_id"]
+            )
         console.print(
             f"model [bold]{bundle.manifest.version}[/] → {path} "
             f"(weights {bundle.manifest.weights}, FLAG ≥ {bundle.manifest.thresholds['flag']:.4f}, "
             f"BLOCK ≥ {bundle.manifest.thresholds['block']:.4f})"
         )
+        if register:
+            done = payload["registered"]
+            console.print(f"registered {done['uri']} ({', '.join(done['aliases'])})")
         emit(payload, as_json, table)
         if not as_json:
             out.print(importance_table(payload["top_features"]))

@@ -10,10 +10,10 @@ from fraudstream.api.routes import (
     customers,
     dead_letters,
     decisions,
-    drift,
     health,
     labels,
     model,
+    models,
     reports,
     score,
     simulations,
@@ -31,7 +31,7 @@ for module in (score, transactions, decisions, stats, customers, labels, simulat
 v1_router.include_router(alerts.router)
 v1_router.include_router(reports.router)
 v1_router.include_router(dead_letters.router)
-v1_router.include_router(drift.router)
+v1_router.include_router(models.router)
 
 api_router = APIRouter()
 api_router.include_router(health.router)

@@ -11,9 +11,18 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from fraudstream.api.deps import ScorerDep
+from fraudstream.api.deps import ServicesDep
 
 router = APIRouter(prefix="/v1/model", tags=["model"])
+
+
+class RegistryOut(BaseModel):
+    """Which registered model version serves, and the URI (alias) it was resolved from at start-up."""
+
+    name: str
+    version: str
+    uri: str = Field(description="as configured: models:/NAME@ALIAS or models:/NAME/VERSION")
+    alias: str | None = Field(description="the alias it was resolved from; aliases may have moved since")
 
 
 class ModelOut(BaseModel):
@@ -26,12 +35,22 @@ class ModelOut(BaseModel):
     metrics: dict[str, Any] = Field(description="training metrics from the manifest (validation, test, ...)")
     data_fingerprint: str
     libraries: dict[str, str]
+    registry: RegistryOut | None = Field(
+        None, description="the registry version served, when started from FRAUD_MODEL_URI=models:/..."
+    )
 
 
 @router.get("", response_model=ModelOut)
-async def model(scorer: ScorerDep) -> ModelOut:
-    """The serving model's manifest: version, ensemble weights, FLAG/BLOCK thresholds, training metrics."""
-    manifest = scorer.bundle.manifest
+async def model(services: ServicesDep) -> ModelOut:
+    """The serving model's manifest: version, ensemble weights, FLAG/BLOCK thresholds, training metrics,
+    and, for a model from the registry, its registered name and version."""
+    manifest = services.scorer.bundle.manifest
+    source = services.model_source
+    registry = None
+    if source is not None and source.registry_name and source.registry_version and source.uri:
+        registry = RegistryOut(
+            name=source.registry_name, version=source.registry_version, uri=source.uri, alias=source.alias
+        )
     return ModelOut(
         version=manifest.version,
         created_at=manifest.created_at,
@@ -42,4 +61,5 @@ async def model(scorer: ScorerDep) -> ModelOut:
         metrics=manifest.metrics,
         data_fingerprint=manifest.data_fingerprint,
         libraries=manifest.libraries,
+        registry=registry,
     )

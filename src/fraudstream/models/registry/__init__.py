@@ -23,7 +23,14 @@ from fraudstream.models.registry._client import (
 )
 from fraudstream.models.registry._lifecycle import default_author, promote, register_run, rollback
 from fraudstream.models.registry._serving import ModelSource, cache_path, load_model
-from fraudstream.models.registry._uri import ModelUri, ModelUriError, RegistryError, is_registry_uri
+from fraudstream.models.registry._uri import (
+    ModelUri,
+    ModelUriError,
+    RegistryConflictError,
+    RegistryError,
+    RegistryUnavailableError,
+    is_registry_uri,
+)
 
 __all__ = [
     "CHALLENGER",
@@ -34,7 +41,9 @@ __all__ = [
     "ModelUri",
     "ModelUriError",
     "Registry",
+    "RegistryConflictError",
     "RegistryError",
+    "RegistryUnavailableError",
     "VersionInfo",
     "cache_path",
     "default_author",
@@ -50,7 +59,7 @@ __all__ = [
 def registry_for(settings: Settings) -> Registry:
     """The registered model ``settings`` name, on their MLflow server; a clear error without one."""
     if not settings.mlflow_tracking_uri:
-        raise RegistryError(
+        raise RegistryUnavailableError(
             "the model registry needs FRAUD_MLFLOW_TRACKING_URI: set it to the MLflow server "
             "(http://127.0.0.1:5050 for `make services`)"
         )
@@ -86,7 +95,7 @@ def register(
                 registry.tracking_uri, load_bundle(bundle_path), bundle_path, metrics or {}, extra_tags=extra
             )
         except TrackingError as error:
-            raise RegistryError(str(error)) from None
+            raise RegistryUnavailableError(str(error)) from None
     info, first = register_run(registry, run_id, bundle_path)
     if first:
         from fraudstream.storage import open_store

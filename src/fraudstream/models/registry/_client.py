@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fraudstream.models.registry._uri import ModelUri, RegistryError
+from fraudstream.models.registry._uri import ModelUri, RegistryError, RegistryUnavailableError
 
 T = TypeVar("T")
 
@@ -92,7 +92,7 @@ class Registry:
             try:
                 from mlflow import MlflowClient
             except ImportError:
-                raise RegistryError(
+                raise RegistryUnavailableError(
                     "the model registry needs MLflow's client: pip install 'fraudstream[mlflow]'"
                 ) from None
             for key, value in HTTP_DEFAULTS.items():
@@ -110,7 +110,7 @@ class Registry:
             text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
                 raise RegistryError(f"{what}: {text}") from None
-            raise RegistryError(
+            raise RegistryUnavailableError(
                 f"{what}: the MLflow server at {self.tracking_uri} did not answer ({type(exc).__name__}: "
                 f"{text}); start it (`make services` runs one on 127.0.0.1:5050) or fix "
                 "FRAUD_MLFLOW_TRACKING_URI"

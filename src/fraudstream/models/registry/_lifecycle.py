@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fraudstream.models.registry._client import CHALLENGER, CHAMPION, PREVIOUS, Registry
-from fraudstream.models.registry._uri import RegistryError
+from fraudstream.models.registry._uri import RegistryConflictError
 
 if TYPE_CHECKING:
     from fraudstream.storage.promotions import Promotion
@@ -81,14 +81,14 @@ def promote(
     if version is None:
         version = aliases.get(CHALLENGER)
         if version is None:
-            raise RegistryError(
+            raise RegistryConflictError(
                 f"model {registry.name!r} has no challenger: register one (`fraudstream train --register` "
                 "or `fraudstream retrain --register`) or name a version"
             )
     target = registry.get(str(version))  # RegistryError when it does not exist
     current = aliases.get(CHAMPION)
     if current == target.version:
-        raise RegistryError(f"version {target.version} of {registry.name!r} is already the champion")
+        raise RegistryConflictError(f"version {target.version} of {registry.name!r} is already the champion")
     author = by or default_author()
     registry.set_alias(CHAMPION, target.version)
     if current is not None:
@@ -113,7 +113,7 @@ def rollback(registry: Registry, *, by: str | None = None, store: Store | None =
     aliases = registry.aliases()
     back, current = aliases.get(PREVIOUS), aliases.get(CHAMPION)
     if back is None:
-        raise RegistryError(
+        raise RegistryConflictError(
             f"model {registry.name!r} has no previous champion to roll back to: promote a version instead "
             "(`fraudstream models promote VERSION`)"
         )

@@ -16,7 +16,7 @@ from typing import Any
 from fraudstream.config import Settings
 from fraudstream.models.bundle import ModelBundle, load_bundle
 from fraudstream.models.registry._client import Registry
-from fraudstream.models.registry._uri import ModelUri, RegistryError, is_registry_uri
+from fraudstream.models.registry._uri import ModelUri, RegistryUnavailableError, is_registry_uri
 
 CACHED_NAME = "model.fsb"
 
@@ -76,7 +76,7 @@ def load_model(settings: Settings) -> tuple[ModelBundle, ModelSource]:
         return load_bundle(path), ModelSource(path)
     uri = ModelUri.parse(text)
     if not settings.mlflow_tracking_uri:
-        raise RegistryError(
+        raise RegistryUnavailableError(
             f"FRAUD_MODEL_URI={text} names the MLflow registry but FRAUD_MLFLOW_TRACKING_URI is not set: "
             "set it to the MLflow server (http://127.0.0.1:5050 for `make services`), or serve a file "
             "with FRAUD_MODEL_PATH"

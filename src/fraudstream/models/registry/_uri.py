@@ -17,6 +17,15 @@ class RegistryError(BundleError):
     what to do. A :class:`BundleError`, so every command and the API report it as a model problem."""
 
 
+class RegistryUnavailableError(RegistryError):
+    """No registry to talk to: MLflow not installed, not configured, or not answering."""
+
+
+class RegistryConflictError(RegistryError):
+    """The registry's state does not allow the change: already champion, no challenger, nothing to roll
+    back to."""
+
+
 class ModelUriError(RegistryError, ValueError):
     """A ``models:/`` URI that names no model version; the message names the setting and the reason."""
 

@@ -1,0 +1,151 @@
+"""``fraudstream models``: the registered model's versions, and moving ``champion`` between them.
+
+The registry is MLflow's (FRAUD_MLFLOW_TRACKING_URI); what serves is ``models:/NAME@champion``
+(FRAUD_MODEL_URI). Every promotion and rollback is recorded in our database and tagged on the versions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from fraudstream.commands.common import JsonOpt, console, emit, errors, out, settings_with
+
+app = typer.Typer(
+    help="The MLflow Model Registry: list versions, promote one to champion, roll back. Servers started "
+    "with FRAUD_MODEL_URI=models:/fraudstream@champion pick the new champion up when they restart.",
+    no_args_is_help=True,
+)
+
+ByOpt = Annotated[
+    str | None, typer.Option("--by", help="Who is making the change, for the record (default: the OS user).")
+]
+
+
+def _metric(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+@app.command("list")
+def list_versions(
+    history: Annotated[int, typer.Option(min=0, help="Also show this many recent promotions.")] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every version of the registered model, newest first: aliases, bundle version, key metrics."""
+    from fraudstream.models.registry import KEY_METRICS, registry_for
+    from fraudstream.storage import open_store
+
+    with errors():
+        settings = settings_with()
+        registry = registry_for(settings)
+        versions = registry.versions()
+        with open_store(settings.db_url) as store:
+            store.migrate()
+            promotions = store.promotions.list(registry.name, limit=history) if history else []
+    table = Table(title=f"{registry.name} at {registry.tracking_uri}")
+    for column in ("version", "aliases", "model", "registered (UTC)"):
+        table.add_column(column)
+    for key in KEY_METRICS:
+        table.add_column(key.replace("_", " "), justify="right")
+    for v in versions:
+        when = v.created_at.strftime("%Y-%m-%d %H:%M") if v.created_at else "-"
+        metrics = [_metric(v.metrics.get(key)) for key in KEY_METRICS]
+        model = v.tags.get("fraudstream.model_version", "-")
+        table.add_row(v.version, ", ".join(v.aliases) or "-", model, when, *metrics)
+    payload = {
+        "name": registry.name,
+        "versions": [v.to_dict() for v in versions],
+        "promotions": [p.to_dict() for p in promotions],
+    }
+    if not versions and not as_json:
+        console.print(f"no versions of {registry.name!r} yet: `fraudstream train --register`")
+        return
+    emit(payload, as_json, table)
+    if promotions and not as_json:
+        for p in promotions:
+            when = p.promoted_at.strftime("%Y-%m-%d %H:%M") if p.promoted_at else "-"
+            move = f"{p.from_version or '-'} → {p.to_version}"
+            out.print(f"{when}  {p.action:<8} {move}  by {p.promoted_by}")
+
+
+def _comparison(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"--comparison: cannot read {path} as JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"--comparison: {path} holds {type(value).__name__}, expected a JSON object")
+    return value
+
+
+def _report(done: Any, as_json: bool) -> None:
+    payload = done.to_dict()
+    if as_json:
+        emit(payload, True)
+        return
+    out.print(
+        f"{done.action}: {done.model_name} champion {done.from_version or '-'} → [bold]{done.to_version}[/] "
+        f"by {done.promoted_by}; running servers pick it up when they restart"
+    )
+
+
+@app.command()
+def promote(
+    version: Annotated[str | None, typer.Argument(help="Version number to make champion.")] = None,
+    challenger: Annotated[
+        bool, typer.Option("--challenger", help="Promote the version aliased challenger.")
+    ] = False,
+    by: ByOpt = None,
+    comparison: Annotated[
+        Path | None,
+        typer.Option(help="JSON file the decision rests on (`fraudstream retrain` writes comparison.json)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move the champion alias to VERSION (or the challenger); the old champion becomes previous.
+
+    Recorded in the database (who, when, from which version, the comparison) and as tags on the versions.
+
+    Running servers keep their model until they restart (FRAUD_MODEL_URI=models:/fraudstream@champion).
+    """
+    from fraudstream.models.registry import promote as move
+    from fraudstream.models.registry import registry_for
+    from fraudstream.storage import open_store
+
+    with errors():
+        if (version is None) == (not challenger):
+            raise ValueError("name a VERSION or pass --challenger (one of the two)")
+        if version is not None and (not version.isdigit() or int(version) < 1):
+            raise ValueError(f"VERSION: expected a version number such as 3, got {version!r}")
+        settings = settings_with()
+        evidence = _comparison(comparison)
+        with open_store(settings.db_url) as store:
+            store.migrate()
+            done = move(registry_for(settings), version, by=by, comparison=evidence, store=store)
+    _report(done, as_json)
+
+
+@app.command()
+def rollback(by: ByOpt = None, as_json: JsonOpt = False) -> None:
+    """Give the champion alias back to the previous champion (the one before the last promotion).
+
+    One step only: a second rollback has nothing to go back to; promote a version instead.
+
+    Running servers keep their model until they restart.
+    """
+    from fraudstream.models.registry import registry_for
+    from fraudstream.models.registry import rollback as back
+    from fraudstream.storage import open_store
+
+    with errors():
+        settings = settings_with()
+        with open_store(settings.db_url) as store:
+            store.migrate()
+            done = back(registry_for(settings), by=by, store=store)
+    _report(done, as_json)
