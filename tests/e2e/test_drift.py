@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from fraudstream.cli import app
 from fraudstream.config import Settings
+from fraudstream.dashboard.drift import drift_frame, headline
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
 from fraudstream.models.bundle import load_bundle
@@ -103,6 +104,12 @@ def test_a_shifted_stream_drifts_and_alerts(
     psis = [f["psi"] for f in drift["features"]]
     assert psis == sorted(psis, reverse=True) and drift["features"][0]["drifting"]
     assert metric(client, 'fraudstream_feature_psi{feature="amount"}') > 0.2
+    panel = drift_frame(drift)  # what the dashboard's drift panel lists: drifting features first
+    drifting = panel["drifting"].tolist()
+    assert (
+        drifting[0] and drifting == sorted(drifting, reverse=True) and "amount" in panel["feature"].tolist()
+    )
+    assert "score PSI" in headline(drift) and "drifting" in headline(drift)
     assert metric(client, "fraudstream_score_psi") == pytest.approx(drift["score_psi"], abs=1e-6)
 
     deadline = time.monotonic() + 15

@@ -128,6 +128,11 @@ class ApiClient:
         """Send these dead letters back to the workers; what was requeued and what was left, and why."""
         return dict(self._request("POST", "/v1/dead-letters/requeue", json={"ids": ids}))
 
+    def drift(self) -> dict[str, Any] | None:
+        """The drift report (``GET /v1/drift``), or ``None`` when this API has none yet."""
+        found = self._request("GET", "/v1/drift", missing_ok=True)
+        return None if found is None else dict(found)
+
     def model(self) -> dict[str, Any] | None:
         found = self._request("GET", "/v1/model", missing_ok=True)
         return None if found is None else dict(found)
