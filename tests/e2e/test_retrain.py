@@ -126,6 +126,9 @@ def test_an_empty_database_or_a_bad_period_is_one_clear_error(
     monkeypatch.setenv("FRAUD_DATABASE_URL", f"sqlite:///{workdir / 'empty.db'}")
     empty = runner.invoke(app, ["retrain", *FAST])
     assert empty.exit_code == 2 and "no decisions are stored" in " ".join(empty.stderr.split())
+    monkeypatch.setenv("FRAUD_DATABASE_URL", "postgresql://fraudstream:fraudstream@127.0.0.1:1/fraudstream")
+    unreachable = runner.invoke(app, ["retrain", *FAST])
+    assert unreachable.exit_code == 2 and "unreachable" in unreachable.stderr
 
 
 def test_replayed_decisions_train_on_their_logged_features_only(
@@ -145,3 +148,14 @@ def test_replayed_decisions_train_on_their_logged_features_only(
     assert changed.exit_code == 2
     message = " ".join(changed.stderr.split())
     assert "have no stored transaction" in message and "leave out --features" in message
+
+
+def test_register_without_a_registry_is_a_clear_error_and_keeps_the_challenger(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FRAUD_MLFLOW_TRACKING_URI", raising=False)
+    result = runner.invoke(app, ["retrain", *FAST, "--out", "run", "--register"])
+    assert result.exit_code == 2
+    assert "registry" in result.stderr.lower() and "MLFLOW" in result.stderr.upper()
+    assert load_bundle(workdir / "run" / "challenger.fsb").manifest.version in result.stderr
+    assert (workdir / "run" / "comparison.json").is_file()

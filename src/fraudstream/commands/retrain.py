@@ -134,14 +134,15 @@ def retrain(
                 )  # fmt: skip
         comparison = result.comparison()
         console.print(f"features: {result.features.source} ({result.features.reason})")
-        if register:
-            comparison["registered"] = _register(result.challenger_path, comparison, settings)
-            text = json.dumps(json_ready(comparison), indent=2)
-            (result.challenger_path.parent / "comparison.json").write_text(text + "\n")
         console.print(
             f"challenger [bold]{result.challenger.manifest.version}[/] → {result.challenger_path}; "
             f"comparison → {folder / 'comparison.json'}; the champion {champion_path} is unchanged"
         )
+        if register:  # after both files are written: a registry that fails loses nothing
+            comparison["registered"] = _register(result.challenger_path, comparison, settings)
+            text = json.dumps(json_ready(comparison), indent=2)
+            (result.challenger_path.parent / "comparison.json").write_text(text + "\n")
+            console.print(f"registered as {comparison['registered'].get('uri', comparison['registered'])}")
         emit(comparison, as_json, comparison_table(comparison))
 
 
