@@ -32,9 +32,10 @@ def test_only_admin_keys_may_change_the_model(make_api: Callable[..., Api]) -> N
     assert client.post("/v1/models/rollback", headers=as_key("wrong")).status_code == 403
     # The admin key passes the check (and is an API key too); no registry is configured here.
     allowed = client.post("/v1/models/promote", json={"challenger": True}, headers=as_key(ADMIN))
-    assert allowed.status_code == 503 and "FRAUD_MLFLOW_TRACKING_URI" in allowed.json()["detail"]
+    assert allowed.status_code == 409 and "FRAUD_MLFLOW_TRACKING_URI" in allowed.json()["detail"]
     assert client.get("/v1/model", headers=as_key(ADMIN)).status_code == 200
-    assert client.get("/v1/models", headers=as_key(USER)).status_code == 503
+    listed = client.get("/v1/models", headers=as_key(USER))
+    assert listed.status_code == 200 and listed.json()["registry"] is None and listed.json()["versions"] == []
 
 
 def test_without_admin_keys_no_api_key_may_change_the_model(make_api: Callable[..., Api]) -> None:
@@ -143,3 +144,14 @@ def test_the_models_commands_list_promote_and_roll_back(
     assert again.exit_code == 2 and "no previous champion" in again.stderr
     neither = runner.invoke(cli, ["models", "promote"])
     assert neither.exit_code == 2 and "--challenger" in neither.stderr
+
+
+def test_an_unreachable_registry_is_503_saying_what_to_do(make_api: Callable[..., Api]) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client, _, _ = make_api(mlflow_tracking_uri=f"http://127.0.0.1:{port}")
+    answer = client.get("/v1/models")
+    assert answer.status_code == 503 and "make services" in answer.json()["detail"]

@@ -32,8 +32,11 @@ T = TypeVar("T")
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such version or alias in the registry"},
-    409: {"description": "the registry's state does not allow it (already champion, nothing to roll back)"},
-    503: {"description": "no model registry: FRAUD_MLFLOW_TRACKING_URI unset, or MLflow not answering"},
+    409: {
+        "description": "no model registry configured (FRAUD_MLFLOW_TRACKING_URI), or its state does not "
+        "allow it (already champion, nothing to roll back)"
+    },
+    503: {"description": "the MLflow server does not answer"},
 }
 ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
@@ -68,6 +71,9 @@ class PromotionOut(BaseModel):
 
 class ModelsOut(BaseModel):
     name: str
+    registry: str | None = Field(
+        description="the MLflow server (FRAUD_MLFLOW_TRACKING_URI); null: no registry, no versions"
+    )
     versions: list[VersionOut] = Field(description="newest first")
     promotions: list[PromotionOut] = Field(description="recent promotions, newest first")
 
@@ -112,6 +118,10 @@ def _out(p: Promotion) -> PromotionOut:
 
 async def _registry_call(settings: SettingsDep, fn: Callable[[Registry], T]) -> T:
     """Run ``fn`` on the registry off the event loop; registry errors become 404, 409 or 503."""
+    if not settings.mlflow_tracking_uri:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "this server has no model registry: set FRAUD_MLFLOW_TRACKING_URI"
+        )
     try:
         registry = registry_for(settings)
         return await run_in_threadpool(fn, registry)
@@ -133,11 +143,15 @@ async def list_models(
     store: StoreDep,
     history: int = Query(10, ge=0, le=1000, description="how many recent promotions to include"),
 ) -> ModelsOut:
-    """Every version of the registered model with its aliases and key metrics, and recent promotions."""
-    versions = await _registry_call(settings, lambda r: r.versions())
+    """Every version of the registered model with its aliases and key metrics, and recent promotions.
+    Without a registry (no FRAUD_MLFLOW_TRACKING_URI) the list is empty and ``registry`` null."""
+    versions = []
+    if settings.mlflow_tracking_uri:
+        versions = await _registry_call(settings, lambda r: r.versions())
     promotions = await run_in_threadpool(store.promotions.list, settings.model_registry_name, history)
     return ModelsOut(
         name=settings.model_registry_name,
+        registry=settings.mlflow_tracking_uri,
         versions=[
             VersionOut(**{k: v for k, v in info.to_dict().items() if k in VersionOut.model_fields})
             for info in versions
