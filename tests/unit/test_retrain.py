@@ -39,3 +39,27 @@ def test_durations_name_the_option() -> None:
     assert duration("60d") == timedelta(days=60) and duration("36h") == timedelta(hours=36)
     with pytest.raises(ValueError, match="--since: '60 days' is not a duration"):
         duration("60 days")
+
+
+def test_logged_vectors_are_used_only_when_every_decision_has_the_specs_names() -> None:
+    from fraudstream.training.retrain import History
+
+    history = History(
+        transaction_id=np.array(["a", "b", "c"], dtype=object),
+        timestamp=np.zeros(3),
+        customer_id=np.array(["c1", "c1", "c2"], dtype=object),
+        fraud_time=np.full(3, np.nan),
+        legit_time=np.full(3, np.nan),
+        names={"old": ["amount"], "new": ["amount", "count"]},
+        vectors={
+            "new": [(np.array([0, 2]), np.array([[1.0, 2.0], [3.0, 4.0]]))],
+            "old": [(np.array([1]), np.array([[5.0]]))],
+        },
+    )
+    assert history.logged_with_others(["amount", "count"]) == 1
+    assert history.logged_with_others(["amount"]) == 2
+    with pytest.raises(ValueError, match="other features"):
+        history.matrix(["amount", "count"])
+    del history.vectors["old"]  # only the new set: its vectors, in row order, NaN where none was logged
+    matrix = history.matrix(["amount", "count"])
+    assert matrix[[0, 2]].tolist() == [[1.0, 2.0], [3.0, 4.0]] and np.isnan(matrix[1]).all()
