@@ -155,3 +155,31 @@ def test_an_unreachable_registry_is_503_saying_what_to_do(make_api: Callable[...
     client, _, _ = make_api(mlflow_tracking_uri=f"http://127.0.0.1:{port}")
     answer = client.get("/v1/models")
     assert answer.status_code == 503 and "make services" in answer.json()["detail"]
+
+
+def test_train_register_needs_the_tracking_uri(workdir: Path) -> None:
+    result = CliRunner().invoke(cli, ["train", "--register"])
+    assert result.exit_code == 2 and "FRAUD_MLFLOW_TRACKING_URI" in result.stderr
+
+
+@pytest.mark.mlflow
+def test_train_register_makes_the_first_version_champion(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = require(MLFLOW_URL, "The MLflow tracking server")
+    name = f"fs-train-{secrets.token_hex(4)}"
+    monkeypatch.setenv("FRAUD_MLFLOW_TRACKING_URI", url)
+    monkeypatch.setenv("FRAUD_MODEL_REGISTRY_NAME", name)
+    runner = CliRunner()
+    made = runner.invoke(cli, ["generate", "--customers", "200", "--merchants", "30", "--days", "30"])
+    assert made.exit_code == 0, made.output
+    trained = runner.invoke(cli, ["train", "--trials", "0", "--folds", "2", "--register", "--json"])
+    assert trained.exit_code == 0, trained.output
+    registered = json.loads(trained.stdout)["registered"]
+    assert registered["uri"] == f"models:/{name}/1" and set(registered["aliases"]) == {
+        "champion",
+        "challenger",
+    }
+    listed = json.loads(runner.invoke(cli, ["models", "list", "--json"]).stdout)
+    assert listed["versions"][0]["model_version"] == json.loads(trained.stdout)["version"]
+    assert [(p["action"], p["to_version"]) for p in listed["promotions"]] == [("register", "1")]

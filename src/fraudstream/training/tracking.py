@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ def log_to_mlflow(
     numbers = {
         k: float(v) for k, v in numbers.items() if isinstance(v, int | float) and not isinstance(v, bool)
     }
+    # MLflow prints the run's web address to stdout, which would corrupt `train --json`.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     try:
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_experiment("fraudstream")
