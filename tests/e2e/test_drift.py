@@ -160,3 +160,14 @@ def test_the_report_says_what_is_missing(api: Api, bundle_path: Path, tmp_path: 
     bundle.save(older)
     missing = runner.invoke(app, ["drift"], env=env | {"FRAUD_MODEL_PATH": str(older)})
     assert missing.exit_code == 2 and NO_REFERENCE in missing.stderr
+
+
+def test_drift_needs_the_key_and_is_documented(make_api: Callable[..., Api]) -> None:
+    client, _, _ = make_api(api_keys="k1")
+    assert client.get("/v1/drift").status_code == 401
+    answer = client.get("/v1/drift", headers={"X-API-Key": "k1"})
+    assert answer.status_code == 200 and answer.json()["count"] == 0
+    spec = client.get("/openapi.json").json()
+    schema = spec["paths"]["/v1/drift"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/DriftOut"}
+    assert "score_psi" in spec["components"]["schemas"]["DriftOut"]["properties"]
