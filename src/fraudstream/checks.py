@@ -63,7 +63,7 @@ def check_settings(settings: Settings) -> list[Check]:
             lambda: _ping_state(settings.state_url, default_feature_set().retention),
         )
     )
-    checks.append(_run("model", str(settings.bundle_path), lambda: _model(settings)))
+    checks.append(_run("model", settings.model_uri or str(settings.bundle_path), lambda: _model(settings)))
     return checks
 
 
@@ -98,12 +98,32 @@ def _ping_state(url: str, retention: float) -> str:
 
 
 def _model(settings: Settings) -> str:
-    path = settings.bundle_path
+    from pathlib import Path
+
+    from fraudstream.models.registry import ModelUri, Registry, RegistryUnavailableError, is_registry_uri
+
+    uri = (settings.model_uri or "").strip()
+    if uri and is_registry_uri(uri):  # resolved, not downloaded: serving downloads it
+        parsed = ModelUri.parse(uri)
+        if not settings.mlflow_tracking_uri:
+            raise RegistryUnavailableError(f"{uri} needs FRAUD_MLFLOW_TRACKING_URI (the MLflow server)")
+        info = Registry(settings.mlflow_tracking_uri, parsed.name).resolve(parsed)
+        return f"registry version {info.version} (model {info.tags.get('fraudstream.model_version', '?')})"
+    path = Path(uri.removeprefix("file://")) if uri else settings.bundle_path
     if not path.exists():
         raise FileNotFoundError(f"no model at {path}: `fraudstream train`, or set FRAUD_MODEL_PATH")
     manifest = read_manifest(path)
     feature_set = check_compatible(manifest, path)
     return f"model {manifest.version}, {feature_set.describe()}"
+
+
+def _served_from(services: Any) -> str:
+    source = getattr(services, "model_source", None)
+    if source is None:
+        return str(services.settings.bundle_path)
+    if source.registry_version:
+        return f"{source.uri} (version {source.registry_version})"
+    return str(source.path)
 
 
 def check_running(services: Any) -> list[Check]:
@@ -113,5 +133,5 @@ def check_running(services: Any) -> list[Check]:
         _run("database", masked(s.db_url), services.store.ping),
         _run("broker", masked(s.broker_url), services.broker.ping),
         _run("state", masked(s.state_url), services.state.ping),
-        _run("model", str(s.bundle_path), lambda: f"model {services.scorer.version}"),
+        _run("model", _served_from(services), lambda: f"model {services.scorer.version}"),
     ]

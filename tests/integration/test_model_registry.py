@@ -101,3 +101,16 @@ def test_a_missing_alias_or_version_says_how_to_get_one(settings: Settings, bund
         served_version(settings, "nope")
     with pytest.raises(RegistryError, match="version 9"):
         promote(registry, "9")
+
+
+def test_check_resolves_the_registry_uri_it_would_serve(settings: Settings, bundle_path: Path) -> None:
+    from fraudstream.checks import check_settings
+
+    register(bundle_path, settings=settings)
+    uri = f"models:/{settings.model_registry_name}@champion"
+    checks = {c.name: c for c in check_settings(settings.model_copy(update={"model_uri": uri}))}
+    assert checks["model"].ok and checks["model"].target == uri
+    assert checks["model"].detail.startswith("registry version 1 (model ")
+    missing = f"models:/{settings.model_registry_name}@nope"
+    checks = {c.name: c for c in check_settings(settings.model_copy(update={"model_uri": missing}))}
+    assert not checks["model"].ok and "no alias 'nope'" in checks["model"].detail
