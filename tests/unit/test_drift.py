@@ -196,3 +196,22 @@ def test_a_trained_bundle_carries_its_reference_and_an_older_one_still_loads(
     assert read_reference(older) is None
     assert load_bundle(older).reference is None
     assert monitor_for(load_bundle(older), Settings()).report().message == NO_REFERENCE
+
+
+def test_a_model_swapped_in_place_starts_an_empty_window_on_its_own_reference(
+    reference: Reference, bundle_path: Path
+) -> None:
+    m = monitor(reference, Clock())
+    X, p = training_like(np.random.default_rng(4), 300)
+    m.observe(X, p)
+    bundle = load_bundle(bundle_path)
+    m.follow(bundle)
+    report = m.report()
+    assert report.model_version == bundle.manifest.version and report.count == 0
+    m.observe(X, p)  # the old model's width: not counted against the new reference
+    assert m.report().count == 0
+    width = len(bundle.manifest.feature_names)
+    m.observe(np.zeros((200, width)), np.full(200, 0.01))
+    assert m.report().count == 200
+    m.follow(bundle)  # the same model again: nothing changes
+    assert m.report().count == 200

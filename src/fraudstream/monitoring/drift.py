@@ -31,7 +31,7 @@ from fraudstream.models.bundle import ModelBundle
 from fraudstream.models.reference import NO_REFERENCE, SCORE, Reference
 
 if TYPE_CHECKING:
-    from fraudstream.scoring.scorer import Scorer
+    from fraudstream.scoring.scorer import ScoredBatch, Scorer
 
 log = logging.getLogger(__name__)
 
@@ -206,10 +206,22 @@ class DriftMonitor:
         self._full = False
         self._alerted: dict[str, float] = {}
 
-    @property
-    def width(self) -> int:
-        """How many features a batch's matrix must have to be counted."""
-        return len(self.reference.names) if self.reference is not None else 0
+    def follow(self, bundle: ModelBundle) -> None:
+        """Start over from an empty window with ``bundle``'s reference, unless the window already
+        counts that model: a model promoted in a running process is compared with its own training
+        data, never with its predecessor's."""
+        version = bundle.manifest.version
+        if version == self.model_version:
+            return
+        reference = Reference.from_dict(bundle.reference) if bundle.reference is not None else None
+        shape = (SLOTS, *reference.expected.shape) if reference is not None else (0, 0, 0)
+        with self._lock:
+            self.reference, self.model_version = reference, version
+            self._counts = np.zeros(shape, dtype=np.int64)
+            self._stamps[:] = -1
+            self._full = False
+        with self._alerting:
+            self._alerted.clear()
 
     def observe(self, X: np.ndarray, probability: np.ndarray) -> None:
         """Count a scored batch (its feature matrix and ensemble probabilities) into the window; a
@@ -222,6 +234,8 @@ class DriftMonitor:
         tick = int(now // self._slot_seconds)
         slot = tick % SLOTS
         with self._lock:
+            if self.reference is not reference:  # another model's reference since counting began
+                return
             if self._stamps[slot] != tick:
                 self._counts[slot] = 0
                 self._stamps[slot] = tick
@@ -291,7 +305,14 @@ def monitor_for(
 def watch(
     scorer: Scorer, settings: Settings, on_alerts: Callable[[list[Alert]], None] | None = None
 ) -> DriftMonitor:
-    """A monitor of the scorer's model (see :func:`monitor_for`) that counts every batch it records."""
+    """A monitor of the scorer's model (see :func:`monitor_for`) that counts every batch it records,
+    and follows the scorer to a model swapped in place (see :meth:`DriftMonitor.follow`)."""
     monitor = monitor_for(scorer.bundle, settings, on_alerts)
-    scorer.add_observer(lambda scored: monitor.observe(scored.features, scored.probability))
+
+    def observe(scored: ScoredBatch) -> None:
+        if scorer.bundle.manifest.version != monitor.model_version:  # a model swapped in place
+            monitor.follow(scorer.bundle)
+        monitor.observe(scored.features, scored.probability)
+
+    scorer.add_observer(observe)
     return monitor
