@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from fraudstream.commands import check, dashboard, dead_letters, models, report, retrain, serving, training
+from fraudstream.commands import (
+    check,
+    dashboard,
+    dead_letters,
+    drift,
+    models,
+    report,
+    retrain,
+    serving,
+    training,
+)
 
 app = typer.Typer(
     help="fraudstream: real-time fraud detection with point-in-time features, trained models and rules.",
@@ -27,5 +37,6 @@ app.command()(serving.simulate)
 app.command()(training.datasets)
 app.command()(check.check)
 app.command()(report.report)
+app.command()(drift.drift)
 app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(models.app, name="models")

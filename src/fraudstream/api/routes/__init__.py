@@ -10,6 +10,7 @@ from fraudstream.api.routes import (
     customers,
     dead_letters,
     decisions,
+    drift,
     health,
     labels,
     model,
@@ -32,6 +33,7 @@ v1_router.include_router(alerts.router)
 v1_router.include_router(reports.router)
 v1_router.include_router(dead_letters.router)
 v1_router.include_router(models.router)
+v1_router.include_router(drift.router)
 
 api_router = APIRouter()
 api_router.include_router(health.router)
