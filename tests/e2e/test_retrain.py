@@ -87,12 +87,17 @@ def test_retrain_writes_a_challenger_and_compares_both_on_one_window(
     assert comparison["training"]["fraud"] >= 5
 
 
-def test_retrain_prints_a_table_by_default(workdir: Path) -> None:
+def test_retrain_prints_a_table_by_default_against_the_served_model(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, bundle_path: Path
+) -> None:
+    monkeypatch.setenv("FRAUD_MODEL_PATH", str(workdir / "absent.fsb"))
+    monkeypatch.setenv("FRAUD_MODEL_URI", str(bundle_path))  # what serve loads wins over the path
     result = runner.invoke(app, ["retrain", *FAST], terminal_width=200)
     assert result.exit_code == 0, result.stderr
     assert "champion vs challenger" in result.stdout and "average precision" in result.stdout
     runs = list((workdir / "retrain").iterdir())
     assert len(runs) == 1 and {p.name for p in runs[0].iterdir()} == {"challenger.fsb", "comparison.json"}
+    assert json.loads((runs[0] / "comparison.json").read_text())["champion"]["path"] == str(bundle_path)
 
 
 def test_a_changed_spec_recomputes_features_from_the_stored_transactions(workdir: Path) -> None:

@@ -36,7 +36,10 @@ def retrain(
     ] = None,
     champion: Annotated[
         Path | None,
-        typer.Option(help="The champion bundle, only read (default: the served one, FRAUD_MODEL_PATH)."),
+        typer.Option(
+            help="The champion bundle, only read (default: the served one: FRAUD_MODEL_URI, a registry "
+            "alias or a path, else FRAUD_MODEL_PATH)."
+        ),
     ] = None,
     out_dir: Annotated[
         Path | None,
@@ -122,7 +125,12 @@ def retrain(
             threads=threads or settings.threads, seed=settings.seed, block_fpr=block_fpr, flag_fpr=flag_fpr,
         )  # fmt: skip
         spec = FeatureSet.load(features) if features else None
-        champion_path = champion or settings.bundle_path
+        if champion is None:  # the served bundle: a registry alias is resolved (and cached) as serve does
+            from fraudstream.models.registry import load_model
+
+            champion_path = load_model(settings)[1].path
+        else:
+            champion_path = champion
         folder = out_dir or default_out_dir(settings.data_dir)
         with open_store(settings.db_url) as store:
             store.migrate()
@@ -147,22 +155,11 @@ def retrain(
 
 
 def _register(path: Path, comparison: dict[str, Any], settings: Settings) -> Any:
-    """Register the challenger in the MLflow Model Registry (``fraudstream.models.registry``) with the
-    alias ``challenger``, its evaluation metrics and the comparison; never as champion over one."""
-    import importlib
+    """Register the challenger in the MLflow Model Registry with the alias ``challenger``, its
+    evaluation metrics and the comparison (see :func:`fraudstream.models.registry.register`)."""
+    from fraudstream.models.registry import register
 
-    try:
-        registry: Any = importlib.import_module("fraudstream.models.registry")
-    except ImportError:
-        registry = None
-    register = getattr(registry, "register", None)
-    if register is None:
-        raise ValueError(
-            "--register needs the MLflow model registry (fraudstream.models.registry), not in this "
-            f"installation; the challenger is at {path}"
-        )
-    metrics = comparison["challenger"]["metrics"]
-    return register(path, metrics, settings=settings, comparison=comparison)
+    return register(path, comparison["challenger"]["metrics"], settings=settings, comparison=comparison)
 
 
 LABELS = {
