@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,16 +17,6 @@ if TYPE_CHECKING:
 
     from fraudstream.models.reference import Reference
     from fraudstream.monitoring.drift import DriftReport
-
-_UNITS = {"m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
-
-
-def parse_period(text: str) -> timedelta:
-    """``7d``, ``36h``, ``2w`` or ``90m`` as a duration; ``ValueError`` for anything else."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*", text)
-    if match is None or float(match[1]) <= 0:
-        raise ValueError(f"expected a positive duration such as 7d, 36h, 2w or 90m, got {text!r}")
-    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
 
 
 def drift_table(report: DriftReport, top: int) -> Table:
@@ -84,7 +73,9 @@ def drift(
 
     with errors():
         try:
-            period = parse_period(since)
+            from fraudstream.features.spec import seconds  # lazily: the engine is slow to import
+
+            period = timedelta(seconds=seconds(since))
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--since") from None
         settings = Settings()
