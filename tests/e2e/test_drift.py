@@ -152,7 +152,7 @@ def test_the_report_says_what_is_missing(api: Api, bundle_path: Path, tmp_path: 
     empty = runner.invoke(app, ["drift", "--since", "7d"], env=env)
     assert empty.exit_code == 1 and "no decisions between" in empty.stderr
     bad = runner.invoke(app, ["drift", "--since", "seven days"], env=env)
-    assert bad.exit_code == 2 and "7d, 36h" in bad.stderr
+    assert bad.exit_code == 2 and "is not a duration" in bad.stderr
 
     older = tmp_path / "older.fsb"
     bundle = load_bundle(bundle_path)
