@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     model_registry_name: str = Field(
         "fraudstream", min_length=1, description="registered model that --register and `models` act on"
     )
+    promotion_gate: str = Field(
+        "average_precision>=0,recall_at_1pct_fpr>0",
+        description="`models promote --if-better` and `models gate`: conditions on the challenger's lead "
+        "over the champion in comparison.json, METRIC>=MARGIN or METRIC>MARGIN, comma-separated, all must "
+        "hold",
+    )
     threads: int = Field(2, ge=1, description="threads for model training")
     seed: int = Field(7, description="random seed for data generation and training: same seed, same result")
     database_url: str | None = Field(None, description="default: SQLite file data_dir/fraudstream.db")
@@ -148,6 +154,14 @@ class Settings(BaseSettings):
             items = []
         if len(items) != 1 or items[0].amount < 1:
             raise ValueError(f"expected one rate such as '600/minute' or '20/second', got {value!r}")
+        return value
+
+    @field_validator("promotion_gate")
+    @classmethod
+    def _gate(cls, value: str) -> str:
+        from fraudstream.models.gate import parse_gate
+
+        parse_gate(value)
         return value
 
     @field_validator("rate_limit_storage")

@@ -26,6 +26,17 @@ ByOpt = Annotated[
 ]
 
 
+GateOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gate",
+        metavar="CONDITIONS",
+        help="METRIC>=MARGIN or METRIC>MARGIN on the challenger's lead, comma-separated, all must hold "
+        "(default: FRAUD_PROMOTION_GATE, average_precision>=0,recall_at_1pct_fpr>0).",
+    ),
+]
+
+
 def _metric(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
@@ -84,6 +95,24 @@ def _comparison(path: Path | None) -> dict[str, Any] | None:
     return value
 
 
+def _judge(comparison: dict[str, Any], gate: str) -> Any:
+    from fraudstream.models.gate import judge
+
+    return judge(comparison, gate)
+
+
+def _verdict(verdict: Any, as_json: bool, headline: str) -> None:
+    """The gate's verdict: JSON on stdout, or one line per condition (failures on stderr)."""
+    if as_json:
+        emit(verdict.to_dict(), True)
+        return
+    for check in verdict.checks:
+        (out if check.passed else console).print(
+            check.describe(), markup=False, highlight=False, soft_wrap=True
+        )
+    (out if verdict.passed else console).print(headline, markup=False, highlight=False, soft_wrap=True)
+
+
 def _report(done: Any, as_json: bool) -> None:
     payload = done.to_dict()
     if as_json:
@@ -106,6 +135,16 @@ def promote(
         Path | None,
         typer.Option(help="JSON file the decision rests on (`fraudstream retrain` writes comparison.json)."),
     ] = None,
+    if_better: Annotated[
+        Path | None,
+        typer.Option(
+            "--if-better",
+            metavar="COMPARISON",
+            help="Promote only when this comparison.json passes the gate (--gate); otherwise promote "
+            "nothing and exit 1 naming the metrics that failed. The comparison and the verdict are recorded.",
+        ),
+    ] = None,
+    gate: GateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Move the champion alias to VERSION (or the challenger); the old champion becomes previous.
@@ -113,6 +152,8 @@ def promote(
     Recorded in the database (who, when, from which version, the comparison) and as tags on the versions.
 
     Running servers keep their model until they restart (FRAUD_MODEL_URI=models:/fraudstream@champion).
+
+    Gated (for schedulers): fraudstream models promote --challenger --if-better out/comparison.json
     """
     from fraudstream.models.registry import promote as move
     from fraudstream.models.registry import registry_for
@@ -123,12 +164,46 @@ def promote(
             raise ValueError("name a VERSION or pass --challenger (one of the two)")
         if version is not None and (not version.isdigit() or int(version) < 1):
             raise ValueError(f"VERSION: expected a version number such as 3, got {version!r}")
+        if if_better is not None and comparison is not None and comparison != if_better:
+            raise ValueError("--comparison and --if-better name different files; --if-better alone is enough")
+        if if_better is None and gate is not None:
+            raise ValueError("--gate: only used with --if-better")
         settings = settings_with()
-        evidence = _comparison(comparison)
+        evidence = _comparison(if_better or comparison)
+        if if_better is not None:
+            assert evidence is not None
+            verdict = _judge(evidence, gate or settings.promotion_gate)
+            if not verdict.passed:
+                _verdict(verdict, as_json, f"gate failed: nothing promoted ({if_better})")
+                raise typer.Exit(1)
+            evidence = {**evidence, "gate": verdict.to_dict()}
         with open_store(settings.db_url) as store:
             store.migrate()
             done = move(registry_for(settings), version, by=by, comparison=evidence, store=store)
     _report(done, as_json)
+
+
+@app.command("gate")
+def gate_command(
+    comparison: Annotated[
+        Path, typer.Argument(help="comparison.json from `fraudstream retrain`.", show_default=False)
+    ],
+    gate: GateOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Does the challenger in COMPARISON beat the champion by the gate? Exit 0 yes, 1 no; promotes nothing.
+
+    Each condition is judged on the challenger's lead over the champion on the newest fully labelled
+    window, e.g. average_precision>=0 (not worse) and recall_at_1pct_fpr>0 (recall at the FLAG rate,
+    1 % false positives, better). A comparison without a metric the gate names is an error (exit 2).
+
+    Example: fraudstream models gate fraudstream-data/retrain/20260101T0300/comparison.json
+    """
+    with errors():
+        verdict = _judge(_comparison(comparison) or {}, gate or settings_with().promotion_gate)
+    _verdict(verdict, as_json, "gate passed" if verdict.passed else "gate failed")
+    if not verdict.passed:
+        raise typer.Exit(1)
 
 
 @app.command()
