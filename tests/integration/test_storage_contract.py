@@ -1257,3 +1257,70 @@ def test_a_promotion_with_an_unknown_action_or_no_author_is_refused_and_not_stor
     with pytest.raises(ValueError, match="promoted_by"):
         store.promotions.add(Promotion("fraudstream", "promote", "2", " "))
     assert store.promotions.list() == []
+
+
+# -- the challenger in shadow: its fields round-trip, and the comparison reads them as columns ----------
+
+
+def _shadowed(prefix: str, n: int) -> DecisionColumns:
+    """:func:`columns` with a challenger's probability and decision beside the champion's."""
+    base = columns(prefix, n)
+    rng = np.random.default_rng(3)
+    base.shadow_version = "challenger-7"
+    base.shadow_probability = rng.uniform(size=n)
+    base.shadow_decision = np.array(["FLAG", "APPROVE"] * n, dtype=object)[:n]
+    return base
+
+
+@pytest.mark.parametrize("n", [5, COPY_MIN_ROWS + 7], ids=["insert", "copy"])
+def test_shadow_fields_round_trip_from_columns_and_records(store: Store, n: int) -> None:
+    direct, via_records, plain = _shadowed("s", n), _shadowed("r", n), columns("p", n)
+    store.decisions.save(direct)
+    store.decisions.save(via_records.records())
+    store.decisions.save(plain)
+    ids = [f"s{i:04d}" for i in range(n - 1)]
+    got = store.decisions.get_many(ids)
+    again = store.decisions.get_many([f"r{i:04d}" for i in range(n - 1)])
+    for i, key in enumerate(ids):
+        record = got[key]
+        assert record.shadow_version == "challenger-7"
+        assert record.shadow_probability == float(direct.shadow_probability[i])  # float64, exactly
+        assert record.shadow_decision == direct.shadow_decision[i]
+        other = again[key.replace("s", "r", 1)]
+        assert (other.shadow_version, other.shadow_probability, other.shadow_decision) == (
+            record.shadow_version,
+            record.shadow_probability,
+            record.shadow_decision,
+        )
+    unshadowed = store.decisions.get_many(["p0000"])["p0000"]
+    assert (unshadowed.shadow_version, unshadowed.shadow_probability, unshadowed.shadow_decision) == (
+        None,
+        None,
+        None,
+    )
+
+
+def test_the_comparison_reads_labelled_decisions_with_their_shadow_as_columns(store: Store) -> None:
+    shadowed, plain = _shadowed("s", 9), columns("p", 9)
+    store.decisions.save(shadowed)
+    store.decisions.save(plain)
+    store.labels.add(
+        [
+            Label(transaction_id="s0001", is_fraud=True, label_time=T0),
+            Label(transaction_id="s0002", is_fraud=False, label_time=T0),
+            Label(transaction_id="p0004", is_fraud=False, label_time=T0, source="review"),
+            Label(transaction_id="p0004", is_fraud=True, label_time=T0),
+        ]
+    )
+    rows = store.comparison.labelled_decisions(T0)
+    assert len(rows) == 3
+    by_amount = {float(a): i for i, a in enumerate(rows.amount)}
+    s1, s2, p4 = (by_amount[float(c.amount[i])] for c, i in ((shadowed, 1), (shadowed, 2), (plain, 4)))
+    assert rows.is_fraud[[s1, s2, p4]].tolist() == [True, False, True]  # fraud when any source says so
+    assert rows.shadow_version[[s1, s2]].tolist() == ["challenger-7"] * 2 and rows.shadow_version[p4] is None
+    assert rows.shadow_probability[s1] == shadowed.shadow_probability[1] and np.isnan(
+        rows.shadow_probability[p4]
+    )
+    assert rows.shadow_decision[s2] == "FLAG" and rows.decision[s1] == shadowed.decision[1]
+    assert rows.probability[p4] == plain.probability[4]
+    assert len(store.comparison.labelled_decisions(T0 + timedelta(days=1))) == 0

@@ -61,6 +61,11 @@ class DecisionRecord:
     features: Mapping[str, float | None]
     latency_ms: dict[str, float]
     decided_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    shadow_version: str | None = None
+    """The challenger scored in shadow beside ``model_version``, if any: its probability and its
+    decision (which did not act) follow."""
+    shadow_probability: float | None = None
+    shadow_decision: str | None = None
 
 
 @dataclass
@@ -84,6 +89,10 @@ class DecisionColumns:
     model_version: str
     latency_ms: dict[str, float]
     decided_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    shadow_version: str | None = None
+    """The challenger scored in shadow, if any; then its probability and decision per row."""
+    shadow_probability: np.ndarray | None = None
+    shadow_decision: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.transaction_id)
@@ -111,6 +120,8 @@ class DecisionColumns:
             reasons=pick(self.reasons),
             rules=pick(self.rules),
             features=self.features[at],
+            shadow_probability=None if self.shadow_probability is None else self.shadow_probability[at],
+            shadow_decision=None if self.shadow_decision is None else self.shadow_decision[at],
         )
 
     def records(self, index: Mapping[str, int] | None = None) -> list[DecisionRecord]:
@@ -125,7 +136,7 @@ class DecisionColumns:
             index = {n: i for i, n in enumerate(names)}
         timings = self.latency_ms
         fromtimestamp = datetime.fromtimestamp
-        return [
+        out = [
             DecisionRecord(
                 transaction_id=tx_id,
                 customer_id=customer_id,
@@ -153,3 +164,14 @@ class DecisionColumns:
                 strict=True,
             )
         ]
+        if self.shadow_probability is not None and self.shadow_decision is not None:
+            decisions = [str(d) for d in np.asarray(self.shadow_decision, dtype=object).tolist()]
+            for record, p, d in zip(
+                out, np.asarray(self.shadow_probability, dtype=np.float64).tolist(), decisions, strict=True
+            ):
+                record.shadow_version, record.shadow_probability, record.shadow_decision = (
+                    self.shadow_version,
+                    p,
+                    d,
+                )
+        return out

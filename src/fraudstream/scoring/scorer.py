@@ -23,6 +23,7 @@ from fraudstream.models.bundle import ModelBundle
 from fraudstream.models.ensemble import calibrate, combine
 from fraudstream.rules.names import rule_columns
 from fraudstream.scoring._few import FEW_ROWS, FewRows
+from fraudstream.scoring._shadow import ChallengerError, Shadow
 from fraudstream.scoring.compiled import compile_models, top_columns
 from fraudstream.scoring.reasons import RAISES, rule_direction
 from fraudstream.state.base import FeatureState
@@ -30,6 +31,9 @@ from fraudstream.state.base import FeatureState
 log = logging.getLogger(__name__)
 TOP_REASONS = 3
 _DECISIONS = np.asarray(DECISIONS, dtype=object)
+
+
+__all__ = ["ChallengerError", "ScoredBatch", "Scorer", "ScoringError", "model_decisions"]
 
 
 class ScoringError(RuntimeError):
@@ -52,6 +56,10 @@ class ScoredBatch:
     timings: dict[str, float] = field(default_factory=dict)
     index: tuple[list[str], dict[str, int]] | None = field(default=None, repr=False)
     """The scorer's feature names and each one's column, so few rows' records need not rebuild it."""
+    shadow_version: str | None = None
+    """The challenger scored in shadow, when one is; its probability and decision per row follow."""
+    shadow_probability: np.ndarray | None = None
+    shadow_decision: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.batch)
@@ -72,6 +80,9 @@ class ScoredBatch:
             feature_names=feature_names,
             model_version=model_version,
             latency_ms=dict(self.timings),
+            shadow_version=self.shadow_version,
+            shadow_probability=self.shadow_probability,
+            shadow_decision=self.shadow_decision,
         )
 
     def records(self, feature_names: list[str], model_version: str) -> list[DecisionRecord]:
@@ -108,6 +119,11 @@ class Scorer:
     Batches of up to ``few_rows`` rows take the few-rows path (:mod:`._few`), which gives the batch
     path's answers bit for bit without its fixed cost per call; ``few_rows=0`` sends every batch down
     the batch path (to compare the two, or to rule the few-rows path out).
+
+    With a ``challenger`` (another bundle on the same feature set, else :class:`ChallengerError`),
+    every batch is also scored by it in shadow, on the same feature rows: its probability and its
+    decision (its thresholds, the same rules) ride along in the scored batch to be stored, while the
+    answer, the alerts and the rules outcome stay the champion's.
     """
 
     def __init__(
@@ -118,6 +134,7 @@ class Scorer:
         engine: FeatureEngine | None = None,
         *,
         few_rows: int = FEW_ROWS,
+        challenger: ModelBundle | None = None,
     ) -> None:
         if few_rows < 0:
             raise ValueError(f"few_rows must be 0 or more, got {few_rows}")
@@ -140,10 +157,16 @@ class Scorer:
         self._index = (names, {n: i for i, n in enumerate(names)})
         self._lock = threading.Lock()
         self._observers: list[Callable[[ScoredBatch], None]] = []
+        self._shadow = Shadow(challenger, bundle, names, self._few_rows) if challenger is not None else None
 
     @property
     def version(self) -> str:
         return self.bundle.manifest.version
+
+    @property
+    def challenger(self) -> ModelBundle | None:
+        """The bundle scored in shadow beside the served one, or ``None``."""
+        return self._shadow.bundle if self._shadow is not None else None
 
     @property
     def few_rows(self) -> int:
@@ -236,8 +259,11 @@ class Scorer:
         by_model = model_decisions(probability, manifest.thresholds)
         modelled = time.perf_counter()
         rules = self.rules()
-        outcome = rules.apply(rule_columns(batch, X, self.engine.names), by_model)
+        ruling = rule_columns(batch, X, self.engine.names)
+        outcome = rules.apply(ruling, by_model)
         ruled = time.perf_counter()
+        shadow = self._shadow.decide(X, ruling, rules) if self._shadow is not None else None
+        shadowed = time.perf_counter()
         decision = outcome.decision
         model = self.explain(X, decision, contrib) if few is None else few.reasons(len(X), picks, decision)
         reasons = _rule_reasons(model, outcome, rules.approving)
@@ -246,9 +272,11 @@ class Scorer:
             "features": (featured - started) * 1e3,
             "model": (modelled - featured) * 1e3,
             "rules": (ruled - modelled) * 1e3,
-            "explain": (done - ruled) * 1e3,
+            "explain": (done - shadowed) * 1e3,
             "total": (done - started) * 1e3,
         }
+        if shadow is not None:
+            timings["shadow"] = (shadowed - ruled) * 1e3
         return ScoredBatch(
             batch=batch,
             probability=probability,
@@ -261,6 +289,9 @@ class Scorer:
             new=new,
             timings=timings,
             index=self._index,
+            shadow_version=self._shadow.version if self._shadow is not None else None,
+            shadow_probability=shadow[0] if shadow is not None else None,
+            shadow_decision=shadow[1] if shadow is not None else None,
         )
 
     def explain(

@@ -65,7 +65,14 @@ class ColumnRows:
         latency = latency_text(c.latency_ms)
         version, set_id = c.model_version, self.set_id
         reasons, rules = c.reasons, c.rules
-        for j, (i, tx_id, customer_id, stamp, amount, decision, probability) in enumerate(
+        shadow = c.shadow_version
+        n = len(rows)
+        shadow_p: list[Any] = [None] * n
+        shadow_d: list[Any] = [None] * n
+        if shadow is not None and c.shadow_probability is not None and c.shadow_decision is not None:
+            shadow_p = np.asarray(c.shadow_probability, dtype=np.float64)[rows].tolist()
+            shadow_d = [str(d) for d in np.asarray(c.shadow_decision, dtype=object)[rows].tolist()]
+        for j, (i, tx_id, customer_id, stamp, amount, decision, probability, sp, sd) in enumerate(
             zip(
                 rows.tolist(),
                 np.asarray(c.transaction_id, dtype=object)[rows].tolist(),
@@ -74,6 +81,8 @@ class ColumnRows:
                 np.asarray(c.amount, dtype=np.float64)[rows].tolist(),
                 np.asarray(c.decision, dtype=object)[rows].tolist(),
                 np.asarray(c.probability, dtype=np.float64)[rows].tolist(),
+                shadow_p,
+                shadow_d,
                 strict=True,
             )
         ):
@@ -91,4 +100,7 @@ class ColumnRows:
                 set_id,
                 blob[j * width : (j + 1) * width],
                 latency,
+                shadow,
+                sp,
+                sd,
             )

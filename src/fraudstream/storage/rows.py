@@ -54,6 +54,9 @@ DECISION_COLUMNS = (
     "feature_set",
     "feature_values",
     "latency_ms",
+    "shadow_version",
+    "shadow_probability",
+    "shadow_decision",
 )
 
 
@@ -269,6 +272,9 @@ def decision_rows(
                 set_id,
                 values,
                 latency,
+                r.shadow_version,
+                None if r.shadow_probability is None else float(r.shadow_probability),
+                r.shadow_decision,
             )
         )
     return out
@@ -289,6 +295,9 @@ def decision_from_row(row: Mapping[Any, Any], names: Sequence[str]) -> DecisionR
         features=unpack_features(names, row["feature_values"]),
         latency_ms=row["latency_ms"],
         decided_at=row["decided_at"],
+        shadow_version=row.get("shadow_version"),
+        shadow_probability=row.get("shadow_probability"),
+        shadow_decision=row.get("shadow_decision"),
     )
 
 

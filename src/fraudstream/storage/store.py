@@ -3,7 +3,8 @@
 A :class:`Store` is a :class:`~.database.Database` and the repositories that read and write it, one
 per kind of data: ``store.decisions``, ``store.queue``, ``store.alerts``, ``store.labels``,
 ``store.dead_letters``, ``store.reports``, ``store.history`` (columns read back for retraining) and
-``store.promotions`` (who moved the serving model's alias, when, and why).
+``store.promotions`` (who moved the serving model's alias, when, and why) and ``store.comparison``
+(labelled decisions as columns, to compare the served model with the challenger in shadow).
 The repositories share nothing but the database (the decisions repository also its
 :class:`~._saving.DecisionSaver`), and the same code runs on both databases; what differs between
 them is in the database's dialect object (:mod:`._dialect`).
@@ -19,6 +20,7 @@ from fraudstream.storage._labels import LabelRepository
 from fraudstream.storage._report import ReportRepository
 from fraudstream.storage._saving import DecisionSaver
 from fraudstream.storage.alerting import AlertRepository
+from fraudstream.storage.comparison import ComparisonRepository
 from fraudstream.storage.database import Database
 from fraudstream.storage.dead_letters import DeadLetterRepository
 from fraudstream.storage.decisions import FLAGGED, LATENCY_SAMPLE, RECENT_SECONDS, DecisionRepository
@@ -47,6 +49,7 @@ class Store:
         self.reports = ReportRepository(self.db)
         self.history = HistoryRepository(self.db)
         self.promotions = PromotionRepository(self.db)
+        self.comparison = ComparisonRepository(self.db)
 
     @property
     def url(self) -> URL:

@@ -121,6 +121,11 @@ decisions = Table(
     Column("feature_set", String(32), nullable=False),
     Column("feature_values", LargeBinary(), nullable=False),
     Column("latency_ms", JSON(), nullable=False),
+    # The challenger scored in shadow (migration 0009): its version, probability and decision, which
+    # did not act; null when no challenger was configured.
+    Column("shadow_version", String(64), nullable=True),
+    Column("shadow_probability", Float(), nullable=True),
+    Column("shadow_decision", String(8), nullable=True),
     Index("ix_decisions_decided_at_transaction_id", "decided_at", "transaction_id"),
     Index(
         "ix_decisions_customer_id_decided_at_transaction_id", "customer_id", "decided_at", "transaction_id"
