@@ -129,9 +129,14 @@ def _served_from(services: Any) -> str:
 def check_running(services: Any) -> list[Check]:
     """The same checks against the parts a running process holds (its ``Services``)."""
     s = services.settings
-    return [
+    checks = [
         _run("database", masked(s.db_url), services.store.ping),
         _run("broker", masked(s.broker_url), services.broker.ping),
         _run("state", masked(s.state_url), services.state.ping),
         _run("model", _served_from(services), lambda: f"model {services.scorer.version}"),
     ]
+    challenger = getattr(services.scorer, "challenger", None)
+    if challenger is not None:  # FRAUD_CHALLENGER_URI: loaded and checked at start-up, scored in shadow
+        shadow = f"model {challenger.manifest.version} in shadow"
+        checks.append(Check("challenger", s.challenger_uri or "", True, shadow))
+    return checks

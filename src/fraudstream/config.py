@@ -28,6 +28,12 @@ class Settings(BaseSettings):
         description="model to serve from the MLflow registry: models:/NAME@ALIAS or models:/NAME/VERSION "
         "(downloaded once into data_dir/models/); a plain path works too. Overrides FRAUD_MODEL_PATH",
     )
+    challenger_uri: str | None = Field(
+        None,
+        description="challenger scored in shadow beside the served model: models:/NAME@challenger (or any "
+        "registry URI) or a bundle path. It must read the served model's feature set; its probability and "
+        "decision are stored with each decision (shadow_*), only the served model's decision acts",
+    )
     model_registry_name: str = Field(
         "fraudstream", min_length=1, description="registered model that --register and `models` act on"
     )

@@ -17,7 +17,7 @@ from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.models.bundle import ModelBundle
-from fraudstream.models.registry import ModelSource, load_model
+from fraudstream.models.registry import ModelSource, load_challenger, load_model
 from fraudstream.rules import DEFAULT_RULES_PATH, ReloadingRules, default_known_names
 from fraudstream.scoring.scorer import Scorer
 from fraudstream.state import FeatureState, MemoryFeatureState, open_state
@@ -38,6 +38,8 @@ class Services:
     broker: Broker
     #: Where the bundle came from (a file, or a registry version); ``None`` for a bundle passed in.
     model_source: ModelSource | None = None
+    #: Where the challenger scored in shadow came from (FRAUD_CHALLENGER_URI); ``None`` without one.
+    challenger_source: ModelSource | None = None
 
     def close(self) -> None:
         self.broker.close()
@@ -103,8 +105,9 @@ def open_services(settings: Settings, *, bundle: ModelBundle | None = None, warm
         default_known_names(engine.feature_set),
         skip_unknown=settings.rules_path is None,  # the packaged rules read the default features
     )
-    scorer = Scorer(bundle, state, rules.current, engine)
+    challenger, challenger_source = load_challenger(settings) if settings.challenger_uri else (None, None)
+    scorer = Scorer(bundle, state, rules.current, engine, challenger=challenger)
     broker = settings_broker(settings, store)
     if warm and isinstance(state, MemoryFeatureState):
         warm_state(store, engine, state)
-    return Services(settings, store, state, rules, scorer, broker, source)
+    return Services(settings, store, state, rules, scorer, broker, source, challenger_source)

@@ -224,3 +224,48 @@ def rollback(by: ByOpt = None, as_json: JsonOpt = False) -> None:
             store.migrate()
             done = back(registry_for(settings), by=by, store=store)
     _report(done, as_json)
+
+
+@app.command("compare")
+def compare_command(
+    since: Annotated[
+        str,
+        typer.Option(help="Decisions made since: a duration back from now (7d, 12h) or an ISO 8601 time."),
+    ] = "7d",
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare the serving model(s) with the challenger in shadow on labelled production decisions.
+
+    Per model (each champion version that decided, each challenger scored in shadow through
+    FRAUD_CHALLENGER_URI): AUC, average precision, recall at the champion's flag rate, fraud amount
+    caught, false-positive rate; per champion/challenger pair the same on the decisions both scored,
+    and how often their decisions agreed. Only decisions whose labels have arrived count.
+
+    Example: fraudstream models compare --since 7d --json
+    """
+    from fraudstream.models.shadow import compare, parse_since
+    from fraudstream.storage import open_store
+
+    with errors():
+        start = parse_since(since)
+        settings = settings_with()
+        with open_store(settings.db_url) as store:
+            store.migrate()
+            report = compare(store.comparison.labelled_decisions(start), start)
+    table = Table(title=f"labelled decisions since {start:%Y-%m-%d %H:%M} UTC: {report['labelled']}")
+    columns = ("role", "version", "labelled", "frauds", "auc", "average_precision", "recall_at_flag_rate")
+    for column in (*columns, "caught_fraud_amount", "false_positive_rate"):
+        table.add_column(column.replace("_", " "), justify="left" if column in columns[:2] else "right")
+    for m in report["models"]:
+        cells = [str(m[c]) for c in columns[:4]] + [_metric(m[c]) for c in columns[4:]]
+        table.add_row(*cells, f"{m['caught_fraud_amount']:.2f}", _metric(m["false_positive_rate"]))
+    if not report["labelled"] and not as_json:
+        console.print(f"no labelled decisions since {start.isoformat()}: labels arrive by POST /v1/labels")
+        return
+    emit(report, as_json, table)
+    if not as_json:
+        for pair in report["pairs"]:
+            out.print(
+                f"{pair['champion']} vs {pair['shadow']} in shadow: {pair['labelled']} labelled decisions "
+                f"scored by both, decisions agree on {pair['agreement']:.1%}"
+            )

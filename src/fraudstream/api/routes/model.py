@@ -25,6 +25,16 @@ class RegistryOut(BaseModel):
     alias: str | None = Field(description="the alias it was resolved from; aliases may have moved since")
 
 
+class ChallengerOut(BaseModel):
+    """The challenger scored in shadow (FRAUD_CHALLENGER_URI): its decisions are stored, never acted on."""
+
+    version: str
+    thresholds: dict[str, float] = Field(description="its own FLAG and BLOCK thresholds")
+    weights: dict[str, float]
+    uri: str = Field(description="as configured: a registry URI or a bundle path")
+    registry_version: str | None = Field(None, description="the registry version, for a registry URI")
+
+
 class ModelOut(BaseModel):
     version: str
     created_at: str
@@ -37,6 +47,9 @@ class ModelOut(BaseModel):
     libraries: dict[str, str]
     registry: RegistryOut | None = Field(
         None, description="the registry version served, when started from FRAUD_MODEL_URI=models:/..."
+    )
+    challenger: ChallengerOut | None = Field(
+        None, description="the challenger in shadow, when FRAUD_CHALLENGER_URI is set"
     )
 
 
@@ -62,4 +75,19 @@ async def model(services: ServicesDep) -> ModelOut:
         data_fingerprint=manifest.data_fingerprint,
         libraries=manifest.libraries,
         registry=registry,
+        challenger=_challenger(services),
+    )
+
+
+def _challenger(services: Any) -> ChallengerOut | None:
+    bundle = services.scorer.challenger
+    if bundle is None:
+        return None
+    source = services.challenger_source
+    return ChallengerOut(
+        version=bundle.manifest.version,
+        thresholds=bundle.manifest.thresholds,
+        weights=bundle.manifest.weights,
+        uri=services.settings.challenger_uri or "",
+        registry_version=source.registry_version if source is not None else None,
     )

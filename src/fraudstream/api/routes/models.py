@@ -183,3 +183,46 @@ async def rollback_model(
     by = _author(admin, body.by if body else None)
     done = await _registry_call(settings, lambda r: rollback(r, by=by, store=store))
     return _out(done)
+
+
+class CompareOut(BaseModel):
+    """Champion and shadow challenger on the decisions of a period whose labels have arrived."""
+
+    since: str = Field(description="start of the period (decision time), ISO 8601")
+    labelled: int = Field(description="labelled decisions in the period")
+    models: list[dict[str, Any]] = Field(
+        description="per model (role champion or shadow, version): labelled, frauds, auc, average_precision, "
+        "flag_rate, recall, recall_at_flag_rate, caught_fraud_amount, fraud_amount, false_positive_rate"
+    )
+    pairs: list[dict[str, Any]] = Field(
+        description="per champion and shadow version: both models' metrics on the same labelled decisions "
+        "and agreement, the share of those decisions on which both decided alike"
+    )
+
+
+@router.get(
+    "/compare",
+    response_model=CompareOut,
+    responses={422: {"description": "since is neither a duration nor an ISO 8601 time"}},
+)
+async def compare_models(
+    store: StoreDep,
+    since: str = Query(
+        "7d", max_length=64, description="decided since: a duration back from now (7d, 12h) or ISO 8601"
+    ),
+) -> CompareOut:
+    """The serving model(s) and the challenger in shadow compared on labelled production decisions:
+    AUC, average precision, recall at the champion's flag rate, caught fraud amount, false-positive
+    rate, and how often the two decisions agree. Labels count as they are known now."""
+    from fastapi.exceptions import RequestValidationError
+
+    from fraudstream.models.shadow import compare, parse_since
+
+    try:
+        start = parse_since(since)
+    except ValueError as error:
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "since"), "msg": str(error), "input": since}]
+        ) from None
+    rows = await run_in_threadpool(store.comparison.labelled_decisions, start)
+    return CompareOut(**compare(rows, start))

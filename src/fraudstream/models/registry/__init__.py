@@ -22,7 +22,7 @@ from fraudstream.models.registry._client import (
     VersionInfo,
 )
 from fraudstream.models.registry._lifecycle import default_author, promote, register_run, rollback
-from fraudstream.models.registry._serving import ModelSource, cache_path, load_model
+from fraudstream.models.registry._serving import ModelSource, cache_path, load_challenger, load_model
 from fraudstream.models.registry._uri import (
     ModelUri,
     ModelUriError,
@@ -48,6 +48,7 @@ __all__ = [
     "cache_path",
     "default_author",
     "is_registry_uri",
+    "load_challenger",
     "load_model",
     "promote",
     "register",

@@ -71,14 +71,24 @@ def load_model(settings: Settings) -> tuple[ModelBundle, ModelSource]:
     text = (settings.model_uri or "").strip()
     if not text:
         return load_bundle(settings.bundle_path), ModelSource(settings.bundle_path)
+    return _load_uri(settings, text, "FRAUD_MODEL_URI", "serve a file with FRAUD_MODEL_PATH")
+
+
+def load_challenger(settings: Settings) -> tuple[ModelBundle, ModelSource]:
+    """The challenger ``FRAUD_CHALLENGER_URI`` names (registry URI or path), resolved as
+    :func:`load_model` resolves ``FRAUD_MODEL_URI``."""
+    text = (settings.challenger_uri or "").strip()
+    return _load_uri(settings, text, "FRAUD_CHALLENGER_URI", "name a bundle file instead")
+
+
+def _load_uri(settings: Settings, text: str, setting: str, otherwise: str) -> tuple[ModelBundle, ModelSource]:
     if not is_registry_uri(text):
         path = Path(text.removeprefix("file://"))
         return load_bundle(path), ModelSource(path)
     uri = ModelUri.parse(text)
     if not settings.mlflow_tracking_uri:
         raise RegistryUnavailableError(
-            f"FRAUD_MODEL_URI={text} names the MLflow registry but FRAUD_MLFLOW_TRACKING_URI is not set: "
-            "set it to the MLflow server (http://127.0.0.1:5050 for `make services`), or serve a file "
-            "with FRAUD_MODEL_PATH"
+            f"{setting}={text} names the MLflow registry but FRAUD_MLFLOW_TRACKING_URI is not set: "
+            f"set it to the MLflow server (http://127.0.0.1:5050 for `make services`), or {otherwise}"
         )
     return fetch(Registry(settings.mlflow_tracking_uri, uri.name), uri, settings.data_dir)

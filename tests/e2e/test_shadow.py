@@ -1,0 +1,138 @@
+"""A champion serving with a challenger in shadow: answers and alerts are the champion's, both models'
+decisions are stored, and GET /v1/models/compare compares them once labels arrive."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from fraudstream.cli import app as cli
+from fraudstream.models.bundle import load_bundle
+from tests.e2e.apitools import NOW, Api, tx
+
+CHALLENGER = "challenger-e2e"
+
+
+@pytest.fixture
+def challenger_path(bundle_path: Path, tmp_path: Path) -> Path:
+    """The served bundle under another version, weights and much lower thresholds: it flags more."""
+    bundle = load_bundle(bundle_path)
+    other = copy.copy(bundle)
+    other.manifest = copy.deepcopy(bundle.manifest)
+    other.manifest.version = CHALLENGER
+    other.manifest.weights = {"xgboost": 0.3, "logistic": 0.4, "isolation_forest": 0.3}
+    other.manifest.thresholds = {"flag": 0.001, "block": 0.2}
+    return other.save(tmp_path / "challenger" / "model.fsb")
+
+
+def _bodies(prefix: str, n: int) -> list[dict[str, Any]]:
+    return [
+        tx(f"{prefix}{i}", customer_id=f"C{i % 7}", minutes_ago=30 - i * 0.1, amount=float(5 + 97 * i % 900))
+        for i in range(n)
+    ]
+
+
+def test_the_champion_decides_and_the_challenger_is_compared_on_the_same_labelled_decisions(
+    make_api: Callable[..., Api], challenger_path: Path, bundle_path: Path
+) -> None:
+    alone, _, _ = make_api(run_worker=True)
+    client, services, _ = make_api(run_worker=True, challenger_uri=str(challenger_path))
+    champion = load_bundle(bundle_path).manifest.version
+
+    model = client.get("/v1/model").json()
+    assert model["version"] == champion
+    assert model["challenger"]["version"] == CHALLENGER
+    assert model["challenger"]["thresholds"] == {"flag": 0.001, "block": 0.2}
+    assert alone.get("/v1/model").json()["challenger"] is None
+    ready = client.get("/ready").json()
+    assert ready["checks"]["challenger"]["ok"] and CHALLENGER in ready["checks"]["challenger"]["detail"]
+
+    scored = _bodies("sh-s", 24)
+    answers = [client.post("/v1/score", json=body).json() for body in scored]
+    served_alone = [alone.post("/v1/score", json=body).json() for body in scored]
+    # the answers are the champion's, as if no challenger were there
+    for got, want in zip(answers, served_alone, strict=True):
+        assert (got["decision"], got["probability"]) == (want["decision"], want["probability"])
+        assert got["reasons"] == want["reasons"]
+    queued = _bodies("sh-q", 16)
+    assert client.post("/v1/transactions", json=queued).status_code == 202
+    alone.post("/v1/transactions", json=queued)
+    for body in queued:
+        status = client.get(f"/v1/transactions/{body['transaction_id']}", params={"wait": 10}).json()
+        assert status["status"] == "decided", status
+    # alerts come from the champion's decisions only
+    for body in queued:
+        alone.get(f"/v1/transactions/{body['transaction_id']}", params={"wait": 10})
+    alerts = sorted(a["transaction_id"] for a in client.get("/v1/alerts").json())
+    assert alerts == sorted(a["transaction_id"] for a in alone.get("/v1/alerts").json())
+
+    ids = [b["transaction_id"] for b in scored + queued]
+    stored = services.store.decisions.get_many(ids)
+    assert {r.model_version for r in stored.values()} == {champion}
+    assert {r.shadow_version for r in stored.values()} == {CHALLENGER}
+    assert all(r.shadow_probability is not None for r in stored.values())
+    labels = [
+        {"transaction_id": t, "is_fraud": i % 3 == 0, "label_time": NOW.isoformat()}
+        for i, t in enumerate(ids)
+    ]
+    assert client.post("/v1/labels", json=labels).status_code < 300
+
+    response = client.get("/v1/models/compare", params={"since": "1d"})
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["labelled"] == len(ids)
+    models = {(m["role"], m["version"]): m for m in report["models"]}
+    assert set(models) == {("champion", champion), ("shadow", CHALLENGER)}
+    for m in models.values():
+        assert m["labelled"] == len(ids) and m["frauds"] == sum(label["is_fraud"] for label in labels)
+        assert 0.0 <= m["auc"] <= 1.0 and 0.0 <= m["false_positive_rate"] <= 1.0
+    agree = sum(r.decision == r.shadow_decision for r in stored.values()) / len(ids)
+    (pair,) = report["pairs"]
+    assert (pair["champion"], pair["shadow"], pair["labelled"]) == (champion, CHALLENGER, len(ids))
+    assert pair["agreement"] == pytest.approx(agree)
+    assert pair["agreement"] < 1.0  # the challenger's lower thresholds flag what the champion approves
+    flagged = {("champion", champion): "decision", ("shadow", CHALLENGER): "shadow_decision"}
+    for key, field in flagged.items():
+        caught = sum(
+            r.amount
+            for i, r in enumerate(stored[t] for t in ids)
+            if labels[i]["is_fraud"] and getattr(r, field) != "APPROVE"
+        )
+        assert models[key]["caught_fraud_amount"] == pytest.approx(caught)
+
+    later = client.get("/v1/models/compare", params={"since": "2099-01-01T00:00:00"}).json()
+    assert later["labelled"] == 0 and later["models"] == [] and later["pairs"] == []
+    bad = client.get("/v1/models/compare", params={"since": "last week"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "since"]
+
+
+def test_models_compare_on_the_command_line(
+    make_api: Callable[..., Api], challenger_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, services, _ = make_api(challenger_uri=str(challenger_path))
+    ids = [b["transaction_id"] for b in _bodies("cli-", 12)]
+    for body in _bodies("cli-", 12):
+        client.post("/v1/score", json=body)
+    client.post(
+        "/v1/labels",
+        json=[
+            {"transaction_id": t, "is_fraud": i % 2 == 0, "label_time": NOW.isoformat()}
+            for i, t in enumerate(ids)
+        ],
+    )
+    monkeypatch.setenv("FRAUD_DATABASE_URL", services.settings.db_url)
+    monkeypatch.delenv("FRAUD_MLFLOW_TRACKING_URI", raising=False)
+    result = CliRunner().invoke(cli, ["models", "compare", "--since", "7d", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {m["role"] for m in report["models"]} == {"champion", "shadow"} and report["labelled"] == 12
+    human = CliRunner().invoke(cli, ["models", "compare"])
+    assert human.exit_code == 0 and "in shadow" in human.stdout and CHALLENGER in human.stdout
+    bad = CliRunner().invoke(cli, ["models", "compare", "--since", "soon"])
+    assert bad.exit_code == 2 and "duration" in bad.output
