@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo test lint format typecheck check docs docs-serve bench bench-api bench-replay services services-stop services-status lock clean
+.PHONY: help demo test test-airflow lint format typecheck check docs docs-serve bench bench-api bench-replay services services-stop services-status lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ demo: $(STAMP)  ## train if needed, then API, worker, simulator and dashboard on
 
 test: $(STAMP)  ## run the test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-airflow: $(STAMP)  ## the Airflow DAG in a real Airflow (own venv in .services/airflow/, installed once per lock)
+	deploy/airflow/run.sh test $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check src tests benchmarks
