@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from fraudstream.cli import app as cli
+from fraudstream.config import Settings
 from fraudstream.models.bundle import load_bundle
+from fraudstream.models.registry import register
 from tests.e2e.apitools import NOW, Api, tx
+from tests.integration.conftest import MLFLOW_URL, require
 
 CHALLENGER = "challenger-e2e"
 
@@ -136,3 +140,36 @@ def test_models_compare_on_the_command_line(
     assert human.exit_code == 0 and "in shadow" in human.stdout and CHALLENGER in human.stdout
     bad = CliRunner().invoke(cli, ["models", "compare", "--since", "soon"])
     assert bad.exit_code == 2 and "duration" in bad.output
+
+
+@pytest.mark.mlflow
+def test_the_challenger_alias_is_resolved_from_the_registry_like_the_champion(
+    make_api: Callable[..., Api], bundle_path: Path, challenger_path: Path, tmp_path: Path
+) -> None:
+    url = require(MLFLOW_URL, "The MLflow tracking server")
+    name = f"fs-shadow-{secrets.token_hex(4)}"
+    settings = Settings(data_dir=tmp_path / "reg", mlflow_tracking_uri=url, model_registry_name=name)
+    register(bundle_path, {"average_precision": 0.6}, settings=settings)  # version 1: champion
+    register(challenger_path, {"average_precision": 0.7}, settings=settings)  # version 2: challenger
+    client, services, _ = make_api(
+        mlflow_tracking_uri=url,
+        model_registry_name=name,
+        model_uri=f"models:/{name}@champion",
+        challenger_uri=f"models:/{name}@challenger",
+    )
+    shown = client.get("/v1/model").json()
+    assert shown["registry"]["version"] == "1"
+    assert shown["challenger"]["registry_version"] == "2" and shown["challenger"]["version"] == CHALLENGER
+    assert shown["challenger"]["uri"] == f"models:/{name}@challenger"
+    client.post("/v1/score", json=tx("reg-1"))
+    (record,) = services.store.decisions.get_many(["reg-1"]).values()
+    assert record.shadow_version == CHALLENGER and record.shadow_decision in {"APPROVE", "FLAG", "BLOCK"}
+
+
+def test_a_registry_challenger_without_a_tracking_uri_says_what_to_set(
+    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fraudstream.models.registry import RegistryUnavailableError
+
+    with pytest.raises(RegistryUnavailableError, match="FRAUD_CHALLENGER_URI=models:/x@challenger"):
+        make_api(mlflow_tracking_uri=None, challenger_uri="models:/x@challenger")
