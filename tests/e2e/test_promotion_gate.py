@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from fraudstream.cli import app as cli
 from fraudstream.config import Settings
+from fraudstream.models.bundle import load_bundle
 from fraudstream.models.registry import register
 from tests.integration.conftest import MLFLOW_URL, require
 
@@ -89,6 +90,17 @@ def test_a_failed_gate_promotes_nothing_and_a_passed_one_records_the_verdict(
     assert aliases() == [["challenger"], ["champion"]]
 
     better = write(tmp_path / "better.json", (0.50, 0.52), (0.60, 0.62))
+    other = json.loads(better.read_text())
+    other["challenger"]["version"] = "20260101T000000-another"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    stale = runner.invoke(
+        cli, ["models", "promote", "--challenger", "--if-better", str(tmp_path / "other.json")]
+    )
+    assert stale.exit_code == 2 and "20260101T000000-another" in stale.stderr
+    assert aliases() == [["challenger"], ["champion"]]
+
+    other["challenger"]["version"] = load_bundle(bundle_path).manifest.version  # the one registered
+    better.write_text(json.dumps(other))
     done = runner.invoke(cli, ["models", "promote", "--challenger", "--if-better", str(better), "--json"])
     assert done.exit_code == 0, done.output
     promoted = json.loads(done.stdout)

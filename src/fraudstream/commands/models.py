@@ -113,6 +113,21 @@ def _verdict(verdict: Any, as_json: bool, headline: str) -> None:
     (out if verdict.passed else console).print(headline, markup=False, highlight=False, soft_wrap=True)
 
 
+def _same_challenger(registry: Any, comparison: dict[str, Any]) -> None:
+    """Refuse when the registry's challenger is not the model the comparison measured (a newer one was
+    registered since, say): the gate's verdict is about that model alone."""
+    measured = (comparison.get("challenger") or {}).get("version")
+    held = next((v for v in registry.versions(metrics=False) if "challenger" in v.aliases), None)
+    if held is None or not measured:
+        return  # promote says what is missing
+    model = held.tags.get("fraudstream.model_version")
+    if model and measured != model:
+        raise ValueError(
+            f"--if-better: the registry's challenger (version {held.version}, model {model}) is not the "
+            f"model the comparison measured ({measured}); retrain again or promote a version by hand"
+        )
+
+
 def _report(done: Any, as_json: bool) -> None:
     payload = done.to_dict()
     if as_json:
@@ -177,9 +192,12 @@ def promote(
                 _verdict(verdict, as_json, f"gate failed: nothing promoted ({if_better})")
                 raise typer.Exit(1)
             evidence = {**evidence, "gate": verdict.to_dict()}
+        registry = registry_for(settings)
+        if evidence is not None and if_better is not None and challenger:
+            _same_challenger(registry, evidence)
         with open_store(settings.db_url) as store:
             store.migrate()
-            done = move(registry_for(settings), version, by=by, comparison=evidence, store=store)
+            done = move(registry, version, by=by, comparison=evidence, store=store)
     _report(done, as_json)
 
 
