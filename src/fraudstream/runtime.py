@@ -87,6 +87,14 @@ def settings_broker(settings: Settings, store: Store) -> Broker:
 def open_services(settings: Settings, *, bundle: ModelBundle | None = None, warm: bool = True) -> Services:
     """Connect to (or create) everything; raises the area's own error with a message saying what to do."""
     store = open_store(settings.db_url)
+    try:
+        return _open_with_store(settings, store, bundle, warm)
+    except BaseException:  # a model, state or broker that cannot be opened: release the database too
+        store.close()
+        raise
+
+
+def _open_with_store(settings: Settings, store: Store, bundle: ModelBundle | None, warm: bool) -> Services:
     store.migrate()
     source = None
     if bundle is None:  # FRAUD_MODEL_URI (models:/NAME@ALIAS or a path), else FRAUD_MODEL_PATH
