@@ -209,13 +209,13 @@ def gate_command(
     gate: GateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Does the challenger in COMPARISON beat the champion by the gate? Exit 0 yes, 1 no; promotes nothing.
+    """Does the challenger in COMPARISON beat the champion by the gate? Exit 0 yes, 1 no (each failed
+    metric and by how much), 2 when the file or the gate cannot be read; promotes nothing. Each condition
+    is judged on the challenger's lead over the champion on the newest fully labelled window, e.g.
+    average_precision>=0 (not worse) and recall_at_1pct_fpr>0 (recall at the FLAG rate, 1 % false
+    positives, better).
 
-    Each condition is judged on the challenger's lead over the champion on the newest fully labelled
-    window, e.g. average_precision>=0 (not worse) and recall_at_1pct_fpr>0 (recall at the FLAG rate,
-    1 % false positives, better). A comparison without a metric the gate names is an error (exit 2).
-
-    Example: fraudstream models gate fraudstream-data/retrain/20260101T0300/comparison.json
+    Example: fraudstream models gate fraudstream-data/retrain/20260301T020000Z/comparison.json
     """
     with errors():
         verdict = _judge(_comparison(comparison) or {}, gate or settings_with().promotion_gate)
