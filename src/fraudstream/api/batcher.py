@@ -172,14 +172,14 @@ class ScoreBatcher:
         before the feature state records them (only the stored ones; none if it raises)."""
         started = time.perf_counter()
         batch = TransactionBatch.from_transactions([r.transaction for r in requests])
-        names, version = self.scorer.engine.names, self.scorer.version
+        names = self.scorer.engine.names  # the version is each scored batch's: a swap never splits one
         if store is None:
-            records = self.scorer.score(batch, record=record).records(names, version)
+            records = self.scorer.score(batch, record=record).records(names)
         else:
             records = []
 
             def stored_rows(decided: ScoredBatch) -> np.ndarray:
-                records.extend(decided.records(names, version))
+                records.extend(decided.records(names))
                 stored = store(records)
                 return np.fromiter((r.transaction_id in stored for r in records), bool, len(records))
 

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import EllipsisType
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,11 @@ TOP_REASONS = 3
 _DECISIONS = np.asarray(DECISIONS, dtype=object)
 
 
-__all__ = ["ChallengerError", "ScoredBatch", "Scorer", "ScoringError", "model_decisions"]
+__all__ = ["ChallengerError", "ModelSwapError", "ScoredBatch", "Scorer", "ScoringError", "model_decisions"]
+
+
+class ModelSwapError(ValueError):
+    """A model that cannot replace the served one in place (another feature set): it needs a restart."""
 
 
 class ScoringError(RuntimeError):
@@ -60,12 +65,16 @@ class ScoredBatch:
     """The challenger scored in shadow, when one is; its probability and decision per row follow."""
     shadow_probability: np.ndarray | None = None
     shadow_decision: np.ndarray | None = None
+    model_version: str = ""
+    """The version of the model that scored the batch (a swap never splits a batch)."""
 
     def __len__(self) -> int:
         return len(self.batch)
 
-    def columns(self, feature_names: list[str], model_version: str) -> DecisionColumns:
-        """What storage needs of this batch, as columns (see :class:`DecisionColumns`)."""
+    def columns(self, feature_names: list[str], model_version: str | None = None) -> DecisionColumns:
+        """What storage needs of this batch, as columns (see :class:`DecisionColumns`); the version
+        stored is the model's that scored it, unless ``model_version`` names another."""
+        model_version = model_version or self.model_version
         b = self.batch
         return DecisionColumns(
             transaction_id=b.transaction_id,
@@ -85,7 +94,7 @@ class ScoredBatch:
             shadow_decision=self.shadow_decision,
         )
 
-    def records(self, feature_names: list[str], model_version: str) -> list[DecisionRecord]:
+    def records(self, feature_names: list[str], model_version: str | None = None) -> list[DecisionRecord]:
         """One storable record per row, carrying the feature vector the decision was made on.
 
         Passes on the scorer's index of feature names when it has one: for one row, building it
@@ -138,26 +147,80 @@ class Scorer:
     ) -> None:
         if few_rows < 0:
             raise ValueError(f"few_rows must be 0 or more, got {few_rows}")
-        self.bundle = bundle
         self.engine = engine or FeatureEngine(bundle.feature_set())
         self.state = state
         self.rules = rules
-        self.models = compile_models(bundle)
-        weights = bundle.manifest.weights
-        explainers: list[str] = [n for n in ("xgboost", "logistic") if weights.get(n) and n in self.models]
-        self._explainer = max(explainers, key=lambda n: weights[n]) if explainers else None
-        names = self.engine.names
         self._descriptions = list(self.engine.feature_set.descriptions)
-        self._few = (
-            FewRows(self.models, bundle.manifest, self._explainer, names, TOP_REASONS, self._descriptions)
+        self._index = (self.engine.names, {n: i for i, n in enumerate(self.engine.names)})
+        self._lock = threading.Lock()
+        self._observers: list[Callable[[ScoredBatch], None]] = []
+        self._asked_few_rows = few_rows
+        self._install(self._prepare(bundle, challenger))
+
+    def use(self, bundle: ModelBundle, *, challenger: ModelBundle | EllipsisType | None = ...) -> None:
+        """Serve ``bundle`` from the next batch on, in place, with no restart.
+
+        The models are compiled before the lock is taken; the swap itself happens under the scoring
+        lock, so each batch is scored (and its decisions carry :attr:`ScoredBatch.model_version`)
+        wholly by one model. ``challenger`` replaces the bundle in shadow (``None`` drops it); left
+        out, the current challenger stays.
+
+        Raises :class:`ModelSwapError` when ``bundle`` (or the challenger) reads another feature set:
+        the feature state's schema follows the feature set, so that takes a restart. The model
+        served before keeps serving.
+        """
+        keep = challenger is ...
+        shadow = self.challenger if isinstance(challenger, EllipsisType) else challenger
+        mine, theirs = bundle.feature_set(), self.engine.feature_set
+        if mine.names != theirs.names or mine.to_dict() != theirs.to_dict():
+            raise ModelSwapError(
+                f"model {bundle.manifest.version} reads another feature set than the served "
+                f"{self.version} ({len(mine.names)} features against {len(theirs.names)}); the feature "
+                "state's schema follows the feature set, so serving it needs a restart"
+            )
+        try:
+            prepared = self._prepare(bundle, shadow)
+        except ChallengerError as e:
+            if not keep:
+                raise ModelSwapError(str(e)) from e
+            prepared = self._prepare(bundle, None)  # a kept challenger the new champion cannot shadow
+            log.warning("scoring: challenger dropped on swap: %s", e)
+        with self._lock:
+            before = self.version
+            self._install(prepared)
+        log.info("scoring: model swapped in place, %s -> %s", before, bundle.manifest.version)
+
+    def _prepare(self, bundle: ModelBundle, challenger: ModelBundle | None) -> dict[str, Any]:
+        """Everything scoring reads of a bundle (compiled models, explainer, few-rows path, shadow)."""
+        models = compile_models(bundle)
+        weights = bundle.manifest.weights
+        explainers: list[str] = [n for n in ("xgboost", "logistic") if weights.get(n) and n in models]
+        explainer = max(explainers, key=lambda n: weights[n]) if explainers else None
+        names = self.engine.names
+        few_rows = self._asked_few_rows
+        few = (
+            FewRows(models, bundle.manifest, explainer, names, TOP_REASONS, self._descriptions)
             if few_rows and len(names) > TOP_REASONS
             else None
         )
-        self._few_rows = few_rows if self._few is not None else 0
-        self._index = (names, {n: i for i, n in enumerate(names)})
-        self._lock = threading.Lock()
-        self._observers: list[Callable[[ScoredBatch], None]] = []
-        self._shadow = Shadow(challenger, bundle, names, self._few_rows) if challenger is not None else None
+        few_rows = few_rows if few is not None else 0
+        shadow = Shadow(challenger, bundle, names, few_rows) if challenger is not None else None
+        return {
+            "bundle": bundle,
+            "models": models,
+            "_explainer": explainer,
+            "_few": few,
+            "_few_rows": few_rows,
+            "_shadow": shadow,
+        }
+
+    def _install(self, prepared: dict[str, Any]) -> None:
+        self.bundle: ModelBundle = prepared["bundle"]
+        self.models: dict[str, Any] = prepared["models"]
+        self._explainer: str | None = prepared["_explainer"]
+        self._few: FewRows | None = prepared["_few"]
+        self._few_rows: int = prepared["_few_rows"]
+        self._shadow: Shadow | None = prepared["_shadow"]
 
     @property
     def version(self) -> str:
@@ -292,6 +355,7 @@ class Scorer:
             shadow_version=self._shadow.version if self._shadow is not None else None,
             shadow_probability=shadow[0] if shadow is not None else None,
             shadow_decision=shadow[1] if shadow is not None else None,
+            model_version=manifest.version,
         )
 
     def explain(

@@ -81,7 +81,7 @@ def replay(
             probability[lo:hi] = scored.probability
             decision[lo:hi] = scored.decision
             if writer is not None:
-                writer.save(scored.columns(scorer.engine.names, scorer.version), labels)
+                writer.save(scored.columns(scorer.engine.names), labels)
             if progress:
                 progress("replay", hi, n)
     stored = writer.stored if writer is not None else 0  # complete: leaving the block waited for it

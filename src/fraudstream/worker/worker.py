@@ -265,7 +265,7 @@ class Worker:
 
     def _score_and_store(self, transactions: list[Transaction]) -> None:
         scored = self.scorer.score(TransactionBatch.from_transactions(transactions))
-        columns = scored.columns(self.scorer.engine.names, self.scorer.version)
+        columns = scored.columns(self.scorer.engine.names)
         clashes: set[str] = set()
         stored = set(self.store.decisions.save(columns, transactions, clashes=clashes))
         ids = columns.transaction_id.tolist()
