@@ -28,6 +28,13 @@ class Settings(BaseSettings):
         description="model to serve from the MLflow registry: models:/NAME@ALIAS or models:/NAME/VERSION "
         "(downloaded once into data_dir/models/); a plain path works too. Overrides FRAUD_MODEL_PATH",
     )
+    model_poll_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="how often a server started from a registry alias (FRAUD_MODEL_URI=models:/NAME@ALIAS) "
+        "checks the alias and swaps a newly promoted version in without a restart (same feature set "
+        "only); 0 never checks (a promotion through this server's API still swaps at once)",
+    )
     challenger_uri: str | None = Field(
         None,
         description="challenger scored in shadow beside the served model: models:/NAME@challenger (or any "

@@ -34,6 +34,7 @@ from fraudstream.brokers import publishes_results
 from fraudstream.config import Settings
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Label, Transaction
+from fraudstream.models.registry import watch_model
 from fraudstream.monitoring.drift import watch
 from fraudstream.monitoring.metrics import DriftCollector
 from fraudstream.runtime import Services, open_services
@@ -164,12 +165,16 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
             around_batch=paused_gc,
         )
         app.state.services = running
+        app.state.model_watcher = watch_model(running, settings)  # a promotion swaps in without a restart
         if run_worker:
             _start_worker(app, running, settings, metrics)
         freeze_startup_objects()
         try:
             yield
         finally:
+            if app.state.model_watcher is not None:
+                app.state.model_watcher.stop()
+                app.state.model_watcher = None
             app.state.simulations.stop()
             app.state.batcher.stop()
             _stop_worker(app)
@@ -186,6 +191,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     app.state.worker = None
     app.state.alerts = None
     app.state.drift = None
+    app.state.model_watcher = None
     metrics.registry.register(DriftCollector(lambda: app.state.drift))
     app.state.worker_thread = None
     app.state.simulations = SimulationSlot()

@@ -89,6 +89,7 @@ def worker(
     from fraudstream._numba_cache import refresh_stale_kernels
     from fraudstream.alerts import alerts_for
     from fraudstream.brokers import publishes_results
+    from fraudstream.models.registry import watch_model
     from fraudstream.monitoring.drift import watch
     from fraudstream.runtime import open_services
     from fraudstream.worker import Worker
@@ -109,6 +110,7 @@ def worker(
         results = publishes_results(settings.broker_url)  # decisions and dead letters to redis:// or kafka://
         alerts = alerts_for(services)  # alerts are stored, and delivered when a channel is configured
         watch(services.scorer, settings, alerts.raise_alerts)  # drift alerts from this worker's batches
+        follower = watch_model(services, settings)  # a promoted model swaps in without a restart
         w = Worker(
             services.broker, services.scorer, services.store, on_decided=alerts.submit,
             batch_size=batch_size or settings.batch_size, max_wait=settings.max_wait, health_file=health_file,
@@ -123,6 +125,8 @@ def worker(
         try:
             stats = w.run(burst=burst)
         finally:
+            if follower is not None:
+                follower.stop()
             alerts.close()
             services.close()
         console.print(

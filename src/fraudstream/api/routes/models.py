@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -162,27 +162,38 @@ async def list_models(
 
 @router.post("/promote", response_model=PromotionOut, responses=ADMIN_ERRORS)
 async def promote_model(
-    body: PromoteIn, settings: SettingsDep, store: StoreDep, admin: AdminDep
+    body: PromoteIn, settings: SettingsDep, store: StoreDep, admin: AdminDep, request: Request
 ) -> PromotionOut:
     """Move ``champion`` to a version (or the challenger); the old champion becomes ``previous``.
 
     Recorded (who, when, from which version, the comparison) in the database and as version tags.
-    Servers pick the new champion up when they restart."""
+    This server, when it serves the alias, swaps the new version in before answering; other servers
+    on the alias do within FRAUD_MODEL_POLL_SECONDS (a model on another feature set needs a restart)."""
     by = _author(admin, body.by)
     done = await _registry_call(
         settings, lambda r: promote(r, body.version, by=by, comparison=body.comparison, store=store)
     )
+    await _follow(request)
     return _out(done)
 
 
 @router.post("/rollback", response_model=PromotionOut, responses=ADMIN_ERRORS)
 async def rollback_model(
-    settings: SettingsDep, store: StoreDep, admin: AdminDep, body: RollbackIn | None = None
+    settings: SettingsDep, store: StoreDep, admin: AdminDep, request: Request, body: RollbackIn | None = None
 ) -> PromotionOut:
-    """Give ``champion`` back to ``previous`` (one step); recorded like a promotion."""
+    """Give ``champion`` back to ``previous`` (one step); recorded like a promotion, and swapped in as
+    a promotion is."""
     by = _author(admin, body.by if body else None)
     done = await _registry_call(settings, lambda r: rollback(r, by=by, store=store))
+    await _follow(request)
     return _out(done)
+
+
+async def _follow(request: Request) -> None:
+    """Swap in the version the served alias now names, when this server follows one."""
+    watcher = getattr(request.app.state, "model_watcher", None)
+    if watcher is not None:
+        await run_in_threadpool(watcher.check)
 
 
 class CompareOut(BaseModel):

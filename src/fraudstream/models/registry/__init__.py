@@ -31,6 +31,7 @@ from fraudstream.models.registry._uri import (
     RegistryUnavailableError,
     is_registry_uri,
 )
+from fraudstream.models.registry._watch import ModelWatcher, watch_model
 
 __all__ = [
     "CHALLENGER",
@@ -40,6 +41,7 @@ __all__ = [
     "ModelSource",
     "ModelUri",
     "ModelUriError",
+    "ModelWatcher",
     "Registry",
     "RegistryConflictError",
     "RegistryError",
@@ -54,6 +56,7 @@ __all__ = [
     "register",
     "registry_for",
     "rollback",
+    "watch_model",
 ]
 
 
