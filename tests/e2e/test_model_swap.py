@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import os
 import secrets
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,10 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from fraudstream.cli import app as cli
 from fraudstream.config import Settings
+from fraudstream.events.transaction import Transaction
 from fraudstream.models.bundle import load_bundle
 from fraudstream.models.registry import register
+from fraudstream.storage import open_store
 from tests.e2e.apitools import Api, stored, tx
 from tests.integration.conftest import MLFLOW_URL, require
 from tests.waiting import wait_for
@@ -132,3 +137,53 @@ def test_a_server_polling_its_alias_follows_a_cli_promotion_in_another_process(
     wait_for(lambda: client.get("/v1/model").json()["version"] == NEW, "the new champion served", 30)
     assert client.get("/v1/model").json()["registry"]["version"] == "2"
     assert client.post("/v1/score", json=tx("w-2")).json()["model_version"] == NEW
+
+
+def test_the_worker_command_follows_a_promotion_between_batches(
+    two_versions: tuple[Settings, str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, old = two_versions
+    db = workdir / "swap.db"
+    env = {
+        "FRAUD_DATABASE_URL": f"sqlite:///{db}",
+        "FRAUD_MLFLOW_TRACKING_URI": str(settings.mlflow_tracking_uri),
+        "FRAUD_MODEL_REGISTRY_NAME": settings.model_registry_name,
+        "FRAUD_MODEL_URI": f"models:/{settings.model_registry_name}@champion",
+        "FRAUD_MODEL_POLL_SECONDS": "1",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    runner = CliRunner()
+
+    def enqueue(prefix: str, n: int) -> None:  # as POST /v1/transactions does on the database broker
+        store = open_store(f"sqlite:///{db}")
+        try:
+            txs = [Transaction.model_validate(tx(f"{prefix}-{i}", f"C{i % 9}")) for i in range(n)]
+            assert len(store.queue.accept(txs)) == n
+        finally:
+            store.close()
+
+    def by_version() -> dict[str, int]:
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("SELECT model_version, count(*) FROM decisions GROUP BY model_version")
+            return dict(rows.fetchall())
+
+    log = workdir / "worker.log"
+    with log.open("w") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "fraudstream", "worker"], env=dict(os.environ), stdout=out, stderr=out
+        )
+    try:
+        wait_for((workdir / "data" / "worker-health.json").exists, "the worker's first heartbeat", 120)
+        enqueue("before", 40)
+        wait_for(lambda: by_version() == {old: 40}, "the first transactions decided by version 1", 120)
+        promoted = runner.invoke(cli, ["models", "promote", "2"])
+        assert promoted.exit_code == 0, promoted.stderr
+        wait_for(lambda: "swapped in place" in log.read_text(), "the worker's swap", 60)
+        enqueue("after", 40)
+        wait_for(lambda: sum(by_version().values()) == 80, "every transaction decided", 120)
+    finally:
+        worker.terminate()
+        assert worker.wait(30) == 0
+    assert by_version() == {old: 40, NEW: 40}  # each decided once, by the model served at the time
+    assert f"version 1 (model {old}) -> version 2 (model {NEW})" in log.read_text()

@@ -110,7 +110,7 @@ def worker(
         results = publishes_results(settings.broker_url)  # decisions and dead letters to redis:// or kafka://
         alerts = alerts_for(services)  # alerts are stored, and delivered when a channel is configured
         watch(services.scorer, settings, alerts.raise_alerts)  # drift alerts from this worker's batches
-        follower = watch_model(services, settings)  # a promoted model swaps in without a restart
+        follower = watch_model(services, settings, lambda line: console.print(line, soft_wrap=True))
         w = Worker(
             services.broker, services.scorer, services.store, on_decided=alerts.submit,
             batch_size=batch_size or settings.batch_size, max_wait=settings.max_wait, health_file=health_file,

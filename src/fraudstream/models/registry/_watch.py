@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from fraudstream.config import Settings
@@ -33,10 +34,18 @@ class Serving(Protocol):
 
 
 class ModelWatcher:
-    """Keeps ``serving``'s model on the version the alias of ``FRAUD_MODEL_URI`` names."""
+    """Keeps ``serving``'s model on the version the alias of ``FRAUD_MODEL_URI`` names; ``on_swap`` is
+    called with the line logged for each swap (a command prints it where its operator looks)."""
 
-    def __init__(self, serving: Serving, settings: Settings, uri: ModelUri) -> None:
+    def __init__(
+        self,
+        serving: Serving,
+        settings: Settings,
+        uri: ModelUri,
+        on_swap: Callable[[str], None] | None = None,
+    ) -> None:
         self.serving = serving
+        self._on_swap = on_swap
         self.uri = uri
         self.poll_seconds = settings.model_poll_seconds
         self._settings = settings
@@ -79,10 +88,13 @@ class ModelWatcher:
             return False
         self.serving.model_source = source
         self._refused = None
-        log.info(
-            "model: %s swapped in place, version %s (model %s) -> version %s (model %s)",
-            self.uri, before, model_before, source.registry_version, bundle.manifest.version,
-        )  # fmt: skip
+        line = (
+            f"model: {self.uri} swapped in place, version {before} (model {model_before}) -> "
+            f"version {source.registry_version} (model {bundle.manifest.version})"
+        )
+        log.info("%s", line)
+        if self._on_swap is not None:
+            self._on_swap(line)
         return True
 
     def start(self) -> ModelWatcher:
@@ -102,7 +114,9 @@ class ModelWatcher:
             self.check()
 
 
-def watch_model(serving: Serving, settings: Settings) -> ModelWatcher | None:
+def watch_model(
+    serving: Serving, settings: Settings, on_swap: Callable[[str], None] | None = None
+) -> ModelWatcher | None:
     """A started watcher when ``FRAUD_MODEL_URI`` names a registry alias (a pinned version or a file
     never changes, so there is nothing to follow), else ``None``."""
     text = (settings.model_uri or "").strip()
@@ -111,4 +125,4 @@ def watch_model(serving: Serving, settings: Settings) -> ModelWatcher | None:
     uri = ModelUri.parse(text)
     if uri.alias is None:
         return None
-    return ModelWatcher(serving, settings, uri).start()
+    return ModelWatcher(serving, settings, uri, on_swap).start()
