@@ -29,7 +29,7 @@ class BlockingScorer:
         self.scored += batch.transaction_id.tolist()
         n = len(batch)
 
-        def columns(names: Any, version: str) -> DecisionColumns:
+        def columns(names: Any, version: str | None = None) -> DecisionColumns:
             return DecisionColumns(
                 transaction_id=batch.transaction_id,
                 customer_id=batch.customer_id,
@@ -41,7 +41,7 @@ class BlockingScorer:
                 rules=[[] for _ in range(n)],
                 features=batch.amount[:, None].astype(np.float64),
                 feature_names=list(names),
-                model_version=version,
+                model_version=version or self.version,
                 latency_ms={"total": 1.0},
             )
 

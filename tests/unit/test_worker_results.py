@@ -41,7 +41,7 @@ class ByAmountScorer:
         decision = np.where(amount < 100, "APPROVE", np.where(amount < 200, "FLAG", "BLOCK")).astype(object)
         rules = [["odd"] if int(a) % 2 else [] for a in amount.tolist()]
 
-        def columns(names: Any, version: str) -> DecisionColumns:
+        def columns(names: Any, version: str | None = None) -> DecisionColumns:
             return DecisionColumns(
                 transaction_id=batch.transaction_id,
                 customer_id=batch.customer_id,
@@ -53,7 +53,7 @@ class ByAmountScorer:
                 rules=rules,
                 features=amount[:, None].astype(np.float64),
                 feature_names=list(names),
-                model_version=version,
+                model_version=version or self.version,
                 latency_ms={"total": 1.0},
             )
 
