@@ -139,7 +139,7 @@ def test_the_models_commands_list_promote_and_roll_back(
     assert table.exit_code == 0 and "promote" in table.stdout and "by dave" in table.stdout
 
     back = runner.invoke(cli, ["models", "rollback"])
-    assert back.exit_code == 0 and "champion 2 → 1" in back.stdout and "restart" in back.stdout
+    assert back.exit_code == 0 and "champion 2 → 1" in back.stdout and "swap it in" in back.stdout
     again = runner.invoke(cli, ["models", "rollback"])
     assert again.exit_code == 2 and "no previous champion" in again.stderr
     neither = runner.invoke(cli, ["models", "promote"])

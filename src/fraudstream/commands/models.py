@@ -17,7 +17,8 @@ from fraudstream.commands.common import JsonOpt, console, emit, errors, out, set
 
 app = typer.Typer(
     help="The MLflow Model Registry: list versions, promote one to champion, roll back. Servers started "
-    "with FRAUD_MODEL_URI=models:/fraudstream@champion pick the new champion up when they restart.",
+    "with FRAUD_MODEL_URI=models:/fraudstream@champion swap the new champion in within "
+    "FRAUD_MODEL_POLL_SECONDS, without a restart, when it reads the same feature set.",
     no_args_is_help=True,
 )
 
@@ -135,7 +136,7 @@ def _report(done: Any, as_json: bool) -> None:
         return
     out.print(
         f"{done.action}: {done.model_name} champion {done.from_version or '-'} → [bold]{done.to_version}[/] "
-        f"by {done.promoted_by}; running servers pick it up when they restart"
+        f"by {done.promoted_by}; servers following the alias swap it in within FRAUD_MODEL_POLL_SECONDS"
     )
 
 
@@ -166,7 +167,8 @@ def promote(
 
     Recorded in the database (who, when, from which version, the comparison) and as tags on the versions.
 
-    Running servers keep their model until they restart (FRAUD_MODEL_URI=models:/fraudstream@champion).
+    Servers started with FRAUD_MODEL_URI=models:/fraudstream@champion swap the new champion in within
+    FRAUD_MODEL_POLL_SECONDS, between two batches (a model on another feature set needs a restart).
 
     Gated (for schedulers): fraudstream models promote --challenger --if-better out/comparison.json
     """
@@ -230,7 +232,7 @@ def rollback(by: ByOpt = None, as_json: JsonOpt = False) -> None:
 
     One step only: a second rollback has nothing to go back to; promote a version instead.
 
-    Running servers keep their model until they restart.
+    Servers following the champion alias swap the model back in within FRAUD_MODEL_POLL_SECONDS.
     """
     from fraudstream.models.registry import registry_for
     from fraudstream.models.registry import rollback as back

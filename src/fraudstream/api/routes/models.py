@@ -1,8 +1,9 @@
 """``/v1/models``: the registered model's versions, and moving ``champion`` (admin keys only).
 
 The registry is MLflow's (``FRAUD_MLFLOW_TRACKING_URI``). Promoting and rolling back move aliases and
-record who did it; this process keeps serving the model it loaded, and servers started with
-``FRAUD_MODEL_URI=models:/NAME@champion`` pick the new champion up when they restart.
+record who did it. This process swaps the new champion in at once, and the other servers started with
+``FRAUD_MODEL_URI=models:/NAME@champion`` within ``FRAUD_MODEL_POLL_SECONDS``, between two batches (a
+model on another feature set needs a restart).
 """
 
 from __future__ import annotations
