@@ -71,6 +71,17 @@ DatasetsDirOpt = Annotated[
     typer.Option("--datasets-dir", help="Folder of the public datasets (env FRAUD_DATASETS_DIR)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+ModelsOpt = Annotated[str, typer.Option(help="Comma-separated: xgboost, logistic, isolation_forest.")]
+TrialsOpt = Annotated[int, typer.Option(min=0, help="Hyperparameter search trials per model (0: defaults).")]
+FoldsOpt = Annotated[int, typer.Option(min=2, help="Time-ordered validation folds.")]
+BlockFprOpt = Annotated[
+    float, typer.Option(min=0.0, max=1.0, help="BLOCK threshold: false-positive rate on validation.")
+]
+FlagFprOpt = Annotated[
+    float, typer.Option(min=0.0, max=1.0, help="FLAG threshold: false-positive rate on validation.")
+]
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="Training threads (env FRAUD_THREADS).")]
+"""The options ``train`` and ``retrain`` share, spelled once so that their help says the same."""
 
 
 def positive(value: float | None) -> float | None:

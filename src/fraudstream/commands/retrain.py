@@ -11,7 +11,13 @@ import typer
 from rich.table import Table
 
 from fraudstream.commands.common import (
+    BlockFprOpt,
+    FlagFprOpt,
+    FoldsOpt,
     JsonOpt,
+    ModelsOpt,
+    ThreadsOpt,
+    TrialsOpt,
     console,
     date_option,
     emit,
@@ -70,20 +76,12 @@ def retrain(
     min_fraud: Annotated[
         int, typer.Option(min=1, help="Fewest labelled frauds in the training period to train on.")
     ] = 20,
-    models: Annotated[str, typer.Option(help="Comma-separated: xgboost, logistic, isolation_forest.")] = (
-        "xgboost,logistic,isolation_forest"
-    ),
-    trials: Annotated[
-        int, typer.Option(min=0, help="Hyperparameter search trials per model (0: defaults).")
-    ] = 12,
-    folds: Annotated[int, typer.Option(min=2, help="Time-ordered validation folds.")] = 3,
-    block_fpr: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="BLOCK threshold: false-positive rate on validation.")
-    ] = 0.001,
-    flag_fpr: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="FLAG threshold: false-positive rate on validation.")
-    ] = 0.01,
-    threads: Annotated[int | None, typer.Option(min=1, help="Training threads (env FRAUD_THREADS).")] = None,
+    models: ModelsOpt = "xgboost,logistic,isolation_forest",
+    trials: TrialsOpt = 12,
+    folds: FoldsOpt = 3,
+    block_fpr: BlockFprOpt = 0.001,
+    flag_fpr: FlagFprOpt = 0.01,
+    threads: ThreadsOpt = None,
     register: Annotated[
         bool,
         typer.Option(

@@ -11,13 +11,19 @@ from typing import Annotated, Any
 import typer
 
 from fraudstream.commands.common import (
+    BlockFprOpt,
     DataOpt,
     DatasetOpt,
     DatasetsDirOpt,
     FeaturesOpt,
+    FlagFprOpt,
+    FoldsOpt,
     JsonOpt,
     MappingOpt,
+    ModelsOpt,
     PathOpt,
+    ThreadsOpt,
+    TrialsOpt,
     console,
     date_option,
     emit,
@@ -97,23 +103,15 @@ def train(
     model_out: Annotated[
         Path | None, typer.Option("--out", help="Bundle to write (default: FRAUD_DATA_DIR/model.fsb).")
     ] = None,
-    models: Annotated[str, typer.Option(help="Comma-separated: xgboost, logistic, isolation_forest.")] = (
-        "xgboost,logistic,isolation_forest"
-    ),
-    trials: Annotated[
-        int, typer.Option(min=0, help="Hyperparameter search trials per model (0: defaults).")
-    ] = 12,
-    folds: Annotated[int, typer.Option(min=2, help="Time-ordered validation folds.")] = 3,
+    models: ModelsOpt = "xgboost,logistic,isolation_forest",
+    trials: TrialsOpt = 12,
+    folds: FoldsOpt = 3,
     smote: Annotated[
         bool, typer.Option(help="Oversample fraud with SMOTE instead of class weights.")
     ] = False,
-    block_fpr: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="BLOCK threshold: false-positive rate on validation.")
-    ] = 0.001,
-    flag_fpr: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="FLAG threshold: false-positive rate on validation.")
-    ] = 0.01,
-    threads: Annotated[int | None, typer.Option(min=1, help="Training threads (env FRAUD_THREADS).")] = None,
+    block_fpr: BlockFprOpt = 0.001,
+    flag_fpr: FlagFprOpt = 0.01,
+    threads: ThreadsOpt = None,
     register: Annotated[
         bool,
         typer.Option(
