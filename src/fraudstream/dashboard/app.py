@@ -20,6 +20,7 @@ from fraudstream.config import Settings
 from fraudstream.dashboard import charts, is_loopback
 from fraudstream.dashboard.client import ApiClient, ApiUnreachable, DashboardError
 from fraudstream.dashboard.drift import drift_panel
+from fraudstream.dashboard.models import models_panel
 
 #: label -> (window seconds, bucket seconds)
 WINDOWS = {"15 minutes": (900, 15), "1 hour": (3600, 60), "6 hours": (21_600, 300), "24 hours": (86_400, 900)}
@@ -293,6 +294,7 @@ def main() -> None:
     st.title("fraudstream")
     st.fragment(live, run_every=refresh)(client, window, bucket, outcomes, customer)
     model_panel(client)
+    st.fragment(models_panel)(client)
     st.fragment(drift_panel, run_every=max(refresh, DRIFT_REFRESH))(client)
     st.fragment(dead_letters_panel)(client)
     st.fragment(review)(client, outcomes, customer)

@@ -133,6 +133,18 @@ class ApiClient:
         found = self._request("GET", "/v1/drift", missing_ok=True)
         return None if found is None else dict(found)
 
+    def models(self) -> dict[str, Any] | None:
+        """The registry's versions and recent promotions (``GET /v1/models``), or ``None`` when this API
+        has none yet."""
+        found = self._request("GET", "/v1/models", missing_ok=True)
+        return None if found is None else dict(found)
+
+    def compare(self, since: str) -> dict[str, Any] | None:
+        """The champion/challenger comparison since ``since`` (``GET /v1/models/compare``), or ``None``
+        when this API has none yet."""
+        found = self._request("GET", "/v1/models/compare", params={"since": since}, missing_ok=True)
+        return None if found is None else dict(found)
+
     def model(self) -> dict[str, Any] | None:
         found = self._request("GET", "/v1/model", missing_ok=True)
         return None if found is None else dict(found)

@@ -1,0 +1,103 @@
+"""The dashboard's models panel: champion and challenger, how they compare on labelled decisions
+(``GET /v1/models/compare``), how often they agree, and the recent promotions (``GET /v1/models``).
+
+``compare_frame``, ``pairs_frame``, ``promotions_frame`` and ``empty_message`` are plain pandas and
+strings, so what the panel shows is tested without a browser; ``models_panel`` draws it with Streamlit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from fraudstream.dashboard.client import ApiClient, DashboardError
+
+#: Period label -> the ``since`` the comparison is asked for.
+PERIODS = {"1 day": "1d", "7 days": "7d", "30 days": "30d"}
+COLUMNS = {
+    "role": "role",
+    "version": "version",
+    "labelled": "labelled",
+    "frauds": "frauds",
+    "auc": "AUC",
+    "average_precision": "average precision",
+    "recall_at_flag_rate": "recall at champion's flag rate",
+    "caught_fraud_amount": "caught fraud amount",
+    "false_positive_rate": "false-positive rate",
+}
+
+
+def compare_frame(report: dict[str, Any]) -> pd.DataFrame:
+    """One row per model in the comparison (champion first), its metrics under readable names."""
+    rows = sorted(report.get("models", []), key=lambda m: (m["role"] != "champion", str(m["version"])))
+    return pd.DataFrame(rows, columns=list(COLUMNS)).rename(columns=COLUMNS)
+
+
+def pairs_frame(report: dict[str, Any]) -> pd.DataFrame:
+    """One row per champion/challenger pair: on how many labelled decisions both decided, and how often
+    they decided the same."""
+    return pd.DataFrame(report.get("pairs", []), columns=["champion", "shadow", "labelled", "agreement"])
+
+
+def promotions_frame(models: dict[str, Any] | None) -> pd.DataFrame:
+    """The recent moves of ``champion``, newest first, as ``GET /v1/models`` lists them."""
+    rows = [] if models is None else models.get("promotions", [])
+    columns = ["promoted_at", "action", "from_version", "to_version", "promoted_by"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def empty_message(report: dict[str, Any]) -> str | None:
+    """What to say instead of a table: no labelled decisions, or no challenger; ``None`` when both exist."""
+    if not report.get("labelled"):
+        return f"no labelled decisions since {report.get('since')}; labels arrive through POST /v1/labels"
+    if not report.get("pairs"):
+        return (
+            "no challenger decided these labelled decisions yet: serve one with FRAUD_CHALLENGER_URI "
+            "to compare it with the champion"
+        )
+    return None
+
+
+def roles(model: dict[str, Any] | None, models: dict[str, Any] | None) -> str:
+    """One line naming the champion and the challenger, from ``/v1/model`` and the registry's aliases."""
+    champion = (model or {}).get("version", "none")
+    challenger = (model or {}).get("challenger") or {}
+    shadow = challenger.get("version") or challenger.get("uri")
+    for version in (models or {}).get("versions", []):
+        if "challenger" in version.get("aliases", []) and not shadow:
+            shadow = f"registry version {version['version']}"
+    return f"champion **{champion}**, challenger **{shadow or 'none'}**"
+
+
+def models_panel(client: ApiClient) -> None:
+    """An expander with the roles, the period's comparison and agreement, and the recent promotions."""
+    try:
+        model = client.model()
+        models = client.models()
+    except DashboardError:
+        return  # the live section already says what is wrong
+    with st.expander("Models", expanded=False):
+        st.markdown(roles(model, models))
+        period = st.selectbox("Compare over", list(PERIODS), index=1, key="models_period")
+        try:
+            report = client.compare(PERIODS[period])
+        except DashboardError as error:
+            st.error(str(error))
+            return
+        if report is None:
+            st.caption("this API has no /v1/models/compare")
+            return
+        message = empty_message(report)
+        if message is not None:
+            st.info(message)
+        if report.get("models"):
+            st.dataframe(compare_frame(report), hide_index=True, width="stretch")
+        if report.get("pairs"):
+            st.dataframe(pairs_frame(report), hide_index=True, width="stretch")
+            st.caption("agreement: the share of labelled decisions on which both models decided the same")
+        promotions = promotions_frame(models)
+        if len(promotions):
+            st.markdown("Recent promotions")
+            st.dataframe(promotions, hide_index=True, width="stretch")
