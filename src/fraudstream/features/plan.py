@@ -224,6 +224,11 @@ class FeatureSet:
         """The spec as data, with what fitting learned: a bundle stores this."""
         return self.spec.to_dict()
 
+    def computes_same(self, other: FeatureSet) -> bool:
+        """Whether ``other`` computes the same features from the same events (the same names, spec and
+        what fitting learned), so that one feature state and one computed matrix serve both."""
+        return self.names == other.names and self.to_dict() == other.to_dict()
+
     @property
     def fitted(self) -> bool:
         return not any(isinstance(e, S.CategoricalFeature) and e.values is None for e in self.entries)

@@ -24,6 +24,15 @@ def calibrate(name: str, raw: np.ndarray, platt: list[float]) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
 
+def ensemble_probability(
+    raw: dict[str, np.ndarray], calibration: dict[str, list[float]], weights: dict[str, float]
+) -> np.ndarray:
+    """The fraud probability of the models' raw scores ``raw``: each calibrated, then combined with
+    the weights of the models present."""
+    calibrated = {name: calibrate(name, scores, calibration[name]) for name, scores in raw.items()}
+    return combine(calibrated, {n: w for n, w in weights.items() if n in calibrated})
+
+
 def combine(calibrated: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
     """Weighted mean of calibrated probabilities: the ensemble's fraud probability."""
     total = sum(weights.values()) or 1.0

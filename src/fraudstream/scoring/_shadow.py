@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from fraudstream.models.bundle import ModelBundle
-from fraudstream.models.ensemble import calibrate, combine
+from fraudstream.models.ensemble import ensemble_probability
 from fraudstream.scoring._few import FewRows
 from fraudstream.scoring.compiled import compile_models
 
@@ -32,7 +32,7 @@ class Shadow:
 
     def __init__(self, bundle: ModelBundle, champion: ModelBundle, names: list[str], few_rows: int) -> None:
         mine, theirs = bundle.feature_set(), champion.feature_set()
-        if mine.names != theirs.names or mine.to_dict() != theirs.to_dict():
+        if not mine.computes_same(theirs):
             raise ChallengerError(
                 f"FRAUD_CHALLENGER_URI: challenger {bundle.manifest.version} reads another feature set "
                 f"than champion {champion.manifest.version} ({len(mine.names)} features against "
@@ -59,11 +59,8 @@ class Shadow:
         if self._few is not None and len(X) <= self._few_rows:
             return self._few.probabilities(X)[0]
         manifest = self.bundle.manifest
-        calibrated = {
-            name: calibrate(name, model.score(X), manifest.calibration[name])
-            for name, model in self.models.items()
-        }
-        return combine(calibrated, {n: w for n, w in manifest.weights.items() if n in calibrated})
+        raw = {name: model.score(X) for name, model in self.models.items()}
+        return ensemble_probability(raw, manifest.calibration, manifest.weights)
 
     def decide(self, X: np.ndarray, columns: Any, rules: Any) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities, and decisions: the model's at its thresholds, then ``rules`` applied to

@@ -21,7 +21,7 @@ from fraudstream.events.decision import DecisionColumns, DecisionRecord
 from fraudstream.events.transaction import DECISIONS
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.models.bundle import ModelBundle
-from fraudstream.models.ensemble import calibrate, combine
+from fraudstream.models.ensemble import ensemble_probability
 from fraudstream.rules.names import rule_columns
 from fraudstream.scoring._few import FEW_ROWS, FewRows
 from fraudstream.scoring._shadow import ChallengerError, Shadow
@@ -172,7 +172,7 @@ class Scorer:
         keep = challenger is ...
         shadow = self.challenger if isinstance(challenger, EllipsisType) else challenger
         mine, theirs = bundle.feature_set(), self.engine.feature_set
-        if mine.names != theirs.names or mine.to_dict() != theirs.to_dict():
+        if not mine.computes_same(theirs):
             raise ModelSwapError(
                 f"model {bundle.manifest.version} reads another feature set than the served "
                 f"{self.version} ({len(mine.names)} features against {len(theirs.names)}); the feature "
@@ -315,10 +315,7 @@ class Scorer:
                     scores[name], contrib = model.score_and_contributions(X)
                 else:
                     scores[name] = model.score(X)
-            calibrated = {
-                name: calibrate(name, raw, manifest.calibration[name]) for name, raw in scores.items()
-            }
-            probability = combine(calibrated, {n: w for n, w in manifest.weights.items() if n in calibrated})
+            probability = ensemble_probability(scores, manifest.calibration, manifest.weights)
         by_model = model_decisions(probability, manifest.thresholds)
         modelled = time.perf_counter()
         rules = self.rules()
