@@ -71,6 +71,20 @@ def _offered(api_key: str | None, credentials: HTTPAuthorizationCredentials | No
     return [key for key in (api_key, credentials.credentials if credentials else None) if key]
 
 
+def _required(
+    api_key: str | None, credentials: HTTPAuthorizationCredentials | None, what: str = "it"
+) -> list[str]:
+    """The keys offered; a 401 saying how to send ``what`` when there are none."""
+    offered = _offered(api_key, credentials)
+    if not offered:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            f"missing API key: send {what} as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return offered
+
+
 async def require_api_key(
     settings: SettingsDep,
     api_key: Annotated[str | None, Security(api_key_header)],
@@ -84,13 +98,7 @@ async def require_api_key(
     keys = settings.api_key_set
     if not keys:
         return
-    offered = _offered(api_key, credentials)
-    if not offered:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing API key: send it as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    offered = _required(api_key, credentials)
     if not key_matches(offered, keys):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
 
@@ -135,13 +143,7 @@ async def require_admin_key(
     """
     if not settings.api_key_set:
         return "anonymous (no API keys set)"
-    offered = _offered(api_key, credentials)
-    if not offered:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing API key: send an admin key as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    offered = _required(api_key, credentials, "an admin key")
     admin = matching_key(offered, settings.admin_key_set)
     if admin is not None:
         return key_label(admin)
