@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
+from typing import Any
 
 try:  # Airflow 3
     from airflow.providers.standard.operators.bash import BashOperator
@@ -108,17 +109,24 @@ fi
 """
 )
 
-default_args = {"retries": 0, "retry_delay": timedelta(minutes=10)}
+
+def common() -> dict[str, Any]:
+    """What both DAGs share, fresh for each: no backfill, one run at a time, no retries (each command
+    says what failed)."""
+    return {
+        "start_date": datetime(2026, 1, 1),
+        "catchup": False,
+        "max_active_runs": 1,
+        "default_args": {"retries": 0, "retry_delay": timedelta(minutes=10)},
+        "tags": ["fraudstream"],
+    }
+
 
 with DAG(
     dag_id="fraudstream_report",
     description="fraudstream report: yesterday's decisions, rules, caught and missed fraud",
     schedule=os.environ.get("FRAUDSTREAM_REPORT_SCHEDULE", "0 6 * * *"),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args,
-    tags=["fraudstream"],
+    **common(),
 ):
     BashOperator(task_id="report", bash_command=REPORT, append_env=True, execution_timeout=timedelta(hours=1))
 
@@ -126,11 +134,7 @@ with DAG(
     dag_id="fraudstream_retrain",
     description="fraudstream retrain: a challenger from production history, gated, promoted only if enabled",
     schedule=os.environ.get("FRAUDSTREAM_RETRAIN_SCHEDULE", "0 2 * * *"),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args,
-    tags=["fraudstream"],
+    **common(),
 ):
     retrain = BashOperator(
         task_id="retrain",
