@@ -216,6 +216,18 @@ def json_ready(value: Any) -> Any:
     return value
 
 
+#: The :class:`Evaluation` fields that measure quality, higher being better: what comparisons and means
+#: of several windows put side by side.
+QUALITY = (
+    "roc_auc",
+    "average_precision",
+    "recall_at_0_1pct_fpr",
+    "recall_at_1pct_fpr",
+    "precision_at_100",
+    "card_precision_at_100",
+)
+
+
 @dataclass
 class Evaluation:
     """Metrics of one scored set. The ``*_at_100`` fields hold the value at ``k`` (100 by default)."""

@@ -8,19 +8,9 @@ from typing import Any
 
 from rich.table import Table
 
-from fraudstream.training.metrics import DECISIONS, Evaluation
+from fraudstream.training.metrics import DECISIONS, QUALITY, Evaluation
 
-MEAN_KEYS = (
-    "n",
-    "n_fraud",
-    "fraud_rate",
-    "roc_auc",
-    "average_precision",
-    "recall_at_0_1pct_fpr",
-    "recall_at_1pct_fpr",
-    "precision_at_100",
-    "card_precision_at_100",
-)
+MEAN_KEYS = ("n", "n_fraud", "fraud_rate", *QUALITY)
 _MISSING = "—"
 
 

@@ -56,14 +56,7 @@ from fraudstream.training.models import TrainConfig, TrainingError
 MIN_FRAUD = 20
 """Fewest labelled frauds in the training period that ``retrain`` accepts by default: fewer teach a
 model little, and its thresholds would rest on a handful of cases."""
-COMPARED = (
-    "roc_auc",
-    "average_precision",
-    "recall_at_0_1pct_fpr",
-    "recall_at_1pct_fpr",
-    "precision_at_100",
-    "card_precision_at_100",
-)
+COMPARED = metrics.QUALITY
 """The metrics the comparison puts side by side (those of ``fraudstream evaluate``); higher is better."""
 LOGGED = "logged"
 RECOMPUTED = "recomputed"
