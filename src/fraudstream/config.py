@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +40,14 @@ class Settings(BaseSettings):
         description="challenger scored in shadow beside the served model: models:/NAME@challenger (or any "
         "registry URI) or a bundle path. It must read the served model's feature set; its probability and "
         "decision are stored with each decision (shadow_*), only the served model's decision acts",
+    )
+    challenger_share: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="A/B: the share of customers (0 to 1, by a stable hash of the customer id) whose "
+        "transactions the challenger decides instead of the served model; the other model's probability "
+        "and decision are then stored in shadow_*. 0 keeps the challenger in shadow only",
     )
     model_registry_name: str = Field(
         "fraudstream", min_length=1, description="registered model that --register and `models` act on"
@@ -183,6 +191,16 @@ class Settings(BaseSettings):
         if value.partition("://")[0] not in ("memory", "redis", "rediss"):
             raise ValueError(f"expected memory:// or redis://host:port/db, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _share_needs_challenger(self) -> Settings:
+        if self.challenger_share > 0 and not self.challenger_uri:
+            raise ValueError(
+                f"FRAUD_CHALLENGER_SHARE={self.challenger_share:g} routes customers to a challenger, "
+                "but none is set: set FRAUD_CHALLENGER_URI (e.g. models:/fraudstream@challenger) "
+                "or the share to 0"
+            )
+        return self
 
     @property
     def bundle_path(self) -> Path:

@@ -114,7 +114,14 @@ def _open_with_store(settings: Settings, store: Store, bundle: ModelBundle | Non
         skip_unknown=settings.rules_path is None,  # the packaged rules read the default features
     )
     challenger, challenger_source = load_challenger(settings) if settings.challenger_uri else (None, None)
-    scorer = Scorer(bundle, state, rules.current, engine, challenger=challenger)
+    scorer = Scorer(
+        bundle,
+        state,
+        rules.current,
+        engine,
+        challenger=challenger,
+        challenger_share=settings.challenger_share,
+    )
     broker = settings_broker(settings, store)
     if warm and isinstance(state, MemoryFeatureState):
         warm_state(store, engine, state)

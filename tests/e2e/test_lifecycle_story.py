@@ -167,13 +167,16 @@ def test_shadow_compare_promote_under_traffic_and_every_transaction_decided_once
         # 3. the comparison shows both models on the same labelled decisions
         report = client.get("/v1/models/compare", params={"since": "1d"}).json()
         assert report["labelled"] == len(first)
-        models = {(m["role"], m["version"]): m for m in report["models"]}
-        assert set(models) == {("champion", champion), ("shadow", CHALLENGER)}
+        models = {m["version"]: m for m in report["models"]}
+        assert {v: (m["decided"], m["in_shadow"]) for v, m in models.items()} == {
+            champion: (len(first), 0),
+            CHALLENGER: (0, len(first)),
+        }
         for m in models.values():
             assert m["labelled"] == len(first) and m["frauds"] == 10
             assert 0.0 <= m["auc"] <= 1.0 and 0.0 <= m["average_precision"] <= 1.0
         (pair,) = report["pairs"]
-        assert (pair["champion"], pair["shadow"]) == (champion, CHALLENGER)
+        assert (pair["decided_by"], pair["other"]) == (champion, CHALLENGER)
         assert 0.0 <= pair["agreement"] < 1.0  # the challenger's low thresholds flag more
 
         # 4. promote over HTTP, with the admin key only, while two senders keep scoring

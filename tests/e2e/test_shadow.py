@@ -15,8 +15,10 @@ from typer.testing import CliRunner
 
 from fraudstream.cli import app as cli
 from fraudstream.config import Settings
+from fraudstream.events.transaction import DECISIONS
 from fraudstream.models.bundle import load_bundle
 from fraudstream.models.registry import register
+from fraudstream.scoring._routing import customer_bucket
 from tests.e2e.apitools import NOW, Api, tx
 from tests.integration.conftest import MLFLOW_URL, require
 
@@ -91,17 +93,20 @@ def test_the_champion_decides_and_the_challenger_is_compared_on_the_same_labelle
     assert response.status_code == 200, response.text
     report = response.json()
     assert report["labelled"] == len(ids)
-    models = {(m["role"], m["version"]): m for m in report["models"]}
-    assert set(models) == {("champion", champion), ("shadow", CHALLENGER)}
+    models = {m["version"]: m for m in report["models"]}
+    assert {v: (m["decided"], m["in_shadow"]) for v, m in models.items()} == {
+        champion: (len(ids), 0),
+        CHALLENGER: (0, len(ids)),
+    }
     for m in models.values():
         assert m["labelled"] == len(ids) and m["frauds"] == sum(label["is_fraud"] for label in labels)
         assert 0.0 <= m["auc"] <= 1.0 and 0.0 <= m["false_positive_rate"] <= 1.0
     agree = sum(r.decision == r.shadow_decision for r in stored.values()) / len(ids)
     (pair,) = report["pairs"]
-    assert (pair["champion"], pair["shadow"], pair["labelled"]) == (champion, CHALLENGER, len(ids))
+    assert (pair["decided_by"], pair["other"], pair["labelled"]) == (champion, CHALLENGER, len(ids))
     assert pair["agreement"] == pytest.approx(agree)
     assert pair["agreement"] < 1.0  # the challenger's lower thresholds flag what the champion approves
-    flagged = {("champion", champion): "decision", ("shadow", CHALLENGER): "shadow_decision"}
+    flagged = {champion: "decision", CHALLENGER: "shadow_decision"}
     for key, field in flagged.items():
         caught = sum(
             r.amount
@@ -135,9 +140,10 @@ def test_models_compare_on_the_command_line(
     result = CliRunner().invoke(cli, ["models", "compare", "--since", "7d", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert {m["role"] for m in report["models"]} == {"champion", "shadow"} and report["labelled"] == 12
+    assert sorted((m["decided"], m["in_shadow"]) for m in report["models"]) == [(0, 12), (12, 0)]
+    assert report["labelled"] == 12
     human = CliRunner().invoke(cli, ["models", "compare"])
-    assert human.exit_code == 0 and "in shadow" in human.stdout and CHALLENGER in human.stdout
+    assert human.exit_code == 0 and "beside it" in human.stdout and CHALLENGER in human.stdout
     bad = CliRunner().invoke(cli, ["models", "compare", "--since", "soon"])
     assert bad.exit_code == 2 and "duration" in bad.output
 
@@ -173,3 +179,63 @@ def test_a_registry_challenger_without_a_tracking_uri_says_what_to_set(
 
     with pytest.raises(RegistryUnavailableError, match="FRAUD_CHALLENGER_URI=models:/x@challenger"):
         make_api(mlflow_tracking_uri=None, challenger_uri="models:/x@challenger")
+
+
+def test_ab_a_share_of_customers_is_decided_by_the_challenger_and_both_arms_are_compared(
+    make_api: Callable[..., Api], challenger_path: Path, bundle_path: Path
+) -> None:
+    share = 0.7  # of the customers C0..C6, the hash puts C0, C2 and C5 below 0.7
+    alone, _, _ = make_api()
+    only, _, _ = make_api(model_path=challenger_path)
+    client, _, _ = make_api(run_worker=True, challenger_uri=str(challenger_path), challenger_share=share)
+    champion = load_bundle(bundle_path).manifest.version
+    routed = {f"C{i}" for i in range(7) if customer_bucket(f"C{i}") < share}
+    assert routed == {"C0", "C2", "C5"}
+    assert client.get("/v1/model").json()["challenger"]["share"] == share
+
+    scored = _bodies("ab-s", 28)
+    for body in scored:
+        got = client.post("/v1/score", json=body).json()
+        answers = {api: api.post("/v1/score", json=body).json() for api in (alone, only)}
+        want = answers[only if body["customer_id"] in routed else alone]  # each saw the same history
+        assert got["model_version"] == (CHALLENGER if body["customer_id"] in routed else champion)
+        assert (got["decision"], got["probability"], got["reasons"]) == (
+            want["decision"],
+            want["probability"],
+            want["reasons"],
+        )
+    queued = _bodies("ab-q", 14)
+    assert client.post("/v1/transactions", json=queued).status_code == 202
+    for body in queued:
+        status = client.get(f"/v1/transactions/{body['transaction_id']}", params={"wait": 10}).json()
+        decision = status["decision"]
+        mine = CHALLENGER if body["customer_id"] in routed else champion
+        other = champion if mine == CHALLENGER else CHALLENGER
+        assert (decision["model_version"], decision["shadow"]["version"]) == (mine, other), status
+
+    page = client.get("/v1/decisions", params={"limit": 100}).json()["items"]
+    assert len(page) == len(scored) + len(queued)
+    for item in page:
+        assert {item["model_version"], item["shadow"]["version"]} == {champion, CHALLENGER}
+        assert 0.0 <= item["shadow"]["probability"] <= 1.0 and item["shadow"]["decision"] in DECISIONS
+    ids = [b["transaction_id"] for b in scored + queued]
+    labels = [
+        {"transaction_id": t, "is_fraud": i % 3 == 0, "label_time": NOW.isoformat()}
+        for i, t in enumerate(ids)
+    ]
+    assert client.post("/v1/labels", json=labels).status_code < 300
+    report = client.get("/v1/models/compare", params={"since": "1d"}).json()
+    counts = {m["version"]: (m["decided"], m["in_shadow"], m["labelled"]) for m in report["models"]}
+    arm = sum(1 for b in scored + queued if b["customer_id"] in routed)
+    assert counts == {
+        champion: (len(ids) - arm, arm, len(ids)),
+        CHALLENGER: (arm, len(ids) - arm, len(ids)),
+    }
+    assert sorted((p["decided_by"], p["other"], p["labelled"]) for p in report["pairs"]) == sorted(
+        [(champion, CHALLENGER, len(ids) - arm), (CHALLENGER, champion, arm)]
+    )
+
+
+def test_a_share_without_a_challenger_is_refused_with_what_to_set(make_api: Callable[..., Api]) -> None:
+    with pytest.raises(ValueError, match="FRAUD_CHALLENGER_URI"):
+        make_api(challenger_share=0.2)

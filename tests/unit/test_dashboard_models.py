@@ -26,19 +26,19 @@ REPORT = {
     "since": "2026-11-17T00:00:00+00:00",
     "labelled": 40,
     "models": [
-        {"role": "shadow", "version": "v2", **METRICS, "auc": 0.95},
-        {"role": "champion", "version": "v1", **METRICS},
+        {"version": "v2", "decided": 0, "in_shadow": 40, **METRICS, "auc": 0.95},
+        {"version": "v1", "decided": 40, "in_shadow": 0, **METRICS},
     ],
-    "pairs": [{"champion": "v1", "shadow": "v2", "labelled": 40, "agreement": 0.875}],
+    "pairs": [{"decided_by": "v1", "other": "v2", "labelled": 40, "agreement": 0.875}],
 }
 
 
 def test_the_comparison_lists_each_model_champion_first_with_readable_metrics() -> None:
     frame = compare_frame(REPORT)
-    assert frame["role"].tolist() == ["champion", "shadow"]
+    assert frame["decided"].tolist() == [40, 0] and frame["in shadow"].tolist() == [0, 40]
     assert frame["version"].tolist() == ["v1", "v2"]
     assert frame["AUC"].tolist() == [0.9, 0.95]
-    assert "recall at champion's flag rate" in frame.columns and "false-positive rate" in frame.columns
+    assert "recall at the acting flag rate" in frame.columns and "false-positive rate" in frame.columns
     assert pairs_frame(REPORT)["agreement"].tolist() == [0.875]
     assert empty_message(REPORT) is None
 
@@ -69,6 +69,8 @@ def test_roles_and_promotions_come_from_the_model_and_the_registry() -> None:
     line = roles({"version": "v2"}, models)
     assert "champion **v2**" in line and "registry version 3" in line
     assert roles(None, None) == "champion **none**, challenger **none**"
+    ab = roles({"version": "v2", "challenger": {"version": "v3", "share": 0.2}}, models)
+    assert ab == "champion **v2**, challenger **v3** (deciding 20% of customers, A/B)"
     assert promotions_frame(models)["to_version"].tolist() == ["2"]
     assert promotions_frame(None).empty
 
@@ -80,7 +82,7 @@ def _panel_app() -> None:
     report = {
         "since": "2026-11-17T00:00:00+00:00",
         "labelled": 1,
-        "models": [{"role": "champion", "version": "v1", "auc": 0.9}],
+        "models": [{"version": "v1", "decided": 3, "in_shadow": 0, "auc": 0.9}],
         "pairs": [{"champion": "v1", "shadow": "v2", "labelled": 1, "agreement": 1.0}],
     }
 

@@ -112,7 +112,7 @@ def test_recording_is_idempotent(bundle: ModelBundle) -> None:
 
 
 def test_top_reasons_match_a_full_stable_sort() -> None:
-    from fraudstream.scoring.scorer import _top
+    from fraudstream.scoring._explain import _top
 
     rng = np.random.default_rng(5)
     values = np.round(rng.normal(size=(500, 40)), 1)  # rounding makes ties, broken by column number

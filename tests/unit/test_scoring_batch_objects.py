@@ -17,7 +17,8 @@ from fraudstream._gc import paused_gc
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.models.bundle import ModelBundle, load_bundle
 from fraudstream.rules import EMPTY_RULES
-from fraudstream.scoring.scorer import Scorer, _rule_reasons, _top
+from fraudstream.scoring._explain import _top
+from fraudstream.scoring.scorer import Scorer, _rule_reasons
 from fraudstream.state import MemoryFeatureState
 
 

@@ -14,6 +14,7 @@ from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import FeatureEngine
 from fraudstream.models.bundle import ModelBundle, load_bundle
 from fraudstream.rules import default_known_names, parse_rules
+from fraudstream.scoring._routing import customer_bucket, routed_rows
 from fraudstream.scoring.scorer import ChallengerError, Scorer
 from fraudstream.state import MemoryFeatureState
 
@@ -91,3 +92,65 @@ def test_a_challenger_on_another_feature_set_is_refused(bundle: ModelBundle) -> 
     other.manifest.feature_spec = spec
     with pytest.raises(ChallengerError, match="another feature set"):
         Scorer(bundle, MemoryFeatureState(retention=86400.0), _rules, challenger=other)
+
+
+@pytest.mark.parametrize("few_rows", [64, 0], ids=["few-rows path", "batch path"])
+@pytest.mark.parametrize("size", [1, 40, 500])
+def test_ab_routed_customers_get_the_challengers_whole_answer_and_the_rest_the_champions(
+    bundle: ModelBundle, small_frame: pd.DataFrame, few_rows: int, size: int
+) -> None:
+    frame = small_frame.iloc[-1500:].reset_index(drop=True)
+    whole = TransactionBatch.from_frame(frame)
+    rules = _rules()
+    challenger = _challenger(bundle)
+    state = MemoryFeatureState(retention=60 * 86400.0)
+    ab = Scorer(bundle, state, lambda: rules, few_rows=few_rows, challenger=challenger, challenger_share=0.5)
+    champion = Scorer(bundle, state, lambda: rules, ab.engine, few_rows=few_rows)
+    alone = Scorer(challenger, state, lambda: rules, ab.engine, few_rows=few_rows)
+    ab.score(whole.take(np.arange(900)))
+    batch = whole.take(np.arange(900, 900 + size))
+    if size == 1:  # one row of a customer in the challenger's half
+        inside = [i for i, c in enumerate(frame["customer_id"].tolist()) if customer_bucket(str(c)) < 0.5]
+        batch = whole.take(np.array([i for i in inside if i >= 900][:1]))
+
+    got = ab.score(batch, record=False)
+    theirs, ours = alone.score(batch, record=False), champion.score(batch, record=False)
+
+    routed = routed_rows(batch.customer_id, 0.5)
+    assert routed.any() and (size == 1 or not routed.all())
+    for i in range(len(batch)):
+        acting, other = (theirs, ours) if routed[i] else (ours, theirs)
+        assert got.probability[i] == acting.probability[i] and got.decision[i] == acting.decision[i]
+        assert got.reasons[i] == acting.reasons[i] and got.rules[i] == acting.rules[i]
+        assert got.alert[i] == acting.alert[i]
+        assert got.shadow_probability is not None and got.shadow_decision is not None
+        assert got.shadow_probability[i] == other.probability[i]
+        assert got.shadow_decision[i] == other.decision[i]
+    assert np.array_equal(got.champion_probability, ours.probability)
+    records = got.records(ab.engine.names)
+    served, shadow = bundle.manifest.version, "challenger-1"
+    assert [r.model_version for r in records] == [shadow if r else served for r in routed.tolist()]
+    assert [r.shadow_version for r in records] == [served if r else shadow for r in routed.tolist()]
+    kept = got.columns(ab.engine.names).take([len(batch) - 1])
+    assert kept.records()[0].model_version == records[-1].model_version
+
+
+def test_routing_is_stable_and_a_larger_share_only_adds_customers() -> None:
+    customers = np.asarray([f"customer-{i}" for i in range(4000)], dtype=object)
+    tenth, fifth = routed_rows(customers, 0.1), routed_rows(customers, 0.2)
+    assert np.array_equal(tenth, routed_rows(customers[::-1], 0.1)[::-1])  # the row, not its place
+    assert not (tenth & ~fifth).any()  # nobody in the 10 % leaves when the share grows to 20 %
+    assert 0.08 < tenth.mean() < 0.12 and 0.17 < fifth.mean() < 0.23
+    assert not routed_rows(customers, 0.0).any() and routed_rows(customers, 1.0).all()
+    assert customer_bucket("customer-7") == customer_bucket("customer-7")
+
+
+def test_a_share_needs_a_challenger_and_lies_between_0_and_1(bundle: ModelBundle) -> None:
+    from pydantic import ValidationError
+
+    from fraudstream.config import Settings
+
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        Scorer(bundle, MemoryFeatureState(retention=86400.0), _rules, challenger_share=1.5)
+    with pytest.raises(ValidationError, match="set FRAUD_CHALLENGER_URI"):
+        Settings(challenger_share=0.2)

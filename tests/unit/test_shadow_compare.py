@@ -31,8 +31,9 @@ def _rows() -> LabelledDecisions:
 def test_each_model_is_measured_on_the_rows_it_scored() -> None:
     report = compare(_rows(), SINCE)
     champion, shadow = report["models"]
-    assert (champion["role"], champion["version"], champion["labelled"]) == ("champion", "v1", 6)
-    assert (shadow["role"], shadow["version"], shadow["labelled"]) == ("shadow", "c1", 4)
+    counts = ("version", "decided", "in_shadow", "labelled")
+    assert [champion[c] for c in counts] == ["v1", 6, 0, 6]
+    assert [shadow[c] for c in counts] == ["c1", 0, 4, 4]
     assert champion["auc"] == pytest.approx(0.875)  # 7 of 8 fraud/legit pairs ranked right
     assert champion["caught_fraud_amount"] == 20.0 and champion["fraud_amount"] == 70.0
     assert champion["false_positive_rate"] == pytest.approx(1 / 4) and champion["recall"] == 0.5
@@ -46,11 +47,11 @@ def test_each_model_is_measured_on_the_rows_it_scored() -> None:
 
 def test_a_pair_is_compared_on_the_rows_both_scored_with_their_agreement() -> None:
     (pair,) = compare(_rows(), SINCE)["pairs"]
-    assert (pair["champion"], pair["shadow"], pair["labelled"]) == ("v1", "c1", 4)
+    assert (pair["decided_by"], pair["other"], pair["labelled"]) == ("v1", "c1", 4)
     assert pair["agreement"] == 0.5  # rows 2 and 3 agree (APPROVE), rows 4 and 5 do not
-    assert pair["champion_metrics"]["caught_fraud_amount"] == 0.0  # the champion approved row 4
-    assert pair["shadow_metrics"]["caught_fraud_amount"] == 50.0
-    assert pair["champion_metrics"]["recall_at_flag_rate"] == 0.0  # its top one is row 5, legitimate
+    assert pair["decided_by_metrics"]["caught_fraud_amount"] == 0.0  # the champion approved row 4
+    assert pair["other_metrics"]["caught_fraud_amount"] == 50.0
+    assert pair["decided_by_metrics"]["recall_at_flag_rate"] == 0.0  # its top one is row 5, legitimate
 
 
 def test_undefined_metrics_are_null_and_no_rows_is_an_empty_report() -> None:

@@ -76,6 +76,34 @@ class DecisionOut(BaseModel):
         )
 
 
+class ShadowOut(BaseModel):
+    """The other model scored beside the one that decided: the challenger in shadow, or, for a
+    customer the challenger decided (A/B), the champion. Its decision did not act."""
+
+    version: str
+    probability: float | None
+    decision: str | None
+
+
+class StoredDecisionOut(DecisionOut):
+    """A stored decision as reviewers read it: the answer, and the model scored beside it."""
+
+    shadow: ShadowOut | None = Field(
+        None, description="the other model's probability and decision, when a challenger was configured"
+    )
+
+    @classmethod
+    def from_record(cls, record: DecisionRecord, *, duplicate: bool = False) -> StoredDecisionOut:
+        out = cls.model_validate(DecisionOut.from_record(record, duplicate=duplicate), from_attributes=True)
+        if record.shadow_version is not None:
+            out.shadow = ShadowOut(
+                version=record.shadow_version,
+                probability=record.shadow_probability,
+                decision=record.shadow_decision,
+            )
+        return out
+
+
 class AcceptedOut(BaseModel):
     """Which ids were queued for a decision, and which were already known (or repeated) and ignored."""
 
@@ -109,13 +137,13 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 class TransactionStatusOut(BaseModel):
     transaction_id: str
     status: Literal["queued", "decided", "dead"]
-    decision: DecisionOut | None = None
+    decision: StoredDecisionOut | None = None
 
 
 class DecisionPage(BaseModel):
     """One page of decisions, newest first; pass ``next_cursor`` back as ``cursor`` for the next."""
 
-    items: list[DecisionOut]
+    items: list[StoredDecisionOut]
     next_cursor: str | None = None
 
 
@@ -186,7 +214,7 @@ class CustomerOut(BaseModel):
     customer_id: str
     as_of: datetime
     features: dict[str, float | None]
-    decisions: list[DecisionOut]
+    decisions: list[StoredDecisionOut]
     labels: list[LabelOut]
 
 

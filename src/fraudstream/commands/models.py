@@ -254,12 +254,13 @@ def compare_command(
     ] = "7d",
     as_json: JsonOpt = False,
 ) -> None:
-    """Compare the serving model(s) with the challenger in shadow on labelled production decisions.
+    """Compare the serving model(s) with the challenger on labelled production decisions.
 
-    Per model (each champion version that decided, each challenger scored in shadow through
-    FRAUD_CHALLENGER_URI): AUC, average precision, recall at the champion's flag rate, fraud amount
-    caught, false-positive rate; per champion/challenger pair the same on the decisions both scored,
-    and how often their decisions agreed. Only decisions whose labels have arrived count.
+    Per model version (each that decided, and each challenger scored through FRAUD_CHALLENGER_URI, in
+    shadow or for its FRAUD_CHALLENGER_SHARE of customers): how many decisions it made and scored in
+    shadow, AUC, average precision, recall at the acting flag rate, fraud amount caught, false-positive
+    rate; per deciding model and model scored beside it, how often their decisions agreed on the
+    decisions both scored. Only decisions whose labels have arrived count.
 
     Example: fraudstream models compare --since 7d --json
     """
@@ -273,11 +274,12 @@ def compare_command(
             store.migrate()
             report = compare(store.comparison.labelled_decisions(start), start)
     table = Table(title=f"labelled decisions since {start:%Y-%m-%d %H:%M} UTC: {report['labelled']}")
-    columns = ("role", "version", "labelled", "frauds", "auc", "average_precision", "recall_at_flag_rate")
+    columns: tuple[str, ...] = ("version", "decided", "in_shadow", "labelled", "frauds", "auc")
+    columns += ("average_precision", "recall_at_flag_rate")
     for column in (*columns, "caught_fraud_amount", "false_positive_rate"):
-        table.add_column(column.replace("_", " "), justify="left" if column in columns[:2] else "right")
+        table.add_column(column.replace("_", " "), justify="left" if column == "version" else "right")
     for m in report["models"]:
-        cells = [str(m[c]) for c in columns[:4]] + [_metric(m[c]) for c in columns[4:]]
+        cells = [str(m[c]) for c in columns[:5]] + [_metric(m[c]) for c in columns[5:]]
         table.add_row(*cells, f"{m['caught_fraud_amount']:.2f}", _metric(m["false_positive_rate"]))
     if not report["labelled"] and not as_json:
         console.print(f"no labelled decisions since {start.isoformat()}: labels arrive by POST /v1/labels")
@@ -286,6 +288,6 @@ def compare_command(
     if not as_json:
         for pair in report["pairs"]:
             out.print(
-                f"{pair['champion']} vs {pair['shadow']} in shadow: {pair['labelled']} labelled decisions "
-                f"scored by both, decisions agree on {pair['agreement']:.1%}"
+                f"decided by {pair['decided_by']}, {pair['other']} beside it: {pair['labelled']} labelled "
+                f"decisions scored by both, decisions agree on {pair['agreement']:.1%}"
             )

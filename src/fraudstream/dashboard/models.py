@@ -17,28 +17,30 @@ from fraudstream.dashboard.client import ApiClient, DashboardError
 #: Period label -> the ``since`` the comparison is asked for.
 PERIODS = {"1 day": "1d", "7 days": "7d", "30 days": "30d"}
 COLUMNS = {
-    "role": "role",
     "version": "version",
+    "decided": "decided",
+    "in_shadow": "in shadow",
     "labelled": "labelled",
     "frauds": "frauds",
     "auc": "AUC",
     "average_precision": "average precision",
-    "recall_at_flag_rate": "recall at champion's flag rate",
+    "recall_at_flag_rate": "recall at the acting flag rate",
     "caught_fraud_amount": "caught fraud amount",
     "false_positive_rate": "false-positive rate",
 }
 
 
 def compare_frame(report: dict[str, Any]) -> pd.DataFrame:
-    """One row per model in the comparison (champion first), its metrics under readable names."""
-    rows = sorted(report.get("models", []), key=lambda m: (m["role"] != "champion", str(m["version"])))
+    """One row per model in the comparison (the one that decided most first), its metrics under
+    readable names."""
+    rows = sorted(report.get("models", []), key=lambda m: (-m["decided"], str(m["version"])))
     return pd.DataFrame(rows, columns=list(COLUMNS)).rename(columns=COLUMNS)
 
 
 def pairs_frame(report: dict[str, Any]) -> pd.DataFrame:
-    """One row per champion/challenger pair: on how many labelled decisions both decided, and how often
-    they decided the same."""
-    return pd.DataFrame(report.get("pairs", []), columns=["champion", "shadow", "labelled", "agreement"])
+    """One row per deciding model and model scored beside it: on how many labelled decisions both
+    scored, and how often they decided the same."""
+    return pd.DataFrame(report.get("pairs", []), columns=["decided_by", "other", "labelled", "agreement"])
 
 
 def promotions_frame(models: dict[str, Any] | None) -> pd.DataFrame:
@@ -68,7 +70,9 @@ def roles(model: dict[str, Any] | None, models: dict[str, Any] | None) -> str:
     for version in (models or {}).get("versions", []):
         if "challenger" in version.get("aliases", []) and not shadow:
             shadow = f"registry version {version['version']}"
-    return f"champion **{champion}**, challenger **{shadow or 'none'}**"
+    share = challenger.get("share") or 0
+    mode = f" (deciding {share:.0%} of customers, A/B)" if shadow and share else ""
+    return f"champion **{champion}**, challenger **{shadow or 'none'}**{mode}"
 
 
 def models_panel(client: ApiClient) -> None:

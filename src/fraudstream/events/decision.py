@@ -93,9 +93,21 @@ class DecisionColumns:
     """The challenger scored in shadow, if any; then its probability and decision per row."""
     shadow_probability: np.ndarray | None = None
     shadow_decision: np.ndarray | None = None
+    routed: np.ndarray | None = None
+    """With A/B routing, the rows ``shadow_version`` decided (a boolean mask): their decision and
+    probability are its, and the ``shadow_*`` columns hold ``model_version``'s, which did not act."""
 
     def __len__(self) -> int:
         return len(self.transaction_id)
+
+    def versions(self) -> tuple[list[str], list[str | None]] | None:
+        """Each row's deciding and shadow model versions when A/B routing made them differ between
+        rows; ``None`` when every row has ``model_version`` and ``shadow_version``."""
+        if self.routed is None or self.shadow_version is None:
+            return None
+        served, other = self.model_version, self.shadow_version
+        flags = np.asarray(self.routed, dtype=bool).tolist()
+        return [other if r else served for r in flags], [served if r else other for r in flags]
 
     def slice(self, lo: int, hi: int) -> DecisionColumns:
         """Rows ``lo`` to ``hi`` (views, not copies)."""
@@ -122,6 +134,7 @@ class DecisionColumns:
             features=self.features[at],
             shadow_probability=None if self.shadow_probability is None else self.shadow_probability[at],
             shadow_decision=None if self.shadow_decision is None else self.shadow_decision[at],
+            routed=None if self.routed is None else self.routed[at],
         )
 
     def records(self, index: Mapping[str, int] | None = None) -> list[DecisionRecord]:
@@ -174,4 +187,8 @@ class DecisionColumns:
                     p,
                     d,
                 )
+        versions = self.versions()
+        if versions is not None:
+            for record, deciding, other in zip(out, *versions, strict=True):
+                record.model_version, record.shadow_version = deciding, other
         return out

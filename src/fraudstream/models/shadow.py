@@ -1,11 +1,11 @@
 """Champion against challenger in shadow, on the production decisions whose labels have arrived.
 
-Every model that decided (each champion version) or was scored in shadow gets the same metrics, over
-the labelled decisions it scored: AUC and average precision of its probabilities, the recall it gets
-when it flags the share of transactions the champion flagged (the same review budget for both, so the
-numbers compare), the fraud amount its own decisions caught, and its false-positive rate. Each
-champion/challenger pair is also compared on exactly the rows both scored, with how often their
-decisions agreed.
+Every model that decided (each champion version, and a challenger for its A/B share) or was scored
+in shadow gets the same metrics, over the labelled decisions it scored: AUC and average precision of
+its probabilities, the recall it gets when it flags the share of transactions the acting decisions
+flagged (the same review budget for both, so the numbers compare), the fraud amount its own decisions
+caught, and its false-positive rate. Each pair of a deciding model and the model scored beside it is
+also compared on exactly the rows both scored, with how often their decisions agreed.
 """
 
 from __future__ import annotations
@@ -77,42 +77,55 @@ def model_metrics(
 
 
 def compare(rows: LabelledDecisions, since: datetime) -> dict[str, Any]:
-    """The comparison report (JSON-ready: NaN as ``None``) of the labelled decisions ``rows``."""
+    """The comparison report (JSON-ready: NaN as ``None``) of the labelled decisions ``rows``.
+
+    ``models`` has one entry per version that scored any of them, deciding (``decided`` rows) or in
+    shadow (``in_shadow`` rows), with its metrics over every row it scored; ``pairs`` one per model
+    that decided and model scored beside it (``decided_by`` and ``other``), on exactly those rows.
+    With A/B routing both directions appear: each arm's rows, with both models on them.
+    """
     y, amount = rows.is_fraud, rows.amount
-    models: list[dict[str, Any]] = []
-    pairs: list[dict[str, Any]] = []
-    champions = np.asarray(rows.model_version, dtype=object)
-    for version in sorted({str(v) for v in champions.tolist()}):
-        at = champions == version
-        rate = float((rows.decision[at] != APPROVE).mean())
-        metrics = model_metrics(y[at], amount[at], rows.probability[at], rows.decision[at], rate)
-        models.append({"role": "champion", "version": version, **metrics})
+    deciding = np.asarray(rows.model_version, dtype=object)
     shadows = np.asarray(rows.shadow_version, dtype=object)
     scored = np.asarray([v is not None for v in shadows.tolist()], dtype=bool)
-    for version in sorted({str(v) for v in shadows[scored].tolist()}):
-        at = scored & (shadows == version)
-        rate = float((rows.decision[at] != APPROVE).mean())
-        metrics = model_metrics(
-            y[at], amount[at], rows.shadow_probability[at], rows.shadow_decision[at], rate
+    acting = rows.decision != APPROVE
+    models: list[dict[str, Any]] = []
+    versions = {str(v) for v in deciding.tolist()} | {str(v) for v in shadows[scored].tolist()}
+    for version in sorted(versions):
+        decided, shadowed = deciding == version, scored & (shadows == version)
+        at = decided | shadowed
+        probability = np.where(decided, rows.probability, rows.shadow_probability)[at]
+        decision = np.where(decided, rows.decision, rows.shadow_decision)[at]
+        rate = float(acting[at].mean())
+        models.append(
+            {
+                "version": version,
+                "decided": int(decided.sum()),
+                "in_shadow": int(shadowed.sum()),
+                **model_metrics(y[at], amount[at], probability, decision, rate),
+            }
         )
-        models.append({"role": "shadow", "version": version, **metrics})
-        for champion in sorted({str(v) for v in champions[at].tolist()}):
-            both = at & (champions == champion)
-            rate = float((rows.decision[both] != APPROVE).mean())
-            pairs.append(
-                {
-                    "champion": champion,
-                    "shadow": version,
-                    "labelled": int(both.sum()),
-                    "agreement": float((rows.decision[both] == rows.shadow_decision[both]).mean()),
-                    "champion_metrics": model_metrics(
-                        y[both], amount[both], rows.probability[both], rows.decision[both], rate
-                    ),
-                    "shadow_metrics": model_metrics(
-                        y[both], amount[both], rows.shadow_probability[both], rows.shadow_decision[both], rate
-                    ),
-                }
-            )
+    models.sort(key=lambda m: (-m["decided"], m["version"]))  # the model that decided most first
+    pairs: list[dict[str, Any]] = []
+    for first, other in sorted(
+        {(str(a), str(b)) for a, b in zip(deciding[scored], shadows[scored], strict=True)}
+    ):
+        both = scored & (deciding == first) & (shadows == other)
+        rate = float(acting[both].mean())
+        pairs.append(
+            {
+                "decided_by": first,
+                "other": other,
+                "labelled": int(both.sum()),
+                "agreement": float((rows.decision[both] == rows.shadow_decision[both]).mean()),
+                "decided_by_metrics": model_metrics(
+                    y[both], amount[both], rows.probability[both], rows.decision[both], rate
+                ),
+                "other_metrics": model_metrics(
+                    y[both], amount[both], rows.shadow_probability[both], rows.shadow_decision[both], rate
+                ),
+            }
+        )
     result: dict[str, Any] = json_ready(
         {"since": since.isoformat(), "labelled": len(rows), "models": models, "pairs": pairs}
     )

@@ -306,13 +306,18 @@ def watch(
     scorer: Scorer, settings: Settings, on_alerts: Callable[[list[Alert]], None] | None = None
 ) -> DriftMonitor:
     """A monitor of the scorer's model (see :func:`monitor_for`) that counts every batch it records,
-    and follows the scorer to a model swapped in place (see :meth:`DriftMonitor.follow`)."""
+    and follows the scorer to a model swapped in place (see :meth:`DriftMonitor.follow`). The score
+    counted is the served model's, also for rows an A/B challenger decided, so the score's PSI
+    compares like with like."""
     monitor = monitor_for(scorer.bundle, settings, on_alerts)
 
     def observe(scored: ScoredBatch) -> None:
-        if scorer.bundle.manifest.version != monitor.model_version:  # a model swapped in place
-            monitor.follow(scorer.bundle)
-        monitor.observe(scored.features, scored.probability)
+        if scored.model_version != monitor.model_version:  # a model swapped in place
+            bundle = scorer.bundle
+            if bundle.manifest.version != scored.model_version:
+                return  # swapped again since this batch: its reference is not at hand
+            monitor.follow(bundle)
+        monitor.observe(scored.features, scored.champion_probability)
 
     scorer.add_observer(observe)
     return monitor

@@ -1,25 +1,38 @@
-"""The challenger in shadow: a second bundle scoring the champion's feature rows, deciding nothing.
+"""The challenger: a second bundle scoring the champion's feature rows, in shadow or for its A/B share.
 
 The champion's features are computed once and handed to both models, so a challenger must read the
 same features (same feature-set specification); :class:`Shadow` refuses another one when it is built,
 which is when a server starts. Its decision is its own model decision, at its own thresholds, with the
-same rules applied as the champion's, so the two can be compared row by row; only the champion's acts.
+same rules applied as the champion's, so the two can be compared row by row. In shadow only the
+champion's acts; with A/B routing the challenger's acts for the customers routed to it, with reasons
+from its own explaining model.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.models.ensemble import ensemble_probability
+from fraudstream.rules.ruleset import RuleOutcome
+from fraudstream.scoring._explain import model_reasons, pick_explainer
 from fraudstream.scoring._few import FewRows
 from fraudstream.scoring.compiled import compile_models
 
 
 class ChallengerError(ValueError):
     """A challenger that cannot be shadowed beside this champion (another feature set)."""
+
+
+class ShadowOutcome(NamedTuple):
+    """The challenger's view of a batch: probability, decision at its thresholds, and the rules'
+    outcome on top of that decision (``outcome.decision`` is its final decision)."""
+
+    probability: np.ndarray
+    model_decision: np.ndarray
+    outcome: RuleOutcome
 
 
 class Shadow:
@@ -30,7 +43,14 @@ class Shadow:
     is the one scoring with the challenger alone gives.
     """
 
-    def __init__(self, bundle: ModelBundle, champion: ModelBundle, names: list[str], few_rows: int) -> None:
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        champion: ModelBundle,
+        names: list[str],
+        few_rows: int,
+        descriptions: list[str] | None = None,
+    ) -> None:
         mine, theirs = bundle.feature_set(), champion.feature_set()
         if not mine.computes_same(theirs):
             raise ChallengerError(
@@ -41,6 +61,9 @@ class Shadow:
             )
         self.bundle = bundle
         self.models = compile_models(bundle)
+        self.names = names
+        self.descriptions = descriptions if descriptions is not None else list(names)
+        self.explainer = pick_explainer(self.models, bundle.manifest.weights)
         self._few = (
             FewRows(self.models, bundle.manifest, None, names, 0, [""] * len(names)) if few_rows else None
         )
@@ -62,11 +85,17 @@ class Shadow:
         raw = {name: model.score(X) for name, model in self.models.items()}
         return ensemble_probability(raw, manifest.calibration, manifest.weights)
 
-    def decide(self, X: np.ndarray, columns: Any, rules: Any) -> tuple[np.ndarray, np.ndarray]:
+    def decide(self, X: np.ndarray, columns: Any, rules: Any) -> ShadowOutcome:
         """Probabilities, and decisions: the model's at its thresholds, then ``rules`` applied to
         ``columns`` (the same rule columns the champion's decision was ruled on)."""
         from fraudstream.scoring.scorer import model_decisions
 
         probability = self.probability(X)
-        outcome = rules.apply(columns, model_decisions(probability, self.bundle.manifest.thresholds))
-        return probability, np.asarray(outcome.decision, dtype=object)
+        by_model = model_decisions(probability, self.bundle.manifest.thresholds)
+        outcome = rules.apply(columns, by_model)
+        outcome.decision = np.asarray(outcome.decision, dtype=object)
+        return ShadowOutcome(probability, by_model, outcome)
+
+    def reasons(self, X: np.ndarray, decision: np.ndarray) -> list[list[dict[str, Any]]]:
+        """The challenger's model reasons for rows it decided (see :func:`._explain.model_reasons`)."""
+        return model_reasons(self.models, self.explainer, X, decision, self.names, self.descriptions)

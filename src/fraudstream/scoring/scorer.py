@@ -23,18 +23,28 @@ from fraudstream.features.engine import FeatureEngine
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.models.ensemble import ensemble_probability
 from fraudstream.rules.names import rule_columns
+from fraudstream.rules.ruleset import RuleOutcome
+from fraudstream.scoring._explain import TOP_REASONS, model_reasons, pick_explainer
 from fraudstream.scoring._few import FEW_ROWS, FewRows
-from fraudstream.scoring._shadow import ChallengerError, Shadow
-from fraudstream.scoring.compiled import compile_models, top_columns
-from fraudstream.scoring.reasons import RAISES, rule_direction
+from fraudstream.scoring._routing import routed_rows
+from fraudstream.scoring._shadow import ChallengerError, Shadow, ShadowOutcome
+from fraudstream.scoring.compiled import compile_models
+from fraudstream.scoring.reasons import rule_direction
 from fraudstream.state.base import FeatureState
 
 log = logging.getLogger(__name__)
-TOP_REASONS = 3
 _DECISIONS = np.asarray(DECISIONS, dtype=object)
 
 
-__all__ = ["ChallengerError", "ModelSwapError", "ScoredBatch", "Scorer", "ScoringError", "model_decisions"]
+__all__ = [
+    "TOP_REASONS",
+    "ChallengerError",
+    "ModelSwapError",
+    "ScoredBatch",
+    "Scorer",
+    "ScoringError",
+    "model_decisions",
+]
 
 
 class ModelSwapError(ValueError):
@@ -67,9 +77,20 @@ class ScoredBatch:
     shadow_decision: np.ndarray | None = None
     model_version: str = ""
     """The version of the model that scored the batch (a swap never splits a batch)."""
+    routed: np.ndarray | None = None
+    """With A/B routing, the rows the challenger (``shadow_version``) decided: there ``probability``,
+    ``decision``, reasons and rules are the challenger's, and the ``shadow_*`` columns hold the
+    champion's (``model_version``), which did not act. ``None`` when no row was routed."""
 
     def __len__(self) -> int:
         return len(self.batch)
+
+    @property
+    def champion_probability(self) -> np.ndarray:
+        """The served model's (``model_version``'s) probability of every row, whoever decided it."""
+        if self.routed is None or self.shadow_probability is None:
+            return self.probability
+        return np.where(self.routed, self.shadow_probability, self.probability)
 
     def columns(self, feature_names: list[str], model_version: str | None = None) -> DecisionColumns:
         """What storage needs of this batch, as columns (see :class:`DecisionColumns`); the version
@@ -92,6 +113,7 @@ class ScoredBatch:
             shadow_version=self.shadow_version,
             shadow_probability=self.shadow_probability,
             shadow_decision=self.shadow_decision,
+            routed=self.routed,
         )
 
     def records(self, feature_names: list[str], model_version: str | None = None) -> list[DecisionRecord]:
@@ -102,13 +124,6 @@ class ScoredBatch:
         """
         index = self.index[1] if self.index is not None and self.index[0] is feature_names else None
         return self.columns(feature_names, model_version).records(index)
-
-
-def _top(values: np.ndarray, k: int) -> np.ndarray:
-    """Column numbers of each row's ``k`` largest values, largest first, ties by column number."""
-    if values.shape[1] <= k:
-        return np.argsort(-values, axis=1, kind="stable")
-    return top_columns(np.ascontiguousarray(values, dtype=np.float64), k)
 
 
 def model_decisions(probability: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
@@ -132,7 +147,10 @@ class Scorer:
     With a ``challenger`` (another bundle on the same feature set, else :class:`ChallengerError`),
     every batch is also scored by it in shadow, on the same feature rows: its probability and its
     decision (its thresholds, the same rules) ride along in the scored batch to be stored, while the
-    answer, the alerts and the rules outcome stay the champion's.
+    answer, the alerts and the rules outcome stay the champion's. With a ``challenger_share`` above
+    0, the customers in that share (by a stable hash of the customer id, see :mod:`._routing`) are
+    decided by the challenger instead (A/B): their answer, reasons, rules and alerts are its, and the
+    champion's probability and decision are stored beside them in the shadow columns.
     """
 
     def __init__(
@@ -144,9 +162,14 @@ class Scorer:
         *,
         few_rows: int = FEW_ROWS,
         challenger: ModelBundle | None = None,
+        challenger_share: float = 0.0,
     ) -> None:
         if few_rows < 0:
             raise ValueError(f"few_rows must be 0 or more, got {few_rows}")
+        if not 0.0 <= challenger_share <= 1.0:
+            raise ValueError(f"challenger_share must be between 0 and 1, got {challenger_share}")
+        self.challenger_share = challenger_share
+        """The share of customers the challenger decides (A/B); 0 keeps it in shadow only."""
         self.engine = engine or FeatureEngine(bundle.feature_set())
         self.state = state
         self.rules = rules
@@ -193,9 +216,7 @@ class Scorer:
     def _prepare(self, bundle: ModelBundle, challenger: ModelBundle | None) -> dict[str, Any]:
         """Everything scoring reads of a bundle (compiled models, explainer, few-rows path, shadow)."""
         models = compile_models(bundle)
-        weights = bundle.manifest.weights
-        explainers: list[str] = [n for n in ("xgboost", "logistic") if weights.get(n) and n in models]
-        explainer = max(explainers, key=lambda n: weights[n]) if explainers else None
+        explainer = pick_explainer(models, bundle.manifest.weights)
         names = self.engine.names
         few_rows = self._asked_few_rows
         few = (
@@ -204,7 +225,11 @@ class Scorer:
             else None
         )
         few_rows = few_rows if few is not None else 0
-        shadow = Shadow(challenger, bundle, names, few_rows) if challenger is not None else None
+        shadow = (
+            Shadow(challenger, bundle, names, few_rows, self._descriptions)
+            if challenger is not None
+            else None
+        )
         return {
             "bundle": bundle,
             "models": models,
@@ -323,9 +348,27 @@ class Scorer:
         outcome = rules.apply(ruling, by_model)
         ruled = time.perf_counter()
         shadow = self._shadow.decide(X, ruling, rules) if self._shadow is not None else None
+        routed = None
+        if shadow is not None and self.challenger_share > 0:
+            routed = routed_rows(batch.customer_id, self.challenger_share)
+            routed = routed if routed.any() else None
         shadowed = time.perf_counter()
-        decision = outcome.decision
-        model = self.explain(X, decision, contrib) if few is None else few.reasons(len(X), picks, decision)
+        champion = np.asarray(outcome.decision, dtype=object)
+        explained = champion if routed is None else np.where(routed, "APPROVE", champion)
+        model = self.explain(X, explained, contrib) if few is None else few.reasons(len(X), picks, explained)
+        shadow_probability = shadow_decision = None
+        if shadow is not None:
+            shadow_probability, shadow_decision = shadow.probability, shadow.outcome.decision
+        if routed is not None and shadow is not None and self._shadow is not None:
+            at = np.flatnonzero(routed)
+            for i, reasons_i in zip(
+                at.tolist(), self._shadow.reasons(X[at], shadow.outcome.decision[at]), strict=True
+            ):
+                model[i] = reasons_i
+            probability, shadow_probability = _cross(routed, shadow.probability, probability)
+            by_model = np.where(routed, shadow.model_decision, by_model)
+            outcome = _routed_outcome(routed, shadow, outcome)
+            shadow_decision = np.where(routed, champion, shadow.outcome.decision)
         reasons = _rule_reasons(model, outcome, rules.approving)
         done = time.perf_counter()
         timings = {
@@ -350,53 +393,38 @@ class Scorer:
             timings=timings,
             index=self._index,
             shadow_version=self._shadow.version if self._shadow is not None else None,
-            shadow_probability=shadow[0] if shadow is not None else None,
-            shadow_decision=shadow[1] if shadow is not None else None,
+            shadow_probability=shadow_probability,
+            shadow_decision=shadow_decision,
             model_version=manifest.version,
+            routed=routed,
         )
 
     def explain(
         self, X: np.ndarray, decision: np.ndarray, contributions: np.ndarray | None = None
     ) -> list[list[dict[str, Any]]]:
-        """The model reasons of each row of features ``X`` on the batch path: for a row whose
-        ``decision`` is FLAG or BLOCK, the :attr:`explainer`'s top positive contributions (rounded to
-        4 places) among its known feature values; none for an APPROVE. Every row gets a list of its
-        own, to which scoring appends the fired rules' reasons (see :mod:`fraudstream.scoring.reasons`).
+        """The model reasons of each row of features ``X`` on the batch path, from the
+        :attr:`explainer` (see :func:`fraudstream.scoring._explain.model_reasons`); ``contributions``
+        are the explainer's for ``X`` when scoring already computed them."""
+        return model_reasons(
+            self.models, self._explainer, X, decision, self.engine.names, self._descriptions, contributions
+        )
 
-        ``contributions`` are the explainer's for ``X`` when already computed (scoring gets them with
-        the scores); otherwise they are computed here. The reasons are picked with array operations
-        over the whole batch and built as one flat list, split into rows afterwards: a loop per row
-        cost more than the dicts themselves.
-        """
-        n = X.shape[0]
-        risky = np.asarray(decision) != "APPROVE"
-        if self._explainer is None or not risky.any():
-            return [[] for _ in range(n)]
-        contrib = contributions
-        if contrib is None:
-            contrib = self.models[self._explainer].contributions(X)
-        known = np.where(np.isnan(X), -np.inf, contrib)  # a missing value is never a reason
-        top = _top(known, TOP_REASONS)
-        c = np.round(np.take_along_axis(known, top, axis=1), 4)
-        keep = (c > 0) & risky[:, None]
-        v = np.take_along_axis(X, top, axis=1)[keep]
-        columns = top[keep]
-        codes = np.asarray(self.engine.names, dtype=object)[columns]
-        texts = np.asarray(self._descriptions, dtype=object)[columns]
-        source = self._explainer
-        flat = [
-            {
-                "code": j,
-                "value": x,
-                "contribution": k,
-                "source": source,
-                "description": d,
-                "direction": RAISES,
-            }
-            for j, k, x, d in zip(codes.tolist(), c[keep].tolist(), v.tolist(), texts.tolist(), strict=True)
-        ]
-        ends = np.cumsum(keep.sum(axis=1)).tolist()
-        return [flat[lo:hi] for lo, hi in zip([0, *ends][:-1], ends, strict=True)]
+
+def _cross(routed: np.ndarray, challenger: np.ndarray, champion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The acting and the other model's values per row: the challenger's where ``routed``."""
+    return np.where(routed, challenger, champion), np.where(routed, champion, challenger)
+
+
+def _routed_outcome(routed: np.ndarray, shadow: ShadowOutcome, champion: RuleOutcome) -> RuleOutcome:
+    """The rules' outcome that acts: the challenger's on the routed rows, the champion's elsewhere."""
+    theirs = shadow.outcome
+    flags = routed.tolist()
+    return RuleOutcome(
+        decision=np.where(routed, theirs.decision, np.asarray(champion.decision, dtype=object)),
+        fired=[t if r else c for r, t, c in zip(flags, theirs.fired, champion.fired, strict=True)],
+        reasons=[t if r else c for r, t, c in zip(flags, theirs.reasons, champion.reasons, strict=True)],
+        alert=np.where(routed, theirs.alert, champion.alert),
+    )
 
 
 def _rule_reasons(

@@ -66,6 +66,7 @@ class ColumnRows:
         version, set_id = c.model_version, self.set_id
         reasons, rules = c.reasons, c.rules
         shadow = c.shadow_version
+        routed = c.versions()
         n = len(rows)
         shadow_p: list[Any] = [None] * n
         shadow_d: list[Any] = [None] * n
@@ -96,11 +97,11 @@ class ColumnRows:
                 probability,
                 dumps(reasons[i]),
                 dumps(rules[i]) if rules[i] else "[]",
-                version,
+                version if routed is None else routed[0][i],
                 set_id,
                 blob[j * width : (j + 1) * width],
                 latency,
-                shadow,
+                shadow if routed is None else routed[1][i],
                 sp,
                 sd,
             )

@@ -54,7 +54,8 @@ def decision_message(record: DecisionRecord) -> dict[str, Any]:
 def decision_messages(columns: DecisionColumns) -> list[dict[str, Any]]:
     """:func:`decision_message` of every row, straight from the scored batch's columns."""
     fromtimestamp = datetime.fromtimestamp
-    version = columns.model_version
+    routed = columns.versions()
+    versions = routed[0] if routed is not None else [columns.model_version] * len(columns)
     return [
         {
             "transaction_id": tx_id,
@@ -65,8 +66,9 @@ def decision_messages(columns: DecisionColumns) -> list[dict[str, Any]]:
             "model_version": version,
             "timestamp": fromtimestamp(timestamp, UTC),
         }
-        for tx_id, decision, probability, reasons, rules, timestamp in zip(
+        for tx_id, version, decision, probability, reasons, rules, timestamp in zip(
             columns.transaction_id.tolist(),
+            versions,
             np.asarray(columns.decision, dtype=object).tolist(),
             np.asarray(columns.probability, dtype=np.float64).tolist(),
             columns.reasons,

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from fraudstream.api.deps import ScorerDep, StoreDep
-from fraudstream.api.schemas import CustomerOut, DecisionOut, LabelOut
+from fraudstream.api.schemas import CustomerOut, LabelOut, StoredDecisionOut
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH, Transaction
 from fraudstream.features import plan
@@ -81,6 +81,6 @@ def customer(
         customer_id=customer_id,
         as_of=now,
         features=customer_features(scorer, customer_id, now),
-        decisions=[DecisionOut.from_record(r) for r in history["decisions"]],
+        decisions=[StoredDecisionOut.from_record(r) for r in history["decisions"]],
         labels=[LabelOut.model_validate(row) for row in history["labels"]],
     )

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 
 from fraudstream.api.deps import StoreDep
 from fraudstream.api.params import QueryTime
-from fraudstream.api.schemas import DecisionName, DecisionOut, DecisionPage
+from fraudstream.api.schemas import DecisionName, DecisionPage, StoredDecisionOut
 from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
@@ -54,4 +54,4 @@ def list_decisions(
         )
     except ValueError as error:  # only the cursor can be invalid here: the rest is validated above
         raise _query_error("cursor", str(error), cursor) from None
-    return DecisionPage(items=[DecisionOut.from_record(r) for r in records], next_cursor=next_cursor)
+    return DecisionPage(items=[StoredDecisionOut.from_record(r) for r in records], next_cursor=next_cursor)

@@ -26,13 +26,17 @@ class RegistryOut(BaseModel):
 
 
 class ChallengerOut(BaseModel):
-    """The challenger scored in shadow (FRAUD_CHALLENGER_URI): its decisions are stored, never acted on."""
+    """The challenger (FRAUD_CHALLENGER_URI): scored beside the served model, its decisions stored, and
+    acting only for its A/B share of customers (FRAUD_CHALLENGER_SHARE)."""
 
     version: str
     thresholds: dict[str, float] = Field(description="its own FLAG and BLOCK thresholds")
     weights: dict[str, float]
     uri: str = Field(description="as configured: a registry URI or a bundle path")
     registry_version: str | None = Field(None, description="the registry version, for a registry URI")
+    share: float = Field(
+        0.0, description="the share of customers it decides (A/B, by a stable hash); 0: in shadow only"
+    )
 
 
 class ModelOut(BaseModel):
@@ -49,7 +53,7 @@ class ModelOut(BaseModel):
         None, description="the registry version served, when started from FRAUD_MODEL_URI=models:/..."
     )
     challenger: ChallengerOut | None = Field(
-        None, description="the challenger in shadow, when FRAUD_CHALLENGER_URI is set"
+        None, description="the challenger, when FRAUD_CHALLENGER_URI is set"
     )
 
 
@@ -90,4 +94,5 @@ def _challenger(services: Any) -> ChallengerOut | None:
         weights=bundle.manifest.weights,
         uri=services.settings.challenger_uri or "",
         registry_version=source.registry_version if source is not None else None,
+        share=services.scorer.challenger_share,
     )

@@ -198,17 +198,20 @@ async def _follow(request: Request) -> None:
 
 
 class CompareOut(BaseModel):
-    """Champion and shadow challenger on the decisions of a period whose labels have arrived."""
+    """The models that decided or were scored in shadow, on the decisions of a period whose labels
+    have arrived."""
 
     since: str = Field(description="start of the period (decision time), ISO 8601")
     labelled: int = Field(description="labelled decisions in the period")
     models: list[dict[str, Any]] = Field(
-        description="per model (role champion or shadow, version): labelled, frauds, auc, average_precision, "
-        "flag_rate, recall, recall_at_flag_rate, caught_fraud_amount, fraud_amount, false_positive_rate"
+        description="per model version, over every labelled decision it scored: decided and in_shadow (how "
+        "many it decided and scored in shadow), labelled, frauds, auc, average_precision, flag_rate, recall, "
+        "recall_at_flag_rate, caught_fraud_amount, fraud_amount, false_positive_rate"
     )
     pairs: list[dict[str, Any]] = Field(
-        description="per champion and shadow version: both models' metrics on the same labelled decisions "
-        "and agreement, the share of those decisions on which both decided alike"
+        description="per model that decided (decided_by) and model scored beside it (other): both models' "
+        "metrics on the same labelled decisions (decided_by_metrics, other_metrics) and agreement, the share "
+        "of those decisions on which both decided alike; with A/B routing, one pair per arm"
     )
 
 
@@ -223,9 +226,10 @@ async def compare_models(
         "7d", max_length=64, description="decided since: a duration back from now (7d, 12h) or ISO 8601"
     ),
 ) -> CompareOut:
-    """The serving model(s) and the challenger in shadow compared on labelled production decisions:
-    AUC, average precision, recall at the champion's flag rate, caught fraud amount, false-positive
-    rate, and how often the two decisions agree. Labels count as they are known now."""
+    """The serving model(s) and the challenger (in shadow or for its A/B share) compared on labelled
+    production decisions: AUC, average precision, recall at the acting decisions' flag rate, caught
+    fraud amount, false-positive rate, and how often the two decisions agree. Labels count as they are
+    known now."""
     from fastapi.exceptions import RequestValidationError
 
     from fraudstream.models.shadow import compare, parse_since

@@ -18,7 +18,13 @@ from fastapi.concurrency import run_in_threadpool
 from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.bodies import one_or_many, one_or_many_schema
 from fraudstream.api.deps import BatcherDep, ServicesDep, StoreDep
-from fraudstream.api.schemas import CONFLICT, AcceptedOut, DecisionOut, TransactionStatusOut
+from fraudstream.api.schemas import (
+    CONFLICT,
+    AcceptedOut,
+    DecisionOut,
+    StoredDecisionOut,
+    TransactionStatusOut,
+)
 from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH, Transaction
 from fraudstream.runtime import Services
 from fraudstream.storage import tables
@@ -135,7 +141,7 @@ def _status(store: Store, transaction_id: str) -> TransactionStatusOut | None:
     return TransactionStatusOut(
         transaction_id=transaction_id,
         status=state,
-        decision=None if decision is None else DecisionOut.from_record(decision),
+        decision=None if decision is None else StoredDecisionOut.from_record(decision),
     )
 
 
