@@ -179,8 +179,8 @@ def comparison_table(comparison: dict[str, Any]) -> Table:
     champion, challenger = comparison["champion"]["metrics"], comparison["challenger"]["metrics"]
     table = Table(title=f"champion vs challenger, {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC")
     table.add_column("metric")
-    table.add_column("champion", justify="right")
-    table.add_column("challenger", justify="right")
+    table.add_column("champion", justify="right", no_wrap=True)  # a version is one word
+    table.add_column("challenger", justify="right", no_wrap=True)
     table.add_column("change", justify="right")
     table.add_row("model", comparison["champion"]["version"], comparison["challenger"]["version"], "")
     table.add_row("transactions", str(champion["n"]), str(challenger["n"]), "")
