@@ -14,38 +14,16 @@ from typer.testing import CliRunner
 
 from fraudstream.cli import app
 from fraudstream.datasets.io import write_frame
-from fraudstream.events import Label, Transaction
-from fraudstream.events.frame import iter_records
 from fraudstream.models.bundle import load_bundle
-from fraudstream.storage import open_store
+from tests.history import FAST, production_history
 
 runner = CliRunner()
-#: Thirty days of history: evaluation on days 22-27, a 3-day gap, training on days 0-19.
-FAST = ["--since", "30d", "--label-delay-days", "3", "--eval-days", "5", "--trials", "0"]
-FAST += ["--models", "xgboost,logistic", "--folds", "2", "--min-fraud", "5"]
 
 
 @pytest.fixture(scope="module")
 def history_db(tmp_path_factory: pytest.TempPathFactory, small_frame: pd.DataFrame, bundle_path: Path) -> str:
-    """A database holding the small dataset as production leaves it: transactions accepted, decided by
-    the worker, and every fraud label known by the end of the traffic posted."""
-    folder = tmp_path_factory.mktemp("history")
-    url = f"sqlite:///{folder / 'fraud.db'}"
-    with open_store(url) as store:
-        store.migrate()
-        store.queue.accept([Transaction.model_validate(r) for r in iter_records(small_frame)])
-    env = {"FRAUD_DATA_DIR": str(folder), "FRAUD_DATABASE_URL": url, "FRAUD_MODEL_PATH": str(bundle_path)}
-    result = runner.invoke(app, ["worker", "--burst", "--batch-size", "2000"], env=env)
-    assert result.exit_code == 0, result.stderr
-    end = small_frame["timestamp"].max()
-    fraud = small_frame[(small_frame["is_fraud"] == True) & (small_frame["label_time"] <= end)]  # noqa: E712
-    with open_store(url) as store:
-        labels = [
-            Label(transaction_id=t, is_fraud=True, label_time=w.to_pydatetime())
-            for t, w in zip(fraud["transaction_id"], fraud["label_time"], strict=True)
-        ]
-        assert store.labels.add(labels) == len(labels) > 50
-    return url
+    """A database holding the small dataset as production leaves it (see :mod:`tests.history`)."""
+    return production_history(tmp_path_factory.mktemp("history"), small_frame, bundle_path)
 
 
 @pytest.fixture

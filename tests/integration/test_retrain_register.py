@@ -14,39 +14,18 @@ from typer.testing import CliRunner
 
 from fraudstream.cli import app
 from fraudstream.config import Settings
-from fraudstream.events import Label, Transaction
-from fraudstream.events.frame import iter_records
 from fraudstream.models.bundle import load_bundle
 from fraudstream.models.registry import CHALLENGER, CHAMPION, register, registry_for
-from fraudstream.storage import open_store
+from tests.history import FAST, production_history
 
 pytestmark = pytest.mark.mlflow
 runner = CliRunner()
-#: Thirty days of history: evaluation on days 22-27, a 3-day gap, training on days 0-19.
-FAST = ["--since", "30d", "--label-delay-days", "3", "--eval-days", "5", "--trials", "0"]
-FAST += ["--models", "xgboost,logistic", "--folds", "2", "--min-fraud", "5"]
 
 
 @pytest.fixture
 def history_db(tmp_path: Path, small_frame: pd.DataFrame, bundle_path: Path) -> str:
-    """A database as production leaves it: the traffic accepted and decided by the worker, and every
-    fraud label known by the end of the traffic posted."""
-    url = f"sqlite:///{tmp_path / 'history.db'}"
-    with open_store(url) as store:
-        store.migrate()
-        store.queue.accept([Transaction.model_validate(r) for r in iter_records(small_frame)])
-    env = {"FRAUD_DATA_DIR": str(tmp_path), "FRAUD_DATABASE_URL": url, "FRAUD_MODEL_PATH": str(bundle_path)}
-    decided = runner.invoke(app, ["worker", "--burst", "--batch-size", "2000"], env=env)
-    assert decided.exit_code == 0, decided.stderr
-    end = small_frame["timestamp"].max()
-    fraud = small_frame[(small_frame["is_fraud"] == True) & (small_frame["label_time"] <= end)]  # noqa: E712
-    with open_store(url) as store:
-        labels = [
-            Label(transaction_id=t, is_fraud=True, label_time=w.to_pydatetime())
-            for t, w in zip(fraud["transaction_id"], fraud["label_time"], strict=True)
-        ]
-        assert store.labels.add(labels) == len(labels) > 50
-    return url
+    """A database as production leaves it (see :mod:`tests.history`)."""
+    return production_history(tmp_path, small_frame, bundle_path)
 
 
 def test_retrain_register_logs_the_run_and_aliases_the_challenger_leaving_the_champion(
@@ -70,7 +49,6 @@ def test_retrain_register_logs_the_run_and_aliases_the_challenger_leaving_the_ch
         "FRAUD_MLFLOW_TRACKING_URI": mlflow_url,
         "FRAUD_MODEL_REGISTRY_NAME": name,
         "FRAUD_MODEL_URI": f"models:/{name}@champion",  # the champion read from the registry, as served
-        "COLUMNS": "200",  # the table's width: versions on one line each
     }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("FRAUD_MODEL_PATH", raising=False)

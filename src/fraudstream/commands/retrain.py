@@ -177,12 +177,14 @@ def comparison_table(comparison: dict[str, Any]) -> Table:
     periods = comparison["periods"]
     start, end = (datetime.fromisoformat(periods[k]) for k in ("eval_start", "eval_end"))
     champion, challenger = comparison["champion"]["metrics"], comparison["challenger"]["metrics"]
-    table = Table(title=f"champion vs challenger, {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC")
+    table = Table(title=f"champion vs challenger\n{start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC")
     table.add_column("metric")
-    table.add_column("champion", justify="right", no_wrap=True)  # a version is one word
-    table.add_column("challenger", justify="right", no_wrap=True)
+    table.add_column("champion", justify="right")
+    table.add_column("challenger", justify="right")
     table.add_column("change", justify="right")
-    table.add_row("model", comparison["champion"]["version"], comparison["challenger"]["version"], "")
+    # the versions go under the table: a column wide enough for them squeezes the metric names
+    champion_v, challenger_v = comparison["champion"]["version"], comparison["challenger"]["version"]
+    table.caption = f"champion   {champion_v}\nchallenger {challenger_v}"
     table.add_row("transactions", str(champion["n"]), str(challenger["n"]), "")
     table.add_row("frauds", str(champion["n_fraud"]), str(challenger["n_fraud"]), "")
     for key in COMPARED:
