@@ -251,3 +251,74 @@ model_promotions = Table(
     Column("comparison", JSON(), nullable=True),
     Index("ix_model_promotions_model_name_promoted_at", "model_name", "promoted_at"),
 )
+
+# Cases (migration 0010): FLAG and BLOCK decisions grouped per customer (or another key) for analysts.
+# At most one case per grouping value is not closed, which the partial unique index holds on both
+# databases; ``case_cursor`` says how far the stored decisions have been grouped.
+CASE_NOT_CLOSED = "status != 'closed'"
+cases = Table(
+    "cases",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_key", String(32), nullable=False),
+    Column("group_value", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("assignee", String(128), nullable=True),
+    Column("priority", Float(), nullable=False),
+    Column("transactions", Integer(), nullable=False),
+    Column("amount", Float(), nullable=False),
+    Column("max_probability", Float(), nullable=False),
+    Column("opened_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("closed_at", UTCDateTime(), nullable=True),
+    Column("verdict", String(16), nullable=True),
+    Index("ix_cases_status_priority", "status", "priority"),
+    Index(
+        "uq_cases_group_key_group_value_open",
+        "group_key",
+        "group_value",
+        unique=True,
+        sqlite_where=text(CASE_NOT_CLOSED),
+        postgresql_where=text(CASE_NOT_CLOSED),
+    ),
+)
+case_transactions = Table(
+    "case_transactions",
+    metadata,
+    Column("transaction_id", String(128), primary_key=True),
+    Column("case_id", Id, nullable=False),
+    Column("decision", String(8), nullable=False),
+    Column("probability", Float(), nullable=False),
+    Column("amount", Float(), nullable=False),
+    Column("decided_at", UTCDateTime(), nullable=False),
+    Index("ix_case_transactions_case_id", "case_id"),
+)
+case_notes = Table(
+    "case_notes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("case_id", Id, nullable=False),
+    Column("author", String(128), nullable=False),
+    Column("text", Text(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_case_notes_case_id", "case_id"),
+)
+# Every analyst action: who (the key's name), what, on which subject ("case:12"), the state before and after.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("subject", String(160), nullable=False),
+    Column("before", JSON(), nullable=True),
+    Column("after", JSON(), nullable=True),
+    Index("ix_audit_log_subject_id", "subject", "id"),
+)
+case_cursor = Table(
+    "case_cursor",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=False),
+    Column("decided_at", UTCDateTime(), nullable=False),
+)
