@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +58,16 @@ class Settings(BaseSettings):
         description="`models promote --if-better` and `models gate`: conditions on the challenger's lead "
         "over the champion in comparison.json, METRIC>=MARGIN or METRIC>MARGIN, comma-separated, all must "
         "hold",
+    )
+    case_group_by: Literal["customer_id", "device_id", "ip_address", "merchant_id"] = Field(
+        "customer_id",
+        description="cases: a FLAG or BLOCK joins the open case of the same value of this transaction field "
+        "(a transaction without it groups by customer_id)",
+    )
+    case_priority: Literal["expected_loss", "amount", "probability"] = Field(
+        "expected_loss",
+        description="cases: what orders the queue: expected_loss (probability × amount, summed over the "
+        "case), amount (summed) or probability (the highest)",
     )
     threads: int = Field(2, ge=1, description="threads for model training")
     seed: int = Field(7, description="random seed for data generation and training: same seed, same result")

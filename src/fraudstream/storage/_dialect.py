@@ -60,6 +60,9 @@ class Dialect:
     def lock_labels(self, conn: Connection) -> None:
         """Inside a writing transaction: serialise label writes, which read the current verdict first."""
 
+    def lock_cases(self, conn: Connection) -> None:
+        """Inside a writing transaction: serialise grouping decisions into cases and changing them."""
+
     def claimable(self, query: Select[Any]) -> Select[Any]:
         """``query`` over the queue, made safe for consumers claiming at once."""
         return query

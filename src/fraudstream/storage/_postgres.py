@@ -41,6 +41,7 @@ _CONNECT_TIMEOUT_S = 5
 #: Serialises label writes on PostgreSQL (SQLite serialises writers through BEGIN IMMEDIATE): a change
 #: of verdict reads the current one first, and two writers must not both read it.
 _LABELS_LOCK = 0x6C61626C
+_CASES_LOCK = 0x63617365
 #: Serialises concurrent start-ups' migrations (SQLite serialises them through BEGIN IMMEDIATE).
 _MIGRATIONS_LOCK = 0x66726175
 
@@ -94,6 +95,9 @@ class PostgreSQL(Dialect):
 
     def lock_labels(self, conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LABELS_LOCK})
+
+    def lock_cases(self, conn: Connection) -> None:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CASES_LOCK})
 
     def claimable(self, query: Select[Any]) -> Select[Any]:
         return query.with_for_update(skip_locked=True)

@@ -4,7 +4,8 @@ A :class:`Store` is a :class:`~.database.Database` and the repositories that rea
 per kind of data: ``store.decisions``, ``store.queue``, ``store.alerts``, ``store.labels``,
 ``store.dead_letters``, ``store.reports``, ``store.history`` (columns read back for retraining) and
 ``store.promotions`` (who moved the serving model's alias, when, and why) and ``store.comparison``
-(labelled decisions as columns, to compare the served model with the challenger in shadow).
+(labelled decisions as columns, to compare the served model with the challenger in shadow) and
+``store.cases`` (FLAG and BLOCK decisions grouped into the analysts' cases, and the audit log).
 The repositories share nothing but the database (the decisions repository also its
 :class:`~._saving.DecisionSaver`), and the same code runs on both databases; what differs between
 them is in the database's dialect object (:mod:`._dialect`).
@@ -20,6 +21,7 @@ from fraudstream.storage._labels import LabelRepository
 from fraudstream.storage._report import ReportRepository
 from fraudstream.storage._saving import DecisionSaver
 from fraudstream.storage.alerting import AlertRepository
+from fraudstream.storage.cases import CaseRepository
 from fraudstream.storage.comparison import ComparisonRepository
 from fraudstream.storage.database import Database
 from fraudstream.storage.dead_letters import DeadLetterRepository
@@ -50,6 +52,7 @@ class Store:
         self.history = HistoryRepository(self.db)
         self.promotions = PromotionRepository(self.db)
         self.comparison = ComparisonRepository(self.db)
+        self.cases = CaseRepository(self.db, self.labels)
 
     @property
     def url(self) -> URL:

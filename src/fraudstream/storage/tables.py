@@ -264,7 +264,7 @@ cases = Table(
     Column("group_value", String(128), nullable=False),
     Column("status", String(16), nullable=False),
     Column("assignee", String(128), nullable=True),
-    Column("priority", Float(), nullable=False),
+    Column("expected_loss", Float(), nullable=False),
     Column("transactions", Integer(), nullable=False),
     Column("amount", Float(), nullable=False),
     Column("max_probability", Float(), nullable=False),
@@ -272,7 +272,7 @@ cases = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("closed_at", UTCDateTime(), nullable=True),
     Column("verdict", String(16), nullable=True),
-    Index("ix_cases_status_priority", "status", "priority"),
+    Index("ix_cases_status_expected_loss", "status", "expected_loss"),
     Index(
         "uq_cases_group_key_group_value_open",
         "group_key",

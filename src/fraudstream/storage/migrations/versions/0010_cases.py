@@ -39,7 +39,7 @@ def upgrade() -> None:
         sa.Column("group_value", sa.String(128), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("assignee", sa.String(128), nullable=True),
-        sa.Column("priority", sa.Float(), nullable=False),
+        sa.Column("expected_loss", sa.Float(), nullable=False),
         sa.Column("transactions", sa.Integer(), nullable=False),
         sa.Column("amount", sa.Float(), nullable=False),
         sa.Column("max_probability", sa.Float(), nullable=False),
@@ -49,7 +49,7 @@ def upgrade() -> None:
         sa.Column("verdict", sa.String(16), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_cases"),
     )
-    op.create_index("ix_cases_status_priority", "cases", ["status", "priority"])
+    op.create_index("ix_cases_status_expected_loss", "cases", ["status", "expected_loss"])
     op.create_index(
         "uq_cases_group_key_group_value_open",
         "cases",
