@@ -78,11 +78,21 @@ class Settings(BaseSettings):
     )
     state_url: str = Field("memory://", description="feature state: memory:// or redis://host:port/db")
     rules_path: Path | None = Field(None, description="rules YAML; default: the packaged default rules")
-    api_keys: str = Field("", description="comma-separated API keys; empty: no authentication")
+    api_keys: str = Field(
+        "",
+        description="comma-separated API keys acting as the analyst and ingest roles (see also "
+        "'fraudstream keys'); with none here, in FRAUD_ADMIN_KEYS or stored: no authentication",
+    )
     admin_keys: str = Field(
         "",
-        description="comma-separated API keys allowed to change the serving model (POST /v1/models/...); "
-        "they are API keys too. Empty: the API changes models only when FRAUD_API_KEYS is empty too",
+        description="comma-separated API keys acting as the admin role: everything, including changing "
+        "the serving model (POST /v1/models/...)",
+    )
+    key_cache_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="how long the API trusts what it read about a stored key (valid, its role, or unknown): "
+        "a revoked key stops working within this many seconds",
     )
     rate_limits: bool = Field(
         True, description="answer 429 with Retry-After past the FRAUD_RATE_LIMIT_* limits (false: no limits)"

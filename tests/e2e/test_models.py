@@ -41,7 +41,7 @@ def test_only_admin_keys_may_change_the_model(make_api: Callable[..., Api]) -> N
 def test_without_admin_keys_no_api_key_may_change_the_model(make_api: Callable[..., Api]) -> None:
     client, _, _ = make_api(api_keys=USER)
     refused = client.post("/v1/models/promote", json={"version": "2"}, headers=as_key(USER))
-    assert refused.status_code == 403 and "none is set" in refused.json()["detail"]
+    assert refused.status_code == 403 and "needs the admin role" in refused.json()["detail"]
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,7 @@ def test_serve_the_champion_then_promote_and_roll_back_over_http(
     assert done.status_code == 200, done.text
     promoted = done.json()
     assert (promoted["from_version"], promoted["to_version"], promoted["action"]) == ("1", "2", "promote")
-    assert promoted["promoted_by"].startswith("carol (api key ") and ADMIN not in promoted["promoted_by"]
+    assert promoted["promoted_by"].startswith("carol (env:") and ADMIN not in promoted["promoted_by"]
     missing = client.post("/v1/models/promote", json={"version": "99"}, headers=as_key(ADMIN))
     assert missing.status_code == 404
 

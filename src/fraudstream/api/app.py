@@ -25,6 +25,7 @@ from fraudstream.api.bodies import add_component_schemas
 from fraudstream.api.errors import install_error_handlers
 from fraudstream.api.fast_score import PATH as FAST_PATH
 from fraudstream.api.fast_score import FastScoreMiddleware
+from fraudstream.api.keyring import Keyring
 from fraudstream.api.limits import RateLimitMiddleware, RateLimits
 from fraudstream.api.metrics import ApiMetrics, RequestMetricsMiddleware
 from fraudstream.api.routes import api_router
@@ -51,7 +52,8 @@ Real-time fraud decisions (APPROVE / FLAG / BLOCK) from point-in-time features, 
   returns the decision when it is made.
 * `POST /v1/labels` feeds fraud outcomes back into the features.
 
-Send the API key as `X-API-Key` or `Authorization: Bearer` when `FRAUD_API_KEYS` is set.
+Send the API key as `X-API-Key` or `Authorization: Bearer` when keys are set (`FRAUD_API_KEYS`,
+`FRAUD_ADMIN_KEYS`, `fraudstream keys create`); each route needs a role: ingest, analyst or admin.
 """
 #: After a crash of the embedded worker's loop (e.g. the database went away), wait this long and resume.
 WORKER_RESTART_DELAY = 1.0
@@ -142,10 +144,11 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not settings.api_key_set:
-            log.warning("API keys are not set: anyone who can reach this port can use the API")
         owned = services is None
         running = open_services(settings) if services is None else services
+        app.state.keyring.open(running.store.db)  # the stored keys
+        if not app.state.keyring.enabled():
+            log.warning("API keys are not set: anyone who can reach this port can use the API")
         slow = threading.Timer(SLOW_WARM_UP, log.warning, (
             "warming up: the first start after an install compiles the feature kernels (up to a minute)",
         ))  # fmt: skip
@@ -180,6 +183,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
             _stop_worker(app)
             app.state.alerts.close()
             app.state.services = None
+            app.state.keyring.close()
             if owned:
                 running.close()
 
@@ -195,7 +199,8 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     metrics.registry.register(DriftCollector(lambda: app.state.drift))
     app.state.worker_thread = None
     app.state.simulations = SimulationSlot()
-    app.state.limits = RateLimits(settings) if settings.rate_limits else None
+    app.state.keyring = Keyring(settings)
+    app.state.limits = RateLimits(settings, app.state.keyring) if settings.rate_limits else None
     app.include_router(api_router)
     score_route = next(r for r in score_router.routes if getattr(r, "path", None) == FAST_PATH)
     app.front = FastScoreMiddleware(app.framework, state=app.state, route=score_route)

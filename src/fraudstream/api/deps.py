@@ -1,4 +1,4 @@
-"""Dependencies shared by the routers: the running services, and API-key authentication.
+"""Dependencies shared by the routers: the running services, and who the caller is and may do.
 
 Everything lives on ``app.state`` (set by the lifespan in :mod:`fraudstream.api.app`), so that routes
 take what they need as ``Annotated`` parameters and tests can build any number of independent apps.
@@ -6,25 +6,27 @@ take what they need as ``Annotated`` parameters and tests can build any number o
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from fraudstream.api.batcher import ScoreBatcher
+from fraudstream.api.keyring import ANONYMOUS, Caller, Keyring
 from fraudstream.api.metrics import ApiMetrics
 from fraudstream.config import Settings
 from fraudstream.runtime import Services
 from fraudstream.scoring.scorer import Scorer
+from fraudstream.storage.keys import Role
 from fraudstream.storage.store import Store
 
 api_key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="one of the keys in FRAUD_API_KEYS"
+    name="X-API-Key",
+    auto_error=False,
+    description="an API key: a stored key's token, or one of FRAUD_API_KEYS or FRAUD_ADMIN_KEYS",
 )
-bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <one of FRAUD_API_KEYS>")
+bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
 
 
 async def get_settings(request: Request) -> Settings:
@@ -85,39 +87,78 @@ def _required(
     return offered
 
 
-async def require_api_key(
-    settings: SettingsDep,
+def get_keyring(request: Request) -> Keyring:
+    keyring: Keyring = request.app.state.keyring
+    return keyring
+
+
+async def get_caller(
+    request: Request,
     api_key: Annotated[str | None, Security(api_key_header)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
-) -> None:
-    """Allow the request when it carries a configured key (``X-API-Key`` or ``Authorization: Bearer``).
+) -> Caller:
+    """Who sent the request (``X-API-Key`` or ``Authorization: Bearer``), see :mod:`.keyring`.
 
-    With no keys configured everything is allowed (the embedded demo; the app logs a warning at
-    start-up). A missing key is 401, a wrong one 403. Keys are compared in constant time.
-    """
-    keys = settings.api_key_set
-    if not keys:
-        return
-    offered = _required(api_key, credentials)
-    if not key_matches(offered, keys):
+    With no keys at all (neither in the environment nor stored) everyone is :data:`ANONYMOUS`, an
+    admin (the embedded demo; the app logs a warning at start-up). A missing key is 401, an unknown
+    or revoked one 403."""
+    keyring = get_keyring(request)
+    if not await keyring.enabled_async():
+        return ANONYMOUS
+    caller = await keyring.identify_async(_required(api_key, credentials))
+    if caller is None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
+    return caller
+
+
+#: The caller of a request, for routes that record who acted (its ``name``) or depend on its ``role``.
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def refuse_role(caller: Caller, needed: Iterable[Role]) -> HTTPException | None:
+    """The 403 for a ``caller`` who holds none of the ``needed`` roles, naming them and the key; or
+    ``None`` when it may go on."""
+    if caller.may(needed):
+        return None
+    roles = " or ".join(sorted(needed))
+    hint = ""
+    if Role.ADMIN in needed and caller.name.startswith("env:"):
+        hint = " (admin keys: FRAUD_ADMIN_KEYS, or 'fraudstream keys create NAME --role admin')"
+    return HTTPException(
+        status.HTTP_403_FORBIDDEN,
+        f"this needs the {roles} role, and the key {caller.name!r} has the role {caller.role}{hint}",
+    )
+
+
+def allow(*needed: Role) -> Callable[[Caller], Awaitable[Caller]]:
+    """A dependency letting through the callers holding one of the ``needed`` roles (403 otherwise);
+    admin holds every role."""
+    roles = frozenset(needed)
+
+    async def check_role(caller: CallerDep) -> Caller:
+        refused = refuse_role(caller, roles)
+        if refused is not None:
+            raise refused
+        return caller
+
+    return check_role
 
 
 async def optional_api_key(
-    settings: SettingsDep,
+    request: Request,
     api_key: Annotated[str | None, Security(api_key_header)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> bool:
-    """Whether the request may see what only key holders see: True with a configured key, or when no
-    keys are set; False without a key. A wrong key is still 403, so that an endpoint open to anyone
-    cannot serve to try keys without the failures being counted (see :mod:`fraudstream.api.limits`)."""
-    keys = settings.api_key_set
-    if not keys:
+    """Whether the request may see what only key holders see: True with a valid key (any role), or
+    when no keys are set; False without a key. A wrong key is still 403, so that an endpoint open to
+    anyone cannot serve to try keys without the failures being counted (see :mod:`fraudstream.api.limits`)."""
+    keyring = get_keyring(request)
+    if not await keyring.enabled_async():
         return True
     offered = _offered(api_key, credentials)
     if not offered:
         return False
-    if not key_matches(offered, keys):
+    if await keyring.identify_async(offered) is None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
     return True
 
@@ -125,65 +166,10 @@ async def optional_api_key(
 KeyHolderDep = Annotated[bool, Depends(optional_api_key)]
 
 
-def key_label(key: str) -> str:
-    """How a key appears in records: a short digest, never the key itself."""
-    return f"api key {hashlib.sha256(key.encode()).hexdigest()[:8]}"
-
-
-async def require_admin_key(
-    settings: SettingsDep,
-    api_key: Annotated[str | None, Security(api_key_header)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
-) -> str:
-    """Allow a request that may change the serving model: one carrying a key of ``FRAUD_ADMIN_KEYS``,
-    or any request when no keys are set at all. Who it was, for the record (:func:`key_label`).
-
-    A missing key is 401; a valid API key that is not an admin key, or any key when no admin keys are
-    set, is 403 saying so; a wrong key is 403 as everywhere.
-    """
-    if not settings.api_key_set:
-        return "anonymous (no API keys set)"
-    offered = _required(api_key, credentials, "an admin key")
-    admin = matching_key(offered, settings.admin_key_set)
-    if admin is not None:
-        return key_label(admin)
-    if not key_matches(offered, settings.api_key_set):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
-    if not settings.admin_key_set:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, "changing models needs an admin key, and none is set: FRAUD_ADMIN_KEYS"
-        )
-    raise HTTPException(
-        status.HTTP_403_FORBIDDEN, "this API key may not change models: use one of FRAUD_ADMIN_KEYS"
-    )
+async def require_admin_key(caller: Annotated[Caller, Depends(allow(Role.ADMIN))]) -> str:
+    """Allow a request that may change the serving model: an ``admin`` key's (any request when no keys
+    are set at all). Who it was, for the record: the key's name."""
+    return caller.name
 
 
 AdminDep = Annotated[str, Depends(require_admin_key)]
-
-
-def matching_key(offered: Iterable[str | bytes], keys: frozenset[str]) -> str | None:
-    """The configured key among ``offered``, or ``None``. Each offered key is compared with every
-    configured key (no early exit), so the timing does not reveal which key matched."""
-    for key in offered:
-        raw = key.encode() if isinstance(key, str) else key
-        if not raw:
-            continue
-        found = [k for k in keys if secrets.compare_digest(raw, k.encode())]
-        if found:
-            return found[0]
-    return None
-
-
-def key_matches(offered: Iterable[str | bytes], keys: frozenset[str]) -> bool:
-    """Whether one of the ``offered`` keys is configured (see :func:`matching_key`)."""
-    return matching_key(offered, keys) is not None
-
-
-def key_in_headers(headers: Mapping[bytes, bytes], keys: frozenset[str]) -> str | None:
-    """The configured key that raw ASGI ``headers`` carry as ``X-API-Key`` or ``Authorization: Bearer``,
-    or ``None``: the same reading as :func:`require_api_key`, for the code in front of FastAPI."""
-    offered = [headers.get(b"x-api-key", b"")]
-    scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
-    if scheme.lower() == b"bearer":
-        offered.append(token.strip())
-    return matching_key(offered, keys)

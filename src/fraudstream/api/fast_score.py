@@ -4,9 +4,10 @@ The endpoint is the one that runs hundreds of times a second, and FastAPI's midd
 dependency resolution and response validation cost more of the event loop per request than parsing
 the transaction and writing the answer. This front door answers a well-formed, authorised request of
 at most ``max_body_bytes`` itself: same validation (the ``Transaction`` model), same batcher, same
-``DecisionOut`` body, recorded in the same request metrics. Anything else (a bad key, invalid JSON, a
-field error, an unusual query, an oversized body) goes on to the FastAPI app with its body intact, so
-every error is still the app's own, and the route stays the documented one.
+``DecisionOut`` body, recorded in the same request metrics. Anything else (a bad key, a key without
+the ingest role, invalid JSON, a field error, an unusual query, an oversized body) goes on to the
+FastAPI app with its body intact, so every error is still the app's own, and the route stays the
+documented one.
 
 The rate limits (:mod:`.limits`) apply here as in the app: an authorised request is counted once,
 before its body is read, and refused with the app's 429 when over its limit; a request without a
@@ -24,7 +25,6 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fraudstream.api.deps import key_in_headers
 from fraudstream.api.errors import (
     body_conflict,
     read_body,
@@ -33,7 +33,9 @@ from fraudstream.api.errors import (
     storage_unavailable,
     unexpected_error,
 )
+from fraudstream.api.keyring import Caller, offered_keys
 from fraudstream.api.limits import ADMITTED, client_address
+from fraudstream.api.routes import roles_for
 from fraudstream.api.schemas import DecisionOut
 from fraudstream.events.transaction import Transaction
 from fraudstream.state.base import StateError
@@ -68,6 +70,7 @@ class FastScoreMiddleware:
         self.state = state
         self.route = route
         self.template = getattr(route, "path", PATH)
+        self.roles = roles_for("POST", PATH)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
@@ -75,15 +78,14 @@ class FastScoreMiddleware:
             return
         started = time.perf_counter()
         headers = dict(scope["headers"])
-        keys = self.state.settings.api_key_set
-        key = key_in_headers(headers, keys) if keys else None
-        if keys and key is None:  # the app answers 401 or 403, and counts the failure
+        authorised, caller = await self._caller(headers)
+        if not authorised:  # the app answers 401 or 403, and counts the failure
             await self.app(scope, receive, send)
             return
         limits = getattr(self.state, "limits", None)
         if limits is not None:
             scope[ADMITTED] = True
-            refused = limits.admit(client_address(scope), key)
+            refused = limits.admit(client_address(scope), caller.name if caller is not None else None)
             if refused is not None:
                 await refused(scope, receive, send)
                 self._observe(429, started)
@@ -121,6 +123,21 @@ class FastScoreMiddleware:
             return
         await failed(scope, receive, send)
         self._observe(failed.status_code, started)
+
+    async def _caller(self, headers: dict[bytes, bytes]) -> tuple[bool, Caller | None]:
+        """``(authorised, caller)``: whether the request may score here, and with whose key (``None``
+        when no keys are set). A key lacking the route's role, or a database that cannot tell, is
+        not authorised here: the app answers those."""
+        keyring = getattr(self.state, "keyring", None)
+        if keyring is None:
+            return False, None
+        try:
+            if not await keyring.enabled_async():
+                return True, None
+            caller = await keyring.identify_async(offered_keys(headers))
+        except StorageError:
+            return False, None
+        return caller is not None and caller.may(self.roles), caller
 
     def _observe(self, status: int, started: float) -> None:
         metrics = getattr(self.state, "metrics", None)

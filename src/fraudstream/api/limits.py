@@ -2,7 +2,8 @@
 
 Who counts what:
 
-* a request with a valid API key counts against that key, wherever it comes from;
+* a request with a valid API key counts against that key's name, wherever it comes from (a stored
+  key's own name; ``env:`` and a digest for the keys of the environment, see :mod:`.keyring`);
 * any other request (every request when no keys are set; otherwise the endpoints open without a key,
   and the requests that will fail authentication) counts against its client address;
 * every 401 or 403 answer counts against its address's failed authentications. Past that (much
@@ -21,7 +22,6 @@ so the fast path and :class:`RateLimitMiddleware` both call :meth:`RateLimits.ad
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import threading
@@ -34,8 +34,9 @@ from limits.strategies import FixedWindowRateLimiter
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fraudstream.api.deps import key_in_headers
+from fraudstream.api.keyring import Caller, Keyring, offered_keys
 from fraudstream.config import Settings
+from fraudstream.storage.errors import StorageError as DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -129,25 +130,36 @@ def too_many(detail: str, retry_after: int) -> JSONResponse:
 
 
 class RateLimits:
-    """The limits of one app, from its settings; ``storage`` overrides ``FRAUD_RATE_LIMIT_STORAGE``."""
+    """The limits of one app, from its settings; ``keyring`` tells the keys (the environment's alone
+    when not given), ``storage`` overrides ``FRAUD_RATE_LIMIT_STORAGE``."""
 
-    def __init__(self, settings: Settings, storage: Storage | None = None) -> None:
+    def __init__(
+        self, settings: Settings, keyring: Keyring | None = None, storage: Storage | None = None
+    ) -> None:
         self.per_key = parse(settings.rate_limit_key)
         self.per_address = parse(settings.rate_limit_address)
         self.failed = parse(settings.rate_limit_failed_auth)
-        self.keys = settings.api_key_set
-        # a key is counted under a digest of it, so that no shared storage ever holds the key itself
-        self._labels = {key: hashlib.sha256(key.encode()).hexdigest()[:24] for key in self.keys}
+        self.keyring = keyring or Keyring(settings)
         self.limiter = FixedWindowRateLimiter(storage or open_storage(settings.rate_limit_storage))
         self._warned = -math.inf
 
-    def key_of(self, scope: Scope) -> str | None:
-        """The configured API key the request carries, or ``None`` (none offered, wrong, or no keys)."""
-        return key_in_headers(dict(scope["headers"]), self.keys) if self.keys else None
+    async def caller_of(self, scope: Scope) -> Caller | None:
+        """Whose valid key the request carries, or ``None`` (none offered, wrong, revoked, no keys at
+        all, or a database that cannot say: the app answers that request itself)."""
+        offered = offered_keys(dict(scope["headers"]))
+        if not offered:
+            return None
+        try:
+            if not await self.keyring.enabled_async():
+                return None
+            return await self.keyring.identify_async(offered)
+        except DatabaseError:
+            return None
 
     def admit(self, address: str, key: str | None = None) -> JSONResponse | None:
-        """Count one request from ``address`` (with the valid ``key``, if any): ``None`` when it may go
-        on, otherwise the 429 to answer. A storage that cannot be reached lets requests through."""
+        """Count one request from ``address`` (with the valid key named ``key``, if any): ``None`` when
+        it may go on, otherwise the 429 to answer. A storage that cannot be reached lets requests
+        through. Keys are counted by name, so no shared storage ever holds a key itself."""
         try:
             if not self.limiter.test(self.failed, _FAILED_AUTH, address):
                 return self._refusal(
@@ -156,7 +168,7 @@ class RateLimits:
             if key is None:
                 item, ids, whose = self.per_address, ("address", address), "this address"
             else:
-                item, ids, whose = self.per_key, ("key", self._labels[key]), "this API key"
+                item, ids, whose = self.per_key, ("key", key), "this API key"
             if self.limiter.hit(item, *ids):
                 return None
             return self._refusal(item, ids, f"too many requests for {whose}")
@@ -201,7 +213,8 @@ class RateLimitMiddleware:
         scope[ADMITTED] = True
         limits = self.limits
         address = client_address(scope)
-        refused = limits.admit(address, limits.key_of(scope))
+        caller = await limits.caller_of(scope)
+        refused = limits.admit(address, caller.name if caller is not None else None)
         if refused is not None:
             await refused(scope, receive, send)
             return

@@ -322,3 +322,18 @@ case_cursor = Table(
     Column("id", Integer(), primary_key=True, autoincrement=False),
     Column("decided_at", UTCDateTime(), nullable=False),
 )
+
+# Named API keys (migration 0011): the SHA-256 of each token, never the token; revoked keys keep their names.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_sha256", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("name", name="uq_api_keys_name"),
+    UniqueConstraint("token_sha256", name="uq_api_keys_token_sha256"),
+)

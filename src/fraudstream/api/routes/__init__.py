@@ -1,16 +1,27 @@
-"""The API's routers: one per resource. Everything under ``/v1`` requires an API key when keys are set."""
+"""The API's routers: one per resource. Every route under ``/v1`` needs a role when keys are set.
+
+:data:`ROLES` is the one place that says which roles may call which route. A ``/v1`` route missing
+from it (and from :data:`PREFIXES`) is open to admin keys alone and fails the roles test, so no route
+is served to a role nobody decided on. Admin holds every role. ``ingest`` sends transactions and reads
+back their decisions; ``analyst`` reads everything and writes labels and cases; ``admin`` alone changes
+models and requeues dead letters.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from typing import Annotated
 
-from fraudstream.api.deps import require_api_key
+from fastapi import APIRouter, Depends, Request
+
+from fraudstream.api.deps import Caller, allow, refuse_role
 from fraudstream.api.routes import (
     alerts,
+    cases,
     customers,
     dead_letters,
     decisions,
     drift,
+    entities,
     health,
     labels,
     model,
@@ -22,10 +33,64 @@ from fraudstream.api.routes import (
     stream,
     transactions,
 )
+from fraudstream.storage.keys import Role
+
+INGEST, ANALYST, ADMIN = frozenset({Role.INGEST}), frozenset({Role.ANALYST}), frozenset({Role.ADMIN})
+SENDER = frozenset({Role.INGEST, Role.ANALYST})
+
+#: (method, path) → the roles that may call it (admin always may).
+ROLES: dict[tuple[str, str], frozenset[Role]] = {
+    ("POST", "/v1/score"): INGEST,
+    ("POST", "/v1/transactions"): INGEST,
+    ("GET", "/v1/transactions/{transaction_id}"): SENDER,
+    ("GET", "/v1/decisions"): ANALYST,
+    ("GET", "/v1/stats"): ANALYST,
+    ("GET", "/v1/stats/series"): ANALYST,
+    ("GET", "/v1/customers/{customer_id}"): ANALYST,
+    ("POST", "/v1/labels"): ANALYST,
+    ("GET", "/v1/labels/{transaction_id}"): ANALYST,
+    ("GET", "/v1/simulations"): ANALYST,
+    ("POST", "/v1/simulations"): ANALYST,
+    ("GET", "/v1/model"): ANALYST,
+    ("GET", "/v1/stream"): ANALYST,
+    ("GET", "/v1/alerts"): ANALYST,
+    ("GET", "/v1/reports/daily"): ANALYST,
+    ("GET", "/v1/dead-letters"): ANALYST,
+    ("POST", "/v1/dead-letters/requeue"): ADMIN,
+    ("GET", "/v1/models"): ANALYST,
+    ("POST", "/v1/models/promote"): ADMIN,
+    ("POST", "/v1/models/rollback"): ADMIN,
+    ("GET", "/v1/models/compare"): ANALYST,
+    ("GET", "/v1/drift"): ANALYST,
+}
+#: Path prefixes → roles, for the routes of a resource not listed one by one in :data:`ROLES` yet.
+PREFIXES: dict[str, frozenset[Role]] = {"/v1/cases": ANALYST, "/v1/audit": ANALYST, "/v1/entities": ANALYST}
+
+
+def roles_for(method: str, path: str) -> frozenset[Role]:
+    """The roles that may call ``method path`` (a route template): from :data:`ROLES`, else the
+    first matching :data:`PREFIXES`, else admin alone (a route nobody decided on stays closed)."""
+    found = ROLES.get((method, path))
+    if found is not None:
+        return found
+    return next((roles for prefix, roles in PREFIXES.items() if path.startswith(prefix)), ADMIN)
+
+
+async def authorize(request: Request, caller: Annotated[Caller, Depends(allow(*Role))]) -> None:
+    """Let the request through when its caller holds one of the roles :data:`ROLES` gives its route."""
+    route = request.scope.get("route")
+    needed = roles_for(request.method, getattr(route, "path", ""))
+    refused = refuse_role(caller, needed)
+    if refused is not None:
+        raise refused
+
 
 v1_router = APIRouter(
-    dependencies=[Depends(require_api_key)],
-    responses={401: {"description": "missing API key"}, 403: {"description": "invalid API key"}},
+    dependencies=[Depends(authorize)],
+    responses={
+        401: {"description": "missing API key"},
+        403: {"description": "invalid API key, or a role lacking"},
+    },
 )
 for module in (score, transactions, decisions, stats, customers, labels, simulations, model, stream):
     v1_router.include_router(module.router)
@@ -34,9 +99,12 @@ v1_router.include_router(reports.router)
 v1_router.include_router(dead_letters.router)
 v1_router.include_router(models.router)
 v1_router.include_router(drift.router)
+v1_router.include_router(cases.router)
+v1_router.include_router(cases.audit_router)
+v1_router.include_router(entities.router)
 
 api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(v1_router)
 
-__all__ = ["api_router"]
+__all__ = ["ROLES", "api_router", "roles_for"]

@@ -3,7 +3,7 @@
 ``/health`` and ``/ready`` answer without an API key, as probes must; what they show anyone is only
 whether the process is alive and which checks pass. What answered and its version, which tells an
 attacker what to aim at, is in ``/ready`` only for a key holder. ``/metrics`` (decision counts, routes,
-latencies) needs a key when keys are set: Prometheus sends one as a bearer token
+latencies) needs an analyst or admin key when keys are set: Prometheus sends one as a bearer token
 (``authorization: {credentials: <key>}`` in its scrape config).
 """
 
@@ -15,11 +15,12 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from fraudstream.api.deps import KeyHolderDep, MetricsDep, ServicesDep, require_api_key
+from fraudstream.api.deps import KeyHolderDep, MetricsDep, ServicesDep, allow
 from fraudstream.api.schemas import CheckOut, HealthOut, ReadyOut
 from fraudstream.checks import check_running
 from fraudstream.runtime import Services
 from fraudstream.storage.errors import StorageError
+from fraudstream.storage.keys import Role
 from fraudstream.worker.worker import TRANSACTIONS
 
 log = logging.getLogger(__name__)
@@ -81,15 +82,15 @@ def _queue_lag(services: Services) -> float:
 @router.get(
     "/metrics",
     response_class=Response,
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(allow(Role.ANALYST))],
     responses={
         200: {"content": {CONTENT_TYPE_LATEST: {}}},
         401: {"description": "missing API key"},
-        403: {"description": "invalid API key"},
+        403: {"description": "invalid API key, or not an analyst or admin key"},
     },
 )
 async def metrics(metrics: MetricsDep, services: ServicesDep) -> Response:
     """Prometheus exposition of this process's metrics; the queue lag is read from the database now.
-    Needs an API key when keys are set (Prometheus: a bearer token in the scrape config)."""
+    Needs an analyst (or admin) key when keys are set (Prometheus: a bearer token in the scrape config)."""
     metrics.queue_lag.set(await run_in_threadpool(_queue_lag, services))
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
