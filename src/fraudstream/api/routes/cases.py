@@ -1,0 +1,271 @@
+"""``/v1/cases``: the analysts' queue, and ``/v1/audit``: who did what to which case, and when.
+
+Every FLAG and BLOCK joins the open case of its customer (``FRAUD_CASE_GROUP_BY``), or opens one;
+the queue is read by priority (``FRAUD_CASE_PRIORITY``). An analyst claims a case (or is assigned
+one), writes notes, and gives a verdict: fraud or legitimate writes a label for each transaction of
+the case (source ``case``, the verdict time as label time), which the feature state learns at once,
+as from ``POST /v1/labels``; inconclusive writes none. Each action is in the audit log under the
+acting key's name.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, HTTPException, Path, Query, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from fraudstream.api.deps import CallerDep, ScorerDep, SettingsDep, StoreDep
+from fraudstream.api.routes.labels import feed_state
+from fraudstream.features.spec import seconds
+from fraudstream.storage.cases import Case, CaseError
+
+router = APIRouter(prefix="/v1/cases", tags=["cases"])
+audit_router = APIRouter(prefix="/v1/audit", tags=["cases"])
+
+CaseId = Annotated[int, Path(ge=1, description="the case's id")]
+Verdict = Literal["fraud", "legitimate", "inconclusive"]
+Status = Literal["open", "in_review", "closed"]
+
+
+class CaseOut(BaseModel):
+    """A case in the queue: whose it is, how urgent, how old, where it stands."""
+
+    id: int
+    group_key: str = Field(description="what the case groups by (FRAUD_CASE_GROUP_BY), e.g. customer_id")
+    group_value: str = Field(description="the customer (or device, IP, merchant) the case is about")
+    status: Status
+    assignee: str | None
+    priority: float = Field(
+        description="by FRAUD_CASE_PRIORITY: expected loss (probability × amount) by default"
+    )
+    expected_loss: float
+    transactions: int = Field(description="FLAG and BLOCK decisions in the case")
+    amount: float
+    max_probability: float
+    opened_at: datetime = Field(description="when its first decision was made")
+    age_seconds: float
+    updated_at: datetime
+    closed_at: datetime | None
+    verdict: Verdict | None
+
+    @classmethod
+    def of(cls, case: Case) -> CaseOut:
+        now = datetime.now(case.opened_at.tzinfo)
+        values = {k: v for k, v in case.__dict__.items() if k not in ("decisions", "notes")}
+        return cls(**values, age_seconds=round((now - case.opened_at).total_seconds(), 3))
+
+
+class NoteOut(BaseModel):
+    id: int
+    author: str
+    text: str
+    created_at: datetime
+
+
+class CaseDecisionOut(BaseModel):
+    transaction_id: str
+    decision: str
+    probability: float
+    amount: float
+    decided_at: datetime
+
+
+class CaseDetailOut(CaseOut):
+    """A case with its decisions (newest first) and notes (oldest first)."""
+
+    decisions: list[CaseDecisionOut]
+    notes: list[NoteOut]
+
+
+class CasesOut(BaseModel):
+    items: list[CaseOut]
+
+
+class AssignIn(BaseModel):
+    assignee: str = Field(min_length=1, max_length=128, description="who takes the case (a key's name)")
+
+
+class NoteIn(BaseModel):
+    text: str = Field(min_length=1, max_length=10_000)
+
+
+class VerdictIn(BaseModel):
+    verdict: Verdict
+    note: str | None = Field(
+        None, min_length=1, max_length=10_000, description="kept as the case's last note"
+    )
+
+
+class BulkVerdictIn(VerdictIn):
+    case_ids: list[int] = Field(min_length=1, max_length=1000, description="the cases to close alike")
+
+
+class VerdictOut(BaseModel):
+    """The closed cases, and what their labels changed (as ``POST /v1/labels`` counts them)."""
+
+    cases: list[CaseOut]
+    labels_accepted: int
+    labels_superseded: int
+    labels_ignored: int
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str = Field(description="the acting key's name")
+    action: str = Field(description="claim, assign, note or verdict")
+    subject: str = Field(description="what was acted on, e.g. case:12")
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such case"},
+    409: {"description": "the case is closed, or claimed by someone else"},
+}
+
+
+def _refuse(error: CaseError) -> HTTPException:
+    return HTTPException(error.status, str(error))
+
+
+@router.get("", response_model=CasesOut)
+async def list_cases(
+    store: StoreDep,
+    settings: SettingsDep,
+    status_: Annotated[
+        list[Status] | None, Query(alias="status", description="default: open and in_review")
+    ] = None,
+    assignee: Annotated[str | None, Query(max_length=128)] = None,
+    min_priority: Annotated[float | None, Query(description="only cases at least this urgent")] = None,
+    older_than: Annotated[
+        str | None, Query(max_length=32, description="only cases opened at least this long ago: 30m, 4h, 2d")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> CasesOut:
+    """The queue, most urgent first (then oldest): decisions stored since the last look are grouped
+    into cases first, so a FLAG is in the queue as soon as it is stored."""
+    from datetime import timedelta
+
+    from fastapi.exceptions import RequestValidationError
+
+    age = None
+    if older_than is not None:
+        try:
+            age = timedelta(seconds=seconds(older_than))
+        except ValueError as e:
+            raise RequestValidationError(
+                [{"type": "value_error", "loc": ("query", "older_than"), "msg": str(e), "input": older_than}]
+            ) from None
+    await run_in_threadpool(store.cases.sync, settings.case_group_by)
+    cases = await run_in_threadpool(
+        store.cases.list,
+        status=list(status_) if status_ else None,
+        assignee=assignee,
+        min_priority=min_priority,
+        older_than=age,
+        priority=settings.case_priority,
+        limit=limit,
+        offset=offset,
+    )
+    return CasesOut(items=[CaseOut.of(c) for c in cases])
+
+
+@router.get("/{case_id}", response_model=CaseDetailOut, responses=ERRORS)
+async def get_case(case_id: CaseId, store: StoreDep, settings: SettingsDep) -> CaseDetailOut:
+    """A case with its decisions and notes; the transactions' reasons and the customer are at
+    ``GET /v1/decisions`` and ``GET /v1/customers/{id}``."""
+    try:
+        case = await run_in_threadpool(store.cases.get, case_id, settings.case_priority)
+    except CaseError as e:
+        raise _refuse(e) from None
+    return CaseDetailOut(
+        **CaseOut.of(case).model_dump(),
+        decisions=[CaseDecisionOut(**d) for d in case.decisions],
+        notes=[NoteOut(**{k: n[k] for k in ("id", "author", "text", "created_at")}) for n in case.notes],
+    )
+
+
+@router.post("/{case_id}/claim", response_model=CaseOut, responses=ERRORS)
+async def claim_case(case_id: CaseId, store: StoreDep, caller: CallerDep) -> CaseOut:
+    """Take the case: it goes in review under the calling key's name. 409 when another holds it."""
+    try:
+        case = await run_in_threadpool(store.cases.assign, case_id, caller.name, caller.name, claim=True)
+    except CaseError as e:
+        raise _refuse(e) from None
+    return CaseOut.of(case)
+
+
+@router.post("/{case_id}/assign", response_model=CaseOut, responses=ERRORS)
+async def assign_case(case_id: CaseId, body: AssignIn, store: StoreDep, caller: CallerDep) -> CaseOut:
+    """Give the case to someone (it goes in review), whoever held it."""
+    try:
+        case = await run_in_threadpool(store.cases.assign, case_id, body.assignee, caller.name)
+    except CaseError as e:
+        raise _refuse(e) from None
+    return CaseOut.of(case)
+
+
+@router.post(
+    "/{case_id}/notes", response_model=NoteOut, status_code=status.HTTP_201_CREATED, responses=ERRORS
+)
+async def add_note(case_id: CaseId, body: NoteIn, store: StoreDep, caller: CallerDep) -> NoteOut:
+    """Write what was found; notes are kept, in order, with their author."""
+    try:
+        note = await run_in_threadpool(store.cases.note, case_id, body.text, caller.name)
+    except CaseError as e:
+        raise _refuse(e) from None
+    return NoteOut(**{k: note[k] for k in ("id", "author", "text", "created_at")})
+
+
+@router.post("/{case_id}/verdict", response_model=VerdictOut, responses=ERRORS)
+async def give_verdict(
+    case_id: CaseId, body: VerdictIn, store: StoreDep, scorer: ScorerDep, caller: CallerDep
+) -> VerdictOut:
+    """Close the case: fraud or legitimate labels each of its transactions (feeding the features and
+    retraining at once); inconclusive closes it without labels. 409 when already closed."""
+    return await _verdict([case_id], body, store, scorer, caller.name)
+
+
+@router.post(
+    "/verdicts",
+    response_model=VerdictOut,
+    responses={**ERRORS, 404: {"description": "a case does not exist; nothing was changed"}},
+)
+async def give_verdicts(
+    body: Annotated[BulkVerdictIn, Body()], store: StoreDep, scorer: ScorerDep, caller: CallerDep
+) -> VerdictOut:
+    """The same verdict for many cases at once, all or nothing: an unknown or closed case refuses the
+    whole request before anything is written."""
+    return await _verdict(body.case_ids, body, store, scorer, caller.name)
+
+
+async def _verdict(ids: list[int], body: VerdictIn, store: Any, scorer: Any, actor: str) -> VerdictOut:
+    try:
+        cases, changes, _ = await run_in_threadpool(store.cases.verdict, ids, body.verdict, actor, body.note)
+    except CaseError as e:
+        raise _refuse(e) from None
+    if changes.fraud:
+        await run_in_threadpool(feed_state, scorer, changes.fraud)
+    return VerdictOut(
+        cases=[CaseOut.of(c) for c in cases],
+        labels_accepted=changes.accepted,
+        labels_superseded=changes.superseded,
+        labels_ignored=changes.ignored,
+    )
+
+
+@audit_router.get("", response_model=list[AuditOut])
+async def audit_log(
+    store: StoreDep,
+    subject: Annotated[str | None, Query(max_length=160, description="e.g. case:12")] = None,
+    actor: Annotated[str | None, Query(max_length=128, description="a key's name")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AuditOut]:
+    """Analyst actions, newest first: who, what, on which case, the state before and after."""
+    rows = await run_in_threadpool(store.cases.audit, subject=subject, actor=actor, limit=limit)
+    return [AuditOut(**row) for row in rows]
