@@ -129,3 +129,27 @@ def test_a_verdict_labels_every_transaction_once_and_closes_the_case(store: Stor
     with pytest.raises(CaseError) as bad:
         store.cases.verdict([b.id], "maybe", "bo")
     assert bad.value.status == 422
+
+
+def test_entities_search_links_and_body_fields_on_every_database(store: Store) -> None:
+    extra = {"card": "4111-x"}
+    txs = [
+        tx(1, customer="a", device_id="dev_1", ip_address="10.0.0.1", extra=extra),
+        tx(2, customer="b", device_id="dev_1", ip_address="10.0.0.2"),
+        tx(3, customer="c", device_id="dev-3", ip_address="10.0.0.2", extra=extra),
+    ]
+    store.decisions.save(
+        [record(i, customer_id=t.customer_id) for i, t in enumerate(txs, 1)], transactions=txs
+    )
+    assert [e["value"] for e in store.entities.search("dev_")] == ["dev_1"]  # "_" is no wildcard
+    assert [(e["field"], e["transactions"]) for e in store.entities.search("dev", ["device_id"])] == [
+        ("device_id", 2),
+        ("device_id", 1),
+    ]
+    a = store.entities.get("customer_id", "a", T0 - timedelta(days=1))
+    assert a is not None and [s["customer_id"] for s in a.shared] == ["b"]
+    dev = store.entities.get("device_id", "dev_1", T0 - timedelta(days=1))
+    assert dev is not None and [s["customer_id"] for s in dev.shared] == ["c"]  # through b's IP
+    card = store.entities.get("extra.card", "4111-x", T0 - timedelta(days=1))
+    assert card is not None and sorted(t["customer_id"] for t in card.transactions) == ["a", "c"]
+    assert store.entities.get("customer_id", "nobody", T0) is None

@@ -5,7 +5,8 @@ per kind of data: ``store.decisions``, ``store.queue``, ``store.alerts``, ``stor
 ``store.dead_letters``, ``store.reports``, ``store.history`` (columns read back for retraining) and
 ``store.promotions`` (who moved the serving model's alias, when, and why) and ``store.comparison``
 (labelled decisions as columns, to compare the served model with the challenger in shadow) and
-``store.cases`` (FLAG and BLOCK decisions grouped into the analysts' cases, and the audit log).
+``store.cases`` (FLAG and BLOCK decisions grouped into the analysts' cases, and the audit log) and
+``store.entities`` (a customer, device, IP or merchant with its history and links).
 The repositories share nothing but the database (the decisions repository also its
 :class:`~._saving.DecisionSaver`), and the same code runs on both databases; what differs between
 them is in the database's dialect object (:mod:`._dialect`).
@@ -26,6 +27,7 @@ from fraudstream.storage.comparison import ComparisonRepository
 from fraudstream.storage.database import Database
 from fraudstream.storage.dead_letters import DeadLetterRepository
 from fraudstream.storage.decisions import FLAGGED, LATENCY_SAMPLE, RECENT_SECONDS, DecisionRepository
+from fraudstream.storage.entities import EntityRepository
 from fraudstream.storage.history import HistoryRepository
 from fraudstream.storage.outbox import QueueRepository
 from fraudstream.storage.promotions import PromotionRepository
@@ -53,6 +55,7 @@ class Store:
         self.promotions = PromotionRepository(self.db)
         self.comparison = ComparisonRepository(self.db)
         self.cases = CaseRepository(self.db, self.labels)
+        self.entities = EntityRepository(self.db)
 
     @property
     def url(self) -> URL:

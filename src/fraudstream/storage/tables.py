@@ -90,6 +90,10 @@ transactions = Table(
     Column("body_hash", String(32), nullable=True),
     Index("ix_transactions_timestamp", "timestamp"),
     Index("ix_transactions_customer_id", "customer_id"),
+    # entity search and links (migration 0012): every transaction of a device, IP or merchant, by time
+    Index("ix_transactions_device_id_timestamp", "device_id", "timestamp"),
+    Index("ix_transactions_ip_address_timestamp", "ip_address", "timestamp"),
+    Index("ix_transactions_merchant_id_timestamp", "merchant_id", "timestamp"),
 )
 
 # The feature names of a stored vector, once per distinct list instead of once per decision; the id is
