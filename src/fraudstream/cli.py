@@ -9,6 +9,7 @@ from fraudstream.commands import (
     dashboard,
     dead_letters,
     drift,
+    keys,
     models,
     report,
     retrain,
@@ -40,3 +41,4 @@ app.command()(report.report)
 app.command()(drift.drift)
 app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(models.app, name="models")
+app.add_typer(keys.app, name="keys")
