@@ -1,7 +1,7 @@
 """The API's routers: one per resource. Every route under ``/v1`` needs a role when keys are set.
 
 :data:`ROLES` is the one place that says which roles may call which route. A ``/v1`` route missing
-from it (and from :data:`PREFIXES`) is open to admin keys alone and fails the roles test, so no route
+from it is open to admin keys alone and fails the roles test, so no route
 is served to a role nobody decided on. Admin holds every role. ``ingest`` sends transactions and reads
 back their decisions; ``analyst`` reads everything and writes labels and cases; ``admin`` alone changes
 models and requeues dead letters.
@@ -62,18 +62,23 @@ ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/models/rollback"): ADMIN,
     ("GET", "/v1/models/compare"): ANALYST,
     ("GET", "/v1/drift"): ANALYST,
+    ("GET", "/v1/cases"): ANALYST,
+    ("GET", "/v1/cases/{case_id}"): ANALYST,
+    ("POST", "/v1/cases/{case_id}/claim"): ANALYST,
+    ("POST", "/v1/cases/{case_id}/assign"): ANALYST,
+    ("POST", "/v1/cases/{case_id}/notes"): ANALYST,
+    ("POST", "/v1/cases/{case_id}/verdict"): ANALYST,
+    ("POST", "/v1/cases/verdicts"): ANALYST,
+    ("GET", "/v1/audit"): ANALYST,
+    ("GET", "/v1/entities"): ANALYST,
+    ("GET", "/v1/entities/{field}/{value}"): ANALYST,
 }
-#: Path prefixes → roles, for the routes of a resource not listed one by one in :data:`ROLES` yet.
-PREFIXES: dict[str, frozenset[Role]] = {"/v1/cases": ANALYST, "/v1/audit": ANALYST, "/v1/entities": ANALYST}
 
 
 def roles_for(method: str, path: str) -> frozenset[Role]:
-    """The roles that may call ``method path`` (a route template): from :data:`ROLES`, else the
-    first matching :data:`PREFIXES`, else admin alone (a route nobody decided on stays closed)."""
-    found = ROLES.get((method, path))
-    if found is not None:
-        return found
-    return next((roles for prefix, roles in PREFIXES.items() if path.startswith(prefix)), ADMIN)
+    """The roles that may call ``method path`` (a route template): from :data:`ROLES`, else admin
+    alone (a route nobody decided on stays closed to the other roles)."""
+    return ROLES.get((method, path), ADMIN)
 
 
 async def authorize(request: Request, caller: Annotated[Caller, Depends(allow(*Role))]) -> None:
