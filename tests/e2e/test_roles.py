@@ -41,7 +41,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/v1/alerts"): READER,
     ("GET", "/v1/reports/daily"): READER,
     ("GET", "/v1/dead-letters"): READER,
-    ("POST", "/v1/dead-letters/requeue"): ADMIN,
+    ("POST", "/v1/dead-letters/requeue"): READER,
     ("GET", "/v1/models"): READER,
     ("POST", "/v1/models/promote"): ADMIN,
     ("POST", "/v1/models/rollback"): ADMIN,
