@@ -24,6 +24,7 @@ from fraudstream.api.routes import (
     entities,
     health,
     labels,
+    me,
     model,
     models,
     reports,
@@ -72,6 +73,7 @@ ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/audit"): ANALYST,
     ("GET", "/v1/entities"): ANALYST,
     ("GET", "/v1/entities/{field}/{value}"): ANALYST,
+    ("GET", "/v1/me"): frozenset(Role),
 }
 
 
@@ -107,6 +109,7 @@ v1_router.include_router(drift.router)
 v1_router.include_router(cases.router)
 v1_router.include_router(cases.audit_router)
 v1_router.include_router(entities.router)
+v1_router.include_router(me.router)
 
 api_router = APIRouter()
 api_router.include_router(health.router)
