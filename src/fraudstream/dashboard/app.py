@@ -18,6 +18,7 @@ import streamlit as st
 
 from fraudstream.config import Settings
 from fraudstream.dashboard import charts, is_loopback
+from fraudstream.dashboard.cases import cases_page, entities_page
 from fraudstream.dashboard.client import ApiClient, ApiUnreachable, DashboardError
 from fraudstream.dashboard.drift import drift_panel
 from fraudstream.dashboard.models import models_panel
@@ -25,6 +26,7 @@ from fraudstream.dashboard.models import models_panel
 #: label -> (window seconds, bucket seconds)
 WINDOWS = {"15 minutes": (900, 15), "1 hour": (3600, 60), "6 hours": (21_600, 300), "24 hours": (86_400, 900)}
 FEED_LIMIT = 50
+PAGES = ["Live", "Cases", "Entities"]
 DEAD_LETTERS_SHOWN = 50
 #: The drift panel refreshes at most this often (seconds): its window moves by the minute.
 DRIFT_REFRESH = 10
@@ -284,6 +286,21 @@ def main() -> None:
         if found is None:
             return
         client = found
+    try:
+        me: dict[str, Any] | None = client.me()
+    except DashboardError:
+        me = None  # an API without /v1/me, or a key it refuses: the pages say which
+    with st.sidebar:
+        page = st.radio("Page", PAGES, key="page", horizontal=True)
+        if me is not None:
+            st.caption(f"signed in as **{me['name']}** ({me['role']})")
+    if page != "Live":
+        st.title(f"fraudstream · {page}")
+        if page == "Cases":
+            cases_page(client, me)
+        else:
+            entities_page(client)
+        return
     with st.sidebar:
         window_label = st.selectbox("Window", list(WINDOWS), index=0, key="window")
         refresh = st.slider("Refresh every (s)", 1, 30, 2, key="refresh")

@@ -62,7 +62,8 @@ class ApiClient:
             )
         if response.status_code == 403:
             raise DashboardError(
-                f"the API at {self.base_url} refused the key: check --api-key / FRAUD_API_KEY"
+                f"the API at {self.base_url} refused the key ({_detail(response)}): check --api-key / "
+                "FRAUD_API_KEY, or sign in with a key of a role that may"
             )
         if response.status_code >= 400:
             raise DashboardError(f"{method} {path} failed with {response.status_code}: {_detail(response)}")
@@ -147,6 +148,37 @@ class ApiClient:
 
     def model(self) -> dict[str, Any] | None:
         found = self._request("GET", "/v1/model", missing_ok=True)
+        return None if found is None else dict(found)
+
+    def me(self) -> dict[str, Any]:
+        """The signed-in key's name and role (``GET /v1/me``)."""
+        return dict(self._request("GET", "/v1/me"))
+
+    def cases(self, status: list[str] | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The case queue, most urgent first (``GET /v1/cases``); open and in review by default."""
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        return list(self._request("GET", "/v1/cases", params=params)["items"])
+
+    def case(self, case_id: int) -> dict[str, Any]:
+        return dict(self._request("GET", f"/v1/cases/{case_id}"))
+
+    def claim(self, case_id: int) -> dict[str, Any]:
+        return dict(self._request("POST", f"/v1/cases/{case_id}/claim"))
+
+    def note(self, case_id: int, text: str) -> dict[str, Any]:
+        return dict(self._request("POST", f"/v1/cases/{case_id}/notes", json={"text": text}))
+
+    def verdict(self, case_id: int, verdict: str, note: str | None = None) -> dict[str, Any]:
+        body = {"verdict": verdict, **({"note": note} if note else {})}
+        return dict(self._request("POST", f"/v1/cases/{case_id}/verdict", json=body))
+
+    def search(self, q: str) -> list[dict[str, Any]]:
+        return list(self._request("GET", "/v1/entities", params={"q": q}))
+
+    def entity(self, field: str, value: str) -> dict[str, Any] | None:
+        found = self._request("GET", f"/v1/entities/{field}/{value}", missing_ok=True)
         return None if found is None else dict(found)
 
     def label(self, transaction_id: str, is_fraud: bool, source: str = ANALYST) -> dict[str, Any]:
