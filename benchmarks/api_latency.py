@@ -88,10 +88,11 @@ def generated(count: int) -> list[dict[str, object]]:
     return out
 
 
-def request_bytes(host: str, payload: dict[str, object]) -> bytes:
+def request_bytes(host: str, payload: dict[str, object], key: str | None = None) -> bytes:
     data = json.dumps(payload, default=datetime.isoformat).encode()
+    auth = f"X-API-Key: {key}\r\n" if key else ""
     head = (
-        f"POST /v1/score HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"POST /v1/score HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{auth}"
         f"Content-Length: {len(data)}\r\n\r\n"
     )
     return head.encode() + data
@@ -114,13 +115,18 @@ def loadgen() -> Path:
 
 
 def load(
-    binary: Path, port: int, rate: float, payloads: list[dict[str, object]], workdir: Path
+    binary: Path,
+    port: int,
+    rate: float,
+    payloads: list[dict[str, object]],
+    workdir: Path,
+    key: str | None = None,
 ) -> np.ndarray:
-    """Latencies in ms of ``payloads`` sent on schedule, ``rate`` per second."""
+    """Latencies in ms of ``payloads`` sent on schedule, ``rate`` per second (with ``key``, if any)."""
     requests = workdir / "requests.bin"
     with requests.open("wb") as out:
         for payload in payloads:
-            request = request_bytes("127.0.0.1", payload)
+            request = request_bytes("127.0.0.1", payload, key)
             out.write(struct.pack("<I", len(request)) + request)
     done = subprocess.run(
         [str(binary), "127.0.0.1", str(port), str(rate), str(requests)], capture_output=True, text=True
@@ -226,6 +232,13 @@ def main() -> None:
         default="generator",
         help="generator: the demo's generated traffic (default); uniform: random ids, soon all suspicious",
     )
+    parser.add_argument(
+        "--key",
+        choices=("none", "env", "stored"),
+        default="none",
+        help="none: no keys (default); env: a key of FRAUD_API_KEYS; stored: an ingest key made by "
+        "`fraudstream keys create` (checked through the server's key cache)",
+    )
     args = parser.parse_args()
     binary = loadgen()
     per_run = int(args.rate * args.seconds)
@@ -239,21 +252,32 @@ def main() -> None:
     port = free_port()
     workdir = Path(tempfile.mkdtemp())
     env = os.environ | {"FRAUD_DATA_DIR": str(workdir), "FRAUD_MODEL_PATH": str(args.model.resolve())}
+    key = None
+    if args.key == "env":
+        key = env["FRAUD_API_KEYS"] = f"bench-{RUN}"
+    elif args.key == "stored":
+        made = subprocess.run(
+            [sys.executable, "-m", "fraudstream", "keys", "create", "bench", "--role", "ingest", "--json"],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        key = json.loads(made.stdout)["token"]
     server = subprocess.Popen(
         [sys.executable, "-m", "fraudstream", "serve", "--port", str(port), "--no-with-worker"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         wait_ready(f"http://127.0.0.1:{port}/ready")
-        load(binary, port, 20, warm_up, workdir)
+        load(binary, port, 20, warm_up, workdir, key)
         p99s = []
         for payloads in runs:
             cpu0, steal0, kids0 = cpu_seconds(server.pid), steal_seconds(), children_cpu_seconds(server.pid)
-            latencies = load(binary, port, args.rate, payloads, workdir)
+            latencies = load(binary, port, args.rate, payloads, workdir, key)
             cpu1, steal1, kids1 = cpu_seconds(server.pid), steal_seconds(), children_cpu_seconds(server.pid)
             p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
             p99s.append(p99)
-            print(f"POST /v1/score at {args.rate:g}/s for {args.seconds:g} s: {len(latencies):,} requests")
+            keyed = "" if key is None else f", {args.key} key"
+            run = f"POST /v1/score at {args.rate:g}/s for {args.seconds:g} s{keyed}"
+            print(f"{run}: {len(latencies):,} requests")
             print(f"latency ms: p50 {p50:.1f}  p95 {p95:.1f}  p99 {p99:.1f}  max {latencies.max():.1f}")
             if cpu0 is not None and cpu1 is not None and steal0 is not None and steal1 is not None:
                 kids = (kids1 - kids0) / len(latencies) * 1e3
