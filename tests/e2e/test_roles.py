@@ -57,6 +57,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/v1/audit"): READER,
     ("GET", "/v1/entities"): READER,
     ("GET", "/v1/entities/{field}/{value}"): READER,
+    ("GET", "/v1/me"): SENDER,
 }
 #: What makes a call end quickly and change nothing: a stream that ends, bodies that fail validation.
 QUERY = {"/v1/stream": {"duration": "0.05"}}
