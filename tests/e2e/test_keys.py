@@ -121,3 +121,15 @@ def test_rate_limits_count_each_stored_key_on_its_own(make_api: Callable[..., Ap
     assert refused.status_code == 429 and "too many requests for this API key" in refused.json()["detail"]
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert send(two, 9) == admitted  # another key's budget is its own
+
+
+def test_revoking_the_last_stored_key_does_not_open_the_api(make_api: Callable[..., Api]) -> None:
+    client, services, _ = make_api(key_cache_seconds=0)
+    assert client.get("/v1/stats").status_code == 200  # no keys at all: the open demo
+    keys = KeyRepository(services.store.db)
+    _, token = keys.create("only", "analyst")
+    assert client.get("/v1/stats").status_code == 401
+    keys.revoke("only")
+    assert client.get("/v1/stats").status_code == 401  # still closed, to everyone
+    assert client.get("/v1/stats", headers={"X-API-Key": token}).status_code == 403
+    assert client.get("/health").status_code == 200
