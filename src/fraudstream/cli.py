@@ -13,6 +13,7 @@ from fraudstream.commands import (
     models,
     report,
     retrain,
+    rules,
     serving,
     training,
 )
@@ -42,3 +43,4 @@ app.command()(drift.drift)
 app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
+app.add_typer(rules.app, name="rules")

@@ -58,6 +58,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/v1/entities"): READER,
     ("GET", "/v1/entities/{field}/{value}"): READER,
     ("GET", "/v1/me"): SENDER,
+    ("POST", "/v1/rules/backtest"): READER,
 }
 #: What makes a call end quickly and change nothing: a stream that ends, bodies that fail validation.
 QUERY = {"/v1/stream": {"duration": "0.05"}}

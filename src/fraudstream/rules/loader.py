@@ -88,6 +88,20 @@ def load_rules(
         raise RulesError(f"rules file not found: {path}") from None
     except OSError as exc:
         raise RulesError(f"cannot read rules file {path}: {exc.strerror or exc}") from None
+    return rules_from_bytes(raw, known_names, source, skip_unknown=skip_unknown)
+
+
+def rules_from_bytes(
+    raw: bytes | str,
+    known_names: Iterable[str] | Mapping[str, str],
+    source: str = "<rules>",
+    *,
+    skip_unknown: bool = False,
+) -> RuleSet:
+    """Check and compile rules given as YAML text (JSON is YAML too), as :func:`load_rules` does a
+    file's: the version is the hash of the text, and every problem is a :class:`RulesError`."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
     try:
         data = yaml.load(raw.decode("utf-8"), Loader=_StrictLoader)  # a SafeLoader subclass
     except UnicodeDecodeError as exc:

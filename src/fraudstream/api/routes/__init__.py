@@ -28,6 +28,7 @@ from fraudstream.api.routes import (
     model,
     models,
     reports,
+    rules,
     score,
     simulations,
     stats,
@@ -74,6 +75,7 @@ ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/entities"): ANALYST,
     ("GET", "/v1/entities/{field}/{value}"): ANALYST,
     ("GET", "/v1/me"): frozenset(Role),
+    ("POST", "/v1/rules/backtest"): ANALYST,
 }
 
 
@@ -110,6 +112,7 @@ v1_router.include_router(cases.router)
 v1_router.include_router(cases.audit_router)
 v1_router.include_router(entities.router)
 v1_router.include_router(me.router)
+v1_router.include_router(rules.router)
 
 api_router = APIRouter()
 api_router.include_router(health.router)
