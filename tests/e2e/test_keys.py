@@ -133,3 +133,29 @@ def test_revoking_the_last_stored_key_does_not_open_the_api(make_api: Callable[.
     assert client.get("/v1/stats").status_code == 401  # still closed, to everyone
     assert client.get("/v1/stats", headers={"X-API-Key": token}).status_code == 403
     assert client.get("/health").status_code == 200
+
+
+def test_admins_manage_keys_over_http(make_api: Callable[..., Api]) -> None:
+    client, _, _ = make_api(admin_keys="env-admin-1", key_cache_seconds=3600)
+    admin = {"X-API-Key": "env-admin-1"}
+    made = client.post("/v1/keys", json={"name": "feeder", "role": "ingest"}, headers=admin)
+    assert made.status_code == 201, made.text
+    token = made.json()["token"]
+    assert made.json()["role"] == "ingest" and made.json()["revoked_at"] is None
+    assert client.post("/v1/score", json=tx("h-1"), headers={"X-API-Key": token}).status_code == 200
+
+    listed = client.get("/v1/keys", headers=admin)
+    assert [k["name"] for k in listed.json()["keys"]] == ["feeder"] and token not in listed.text
+    again = client.post("/v1/keys", json={"name": "feeder", "role": "admin"}, headers=admin)
+    assert again.status_code == 409 and "exists already" in again.json()["detail"]
+    bad = client.post("/v1/keys", json={"name": "no spaces", "role": "boss"}, headers=admin)
+    assert bad.status_code == 422
+    assert {tuple(e["loc"]) for e in bad.json()["detail"]} == {("body", "name"), ("body", "role")}
+    assert client.get("/v1/keys", headers={"X-API-Key": token}).status_code == 403  # an ingest key
+
+    revoked = client.post("/v1/keys/feeder/revoke", headers=admin)
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    # refused at once by the server that revoked it, however long its cache
+    assert client.post("/v1/score", json=tx("h-2"), headers={"X-API-Key": token}).status_code == 403
+    assert client.post("/v1/keys/nobody/revoke", headers=admin).status_code == 404
+    assert client.get("/v1/keys?active=true", headers=admin).json() == {"keys": []}

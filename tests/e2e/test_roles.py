@@ -58,6 +58,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/v1/entities"): READER,
     ("GET", "/v1/entities/{field}/{value}"): READER,
     ("GET", "/v1/me"): SENDER,
+    ("GET", "/v1/keys"): ADMIN,
+    ("POST", "/v1/keys"): ADMIN,
+    ("POST", "/v1/keys/{name}/revoke"): ADMIN,
     ("POST", "/v1/rules/backtest"): READER,
 }
 #: What makes a call end quickly and change nothing: a stream that ends, bodies that fail validation.

@@ -88,6 +88,12 @@ class Keyring:
         """Forget the database and what was read from it."""
         self._db, self._cache, self._stored = None, {}, (False, -1.0)
 
+    def forget(self) -> None:
+        """Forget what was read about stored keys (after a change made through this process)."""
+        with self._lock:
+            self._cache = {}
+            self._stored = (False, -1.0)
+
     # --- what may be answered from memory ---------------------------------------------------------
 
     def cached_enabled(self) -> bool | None:

@@ -4,7 +4,7 @@
 from it is open to admin keys alone and fails the roles test, so no route is served to a role nobody
 decided on. Admin holds every role. ``ingest`` sends transactions and reads
 back their decisions; ``analyst`` reads everything, writes labels and cases and requeues dead letters
-(the dashboard's button); ``admin`` alone changes models.
+(the dashboard's button); ``admin`` alone changes models and keys.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from fraudstream.api.routes import (
     drift,
     entities,
     health,
+    keys,
     labels,
     me,
     model,
@@ -75,6 +76,9 @@ ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/entities"): ANALYST,
     ("GET", "/v1/entities/{field}/{value}"): ANALYST,
     ("GET", "/v1/me"): frozenset(Role),
+    ("GET", "/v1/keys"): ADMIN,
+    ("POST", "/v1/keys"): ADMIN,
+    ("POST", "/v1/keys/{name}/revoke"): ADMIN,
     ("POST", "/v1/rules/backtest"): ANALYST,
 }
 
@@ -112,6 +116,7 @@ v1_router.include_router(cases.router)
 v1_router.include_router(cases.audit_router)
 v1_router.include_router(entities.router)
 v1_router.include_router(me.router)
+v1_router.include_router(keys.router)
 v1_router.include_router(rules.router)
 
 api_router = APIRouter()
