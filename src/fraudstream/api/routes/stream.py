@@ -6,15 +6,14 @@ per poll, not a hundred. Each subscriber has a bounded buffer: a slow client ski
 how many it missed with an ``event: gap``) and never holds up the poller, scoring or other clients.
 What a subscriber has waiting is sent as one write per wake-up, not one per decision, so the event
 loop that also answers ``POST /v1/score`` does a few writes a second per stream however busy the
-traffic. The number of open streams is capped, in all and per client (API key, or address without
-keys): past either cap a new stream is refused with 503 rather than slowing everything else down.
+traffic. The number of open streams is capped, in all and per client (the key's name, or the address
+without keys): past either cap a new stream is refused with 503 rather than slowing everything else down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import math
 from collections import deque
@@ -30,7 +29,8 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import and_, or_, select
 from starlette.background import BackgroundTask
 
-from fraudstream.api.deps import StoreDep
+from fraudstream.api.deps import CallerDep, StoreDep
+from fraudstream.api.keyring import ANONYMOUS, Caller
 from fraudstream.events.transaction import DECISIONS, DECISIONS_PATTERN, ID_PATTERN, MAX_ID_LENGTH
 from fraudstream.storage import tables
 from fraudstream.storage.errors import StorageError
@@ -282,11 +282,11 @@ async def _events(
         feed.unsubscribe(subscription)
 
 
-def _client(request: Request) -> str:
-    """Whose stream this is, for the per-client cap: the API key offered, else the peer's address."""
-    key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
-    if key:
-        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+def _client(request: Request, caller: Caller) -> str:
+    """Whose stream this is, for the per-client cap: the key's name, else (no keys set) the peer's
+    address."""
+    if caller is not ANONYMOUS:
+        return "key:" + caller.name
     return "addr:" + (request.client.host if request.client else "")
 
 
@@ -301,6 +301,7 @@ def _client(request: Request) -> str:
 async def stream(
     request: Request,
     store: StoreDep,
+    caller: CallerDep,
     decision: Annotated[
         str, Query(description="comma-separated outcomes, e.g. FLAG,BLOCK", pattern=DECISIONS_PATTERN)
     ] = ",".join(OUTCOMES),
@@ -321,7 +322,7 @@ async def stream(
     outcomes = parse_outcomes(decision)
     feed = feed_for(request.app, store)
     try:
-        subscription = feed.subscribe(outcomes, customer_id, _client(request))
+        subscription = feed.subscribe(outcomes, customer_id, _client(request, caller))
     except StreamsFull as full:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, str(full), headers={"Retry-After": "10"}
