@@ -57,7 +57,7 @@ def _check(report: dict[str, Any], live: dict[str, str]) -> None:
     rules = {r["name"]: r for r in report["rules"]}
     # big: b2 (fraud) and b3 (legitimate); ring_device: b1 (fraud) and b3
     assert rules["big"] == {
-        "name": "big", "action": "BLOCK", "hits": 2, "fraud_hits": 1, "unlabelled_hits": 0,
+        "name": "big", "action": "BLOCK", "shadow": False, "hits": 2, "fraud_hits": 1, "unlabelled_hits": 0,
         "precision": 0.5, "recall": 1 / 3, "fraud_amount": 500.0,
     }  # fmt: skip
     assert (rules["ring_device"]["hits"], rules["ring_device"]["fraud_amount"]) == (2, 50.0)

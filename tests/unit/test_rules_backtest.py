@@ -82,16 +82,16 @@ def test_a_backtest_reports_each_rules_hits_precision_recall_and_fraud_amount(st
     by_name = {r["name"]: r for r in report["rules"]}
     assert list(by_name) == ["big", "burst", "trusted_device"]
     assert by_name["big"] == {
-        "name": "big", "action": "FLAG", "hits": 4, "fraud_hits": 3, "unlabelled_hits": 0,
+        "name": "big", "action": "FLAG", "shadow": False, "hits": 4, "fraud_hits": 3, "unlabelled_hits": 0,
         "precision": 0.75, "recall": 0.75, "fraud_amount": 1800.0,
     }  # fmt: skip
     assert by_name["burst"] == {
-        "name": "burst", "action": "BLOCK", "hits": 2, "fraud_hits": 0, "unlabelled_hits": 1,
+        "name": "burst", "action": "BLOCK", "shadow": False, "hits": 2, "fraud_hits": 0, "unlabelled_hits": 1,
         "precision": 0.0, "recall": 0.0, "fraud_amount": 0.0,
     }  # fmt: skip
     assert by_name["trusted_device"] == {
-        "name": "trusted_device", "action": "APPROVE", "hits": 1, "fraud_hits": 1, "unlabelled_hits": 0,
-        "precision": 1.0, "recall": 0.25, "fraud_amount": 300.0,
+        "name": "trusted_device", "action": "APPROVE", "shadow": False, "hits": 1, "fraud_hits": 1,
+        "unlabelled_hits": 0, "precision": 1.0, "recall": 0.25, "fraud_amount": 300.0,
     }  # fmt: skip
 
 
@@ -124,8 +124,8 @@ def test_lists_are_reported_beside_the_rules_and_a_longer_window_reads_older_dec
     report = run_backtest(store, rules, THRESHOLDS, "m1", timedelta(days=60)).to_dict()
     assert report["rows"] == 7
     assert report["rules"] == [
-        {"name": "deny_list:customer_id", "action": "BLOCK", "hits": 7, "fraud_hits": 5, "unlabelled_hits": 1,
-         "precision": 5 / 7, "recall": 1.0, "fraud_amount": 2849.0}
+        {"name": "deny_list:customer_id", "action": "BLOCK", "shadow": False, "hits": 7, "fraud_hits": 5,
+         "unlabelled_hits": 1, "precision": 5 / 7, "recall": 1.0, "fraud_amount": 2849.0}
     ]  # fmt: skip
 
 
@@ -155,3 +155,13 @@ def test_an_invalid_candidate_is_refused_naming_the_rule(
         candidate(store, text)
     assert caught.value.rule == rule
     assert problem in str(caught.value)
+
+
+def test_a_backtest_reports_a_shadow_rule_s_hits_and_changes_no_decision(store: Store) -> None:
+    text = "rules:\n  - {name: big, when: amount > 100, action: BLOCK, reason: big, shadow: true}\n"
+    report = run_backtest(store, candidate(store, text), THRESHOLDS, "m1", timedelta(days=30)).to_dict()
+    assert report["rules"] == [
+        {"name": "big", "action": "BLOCK", "shadow": True, "hits": 4, "fraud_hits": 3, "unlabelled_hits": 0,
+         "precision": 0.75, "recall": 0.75, "fraud_amount": 1800.0}
+    ]  # fmt: skip
+    assert report["changes"] == []  # the live decisions were made by no rules, as the model's thresholds say

@@ -52,7 +52,10 @@ class DecisionOut(BaseModel):
             ]
         ],
     )
-    rules: list[str] = Field(description="names of the rules that fired")
+    rules: list[str] = Field(
+        description="names of the rules that fired, then shadow:<name> for each shadow rule that fired "
+        "(recorded only: it changed nothing)"
+    )
     model_version: str
     latency_ms: dict[str, float] = Field(description="time per scoring stage; 'total' is the sum")
     decided_at: datetime

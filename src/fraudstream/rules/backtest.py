@@ -6,7 +6,8 @@ rules read (:func:`~fraudstream.rules.names.rule_columns`) with nothing recomput
 decision, the one rules sit on, is rebuilt from the stored probability and the thresholds of a model
 bundle (the serving one): for decisions another model version made, its thresholds may differ, so the
 report counts those rows. Labels are the ones known now: a transaction is fraud when any source says so,
-and counts as not fraud otherwise, unlabelled included (they are counted apart).
+and counts as not fraud otherwise, unlabelled included (they are counted apart). A shadow rule's hits
+are reported like any other's, and change no decision here either.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 from fraudstream.events.batch import COLUMNS, TransactionBatch
 from fraudstream.events.transaction import DECISIONS, Transaction
 from fraudstream.rules.names import default_known_names, rule_columns
-from fraudstream.rules.ruleset import RuleSet
+from fraudstream.rules.ruleset import SHADOW_PREFIX, RuleSet
 from fraudstream.scoring.scorer import model_decisions
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class RuleStats:
 
     name: str
     action: str
+    shadow: bool = False
     hits: int = 0
     fraud_hits: int = 0
     unlabelled_hits: int = 0
@@ -58,6 +60,7 @@ class RuleStats:
         return {
             "name": self.name,
             "action": self.action,
+            "shadow": self.shadow,
             "hits": self.hits,
             "fraud_hits": self.fraud_hits,
             "unlabelled_hits": self.unlabelled_hits,
@@ -150,7 +153,7 @@ class Backtest:
         unlogged = sorted(rules.names - set(COLUMNS) - set(stored))  # read as missing on every row
         self._names = tuple(dict.fromkeys([*stored, *unlogged]))
         self._index = {name: i for i, name in enumerate(self._names)}
-        self._stats = {r.name: RuleStats(r.name, r.action) for r in rules.rules}
+        self._stats = {r.name: RuleStats(r.name, r.action, r.shadow) for r in rules.rules}
         self._changes: dict[tuple[str, str], Change] = {}
         self._live = dict.fromkeys(DECISIONS, 0)
         self._candidate = dict.fromkeys(DECISIONS, 0)
@@ -175,8 +178,9 @@ class Backtest:
         self.labelled += int(labelled.sum())
         self.fraud += int(fraud.sum())
         self.fraud_amount += float(amount[fraud].sum())
-        for i, fired in enumerate(outcome.fired):
-            for name in fired:
+        for i, fired in enumerate(outcome.recorded):
+            for hit in fired:
+                name = hit.removeprefix(SHADOW_PREFIX)
                 stats = self._stats.get(name)
                 if stats is None:  # a list hit: deny_list:<field> or allow_list:<field>
                     action = "BLOCK" if name.startswith("deny_list:") else "APPROVE"

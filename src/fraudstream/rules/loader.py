@@ -8,6 +8,7 @@ The format (YAML)::
         action: BLOCK                  # APPROVE, FLAG or BLOCK
         reason: large amount at night  # shown to reviewers
         alert: true                    # optional, default false
+        shadow: false                  # optional: true records hits and changes nothing
     allow:
       customer_id: [C00001]
     deny:
@@ -36,7 +37,7 @@ from fraudstream.rules.expr import compile_expr
 from fraudstream.rules.ruleset import DECISIONS, LIST_FIELDS, Rule, RuleSet
 
 TOP_KEYS: Final = ("rules", "allow", "deny")
-RULE_KEYS: Final = ("name", "when", "action", "reason", "alert")
+RULE_KEYS: Final = ("name", "when", "action", "reason", "alert", "shadow")
 DEFAULT_RULES_PATH: Final = Path(__file__).with_name("default_rules.yaml")
 """The rules shipped with the package: a starting point for analysts, installed with the wheel."""
 
@@ -201,6 +202,9 @@ def _parse_rule(i: int, entry: Any, known: Iterable[str] | Mapping[str, str], so
     alert = entry.get("alert", False)
     if not isinstance(alert, bool):
         raise fail(f"'alert' must be true or false, not {alert!r}")
+    shadow = entry.get("shadow", False)
+    if not isinstance(shadow, bool):
+        raise fail(f"'shadow' must be true or false, not {shadow!r}")
     when = entry["when"]
     if isinstance(when, bool):
         when = str(when)
@@ -208,7 +212,7 @@ def _parse_rule(i: int, entry: Any, known: Iterable[str] | Mapping[str, str], so
         expr = compile_expr(when, known)
     except RulesError as exc:
         raise exc.within(rule=name, source=source) from None
-    return Rule(name, expr.text, action.strip().upper(), reason.strip(), expr, alert)
+    return Rule(name, expr.text, action.strip().upper(), reason.strip(), expr, alert, shadow)
 
 
 def _parse_lists(value: Any, kind: str, source: str) -> dict[str, frozenset[str]]:

@@ -33,7 +33,9 @@ _DECISION_VALUES: Final = np.asarray(DECISIONS, dtype=object)
 class Rule:
     """A named condition with the decision it asks for and the reason shown to reviewers.
 
-    ``alert`` marks rules whose hits should page someone, not only change the decision.
+    ``alert`` marks rules whose hits should page someone, not only change the decision. A ``shadow``
+    rule is evaluated and its hits recorded, but it changes no decision, adds no reason and raises no
+    alert: a way to watch a new rule on live traffic before it acts.
     """
 
     name: str
@@ -42,6 +44,7 @@ class Rule:
     reason: str
     expr: CompiledExpr
     alert: bool = False
+    shadow: bool = False
 
     def __post_init__(self) -> None:
         if self.action not in DECISIONS:
@@ -56,12 +59,22 @@ class RuleOutcome:
     names of the rules that fired on each row, after ``"deny_list:<field>"`` and
     ``"allow_list:<field>"`` entries for list hits; ``reasons`` the matching reasons, in the same
     order; ``alert`` whether a fired rule asks for an alert or the row hit the deny list.
+    ``shadow`` holds, per row, the shadow rules that fired as ``"shadow:<name>"`` (``None`` when the
+    rule set has none): they are in no other field.
     """
 
     decision: np.ndarray
     fired: list[list[str]]
     reasons: list[list[str]]
     alert: np.ndarray
+    shadow: list[list[str]] | None = None
+
+    @property
+    def recorded(self) -> list[list[str]]:
+        """What a decision stores as its rules: the rules that fired, then the shadow rules that did."""
+        if self.shadow is None:
+            return self.fired
+        return [f + s if s else f for f, s in zip(self.fired, self.shadow, strict=True)]
 
 
 class _ListEntry(NamedTuple):
@@ -77,6 +90,11 @@ class _Plan(NamedTuple):
     deny: tuple[_ListEntry, ...]
     allow: tuple[_ListEntry, ...]
     rules: tuple[tuple[Rule, int], ...]
+    shadow: tuple[Rule, ...]
+
+
+SHADOW_PREFIX: Final = "shadow:"
+"""How a shadow rule's hit is named among a decision's rules: rule names cannot contain ``:``."""
 
 
 def _list_entries(lists: dict[str, frozenset[str]], kind: str) -> tuple[_ListEntry, ...]:
@@ -155,7 +173,8 @@ class RuleSet:
         5. otherwise the more severe of the model's decision and FLAG if any FLAG rule fired.
 
         Every rule is evaluated on every row, so ``fired`` and ``reasons`` list all hits even when a
-        list decided the row; that is what reviewers want to see. ``columns`` maps names to arrays
+        list decided the row; that is what reviewers want to see. Shadow rules take no part in any of
+        this: their hits go to ``shadow`` alone. ``columns`` maps names to arrays
         of the batch's length (numbers as floats with NaN for missing, text as object arrays with
         ``None``); ``model_decision`` holds ``"APPROVE"``/``"FLAG"``/``"BLOCK"`` per row.
 
@@ -203,6 +222,7 @@ class RuleSet:
                 if rule.alert:
                     alert = mask if alert is None else alert | mask
 
+        shadow = self._shadow_hits(plan.shadow, view, n) if plan.shadow else None
         final: np.ndarray = rank
         flagged, approved, blocked = hits[_FLAG], hits[_APPROVE], hits[_BLOCK]
         if flagged is not None:
@@ -212,15 +232,33 @@ class RuleSet:
                 final = np.where(where, action, final)
         decision = _DECISION_VALUES[final]
         flags = np.zeros(n, dtype=bool) if alert is None else np.array(alert, dtype=bool)
-        return RuleOutcome(decision=decision, fired=fired, reasons=reasons, alert=flags)
+        return RuleOutcome(decision=decision, fired=fired, reasons=reasons, alert=flags, shadow=shadow)
 
     @cached_property
     def _plan(self) -> _Plan:
         return _Plan(
             deny=_list_entries(self.deny, "deny"),
             allow=_list_entries(self.allow, "allow"),
-            rules=tuple((rule, _RANK[rule.action]) for rule in self.rules),
+            rules=tuple((rule, _RANK[rule.action]) for rule in self.rules if not rule.shadow),
+            shadow=tuple(rule for rule in self.rules if rule.shadow),
         )
+
+    def _shadow_hits(self, rules: tuple[Rule, ...], view: Columns, n: int) -> list[list[str]]:
+        """Per row, ``"shadow:<name>"`` for each shadow rule that fired, in file order."""
+        nothing: list[str] = []
+        hits: list[list[str]] = [nothing] * n
+        for rule in rules:
+            try:
+                mask = rule.expr.mask(view)
+            except RulesError as exc:
+                raise exc.within(rule=rule.name, source=self.source) from None
+            if mask.shape != (n,):
+                mask = np.broadcast_to(mask, (n,))
+            if _any(mask):
+                label = SHADOW_PREFIX + rule.name
+                for i in np.flatnonzero(mask).tolist():
+                    hits[i] = [label] if hits[i] is nothing else [*hits[i], label]
+        return hits
 
     def _list_hits(
         self,

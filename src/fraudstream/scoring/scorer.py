@@ -386,7 +386,7 @@ class Scorer:
             model_decision=by_model,
             decision=np.asarray(outcome.decision, dtype=object),
             reasons=reasons,
-            rules=outcome.fired,
+            rules=outcome.recorded,
             alert=np.asarray(outcome.alert, dtype=bool),
             features=X,
             new=new,
@@ -424,6 +424,9 @@ def _routed_outcome(routed: np.ndarray, shadow: ShadowOutcome, champion: RuleOut
         fired=[t if r else c for r, t, c in zip(flags, theirs.fired, champion.fired, strict=True)],
         reasons=[t if r else c for r, t, c in zip(flags, theirs.reasons, champion.reasons, strict=True)],
         alert=np.where(routed, theirs.alert, champion.alert),
+        shadow=None
+        if champion.shadow is None or theirs.shadow is None
+        else [t if r else c for r, t, c in zip(flags, theirs.shadow, champion.shadow, strict=True)],
     )
 
 

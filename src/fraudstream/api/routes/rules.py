@@ -63,6 +63,7 @@ class BacktestIn(BaseModel):
 class RuleStatsOut(BaseModel):
     name: str = Field(description="the rule's name, or deny_list:<field> / allow_list:<field>")
     action: str
+    shadow: bool = Field(description="a shadow rule: its hits are recorded, it changes no decision")
     hits: int = Field(description="stored decisions the rule fires on")
     fraud_hits: int = Field(description="hits labelled fraud by any source")
     unlabelled_hits: int = Field(description="hits no source has labelled yet (counted as not fraud)")
