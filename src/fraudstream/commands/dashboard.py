@@ -64,8 +64,9 @@ def refuse_open_api(api_url: str, host: str) -> None:
     if not required:
         raise DashboardError(
             f"refusing to serve the dashboard on {host}: the API at {api_url} takes requests without a key, "
-            "and the dashboard would open it to anyone who reaches this address. Set FRAUD_API_KEYS on the "
-            "API (users then sign in with their own key), or bind the dashboard to 127.0.0.1"
+            "and the dashboard would open it to anyone who reaches this address. Give the API keys "
+            "(`fraudstream keys create NAME --role analyst`, or FRAUD_API_KEYS; users then sign in with "
+            "their own key), or bind the dashboard to 127.0.0.1"
         )
 
 
@@ -138,14 +139,18 @@ def dashboard(
     port: Annotated[int | None, typer.Option(help="Dashboard port (env FRAUD_DASHBOARD_PORT; 8501).")] = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind (env FRAUD_HOST).")] = None,
     api_key: Annotated[
-        str | None, typer.Option(envvar="FRAUD_API_KEY", help="API key, when the API has FRAUD_API_KEYS set.")
+        str | None,
+        typer.Option(
+            envvar="FRAUD_API_KEY", help="API key, when the API has keys (stored or FRAUD_API_KEYS)."
+        ),
     ] = None,
 ) -> None:
     """Run the live dashboard (Streamlit): figures, charts, the FLAG/BLOCK feed, alerts, the model,
-    customer profiles and fraud/legitimate labelling, all read through the HTTP API. Ctrl-C stops it.
+    customer profiles and fraud/legitimate labelling, the case queue and entity links, all read
+    through the HTTP API. Ctrl-C stops it.
 
     On 127.0.0.1 it uses --api-key (or the first of FRAUD_API_KEYS). On any other address each user
-    signs in with their own key, and an API without keys is refused."""
+    signs in with their own key (an analyst's to work cases), and an API without keys is refused."""
     settings = Settings()
     url = api_url or settings.api_url
     bind, listen = host or settings.host, port or settings.dashboard_port

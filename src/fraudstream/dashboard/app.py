@@ -79,7 +79,7 @@ def signed_in(url: str, address: str) -> ApiClient | None:
         )
         return None
     with st.form("sign_in", border=True):
-        st.markdown("Sign in with your API key (one of the API's `FRAUD_API_KEYS`).")
+        st.markdown("Sign in with your API key (an analyst's key to work cases).")
         key = st.text_input("API key", type="password", key="sign_in_key").strip()
         submitted = st.form_submit_button("Sign in", type="primary")
     if not (submitted and key):
