@@ -77,7 +77,23 @@ class Settings(BaseSettings):
         description="database:// (durable, embedded), memory://, redis://host:port/db or kafka://host:port",
     )
     state_url: str = Field("memory://", description="feature state: memory:// or redis://host:port/db")
-    rules_path: Path | None = Field(None, description="rules YAML; default: the packaged default rules")
+    rules_path: Path | None = Field(
+        None,
+        description="rules YAML; default: the packaged default rules. With FRAUD_RULES_SOURCE=database, "
+        "the first version stored when the database has none",
+    )
+    rules_source: Literal["file", "database"] = Field(
+        "file",
+        description="where running servers and workers read their rules: 'file' follows FRAUD_RULES_PATH; "
+        "'database' uses the newest version saved through /v1/rules (seeded from the file when none is)",
+    )
+    rules_poll_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="with FRAUD_RULES_SOURCE=database: how often a running process looks for a new rules "
+        "version (seconds)",
+    )
     api_keys: str = Field(
         "",
         description="comma-separated API keys acting as the analyst and ingest roles (see also "

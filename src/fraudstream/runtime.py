@@ -18,7 +18,7 @@ from fraudstream.events.transaction import Transaction
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.models.registry import ModelSource, load_challenger, load_model
-from fraudstream.rules import DEFAULT_RULES_PATH, ReloadingRules, default_known_names
+from fraudstream.rules.source import LiveRules, open_rules
 from fraudstream.scoring.scorer import Scorer
 from fraudstream.state import FeatureState, MemoryFeatureState, open_state
 from fraudstream.storage import Store, open_store
@@ -33,7 +33,7 @@ class Services:
     settings: Settings
     store: Store
     state: FeatureState
-    rules: ReloadingRules
+    rules: LiveRules
     scorer: Scorer
     broker: Broker
     #: Where the bundle came from (a file, or a registry version); ``None`` for a bundle passed in.
@@ -108,11 +108,7 @@ def _open_with_store(settings: Settings, store: Store, bundle: ModelBundle | Non
     state = open_state(
         settings.state_url, retention=retention, schema=engine.schema, rebuild=rebuild if warm else None
     )
-    rules = ReloadingRules(
-        settings.rules_path or DEFAULT_RULES_PATH,
-        default_known_names(engine.feature_set),
-        skip_unknown=settings.rules_path is None,  # the packaged rules read the default features
-    )
+    rules = open_rules(settings, store, engine.feature_set)  # FRAUD_RULES_SOURCE: the file or the database
     challenger, challenger_source = load_challenger(settings) if settings.challenger_uri else (None, None)
     scorer = Scorer(
         bundle,

@@ -61,6 +61,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/v1/keys"): ADMIN,
     ("POST", "/v1/keys"): ADMIN,
     ("POST", "/v1/keys/{name}/revoke"): ADMIN,
+    ("GET", "/v1/rules"): READER,
+    ("POST", "/v1/rules"): ADMIN,
+    ("PUT", "/v1/rules"): ADMIN,
     ("POST", "/v1/rules/backtest"): READER,
 }
 #: What makes a call end quickly and change nothing: a stream that ends, bodies that fail validation.

@@ -1,12 +1,15 @@
-"""``fraudstream rules``: try candidate rules on stored history before they touch a customer.
+"""``fraudstream rules``: try candidate rules on stored history before they touch a customer, and read the
+versions kept in the database.
 
 ``backtest`` applies a rules file to the decisions stored in FRAUD_DATABASE_URL, reading the feature
 vectors logged at decision time (nothing is recomputed), and reports per rule its hits, precision and
 recall against the labels known now and the fraud amount caught, and the decisions that would change.
+``export`` writes a saved version as YAML; ``versions`` lists them.
 """
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +20,8 @@ from rich.table import Table
 from fraudstream.commands.common import JsonOpt, console, date_option, emit, errors, settings_with, utc
 
 app = typer.Typer(
-    help="Analysts' rules: backtest a candidate rules file over the stored decisions and labels.",
+    help="Analysts' rules: backtest a candidate rules file over the stored decisions and labels; export "
+    "and list the versions kept in the database (FRAUD_RULES_SOURCE=database).",
     no_args_is_help=True,
 )
 
@@ -113,3 +117,75 @@ def backtest(
             f"{report['other_model_rows']} decisions were made by another model version than "
             f"{report['thresholds_version']}: their model decisions were rebuilt with its thresholds"
         )
+
+
+@app.command()
+def export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of standard output.")
+    ] = None,
+    version: Annotated[
+        int | None, typer.Option(min=1, help="This saved version instead of the newest (the one in use).")
+    ] = None,
+) -> None:
+    """Write the rules version in use (or --version N) as YAML, as saved: a file to edit, review, keep
+    in version control, or use as FRAUD_RULES_PATH.
+
+    Versions are kept in the database (FRAUD_DATABASE_URL) when servers run with
+    FRAUD_RULES_SOURCE=database; they are saved with PUT /v1/rules.
+
+    Example: fraudstream rules export -o rules.yaml
+    """
+    from fraudstream.storage import open_store
+    from fraudstream.storage.rules import RulesRepository
+
+    with errors():
+        settings = settings_with()
+        with open_store(settings.db_url) as store:
+            store.migrate()
+            stored = RulesRepository(store.db).get(version)
+        if stored is None:
+            which = f"version {version}" if version else "rules version"
+            raise ValueError(
+                f"no {which} is stored in {settings.db_url}: servers with FRAUD_RULES_SOURCE=database store "
+                "the first one from FRAUD_RULES_PATH when they start; PUT /v1/rules saves more"
+            )
+        if output is None:
+            sys.stdout.write(stored.text if stored.text.endswith("\n") else stored.text + "\n")
+        else:
+            output.write_text(stored.text, encoding="utf-8")
+            console.print(
+                f"rules version {stored.version} written to {output}", markup=False, highlight=False
+            )
+
+
+@app.command()
+def versions(
+    limit: Annotated[int, typer.Option(min=1, help="How many of the newest versions.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """The saved rules versions, newest first (the newest is in use): when, and by which key.
+
+    Example: fraudstream rules versions --limit 5
+    """
+    from fraudstream.storage import open_store
+    from fraudstream.storage.rules import RulesRepository
+
+    with errors():
+        settings = settings_with()
+        with open_store(settings.db_url) as store:
+            store.migrate()
+            saved = RulesRepository(store.db).versions(limit)
+    rows = [
+        {"version": v.version, "created_at": v.created_at.isoformat(), "created_by": v.created_by}
+        for v in saved
+    ]
+    if not rows and not as_json:
+        console.print("no rules versions are stored (servers use FRAUD_RULES_PATH: FRAUD_RULES_SOURCE=file)")
+        return
+    table = Table(title="rules versions (times in UTC)")
+    for column in ("version", "saved", "by"):
+        table.add_column(column)
+    for v in saved:
+        table.add_row(str(v.version), f"{v.created_at:%Y-%m-%d %H:%M:%S}", v.created_by)
+    emit({"versions": rows}, as_json, table)

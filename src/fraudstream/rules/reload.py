@@ -1,4 +1,5 @@
-"""Rules that follow their file: analysts edit the YAML and the running scorer picks it up."""
+"""Rules that follow their source while running: a YAML file analysts edit (:class:`ReloadingRules`), or
+the newest version saved in the database (:class:`DatabaseRules`)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 from fraudstream.rules.errors import RulesError
-from fraudstream.rules.loader import load_rules
+from fraudstream.rules.loader import load_rules, rules_from_bytes
 from fraudstream.rules.ruleset import RuleSet
 
 logger = logging.getLogger(__name__)
@@ -108,3 +111,118 @@ class ReloadingRules:
     def _failed(self, exc: RulesError) -> None:
         self.last_error = str(exc)
         logger.warning("rules %s: keeping version %s: %s", self.path, self._rules.version, exc)
+
+
+class StoredVersion(Protocol):
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def text(self) -> str: ...
+
+
+class VersionSource(Protocol):
+    """Where :class:`DatabaseRules` reads versions: :class:`~fraudstream.storage.rules.RulesRepository`."""
+
+    def newest_version(self) -> int | None: ...
+
+    def get(self, version: int | None = None) -> StoredVersion | None: ...
+
+
+def compile_version(
+    stored: StoredVersion, known_names: Iterable[str] | Mapping[str, str], *, skip_unknown: bool = False
+) -> RuleSet:
+    """A stored version's rules, named by its number (the version decisions record)."""
+    rules = rules_from_bytes(
+        stored.text, known_names, f"rules version {stored.version}", skip_unknown=skip_unknown
+    )
+    return replace(rules, version=str(stored.version))
+
+
+class DatabaseRules:
+    """The newest rules version saved in the database, followed while running.
+
+    :meth:`current` asks the source for the newest version number at most every ``check_interval``
+    seconds (by ``clock``) and compiles a new version once. A version that does not compile here (a
+    feature this model lacks) never takes effect: the previous rules keep being served, and the problem
+    is logged once and kept in :attr:`last_error`. A failed poll (the database unreachable) keeps the
+    current rules too: scoring never waits on, nor fails for, the rules. A version must exist and
+    compile at construction, so a service does not start without its rules. Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        source: VersionSource,
+        known_names: Iterable[str] | Mapping[str, str],
+        *,
+        check_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        skip_unknown: bool = False,
+    ) -> None:
+        self.check_interval = check_interval
+        self.last_error: str | None = None
+        self._source = source
+        self._known = dict(known_names) if isinstance(known_names, Mapping) else list(known_names)
+        self._clock = clock
+        self._skip_unknown = skip_unknown
+        self._lock = threading.Lock()
+        stored = source.get()
+        if stored is None:
+            raise RulesError("no rules version is stored: save one (PUT /v1/rules) or seed from a file")
+        self._rules = compile_version(stored, self._known, skip_unknown=skip_unknown)
+        self._seen = stored.version
+        self._checked = clock()
+
+    def current(self) -> RuleSet:
+        """The rules to use now, after loading a newer version if one was saved since the last check."""
+        if self._clock() - self._checked < self.check_interval:
+            return self._rules
+        with self._lock:
+            now = self._clock()
+            if now - self._checked >= self.check_interval:
+                self._checked = now
+                try:
+                    newest = self._source.newest_version()
+                except Exception as exc:  # any storage failure: keep scoring with these rules
+                    self._failed(f"cannot read the rules version: {exc}")
+                else:
+                    if newest is not None and newest != self._seen:
+                        self._load(newest)
+            return self._rules
+
+    def refresh(self) -> RuleSet:
+        """Look for a newer version now rather than at the next check: the saving process uses it at once."""
+        with self._lock:
+            self._checked = self._clock()
+            newest = self._source.newest_version()
+            if newest is not None and newest != self._seen:
+                self._load(newest)
+            return self._rules
+
+    @property
+    def seen(self) -> int:
+        """The number of the newest version looked at: in use, unless :attr:`last_error` says otherwise."""
+        return self._seen
+
+    def _load(self, version: int) -> None:
+        try:
+            stored = self._source.get(version)
+            if stored is None:
+                return
+            rules = compile_version(stored, self._known, skip_unknown=self._skip_unknown)
+        except RulesError as exc:
+            self._seen = version  # a broken version is reported once, not at every check
+            self._failed(str(exc))
+            return
+        except Exception as exc:  # a storage failure: try again at the next check
+            self._failed(f"cannot read rules version {version}: {exc}")
+            return
+        self._seen = version
+        self.last_error = None
+        logger.info("rules: now version %s (%d rules)", rules.version, len(rules))
+        self._rules = rules
+
+    def _failed(self, problem: str) -> None:
+        if problem != self.last_error:
+            logger.warning("rules: keeping version %s: %s", self._rules.version, problem)
+        self.last_error = problem

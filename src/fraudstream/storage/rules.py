@@ -1,4 +1,8 @@
-"""``RulesRepository``: the stored decisions a rules backtest replays, read back in column chunks.
+"""``RulesRepository``: the analysts' rules kept as numbered versions, and the stored decisions a rules
+backtest replays, read back in column chunks.
+
+Versions (table ``rule_versions``) count up from 1 and are never changed: the newest is the one in use.
+Two concurrent saves cannot take the same number (it is the primary key): the loser tries the next one.
 
 A backtest applies candidate rules to what was stored at decision time: each decision's feature
 vector (logged with it, so nothing is recomputed and nothing can drift from what the live rules saw),
@@ -9,12 +13,15 @@ the transaction's event time, as retraining chooses them (:mod:`fraudstream.stor
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from fraudstream.storage import tables
 from fraudstream.storage.database import Database, loads
@@ -22,6 +29,20 @@ from fraudstream.storage.history import CHUNK_ROWS, _labels
 
 _t = tables.transactions
 _d = tables.decisions
+_v = tables.rule_versions
+
+#: Attempts at taking the next version number when other saves take it first.
+SAVE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class RuleVersion:
+    """One saved version of the rules: its number, its YAML text, when and by whom it was saved."""
+
+    version: int
+    text: str
+    created_at: datetime
+    created_by: str
 
 
 class RulesRepository:
@@ -29,6 +50,59 @@ class RulesRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    def newest_version(self) -> int | None:
+        """The number of the version in use, ``None`` when none was saved: one cheap indexed read, so
+        running processes can poll it every few seconds."""
+        with self._db.read() as conn:
+            value = conn.execute(select(func.max(_v.c.version))).scalar()
+        return None if value is None else int(value)
+
+    def get(self, version: int | None = None) -> RuleVersion | None:
+        """Version ``version``, or the newest one; ``None`` when there is no such version."""
+        query = select(_v.c.version, _v.c.text, _v.c.created_at, _v.c.created_by)
+        if version is None:
+            query = query.order_by(_v.c.version.desc()).limit(1)
+        else:
+            query = query.where(_v.c.version == version)
+        with self._db.read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else RuleVersion(int(row[0]), row[1], row[2], row[3])
+
+    def versions(self, limit: int = 20) -> builtins.list[RuleVersion]:
+        """The newest ``limit`` versions, newest first."""
+        query = (
+            select(_v.c.version, _v.c.text, _v.c.created_at, _v.c.created_by)
+            .order_by(_v.c.version.desc())
+            .limit(limit)
+        )
+        with self._db.read() as conn:
+            return [RuleVersion(int(r[0]), r[1], r[2], r[3]) for r in conn.execute(query)]
+
+    def save(self, text: str, created_by: str) -> RuleVersion:
+        """Store ``text`` (checked by the caller) as the next version, which is then the one in use."""
+        for _ in range(SAVE_ATTEMPTS):
+            version = (self.newest_version() or 0) + 1
+            saved = self._insert(version, text, created_by)
+            if saved is not None:
+                return saved
+        raise RuntimeError(f"could not save a rules version after {SAVE_ATTEMPTS} attempts: too many at once")
+
+    def seed(self, text: str, created_by: str = "seed") -> RuleVersion | None:
+        """Store ``text`` as version 1 when no version exists yet; ``None`` when one does (another process
+        may have seeded at the same moment: the first one wins)."""
+        if self.newest_version() is not None:
+            return None
+        return self._insert(1, text, created_by)
+
+    def _insert(self, version: int, text: str, created_by: str) -> RuleVersion | None:
+        row = RuleVersion(version, text, datetime.now(UTC), created_by)
+        try:
+            with self._db.write() as conn:
+                conn.execute(insert(_v).values(**row.__dict__))
+        except IntegrityError:
+            return None
+        return row
 
     def decided(
         self, start: datetime, end: datetime, *, chunk_rows: int = CHUNK_ROWS

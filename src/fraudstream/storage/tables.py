@@ -130,6 +130,9 @@ decisions = Table(
     Column("shadow_version", String(64), nullable=True),
     Column("shadow_probability", Float(), nullable=True),
     Column("shadow_decision", String(8), nullable=True),
+    # The rules version the decision used (migration 0013): a version number of rule_versions, or the short
+    # hash of a rules file; null on rows stored before it.
+    Column("rules_version", String(64), nullable=True),
     Index("ix_decisions_decided_at_transaction_id", "decided_at", "transaction_id"),
     Index(
         "ix_decisions_customer_id_decided_at_transaction_id", "customer_id", "decided_at", "transaction_id"
@@ -340,4 +343,14 @@ api_keys = Table(
     Column("last_used_at", UTCDateTime(), nullable=True),
     UniqueConstraint("name", name="uq_api_keys_name"),
     UniqueConstraint("token_sha256", name="uq_api_keys_token_sha256"),
+)
+
+# The analysts' rules, one row per saved version (migration 0013): the newest is in use; never changed.
+rule_versions = Table(
+    "rule_versions",
+    metadata,
+    Column("version", Integer(), primary_key=True, autoincrement=False),
+    Column("text", Text(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(128), nullable=False),
 )

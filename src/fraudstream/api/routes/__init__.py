@@ -79,6 +79,9 @@ ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/keys"): ADMIN,
     ("POST", "/v1/keys"): ADMIN,
     ("POST", "/v1/keys/{name}/revoke"): ADMIN,
+    ("GET", "/v1/rules"): ANALYST,
+    ("POST", "/v1/rules"): ADMIN,
+    ("PUT", "/v1/rules"): ADMIN,
     ("POST", "/v1/rules/backtest"): ANALYST,
 }
 

@@ -1,4 +1,11 @@
-"""``/v1/rules``: analysts' rules. ``POST /v1/rules/backtest`` tries candidate rules on stored history.
+"""``/v1/rules``: analysts' rules — the rules in use, new versions saved (admin), and backtests.
+
+``GET /v1/rules`` shows the rules this server applies now and where they come from. With
+``FRAUD_RULES_SOURCE=database``, ``POST`` or ``PUT /v1/rules`` checks a new rule set (422 naming the
+rule) and saves it as the next version, which the answering server uses at once and every other server
+and worker within ``FRAUD_RULES_POLL_SECONDS``; with the file source they answer 409.
+
+``POST /v1/rules/backtest`` tries candidate rules on stored history.
 
 A backtest reads the decisions stored for the window with the feature vectors logged at decision time
 (nothing is recomputed), rebuilds each model decision from its stored probability and the serving
@@ -12,21 +19,83 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter
+import yaml
+from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, field_validator
 
-from fraudstream.api.deps import ScorerDep, StoreDep
+from fraudstream.api.deps import CallerDep, ScorerDep, ServicesDep, StoreDep
 from fraudstream.features.spec import seconds
 from fraudstream.rules.backtest import backtest_names, run_backtest
 from fraudstream.rules.errors import RulesError
 from fraudstream.rules.loader import parse_rules, rules_from_bytes
+from fraudstream.rules.names import default_known_names
+from fraudstream.rules.reload import DatabaseRules
 from fraudstream.rules.ruleset import RuleSet
+from fraudstream.runtime import Services
+from fraudstream.storage.rules import RulesRepository
 
 router = APIRouter(prefix="/v1/rules", tags=["rules"])
 
 SOURCE = "candidate"
+
+
+def _bounded(value: str | dict[str, Any]) -> str | dict[str, Any]:
+    if isinstance(value, str) and len(value) > 1_000_000:
+        raise ValueError("at most 1,000,000 characters of rules")
+    return value
+
+
+class RulesIn(BaseModel):
+    """A new version of the rules."""
+
+    rules: str | dict[str, Any] = Field(
+        description="the rules: the YAML text of a rules file, or the same as a JSON object "
+        "(rules, allow, deny)",
+        examples=[
+            "rules:\n  - name: big\n    when: amount > 1000\n    action: FLAG\n    reason: big amount\n"
+        ],
+    )
+
+    @field_validator("rules")
+    @classmethod
+    def _size(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
+        return _bounded(value)
+
+
+class RuleOut(BaseModel):
+    name: str
+    when: str
+    action: str
+    reason: str
+    alert: bool
+    shadow: bool
+
+
+class VersionOut(BaseModel):
+    version: int
+    created_at: datetime
+    created_by: str = Field(description="the name of the key that saved it, or seed:<file>")
+
+
+class RulesOut(BaseModel):
+    """The rules this server applies now."""
+
+    source: str = Field(description="file (FRAUD_RULES_PATH) or database (FRAUD_RULES_SOURCE)")
+    version: str = Field(description="the version decisions record: a number, or the file's short hash")
+    rules: list[RuleOut]
+    allow: dict[str, list[str]]
+    deny: dict[str, list[str]]
+    text: str | None = Field(description="the version's text as saved (database source)")
+    created_at: datetime | None = None
+    created_by: str | None = None
+    last_error: str | None = Field(
+        description="why a newer version or edit is not in use (it does not compile here), if so"
+    )
+    versions: list[VersionOut] = Field(
+        description="the newest saved versions, newest first (database source)"
+    )
 
 
 class BacktestIn(BaseModel):
@@ -55,9 +124,7 @@ class BacktestIn(BaseModel):
     @field_validator("rules")
     @classmethod
     def _size(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
-        if isinstance(value, str) and len(value) > 1_000_000:
-            raise ValueError("at most 1,000,000 characters of rules")
-        return value
+        return _bounded(value)
 
 
 class RuleStatsOut(BaseModel):
@@ -135,3 +202,74 @@ async def backtest(body: BacktestIn, store: StoreDep, scorer: ScorerDep) -> dict
     except RulesError as exc:  # a rule that compiles but cannot read the stored columns
         raise _invalid("rules", exc, body.rules) from None
     return report.to_dict()
+
+
+def _current(services: Services) -> dict[str, Any]:
+    live = services.rules
+    rules = live.current()
+    out: dict[str, Any] = {
+        "source": services.settings.rules_source,
+        "version": rules.version,
+        "rules": [
+            {"name": r.name, "when": r.when, "action": r.action, "reason": r.reason, "alert": r.alert,
+             "shadow": r.shadow}
+            for r in rules.rules
+        ],
+        "allow": {k: sorted(v) for k, v in rules.allow.items()},
+        "deny": {k: sorted(v) for k, v in rules.deny.items()},
+        "text": None,
+        "last_error": live.last_error,
+        "versions": [],
+    }  # fmt: skip
+    if isinstance(live, DatabaseRules):
+        repository = RulesRepository(services.store.db)
+        stored = repository.get(int(rules.version)) if rules.version.isdigit() else None
+        if stored is not None:
+            out.update(text=stored.text, created_at=stored.created_at, created_by=stored.created_by)
+        out["versions"] = [v.__dict__ for v in repository.versions()]
+    return out
+
+
+@router.get("", response_model=RulesOut)
+async def current(services: ServicesDep) -> dict[str, Any]:
+    """The rules this server applies now, their version and source, and the newest saved versions."""
+    return await run_in_threadpool(_current, services)
+
+
+async def _save(body: RulesIn, services: Services, scorer: Any, caller: Any) -> dict[str, Any]:
+    live = services.rules
+    if not isinstance(live, DatabaseRules):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "this server reads its rules from the file FRAUD_RULES_PATH (FRAUD_RULES_SOURCE=file): edit the "
+            "file, or set FRAUD_RULES_SOURCE=database to keep versions in the database",
+        )
+    try:
+        compile_candidate(body.rules, default_known_names(scorer.engine.feature_set))
+    except RulesError as exc:
+        raise _invalid("rules", exc, body.rules) from None
+    text = body.rules if isinstance(body.rules, str) else yaml.safe_dump(body.rules, sort_keys=False)
+    repository = RulesRepository(services.store.db)
+    await run_in_threadpool(repository.save, text, caller.name)
+    await run_in_threadpool(live.refresh)
+    return await run_in_threadpool(_current, services)
+
+
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"description": "the rules come from a file (FRAUD_RULES_SOURCE=file)"}
+}
+
+
+@router.post("", response_model=RulesOut, status_code=status.HTTP_201_CREATED, responses=CONFLICT)
+async def save(body: RulesIn, services: ServicesDep, scorer: ScorerDep, caller: CallerDep) -> dict[str, Any]:
+    """Check the rules and save them as the next version: in use here at once, and on every other
+    server and worker within FRAUD_RULES_POLL_SECONDS. 422 naming the rule when they do not compile."""
+    return await _save(body, services, scorer, caller)
+
+
+@router.put("", response_model=RulesOut, responses=CONFLICT)
+async def replace(
+    body: RulesIn, services: ServicesDep, scorer: ScorerDep, caller: CallerDep
+) -> dict[str, Any]:
+    """As ``POST /v1/rules``: replace the rules in use by a new version (the older ones are kept)."""
+    return await _save(body, services, scorer, caller)
