@@ -56,6 +56,8 @@ def test_an_admin_saves_a_version_that_every_server_uses_without_a_restart(
     ]
     answer = first.post("/v1/score", json=tx("v1", "C-1", amount=5000.0), headers=admin).json()
     assert answer["decision"] == "BLOCK" and answer["rules"] == ["big"]  # at once on the saving server
+    stored = first.get("/v1/transactions/v1", headers=admin).json()["decision"]
+    assert stored["rules_version"] == "2"  # the version that decided it
 
     deadline, rules = time.monotonic() + 30, []
     while time.monotonic() < deadline and rules != ["big"]:
@@ -76,6 +78,9 @@ def test_with_rules_from_a_file_saving_a_version_is_refused(make_api: Callable[.
     client, _, _ = make_api()
     shown = client.get("/v1/rules").json()
     assert shown["source"] == "file" and shown["versions"] == [] and shown["rules"]
+    assert client.post("/v1/score", json=tx("f1", "C-1")).status_code == 200
+    stored = client.get("/v1/transactions/f1").json()["decision"]
+    assert stored["rules_version"] == shown["version"]  # the file's short hash
     refused = client.post("/v1/rules", json={"rules": BIG})
     assert refused.status_code == 409 and "FRAUD_RULES_SOURCE" in refused.json()["detail"]
 

@@ -94,10 +94,16 @@ class StoredDecisionOut(DecisionOut):
     shadow: ShadowOut | None = Field(
         None, description="the other model's probability and decision, when a challenger was configured"
     )
+    rules_version: str | None = Field(
+        None,
+        description="the rules version applied: a saved version's number, or a rules file's short hash; "
+        "null for decisions stored before versions were recorded",
+    )
 
     @classmethod
     def from_record(cls, record: DecisionRecord, *, duplicate: bool = False) -> StoredDecisionOut:
         out = cls.model_validate(DecisionOut.from_record(record, duplicate=duplicate), from_attributes=True)
+        out.rules_version = record.rules_version
         if record.shadow_version is not None:
             out.shadow = ShadowOut(
                 version=record.shadow_version,

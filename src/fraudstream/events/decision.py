@@ -66,6 +66,8 @@ class DecisionRecord:
     decision (which did not act) follow."""
     shadow_probability: float | None = None
     shadow_decision: str | None = None
+    rules_version: str | None = None
+    """The version of the rules applied: a saved version's number, or the short hash of a rules file."""
 
 
 @dataclass
@@ -96,6 +98,8 @@ class DecisionColumns:
     routed: np.ndarray | None = None
     """With A/B routing, the rows ``shadow_version`` decided (a boolean mask): their decision and
     probability are its, and the ``shadow_*`` columns hold ``model_version``'s, which did not act."""
+    rules_version: str | None = None
+    """The version of the rules applied to every row (see :attr:`DecisionRecord.rules_version`)."""
 
     def __len__(self) -> int:
         return len(self.transaction_id)
@@ -163,6 +167,7 @@ class DecisionColumns:
                 features=FeatureVector(names, row, index),
                 latency_ms=dict(timings),
                 decided_at=now,
+                rules_version=self.rules_version,
             )
             for tx_id, customer_id, timestamp, amount, decision, probability, reasons, rules, row in zip(
                 self.transaction_id.tolist(),

@@ -81,6 +81,8 @@ class ScoredBatch:
     """With A/B routing, the rows the challenger (``shadow_version``) decided: there ``probability``,
     ``decision``, reasons and rules are the challenger's, and the ``shadow_*`` columns hold the
     champion's (``model_version``), which did not act. ``None`` when no row was routed."""
+    rules_version: str | None = None
+    """The version of the rules applied to the batch (one version per batch)."""
 
     def __len__(self) -> int:
         return len(self.batch)
@@ -114,6 +116,7 @@ class ScoredBatch:
             shadow_probability=self.shadow_probability,
             shadow_decision=self.shadow_decision,
             routed=self.routed,
+            rules_version=self.rules_version,
         )
 
     def records(self, feature_names: list[str], model_version: str | None = None) -> list[DecisionRecord]:
@@ -397,6 +400,7 @@ class Scorer:
             shadow_decision=shadow_decision,
             model_version=manifest.version,
             routed=routed,
+            rules_version=rules.version,
         )
 
     def explain(

@@ -104,4 +104,5 @@ class ColumnRows:
                 shadow if routed is None else routed[1][i],
                 sp,
                 sd,
+                c.rules_version,
             )

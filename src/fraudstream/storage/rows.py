@@ -57,6 +57,7 @@ DECISION_COLUMNS = (
     "shadow_version",
     "shadow_probability",
     "shadow_decision",
+    "rules_version",
 )
 
 
@@ -275,6 +276,7 @@ def decision_rows(
                 r.shadow_version,
                 None if r.shadow_probability is None else float(r.shadow_probability),
                 r.shadow_decision,
+                r.rules_version,
             )
         )
     return out
@@ -298,6 +300,7 @@ def decision_from_row(row: Mapping[Any, Any], names: Sequence[str]) -> DecisionR
         shadow_version=row.get("shadow_version"),
         shadow_probability=row.get("shadow_probability"),
         shadow_decision=row.get("shadow_decision"),
+        rules_version=row.get("rules_version"),
     )
 
 
