@@ -74,10 +74,12 @@ def backtest(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Apply CANDIDATE rules to the stored decisions of the last --since, on the transactions and the
-    feature vectors logged at decision time, and report per rule: hits, precision and recall against the
-    labels known now (fraud when any source says so), fraud amount caught, and the decisions that would
-    change against those made live.
+    """Try CANDIDATE rules on the stored decisions of the last --since, before they touch a customer.
+
+    The rules are applied to the transactions and the feature vectors logged at decision time (nothing
+    is recomputed). Reported per rule: hits, precision and recall against the labels known now (fraud
+    when any source says so), fraud amount caught; and the decisions that would change against those
+    made live.
 
     The model's decision under the rules is rebuilt from each stored probability and the thresholds of
     the serving model (FRAUD_MODEL_URI, else FRAUD_MODEL_PATH); rows another version decided are counted.
@@ -128,8 +130,10 @@ def export(
         int | None, typer.Option(min=1, help="This saved version instead of the newest (the one in use).")
     ] = None,
 ) -> None:
-    """Write the rules version in use (or --version N) as YAML, as saved: a file to edit, review, keep
-    in version control, or use as FRAUD_RULES_PATH.
+    """Write a saved rules version as YAML: the newest (in use) unless --version N.
+
+    The text is written as it was saved: a file to edit, review, keep in version control, or use as
+    FRAUD_RULES_PATH.
 
     Versions are kept in the database (FRAUD_DATABASE_URL) when servers run with
     FRAUD_RULES_SOURCE=database; they are saved with PUT /v1/rules.
@@ -164,7 +168,7 @@ def versions(
     limit: Annotated[int, typer.Option(min=1, help="How many of the newest versions.")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
-    """The saved rules versions, newest first (the newest is in use): when, and by which key.
+    """List the saved rules versions, newest first (the newest is in use): when, and by which key.
 
     Example: fraudstream rules versions --limit 5
     """
