@@ -104,3 +104,28 @@ def test_rules_export_writes_a_saved_version_and_rules_versions_lists_them(tmp_p
         (2, "lead"),
         (1, "seed:rules.yaml"),
     ]
+
+
+def test_a_running_worker_decides_with_a_version_saved_on_another_server(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
+    seed = tmp_path / "rules.yaml"
+    seed.write_text(SEED, encoding="utf-8")
+    common = {
+        "database_url": f"sqlite:///{tmp_path}/shared.db",
+        "rules_path": seed,
+        "rules_source": "database",
+    }
+    saving, _, _ = make_api(**common)
+    working, _, _ = make_api(**common, run_worker=True, rules_poll_seconds=0.1)
+    assert saving.put("/v1/rules", json={"rules": BIG}).json()["version"] == "2"
+    deadline, decided = time.monotonic() + 30, {}
+    while time.monotonic() < deadline and decided.get("rules_version") != "2":
+        tid = f"w{time.monotonic_ns()}"
+        assert working.post("/v1/transactions", json=tx(tid, "C-9", amount=5000.0)).status_code == 202
+        decided = working.get(f"/v1/transactions/{tid}", params={"wait": 5}).json()["decision"] or {}
+    assert (decided.get("rules_version"), decided.get("decision"), decided.get("rules")) == (
+        "2",
+        "BLOCK",
+        ["big"],
+    )
