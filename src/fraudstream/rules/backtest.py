@@ -7,7 +7,8 @@ decision, the one rules sit on, is rebuilt from the stored probability and the t
 bundle (the serving one): for decisions another model version made, its thresholds may differ, so the
 report counts those rows. Labels are the ones known now: a transaction is fraud when any source says so,
 and counts as not fraud otherwise, unlabelled included (they are counted apart). A shadow rule's hits
-are reported like any other's, and change no decision here either.
+are reported like any other's, and change no decision here either
+(docs/decisions/0028-rules-versions-shadow-and-backtests.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The rules a running process follows, from where the settings say: a file, or the database's versions."""
+"""The rules a running process follows, from where the settings say: a file, or the database's versions
+(docs/decisions/0028-rules-versions-shadow-and-backtests.md)."""
 
 from __future__ import annotations
 
