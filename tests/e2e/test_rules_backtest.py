@@ -92,6 +92,9 @@ def test_an_invalid_candidate_or_window_is_a_422_naming_the_rule_or_field(api: A
     assert broken.status_code == 422 and "invalid YAML" in broken.json()["detail"][0]["msg"]
     window = client.post("/v1/rules/backtest", json={"rules": "rules: []", "since": "a month"})
     assert window.status_code == 422 and window.json()["detail"][0]["loc"] == ["body", "since"]
+    for field, value in (("since", "99999999w"), ("until", "0001-01-01T00:00:00")):
+        far = client.post("/v1/rules/backtest", json={"rules": "rules: []", field: value})
+        assert far.status_code == 422 and far.json()["detail"][0]["loc"] == ["body", field]
 
 
 def test_fraudstream_rules_backtest_reports_the_same_from_the_command_line(api: Api, tmp_path: Path) -> None:
@@ -111,3 +114,5 @@ def test_fraudstream_rules_backtest_reports_the_same_from_the_command_line(api: 
     assert refused.exit_code == 2 and "rule 'bad_one'" in refused.stderr
     wrong = runner.invoke(app, ["rules", "backtest", str(candidate), "--since", "soon"], env=env)
     assert wrong.exit_code == 2 and "--since" in wrong.stderr
+    too_long = runner.invoke(app, ["rules", "backtest", str(candidate), "--since", "99999999999w"], env=env)
+    assert too_long.exit_code == 2 and "at most 3660 days" in too_long.stderr

@@ -87,7 +87,7 @@ def backtest(
     Example: fraudstream rules backtest candidate.yaml --since 30d
     """
     from fraudstream.models.registry import load_model
-    from fraudstream.rules.backtest import backtest_names, run_backtest
+    from fraudstream.rules.backtest import MAX_SINCE, backtest_names, run_backtest
     from fraudstream.rules.loader import load_rules
     from fraudstream.storage import open_store
     from fraudstream.training.retrain import duration
@@ -96,6 +96,10 @@ def backtest(
         window = duration(since)
     except ValueError as exc:
         raise typer.BadParameter(str(exc).removeprefix("--since: "), param_hint="--since") from None
+    except OverflowError:
+        window = MAX_SINCE * 2  # far too long: refused just below
+    if window > MAX_SINCE:
+        raise typer.BadParameter(f"at most {MAX_SINCE.days} days", param_hint="--since")
     with errors():
         settings = settings_with()
         bundle, _ = load_model(settings)

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 EXAMPLES: Final = 5
 """Transaction ids shown per kind of changed decision."""
 
+MAX_SINCE: Final = timedelta(days=3660)
+"""The longest history a backtest reads: ten years."""
+
 
 @dataclass
 class RuleStats:

@@ -26,8 +26,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, field_validator
 
 from fraudstream.api.deps import CallerDep, ScorerDep, ServicesDep, StoreDep
+from fraudstream.events.transaction import MAX_TIMESTAMP, MIN_TIMESTAMP
 from fraudstream.features.spec import seconds
-from fraudstream.rules.backtest import backtest_names, run_backtest
+from fraudstream.rules.backtest import MAX_SINCE, backtest_names, run_backtest
 from fraudstream.rules.errors import RulesError
 from fraudstream.rules.loader import parse_rules, rules_from_bytes
 from fraudstream.rules.names import default_known_names
@@ -118,7 +119,18 @@ class BacktestIn(BaseModel):
     @field_validator("since")
     @classmethod
     def _duration(cls, value: str) -> str:
-        seconds(value)  # a ValueError saying what a duration looks like
+        if seconds(value) > MAX_SINCE.total_seconds():  # seconds() says what a duration looks like
+            raise ValueError(f"at most {MAX_SINCE.days} days")
+        return value
+
+    @field_validator("until")
+    @classmethod
+    def _within(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        value = value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # naive times are UTC
+        if not MIN_TIMESTAMP <= value <= MAX_TIMESTAMP:
+            raise ValueError(f"must lie in {MIN_TIMESTAMP:%Y-%m-%d} to {MAX_TIMESTAMP:%Y-%m-%d}")
         return value
 
     @field_validator("rules")
@@ -192,12 +204,9 @@ async def backtest(body: BacktestIn, store: StoreDep, scorer: ScorerDep) -> dict
     except RulesError as exc:
         raise _invalid("rules", exc, body.rules) from None
     window = timedelta(seconds=seconds(body.since))
-    until = body.until
-    if until is not None and until.tzinfo is None:
-        until = until.replace(tzinfo=UTC)  # naive times are UTC, as everywhere in the API
     try:
         report = await run_in_threadpool(
-            run_backtest, store, rules, manifest.thresholds, manifest.version, window, until
+            run_backtest, store, rules, manifest.thresholds, manifest.version, window, body.until
         )
     except RulesError as exc:  # a rule that compiles but cannot read the stored columns
         raise _invalid("rules", exc, body.rules) from None
