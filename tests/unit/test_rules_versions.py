@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +75,7 @@ class Clock:
 
 def test_database_rules_follow_the_newest_version_at_the_next_check() -> None:
     source, clock = Source({1: ONE}), Clock()
-    live = DatabaseRules(source, KINDS, check_interval=5.0, clock=clock)
+    live = DatabaseRules(source, KINDS, check_interval=5.0, clock=clock, background=False)
     assert (live.current().version, [r.name for r in live.current().rules]) == ("1", ["one"])
     source.texts[2] = TWO
     clock.now = 4.0
@@ -84,7 +86,7 @@ def test_database_rules_follow_the_newest_version_at_the_next_check() -> None:
 
 def test_a_broken_version_or_a_failed_poll_keeps_the_rules_in_use() -> None:
     source, clock = Source({1: ONE}), Clock()
-    live = DatabaseRules(source, KINDS, check_interval=1.0, clock=clock)
+    live = DatabaseRules(source, KINDS, check_interval=1.0, clock=clock, background=False)
     source.texts[2] = "rules:\n  - {name: bad, when: amout > 1, action: FLAG, reason: r}\n"
     clock.now = 1.0
     assert live.current().version == "1"
@@ -108,3 +110,33 @@ def test_refresh_uses_a_new_version_at_once() -> None:
     source.texts[2] = TWO
     assert live.current().version == "1"
     assert live.refresh().version == "2" and live.current().version == "2"
+
+
+class SlowSource(Source):
+    """Polls that wait for ``release``, like a database slow to answer."""
+
+    def __init__(self, texts: dict[int, str]) -> None:
+        super().__init__(texts)
+        self.release = threading.Event()
+        self.polled = threading.Event()
+
+    def newest_version(self) -> int | None:
+        if self.texts and max(self.texts) > 1:  # the construction's read is not held up
+            self.polled.set()
+            self.release.wait(30)
+        return super().newest_version()
+
+
+def test_in_the_background_a_check_never_holds_up_the_caller() -> None:
+    source, clock = SlowSource({1: ONE}), Clock()
+    live = DatabaseRules(source, KINDS, check_interval=1.0, clock=clock)
+    source.texts[2], clock.now = TWO, 1.0
+    assert live.current().version == "1"  # answered while the check waits on the source
+    assert source.polled.wait(30) and not source.release.is_set()
+    assert live.current().version == "1"  # a check already under way: no second one
+    source.release.set()
+    deadline = time.monotonic() + 30
+    while live.current().version != "2" and time.monotonic() < deadline:
+        clock.now += 1.0
+        time.sleep(0.01)
+    assert live.current().version == "2"

@@ -143,11 +143,14 @@ class DatabaseRules:
     """The newest rules version saved in the database, followed while running.
 
     :meth:`current` asks the source for the newest version number at most every ``check_interval``
-    seconds (by ``clock``) and compiles a new version once. A version that does not compile here (a
-    feature this model lacks) never takes effect: the previous rules keep being served, and the problem
-    is logged once and kept in :attr:`last_error`. A failed poll (the database unreachable) keeps the
-    current rules too: scoring never waits on, nor fails for, the rules. A version must exist and
-    compile at construction, so a service does not start without its rules. Safe to share between threads.
+    seconds (by ``clock``) and compiles a new version once. With ``background`` (the default) the
+    check runs on a short-lived thread of its own and :meth:`current` answers with the rules in use
+    meanwhile, so scoring (on the event loop, too) never waits on the database; without it, the check
+    runs in the caller. A version that does not compile here (a feature this model lacks) never takes
+    effect: the previous rules keep being served, and the problem is logged once and kept in
+    :attr:`last_error`. A failed check (the database unreachable) keeps the current rules too. A
+    version must exist and compile at construction, so a service does not start without its rules.
+    Safe to share between threads.
     """
 
     def __init__(
@@ -158,9 +161,12 @@ class DatabaseRules:
         check_interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         skip_unknown: bool = False,
+        background: bool = True,
     ) -> None:
         self.check_interval = check_interval
         self.last_error: str | None = None
+        self._background = background
+        self._checking = False
         self._source = source
         self._known = dict(known_names) if isinstance(known_names, Mapping) else list(known_names)
         self._clock = clock
@@ -175,20 +181,36 @@ class DatabaseRules:
 
     def current(self) -> RuleSet:
         """The rules to use now, after loading a newer version if one was saved since the last check."""
-        if self._clock() - self._checked < self.check_interval:
+        if self._checking or self._clock() - self._checked < self.check_interval:
             return self._rules
         with self._lock:
             now = self._clock()
-            if now - self._checked >= self.check_interval:
-                self._checked = now
-                try:
-                    newest = self._source.newest_version()
-                except Exception as exc:  # any storage failure: keep scoring with these rules
-                    self._failed(f"cannot read the rules version: {exc}")
-                else:
-                    if newest is not None and newest != self._seen:
-                        self._load(newest)
-            return self._rules
+            if self._checking or now - self._checked < self.check_interval:
+                return self._rules
+            self._checked = now
+            if not self._background:
+                self._check()
+                return self._rules
+            self._checking = True
+        threading.Thread(target=self._check_and_release, name="rules-version-check", daemon=True).start()
+        return self._rules
+
+    def _check_and_release(self) -> None:
+        try:
+            with self._lock:
+                self._check()
+        finally:
+            self._checking = False
+
+    def _check(self) -> None:
+        """Load the newest version if it is new; called holding the lock."""
+        try:
+            newest = self._source.newest_version()
+        except Exception as exc:  # any storage failure: keep scoring with these rules
+            self._failed(f"cannot read the rules version: {exc}")
+        else:
+            if newest is not None and newest != self._seen:
+                self._load(newest)
 
     def refresh(self) -> RuleSet:
         """Look for a newer version now rather than at the next check: the saving process uses it at once."""
