@@ -68,6 +68,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
 }
 #: What makes a call end quickly and change nothing: a stream that ends, bodies that fail validation.
 QUERY = {"/v1/stream": {"duration": "0.05"}}
+#: Path parameters that must have their type to reach the route at all (an integer id); "x-1" elsewhere.
+SAMPLE = {"case_id": "999999"}
 
 
 def routes(client: TestClient) -> list[tuple[str, str]]:
@@ -76,7 +78,7 @@ def routes(client: TestClient) -> list[tuple[str, str]]:
 
 
 def call(client: TestClient, method: str, path: str, key: str | None) -> httpx.Response:
-    url = re.sub(r"\{[^}]+\}", "x-1", path)
+    url = re.sub(r"\{([^}]+)\}", lambda m: SAMPLE.get(m.group(1), "x-1"), path)
     headers = {"X-API-Key": key} if key else {}
     body = [] if method in ("POST", "PUT", "PATCH") else None  # never a valid body: nothing is done
     return client.request(method, url, headers=headers, json=body, params=QUERY.get(path))

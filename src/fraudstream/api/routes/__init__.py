@@ -95,7 +95,8 @@ def roles_for(method: str, path: str) -> frozenset[Role]:
 async def authorize(request: Request, caller: Annotated[Caller, Depends(allow(*Role))]) -> None:
     """Let the request through when its caller holds one of the roles :data:`ROLES` gives its route."""
     route = request.scope.get("route")
-    needed = roles_for(request.method, getattr(route, "path", ""))
+    # the template without convertors: /v1/cases/{case_id}, not /v1/cases/{case_id:int}
+    needed = roles_for(request.method, getattr(route, "path_format", getattr(route, "path", "")))
     refused = refuse_role(caller, needed)
     if refused is not None:
         raise refused

@@ -10,7 +10,7 @@ acting key's name.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
@@ -25,7 +25,9 @@ from fraudstream.storage.cases import Case, CaseError
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
 audit_router = APIRouter(prefix="/v1/audit", tags=["cases"])
 
-CaseId = Annotated[int, Path(ge=1, description="the case's id")]
+MAX_ID = 2**63 - 1  # a BIGINT, on both databases
+MAX_AGE = timedelta(days=36_500)
+CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="the case's id")]
 Verdict = Literal["fraud", "legitimate", "inconclusive"]
 Status = Literal["open", "in_review", "closed"]
 
@@ -100,7 +102,9 @@ class VerdictIn(BaseModel):
 
 
 class BulkVerdictIn(VerdictIn):
-    case_ids: list[int] = Field(min_length=1, max_length=1000, description="the cases to close alike")
+    case_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+        min_length=1, max_length=1000, description="the cases to close alike"
+    )
 
 
 class VerdictOut(BaseModel):
@@ -140,24 +144,26 @@ async def list_cases(
         list[Status] | None, Query(alias="status", description="default: open and in_review")
     ] = None,
     assignee: Annotated[str | None, Query(max_length=128)] = None,
-    min_priority: Annotated[float | None, Query(description="only cases at least this urgent")] = None,
+    min_priority: Annotated[
+        float | None, Query(allow_inf_nan=False, description="only cases at least this urgent")
+    ] = None,
     older_than: Annotated[
         str | None, Query(max_length=32, description="only cases opened at least this long ago: 30m, 4h, 2d")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> CasesOut:
     """The queue, most urgent first (then oldest): decisions stored since the last look are grouped
     into cases first, so a FLAG is in the queue as soon as it is stored."""
-    from datetime import timedelta
-
     from fastapi.exceptions import RequestValidationError
 
     age = None
     if older_than is not None:
         try:
             age = timedelta(seconds=seconds(older_than))
-        except ValueError as e:
+            if age > MAX_AGE:
+                raise ValueError(f"at most {MAX_AGE.days} days")
+        except (ValueError, OverflowError) as e:
             raise RequestValidationError(
                 [{"type": "value_error", "loc": ("query", "older_than"), "msg": str(e), "input": older_than}]
             ) from None
@@ -175,7 +181,7 @@ async def list_cases(
     return CasesOut(items=[CaseOut.of(c) for c in cases])
 
 
-@router.get("/{case_id}", response_model=CaseDetailOut, responses=ERRORS)
+@router.get("/{case_id:int}", response_model=CaseDetailOut, responses=ERRORS)
 async def get_case(case_id: CaseId, store: StoreDep, settings: SettingsDep) -> CaseDetailOut:
     """A case with its decisions and notes; the transactions' reasons and the customer are at
     ``GET /v1/decisions`` and ``GET /v1/customers/{id}``."""
@@ -190,7 +196,7 @@ async def get_case(case_id: CaseId, store: StoreDep, settings: SettingsDep) -> C
     )
 
 
-@router.post("/{case_id}/claim", response_model=CaseOut, responses=ERRORS)
+@router.post("/{case_id:int}/claim", response_model=CaseOut, responses=ERRORS)
 async def claim_case(case_id: CaseId, store: StoreDep, caller: CallerDep) -> CaseOut:
     """Take the case: it goes in review under the calling key's name. 409 when another holds it."""
     try:
@@ -200,7 +206,7 @@ async def claim_case(case_id: CaseId, store: StoreDep, caller: CallerDep) -> Cas
     return CaseOut.of(case)
 
 
-@router.post("/{case_id}/assign", response_model=CaseOut, responses=ERRORS)
+@router.post("/{case_id:int}/assign", response_model=CaseOut, responses=ERRORS)
 async def assign_case(case_id: CaseId, body: AssignIn, store: StoreDep, caller: CallerDep) -> CaseOut:
     """Give the case to someone (it goes in review), whoever held it."""
     try:
@@ -211,7 +217,7 @@ async def assign_case(case_id: CaseId, body: AssignIn, store: StoreDep, caller: 
 
 
 @router.post(
-    "/{case_id}/notes", response_model=NoteOut, status_code=status.HTTP_201_CREATED, responses=ERRORS
+    "/{case_id:int}/notes", response_model=NoteOut, status_code=status.HTTP_201_CREATED, responses=ERRORS
 )
 async def add_note(case_id: CaseId, body: NoteIn, store: StoreDep, caller: CallerDep) -> NoteOut:
     """Write what was found; notes are kept, in order, with their author."""
@@ -222,7 +228,7 @@ async def add_note(case_id: CaseId, body: NoteIn, store: StoreDep, caller: Calle
     return NoteOut(**{k: note[k] for k in ("id", "author", "text", "created_at")})
 
 
-@router.post("/{case_id}/verdict", response_model=VerdictOut, responses=ERRORS)
+@router.post("/{case_id:int}/verdict", response_model=VerdictOut, responses=ERRORS)
 async def give_verdict(
     case_id: CaseId, body: VerdictIn, store: StoreDep, scorer: ScorerDep, caller: CallerDep
 ) -> VerdictOut:
