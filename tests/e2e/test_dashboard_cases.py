@@ -1,6 +1,7 @@
-"""The Cases page in a real browser (headless Chromium through Playwright), against a running
+"""The Cases and Rules pages in a real browser (headless Chromium through Playwright), against a running
 ``fraudstream serve``: an analyst claims a case, writes a note and gives a verdict; the labels are
-stored and the device's label-aware features change; a dashboard holding an ingest key is refused."""
+stored and the device's label-aware features change; the Rules page shows the rules' hits and
+backtests a candidate; a dashboard holding an ingest key is refused."""
 
 from __future__ import annotations
 
@@ -106,6 +107,17 @@ def test_an_analyst_works_a_case_in_the_browser_and_an_ingest_key_is_refused(
             page.get_by_text("note added").wait_for(timeout=15_000)
             page.locator(".st-key-case_verdict_fraud button").click()
             page.get_by_text("No open cases").wait_for(timeout=15_000)
+
+            page.get_by_text("Rules", exact=True).click()
+            hits = page.locator(".st-key-rules_hits")
+            hits.wait_for(timeout=30_000)
+            assert "big" in hits.inner_text()
+            huge = "rules:\n  - {name: huge, when: 'amount > 2000', action: BLOCK, reason: huge}\n"
+            page.locator(".st-key-rules_candidate textarea").fill(huge)
+            page.locator(".st-key-rules_backtest button").click()
+            report = page.locator(".st-key-rules_candidate_report")
+            report.wait_for(timeout=30_000)
+            assert "huge" in report.inner_text()
 
             refused = browser.new_page()
             refused.goto(stack["ingest_board"])

@@ -22,11 +22,12 @@ from fraudstream.dashboard.cases import cases_page, entities_page
 from fraudstream.dashboard.client import ApiClient, ApiUnreachable, DashboardError
 from fraudstream.dashboard.drift import drift_panel
 from fraudstream.dashboard.models import models_panel
+from fraudstream.dashboard.rules import rules_page
 
 #: label -> (window seconds, bucket seconds)
 WINDOWS = {"15 minutes": (900, 15), "1 hour": (3600, 60), "6 hours": (21_600, 300), "24 hours": (86_400, 900)}
 FEED_LIMIT = 50
-PAGES = ["Live", "Cases", "Entities"]
+PAGES = ["Live", "Cases", "Entities", "Rules"]
 DEAD_LETTERS_SHOWN = 50
 #: The drift panel refreshes at most this often (seconds): its window moves by the minute.
 DRIFT_REFRESH = 10
@@ -298,8 +299,10 @@ def main() -> None:
         st.title(f"fraudstream · {page}")
         if page == "Cases":
             cases_page(client, me)
-        else:
+        elif page == "Entities":
             entities_page(client)
+        else:
+            rules_page(client)
         return
     with st.sidebar:
         window_label = st.selectbox("Window", list(WINDOWS), index=0, key="window")

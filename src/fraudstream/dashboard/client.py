@@ -181,6 +181,16 @@ class ApiClient:
         found = self._request("GET", f"/v1/entities/{field}/{value}", missing_ok=True)
         return None if found is None else dict(found)
 
+    def rules(self) -> dict[str, Any] | None:
+        """The rules in use, their version and the saved versions (``GET /v1/rules``)."""
+        found = self._request("GET", "/v1/rules", missing_ok=True)
+        return None if found is None else dict(found)
+
+    def backtest(self, rules: str | dict[str, Any], since: str) -> dict[str, Any]:
+        """Candidate rules tried on the stored decisions of the last ``since``
+        (``POST /v1/rules/backtest``)."""
+        return dict(self._request("POST", "/v1/rules/backtest", json={"rules": rules, "since": since}))
+
     def label(self, transaction_id: str, is_fraud: bool, source: str = ANALYST) -> dict[str, Any]:
         """Record an analyst's verdict; a different one from the same source supersedes the earlier."""
         body = {
