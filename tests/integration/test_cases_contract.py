@@ -50,7 +50,8 @@ def test_a_later_flag_joins_the_open_case_and_after_a_verdict_opens_a_new_one(st
     (case,) = store.cases.list()
     _save(store, flagged(2, "a", p=0.7, decided_at=T0 + timedelta(seconds=2)))
     store.cases.sync()
-    assert store.cases.get(case.id).transactions == 2
+    joined = store.cases.get(case.id)
+    assert joined.transactions == 2 and joined.max_probability == 0.7  # the larger of 0.5 and 0.7
     store.cases.verdict([case.id], "inconclusive", "ana")
     _save(store, flagged(3, "a", decided_at=T0 + timedelta(seconds=3)))
     store.cases.sync()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, literal_column, select, update
 
 from fraudstream.events.transaction import Label
 from fraudstream.storage import tables
@@ -155,9 +155,8 @@ class CaseRepository:
                     expected_loss=_c.c.expected_loss + loss,
                     transactions=_c.c.transactions + len(rows),
                     amount=_c.c.amount + amount,
-                    max_probability=func.max(_c.c.max_probability, top)
-                    if self._db.dialect == "sqlite"
-                    else func.greatest(_c.c.max_probability, top),
+                    # ``top`` is a float, so its repr is a plain SQL number
+                    max_probability=literal_column(self._db.vendor.greatest("max_probability", repr(top))),
                     updated_at=now,
                 )
             )
@@ -322,8 +321,7 @@ class CaseRepository:
 
 def _case(row: Any, priority: str) -> Case:
     values = dict(row)
-    rank = {"expected_loss": "expected_loss", "amount": "amount", "probability": "max_probability"}[priority]
-    return Case(**values, priority=float(values[rank]))
+    return Case(**values, priority=float(values[PRIORITIES[priority].name]))
 
 
 __all__ = ["GROUP_KEYS", "PRIORITIES", "STATUSES", "VERDICTS", "Case", "CaseError", "CaseRepository"]
