@@ -209,12 +209,7 @@ class RuleSet:
         hits: list[np.ndarray | None] = [None, None, None]
         alert = deny
         for rule, action in plan.rules:
-            try:
-                mask = rule.expr.mask(view)
-            except RulesError as exc:
-                raise exc.within(rule=rule.name, source=self.source) from None
-            if mask.shape != (n,):
-                mask = np.broadcast_to(mask, (n,))
+            mask = self._mask(rule, view, n)
             if _any(mask):
                 note(mask, rule.name, rule.reason)
                 before = hits[action]
@@ -243,17 +238,20 @@ class RuleSet:
             shadow=tuple(rule for rule in self.rules if rule.shadow),
         )
 
+    def _mask(self, rule: Rule, view: Columns, n: int) -> np.ndarray:
+        """Which of the ``n`` rows ``rule`` fires on; an error evaluating it names the rule."""
+        try:
+            mask = rule.expr.mask(view)
+        except RulesError as exc:
+            raise exc.within(rule=rule.name, source=self.source) from None
+        return mask if mask.shape == (n,) else np.broadcast_to(mask, (n,))
+
     def _shadow_hits(self, rules: tuple[Rule, ...], view: Columns, n: int) -> list[list[str]]:
         """Per row, ``"shadow:<name>"`` for each shadow rule that fired, in file order."""
         nothing: list[str] = []
         hits: list[list[str]] = [nothing] * n
         for rule in rules:
-            try:
-                mask = rule.expr.mask(view)
-            except RulesError as exc:
-                raise exc.within(rule=rule.name, source=self.source) from None
-            if mask.shape != (n,):
-                mask = np.broadcast_to(mask, (n,))
+            mask = self._mask(rule, view, n)
             if _any(mask):
                 label = SHADOW_PREFIX + rule.name
                 for i in np.flatnonzero(mask).tolist():
