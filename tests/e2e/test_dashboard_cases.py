@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from fraudstream.storage import open_store
-from fraudstream.storage.keys import KeyRepository
 from tests.e2e.test_dashboard import chromium, healthy, wait_until
 from tests.e2e.test_demo import free_port
 
@@ -43,7 +42,7 @@ def stack(tmp_path: Path, bundle_path: Path) -> Iterator[dict[str, Any]]:
     url = f"sqlite:///{tmp_path}/fraud.db"
     with open_store(url) as store:
         store.migrate()
-        keys = KeyRepository(store.db)
+        keys = store.keys
         analyst, ingest = keys.create("ana", "analyst")[1], keys.create("feeder", "ingest")[1]
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules:\n  - {name: big, when: 'amount > 1000', action: FLAG, reason: big amount}\n")

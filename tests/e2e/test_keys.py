@@ -12,7 +12,6 @@ import pytest
 from typer.testing import CliRunner
 
 from fraudstream.cli import app as cli
-from fraudstream.storage.keys import KeyRepository
 from tests.e2e.apitools import Api, tx
 
 runner = CliRunner()
@@ -57,7 +56,7 @@ def test_keys_create_list_revoke_from_the_command_line(workdir: Path) -> None:
 
 def test_stored_keys_act_with_their_role_and_a_revoked_key_is_refused(make_api: Callable[..., Api]) -> None:
     client, services, _ = make_api(key_cache_seconds=0)
-    keys = KeyRepository(services.store.db)
+    keys = services.store.keys
     _, feeder = keys.create("feeder", "ingest")
     _, alice = keys.create("alice", "analyst")
     _, root = keys.create("root", "admin")
@@ -84,7 +83,7 @@ def test_stored_keys_act_with_their_role_and_a_revoked_key_is_refused(make_api: 
 
 def test_a_revoked_key_works_until_the_cache_forgets_it(make_api: Callable[..., Api]) -> None:
     client, services, _ = make_api(key_cache_seconds=3600)
-    keys = KeyRepository(services.store.db)
+    keys = services.store.keys
     _, token = keys.create("feeder", "ingest")
     assert client.post("/v1/score", json=tx("c-1"), headers={"X-API-Key": token}).status_code == 200
     keys.revoke("feeder")  # within FRAUD_KEY_CACHE_SECONDS the server still trusts what it read
@@ -93,7 +92,7 @@ def test_a_revoked_key_works_until_the_cache_forgets_it(make_api: Callable[..., 
 
 def test_environment_keys_keep_working_beside_stored_ones(make_api: Callable[..., Api]) -> None:
     client, services, _ = make_api(api_keys="env-key-1", admin_keys="env-admin-1")
-    _, stored = KeyRepository(services.store.db).create("feeder", "ingest")
+    _, stored = services.store.keys.create("feeder", "ingest")
     for key in ("env-key-1", "env-admin-1", stored):
         assert client.post("/v1/score", json=tx(f"e-{key}"), headers={"X-API-Key": key}).status_code == 200
     assert client.get("/v1/stats", headers={"X-API-Key": "env-key-1"}).status_code == 200
@@ -105,7 +104,7 @@ def test_environment_keys_keep_working_beside_stored_ones(make_api: Callable[...
 @pytest.mark.parametrize("path", ["/v1/score", "/v1/transactions/r-1"])
 def test_rate_limits_count_each_stored_key_on_its_own(make_api: Callable[..., Api], path: str) -> None:
     client, services, _ = make_api(rate_limit_key="2/minute", key_cache_seconds=0)
-    keys = KeyRepository(services.store.db)
+    keys = services.store.keys
     _, one = keys.create("one", "ingest")
     _, two = keys.create("two", "ingest")
 
@@ -126,7 +125,7 @@ def test_rate_limits_count_each_stored_key_on_its_own(make_api: Callable[..., Ap
 def test_revoking_the_last_stored_key_does_not_open_the_api(make_api: Callable[..., Api]) -> None:
     client, services, _ = make_api(key_cache_seconds=0)
     assert client.get("/v1/stats").status_code == 200  # no keys at all: the open demo
-    keys = KeyRepository(services.store.db)
+    keys = services.store.keys
     _, token = keys.create("only", "analyst")
     assert client.get("/v1/stats").status_code == 401
     keys.revoke("only")

@@ -11,7 +11,6 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from fraudstream.storage.keys import KeyRepository
 from tests.e2e.apitools import Api
 
 OPEN = "open"  # no key needed at all
@@ -87,7 +86,7 @@ def call(client: TestClient, method: str, path: str, key: str | None) -> httpx.R
 @pytest.fixture
 def keyed(make_api: Callable[..., Api]) -> tuple[TestClient, dict[str, str]]:
     client, services, _ = make_api(api_keys="env-both-1", key_cache_seconds=0, rate_limits=False)
-    repo = KeyRepository(services.store.db)
+    repo = services.store.keys
     keys = {role: repo.create(f"the-{role}", role)[1] for role in (IN, AN, AD)}
     return client, keys
 

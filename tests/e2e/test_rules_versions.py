@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from fraudstream.cli import app
 from fraudstream.storage import open_store
-from fraudstream.storage.keys import KeyRepository
 from fraudstream.storage.rules import RulesRepository
 from tests.e2e.apitools import Api, tx
 
@@ -32,7 +31,7 @@ def test_an_admin_saves_a_version_that_every_server_uses_without_a_restart(
     common |= {"key_cache_seconds": 0, "rate_limits": False}
     first, services, _ = make_api(**common)
     other, _, _ = make_api(**common, rules_poll_seconds=0.1)
-    keys = KeyRepository(services.store.db)
+    keys = services.store.keys
     admin = {"X-API-Key": keys.create("lead", "admin")[1]}
     analyst = {"X-API-Key": keys.create("ana", "analyst")[1]}
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from fraudstream.api.limits import RateLimits
 from fraudstream.config import Settings
 from fraudstream.storage import Store
-from fraudstream.storage.keys import KeyRefused, KeyRepository, Role, digest
+from fraudstream.storage.keys import KeyRefused, Role, digest
 from fraudstream.storage.tables import api_keys
 from tests.integration.test_storage_contract import postgres_database, store
 
@@ -20,7 +20,7 @@ __all__ = ["postgres_database", "store"]  # the fixtures, over both databases
 
 
 def test_keys_are_stored_hashed_found_by_token_and_revoked(store: Store) -> None:
-    keys = KeyRepository(store.db)
+    keys = store.keys
     assert not keys.exist() and keys.list() == []
     made, token = keys.create("feeder", "ingest")
     assert made.role is Role.INGEST and made.active and keys.exist()

@@ -14,7 +14,6 @@ from fraudstream.events import Label, Transaction
 from fraudstream.events.decision import DecisionColumns
 from fraudstream.storage import Store, open_store
 from fraudstream.storage.bulk import COPY_MIN_ROWS
-from fraudstream.storage.rules import RulesRepository
 from tests.integration.conftest import scratch_database
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -62,7 +61,7 @@ def test_each_decision_records_its_rules_version(store: Store, n: int) -> None:
 
 
 def test_versions_are_numbered_and_seeded_once(store: Store) -> None:
-    repo = RulesRepository(store.db)
+    repo = store.rules
     assert repo.seed("rules: []\n", "seed:rules.yaml") is not None
     assert repo.seed("rules: []\n") is None
     assert [repo.save(f"# {i}\nrules: []\n", "lead").version for i in range(3)] == [2, 3, 4]
@@ -81,7 +80,7 @@ def test_a_backtest_reads_decisions_with_bodies_and_the_labels_known(store: Stor
     store.decisions.save(cols, bodies)
     store.labels.add([Label(transaction_id="h0001", is_fraud=True, label_time=T0 + timedelta(days=2))])
     store.labels.add([Label(transaction_id="h0002", is_fraud=False, label_time=T0 + timedelta(days=2))])
-    [chunk] = list(RulesRepository(store.db).decided(T0, T0 + timedelta(days=1)))
+    [chunk] = list(store.rules.decided(T0, T0 + timedelta(days=1)))
     assert chunk["transaction_id"].tolist() == ["h0000", "h0001", "h0002", "h0003"]
     assert chunk["fraud"].tolist() == [False, True, False, False]
     assert chunk["labelled"].tolist() == [False, True, True, False]

@@ -13,7 +13,6 @@ import pytest
 from fraudstream.rules import RulesError
 from fraudstream.rules.reload import DatabaseRules
 from fraudstream.storage import Store, open_store
-from fraudstream.storage.rules import RulesRepository
 
 KINDS = {"amount": "number"}
 ONE = "rules:\n  - {name: one, when: amount > 1, action: FLAG, reason: r}\n"
@@ -28,7 +27,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def test_versions_count_up_from_one_and_a_seed_only_fills_an_empty_table(store: Store) -> None:
-    repo = RulesRepository(store.db)
+    repo = store.rules
     assert repo.newest_version() is None and repo.get() is None
     seeded = repo.seed(ONE, "seed:rules.yaml")
     assert seeded is not None and seeded.version == 1

@@ -67,13 +67,12 @@ def create(
     Example: fraudstream keys create feeder --role ingest
     """
     from fraudstream.storage import open_store
-    from fraudstream.storage.keys import KeyRepository
 
     with errors():
         settings = settings_with()
         with open_store(settings.db_url) as store:
             store.migrate()
-            key, token = KeyRepository(store.db).create(name, role)
+            key, token = store.keys.create(name, role)
     if as_json:
         emit(_payload(key) | {"token": token}, True)
         return
@@ -92,13 +91,12 @@ def list_keys(
 ) -> None:
     """The stored keys by name: role, created, last used, revoked. Never their tokens, which are not kept."""
     from fraudstream.storage import open_store
-    from fraudstream.storage.keys import KeyRepository
 
     with errors():
         settings = settings_with()
         with open_store(settings.db_url) as store:
             store.migrate()
-            keys = KeyRepository(store.db).list(revoked=not active)
+            keys = store.keys.list(revoked=not active)
     if not keys and not as_json:
         console.print("no stored keys: `fraudstream keys create NAME --role analyst`")
         return
@@ -118,13 +116,12 @@ def revoke(name: NameArg, as_json: JsonOpt = False) -> None:
 
     Its name stays taken, so the records naming it stay unambiguous."""
     from fraudstream.storage import open_store
-    from fraudstream.storage.keys import KeyRepository
 
     with errors():
         settings = settings_with()
         with open_store(settings.db_url) as store:
             store.migrate()
-            key = KeyRepository(store.db).revoke(name)
+            key = store.keys.revoke(name)
     if as_json:
         emit(_payload(key), True)
         return

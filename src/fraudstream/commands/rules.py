@@ -145,13 +145,12 @@ def export(
     Example: fraudstream rules export -o rules.yaml
     """
     from fraudstream.storage import open_store
-    from fraudstream.storage.rules import RulesRepository
 
     with errors():
         settings = settings_with()
         with open_store(settings.db_url) as store:
             store.migrate()
-            stored = RulesRepository(store.db).get(version)
+            stored = store.rules.get(version)
         if stored is None:
             which = f"version {version}" if version else "rules version"
             raise ValueError(
@@ -177,13 +176,12 @@ def versions(
     Example: fraudstream rules versions --limit 5
     """
     from fraudstream.storage import open_store
-    from fraudstream.storage.rules import RulesRepository
 
     with errors():
         settings = settings_with()
         with open_store(settings.db_url) as store:
             store.migrate()
-            saved = RulesRepository(store.db).versions(limit)
+            saved = store.rules.versions(limit)
     rows = [
         {"version": v.version, "created_at": v.created_at.isoformat(), "created_by": v.created_by}
         for v in saved

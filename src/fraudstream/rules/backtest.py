@@ -272,13 +272,11 @@ def run_backtest(
     """Backtest ``rules`` over the decisions of ``[until - since, until)`` in ``store`` (a
     :class:`~fraudstream.storage.Store`); ``until`` defaults to just after the newest stored decision's
     event time, as for retraining, so a replayed history reads like live traffic."""
-    from fraudstream.storage.rules import RulesRepository
-
     if until is None:
         span = store.history.span()
         until = span.last + timedelta(microseconds=1) if span else datetime.now(UTC)
     start = until - since
     run = Backtest(rules, thresholds, model_version, store.history.feature_names())
-    for chunk in RulesRepository(store.db).decided(start, until):
+    for chunk in store.rules.decided(start, until):
         run.add(chunk)
     return run.report(start, until)

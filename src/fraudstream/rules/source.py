@@ -30,9 +30,8 @@ def open_rules(settings: Settings, store: Store, feature_set: FeatureSet) -> Liv
     if settings.rules_source == "file":
         return ReloadingRules(path, known, skip_unknown=skip_unknown)
     from fraudstream.rules.loader import load_rules
-    from fraudstream.storage.rules import RulesRepository
 
-    repository = RulesRepository(store.db)
+    repository = store.rules
     if repository.newest_version() is None:
         load_rules(path, known, skip_unknown=skip_unknown)  # a broken seed is refused before it is stored
         repository.seed(path.read_text(encoding="utf-8"), created_by=f"seed:{path.name}")

@@ -6,7 +6,9 @@ per kind of data: ``store.decisions``, ``store.queue``, ``store.alerts``, ``stor
 ``store.promotions`` (who moved the serving model's alias, when, and why) and ``store.comparison``
 (labelled decisions as columns, to compare the served model with the challenger in shadow) and
 ``store.cases`` (FLAG and BLOCK decisions grouped into the analysts' cases, and the audit log) and
-``store.entities`` (a customer, device, IP or merchant with its history and links).
+``store.entities`` (a customer, device, IP or merchant with its history and links), ``store.keys``
+(the named API keys, hashed) and ``store.rules`` (the saved rules versions, and the stored decisions
+as a backtest reads them).
 The repositories share nothing but the database (the decisions repository also its
 :class:`~._saving.DecisionSaver`), and the same code runs on both databases; what differs between
 them is in the database's dialect object (:mod:`._dialect`).
@@ -29,8 +31,10 @@ from fraudstream.storage.dead_letters import DeadLetterRepository
 from fraudstream.storage.decisions import FLAGGED, LATENCY_SAMPLE, RECENT_SECONDS, DecisionRepository
 from fraudstream.storage.entities import EntityRepository
 from fraudstream.storage.history import HistoryRepository
+from fraudstream.storage.keys import KeyRepository
 from fraudstream.storage.outbox import QueueRepository
 from fraudstream.storage.promotions import PromotionRepository
+from fraudstream.storage.rules import RulesRepository
 
 __all__ = ["FLAGGED", "LATENCY_SAMPLE", "RECENT_SECONDS", "Store"]
 
@@ -56,6 +60,8 @@ class Store:
         self.comparison = ComparisonRepository(self.db)
         self.cases = CaseRepository(self.db, self.labels)
         self.entities = EntityRepository(self.db)
+        self.keys = KeyRepository(self.db)
+        self.rules = RulesRepository(self.db)
 
     @property
     def url(self) -> URL:

@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from fraudstream.api.deps import StoreDep, get_keyring
-from fraudstream.storage.keys import NAME_PATTERN, KeyRefused, KeyRepository, Role, StoredKey
+from fraudstream.storage.keys import NAME_PATTERN, KeyRefused, Role, StoredKey
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
@@ -59,7 +59,7 @@ async def list_keys(
     store: StoreDep, active: Annotated[bool, Query(description="leave out the revoked keys")] = False
 ) -> KeysOut:
     """The stored keys by name, with their role and times; never their tokens, which are not kept."""
-    keys = await run_in_threadpool(KeyRepository(store.db).list, revoked=not active)
+    keys = await run_in_threadpool(store.keys.list, revoked=not active)
     return KeysOut(keys=[KeyOut.of(key) for key in keys])
 
 
@@ -72,7 +72,7 @@ async def list_keys(
 async def create_key(body: KeyIn, store: StoreDep) -> CreatedKeyOut:
     """Create a key with a role; the answer holds its token, which is shown this once."""
     try:
-        key, token = await run_in_threadpool(KeyRepository(store.db).create, body.name, body.role)
+        key, token = await run_in_threadpool(store.keys.create, body.name, body.role)
     except KeyRefused as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     return CreatedKeyOut(**KeyOut.of(key).model_dump(), token=token)
@@ -83,7 +83,7 @@ async def revoke_key(name: NameParam, store: StoreDep, request: Request) -> KeyO
     """Revoke a key: refused at once by this server, within FRAUD_KEY_CACHE_SECONDS by the others.
     Revoking a revoked key changes nothing; its name stays taken."""
     try:
-        key = await run_in_threadpool(KeyRepository(store.db).revoke, name)
+        key = await run_in_threadpool(store.keys.revoke, name)
     except KeyRefused as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
     get_keyring(request).forget()

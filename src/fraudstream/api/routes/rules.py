@@ -35,7 +35,6 @@ from fraudstream.rules.names import default_known_names
 from fraudstream.rules.reload import DatabaseRules
 from fraudstream.rules.ruleset import RuleSet
 from fraudstream.runtime import Services
-from fraudstream.storage.rules import RulesRepository
 
 router = APIRouter(prefix="/v1/rules", tags=["rules"])
 
@@ -231,7 +230,7 @@ def _current(services: Services) -> dict[str, Any]:
         "versions": [],
     }  # fmt: skip
     if isinstance(live, DatabaseRules):
-        repository = RulesRepository(services.store.db)
+        repository = services.store.rules
         stored = repository.get(int(rules.version)) if rules.version.isdigit() else None
         if stored is not None:
             out.update(text=stored.text, created_at=stored.created_at, created_by=stored.created_by)
@@ -258,7 +257,7 @@ async def _save(body: RulesIn, services: Services, scorer: Any, caller: Any) -> 
     except RulesError as exc:
         raise _invalid("rules", exc, body.rules) from None
     text = body.rules if isinstance(body.rules, str) else yaml.safe_dump(body.rules, sort_keys=False)
-    repository = RulesRepository(services.store.db)
+    repository = services.store.rules
     await run_in_threadpool(repository.save, text, caller.name)
     await run_in_threadpool(live.refresh)
     return await run_in_threadpool(_current, services)
