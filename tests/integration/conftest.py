@@ -13,12 +13,15 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
+
+from fraudstream.storage import Store, open_store
 
 REDIS_URL = os.environ.get("FRAUD_TEST_REDIS_URL", "redis://127.0.0.1:6380/0")
 POSTGRES_URL = os.environ.get(
@@ -97,3 +100,17 @@ def _drop(admin: Any, name: str, attempts: int = 50) -> None:
             time.sleep(0.1)
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A migrated store of its own on each database: a SQLite file, or a scratch PostgreSQL database
+    dropped afterwards. A module that needs another store defines its own ``store``."""
+    if request.param == "sqlite":
+        with open_store(f"sqlite:///{tmp_path}/fraud.db") as s:
+            s.migrate()
+            yield s
+        return
+    with scratch_database(request.getfixturevalue("postgres_url")) as url, open_store(url) as s:
+        s.migrate()
+        yield s

@@ -3,31 +3,16 @@ and PostgreSQL alike."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from fraudstream.events.decision import DecisionRecord
-from fraudstream.storage import Store, open_store
-from tests.integration.conftest import scratch_database
+from fraudstream.storage import Store
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        with open_store(f"sqlite:///{tmp_path}/fraud.db") as s:
-            s.migrate()
-            yield s
-        return
-    with scratch_database(request.getfixturevalue("postgres_url")) as url, open_store(url) as s:
-        s.migrate()
-        yield s
 
 
 def record(i: int, features: dict[str, Any]) -> DecisionRecord:

@@ -3,33 +3,17 @@ multi-row INSERT and by COPY), and the history a backtest reads."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fraudstream.events import Label, Transaction
 from fraudstream.events.decision import DecisionColumns
-from fraudstream.storage import Store, open_store
+from fraudstream.storage import Store
 from fraudstream.storage.bulk import COPY_MIN_ROWS
-from tests.integration.conftest import scratch_database
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        with open_store(f"sqlite:///{tmp_path}/rules.db") as s:
-            s.migrate()
-            yield s
-        return
-    with scratch_database(request.getfixturevalue("postgres_url")) as url, open_store(url) as s:
-        s.migrate()
-        yield s
 
 
 def batch(prefix: str, n: int, rules_version: str | None) -> DecisionColumns:
