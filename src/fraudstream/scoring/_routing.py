@@ -27,12 +27,5 @@ def routed_rows(customer_ids: np.ndarray, share: float) -> np.ndarray:
         return np.zeros(len(customer_ids), dtype=bool)
     if share >= 1.0:
         return np.ones(len(customer_ids), dtype=bool)
-    digest = blake2b
-    return np.fromiter(
-        (
-            int.from_bytes(digest(str(c).encode(), digest_size=8).digest(), "big") / _SPAN < share
-            for c in np.asarray(customer_ids, dtype=object).tolist()
-        ),
-        dtype=bool,
-        count=len(customer_ids),
-    )
+    ids = np.asarray(customer_ids, dtype=object).tolist()
+    return np.fromiter((customer_bucket(str(c)) < share for c in ids), dtype=bool, count=len(ids))
