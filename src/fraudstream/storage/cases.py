@@ -89,6 +89,9 @@ class CaseRepository:
         """Group the FLAG and BLOCK decisions stored since the cursor into cases; how many joined one."""
         if group_by not in GROUP_KEYS:
             raise ValueError(f"group_by: expected one of {', '.join(GROUP_KEYS)}, got {group_by!r}")
+        with self._db.read() as conn:  # most looks find nothing new: no write lock for them
+            if not conn.execute(_ungrouped(group_by, _cursor(conn)).limit(1)).first():
+                return 0
         grouped = 0
         while True:
             with self._db.write() as conn:
@@ -99,26 +102,8 @@ class CaseRepository:
                 return grouped
 
     def _group(self, conn: Connection, group_by: str) -> int:
-        cursor = conn.execute(select(_cur.c.decided_at).where(_cur.c.id == 1)).scalar_one_or_none()
-        value = (
-            _d.c.customer_id if group_by == "customer_id" else func.coalesce(_t.c[group_by], _d.c.customer_id)
-        )
-        key = _d.c.customer_id.is_(None) if group_by == "customer_id" else _t.c[group_by].is_(None)
-        query = (
-            select(
-                _d.c.transaction_id, _d.c.decision, _d.c.probability, _d.c.amount, _d.c.decided_at,
-                value.label("value"), key.label("fallback"),
-            )
-            .select_from(_d.outerjoin(_ct, _ct.c.transaction_id == _d.c.transaction_id))
-            .where(_d.c.decision.in_(("FLAG", "BLOCK")), _ct.c.transaction_id.is_(None))
-            .order_by(_d.c.decided_at, _d.c.transaction_id)
-            .limit(CHUNK)
-        )  # fmt: skip
-        if group_by != "customer_id":
-            query = query.join(_t, _t.c.transaction_id == _d.c.transaction_id)
-        if cursor is not None:
-            query = query.where(_d.c.decided_at >= cursor - MARGIN)
-        rows = conn.execute(query).all()
+        cursor = _cursor(conn)
+        rows = conn.execute(_ungrouped(group_by, cursor).limit(CHUNK)).all()
         if not rows:
             return 0
         by_group: dict[tuple[str, str], list[Any]] = defaultdict(list)
@@ -317,6 +302,33 @@ class CaseRepository:
                 after=after,
             )
         )
+
+
+def _cursor(conn: Connection) -> datetime | None:
+    """How far the stored decisions have been grouped: the newest grouped decision time."""
+    return conn.execute(select(_cur.c.decided_at).where(_cur.c.id == 1)).scalar_one_or_none()
+
+
+def _ungrouped(group_by: str, cursor: datetime | None) -> Any:
+    """The FLAG and BLOCK decisions in no case yet, from a margin behind the cursor, oldest first,
+    with their grouping value (``fallback``: the transaction lacks the field, so its customer's)."""
+    own = group_by == "customer_id"
+    value = _d.c.customer_id if own else func.coalesce(_t.c[group_by], _d.c.customer_id)
+    key = _d.c.customer_id.is_(None) if own else _t.c[group_by].is_(None)
+    query = (
+        select(
+            _d.c.transaction_id, _d.c.decision, _d.c.probability, _d.c.amount, _d.c.decided_at,
+            value.label("value"), key.label("fallback"),
+        )
+        .select_from(_d.outerjoin(_ct, _ct.c.transaction_id == _d.c.transaction_id))
+        .where(_d.c.decision.in_(("FLAG", "BLOCK")), _ct.c.transaction_id.is_(None))
+        .order_by(_d.c.decided_at, _d.c.transaction_id)
+    )  # fmt: skip
+    if not own:
+        query = query.join(_t, _t.c.transaction_id == _d.c.transaction_id)
+    if cursor is not None:
+        query = query.where(_d.c.decided_at >= cursor - MARGIN)
+    return query
 
 
 def _case(row: Any, priority: str) -> Case:
