@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Local Redis, PostgreSQL, single-node Kafka (KRaft) and an MLflow tracking server for development and CI.
+# Local Redis, PostgreSQL, single-node Kafka (KRaft), an MLflow tracking server and an S3-compatible object
+# store (S3Proxy on a local folder) for development and CI.
 #
-#   services/run.sh start|stop|status [redis|postgres|kafka|mlflow ...]   (make services / services-stop / ...)
+#   services/run.sh start|stop|status [redis|postgres|kafka|mlflow|s3 ...]   (make services / services-stop / ...)
 #
 # Everything lives under $FRAUD_SERVICES_DIR (default <repo>/.services): data, logs, pid files. `start` is
 # idempotent: a service already answering on its port is reported and left alone, whoever started it, and
@@ -11,7 +12,9 @@
 # into the state directory); FRAUD_SERVICES_TIMEOUT bounds each wait (seconds). MLflow runs from its own
 # virtual environment (FRAUD_SERVICES_MLFLOW_VENV, default .services/mlflow/venv, made with
 # FRAUD_SERVICES_PYTHON, default python3) installed from requirements/mlflow-server.lock, so the full mlflow
-# package never meets the project's own pins.
+# package never meets the project's own pins. S3Proxy's jars come from Maven Central like Kafka's
+# (FRAUD_SERVICES_S3_LIBS, default fetched into the state directory); it serves FRAUD_SERVICES_S3_PORT with
+# the fixed dev credentials below (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), objects under .services/s3/data.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,6 +25,7 @@ PG_PORT="${FRAUD_SERVICES_POSTGRES_PORT:-5433}"
 KAFKA_PORT="${FRAUD_SERVICES_KAFKA_PORT:-9093}"
 KAFKA_CONTROLLER_PORT="${FRAUD_SERVICES_KAFKA_CONTROLLER_PORT:-9094}"
 MLFLOW_PORT="${FRAUD_SERVICES_MLFLOW_PORT:-5050}"
+S3_PORT="${FRAUD_SERVICES_S3_PORT:-9010}"
 TIMEOUT="${FRAUD_SERVICES_TIMEOUT:-90}"
 
 PG_USER=fraudstream
@@ -40,6 +44,12 @@ KAFKA_LIBS="${FRAUD_SERVICES_KAFKA_LIBS:-$KAFKA_DIR/libs}"
 MLFLOW_DIR="$STATE/mlflow"
 MLFLOW_VENV="${FRAUD_SERVICES_MLFLOW_VENV:-$MLFLOW_DIR/venv}"
 MLFLOW_LOCK="$ROOT/requirements/mlflow-server.lock"
+S3_DIR="$STATE/s3"
+S3_LIBS="${FRAUD_SERVICES_S3_LIBS:-$S3_DIR/libs}"
+S3_POM="$ROOT/services/s3proxy/pom.xml"
+# Dev-only credentials, fixed so tests and docs can name them; the server listens on loopback only.
+S3_ACCESS_KEY=fraudstream
+S3_SECRET_KEY=fraudstream-dev-secret
 
 say() { printf '%s\n' "$*"; }
 die() { printf 'services: %s\n' "$*" >&2; exit 1; }
@@ -368,6 +378,67 @@ mlflow_status() {
     status_line mlflow "$MLFLOW_PORT" "$MLFLOW_DIR/mlflow.pid" "$MLFLOW_DIR/mlflow.db" "$STATE/mlflow.log"
 }
 
+# ---------------------------------------------------------------- S3 (S3Proxy)
+
+s3_version() { sed -n 's:.*<s3proxy.version>\(.*\)</s3proxy.version>.*:\1:p' "$S3_POM"; }
+
+s3_fetch() {  # the pinned jars from Maven Central, once per version of the pom
+    local digest
+    digest="$(sha256sum "$S3_POM" | cut -d' ' -f1)"
+    [[ "$(cat "$S3_LIBS/.pom-sha256" 2>/dev/null)" == "$digest" ]] && return 0
+    command -v mvn >/dev/null || apt_install maven
+    say "s3        fetching S3Proxy $(s3_version) from Maven Central"
+    rm -rf "$S3_LIBS"
+    mvn -q -B -f "$S3_POM" dependency:copy-dependencies -DincludeScope=runtime \
+        -DoutputDirectory="$S3_LIBS" >"$STATE/s3-fetch.log" 2>&1 \
+        || die "fetching S3Proxy $(s3_version) with Maven failed; see $STATE/s3-fetch.log"
+    printf '%s\n' "$digest" >"$S3_LIBS/.pom-sha256"
+}
+
+s3_config() {
+    cat >"$S3_DIR/s3proxy.properties" <<PROPS
+# Written by services/run.sh on every start: S3 over HTTP on loopback, buckets as folders under data/.
+s3proxy.endpoint=http://$HOST:$S3_PORT
+s3proxy.authorization=aws-v2-or-v4
+s3proxy.identity=$S3_ACCESS_KEY
+s3proxy.credential=$S3_SECRET_KEY
+jclouds.provider=filesystem
+jclouds.filesystem.basedir=$S3_DIR/data
+PROPS
+}
+
+s3_ready() {  # any HTTP answer: S3Proxy answers an unsigned request with 403
+    timeout 3 bash -c "exec 3<>/dev/tcp/$HOST/$S3_PORT; printf 'GET / HTTP/1.0\r\nHost: $HOST\r\n\r\n' >&3; IFS= read -r l <&3; [[ \$l == HTTP/* ]]" \
+        2>/dev/null
+}
+
+s3_start() {
+    mkdir -p "$S3_DIR/data"
+    command -v java >/dev/null || apt_install openjdk-17-jre-headless
+    s3_fetch
+    if pid_alive "$S3_DIR/s3proxy.pid" "$S3_DIR/s3proxy.properties"; then
+        say "s3        running  $HOST:$S3_PORT (pid $(head -n1 "$S3_DIR/s3proxy.pid"))"; return
+    fi
+    if port_open "$S3_PORT"; then
+        say "s3        running  $HOST:$S3_PORT (already listening, not started here; left alone)"; return
+    fi
+    s3_config
+    (exec setsid java -Xms32m -Xmx256m -Djava.awt.headless=true \
+        "-Dlogback.configurationFile=$ROOT/services/s3proxy/logback.xml" -cp "$S3_LIBS/*" \
+        org.gaul.s3proxy.Main --properties "$S3_DIR/s3proxy.properties") </dev/null >>"$STATE/s3.log" 2>&1 &
+    printf '%s\n' "$!" >"$S3_DIR/s3proxy.pid"
+    wait_for "S3Proxy on $HOST:$S3_PORT" "$STATE/s3.log" "$!" s3_ready
+    say "s3        started  $HOST:$S3_PORT (S3Proxy $(s3_version), objects in $S3_DIR/data, log $STATE/s3.log)"
+}
+
+s3_stop() {
+    stop_pid s3 "$S3_DIR/s3proxy.pid" "$S3_DIR/s3proxy.properties"
+}
+
+s3_status() {
+    status_line s3 "$S3_PORT" "$S3_DIR/s3proxy.pid" "$S3_DIR/s3proxy.properties" "$STATE/s3.log"
+}
+
 # ---------------------------------------------------------------- shared
 
 stop_pid() {  # name pidfile word [group] -> SIGTERM, wait up to TIMEOUT, then SIGKILL (its process group: group)
@@ -405,6 +476,7 @@ print_urls() {
     say "export FRAUD_TEST_DATABASE_URL=postgresql://$PG_USER:$PG_PASSWORD@$HOST:$PG_PORT/$PG_DB"
     say "export FRAUD_TEST_KAFKA_URL=kafka://$HOST:$KAFKA_PORT"
     say "export FRAUD_TEST_MLFLOW_URL=http://$HOST:$MLFLOW_PORT"
+    say "export FRAUD_TEST_S3_ENDPOINT=http://$HOST:$S3_PORT AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY"
 }
 
 chosen() {  # "order" services... -> the services named on the command line (all when none), in this order
@@ -417,25 +489,25 @@ chosen() {  # "order" services... -> the services named on the command line (all
 main() {
     local action="${1:-}" name
     shift || true
-    declare -A prefix=([redis]=redis [postgres]=pg [kafka]=kafka [mlflow]=mlflow)
+    declare -A prefix=([redis]=redis [postgres]=pg [kafka]=kafka [mlflow]=mlflow [s3]=s3)
     for name in "$@"; do
-        [[ -n "${prefix[$name]:-}" ]] || die "unknown service '$name': use redis, postgres, kafka or mlflow"
+        [[ -n "${prefix[$name]:-}" ]] || die "unknown service '$name': use redis, postgres, kafka, mlflow or s3"
     done
     case "$action" in
         start)
             mkdir -p "$STATE"
             ensure_packages
-            for name in $(chosen "kafka redis postgres mlflow" "$@"); do "${prefix[$name]}_start"; done
+            for name in $(chosen "kafka redis postgres mlflow s3" "$@"); do "${prefix[$name]}_start"; done
             print_urls
             ;;
         stop)
-            for name in $(chosen "mlflow kafka redis postgres" "$@"); do "${prefix[$name]}_stop"; done
+            for name in $(chosen "s3 mlflow kafka redis postgres" "$@"); do "${prefix[$name]}_stop"; done
             ;;
         status)
-            for name in $(chosen "redis postgres kafka mlflow" "$@"); do "${prefix[$name]}_status"; done
+            for name in $(chosen "redis postgres kafka mlflow s3" "$@"); do "${prefix[$name]}_status"; done
             ;;
         *)
-            die "usage: $0 start|stop|status [redis|postgres|kafka|mlflow ...]"
+            die "usage: $0 start|stop|status [redis|postgres|kafka|mlflow|s3 ...]"
             ;;
     esac
 }
