@@ -12,24 +12,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${FRAUD_AIRFLOW_VENV:-$ROOT/.services/airflow/venv}"
 LOCK="$ROOT/requirements/airflow.lock"
-LOG="$(dirname "$VENV")/install.log"
 
 die() { printf 'airflow: %s\n' "$*" >&2; exit 1; }
 
 install() {
-    local digest
-    digest="$(sha256sum "$LOCK" | cut -d' ' -f1)"
-    if [[ "$(cat "$VENV/.lock-sha256" 2>/dev/null)" == "$digest" && -x "$VENV/bin/airflow" ]]; then
-        printf 'airflow   installed in %s\n' "$VENV"; return 0
-    fi
-    printf 'airflow   installing into %s (requirements/airflow.lock)\n' "$VENV"
-    mkdir -p "$(dirname "$VENV")"
-    rm -rf "$VENV"
-    "${FRAUD_SERVICES_PYTHON:-python3}" -m venv "$VENV" \
-        || die "could not create $VENV; install python3-venv or set FRAUD_SERVICES_PYTHON"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$LOCK" >"$LOG" 2>&1 \
-        || die "installing Airflow failed; see $LOG"
-    printf '%s\n' "$digest" >"$VENV/.lock-sha256"
+    "$ROOT/services/tool-venv.sh" airflow "$VENV" "$LOCK" airflow
+    printf 'airflow   installed in %s\n' "$VENV"
 }
 
 case "${1:-}" in
