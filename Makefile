@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo test test-airflow lint format typecheck check docs docs-serve bench bench-api bench-replay services services-stop services-status lock clean
+.PHONY: help demo test test-airflow test-dvc lint format typecheck check docs docs-serve bench bench-api bench-replay services services-stop services-status lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,6 +24,10 @@ test: $(STAMP)  ## run the test suite
 
 test-airflow: $(STAMP)  ## the Airflow DAG in a real Airflow (own venv in .services/airflow/, installed once per lock)
 	deploy/airflow/run.sh test $(PYTEST_ARGS)
+
+test-dvc: $(STAMP)  ## dvc.yaml in a real DVC: repro, metrics, params (own venv in .services/dvc/, installed once per lock)
+	services/tool-venv.sh dvc .services/dvc/venv requirements/dvc.lock dvc
+	FRAUD_TEST_DVC=$(CURDIR)/.services/dvc/venv/bin/dvc $(BIN)/pytest tests/integration/test_dvc_pipeline.py -m dvc $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check src tests benchmarks
