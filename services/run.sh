@@ -337,16 +337,7 @@ mlflow_health() {  # GET /health over a raw socket, so curl is not needed
 }
 
 mlflow_install() {  # the pinned server into its own venv, again only when the lock file changed
-    local digest
-    digest="$(sha256sum "$MLFLOW_LOCK" | cut -d' ' -f1)"
-    [[ "$(cat "$MLFLOW_VENV/.lock-sha256" 2>/dev/null)" == "$digest" && -x "$MLFLOW_VENV/bin/mlflow" ]] && return 0
-    say "mlflow    installing the server into $MLFLOW_VENV (requirements/mlflow-server.lock)"
-    mkdir -p "$MLFLOW_DIR"
-    "${FRAUD_SERVICES_PYTHON:-python3}" -m venv "$MLFLOW_VENV" \
-        || die "could not create $MLFLOW_VENV; install python3-venv or set FRAUD_SERVICES_PYTHON"
-    "$MLFLOW_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$MLFLOW_LOCK" \
-        >"$STATE/mlflow-install.log" 2>&1 || die "installing MLflow failed; see $STATE/mlflow-install.log"
-    printf '%s\n' "$digest" >"$MLFLOW_VENV/.lock-sha256"
+    "$ROOT/services/tool-venv.sh" mlflow "$MLFLOW_VENV" "$MLFLOW_LOCK" mlflow
 }
 
 mlflow_start() {
