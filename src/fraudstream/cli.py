@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from fraudstream.commands import (
+    archive,
     check,
     dashboard,
     dead_letters,
@@ -44,3 +45,4 @@ app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(rules.app, name="rules")
+app.add_typer(archive.app, name="archive")

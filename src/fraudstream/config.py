@@ -199,6 +199,31 @@ class Settings(BaseSettings):
     drift_min_count: int = Field(
         500, ge=1, description="drift: no PSI while the window holds fewer transactions than this"
     )
+    archive_url: str | None = Field(
+        None,
+        description="where `fraudstream archive` writes decisions, transactions and labels as date-"
+        "partitioned Parquet: s3://bucket/prefix (any S3-compatible store; options as query parameters, "
+        "e.g. ?endpoint_override=host:port&scheme=http; credentials from AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY or the AWS default chain) or a local folder",
+    )
+    archive_batch_rows: int = Field(
+        50_000,
+        ge=1,
+        le=5_000_000,
+        description="archive: most decisions (or labels) in one batch; a batch writes one Parquet object "
+        "per dataset and day it holds",
+    )
+    archive_settle_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        description="archive: rows stored less than this long ago wait for a later pass, so a row "
+        "committed late (a batch commits after its rows are stamped; clocks of processes differ) is "
+        "never passed over; make it longer than any such delay",
+    )
+    archive_interval_seconds: float = Field(
+        60.0, gt=0, le=86_400, description="`fraudstream archive --follow`: seconds between passes"
+    )
 
     @field_validator("rate_limit_key", "rate_limit_address", "rate_limit_failed_auth")
     @classmethod
@@ -213,6 +238,15 @@ class Settings(BaseSettings):
         if len(items) != 1 or items[0].amount < 1:
             raise ValueError(f"expected one rate such as '600/minute' or '20/second', got {value!r}")
         return value
+
+    @field_validator("archive_url")
+    @classmethod
+    def _archive_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from fraudstream.archive.location import check_url
+
+        return check_url(value)
 
     @field_validator("promotion_gate")
     @classmethod

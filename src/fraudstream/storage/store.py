@@ -8,7 +8,7 @@ per kind of data: ``store.decisions``, ``store.queue``, ``store.alerts``, ``stor
 ``store.cases`` (FLAG and BLOCK decisions grouped into the analysts' cases, and the audit log) and
 ``store.entities`` (a customer, device, IP or merchant with its history and links), ``store.keys``
 (the named API keys, hashed) and ``store.rules`` (the saved rules versions, and the stored decisions
-as a backtest reads them).
+as a backtest reads them) and ``store.archive`` (how far the object-store archive has copied them).
 The repositories share nothing but the database (the decisions repository also its
 :class:`~._saving.DecisionSaver`), and the same code runs on both databases; what differs between
 them is in the database's dialect object (:mod:`._dialect`).
@@ -24,6 +24,7 @@ from fraudstream.storage._labels import LabelRepository
 from fraudstream.storage._report import ReportRepository
 from fraudstream.storage._saving import DecisionSaver
 from fraudstream.storage.alerting import AlertRepository
+from fraudstream.storage.archive import ArchiveRepository
 from fraudstream.storage.cases import CaseRepository
 from fraudstream.storage.comparison import ComparisonRepository
 from fraudstream.storage.database import Database
@@ -62,6 +63,7 @@ class Store:
         self.entities = EntityRepository(self.db)
         self.keys = KeyRepository(self.db)
         self.rules = RulesRepository(self.db)
+        self.archive = ArchiveRepository(self.db)
 
     @property
     def url(self) -> URL:

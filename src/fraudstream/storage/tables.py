@@ -354,3 +354,18 @@ rule_versions = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("created_by", String(128), nullable=False),
 )
+
+# The object-store archive (migration 0014): per archived stream ("decisions", "labels"), the key of the
+# last row archived, the number of the next batch and, while a batch is being written, the key it ends at.
+# See fraudstream.storage.archive.
+archive_watermarks = Table(
+    "archive_watermarks",
+    metadata,
+    Column("stream", String(32), primary_key=True),
+    Column("batch", Integer(), nullable=False),
+    Column("done_at", UTCDateTime(), nullable=True),
+    Column("done_key", String(128), nullable=True),
+    Column("pending_at", UTCDateTime(), nullable=True),
+    Column("pending_key", String(128), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)

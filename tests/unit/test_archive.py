@@ -1,0 +1,248 @@
+"""The object-store archive on a local folder and a SQLite store: URLs, settings, batches and watermarks,
+the settle time, and the labels read back. The same behaviour on S3 and PostgreSQL is in
+tests/integration/test_archive_contract.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from pydantic import ValidationError
+
+from fraudstream.archive import ArchiveError, open_location
+from fraudstream.archive.location import check_url
+from fraudstream.archive.reader import label_times, read_archive, read_dataset
+from fraudstream.archive.writer import SCHEMAS, Archiver
+from fraudstream.config import Settings
+from fraudstream.events import Label, Transaction
+from fraudstream.events.decision import DecisionRecord
+from fraudstream.storage import Store, open_store
+
+T0 = datetime(2026, 3, 1, 22, 0, tzinfo=UTC)
+NOW = T0 + timedelta(days=2)
+
+
+def tx(i: int) -> Transaction:
+    return Transaction(
+        transaction_id=f"t{i:04d}",
+        timestamp=T0 + timedelta(minutes=i),
+        customer_id=f"c{i % 7}",
+        amount=5.0 + i,
+    )
+
+
+def record(i: int, **kw: Any) -> DecisionRecord:
+    values: dict[str, Any] = {
+        "transaction_id": f"t{i:04d}",
+        "customer_id": f"c{i % 7}",
+        "timestamp": T0 + timedelta(minutes=i),
+        "amount": 5.0 + i,
+        "decision": "FLAG" if i % 10 == 0 else "APPROVE",
+        "probability": 0.5 if i % 10 == 0 else 0.01,
+        "reasons": [{"feature": "amount", "contribution": 0.2}],
+        "rules": ["big_amount"] if i % 10 == 0 else [],
+        "model_version": "m1",
+        "rules_version": "3",
+        "features": {"amount": 5.0 + i},
+        "latency_ms": {"total": 1.5},
+        "decided_at": T0 + timedelta(seconds=i),
+    }
+    values.update(kw)
+    return DecisionRecord(**values)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with open_store(f"sqlite:///{tmp_path}/fraud.db") as s:
+        s.migrate()
+        yield s
+
+
+def archiver(store: Store, folder: Path, rows: int = 25, settle: float = 0.0) -> Archiver:
+    return Archiver(
+        store, open_location(str(folder), create=True), batch_rows=rows, settle=timedelta(seconds=settle)
+    )
+
+
+def ids(folder: Path, dataset: str) -> list[str]:
+    return read_dataset(open_location(str(folder)), dataset).column("transaction_id").to_pylist()
+
+
+# -- URLs and settings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("s3:///prefix", "names no bucket"),
+        ("s3://bucket/p?secret_key=abc", "secret_key must not be in the URL"),
+        ("ftp://host/folder", "not ftp://"),
+        ("   ", "empty"),
+    ],
+)
+def test_bad_archive_urls_say_what_is_wrong(url: str, says: str) -> None:
+    with pytest.raises(ArchiveError, match=says):
+        check_url(url)
+
+
+def test_archive_url_setting_is_checked_and_named() -> None:
+    assert Settings(archive_url="s3://bucket/prefix?endpoint_override=h:1").archive_url is not None
+    assert Settings(archive_url="").archive_url is None
+    with pytest.raises(ValidationError, match="archive_url") as caught:
+        Settings(archive_url="gs://bucket/prefix")
+    assert "s3://BUCKET/PREFIX" in str(caught.value)
+
+
+# -- writing ---------------------------------------------------------------------------------------------
+
+
+def test_a_pass_archives_each_decision_and_transaction_once_by_event_date(
+    store: Store, tmp_path: Path
+) -> None:
+    store.decisions.save([record(i) for i in range(130)], [tx(i) for i in range(130)])
+    result = archiver(store, tmp_path / "a").run(now=NOW)
+    assert result.rows == {"decisions": 130, "transactions": 130, "labels": 0}
+    assert result.batches == 6  # 130 decisions in batches of 25
+    assert sorted(ids(tmp_path / "a", "decisions")) == [f"t{i:04d}" for i in range(130)]
+    assert sorted(ids(tmp_path / "a", "transactions")) == [f"t{i:04d}" for i in range(130)]
+    # by the transaction's event date: 22:00 + 130 minutes crosses midnight
+    dates = {p.parent.name for p in (tmp_path / "a" / "decisions").rglob("*.parquet")}
+    assert dates == {"date=2026-03-01", "date=2026-03-02"}
+    # a second pass finds nothing new
+    assert archiver(store, tmp_path / "a").run(now=NOW).batches == 0
+
+
+def test_archived_decisions_keep_reasons_rules_and_versions(store: Store, tmp_path: Path) -> None:
+    store.decisions.save([record(i) for i in range(3)], [tx(i) for i in range(3)])
+    archiver(store, tmp_path / "a").run(now=NOW)
+    rows = {
+        r["transaction_id"]: r
+        for r in read_dataset(open_location(str(tmp_path / "a")), "decisions").to_pylist()
+    }
+    first = rows["t0000"]
+    assert first["decision"] == "FLAG" and first["rules"] == ["big_amount"]
+    assert first["model_version"] == "m1" and first["rules_version"] == "3"
+    assert first["reasons"] == '[{"contribution":0.2,"feature":"amount"}]'
+    assert first["decided_at"] == T0
+    bodies = read_dataset(open_location(str(tmp_path / "a")), "transactions").to_pylist()
+    assert {b["transaction_id"]: b["amount"] for b in bodies}["t0002"] == 7.0
+    assert Transaction.model_validate_json(bodies[0]["body"]).customer_id.startswith("c")
+
+
+def test_decisions_stored_without_their_transaction_are_archived_alone(store: Store, tmp_path: Path) -> None:
+    store.decisions.save([record(i) for i in range(4)], [tx(i) for i in range(2)])
+    result = archiver(store, tmp_path / "a").run(now=NOW)
+    assert result.rows["decisions"] == 4 and result.rows["transactions"] == 2
+
+
+def test_rows_newer_than_the_settle_time_wait_for_a_later_pass(store: Store, tmp_path: Path) -> None:
+    store.decisions.save([record(i) for i in range(10)], [tx(i) for i in range(10)])
+    # decided at T0 + i seconds; with 300 s to settle, at T0 + 305 s only those up to T0 + 4 s are taken
+    early = archiver(store, tmp_path / "a", settle=300).run(now=T0 + timedelta(seconds=305))
+    assert early.rows["decisions"] == 5
+    # a decision stamped before the others but committed after the first pass, within the settle time
+    store.decisions.save([record(50, decided_at=T0 + timedelta(seconds=6))], [tx(50)])
+    late = archiver(store, tmp_path / "a", settle=300).run(now=NOW)
+    assert late.rows["decisions"] == 6
+    assert sorted(ids(tmp_path / "a", "decisions")) == sorted([f"t{i:04d}" for i in range(10)] + ["t0050"])
+
+
+def test_a_batch_left_pending_is_written_again_with_the_same_rows_and_names(
+    store: Store, tmp_path: Path
+) -> None:
+    store.decisions.save([record(i) for i in range(60)], [tx(i) for i in range(60)])
+    # a crashed archiver: it fixed its batch, wrote (here: nothing) and never finished it
+    pending = store.archive.next_batch("decisions", before=NOW, rows=25)
+    assert pending is not None and pending.number == 0
+    assert store.archive.next_batch("decisions", before=NOW, rows=40) == pending  # handed out unchanged
+    [mark] = store.archive.watermarks()
+    assert mark.pending == pending.through and mark.done is None
+    result = archiver(store, tmp_path / "a", rows=40).run(now=NOW)
+    # the pending batch keeps its 25 rows; then 35 in one batch of at most 40
+    assert result.batches == 2
+    names = sorted(p.name for p in (tmp_path / "a" / "decisions").rglob("*.parquet"))
+    assert names == ["part-0000000000.parquet", "part-0000000001.parquet"]
+    assert sorted(ids(tmp_path / "a", "decisions")) == [f"t{i:04d}" for i in range(60)]
+    mark = {m.stream: m for m in store.archive.watermarks()}["decisions"]
+    assert mark.batch == 2 and mark.pending is None and mark.done is not None and mark.done.id == "t0059"
+
+
+def test_a_finished_batch_is_not_finished_twice(store: Store) -> None:
+    store.decisions.save([record(i) for i in range(3)], [tx(i) for i in range(3)])
+    batch = store.archive.next_batch("decisions", before=NOW, rows=10)
+    assert batch is not None
+    assert store.archive.finish(batch) is True
+    assert store.archive.finish(batch) is False
+    assert store.archive.next_batch("decisions", before=NOW, rows=10) is None
+
+
+def test_next_batch_refuses_an_unknown_stream_and_no_rows(store: Store) -> None:
+    with pytest.raises(ValueError, match="stream"):
+        store.archive.next_batch("alerts", before=NOW, rows=10)
+    with pytest.raises(ValueError, match="rows"):
+        store.archive.next_batch("decisions", before=NOW, rows=0)
+
+
+# -- labels and reading back ------------------------------------------------------------------------------
+
+
+def test_changed_verdicts_are_archived_again_and_the_newest_counts(store: Store, tmp_path: Path) -> None:
+    store.decisions.save([record(i) for i in range(4)], [tx(i) for i in range(4)])
+    day = timedelta(days=1)
+    store.labels.apply(
+        [
+            Label(transaction_id="t0001", is_fraud=True, label_time=T0 + day, source="chargeback"),
+            Label(transaction_id="t0002", is_fraud=False, label_time=T0 + day, source="analyst"),
+            Label(transaction_id="t0003", is_fraud=False, label_time=T0 + day, source="analyst"),
+        ]
+    )
+    archiver(store, tmp_path / "a").run(now=datetime.now(UTC))
+    # the analyst changes their mind on t0003: fraud after all
+    store.labels.apply(
+        [Label(transaction_id="t0003", is_fraud=True, label_time=T0 + 2 * day, source="analyst")]
+    )
+    result = archiver(store, tmp_path / "a").run(now=datetime.now(UTC) + timedelta(seconds=1))
+    assert result.rows["labels"] == 1
+    frame = read_archive(str(tmp_path / "a"), label_delay=timedelta(days=7)).set_index("transaction_id")
+    assert frame["is_fraud"].tolist() == [False, True, False, True]
+    assert frame.loc["t0001", "label_time"] == T0 + day
+    assert frame.loc["t0003", "label_time"] == T0 + 2 * day
+    # legitimate: from the earlier of an analyst's verdict and the end of the label delay
+    assert frame.loc["t0002", "label_time"] == T0 + day
+    assert frame.loc["t0000", "label_time"] == T0 + timedelta(days=7)
+
+
+def test_fraud_wins_where_sources_disagree() -> None:
+    t = T0 + timedelta(days=1)
+    labels = pa.Table.from_pylist(
+        [
+            {
+                "id": 1,
+                "transaction_id": "a",
+                "is_fraud": False,
+                "label_time": t,
+                "source": "bank",
+                "received_at": t,
+            },
+            {
+                "id": 2,
+                "transaction_id": "a",
+                "is_fraud": True,
+                "label_time": t,
+                "source": "case",
+                "received_at": t,
+            },
+        ],
+        schema=SCHEMAS["labels"],
+    )
+    known = label_times(labels)
+    assert known.loc["a", "fraud"] == t and known.loc["a", "legit"] == t
+
+
+def test_reading_an_empty_or_missing_archive_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ArchiveError, match="fraudstream archive run"):
+        read_archive(str(tmp_path / "nothing-here"))
