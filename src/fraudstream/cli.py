@@ -10,6 +10,7 @@ from fraudstream.commands import (
     dashboard,
     dead_letters,
     drift,
+    features,
     keys,
     models,
     report,
@@ -31,6 +32,7 @@ app.command()(training.generate)
 app.command()(training.train)
 app.command()(training.evaluate)
 app.command()(training.backtest)
+app.command()(features.features)
 app.command()(retrain.retrain)
 app.command()(serving.replay)
 app.command()(serving.serve)

@@ -180,20 +180,17 @@ def progress() -> Iterator[Callable[[str, int, int], None]]:
         yield update
 
 
-def featurize(
-    frame: Any, features: str | Path | None = None, dataset: str | None = None, fit_until: Any = None
+def fitted_features(
+    batch: Any, features: str | Path | None = None, dataset: str | None = None, fit_until: Any = None
 ) -> Any:
-    """The engine of the spec ``features`` (default: the dataset's preset, else ``handbook``) and the
-    frame's features. Features reading a field the data lacks are left out, and said so; categorical
-    values are learned from the rows before ``fit_until`` (the training rows)."""
+    """The feature set of the spec ``features`` (default: the dataset's preset, else ``handbook``) for
+    ``batch``: features reading a field the data lacks are left out, and said so; categorical values
+    are learned from the rows before ``fit_until`` (the training rows)."""
     from fraudstream.datasets.registry import DATASET_PRESETS
-    from fraudstream.events.batch import TransactionBatch
-    from fraudstream.features import FeatureEngine, FeatureSet
+    from fraudstream.features import FeatureSet
     from fraudstream.features.spec import DEFAULT_PRESET
-    from fraudstream.training.backtest import Featured
 
     feature_set = FeatureSet.load(features or DATASET_PRESETS.get(dataset or "", DEFAULT_PRESET))
-    batch = TransactionBatch.from_frame(frame)
     absent = feature_set.absent(batch)
     feature_set, dropped = feature_set.without(absent)
     if dropped:
@@ -204,7 +201,60 @@ def featurize(
     if not feature_set.fitted:
         rows = np.flatnonzero(batch.timestamp < fit_until.timestamp()) if fit_until is not None else None
         feature_set = feature_set.fit(batch if rows is None or rows.size == 0 else batch.take(rows))
-    engine = FeatureEngine(feature_set)
+    return feature_set
+
+
+def read_source(
+    settings: Settings,
+    data: Path | None,
+    dataset: str | None,
+    label_delay_days: float,
+    paths: list[Path] | None = None,
+    mapping: Path | None = None,
+) -> tuple[Any, Any]:
+    """The transactions a command was pointed at (see
+    :func:`~fraudstream.datasets.source.load_source`), and, when ``--data`` is a features file
+    (:mod:`fraudstream.features.stored`), the features stored in it (else ``None``)."""
+    from fraudstream.datasets.source import load_source
+    from fraudstream.features.stored import read_features
+
+    stored = read_features(data) if data is not None and dataset is None and mapping is None else None
+    if stored is not None:
+        return stored.frame, stored
+    return load_source(settings, data, dataset, label_delay_days, paths=paths, mapping=mapping), None
+
+
+def featurize(
+    frame: Any,
+    features: str | Path | None = None,
+    dataset: str | None = None,
+    fit_until: Any = None,
+    stored: Any = None,
+) -> Any:
+    """The engine of the spec ``features`` (see :func:`fitted_features`) and the frame's features.
+
+    With ``stored`` (a features file read back) and no ``features`` spec asked for, its feature set
+    and values are used as they are, not recomputed, and said so; ``--features`` recomputes them."""
+    from fraudstream.events.batch import TransactionBatch
+    from fraudstream.features import FeatureEngine
+    from fraudstream.training.backtest import Featured
+
+    batch = TransactionBatch.from_frame(frame)
+    if stored is not None and features is None:
+        engine = FeatureEngine(stored.feature_set)
+        when = f", categorical values learned before {stored.fit_until:%Y-%m-%d}" if stored.fit_until else ""
+        console.print(
+            f"using the {len(engine.names)} features stored in the file ({stored.feature_set.describe()}, "
+            f"{stored.engine} engine{when}): not recomputing them"
+        )
+        if fit_until is not None and stored.fit_until is not None and stored.fit_until > fit_until:
+            console.print(
+                f"[yellow]the stored categorical values were learned from rows up to "
+                f"{stored.fit_until:%Y-%m-%d}, after the training end {fit_until:%Y-%m-%d}: recompute "
+                f"with `fraudstream features --fit-until {fit_until:%Y-%m-%d}` to keep later rows out[/]"
+            )
+        return engine, Featured.build(frame, engine, batch, values=stored.values)
+    engine = FeatureEngine(fitted_features(batch, features, dataset, fit_until))
     with console.status(f"computing {len(engine.names)} features for {len(frame):,} transactions"):
         return engine, Featured.build(frame, engine, batch)
 

@@ -32,6 +32,7 @@ from fraudstream.commands.common import (
     out,
     positive,
     progress,
+    read_source,
     settings_with,
     utc,
 )
@@ -127,7 +128,6 @@ def train(
     training uses everything before the gap. Labels are used only if known by the test start.
     """
     from fraudstream._numba_cache import refresh_stale_kernels
-    from fraudstream.datasets.source import load_source
     from fraudstream.training.backtest import Windows, evaluate_window, train_window
     from fraudstream.training.importance import top_features
     from fraudstream.training.models import TrainConfig
@@ -146,11 +146,11 @@ def train(
             threads=threads or settings.threads, seed=settings.seed, smote=smote, block_fpr=block_fpr,
             flag_fpr=flag_fpr,
         )  # fmt: skip
-        frame = load_source(settings, data, dataset, gap_days, paths=paths, mapping=mapping)
+        frame, stored = read_source(settings, data, dataset, gap_days, paths, mapping)
         first, last = frame["timestamp"].min().to_pydatetime(), frame["timestamp"].max().to_pydatetime()
         end = utc(train_end) or last - timedelta(days=gap_days + test_days)
         windows = Windows(utc(train_start) or first, end, timedelta(days=gap_days), timedelta(days=test_days))
-        engine, featured = featurize(frame, features, dataset, windows.train_end)
+        engine, featured = featurize(frame, features, dataset, windows.train_end, stored)
         with progress() as bar:
             bundle = train_window(featured, windows, engine, config, bar)
         path = model_out or settings.bundle_path
@@ -206,7 +206,6 @@ def evaluate(
 ) -> None:
     """Evaluate a model bundle on a time window: AUC, AP, recall at FPR, card precision@100, confusion."""
     from fraudstream._numba_cache import refresh_stale_kernels
-    from fraudstream.datasets.source import load_source
     from fraudstream.features import FeatureEngine
     from fraudstream.models.bundle import load_bundle
     from fraudstream.training.backtest import Featured, evaluate_window
@@ -217,12 +216,16 @@ def evaluate(
         refresh_stale_kernels()
         settings = settings_with(datasets_dir)
         bundle = load_bundle(model or settings.bundle_path)
-        frame = load_source(settings, data, dataset, gap_days, paths=paths, mapping=mapping)
+        frame, stored = read_source(settings, data, dataset, gap_days, paths, mapping)
         end = utc(test_end) or frame["timestamp"].max().to_pydatetime() + timedelta(microseconds=1)
         start = utc(test_start) or end - timedelta(days=7)
         engine = FeatureEngine(bundle.feature_set())
-        with console.status(f"computing {len(engine.names)} features for {len(frame):,} transactions"):
-            featured = Featured.build(frame, engine)
+        if stored and stored.feature_set.computes_same(engine.feature_set):
+            console.print(f"using the {len(engine.names)} features stored in the file: not recomputing them")
+            featured = Featured.build(frame, engine, values=stored.values)
+        else:
+            with console.status(f"computing {len(engine.names)} features for {len(frame):,} transactions"):
+                featured = Featured.build(frame, engine)
         ev = evaluate_window(featured, bundle, start, end)
         top = top_features(bundle)
         emit(
@@ -260,7 +263,6 @@ def backtest(
     Example: fraudstream backtest --dataset handbook --test-start 2018-06-02 --test-start 2018-06-09
     """
     from fraudstream._numba_cache import refresh_stale_kernels
-    from fraudstream.datasets.source import load_source
     from fraudstream.training.backtest import backtest as run
     from fraudstream.training.models import TrainConfig
     from fraudstream.training.report import mean_evaluation, protocol_table
@@ -271,10 +273,10 @@ def backtest(
         config = TrainConfig(
             models=tuple(models.split(",")), trials=trials, threads=settings.threads, seed=settings.seed
         )
-        frame = load_source(settings, data, dataset, gap_days, paths=paths, mapping=mapping)
+        frame, stored = read_source(settings, data, dataset, gap_days, paths, mapping)
         starts = [s for s in (utc(t) for t in test_start) if s is not None]
         first_train = min(starts) - timedelta(days=gap_days) if starts else None
-        engine, featured = featurize(frame, features, dataset, first_train)
+        engine, featured = featurize(frame, features, dataset, first_train, stored)
         with progress() as bar:
             rows = run(featured, starts, engine, config, train_days=train_days, gap_days=gap_days,
                        test_days=test_days, progress=bar)  # fmt: skip

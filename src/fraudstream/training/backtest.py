@@ -75,10 +75,15 @@ class Featured:
 
     @classmethod
     def build(
-        cls, frame: pd.DataFrame, engine: FeatureEngine, batch: TransactionBatch | None = None
+        cls,
+        frame: pd.DataFrame,
+        engine: FeatureEngine,
+        batch: TransactionBatch | None = None,
+        values: np.ndarray | None = None,
     ) -> Featured:
-        """Features for every row (``batch``: the frame's, when already built); the ground-truth
-        scenario is kept aside for reporting only."""
+        """Features for every row (``batch``: the frame's, when already built; ``values``: the
+        features already computed for these rows by ``engine``'s feature set, a features file's, taken
+        as they are); the ground-truth scenario is kept aside for reporting only."""
         batch = batch if batch is not None else TransactionBatch.from_frame(frame)
         scenario = frame["fraud_scenario"]
         kept = (
@@ -86,7 +91,9 @@ class Featured:
             if scenario.notna().any()
             else None
         )
-        return cls(batch, engine.compute(batch), kept)
+        if values is not None and values.shape != (len(batch), len(engine.names)):
+            raise ValueError(f"{values.shape} features do not fit {len(batch)} rows × {len(engine.names)}")
+        return cls(batch, engine.compute(batch) if values is None else values, kept)
 
     def between(self, start: datetime, end: datetime) -> np.ndarray:
         ts = self.batch.timestamp

@@ -1,0 +1,230 @@
+"""The ``features`` command: point-in-time features of a history, written to Parquet for training."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fraudstream.commands.common import (
+    DatasetOpt,
+    DatasetsDirOpt,
+    FeaturesOpt,
+    JsonOpt,
+    MappingOpt,
+    PathOpt,
+    console,
+    date_option,
+    emit,
+    errors,
+    fitted_features,
+    settings_with,
+    utc,
+)
+
+
+class Engine(StrEnum):
+    local = "local"
+    spark = "spark"
+
+
+def features(
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            metavar="<file|url>",
+            help=(
+                "Transactions file: canonical (.parquet, .csv, .jsonl), or your own with --mapping. "
+                "With --engine spark a canonical Parquet file or folder is read by Spark, so it may be "
+                "any path Spark reads (hdfs://, s3a://, ...)."
+            ),
+        ),
+    ] = None,
+    dataset: DatasetOpt = None,
+    paths: PathOpt = None,
+    mapping: MappingOpt = None,
+    spec: FeaturesOpt = None,
+    datasets_dir: DatasetsDirOpt = None,
+    fit_until: Annotated[
+        datetime | None,
+        date_option(
+            "Learn the categorical features' values from the rows before this date (default: train's "
+            "default training end, the last day of data less --gap-days and --test-days)"
+        ),
+    ] = None,
+    gap_days: Annotated[
+        float,
+        typer.Option(min=0.0, help="Label delay given to dataset labels, as train's --gap-days."),
+    ] = 7.0,
+    test_days: Annotated[
+        float, typer.Option(min=0.0, help="As train's --test-days: only places the default --fit-until.")
+    ] = 7.0,
+    out_path: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            metavar="<path>",
+            help=(
+                "Parquet to write (default: FRAUD_DATA_DIR/features.parquet): one file with the local "
+                "engine, a folder of parts with Spark (any path Spark writes). `train --data` reads either."
+            ),
+        ),
+    ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            case_sensitive=False,
+            help="local: this process. spark: Spark partitions the rows by entity and runs the same "
+            "kernels on each partition, for histories larger than one machine.",
+        ),
+    ] = Engine.local,
+    master: Annotated[
+        str | None,
+        typer.Option(
+            metavar="<url>",
+            help="With --engine spark: the Spark master (local[*], spark://host:7077, yarn, k8s://...; "
+            "default: spark-submit's, else local[*]).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compute point-in-time features for a history and write them to Parquet for `train`.
+
+    The file holds the transactions' canonical columns, one feature.<name> column per feature, and the
+    fitted feature set in its metadata; `train --data FILE`, `evaluate` and `backtest` then use the
+    stored features instead of computing them again. Both engines compute the same values.
+
+    Examples: fraudstream features --dataset handbook --out handbook-features.parquet;
+    fraudstream features --data history.parquet --engine spark --master local[4] --out features/
+    """
+    with errors():
+        started = time.monotonic()
+        if master is not None and engine is not Engine.spark:
+            raise ValueError("--master chooses where Spark runs: add --engine spark")
+        settings = settings_with(datasets_dir)
+        out = out_path or str(settings.data_dir / "features.parquet")
+        if engine is Engine.local and not out.lower().endswith(".parquet"):
+            raise ValueError(f"--out {out!r}: the local engine writes one Parquet file; name it *.parquet")
+        run = _spark if engine is Engine.spark else _local
+        rows, feature_set, learned = run(
+            settings, data, dataset, paths, mapping, spec, utc(fit_until), gap_days, test_days, out, master
+        )
+        payload: dict[str, Any] = {
+            "out": out, "rows": rows, "features": len(feature_set.names), "spec": feature_set.version,
+            "engine": engine.value, "fit_until": learned and learned.isoformat(), "seconds": round(time.monotonic() - started, 1),
+        }  # fmt: skip
+        console.print(
+            f"wrote {len(feature_set.names)} features ({feature_set.describe()}) for {rows:,} transactions "
+            f"to [bold]{out}[/] with the {engine.value} engine"
+            + (f"; categorical values learned before {learned:%Y-%m-%d}" if learned else "")
+        )
+        emit(payload, as_json)
+
+
+def default_fit_until(last: datetime, gap_days: float, test_days: float) -> datetime:
+    """What ``train`` would use as its training end for the same data and days."""
+    return last - timedelta(days=gap_days + test_days)
+
+
+def _local(
+    settings: Any,
+    data: str | None,
+    dataset: str | None,
+    paths: list[Path] | None,
+    mapping: Path | None,
+    spec: str | None,
+    fit_until: datetime | None,
+    gap_days: float,
+    test_days: float,
+    out: str,
+    master: str | None,
+) -> tuple[int, Any, datetime | None]:
+    """Features computed in this process, written to one file."""
+    from fraudstream.features import FeatureEngine
+    from fraudstream.features.stored import write_features
+
+    frame, batch = _load(settings, data, dataset, paths, mapping, gap_days)
+    until = fit_until or default_fit_until(frame["timestamp"].max().to_pydatetime(), gap_days, test_days)
+    engine = FeatureEngine(fitted_features(batch, spec, dataset, until))
+    with console.status(f"computing {len(engine.names)} features for {len(frame):,} transactions"):
+        values = engine.compute(batch)
+    learned = until if _has_categoricals(spec, dataset) else None
+    write_features(frame, engine.feature_set, values, Path(out), learned)
+    return len(frame), engine.feature_set, learned
+
+
+def _spark(
+    settings: Any,
+    data: str | None,
+    dataset: str | None,
+    paths: list[Path] | None,
+    mapping: Path | None,
+    spec: str | None,
+    fit_until: datetime | None,
+    gap_days: float,
+    test_days: float,
+    out: str,
+    master: str | None,
+) -> tuple[int, Any, datetime | None]:
+    """Features computed by Spark (:mod:`fraudstream.spark.backfill`), written as a folder of parts.
+    The feature set is fitted here, on the driver, and shipped to the executors."""
+    from fraudstream.spark import backfill as spark_backfill
+    from fraudstream.spark.session import spark_session
+
+    frame, batch = _load(settings, data, dataset, paths, mapping, gap_days)
+    until = fit_until or default_fit_until(frame["timestamp"].max().to_pydatetime(), gap_days, test_days)
+    feature_set = fitted_features(batch, spec, dataset, until)
+    learned = until if _has_categoricals(spec, dataset) else None
+    with console.status("starting Spark"):
+        session = spark_session("fraudstream features", master=master, conf=spark_backfill.SESSION_CONF)
+    with console.status(
+        f"computing {len(feature_set.names)} features for {len(frame):,} transactions in Spark"
+    ):
+        result = spark_backfill.compute(spark_backfill.from_frame(session, frame), feature_set, learned)
+        spark_backfill.write(result, out)
+    return len(frame), feature_set, learned
+
+
+def _load(
+    settings: Any,
+    data: str | None,
+    dataset: str | None,
+    paths: list[Path] | None,
+    mapping: Path | None,
+    gap_days: float,
+) -> tuple[Any, Any]:
+    """The source's canonical frame and its batch; a history with no rows or a repeated id is refused."""
+    from fraudstream.datasets.source import load_source
+    from fraudstream.events.batch import TransactionBatch
+
+    frame = load_source(
+        settings, Path(data) if data else None, dataset, gap_days, paths=paths, mapping=mapping
+    )
+    if frame.empty:
+        raise ValueError("the source holds no transactions")
+    _refuse_repeats(frame["transaction_id"])
+    return frame, TransactionBatch.from_frame(frame)
+
+
+def _refuse_repeats(ids: Any) -> None:
+    """A history holds each transaction once: a repeated id is a redelivery the features would count
+    twice, or two transactions the features could not tell apart."""
+    repeated = ids[ids.duplicated()]
+    if len(repeated):
+        raise ValueError(
+            f"transaction_id: {repeated.iloc[0]!r} appears more than once; a history holds each "
+            "transaction once (drop the repeats first)"
+        )
+
+
+def _has_categoricals(spec: str | None, dataset: str | None) -> bool:
+    from fraudstream.datasets.registry import DATASET_PRESETS
+    from fraudstream.features import FeatureSet
+    from fraudstream.features.spec import DEFAULT_PRESET
+
+    return not FeatureSet.load(spec or DATASET_PRESETS.get(dataset or "", DEFAULT_PRESET)).fitted
