@@ -44,6 +44,25 @@ def is_archive_url(text: str) -> bool:
     return urlsplit(text).scheme in ("s3", "file")
 
 
+def archive_url(data: Path | str) -> str | None:
+    """The archive a ``--data`` value names, as a URL, or ``None`` if it names something else.
+
+    ``s3://`` and ``file://`` URLs name archives; a command-line option parsed as a path has turned
+    ``s3://bucket`` into ``s3:/bucket``, which is put back. A local folder is an archive when it holds
+    a ``transactions`` folder of ``date=...`` partitions.
+    """
+    text = str(data)
+    for scheme in ("s3", "file"):
+        if text.startswith(f"{scheme}:/") and not text.startswith(f"{scheme}://"):
+            text = f"{scheme}://" + text.removeprefix(f"{scheme}:/")
+    if is_archive_url(text):
+        return text
+    folder = Path(text) / "transactions"
+    if folder.is_dir() and any(p.name.startswith("date=") for p in folder.iterdir()):
+        return text
+    return None
+
+
 def check_url(url: str) -> str:
     """``url`` (stripped) if it can name an archive; :class:`ArchiveError` naming the problem if not."""
     url = url.strip()
@@ -80,13 +99,20 @@ def open_location(url: str, *, create: bool = False) -> Location:
             filesystem, root = fs.FileSystem.from_uri(url)
         except (OSError, ValueError, TypeError) as exc:  # unknown option, bad value
             raise ArchiveError(f"archive URL {url!r}: {exc}") from None
-        if create and parse_qs(parts.query).get("allow_bucket_creation", [""])[0].lower() == "true":
-            bucket = root.split("/", 1)[0]
-            try:
-                if filesystem.get_file_info(bucket).type == fs.FileType.NotFound:
-                    filesystem.create_dir(bucket)
-            except OSError as exc:
-                raise translate(exc, url) from None
+        bucket = root.split("/", 1)[0]
+        creatable = parse_qs(parts.query).get("allow_bucket_creation", [""])[0].lower() == "true"
+        try:
+            if filesystem.get_file_info(bucket).type == fs.FileType.NotFound:
+                if not _credentials():  # an unsigned request is refused, which S3 answers as not found
+                    raise ArchiveError(
+                        f"cannot see the bucket {bucket!r} at {url}: no credentials are set (set "
+                        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or the bucket does not exist"
+                    )
+                if not (create and creatable):
+                    raise ArchiveError(_no_bucket(url, "not found"))
+                filesystem.create_dir(bucket)
+        except OSError as exc:
+            raise translate(exc, url) from None
         return Location(filesystem, root.rstrip("/"), url, local=False)
     path = Path(parts.path if parts.scheme == "file" else url).expanduser().resolve()
     if create:
@@ -94,21 +120,31 @@ def open_location(url: str, *, create: bool = False) -> Location:
     return Location(fs.LocalFileSystem(), path.as_posix(), url, local=True)
 
 
+def _credentials() -> bool:
+    """Whether credentials are in the environment (the AWS chain may still find others: a profile, a
+    role; this only chooses what an error suggests)."""
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    return all(os.environ.get(k) for k in keys) or bool(os.environ.get("AWS_PROFILE"))
+
+
+def _no_bucket(url: str, detail: str) -> str:
+    bucket = urlsplit(url).netloc
+    return (
+        f"the bucket {bucket!r} does not exist at {url}: create it (or add allow_bucket_creation=true to "
+        f"the URL to let `fraudstream archive run` create it) — {detail}"
+    )
+
+
 def translate(exc: OSError, url: str) -> ArchiveError:
     """An :class:`ArchiveError` for an error of the store, saying what to check."""
     text = str(exc)
     upper = text.upper()
     if "NO_SUCH_BUCKET" in upper or ("BUCKET" in upper and "NOT FOUND" in upper):
-        bucket = urlsplit(url).netloc
-        return ArchiveError(
-            f"the bucket {bucket!r} does not exist at {url}: create it (or add allow_bucket_creation=true "
-            f"to the URL to let fraudstream create it) — {text}"
-        )
+        return ArchiveError(_no_bucket(url, text))
     if any(word in upper for word in ("ACCESS_DENIED", "SIGNATURE", "INVALID_ACCESS_KEY", "FORBIDDEN")):
-        missing = not (os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"))
         hint = (
             "no credentials are set: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-            if missing
+            if not _credentials()
             else "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY and the bucket's permissions"
         )
         return ArchiveError(f"the store refused access to {url}: {hint} — {text}")
@@ -120,4 +156,12 @@ def translate(exc: OSError, url: str) -> ArchiveError:
     return ArchiveError(f"archive {url}: {text}")
 
 
-__all__ = ["ArchiveError", "Location", "check_url", "is_archive_url", "open_location", "translate"]
+__all__ = [
+    "ArchiveError",
+    "Location",
+    "archive_url",
+    "check_url",
+    "is_archive_url",
+    "open_location",
+    "translate",
+]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -155,7 +156,8 @@ class Archiver:
             if location.local:
                 folder, _, base = path.rpartition("/")
                 location.fs.create_dir(folder, recursive=True)
-                hidden = f"{folder}/.{base}.tmp"
+                # a name of its own: two archivers writing one pending batch must not share a file
+                hidden = f"{folder}/.{base}.{uuid.uuid4().hex}.tmp"
                 pq.write_table(table, hidden, filesystem=location.fs, compression="zstd")
                 location.fs.move(hidden, path)
             else:

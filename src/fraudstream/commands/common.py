@@ -25,7 +25,8 @@ DataOpt = Annotated[
     Path | None,
     typer.Option(
         "--data",
-        help="Transactions file: canonical (.parquet, .csv, .jsonl), or your own with --mapping.",
+        help="Transactions file: canonical (.parquet, .csv, .jsonl), or your own with --mapping; or the "
+        "archive (s3://bucket/prefix or its folder, see `fraudstream archive`).",
     ),
 ]
 DatasetOpt = Annotated[

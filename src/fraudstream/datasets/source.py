@@ -33,7 +33,9 @@ def load_source(
       given (the full public files, for example; see :func:`~fraudstream.datasets.registry.load_dataset`);
     - ``data`` with ``mapping``: a user's CSV or Parquet file read through a YAML mapping
       (:mod:`fraudstream.datasets.generic`);
-    - ``data`` alone: a file of canonical transactions (Parquet, CSV or JSON lines);
+    - ``data`` alone: a file of canonical transactions (Parquet, CSV or JSON lines), or an archive
+      (``s3://bucket/prefix`` or its local folder, see :func:`~fraudstream.archive.reader.read_archive`),
+      labelled by its archived labels;
     - nothing: the generated file in the data folder.
 
     ``label_delay_days`` is when dataset labels become known (a mapping may set its own).
@@ -54,6 +56,14 @@ def load_source(
         from fraudstream.datasets.generic import load_generic
 
         return load_generic(data, mapping, label_delay=delay)
+    if data is not None:
+        from fraudstream.archive.location import archive_url
+
+        url = archive_url(data)
+        if url is not None:
+            from fraudstream.archive.reader import read_archive
+
+            return read_archive(url, label_delay=delay)
     path = data or default_data_path(settings)
     if not path.exists():
         raise FileNotFoundError(
