@@ -120,10 +120,20 @@ class Worker:
             write_health(self.health_file, self.health())
         if not messages:
             return 0
+        self.handle(messages)
+        return len(messages)
+
+    def handle(self, messages: list[Message]) -> None:
+        """Decide one batch of delivered messages as the worker decides what it consumes: parse, skip
+        what is already decided, score and store, publish the decisions and dead letters, acknowledge.
+
+        Public for consumers that read the topic themselves (the Spark streaming job hands each
+        micro-batch here). Handing the same messages again decides nothing twice and records no feature
+        state twice; an outage (:data:`OUTAGES`) propagates with nothing acknowledged, to be retried.
+        """
         with self.around_batch():
             self._handle(messages)
         self.stats.batches += 1
-        return len(messages)
 
     def _handle(self, messages: list[Message]) -> None:
         """Parse, skip what is already decided, score and store, publish, then acknowledge.
