@@ -17,6 +17,7 @@ from fraudstream.commands import (
     retrain,
     rules,
     serving,
+    spark,
     training,
 )
 
@@ -48,3 +49,4 @@ app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(rules.app, name="rules")
 app.add_typer(archive.app, name="archive")
+app.add_typer(spark.app, name="spark")

@@ -224,6 +224,17 @@ class Settings(BaseSettings):
     archive_interval_seconds: float = Field(
         60.0, gt=0, le=86_400, description="`fraudstream archive --follow`: seconds between passes"
     )
+    spark_checkpoint: str | None = Field(
+        None,
+        description="spark stream: where the streaming query keeps its Kafka offsets and progress, so a "
+        "restart carries on where it stopped (a folder, or hdfs://, s3a:// ... on a cluster); default "
+        "data_dir/spark/checkpoint. One per query: two jobs on one checkpoint clash",
+    )
+    spark_jars: Path | None = Field(
+        None,
+        description="spark stream: folder of the Kafka connector's jars (services/spark/fetch.sh fills "
+        ".services/spark/jars); unset: Spark fetches the pinned connector itself (spark.jars.packages)",
+    )
 
     @field_validator("rate_limit_key", "rate_limit_address", "rate_limit_failed_auth")
     @classmethod
@@ -280,6 +291,10 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'fraudstream.db'}"
+
+    @property
+    def spark_checkpoint_location(self) -> str:
+        return self.spark_checkpoint or str(self.data_dir / "spark" / "checkpoint")
 
     @property
     def alert_recipients(self) -> list[str]:

@@ -1,0 +1,194 @@
+"""The Spark Structured Streaming scorer: the Kafka transactions topic, read by Spark, decided by the
+worker's own batch handling.
+
+Each micro-batch that Spark reads from the topic the workers read (``FRAUD_BROKER_URL=kafka://...``) is
+handed, in ``foreachBatch`` on the driver, to :meth:`Worker.handle
+<fraudstream.worker.worker.Worker.handle>`: the same parsing, deduplication, scoring against the shared
+feature state (FRAUD_STATE_URL), storing (FRAUD_DATABASE_URL), publishing to the decisions and
+dead-letters topics. Spark keeps the offsets in its checkpoint and commits a micro-batch only after the
+function returns; a job killed mid-batch reads that micro-batch again on restart, and the worker's
+idempotence by ``transaction_id`` turns the replay into no second decision and no second feature event.
+
+Run it as ``fraudstream spark stream``, or give this file to ``spark-submit`` (it takes the same options).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, Literal
+
+from fraudstream.config import Settings
+from fraudstream.worker.health import WorkerStats
+
+log = logging.getLogger("fraudstream.spark.stream")
+
+CONNECTOR = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"
+"""The Kafka connector Spark fetches itself when FRAUD_SPARK_JARS is unset; the coordinate
+services/spark/pom.xml pins (Maven Central has no connector of PySpark's own 4.3.0 yet)."""
+
+APP_NAME = "fraudstream-stream"
+STOP_GRACE = 60.0
+"""Seconds a stop waits for the micro-batch in hand to finish before stopping the query anyway (a
+micro-batch cut short is read again at the next start)."""
+
+
+class StreamError(RuntimeError):
+    """The streaming job cannot start or has failed; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How the query reads: a micro-batch every ``trigger_seconds`` (0: as soon as the last is done) of at
+    most ``max_offsets_per_trigger`` messages (``None``: all that arrived); a new checkpoint starts at the
+    topic's ``earliest`` or ``latest`` offsets; ``available_now`` decides what the topic holds, then
+    stops; ``master`` is Spark's (default: what ``spark-submit`` says, else ``local[*]``)."""
+
+    trigger_seconds: float = 1.0
+    max_offsets_per_trigger: int | None = 10_000
+    starting_offsets: Literal["earliest", "latest"] = "earliest"
+    available_now: bool = False
+    master: str | None = None
+
+
+def kafka_options(settings: Settings, options: StreamOptions) -> dict[str, str]:
+    """The Kafka source's options: the servers and the transactions topic (with the URL's ``?prefix=``)
+    that the Kafka broker and ``fraudstream worker`` use."""
+    from fraudstream._urls import split_prefix
+    from fraudstream.brokers.kafka._urls import bootstrap_servers
+    from fraudstream.worker.worker import TRANSACTIONS
+
+    if not settings.broker_url.startswith("kafka://"):
+        raise StreamError(
+            f"FRAUD_BROKER_URL is {settings.broker_url!r}: the Spark job reads Kafka, so set it to the "
+            "workers' kafka://host:port (with the same ?prefix=, if any)"
+        )
+    url, prefix = split_prefix(settings.broker_url)
+    source = {
+        "kafka.bootstrap.servers": bootstrap_servers(url),
+        "subscribe": (prefix or "") + TRANSACTIONS,
+        "startingOffsets": options.starting_offsets,
+    }
+    if options.max_offsets_per_trigger is not None:
+        source["maxOffsetsPerTrigger"] = str(options.max_offsets_per_trigger)
+    return source
+
+
+def connector(settings: Settings) -> tuple[list[Path], dict[str, str]]:
+    """The connector's jars from FRAUD_SPARK_JARS, or (unset) the Spark configuration that has Spark
+    fetch :data:`CONNECTOR` and what it needs from Maven Central itself."""
+    if settings.spark_jars is None:
+        return [], {"spark.jars.packages": CONNECTOR}
+    jars = sorted(settings.spark_jars.glob("*.jar"))
+    if not jars:
+        raise StreamError(
+            f"FRAUD_SPARK_JARS={settings.spark_jars} holds no jars: fill it with "
+            "services/spark/fetch.sh, or unset it to have Spark fetch the connector"
+        )
+    return jars, {}
+
+
+def checkpoint_location(settings: Settings) -> str:
+    """FRAUD_SPARK_CHECKPOINT, a local folder made absolute (Spark would resolve it elsewhere on a
+    cluster); a URL (hdfs://, s3a://) as it is."""
+    location = settings.spark_checkpoint_location
+    return location if "://" in location else str(Path(location).resolve())
+
+
+def run_stream(
+    settings: Settings,
+    options: StreamOptions,
+    *,
+    say: Callable[[str], None] = print,
+    stopping: threading.Event | None = None,
+) -> WorkerStats:
+    """Run the streaming query until ``stopping`` is set (SIGTERM or Ctrl-C set it when this runs in the
+    main thread) or, with ``available_now``, until the topic is decided; returns what was decided.
+
+    Raises :class:`StreamError` when the query fails (its micro-batch stays uncommitted, to be read again
+    at the next start), and :class:`~fraudstream.spark._java.JavaError` without a usable Java.
+    """
+    from fraudstream.spark._java import require_java
+
+    source = kafka_options(settings, options)
+    jars, conf = connector(settings)
+    location = checkpoint_location(settings)
+    require_java()
+    stopping = stopping or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        _stop_on_signals(stopping, say)
+
+    from fraudstream.spark._stream_job import open_job
+
+    with open_job(settings, source["subscribe"], stopping, say) as (handler, stats):
+        from fraudstream.spark.session import spark_session
+
+        # The job hands Spark no pandas data, so PySpark's caution about pandas 3 does not apply.
+        warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+        spark = spark_session(APP_NAME, master=options.master, jars=jars, conf=conf)
+        spark.sparkContext.setLogLevel("WARN")
+        writer = (
+            spark.readStream.format("kafka")
+            .options(**source)
+            .load()
+            .writeStream.foreachBatch(handler)
+            .option("checkpointLocation", location)
+            .queryName(APP_NAME)
+        )
+        if options.available_now:
+            writer = writer.trigger(availableNow=True)
+        else:
+            writer = writer.trigger(processingTime=f"{options.trigger_seconds:g} seconds")
+        servers = source["kafka.bootstrap.servers"]
+        say(f"spark stream: reading {source['subscribe']!r} at {servers}, checkpoint {location}")
+        query = writer.start()
+        _await(query, handler.idle, stopping)
+    return stats
+
+
+def _await(query: Any, idle: threading.Event, stopping: threading.Event) -> None:
+    """Wait for the query to end by itself (``available_now``) or for ``stopping``; then let the
+    micro-batch in hand finish (up to :data:`STOP_GRACE` seconds) and stop the query."""
+    from pyspark.errors import StreamingQueryException
+
+    try:
+        while query.isActive and not stopping.is_set():
+            query.awaitTermination(1)
+        if query.isActive:
+            idle.wait(STOP_GRACE)
+            query.stop()
+        query.awaitTermination()
+    except StreamingQueryException as error:
+        raise StreamError(f"the streaming query failed: {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _stop_on_signals(stopping: threading.Event, say: Callable[[str], None]) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        say(f"signal {signum}: finishing the micro-batch in hand, then stopping")
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``spark-submit .../fraudstream/spark/stream.py [OPTIONS]``: ``fraudstream spark stream``."""
+    from fraudstream.commands.spark import app
+
+    app(args=["stream", *(sys.argv[1:] if argv is None else argv)], prog_name="fraudstream spark")
+
+
+if __name__ == "__main__":
+    main()

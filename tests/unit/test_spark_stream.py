@@ -1,0 +1,161 @@
+"""The streaming job's parts that need no Spark: Kafka rows as the worker's messages, outages waited
+out, and the command's refusals, each naming the setting to fix, before Java or Spark are started."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from fraudstream.brokers.base import Message
+from fraudstream.cli import app
+from fraudstream.spark._java import JavaError, require_java
+from fraudstream.spark._stream_batches import MicroBatches, messages_of
+from fraudstream.storage import StorageError
+from fraudstream.worker.health import WorkerStats
+
+runner = CliRunner()
+
+
+def row(partition: int, offset: int, value: bytes | None, key: bytes | None = b"c1") -> dict[str, Any]:
+    return {"key": key, "value": value, "partition": partition, "offset": offset}
+
+
+def test_kafka_rows_become_the_brokers_messages_in_offset_order_per_partition() -> None:
+    rows = [
+        row(1, 7, orjson.dumps({"transaction_id": "b"})),
+        row(0, 5, b"not json", key=None),
+        row(1, 3, orjson.dumps({"transaction_id": "a"}), key=bytearray(b"c\xff")),
+    ]
+    assert messages_of(rows) == [
+        Message("0:5", None, "not json"),
+        Message("1:3", "c\ufffd", {"transaction_id": "a"}),
+        Message("1:7", "c1", {"transaction_id": "b"}),
+    ]
+
+
+class FlakyWorker:
+    """Fails its first ``outages`` batches as a database outage would, then takes them."""
+
+    def __init__(self, outages: int) -> None:
+        self.outages, self.handled = outages, []  # type: ignore[var-annotated]
+        self.stats = WorkerStats()
+
+    def handle(self, messages: list[Message]) -> None:
+        if self.outages:
+            self.outages -= 1
+            raise StorageError("database down")
+        self.handled.append([m.id for m in messages])
+        self.stats.decided += len(messages)
+
+
+class Frame:
+    """What ``foreachBatch`` is handed, as far as the job reads it."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+
+    def select(self, *columns: str) -> Frame:
+        return self
+
+    def collect(self) -> list[dict[str, Any]]:
+        return self.rows
+
+
+def test_a_micro_batch_waits_out_an_outage_and_is_decided_once_it_passes() -> None:
+    worker, lines = FlakyWorker(outages=2), []  # type: ignore[var-annotated]
+    batches = MicroBatches(worker, threading.Event(), lines.append)  # type: ignore[arg-type]
+    batches(Frame([row(0, 1, orjson.dumps({"x": 1})), row(0, 0, orjson.dumps({"x": 0}))]), 4)
+    assert worker.handled == [["0:0", "0:1"]]
+    assert worker.stats.errors == 2
+    assert lines == ["micro-batch 4: 2 messages; so far 2 decided, 0 duplicates, 0 dead letters"]
+    assert batches.idle.is_set()
+
+
+def test_an_outage_while_stopping_leaves_the_micro_batch_to_the_next_start() -> None:
+    stopping = threading.Event()
+    stopping.set()
+    batches = MicroBatches(FlakyWorker(outages=1), stopping)  # type: ignore[arg-type]
+    with pytest.raises(StorageError):
+        batches(Frame([row(0, 0, b"{}")]), 0)
+    assert batches.idle.is_set()
+
+
+def test_the_stream_refuses_a_broker_that_is_not_kafka(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FRAUD_BROKER_URL", "database://")
+    result = runner.invoke(app, ["spark", "stream"])
+    assert result.exit_code == 2
+    assert "FRAUD_BROKER_URL" in result.output and "kafka://" in result.output
+
+
+def test_the_module_spark_submit_runs_takes_the_commands_options(tmp_path: Path) -> None:
+    env = os.environ | {"FRAUD_DATA_DIR": str(tmp_path), "FRAUD_BROKER_URL": "database://"}
+    done = subprocess.run(
+        [sys.executable, "-m", "fraudstream.spark.stream", "--available-now"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "FRAUD_BROKER_URL" in done.stderr
+
+
+def test_the_stream_refuses_a_jar_folder_without_jars(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FRAUD_BROKER_URL", "kafka://127.0.0.1:1")
+    monkeypatch.setenv("FRAUD_SPARK_JARS", str(tmp_path))
+    result = runner.invoke(app, ["spark", "stream"])
+    assert result.exit_code == 2
+    assert "FRAUD_SPARK_JARS" in result.output and "fetch.sh" in result.output
+
+
+def test_the_stream_refuses_an_unknown_starting_offset() -> None:
+    result = runner.invoke(app, ["spark", "stream", "--starting-offsets", "middle"])
+    assert result.exit_code == 2
+    assert "earliest" in result.output
+
+
+def fake_java(home: Path, version: str) -> Path:
+    (home / "bin").mkdir(parents=True)
+    java = home / "bin" / "java"
+    java.write_text(f"#!/bin/sh\necho 'openjdk version \"{version}\" 2025-04-15' >&2\n")
+    java.chmod(0o755)
+    return home
+
+
+@pytest.mark.parametrize(("version", "major"), [("17.0.15", 17), ("21", 21)])
+def test_java_17_or_newer_is_accepted(
+    version: str, major: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JAVA_HOME", str(fake_java(tmp_path, version)))
+    assert require_java() == major
+
+
+@pytest.mark.parametrize("version", ["11.0.2", "1.8.0_392"])
+def test_an_older_java_is_refused_saying_what_to_install(
+    version: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JAVA_HOME", str(fake_java(tmp_path, version)))
+    with pytest.raises(JavaError, match=r"needs Java 17 or newer.*openjdk-17"):
+        require_java()
+
+
+def test_a_missing_java_is_refused_saying_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path))
+    with pytest.raises(JavaError, match=r"JAVA_HOME has no bin/java.*openjdk-17"):
+        require_java()
