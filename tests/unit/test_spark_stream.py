@@ -4,6 +4,7 @@ out, and the command's refusals, each naming the setting to fix, before Java or 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -16,8 +17,10 @@ from typer.testing import CliRunner
 
 from fraudstream.brokers.base import Message
 from fraudstream.cli import app
+from fraudstream.config import Settings
 from fraudstream.spark._java import JavaError, require_java
 from fraudstream.spark._stream_batches import MicroBatches, messages_of
+from fraudstream.spark.stream import connector
 from fraudstream.storage import StorageError
 from fraudstream.worker.health import WorkerStats
 
@@ -126,6 +129,23 @@ def test_the_stream_refuses_an_unknown_starting_offset() -> None:
     result = runner.invoke(app, ["spark", "stream", "--starting-offsets", "middle"])
     assert result.exit_code == 2
     assert "earliest" in result.output
+
+
+def test_spark_fetches_the_connector_the_pom_pins_and_only_what_pyspark_lacks(tmp_path: Path) -> None:
+    pom = (Path(__file__).resolve().parents[2] / "services" / "spark" / "pom.xml").read_text()
+    pinned = re.search(r"<spark.version>(.+)</spark.version>", pom)
+    assert pinned is not None
+    jars, conf = connector(Settings(data_dir=tmp_path, spark_jars=None))
+    assert jars == []
+    assert conf["spark.jars.packages"] == f"org.apache.spark:spark-sql-kafka-0-10_2.13:{pinned[1]}"
+    assert "org.apache.hadoop:hadoop-client-runtime" in conf["spark.jars.excludes"].split(",")
+
+
+def test_a_jar_folder_replaces_the_fetch(tmp_path: Path) -> None:
+    (tmp_path / "b.jar").touch()
+    (tmp_path / "a.jar").touch()
+    (tmp_path / ".pom.sha256").touch()
+    assert connector(Settings(spark_jars=tmp_path)) == ([tmp_path / "a.jar", tmp_path / "b.jar"], {})
 
 
 def fake_java(home: Path, version: str) -> Path:

@@ -34,6 +34,19 @@ CONNECTOR = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"
 """The Kafka connector Spark fetches itself when FRAUD_SPARK_JARS is unset; the coordinate
 services/spark/pom.xml pins (Maven Central has no connector of PySpark's own 4.3.0 yet)."""
 
+ALREADY_IN_PYSPARK = (
+    "org.apache.hadoop:hadoop-client-api",
+    "org.apache.hadoop:hadoop-client-runtime",
+    "org.slf4j:slf4j-api",
+    "at.yawk.lz4:lz4-java",
+    "org.lz4:lz4-java",
+    "org.xerial.snappy:snappy-java",
+    "com.google.code.findbugs:jsr305",
+    "org.scala-lang.modules:scala-parallel-collections_2.13",
+)
+"""What the connector depends on that PySpark's jars folder already has: left out when Spark fetches
+the connector, as services/spark/pom.xml leaves them out, so no second copy lands on the classpath."""
+
 APP_NAME = "fraudstream-stream"
 STOP_GRACE = 60.0
 """Seconds a stop waits for the micro-batch in hand to finish before stopping the query anyway (a
@@ -85,7 +98,7 @@ def connector(settings: Settings) -> tuple[list[Path], dict[str, str]]:
     """The connector's jars from FRAUD_SPARK_JARS, or (unset) the Spark configuration that has Spark
     fetch :data:`CONNECTOR` and what it needs from Maven Central itself."""
     if settings.spark_jars is None:
-        return [], {"spark.jars.packages": CONNECTOR}
+        return [], {"spark.jars.packages": CONNECTOR, "spark.jars.excludes": ",".join(ALREADY_IN_PYSPARK)}
     jars = sorted(settings.spark_jars.glob("*.jar"))
     if not jars:
         raise StreamError(
@@ -132,7 +145,10 @@ def run_stream(
 
         # The job hands Spark no pandas data, so PySpark's caution about pandas 3 does not apply.
         warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
-        spark = spark_session(APP_NAME, master=options.master, jars=jars, conf=conf)
+        try:
+            spark = spark_session(APP_NAME, master=options.master, jars=jars, conf=conf)
+        except Exception as error:  # PySpark's own error says only that the JVM exited
+            raise StreamError(_not_started(error, fetching=not jars)) from None
         spark.sparkContext.setLogLevel("WARN")
         writer = (
             spark.readStream.format("kafka")
@@ -167,6 +183,17 @@ def _await(query: Any, idle: threading.Event, stopping: threading.Event) -> None
         query.awaitTermination()
     except StreamingQueryException as error:
         raise StreamError(f"the streaming query failed: {_first_line(error)}") from None
+
+
+def _not_started(error: BaseException, *, fetching: bool) -> str:
+    """Why Spark did not start, and what to try: its own output, printed above, has the cause."""
+    hint = (
+        "Spark fetched the Kafka connector itself: when that failed (see the lines above), fetch it with "
+        "services/spark/fetch.sh and set FRAUD_SPARK_JARS to the folder it prints"
+        if fetching
+        else "see Spark's lines above"
+    )
+    return f"Spark did not start ({_first_line(error)}); {hint}"
 
 
 def _first_line(error: BaseException) -> str:
