@@ -85,7 +85,7 @@ def test_repro_builds_the_bundle_and_metrics_show_prints_the_evaluation(dvc_bin:
     # The bundle is rebuilt from the data and parameters alone, to the same evaluation.
     (project / OUT / "model.fsb").unlink()
     log = dvc(dvc_bin, project, "repro")
-    assert "Running stage 'train'" in log and "Running stage 'generate'" not in log
+    assert "Running stage 'train'" in log and "Running stage 'prepare'" not in log
     assert metrics(project)["roc_auc"] == first["roc_auc"]
     assert metrics(project)["model"] != first["model"]
 
@@ -101,6 +101,6 @@ def test_a_changed_parameter_reruns_only_the_stages_that_read_it(dvc_bin: Path, 
 
     log = dvc(dvc_bin, project, "repro")
     assert "Running stage 'train'" in log and "Running stage 'evaluate'" in log
-    assert "Running stage 'generate'" not in log
+    assert "Running stage 'generate'" not in log and "Running stage 'prepare'" not in log
     assert json.loads((project / OUT / "train.json").read_text())["thresholds"]["flag"] > 0
     assert "up to date" in dvc(dvc_bin, project, "status")
