@@ -1,6 +1,7 @@
-# fraudstream: the API, worker and dashboard image used by compose.yaml.
-#   docker build -t fraudstream:dev .
-FROM python:3.11-slim-bookworm
+# fraudstream: the API, worker and dashboard image used by compose.yaml, and the Spark job's image on top of it.
+#   docker build --target app -t fraudstream:dev .
+#   docker build --target spark -t fraudstream-spark:dev .
+FROM python:3.11-slim-bookworm AS app
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -34,3 +35,14 @@ VOLUME ["/data"]
 
 EXPOSE 8000 8501
 CMD ["fraudstream", "serve", "--host", "0.0.0.0", "--no-with-worker"]
+
+# The Spark streaming job (compose profile "spark"): the same image with a Java runtime and PySpark, held to the
+# dev lock's pin. The Kafka connector is fetched by Spark from Maven Central on first start (FRAUD_SPARK_JARS unset).
+FROM app AS spark
+USER root
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
+    && rm -rf /var/lib/apt/lists/*
+RUN pip install -c /app/requirements/dev.lock pyspark
+USER fraudstream
+CMD ["fraudstream", "spark", "stream"]

@@ -38,6 +38,11 @@ def env_of(service: dict[str, Any]) -> dict[str, str]:
     return {key: str(value) for key, value in env.items()}
 
 
+def resolved(value: str) -> str:
+    """A value as compose gives it when the variables it names are unset: ``${VAR:-default}`` → default."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
 def command_of(service: dict[str, Any]) -> list[str]:
     command = service.get("command") or []
     return command.split() if isinstance(command, str) else [str(part) for part in command]
@@ -78,9 +83,11 @@ def test_app_services_point_at_the_in_compose_servers(compose: dict[str, Any]) -
         database = urlparse(env["FRAUD_DATABASE_URL"])
         assert database.scheme == "postgresql"
         assert (database.hostname, database.port) == ("postgres", 5432), name
-        assert env["FRAUD_BROKER_URL"] == "redis://redis:6379/0", name
+        assert resolved(env["FRAUD_BROKER_URL"]) == "redis://redis:6379/0", name
         assert env["FRAUD_STATE_URL"] == "redis://redis:6379/1", name
-        for url in (env["FRAUD_DATABASE_URL"], env["FRAUD_BROKER_URL"], env["FRAUD_STATE_URL"]):
+        urls = [env["FRAUD_DATABASE_URL"], resolved(env["FRAUD_BROKER_URL"]), env["FRAUD_STATE_URL"]]
+        urls.append(env["FRAUD_MLFLOW_TRACKING_URI"])
+        for url in urls:
             assert urlparse(url).hostname in services, f"{name}: {url} names no compose service"
 
 
@@ -131,6 +138,43 @@ def test_kafka_versions_agree(compose: dict[str, Any]) -> None:
     assert compose["services"]["kafka"]["image"] == f"apache/kafka:{match.group(1)}"
 
 
+def test_the_archive_writes_to_the_compose_object_store(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    archive = services["archive"]
+    assert command_of(archive)[:4] == ["fraudstream", "archive", "run", "--follow"]
+    env = env_of(archive)
+    url = urlparse(env["FRAUD_ARCHIVE_URL"])
+    assert url.scheme == "s3"
+    endpoint = dict(part.split("=", 1) for part in url.query.split("&"))["endpoint_override"]
+    assert endpoint.split(":")[0] == "s3" and "s3" in services
+    s3 = env_of(services["s3"])
+    assert (s3["S3PROXY_IDENTITY"], s3["S3PROXY_CREDENTIAL"]) == (
+        env["AWS_ACCESS_KEY_ID"],
+        env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def test_s3proxy_versions_agree(compose: dict[str, Any]) -> None:
+    """The Docker image and the jars `make services` fetches are the same S3Proxy release."""
+    pom = (ROOT / "services" / "s3proxy" / "pom.xml").read_text()
+    match = re.search(r"<s3proxy.version>([^<]+)</s3proxy.version>", pom)
+    assert match is not None
+    assert compose["services"]["s3"]["image"] == f"andrewgaul/s3proxy:s3proxy-{match.group(1)}"
+
+
+def test_the_spark_job_is_an_opt_in_profile_on_kafka(compose: dict[str, Any]) -> None:
+    spark = compose["services"]["spark"]
+    assert spark["profiles"] == ["spark"]
+    assert spark["build"]["target"] == "spark"
+    assert command_of(spark)[:3] == ["fraudstream", "spark", "stream"]
+    assert spark["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert "kafka://kafka:9092" in (ROOT / "compose.yaml").read_text()  # how to point the app at Kafka
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM app AS spark$", dockerfile, re.MULTILINE)
+    assert "openjdk-17-jre-headless" in dockerfile
+    assert "pip install -c /app/requirements/dev.lock pyspark" in dockerfile
+
+
 def test_dockerfile_installs_existing_extras_against_the_lock() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "requirements/base.lock" in dockerfile
@@ -156,6 +200,7 @@ def test_run_script_reports_stopped_services_in_an_empty_state_dir(tmp_path: Pat
         "FRAUD_SERVICES_POSTGRES_PORT": str(free_port()),
         "FRAUD_SERVICES_KAFKA_PORT": str(free_port()),
         "FRAUD_SERVICES_MLFLOW_PORT": str(free_port()),
+        "FRAUD_SERVICES_S3_PORT": str(free_port()),
     }
     script = str(ROOT / "services" / "run.sh")
     result = subprocess.run(
@@ -163,7 +208,7 @@ def test_run_script_reports_stopped_services_in_an_empty_state_dir(tmp_path: Pat
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["redis", "postgres", "kafka", "mlflow"]
+    assert [line.split()[0] for line in lines] == ["redis", "postgres", "kafka", "mlflow", "s3"]
     assert all(line.split()[1] == "stopped" for line in lines)
     usage = subprocess.run(
         [script, "restart"], capture_output=True, text=True, env=env, timeout=60, check=False
