@@ -1,10 +1,12 @@
 """The object-store archive against a real S3-compatible server (S3Proxy from ``make services``, marker
 ``s3``) and a local folder, over SQLite and PostgreSQL: every transaction archived exactly once, also with
 two archivers at once and after ``kill -9`` of the archiving process mid-run; errors that say what to do;
-and ``fraudstream train --data s3://...`` reading the archive back into a model."""
+and ``fraudstream train --data s3://...`` and ``retrain --data s3://...`` reading the archive back into
+models."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -28,7 +30,7 @@ from fraudstream.cli import app
 from fraudstream.events import Label, Transaction
 from fraudstream.events.decision import DecisionRecord
 from fraudstream.storage import Store
-from tests.history import production_history
+from tests.history import FAST, production_history
 from tests.integration.conftest import require
 
 S3_ENDPOINT = os.environ.get("FRAUD_TEST_S3_ENDPOINT", "http://127.0.0.1:9010")
@@ -256,7 +258,7 @@ def test_an_empty_archive_says_to_run_the_archiver(s3_archive: str) -> None:
 
 
 @pytest.mark.s3
-def test_train_reads_the_archive_back_from_s3(
+def test_train_and_retrain_read_the_archive_back_from_s3(
     s3_archive: str, tmp_path: Path, small_frame: pd.DataFrame, bundle_path: Path
 ) -> None:
     database = production_history(tmp_path, small_frame, bundle_path)
@@ -280,3 +282,13 @@ def test_train_reads_the_archive_back_from_s3(
     )  # fmt: skip
     assert trained.exit_code == 0, trained.stderr
     assert out.exists()
+    # retrain: a challenger from the archive's history, on the feature vectors logged with the decisions
+    folder = tmp_path / "retrain"
+    retrained = CliRunner().invoke(
+        app, ["retrain", "--data", url, *FAST, "--champion", str(bundle_path), "--out", str(folder)], env=env
+    )
+    assert retrained.exit_code == 0, retrained.stderr
+    comparison = json.loads((folder / "comparison.json").read_text())
+    assert comparison["features"]["challenger"]["source"] == "logged"
+    assert comparison["training"]["history_rows"] == len(small_frame)
+    assert (folder / "challenger.fsb").exists()

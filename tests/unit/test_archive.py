@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 from pydantic import ValidationError
@@ -246,3 +247,37 @@ def test_fraud_wins_where_sources_disagree() -> None:
 def test_reading_an_empty_or_missing_archive_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ArchiveError, match="fraudstream archive run"):
         read_archive(str(tmp_path / "nothing-here"))
+
+
+# -- the archive as retraining's history ----------------------------------------------------------------
+
+
+def test_the_archive_answers_retrainings_reads_as_the_store_does(store: Store, tmp_path: Path) -> None:
+    from fraudstream.archive.history import ArchiveHistory
+
+    store.decisions.save([record(i) for i in range(40)], [tx(i) for i in range(30)])
+    day = timedelta(days=1)
+    store.labels.apply(
+        [
+            Label(transaction_id="t0003", is_fraud=True, label_time=T0 + day, source="chargeback"),
+            Label(transaction_id="t0004", is_fraud=False, label_time=T0 + day, source="analyst"),
+        ]
+    )
+    archiver(store, tmp_path / "a", rows=7).run(now=datetime.now(UTC))
+    archived = ArchiveHistory(str(tmp_path / "a"))
+    start, end = T0 + timedelta(minutes=2), T0 + timedelta(minutes=35)
+    assert archived.span(start, end) == store.history.span(start, end)
+    assert archived.span() == store.history.span()
+    assert archived.feature_names() == store.history.feature_names() != {}
+    for read in ("decisions", "transactions"):
+        mine = pd.concat(getattr(archived, read)(start, end, chunk_rows=5), ignore_index=True)
+        theirs = pd.concat(getattr(store.history, read)(start, end, chunk_rows=5), ignore_index=True)
+        pd.testing.assert_frame_equal(mine, theirs, check_dtype=False)
+    assert archived.where == str(tmp_path / "a")
+
+
+def test_retraining_from_an_empty_archive_says_to_run_the_archiver(tmp_path: Path) -> None:
+    from fraudstream.archive.history import ArchiveHistory
+
+    with pytest.raises(ArchiveError, match="fraudstream archive run"):
+        ArchiveHistory(str(tmp_path / "empty")).span()

@@ -19,27 +19,29 @@ import pandas as pd
 import pyarrow as pa
 
 from fraudstream.archive.location import ArchiveError, Location, open_location, translate
-from fraudstream.archive.writer import SCHEMAS
+from fraudstream.archive.writer import DATASETS, SCHEMAS
 from fraudstream.events.frame import records_to_frame
 from fraudstream.events.transaction import Transaction
 
 
 def read_dataset(location: Location, name: str) -> pa.Table:
     """Every object of the archive's dataset ``name`` as one table (empty if none were written), with
-    the partition's ``date`` as a column."""
+    the partition's ``date`` as a column (``feature_sets``, not partitioned, has none)."""
     import pyarrow.dataset as ds
     from pyarrow import fs
 
     if name not in SCHEMAS:
         raise ValueError(f"dataset: expected one of {', '.join(SCHEMAS)}, got {name!r}")
     folder = location.path(name)
-    schema = SCHEMAS[name].append(pa.field("date", pa.string()))
+    partitioned = name in DATASETS
+    schema = SCHEMAS[name].append(pa.field("date", pa.string())) if partitioned else SCHEMAS[name]
     try:
         if location.fs.get_file_info(folder).type != fs.FileType.Directory:
             return schema.empty_table()
         dataset = ds.dataset(
-            folder, schema=schema, filesystem=location.fs, format="parquet", partitioning="hive"
-        )
+            folder, schema=schema, filesystem=location.fs, format="parquet",
+            partitioning="hive" if partitioned else None,
+        )  # fmt: skip
         return dataset.to_table()
     except OSError as exc:
         raise translate(exc, location.url) from None

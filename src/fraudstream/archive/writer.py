@@ -5,6 +5,7 @@ Layout under the archive's root (``s3://bucket/prefix`` or a folder)::
     decisions/date=YYYY-MM-DD/part-NNNNNNNNNN.parquet      by the transaction's event date (UTC)
     transactions/date=YYYY-MM-DD/part-NNNNNNNNNN.parquet   the same rows' stored bodies
     labels/date=YYYY-MM-DD/part-NNNNNNNNNN.parquet         by the date the label was stored
+    feature_sets/<id>.parquet                              the names of a logged feature vector
 
 ``NNNNNNNNNN`` is the batch number of the stream the object comes from (decisions and transactions share
 the ``decisions`` stream's). One batch writes one object per dataset and date it holds, and its rows are
@@ -41,7 +42,8 @@ SCHEMAS = {
             ("probability", pa.float64()), ("reasons", pa.string()), ("rules", pa.list_(pa.string())),
             ("model_version", pa.string()), ("rules_version", pa.string()),
             ("shadow_version", pa.string()), ("shadow_probability", pa.float64()),
-            ("shadow_decision", pa.string()), ("latency_ms", pa.string()),
+            ("shadow_decision", pa.string()), ("latency_ms", pa.string()), ("feature_set", pa.string()),
+            ("feature_values", pa.binary()),
         ]
     ),
     "transactions": pa.schema(
@@ -51,6 +53,7 @@ SCHEMAS = {
             ("ip_address", pa.string()), ("amount", pa.float64()), ("body", pa.string()),
         ]
     ),
+    "feature_sets": pa.schema([("id", pa.string()), ("names", pa.list_(pa.string()))]),
     "labels": pa.schema(
         [
             ("id", pa.int64()), ("transaction_id", pa.string()), ("is_fraud", pa.bool_()),
@@ -58,7 +61,8 @@ SCHEMAS = {
         ]
     ),
 }  # fmt: skip
-DATASETS = tuple(SCHEMAS)
+#: The datasets partitioned by date, whose rows a pass counts.
+DATASETS = ("decisions", "transactions", "labels")
 
 
 @dataclass
@@ -99,6 +103,7 @@ class Archiver:
         self._location = location
         self._batch_rows = batch_rows
         self._settle = settle
+        self._written_sets: set[str] = set()
 
     def run(self, *, now: datetime | None = None, max_batches: int | None = None) -> PassResult:
         """Archive everything stored before ``now`` - settle (``now``: this moment), stream by stream;
@@ -134,6 +139,7 @@ class Archiver:
     def _write(self, batch: Batch, result: PassResult) -> None:
         if batch.stream == DECISIONS:
             rows = self._store.archive.decisions(batch)
+            self._feature_sets({row["feature_set"] for row in rows})
             tables = {
                 "decisions": (_decisions(rows), [_date(r["timestamp"]) for r in rows]),
                 "transactions": _transactions(rows),
@@ -148,6 +154,16 @@ class Archiver:
                 self._put(object_name(dataset, date, batch.number), part)
                 result.objects += 1
             result.rows[dataset] += table.num_rows
+
+    def _feature_sets(self, ids: set[str]) -> None:
+        """The names of these feature sets, each in an object named by its id (a digest of the names),
+        written before any decision that refers to it: a reader finds every vector's names."""
+        for set_id, names in sorted(self._store.archive.feature_names(sorted(ids)).items()):
+            if set_id in self._written_sets:
+                continue
+            table = pa.Table.from_pydict({"id": [set_id], "names": [names]}, schema=SCHEMAS["feature_sets"])
+            self._put(f"feature_sets/{set_id}.parquet", table)
+            self._written_sets.add(set_id)
 
     def _put(self, name: str, table: pa.Table) -> None:
         location = self._location
@@ -184,6 +200,8 @@ def _decisions(rows: list[dict[str, Any]]) -> pa.Table:
                 value = _json(value)
             elif name == "rules":
                 value = [str(v) for v in value or []]
+            elif name == "feature_values":
+                value = bytes(value)
             columns[name].append(value)
     return pa.Table.from_pydict(columns, schema=SCHEMAS["decisions"])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -89,6 +90,15 @@ def retrain(
             "under the alias challenger; it becomes champion only where the model has none yet."
         ),
     ] = False,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            metavar="<s3://bucket/prefix|folder>",
+            help="Read the history from the object-store archive (see `fraudstream archive`) instead of "
+            "the database: its decisions, logged features, transactions and labels.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a challenger on the decisions, features and labels in the database, and compare it with
@@ -99,7 +109,7 @@ def retrain(
     champion's, or --features), else computes features again from the stored transactions, and says
     which. A transaction counts as fraud from its fraud label's time; one without a fraud label is
     legitimate from --label-delay-days after it. Training uses the labels known at the evaluation
-    window's start; evaluation those known now.
+    window's start; evaluation those known now. With --data, all of it comes from the archive.
 
     Example: fraudstream retrain --since 60d --trials 20
     """
@@ -130,11 +140,17 @@ def retrain(
         else:
             champion_path = champion
         folder = out_dir or default_out_dir(settings.data_dir)
-        with open_store(settings.db_url) as store:
-            store.migrate()
+        with ExitStack() as stack:
+            if data is not None:
+                from fraudstream.archive.history import ArchiveHistory
+
+                source: Any = ArchiveHistory(data)
+            else:
+                source = stack.enter_context(open_store(settings.db_url))
+                source.migrate()
             with progress() as bar:
                 result = run(
-                    store, champion_path, folder, since=history, config=config, until=utc(until),
+                    source, champion_path, folder, since=history, config=config, until=utc(until),
                     label_delay=timedelta(days=label_delay_days), eval_days=timedelta(days=eval_days),
                     features=spec, min_fraud=min_fraud, progress=bar,
                 )  # fmt: skip

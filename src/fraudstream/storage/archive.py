@@ -40,12 +40,12 @@ DECISIONS = "decisions"
 LABELS = "labels"
 #: The archived streams, in the order a pass writes them.
 STREAMS = (DECISIONS, LABELS)
-#: The columns of ``decisions`` archived: all but the logged feature vector, which needs the store's
-#: feature-set names to mean anything (training from the archive computes features again).
+#: The columns of ``decisions`` archived: all of them, the logged feature vector (``feature_values``, in
+#: the order of the names ``feature_set`` names in ``feature_sets``) included.
 DECISION_COLUMNS = (
     "transaction_id", "decided_at", "timestamp", "customer_id", "amount", "decision", "probability",
     "reasons", "rules", "model_version", "rules_version", "shadow_version", "shadow_probability",
-    "shadow_decision", "latency_ms",
+    "shadow_decision", "latency_ms", "feature_set", "feature_values",
 )  # fmt: skip
 
 
@@ -206,6 +206,13 @@ class ArchiveRepository:
             if isinstance(row["payload"], str | bytes):
                 row["payload"] = loads(row["payload"])
         return out
+
+    def feature_names(self, ids: list[str]) -> dict[str, list[str]]:
+        """The feature names of each of the feature sets ``ids`` (ids of ``decisions.feature_set``)."""
+        _fs = tables.feature_sets
+        with self._db.read() as conn:
+            rows = conn.execute(select(_fs.c.id, _fs.c.names).where(_fs.c.id.in_(ids))).all()
+        return {row[0]: list(loads(row[1]) if isinstance(row[1], str | bytes) else row[1]) for row in rows}
 
     def labels(self, batch: Batch) -> list[dict[str, Any]]:
         """The label rows of a ``labels`` batch in key order: each source's verdict as it stood."""

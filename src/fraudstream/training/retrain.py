@@ -32,10 +32,11 @@ someone's decision (``fraudstream models promote``).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,7 @@ from fraudstream.features.engine import FeatureEngine
 from fraudstream.features.plan import FeatureSet
 from fraudstream.features.spec import seconds
 from fraudstream.models.bundle import ModelBundle, load_bundle
+from fraudstream.storage.history import Span
 from fraudstream.storage.store import Store
 from fraudstream.training import metrics
 from fraudstream.training.backtest import Featured, Windows, evaluate_window, train_window
@@ -60,6 +62,23 @@ COMPARED = metrics.QUALITY
 """The metrics the comparison puts side by side (those of ``fraudstream evaluate``); higher is better."""
 LOGGED = "logged"
 RECOMPUTED = "recomputed"
+
+
+class HistorySource(Protocol):
+    """What retraining reads production history from: the store's ``store.history``, or the object-store
+    archive's (:class:`fraudstream.archive.history.ArchiveHistory`), which answer the same reads."""
+
+    def span(self, start: datetime | None = None, end: datetime | None = None) -> Span | None: ...
+
+    def feature_names(self) -> dict[str, list[str]]: ...
+
+    def decisions(
+        self, start: datetime, end: datetime, *, chunk_rows: int = ...
+    ) -> Iterator[pd.DataFrame]: ...
+
+    def transactions(
+        self, start: datetime, end: datetime, *, chunk_rows: int = ...
+    ) -> Iterator[pd.DataFrame]: ...
 
 
 class RetrainError(TrainingError):
@@ -175,15 +194,17 @@ class History:
         return X
 
 
-def read_history(store: Store, start: datetime, end: datetime, progress: Progress | None = None) -> History:
-    """The decisions on transactions of ``[start, end)`` from ``store``, chunk by chunk into arrays."""
-    span = store.history.span(start, end)
+def read_history(
+    source: HistorySource, start: datetime, end: datetime, progress: Progress | None = None
+) -> History:
+    """The decisions on transactions of ``[start, end)`` from ``source``, chunk by chunk into arrays."""
+    span = source.span(start, end)
     total = span.count if span else 0
-    names = store.history.feature_names()
+    names = source.feature_names()
     ids, ts, customers, fraud, legit = [], [], [], [], []
     vectors: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     done = 0
-    for chunk in store.history.decisions(start, end):
+    for chunk in source.decisions(start, end):
         n = len(chunk)
         ids.append(chunk["transaction_id"].to_numpy(dtype=object))
         customers.append(chunk["customer_id"].to_numpy(dtype=object))
@@ -210,14 +231,14 @@ def read_history(store: Store, start: datetime, end: datetime, progress: Progres
 
 
 def read_transactions(
-    store: Store, start: datetime, end: datetime, progress: Progress | None = None
+    source: HistorySource, start: datetime, end: datetime, progress: Progress | None = None
 ) -> pd.DataFrame:
     """The decided transactions of ``[start, end)`` as a canonical frame, with their fraud labels (as
     ``is_fraud`` and ``label_time``: what point-in-time label features read)."""
     frames = []
-    span = store.history.span(start, end)
+    span = source.span(start, end)
     total, done = (span.count if span else 0), 0
-    for chunk in store.history.transactions(start, end):
+    for chunk in source.transactions(start, end):
         frame = records_to_frame(Transaction.model_validate(p) for p in chunk["payload"])
         fraud = chunk["fraud_label_time"].notna().to_numpy()
         frame["is_fraud"] = pd.array(np.where(fraud, 1.0, np.nan), dtype="Float64")
@@ -252,8 +273,10 @@ class Features:
 class _Recomputer:
     """Computes feature sets again from the stored transactions, reading them once."""
 
-    def __init__(self, store: Store, history: History, periods: Periods, progress: Progress | None) -> None:
-        self._store, self._history, self._periods, self._progress = store, history, periods, progress
+    def __init__(
+        self, source: HistorySource, history: History, periods: Periods, progress: Progress | None
+    ) -> None:
+        self._source, self._history, self._periods, self._progress = source, history, periods, progress
         self._frame: pd.DataFrame | None = None
         self._lookback = 0.0
 
@@ -281,7 +304,7 @@ class _Recomputer:
     def _read(self, retention: float) -> pd.DataFrame:
         if self._frame is None or retention > self._lookback:
             start = self._periods.start - timedelta(seconds=retention)
-            frame = read_transactions(self._store, start, self._periods.until, self._progress)
+            frame = read_transactions(self._source, start, self._periods.until, self._progress)
             frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
             where = pd.Index(frame["transaction_id"]).get_indexer(self._history.transaction_id)
             missing = int((where < 0).sum())
@@ -364,7 +387,7 @@ class Retrained:
 
 
 def retrain(
-    store: Store,
+    store: Store | HistorySource,
     champion_path: Path,
     out_dir: Path,
     *,
@@ -379,21 +402,24 @@ def retrain(
 ) -> Retrained:
     """Train a challenger on the store's history and measure it and the champion on the evaluation window.
 
-    ``features``: the spec the challenger computes (default: the champion's). Writes
+    ``store``: the store, or another :class:`HistorySource` (the archive's) with a ``where`` to name it
+    in messages. ``features``: the spec the challenger computes (default: the champion's). Writes
     ``out_dir/challenger.fsb`` and ``out_dir/comparison.json``; the champion's file is only read.
     """
     champion = load_bundle(champion_path)
-    span = store.history.span()
+    source: HistorySource = store.history if isinstance(store, Store) else store
+    where = store.db.safe_url if isinstance(store, Store) else str(getattr(store, "where", "the history"))
+    span = source.span()
     if span is None:
         raise RetrainError(
-            f"no decisions are stored in {store.db.safe_url}: serve traffic (fraudstream serve / worker) "
+            f"no decisions are stored in {where}: serve traffic (fraudstream serve / worker) "
             "or replay a dataset into it (fraudstream replay) first, or point FRAUD_DATABASE_URL at "
             "the production database"
         )
     end = until or span.last + timedelta(microseconds=1)
     periods = Periods(end - since, end, label_delay, eval_days)
     windows = periods.windows
-    history = read_history(store, periods.start, periods.until, progress)
+    history = read_history(source, periods.start, periods.until, progress)
     if not len(history):
         raise RetrainError(
             f"no decisions on transactions from {periods.start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}; "
@@ -417,7 +443,7 @@ def retrain(
             f"(e.g. --since {days * 2:g}d), post the missing labels, or lower --min-fraud"
         )
     batch = _batch(history, is_fraud, label_time)
-    recompute = _Recomputer(store, history, periods, progress)
+    recompute = _Recomputer(source, history, periods, progress)
     chosen = features_for(features or champion.feature_set(), history, recompute)
     challenger = train_window(
         Featured(batch, chosen.X), windows, FeatureEngine(chosen.feature_set), config, progress
