@@ -19,7 +19,7 @@ from fraudstream.brokers.base import Message
 from fraudstream.cli import app
 from fraudstream.config import Settings
 from fraudstream.spark._java import JavaError, require_java
-from fraudstream.spark._stream_batches import MicroBatches, messages_of
+from fraudstream.spark._stream_batches import MicroBatches, Stopping, messages_of
 from fraudstream.spark.stream import connector
 from fraudstream.storage import StorageError
 from fraudstream.worker.health import WorkerStats
@@ -79,16 +79,24 @@ def test_a_micro_batch_waits_out_an_outage_and_is_decided_once_it_passes() -> No
     assert worker.handled == [["0:0", "0:1"]]
     assert worker.stats.errors == 2
     assert lines == ["micro-batch 4: 2 messages; so far 2 decided, 0 duplicates, 0 dead letters"]
-    assert batches.idle.is_set()
 
 
 def test_an_outage_while_stopping_leaves_the_micro_batch_to_the_next_start() -> None:
     stopping = threading.Event()
-    stopping.set()
     batches = MicroBatches(FlakyWorker(outages=1), stopping)  # type: ignore[arg-type]
+    stopping.set()
     with pytest.raises(StorageError):
-        batches(Frame([row(0, 0, b"{}")]), 0)
-    assert batches.idle.is_set()
+        batches.decide(messages_of([row(0, 0, b"{}")]))
+
+
+def test_a_micro_batch_that_starts_while_stopping_is_refused_untouched() -> None:
+    stopping = threading.Event()
+    worker = FlakyWorker(outages=0)
+    batches = MicroBatches(worker, stopping)  # type: ignore[arg-type]
+    stopping.set()
+    with pytest.raises(Stopping):
+        batches(Frame([row(0, 0, b"{}")]), 1)
+    assert worker.handled == []
 
 
 def test_the_stream_refuses_a_broker_that_is_not_kafka(

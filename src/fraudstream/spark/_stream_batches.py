@@ -65,12 +65,18 @@ def messages_of(rows: Iterable[Any]) -> list[Message]:
     ]
 
 
+class Stopping(RuntimeError):
+    """A micro-batch that started after the job was asked to stop: refused before anything is done, so
+    Spark leaves it uncommitted and the next start reads it afresh."""
+
+
 class MicroBatches:
     """The ``foreachBatch`` function: each micro-batch is collected to the driver and handed to
     :meth:`Worker.handle <fraudstream.worker.worker.Worker.handle>`, so the job decides exactly as a
     worker does. An outage of the database, Redis or Kafka is waited out with growing pauses (up to
     10 s), as the worker waits; once ``stopping`` is set it is raised instead, leaving the micro-batch
-    uncommitted for the next start. ``report`` hears a line per micro-batch."""
+    uncommitted for the next start, and a micro-batch that starts then raises :class:`Stopping`.
+    ``report`` hears a line per micro-batch."""
 
     def __init__(
         self,
@@ -79,23 +85,20 @@ class MicroBatches:
         report: Callable[[str], None] | None = None,
     ) -> None:
         self.worker, self.stopping, self.report = worker, stopping, report
-        self.idle = threading.Event()
-        self.idle.set()
 
     def __call__(self, frame: Any, batch_id: int) -> None:
-        self.idle.clear()
-        try:
-            batch = messages_of(frame.select(*COLUMNS).collect())
-            if batch:
-                self.decide(batch)
-                if self.report is not None:
-                    stats = self.worker.stats
-                    self.report(
-                        f"micro-batch {batch_id}: {len(batch):,} messages; so far {stats.decided:,} decided, "
-                        f"{stats.duplicates:,} duplicates, {stats.dead:,} dead letters"
-                    )
-        finally:
-            self.idle.set()
+        if self.stopping.is_set():
+            raise Stopping(f"micro-batch {batch_id} started after the job was asked to stop")
+        batch = messages_of(frame.select(*COLUMNS).collect())
+        if not batch:
+            return
+        self.decide(batch)
+        if self.report is not None:
+            stats = self.worker.stats
+            self.report(
+                f"micro-batch {batch_id}: {len(batch):,} messages; so far {stats.decided:,} decided, "
+                f"{stats.duplicates:,} duplicates, {stats.dead:,} dead letters"
+            )
 
     def decide(self, batch: list[Message]) -> None:
         """Hand ``batch`` to the worker until it is decided, through outages."""

@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from types import FrameType
 from typing import Any, Literal
 
 from fraudstream.config import Settings
+from fraudstream.spark._stream_batches import Stopping
 from fraudstream.worker.health import WorkerStats
 
 log = logging.getLogger("fraudstream.spark.stream")
@@ -49,8 +51,8 @@ the connector, as services/spark/pom.xml leaves them out, so no second copy land
 
 APP_NAME = "fraudstream-stream"
 STOP_GRACE = 60.0
-"""Seconds a stop waits for the micro-batch in hand to finish before stopping the query anyway (a
-micro-batch cut short is read again at the next start)."""
+"""Seconds a stop waits for the micro-batch in hand to be decided and committed before stopping the
+query anyway (a micro-batch cut short is read again at the next start, and decides nothing twice)."""
 
 
 class StreamError(RuntimeError):
@@ -165,23 +167,29 @@ def run_stream(
         servers = source["kafka.bootstrap.servers"]
         say(f"spark stream: reading {source['subscribe']!r} at {servers}, checkpoint {location}")
         query = writer.start()
-        _await(query, handler.idle, stopping)
+        _await(query, stopping)
     return stats
 
 
-def _await(query: Any, idle: threading.Event, stopping: threading.Event) -> None:
+def _await(query: Any, stopping: threading.Event) -> None:
     """Wait for the query to end by itself (``available_now``) or for ``stopping``; then let the
-    micro-batch in hand finish (up to :data:`STOP_GRACE` seconds) and stop the query."""
+    micro-batch in hand finish and be committed to the checkpoint (up to :data:`STOP_GRACE` seconds),
+    and stop the query. One that starts meanwhile is refused untouched (see
+    :class:`~fraudstream.spark._stream_batches.Stopping`), which ends the query too."""
     from pyspark.errors import StreamingQueryException
 
     try:
         while query.isActive and not stopping.is_set():
             query.awaitTermination(1)
         if query.isActive:
-            idle.wait(STOP_GRACE)
+            deadline = time.monotonic() + STOP_GRACE
+            while query.isActive and query.status["isTriggerActive"] and time.monotonic() < deadline:
+                time.sleep(0.1)
             query.stop()
         query.awaitTermination()
     except StreamingQueryException as error:
+        if stopping.is_set() and Stopping.__name__ in str(error):
+            return  # the micro-batch that started while stopping was refused: done
         raise StreamError(f"the streaming query failed: {_first_line(error)}") from None
 
 
