@@ -281,3 +281,32 @@ def test_retraining_from_an_empty_archive_says_to_run_the_archiver(tmp_path: Pat
 
     with pytest.raises(ArchiveError, match="fraudstream archive run"):
         ArchiveHistory(str(tmp_path / "empty")).span()
+
+
+# -- the command line -------------------------------------------------------------------------------------
+
+
+def test_archive_run_and_status_on_the_command_line(store: Store, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from fraudstream.cli import app
+
+    store.decisions.save([record(i) for i in range(12)], [tx(i) for i in range(12)])
+    env = {"FRAUD_DATABASE_URL": str(store.url), "FRAUD_ARCHIVE_SETTLE_SECONDS": "0", "FRAUD_ARCHIVE_URL": ""}
+    missing = CliRunner().invoke(app, ["archive", "run"], env=env)
+    assert missing.exit_code == 2 and "FRAUD_ARCHIVE_URL" in missing.stderr
+    folder = tmp_path / "cli-archive"
+    ran = CliRunner().invoke(
+        app, ["archive", "run", "--url", str(folder), "--batch-rows", "5", "--json"], env=env
+    )
+    assert ran.exit_code == 0, ran.stderr
+    assert json.loads(ran.stdout)["rows"]["decisions"] == 12 and json.loads(ran.stdout)["batches"] == 3
+    status = CliRunner().invoke(app, ["archive", "status", "--json"], env=env)
+    assert status.exit_code == 0, status.stderr
+    streams = {s["stream"]: s for s in json.loads(status.stdout)["streams"]}
+    assert streams["decisions"]["next_batch"] == 3 and streams["decisions"]["pending_through"] is None
+    assert streams["decisions"]["archived_through"]["id"] == "t0011"
+    bad = CliRunner().invoke(app, ["archive", "run", "--url", "gs://bucket/x"], env=env)
+    assert bad.exit_code == 2 and "s3://BUCKET/PREFIX" in bad.stderr
