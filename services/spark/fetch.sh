@@ -5,7 +5,8 @@
 #   services/spark/fetch.sh [DIR]     (default: $FRAUD_SERVICES_DIR/spark/jars, i.e. .services/spark/jars)
 #
 # Idempotent: the folder is fetched again only when the pom changed since the last fetch (its sha256 is kept
-# in DIR/.pom.sha256). Prints the folder on stdout. Needs Maven (apt-get install maven) and Java 17+.
+# in DIR/.pom.sha256). Prints the folder on stdout. Needs Maven and Java 17+; Maven is installed with
+# apt-get when missing, as services/run.sh does.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -20,7 +21,13 @@ if [[ "$(cat "$JARS/.pom.sha256" 2>/dev/null)" == "$stamp" ]]; then
     printf '%s\n' "$JARS"
     exit 0
 fi
-command -v mvn >/dev/null || die "Maven is missing: install it (apt-get install maven) and run this again"
+if ! command -v mvn >/dev/null; then  # as services/run.sh does for Kafka's jars
+    command -v apt-get >/dev/null || die "Maven is missing: install it and run this again"
+    sudo=(); [[ $EUID -eq 0 ]] || sudo=(sudo)
+    printf 'spark fetch: installing maven (apt-get)\n' >&2
+    "${sudo[@]}" apt-get update -qq >&2 && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq maven >/dev/null || die "cannot install Maven: apt-get install maven"
+fi
 mkdir -p "$(dirname "$JARS")"
 log="$(dirname "$JARS")/fetch.log"
 tmp="$JARS.tmp.$$"
