@@ -214,6 +214,39 @@ def test_an_archiver_killed_mid_run_leaves_every_transaction_once_after_a_restar
     assert done.pending is None and done.done is not None and done.done.id == f"t{total - 1:05d}"
 
 
+def test_archive_follow_archives_what_arrives_and_stops_on_sigterm(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/fraud.db"
+    folder = str(tmp_path / "archive")
+    with Store(url) as store:
+        store.migrate()
+        decide(store, 0, 20)
+        env = os.environ | {
+            "FRAUD_DATABASE_URL": url, "FRAUD_ARCHIVE_URL": folder, "FRAUD_DATA_DIR": str(tmp_path),
+            "FRAUD_ARCHIVE_SETTLE_SECONDS": "0",
+        }  # fmt: skip
+        command = [sys.executable, "-m", "fraudstream", "archive", "run", "--follow", "--interval", "0.2"]
+        following = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and len(set(archived_ids(folder, "decisions"))) < 20:
+                time.sleep(0.1)
+            decide(store, 20, 15)  # arrives while it follows
+            while time.monotonic() < deadline and len(set(archived_ids(folder, "decisions"))) < 35:
+                time.sleep(0.1)
+            assert following.poll() is None
+            following.send_signal(signal.SIGTERM)
+            _, err = following.communicate(timeout=60)
+        finally:
+            following.kill()
+    assert following.returncode == 0, err
+    assert sorted(archived_ids(folder, "decisions")) == expected(35)
+    assert "archived 20 decisions" in " ".join(err.split()) and "archived 15 decisions" in " ".join(
+        err.split()
+    )
+
+
 # -- S3: errors that say what to do -----------------------------------------------------------------------
 
 

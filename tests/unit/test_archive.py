@@ -90,6 +90,19 @@ def test_bad_archive_urls_say_what_is_wrong(url: str, says: str) -> None:
         check_url(url)
 
 
+def test_data_options_name_an_archive_by_url_or_by_its_folder(tmp_path: Path) -> None:
+    from fraudstream.archive.location import archive_url
+
+    # a command-line option parsed as a path turns s3://bucket into s3:/bucket: it is put back
+    assert archive_url(Path("s3://bucket/prefix?scheme=http")) == "s3://bucket/prefix?scheme=http"
+    assert archive_url("file:///srv/archive") == "file:///srv/archive"
+    (tmp_path / "archive" / "decisions").mkdir(parents=True)
+    assert archive_url(tmp_path / "archive") == str(tmp_path / "archive")
+    (tmp_path / "transactions.parquet").touch()
+    assert archive_url(tmp_path / "transactions.parquet") is None
+    assert archive_url(tmp_path) is None  # a folder without the archive's datasets
+
+
 def test_archive_url_setting_is_checked_and_named() -> None:
     assert Settings(archive_url="s3://bucket/prefix?endpoint_override=h:1").archive_url is not None
     assert Settings(archive_url="").archive_url is None

@@ -49,7 +49,7 @@ def archive_url(data: Path | str) -> str | None:
 
     ``s3://`` and ``file://`` URLs name archives; a command-line option parsed as a path has turned
     ``s3://bucket`` into ``s3:/bucket``, which is put back. A local folder is an archive when it holds
-    a ``transactions`` folder of ``date=...`` partitions.
+    one of the archive's dataset folders (``decisions``, ``transactions``, ``labels``).
     """
     text = str(data)
     for scheme in ("s3", "file"):
@@ -57,8 +57,8 @@ def archive_url(data: Path | str) -> str | None:
             text = f"{scheme}://" + text.removeprefix(f"{scheme}:/")
     if is_archive_url(text):
         return text
-    folder = Path(text) / "transactions"
-    if folder.is_dir() and any(p.name.startswith("date=") for p in folder.iterdir()):
+    folder = Path(text)
+    if folder.is_dir() and any((folder / name).is_dir() for name in ("decisions", "transactions", "labels")):
         return text
     return None
 
