@@ -323,3 +323,21 @@ def test_archive_run_and_status_on_the_command_line(store: Store, tmp_path: Path
     assert streams["decisions"]["archived_through"]["id"] == "t0011"
     bad = CliRunner().invoke(app, ["archive", "run", "--url", "gs://bucket/x"], env=env)
     assert bad.exit_code == 2 and "s3://BUCKET/PREFIX" in bad.stderr
+
+
+def test_following_reports_a_failing_pass_and_tries_again(store: Store, tmp_path: Path) -> None:
+    store.decisions.save([record(i) for i in range(3)], [tx(i) for i in range(3)])
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the archive's folders should go")
+    location = open_location(str(tmp_path / "archive"), create=True)
+    broken = Archiver(store, open_location(str(blocked)), batch_rows=10, settle=timedelta(0))
+    with pytest.raises(ArchiveError):
+        broken.run()
+    failures: list[Exception] = []
+    broken.follow(0.01, stop=lambda: len(failures) >= 2, failed=failures.append)
+    assert len(failures) == 2 and all(isinstance(f, ArchiveError) for f in failures)
+    # the batch the failed passes chose is still pending, and a working archiver writes it
+    [mark] = [m for m in store.archive.watermarks() if m.stream == "decisions"]
+    assert mark.pending is not None and mark.pending.id == "t0002"
+    result = Archiver(store, location, batch_rows=10, settle=timedelta(0)).run()
+    assert result.rows["decisions"] == 3

@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fraudstream.archive.location import Location, translate
+from fraudstream.archive.location import ArchiveError, Location, translate
 from fraudstream.storage.archive import DECISIONS, LABELS, STREAMS, Batch
 from fraudstream.storage.store import Store
 
@@ -126,12 +126,26 @@ class Archiver:
         *,
         stop: Callable[[], bool] = lambda: False,
         report: Callable[[PassResult], None] | None = None,
+        failed: Callable[[Exception], None] | None = None,
     ) -> None:
-        """Run a pass every ``interval`` seconds until ``stop()`` says so (checked every second)."""
+        """Run a pass every ``interval`` seconds until ``stop()`` says so (checked every second).
+
+        With ``failed``, a pass that fails on the store or the database (unreachable, refused) is
+        reported to it and tried again at the next interval, as a long-running service should; the
+        batch it was writing stays pending and is written first. Without, the error is raised.
+        """
+        from fraudstream.storage.errors import StorageError
+
         while not stop():
-            result = self.run()
-            if report is not None:
-                report(result)
+            try:
+                result = self.run()
+            except (ArchiveError, StorageError) as exc:
+                if failed is None:
+                    raise
+                failed(exc)
+            else:
+                if report is not None:
+                    report(result)
             deadline = time.monotonic() + interval
             while not stop() and time.monotonic() < deadline:
                 time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))

@@ -60,7 +60,8 @@ def run(
         typer.Option(
             "--follow",
             help="Keep going: a pass every --interval seconds until stopped (SIGTERM or Ctrl-C end it "
-            "after the batch being written).",
+            "after the batch being written); a pass that fails (store or database unreachable) is "
+            "reported and tried again.",
         ),
     ] = False,
     batch_rows: Annotated[
@@ -134,9 +135,15 @@ def run(
             console.print(
                 f"archiving to {location.url} every {interval or settings.archive_interval_seconds:g}s"
             )
+
+            def failed(exc: Exception) -> None:
+                stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                console.print(f"{stamp} [bold red]error:[/] {exc} (trying again at the next pass)")
+
             archiver.follow(
-                interval or settings.archive_interval_seconds, stop=stopping.is_set, report=report
-            )
+                interval or settings.archive_interval_seconds, stop=stopping.is_set, report=report,
+                failed=failed,
+            )  # fmt: skip
 
 
 def _summary(result: Any, url: str) -> str:
