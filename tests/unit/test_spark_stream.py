@@ -133,10 +133,19 @@ def test_the_stream_refuses_a_jar_folder_without_jars(
     assert "FRAUD_SPARK_JARS" in result.output and "fetch.sh" in result.output
 
 
-def test_the_stream_refuses_an_unknown_starting_offset() -> None:
-    result = runner.invoke(app, ["spark", "stream", "--starting-offsets", "middle"])
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--starting-offsets", "middle", "earliest"),
+        ("--trigger-seconds", "inf", "trigger-seconds"),
+        ("--trigger-seconds", "-1", "trigger-seconds"),
+        ("--max-offsets-per-trigger", "0", "max-offsets-per-trigger"),
+    ],
+)
+def test_the_stream_refuses_a_bad_option_naming_it(option: str, value: str, said: str) -> None:
+    result = runner.invoke(app, ["spark", "stream", option, value])
     assert result.exit_code == 2
-    assert "earliest" in result.output
+    assert said in result.output
 
 
 def test_spark_fetches_the_connector_the_pom_pins_and_only_what_pyspark_lacks(tmp_path: Path) -> None:

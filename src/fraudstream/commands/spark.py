@@ -30,6 +30,7 @@ def stream(
         float,
         typer.Option(
             min=0.0,
+            max=86_400.0,
             help="Start a micro-batch every this many seconds (0: as soon as the last one is done).",
         ),
     ] = 1.0,
