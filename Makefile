@@ -57,7 +57,7 @@ bench-api: $(STAMP)  ## POST /v1/score latency at 500 requests/s, three 20-s run
 bench-replay: $(STAMP)  ## Handbook through the full online path, decisions written (model: FRAUD_MODEL_PATH)
 	FRAUD_DATA_DIR=$${FRAUD_DATA_DIR:-fraudstream-data} $(BIN)/fraudstream replay handbook
 
-services:  ## start local Redis :6380, PostgreSQL :5433, Kafka :9093, MLflow :5050 (idempotent, state in .services/)
+services:  ## start local Redis :6380, PostgreSQL :5433, Kafka :9093, MLflow :5050, S3 :9010 (idempotent, state in .services/)
 	services/run.sh start
 
 services-stop:  ## stop the services that `make services` started
