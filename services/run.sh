@@ -226,17 +226,8 @@ pg_status() {
 
 kafka_version() { sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM"; }
 
-kafka_fetch() {  # the pinned jars from Maven Central, once per version
-    local version
-    version="$(kafka_version)"
-    [[ "$(cat "$KAFKA_LIBS/.version" 2>/dev/null)" == "$version" ]] && return 0
-    command -v mvn >/dev/null || apt_install maven
-    say "kafka     fetching Kafka $version from Maven Central"
-    rm -rf "$KAFKA_LIBS"
-    mvn -q -B -f "$KAFKA_POM" dependency:copy-dependencies -DincludeScope=runtime \
-        -DoutputDirectory="$KAFKA_LIBS" >"$STATE/kafka-fetch.log" 2>&1 \
-        || die "fetching Kafka $version with Maven failed; see $STATE/kafka-fetch.log"
-    printf '%s\n' "$version" >"$KAFKA_LIBS/.version"
+kafka_fetch() {  # the pinned jars from Maven Central, again only when the pom changed
+    "$ROOT/services/maven-fetch.sh" kafka "$KAFKA_POM" "$KAFKA_LIBS"
 }
 
 kafka_config() {
@@ -373,17 +364,8 @@ mlflow_status() {
 
 s3_version() { sed -n 's:.*<s3proxy.version>\(.*\)</s3proxy.version>.*:\1:p' "$S3_POM"; }
 
-s3_fetch() {  # the pinned jars from Maven Central, once per version of the pom
-    local digest
-    digest="$(sha256sum "$S3_POM" | cut -d' ' -f1)"
-    [[ "$(cat "$S3_LIBS/.pom-sha256" 2>/dev/null)" == "$digest" ]] && return 0
-    command -v mvn >/dev/null || apt_install maven
-    say "s3        fetching S3Proxy $(s3_version) from Maven Central"
-    rm -rf "$S3_LIBS"
-    mvn -q -B -f "$S3_POM" dependency:copy-dependencies -DincludeScope=runtime \
-        -DoutputDirectory="$S3_LIBS" >"$STATE/s3-fetch.log" 2>&1 \
-        || die "fetching S3Proxy $(s3_version) with Maven failed; see $STATE/s3-fetch.log"
-    printf '%s\n' "$digest" >"$S3_LIBS/.pom-sha256"
+s3_fetch() {  # the pinned jars from Maven Central, again only when the pom changed
+    "$ROOT/services/maven-fetch.sh" s3 "$S3_POM" "$S3_LIBS"
 }
 
 s3_config() {
