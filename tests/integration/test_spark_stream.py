@@ -208,6 +208,16 @@ def test_sigterm_stops_the_job_cleanly_and_a_restart_carries_on_from_the_checkpo
                 assert running.poll() is None, f"the job exited with {running.returncode}:\n{job.output()}"
                 assert time.monotonic() < deadline, f"not all decided in time:\n{job.output()}"
                 time.sleep(0.2)
+            # The job beats where `fraudstream worker --check` (a container health check) looks.
+            check = subprocess.run(
+                [sys.executable, "-m", "fraudstream", "worker", "--check"],
+                env=os.environ | job.env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert check.returncode == 0, check.stderr
+            assert "alive" in check.stderr
             running.send_signal(signal.SIGTERM)
             assert running.wait(120) == 0, job.output()
         finally:

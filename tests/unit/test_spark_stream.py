@@ -3,11 +3,13 @@ out, and the command's refusals, each naming the setting to fix, before Java or 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from fraudstream.spark._java import JavaError, require_java
 from fraudstream.spark._stream_batches import MicroBatches, Stopping, messages_of
 from fraudstream.spark.stream import connector
 from fraudstream.storage import StorageError
-from fraudstream.worker.health import WorkerStats
+from fraudstream.worker.health import WorkerStats, check_health
 
 runner = CliRunner()
 
@@ -50,6 +52,9 @@ class FlakyWorker:
     def __init__(self, outages: int) -> None:
         self.outages, self.handled = outages, []  # type: ignore[var-annotated]
         self.stats = WorkerStats()
+
+    def health(self) -> dict[str, Any]:
+        return self.stats.health(stopping=False, stale_after=30.0)
 
     def handle(self, messages: list[Message]) -> None:
         if self.outages:
@@ -97,6 +102,34 @@ def test_a_micro_batch_that_starts_while_stopping_is_refused_untouched() -> None
     with pytest.raises(Stopping):
         batches(Frame([row(0, 0, b"{}")]), 1)
     assert worker.handled == []
+
+
+def test_the_heartbeat_is_renewed_while_waiting_and_not_while_a_micro_batch_hangs(tmp_path: Path) -> None:
+    health = tmp_path / "worker-health.json"
+
+    def written() -> float:
+        return float(json.loads(health.read_text())["written_at"])
+
+    seen: list[float] = []
+
+    class HangingWorker(FlakyWorker):
+        def handle(self, messages: list[Message]) -> None:  # the main thread beats meanwhile
+            batches.beat(health)
+            seen.append(written())
+            time.sleep(0.05)
+            batches.beat(health)
+            seen.append(written())
+
+    batches = MicroBatches(HangingWorker(outages=0), threading.Event())  # type: ignore[arg-type]
+    batches.beat(health)  # waiting for data
+    assert check_health(health)[0]
+    before = written()
+    time.sleep(0.05)
+    batches(Frame([row(0, 0, b"{}")]), 0)
+    assert seen[0] > before and seen[1] == seen[0]  # beat once at the try, then not renewed
+    time.sleep(0.05)
+    batches.beat(health)  # waiting again
+    assert written() > seen[1]
 
 
 def test_the_stream_refuses_a_broker_that_is_not_kafka(

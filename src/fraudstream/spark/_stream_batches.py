@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.brokers.kafka._member import load
+from fraudstream.worker.health import write_health
 from fraudstream.worker.worker import OUTAGES, Worker
 
 log = logging.getLogger("fraudstream.spark.stream")
@@ -85,15 +88,31 @@ class MicroBatches:
         report: Callable[[str], None] | None = None,
     ) -> None:
         self.worker, self.stopping, self.report = worker, stopping, report
+        self.busy = False
+        self._written = 0.0
+
+    def beat(self, health_file: Path | None) -> None:
+        """The job's heartbeat, called every second or so: alive while it waits for data, and while a
+        micro-batch is being tried (each try beats); then written where ``fraudstream worker --check``
+        reads it, so one container health check serves workers and this job alike."""
+        stats = self.worker.stats
+        if not self.busy:
+            stats.heartbeat = time.time()
+        if health_file is not None and stats.heartbeat > self._written:  # a stuck one goes stale
+            self._written = stats.heartbeat
+            write_health(health_file, self.worker.health())
 
     def __call__(self, frame: Any, batch_id: int) -> None:
         if self.stopping.is_set():
             raise Stopping(f"micro-batch {batch_id} started after the job was asked to stop")
-        batch = messages_of(frame.select(*COLUMNS).collect())
-        if not batch:
-            return
-        self.decide(batch)
-        if self.report is not None:
+        self.busy = True
+        try:
+            batch = messages_of(frame.select(*COLUMNS).collect())
+            if batch:
+                self.decide(batch)
+        finally:
+            self.busy = False
+        if batch and self.report is not None:
             stats = self.worker.stats
             self.report(
                 f"micro-batch {batch_id}: {len(batch):,} messages; so far {stats.decided:,} decided, "
@@ -104,6 +123,7 @@ class MicroBatches:
         """Hand ``batch`` to the worker until it is decided, through outages."""
         backoff = 0.0
         while True:
+            self.worker.stats.heartbeat = time.time()
             try:
                 self.worker.handle(batch)
                 return

@@ -50,6 +50,8 @@ ALREADY_IN_PYSPARK = (
 the connector, as services/spark/pom.xml leaves them out, so no second copy lands on the classpath."""
 
 APP_NAME = "fraudstream-stream"
+HEALTH_FILE = "worker-health.json"
+"""The heartbeat in FRAUD_DATA_DIR that ``fraudstream worker --check`` reads, written by this job too."""
 STOP_GRACE = 60.0
 """Seconds a stop waits for the micro-batch in hand to be decided and committed before stopping the
 query anyway (a micro-batch cut short is read again at the next start, and decides nothing twice)."""
@@ -135,6 +137,7 @@ def run_stream(
     source = kafka_options(settings, options)
     jars, conf = connector(settings)
     location = checkpoint_location(settings)
+    health_file = settings.data_dir / HEALTH_FILE
     require_java()
     stopping = stopping or threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -167,11 +170,11 @@ def run_stream(
         servers = source["kafka.bootstrap.servers"]
         say(f"spark stream: reading {source['subscribe']!r} at {servers}, checkpoint {location}")
         query = writer.start()
-        _await(query, stopping)
+        _await(query, stopping, lambda: handler.beat(health_file))
     return stats
 
 
-def _await(query: Any, stopping: threading.Event) -> None:
+def _await(query: Any, stopping: threading.Event, beat: Callable[[], None]) -> None:
     """Wait for the query to end by itself (``available_now``) or for ``stopping``; then let the
     micro-batch in hand finish and be committed to the checkpoint (up to :data:`STOP_GRACE` seconds),
     and stop the query. One that starts meanwhile is refused untouched (see
@@ -180,6 +183,7 @@ def _await(query: Any, stopping: threading.Event) -> None:
 
     try:
         while query.isActive and not stopping.is_set():
+            beat()
             query.awaitTermination(1)
         if query.isActive:
             deadline = time.monotonic() + STOP_GRACE
