@@ -182,11 +182,16 @@ def progress() -> Iterator[Callable[[str, int, int], None]]:
 
 
 def fitted_features(
-    batch: Any, features: str | Path | None = None, dataset: str | None = None, fit_until: Any = None
+    batch: Any,
+    features: str | Path | None = None,
+    dataset: str | None = None,
+    fit_until: Any = None,
+    fit: bool = True,
 ) -> Any:
     """The feature set of the spec ``features`` (default: the dataset's preset, else ``handbook``) for
     ``batch``: features reading a field the data lacks are left out, and said so; categorical values
-    are learned from the rows before ``fit_until`` (the training rows)."""
+    are learned from the rows before ``fit_until`` (the training rows), unless ``fit`` is false (the
+    caller fits them elsewhere)."""
     from fraudstream.datasets.registry import DATASET_PRESETS
     from fraudstream.features import FeatureSet
     from fraudstream.features.spec import DEFAULT_PRESET
@@ -199,7 +204,7 @@ def fitted_features(
             f"[yellow]the data has no {', '.join(absent)}: leaving out {len(dropped)} features "
             f"({', '.join(dropped[:6])}{', ...' if len(dropped) > 6 else ''})[/]"
         )
-    if not feature_set.fitted:
+    if fit and not feature_set.fitted:
         rows = np.flatnonzero(batch.timestamp < fit_until.timestamp()) if fit_until is not None else None
         feature_set = feature_set.fit(batch if rows is None or rows.size == 0 else batch.take(rows))
     return feature_set

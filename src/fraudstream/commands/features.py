@@ -8,6 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+import pandas as pd
 import typer
 
 from fraudstream.commands.common import (
@@ -116,7 +117,8 @@ def features(
         )
         payload: dict[str, Any] = {
             "out": out, "rows": rows, "features": len(feature_set.names), "spec": feature_set.version,
-            "engine": engine.value, "fit_until": learned and learned.isoformat(), "seconds": round(time.monotonic() - started, 1),
+            "engine": engine.value, "fit_until": learned and learned.isoformat(),
+            "seconds": round(time.monotonic() - started, 1),
         }  # fmt: skip
         console.print(
             f"wrote {len(feature_set.names)} features ({feature_set.describe()}) for {rows:,} transactions "
@@ -176,18 +178,67 @@ def _spark(
     from fraudstream.spark import backfill as spark_backfill
     from fraudstream.spark.session import spark_session
 
-    frame, batch = _load(settings, data, dataset, paths, mapping, gap_days)
-    until = fit_until or default_fit_until(frame["timestamp"].max().to_pydatetime(), gap_days, test_days)
-    feature_set = fitted_features(batch, spec, dataset, until)
-    learned = until if _has_categoricals(spec, dataset) else None
+    data, out = (_for_spark(data) if data else None), _for_spark(out)
+    read_by_spark = data is not None and dataset is None and mapping is None and _parquet(data)
+    if not read_by_spark:
+        frame, batch = _load(settings, data, dataset, paths, mapping, gap_days)
     with console.status("starting Spark"):
         session = spark_session("fraudstream features", master=master, conf=spark_backfill.SESSION_CONF)
-    with console.status(
-        f"computing {len(feature_set.names)} features for {len(frame):,} transactions in Spark"
-    ):
-        result = spark_backfill.compute(spark_backfill.from_frame(session, frame), feature_set, learned)
-        spark_backfill.write(result, out)
-    return len(frame), feature_set, learned
+    try:
+        if read_by_spark:
+            assert data is not None
+            with console.status(f"reading {data} with Spark"):
+                source = spark_backfill.read(session, data)
+                seen = spark_backfill.overview(source)
+            if seen.rows == 0 or seen.last is None:
+                raise ValueError("the source holds no transactions")
+            if seen.repeated is not None:
+                _refuse_repeats(pd.Series([seen.repeated] * 2))
+            rows, last, batch = seen.rows, seen.last, seen.present
+        else:
+            source = spark_backfill.from_frame(session, frame)
+            rows, last = len(frame), frame["timestamp"].max().to_pydatetime()
+        until = fit_until or default_fit_until(last, gap_days, test_days)
+        if read_by_spark:  # the categorical values are counted by Spark, over the rows before `until`
+            feature_set = spark_backfill.fit(
+                source, fitted_features(batch, spec, dataset, None, fit=False), until
+            )
+        else:
+            feature_set = fitted_features(batch, spec, dataset, until)
+        learned = until if _has_categoricals(spec, dataset) else None
+        with console.status(
+            f"computing {len(feature_set.names)} features for {rows:,} transactions in Spark"
+        ):
+            spark_backfill.write(spark_backfill.compute(source, feature_set, learned), out)
+    except Exception as error:  # an executor's error arrives wrapped in Spark's; say it plainly
+        raise _plain(error) from None
+    return rows, feature_set, learned
+
+
+def _for_spark(path: str) -> str:
+    """A local path made absolute (Spark's JVM resolves a relative one from its own folder); a URL
+    as it is."""
+    return path if "://" in path else str(Path(path).resolve())
+
+
+def _parquet(data: str) -> bool:
+    """Whether Spark reads ``--data`` itself: a Parquet file or folder, here or at a URL."""
+    return data.lower().rstrip("/").endswith(".parquet") or "://" in data or Path(data).is_dir()
+
+
+def _plain(error: Exception) -> Exception:
+    """A Python error from Spark's executors as the error it was (its last line names the field and
+    row, as the local engine would); other errors as they are."""
+    try:
+        from pyspark.errors import PythonException
+    except ImportError:  # pragma: no cover - PySpark is there if Spark ran
+        return error
+    if isinstance(error, PythonException):
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raised = [line for line in lines if line.split(":")[0].endswith(("Error", "Exception"))]
+        last = raised[-1].split(": ", 1)[-1] if raised else (lines[-1] if lines else "")
+        return ValueError(f"in Spark's executors: {last}")
+    return error
 
 
 def _load(
