@@ -158,3 +158,16 @@ def test_a_repeated_transaction_id_is_refused(workdir: Path, small_frame: pd.Dat
 
 def test_a_plain_transactions_file_is_not_taken_for_features(history: Path) -> None:
     assert read_features(history) is None
+
+
+def test_backtest_reuses_the_stored_features(history: Path, workdir: Path, small_frame: pd.DataFrame) -> None:
+    features("--data", str(history), "--out", "f.parquet")
+    start = small_frame["timestamp"].min() + pd.Timedelta(days=20)
+    args = ["--test-start", f"{start:%Y-%m-%d}", "--train-days", "10", "--gap-days", "3", "--test-days", "5",
+            "--trials", "0", "--models", "logistic", "--json"]  # fmt: skip
+    reused = runner.invoke(app, ["backtest", "--data", "f.parquet", *args])
+    raw = runner.invoke(app, ["backtest", "--data", str(history), *args])
+    assert reused.exit_code == 0 and raw.exit_code == 0, reused.output + raw.output
+    assert "not recomputing them" in " ".join(reused.stderr.split())
+    windows = json.loads(reused.stdout)["windows"]
+    assert windows and windows == json.loads(raw.stdout)["windows"]
