@@ -143,7 +143,7 @@ def test_killed_mid_stream_and_restarted_on_its_checkpoint_it_decides_each_trans
         while len(job.store.decisions.decided_ids(ids)) < 40:
             assert first.poll() is None, f"the job exited with {first.returncode}:\n{job.output()}"
             assert time.monotonic() < deadline, f"nothing decided in time:\n{job.output()}"
-            time.sleep(0.1)
+            time.sleep(0.02)  # soon after a micro-batch is stored: before Spark commits it, mostly
     finally:
         kill(first)
     decided = len(job.store.decisions.decided_ids(ids))

@@ -21,6 +21,7 @@ from fraudstream.brokers.base import Message
 from fraudstream.cli import app
 from fraudstream.config import Settings
 from fraudstream.spark._java import JavaError, require_java
+from fraudstream.spark._stream_attempts import Attempts
 from fraudstream.spark._stream_batches import MicroBatches, Stopping, messages_of
 from fraudstream.spark.stream import connector
 from fraudstream.storage import StorageError
@@ -130,6 +131,46 @@ def test_the_heartbeat_is_renewed_while_waiting_and_not_while_a_micro_batch_hang
     time.sleep(0.05)
     batches.beat(health)  # waiting again
     assert written() > seen[1]
+
+
+class ListFolder:
+    def __init__(self) -> None:
+        self.files: set[str] = {"notes.txt"}
+
+    def names(self) -> list[str]:
+        return sorted(self.files)
+
+    def add(self, name: str) -> None:
+        self.files.add(name)
+
+    def remove(self, name: str) -> None:
+        self.files.discard(name)
+
+
+def test_the_starts_of_a_micro_batch_are_counted_and_forgotten_once_a_later_one_starts() -> None:
+    folder = ListFolder()
+    attempts = Attempts(folder)
+    assert [attempts.start(7), attempts.start(7), attempts.start(7)] == [1, 2, 3]
+    assert Attempts(folder).start(7) == 4  # kept where a restarted driver finds them
+    assert attempts.start(8) == 1
+    assert folder.files == {"notes.txt", "8-1"}
+
+
+def test_a_micro_batch_started_again_hands_its_messages_over_as_delivered_again() -> None:
+    delivered: list[int] = []
+
+    class CountingWorker(FlakyWorker):
+        def handle(self, messages: list[Message]) -> None:
+            delivered.extend(m.deliveries for m in messages)
+
+    lines: list[str] = []
+    batches = MicroBatches(CountingWorker(outages=0), threading.Event(), lines.append)  # type: ignore[arg-type]
+    batches.attempts = Attempts(ListFolder())
+    frame = Frame([row(0, 0, b"{}"), row(0, 1, b"{}")])
+    batches(frame, 3)
+    batches(frame, 3)  # the driver died before Spark committed it: read again
+    assert delivered == [1, 1, 2, 2]
+    assert "micro-batch 3 (started 2 times): 2 messages" in lines[-1]
 
 
 def test_the_stream_refuses_a_broker_that_is_not_kafka(

@@ -15,6 +15,7 @@ from typing import Any
 
 from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.brokers.kafka._member import load
+from fraudstream.spark._stream_attempts import Attempts
 from fraudstream.worker.health import write_health
 from fraudstream.worker.worker import OUTAGES, Worker
 
@@ -52,17 +53,18 @@ class CheckpointedPublisher(Broker):
         return self.broker.ping()
 
 
-def messages_of(rows: Iterable[Any]) -> list[Message]:
+def messages_of(rows: Iterable[Any], deliveries: int = 1) -> list[Message]:
     """Rows of the Kafka source (``key``, ``value``, ``partition``, ``offset``) as the Kafka broker
     delivers them: in offset order within each partition, the payload decoded JSON (or text when a
-    producer wrote something else, which the worker then dead-letters), the id ``partition:offset``.
-    Spark does not count deliveries, so each counts as the first."""
+    producer wrote something else, which the worker then dead-letters), the id ``partition:offset``,
+    each delivered ``deliveries`` times (how often their micro-batch has started)."""
     ordered = sorted(rows, key=lambda r: (r["partition"], r["offset"]))
     return [
         Message(
             f"{row['partition']}:{row['offset']}",
             None if not row["key"] else bytes(row["key"]).decode("utf-8", errors="replace"),
             load(None if row["value"] is None else bytes(row["value"])),
+            deliveries,
         )
         for row in ordered
     ]
@@ -79,7 +81,9 @@ class MicroBatches:
     worker does. An outage of the database, Redis or Kafka is waited out with growing pauses (up to
     10 s), as the worker waits; once ``stopping`` is set it is raised instead, leaving the micro-batch
     uncommitted for the next start, and a micro-batch that starts then raises :class:`Stopping`.
-    ``report`` hears a line per micro-batch."""
+    ``report`` hears a line per micro-batch. With ``attempts`` (set once Spark has started), the starts
+    of each micro-batch are counted as the messages' deliveries, so one that keeps killing the driver
+    is decided message by message and its killer dead-lettered, as a worker's is."""
 
     def __init__(
         self,
@@ -90,6 +94,7 @@ class MicroBatches:
         self.worker, self.stopping, self.report = worker, stopping, report
         self.busy = False
         self._written = 0.0
+        self.attempts: Attempts | None = None
 
     def beat(self, health_file: Path | None) -> None:
         """The job's heartbeat, called every second or so: alive while it waits for data, and while a
@@ -107,16 +112,18 @@ class MicroBatches:
             raise Stopping(f"micro-batch {batch_id} started after the job was asked to stop")
         self.busy = True
         try:
-            batch = messages_of(frame.select(*COLUMNS).collect())
+            starts = 1 if self.attempts is None else self.attempts.start(batch_id)
+            batch = messages_of(frame.select(*COLUMNS).collect(), starts)
             if batch:
                 self.decide(batch)
         finally:
             self.busy = False
         if batch and self.report is not None:
             stats = self.worker.stats
+            again = f" (started {starts} times)" if starts > 1 else ""
             self.report(
-                f"micro-batch {batch_id}: {len(batch):,} messages; so far {stats.decided:,} decided, "
-                f"{stats.duplicates:,} duplicates, {stats.dead:,} dead letters"
+                f"micro-batch {batch_id}{again}: {len(batch):,} messages; so far {stats.decided:,} "
+                f"decided, {stats.duplicates:,} duplicates, {stats.dead:,} dead letters"
             )
 
     def decide(self, batch: list[Message]) -> None:

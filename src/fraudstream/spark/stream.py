@@ -133,6 +133,7 @@ def run_stream(
     at the next start), and :class:`~fraudstream.spark._java.JavaError` without a usable Java.
     """
     from fraudstream.spark._java import require_java
+    from fraudstream.spark._stream_attempts import Attempts, HadoopFolder
 
     source = kafka_options(settings, options)
     jars, conf = connector(settings)
@@ -155,6 +156,7 @@ def run_stream(
         except Exception as error:  # PySpark's own error says only that the JVM exited
             raise StreamError(_not_started(error, fetching=not jars)) from None
         spark.sparkContext.setLogLevel("WARN")
+        handler.attempts = Attempts(HadoopFolder(spark, location))
         writer = (
             spark.readStream.format("kafka")
             .options(**source)
