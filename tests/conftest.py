@@ -54,3 +54,12 @@ def bundle_path(tmp_path_factory: pytest.TempPathFactory, small_frame: Any) -> P
     bundle = train_window(data, windows, engine, TrainConfig(trials=0, folds=2, seed=3))
     bundle.manifest.weights = {"xgboost": 0.6, "logistic": 0.2, "isolation_forest": 0.2}
     return bundle.save(tmp_path_factory.mktemp("model") / "model.fsb")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh folder as the current directory, with the data folder inside and no MLflow."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("FRAUD_MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path

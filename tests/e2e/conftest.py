@@ -16,15 +16,6 @@ from tests.e2e.apitools import Api
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh folder as the current directory, with the data folder inside and no MLflow."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("FRAUD_MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
-@pytest.fixture
 def make_api(tmp_path: Path, bundle_path: Path) -> Iterator[Callable[..., Api]]:
     """Build an app on a fresh database: ``make_api(run_worker=..., **settings)``."""
     opened: list[tuple[TestClient, Services]] = []

@@ -82,14 +82,6 @@ def spark() -> Iterator[Any]:
     session.stop()
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("FRAUD_MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
 def both_engines(*args: str) -> tuple[Any, Any]:
     """The features of the same source from the local engine and from Spark, read back."""
     for engine, out in (("local", "local.parquet"), ("spark", "spark.parquet")):

@@ -40,14 +40,6 @@ features:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("FRAUD_MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
-@pytest.fixture
 def history(workdir: Path, small_frame: pd.DataFrame) -> Path:
     path = workdir / "history.parquet"
     write_frame(small_frame, path)
