@@ -235,7 +235,7 @@ def test_spark_fetches_the_connector_the_pom_pins_and_only_what_pyspark_lacks(tm
 def test_a_jar_folder_replaces_the_fetch(tmp_path: Path) -> None:
     (tmp_path / "b.jar").touch()
     (tmp_path / "a.jar").touch()
-    (tmp_path / ".pom.sha256").touch()
+    (tmp_path / ".pom-sha256").touch()
     assert connector(Settings(spark_jars=tmp_path)) == ([tmp_path / "a.jar", tmp_path / "b.jar"], {})
 
 
