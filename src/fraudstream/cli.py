@@ -22,6 +22,7 @@ from fraudstream.commands import (
 )
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="fraudstream: real-time fraud detection with point-in-time features, trained models and rules.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

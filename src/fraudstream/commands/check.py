@@ -9,7 +9,7 @@ from fraudstream.commands.common import JsonOpt, emit, settings_with
 
 
 def check(as_json: JsonOpt = False) -> None:
-    """Check the database, broker, feature state and model named by the FRAUD_* settings.
+    """Check the database, broker, feature state and model named by the `FRAUD_*` settings.
 
     Each is opened and pinged on its own, so one unreachable server does not hide the others.
     Exits 1 when any check fails; `GET /ready` on a running API reports the same checks.

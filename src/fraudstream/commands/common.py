@@ -52,7 +52,7 @@ MappingOpt = Annotated[
         metavar="<yaml>",
         help=(
             "With --data: a YAML file naming the columns of your own CSV or Parquet file "
-            "(timestamp, customer_id, amount, is_fraud, ...); other columns become extra.<name>."
+            "(timestamp, customer_id, amount, is_fraud, ...); other columns become `extra.<name>`."
         ),
     ),
 ]

@@ -12,6 +12,7 @@ from rich.table import Table
 from fraudstream.commands.common import JsonOpt, console, emit, errors, settings_with
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="What could not be decided (invalid, unscoreable, or it kept killing workers), and sending it "
     "back to the workers once the cause is fixed.",
     no_args_is_help=True,

@@ -88,15 +88,15 @@ def features(
         str | None,
         typer.Option(
             metavar="<url>",
-            help="With --engine spark: the Spark master (local[*], spark://host:7077, yarn, k8s://...; "
-            "default: spark-submit's, else local[*]).",
+            help="With --engine spark: the Spark master (`local[*]`, spark://host:7077, yarn, k8s://...; "
+            "default: spark-submit's, else `local[*]`).",
         ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Compute point-in-time features for a history and write them to Parquet for `train`.
 
-    The file holds the transactions' canonical columns, one feature.<name> column per feature, and the
+    The file holds the transactions' canonical columns, one `feature.<name>` column per feature, and the
     fitted feature set in its metadata; `train --data FILE`, `evaluate` and `backtest` then use the
     stored features instead of computing them again. Both engines compute the same values.
 

@@ -16,6 +16,7 @@ from rich.table import Table
 from fraudstream.commands.common import JsonOpt, console, emit, errors, out, settings_with
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Named API keys with a role (ingest, analyst, admin), stored hashed in the database: create "
     "one (its token is printed once), list them, revoke one. Running servers follow within "
     "FRAUD_KEY_CACHE_SECONDS.",
@@ -62,7 +63,7 @@ def create(
 ) -> None:
     """Create the key NAME with a role and print its token, once: the database keeps only its hash.
 
-    Send the token as 'X-API-Key: <token>' or 'Authorization: Bearer <token>'.
+    Send the token as `X-API-Key: <token>` or `Authorization: Bearer <token>`.
 
     Example: fraudstream keys create feeder --role ingest
     """

@@ -16,6 +16,7 @@ from rich.table import Table
 from fraudstream.commands.common import JsonOpt, console, emit, errors, out, settings_with
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="The MLflow Model Registry: list versions, promote one to champion, roll back. Servers started "
     "with FRAUD_MODEL_URI=models:/fraudstream@champion swap the new champion in within "
     "FRAUD_MODEL_POLL_SECONDS, without a restart, when it reads the same feature set.",

@@ -52,7 +52,7 @@ def retrain(
         Path | None,
         typer.Option(
             "--out",
-            help="Folder for challenger.fsb and comparison.json (default: FRAUD_DATA_DIR/retrain/<time>).",
+            help="Folder for challenger.fsb and comparison.json (default: `FRAUD_DATA_DIR/retrain/<time>`).",
         ),
     ] = None,
     features: Annotated[

@@ -9,7 +9,7 @@ import typer
 
 from fraudstream.commands.common import console, errors, settings_with
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown")
 
 
 @app.callback()
@@ -59,7 +59,7 @@ def stream(
     ] = False,
     master: Annotated[
         str | None,
-        typer.Option(help="Spark master (e.g. yarn, k8s://https://host:443); default local[*]."),
+        typer.Option(help="Spark master (e.g. yarn, k8s://https://host:443); default `local[*]`."),
     ] = None,
     checkpoint: Annotated[
         str | None,
