@@ -232,6 +232,16 @@ def test_spark_fetches_the_connector_the_pom_pins_and_only_what_pyspark_lacks(tm
     assert "org.apache.hadoop:hadoop-client-runtime" in conf["spark.jars.excludes"].split(",")
 
 
+def test_the_connector_is_pinned_at_the_locked_pyspark_version() -> None:
+    root = Path(__file__).resolve().parents[2]
+    pom = re.search(
+        r"<spark.version>(.+)</spark.version>", (root / "services" / "spark" / "pom.xml").read_text()
+    )
+    lock = re.search(r"^pyspark==(.+)$", (root / "requirements" / "dev.lock").read_text(), re.MULTILINE)
+    assert pom is not None and lock is not None
+    assert pom[1] == lock[1]
+
+
 def test_a_jar_folder_replaces_the_fetch(tmp_path: Path) -> None:
     (tmp_path / "b.jar").touch()
     (tmp_path / "a.jar").touch()

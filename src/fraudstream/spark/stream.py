@@ -34,7 +34,7 @@ log = logging.getLogger("fraudstream.spark.stream")
 
 CONNECTOR = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"
 """The Kafka connector Spark fetches itself when FRAUD_SPARK_JARS is unset; the coordinate
-services/spark/pom.xml pins (Maven Central has no connector of PySpark's own 4.3.0 yet)."""
+services/spark/pom.xml pins, at the version of the PySpark the dev lock pins."""
 
 ALREADY_IN_PYSPARK = (
     "org.apache.hadoop:hadoop-client-api",
