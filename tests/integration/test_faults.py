@@ -141,7 +141,7 @@ def private_redis(private: Private) -> Private:
 @pytest.fixture
 def private_kafka(private: Private) -> Private:
     libs = Path(os.environ.get("FRAUD_SERVICES_DIR", REPO_ROOT / ".services")) / "kafka" / "libs"
-    if shutil.which("java") is None or not (libs / ".version").exists():
+    if shutil.which("java") is None or not (libs / ".pom-sha256").exists():
         missing(f"no Java or no Kafka jars in {libs}: run `make services` once (it fetches them)")
     private.env["FRAUD_SERVICES_KAFKA_LIBS"] = str(libs)
     private.start("kafka")
