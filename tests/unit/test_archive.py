@@ -230,6 +230,16 @@ def test_changed_verdicts_are_archived_again_and_the_newest_counts(store: Store,
     assert frame.loc["t0000", "label_time"] == T0 + timedelta(days=7)
 
 
+def test_an_archive_with_no_labels_yet_reads_back_legitimate_after_the_label_delay(
+    store: Store, tmp_path: Path
+) -> None:
+    store.decisions.save([record(i) for i in range(3)], [tx(i) for i in range(3)])
+    archiver(store, tmp_path / "a").run(now=datetime.now(UTC))
+    frame = read_archive(str(tmp_path / "a"), label_delay=timedelta(days=7))
+    assert frame["is_fraud"].tolist() == [False, False, False]
+    assert frame["label_time"].tolist() == [T0 + timedelta(minutes=i, days=7) for i in range(3)]
+
+
 def test_fraud_wins_where_sources_disagree() -> None:
     t = T0 + timedelta(days=1)
     labels = pa.Table.from_pylist(

@@ -85,9 +85,10 @@ def read_archive(url: str, label_delay: timedelta = timedelta(days=7)) -> pd.Dat
     bodies = transactions.column("body").to_pylist()
     frame = records_to_frame(Transaction.model_validate(json.loads(body)) for body in bodies)
     known = label_times(read_dataset(location, "labels"))
-    ids = frame["transaction_id"].astype(object)
-    fraud = pd.to_datetime(ids.map(known["fraud"]), utc=True)
-    legit = pd.to_datetime(ids.map(known["legit"]), utc=True)
+    ids = frame["transaction_id"].to_numpy(dtype=object)
+    # reindex, not Series.map: map casts an empty mapping (an archive with no labels yet) to float
+    fraud = pd.Series(pd.to_datetime(known["fraud"].reindex(ids).to_numpy(), utc=True), index=frame.index)
+    legit = pd.Series(pd.to_datetime(known["legit"].reindex(ids).to_numpy(), utc=True), index=frame.index)
     window = frame["timestamp"] + label_delay
     legit = legit.where(legit.notna() & (legit < window), window)
     frame["is_fraud"] = pd.array(fraud.notna().to_numpy(), dtype="boolean")
