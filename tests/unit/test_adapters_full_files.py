@@ -246,6 +246,8 @@ def test_load_source_passes_paths_and_checks_the_options(tmp_path: Path) -> None
         load_source(settings, dataset="paysim", mapping=tmp_path / "m.yaml")
     with pytest.raises(ValueError, match="either --data or --dataset"):
         load_source(settings, data=paysim, dataset="paysim")
+    with pytest.raises(ValueError, match=r"is a folder with no archive in it .* a transactions file"):
+        load_source(settings, data=tmp_path)
 
 
 @pytest.mark.datasets

@@ -70,4 +70,10 @@ def load_source(
             f"no transactions at {path}: create them with `fraudstream generate --out {path}`, "
             "or pass --data FILE or --dataset NAME"
         )
+    if path.is_dir():
+        raise ValueError(
+            f"--data {str(data)!r} is a folder with no archive in it (no decisions/, transactions/ or "
+            "labels/ folder): give a transactions file (.parquet, .csv, .jsonl) or an archive "
+            "(s3://bucket/prefix or the folder `fraudstream archive run` writes)"
+        )
     return read_frame(path)
