@@ -299,6 +299,22 @@ def test_the_archive_answers_retrainings_reads_as_the_store_does(store: Store, t
     assert archived.where == str(tmp_path / "a")
 
 
+def test_the_archive_with_no_labels_yet_answers_retrainings_reads_as_the_store_does(
+    store: Store, tmp_path: Path
+) -> None:
+    from fraudstream.archive.history import ArchiveHistory
+
+    store.decisions.save([record(i) for i in range(5)], [tx(i) for i in range(5)])
+    archiver(store, tmp_path / "a").run(now=datetime.now(UTC))
+    archived = ArchiveHistory(str(tmp_path / "a"))
+    start, end = T0, T0 + timedelta(days=1)
+    for read in ("decisions", "transactions"):
+        mine = pd.concat(getattr(archived, read)(start, end), ignore_index=True)
+        theirs = pd.concat(getattr(store.history, read)(start, end), ignore_index=True)
+        assert mine["fraud_label_time"].isna().all() and mine["legit_label_time"].isna().all()
+        pd.testing.assert_frame_equal(mine, theirs, check_dtype=False)
+
+
 def test_retraining_from_an_empty_archive_says_to_run_the_archiver(tmp_path: Path) -> None:
     from fraudstream.archive.history import ArchiveHistory
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fraudstream.archive.location import ArchiveError, Location, open_location
-from fraudstream.archive.reader import label_times, read_dataset
+from fraudstream.archive.reader import label_times, labels_of, read_dataset
 from fraudstream.storage.history import CHUNK_ROWS, Span
 
 
@@ -112,10 +112,9 @@ class ArchiveHistory:
     def _labelled(self, frame: pd.DataFrame) -> pd.DataFrame:
         if self._labels is None:
             self._labels = label_times(self._table("labels"))
-        ids = frame["transaction_id"].astype(object)
-        for column, source in (("fraud_label_time", "fraud"), ("legit_label_time", "legit")):
-            times = pd.to_datetime(ids.map(self._labels[source]), utc=True)
-            frame[column] = pd.Series(times, index=frame.index, dtype="datetime64[us, UTC]")
+        fraud, legit = labels_of(self._labels, frame["transaction_id"])
+        frame["fraud_label_time"] = fraud.astype("datetime64[us, UTC]")
+        frame["legit_label_time"] = legit.astype("datetime64[us, UTC]")
         return frame
 
 

@@ -66,6 +66,18 @@ def label_times(labels: pa.Table) -> pd.DataFrame:
     )
 
 
+def labels_of(known: pd.DataFrame, ids: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The fraud and legitimate label times (``NaT`` where none) of the transactions ``ids``, on their
+    index, from :func:`label_times`. Looked up by reindexing, not ``Series.map``, which casts an empty
+    lookup (an archive with no labels yet) to float and fails."""
+    keys = ids.to_numpy(dtype=object)
+    fraud, legit = (
+        pd.Series(pd.to_datetime(known[source].reindex(keys).to_numpy(), utc=True), index=ids.index)
+        for source in ("fraud", "legit")
+    )
+    return fraud, legit
+
+
 def read_archive(url: str, label_delay: timedelta = timedelta(days=7)) -> pd.DataFrame:
     """The archived transactions at ``url`` as a canonical, labelled frame in event-time order: fraud
     from the earliest archived fraud verdict, otherwise legitimate from ``label_delay`` after the
@@ -84,11 +96,7 @@ def read_archive(url: str, label_delay: timedelta = timedelta(days=7)) -> pd.Dat
     transactions = transactions.sort_by([("timestamp", "ascending"), ("transaction_id", "ascending")])
     bodies = transactions.column("body").to_pylist()
     frame = records_to_frame(Transaction.model_validate(json.loads(body)) for body in bodies)
-    known = label_times(read_dataset(location, "labels"))
-    ids = frame["transaction_id"].to_numpy(dtype=object)
-    # reindex, not Series.map: map casts an empty mapping (an archive with no labels yet) to float
-    fraud = pd.Series(pd.to_datetime(known["fraud"].reindex(ids).to_numpy(), utc=True), index=frame.index)
-    legit = pd.Series(pd.to_datetime(known["legit"].reindex(ids).to_numpy(), utc=True), index=frame.index)
+    fraud, legit = labels_of(label_times(read_dataset(location, "labels")), frame["transaction_id"])
     window = frame["timestamp"] + label_delay
     legit = legit.where(legit.notna() & (legit < window), window)
     frame["is_fraud"] = pd.array(fraud.notna().to_numpy(), dtype="boolean")
@@ -96,4 +104,4 @@ def read_archive(url: str, label_delay: timedelta = timedelta(days=7)) -> pd.Dat
     return frame
 
 
-__all__ = ["label_times", "read_archive", "read_dataset"]
+__all__ = ["label_times", "labels_of", "read_archive", "read_dataset"]
