@@ -33,7 +33,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from fraudstream.events.errors import SchemaError
-from fraudstream.events.frame import REQUIRED, extra_columns, iter_records, normalize_frame
+from fraudstream.events.frame import (
+    REQUIRED,
+    extra_columns,
+    extra_from_json,
+    extra_to_json,
+    iter_records,
+    normalize_frame,
+)
 
 SUFFIXES = (".parquet", ".csv", ".jsonl")
 log = logging.getLogger(__name__)
@@ -50,15 +57,6 @@ def _suffix(path: Path) -> str:
     return suffix
 
 
-def _dump(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, default=str, sort_keys=True)
-
-
-def _load(value: Any) -> dict[str, Any] | None:
-    value = json.loads(value) if isinstance(value, str) else value
-    return value if isinstance(value, dict) else None
-
-
 def _iso(value: Any) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
@@ -73,7 +71,7 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
             for record in iter_records(frame):
                 out.write(json.dumps(record, default=_iso) + "\n")
         return
-    frame = frame.assign(extra=frame["extra"].map(_dump).astype("string"))
+    frame = frame.assign(extra=extra_to_json(frame["extra"]))
     if suffix == ".parquet":
         frame.to_parquet(path, index=False)
     else:
@@ -98,7 +96,7 @@ def read_frame(path: Path) -> pd.DataFrame:
         raise ValueError(f"cannot read {path} as {suffix[1:]}: {exc}") from exc
     if "extra" in frame.columns:
         try:
-            frame["extra"] = frame["extra"].astype(object).map(_load)
+            frame["extra"] = frame["extra"].astype(object).map(extra_from_json)
         except ValueError as exc:
             raise ValueError(f"{path}: column 'extra' is not JSON: {exc}") from exc
     if suffix == ".csv":

@@ -15,6 +15,7 @@ columns are folded into each transaction's ``extra`` mapping, which is how the A
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
@@ -101,6 +102,21 @@ def extra_name(column: str) -> str:
             "letters, digits or underscores; rename it",
         )
     return name
+
+
+def extra_to_json(extra: pd.Series) -> pd.Series:
+    """The per-row ``extra`` mappings as JSON text (keys sorted; none stays null), the form a file holds
+    them in: Parquet and CSV have no type for a mapping of any keys."""
+    return extra.map(lambda d: None if d is None else json.dumps(d, default=str, sort_keys=True)).astype(
+        "string"
+    )
+
+
+def extra_from_json(value: Any) -> dict[str, Any] | None:
+    """One ``extra`` value as a file gives it back: JSON text parsed, a mapping kept, anything else
+    (null, a JSON scalar) ``None``."""
+    value = json.loads(value) if isinstance(value, str) else value
+    return value if isinstance(value, dict) else None
 
 
 def extra_kind(series: pd.Series) -> ExtraKind:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fraudstream.events.frame import normalize_frame
+from fraudstream.events.frame import extra_from_json, extra_to_json, normalize_frame
 from fraudstream.features.plan import FeatureSet
 
 FEATURE_PREFIX = "feature."
@@ -79,8 +79,7 @@ def write_features(
             f"features of shape {values.shape} do not fit {len(frame)} rows × {len(feature_set.names)}"
         )
     frame = normalize_frame(frame)
-    extra = frame["extra"].map(lambda d: None if d is None else json.dumps(d, default=str, sort_keys=True))
-    table = pa.Table.from_pandas(frame.assign(extra=extra.astype("string")), preserve_index=False)
+    table = pa.Table.from_pandas(frame.assign(extra=extra_to_json(frame["extra"])), preserve_index=False)
     for j, name in enumerate(feature_set.names):
         table = table.append_column(column_name(name), pa.array(values[:, j], from_pandas=True))
     metadata = {
@@ -148,7 +147,7 @@ def read_features(path: Path) -> StoredFeatures | None:
         values[:, j] = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
     frame = table.drop_columns(wanted).to_pandas()
     if "extra" in frame.columns:
-        frame["extra"] = frame["extra"].astype(object).map(_extra)
+        frame["extra"] = frame["extra"].astype(object).map(extra_from_json)
     fit_until = described.get("fit_until")
     return StoredFeatures(
         normalize_frame(frame),
@@ -157,8 +156,3 @@ def read_features(path: Path) -> StoredFeatures | None:
         None if fit_until is None else datetime.fromisoformat(fit_until),
         str(described.get("engine", "?")),
     )
-
-
-def _extra(value: Any) -> dict[str, Any] | None:
-    value = json.loads(value) if isinstance(value, str) else value
-    return value if isinstance(value, dict) else None

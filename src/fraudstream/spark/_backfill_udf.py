@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fraudstream.events.frame import extra_from_json
+
 ROW = "_row"
 
 
@@ -83,15 +85,9 @@ def canonical(pdf: pd.DataFrame, plan: Plan) -> pd.DataFrame:
 
     columns: dict[str, Any] = {name: pdf[plan.column(i)].to_numpy() for i, name in enumerate(plan.names)}
     if "extra" in columns:
-        columns["extra"] = [extra_of(v) for v in columns["extra"].tolist()]
+        columns["extra"] = [extra_from_json(v) for v in columns["extra"].tolist()]
     frame = pd.DataFrame(columns)
     return normalize_frame(frame)
-
-
-def extra_of(value: Any) -> dict[str, Any] | None:
-    """The ``extra`` column's JSON text as the dict a canonical table holds."""
-    value = json.loads(value) if isinstance(value, str) else value
-    return value if isinstance(value, dict) else None
 
 
 def row_stage(plan: Plan, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

@@ -34,13 +34,13 @@ import numpy as np
 import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
+from fraudstream.events.frame import extra_from_json, extra_to_json
 from fraudstream.features.plan import FeatureSet
 from fraudstream.features.stored import METADATA_KEY, column_name, describe
 from fraudstream.spark._backfill_udf import (
     ROW,
     Plan,
     compiled,
-    extra_of,
     feature_column,
     group_stage,
     key_column,
@@ -53,8 +53,8 @@ SESSION_CONF = {"spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS"}
 
 def from_frame(spark: Any, frame: pd.DataFrame) -> Any:
     """A canonical frame loaded on the driver as a Spark DataFrame, with its rows' positions."""
-    extra = frame["extra"].map(lambda d: None if d is None else json.dumps(d, default=str, sort_keys=True))
-    prepared = frame.assign(extra=extra.astype("string"), **{ROW: np.arange(len(frame), dtype=np.int64)})
+    extra = extra_to_json(frame["extra"])
+    prepared = frame.assign(extra=extra, **{ROW: np.arange(len(frame), dtype=np.int64)})
     return spark.createDataFrame(prepared)
 
 
@@ -106,7 +106,7 @@ def overview(source: Any) -> Overview:
     repeated = source.groupBy("transaction_id").count().where(F.col("count") > 1).limit(1).collect()
     values: dict[str, list[Any]] = {c: [None] for c in COLUMNS}
     values.update({name: [got[f"c{i}"]] for i, name in enumerate(names)})
-    values["extra"] = [extra_of(values["extra"][0])]
+    values["extra"] = [extra_from_json(values["extra"][0])]
     first = pd.DataFrame(values)
     for column in TIME_COLUMNS:
         first[column] = pd.to_datetime(first[column], utc=True)
