@@ -236,12 +236,20 @@ class FeatureSet:
     def fit(self, batch: TransactionBatch) -> FeatureSet:
         """This spec with each categorical field's ``top`` most frequent values among ``batch``'s rows
         (the training rows: the label plays no part), ties broken by value."""
+
+        def counts(field: str) -> Mapping[str, int]:
+            return Counter(v for v in batch.column(field, "text").tolist() if v is not None)
+
+        return self.fit_counts(counts)
+
+    def fit_counts(self, counts: Callable[[str], Mapping[str, int]]) -> FeatureSet:
+        """This spec with each categorical field's ``top`` most frequent values by ``counts(field)``,
+        the field's values counted among the training rows, wherever they are (here, or in Spark);
+        ties broken by value, so every engine learns the same values."""
         data = self.to_dict()
         for raw, entry in zip(data["features"], self.entries, strict=True):
             if isinstance(entry, S.CategoricalFeature) and entry.values is None:
-                values = batch.column(entry.categorical, "text")
-                counts = Counter(v for v in values.tolist() if v is not None)
-                top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: entry.top]
+                top = sorted(counts(entry.categorical).items(), key=lambda kv: (-kv[1], kv[0]))[: entry.top]
                 raw["values"] = [v for v, _ in top]
         return FeatureSet(data, self.source)
 

@@ -121,27 +121,23 @@ def overview(source: Any) -> Overview:
 
 def fit(source: Any, feature_set: FeatureSet, until: datetime) -> FeatureSet:
     """``feature_set`` with each categorical field's ``top`` most frequent values among the rows
-    before ``until``, counted by Spark; ties broken by value, as :meth:`FeatureSet.fit` does."""
+    before ``until``, counted by Spark and chosen by :meth:`FeatureSet.fit_counts`, as the local
+    engine chooses them."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    from fraudstream.features.spec import CategoricalFeature
-
-    data = feature_set.to_dict()
     before = source.where(F.col("timestamp") < F.lit(until))
-    for raw, entry in zip(data["features"], feature_set.entries, strict=True):
-        if not isinstance(entry, CategoricalFeature) or entry.values is not None:
-            continue
-        field = entry.categorical
+
+    def counts(field: str) -> dict[str, int]:
         if field not in source.columns or not isinstance(source.schema[field].dataType, T.StringType):
             raise ValueError(
                 f"categorical {field!r}: Spark learns a categorical's values from a text column of the "
                 "file; this one is not (fit it with the local engine, or flatten it into a text column)"
             )
         counted = before.where(F.col(f"`{field}`").isNotNull()).groupBy(F.col(f"`{field}`")).count()
-        counts = [(str(r[0]), int(r[1])) for r in counted.collect()]
-        raw["values"] = [v for v, _ in sorted(counts, key=lambda kv: (-kv[1], kv[0]))[: entry.top]]
-    return FeatureSet(data, feature_set.source)
+        return {str(r[0]): int(r[1]) for r in counted.collect()}
+
+    return feature_set.fit_counts(counts)
 
 
 def compute(source: Any, feature_set: FeatureSet, fit_until: datetime | None = None) -> Any:
