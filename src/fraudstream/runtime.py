@@ -6,8 +6,11 @@ how a URL is interpreted. Nothing here runs at import time.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +25,9 @@ from fraudstream.rules.source import LiveRules, open_rules
 from fraudstream.scoring.scorer import Scorer
 from fraudstream.state import FeatureState, MemoryFeatureState, open_state
 from fraudstream.storage import Store, open_store
+
+if TYPE_CHECKING:
+    from fraudstream.worker import Worker
 
 WARM_BATCH = 20_000
 
@@ -122,3 +128,53 @@ def _open_with_store(settings: Settings, store: Store, bundle: ModelBundle | Non
     if warm and isinstance(state, MemoryFeatureState):
         warm_state(store, engine, state)
     return Services(settings, store, state, rules, scorer, broker, source, challenger_source)
+
+
+@contextmanager
+def open_worker(
+    settings: Settings,
+    say: Callable[[str], None],
+    *,
+    broker: Callable[[Broker], Broker] | None = None,
+    **options: Any,
+) -> Iterator[Worker]:
+    """A worker over the services the settings name, set up as every long-running consumer of the
+    transactions topic runs one (``fraudstream worker``, the Spark streaming job), so they cannot
+    drift apart: stale kernels rebuilt and run on FRAUD_WORKER_THREADS threads, the data folder made,
+    alerts stored (and delivered when a channel is configured) for its decisions and for drift, a
+    registry alias followed (``say`` hears a swap), the collector paused around each batch.
+
+    ``broker`` wraps the services' broker (the Spark job publishes through it, but reads through
+    Spark); ``options`` go to :class:`~fraudstream.worker.Worker`. Everything is closed on exit.
+    """
+    from fraudstream._gc import paused_gc
+    from fraudstream._kernels import limit_kernel_threads
+    from fraudstream._numba_cache import refresh_stale_kernels
+    from fraudstream.alerts import alerts_for
+    from fraudstream.models.registry import watch_model
+    from fraudstream.monitoring.drift import watch
+    from fraudstream.worker import Worker
+
+    refresh_stale_kernels()
+    limit_kernel_threads(settings.worker_threads)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    services = open_services(settings)
+    alerts = alerts_for(services)  # alerts are stored, and delivered when a channel is configured
+    follower = None
+    try:
+        watch(services.scorer, settings, alerts.raise_alerts)  # drift alerts from this worker's batches
+        follower = watch_model(services, settings, say)
+        yield Worker(
+            services.broker if broker is None else broker(services.broker),
+            services.scorer,
+            services.store,
+            on_decided=alerts.submit,
+            max_deliveries=settings.max_deliveries,
+            around_batch=paused_gc,
+            **options,
+        )
+    finally:
+        if follower is not None:
+            follower.stop()
+        alerts.close()
+        services.close()

@@ -84,51 +84,27 @@ def worker(
 
     Scale with more workers, one or more per core; each runs its kernels on one thread (FRAUD_WORKER_THREADS).
     """
-    from fraudstream._gc import paused_gc
-    from fraudstream._kernels import limit_kernel_threads
-    from fraudstream._numba_cache import refresh_stale_kernels
-    from fraudstream.alerts import alerts_for
     from fraudstream.brokers import publishes_results
-    from fraudstream.models.registry import watch_model
-    from fraudstream.monitoring.drift import watch
-    from fraudstream.runtime import open_services
-    from fraudstream.worker import Worker
-    from fraudstream.worker.health import check_health
+    from fraudstream.runtime import open_worker
+    from fraudstream.worker.health import HEALTH_FILE, check_health
     from fraudstream.worker.worker import DEAD_LETTERS, RESULTS
 
     settings = Settings()
-    health_file = settings.data_dir / "worker-health.json"
+    health_file = settings.data_dir / HEALTH_FILE
     if check:
         alive, line = check_health(health_file)
         console.print(line)
         raise typer.Exit(0 if alive else 1)
     with errors():
-        refresh_stale_kernels()
-        limit_kernel_threads(settings.worker_threads)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        services = open_services(settings)
         results = publishes_results(settings.broker_url)  # decisions and dead letters to redis:// or kafka://
-        alerts = alerts_for(services)  # alerts are stored, and delivered when a channel is configured
-        watch(services.scorer, settings, alerts.raise_alerts)  # drift alerts from this worker's batches
-        follower = watch_model(services, settings, lambda line: console.print(line, soft_wrap=True))
-        w = Worker(
-            services.broker, services.scorer, services.store, on_decided=alerts.submit,
+        with open_worker(
+            settings, lambda line: console.print(line, soft_wrap=True),
             batch_size=batch_size or settings.batch_size, max_wait=settings.max_wait, health_file=health_file,
-            max_deliveries=settings.max_deliveries,
             results_topic=RESULTS if results else None, dead_letters_topic=DEAD_LETTERS if results else None,
-            around_batch=paused_gc,
-        )  # fmt: skip
-        w.install_signal_handlers()
-        console.print(
-            f"worker: model {services.scorer.version}, broker {settings.broker_url}, Ctrl-C to stop"
-        )
-        try:
+        ) as w:  # fmt: skip
+            w.install_signal_handlers()
+            console.print(f"worker: model {w.scorer.version}, broker {settings.broker_url}, Ctrl-C to stop")
             stats = w.run(burst=burst)
-        finally:
-            if follower is not None:
-                follower.stop()
-            alerts.close()
-            services.close()
         console.print(
             f"worker stopped: {stats.decided:,} decided, {stats.duplicates:,} duplicates, {stats.dead:,} dead"
         )

@@ -29,42 +29,14 @@ def ensure_topic(settings: Settings, topic: str) -> None:
 def open_job(
     settings: Settings, topic: str, stopping: threading.Event, say: Callable[[str], None]
 ) -> Iterator[tuple[MicroBatches, WorkerStats]]:
-    """The ``foreachBatch`` function over a worker like ``fraudstream worker``'s (alerts, drift
-    monitoring, following a registry alias), and its running totals; everything is closed on exit."""
-    from fraudstream._gc import paused_gc
-    from fraudstream._kernels import limit_kernel_threads
-    from fraudstream._numba_cache import refresh_stale_kernels
-    from fraudstream.alerts import alerts_for
-    from fraudstream.models.registry import watch_model
-    from fraudstream.monitoring.drift import watch
-    from fraudstream.runtime import open_services
-    from fraudstream.worker import Worker
+    """The ``foreachBatch`` function over a worker set up as ``fraudstream worker``'s (see
+    :func:`~fraudstream.runtime.open_worker`), and its running totals; everything is closed on exit."""
+    from fraudstream.runtime import open_worker
     from fraudstream.worker.worker import DEAD_LETTERS, RESULTS
 
     ensure_topic(settings, topic)
-    refresh_stale_kernels()
-    limit_kernel_threads(settings.worker_threads)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    services = open_services(settings)
-    alerts = alerts_for(services)
-    follower = None
-    try:
-        watch(services.scorer, settings, alerts.raise_alerts)
-        follower = watch_model(services, settings, say)
-        worker = Worker(
-            CheckpointedPublisher(services.broker),
-            services.scorer,
-            services.store,
-            on_decided=alerts.submit,
-            max_deliveries=settings.max_deliveries,
-            results_topic=RESULTS,
-            dead_letters_topic=DEAD_LETTERS,
-            around_batch=paused_gc,
-        )
-        say(f"spark stream: model {services.scorer.version}, decisions to {settings.broker_url}")
+    with open_worker(
+        settings, say, broker=CheckpointedPublisher, results_topic=RESULTS, dead_letters_topic=DEAD_LETTERS
+    ) as worker:
+        say(f"spark stream: model {worker.scorer.version}, decisions to {settings.broker_url}")
         yield MicroBatches(worker, stopping, say), worker.stats
-    finally:
-        if follower is not None:
-            follower.stop()
-        alerts.close()
-        services.close()

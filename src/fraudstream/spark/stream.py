@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from fraudstream.config import Settings
 from fraudstream.spark._stream_batches import Stopping
-from fraudstream.worker.health import WorkerStats
+from fraudstream.worker.health import HEALTH_FILE, WorkerStats
 
 log = logging.getLogger("fraudstream.spark.stream")
 
@@ -50,8 +50,6 @@ ALREADY_IN_PYSPARK = (
 the connector, as services/spark/pom.xml leaves them out, so no second copy lands on the classpath."""
 
 APP_NAME = "fraudstream-stream"
-HEALTH_FILE = "worker-health.json"
-"""The heartbeat in FRAUD_DATA_DIR that ``fraudstream worker --check`` reads, written by this job too."""
 STOP_GRACE = 60.0
 """Seconds a stop waits for the micro-batch in hand to be decided and committed before stopping the
 query anyway (a micro-batch cut short is read again at the next start, and decides nothing twice)."""

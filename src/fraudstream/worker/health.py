@@ -14,6 +14,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+HEALTH_FILE = "worker-health.json"
+"""The heartbeat's name in FRAUD_DATA_DIR, written by ``fraudstream worker`` and the Spark streaming job
+alike, so one container health check serves both."""
+
 
 @dataclass
 class WorkerStats:
