@@ -176,9 +176,9 @@ def _spark(
     """Features computed by Spark (:mod:`fraudstream.spark.backfill`), written as a folder of parts.
     The feature set is fitted here, on the driver, and shipped to the executors."""
     from fraudstream.spark import backfill as spark_backfill
-    from fraudstream.spark.session import spark_session
+    from fraudstream.spark.session import spark_path, spark_session
 
-    data, out = (_for_spark(data) if data else None), _for_spark(out)
+    data, out = (spark_path(data) if data else None), spark_path(out)
     read_by_spark = data is not None and dataset is None and mapping is None and _parquet(data)
     if not read_by_spark:
         frame, batch = _load(settings, data, dataset, paths, mapping, gap_days)
@@ -213,12 +213,6 @@ def _spark(
     except Exception as error:  # an executor's error arrives wrapped in Spark's; say it plainly
         raise _plain(error) from None
     return rows, feature_set, learned
-
-
-def _for_spark(path: str) -> str:
-    """A local path made absolute (Spark's JVM resolves a relative one from its own folder); a URL
-    as it is."""
-    return path if "://" in path else str(Path(path).resolve())
 
 
 def _parquet(data: str) -> bool:

@@ -50,6 +50,12 @@ def spark_session(
     return builder.getOrCreate()
 
 
+def spark_path(location: str) -> str:
+    """A local path made absolute, as Spark must be given it (its JVM resolves a relative one from its
+    own working folder, and on a cluster from elsewhere); a URL (hdfs://, s3a:// ...) as it is."""
+    return location if "://" in location else str(Path(location).resolve())
+
+
 def _submitted_conf() -> dict[str, str]:
     """The configuration ``spark-submit`` passed to this driver (empty when run as plain Python)."""
     keys = os.environ.get("PYSPARK_SUBMIT_ARGS", "")

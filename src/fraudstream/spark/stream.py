@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from fraudstream.config import Settings
 from fraudstream.spark._stream_batches import Stopping
+from fraudstream.spark.session import spark_path, spark_session
 from fraudstream.worker.health import HEALTH_FILE, WorkerStats
 
 log = logging.getLogger("fraudstream.spark.stream")
@@ -110,13 +111,6 @@ def connector(settings: Settings) -> tuple[list[Path], dict[str, str]]:
     return jars, {}
 
 
-def checkpoint_location(settings: Settings) -> str:
-    """FRAUD_SPARK_CHECKPOINT, a local folder made absolute (Spark would resolve it elsewhere on a
-    cluster); a URL (hdfs://, s3a://) as it is."""
-    location = settings.spark_checkpoint_location
-    return location if "://" in location else str(Path(location).resolve())
-
-
 def run_stream(
     settings: Settings,
     options: StreamOptions,
@@ -135,7 +129,7 @@ def run_stream(
 
     source = kafka_options(settings, options)
     jars, conf = connector(settings)
-    location = checkpoint_location(settings)
+    location = spark_path(settings.spark_checkpoint_location)
     health_file = settings.data_dir / HEALTH_FILE
     require_java()
     stopping = stopping or threading.Event()
@@ -145,8 +139,6 @@ def run_stream(
     from fraudstream.spark._stream_job import open_job
 
     with open_job(settings, source["subscribe"], stopping, say) as (handler, stats):
-        from fraudstream.spark.session import spark_session
-
         # The job hands Spark no pandas data, so PySpark's caution about pandas 3 does not apply.
         warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
         try:
