@@ -159,3 +159,8 @@ def test_bad_files_are_refused_with_the_field_and_the_reason(
     negative = runner.invoke(app, ["features", "--data", "negative.parquet", "--engine", "spark"])
     assert negative.exit_code == 2
     assert "amount" in negative.output and "must be between 0" in " ".join(negative.output.split())
+
+    pd.concat([frame, frame.head(1)], ignore_index=True).to_parquet(workdir / "twice.parquet")
+    twice = runner.invoke(app, ["features", "--data", "twice.parquet", "--engine", "spark"])
+    assert twice.exit_code == 2
+    assert "transaction_id:" in twice.output and "appears more than once" in twice.output

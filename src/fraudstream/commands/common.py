@@ -181,6 +181,16 @@ def progress() -> Iterator[Callable[[str, int, int], None]]:
         yield update
 
 
+def spec_features(features: str | Path | None = None, dataset: str | None = None) -> Any:
+    """The feature set of the spec ``features`` (a file or a preset's name), by default the dataset's
+    preset, else ``handbook``; as written, not yet fitted to any data."""
+    from fraudstream.datasets.registry import DATASET_PRESETS
+    from fraudstream.features import FeatureSet
+    from fraudstream.features.spec import DEFAULT_PRESET
+
+    return FeatureSet.load(features or DATASET_PRESETS.get(dataset or "", DEFAULT_PRESET))
+
+
 def fitted_features(
     batch: Any,
     features: str | Path | None = None,
@@ -188,15 +198,11 @@ def fitted_features(
     fit_until: Any = None,
     fit: bool = True,
 ) -> Any:
-    """The feature set of the spec ``features`` (default: the dataset's preset, else ``handbook``) for
-    ``batch``: features reading a field the data lacks are left out, and said so; categorical values
-    are learned from the rows before ``fit_until`` (the training rows), unless ``fit`` is false (the
-    caller fits them elsewhere)."""
-    from fraudstream.datasets.registry import DATASET_PRESETS
-    from fraudstream.features import FeatureSet
-    from fraudstream.features.spec import DEFAULT_PRESET
-
-    feature_set = FeatureSet.load(features or DATASET_PRESETS.get(dataset or "", DEFAULT_PRESET))
+    """The feature set of the spec ``features`` (see :func:`spec_features`) for ``batch``: features
+    reading a field the data lacks are left out, and said so; categorical values are learned from the
+    rows before ``fit_until`` (the training rows), unless ``fit`` is false (the caller fits them
+    elsewhere)."""
+    feature_set = spec_features(features, dataset)
     absent = feature_set.absent(batch)
     feature_set, dropped = feature_set.without(absent)
     if dropped:

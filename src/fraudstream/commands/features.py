@@ -8,7 +8,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-import pandas as pd
 import typer
 
 from fraudstream.commands.common import (
@@ -24,6 +23,7 @@ from fraudstream.commands.common import (
     errors,
     fitted_features,
     settings_with,
+    spec_features,
     utc,
 )
 
@@ -193,7 +193,7 @@ def _spark(
             if seen.rows == 0 or seen.last is None:
                 raise ValueError("the source holds no transactions")
             if seen.repeated is not None:
-                _refuse_repeats(pd.Series([seen.repeated] * 2))
+                raise _repeated(seen.repeated)
             rows, last, batch = seen.rows, seen.last, seen.present
         else:
             source = spark_backfill.from_frame(session, frame)
@@ -252,24 +252,22 @@ def _load(
     )
     if frame.empty:
         raise ValueError("the source holds no transactions")
-    _refuse_repeats(frame["transaction_id"])
+    ids = frame["transaction_id"]
+    repeated = ids[ids.duplicated()]
+    if len(repeated):
+        raise _repeated(repeated.iloc[0])
     return frame, TransactionBatch.from_frame(frame)
 
 
-def _refuse_repeats(ids: Any) -> None:
+def _repeated(transaction_id: str) -> ValueError:
     """A history holds each transaction once: a repeated id is a redelivery the features would count
     twice, or two transactions the features could not tell apart."""
-    repeated = ids[ids.duplicated()]
-    if len(repeated):
-        raise ValueError(
-            f"transaction_id: {repeated.iloc[0]!r} appears more than once; a history holds each "
-            "transaction once (drop the repeats first)"
-        )
+    return ValueError(
+        f"transaction_id: {transaction_id!r} appears more than once; a history holds each "
+        "transaction once (drop the repeats first)"
+    )
 
 
 def _has_categoricals(spec: str | None, dataset: str | None) -> bool:
-    from fraudstream.datasets.registry import DATASET_PRESETS
-    from fraudstream.features import FeatureSet
-    from fraudstream.features.spec import DEFAULT_PRESET
-
-    return not FeatureSet.load(spec or DATASET_PRESETS.get(dataset or "", DEFAULT_PRESET)).fitted
+    """Whether the spec learns categorical values from the data (so the file records when from)."""
+    return not spec_features(spec, dataset).fitted
