@@ -69,6 +69,11 @@ class HistoryRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    @property
+    def where(self) -> str:
+        """The database, its password hidden, for messages."""
+        return self._db.safe_url
+
     def span(self, start: datetime | None = None, end: datetime | None = None) -> Span | None:
         """First and last event time of the decisions (of ``[start, end)`` when given), and their
         number; ``None`` if there are none."""

@@ -68,6 +68,11 @@ class HistorySource(Protocol):
     """What retraining reads production history from: the store's ``store.history``, or the object-store
     archive's (:class:`fraudstream.archive.history.ArchiveHistory`), which answer the same reads."""
 
+    @property
+    def where(self) -> str:
+        """Where the history is, for messages."""
+        ...
+
     def span(self, start: datetime | None = None, end: datetime | None = None) -> Span | None: ...
 
     def feature_names(self) -> dict[str, list[str]]: ...
@@ -402,17 +407,16 @@ def retrain(
 ) -> Retrained:
     """Train a challenger on the store's history and measure it and the champion on the evaluation window.
 
-    ``store``: the store, or another :class:`HistorySource` (the archive's) with a ``where`` to name it
-    in messages. ``features``: the spec the challenger computes (default: the champion's). Writes
-    ``out_dir/challenger.fsb`` and ``out_dir/comparison.json``; the champion's file is only read.
+    ``store``: the store, or another :class:`HistorySource` (the archive's). ``features``: the spec
+    the challenger computes (default: the champion's). Writes ``out_dir/challenger.fsb`` and
+    ``out_dir/comparison.json``; the champion's file is only read.
     """
     champion = load_bundle(champion_path)
     source: HistorySource = store.history if isinstance(store, Store) else store
-    where = store.db.safe_url if isinstance(store, Store) else str(getattr(store, "where", "the history"))
     span = source.span()
     if span is None:
         raise RetrainError(
-            f"no decisions are stored in {where}: serve traffic (fraudstream serve / worker) "
+            f"no decisions are stored in {source.where}: serve traffic (fraudstream serve / worker) "
             "or replay a dataset into it (fraudstream replay) first, or point FRAUD_DATABASE_URL at "
             "the production database"
         )
