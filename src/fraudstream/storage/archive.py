@@ -143,22 +143,17 @@ class ArchiveRepository:
             pending = _key(mark.pending_at, mark.pending_key)
             if pending is not None:
                 return Batch(stream, mark.batch, done, pending)
-            query = (
-                select(time, ident)
+            # the batch ends at the last of the next ``rows`` rows (the newest, when fewer are left)
+            window = (
+                select(time.label("at"), ident.label("key"))
                 .where(_range(stream, done, None), time < before)
                 .order_by(time, ident)
-                .offset(rows - 1)
-                .limit(1)
+                .limit(rows)
+                .subquery()
             )
-            last = conn.execute(query).first()
-            if last is None:  # fewer than ``rows`` rows: the batch ends at the newest of them
-                query = (
-                    select(time, ident)
-                    .where(_range(stream, done, None), time < before)
-                    .order_by(time.desc(), ident.desc())
-                    .limit(1)
-                )
-                last = conn.execute(query).first()
+            last = conn.execute(
+                select(window.c.at, window.c.key).order_by(window.c.at.desc(), window.c.key.desc()).limit(1)
+            ).first()
             if last is None:
                 return None
             through = Key(last[0], str(last[1]))
