@@ -224,7 +224,6 @@ pg_status() {
 
 # ---------------------------------------------------------------- Kafka
 
-kafka_version() { sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM"; }
 
 kafka_fetch() {  # the pinned jars from Maven Central, again only when the pom changed
     "$ROOT/services/maven-fetch.sh" kafka "$KAFKA_POM" "$KAFKA_LIBS"
@@ -309,7 +308,7 @@ kafka_start() {
         </dev/null >>"$STATE/kafka.log" 2>&1 &
     printf '%s\n' "$!" >"$KAFKA_DIR/kafka.pid"
     wait_for "Kafka on $HOST:$KAFKA_PORT" "$STATE/kafka.log" "$!" kafka_metadata
-    say "kafka     started  $HOST:$KAFKA_PORT (Kafka $(kafka_version), log $STATE/kafka.log)"
+    say "kafka     started  $HOST:$KAFKA_PORT (Kafka $(pom_property "$KAFKA_POM" kafka.version), log $STATE/kafka.log)"
 }
 
 kafka_stop() {
@@ -362,8 +361,6 @@ mlflow_status() {
 
 # ---------------------------------------------------------------- S3 (S3Proxy)
 
-s3_version() { sed -n 's:.*<s3proxy.version>\(.*\)</s3proxy.version>.*:\1:p' "$S3_POM"; }
-
 s3_fetch() {  # the pinned jars from Maven Central, again only when the pom changed
     "$ROOT/services/maven-fetch.sh" s3 "$S3_POM" "$S3_LIBS"
 }
@@ -401,7 +398,7 @@ s3_start() {
         org.gaul.s3proxy.Main --properties "$S3_DIR/s3proxy.properties") </dev/null >>"$STATE/s3.log" 2>&1 &
     printf '%s\n' "$!" >"$S3_DIR/s3proxy.pid"
     wait_for "S3Proxy on $HOST:$S3_PORT" "$STATE/s3.log" "$!" s3_ready
-    say "s3        started  $HOST:$S3_PORT (S3Proxy $(s3_version), objects in $S3_DIR/data, log $STATE/s3.log)"
+    say "s3        started  $HOST:$S3_PORT (S3Proxy $(pom_property "$S3_POM" s3proxy.version), objects in $S3_DIR/data, log $STATE/s3.log)"
 }
 
 s3_stop() {
@@ -413,6 +410,10 @@ s3_status() {
 }
 
 # ---------------------------------------------------------------- shared
+
+pom_property() {  # pom property -> the value of <property> in the pom (the version it pins)
+    sed -n "s:.*<$2>\(.*\)</$2>.*:\1:p" "$1"
+}
 
 stop_pid() {  # name pidfile word [group] -> SIGTERM, wait up to TIMEOUT, then SIGKILL (its process group: group)
     local name="$1" pidfile="$2" word="$3" group="${4:-}" pid target deadline=$((SECONDS + TIMEOUT))
