@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -111,10 +112,10 @@ def features(
         out = out_path or str(settings.data_dir / "features.parquet")
         if engine is Engine.local and not out.lower().endswith(".parquet"):
             raise ValueError(f"--out {out!r}: the local engine writes one Parquet file; name it *.parquet")
-        run = _spark if engine is Engine.spark else _local
-        rows, feature_set, learned = run(
+        request = _Request(
             settings, data, dataset, paths, mapping, spec, utc(fit_until), gap_days, test_days, out, master
         )
+        rows, feature_set, learned = (_spark if engine is Engine.spark else _local)(request)
         payload: dict[str, Any] = {
             "out": out, "rows": rows, "features": len(feature_set.names), "spec": feature_set.version,
             "engine": engine.value, "fit_until": learned and learned.isoformat(),
@@ -133,57 +134,80 @@ def default_fit_until(last: datetime, gap_days: float, test_days: float) -> date
     return last - timedelta(days=gap_days + test_days)
 
 
-def _local(
-    settings: Any,
-    data: str | None,
-    dataset: str | None,
-    paths: list[Path] | None,
-    mapping: Path | None,
-    spec: str | None,
-    fit_until: datetime | None,
-    gap_days: float,
-    test_days: float,
-    out: str,
-    master: str | None,
-) -> tuple[int, Any, datetime | None]:
+@dataclass(frozen=True)
+class _Request:
+    """What the command was asked for, as both engines take it."""
+
+    settings: Any
+    data: str | None
+    dataset: str | None
+    paths: list[Path] | None
+    mapping: Path | None
+    spec: str | None
+    fit_until: datetime | None
+    gap_days: float
+    test_days: float
+    out: str
+    master: str | None
+
+    def until(self, last: datetime) -> datetime:
+        """The date categorical values are learned before: --fit-until, else train's default."""
+        return self.fit_until or default_fit_until(last, self.gap_days, self.test_days)
+
+    def learned(self, until: datetime) -> datetime | None:
+        """``until`` if the spec learns categorical values from the data (the file records it)."""
+        return None if spec_features(self.spec, self.dataset).fitted else until
+
+    def load(self, data: str | None) -> tuple[Any, Any]:
+        """The source's canonical frame and its batch (``data``: --data as the engine reads it); a
+        history with no rows or a repeated id is refused."""
+        from fraudstream.datasets.source import load_source
+        from fraudstream.events.batch import TransactionBatch
+
+        frame = load_source(
+            self.settings, Path(data) if data else None, self.dataset, self.gap_days,
+            paths=self.paths, mapping=self.mapping,
+        )  # fmt: skip
+        if frame.empty:
+            raise ValueError("the source holds no transactions")
+        ids = frame["transaction_id"]
+        repeated = ids[ids.duplicated()]
+        if len(repeated):
+            raise _repeated(repeated.iloc[0])
+        return frame, TransactionBatch.from_frame(frame)
+
+
+def _local(request: _Request) -> tuple[int, Any, datetime | None]:
     """Features computed in this process, written to one file."""
     from fraudstream.features import FeatureEngine
     from fraudstream.features.stored import write_features
 
-    frame, batch = _load(settings, data, dataset, paths, mapping, gap_days)
-    until = fit_until or default_fit_until(frame["timestamp"].max().to_pydatetime(), gap_days, test_days)
-    engine = FeatureEngine(fitted_features(batch, spec, dataset, until))
+    frame, batch = request.load(request.data)
+    until = request.until(frame["timestamp"].max().to_pydatetime())
+    engine = FeatureEngine(fitted_features(batch, request.spec, request.dataset, until))
     with console.status(f"computing {len(engine.names)} features for {len(frame):,} transactions"):
         values = engine.compute(batch)
-    learned = until if _has_categoricals(spec, dataset) else None
-    write_features(frame, engine.feature_set, values, Path(out), learned)
+    learned = request.learned(until)
+    write_features(frame, engine.feature_set, values, Path(request.out), learned)
     return len(frame), engine.feature_set, learned
 
 
-def _spark(
-    settings: Any,
-    data: str | None,
-    dataset: str | None,
-    paths: list[Path] | None,
-    mapping: Path | None,
-    spec: str | None,
-    fit_until: datetime | None,
-    gap_days: float,
-    test_days: float,
-    out: str,
-    master: str | None,
-) -> tuple[int, Any, datetime | None]:
+def _spark(request: _Request) -> tuple[int, Any, datetime | None]:
     """Features computed by Spark (:mod:`fraudstream.spark.backfill`), written as a folder of parts.
     The feature set is fitted here, on the driver, and shipped to the executors."""
     from fraudstream.spark import backfill as spark_backfill
     from fraudstream.spark.session import spark_path, spark_session
 
-    data, out = (spark_path(data) if data else None), spark_path(out)
-    read_by_spark = data is not None and dataset is None and mapping is None and _parquet(data)
+    data, out = (spark_path(request.data) if request.data else None), spark_path(request.out)
+    read_by_spark = (
+        data is not None and request.dataset is None and request.mapping is None and _parquet(data)
+    )
     if not read_by_spark:
-        frame, batch = _load(settings, data, dataset, paths, mapping, gap_days)
+        frame, batch = request.load(data)
     with console.status("starting Spark"):
-        session = spark_session("fraudstream features", master=master, conf=spark_backfill.SESSION_CONF)
+        session = spark_session(
+            "fraudstream features", master=request.master, conf=spark_backfill.SESSION_CONF
+        )
     try:
         if read_by_spark:
             assert data is not None
@@ -198,14 +222,14 @@ def _spark(
         else:
             source = spark_backfill.from_frame(session, frame)
             rows, last = len(frame), frame["timestamp"].max().to_pydatetime()
-        until = fit_until or default_fit_until(last, gap_days, test_days)
+        until = request.until(last)
         if read_by_spark:  # the categorical values are counted by Spark, over the rows before `until`
             feature_set = spark_backfill.fit(
-                source, fitted_features(batch, spec, dataset, None, fit=False), until
+                source, fitted_features(batch, request.spec, request.dataset, None, fit=False), until
             )
         else:
-            feature_set = fitted_features(batch, spec, dataset, until)
-        learned = until if _has_categoricals(spec, dataset) else None
+            feature_set = fitted_features(batch, request.spec, request.dataset, until)
+        learned = request.learned(until)
         with console.status(
             f"computing {len(feature_set.names)} features for {rows:,} transactions in Spark"
         ):
@@ -235,30 +259,6 @@ def _plain(error: Exception) -> Exception:
     return error
 
 
-def _load(
-    settings: Any,
-    data: str | None,
-    dataset: str | None,
-    paths: list[Path] | None,
-    mapping: Path | None,
-    gap_days: float,
-) -> tuple[Any, Any]:
-    """The source's canonical frame and its batch; a history with no rows or a repeated id is refused."""
-    from fraudstream.datasets.source import load_source
-    from fraudstream.events.batch import TransactionBatch
-
-    frame = load_source(
-        settings, Path(data) if data else None, dataset, gap_days, paths=paths, mapping=mapping
-    )
-    if frame.empty:
-        raise ValueError("the source holds no transactions")
-    ids = frame["transaction_id"]
-    repeated = ids[ids.duplicated()]
-    if len(repeated):
-        raise _repeated(repeated.iloc[0])
-    return frame, TransactionBatch.from_frame(frame)
-
-
 def _repeated(transaction_id: str) -> ValueError:
     """A history holds each transaction once: a repeated id is a redelivery the features would count
     twice, or two transactions the features could not tell apart."""
@@ -266,8 +266,3 @@ def _repeated(transaction_id: str) -> ValueError:
         f"transaction_id: {transaction_id!r} appears more than once; a history holds each "
         "transaction once (drop the repeats first)"
     )
-
-
-def _has_categoricals(spec: str | None, dataset: str | None) -> bool:
-    """Whether the spec learns categorical values from the data (so the file records when from)."""
-    return not spec_features(spec, dataset).fitted
