@@ -272,6 +272,15 @@ def test_reading_an_empty_or_missing_archive_says_what_to_do(tmp_path: Path) -> 
         read_archive(str(tmp_path / "nothing-here"))
 
 
+def test_an_archive_of_decisions_without_transactions_says_why_it_cannot_train(
+    store: Store, tmp_path: Path
+) -> None:
+    store.decisions.save([record(i) for i in range(3)], [])  # as a replay stores them
+    archiver(store, tmp_path / "a").run(now=datetime.now(UTC))
+    with pytest.raises(ArchiveError, match=r"holds 3 decisions but no transactions: .*fraudstream replay"):
+        read_archive(str(tmp_path / "a"))
+
+
 # -- the archive as retraining's history ----------------------------------------------------------------
 
 

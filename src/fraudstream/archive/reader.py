@@ -88,6 +88,14 @@ def read_archive(url: str, label_delay: timedelta = timedelta(days=7)) -> pd.Dat
     location = open_location(url)
     transactions = read_dataset(location, "transactions")
     if transactions.num_rows == 0:
+        decisions = read_dataset(location, "decisions").num_rows
+        if decisions:
+            raise ArchiveError(
+                f"the archive at {location.url} holds {decisions:,} decisions but no transactions: "
+                "decisions stored by `fraudstream replay` keep no transaction bodies to train on (train "
+                "on the replayed file itself), and those from `serve` and `worker` do; `fraudstream "
+                "retrain --data` trains on the archived decisions' logged features"
+            )
         raise ArchiveError(
             f"no archived transactions at {location.url}: run `fraudstream archive run` with "
             "FRAUD_ARCHIVE_URL set to it first (rows newer than FRAUD_ARCHIVE_SETTLE_SECONDS wait for a "
