@@ -14,6 +14,8 @@ import pytest
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
+from fraudstream.expr._compiler import MAX_DEPTH
+from fraudstream.expr.expression import MAX_LENGTH
 from fraudstream.features import default_feature_set
 from fraudstream.rules import (
     DEFAULT_RULES_PATH,
@@ -27,8 +29,6 @@ from fraudstream.rules import (
     parse_rules,
     rule_columns,
 )
-from fraudstream.rules.compiler import MAX_DEPTH
-from fraudstream.rules.expr import MAX_LENGTH
 
 NAN = np.nan
 KINDS = {

@@ -15,6 +15,7 @@ import pytest
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
+from fraudstream.expr.columns import SMALL
 from fraudstream.features import default_feature_set
 from fraudstream.rules import (
     DEFAULT_RULES_PATH,
@@ -28,7 +29,6 @@ from fraudstream.rules import (
     parse_rules,
     rule_columns,
 )
-from fraudstream.rules.columns import SMALL
 
 NAN = np.nan
 BIG = 3 * SMALL + 7

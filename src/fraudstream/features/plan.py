@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from fraudstream.events.batch import COLUMNS, TransactionBatch
+from fraudstream.expr.errors import ExprError
+from fraudstream.expr.expression import CompiledExpr, compile_expr, compile_value
 from fraudstream.features import _describe as D
 from fraudstream.features import spec as S
-from fraudstream.rules.errors import RulesError
-from fraudstream.rules.expr import CompiledExpr, compile_expr, compile_value
 from fraudstream.state.base import EventSchema
 
 # The kernel's operations: one per output column (see fraudstream.features.kernels.group_features).
@@ -167,7 +167,7 @@ class FeatureSet:
                     self._key(entry)
                 else:
                     self._row(entry)
-            except (RulesError, S.SpecError, ValueError) as exc:
+            except (ExprError, S.SpecError, ValueError) as exc:
                 raise S.SpecError(f"{where}: {exc}") from None
         repeated = [n for n, c in Counter(self.names).items() if c > 1]
         if repeated:
@@ -297,7 +297,7 @@ class FeatureSet:
             return {text}
         try:
             return set(compile_value(text, self._rules_kinds).names)
-        except RulesError:
+        except ExprError:
             return set(compile_expr(text, self._rules_kinds).names)
 
     def _agg_reads(self, agg: Any) -> set[str]:

@@ -1,12 +1,12 @@
 """Analysts' rules over transaction fields and features, with allow and deny lists.
 
-Conditions are written in a small, safe expression language (:mod:`fraudstream.rules.expr`), kept
+Conditions are written in a small, safe expression language (:mod:`fraudstream.expr.expression`), kept
 in a YAML file (:mod:`fraudstream.rules.loader`) and applied to whole batches on top of the model's
 decisions (:meth:`RuleSet.apply`). :class:`ReloadingRules` follows edits to the file while running.
 """
 
+from fraudstream.expr.expression import CompiledExpr, compile_expr
 from fraudstream.rules.errors import RulesError
-from fraudstream.rules.expr import CompiledExpr, compile_expr
 from fraudstream.rules.loader import DEFAULT_RULES_PATH, load_rules, parse_rules
 from fraudstream.rules.names import default_known_names, rule_columns
 from fraudstream.rules.reload import ReloadingRules

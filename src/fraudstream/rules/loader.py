@@ -32,8 +32,8 @@ from typing import Any, Final
 
 import yaml
 
+from fraudstream.expr.expression import compile_expr
 from fraudstream.rules.errors import RulesError, UnknownNameError, suggest
-from fraudstream.rules.expr import compile_expr
 from fraudstream.rules.ruleset import DECISIONS, LIST_FIELDS, Rule, RuleSet
 
 TOP_KEYS: Final = ("rules", "allow", "deny")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 import numpy as np
 
 from fraudstream.events.batch import COLUMNS, KEY_COLUMNS, TransactionBatch
-from fraudstream.rules.expr import NUMBER, STRING
+from fraudstream.expr.expression import NUMBER, STRING
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -15,9 +15,9 @@ from typing import Any, Final, NamedTuple
 import numpy as np
 
 from fraudstream.events.transaction import DECISIONS
-from fraudstream.rules.columns import SMALL, Columns, isin_text
+from fraudstream.expr.columns import SMALL, Columns, isin_text
+from fraudstream.expr.expression import CompiledExpr
 from fraudstream.rules.errors import RulesError
-from fraudstream.rules.expr import CompiledExpr
 
 """Decisions in increasing severity: a rule or model can only push a row up this scale, except
 APPROVE rules and the allow list, which override it on purpose."""

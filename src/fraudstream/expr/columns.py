@@ -13,7 +13,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from fraudstream.rules.errors import RulesError
+from fraudstream.expr.errors import ExprError
 
 F64: Final = np.dtype(np.float64)
 """Every number a rule sees is float64: the case worth a fast path."""
@@ -33,7 +33,7 @@ class Columns(Mapping[str, np.ndarray]):
         if n is None:
             first = next(iter(columns.values()), None)
             if first is None:
-                raise RulesError("cannot tell the batch size from an empty set of columns")
+                raise ExprError("cannot tell the batch size from an empty set of columns")
             n = len(first)
         self.n = int(n)
         self._raw = columns
@@ -44,16 +44,16 @@ class Columns(Mapping[str, np.ndarray]):
         if seen is not None:
             return seen
         if name not in self._raw:
-            raise RulesError(f"column {name!r} is not in the batch")
+            raise ExprError(f"column {name!r} is not in the batch")
         arr = np.asarray(self._raw[name])
         if arr.shape != (self.n,):
-            raise RulesError(f"column {name!r} has shape {arr.shape}, expected ({self.n},)")
+            raise ExprError(f"column {name!r} has shape {arr.shape}, expected ({self.n},)")
         if arr.dtype.kind in "iuf":
             arr = arr.astype(np.float64, copy=False)
         elif arr.dtype.kind in "US":
             arr = arr.astype(object)
         elif arr.dtype.kind not in "bO":
-            raise RulesError(f"column {name!r} has unsupported type {arr.dtype}")
+            raise ExprError(f"column {name!r} has unsupported type {arr.dtype}")
         self._seen[name] = arr
         return arr
 
@@ -101,7 +101,7 @@ def isin_text(arr: np.ndarray, values: frozenset[str]) -> np.ndarray:
 
 def as_number(arr: np.ndarray, what: str) -> np.ndarray:
     if arr.dtype == object:
-        raise RulesError(f"{what!r} is text, not a number")
+        raise ExprError(f"{what!r} is text, not a number")
     return arr.astype(np.float64, copy=False)
 
 
@@ -109,7 +109,7 @@ def as_condition(arr: np.ndarray, what: str) -> np.ndarray:
     if arr.dtype.kind == "b":
         return arr
     if arr.dtype == object:
-        raise RulesError(f"{what!r} is text, not a condition")
+        raise ExprError(f"{what!r} is text, not a condition")
     return (arr != 0) & ~np.isnan(arr)
 
 
@@ -128,9 +128,9 @@ def compare_values(symbol: str, op: Callable[[Any, Any], Any], a: np.ndarray, b:
     text_a, text_b = a.dtype == object, b.dtype == object
     if text_a or text_b:
         if not (text_a and text_b):
-            raise RulesError(f"cannot compare text with a number using {symbol!r}")
+            raise ExprError(f"cannot compare text with a number using {symbol!r}")
         if symbol not in ("==", "!="):
-            raise RulesError(f"text can only be compared with == and !=, not {symbol!r}")
+            raise ExprError(f"text can only be compared with == and !=, not {symbol!r}")
     else:
         a, b = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
     return np.asarray(op(a, b), dtype=bool) & valid

@@ -9,8 +9,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from fraudstream.rules._lang import ARITH, BOOL, COMPARE, CONSTRUCTS, FUNCTIONS, NONE, NUMBER, STRING, op_name
-from fraudstream.rules.columns import (
+from fraudstream.expr._lang import ARITH, BOOL, COMPARE, CONSTRUCTS, FUNCTIONS, NONE, NUMBER, STRING, op_name
+from fraudstream.expr.columns import (
     ARITHMETIC,
     F64,
     Columns,
@@ -23,7 +23,7 @@ from fraudstream.rules.columns import (
     quiet,
     settled,
 )
-from fraudstream.rules.errors import RulesError, UnknownNameError, suggest
+from fraudstream.expr.errors import ExprError, UnknownNameError, suggest
 
 MAX_DEPTH: Final = 32
 EXTRA: Final = "extra"
@@ -50,18 +50,18 @@ class Compiler:
     def segment(self, node: ast.AST) -> str:
         return ast.get_source_segment(self.source, node) or type(node).__name__
 
-    def reject(self, node: ast.AST, what: str) -> RulesError:
-        return RulesError(f"{what} is not allowed in conditions: {self.segment(node)!r}")
+    def reject(self, node: ast.AST, what: str) -> ExprError:
+        return ExprError(f"{what} is not allowed in conditions: {self.segment(node)!r}")
 
     def condition(self, node: ast.expr, depth: int) -> Fn:
         fn, kind = self.compile(node, depth)
         what = self.segment(node)
         if kind == STRING:
-            raise RulesError(f"{what!r} is text, not a condition")
+            raise ExprError(f"{what!r} is text, not a condition")
         if kind == NONE:
-            raise RulesError("None is not a condition; use is_missing(x)")
+            raise ExprError("None is not a condition; use is_missing(x)")
         if kind == NUMBER and not isinstance(node, ast.Name):
-            raise RulesError(f"{what!r} is a value, not a condition; compare it, e.g. '{what} > 0'")
+            raise ExprError(f"{what!r} is a value, not a condition; compare it, e.g. '{what} > 0'")
         if kind == BOOL:
             return fn
         return lambda cols: as_condition(as_array(fn(cols)), what)
@@ -70,12 +70,12 @@ class Compiler:
         fn, kind = self.compile(node, depth)
         what = self.segment(node)
         if kind in (STRING, NONE):
-            raise RulesError(f"{what!r} is not a number")
+            raise ExprError(f"{what!r} is not a number")
         return lambda cols: as_number(as_array(fn(cols)), what)
 
     def compile(self, node: ast.expr, depth: int) -> tuple[Fn, str]:
         if depth > MAX_DEPTH:
-            raise RulesError(f"condition is nested more than {MAX_DEPTH} levels deep")
+            raise ExprError(f"condition is nested more than {MAX_DEPTH} levels deep")
         d = depth + 1
         if isinstance(node, ast.Constant):
             return self.constant(node)
@@ -211,7 +211,7 @@ class Compiler:
         what = self.segment(node)
         if NONE in (left, right):
             if symbol not in ("==", "!=") or left == right:
-                raise RulesError(f"{what!r}: None can only be tested with == or !=; use is_missing(x)")
+                raise ExprError(f"{what!r}: None can only be tested with == or !=; use is_missing(x)")
             if left == NONE:
                 if symbol == "==":
                     return lambda a, b: missing(b)
@@ -221,15 +221,15 @@ class Compiler:
             return lambda a, b: ~missing(a)
         kinds = {left, right}
         if STRING in kinds and kinds & {NUMBER, BOOL}:
-            raise RulesError(f"{what!r} compares text with a number")
+            raise ExprError(f"{what!r} compares text with a number")
         if STRING in kinds and symbol not in ("==", "!="):
-            raise RulesError(f"{what!r}: text can only be compared with == and !=")
+            raise ExprError(f"{what!r}: text can only be compared with == and !=")
 
         def test(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             try:
                 return compare_values(symbol, fn, a, b)
-            except RulesError as exc:
-                raise RulesError(f"{what!r}: {exc.problem}") from None
+            except ExprError as exc:
+                raise ExprError(f"{what!r}: {exc.problem}") from None
 
         if symbol == "!=":
             return test
@@ -245,17 +245,17 @@ class Compiler:
         negate = isinstance(node.ops[0], ast.NotIn)
         container = node.comparators[0]
         if not isinstance(container, ast.List | ast.Tuple):
-            raise RulesError(f"{self.segment(node)!r}: 'in' needs a literal list, e.g. x in ['a', 'b']")
+            raise ExprError(f"{self.segment(node)!r}: 'in' needs a literal list, e.g. x in ['a', 'b']")
         values = [self.literal(e) for e in container.elts]
         texts = [isinstance(v, str) for v in values]
         if any(texts) and not all(texts):
-            raise RulesError(f"{self.segment(container)!r} mixes text and numbers")
+            raise ExprError(f"{self.segment(container)!r} mixes text and numbers")
         text_list = bool(values) and all(texts)
         left, kind = self.compile(node.left, depth)
         wrong = (NONE, NUMBER, BOOL) if text_list else (NONE, STRING)
         if values and kind in wrong:
             listed = "text" if text_list else "numbers"
-            raise RulesError(f"{self.segment(node)!r} tests a {kind} value against a list of {listed}")
+            raise ExprError(f"{self.segment(node)!r} tests a {kind} value against a list of {listed}")
         what, left_what = self.segment(node), self.segment(node.left)
         numbers = np.array([] if text_list else values, dtype=np.float64)
         texts_set = frozenset(values) if text_list else frozenset()
@@ -266,7 +266,7 @@ class Compiler:
                 hit = np.zeros(arr.shape, dtype=bool)
             elif text_list:
                 if arr.dtype != object:
-                    raise RulesError(f"{what!r}: a number column tested against a list of text")
+                    raise ExprError(f"{what!r}: a number column tested against a list of text")
                 hit = isin_text(arr, texts_set)
             else:
                 hit = np.isin(as_number(arr, left_what), numbers)
@@ -285,7 +285,7 @@ class Compiler:
                 return value
             if isinstance(value, int | float):
                 return float(value)
-        raise RulesError(f"list entries must be numbers or text, not {self.segment(node)!r}")
+        raise ExprError(f"list entries must be numbers or text, not {self.segment(node)!r}")
 
     def call(self, node: ast.Call, depth: int) -> tuple[Fn, str]:
         func = node.func
@@ -293,15 +293,15 @@ class Compiler:
             raise self.reject(func, "attribute access")
         if not isinstance(func, ast.Name) or func.id not in FUNCTIONS:
             called = func.id if isinstance(func, ast.Name) else self.segment(func)
-            raise RulesError(f"call to {called!r} is not allowed; the functions are {', '.join(FUNCTIONS)}")
+            raise ExprError(f"call to {called!r} is not allowed; the functions are {', '.join(FUNCTIONS)}")
         name = func.id
         if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
             raise self.reject(node, "keyword or starred argument")
         count = len(node.args)
         if name in ("min", "max") and count < 2:
-            raise RulesError(f"{self.segment(node)!r}: {name}() needs at least two arguments")
+            raise ExprError(f"{self.segment(node)!r}: {name}() needs at least two arguments")
         if name not in ("min", "max") and count != 1:
-            raise RulesError(f"{self.segment(node)!r}: {name}() takes exactly one argument")
+            raise ExprError(f"{self.segment(node)!r}: {name}() takes exactly one argument")
         if name == "is_missing":
             arg, _ = self.compile(node.args[0], depth)
             return (lambda cols: missing(as_array(arg(cols)))), BOOL

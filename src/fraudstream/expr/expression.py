@@ -1,7 +1,9 @@
-"""A small, safe expression language for rule conditions, evaluated over whole columns at once.
+"""A small, safe expression language for rule conditions and feature values, evaluated over whole
+columns at once.
 
-Rule conditions are written by analysts and loaded at run time, so they are never given to Python's
-``eval``: the text is parsed with :func:`ast.parse` and only a whitelist of constructs is accepted:
+Rule conditions and feature expressions are written by analysts and loaded at run time, so they are
+never given to Python's ``eval``: the text is parsed with :func:`ast.parse` and only a whitelist of
+constructs is accepted:
 
 * ``and``, ``or``, ``not``; comparisons ``< <= > >= == !=``, chained too (``1 < x <= 5``);
 * ``x in [...]`` / ``x not in (...)`` against a literal list of numbers or of strings;
@@ -27,10 +29,10 @@ from typing import Any, Final
 
 import numpy as np
 
-from fraudstream.rules._lang import ANY, FUNCTIONS, NUMBER, STRING
-from fraudstream.rules.columns import Columns, as_array, as_condition
-from fraudstream.rules.compiler import MAX_DEPTH, Compiler, Fn
-from fraudstream.rules.errors import RulesError
+from fraudstream.expr._compiler import MAX_DEPTH, Compiler, Fn
+from fraudstream.expr._lang import ANY, FUNCTIONS, NUMBER, STRING
+from fraudstream.expr.columns import Columns, as_array, as_condition
+from fraudstream.expr.errors import ExprError
 
 MAX_LENGTH: Final = 1000
 KINDS: Final = (NUMBER, STRING, ANY)
@@ -67,7 +69,7 @@ class CompiledExpr:
     def evaluate(self, columns: Mapping[str, Any], n: int | None = None) -> np.ndarray:
         """Boolean array of length ``n`` (default: the length of the columns): where the condition holds.
 
-        Raises :class:`RulesError` when a column it reads is absent, has the wrong length, or holds
+        Raises :class:`ExprError` when a column it reads is absent, has the wrong length, or holds
         text where a number is needed (or the reverse).
         """
         view = columns if isinstance(columns, Columns) and n in (None, columns.n) else Columns(columns, n)
@@ -112,7 +114,7 @@ def compile_expr(text: str, known: Iterable[str] | Mapping[str, str]) -> Compile
 
     ``known`` lists the names a condition may read; as a mapping it also gives each name's kind
     (``"number"``, ``"string"`` or ``"any"``), which lets type mistakes such as ``country > 3`` be
-    caught here rather than on the first batch. The text may span lines. Raises :class:`RulesError`
+    caught here rather than on the first batch. The text may span lines. Raises :class:`ExprError`
     naming the first unsupported construct or unknown name.
     """
     return _compile(text, known, value=False)
@@ -120,12 +122,12 @@ def compile_expr(text: str, known: Iterable[str] | Mapping[str, str]) -> Compile
 
 def _compile(text: str, known: Iterable[str] | Mapping[str, str], *, value: bool) -> CompiledExpr:
     if not isinstance(text, str):
-        raise RulesError(f"a condition must be text, not {type(text).__name__}")
+        raise ExprError(f"a condition must be text, not {type(text).__name__}")
     if len(text) > MAX_LENGTH:
-        raise RulesError(f"condition is {len(text)} characters long; the limit is {MAX_LENGTH}")
+        raise ExprError(f"condition is {len(text)} characters long; the limit is {MAX_LENGTH}")
     source = text.replace("\r", " ").replace("\n", " ").strip()
     if not source:
-        raise RulesError("condition is empty")
+        raise ExprError("condition is empty")
     if isinstance(known, Mapping):
         kinds = {str(k): str(v) for k, v in known.items()}
         for name, kind in kinds.items():
@@ -138,9 +140,9 @@ def _compile(text: str, known: Iterable[str] | Mapping[str, str], *, value: bool
     except SyntaxError as exc:
         offset = exc.offset or 0
         where = f"at column {offset}" if 0 < offset <= len(source) else "at the end"
-        raise RulesError(f"syntax error in {source!r} {where}: {exc.msg}") from None
+        raise ExprError(f"syntax error in {source!r} {where}: {exc.msg}") from None
     except ValueError as exc:
-        raise RulesError(f"cannot parse {source!r}: {exc}") from None
+        raise ExprError(f"cannot parse {source!r}: {exc}") from None
     compiler = Compiler(source, kinds)
     if value:
         number = compiler.number(tree.body, 1)

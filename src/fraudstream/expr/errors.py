@@ -1,0 +1,46 @@
+"""The one error type of the expression language: it says which file, which rule and what is wrong.
+
+Rules and feature specs are both written in the language, so both report its errors; the rules call
+it :class:`~fraudstream.rules.RulesError`."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'amount'?)`` for a near miss, else ``""``: typos are the commonest rule bug."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class ExprError(ValueError):
+    """A rules file, rule, feature entry or expression that cannot be used.
+
+    ``problem`` is what is wrong, ``rule`` the rule's name when the problem is inside one and
+    ``source`` the file (or ``"<rules>"``). Analysts edit these files by hand, so the message is meant
+    to be shown to them as is: ``rules.yaml: rule 'night_big': unknown name 'amout' (did you mean
+    'amount'?)``.
+    """
+
+    def __init__(self, problem: str, rule: str | None = None, source: str | None = None) -> None:
+        self.problem = problem
+        self.rule = rule
+        self.source = source
+        parts = [source] if source else []
+        if rule is not None:
+            parts.append(f"rule {rule!r}")
+        super().__init__(": ".join([*parts, problem]))
+
+    def within(self, rule: str | None = None, source: str | None = None) -> ExprError:
+        """The same problem, placed in a rule and/or file (context known only to the caller)."""
+        return type(self)(
+            self.problem,
+            rule=self.rule if rule is None else rule,
+            source=self.source if source is None else source,
+        )
+
+
+class UnknownNameError(ExprError):
+    """A condition reads a name that is not known: a typo, or a feature the model's spec lacks."""
