@@ -17,10 +17,10 @@ import pytest
 from fraudstream.config import Settings
 from fraudstream.events.alert import Alert
 from fraudstream.models.bundle import load_bundle, read_reference
+from fraudstream.models.ensemble import model_decisions
 from fraudstream.models.reference import NO_REFERENCE, Reference, bin_counts, build_reference
 from fraudstream.monitoring import DriftMonitor, monitor_for, psi
 from fraudstream.monitoring.drift import SLOTS
-from fraudstream.scoring.scorer import model_decisions
 
 THRESHOLDS = {"flag": 0.3, "block": 0.8}
 NAMES = ["amount", "is_night", "ratio"]

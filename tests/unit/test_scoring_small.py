@@ -15,12 +15,12 @@ from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import DECISIONS
 from fraudstream.features import FeatureEngine
 from fraudstream.models.bundle import ModelBundle, load_bundle
-from fraudstream.models.ensemble import calibrate, combine
+from fraudstream.models.ensemble import calibrate, combine, model_decisions
 from fraudstream.rules import default_known_names, parse_rules
 from fraudstream.scoring._explain import _top
 from fraudstream.scoring._few import FEW_ROWS, FewRows, _pick
 from fraudstream.scoring.compiled import CompiledBooster
-from fraudstream.scoring.scorer import TOP_REASONS, ScoredBatch, Scorer, _rule_reasons, model_decisions
+from fraudstream.scoring.scorer import TOP_REASONS, ScoredBatch, Scorer, _rule_reasons
 from fraudstream.state import MemoryFeatureState
 
 MIXES = {

@@ -1,4 +1,5 @@
-"""How the models' raw scores become one fraud probability: Platt calibration, then a weighted mean.
+"""How the models' raw scores become one fraud probability (Platt calibration, then a weighted mean),
+and the probability a decision at the bundle's thresholds.
 
 Training fits the calibration and the weights and scoring applies them; both call these functions, so
 the probability a model was evaluated on is the one it serves.
@@ -7,6 +8,10 @@ the probability a model was evaluated on is the one it serves.
 from __future__ import annotations
 
 import numpy as np
+
+from fraudstream.events.transaction import DECISIONS
+
+_DECISIONS = np.asarray(DECISIONS, dtype=object)
 
 
 def logit(name: str, raw: np.ndarray) -> np.ndarray:
@@ -41,3 +46,14 @@ def combine(calibrated: dict[str, np.ndarray], weights: dict[str, float]) -> np.
         if w:
             out += w * calibrated[name]
     return out / total
+
+
+def model_decisions(probability: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
+    """APPROVE below the flag threshold, FLAG up to the block threshold, BLOCK from it on.
+
+    For increasing thresholds ``np.digitize`` is this very ``searchsorted`` (NaN past the last bin), after
+    checks that cost a batch of one more than the search; other thresholds go through it unchanged."""
+    bins = np.array([thresholds["flag"], thresholds["block"]], dtype=np.float64)
+    if bins[0] <= bins[1]:
+        return _DECISIONS[np.searchsorted(bins, probability, side="right")]
+    return _DECISIONS[np.digitize(probability, bins)]

@@ -48,7 +48,7 @@ def _edges(values: np.ndarray, bins: int) -> list[float]:
 
 
 def _decision_edges(thresholds: dict[str, float]) -> list[float]:
-    """Edges that bin a probability as :func:`~fraudstream.scoring.scorer.model_decisions` does: FLAG
+    """Edges that bin a probability as :func:`~fraudstream.models.ensemble.model_decisions` does: FLAG
     from the flag threshold on, BLOCK from the block threshold on (the bins are right-closed, so each
     edge is the float just below its threshold)."""
     return [float(np.nextafter(thresholds[k], -np.inf)) for k in ("flag", "block")]

@@ -23,9 +23,9 @@ import pandas as pd
 
 from fraudstream.events.batch import COLUMNS, TransactionBatch
 from fraudstream.events.transaction import DECISIONS, Transaction
+from fraudstream.models.ensemble import model_decisions
 from fraudstream.rules.names import default_known_names, rule_columns
 from fraudstream.rules.ruleset import SHADOW_PREFIX, RuleSet
-from fraudstream.scoring.scorer import model_decisions
 
 if TYPE_CHECKING:
     from fraudstream.features.plan import FeatureSet

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fraudstream.models.bundle import ModelBundle
-from fraudstream.models.ensemble import ensemble_probability
+from fraudstream.models.ensemble import ensemble_probability, model_decisions
 from fraudstream.rules.ruleset import RuleOutcome
 from fraudstream.scoring._explain import model_reasons, pick_explainer
 from fraudstream.scoring._few import FewRows
@@ -88,8 +88,6 @@ class Shadow:
     def decide(self, X: np.ndarray, columns: Any, rules: Any) -> ShadowOutcome:
         """Probabilities, and decisions: the model's at its thresholds, then ``rules`` applied to
         ``columns`` (the same rule columns the champion's decision was ruled on)."""
-        from fraudstream.scoring.scorer import model_decisions
-
         probability = self.probability(X)
         by_model = model_decisions(probability, self.bundle.manifest.thresholds)
         outcome = rules.apply(columns, by_model)

@@ -18,10 +18,9 @@ import numpy as np
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.decision import DecisionColumns, DecisionRecord
-from fraudstream.events.transaction import DECISIONS
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.models.bundle import ModelBundle
-from fraudstream.models.ensemble import ensemble_probability
+from fraudstream.models.ensemble import ensemble_probability, model_decisions
 from fraudstream.rules.names import rule_columns
 from fraudstream.rules.ruleset import RuleOutcome
 from fraudstream.scoring._explain import TOP_REASONS, model_reasons, pick_explainer
@@ -33,7 +32,6 @@ from fraudstream.scoring.reasons import rule_direction
 from fraudstream.state.base import FeatureState
 
 log = logging.getLogger(__name__)
-_DECISIONS = np.asarray(DECISIONS, dtype=object)
 
 
 __all__ = [
@@ -43,7 +41,6 @@ __all__ = [
     "ScoredBatch",
     "Scorer",
     "ScoringError",
-    "model_decisions",
 ]
 
 
@@ -127,17 +124,6 @@ class ScoredBatch:
         """
         index = self.index[1] if self.index is not None and self.index[0] is feature_names else None
         return self.columns(feature_names, model_version).records(index)
-
-
-def model_decisions(probability: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
-    """APPROVE below the flag threshold, FLAG up to the block threshold, BLOCK from it on.
-
-    For increasing thresholds ``np.digitize`` is this very ``searchsorted`` (NaN past the last bin), after
-    checks that cost a batch of one more than the search; other thresholds go through it unchanged."""
-    bins = np.array([thresholds["flag"], thresholds["block"]], dtype=np.float64)
-    if bins[0] <= bins[1]:
-        return _DECISIONS[np.searchsorted(bins, probability, side="right")]
-    return _DECISIONS[np.digitize(probability, bins)]
 
 
 class Scorer:
