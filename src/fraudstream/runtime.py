@@ -19,9 +19,12 @@ from fraudstream.config import Settings
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
 from fraudstream.features.engine import FeatureEngine
+from fraudstream.features.plan import FeatureSet
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.models.registry import ModelSource, load_challenger, load_model
-from fraudstream.rules.source import LiveRules, open_rules
+from fraudstream.rules.loader import DEFAULT_RULES_PATH, load_rules
+from fraudstream.rules.names import default_known_names
+from fraudstream.rules.reload import DatabaseRules, ReloadingRules
 from fraudstream.scoring.scorer import Scorer
 from fraudstream.state import FeatureState, MemoryFeatureState, open_state
 from fraudstream.storage import Store, open_store
@@ -30,6 +33,29 @@ if TYPE_CHECKING:
     from fraudstream.worker import Worker
 
 WARM_BATCH = 20_000
+LiveRules = ReloadingRules | DatabaseRules
+"""The rules a running process follows (docs/decisions/0028-rules-versions-shadow-and-backtests.md)."""
+
+
+def open_rules(settings: Settings, store: Store, feature_set: FeatureSet) -> LiveRules:
+    """``FRAUD_RULES_SOURCE=file``: FRAUD_RULES_PATH (else the packaged rules), followed as it changes.
+    ``database``: the newest saved version, polled every FRAUD_RULES_POLL_SECONDS; when none is saved
+    yet, that file's text is stored first as version 1 (by whichever process starts first).
+
+    The packaged rules are written for the default features: those reading a feature ``feature_set``
+    lacks are left out with a warning; rules of your own must name only features the model has."""
+    path = settings.rules_path or DEFAULT_RULES_PATH
+    known = default_known_names(feature_set)
+    skip_unknown = settings.rules_path is None
+    if settings.rules_source == "file":
+        return ReloadingRules(path, known, skip_unknown=skip_unknown)
+    repository = store.rules
+    if repository.newest_version() is None:
+        load_rules(path, known, skip_unknown=skip_unknown)  # a broken seed is refused before it is stored
+        repository.seed(path.read_text(encoding="utf-8"), created_by=f"seed:{path.name}")
+    return DatabaseRules(
+        repository, known, check_interval=settings.rules_poll_seconds, skip_unknown=skip_unknown
+    )
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 from fraudstream.events import Label, Transaction
 from fraudstream.events.decision import DecisionRecord
 from fraudstream.rules import RulesError, RuleSet
-from fraudstream.rules.backtest import backtest_names, run_backtest
+from fraudstream.training.rule_backtest import backtest_names, run_backtest
 from fraudstream.rules.loader import rules_from_bytes
 from fraudstream.storage import Store, open_store
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from fraudstream.models.shadow import compare, parse_since, recall_at_rate
+from fraudstream.training.shadow import compare, parse_since, recall_at_rate
 from fraudstream.storage.comparison import LabelledDecisions
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)

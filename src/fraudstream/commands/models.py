@@ -265,8 +265,8 @@ def compare_command(
 
     Example: fraudstream models compare --since 7d --json
     """
-    from fraudstream.models.shadow import compare, parse_since
     from fraudstream.storage import open_store
+    from fraudstream.training.shadow import compare, parse_since
 
     with errors():
         start = parse_since(since)

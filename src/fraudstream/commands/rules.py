@@ -88,10 +88,10 @@ def backtest(
     Example: fraudstream rules backtest candidate.yaml --since 30d
     """
     from fraudstream.models.registry import load_model
-    from fraudstream.rules.backtest import MAX_SINCE, backtest_names, run_backtest
     from fraudstream.rules.loader import load_rules
     from fraudstream.storage import open_store
     from fraudstream.training.retrain import duration
+    from fraudstream.training.rule_backtest import MAX_SINCE, backtest_names, run_backtest
 
     try:
         window = duration(since)

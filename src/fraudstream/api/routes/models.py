@@ -232,7 +232,7 @@ async def compare_models(
     known now."""
     from fastapi.exceptions import RequestValidationError
 
-    from fraudstream.models.shadow import compare, parse_since
+    from fraudstream.training.shadow import compare, parse_since
 
     try:
         start = parse_since(since)

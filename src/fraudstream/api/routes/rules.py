@@ -28,13 +28,13 @@ from pydantic import BaseModel, Field, field_validator
 from fraudstream.api.deps import CallerDep, ScorerDep, ServicesDep, StoreDep
 from fraudstream.events.transaction import MAX_TIMESTAMP, MIN_TIMESTAMP
 from fraudstream.features.spec import seconds
-from fraudstream.rules.backtest import MAX_SINCE, backtest_names, run_backtest
 from fraudstream.rules.errors import RulesError
 from fraudstream.rules.loader import parse_rules, rules_from_bytes
 from fraudstream.rules.names import default_known_names
 from fraudstream.rules.reload import DatabaseRules
 from fraudstream.rules.ruleset import RuleSet
 from fraudstream.runtime import Services
+from fraudstream.training.rule_backtest import MAX_SINCE, backtest_names, run_backtest
 
 router = APIRouter(prefix="/v1/rules", tags=["rules"])
 
