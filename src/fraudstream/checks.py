@@ -100,7 +100,7 @@ def _ping_state(url: str, retention: float) -> str:
 def _model(settings: Settings) -> str:
     from pathlib import Path
 
-    from fraudstream.models.registry import ModelUri, Registry, RegistryUnavailableError, is_registry_uri
+    from fraudstream.registry import ModelUri, Registry, RegistryUnavailableError, is_registry_uri
 
     uri = (settings.model_uri or "").strip()
     if uri and is_registry_uri(uri):  # resolved, not downloaded: serving downloads it

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fraudstream.alerts import AlertDispatcher, Retry, alerting_rules, open_dispatcher
 from fraudstream.brokers import Broker, open_broker
 from fraudstream.config import Settings
 from fraudstream.events.batch import TransactionBatch
@@ -21,7 +22,7 @@ from fraudstream.events.transaction import Transaction
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.features.plan import FeatureSet
 from fraudstream.models.bundle import ModelBundle
-from fraudstream.models.registry import ModelSource, load_challenger, load_model
+from fraudstream.registry import ModelSource, load_challenger, load_model
 from fraudstream.rules.loader import DEFAULT_RULES_PATH, load_rules
 from fraudstream.rules.names import default_known_names
 from fraudstream.rules.reload import DatabaseRules, ReloadingRules
@@ -103,6 +104,14 @@ def warm_state(store: Store, engine: FeatureEngine, state: FeatureState) -> int:
     return len(payloads)
 
 
+def alerts_for(services: Services, *, retry: Retry | None = None) -> AlertDispatcher:
+    """:func:`open_dispatcher` for a running process: its settings, its store, its current rules."""
+    rules = services.rules
+    return open_dispatcher(
+        services.settings, services.store, lambda: alerting_rules(rules.current()), retry=retry
+    )
+
+
 def settings_broker(settings: Settings, store: Store) -> Broker:
     """The broker ``settings`` name, with their leases, group and stream length."""
     return open_broker(
@@ -176,9 +185,8 @@ def open_worker(
     from fraudstream._gc import paused_gc
     from fraudstream._kernels import limit_kernel_threads
     from fraudstream._numba_cache import refresh_stale_kernels
-    from fraudstream.alerts import alerts_for
-    from fraudstream.models.registry import watch_model
     from fraudstream.monitoring.drift import watch
+    from fraudstream.registry import watch_model
     from fraudstream.worker import Worker
 
     refresh_stale_kernels()

@@ -13,7 +13,7 @@ import pytest
 
 from fraudstream.config import Settings
 from fraudstream.models.bundle import load_bundle
-from fraudstream.models.registry import register
+from fraudstream.registry import register
 from tests.e2e.apitools import Api, tx
 from tests.integration.conftest import MLFLOW_URL, require
 from tests.waiting import wait_for

@@ -24,7 +24,7 @@ import pytest
 
 from fraudstream.config import Settings
 from fraudstream.models.bundle import load_bundle
-from fraudstream.models.registry import register
+from fraudstream.registry import register
 from tests.e2e.apitools import NOW, tx
 from tests.e2e.test_score_crash import free_port, is_ready
 from tests.integration.conftest import MLFLOW_URL, require

@@ -23,7 +23,7 @@ from fraudstream.cli import app as cli
 from fraudstream.config import Settings
 from fraudstream.events.transaction import Transaction
 from fraudstream.models.bundle import load_bundle
-from fraudstream.models.registry import register
+from fraudstream.registry import register
 from fraudstream.storage import open_store
 from tests.e2e.apitools import Api, stored, tx
 from tests.integration.conftest import MLFLOW_URL, require

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from fraudstream.cli import app as cli
 from fraudstream.config import Settings
-from fraudstream.models.registry import register
+from fraudstream.registry import register
 from tests.e2e.apitools import Api
 from tests.integration.conftest import MLFLOW_URL, require
 

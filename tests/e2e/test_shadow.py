@@ -17,7 +17,7 @@ from fraudstream.cli import app as cli
 from fraudstream.config import Settings
 from fraudstream.events.transaction import DECISIONS
 from fraudstream.models.bundle import load_bundle
-from fraudstream.models.registry import register
+from fraudstream.registry import register
 from fraudstream.scoring._routing import customer_bucket
 from tests.e2e.apitools import NOW, Api, tx
 from tests.integration.conftest import MLFLOW_URL, require
@@ -175,7 +175,7 @@ def test_the_challenger_alias_is_resolved_from_the_registry_like_the_champion(
 def test_a_registry_challenger_without_a_tracking_uri_says_what_to_set(
     make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fraudstream.models.registry import RegistryUnavailableError
+    from fraudstream.registry import RegistryUnavailableError
 
     with pytest.raises(RegistryUnavailableError, match="FRAUD_CHALLENGER_URI=models:/x@challenger"):
         make_api(mlflow_tracking_uri=None, challenger_uri="models:/x@challenger")

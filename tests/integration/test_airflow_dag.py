@@ -172,7 +172,7 @@ def test_with_auto_promote_only_a_challenger_that_passes_the_gate_becomes_champi
     airflow_bin: Path, airflow: dict[str, str], bundle_path: Path
 ) -> None:
     from fraudstream.config import Settings
-    from fraudstream.models.registry import register
+    from fraudstream.registry import register
 
     url = require(MLFLOW_URL, "The MLflow tracking server")
     name = f"fs-airflow-{secrets.token_hex(4)}"

@@ -13,7 +13,7 @@ import pytest
 
 from fraudstream.config import Settings
 from fraudstream.models.bundle import read_manifest
-from fraudstream.models.registry import (
+from fraudstream.registry import (
     CHALLENGER,
     CHAMPION,
     PREVIOUS,

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from fraudstream.cli import app
 from fraudstream.config import Settings
 from fraudstream.models.bundle import load_bundle
-from fraudstream.models.registry import CHALLENGER, CHAMPION, register, registry_for
+from fraudstream.registry import CHALLENGER, CHAMPION, register, registry_for
 from tests.history import FAST, production_history
 
 pytestmark = pytest.mark.mlflow

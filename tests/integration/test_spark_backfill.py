@@ -139,7 +139,7 @@ def test_the_handbook_sample_has_identical_features_in_both_engines(
 
 def test_the_module_spark_submit_runs_is_the_command() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "fraudstream.spark.backfill", "--help"],
+        [sys.executable, "-m", "fraudstream.spark_submit", "features", "--help"],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -21,14 +21,13 @@ from fraudstream.alerts import (
     alerting_rules,
     channels_from_settings,
 )
-from fraudstream.alerts.detect import may_alert
 from fraudstream.alerts.email import EmailChannel
 from fraudstream.alerts.webhook import webhook_body
 from fraudstream.brokers.memory import MemoryBroker
 from fraudstream.config import Settings
 from fraudstream.events import Transaction
 from fraudstream.events.alert import Alert
-from fraudstream.events.decision import DecisionRecord
+from fraudstream.events.decision import DecisionRecord, may_alert
 from fraudstream.rules import parse_rules
 from fraudstream.storage import Store, open_store
 from fraudstream.worker.worker import Worker

@@ -8,7 +8,7 @@ import pytest
 
 from fraudstream.config import Settings
 from fraudstream.models.bundle import BundleError
-from fraudstream.models.registry import (
+from fraudstream.registry import (
     ModelUri,
     ModelUriError,
     Registry,

@@ -11,9 +11,9 @@ import pytest
 from fraudstream.events import Label, Transaction
 from fraudstream.events.decision import DecisionRecord
 from fraudstream.rules import RulesError, RuleSet
-from fraudstream.training.rule_backtest import backtest_names, run_backtest
 from fraudstream.rules.loader import rules_from_bytes
 from fraudstream.storage import Store, open_store
+from fraudstream.training.rule_backtest import backtest_names, run_backtest
 
 BASE = datetime(2024, 3, 1, 12, tzinfo=UTC)
 THRESHOLDS = {"flag": 0.5, "block": 0.9}

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from fraudstream.training.shadow import compare, parse_since, recall_at_rate
 from fraudstream.storage.comparison import LabelledDecisions
+from fraudstream.training.shadow import compare, parse_since, recall_at_rate
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -186,7 +186,7 @@ def test_the_stream_refuses_a_broker_that_is_not_kafka(
 def test_the_module_spark_submit_runs_takes_the_commands_options(tmp_path: Path) -> None:
     env = os.environ | {"FRAUD_DATA_DIR": str(tmp_path), "FRAUD_BROKER_URL": "database://"}
     done = subprocess.run(
-        [sys.executable, "-m", "fraudstream.spark.stream", "--available-now"],
+        [sys.executable, "-m", "fraudstream.spark_submit", "stream", "--available-now"],
         env=env,
         capture_output=True,
         text=True,
@@ -280,3 +280,11 @@ def test_a_missing_java_is_refused_saying_what_to_install(
     monkeypatch.setenv("JAVA_HOME", str(tmp_path))
     with pytest.raises(JavaError, match=r"JAVA_HOME has no bin/java.*openjdk-17"):
         require_java()
+
+
+def test_the_spark_submit_file_names_its_jobs_when_given_none() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "fraudstream.spark_submit"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert "stream" in done.stderr and "features" in done.stderr

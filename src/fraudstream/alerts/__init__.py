@@ -7,7 +7,6 @@ Start one :class:`AlertDispatcher` per process with :func:`open_dispatcher` and 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 from fraudstream.alerts.base import AlertConfigError, AlertError, Channel, DeliveryError
 from fraudstream.alerts.detect import AlertDetector, alerting_rules
@@ -15,9 +14,6 @@ from fraudstream.alerts.dispatcher import AlertDispatcher, Retry
 from fraudstream.config import Settings
 from fraudstream.events.alert import Alert
 from fraudstream.storage.store import Store
-
-if TYPE_CHECKING:
-    from fraudstream.runtime import Services
 
 
 def channels_from_settings(settings: Settings) -> list[Channel]:
@@ -52,14 +48,6 @@ def open_dispatcher(
     return AlertDispatcher(store, detector, channels_from_settings(settings), retry=retry).start()
 
 
-def alerts_for(services: Services, *, retry: Retry | None = None) -> AlertDispatcher:
-    """:func:`open_dispatcher` for a running process: its settings, its store, its current rules."""
-    rules = services.rules
-    return open_dispatcher(
-        services.settings, services.store, lambda: alerting_rules(rules.current()), retry=retry
-    )
-
-
 __all__ = [
     "Alert",
     "AlertConfigError",
@@ -70,7 +58,6 @@ __all__ = [
     "DeliveryError",
     "Retry",
     "alerting_rules",
-    "alerts_for",
     "channels_from_settings",
     "open_dispatcher",
 ]

@@ -15,8 +15,8 @@ from typing import Any
 from fraudstream.config import Settings
 from fraudstream.events.alert import Alert
 from fraudstream.events.decision import DecisionRecord
+from fraudstream.events.reasons import reason_text
 from fraudstream.rules.ruleset import RuleSet
-from fraudstream.scoring.reasons import reason_text
 
 BLOCK = "block"
 FLAG_BURST = "flag_burst"
@@ -31,12 +31,6 @@ History = Callable[[Sequence[str], datetime, datetime], list[tuple[str, str, dat
 Recent = Callable[[set[tuple[str, str]], datetime], set[tuple[str, str]]]
 
 
-def may_alert(decision: str, rules: Sequence[str]) -> bool:
-    """Whether a decision can raise an alert: every FLAG and BLOCK can, and so can any decision a rule
-    fired on. An APPROVE no rule touched (most decisions) cannot, so nobody needs to hand it over."""
-    return decision != "APPROVE" or bool(rules)
-
-
 def alerting_rules(rules: RuleSet) -> frozenset[str]:
     """Names of the rules marked ``alert: true`` in ``rules``."""
     return frozenset(rule.name for rule in rules.rules if rule.alert)
@@ -44,7 +38,7 @@ def alerting_rules(rules: RuleSet) -> frozenset[str]:
 
 def describe(record: DecisionRecord) -> str:
     """``"BLOCK of transaction t1 (customer c1): amount 12.50, fraud probability 0.91; reasons: ..."``,
-    each reason in words (:func:`~fraudstream.scoring.reasons.reason_text`)."""
+    each reason in words (:func:`~fraudstream.events.reasons.reason_text`)."""
     reasons = "; ".join(reason_text(r) for r in record.reasons[:MAX_REASONS]) or "none given"
     return (
         f"{record.decision} of transaction {record.transaction_id} (customer {record.customer_id}): "

@@ -18,7 +18,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fraudstream import __version__
 from fraudstream._gc import freeze_startup_objects, paused_gc
-from fraudstream.alerts import alerts_for
 from fraudstream.api import openapi
 from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.bodies import add_component_schemas
@@ -35,10 +34,10 @@ from fraudstream.brokers import publishes_results
 from fraudstream.config import Settings
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Label, Transaction
-from fraudstream.models.registry import watch_model
 from fraudstream.monitoring.drift import watch
 from fraudstream.monitoring.metrics import DriftCollector
-from fraudstream.runtime import Services, open_services
+from fraudstream.registry import watch_model
+from fraudstream.runtime import Services, alerts_for, open_services
 from fraudstream.scoring.scorer import Scorer
 from fraudstream.worker.worker import DEAD_LETTERS, RESULTS, Worker
 

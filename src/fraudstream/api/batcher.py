@@ -33,10 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from fraudstream.alerts.detect import may_alert
 from fraudstream.api.metrics import ApiMetrics
 from fraudstream.events.batch import TransactionBatch
-from fraudstream.events.decision import DecisionRecord
+from fraudstream.events.decision import DecisionRecord, may_alert
 from fraudstream.events.transaction import Transaction
 from fraudstream.scoring.scorer import ScoredBatch, Scorer
 from fraudstream.storage.errors import BodyConflictError
@@ -77,7 +76,7 @@ class ScoreBatcher:
     in one commit before its answers; :meth:`stop` decides and stores what is queued.
 
     ``on_decided`` receives the newly stored decisions of each batch that can raise an alert (see
-    :func:`~fraudstream.alerts.detect.may_alert`), as the worker hands them over; its errors are logged
+    :func:`~fraudstream.events.decision.may_alert`), as the worker hands them over; its errors are logged
     and never fail the requests. ``around_batch`` is entered around deciding and storing each batch
     (the API's start-up passes :func:`fraudstream._gc.paused_gc`).
     """

@@ -49,7 +49,7 @@ def list_versions(
     as_json: JsonOpt = False,
 ) -> None:
     """Every version of the registered model, newest first: aliases, bundle version, key metrics."""
-    from fraudstream.models.registry import KEY_METRICS, registry_for
+    from fraudstream.registry import KEY_METRICS, registry_for
     from fraudstream.storage import open_store
 
     with errors():
@@ -173,8 +173,8 @@ def promote(
 
     Gated (for schedulers): fraudstream models promote --challenger --if-better out/comparison.json
     """
-    from fraudstream.models.registry import promote as move
-    from fraudstream.models.registry import registry_for
+    from fraudstream.registry import promote as move
+    from fraudstream.registry import registry_for
     from fraudstream.storage import open_store
 
     with errors():
@@ -235,8 +235,8 @@ def rollback(by: ByOpt = None, as_json: JsonOpt = False) -> None:
 
     Servers following the champion alias swap the model back in within FRAUD_MODEL_POLL_SECONDS.
     """
-    from fraudstream.models.registry import registry_for
-    from fraudstream.models.registry import rollback as back
+    from fraudstream.registry import registry_for
+    from fraudstream.registry import rollback as back
     from fraudstream.storage import open_store
 
     with errors():

@@ -134,7 +134,7 @@ def retrain(
         )  # fmt: skip
         spec = FeatureSet.load(features) if features else None
         if champion is None:  # the served bundle: a registry alias is resolved (and cached) as serve does
-            from fraudstream.models.registry import load_model
+            from fraudstream.registry import load_model
 
             champion_path = load_model(settings)[1].path
         else:
@@ -170,8 +170,8 @@ def retrain(
 
 def _register(path: Path, comparison: dict[str, Any], settings: Settings) -> Any:
     """Register the challenger in the MLflow Model Registry with the alias ``challenger``, its
-    evaluation metrics and the comparison (see :func:`fraudstream.models.registry.register`)."""
-    from fraudstream.models.registry import register
+    evaluation metrics and the comparison (see :func:`fraudstream.registry.register`)."""
+    from fraudstream.registry import register
 
     return register(path, comparison["challenger"]["metrics"], settings=settings, comparison=comparison)
 

@@ -87,7 +87,7 @@ def backtest(
 
     Example: fraudstream rules backtest candidate.yaml --since 30d
     """
-    from fraudstream.models.registry import load_model
+    from fraudstream.registry import load_model
     from fraudstream.rules.loader import load_rules
     from fraudstream.storage import open_store
     from fraudstream.training.retrain import duration

@@ -172,7 +172,7 @@ def train(
 
             payload["mlflow_run_id"] = log_to_mlflow(settings.mlflow_tracking_uri, bundle, path, test)
         if register:
-            from fraudstream.models.registry import register as add_version
+            from fraudstream.registry import register as add_version
 
             payload["registered"] = add_version(
                 path, test, settings=settings, run_id=payload["mlflow_run_id"]

@@ -15,6 +15,12 @@ from typing import Any
 import numpy as np
 
 
+def may_alert(decision: str, rules: Sequence[str]) -> bool:
+    """Whether a decision can raise an alert: every FLAG and BLOCK can, and so can any decision a rule
+    fired on. An APPROVE no rule touched (most decisions) cannot, so nobody needs to hand it over."""
+    return decision != "APPROVE" or bool(rules)
+
+
 class FeatureVector(Mapping[str, float | None]):
     """A decision's feature values by name, held as the scorer's numpy row.
 

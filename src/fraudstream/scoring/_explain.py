@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from fraudstream.events.reasons import RAISES
 from fraudstream.scoring.compiled import top_columns
-from fraudstream.scoring.reasons import RAISES
 
 TOP_REASONS = 3
 

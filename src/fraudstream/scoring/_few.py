@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from fraudstream.events.reasons import RAISES
 from fraudstream.models.bundle import Manifest
 from fraudstream.scoring._packed import booster_packed, forest_packed, pack_booster, pack_forest
 from fraudstream.scoring._xgb_trees import _sigmoid
 from fraudstream.scoring.compiled import CompiledBooster, CompiledForest, CompiledLogistic, top_columns
-from fraudstream.scoring.reasons import RAISES
 
 FEW_ROWS = 64
 """By default (the scorer's ``few_rows``), batches up to this many rows take the few-rows path, the

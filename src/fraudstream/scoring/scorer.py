@@ -18,6 +18,7 @@ import numpy as np
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.decision import DecisionColumns, DecisionRecord
+from fraudstream.events.reasons import rule_direction
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.models.ensemble import ensemble_probability, model_decisions
@@ -28,7 +29,6 @@ from fraudstream.scoring._few import FEW_ROWS, FewRows
 from fraudstream.scoring._routing import routed_rows
 from fraudstream.scoring._shadow import ChallengerError, Shadow, ShadowOutcome
 from fraudstream.scoring.compiled import compile_models
-from fraudstream.scoring.reasons import rule_direction
 from fraudstream.state.base import FeatureState
 
 log = logging.getLogger(__name__)

@@ -17,14 +17,13 @@ per entity (a ``groupBy().applyInPandas`` would call Python, and rebuild a batch
 The feature set is fitted on the driver and travels to the executors as JSON; executors need
 fraudstream installed (see the backfill page of the docs for ``spark-submit``).
 
-``python -m fraudstream.spark.backfill ARGS`` is ``fraudstream features --engine spark ARGS``: the
-module a ``spark-submit`` runs.
+``spark-submit .../fraudstream/spark_submit.py features ARGS`` runs it on a cluster (see
+:mod:`fraudstream.spark_submit`).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -183,14 +182,3 @@ def compute(source: Any, feature_set: FeatureSet, fit_until: datetime | None = N
 def write(result: Any, out: str) -> None:
     """Write the features as a folder of Parquet parts at ``out``, replacing what was there."""
     result.write.mode("overwrite").parquet(out)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``fraudstream features --engine spark`` with the given arguments (for ``spark-submit``)."""
-    from fraudstream.cli import app
-
-    app(["features", "--engine", "spark", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":  # pragma: no cover - spark-submit's entry
-    main()

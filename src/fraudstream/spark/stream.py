@@ -9,18 +9,17 @@ dead-letters topics. Spark keeps the offsets in its checkpoint and commits a mic
 function returns; a job killed mid-batch reads that micro-batch again on restart, and the worker's
 idempotence by ``transaction_id`` turns the replay into no second decision and no second feature event.
 
-Run it as ``fraudstream spark stream``, or give this file to ``spark-submit`` (it takes the same options).
+Run it as ``fraudstream spark stream``, or through ``spark-submit .../fraudstream/spark_submit.py stream``.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -212,14 +211,3 @@ def _stop_on_signals(stopping: threading.Event, say: Callable[[str], None]) -> N
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``spark-submit .../fraudstream/spark/stream.py [OPTIONS]``: ``fraudstream spark stream``."""
-    from fraudstream.commands.spark import app
-
-    app(args=["stream", *(sys.argv[1:] if argv is None else argv)], prog_name="fraudstream spark")
-
-
-if __name__ == "__main__":
-    main()

@@ -244,7 +244,7 @@ queue = Table(
 )
 
 # Each move of the registry's ``champion`` alias (promote, rollback, first registration): who, when, from
-# which registry version to which, and the comparison it rested on. See fraudstream.models.registry.
+# which registry version to which, and the comparison it rested on. See fraudstream.registry.
 model_promotions = Table(
     "model_promotions",
     metadata,

@@ -11,8 +11,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field, TypeAdapter, ValidationError
 
-from fraudstream.alerts.detect import may_alert
-from fraudstream.events.decision import DecisionColumns, DecisionRecord
+from fraudstream.events.decision import DecisionColumns, DecisionRecord, may_alert
 from fraudstream.events.transaction import Transaction
 
 PAYLOADS = TypeAdapter(list[Annotated[Transaction | Any, Field(union_mode="left_to_right")]])

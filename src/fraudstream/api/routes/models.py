@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fraudstream.api.deps import AdminDep, SettingsDep, StoreDep
-from fraudstream.models.registry import (
+from fraudstream.registry import (
     Registry,
     RegistryConflictError,
     RegistryError,

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fraudstream.models.registry._client import CHALLENGER, CHAMPION, PREVIOUS, Registry
-from fraudstream.models.registry._uri import RegistryConflictError
+from fraudstream.registry._client import CHALLENGER, CHAMPION, PREVIOUS, Registry
+from fraudstream.registry._uri import RegistryConflictError
 
 if TYPE_CHECKING:
     from fraudstream.storage.promotions import Promotion

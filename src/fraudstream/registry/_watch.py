@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from fraudstream.config import Settings
 from fraudstream.models.bundle import BundleError
-from fraudstream.models.registry._client import Registry
-from fraudstream.models.registry._serving import ModelSource, fetch
-from fraudstream.models.registry._uri import (
+from fraudstream.registry._client import Registry
+from fraudstream.registry._serving import ModelSource, fetch
+from fraudstream.registry._uri import (
     ModelUri,
     RegistryError,
     RegistryUnavailableError,

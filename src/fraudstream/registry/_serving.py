@@ -15,8 +15,8 @@ from typing import Any
 
 from fraudstream.config import Settings
 from fraudstream.models.bundle import ModelBundle, load_bundle
-from fraudstream.models.registry._client import Registry
-from fraudstream.models.registry._uri import ModelUri, RegistryUnavailableError, is_registry_uri
+from fraudstream.registry._client import Registry
+from fraudstream.registry._uri import ModelUri, RegistryUnavailableError, is_registry_uri
 
 CACHED_NAME = "model.fsb"
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fraudstream.models.registry._uri import ModelUri, RegistryError, RegistryUnavailableError
+from fraudstream.registry._uri import ModelUri, RegistryError, RegistryUnavailableError
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fraudstream.config import Settings
-from fraudstream.models.registry._client import (
+from fraudstream.registry._client import (
     CHALLENGER,
     CHAMPION,
     KEY_METRICS,
@@ -21,9 +21,9 @@ from fraudstream.models.registry._client import (
     Registry,
     VersionInfo,
 )
-from fraudstream.models.registry._lifecycle import default_author, promote, register_run, rollback
-from fraudstream.models.registry._serving import ModelSource, cache_path, load_challenger, load_model
-from fraudstream.models.registry._uri import (
+from fraudstream.registry._lifecycle import default_author, promote, register_run, rollback
+from fraudstream.registry._serving import ModelSource, cache_path, load_challenger, load_model
+from fraudstream.registry._uri import (
     ModelUri,
     ModelUriError,
     RegistryConflictError,
@@ -31,7 +31,7 @@ from fraudstream.models.registry._uri import (
     RegistryUnavailableError,
     is_registry_uri,
 )
-from fraudstream.models.registry._watch import ModelWatcher, watch_model
+from fraudstream.registry._watch import ModelWatcher, watch_model
 
 __all__ = [
     "CHALLENGER",
