@@ -13,15 +13,14 @@ why it gets the normal traffic at all.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from fraudstream.datasets.generator import Population
+from fraudstream.datasets.population import Population
 
 Rows = dict[str, np.ndarray]
-Scenario = Callable[["Population", Rows, float, np.random.Generator], Rows]
+Scenario = Callable[[Population, Rows, float, np.random.Generator], Rows]
 
 MINUTE, HOUR, DAY = 60.0, 3_600.0, 86_400.0
 SCENARIOS = (
