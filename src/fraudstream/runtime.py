@@ -22,11 +22,11 @@ from fraudstream.events.transaction import Transaction
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.features.plan import FeatureSet
 from fraudstream.models.bundle import ModelBundle
+from fraudstream.pipeline.scorer import Scorer
 from fraudstream.registry import ModelSource, load_challenger, load_model
 from fraudstream.rules.loader import DEFAULT_RULES_PATH, load_rules
 from fraudstream.rules.names import default_known_names
 from fraudstream.rules.reload import DatabaseRules, ReloadingRules
-from fraudstream.scoring.scorer import Scorer
 from fraudstream.state import FeatureState, MemoryFeatureState, open_state
 from fraudstream.storage import Store, open_store
 

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from fraudstream.api import create_app
 from fraudstream.cli import app as cli_app
 from fraudstream.config import Settings
+from fraudstream.pipeline.scorer import Scorer
 from fraudstream.runtime import Services, open_services
-from fraudstream.scoring.scorer import Scorer
 from tests.e2e.test_api import wait_for
 
 NOW = datetime.now(UTC)

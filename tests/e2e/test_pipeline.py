@@ -137,7 +137,7 @@ POISONED_WORKER = textwrap.dedent(
     """
     import os, sys
     from fraudstream.cli import app
-    from fraudstream.scoring.scorer import Scorer
+    from fraudstream.pipeline.scorer import Scorer
 
     original = Scorer.score
 

@@ -17,8 +17,8 @@ from fraudstream.cli import app as cli
 from fraudstream.config import Settings
 from fraudstream.events.transaction import DECISIONS
 from fraudstream.models.bundle import load_bundle
+from fraudstream.pipeline._routing import customer_bucket
 from fraudstream.registry import register
-from fraudstream.scoring._routing import customer_bucket
 from tests.e2e.apitools import NOW, Api, tx
 from tests.integration.conftest import MLFLOW_URL, require
 

@@ -326,8 +326,8 @@ def test_requeued_dead_letters_are_decided_once(
     once even when it is published twice (a crash between publishing and removing its dead letter)."""
     from fraudstream.config import Settings
     from fraudstream.events.transaction import Transaction
+    from fraudstream.pipeline.scorer import Scorer
     from fraudstream.runtime import open_services
-    from fraudstream.scoring.scorer import Scorer
     from fraudstream.worker import Worker
     from fraudstream.worker.redrive import requeue
 

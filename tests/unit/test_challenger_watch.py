@@ -18,9 +18,9 @@ from fraudstream.config import Settings
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import FeatureEngine
 from fraudstream.models.bundle import ModelBundle, load_bundle
+from fraudstream.pipeline.scorer import Scorer
 from fraudstream.registry import ModelUri, ModelWatcher, RegistryError
 from fraudstream.rules import default_known_names, parse_rules
-from fraudstream.scoring.scorer import Scorer
 from fraudstream.state import MemoryFeatureState
 
 URI = ModelUri.parse("models:/fs@challenger")

@@ -38,7 +38,7 @@ def test_the_domain_records_depend_on_no_other_part() -> None:
     assert not under(loaded, *HEAVY)
 
 
-@pytest.mark.parametrize("module", ["fraudstream.features.engine", "fraudstream.scoring.scorer"])
+@pytest.mark.parametrize("module", ["fraudstream.features.engine", "fraudstream.pipeline.scorer"])
 def test_features_and_scoring_import_neither_storage_nor_training(module: str) -> None:
     loaded = loaded_by(module)
     assert module in loaded

@@ -16,8 +16,8 @@ from fraudstream.events.reasons import reason_text
 from fraudstream.features import FeatureEngine, FeatureSet
 from fraudstream.features.spec import PRESETS, SpecError
 from fraudstream.models.bundle import ModelBundle, load_bundle
+from fraudstream.pipeline.scorer import ScoredBatch, Scorer
 from fraudstream.rules import default_known_names, parse_rules
-from fraudstream.scoring.scorer import ScoredBatch, Scorer
 from fraudstream.state import MemoryFeatureState
 
 

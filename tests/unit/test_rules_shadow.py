@@ -11,8 +11,8 @@ import pytest
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import FeatureEngine
 from fraudstream.models.bundle import ModelBundle, load_bundle
+from fraudstream.pipeline.scorer import Scorer
 from fraudstream.rules import RulesError, default_known_names, parse_rules
-from fraudstream.scoring.scorer import Scorer
 from fraudstream.state.memory import MemoryFeatureState
 
 KINDS = {"amount": "number", "customer_id": "string"}

@@ -14,9 +14,9 @@ from fraudstream.events.transaction import Transaction
 from fraudstream.features import FeatureEngine
 from fraudstream.models.bundle import ModelBundle, load_bundle
 from fraudstream.models.ensemble import model_decisions
+from fraudstream.pipeline.scorer import Scorer
 from fraudstream.rules import EMPTY_RULES, default_known_names, parse_rules
 from fraudstream.scoring.compiled import CompiledBooster, CompiledForest, CompiledLogistic
-from fraudstream.scoring.scorer import Scorer
 from fraudstream.state import MemoryFeatureState
 from fraudstream.training.models import raw_score
 

@@ -16,9 +16,9 @@ import pytest
 from fraudstream._gc import paused_gc
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.models.bundle import ModelBundle, load_bundle
+from fraudstream.pipeline.scorer import Scorer, _rule_reasons
 from fraudstream.rules import EMPTY_RULES
 from fraudstream.scoring._explain import _top
-from fraudstream.scoring.scorer import Scorer, _rule_reasons
 from fraudstream.state import MemoryFeatureState
 
 

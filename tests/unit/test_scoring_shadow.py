@@ -13,9 +13,9 @@ import pytest
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import FeatureEngine
 from fraudstream.models.bundle import ModelBundle, load_bundle
+from fraudstream.pipeline._routing import customer_bucket, routed_rows
+from fraudstream.pipeline.scorer import ChallengerError, Scorer
 from fraudstream.rules import default_known_names, parse_rules
-from fraudstream.scoring._routing import customer_bucket, routed_rows
-from fraudstream.scoring.scorer import ChallengerError, Scorer
 from fraudstream.state import MemoryFeatureState
 
 

@@ -16,11 +16,11 @@ from fraudstream.events.transaction import DECISIONS
 from fraudstream.features import FeatureEngine
 from fraudstream.models.bundle import ModelBundle, load_bundle
 from fraudstream.models.ensemble import calibrate, combine, model_decisions
+from fraudstream.pipeline.scorer import TOP_REASONS, ScoredBatch, Scorer, _rule_reasons
 from fraudstream.rules import default_known_names, parse_rules
 from fraudstream.scoring._explain import _top
 from fraudstream.scoring._few import FEW_ROWS, FewRows, _pick
 from fraudstream.scoring.compiled import CompiledBooster
-from fraudstream.scoring.scorer import TOP_REASONS, ScoredBatch, Scorer, _rule_reasons
 from fraudstream.state import MemoryFeatureState
 
 MIXES = {

@@ -13,8 +13,8 @@ import pytest
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import FeatureEngine
 from fraudstream.models.bundle import ModelBundle, load_bundle
+from fraudstream.pipeline.scorer import ModelSwapError, Scorer
 from fraudstream.rules import default_known_names, parse_rules
-from fraudstream.scoring.scorer import ModelSwapError, Scorer
 from fraudstream.state import MemoryFeatureState
 
 

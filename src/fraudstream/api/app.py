@@ -36,9 +36,9 @@ from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Label, Transaction
 from fraudstream.monitoring.drift import watch
 from fraudstream.monitoring.metrics import DriftCollector
+from fraudstream.pipeline.scorer import Scorer
 from fraudstream.registry import watch_model
 from fraudstream.runtime import Services, alerts_for, open_services
-from fraudstream.scoring.scorer import Scorer
 from fraudstream.worker.worker import DEAD_LETTERS, RESULTS, Worker
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from fraudstream.api.metrics import ApiMetrics
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.decision import DecisionRecord, may_alert
 from fraudstream.events.transaction import Transaction
-from fraudstream.scoring.scorer import ScoredBatch, Scorer
+from fraudstream.pipeline.scorer import ScoredBatch, Scorer
 from fraudstream.storage.errors import BodyConflictError
 from fraudstream.storage.rows import body_hash
 from fraudstream.storage.store import Store

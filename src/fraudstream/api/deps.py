@@ -16,8 +16,8 @@ from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.keyring import ANONYMOUS, Caller, Keyring
 from fraudstream.api.metrics import ApiMetrics
 from fraudstream.config import Settings
+from fraudstream.pipeline.scorer import Scorer
 from fraudstream.runtime import Services
-from fraudstream.scoring.scorer import Scorer
 from fraudstream.storage.keys import Role
 from fraudstream.storage.store import Store
 

@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fraudstream.scoring.scorer import ScoredBatch
+from fraudstream.pipeline.scorer import ScoredBatch
 
 #: Request latencies span sub-millisecond health checks to 30 s long polls.
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)

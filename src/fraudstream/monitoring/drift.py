@@ -31,7 +31,7 @@ from fraudstream.models.bundle import ModelBundle
 from fraudstream.models.reference import NO_REFERENCE, SCORE, Reference
 
 if TYPE_CHECKING:
-    from fraudstream.scoring.scorer import ScoredBatch, Scorer
+    from fraudstream.pipeline.scorer import ScoredBatch, Scorer
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 With ``FRAUD_MODEL_URI=models:/NAME@ALIAS``, :class:`ModelWatcher` resolves the alias every
 ``FRAUD_MODEL_POLL_SECONDS`` on a background thread; when it names another version, that version is
 downloaded (or taken from the cache) and loaded off the scoring path, then swapped into the scorer
-between two batches (:meth:`fraudstream.scoring.scorer.Scorer.use`). A version that cannot be swapped
+between two batches (:meth:`fraudstream.pipeline.scorer.Scorer.use`). A version that cannot be swapped
 in place (another feature set) or cannot be fetched is logged and the served model keeps serving.
 
 With ``FRAUD_CHALLENGER_URI=models:/NAME@ALIAS`` the same poll follows the challenger in shadow: a new
@@ -31,7 +31,7 @@ from fraudstream.registry._uri import (
 )
 
 if TYPE_CHECKING:
-    from fraudstream.scoring.scorer import Scorer
+    from fraudstream.pipeline.scorer import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class ModelWatcher:
         return changed
 
     def _check_challenger(self, uri: ModelUri) -> bool:
-        from fraudstream.scoring.scorer import ModelSwapError
+        from fraudstream.pipeline.scorer import ModelSwapError
 
         registry = self._registry(uri.name)
         shadowed = self.serving.challenger_source
@@ -147,7 +147,7 @@ class ModelWatcher:
             self._on_swap(line)
 
     def _check(self, uri: ModelUri) -> bool:
-        from fraudstream.scoring.scorer import ModelSwapError
+        from fraudstream.pipeline.scorer import ModelSwapError
 
         registry = self._registry(uri.name)
         version = registry.resolve(uri).version

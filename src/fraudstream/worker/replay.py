@@ -18,7 +18,7 @@ import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Label
-from fraudstream.scoring.scorer import Scorer
+from fraudstream.pipeline.scorer import Scorer
 from fraudstream.storage.store import Store
 from fraudstream.storage.writer import DecisionWriter
 

@@ -25,7 +25,7 @@ from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.decision import DecisionColumns, DecisionRecord
 from fraudstream.events.transaction import Transaction
-from fraudstream.scoring.scorer import ScoredBatch, Scorer
+from fraudstream.pipeline.scorer import ScoredBatch, Scorer
 from fraudstream.state.base import StateError
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.store import Store

@@ -14,7 +14,7 @@ from fraudstream.api.schemas import CustomerOut, LabelOut, StoredDecisionOut
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH, Transaction
 from fraudstream.features import plan
-from fraudstream.scoring.scorer import Scorer
+from fraudstream.pipeline.scorer import Scorer
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 

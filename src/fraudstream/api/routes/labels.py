@@ -26,7 +26,7 @@ from fraudstream.api.bodies import one_or_many, one_or_many_schema
 from fraudstream.api.deps import ScorerDep, SettingsDep, StoreDep
 from fraudstream.api.schemas import LabelIn, LabelOut, LabelsOut, SupersededLabelOut, TransactionLabelsOut
 from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH
-from fraudstream.scoring.scorer import Scorer
+from fraudstream.pipeline.scorer import Scorer
 from fraudstream.storage.store import Store
 
 router = APIRouter(prefix="/v1/labels", tags=["labels"])

@@ -22,12 +22,12 @@ from fraudstream.events.reasons import rule_direction
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.models.ensemble import ensemble_probability, model_decisions
+from fraudstream.pipeline._challenger import ChallengerError, Shadow, ShadowOutcome
+from fraudstream.pipeline._routing import routed_rows
 from fraudstream.rules.names import rule_columns
 from fraudstream.rules.ruleset import RuleOutcome
 from fraudstream.scoring._explain import TOP_REASONS, model_reasons, pick_explainer
 from fraudstream.scoring._few import FEW_ROWS, FewRows
-from fraudstream.scoring._routing import routed_rows
-from fraudstream.scoring._shadow import ChallengerError, Shadow, ShadowOutcome
 from fraudstream.scoring.compiled import compile_models
 from fraudstream.state.base import FeatureState
 
