@@ -18,9 +18,6 @@ from fraudstream.expr.errors import ExprError
 F64: Final = np.dtype(np.float64)
 """Every number a rule sees is float64: the case worth a fast path."""
 
-SMALL: Final = 64
-"""Up to this many rows, per-value Python beats a pandas call's fixed cost (API requests score 1-8 rows)."""
-
 
 class Columns(Mapping[str, np.ndarray]):
     """A batch's columns as seen by expressions: checked for length and converted once per batch.
@@ -85,18 +82,18 @@ def missing(arr: np.ndarray) -> np.ndarray:
 
 
 def isin_text(arr: np.ndarray, values: frozenset[str]) -> np.ndarray:
-    """Where an object array's values are among ``values`` (text), as pandas' ``isin`` decides.
+    """Where an object array's values are among ``values`` (text): a set lookup per value, which costs
+    a batch of one little and a large batch about what pandas' ``isin`` does. A value that cannot be
+    in a set of text (unhashable) is not in it."""
+    flat = arr.reshape(-1).tolist()
+    return np.fromiter((_member(v, values) for v in flat), bool, len(flat)).reshape(arr.shape)
 
-    Small arrays are tested value by value against the set: a pandas call has a fixed cost far above
-    that of a few set lookups. Both compare by hash and ``==``, so the answers are the same.
-    """
-    if arr.size <= SMALL:
-        try:
-            return np.array([v in values for v in arr.reshape(-1).tolist()], dtype=bool).reshape(arr.shape)
-        except TypeError:  # an unhashable value: let pandas decide what that means
-            pass
-    flat = pd.Series(arr.reshape(-1), dtype=object).isin(values)
-    return np.asarray(flat, dtype=bool).reshape(arr.shape)
+
+def _member(value: Any, values: frozenset[str]) -> bool:
+    try:
+        return value in values
+    except TypeError:
+        return False
 
 
 def as_number(arr: np.ndarray, what: str) -> np.ndarray:
@@ -115,9 +112,6 @@ def as_condition(arr: np.ndarray, what: str) -> np.ndarray:
 
 def settled(mask: np.ndarray, value: bool) -> bool:
     """Whether every value of a condition is ``value`` (so an ``or`` of it is, or an ``and`` is not)."""
-    if mask.size <= SMALL:
-        flat = mask.reshape(-1).tolist()
-        return (not value) not in flat
     return bool(mask.all()) if value else not mask.any()
 
 

@@ -15,7 +15,7 @@ from typing import Any, Final, NamedTuple
 import numpy as np
 
 from fraudstream.events.transaction import DECISIONS
-from fraudstream.expr.columns import SMALL, Columns, isin_text
+from fraudstream.expr.columns import Columns, isin_text
 from fraudstream.expr.expression import CompiledExpr
 from fraudstream.rules.errors import RulesError
 
@@ -107,23 +107,16 @@ def _list_entries(lists: dict[str, frozenset[str]], kind: str) -> tuple[_ListEnt
 
 def _ranks(model: np.ndarray) -> np.ndarray:
     """Each decision's index in :data:`DECISIONS`; ``ValueError`` naming up to five unknown ones."""
-    if model.shape[0] <= SMALL:
-        try:
-            return np.array([_RANK[v] for v in model.tolist()], dtype=np.int8)
-        except (KeyError, TypeError):
-            pass  # the array way below finds the bad values and says which
-    rank = np.full(model.shape[0], -1, dtype=np.int8)
-    for i, name in enumerate(DECISIONS):
-        rank[model == name] = i
+    listed = model.tolist()
+    rank = np.fromiter((_RANK.get(v, -1) if isinstance(v, str) else -1 for v in listed), np.int8, len(listed))
     if (rank < 0).any():
-        bad = sorted({str(v) for v in model[rank < 0]})[:5]
+        bad = sorted({str(v) for v, r in zip(listed, rank.tolist(), strict=True) if r < 0})[:5]
         raise ValueError(f"model decisions must be one of {', '.join(DECISIONS)}; got {bad}")
     return rank
 
 
 def _any(mask: np.ndarray) -> bool:
-    # ndarray.any() has a fixed cost whatever the size; a short list is quicker to look through.
-    return True in mask.tolist() if mask.shape[0] <= SMALL else bool(mask.any())
+    return bool(mask.any())
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,9 +171,9 @@ class RuleSet:
         of the batch's length (numbers as floats with NaN for missing, text as object arrays with
         ``None``); ``model_decision`` holds ``"APPROVE"``/``"FLAG"``/``"BLOCK"`` per row.
 
-        The API scores batches of one row, so the fixed cost matters as much as the cost per row:
-        only the columns the rules read are converted, short batches skip pandas, and the masks of
-        actions and lists that nothing fired are never built.
+        A batch of one row is as common as one of thousands, so the fixed cost matters as much as the
+        cost per row: only the columns the rules read are converted, and the masks of actions and
+        lists that nothing fired are never built.
         """
         model = np.asarray(model_decision)
         if model.ndim != 1:
