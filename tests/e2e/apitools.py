@@ -10,7 +10,19 @@ from fastapi.testclient import TestClient
 
 from fraudstream.runtime import Services
 
-NOW = datetime.now(UTC)
+
+def daytime_now() -> datetime:
+    """The latest instant up to now whose UTC hour is between 10 and 18: a model's score reads the
+    hour of the day, so the tests' transactions happen in daytime whatever the hour they run at (at
+    most 16 hours back, so windows of a day counted from now still hold them)."""
+    now = datetime.now(UTC)
+    if 10 <= now.hour < 18:
+        return now
+    day = now if now.hour >= 18 else now - timedelta(days=1)
+    return day.replace(hour=17, minute=59, second=0, microsecond=0)
+
+
+NOW = daytime_now()
 Api = tuple[TestClient, Services, FastAPI]
 
 
