@@ -12,10 +12,11 @@ import contextlib
 import multiprocessing
 import queue
 import signal
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from multiprocessing.queues import Queue
 from typing import Any
 
-from fraudstream._gc import paused_gc
 from fraudstream.events.decision import DecisionColumns
 from fraudstream.events.transaction import Label
 from fraudstream.storage.errors import StorageError
@@ -42,7 +43,9 @@ class DecisionWriter:
     store that only lives in this process (in-memory SQLite) is written inline instead.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self, store: Store, around_write: Callable[[], AbstractContextManager[Any]] = nullcontext
+    ) -> None:
         self.stored = 0
         self._store: Store | None = None
         self._outstanding = 0
@@ -54,7 +57,7 @@ class DecisionWriter:
         self._replies: Queue[tuple[str, Any]] = context.Queue()
         url = store.url.render_as_string(hide_password=False)
         self._process = context.Process(
-            target=_serve, args=(self._jobs, self._replies, url), name="fraudstream-writer"
+            target=_serve, args=(self._jobs, self._replies, url, around_write), name="fraudstream-writer"
         )
         self._process.daemon = True
         self._process.start()
@@ -137,17 +140,23 @@ def _write(store: Store, columns: DecisionColumns, labels: list[Label]) -> int:
     return len(store.decisions.save(columns))
 
 
-def _serve(jobs: Queue[Any], replies: Queue[tuple[str, Any]], url: str) -> None:
-    """The child: store each job as it comes, answer ``("ok", stored)`` or ``("error", why)``. It starts
-    with its parent's environment, so under ``fraudstream replay`` glibc keeps freed memory here too
-    (see :mod:`fraudstream._malloc`): the slices come and go, a batch's size each."""
+def _serve(
+    jobs: Queue[Any],
+    replies: Queue[tuple[str, Any]],
+    url: str,
+    around_write: Callable[[], AbstractContextManager[Any]],
+) -> None:
+    """The child: store each job as it comes (inside ``around_write``, a module-level function the
+    parent names, e.g. :func:`fraudstream._gc.paused_gc`), answer ``("ok", stored)`` or ``("error",
+    why)``. It starts with its parent's environment, so under ``fraudstream replay`` glibc keeps freed
+    memory here too (see :mod:`fraudstream._malloc`): the slices come and go, a batch's size each."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
     store = Store(url)
     try:
         while (job := jobs.get()) is not None:
             reply: tuple[str, Any]
             try:
-                with paused_gc():
+                with around_write():
                     reply = ("ok", _write(store, *job))
             except Exception as exc:  # reported to the parent, which decides to stop
                 reply = ("error", f"{type(exc).__name__}: {exc}")
