@@ -22,6 +22,7 @@ from fraudstream.events.transaction import Transaction
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.features.plan import FeatureSet
 from fraudstream.models.bundle import ModelBundle
+from fraudstream.pipeline.decider import Decider, StoreLedger
 from fraudstream.pipeline.scorer import Scorer
 from fraudstream.registry import ModelSource, load_challenger, load_model
 from fraudstream.rules.loader import DEFAULT_RULES_PATH, load_rules
@@ -68,6 +69,8 @@ class Services:
     state: FeatureState
     rules: LiveRules
     scorer: Scorer
+    decider: Decider
+    """Decides every batch of the process, whichever entry point it came in by (see its module)."""
     broker: Broker
     #: Where the bundle came from (a file, or a registry version); ``None`` for a bundle passed in.
     model_source: ModelSource | None = None
@@ -105,11 +108,14 @@ def warm_state(store: Store, engine: FeatureEngine, state: FeatureState) -> int:
 
 
 def alerts_for(services: Services, *, retry: Retry | None = None) -> AlertDispatcher:
-    """:func:`open_dispatcher` for a running process: its settings, its store, its current rules."""
+    """:func:`open_dispatcher` for a running process (its settings, its store, its current rules), which
+    the process's decider hands its new decisions that can raise an alert from now on."""
     rules = services.rules
-    return open_dispatcher(
+    dispatcher = open_dispatcher(
         services.settings, services.store, lambda: alerting_rules(rules.current()), retry=retry
     )
+    services.decider.on_decided = dispatcher.submit
+    return dispatcher
 
 
 def settings_broker(settings: Settings, store: Store) -> Broker:
@@ -162,7 +168,8 @@ def _open_with_store(settings: Settings, store: Store, bundle: ModelBundle | Non
     broker = settings_broker(settings, store)
     if warm and isinstance(state, MemoryFeatureState):
         warm_state(store, engine, state)
-    return Services(settings, store, state, rules, scorer, broker, source, challenger_source)
+    decider = Decider(scorer, StoreLedger(store))
+    return Services(settings, store, state, rules, scorer, decider, broker, source, challenger_source)
 
 
 @contextmanager
@@ -196,13 +203,12 @@ def open_worker(
     alerts = alerts_for(services)  # alerts are stored, and delivered when a channel is configured
     follower = None
     try:
-        watch(services.scorer, settings, alerts.raise_alerts)  # drift alerts from this worker's batches
+        watch(services.decider, settings, alerts.raise_alerts)  # drift alerts from this worker's batches
         follower = watch_model(services, settings, say)
         yield Worker(
             services.broker if broker is None else broker(services.broker),
-            services.scorer,
+            services.decider,
             services.store,
-            on_decided=alerts.submit,
             max_deliveries=settings.max_deliveries,
             around_batch=paused_gc,
             **options,

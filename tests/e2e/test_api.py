@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from fraudstream.api import create_app
 from fraudstream.api.errors import BodyLimitMiddleware
-from fraudstream.api.fast_score import FastScoreMiddleware
 from fraudstream.config import Settings
 from fraudstream.runtime import open_services
 from fraudstream.storage.errors import StorageError
@@ -759,7 +757,7 @@ def test_past_the_budget_the_api_decides_and_the_worker_finds_it_decided(api: Ap
     made = {d["transaction_id"]: d["decision"] for d in body["decisions"]}
 
     # The worker gets there later: it recognises both as decided and makes no second decision.
-    stats = Worker(services.broker, services.scorer, services.store, max_wait=0.01).run(burst=True)
+    stats = Worker(services.broker, services.decider, services.store, max_wait=0.01).run(burst=True)
     assert stats.decided == 0 and stats.duplicates == 2
     assert {i: services.store.decisions.get(i).decision for i in made} == made  # type: ignore[union-attr]
     assert client.get("/v1/transactions/b1").json()["status"] == "decided"
@@ -771,63 +769,45 @@ def test_wait_budget_is_validated(api: Api) -> None:
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "wait"]
 
 
-# --- POST /v1/score beneath the framework ----------------------------------------------------------
+# --- POST /v1/score: a lean route inside the app -----------------------------------------------------
 
 
-def _behind_fast_path(app: FastAPI) -> tuple[TestClient, list[bytes]]:
-    """A client for the fast path alone, in front of an app that records what reaches it (418)."""
-    reached: list[bytes] = []
-
-    async def route(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        message = await receive()
-        reached.append(message.get("body", b""))
-        await send({"type": "http.response.start", "status": 418, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    return TestClient(FastScoreMiddleware(route, state=app.state)), reached
-
-
-def test_the_fast_path_answers_valid_requests_and_hands_on_the_rest_intact(
-    make_api: Callable[..., Api],
-) -> None:
-    _, _, app = make_api(api_keys="secret")
-    client, reached = _behind_fast_path(app)
+def test_the_score_route_answers_with_the_apps_own_errors(make_api: Callable[..., Api]) -> None:
+    client, _, _ = make_api(api_keys="secret")
     key = {"X-API-Key": "secret"}
     answered = client.post("/v1/score", json=tx("f-1"), headers=key)
     assert answered.status_code == 200 and answered.json()["transaction_id"] == "f-1"
-    assert client.post("/v1/score", json=tx("f-1"), headers={"Authorization": "Bearer secret"}).json()[
-        "duplicate"
-    ]
-    assert reached == []
-    handed_on = [
-        client.post("/v1/score", json=tx("f-2")),  # no key
-        client.post("/v1/score", json=tx("f-2"), headers={"X-API-Key": "wrong"}),
-        client.post("/v1/score", json=tx("f-2", amount=-1), headers=key),  # a field error
-        client.post("/v1/score", content=b"{not json", headers={**key, "Content-Type": "application/json"}),
-        client.post("/v1/score", json=tx("f-2"), headers=key, params={"dry_run": "maybe"}),
-        client.post("/v1/score", json=tx("f-2"), headers=key, params={"other": "1"}),
-        client.post(
-            "/v1/score", content=json.dumps(tx("f-2")), headers={**key, "Content-Type": "text/plain"}
-        ),
-    ]
-    assert [r.status_code for r in handed_on] == [418] * len(handed_on)
-    assert json.loads(reached[2]) == tx("f-2", amount=-1) and reached[3] == b"{not json"
+    again = client.post("/v1/score", json=tx("f-1"), headers={"Authorization": "Bearer secret"})
+    assert again.json()["duplicate"] is True
+    assert client.post("/v1/score", json=tx("f-2")).status_code == 401
+    assert client.post("/v1/score", json=tx("f-2"), headers={"X-API-Key": "wrong"}).status_code == 403
+    field = client.post("/v1/score", json=tx("f-2", amount=-1), headers=key)
+    assert field.status_code == 422 and field.json()["detail"][0]["loc"] == ["body", "amount"]
+    broken = client.post("/v1/score", content=b"{not json", headers={**key, **JSON})
+    assert broken.status_code == 422 and broken.json()["detail"][0]["type"] == "json_invalid"
+    flag = client.post("/v1/score", json=tx("f-2"), headers=key, params={"dry_run": "maybe"})
+    assert flag.status_code == 422 and flag.json()["detail"][0]["loc"] == ["query", "dry_run"]
+    text = client.post(
+        "/v1/score", content=json.dumps(tx("f-2")), headers={**key, "Content-Type": "text/plain"}
+    )
+    assert text.status_code == 422 and text.json()["detail"][0]["loc"][0] == "body"
+    assert client.post("/v1/score", json=tx("f-3"), headers=key, params={"other": "1"}).status_code == 200
+    assert client.get("/v1/transactions/f-2", headers=key).status_code == 404  # nothing refused was stored
 
 
-def test_fast_and_routed_answers_agree(api: Api) -> None:
+def test_the_openapi_document_describes_the_score_route(api: Api) -> None:
     client, _, _ = api
-    client.post("/v1/score", json=tx("a-1", "CA", minutes_ago=30))
-    fast = client.post("/v1/score", params={"dry_run": "true"}, json=tx("a-2", "CA"))
-    routed = client.post("/v1/score", params={"dry_run": "true", "via": "route"}, json=tx("a-2", "CA"))
-    assert fast.status_code == routed.status_code == 200
-    one, other = fast.json(), routed.json()
-    assert one.pop("latency_ms").keys() == other.pop("latency_ms").keys()
-    one.pop("decided_at"), other.pop("decided_at")
-    assert one == other
-    assert client.post("/v1/score", json={"transaction_id": "x"}).json()["detail"][0]["loc"][0] == "body"
+    operation = client.get("/openapi.json").json()["paths"]["/v1/score"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/Transaction"}
+    assert [p["name"] for p in operation["parameters"]] == ["dry_run"]
+    answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer == {"$ref": "#/components/schemas/DecisionOut"}
+    assert {"401", "403", "409", "422"} <= set(operation["responses"])
+    assert operation["security"]
 
 
-def test_fast_answers_are_timed_and_oversized_scores_are_413(make_api: Callable[..., Api]) -> None:
+def test_score_answers_are_timed_and_oversized_bodies_are_413(make_api: Callable[..., Api]) -> None:
     client, _, _ = make_api(max_body_bytes=2048)
     line = 'fraudstream_http_request_seconds_count{method="POST",route="/v1/score",status="200"}'
     before = metric(client, line) if line in client.get("/metrics").text else 0.0
@@ -838,7 +818,7 @@ def test_fast_answers_are_timed_and_oversized_scores_are_413(make_api: Callable[
     response = client.post("/v1/score", json=big)
     assert response.status_code == 413 and "limit 2048" in response.json()["detail"]
 
-    def chunked() -> Iterator[bytes]:  # no Content-Length: the fast path finds out while reading
+    def chunked() -> Iterator[bytes]:  # no Content-Length: found out while reading
         yield json.dumps(big).encode()[:1500]
         yield json.dumps(big).encode()[1500:]
 
@@ -871,12 +851,10 @@ def test_the_score_path_hands_alerts_only_the_decisions_that_can_raise_one(api: 
 
     _, services, _ = api
     handed: list[tuple[str, str]] = []
-    batcher = ScoreBatcher(
-        services.scorer,
-        services.store,
-        ApiMetrics(),
-        on_decided=lambda records: handed.extend((r.transaction_id, r.decision) for r in records),
+    services.decider.on_decided = lambda decided: handed.extend(
+        zip(decided.transaction_id.tolist(), decided.decision.tolist(), strict=True)
     )
+    batcher = ScoreBatcher(services.decider, ApiMetrics())
     bodies = [tx(f"h{i}", "CH", minutes_ago=50 - 5 * i, amount=1.0) for i in range(6)]  # 6th: card testing
 
     async def run() -> list[Any]:
@@ -904,7 +882,7 @@ def test_under_load_a_score_request_waits_for_company_and_alone_it_does_not(api:
         return real_score(batch, **kw)
 
     services.scorer.score = spy  # type: ignore[method-assign]
-    batcher = ScoreBatcher(services.scorer, services.store, ApiMetrics(), max_wait=0.3)
+    batcher = ScoreBatcher(services.decider, ApiMetrics(), max_wait=0.3)
 
     def submit(i: int) -> Any:
         return batcher.submit(Transaction.model_validate(tx(f"lw{i}")))

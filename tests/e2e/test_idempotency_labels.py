@@ -130,7 +130,7 @@ def test_an_id_queued_cannot_be_scored_with_another_body(backend: Api) -> None:
     assert services.store.decisions.get("q1") is None
     decided = client.post("/v1/score", json=tx("q1", amount=7.0))  # the queued body: decided now
     assert decided.status_code == 200 and decided.json()["amount"] == 7.0
-    stats = Worker(services.broker, services.scorer, services.store, max_wait=0.01).run(burst=True)
+    stats = Worker(services.broker, services.decider, services.store, max_wait=0.01).run(burst=True)
     assert stats.decided == 0 and stats.dead == 0  # the worker finds it decided
     assert client.get("/v1/transactions/q1").json()["decision"]["amount"] == 7.0
 
@@ -163,7 +163,7 @@ def test_score_and_queue_racing_with_one_id_store_one_body_and_one_decision(back
     jobs = [(path, i) for i in range(n) for path in (paths if i % 2 else paths[::-1])]
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(post, jobs))
-    Worker(services.broker, services.scorer, services.store, max_wait=0.01).run(burst=True)
+    Worker(services.broker, services.decider, services.store, max_wait=0.01).run(burst=True)
     codes = {(path, i): code for path, i, code in results}
     for i in range(n):
         score, queue = codes["/v1/score", i], codes["/v1/transactions", i]
@@ -186,7 +186,7 @@ def test_the_worker_dead_letters_another_body_under_a_used_id(backend: Api) -> N
     )  # stored, not queued
     raw = [tx("w1", amount=1.5), tx("w2", amount=2.5), tx("w3", amount=3.0), tx("w3", amount=3.5)]
     broker.publish(TRANSACTIONS, [("C1", Transaction.model_validate(b).model_dump(mode="json")) for b in raw])
-    stats = Worker(broker, services.scorer, store, max_wait=0.01).run(burst=True)
+    stats = Worker(broker, services.decider, store, max_wait=0.01).run(burst=True)
     assert stats.decided == 1 and stats.dead == 3  # w3's first body; the three others
     letters = store.dead_letters.list()
     assert sorted(Transaction.model_validate_json(d["payload"]).amount for d in letters) == [1.5, 2.5, 3.5]

@@ -64,7 +64,7 @@ def test_every_transaction_decided_once_and_bad_messages_dead_lettered(
         "transactions", [(None, {"transaction_id": "bad", "amount": -1}), (None, "not json")]
     )
     services.broker.publish("transactions", [(t.customer_id, t.model_dump(mode="json")) for t in txs[:30]])
-    worker = Worker(services.broker, services.scorer, services.store, batch_size=100, max_wait=0.01)
+    worker = Worker(services.broker, services.decider, services.store, batch_size=100, max_wait=0.01)
     stats = worker.run(burst=True)
     assert stats.decided == N and stats.duplicates == 30 and stats.dead == 2
     assert services.store.decisions.decided_ids([t.transaction_id for t in txs]) == {

@@ -34,7 +34,7 @@ def test_a_poison_request_fails_alone_and_leaves_no_state(api: Api, monkeypatch:
     client, services, _ = api
     poison = {"bad-1", "bad-2"}
     monkeypatch.setattr(services.store.decisions, "save", refusing(services.store.decisions.save, poison))
-    batcher = ScoreBatcher(services.scorer, services.store, ApiMetrics())
+    batcher = ScoreBatcher(services.decider, ApiMetrics())
     good = [f"ok-{i}" for i in range(40)]
     ids = [*good[:20], "bad-1", *good[20:], "bad-2"]
     bodies = {i: tx(i, "CP" if i in poison or i in ("ok-3", "ok-30") else f"C-{i}") for i in ids}
@@ -42,7 +42,7 @@ def test_a_poison_request_fails_alone_and_leaves_no_state(api: Api, monkeypatch:
     async def run() -> list[Any]:  # submitted in one turn of the loop: one micro-batch
         submits = [batcher.submit(Transaction.model_validate(bodies[i])) for i in ids]
         outcomes = await asyncio.gather(*submits, return_exceptions=True)
-        batcher.stop()
+        await batcher.stop()
         return outcomes
 
     outcomes = dict(zip(ids, asyncio.run(run()), strict=True))

@@ -285,6 +285,7 @@ def test_a_batch_whose_store_failed_is_decided_once_the_store_is_back(
 ) -> None:
     """On Kafka the batch would otherwise wait for a rebalance or a restart, holding its partition's
     commit back; elsewhere for a lease or an idle time to run out."""
+    from fraudstream.pipeline.decider import Decider, StoreLedger
     from fraudstream.storage import StorageError
     from fraudstream.worker import Worker
     from tests.unit.fakes import BlockingScorer
@@ -304,7 +305,8 @@ def test_a_batch_whose_store_failed_is_decided_once_the_store_is_back(
         for i in range(5)
     ]
     broker.publish(topic, [("c", t) for t in txs])
-    worker = Worker(broker, BlockingScorer(), store, topic=topic, max_wait=0.2)  # type: ignore[arg-type]
+    decider = Decider(BlockingScorer(), StoreLedger(store))  # type: ignore[arg-type]
+    worker = Worker(broker, decider, store, topic=topic, max_wait=0.2)
     deadline = time.monotonic() + PATIENCE
     while worker.stats.decided < 5 and time.monotonic() < deadline:
         worker.run(burst=True)
@@ -350,7 +352,7 @@ def test_requeued_dead_letters_are_decided_once(
         while not until() and time.monotonic() < deadline:
             worker.run_once()
 
-    worker = Worker(broker, services.scorer, store, topic=topic, max_wait=0.2)
+    worker = Worker(broker, services.decider, store, topic=topic, max_wait=0.2)
     try:
         monkeypatch.setattr(Scorer, "score", sick)
         broker.publish(topic, [(t.customer_id, t.model_dump(mode="json")) for t in txs])
@@ -389,7 +391,7 @@ def test_a_message_that_keeps_killing_workers_is_dead_lettered_on_every_broker(
     services = open_services(
         Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/scorer.db", model_path=bundle_path)
     )
-    worker = Worker(backend.consumer(), services.scorer, store, topic=topic, max_wait=0.2, max_deliveries=3)
+    worker = Worker(backend.consumer(), services.decider, store, topic=topic, max_wait=0.2, max_deliveries=3)
     try:
         deadline = time.monotonic() + PATIENCE
         while worker.stats.dead == 0 and time.monotonic() < deadline:
@@ -573,7 +575,7 @@ def test_worker_publishes_decisions_and_dead_letters(
     services.broker.publish(TRANSACTIONS, [(t.customer_id, t.model_dump(mode="json")) for t in txs])
     services.broker.publish(TRANSACTIONS, [(None, {"transaction_id": "bad", "amount": -1}), (None, "oops")])
     worker = Worker(
-        services.broker, services.scorer, services.store, batch_size=100, max_wait=0.01,
+        services.broker, services.decider, services.store, batch_size=100, max_wait=0.01,
         results_topic=RESULTS, dead_letters_topic=DEAD_LETTERS,
     )  # fmt: skip
     stats = worker.run(burst=True)
@@ -625,7 +627,7 @@ def test_a_message_that_keeps_killing_workers_is_dead_lettered_and_stored_decisi
         time.sleep(0.1)
     broker = RedisStreamsBroker(f"{redis_url}?prefix={redis_prefix}", claim_idle_seconds=0.05)
     worker = Worker(
-        broker, services.scorer, services.store, max_wait=0.01, max_deliveries=3,
+        broker, services.decider, services.store, max_wait=0.01, max_deliveries=3,
         results_topic=RESULTS, dead_letters_topic=DEAD_LETTERS,
     )  # fmt: skip
     try:

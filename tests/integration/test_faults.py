@@ -386,7 +386,7 @@ def test_a_message_nested_too_deep_is_dead_lettered_without_killing_the_worker(
     ]
     publish_raw(broker_url, [text.encode() for text in poison])
     worker = Worker(
-        services.broker, services.scorer, services.store,
+        services.broker, services.decider, services.store,
         batch_size=100, max_wait=0.2, results_topic=RESULTS, dead_letters_topic=DEAD_LETTERS,
     )  # fmt: skip
     deadline = time.monotonic() + 120

@@ -168,11 +168,12 @@ def test_the_worker_looks_up_only_recorded_transactions_and_keeps_decisions_made
         other = TransactionBatch.from_transactions(txs[40:60])
         store.decisions.save(scorer.score(other, record=False).columns(names, "elsewhere"), txs[40:60])
         asked: list[str] = []
-        real = store.decisions.decided_ids
-        monkeypatch.setattr(store.decisions, "decided_ids", lambda some: asked.extend(some) or real(some))
+        real = store.decisions.known
+        monkeypatch.setattr(store.decisions, "known", lambda some: asked.extend(some) or real(some))
 
         services.broker.publish(TRANSACTIONS, [(t.customer_id, t.model_dump(mode="json")) for t in txs])
-        worker = Worker(services.broker, scorer, store, batch_size=100, max_wait=0.01, results_topic=RESULTS)
+        decider = services.decider
+        worker = Worker(services.broker, decider, store, batch_size=100, max_wait=0.01, results_topic=RESULTS)
         stats = worker.run(burst=True)
         assert sorted(asked) == sorted(ids[:40])
         assert (stats.decided, stats.duplicates, stats.dead) == (240, 60, 0)

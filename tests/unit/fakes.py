@@ -12,20 +12,41 @@ from fraudstream.events.decision import DecisionColumns
 from fraudstream.state.base import EVENT_FIELDS
 
 
+class _Engine:
+    """Records a batch's events under the customer, as the real engine does for a decider."""
+
+    names = ("amount",)
+
+    def record(self, batch: TransactionBatch, state: Any) -> np.ndarray:
+        return state.record({f: getattr(batch, f) for f in EVENT_FIELDS}, {"customer": "customer_id"})
+
+
+class _NoState:
+    """A feature state that cannot say what it holds (every id is looked up) and keeps nothing."""
+
+    def recorded(self, transaction_ids: np.ndarray) -> None:
+        return None
+
+    def record(self, events: Any, entities: Any) -> np.ndarray:
+        return np.ones(len(events["transaction_id"]), dtype=bool)
+
+
 class BlockingScorer:
-    """BLOCKs every row; with a feature state it records each batch there first, as the real scorer
-    does."""
+    """BLOCKs every row, for a :class:`~fraudstream.pipeline.decider.Decider`; without a feature state,
+    one that cannot say what it holds."""
 
     version = "fake"
-    engine = SimpleNamespace(names=["amount"])
+    engine = _Engine()
+    bundle = SimpleNamespace(manifest=SimpleNamespace(version="fake"))
 
     def __init__(self, state: Any = None) -> None:
-        self.state = state
+        self.state = state if state is not None else _NoState()
         self.scored: list[str] = []
 
-    def score(self, batch: TransactionBatch) -> Any:
-        if self.state is not None:
-            self.state.record({f: getattr(batch, f) for f in EVENT_FIELDS}, {"customer": "customer_id"})
+    def record_labels(self, *_: Any) -> int:
+        return 0
+
+    def score(self, batch: TransactionBatch, *, record: bool = False) -> Any:
         self.scored += batch.transaction_id.tolist()
         n = len(batch)
 

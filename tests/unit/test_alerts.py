@@ -27,7 +27,8 @@ from fraudstream.brokers.memory import MemoryBroker
 from fraudstream.config import Settings
 from fraudstream.events import Transaction
 from fraudstream.events.alert import Alert
-from fraudstream.events.decision import DecisionRecord, may_alert
+from fraudstream.events.decision import DecisionColumns, DecisionRecord, may_alert
+from fraudstream.pipeline.decider import Decider, StoreLedger
 from fraudstream.rules import parse_rules
 from fraudstream.storage import Store, open_store
 from fraudstream.worker.worker import Worker
@@ -372,17 +373,18 @@ def test_webhook_body_is_slack_compatible() -> None:
 # -- the worker's hook ---------------------------------------------------------------------------------
 
 
-def test_worker_hands_only_newly_stored_decisions_to_on_decided(
+def test_the_decider_hands_only_newly_stored_decisions_to_on_decided(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     seen: list[list[str]] = []
 
-    def hook(records: list[DecisionRecord]) -> None:
-        seen.append([r.transaction_id for r in records])
+    def hook(decided: DecisionColumns) -> None:
+        seen.append(decided.transaction_id.tolist())
         raise RuntimeError("the hook broke")
 
     broker = MemoryBroker()
-    worker = Worker(broker, BlockingScorer(), store, max_wait=0.0, on_decided=hook)  # type: ignore[arg-type]
+    decider = Decider(BlockingScorer(), StoreLedger(store), on_decided=hook)  # type: ignore[arg-type]
+    worker = Worker(broker, decider, store, max_wait=0.0)
     txs = [Transaction(transaction_id=f"w{i}", timestamp=T0, customer_id="c", amount=5.0) for i in range(3)]
     broker.publish("transactions", [(t.customer_id, t.model_dump(mode="json")) for t in txs])
     worker.run(burst=True)
@@ -391,4 +393,4 @@ def test_worker_hands_only_newly_stored_decisions_to_on_decided(
     worker.run(burst=True)
     assert seen == [["w0", "w1", "w2"]]
     assert worker.stats.decided == 3 and worker.stats.dead == 0
-    assert "on_decided hook failed" in caplog.text
+    assert "handing 3 decisions to the alerts failed" in caplog.text

@@ -1,5 +1,6 @@
-"""The worker skips what is decided, asking storage only about what the feature state has recorded,
-and parses a batch in one call: the same decisions, duplicates, republications and dead letters."""
+"""The worker (through its decider) skips what is decided, asking storage only about what the feature
+state has recorded, and parses a batch in one call: the same decisions, duplicates, republications and
+dead letters."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from fraudstream._gc import paused_gc
 from fraudstream.brokers.base import Broker, Message
 from fraudstream.events import Transaction
 from fraudstream.events.decision import DecisionRecord
+from fraudstream.pipeline.decider import Decider, StoreLedger
 from fraudstream.state import MemoryFeatureState, StateError
 from fraudstream.storage import StorageError, Store, open_store
 from fraudstream.worker.worker import RESULTS, Worker
@@ -61,13 +63,13 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     with open_store(f"sqlite:///{tmp_path}/worker.db") as s:
         s.migrate()
         asked: list[list[str]] = []
-        real = s.decisions.decided_ids
+        real = s.decisions.known
 
-        def decided_ids(ids: list[str]) -> set[str]:
+        def known(ids: list[str]) -> dict[str, Any]:
             asked.append(list(ids))
             return real(ids)
 
-        monkeypatch.setattr(s.decisions, "decided_ids", decided_ids)
+        monkeypatch.setattr(s.decisions, "known", known)
         s.asked = asked  # type: ignore[attr-defined]
         yield s
 
@@ -96,19 +98,21 @@ class FailingScorer(BlockingScorer):
         super().__init__()
         self.error, self.times = error, times
 
-    def score(self, batch: Any) -> Any:
+    def score(self, batch: Any, **kw: Any) -> Any:
         if self.times:
             self.times -= 1
             raise self.error
-        return super().score(batch)
+        return super().score(batch, **kw)
+
+
+def deciding(scorer: Any, store: Store, on_decided: Any = None) -> Decider:
+    return Decider(scorer, StoreLedger(store), on_decided=on_decided)
 
 
 def make_worker(store: Store, state: Any, **kw: Any) -> tuple[Worker, ListBroker, list[str]]:
     broker, handed = ListBroker(), []
-    worker = Worker(
-        broker, BlockingScorer(state), store, max_wait=0.0, results_topic=RESULTS,  # type: ignore[arg-type]
-        on_decided=lambda records: handed.extend(r.transaction_id for r in records), **kw,
-    )  # fmt: skip
+    decider = deciding(BlockingScorer(state), store, lambda d: handed.extend(d.transaction_id.tolist()))
+    worker = Worker(broker, decider, store, max_wait=0.0, results_topic=RESULTS, **kw)
     return worker, broker, handed
 
 
@@ -155,7 +159,7 @@ def test_a_decided_transaction_delivered_too_often_is_still_published_not_dead_l
     worker.run(burst=True)
     assert store.asked == [["w1", "w2"]]  # type: ignore[attr-defined]
     assert (worker.stats.decided, worker.stats.duplicates, worker.stats.dead) == (0, 1, 1)
-    assert worker.scorer.scored == []  # type: ignore[attr-defined]
+    assert worker.decider.scorer.scored == []  # type: ignore[attr-defined]
     (letter,) = store.dead_letters.list()
     assert letter["reason"].startswith("delivered 4 times") and '"w2"' in letter["payload"]
     assert [m["transaction_id"] for m in broker.published[RESULTS]] == ["w1"]
@@ -174,7 +178,7 @@ def test_a_state_that_cannot_answer_has_every_transaction_looked_up(
     worker.run(burst=True)
     assert store.asked == [["w0", "w1"]]  # type: ignore[attr-defined]
     assert (worker.stats.decided, worker.stats.duplicates) == (1, 1)
-    assert "looking up every transaction" in caplog.text
+    assert "asking storage about every transaction" in caplog.text
 
 
 def test_a_batch_is_parsed_in_one_call_and_invalid_messages_keep_their_own_reasons(
@@ -224,11 +228,11 @@ def test_an_idle_worker_waits_with_the_collector_running_and_a_busy_one_handles_
     seen: list[bool] = []
 
     class Watching(BlockingScorer):
-        def score(self, batch: Any) -> Any:
+        def score(self, batch: Any, **kw: Any) -> Any:
             seen.append(gc.isenabled())
-            return super().score(batch)
+            return super().score(batch, **kw)
 
-    worker = Worker(broker, Watching(), store, max_wait=0.05, around_batch=paused_gc)  # type: ignore[arg-type]
+    worker = Worker(broker, deciding(Watching(), store), store, max_wait=0.05, around_batch=paused_gc)
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
@@ -264,18 +268,20 @@ def test_suspects_are_decided_one_at_a_time_in_event_time_and_the_first_goes_las
     broker.deliver([tx(9), tx(1)])  # fresh: decided together, first
     broker.deliver([tx(7), tx(3)], deliveries=3)  # in another order than their event times
     worker.run(burst=True)
-    assert worker.scorer.scored == ["w9", "w1", "w3", "w7"]  # type: ignore[attr-defined]
+    assert worker.decider.scorer.scored == ["w9", "w1", "w3", "w7"]  # type: ignore[attr-defined]
     assert worker.stats.batches == 1
     broker.deliver([tx(8), tx(2), tx(6)], deliveries=4)
     worker.run(burst=True)
-    assert worker.scorer.scored[4:] == ["w6", "w8", "w2"]  # type: ignore[attr-defined]
+    assert worker.decider.scorer.scored[4:] == ["w6", "w8", "w2"]  # type: ignore[attr-defined]
 
 
 def test_an_outage_of_the_feature_state_is_retried_never_dead_lettered(store: Store) -> None:
     """Redis going away mid-batch is not the messages' fault: the batch comes round again."""
 
     broker = ListBroker()
-    worker = Worker(broker, FailingScorer(StateError("cannot reach Redis"), 3), store, max_wait=0.0)  # type: ignore[arg-type]
+    worker = Worker(
+        broker, deciding(FailingScorer(StateError("cannot reach Redis"), 3), store), store, max_wait=0.0
+    )
     broker.deliver([tx(i) for i in range(4)])
     for _ in range(3):  # run() retries after each failure; bounded so that a regression fails, not hangs
         if worker.stats.decided + worker.stats.dead < 4:
@@ -296,12 +302,14 @@ def test_a_long_outage_hands_the_batch_back_without_counting_deliveries(store: S
     from fraudstream.brokers.memory import MemoryBroker
 
     broker = MemoryBroker()
-    worker = Worker(broker, FailingScorer(StorageError("down"), 6), store, max_wait=0.0, max_deliveries=5)  # type: ignore[arg-type]
+    worker = Worker(
+        broker, deciding(FailingScorer(StorageError("down"), 6), store), store, max_wait=0.0, max_deliveries=5
+    )
     worker.stopping = Instant()
     broker.publish("transactions", [(None, tx(i)) for i in range(4)])
     worker.run(burst=True)
     assert (worker.stats.errors, worker.stats.decided, worker.stats.dead) == (6, 4, 0)
-    assert worker.scorer.scored == ["w0", "w1", "w2", "w3"]  # type: ignore[attr-defined]  # one batch
+    assert worker.decider.scorer.scored == ["w0", "w1", "w2", "w3"]  # type: ignore[attr-defined]  # one batch
 
 
 def test_a_broker_that_cannot_take_the_batch_back_does_not_end_the_worker(
@@ -312,7 +320,7 @@ def test_a_broker_that_cannot_take_the_batch_back_does_not_end_the_worker(
             raise StorageError("the queue's database is unreachable")
 
     broker = Unreachable()
-    worker = Worker(broker, FailingScorer(StorageError("down"), 1), store, max_wait=0.0)  # type: ignore[arg-type]
+    worker = Worker(broker, deciding(FailingScorer(StorageError("down"), 1), store), store, max_wait=0.0)
     worker.stopping = Instant()
     broker.deliver([tx(0)])
     worker.run(burst=True)

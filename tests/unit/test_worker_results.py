@@ -1,4 +1,5 @@
-"""What the worker hands on after storing a batch: the results topic's messages and the alerts hook."""
+"""What the worker and its decider hand on after storing a batch: the results topic's messages and
+the alerts hook."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import pytest
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.decision import DecisionColumns, DecisionRecord
+from fraudstream.pipeline.decider import Decider, StoreLedger
 from fraudstream.storage import Store, open_store
 from fraudstream.worker.messages import decision_message
 from fraudstream.worker.worker import RESULTS, Worker
+from tests.unit.fakes import BlockingScorer
 from tests.unit.test_worker_dedup import ListBroker, tx
 
 
@@ -30,13 +33,12 @@ class KeyedBroker(ListBroker):
             self.keyed += messages
 
 
-class ByAmountScorer:
+class ByAmountScorer(BlockingScorer):
     """APPROVEs below 100, FLAGs below 200, BLOCKs from 200; the rule ``odd`` fires on odd amounts."""
 
     version = "by-amount"
-    engine = type("Engine", (), {"names": ["amount"]})()
 
-    def score(self, batch: TransactionBatch) -> Any:
+    def score(self, batch: TransactionBatch, *, record: bool = False) -> Any:
         amount = batch.amount
         decision = np.where(amount < 100, "APPROVE", np.where(amount < 200, "FLAG", "BLOCK")).astype(object)
         rules = [["odd"] if int(a) % 2 else [] for a in amount.tolist()]
@@ -70,10 +72,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def test_results_are_the_stored_decisions_and_alerts_get_those_that_can_raise_one(store: Store) -> None:
     handed: list[DecisionRecord] = []
     broker = KeyedBroker()
-    worker = Worker(
-        broker, ByAmountScorer(), store, max_wait=0.0, results_topic=RESULTS,  # type: ignore[arg-type]
-        on_decided=handed.extend,
-    )  # fmt: skip
+    decider = Decider(ByAmountScorer(), StoreLedger(store), on_decided=lambda d: handed.extend(d.records()))  # type: ignore[arg-type]
+    worker = Worker(broker, decider, store, max_wait=0.0, results_topic=RESULTS)
     amounts = [10.0, 11.0, 150.0, 250.0, 20.0, 151.0]
     broker.deliver([tx(i, amount=a) | {"customer_id": f"c{i % 2}"} for i, a in enumerate(amounts)])
     worker.run(burst=True)

@@ -19,7 +19,7 @@ from typing import Self
 from fraudstream.alerts.base import MAX_PER_MESSAGE, Channel
 from fraudstream.alerts.detect import AlertDetector
 from fraudstream.events.alert import DELIVERED, FAILED, PENDING, STORED, Alert, DeliveryAttempt
-from fraudstream.events.decision import DecisionRecord
+from fraudstream.events.decision import DecisionColumns, DecisionRecord
 from fraudstream.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,9 @@ class AlertDispatcher:
         self.channels = {channel.name: channel for channel in channels}
         self.retry = retry or Retry()
         self._sleep = sleep or (lambda event, seconds: event.wait(seconds))
-        self._intake: queue.SimpleQueue[list[DecisionRecord] | list[Alert]] = queue.SimpleQueue()
+        self._intake: queue.SimpleQueue[DecisionColumns | list[DecisionRecord] | list[Alert]] = (
+            queue.SimpleQueue()
+        )
         self._outboxes: dict[str, queue.SimpleQueue[list[Alert]]] = {
             n: queue.SimpleQueue() for n in self.channels
         }
@@ -87,11 +89,12 @@ class AlertDispatcher:
             self._threads.append(thread)
         return self
 
-    def submit(self, records: list[DecisionRecord]) -> None:
-        """Hand over newly stored decisions; returns at once. The ``Worker.on_decided`` hook."""
-        if records and not self._stopping.is_set():
+    def submit(self, decided: DecisionColumns | list[DecisionRecord]) -> None:
+        """Hand over newly stored decisions; returns at once (the decider's ``on_decided``): they become
+        records on the detecting thread, not on the one that decided them."""
+        if len(decided) and not self._stopping.is_set():
             self._add_work(1)
-            self._intake.put(list(records))
+            self._intake.put(decided if isinstance(decided, DecisionColumns) else list(decided))
 
     def raise_alerts(self, alerts: list[Alert]) -> None:
         """Hand over alerts raised elsewhere (drift monitoring) to be stored and delivered like the
@@ -160,7 +163,7 @@ class AlertDispatcher:
                 except queue.Empty:
                     break
             try:
-                self._detect([r for batch in batches for r in batch])
+                self._detect([r for batch in batches for r in _items(batch)])
             except Exception:  # never let one bad batch stop alerting
                 log.exception("alerts: detection or storage failed for %d batches", len(batches))
             finally:
@@ -250,3 +253,7 @@ class AlertDispatcher:
         for status, ids in finished.items():
             if ids:
                 self.store.alerts.set_status(ids, status)
+
+
+def _items(batch: DecisionColumns | list[DecisionRecord] | list[Alert]) -> list[DecisionRecord] | list[Alert]:
+    return batch.records() if isinstance(batch, DecisionColumns) else batch

@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fraudstream import __version__
 from fraudstream._gc import freeze_startup_objects, paused_gc
@@ -22,13 +21,10 @@ from fraudstream.api import openapi
 from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.bodies import add_component_schemas
 from fraudstream.api.errors import install_error_handlers
-from fraudstream.api.fast_score import PATH as FAST_PATH
-from fraudstream.api.fast_score import FastScoreMiddleware
 from fraudstream.api.keyring import Keyring
 from fraudstream.api.limits import RateLimitMiddleware, RateLimits
 from fraudstream.api.metrics import ApiMetrics, RequestMetricsMiddleware
 from fraudstream.api.routes import api_router
-from fraudstream.api.routes.score import router as score_router
 from fraudstream.api.routes.simulations import SimulationSlot
 from fraudstream.brokers import publishes_results
 from fraudstream.config import Settings
@@ -36,7 +32,7 @@ from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Label, Transaction
 from fraudstream.monitoring.drift import watch
 from fraudstream.monitoring.metrics import DriftCollector
-from fraudstream.pipeline.scorer import Scorer
+from fraudstream.pipeline.decider import Decider
 from fraudstream.registry import watch_model
 from fraudstream.runtime import Services, alerts_for, open_services
 from fraudstream.worker.worker import DEAD_LETTERS, RESULTS, Worker
@@ -59,21 +55,20 @@ WORKER_RESTART_DELAY = 1.0
 WORKER_JOIN_TIMEOUT = 30.0
 #: Say why the start-up takes long when the warm-up has not finished after this many seconds.
 SLOW_WARM_UP = 3.0
-#: Rows in the warm-up's larger batch: more than the few-row paths take (see :func:`warm_up`).
-WARM_UP_MANY = 80
+#: Transactions in the warm-up's batch (see :func:`warm_up`).
+WARM_UP_ROWS = 4
 
 
-def warm_up(scorer: Scorer) -> None:
-    """Score throwaway transactions without recording them, a batch of one and a batch of many, so
-    neither the first request nor the worker's first batch pays for loading the compiled kernels of
-    its path (about 0.4 s each once per process; on a fresh install, compiling them takes 20-30 s)."""
+def warm_up(decider: Decider) -> None:
+    """Decide throwaway transactions without storing or recording them, so that the first request does
+    not pay for loading the compiled kernels (about half a second once per process; on a fresh
+    install, compiling them takes 20-30 s). Every batch size takes the same kernels."""
     now = datetime.now(UTC)
     probes = [
         Transaction(transaction_id=f"warm-up-{i}", timestamp=now, customer_id=f"warm-up-{i}", amount=1.0)
-        for i in range(WARM_UP_MANY)
+        for i in range(WARM_UP_ROWS)
     ]
-    for batch in (probes[:1], probes):
-        scorer.score(TransactionBatch.from_transactions(batch), record=False)
+    decider.score(TransactionBatch.from_transactions(probes))
 
 
 def _supervise(worker: Worker) -> None:
@@ -90,12 +85,11 @@ def _start_worker(app: FastAPI, services: Services, settings: Settings, metrics:
     results = publishes_results(settings.broker_url)  # decisions and dead letters to redis:// or kafka://
     worker = Worker(
         services.broker,
-        services.scorer,
+        services.decider,
         services.store,
         batch_size=settings.batch_size,
         max_wait=settings.max_wait,
         on_scored=metrics.on_worker_batch,
-        on_decided=app.state.alerts.submit,
         results_topic=RESULTS if results else None,
         dead_letters_topic=DEAD_LETTERS if results else None,
         max_deliveries=settings.max_deliveries,
@@ -115,21 +109,6 @@ def _stop_worker(app: FastAPI) -> None:
     thread.join(WORKER_JOIN_TIMEOUT)
     if thread.is_alive():
         log.warning("embedded worker did not stop within %.0f s", time.monotonic() - started)
-
-
-class _FraudApi(FastAPI):
-    """FastAPI with ``POST /v1/score``'s fast path (:mod:`.fast_score`) in front of its whole middleware
-    stack: the fast path times its own answers and checks the body size itself, and everything it
-    does not answer goes through the stack as usual."""
-
-    front: ASGIApp | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["app"] = self  # as Starlette does first: error handlers find the app's state through it
-        await (self.front or self.framework)(scope, receive, send)
-
-    async def framework(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, services: Services | None = None, *, run_worker: bool = False) -> FastAPI:
@@ -153,18 +132,13 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
         ))  # fmt: skip
         slow.start()
         try:
-            warm_up(running.scorer)
+            warm_up(running.decider)
         finally:
             slow.cancel()
         alerts = app.state.alerts = alerts_for(running)  # stores alerts; delivers them if channels are set
-        app.state.drift = watch(running.scorer, settings, alerts.raise_alerts)  # GET /v1/drift, /metrics
+        app.state.drift = watch(running.decider, settings, alerts.raise_alerts)  # GET /v1/drift, /metrics
         app.state.batcher = ScoreBatcher(
-            running.scorer,
-            running.store,
-            metrics,
-            max_wait=settings.score_max_wait,
-            on_decided=alerts.submit,
-            around_batch=paused_gc,
+            running.decider, metrics, max_wait=settings.score_max_wait, around_batch=paused_gc
         )
         app.state.services = running
         app.state.model_watcher = watch_model(running, settings)  # a promotion swaps in without a restart
@@ -178,7 +152,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
                 app.state.model_watcher.stop()
                 app.state.model_watcher = None
             app.state.simulations.stop()
-            app.state.batcher.stop()
+            await app.state.batcher.stop()
             _stop_worker(app)
             app.state.alerts.close()
             app.state.services = None
@@ -186,7 +160,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
             if owned:
                 running.close()
 
-    app = _FraudApi(title="fraudstream", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="fraudstream", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.services = None
@@ -201,8 +175,6 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     app.state.keyring = Keyring(settings)
     app.state.limits = RateLimits(settings, app.state.keyring) if settings.rate_limits else None
     app.include_router(api_router)
-    score_route = next(r for r in score_router.routes if getattr(r, "path", None) == FAST_PATH)
-    app.front = FastScoreMiddleware(app.framework, state=app.state, route=score_route)
     install_error_handlers(app, settings.max_body_bytes)
     if app.state.limits is not None:  # outside the body limit: a refused client's body is never read
         app.add_middleware(RateLimitMiddleware, limits=app.state.limits)

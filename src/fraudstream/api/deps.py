@@ -16,6 +16,7 @@ from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.keyring import ANONYMOUS, Caller, Keyring
 from fraudstream.api.metrics import ApiMetrics
 from fraudstream.config import Settings
+from fraudstream.pipeline.decider import Decider
 from fraudstream.pipeline.scorer import Scorer
 from fraudstream.runtime import Services
 from fraudstream.storage.keys import Role
@@ -59,14 +60,19 @@ async def get_scorer(services: ServicesDep) -> Scorer:
     return services.scorer
 
 
+async def get_decider(services: ServicesDep) -> Decider:
+    return services.decider
+
+
 async def get_batcher(request: Request, services: ServicesDep) -> ScoreBatcher:
     batcher: ScoreBatcher = request.app.state.batcher
     return batcher
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
-BatcherDep = Annotated[ScoreBatcher, Depends(get_batcher)]
 ScorerDep = Annotated[Scorer, Depends(get_scorer)]
+DeciderDep = Annotated[Decider, Depends(get_decider)]
+BatcherDep = Annotated[ScoreBatcher, Depends(get_batcher)]
 
 
 def _offered(api_key: str | None, credentials: HTTPAuthorizationCredentials | None) -> list[str]:
@@ -92,23 +98,27 @@ def get_keyring(request: Request) -> Keyring:
     return keyring
 
 
+async def authenticate(keyring: Keyring, offered: list[str]) -> Caller:
+    """Who offers these keys (see :mod:`.keyring`): with no keys at all (neither in the environment nor
+    stored) everyone is :data:`ANONYMOUS`, an admin (the embedded demo; the app logs a warning at
+    start-up). No key is 401, an unknown or revoked one 403. Every route authenticates through this."""
+    if not await keyring.enabled_async():
+        return ANONYMOUS
+    if not offered:
+        _required(None, None)
+    caller = await keyring.identify_async(offered)
+    if caller is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
+    return caller
+
+
 async def get_caller(
     request: Request,
     api_key: Annotated[str | None, Security(api_key_header)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> Caller:
-    """Who sent the request (``X-API-Key`` or ``Authorization: Bearer``), see :mod:`.keyring`.
-
-    With no keys at all (neither in the environment nor stored) everyone is :data:`ANONYMOUS`, an
-    admin (the embedded demo; the app logs a warning at start-up). A missing key is 401, an unknown
-    or revoked one 403."""
-    keyring = get_keyring(request)
-    if not await keyring.enabled_async():
-        return ANONYMOUS
-    caller = await keyring.identify_async(_required(api_key, credentials))
-    if caller is None:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
-    return caller
+    """Who sent the request (``X-API-Key`` or ``Authorization: Bearer``): :func:`authenticate`."""
+    return await authenticate(get_keyring(request), _offered(api_key, credentials))
 
 
 #: The caller of a request, for routes that record who acted (its ``name``) or depend on its ``role``.

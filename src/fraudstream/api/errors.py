@@ -168,6 +168,11 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": json_safe([_explained(e) for e in exc.errors()])}, status_code=422)
 
 
+def unparsable_body(cause: BaseException) -> str:
+    """Why a JSON body could not be parsed, in words a client can act on."""
+    return _unparsable(cause) or f"the body is not valid JSON: {cause}"
+
+
 def _unparsable(cause: BaseException | None) -> str | None:
     """Why FastAPI could not parse a JSON body (it answers 400 for these), or ``None`` if it is not
     one of the ways a client's body fails before it reaches validation."""

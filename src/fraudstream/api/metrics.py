@@ -8,14 +8,16 @@ timeseries" errors, and ``/metrics`` shows exactly this app's numbers.
 from __future__ import annotations
 
 import collections
+import re
 import time
 from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fraudstream.pipeline.scorer import ScoredBatch
+from fraudstream.events.decision import DecisionColumns
 
 #: Request latencies span sub-millisecond health checks to 30 s long polls.
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -87,10 +89,10 @@ class ApiMetrics:
         for value, count in collections.Counter(map(str, decisions)).items():
             self.child(self.decisions, value).inc(count)
 
-    def on_worker_batch(self, scored: ScoredBatch) -> None:
-        """The embedded worker's ``on_scored`` callback: called after the batch's decisions are stored."""
-        self.observe_scoring("worker", scored.timings.get("total", 0.0) / 1e3)
-        self.count_decisions(scored.decision.tolist())
+    def on_worker_batch(self, decided: DecisionColumns) -> None:
+        """The embedded worker's ``on_scored`` callback: its new decisions, once stored."""
+        self.observe_scoring("worker", decided.latency_ms.get("total", 0.0) / 1e3)
+        self.count_decisions(decided.decision.tolist())
 
 
 class RequestMetricsMiddleware:
@@ -103,6 +105,23 @@ class RequestMetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._templates: list[tuple[re.Pattern[str], frozenset[str], str]] | None = None
+
+    def template(self, scope: Scope) -> str:
+        """The template of the documented route a request's method and path match, for a request
+        answered before routing (a 413 for its body, a 429 of the rate limits), so that it is timed
+        under its route like its other answers; :data:`UNROUTED` when none matches."""
+        if self._templates is None:
+            app = scope.get("app")
+            paths = app.openapi().get("paths", {}) if app is not None and hasattr(app, "openapi") else {}
+            self._templates = [
+                (compile_path(path)[0], frozenset(m.upper() for m in operations), path)
+                for path, operations in paths.items()
+            ]
+        for pattern, methods, path in self._templates:
+            if scope.get("method") in methods and pattern.match(scope.get("path", "")):
+                return path
+        return UNROUTED
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,8 +139,7 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or UNROUTED
+            template = getattr(scope.get("route"), "path", None) or self.template(scope)
             self.metrics.requests.labels(scope["method"], template, str(status)).observe(
                 time.perf_counter() - started
             )

@@ -103,7 +103,9 @@ def worker(
             results_topic=RESULTS if results else None, dead_letters_topic=DEAD_LETTERS if results else None,
         ) as w:  # fmt: skip
             w.install_signal_handlers()
-            console.print(f"worker: model {w.scorer.version}, broker {settings.broker_url}, Ctrl-C to stop")
+            console.print(
+                f"worker: model {w.decider.scorer.version}, broker {settings.broker_url}, Ctrl-C to stop"
+            )
             stats = w.run(burst=burst)
         console.print(
             f"worker stopped: {stats.decided:,} decided, {stats.duplicates:,} duplicates, {stats.dead:,} dead"

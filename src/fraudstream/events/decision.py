@@ -119,6 +119,21 @@ class DecisionColumns:
         flags = np.asarray(self.routed, dtype=bool).tolist()
         return [other if r else served for r in flags], [served if r else other for r in flags]
 
+    @property
+    def champion_probability(self) -> np.ndarray:
+        """The served model's (``model_version``'s) probability of every row, whichever model decided
+        it: with A/B routing the challenger's rows hold the champion's in ``shadow_probability``."""
+        if self.routed is None or self.shadow_probability is None:
+            return np.asarray(self.probability, dtype=np.float64)
+        return np.where(self.routed, self.shadow_probability, self.probability)
+
+    def alerting_rows(self) -> list[int]:
+        """The rows that can raise an alert (:func:`may_alert`): every FLAG and BLOCK, and every decision
+        a rule fired on; most decisions are APPROVEs no rule touched, which nobody needs to hand over."""
+        decisions = np.asarray(self.decision, dtype=object).tolist()
+        pairs = zip(decisions, self.rules, strict=True)
+        return [k for k, (decision, rules) in enumerate(pairs) if may_alert(decision, rules)]
+
     def slice(self, lo: int, hi: int) -> DecisionColumns:
         """Rows ``lo`` to ``hi`` (views, not copies)."""
         return self._rows(slice(lo, hi), lambda items: items[lo:hi])

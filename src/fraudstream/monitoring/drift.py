@@ -20,18 +20,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from fraudstream.config import Settings
 from fraudstream.events.alert import Alert
+from fraudstream.events.decision import DecisionColumns
 from fraudstream.events.transaction import DECISIONS
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.models.reference import NO_REFERENCE, SCORE, Reference
-
-if TYPE_CHECKING:
-    from fraudstream.pipeline.scorer import ScoredBatch, Scorer
 
 log = logging.getLogger(__name__)
 
@@ -302,22 +300,32 @@ def monitor_for(
     )
 
 
+class Decisions(Protocol):
+    """What :func:`watch` follows: the served bundle, and every batch of new decisions as it is stored
+    (a :class:`~fraudstream.pipeline.decider.Decider`)."""
+
+    @property
+    def bundle(self) -> ModelBundle: ...
+
+    def add_observer(self, observe: Callable[[DecisionColumns], None]) -> None: ...
+
+
 def watch(
-    scorer: Scorer, settings: Settings, on_alerts: Callable[[list[Alert]], None] | None = None
+    decisions: Decisions, settings: Settings, on_alerts: Callable[[list[Alert]], None] | None = None
 ) -> DriftMonitor:
-    """A monitor of the scorer's model (see :func:`monitor_for`) that counts every batch it records,
-    and follows the scorer to a model swapped in place (see :meth:`DriftMonitor.follow`). The score
+    """A monitor of the served model (see :func:`monitor_for`) that counts every batch of new
+    decisions, and follows a model swapped in place (see :meth:`DriftMonitor.follow`). The score
     counted is the served model's, also for rows an A/B challenger decided, so the score's PSI
     compares like with like."""
-    monitor = monitor_for(scorer.bundle, settings, on_alerts)
+    monitor = monitor_for(decisions.bundle, settings, on_alerts)
 
-    def observe(scored: ScoredBatch) -> None:
-        if scored.model_version != monitor.model_version:  # a model swapped in place
-            bundle = scorer.bundle
-            if bundle.manifest.version != scored.model_version:
+    def observe(decided: DecisionColumns) -> None:
+        if decided.model_version != monitor.model_version:  # a model swapped in place
+            bundle = decisions.bundle
+            if bundle.manifest.version != decided.model_version:
                 return  # swapped again since this batch: its reference is not at hand
             monitor.follow(bundle)
-        monitor.observe(scored.features, scored.champion_probability)
+        monitor.observe(decided.features, decided.champion_probability)
 
-    scorer.add_observer(observe)
+    decisions.add_observer(observe)
     return monitor

@@ -38,5 +38,5 @@ def open_job(
     with open_worker(
         settings, say, broker=CheckpointedPublisher, results_topic=RESULTS, dead_letters_topic=DEAD_LETTERS
     ) as worker:
-        say(f"spark stream: model {worker.scorer.version}, decisions to {settings.broker_url}")
+        say(f"spark stream: model {worker.decider.scorer.version}, decisions to {settings.broker_url}")
         yield MicroBatches(worker, stopping, say), worker.stats

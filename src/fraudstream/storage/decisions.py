@@ -10,10 +10,10 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import func, select, tuple_, union
+from sqlalchemy import case, func, null, select, true, tuple_, union, union_all
 
 from fraudstream.events.decision import DecisionColumns, DecisionRecord
 from fraudstream.events.transaction import Transaction
@@ -35,6 +35,14 @@ FLAGGED = ("FLAG", "BLOCK")
 LATENCY_SAMPLE = 20_000
 #: :meth:`DecisionRepository.stats` also gives the throughput over this many of the window's newest seconds.
 RECENT_SECONDS = 60.0
+
+
+class Known(NamedTuple):
+    """What storage holds of a transaction id: whether it is decided, and its stored body's hash."""
+
+    decided: bool
+    body_hash: str | None
+
 
 _d = tables.decisions
 _t = tables.transactions
@@ -128,6 +136,29 @@ class DecisionRepository:
                     found = stored_body_hash(h, payloads.get(i))
                     if found is not None:
                         out[i] = found
+        return out
+
+    def known(self, ids: builtins.list[str]) -> dict[str, Known]:
+        """What storage knows of each of ``ids`` it holds, in one query per chunk: whether it is decided,
+        and the body hash of its stored transaction (``None`` for a decision stored without one, as a
+        replay's). The decider's de-duplication step asks this once per batch."""
+        out: dict[str, Known] = {}
+        decided = select(_d.c.transaction_id).where(_d.c.transaction_id == _t.c.transaction_id).exists()
+        legacy = case((_t.c.body_hash.is_(None), _t.c.payload), else_=None)
+        with self._db.read() as conn:
+            for chunk in chunks(builtins.list(dict.fromkeys(ids))):
+                with_body = select(_t.c.transaction_id, _t.c.body_hash, legacy, decided).where(
+                    _t.c.transaction_id.in_(chunk)
+                )
+                alone = select(_d.c.transaction_id, null(), null(), true()).where(
+                    _d.c.transaction_id.in_(chunk),
+                    ~select(_t.c.transaction_id).where(_t.c.transaction_id == _d.c.transaction_id).exists(),
+                )
+                for tx_id, stored, payload, is_decided in conn.execute(union_all(with_body, alone)):
+                    unstored = stored is None and payload is None
+                    out[tx_id] = Known(
+                        bool(is_decided), None if unstored else stored_body_hash(stored, payload)
+                    )
         return out
 
     def transaction_times(self, ids: builtins.list[str]) -> dict[str, datetime]:

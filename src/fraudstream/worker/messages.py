@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field, TypeAdapter, ValidationError
 
-from fraudstream.events.decision import DecisionColumns, DecisionRecord, may_alert
+from fraudstream.events.decision import DecisionColumns, DecisionRecord
 from fraudstream.events.transaction import Transaction
 
 PAYLOADS = TypeAdapter(list[Annotated[Transaction | Any, Field(union_mode="left_to_right")]])
@@ -76,13 +76,6 @@ def decision_messages(columns: DecisionColumns) -> list[dict[str, Any]]:
             strict=True,
         )
     ]
-
-
-def alerting_rows(columns: DecisionColumns) -> list[int]:
-    """The rows that can raise an alert: every FLAG and BLOCK, and every decision a rule fired on."""
-    decisions = np.asarray(columns.decision, dtype=object).tolist()
-    pairs = zip(decisions, columns.rules, strict=True)
-    return [k for k, (decision, rules) in enumerate(pairs) if may_alert(decision, rules)]
 
 
 def payload_text(payload: Any) -> str:

@@ -1,4 +1,5 @@
-"""Replay: push a dataset through exactly what production does — state, models, rules, storage.
+"""Replay: push a dataset through exactly what production does — the decider's state, models, rules,
+storage.
 
 Transactions go through in event-time order in large batches; fraud labels are delivered to the
 feature state as they arrive (once their ``label_time`` has passed), just as chargebacks would.
@@ -17,8 +18,11 @@ import numpy as np
 import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
-from fraudstream.events.transaction import Label
+from fraudstream.events.decision import DecisionColumns, DecisionRecord
+from fraudstream.events.transaction import Label, Transaction
+from fraudstream.pipeline.decider import DUPLICATE, Decider
 from fraudstream.pipeline.scorer import Scorer
+from fraudstream.storage.decisions import Known
 from fraudstream.storage.store import Store
 from fraudstream.storage.writer import DecisionWriter
 
@@ -37,6 +41,30 @@ class ReplayResult:
         return len(self.probability) / self.seconds if self.seconds else 0.0
 
 
+class _Written:
+    """The replay's :class:`~fraudstream.pipeline.decider.Ledger`: decisions go to the writer process
+    (or nowhere, without a store), with the labels that arrived before their batch. A replay decides
+    its file's rows afresh, so nothing is looked up: the writer keeps the first decision of an id."""
+
+    def __init__(self, writer: DecisionWriter | None) -> None:
+        self.writer = writer
+        self.labels: list[Label] = []
+
+    def known(self, ids: list[str]) -> dict[str, Known]:
+        return {}
+
+    def save(
+        self, decided: DecisionColumns, bodies: list[Transaction] | None, clashes: set[str]
+    ) -> list[str]:
+        if self.writer is not None:
+            self.writer.save(decided, self.labels)
+        self.labels = []
+        return decided.transaction_id.tolist()
+
+    def decisions(self, ids: list[str]) -> dict[str, DecisionRecord]:
+        return {}
+
+
 def replay(
     frame: pd.DataFrame,
     scorer: Scorer,
@@ -46,10 +74,13 @@ def replay(
     progress: Callable[[str, int, int], None] | None = None,
     around_batch: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> ReplayResult:
-    """Score ``frame`` in time order, batch by batch, storing decisions when ``store`` is given;
-    ``around_batch`` is entered around scoring each batch (``fraudstream replay`` pauses the collector).
+    """Decide ``frame`` in time order, batch by batch, through a :class:`Decider` as the online path
+    does, storing decisions when ``store`` is given; ``around_batch`` (a module-level function, for the
+    writer process to call too) is entered around deciding and around writing each batch
+    (``fraudstream replay`` pauses the collector).
 
     The result is aligned with ``frame`` sorted by timestamp (stably); pass it sorted to align with it.
+    A row repeating an earlier row's id gets that row's decision.
     """
     if not frame["timestamp"].is_monotonic_increasing:
         frame = frame.sort_values("timestamp", kind="stable")
@@ -59,30 +90,38 @@ def replay(
     fraud = np.flatnonzero((batch.is_fraud == 1) & ~np.isnan(batch.label_time))
     fraud = fraud[np.argsort(batch.label_time[fraud], kind="stable")]
     delivered = np.zeros(n, dtype=bool)
-    probability = np.empty(n)
+    probability = np.full(n, np.nan)
     decision = np.empty(n, dtype=object)
     started = time.perf_counter()
-    writer = DecisionWriter(store) if store is not None else None
+    writer = DecisionWriter(store, around_batch) if store is not None else None
+    ledger = _Written(writer)
+    decider = Decider(scorer, ledger)
     with writer or nullcontext():
         for lo in range(0, n, batch_size):
             hi = min(lo + batch_size, n)
             due = fraud[(batch.label_time[fraud] < batch.timestamp[hi - 1]) & (fraud < lo)]
             due = due[~delivered[due]]
-            labels = []
             if due.size:
                 delivered[due] = True
                 ids, times = batch.transaction_id[due], batch.label_time[due]
-                scorer.state.record_labels(ids, times, np.ones(due.size, dtype=bool))
+                decider.record_labels(ids, times, np.ones(due.size, dtype=bool))
                 if writer is not None:
                     pairs = zip(ids, pd.to_datetime(times, unit="s", utc=True), strict=True)
-                    labels = [Label(transaction_id=t, is_fraud=True, label_time=w) for t, w in pairs]
+                    ledger.labels = [Label(transaction_id=t, is_fraud=True, label_time=w) for t, w in pairs]
             with around_batch():
-                scored = scorer.score(batch.take(np.arange(lo, hi)))
-            probability[lo:hi] = scored.probability
-            decision[lo:hi] = scored.decision
-            if writer is not None:
-                writer.save(scored.columns(scorer.engine.names), labels)
+                decided = decider.decide(batch.take(np.arange(lo, hi)))
+            if decided.new is not None:
+                at = lo + decided.new_rows
+                probability[at] = decided.new.probability
+                decision[at] = decided.new.decision
+            for row in decided.rows(DUPLICATE):  # an id seen before: its first row's decision
+                first = _first_row(batch.transaction_id, lo + row)
+                probability[lo + row], decision[lo + row] = probability[first], decision[first]
             if progress:
                 progress("replay", hi, n)
     stored = writer.stored if writer is not None else 0  # complete: leaving the block waited for it
     return ReplayResult(probability, decision, time.perf_counter() - started, stored)
+
+
+def _first_row(ids: np.ndarray, row: int) -> int:
+    return int(np.flatnonzero(ids[: row + 1] == ids[row])[0])

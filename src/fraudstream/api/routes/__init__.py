@@ -1,11 +1,5 @@
-"""The API's routers: one per resource. Every route under ``/v1`` needs a role when keys are set.
-
-:data:`ROLES` is the one place that says which roles may call which route. A ``/v1`` route missing
-from it is open to admin keys alone and fails the roles test, so no route is served to a role nobody
-decided on. Admin holds every role. ``ingest`` sends transactions and reads back their decisions;
-``analyst`` reads everything, writes labels and cases and requeues dead letters (the dashboard's
-button); ``admin`` alone changes models and keys.
-"""
+"""The API's routers: one per resource. Every route under ``/v1`` needs a role when keys are set,
+the one :data:`~fraudstream.api.roles.ROLES` gives it."""
 
 from __future__ import annotations
 
@@ -14,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from fraudstream.api.deps import Caller, allow, refuse_role
+from fraudstream.api.roles import ROLES, roles_for
 from fraudstream.api.routes import (
     alerts,
     cases,
@@ -37,59 +32,6 @@ from fraudstream.api.routes import (
     transactions,
 )
 from fraudstream.storage.keys import Role
-
-INGEST, ANALYST, ADMIN = frozenset({Role.INGEST}), frozenset({Role.ANALYST}), frozenset({Role.ADMIN})
-SENDER = frozenset({Role.INGEST, Role.ANALYST})
-
-#: (method, path) → the roles that may call it (admin always may).
-ROLES: dict[tuple[str, str], frozenset[Role]] = {
-    ("POST", "/v1/score"): INGEST,
-    ("POST", "/v1/transactions"): INGEST,
-    ("GET", "/v1/transactions/{transaction_id}"): SENDER,
-    ("GET", "/v1/decisions"): ANALYST,
-    ("GET", "/v1/stats"): ANALYST,
-    ("GET", "/v1/stats/series"): ANALYST,
-    ("GET", "/v1/customers/{customer_id}"): ANALYST,
-    ("POST", "/v1/labels"): ANALYST,
-    ("GET", "/v1/labels/{transaction_id}"): ANALYST,
-    ("GET", "/v1/simulations"): ANALYST,
-    ("POST", "/v1/simulations"): ANALYST,
-    ("GET", "/v1/model"): ANALYST,
-    ("GET", "/v1/stream"): ANALYST,
-    ("GET", "/v1/alerts"): ANALYST,
-    ("GET", "/v1/reports/daily"): ANALYST,
-    ("GET", "/v1/dead-letters"): ANALYST,
-    ("POST", "/v1/dead-letters/requeue"): ANALYST,
-    ("GET", "/v1/models"): ANALYST,
-    ("POST", "/v1/models/promote"): ADMIN,
-    ("POST", "/v1/models/rollback"): ADMIN,
-    ("GET", "/v1/models/compare"): ANALYST,
-    ("GET", "/v1/drift"): ANALYST,
-    ("GET", "/v1/cases"): ANALYST,
-    ("GET", "/v1/cases/{case_id}"): ANALYST,
-    ("POST", "/v1/cases/{case_id}/claim"): ANALYST,
-    ("POST", "/v1/cases/{case_id}/assign"): ANALYST,
-    ("POST", "/v1/cases/{case_id}/notes"): ANALYST,
-    ("POST", "/v1/cases/{case_id}/verdict"): ANALYST,
-    ("POST", "/v1/cases/verdicts"): ANALYST,
-    ("GET", "/v1/audit"): ANALYST,
-    ("GET", "/v1/entities"): ANALYST,
-    ("GET", "/v1/entities/{field}/{value}"): ANALYST,
-    ("GET", "/v1/me"): frozenset(Role),
-    ("GET", "/v1/keys"): ADMIN,
-    ("POST", "/v1/keys"): ADMIN,
-    ("POST", "/v1/keys/{name}/revoke"): ADMIN,
-    ("GET", "/v1/rules"): ANALYST,
-    ("POST", "/v1/rules"): ADMIN,
-    ("PUT", "/v1/rules"): ADMIN,
-    ("POST", "/v1/rules/backtest"): ANALYST,
-}
-
-
-def roles_for(method: str, path: str) -> frozenset[Role]:
-    """The roles that may call ``method path`` (a route template): from :data:`ROLES`, else admin
-    alone (a route nobody decided on stays closed to the other roles)."""
-    return ROLES.get((method, path), ADMIN)
 
 
 async def authorize(request: Request, caller: Annotated[Caller, Depends(allow(*Role))]) -> None:

@@ -9,12 +9,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
-from fraudstream.api.deps import ScorerDep, StoreDep
+from fraudstream.api.deps import DeciderDep, StoreDep
 from fraudstream.api.schemas import CustomerOut, LabelOut, StoredDecisionOut
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH, Transaction
 from fraudstream.features import plan
-from fraudstream.pipeline.scorer import Scorer
+from fraudstream.pipeline.decider import Decider
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
@@ -36,24 +36,24 @@ PROBE_OPS = frozenset(
 )
 
 
-def customer_features(scorer: Scorer, customer_id: str, now: datetime) -> dict[str, float | None]:
+def customer_features(decider: Decider, customer_id: str, now: datetime) -> dict[str, float | None]:
     """The customer's features as a transaction at ``now`` would see them, recording nothing.
 
-    A zero-amount probe transaction is scored with ``record=False``: the engine answers from the
-    feature state without changing it. Going through :meth:`Scorer.score` (rather than the engine
-    directly) holds the scorer's lock, so the probe never reads the state while the embedded worker
-    is writing it. Only the customer's own features are returned (the probe has no device or
-    merchant, so theirs mean nothing, nor do the ones comparing its zero amount with the customer's);
-    NaN (no history) becomes ``null``.
+    A zero-amount probe transaction is scored as a dry run (:meth:`Decider.score`): the features are
+    read from the feature state between the decider's batches, and nothing is stored or recorded.
+    Only the customer's own features are returned (the probe has no device or merchant, so theirs mean
+    nothing, nor do the ones comparing its zero amount with the customer's); NaN (no history) becomes
+    ``null``.
     """
     probe = Transaction(
         transaction_id=f"probe-{uuid.uuid4().hex}", timestamp=now, customer_id=customer_id, amount=0.0
     )
-    scored = scorer.score(TransactionBatch.from_transactions([probe]), record=False)
-    names = scorer.engine.names
+    scored = decider.score(TransactionBatch.from_transactions([probe]))
+    engine = decider.scorer.engine
+    names = engine.names
     keyed = {  # whatever the spec calls them: the features of keys on the customer alone
         names[group.col0 + o]
-        for group in scorer.engine.feature_set.groups
+        for group in engine.feature_set.groups
         if group.column == "customer_id"
         for o, op in enumerate(group.ops[:, 0].tolist())
         if op not in PROBE_OPS
@@ -69,7 +69,7 @@ def customer_features(scorer: Scorer, customer_id: str, now: datetime) -> dict[s
 def customer(
     customer_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
     store: StoreDep,
-    scorer: ScorerDep,
+    decider: DeciderDep,
     limit: Annotated[int, Query(ge=1, le=500, description="most recent decisions and labels")] = 50,
 ) -> CustomerOut:
     """Current feature values, recent decisions and fraud labels; 404 when none are known."""
@@ -80,7 +80,7 @@ def customer(
     return CustomerOut(
         customer_id=customer_id,
         as_of=now,
-        features=customer_features(scorer, customer_id, now),
+        features=customer_features(decider, customer_id, now),
         decisions=[StoredDecisionOut.from_record(r) for r in history["decisions"]],
         labels=[LabelOut.model_validate(row) for row in history["labels"]],
     )

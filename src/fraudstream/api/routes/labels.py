@@ -23,10 +23,10 @@ from fastapi import APIRouter, Body, HTTPException, Path, status
 from fastapi.exceptions import RequestValidationError
 
 from fraudstream.api.bodies import one_or_many, one_or_many_schema
-from fraudstream.api.deps import ScorerDep, SettingsDep, StoreDep
+from fraudstream.api.deps import DeciderDep, SettingsDep, StoreDep
 from fraudstream.api.schemas import LabelIn, LabelOut, LabelsOut, SupersededLabelOut, TransactionLabelsOut
 from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH
-from fraudstream.pipeline.scorer import Scorer
+from fraudstream.pipeline.decider import Decider
 from fraudstream.storage.store import Store
 
 router = APIRouter(prefix="/v1/labels", tags=["labels"])
@@ -62,16 +62,13 @@ def refuse_unlabelable(store: Store, labels: list[LabelIn], *, many: bool) -> No
         raise RequestValidationError(errors)
 
 
-def feed_state(scorer: Scorer, labels: list[LabelIn]) -> int:
-    """Attach the labels to the feature state; how many fraud labels were new there.
-
-    Holds the scorer's lock, as scoring does: the in-memory state is not safe to change while the
-    embedded worker reads or prunes it.
-    """
+def feed_state(decider: Decider, labels: list[LabelIn]) -> int:
+    """Attach the labels to the feature state, between the decider's batches; how many fraud labels
+    were new there."""
     ids = np.array([label.transaction_id for label in labels], dtype=object)
     times = np.array([label.label_time.timestamp() for label in labels], dtype=np.float64)
     fraud = np.array([label.is_fraud for label in labels], dtype=bool)
-    return scorer.record_labels(ids, times, fraud)
+    return decider.record_labels(ids, times, fraud)
 
 
 @router.post(
@@ -81,7 +78,7 @@ def feed_state(scorer: Scorer, labels: list[LabelIn]) -> int:
     responses={422: {"description": "an invalid label, an unknown transaction, or a label_time before it"}},
 )
 def add_labels(
-    payload: Annotated[Any, Body()], store: StoreDep, scorer: ScorerDep, settings: SettingsDep
+    payload: Annotated[Any, Body()], store: StoreDep, decider: DeciderDep, settings: SettingsDep
 ) -> LabelsOut:
     """Store one label or a list (at most ``FRAUD_MAX_BATCH``), in order, for known transactions.
 
@@ -94,7 +91,7 @@ def add_labels(
     refuse_unlabelable(store, labels, many=isinstance(payload, list))
     changes = store.labels.apply(labels)
     if changes.fraud:
-        feed_state(scorer, changes.fraud)
+        feed_state(decider, changes.fraud)
     return LabelsOut(accepted=changes.accepted, superseded=changes.superseded, ignored=changes.ignored)
 
 
