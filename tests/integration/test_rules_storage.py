@@ -11,7 +11,10 @@ import pytest
 from fraudstream.events import Label, Transaction
 from fraudstream.events.decision import DecisionColumns
 from fraudstream.storage import Store
-from fraudstream.storage.bulk import COPY_MIN_ROWS
+
+MANY = 200
+"""Rows in a batch as a worker writes one."""
+
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -34,7 +37,7 @@ def batch(prefix: str, n: int, rules_version: str | None) -> DecisionColumns:
     )
 
 
-@pytest.mark.parametrize("n", [3, COPY_MIN_ROWS + 3], ids=["insert", "copy"])
+@pytest.mark.parametrize("n", [3, MANY + 3], ids=["insert", "copy"])
 def test_each_decision_records_its_rules_version(store: Store, n: int) -> None:
     store.decisions.save(batch("a", n, "7"))
     store.decisions.save(batch("b", n, "0f3c2a9d1e4b").records())

@@ -30,7 +30,6 @@ from fraudstream.events import Label, Transaction
 from fraudstream.events.decision import DecisionColumns, DecisionRecord
 from fraudstream.storage import BodyConflictError, StorageError, Store, open_store
 from fraudstream.storage import decisions as decisions_module
-from fraudstream.storage.bulk import COPY_MIN_ROWS
 from fraudstream.storage.database import normalize_url
 from fraudstream.storage.history import LABEL_COLUMNS, Span
 from fraudstream.storage.migrate import alembic_config, current_revision, upgrade
@@ -39,6 +38,9 @@ from fraudstream.storage.rows import body_hash
 from fraudstream.storage.tables import UTCDateTime, decisions, metadata
 from fraudstream.storage.writer import SLICE, DecisionWriter, WriterError
 from tests.integration.conftest import scratch_database
+
+MANY = 200
+"""Rows in a batch as a worker writes one."""
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -187,7 +189,7 @@ def test_accept_is_idempotent_and_enqueues_once(store: Store) -> None:
 
 
 def test_accept_a_large_batch_keeps_input_order_and_skips_known(store: Store) -> None:
-    n = COPY_MIN_ROWS * 3
+    n = MANY * 3
     assert len(store.queue.accept([tx(i, f"c{i % 7}") for i in range(0, n, 2)])) == n // 2
     ids = [f"t{i:04d}" for i in range(n)]
     new = store.queue.accept(
@@ -447,7 +449,7 @@ def test_transaction_times_cover_accepted_decided_and_replayed_transactions(stor
 
 
 def test_large_batches_return_only_the_new_ids_in_input_order(store: Store) -> None:
-    n = COPY_MIN_ROWS * 3
+    n = MANY * 3
     assert len(store.decisions.save([record(i) for i in range(0, n, 3)])) == n // 3
     changed = [record(i, decision="BLOCK") for i in reversed(range(n))]
     txs = [tx(i) for i in reversed(range(n))]
@@ -464,7 +466,7 @@ def test_large_batches_return_only_the_new_ids_in_input_order(store: Store) -> N
 def test_transactions_alternately_new_and_already_queued_are_each_stored_once(store: Store) -> None:
     """A worker fed by producers stores new transactions, one fed by the API's outbox finds them
     queued; the store guesses from the last batch which it is, and a wrong guess costs only time."""
-    n = COPY_MIN_ROWS + 5
+    n = MANY + 5
     for round_ in range(3):
         new = [tx(10_000 * round_ + i) for i in range(n)]
         queued = [tx(10_000 * round_ + n + i) for i in range(n)]
@@ -481,7 +483,7 @@ def test_transactions_alternately_new_and_already_queued_are_each_stored_once(st
 def test_transactions_copied_in_bulk_read_back_as_those_stored_a_few_at_a_time(store: Store) -> None:
     """On PostgreSQL a large batch's transactions go in by binary COPY, a few by a multi-row INSERT;
     both must store the same rows (NULLs, odd microseconds, non-ASCII identifiers)."""
-    n = COPY_MIN_ROWS + 20
+    n = MANY + 20
 
     def txs(prefix: str) -> list[Transaction]:
         return [
@@ -517,7 +519,7 @@ def test_transactions_copied_in_bulk_read_back_as_those_stored_a_few_at_a_time(s
 def test_feature_vectors_round_trip_exactly_in_order(store: Store) -> None:
     rng = np.random.default_rng(3)
     names = [f"f{i:03d}" for i in range(100)][::-1]
-    values = rng.normal(size=(COPY_MIN_ROWS + 10, 100)) * 10.0 ** rng.integers(-300, 300, size=(1, 100))
+    values = rng.normal(size=(MANY + 10, 100)) * 10.0 ** rng.integers(-300, 300, size=(1, 100))
     vectors: list[dict[str, float | None]] = [dict(zip(names, row, strict=True)) for row in values.tolist()]
     vectors[0]["f050"] = None
     vectors[1]["f051"] = float("inf")
@@ -883,7 +885,7 @@ def test_a_copy_that_meets_a_concurrent_insert_falls_back_to_on_conflict(postgre
         with s.db.engine.begin() as conn:
             conn.execute(text("TRUNCATE decisions, transactions"))
             conn.execute(text("INSERT INTO feature_sets VALUES ('none', '[]') ON CONFLICT DO NOTHING"))
-        batch = [record(i) for i in range(COPY_MIN_ROWS * 2)]
+        batch = [record(i) for i in range(MANY * 2)]
         result: list[list[str]] = []
         with other.db.engine.connect() as blocker:
             blocker.begin()
@@ -929,7 +931,7 @@ def test_wrong_credentials_and_a_missing_database_are_one_clear_line(postgres_ur
 # -- scored batches as columns, and the writer process -------------------------------------------------
 
 
-def columns(prefix: str, n: int = COPY_MIN_ROWS + 7) -> DecisionColumns:
+def columns(prefix: str, n: int = MANY + 7) -> DecisionColumns:
     """A scored batch as columns, with a repeated id (its second decision must lose), odd
     microseconds, NaN and infinite features, rules on some rows and a NaN latency."""
     rng = np.random.default_rng(7)
@@ -1034,7 +1036,7 @@ def test_small_batches_store_exactly_what_one_large_batch_stores(store: Store) -
     repeats within a batch, replays, changed decisions and transactions accepted or decided before."""
     from dataclasses import replace
 
-    n = COPY_MIN_ROWS + 10
+    n = MANY + 10
 
     def rec(prefix: str, i: int, **kw: Any) -> DecisionRecord:
         features = {"amount": 10.0 + i, "ratio": None if i % 7 else float("nan")}
@@ -1272,7 +1274,7 @@ def _shadowed(prefix: str, n: int) -> DecisionColumns:
     return base
 
 
-@pytest.mark.parametrize("n", [5, COPY_MIN_ROWS + 7], ids=["insert", "copy"])
+@pytest.mark.parametrize("n", [5, MANY + 7], ids=["insert", "copy"])
 def test_shadow_fields_round_trip_from_columns_and_records(store: Store, n: int) -> None:
     direct, via_records, plain = _shadowed("s", n), _shadowed("r", n), columns("p", n)
     store.decisions.save(direct)

@@ -45,10 +45,6 @@ _CASES_LOCK = 0x63617365
 #: Serialises concurrent start-ups' migrations (SQLite serialises them through BEGIN IMMEDIATE).
 _MIGRATIONS_LOCK = 0x66726175
 
-#: Below this many rows, one multi-row ``INSERT .. VALUES .. ON CONFLICT DO NOTHING`` (a single round
-#: trip) beats looking up the known keys and then streaming the rest with ``COPY``.
-COPY_MIN_ROWS = 200
-
 
 def postgres_timestamp(value: datetime) -> datetime:
     """A datetime for a ``timestamptz`` column: naive input is taken as UTC."""
@@ -137,9 +133,7 @@ class PostgreSQL(Dialect):
         # first shared key instead of each holding a key the other needs next (a deadlock).
         order = sorted(range(len(keys)), key=keys.__getitem__)
         with driver.cursor() as cursor:
-            if len(keys) < COPY_MIN_ROWS:
-                return _insert_values(cursor, table, columns, list(build(order)))
-            # The fast path: skip the keys already stored (unless expected new), then COPY the rest
+            # Skip the keys already stored (unless expected new), then COPY the rest
             # straight into the table. A stored key left in, or one a concurrent writer commits
             # meanwhile, makes COPY fail on the unique key, and the batch goes the slower way: a staging
             # table, ON CONFLICT DO NOTHING.
@@ -229,18 +223,6 @@ def _copy(
             if keep is not None:
                 keep.append(row)
             copy.write_row(row)
-
-
-def _insert_values(
-    cursor: Any, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
-) -> set[Any]:
-    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    cursor.execute(
-        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES {', '.join([one] * len(rows))} "
-        f"ON CONFLICT DO NOTHING RETURNING {columns[0]}",
-        [value for row in rows for value in row],
-    )
-    return {k for (k,) in cursor.fetchall()}
 
 
 def _insert_staged(

@@ -46,9 +46,6 @@ _PRAGMAS = (
 )
 _BEGIN_OPTION = "fraudstream_sqlite_begin"
 
-#: Up to this many rows, one ``INSERT .. ON CONFLICT DO NOTHING`` per row, whose change count says
-#: whether it went in, beats looking up the known keys first and then inserting with executemany.
-ROW_BY_ROW = 16
 #: Keys per ``IN (...)`` list, so that the bound parameters stay well under SQLite's limit (32766).
 _IN_CHUNK = 5000
 _FORMAT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
@@ -192,22 +189,25 @@ class SQLite(Dialect):
         *,
         expect_new: bool,
     ) -> set[Any]:
-        # Inside BEGIN IMMEDIATE nobody else can write, so an insert's change count, or the keys found
-        # before inserting, say exactly which rows conflict. (sqlite3's executemany returns no RETURNING
-        # rows, and RETURNING on one row cost more than the change count.)
+        # Inside BEGIN IMMEDIATE nobody else can write, so the connection's change count says whether
+        # every row went in, and the rowids past the newest before say which did when some did not.
+        # (sqlite3's executemany returns no RETURNING rows.)
         statements = _statements(table, columns)
-        if len(keys) <= ROW_BY_ROW:
-            cursor = driver.cursor()
-            inserted: set[Any] = set()
-            for key, row in zip(keys, build(range(len(keys))), strict=True):
-                cursor.execute(statements.insert_new, row)
-                if cursor.rowcount > 0:
-                    inserted.add(key)
-            return inserted
-        stored = self._known(driver, statements, keys)
-        at = [i for i, key in enumerate(keys) if key not in stored]
+        at: Sequence[int] = range(len(keys))
+        if not expect_new:  # rows are built only for the keys not stored yet
+            stored = self._known(driver, statements, keys)
+            at = [i for i, key in enumerate(keys) if key not in stored]
+        if not at:
+            return set()
+        newest = driver.execute(f"SELECT max(rowid) FROM {table.name}").fetchone()[0] or 0
+        before = driver.total_changes
         driver.executemany(statements.insert_new, build(at))
-        return {keys[i] for i in at}
+        if driver.total_changes - before == len(at):
+            return {keys[i] for i in at}
+        # some were stored after all: the rows this statement inserted are the ones past ``newest``
+        key = table.primary_key.columns.values()[0].name
+        inserted = driver.execute(f"SELECT {key} FROM {table.name} WHERE rowid > ?", (newest,))
+        return {k for (k,) in inserted}
 
     def append(
         self, driver: Any, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]

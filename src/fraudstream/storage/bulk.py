@@ -4,7 +4,7 @@ driver connection's own).
 SQLAlchemy processes every bound parameter of every row in Python (type decorators, JSON encoding,
 result rows for RETURNING), which was half of a replay's time. Here the rows arrive as ready tuples,
 JSON already text and timestamps already in the driver's form, and go to the driver in one call:
-``executemany`` on SQLite (one ``execute`` per row for a few rows), binary ``COPY`` on PostgreSQL.
+``executemany`` on SQLite, binary ``COPY`` on PostgreSQL, for one row as for a million.
 Each function resolves the connection's :class:`~._dialect.Dialect` once and leaves the statements to
 it: :mod:`._sqlite` and :mod:`._postgres` are the only places that know how each database spells an
 idempotent bulk insert.
@@ -20,7 +20,6 @@ from sqlalchemy import Connection, Table
 
 from fraudstream.storage._dialect import Dialect
 from fraudstream.storage._dialect import RowBuilder as RowBuilder
-from fraudstream.storage._postgres import COPY_MIN_ROWS as COPY_MIN_ROWS
 from fraudstream.storage._vendors import SQLITE, vendor
 
 
