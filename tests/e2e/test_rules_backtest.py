@@ -116,3 +116,60 @@ def test_fraudstream_rules_backtest_reports_the_same_from_the_command_line(api: 
     assert wrong.exit_code == 2 and "--since" in wrong.stderr
     too_long = runner.invoke(app, ["rules", "backtest", str(candidate), "--since", "99999999999w"], env=env)
     assert too_long.exit_code == 2 and "at most 3660 days" in too_long.stderr
+
+
+BOMB = (
+    "".join(
+        f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else ', '.join(['lol'] * 9)}]\n"
+        for prev, name in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
+    )
+    + "rules: *i\n"
+)
+"""A rules text of 440 bytes whose aliases expand to nine to the ninth strings (a "billion laughs")."""
+
+
+def test_a_rules_text_with_aliases_is_refused_without_expanding_it(api: Api) -> None:
+    client, _, _ = api
+    assert len(BOMB) < 500
+    for answer in (
+        client.post("/v1/rules/backtest", json={"rules": BOMB}),
+        client.post("/v1/rules/backtest", json={"rules": "rules: []\n" + "#" * 300_000}),
+    ):
+        assert answer.status_code == 422
+        detail = answer.json()["detail"][0]
+        assert len(answer.text) < 1_000  # the refusal says what is wrong, and echoes no expansion
+        assert "anchors and aliases" in detail["msg"] or "at most" in detail["msg"]
+
+
+def test_rules_are_compiled_off_the_event_loop(api: Api, monkeypatch: Any) -> None:
+    """While a candidate is being compiled (held here), the other routes go on answering."""
+    import threading
+
+    from fraudstream.api.routes import rules as route
+
+    client, _, _ = api
+    release, started = threading.Event(), threading.Event()
+    real = route.compile_candidate
+
+    def held(*args: Any) -> Any:
+        started.set()
+        release.wait(30)
+        return real(*args)
+
+    monkeypatch.setattr(route, "compile_candidate", held)
+    answers: list[int] = []
+    backtest = threading.Thread(
+        target=lambda: answers.append(
+            client.post("/v1/rules/backtest", json={"rules": CANDIDATE}).status_code
+        )
+    )
+    backtest.start()
+    try:
+        assert started.wait(30)
+        assert client.get("/health").status_code == 200
+        assert client.post("/v1/score", json=tx("while-compiling")).status_code == 200
+        assert not release.is_set() and answers == []  # both answered while the compile was held
+    finally:
+        release.set()
+        backtest.join(60)
+    assert answers == [200]

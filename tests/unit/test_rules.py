@@ -610,3 +610,26 @@ def test_the_packaged_rules_leave_out_what_another_spec_lacks(caplog: pytest.Log
     bad = {"rules": [{"name": "x", "when": "amount >", "action": "FLAG", "reason": "r"}]}
     with pytest.raises(RulesError, match="syntax error"):
         parse_rules(bad, ["amount"], skip_unknown=True)
+
+
+@pytest.mark.parametrize("literal", ["9" * 400, "1e400", "-1e999"])
+def test_a_number_beyond_a_float_is_refused_when_compiled(literal: str) -> None:
+    with pytest.raises(RulesError, match="too large"):
+        compile_expr(f"amount > {literal}", {"amount": "number"})
+    with pytest.raises(RulesError, match="too large"):
+        compile_expr(f"amount in [1, {literal}]", {"amount": "number"})
+
+
+def test_anchors_aliases_and_oversized_texts_are_refused_with_a_short_error() -> None:
+    from fraudstream.rules.loader import MAX_TEXT, rules_from_bytes
+
+    aliased = "rule: &r {name: a, when: amount > 1, action: FLAG, reason: r}\nrules: [*r]\n"
+    with pytest.raises(RulesError, match="anchors and aliases") as refused:
+        rules_from_bytes(aliased, default_known_names())
+    assert len(str(refused.value)) < 200
+    with pytest.raises(RulesError, match=f"at most {MAX_TEXT:,}"):
+        rules_from_bytes("rules: []\n" + "#" * MAX_TEXT, default_known_names())
+    huge = {"rules": [{"name": "a", "when": "amount > 1", "action": ["x"] * 10_000, "reason": "r"}]}
+    with pytest.raises(RulesError) as long:
+        parse_rules(huge, default_known_names())
+    assert len(str(long.value)) < 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -139,7 +140,7 @@ class Compiler:
             flag = np.asarray(value)
             return (lambda cols: flag), BOOL
         if isinstance(value, int | float):
-            number = float(value)
+            number = self.number_of(node, value)
             return (lambda cols: number), NUMBER
         if isinstance(value, str):
             return (lambda cols: value), STRING
@@ -284,8 +285,19 @@ class Compiler:
             if isinstance(value, str):
                 return value
             if isinstance(value, int | float):
-                return float(value)
+                return self.number_of(node, value)
         raise ExprError(f"list entries must be numbers or text, not {self.segment(node)!r}")
+
+    def number_of(self, node: ast.expr, value: int | float) -> float:
+        """A literal number as the float every column holds; one beyond a float's range is refused
+        (it would otherwise be infinite, or fail on its first batch)."""
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ExprError(f"the number {self.segment(node)[:24]!r} is too large (at most about 1.8e308)")
+        return number
 
     def call(self, node: ast.Call, depth: int) -> tuple[Fn, str]:
         func = node.func

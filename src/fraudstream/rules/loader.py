@@ -47,12 +47,32 @@ _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 logger = logging.getLogger(__name__)
 
 
+def _shown(value: Any, most: int = 60) -> str:
+    """``repr(value)``, cut to ``most`` characters: an error quotes what is wrong, never a whole file."""
+    text = repr(value)
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
 def _digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:12]
 
 
+MAX_TEXT: Final = 256 * 1024
+"""The longest rules text read, in bytes: thousands of rules, and never a text whose parsing stalls."""
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """Safe YAML that refuses repeated keys: a second ``when:`` in a rule must not win silently."""
+    """Safe YAML that refuses repeated keys (a second ``when:`` in a rule must not win silently) and
+    anchors and aliases: a rules file has no use for them, and an alias nested in aliases expands a
+    few hundred bytes into gigabytes (a "billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (& and *) are not allowed in rules", event.start_mark
+            )
+        return super().compose_node(parent, index)
 
 
 def _unique_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -103,6 +123,8 @@ def rules_from_bytes(
     file's: the version is the hash of the text, and every problem is a :class:`RulesError`."""
     if isinstance(raw, str):
         raw = raw.encode("utf-8")
+    if len(raw) > MAX_TEXT:
+        raise RulesError(f"the rules text is {len(raw):,} bytes; at most {MAX_TEXT:,}", source=source)
     try:
         data = yaml.load(raw.decode("utf-8"), Loader=_StrictLoader)  # a SafeLoader subclass
     except UnicodeDecodeError as exc:
@@ -140,7 +162,7 @@ def parse_rules(
         if key not in TOP_KEYS:
             hint = suggest(str(key), TOP_KEYS)
             raise RulesError(
-                f"unknown top-level key {key!r}{hint}; expected {', '.join(TOP_KEYS)}", source=source
+                f"unknown top-level key {_shown(key)}{hint}; expected {', '.join(TOP_KEYS)}", source=source
             )
     known = known_names if isinstance(known_names, Mapping) else list(known_names)
     entries = data.get("rules") or []
@@ -165,7 +187,9 @@ def parse_rules(
     for name, ids in allow.items():
         both = ids & deny.get(name, frozenset())
         if both:
-            raise RulesError(f"{name} {min(both)!r} is on both the allow and the deny list", source=source)
+            raise RulesError(
+                f"{name} {_shown(min(both))} is on both the allow and the deny list", source=source
+            )
     if version is None:
         version = _digest(json.dumps(data, sort_keys=True, default=str).encode())
     return RuleSet(rules=rules, allow=allow, deny=deny, version=version, source=source)
@@ -179,7 +203,7 @@ def _parse_rule(i: int, entry: Any, known: Iterable[str] | Mapping[str, str], so
         raise RulesError(f"rule #{i} has no 'name'", source=source)
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise RulesError(
-            f"rule #{i}: name {name!r} must be 1-64 letters, digits, '_', '.' or '-'", source=source
+            f"rule #{i}: name {_shown(name)} must be 1-64 letters, digits, '_', '.' or '-'", source=source
         )
 
     def fail(problem: str) -> RulesError:
@@ -188,23 +212,23 @@ def _parse_rule(i: int, entry: Any, known: Iterable[str] | Mapping[str, str], so
     for key in entry:
         if key not in RULE_KEYS:
             raise fail(
-                f"unknown key {key!r}{suggest(str(key), RULE_KEYS)}; a rule has {', '.join(RULE_KEYS)}"
+                f"unknown key {_shown(key)}{suggest(str(key), RULE_KEYS)}; a rule has {', '.join(RULE_KEYS)}"
             )
     for key in ("when", "action", "reason"):
         if entry.get(key) is None:
             raise fail(f"missing {key!r}")
     action = entry["action"]
     if not isinstance(action, str) or action.strip().upper() not in DECISIONS:
-        raise fail(f"action {action!r} is not one of {', '.join(DECISIONS)}")
+        raise fail(f"action {_shown(action)} is not one of {', '.join(DECISIONS)}")
     reason = entry["reason"]
     if not isinstance(reason, str) or not reason.strip():
         raise fail("'reason' must be non-empty text")
     alert = entry.get("alert", False)
     if not isinstance(alert, bool):
-        raise fail(f"'alert' must be true or false, not {alert!r}")
+        raise fail(f"'alert' must be true or false, not {_shown(alert)}")
     shadow = entry.get("shadow", False)
     if not isinstance(shadow, bool):
-        raise fail(f"'shadow' must be true or false, not {shadow!r}")
+        raise fail(f"'shadow' must be true or false, not {_shown(shadow)}")
     when = entry["when"]
     if isinstance(when, bool):
         when = str(when)
@@ -225,16 +249,18 @@ def _parse_lists(value: Any, kind: str, source: str) -> dict[str, frozenset[str]
         if name not in LIST_FIELDS:
             hint = suggest(str(name), LIST_FIELDS)
             raise RulesError(
-                f"{kind} list for {name!r} is not supported{hint}; use {', '.join(LIST_FIELDS)}",
+                f"{kind} list for {_shown(name)} is not supported{hint}; use {', '.join(LIST_FIELDS)}",
                 source=source,
             )
         ids = [] if ids is None else ids
         if not isinstance(ids, list):
-            raise RulesError(f"{kind}.{name} must be a list of ids, not {ids!r}", source=source)
+            raise RulesError(f"{kind}.{name} must be a list of ids, not {_shown(ids)}", source=source)
         for entry in ids:
             if not isinstance(entry, str) or not entry.strip():
                 raise RulesError(
-                    f'{kind}.{name}: entry {entry!r} is not text; write ids in quotes, e.g. "{entry}"',
+                    f'{kind}.{name}: entry {_shown(entry)} is not text; write ids in quotes, e.g. "{entry}"'[
+                        :200
+                    ],
                     source=source,
                 )
         out[name] = frozenset(entry.strip() for entry in ids)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import yaml
 from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
@@ -29,7 +30,7 @@ from fraudstream.api.deps import CallerDep, ScorerDep, ServicesDep, StoreDep
 from fraudstream.events.transaction import MAX_TIMESTAMP, MIN_TIMESTAMP
 from fraudstream.features.spec import seconds
 from fraudstream.rules.errors import RulesError
-from fraudstream.rules.loader import parse_rules, rules_from_bytes
+from fraudstream.rules.loader import MAX_TEXT, parse_rules, rules_from_bytes
 from fraudstream.rules.names import default_known_names
 from fraudstream.rules.reload import DatabaseRules
 from fraudstream.rules.ruleset import RuleSet
@@ -42,8 +43,10 @@ SOURCE = "candidate"
 
 
 def _bounded(value: str | dict[str, Any]) -> str | dict[str, Any]:
-    if isinstance(value, str) and len(value) > 1_000_000:
-        raise ValueError("at most 1,000,000 characters of rules")
+    """The rules as given, when their text (or their JSON) is at most :data:`MAX_TEXT` bytes."""
+    size = len(value.encode("utf-8", "surrogatepass")) if isinstance(value, str) else len(orjson.dumps(value))
+    if size > MAX_TEXT:
+        raise ValueError(f"the rules are {size:,} bytes; at most {MAX_TEXT:,}")
     return value
 
 
@@ -179,7 +182,9 @@ class BacktestOut(BaseModel):
 
 
 def _invalid(field: str, exc: RulesError, value: Any) -> RequestValidationError:
-    entry = {"type": "value_error", "loc": ("body", field), "msg": str(exc), "input": value}
+    """422 naming the rule and the problem; the rules themselves are echoed only in their first lines."""
+    shown = value[:200] if isinstance(value, str) else None
+    entry: dict[str, Any] = {"type": "value_error", "loc": ("body", field), "msg": str(exc), "input": shown}
     if exc.rule is not None:
         entry["ctx"] = {"rule": exc.rule}
     return RequestValidationError([entry])
@@ -198,8 +203,9 @@ async def backtest(body: BacktestIn, store: StoreDep, scorer: ScorerDep) -> dict
     recall and fraud amount caught, and the decisions that would change against those made live."""
     manifest = scorer.bundle.manifest
     names = await run_in_threadpool(store.history.feature_names)
-    try:
-        rules = compile_candidate(body.rules, backtest_names(names, scorer.engine.feature_set))
+    try:  # compiled off the event loop, like the backtest itself
+        known = backtest_names(names, scorer.engine.feature_set)
+        rules = await run_in_threadpool(compile_candidate, body.rules, known)
     except RulesError as exc:
         raise _invalid("rules", exc, body.rules) from None
     window = timedelta(seconds=seconds(body.since))
@@ -252,8 +258,8 @@ async def _save(body: RulesIn, services: Services, scorer: Any, caller: Any) -> 
             "this server reads its rules from the file FRAUD_RULES_PATH (FRAUD_RULES_SOURCE=file): edit the "
             "file, or set FRAUD_RULES_SOURCE=database to keep versions in the database",
         )
-    try:
-        compile_candidate(body.rules, default_known_names(scorer.engine.feature_set))
+    try:  # compiled off the event loop: the routes beside it go on answering
+        await run_in_threadpool(compile_candidate, body.rules, default_known_names(scorer.engine.feature_set))
     except RulesError as exc:
         raise _invalid("rules", exc, body.rules) from None
     text = body.rules if isinstance(body.rules, str) else yaml.safe_dump(body.rules, sort_keys=False)
