@@ -293,6 +293,25 @@ def test_invalid_text_is_422_naming_the_field_and_harms_no_neighbour(api: Api) -
     assert client.post("/v1/score", json=tx("after-poison")).status_code == 200
 
 
+def test_nul_in_extra_is_422_naming_the_key_on_every_ingest_path(api: Api) -> None:
+    """PostgreSQL's text and JSON cannot hold NUL: one stored value would break every later read of
+    its field for every analyst, so it is refused at the edge, naming the key, like a bad id."""
+    client, services, _ = api
+    for path, body in (
+        ("/v1/score", {**tx("n1"), "extra": {"note": "a\x00b"}}),
+        ("/v1/transactions", {**tx("n2"), "extra": {"tags": ["ok", "\x00"]}}),
+        ("/v1/transactions", {**tx("n3"), "extra": {"k\x00": 1}}),
+    ):
+        response = client.post(path, json=body)
+        assert response.status_code == 422, response.text
+        assert "NUL" in response.json()["detail"][0]["msg"]
+    assert "extra.note" in client.post("/v1/score", json={**tx("n1"), "extra": {"note": "\x00"}}).text
+    services.broker.publish("transactions", [("c", {**tx("n4"), "extra": {"note": "\x00"}})])
+    stats = Worker(services.broker, services.decider, services.store, max_wait=0.01).run(burst=True)
+    assert stats.dead == 1 and "extra.note: holds a NUL" in services.store.dead_letters.list()[0]["reason"]
+    assert all(services.store.decisions.get(i) is None for i in ("n1", "n2", "n3", "n4"))
+
+
 @pytest.mark.parametrize("bad", ["a\nb", "a\x1b[31mred", "\u202eevil", "a\u2028b", "a\x00b"])
 def test_control_characters_in_identifiers_are_422(api: Api, bad: str) -> None:
     """An id is shown in logs, alerts, e-mails and the dashboard: text that would rewrite them is

@@ -39,8 +39,10 @@ MAX_EXTRA_BYTES = 32 * 1024
 
 
 def check_extra(extra: dict[str, Any]) -> None:
-    """Refuse an ``extra`` that is too large, too deep, or holds text that is not valid Unicode (a
-    lone surrogate cannot be stored, logged or sent on): the error names the key."""
+    """Refuse an ``extra`` that is too large, too deep, or holds text that cannot be kept: not valid
+    Unicode (a lone surrogate cannot be stored, logged or sent on) or holding NUL (PostgreSQL's text
+    and JSON cannot hold it, so one such value would break every later read of its field). The error
+    names the key."""
     if not extra:
         return
     keys = 0
@@ -72,6 +74,9 @@ def _unicode(text: str, path: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError(f"{path}: not valid Unicode text (character {exc.start + 1})") from None
+    at = text.find("\x00")
+    if at >= 0:
+        raise ValueError(f"{path}: holds a NUL character (character {at + 1}), which cannot be stored")
 
 
 DECISIONS = ("APPROVE", "FLAG", "BLOCK")
