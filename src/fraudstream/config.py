@@ -129,6 +129,21 @@ class Settings(BaseSettings):
         description="where the limits count: memory:// (this process) or redis://host:port/db (shared)",
     )
     host: str = Field("127.0.0.1", description="interface the API (and dashboard) bind to; 0.0.0.0 for all")
+    read_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="seconds a request has to arrive whole (headers and body) once its connection is open or "
+        "its previous answer sent; a slower client's connection is closed",
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="connections (and requests in progress) the API serves at once; past it, 503"
+    )
+    forwarded_allow_ips: str = Field(
+        "",
+        description="proxies whose X-Forwarded-For gives the client's address (comma-separated addresses, "
+        "or *); empty: none, the address is the connection's",
+    )
     port: int = Field(8000, ge=1, le=65535, description="port of the API")
     batch_size: int = Field(500, ge=1, le=100_000, description="worker batch size")
     max_wait: float = Field(0.05, ge=0, description="worker: longest wait to fill a batch (seconds)")

@@ -7,8 +7,13 @@ Who counts what:
 * any other request (every request when no keys are set; otherwise the endpoints open without a key,
   and the requests that will fail authentication) counts against its client address;
 * every 401 or 403 answer counts against its address's failed authentications. Past that (much
-  tighter) limit the address gets 429 for everything, a correct key included, until the window ends:
-  a client trying keys learns nothing from a right guess once it is blocked.
+  tighter) limit the address gets 429 for every request without a valid key until the window ends,
+  so a client trying keys is stopped; a valid key is never refused for someone else's failures (the
+  callers behind one proxy, one port mapping or the dashboard share an address).
+
+The address is the connection's, or the one a trusted proxy forwards (FRAUD_FORWARDED_ALLOW_IPS, see
+:mod:`fraudstream.api.server`): a forwarded address from anyone else is ignored, since any client can
+claim one.
 
 ``GET /health`` is never limited: a liveness probe turned away by someone else's failures would get a
 healthy process restarted. A refusal is a 429 with ``Retry-After`` (whole seconds until the window
@@ -16,8 +21,8 @@ ends) and a JSON ``detail``, like every other error of the API.
 
 Built on the ``limits`` library: its rate notation, its fixed-window strategy, and its Redis storage
 when several API processes must share their counts. Not on slowapi, which limits per decorated route
-inside the framework: ``POST /v1/score`` is answered in front of the framework (:mod:`.fast_score`),
-so the fast path and :class:`RateLimitMiddleware` both call :meth:`RateLimits.admit`, once a request.
+inside the framework: the limits apply to every request, once, before its body is read
+(:class:`RateLimitMiddleware`).
 """
 
 from __future__ import annotations
@@ -119,8 +124,8 @@ def open_storage(url: str) -> Storage:
 
 
 def client_address(scope: Scope) -> str:
-    """The client's address as the server saw it (behind a proxy, uvicorn's ``--forwarded-allow-ips``
-    decides whether that is the proxy's or the one in ``X-Forwarded-For``)."""
+    """The client's address as the server saw it: the connection's, or behind a trusted proxy the one
+    it forwards (see :func:`fraudstream.api.server.server_options`)."""
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
 
@@ -159,9 +164,10 @@ class RateLimits:
     def admit(self, address: str, key: str | None = None) -> JSONResponse | None:
         """Count one request from ``address`` (with the valid key named ``key``, if any): ``None`` when
         it may go on, otherwise the 429 to answer. A storage that cannot be reached lets requests
-        through. Keys are counted by name, so no shared storage ever holds a key itself."""
+        through. Keys are counted by name, so no shared storage ever holds a key itself. An address
+        over its failed authentications is refused only for requests without a valid key."""
         try:
-            if not self.limiter.test(self.failed, _FAILED_AUTH, address):
+            if key is None and not self.limiter.test(self.failed, _FAILED_AUTH, address):
                 return self._refusal(
                     self.failed, (_FAILED_AUTH, address), "too many failed authentications from this address"
                 )
@@ -196,7 +202,7 @@ class RateLimits:
 
 
 class RateLimitMiddleware:
-    """Applies :class:`RateLimits` to every request the fast path has not counted, and counts the
+    """Applies :class:`RateLimits` to every request not counted yet, and counts the
     401 and 403 answers as failed authentications of their address.
 
     A pure ASGI middleware, outside the body limit: a refused client's body is never read.

@@ -75,7 +75,17 @@ def _server(app: Any, host: str, port: int) -> tuple[Any, threading.Thread]:
     import uvicorn
 
     # open /v1/stream connections never end by themselves: give them 3 s at shutdown, then cut them
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+    from fraudstream.api.server import server_options
+
+    settings = app.state.settings
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=3,
+        **server_options(settings),
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="fraudstream-api", daemon=True)
     thread.start()

@@ -47,6 +47,7 @@ def serve(
 
     from fraudstream._numba_cache import refresh_stale_kernels
     from fraudstream.api import create_app
+    from fraudstream.api.server import server_options
     from fraudstream.commands.demo import demo_hint
 
     with errors():
@@ -62,6 +63,7 @@ def serve(
             app, host=host, port=port, log_level="info",
             access_log=access_log,
             timeout_graceful_shutdown=5,  # open /v1/stream connections never end by themselves
+            **server_options(settings),
         )  # fmt: skip
 
 
