@@ -516,6 +516,36 @@ def test_long_poll_times_out_while_queued(api: Api) -> None:
     assert response.json() == {"transaction_id": "lp1", "status": "queued", "decision": None}
 
 
+def test_a_long_poll_is_woken_by_the_decision_and_asks_storage_rarely(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A waiting request sleeps until this process stores the decision it waits for, asking storage
+    only at growing intervals meanwhile (for decisions another process makes), not every 20 ms."""
+    import threading
+
+    from fraudstream.api.routes import transactions
+
+    client, services, _ = api
+    client.post("/v1/transactions", json=tx("wk1"))
+    asked: list[str] = []
+    real = services.store.decisions.get_transaction
+    monkeypatch.setattr(services.store.decisions, "get_transaction", lambda i: asked.append(i) or real(i))
+    waited = client.get("/v1/transactions/wk1", params={"wait": 2.0})
+    assert waited.json()["status"] == "queued" and len(asked) <= 8  # 0.05, 0.1, 0.2, ... seconds apart
+    monkeypatch.setattr(transactions, "FIRST_CHECK", 60.0)  # no re-check before the deadline: only a wake
+    asked.clear()
+    worker = Worker(services.broker, services.decider, services.store, max_wait=0.01)
+    later = threading.Timer(0.5, lambda: worker.run(burst=True))
+    later.start()
+    started = time.monotonic()
+    try:
+        woken = client.get("/v1/transactions/wk1", params={"wait": 20.0})
+    finally:
+        later.join(30)
+    assert woken.json()["status"] == "decided" and time.monotonic() - started < 15
+    assert len(asked) == 2  # before sleeping, and once woken
+
+
 # --- GET /v1/decisions, /v1/stats --------------------------------------------------------------------
 
 

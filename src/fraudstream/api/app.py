@@ -26,6 +26,7 @@ from fraudstream.api.limits import RateLimitMiddleware, RateLimits
 from fraudstream.api.metrics import ApiMetrics, RequestMetricsMiddleware
 from fraudstream.api.routes import api_router
 from fraudstream.api.routes.simulations import SimulationSlot
+from fraudstream.api.waiters import Waiters
 from fraudstream.brokers import publishes_results
 from fraudstream.config import Settings
 from fraudstream.events.batch import TransactionBatch
@@ -140,6 +141,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
         app.state.batcher = ScoreBatcher(
             running.decider, metrics, max_wait=settings.score_max_wait, around_batch=paused_gc
         )
+        running.decider.add_observer(app.state.waiters.observe)  # ?wait= answers as decisions are stored
         app.state.services = running
         app.state.model_watcher = watch_model(running, settings)  # a promotion swaps in without a restart
         if run_worker:
@@ -172,6 +174,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     metrics.registry.register(DriftCollector(lambda: app.state.drift))
     app.state.worker_thread = None
     app.state.simulations = SimulationSlot()
+    app.state.waiters = Waiters()
     app.state.keyring = Keyring(settings)
     app.state.limits = RateLimits(settings, app.state.keyring) if settings.rate_limits else None
     app.include_router(api_router)

@@ -15,6 +15,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.keyring import ANONYMOUS, Caller, Keyring
 from fraudstream.api.metrics import ApiMetrics
+from fraudstream.api.waiters import Waiters
 from fraudstream.config import Settings
 from fraudstream.pipeline.decider import Decider
 from fraudstream.pipeline.scorer import Scorer
@@ -64,6 +65,11 @@ async def get_decider(services: ServicesDep) -> Decider:
     return services.decider
 
 
+async def get_waiters(request: Request) -> Waiters:
+    waiters: Waiters = request.app.state.waiters
+    return waiters
+
+
 async def get_batcher(request: Request, services: ServicesDep) -> ScoreBatcher:
     batcher: ScoreBatcher = request.app.state.batcher
     return batcher
@@ -73,6 +79,7 @@ StoreDep = Annotated[Store, Depends(get_store)]
 ScorerDep = Annotated[Scorer, Depends(get_scorer)]
 DeciderDep = Annotated[Decider, Depends(get_decider)]
 BatcherDep = Annotated[ScoreBatcher, Depends(get_batcher)]
+WaitersDep = Annotated[Waiters, Depends(get_waiters)]
 
 
 def _offered(api_key: str | None, credentials: HTTPAuthorizationCredentials | None) -> list[str]:

@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.bodies import one_or_many, one_or_many_schema
-from fraudstream.api.deps import BatcherDep, ServicesDep, StoreDep
+from fraudstream.api.deps import BatcherDep, ServicesDep, StoreDep, WaitersDep
 from fraudstream.api.schemas import (
     CONFLICT,
     AcceptedOut,
@@ -25,6 +25,7 @@ from fraudstream.api.schemas import (
     StoredDecisionOut,
     TransactionStatusOut,
 )
+from fraudstream.api.waiters import FIRST_CHECK, LAST_CHECK, Waiters
 from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH, Transaction
 from fraudstream.runtime import Services
 from fraudstream.storage import tables
@@ -35,8 +36,6 @@ router = APIRouter(prefix="/v1/transactions", tags=["transactions"])
 
 #: The longest ``wait``, in seconds (the unit of ``wait`` on both endpoints).
 MAX_WAIT = 30.0
-POLL_INTERVAL = 0.02
-BUDGET_POLL = 0.005
 
 
 def _enqueue(services: Services, transactions: list[Transaction]) -> list[str]:
@@ -50,6 +49,7 @@ async def _decide_within(
     by_id: dict[str, Transaction],
     store: Store,
     batcher: ScoreBatcher,
+    waiters: Waiters,
     budget: float,
 ) -> tuple[list[DecisionOut], list[str]]:
     """Wait up to ``budget`` seconds for the worker's decisions; past it, score the rest here.
@@ -59,13 +59,15 @@ async def _decide_within(
     """
     deadline = time.monotonic() + budget
     pending = list(request_ids)
+    step = FIRST_CHECK
     while pending:
         decided = await run_in_threadpool(store.decisions.decided_ids, pending)
         pending = [i for i in pending if i not in decided]
         remaining = deadline - time.monotonic()
         if not pending or remaining <= 0:
             break
-        await asyncio.sleep(min(BUDGET_POLL, remaining))
+        await waiters.sleep(pending, min(step, remaining))
+        step = min(2 * step, LAST_CHECK)
     late = set(pending)
     scored = await asyncio.gather(*(batcher.submit(by_id[i]) for i in pending))
     made = {rec.transaction_id: rec for rec, _ in scored}
@@ -90,6 +92,7 @@ async def accept(
     payload: Annotated[Any, Body()],
     services: ServicesDep,
     batcher: BatcherDep,
+    waiters: WaitersDep,
     response: Response,
     wait: Annotated[
         float | None,
@@ -125,7 +128,7 @@ async def accept(
         return result
     by_id = {tx.transaction_id: tx for tx in transactions}
     result.decisions, result.decided_by_api = await _decide_within(
-        list(by_id), by_id, services.store, batcher, wait
+        list(by_id), by_id, services.store, batcher, waiters, wait
     )
     response.status_code = status.HTTP_200_OK
     return result
@@ -149,6 +152,7 @@ def _status(store: Store, transaction_id: str) -> TransactionStatusOut | None:
 async def get_status(
     transaction_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
     store: StoreDep,
+    waiters: WaitersDep,
     wait: Annotated[
         float,
         Query(
@@ -159,9 +163,11 @@ async def get_status(
     """A transaction's status (``queued``, ``decided`` or ``dead``) and its decision once made.
 
     With ``wait``, answers as soon as the transaction leaves ``queued`` or after ``wait`` seconds,
-    whichever is first. The wait is an async sleep, so waiting clients hold no thread.
+    whichever is first. Waiting clients hold no thread, and are woken by the decision when this process
+    makes it (see :mod:`fraudstream.api.waiters`).
     """
     deadline = time.monotonic() + wait
+    step = FIRST_CHECK
     while True:
         found = await run_in_threadpool(_status, store, transaction_id)
         if found is None:
@@ -169,4 +175,5 @@ async def get_status(
         remaining = deadline - time.monotonic()
         if found.status != tables.TX_QUEUED or remaining <= 0:
             return found
-        await asyncio.sleep(min(POLL_INTERVAL, remaining))
+        await waiters.sleep([transaction_id], min(step, remaining))
+        step = min(2 * step, LAST_CHECK)
