@@ -293,6 +293,37 @@ def test_invalid_text_is_422_naming_the_field_and_harms_no_neighbour(api: Api) -
     assert client.post("/v1/score", json=tx("after-poison")).status_code == 200
 
 
+def test_a_key_named_twice_in_a_body_is_refused_whole(api: Api) -> None:
+    """JSON parsers keep the last of two equal keys: an amount of 10 then 999999 was scored as 999999."""
+    client, services, _ = api
+    twice = (
+        b'{"transaction_id":"dk1","timestamp":"2025-03-01T12:00:00Z","customer_id":"c",'
+        b'"amount":10,"amount":999999}'
+    )
+    nested = b'{"transaction_id":"dk2","timestamp":"2025-03-01T12:00:00Z","customer_id":"c","amount":1,'
+    nested += b'"extra":{"note":"a","note":"b"}}'
+    label = b'{"transaction_id":"dk1","is_fraud":true,"is_fraud":false,"label_time":"2025-03-02T00:00:00Z"}'
+    for path, body, key in (
+        ("/v1/score", twice, "amount"),
+        ("/v1/transactions", nested, "note"),
+        ("/v1/labels", label, "is_fraud"),
+    ):
+        response = client.post(path, content=body, headers=JSON)
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"][0]
+        assert detail["loc"] == ["body"] and f"'{key}' appears twice" in detail["msg"]
+    assert services.store.decisions.get("dk1") is None and services.store.decisions.get("dk2") is None
+
+
+def test_numbers_json_cannot_carry_are_refused_in_extra(api: Api) -> None:
+    client, _, _ = api
+    body = b'{"transaction_id":"nan1","timestamp":"2025-03-01T12:00:00Z","customer_id":"c","amount":1,'
+    for value in (b"NaN", b"Infinity", b"-Infinity"):
+        response = client.post("/v1/score", content=body + b'"extra":{"score":' + value + b"}}", headers=JSON)
+        assert response.status_code == 422, response.text
+        assert "extra.score" in response.text and "finite" in response.text
+
+
 def test_nul_in_extra_is_422_naming_the_key_on_every_ingest_path(api: Api) -> None:
     """PostgreSQL's text and JSON cannot hold NUL: one stored value would break every later read of
     its field for every analyst, so it is refused at the edge, naming the key, like a bad id."""

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import uuid
@@ -49,11 +50,15 @@ def too_large(size: int, limit: int, *, streamed: bool = False) -> JSONResponse:
 
 
 class BodyLimitMiddleware:
-    """Reject request bodies over ``max_bytes`` with 413, reading at most ``max_bytes + 1`` chunk bytes.
+    """Reject request bodies over ``max_bytes`` with 413, reading at most ``max_bytes + 1`` chunk bytes,
+    and JSON bodies that name a key twice in one object with 422.
 
     The body is buffered here and replayed to the app. The API only takes JSON that FastAPI reads
     whole anyway, so buffering costs nothing extra, and it means the 413 is sent before any route
-    sees the request (FastAPI would turn an error raised while it reads the body into a 400).
+    sees the request (FastAPI would turn an error raised while it reads the body into a 400). Every
+    JSON parser of the app keeps the last of two equal keys: ``{"amount": 10, "amount": 999999}`` was
+    scored as 999,999 though a proxy or a log would show 10, so such a body is refused whole, naming
+    the key, before any route reads it.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -75,7 +80,63 @@ class BodyLimitMiddleware:
             size = sum(len(chunk) for chunk in body)
             await too_large(size, self.max_bytes, streamed=declared is None)(scope, receive, send)
             return
+        repeated = repeated_key(body) if _is_json(scope) else None
+        if repeated is not None:
+            await repeated_key_refusal(repeated)(scope, receive, send)
+            return
         await self.app(scope, replay_body(body, receive), send)
+
+
+class _Repeated(ValueError):
+    pass
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Repeated(key)
+            seen.add(key)
+    return out
+
+
+_decode_strict = json.JSONDecoder(object_pairs_hook=_no_repeats).decode
+
+
+def repeated_key(body: bytes) -> str | None:
+    """The first key a JSON body names twice in one object, or ``None`` (also for a body that is not
+    JSON: the route says what is wrong with that)."""
+    try:
+        _decode_strict(body.decode("utf-8"))
+    except _Repeated as found:
+        return str(found.args[0])
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
+def repeated_key_refusal(key: str) -> JSONResponse:
+    detail = [
+        {
+            "type": "json_invalid",
+            "loc": ["body"],
+            "msg": f"the key {json_safe(key)!r} appears twice in one object; JSON objects name a key once",
+            "input": None,
+        }
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            kind = value.split(b";", 1)[0].strip().lower()
+            return kind == b"application/json" or (
+                kind.startswith(b"application/") and kind.endswith(b"+json")
+            )
+    return True  # no content type: read as JSON, as the routes do
 
 
 async def read_body(receive: Receive, limit: int | None) -> bytes | list[bytes] | None:

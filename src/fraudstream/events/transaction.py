@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -42,7 +43,7 @@ def check_extra(extra: dict[str, Any]) -> None:
     """Refuse an ``extra`` that is too large, too deep, or holds text that cannot be kept: not valid
     Unicode (a lone surrogate cannot be stored, logged or sent on) or holding NUL (PostgreSQL's text
     and JSON cannot hold it, so one such value would break every later read of its field). The error
-    names the key."""
+    names the key. So does a number that is not finite (NaN, Infinity), which JSON cannot carry."""
     if not extra:
         return
     keys = 0
@@ -51,6 +52,8 @@ def check_extra(extra: dict[str, Any]) -> None:
         nonlocal keys
         if isinstance(value, str):
             _unicode(value, path)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{path} is {value}: only finite numbers can be stored (JSON has no NaN)")
         elif isinstance(value, dict | list):
             if depth > MAX_EXTRA_DEPTH:
                 raise ValueError(f"{path} is nested more than {MAX_EXTRA_DEPTH} deep")
