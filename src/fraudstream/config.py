@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_KEY_LENGTH = 16
+"""The shortest API key accepted from the environment: a short one can be guessed."""
+_KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+def named_keys(text: str, kind: str) -> dict[str, str]:
+    """The comma-separated keys of ``text`` by name: ``NAME:KEY`` names its key, a bare ``KEY`` is
+    ``KIND-<its position>`` (``api-1``, ``admin-2``), a name that reveals nothing of the key. A key
+    shorter than :data:`MIN_KEY_LENGTH`, a bad name or a name given twice is a ``ValueError``."""
+    out: dict[str, str] = {}
+    for position, entry in enumerate((e.strip() for e in text.split(",") if e.strip()), start=1):
+        name, colon, key = entry.partition(":")
+        if not colon or not _KEY_NAME.fullmatch(name):
+            name, key = f"{kind}-{position}", entry
+        if len(key) < MIN_KEY_LENGTH:
+            raise ValueError(
+                f"key {name} is {len(key)} characters long; at least {MIN_KEY_LENGTH} "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(24))'`)"
+            )
+        if name in out:
+            raise ValueError(f"the name {name!r} is given to two keys")
+        out[name] = key
+    return out
 
 
 class Settings(BaseSettings):
@@ -16,7 +41,12 @@ class Settings(BaseSettings):
     environment at import time.
     """
 
-    model_config = SettingsConfigDict(env_prefix="FRAUD_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="FRAUD_",
+        env_file=".env",
+        extra="ignore",
+        hide_input_in_errors=True,  # keys, passwords
+    )
 
     data_dir: Path = Field(Path("fraudstream-data"), description="where generated data and models go")
     datasets_dir: Path = Field(Path("../shared/datasets"), description="where the public sample datasets are")
@@ -96,13 +126,14 @@ class Settings(BaseSettings):
     )
     api_keys: str = Field(
         "",
-        description="comma-separated API keys acting as the analyst and ingest roles (see also "
-        "'fraudstream keys'); with none here, in FRAUD_ADMIN_KEYS or stored: no authentication",
+        description="comma-separated API keys acting as the analyst and ingest roles, each KEY or NAME:KEY "
+        f"(at least {MIN_KEY_LENGTH} characters; see also 'fraudstream keys'); with none here, in "
+        "FRAUD_ADMIN_KEYS or stored: no authentication",
     )
     admin_keys: str = Field(
         "",
-        description="comma-separated API keys acting as the admin role: everything, including changing "
-        "the serving model (POST /v1/models/...)",
+        description="comma-separated API keys acting as the admin role, each KEY or NAME:KEY: everything, "
+        "including changing the serving model (POST /v1/models/...)",
     )
     key_cache_seconds: float = Field(
         10.0,
@@ -265,6 +296,12 @@ class Settings(BaseSettings):
             raise ValueError(f"expected one rate such as '600/minute' or '20/second', got {value!r}")
         return value
 
+    @field_validator("api_keys", "admin_keys")
+    @classmethod
+    def _keys(cls, value: str, info: ValidationInfo) -> str:
+        named_keys(value, "admin" if info.field_name == "admin_keys" else "api")  # short keys refused here
+        return value
+
     @field_validator("archive_url")
     @classmethod
     def _archive_url(cls, value: str | None) -> str | None:
@@ -317,8 +354,8 @@ class Settings(BaseSettings):
 
     @property
     def api_key_set(self) -> frozenset[str]:
-        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip()) | self.admin_key_set
+        return frozenset(named_keys(self.api_keys, "api").values()) | self.admin_key_set
 
     @property
     def admin_key_set(self) -> frozenset[str]:
-        return frozenset(k.strip() for k in self.admin_keys.split(",") if k.strip())
+        return frozenset(named_keys(self.admin_keys, "admin").values())

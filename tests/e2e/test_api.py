@@ -31,14 +31,14 @@ from tests.waiting import wait_for
 
 
 def test_health_ready_are_open_even_with_keys_and_metrics_needs_one(make_api: Callable[..., Api]) -> None:
-    client, services, _ = make_api(api_keys="secret")
+    client, services, _ = make_api(api_keys="secret-012345678")
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready")
     assert ready.status_code == 200
     body = ready.json()
     assert body["status"] == "ready" and set(body["checks"]) == {"database", "broker", "state", "model"}
     assert all(check == {"ok": True} for check in body["checks"].values())  # no versions without a key
-    client.headers["X-API-Key"] = "secret"
+    client.headers["X-API-Key"] = "secret-012345678"
     body = client.get("/ready").json()
     assert body["checks"]["model"]["detail"] == f"model {services.scorer.version}"
     assert body["checks"]["database"]["detail"].startswith("SQLite")
@@ -488,7 +488,7 @@ def test_unknown_ids_are_404(api: Api) -> None:
 
 
 def test_api_keys(make_api: Callable[..., Api]) -> None:
-    client, _, _ = make_api(api_keys="k-one, k-two")
+    client, _, _ = make_api(api_keys="k-one-0123456789, k-two-0123456789")
     missing = client.get("/v1/stats")
     assert missing.status_code == 401 and "missing API key" in missing.json()["detail"]
     assert missing.headers["www-authenticate"] == "Bearer"
@@ -497,10 +497,12 @@ def test_api_keys(make_api: Callable[..., Api]) -> None:
         "detail": "invalid API key"
     }
     assert client.get("/v1/stats", headers={"Authorization": "Basic k-one"}).status_code == 401
-    assert client.get("/v1/stats", headers={"X-API-Key": "k-one"}).status_code == 200
-    assert client.get("/v1/stats", headers={"Authorization": "Bearer k-two"}).status_code == 200
+    assert client.get("/v1/stats", headers={"X-API-Key": "k-one-0123456789"}).status_code == 200
+    assert client.get("/v1/stats", headers={"Authorization": "Bearer k-two-0123456789"}).status_code == 200
     assert client.post("/v1/score", json=tx("k1")).status_code == 401  # before any validation or work
-    assert client.post("/v1/score", json=tx("k1"), headers={"X-API-Key": "k-two"}).status_code == 200
+    assert (
+        client.post("/v1/score", json=tx("k1"), headers={"X-API-Key": "k-two-0123456789"}).status_code == 200
+    )
     for path in ("/v1/transactions/k1", "/v1/decisions", "/v1/customers/C1", "/v1/simulations"):
         assert client.get(path).status_code == 401, path
 
@@ -798,7 +800,10 @@ def test_openapi_documents_every_route(api: Api) -> None:
 
 def test_app_owns_only_the_services_it_opened(tmp_path: Path, bundle_path: Path) -> None:
     settings = Settings(
-        data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/own.db", model_path=bundle_path, api_keys="k"
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path}/own.db",
+        model_path=bundle_path,
+        api_keys="k-0123456789abcdef",
     )
     app = create_app(settings, run_worker=True)
     with TestClient(app) as client:
@@ -853,11 +858,11 @@ def test_wait_budget_is_validated(api: Api) -> None:
 
 
 def test_the_score_route_answers_with_the_apps_own_errors(make_api: Callable[..., Api]) -> None:
-    client, _, _ = make_api(api_keys="secret")
-    key = {"X-API-Key": "secret"}
+    client, _, _ = make_api(api_keys="secret-012345678")
+    key = {"X-API-Key": "secret-012345678"}
     answered = client.post("/v1/score", json=tx("f-1"), headers=key)
     assert answered.status_code == 200 and answered.json()["transaction_id"] == "f-1"
-    again = client.post("/v1/score", json=tx("f-1"), headers={"Authorization": "Bearer secret"})
+    again = client.post("/v1/score", json=tx("f-1"), headers={"Authorization": "Bearer secret-012345678"})
     assert again.json()["duplicate"] is True
     assert client.post("/v1/score", json=tx("f-2")).status_code == 401
     assert client.post("/v1/score", json=tx("f-2"), headers={"X-API-Key": "wrong"}).status_code == 403

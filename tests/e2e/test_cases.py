@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.apitools import Api, tx
 
-ANA, BO, SENDER = "ana-key", "bo-key", "sender-key"
+ANA, BO, SENDER = "ana-key-01234567", "bo-key-012345678", "sender-key-01234"
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def api(make_api: Callable[..., Api], tmp_path: Path) -> Api:
     rules.write_text(
         "rules:\n  - {name: big, when: 'amount > 1000', action: FLAG, reason: big amount}\n", encoding="utf-8"
     )
-    return make_api(rules_path=rules, api_keys=f"{ANA},{BO}", admin_keys="lead-key")
+    return make_api(rules_path=rules, api_keys=f"{ANA},{BO}", admin_keys="lead-key-0123456")
 
 
 def _as(key: str) -> dict[str, str]:

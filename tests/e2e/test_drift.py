@@ -163,9 +163,9 @@ def test_the_report_says_what_is_missing(api: Api, bundle_path: Path, tmp_path: 
 
 
 def test_drift_needs_the_key_and_is_documented(make_api: Callable[..., Api]) -> None:
-    client, _, _ = make_api(api_keys="k1")
+    client, _, _ = make_api(api_keys="k1-0123456789abc")
     assert client.get("/v1/drift").status_code == 401
-    answer = client.get("/v1/drift", headers={"X-API-Key": "k1"})
+    answer = client.get("/v1/drift", headers={"X-API-Key": "k1-0123456789abc"})
     assert answer.status_code == 200 and answer.json()["count"] == 0
     spec = client.get("/openapi.json").json()
     schema = spec["paths"]["/v1/drift"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]

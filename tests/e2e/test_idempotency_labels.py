@@ -214,7 +214,10 @@ def test_labels_for_unknown_transactions_or_before_them_are_refused(backend: Api
     (error,) = one.json()["detail"]
     assert error["loc"] == ["body", "transaction_id"] and error["type"] == "unknown_transaction"
 
-    early = client.post("/v1/labels", json=[label("k1", True, 5), label("k1", True, 45, "analyst")])
+    early = client.post(
+        "/v1/labels",
+        json=[label("k1", True, 5), label("k1", True, 45, "analyst")],
+    )
     assert early.status_code == 422
     (error,) = early.json()["detail"]
     assert error["loc"] == ["body", 1, "label_time"] and error["type"] == "label_before_transaction"

@@ -91,14 +91,14 @@ def test_a_revoked_key_works_until_the_cache_forgets_it(make_api: Callable[..., 
 
 
 def test_environment_keys_keep_working_beside_stored_ones(make_api: Callable[..., Api]) -> None:
-    client, services, _ = make_api(api_keys="env-key-1", admin_keys="env-admin-1")
+    client, services, _ = make_api(api_keys="env-key-1-012345", admin_keys="env-admin-1-0123")
     _, stored = services.store.keys.create("feeder", "ingest")
-    for key in ("env-key-1", "env-admin-1", stored):
+    for key in ("env-key-1-012345", "env-admin-1-0123", stored):
         assert client.post("/v1/score", json=tx(f"e-{key}"), headers={"X-API-Key": key}).status_code == 200
-    assert client.get("/v1/stats", headers={"X-API-Key": "env-key-1"}).status_code == 200
-    refused = client.post("/v1/models/rollback", headers={"X-API-Key": "env-key-1"})
+    assert client.get("/v1/stats", headers={"X-API-Key": "env-key-1-012345"}).status_code == 200
+    refused = client.post("/v1/models/rollback", headers={"X-API-Key": "env-key-1-012345"})
     assert refused.status_code == 403 and "FRAUD_ADMIN_KEYS" in refused.json()["detail"]
-    assert "env-key-1" not in refused.json()["detail"]  # named by a digest, never by the key
+    assert "env-key-1-012345" not in refused.json()["detail"]  # named by a digest, never by the key
 
 
 @pytest.mark.parametrize("path", ["/v1/score", "/v1/transactions/r-1"])
@@ -135,8 +135,8 @@ def test_revoking_the_last_stored_key_does_not_open_the_api(make_api: Callable[.
 
 
 def test_admins_manage_keys_over_http(make_api: Callable[..., Api]) -> None:
-    client, _, _ = make_api(admin_keys="env-admin-1", key_cache_seconds=3600)
-    admin = {"X-API-Key": "env-admin-1"}
+    client, _, _ = make_api(admin_keys="env-admin-1-0123", key_cache_seconds=3600)
+    admin = {"X-API-Key": "env-admin-1-0123"}
     made = client.post("/v1/keys", json={"name": "feeder", "role": "ingest"}, headers=admin)
     assert made.status_code == 201, made.text
     token = made.json()["token"]

@@ -32,7 +32,7 @@ from tests.waiting import wait_for
 
 pytestmark = pytest.mark.mlflow
 CHALLENGER = "story-challenger"
-KEY, ADMIN = "story-user-key", "story-admin-key"
+KEY, ADMIN = "story-user-key-0", "story-admin-key-"
 
 
 def _challenger(bundle_path: Path, into: Path) -> Path:

@@ -36,7 +36,7 @@ from tests.serving import uvicorn_thread
 
 __all__ = ["chromium"]  # a fixture this module uses
 
-KEY, OTHER = "limits-key-1", "limits-key-2"
+KEY, OTHER = "limits-key-1-012", "limits-key-2-012"
 PER_KEY = "too many requests for this API key"
 SCORE_429 = 'fraudstream_http_request_seconds_count{method="POST",route="/v1/score",status="429"}'
 

@@ -17,7 +17,7 @@ from fraudstream.registry import register
 from tests.e2e.apitools import Api
 from tests.integration.conftest import MLFLOW_URL, require
 
-USER, ADMIN = "user-key-1", "admin-key-1"
+USER, ADMIN = "user-key-1-01234", "admin-key-1-0123"
 
 
 def as_key(key: str) -> dict[str, str]:

@@ -34,7 +34,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/v1/labels"): READER,
     ("GET", "/v1/labels/{transaction_id}"): READER,
     ("GET", "/v1/simulations"): READER,
-    ("POST", "/v1/simulations"): READER,
+    ("POST", "/v1/simulations"): ADMIN,
     ("GET", "/v1/model"): READER,
     ("GET", "/v1/stream"): READER,
     ("GET", "/v1/alerts"): READER,
@@ -85,7 +85,7 @@ def call(client: TestClient, method: str, path: str, key: str | None) -> httpx.R
 
 @pytest.fixture
 def keyed(make_api: Callable[..., Api]) -> tuple[TestClient, dict[str, str]]:
-    client, services, _ = make_api(api_keys="env-both-1", key_cache_seconds=0, rate_limits=False)
+    client, services, _ = make_api(api_keys="env-both-1-01234", key_cache_seconds=0, rate_limits=False)
     repo = services.store.keys
     keys = {role: repo.create(f"the-{role}", role)[1] for role in (IN, AN, AD)}
     return client, keys
@@ -129,6 +129,6 @@ def test_the_environment_s_api_keys_act_as_analyst_and_ingest(
     client, _ = keyed
     for method, path in routes(client):
         allowed = EXPECTED.get((method, path), frozenset())
-        status = call(client, method, path, "env-both-1").status_code
+        status = call(client, method, path, "env-both-1-01234").status_code
         refused = allowed != OPEN and not ({IN, AN} & set(allowed))
         assert (status == 403) == refused, (method, path, status)

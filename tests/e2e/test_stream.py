@@ -58,7 +58,9 @@ class Server:
 @pytest.fixture
 def server(tmp_path: Path, bundle_path: Path) -> Iterator[Server]:
     url = f"sqlite:///{tmp_path}/stream.db"
-    settings = Settings(data_dir=tmp_path, database_url=url, model_path=bundle_path, api_keys="k1")
+    settings = Settings(
+        data_dir=tmp_path, database_url=url, model_path=bundle_path, api_keys="stream-key-012345"
+    )
     services = open_services(settings, warm=False)
     app = create_app(settings, services)
     feed = DecisionFeed(services.store, interval=0.05, queue_size=5, heartbeat=0.5)
@@ -68,7 +70,7 @@ def server(tmp_path: Path, bundle_path: Path) -> Iterator[Server]:
         # A small send buffer (inherited by accepted connections) bounds what the kernel holds for a
         # client that stops reading, so the slow-consumer test needs a megabyte of events, not tens.
         with uvicorn_thread(app, send_buffer=8192) as base:
-            yield Server(base, feed, other, "k1")
+            yield Server(base, feed, other, "stream-key-012345")
         assert feed.task is None and not feed.subscribers  # the app's shutdown stopped the poller
     finally:
         other.close()
@@ -247,7 +249,7 @@ def test_heartbeats_and_disconnect_cleanup(server: Server, connect: Callable[...
 def test_stream_needs_a_key_and_valid_outcomes(server: Server) -> None:
     assert httpx.get(f"{server.url}/v1/stream", timeout=5).status_code == 401
     response = httpx.get(
-        f"{server.url}/v1/stream?decision=FLAG,MAYBE", headers={"X-API-Key": "k1"}, timeout=5
+        f"{server.url}/v1/stream?decision=FLAG,MAYBE", headers={"X-API-Key": "stream-key-012345"}, timeout=5
     )
     assert response.status_code == 422
     assert "comma-separated list of APPROVE, FLAG, BLOCK" in response.text

@@ -13,7 +13,7 @@ from fraudstream.api import create_app
 from fraudstream.config import Settings
 from tests.serving import uvicorn_thread
 
-KEY = "fuzz-key"
+KEY = "fuzz-key-0123456"
 
 
 @dataclass

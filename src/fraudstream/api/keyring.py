@@ -1,7 +1,9 @@
 """Who a request's key belongs to: the keys of the environment and the named keys in the database.
 
 ``FRAUD_ADMIN_KEYS`` act as ``admin``; ``FRAUD_API_KEYS`` as ``analyst`` and ``ingest`` together (what they
-could do before keys had roles); both are named ``env:`` and a short digest, never a part of the key.
+could do before keys had roles). Each is named ``env:`` and the name the operator gave it (``NAME:KEY``)
+or its place in the list (``env:api-2``): nothing of the key, not even a digest one could test
+guesses against.
 Stored keys (``fraudstream keys create``) carry their own name and role.
 
 The API asks on every request, so what the database says is cached in the process for
@@ -13,7 +15,6 @@ authentication is off (the local demo), and every caller acts as admin.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
-from fraudstream.config import Settings
+from fraudstream.config import Settings, named_keys
 from fraudstream.storage.database import Database
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.keys import GRANTS, KeyRepository, Role, digest
@@ -50,11 +51,6 @@ ANONYMOUS = Caller("anonymous (no API keys set)", Role.ADMIN.value)
 _ENV_BOTH = frozenset({Role.ANALYST, Role.INGEST})
 
 
-def env_name(key: str) -> str:
-    """How a key of the environment is named: ``env:`` and 8 hex digits of its SHA-256."""
-    return "env:" + hashlib.sha256(key.encode()).hexdigest()[:8]
-
-
 def offered_keys(headers: Mapping[bytes, bytes]) -> list[str]:
     """The keys raw ASGI ``headers`` carry, as ``X-API-Key`` or ``Authorization: Bearer``."""
     offered = [headers.get(b"x-api-key", b"")]
@@ -71,11 +67,13 @@ class Keyring:
     def __init__(self, settings: Settings) -> None:
         self.ttl = settings.key_cache_seconds
         self._db: Database | None = None
+        admins = named_keys(settings.admin_keys, "admin")
         self._env: dict[str, Caller] = {
-            digest(key): Caller(env_name(key), "analyst+ingest", _ENV_BOTH)
-            for key in settings.api_key_set - settings.admin_key_set
+            digest(key): Caller(f"env:{name}", "analyst+ingest", _ENV_BOTH)
+            for name, key in named_keys(settings.api_keys, "api").items()
+            if key not in admins.values()
         }
-        self._env |= {digest(key): Caller(env_name(key), Role.ADMIN.value) for key in settings.admin_key_set}
+        self._env |= {digest(key): Caller(f"env:{name}", Role.ADMIN.value) for name, key in admins.items()}
         self._cache: dict[str, tuple[Caller | None, float]] = {}
         self._stored: tuple[bool, float] = (False, -1.0)
         self._lock = threading.Lock()

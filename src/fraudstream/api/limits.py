@@ -3,7 +3,7 @@
 Who counts what:
 
 * a request with a valid API key counts against that key's name, wherever it comes from (a stored
-  key's own name; ``env:`` and a digest for the keys of the environment, see :mod:`.keyring`);
+  key's own name; ``env:`` and a name for the keys of the environment, see :mod:`.keyring`);
 * any other request (every request when no keys are set; otherwise the endpoints open without a key,
   and the requests that will fail authentication) counts against its client address;
 * every 401 or 403 answer counts against its address's failed authentications. Past that (much

@@ -26,7 +26,7 @@ ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/labels"): ANALYST,
     ("GET", "/v1/labels/{transaction_id}"): ANALYST,
     ("GET", "/v1/simulations"): ANALYST,
-    ("POST", "/v1/simulations"): ANALYST,
+    ("POST", "/v1/simulations"): ADMIN,  # synthetic traffic into the real queue and store
     ("GET", "/v1/model"): ANALYST,
     ("GET", "/v1/stream"): ANALYST,
     ("GET", "/v1/alerts"): ANALYST,
