@@ -1,8 +1,8 @@
-"""The compiled Isolation Forest walk gives scikit-learn's scores bit for bit, serial or parallel."""
+"""The Isolation Forest served by the models step's own walk gives scikit-learn's scores, for one row or
+thousands: every row reaches scikit-learn's leaves, and the score is scikit-learn's to within the last
+bits of its final power of two (compiled as ``exp2``, where numpy calls its ``pow``)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import pytest
@@ -10,16 +10,14 @@ from sklearn.ensemble import IsolationForest
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 
-from fraudstream.scoring._few import _scoring
-from fraudstream.scoring._packed import float32_at_most
-from fraudstream.scoring.compiled import (
-    PARALLEL_FROM,
-    CompiledForest,
-    _forest_depths,
-    _forest_depths_parallel,
-)
+from fraudstream.scoring._trees import float32_above
+from fraudstream.scoring.served import ServedModels
+from tests.unit.model_bundles import served_alone
 
 N_FEATURES = 12
+RTOL = 1e-13
+"""A few units in the last place, and far below what a single leaf reached otherwise moves a score
+(the change in its path length over the forest's denominator, times ln 2: 1e-6 or more)."""
 
 
 def random_rows(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -41,22 +39,31 @@ def pipeline(request: pytest.FixtureRequest) -> Pipeline:
     return model.fit(X)
 
 
+@pytest.fixture(scope="module")
+def served(pipeline: Pipeline) -> ServedModels:
+    return served_alone("isolation_forest", pipeline, N_FEATURES)
+
+
 def expected(pipeline: Pipeline, X: np.ndarray) -> np.ndarray:
     return np.asarray(-pipeline.score_samples(X), dtype=np.float64)
 
 
-def walk_both(compiled: CompiledForest, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    Xf = np.ascontiguousarray(compiled.impute(X).astype(np.float32))
-    c = compiled
-    args: tuple[Any, ...] = (c.roots, c.depths, c.children, c.feature, c.threshold, c.value)
-    return _forest_depths(Xf, *args), _forest_depths_parallel(Xf, *args)
+def scores(served: ServedModels, X: np.ndarray) -> np.ndarray:
+    return served.score(X).raw[0]
 
 
-def threshold_rows(compiled: CompiledForest, rng: np.random.Generator) -> np.ndarray:
+def assert_sklearns(served: ServedModels, pipeline: Pipeline, X: np.ndarray) -> None:
+    """The scores are scikit-learn's within :data:`RTOL`."""
+    np.testing.assert_allclose(scores(served, X), expected(pipeline, X), rtol=RTOL, atol=0)
+
+
+def threshold_rows(pipeline: Pipeline, rng: np.random.Generator) -> np.ndarray:
     """Rows with one feature at each split's threshold as float32 would hold it, and a float32 step
     either side: the values on which ``<=`` in float64 against float32 decides the branch."""
-    inner = compiled.children[0::2] != np.arange(compiled.feature.size)
-    feature, split = compiled.feature[inner].astype(np.int64), compiled.threshold[inner]
+    trees = [e.tree_ for e in pipeline.named_steps["model"].estimators_]
+    inner = np.concatenate([t.children_left != -1 for t in trees])
+    feature = np.concatenate([t.feature for t in trees])[inner]
+    split = np.concatenate([t.threshold for t in trees])[inner]
     at = split.astype(np.float32)
     rows = []
     for value in (at, np.nextafter(at, np.float32(-np.inf)), np.nextafter(at, np.float32(np.inf))):
@@ -66,57 +73,32 @@ def threshold_rows(compiled: CompiledForest, rng: np.random.Generator) -> np.nda
     return np.concatenate(rows)
 
 
-def test_scores_equal_scikit_learn_on_rows_with_nan(pipeline: Pipeline) -> None:
-    compiled = CompiledForest.from_pipeline(pipeline)
-    X = random_rows(np.random.default_rng(0), 1000)
-    np.testing.assert_array_equal(compiled.score(X), expected(pipeline, X))
+def test_scores_equal_scikit_learn_on_rows_with_nan(served: ServedModels, pipeline: Pipeline) -> None:
+    assert_sklearns(served, pipeline, random_rows(np.random.default_rng(0), 5000))
 
 
-def test_scores_equal_scikit_learn_on_split_thresholds(pipeline: Pipeline) -> None:
-    compiled = CompiledForest.from_pipeline(pipeline)
-    X = threshold_rows(compiled, np.random.default_rng(1))
+def test_scores_equal_scikit_learn_on_split_thresholds(served: ServedModels, pipeline: Pipeline) -> None:
+    X = threshold_rows(pipeline, np.random.default_rng(1))
     assert X.shape[0] >= 3 * 60
-    serial, parallel = walk_both(compiled, X)
-    np.testing.assert_array_equal(serial, parallel)
-    np.testing.assert_array_equal(compiled.score(X), expected(pipeline, X))
+    assert_sklearns(served, pipeline, X)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 17, 33])
-def test_small_batches_equal_scikit_learn(pipeline: Pipeline, n: int) -> None:
-    compiled = CompiledForest.from_pipeline(pipeline)
+def test_small_batches_equal_scikit_learn(served: ServedModels, pipeline: Pipeline, n: int) -> None:
     X = random_rows(np.random.default_rng(n), n)
-    np.testing.assert_array_equal(compiled.score(X), expected(pipeline, X))
-    np.testing.assert_array_equal(compiled.score(X[:1]), expected(pipeline, X[:1]))
+    assert_sklearns(served, pipeline, X)
 
 
-def test_no_rows_give_no_scores(pipeline: Pipeline) -> None:
-    compiled = CompiledForest.from_pipeline(pipeline)
-    scores = compiled.score(np.empty((0, N_FEATURES)))
-    assert scores.shape == (0,) and scores.dtype == np.float64
-    serial, parallel = walk_both(compiled, np.empty((0, N_FEATURES)))
-    assert serial.shape == parallel.shape == (0,)
-
-
-def test_parallel_walk_equals_serial_and_scikit_learn(pipeline: Pipeline) -> None:
-    compiled = CompiledForest.from_pipeline(pipeline)
+def test_a_row_scores_the_same_alone_as_in_any_batch(served: ServedModels) -> None:
     X = random_rows(np.random.default_rng(2), 5000)
-    assert X.shape[0] >= PARALLEL_FROM  # score takes the parallel walk
-    serial, parallel = walk_both(compiled, X)
-    np.testing.assert_array_equal(serial, parallel)
-    np.testing.assert_array_equal(compiled.score(X), expected(pipeline, X))
-    # a row scores the same alone as in a batch, whichever walk the batch took
-    np.testing.assert_array_equal(compiled.score(X[4321:4322]), compiled.score(X)[4321:4322])
+    whole = scores(served, X)
+    for lo, hi in ((4321, 4322), (0, 31), (40, 73), (4990, 5000)):
+        np.testing.assert_array_equal(scores(served, X[lo:hi]), whole[lo:hi])
 
 
-def test_leaves_are_their_own_children(pipeline: Pipeline) -> None:
-    compiled = CompiledForest.from_pipeline(pipeline)
-    trees = pipeline.named_steps["model"].estimators_
-    assert compiled.depths.tolist() == [tree.tree_.max_depth for tree in trees]
-    leaves = np.concatenate([tree.tree_.children_left == -1 for tree in trees])
-    node = np.arange(leaves.size)
-    assert (compiled.children[0::2][leaves] == node[leaves]).all()
-    assert (compiled.children[1::2][leaves] == node[leaves]).all()
-    assert (compiled.children[0::2][~leaves] > node[~leaves]).all()
+def test_no_rows_give_no_scores(served: ServedModels) -> None:
+    got = served.score(np.empty((0, N_FEATURES)))
+    assert got.raw.shape == (1, 0) and got.raw.dtype == np.float64 and got.probability.shape == (0,)
 
 
 def test_feature_subsampling_is_refused() -> None:
@@ -125,25 +107,16 @@ def test_feature_subsampling_is_refused() -> None:
         [("impute", SimpleImputer()), ("model", IsolationForest(n_estimators=5, max_features=0.5))]
     ).fit(X)
     with pytest.raises(ValueError, match="max_features"):
-        CompiledForest.from_pipeline(model)
+        served_alone("isolation_forest", model, 4)
 
 
-def test_float32_at_most_decides_as_the_float64_threshold() -> None:
+def test_the_float32_split_decides_as_the_float64_threshold() -> None:
     rng = np.random.default_rng(0)
     t = rng.normal(size=20_000) * 10.0 ** rng.integers(-40, 40, size=20_000)
     t[:4] = [0.1, -0.1, 1e300, -1e300]
-    t32 = float32_at_most(t)
-    assert t32.dtype == np.float32 and np.all(t32.astype(np.float64) <= t)
+    above = float32_above(t)
+    assert above.dtype == np.float32
     with np.errstate(over="ignore"):
         near = t.astype(np.float32)
     for x in (near, np.nextafter(near, np.float32(-np.inf)), np.nextafter(near, np.float32(np.inf))):
-        assert np.array_equal(x.astype(np.float64) <= t, x <= t32)
-
-
-def test_few_rows_packed_walk_equals_scikit_learn_at_split_thresholds(pipeline: Pipeline) -> None:
-    compiled = CompiledForest.from_pipeline(pipeline)
-    rng = np.random.default_rng(3)
-    X = np.concatenate([threshold_rows(compiled, rng), random_rows(rng, 200)])
-    score = _scoring(compiled)  # the few-rows path's packed walk
-    got = np.concatenate([score(X[lo : lo + 64], 0)[0] for lo in range(0, len(X), 64)])
-    np.testing.assert_array_equal(got, expected(pipeline, X))
+        assert np.array_equal(x.astype(np.float64) <= t, ~(x >= above))

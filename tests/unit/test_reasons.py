@@ -158,10 +158,10 @@ def test_a_reason_reads_as_a_line() -> None:
     assert reason_text(stored_before) == "amount_z = 4.25 (raises risk)"
 
 
-def test_the_few_rows_path_gives_reasons_of_the_same_kind(
+def test_a_handful_of_rows_gets_reasons_of_the_same_kind(
     bundle: ModelBundle, small_frame: pd.DataFrame
 ) -> None:
-    """What the API scores (a handful of rows) goes through its own path: the same rules hold."""
+    """What the API scores (a handful of rows) follows the same rules as a large batch."""
     scorer = Scorer(
         bundle, MemoryFeatureState(retention=60 * 86400.0), lambda: parse_rules({"rules": []}, [])
     )

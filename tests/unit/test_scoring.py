@@ -1,4 +1,4 @@
-"""The scorer: compiled models equal the fitted ones; decisions follow thresholds and rules."""
+"""The scorer: the served models score as the fitted ones; decisions follow thresholds and rules."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from fraudstream.models.bundle import ModelBundle, load_bundle
 from fraudstream.models.ensemble import model_decisions
 from fraudstream.pipeline.scorer import Scorer
 from fraudstream.rules import EMPTY_RULES, default_known_names, parse_rules
-from fraudstream.scoring.compiled import CompiledBooster, CompiledForest, CompiledLogistic
+from fraudstream.scoring.served import ServedModels
 from fraudstream.state import MemoryFeatureState
 from fraudstream.training.models import raw_score
 
@@ -35,17 +35,20 @@ def scorer(bundle: ModelBundle, rules: object = EMPTY_RULES) -> Scorer:
     return Scorer(bundle, MemoryFeatureState(retention=60 * 86400.0), lambda: rules)
 
 
-def test_compiled_models_give_identical_scores(bundle: ModelBundle) -> None:
+def test_served_models_score_as_the_fitted_ones(bundle: ModelBundle) -> None:
+    """XGBoost bit for bit; the forest within rounding (its last power is ``exp2``, numpy's ``pow``);
+    the logistic model within rounding (its dot product is summed in another order than BLAS's)."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2000, len(bundle.manifest.feature_names))) * 100
     X[rng.random(X.shape) < 0.3] = np.nan
-    compiled = {
-        "xgboost": CompiledBooster.from_model(bundle.models["xgboost"]),
-        "logistic": CompiledLogistic.from_pipeline(bundle.models["logistic"]),
-        "isolation_forest": CompiledForest.from_pipeline(bundle.models["isolation_forest"]),
-    }
-    for name, model in compiled.items():
-        np.testing.assert_array_equal(model.score(X), raw_score(name, bundle.models[name], X), err_msg=name)
+    served = ServedModels(bundle)
+    assert served.names == ["xgboost", "logistic", "isolation_forest"]
+    raw = dict(zip(served.names, served.score(X).raw, strict=True))
+    np.testing.assert_array_equal(raw["xgboost"], raw_score("xgboost", bundle.models["xgboost"], X))
+    forest = raw_score("isolation_forest", bundle.models["isolation_forest"], X)
+    np.testing.assert_allclose(raw["isolation_forest"], forest, rtol=1e-13, atol=0)
+    logistic = raw_score("logistic", bundle.models["logistic"], X)
+    np.testing.assert_allclose(raw["logistic"], logistic, rtol=0, atol=1e-12)
 
 
 def test_thresholds_map_to_decisions() -> None:
@@ -61,7 +64,7 @@ def test_batch_and_single_transaction_paths_agree(bundle: ModelBundle, batch: Tr
     one_by_one.score(batch)  # the state now holds the same history the whole batch saw
     for i in range(0, len(batch), 997):
         single = one_by_one.score(batch.take(np.array([i])), record=False)
-        assert single.probability[0] == pytest.approx(whole.probability[i], abs=1e-12)
+        assert single.probability[0] == whole.probability[i]  # one path: the same bits
     assert set(whole.decision.tolist()) <= {"APPROVE", "FLAG", "BLOCK"}
     assert ((whole.probability >= 0) & (whole.probability <= 1)).all()
     assert set(whole.timings) == {"features", "model", "rules", "explain", "total"}
@@ -112,24 +115,14 @@ def test_recording_is_idempotent(bundle: ModelBundle) -> None:
     assert records[0].features["amount"] == 10.0 and records[0].features["customer_secs_since_last"] is None
 
 
-def test_top_reasons_match_a_full_stable_sort() -> None:
-    from fraudstream.scoring._explain import _top
-
+def test_top_reasons_match_a_full_stable_sort(bundle: ModelBundle) -> None:
+    served = ServedModels(bundle)
     rng = np.random.default_rng(5)
-    values = np.round(rng.normal(size=(500, 40)), 1)  # rounding makes ties, broken by column number
+    m = len(served.feature_names)
+    values = np.round(rng.normal(size=(500, m)), 1)  # rounding makes ties, broken by column number
+    X = rng.normal(size=(500, m))
+    reasons = served.reasons(X, np.full(500, "BLOCK", dtype=object), values)
     expected = np.argsort(-values, axis=1, kind="stable")[:, :3]
-    top = _top(values, 3)
-    chosen, wanted = np.take_along_axis(values, top, axis=1), np.take_along_axis(values, expected, axis=1)
-    assert np.array_equal(chosen, wanted)
-    assert np.array_equal(_top(values[:, :2], 3), np.argsort(-values[:, :2], axis=1, kind="stable"))
-
-
-def test_the_booster_fallback_answers_as_the_compiled_trees(bundle: ModelBundle) -> None:
-    compiled = CompiledBooster.from_model(bundle.models["xgboost"])
-    assert compiled.trees is not None  # the walker covers the bundle's model
-    native = CompiledBooster(None, compiled.booster)  # what a model it cannot walk is served by
-    rng = np.random.default_rng(1)
-    X = rng.normal(size=(300, len(bundle.manifest.feature_names))) * 50
-    X[rng.random(X.shape) < 0.2] = np.nan
-    np.testing.assert_array_equal(compiled.score(X), native.score(X))
-    np.testing.assert_allclose(compiled.contributions(X), native.contributions(X), rtol=1e-5, atol=1e-6)
+    for i, row in enumerate(reasons):
+        wanted = [served.feature_names[j] for j in expected[i] if values[i, j] > 0]
+        assert [r["code"] for r in row] == wanted

@@ -42,7 +42,7 @@ def _rules() -> object:
 
 
 def _three_scorers(
-    bundle: ModelBundle, small_frame: pd.DataFrame, few_rows: int, share: float
+    bundle: ModelBundle, small_frame: pd.DataFrame, share: float
 ) -> tuple[TransactionBatch, Scorer, Scorer, Scorer]:
     """The last 1,500 transactions, the first 900 of them scored as history into one state, and three
     scorers on it: the champion with the challenger (at ``share``), the champion alone, the
@@ -51,21 +51,18 @@ def _three_scorers(
     rules = _rules()
     challenger = _challenger(bundle)
     state = MemoryFeatureState(retention=60 * 86400.0)
-    both = Scorer(
-        bundle, state, lambda: rules, few_rows=few_rows, challenger=challenger, challenger_share=share
-    )
-    champion = Scorer(bundle, state, lambda: rules, both.engine, few_rows=few_rows)
-    alone = Scorer(challenger, state, lambda: rules, both.engine, few_rows=few_rows)
+    both = Scorer(bundle, state, lambda: rules, challenger=challenger, challenger_share=share)
+    champion = Scorer(bundle, state, lambda: rules, both.engine)
+    alone = Scorer(challenger, state, lambda: rules, both.engine)
     both.score(whole.take(np.arange(900)))  # history, so that features are not all missing
     return whole, both, champion, alone
 
 
-@pytest.mark.parametrize("few_rows", [64, 0], ids=["few-rows path", "batch path"])
 @pytest.mark.parametrize("size", [1, 3, 40, 500])
 def test_shadow_fields_equal_scoring_with_the_challenger_alone(
-    bundle: ModelBundle, small_frame: pd.DataFrame, few_rows: int, size: int
+    bundle: ModelBundle, small_frame: pd.DataFrame, size: int
 ) -> None:
-    whole, shadowed, champion, alone = _three_scorers(bundle, small_frame, few_rows, 0.0)
+    whole, shadowed, champion, alone = _three_scorers(bundle, small_frame, 0.0)
     challenger = alone.bundle
     batch = whole.take(np.arange(900, 900 + size))
 
@@ -106,12 +103,11 @@ def test_a_challenger_on_another_feature_set_is_refused(bundle: ModelBundle) -> 
         Scorer(bundle, MemoryFeatureState(retention=86400.0), _rules, challenger=other)
 
 
-@pytest.mark.parametrize("few_rows", [64, 0], ids=["few-rows path", "batch path"])
 @pytest.mark.parametrize("size", [1, 40, 500])
 def test_ab_routed_customers_get_the_challengers_whole_answer_and_the_rest_the_champions(
-    bundle: ModelBundle, small_frame: pd.DataFrame, few_rows: int, size: int
+    bundle: ModelBundle, small_frame: pd.DataFrame, size: int
 ) -> None:
-    whole, ab, champion, alone = _three_scorers(bundle, small_frame, few_rows, 0.5)
+    whole, ab, champion, alone = _three_scorers(bundle, small_frame, 0.5)
     batch = whole.take(np.arange(900, 900 + size))
     if size == 1:  # one row of a customer in the challenger's half
         inside = [i for i, c in enumerate(whole.customer_id.tolist()) if customer_bucket(str(c)) < 0.5]

@@ -37,18 +37,17 @@ def _rules() -> object:
     return parse_rules({"rules": []}, default_known_names(FeatureEngine().feature_set))
 
 
-@pytest.mark.parametrize("few_rows", [64, 0], ids=["few-rows path", "batch path"])
 def test_a_swap_serves_the_new_model_from_the_next_batch(
-    bundle: ModelBundle, small_frame: pd.DataFrame, few_rows: int
+    bundle: ModelBundle, small_frame: pd.DataFrame
 ) -> None:
     rules = _rules()
     whole = TransactionBatch.from_frame(small_frame.iloc[-1200:].reset_index(drop=True))
-    scorer = Scorer(bundle, MemoryFeatureState(retention=60 * 86400.0), lambda: rules, few_rows=few_rows)
+    scorer = Scorer(bundle, MemoryFeatureState(retention=60 * 86400.0), lambda: rules)
     scorer.score(whole.take(np.arange(900)))
     batch = whole.take(np.arange(900, 940))
     before = scorer.score(batch, record=False)
     new = _other(bundle, "swapped-2")
-    alone = Scorer(new, scorer.state, lambda: rules, scorer.engine, few_rows=few_rows)
+    alone = Scorer(new, scorer.state, lambda: rules, scorer.engine)
 
     scorer.use(new)
     after = scorer.score(batch, record=False)

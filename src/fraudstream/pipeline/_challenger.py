@@ -15,11 +15,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fraudstream.models.bundle import ModelBundle
-from fraudstream.models.ensemble import ensemble_probability, model_decisions
 from fraudstream.rules.ruleset import RuleOutcome
-from fraudstream.scoring._explain import model_reasons, pick_explainer
-from fraudstream.scoring._few import FewRows
-from fraudstream.scoring.compiled import compile_models
+from fraudstream.scoring.served import ServedModels
 
 
 class ChallengerError(ValueError):
@@ -36,20 +33,13 @@ class ShadowOutcome(NamedTuple):
 
 
 class Shadow:
-    """Scores feature rows with the challenger ``bundle``: ensemble probabilities and decisions.
-
-    ``few_rows`` is the champion scorer's: batches up to that many rows take the few-rows path, which
-    gives the batch path's probabilities bit for bit (see :mod:`._few`), so the shadow's probability
-    is the one scoring with the challenger alone gives.
+    """Scores feature rows with the challenger ``bundle``: ensemble probabilities and decisions, through
+    the same models path as the champion's (:class:`ServedModels`), so the shadow's probability is the
+    one scoring with the challenger alone gives. ``descriptions`` are the features' (for reasons).
     """
 
     def __init__(
-        self,
-        bundle: ModelBundle,
-        champion: ModelBundle,
-        names: list[str],
-        few_rows: int,
-        descriptions: list[str] | None = None,
+        self, bundle: ModelBundle, champion: ModelBundle, descriptions: list[str] | None = None
     ) -> None:
         mine, theirs = bundle.feature_set(), champion.feature_set()
         if not mine.computes_same(theirs):
@@ -60,14 +50,8 @@ class Shadow:
                 "spec, since both models score the same computed features"
             )
         self.bundle = bundle
-        self.models = compile_models(bundle)
-        self.names = names
-        self.descriptions = descriptions if descriptions is not None else list(names)
-        self.explainer = pick_explainer(self.models, bundle.manifest.weights)
-        self._few = (
-            FewRows(self.models, bundle.manifest, None, names, 0, [""] * len(names)) if few_rows else None
-        )
-        self._few_rows = few_rows if self._few is not None else 0
+        self.models = ServedModels(bundle, descriptions)
+        self.explainer = self.models.explainer
 
     @property
     def version(self) -> str:
@@ -79,21 +63,16 @@ class Shadow:
 
     def probability(self, X: np.ndarray) -> np.ndarray:
         """The challenger's ensemble probability of each row of ``X``."""
-        if self._few is not None and len(X) <= self._few_rows:
-            return self._few.probabilities(X)[0]
-        manifest = self.bundle.manifest
-        raw = {name: model.score(X) for name, model in self.models.items()}
-        return ensemble_probability(raw, manifest.calibration, manifest.weights)
+        return self.models.score(X).probability
 
     def decide(self, X: np.ndarray, columns: Any, rules: Any) -> ShadowOutcome:
         """Probabilities, and decisions: the model's at its thresholds, then ``rules`` applied to
         ``columns`` (the same rule columns the champion's decision was ruled on)."""
-        probability = self.probability(X)
-        by_model = model_decisions(probability, self.bundle.manifest.thresholds)
+        probability, by_model, _ = self.models.score(X)
         outcome = rules.apply(columns, by_model)
         outcome.decision = np.asarray(outcome.decision, dtype=object)
         return ShadowOutcome(probability, by_model, outcome)
 
     def reasons(self, X: np.ndarray, decision: np.ndarray) -> list[list[dict[str, Any]]]:
-        """The challenger's model reasons for rows it decided (see :func:`._explain.model_reasons`)."""
-        return model_reasons(self.models, self.explainer, X, decision, self.names, self.descriptions)
+        """The challenger's model reasons for rows it decided (see :meth:`ServedModels.reasons`)."""
+        return self.models.reasons(X, decision)

@@ -21,14 +21,12 @@ from fraudstream.events.decision import DecisionColumns, DecisionRecord
 from fraudstream.events.reasons import rule_direction
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.models.bundle import ModelBundle
-from fraudstream.models.ensemble import ensemble_probability, model_decisions
 from fraudstream.pipeline._challenger import ChallengerError, Shadow, ShadowOutcome
 from fraudstream.pipeline._routing import routed_rows
 from fraudstream.rules.names import rule_columns
 from fraudstream.rules.ruleset import RuleOutcome
-from fraudstream.scoring._explain import TOP_REASONS, model_reasons, pick_explainer
-from fraudstream.scoring._few import FEW_ROWS, FewRows
-from fraudstream.scoring.compiled import compile_models
+from fraudstream.scoring._explain import TOP_REASONS
+from fraudstream.scoring.served import ServedModels
 from fraudstream.state.base import FeatureState
 
 log = logging.getLogger(__name__)
@@ -129,9 +127,8 @@ class ScoredBatch:
 class Scorer:
     """Scores batches with a model bundle, a feature state and the current rules.
 
-    Batches of up to ``few_rows`` rows take the few-rows path (:mod:`._few`), which gives the batch
-    path's answers bit for bit without its fixed cost per call; ``few_rows=0`` sends every batch down
-    the batch path (to compare the two, or to rule the few-rows path out).
+    The models step is the bundle's :class:`~fraudstream.scoring.served.ServedModels`, one path for
+    one transaction or ten thousand.
 
     With a ``challenger`` (another bundle on the same feature set, else :class:`ChallengerError`),
     every batch is also scored by it in shadow, on the same feature rows: its probability and its
@@ -149,12 +146,9 @@ class Scorer:
         rules: Callable[[], Any],
         engine: FeatureEngine | None = None,
         *,
-        few_rows: int = FEW_ROWS,
         challenger: ModelBundle | None = None,
         challenger_share: float = 0.0,
     ) -> None:
-        if few_rows < 0:
-            raise ValueError(f"few_rows must be 0 or more, got {few_rows}")
         if not 0.0 <= challenger_share <= 1.0:
             raise ValueError(f"challenger_share must be between 0 and 1, got {challenger_share}")
         self.challenger_share = challenger_share
@@ -166,7 +160,6 @@ class Scorer:
         self._index = (self.engine.names, {n: i for i, n in enumerate(self.engine.names)})
         self._lock = threading.Lock()
         self._observers: list[Callable[[ScoredBatch], None]] = []
-        self._asked_few_rows = few_rows
         self._install(self._prepare(bundle, challenger))
 
     def use(self, bundle: ModelBundle, *, challenger: ModelBundle | EllipsisType | None = ...) -> None:
@@ -203,37 +196,14 @@ class Scorer:
         log.info("scoring: model swapped in place, %s -> %s", before, bundle.manifest.version)
 
     def _prepare(self, bundle: ModelBundle, challenger: ModelBundle | None) -> dict[str, Any]:
-        """Everything scoring reads of a bundle (compiled models, explainer, few-rows path, shadow)."""
-        models = compile_models(bundle)
-        explainer = pick_explainer(models, bundle.manifest.weights)
-        names = self.engine.names
-        few_rows = self._asked_few_rows
-        few = (
-            FewRows(models, bundle.manifest, explainer, names, TOP_REASONS, self._descriptions)
-            if few_rows and len(names) > TOP_REASONS
-            else None
-        )
-        few_rows = few_rows if few is not None else 0
-        shadow = (
-            Shadow(challenger, bundle, names, few_rows, self._descriptions)
-            if challenger is not None
-            else None
-        )
-        return {
-            "bundle": bundle,
-            "models": models,
-            "_explainer": explainer,
-            "_few": few,
-            "_few_rows": few_rows,
-            "_shadow": shadow,
-        }
+        """Everything scoring reads of a bundle (its served models, the challenger's in shadow)."""
+        models = ServedModels(bundle, self._descriptions)
+        shadow = Shadow(challenger, bundle, self._descriptions) if challenger is not None else None
+        return {"bundle": bundle, "models": models, "_shadow": shadow}
 
     def _install(self, prepared: dict[str, Any]) -> None:
         self.bundle: ModelBundle = prepared["bundle"]
-        self.models: dict[str, Any] = prepared["models"]
-        self._explainer: str | None = prepared["_explainer"]
-        self._few: FewRows | None = prepared["_few"]
-        self._few_rows: int = prepared["_few_rows"]
+        self.models: ServedModels = prepared["models"]
         self._shadow: Shadow | None = prepared["_shadow"]
 
     @property
@@ -246,16 +216,10 @@ class Scorer:
         return self._shadow.bundle if self._shadow is not None else None
 
     @property
-    def few_rows(self) -> int:
-        """The largest batch scored on the few-rows path; 0 when every batch takes the batch path (as
-        asked, or because the model has no more features than the reasons it gives per row)."""
-        return self._few_rows
-
-    @property
     def explainer(self) -> str | None:
         """The model whose feature contributions are the decisions' model reasons: the more heavily
         weighted of XGBoost and the logistic model, or ``None`` when the bundle weights neither."""
-        return self._explainer
+        return self.models.explainer
 
     def score(
         self,
@@ -318,19 +282,7 @@ class Scorer:
     def _decide(self, batch: TransactionBatch, X: np.ndarray, new: np.ndarray, started: float) -> ScoredBatch:
         featured = time.perf_counter()
         manifest = self.bundle.manifest
-        few = self._few if len(batch) <= self._few_rows else None
-        contrib = None
-        if few is not None:
-            probability, picks = few.probabilities(X)
-        else:
-            scores = {}
-            for name, model in self.models.items():
-                if name == self._explainer and hasattr(model, "score_and_contributions"):
-                    scores[name], contrib = model.score_and_contributions(X)
-                else:
-                    scores[name] = model.score(X)
-            probability = ensemble_probability(scores, manifest.calibration, manifest.weights)
-        by_model = model_decisions(probability, manifest.thresholds)
+        probability, by_model, _ = self.models.score(X)
         modelled = time.perf_counter()
         rules = self.rules()
         ruling = rule_columns(batch, X, self.engine.names)
@@ -344,7 +296,7 @@ class Scorer:
         shadowed = time.perf_counter()
         champion = np.asarray(outcome.decision, dtype=object)
         explained = champion if routed is None else np.where(routed, "APPROVE", champion)
-        model = self.explain(X, explained, contrib) if few is None else few.reasons(len(X), picks, explained)
+        model = self.models.reasons(X, explained)
         shadow_probability = shadow_decision = None
         if shadow is not None:
             shadow_probability, shadow_decision = shadow.probability, shadow.outcome.decision
@@ -392,12 +344,10 @@ class Scorer:
     def explain(
         self, X: np.ndarray, decision: np.ndarray, contributions: np.ndarray | None = None
     ) -> list[list[dict[str, Any]]]:
-        """The model reasons of each row of features ``X`` on the batch path, from the
-        :attr:`explainer` (see :func:`fraudstream.scoring._explain.model_reasons`); ``contributions``
-        are the explainer's for ``X`` when scoring already computed them."""
-        return model_reasons(
-            self.models, self._explainer, X, decision, self.engine.names, self._descriptions, contributions
-        )
+        """The model reasons of each row of features ``X`` at ``decision``, from the :attr:`explainer`
+        (see :meth:`ServedModels.reasons`); ``contributions`` are the explainer's for ``X`` when
+        already at hand."""
+        return self.models.reasons(X, decision, contributions)
 
 
 def _cross(routed: np.ndarray, challenger: np.ndarray, champion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

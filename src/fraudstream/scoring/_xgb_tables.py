@@ -1,8 +1,8 @@
 """Tables of an XGBoost booster's nodes, computed once when its trees are flattened.
 
-Kept apart from the walks in :mod:`._xgb_trees`, which run for every request: these only follow the
-trees' structure, to give each node its depth and mean value and each leaf the contributions a row
-ending there gets from its tree.
+Kept apart from the walks (:mod:`._xgboost`, :mod:`._step`), which run for every request: these only
+follow the trees' structure, to give each node its depth and mean value and each leaf the
+contributions a row ending there gets from its tree.
 """
 
 from __future__ import annotations
