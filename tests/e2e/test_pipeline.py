@@ -181,13 +181,12 @@ def test_a_message_that_kills_every_worker_takes_only_itself_to_the_dead_letters
     services.close()
 
 
-@pytest.mark.parametrize("record", [True, False])
 def test_replayed_decisions_are_not_remade(
-    tmp_path: Path, bundle_path: Path, small_frame: pd.DataFrame, record: bool
+    tmp_path: Path, bundle_path: Path, small_frame: pd.DataFrame
 ) -> None:
     services = open_services(settings_for(tmp_path, bundle_path))
     txs = transactions(small_frame, 50)
-    scored = services.scorer.score(TransactionBatch.from_transactions(txs), record=record)
+    scored = services.scorer.score(TransactionBatch.from_transactions(txs))
     records = scored.records(services.scorer.engine.names, services.scorer.version)
     assert len(services.store.decisions.save(records, txs)) == 50
     assert services.store.decisions.save(records, txs) == []

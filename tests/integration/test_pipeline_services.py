@@ -165,8 +165,9 @@ def test_the_worker_looks_up_only_recorded_transactions_and_keeps_decisions_made
         names = scorer.engine.names
         api = TransactionBatch.from_transactions(txs[:40])
         store.decisions.save(scorer.score(api).columns(names, "api"), txs[:40])
+        scorer.engine.record(api, scorer.state)  # as the API's decider records what it stored
         other = TransactionBatch.from_transactions(txs[40:60])
-        store.decisions.save(scorer.score(other, record=False).columns(names, "elsewhere"), txs[40:60])
+        store.decisions.save(scorer.score(other).columns(names, "elsewhere"), txs[40:60])
         asked: list[str] = []
         real = store.decisions.known
         monkeypatch.setattr(store.decisions, "known", lambda some: asked.extend(some) or real(some))

@@ -83,14 +83,14 @@ def test_a_moved_challenger_alias_is_followed_beside_the_same_champion(setup: An
     assert not watcher.check()  # no alias yet: nothing to shadow
     registry.challenger = "1"
     assert watcher.check()
-    got = serving.scorer.score(batch, record=False)
+    got = serving.scorer.score(batch)
     assert (got.model_version, got.shadow_version) == (bundle.manifest.version, "shadow-1")
     assert serving.challenger_source.registry_version == "1"
     assert not watcher.check()  # unchanged alias: no reload
 
     registry.challenger = "2"
     assert watcher.check()
-    got = serving.scorer.score(batch, record=False)
+    got = serving.scorer.score(batch)
     assert (got.model_version, got.shadow_version) == (bundle.manifest.version, "shadow-2")
     assert "version 1 -> version 2" in lines[-1]
 
@@ -105,7 +105,7 @@ def test_a_challenger_on_another_feature_set_is_refused_and_the_old_one_keeps_sh
     with caplog.at_level(logging.ERROR):
         assert not watcher.check()
     assert "version 3, which cannot shadow the champion" in caplog.text
-    assert serving.scorer.score(batch, record=False).shadow_version == "shadow-1"
+    assert serving.scorer.score(batch).shadow_version == "shadow-1"
     assert serving.challenger_source.registry_version == "1"
 
 
@@ -115,7 +115,7 @@ def test_a_deleted_challenger_alias_stops_shadowing(setup: Any) -> None:
     watcher.check()
     registry.challenger = None
     assert watcher.check()
-    got = serving.scorer.score(batch, record=False)
+    got = serving.scorer.score(batch)
     assert (got.model_version, got.shadow_version) == (bundle.manifest.version, None)
     assert serving.challenger_source is None
     assert "shadowing stopped" in lines[-1]

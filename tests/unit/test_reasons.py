@@ -41,7 +41,7 @@ def scored(bundle: ModelBundle, small_frame: pd.DataFrame) -> ScoredBatch:
     )
     scorer = Scorer(bundle, MemoryFeatureState(retention=60 * 86400.0), lambda: rules)
     batch = TransactionBatch.from_frame(small_frame.iloc[-3000:].reset_index(drop=True))
-    return scorer.score(batch, record=False)
+    return scorer.score(batch)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -166,10 +166,10 @@ def test_a_handful_of_rows_gets_reasons_of_the_same_kind(
         bundle, MemoryFeatureState(retention=60 * 86400.0), lambda: parse_rules({"rules": []}, [])
     )
     batch = TransactionBatch.from_frame(small_frame.iloc[-3000:].reset_index(drop=True))
-    whole = scorer.score(batch, record=False)
+    whole = scorer.score(batch)
     risky = np.flatnonzero(whole.decision != "APPROVE")[:8]
     calm = np.flatnonzero(whole.decision == "APPROVE")[:8]
-    few = scorer.score(batch.take(np.concatenate([risky, calm])), record=False)
+    few = scorer.score(batch.take(np.concatenate([risky, calm])))
     assert len(few) <= 16 and "APPROVE" in few.decision.tolist()
     for decision, reasons in zip(few.decision.tolist(), few.reasons, strict=True):
         assert decision != "APPROVE" or reasons == []

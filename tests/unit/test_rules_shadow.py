@@ -64,9 +64,7 @@ def test_the_scorer_stores_shadow_hits_but_decides_reasons_and_alerts_without_th
 
     def score(data: dict[str, object]) -> object:
         rules = parse_rules(data, known)
-        return Scorer(bundle, MemoryFeatureState(retention=60 * 86400.0), lambda: rules).score(
-            batch, record=False
-        )
+        return Scorer(bundle, MemoryFeatureState(retention=60 * 86400.0), lambda: rules).score(batch)
 
     plain = score({"rules": []})
     shadowed = score({"rules": [{**watch, "shadow": True}]})

@@ -59,11 +59,11 @@ def test_thresholds_map_to_decisions() -> None:
 
 
 def test_batch_and_single_transaction_paths_agree(bundle: ModelBundle, batch: TransactionBatch) -> None:
-    whole = scorer(bundle).score(batch, record=False)
+    whole = scorer(bundle).score(batch)
     one_by_one = scorer(bundle)
-    one_by_one.score(batch)  # the state now holds the same history the whole batch saw
+    one_by_one.engine.record(batch, one_by_one.state)  # the state now holds the history the batch saw
     for i in range(0, len(batch), 997):
-        single = one_by_one.score(batch.take(np.array([i])), record=False)
+        single = one_by_one.score(batch.take(np.array([i])))
         assert single.probability[0] == whole.probability[i]  # one path: the same bits
     assert set(whole.decision.tolist()) <= {"APPROVE", "FLAG", "BLOCK"}
     assert ((whole.probability >= 0) & (whole.probability <= 1)).all()
@@ -71,7 +71,7 @@ def test_batch_and_single_transaction_paths_agree(bundle: ModelBundle, batch: Tr
 
 
 def test_reasons_are_top_positive_contributions(bundle: ModelBundle, batch: TransactionBatch) -> None:
-    scored = scorer(bundle).score(batch, record=False)
+    scored = scorer(bundle).score(batch)
     risky = int(np.argmax(scored.probability))
     reasons = scored.reasons[risky]
     assert 1 <= len(reasons) <= 3
@@ -81,7 +81,7 @@ def test_reasons_are_top_positive_contributions(bundle: ModelBundle, batch: Tran
 
 
 def test_rules_override_the_model_both_ways(bundle: ModelBundle, batch: TransactionBatch) -> None:
-    plain = scorer(bundle).score(batch, record=False)
+    plain = scorer(bundle).score(batch)
     risky = int(np.argmax(plain.probability))
     assert plain.decision[risky] in ("FLAG", "BLOCK")
     customer = batch.customer_id[risky]
@@ -94,21 +94,24 @@ def test_rules_override_the_model_both_ways(bundle: ModelBundle, batch: Transact
         },
         default_known_names(FeatureEngine().feature_set),
     )
-    ruled = scorer(bundle, rules).score(batch, record=False)
+    ruled = scorer(bundle, rules).score(batch)
     assert ruled.decision[risky] == "APPROVE"  # allow-listed beats the model
     others = np.flatnonzero(batch.customer_id != customer)
     assert (ruled.decision[others] != "APPROVE").all()  # the FLAG rule lifts everyone else
     assert any(r["code"] == "huge" and r["source"] == "rules" for r in ruled.reasons[others[0]])
 
 
-def test_recording_is_idempotent(bundle: ModelBundle) -> None:
+def test_scoring_records_nothing_and_a_recorded_transaction_scores_the_same(bundle: ModelBundle) -> None:
     s = scorer(bundle)
     tx = Transaction(
         transaction_id="t1", timestamp=datetime(2025, 3, 1, tzinfo=UTC), customer_id="C1", amount=10.0
     )
-    first = s.score(TransactionBatch.from_transactions([tx]))
-    again = s.score(TransactionBatch.from_transactions([tx]))
-    assert first.new.tolist() == [True] and again.new.tolist() == [False]
+    one = TransactionBatch.from_transactions([tx])
+    first = s.score(one)
+    assert s.state.recorded(one.transaction_id).tolist() == [False]  # type: ignore[union-attr]
+    assert s.engine.record(one, s.state).tolist() == [True]
+    assert s.engine.record(one, s.state).tolist() == [False]  # once per transaction
+    again = s.score(one)  # answered by its recorded event, not counting itself
     assert first.probability[0] == again.probability[0]
     records = first.records(s.engine.names, s.version)
     assert records[0].transaction_id == "t1" and records[0].model_version == s.version

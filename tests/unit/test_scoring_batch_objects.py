@@ -98,7 +98,7 @@ def test_reasons_equal_a_row_by_row_build(bundle: ModelBundle) -> None:
 
 def test_records_equal_a_row_by_row_build(bundle: ModelBundle, batch: TransactionBatch) -> None:
     s = Scorer(bundle, MemoryFeatureState(retention=86400.0), lambda: EMPTY_RULES)
-    scored = s.score(batch, record=False)
+    scored = s.score(batch)
     records = scored.records(s.engine.names, s.version)
     assert len(records) == len(batch)
     for i in range(0, len(batch), 37):

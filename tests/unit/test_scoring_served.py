@@ -197,7 +197,7 @@ def test_a_batch_is_decided_row_by_row_as_each_row_alone(
     explained = 0
     for size in (1, 2, 5, 33, 64, 65, 400):
         batch = whole.take(rng.choice(np.arange(1000, len(frame)), size=size, replace=False))
-        got = scorer.score(batch, record=False)
+        got = scorer.score(batch)
         for i in range(size):
             X = got.features[i : i + 1]
             alone = scorer.models.score(X)

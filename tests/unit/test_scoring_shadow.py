@@ -66,9 +66,9 @@ def test_shadow_fields_equal_scoring_with_the_challenger_alone(
     challenger = alone.bundle
     batch = whole.take(np.arange(900, 900 + size))
 
-    got = shadowed.score(batch, record=False)
-    want = alone.score(batch, record=False)
-    served = champion.score(batch, record=False)
+    got = shadowed.score(batch)
+    want = alone.score(batch)
+    served = champion.score(batch)
 
     assert got.shadow_version == "challenger-1" and shadowed.challenger is challenger
     assert got.shadow_probability is not None and got.shadow_decision is not None
@@ -89,7 +89,7 @@ def test_without_a_challenger_the_shadow_fields_are_empty(
 ) -> None:
     rules = _rules()
     scorer = Scorer(bundle, MemoryFeatureState(retention=86400.0), lambda: rules)
-    got = scorer.score(TransactionBatch.from_frame(small_frame.iloc[:5]), record=False)
+    got = scorer.score(TransactionBatch.from_frame(small_frame.iloc[:5]))
     assert scorer.challenger is None and got.shadow_version is None and got.shadow_probability is None
     assert {r.shadow_decision for r in got.records(scorer.engine.names, "v")} == {None}
 
@@ -113,8 +113,8 @@ def test_ab_routed_customers_get_the_challengers_whole_answer_and_the_rest_the_c
         inside = [i for i, c in enumerate(whole.customer_id.tolist()) if customer_bucket(str(c)) < 0.5]
         batch = whole.take(np.array([i for i in inside if i >= 900][:1]))
 
-    got = ab.score(batch, record=False)
-    theirs, ours = alone.score(batch, record=False), champion.score(batch, record=False)
+    got = ab.score(batch)
+    theirs, ours = alone.score(batch), champion.score(batch)
 
     routed = routed_rows(batch.customer_id, 0.5)
     assert routed.any() and (size == 1 or not routed.all())

@@ -43,19 +43,19 @@ def test_a_swap_serves_the_new_model_from_the_next_batch(
     rules = _rules()
     whole = TransactionBatch.from_frame(small_frame.iloc[-1200:].reset_index(drop=True))
     scorer = Scorer(bundle, MemoryFeatureState(retention=60 * 86400.0), lambda: rules)
-    scorer.score(whole.take(np.arange(900)))
+    scorer.engine.record(whole.take(np.arange(900)), scorer.state)
     batch = whole.take(np.arange(900, 940))
-    before = scorer.score(batch, record=False)
+    before = scorer.score(batch)
     new = _other(bundle, "swapped-2")
     alone = Scorer(new, scorer.state, lambda: rules, scorer.engine)
 
     scorer.use(new)
-    after = scorer.score(batch, record=False)
+    after = scorer.score(batch)
 
     assert before.model_version == bundle.manifest.version
     assert scorer.version == after.model_version == "swapped-2"
     assert {r.model_version for r in after.records(scorer.engine.names)} == {"swapped-2"}
-    np.testing.assert_array_equal(after.probability, alone.score(batch, record=False).probability)
+    np.testing.assert_array_equal(after.probability, alone.score(batch).probability)
     assert not np.array_equal(after.probability, before.probability)
 
 
@@ -66,9 +66,9 @@ def test_a_swap_keeps_or_replaces_the_challenger(bundle: ModelBundle, small_fram
     batch = TransactionBatch.from_frame(small_frame.iloc[:5])
 
     scorer.use(_other(bundle, "swapped-2"))
-    assert scorer.score(batch, record=False).shadow_version == "shadow-1"
+    assert scorer.score(batch).shadow_version == "shadow-1"
     scorer.use(bundle, challenger=None)
-    got = scorer.score(batch, record=False)
+    got = scorer.score(batch)
     assert (got.model_version, got.shadow_version) == (bundle.manifest.version, None)
 
 
@@ -85,5 +85,5 @@ def test_a_model_on_another_feature_set_is_refused_and_the_old_one_serves(
     with pytest.raises(ModelSwapError, match=r"another feature set.*restart"):
         scorer.use(other)
 
-    got = scorer.score(TransactionBatch.from_frame(small_frame.iloc[:5]), record=False)
+    got = scorer.score(TransactionBatch.from_frame(small_frame.iloc[:5]))
     assert scorer.version == got.model_version == bundle.manifest.version

@@ -165,12 +165,12 @@ class Decider:
         """Arrived labels into the feature state, between batches (never inside one); how many fraud
         labels were new there."""
         with self._lock:
-            return self.scorer.record_labels(transaction_ids, label_times, is_fraud)
+            return self.scorer.state.record_labels(transaction_ids, label_times, is_fraud)
 
     def score(self, batch: TransactionBatch) -> DecisionColumns:
         """Decisions for every row against the current state, storing and recording nothing (a dry run)."""
         with self._lock:
-            scored = self.scorer.score(batch, record=False)
+            scored = self.scorer.score(batch)
         return scored.columns(self.scorer.engine.names)
 
     def decide(
@@ -214,7 +214,7 @@ class Decider:
         another process decided meanwhile joins ``replayed``; one it stored with another body is a
         conflict)."""
         at = np.asarray(fresh, dtype=np.int64)
-        columns = self.scorer.score(batch.take(at), record=False).columns(self.scorer.engine.names)
+        columns = self.scorer.score(batch.take(at)).columns(self.scorer.engine.names)
         clashes: set[str] = set()
         bodies = None if rows.bodies is None else [rows.bodies[i] for i in fresh]
         stored = set(self.ledger.save(columns, bodies, clashes))

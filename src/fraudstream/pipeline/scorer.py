@@ -1,13 +1,13 @@
 """The scorer: a batch of transactions → features → models → ensemble probability → rules → decisions.
 
-One code path for one transaction or ten thousand; a single transaction is built into a batch from
-its pydantic model, never through pandas, and scored by the compiled models.
+One code path for one transaction or ten thousand. It reads the feature state and changes nothing:
+storing the decisions and recording the batch are the :class:`~fraudstream.pipeline.decider.Decider`'s
+steps, in the order it states.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,7 +62,6 @@ class ScoredBatch:
     rules: list[list[str]]
     alert: np.ndarray
     features: np.ndarray
-    new: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
     index: tuple[list[str], dict[str, int]] | None = field(default=None, repr=False)
     """The scorer's feature names and each one's column, so few rows' records need not rebuild it."""
@@ -124,6 +123,15 @@ class ScoredBatch:
         return self.columns(feature_names, model_version).records(index)
 
 
+@dataclass(frozen=True)
+class _Served:
+    """What a batch is scored with, swapped in as one: the bundle, its models, the challenger's."""
+
+    bundle: ModelBundle
+    models: ServedModels
+    shadow: Shadow | None
+
+
 class Scorer:
     """Scores batches with a model bundle, a feature state and the current rules.
 
@@ -158,17 +166,15 @@ class Scorer:
         self.rules = rules
         self._descriptions = list(self.engine.feature_set.descriptions)
         self._index = (self.engine.names, {n: i for i, n in enumerate(self.engine.names)})
-        self._lock = threading.Lock()
-        self._observers: list[Callable[[ScoredBatch], None]] = []
-        self._install(self._prepare(bundle, challenger))
+        self._served = self._prepare(bundle, challenger)
 
     def use(self, bundle: ModelBundle, *, challenger: ModelBundle | EllipsisType | None = ...) -> None:
         """Serve ``bundle`` from the next batch on, in place, with no restart.
 
-        The models are compiled before the lock is taken; the swap itself happens under the scoring
-        lock, so each batch is scored (and its decisions carry :attr:`ScoredBatch.model_version`)
-        wholly by one model. ``challenger`` replaces the bundle in shadow (``None`` drops it); left
-        out, the current challenger stays.
+        The models are compiled first, then swapped in as one: a batch takes the served models once,
+        when it starts, so each batch is scored (and its decisions carry
+        :attr:`ScoredBatch.model_version`) wholly by one model. ``challenger`` replaces the bundle in
+        shadow (``None`` drops it); left out, the current challenger stays.
 
         Raises :class:`ModelSwapError` when ``bundle`` (or the challenger) reads another feature set:
         the feature state's schema follows the feature set, so that takes a restart. The model
@@ -190,21 +196,25 @@ class Scorer:
                 raise ModelSwapError(str(e)) from e
             prepared = self._prepare(bundle, None)  # a kept challenger the new champion cannot shadow
             log.warning("scoring: challenger dropped on swap: %s", e)
-        with self._lock:
-            before = self.version
-            self._install(prepared)
+        before = self.version
+        self._served = prepared
         log.info("scoring: model swapped in place, %s -> %s", before, bundle.manifest.version)
 
-    def _prepare(self, bundle: ModelBundle, challenger: ModelBundle | None) -> dict[str, Any]:
+    def _prepare(self, bundle: ModelBundle, challenger: ModelBundle | None) -> _Served:
         """Everything scoring reads of a bundle (its served models, the challenger's in shadow)."""
         models = ServedModels(bundle, self._descriptions)
         shadow = Shadow(challenger, bundle, self._descriptions) if challenger is not None else None
-        return {"bundle": bundle, "models": models, "_shadow": shadow}
+        return _Served(bundle, models, shadow)
 
-    def _install(self, prepared: dict[str, Any]) -> None:
-        self.bundle: ModelBundle = prepared["bundle"]
-        self.models: ServedModels = prepared["models"]
-        self._shadow: Shadow | None = prepared["_shadow"]
+    @property
+    def bundle(self) -> ModelBundle:
+        """The bundle served now."""
+        return self._served.bundle
+
+    @property
+    def models(self) -> ServedModels:
+        """The served bundle's models."""
+        return self._served.models
 
     @property
     def version(self) -> str:
@@ -213,7 +223,8 @@ class Scorer:
     @property
     def challenger(self) -> ModelBundle | None:
         """The bundle scored in shadow beside the served one, or ``None``."""
-        return self._shadow.bundle if self._shadow is not None else None
+        shadow = self._served.shadow
+        return shadow.bundle if shadow is not None else None
 
     @property
     def explainer(self) -> str | None:
@@ -221,74 +232,26 @@ class Scorer:
         weighted of XGBoost and the logistic model, or ``None`` when the bundle weights neither."""
         return self.models.explainer
 
-    def score(
-        self,
-        batch: TransactionBatch,
-        *,
-        record: bool = True,
-        store: Callable[[ScoredBatch], np.ndarray] | None = None,
-    ) -> ScoredBatch:
-        """Decide every row; with ``record`` the batch also enters the feature state (once per id).
-
-        ``store`` (with ``record``) is called with the decisions before the state changes and returns
-        which rows it stored (a boolean mask); only those enter the state. If it raises, the state is
-        left as it was and the error propagates, so the caller can retry the rows or refuse them.
-
-        Serialised by a lock: the API and an in-process worker share one feature state. A recorded
-        batch is then handed to each observer (see :meth:`add_observer`), outside the lock.
-        """
-        with self._lock:
-            scored = self._score(batch, record, store)
-        if record:
-            for observe in self._observers:
-                try:
-                    observe(scored)
-                except Exception:  # an observer never fails a decided batch
-                    log.exception("scoring: observer %r failed", observe)
-        return scored
-
-    def add_observer(self, observe: Callable[[ScoredBatch], None]) -> None:
-        """Call ``observe`` with every recorded batch once it is decided (drift monitoring counts
-        them); it runs on the scoring thread, so it must be cheap, and what it raises is logged."""
-        self._observers.append(observe)
-
-    def record_labels(
-        self, transaction_ids: np.ndarray, label_times: np.ndarray, is_fraud: np.ndarray
-    ) -> int:
-        """Feed arrived labels to the feature state, under the same lock as scoring."""
-        with self._lock:
-            return self.state.record_labels(transaction_ids, label_times, is_fraud)
-
-    def _score(
-        self, batch: TransactionBatch, record: bool, store: Callable[[ScoredBatch], np.ndarray] | None = None
-    ) -> ScoredBatch:
+    def score(self, batch: TransactionBatch) -> ScoredBatch:
+        """Decide every row: features read from the feature state (nothing is recorded there), models,
+        rules, decisions with reasons. One model serves the whole batch, even if another is swapped
+        in meanwhile (:meth:`use`); the caller (the :class:`~fraudstream.pipeline.decider.Decider`)
+        stores the decisions and records the batch."""
         started = time.perf_counter()
-        if record and store is not None:
-            decided: list[ScoredBatch] = []
+        served = self._served
+        X = self.engine.compute(batch, self.state)
+        return self._decide(served, batch, X, started)
 
-            def keep(X: np.ndarray) -> np.ndarray:
-                decided.append(self._decide(batch, X, np.zeros(len(batch), dtype=bool), started))
-                return store(decided[0])
-
-            new = self.engine.process(batch, self.state, keep)[1]
-            decided[0].new = new
-            return decided[0]
-        if record:
-            X, new = self.engine.process(batch, self.state)
-        else:
-            X, new = self.engine.compute(batch, self.state), np.zeros(len(batch), dtype=bool)
-        return self._decide(batch, X, new, started)
-
-    def _decide(self, batch: TransactionBatch, X: np.ndarray, new: np.ndarray, started: float) -> ScoredBatch:
+    def _decide(self, served: _Served, batch: TransactionBatch, X: np.ndarray, started: float) -> ScoredBatch:
         featured = time.perf_counter()
-        manifest = self.bundle.manifest
-        probability, by_model, _ = self.models.score(X)
+        manifest, models, challenger = served.bundle.manifest, served.models, served.shadow
+        probability, by_model, _ = models.score(X)
         modelled = time.perf_counter()
         rules = self.rules()
         ruling = rule_columns(batch, X, self.engine.names)
         outcome = rules.apply(ruling, by_model)
         ruled = time.perf_counter()
-        shadow = self._shadow.decide(X, ruling, rules) if self._shadow is not None else None
+        shadow = challenger.decide(X, ruling, rules) if challenger is not None else None
         routed = None
         if shadow is not None and self.challenger_share > 0:
             routed = routed_rows(batch.customer_id, self.challenger_share)
@@ -296,14 +259,14 @@ class Scorer:
         shadowed = time.perf_counter()
         champion = np.asarray(outcome.decision, dtype=object)
         explained = champion if routed is None else np.where(routed, "APPROVE", champion)
-        model = self.models.reasons(X, explained)
+        model = models.reasons(X, explained)
         shadow_probability = shadow_decision = None
         if shadow is not None:
             shadow_probability, shadow_decision = shadow.probability, shadow.outcome.decision
-        if routed is not None and shadow is not None and self._shadow is not None:
+        if routed is not None and shadow is not None and challenger is not None:
             at = np.flatnonzero(routed)
             for i, reasons_i in zip(
-                at.tolist(), self._shadow.reasons(X[at], shadow.outcome.decision[at]), strict=True
+                at.tolist(), challenger.reasons(X[at], shadow.outcome.decision[at]), strict=True
             ):
                 model[i] = reasons_i
             probability, shadow_probability = _cross(routed, shadow.probability, probability)
@@ -330,10 +293,9 @@ class Scorer:
             rules=outcome.recorded,
             alert=np.asarray(outcome.alert, dtype=bool),
             features=X,
-            new=new,
             timings=timings,
             index=self._index,
-            shadow_version=self._shadow.version if self._shadow is not None else None,
+            shadow_version=challenger.version if challenger is not None else None,
             shadow_probability=shadow_probability,
             shadow_decision=shadow_decision,
             model_version=manifest.version,
