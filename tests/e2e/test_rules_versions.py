@@ -27,7 +27,8 @@ def test_an_admin_saves_a_version_that_every_server_uses_without_a_restart(
     seed = tmp_path / "rules.yaml"
     seed.write_text(SEED, encoding="utf-8")
     url = f"sqlite:///{tmp_path}/shared.db"
-    common = {"database_url": url, "rules_path": seed, "rules_source": "database", "api_keys": "env-key"}
+    key = "env-key-0123456789"
+    common = {"database_url": url, "rules_path": seed, "rules_source": "database", "api_keys": key}
     common |= {"key_cache_seconds": 0, "rate_limits": False}
     first, services, _ = make_api(**common)
     other, _, _ = make_api(**common, rules_poll_seconds=0.1)

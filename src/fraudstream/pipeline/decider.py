@@ -199,7 +199,7 @@ class Decider:
             if fresh:
                 new_rows, new = self._decide_and_store(batch, rows, fresh, replayed)
             self._record(batch, np.concatenate([new_rows, np.asarray(replayed, dtype=np.int64)]))
-        rows.follow_first()
+        rows.follow_leads()
         made = set() if new is None else set(new.transaction_id.tolist())
         earlier_ids = sorted({rows.ids[i] for i in rows.where(DUPLICATE)} - made)
         earlier = self.ledger.decisions(earlier_ids) if earlier_ids else {}
@@ -233,7 +233,7 @@ class Decider:
     def _known(self, rows: _Rows, told: Mapping[str, Known]) -> dict[str, Known]:
         """Step 1's one question to storage, about the ids the feature state may hold (about every id
         when the state cannot say) that the caller was not ``told`` about already."""
-        distinct = list(rows.first)
+        distinct = rows.distinct
         if not distinct:
             return {}
         try:
@@ -269,42 +269,60 @@ class Decider:
 
 
 class _Rows:
-    """A batch's ids and bodies as step 1 sorts them: each id's first row, and what each row is."""
+    """A batch's ids and bodies as step 1 sorts them: which row of each id is decided (its lead), and
+    what each row is. Every row of an id is judged against the body that stands for the id: the body
+    storage holds, else the id's first row's in the batch."""
 
     def __init__(self, ids: list[str], bodies: Sequence[Transaction] | None) -> None:
         self.ids, self.bodies = ids, bodies
         self.status = [NEW] * len(ids)
-        self.first: dict[str, int] = {}
-        self._hashes: dict[int, str] = {}
+        self.rows_of: dict[str, list[int]] = {}
         for row, tx_id in enumerate(ids):
-            head = self.first.setdefault(tx_id, row)
-            if head != row:  # the same transaction again, or another one under its id
-                self.status[row] = DUPLICATE if self._same(row, head) else CONFLICT
+            self.rows_of.setdefault(tx_id, []).append(row)
+        self.lead: dict[str, int] = {}
+        self._hashes: dict[int, str] = {}
 
-    def against(self, known: dict[str, Known]) -> tuple[list[int], list[int]]:
-        """Each id's first row against what storage holds: the rows to decide, and those decided
-        before (duplicates, whose events step 7 records). A stored body that differs is a conflict."""
+    @property
+    def distinct(self) -> list[str]:
+        return list(self.rows_of)
+
+    def against(self, known: Mapping[str, Known]) -> tuple[list[int], list[int]]:
+        """Each id's rows against what storage holds: the rows to decide (one per id, its lead), and
+        the leads of ids decided before (duplicates, whose events step 7 records). A row whose body is
+        not the one that stands for its id is a conflict; the others are the lead and its duplicates."""
         fresh: list[int] = []
         replayed: list[int] = []
-        for tx_id, row in self.first.items():
+        for tx_id, rows in self.rows_of.items():
             seen = known.get(tx_id)
-            if seen is None:
-                fresh.append(row)
-            elif seen.body_hash is not None and self.bodies is not None and self.hash(row) != seen.body_hash:
-                self.status[row] = CONFLICT
-            elif seen.decided:
-                self.status[row] = DUPLICATE
-                replayed.append(row)
-            else:  # stored with this body and not decided yet (queued by POST /v1/transactions)
-                fresh.append(row)
+            stands = seen.body_hash if seen is not None else None
+            if self.bodies is not None and (stands is not None or len(rows) > 1):
+                stands = stands if stands is not None else self.hash(rows[0])
+                matching = [r for r in rows if self.hash(r) == stands]
+                for r in rows:
+                    if r not in matching:
+                        self.status[r] = CONFLICT
+            else:
+                matching = rows
+            if not matching:
+                continue
+            lead = self.lead[tx_id] = matching[0]
+            for r in matching[1:]:
+                self.status[r] = DUPLICATE
+            if seen is not None and seen.decided:
+                self.status[lead] = DUPLICATE
+                replayed.append(lead)
+            else:  # unknown, or stored with this body and not decided yet (queued by POST /v1/transactions)
+                fresh.append(lead)
         return sorted(fresh), replayed
 
-    def follow_first(self) -> None:
-        """A later row of an id follows its first row: the first's conflict is its conflict too."""
-        for row, tx_id in enumerate(self.ids):
-            head = self.first[tx_id]
-            if head != row and self.status[row] == DUPLICATE and self.status[head] == CONFLICT:
-                self.status[row] = CONFLICT
+    def follow_leads(self) -> None:
+        """The rows that matched their id's lead share its outcome: a lead refused when it was stored
+        (another body won meanwhile) takes them with it."""
+        for tx_id, lead in self.lead.items():
+            if self.status[lead] == CONFLICT:
+                for r in self.rows_of[tx_id]:
+                    if self.status[r] == DUPLICATE:
+                        self.status[r] = CONFLICT
 
     def where(self, status: str) -> list[int]:
         return [i for i, s in enumerate(self.status) if s == status]
@@ -315,9 +333,6 @@ class _Rows:
         if found is None and self.bodies is not None:
             found = self._hashes[row] = body_hash(self.bodies[row])
         return found or ""
-
-    def _same(self, row: int, head: int) -> bool:
-        return self.bodies is None or self.hash(row) == self.hash(head)
 
 
 class StoreLedger:

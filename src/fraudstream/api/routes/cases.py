@@ -17,7 +17,7 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from fraudstream.api.deps import CallerDep, ScorerDep, SettingsDep, StoreDep
+from fraudstream.api.deps import CallerDep, DeciderDep, SettingsDep, StoreDep
 from fraudstream.api.routes.labels import feed_state
 from fraudstream.features.spec import seconds
 from fraudstream.storage.cases import Case, CaseError
@@ -230,11 +230,11 @@ async def add_note(case_id: CaseId, body: NoteIn, store: StoreDep, caller: Calle
 
 @router.post("/{case_id:int}/verdict", response_model=VerdictOut, responses=ERRORS)
 async def give_verdict(
-    case_id: CaseId, body: VerdictIn, store: StoreDep, scorer: ScorerDep, caller: CallerDep
+    case_id: CaseId, body: VerdictIn, store: StoreDep, decider: DeciderDep, caller: CallerDep
 ) -> VerdictOut:
     """Close the case: fraud or legitimate labels each of its transactions (feeding the features and
     retraining at once); inconclusive closes it without labels. 409 when already closed."""
-    return await _verdict([case_id], body, store, scorer, caller.name)
+    return await _verdict([case_id], body, store, decider, caller.name)
 
 
 @router.post(
@@ -243,20 +243,20 @@ async def give_verdict(
     responses={**ERRORS, 404: {"description": "a case does not exist; nothing was changed"}},
 )
 async def give_verdicts(
-    body: Annotated[BulkVerdictIn, Body()], store: StoreDep, scorer: ScorerDep, caller: CallerDep
+    body: Annotated[BulkVerdictIn, Body()], store: StoreDep, decider: DeciderDep, caller: CallerDep
 ) -> VerdictOut:
     """The same verdict for many cases at once, all or nothing: an unknown or closed case refuses the
     whole request before anything is written."""
-    return await _verdict(body.case_ids, body, store, scorer, caller.name)
+    return await _verdict(body.case_ids, body, store, decider, caller.name)
 
 
-async def _verdict(ids: list[int], body: VerdictIn, store: Any, scorer: Any, actor: str) -> VerdictOut:
+async def _verdict(ids: list[int], body: VerdictIn, store: Any, decider: Any, actor: str) -> VerdictOut:
     try:
         cases, changes, _ = await run_in_threadpool(store.cases.verdict, ids, body.verdict, actor, body.note)
     except CaseError as e:
         raise _refuse(e) from None
     if changes.fraud:
-        await run_in_threadpool(feed_state, scorer, changes.fraud)
+        await run_in_threadpool(feed_state, decider, changes.fraud)
     return VerdictOut(
         cases=[CaseOut.of(c) for c in cases],
         labels_accepted=changes.accepted,
