@@ -188,6 +188,13 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(2_000_000, ge=1024, description="largest accepted request body")
     max_batch: int = Field(1000, ge=1, description="most transactions in one POST /v1/transactions")
+    request_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="seconds the API gives a request (beyond its own ?wait=) before answering 503 with "
+        "Retry-After: a database or feature state that hangs holds no client longer",
+    )
     score_max_wait: float = Field(
         0.0,
         ge=0,

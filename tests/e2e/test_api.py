@@ -994,3 +994,48 @@ def test_a_score_decision_is_stored_before_it_is_answered(api: Api) -> None:
     for i in range(3):
         assert client.post("/v1/score", json=tx(f"g{i}")).status_code == 200
         assert stored(services) == i + 1
+
+
+def test_a_hung_database_holds_no_client_and_stops_no_other_route(make_api: Callable[..., Api]) -> None:
+    """Storage that stops answering (a hung database): the requests that need it get 503 with
+    Retry-After after FRAUD_REQUEST_TIMEOUT, the liveness probe answers at once meanwhile, and the
+    decision stored once the database answers again is the one the client's retry gets."""
+    import threading
+
+    client, services, _ = make_api(request_timeout=1.0)
+    hung = threading.Event()
+    real_save, real_list = services.store.decisions.save, services.store.decisions.list
+
+    def save(*args: Any, **kwargs: Any) -> Any:
+        hung.wait(30)
+        return real_save(*args, **kwargs)
+
+    def listing(*args: Any, **kwargs: Any) -> Any:
+        hung.wait(30)
+        return real_list(*args, **kwargs)
+
+    services.store.decisions.save = save  # type: ignore[method-assign]
+    services.store.decisions.list = listing  # type: ignore[method-assign]
+    health: list[tuple[int, float]] = []
+
+    def probe() -> None:
+        started = time.monotonic()
+        health.append((client.get("/health").status_code, time.monotonic() - started))
+
+    try:
+        probing = threading.Timer(0.3, probe)
+        probing.start()
+        refused = client.post("/v1/score", json=tx("hung-1"))
+        probing.join(10)
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
+        assert "not answering" in refused.json()["detail"]
+        assert client.get("/v1/decisions").status_code == 503
+        ((status, seconds),) = health
+        assert status == 200 and seconds < 0.5  # answered while the database hung
+    finally:
+        hung.set()
+    services.store.decisions.save = real_save  # type: ignore[method-assign]
+    services.store.decisions.list = real_list  # type: ignore[method-assign]
+    wait_for(lambda: services.store.decisions.get("hung-1") is not None, what="the late store")
+    retried = client.post("/v1/score", json=tx("hung-1"))
+    assert retried.status_code == 200 and retried.json()["duplicate"] is True

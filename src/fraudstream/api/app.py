@@ -20,7 +20,7 @@ from fraudstream._gc import freeze_startup_objects, paused_gc
 from fraudstream.api import openapi
 from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.bodies import add_component_schemas
-from fraudstream.api.errors import install_error_handlers
+from fraudstream.api.errors import DeadlineMiddleware, install_error_handlers
 from fraudstream.api.keyring import Keyring
 from fraudstream.api.limits import RateLimitMiddleware, RateLimits
 from fraudstream.api.metrics import ApiMetrics, RequestMetricsMiddleware
@@ -181,6 +181,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     install_error_handlers(app, settings.max_body_bytes)
     if app.state.limits is not None:  # outside the body limit: a refused client's body is never read
         app.add_middleware(RateLimitMiddleware, limits=app.state.limits)
+    app.add_middleware(DeadlineMiddleware, seconds=settings.request_timeout)  # a hung database holds no one
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: sees 413s and 500s too
     add_component_schemas(app, Transaction, Label)
     openapi.install(app)

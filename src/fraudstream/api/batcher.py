@@ -103,8 +103,10 @@ class ScoreBatcher:
         self._thread.shutdown(wait=True)
 
     def _start(self) -> None:
-        """Hand the next batch to the deciding thread; when it is done, answer it and start the next."""
-        batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+        """Hand the next batch to the deciding thread; when it is done, answer it and start the next.
+        A request whose client went away (or whose deadline passed) while it waited is left out."""
+        waiting = [r for r in self._pending if not r.future.done()]
+        batch, self._pending = waiting[: self.max_batch], waiting[self.max_batch :]
         if not batch:
             self._busy = False
             return

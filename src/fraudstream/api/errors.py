@@ -14,12 +14,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -320,3 +322,77 @@ def install_error_handlers(app: FastAPI, max_body_bytes: int) -> None:
     app.add_exception_handler(BrokerError, broker_unavailable)
     app.add_exception_handler(StateError, state_unavailable)
     app.add_exception_handler(Exception, unexpected_error)
+
+
+class DeadlineMiddleware:
+    """Answers ``503`` with ``Retry-After`` to a request its route has not answered within ``seconds``
+    (plus its own ``?wait=``): a database or feature state that hangs then holds no client, and the
+    routes that need neither (``/health``, ``/metrics``) go on answering, since deciding and storing
+    run off the event loop. The route's work is abandoned, not undone: a decision its batch stores
+    later is there for the retry (answered as a duplicate). ``/v1/stream`` runs as long as its client
+    stays.
+    """
+
+    UNBOUNDED = frozenset({"/v1/stream"})
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.UNBOUNDED:
+            await self.app(scope, receive, send)
+            return
+        started = False
+        late: asyncio.Future[None] | None = None
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if late is not None:  # the deadline answered for the route: what it sends late is dropped
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        limit = self.seconds + _waited(scope)
+        request = asyncio.current_task()
+
+        def expire() -> None:
+            nonlocal late
+            if started or request is None:
+                return
+            log.error("%s %s not answered within %g s", scope["method"], scope["path"], limit)
+            late = asyncio.ensure_future(_unavailable_after(limit)(scope, receive, send))
+            request.cancel()  # stops what can be stopped; a database call in a thread runs its course
+
+        timer = asyncio.get_running_loop().call_later(limit, expire)
+        try:
+            await self.app(scope, receive, sending)
+        except asyncio.CancelledError:
+            if late is None or request is None:
+                raise
+            request.uncancel()  # cancelled by the deadline, which answers instead
+        finally:
+            timer.cancel()
+        if late is not None:
+            await late
+
+
+def _unavailable_after(limit: float) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"not answered within {limit:g} s: the database or the feature state is not answering; "
+         "try again later"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )  # fmt: skip
+
+
+def _waited(scope: Scope) -> float:
+    """The request's own ``?wait=`` (seconds, at most the routes' 30), to add to its deadline."""
+    for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+        if name == "wait":
+            try:
+                return min(max(float(value), 0.0), 30.0) if math.isfinite(float(value)) else 0.0
+            except ValueError:
+                return 0.0
+    return 0.0
