@@ -1,7 +1,7 @@
 """numba's on-disk kernel cache, kept in step with the kernels' sources.
 
 numba checks a cached kernel against its own file's time stamp only. A kernel that calls a kernel of
-another module (``scoring._few`` calls ``scoring._packed``, the features call ``features.kernels``)
+another module (the served models' step calls ``scoring._trees``, the features call ``features.kernels``)
 keeps the callee's machine code as it was when the caller was compiled, so after an edit of the
 callee's module alone a working copy runs stale code, silently, until the cache files go. The commands
 that compute features or scores (``serve``, ``worker``, ``replay``, ``demo``, ``train``, ``evaluate``,
