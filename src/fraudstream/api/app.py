@@ -24,7 +24,7 @@ from fraudstream.api.errors import DeadlineMiddleware, install_error_handlers
 from fraudstream.api.keyring import Keyring
 from fraudstream.api.limits import RateLimitMiddleware, RateLimits
 from fraudstream.api.metrics import ApiMetrics, RequestMetricsMiddleware
-from fraudstream.api.routes import api_router
+from fraudstream.api.routes import include_routes
 from fraudstream.api.routes.simulations import SimulationSlot
 from fraudstream.api.waiters import Waiters
 from fraudstream.brokers import publishes_results
@@ -177,7 +177,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     app.state.waiters = Waiters()
     app.state.keyring = Keyring(settings)
     app.state.limits = RateLimits(settings, app.state.keyring) if settings.rate_limits else None
-    app.include_router(api_router)
+    include_routes(app)
     install_error_handlers(app, settings.max_body_bytes)
     if app.state.limits is not None:  # outside the body limit: a refused client's body is never read
         app.add_middleware(RateLimitMiddleware, limits=app.state.limits)

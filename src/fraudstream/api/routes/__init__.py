@@ -3,9 +3,9 @@ the one :data:`~fraudstream.api.roles.ROLES` gives it."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 
 from fraudstream.api.deps import Caller, allow, refuse_role
 from fraudstream.api.roles import ROLES, roles_for
@@ -44,14 +44,14 @@ async def authorize(request: Request, caller: Annotated[Caller, Depends(allow(*R
         raise refused
 
 
-v1_router = APIRouter(
-    dependencies=[Depends(authorize)],
-    responses={
-        401: {"description": "missing API key"},
-        403: {"description": "invalid API key, or a role lacking"},
-    },
-)
-for module in (score, transactions, decisions, stats, customers, labels, simulations, model, stream):
+V1_DEPENDENCIES = [Depends(authorize)]
+V1_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing API key"},
+    403: {"description": "invalid API key, or a role lacking"},
+}
+
+v1_router = APIRouter(dependencies=V1_DEPENDENCIES, responses=V1_RESPONSES)
+for module in (transactions, decisions, stats, customers, labels, simulations, model, stream):
     v1_router.include_router(module.router)
 v1_router.include_router(alerts.router)
 v1_router.include_router(reports.router)
@@ -69,4 +69,14 @@ api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(v1_router)
 
-__all__ = ["ROLES", "api_router", "roles_for"]
+
+def include_routes(app: FastAPI) -> None:
+    """Every route on ``app``; ``POST /v1/score`` first and on the app itself, with the same
+    dependencies and documented answers as the other ``/v1`` routes. FastAPI matches a request
+    against an included router by walking that router's whole tree, on every request: the route
+    called hundreds of times a second is not behind the tree."""
+    app.include_router(score.router, dependencies=V1_DEPENDENCIES, responses=V1_RESPONSES)
+    app.include_router(api_router)
+
+
+__all__ = ["ROLES", "api_router", "include_routes", "roles_for"]
