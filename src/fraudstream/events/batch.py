@@ -134,7 +134,14 @@ class TransactionBatch:
         )
 
     def take(self, index: np.ndarray) -> TransactionBatch:
-        """The rows at ``index`` (an integer or boolean array), as a new batch."""
+        """The rows at ``index`` (an integer or boolean array), as a new batch; the batch itself when
+        ``index`` is every row in order, so what was derived from it once (codes, features' inputs)
+        serves the steps after too."""
+        index = np.asarray(index)
+        if len(index) == len(self) and (
+            index.all() if index.dtype == bool else bool((index == np.arange(len(self))).all())
+        ):
+            return self
         parent = self.source
         source = None if parent is None else (lambda name, kind: parent(name, kind)[index])
         return TransactionBatch(**{name: getattr(self, name)[index] for name in COLUMNS}, source=source)
