@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from queue import SimpleQueue
 from typing import Any
 
 from fraudstream.api.metrics import ApiMetrics
@@ -41,6 +42,9 @@ Outcome = tuple[DecisionRecord, bool]
 
 class BatcherStopped(RuntimeError):
     """The service is shutting down and takes no more requests."""
+
+
+_Job = tuple[list["_Request"], asyncio.AbstractEventLoop, "asyncio.Future[list[Outcome | BaseException]]"]
 
 
 @dataclass
@@ -74,7 +78,8 @@ class ScoreBatcher:
         self._busy = False  # a batch is scheduled or being decided
         self._stopped = False
         self._ended = float("-inf")  # time.monotonic() when the last batch ended
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="fraudstream-decider")
+        self._jobs: SimpleQueue[_Job | None] = SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="fraudstream-decider", daemon=True)
         self._running: asyncio.Future[list[Outcome | BaseException]] | None = None
 
     async def submit(self, transaction: Transaction, *, dry_run: bool = False) -> Outcome:
@@ -100,7 +105,9 @@ class ScoreBatcher:
                 await asyncio.shield(self._running)
             elif self._pending:
                 self._start()
-        self._thread.shutdown(wait=True)
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            await asyncio.to_thread(self._thread.join)
 
     def _start(self) -> None:
         """Hand the next batch to the deciding thread; when it is done, answer it and start the next.
@@ -112,8 +119,11 @@ class ScoreBatcher:
             return
         self.metrics.score_batches.observe(len(batch))
         loop = asyncio.get_running_loop()
-        running = loop.run_in_executor(self._thread, self._decide_batch, batch)
+        running: asyncio.Future[list[Outcome | BaseException]] = loop.create_future()
         self._running = running
+        if not self._thread.is_alive():
+            self._thread.start()
+        self._jobs.put((batch, loop, running))
 
         def done(finished: asyncio.Future[list[Outcome | BaseException]]) -> None:
             self._running = None
@@ -128,6 +138,16 @@ class ScoreBatcher:
                 self._busy = False
 
         running.add_done_callback(done)
+
+    def _serve(self) -> None:
+        """The deciding thread: one batch at a time, its outcomes handed back to the batch's loop."""
+        while (job := self._jobs.get()) is not None:
+            requests, loop, running = job
+            try:
+                outcomes: list[Outcome | BaseException] | BaseException = self._decide_batch(requests)
+            except BaseException as error:  # the waiting requests get it
+                outcomes = error
+            loop.call_soon_threadsafe(_settle, running, outcomes)
 
     def _decide_batch(self, requests: list[_Request]) -> list[Outcome | BaseException]:
         """On the deciding thread: the dry runs and the rest of the batch, each group decided together."""
@@ -180,6 +200,16 @@ class ScoreBatcher:
     def _observe(self, scored: DecisionColumns) -> None:
         """How long scoring the batch took (features, models, rules, explanations)."""
         self.metrics.observe_scoring("sync", scored.latency_ms.get("total", 0.0) / 1e3)
+
+
+def _settle(
+    running: asyncio.Future[list[Outcome | BaseException]],
+    outcomes: list[Outcome | BaseException] | BaseException,
+) -> None:
+    if isinstance(outcomes, BaseException):
+        running.set_exception(outcomes)
+    else:
+        running.set_result(outcomes)
 
 
 def _resolve(future: asyncio.Future[Outcome], outcome: Outcome | BaseException) -> None:
