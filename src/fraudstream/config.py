@@ -153,7 +153,8 @@ class Settings(BaseSettings):
     )
     rate_limit_failed_auth: str = Field(
         "30/minute",
-        description="401/403 answers per client address; past it the address gets 429 until the window ends",
+        description="401/403 answers per client address; past it the address's requests without a valid key "
+        "get 429 until the window ends",
     )
     rate_limit_storage: str = Field(
         "memory://",
