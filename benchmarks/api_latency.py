@@ -77,7 +77,7 @@ def generated(count: int) -> list[dict[str, object]]:
     from fraudstream.datasets.simulate import GROUND_TRUTH
     from fraudstream.events.frame import iter_records
 
-    frame = generate(GeneratorConfig(days=max(30.0, count / 4000), seed=11))
+    frame = generate(GeneratorConfig(days=max(30.0, count / 2500), seed=11))  # about 3,000 a day
     out = []
     for record in iter_records(frame.sort_values("timestamp", kind="stable").head(count)):
         row = {k: v for k, v in record.items() if k not in GROUND_TRUTH}
