@@ -1261,6 +1261,18 @@ def test_a_promotion_with_an_unknown_action_or_no_author_is_refused_and_not_stor
     assert store.promotions.list() == []
 
 
+def test_parity_checks_are_recorded_and_the_newest_read_back(store: Store) -> None:
+    from fraudstream.storage.parity import ParityCheck
+
+    assert store.parity.latest() is None
+    day = timedelta(days=1)
+    older = ParityCheck(T0, T0 - day, T0, "m1", 100, 2, {"customer": 1, "row": 0})
+    newer = ParityCheck(T0 + day, T0, T0 + day, "m2", 120, 0, {"customer": 0, "row": 0})
+    store.parity.add(newer)
+    store.parity.add(older)  # recorded later, checked earlier: the newest check is what counts
+    assert store.parity.latest() == newer
+
+
 # -- the challenger in shadow: its fields round-trip, and the comparison reads them as columns ----------
 
 

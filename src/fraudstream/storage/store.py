@@ -8,10 +8,11 @@ per kind of data: ``store.decisions``, ``store.queue``, ``store.alerts``, ``stor
 ``store.cases`` (FLAG and BLOCK decisions grouped into the analysts' cases, and the audit log) and
 ``store.entities`` (a customer, device, IP or merchant with its history and links), ``store.keys``
 (the named API keys, hashed) and ``store.rules`` (the saved rules versions, and the stored decisions
-as a backtest reads them) and ``store.archive`` (how far the object-store archive has copied them).
-The repositories share nothing but the database (the decisions repository also its
-:class:`~._saving.DecisionSaver`), and the same code runs on both databases; what differs between
-them is in the database's dialect object (:mod:`._dialect`).
+as a backtest reads them) and ``store.archive`` (how far the object-store archive has copied them)
+and ``store.parity`` (the online/offline feature parity checks). The repositories share nothing but
+the database (the decisions repository also its :class:`~._saving.DecisionSaver`), and the same code
+runs on both databases; what differs between them is in the database's dialect object
+(:mod:`._dialect`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from fraudstream.storage.entities import EntityRepository
 from fraudstream.storage.history import HistoryRepository
 from fraudstream.storage.keys import KeyRepository
 from fraudstream.storage.outbox import QueueRepository
+from fraudstream.storage.parity import ParityRepository
 from fraudstream.storage.promotions import PromotionRepository
 from fraudstream.storage.rules import RulesRepository
 
@@ -64,6 +66,7 @@ class Store:
         self.keys = KeyRepository(self.db)
         self.rules = RulesRepository(self.db)
         self.archive = ArchiveRepository(self.db)
+        self.parity = ParityRepository(self.db)
 
     @property
     def url(self) -> URL:

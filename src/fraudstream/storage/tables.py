@@ -369,3 +369,17 @@ archive_watermarks = Table(
     Column("pending_key", String(128), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+# Online/offline feature parity (migration 0015): each run of `fraudstream parity`, newest last.
+parity_checks = Table(
+    "parity_checks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("checked_at", UTCDateTime(), nullable=False),
+    Column("period_start", UTCDateTime(), nullable=False),
+    Column("period_end", UTCDateTime(), nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("compared", Integer(), nullable=False),
+    Column("differing", Integer(), nullable=False),
+    Column("groups", JSON(), nullable=False),
+)
