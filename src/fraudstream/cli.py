@@ -13,6 +13,7 @@ from fraudstream.commands import (
     features,
     keys,
     models,
+    parity,
     report,
     retrain,
     rules,
@@ -45,6 +46,7 @@ app.command()(training.datasets)
 app.command()(check.check)
 app.command()(report.report)
 app.command()(drift.drift)
+app.command()(parity.parity)
 app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")

@@ -32,7 +32,7 @@ from fraudstream.config import Settings
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Label, Transaction
 from fraudstream.monitoring.drift import watch
-from fraudstream.monitoring.metrics import DriftCollector
+from fraudstream.monitoring.metrics import DriftCollector, ParityCollector
 from fraudstream.pipeline.decider import Decider
 from fraudstream.registry import watch_model
 from fraudstream.runtime import Services, alerts_for, open_services
@@ -172,6 +172,9 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     app.state.drift = None
     app.state.model_watcher = None
     metrics.registry.register(DriftCollector(lambda: app.state.drift))
+    metrics.registry.register(
+        ParityCollector(lambda: None if app.state.services is None else app.state.services.store.parity)
+    )
     app.state.worker_thread = None
     app.state.simulations = SimulationSlot()
     app.state.waiters = Waiters()

@@ -1,18 +1,25 @@
-"""Drift on ``/metrics``: ``fraudstream_feature_psi{feature=...}`` and ``fraudstream_score_psi``.
+"""Drift and feature parity on ``/metrics``, read at scrape time so that scoring never updates a gauge.
 
-A collector read at scrape time from the process's :class:`~fraudstream.monitoring.drift.DriftMonitor`,
-so scoring never updates a gauge; no samples while the window has no PSI yet (too few transactions, or
-no reference in the bundle).
+Drift: ``fraudstream_feature_psi{feature=...}`` and ``fraudstream_score_psi`` from the process's
+:class:`~fraudstream.monitoring.drift.DriftMonitor`; no samples while the window has no PSI yet (too
+few transactions, or no reference in the bundle).
+
+Parity: the newest ``fraudstream parity`` check stored in the database (``fraudstream_feature_parity_*``),
+so every API process reports it without computing features offline itself; no samples before the first.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from fraudstream.monitoring.drift import DriftMonitor
+from fraudstream.storage.parity import ParityRepository
+
+log = logging.getLogger(__name__)
 
 
 class DriftCollector(Collector):
@@ -45,3 +52,59 @@ class DriftCollector(Collector):
             features.add_metric([f.feature], f.psi)
         yield score
         yield features
+
+
+class ParityCollector(Collector):
+    """The newest stored parity check of whichever repository ``checks()`` returns (``None``: the app is
+    not started). A database that cannot answer leaves the parity gauges out of that scrape."""
+
+    def __init__(self, checks: Callable[[], ParityRepository | None]) -> None:
+        self._checks = checks
+
+    def describe(self) -> list[Metric]:
+        return []  # read from the database: nothing to check up front
+
+    def collect(self) -> Iterator[Metric]:
+        checks = self._checks()
+        if checks is None:
+            return
+        try:
+            check = checks.latest()
+        except Exception as error:  # /metrics answers with what it has
+            log.warning("parity gauges left out: %s", error)
+            return
+        if check is None:
+            return
+        labels = ["model_version"]
+        version = [check.model_version]
+
+        def gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
+            family = GaugeMetricFamily(f"fraudstream_feature_parity_{name}", text, labels=labels)
+            family.add_metric(version, value)
+            return family
+
+        yield gauge("compared", "Decisions the newest `fraudstream parity` check compared", check.compared)
+        yield gauge(
+            "differing",
+            "Of those, decisions whose stored features differ from the offline engine's",
+            check.differing,
+        )
+        yield gauge(
+            "share", "Share of the compared decisions that differ", check.differing / max(check.compared, 1)
+        )
+        yield gauge(
+            "checked_timestamp_seconds", "When the newest parity check ran", check.checked_at.timestamp()
+        )
+        yield gauge(
+            "period_end_timestamp_seconds",
+            "End of the period of transactions the newest parity check covered",
+            check.period_end.timestamp(),
+        )
+        groups = GaugeMetricFamily(
+            "fraudstream_feature_parity_group_differing",
+            "Decisions differing in a feature of the group (the key it aggregates over, or row)",
+            labels=[*labels, "group"],
+        )
+        for group, count in check.groups.items():
+            groups.add_metric([*version, group], count)
+        yield groups
