@@ -1,4 +1,5 @@
-"""Model bundles made in the tests around fitted models, to serve them as the scorer would."""
+"""Model bundles made in the tests around fitted models, stored as training stores them, to serve them
+as the scorer would."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from typing import Any
 
 from fraudstream.models.bundle import Manifest, ModelBundle
 from fraudstream.scoring.served import ServedModels
+from fraudstream.training.models import stored
 
 
 def bundle_of(
     models: dict[str, Any], n_features: int, weights: dict[str, float] | None = None
 ) -> ModelBundle:
-    """A bundle of ``models`` on ``n_features`` features ``f0``, ``f1``..., each calibrated by the
-    identity line, weighted equally unless ``weights`` says otherwise."""
+    """A bundle of the fitted ``models`` (in their stored forms; the estimators as ``fitted``) on
+    ``n_features`` features ``f0``, ``f1``..., each calibrated by the identity line, weighted equally
+    unless ``weights`` says otherwise."""
     weights = weights if weights is not None else {name: 1.0 for name in models}
     manifest = Manifest(
         version="test",
@@ -26,7 +29,8 @@ def bundle_of(
         params={},
         data_fingerprint="test",
     )
-    return ModelBundle(manifest=manifest, models=models)
+    kept = {name: stored(name, model) for name, model in models.items()}
+    return ModelBundle(manifest=manifest, models=kept, fitted=dict(models))
 
 
 def served_alone(name: str, model: Any, n_features: int) -> ServedModels:
