@@ -4,6 +4,10 @@ as the scorer would."""
 from __future__ import annotations
 
 import copy
+import json
+import pickle
+import zipfile
+from pathlib import Path
 from typing import Any
 
 from fraudstream.models.bundle import Manifest, ModelBundle
@@ -45,3 +49,38 @@ def reweighted(bundle: ModelBundle, weights: dict[str, float] | None) -> ModelBu
     if weights is not None:
         out.manifest.weights = weights
     return out
+
+
+class Touch:
+    """Unpickling this creates ``path``: the kind of payload a pickled bundle can carry."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return open, (str(self.path), "w")
+
+
+def payload(marker: Path) -> bytes:
+    return pickle.dumps({"xgboost": Touch(marker)})
+
+
+def rebuild(src: Path, dst: Path, members: dict[str, bytes | None], **manifest: object) -> Path:
+    """``src`` with ``members`` replaced (``None`` drops one) or added, and the manifest changed."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for name in zin.namelist():
+            if name == "manifest.json":
+                zout.writestr(name, json.dumps(json.loads(zin.read(name)) | manifest))
+            elif name not in members:
+                zout.writestr(name, zin.read(name))
+        for name, data in members.items():
+            if data is not None:
+                zout.writestr(name, data)
+    return dst
+
+
+def pickled_bundle(src: Path, dst: Path, marker: Path) -> Path:
+    """``src``'s manifest with its models as a pickle that creates ``marker`` when unpickled: a
+    bundle as format 1 held them, or as an attacker would write one."""
+    drop: dict[str, bytes | None] = {"models.json": None, "arrays.npz": None, "xgboost.ubj": None}
+    return rebuild(src, dst, {**drop, "models.joblib": payload(marker)})

@@ -33,41 +33,13 @@ from fraudstream.models.bundle import (
 from fraudstream.scoring.served import ServedModels
 from fraudstream.training.importance import top_features
 from fraudstream.training.models import raw_score
-from tests.unit.model_bundles import bundle_of
-
-
-class _Touch:
-    """Unpickling this creates ``path``: the kind of payload a pickled bundle can carry."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
-        return open, (str(self.path), "w")
-
-
-def _payload(marker: Path) -> bytes:
-    return pickle.dumps({"xgboost": _Touch(marker)})
-
-
-def _rebuild(src: Path, dst: Path, members: dict[str, bytes | None], **manifest: object) -> Path:
-    """``src`` with ``members`` replaced (``None`` drops one) or added, and the manifest changed."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for name in zin.namelist():
-            if name == "manifest.json":
-                zout.writestr(name, json.dumps(json.loads(zin.read(name)) | manifest))
-            elif name not in members:
-                zout.writestr(name, zin.read(name))
-        for name, data in members.items():
-            if data is not None:
-                zout.writestr(name, data)
-    return dst
+from tests.unit.model_bundles import Touch, bundle_of, payload, rebuild
 
 
 def test_the_payload_runs_when_unpickled(tmp_path: Path) -> None:
     """The payload the refusals below are tested with is live: unpickled, it makes its file."""
     marker = tmp_path / "ran"
-    pickle.loads(_payload(marker))
+    pickle.loads(payload(marker))
     assert marker.exists()
 
 
@@ -79,13 +51,13 @@ def test_a_pickled_bundle_is_refused_and_never_unpickled(
     a pickle: refused, saying to retrain, and the pickle never runs."""
     marker = tmp_path / "ran"
     drop: dict[str, bytes | None] = {"models.json": None, "arrays.npz": None, "xgboost.ubj": None}
-    pickled = _rebuild(
+    pickled = rebuild(
         bundle_path,
         tmp_path / "pickled.fsb",
-        {**drop, "models.joblib": _payload(marker)},
+        {**drop, "models.joblib": payload(marker)},
         bundle_format=claimed,
     )
-    beside = _rebuild(bundle_path, tmp_path / "beside.fsb", {"models.joblib": _payload(marker)})
+    beside = rebuild(bundle_path, tmp_path / "beside.fsb", {"models.joblib": payload(marker)})
     for path in (pickled, beside):
         with pytest.raises(IncompatibleBundleError, match=r"pickled models .*`fraudstream train`"):
             load_bundle(path)
@@ -97,7 +69,7 @@ def test_a_pickle_in_a_member_of_the_format_is_refused_unread(
     bundle_path: Path, tmp_path: Path, member: str
 ) -> None:
     marker = tmp_path / "ran"
-    path = _rebuild(bundle_path, tmp_path / "disguised.fsb", {member: _payload(marker)})
+    path = rebuild(bundle_path, tmp_path / "disguised.fsb", {member: payload(marker)})
     with pytest.raises(BundleError, match="fraudstream train"):
         load_bundle(path)
     assert not marker.exists()
@@ -108,30 +80,30 @@ def test_an_array_of_python_objects_is_refused(bundle_path: Path, tmp_path: Path
     marker = tmp_path / "ran"
     with zipfile.ZipFile(bundle_path) as archive, np.load(io.BytesIO(archive.read("arrays.npz"))) as npz:
         arrays = {key: npz[key] for key in npz.files}
-    arrays["logistic.params"] = np.array([_Touch(marker)], dtype=object)
+    arrays["logistic.params"] = np.array([Touch(marker)], dtype=object)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    path = _rebuild(bundle_path, tmp_path / "objects.fsb", {"arrays.npz": buffer.getvalue()})
+    path = rebuild(bundle_path, tmp_path / "objects.fsb", {"arrays.npz": buffer.getvalue()})
     with pytest.raises(BundleError, match=r"Object arrays .*`fraudstream train`"):
         load_bundle(path)
     assert not marker.exists()
 
 
 def test_unknown_members_and_kinds_are_refused(bundle_path: Path, tmp_path: Path) -> None:
-    extra = _rebuild(bundle_path, tmp_path / "extra.fsb", {"hook.py": b"import os"})
+    extra = rebuild(bundle_path, tmp_path / "extra.fsb", {"hook.py": b"import os"})
     with pytest.raises(IncompatibleBundleError, match=r"unknown members hook\.py.*fraudstream train"):
         load_bundle(extra)
     kinds = json.dumps({"xgboost": {"kind": "pickle"}}).encode()
-    other = _rebuild(bundle_path, tmp_path / "kind.fsb", {"models.json": kinds})
+    other = rebuild(bundle_path, tmp_path / "kind.fsb", {"models.json": kinds})
     with pytest.raises(IncompatibleBundleError, match=r"'xgboost' of kind 'pickle'"):
         load_bundle(other)
     renamed = json.dumps({"svm": {"kind": "linear"}}).encode()
     with pytest.raises(IncompatibleBundleError, match=r"'svm'"):
-        load_bundle(_rebuild(bundle_path, tmp_path / "svm.fsb", {"models.json": renamed}))
+        load_bundle(rebuild(bundle_path, tmp_path / "svm.fsb", {"models.json": renamed}))
 
 
 def test_a_manifest_claiming_another_format_is_refused(bundle_path: Path, tmp_path: Path) -> None:
-    old = _rebuild(bundle_path, tmp_path / "old.fsb", {}, bundle_format=1)
+    old = rebuild(bundle_path, tmp_path / "old.fsb", {}, bundle_format=1)
     with pytest.raises(IncompatibleBundleError, match=r"bundle format 1 \(pickled models.*fraudstream train"):
         load_bundle(old)
     with pytest.raises(IncompatibleBundleError, match=r"bundle format 1 \(pickled models"):
@@ -148,7 +120,7 @@ def test_a_tree_index_outside_the_tables_is_refused(bundle_path: Path, tmp_path:
         changed[key][inner] = value
         buffer = io.BytesIO()
         np.savez(buffer, **changed)
-        path = _rebuild(bundle_path, tmp_path / "far.fsb", {"arrays.npz": buffer.getvalue()})
+        path = rebuild(bundle_path, tmp_path / "far.fsb", {"arrays.npz": buffer.getvalue()})
         with pytest.raises(BundleError, match=r"'isolation_forest' does not read .*outside"):
             load_bundle(path)
 

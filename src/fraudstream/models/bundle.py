@@ -196,7 +196,7 @@ def _decode(path: Path, archive: zipfile.ZipFile, n_features: int) -> dict[str, 
                 models[name] = LinearParams.from_arrays(own, n_features)
             else:
                 models[name] = ForestParams.from_arrays(own, n_features)
-        except (StoredModelError, ValueError) as exc:
+        except (StoredModelError, ValueError, zipfile.BadZipFile) as exc:
             raise BundleError(
                 f"model bundle {path}: model {name!r} does not read ({exc}); {RETRAIN}"
             ) from None
