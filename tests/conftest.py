@@ -41,8 +41,9 @@ def small_frame() -> Any:
 
 
 @pytest.fixture(scope="session")
-def bundle_path(tmp_path_factory: pytest.TempPathFactory, small_frame: Any) -> Path:
-    """A model bundle trained on :func:`small_frame` with default hyperparameters (no search)."""
+def trained_bundle(small_frame: Any) -> Any:
+    """A model bundle trained on :func:`small_frame` with default hyperparameters (no search), as
+    training returns it: with the fitted estimators beside the stored models."""
     from fraudstream.features import FeatureEngine
     from fraudstream.training.backtest import Featured, Windows, train_window
     from fraudstream.training.models import TrainConfig
@@ -53,7 +54,14 @@ def bundle_path(tmp_path_factory: pytest.TempPathFactory, small_frame: Any) -> P
     windows = Windows(start, start + timedelta(days=20), gap=timedelta(days=3))
     bundle = train_window(data, windows, engine, TrainConfig(trials=0, folds=2, seed=3))
     bundle.manifest.weights = {"xgboost": 0.6, "logistic": 0.2, "isolation_forest": 0.2}
-    return bundle.save(tmp_path_factory.mktemp("model") / "model.fsb")
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def bundle_path(tmp_path_factory: pytest.TempPathFactory, trained_bundle: Any) -> Path:
+    """:func:`trained_bundle` saved."""
+    path: Path = trained_bundle.save(tmp_path_factory.mktemp("model") / "model.fsb")
+    return path
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The model watcher follows the challenger alias (FRAUD_CHALLENGER_URI=models:/NAME@challenger): a new
-version shadows the unchanged champion from the next batch; one on another feature set is refused and
-the old challenger keeps shadowing; a deleted alias stops shadowing. Driven through a fake registry."""
+version shadows the unchanged champion from the next batch; one on another feature set, or carrying a
+pickle, is refused and the old challenger keeps shadowing; a deleted alias stops shadowing. Driven
+through a fake registry."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from fraudstream.pipeline.scorer import Scorer
 from fraudstream.registry import ModelUri, ModelWatcher, RegistryError
 from fraudstream.rules import default_known_names, parse_rules
 from fraudstream.state import MemoryFeatureState
+from tests.unit.model_bundles import pickled_bundle
 
 URI = ModelUri.parse("models:/fs@challenger")
 
@@ -105,6 +107,24 @@ def test_a_challenger_on_another_feature_set_is_refused_and_the_old_one_keeps_sh
     with caplog.at_level(logging.ERROR):
         assert not watcher.check()
     assert "version 3, which cannot shadow the champion" in caplog.text
+    assert serving.scorer.score(batch).shadow_version == "shadow-1"
+    assert serving.challenger_source.registry_version == "1"
+
+
+def test_a_pickled_challenger_is_refused_unread_and_the_old_one_keeps_shadowing(
+    setup: Any, bundle_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whoever can move the alias cannot run code in the servers following it: a version whose bundle
+    carries a pickle is refused without unpickling it."""
+    _, registry, serving, watcher, _, batch = setup
+    marker = tmp_path / "ran"
+    registry.files["4"] = pickled_bundle(bundle_path, tmp_path / "v4.fsb", marker)
+    registry.challenger = "1"
+    watcher.check()
+    registry.challenger = "4"
+    with caplog.at_level(logging.ERROR):
+        assert not watcher.check()
+    assert "pickled models" in caplog.text and not marker.exists()
     assert serving.scorer.score(batch).shadow_version == "shadow-1"
     assert serving.challenger_source.registry_version == "1"
 

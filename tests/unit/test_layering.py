@@ -182,7 +182,7 @@ def loaded_by(module: str) -> list[str]:
 )
 def test_the_lower_floors_load_no_heavy_library(module: str, heavy: tuple[str, ...]) -> None:
     """Their own imports stay light: scikit-learn, SQLAlchemy, Optuna and XGBoost load with the parts
-    that need them (a bundle's pickled models bring theirs when it is loaded)."""
+    that need them (a bundle's XGBoost model loads XGBoost when it is read)."""
     loaded = loaded_by(module)
     assert module in loaded
     assert not [m for m in loaded if any(m == h or m.startswith(h + ".") for h in heavy)]

@@ -35,19 +35,21 @@ def scorer(bundle: ModelBundle, rules: object = EMPTY_RULES) -> Scorer:
     return Scorer(bundle, MemoryFeatureState(retention=60 * 86400.0), lambda: rules)
 
 
-def test_served_models_score_as_the_fitted_ones(bundle: ModelBundle) -> None:
-    """XGBoost bit for bit; the forest within rounding (its last power is ``exp2``, numpy's ``pow``);
-    the logistic model within rounding (its dot product is summed in another order than BLAS's)."""
+def test_served_models_score_as_the_fitted_ones(bundle: ModelBundle, trained_bundle: ModelBundle) -> None:
+    """Served from the bundle's file, as training fitted them: XGBoost bit for bit; the forest within
+    rounding (its last power is ``exp2``, numpy's ``pow``); the logistic model within rounding (its
+    dot product is summed in another order than BLAS's)."""
+    fitted = trained_bundle.fitted
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2000, len(bundle.manifest.feature_names))) * 100
     X[rng.random(X.shape) < 0.3] = np.nan
     served = ServedModels(bundle)
     assert served.names == ["xgboost", "logistic", "isolation_forest"]
     raw = dict(zip(served.names, served.score(X).raw, strict=True))
-    np.testing.assert_array_equal(raw["xgboost"], raw_score("xgboost", bundle.models["xgboost"], X))
-    forest = raw_score("isolation_forest", bundle.models["isolation_forest"], X)
+    np.testing.assert_array_equal(raw["xgboost"], raw_score("xgboost", fitted["xgboost"], X))
+    forest = raw_score("isolation_forest", fitted["isolation_forest"], X)
     np.testing.assert_allclose(raw["isolation_forest"], forest, rtol=1e-13, atol=0)
-    logistic = raw_score("logistic", bundle.models["logistic"], X)
+    logistic = raw_score("logistic", fitted["logistic"], X)
     np.testing.assert_allclose(raw["logistic"], logistic, rtol=0, atol=1e-12)
 
 

@@ -40,6 +40,12 @@ def bundle(bundle_path: Path) -> ModelBundle:
 
 
 @pytest.fixture(scope="module")
+def fitted(trained_bundle: ModelBundle) -> dict[str, Any]:
+    """The estimators training fitted for :func:`bundle`, before they were stored."""
+    return trained_bundle.fitted
+
+
+@pytest.fixture(scope="module")
 def frame(small_frame: pd.DataFrame) -> pd.DataFrame:
     return small_frame.iloc[-1500:].reset_index(drop=True)
 
@@ -63,7 +69,7 @@ def _random_rows(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
     return X
 
 
-def _plain_probability(bundle: ModelBundle, X: np.ndarray) -> np.ndarray:
+def _plain_probability(bundle: ModelBundle, fitted: dict[str, Any], X: np.ndarray) -> np.ndarray:
     """The ensemble as its definition reads, in plain numpy over the fitted estimators' scores."""
     m = bundle.manifest
     total, out = 0.0, np.zeros(len(X))
@@ -71,7 +77,7 @@ def _plain_probability(bundle: ModelBundle, X: np.ndarray) -> np.ndarray:
         total += weight
         if not weight:
             continue
-        raw = raw_score(name, bundle.models[name], X)
+        raw = raw_score(name, fitted[name], X)
         if name != "isolation_forest":
             p = np.clip(raw, 1e-7, 1 - 1e-7)
             raw = np.log(p / (1 - p))
@@ -80,8 +86,8 @@ def _plain_probability(bundle: ModelBundle, X: np.ndarray) -> np.ndarray:
     return out / (total or 1.0)
 
 
-def _plain_contributions(bundle: ModelBundle, explainer: str, X: np.ndarray) -> np.ndarray:
-    model = bundle.models[explainer]
+def _plain_contributions(fitted: dict[str, Any], explainer: str, X: np.ndarray) -> np.ndarray:
+    model = fitted[explainer]
     if explainer == "xgboost":
         contribs = model.get_booster().predict(xgb.DMatrix(X), pred_contribs=True, approx_contribs=True)
         return np.asarray(contribs[:, :-1], dtype=np.float64)
@@ -114,20 +120,22 @@ def _row_by_row(served: ServedModels, contributions: np.ndarray, X: np.ndarray, 
 
 
 @pytest.mark.parametrize("mix", list(MIXES))
-def test_probabilities_decisions_and_reasons_follow_their_definitions(bundle: ModelBundle, mix: str) -> None:
+def test_probabilities_decisions_and_reasons_follow_their_definitions(
+    bundle: ModelBundle, fitted: dict[str, Any], mix: str
+) -> None:
     mixed = reweighted(bundle, MIXES[mix])
     served = ServedModels(mixed, [f"about {n}" for n in mixed.manifest.feature_names])
     assert served.names == [n for n, w in mixed.manifest.weights.items() if w]
     rng = np.random.default_rng(len(mix))
     X = _random_rows(rng, 2000, len(served.feature_names))
     scores = served.score(X)
-    np.testing.assert_allclose(scores.probability, _plain_probability(mixed, X), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(scores.probability, _plain_probability(mixed, fitted, X), rtol=0, atol=1e-12)
     levels = np.digitize(scores.probability, [mixed.manifest.thresholds[k] for k in ("flag", "block")])
     assert scores.decision.tolist() == np.asarray(DECISIONS, dtype=object)[levels].tolist()
     assert served.explainer is not None
     decisions = np.where(rng.random(len(X)) < 0.7, "FLAG", "APPROVE").astype(object)
     reasons = served.reasons(X, decisions)
-    contributions = _plain_contributions(mixed, served.explainer, X)
+    contributions = _plain_contributions(fitted, served.explainer, X)
     assert reasons == _row_by_row(served, contributions, X, decisions)
     assert sum(map(len, reasons)) > len(X)  # most flagged rows have reasons
     assert len({id(row) for row in reasons}) == len(X)  # every row its own list
@@ -142,10 +150,12 @@ def test_without_an_explainer_there_are_no_model_reasons(bundle: ModelBundle) ->
         served.contributions(X)
 
 
-def test_rows_with_no_positive_contribution_have_no_model_reasons(bundle: ModelBundle) -> None:
+def test_rows_with_no_positive_contribution_have_no_model_reasons(
+    bundle: ModelBundle, fitted: dict[str, Any]
+) -> None:
     served = ServedModels(reweighted(bundle, MIXES["no xgboost"]))
     assert served.explainer == "logistic"
-    steps = bundle.models["logistic"].named_steps
+    steps = fitted["logistic"].named_steps
     mean, scale, coef = steps["scale"].mean_, steps["scale"].scale_, steps["model"].coef_[0]
     rng = np.random.default_rng(2)
     m = len(served.feature_names)
@@ -156,7 +166,7 @@ def test_rows_with_no_positive_contribution_have_no_model_reasons(bundle: ModelB
     X[3, rng.random(m) < 0.5] = np.nan  # missing values become the median: small contributions
     flagged = np.full(8, "FLAG", dtype=object)
     got = served.reasons(X, flagged)
-    assert got == _row_by_row(served, _plain_contributions(bundle, "logistic", X), X, flagged)
+    assert got == _row_by_row(served, _plain_contributions(fitted, "logistic", X), X, flagged)
     assert got[0] == got[1] == [] and 1 <= len(got[2]) <= TOP_REASONS
 
 

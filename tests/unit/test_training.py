@@ -118,7 +118,9 @@ def _rewrite_manifest(src: Path, dst: Path, **changes: object) -> Path:
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
         manifest = json.loads(zin.read("manifest.json")) | changes
         zout.writestr("manifest.json", json.dumps(manifest))
-        zout.writestr("models.joblib", zin.read("models.joblib"))
+        for name in zin.namelist():
+            if name != "manifest.json":
+                zout.writestr(name, zin.read(name))
     return dst
 
 

@@ -2,5 +2,5 @@
 scores into one fraud probability.
 
 Training writes bundles and scoring reads them; both use this package, which imports neither (nor
-scikit-learn: a bundle's pickled models bring their own libraries when it is loaded).
+scikit-learn: a bundle holds its models as arrays and XGBoost's model format, never as code).
 """

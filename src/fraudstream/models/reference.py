@@ -6,7 +6,7 @@ them, and both depend on the models area, not on each other.
 Training bins every feature at its quantiles (:data:`BINS` bins, the edges and each bin's share, plus
 the share of missing values), the ensemble probability the same way, and the model decisions at the
 bundle's thresholds, and stores them in the bundle as ``reference.json`` (readable with
-``unzip -p model.fsb reference.json``, nothing unpickled). Serving counts live rows into exactly
+``unzip -p model.fsb reference.json``, plain JSON). Serving counts live rows into exactly
 these bins with :meth:`Reference.counts`, so training and serving cannot bin differently.
 
 A bin is right-closed, ``(edge[i-1], edge[i]]``: a value equal to an edge belongs to the bin below it,

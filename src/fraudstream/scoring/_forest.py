@@ -1,5 +1,5 @@
-"""scikit-learn's Isolation Forest (behind its imputer) as packed nodes (:mod:`._trees`), and what a
-walk of them adds up.
+"""scikit-learn's Isolation Forest (behind its imputer) as packed nodes (:mod:`._trees`), built from
+the bundle's :class:`~fraudstream.models.stored.ForestParams`, and what a walk of them adds up.
 
 scikit-learn walks its trees through Python and joblib, far over a transaction's budget, and its
 pipelines validate their input on every call. Here the imputer's medians replace missing values as
@@ -11,11 +11,11 @@ models step's kernel, and each row's path lengths are summed over the trees in o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numba import njit
 
+from fraudstream.models.stored import ForestParams
 from fraudstream.scoring._trees import LANES, float32_above, pack, walk
 
 
@@ -55,39 +55,22 @@ class ForestTrees:
     denominator: float
 
     @classmethod
-    def from_pipeline(cls, pipeline: Any) -> ForestTrees:
-        """From a fitted ``Pipeline`` of a ``SimpleImputer`` (``impute``) and an ``IsolationForest``
-        (``model``) that saw every feature in every tree."""
-        from sklearn.ensemble._iforest import _average_path_length
-
-        forest = pipeline.named_steps["model"]
-        if forest._max_features != forest.n_features_in_:
-            raise ValueError("compiled Isolation Forest needs max_features=1.0")
-        trees = [estimator.tree_ for estimator in forest.estimators_]
-        sizes = np.array([tree.node_count for tree in trees], dtype=np.int64)
-        roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        offsets = np.repeat(roots, sizes)
-        node = np.arange(offsets.shape[0])
-        left = np.concatenate([tree.children_left for tree in trees]).astype(np.int64)
-        right = np.concatenate([tree.children_right for tree in trees]).astype(np.int64)
-        leaf = left == -1
-        lengths = [
-            forest._decision_path_lengths[i] + forest._average_path_length_per_tree[i] - 1.0
-            for i in range(len(trees))
-        ]
-        threshold = np.concatenate([tree.threshold for tree in trees]).astype(np.float64)
+    def from_params(cls, stored: ForestParams) -> ForestTrees:
+        """From a stored forest (whose indexes were checked when it was read)."""
+        leaf = stored.left == -1
+        node = np.arange(stored.left.shape[0])
         return cls(
-            trees=np.stack([roots, [tree.max_depth for tree in trees]], axis=1).astype(np.int64),
+            trees=np.stack([stored.roots, stored.depths], axis=1).astype(np.int64),
             nodes=pack(
-                np.where(leaf, 0, np.concatenate([tree.feature for tree in trees])),
+                np.where(leaf, 0, stored.feature),
                 np.zeros(node.shape[0], np.bool_),
-                np.where(leaf, node, left + offsets),
-                np.where(leaf, node, right + offsets),
-                np.where(leaf, np.float32(0), float32_above(threshold)),
+                np.where(leaf, node, stored.left),
+                np.where(leaf, node, stored.right),
+                np.where(leaf, np.float32(0), float32_above(stored.threshold)),
             ),
-            value=np.concatenate(lengths).astype(np.float64),
-            fill=pipeline.named_steps["impute"].statistics_.astype(np.float64),
-            denominator=len(trees) * float(_average_path_length([forest._max_samples])[0]),
+            value=np.ascontiguousarray(stored.value, dtype=np.float64),
+            fill=np.ascontiguousarray(stored.fill, dtype=np.float64),
+            denominator=float(stored.denominator),
         )
 
 

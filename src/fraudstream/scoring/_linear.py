@@ -1,16 +1,15 @@
-"""scikit-learn's logistic regression (behind its imputer and scaler) as four rows of numbers, and the
-per-row arithmetic of its contributions and probability, compiled into the models step."""
+"""scikit-learn's logistic regression (behind its imputer and scaler) as four rows of numbers (the
+bundle's :class:`~fraudstream.models.stored.LinearParams`), and the per-row arithmetic of its
+contributions and probability, compiled into the models step."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numba import njit
 
-FILL, MEAN, SCALE, COEF = range(4)
-"""The rows of :attr:`LinearModel.params`."""
+from fraudstream.models.stored import COEF, FILL, MEAN, SCALE, LinearParams
 
 
 @njit(cache=True, inline="always")
@@ -35,14 +34,12 @@ def probability(contributions, intercept):  # fmt: skip
 @dataclass(frozen=True)
 class LinearModel:
     """A fitted imputer → scaler → logistic regression pipeline: ``params`` holds the imputer's
-    medians, the scaler's means and scales, and the coefficients, one row each (see :data:`FILL`)."""
+    medians, the scaler's means and scales, and the coefficients, one row each (see
+    :data:`~fraudstream.models.stored.FILL`)."""
 
     params: np.ndarray
     intercept: float
 
     @classmethod
-    def from_pipeline(cls, pipeline: Any) -> LinearModel:
-        steps = pipeline.named_steps
-        scaler, model = steps["scale"], steps["model"]
-        params = np.stack([steps["impute"].statistics_, scaler.mean_, scaler.scale_, model.coef_[0]])
-        return cls(np.ascontiguousarray(params, dtype=np.float64), float(model.intercept_[0]))
+    def from_params(cls, stored: LinearParams) -> LinearModel:
+        return cls(np.ascontiguousarray(stored.params, dtype=np.float64), float(stored.intercept))

@@ -107,22 +107,35 @@ class XGBoostTrees:
             raise ValueError("compiled XGBoost needs at least one tree and numeric splits only")
         sizes = np.array([len(t["left_children"]) for t in trees])
         roots = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        keys = ("right_children", "split_conditions", "sum_hessian", "split_indices", "default_left")
+        if any(len(t[key]) != size for t, size in zip(trees, sizes, strict=True) for key in keys):
+            raise ValueError("compiled XGBoost needs one entry per node in every node array")
 
         def flat(key: str, dtype: Any) -> np.ndarray:
             return np.concatenate([np.asarray(t[key], dtype=dtype) for t in trees])
 
         left, right = flat("left_children", np.int64), flat("right_children", np.int64)
         leaf, node = left < 0, np.arange(left.shape[0])
+        # the walks index their tables unchecked, and the tables follow parents up: every child must
+        # be in its tree and after its parent (as XGBoost numbers them), every split feature in range
+        size, local = np.repeat(sizes, sizes), node - np.repeat(roots, sizes)
+        n_features = int(params["num_feature"])
+        split = flat("split_indices", np.int64)
+        children_out = (left <= local) | (left >= size) | (right <= local) | (right >= size)
+        if np.any(~leaf & (children_out | (split < 0) | (split >= n_features))):
+            raise ValueError(
+                "compiled XGBoost needs children after their parents and split features in range"
+            )
         left, right = np.where(leaf, -1, left + np.repeat(roots, sizes)), right + np.repeat(roots, sizes)
         depth = node_depths(left, right)
         threshold, hess = flat("split_conditions", np.float32), flat("sum_hessian", np.float32)
         left, right = np.where(leaf, node, left), np.where(leaf, node, right)
-        feature = np.where(leaf, 0, flat("split_indices", np.int64))
+        feature = np.where(leaf, 0, split)
         mean = node_means(np.where(leaf, -1, left), right, threshold, hess, depth)
         children = np.stack([left, right], axis=1).ravel().astype(np.uint32)
         start, features, sums = leaf_contributions(children, feature.astype(np.uint32), mean)
         return cls(
-            n_features=int(params["num_feature"]),
+            n_features=n_features,
             base_margin=np.float32(_logit(np.float32(params["base_score"].strip("[]")))),
             trees=np.stack([roots, np.maximum.reduceat(depth, roots)], axis=1).astype(np.int64),
             nodes=pack(feature, ~flat("default_left", np.bool_) & ~leaf, left, right, threshold),

@@ -3,8 +3,8 @@ explains the rows that need reasons, the same code for one transaction and for t
 
 Scoring is one compiled call (:func:`._step.score`) that walks the trees, applies the logistic model,
 and calibrates and combines the scores with the ensemble's own functions; reasons are one more, for
-the rows that are not approved only (:func:`._step.explain`). The fitted estimators are read once,
-when the object is built; XGBoost models the kernels do not cover (categorical splits, another
+the rows that are not approved only (:func:`._step.explain`). The bundle's stored models are read
+once, when the object is built; XGBoost models the kernels do not cover (categorical splits, another
 objective) are served by the booster itself, slower but the same.
 """
 
@@ -18,6 +18,7 @@ import numpy as np
 from fraudstream.events.transaction import DECISIONS
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.models.ensemble import ANOMALY
+from fraudstream.models.stored import ForestParams, LinearParams
 from fraudstream.scoring import _step
 from fraudstream.scoring._explain import TOP_REASONS, pick_explainer, reasons
 from fraudstream.scoring._forest import ForestTrees
@@ -163,18 +164,17 @@ def _one(served: dict[str, Any], kind: type[T]) -> T | None:
 
 
 def _serve(name: str, model: Any) -> Any:
-    """The serving form of one fitted model: its arrays for the kernels, or an XGBoost booster the
-    kernels do not cover."""
-    if name == "isolation_forest":
-        return ForestTrees.from_pipeline(model)
-    if name == "logistic" and hasattr(model, "named_steps") and "smote" not in model.named_steps:
-        return LinearModel.from_pipeline(model)
-    if name == "xgboost" and hasattr(model, "get_booster"):
-        booster = model.get_booster()
+    """The serving form of one stored model (:mod:`fraudstream.models.stored`): its arrays for the
+    kernels, or an XGBoost booster the kernels do not cover."""
+    if name == "isolation_forest" and isinstance(model, ForestParams):
+        return ForestTrees.from_params(model)
+    if name == "logistic" and isinstance(model, LinearParams):
+        return LinearModel.from_params(model)
+    if name == "xgboost" and hasattr(model, "inplace_predict"):
         try:
-            return XGBoostTrees.from_booster(booster)
+            return XGBoostTrees.from_booster(model)
         except ValueError:
-            booster = booster.copy()
+            booster = model.copy()
             booster.set_param({"nthread": 2})
             return booster
     raise ValueError(f"cannot serve model {name!r} of type {type(model).__name__}")

@@ -19,6 +19,7 @@ from fraudstream.features.plan import FeatureSet
 from fraudstream.models.bundle import Manifest, ModelBundle, fingerprint
 from fraudstream.models.ensemble import calibrate, combine
 from fraudstream.models.reference import IMPORTANT, build_reference
+from fraudstream.scoring.served import ServedModels
 from fraudstream.training import metrics
 from fraudstream.training.importance import top_features
 from fraudstream.training.models import (
@@ -29,6 +30,7 @@ from fraudstream.training.models import (
     fit_platt,
     make_model,
     raw_score,
+    stored,
     weight_grid,
 )
 
@@ -152,9 +154,10 @@ def train_bundle(
     validation = metrics.evaluate(
         y_oof, ensemble, flag_threshold=thresholds["flag"], block_threshold=thresholds["block"]
     )
-    models = {}
+    fitted, models = {}, {}
     for name in config.models:
-        models[name] = fit_model(name, make_model(name, best[name], config, pos_weight), X, y)
+        fitted[name] = fit_model(name, make_model(name, best[name], config, pos_weight), X, y)
+        models[name] = stored(name, fitted[name])
         if progress:
             progress(f"fit {name}", 1, 1)
     print_fp = fingerprint(transaction_ids[order], timestamps[order], y)
@@ -170,7 +173,7 @@ def train_bundle(
         data_fingerprint=print_fp,
         feature_spec=feature_set.to_dict(),
     )
-    bundle = ModelBundle(manifest=manifest, models=models)
+    bundle = ModelBundle(manifest=manifest, models=models, fitted=fitted)
     # drift compares live traffic with the training rows and with scores of rows the models did not fit
     important = [f["feature"] for f in top_features(bundle, IMPORTANT)]
     reference = build_reference(X, feature_set.names, ensemble, manifest.thresholds, important=important)
@@ -179,9 +182,12 @@ def train_bundle(
 
 
 def predict(bundle: ModelBundle, X: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The ensemble probability and each model's calibrated probability, for a feature matrix."""
+    """The ensemble probability and each weighted model's calibrated probability, for a feature
+    matrix, scored as a server scores it (:class:`~fraudstream.scoring.served.ServedModels`)."""
+    served = ServedModels(bundle)
+    scores = served.score(X)
     per_model = {
-        name: calibrate(name, raw_score(name, model, X), bundle.manifest.calibration[name])
-        for name, model in bundle.models.items()
+        name: calibrate(name, raw, bundle.manifest.calibration[name])
+        for name, raw in zip(served.names, scores.raw, strict=True)
     }
-    return combine(per_model, bundle.manifest.weights), per_model
+    return scores.probability, per_model

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from fraudstream.models.bundle import ModelBundle
+from fraudstream.models.stored import COEF
 
 TOP = 15
 
@@ -16,14 +17,13 @@ def top_features(bundle: ModelBundle, k: int = TOP) -> list[dict[str, Any]]:
     the largest standardised logistic coefficients: each with its ``share`` of the total and what it
     is a share ``by``."""
     names = bundle.manifest.feature_names
-    model = bundle.models.get("xgboost")
-    if model is not None:
-        booster = model.steps[-1][1] if hasattr(model, "steps") else model
-        gain = booster.get_booster().get_score(importance_type="total_gain")
+    booster = bundle.models.get("xgboost")
+    if booster is not None:
+        gain = booster.get_score(importance_type="total_gain")
         values = np.array([gain.get(f"f{i}", gain.get(name, 0.0)) for i, name in enumerate(names)])
         kind = "gain"
     elif "logistic" in bundle.models:
-        values = np.abs(np.ravel(bundle.models["logistic"].steps[-1][1].coef_))
+        values = np.abs(bundle.models["logistic"].params[COEF])
         kind = "|coefficient|"
     else:
         return []

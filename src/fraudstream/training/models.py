@@ -1,8 +1,10 @@
-"""The model zoo: how each model is built, fitted, scored and calibrated (how calibrated scores are
-applied and combined is :mod:`fraudstream.models.ensemble`, shared with scoring)."""
+"""The model zoo: how each model is built, fitted, scored and calibrated, and reduced to the form a
+bundle stores (how calibrated scores are applied and combined is :mod:`fraudstream.models.ensemble`,
+shared with scoring; the stored forms are :mod:`fraudstream.models.stored`)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +16,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from fraudstream.models.ensemble import logit
+from fraudstream.models.stored import ForestParams, LinearParams, load_booster, save_booster
 
 MODEL_NAMES = ("xgboost", "logistic", "isolation_forest")
 SUPERVISED = ("xgboost", "logistic")
@@ -129,3 +132,71 @@ def weight_grid(names: list[str], step: float = 0.1) -> list[dict[str, float]]:
         if abs(sum(g.values()) - 1) < 1e-6 and any(g[n] > 0 for n in names if n in SUPERVISED)
     ]
     return keep
+
+
+def stored(name: str, model: Any) -> Any:
+    """The form a bundle keeps of the fitted ``model`` (see :mod:`fraudstream.models.stored`), which
+    scores as it does; ``ValueError`` for a model no stored form holds. Steps that act only in fitting
+    (SMOTE) are left out, as the pipelines skip them when they score."""
+    if name == "xgboost":
+        return _stored_booster(model)
+    if name == "logistic":
+        steps = model.named_steps
+        scaler, lr = steps["scale"], steps["model"]
+        params = np.stack([steps["impute"].statistics_, scaler.mean_, scaler.scale_, lr.coef_[0]])
+        return LinearParams(np.ascontiguousarray(params, dtype=np.float64), float(lr.intercept_[0]))
+    if name == "isolation_forest":
+        return _stored_forest(model)
+    raise ValueError(f"no stored form for model {name!r}")
+
+
+def _stored_booster(model: Any) -> Any:
+    """A copy of the model's booster (or of a booster), as read back from XGBoost's model format.
+    Behind an imputer
+    (the SMOTE pipeline) the imputer is folded into the trees: a missing value takes, at each split,
+    the side its imputed value would, which is exactly what imputing it first does."""
+    if hasattr(model, "get_booster") or hasattr(model, "save_raw"):
+        booster = model.get_booster() if hasattr(model, "get_booster") else model
+        return load_booster(save_booster(booster))
+    steps = model.named_steps
+    fill = np.asarray(steps["impute"].statistics_, dtype=np.float64).astype(np.float32)
+    document = json.loads(steps["model"].get_booster().save_raw("json"))
+    for tree in document["learner"]["gradient_booster"]["model"]["trees"]:
+        left = np.asarray(tree["left_children"])
+        feature = np.asarray(tree["split_indices"], dtype=np.int64)
+        condition = np.asarray(tree["split_conditions"], dtype=np.float32)
+        goes_left = fill[np.where(left < 0, 0, feature)] < condition  # XGBoost: left when value < condition
+        tree["default_left"] = np.where(left < 0, tree["default_left"], goes_left).astype(int).tolist()
+    return load_booster(json.dumps(document).encode())
+
+
+def _stored_forest(pipeline: Any) -> ForestParams:
+    """From a fitted ``Pipeline`` of a ``SimpleImputer`` (``impute``) and an ``IsolationForest``
+    (``model``) that saw every feature in every tree (the walks read no feature subsets)."""
+    from sklearn.ensemble._iforest import _average_path_length
+
+    forest = pipeline.named_steps["model"]
+    if forest._max_features != forest.n_features_in_:
+        raise ValueError("a stored Isolation Forest needs max_features=1.0")
+    trees = [estimator.tree_ for estimator in forest.estimators_]
+    sizes = np.array([tree.node_count for tree in trees], dtype=np.int64)
+    roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    offsets = np.repeat(roots, sizes)
+    left = np.concatenate([tree.children_left for tree in trees]).astype(np.int64)
+    right = np.concatenate([tree.children_right for tree in trees]).astype(np.int64)
+    leaf = left == -1
+    lengths = [
+        forest._decision_path_lengths[i] + forest._average_path_length_per_tree[i] - 1.0
+        for i in range(len(trees))
+    ]
+    return ForestParams(
+        roots=roots,
+        depths=np.array([tree.max_depth for tree in trees], dtype=np.int64),
+        feature=np.where(leaf, 0, np.concatenate([tree.feature for tree in trees])).astype(np.int64),
+        left=np.where(leaf, -1, left + offsets),
+        right=np.where(leaf, -1, right + offsets),
+        threshold=np.concatenate([tree.threshold for tree in trees]).astype(np.float64),
+        value=np.concatenate(lengths).astype(np.float64),
+        fill=np.asarray(pipeline.named_steps["impute"].statistics_, dtype=np.float64),
+        denominator=len(trees) * float(_average_path_length([forest._max_samples])[0]),
+    )
