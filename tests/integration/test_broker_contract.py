@@ -328,6 +328,7 @@ def test_requeued_dead_letters_are_decided_once(
     once even when it is published twice (a crash between publishing and removing its dead letter)."""
     from fraudstream.config import Settings
     from fraudstream.events.transaction import Transaction
+    from fraudstream.pipeline.decider import Decider, StoreLedger
     from fraudstream.pipeline.scorer import Scorer
     from fraudstream.runtime import open_services
     from fraudstream.worker import Worker
@@ -352,7 +353,8 @@ def test_requeued_dead_letters_are_decided_once(
         while not until() and time.monotonic() < deadline:
             worker.run_once()
 
-    worker = Worker(broker, services.decider, store, topic=topic, max_wait=0.2)
+    decider = Decider(services.scorer, StoreLedger(store))  # decisions go where the dead letters are
+    worker = Worker(broker, decider, store, topic=topic, max_wait=0.2)
     try:
         monkeypatch.setattr(Scorer, "score", sick)
         broker.publish(topic, [(t.customer_id, t.model_dump(mode="json")) for t in txs])
