@@ -276,7 +276,7 @@ def _answer(
         for field in agg.distinct:
             values = cols[field]
             for w in agg.windows:
-                out.append(float(len({values[j] for j in within(w, agg.where) if values[j] is not None})))
+                out.append(float(len({values[j] for j in within(w, agg.where) if not _missing(values[j])})))
         return out
     if isinstance(agg, S.Since):
         held = counted(fs.retention, agg.where)
@@ -310,7 +310,7 @@ def _answer(
         for field in agg.new:
             values = cols[field]
             mine = values[r]
-            out.append(nan if mine is None else (0.0 if any(values[j] == mine for j in earlier) else 1.0))
+            out.append(nan if _missing(mine) else (0.0 if any(values[j] == mine for j in earlier) else 1.0))
         return out
     if isinstance(agg, S.Distance):
         lat, lon = np.asarray(cols["latitude"], np.float64), np.asarray(cols["longitude"], np.float64)
@@ -347,6 +347,11 @@ def _answer(
             known = known_rows(longest)
             out.append(max(ts[known]) - min(ts[known]) if known else nan)
     return out
+
+
+def _missing(value: Any) -> bool:
+    """An identifier that is not there: ``None``, or NaN where a frame held one."""
+    return value is None or value != value
 
 
 def _stat(stat: str, vals: list[float]) -> float:

@@ -13,8 +13,6 @@ from hypothesis import strategies as st
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.frame import normalize_frame
 from fraudstream.features import FeatureEngine, FeatureSet, default_feature_set
-from fraudstream.features.kernels import dense_codes, merged_order
-from fraudstream.features.keys import codes as hashed_codes
 from fraudstream.features.spec import DAY, HOUR, window_name
 from fraudstream.state import MemoryFeatureState
 
@@ -313,31 +311,3 @@ def test_event_at_a_time_matches_whole_batch(seed: int, n: int) -> None:
     batch = features(df, engine)
     live = event_at_a_time(df, engine)
     pd.testing.assert_frame_equal(live, batch, check_exact=False, rtol=1e-9, atol=1e-9)
-
-
-@settings(deadline=None)  # the first call loads the compiled kernel
-@given(st.lists(st.one_of(st.none(), st.integers(0, 40)), max_size=300))
-def test_dense_codes_number_like_hashing_the_values(values: list[int | None]) -> None:
-    """Renumbering a state's codes gives what hashing the identifiers they stand for gives."""
-    coded = np.array([-1 if v is None else v * 7 for v in values], dtype=np.int64)  # sparse codes
-    as_ids = np.array([None if v is None else f"id{v}" for v in values], dtype=object)
-    assert dense_codes(coded).tolist() == hashed_codes(as_ids).tolist()
-
-
-@settings(deadline=None)
-@given(
-    st.lists(st.tuples(st.integers(0, 5), st.integers(0, 9)), max_size=60),
-    st.lists(st.tuples(st.integers(0, 8), st.integers(0, 9)), max_size=30),
-)
-def test_merging_added_events_into_a_sorted_history_is_the_stable_sort(
-    history: list[tuple[int, int]], added: list[tuple[int, int]]
-) -> None:
-    """Equal times abound: the added events go after the history's at equal (key, time), in their order."""
-    history = sorted(history)
-    codes = np.array([c for c, _ in history + added], dtype=np.int64)
-    ts = np.array([float(t) for _, t in history + added])
-    groups = int(codes.max()) + 1 if codes.shape[0] else 0
-    order, bounds = merged_order(codes, ts, len(history), groups)
-    want = np.lexsort((ts, codes))
-    assert order.tolist() == want.tolist()
-    assert bounds.tolist() == np.searchsorted(codes[want], np.arange(groups + 1)).tolist()
