@@ -5,6 +5,7 @@ ties, missing times, amounts and keys, labels from the state and from the batch.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -234,7 +235,9 @@ def test_a_row_without_a_time_reads_no_stored_history_for_its_batch(engine: Feat
     engine.record(whole.take(np.arange(30)), state)
     last = whole.take(np.arange(30, 40))
     with_history = engine.compute(last, state)
-    last.timestamp[0] = np.nan
+    times = last.timestamp.copy()
+    times[0] = np.nan
+    last = dataclasses.replace(last, timestamp=times)
     blind = engine.compute(last, state)
     alone = engine.compute(
         last, MemoryFeatureState(retention=engine.feature_set.retention), labels_from_batch=False

@@ -75,15 +75,16 @@ def _cut(rows, s, n, ts_log, since):  # pragma: no cover - compiled
 
 @njit(cache=True)
 def key_features(
-    key_codes, ts, bvals, bcps, first_of, stored, is_fraud, label_time, batch_labels, retention,
+    key_codes, query, query_codes, first_of, stored, is_fraud, label_time, batch_labels, retention,
     start, length, runs, l_start, l_length, l_runs, key_field, floats_log, codes_log, label_log,
     vals_f, cps_f, dense, seen,
     bwin, streams, dslots, nov, locs, ops, params, labelled, out, col0,
 ):  # fmt: skip  # pragma: no cover - compiled
     """Fill ``out[:, col0 : col0 + width]`` for the rows of a batch with a key (``key_codes >= 0``).
 
-    The batch: ``ts`` its times, ``bvals`` and ``bcps`` its float values and identifier codes (a row
-    per row, a column per value the program reads), ``first_of`` the first row of each row's
+    The batch: ``query`` and ``query_codes`` its float columns and identifier codes as the state holds
+    them (a row per row, a column per field of the schema; times first), ``first_of`` the first row of
+    each row's
     transaction, ``stored`` where the state holds each row's transaction (-1: nowhere),
     ``is_fraud``/``label_time`` its labels (read when ``batch_labels``). The state: ``start``,
     ``length``, ``runs`` index its events by key code, ``l_start``, ``l_length``, ``l_runs`` its
@@ -93,6 +94,7 @@ def key_features(
     through ``seen``, a table of -1 at least as long as the largest code, left as found."""
     n = key_codes.shape[0]
     width = ops.shape[0]
+    ts = query[:, 0]
     present = np.flatnonzero(key_codes >= 0)
     if present.shape[0] == 0:
         return
@@ -180,7 +182,8 @@ def key_features(
                 added[m] = by_key[j]
                 m += 1
         added = added[:m]
-        added = added[_by_time(ts[added])]
+        if m > 1:
+            added = added[_by_time(ts[added])]
         i, a = lo[k], 0
         while i < hi[k] or a < m:  # stored events first among equal times (NaN times last)
             if a == m or (i < hi[k] and not ts_log[runs[i]] > ts[added[a]]):
@@ -196,9 +199,9 @@ def key_features(
                 r = added[a]
                 cts[at] = ts[r]
                 for c in range(n_v):
-                    vals[at, c] = bvals[r, c]
+                    vals[at, c] = query[r, vals_f[c]]
                 for c in range(n_c):
-                    cps[at, c] = bcps[r, c]
+                    cps[at, c] = query_codes[r, cps_f[c]]
                 out_row[at] = r
                 a += 1
             at += 1
@@ -252,7 +255,7 @@ def key_features(
                         top += 1
                     cps[j, c] = seen[v]
             for j in range(total):  # leave the table as found: -1 at every code just used
-                v = codes_log[cps_f[c], logrow[j]] if logrow[j] >= 0 else bcps[out_row[j], c]
+                v = codes_log[cps_f[c], logrow[j]] if logrow[j] >= 0 else query_codes[out_row[j], cps_f[c]]
                 if v >= 0:
                     seen[v] = -1
     group_features(

@@ -18,7 +18,7 @@ import pandas as pd
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import keys
 from fraudstream.features._keyed import NO_FLOATS, NO_ROWS, key_features
-from fraudstream.features.plan import FeatureSet, Group
+from fraudstream.features.plan import FeatureSet
 from fraudstream.state.base import EventColumns, FeatureState, KeyIndex
 
 _NO_LOG = EventColumns(
@@ -40,6 +40,17 @@ class FeatureEngine:
         self._groups = self.feature_set.groups
         self._retention = self.feature_set.retention
         self._local = threading.local()
+        self._programs = [
+            (
+                (self.schema.ids.index(g.column),),
+                (g.vals_f, g.cps_f),
+                (g.bwin, g.streams, g.dslots, g.nov, g.locs, g.ops, g.params, g.labels),
+                (g.col0,),
+            )
+            for g in self._groups
+        ]
+        """Each key entry's arguments to the compiled call that never change: its key's column, the
+        columns it reads, its program."""
 
     def compute(
         self,
@@ -120,53 +131,39 @@ class FeatureEngine:
         """Fill every key entry's columns of ``out``: one compiled call per entry (see
         :mod:`fraudstream.features._keyed`), reading the state's events in place."""
         ids = events["transaction_id"]
+        n = len(batch)
         first_of = keys.first_rows(ids)
-        coded: dict[str, np.ndarray] = {}
-
-        def code(field: str) -> np.ndarray:
-            got = coded.get(field)
-            if got is None:
-                got = coded[field] = (
-                    keys.codes(events[field]) if state is None else state.codes(field, events[field])
-                )
-            return got
-
-        for group in self._groups:  # the batch's codes first: the state's columns then cover them
-            code(group.column)
-            for field in group.coded:
-                code(field)
+        schema = self.schema
+        floats = np.empty((n, len(schema.floats)), dtype=np.float64)  # the batch's columns as the state's
+        for j, f in enumerate(schema.floats):
+            floats[:, j] = events[f]
+        coded = np.empty((n, len(schema.ids)), dtype=np.int64)
+        for j, f in enumerate(schema.ids):
+            coded[:, j] = keys.codes(events[f]) if state is None else state.codes(f, events[f])
         if state is None:
-            stored = np.full(len(batch), -1, dtype=np.int64)
+            stored = np.full(n, -1, dtype=np.int64)
             log = _NO_LOG
-        else:
+            seen = NO_ROWS
+        else:  # read after coding the batch, so that the state's columns cover its codes
             stored = state.positions(ids)
             log = state.columns()
+            seen = self._seen(int(log.distinct.max(initial=0)) + 1)
         fraud = np.asarray(batch.is_fraud, dtype=np.float64)
         label_time = np.asarray(batch.label_time, dtype=np.float64)
-        for group in self._groups:
+        dense = state is not None
+        head = (first_of, stored, fraud, label_time, labels_from_batch, self._retention)
+        held = (log.floats, log.codes, log.label_time)
+        for group, (column, reads, program, col0) in zip(self._groups, self._programs, strict=True):
             index = (state.index(group.name) if state is not None else None) or _NO_INDEX
-            n = len(batch)
-            bvals = np.empty((n, len(group.values)), dtype=np.float64)
-            for j, f in enumerate(group.values):
-                bvals[:, j] = events[f]
-            bcps = np.empty((n, len(group.coded)), dtype=np.int64)
-            for j, f in enumerate(group.coded):
-                bcps[:, j] = code(f)
-            dense = state is not None and group.dslots.shape[0] > 0
+            keys_of = coded[:, column[0]]
             key_features(
-                code(group.column), np.asarray(events["timestamp"], dtype=np.float64), bvals, bcps,
-                first_of, stored, fraud, label_time, labels_from_batch, self._retention,
-                index.start, index.length, index.rows, index.label_start, index.label_length,
-                index.label_rows, index.field, log.floats, log.codes, log.label_time,
-                group.vals_f, group.cps_f, dense, self._seen(group, log) if dense else NO_ROWS,
-                group.bwin, group.streams, group.dslots, group.nov, group.locs, group.ops, group.params,
-                group.labels, out, group.col0,
+                keys_of, floats, coded, *head, *index[1:], index.field, *held, *reads, dense, seen,
+                *program, out, *col0,
             )  # fmt: skip
 
-    def _seen(self, group: Group, log: EventColumns) -> np.ndarray:
-        """A table of -1 longer than any code of ``group``'s distinct counts, this thread's own: the
-        compiled call numbers those codes through it and leaves it as it found it."""
-        size = max(int(log.distinct[group.cps_f[int(c)]]) for c in group.dslots[:, 0]) + 1
+    def _seen(self, size: int) -> np.ndarray:
+        """A table of -1 at least ``size`` long, this thread's own: the compiled call numbers the codes
+        it counts distinct through it, and leaves it as it found it."""
         table: np.ndarray | None = getattr(self._local, "seen", None)
         if table is None or table.shape[0] < size:
             table = self._local.seen = np.full(max(size, 2 * (0 if table is None else table.shape[0])), -1)

@@ -96,8 +96,8 @@ class Group:
         return frozenset(int(c) for c in self.dslots[:, 0])
 
 
-RowFn = Callable[["_BatchColumns"], list[np.ndarray]]
-"""A row feature family's columns for a batch."""
+RowFn = Callable[["_BatchColumns"], "list[np.ndarray] | np.ndarray"]
+"""A row feature family's columns for a batch: a list of them, or a matrix of a row per column."""
 Derive = Callable[["_BatchColumns"], np.ndarray]
 """A schema column computed from a batch: an expression's value, a filter's 0/1, a composite key."""
 
@@ -110,7 +110,9 @@ class _BatchColumns(Mapping[str, np.ndarray]):
     def __init__(
         self, batch: TransactionBatch, kinds: Mapping[str, str], derived: Mapping[str, Derive]
     ) -> None:
-        self.batch, self.kinds, self.derived = batch, kinds, derived
+        # kept on the batch (FeatureSet.columns): a proxy, so that the batch is freed when it goes
+        self.batch: TransactionBatch = weakref.proxy(batch)
+        self.kinds, self.derived = kinds, derived
         self._cache: dict[str, np.ndarray] = {}
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -193,7 +195,6 @@ class FeatureSet:
         self._direct = tuple(f for f in (*floats, *ids) if f in core)
         """Schema columns that are a batch's own arrays, taken as they are."""
         self._computed = tuple(f for f in (*floats, *ids) if f not in core)
-        self._last: tuple[weakref.ref[TransactionBatch], _BatchColumns] | None = None
 
     # --- construction -------------------------------------------------------------------------------
 
@@ -393,7 +394,8 @@ class FeatureSet:
             self.descriptions += [
                 D.render(entry.description, about + D.calendar(c), stat=c) for c in entry.calendar
             ]
-            fn = partial(_calendar, field, tuple(entry.calendar))
+            parts = np.array([_CALENDAR.index(c) for c in entry.calendar], dtype=np.int64)
+            fn = partial(_calendar, field, parts)
         elif isinstance(entry, S.AgeFeature):
             field = self._field(entry.age, "time")
             self.names.append(entry.name or f"{S.short_name(field)}_age_{entry.unit}")
@@ -663,13 +665,12 @@ class FeatureSet:
     # --- computing -----------------------------------------------------------------------------------
 
     def columns(self, batch: TransactionBatch) -> _BatchColumns:
-        """The batch's fields as expressions read them. The last batch asked keeps its columns, so that
-        computing its features and then recording it derive each column once."""
-        last = self._last
-        if last is not None and last[0]() is batch:
-            return last[1]
-        cols = _BatchColumns(batch, self.kinds, self._derived)
-        self._last = (weakref.ref(batch), cols)
+        """The batch's fields as expressions read them, kept on the batch: computing its features and
+        then recording it derive each column once. A batch's columns are not to change once read."""
+        kept: dict[int, _BatchColumns] = vars(batch).setdefault(_KEPT, {})
+        cols = kept.get(id(self))
+        if cols is None or cols.derived is not self._derived:  # an id is reused only once freed
+            cols = kept[id(self)] = _BatchColumns(batch, self.kinds, self._derived)
         return cols
 
     def events(self, batch: TransactionBatch, cols: _BatchColumns | None = None) -> dict[str, np.ndarray]:
@@ -690,15 +691,21 @@ class FeatureSet:
         """Fill the row features' columns of ``out``."""
         cols = cols if cols is not None else self.columns(batch)
         with np.errstate(all="ignore"):
-            for col0, _, fn in self.rows:
-                for j, values in enumerate(fn(cols)):
-                    out[:, col0 + j] = values
+            for col0, width, fn in self.rows:
+                values = fn(cols)
+                if isinstance(values, np.ndarray):  # a matrix: its rows are the columns
+                    out[:, col0 : col0 + width] = values.T
+                else:
+                    for j, column in enumerate(values):
+                        out[:, col0 + j] = column
 
     def describe(self) -> str:
         return f"feature spec {self.version!r} ({len(self.names)} features)"
 
 
 _WINDOWED = ("known_fraud", "fraud_rate", "known_fraud_share")
+_KEPT = "_fraudstream_feature_columns"
+"""Where a batch keeps its columns for each feature set that read it."""
 
 
 def _present(column: np.ndarray) -> bool:
@@ -760,9 +767,8 @@ def _joined(parts: tuple[str, ...], cols: _BatchColumns) -> np.ndarray:
     return out
 
 
-def _calendar(field: str, wanted: tuple[str, ...], cols: _BatchColumns) -> list[np.ndarray]:
-    parts = np.array([_CALENDAR.index(w) for w in wanted], dtype=np.int64)
-    return list(calendar(np.asarray(cols[field], dtype=np.float64), parts))
+def _calendar(field: str, parts: np.ndarray, cols: _BatchColumns) -> np.ndarray:
+    return calendar(np.asarray(cols[field], dtype=np.float64), parts)
 
 
 _CALENDAR = ("hour", "weekday", "is_night", "is_weekend")
@@ -792,11 +798,11 @@ def calendar(times: np.ndarray, parts: np.ndarray) -> np.ndarray:  # pragma: no 
     return out
 
 
-def _one_hot(field: str, values: tuple[str, ...], cols: _BatchColumns) -> list[np.ndarray]:
+def _one_hot(field: str, values: tuple[str, ...], cols: _BatchColumns) -> np.ndarray:
     listed = cols[field].tolist()
     position = {v: i for i, v in enumerate(values)}
     out = np.zeros((len(values) + 1, len(listed)))
     for r, v in enumerate(listed):
         if v is not None:
             out[position.get(v, len(values)), r] = 1.0
-    return list(out)
+    return out
