@@ -74,10 +74,44 @@ def _cut(rows, s, n, ts_log, since):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _after(runs, lo, hi, ts_log, t):  # pragma: no cover - compiled
+    """The first of ``runs[lo:hi]`` (in time order) later than ``t``."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ts_log[runs[mid]] > t:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@njit(cache=True)
+def _held(
+    runs, lo, hi, at, cts, vals, cps, out_row, ts_log, floats_log, codes_log, vals_f, cps_f
+):  # fmt: skip  # pragma: no cover - compiled
+    """Copy the stored events ``runs[lo:hi]`` into the context from position ``at``; returns where
+    the next goes."""
+    n = hi - lo
+    for i in range(n):
+        r = runs[lo + i]
+        cts[at + i] = ts_log[r]
+        out_row[at + i] = -1
+    for c in range(vals_f.shape[0]):
+        column = floats_log[vals_f[c]]
+        for i in range(n):
+            vals[at + i, c] = column[runs[lo + i]]
+    for c in range(cps_f.shape[0]):
+        coded = codes_log[cps_f[c]]
+        for i in range(n):
+            cps[at + i, c] = coded[runs[lo + i]]
+    return at + n
+
+
+@njit(cache=True)
 def key_features(
     key_codes, query, query_codes, first_of, stored, is_fraud, label_time, batch_labels, retention,
-    start, length, runs, l_start, l_length, l_runs, key_field, floats_log, codes_log, label_log,
-    vals_f, cps_f, dense, seen,
+    dense, seen, floats_log, codes_log, label_log,
+    key_field, start, length, runs, l_start, l_length, l_runs, vals_f, cps_f,
     bwin, streams, dslots, nov, locs, ops, params, labelled, out, col0,
 ):  # fmt: skip  # pragma: no cover - compiled
     """Fill ``out[:, col0 : col0 + width]`` for the rows of a batch with a key (``key_codes >= 0``).
@@ -166,8 +200,7 @@ def key_features(
     cts = np.empty(total)
     vals = np.empty((total, n_v))
     cps = np.empty((total, n_c), np.int64)
-    out_row = np.full(total, -1, np.int64)
-    logrow = np.full(total, -1, np.int64)
+    out_row = np.empty(total, np.int64)
     bounds = np.empty(n_keys + 1, np.int64)
     l_tx = np.empty(labels_total)
     l_label = np.empty(labels_total)
@@ -184,27 +217,23 @@ def key_features(
         added = added[:m]
         if m > 1:
             added = added[_by_time(ts[added])]
-        i, a = lo[k], 0
-        while i < hi[k] or a < m:  # stored events first among equal times (NaN times last)
-            if a == m or (i < hi[k] and not ts_log[runs[i]] > ts[added[a]]):
-                r = runs[i]
-                cts[at] = ts_log[r]
-                for c in range(n_v):
-                    vals[at, c] = floats_log[vals_f[c], r]
-                for c in range(n_c):
-                    cps[at, c] = codes_log[cps_f[c], r]
-                logrow[at] = r
-                i += 1
-            else:
-                r = added[a]
-                cts[at] = ts[r]
-                for c in range(n_v):
-                    vals[at, c] = query[r, vals_f[c]]
-                for c in range(n_c):
-                    cps[at, c] = query_codes[r, cps_f[c]]
-                out_row[at] = r
-                a += 1
+        i = lo[k]
+        for a in range(m):  # stored events first among equal times; NaN times last
+            r = added[a]
+            t = ts[r]
+            p = hi[k]
+            if not math.isnan(t):
+                p = _after(runs, i, hi[k], ts_log, t)
+            at = _held(runs, i, p, at, cts, vals, cps, out_row, ts_log, floats_log, codes_log, vals_f, cps_f)
+            i = p
+            cts[at] = t
+            for c in range(n_v):
+                vals[at, c] = query[r, vals_f[c]]
+            for c in range(n_c):
+                cps[at, c] = query_codes[r, cps_f[c]]
+            out_row[at] = r
             at += 1
+        at = _held(runs, i, hi[k], at, cts, vals, cps, out_row, ts_log, floats_log, codes_log, vals_f, cps_f)
         if labelled:
             lbounds[k] = l_at
             l0 = l_at
@@ -232,13 +261,19 @@ def key_features(
         if k < 0:
             continue
         s = stored[r]
-        p = bounds[k]
-        while logrow[p] != s:
-            p += 1
+        t = ts_log[s]
+        i = _after(runs, lo[k], hi[k], ts_log, t) - 1
+        while runs[i] != s:  # among the events of its time
+            i -= 1
+        p = bounds[k] + i - lo[k]
+        for j in range(heads[k], heads[k + 1]):  # the batch's rows placed before it: those earlier
+            if fresh[by_key[j]] and ts[by_key[j]] < t:
+                p += 1
         if out_row[p] < 0:
             out_row[p] = r
         owner[r] = out_row[p]
     if dense:  # codes counted distinct, numbered from 0 so that the kernel's tables stay small
+        touched = np.empty(total, np.int64)
         for d in range(dslots.shape[0]):
             c = dslots[d, 0]
             done = False
@@ -252,12 +287,11 @@ def key_features(
                 if v >= 0:
                     if seen[v] < 0:
                         seen[v] = top
+                        touched[top] = v
                         top += 1
                     cps[j, c] = seen[v]
-            for j in range(total):  # leave the table as found: -1 at every code just used
-                v = codes_log[cps_f[c], logrow[j]] if logrow[j] >= 0 else query_codes[out_row[j], cps_f[c]]
-                if v >= 0:
-                    seen[v] = -1
+            for j in range(top):  # leave the table as found
+                seen[touched[j]] = -1
     group_features(
         bounds, cts, out_row, bwin, vals, streams, cps, dslots, nov, locs, lbounds, l_tx, l_label,
         ops, params, out, col0,

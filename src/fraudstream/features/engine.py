@@ -21,9 +21,7 @@ from fraudstream.features._keyed import NO_FLOATS, NO_ROWS, key_features
 from fraudstream.features.plan import FeatureSet
 from fraudstream.state.base import EventColumns, FeatureState, KeyIndex
 
-_NO_LOG = EventColumns(
-    np.empty((1, 0), dtype=np.float64), np.empty((0, 0), dtype=np.int64), NO_FLOATS, 0, np.empty(0, np.int64)
-)
+_NO_LOG = EventColumns(np.empty((1, 0), dtype=np.float64), np.empty((0, 0), dtype=np.int64), NO_FLOATS, 0, 0)
 _NO_INDEX = KeyIndex(0, NO_ROWS, NO_ROWS, NO_ROWS, NO_ROWS, NO_ROWS, NO_ROWS)
 
 
@@ -42,15 +40,13 @@ class FeatureEngine:
         self._local = threading.local()
         self._programs = [
             (
-                (self.schema.ids.index(g.column),),
-                (g.vals_f, g.cps_f),
-                (g.bwin, g.streams, g.dslots, g.nov, g.locs, g.ops, g.params, g.labels),
-                (g.col0,),
+                self.schema.ids.index(g.column),
+                (g.vals_f, g.cps_f, g.bwin, g.streams, g.dslots, g.nov, g.locs, g.ops, g.params, g.labels),
             )
             for g in self._groups
         ]
-        """Each key entry's arguments to the compiled call that never change: its key's column, the
-        columns it reads, its program."""
+        """Each key entry's key column, and its arguments to the compiled call that never change: the
+        columns it reads and its program."""
 
     def compute(
         self,
@@ -147,19 +143,14 @@ class FeatureEngine:
         else:  # read after coding the batch, so that the state's columns cover its codes
             stored = state.positions(ids)
             log = state.columns()
-            seen = self._seen(int(log.distinct.max(initial=0)) + 1)
-        fraud = np.asarray(batch.is_fraud, dtype=np.float64)
-        label_time = np.asarray(batch.label_time, dtype=np.float64)
-        dense = state is not None
-        head = (first_of, stored, fraud, label_time, labels_from_batch, self._retention)
-        held = (log.floats, log.codes, log.label_time)
-        for group, (column, reads, program, col0) in zip(self._groups, self._programs, strict=True):
+            seen = self._seen(log.codes_given + 1)
+        common = (
+            floats, coded, first_of, stored, batch.is_fraud, batch.label_time, labels_from_batch,
+            self._retention, state is not None, seen, log.floats, log.codes, log.label_time,
+        )  # fmt: skip
+        for group, (column, program) in zip(self._groups, self._programs, strict=True):
             index = (state.index(group.name) if state is not None else None) or _NO_INDEX
-            keys_of = coded[:, column[0]]
-            key_features(
-                keys_of, floats, coded, *head, *index[1:], index.field, *held, *reads, dense, seen,
-                *program, out, *col0,
-            )  # fmt: skip
+            key_features(coded[:, column], *common, *index, *program, out, group.col0)
 
     def _seen(self, size: int) -> np.ndarray:
         """A table of -1 at least ``size`` long, this thread's own: the compiled call numbers the codes

@@ -130,8 +130,8 @@ class EventColumns(NamedTuple):
     label_time: np.ndarray
     """When each event's fraud label arrived; NaN while it has none."""
     size: int
-    distinct: np.ndarray
-    """How many codes each identifier field has given: every code held is below it."""
+    codes_given: int
+    """The most codes any identifier field has given: every code held is below it."""
 
 
 class KeyIndex(NamedTuple):

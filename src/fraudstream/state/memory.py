@@ -40,6 +40,7 @@ class MemoryFeatureState(FeatureState):
         self.schema = schema
         self._log = EventLog(schema=schema)
         self._runs: dict[str, tuple[Runs, Runs]] = {}  # each entity's events, and labelled events, by key
+        self._indexes: dict[str, KeyIndex] = {}  # their arrays as last lent, until they change
         self._columns: dict[str, str] = {}
         self._tx: dict[str, int] = {}
         self._fraud: set[str] = set()
@@ -72,23 +73,26 @@ class MemoryFeatureState(FeatureState):
 
     def columns(self) -> EventColumns:
         log = self._log
-        distinct = np.array([len(self._coders[f]) for f in self.schema.ids], dtype=np.int64)
-        return EventColumns(log.floats, log.codes, log.label_time, log.size, distinct)
+        given = max(map(len, self._coders.values()), default=0)
+        return EventColumns(log.floats, log.codes, log.label_time, log.size, given)
 
     def index(self, entity: str) -> KeyIndex | None:
-        held = self._runs.get(entity)
-        if held is None:
-            return None
-        events, labels = held
-        return KeyIndex(
-            self.schema.ids.index(self._columns[entity]),
-            events.start,
-            events.length,
-            events.rows,
-            labels.start,
-            labels.length,
-            labels.rows,
-        )
+        index = self._indexes.get(entity)
+        if index is None:
+            held = self._runs.get(entity)
+            if held is None:
+                return None
+            events, labels = held
+            index = self._indexes[entity] = KeyIndex(
+                self.schema.ids.index(self._columns[entity]),
+                events.start,
+                events.length,
+                events.rows,
+                labels.start,
+                labels.length,
+                labels.rows,
+            )
+        return index
 
     def codes(self, field: str, values: np.ndarray) -> np.ndarray:
         """Codes from this state's dictionary of ``field``, which gains the values it has not seen;
@@ -142,6 +146,7 @@ class MemoryFeatureState(FeatureState):
         :meth:`record` does once it has picked the new rows, and what a replica of a shared log does
         with the rows the log says are new (:class:`~fraudstream.state.redis.RedisFeatureState`)."""
         codes = {CODE + f: self.codes(f, columns[f]) for f in self.schema.ids}
+        self._indexes.clear()
         at = self._log.append({**columns, **codes})
         rows = np.arange(at.start, at.stop, dtype=np.int64)
         self._tx.update(zip(columns["transaction_id"].tolist(), at, strict=True))
@@ -176,6 +181,7 @@ class MemoryFeatureState(FeatureState):
             self._log.label_time[row] = label_time
             rows.append(row)
         if rows:
+            self._indexes.clear()
             labelled = np.array(rows, dtype=np.int64)
             for entity, (_, labels) in self._runs.items():
                 field = self.schema.ids.index(self._columns[entity])
@@ -202,6 +208,7 @@ class MemoryFeatureState(FeatureState):
         ids = np.asarray(list(self._tx), dtype=object)[kept].tolist()
         self._tx = dict(zip(ids, moved[kept].tolist(), strict=True))
         self._fraud &= self._tx.keys()
+        self._indexes.clear()
         for entity in list(self._runs):
             self._reindex(entity)
 
@@ -235,6 +242,7 @@ class MemoryFeatureState(FeatureState):
     def close(self) -> None:
         self._log = EventLog(schema=self.schema)
         self._runs.clear()
+        self._indexes.clear()
         self._columns.clear()
         self._tx.clear()
         self._fraud.clear()
