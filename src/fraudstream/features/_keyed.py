@@ -92,18 +92,21 @@ def _held(
     """Copy the stored events ``runs[lo:hi]`` into the context from position ``at``; returns where
     the next goes."""
     n = hi - lo
+    held = runs[lo:hi]
+    out_row[at : at + n] = -1
+    into = cts[at : at + n]
     for i in range(n):
-        r = runs[lo + i]
-        cts[at + i] = ts_log[r]
-        out_row[at + i] = -1
+        into[i] = ts_log[held[i]]
+    block = vals[at : at + n]
     for c in range(vals_f.shape[0]):
         column = floats_log[vals_f[c]]
         for i in range(n):
-            vals[at + i, c] = column[runs[lo + i]]
+            block[i, c] = column[held[i]]
+    coded_block = cps[at : at + n]
     for c in range(cps_f.shape[0]):
         coded = codes_log[cps_f[c]]
         for i in range(n):
-            cps[at + i, c] = coded[runs[lo + i]]
+            coded_block[i, c] = coded[held[i]]
     return at + n
 
 
