@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.frame import normalize_frame
 from fraudstream.features import FeatureEngine, FeatureSet, default_feature_set
+from fraudstream.features.plan import calendar
 from fraudstream.features.spec import DAY, HOUR, window_name
 from fraudstream.state import MemoryFeatureState
 
@@ -311,3 +312,17 @@ def test_event_at_a_time_matches_whole_batch(seed: int, n: int) -> None:
     batch = features(df, engine)
     live = event_at_a_time(df, engine)
     pd.testing.assert_frame_equal(live, batch, check_exact=False, rtol=1e-9, atol=1e-9)
+
+
+def test_the_calendar_gives_numpys_bits() -> None:
+    """The compiled calendar against numpy's ``floor`` and ``%``, to the bit: negative, huge, tiny,
+    zero of both signs, NaN and infinite times."""
+    rng = np.random.default_rng(0)
+    special = [0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, 1e300, -1e300, DAY, -DAY, 5e-324, -5e-324]
+    times = np.concatenate([rng.uniform(-3e9, 3e9, 10_000), special])
+    with np.errstate(all="ignore"):
+        hour = np.floor((times % DAY) / HOUR)
+        weekday = (np.floor(times / DAY) + 3) % 7
+        want = np.array([hour, weekday, (hour < 6) * 1.0, (weekday >= 5) * 1.0])
+    got = calendar(times, np.arange(4))
+    assert np.array_equal(got.view(np.int64), want.view(np.int64))
