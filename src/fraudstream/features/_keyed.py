@@ -121,14 +121,15 @@ def key_features(
 
     The batch: ``query`` and ``query_codes`` its float columns and identifier codes as the state holds
     them (a row per row, a column per field of the schema; times first), ``first_of`` the first row of
-    each row's
-    transaction, ``stored`` where the state holds each row's transaction (-1: nowhere),
+    each row's transaction, ``stored`` where the state holds each row's transaction (-1: nowhere),
     ``is_fraud``/``label_time`` its labels (read when ``batch_labels``). The state: ``start``,
     ``length``, ``runs`` index its events by key code, ``l_start``, ``l_length``, ``l_runs`` its
     labelled events; ``floats_log``/``codes_log``/``label_log`` its columns, ``vals_f``/``cps_f``
     pick those the program reads, ``key_field`` the row of ``codes_log`` that codes the key.
     ``dense`` says the codes may be far apart (the state's): those counted distinct are then renumbered
-    through ``seen``, a table of -1 at least as long as the largest code, left as found."""
+    through ``seen``, a table of -1 longer than the largest code, left as found. ``labelled`` says the
+    program reads labels; the rest is the group's program (see
+    :func:`~fraudstream.features.kernels.group_features`)."""
     n = key_codes.shape[0]
     width = ops.shape[0]
     ts = query[:, 0]

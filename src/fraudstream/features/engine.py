@@ -3,8 +3,10 @@
 ``compute`` takes a batch and, optionally, a :class:`FeatureState` holding earlier history. Offline,
 a whole dataset is one batch with no state and its own labels; live, each incoming batch is answered
 from the state's history plus the batch itself, then recorded. Either way a transaction sees only
-events strictly before it in event time and fraud labels that had arrived before it. What is computed
-is the :class:`~fraudstream.features.plan.FeatureSet` the engine was built with.
+events strictly before it in event time and fraud labels that had arrived before it. One path serves
+every batch size: a key entry's features for the whole batch come from one compiled call
+(:mod:`fraudstream.features._keyed`). What is computed is the
+:class:`~fraudstream.features.plan.FeatureSet` the engine was built with.
 """
 
 from __future__ import annotations
