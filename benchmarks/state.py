@@ -1,13 +1,13 @@
-"""Benchmark: feature-state fetch + record per batch, memory against Redis, on warm state.
+"""Benchmark: feature-state reads + record per batch, memory against Redis, on warm state.
 
 Generated traffic is recorded up to ``--warm-days`` (in batches of 5,000), then the next
-``--measure`` transactions go through what the live path asks of the state: for each entity of the
-feature set, fetch the batch's keys back to the retention, then record the batch. It prints tx/s for
-each backend, plus the whole live path (``FeatureEngine.process``) for comparison, and how many history
-rows a batch fetched on average: that, not the number of transactions, is what a fetch costs.
+``--measure`` transactions go through what the live path asks of the state: the batch's identifier
+codes and stored positions, the event columns and each entity's index, then record the batch. It
+prints tx/s for each backend, plus the whole live path (``FeatureEngine.process``) for comparison, and
+how many stored events a batch's keys hold on average: what the features then read.
 
-Each process replays the Redis state's log into a replica of its own, so its first fetch reads the whole
-log and later fetches only what arrived since. ``--prime`` makes that first fetch before measuring
+Each process replays the Redis state's log into a replica of its own, so its first read reads the whole
+log and later reads only what arrived since. ``--prime`` makes that first read before measuring
 (untimed), as a long-running worker would have; without it the first measured batch includes it.
 
     .venv/bin/python benchmarks/state.py --url redis://127.0.0.1:6380/0 --batch 1000 10000 --prime
@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 
 from fraudstream.datasets.generator import GeneratorConfig, generate
 from fraudstream.events.batch import TransactionBatch
@@ -32,23 +31,27 @@ from fraudstream.state import FeatureState, MemoryFeatureState
 from fraudstream.state.redis import RedisFeatureState
 
 
-def fetch_record(engine: FeatureEngine, state: FeatureState, batch: TransactionBatch) -> int:
-    """The state calls of one live batch; returns the history rows fetched."""
+def read_record(engine: FeatureEngine, state: FeatureState, batch: TransactionBatch) -> int:
+    """The state calls of one live batch; returns the stored events its keys hold."""
     rows = 0
     events = engine.feature_set.events(batch)
-    for group in engine.feature_set.groups:
-        keys = events[group.column]
-        present = pd.notna(keys)
-        if present.any():
-            since = float(np.min(batch.timestamp[present])) - engine.feature_set.retention
-            rows += len(state.fetch(group.name, pd.unique(keys[present]), since))
+    with state.reading():
+        codes = {f: state.codes(f, events[f]) for f in engine.schema.ids}
+        state.positions(events["transaction_id"])
+        state.columns()
+        for group in engine.feature_set.groups:
+            index = state.index(group.name)
+            if index is not None:
+                asked = np.unique(codes[group.column])
+                asked = asked[(asked >= 0) & (asked < index.length.shape[0])]
+                rows += int(index.length[asked].sum())
     state.record(events, engine.entity_columns)
     return rows
 
 
-def prime(engine: FeatureEngine, state: FeatureState) -> None:
+def prime(state: FeatureState) -> None:
     """Catch up with everything recorded so far, as a worker that has been running would have."""
-    state.fetch(engine.feature_set.groups[0].name, np.array([], dtype=object), -np.inf)
+    state.columns()
 
 
 def run(
@@ -67,7 +70,7 @@ def run(
                 for lo in range(0, warm, 5000):
                     engine.record(stream.take(np.arange(lo, min(lo + 5000, warm))), state)
                 if args.prime:
-                    prime(engine, state)
+                    prime(state)
             end = min(warm + args.measure, len(stream))
             elapsed, rows = dict.fromkeys(states, 0.0), 0
             for lo in range(warm, end, size):
@@ -75,7 +78,7 @@ def run(
                 for name, state in states.items():
                     started = time.perf_counter()
                     if mode == "state":
-                        fetched = fetch_record(engine, state, batch)
+                        fetched = read_record(engine, state, batch)
                     else:
                         engine.process(batch, state)
                     elapsed[name] += time.perf_counter() - started
@@ -86,8 +89,8 @@ def run(
                     state.clear()
                 state.close()
         n_batches = -(-(end - warm) // size)
-        what = "fetch + record" if mode == "state" else "engine.process"
-        extra = f", {rows / n_batches:,.0f} history rows per batch" if mode == "state" else ""
+        what = "reads + record" if mode == "state" else "engine.process"
+        extra = f", {rows / n_batches:,.0f} stored events per batch's keys" if mode == "state" else ""
         for name, seconds in elapsed.items():
             print(f"{name:>6} {what}: {(end - warm) / seconds:>9,.0f} tx/s{extra}", flush=True)
         if len(elapsed) == 2:

@@ -1,4 +1,4 @@
-"""Random feature specs, random small streams, and a brute-force reference for their key features.
+"""Random feature specs, random small streams, and a brute-force reference for every feature.
 
 The reference answers each row by looking at every other row: the key's strictly earlier events in
 the window, the labels known before the row. It is slow and obviously right, which is what the
@@ -15,6 +15,7 @@ import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.frame import normalize_frame
+from fraudstream.expr.expression import compile_value
 from fraudstream.features import FeatureSet
 from fraudstream.features import spec as S
 
@@ -117,34 +118,92 @@ def random_spec(rng: np.random.Generator) -> FeatureSet:
     )
 
 
-def reference(frame: pd.DataFrame, feature_set: FeatureSet) -> np.ndarray:
-    """The key features of every row of ``frame`` (whole stream, labels from its own rows), by brute
-    force; the row features' columns are left NaN."""
-    batch = TransactionBatch.from_frame(frame)
+def reference(data: pd.DataFrame | TransactionBatch, feature_set: FeatureSet) -> np.ndarray:
+    """Every feature of every row (whole stream, labels from its own rows), by brute force: the row
+    features from the row alone (calendar and ages in plain Python), each key feature from the key's
+    strictly earlier events in the window and the labels known before the row."""
+    batch = data if isinstance(data, TransactionBatch) else TransactionBatch.from_frame(data)
     events = feature_set.events(batch)
     cols = feature_set.columns(batch)
     ts = batch.timestamp
     n = len(batch)
     out = np.full((n, len(feature_set.names)), np.nan)
-    for group, entry in zip(
-        feature_set.groups, [e for e in feature_set.entries if isinstance(e, S.KeyFeatures)], strict=True
-    ):
-        key = events[group.column]
+    col = 0
+    for entry in feature_set.entries:
+        if isinstance(entry, S.KeyFeatures):
+            continue
+        width = _row_entry(entry, feature_set, cols, out, col)
+        col += width
+    entries = [e for e in feature_set.entries if isinstance(e, S.KeyFeatures)]
+    for group, entry in zip(feature_set.groups, entries, strict=True):
+        key = events[group.column].tolist()
         col = group.col0
+        by_key: dict[Any, list[int]] = {}
+        for j, k in enumerate(key):
+            if k is not None and k == k:
+                by_key.setdefault(k, []).append(j)
         for agg in entry.aggregates:
             width = _width(agg)
             for r in range(n):
-                if key[r] is None:
+                if key[r] is None or key[r] != key[r]:
                     continue
                 t = ts[r]
-                earlier = [
-                    j
-                    for j in range(n)
-                    if key[j] == key[r] and ts[j] < t and ts[j] >= t - feature_set.retention
-                ]
-                out[r, col : col + width] = _answer(agg, r, t, earlier, cols, batch, feature_set)
+                earlier = [j for j in by_key[key[r]] if ts[j] < t and ts[j] >= t - feature_set.retention]
+                out[r, col : col + width] = _answer(agg, r, t, earlier, cols, batch, feature_set, events)
             col += width
     return out
+
+
+def _row_entry(entry: Any, fs: FeatureSet, cols: Any, out: np.ndarray, col: int) -> int:
+    """Fill a row feature entry's columns from ``col``; returns how many it has."""
+    n = out.shape[0]
+    if isinstance(entry, S.RowFeature):
+        if entry.row in fs.kinds or S.EXTRA_NAME.match(entry.row):
+            out[:, col] = np.asarray(cols[entry.row], dtype=np.float64)
+        else:
+            out[:, col] = compile_value(entry.row, _number_kinds(fs)).evaluate(cols, n)
+        return 1
+    if isinstance(entry, S.CalendarFeature):
+        for r, t in enumerate(np.asarray(cols[entry.field], dtype=np.float64).tolist()):
+            if math.isfinite(t):
+                hour = float(math.floor((t % S.DAY) / S.HOUR))
+                weekday = float((math.floor(t / S.DAY) + 3) % 7)
+            else:  # no hour nor weekday; the flags are then false
+                hour = weekday = math.nan
+            values = {
+                "hour": hour,
+                "weekday": weekday,
+                "is_night": float(hour < 6),
+                "is_weekend": float(weekday >= 5),
+            }
+            out[r, col : col + len(entry.calendar)] = [values[c] for c in entry.calendar]
+        return len(entry.calendar)
+    if isinstance(entry, S.AgeFeature):
+        unit = {"seconds": 1.0, "minutes": 60.0, "hours": S.HOUR, "days": S.DAY, "years": 365.25 * S.DAY}
+        at = np.asarray(cols[entry.age], dtype=np.float64).tolist()
+        for r, (t, a) in enumerate(zip(cols["timestamp"].tolist(), at, strict=True)):
+            out[r, col] = (t - a) / unit[entry.unit]
+        return 1
+    listed = list(entry.values or [])
+    width = len(listed) + 1
+    out[:, col : col + width] = 0.0
+    for r, v in enumerate(cols[entry.categorical].tolist()):
+        if v is not None:
+            out[r, col + (listed.index(v) if v in listed else len(listed))] = 1.0
+    return width
+
+
+def _number_kinds(fs: FeatureSet) -> dict[str, str]:
+    return {name: "string" if kind == "text" else "number" for name, kind in fs.kinds.items()}
+
+
+def _haversine(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = (
+        math.sin((p2 - p1) / 2) ** 2
+        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    )
+    return 2.0 * 6371.0088 * math.asin(min(1.0, math.sqrt(a)))
 
 
 def _width(agg: Any) -> int:
@@ -158,37 +217,51 @@ def _width(agg: Any) -> int:
         return len(agg.windows)
     if isinstance(agg, S.New):
         return len(agg.new)
+    if isinstance(agg, S.Distance):
+        return len(agg.distance)
     if isinstance(agg, S.Labels):
         windowed = [s for s in agg.labels if s in ("known_fraud", "fraud_rate", "known_fraud_share")]
         return len(windowed) * len(agg.windows) + len(agg.labels) - len(windowed)
     return 1
 
 
-def _values(feature_set: FeatureSet, cols: Any, name: str) -> np.ndarray:
+def _values(feature_set: FeatureSet, cols: Any, name: str, events: Any) -> np.ndarray:
     if name in feature_set.kinds:
         return np.asarray(cols[name], dtype=np.float64)
-    return feature_set.events(cols.batch)["=" + name.strip()]
+    return events["=" + name.strip()]
 
 
-def _passes(feature_set: FeatureSet, cols: Any, where: str | None, n: int) -> np.ndarray:
+def _passes(feature_set: FeatureSet, cols: Any, where: str | None, n: int, events: Any) -> np.ndarray:
     if where is None:
         return np.ones(n, dtype=bool)
-    return feature_set.events(cols.batch)["?" + where.strip()] > 0.5
+    return events["?" + where.strip()] > 0.5
 
 
 def _answer(
-    agg: Any, r: int, t: float, earlier: list[int], cols: Any, batch: TransactionBatch, fs: FeatureSet
+    agg: Any,
+    r: int,
+    t: float,
+    earlier: list[int],
+    cols: Any,
+    batch: TransactionBatch,
+    fs: FeatureSet,
+    events: Any,
 ) -> list[float]:
     n = len(batch)
     ts = batch.timestamp
+    amount = batch.amount
     nan = math.nan
 
     def within(w: float, where: str | None = None) -> list[int]:
-        ok = _passes(fs, cols, where, n)
+        ok = _passes(fs, cols, where, n, events)
         return [j for j in earlier if ts[j] >= t - w and ok[j]]
 
+    def counted(w: float, where: str | None = None) -> list[int]:
+        """The events a count sees: those with an amount (a count shares the amount's stream)."""
+        return [j for j in within(w, where) if not math.isnan(amount[j])]
+
     def numbers(w: float, of: str, where: str | None = None) -> list[float]:
-        v = _values(fs, cols, of)
+        v = _values(fs, cols, of, events)
         return [float(v[j]) for j in within(w, where) if not math.isnan(v[j])]
 
     if isinstance(agg, S.Aggregate):
@@ -203,21 +276,21 @@ def _answer(
         for field in agg.distinct:
             values = cols[field]
             for w in agg.windows:
-                out.append(float(len({values[j] for j in within(w, agg.where) if values[j] is not None})))
+                out.append(float(len({values[j] for j in within(w, agg.where) if not _missing(values[j])})))
         return out
     if isinstance(agg, S.Since):
-        held = within(fs.retention, agg.where)
+        held = counted(fs.retention, agg.where)
         return [
             t - (max(ts[held]) if which == "last" else min(ts[held])) if held else nan for which in agg.since
         ]
     if isinstance(agg, S.Ratio):
         vals = numbers(agg.window, agg.of or agg.ratio, agg.where)
-        x = _values(fs, cols, agg.ratio)[r]
+        x = _values(fs, cols, agg.ratio, events)[r]
         to = _stat(agg.to, vals)
         return [x / to if vals and to > 0 else nan]
     if isinstance(agg, S.ZScore):
         vals = numbers(agg.window, agg.zscore)
-        x = _values(fs, cols, agg.zscore)[r]
+        x = _values(fs, cols, agg.zscore, events)[r]
         if len(vals) < 2:
             return [nan]
         mean, std = _stat("mean", vals), _stat("std", vals)
@@ -237,8 +310,17 @@ def _answer(
         for field in agg.new:
             values = cols[field]
             mine = values[r]
-            out.append(nan if mine is None else (0.0 if any(values[j] == mine for j in earlier) else 1.0))
+            out.append(nan if _missing(mine) else (0.0 if any(values[j] == mine for j in earlier) else 1.0))
         return out
+    if isinstance(agg, S.Distance):
+        lat, lon = np.asarray(cols["latitude"], np.float64), np.asarray(cols["longitude"], np.float64)
+        located = [j for j in earlier if not math.isnan(lat[j])]
+        if not located or math.isnan(lat[r]):
+            return [nan] * len(agg.distance)
+        j = max(located, key=lambda j: (ts[j], j))  # the latest; among equal times the last to arrive
+        km = _haversine(lat[j], lon[j], lat[r], lon[r])
+        speed = km / max((t - ts[j]) / 3600.0, 1.0 / 60.0)
+        return [km if place == "distance_km" else speed for place in agg.distance]
     out = []
     known_rows = lambda w: [  # noqa: E731
         j for j in within(w) if batch.is_fraud[j] == 1 and batch.label_time[j] < t
@@ -248,10 +330,10 @@ def _answer(
             if stat == "known_fraud":
                 out.append(float(len(known_rows(w))))
             elif stat == "fraud_rate":
-                count = len(within(w))
+                count = len(counted(w))
                 out.append(len(known_rows(w)) / count if count else nan)
             elif stat == "known_fraud_share":
-                old = len([j for j in within(w) if ts[j] < t - agg.delay])
+                old = len([j for j in counted(w) if ts[j] < t - agg.delay])
                 out.append(len(known_rows(w)) / old if old else nan)
     longest = max(agg.windows)
     for stat in agg.labels:
@@ -265,6 +347,11 @@ def _answer(
             known = known_rows(longest)
             out.append(max(ts[known]) - min(ts[known]) if known else nan)
     return out
+
+
+def _missing(value: Any) -> bool:
+    """An identifier that is not there: ``None``, or NaN where a frame held one."""
+    return value is None or value != value
 
 
 def _stat(stat: str, vals: list[float]) -> float:

@@ -291,9 +291,9 @@ def test_a_long_history_stays_in_time_order_as_events_arrive(
 
 
 @pytest.mark.parametrize("n", [40, 600], ids=["short", "long"])
-def test_key_events_lend_what_a_fetch_returns(state: FeatureState, n: int) -> None:
-    """The engine's one-transaction path reads a key's events in place: in time order (ties in
-    arrival order) once sorted stably, unless they come ordered, they are what a fetch returns."""
+def test_the_index_lends_what_a_fetch_returns(state: FeatureState, n: int) -> None:
+    """The engine reads a key's events in place, through the entity's index: in time order (ties in
+    arrival order), late arrivals placed, no event without a time; they are what a fetch returns."""
     rng = np.random.default_rng(11)
     times = np.round(rng.uniform(0, 900, n))  # equal times, and late arrivals
     times[::7] = np.nan
@@ -304,23 +304,27 @@ def test_key_events_lend_what_a_fetch_returns(state: FeatureState, n: int) -> No
     for lo in range(0, n, 100):
         record(state, batch(*events[lo : lo + 100]))
     state.record_labels(keys("e2", "e4"), np.array([T0 + 950.0, T0 + 960.0]), np.array([True, True]))
-    lent = state.key_events("customer", "c1")
-    assert lent is not None
-    timestamp, amount = lent.floats[0], lent.floats[state.schema.floats.index("amount")]
-    rows = lent.rows[~np.isnan(timestamp[lent.rows])]
-    if not lent.ordered:
-        rows = rows[np.argsort(timestamp[rows], kind="stable")]
+    with state.reading():
+        index, held = state.index("customer"), state.columns()
+        assert index is not None
+        code = int(state.codes("customer_id", keys("c1"))[0])
+        s, m = int(index.start[code]), int(index.length[code])
+        rows = index.rows[s : s + m]
+        ls, lm = int(index.label_start[code]), int(index.label_length[code])
+        labelled = index.label_rows[ls : ls + lm]
+        nobody = int(state.codes("customer_id", keys("nobody"))[0])
+    timestamp, amount = held.floats[0], held.floats[state.schema.floats.index("amount")]
     fetched = state.fetch("customer", keys("c1"), -math.inf)
     assert amount[rows].tolist() == fetched.events["amount"].tolist()
+    assert timestamp[rows].tolist() == sorted(timestamp[rows].tolist())
     assert len(rows) > (100 if n > 128 else 10)
     device = CODED_FIELDS.index("device_id")
-    assert lent.codes[device, rows].tolist() == fetched.events[CODE + "device_id"].tolist()
-    assert sorted(lent.labels) == sorted(
-        zip(fetched.label_tx_time.tolist(), fetched.label_time.tolist(), strict=True)
-    )
-    assert len(lent.labels) == 2
-    nothing = state.key_events("customer", "nobody")
-    assert nothing is not None and nothing.rows.shape[0] == 0 and not nothing.labels
+    assert held.codes[device, rows].tolist() == fetched.events[CODE + "device_id"].tolist()
+    assert sorted(
+        zip(timestamp[labelled].tolist(), held.label_time[labelled].tolist(), strict=True)
+    ) == sorted(zip(fetched.label_tx_time.tolist(), fetched.label_time.tolist(), strict=True))
+    assert lm == 2
+    assert nobody >= index.start.shape[0] or index.length[nobody] == 0
 
 
 def test_a_history_read_after_later_records_holds_what_was_fetched(state: FeatureState) -> None:

@@ -1,9 +1,8 @@
-"""Feature specs: the packaged default is today's features to the bit, random specs match a brute-force
-reference, the live path matches the whole batch, and a bad spec is refused with the entry named."""
+"""Feature specs: the packaged default and random specs match a brute-force reference, the live path
+matches the whole batch, and a bad spec is refused with the entry named."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -18,33 +17,6 @@ from fraudstream.events.frame import normalize_frame
 from fraudstream.features import PRESETS, FeatureEngine, FeatureSet, SpecError, default_feature_set
 from fraudstream.state import MemoryFeatureState
 from tests.specs import random_frame, random_spec, reference
-
-# Digests of the 100 features computed by the engine before feature specs (commit fed6d23), on the
-# data below: the packaged "handbook" spec must reproduce them bit for bit.
-BEFORE_SPECS = {
-    "names": "335e110f6afc2a6fc353a0b3",
-    "offline": "308ddebf67c939db7248bac9",
-    "live": "c9c233416b13969a7ac573d8",
-}
-
-
-def digest(values: np.ndarray | str) -> str:
-    raw = values.encode() if isinstance(values, str) else np.ascontiguousarray(values, np.float64).tobytes()
-    return hashlib.sha256(raw).hexdigest()[:24]
-
-
-def live(engine: FeatureEngine, batch: TransactionBatch, sizes: list[int]) -> np.ndarray:
-    """The live path in batches of ``sizes`` (cycled), labels recorded once their time has come."""
-    state = MemoryFeatureState(retention=engine.feature_set.retention, schema=engine.schema)
-    rows, lo, k = [], 0, 0
-    while lo < len(batch):
-        n = sizes[k % len(sizes)]
-        k += 1
-        rows.append(engine.process(batch.take(np.arange(lo, min(lo + n, len(batch)))), state)[0])
-        known = np.flatnonzero(batch.label_time[:lo] < batch.timestamp[min(lo, len(batch) - 1)])
-        state.record_labels(batch.transaction_id[known], batch.label_time[known], batch.is_fraud[known] == 1)
-        lo += n
-    return np.vstack(rows)
 
 
 def live_exact(engine: FeatureEngine, batch: TransactionBatch, sizes: list[int]) -> np.ndarray:
@@ -68,16 +40,25 @@ def live_exact(engine: FeatureEngine, batch: TransactionBatch, sizes: list[int])
     return out
 
 
+def assert_close(got: np.ndarray, want: np.ndarray, names: list[str]) -> None:
+    """Equal within 1e-9 (relative or absolute), NaN exactly where NaN."""
+    assert got.shape == want.shape
+    for j, name in enumerate(names):
+        np.testing.assert_allclose(got[:, j], want[:, j], rtol=1e-9, atol=1e-9, err_msg=name)
+
+
 @pytest.mark.slow
-def test_the_default_spec_reproduces_the_features_before_specs_bit_for_bit() -> None:
+def test_the_default_spec_matches_the_brute_force_reference_offline_and_live() -> None:
+    """The packaged ``handbook`` spec, every feature (row, calendar, distance and speed, keys, labels),
+    offline and live in batches of every size, against the brute-force reference."""
     engine = FeatureEngine()
     batch = TransactionBatch.from_frame(
-        generate(GeneratorConfig(n_customers=300, n_merchants=40, days=20, seed=11))
+        generate(GeneratorConfig(n_customers=120, n_merchants=30, days=12, seed=11))
     )
-    assert len(batch) == 9152
-    assert digest("\n".join(engine.names)) == BEFORE_SPECS["names"]
-    assert digest(engine.compute(batch)) == BEFORE_SPECS["offline"]
-    assert digest(live(engine, batch, [1, 3, 1, 17, 200, 1, 64, 5])) == BEFORE_SPECS["live"]
+    assert len(engine.names) == 100
+    want = reference(batch, engine.feature_set)
+    assert_close(engine.compute(batch), want, engine.names)
+    assert_close(live_exact(engine, batch, [1, 3, 1, 17, 200, 1, 64, 5]), want, engine.names)
 
 
 def test_every_preset_loads_and_names_its_features() -> None:
@@ -94,11 +75,7 @@ def test_random_specs_match_the_brute_force_reference(seed: int, n: int) -> None
     feature_set, frame = random_spec(rng), random_frame(rng, n)
     engine = FeatureEngine(feature_set)
     got = engine.compute(TransactionBatch.from_frame(frame))
-    want = reference(frame, feature_set)
-    keys = slice(1, None)  # the first column is the row's amount
-    np.testing.assert_allclose(
-        got[:, keys], want[:, keys], rtol=1e-9, atol=1e-9, err_msg=str(feature_set.names)
-    )
+    assert_close(got, reference(frame, feature_set), feature_set.names)
 
 
 @settings(max_examples=25, deadline=None)

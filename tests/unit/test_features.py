@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.frame import normalize_frame
 from fraudstream.features import FeatureEngine, FeatureSet, default_feature_set
-from fraudstream.features.kernels import dense_codes, merged_order
-from fraudstream.features.keys import codes as hashed_codes
+from fraudstream.features.plan import calendar
 from fraudstream.features.spec import DAY, HOUR, window_name
 from fraudstream.state import MemoryFeatureState
 
@@ -315,29 +314,15 @@ def test_event_at_a_time_matches_whole_batch(seed: int, n: int) -> None:
     pd.testing.assert_frame_equal(live, batch, check_exact=False, rtol=1e-9, atol=1e-9)
 
 
-@settings(deadline=None)  # the first call loads the compiled kernel
-@given(st.lists(st.one_of(st.none(), st.integers(0, 40)), max_size=300))
-def test_dense_codes_number_like_hashing_the_values(values: list[int | None]) -> None:
-    """Renumbering a state's codes gives what hashing the identifiers they stand for gives."""
-    coded = np.array([-1 if v is None else v * 7 for v in values], dtype=np.int64)  # sparse codes
-    as_ids = np.array([None if v is None else f"id{v}" for v in values], dtype=object)
-    assert dense_codes(coded).tolist() == hashed_codes(as_ids).tolist()
-
-
-@settings(deadline=None)
-@given(
-    st.lists(st.tuples(st.integers(0, 5), st.integers(0, 9)), max_size=60),
-    st.lists(st.tuples(st.integers(0, 8), st.integers(0, 9)), max_size=30),
-)
-def test_merging_added_events_into_a_sorted_history_is_the_stable_sort(
-    history: list[tuple[int, int]], added: list[tuple[int, int]]
-) -> None:
-    """Equal times abound: the added events go after the history's at equal (key, time), in their order."""
-    history = sorted(history)
-    codes = np.array([c for c, _ in history + added], dtype=np.int64)
-    ts = np.array([float(t) for _, t in history + added])
-    groups = int(codes.max()) + 1 if codes.shape[0] else 0
-    order, bounds = merged_order(codes, ts, len(history), groups)
-    want = np.lexsort((ts, codes))
-    assert order.tolist() == want.tolist()
-    assert bounds.tolist() == np.searchsorted(codes[want], np.arange(groups + 1)).tolist()
+def test_the_calendar_gives_numpys_bits() -> None:
+    """The compiled calendar against numpy's ``floor`` and ``%``, to the bit: negative, huge, tiny,
+    zero of both signs, NaN and infinite times."""
+    rng = np.random.default_rng(0)
+    special = [0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, 1e300, -1e300, DAY, -DAY, 5e-324, -5e-324]
+    times = np.concatenate([rng.uniform(-3e9, 3e9, 10_000), special])
+    with np.errstate(all="ignore"):
+        hour = np.floor((times % DAY) / HOUR)
+        weekday = (np.floor(times / DAY) + 3) % 7
+        want = np.array([hour, weekday, (hour < 6) * 1.0, (weekday >= 5) * 1.0])
+    got = calendar(times, np.arange(4))
+    assert np.array_equal(got.view(np.int64), want.view(np.int64))

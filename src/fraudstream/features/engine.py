@@ -3,27 +3,28 @@
 ``compute`` takes a batch and, optionally, a :class:`FeatureState` holding earlier history. Offline,
 a whole dataset is one batch with no state and its own labels; live, each incoming batch is answered
 from the state's history plus the batch itself, then recorded. Either way a transaction sees only
-events strictly before it in event time and fraud labels that had arrived before it. What is computed
-is the :class:`~fraudstream.features.plan.FeatureSet` the engine was built with.
+events strictly before it in event time and fraud labels that had arrived before it. One path serves
+every batch size: a key entry's features for the whole batch come from one compiled call
+(:mod:`fraudstream.features._keyed`). What is computed is the
+:class:`~fraudstream.features.plan.FeatureSet` the engine was built with.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from typing import Any
+import threading
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import keys
-from fraudstream.features._few import few_transactions
-from fraudstream.features._inputs import FEW, SHORT, Events, few_inputs, many_inputs
-from fraudstream.features._slots import slots_few, slots_many
-from fraudstream.features.kernels import group_features
-from fraudstream.features.plan import FeatureSet, Group
-from fraudstream.state.base import FeatureState, History
+from fraudstream.features._keyed import NO_FLOATS, NO_ROWS, key_features
+from fraudstream.features.plan import FeatureSet
+from fraudstream.state.base import EventColumns, FeatureState, KeyIndex
+
+_NO_LOG = EventColumns(np.empty((1, 0), dtype=np.float64), np.empty((0, 0), dtype=np.int64), NO_FLOATS, 0, 0)
+_NO_INDEX = KeyIndex(0, NO_ROWS, NO_ROWS, NO_ROWS, NO_ROWS, NO_ROWS, NO_ROWS)
 
 
 class FeatureEngine:
@@ -38,6 +39,16 @@ class FeatureEngine:
         self.schema = self.feature_set.schema
         self._groups = self.feature_set.groups
         self._retention = self.feature_set.retention
+        self._local = threading.local()
+        self._programs = [
+            (
+                self.schema.ids.index(g.column),
+                (g.vals_f, g.cps_f, g.bwin, g.streams, g.dslots, g.nov, g.locs, g.ops, g.params, g.labels),
+            )
+            for g in self._groups
+        ]
+        """Each key entry's key column, and its arguments to the compiled call that never change: the
+        columns it reads and its program."""
 
     def compute(
         self,
@@ -52,33 +63,19 @@ class FeatureEngine:
         With no ``state`` the batch is its own history and, unless told otherwise, its rows' own
         ``is_fraud``/``label_time`` are the labels (each usable only after its ``label_time``).
         """
-        cols = self.feature_set.columns(batch)
-        return self._compute(batch, self.feature_set.events(batch, cols), state, labels_from_batch, cols)
-
-    def _compute(
-        self,
-        batch: TransactionBatch,
-        events: Events,
-        state: FeatureState | None,
-        labels_from_batch: bool | None,
-        cols: Any = None,
-    ) -> np.ndarray:
         if labels_from_batch is None:
             labels_from_batch = state is None
+        cols = self.feature_set.columns(batch)
+        events = self.feature_set.events(batch, cols)
         out = np.full((len(batch), len(self.names)), np.nan)
         self.feature_set.row_features(batch, out, cols)
-        if state is None:
-            for group in self._groups:
-                self._group(group, batch, events, None, None, labels_from_batch, out)
+        if not self._groups or len(batch) == 0:
             return out
-        with state.reading():
-            if not labels_from_batch and few_transactions(
-                self._groups, self.schema, self._retention, events, state, out
-            ):
-                return out
-            recorded = state.recorded(batch.transaction_id)
-            for group in self._groups:
-                self._group(group, batch, events, state, recorded, labels_from_batch, out)
+        if state is None:
+            self._keyed(batch, events, None, labels_from_batch, out)
+        else:
+            with state.reading():
+                self._keyed(batch, events, state, labels_from_batch, out)
         return out
 
     def process(
@@ -93,22 +90,27 @@ class FeatureEngine:
         (a boolean mask): a caller that stores its decisions first records only the rows it stored, so
         a row refused there leaves the state as it was. If ``keep`` raises, nothing is recorded.
         """
-        cols = self.feature_set.columns(batch)
-        events = self.feature_set.events(batch, cols)
-        features = self._compute(batch, events, state, None, cols)
-        if keep is not None:
-            kept = np.asarray(keep(features), dtype=bool)
-            if not kept.all():
-                new = np.zeros(len(batch), dtype=bool)
-                if kept.any():
-                    chosen = {name: values[kept] for name, values in events.items()}
-                    new[kept] = state.record(chosen, self.entity_columns)
-                return features, new
-        return features, state.record(events, self.entity_columns)
+        features = self.compute(batch, state)
+        kept = None if keep is None else np.asarray(keep(features), dtype=bool)
+        return features, self.record(batch, state, kept)
 
-    def record(self, batch: TransactionBatch, state: FeatureState) -> np.ndarray:
-        """Record the batch's events without computing features (warming a state from storage)."""
-        return state.record(self.feature_set.events(batch), self.entity_columns)
+    def record(
+        self, batch: TransactionBatch, state: FeatureState, rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Record the batch's events (or those of ``rows``, a boolean mask or row positions) and
+        return which rows of the whole batch were new; also how a state is warmed from storage."""
+        events = self.feature_set.events(batch, self.feature_set.columns(batch))
+        new = np.zeros(len(batch), dtype=bool)
+        if rows is None:
+            return state.record(events, self.entity_columns)
+        chosen = np.asarray(rows)
+        if chosen.dtype == bool:
+            if chosen.all():
+                return state.record(events, self.entity_columns)
+            chosen = np.flatnonzero(chosen)
+        if chosen.shape[0]:
+            new[chosen] = state.record({f: v[chosen] for f, v in events.items()}, self.entity_columns)
+        return new
 
     def frame(self, batch: TransactionBatch, values: np.ndarray) -> pd.DataFrame:
         """Features as a table indexed by ``transaction_id``, for training and inspection."""
@@ -116,79 +118,49 @@ class FeatureEngine:
             values, columns=self.names, index=pd.Index(batch.transaction_id, name="transaction_id")
         )
 
-    def _group(
+    def _keyed(
         self,
-        group: Group,
         batch: TransactionBatch,
-        events: Events,
+        events: Mapping[str, np.ndarray],
         state: FeatureState | None,
-        recorded: np.ndarray | None,
         labels_from_batch: bool,
         out: np.ndarray,
     ) -> None:
-        """Fill this group's columns of ``out``. Its history (fetched, or none) plus the batch's new
-        events form the context, sorted by (key, event time); the kernel answers each row from the
-        context event that is its transaction, writing straight into ``out``. A few rows with a short
-        history take plain Python lists to the kernel's inputs, the rest numpy: the same inputs."""
-        entity_keys = events[group.column]
-        few = entity_keys.shape[0] < FEW
-        if few:
-            key_list = entity_keys.tolist()
-            rows_list = [i for i, v in enumerate(key_list) if v is not None and v == v]
-            if not rows_list:
-                return
-            rows = np.array(rows_list, dtype=np.int64)
-            times = batch.timestamp.tolist()
-            first = [times[i] for i in rows_list]
-            earliest = min(first) if all(t == t for t in first) else math.nan
-            wanted = list(dict.fromkeys([key_list[i] for i in rows_list]))
-            asked = np.empty(len(wanted), dtype=object)
-            asked[:] = wanted
-        else:
-            rows = np.flatnonzero(keys.present(entity_keys))
-            if rows.size == 0:
-                return
-            earliest = float(batch.timestamp[rows].min())
-            asked = keys.distinct(entity_keys[rows])
-        since = earliest - self._retention
-        history = state.fetch(group.name, asked, since) if state is not None else History.empty(self.schema)
-        coder = state.codes if state is not None else None
-        q_tx = batch.transaction_id[rows]
-        known = None if recorded is None else recorded[rows]
-        slot: list[int] | np.ndarray
-        placed: list[int] | np.ndarray
-        if few:
-            slot, add_list, shared = slots_few(history, rows_list, q_tx, known)
-            if len(history) + len(add_list) < SHORT:
-                inputs, placed = few_inputs(
-                    group,
-                    batch,
-                    events,
-                    history,
-                    rows_list,
-                    slot,
-                    add_list,
-                    key_list,
-                    times,
-                    labels_from_batch,
-                )
-            else:
-                slot = np.array(slot, dtype=np.int64)
-                add = np.array(add_list, dtype=np.int64)
-                inputs, placed = many_inputs(
-                    group, batch, events, history, rows, slot, add, labels_from_batch, coder
-                )
-        else:
-            slot, add, shared = slots_many(history, rows, q_tx, known)
-            inputs, placed = many_inputs(
-                group, batch, events, history, rows, slot, add, labels_from_batch, coder
-            )
-        group_features(*inputs, out, group.col0)
-        if shared:  # rows answered by one event: copy its values to the rows the kernel did not write
-            owner = np.asarray(placed, dtype=np.int64)[slot]
-            copy = owner != rows
-            cols = slice(group.col0, group.col0 + group.width)
-            out[rows[copy], cols] = out[owner[copy], cols]
+        """Fill every key entry's columns of ``out``: one compiled call per entry (see
+        :mod:`fraudstream.features._keyed`), reading the state's events in place."""
+        ids = events["transaction_id"]
+        n = len(batch)
+        first_of = keys.first_rows(ids)
+        schema = self.schema
+        floats = np.empty((n, len(schema.floats)), dtype=np.float64)  # the batch's columns as the state's
+        for j, f in enumerate(schema.floats):
+            floats[:, j] = events[f]
+        coded = np.empty((n, len(schema.ids)), dtype=np.int64)
+        for j, f in enumerate(schema.ids):
+            coded[:, j] = keys.codes(events[f]) if state is None else state.codes(f, events[f])
+        if state is None:
+            stored = np.full(n, -1, dtype=np.int64)
+            log = _NO_LOG
+            seen = NO_ROWS
+        else:  # read after coding the batch, so that the state's columns cover its codes
+            stored = state.positions(ids)
+            log = state.columns()
+            seen = self._seen(log.codes_given + 1)
+        common = (
+            floats, coded, first_of, stored, batch.is_fraud, batch.label_time, labels_from_batch,
+            self._retention, state is not None, seen, log.floats, log.codes, log.label_time,
+        )  # fmt: skip
+        for group, (column, program) in zip(self._groups, self._programs, strict=True):
+            index = (state.index(group.name) if state is not None else None) or _NO_INDEX
+            key_features(coded[:, column], *common, *index, *program, out, group.col0)
+
+    def _seen(self, size: int) -> np.ndarray:
+        """A table of -1 at least ``size`` long, this thread's own: the compiled call numbers the codes
+        it counts distinct through it, and leaves it as it found it."""
+        table: np.ndarray | None = getattr(self._local, "seen", None)
+        if table is None or table.shape[0] < size:
+            table = self._local.seen = np.full(max(size, 2 * (0 if table is None else table.shape[0])), -1)
+        return table
 
 
 _DEFAULT: list[FeatureSet] = []

@@ -25,54 +25,6 @@ def _haversine(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 @njit(cache=True)
-def dense_codes(codes):
-    """Codes renumbered 0, 1, 2, ... in order of first appearance (-1 stays -1): what
-    ``pandas.factorize`` gives for the values they stand for, in one pass over integers."""
-    top = -1
-    for c in codes:
-        top = max(top, c)
-    seen = np.full(top + 1, -1, np.int64)
-    out = np.empty_like(codes)
-    n = 0
-    for i in range(codes.shape[0]):
-        c = codes[i]
-        if c < 0:
-            out[i] = -1
-        else:
-            if seen[c] < 0:
-                seen[c] = n
-                n += 1
-            out[i] = seen[c]
-    return out
-
-
-@njit(cache=True)
-def merged_order(codes, ts, n_hist, groups):
-    """``np.lexsort((ts, codes))`` and the group bounds, for a context whose first ``n_hist`` rows are
-    already in that order (a history, by key then time): only the added rows are sorted, then merged
-    in, history first among equals, as the stable sort places them. Added times must not be NaN."""
-    n = codes.shape[0]
-    added = np.arange(n_hist, n)
-    added = added[np.argsort(ts[added], kind="mergesort")]
-    added = added[np.argsort(codes[added], kind="mergesort")]
-    order = np.empty(n, np.int64)
-    counts = np.zeros(groups + 1, np.int64)
-    i, j = 0, 0
-    for k in range(n):
-        if j == added.shape[0] or (
-            i < n_hist
-            and (codes[i] < codes[added[j]] or (codes[i] == codes[added[j]] and ts[i] <= ts[added[j]]))
-        ):
-            order[k] = i
-            i += 1
-        else:
-            order[k] = added[j]
-            j += 1
-        counts[codes[order[k]] + 1] += 1
-    return order, np.cumsum(counts)
-
-
-@njit(cache=True)
 def _window_values(vals, ts, lo, hi, vcol, fcol, since):  # pragma: no cover - compiled
     """The values of stream ``(vcol, fcol)`` among context events ``lo..hi-1`` at or after ``since``."""
     buf = np.empty(hi - lo, np.float64)

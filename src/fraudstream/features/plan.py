@@ -5,7 +5,7 @@
 * the **event schema**: the columns the feature state must hold per event (the fields the aggregations
   read, each filter's result as a 0/1 column, each expression's value, each composite key), so the live
   state keeps what the spec needs and nothing else;
-* the **row features**, computed from the batch alone with numpy;
+* the **row features**, computed from the batch alone with numpy (the calendar by a compiled loop);
 * one :class:`Group` per ``key`` entry: the compiled kernel's program (value streams, distinct
   counters, first-seen and location checks, and one operation per output column).
 
@@ -15,16 +15,16 @@ features with the same code.
 
 from __future__ import annotations
 
-import math
+import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
-from itertools import accumulate, chain
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from fraudstream.events.batch import COLUMNS, TransactionBatch
 from fraudstream.expr.errors import ExprError
@@ -96,12 +96,8 @@ class Group:
         return frozenset(int(c) for c in self.dslots[:, 0])
 
 
-RowFn = Callable[["_BatchColumns"], list[np.ndarray]]
-"""A row feature family's columns for a batch."""
-FewFn = Callable[["_BatchColumns"], list[list[float]]]
-"""The same for a few rows, as Python floats row by row: numpy's fixed cost per call is most of a
-one-row batch's row features (an API request)."""
-FEW_ROWS = 16
+RowFn = Callable[["_BatchColumns"], "list[np.ndarray] | np.ndarray"]
+"""A row feature family's columns for a batch: a list of them, or a matrix of a row per column."""
 Derive = Callable[["_BatchColumns"], np.ndarray]
 """A schema column computed from a batch: an expression's value, a filter's 0/1, a composite key."""
 
@@ -114,7 +110,9 @@ class _BatchColumns(Mapping[str, np.ndarray]):
     def __init__(
         self, batch: TransactionBatch, kinds: Mapping[str, str], derived: Mapping[str, Derive]
     ) -> None:
-        self.batch, self.kinds, self.derived = batch, kinds, derived
+        # kept on the batch (FeatureSet.columns): a proxy, so that the batch is freed when it goes
+        self.batch: TransactionBatch = weakref.proxy(batch)
+        self.kinds, self.derived = kinds, derived
         self._cache: dict[str, np.ndarray] = {}
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -155,7 +153,7 @@ class FeatureSet:
         self._floats: dict[str, None] = {"timestamp": None}
         self._ids: dict[str, None] = {}
         self._derived: dict[str, Derive] = {}
-        self.rows: list[tuple[int, int, RowFn, FewFn | None]] = []
+        self.rows: list[tuple[int, int, RowFn]] = []
         self.groups: list[Group] = []
         self.names: list[str] = []
         self.descriptions: list[str] = []
@@ -197,15 +195,6 @@ class FeatureSet:
         self._direct = tuple(f for f in (*floats, *ids) if f in core)
         """Schema columns that are a batch's own arrays, taken as they are."""
         self._computed = tuple(f for f in (*floats, *ids) if f not in core)
-        few_parts = [few for _, _, _, few in self.rows]
-        contiguous = [c for c, _, _, _ in self.rows] == list(
-            accumulate([0] + [w for _, w, _, _ in self.rows])
-        )[:-1]
-        self._few_rows = (
-            (sum(w for _, w, _, _ in self.rows), [f for f in few_parts if f is not None])
-            if self.rows and contiguous and all(f is not None for f in few_parts)
-            else None
-        )
 
     # --- construction -------------------------------------------------------------------------------
 
@@ -382,13 +371,11 @@ class FeatureSet:
     def _row(self, entry: Any) -> None:
         col0 = len(self.names)
         fn: RowFn
-        few: FewFn | None = None
         if isinstance(entry, S.RowFeature):
             if entry.row in self.kinds or S.EXTRA_NAME.match(entry.row):
                 field = self._field(entry.row, "number", "time")
                 name = entry.name or S.short_name(field)
                 fn = partial(_field_row, field)
-                few = partial(_field_few, field)
                 text = D.noun(field)
             else:
                 if not entry.name:
@@ -396,7 +383,6 @@ class FeatureSet:
                 name = entry.name
                 expr = compile_value(entry.row, self._rules_kinds)
                 fn = partial(_value_row, expr)
-                few = partial(_value_few, expr)
                 text = entry.row
             self.names.append(name)
             self.descriptions.append(D.render(entry.description, text))
@@ -408,8 +394,8 @@ class FeatureSet:
             self.descriptions += [
                 D.render(entry.description, about + D.calendar(c), stat=c) for c in entry.calendar
             ]
-            fn = partial(_calendar, field, tuple(entry.calendar))
-            few = partial(_calendar_few, field, tuple(entry.calendar))
+            parts = np.array([_CALENDAR.index(c) for c in entry.calendar], dtype=np.int64)
+            fn = partial(_calendar, field, parts)
         elif isinstance(entry, S.AgeFeature):
             field = self._field(entry.age, "time")
             self.names.append(entry.name or f"{S.short_name(field)}_age_{entry.unit}")
@@ -417,7 +403,6 @@ class FeatureSet:
             self.descriptions.append(D.render(entry.description, since, unit=entry.unit))
             unit = _UNIT[entry.unit]
             fn = partial(_age, field, unit)
-            few = partial(_age_few, field, unit)
         else:
             field = self._field(entry.categorical, "text")
             prefix = entry.name or S.short_name(field)
@@ -428,7 +413,7 @@ class FeatureSet:
             self.descriptions += [D.render(entry.description, f"{about} is {v}", value=v) for v in values]
             self.descriptions.append(D.render(entry.description, others, value=OTHER))
             fn = partial(_one_hot, field, tuple(values))
-        self.rows.append((col0, len(self.names) - col0, fn, few))
+        self.rows.append((col0, len(self.names) - col0, fn))
 
     # --- key features --------------------------------------------------------------------------------
 
@@ -680,8 +665,13 @@ class FeatureSet:
     # --- computing -----------------------------------------------------------------------------------
 
     def columns(self, batch: TransactionBatch) -> _BatchColumns:
-        """The batch's fields as expressions read them."""
-        return _BatchColumns(batch, self.kinds, self._derived)
+        """The batch's fields as expressions read them, kept on the batch: computing its features and
+        then recording it derive each column once. A batch's columns are not to change once read."""
+        kept: dict[int, _BatchColumns] = vars(batch).setdefault(_KEPT, {})
+        cols = kept.get(id(self))
+        if cols is None or cols.derived is not self._derived:  # an id is reused only once freed
+            cols = kept[id(self)] = _BatchColumns(batch, self.kinds, self._derived)
+        return cols
 
     def events(self, batch: TransactionBatch, cols: _BatchColumns | None = None) -> dict[str, np.ndarray]:
         """The schema's columns for the batch's rows (and ``transaction_id``): what the feature state
@@ -700,30 +690,22 @@ class FeatureSet:
     ) -> None:
         """Fill the row features' columns of ``out``."""
         cols = cols if cols is not None else self.columns(batch)
-        if len(batch) <= FEW_ROWS and all(math.isfinite(t) for t in batch.timestamp.tolist()):
-            if self._few_rows is not None:  # all in Python floats, written at once
-                width, parts = self._few_rows
-                blocks = zip(*(few(cols) for few in parts), strict=True)
-                out[:, :width] = [list(chain.from_iterable(row)) for row in blocks]
-                return
-            for col0, width, fn, few in self.rows:
-                if few is not None:
-                    out[:, col0 : col0 + width] = few(cols)
-                    continue
-                with np.errstate(all="ignore"):
-                    for j, values in enumerate(fn(cols)):
-                        out[:, col0 + j] = values
-            return
         with np.errstate(all="ignore"):
-            for col0, _, fn, _ in self.rows:
-                for j, values in enumerate(fn(cols)):
-                    out[:, col0 + j] = values
+            for col0, width, fn in self.rows:
+                values = fn(cols)
+                if isinstance(values, np.ndarray):  # a matrix: its rows are the columns
+                    out[:, col0 : col0 + width] = values.T
+                else:
+                    for j, column in enumerate(values):
+                        out[:, col0 + j] = column
 
     def describe(self) -> str:
         return f"feature spec {self.version!r} ({len(self.names)} features)"
 
 
 _WINDOWED = ("known_fraud", "fraud_rate", "known_fraud_share")
+_KEPT = "_fraudstream_feature_columns"
+"""Where a batch keeps its columns for each feature set that read it."""
 
 
 def _present(column: np.ndarray) -> bool:
@@ -775,37 +757,6 @@ def _age(field: str, unit: float, cols: _BatchColumns) -> list[np.ndarray]:
     return [(cols["timestamp"] - cols[field]) / unit]
 
 
-def _field_few(field: str, cols: _BatchColumns) -> list[list[float]]:
-    return [[v] for v in cols[field].tolist()]
-
-
-def _value_few(expr: CompiledExpr, cols: _BatchColumns) -> list[list[float]]:
-    return [[v] for v in _value(expr, cols).tolist()]
-
-
-def _age_few(field: str, unit: float, cols: _BatchColumns) -> list[list[float]]:
-    return [[(t - c) / unit] for t, c in zip(cols["timestamp"].tolist(), cols[field].tolist(), strict=True)]
-
-
-def _calendar_few(field: str, wanted: tuple[str, ...], cols: _BatchColumns) -> list[list[float]]:
-    """:func:`_calendar` on a row's float at a time (finite times only): the same values."""
-    out = []
-    for t in cols[field].tolist():
-        if t != t:
-            out.append([math.nan] * len(wanted))
-            continue
-        hour = float(math.floor((t % S.DAY) / S.HOUR))
-        weekday = (math.floor(t / S.DAY) + 3) % 7
-        values = {
-            "hour": hour,
-            "weekday": float(weekday),
-            "is_night": float(hour < 6),
-            "is_weekend": float(weekday >= 5),
-        }
-        out.append([values[w] for w in wanted])
-    return out
-
-
 def _joined(parts: tuple[str, ...], cols: _BatchColumns) -> np.ndarray:
     columns = [cols[p].tolist() for p in parts]
     out = np.empty(len(cols.batch), dtype=object)
@@ -816,24 +767,42 @@ def _joined(parts: tuple[str, ...], cols: _BatchColumns) -> np.ndarray:
     return out
 
 
-def _calendar(field: str, wanted: tuple[str, ...], cols: _BatchColumns) -> list[np.ndarray]:
-    timestamp = cols[field]
-    hour = np.floor((timestamp % S.DAY) / S.HOUR)
-    weekday = (np.floor(timestamp / S.DAY) + 3) % 7
-    values = {
-        "hour": hour,
-        "weekday": weekday,
-        "is_night": (hour < 6) * 1.0,
-        "is_weekend": (weekday >= 5) * 1.0,
-    }
-    return [values[w] for w in wanted]
+def _calendar(field: str, parts: np.ndarray, cols: _BatchColumns) -> np.ndarray:
+    return calendar(np.asarray(cols[field], dtype=np.float64), parts)
 
 
-def _one_hot(field: str, values: tuple[str, ...], cols: _BatchColumns) -> list[np.ndarray]:
+_CALENDAR = ("hour", "weekday", "is_night", "is_weekend")
+_DAY, _HOUR = float(S.DAY), float(S.HOUR)
+
+
+@njit(cache=True)
+def calendar(times: np.ndarray, parts: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """Hour of day, weekday (Monday 0), night and weekend flags of epoch seconds (UTC), a row per
+    entry of ``parts`` (0 to 3, in that order): what numpy's ``floor`` and ``%`` give, to the bit (a
+    time that is not finite has no hour nor weekday, and is neither at night nor at a weekend)."""
+    out = np.empty((parts.shape[0], times.shape[0]))
+    for i in range(times.shape[0]):
+        t = times[i]
+        hour = np.floor((t % _DAY) / _HOUR)
+        weekday = (np.floor(t / _DAY) + 3) % 7
+        for j in range(parts.shape[0]):
+            p = parts[j]
+            if p == 0:
+                out[j, i] = hour
+            elif p == 1:
+                out[j, i] = weekday
+            elif p == 2:
+                out[j, i] = 1.0 if hour < 6 else 0.0
+            else:
+                out[j, i] = 1.0 if weekday >= 5 else 0.0
+    return out
+
+
+def _one_hot(field: str, values: tuple[str, ...], cols: _BatchColumns) -> np.ndarray:
     listed = cols[field].tolist()
     position = {v: i for i, v in enumerate(values)}
     out = np.zeros((len(values) + 1, len(listed)))
     for r, v in enumerate(listed):
         if v is not None:
             out[position.get(v, len(values)), r] = 1.0
-    return list(out)
+    return out

@@ -2,7 +2,8 @@
 
 The float columns share one matrix (a row per float field of the schema, timestamps first) and so do
 the identifier codes (a row per identifier field), so compiled code reads any of them from one
-argument; ``data[field]`` and ``data[CODE + field]`` are rows of those matrices, views.
+argument; ``data[field]`` and ``data[CODE + field]`` are rows of those matrices, views. Beside them,
+``label_time`` holds each event's fraud label time (NaN while it has none).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class EventLog:
         self.data: dict[str, np.ndarray] = {}
         self.floats = np.empty((len(schema.floats), capacity), dtype=np.float64)
         self.codes = np.empty((len(schema.ids), capacity), dtype=np.int64)
+        self.label_time = np.full(capacity, np.nan)
         self._objects = {f: np.empty(capacity, dtype=object) for f in ("transaction_id", *schema.ids)}
         self._publish()
 
@@ -37,6 +39,7 @@ class EventLog:
             self._resize(max(2 * self.capacity, self.size + n), slice(0, self.size))
         for f, column in self.data.items():
             column[self.size : self.size + n] = columns[f]
+        self.label_time[self.size : self.size + n] = np.nan
         self.size += n
         return range(self.size - n, self.size)
 
@@ -48,6 +51,7 @@ class EventLog:
         self._objects = {f: col[: self.size][mask].copy() for f, col in self._objects.items()}
         self.floats = np.ascontiguousarray(self.floats[:, : self.size][:, mask])
         self.codes = np.ascontiguousarray(self.codes[:, : self.size][:, mask])
+        self.label_time = self.label_time[: self.size][mask].copy()
         self.size = kept
         self._publish()
         return renumber
@@ -59,6 +63,9 @@ class EventLog:
         codes = np.empty((len(self.schema.ids), capacity), dtype=np.int64)
         codes[:, held] = self.codes[:, held]
         self.codes = codes
+        label_time = np.full(capacity, np.nan)
+        label_time[held] = self.label_time[held]
+        self.label_time = label_time
         for f, old in self._objects.items():
             grown = np.empty(capacity, dtype=object)
             grown[held] = old[held]

@@ -37,7 +37,15 @@ from typing import Any
 import numpy as np
 
 from fraudstream._urls import without_password
-from fraudstream.state.base import DEFAULT_SCHEMA, EventSchema, FeatureState, History, KeyEvents, StateError
+from fraudstream.state.base import (
+    DEFAULT_SCHEMA,
+    EventColumns,
+    EventSchema,
+    FeatureState,
+    History,
+    KeyIndex,
+    StateError,
+)
 from fraudstream.state.memory import MemoryFeatureState
 from fraudstream.state.redis import _codec as codec
 from fraudstream.state.redis import _lua as lua
@@ -159,11 +167,23 @@ class RedisFeatureState(FeatureState):
         if not self._steady:
             self._catch_up()
 
-    def key_events(self, entity: str, key: Any) -> KeyEvents:
-        """The replica's events of ``key`` (see :meth:`MemoryFeatureState.key_events`)."""
+    def columns(self) -> EventColumns:
+        """The replica's events (see :meth:`MemoryFeatureState.columns`)."""
         with self._lock:
             self._fresh()
-            return self._replica.key_events(entity, key)
+            return self._replica.columns()
+
+    def index(self, entity: str) -> KeyIndex | None:
+        """The replica's index of ``entity`` (see :meth:`MemoryFeatureState.index`)."""
+        with self._lock:
+            self._fresh()
+            return self._replica.index(entity)
+
+    def positions(self, transaction_ids: np.ndarray) -> np.ndarray:
+        """Where the replica holds these transactions (see :meth:`MemoryFeatureState.positions`)."""
+        with self._lock:
+            self._fresh()
+            return self._replica.positions(transaction_ids)
 
     def codes(self, field: str, values: np.ndarray) -> np.ndarray:
         """The replica's codes (see :meth:`MemoryFeatureState.codes`)."""
