@@ -12,7 +12,7 @@ every batch size: a key entry's features for the whole batch come from one compi
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -78,21 +78,11 @@ class FeatureEngine:
                 self._keyed(batch, events, state, labels_from_batch, out)
         return out
 
-    def process(
-        self,
-        batch: TransactionBatch,
-        state: FeatureState,
-        keep: Callable[[np.ndarray], np.ndarray] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Compute then record: the live path. Returns the features and which rows were new.
-
-        ``keep`` receives the features before anything is recorded and returns which rows to record
-        (a boolean mask): a caller that stores its decisions first records only the rows it stored, so
-        a row refused there leaves the state as it was. If ``keep`` raises, nothing is recorded.
-        """
+    def process(self, batch: TransactionBatch, state: FeatureState) -> tuple[np.ndarray, np.ndarray]:
+        """Compute then record every row: the features and which rows were new. (The decider records
+        only what it stored, after storing it: :meth:`compute`, then :meth:`record` with ``rows``.)"""
         features = self.compute(batch, state)
-        kept = None if keep is None else np.asarray(keep(features), dtype=bool)
-        return features, self.record(batch, state, kept)
+        return features, self.record(batch, state)
 
     def record(
         self, batch: TransactionBatch, state: FeatureState, rows: np.ndarray | None = None
