@@ -12,6 +12,7 @@ groups the decisions themselves (:func:`series_from_decisions`).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import cache
@@ -82,29 +83,31 @@ def minute_rows(
 def batch_minute_rows(
     at: float, decisions: list[str], probabilities: np.ndarray, latency: float | None
 ) -> list[tuple[int, str, int, int, int, float, float | None]]:
-    """:func:`minute_rows` for one scored batch, whose rows share their decision time and latency:
-    counted with numpy, since a replay stores hundreds of thousands."""
-    if len(decisions) < 64:
-        return minute_rows(
-            (at, d, p, latency) for d, p in zip(decisions, probabilities.tolist(), strict=True)
-        )
+    """:func:`minute_rows` for one scored batch, whose rows share their decision time and latency: the
+    bins computed at once with numpy (clamped as :func:`score_bin` does, NaN and +inf to the top bin),
+    the rows counted per outcome and bin in one pass, for one decision or a replay's hundreds of
+    thousands. A group's latency sum adds its latency once per decision, as the rows would."""
     unit = np.clip(np.nan_to_num(probabilities, nan=1.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
     bins = np.minimum(unit * SCORE_BINS, SCORE_BINS - 1.0).astype(np.int64)  # truncates, as int() does
-    names, codes = np.unique(np.asarray(decisions, dtype=str), return_inverse=True)
-    keys, counts = np.unique(codes * SCORE_BINS + bins, return_counts=True)
+    counts = Counter(zip(decisions, bins.tolist(), strict=True))
     minute, timed = math.floor(at / MINUTE), latency is not None
     return [
         (
             minute,
-            str(names[k // SCORE_BINS]),
-            int(k % SCORE_BINS),
+            decision,
+            score,
             n,
             n if timed else 0,
-            n * latency if timed else 0.0,
-            latency if timed else None,
+            _repeated_sum(latency, n) if latency is not None else 0.0,
+            latency,
         )
-        for k, n in zip(keys.tolist(), counts.tolist(), strict=True)
+        for (decision, score), n in sorted(counts.items())
     ]
+
+
+def _repeated_sum(value: float, n: int) -> float:
+    """``value`` added ``n`` times in turn (not ``n * value``, which can differ in the last bit)."""
+    return float(np.cumsum(np.full(n, value))[-1])
 
 
 def add_minutes(driver: Any, dialect: str, rows: list[tuple[Any, ...]]) -> None:
