@@ -45,15 +45,21 @@ def demo_hint(settings: Settings) -> str | None:
     )
 
 
-def _prepare(settings: Settings, trials: int) -> pd.DataFrame:
+def prepare(settings: Settings, trials: int) -> pd.DataFrame:
+    """The demo's transactions, generated once, and a model trained on them when there is none or the
+    one found was saved in a bundle format this version no longer reads."""
     from fraudstream.commands.training import generate, train
     from fraudstream.datasets.io import read_frame
+    from fraudstream.models.bundle import BUNDLE_FORMAT, read_manifest
 
     path = settings.data_dir / "transactions.parquet"
     if not path.exists():
         generate(out_path=path, days=45.0)
     if not settings.bundle_path.exists():
         console.print("[bold]no model yet:[/] training one (a few minutes, once)")
+        train(data=path, trials=trials, gap_days=7.0, test_days=7.0)
+    elif read_manifest(settings.bundle_path).bundle_format != BUNDLE_FORMAT:  # an earlier version's
+        console.print("[bold]the model was saved by an earlier version:[/] training it again (a few minutes)")
         train(data=path, trials=trials, gap_days=7.0, test_days=7.0)
     return read_frame(path)
 
@@ -127,7 +133,7 @@ def run_demo(
     from fraudstream.runtime import open_services
 
     check_port(settings.host, port or settings.port)
-    frame = _prepare(settings, trials)
+    frame = prepare(settings, trials)
     split = frame["timestamp"].max() - timedelta(days=LIVE_DAYS)
     history, live = (
         frame[frame["timestamp"] < split],
