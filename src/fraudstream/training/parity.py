@@ -89,16 +89,8 @@ def check_parity(
     ``feature_set`` computed again offline from ``source`` (the store's ``history``, or the archive's)."""
     history = read_history(source, start, end, progress)
     names = feature_set.names
-    logged = np.full((len(history), len(names)), np.nan)
-    same = np.zeros(len(history), dtype=bool)
-    for set_id, parts in history.vectors.items():
-        if history.names.get(set_id) != names:
-            continue
-        for rows, values in parts:
-            logged[rows] = values
-            same[rows] = True
+    logged, same = history.logged(names)
     frame = read_transactions(source, start - timedelta(seconds=feature_set.retention), end, progress)
-    frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
     where = pd.Index(frame["transaction_id"]).get_indexer(history.transaction_id)
     checked = same & (where >= 0)
     parity = Parity(

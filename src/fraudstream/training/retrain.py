@@ -192,11 +192,20 @@ class History:
         """The logged vectors as a matrix in row order (every decision logged with ``names``)."""
         if self.logged_with_others(names):
             raise ValueError("some decisions were logged with other features")
+        return self.logged(names)[0]
+
+    def logged(self, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The vectors logged with ``names`` (in that order) as a matrix in row order, NaN in the rows
+        of decisions logged otherwise, and which rows were logged with ``names``."""
         X = np.full((len(self), len(names)), np.nan)
-        for parts in self.vectors.values():
+        logged = np.zeros(len(self), dtype=bool)
+        for set_id, parts in self.vectors.items():
+            if self.names.get(set_id) != names:
+                continue
             for rows, values in parts:
                 X[rows] = values
-        return X
+                logged[rows] = True
+        return X, logged
 
 
 def read_history(
@@ -238,8 +247,9 @@ def read_history(
 def read_transactions(
     source: HistorySource, start: datetime, end: datetime, progress: Progress | None = None
 ) -> pd.DataFrame:
-    """The decided transactions of ``[start, end)`` as a canonical frame, with their fraud labels (as
-    ``is_fraud`` and ``label_time``: what point-in-time label features read)."""
+    """The decided transactions of ``[start, end)`` as a canonical frame in event-time order (a stable
+    sort, rows numbered from 0), with their fraud labels (as ``is_fraud`` and ``label_time``: what
+    point-in-time label features read)."""
     frames = []
     span = source.span(start, end)
     total, done = (span.count if span else 0), 0
@@ -254,7 +264,8 @@ def read_transactions(
             progress("reading transactions", done, max(total, done))
     if not frames:
         return records_to_frame([])
-    return pd.concat(frames, ignore_index=True)
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
 
 
 @dataclass
@@ -310,7 +321,6 @@ class _Recomputer:
         if self._frame is None or retention > self._lookback:
             start = self._periods.start - timedelta(seconds=retention)
             frame = read_transactions(self._source, start, self._periods.until, self._progress)
-            frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
             where = pd.Index(frame["transaction_id"]).get_indexer(self._history.transaction_id)
             missing = int((where < 0).sum())
             if missing:
