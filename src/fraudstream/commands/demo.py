@@ -56,10 +56,13 @@ def prepare(settings: Settings, trials: int) -> pd.DataFrame:
     if not path.exists():
         generate(out_path=path, days=45.0)
     if not settings.bundle_path.exists():
-        console.print("[bold]no model yet:[/] training one (a few minutes, once)")
-        train(data=path, trials=trials, gap_days=7.0, test_days=7.0)
+        why = "no model yet:[/] training one (a few minutes, once)"
     elif read_manifest(settings.bundle_path).bundle_format != BUNDLE_FORMAT:  # an earlier version's
-        console.print("[bold]the model was saved by an earlier version:[/] training it again (a few minutes)")
+        why = "the model was saved by an earlier version:[/] training it again (a few minutes)"
+    else:
+        why = None
+    if why is not None:
+        console.print(f"[bold]{why}")
         train(data=path, trials=trials, gap_days=7.0, test_days=7.0)
     return read_frame(path)
 
