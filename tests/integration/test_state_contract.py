@@ -796,3 +796,37 @@ def test_random_specs_on_redis_match_memory_exactly(redis_states: Factory, seed:
     assert np.array_equal(got.view(np.int64), want.view(np.int64)), feature_set.names
     memory.close()
     red.close()
+
+
+@pytest.mark.redis
+def test_one_process_at_a_time_holds_the_turn_and_reads_what_the_last_recorded(redis_states: Factory) -> None:
+    """Two processes deciding on one Redis state: the second waits for the first's turn to end, and
+    then reads the events the first recorded in it."""
+    import threading
+
+    a = redis_states()
+    b = redis_states(prefix=a.prefix)  # type: ignore[attr-defined]
+    seen: list[list[str]] = []
+    entered = threading.Event()
+
+    def second() -> None:
+        entered.set()
+        with b.turn():
+            seen.append(txs(b, "customer", "c1"))
+
+    with a.turn():
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        entered.wait(5)
+        waiting.join(0.3)
+        assert waiting.is_alive()  # still waiting for the turn
+        record(a, batch({"tx": "x1", "t": 10}))
+    waiting.join(10)
+    assert seen == [["x1"]]
+
+
+def test_the_turn_can_be_taken_again_after_it_ends(state: FeatureState) -> None:
+    for n in range(3):
+        with state.turn():
+            record(state, batch({"tx": f"x{n}", "t": 10 + n}))
+    assert txs(state, "customer", "c1") == ["x0", "x1", "x2"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,6 +30,9 @@ class _NoState:
 
     def record(self, events: Any, entities: Any) -> np.ndarray:
         return np.ones(len(events["transaction_id"]), dtype=bool)
+
+    def turn(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
 
 class BlockingScorer:

@@ -22,8 +22,10 @@ by. For a batch, in this order:
 8. **Hand over**: the caller answers (the API), publishes and acknowledges (the workers); observers
    (metrics, drift) see the new decisions, and the alerts the new decisions that can raise one.
 
-Steps 2 to 7 hold the decider's lock: the batches one process decides (its API's and its embedded
-worker's share one decider) see each other's events in the order they were decided.
+Steps 2 to 7 hold the decider's lock, and the feature state's turn
+(:meth:`~fraudstream.state.base.FeatureState.turn`): the batches one process decides (its API's and
+its embedded worker's share one decider), and those of every process sharing a Redis state, see each
+other's events in the order they were decided.
 
 What a crash between two steps leaves behind, and how the next delivery mends it:
 
@@ -195,7 +197,7 @@ class Decider:
         fresh, replayed = rows.against(self._known(rows, known or {}))
         new: DecisionColumns | None = None
         new_rows = np.empty(0, dtype=np.int64)
-        with self._lock:
+        with self._lock, self.scorer.state.turn():
             if fresh:
                 new_rows, new = self._decide_and_store(batch, rows, fresh, replayed)
             self._record(batch, np.concatenate([new_rows, np.asarray(replayed, dtype=np.int64)]))

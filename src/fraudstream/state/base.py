@@ -186,6 +186,13 @@ class FeatureState(ABC):
         one batch do; a shared backend then reads what others recorded once, not once per entity."""
         return nullcontext()
 
+    def turn(self) -> AbstractContextManager[None]:
+        """Held from reading a batch's features to recording its events, by every process sharing the
+        state, one at a time: a batch then reads the events of every batch recorded before it, wherever
+        it was decided, as one process deciding them in turn would. A state only one process reads needs
+        nothing more than that process's own lock."""
+        return nullcontext()
+
     def recorded(self, transaction_ids: np.ndarray) -> np.ndarray:
         """Which of these transactions the state holds (recorded, and not pruned since)."""
         return self.positions(transaction_ids) >= 0

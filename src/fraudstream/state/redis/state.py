@@ -31,7 +31,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,35 @@ READ_COUNT = 1_000
 """Log entries read per round trip when catching up."""
 BUILDING = b"b:"
 """How the epoch of a state being rebuilt starts."""
+
+
+TURN_SECONDS = 5.0
+"""How long a process may hold the state's turn before it expires (see :meth:`RedisFeatureState.turn`)."""
+TURN_WAIT = 30.0
+"""How long a process waits for the turn before giving up with a :class:`StateError`."""
+
+
+class _Turn:
+    """The state's turn as a context manager, with Redis's errors as :class:`StateError`."""
+
+    def __init__(self, lock: Any, state: RedisFeatureState) -> None:
+        self._lock, self._state = lock, state
+
+    def __enter__(self) -> None:
+        with self._state._guard():
+            if not self._lock.acquire():
+                raise StateError(
+                    f"another process has held the turn of the Redis feature state at {self._state.url} "
+                    f"for more than {TURN_WAIT:g} s"
+                )
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._lock.release()
+        except redis.exceptions.LockError:  # held past TURN_SECONDS: it expired, another has it now
+            log.warning("the feature state's turn expired before this batch was recorded")
+        except redis.RedisError as error:  # unreachable: the turn expires by itself
+            log.warning("could not give the feature state's turn back: %s", error)
 
 
 def _new_epoch() -> bytes:
@@ -162,6 +191,22 @@ class RedisFeatureState(FeatureState):
                 yield
             finally:
                 self._steady = False
+
+    def turn(self) -> AbstractContextManager[None]:
+        """A Redis lock on the state (``<prefix>turn``) taken by every process deciding on it, so that
+        each batch reads what the batches decided before it recorded, whichever process decided them.
+
+        It expires :data:`TURN_SECONDS` after it was taken, so a process killed while holding it stops
+        the others no longer than that; a batch that takes longer (a database that hangs) lets the next
+        one in. Waiting longer than :data:`TURN_WAIT` for it is a :class:`StateError`: the caller
+        retries (a worker) or answers 503 (the API)."""
+        return _Turn(
+            self._client.lock(
+                f"{self.prefix}turn", timeout=TURN_SECONDS, sleep=0.0005, blocking_timeout=TURN_WAIT,
+                thread_local=False,
+            ),
+            self,
+        )  # fmt: skip
 
     def _fresh(self) -> None:
         if not self._steady:
