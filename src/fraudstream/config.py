@@ -204,7 +204,16 @@ class Settings(BaseSettings):
     )
     consumer_group: str = Field("fraudstream", description="Redis/Kafka consumer group of the workers")
     claim_idle_seconds: float = Field(
-        30.0, gt=0, description="Redis: a dead consumer's pending messages are reclaimed after this idle time"
+        30.0,
+        gt=0,
+        description="Redis: a message held this long by any consumer (one hung but alive) is taken over",
+    )
+    dead_after_seconds: float = Field(
+        3.0,
+        gt=0,
+        le=300,
+        description="Redis: a worker whose heartbeat stopped this long is dead; its pending messages are "
+        "decided next, before new ones",
     )
     max_deliveries: int = Field(
         5, ge=1, description="a message delivered more often than this without an ack is dead-lettered"

@@ -126,6 +126,7 @@ def settings_broker(settings: Settings, store: Store) -> Broker:
         lease_seconds=settings.lease_seconds,
         group=settings.consumer_group,
         claim_idle_seconds=settings.claim_idle_seconds,
+        dead_after_seconds=settings.dead_after_seconds,
         maxlen=settings.stream_maxlen,
         publish_timeout=settings.publish_timeout,
     )

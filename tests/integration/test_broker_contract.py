@@ -488,6 +488,113 @@ def test_a_dead_consumers_messages_are_reclaimed_once_idle(
     assert alive.pending(topic) == 0
 
 
+DIES_HOLDING = """
+import sys, time
+from fraudstream.brokers.redis import RedisStreamsBroker
+broker = RedisStreamsBroker(sys.argv[1], prefix=sys.argv[2], dead_after_seconds=0.5)
+print(len(broker.consume(sys.argv[3], 100, 5.0)), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.redis
+def test_a_killed_consumers_messages_are_decided_next_before_newer_ones(
+    streams: Callable[..., Any], topic: str, redis_url: str, redis_prefix: str
+) -> None:
+    """A worker killed mid-batch: once it has missed two beats, other consumers read nothing newer,
+    and once its heartbeat has stopped for ``dead_after_seconds`` (not the much longer claim idle
+    time), the next read of another consumer returns its batch, and only then what came after it."""
+    import signal
+    import subprocess
+
+    first = streams()
+    first.publish(topic, numbered(10))
+    dying = subprocess.Popen(
+        [sys.executable, "-c", DIES_HOLDING, redis_url, redis_prefix, topic],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert dying.stdout is not None and dying.stdout.readline().strip() == "10"
+    dying.send_signal(signal.SIGKILL)
+    dying.wait()
+    killed = time.monotonic()
+    first.publish(topic, numbered(10, start=10))
+    time.sleep(0.3)  # two beats of a consumer found dead after 0.5 s are 250 ms
+    alive = streams(dead_after_seconds=0.5, claim_idle_seconds=300)
+    got: list[Message] = []
+    while not got:
+        assert time.monotonic() - killed < 5.0, "the dead consumer's batch was not taken over"
+        got = alive.consume(topic, 100, 0.1)
+    assert [m.payload["n"] for m in got] == list(range(10))  # its batch, in order, and nothing newer
+    assert {m.deliveries for m in got} == {2}
+    alive.ack(topic, got)
+    assert [m.payload["n"] for m in drain(alive, topic, 10)] == list(range(10, 20))
+    assert alive.pending(topic) == 0
+
+
+@pytest.mark.redis
+def test_a_busy_consumer_keeps_its_batch_past_the_dead_after_time(
+    streams: Callable[..., Any], topic: str
+) -> None:
+    """Its heartbeat runs beside the work: a batch longer than ``dead_after_seconds`` is not taken."""
+    busy, other = streams(dead_after_seconds=0.3), streams(dead_after_seconds=0.3)
+    busy.publish(topic, numbered(5))
+    assert len(busy.consume(topic, 5, 1.0)) == 5
+    time.sleep(0.9)  # three times the dead-after time, deciding
+    busy.publish(topic, numbered(2, start=5))
+    assert [m.payload["n"] for m in drain(other, topic, 2, ack=False)] == [5, 6]
+    assert drain(other, topic, 1, patience=1.0) == []
+
+
+@pytest.mark.redis
+def test_a_consumer_closed_while_holding_messages_hands_them_over_at_once(
+    streams: Callable[..., Any], topic: str
+) -> None:
+    leaving, staying = streams(), streams(dead_after_seconds=60, claim_idle_seconds=300)
+    leaving.publish(topic, numbered(4))
+    assert len(leaving.consume(topic, 4, 1.0)) == 4
+    leaving.close()
+    staying.publish(topic, numbered(1, start=4))
+    assert [m.payload["n"] for m in staying.consume(topic, 10, 1.0)] == [0, 1, 2, 3]
+
+
+@pytest.mark.redis
+def test_a_consumer_waits_for_earlier_messages_another_consumer_holds(
+    streams: Callable[..., Any], topic: str
+) -> None:
+    """Batches are decided in the stream's order: the consumer of the later batch waits until the
+    earlier one is acknowledged."""
+    first, second = streams(), streams()
+    first.publish(topic, numbered(6))
+    earlier, later = first.consume(topic, 3, 1.0), second.consume(topic, 3, 1.0)
+    assert [m.payload["n"] for m in later] == [3, 4, 5]
+    assert first.earlier_done(topic, earlier)  # nothing before it
+    answer: list[bool] = []
+    waiting = threading.Thread(target=lambda: answer.append(second.earlier_done(topic, later)))
+    waiting.start()
+    waiting.join(0.3)
+    assert waiting.is_alive() and not answer
+    first.ack(topic, earlier)
+    waiting.join(10)
+    assert answer == [True]
+
+
+@pytest.mark.redis
+def test_earlier_messages_that_can_only_come_again_are_read_first(
+    streams: Callable[..., Any], topic: str
+) -> None:
+    """The consumer of the earlier batch closed (or died) holding it: the later batch is handed back
+    and the next read returns the earlier one first."""
+    first, second = streams(), streams()
+    first.publish(topic, numbered(6))
+    first.consume(topic, 3, 1.0)
+    later = second.consume(topic, 3, 1.0)
+    first.close()
+    assert second.earlier_done(topic, later) is False
+    second.release(topic, later)
+    assert [m.payload["n"] for m in second.consume(topic, 10, 1.0)] == [0, 1, 2, 3, 4, 5]
+
+
 @pytest.mark.redis
 def test_trimming_never_drops_what_the_group_has_not_acked(
     streams: Callable[..., Any], topic: str, redis_client: Any

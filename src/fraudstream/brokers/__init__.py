@@ -27,6 +27,7 @@ def open_broker(
     lease_seconds: float = 30.0,
     group: str = "fraudstream",
     claim_idle_seconds: float = 30.0,
+    dead_after_seconds: float = 3.0,
     maxlen: int = 1_000_000,
     consumer: str | None = None,
     publish_timeout: float = 5.0,
@@ -34,7 +35,8 @@ def open_broker(
     """Open the broker at ``url``; ``database://`` queues in ``store``'s own database.
 
     ``lease_seconds`` is how long a ``database://`` consumer may hold messages before they go to
-    another consumer; Redis reclaims a dead consumer's messages after ``claim_idle_seconds`` and keeps
+    another consumer; Redis hands a consumer's pending messages to the next read of another once its
+    heartbeat has stopped for ``dead_after_seconds``, takes over any held ``claim_idle_seconds``, and keeps
     streams near ``maxlen`` entries without trimming unprocessed ones. ``group`` is the Redis/Kafka
     consumer group of the workers. A Kafka publish fails after ``publish_timeout`` seconds without the
     broker's acknowledgement, so that a caller waiting on it (the API) can answer instead of hanging.
@@ -52,7 +54,12 @@ def open_broker(
         from fraudstream.brokers.redis import RedisStreamsBroker
 
         return RedisStreamsBroker(
-            url, group=group, consumer=consumer, claim_idle_seconds=claim_idle_seconds, maxlen=maxlen
+            url,
+            group=group,
+            consumer=consumer,
+            claim_idle_seconds=claim_idle_seconds,
+            dead_after_seconds=dead_after_seconds,
+            maxlen=maxlen,
         )
     if scheme == "kafka":
         from fraudstream.brokers.kafka import KafkaBroker

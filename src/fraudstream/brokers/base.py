@@ -56,6 +56,14 @@ class Broker(ABC):
         to be delivered again soon, and counted again, rather than once a lease or idle time runs out
         or, on Kafka, never before a rebalance."""
 
+    def earlier_done(self, topic: str, messages: Sequence[Message]) -> bool:
+        """Wait until the messages of ``topic`` delivered to other consumers before these are
+        acknowledged, so that consumers decide batches in the topic's order; ``False`` at once when one
+        of them can only come again (its consumer died, or handed it back): hand these back and read
+        again, and the earlier ones come first. Brokers that keep no order across their consumers
+        (Kafka partitions, leased queue rows) answer ``True`` at once."""
+        return True
+
     def ping(self) -> str:
         """What answers and its version, for ``fraudstream check`` and ``/ready``; raises
         :class:`BrokerError` when it cannot be reached. In-process brokers are always there."""

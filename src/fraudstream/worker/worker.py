@@ -5,6 +5,12 @@ decider storing decisions idempotently by ``transaction_id`` and recording featu
 makes the effect exactly-once. A message that is not a valid transaction, that cannot be scored, or
 that brings another body under an id already used (an id names one transaction), goes to the
 dead-letter table with its reason and never stops the worker.
+
+Workers decide batches in the broker's order where it keeps one: before deciding, a worker waits
+until the messages delivered to other workers before its batch are acknowledged, and hands its batch
+back when one of them can only come again (its worker died), so that one is decided first
+(:meth:`~fraudstream.brokers.base.Broker.earlier_done`). With the feature state's turn, each batch is
+then decided on the events of every message before it.
 """
 
 from __future__ import annotations
@@ -146,6 +152,10 @@ class Worker:
         again with their stored decision: the worker that stored them may have died before publishing.
         """
         transactions, deliveries, dead = self._parse(messages)
+        if not self.broker.earlier_done(self.topic, messages):  # they come first: read again
+            self.broker.release(self.topic, messages)
+            self._in_flight = []
+            return
         fewest: dict[str, int] = {}  # a copy delivered fewer times was published again since
         for t, count in zip(transactions, deliveries, strict=True):
             fewest[t.transaction_id] = min(count, fewest.get(t.transaction_id, count))

@@ -35,6 +35,44 @@ for i = 2, #ARGV, 2 do
 end
 return redis.call('XLEN', stream)
 """
+#: Marks this consumer alive until ``dead_after`` milliseconds from now by Redis's clock (one clock for
+#: every host): ``KEYS[1]`` the group's heartbeat set, ``ARGV`` = consumer, milliseconds.
+BEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+"""
+#: ``{dead, late}``: the consumers of ``KEYS[1]``'s group ``ARGV[1]`` holding pending entries whose
+#: heartbeat in ``KEYS[2]`` has run out, with the consumer ``ARGV[3]`` that holds what was handed back,
+#: leaving out the caller ``ARGV[2]``; and 1 when another consumer holding pending entries is late
+#: with its beats (less than ``ARGV[5]`` ms of its heartbeat left) without being dead yet, else 0.
+#: A dead consumer with nothing pending whose heartbeat ran out more than ``ARGV[4]`` ms ago is removed
+#: from the group and the set. A consumer with no heartbeat at all (a client of another kind) is not
+#: judged: its entries are reclaimed once idle.
+DEAD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local dead, late = {}, 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+  local name, pending = info['name'], tonumber(info['pending'])
+  if name ~= ARGV[2] then
+    local beat = tonumber(redis.call('ZSCORE', KEYS[2], name))
+    if name == ARGV[3] or (beat and beat < now) then
+      if pending > 0 then
+        table.insert(dead, name)
+      elseif beat and beat < now - tonumber(ARGV[4]) then
+        redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+        redis.call('ZREM', KEYS[2], name)
+      end
+    elseif beat and pending > 0 and beat - now < tonumber(ARGV[5]) then
+      late = 1
+    end
+  end
+end
+return {dead, late}
+"""
 ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 

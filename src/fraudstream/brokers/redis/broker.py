@@ -1,11 +1,19 @@
 """Redis Streams: one stream per topic, read by a consumer group of workers that may die at any time.
 
 A consumer group remembers what it gave each consumer (its pending entries) until ``XACK``, so a
-worker killed mid-batch leaves its messages pending; any consumer of the group takes them over with
-``XAUTOCLAIM`` once they have been idle for ``claim_idle_seconds``. Streams are capped without ever
-losing work: once a stream holds more than ``maxlen`` entries, only entries that every group has been
-given *and* has acknowledged are trimmed (``XTRIM MINID``), so ``maxlen`` is a soft target. A stream
-that no group reads (a results stream nobody subscribed to) is a plain capped log.
+worker killed mid-batch leaves its messages pending. Every consumer keeps itself marked alive from a
+thread of its own (a heartbeat in a sorted set, by Redis's clock); one whose heartbeat has stopped for
+``dead_after_seconds`` is dead, and the next read of any other consumer takes its pending messages
+over and returns them, oldest first, before anything new. So a dead worker's batch is decided before
+the messages published after it, bar those read in the seconds it took to notice. Messages a consumer
+hands back (:meth:`~RedisStreamsBroker.release`) go the same way at once. Entries held longer than
+``claim_idle_seconds`` by anyone (a hung worker that still beats, a client of another kind) are taken
+over with ``XAUTOCLAIM``, now and then.
+
+Streams are capped without ever losing work: once a stream holds more than ``maxlen`` entries, only
+entries that every group has been given *and* has acknowledged are trimmed (``XTRIM MINID``), so
+``maxlen`` is a soft target. A stream that no group reads (a results stream nobody subscribed to) is a
+plain capped log.
 
 A Redis that restarted without persistence, was flushed or failed over to a replica that lacked them has
 lost the groups: wherever Redis answers ``NOGROUP`` the group is created again and the call retried, and
@@ -19,8 +27,9 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -28,6 +37,8 @@ from urllib.parse import urlsplit, urlunsplit
 from fraudstream._urls import split_prefix, without_password
 from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.brokers.redis._entries import (
+    BEAT,
+    DEAD,
     NO_KEY,
     PUBLISH,
     PUBLISH_CHUNK,
@@ -44,6 +55,54 @@ DEFAULT_PREFIX = "fraudstream:"
 #: A longer ``max_wait`` blocks in slices of this, so the socket timeout can stay finite.
 MAX_BLOCK_MS = 10_000
 ACK_CHUNK = 10_000
+LATE_POLL_MS = 50
+"""How often a read waiting on a consumer that is late with its heartbeat looks again."""
+EARLIER_POLL = 0.001
+"""How often a consumer waiting for earlier messages to be acknowledged looks again (seconds)."""
+RELEASED = "~released"
+"""The consumer that holds what consumers handed back until the next read of any consumer takes it."""
+
+
+def beat_ms(dead_after_ms: int) -> int:
+    """How often a consumer beats: four times within ``dead_after_ms``, and at least every 250 ms, so
+    that a consumer two beats late (dead, most likely) is noticed within half a second."""
+    return max(1, min(dead_after_ms // 4, 250))
+
+
+class _Heartbeat:
+    """Marks one consumer alive every :func:`beat_ms` from a daemon thread with its own connection, so
+    that a batch however long, or a read blocked in Redis, never looks like death; a process that dies
+    stops beating with it."""
+
+    def __init__(self, client: Any, key: str, consumer: str, dead_after_ms: int) -> None:
+        self._client, self._key, self._consumer, self._ms = client, key, consumer, dead_after_ms
+        self._every = beat_ms(dead_after_ms) / 1000
+        self._beat = client.register_script(BEAT)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat {consumer}", daemon=True)
+
+    def start(self) -> None:
+        self._beat(keys=[self._key], args=[self._consumer, self._ms])  # alive before its first read
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self._beat(keys=[self._key], args=[self._consumer, self._ms])
+            except Exception as error:  # Redis away for a while: the next beat tries again
+                log.debug("redis heartbeat of %s failed: %s", self._consumer, error)
+
+    def stop(self) -> None:
+        """Stop beating and leave the set."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        try:
+            self._client.zrem(self._key, self._consumer)
+        except Exception:  # the server is gone: the beat runs out by itself
+            pass
+        finally:
+            self._client.close()
 
 
 class RedisStreamsBroker(Broker):
@@ -62,6 +121,7 @@ class RedisStreamsBroker(Broker):
         consumer: str | None = None,
         prefix: str | None = None,
         claim_idle_seconds: float = 30.0,
+        dead_after_seconds: float = 3.0,
         maxlen: int = 1_000_000,
         input_topics: Collection[str] = ("transactions",),
         trim_interval: float = 1.0,
@@ -76,6 +136,10 @@ class RedisStreamsBroker(Broker):
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.claim_idle_ms = max(1, round(claim_idle_seconds * 1000))
+        self.dead_after_ms = max(1, round(dead_after_seconds * 1000))
+        self._alive_key = f"{self.prefix}alive:{group}"
+        self._target = target
+        self._heartbeat: _Heartbeat | None = None
         self.maxlen = maxlen
         self.input_topics = frozenset(input_topics)
         self.trim_interval = trim_interval
@@ -98,6 +162,7 @@ class RedisStreamsBroker(Broker):
             self._client.ping()
         self._client.set_response_callback("XREADGROUP", unparsed)
         self._publish = self._client.register_script(PUBLISH)
+        self._dead = self._client.register_script(DEAD)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -173,11 +238,21 @@ class RedisStreamsBroker(Broker):
 
     def _consume(self, stream: str, count: int, deadline: float) -> list[Message]:
         self._ensure_group(stream)
-        reclaimed = self._reclaim(stream, count)
-        if reclaimed:
-            return reclaimed
+        if self._heartbeat is None:
+            client = self._redis.Redis.from_url(self._target, socket_connect_timeout=5, socket_timeout=5)
+            self._heartbeat = _Heartbeat(client, self._alive_key, self.consumer, self.dead_after_ms)
+            self._heartbeat.start()
         while True:
+            taken, late = self._take_over(stream, count)
+            taken = taken or self._reclaim(stream, count)
+            if taken:
+                return taken
             left_ms = round((deadline - time.monotonic()) * 1000)
+            if late:  # a consumer holding older messages missed its beats: dead or stalled, soon known
+                if left_ms <= 0:
+                    return []
+                time.sleep(min(left_ms, LATE_POLL_MS) / 1000)
+                continue
             block = min(left_ms, MAX_BLOCK_MS) if left_ms > 0 else None  # BLOCK 0 waits forever
             messages = self._read(stream, count, block)
             if messages or block is None or left_ms <= MAX_BLOCK_MS:
@@ -186,6 +261,66 @@ class RedisStreamsBroker(Broker):
     def _read(self, stream: str, count: int, block: int | None) -> list[Message]:
         reply = self._client.xreadgroup(self.group, self.consumer, {stream: ">"}, count=count, block=block)
         return [message_of(i, f) for i, f in reply_entries(reply) if f is not None]
+
+    def earlier_done(self, topic: str, messages: Sequence[Message]) -> bool:
+        """Wait while another live consumer holds an entry older than these (polling ``XPENDING``),
+        at most ``claim_idle_seconds``, after which the entry is anyone's to take over anyway."""
+        if not messages:
+            return True
+        stream = self.stream(topic)
+        first = min((m.id for m in messages), key=entry_id)
+        deadline = time.monotonic() + self.claim_idle_ms / 1000
+        checked = 0.0
+        with self._errors():
+            while time.monotonic() < deadline:
+                try:
+                    older = self._client.xpending_range(stream, self.group, min="-", max=f"({first}", count=1)
+                except self._redis.ResponseError as error:
+                    self._lost_group(stream, error)  # what was pending went with the group
+                    return True
+                if not older:
+                    return True
+                owner = text(older[0]["consumer"])
+                if owner == RELEASED:
+                    return False
+                now = time.monotonic()
+                if now - checked >= LATE_POLL_MS / 1000:  # is its holder dead?
+                    checked = now
+                    dead, _ = self._dead(keys=[stream, self._alive_key], args=self._dead_args())
+                    if owner in {text(d) for d in dead}:
+                        return False
+                time.sleep(EARLIER_POLL)
+        return True
+
+    def _dead_args(self) -> list[Any]:
+        return [
+            self.group, self.consumer, RELEASED, self.claim_idle_ms,
+            self.dead_after_ms - 2 * beat_ms(self.dead_after_ms),
+        ]  # fmt: skip
+
+    def _take_over(self, stream: str, count: int) -> tuple[list[Message], bool]:
+        """The pending messages of dead consumers and those handed back, oldest first, up to ``count``;
+        and whether a consumer holding messages is late with its heartbeat (then nothing newer should be
+        read until it beats again or is found dead)."""
+        dead, late = self._dead(keys=[stream, self._alive_key], args=self._dead_args())
+        if not dead:
+            return [], bool(late)
+        pipe = self._client.pipeline(transaction=False)
+        for name in dead:
+            pipe.xpending_range(stream, self.group, min="-", max="+", count=count, consumername=name)
+        rows = sorted(
+            (row for found in pipe.execute() for row in found), key=lambda r: entry_id(r["message_id"])
+        )
+        if not rows:
+            return [], bool(late)
+        counts = {text(r["message_id"]): int(r["times_delivered"]) + 1 for r in rows[:count]}
+        # Held at least half the time it takes to be found dead: another consumer that took them over
+        # just now (their idle time back to 0) keeps them.
+        claimed = self._client.xclaim(
+            stream, self.group, self.consumer, self.dead_after_ms // 2, list(counts)
+        )
+        entries = sorted(((i, f) for i, f in claimed if f is not None), key=lambda e: entry_id(e[0]))
+        return [message_of(i, f, counts.get(text(i), 1)) for i, f in entries], bool(late)
 
     def _reclaim(self, stream: str, count: int) -> list[Message]:
         """Take over messages left pending longer than the idle time (a dead consumer's), now and then."""
@@ -229,9 +364,9 @@ class RedisStreamsBroker(Broker):
         }
 
     def release(self, topic: str, messages: Sequence[Message]) -> None:
-        """Mark those this consumer still holds idle long enough to be reclaimed by the next read of any
-        consumer (``XCLAIM IDLE``), with the delivery given back (``RETRYCOUNT``): nothing was tried.
-        Entries another consumer has reclaimed since, or that were acked, are left alone."""
+        """Hand those this consumer still holds to :data:`RELEASED`, for the next read of any consumer
+        to take before new ones, with the delivery given back (``RETRYCOUNT``): nothing was tried.
+        Entries another consumer has taken over since, or that were acked, are left alone."""
         if not messages:
             return
         stream = self.stream(topic)
@@ -241,17 +376,21 @@ class RedisStreamsBroker(Broker):
             except self._redis.ResponseError as error:
                 self._lost_group(stream, error)  # nothing is held any more: nothing to hand back
                 return
-            counts: dict[int, list[str]] = {}
-            for entry, times in held.items():
-                counts.setdefault(max(times - 1, 0), []).append(entry)
-            for retries, ids in counts.items():
-                for lo in range(0, len(ids), ACK_CHUNK):
-                    self._client.xclaim(
-                        stream, self.group, self.consumer, 0, ids[lo : lo + ACK_CHUNK],
-                        idle=self.claim_idle_ms + 1000, retrycount=retries, justid=True,
-                    )  # fmt: skip
-        self._claim_due.pop(stream, None)
-        self._claim_from.pop(stream, None)
+            self._hand_back(stream, {entry: max(times - 1, 0) for entry, times in held.items()})
+
+    def _hand_back(self, stream: str, retries: Mapping[str, int], *, keep_counts: bool = False) -> None:
+        """Give these entries to :data:`RELEASED`, idle long enough for any consumer's next read to take
+        them; with their delivery counts set to ``retries``, or as they are with ``keep_counts``."""
+        idle = max(self.claim_idle_ms, self.dead_after_ms) + 1000
+        by_count: dict[int, list[str]] = {}
+        for entry, count in retries.items():
+            by_count.setdefault(count, []).append(entry)
+        for count, ids in by_count.items():
+            for lo in range(0, len(ids), ACK_CHUNK):
+                self._client.xclaim(
+                    stream, self.group, RELEASED, 0, ids[lo : lo + ACK_CHUNK], idle=idle, justid=True,
+                    **({} if keep_counts else {"retrycount": count}),
+                )  # fmt: skip
 
     def ack(self, topic: str, messages: Sequence[Message]) -> None:
         """``XACK`` the batch (call once its results are stored), then trim what every group has done."""
@@ -305,20 +444,21 @@ class RedisStreamsBroker(Broker):
             return int(mine[0]["pending"]) + int(mine[0]["lag"])
 
     def close(self) -> None:
-        """Leave the group if nothing is pending for this consumer (else others reclaim it), disconnect."""
+        """Hand back what this consumer still holds (for the next read of another to take, before new
+        messages), leave the group, stop the heartbeat and disconnect."""
         if self._closed:
             return
         self._closed = True
         try:
             for stream in self._groups:
-                mine = [
-                    c
-                    for c in self._client.xinfo_consumers(stream, self.group)
-                    if text(c["name"]) == self.consumer
-                ]
-                if mine and not mine[0]["pending"]:
-                    self._client.xgroup_delconsumer(stream, self.group, self.consumer)
+                held = self._client.xpending_range(
+                    stream, self.group, min="-", max="+", count=1_000_000, consumername=self.consumer
+                )
+                self._hand_back(stream, {text(row["message_id"]): 0 for row in held}, keep_counts=True)
+                self._client.xgroup_delconsumer(stream, self.group, self.consumer)
         except self._redis.RedisError:
-            pass  # the server is gone; the consumer entry is harmless
+            pass  # the server is gone; what this consumer held is taken over when its heartbeat runs out
         finally:
+            if self._heartbeat is not None:
+                self._heartbeat.stop()
             self._client.close()
