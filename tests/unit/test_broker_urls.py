@@ -9,7 +9,7 @@ from fraudstream.brokers.kafka._urls import partitions_option
 
 
 def test_a_kafka_url_may_say_how_many_partitions_new_topics_get() -> None:
-    assert partitions_option("kafka://127.0.0.1:9093") == 6
+    assert partitions_option("kafka://127.0.0.1:9093") == 1  # one order by default
     assert partitions_option("kafka://127.0.0.1:9093?partitions=2") == 2
     assert partitions_option("kafka://a:1,b:2?prefix=x-&partitions=12") == 12
 

@@ -9,17 +9,20 @@ from __future__ import annotations
 from fraudstream._urls import url_option
 from fraudstream.brokers.base import BrokerError
 
-DEFAULT_PARTITIONS = 6
-"""Partitions of a topic this broker creates, unless the URL says ``?partitions=N``: it divides among
-1, 2, 3 or 6 workers."""
+DEFAULT_PARTITIONS = 1
+"""Partitions of a topic this broker creates, unless the URL says ``?partitions=N``. One, so that the
+transactions are decided in one order and features over keys other than the partition key equal their
+offline values (docs/decisions/0037-decisions-in-the-streams-order.md); more lets more workers of a
+group work at once, at the cost of that."""
 
 
 def partitions_option(url: str) -> int:
     """The ``?partitions=N`` option of a Kafka URL: how many partitions a new topic is created with.
 
     Workers of one group share a topic's partitions, so the count caps how many can work at once and
-    should divide evenly among them: with 3 partitions, 2 workers split the load 2 to 1. A topic that
-    exists keeps its count.
+    should divide evenly among them: with 3 partitions, 2 workers split the load 2 to 1. Partitions are
+    read in no common order, so with more than one, features over keys other than the partition key
+    miss events another partition holds. A topic that exists keeps its count.
     """
     raw = url_option(url, "partitions")
     if raw is None:
