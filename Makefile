@@ -29,6 +29,9 @@ test-dvc: $(STAMP)  ## dvc.yaml in a real DVC: repro, metrics, params (own venv 
 	services/tool-venv.sh dvc .services/dvc/venv requirements/dvc.lock dvc
 	FRAUD_TEST_DVC=$(CURDIR)/.services/dvc/venv/bin/dvc $(BIN)/pytest tests/integration/test_dvc_pipeline.py -m dvc $(PYTEST_ARGS)
 
+test-faults: $(STAMP)  ## the fault suite: workers, Redis, PostgreSQL and Kafka killed under live traffic; lost, doubled, state and parity per fault
+	FRAUD_TEST_FAULTS=1 $(BIN)/pytest tests/faults -m faults $(PYTEST_ARGS)
+
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
