@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
+import pytest
+
 from fraudstream.dashboard.models import (
     compare_frame,
     empty_message,
@@ -100,6 +104,14 @@ def _panel_app() -> None:
     models_panel(Canned())  # type: ignore[arg-type]
 
 
+@pytest.fixture
+def main_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamlit runs the app as ``__main__`` and leaves it there; a process spawned later in the run
+    (the replay's writer) would then import that temporary script. Put the real one back."""
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
+
+
+@pytest.mark.usefixtures("main_module")
 def test_the_panel_renders_the_comparison_and_the_empty_state_per_period() -> None:
     from streamlit.testing.v1 import AppTest
 
