@@ -101,16 +101,20 @@ class Channel(StrEnum):
 
 
 def _utc(value: datetime) -> datetime:
-    out_of_range = ValueError(f"must be between {MIN_TIMESTAMP:%Y-%m-%d} and {MAX_TIMESTAMP:%Y-%m-%d}")
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     try:
         value = value.astimezone(UTC)
     except OverflowError:  # year 1 with a positive offset, or 9999 with a negative one
-        raise out_of_range from None
+        raise _out_of_range() from None
     if not MIN_TIMESTAMP <= value < MAX_TIMESTAMP:
-        raise out_of_range
+        raise _out_of_range()
     return value
+
+
+def _out_of_range() -> ValueError:
+    """Made only when a time is refused: every transaction's times pass through :func:`_utc`."""
+    return ValueError(f"must be between {MIN_TIMESTAMP:%Y-%m-%d} and {MAX_TIMESTAMP:%Y-%m-%d}")
 
 
 StrictNumber = Annotated[float, Strict()]
