@@ -57,8 +57,10 @@ MAX_BLOCK_MS = 10_000
 ACK_CHUNK = 10_000
 LATE_POLL_MS = 50
 """How often a read waiting on a consumer that is late with its heartbeat looks again."""
-EARLIER_POLL = 0.001
-"""How often a consumer waiting for earlier messages to be acknowledged looks again (seconds)."""
+EARLIER_POLL = (0.001, 0.008)
+"""How soon a consumer waiting for earlier messages to be acknowledged looks again (seconds): first
+after the shorter pause, then after twice the last, up to the longer, so a short wait ends soon and a
+long one (another worker deciding a large batch) does not keep both processes and Redis busy asking."""
 RELEASED = "~released"
 """The consumer that holds what consumers handed back until the next read of any consumer takes it."""
 
@@ -271,6 +273,7 @@ class RedisStreamsBroker(Broker):
         first = min((m.id for m in messages), key=entry_id)
         deadline = time.monotonic() + self.claim_idle_ms / 1000
         checked = 0.0
+        pause, longest = EARLIER_POLL
         with self._errors():
             while time.monotonic() < deadline:
                 try:
@@ -289,7 +292,8 @@ class RedisStreamsBroker(Broker):
                     dead, _ = self._dead(keys=[stream, self._alive_key], args=self._dead_args())
                     if owner in {text(d) for d in dead}:
                         return False
-                time.sleep(EARLIER_POLL)
+                time.sleep(pause)
+                pause = min(2 * pause, longest)
         return True
 
     def _dead_args(self) -> list[Any]:
