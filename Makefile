@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo test test-airflow test-dvc lint format typecheck check docs docs-serve bench bench-api bench-replay services services-stop services-status lock clean
+.PHONY: help demo test test-airflow test-dvc lint format typecheck check docs docs-serve bench bench-api bench-wrk bench-replay services services-stop services-status lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,12 @@ bench: $(STAMP)  ## feature-computation benchmark on the Handbook data
 
 bench-api: $(STAMP)  ## POST /v1/score latency at 500 requests/s, three 20-s runs, each with the machine's floor (needs a model from make demo, and cc)
 	$(BIN)/python benchmarks/api_latency.py --rate 500 --seconds 20 --repeat 3 --floor
+
+bench-wrk: $(STAMP)  ## POST /v1/score throughput, closed loop with wrk (installed if missing), beside a canned uvicorn app; needs a model (options: ARGS="--connections 32 --seconds 20 --repeat 3")
+	command -v wrk >/dev/null || { \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	$(BIN)/python benchmarks/api_throughput.py $(ARGS)
 
 bench-replay: $(STAMP)  ## Handbook through the full online path, decisions written (model: FRAUD_MODEL_PATH)
 	FRAUD_DATA_DIR=$${FRAUD_DATA_DIR:-fraudstream-data} $(BIN)/fraudstream replay handbook
