@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import where_time_goes
 from api_latency import steal_seconds  # the same count beside the API benchmark's figures
 from sqlalchemy import func, select
 
@@ -113,7 +114,15 @@ def main() -> None:
     parser.add_argument(
         "--publish-batch", type=int, default=5000, help="messages per publish call (default: %(default)s)"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record each worker with py-spy while it decides, into PROFILE-1.txt, PROFILE-2.txt, ...; "
+        "benchmarks/where_time_goes.py reads them",
+    )
     args = parser.parse_args()
+    if args.profile is not None:
+        where_time_goes.py_spy()  # exits now when py-spy is missing
 
     token = secrets.token_hex(3)
     sep = "&" if "?" in args.broker else "?"
@@ -150,6 +159,11 @@ def main() -> None:
     try:
         broker.publish("transactions", [])  # create the topic/group before the clock starts
         time.sleep(8)  # workers load the model and join the group
+        spies = []
+        if args.profile is not None:
+            paths = [args.profile.with_name(f"{args.profile.name}-{k + 1}.txt") for k in range(len(workers))]
+            spies = [where_time_goes.record(w.pid, path) for w, path in zip(workers, paths, strict=True)]
+            time.sleep(0.5)  # attached before the first message
         print(f"publishing to {broker_url} for {args.workers} worker(s) ...", flush=True)
         started, cpu_before, steal_before = time.perf_counter(), cpu_seconds(), steal_seconds()
         for lo in range(0, len(bodies), args.publish_batch):
@@ -167,6 +181,8 @@ def main() -> None:
             w.send_signal(signal.SIGTERM)
         for w in workers:
             w.wait(60)
+        for spy in spies:  # they stop when their worker exits, and write their file
+            spy.wait(60)
         broker.close()
         store.close()
     rate = len(ids) / elapsed
@@ -186,6 +202,8 @@ def main() -> None:
         + ")"
         + stolen
     )
+    if spies:
+        print(f"profiles: {', '.join(str(p) for p in paths)} (python benchmarks/where_time_goes.py ...)")
 
 
 if __name__ == "__main__":
