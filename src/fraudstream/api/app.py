@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from fraudstream import __version__
 from fraudstream._gc import freeze_startup_objects, paused_gc
-from fraudstream.api import openapi
+from fraudstream.api import docs, openapi
 from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.bodies import add_component_schemas
 from fraudstream.api.errors import DeadlineMiddleware, install_error_handlers
@@ -162,7 +162,10 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
             if owned:
                 running.close()
 
-    app = FastAPI(title="fraudstream", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="fraudstream", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # served by fraudstream.api.docs, with assets of its own
+    )  # fmt: skip
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.services = None
@@ -181,6 +184,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     app.state.keyring = Keyring(settings)
     app.state.limits = RateLimits(settings, app.state.keyring) if settings.rate_limits else None
     include_routes(app)
+    docs.install(app)
     install_error_handlers(app, settings.max_body_bytes)
     if app.state.limits is not None:  # outside the body limit: a refused client's body is never read
         app.add_middleware(RateLimitMiddleware, limits=app.state.limits)
