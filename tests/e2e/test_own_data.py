@@ -4,6 +4,7 @@ decision whose reasons name their own fields' features."""
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +22,18 @@ from fraudstream.runtime import open_services
 
 runner = CliRunner()
 START = datetime(2025, 3, 1, tzinfo=UTC)
+
+MAPPING = {
+    "timestamp": "when",
+    "timestamp_format": "%d/%m/%Y %H:%M",
+    "customer_id": "card",
+    "amount": "total",
+    "is_fraud": "chargeback",
+    "label_delay": "7d",
+    "types": {"mcc": "text"},
+    "drop": ["row_number"],
+}
+"""How the shop's export names its columns."""
 
 SPEC = {
     "version": "shop-1",
@@ -73,17 +86,7 @@ def test_own_csv_to_trained_model_to_a_decision_naming_custom_features(
     monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("FRAUD_MLFLOW_TRACKING_URI", raising=False)
     own_csv(tmp_path / "export.csv")
-    mapping = {
-        "timestamp": "when",
-        "timestamp_format": "%d/%m/%Y %H:%M",
-        "customer_id": "card",
-        "amount": "total",
-        "is_fraud": "chargeback",
-        "label_delay": "7d",
-        "types": {"mcc": "text"},
-        "drop": ["row_number"],
-    }
-    (tmp_path / "mapping.yaml").write_text(yaml.safe_dump(mapping))
+    (tmp_path / "mapping.yaml").write_text(yaml.safe_dump(MAPPING))
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(SPEC))
     bundle = tmp_path / "model.fsb"
     result = runner.invoke(
@@ -126,3 +129,36 @@ def test_own_csv_to_trained_model_to_a_decision_naming_custom_features(
             assert profile["card_count_24h"] == 2.0 and "card_risky_count_7d" in profile
     finally:
         services.close()
+
+
+def test_train_keeps_a_model_on_other_features_unless_asked_and_the_demo_refuses_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bundle_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("FRAUD_MODEL_PATH", raising=False)
+    monkeypatch.delenv("FRAUD_MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "data").mkdir()
+    demo_model = tmp_path / "data" / "model.fsb"
+    shutil.copyfile(bundle_path, demo_model)  # the default spec's, as `make demo` leaves it
+    before = demo_model.read_bytes()
+    own_csv(tmp_path / "export.csv")
+    (tmp_path / "mapping.yaml").write_text(yaml.safe_dump(MAPPING))
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(SPEC))
+    own = ["train", "--data", "export.csv", "--mapping", "mapping.yaml", "--features", "spec.yaml",
+           "--models", "logistic", "--trials", "0", "--gap-days", "2", "--test-days", "7"]  # fmt: skip
+
+    refused = runner.invoke(app, own)
+    said = " ".join(refused.stderr.split())
+    assert refused.exit_code == 2, refused.stderr
+    assert f"{demo_model} holds model" in said and "--out PATH" in said and "--overwrite" in said
+    assert demo_model.read_bytes() == before
+
+    replaced = runner.invoke(app, [*own, "--overwrite", "--json"])
+    assert replaced.exit_code == 0, replaced.stderr
+    assert json.loads(replaced.stdout)["features"]["spec"] == "shop-1"
+
+    demo = runner.invoke(app, ["demo", "--duration", "1"])
+    said = " ".join(demo.stderr.split())
+    assert demo.exit_code == 2, demo.stderr
+    assert "trained on other features (spec 'shop-1')" in said and "FRAUD_DATA_DIR=demo-data" in said

@@ -103,3 +103,15 @@ def test_the_worker_restarts_itself_with_glibc_keeping_freed_memory(workdir: Pat
     assert environ["MALLOC_TOP_PAD_"] == str(64 << 20)
     assert environ["MALLOC_MMAP_THRESHOLD_"] == MALLOC_ENV["MALLOC_MMAP_THRESHOLD_"]
     assert environ["MALLOC_TRIM_THRESHOLD_"] == MALLOC_ENV["MALLOC_TRIM_THRESHOLD_"]
+
+
+def test_serve_and_worker_take_the_model_to_serve(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = Path(os.environ["FRAUD_MODEL_PATH"])
+    monkeypatch.setenv("FRAUD_MODEL_PATH", str(workdir / "nope.fsb"))  # --model wins over the setting
+    result = runner.invoke(app, ["worker", "--burst", "--model", str(bundle)])
+    assert result.exit_code == 0, result.stderr
+    assert "worker stopped" in result.stderr
+    missing = workdir / "missing.fsb"
+    result = runner.invoke(app, ["serve", "--port", "1", "--model", str(missing)])
+    assert result.exit_code == 2 and f"no model bundle at {missing}" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr

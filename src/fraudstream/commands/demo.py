@@ -47,23 +47,35 @@ def demo_hint(settings: Settings) -> str | None:
 
 def prepare(settings: Settings, trials: int) -> pd.DataFrame:
     """The demo's transactions, generated once, and a model trained on them when there is none or the
-    one found was saved in a bundle format this version no longer reads."""
+    one found was saved in a bundle format this version no longer reads. A model on other features
+    (trained on a team's own data in the same folder) is refused, not replaced: scoring the demo's
+    traffic with it would misjudge it and drop the demo's rules."""
     from fraudstream.commands.training import generate, train
     from fraudstream.datasets.io import read_frame
+    from fraudstream.features import default_feature_set
     from fraudstream.models.bundle import BUNDLE_FORMAT, read_manifest
 
     path = settings.data_dir / "transactions.parquet"
     if not path.exists():
         generate(out_path=path, days=45.0)
+    why = None
     if not settings.bundle_path.exists():
         why = "no model yet:[/] training one (a few minutes, once)"
-    elif read_manifest(settings.bundle_path).bundle_format != BUNDLE_FORMAT:  # an earlier version's
-        why = "the model was saved by an earlier version:[/] training it again (a few minutes)"
     else:
-        why = None
+        manifest = read_manifest(settings.bundle_path)
+        demo_spec = default_feature_set().version
+        if manifest.feature_set_version != demo_spec:
+            raise ValueError(
+                f"{settings.bundle_path} holds model {manifest.version}, trained on other features (spec "
+                f"{manifest.feature_set_version!r}) than the demo's generated traffic (spec {demo_spec!r}): "
+                "the demo would misjudge its traffic with it. Run the demo in a folder of its own "
+                "(FRAUD_DATA_DIR=demo-data fraudstream demo), or move that model away"
+            )
+        if manifest.bundle_format != BUNDLE_FORMAT:  # an earlier version's
+            why = "the model was saved by an earlier version:[/] training it again (a few minutes)"
     if why is not None:
         console.print(f"[bold]{why}")
-        train(data=path, trials=trials, gap_days=7.0, test_days=7.0)
+        train(data=path, trials=trials, gap_days=7.0, test_days=7.0, overwrite=True)
     return read_frame(path)
 
 

@@ -25,6 +25,14 @@ RateOpt = Annotated[float, typer.Option(min=0.1, callback=positive, help="Transa
 DurationOpt = Annotated[
     float | None, typer.Option(callback=positive, help="Stop after this many seconds (default: Ctrl-C).")
 ]
+ServedModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Model to serve: a bundle file, or models:/NAME@ALIAS or models:/NAME/VERSION from the MLflow "
+        "registry (env FRAUD_MODEL_URI; default: FRAUD_MODEL_PATH, else FRAUD_DATA_DIR/model.fsb).",
+    ),
+]
 SourceOpt = Annotated[
     str, typer.Option("--source", help="'generator', or a dataset: handbook, fraud_ecom, paysim, sparkov.")
 ]
@@ -37,6 +45,7 @@ def serve(
     access_log: Annotated[
         bool, typer.Option(help="Log every request (costs throughput; /metrics counts them anyway).")
     ] = False,
+    model: ServedModelOpt = None,
 ) -> None:
     """Run the HTTP API (and, by default, a worker in the same process).
 
@@ -52,12 +61,13 @@ def serve(
 
     with errors():
         refresh_stale_kernels()
-        settings = Settings()
+        settings = served(Settings(), model)
         hint = demo_hint(settings)
         if hint:
             console.print(hint, soft_wrap=True)
         host, port = host or settings.host, port or settings.port
         check_port(host, port)
+        check_model(settings)
         app = create_app(settings, run_worker=with_worker)
         uvicorn.run(
             app, host=host, port=port, log_level="info",
@@ -65,6 +75,22 @@ def serve(
             timeout_graceful_shutdown=5,  # open /v1/stream connections never end by themselves
             **server_options(settings),
         )  # fmt: skip
+
+
+def served(settings: Settings, model: str | None) -> Settings:
+    """``settings`` serving ``model`` (a path or a registry URI) when one is given, as FRAUD_MODEL_URI."""
+    return settings.model_copy(update={"model_uri": model}) if model else settings
+
+
+def check_model(settings: Settings) -> None:
+    """Refuse a model file that is missing or is not a bundle here, in one line, rather than in the
+    server's start-up (a registry URI is resolved when the server starts)."""
+    from fraudstream.models.bundle import read_manifest
+    from fraudstream.registry import is_registry_uri
+
+    uri = (settings.model_uri or "").strip()
+    if not is_registry_uri(uri):
+        read_manifest(Path(uri.removeprefix("file://")) if uri else settings.bundle_path)
 
 
 def worker(
@@ -81,6 +107,7 @@ def worker(
             " cost less per transaction: 10,000-20,000 for a dedicated worker.",
         ),
     ] = None,
+    model: ServedModelOpt = None,
 ) -> None:
     """Consume transactions in batches, score them, store the decisions; Ctrl-C or SIGTERM stops cleanly.
 
@@ -98,6 +125,8 @@ def worker(
         console.print(line)
         raise typer.Exit(0 if alive else 1)
     with errors():
+        settings = served(settings, model)
+        check_model(settings)
         results = publishes_results(settings.broker_url)  # decisions and dead letters to redis:// or kafka://
         with open_worker(
             settings, lambda line: console.print(line, soft_wrap=True),

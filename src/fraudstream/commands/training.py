@@ -104,6 +104,13 @@ def train(
     model_out: Annotated[
         Path | None, typer.Option("--out", help="Bundle to write (default: FRAUD_DATA_DIR/model.fsb).")
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace the model at FRAUD_DATA_DIR/model.fsb even when it reads other features than this "
+            "one (without --out, train refuses to, before training)."
+        ),
+    ] = False,
     models: ModelsOpt = "xgboost,logistic,isolation_forest",
     trials: TrialsOpt = 12,
     folds: FoldsOpt = 3,
@@ -151,9 +158,11 @@ def train(
         end = utc(train_end) or last - timedelta(days=gap_days + test_days)
         windows = Windows(utc(train_start) or first, end, timedelta(days=gap_days), timedelta(days=test_days))
         engine, featured = featurize(frame, features, dataset, windows.train_end, stored)
+        path = model_out or settings.bundle_path
+        if model_out is None and not overwrite:
+            refuse_other_model(path, engine.feature_set)
         with progress() as bar:
             bundle = train_window(featured, windows, engine, config, bar)
-        path = model_out or settings.bundle_path
         payload: dict[str, Any] = {"bundle": str(bundle.save(path)), "version": bundle.manifest.version}
         payload |= {"weights": bundle.manifest.weights, "thresholds": bundle.manifest.thresholds}
         payload["features"] = {"spec": engine.feature_set.version, "count": len(engine.names)}
@@ -188,6 +197,32 @@ def train(
         emit(payload, as_json, table)
         if not as_json:
             out.print(importance_table(payload["top_features"]))
+
+
+def refuse_other_model(path: Path, feature_set: Any) -> None:
+    """Refuse to replace, unasked, the bundle at ``path`` when it reads other features than
+    ``feature_set``: it is someone else's model (the demo's, another dataset's), which everything
+    serving from that path would silently swap for this one. The same features: a retrain, replaced."""
+    from fraudstream.models.bundle import BundleError, read_manifest
+
+    if not path.exists():
+        return
+    try:
+        manifest = read_manifest(path)
+    except BundleError:
+        raise ValueError(
+            f"{path} exists and is not a model bundle: write the model elsewhere with --out PATH, "
+            "or replace that file with --overwrite"
+        ) from None
+    if manifest.feature_set_version == feature_set.version and manifest.feature_names == feature_set.names:
+        return
+    raise ValueError(
+        f"{path} holds model {manifest.version}, trained on other features (spec "
+        f"{manifest.feature_set_version!r}, {len(manifest.feature_names)} features) than this one (spec "
+        f"{feature_set.version!r}, {len(feature_set.names)} features), and whatever serves that path would "
+        "switch to this one: write it elsewhere with --out PATH (and serve it with --model PATH), or "
+        "replace that model with --overwrite"
+    )
 
 
 def evaluate(
