@@ -115,3 +115,15 @@ def test_serve_and_worker_take_the_model_to_serve(workdir: Path, monkeypatch: py
     result = runner.invoke(app, ["serve", "--port", "1", "--model", str(missing)])
     assert result.exit_code == 2 and f"no model bundle at {missing}" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_rules_of_ones_own_naming_what_the_model_lacks(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = workdir / "shop-rules.yaml"
+    rules.write_text("rules:\n  - {name: risky, when: card_risky_count_7d > 2, action: FLAG, reason: r}\n")
+    monkeypatch.setenv("FRAUD_RULES_PATH", str(rules))
+    result = runner.invoke(app, ["serve", "--port", "1"])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "rule 'risky': unknown name 'card_risky_count_7d'" in said, said
+    assert "Traceback" not in result.stderr

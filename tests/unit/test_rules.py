@@ -594,17 +594,25 @@ def test_reloading_needs_a_valid_file_to_start_and_is_thread_safe(tmp_path: Path
 
 def test_the_packaged_rules_leave_out_what_another_spec_lacks(caplog: pytest.LogCaptureFixture) -> None:
     """Asked to (for the packaged rules under a model on other features), a rule reading an unknown
-    name is left out with a warning; other problems, and unknown names otherwise, still fail."""
+    name is left out, and one line says which rules apply and what the others read; other problems,
+    and unknown names otherwise, still fail."""
     data = {
         "rules": [
             {"name": "big", "when": "amount > 100", "action": "FLAG", "reason": "big"},
             {"name": "fast", "when": "customer_count_1h > 5", "action": "FLAG", "reason": "fast"},
+            {"name": "farm", "when": "new_device == 1", "action": "FLAG", "reason": "farm"},
         ]
     }
     with caplog.at_level(logging.WARNING, logger="fraudstream.rules.loader"):
-        rules = parse_rules(data, ["amount"], skip_unknown=True)
+        rules = parse_rules(data, ["amount", "device_id"], skip_unknown=True, source="r.yaml")
     assert [r.name for r in rules.rules] == ["big"]
-    assert "rule 'fast': unknown name 'customer_count_1h'" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "r.yaml: 1 of 3 rules apply (big); the others read features this model does not compute (fast "
+        "reads customer_count_1h, farm reads new_device). Rules over the model's own features go in a "
+        "file of your own: FRAUD_RULES_PATH (docs/rules.md)"
+    ]
+    with pytest.raises(RulesError, match="unknown name 'new_device'$"):  # not 'device_id': unrelated
+        parse_rules({"rules": data["rules"][2:]}, ["amount", "device_id"])
     with pytest.raises(RulesError, match="unknown name"):
         parse_rules(data, ["amount"])
     bad = {"rules": [{"name": "x", "when": "amount >", "action": "FLAG", "reason": "r"}]}

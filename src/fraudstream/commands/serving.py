@@ -83,14 +83,22 @@ def served(settings: Settings, model: str | None) -> Settings:
 
 
 def check_model(settings: Settings) -> None:
-    """Refuse a model file that is missing or is not a bundle here, in one line, rather than in the
-    server's start-up (a registry URI is resolved when the server starts)."""
-    from fraudstream.models.bundle import read_manifest
+    """Refuse, here and in one line rather than in the server's start-up, a model file that is missing
+    or is not a bundle, and a rules file of one's own (FRAUD_RULES_PATH) that names what the model
+    does not compute. A registry URI is resolved, and its rules checked, when the server starts."""
+    from fraudstream.models.bundle import load_bundle, read_manifest
     from fraudstream.registry import is_registry_uri
 
     uri = (settings.model_uri or "").strip()
-    if not is_registry_uri(uri):
-        read_manifest(Path(uri.removeprefix("file://")) if uri else settings.bundle_path)
+    if is_registry_uri(uri):
+        return
+    path = Path(uri.removeprefix("file://")) if uri else settings.bundle_path
+    read_manifest(path)
+    if settings.rules_path is not None and settings.rules_source == "file":
+        from fraudstream.rules.loader import load_rules
+        from fraudstream.rules.names import default_known_names
+
+        load_rules(settings.rules_path, default_known_names(load_bundle(path).feature_set()))
 
 
 def worker(

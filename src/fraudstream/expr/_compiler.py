@@ -150,7 +150,7 @@ class Compiler:
         name = node.id
         if name not in self.kinds:
             hint = " (functions must be called, e.g. abs(x))" if name in FUNCTIONS else ""
-            raise UnknownNameError(f"unknown name {name!r}{hint or suggest(name, self.kinds)}")
+            raise UnknownNameError(f"unknown name {name!r}{hint or suggest(name, self.kinds)}", name=name)
         return self.named(name)
 
     def named(self, name: str) -> tuple[Fn, str]:

@@ -8,10 +8,15 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+SIMILAR = 0.8
+"""How alike a name must be to one known to be suggested for it (difflib's ratio): ``amout`` is
+``amount`` (0.91), ``customer_count_1h`` is ``customer_count_24h`` (0.97); ``new_device`` is not
+``device_id`` (0.74), an unrelated name that merely shares a word."""
+
 
 def suggest(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'amount'?)`` for a near miss, else ``""``: typos are the commonest rule bug."""
-    close = difflib.get_close_matches(word, list(choices), n=1)
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=SIMILAR)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -43,4 +48,17 @@ class ExprError(ValueError):
 
 
 class UnknownNameError(ExprError):
-    """A condition reads a name that is not known: a typo, or a feature the model's spec lacks."""
+    """A condition reads a name that is not known: a typo, or a feature the model's spec lacks.
+    ``name`` is that name."""
+
+    def __init__(
+        self, problem: str, rule: str | None = None, source: str | None = None, *, name: str = ""
+    ) -> None:
+        super().__init__(problem, rule, source)
+        self.name = name
+
+    def within(self, rule: str | None = None, source: str | None = None) -> ExprError:
+        placed = super().within(rule, source)
+        assert isinstance(placed, UnknownNameError)
+        placed.name = self.name
+        return placed

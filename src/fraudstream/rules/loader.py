@@ -170,13 +170,14 @@ def parse_rules(
         raise RulesError("'rules' must be a list of rules", source=source)
     seen: dict[str, int] = {}
     rules = []
+    left_out: list[tuple[str, str]] = []  # (rule, a name it reads that these features lack)
     for i, entry in enumerate(entries, start=1):
         try:
             rule = _parse_rule(i, entry, known, source)
         except UnknownNameError as exc:
             if not skip_unknown:
                 raise
-            logger.warning("%s: left out (these features do not have what it reads)", exc)
+            left_out.append((exc.rule or f"#{i}", exc.name))
             continue
         if rule.name in seen:
             raise RulesError(f"duplicate rule name (rule #{seen[rule.name]} has it too)", rule.name, source)
@@ -192,7 +193,20 @@ def parse_rules(
             )
     if version is None:
         version = _digest(json.dumps(data, sort_keys=True, default=str).encode())
+    if left_out:
+        logger.warning("%s", _applying(source, [r.name for r in rules], left_out))
     return RuleSet(rules=rules, allow=allow, deny=deny, version=version, source=source)
+
+
+def _applying(source: str, kept: list[str], left_out: list[tuple[str, str]]) -> str:
+    """One line: which rules of ``source`` apply to the model's features, and why the others do not."""
+    total = len(kept) + len(left_out)
+    applying = f"{len(kept)} of {total} rules apply" + (f" ({', '.join(kept)})" if kept else "")
+    missing = ", ".join(f"{rule} reads {name}" for rule, name in left_out)
+    return (
+        f"{source}: {applying}; the others read features this model does not compute ({missing}). "
+        "Rules over the model's own features go in a file of your own: FRAUD_RULES_PATH (docs/rules.md)"
+    )
 
 
 def _parse_rule(i: int, entry: Any, known: Iterable[str] | Mapping[str, str], source: str) -> Rule:
