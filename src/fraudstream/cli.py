@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import typer
-
 from fraudstream.commands import (
     archive,
     check,
@@ -21,12 +19,14 @@ from fraudstream.commands import (
     spark,
     training,
 )
+from fraudstream.commands.common import command_group
 
-app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="fraudstream: real-time fraud detection with point-in-time features, trained models and rules.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
+app = command_group(
+    "fraudstream: real-time fraud detection with point-in-time features, trained models and rules.",
+    epilog="Start with `fraudstream demo` (train, then API, worker, simulator and dashboard on live "
+    "traffic). Your own data: `fraudstream train --data export.csv --mapping mapping.yaml --out shop.fsb`, "
+    "then `fraudstream serve --model shop.fsb`. `fraudstream COMMAND --help` for each command; the "
+    "documentation is in docs/ (getting-started.md first), and `make docs-serve` serves it.",
 )
 
 

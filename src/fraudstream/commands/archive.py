@@ -16,14 +16,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fraudstream.commands.common import JsonOpt, console, emit, errors, out, settings_with
+from fraudstream.commands.common import JsonOpt, command_group, console, emit, errors, out, settings_with
 
-app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="The object-store archive (FRAUD_ARCHIVE_URL: s3://bucket/prefix or a folder): copy decisions, "
+app = command_group(
+    "The object-store archive (FRAUD_ARCHIVE_URL: s3://bucket/prefix or a folder): copy decisions, "
     "transactions and labels from the database as date-partitioned Parquet, each exactly once "
-    "(run), or show how far that has got (status). `fraudstream train --data URL` reads it back.",
-    no_args_is_help=True,
+    "(run), or show how far that has got (status). `fraudstream train --data URL` reads it back."
 )
 
 UrlOpt = Annotated[

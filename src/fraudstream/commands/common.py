@@ -15,11 +15,14 @@ import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
 
 from fraudstream.config import Settings
 
-console = Console(stderr=True)
-out = Console()
+# Written to a file or a pipe, a line stays whole (a path is never broken across lines); on a
+# terminal, text wraps to its width.
+console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+out = Console(soft_wrap=not sys.stdout.isatty())
 
 DataOpt = Annotated[
     Path | None,
@@ -97,7 +100,36 @@ _FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]
 
 
 def date_option(help_text: str) -> Any:
-    return typer.Option(formats=_FORMATS, help=f"{help_text} (UTC, YYYY-MM-DD).")
+    return typer.Option(formats=_FORMATS, metavar="<date>", help=f"{help_text} (UTC, YYYY-MM-DD).")
+
+
+class _Commands(TyperGroup):
+    """Lists its commands with the whole first sentence of each one's help, wrapped to the terminal,
+    where click cuts it with "..." to fit one line."""
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def command_group(help_text: str | None = None, epilog: str | None = None) -> typer.Typer:
+    """A group of commands whose help reads well at 80 columns: click's plain layout, each option's
+    text wrapped beside it, rather than Typer's rich panels, which give the text a narrow column and
+    cut it."""
+    return typer.Typer(
+        cls=_Commands,
+        rich_markup_mode=None,
+        help=help_text,
+        epilog=epilog,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+    )
 
 
 def utc(value: datetime | None) -> datetime | None:

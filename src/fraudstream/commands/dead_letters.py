@@ -9,13 +9,11 @@ from urllib.parse import urlparse
 import typer
 from rich.table import Table
 
-from fraudstream.commands.common import JsonOpt, console, emit, errors, settings_with
+from fraudstream.commands.common import JsonOpt, command_group, console, emit, errors, settings_with
 
-app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="What could not be decided (invalid, unscoreable, or it kept killing workers), and sending it "
-    "back to the workers once the cause is fixed.",
-    no_args_is_help=True,
+app = command_group(
+    "What could not be decided (invalid, unscoreable, or it kept killing workers), and sending it "
+    "back to the workers once the cause is fixed."
 )
 MAX_ID = 2**63 - 1
 """Ids are 64-bit integers in both databases."""

@@ -13,14 +13,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fraudstream.commands.common import JsonOpt, console, emit, errors, out, settings_with
+from fraudstream.commands.common import JsonOpt, command_group, console, emit, errors, out, settings_with
 
-app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="Named API keys with a role (ingest, analyst, admin), stored hashed in the database: create "
+app = command_group(
+    "Named API keys with a role (ingest, analyst, admin), stored hashed in the database: create "
     "one (its token is printed once), list them, revoke one. Running servers follow within "
-    "FRAUD_KEY_CACHE_SECONDS.",
-    no_args_is_help=True,
+    "FRAUD_KEY_CACHE_SECONDS."
 )
 
 NameArg = Annotated[

@@ -13,14 +13,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fraudstream.commands.common import JsonOpt, console, emit, errors, out, settings_with
+from fraudstream.commands.common import JsonOpt, command_group, console, emit, errors, out, settings_with
 
-app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="The MLflow Model Registry: list versions, promote one to champion, roll back. Servers started "
+app = command_group(
+    "The MLflow Model Registry: list versions, promote one to champion, roll back. Servers started "
     "with FRAUD_MODEL_URI=models:/fraudstream@champion swap the new champion in within "
-    "FRAUD_MODEL_POLL_SECONDS, without a restart, when it reads the same feature set.",
-    no_args_is_help=True,
+    "FRAUD_MODEL_POLL_SECONDS, without a restart, when it reads the same feature set."
 )
 
 ByOpt = Annotated[

@@ -17,13 +17,20 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fraudstream.commands.common import JsonOpt, console, date_option, emit, errors, settings_with, utc
+from fraudstream.commands.common import (
+    JsonOpt,
+    command_group,
+    console,
+    date_option,
+    emit,
+    errors,
+    settings_with,
+    utc,
+)
 
-app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="Analysts' rules: backtest a candidate rules file over the stored decisions and labels; export "
-    "and list the versions kept in the database (FRAUD_RULES_SOURCE=database).",
-    no_args_is_help=True,
+app = command_group(
+    "Analysts' rules: backtest a candidate rules file over the stored decisions and labels; export "
+    "and list the versions kept in the database (FRAUD_RULES_SOURCE=database)."
 )
 
 

@@ -7,9 +7,11 @@ from typing import Annotated
 
 import typer
 
-from fraudstream.commands.common import console, errors, settings_with
+from fraudstream.commands.common import command_group, console, errors, settings_with
 
-app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown")
+app = command_group(
+    "Jobs on Apache Spark: the streaming scorer. Needs fraudstream's spark extra and Java 17 or newer."
+)
 
 
 @app.callback()

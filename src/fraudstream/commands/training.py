@@ -186,10 +186,11 @@ def train(
             payload["registered"] = add_version(
                 path, test, settings=settings, run_id=payload["mlflow_run_id"]
             )
+        weights = ", ".join(f"{name} {weight:.2f}" for name, weight in bundle.manifest.weights.items())
+        flag, block = bundle.manifest.thresholds["flag"], bundle.manifest.thresholds["block"]
         console.print(
-            f"model [bold]{bundle.manifest.version}[/] → {path} "
-            f"(weights {bundle.manifest.weights}, FLAG ≥ {bundle.manifest.thresholds['flag']:.4f}, "
-            f"BLOCK ≥ {bundle.manifest.thresholds['block']:.4f})"
+            f"model [bold]{bundle.manifest.version}[/] → {path} (weights: {weights}; "
+            f"FLAG ≥ {flag:.4f}, BLOCK ≥ {block:.4f})"
         )
         if register:
             done = payload["registered"]
