@@ -173,3 +173,11 @@ def test_rules_are_compiled_off_the_event_loop(api: Api, monkeypatch: Any) -> No
         release.set()
         backtest.join(60)
     assert answers == [200]
+
+
+def test_rules_holding_an_integer_beyond_64_bits_get_a_422_not_a_500(api: Api) -> None:
+    client, _, _ = api
+    rules = {"rules": [{"name": "big", "when": "amount > 1", "action": "FLAG", "reason": "r", "x": 2**100}]}
+    answer = client.post("/v1/rules/backtest", json={"rules": rules})
+    assert answer.status_code == 422, answer.text
+    assert "unknown key 'x'" in answer.text

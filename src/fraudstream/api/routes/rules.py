@@ -16,6 +16,7 @@ those made live. A candidate that does not compile is refused with 422, naming t
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,10 +45,17 @@ SOURCE = "candidate"
 
 def _bounded(value: str | dict[str, Any]) -> str | dict[str, Any]:
     """The rules as given, when their text (or their JSON) is at most :data:`MAX_TEXT` bytes."""
-    size = len(value.encode("utf-8", "surrogatepass")) if isinstance(value, str) else len(orjson.dumps(value))
+    size = len(value.encode("utf-8", "surrogatepass")) if isinstance(value, str) else _json_size(value)
     if size > MAX_TEXT:
         raise ValueError(f"the rules are {size:,} bytes; at most {MAX_TEXT:,}")
     return value
+
+
+def _json_size(value: dict[str, Any]) -> int:
+    try:
+        return len(orjson.dumps(value))
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, or text that is not UTF-8: the slow way
+        return len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
 
 
 class RulesIn(BaseModel):
