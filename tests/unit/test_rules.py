@@ -611,7 +611,7 @@ def test_the_packaged_rules_leave_out_what_another_spec_lacks(caplog: pytest.Log
         "reads customer_count_1h, farm reads new_device). Rules over the model's own features go in a "
         "file of your own: FRAUD_RULES_PATH (docs/rules.md)"
     ]
-    with pytest.raises(RulesError, match="unknown name 'new_device'$"):  # not 'device_id': unrelated
+    with pytest.raises(RulesError, match=r"unknown name 'new_device'$"):  # not 'device_id': unrelated
         parse_rules({"rules": data["rules"][2:]}, ["amount", "device_id"])
     with pytest.raises(RulesError, match="unknown name"):
         parse_rules(data, ["amount"])
