@@ -339,3 +339,20 @@ def test_a_nul_character_in_an_id_is_named_with_its_row() -> None:
     with pytest.raises(SchemaError, match="transaction_id") as raised:
         normalize_frame(frame)
     assert raised.value.row == 1 and "NUL" in str(raised.value)
+
+
+def test_fraud_data_re_saved_by_a_spreadsheet_loads(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Two-digit years, a header the spreadsheet capitalised, and a last row cut before its class."""
+    path = tmp_path / "Fraud_Data.csv"
+    path.write_text(
+        "User_id,signup_time,purchase_time,purchase_value,device_id,source,browser,sex,age,ip_address,class\n"
+        "22058,2/24/15 22:55,4/18/15 2:47,34,QVPSPJUOCKZAR,SEO,Chrome,M,39,732758368.8,0\n"
+        "333320,6/7/15 20:39,6/8/15 1:38,16,EOGFQPIZPYXFZ,Ads,Chrome,F,53,350311387.9,1\n"
+        "1359,1/1/15 18:52,1/1/15 18:52,15,YSSKYOSJHPPLJ,SEO,Opera,M,53,2621473820,\n"
+    )
+    with caplog.at_level("WARNING", logger="fraudstream.datasets.fraud_ecom"):
+        frame = load_fraud_ecom(path)
+    assert frame["timestamp"].min() == ts("2015-01-01 18:52") and len(frame) == 3
+    last = frame.set_index("transaction_id").loc["ecom-1359"]
+    assert pd.isna(last["is_fraud"]) and pd.isna(last["label_time"])
+    assert "1 purchase without a class (the first on line 4): kept, unlabelled" in caplog.text

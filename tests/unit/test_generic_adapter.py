@@ -325,3 +325,18 @@ def test_a_semicolon_file_with_labels_in_words(tmp_path: Path) -> None:
 )
 def test_extra_column_names(column: str, position: int, name: str) -> None:
     assert extra_column_name(column, position) == name
+
+
+def test_a_spreadsheets_file_reads_header_case_crlf_and_two_digit_years(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_bytes(b"When,CARD,Total\r\n4/18/15 2:47,c1,10.5\r\n4/19/15 13:05,c2,3\r\n")
+    mapping = {"timestamp": "when", "customer_id": "card", "amount": "total"}
+    with pytest.raises(MappingError, match=r"line 2: '4/18/15 2:47' is not an ISO 8601 time \(they read as "
+                       r"'%m/%d/%y %H:%M': set timestamp_format"):  # fmt: skip
+        load_generic(path, mapping)
+    frame = load_generic(path, {**mapping, "timestamp_format": "%m/%d/%y %H:%M"})
+    assert frame["timestamp"].tolist() == [ts("2015-04-18 02:47"), ts("2015-04-19 13:05")]
+    assert frame["customer_id"].tolist() == ["c1", "c2"] and frame["amount"].tolist() == [10.5, 3.0]
+    path.write_bytes(b"when,card,total\n4/5/15 2:47,c1,1\n")
+    with pytest.raises(MappingError, match=r"'%m/%d/%y %H:%M' or '%d/%m/%y %H:%M'"):  # ambiguous: says both
+        load_generic(path, mapping)

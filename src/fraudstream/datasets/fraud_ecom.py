@@ -24,8 +24,11 @@ FRAUD_DATA_FILE = "fraud_ecom/Fraud_Data_first30k.csv"
 IP_COUNTRY_FILE = "fraud_ecom/IpAddress_to_Country_truncated.csv"
 FULL_FILES = ("Fraud_Data.csv", "IpAddress_to_Country.csv")
 TIME_FORMAT = "%m/%d/%Y %H:%M"
-TIME_FORMATS = (TIME_FORMAT, "ISO8601")
-"""The sample's spreadsheet times, then the public file's ``YYYY-MM-DD HH:MM:SS``."""
+TIME_FORMATS = (
+    TIME_FORMAT, "%m/%d/%y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%y %H:%M:%S", "ISO8601"
+)  # fmt: skip
+"""The sample's spreadsheet times (a spreadsheet may save them with two-digit years, or with
+seconds), then the public file's ``YYYY-MM-DD HH:MM:SS``."""
 REQUIRED = ("user_id", "signup_time", "purchase_time", "purchase_value", "class")
 OPTIONAL = ("device_id", "source", "browser", "sex", "age", "ip_address")
 """Columns a file may lack: a purchase is still a purchase without them (see :func:`load_fraud_ecom`)."""
@@ -135,7 +138,14 @@ def load_fraud_ecom(
         )  # fmt: skip
     later = [name for name in _TYPES if name in raw.columns and name not in ("user_id", "signup_time")]
     cut = raw[later].isna().all(axis=1)
+    lines = np.flatnonzero(~cut.to_numpy()) + 2  # each kept row's line in the file (the header is line 1)
     raw = raw[~cut].reset_index(drop=True)
+    unlabelled = raw["class"].isna().to_numpy()
+    if unlabelled.any():
+        log.warning(
+            "%s: %d purchase%s without a class (the first on line %d): kept, unlabelled",
+            path, int(unlabelled.sum()), "s" if unlabelled.sum() > 1 else "", lines[unlabelled][0],
+        )  # fmt: skip
 
     timestamp = parse_times(raw["purchase_time"], "purchase_time", path, TIME_FORMATS)
     if "ip_address" in raw.columns:
@@ -157,7 +167,7 @@ def load_fraud_ecom(
             "country": country,
             "account_created_at": parse_times(raw["signup_time"], "signup_time", path, TIME_FORMATS),
             "is_fraud": raw["class"].astype("boolean"),
-            "label_time": timestamp + label_delay,
+            "label_time": (timestamp + label_delay).where(~unlabelled),
             **{f"extra.{name}": raw[name] for name in ("source", "sex", "age") if name in raw.columns},
         }
     )

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from fraudstream.datasets.io import csv_header, infer_kind, read_csv_columns, table_to_frame
+from fraudstream.datasets.io import csv_header, fitting_formats, infer_kind, read_csv_columns, table_to_frame
 from fraudstream.events.errors import SchemaError
 from fraudstream.events.frame import (
     EXTRA_KINDS,
@@ -263,6 +263,7 @@ def load_generic(
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     header = csv_header(path, spec.delimiter) if suffix == ".csv" else pq.read_schema(path).names
+    spec = _as_spelled(spec, header)
     columns = _check_columns(spec, header, path)
     raw = _read(path, suffix, columns, spec, limit)
     reader = _Reader(spec, path, line_offset=2 if suffix == ".csv" else None)
@@ -306,6 +307,27 @@ def load_generic(
     if not frame["timestamp"].is_monotonic_increasing:
         frame = frame.sort_values("timestamp", kind="stable", ignore_index=True)
     return frame
+
+
+def _as_spelled(spec: ColumnMapping, header: list[str]) -> ColumnMapping:
+    """``spec`` naming the file's columns as the file spells them, where a name differs only in case
+    (``User_id`` for ``user_id``: a spreadsheet may rewrite a header) and no column is spelled
+    exactly so."""
+    exact = set(header)
+    folded: dict[str, list[str]] = {}
+    for column in header:
+        folded.setdefault(column.casefold(), []).append(column)
+
+    def spelled(column: str) -> str:
+        alike = folded.get(column.casefold(), [])
+        return alike[0] if column not in exact and len(alike) == 1 else column
+
+    return replace(
+        spec,
+        fields={key: spelled(column) for key, column in spec.fields.items()},
+        drop=tuple(spelled(column) for column in spec.drop),
+        types={spelled(column): kind for column, kind in spec.types.items()},
+    )
 
 
 def _check_columns(spec: ColumnMapping, header: list[str], path: Path) -> dict[str, str]:
@@ -374,6 +396,17 @@ def _read(
     return table_to_frame(table)
 
 
+def _format_hint(text: pd.Series) -> str:
+    """What to set ``timestamp_format`` to for times written as ``text`` is, if a spreadsheet's."""
+    fitting = fitting_formats(text)
+    if not fitting:
+        return "set timestamp_format in the mapping for another format"
+    if len(fitting) == 1:
+        return f"they read as {fitting[0]!r}: set timestamp_format: {fitting[0]!r} in the mapping"
+    options = " or ".join(repr(f) for f in fitting)
+    return f"they read as {options}: set timestamp_format in the mapping to the one the file means"
+
+
 class _Reader:
     """Converts the file's columns, naming the key, column and row of a value that does not fit."""
 
@@ -435,10 +468,9 @@ class _Reader:
             self.fail(key, column, values, present & numbers.isna(), f"an epoch time in {unit or 's'}")
             return self._epoch(key, column, values, numbers.astype("float64"))
         parsed = pd.to_datetime(text.where(present), format="ISO8601", utc=True, errors="coerce")
-        self.fail(
-            key, column, values, present & parsed.isna(),
-            "an ISO 8601 time (set timestamp_format in the mapping for another format)",
-        )  # fmt: skip
+        bad = present & parsed.isna()
+        if bad.any():
+            self.fail(key, column, values, bad, f"an ISO 8601 time ({_format_hint(text[present])})")
         return parsed.dt.as_unit("us")
 
     def _epoch(self, key: str, column: str, values: pd.Series, numbers: pd.Series) -> pd.Series:

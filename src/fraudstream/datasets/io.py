@@ -157,6 +157,31 @@ def parse_times(text: pd.Series, field: str, source: object, formats: Sequence[s
     return parsed.dt.as_unit("us")
 
 
+SPREADSHEET_TIMES = tuple(
+    f"{date} {time}"
+    for date in ("%m/%d/%Y", "%m/%d/%y", "%d/%m/%Y", "%d/%m/%y", "%d.%m.%Y", "%d.%m.%y", "%Y/%m/%d")
+    for time in ("%H:%M", "%H:%M:%S")
+)
+"""The times spreadsheet programs write: month or day first, four- or two-digit years, with or
+without seconds."""
+
+
+def fitting_formats(text: pd.Series, formats: Sequence[str] = SPREADSHEET_TIMES) -> list[str]:
+    """The ``formats`` every present value of ``text`` parses with (several when day and month are
+    both possible: ``4/5/15``), to suggest to whoever must say which."""
+    present = text.dropna().astype(str).str.strip()
+    present = present[present.ne("")]
+    if present.empty:
+        return []
+    sample = present.iloc[:: max(1, len(present) // 1000)]  # a thousand values say it well enough
+    fitting = []
+    for fmt in formats:
+        parsed = pd.to_datetime(sample, format=fmt, errors="coerce")
+        if parsed.notna().all():
+            fitting.append(fmt)
+    return fitting
+
+
 def pick_format(text: pd.Series, formats: Sequence[str]) -> str | None:
     """The first of ``formats`` that the first present value of ``text`` parses with, if any."""
     present = text.dropna()
@@ -204,13 +229,18 @@ def read_csv_columns(
     that does not parse as its type is a :class:`ValueError` naming the file, column and row.
     """
     header = csv_header(path, delimiter)
-    duplicated = sorted({name for name in header if header.count(name) > 1 and name in columns})
+    named = header_names(header, columns)
+    duplicated = sorted({name for name in named.values() if list(named.values()).count(name) > 1})
+    duplicated += sorted({name for name in header if header.count(name) > 1 and name in named})
     if duplicated:
-        raise SchemaError(duplicated[0], f"the column appears more than once in {path}")
-    missing = [name for name in required if name not in header]
+        raise SchemaError(
+            named.get(duplicated[0], duplicated[0]), f"the column appears more than once in {path}"
+        )
+    missing = [name for name in required if name not in named.values()]
     if missing:
         raise SchemaError(missing[0], f"required column is missing from {path}")
-    present = [name for name in columns if name in header]
+    by_name = {wanted: column for column, wanted in named.items()}
+    present = [by_name[name] for name in columns if name in by_name]  # as the file spells them
     short: list[Any] = []
 
     def skip_short(row: Any) -> str:
@@ -226,7 +256,7 @@ def read_csv_columns(
             parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=skip_short),
             convert_options=pacsv.ConvertOptions(
                 include_columns=present,
-                column_types={name: columns[name] for name in present},
+                column_types={name: columns[named[name]] for name in present},
                 null_values=[""],
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=True,
@@ -249,8 +279,22 @@ def read_csv_columns(
             "%s: skipped %d row%s with too few fields (the first: %s, %r), as a file cut short ends",
             path, len(short), "s" if len(short) > 1 else "", line, short[0].text,
         )  # fmt: skip
-    frame = table_to_frame(table)
-    return frame, [name for name in columns if name not in header]
+    frame = table_to_frame(table).rename(columns=named)
+    return frame, [name for name in columns if name not in named.values()]
+
+
+def header_names(header: Sequence[str], wanted: Collection[str]) -> dict[str, str]:
+    """The file's columns that are ``wanted``, each to the wanted name: spelled alike, else alike but
+    for case (``User_id`` for ``user_id``, as a spreadsheet may rewrite a header)."""
+    exact = set(header)
+    folded = {name.casefold(): name for name in wanted if name not in exact}
+    out = {}
+    for column in header:
+        if column in wanted:
+            out[column] = column
+        elif column.casefold() in folded:
+            out[column] = folded[column.casefold()]
+    return out
 
 
 def table_to_frame(table: pa.Table) -> pd.DataFrame:
