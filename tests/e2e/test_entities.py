@@ -3,6 +3,7 @@ they share."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from tests.e2e.apitools import NOW, Api, tx
@@ -58,3 +59,26 @@ def test_search_finds_values_by_their_beginning_and_wrong_fields_say_so(api: Api
     assert client.get("/v1/entities/customer_id/nobody").status_code == 404
     bad = client.get("/v1/entities/not-a-field!/x")
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["path", "field"]
+
+
+def test_a_stream_dated_in_the_past_shows_its_profiles_and_links_in_its_own_time(api: Api) -> None:
+    """A replayed or delayed stream: profiles and links are read in the data's time, not the clock's."""
+    client, _, _ = api
+    past = timedelta(days=400)  # far beyond every window and the feature set's retention
+    for body in (
+        tx("p1", "P-1", minutes_ago=30, ip_address="10.9.9.9"),
+        tx("p2", "P-2", minutes_ago=20, ip_address="10.9.9.9"),
+        tx("p3", "P-1", minutes_ago=10, ip_address="10.9.9.9"),
+    ):
+        body["timestamp"] = (datetime.fromisoformat(body["timestamp"]) - past).isoformat()
+        assert client.post("/v1/score", json=body).status_code == 200
+    profile = client.get("/v1/customers/P-1").json()
+    assert profile["features"]["customer_count_24h"] == 2.0  # p1 and p3, as of just after p3
+    assert datetime.fromisoformat(profile["as_of"]) < NOW - past
+    then = client.get("/v1/customers/P-1", params={"as_of": (NOW - past - timedelta(minutes=15)).isoformat()})
+    assert then.json()["features"]["customer_count_24h"] == 1.0  # only p1 before that time
+    ip = client.get("/v1/entities/ip_address/10.9.9.9").json()
+    assert {link["value"] for link in ip["linked"] if link["field"] == "customer_id"} == {"P-1", "P-2"}
+    assert {s["customer_id"] for s in client.get("/v1/entities/customer_id/P-1").json()["shared"]} == {"P-2"}
+    bad = client.get("/v1/customers/P-1", params={"as_of": "1066-10-14T12:00:00Z"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "as_of"]

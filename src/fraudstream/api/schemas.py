@@ -165,7 +165,9 @@ class StatsOut(BaseModel):
     latency_ms: dict[str, float | None] = Field(
         description=f"p50/p95/p99 of total scoring latency, newest {LATENCY_SAMPLE:,} decisions in the window"
     )
-    throughput_per_s: float = Field(description="decisions per second, averaged over the whole window")
+    throughput_per_s: float = Field(
+        description="decisions per second, averaged from the window's first decision on (at least a second)"
+    )
     recent_throughput_per_s: float = Field(
         description="decisions per second over the window's last recent_s seconds: the rate flowing now"
     )

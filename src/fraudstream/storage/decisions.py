@@ -274,7 +274,8 @@ class DecisionRepository:
         """Counts, flagged share, latency percentiles, throughput and fraud labels since ``since``.
 
         ``flagged_rate`` is the share of FLAG and BLOCK decisions. ``throughput_per_s`` averages the
-        whole window, so an hour's window shows a fraction of a rate that began a minute ago;
+        span the window actually holds decisions over, from its first decision (at least a second):
+        traffic that began a minute ago shows its rate, not a sixtieth of it in an hour's window;
         ``recent_throughput_per_s`` is the rate over the last :data:`RECENT_SECONDS` (or the window,
         when shorter), the rate flowing now. A dashboard asks every few seconds (an
         hour at 500/s is 1.8 M rows), so counts come from the per-minute counts (:mod:`.rollup`), all but
@@ -299,8 +300,10 @@ class DecisionRepository:
             totals = conn.execute(newest).scalars()
             latencies = np.array([value for value in totals if value is not None], dtype=float)
             labelled_fraud = int(conn.execute(fraud_labels).scalar_one())
+            first = conn.execute(select(func.min(_d.c.decided_at)).where(in_window)).scalar()
         total = sum(by_decision.values())
-        seconds = (now - since).total_seconds()
+        start = since if first is None else max(since, _utc(first))
+        seconds = max((now - start).total_seconds(), 1.0)
         recent_seconds = max((now - recent_since).total_seconds(), 0.0)
         p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) if latencies.size else (None, None, None)
         return {
@@ -340,3 +343,7 @@ class DecisionRepository:
             decisions = self._saver.records(conn, conn.execute(decisions_query).mappings())
             labels = dicts(conn.execute(labels_query).mappings())
         return {"customer_id": customer_id, "decisions": decisions, "labels": labels}
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import builtins
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, cast, func, select
@@ -48,6 +48,12 @@ class Entity:
     shared: builtins.list[dict[str, Any]] = field(default_factory=list)
     """Other customers who used one of its devices or IP addresses: ``customer_id``, ``via``,
     ``transactions``, ``known_fraud``."""
+    since: datetime | None = None
+    """Where its links were read from."""
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def column(name: str) -> ColumnElement[Any]:
@@ -89,9 +95,11 @@ class EntityRepository:
         found.sort(key=lambda e: (e["value"] != text, -e["transactions"]))
         return found[:limit]
 
-    def get(self, name: str, value: str, since: datetime, limit: int = 100) -> Entity | None:
-        """The entity ``name`` = ``value`` over the transactions since ``since`` (its history: the newest
-        ``limit`` with their decisions and labels), or ``None`` when it has none at all."""
+    def get(self, name: str, value: str, since: datetime | timedelta, limit: int = 100) -> Entity | None:
+        """The entity ``name`` = ``value`` (its history: the newest ``limit`` transactions with their
+        decisions and labels), its links over the transactions since ``since``, or ``None`` when it has
+        none at all. A ``timedelta`` reaches back from the entity's latest transaction, the data's time:
+        a replayed or delayed stream links what a live one does, whatever the clock says."""
         entity = Entity(name, value)
         mine = column(name) == value
         fraud = (
@@ -122,6 +130,9 @@ class EntityRepository:
                 verdict = row.pop("fraud")
                 row["known_fraud"] = None if verdict is None else bool(verdict)
             entity.transactions = rows
+            if isinstance(since, timedelta):
+                since = _aware(rows[0]["timestamp"]) - since  # the newest first
+            entity.since = since
             case_ids = sorted({r["case_id"] for r in rows if r["case_id"] is not None})
             by_group = (_c.c.group_key == name) & (_c.c.group_value == value)
             cases = select(_c).where(by_group | _c.c.id.in_(case_ids)).order_by(_c.c.opened_at.desc())

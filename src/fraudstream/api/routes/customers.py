@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from fraudstream.api.deps import DeciderDep, StoreDep
 from fraudstream.api.schemas import CustomerOut, LabelOut, StoredDecisionOut
 from fraudstream.events.batch import TransactionBatch
-from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH, Transaction
+from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH, Transaction, UTCTime
 from fraudstream.features import plan
 from fraudstream.pipeline.decider import Decider
 
@@ -34,6 +34,10 @@ PROBE_OPS = frozenset(
         plan.SPEED,
     }
 )
+
+
+JUST_AFTER = timedelta(milliseconds=1)
+"""A profile is read this long after the customer's latest transaction, so that it counts it."""
 
 
 def customer_features(decider: Decider, customer_id: str, now: datetime) -> dict[str, float | None]:
@@ -71,16 +75,29 @@ def customer(
     store: StoreDep,
     decider: DeciderDep,
     limit: Annotated[int, Query(ge=1, le=500, description="most recent decisions and labels")] = 50,
+    as_of: Annotated[
+        UTCTime | None,
+        Query(
+            description="the features as a transaction at this time would see them (default: just "
+            "after the customer's latest transaction)"
+        ),
+    ] = None,
 ) -> CustomerOut:
-    """Current feature values, recent decisions and fraud labels; 404 when none are known."""
+    """Feature values, recent decisions and fraud labels; 404 when none are known.
+
+    The features are those of the data's time, not the clock's: by default as a transaction just
+    after the customer's latest one would see them, so a replayed or delayed stream shows the context
+    a live one does."""
     history = store.decisions.customer_history(customer_id, limit=limit)
     if not history["decisions"] and not history["labels"]:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decisions or labels for customer {customer_id!r}")
-    now = datetime.now(UTC)
+    if as_of is None:
+        times = [r.timestamp for r in history["decisions"]]
+        as_of = max(times) + JUST_AFTER if times else datetime.now(UTC)
     return CustomerOut(
         customer_id=customer_id,
-        as_of=now,
-        features=customer_features(decider, customer_id, now),
+        as_of=as_of,
+        features=customer_features(decider, customer_id, as_of),
         decisions=[StoredDecisionOut.from_record(r) for r in history["decisions"]],
         labels=[LabelOut.model_validate(row) for row in history["labels"]],
     )

@@ -4,7 +4,7 @@ entities linked to it through shared devices and IP addresses within the feature
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from fraudstream.api.deps import ScorerDep, StoreDep
+from fraudstream.events.transaction import UTCTime
 from fraudstream.storage.entities import COLUMNS, column
 
 router = APIRouter(prefix="/v1/entities", tags=["entities"])
@@ -69,7 +70,10 @@ class EntityOut(BaseModel):
 
     field: str
     value: str
-    since: datetime = Field(description="links are read from here on: the feature set's retention back")
+    since: datetime = Field(
+        description="links are read from here on: the feature set's retention back from `as_of`, by "
+        "default from the entity's latest transaction (the data's time, not the clock's)"
+    )
     transactions: list[EntityTransactionOut] = Field(description="newest first")
     cases: list[dict[str, Any]]
     linked: list[LinkedOut] = Field(description="the other fields' values among its transactions")
@@ -110,17 +114,26 @@ async def entity(
     store: StoreDep,
     scorer: ScorerDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="most recent transactions")] = 100,
+    as_of: Annotated[
+        UTCTime | None,
+        Query(
+            description="read links from one retention before this time (default: before the entity's "
+            "latest transaction)"
+        ),
+    ] = None,
 ) -> EntityOut:
     """One entity: its transactions, their decisions and labels, its cases, and its links."""
     _field(field, ("path", "field"))
-    since = datetime.now(UTC) - timedelta(seconds=scorer.engine.feature_set.retention)
+    retention = timedelta(seconds=scorer.engine.feature_set.retention)
+    since = retention if as_of is None else as_of - retention
     found = await run_in_threadpool(store.entities.get, field, value, since, limit)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no transaction has {field} {value!r}")
+    assert found.since is not None
     return EntityOut(
         field=field,
         value=value,
-        since=since,
+        since=found.since,
         transactions=[EntityTransactionOut(**t) for t in found.transactions],
         cases=found.cases,
         linked=[LinkedOut(**link) for link in found.linked],
