@@ -20,7 +20,7 @@ from fraudstream.models.bundle import load_bundle, read_reference
 from fraudstream.models.ensemble import model_decisions
 from fraudstream.models.reference import NO_REFERENCE, Reference, bin_counts, build_reference
 from fraudstream.monitoring import DriftMonitor, monitor_for, psi
-from fraudstream.monitoring.drift import SLOTS
+from fraudstream.monitoring.drift import SLOTS, compare
 
 THRESHOLDS = {"flag": 0.3, "block": 0.8}
 NAMES = ["amount", "is_night", "ratio"]
@@ -135,6 +135,22 @@ def test_a_stable_stream_stays_below_the_threshold_and_a_shifted_one_drifts(refe
     assert moved.score_drifting and moved.drifting == ["amount"]
     assert moved.features[0].feature == "amount" and moved.features[0].psi > 1
     assert moved.decision_rates["window"]["FLAG"] > moved.decision_rates["reference"]["FLAG"]
+
+
+def test_a_calendar_feature_drifts_only_over_a_week_or_more(reference: Reference) -> None:
+    """An hour of traffic is not the training weeks' mix of hours and days: no alarm from it."""
+    rng = np.random.default_rng(5)
+    shifted = monitor(reference, Clock())
+    for _ in range(20):
+        X, p = training_like(rng, 100)
+        X[:, 0] *= 10
+        shifted.observe(X, p)
+    options = {"model_version": "m1", "threshold": 0.2, "min_count": 100, "calendar": ["amount"]}
+    hour = compare(reference, shifted.window_counts(), window_seconds=3600, **options)
+    assert hour.drifting == [] and hour.features[0].feature == "amount" and hour.features[0].psi > 1
+    assert hour.features[0].calendar and not hour.features[0].drifting
+    weeks = compare(reference, shifted.window_counts(), window_seconds=8 * 86_400, **options)
+    assert weeks.drifting == ["amount"]
 
 
 def test_the_window_forgets_batches_older_than_itself(reference: Reference) -> None:

@@ -66,7 +66,7 @@ def drift(
 
     Example: fraudstream drift --since 7d --json
     """
-    from fraudstream.models.bundle import read_manifest, read_reference
+    from fraudstream.models.bundle import bundle_feature_set, read_manifest, read_reference
     from fraudstream.models.reference import NO_REFERENCE, Reference
     from fraudstream.monitoring.drift import compare
     from fraudstream.storage import open_store
@@ -98,6 +98,7 @@ def drift(
             window_seconds=period.total_seconds(),
             threshold=settings.drift_psi_threshold,
             min_count=settings.drift_min_count,
+            calendar=bundle_feature_set(manifest, path).calendar_names,
         )
         if report.count == 0:
             console.print(f"no decisions between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC")

@@ -156,6 +156,7 @@ class FeatureSet:
         self.rows: list[tuple[int, int, RowFn]] = []
         self.groups: list[Group] = []
         self.names: list[str] = []
+        self.calendar_names: list[str] = []  # features of the calendar: hour, weekday, ...
         self.descriptions: list[str] = []
         """A short human description of each feature, in the order of :attr:`names`."""
         for i, entry in enumerate(self.entries):
@@ -390,6 +391,7 @@ class FeatureSet:
             field = self._field(entry.field, "time")
             prefix = "" if field == "timestamp" else f"{S.short_name(field)}_"
             self.names += [prefix + c for c in entry.calendar]
+            self.calendar_names += [prefix + c for c in entry.calendar]
             about = "" if field == "timestamp" else f"{D.noun(field)}: "
             self.descriptions += [
                 D.render(entry.description, about + D.calendar(c), stat=c) for c in entry.calendar

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -39,6 +39,8 @@ EPSILON = 1e-4
 SLOTS = 60
 #: Seconds between two alert checks at most (a check compares the whole window with the reference).
 CHECK_SECONDS = 1.0
+#: The shortest window over which calendar features are compared with training: a week of hours.
+WEEK_SECONDS = 7 * 86_400.0
 #: The kind of the alerts drift raises.
 DRIFT = "drift"
 
@@ -53,12 +55,15 @@ def psi(expected: np.ndarray, actual: np.ndarray, epsilon: float = EPSILON) -> n
 
 @dataclass(frozen=True)
 class FeatureDrift:
-    """One feature's PSI over the window; ``important`` when its drift raises alerts."""
+    """One feature's PSI over the window; ``important`` when its drift raises alerts. A ``calendar``
+    feature (hour, weekday, ...) is never ``drifting`` in a window shorter than a week: an hour of
+    Tuesday's traffic is not the training weeks' mix of hours and days, and says nothing about drift."""
 
     feature: str
     psi: float
     drifting: bool
     important: bool
+    calendar: bool = False
 
 
 @dataclass
@@ -110,8 +115,10 @@ def compare(
     window_seconds: float,
     threshold: float,
     min_count: int,
+    calendar: Collection[str] = (),
 ) -> DriftReport:
-    """The report for ``counts`` (as :meth:`Reference.counts` gives them, summed over a window)."""
+    """The report for ``counts`` (as :meth:`Reference.counts` gives them, summed over a window);
+    ``calendar`` names the calendar features, which drift only over a window of a week or more."""
     n = 0 if counts is None or reference is None else int(counts[-1].sum())
     report = DriftReport(model_version, window_seconds, n, min_count, threshold)
     if reference is None or counts is None:
@@ -122,10 +129,12 @@ def compare(
         return report
     values = psi(reference.expected, counts / n)
     important = set(reference.important or reference.names)
-    features = [
-        FeatureDrift(name, round(float(v), 6), bool(v > threshold), name in important)
-        for name, v in zip(reference.names, values[:-2].tolist(), strict=True)
-    ]
+    cyclic = set(calendar)
+    whole_weeks = window_seconds >= WEEK_SECONDS
+    features = []
+    for name, v in zip(reference.names, values[:-2].tolist(), strict=True):
+        drifting = v > threshold and (whole_weeks or name not in cyclic)
+        features.append(FeatureDrift(name, round(float(v), 6), drifting, name in important, name in cyclic))
     features.sort(key=lambda f: (-f.psi, f.feature))
     report.score_psi = round(float(values[-2]), 6)
     report.features = features
@@ -184,11 +193,13 @@ class DriftMonitor:
         min_count: int = 500,
         on_alerts: Callable[[list[Alert]], None] | None = None,
         clock: Callable[[], float] = time.time,
+        calendar: Collection[str] = (),
     ) -> None:
         if window_seconds <= 0:
             raise ValueError(f"window_seconds must be positive, got {window_seconds}")
         self.reference = reference
         self.model_version = model_version
+        self.calendar = tuple(calendar)
         self.window_seconds = float(window_seconds)
         self.threshold = float(threshold)
         self.min_count = int(min_count)
@@ -215,6 +226,7 @@ class DriftMonitor:
         shape = (SLOTS, *reference.expected.shape) if reference is not None else (0, 0, 0)
         with self._lock:
             self.reference, self.model_version = reference, version
+            self.calendar = tuple(bundle.feature_set().calendar_names)
             self._counts = np.zeros(shape, dtype=np.int64)
             self._stamps[:] = -1
             self._full = False
@@ -264,6 +276,7 @@ class DriftMonitor:
             window_seconds=self.window_seconds,
             threshold=self.threshold,
             min_count=self.min_count,
+            calendar=self.calendar,
         )
 
     def _check(self) -> None:
@@ -297,6 +310,7 @@ def monitor_for(
         threshold=settings.drift_psi_threshold,
         min_count=settings.drift_min_count,
         on_alerts=on_alerts,
+        calendar=bundle.feature_set().calendar_names,
     )
 
 

@@ -21,6 +21,9 @@ class FeatureDriftOut(BaseModel):
     psi: float = Field(description="population stability index of the feature over the window")
     drifting: bool = Field(description="whether the PSI is above the threshold")
     important: bool = Field(description="among the model's most important features: its drift alerts")
+    calendar: bool = Field(
+        False, description="a calendar feature (hour, weekday, ...): drifting only over a week or more"
+    )
 
 
 class DriftOut(BaseModel):
