@@ -73,3 +73,19 @@ def test_each_dataset_trains_with_its_preset(
     trained = json.loads(result.stdout)
     assert trained["features"]["spec"] == spec
     assert trained["top_features"], "evaluate and train say what the model learned"
+
+
+@pytest.mark.datasets
+def test_a_short_sample_trains_with_defaults_scaled_to_its_span_and_a_caution(
+    workdir: Path, datasets_dir: Path
+) -> None:
+    result = runner.invoke(
+        app,
+        ["train", "--dataset", "paysim", "--datasets-dir", str(datasets_dir), "--models", "xgboost",
+         "--trials", "0", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    said = " ".join(result.stderr.split())
+    assert "the data spans 0.33 days, too short for the default 7-day gap and 7-day test" in said
+    trained = json.loads(result.stdout)
+    assert trained["test"]["n_fraud"] < 30 and trained["caution"].startswith("caution: the test window holds")

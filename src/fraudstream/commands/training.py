@@ -98,9 +98,21 @@ def train(
     train_start: Annotated[datetime | None, date_option("Training start (default: start of data)")] = None,
     train_end: Annotated[datetime | None, date_option("Training end (default: before gap and test)")] = None,
     gap_days: Annotated[
-        float, typer.Option(min=0.0, help="Label-delay gap between training and test.")
-    ] = 7.0,
-    test_days: Annotated[float, typer.Option(min=0.0, help="Days tested after the gap (0: no test).")] = 7.0,
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Label-delay gap between training and test (default: 7, or a twentieth of a data span "
+            "shorter than 28 days).",
+        ),
+    ] = None,
+    test_days: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Days tested after the gap, 0 for no test (default: 7, or a fifth of a data span shorter "
+            "than 28 days).",
+        ),
+    ] = None,
     model_out: Annotated[
         Path | None, typer.Option("--out", help="Bundle to write (default: FRAUD_DATA_DIR/model.fsb).")
     ] = None,
@@ -138,7 +150,7 @@ def train(
     from fraudstream.training.backtest import Windows, evaluate_window, train_window
     from fraudstream.training.importance import top_features
     from fraudstream.training.models import TrainConfig
-    from fraudstream.training.report import evaluation_table, importance_table
+    from fraudstream.training.report import caution, evaluation_table, importance_table
 
     with errors():
         refresh_stale_kernels()
@@ -153,9 +165,20 @@ def train(
             threads=threads or settings.threads, seed=settings.seed, smote=smote, block_fpr=block_fpr,
             flag_fpr=flag_fpr,
         )  # fmt: skip
-        frame, stored = read_source(settings, data, dataset, gap_days, paths, mapping)
+        delay = DEFAULT_DAYS if gap_days is None else gap_days  # until the span is known
+        frame, stored = read_source(settings, data, dataset, delay, paths, mapping)
         first, last = frame["timestamp"].min().to_pydatetime(), frame["timestamp"].max().to_pydatetime()
+        gap_days, test_days, why = fit_windows((last - first) / timedelta(days=1), gap_days, test_days)
+        if why is not None:
+            console.print(why)
+            if dataset is not None and stored is None:  # its labels arrive one gap after the payment
+                frame, stored = read_source(settings, data, dataset, gap_days, paths, mapping)
         end = utc(train_end) or last - timedelta(days=gap_days + test_days)
+        if utc(train_start) is None and end <= first:
+            raise ValueError(
+                f"the data spans {(last - first) / timedelta(days=1):.2f} days: a {gap_days:g}-day gap and a "
+                f"{test_days:g}-day test leave nothing to train on; pass smaller --gap-days and --test-days"
+            )
         windows = Windows(utc(train_start) or first, end, timedelta(days=gap_days), timedelta(days=test_days))
         engine, featured = featurize(frame, features, dataset, windows.train_end, stored)
         path = model_out or settings.bundle_path
@@ -174,7 +197,14 @@ def train(
                 featured, bundle, windows.test_start, windows.test_end, known_since=windows.train_start
             )
             test = ev.to_dict()
-            table = evaluation_table(ev, f"test {windows.test_start:%Y-%m-%d} .. {windows.test_end:%Y-%m-%d}")
+            shown = "%Y-%m-%d" if windows.test_days >= timedelta(days=2) else "%Y-%m-%d %H:%M"
+            table = evaluation_table(
+                ev, f"test {windows.test_start.strftime(shown)} .. {windows.test_end.strftime(shown)}"
+            )
+            note = caution(ev)
+            if note is not None:
+                console.print(f"[bold yellow]{note}")
+                payload["caution"] = note
         payload["test"] = test
         if settings.mlflow_tracking_uri:
             from fraudstream.training.tracking import log_to_mlflow
@@ -198,6 +228,33 @@ def train(
         emit(payload, as_json, table)
         if not as_json:
             out.print(importance_table(payload["top_features"]))
+
+
+DEFAULT_DAYS = 7.0
+"""The label-delay gap and the test window, in days, when the data spans long enough for them."""
+SHORT_SPAN_DAYS = 4 * DEFAULT_DAYS
+"""Data spanning less than this gets a gap and a test window scaled to it, when none is given."""
+
+
+def fit_windows(
+    span_days: float, gap_days: float | None, test_days: float | None
+) -> tuple[float, float, str | None]:
+    """The gap and test window to use on data spanning ``span_days``, and what to say when they were
+    scaled to it: what is given stands; what is not is 7 days, or for data shorter than 28 days a
+    twentieth (gap) and a fifth (test) of its span, so a short sample trains without flags."""
+    if span_days >= SHORT_SPAN_DAYS or (gap_days is not None and test_days is not None):
+        return (
+            DEFAULT_DAYS if gap_days is None else gap_days,
+            DEFAULT_DAYS if test_days is None else test_days,
+            None,
+        )
+    gap = round(span_days / 20, 4) if gap_days is None else gap_days
+    test = round(span_days / 5, 4) if test_days is None else test_days
+    why = (
+        f"the data spans {span_days:.2f} days, too short for the default 7-day gap and 7-day test: "
+        f"a {gap:g}-day gap and a {test:g}-day test window (choose with --gap-days and --test-days)"
+    )
+    return gap, test, why
 
 
 def refuse_other_model(path: Path, feature_set: Any) -> None:
@@ -246,7 +303,7 @@ def evaluate(
     from fraudstream.models.bundle import load_bundle
     from fraudstream.training.backtest import Featured, evaluate_window
     from fraudstream.training.importance import top_features
-    from fraudstream.training.report import evaluation_table, importance_table
+    from fraudstream.training.report import caution, evaluation_table, importance_table
 
     with errors():
         refresh_stale_kernels()
@@ -264,8 +321,11 @@ def evaluate(
                 featured = Featured.build(frame, engine)
         ev = evaluate_window(featured, bundle, start, end)
         top = top_features(bundle)
+        note = caution(ev)
+        if note is not None:
+            console.print(f"[bold yellow]{note}")
         emit(
-            {"model": bundle.manifest.version, **ev.to_dict(), "top_features": top},
+            {"model": bundle.manifest.version, **ev.to_dict(), "top_features": top, "caution": note},
             as_json,
             evaluation_table(ev, f"{start:%Y-%m-%d} .. {end:%Y-%m-%d}"),
         )

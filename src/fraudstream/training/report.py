@@ -53,6 +53,21 @@ def _confusion_table(ev: Evaluation) -> Table:
     return table
 
 
+FEW_FRAUDS = 30
+"""Fewer frauds than this in a test window and its figures say little: one fraud more or less caught
+moves recall by over 3 points, and an AUC of 1.0 on a handful is luck as often as skill."""
+
+
+def caution(ev: Evaluation) -> str | None:
+    """A warning to print beside an evaluation whose test window holds too few frauds to mean much."""
+    if ev.n_fraud >= FEW_FRAUDS:
+        return None
+    return (
+        f"caution: the test window holds {ev.n_fraud} fraud{'' if ev.n_fraud == 1 else 's'}, fewer than "
+        f"{FEW_FRAUDS}: these figures say little; test on a longer window (--test-days, or more data)"
+    )
+
+
 def evaluation_table(ev: Evaluation, title: str) -> Table:
     """Metrics of one evaluation, its decision × truth counts, and per-scenario recall when known."""
     table = Table(title=title)
