@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,7 +15,14 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from typer.core import TyperGroup
 
 from fraudstream.config import Settings
@@ -193,6 +201,12 @@ def settings_with(datasets_dir: Path | None = None) -> Settings:
 
 @contextmanager
 def progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A ``progress(label, done, total)`` callback for long work. On a terminal: a bar per stage with
+    the time spent and, once a step is done, the time left. Elsewhere (a pipe, a log file, CI): one
+    line when a stage starts and one when it ends, with its time, so nobody waits blind."""
+    if not console.is_terminal:
+        yield _progress_lines()
+        return
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -200,8 +214,9 @@ def progress() -> Iterator[Callable[[str, int, int], None]]:
         TextColumn("{task.completed}/{task.total}"),
     )
     bar = Progress(
-        *columns, TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal
-    )
+        *columns, TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console,
+        transient=True,
+    )  # fmt: skip
     tasks: dict[str, Any] = {}
 
     def update(label: str, done: int, total: int) -> None:
@@ -211,6 +226,25 @@ def progress() -> Iterator[Callable[[str, int, int], None]]:
 
     with bar:
         yield update
+
+
+def _progress_lines() -> Callable[[str, int, int], None]:
+    started: dict[str, float] = {}
+    finished: set[str] = set()
+
+    def update(label: str, done: int, total: int) -> None:
+        if label in finished:
+            return
+        now = time.monotonic()
+        if label not in started:
+            started[label] = now
+            if done < total:
+                console.print(f"{label}: {done:,}/{total:,}")
+        if done >= total:
+            finished.add(label)
+            console.print(f"{label}: {total:,}/{total:,} in {now - started[label]:.1f} s")
+
+    return update
 
 
 def spec_features(features: str | Path | None = None, dataset: str | None = None) -> Any:
