@@ -102,6 +102,14 @@ def test_own_csv_to_trained_model_to_a_decision_naming_custom_features(
     assert {row["feature"] for row in trained["top_features"][:3]} & {"risk", "mcc=7995"}
     assert trained["top_features"][0]["by"] == "gain" and 0 < trained["top_features"][0]["share"] <= 1
 
+    replayed = runner.invoke(  # the shop's own file through the online path, with its mapping
+        app, ["replay", "export.csv", "--mapping", "mapping.yaml", "--model", str(bundle), "--json"]
+    )
+    assert replayed.exit_code == 0, replayed.stderr
+    through = json.loads(replayed.stdout)
+    assert through["transactions"] == 6000 and through["roc_auc"] > 0.9
+    assert "6,000 decisions stored" in replayed.stderr
+
     settings = Settings(
         data_dir=tmp_path / "serve", database_url=f"sqlite:///{tmp_path}/d.db", model_path=bundle
     )

@@ -226,12 +226,20 @@ def replay(
         ),
     ] = 100_000,
     datasets_dir: DatasetsDirOpt = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="<yaml>",
+            help="For your own file: the YAML mapping of its columns that train read it with.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Push a dataset through the full online path (state, models, rules, storage) and evaluate it.
 
     An offline backtest of exactly what production would do: fraud labels reach the feature state
-    only once their label time has passed.
+    only once their label time has passed. Your own file goes through with the mapping train read it
+    with: `fraudstream replay export.csv --mapping mapping.yaml --model shop.fsb`.
     """
     from fraudstream._gc import paused_gc
     from fraudstream._numba_cache import refresh_stale_kernels
@@ -246,9 +254,14 @@ def replay(
     with errors():
         refresh_stale_kernels()
         settings = settings_with(datasets_dir)
-        frame = (
-            load_dataset(dataset, settings.datasets_dir) if dataset in DATASETS else read_frame(Path(dataset))
-        )
+        if mapping is not None:
+            from fraudstream.datasets.source import load_source
+
+            frame = load_source(settings, Path(dataset), None, 7.0, mapping=mapping)
+        elif dataset in DATASETS:
+            frame = load_dataset(dataset, settings.datasets_dir)
+        else:
+            frame = read_frame(Path(dataset))
         frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
         services = open_services(settings, bundle=load_bundle(model or settings.bundle_path), warm=False)
         try:
@@ -257,7 +270,15 @@ def replay(
                              batch_size=batch_size, progress=bar, around_batch=paused_gc)  # fmt: skip
         finally:
             services.close()
+        console.print(
+            f"replayed {len(frame):,} transactions in {result.seconds:.1f} s = {result.rate:,.0f}/s, "
+            f"{result.stored:,} decisions stored"
+        )
+        payload: dict[str, Any] = {"transactions": len(frame), "seconds": result.seconds, "rate": result.rate}
         labelled = frame["is_fraud"].notna().to_numpy()
+        if not labelled.any():  # a history without outcomes: loaded, nothing to evaluate
+            emit(payload, as_json)
+            return
         thresholds = services.scorer.bundle.manifest.thresholds
         ts = frame["timestamp"]
         ev = metrics.evaluate(
@@ -266,12 +287,7 @@ def replay(
             day=ts.dt.floor("D").to_numpy()[labelled], customer=frame["customer_id"].to_numpy()[labelled],
             scenario=frame["fraud_scenario"].astype(object).to_numpy()[labelled],
         )  # fmt: skip
-        console.print(
-            f"replayed {len(frame):,} transactions in {result.seconds:.1f} s = {result.rate:,.0f}/s, "
-            f"{result.stored:,} decisions stored"
-        )
-        payload = {"transactions": len(frame), "seconds": result.seconds, "rate": result.rate, **ev.to_dict()}
-        emit(payload, as_json, evaluation_table(ev, f"replay of {dataset}"))
+        emit({**payload, **ev.to_dict()}, as_json, evaluation_table(ev, f"replay of {dataset}"))
 
 
 def demo(
