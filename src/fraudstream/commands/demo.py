@@ -6,7 +6,9 @@ feature state, the last two weeks (which training never saw) are streamed live a
 
 from __future__ import annotations
 
+import shutil
 import signal
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -30,7 +32,21 @@ def demo_database(settings: Settings) -> Path:
 
 def serve_demo_command(settings: Settings) -> str:
     """The command that serves the last demo's decisions (``serve`` uses ``fraudstream.db`` otherwise)."""
-    return f"FRAUD_DATABASE_URL=sqlite:///{demo_database(settings)} fraudstream serve"
+    return f"FRAUD_DATABASE_URL=sqlite:///{demo_database(settings)} {program()} serve"
+
+
+def program() -> str:
+    """How to run ``fraudstream`` from here: its name when the shell finds this installation's by it,
+    else its path (``.venv/bin/fraudstream`` after ``make demo``, whose virtual environment is not
+    activated)."""
+    script = Path(sys.executable).parent / "fraudstream"
+    found = shutil.which("fraudstream")
+    if not script.exists() or (found is not None and Path(found).resolve() == script.resolve()):
+        return "fraudstream"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def demo_hint(settings: Settings) -> str | None:
@@ -166,8 +182,8 @@ def run_demo(
         server, thread = _server(app, settings.host, settings.port)
     base = f"http://{settings.host}:{settings.port}"
     sim = Simulation(live, rate, services.store.queue.accept, duration=duration, name="demo")
-    keys = "API keys are set" if settings.api_key_set else "no API keys (embedded demo: open to this machine)"
-    console.print(f"[bold green]fraudstream demo[/] model {services.scorer.version}; {keys}")
+    keys = "; API keys are set" if settings.api_key_set else ""  # without keys, the API's start-up says so
+    console.print(f"[bold green]fraudstream demo[/] model {services.scorer.version}{keys}")
     links = {"API docs": "/docs", "decisions": "/v1/decisions?decision=BLOCK", "stats": "/v1/stats"}
     for label, path in (links | {"metrics": "/metrics"}).items():
         console.print(f"  {label:<10} {base}{path}")
