@@ -91,3 +91,12 @@ def test_a_short_sample_trains_with_defaults_scaled_to_its_span_and_a_caution(
     assert re.search(r"fit xgboost: 1/1 in \d+\.\d s", said), said  # progress, also without a terminal
     trained = json.loads(result.stdout)
     assert trained["test"]["n_fraud"] < 30 and trained["caution"].startswith("caution: the test window holds")
+    evaluated = runner.invoke(
+        app,
+        ["evaluate", "--model", trained["bundle"], "--dataset", "paysim",
+         "--datasets-dir", str(datasets_dir), "--gap-days", "0.0167", "--json"],
+    )  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.stderr
+    assert "testing on the window train tested on" in evaluated.stderr
+    same = json.loads(evaluated.stdout)
+    assert (same["n"], same["n_fraud"]) == (trained["test"]["n"], trained["test"]["n_fraud"])

@@ -292,8 +292,15 @@ def evaluate(
     paths: PathOpt = None,
     mapping: MappingOpt = None,
     datasets_dir: DatasetsDirOpt = None,
-    test_start: Annotated[datetime | None, date_option("Test start (default: test end minus 7 days)")] = None,
-    test_end: Annotated[datetime | None, date_option("Test end, exclusive (default: end of data)")] = None,
+    test_start: Annotated[
+        datetime | None,
+        date_option(
+            "Test start (default: the window train tested on, if in the data; else test end minus 7 days)"
+        ),
+    ] = None,
+    test_end: Annotated[
+        datetime | None, date_option("Test end, exclusive (default: that window's end, else the end of data)")
+    ] = None,
     gap_days: Annotated[float, typer.Option(min=0.0, help="Label delay assumed for dataset labels.")] = 7.0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -310,8 +317,16 @@ def evaluate(
         settings = settings_with(datasets_dir)
         bundle = load_bundle(model or settings.bundle_path)
         frame, stored = read_source(settings, data, dataset, gap_days, paths, mapping)
-        end = utc(test_end) or frame["timestamp"].max().to_pydatetime() + timedelta(microseconds=1)
-        start = utc(test_start) or end - timedelta(days=7)
+        start, end = utc(test_start), utc(test_end)
+        tested = bundle.manifest.params.get("windows", {})
+        if start is None and end is None and "test_start" in tested:  # the window train tested on
+            start = datetime.fromisoformat(tested["test_start"])
+            end = datetime.fromisoformat(tested["test_end"])
+            console.print(
+                f"testing on the window train tested on: {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}"
+            )
+        end = end or frame["timestamp"].max().to_pydatetime() + timedelta(microseconds=1)
+        start = start or end - timedelta(days=7)
         engine = FeatureEngine(bundle.feature_set())
         if stored and stored.feature_set.computes_same(engine.feature_set):
             console.print(f"using the {len(engine.names)} features stored in the file: not recomputing them")

@@ -158,6 +158,8 @@ def train_window(
         "train_start": windows.train_start.isoformat(),
         "train_end": windows.train_end.isoformat(),
         "gap_days": windows.gap / timedelta(days=1),
+        "test_start": windows.test_start.isoformat(),  # where evaluate tests by default
+        "test_end": windows.test_end.isoformat(),
     }
     return bundle
 
