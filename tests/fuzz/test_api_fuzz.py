@@ -63,9 +63,14 @@ def filter_query(context: Any, query: dict[str, Any] | None) -> bool:
 
 
 def bounded(case: Any) -> None:
-    """Keep the long-running operations short: a stream ends after a moment, a simulation is small."""
+    """Keep the long-running operations short: a stream ends after a moment, a simulation is small. A
+    stream's ``duration`` that is not a valid number is left as generated: the API refuses it at once,
+    and replacing it would turn a case generated to be refused into a valid one."""
     if case.path == "/v1/stream":
-        case.query = {**(case.query or {}), "duration": 0.2}
+        duration = (case.query or {}).get("duration")
+        number = isinstance(duration, int | float) and not isinstance(duration, bool)
+        if duration is None or (number and 0 < duration <= 86_400):
+            case.query = {**(case.query or {}), "duration": 0.2}
     if case.path == "/v1/simulations" and isinstance(case.body, dict) and case.body.get("action") == "start":
         case.body = {**case.body, "rate": 20, "limit": 40, "customers": 20, "days": 1.0}
 
