@@ -51,13 +51,14 @@ TEXT_LISTS = _text_lists(schema.raw_schema)
 @schema.hook
 def filter_query(context: Any, query: dict[str, Any] | None) -> bool:
     """Leave out a "negative" query whose only fault is the shape of a list of any text: a bare value
-    instead of a list, or a number or a boolean in it. In a URL each is text (``?field=false``), which
-    the list allows, so the API rightly accepts it, and schemathesis would count that as accepting
-    schema-violating data (its false positive for lists of text in the query, schemathesis issue 3056)."""
+    instead of a list, or a number, a boolean or a null in it. In a URL each is text (``?field=false``,
+    ``?field=null``), which the list allows, so the API rightly accepts it, and schemathesis would count
+    that as accepting schema-violating data (its false positive for lists of text in the query,
+    schemathesis issue 3056)."""
     names = TEXT_LISTS.get((context.operation.method.upper(), context.operation.path), set())
     for name in names & set(query or {}):
         value = query[name]  # type: ignore[index]
-        if not isinstance(value, list) or any(isinstance(v, bool | int | float) for v in value):
+        if not isinstance(value, list) or any(v is None or isinstance(v, bool | int | float) for v in value):
             return False
     return True
 
