@@ -302,7 +302,7 @@ class DecisionRepository:
             labelled_fraud = int(conn.execute(fraud_labels).scalar_one())
             first = conn.execute(select(func.min(_d.c.decided_at)).where(in_window)).scalar()
         total = sum(by_decision.values())
-        start = since if first is None else max(since, _utc(first))
+        start = since if first is None else max(since, first)  # aware UTC: tables.UTCDateTime
         seconds = max((now - start).total_seconds(), 1.0)
         recent_seconds = max((now - recent_since).total_seconds(), 0.0)
         p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) if latencies.size else (None, None, None)
@@ -343,7 +343,3 @@ class DecisionRepository:
             decisions = self._saver.records(conn, conn.execute(decisions_query).mappings())
             labels = dicts(conn.execute(labels_query).mappings())
         return {"customer_id": customer_id, "decisions": decisions, "labels": labels}
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import builtins
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, cast, func, select
@@ -50,10 +50,6 @@ class Entity:
     ``transactions``, ``known_fraud``."""
     since: datetime | None = None
     """Where its links were read from."""
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def column(name: str) -> ColumnElement[Any]:
@@ -130,15 +126,15 @@ class EntityRepository:
                 verdict = row.pop("fraud")
                 row["known_fraud"] = None if verdict is None else bool(verdict)
             entity.transactions = rows
-            if isinstance(since, timedelta):
-                since = _aware(rows[0]["timestamp"]) - since  # the newest first
-            entity.since = since
+            newest: datetime = rows[0]["timestamp"]  # the newest first, aware UTC (tables.UTCDateTime)
+            start = newest - since if isinstance(since, timedelta) else since
+            entity.since = start
             case_ids = sorted({r["case_id"] for r in rows if r["case_id"] is not None})
             by_group = (_c.c.group_key == name) & (_c.c.group_value == value)
             cases = select(_c).where(by_group | _c.c.id.in_(case_ids)).order_by(_c.c.opened_at.desc())
             entity.cases = [dict(r) for r in conn.execute(cases).mappings()]
-            entity.linked = self._linked(conn, name, mine, since)
-            entity.shared = self._shared(conn, name, value, mine, since)
+            entity.linked = self._linked(conn, name, mine, start)
+            entity.shared = self._shared(conn, name, value, mine, start)
         return entity
 
     def _linked(
