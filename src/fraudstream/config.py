@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("fraudstream-data"), description="where generated data and models go")
     datasets_dir: Path = Field(Path("../shared/datasets"), description="where the public sample datasets are")
     model_path: Path | None = Field(None, description="model bundle to serve; default: data_dir/model.fsb")
+    input_mapping: str | None = Field(
+        None,
+        description="YAML mapping of your own live events (as train --mapping reads a file); default: the "
+        "mapping the served model was trained with, if any; 'none' reads canonical transactions only",
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking server (http://host:port): training runs, the model registry"
     )

@@ -23,6 +23,7 @@ from fraudstream.features.engine import FeatureEngine
 from fraudstream.features.plan import FeatureSet
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.pipeline.decider import Decider, StoreLedger
+from fraudstream.pipeline.intake import Intake
 from fraudstream.pipeline.scorer import Scorer
 from fraudstream.registry import ModelSource, load_challenger, load_model
 from fraudstream.rules.loader import DEFAULT_RULES_PATH, load_rules
@@ -72,6 +73,8 @@ class Services:
     decider: Decider
     """Decides every batch of the process, whichever entry point it came in by (see its module)."""
     broker: Broker
+    intake: Intake
+    """Reads live events: canonical, or the team's own through the model's mapping."""
     #: Where the bundle came from (a file, or a registry version); ``None`` for a bundle passed in.
     model_source: ModelSource | None = None
     #: Where the challenger scored in shadow came from (FRAUD_CHALLENGER_URI); ``None`` without one.
@@ -170,7 +173,8 @@ def _open_with_store(settings: Settings, store: Store, bundle: ModelBundle | Non
     if warm and isinstance(state, MemoryFeatureState):
         warm_state(store, engine, state)
     decider = Decider(scorer, StoreLedger(store))
-    return Services(settings, store, state, rules, scorer, decider, broker, source, challenger_source)
+    intake = Intake(lambda: scorer.bundle, settings.input_mapping)
+    return Services(settings, store, state, rules, scorer, decider, broker, intake, source, challenger_source)
 
 
 @contextmanager
@@ -212,6 +216,7 @@ def open_worker(
             services.store,
             max_deliveries=settings.max_deliveries,
             around_batch=paused_gc,
+            intake=services.intake,
             **options,
         )
     finally:

@@ -116,12 +116,13 @@ def test_own_csv_to_trained_model_to_a_decision_naming_custom_features(
     services = open_services(settings)
     try:
         with TestClient(create_app(settings, services)) as client:
-            body = {
-                "transaction_id": "own-1",
-                "timestamp": datetime.now(UTC).isoformat(),
-                "customer_id": "card7",
-                "amount": 30.0,
-                "extra": {"risk": 0.97, "mcc": "7995"},
+            body = {  # the shop's own event, as its export names the fields: the model keeps the mapping
+                "when": datetime.now(UTC).strftime("%d/%m/%Y %H:%M"),
+                "card": "card7",
+                "total": "30.00",
+                "risk": 0.97,
+                "mcc": 7995,  # a number, where the features read text: read as the text "7995"
+                "row_number": 1,
             }
             answer = client.post("/v1/score", json=body)
             assert answer.status_code == 200, answer.text
@@ -129,9 +130,7 @@ def test_own_csv_to_trained_model_to_a_decision_naming_custom_features(
             assert decided["decision"] in ("FLAG", "BLOCK")
             named = {r.get("code") for r in decided["reasons"]}
             assert named & {"risk", "mcc=7995"}, decided["reasons"]
-            calm = client.post(
-                "/v1/score", json={**body, "transaction_id": "own-2", "extra": {"risk": 0.1, "mcc": "5411"}}
-            )
+            calm = client.post("/v1/score", json={**body, "risk": 0.1, "mcc": "5411"})
             assert calm.json()["probability"] < decided["probability"]
             profile = client.get("/v1/customers/card7").json()["features"]
             assert profile["card_count_24h"] == 2.0 and "card_risky_count_7d" in profile

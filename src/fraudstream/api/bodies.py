@@ -15,6 +15,9 @@ from fastapi import FastAPI, HTTPException, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from fraudstream.events.mapping import EventMapping, MappedEventError
+from fraudstream.events.transaction import Transaction
+
 M = TypeVar("M", bound=BaseModel)
 REF_PREFIX = "#/components/schemas/"
 
@@ -30,6 +33,33 @@ def one_or_many(payload: Any, model: type[M], *, max_items: int, noun: str) -> l
     Raises :class:`RequestValidationError` (422, FastAPI's format, ``loc`` starting with ``body``) or
     :class:`HTTPException` 413 for a list that is too long.
     """
+    items = _items(payload, max_items=max_items, noun=noun)
+    try:
+        if items is None:
+            return [model.model_validate(payload)]
+        return list(_list_adapter(model).validate_python(items))
+    except ValidationError as error:
+        raise RequestValidationError(_located(error)) from None
+
+
+def one_or_many_events(payload: Any, mapping: EventMapping, *, max_items: int) -> list[Transaction]:
+    """:func:`one_or_many` for a team's own events read through its mapping: every event's errors,
+    each located at the event's own field (``body.payer.account.id``, ``body.3.value``)."""
+    items = _items(payload, max_items=max_items, noun="transaction")
+    read = mapping.transactions([payload] if items is None else items)
+    errors = [
+        {**e, "loc": ("body", *(() if items is None else (i,)), *e["loc"])}
+        for i, t in enumerate(read)
+        if isinstance(t, MappedEventError)
+        for e in t.errors
+    ]
+    if errors:
+        raise RequestValidationError(errors)
+    return [t for t in read if isinstance(t, Transaction)]
+
+
+def _items(payload: Any, *, max_items: int, noun: str) -> list[Any] | None:
+    """The list a body holds (``None`` for one object), refused when empty or longer than ``max_items``."""
     if isinstance(payload, bytes | bytearray):  # FastAPI passes the raw bytes when it is not JSON
         raise RequestValidationError(
             [
@@ -42,10 +72,7 @@ def one_or_many(payload: Any, model: type[M], *, max_items: int, noun: str) -> l
             ]
         )
     if not isinstance(payload, list):
-        try:
-            return [model.model_validate(payload)]
-        except ValidationError as error:
-            raise RequestValidationError(_located(error)) from None
+        return None
     if not payload:
         raise RequestValidationError(
             [{"type": "too_short", "loc": ("body",), "msg": f"at least one {noun} is required", "input": []}]
@@ -55,10 +82,7 @@ def one_or_many(payload: Any, model: type[M], *, max_items: int, noun: str) -> l
             status.HTTP_413_CONTENT_TOO_LARGE,
             f"too many {noun}s in one request ({len(payload)}; limit {max_items}): split the batch",
         )
-    try:
-        return list(_list_adapter(model).validate_python(payload))
-    except ValidationError as error:
-        raise RequestValidationError(_located(error)) from None
+    return payload
 
 
 def _located(error: ValidationError) -> list[dict[str, Any]]:

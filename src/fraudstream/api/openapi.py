@@ -72,13 +72,42 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+EVENT = "Event"
+"""The component schema of a team's own event, when the served model reads events through a mapping."""
+EVENT_BODIES = {"/v1/score": False, "/v1/transactions": True}
+"""The operations (``POST``) that take events, and whether they take a list of them too."""
+
+
+def with_mapping(schema: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with the event-taking operations' bodies in the team's own shape ``event`` (a copy)."""
+    out = {**schema, "paths": dict(schema.get("paths", {}))}
+    components = dict(out.get("components", {}))
+    components["schemas"] = {**components.get("schemas", {}), EVENT: event}
+    out["components"] = components
+    ref = {"$ref": f"{REF}{EVENT}"}
+    for path, many in EVENT_BODIES.items():
+        operations = out["paths"].get(path)
+        if operations is None or "post" not in operations:
+            continue
+        body = {"anyOf": [ref, {"type": "array", "items": ref, "minItems": 1}]} if many else ref
+        post = {**operations["post"]}
+        post["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        out["paths"][path] = {**operations, "post": post}
+    return out
+
+
 def install(app: FastAPI) -> None:
-    """Have ``app``'s OpenAPI document list the answers every route may give."""
+    """Have ``app``'s OpenAPI document list the answers every route may give, and show the team's own
+    event shape on the routes that take events when the served model reads them through a mapping."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = document_errors(generate())
-        return app.openapi_schema
+        services = getattr(app.state, "services", None)
+        mapping = None if services is None else services.intake.mapping
+        if mapping is None:
+            return app.openapi_schema
+        return with_mapping(app.openapi_schema, mapping.json_schema())
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -147,6 +147,7 @@ def train(
     training uses everything before the gap. Labels are used only if known by the test start.
     """
     from fraudstream._numba_cache import refresh_stale_kernels
+    from fraudstream.events.mapping import read_mapping
     from fraudstream.training.backtest import Windows, evaluate_window, train_window
     from fraudstream.training.importance import top_features
     from fraudstream.training.models import TrainConfig
@@ -186,6 +187,8 @@ def train(
             refuse_other_model(path, engine.feature_set)
         with progress() as bar:
             bundle = train_window(featured, windows, engine, config, bar)
+        if mapping is not None:  # the live paths read the team's events as training read its file
+            bundle.manifest.input_mapping = read_mapping(mapping).to_dict()
         payload: dict[str, Any] = {"bundle": str(bundle.save(path)), "version": bundle.manifest.version}
         payload |= {"weights": bundle.manifest.weights, "thresholds": bundle.manifest.thresholds}
         payload["features"] = {"spec": engine.feature_set.version, "count": len(engine.names)}

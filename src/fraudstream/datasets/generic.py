@@ -1,57 +1,18 @@
 """Adapter for a user's own transactions in CSV or Parquet, described by a short YAML mapping.
 
-The mapping names, for each canonical field, the column of the user's file that holds it; every
-other column of the file is kept as a flat extra column ``extra.<name>`` (see
-:mod:`fraudstream.events.frame`), so that a feature can read it without any code. For example::
-
-    # mapping.yaml
-    timestamp: event_time              # required: when the payment happened
-    timestamp_format: "%d/%m/%Y %H:%M" # optional; ISO 8601 text or epoch seconds otherwise
-    customer_id: card_id               # required: whose payment it is
-    amount: amt                        # required: a number, 0 or more
-    is_fraud: fraud_flag               # optional (a file to score has none)
-    label_delay: 7d                    # or label_time: chargeback_date
-    merchant_id: payee
-    drop: [row_number]
-
-The keys:
-
-- ``timestamp``, ``customer_id``, ``amount``: required, each the name of a column.
-- ``is_fraud``: the label column: ``1``/``0``, ``true``/``false``, ``yes``/``no``, ``t``/``f``,
-  ``y``/``n`` (any case); an empty value is an unknown label.
-- ``label_time``: the column saying when each label became known (a chargeback's date), or
-  ``label_delay``: how long after the payment labels become known, as ``7d``, ``36h``, ``90min``, ``2w``
-  or a number of days. Either needs ``is_fraud``; with neither, the delay the caller gives is used
-  (the command line's ``--gap-days``, 7 days by default). Training only uses a label once it is known.
-- Optionally any other canonical field: ``transaction_id``, ``merchant_id``, ``merchant_category``,
-  ``channel`` (one of ``online``, ``pos``, ``mobile``, ``atm``, ``transfer``, ``other``), ``device_id``,
-  ``ip_address``, ``browser``, ``country``, ``latitude`` and ``longitude`` (together), ``currency`` (a
-  3-letter code), ``account_created_at``, ``payment_type``, ``fraud_scenario``. Without
-  ``transaction_id``, each row's id is ``<file name without suffix>-<row>``, rows counted from 0.
-- ``timestamp_format``: the ``strftime`` format (``%d/%m/%Y %H:%M``) of every mapped time column
-  (``timestamp``, ``label_time``, ``account_created_at``). Without it, a time column holds ISO 8601
-  text (``2024-03-01T12:00:00Z``; without an offset, UTC), epoch numbers, or Parquet timestamps.
-- ``timestamp_unit``: the unit of epoch numbers: ``s`` (the default), ``ms``, ``us`` or ``ns``.
-- ``drop``: a column or a list of columns to leave out.
-- ``types``: the kind of extra columns, ``{column: kind}``, where guessing would be wrong (a ZIP code
-  of digits is text): ``number``, ``text``, ``time`` (ISO 8601 or epoch numbers, as above) or
-  ``time:<strftime format>`` (``dob: "time:%d-%m-%Y"``). Otherwise a CSV column is a number if every
-  value is one, a time if every value is an ISO 8601 date or time, and text else; a Parquet column
-  keeps its type.
-- ``delimiter``: the CSV field separator, ``,`` by default.
-
-An extra column's name is the file's column name with each run of characters other than ASCII letters,
-digits and ``_`` replaced by one ``_`` (``amount (EUR)`` becomes ``extra.amount_EUR``), and ``_`` put
-before a leading digit. A mistake in the mapping is a :class:`MappingError` naming the key and what to
-do: an unknown key, a missing required key, a column that is not in the file, a value that does not
-parse (with its row, counted from 0 among the data rows).
+The mapping (its keys are documented in :mod:`fraudstream.events.mapping`, which the live paths share)
+names, for each canonical field, the column of the user's file that holds it; every other column of the
+file is kept as a flat extra column ``extra.<name>`` (see :mod:`fraudstream.events.frame`), so that a
+feature can read it without any code. A mistake in the mapping is a
+:class:`~fraudstream.events.mapping.MappingError` naming the key and what to do: an unknown key, a
+missing required key, a column that is not in the file, a value that does not parse (with its line in
+the file).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -60,181 +21,41 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
 from fraudstream.datasets.io import csv_header, fitting_formats, infer_kind, read_csv_columns, table_to_frame
 from fraudstream.events.errors import SchemaError
 from fraudstream.events.frame import (
-    EXTRA_KINDS,
     EXTRA_PREFIX,
     FLOAT_COLUMNS,
     ID_COLUMNS,
     TIME_COLUMNS,
     normalize_frame,
 )
+from fraudstream.events.mapping import (
+    FALSE_WORDS,
+    TRUE_WORDS,
+    ColumnMapping,
+    MappingError,
+    extra_column_name,
+    parse_mapping,
+    read_mapping,
+)
 from fraudstream.events.transaction import Channel
 
-REQUIRED = ("timestamp", "customer_id", "amount")
+__all__ = [
+    "ColumnMapping",
+    "MappingError",
+    "extra_column_name",
+    "load_generic",
+    "parse_mapping",
+    "read_mapping",
+]
+
 TEXT_FIELDS = ID_COLUMNS
 NUMBER_FIELDS = FLOAT_COLUMNS
 TIME_FIELDS = TIME_COLUMNS
-FIELDS = (*TEXT_FIELDS, *NUMBER_FIELDS, *TIME_FIELDS, "channel", "currency", "is_fraud")
-"""The canonical fields a mapping may name a column for."""
-OPTIONS = ("timestamp_format", "timestamp_unit", "label_delay", "drop", "types", "delimiter")
-UNITS = ("s", "ms", "us", "ns")
 SUFFIXES = (".csv", ".parquet")
 _NAT = np.iinfo(np.int64).min
-_TRUE = ("1", "true", "t", "yes", "y")
-_FALSE = ("0", "false", "f", "no", "n")
-
-
-class MappingError(ValueError):
-    """A mapping does not fit the file (or is not a mapping); the message names the key and the fix."""
-
-    def __init__(self, key: str, problem: str, source: object = "the mapping") -> None:
-        self.key = key
-        self.problem = problem
-        super().__init__(f"{source}: key {key!r}: {problem}")
-
-
-@dataclass(frozen=True)
-class ColumnMapping:
-    """A parsed, checked mapping (see the module's docstring for each key)."""
-
-    fields: dict[str, str]
-    """Canonical field -> column of the file."""
-    timestamp_format: str | None = None
-    timestamp_unit: str | None = None
-    label_delay: timedelta | None = None
-    drop: tuple[str, ...] = ()
-    types: dict[str, str] = field(default_factory=dict)
-    delimiter: str = ","
-    source: str = "the mapping"
-    """Where the mapping came from, for messages."""
-
-
-def read_mapping(path: Path) -> ColumnMapping:
-    """Read and check a YAML mapping file; :class:`MappingError` says what is wrong with it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such mapping file: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path} is not valid YAML: {exc}") from None
-    return parse_mapping(data, source=str(path))
-
-
-def parse_mapping(data: Any, *, source: str = "the mapping") -> ColumnMapping:
-    """Check a mapping given as a dict (as YAML reads it) and return it parsed."""
-    if not isinstance(data, Mapping):
-        raise ValueError(
-            f"{source} must be a YAML mapping of keys to column names, like 'timestamp: event_time'"
-        )
-    unknown = [str(key) for key in data if key not in FIELDS and key not in OPTIONS]
-    if unknown:
-        raise MappingError(
-            unknown[0],
-            f"not a canonical field or an option; fields are {', '.join(FIELDS)}; "
-            f"options are {', '.join(OPTIONS)}",
-            source,
-        )
-    for key in REQUIRED:
-        if data.get(key) is None:
-            raise MappingError(key, f"required: name the column of the file that holds the {key}", source)
-    fields = {key: _column_name(key, data[key], source) for key in FIELDS if data.get(key) is not None}
-    if "label_time" in fields and data.get("label_delay") is not None:
-        raise MappingError("label_delay", "give either label_time or label_delay, not both", source)
-    for key in ("label_time", "label_delay"):
-        if data.get(key) is not None and "is_fraud" not in fields:
-            raise MappingError(key, "needs is_fraud: name the column of the labels too", source)
-    if ("latitude" in fields) != ("longitude" in fields):
-        raise MappingError("longitude", "latitude and longitude must be mapped together", source)
-    unit = data.get("timestamp_unit")
-    if unit is not None and unit not in UNITS:
-        raise MappingError("timestamp_unit", f"must be one of {', '.join(UNITS)}, got {unit!r}", source)
-    fmt = data.get("timestamp_format")
-    if fmt is not None and (not isinstance(fmt, str) or "%" not in fmt):
-        raise MappingError(
-            "timestamp_format", f"must be a strftime format such as '%d/%m/%Y %H:%M', got {fmt!r}", source
-        )
-    drop = data.get("drop") or ()
-    drop = (drop,) if isinstance(drop, str | int) else drop
-    if not isinstance(drop, list | tuple):
-        raise MappingError("drop", "must be a column name or a list of column names", source)
-    types = data.get("types") or {}
-    if not isinstance(types, Mapping):
-        raise MappingError("types", "must map column names to number, text or time", source)
-    bad = {str(k): v for k, v in types.items() if not _is_kind(v)}
-    if bad:
-        column, kind = next(iter(bad.items()))
-        raise MappingError(
-            "types",
-            f"column {column!r}: {kind!r} is not number, text, time or time:<strftime format>",
-            source,
-        )
-    delimiter = data.get("delimiter", ",")
-    if not isinstance(delimiter, str) or len(delimiter) != 1:
-        raise MappingError("delimiter", f"must be one character, got {delimiter!r}", source)
-    return ColumnMapping(
-        fields=fields,
-        timestamp_format=fmt,
-        timestamp_unit=unit,
-        label_delay=_delay(data.get("label_delay"), source),
-        drop=tuple(str(c) for c in drop),
-        types={str(k): str(v) for k, v in types.items()},
-        delimiter=delimiter,
-        source=source,
-    )
-
-
-def _is_kind(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    kind, colon, fmt = value.partition(":")
-    return value in EXTRA_KINDS or (kind == "time" and bool(colon) and "%" in fmt)
-
-
-def _column_name(key: str, value: Any, source: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int) or str(value) == "":
-        raise MappingError(key, f"must be the name of a column, got {value!r}", source)
-    return str(value)
-
-
-_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([a-z]*)\s*")
-_UNITS = {
-    **dict.fromkeys(("w", "week", "weeks"), timedelta(weeks=1)),
-    **dict.fromkeys(("", "d", "day", "days"), timedelta(days=1)),
-    **dict.fromkeys(("h", "hour", "hours"), timedelta(hours=1)),
-    **dict.fromkeys(("m", "min", "minute", "minutes"), timedelta(minutes=1)),
-    **dict.fromkeys(("s", "sec", "second", "seconds"), timedelta(seconds=1)),
-}
-
-
-def _delay(value: Any, source: str) -> timedelta | None:
-    if value is None:
-        return None
-    problem = f"must be a duration such as 7d, 36h, 90min or 2w (or a number of days), got {value!r}"
-    if isinstance(value, bool):
-        raise MappingError("label_delay", problem, source)
-    if isinstance(value, int | float):
-        if not value >= 0:
-            raise MappingError("label_delay", problem, source)
-        return timedelta(days=value)
-    match = _DURATION.fullmatch(str(value).lower())
-    if match is None or match[2] not in _UNITS:
-        raise MappingError("label_delay", problem, source)
-    return float(match[1]) * _UNITS[match[2]]
-
-
-def extra_column_name(column: str, position: int) -> str:
-    """The ``extra.<name>`` column a file's column lands in (see the module's docstring)."""
-    name = "_".join(re.findall(r"[A-Za-z0-9_]+", column))
-    if not name:
-        name = f"column_{position}"
-    if name[0].isdigit():
-        name = "_" + name
-    return EXTRA_PREFIX + name
 
 
 def load_generic(
@@ -485,7 +306,7 @@ class _Reader:
         if pd.api.types.is_bool_dtype(values.dtype):
             return values.astype("boolean")
         text = values.astype("string").str.strip().str.lower()
-        words = dict.fromkeys(_TRUE, True) | dict.fromkeys(_FALSE, False)
+        words = dict.fromkeys(TRUE_WORDS, True) | dict.fromkeys(FALSE_WORDS, False)
         numbers = pd.to_numeric(text, errors="coerce")
         flags = text.map(words).astype("boolean")
         flags = flags.mask(flags.isna() & numbers.isin([0, 1]), numbers.eq(1))

@@ -95,6 +95,10 @@ class Manifest:
     """The feature spec the model was trained on, with what fitting learned (categorical values):
     serving compiles it, so it computes exactly these features. Bundles made before specs lack it
     and mean the packaged default."""
+    input_mapping: dict[str, Any] | None = None
+    """The YAML mapping of the team's own events the model was trained through (``train --mapping``),
+    which every live path applies (see :mod:`fraudstream.events.mapping`); ``None`` for canonical
+    transactions."""
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     libraries: dict[str, str] = field(default_factory=library_versions)
     bundle_format: int = BUNDLE_FORMAT

@@ -463,6 +463,7 @@ def retrain(
         Featured(batch, chosen.X), windows, FeatureEngine(chosen.feature_set), config, progress
     )
     challenger.manifest.params["retrain"] = {"periods": periods.to_dict(), "features": chosen.to_dict()}
+    challenger.manifest.input_mapping = champion.manifest.input_mapping  # the same events come in
     out_dir.mkdir(parents=True, exist_ok=True)
     path = challenger.save(out_dir / "challenger.fsb")
     challenger = load_bundle(path)  # what was written loads, as a server would load it

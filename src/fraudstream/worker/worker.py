@@ -30,8 +30,10 @@ from pydantic import ValidationError
 from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.decision import DecisionColumns
+from fraudstream.events.mapping import MappedEventError
 from fraudstream.events.transaction import Transaction
 from fraudstream.pipeline.decider import CONFLICT, DUPLICATE, Decider
+from fraudstream.pipeline.intake import Intake
 from fraudstream.state.base import StateError
 from fraudstream.storage.decisions import Known
 from fraudstream.storage.errors import StorageError
@@ -64,6 +66,8 @@ def _invalid(error: Exception) -> str:
     try:
         if isinstance(error, ValidationError):
             return describe_invalid(error)
+        if isinstance(error, MappedEventError):
+            return error.describe()
         return f"invalid: {type(error).__name__}: {error}"
     except Exception:
         return f"invalid: {type(error).__name__}"
@@ -96,8 +100,10 @@ class Worker:
         dead_letters_topic: str | None = None,
         max_deliveries: int = 5,
         around_batch: Callable[[], AbstractContextManager[Any]] = nullcontext,
+        intake: Intake | None = None,
     ) -> None:
         self.broker, self.decider, self.store = broker, decider, store
+        self.intake = intake
         self.around_batch = around_batch
         self.topic, self.batch_size, self.max_wait = topic, batch_size, max_wait
         self.on_scored = on_scored
@@ -194,20 +200,28 @@ class Worker:
 
     def _parse(self, messages: list[Message]) -> tuple[list[Transaction], list[int], list[DeadLetter]]:
         """The valid transactions with their delivery counts, and the dead letters of the rest. The
-        batch is validated in one call; only an invalid message is validated again on its own, for
-        its dead letter to say what is wrong with it. Whatever a message holds, this never raises."""
+        batch is validated in one call as canonical transactions (what the API and a redrive publish);
+        a message that is not one is read through the team's mapping when the model has one, else
+        validated again on its own, for its dead letter to say what is wrong with it. Whatever a
+        message holds, this never raises."""
         try:
             parsed = PAYLOADS.validate_python([m.payload for m in messages])
         except Exception:  # validation itself failed: each message on its own, below
             parsed = [None] * len(messages)
         if all(isinstance(t, Transaction) for t in parsed):
             return parsed, [m.deliveries for m in messages], []
+        mapping = None if self.intake is None else self.intake.mapping
         good: list[Transaction] = []
         deliveries: list[int] = []
         dead: list[DeadLetter] = []
         for m, t in zip(messages, parsed, strict=True):
             try:
-                good.append(t if isinstance(t, Transaction) else Transaction.model_validate(m.payload))
+                if isinstance(t, Transaction):
+                    good.append(t)
+                elif mapping is not None:
+                    good.append(mapping.transaction(m.payload))
+                else:
+                    good.append(Transaction.model_validate(m.payload))
                 deliveries.append(m.deliveries)
             except Exception as error:
                 dead.append((self.topic, payload_text(m.payload), _invalid(error), None))

@@ -24,6 +24,7 @@ from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
 from starlette.responses import Response
 
+from fraudstream.api.bodies import one_or_many_events
 from fraudstream.api.deps import authenticate, get_keyring, refuse_role
 from fraudstream.api.errors import unparsable_body
 from fraudstream.api.keyring import offered_keys
@@ -74,7 +75,13 @@ async def score(
 async def decide(request: Request) -> Response:
     """Validate, queue for the decider, answer with the decision's JSON."""
     dry_run = _dry_run(request)
-    transaction = _transaction(await request.body(), request.headers.get("content-type"))
+    services = request.app.state.services
+    mapping = None if services is None else services.intake.mapping
+    body, content_type = await request.body(), request.headers.get("content-type")
+    if mapping is None:
+        transaction = _transaction(body, content_type)
+    else:  # the team's own event, read as the model's training read its file
+        transaction = one_or_many_events(_json_object(body, content_type), mapping, max_items=1)[0]
     record, duplicate = await request.app.state.batcher.submit(transaction, dry_run=dry_run)
     body = _answer(DecisionOut.from_record(record, duplicate=duplicate))
     return Response(body, media_type="application/json")
@@ -115,6 +122,30 @@ def _transaction(body: bytes, content_type: str | None) -> Transaction:
     except ValidationError as error:
         raise RequestValidationError(_placed(error, "body")) from None
     raise RequestValidationError(_placed(strict, "body"))  # JSON only Python reads (NaN, Infinity)
+
+
+def _json_object(body: bytes, content_type: str | None) -> Any:
+    """The body's JSON, or the error FastAPI's body handling gives for a missing or unparsable one."""
+    if not body:
+        missing = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
+        raise RequestValidationError([missing])
+    if content_type is not None and not _json_type(content_type):
+        wrong = {
+            "type": "model_attributes_type",
+            "loc": ("body",),
+            "msg": "expected a JSON object sent with 'Content-Type: application/json'",
+            "input": None,
+        }
+        raise RequestValidationError([wrong])
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError) as cause:
+        detail = {"type": "json_invalid", "loc": ("body",), "msg": unparsable_body(cause), "input": None}
+        raise RequestValidationError([detail]) from None
+    if isinstance(parsed, list):  # one event per request here: a list goes to /v1/transactions
+        wrong = {"type": "model_type", "loc": ("body",), "msg": "an event is a JSON object", "input": None}
+        raise RequestValidationError([wrong])
+    return parsed
 
 
 def _json_type(content_type: str) -> bool:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, statu
 from fastapi.concurrency import run_in_threadpool
 
 from fraudstream.api.batcher import ScoreBatcher
-from fraudstream.api.bodies import one_or_many, one_or_many_schema
+from fraudstream.api.bodies import one_or_many, one_or_many_events, one_or_many_schema
 from fraudstream.api.deps import BatcherDep, ServicesDep, StoreDep, WaitersDep
 from fraudstream.api.schemas import (
     CONFLICT,
@@ -113,7 +113,11 @@ async def accept(
     (seconds) the answer is 200 and carries every decision.
     """
     settings = services.settings
-    transactions = one_or_many(payload, Transaction, max_items=settings.max_batch, noun="transaction")
+    mapping = services.intake.mapping
+    if mapping is None:
+        transactions = one_or_many(payload, Transaction, max_items=settings.max_batch, noun="transaction")
+    else:  # the team's own events, read as the model's training read its file
+        transactions = one_or_many_events(payload, mapping, max_items=settings.max_batch)
     new = set(await run_in_threadpool(_enqueue, services, transactions))
     accepted: list[str] = []
     duplicates: dict[str, None] = {}
