@@ -66,7 +66,7 @@ bench-wrk: $(STAMP)  ## POST /v1/score throughput, closed loop with wrk (install
 bench-replay: $(STAMP)  ## Handbook through the full online path, decisions written (model: FRAUD_MODEL_PATH)
 	FRAUD_DATA_DIR=$${FRAUD_DATA_DIR:-fraudstream-data} $(BIN)/fraudstream replay handbook
 
-services:  ## start local Redis :6380, PostgreSQL :5433, Kafka :9093, MLflow :5050, S3 :9010 (idempotent, state in .services/)
+services:  ## start local Redis :6380, PostgreSQL :5433, Kafka :9093, MLflow :5050, S3 :9010, schema registry :8085 (idempotent, state in .services/)
 	services/run.sh start
 
 services-stop:  ## stop the services that `make services` started

@@ -5,8 +5,9 @@
 #
 # Fetched again only when POM changed since the last fetch (its digest is kept in DIR/.pom-sha256); the new
 # jars are gathered in a temporary folder and moved in place, so an interrupted fetch never leaves a half
-# folder. Maven is installed with apt-get when missing. Maven's output goes to DIR.log. Used for Kafka and
-# S3Proxy (services/run.sh) and for the Spark Kafka connector (services/spark/fetch.sh).
+# folder. Maven is installed with apt-get when missing. Maven's output goes to DIR.log. Used for Kafka,
+# S3Proxy and the schema registry's distribution archive (services/run.sh) and for the Spark Kafka connector
+# (services/spark/fetch.sh).
 set -euo pipefail
 
 [[ $# -eq 3 ]] || { printf 'usage: %s NAME POM DIR\n' "$0" >&2; exit 2; }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Local Redis, PostgreSQL, single-node Kafka (KRaft), an MLflow tracking server and an S3-compatible object
-# store (S3Proxy on a local folder) for development and CI.
+# Local Redis, PostgreSQL, single-node Kafka (KRaft), an MLflow tracking server, an S3-compatible object
+# store (S3Proxy on a local folder) and a schema registry speaking the Confluent Schema Registry REST API
+# (Apicurio Registry) for development and CI.
 #
-#   services/run.sh start|stop|status [redis|postgres|kafka|mlflow|s3 ...]   (make services / services-stop / ...)
+#   services/run.sh start|stop|status [redis|postgres|kafka|mlflow|s3|registry ...]   (make services / ...)
 #
 # Everything lives under $FRAUD_SERVICES_DIR (default <repo>/.services): data, logs, pid files. `start` is
 # idempotent: a service already answering on its port is reported and left alone, whoever started it, and
@@ -15,6 +16,10 @@
 # package never meets the project's own pins. S3Proxy's jars come from Maven Central like Kafka's
 # (FRAUD_SERVICES_S3_LIBS, default fetched into the state directory); it serves FRAUD_SERVICES_S3_PORT with
 # the fixed dev credentials below (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), objects under .services/s3/data.
+# Apicurio Registry comes from Maven Central too, as the server's own distribution archive unpacked under
+# FRAUD_SERVICES_REGISTRY_LIBS (default in the state directory); it serves FRAUD_SERVICES_REGISTRY_PORT, its
+# Confluent-compatible API under /apis/ccompat/v7, schemas kept in an H2 file under .services/registry/data so
+# their ids survive a restart, as the Kafka messages that carry those ids do.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +31,7 @@ KAFKA_PORT="${FRAUD_SERVICES_KAFKA_PORT:-9093}"
 KAFKA_CONTROLLER_PORT="${FRAUD_SERVICES_KAFKA_CONTROLLER_PORT:-9094}"
 MLFLOW_PORT="${FRAUD_SERVICES_MLFLOW_PORT:-5050}"
 S3_PORT="${FRAUD_SERVICES_S3_PORT:-9010}"
+REGISTRY_PORT="${FRAUD_SERVICES_REGISTRY_PORT:-8085}"
 TIMEOUT="${FRAUD_SERVICES_TIMEOUT:-90}"
 
 PG_USER=fraudstream
@@ -47,6 +53,11 @@ MLFLOW_LOCK="$ROOT/requirements/mlflow-server.lock"
 S3_DIR="$STATE/s3"
 S3_LIBS="${FRAUD_SERVICES_S3_LIBS:-$S3_DIR/libs}"
 S3_POM="$ROOT/services/s3proxy/pom.xml"
+REGISTRY_DIR="$STATE/registry"
+REGISTRY_LIBS="${FRAUD_SERVICES_REGISTRY_LIBS:-$REGISTRY_DIR/libs}"
+REGISTRY_POM="$ROOT/services/registry/pom.xml"
+# Where the Confluent-compatible API lives: the base URL a Confluent client (or curl) is given.
+REGISTRY_API=/apis/ccompat/v7
 # Dev-only credentials, fixed so tests and docs can name them; the server listens on loopback only.
 S3_ACCESS_KEY=fraudstream
 S3_SECRET_KEY=fraudstream-dev-secret
@@ -409,6 +420,61 @@ s3_status() {
     status_line s3 "$S3_PORT" "$S3_DIR/s3proxy.pid" "$S3_DIR/s3proxy.properties" "$STATE/s3.log"
 }
 
+# ---------------------------------------------------------------- Schema registry (Apicurio Registry)
+
+registry_version() { pom_property "$REGISTRY_POM" apicurio.version; }
+
+registry_runner() {  # the server's runnable jar inside the unpacked distribution
+    printf '%s\n' "$REGISTRY_LIBS/server/apicurio-registry-app-$(registry_version)-runner.jar"
+}
+
+registry_fetch() {  # the pinned distribution from Maven Central, unpacked once per fetch
+    "$ROOT/services/maven-fetch.sh" registry "$REGISTRY_POM" "$REGISTRY_LIBS"
+    [[ -f "$(registry_runner)" ]] && return 0
+    local archive tmp="$REGISTRY_LIBS/server.tmp.$$"
+    archive="$REGISTRY_LIBS/apicurio-registry-app-$(registry_version)-all.tar.gz"
+    [[ -f "$archive" ]] || die "no $archive after fetching; see $REGISTRY_LIBS.log"
+    rm -rf "$tmp" && mkdir -p "$tmp"
+    tar -xzf "$archive" -C "$tmp" || { rm -rf "$tmp"; die "could not unpack $archive"; }
+    rm -rf "$REGISTRY_LIBS/server"
+    mv "$tmp" "$REGISTRY_LIBS/server"
+    [[ -f "$(registry_runner)" ]] || die "no $(registry_runner) in $archive"
+}
+
+registry_ready() {  # GET the subject list of the Confluent-compatible API over a raw socket: 200 when serving
+    timeout 3 bash -c "exec 3<>/dev/tcp/$HOST/$REGISTRY_PORT; printf 'GET $REGISTRY_API/subjects HTTP/1.0\r\nHost: $HOST\r\n\r\n' >&3; IFS= read -r l <&3; [[ \$l == *' 200'* ]]" \
+        2>/dev/null
+}
+
+registry_start() {
+    mkdir -p "$REGISTRY_DIR/data"
+    command -v java >/dev/null || apt_install openjdk-17-jre-headless
+    registry_fetch
+    if pid_alive "$REGISTRY_DIR/registry.pid" "$REGISTRY_DIR/data"; then
+        say "registry  running  $HOST:$REGISTRY_PORT (pid $(head -n1 "$REGISTRY_DIR/registry.pid"))"; return
+    fi
+    if port_open "$REGISTRY_PORT"; then
+        say "registry  running  $HOST:$REGISTRY_PORT (already listening, not started here; left alone)"; return
+    fi
+    # In-memory H2 is the server's default; a file keeps the schemas (and so their ids) across restarts.
+    # No authentication: a dev server on loopback.
+    (exec setsid java -Xms64m -Xmx512m -Djava.awt.headless=true \
+        -Dquarkus.http.host="$HOST" -Dquarkus.http.port="$REGISTRY_PORT" \
+        -Dquarkus.datasource.jdbc.url="jdbc:h2:file:$REGISTRY_DIR/data/registry" \
+        -jar "$(registry_runner)") </dev/null >>"$STATE/registry.log" 2>&1 &
+    printf '%s\n' "$!" >"$REGISTRY_DIR/registry.pid"
+    wait_for "the schema registry on $HOST:$REGISTRY_PORT" "$STATE/registry.log" "$!" registry_ready
+    say "registry  started  $HOST:$REGISTRY_PORT (Apicurio Registry $(registry_version), Confluent API at $REGISTRY_API, log $STATE/registry.log)"
+}
+
+registry_stop() {
+    stop_pid registry "$REGISTRY_DIR/registry.pid" "$REGISTRY_DIR/data"
+}
+
+registry_status() {
+    status_line registry "$REGISTRY_PORT" "$REGISTRY_DIR/registry.pid" "$REGISTRY_DIR/data" "$STATE/registry.log"
+}
+
 # ---------------------------------------------------------------- shared
 
 pom_property() {  # pom property -> the value of <property> in the pom (the version it pins)
@@ -451,6 +517,7 @@ print_urls() {
     say "export FRAUD_TEST_KAFKA_URL=kafka://$HOST:$KAFKA_PORT"
     say "export FRAUD_TEST_MLFLOW_URL=http://$HOST:$MLFLOW_PORT"
     say "export FRAUD_TEST_S3_ENDPOINT=http://$HOST:$S3_PORT AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY"
+    say "export FRAUD_TEST_SCHEMA_REGISTRY_URL=http://$HOST:$REGISTRY_PORT$REGISTRY_API"
 }
 
 chosen() {  # "order" services... -> the services named on the command line (all when none), in this order
@@ -463,25 +530,25 @@ chosen() {  # "order" services... -> the services named on the command line (all
 main() {
     local action="${1:-}" name
     shift || true
-    declare -A prefix=([redis]=redis [postgres]=pg [kafka]=kafka [mlflow]=mlflow [s3]=s3)
+    declare -A prefix=([redis]=redis [postgres]=pg [kafka]=kafka [mlflow]=mlflow [s3]=s3 [registry]=registry)
     for name in "$@"; do
-        [[ -n "${prefix[$name]:-}" ]] || die "unknown service '$name': use redis, postgres, kafka, mlflow or s3"
+        [[ -n "${prefix[$name]:-}" ]] || die "unknown service '$name': use redis, postgres, kafka, mlflow, s3 or registry"
     done
     case "$action" in
         start)
             mkdir -p "$STATE"
             ensure_packages
-            for name in $(chosen "kafka redis postgres mlflow s3" "$@"); do "${prefix[$name]}_start"; done
+            for name in $(chosen "kafka redis postgres mlflow s3 registry" "$@"); do "${prefix[$name]}_start"; done
             print_urls
             ;;
         stop)
-            for name in $(chosen "s3 mlflow kafka redis postgres" "$@"); do "${prefix[$name]}_stop"; done
+            for name in $(chosen "registry s3 mlflow kafka redis postgres" "$@"); do "${prefix[$name]}_stop"; done
             ;;
         status)
-            for name in $(chosen "redis postgres kafka mlflow s3" "$@"); do "${prefix[$name]}_status"; done
+            for name in $(chosen "redis postgres kafka mlflow s3 registry" "$@"); do "${prefix[$name]}_status"; done
             ;;
         *)
-            die "usage: $0 start|stop|status [redis|postgres|kafka|mlflow|s3 ...]"
+            die "usage: $0 start|stop|status [redis|postgres|kafka|mlflow|s3|registry ...]"
             ;;
     esac
 }
