@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         description="YAML mapping of your own live events (as train --mapping reads a file); default: the "
         "mapping the served model was trained with, if any; 'none' reads canonical transactions only",
     )
+    schema_registry_url: str | None = Field(
+        None,
+        description="schema registry (Confluent REST API) for Kafka messages in Avro: its base URL, e.g. "
+        "http://127.0.0.1:8085/apis/ccompat/v7 for `make services`; JSON messages need none",
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking server (http://host:port): training runs, the model registry"
     )

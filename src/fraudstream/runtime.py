@@ -132,6 +132,7 @@ def settings_broker(settings: Settings, store: Store) -> Broker:
         dead_after_seconds=settings.dead_after_seconds,
         maxlen=settings.stream_maxlen,
         publish_timeout=settings.publish_timeout,
+        schema_registry=settings.schema_registry_url,
     )
 
 

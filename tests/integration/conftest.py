@@ -29,6 +29,7 @@ POSTGRES_URL = os.environ.get(
 )
 KAFKA_URL = os.environ.get("FRAUD_TEST_KAFKA_URL", "kafka://127.0.0.1:9093")
 MLFLOW_URL = os.environ.get("FRAUD_TEST_MLFLOW_URL", "http://127.0.0.1:5050")
+REGISTRY_URL = os.environ.get("FRAUD_TEST_SCHEMA_REGISTRY_URL", "http://127.0.0.1:8085/apis/ccompat/v7")
 
 
 def reachable(url: str, timeout: float = 1.0) -> bool:
@@ -64,6 +65,11 @@ def postgres_url() -> str:
 @pytest.fixture(scope="session")
 def kafka_url() -> str:
     return require(KAFKA_URL, "Kafka")
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url() -> str:
+    return require(REGISTRY_URL, "The schema registry")
 
 
 @pytest.fixture(scope="session")

@@ -95,6 +95,7 @@ def _start_worker(app: FastAPI, services: Services, settings: Settings, metrics:
         dead_letters_topic=DEAD_LETTERS if results else None,
         max_deliveries=settings.max_deliveries,
         around_batch=paused_gc,
+        intake=services.intake,
     )
     thread = threading.Thread(target=_supervise, args=(worker,), name="fraudstream-worker", daemon=True)
     app.state.worker, app.state.worker_thread = worker, thread

@@ -31,6 +31,7 @@ def open_broker(
     maxlen: int = 1_000_000,
     consumer: str | None = None,
     publish_timeout: float = 5.0,
+    schema_registry: str | None = None,
 ) -> Broker:
     """Open the broker at ``url``; ``database://`` queues in ``store``'s own database.
 
@@ -40,6 +41,8 @@ def open_broker(
     streams near ``maxlen`` entries without trimming unprocessed ones. ``group`` is the Redis/Kafka
     consumer group of the workers. A Kafka publish fails after ``publish_timeout`` seconds without the
     broker's acknowledgement, so that a caller waiting on it (the API) can answer instead of hanging.
+    ``schema_registry`` is where a Kafka consumer finds the schemas of messages in the Confluent wire
+    format (Avro).
     """
     scheme = urlparse(url).scheme
     if scheme == "database":
@@ -72,6 +75,7 @@ def open_broker(
             topic_prefix=split_prefix(url)[1] or "",
             partitions=partitions_option(url),
             delivery_timeout_ms=max(1, round(publish_timeout * 1000)),
+            schema_registry=schema_registry,
         )
     raise BrokerError(f"unsupported broker URL {url!r}: use {', '.join(SCHEMES.values())}")
 

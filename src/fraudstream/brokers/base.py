@@ -13,8 +13,21 @@ class BrokerError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Undecodable:
+    """A message payload in a binary format that cannot be read here (a schema the registry lacks, a
+    record that does not match its schema); ``reason`` says why and what to do. Consumers send such a
+    message to the dead letters with that reason."""
+
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True)
 class Message:
-    """One delivered message. ``payload`` is the decoded JSON, or the raw text when it was not JSON.
+    """One delivered message. ``payload`` is the decoded JSON (or Avro record), the raw text when it was
+    neither, or an :class:`Undecodable` saying why a binary one cannot be read.
 
     ``deliveries`` counts how often it has been handed out, this time included (every broker counts;
     Kafka in its committed offsets' metadata); a message delivered again and again without an ack is

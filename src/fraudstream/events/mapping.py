@@ -69,6 +69,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -470,6 +471,8 @@ class EventMapping:
         return _text(value).strip().upper()  # currency
 
     def _time(self, value: Any, fmt: str | None) -> datetime:
+        if isinstance(value, datetime):  # an Avro timestamp
+            return value
         if isinstance(value, bool):
             raise _Bad("must be a time, not true or false")
         if isinstance(value, int | float):
@@ -542,6 +545,8 @@ def _loc(column: str) -> tuple[str, ...]:
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, Decimal):  # an Avro decimal
+        value = float(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _Bad("must be text or a number")
     if isinstance(value, float):
@@ -554,7 +559,7 @@ def _text(value: Any) -> str:
 def _number(value: Any) -> float:
     if isinstance(value, bool):
         raise _Bad("must be a number, not true or false")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         return float(value)
     if isinstance(value, str):
         try:

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fraudstream.brokers.base import Broker, BrokerError, Message
+from fraudstream.brokers.base import Broker, BrokerError, Message, Undecodable
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.decision import DecisionColumns
 from fraudstream.events.mapping import MappedEventError
@@ -215,6 +215,9 @@ class Worker:
         deliveries: list[int] = []
         dead: list[DeadLetter] = []
         for m, t in zip(messages, parsed, strict=True):
+            if isinstance(m.payload, Undecodable):  # a binary message this process cannot read
+                dead.append((self.topic, str(m.payload), m.payload.reason, None))
+                continue
             try:
                 if isinstance(t, Transaction):
                     good.append(t)

@@ -26,6 +26,7 @@ import orjson
 
 from fraudstream.brokers.base import Broker, BrokerError, Message
 from fraudstream.brokers.kafka._admin import cluster_summary, create_topic
+from fraudstream.brokers.kafka._avro import SchemaRegistry, decode, wire_format
 from fraudstream.brokers.kafka._member import TopicConsumer, load, take
 from fraudstream.brokers.kafka._urls import DEFAULT_PARTITIONS, bootstrap_servers
 
@@ -81,8 +82,10 @@ class KafkaBroker(Broker):
         delivery_timeout_ms: int = 5_000,
         connect_timeout: float = 5.0,
         assignment_strategy: str = "cooperative-sticky",
+        schema_registry: str | None = None,
     ) -> None:
         self._kafka = _client()
+        self._registry = None if not schema_registry else SchemaRegistry(schema_registry)
         self.url, self.group, self.partitions = url, group, partitions
         self.replication_factor, self.topic_prefix = replication_factor, topic_prefix
         self.consumer_name = consumer or f"{socket.gethostname()}-{os.getpid()}"
@@ -234,10 +237,18 @@ class KafkaBroker(Broker):
             if spans:
                 member.count_deliveries(spans, self.connect_timeout)
             count = member.offsets.deliveries
-            out = [Message(f"{p}:{o}", _text(m.key()), load(m.value()), count(p, o)) for p, o, m in kept]
+            out = [
+                Message(f"{p}:{o}", _text(m.key()), self._load(m.value()), count(p, o)) for p, o, m in kept
+            ]
         if not out:
             self._raise_failure()
         return out
+
+    def _load(self, value: bytes | None) -> Any:
+        """JSON, or a record in the Confluent wire format read with its schema from the registry."""
+        if value is not None and wire_format(value):
+            return decode(value, self._registry)
+        return load(value)
 
     def ack(self, topic: str, messages: Sequence[Message]) -> None:
         """Commit, per partition, past the acked messages; those of partitions we lost are skipped."""
