@@ -4,6 +4,7 @@ preset's set applying, and the start-up line says which rules apply and why othe
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,18 @@ def test_the_paysim_rules_flag_an_emptied_account_and_not_a_partial_transfer() -
     out = rules.apply(columns, np.array(["APPROVE"] * n, dtype=object))
     assert out.fired == [[], ["account_emptied"], []]  # the first is too small to flag
     assert out.decision.tolist() == ["APPROVE", "FLAG", "APPROVE"]
+
+
+def test_the_rules_docs_list_each_presets_packaged_rules() -> None:
+    """docs/rules.md's table names, per preset, exactly the rules its file holds."""
+    docs = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
+    rows = {}
+    for line in docs.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 3 and (preset := re.match(r"`(\w+)`", cells[0])) and preset[1] in PRESETS:
+            rows[preset[1]] = (cells[1], re.findall(r"`(\w+)`", cells[2]))
+    assert rows.keys() == set(PRESETS)
+    for preset, (file, names) in rows.items():
+        path = PRESET_RULES[preset]
+        assert file == f"`{path.relative_to(DEFAULT_RULES_PATH.parent).as_posix()}`"
+        assert names == [r.name for r in load_rules(path, default_known_names(as_bundled(preset))).rules]
