@@ -119,8 +119,8 @@ class Settings(BaseSettings):
     state_url: str = Field("memory://", description="feature state: memory:// or redis://host:port/db")
     rules_path: Path | None = Field(
         None,
-        description="rules YAML; default: the packaged default rules. With FRAUD_RULES_SOURCE=database, "
-        "the first version stored when the database has none",
+        description="rules YAML; default: the packaged rules of the model's feature preset. With "
+        "FRAUD_RULES_SOURCE=database, the first version stored when the database has none",
     )
     rules_source: Literal["file", "database"] = Field(
         "file",

@@ -26,8 +26,9 @@ from fraudstream.pipeline.decider import Decider, StoreLedger
 from fraudstream.pipeline.intake import Intake
 from fraudstream.pipeline.scorer import Scorer
 from fraudstream.registry import ModelSource, load_challenger, load_model
-from fraudstream.rules.loader import DEFAULT_RULES_PATH, load_rules
+from fraudstream.rules.loader import load_rules
 from fraudstream.rules.names import default_known_names
+from fraudstream.rules.packaged import packaged_rules_path
 from fraudstream.rules.reload import DatabaseRules, ReloadingRules
 from fraudstream.state import FeatureState, MemoryFeatureState, open_state
 from fraudstream.storage import Store, open_store
@@ -41,13 +42,15 @@ LiveRules = ReloadingRules | DatabaseRules
 
 
 def open_rules(settings: Settings, store: Store, feature_set: FeatureSet) -> LiveRules:
-    """``FRAUD_RULES_SOURCE=file``: FRAUD_RULES_PATH (else the packaged rules), followed as it changes.
-    ``database``: the newest saved version, polled every FRAUD_RULES_POLL_SECONDS; when none is saved
-    yet, that file's text is stored first as version 1 (by whichever process starts first).
+    """``FRAUD_RULES_SOURCE=file``: FRAUD_RULES_PATH (else the packaged rules of the model's preset),
+    followed as it changes. ``database``: the newest saved version, polled every
+    FRAUD_RULES_POLL_SECONDS; when none is saved yet, that file's text is stored first as version 1
+    (by whichever process starts first).
 
-    The packaged rules are written for the default features: those reading a feature ``feature_set``
-    lacks are left out with a warning; rules of your own must name only features the model has."""
-    path = settings.rules_path or DEFAULT_RULES_PATH
+    Of the packaged rules, those reading a feature ``feature_set`` lacks (a spec of one's own) are
+    left out, and one line says which apply and why the others do not; rules of your own must name
+    only features the model has."""
+    path = settings.rules_path or packaged_rules_path(feature_set)
     known = default_known_names(feature_set)
     skip_unknown = settings.rules_path is None
     if settings.rules_source == "file":

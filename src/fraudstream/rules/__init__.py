@@ -9,6 +9,7 @@ from fraudstream.expr.expression import CompiledExpr, compile_expr
 from fraudstream.rules.errors import RulesError
 from fraudstream.rules.loader import DEFAULT_RULES_PATH, load_rules, parse_rules
 from fraudstream.rules.names import default_known_names, rule_columns
+from fraudstream.rules.packaged import PRESET_RULES, packaged_rules_path
 from fraudstream.rules.reload import ReloadingRules
 from fraudstream.rules.ruleset import DECISIONS, EMPTY_RULES, LIST_FIELDS, Rule, RuleOutcome, RuleSet
 
@@ -17,6 +18,7 @@ __all__ = [
     "DEFAULT_RULES_PATH",
     "EMPTY_RULES",
     "LIST_FIELDS",
+    "PRESET_RULES",
     "CompiledExpr",
     "ReloadingRules",
     "Rule",
@@ -26,6 +28,7 @@ __all__ = [
     "compile_expr",
     "default_known_names",
     "load_rules",
+    "packaged_rules_path",
     "parse_rules",
     "rule_columns",
 ]

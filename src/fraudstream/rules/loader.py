@@ -39,7 +39,8 @@ from fraudstream.rules.ruleset import DECISIONS, LIST_FIELDS, Rule, RuleSet
 TOP_KEYS: Final = ("rules", "allow", "deny")
 RULE_KEYS: Final = ("name", "when", "action", "reason", "alert", "shadow")
 DEFAULT_RULES_PATH: Final = Path(__file__).with_name("default_rules.yaml")
-"""The rules shipped with the package: a starting point for analysts, installed with the wheel."""
+"""The rules shipped for the default preset's features (``handbook``): a starting point for analysts,
+installed with the wheel. Other presets' are in :data:`fraudstream.rules.packaged.PRESET_RULES`."""
 
 _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
@@ -147,10 +148,11 @@ def parse_rules(
 ) -> RuleSet:
     """Check and compile rules already read from YAML (or built in code).
 
-    ``version`` defaults to a hash of ``data``. With ``skip_unknown``, a rule that reads a name not
-    known (a feature the model's spec does not compute) is left out with a warning instead of failing:
-    the packaged rules are written for the default features, and a model on other features still
-    gets those of its rules that apply. Raises :class:`RulesError` naming the rule and the
+    ``version`` defaults to a hash of ``data``. With ``skip_unknown`` (the packaged rules), a rule that
+    reads a name not known (a feature the model's spec does not compute) is left out instead of
+    failing, and one line is logged saying which rules apply and what each left-out one reads (a
+    warning when any is left out): a model on a spec of one's own still gets those of the packaged
+    rules that apply, and is told why the others do not. Raises :class:`RulesError` naming the rule and the
     problem: missing or repeated names, unknown keys, bad actions, missing conditions or reasons,
     conditions that do not compile, unsupported list fields and non-text list entries.
     """
@@ -193,18 +195,24 @@ def parse_rules(
             )
     if version is None:
         version = _digest(json.dumps(data, sort_keys=True, default=str).encode())
-    if left_out:
-        logger.warning("%s", _applying(source, [r.name for r in rules], left_out))
+    if skip_unknown:
+        level = logging.WARNING if left_out else logging.INFO
+        logger.log(level, "%s", _applying(source, [r.name for r in rules], left_out))
     return RuleSet(rules=rules, allow=allow, deny=deny, version=version, source=source)
 
 
 def _applying(source: str, kept: list[str], left_out: list[tuple[str, str]]) -> str:
     """One line: which rules of ``source`` apply to the model's features, and why the others do not."""
     total = len(kept) + len(left_out)
-    applying = f"{len(kept)} of {total} rules apply" + (f" ({', '.join(kept)})" if kept else "")
+    if not left_out:
+        return f"{source}: all {total} rules apply" + (f" ({', '.join(kept)})" if kept else "")
+    if kept:
+        applying = f"{len(kept)} of {total} rules apply ({', '.join(kept)}); the others read"
+    else:
+        applying = f"none of its {total} rules apply: they read"
     missing = ", ".join(f"{rule} reads {name}" for rule, name in left_out)
     return (
-        f"{source}: {applying}; the others read features this model does not compute ({missing}). "
+        f"{source}: {applying} features this model does not compute ({missing}). "
         "Rules over the model's own features go in a file of your own: FRAUD_RULES_PATH (docs/rules.md)"
     )
 
