@@ -3,7 +3,6 @@ rows read from its file, and errors that name its own fields."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterator
@@ -245,5 +244,33 @@ def test_canonical_transactions_when_the_mapping_is_turned_off(shop: Shop, tmp_p
         services.close()
 
 
-def events_json(shop: Shop) -> str:
-    return json.dumps(shop.events)
+def test_history_loaded_by_replay_carries_on_into_live_scoring(shop: Shop, tmp_path: Path) -> None:
+    """The shop's history replayed into the store before going live: its first live events are
+    decided with each card's history, as one replay of history and live rows together decides them."""
+    history, together = f"sqlite:///{tmp_path}/history.db", f"sqlite:///{tmp_path}/together.db"
+    rows = pd.concat([pd.read_csv(shop.root / "export.csv"), pd.read_csv(shop.root / "live.csv")])
+    rows.to_csv(tmp_path / "all.csv", index=False)
+    with pytest.MonkeyPatch.context() as env:
+        env.chdir(shop.root)
+        env.setenv("FRAUD_DATA_DIR", str(tmp_path / "data"))
+        for database, data, more in (
+            (history, "export.csv", ["--keep-transactions"]),
+            (together, str(tmp_path / "all.csv"), []),
+        ):
+            env.setenv("FRAUD_DATABASE_URL", database)
+            loaded = runner.invoke(
+                app, ["replay", data, "--mapping", "mapping.yaml", "--model", str(shop.bundle), *more]
+            )
+            assert loaded.exit_code == 0, loaded.stderr
+    reference = decided(together, list(shop.reference))
+    assert any(r["features"]["card_count_7d"] > 0 for r in reference.values())  # the cards have a history
+
+    settings = Settings(data_dir=tmp_path / "serve", database_url=history, model_path=shop.bundle)
+    services = open_services(settings)  # warms its feature state from the stored history
+    try:
+        with TestClient(create_app(settings, services)) as client:
+            for body in shop.events:
+                assert client.post("/v1/score", json=body).status_code == 200
+    finally:
+        services.close()
+    assert_same_decisions(decided(history, list(shop.reference)), reference)

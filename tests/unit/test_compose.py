@@ -201,6 +201,7 @@ def test_run_script_reports_stopped_services_in_an_empty_state_dir(tmp_path: Pat
         "FRAUD_SERVICES_KAFKA_PORT": str(free_port()),
         "FRAUD_SERVICES_MLFLOW_PORT": str(free_port()),
         "FRAUD_SERVICES_S3_PORT": str(free_port()),
+        "FRAUD_SERVICES_REGISTRY_PORT": str(free_port()),
     }
     script = str(ROOT / "services" / "run.sh")
     result = subprocess.run(
@@ -208,7 +209,7 @@ def test_run_script_reports_stopped_services_in_an_empty_state_dir(tmp_path: Pat
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["redis", "postgres", "kafka", "mlflow", "s3"]
+    assert [line.split()[0] for line in lines] == ["redis", "postgres", "kafka", "mlflow", "s3", "registry"]
     assert all(line.split()[1] == "stopped" for line in lines)
     usage = subprocess.run(
         [script, "restart"], capture_output=True, text=True, env=env, timeout=60, check=False

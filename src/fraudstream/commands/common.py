@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 import time
@@ -344,3 +345,23 @@ def emit(payload: dict[str, Any], as_json: bool, table: Any = None) -> None:
         sys.stdout.write(json.dumps(json_ready(payload), indent=2) + "\n")
     elif table is not None:
         out.print(table)
+
+
+class _Stderr(logging.Handler):
+    """Writes a record's message to the ``sys.stderr`` of the moment it is logged."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
+def say_start_notes() -> None:
+    """Have a long-running command say at start which rules apply (the rules loader's one line, logged
+    at INFO when every rule applies and at WARNING when some do not), on standard error. Set up here,
+    at the entry point, since library code leaves logging to the program."""
+    notes = logging.getLogger("fraudstream.rules")
+    if not any(isinstance(h, _Stderr) for h in notes.handlers):
+        notes.addHandler(_Stderr())
+        notes.setLevel(logging.INFO)

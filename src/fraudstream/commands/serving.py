@@ -17,6 +17,7 @@ from fraudstream.commands.common import (
     errors,
     positive,
     progress,
+    say_start_notes,
     settings_with,
 )
 from fraudstream.config import Settings
@@ -62,6 +63,7 @@ def serve(
     with errors():
         refresh_stale_kernels()
         settings = served(Settings(), model)
+        say_start_notes()
         hint = demo_hint(settings)
         if hint:
             console.print(hint, soft_wrap=True)
@@ -134,6 +136,7 @@ def worker(
         raise typer.Exit(0 if alive else 1)
     with errors():
         settings = served(settings, model)
+        say_start_notes()
         check_model(settings)
         results = publishes_results(settings.broker_url)  # decisions and dead letters to redis:// or kafka://
         with open_worker(
@@ -233,13 +236,24 @@ def replay(
             help="For your own file: the YAML mapping of its columns that train read it with.",
         ),
     ] = None,
+    keep_transactions: Annotated[
+        bool,
+        typer.Option(
+            "--keep-transactions",
+            help="Store the transactions beside their decisions, so that `serve` and `worker` started on "
+            "this database begin with this history in their feature state: your history, loaded before "
+            "going live.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Push a dataset through the full online path (state, models, rules, storage) and evaluate it.
 
     An offline backtest of exactly what production would do: fraud labels reach the feature state
     only once their label time has passed. Your own file goes through with the mapping train read it
-    with: `fraudstream replay export.csv --mapping mapping.yaml --model shop.fsb`.
+    with: `fraudstream replay export.csv --mapping mapping.yaml --model shop.fsb`. With
+    --keep-transactions it loads that history into the store (and a Redis feature state) that
+    production then starts from, so existing customers are not new on day one.
     """
     from fraudstream._gc import paused_gc
     from fraudstream._numba_cache import refresh_stale_kernels
@@ -254,6 +268,10 @@ def replay(
     with errors():
         refresh_stale_kernels()
         settings = settings_with(datasets_dir)
+        if keep_transactions and not store_decisions:
+            raise ValueError(
+                "--keep-transactions stores the transactions with their decisions: drop --no-store"
+            )
         if mapping is not None:
             from fraudstream.datasets.source import load_source
 
@@ -267,7 +285,8 @@ def replay(
         try:
             with progress() as bar:
                 result = run(frame, services.scorer, services.store if store_decisions else None,
-                             batch_size=batch_size, progress=bar, around_batch=paused_gc)  # fmt: skip
+                             batch_size=batch_size, progress=bar, around_batch=paused_gc,
+                             keep_transactions=keep_transactions and store_decisions)  # fmt: skip
         finally:
             services.close()
         console.print(

@@ -18,7 +18,7 @@ from multiprocessing.queues import Queue
 from typing import Any
 
 from fraudstream.events.decision import DecisionColumns
-from fraudstream.events.transaction import Label
+from fraudstream.events.transaction import Label, Transaction
 from fraudstream.storage.errors import StorageError
 from fraudstream.storage.store import Store
 
@@ -62,14 +62,21 @@ class DecisionWriter:
         self._process.daemon = True
         self._process.start()
 
-    def save(self, columns: DecisionColumns, labels: list[Label] | None = None) -> None:
-        """Store ``labels``, then the decisions in ``columns`` (first decision per transaction wins)."""
+    def save(
+        self,
+        columns: DecisionColumns,
+        labels: list[Label] | None = None,
+        transactions: list[Transaction] | None = None,
+    ) -> None:
+        """Store ``labels``, then the decisions in ``columns`` (first decision per transaction wins),
+        with their ``transactions`` (row-aligned with ``columns``) when given."""
         if self._store is not None:
-            self.stored += _write(self._store, columns, labels or [])
+            self.stored += _write(self._store, columns, labels or [], transactions)
             return
         self._collect(block=False)
         for lo in range(0, max(len(columns), 1), SLICE):
-            self._put((columns.slice(lo, lo + SLICE), labels if lo == 0 else []))
+            bodies = None if transactions is None else transactions[lo : lo + SLICE]
+            self._put((columns.slice(lo, lo + SLICE), labels if lo == 0 else [], bodies))
 
     def close(self) -> int:
         """Wait for every slice, stop the process; how many decisions were stored for the first time."""
@@ -134,10 +141,12 @@ class DecisionWriter:
         self._replies.close()
 
 
-def _write(store: Store, columns: DecisionColumns, labels: list[Label]) -> int:
+def _write(
+    store: Store, columns: DecisionColumns, labels: list[Label], transactions: list[Transaction] | None
+) -> int:
     if labels:
         store.labels.add(labels)
-    return len(store.decisions.save(columns))
+    return len(store.decisions.save(columns, transactions))
 
 
 def _serve(

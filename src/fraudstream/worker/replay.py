@@ -19,6 +19,7 @@ import pandas as pd
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.decision import DecisionColumns, DecisionRecord
+from fraudstream.events.frame import iter_records
 from fraudstream.events.transaction import Label, Transaction
 from fraudstream.pipeline.decider import DUPLICATE, Decider
 from fraudstream.pipeline.scorer import Scorer
@@ -49,6 +50,8 @@ class _Written:
     def __init__(self, writer: DecisionWriter | None) -> None:
         self.writer = writer
         self.labels: list[Label] = []
+        self.bodies: dict[str, Transaction] | None = None
+        """The batch's transactions by id, when they are stored too (``keep_transactions``)."""
 
     def known(self, ids: list[str]) -> dict[str, Known]:
         return {}
@@ -57,7 +60,9 @@ class _Written:
         self, decided: DecisionColumns, bodies: list[Transaction] | None, clashes: set[str]
     ) -> list[str]:
         if self.writer is not None:
-            self.writer.save(decided, self.labels)
+            if bodies is None and self.bodies is not None:
+                bodies = [self.bodies[i] for i in decided.transaction_id.tolist()]
+            self.writer.save(decided, self.labels, bodies)
         self.labels = []
         return decided.transaction_id.tolist()
 
@@ -73,6 +78,7 @@ def replay(
     batch_size: int = 5000,
     progress: Callable[[str, int, int], None] | None = None,
     around_batch: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    keep_transactions: bool = False,
 ) -> ReplayResult:
     """Decide ``frame`` in time order, batch by batch, through a :class:`Decider` as the online path
     does, storing decisions when ``store`` is given; ``around_batch`` (a module-level function, for the
@@ -81,6 +87,10 @@ def replay(
 
     The result is aligned with ``frame`` sorted by timestamp (stably); pass it sorted to align with it.
     A row repeating an earlier row's id gets that row's decision.
+
+    With ``keep_transactions`` the transactions are stored beside their decisions, as the live paths
+    store them, so a server or worker started on that store afterwards warms its feature state with
+    this history (a team's history loaded before going live); it costs a validated transaction per row.
     """
     if not frame["timestamp"].is_monotonic_increasing:
         frame = frame.sort_values("timestamp", kind="stable")
@@ -108,6 +118,9 @@ def replay(
                 if writer is not None:
                     pairs = zip(ids, pd.to_datetime(times, unit="s", utc=True), strict=True)
                     ledger.labels = [Label(transaction_id=t, is_fraud=True, label_time=w) for t, w in pairs]
+            if keep_transactions and writer is not None:
+                bodies = (Transaction.model_validate(r) for r in iter_records(frame.iloc[lo:hi]))
+                ledger.bodies = {t.transaction_id: t for t in bodies}
             with around_batch():
                 decided = decider.decide(batch.take(np.arange(lo, hi)))
             if decided.new is not None:
