@@ -167,6 +167,14 @@ def test_invalid_fields_are_422_with_the_field_path(
     assert client.get("/v1/transactions/v0").status_code == 404  # nothing of a rejected batch is kept
 
 
+def test_a_field_of_ones_own_is_refused_saying_where_it_goes(api: Api) -> None:
+    client, _, _ = api
+    for body in ({**tx("v3"), "shop": "acme"}, [tx("v4"), {**tx("v5"), "shop": "acme"}]):
+        answer = client.post("/v1/transactions", json=body)
+        (error,) = answer.json()["detail"]
+        assert "under extra" in error["msg"] and "--mapping" in error["msg"], error
+
+
 def test_missing_field_is_reported(api: Api) -> None:
     client, _, _ = api
     body = tx("v2")

@@ -216,8 +216,23 @@ _PATTERN_MESSAGES = {
 }
 
 
+OWN_FIELD = (
+    "not a field of a transaction: send your own fields under extra (a feature spec reads them as "
+    "extra.<name>), or serve a model trained with --mapping to send your events as they are"
+)
+
+
 def _explained(error: dict[str, Any]) -> dict[str, Any]:
-    """``error`` with a message a person can act on where pydantic's only quotes a pattern."""
+    """``error`` with a message a person can act on where pydantic's only quotes a pattern, or only
+    says a field is not allowed in a transaction (a team's own field name sent as it is)."""
+    loc = tuple(error.get("loc") or ())
+    if (
+        error.get("type") == "extra_forbidden"
+        and loc[:1] == ("body",)
+        and len(loc) <= 3
+        and (len(loc) == 2 or isinstance(loc[1], int))
+    ):
+        return {**error, "msg": OWN_FIELD}
     if error.get("type") == "string_pattern_mismatch":
         message = _PATTERN_MESSAGES.get(str((error.get("ctx") or {}).get("pattern")))
         if message is not None:
