@@ -167,7 +167,7 @@ def test_own_events_scored_one_by_one_decide_as_the_file_does(shop: Shop, tmp_pa
 
 
 def test_own_events_queued_in_lists_decide_as_the_file_does(shop: Shop, tmp_path: Path) -> None:
-    settings = settings_for(shop, tmp_path, max_wait=0.05)
+    settings = settings_for(shop, tmp_path, broker_url="memory://", max_wait=0.05)
     with TestClient(create_app(settings, run_worker=True)) as client:
         for lo in range(0, LIVE, 50):
             answer = client.post("/v1/transactions", json=shop.events[lo : lo + 50])

@@ -3,7 +3,9 @@ broker the settings name, so that what one producer sends goes where the workers
 
 from __future__ import annotations
 
-from fraudstream.brokers import Broker, BrokerError, publishes_results
+from urllib.parse import urlparse
+
+from fraudstream.brokers import Broker, BrokerError
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage.rows import unique_by
 from fraudstream.storage.store import Store
@@ -21,13 +23,14 @@ def enqueue(
 ) -> list[str]:
     """Durably accept ``transactions`` for the workers; the ids that were new, in input order.
 
-    On the embedded brokers the store's outbox holds the transactions and their messages in one
-    database transaction. With Redis or Kafka the new transactions are stored as queued, then published
+    On the database broker the store's outbox holds the transactions and their messages in one
+    database transaction. With any other (Redis, Kafka, the in-process memory broker) the new
+    transactions are stored as queued, then published
     in one batch keyed by ``partition_key``; when the broker refuses, the new rows are removed again and
     the :class:`BrokerError` propagates, so a retry of the same ids is accepted afresh instead of being
     reported as a duplicate that was never queued.
     """
-    if not publishes_results(broker_url):
+    if urlparse(broker_url).scheme == "database":  # the outbox is the queue the workers read
         return store.queue.accept(transactions)
     new = store.queue.accept(transactions, enqueue=False)
     if not new:
