@@ -17,6 +17,7 @@ from fraudstream.datasets.generic import (
     parse_mapping,
     read_mapping,
 )
+from fraudstream.datasets.io import BadRowError
 from fraudstream.datasets.source import load_source
 from fraudstream.events.frame import COLUMNS, extra_columns, extra_kind, iter_records, normalize_frame
 
@@ -244,52 +245,52 @@ def test_columns_absent_from_the_file_are_named_with_their_key(tmp_path: Path) -
         (
             "t,c,a\n01/02/2024 10:00,c,1\n31/02/2024 10:00,c,1\n",
             {"timestamp_format": "%d/%m/%Y %H:%M"},
-            r"key 'timestamp': column 't', row 1 of data\.csv, line 3: '31/02/2024 10:00' is not a time "
-            r"in the format '%d/%m/%Y %H:%M'",
+            r"data\.csv line 3, key 'timestamp', column 't': '31/02/2024 10:00' is not a time "
+            r"in the format '%d/%m/%Y %H:%M'; fix the row, or pass --skip-bad-rows",
         ),
         (
             "t,c,a\n2024-01-01,c,1\nyesterday,c,1\n",
             {},
-            r"key 'timestamp': column 't', row 1 .*'yesterday' is not an ISO 8601 time \(set timestamp_",
+            r"line 3, key 'timestamp', column 't': 'yesterday' is not an ISO 8601 time \(set timestamp_",
         ),
         (
             "t,c,a\n2024-01-01,c,1\n2024-01-01,c,lots\n",
             {},
-            r"key 'amount': column 'a', row 1 .*'lots' is not a number",
+            r"line 3, key 'amount', column 'a': 'lots' is not a number",
         ),
         (
             "t,c,a,f\n2024-01-01,c,1,1\n2024-01-01,c,1,maybe\n",
             {"is_fraud": "f"},
-            r"key 'is_fraud': column 'f', row 1 .*'maybe' is not a label",
+            r"line 3, key 'is_fraud', column 'f': 'maybe' is not a label",
         ),
         (
             "t,c,a,ch\n2024-01-01,c,1,web\n",
             {"channel": "ch"},
-            r"key 'channel': column 'ch', row 0 .*'web' is not a channel \(online, pos",
+            r"line 2, key 'channel', column 'ch': 'web' is not a channel \(online, pos",
         ),
         (
             "t,c,a\n2024-01-01,c,1\n2024-01-01,c,-5\n",
             {},
-            r"key 'amount': column 'a', row 1 of data\.csv, line 3: must be",
+            r"data\.csv line 3, key 'amount', column 'a': must be",
         ),
-        ("t,c,a\n1980-01-01,c,1\n", {}, r"key 'timestamp': column 't', row 0 .*must be between 1990"),
+        ("t,c,a\n1980-01-01,c,1\n", {}, r"line 2, key 'timestamp', column 't': must be between 1990"),
         (
             "t,c,a,z\n2024-01-01,c,1,x\n",
             {"types": {"z": "number"}},
-            r"key 'types': column 'z', row 0 .*'x' is not a number",
+            r"line 2, key 'types', column 'z': 'x' is not a number",
         ),
         (
             "t,c,a\n1700000000,c,1\n",
             {"timestamp_unit": "ms"},
-            r"key 'timestamp': column 't', row 0 .*must be between 1990",
+            r"line 2, key 'timestamp', column 't': must be between 1990",
         ),
     ],
 )
-def test_values_that_do_not_fit_are_named_with_key_column_and_row(
+def test_values_that_do_not_fit_are_named_with_their_line_key_and_column(
     tmp_path: Path, text: str, mapping: dict[str, Any], match: str
 ) -> None:
     data = write_csv(tmp_path, text)
-    with pytest.raises(MappingError, match=match):
+    with pytest.raises(BadRowError, match=match):
         load_generic(data, {**BASE, **mapping})
 
 
@@ -331,12 +332,12 @@ def test_a_spreadsheets_file_reads_header_case_crlf_and_two_digit_years(tmp_path
     path = tmp_path / "export.csv"
     path.write_bytes(b"When,CARD,Total\r\n4/18/15 2:47,c1,10.5\r\n4/19/15 13:05,c2,3\r\n")
     mapping = {"timestamp": "when", "customer_id": "card", "amount": "total"}
-    with pytest.raises(MappingError, match=r"line 2: '4/18/15 2:47' is not an ISO 8601 time \(they read as "
-                       r"'%m/%d/%y %H:%M': set timestamp_format"):  # fmt: skip
+    with pytest.raises(BadRowError, match=r"line 2, key 'timestamp', column 'When': '4/18/15 2:47' is not an "
+                       r"ISO 8601 time \(they read as '%m/%d/%y %H:%M': set timestamp_format"):  # fmt: skip
         load_generic(path, mapping)
     frame = load_generic(path, {**mapping, "timestamp_format": "%m/%d/%y %H:%M"})
     assert frame["timestamp"].tolist() == [ts("2015-04-18 02:47"), ts("2015-04-19 13:05")]
     assert frame["customer_id"].tolist() == ["c1", "c2"] and frame["amount"].tolist() == [10.5, 3.0]
     path.write_bytes(b"when,card,total\n4/5/15 2:47,c1,1\n")
-    with pytest.raises(MappingError, match=r"'%m/%d/%y %H:%M' or '%d/%m/%y %H:%M'"):  # ambiguous: says both
+    with pytest.raises(BadRowError, match=r"'%m/%d/%y %H:%M' or '%d/%m/%y %H:%M'"):  # ambiguous: says both
         load_generic(path, mapping)

@@ -386,7 +386,7 @@ def test_parse_times_picks_one_format_and_names_a_bad_row() -> None:
     ]
     iso = parse_times(pd.Series(["2015-02-24 22:55:49"]), "t", "f.csv", formats)
     assert iso.iloc[0] == pd.Timestamp("2015-02-24 22:55:49", tz="UTC")
-    with pytest.raises(SchemaError, match=r"row 1, field 't': '2015-02-24 22:55:49' is not a time.*f\.csv"):
+    with pytest.raises(SchemaError, match=r"f\.csv row 1, field 't': '2015-02-24 22:55:49' is not a time"):
         parse_times(pd.Series(["1/2/2015 3:04", "2015-02-24 22:55:49"]), "t", "f.csv", formats)
     with pytest.raises(SchemaError, match=r"row 0.*'yesterday'"):
         parse_times(pd.Series(["yesterday"]), "t", "f.csv", formats)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import numpy as np
 import typer
 from rich.console import Console
@@ -65,6 +66,17 @@ MappingOpt = Annotated[
         help=(
             "With --data: a YAML file naming the columns of your own CSV or Parquet file "
             "(timestamp, customer_id, amount, is_fraud, ...); other columns become `extra.<name>`."
+        ),
+    ),
+]
+SkipBadRowsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-bad-rows",
+        help=(
+            "Skip the rows of the file that cannot be read (a bad time, number or label, a label time "
+            "without a label, a value out of bounds) and count them, rather than refusing the file at "
+            "the first; one line then says how many and names the first by their line."
         ),
     ),
 ]
@@ -290,17 +302,30 @@ def read_source(
     label_delay_days: float,
     paths: list[Path] | None = None,
     mapping: Path | None = None,
+    skip_bad_rows: bool | None = None,
 ) -> tuple[Any, Any]:
     """The transactions a command was pointed at (see
     :func:`~fraudstream.datasets.source.load_source`), and, when ``--data`` is a features file
-    (:mod:`fraudstream.features.stored`), the features stored in it (else ``None``)."""
+    (:mod:`fraudstream.features.stored`), the features stored in it (else ``None``).
+    ``skip_bad_rows`` is, unless given, the running command's ``--skip-bad-rows``."""
     from fraudstream.datasets.source import load_source
     from fraudstream.features.stored import read_features
 
     stored = read_features(data) if data is not None and dataset is None and mapping is None else None
     if stored is not None:
         return stored.frame, stored
-    return load_source(settings, data, dataset, label_delay_days, paths=paths, mapping=mapping), None
+    skip = skip_bad_rows if skip_bad_rows is not None else skip_bad_rows_asked()
+    frame = load_source(
+        settings, data, dataset, label_delay_days, paths=paths, mapping=mapping, skip_bad_rows=skip
+    )
+    return frame, None
+
+
+def skip_bad_rows_asked() -> bool:
+    """Whether the running command was given ``--skip-bad-rows`` (:data:`SkipBadRowsOpt`), so the
+    helpers that read its data follow it without each command passing it on."""
+    context = click.get_current_context(silent=True)
+    return bool(context is not None and context.params.get("skip_bad_rows"))
 
 
 def featurize(

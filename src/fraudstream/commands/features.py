@@ -18,6 +18,7 @@ from fraudstream.commands.common import (
     JsonOpt,
     MappingOpt,
     PathOpt,
+    SkipBadRowsOpt,
     console,
     date_option,
     emit,
@@ -50,6 +51,7 @@ def features(
     dataset: DatasetOpt = None,
     paths: PathOpt = None,
     mapping: MappingOpt = None,
+    skip_bad_rows: SkipBadRowsOpt = False,
     spec: FeaturesOpt = None,
     datasets_dir: DatasetsDirOpt = None,
     fit_until: Annotated[
@@ -113,8 +115,9 @@ def features(
         if engine is Engine.local and not out.lower().endswith(".parquet"):
             raise ValueError(f"--out {out!r}: the local engine writes one Parquet file; name it *.parquet")
         request = _Request(
-            settings, data, dataset, paths, mapping, spec, utc(fit_until), gap_days, test_days, out, master
-        )
+            settings, data, dataset, paths, mapping, spec, utc(fit_until), gap_days, test_days, out, master,
+            skip_bad_rows,
+        )  # fmt: skip
         rows, feature_set, learned = (_spark if engine is Engine.spark else _local)(request)
         payload: dict[str, Any] = {
             "out": out, "rows": rows, "features": len(feature_set.names), "spec": feature_set.version,
@@ -149,6 +152,7 @@ class _Request:
     test_days: float
     out: str
     master: str | None
+    skip_bad_rows: bool = False
 
     def until(self, last: datetime) -> datetime:
         """The date categorical values are learned before: --fit-until, else train's default."""
@@ -166,7 +170,7 @@ class _Request:
 
         frame = load_source(
             self.settings, Path(data) if data else None, self.dataset, self.gap_days,
-            paths=self.paths, mapping=self.mapping,
+            paths=self.paths, mapping=self.mapping, skip_bad_rows=self.skip_bad_rows,
         )  # fmt: skip
         if frame.empty:
             raise ValueError("the source holds no transactions")

@@ -11,6 +11,7 @@ import typer
 from fraudstream.commands.common import (
     DatasetsDirOpt,
     JsonOpt,
+    SkipBadRowsOpt,
     check_port,
     console,
     emit,
@@ -245,6 +246,7 @@ def replay(
             "going live.",
         ),
     ] = False,
+    skip_bad_rows: SkipBadRowsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Push a dataset through the full online path (state, models, rules, storage) and evaluate it.
@@ -275,11 +277,13 @@ def replay(
         if mapping is not None:
             from fraudstream.datasets.source import load_source
 
-            frame = load_source(settings, Path(dataset), None, 7.0, mapping=mapping)
+            frame = load_source(
+                settings, Path(dataset), None, 7.0, mapping=mapping, skip_bad_rows=skip_bad_rows
+            )
         elif dataset in DATASETS:
-            frame = load_dataset(dataset, settings.datasets_dir)
+            frame = load_dataset(dataset, settings.datasets_dir, skip_bad_rows=skip_bad_rows)
         else:
-            frame = read_frame(Path(dataset))
+            frame = read_frame(Path(dataset), skip_bad_rows=skip_bad_rows)
         frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
         services = open_services(settings, bundle=load_bundle(model or settings.bundle_path), warm=False)
         try:

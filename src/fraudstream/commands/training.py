@@ -22,6 +22,7 @@ from fraudstream.commands.common import (
     MappingOpt,
     ModelsOpt,
     PathOpt,
+    SkipBadRowsOpt,
     ThreadsOpt,
     TrialsOpt,
     console,
@@ -93,6 +94,7 @@ def train(
     dataset: DatasetOpt = None,
     paths: PathOpt = None,
     mapping: MappingOpt = None,
+    skip_bad_rows: SkipBadRowsOpt = False,
     features: FeaturesOpt = None,
     datasets_dir: DatasetsDirOpt = None,
     train_start: Annotated[datetime | None, date_option("Training start (default: start of data)")] = None,
@@ -294,6 +296,7 @@ def evaluate(
     dataset: DatasetOpt = None,
     paths: PathOpt = None,
     mapping: MappingOpt = None,
+    skip_bad_rows: SkipBadRowsOpt = False,
     datasets_dir: DatasetsDirOpt = None,
     test_start: Annotated[
         datetime | None,
@@ -359,6 +362,7 @@ def backtest(
     dataset: DatasetOpt = None,
     paths: PathOpt = None,
     mapping: MappingOpt = None,
+    skip_bad_rows: SkipBadRowsOpt = False,
     features: FeaturesOpt = None,
     datasets_dir: DatasetsDirOpt = None,
     train_days: Annotated[

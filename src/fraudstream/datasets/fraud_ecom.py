@@ -10,6 +10,7 @@ read, repaired or dropped here, so both the public files and the sample load.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from fraudstream.datasets.io import parse_times, read_csv_columns
+from fraudstream.datasets.io import BadRows, parse_times, read_csv_columns
 from fraudstream.events.frame import normalize_frame
 
 FRAUD_DATA_FILE = "fraud_ecom/Fraud_Data_first30k.csv"
@@ -48,6 +49,10 @@ _TYPES = {
 _IP_COLUMNS = ("lower_bound_ip_address", "upper_bound_ip_address", "country")
 _MAX_IP = 2**32 - 1
 log = logging.getLogger(__name__)
+
+
+def _not_a_class(raw: pd.DataFrame) -> Callable[[int], str]:
+    return lambda row: f"{raw['class'].iloc[row]:g} is not a class (0 or 1)"
 
 
 def load_ip_ranges(path: Path) -> pd.DataFrame:
@@ -114,6 +119,7 @@ def load_fraud_ecom(
     *,
     label_delay: timedelta = timedelta(days=7),
     limit: int | None = None,
+    skip_bad_rows: bool = False,
 ) -> pd.DataFrame:
     """Read ``Fraud_Data.csv`` as a canonical frame of online purchases, sorted by timestamp.
 
@@ -129,25 +135,29 @@ def load_fraud_ecom(
     The columns in :data:`OPTIONAL` may be absent: the frame then has that field empty (or no such
     extra column), a warning names them, and ``frame.attrs["missing_columns"]`` lists them (empty when
     none is missing), so a caller can tell a thin file from a full one.
+
+    A row that does not read (a time, a number or a class that is not 0 or 1) refuses the file naming
+    its line, or with ``skip_bad_rows`` is skipped and counted (see :class:`BadRows`).
     """
-    raw, missing = read_csv_columns(path, _TYPES, required=REQUIRED, limit=limit)
+    rows = BadRows(path, skip=skip_bad_rows)
+    raw, missing = read_csv_columns(path, _TYPES, required=REQUIRED, limit=limit, bad=rows)
     if missing:
         log.warning(
             "%s has no %s column%s: loading it without %s",
             path, ", ".join(missing), "s" if len(missing) > 1 else "", "them" if len(missing) > 1 else "it",
         )  # fmt: skip
     later = [name for name in _TYPES if name in raw.columns and name not in ("user_id", "signup_time")]
-    cut = raw[later].isna().all(axis=1)
-    lines = np.flatnonzero(~cut.to_numpy()) + 2  # each kept row's line in the file (the header is line 1)
-    raw = raw[~cut].reset_index(drop=True)
+    raw = rows.keep(raw, ~raw[later].isna().all(axis=1))  # a row cut short after signup_time
+    rows.check("field 'class'", raw["class"].notna() & ~raw["class"].isin([0, 1]), _not_a_class(raw))
     unlabelled = raw["class"].isna().to_numpy()
     if unlabelled.any():
+        first = rows.where(int(np.argmax(unlabelled)))
         log.warning(
             "%s: %d purchase%s without a class (the first on line %d): kept, unlabelled",
-            path, int(unlabelled.sum()), "s" if unlabelled.sum() > 1 else "", lines[unlabelled][0],
+            path, int(unlabelled.sum()), "s" if unlabelled.sum() > 1 else "", first,
         )  # fmt: skip
 
-    timestamp = parse_times(raw["purchase_time"], "purchase_time", path, TIME_FORMATS)
+    timestamp = parse_times(raw["purchase_time"], "purchase_time", path, TIME_FORMATS, rows)
     if "ip_address" in raw.columns:
         ips = np.floor(raw["ip_address"].to_numpy(dtype="float64", na_value=np.nan))
     else:
@@ -165,13 +175,13 @@ def load_fraud_ecom(
             "ip_address": ip_to_dotted(ips),
             "browser": raw.get("browser"),
             "country": country,
-            "account_created_at": parse_times(raw["signup_time"], "signup_time", path, TIME_FORMATS),
-            "is_fraud": raw["class"].astype("boolean"),
+            "account_created_at": parse_times(raw["signup_time"], "signup_time", path, TIME_FORMATS, rows),
+            "is_fraud": raw["class"].where(raw["class"].isin([0, 1])).astype("boolean"),
             "label_time": (timestamp + label_delay).where(~unlabelled),
             **{f"extra.{name}": raw[name] for name in ("source", "sex", "age") if name in raw.columns},
         }
     )
+    frame = rows.finish(normalize_frame(frame, on_fault=rows.fault))
     frame = frame.sort_values("timestamp", kind="stable", ignore_index=True)
-    frame = normalize_frame(frame)
     frame.attrs["missing_columns"] = missing
     return frame

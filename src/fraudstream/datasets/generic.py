@@ -5,8 +5,9 @@ names, for each canonical field, the column of the user's file that holds it; ev
 file is kept as a flat extra column ``extra.<name>`` (see :mod:`fraudstream.events.frame`), so that a
 feature can read it without any code. A mistake in the mapping is a
 :class:`~fraudstream.events.mapping.MappingError` naming the key and what to do: an unknown key, a
-missing required key, a column that is not in the file, a value that does not parse (with its line in
-the file).
+missing required key, a column that is not in the file. A value that does not fit is a bad row, named
+by its line in a CSV file (the header is line 1) or its row in a Parquet file (counted from 0), with
+the key, the column and the value; ``skip_bad_rows`` skips such rows instead and counts them.
 """
 
 from __future__ import annotations
@@ -22,8 +23,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fraudstream.datasets.io import csv_header, fitting_formats, infer_kind, read_csv_columns, table_to_frame
-from fraudstream.events.errors import SchemaError
+from fraudstream.datasets.io import (
+    BadRows,
+    csv_header,
+    fitting_formats,
+    infer_kind,
+    read_csv_columns,
+    table_to_frame,
+)
 from fraudstream.events.frame import (
     EXTRA_PREFIX,
     FLOAT_COLUMNS,
@@ -64,12 +71,19 @@ def load_generic(
     *,
     label_delay: timedelta = timedelta(days=7),
     limit: int | None = None,
+    skip_bad_rows: bool = False,
 ) -> pd.DataFrame:
     """Read a user's CSV or Parquet file through ``mapping`` as a canonical frame sorted by timestamp.
 
     ``mapping`` is a mapping file, a dict as YAML reads one, or a :class:`ColumnMapping`. Labels are
     known at ``label_time`` when mapped, else ``label_delay`` after the payment (the mapping's own
     ``label_delay`` first); rows without a label have no label time. ``limit`` keeps the first rows.
+
+    A row whose value does not fit (a time, number, label or channel that does not read, a value out
+    of bounds, a label time without a label) refuses the file with a
+    :class:`~fraudstream.datasets.io.BadRowError` naming its line in a CSV file (its row, from 0, in
+    a Parquet file), the mapping key, the column and the value; with ``skip_bad_rows``, every such row
+    is skipped instead and one warning counts them (see :class:`~fraudstream.datasets.io.BadRows`).
     """
     path = Path(path)
     if isinstance(mapping, ColumnMapping):
@@ -86,10 +100,12 @@ def load_generic(
     header = csv_header(path, spec.delimiter) if suffix == ".csv" else pq.read_schema(path).names
     spec = _as_spelled(spec, header)
     columns = _check_columns(spec, header, path)
-    raw = _read(path, suffix, columns, spec, limit)
-    reader = _Reader(spec, path, line_offset=2 if suffix == ".csv" else None)
-
     fields = spec.fields
+    extras = {name: column for column, name in columns.items() if name.startswith(EXTRA_PREFIX)}
+    rows = BadRows(path, skip=skip_bad_rows, name=lambda key: _label(key, fields, extras))
+    raw = _read(path, suffix, columns, spec, limit, rows)
+    reader = _Reader(spec, rows)
+
     out: dict[str, Any] = {}
     for key, column in fields.items():
         values = raw[column]
@@ -106,28 +122,28 @@ def load_generic(
         elif key == "currency":
             out[key] = reader.text(values).str.upper()
     if "transaction_id" not in fields:
-        rows = pd.Series(np.arange(len(raw)), dtype="int64").astype("string")
-        out["transaction_id"] = path.stem + "-" + rows
+        numbers = pd.Series(np.arange(len(raw)), dtype="int64").astype("string")
+        out["transaction_id"] = path.stem + "-" + numbers
     if "is_fraud" in fields and "label_time" not in fields:
         known = out["is_fraud"].notna().to_numpy(dtype=bool)
         delay = spec.label_delay if spec.label_delay is not None else label_delay
         out["label_time"] = (out["timestamp"] + delay).where(known)
-    extras = {name: column for column, name in columns.items() if name.startswith(EXTRA_PREFIX)}
     for name, column in extras.items():
         out[name] = reader.extra(column, raw[column], spec.types.get(column), csv=suffix == ".csv")
 
-    try:
-        frame = normalize_frame(pd.DataFrame(out))
-    except SchemaError as exc:
-        culprit = fields.get(exc.field) or extras.get(exc.field)
-        if culprit is None:
-            raise
-        where = path.name if exc.row is None else reader.where(exc.row)
-        key = exc.field if exc.field in fields else "types"
-        raise MappingError(key, f"column {culprit!r}, {where}: {exc.reason}", spec.source) from None
+    frame = rows.finish(normalize_frame(pd.DataFrame(out), on_fault=rows.fault))
     if not frame["timestamp"].is_monotonic_increasing:
         frame = frame.sort_values("timestamp", kind="stable", ignore_index=True)
     return frame
+
+
+def _label(field: str, fields: Mapping[str, str], extras: Mapping[str, str]) -> str:
+    """A canonical field (or ``extra.<name>``) as a message names it: the mapping key and the column."""
+    if field in fields:
+        return f"key {field!r}, column {fields[field]!r}"
+    if field in extras:
+        return f"column {extras[field]!r} (extra)"
+    return f"field {field!r}"
 
 
 def _as_spelled(spec: ColumnMapping, header: list[str]) -> ColumnMapping:
@@ -195,11 +211,16 @@ def _check_columns(spec: ColumnMapping, header: list[str], path: Path) -> dict[s
 
 
 def _read(
-    path: Path, suffix: str, columns: Mapping[str, str], spec: ColumnMapping, limit: int | None
+    path: Path,
+    suffix: str,
+    columns: Mapping[str, str],
+    spec: ColumnMapping,
+    limit: int | None,
+    bad: BadRows,
 ) -> pd.DataFrame:
     if suffix == ".csv":
         frame, _ = read_csv_columns(
-            path, dict.fromkeys(columns, pa.string()), limit=limit, delimiter=spec.delimiter
+            path, dict.fromkeys(columns, pa.string()), limit=limit, delimiter=spec.delimiter, bad=bad
         )
         return frame
     parquet = pq.ParquetFile(path)
@@ -229,28 +250,17 @@ def _format_hint(text: pd.Series) -> str:
 
 
 class _Reader:
-    """Converts the file's columns, naming the key, column and row of a value that does not fit."""
+    """Converts the file's columns; a value that does not fit is a bad row of ``rows``, named by its
+    mapping key, column and value."""
 
-    def __init__(self, spec: ColumnMapping, path: Path, line_offset: int | None) -> None:
+    def __init__(self, spec: ColumnMapping, rows: BadRows) -> None:
         self.spec = spec
-        self.path = path
-        self.line_offset = line_offset
+        self.rows = rows
 
     def fail(self, key: str, column: str, values: pd.Series, bad: Any, expected: str) -> None:
-        mask = np.asarray(pd.Series(bad).fillna(False), dtype=bool)
-        if not mask.any():
-            return
-        row = int(np.flatnonzero(mask)[0])
-        raise MappingError(
-            key,
-            f"column {column!r}, {self.where(row)}: {values.iloc[row]!r} is not {expected}",
-            self.spec.source,
+        self.rows.check(
+            f"key {key!r}, column {column!r}", bad, lambda row: f"{values.iloc[row]!r} is not {expected}"
         )
-
-    def where(self, row: int) -> str:
-        """Row ``row`` (from 0) of the file, with its line number in a CSV file (header on line 1)."""
-        line = f", line {row + self.line_offset}" if self.line_offset is not None else ""
-        return f"row {row} of {self.path.name}{line}"
 
     @staticmethod
     def text(values: pd.Series) -> pd.Series:
@@ -299,6 +309,7 @@ class _Reader:
         scale = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}[unit]
         out_of_range = np.abs(numbers.to_numpy(dtype="float64")) * scale >= 2**63
         self.fail(key, column, values, out_of_range, f"an epoch time in {unit} (is timestamp_unit right?)")
+        numbers = numbers.where(~out_of_range)
         nanoseconds = (numbers * scale).round().astype("Int64").to_numpy(dtype="int64", na_value=_NAT)
         return pd.Series(nanoseconds.view("datetime64[ns]")).dt.tz_localize("UTC").dt.as_unit("us")
 

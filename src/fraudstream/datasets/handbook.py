@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from fraudstream.datasets.io import BadRows
 from fraudstream.events.errors import SchemaError
 from fraudstream.events.frame import normalize_frame
 
@@ -34,7 +35,11 @@ def _prefixed(prefix: str, ids: pd.Series) -> pd.Series:
 
 
 def load_handbook(
-    path: Path, *, label_delay: timedelta = timedelta(days=7), limit: int | None = None
+    path: Path,
+    *,
+    label_delay: timedelta = timedelta(days=7),
+    limit: int | None = None,
+    skip_bad_rows: bool = False,
 ) -> pd.DataFrame:
     """Read the Handbook's parquet file as a canonical frame, sorted by timestamp.
 
@@ -42,6 +47,8 @@ def load_handbook(
     datasets never look alike. Labels are known ``label_delay`` after the payment, as with
     chargebacks, which is what the Handbook's train/gap/test protocol assumes. ``limit`` keeps the
     first rows of the file (which is in time order), so a small limit is the first hours of data.
+    A row out of bounds (a missing time or id, a negative amount) refuses the file naming its row,
+    counted from 0, or with ``skip_bad_rows`` is skipped and counted (see :class:`BadRows`).
     """
     names = set(pq.read_schema(path).names)
     missing = [name for name in _COLUMNS if name not in names]
@@ -73,5 +80,6 @@ def load_handbook(
             "fraud_scenario": fraud_scenario,
         }
     )
-    frame = frame.sort_values("timestamp", kind="stable", ignore_index=True)
-    return normalize_frame(frame)
+    rows = BadRows(path, skip=skip_bad_rows)
+    frame = rows.finish(normalize_frame(frame, on_fault=rows.fault))
+    return frame.sort_values("timestamp", kind="stable", ignore_index=True)

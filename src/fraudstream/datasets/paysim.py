@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from fraudstream.datasets.io import read_csv_columns
+from fraudstream.datasets.io import BadRows, read_csv_columns
 from fraudstream.events.frame import normalize_frame
 
 PAYSIM_FILE = "paysim/paysim_first20k.csv"
@@ -45,6 +45,7 @@ def load_paysim(
     start: datetime = datetime(2025, 1, 1, tzinfo=UTC),
     label_delay: timedelta = timedelta(days=7),
     limit: int | None = None,
+    skip_bad_rows: bool = False,
 ) -> pd.DataFrame:
     """Read PaySim as a canonical frame, sorted by timestamp.
 
@@ -58,9 +59,18 @@ def load_paysim(
     ``isFlaggedFraud`` is left out: it is the simulator's own rule (a transfer over 200,000), set on 16
     of the 6.3 M rows, and says nothing that ``amount`` and ``payment_type`` do not.
     ``transaction_id`` is ``paysim-<row number>`` counted from 0 in the file. ``limit`` keeps the first
-    rows of the file.
+    rows of the file. A row that does not read (a number that is not one, a missing step, an
+    ``isFraud`` other than 0 or 1) refuses the file naming its line, or with ``skip_bad_rows`` is
+    skipped and counted (see :class:`BadRows`).
     """
-    raw, _ = read_csv_columns(path, _TYPES, required=tuple(_TYPES), limit=limit)
+    rows = BadRows(path, skip=skip_bad_rows)
+    raw, _ = read_csv_columns(path, _TYPES, required=tuple(_TYPES), limit=limit, bad=rows)
+    rows.check("field 'step'", raw["step"].isna(), "is empty")
+    label = raw["isFraud"]
+    rows.check(
+        "field 'isFraud'", label.notna() & ~label.isin([0, 1]), lambda row: f"{label.iloc[row]} is not 0 or 1"
+    )
+    raw = rows.drop(raw)
 
     start_ts = pd.Timestamp(start)
     start_ts = start_ts.tz_localize("UTC") if start_ts.tzinfo is None else start_ts.tz_convert("UTC")
@@ -91,6 +101,7 @@ def load_paysim(
         }
     )
     del raw
+    frame = rows.finish(normalize_frame(frame, on_fault=rows.fault))
     if not frame["timestamp"].is_monotonic_increasing:
         frame = frame.sort_values("timestamp", kind="stable", ignore_index=True)
-    return normalize_frame(frame)
+    return frame

@@ -132,6 +132,7 @@ def load_dataset(
     label_delay: timedelta = timedelta(days=7),
     limit: int | None = None,
     paths: Sequence[Path] | None = None,
+    skip_bad_rows: bool = False,
 ) -> pd.DataFrame:
     """Load a public dataset by name as a canonical frame sorted by timestamp.
 
@@ -139,7 +140,8 @@ def load_dataset(
     instead, in the order the dataset's loader takes them (see :attr:`DatasetSpec.full_files`), for
     example the full public files. Raises :class:`UnknownDatasetError` for a name not in
     :data:`DATASETS` and :class:`DatasetNotFoundError` when a file is missing, both saying how to fix
-    it, and :class:`ValueError` for the wrong number of ``paths``.
+    it, and :class:`ValueError` for the wrong number of ``paths``. A row that cannot be read refuses
+    the file naming its line, or with ``skip_bad_rows`` is skipped and counted.
     """
     if paths is not None:
         files = given_paths(name, paths)
@@ -147,4 +149,5 @@ def load_dataset(
         raise ValueError(f"dataset {name!r}: give the datasets folder or the dataset's files")
     else:
         files = dataset_paths(name, Path(datasets_dir))
-    return DATASETS[name].loader(*files, label_delay=label_delay, limit=limit)
+    loader = DATASETS[name].loader
+    return loader(*files, label_delay=label_delay, limit=limit, skip_bad_rows=skip_bad_rows)

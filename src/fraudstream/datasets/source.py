@@ -26,6 +26,7 @@ def load_source(
     *,
     paths: Sequence[Path] | None = None,
     mapping: Path | None = None,
+    skip_bad_rows: bool = False,
 ) -> pd.DataFrame:
     """Read the transactions a command was pointed at, as a canonical frame.
 
@@ -38,7 +39,9 @@ def load_source(
       labelled by its archived labels;
     - nothing: the generated file in the data folder.
 
-    ``label_delay_days`` is when dataset labels become known (a mapping may set its own).
+    ``label_delay_days`` is when dataset labels become known (a mapping may set its own). A row of a
+    file that cannot be read refuses the file naming its line, or with ``skip_bad_rows`` is skipped
+    and counted (see :class:`~fraudstream.datasets.io.BadRows`).
     """
     delay = timedelta(days=label_delay_days)
     if data is not None and dataset is not None:
@@ -51,11 +54,17 @@ def load_source(
     if mapping is not None and data is None:
         raise ValueError("--mapping describes the columns of a --data FILE: give that file too")
     if dataset is not None:
-        return load_dataset(dataset, settings.datasets_dir, label_delay=delay, paths=paths or None)
+        return load_dataset(
+            dataset,
+            settings.datasets_dir,
+            label_delay=delay,
+            paths=paths or None,
+            skip_bad_rows=skip_bad_rows,
+        )
     if mapping is not None and data is not None:
         from fraudstream.datasets.generic import load_generic
 
-        return load_generic(data, mapping, label_delay=delay)
+        return load_generic(data, mapping, label_delay=delay, skip_bad_rows=skip_bad_rows)
     if data is not None:
         from fraudstream.archive.location import archive_url
 
@@ -76,4 +85,4 @@ def load_source(
             "labels/ folder): give a transactions file (.parquet, .csv, .jsonl) or an archive "
             "(s3://bucket/prefix or the folder `fraudstream archive run` writes)"
         )
-    return read_frame(path)
+    return read_frame(path, skip_bad_rows=skip_bad_rows)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from fraudstream.datasets.io import parse_times, pick_format, read_csv_columns
+from fraudstream.datasets.io import BadRows, parse_times, pick_format, read_csv_columns
 from fraudstream.events.frame import normalize_frame
 
 SPARKOV_FILE = "sparkov/fraudTrain_first6k.csv"
@@ -37,7 +37,11 @@ _TYPES = {
 
 
 def load_sparkov(
-    path: Path, *more: Path, label_delay: timedelta = timedelta(days=7), limit: int | None = None
+    path: Path,
+    *more: Path,
+    label_delay: timedelta = timedelta(days=7),
+    limit: int | None = None,
+    skip_bad_rows: bool = False,
 ) -> pd.DataFrame:
     """Read Sparkov as a canonical frame of card payments, sorted by timestamp.
 
@@ -54,28 +58,39 @@ def load_sparkov(
     rest at a point of sale. In the sample's times, which lost their seconds, the seconds are taken back
     from ``unix_time`` (which is shifted by a whole number of days, so its seconds are right), restoring
     the order within a minute. ``transaction_id`` is ``trans_num``.
+
+    A row that does not read (a time, a date or a number that is not one) refuses the file naming its
+    line, or with ``skip_bad_rows`` is skipped and counted, file by file (see :class:`BadRows`).
     """
     frames, left = [], limit
     for source in (path, *more):
         if left is not None and left <= 0:
             break
-        frame = _load_one(source, label_delay, left)
+        frame = _load_one(source, label_delay, left, skip_bad_rows)
         frames.append(frame)
         left = None if left is None else left - len(frame)
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if not frame["timestamp"].is_monotonic_increasing:
         frame = frame.sort_values("timestamp", kind="stable", ignore_index=True)
-    return normalize_frame(frame)
+    return frame
 
 
-def _load_one(path: Path, label_delay: timedelta, limit: int | None) -> pd.DataFrame:
-    raw, _ = read_csv_columns(path, _TYPES, required=tuple(_TYPES), limit=limit)
+def _load_one(path: Path, label_delay: timedelta, limit: int | None, skip: bool) -> pd.DataFrame:
+    """One file as a canonical frame in file order, its bad rows refused or skipped."""
+    rows = BadRows(path, skip=skip)
+    raw, _ = read_csv_columns(path, _TYPES, required=tuple(_TYPES), limit=limit, bad=rows)
+    label = raw["is_fraud"]
+    rows.check(
+        "field 'is_fraud'",
+        label.notna() & ~label.isin([0, 1]),
+        lambda row: f"{label.iloc[row]:g} is not 0 or 1",
+    )
     when = raw["trans_date_trans_time"]
-    timestamp = parse_times(when, "trans_date_trans_time", path, TIME_FORMATS)
+    timestamp = parse_times(when, "trans_date_trans_time", path, TIME_FORMATS, rows)
     if pick_format(when, TIME_FORMATS) == SAMPLE_TIME_FORMAT:
         seconds = raw["unix_time"].to_numpy(dtype="float64", na_value=np.nan) % 60
         timestamp = timestamp + pd.to_timedelta(seconds, unit="s")
-    dob = parse_times(raw["dob"], "dob", path, DATE_FORMATS)
+    dob = parse_times(raw["dob"], "dob", path, DATE_FORMATS, rows)
     holder_fields = pd.DataFrame(
         {
             "first": raw["first"].fillna(""),
@@ -86,7 +101,7 @@ def _load_one(path: Path, label_delay: timedelta, limit: int | None) -> pd.DataF
     holder = pd.util.hash_pandas_object(holder_fields, index=False) % 10**8
     category = raw["category"].str.strip()
     online = category.str.endswith("_net").fillna(False).to_numpy(dtype=bool)
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "transaction_id": raw["trans_num"].str.strip(),
             "timestamp": timestamp,
@@ -100,7 +115,7 @@ def _load_one(path: Path, label_delay: timedelta, limit: int | None) -> pd.DataF
             "channel": pd.Series(np.where(online, "online", "pos"), dtype="string"),
             "latitude": raw["lat"],
             "longitude": raw["long"],
-            "is_fraud": raw["is_fraud"].astype("boolean"),
+            "is_fraud": label.where(label.isin([0, 1])).astype("boolean"),
             "label_time": timestamp + label_delay,
             "extra.merch_lat": raw["merch_lat"],
             "extra.merch_long": raw["merch_long"],
@@ -111,3 +126,4 @@ def _load_one(path: Path, label_delay: timedelta, limit: int | None) -> pd.DataF
             "extra.job": raw["job"],
         }
     )
+    return rows.finish(normalize_frame(frame, on_fault=rows.fault))

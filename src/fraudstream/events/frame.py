@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -128,12 +128,20 @@ def extra_kind(series: pd.Series) -> ExtraKind:
     return "text"
 
 
-def _fail(field: str, reason: str, bad: np.ndarray | pd.Series) -> None:
+Fault = Callable[[str, str, np.ndarray], None]
+"""Told of rows that break a bound: ``fault(field, reason, mask)``, the mask over the rows."""
+
+
+def _raise(field: str, reason: str, mask: np.ndarray) -> None:
+    raise SchemaError(field, reason, row=int(np.flatnonzero(mask)[0]))
+
+
+def _fail(field: str, reason: str, bad: np.ndarray | pd.Series, fault: Fault = _raise) -> None:
     if isinstance(bad, pd.Series):
         bad = bad.fillna(False)
     mask = np.asarray(bad, dtype=bool)
     if mask.any():
-        raise SchemaError(field, reason, row=int(np.flatnonzero(mask)[0]))
+        fault(field, reason, mask)
 
 
 def _to_utc(series: pd.Series, field: str) -> pd.Series:
@@ -145,15 +153,18 @@ def _to_utc(series: pd.Series, field: str) -> pd.Series:
     return out.dt.as_unit("us")
 
 
-def normalize_frame(frame: pd.DataFrame) -> pd.DataFrame:
+def normalize_frame(frame: pd.DataFrame, *, on_fault: Fault | None = None) -> pd.DataFrame:
     """Return ``frame`` with every canonical column, canonical dtypes, validated bounds.
 
     Missing optional columns are added empty; unknown columns are an error, because a silently
     ignored column is usually a misspelt one. Flat ``extra.<name>`` columns are kept after the
     canonical ones, in their order, each converted to its kind (see :data:`EXTRA_KINDS`): numbers,
     booleans and numeric objects to float64; datetimes and date objects to UTC times; everything else
-    to text. Raises :class:`SchemaError` naming the field and row.
+    to text. Raises :class:`SchemaError` naming the field and row; with ``on_fault``, a row that
+    breaks a bound (a value out of range, a required value missing, a label time without a label) is
+    told to ``on_fault`` instead, with the mask of every such row, and left in for the caller to drop.
     """
+    fault = on_fault or _raise
     duplicated = frame.columns[frame.columns.duplicated()]
     if len(duplicated):
         raise SchemaError(str(duplicated[0]), "the column appears twice; keep one")
@@ -180,7 +191,7 @@ def normalize_frame(frame: pd.DataFrame) -> pd.DataFrame:
                 else pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]")
             )
             ok = col.isna() | ((col >= MIN_TIMESTAMP) & (col < MAX_TIMESTAMP))
-            _fail(name, f"must be between {MIN_TIMESTAMP:%Y-%m-%d} and {MAX_TIMESTAMP:%Y-%m-%d}", ~ok)
+            _fail(name, f"must be between {MIN_TIMESTAMP:%Y-%m-%d} and {MAX_TIMESTAMP:%Y-%m-%d}", ~ok, fault)
         elif name in FLOAT_COLUMNS:
             col = (
                 pd.to_numeric(col, errors="coerce") if col is not None else pd.Series(np.nan, index=out.index)
@@ -205,12 +216,12 @@ def normalize_frame(frame: pd.DataFrame) -> pd.DataFrame:
                 col = col.fillna(default)
         out[name] = col
     for column in extras:
-        out[column] = _extra_column(frame[column].reset_index(drop=True), column)
-    _check_bounds(out)
+        out[column] = _extra_column(frame[column].reset_index(drop=True), column, fault)
+    _check_bounds(out, fault)
     return out
 
 
-def _extra_column(col: pd.Series, name: str) -> pd.Series:
+def _extra_column(col: pd.Series, name: str, fault: Fault = _raise) -> pd.Series:
     dtype = col.dtype
     if isinstance(dtype, pd.CategoricalDtype):
         categories = dtype.categories
@@ -237,43 +248,44 @@ def _extra_column(col: pd.Series, name: str) -> pd.Series:
             out = _to_utc(col, name)
         else:
             nested = col.map(lambda v: isinstance(v, dict | list | tuple | set), na_action="ignore")
-            _fail(name, "holds a nested value; an extra column holds numbers, times or text", nested)
+            _fail(name, "holds a nested value; an extra column holds numbers, times or text", nested, fault)
             out = col.astype("string")
     else:
         raise SchemaError(name, f"has dtype {dtype}; an extra column holds numbers, times or text")
     if extra_kind(out) == "number":
         values = out.to_numpy()
-        _fail(name, "must be a finite number or missing", np.isinf(values))
+        _fail(name, "must be a finite number or missing", np.isinf(values), fault)
     elif extra_kind(out) == "text":
-        _fail(name, f"must be at most {MAX_ID_LENGTH} characters", out.str.len() > MAX_ID_LENGTH)
-        _fail(name, "must not contain NUL characters", out.str.contains("\x00", regex=False))
+        _fail(name, f"must be at most {MAX_ID_LENGTH} characters", out.str.len() > MAX_ID_LENGTH, fault)
+        _fail(name, "must not contain NUL characters", out.str.contains("\x00", regex=False), fault)
     return out
 
 
-def _check_bounds(df: pd.DataFrame) -> None:
+def _check_bounds(df: pd.DataFrame, fault: Fault) -> None:
     for name in REQUIRED:
-        _fail(name, "is required", df[name].isna())
+        _fail(name, "is required", df[name].isna(), fault)
     amount = df["amount"].to_numpy()
-    _fail("amount", "must be a finite number", ~np.isfinite(amount))
-    _fail("amount", f"must be between 0 and {MAX_AMOUNT:g}", (amount < 0) | (amount > MAX_AMOUNT))
+    _fail("amount", "must be a finite number", ~np.isfinite(amount), fault)
+    _fail("amount", f"must be between 0 and {MAX_AMOUNT:g}", (amount < 0) | (amount > MAX_AMOUNT), fault)
     for name in ID_COLUMNS:
         if not df[name].notna().any():  # an absent field: nothing to measure in millions of rows
             continue
         lengths = df[name].str.len()
-        _fail(name, f"must be 1 to {MAX_ID_LENGTH} characters", (lengths < 1) | (lengths > MAX_ID_LENGTH))
         _fail(
-            name, "must not contain NUL characters", df[name].str.contains("\x00", regex=False).fillna(False)
+            name, f"must be 1 to {MAX_ID_LENGTH} characters", (lengths < 1) | (lengths > MAX_ID_LENGTH), fault
         )
-    _fail("currency", "must be a 3-letter ISO code", ~df["currency"].str.fullmatch(r"[A-Z]{3}").fillna(False))
+        nul = df[name].str.contains("\x00", regex=False).fillna(False)
+        _fail(name, "must not contain NUL characters", nul, fault)
+    currency = ~df["currency"].str.fullmatch(r"[A-Z]{3}").fillna(False)
+    _fail("currency", "must be a 3-letter ISO code", currency, fault)
     lat, lon = df["latitude"], df["longitude"]
-    _fail("latitude", "must be between -90 and 90", lat.notna() & ((lat < -90) | (lat > 90)))
-    _fail("longitude", "must be between -180 and 180", lon.notna() & ((lon < -180) | (lon > 180)))
-    _fail("longitude", "latitude and longitude must be given together", lat.isna() != lon.isna())
+    _fail("latitude", "must be between -90 and 90", lat.notna() & ((lat < -90) | (lat > 90)), fault)
+    _fail("longitude", "must be between -180 and 180", lon.notna() & ((lon < -180) | (lon > 180)), fault)
+    _fail("longitude", "latitude and longitude must be given together", lat.isna() != lon.isna(), fault)
     labelled = df["label_time"].notna()
-    _fail("is_fraud", "label_time is set but is_fraud is not", labelled & df["is_fraud"].isna())
-    _fail(
-        "label_time", "is before the transaction's timestamp", labelled & (df["label_time"] < df["timestamp"])
-    )
+    _fail("is_fraud", "label_time is set but is_fraud is not", labelled & df["is_fraud"].isna(), fault)
+    early = labelled & (df["label_time"] < df["timestamp"])
+    _fail("label_time", "is before the transaction's timestamp", early, fault)
 
 
 def records_to_frame(transactions: Iterable[Transaction]) -> pd.DataFrame:
