@@ -9,14 +9,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -69,10 +70,19 @@ MappingOpt = Annotated[
         ),
     ),
 ]
+_skip_bad_rows: ContextVar[bool] = ContextVar("skip_bad_rows", default=False)
+
+
+def _remember_skip(value: bool) -> bool:
+    _skip_bad_rows.set(bool(value))
+    return value
+
+
 SkipBadRowsOpt = Annotated[
     bool,
     typer.Option(
         "--skip-bad-rows",
+        callback=_remember_skip,
         help=(
             "Skip the rows of the file that cannot be read (a bad time, number or label, a label time "
             "without a label, a value out of bounds) and count them, rather than refusing the file at "
@@ -183,9 +193,25 @@ def check_port(host: str, port: int) -> None:
             ) from None
 
 
+class _ConsoleWarnings(logging.Handler):
+    """The readers' warnings (bad rows skipped, columns missing) on the console in yellow, whatever
+    logging is set up: whoever runs a command must see what was left out of its data."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(f"[yellow]{escape(record.getMessage())}[/]")
+
+
+def show_reader_warnings() -> None:
+    """Send the dataset readers' warnings to the console (once, however many commands run)."""
+    logger = logging.getLogger("fraudstream.datasets")
+    if not any(isinstance(handler, _ConsoleWarnings) for handler in logger.handlers):
+        logger.addHandler(_ConsoleWarnings(logging.WARNING))
+
+
 @contextmanager
 def errors() -> Iterator[None]:
-    """Known problems become one red line and exit code 2, not a traceback."""
+    """Known problems become one red line and exit code 2, not a traceback. The readers' warnings
+    are shown on the console meanwhile (:func:`show_reader_warnings`)."""
     from fraudstream.brokers import BrokerError
     from fraudstream.datasets.registry import UnknownDatasetError
     from fraudstream.events.errors import SchemaError
@@ -196,6 +222,7 @@ def errors() -> Iterator[None]:
     from fraudstream.training.models import TrainingError
     from fraudstream.training.tracking import TrackingError
 
+    show_reader_warnings()
     known = (
         SchemaError, BundleError, TrainingError, TrackingError, UnknownDatasetError, FileNotFoundError,
         StorageError, BrokerError, StateError, RulesError, ServingError,
@@ -322,10 +349,10 @@ def read_source(
 
 
 def skip_bad_rows_asked() -> bool:
-    """Whether the running command was given ``--skip-bad-rows`` (:data:`SkipBadRowsOpt`), so the
-    helpers that read its data follow it without each command passing it on."""
-    context = click.get_current_context(silent=True)
-    return bool(context is not None and context.params.get("skip_bad_rows"))
+    """Whether the running command was given ``--skip-bad-rows`` (:data:`SkipBadRowsOpt`, whose
+    callback records it as each command starts), so the helpers that read its data follow it
+    without each command passing it on."""
+    return _skip_bad_rows.get()
 
 
 def featurize(

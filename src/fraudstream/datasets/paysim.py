@@ -67,9 +67,8 @@ def load_paysim(
     raw, _ = read_csv_columns(path, _TYPES, required=tuple(_TYPES), limit=limit, bad=rows)
     rows.check("field 'step'", raw["step"].isna(), "is empty")
     label = raw["isFraud"]
-    rows.check(
-        "field 'isFraud'", label.notna() & ~label.isin([0, 1]), lambda row: f"{label.iloc[row]} is not 0 or 1"
-    )
+    not_a_label = label.notna() & ~label.isin([0, 1])
+    rows.check("field 'isFraud'", not_a_label, lambda row: f"{label.iloc[row]:g} is not 0 or 1")
     raw = rows.drop(raw)
 
     start_ts = pd.Timestamp(start)
