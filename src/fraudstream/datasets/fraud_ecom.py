@@ -181,7 +181,7 @@ def load_fraud_ecom(
             **{f"extra.{name}": raw[name] for name in ("source", "sex", "age") if name in raw.columns},
         }
     )
+    frame = rows.by_time(frame)
     frame = rows.finish(normalize_frame(frame, on_fault=rows.fault))
-    frame = frame.sort_values("timestamp", kind="stable", ignore_index=True)
     frame.attrs["missing_columns"] = missing
     return frame

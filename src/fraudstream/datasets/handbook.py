@@ -81,5 +81,5 @@ def load_handbook(
         }
     )
     rows = BadRows(path, skip=skip_bad_rows)
-    frame = rows.finish(normalize_frame(frame, on_fault=rows.fault))
-    return frame.sort_values("timestamp", kind="stable", ignore_index=True)
+    frame = rows.by_time(frame)
+    return rows.finish(normalize_frame(frame, on_fault=rows.fault))

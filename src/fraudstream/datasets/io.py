@@ -181,6 +181,20 @@ class BadRows:
             self._bad = self._bad[mask]
         return frame[mask].reset_index(drop=True)
 
+    def by_time(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` sorted by ``timestamp`` (stable; as it is when already in order), its rows'
+        lines and the rows found bad so far following them, so that sorting may come before the
+        checks of :func:`~fraudstream.events.frame.normalize_frame` (sorting the few columns a reader
+        makes costs less than sorting every canonical column after)."""
+        if frame["timestamp"].is_monotonic_increasing:
+            return frame
+        order = frame["timestamp"].reset_index(drop=True).sort_values(kind="stable").index.to_numpy()
+        if self.lines is not None:
+            self.lines = self.lines[order]
+        if self._bad is not None:
+            self._bad = self._bad[order]
+        return frame.take(order).reset_index(drop=True)
+
     def finish(self, frame: pd.DataFrame) -> pd.DataFrame:
         """:meth:`drop`, then, if rows were skipped, one warning: how many of how many rows read, and
         the first lines with their field and reason."""
@@ -429,8 +443,8 @@ def read_csv_columns(
         return "error"
 
     rows = bad if bad is not None else BadRows(Path(path))
-    wrong: dict[str, list[np.ndarray]] = {name: [] for name in numeric}
-    values: dict[str, dict[int, str]] = {name: {} for name in numeric}  # the first bad values' text
+    wrong: dict[str, list[np.ndarray]] = {name: [] for name in numeric}  # where a value is no number
+    values: dict[str, dict[int, str]] = {name: {} for name in numeric}  # the first ones' text
     try:
         reader = pacsv.open_csv(
             path,
@@ -455,10 +469,11 @@ def read_csv_columns(
             for name, column in zip(batch.schema.names, batch.columns, strict=True):
                 if name in numeric:
                     text, (column, failed) = column, _to_number(column, numeric[name])
-                    where = np.flatnonzero(failed)[: BadRows.SHOWN]
-                    seen = values[name]
-                    seen.update({count + int(i): text[int(i)].as_py() for i in where if len(seen) < 10})
-                    wrong[name].append(failed)
+                    if failed is not None:
+                        where = np.flatnonzero(failed)
+                        seen = values[name]
+                        seen.update({count + int(i): text[int(i)].as_py() for i in where[: BadRows.SHOWN]})
+                        wrong[name].append(where + count)
                 converted.append(column)
             batches.append(pa.RecordBatch.from_arrays(converted, schema=schema))
             count += batch.num_rows
@@ -476,10 +491,10 @@ def read_csv_columns(
     frame = table_to_frame(table).rename(columns=named)
     rows.lines = np.arange(len(frame), dtype=np.int64) + 2
     for name, failures in wrong.items():
-        if values[name]:
-            rows.check(
-                f"field {named[name]!r}", np.concatenate(failures), says(values[name], "is not a number")
-            )
+        if failures:
+            failed = np.zeros(len(frame), dtype=bool)
+            failed[np.concatenate(failures)] = True
+            rows.check(f"field {named[name]!r}", failed, says(values[name], "is not a number"))
     blank = frame.isna().all(axis=1) if len(frame.columns) > 1 else pd.Series(False, index=frame.index)
     frame = rows.keep(frame, ~blank) if blank.any() else frame
     if bad is None:
@@ -491,9 +506,15 @@ def _is_number(kind: pa.DataType) -> bool:
     return pa.types.is_integer(kind) or pa.types.is_floating(kind)
 
 
-def _to_number(text: pa.Array, kind: pa.DataType) -> tuple[pa.Array, np.ndarray]:
-    """A block of a text column as ``kind``, and where a value was not a number (then missing); a
-    value of spaces only is missing, as an empty one is."""
+def _to_number(text: pa.Array, kind: pa.DataType) -> tuple[pa.Array, np.ndarray | None]:
+    """A block of a text column as ``kind``, and where a value was not a number (then missing), or
+    ``None`` when every value was one. A block that converts as written (the usual case) costs one
+    cast; one that does not is matched against one pattern, all values at once, to find which (a value
+    of spaces only is missing, as an empty one is; spaces around a number are dropped)."""
+    try:
+        return pc.cast(text, kind), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
     pattern = _INTEGER if pa.types.is_integer(kind) else _NUMBER
     trimmed = pc.utf8_trim_whitespace(text)
     fits = pc.match_substring_regex(trimmed, f"^(?:{pattern})?$", ignore_case=True)

@@ -100,7 +100,5 @@ def load_paysim(
         }
     )
     del raw
-    frame = rows.finish(normalize_frame(frame, on_fault=rows.fault))
-    if not frame["timestamp"].is_monotonic_increasing:
-        frame = frame.sort_values("timestamp", kind="stable", ignore_index=True)
-    return frame
+    frame = rows.by_time(frame)
+    return rows.finish(normalize_frame(frame, on_fault=rows.fault))
