@@ -273,3 +273,20 @@ def test_train_hands_skip_bad_rows_to_the_reader(workdir: Path) -> None:
     assert refused.exit_code == 2 and "line 51, key 'amount'" in " ".join(refused.stderr.split())
     skipped = runner.invoke(app, [*args, "--skip-bad-rows"])  # then too short a history to train on
     assert "own.csv: skipped 2 bad rows of 60: line 51" in " ".join(skipped.stderr.split()), skipped.stderr
+
+
+def test_rows_with_too_few_fields_do_not_shift_the_lines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [f"2024-01-0{i + 1},c{i},{i + 1},0" for i in range(6)]
+    rows[4] = "2024-01-05,c4,lots,0"
+    lines = ["when,card,total,fraud", rows[0], "2024-01-09,c9", *rows[1:3], "", rows[3], "cut", *rows[4:]]
+    path = write(tmp_path / "own.csv", lines, crlf=True)
+    logged = caplog.at_level("WARNING", logger="fraudstream.datasets")
+    with logged, pytest.raises(BadRowError, match=r"own\.csv line 9, key 'amount', column 'total': 'lots'"):
+        load_generic(path, MAPPING)
+    assert "skipped 2 rows with too few fields (the first on line 3: '2024-01-09,c9')" in caplog.text
+    path = write(tmp_path / "own.csv", [lines[0], *rows[:5], "2024-01-06,c5"])  # cut short at the end
+    with pytest.raises(BadRowError, match=r"own\.csv line 6, key 'amount'"):
+        load_generic(path, MAPPING)
+    assert "skipped 1 row with too few fields (the first on line 7: '2024-01-06,c5')" in caplog.text

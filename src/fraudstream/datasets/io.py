@@ -410,10 +410,10 @@ def read_csv_columns(
     rather than a Python object), and reading stops after ``limit`` rows, so the first rows of a large
     file cost only their own parsing. Empty fields are missing; text such as ``NA`` is kept as written
     (it is Namibia in a country column). A byte-order mark and CRLF line ends are read as any file.
-    Blank lines are passed over. A row with too few fields is skipped with a warning (a file cut
-    short ends in one); one with too many is an error. Returns the frame and the names of ``columns``
-    not in the file; a missing name in ``required`` is a :class:`SchemaError` naming the column and
-    the file.
+    Blank lines are passed over. A row with too few fields is skipped with a warning naming its line
+    (a file cut short ends in one); one with too many is an error. Returns the frame and the names of
+    ``columns`` not in the file; a missing name in ``required`` is a :class:`SchemaError` naming the
+    column and the file.
 
     A number column's values are checked a block at a time against one pattern, and a value that is
     not a number is missing and a bad row of ``bad``, which learns each row's line in the file (see
@@ -482,14 +482,13 @@ def read_csv_columns(
         table = pa.Table.from_batches(batches, schema=schema)
     except pa.ArrowInvalid as exc:
         raise ValueError(f"cannot read {path}: {exc}") from None
-    if short:
-        line = f"line {short[0].number}" if short[0].number is not None else "a row"
-        log.warning(
-            "%s: skipped %d row%s with too few fields (the first: %s, %r), as a file cut short ends",
-            path, len(short), "s" if len(short) > 1 else "", line, short[0].text,
-        )  # fmt: skip
     frame = table_to_frame(table).rename(columns=named)
-    rows.lines = np.arange(len(frame), dtype=np.int64) + 2
+    rows.lines, short_lines = _row_lines(path, len(frame), [row.text for row in short])
+    if short:
+        log.warning(
+            "%s: skipped %d row%s with too few fields (the first on line %d: %r), as a file cut short ends",
+            path, len(short), "s" if len(short) > 1 else "", short_lines[0], short[0].text,
+        )  # fmt: skip
     for name, failures in wrong.items():
         if failures:
             failed = np.zeros(len(frame), dtype=bool)
@@ -500,6 +499,42 @@ def read_csv_columns(
     if bad is None:
         frame = rows.drop(frame)
     return frame, [name for name in columns if name not in named.values()]
+
+
+def _row_lines(path: Path, count: int, short: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The line in the file (the header is line 1) of each of the ``count`` rows read, and of the
+    rows skipped for too few fields, whose texts are ``short`` (the parser does not say where they
+    were). Each row is one line, blank ones included; so without skipped rows, or with one that is
+    the file's last line (a file cut short), row ``i`` is on line ``i + 2``. Otherwise the skipped
+    rows are found by their text among the file's lines, read a block at a time as one column."""
+    lines = np.arange(count, dtype=np.int64) + 2
+    if not short:
+        return lines, np.array([], dtype=np.int64)
+    if len(short) == 1 and _last_line(path) == short[0]:
+        return lines, np.array([count + 2], dtype=np.int64)
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(column_names=["line"], skip_rows=1, block_size=CSV_BLOCK_BYTES),
+        parse_options=pacsv.ParseOptions(
+            delimiter="\x1f", quote_char=False, ignore_empty_lines=False, invalid_row_handler=lambda _: "skip"
+        ),
+        convert_options=pacsv.ConvertOptions(column_types={"line": pa.string()}, strings_can_be_null=False),
+    )
+    texts, found, seen = pa.array(list(short), pa.string()), [], 0
+    for batch in reader:
+        hits = pc.is_in(batch.column(0), value_set=texts).to_numpy(zero_copy_only=False)
+        found.append(np.flatnonzero(hits) + seen + 2)
+        seen += batch.num_rows
+    skipped = np.concatenate([np.array([], dtype=np.int64), *found])
+    return np.setdiff1d(np.arange(2, seen + 2), skipped)[:count], skipped
+
+
+def _last_line(path: Path) -> str:
+    """The file's last line that is not empty, without its line end."""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, handle.seek(0, 2) - 65536))
+        tail = handle.read().decode("utf-8", errors="replace").rstrip("\r\n")
+    return tail.rsplit("\n", 1)[-1].rstrip("\r")
 
 
 def _is_number(kind: pa.DataType) -> bool:
