@@ -290,3 +290,20 @@ def test_rows_with_too_few_fields_do_not_shift_the_lines(
     with pytest.raises(BadRowError, match=r"own\.csv line 6, key 'amount'"):
         load_generic(path, MAPPING)
     assert "skipped 1 row with too few fields (the first on line 7: '2024-01-06,c5')" in caplog.text
+
+
+def test_fraud_data_a_class_that_does_not_read_is_a_bad_row_not_an_unknown_label(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = ecom_rows(5, "4/18/15 2:47")
+    rows[1] = rows[1][:-1] + "yes"
+    rows[4] = rows[4][:-1]  # the last row without its class, as a file re-saved and cut
+    path = write(
+        tmp_path / "Fraud_Data.csv", [ECOM.replace("user_id", "User_id"), *rows], crlf=True, bom=True
+    )
+    with caplog.at_level("WARNING", logger="fraudstream.datasets"):
+        frame = load_fraud_ecom(path, skip_bad_rows=True)
+    assert frame["transaction_id"].tolist() == ["ecom-0", "ecom-2", "ecom-3", "ecom-4"]
+    assert frame["is_fraud"].isna().tolist() == [False, False, False, True]
+    assert "1 purchase without a class (the first on line 6): kept, unlabelled" in caplog.text
+    assert "skipped 1 bad row of 5: line 3 (field 'class': 'yes' is not a number)" in caplog.text

@@ -142,6 +142,10 @@ class BadRows:
             text = reason(int(position)) if callable(reason) else reason
             self._found.append((self.where(int(position)), label, text))
 
+    def found(self, count: int) -> np.ndarray:
+        """The mask of the ``count`` rows found bad so far (not yet dropped)."""
+        return self._bad.copy() if self._bad is not None else np.zeros(count, dtype=bool)
+
     def fault(self, field: str, reason: str, bad: Any) -> None:
         """:meth:`check` for a canonical ``field``, named by ``name`` (the signature
         :func:`~fraudstream.events.frame.normalize_frame` calls on a fault)."""
