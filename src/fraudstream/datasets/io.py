@@ -73,7 +73,7 @@ class BadRowError(SchemaError):
     :data:`SKIP_HINT`. ``line`` is that line (or row), ``field`` the field as the message names it."""
 
     def __init__(self, message: str, *, field: str, reason: str, line: int) -> None:
-        ValueError.__init__(self, message)
+        ValueError.__init__(self, message)  # the message is whole here, not SchemaError's "row N, field"
         self.field = field
         self.reason = reason
         self.row = None
@@ -419,9 +419,9 @@ def read_csv_columns(
     ``columns`` not in the file; a missing name in ``required`` is a :class:`SchemaError` naming the
     column and the file.
 
-    A number column's values are checked a block at a time against one pattern, and a value that is
-    not a number is missing and a bad row of ``bad``, which learns each row's line in the file (see
-    :class:`BadRows`); without ``bad``, the first such value is a :class:`BadRowError` naming its line.
+    A number column is read as text and converted a block at a time; a value that is not a number is
+    missing and a bad row of ``bad``, which learns each row's line in the file (see :class:`BadRows`);
+    without ``bad``, the first such value is a :class:`BadRowError` naming its line.
     """
     header = csv_header(path, delimiter)
     named = header_names(header, columns)
