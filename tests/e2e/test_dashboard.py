@@ -166,7 +166,7 @@ def test_dashboard_shows_live_figures_and_labels_reach_the_api(chromium: Path, d
             reason = panel.get_by_text("unscoreable: ValueError: test")  # a cell of the table's canvas
             reason.wait_for(state="attached", timeout=15_000)
             panel.locator(".st-key-requeue button").click()
-            panel.get_by_text("Requeued 1 dead letter(s)").wait_for(timeout=15_000)
+            panel.get_by_text("Requeued 1 dead letter", exact=True).wait_for(timeout=15_000)
             panel.get_by_text("none: every message so far was decided").wait_for(timeout=15_000)
             assert not panel.get_by_text("unscoreable: ValueError: test").count()  # the table is redrawn
         finally:
