@@ -20,7 +20,7 @@ from fraudstream.config import Settings
 from fraudstream.dashboard import charts, is_loopback
 from fraudstream.dashboard.cases import cases_page, entities_page
 from fraudstream.dashboard.client import ApiClient, ApiUnreachable, DashboardError
-from fraudstream.dashboard.display import local_time, plural, table, times_caption, viewer_zone
+from fraudstream.dashboard.display import PANEL, local_time, plural, table, times_caption, viewer_zone
 from fraudstream.dashboard.drift import drift_panel
 from fraudstream.dashboard.models import models_panel
 from fraudstream.dashboard.rules import rules_page
@@ -140,10 +140,10 @@ def live(client: ApiClient, window: float, bucket: int, outcomes: list[str], cus
     frame = charts.series_frame(series)
     bucket_s = int(series["bucket_s"])
     left, right = st.columns(2)
-    left.altair_chart(charts.volume_chart(frame, bucket_s), width="stretch")
-    right.altair_chart(charts.mix_chart(frame, bucket_s), width="stretch")
-    left.altair_chart(charts.score_chart(series["scores"]), width="stretch")
-    right.altair_chart(charts.latency_chart(frame, bucket_s), width="stretch")
+    left.container(key="chart_volume").altair_chart(charts.volume_chart(frame, bucket_s), width="stretch")
+    right.container(key="chart_mix").altair_chart(charts.mix_chart(frame, bucket_s), width="stretch")
+    left.container(key="chart_scores").altair_chart(charts.score_chart(series["scores"]), width="stretch")
+    right.container(key="chart_latency").altair_chart(charts.latency_chart(frame, bucket_s), width="stretch")
     with st.container(key="feed"):
         st.subheader(f"Live feed: {', '.join(outcomes) or 'no outcome chosen'}")
         table(charts.feed_frame(feed), height=360)
@@ -245,10 +245,10 @@ def model_panel(client: ApiClient) -> None:
         st.markdown(f"**{model['version']}**, trained {trained}, {plural(model['features'], 'feature')}")
         thresholds, weights = st.columns(2)
         with thresholds:
-            table(charts.named_values(model["thresholds"], "decision", "threshold"), share=0.48)
+            table(charts.named_values(model["thresholds"], "decision", "threshold"), share=PANEL / 2)
         with weights:
-            table(charts.named_values(model["weights"], "model", "weight"), share=0.48)
-        table(charts.metrics_frame(model["metrics"]))
+            table(charts.named_values(model["weights"], "model", "weight"), share=PANEL / 2)
+        table(charts.metrics_frame(model["metrics"]), share=PANEL)
 
 
 def dead_letters_panel(client: ApiClient) -> None:
@@ -268,7 +268,7 @@ def dead_letters_panel(client: ApiClient) -> None:
         if not letters:
             st.caption("none: every message so far was decided")
             return
-        table(charts.dead_letters_frame(letters))
+        table(charts.dead_letters_frame(letters), share=PANEL)
         st.caption("Fix the cause first (model, rules): one that fails again comes back with its new reason.")
         if st.button(
             f"Send {'it' if len(letters) == 1 else f'these {len(letters):,}'} back to the workers",

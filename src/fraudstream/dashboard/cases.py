@@ -16,7 +16,7 @@ import streamlit as st
 
 from fraudstream.dashboard import charts
 from fraudstream.dashboard.client import ApiClient, DashboardError
-from fraudstream.dashboard.display import local_time, plural, table, viewer_zone
+from fraudstream.dashboard.display import PANEL, local_time, plural, table, viewer_zone
 
 QUEUE_COLUMNS = {
     "id": "case",
@@ -278,7 +278,7 @@ def cases_page(client: ApiClient, me: dict[str, Any] | None) -> None:
         profile = client.customer(case["group_value"])
         if profile is not None:
             with st.expander("Customer profile"):
-                table(charts.features_frame(profile["features"]))
+                table(charts.features_frame(profile["features"]), share=PANEL)
     st.markdown("**Linked entities**")
     _entity_view(client, case["group_key"], case["group_value"], "case_links")
 

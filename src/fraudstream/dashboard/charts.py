@@ -156,6 +156,8 @@ def score_chart(scores: list[dict[str, Any]]) -> alt.Chart:
         if count
     ]
     frame = pd.DataFrame(rows, columns=["low", "high", "decision", "count"])
+    most = int(frame["count"].max()) if len(frame) else 1
+    decades = [10**k for k in range(len(str(most)) + 1)]  # 1, 10, 100, ... past the largest count
     return (
         alt.Chart(frame, title="score distribution")
         .mark_bar()
@@ -166,8 +168,8 @@ def score_chart(scores: list[dict[str, Any]]) -> alt.Chart:
                 "count:Q",
                 title="decisions (log scale)",
                 stack=None,
-                scale=alt.Scale(type="log", domainMin=0.7),
-                axis=alt.Axis(format=",.0f"),
+                scale=alt.Scale(type="log", domain=[0.7, decades[-1]], nice=False),
+                axis=alt.Axis(format=",.0f", values=decades),
             ),
             color=alt.Color("decision:N", scale=COLORS, legend=alt.Legend(orient="bottom")),
             order=alt.Order("count:Q", sort="descending"),

@@ -7,6 +7,7 @@ draws a prepared frame with Streamlit and ``viewer_zone`` reads the zone the bro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -46,6 +47,10 @@ PAGE_WIDTH = 800
 CHAR_WIDTH = 6.5
 CELL_PADDING = 20
 NARROWEST = 56
+#: The grid's row height, in pixels (its header's too).
+ROW_HEIGHT = 35
+#: The share of the page a table inside an expander has (the expander's border and padding take the rest).
+PANEL = 0.94
 #: A column whose longest text is longer than this is free text: the first to be cut when space is short.
 FREE_TEXT = 24
 #: Cell text longer than this is not read to size its column (it is cut with an ellipsis anyway).
@@ -209,6 +214,8 @@ def table(
     """Draw ``frame`` as a table laid out for ``share`` of the page's width (see :func:`prepare`)."""
     data = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(list(frame))
     shown, config = prepare(data, viewer_zone(), int(PAGE_WIDTH * share))
+    if height is not None:  # no taller than its rows: no empty lines under a short table
+        height = min(height, ROW_HEIGHT * (len(shown) + 1) + 3)
     st.dataframe(
         shown,
         hide_index=True,
@@ -217,6 +224,30 @@ def table(
         column_config=config,
         placeholder=MISSING,
     )
+
+
+#: Characters Markdown would read as markup (the static table's cells are Markdown).
+MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~=])")
+
+
+def _literal(value: Any) -> str:
+    return MARKDOWN.sub(r"\\\1", str(value))
+
+
+def text_table(frame: pd.DataFrame, code: Iterable[str] = ()) -> None:
+    """Draw a small table of text to be read whole (rules' conditions and reasons): its cells wrap
+    instead of being cut, so it fits any width; yes/no for booleans, :data:`MISSING` for none. The
+    text is shown as it is (no Markdown), the ``code`` columns in a fixed-width font."""
+    shown, _ = prepare(frame, viewer_zone())
+    as_code = {_header(name) for name in code}
+    cells = pd.DataFrame(index=shown.index)
+    for header in shown.columns:
+        texts = [MISSING if _missing(v) else _cell(v) for v in shown[header]]
+        cells[header] = [
+            t if t == MISSING else f"`{t}`" if header in as_code and "`" not in str(t) else _literal(t)
+            for t in texts
+        ]
+    st.table(cells, hide_index=True, border="horizontal")
 
 
 def times_caption(zone: ZoneInfo) -> str:

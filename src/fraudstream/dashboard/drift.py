@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from fraudstream.dashboard.client import ApiClient, DashboardError
-from fraudstream.dashboard.display import plural, table
+from fraudstream.dashboard.display import PANEL, plural, table
 
 #: Features listed in the panel, drifting ones first.
 SHOWN = 25
@@ -51,7 +51,7 @@ def drift_panel(client: ApiClient) -> None:
     with st.expander(title, expanded=drifting):
         st.markdown(headline(report))
         if report.get("features"):
-            table(drift_frame(report))
+            table(drift_frame(report), share=PANEL)
             st.caption(
                 "PSI against the training data's distributions; 'alerts': the features whose drift alerts."
             )

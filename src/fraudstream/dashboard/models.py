@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from fraudstream.dashboard.client import ApiClient, DashboardError
-from fraudstream.dashboard.display import UTC, local_time, table, viewer_zone
+from fraudstream.dashboard.display import PANEL, UTC, local_time, table, viewer_zone
 
 #: Period label -> the ``since`` the comparison is asked for.
 PERIODS = {"1 day": "1d", "7 days": "7d", "30 days": "30d"}
@@ -37,6 +37,30 @@ def compare_frame(report: dict[str, Any]) -> pd.DataFrame:
     readable names."""
     rows = sorted(report.get("models", []), key=lambda m: (-m["decided"], str(m["version"])))
     return pd.DataFrame(rows, columns=list(COLUMNS)).rename(columns=COLUMNS)
+
+
+def _figure(name: str, value: Any) -> str | None:
+    if value is None or value != value:
+        return None
+    if name in ("decided", "in shadow", "labelled", "frauds"):
+        return f"{int(value):,}"
+    if name == "caught fraud amount":
+        return f"{value:,.2f}"
+    return f"{value:.3f}"
+
+
+def compare_table(report: dict[str, Any]) -> pd.DataFrame:
+    """:func:`compare_frame` turned on its side, as the panel shows it: one row per metric, one column
+    per model, so a model's long version and the metrics' names are read whole."""
+    frame = compare_frame(report)
+    rows = [
+        {
+            "metric": name,
+            **{str(v): _figure(name, x) for v, x in zip(frame["version"], frame[name], strict=True)},
+        }
+        for name in frame.columns[1:]
+    ]
+    return pd.DataFrame(rows, columns=["metric", *(str(v) for v in frame["version"])])
 
 
 def pairs_frame(report: dict[str, Any]) -> pd.DataFrame:
@@ -100,11 +124,11 @@ def models_panel(client: ApiClient) -> None:
         if message is not None:
             st.info(message)
         if report.get("models"):
-            table(compare_frame(report))
+            table(compare_table(report), share=PANEL)
         if report.get("pairs"):
-            table(pairs_frame(report))
+            table(pairs_frame(report), share=PANEL)
             st.caption("agreement: the share of labelled decisions on which both models decided the same")
         promotions = promotions_frame(models)
         if len(promotions):
             st.markdown("Recent promotions")
-            table(promotions)
+            table(promotions, share=PANEL)

@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from fraudstream.dashboard.client import ApiClient, DashboardError
-from fraudstream.dashboard.display import local_time, plural, table, viewer_zone
+from fraudstream.dashboard.display import local_time, plural, table, text_table, viewer_zone
 
 PERIODS = {"1 day": "1d", "7 days": "7d", "30 days": "30d"}
 STATS = [
@@ -92,7 +92,8 @@ def rules_page(client: ApiClient) -> None:
     st.markdown(f"**In use:** version `{rules['version']}` from the {rules['source']}")
     if rules.get("last_error"):
         st.warning(f"a newer version is not in use: {rules['last_error']}")
-    table(rules_frame(rules))
+    with st.container(key="rules_in_use"):
+        text_table(rules_frame(rules), code=["when"])
     if rules.get("versions"):
         table(pd.DataFrame(rules["versions"]))
     period = st.selectbox("Period", list(PERIODS), index=1, key="rules_period")
