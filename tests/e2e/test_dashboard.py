@@ -8,6 +8,7 @@ too; after the demo exits, nothing listens on the dashboard's port any more.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -19,14 +20,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pandas as pd
 import pytest
 
 from fraudstream.dashboard import charts
+from fraudstream.dashboard.cases import FRAUD_FILL
 from fraudstream.dashboard.client import ApiClient, ApiUnreachable
 from fraudstream.datasets.io import write_frame
 from tests.e2e.test_demo import free_port
@@ -166,7 +170,7 @@ def test_dashboard_shows_live_figures_and_labels_reach_the_api(chromium: Path, d
             reason = panel.get_by_text("unscoreable: ValueError: test")  # a cell of the table's canvas
             reason.wait_for(state="attached", timeout=15_000)
             panel.locator(".st-key-requeue button").click()
-            panel.get_by_text("Requeued 1 dead letter(s)").wait_for(timeout=15_000)
+            panel.get_by_text("Requeued 1 dead letter", exact=True).wait_for(timeout=15_000)
             panel.get_by_text("none: every message so far was decided").wait_for(timeout=15_000)
             assert not panel.get_by_text("unscoreable: ValueError: test").count()  # the table is redrawn
         finally:
@@ -184,6 +188,218 @@ def test_dashboard_shows_live_figures_and_labels_reach_the_api(chromium: Path, d
 
     wait_until(requeued_and_decided, "the requeued transaction's decision", 30)
     assert httpx.get(f"{demo['api']}/v1/dead-letters", headers=headers, timeout=10).json() == []
+
+
+#: Records every text drawn on a canvas: the tables (a data grid) draw their cells there, out of the DOM.
+CANVAS_TEXT = """
+(() => {
+  const drawn = [];
+  window.__drawnText = drawn;
+  const fillText = CanvasRenderingContext2D.prototype.fillText;
+  CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
+    drawn.push([this.canvas, String(text)]);
+    return fillText.call(this, text, ...rest);
+  };
+})();
+"""
+#: A zone 5 h 45 min from UTC: a time shown in any other zone is off by a telling amount.
+VIEWER_ZONE = "Asia/Kathmandu"
+VIEWPORT = {"width": 1280, "height": 1600}
+ONE_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+DATE_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d\d?(?::\d\d){0,2}(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?")
+CLOCK = re.compile(r"\d{2}:\d{2}:\d{2}")
+WRONG_PLURAL = re.compile(r"(?<![\d,.])1 (decisions|transactions|labels|hits|features|matches|customers)\b")
+
+
+def _drawn_in_tables(page: Any) -> list[str]:
+    """The texts the page's tables show now (their cells and headers)."""
+    return list(
+        page.evaluate(
+            """() => window.__drawnText
+                .filter(([canvas]) => canvas.isConnected && canvas.closest('[data-testid="stDataFrame"]'))
+                .map(([, text]) => text)"""
+        )
+    )
+
+
+def _check_page(page: Any, shots: Path, name: str) -> str:
+    """Screenshot of the whole page, and what every page must hold; the page's text, for more checks."""
+    main = page.get_by_test_id("stMain")
+    height = page.evaluate("() => document.querySelector('[data-testid=stMainBlockContainer]').scrollHeight")
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], int(height) + 160)})
+    time.sleep(1.0)  # the grids redraw at the new size
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+    text = str(main.inner_text())
+    cells = _drawn_in_tables(page)
+    assert cells, f"{name}: no table drawn"
+    assert "None" not in cells, f"{name}: a table shows None"
+    for shown in [*DATE_LIKE.findall(text), *(c for c in cells if DATE_LIKE.match(c))]:
+        assert ONE_FORMAT.fullmatch(shown), f"{name}: {shown!r} is not one whole time in the one format"
+    assert not WRONG_PLURAL.search(text), WRONG_PLURAL.search(text)
+    grids = page.evaluate(
+        """() => [...document.querySelectorAll('[data-testid="stDataFrame"]')]
+            .filter(grid => grid.querySelector('.dvn-scroller'))  // drawn: not in a closed expander
+            .map(grid => {
+                const scroller = grid.querySelector('.dvn-scroller');
+                return {right: grid.getBoundingClientRect().right, content: scroller.scrollWidth,
+                        shown: scroller.clientWidth};
+            })"""
+    )
+    assert grids, f"{name}: no table drawn"
+    for static in page.get_by_test_id("stTable").all():  # tables of text that wraps
+        assert "None" not in static.inner_text().split(), f"{name}: a table shows None"
+        box = "t => ({right: t.getBoundingClientRect().right, content: t.scrollWidth, shown: t.clientWidth})"
+        grids.append(static.evaluate(box))
+    for grid in grids:  # no column hidden past the right edge, the table within the window
+        assert grid["content"] <= grid["shown"] + 1 and grid["right"] <= VIEWPORT["width"], (name, grid)
+    page.set_viewport_size(VIEWPORT)
+    return text
+
+
+def _minutes_from(clock: str, now: datetime) -> float:
+    """How far the clock time ``HH:MM:SS`` is from ``now``'s, in minutes, across midnight too."""
+    hours, minutes, seconds = (int(x) for x in clock.split(":"))
+    apart = (hours * 60 + minutes + seconds / 60) - (now.hour * 60 + now.minute + now.second / 60)
+    return (apart + 720) % 1440 - 720
+
+
+def _ring(api: str) -> None:
+    """Three customers on one device (two also on one IP address); one of them labelled fraud."""
+    headers = {"X-API-Key": KEY}
+    when = datetime(2025, 1, 20, 12, 0, tzinfo=UTC)
+    sent = [
+        ("ring-1", "C-ring-1", "10.9.9.9"), ("ring-2", "C-ring-1", "10.9.9.9"),
+        ("ring-3", "C-ring-2", "10.1.1.1"), ("ring-4", "C-ring-3", "10.9.9.9"),
+    ]  # fmt: skip
+    for i, (tid, customer, ip) in enumerate(sent):
+        body = {
+            "transaction_id": tid,
+            "timestamp": (when + timedelta(minutes=i)).isoformat(),
+            "customer_id": customer,
+            "device_id": "dev-ring",
+            "ip_address": ip,
+            "merchant_id": "M-ring",
+            "amount": 40.0 + i,
+        }
+        answer = httpx.post(f"{api}/v1/score", json=body, headers=headers, timeout=30)
+        assert answer.status_code == 200, answer.text
+    label = {
+        "transaction_id": "ring-4",
+        "is_fraud": True,
+        "label_time": (when + timedelta(hours=1)).isoformat(),
+        "source": "chargeback",
+    }
+    assert httpx.post(f"{api}/v1/labels", json=label, headers=headers, timeout=30).status_code == 200
+
+
+@pytest.mark.slow
+def test_every_page_reads_well_in_the_browser(chromium: Path, demo: dict[str, Any], tmp_path: Path) -> None:
+    """Screenshots of each page (in the test's folder), and what could make one read badly: "None" in
+    a cell, a time in another format or zone, a table wider than the window, bars with gaps between
+    buckets, a score axis that is not logarithmic, a link picture blown up past its content, no hint
+    on the Entities page, "1 transactions"."""
+    from playwright.sync_api import sync_playwright
+
+    _ring(demo["api"])
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium))
+        try:
+            context = browser.new_context(viewport=VIEWPORT, timezone_id=VIEWER_ZONE)
+            context.add_init_script(CANVAS_TEXT)
+            page = context.new_page()
+            page.goto(demo["dashboard"])
+            volume = page.locator(".st-key-chart_volume svg.marks")
+
+            def buckets() -> list[tuple[float, float]]:
+                """The volume chart's bars as the spans of time they cover on the page, left to right."""
+                if not volume.count():
+                    return []
+                bars = volume.evaluate(
+                    """svg => [...svg.querySelectorAll('g.mark-rect path')].map(bar => {
+                        const box = bar.getBoundingClientRect(); return [box.left, box.right]; })"""
+                )
+                return sorted({(round(left, 1), round(right, 1)) for left, right in bars})
+
+            columns = wait_until(lambda: len(buckets()) >= 3 and buckets(), "three buckets of traffic", 90)
+            for (_, right), (left, _) in itertools.pairwise(columns):
+                assert abs(left - right) <= 1.0, f"a gap between buckets: {columns}"
+            now = datetime.now(ZoneInfo(VIEWER_ZONE))
+            sidebar = page.get_by_test_id("stSidebar").inner_text()
+            assert re.search(r"times in Asia/Kath?mandu \(UTC\+05:45\)", sidebar), sidebar
+            clocks = [t for t in volume.locator("text").all_text_contents() if CLOCK.fullmatch(t)]
+            assert clocks and all(abs(_minutes_from(c, now)) <= 20 for c in clocks), (clocks, now)
+
+            ticks = page.locator(".st-key-chart_scores svg.marks text").all_text_contents()
+            assert {"1", "10", "100"} <= set(ticks) and "0" not in ticks, ticks  # decades: a log axis
+
+            for panel in ("Model in use", "Models"):  # closed at first: open them to see their tables
+                page.get_by_test_id("stExpander").get_by_text(panel, exact=True).click()
+            page.get_by_text("training metric").wait_for(state="attached", timeout=15_000)
+            text = _check_page(page, shots, "live")
+            feed = [c for c in _drawn_in_tables(page) if ONE_FORMAT.fullmatch(c)]
+            newest = max(datetime.strptime(c, "%Y-%m-%d %H:%M:%S") for c in feed)
+            assert abs((newest - now.replace(tzinfo=None)).total_seconds()) < 600, (newest, now)
+            assert "Live feed: FLAG, BLOCK" in text
+
+            page.get_by_text("Cases", exact=True).click()
+            page.locator(".st-key-case_queue").wait_for(timeout=30_000)
+            page.locator(".st-key-case_links").wait_for(timeout=30_000)
+            time.sleep(2.0)
+            _check_page(page, shots, "cases")
+
+            page.get_by_text("Entities", exact=True).click()
+            hint = page.locator(".st-key-entities_hint")
+            hint.wait_for(timeout=30_000)
+            assert "customer id, device id, IP address or merchant id" in hint.inner_text()
+            page.screenshot(path=str(shots / "entities-empty.png"), full_page=True)
+            search = page.get_by_label("Search a customer, device, IP address or merchant")
+            search.fill("C-ring")
+            search.press("Enter")
+            page.get_by_text("3 matches").wait_for(timeout=30_000)
+            picker = page.get_by_role("combobox", name="Entity")
+            assert picker.input_value() == "customer C-ring-1 (2 transactions, latest 2025-01-20 17:46:00)"
+            picker.click()
+            options = page.get_by_role("option").all_inner_texts()
+            assert options[1:] == [
+                "customer C-ring-2 (1 transaction, latest 2025-01-20 17:47:00)",
+                "customer C-ring-3 (1 transaction, latest 2025-01-20 17:48:00)",
+            ], options
+            page.keyboard.press("Escape")
+            links = page.locator(".st-key-entity_links")
+            links.wait_for(timeout=30_000)
+            graph = links.get_by_test_id("stGraphVizChart").locator("svg").first
+            graph.wait_for(timeout=30_000)
+            size = graph.evaluate(
+                """svg => ({shown: svg.getBoundingClientRect().width, own: svg.viewBox.baseVal.width * 4 / 3,
+                    room: svg.closest('.st-key-entity_links').getBoundingClientRect().width})"""
+            )  # the drawing's own width: Graphviz sizes it in points
+            assert size["shown"] <= size["own"] + 2 and size["shown"] < size["room"] / 2, size
+            nodes = graph.evaluate(
+                """svg => Object.fromEntries([...svg.querySelectorAll('g.node')].map(node => [
+                    [...node.querySelectorAll('text')].map(t => t.textContent).join(' '),
+                    node.querySelector('path, polygon').getAttribute('fill')]))"""
+            )
+            assert nodes["customer C-ring-3"] == FRAUD_FILL and nodes["customer C-ring-2"] != FRAUD_FILL, (
+                nodes
+            )
+            assert {"customer C-ring-1", "device dev-ring", "IP address 10.9.9.9", "merchant M-ring"} <= set(
+                nodes
+            )
+            text = _check_page(page, shots, "entities")
+            assert "Numbers on the lines: transactions" in text
+
+            page.get_by_text("Rules", exact=True).click()
+            page.locator(".st-key-rules_hits").wait_for(timeout=30_000)
+            time.sleep(2.0)
+            text = _check_page(page, shots, "rules")
+            assert "customer_count_1h >= 5 and amount < 5" in text  # a rule's condition, whole and as written
+        finally:
+            browser.close()
+    assert sorted(p.name for p in shots.iterdir()) == [
+        "cases.png", "entities-empty.png", "entities.png", "live.png", "rules.png"
+    ]  # fmt: skip
 
 
 def test_the_client_says_in_one_line_when_the_api_is_unreachable() -> None:

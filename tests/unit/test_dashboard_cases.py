@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fraudstream.dashboard.cases import link_graph, linked_frame, queue_frame, working
+from fraudstream.dashboard.cases import FRAUD_FILL, link_graph, linked_frame, queue_frame, working
 
 CASES = [
     {"id": 7, "group_value": "C-1", "status": "in_review", "assignee": "ana", "priority": 9.5,
@@ -32,5 +32,22 @@ def test_the_link_picture_draws_shared_customers_and_marks_fraud() -> None:
     dot = link_graph(ENTITY)
     assert dot.startswith("graph links {") and dot.endswith("}")
     assert '"customer_id:C-1" -- "device_id:dev-x" [label=2];' in dot
-    assert '"customer_id:C-\\"3\\"" [color=red, fontcolor=red];' in dot  # quotes escaped
-    assert linked_frame(ENTITY)["customer_id"].tolist() == ['C-"3"', "C-9"]  # fraud first
+    fraud = f'fillcolor="{FRAUD_FILL}"'
+    node = next(line for line in dot.splitlines() if line.strip().startswith('"customer_id:C-\\"3\\"" ['))
+    assert 'label="customer\\nC-\\"3\\""' in node and fraud in node  # named, quotes escaped, red
+    assert fraud not in next(
+        line for line in dot.splitlines() if line.strip().startswith('"customer_id:C-9" [')
+    )
+    assert fraud in next(line for line in dot.splitlines() if line.strip().startswith('"device_id:dev-x" ['))
+    frame = linked_frame(ENTITY)
+    assert frame["customer"].tolist() == ['C-"3"', "C-9"]  # fraud first
+    assert frame["shares"].tolist() == ["device dev-x", "device dev-x"]
+
+
+def test_the_link_picture_counts_what_it_leaves_out() -> None:
+    merchants = [{"field": "merchant_id", "value": f"M{i:02}", "transactions": 20 - i} for i in range(12)]
+    dot = link_graph({**ENTITY, "linked": ENTITY["linked"] + merchants})
+    assert '"merchant_id:M00"' in dot and '"merchant_id:M04"' in dot  # the busiest five
+    assert '"merchant_id:M05"' not in dot
+    assert 'label="+7 more merchants"' in dot
+    assert '"customer_id:C-1" -- "more:merchant_id" [label=' + str(sum(20 - i for i in range(5, 12))) in dot

@@ -20,6 +20,7 @@ from fraudstream.config import Settings
 from fraudstream.dashboard import charts, is_loopback
 from fraudstream.dashboard.cases import cases_page, entities_page
 from fraudstream.dashboard.client import ApiClient, ApiUnreachable, DashboardError
+from fraudstream.dashboard.display import PANEL, local_time, plural, table, times_caption, viewer_zone
 from fraudstream.dashboard.drift import drift_panel
 from fraudstream.dashboard.models import models_panel
 from fraudstream.dashboard.rules import rules_page
@@ -137,23 +138,23 @@ def live(client: ApiClient, window: float, bucket: int, outcomes: list[str], cus
         st.rerun()  # the API is back: draw the sections that need it too
     headline(stats, charts.recent_rate(series, pd.Timestamp.now(tz="UTC")))
     frame = charts.series_frame(series)
+    bucket_s = int(series["bucket_s"])
     left, right = st.columns(2)
-    left.altair_chart(charts.volume_chart(frame, series["bucket_s"]), width="stretch")
-    right.altair_chart(charts.mix_chart(frame), width="stretch")
-    left.altair_chart(charts.score_chart(series["scores"]), width="stretch")
-    right.altair_chart(charts.latency_chart(frame), width="stretch")
-    feed_col, alert_col = st.columns([3, 2])
-    with feed_col, st.container(key="feed"):
+    left.container(key="chart_volume").altair_chart(charts.volume_chart(frame, bucket_s), width="stretch")
+    right.container(key="chart_mix").altair_chart(charts.mix_chart(frame, bucket_s), width="stretch")
+    left.container(key="chart_scores").altair_chart(charts.score_chart(series["scores"]), width="stretch")
+    right.container(key="chart_latency").altair_chart(charts.latency_chart(frame, bucket_s), width="stretch")
+    with st.container(key="feed"):
         st.subheader(f"Live feed: {', '.join(outcomes) or 'no outcome chosen'}")
-        st.dataframe(charts.feed_frame(feed), hide_index=True, width="stretch", height=360)
-    with alert_col, st.container(key="alerts"):
+        table(charts.feed_frame(feed), height=360)
+    with st.container(key="alerts"):
         st.subheader("Alerts")
         if alerts is None:
             st.info("this API has no /v1/alerts yet: alerts will show here once it does")
         elif not alerts:
             st.caption("no alerts in this window")
         else:
-            st.dataframe(charts.alerts_frame(alerts), hide_index=True, width="stretch", height=360)
+            table(charts.alerts_frame(alerts), height=360)
 
 
 def _label_buttons(client: ApiClient, decision: dict[str, Any]) -> None:
@@ -181,14 +182,20 @@ def profile(client: ApiClient, customer_id: str) -> None:
     if found is None:
         st.caption(f"nothing known about customer {customer_id}")
         return
-    st.markdown(f"**Customer {customer_id}**: risk profile as of {found['as_of']}")
+    st.markdown(
+        f"**Customer {customer_id}**: risk profile as of {local_time(found['as_of'], viewer_zone())} "
+        "(just after the customer's latest transaction)"
+    )
     features, history = st.columns([2, 3])
-    features.dataframe(charts.features_frame(found["features"]), hide_index=True, height=300)
-    history.dataframe(charts.feed_frame(found["decisions"]), hide_index=True, height=300)
+    with features:
+        table(charts.features_frame(found["features"]), share=0.38, height=300)
+    with history:
+        shown = ["decided", "decision", "transaction", "amount", "probability"]  # the customer's own
+        table(charts.feed_frame(found["decisions"])[shown], share=0.58, height=300)
     labels = found["labels"]
-    st.caption(f"{len(labels)} label(s)" if labels else "no labels yet")
+    st.caption(plural(len(labels), "label") if labels else "no labels yet")
     if labels:
-        st.dataframe(labels, hide_index=True)
+        table(labels)
 
 
 def review(client: ApiClient, outcomes: list[str], customer: str | None) -> None:
@@ -214,9 +221,9 @@ def review(client: ApiClient, outcomes: list[str], customer: str | None) -> None
         st.session_state["review_pinned"] = decision
         st.markdown(
             f"**{decision['decision']}** with probability {decision['probability']:.3f}, amount "
-            f"{decision['amount']:,.2f}, decided {decision['decided_at']}"
+            f"{decision['amount']:,.2f}, decided {local_time(decision['decided_at'], viewer_zone())}"
         )
-        st.dataframe(decision["reasons"], hide_index=True)
+        table(charts.reasons_frame(decision["reasons"]))
         _label_buttons(client, decision)
         profile(client, decision["customer_id"])
     except ApiUnreachable:
@@ -234,14 +241,14 @@ def model_panel(client: ApiClient) -> None:
         if model is None:
             st.caption("this API has no /v1/model")
             return
-        st.markdown(f"**{model['version']}**, trained {model['created_at']}, {model['features']} features")
+        trained = local_time(model["created_at"], viewer_zone())
+        st.markdown(f"**{model['version']}**, trained {trained}, {plural(model['features'], 'feature')}")
         thresholds, weights = st.columns(2)
-        thresholds.dataframe(pd.Series(model["thresholds"], name="threshold"), width="stretch")
-        weights.dataframe(pd.Series(model["weights"], name="weight"), width="stretch")
-        metrics = charts.flat_metrics(model["metrics"])
-        st.dataframe(
-            pd.Series({k: str(v) for k, v in metrics.items()}, name="training metric"), width="stretch"
-        )
+        with thresholds:
+            table(charts.named_values(model["thresholds"], "decision", "threshold"), share=PANEL / 2)
+        with weights:
+            table(charts.named_values(model["weights"], "model", "weight"), share=PANEL / 2)
+        table(charts.metrics_frame(model["metrics"]), share=PANEL)
 
 
 def dead_letters_panel(client: ApiClient) -> None:
@@ -250,7 +257,7 @@ def dead_letters_panel(client: ApiClient) -> None:
         letters = client.dead_letters(DEAD_LETTERS_SHOWN)
     except DashboardError:
         return  # the live section already says what is wrong
-    title = "Dead letters" if not letters else f"Dead letters ({len(letters)} newest)"
+    title = "Dead letters" if not letters else f"Dead letters ({len(letters):,} newest)"
     requeued = st.session_state.pop("requeued_note", None)
     with st.expander(title, expanded=requeued is not None), st.container(key="dead_letters"):
         if requeued is not None:
@@ -261,17 +268,23 @@ def dead_letters_panel(client: ApiClient) -> None:
         if not letters:
             st.caption("none: every message so far was decided")
             return
-        st.dataframe(charts.dead_letters_frame(letters), hide_index=True, width="stretch")
+        table(charts.dead_letters_frame(letters), share=PANEL)
         st.caption("Fix the cause first (model, rules): one that fails again comes back with its new reason.")
-        if st.button(f"Send these {len(letters)} back to the workers", key="requeue"):
+        if st.button(
+            f"Send {'it' if len(letters) == 1 else f'these {len(letters):,}'} back to the workers",
+            key="requeue",
+        ):
             try:
                 done = client.requeue([d["id"] for d in letters])
             except DashboardError as error:
                 st.error(str(error))
                 return
             left = len(done["invalid"])
-            note = f"; {left} left, still not valid transactions" if left else ""
-            st.session_state["requeued_note"] = f"Requeued {len(done['requeued'])} dead letter(s){note}"
+            invalid = "a valid transaction" if left == 1 else "valid transactions"
+            note = f"; {left:,} left, still not {invalid}" if left else ""
+            st.session_state["requeued_note"] = (
+                f"Requeued {plural(len(done['requeued']), 'dead letter')}{note}"
+            )
             st.rerun(scope="fragment")  # redraw the table without the letters sent back
 
 
@@ -295,6 +308,7 @@ def main() -> None:
         page = st.radio("Page", PAGES, key="page", horizontal=True)
         if me is not None:
             st.caption(f"signed in as **{me['name']}** ({me['role']})")
+        st.caption(times_caption(viewer_zone()))
     if page != "Live":
         st.title(f"fraudstream · {page}")
         if page == "Cases":

@@ -14,7 +14,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from fraudstream.dashboard import charts
 from fraudstream.dashboard.client import ApiClient, DashboardError
+from fraudstream.dashboard.display import PANEL, local_time, plural, table, viewer_zone
 
 QUEUE_COLUMNS = {
     "id": "case",
@@ -50,35 +52,155 @@ def working(cases: list[dict[str, Any]]) -> str:
     return "in review: " + ", ".join(f"{name} ({n})" for name, n in sorted(held.items()))
 
 
+#: How an entity's field reads in the picture and the page.
+FIELD_NAMES = {
+    "customer_id": "customer",
+    "device_id": "device",
+    "ip_address": "IP address",
+    "merchant_id": "merchant",
+}
+#: The picture shows at most this many values of each linked field, and of customers sharing them
+#: (the busiest, and any a shown customer shares); the others are counted in one "more" box.
+MOST_LINKED = 5
+MOST_SHARED = 8
+FRAUD_FILL, FRAUD_LINE = "#fde2e4", "#c62f45"
+PLAIN_FILL, PLAIN_LINE = "#f1f3f6", "#8a919c"
+CENTRE_FILL, CENTRE_LINE = "#e3ecfb", "#2b5fb8"
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f'"{_escape(text)}"'
+
+
+def _name(field: str) -> str:
+    return FIELD_NAMES.get(field, field.replace("_", " "))
+
+
+def _node(node_id: str, field: str, value: str, fill: str, line: str, extra: str = "") -> str:
+    label = f'"{_escape(_name(field))}\\n{_escape(value)}"'  # DOT's own line break
+    return f"  {_quote(node_id)} [label={label}, fillcolor={_quote(fill)}, color={_quote(line)}{extra}];"
 
 
 def link_graph(entity: dict[str, Any]) -> str:
-    """The entity, the values linked to it and the customers sharing them, as Graphviz DOT; customers
-    with a transaction labelled fraud are drawn red."""
+    """The entity, the values linked to it and the customers sharing them, as Graphviz DOT, drawn at
+    its own size: each box names its field and value, each line the transactions behind it, and
+    customers with a transaction labelled fraud (and the devices and IPs they share) are red.
+
+    Each field shows its busiest values and every value a shown customer shares; the rest of a field,
+    and the customers past :data:`MOST_SHARED`, are counted in one dashed box."""
     centre = f"{entity['field']}:{entity['value']}"
-    lines = ["graph links {", "  rankdir=LR; node [shape=box, style=rounded, fontsize=10];"]
-    lines.append(f'  {_quote(centre)} [style="rounded,bold"];')
+    own_fraud = any(t.get("known_fraud") for t in entity.get("transactions", []))
+    shared = sorted(entity.get("shared", []), key=lambda s: (not s.get("known_fraud"), -s["transactions"]))
+    shown_shared = shared[:MOST_SHARED]
+    fraud_via = {via for s in shown_shared if s.get("known_fraud") for via in s["via"]}
+    needed = {via for s in shown_shared for via in s["via"]}
+    lines = [
+        "graph links {",
+        '  graph [rankdir=LR, bgcolor="transparent", nodesep=0.12, ranksep=0.6, fontname="sans-serif"];',
+        '  node [shape=box, style="rounded,filled", fontname="sans-serif", fontsize=12, '
+        'margin="0.12,0.04", height=0.4];',
+        '  edge [color="#8a919c", fontname="sans-serif", fontsize=11, fontcolor="#4b5563"];',
+        _node(
+            centre, entity["field"], entity["value"],
+            FRAUD_FILL if own_fraud else CENTRE_FILL, FRAUD_LINE if own_fraud else CENTRE_LINE,
+            ", penwidth=2",
+        ),
+    ]  # fmt: skip
+    by_field: dict[str, list[dict[str, Any]]] = {}
     for link in entity.get("linked", []):
-        node = f"{link['field']}:{link['value']}"
-        lines.append(f"  {_quote(centre)} -- {_quote(node)} [label={link['transactions']}];")
-    for shared in entity.get("shared", []):
-        node = f"customer_id:{shared['customer_id']}"
-        colour = " [color=red, fontcolor=red]" if shared.get("known_fraud") else ""
-        lines.append(f"  {_quote(node)}{colour};")
-        for via in shared["via"]:
+        by_field.setdefault(link["field"], []).append(link)
+    for field, links in by_field.items():
+        links = sorted(links, key=lambda link: -link["transactions"])
+        shown = [x for i, x in enumerate(links) if i < MOST_LINKED or f"{field}:{x['value']}" in needed]
+        for link in shown:
+            node = f"{link['field']}:{link['value']}"
+            fraud = node in fraud_via
+            lines.append(
+                _node(node, link["field"], link["value"], FRAUD_FILL if fraud else PLAIN_FILL,
+                      FRAUD_LINE if fraud else PLAIN_LINE)
+            )  # fmt: skip
+            lines.append(f"  {_quote(centre)} -- {_quote(node)} [label={link['transactions']}];")
+        hidden = links[len(shown) :]
+        if hidden:
+            more = f"more:{field}"
+            text = f"+{len(hidden):,} more {_plural_name(field, len(hidden))}"
+            lines.append(
+                f"  {_quote(more)} [label={_quote(text)}, style=dashed, color={_quote(PLAIN_LINE)}];"
+            )
+            total = sum(x["transactions"] for x in hidden)
+            lines.append(f"  {_quote(centre)} -- {_quote(more)} [label={total}, style=dashed];")
+    for customer in shown_shared:
+        node = f"customer_id:{customer['customer_id']}"
+        fraud = bool(customer.get("known_fraud"))
+        lines.append(
+            _node(node, "customer_id", customer["customer_id"], FRAUD_FILL if fraud else PLAIN_FILL,
+                  FRAUD_LINE if fraud else PLAIN_LINE, ", fontcolor=\"#8c1d2c\"" if fraud else "")
+        )  # fmt: skip
+        for via in customer["via"]:
             lines.append(f"  {_quote(via)} -- {_quote(node)};")
+    if len(shared) > MOST_SHARED:
+        extra = len(shared) - MOST_SHARED
+        text = f"+{extra:,} more {_plural_name('customer_id', extra)}"
+        lines.append(f'  "more:shared" [label={_quote(text)}, style=dashed, color={_quote(PLAIN_LINE)}];')
     lines.append("}")
     return "\n".join(lines)
+
+
+def _plural_name(field: str, count: int) -> str:
+    name = _name(field)
+    if count == 1:
+        return name
+    return name[:-1] + "es" if name.endswith("s") else name + "s"
+
+
+def _readable(via: str) -> str:
+    """``device_id:d-17`` as ``device d-17``."""
+    field, _, value = via.partition(":")
+    return f"{_name(field)} {value}"
 
 
 def linked_frame(entity: dict[str, Any]) -> pd.DataFrame:
     """The customers sharing the entity's devices or IPs, fraud first."""
     rows = sorted(entity.get("shared", []), key=lambda s: (not s.get("known_fraud"), s["customer_id"]))
     frame = pd.DataFrame(rows, columns=["customer_id", "via", "transactions", "known_fraud"])
-    frame["via"] = frame["via"].map(lambda v: ", ".join(v) if isinstance(v, list) else v)
-    return frame
+    frame["via"] = frame["via"].map(
+        lambda v: ", ".join(_readable(x) for x in v) if isinstance(v, list) else v
+    )
+    frame["known_fraud"] = frame["known_fraud"].map(lambda f: "fraud" if f else None)
+    return frame.rename(columns={"customer_id": "customer", "via": "shares", "known_fraud": "label"})
+
+
+#: The entity's transactions as the page lists them, under readable names.
+HISTORY_COLUMNS = {
+    "transaction_id": "transaction",
+    "timestamp": "time",
+    "customer_id": "customer",
+    "device_id": "device",
+    "ip_address": "IP address",
+    "merchant_id": "merchant",
+    "amount": "amount",
+    "decision": "decision",
+    "probability": "probability",
+    "known_fraud": "label",
+    "case_id": "case",
+}
+
+
+def history_frame(entity: dict[str, Any]) -> pd.DataFrame:
+    """The entity's transactions, newest first, without its own field (the same on every row); the
+    label reads fraud or legitimate, and is empty while no source has labelled it."""
+    columns = [c for c in HISTORY_COLUMNS if c != entity["field"]]
+    frame = pd.DataFrame(entity.get("transactions", []), columns=columns)
+    frame["known_fraud"] = (
+        frame["known_fraud"]
+        .map(lambda f: None if f is None or f != f else "fraud" if f else "legitimate")
+        .astype(object)
+    )
+    return frame.rename(columns=HISTORY_COLUMNS)
 
 
 def _entity_view(client: ApiClient, field: str, value: str, key: str) -> None:
@@ -88,19 +210,20 @@ def _entity_view(client: ApiClient, field: str, value: str, key: str) -> None:
         st.error(str(error))
         return
     if entity is None:
-        st.caption(f"no transaction has {field} {value}")
+        st.caption(f"no transaction has {_name(field)} {value}")
         return
     with st.container(key=key):
-        st.graphviz_chart(link_graph(entity), width="stretch")
+        st.graphviz_chart(link_graph(entity), width="content")
+        st.caption(
+            f"Links since {local_time(entity['since'], viewer_zone())}. Numbers on the lines: transactions. "
+            "Red: a customer with a transaction labelled fraud, and the devices and IP addresses they share."
+        )
         if entity["shared"]:
-            st.dataframe(linked_frame(entity), hide_index=True, width="stretch")
+            table(linked_frame(entity))
         else:
             st.caption("no other customer shares its devices or IP addresses")
-        history = pd.DataFrame(entity["transactions"])
-        if not history.empty:
-            shown = ["transaction_id", "timestamp", "customer_id", "device_id", "ip_address", "amount"]
-            shown += ["decision", "probability", "known_fraud", "case_id"]
-            st.dataframe(history[shown], hide_index=True, width="stretch")
+        if entity["transactions"]:
+            table(history_frame(entity))
 
 
 def cases_page(client: ApiClient, me: dict[str, Any] | None) -> None:
@@ -118,7 +241,7 @@ def cases_page(client: ApiClient, me: dict[str, Any] | None) -> None:
         st.info("No open cases: every FLAG and BLOCK has been decided.")
         return
     with st.container(key="case_queue"):
-        st.dataframe(queue_frame(cases), hide_index=True, width="stretch")
+        table(queue_frame(cases))
     labels = {c["id"]: f"case {c['id']} · {c['group_value']} · {c['status']}" for c in cases}
     chosen = st.selectbox("Case", list(labels), format_func=labels.__getitem__, key="case_pick")
     if chosen is None:
@@ -130,10 +253,11 @@ def cases_page(client: ApiClient, me: dict[str, Any] | None) -> None:
         return
     name = (me or {}).get("name")
     held = case["assignee"]
-    st.subheader(f"Case {case['id']}: {case['group_key']} {case['group_value']}")
+    st.subheader(f"Case {case['id']}: {_name(case['group_key'])} {case['group_value']}")
     st.caption(
-        f"{case['status']}, held by {held or 'nobody'}; priority {case['priority']:.2f}, "
-        f"{case['transactions']} decision(s), amount {case['amount']:,.2f}"
+        f"{case['status'].replace('_', ' ')}, held by {held or 'nobody'}; priority {case['priority']:,.2f}, "
+        f"{plural(case['transactions'], 'decision')}, amount {case['amount']:,.2f}, opened "
+        f"{local_time(case['opened_at'], viewer_zone())}"
     )
     with st.container(key="case_actions", horizontal=True):
         if held != name and st.button("Claim", key="case_claim", type="primary"):
@@ -141,10 +265,12 @@ def cases_page(client: ApiClient, me: dict[str, Any] | None) -> None:
         for verdict, text in VERDICTS.items():
             if st.button(text, key=f"case_verdict_{verdict}"):
                 _act(lambda v=verdict: client.verdict(case["id"], v), f"case {case['id']}: {verdict}")
-    st.dataframe(pd.DataFrame(case["decisions"]), hide_index=True, width="stretch")
+    table(pd.DataFrame(case["decisions"]))
     with st.container(key="case_notes"):
         for note in case["notes"]:
-            st.markdown(f"**{note['author']}** · {note['created_at'][:19]}  \n{note['text']}")
+            st.markdown(
+                f"**{note['author']}** · {local_time(note['created_at'], viewer_zone())}  \n{note['text']}"
+            )
         text = st.text_area("Note", key="case_note_text").strip()
         if st.button("Add note", key="case_note_add") and text:
             _act(lambda: client.note(case["id"], text), f"note added to case {case['id']}")
@@ -152,8 +278,7 @@ def cases_page(client: ApiClient, me: dict[str, Any] | None) -> None:
         profile = client.customer(case["group_value"])
         if profile is not None:
             with st.expander("Customer profile"):
-                features = pd.Series(profile["features"], name="value").dropna()
-                st.dataframe(features, width="stretch")
+                table(charts.features_frame(profile["features"]), share=PANEL)
     st.markdown("**Linked entities**")
     _entity_view(client, case["group_key"], case["group_value"], "case_links")
 
@@ -168,9 +293,44 @@ def _act(action: Any, done: str) -> None:
     st.rerun()
 
 
+ENTITIES_HINT = (
+    "Type a customer id, device id, IP address or merchant id, or its beginning (a few characters "
+    "are enough); then pick one of the matches. You see its transactions, the devices, IP addresses "
+    "and merchants it used, and the other customers who used the same devices or IP addresses, red "
+    "when one of their transactions is labelled fraud: rings of accounts show up as shared boxes."
+)
+
+
+def example_entity(client: ApiClient) -> str | None:
+    """A customer worth a look, to try the page with: the one of the newest BLOCK (else FLAG)."""
+    try:
+        for outcome in ("BLOCK", "FLAG"):
+            newest = client.decisions([outcome], limit=1)
+            if newest:
+                return str(newest[0]["customer_id"])
+    except DashboardError:
+        return None
+    return None
+
+
+def found_label(found: dict[str, Any]) -> str:
+    """A search match as the picker lists it: field, value, how many transactions, and the latest."""
+    return (
+        f"{_name(found['field'])} {found['value']} ({plural(found['transactions'], 'transaction')}, "
+        f"latest {local_time(found['last_seen'], viewer_zone())})"
+    )
+
+
 def entities_page(client: ApiClient) -> None:
-    """Search, and one entity with its links."""
-    query = st.text_input("Search a customer, device, IP address or merchant", key="entity_q").strip()
+    """What to enter and what it shows; then search, and one entity with its links."""
+    with st.container(key="entities_hint"):
+        st.info(ENTITIES_HINT, icon=":material/travel_explore:")
+        example = example_entity(client)
+        if example:
+            st.caption(f"For example {example}, the customer of the newest blocked or flagged payment.")
+    query = st.text_input(
+        "Search a customer, device, IP address or merchant", key="entity_q", placeholder=example or "C00012"
+    ).strip()
     if not query:
         return
     try:
@@ -179,9 +339,10 @@ def entities_page(client: ApiClient) -> None:
         st.error(str(error))
         return
     if not found:
-        st.caption(f"nothing starts with {query!r}")
+        st.caption(f"no customer, device, IP address or merchant is or starts with {query!r}")
         return
-    labels = {i: f"{f['field']} {f['value']} ({f['transactions']} transactions)" for i, f in enumerate(found)}
+    labels = {i: found_label(f) for i, f in enumerate(found)}
+    st.caption(plural(len(found), "match", "matches") + (" (the first ones)" if len(found) >= 20 else ""))
     pick = st.selectbox("Entity", list(labels), format_func=labels.__getitem__, key="entity_pick")
     if pick is not None:
         _entity_view(client, found[pick]["field"], found[pick]["value"], "entity_links")

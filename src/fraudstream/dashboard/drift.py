@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from fraudstream.dashboard.client import ApiClient, DashboardError
+from fraudstream.dashboard.display import PANEL, plural, table
 
 #: Features listed in the panel, drifting ones first.
 SHOWN = 25
@@ -32,8 +33,8 @@ def headline(report: dict[str, Any]) -> str:
     state = "drifting" if report["score_drifting"] else "stable"
     return (
         f"score PSI **{report['score_psi']:.3f}** ({state}; threshold {report['threshold']:g}), "
-        f"{len(report['drifting'])} drifting feature(s), {report['count']:,} transactions in the last "
-        f"{minutes:g} min, model {report['model_version']}"
+        f"{plural(len(report['drifting']), 'drifting feature')}, {plural(report['count'], 'transaction')} "
+        f"in the last {minutes:g} min, model {report['model_version']}"
     )
 
 
@@ -46,11 +47,11 @@ def drift_panel(client: ApiClient) -> None:
     if report is None:
         return  # an API from before drift monitoring
     drifting = bool(report.get("score_drifting") or report.get("drifting"))
-    title = "Drift" + (f": {len(report['drifting'])} feature(s) drifting" if drifting else "")
+    title = "Drift" + (f": {plural(len(report['drifting']), 'feature')} drifting" if drifting else "")
     with st.expander(title, expanded=drifting):
         st.markdown(headline(report))
         if report.get("features"):
-            st.dataframe(drift_frame(report), hide_index=True, width="stretch")
+            table(drift_frame(report), share=PANEL)
             st.caption(
                 "PSI against the training data's distributions; 'alerts': the features whose drift alerts."
             )

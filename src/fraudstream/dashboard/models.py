@@ -8,11 +8,13 @@ strings, so what the panel shows is tested without a browser; ``models_panel`` d
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import streamlit as st
 
 from fraudstream.dashboard.client import ApiClient, DashboardError
+from fraudstream.dashboard.display import PANEL, UTC, local_time, table, viewer_zone
 
 #: Period label -> the ``since`` the comparison is asked for.
 PERIODS = {"1 day": "1d", "7 days": "7d", "30 days": "30d"}
@@ -37,6 +39,30 @@ def compare_frame(report: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS)).rename(columns=COLUMNS)
 
 
+def _figure(name: str, value: Any) -> str | None:
+    if value is None or value != value:
+        return None
+    if name in ("decided", "in shadow", "labelled", "frauds"):
+        return f"{int(value):,}"
+    if name == "caught fraud amount":
+        return f"{value:,.2f}"
+    return f"{value:.3f}"
+
+
+def compare_table(report: dict[str, Any]) -> pd.DataFrame:
+    """:func:`compare_frame` turned on its side, as the panel shows it: one row per metric, one column
+    per model, so a model's long version and the metrics' names are read whole."""
+    frame = compare_frame(report)
+    rows = [
+        {
+            "metric": name,
+            **{str(v): _figure(name, x) for v, x in zip(frame["version"], frame[name], strict=True)},
+        }
+        for name in frame.columns[1:]
+    ]
+    return pd.DataFrame(rows, columns=["metric", *(str(v) for v in frame["version"])])
+
+
 def pairs_frame(report: dict[str, Any]) -> pd.DataFrame:
     """One row per deciding model and model scored beside it: on how many labelled decisions both
     scored, and how often they decided the same."""
@@ -50,10 +76,11 @@ def promotions_frame(models: dict[str, Any] | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def empty_message(report: dict[str, Any]) -> str | None:
+def empty_message(report: dict[str, Any], zone: ZoneInfo = UTC) -> str | None:
     """What to say instead of a table: no labelled decisions, or no challenger; ``None`` when both exist."""
     if not report.get("labelled"):
-        return f"no labelled decisions since {report.get('since')}; labels arrive through POST /v1/labels"
+        since = local_time(report.get("since"), zone)
+        return f"no labelled decisions since {since}; labels arrive through POST /v1/labels"
     if not report.get("pairs"):
         return (
             "no challenger decided these labelled decisions yet: serve one with FRAUD_CHALLENGER_URI "
@@ -93,15 +120,15 @@ def models_panel(client: ApiClient) -> None:
         if report is None:
             st.caption("this API has no /v1/models/compare")
             return
-        message = empty_message(report)
+        message = empty_message(report, viewer_zone())
         if message is not None:
             st.info(message)
         if report.get("models"):
-            st.dataframe(compare_frame(report), hide_index=True, width="stretch")
+            table(compare_table(report), share=PANEL)
         if report.get("pairs"):
-            st.dataframe(pairs_frame(report), hide_index=True, width="stretch")
+            table(pairs_frame(report), share=PANEL)
             st.caption("agreement: the share of labelled decisions on which both models decided the same")
         promotions = promotions_frame(models)
         if len(promotions):
             st.markdown("Recent promotions")
-            st.dataframe(promotions, hide_index=True, width="stretch")
+            table(promotions, share=PANEL)

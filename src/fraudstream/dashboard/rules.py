@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from fraudstream.dashboard.client import ApiClient, DashboardError
+from fraudstream.dashboard.display import local_time, plural, table, text_table, viewer_zone
 
 PERIODS = {"1 day": "1d", "7 days": "7d", "30 days": "30d"}
 STATS = [
@@ -58,23 +59,25 @@ def hits_line(report: dict[str, Any]) -> str:
     for rule in report.get("rules", []):
         precision = rule.get("precision")
         shown = "–" if precision is None else f"{precision:.0%}"
-        parts.append(f"{rule['name']}: {rule['hits']:,} hits, precision {shown}")
+        parts.append(f"{rule['name']}: {plural(rule['hits'], 'hit')}, precision {shown}")
     return "; ".join(parts) or "no rules"
 
 
 def _backtest_view(report: dict[str, Any], key: str) -> None:
     with st.container(key=key):
+        zone = viewer_zone()
         st.caption(
-            f"{report['rows']:,} decisions from {report['start'][:16]} to {report['end'][:16]}, "
-            f"{report['fraud']:,} labelled fraud; thresholds of model {report['thresholds_version']}"
+            f"{plural(report['rows'], 'decision')} from {local_time(report['start'], zone)} to "
+            f"{local_time(report['end'], zone)}, {report['fraud']:,} labelled fraud; thresholds of model "
+            f"{report['thresholds_version']}"
         )
         st.markdown(hits_line(report))
-        st.dataframe(stats_frame(report), hide_index=True, width="stretch")
+        table(stats_frame(report))
         changes = pd.DataFrame(report.get("changes", []), columns=["from", "to", "count", "examples"])
         if changes.empty:
             st.caption("no decision would change")
         else:
-            st.dataframe(changes, hide_index=True, width="stretch")
+            table(changes)
 
 
 def rules_page(client: ApiClient) -> None:
@@ -89,9 +92,10 @@ def rules_page(client: ApiClient) -> None:
     st.markdown(f"**In use:** version `{rules['version']}` from the {rules['source']}")
     if rules.get("last_error"):
         st.warning(f"a newer version is not in use: {rules['last_error']}")
-    st.dataframe(rules_frame(rules), hide_index=True, width="stretch")
+    with st.container(key="rules_in_use"):
+        text_table(rules_frame(rules), code=["when"])
     if rules.get("versions"):
-        st.dataframe(pd.DataFrame(rules["versions"]), hide_index=True, width="stretch")
+        table(pd.DataFrame(rules["versions"]))
     period = st.selectbox("Period", list(PERIODS), index=1, key="rules_period")
     try:
         _backtest_view(client.backtest(current_rules(rules), PERIODS[period]), "rules_hits")
