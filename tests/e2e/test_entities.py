@@ -82,3 +82,14 @@ def test_a_stream_dated_in_the_past_shows_its_profiles_and_links_in_its_own_time
     assert {s["customer_id"] for s in client.get("/v1/entities/customer_id/P-1").json()["shared"]} == {"P-2"}
     bad = client.get("/v1/customers/P-1", params={"as_of": "1066-10-14T12:00:00Z"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "as_of"]
+
+
+def test_a_transaction_sharing_a_device_and_an_ip_address_counts_once(api: Api) -> None:
+    client, _, _ = api
+    for body in (
+        tx("d1", "D-1", minutes_ago=20, device_id="both-dev", ip_address="10.7.7.7"),
+        tx("d2", "D-2", minutes_ago=10, device_id="both-dev", ip_address="10.7.7.7"),
+    ):
+        assert client.post("/v1/score", json=body).status_code == 200
+    (other,) = client.get("/v1/entities/customer_id/D-1").json()["shared"]
+    assert other["via"] == ["device_id:both-dev", "ip_address:10.7.7.7"] and other["transactions"] == 1

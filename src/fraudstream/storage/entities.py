@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, cast, func, select
+from sqlalchemy import ColumnElement, Integer, cast, func, or_, select
 
 from fraudstream.storage import tables
 from fraudstream.storage.database import Database
@@ -164,23 +164,34 @@ class EntityRepository:
             conn.execute(select(_t.c.customer_id).where(mine, _t.c.timestamp >= since).distinct()).scalars()
         )
         via: dict[str, set[str]] = defaultdict(set)
-        counts: dict[str, int] = defaultdict(int)
-        for link in SHARED:
-            values = (
-                select(_t.c[link]).where(mine, _t.c.timestamp >= since, _t.c[link].is_not(None)).distinct()
+        used = {
+            link: _t.c[link].in_(
+                select(_t.c[link])
+                .where(mine, _t.c.timestamp >= since, _t.c[link].is_not(None))
+                .distinct()
+                .scalar_subquery()
             )
+            for link in SHARED
+        }
+        for link, shared in used.items():
             query = (
-                select(_t.c.customer_id, _t.c[link].label("via"), func.count().label("n"))
-                .where(_t.c[link].in_(values.scalar_subquery()), _t.c.timestamp >= since)
+                select(_t.c.customer_id, _t.c[link].label("via"))
+                .where(shared, _t.c.timestamp >= since)
                 .group_by(_t.c.customer_id, _t.c[link])
             )
             for row in conn.execute(query):
                 if row.customer_id in own:  # the entity's own customers are among ``linked``
                     continue
                 via[row.customer_id].add(f"{link}:{row.via}")
-                counts[row.customer_id] += row.n
         if not via:
             return []
+        # Each transaction once, though it may share a device and an IP address both.
+        counted = (
+            select(_t.c.customer_id, func.count().label("n"))
+            .where(or_(*used.values()), _t.c.timestamp >= since, _t.c.customer_id.in_(list(via)))
+            .group_by(_t.c.customer_id)
+        )
+        counts = {row.customer_id: row.n for row in conn.execute(counted)}
         flagged = (
             select(_t.c.customer_id)
             .join(_l, _l.c.transaction_id == _t.c.transaction_id)
