@@ -333,8 +333,12 @@ def featurize(
             )
         return engine, Featured.build(frame, engine, batch, values=stored.values)
     engine = FeatureEngine(fitted_features(batch, features, dataset, fit_until))
-    with console.status(f"computing {len(engine.names)} features for {len(frame):,} transactions"):
-        return engine, Featured.build(frame, engine, batch)
+    with progress() as bar:
+        label = f"compute {len(engine.names)} features of {len(frame):,} transactions"
+        bar(label, 0, 1)
+        featured = Featured.build(frame, engine, batch)
+        bar(label, 1, 1)
+    return engine, featured
 
 
 def emit(payload: dict[str, Any], as_json: bool, table: Any = None) -> None:
