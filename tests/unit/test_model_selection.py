@@ -4,6 +4,7 @@ the folds' spread, and the validation figures reported with that spread."""
 from __future__ import annotations
 
 import copy
+import json
 import math
 from datetime import timedelta
 from pathlib import Path
@@ -11,8 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from fraudstream.training.fit import select, time_folds
+from fraudstream.training.metrics import json_ready
 from fraudstream.training.report import selection_summary, selection_table
 
 N = 8000
@@ -71,13 +74,33 @@ def test_validation_figures_carry_their_spread_over_folds() -> None:
     auc = selection["candidates"]["xgboost"]["roc_auc"]
     assert len(auc["folds"]) == 3 and auc["mean"] == np.mean(auc["folds"])
     assert math.isclose(auc["sd"], float(np.std(auc["folds"], ddof=1)))
-    from rich.console import Console
-
     console = Console(width=80, record=True)
     console.print(selection_table(selection))
     text = console.export_text()
     assert "3 time-ordered folds" in text and f"{auc['mean']:.4f} ± {auc['sd']:.4f}" in text
     assert "xgboost ← chosen" in text
+
+
+def test_with_one_fold_to_measure_the_single_model_is_kept_and_its_figures_have_no_spread() -> None:
+    """Fraud only in the first and last parts: two folds validate on no fraud, so nothing measures a
+    spread, and even a blend far better on the one fold left is not trusted over the single model."""
+    rng = np.random.default_rng(4)
+    y = np.zeros(N, dtype=np.int64)
+    y[rng.choice(2000, 100, replace=False)] = 1
+    y[6000 + rng.choice(2000, 100, replace=False)] = 1
+    kind = np.where(y == 1, rng.integers(1, 3, N), 0)
+    first = 1 / (1 + np.exp(-(4.0 * (kind == 1) + rng.normal(size=N) - 3)))
+    second = 1 / (1 + np.exp(-(4.0 * (kind == 2) + rng.normal(size=N) - 3)))
+    folds, calibrated = per_fold(y, {"xgboost": first, "logistic": second})
+    weights, selection = select(y, folds, calibrated)
+    assert selection["folds"] == 1 and selection["chosen"] != "blend" and max(weights.values()) == 1.0
+    ready = json_ready(selection)
+    figures = ready["candidates"][selection["chosen"]]["average_precision"]
+    assert figures["sd"] is None and figures["folds"][:2] == [None, None]
+    json.dumps(ready, allow_nan=False)  # strict JSON, as the bundle's manifest and --json hold it
+    console = Console(width=100, record=True)
+    console.print(selection_table(ready))
+    assert f"{figures['mean']:.4f} " in console.export_text() and "±" not in console.export_text()
 
 
 TOLERANCE = {"roc_auc": 0.005, "average_precision": 0.03}

@@ -298,7 +298,7 @@ def train_bundle(
         thresholds={k: float(v) for k, v in thresholds.items()},
         metrics={
             "validation": validation.to_dict(),
-            "selection": selection,
+            "selection": metrics.json_ready(selection),
             "train_rows": len(y),
             "train_fraud": int(y.sum()),
         },
