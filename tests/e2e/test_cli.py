@@ -33,6 +33,15 @@ def test_generate_train_evaluate(workdir: Path, monkeypatch: pytest.MonkeyPatch)
     assert Path(trained["bundle"]).exists() and trained["mlflow_run_id"]
     assert trained["test"]["roc_auc"] > 0.9
     assert 0 < trained["thresholds"]["flag"] <= trained["thresholds"]["block"]
+    selection = trained["selection"]
+    chosen = selection["candidates"][selection["chosen"]]
+    assert selection["folds"] == 2 and len(chosen["roc_auc"]["folds"]) == 2 and chosen["roc_auc"]["sd"] >= 0
+    # in a pipe, each stage of training says when it starts and ends: features, fits n/N, the test
+    fits = (2 * 1 + 1) * 2 + 3  # (two models searched once, the forest) on two folds, then three final fits
+    stages = ["compute 100 features", f"train: model fits: 0/{fits}", f"train: model fits: {fits}/{fits} in"]
+    stages += ["search xgboost: 1/1", "calibrate: 3/3", "evaluate the test window: 1/1 in"]
+    assert all(stage in err for stage in stages), err
+    assert "time-ordered folds" in err
     assert list(workdir.rglob("mlruns/**/model.fsb")), "the bundle was not logged to MLflow"
 
     code, out, err = run("evaluate", "--json")

@@ -88,7 +88,7 @@ def test_a_short_sample_trains_with_defaults_scaled_to_its_span_and_a_caution(
     assert result.exit_code == 0, result.stderr
     said = " ".join(result.stderr.split())
     assert "the data spans 0.33 days, too short for the default 7-day gap and 7-day test" in said
-    assert re.search(r"fit xgboost: 1/1 in \d+\.\d s", said), said  # progress, also without a terminal
+    assert re.search(r"train: model fits: 4/4 in \d+\.\d s", said), said  # progress, also without a terminal
     trained = json.loads(result.stdout)
     assert trained["test"]["n_fraud"] < 30 and trained["caution"].startswith("caution: the test window holds")
     evaluated = runner.invoke(

@@ -152,18 +152,16 @@ def test_unreadable_bundles_say_what_to_do(tmp_path: Path) -> None:
 
 
 def test_folds_without_fraud_are_left_out_of_validation() -> None:
-    """Rare fraud in a short window: the earliest fold has none, and training still succeeds."""
-    from fraudstream.training.fit import out_of_fold
+    """Rare fraud in a short window: the earliest folds have none, and training still succeeds."""
+    from fraudstream.training.fit import time_folds
 
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(400, 3))
     y = np.zeros(400, dtype=np.int64)
     y[[250, 300, 320, 390]] = 1
-    X[y == 1] += 3
-    config = TrainConfig(models=("logistic",), trials=0, folds=3)
-    rows, scores = out_of_fold("logistic", {}, X, y, config, 100.0)
-    assert rows.min() == 300 and len(rows) == len(scores) == 100  # folds fitted on no fraud are skipped
+    folds = time_folds(y, 3)
+    assert [(len(fit), val.min()) for fit, val in folds] == [
+        (300, 300)
+    ]  # folds fitted on no fraud are skipped
     y[:] = 0
     y[399] = 1
     with pytest.raises(TrainingError, match=r"every time-ordered fold .* lacks fraud"):
-        out_of_fold("logistic", {}, X, y, config, 100.0)
+        time_folds(y, 3)

@@ -108,7 +108,14 @@ DatasetsDirOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 ModelsOpt = Annotated[str, typer.Option(help="Comma-separated: xgboost, logistic, isolation_forest.")]
 TrialsOpt = Annotated[int, typer.Option(min=0, help="Hyperparameter search trials per model (0: defaults).")]
-FoldsOpt = Annotated[int, typer.Option(min=2, help="Time-ordered validation folds.")]
+FoldsOpt = Annotated[
+    int,
+    typer.Option(
+        min=2,
+        help="Time-ordered validation folds (expanding window): hyperparameters and the served model are "
+        "chosen over them, a blend only when it beats the best single model by more than their spread.",
+    ),
+]
 BlockFprOpt = Annotated[
     float, typer.Option(min=0.0, max=1.0, help="BLOCK threshold: false-positive rate on validation.")
 ]
@@ -386,8 +393,12 @@ def featurize(
             )
         return engine, Featured.build(frame, engine, batch, values=stored.values)
     engine = FeatureEngine(fitted_features(batch, features, dataset, fit_until))
-    with console.status(f"computing {len(engine.names)} features for {len(frame):,} transactions"):
-        return engine, Featured.build(frame, engine, batch)
+    with progress() as bar:
+        label = f"compute {len(engine.names)} features of {len(frame):,} transactions"
+        bar(label, 0, 1)
+        featured = Featured.build(frame, engine, batch)
+        bar(label, 1, 1)
+    return engine, featured
 
 
 def emit(payload: dict[str, Any], as_json: bool, table: Any = None) -> None:

@@ -76,7 +76,7 @@ def prepare(settings: Settings, trials: int) -> pd.DataFrame:
         generate(out_path=path, days=45.0)
     why = None
     if not settings.bundle_path.exists():
-        why = "no model yet:[/] training one (a few minutes, once)"
+        why = "no model yet:[/] training one (about a minute, once)"
     else:
         manifest = read_manifest(settings.bundle_path)
         demo_spec = default_feature_set().version
@@ -88,7 +88,7 @@ def prepare(settings: Settings, trials: int) -> pd.DataFrame:
                 "(FRAUD_DATA_DIR=demo-data fraudstream demo), or move that model away"
             )
         if manifest.bundle_format != BUNDLE_FORMAT:  # an earlier version's
-            why = "the model was saved by an earlier version:[/] training it again (a few minutes)"
+            why = "the model was saved by an earlier version:[/] training it again (about a minute)"
     if why is not None:
         console.print(f"[bold]{why}")
         train(data=path, trials=trials, gap_days=7.0, test_days=7.0, overwrite=True)

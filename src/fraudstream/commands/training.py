@@ -153,7 +153,13 @@ def train(
     from fraudstream.training.backtest import Windows, evaluate_window, train_window
     from fraudstream.training.importance import top_features
     from fraudstream.training.models import TrainConfig
-    from fraudstream.training.report import caution, evaluation_table, importance_table
+    from fraudstream.training.report import (
+        caution,
+        evaluation_table,
+        importance_table,
+        selection_summary,
+        selection_table,
+    )
 
     with errors():
         refresh_stale_kernels()
@@ -187,20 +193,26 @@ def train(
         path = model_out or settings.bundle_path
         if model_out is None and not overwrite:
             refuse_other_model(path, engine.feature_set)
+        tested = test_days > 0 and featured.between(windows.test_start, windows.test_end).size > 0
         with progress() as bar:
             bundle = train_window(featured, windows, engine, config, bar)
+            if tested:
+                bar("evaluate the test window", 0, 1)
+                ev = evaluate_window(
+                    featured, bundle, windows.test_start, windows.test_end, known_since=windows.train_start
+                )
+                bar("evaluate the test window", 1, 1)
         if mapping is not None:  # the live paths read the team's events as training read its file
             bundle.manifest.input_mapping = read_mapping(mapping).to_dict()
         payload: dict[str, Any] = {"bundle": str(bundle.save(path)), "version": bundle.manifest.version}
         payload |= {"weights": bundle.manifest.weights, "thresholds": bundle.manifest.thresholds}
+        selection = bundle.manifest.metrics["selection"]
+        payload["selection"] = selection
         payload["features"] = {"spec": engine.feature_set.version, "count": len(engine.names)}
         payload["top_features"] = top_features(bundle)
         test: dict[str, Any] = {}
         table = None
-        if test_days > 0 and featured.between(windows.test_start, windows.test_end).size:
-            ev = evaluate_window(
-                featured, bundle, windows.test_start, windows.test_end, known_since=windows.train_start
-            )
+        if tested:
             test = ev.to_dict()
             shown = "%Y-%m-%d" if windows.test_days >= timedelta(days=2) else "%Y-%m-%d %H:%M"
             table = evaluation_table(
@@ -221,8 +233,9 @@ def train(
             payload["registered"] = add_version(
                 path, test, settings=settings, run_id=payload["mlflow_run_id"]
             )
-        weights = ", ".join(f"{name} {weight:.2f}" for name, weight in bundle.manifest.weights.items())
+        weights = ", ".join(f"{name} {w:.2f}" for name, w in bundle.manifest.weights.items() if w > 0)
         flag, block = bundle.manifest.thresholds["flag"], bundle.manifest.thresholds["block"]
+        console.print(selection_summary(selection))
         console.print(
             f"model [bold]{bundle.manifest.version}[/] → {path} (weights: {weights}; "
             f"FLAG ≥ {flag:.4f}, BLOCK ≥ {block:.4f})"
@@ -230,6 +243,8 @@ def train(
         if register:
             done = payload["registered"]
             console.print(f"registered {done['uri']} ({', '.join(done['aliases'])})")
+        if not as_json:
+            out.print(selection_table(selection))
         emit(payload, as_json, table)
         if not as_json:
             out.print(importance_table(payload["top_features"]))

@@ -28,7 +28,7 @@ class TrainingError(Exception):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Options of ``fraudstream train``; defaults suit a 2-core machine in a few minutes."""
+    """Options of ``fraudstream train``; defaults suit a 2-core machine."""
 
     models: tuple[str, ...] = MODEL_NAMES
     trials: int = 12

@@ -151,3 +151,57 @@ def importance_table(top: Sequence[dict[str, Any]]) -> Table:
     for row in top:
         table.add_row(str(row["feature"]), f"{row['share']:.1%}")
     return table
+
+
+def _spread(figure: dict[str, Any] | None, digits: int = 4) -> str:
+    """``mean ± sd`` of a metric over folds, or the mean alone when one fold could be measured."""
+    if not figure or figure.get("mean") is None or math.isnan(figure["mean"]):
+        return _MISSING
+    sd = figure.get("sd")
+    if sd is None or math.isnan(sd):
+        return _fmt(figure["mean"], digits)
+    return f"{figure['mean']:.{digits}f} ± {sd:.{digits}f}"
+
+
+def _weights(weights: dict[str, float]) -> str:
+    return ", ".join(f"{name} {w:.1f}" for name, w in weights.items() if w > 0)
+
+
+def selection_summary(selection: dict[str, Any]) -> str:
+    """One line saying which model was chosen over the folds, and why: the strongest single model,
+    or a blend whose gain over it exceeded the folds' spread."""
+    folds = selection["folds"]
+    single = selection["best_single"]
+    gain = selection.get("blend_gain")
+    if selection["chosen"] == "blend":
+        blend = _weights(selection["candidates"]["blend"]["weights"])
+        return (
+            f"model: a blend ({blend}); it gains {_spread(gain)} average precision over {single} "
+            f"alone across {folds} time-ordered folds, more than their spread"
+        )
+    if gain is None:
+        return f"model: {single} alone, the strongest single model over {folds} time-ordered folds"
+    return (
+        f"model: {single} alone, the strongest single model over {folds} time-ordered folds; the best "
+        f"blend gains {_spread(gain)} average precision, not more than the folds' spread"
+    )
+
+
+def selection_table(selection: dict[str, Any]) -> Table:
+    """Each candidate's ROC AUC and average precision over the validation folds (mean ± standard
+    deviation across folds), the chosen one marked."""
+    folds = selection["folds"]
+    table = Table(title=f"validation over {folds} time-ordered fold{'' if folds == 1 else 's'} (mean ± sd)")
+    table.add_column("model")
+    table.add_column("ROC AUC", justify="right")
+    table.add_column("average precision", justify="right")
+    for name, figures in selection["candidates"].items():
+        label = f"blend ({_weights(figures['weights'])})" if name == "blend" else name
+        chosen = name == selection["chosen"]
+        table.add_row(
+            f"{label} ← chosen" if chosen else label,
+            _spread(figures["roc_auc"]),
+            _spread(figures["average_precision"]),
+            style="bold" if chosen else None,
+        )
+    return table
