@@ -30,6 +30,7 @@ from fraudstream.rules.loader import load_rules
 from fraudstream.rules.names import default_known_names
 from fraudstream.rules.packaged import packaged_rules_path
 from fraudstream.rules.reload import DatabaseRules, ReloadingRules
+from fraudstream.rules.snoozes import LiveSnoozes, SnoozedRules
 from fraudstream.state import FeatureState, MemoryFeatureState, open_state
 from fraudstream.storage import Store, open_store
 
@@ -82,6 +83,8 @@ class Services:
     model_source: ModelSource | None = None
     #: Where the challenger scored in shadow came from (FRAUD_CHALLENGER_URI); ``None`` without one.
     challenger_source: ModelSource | None = None
+    #: The analysts' rule snoozes the scorer honours, read again every FRAUD_RULES_POLL_SECONDS.
+    snoozes: LiveSnoozes | None = None
 
     def close(self) -> None:
         self.broker.close()
@@ -165,10 +168,11 @@ def _open_with_store(settings: Settings, store: Store, bundle: ModelBundle | Non
     )
     rules = open_rules(settings, store, engine.feature_set)  # FRAUD_RULES_SOURCE: the file or the database
     challenger, challenger_source = load_challenger(settings) if settings.challenger_uri else (None, None)
+    snoozes = LiveSnoozes(store.snoozes, check_interval=settings.rules_poll_seconds)
     scorer = Scorer(
         bundle,
         state,
-        rules.current,
+        SnoozedRules(rules.current, snoozes.current),
         engine,
         challenger=challenger,
         challenger_share=settings.challenger_share,
@@ -178,7 +182,9 @@ def _open_with_store(settings: Settings, store: Store, bundle: ModelBundle | Non
         warm_state(store, engine, state)
     decider = Decider(scorer, StoreLedger(store))
     intake = Intake(lambda: scorer.bundle, settings.input_mapping)
-    return Services(settings, store, state, rules, scorer, decider, broker, intake, source, challenger_source)
+    return Services(
+        settings, store, state, rules, scorer, decider, broker, intake, source, challenger_source, snoozes
+    )
 
 
 @contextmanager

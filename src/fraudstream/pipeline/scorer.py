@@ -329,6 +329,7 @@ def _routed_outcome(routed: np.ndarray, shadow: ShadowOutcome, champion: RuleOut
         shadow=None
         if champion.shadow is None or theirs.shadow is None
         else [t if r else c for r, t, c in zip(flags, theirs.shadow, champion.shadow, strict=True)],
+        snoozed=champion.snoozed,  # the same rules on the same rows: the same snoozed hits
     )
 
 

@@ -8,7 +8,7 @@ the previous one.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Final, NamedTuple
 
@@ -18,6 +18,7 @@ from fraudstream.events.transaction import DECISIONS
 from fraudstream.expr.columns import Columns, isin_text
 from fraudstream.expr.expression import CompiledExpr
 from fraudstream.rules.errors import RulesError
+from fraudstream.rules.snoozes import NO_SNOOZES, SNOOZED_PREFIX, Snoozes
 
 """Decisions in increasing severity: a rule or model can only push a row up this scale, except
 APPROVE rules and the allow list, which override it on purpose."""
@@ -60,7 +61,8 @@ class RuleOutcome:
     ``"allow_list:<field>"`` entries for list hits; ``reasons`` the matching reasons, in the same
     order; ``alert`` whether a fired rule asks for an alert or the row hit the deny list.
     ``shadow`` holds, per row, the shadow rules that fired as ``"shadow:<name>"`` (``None`` when the
-    rule set has none): they are in no other field.
+    rule set has none): they are in no other field. ``snoozed`` holds, per row, the rules that fired
+    but a snooze covers, as ``"snoozed:<name>"`` (``None`` when none did): in no other field either.
     """
 
     decision: np.ndarray
@@ -68,13 +70,17 @@ class RuleOutcome:
     reasons: list[list[str]]
     alert: np.ndarray
     shadow: list[list[str]] | None = None
+    snoozed: list[list[str]] | None = None
 
     @property
     def recorded(self) -> list[list[str]]:
-        """What a decision stores as its rules: the rules that fired, then the shadow rules that did."""
-        if self.shadow is None:
-            return self.fired
-        return [f + s if s else f for f, s in zip(self.fired, self.shadow, strict=True)]
+        """What a decision stores as its rules: the rules that fired, the snoozed ones, then the
+        shadow rules that fired."""
+        out = self.fired
+        for extra in (self.snoozed, self.shadow):
+            if extra is not None:
+                out = [f + e if e else f for f, e in zip(out, extra, strict=True)]
+        return out
 
 
 class _ListEntry(NamedTuple):
@@ -119,12 +125,26 @@ def _any(mask: np.ndarray) -> bool:
     return bool(mask.any())
 
 
+_NOTHING: Final[list[str]] = []
+"""The one empty list rows without a hit share (never appended to)."""
+
+
+def _noted(hits: list[list[str]] | None, mask: np.ndarray, label: str, n: int) -> list[list[str]]:
+    """``hits`` (or ``n`` empty rows) with ``label`` added to the rows ``mask`` holds."""
+    out = [_NOTHING] * n if hits is None else hits
+    for i in np.flatnonzero(mask).tolist():
+        out[i] = [label] if out[i] is _NOTHING else [*out[i], label]
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class RuleSet:
     """Rules in file order plus allow and deny lists of ids per field (see :data:`LIST_FIELDS`).
 
     ``version`` is a short hash of the rules file, recorded with every decision so that a decision
     can be traced to the exact rules that made it; ``source`` names the file in error messages.
+    ``snoozes`` are the analysts' snoozes :meth:`apply` honours (see :mod:`fraudstream.rules.snoozes`):
+    not part of the version, since they name entities rather than change a rule.
     """
 
     rules: list[Rule] = field(default_factory=list)
@@ -132,6 +152,7 @@ class RuleSet:
     deny: dict[str, frozenset[str]] = field(default_factory=dict)
     version: str = "empty"
     source: str = "<rules>"
+    snoozes: Snoozes = NO_SNOOZES
 
     @classmethod
     def empty(cls) -> RuleSet:
@@ -147,6 +168,10 @@ class RuleSet:
         read = {name for rule in self.rules for name in rule.expr.names}
         read |= {f for lists in (self.allow, self.deny) for f, ids in lists.items() if ids}
         return frozenset(read)
+
+    def snoozed(self, snoozes: Snoozes) -> RuleSet:
+        """These rules honouring ``snoozes`` instead of their own."""
+        return self if snoozes is self.snoozes else replace(self, snoozes=snoozes)
 
     @cached_property
     def approving(self) -> frozenset[str]:
@@ -167,7 +192,9 @@ class RuleSet:
 
         Every rule is evaluated on every row, so ``fired`` and ``reasons`` list all hits even when a
         list decided the row; that is what reviewers want to see. Shadow rules take no part in any of
-        this: their hits go to ``shadow`` alone. ``columns`` maps names to arrays
+        this: their hits go to ``shadow`` alone. Neither do hits a snooze covers (the row's
+        ``timestamp`` before the end of a snooze of the rule for the row's customer, device, IP or
+        merchant): they go to ``snoozed`` alone. ``columns`` maps names to arrays
         of the batch's length (numbers as floats with NaN for missing, text as object arrays with
         ``None``); ``model_decision`` holds ``"APPROVE"``/``"FLAG"``/``"BLOCK"`` per row.
 
@@ -201,8 +228,15 @@ class RuleSet:
         allow = self._list_hits(plan.allow, "allow", view, note)
         hits: list[np.ndarray | None] = [None, None, None]
         alert = deny
+        snoozes = self.snoozes
+        snoozed: list[list[str]] | None = None
         for rule, action in plan.rules:
             mask = self._mask(rule, view, n)
+            if snoozes and _any(mask):
+                quiet = snoozes.quiet(rule.name, view, mask)
+                if quiet is not None:
+                    snoozed = _noted(snoozed, quiet, SNOOZED_PREFIX + rule.name, n)
+                    mask = mask & ~quiet
             if _any(mask):
                 note(mask, rule.name, rule.reason)
                 before = hits[action]
@@ -220,7 +254,9 @@ class RuleSet:
                 final = np.where(where, action, final)
         decision = _DECISION_VALUES[final]
         flags = np.zeros(n, dtype=bool) if alert is None else np.array(alert, dtype=bool)
-        return RuleOutcome(decision=decision, fired=fired, reasons=reasons, alert=flags, shadow=shadow)
+        return RuleOutcome(
+            decision=decision, fired=fired, reasons=reasons, alert=flags, shadow=shadow, snoozed=snoozed
+        )
 
     @cached_property
     def _plan(self) -> _Plan:
@@ -241,14 +277,11 @@ class RuleSet:
 
     def _shadow_hits(self, rules: tuple[Rule, ...], view: Columns, n: int) -> list[list[str]]:
         """Per row, ``"shadow:<name>"`` for each shadow rule that fired, in file order."""
-        nothing: list[str] = []
-        hits: list[list[str]] = [nothing] * n
+        hits: list[list[str]] = [_NOTHING] * n
         for rule in rules:
             mask = self._mask(rule, view, n)
             if _any(mask):
-                label = SHADOW_PREFIX + rule.name
-                for i in np.flatnonzero(mask).tolist():
-                    hits[i] = [label] if hits[i] is nothing else [*hits[i], label]
+                _noted(hits, mask, SHADOW_PREFIX + rule.name, n)
         return hits
 
     def _list_hits(

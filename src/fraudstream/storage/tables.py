@@ -383,3 +383,21 @@ parity_checks = Table(
     Column("differing", Integer(), nullable=False),
     Column("groups", JSON(), nullable=False),
 )
+
+# Rule snoozes (migration 0016): a rule kept from acting on one customer, device, IP or merchant until
+# ``until`` (compared with each transaction's own time); lifting one sets ``lifted_at`` and keeps the row.
+snoozes = Table(
+    "snoozes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("rule", String(128), nullable=False),
+    Column("field", String(32), nullable=False),
+    Column("value", String(128), nullable=False),
+    Column("until", UTCDateTime(), nullable=False),
+    Column("reason", Text(), nullable=False),
+    Column("analyst", String(128), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("lifted_at", UTCDateTime(), nullable=True),
+    Column("lifted_by", String(128), nullable=True),
+    Index("ix_snoozes_rule_field_value", "rule", "field", "value"),
+)

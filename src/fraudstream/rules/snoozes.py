@@ -1,0 +1,244 @@
+"""Rule snoozes: an analyst stops a rule from acting on one customer, device, IP address or merchant
+until a given time.
+
+A snoozed hit takes no part in the decision: it adds no reason, no alert and no severity, and the
+decision records it among its rules as ``snoozed:<rule>``, so reviewers still see that the rule would
+have fired. Whether a snooze covers a row is decided by the row's own timestamp (the data's time, not
+the clock), so a replayed stream is decided as it was live.
+
+:class:`Snoozes` is the immutable in-memory view :meth:`~fraudstream.rules.RuleSet.apply` reads (a dict
+lookup per snoozed rule, field and hit row, nothing when no snooze names the rule);
+:class:`LiveSnoozes` follows the stored snoozes while running (``store.snoozes``), and
+:class:`SnoozedRules` hands the scorer the live rules with the live snoozes attached.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
+
+import numpy as np
+
+from fraudstream.rules.errors import RulesError
+
+if TYPE_CHECKING:
+    from fraudstream.expr.columns import Columns
+
+logger = logging.getLogger(__name__)
+
+SNOOZE_FIELDS: Final = ("customer_id", "device_id", "ip_address", "merchant_id")
+"""What a snooze can name: the entity fields every canonical transaction carries (there is no card
+field; a card is the ``customer_id`` when the input mapping says so)."""
+
+SNOOZED_PREFIX: Final = "snoozed:"
+"""How a snoozed hit is named among a decision's rules: rule names cannot contain ``:``."""
+
+MAX_DAYS: Final = 180
+"""The longest snooze, in days: long enough for a reviewed customer's season, short enough to come back."""
+
+
+class ActiveSnooze(Protocol):
+    """What :meth:`Snoozes.of` reads of a stored snooze."""
+
+    @property
+    def rule(self) -> str: ...
+
+    @property
+    def field(self) -> str: ...
+
+    @property
+    def value(self) -> str: ...
+
+    @property
+    def until(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class Snoozes:
+    """Per rule, per field, value → the end of its snooze in seconds since the epoch (the latest one
+    when several name the same value). ``stamp`` says which stored state this was built from."""
+
+    by_rule: Mapping[str, tuple[tuple[str, Mapping[str, float]], ...]] = field(default_factory=dict)
+    stamp: object = None
+
+    @classmethod
+    def of(cls, snoozes: Iterable[ActiveSnooze], stamp: object = None) -> Snoozes:
+        """The view of these snoozes (not lifted), however many name the same rule and value."""
+        table: dict[str, dict[str, dict[str, float]]] = {}
+        for s in snoozes:
+            values = table.setdefault(s.rule, {}).setdefault(s.field, {})
+            until = s.until.timestamp()
+            if until > values.get(s.value, -np.inf):
+                values[s.value] = until
+        return cls({rule: tuple(fields.items()) for rule, fields in table.items()}, stamp)
+
+    def __bool__(self) -> bool:
+        return bool(self.by_rule)
+
+    def __len__(self) -> int:
+        return sum(len(values) for fields in self.by_rule.values() for _, values in fields)
+
+    def quiet(self, rule: str, view: Columns, mask: np.ndarray) -> np.ndarray | None:
+        """Of the rows ``mask`` says ``rule`` fired on, those a snooze covers (their field's value is
+        snoozed for the rule and their timestamp is before the snooze's end); ``None`` when none is."""
+        fields = self.by_rule.get(rule)
+        if fields is None:
+            return None
+        rows = np.flatnonzero(mask)
+        try:
+            times = view["timestamp"][rows].tolist()
+            covered: set[int] = set()
+            for name, until in fields:
+                values = view[name][rows].tolist()
+                for j, (value, at) in enumerate(zip(values, times, strict=True)):
+                    end = until.get(value) if isinstance(value, str) else None
+                    if end is not None and at < end:
+                        covered.add(j)
+        except RulesError as exc:
+            raise exc.within(rule=rule) from None
+        if not covered:
+            return None
+        quiet = np.zeros(mask.shape[0], dtype=bool)
+        quiet[rows[sorted(covered)]] = True
+        return quiet
+
+
+NO_SNOOZES: Final = Snoozes()
+_UNREAD: Final = object()
+
+
+class SnoozeSource(Protocol):
+    """Where :class:`LiveSnoozes` reads: :class:`~fraudstream.storage.snoozes.SnoozeRepository`."""
+
+    def stamp(self) -> object: ...
+
+    def unlifted(self) -> Sequence[ActiveSnooze]: ...
+
+
+class LiveSnoozes:
+    """The stored snoozes that are not lifted, followed while running.
+
+    :meth:`current` asks the source for its stamp (which changes with every snooze set or lifted) at
+    most every ``check_interval`` seconds (by ``clock``) and reads the snoozes again when it changed.
+    With ``background`` (the default) the check runs on a short-lived thread and :meth:`current`
+    answers with the snoozes in use meanwhile, so scoring never waits on the database. A failed read
+    keeps the snoozes in use and is kept in :attr:`last_error`. :meth:`refresh` reads them now: the
+    process that set or lifted a snooze uses it at once. Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        source: SnoozeSource,
+        *,
+        check_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        background: bool = True,
+    ) -> None:
+        self.check_interval = check_interval
+        self.last_error: str | None = None
+        self._source = source
+        self._clock = clock
+        self._background = background
+        self._checking = False
+        self._lock = threading.Lock()
+        self._snoozes = NO_SNOOZES
+        self._stamp: object = _UNREAD
+        try:
+            self._check()
+        finally:
+            self._checked = clock()
+
+    def current(self) -> Snoozes:
+        """The snoozes to apply now, read again if they changed since the last check."""
+        if self._checking or self._clock() - self._checked < self.check_interval:
+            return self._snoozes
+        with self._lock:
+            now = self._clock()
+            if self._checking or now - self._checked < self.check_interval:
+                return self._snoozes
+            self._checked = now
+            if not self._background:
+                self._check()
+                return self._snoozes
+            self._checking = True
+        threading.Thread(target=self._check_and_release, name="snoozes-check", daemon=True).start()
+        return self._snoozes
+
+    def refresh(self) -> Snoozes:
+        """Read the snoozes now if they changed, rather than at the next check."""
+        with self._lock:
+            self._checked = self._clock()
+            self._check()
+            return self._snoozes
+
+    def _check_and_release(self) -> None:
+        try:
+            with self._lock:
+                self._check()
+        finally:
+            self._checking = False
+
+    def _check(self) -> None:
+        try:
+            stamp = self._source.stamp()
+            if stamp == self._stamp:
+                return
+            snoozes = Snoozes.of(self._source.unlifted(), stamp)
+        except Exception as exc:  # any storage failure: keep deciding with the snoozes in use
+            problem = f"cannot read the snoozes: {exc}"
+            if problem != self.last_error:
+                logger.warning("snoozes: keeping %d: %s", len(self._snoozes), problem)
+            self.last_error = problem
+            return
+        self.last_error = None
+        self._stamp = stamp
+        if snoozes.by_rule != self._snoozes.by_rule:
+            logger.info("snoozes: now %d", len(snoozes))
+        self._snoozes = snoozes
+
+
+_R = TypeVar("_R", bound="Snoozable")
+
+
+class Snoozable(Protocol):
+    """Rules that can honour snoozes: :class:`~fraudstream.rules.RuleSet`."""
+
+    def snoozed(self: _R, snoozes: Snoozes) -> _R: ...
+
+
+class SnoozedRules(Generic[_R]):
+    """The rules ``rules`` gives with the snoozes ``snoozes`` gives attached, as the scorer takes them.
+
+    The combined rule set is built again only when either side changed, so the rule set's worked-out
+    plan is kept from one batch to the next.
+    """
+
+    def __init__(self, rules: Callable[[], _R], snoozes: Callable[[], Snoozes]) -> None:
+        self._rules = rules
+        self._snoozes = snoozes
+        self._pair: tuple[_R, Snoozes, _R] | None = None
+
+    def __call__(self) -> _R:
+        rules, snoozes = self._rules(), self._snoozes()
+        pair = self._pair
+        if pair is not None and pair[0] is rules and pair[1] is snoozes:
+            return pair[2]
+        combined = rules.snoozed(snoozes)
+        self._pair = (rules, snoozes, combined)
+        return combined
+
+
+__all__ = [
+    "MAX_DAYS",
+    "NO_SNOOZES",
+    "SNOOZED_PREFIX",
+    "SNOOZE_FIELDS",
+    "LiveSnoozes",
+    "SnoozedRules",
+    "Snoozes",
+]
