@@ -64,11 +64,14 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/v1/rules"): ADMIN,
     ("PUT", "/v1/rules"): ADMIN,
     ("POST", "/v1/rules/backtest"): READER,
+    ("GET", "/v1/snoozes"): READER,
+    ("POST", "/v1/snoozes"): READER,
+    ("DELETE", "/v1/snoozes/{snooze_id}"): READER,
 }
 #: What makes a call end quickly and change nothing: a stream that ends, bodies that fail validation.
 QUERY = {"/v1/stream": {"duration": "0.05"}}
 #: Path parameters that must have their type to reach the route at all (an integer id); "x-1" elsewhere.
-SAMPLE = {"case_id": "999999"}
+SAMPLE = {"case_id": "999999", "snooze_id": "999999"}
 
 
 def routes(client: TestClient) -> list[tuple[str, str]]:

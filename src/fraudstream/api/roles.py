@@ -3,8 +3,8 @@
 :data:`ROLES` is the one place that says which roles may call which route. A ``/v1`` route missing
 from it is open to admin keys alone and fails the roles test, so no route is served to a role nobody
 decided on. Admin holds every role. ``ingest`` sends transactions and reads back their decisions;
-``analyst`` reads everything, writes labels and cases and requeues dead letters (the dashboard's
-button); ``admin`` alone changes models and keys.
+``analyst`` reads everything, writes labels and cases, snoozes rules and requeues dead letters (the
+dashboard's button); ``admin`` alone changes models and keys.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/rules"): ADMIN,
     ("PUT", "/v1/rules"): ADMIN,
     ("POST", "/v1/rules/backtest"): ANALYST,
+    ("GET", "/v1/snoozes"): ANALYST,
+    ("POST", "/v1/snoozes"): ANALYST,
+    ("DELETE", "/v1/snoozes/{snooze_id}"): ANALYST,
 }
 
 

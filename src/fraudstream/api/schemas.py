@@ -53,8 +53,9 @@ class DecisionOut(BaseModel):
         ],
     )
     rules: list[str] = Field(
-        description="names of the rules that fired, then shadow:<name> for each shadow rule that fired "
-        "(recorded only: it changed nothing)"
+        description="names of the rules that fired, then snoozed:<name> for each rule that fired but an "
+        "analyst's snooze covers (POST /v1/snoozes), then shadow:<name> for each shadow rule that fired "
+        "(snoozed and shadow hits are recorded only: they changed nothing)"
     )
     model_version: str
     latency_ms: dict[str, float] = Field(description="time per scoring stage; 'total' is the sum")

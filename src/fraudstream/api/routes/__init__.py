@@ -27,6 +27,7 @@ from fraudstream.api.routes import (
     rules,
     score,
     simulations,
+    snoozes,
     stats,
     stream,
     transactions,
@@ -64,6 +65,7 @@ v1_router.include_router(entities.router)
 v1_router.include_router(me.router)
 v1_router.include_router(keys.router)
 v1_router.include_router(rules.router)
+v1_router.include_router(snoozes.router)
 
 api_router = APIRouter()
 api_router.include_router(health.router)
