@@ -1,6 +1,7 @@
 """The dashboard's Cases and Entities pages: the analysts' queue, one case with everything an analyst
 weighs (its decisions, the customer's profile, the entities linked to it, the notes) and the buttons
-that claim it, note it and decide it; and any customer, device, IP or merchant with its links.
+that claim it, note it, decide it and snooze a rule that fired on it; and any customer, device, IP or
+merchant with its links.
 
 ``queue_frame``, ``working``, ``link_graph`` and ``linked_frame`` are plain pandas and strings, so what
 the pages show is tested without a browser; ``cases_page`` and ``entities_page`` draw them.
@@ -274,6 +275,7 @@ def cases_page(client: ApiClient, me: dict[str, Any] | None) -> None:
         text = st.text_area("Note", key="case_note_text").strip()
         if st.button("Add note", key="case_note_add") and text:
             _act(lambda: client.note(case["id"], text), f"note added to case {case['id']}")
+    snooze_panel(client, case)
     if case["group_key"] == "customer_id":
         profile = client.customer(case["group_value"])
         if profile is not None:
@@ -281,6 +283,69 @@ def cases_page(client: ApiClient, me: dict[str, Any] | None) -> None:
                 table(charts.features_frame(profile["features"]), share=PANEL)
     st.markdown("**Linked entities**")
     _entity_view(client, case["group_key"], case["group_value"], "case_links")
+
+
+def snooze_targets(
+    case: dict[str, Any], entity: dict[str, Any] | None, transaction_id: str
+) -> dict[str, str]:
+    """What a rule can be snoozed for, field → value: the case's own value, then the customer, device,
+    IP address and merchant of its transaction ``transaction_id`` (as the entity's history lists it)."""
+    targets = {case["group_key"]: case["group_value"]}
+    rows = (entity or {}).get("transactions", [])
+    row = next((r for r in rows if r.get("transaction_id") == transaction_id), None)
+    for field in FIELD_NAMES:
+        value = (row or {}).get(field)
+        if isinstance(value, str) and value and field not in targets:
+            targets[field] = value
+    return targets
+
+
+def snooze_panel(client: ApiClient, case: dict[str, Any]) -> None:
+    """Snooze a rule that fired on the case's newest transaction for its customer, device, IP address
+    or merchant, for some days and a reason; the snoozes in force on those values, each with a lift
+    button."""
+    if not case.get("decisions"):
+        return
+    newest = str(case["decisions"][0]["transaction_id"])
+    try:
+        stored = client.transaction(newest)
+        entity = client.entity(case["group_key"], case["group_value"])
+        active = client.snoozes()
+    except DashboardError as error:
+        st.error(str(error))
+        return
+    fired = ((stored or {}).get("decision") or {}).get("rules", [])
+    rules = [r for r in fired if ":" not in r]  # not a list hit, nor a shadow or snoozed one
+    targets = snooze_targets(case, entity, newest)
+    mine = [s for s in active if targets.get(s["field"]) == s["value"]]
+    with st.container(key="case_snoozes"):
+        st.markdown("**Rule snoozes**")
+        for snooze in mine:
+            with st.container(horizontal=True):
+                until = local_time(snooze["until"], viewer_zone())
+                st.markdown(
+                    f"`{snooze['rule']}` for {_name(snooze['field'])} {snooze['value']} until {until}, "
+                    f"by {snooze['analyst']}: {snooze['reason']}"
+                )
+                if st.button("Lift", key=f"snooze_lift_{snooze['id']}"):
+                    _act(lambda i=snooze["id"]: client.lift(i), f"snooze of {snooze['rule']} lifted")
+        if not rules:
+            st.caption(f"no rule fired on {newest}, the case's newest transaction: nothing to snooze")
+            return
+        labels = {field: f"{_name(field)} {value}" for field, value in targets.items()}
+        with st.container(horizontal=True):
+            rule = st.selectbox("Rule", rules, key="snooze_rule")
+            field = st.selectbox("For", list(labels), format_func=labels.__getitem__, key="snooze_for")
+            days = st.number_input("Days", min_value=1, max_value=180, value=30, step=1, key="snooze_days")
+        reason = st.text_input("Reason", key="snooze_reason").strip()
+        if st.button("Snooze", key="snooze_add"):
+            if not reason:
+                st.warning("Say why the rule is snoozed: the reason is kept with it and in the audit log.")
+            elif rule is not None and field is not None:
+                _act(
+                    lambda: client.snooze(rule, field, targets[field], int(days), reason),
+                    f"{rule} snoozed for {labels[field]} for {int(days)} days",
+                )
 
 
 def _act(action: Any, done: str) -> None:

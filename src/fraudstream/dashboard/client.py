@@ -181,6 +181,24 @@ class ApiClient:
         found = self._request("GET", f"/v1/entities/{field}/{value}", missing_ok=True)
         return None if found is None else dict(found)
 
+    def transaction(self, transaction_id: str) -> dict[str, Any] | None:
+        """A transaction's status and stored decision (``GET /v1/transactions/{id}``), ``None`` if unknown."""
+        found = self._request("GET", f"/v1/transactions/{transaction_id}", missing_ok=True)
+        return None if found is None else dict(found)
+
+    def snoozes(self) -> list[dict[str, Any]]:
+        """The rule snoozes in force (``GET /v1/snoozes``), soonest to end first."""
+        return list(self._request("GET", "/v1/snoozes")["items"])
+
+    def snooze(self, rule: str, field: str, value: str, days: int, reason: str) -> dict[str, Any]:
+        """Keep ``rule`` from acting on ``field`` = ``value`` for ``days`` (``POST /v1/snoozes``)."""
+        body = {"rule": rule, "field": field, "value": value, "days": days, "reason": reason}
+        return dict(self._request("POST", "/v1/snoozes", json=body))
+
+    def lift(self, snooze_id: int) -> dict[str, Any]:
+        """End a snooze now (``DELETE /v1/snoozes/{id}``)."""
+        return dict(self._request("DELETE", f"/v1/snoozes/{snooze_id}"))
+
     def rules(self) -> dict[str, Any] | None:
         """The rules in use, their version and the saved versions (``GET /v1/rules``)."""
         found = self._request("GET", "/v1/rules", missing_ok=True)
