@@ -131,8 +131,8 @@ class Settings(BaseSettings):
         5.0,
         gt=0,
         le=3600,
-        description="with FRAUD_RULES_SOURCE=database: how often a running process looks for a new rules "
-        "version (seconds)",
+        description="how often a running process looks for a new rules version (with "
+        "FRAUD_RULES_SOURCE=database) and for rule snoozes set or lifted elsewhere (seconds)",
     )
     api_keys: str = Field(
         "",
