@@ -90,21 +90,23 @@ class Snoozes:
         if fields is None:
             return None
         rows = np.flatnonzero(mask)
+        covered: list[int] = []
+        times: np.ndarray | None = None  # read only when a value is snoozed: most hits are not
         try:
-            times = view["timestamp"][rows].tolist()
-            covered: set[int] = set()
             for name, until in fields:
-                values = view[name][rows].tolist()
-                for j, (value, at) in enumerate(zip(values, times, strict=True)):
+                for j, value in enumerate(view[name][rows].tolist()):
                     end = until.get(value) if isinstance(value, str) else None
-                    if end is not None and at < end:
-                        covered.add(j)
+                    if end is not None:
+                        if times is None:
+                            times = view["timestamp"][rows]
+                        if times[j] < end:
+                            covered.append(j)
         except RulesError as exc:
             raise exc.within(rule=rule) from None
         if not covered:
             return None
         quiet = np.zeros(mask.shape[0], dtype=bool)
-        quiet[rows[sorted(covered)]] = True
+        quiet[rows[covered]] = True
         return quiet
 
 
