@@ -125,15 +125,13 @@ def _any(mask: np.ndarray) -> bool:
     return bool(mask.any())
 
 
-_NOTHING: Final[list[str]] = []
-"""The one empty list rows without a hit share (never appended to)."""
-
-
 def _noted(hits: list[list[str]] | None, mask: np.ndarray, label: str, n: int) -> list[list[str]]:
-    """``hits`` (or ``n`` empty rows) with ``label`` added to the rows ``mask`` holds."""
-    out = [_NOTHING] * n if hits is None else hits
+    """``hits`` (or ``n`` rows sharing one empty list) with ``label`` added to the rows ``mask`` holds;
+    a row's list is replaced, never appended to, so the shared empty one stays empty."""
+    nothing: list[str] = []
+    out = [nothing] * n if hits is None else hits
     for i in np.flatnonzero(mask).tolist():
-        out[i] = [label] if out[i] is _NOTHING else [*out[i], label]
+        out[i] = [*out[i], label]
     return out
 
 
@@ -277,12 +275,12 @@ class RuleSet:
 
     def _shadow_hits(self, rules: tuple[Rule, ...], view: Columns, n: int) -> list[list[str]]:
         """Per row, ``"shadow:<name>"`` for each shadow rule that fired, in file order."""
-        hits: list[list[str]] = [_NOTHING] * n
+        hits: list[list[str]] | None = None
         for rule in rules:
             mask = self._mask(rule, view, n)
             if _any(mask):
-                _noted(hits, mask, SHADOW_PREFIX + rule.name, n)
-        return hits
+                hits = _noted(hits, mask, SHADOW_PREFIX + rule.name, n)
+        return [[]] * n if hits is None else hits
 
     def _list_hits(
         self,
