@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from fraudstream.api.deps import CallerDep, ServicesDep
+from fraudstream.events.transaction import ID_PATTERN, MAX_ID_LENGTH
 from fraudstream.rules.snoozes import MAX_DAYS
 from fraudstream.runtime import Services
 from fraudstream.storage.snoozes import Snooze, SnoozeError
@@ -34,9 +35,13 @@ SnoozeId = Annotated[int, Path(ge=1, le=MAX_ID, description="the snooze's id")]
 class SnoozeIn(BaseModel):
     """A rule kept from acting on one value of a field: for ``days``, or until ``until`` (one of them)."""
 
-    rule: str = Field(min_length=1, max_length=128, description="the name of a rule in use")
+    rule: str = Field(
+        min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="the name of a rule in use"
+    )
     field: EntityField = Field(description="what the value is: a customer, device, IP address or merchant")
-    value: str = Field(min_length=1, max_length=128, description="e.g. the customer's id")
+    value: str = Field(
+        min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="e.g. the customer's id"
+    )
     days: int | None = Field(None, ge=1, le=MAX_DAYS, description=f"how long, from now: 1 to {MAX_DAYS} days")
     until: AwareDatetime | None = Field(
         None, description=f"when it ends, with its time zone: after now, at most {MAX_DAYS} days ahead"
@@ -132,9 +137,9 @@ async def snooze(body: SnoozeIn, services: ServicesDep, caller: CallerDep) -> Sn
 @router.get("", response_model=SnoozesOut)
 async def active(
     services: ServicesDep,
-    rule: Annotated[str | None, Query(max_length=128)] = None,
+    rule: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)] = None,
     field: Annotated[EntityField | None, Query()] = None,
-    value: Annotated[str | None, Query(max_length=128)] = None,
+    value: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> SnoozesOut:
     """The snoozes in force now (not lifted, ending after now), soonest to end first; optionally of
