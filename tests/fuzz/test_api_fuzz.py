@@ -31,40 +31,50 @@ schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
 EXAMPLES = 40
 
 
-def _text_lists(document: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
-    """Per operation, its query parameters that are lists of any text (``?field=a&field=b``)."""
-    found: dict[tuple[str, str], set[str]] = {}
+def _any_text(schema: dict[str, Any]) -> bool:
+    """Whether ``schema`` is text of any characters (a length bound aside): no pattern, format or enum."""
+    return schema.get("type") == "string" and not {"pattern", "format", "enum"} & set(schema)
+
+
+def _text_params(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, bool]]:
+    """Per operation, its query parameters of any text, each saying whether it is a list of them
+    (``?field=a&field=b``) rather than one value."""
+    found: dict[tuple[str, str], dict[str, bool]] = {}
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             for parameter in operation.get("parameters", []):
+                if parameter["in"] != "query":
+                    continue
                 options = parameter["schema"].get("anyOf", [parameter["schema"]])
-                if parameter["in"] == "query" and {"type": "string"} in [
-                    o.get("items") for o in options if o.get("type") == "array"
-                ]:
-                    found.setdefault((method.upper(), path), set()).add(parameter["name"])
+                lists = any(o.get("type") == "array" and _any_text(o.get("items", {})) for o in options)
+                if lists or any(_any_text(o) for o in options):
+                    found.setdefault((method.upper(), path), {})[parameter["name"]] = lists
     return found
 
 
-TEXT_LISTS = _text_lists(schema.raw_schema)
+TEXT_PARAMS = _text_params(schema.raw_schema)
 
 
 @schema.hook
 def filter_query(context: Any, query: dict[str, Any] | None) -> bool:
-    """Leave out a "negative" query whose only fault is the shape of a list of any text: a bare value
-    instead of a list, or a number, a boolean or a null in it. In a URL each is text (``?field=false``,
-    ``?field=null``), which the list allows, so the API rightly accepts it, and schemathesis would count
-    that as accepting schema-violating data (its false positive for lists of text in the query,
-    schemathesis issue 3056)."""
+    """Leave out a "negative" query whose only fault is one a URL cannot carry (see
+    :func:`_text_in_the_url_only`)."""
     return not _text_in_the_url_only(context.operation.method, context.operation.path, query)
 
 
 def _text_in_the_url_only(method: str, path: str, query: dict[str, Any] | None) -> bool:
-    """Whether a list of any text in ``query`` holds what only its JSON form tells from text (see
-    :func:`filter_query`)."""
-    names = TEXT_LISTS.get((method.upper(), path), set())
-    for name in names & set(query or {}):
+    """Whether a query parameter of any text holds what only its JSON form tells from text: a number, a
+    boolean or a null (in a URL, ``?field=false`` and ``?field=null`` are text), a list for one value
+    (``?field=a`` either way; repeated, the last), or a bare value for a list. The API rightly accepts
+    such a request, and schemathesis would count that as accepting schema-violating data (its false
+    positive for text in the query, schemathesis issue 3056)."""
+    params = TEXT_PARAMS.get((method.upper(), path), {})
+    for name in params.keys() & set(query or {}):
         value = query[name]  # type: ignore[index]
-        if not isinstance(value, list) or any(v is None or isinstance(v, bool | int | float) for v in value):
+        scalars = value if isinstance(value, list) else [value]
+        if isinstance(value, list) != params[name] or any(
+            v is None or isinstance(v, bool | int | float) for v in scalars
+        ):
             return True
     return False
 
