@@ -12,7 +12,7 @@ import numpy as np
 from fraudstream.events.decision import DecisionColumns
 from fraudstream.rules import parse_rules
 from fraudstream.storage import Store
-from fraudstream.storage.guard import GUARD_ACTOR, Baseline, GuardError
+from fraudstream.storage.guard import GUARD_ACTOR, Baseline, GuardError, Window
 from fraudstream.training.rule_baseline import backtest_baseline
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -126,10 +126,15 @@ def test_the_window_is_the_newest_decisions_stored_of_the_version_in_use(store: 
         batch("other", 4, rules_version="1", decided_at=NOW - timedelta(minutes=1), start=100)
     )
     store.decisions.save(batch("new", 8, decided_at=NOW, start=200))
-    rows = store.rule_guard.window(10, "2")  # the newest ten: eight new, the four of version 1 take the rest
-    assert len(rows) == 8 and all(at == NOW for at, _ in rows)
-    assert sorted(map(tuple, (fired for _, fired in rows)))[-2:] == [("big", "shadow:watch")] * 2
-    assert len(store.rule_guard.window(100, "2")) == 16 and store.rule_guard.window(100, "9") == []
+    window = store.rule_guard.window(10, "2")  # the newest ten: eight new, two of version 1's four
+    assert (window.decisions, window.after) == (8, {})
+    assert [(at, hits) for at, hits in window.fired] == [(NOW, ["big", "shadow:watch"])] * 2  # rows 0 and 4
+
+    since = {"big": NOW - timedelta(minutes=2), "mid": NOW + timedelta(minutes=1)}
+    everything = store.rule_guard.window(100, "2", since)
+    assert (everything.decisions, everything.after) == (16, {"big": 8, "mid": 0})
+    assert sorted(at for at, _ in everything.fired) == [NOW - timedelta(minutes=5)] * 2 + [NOW] * 2
+    assert store.rule_guard.window(100, "9") == Window(0, {}, [])
 
 
 def test_a_version_s_baseline_is_backtested_over_the_newest_stored_decisions(store: Store) -> None:

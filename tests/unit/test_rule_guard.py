@@ -30,7 +30,7 @@ from fraudstream.rules.guard import (
     guarded,
     judge,
 )
-from fraudstream.storage.guard import Guard
+from fraudstream.storage.guard import Guard, Window
 
 KNOWN = {"amount": "number", "customer_id": "string"}
 RULES = parse_rules(
@@ -139,17 +139,18 @@ def test_the_says_sentence_gives_the_figures() -> None:
 
 
 def test_hits_are_counted_whatever_the_rule_did_and_from_its_re_enabling_on() -> None:
-    rows = [
+    fired = [
         (T0, ["big", "mid"]),
         (T0 + timedelta(seconds=1), ["snoozed:big"]),
         (T0 + timedelta(seconds=2), ["shadow:big", "deny_list:customer_id"]),
-        (T0 + timedelta(seconds=3), []),
         (T0 + timedelta(seconds=4), ["big"]),
     ]
-    counted = count_hits(rows, ["big", "mid", "customer_id"])
+    window = Window(decisions=5, after={}, fired=fired)  # and one decision nothing fired on
+    counted = count_hits(window, ["big", "mid", "customer_id"])
     assert counted == {"big": Live(4, 5), "mid": Live(1, 5), "customer_id": Live(0, 5)}
     since = {"big": T0 + timedelta(seconds=2)}  # re-enabled then: only what came after counts
-    assert count_hits(reversed(rows), ["big"], since) == {"big": Live(1, 2)}
+    later = Window(decisions=5, after={"big": 2}, fired=fired[::-1])
+    assert count_hits(later, ["big", "mid"], since) == {"big": Live(1, 2), "mid": Live(1, 5)}
 
 
 def batch(*amounts: float) -> dict[str, np.ndarray]:
@@ -209,7 +210,8 @@ class Repository:
     """The guard's storage in memory: one guard per rule in force, as the database's index holds."""
 
     baselines_: dict[str, Base] = field(default_factory=dict)
-    rows: list[tuple[datetime, list[str]]] = field(default_factory=list)
+    fired: list[tuple[datetime, list[str]]] = field(default_factory=list)
+    decisions: int = 100
     guards: list[Guard] = field(default_factory=list)
     won: bool = True
 
@@ -222,8 +224,8 @@ class Repository:
     def released(self) -> dict[str, datetime]:
         return {}
 
-    def window(self, size: int, rules_version: str) -> list[tuple[datetime, list[str]]]:
-        return self.rows[-size:]
+    def window(self, size: int, rules_version: str, since: dict[str, datetime]) -> Window:
+        return Window(self.decisions, {}, self.fired)
 
     def trip(self, rule: str, rules_version: str, **figures: Any) -> Guard | None:
         if not self.won or any(g.rule == rule for g in self.in_force()):
@@ -247,7 +249,7 @@ def checker(repository: Repository, alerts: list[Alert], tripped: list[int], **o
 
 def test_the_checker_trips_a_misfiring_rule_once_and_an_alert_names_it() -> None:
     repository = Repository(baselines_={"big": Base(5, 1_000), "mid": Base(300, 1_000)})
-    repository.rows = [(T0 + timedelta(seconds=i), ["big", "mid"] if i % 2 else ["mid"]) for i in range(100)]
+    repository.fired = [(T0 + timedelta(seconds=i), ["big", "mid"] if i % 2 else ["mid"]) for i in range(100)]
     alerts: list[Alert] = []
     tripped: list[int] = []
     guard = checker(repository, alerts, tripped)
@@ -268,7 +270,7 @@ def test_the_checker_trips_a_misfiring_rule_once_and_an_alert_names_it() -> None
 
 def test_a_process_that_loses_the_race_raises_no_alert_and_a_disabled_guard_trips_nothing() -> None:
     repository = Repository(baselines_={"big": Base(5, 1_000)}, won=False)
-    repository.rows = [(T0, ["big"])] * 100
+    repository.fired = [(T0, ["big"])] * 100
     alerts: list[Alert] = []
     tripped: list[int] = []
     assert checker(repository, alerts, tripped).check() == []
@@ -282,7 +284,7 @@ def test_a_process_that_loses_the_race_raises_no_alert_and_a_disabled_guard_trip
 
 def test_the_checker_runs_after_batches_at_most_every_interval() -> None:
     repository = Repository(baselines_={"big": Base(5, 1_000)})
-    repository.rows = [(T0, ["big"])] * 100
+    repository.fired = [(T0, ["big"])] * 100
     now = [0.0]
     alerts: list[Alert] = []
     guard = checker(repository, alerts, [], check_interval=5.0, clock=lambda: now[0])

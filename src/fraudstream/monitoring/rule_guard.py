@@ -65,16 +65,17 @@ class Judged(Protocol):
 
     def released(self) -> Any: ...
 
-    def window(self, size: int, rules_version: str) -> Any: ...
+    def window(self, size: int, rules_version: str, since: Any) -> Any: ...
 
 
 def guard_status(repository: Judged, rules: RuleSet, limits: Limits) -> GuardStatus:
     """The guard's view of ``rules`` (the version in use, without guards applied) now."""
     guards = repository.in_force()
-    rows = repository.window(limits.window, rules.version)
-    live = count_hits(rows, [r.name for r in rules.rules], repository.released())
+    released = repository.released()
+    window = repository.window(limits.window, rules.version, released)
+    live = count_hits(window, [r.name for r in rules.rules], released)
     verdicts = judge(rules, repository.baselines(rules.version), live, {g.rule for g in guards}, limits)
-    return GuardStatus(rules.version, len(rows), verdicts, guards)
+    return GuardStatus(rules.version, window.decisions, verdicts, guards)
 
 
 def guard_alert(guard: Guard, verdict: Verdict) -> Alert:

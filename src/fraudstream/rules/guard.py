@@ -25,7 +25,6 @@ with them applied; no new rules version is saved.
 from __future__ import annotations
 
 import time
-from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -119,31 +118,37 @@ def rule_of(label: str) -> str:
     return label
 
 
+class Counted(Protocol):
+    """The window as :func:`count_hits` reads it: :class:`~fraudstream.storage.guard.Window`."""
+
+    @property
+    def decisions(self) -> int: ...
+
+    @property
+    def after(self) -> Mapping[str, int]: ...
+
+    @property
+    def fired(self) -> Sequence[tuple[datetime, Sequence[str]]]: ...
+
+
 def count_hits(
-    rows: Iterable[tuple[datetime, Sequence[str]]],
-    names: Iterable[str],
-    since: Mapping[str, datetime] | None = None,
+    window: Counted, names: Iterable[str], since: Mapping[str, datetime] | None = None
 ) -> dict[str, Live]:
-    """Per rule named, its hits among ``rows`` (each a decision's time and its ``rules`` list) and the
-    rows it is counted over: all of them, or those after ``since[rule]`` (its re-enabling)."""
+    """Per rule named, its hits in ``window`` and the decisions it is counted over: all of them, or
+    those after ``since[rule]`` (its re-enabling), which ``window.after`` counts."""
     since = since or {}
     hits = dict.fromkeys(names, 0)
-    times: list[datetime] = []
-    for at, fired in rows:
-        times.append(at)
+    for at, fired in window.fired:
         for label in fired:
             name = rule_of(label)
             if name in hits:
                 after = since.get(name)
                 if after is None or at > after:
                     hits[name] += 1
-    times.sort()
-    out: dict[str, Live] = {}
-    for name, n in hits.items():
-        after = since.get(name)
-        counted = len(times) if after is None else len(times) - bisect_right(times, after)
-        out[name] = Live(n, counted)
-    return out
+    return {
+        name: Live(n, window.after.get(name, 0) if name in since else window.decisions)
+        for name, n in hits.items()
+    }
 
 
 def _share(value: float) -> str:
@@ -289,6 +294,7 @@ __all__ = [
     "STATES",
     "TRIPPED",
     "WATCHED",
+    "Counted",
     "Expected",
     "GuardedRules",
     "Limits",

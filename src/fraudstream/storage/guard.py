@@ -14,12 +14,12 @@ See :mod:`fraudstream.rules.guard` for what trips a rule.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fraudstream.storage import tables
@@ -54,6 +54,17 @@ class Baseline:
     period_start: datetime | None = None
     period_end: datetime | None = None
     note: str | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    """What the guard counts of the newest decisions of a rules version: ``decisions`` of them,
+    ``after[rule]`` of them made after that rule's re-enabling, and ``fired``, the decision time and
+    ``rules`` list of each one some rule (or list) fired on."""
+
+    decisions: int
+    after: dict[str, int]
+    fired: list[tuple[datetime, list[str]]]
 
 
 @dataclass(frozen=True)
@@ -146,20 +157,31 @@ class RuleGuardRepository:
 
     # -- the window --------------------------------------------------------------------------------
 
-    def window(self, size: int, rules_version: str) -> builtins.list[tuple[datetime, builtins.list[str]]]:
+    def window(self, size: int, rules_version: str, since: Mapping[str, datetime] | None = None) -> Window:
         """Of the newest ``size`` decisions stored (by the time they were decided), those made under
-        ``rules_version``: each one's decision time and its ``rules`` list."""
+        ``rules_version``: how many, how many after each time of ``since`` (a rule's re-enabling), and
+        the decision time and ``rules`` list of each one some rule fired on. The decisions nothing
+        fired on, most of them, are counted in the database and never read."""
         if size < 1:
             raise ValueError("size must be at least 1")
+        since = dict(since or {})
         newest = (
             select(_d.c.decided_at, _d.c.rules_version, _d.c.rules)
             .order_by(_d.c.decided_at.desc(), _d.c.transaction_id.desc())
             .limit(size)
             .subquery()
         )
-        query = select(newest.c.decided_at, newest.c.rules).where(newest.c.rules_version == rules_version)
+        mine = newest.c.rules_version == rules_version
+        after = [
+            func.coalesce(func.sum(case((newest.c.decided_at > at, 1), else_=0)), 0) for at in since.values()
+        ]
+        fired = select(newest.c.decided_at, newest.c.rules).where(
+            mine, func.json_array_length(newest.c.rules) > 0
+        )
         with self._db.read() as conn:
-            return [(_utc(at) or at, list(fired)) for at, fired in conn.execute(query)]
+            total, *later = conn.execute(select(func.count(), *after).where(mine)).one()
+            rows = [(_utc(at) or at, list(hits)) for at, hits in conn.execute(fired)]
+        return Window(int(total), {rule: int(n) for rule, n in zip(since, later, strict=True)}, rows)
 
     # -- guards ------------------------------------------------------------------------------------
 
@@ -262,4 +284,4 @@ def _audit(
     )
 
 
-__all__ = ["GUARD_ACTOR", "Baseline", "Guard", "GuardError", "RuleGuardRepository"]
+__all__ = ["GUARD_ACTOR", "Baseline", "Guard", "GuardError", "RuleGuardRepository", "Window"]
