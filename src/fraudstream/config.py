@@ -132,7 +132,8 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
         description="how often a running process looks for a new rules version (with "
-        "FRAUD_RULES_SOURCE=database) and for rule snoozes set or lifted elsewhere (seconds)",
+        "FRAUD_RULES_SOURCE=database), for rule snoozes set or lifted elsewhere and for rules the rule "
+        "guard moved to shadow or an admin re-enabled, and checks the rules against the guard (seconds)",
     )
     rule_guard: bool = Field(
         True,

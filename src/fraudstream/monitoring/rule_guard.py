@@ -197,8 +197,15 @@ class RuleGuard:
             self._checking = False
 
 
+class Observed(Protocol):
+    """What :func:`watch_rules` follows: every batch of new decisions as it is stored (a
+    :class:`~fraudstream.pipeline.decider.Decider`)."""
+
+    def add_observer(self, observe: Callable[[DecisionColumns], None]) -> None: ...
+
+
 def watch_rules(
-    decider: Any,
+    decider: Observed,
     repository: RuleGuardRepository,
     rules: Callable[[], RuleSet],
     settings: Settings,
