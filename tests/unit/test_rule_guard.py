@@ -136,6 +136,11 @@ def test_the_says_sentence_gives_the_figures() -> None:
         "fired on 812 of the 1,000 decisions counted (81.20%, 406.0x its backtested rate of 0.20%: "
         "20 hits in 10,000 decisions)"
     )
+    quiet = judge(RULES, {"big": Base(20, 10_000)}, {}, (), LIMITS)[0]
+    assert (quiet.state, quiet.says) == (
+        WATCHED,
+        "has no decision counted yet (its backtested rate is 0.20%: 20 hits in 10,000 decisions)",
+    )
 
 
 def test_hits_are_counted_whatever_the_rule_did_and_from_its_re_enabling_on() -> None:

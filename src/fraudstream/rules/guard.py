@@ -156,11 +156,12 @@ def _share(value: float) -> str:
 
 
 def _firing(live: Live, expected: Expected, rate: float) -> str:
-    shown = "-" if live.rate is None else _share(live.rate)
-    times = "" if live.rate is None else f", {live.rate / rate:.1f}x"
+    backtested = f"{_share(rate)}: {expected.hits:,} hits in {expected.decisions:,} decisions"
+    if live.rate is None:
+        return f"has no decision counted yet (its backtested rate is {backtested})"
     return (
-        f"fired on {live.hits:,} of the {live.decisions:,} decisions counted ({shown}{times} its "
-        f"backtested rate of {_share(rate)}: {expected.hits:,} hits in {expected.decisions:,} decisions)"
+        f"fired on {live.hits:,} of the {live.decisions:,} decisions counted ({_share(live.rate)}, "
+        f"{live.rate / rate:.1f}x its backtested rate of {backtested})"
     )
 
 
