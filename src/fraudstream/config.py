@@ -132,7 +132,43 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
         description="how often a running process looks for a new rules version (with "
-        "FRAUD_RULES_SOURCE=database) and for rule snoozes set or lifted elsewhere (seconds)",
+        "FRAUD_RULES_SOURCE=database), for rule snoozes set or lifted elsewhere and for rules the rule "
+        "guard moved to shadow or an admin re-enabled, and checks the rules against the guard (seconds)",
+    )
+    rule_guard: bool = Field(
+        True,
+        description="the rule guard: a rule firing far above its backtested rate is moved to shadow and "
+        "an alert names it (checked every FRAUD_RULES_POLL_SECONDS by servers and workers); false stops "
+        "new trips, and rules it moved to shadow stay there until re-enabled",
+    )
+    rule_guard_multiple: float = Field(
+        5.0,
+        gt=1,
+        le=1_000_000,
+        description="the rule guard trips a rule whose hit rate in the window is at least this many times "
+        "its backtested rate",
+    )
+    rule_guard_min_hits: int = Field(
+        50, ge=1, description="the rule guard trips a rule only with at least this many hits in the window"
+    )
+    rule_guard_window: int = Field(
+        10_000,
+        ge=10,
+        le=1_000_000,
+        description="the rule guard counts each rule's hits among the newest this many stored decisions "
+        "(those made under the rules version in use)",
+    )
+    rule_guard_baseline_decisions: int = Field(
+        20_000,
+        ge=10,
+        le=10_000_000,
+        description="a rules version saved through /v1/rules is backtested over the newest this many "
+        "stored decisions (by event time): each rule's expected hit rate, for the rule guard",
+    )
+    rule_guard_exempt: str = Field(
+        "",
+        description="comma-separated names of rules the rule guard never moves to shadow (e.g. a rule for "
+        "a rare attack the stored history holds no example of)",
     )
     api_keys: str = Field(
         "",
@@ -378,6 +414,10 @@ class Settings(BaseSettings):
     @property
     def alert_recipients(self) -> list[str]:
         return [r.strip() for r in self.alert_email_to.split(",") if r.strip()]
+
+    @property
+    def rule_guard_exempt_rules(self) -> frozenset[str]:
+        return frozenset(r.strip() for r in self.rule_guard_exempt.split(",") if r.strip())
 
     @property
     def api_key_set(self) -> frozenset[str]:

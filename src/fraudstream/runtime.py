@@ -17,15 +17,18 @@ import numpy as np
 from fraudstream.alerts import AlertDispatcher, Retry, alerting_rules, open_dispatcher
 from fraudstream.brokers import Broker, open_broker
 from fraudstream.config import Settings
+from fraudstream.events.alert import Alert
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.features.plan import FeatureSet
 from fraudstream.models.bundle import ModelBundle
+from fraudstream.monitoring.rule_guard import RuleGuard, watch_rules
 from fraudstream.pipeline.decider import Decider, StoreLedger
 from fraudstream.pipeline.intake import Intake
 from fraudstream.pipeline.scorer import Scorer
 from fraudstream.registry import ModelSource, load_challenger, load_model
+from fraudstream.rules.guard import GuardedRules, LiveGuards
 from fraudstream.rules.loader import load_rules
 from fraudstream.rules.names import default_known_names
 from fraudstream.rules.packaged import packaged_rules_path
@@ -85,6 +88,9 @@ class Services:
     challenger_source: ModelSource | None = None
     #: The analysts' rule snoozes the scorer honours, read again every FRAUD_RULES_POLL_SECONDS.
     snoozes: LiveSnoozes | None = None
+    #: The rules the rule guard moved to shadow, which the scorer applies; read again every
+    #: FRAUD_RULES_POLL_SECONDS.
+    guards: LiveGuards | None = None
 
     def close(self) -> None:
         self.broker.close()
@@ -125,6 +131,21 @@ def alerts_for(services: Services, *, retry: Retry | None = None) -> AlertDispat
     )
     services.decider.on_decided = dispatcher.submit
     return dispatcher
+
+
+def guard_rules(services: Services, on_alerts: Callable[[list[Alert]], None] | None) -> RuleGuard:
+    """The rule guard of a running process (FRAUD_RULE_GUARD_*): it checks the rules in use after the
+    batches the process decides, and a rule it moves to shadow is applied here at once and raises an
+    alert through ``on_alerts`` (see :mod:`fraudstream.monitoring.rule_guard`)."""
+    guards = services.guards
+    return watch_rules(
+        services.decider,
+        services.store.rule_guard,
+        services.rules.current,
+        services.settings,
+        on_alerts=on_alerts,
+        on_trip=None if guards is None else guards.refresh,
+    )
 
 
 def settings_broker(settings: Settings, store: Store) -> Broker:
@@ -169,10 +190,11 @@ def _open_with_store(settings: Settings, store: Store, bundle: ModelBundle | Non
     rules = open_rules(settings, store, engine.feature_set)  # FRAUD_RULES_SOURCE: the file or the database
     challenger, challenger_source = load_challenger(settings) if settings.challenger_uri else (None, None)
     snoozes = LiveSnoozes(store.snoozes, check_interval=settings.rules_poll_seconds)
+    guards = LiveGuards(store.rule_guard, check_interval=settings.rules_poll_seconds)
     scorer = Scorer(
         bundle,
         state,
-        SnoozedRules(rules.current, snoozes.current),
+        SnoozedRules(GuardedRules(rules.current, guards.current), snoozes.current),
         engine,
         challenger=challenger,
         challenger_share=settings.challenger_share,
@@ -183,8 +205,9 @@ def _open_with_store(settings: Settings, store: Store, bundle: ModelBundle | Non
     decider = Decider(scorer, StoreLedger(store))
     intake = Intake(lambda: scorer.bundle, settings.input_mapping)
     return Services(
-        settings, store, state, rules, scorer, decider, broker, intake, source, challenger_source, snoozes
-    )
+        settings, store, state, rules, scorer, decider, broker, intake, source, challenger_source, snoozes,
+        guards,
+    )  # fmt: skip
 
 
 @contextmanager
@@ -219,6 +242,7 @@ def open_worker(
     follower = None
     try:
         watch(services.decider, settings, alerts.raise_alerts)  # drift alerts from this worker's batches
+        guard_rules(services, alerts.raise_alerts)  # a rule firing far above its backtested rate: shadow
         follower = watch_model(services, settings, say)
         yield Worker(
             services.broker if broker is None else broker(services.broker),

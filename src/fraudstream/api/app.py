@@ -35,7 +35,7 @@ from fraudstream.monitoring.drift import watch
 from fraudstream.monitoring.metrics import DriftCollector, ParityCollector
 from fraudstream.pipeline.decider import Decider
 from fraudstream.registry import watch_model
-from fraudstream.runtime import Services, alerts_for, open_services
+from fraudstream.runtime import Services, alerts_for, guard_rules, open_services
 from fraudstream.worker.worker import DEAD_LETTERS, RESULTS, Worker
 
 log = logging.getLogger(__name__)
@@ -139,6 +139,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
             slow.cancel()
         alerts = app.state.alerts = alerts_for(running)  # stores alerts; delivers them if channels are set
         app.state.drift = watch(running.decider, settings, alerts.raise_alerts)  # GET /v1/drift, /metrics
+        app.state.rule_guard = guard_rules(running, alerts.raise_alerts)  # GET /v1/rules/guard
         app.state.batcher = ScoreBatcher(
             running.decider, metrics, max_wait=settings.score_max_wait, around_batch=paused_gc
         )
@@ -174,6 +175,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     app.state.worker = None
     app.state.alerts = None
     app.state.drift = None
+    app.state.rule_guard = None
     app.state.model_watcher = None
     metrics.registry.register(DriftCollector(lambda: app.state.drift))
     metrics.registry.register(

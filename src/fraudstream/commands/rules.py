@@ -4,7 +4,9 @@ versions kept in the database.
 ``backtest`` applies a rules file to the decisions stored in FRAUD_DATABASE_URL, reading the feature
 vectors logged at decision time (nothing is recomputed), and reports per rule its hits, precision and
 recall against the labels known now and the fraud amount caught, and the decisions that would change.
-``export`` writes a saved version as YAML; ``versions`` lists them.
+``export`` writes a saved version as YAML; ``versions`` lists them. ``guard`` shows the rule guard's view
+of the rules in use, ``reenable`` lets a rule it moved to shadow act again, and ``baseline`` backtests the
+version in use for it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from fraudstream.commands.common import (
 
 app = command_group(
     "Analysts' rules: backtest a candidate rules file over the stored decisions and labels; export "
-    "and list the versions kept in the database (FRAUD_RULES_SOURCE=database)."
+    "and list the versions kept in the database (FRAUD_RULES_SOURCE=database); the rule guard: show "
+    "it, re-enable a rule it moved to shadow, backtest the version in use for it."
 )
 
 
@@ -203,3 +206,170 @@ def versions(
     for v in saved:
         table.add_row(str(v.version), f"{v.created_at:%Y-%m-%d %H:%M:%S}", v.created_by)
     emit({"versions": rows}, as_json, table)
+
+
+ByOpt = Annotated[
+    str | None,
+    typer.Option("--by", help="Who is acting, for the audit log (default: the OS user)."),
+]
+
+
+def _in_use(settings: Any, store: Any, feature_set: Any) -> Any:
+    """The rules version servers with these settings use now, compiled as they compile it (its version:
+    the number saved in the database, or the file's short hash), without the guard's changes."""
+    from fraudstream.rules.loader import load_rules
+    from fraudstream.rules.names import default_known_names
+    from fraudstream.rules.packaged import packaged_rules_path
+    from fraudstream.rules.reload import compile_version
+
+    known = default_known_names(feature_set)
+    skip_unknown = settings.rules_path is None
+    if settings.rules_source == "database":
+        stored = store.rules.get()
+        if stored is None:
+            raise ValueError(
+                f"no rules version is stored in {settings.db_url}: servers with FRAUD_RULES_SOURCE=database "
+                "store the first one when they start"
+            )
+        return compile_version(stored, known, skip_unknown=skip_unknown)
+    path = settings.rules_path or packaged_rules_path(feature_set)
+    return load_rules(path, known, skip_unknown=skip_unknown)
+
+
+def _guard_table(status: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"rule guard: rules version {status['rules_version']}, {status['decisions']:,} of the newest "
+        f"{status['window']:,} stored decisions made under it",
+        caption=f"a rule trips with at least {status['min_hits']} hits at {status['multiple']:g}x its "
+        f"backtested rate or more{'' if status['enabled'] else ' (FRAUD_RULE_GUARD=false: it trips none)'}",
+    )
+    for column in ("rule", "action", "state", "hits", "rate", "expected", "why"):
+        table.add_column(column, justify="right" if column in ("hits", "rate", "expected") else "left")
+    for rule in status["rules"]:
+        table.add_row(
+            rule["name"], rule["action"], rule["state"], f"{rule['hits']:,}/{rule['decisions']:,}",
+            _share(rule["rate"]), _share(rule["expected_rate"]), rule["says"],
+        )  # fmt: skip
+    return table
+
+
+def _status(settings: Any, store: Any, rules: Any) -> dict[str, Any]:
+    from fraudstream.monitoring.rule_guard import guard_limits, guard_status
+
+    limits = guard_limits(settings)
+    status = guard_status(store.rule_guard, rules, limits)
+    return {
+        "enabled": settings.rule_guard,
+        "multiple": limits.multiple,
+        "min_hits": limits.min_hits,
+        "window": limits.window,
+        "exempt": sorted(limits.exempt),
+        "rules_version": status.rules_version,
+        "decisions": status.decisions,
+        "rules": [
+            {
+                "name": v.rule, "action": v.action, "state": v.state, "says": v.says, "hits": v.live.hits,
+                "decisions": v.live.decisions, "rate": v.live.rate, "expected_rate": v.expected_rate,
+            }
+            for v in status.verdicts
+        ],
+        "in_force": [g.audited() for g in status.in_force],
+    }  # fmt: skip
+
+
+@app.command()
+def guard(as_json: JsonOpt = False) -> None:
+    """Show the rule guard: each rule of the version in use, its hits among the newest stored decisions
+    against its backtested rate, and its state (guarded, tripped, watched, no_baseline, shadow, exempt).
+
+    Running servers and workers move a rule to shadow when it has at least FRAUD_RULE_GUARD_MIN_HITS
+    hits among the newest FRAUD_RULE_GUARD_WINDOW decisions, at FRAUD_RULE_GUARD_MULTIPLE times its
+    backtested rate or more; `fraudstream rules reenable RULE` lets it act again.
+
+    The rules in use are read as servers with these settings read them (FRAUD_RULES_SOURCE), compiled
+    for the serving model (FRAUD_MODEL_URI, else FRAUD_MODEL_PATH).
+
+    Example: fraudstream rules guard
+    """
+    from fraudstream.registry import load_model
+    from fraudstream.storage import open_store
+
+    with errors():
+        settings = settings_with()
+        bundle, _ = load_model(settings)
+        with open_store(settings.db_url) as store:
+            store.migrate()
+            status = _status(settings, store, _in_use(settings, store, bundle.feature_set()))
+    if as_json:
+        emit(status, True)
+        return
+    emit(status, False, _guard_table(status))
+    for g in status["in_force"]:
+        console.print(
+            f"{g['rule']}: in shadow since {g['tripped_at'][:19]} UTC ({g['hits']:,} hits in "
+            f"{g['decisions']:,} decisions, rules version {g['rules_version']})",
+            markup=False,
+            highlight=False,
+        )
+
+
+@app.command()
+def reenable(
+    rule: Annotated[str, typer.Argument(help="The rule the guard moved to shadow.")],
+    reason: Annotated[str, typer.Option(help="Why it may act again: kept with the guard and audited.")],
+    by: ByOpt = None,
+) -> None:
+    """Let a rule the rule guard moved to shadow act again: running servers and workers use it within
+    FRAUD_RULES_POLL_SECONDS, and its hits are counted afresh from now. Audited (GET
+    /v1/audit?subject=rule:RULE). Exit code 2 when the rule is not guarded.
+
+    Example: fraudstream rules reenable big_amount --reason "the feed's amounts were in cents; fixed"
+    """
+    from fraudstream.registry import default_author
+    from fraudstream.storage import open_store
+    from fraudstream.storage.guard import GuardError
+
+    if not reason.strip():
+        raise typer.BadParameter("say why the rule may act again", param_hint="--reason")
+    with errors():
+        settings = settings_with()
+        with open_store(settings.db_url) as store:
+            store.migrate()
+            try:
+                released = store.rule_guard.reenable(rule, by or default_author(), reason)
+            except GuardError as exc:
+                raise ValueError(str(exc)) from None
+    console.print(
+        f"rule {released.rule} re-enabled by {released.released_by} (it was in shadow since "
+        f"{released.tripped_at:%Y-%m-%d %H:%M:%S} UTC)",
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command()
+def baseline(by: ByOpt = None, as_json: JsonOpt = False) -> None:
+    """Backtest the rules version in use over the newest FRAUD_RULE_GUARD_BASELINE_DECISIONS stored
+    decisions and make each rule's hits there its expected rate, for the rule guard (replacing the
+    version's baseline). PUT /v1/rules does this for each version it saves; use this for a version
+    seeded from a file, for rules read from FRAUD_RULES_PATH (after each edit), or once the history
+    has grown.
+
+    Example: fraudstream rules baseline
+    """
+    from fraudstream.registry import default_author, load_model
+    from fraudstream.storage import open_store
+    from fraudstream.training.rule_baseline import backtest_baseline
+
+    with errors():
+        settings = settings_with()
+        bundle, _ = load_model(settings)
+        with open_store(settings.db_url) as store:
+            store.migrate()
+            rules = _in_use(settings, store, bundle.feature_set())
+            backtest_baseline(
+                store, rules, bundle.manifest.thresholds, bundle.manifest.version,
+                decisions=settings.rule_guard_baseline_decisions, by=by or default_author(),
+            )  # fmt: skip
+            status = _status(settings, store, rules)
+    emit(status, as_json, _guard_table(status))

@@ -209,6 +209,15 @@ class ApiClient:
         (``POST /v1/rules/backtest``)."""
         return dict(self._request("POST", "/v1/rules/backtest", json={"rules": rules, "since": since}))
 
+    def guard(self) -> dict[str, Any] | None:
+        """The rule guard's view of the rules in use (``GET /v1/rules/guard``); ``None`` without it."""
+        found = self._request("GET", "/v1/rules/guard", missing_ok=True)
+        return None if found is None else dict(found)
+
+    def reenable(self, rule: str, reason: str) -> dict[str, Any]:
+        """Let a rule the guard moved to shadow act again (``POST /v1/rules/guard/{rule}/reenable``)."""
+        return dict(self._request("POST", f"/v1/rules/guard/{rule}/reenable", json={"reason": reason}))
+
     def label(self, transaction_id: str, is_fraud: bool, source: str = ANALYST) -> dict[str, Any]:
         """Record an analyst's verdict; a different one from the same source supersedes the earlier."""
         body = {

@@ -1,10 +1,12 @@
-"""The dashboard's Rules page: the rules in use and their saved versions, each rule's hit rate over
-the stored decisions of a period, and a backtest of candidate rules before they touch a customer.
+"""The dashboard's Rules page: the rules in use and their saved versions, the rule guard (each rule's
+live hit rate against its backtested rate, and the rules it moved to shadow, each with a re-enable
+button), each rule's hit rate over the stored decisions of a period, and a backtest of candidate rules
+before they touch a customer.
 
 Hit rates are a backtest of the rules in use themselves (``POST /v1/rules/backtest``), so the page and
 a candidate's trial read the same figures. ``rules_frame``, ``stats_frame``, ``hits_line`` and
-``current_rules`` are plain pandas, strings and dicts, tested without a browser; ``rules_page`` draws
-them.
+``current_rules``, ``guard_frame`` and ``guard_line`` are plain pandas, strings and dicts, tested without
+a browser; ``rules_page`` draws them.
 """
 
 from __future__ import annotations
@@ -63,6 +65,63 @@ def hits_line(report: dict[str, Any]) -> str:
     return "; ".join(parts) or "no rules"
 
 
+GUARD = ["name", "action", "state", "hits", "decisions", "rate", "expected_rate", "says"]
+
+
+def guard_frame(status: dict[str, Any]) -> pd.DataFrame:
+    """One row per rule of the version in use: its state, its hits among the decisions counted, its
+    rate there and its backtested rate, and why."""
+    return pd.DataFrame(status.get("rules", []), columns=GUARD)
+
+
+def guard_line(status: dict[str, Any]) -> str:
+    """The guard in one line: the rules it moved to shadow, or that none is, and when it trips one."""
+    guarded = [g["rule"] for g in status.get("in_force", [])]
+    limit = (
+        f"a rule trips with at least {plural(status['min_hits'], 'hit')} among the newest "
+        f"{status['window']:,} decisions, at {status['multiple']:g}x its backtested rate or more"
+    )
+    if not status.get("enabled", True):
+        limit = "the guard is off (FRAUD_RULE_GUARD=false): it trips no rule"
+    shown = ", ".join(guarded) if guarded else "none"
+    return f"In shadow by the guard: {shown}; {limit}"
+
+
+def _guard_view(client: ApiClient) -> None:
+    try:
+        status = client.guard()
+    except DashboardError as error:
+        st.error(str(error))
+        return
+    if status is None:
+        return
+    st.subheader("Rule guard")
+    with st.container(key="rules_guard"):
+        st.markdown(guard_line(status))
+        table(guard_frame(status))
+        for guard in status.get("in_force", []):
+            rule = guard["rule"]
+            st.warning(
+                f"`{rule}` is in shadow since {local_time(guard['tripped_at'], viewer_zone())}: "
+                f"{plural(guard['hits'], 'hit')} in {plural(guard['decisions'], 'decision')} against "
+                f"{plural(guard['expected_hits'], 'hit')} in {guard['expected_decisions']:,} when backtested "
+                f"(rules version {guard['rules_version']}). It is still evaluated and recorded, and decides "
+                "nothing until re-enabled."
+            )
+            with st.container(horizontal=True):
+                reason = st.text_input("Why it may act again", key=f"guard_reason_{rule}").strip()
+                if st.button("Re-enable", key=f"guard_reenable_{rule}"):
+                    if not reason:
+                        st.warning("Say why the rule may act again: the reason is kept and audited.")
+                    else:
+                        try:
+                            client.reenable(rule, reason)
+                        except DashboardError as error:
+                            st.error(str(error))
+                        else:
+                            st.rerun()
+
+
 def _backtest_view(report: dict[str, Any], key: str) -> None:
     with st.container(key=key):
         zone = viewer_zone()
@@ -96,6 +155,7 @@ def rules_page(client: ApiClient) -> None:
         text_table(rules_frame(rules), code=["when"])
     if rules.get("versions"):
         table(pd.DataFrame(rules["versions"]))
+    _guard_view(client)
     period = st.selectbox("Period", list(PERIODS), index=1, key="rules_period")
     try:
         _backtest_view(client.backtest(current_rules(rules), PERIODS[period]), "rules_hits")

@@ -42,7 +42,9 @@ DEFAULT_RULES_PATH: Final = Path(__file__).with_name("default_rules.yaml")
 """The rules shipped for the default preset's features (``handbook``): a starting point for analysts,
 installed with the wheel. Other presets' are in :data:`fraudstream.rules.packaged.PRESET_RULES`."""
 
-_NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+NAME_PATTERN: Final = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"
+"""What a rule's name may be: letters, digits and ``_ . -``, 64 at most, not starting with ``.`` or ``-``."""
+_NAME: Final = re.compile(NAME_PATTERN)
 
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,8 @@ per kind of data: ``store.decisions``, ``store.queue``, ``store.alerts``, ``stor
 (the named API keys, hashed) and ``store.rules`` (the saved rules versions, and the stored decisions
 as a backtest reads them) and ``store.archive`` (how far the object-store archive has copied them)
 and ``store.parity`` (the online/offline feature parity checks) and ``store.snoozes`` (the analysts' rule
-snoozes). The repositories share nothing but
+snoozes) and ``store.rule_guard`` (the rules' backtested hit rates and the rules the guard moved to
+shadow). The repositories share nothing but
 the database (the decisions repository also its :class:`~._saving.DecisionSaver`), and the same code
 runs on both databases; what differs between them is in the database's dialect object
 (:mod:`._dialect`).
@@ -33,6 +34,7 @@ from fraudstream.storage.database import Database
 from fraudstream.storage.dead_letters import DeadLetterRepository
 from fraudstream.storage.decisions import FLAGGED, LATENCY_SAMPLE, RECENT_SECONDS, DecisionRepository
 from fraudstream.storage.entities import EntityRepository
+from fraudstream.storage.guard import RuleGuardRepository
 from fraudstream.storage.history import HistoryRepository
 from fraudstream.storage.keys import KeyRepository
 from fraudstream.storage.outbox import QueueRepository
@@ -70,6 +72,7 @@ class Store:
         self.archive = ArchiveRepository(self.db)
         self.parity = ParityRepository(self.db)
         self.snoozes = SnoozeRepository(self.db)
+        self.rule_guard = RuleGuardRepository(self.db)
 
     @property
     def url(self) -> URL:

@@ -401,3 +401,45 @@ snoozes = Table(
     Column("lifted_by", String(128), nullable=True),
     Index("ix_snoozes_rule_field_value", "rule", "field", "value"),
 )
+
+# The rule guard (migration 0021): each rule's expected hit rate, from a backtest of its rules version over
+# the newest stored decisions (one row per version and rule, replaced by a newer backtest of the version),
+# and the rules the guard moved to shadow. At most one guard per rule is in force (not released), which
+# the partial unique index holds on both databases: of processes tripping a rule at once, one wins.
+rule_baselines = Table(
+    "rule_baselines",
+    metadata,
+    Column("rules_version", String(64), primary_key=True),
+    Column("rule", String(128), primary_key=True),
+    Column("hits", Integer(), nullable=False),
+    Column("decisions", Integer(), nullable=False),
+    Column("note", Text(), nullable=True),
+    Column("period_start", UTCDateTime(), nullable=True),
+    Column("period_end", UTCDateTime(), nullable=True),
+    Column("computed_at", UTCDateTime(), nullable=False),
+    Column("computed_by", String(128), nullable=False),
+)
+GUARD_IN_FORCE = "released_at IS NULL"
+rule_guards = Table(
+    "rule_guards",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("rule", String(128), nullable=False),
+    Column("rules_version", String(64), nullable=False),
+    Column("tripped_at", UTCDateTime(), nullable=False),
+    Column("hits", Integer(), nullable=False),
+    Column("decisions", Integer(), nullable=False),
+    Column("expected_hits", Integer(), nullable=False),
+    Column("expected_decisions", Integer(), nullable=False),
+    Column("multiple", Float(), nullable=False),
+    Column("released_at", UTCDateTime(), nullable=True),
+    Column("released_by", String(128), nullable=True),
+    Column("release_reason", Text(), nullable=True),
+    Index(
+        "uq_rule_guards_rule_in_force",
+        "rule",
+        unique=True,
+        sqlite_where=text(GUARD_IN_FORCE),
+        postgresql_where=text(GUARD_IN_FORCE),
+    ),
+)

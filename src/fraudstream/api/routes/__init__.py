@@ -24,6 +24,7 @@ from fraudstream.api.routes import (
     model,
     models,
     reports,
+    rule_guard,
     rules,
     score,
     simulations,
@@ -65,6 +66,7 @@ v1_router.include_router(entities.router)
 v1_router.include_router(me.router)
 v1_router.include_router(keys.router)
 v1_router.include_router(rules.router)
+v1_router.include_router(rule_guard.router)
 v1_router.include_router(snoozes.router)
 
 api_router = APIRouter()

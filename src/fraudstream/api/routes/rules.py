@@ -16,6 +16,7 @@ those made live. A candidate that does not compile is refused with 422, naming t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, field_validator
 
 from fraudstream.api.deps import CallerDep, ScorerDep, ServicesDep, StoreDep
+from fraudstream.api.routes.rule_guard import keep_baseline
 from fraudstream.events.transaction import MAX_TIMESTAMP, MIN_TIMESTAMP
 from fraudstream.features.spec import seconds
 from fraudstream.rules.errors import RulesError
@@ -267,13 +269,17 @@ async def _save(body: RulesIn, services: Services, scorer: Any, caller: Any) -> 
             "file, or set FRAUD_RULES_SOURCE=database to keep versions in the database",
         )
     try:  # compiled off the event loop: the routes beside it go on answering
-        await run_in_threadpool(compile_candidate, body.rules, default_known_names(scorer.engine.feature_set))
+        rules = await run_in_threadpool(
+            compile_candidate, body.rules, default_known_names(scorer.engine.feature_set)
+        )
     except RulesError as exc:
         raise _invalid("rules", exc, body.rules) from None
     text = body.rules if isinstance(body.rules, str) else yaml.safe_dump(body.rules, sort_keys=False)
     repository = services.store.rules
-    await run_in_threadpool(repository.save, text, caller.name)
+    saved = await run_in_threadpool(repository.save, text, caller.name)
     await run_in_threadpool(live.refresh)
+    numbered = dataclasses.replace(rules, version=str(saved.version))  # the rule guard's expected rates
+    await run_in_threadpool(keep_baseline, services, scorer, numbered, caller.name)
     return await run_in_threadpool(_current, services)
 
 
@@ -285,7 +291,9 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 @router.post("", response_model=RulesOut, status_code=status.HTTP_201_CREATED, responses=CONFLICT)
 async def save(body: RulesIn, services: ServicesDep, scorer: ScorerDep, caller: CallerDep) -> dict[str, Any]:
     """Check the rules and save them as the next version: in use here at once, and on every other
-    server and worker within FRAUD_RULES_POLL_SECONDS. 422 naming the rule when they do not compile."""
+    server and worker within FRAUD_RULES_POLL_SECONDS. 422 naming the rule when they do not compile.
+    The version is backtested over the newest stored decisions for the rule guard (see
+    ``GET /v1/rules/guard``)."""
     return await _save(body, services, scorer, caller)
 
 

@@ -1,0 +1,98 @@
+"""A value kept from a database that several processes change, read again when its stamp changes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Final, Generic, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_UNREAD: Final = object()
+
+
+class Polled(Generic[T]):
+    """``read()`` kept in memory, read again when ``stamp()`` (one cheap query that changes with every
+    change of the stored value) has changed.
+
+    :meth:`current` looks at the stamp at most every ``check_interval`` seconds (by ``clock``). With
+    ``background`` (the default) the look runs on a short-lived thread and :meth:`current` answers with
+    the value in use meanwhile, so a caller on a hot path never waits on the database. A failed read
+    keeps the value in use and is kept in :attr:`last_error` (logged once, as ``what``). :meth:`refresh`
+    reads now: the process that made a change uses it at once. Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        stamp: Callable[[], object],
+        read: Callable[[], T],
+        initial: T,
+        *,
+        check_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        background: bool = True,
+    ) -> None:
+        self.what = what
+        self.check_interval = check_interval
+        self.last_error: str | None = None
+        self._stamp_of, self._read = stamp, read
+        self._clock = clock
+        self._background = background
+        self._checking = False
+        self._lock = threading.Lock()
+        self._value = initial
+        self._stamp: object = _UNREAD
+        try:
+            self._check()
+        finally:
+            self._checked = clock()
+
+    def current(self) -> T:
+        """The value to use now, read again if it changed since the last look."""
+        if self._checking or self._clock() - self._checked < self.check_interval:
+            return self._value
+        with self._lock:
+            now = self._clock()
+            if self._checking or now - self._checked < self.check_interval:
+                return self._value
+            self._checked = now
+            if not self._background:
+                self._check()
+                return self._value
+            self._checking = True
+        threading.Thread(target=self._check_and_release, name=f"{self.what}-check", daemon=True).start()
+        return self._value
+
+    def refresh(self) -> T:
+        """Read the value now if it changed, rather than at the next look."""
+        with self._lock:
+            self._checked = self._clock()
+            self._check()
+            return self._value
+
+    def _check_and_release(self) -> None:
+        try:
+            with self._lock:
+                self._check()
+        finally:
+            self._checking = False
+
+    def _check(self) -> None:
+        try:
+            stamp = self._stamp_of()
+            if stamp == self._stamp:
+                return
+            value = self._read()
+        except Exception as exc:  # any storage failure: keep the value in use
+            problem = f"cannot read the {self.what}: {exc}"
+            if problem != self.last_error:
+                logger.warning("%s: keeping those in use: %s", self.what, problem)
+            self.last_error = problem
+            return
+        self.last_error = None
+        self._stamp = stamp
+        self._value = value
