@@ -402,7 +402,7 @@ snoozes = Table(
     Index("ix_snoozes_rule_field_value", "rule", "field", "value"),
 )
 
-# The rule guard (migration 0021): each rule's expected hit rate, from a backtest of its rules version over
+# The rule guard (migration 0017): each rule's expected hit rate, from a backtest of its rules version over
 # the newest stored decisions (one row per version and rule, replaced by a newer backtest of the version),
 # and the rules the guard moved to shadow. At most one guard per rule is in force (not released), which
 # the partial unique index holds on both databases: of processes tripping a rule at once, one wins.
