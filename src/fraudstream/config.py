@@ -109,6 +109,16 @@ class Settings(BaseSettings):
         description="cases: what orders the queue: expected_loss (probability × amount, summed over the "
         "case), amount (summed) or probability (the highest)",
     )
+    challenge_band: str | None = Field(
+        None,
+        description="LOW,HIGH: model probabilities LOW <= p < HIGH are decided CHALLENGE (step-up "
+        "authentication) whatever the thresholds say, e.g. 0.5,0.8; unset: no band",
+    )
+    hold_band: str | None = Field(
+        None,
+        description="LOW,HIGH: model probabilities LOW <= p < HIGH are decided HOLD (the payment waits for "
+        "an analyst's verdict); unset: no band. It may not overlap FRAUD_CHALLENGE_BAND",
+    )
     threads: int = Field(2, ge=1, description="threads for model training")
     seed: int = Field(7, description="random seed for data generation and training: same seed, same result")
     database_url: str | None = Field(None, description="default: SQLite file data_dir/fraudstream.db")
@@ -346,6 +356,14 @@ class Settings(BaseSettings):
         parse_gate(value)
         return value
 
+    @field_validator("challenge_band", "hold_band")
+    @classmethod
+    def _band(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from fraudstream.models.bands import parse_band
+
+        band = parse_band(value, f"FRAUD_{(info.field_name or '').upper()}")
+        return None if band is None or value is None else value.strip()
+
     @field_validator("rate_limit_storage")
     @classmethod
     def _limit_storage(cls, value: str) -> str:
@@ -361,6 +379,13 @@ class Settings(BaseSettings):
                 "but none is set: set FRAUD_CHALLENGER_URI (e.g. models:/fraudstream@challenger) "
                 "or the share to 0"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _bands_apart(self) -> Settings:
+        from fraudstream.models.bands import ScoreBands
+
+        ScoreBands.parse(self.challenge_band, self.hold_band)  # overlapping bands are refused here
         return self
 
     @property

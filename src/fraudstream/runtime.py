@@ -21,6 +21,7 @@ from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.features.plan import FeatureSet
+from fraudstream.models.bands import ScoreBands
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.pipeline.decider import Decider, StoreLedger
 from fraudstream.pipeline.intake import Intake
@@ -176,6 +177,7 @@ def _open_with_store(settings: Settings, store: Store, bundle: ModelBundle | Non
         engine,
         challenger=challenger,
         challenger_share=settings.challenger_share,
+        bands=ScoreBands.parse(settings.challenge_band, settings.hold_band),
     )
     broker = settings_broker(settings, store)
     if warm and isinstance(state, MemoryFeatureState):

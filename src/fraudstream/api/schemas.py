@@ -15,7 +15,8 @@ from fraudstream.events.decision import DecisionRecord
 from fraudstream.events.transaction import Label
 from fraudstream.storage.store import LATENCY_SAMPLE, RECENT_SECONDS
 
-DecisionName = Literal["APPROVE", "FLAG", "BLOCK"]
+DecisionName = Literal["APPROVE", "FLAG", "CHALLENGE", "HOLD", "BLOCK"]
+"""The outcomes, mildest first (see :data:`fraudstream.events.transaction.DECISIONS`)."""
 LabelIn = Label
 
 
@@ -26,11 +27,14 @@ class DecisionOut(BaseModel):
     customer_id: str
     amount: float
     timestamp: datetime = Field(description="the transaction's own time")
-    decision: DecisionName
+    decision: DecisionName = Field(
+        description="APPROVE; FLAG (approved, for an analyst to look at); CHALLENGE (ask the customer for "
+        "step-up authentication); HOLD (the payment waits for an analyst); BLOCK"
+    )
     probability: float = Field(description="ensemble fraud probability, 0 to 1")
     reasons: list[dict[str, Any]] = Field(
-        description="FLAG and BLOCK: the top model contributions, each {code, value, contribution, source,"
-        " description, direction: raises_risk}; then every fired rule, {code, reason, source: rules,"
+        description="every outcome but APPROVE: the top model contributions, each {code, value, contribution,"
+        " source, description, direction: raises_risk}; then every fired rule, {code, reason, source: rules,"
         " direction: raises_risk or lowers_risk}. An APPROVE lists no model contributions, and a missing"
         " feature value is never one",
         examples=[
@@ -162,7 +166,7 @@ class StatsOut(BaseModel):
     window_s: float
     total: int
     by_decision: dict[str, int]
-    flagged_rate: float = Field(description="share of FLAG and BLOCK decisions")
+    flagged_rate: float = Field(description="share of decisions other than APPROVE")
     latency_ms: dict[str, float | None] = Field(
         description=f"p50/p95/p99 of total scoring latency, newest {LATENCY_SAMPLE:,} decisions in the window"
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ import numpy as np
 from fraudstream.config import Settings
 from fraudstream.events.alert import Alert
 from fraudstream.events.decision import DecisionColumns
-from fraudstream.events.transaction import DECISIONS
+from fraudstream.events.transaction import DECISIONS, MODEL_DECISIONS
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.models.reference import NO_REFERENCE, SCORE, Reference
 
@@ -116,9 +117,17 @@ def compare(
     threshold: float,
     min_count: int,
     calendar: Collection[str] = (),
+    decided: np.ndarray | None = None,
 ) -> DriftReport:
     """The report for ``counts`` (as :meth:`Reference.counts` gives them, summed over a window);
-    ``calendar`` names the calendar features, which drift only over a window of a week or more."""
+    ``calendar`` names the calendar features, which drift only over a window of a week or more.
+    ``decided`` counts the window's final decisions per outcome of :data:`DECISIONS`.
+
+    ``decision_rates`` compares like with like: ``reference`` and ``window`` are the shares of APPROVE,
+    FLAG and BLOCK the model's thresholds give the training data and the window's probabilities (the
+    only outcomes training knows). ``decided`` adds the shares of every outcome actually decided in the
+    window, score bands and rules included, CHALLENGE and HOLD among them (0 when none): training has
+    no counterpart of those, so they have no reference."""
     n = 0 if counts is None or reference is None else int(counts[-1].sum())
     report = DriftReport(model_version, window_seconds, n, min_count, threshold)
     if reference is None or counts is None:
@@ -140,9 +149,26 @@ def compare(
     report.features = features
     report.decision_rates = {
         "reference": reference.decision_rates(),
-        "window": dict(zip(DECISIONS, (counts[-1, :3] / n).round(6).tolist(), strict=True)),
+        "window": dict(zip(MODEL_DECISIONS, (counts[-1, :3] / n).round(6).tolist(), strict=True)),
     }
+    if decided is not None and decided.sum() > 0:
+        shares = (decided / decided.sum()).round(6).tolist()
+        report.decision_rates["decided"] = dict(zip(DECISIONS, shares, strict=True))
     return report
+
+
+_OUTCOME_INDEX = {name: i for i, name in enumerate(DECISIONS)}
+
+
+def _outcome_counts(decisions: np.ndarray | None) -> np.ndarray:
+    """How many of ``decisions`` are each outcome of :data:`DECISIONS` (an unknown one counts nowhere)."""
+    out = np.zeros(len(DECISIONS), dtype=np.int64)
+    if decisions is not None:
+        for name, count in Counter(np.asarray(decisions, dtype=object).tolist()).items():
+            at = _OUTCOME_INDEX.get(str(name))
+            if at is not None:
+                out[at] += count
+    return out
 
 
 def drift_alerts(report: DriftReport) -> list[Alert]:
@@ -208,6 +234,7 @@ class DriftMonitor:
         self._slot_seconds = self.window_seconds / SLOTS
         shape = (SLOTS, *reference.expected.shape) if reference is not None else (0, 0, 0)
         self._counts = np.zeros(shape, dtype=np.int64)
+        self._decided = np.zeros((SLOTS, len(DECISIONS)), dtype=np.int64)
         self._stamps = np.full(SLOTS, -1, dtype=np.int64)
         self._lock = threading.Lock()
         self._alerting = threading.Lock()
@@ -228,18 +255,20 @@ class DriftMonitor:
             self.reference, self.model_version = reference, version
             self.calendar = tuple(bundle.feature_set().calendar_names)
             self._counts = np.zeros(shape, dtype=np.int64)
+            self._decided[:] = 0
             self._stamps[:] = -1
             self._full = False
         with self._alerting:
             self._alerted.clear()
 
-    def observe(self, X: np.ndarray, probability: np.ndarray) -> None:
-        """Count a scored batch (its feature matrix and ensemble probabilities) into the window; a
-        matrix of another width (another model's) is ignored."""
+    def observe(self, X: np.ndarray, probability: np.ndarray, decisions: np.ndarray | None = None) -> None:
+        """Count a scored batch (its feature matrix, ensemble probabilities and, when given, final
+        decisions) into the window; a matrix of another width (another model's) is ignored."""
         reference = self.reference
         if reference is None or len(probability) == 0 or X.shape[1] != len(reference.names):
             return
         counts = reference.counts(X, probability)
+        decided = _outcome_counts(decisions)
         now = self._clock()
         tick = int(now // self._slot_seconds)
         slot = tick % SLOTS
@@ -248,8 +277,10 @@ class DriftMonitor:
                 return
             if self._stamps[slot] != tick:
                 self._counts[slot] = 0
+                self._decided[slot] = 0
                 self._stamps[slot] = tick
             self._counts[slot] += counts
+            self._decided[slot] += decided
             # until the window holds min_count transactions every batch checks, so the first check
             # with a PSI comes with the batch that fills it; from then on, once a second at most
             check = self.on_alerts is not None and (not self._full or now - self._checked >= CHECK_SECONDS)
@@ -267,6 +298,13 @@ class DriftMonitor:
             live = (self._stamps > tick - SLOTS) & (self._stamps >= 0)
             return self._counts[live].sum(axis=0)
 
+    def decided_counts(self) -> np.ndarray:
+        """The window's final decisions per outcome of :data:`DECISIONS`."""
+        tick = int(self._clock() // self._slot_seconds)
+        with self._lock:
+            live = (self._stamps > tick - SLOTS) & (self._stamps >= 0)
+            return self._decided[live].sum(axis=0)
+
     def report(self) -> DriftReport:
         """The window compared with the reference now."""
         return compare(
@@ -277,6 +315,7 @@ class DriftMonitor:
             threshold=self.threshold,
             min_count=self.min_count,
             calendar=self.calendar,
+            decided=self.decided_counts(),
         )
 
     def _check(self) -> None:
@@ -339,7 +378,7 @@ def watch(
             if bundle.manifest.version != decided.model_version:
                 return  # swapped again since this batch: its reference is not at hand
             monitor.follow(bundle)
-        monitor.observe(decided.features, decided.champion_probability)
+        monitor.observe(decided.features, decided.champion_probability, decided.decision)
 
     decisions.add_observer(observe)
     return monitor

@@ -37,8 +37,10 @@ class DriftOut(BaseModel):
     drifting: list[str] = Field(description="features whose PSI passes the threshold, most drifted first")
     features: list[FeatureDriftOut] = Field(description="every feature's PSI, highest first")
     decision_rates: dict[str, dict[str, float]] = Field(
-        description="share of APPROVE, FLAG and BLOCK by the model's thresholds: in the reference and "
-        "in the window"
+        description="reference and window: the share of APPROVE, FLAG and BLOCK by the model's thresholds "
+        "in the training data and in the window (the outcomes training knows); decided: the share of every "
+        "outcome decided in the window (score bands and rules included, CHALLENGE and HOLD among them), "
+        "which has no reference"
     )
     message: str | None = Field(
         description="why there is no PSI: no reference in the bundle, or too few transactions"
