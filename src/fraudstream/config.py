@@ -101,8 +101,8 @@ class Settings(BaseSettings):
     )
     case_group_by: Literal["customer_id", "device_id", "ip_address", "merchant_id"] = Field(
         "customer_id",
-        description="cases: a FLAG or BLOCK joins the open case of the same value of this transaction field "
-        "(a transaction without it groups by customer_id)",
+        description="cases: a FLAG, HOLD or BLOCK joins the open case of the same value of this transaction "
+        "field (a transaction without it groups by customer_id)",
     )
     case_priority: Literal["expected_loss", "amount", "probability"] = Field(
         "expected_loss",
@@ -118,6 +118,25 @@ class Settings(BaseSettings):
         None,
         description="LOW,HIGH: model probabilities LOW <= p < HIGH are decided HOLD (the payment waits for "
         "an analyst's verdict); unset: no band. It may not overlap FRAUD_CHALLENGE_BAND",
+    )
+    hold_timeout_seconds: float = Field(
+        86_400.0,
+        gt=0,
+        le=90 * 86_400,
+        description="holds: a hold no verdict released within this many seconds of wall-clock time gets "
+        "FRAUD_HOLD_DEFAULT",
+    )
+    hold_default: Literal["APPROVE", "BLOCK"] = Field(
+        "BLOCK",
+        description="holds: the outcome of a hold that times out, or whose case is closed inconclusive: "
+        "APPROVE releases the payment, BLOCK rejects it",
+    )
+    hold_sweep_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="how often serve and worker processes look for holds past FRAUD_HOLD_TIMEOUT_SECONDS "
+        "(seconds)",
     )
     threads: int = Field(2, ge=1, description="threads for model training")
     seed: int = Field(7, description="random seed for data generation and training: same seed, same result")

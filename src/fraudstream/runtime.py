@@ -201,7 +201,8 @@ def open_worker(
     transactions topic runs one (``fraudstream worker``, the Spark streaming job), so they cannot
     drift apart: stale kernels rebuilt and run on FRAUD_WORKER_THREADS threads, the data folder made,
     alerts stored (and delivered when a channel is configured) for its decisions and for drift, a
-    registry alias followed (``say`` hears a swap), the collector paused around each batch.
+    registry alias followed (``say`` hears a swap), timed-out holds swept (:mod:`.worker.holds`), the
+    collector paused around each batch.
 
     ``broker`` wraps the services' broker (the Spark job publishes through it, but reads through
     Spark); ``options`` go to :class:`~fraudstream.worker.Worker`. Everything is closed on exit.
@@ -212,6 +213,7 @@ def open_worker(
     from fraudstream.monitoring.drift import watch
     from fraudstream.registry import watch_model
     from fraudstream.worker import Worker
+    from fraudstream.worker.holds import HoldSweep
 
     refresh_stale_kernels()
     limit_kernel_threads(settings.worker_threads)
@@ -219,6 +221,7 @@ def open_worker(
     services = open_services(settings)
     alerts = alerts_for(services)  # alerts are stored, and delivered when a channel is configured
     follower = None
+    sweep = HoldSweep(services.store, settings).start()  # timed-out holds get FRAUD_HOLD_DEFAULT
     try:
         watch(services.decider, settings, alerts.raise_alerts)  # drift alerts from this worker's batches
         follower = watch_model(services, settings, say)
@@ -232,6 +235,7 @@ def open_worker(
             **options,
         )
     finally:
+        sweep.stop()
         if follower is not None:
             follower.stop()
         alerts.close()
