@@ -117,11 +117,13 @@ class DecisionSaver:
         at = [i for i, key in enumerate(keys) if key in new]
         fresh = [keys[i] for i in at]
         bulk.set_column(conn, _t, "status", tables.TX_DECIDED, [k for k in fresh if k not in inserted])
-        holds = held(at) if at else None
-        if holds:
-            bulk.insert_new(conn, tables.holds, HOLD_COLUMNS, holds)
-        if at:  # last: PostgreSQL writers wait for each other on these rows until they commit
-            add_minutes(bulk.driver(conn), self._db.dialect, per_minute(at))
+        if not at:
+            return fresh
+        minutes = per_minute(at)
+        if any(row[1] == HOLD for row in minutes):  # counted per outcome: most batches hold no HOLD
+            bulk.insert_new(conn, tables.holds, HOLD_COLUMNS, held(at))
+        # last: PostgreSQL writers wait for each other on these rows until they commit
+        add_minutes(bulk.driver(conn), self._db.dialect, minutes)
         return fresh
 
     def _add_feature_sets(self, conn: Any, names: Mapping[str, list[str]]) -> None:
