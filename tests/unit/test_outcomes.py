@@ -137,15 +137,16 @@ def test_bands_are_off_by_default_and_may_not_overlap() -> None:
     assert Settings(challenge_band="0.5,0.8", hold_band="0.8,0.9").hold_band == "0.8,0.9"  # adjacent
 
 
-def test_drift_compares_the_models_decisions_with_training_and_counts_every_outcome_decided() -> None:
+def test_drift_compares_the_models_decisions_with_training_and_shows_every_outcome_decided() -> None:
     X, probability = training_like(np.random.default_rng(0), 2000)
     reference = build_reference(X, NAMES, probability, THRESHOLDS)
     monitor = DriftMonitor(reference, model_version="m", min_count=1, clock=lambda: 1000.0)
-    decided = np.array(["CHALLENGE", "HOLD", "APPROVE", "APPROVE"] * 500, dtype=object)
-    monitor.observe(X, probability, decided)
-    rates = monitor.report().decision_rates
+    monitor.observe(X, probability)
+    rates = monitor.report(np.array([50, 0, 25, 25, 0])).decision_rates  # in DECISIONS' order
     assert set(rates["reference"]) == set(rates["window"]) == set(MODEL_DECISIONS)  # training knows 3
     assert rates["decided"] == {"APPROVE": 0.5, "FLAG": 0.0, "CHALLENGE": 0.25, "HOLD": 0.25, "BLOCK": 0.0}
+    assert "decided" not in monitor.report(np.zeros(len(DECISIONS), dtype=np.int64)).decision_rates
+    assert "decided" not in monitor.report().decision_rates
 
 
 def _record(i: int, decision: str) -> DecisionRecord:

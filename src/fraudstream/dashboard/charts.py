@@ -110,9 +110,9 @@ def _period(seconds: int) -> str:
 
 
 def mix_chart(frame: pd.DataFrame, bucket_s: int = 60) -> alt.Chart:
-    """The share of FLAG and BLOCK per bucket: the decision mix without the APPROVE bulk."""
+    """The share of every outcome but APPROVE per bucket: the decision mix without the APPROVE bulk."""
     return (
-        alt.Chart(frame, title="flagged and blocked share")
+        alt.Chart(frame, title="share not approved")
         .transform_joinaggregate(total="sum(count)", groupby=["time"])
         .transform_calculate(share="datum.count / datum.total")
         .transform_filter("datum.decision != 'APPROVE'")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -157,20 +156,6 @@ def compare(
     return report
 
 
-_OUTCOME_INDEX = {name: i for i, name in enumerate(DECISIONS)}
-
-
-def _outcome_counts(decisions: np.ndarray | None) -> np.ndarray:
-    """How many of ``decisions`` are each outcome of :data:`DECISIONS` (an unknown one counts nowhere)."""
-    out = np.zeros(len(DECISIONS), dtype=np.int64)
-    if decisions is not None:
-        for name, count in Counter(np.asarray(decisions, dtype=object).tolist()).items():
-            at = _OUTCOME_INDEX.get(str(name))
-            if at is not None:
-                out[at] += count
-    return out
-
-
 def drift_alerts(report: DriftReport) -> list[Alert]:
     """One ``drift`` alert for the score and for each important feature whose PSI passes the threshold."""
     now = datetime.now(UTC)
@@ -234,7 +219,6 @@ class DriftMonitor:
         self._slot_seconds = self.window_seconds / SLOTS
         shape = (SLOTS, *reference.expected.shape) if reference is not None else (0, 0, 0)
         self._counts = np.zeros(shape, dtype=np.int64)
-        self._decided = np.zeros((SLOTS, len(DECISIONS)), dtype=np.int64)
         self._stamps = np.full(SLOTS, -1, dtype=np.int64)
         self._lock = threading.Lock()
         self._alerting = threading.Lock()
@@ -255,20 +239,18 @@ class DriftMonitor:
             self.reference, self.model_version = reference, version
             self.calendar = tuple(bundle.feature_set().calendar_names)
             self._counts = np.zeros(shape, dtype=np.int64)
-            self._decided[:] = 0
             self._stamps[:] = -1
             self._full = False
         with self._alerting:
             self._alerted.clear()
 
-    def observe(self, X: np.ndarray, probability: np.ndarray, decisions: np.ndarray | None = None) -> None:
-        """Count a scored batch (its feature matrix, ensemble probabilities and, when given, final
-        decisions) into the window; a matrix of another width (another model's) is ignored."""
+    def observe(self, X: np.ndarray, probability: np.ndarray) -> None:
+        """Count a scored batch (its feature matrix and ensemble probabilities) into the window; a
+        matrix of another width (another model's) is ignored."""
         reference = self.reference
         if reference is None or len(probability) == 0 or X.shape[1] != len(reference.names):
             return
         counts = reference.counts(X, probability)
-        decided = _outcome_counts(decisions)
         now = self._clock()
         tick = int(now // self._slot_seconds)
         slot = tick % SLOTS
@@ -277,10 +259,8 @@ class DriftMonitor:
                 return
             if self._stamps[slot] != tick:
                 self._counts[slot] = 0
-                self._decided[slot] = 0
                 self._stamps[slot] = tick
             self._counts[slot] += counts
-            self._decided[slot] += decided
             # until the window holds min_count transactions every batch checks, so the first check
             # with a PSI comes with the batch that fills it; from then on, once a second at most
             check = self.on_alerts is not None and (not self._full or now - self._checked >= CHECK_SECONDS)
@@ -298,15 +278,9 @@ class DriftMonitor:
             live = (self._stamps > tick - SLOTS) & (self._stamps >= 0)
             return self._counts[live].sum(axis=0)
 
-    def decided_counts(self) -> np.ndarray:
-        """The window's final decisions per outcome of :data:`DECISIONS`."""
-        tick = int(self._clock() // self._slot_seconds)
-        with self._lock:
-            live = (self._stamps > tick - SLOTS) & (self._stamps >= 0)
-            return self._decided[live].sum(axis=0)
-
-    def report(self) -> DriftReport:
-        """The window compared with the reference now."""
+    def report(self, decided: np.ndarray | None = None) -> DriftReport:
+        """The window compared with the reference now; ``decided`` counts the decisions per outcome
+        made over the window (:func:`compare`), which the window itself does not hold."""
         return compare(
             self.reference,
             self.window_counts(),
@@ -315,7 +289,7 @@ class DriftMonitor:
             threshold=self.threshold,
             min_count=self.min_count,
             calendar=self.calendar,
-            decided=self.decided_counts(),
+            decided=decided,
         )
 
     def _check(self) -> None:
@@ -378,7 +352,7 @@ def watch(
             if bundle.manifest.version != decided.model_version:
                 return  # swapped again since this batch: its reference is not at hand
             monitor.follow(bundle)
-        monitor.observe(decided.features, decided.champion_probability, decided.decision)
+        monitor.observe(decided.features, decided.champion_probability)
 
     decisions.add_observer(observe)
     return monitor

@@ -269,6 +269,11 @@ class DecisionRepository:
             if len(rows) < chunk:
                 return
 
+    def counts(self, since: datetime) -> dict[str, int]:
+        """Decisions by outcome since ``since`` (decision time), exactly, from the per-minute counts."""
+        with self._db.read() as conn:
+            return decision_counts(conn, since)
+
     def stats(self, since: datetime) -> dict[str, Any]:
         """Counts, flagged share, latency percentiles, throughput and fraud labels since ``since``.
 
