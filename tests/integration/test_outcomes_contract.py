@@ -1,11 +1,12 @@
 """Holds and challenges on SQLite and PostgreSQL alike: a HOLD decision opens its hold in the transaction
-that stores it, a case's verdict or the timeout resolves each hold once (whichever process comes
-first), the waits are counted for /metrics, and a challenge keeps its first result."""
+that stores it, a case's verdict or the timeout (the sweep of serve and worker processes) resolves each
+hold once, whichever process comes first, the waits are counted for /metrics, and a challenge keeps
+its first result."""
 
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -13,12 +14,14 @@ import pytest
 from alembic import command
 from sqlalchemy import LargeBinary, bindparam, inspect, text
 
+from fraudstream.config import Settings
 from fraudstream.events.decision import DecisionColumns, DecisionRecord
 from fraudstream.storage import Store, open_store
 from fraudstream.storage.challenges import ChallengeError
 from fraudstream.storage.holds import PENDING, WAIT_BUCKETS, Hold
 from fraudstream.storage.migrate import alembic_config
 from fraudstream.storage.tables import FLAG_INDEX, UTCDateTime
+from fraudstream.worker.holds import HoldSweep
 from tests.integration.test_storage_contract import (
     T0,
     empty_url,
@@ -220,3 +223,15 @@ def test_migration_0017_widens_the_decisions_and_keeps_rows_and_the_flag_index(e
             config.attributes["connection"] = conn
             command.downgrade(config, "0016")
         assert "holds" not in inspect(s.db.engine).get_table_names()
+
+
+def test_the_sweep_groups_new_holds_into_cases_then_times_out_the_old_ones(store: Store) -> None:
+    now = datetime.now(UTC)
+    _save(store, decided(1, "HOLD", "old"), decided(2, "HOLD", "new", decided_at=now))
+    settings = Settings(hold_timeout_seconds=3600, hold_default="APPROVE")
+    (done,) = HoldSweep(store, settings).sweep()
+    assert (done.transaction_id, done.outcome, done.resolution) == ("t0001", "APPROVE", "timeout")
+    assert done.case_id is not None  # grouped into its customer's case before it timed out
+    waiting = store.holds.get("t0002")
+    assert waiting is not None and waiting.status == PENDING and waiting.case_id is not None
+    assert HoldSweep(store, settings).sweep() == []  # nothing left that waited an hour
