@@ -66,8 +66,15 @@ def test_a_challenge_rule_decides_challenge_over_http_and_through_the_worker(api
     assert queued["c-worker"]["challenge"] is None  # asked, not answered yet
     assert queued["plain"]["decision"]["decision"] != "CHALLENGE"
     stats = client.get("/v1/stats").json()
-    assert stats["by_decision"]["CHALLENGE"] == 2
+    assert stats["by_decision"]["CHALLENGE"] == 2 and stats["flagged_rate"] == pytest.approx(2 / 3)
     assert metric(client, 'fraudstream_decisions_total{decision="CHALLENGE"}') == 1  # the API's own
+    series = client.get("/v1/stats/series", params={"window": 3600, "bucket": 60}).json()
+    assert sum(p["by_decision"].get("CHALLENGE", 0) for p in series["points"]) == 2  # per minute and outcome
+    today = datetime.now(UTC).date().isoformat()
+    report = client.get("/v1/reports/daily", params={"date": today}).json()
+    assert report["by_decision"]["CHALLENGE"]["count"] == 2 and report["by_decision"]["HOLD"]["count"] == 0
+    drift = client.get("/v1/drift").json()["decision_rates"]  # no PSI yet (3 < 500): the decided rates
+    assert drift["decided"]["CHALLENGE"] == pytest.approx(2 / 3) and set(drift) == {"decided"}
 
 
 def test_a_failed_challenge_is_a_fraud_label_that_a_later_feature_reads(api: Api) -> None:

@@ -147,6 +147,11 @@ def test_drift_compares_the_models_decisions_with_training_and_shows_every_outco
     assert rates["decided"] == {"APPROVE": 0.5, "FLAG": 0.0, "CHALLENGE": 0.25, "HOLD": 0.25, "BLOCK": 0.0}
     assert "decided" not in monitor.report(np.zeros(len(DECISIONS), dtype=np.int64)).decision_rates
     assert "decided" not in monitor.report().decision_rates
+    few = DriftMonitor(reference, model_version="m", min_count=10_000, clock=lambda: 1000.0)
+    few.observe(X, probability)  # too few for a PSI: the decided rates all the same
+    assert few.report(np.array([1, 0, 1, 0, 0])).decision_rates == {
+        "decided": {"APPROVE": 0.5, "FLAG": 0.0, "CHALLENGE": 0.5, "HOLD": 0.0, "BLOCK": 0.0}
+    }
 
 
 def _record(i: int, decision: str) -> DecisionRecord:

@@ -125,10 +125,13 @@ def compare(
     ``decision_rates`` compares like with like: ``reference`` and ``window`` are the shares of APPROVE,
     FLAG and BLOCK the model's thresholds give the training data and the window's probabilities (the
     only outcomes training knows). ``decided`` adds the shares of every outcome actually decided in the
-    window, score bands and rules included, CHALLENGE and HOLD among them (0 when none): training has
-    no counterpart of those, so they have no reference."""
+    window, score bands and rules included, CHALLENGE and HOLD among them (0 when none), also while
+    there is no PSI to show: training has no counterpart of those, so they have no reference."""
     n = 0 if counts is None or reference is None else int(counts[-1].sum())
     report = DriftReport(model_version, window_seconds, n, min_count, threshold)
+    if decided is not None and decided.sum() > 0:  # with or without a PSI to show
+        shares = (decided / decided.sum()).round(6).tolist()
+        report.decision_rates["decided"] = dict(zip(DECISIONS, shares, strict=True))
     if reference is None or counts is None:
         report.message = NO_REFERENCE
         return report
@@ -146,13 +149,10 @@ def compare(
     features.sort(key=lambda f: (-f.psi, f.feature))
     report.score_psi = round(float(values[-2]), 6)
     report.features = features
-    report.decision_rates = {
+    report.decision_rates |= {
         "reference": reference.decision_rates(),
         "window": dict(zip(MODEL_DECISIONS, (counts[-1, :3] / n).round(6).tolist(), strict=True)),
     }
-    if decided is not None and decided.sum() > 0:
-        shares = (decided / decided.sum()).round(6).tolist()
-        report.decision_rates["decided"] = dict(zip(DECISIONS, shares, strict=True))
     return report
 
 
