@@ -165,8 +165,9 @@ class Scorer:
         if not 0.0 <= challenger_share <= 1.0:
             raise ValueError(f"challenger_share must be between 0 and 1, got {challenger_share}")
         self.challenger_share = challenger_share
-        self.bands = bands
         """The share of customers the challenger decides (A/B); 0 keeps it in shadow only."""
+        self.bands = bands
+        """The serving score bands (CHALLENGE, HOLD) applied to every model decision."""
         self.engine = engine or FeatureEngine(bundle.feature_set())
         self.state = state
         self.rules = rules
