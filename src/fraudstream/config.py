@@ -101,13 +101,42 @@ class Settings(BaseSettings):
     )
     case_group_by: Literal["customer_id", "device_id", "ip_address", "merchant_id"] = Field(
         "customer_id",
-        description="cases: a FLAG or BLOCK joins the open case of the same value of this transaction field "
-        "(a transaction without it groups by customer_id)",
+        description="cases: a FLAG, HOLD or BLOCK joins the open case of the same value of this transaction "
+        "field (a transaction without it groups by customer_id)",
     )
     case_priority: Literal["expected_loss", "amount", "probability"] = Field(
         "expected_loss",
         description="cases: what orders the queue: expected_loss (probability × amount, summed over the "
         "case), amount (summed) or probability (the highest)",
+    )
+    challenge_band: str | None = Field(
+        None,
+        description="LOW,HIGH: model probabilities LOW <= p < HIGH are decided CHALLENGE (step-up "
+        "authentication) whatever the thresholds say, e.g. 0.5,0.8; unset: no band",
+    )
+    hold_band: str | None = Field(
+        None,
+        description="LOW,HIGH: model probabilities LOW <= p < HIGH are decided HOLD (the payment waits for "
+        "an analyst's verdict); unset: no band. It may not overlap FRAUD_CHALLENGE_BAND",
+    )
+    hold_timeout_seconds: float = Field(
+        86_400.0,
+        gt=0,
+        le=90 * 86_400,
+        description="holds: a hold no verdict released within this many seconds of wall-clock time gets "
+        "FRAUD_HOLD_DEFAULT",
+    )
+    hold_default: Literal["APPROVE", "BLOCK"] = Field(
+        "BLOCK",
+        description="holds: the outcome of a hold that times out, or whose case is closed inconclusive: "
+        "APPROVE releases the payment, BLOCK rejects it",
+    )
+    hold_sweep_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="how often serve and worker processes look for holds past FRAUD_HOLD_TIMEOUT_SECONDS "
+        "(seconds)",
     )
     threads: int = Field(2, ge=1, description="threads for model training")
     seed: int = Field(7, description="random seed for data generation and training: same seed, same result")
@@ -382,6 +411,14 @@ class Settings(BaseSettings):
         parse_gate(value)
         return value
 
+    @field_validator("challenge_band", "hold_band")
+    @classmethod
+    def _band(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from fraudstream.models.bands import parse_band
+
+        band = parse_band(value, f"FRAUD_{(info.field_name or '').upper()}")
+        return None if band is None or value is None else value.strip()
+
     @field_validator("rate_limit_storage")
     @classmethod
     def _limit_storage(cls, value: str) -> str:
@@ -397,6 +434,13 @@ class Settings(BaseSettings):
                 "but none is set: set FRAUD_CHALLENGER_URI (e.g. models:/fraudstream@challenger) "
                 "or the share to 0"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _bands_apart(self) -> Settings:
+        from fraudstream.models.bands import ScoreBands
+
+        ScoreBands.parse(self.challenge_band, self.hold_band)  # overlapping bands are refused here
         return self
 
     @property

@@ -22,6 +22,7 @@ from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.features.plan import FeatureSet
+from fraudstream.models.bands import ScoreBands
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.monitoring.rule_guard import RuleGuard, watch_rules
 from fraudstream.pipeline.decider import Decider, StoreLedger
@@ -198,6 +199,7 @@ def _open_with_store(settings: Settings, store: Store, bundle: ModelBundle | Non
         engine,
         challenger=challenger,
         challenger_share=settings.challenger_share,
+        bands=ScoreBands.parse(settings.challenge_band, settings.hold_band),
     )
     broker = settings_broker(settings, store)
     if warm and isinstance(state, MemoryFeatureState):
@@ -222,7 +224,8 @@ def open_worker(
     transactions topic runs one (``fraudstream worker``, the Spark streaming job), so they cannot
     drift apart: stale kernels rebuilt and run on FRAUD_WORKER_THREADS threads, the data folder made,
     alerts stored (and delivered when a channel is configured) for its decisions and for drift, a
-    registry alias followed (``say`` hears a swap), the collector paused around each batch.
+    registry alias followed (``say`` hears a swap), timed-out holds swept (:mod:`.worker.holds`), the
+    collector paused around each batch.
 
     ``broker`` wraps the services' broker (the Spark job publishes through it, but reads through
     Spark); ``options`` go to :class:`~fraudstream.worker.Worker`. Everything is closed on exit.
@@ -233,6 +236,7 @@ def open_worker(
     from fraudstream.monitoring.drift import watch
     from fraudstream.registry import watch_model
     from fraudstream.worker import Worker
+    from fraudstream.worker.holds import HoldSweep
 
     refresh_stale_kernels()
     limit_kernel_threads(settings.worker_threads)
@@ -240,6 +244,7 @@ def open_worker(
     services = open_services(settings)
     alerts = alerts_for(services)  # alerts are stored, and delivered when a channel is configured
     follower = None
+    sweep = HoldSweep(services.store, settings).start()  # timed-out holds get FRAUD_HOLD_DEFAULT
     try:
         watch(services.decider, settings, alerts.raise_alerts)  # drift alerts from this worker's batches
         guard_rules(services, alerts.raise_alerts)  # a rule firing far above its backtested rate: shadow
@@ -254,6 +259,7 @@ def open_worker(
             **options,
         )
     finally:
+        sweep.stop()
         if follower is not None:
             follower.stop()
         alerts.close()

@@ -70,6 +70,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/v1/snoozes"): READER,
     ("POST", "/v1/snoozes"): READER,
     ("DELETE", "/v1/snoozes/{snooze_id}"): READER,
+    ("POST", "/v1/challenges/{transaction_id}"): SENDER,
+    ("GET", "/v1/holds"): READER,
 }
 #: What makes a call end quickly and change nothing: a stream that ends, bodies that fail validation.
 QUERY = {"/v1/stream": {"duration": "0.05"}}

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from fraudstream.cli import app
+from fraudstream.events.transaction import DECISIONS
 from tests.e2e.apitools import NOW, Api, tx
 
 runner = CliRunner()
@@ -65,7 +66,7 @@ def _check(report: dict[str, Any], live: dict[str, str]) -> None:
     blocked = {c["to"]: c for c in report["changes"]}.get("BLOCK")
     expected = sorted(t for t in ("b2", "b3") if live[t] != "BLOCK")
     assert sorted(blocked["examples"] if blocked else []) == expected
-    assert report["live"] == {d: list(live.values()).count(d) for d in ("APPROVE", "FLAG", "BLOCK")}
+    assert report["live"] == {d: list(live.values()).count(d) for d in DECISIONS}
     assert report["candidate"]["BLOCK"] >= 2
 
 

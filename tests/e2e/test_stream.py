@@ -252,7 +252,7 @@ def test_stream_needs_a_key_and_valid_outcomes(server: Server) -> None:
         f"{server.url}/v1/stream?decision=FLAG,MAYBE", headers={"X-API-Key": "stream-key-012345"}, timeout=5
     )
     assert response.status_code == 422
-    assert "comma-separated list of APPROVE, FLAG, BLOCK" in response.text
+    assert "comma-separated list of APPROVE, FLAG, CHALLENGE, HOLD, BLOCK" in response.text
 
 
 def test_model_and_series_endpoints(server: Server) -> None:

@@ -79,9 +79,11 @@ def db(tmp_path: Path) -> Iterator[tuple[Store, str]]:
 
 def test_totals_by_decision_cover_the_utc_day_by_decision_time(db: tuple[Store, str]) -> None:
     report = daily_report(db[0], DAY).to_dict()
-    assert report["by_decision"] == {
+    assert report["by_decision"] == {  # every outcome, mildest first, none of some
         "APPROVE": {"count": 2, "amount": 90.0},
         "FLAG": {"count": 2, "amount": 500.0},
+        "CHALLENGE": {"count": 0, "amount": 0.0},
+        "HOLD": {"count": 0, "amount": 0.0},
         "BLOCK": {"count": 1, "amount": 10.0},
     }
     assert report["total"] == {"count": 5, "amount": 600.0}

@@ -386,7 +386,11 @@ def rule(**overrides: Any) -> dict[str, Any]:
     ("data", "rule_name", "fragment"),
     [
         ({"rules": [rule(), rule()]}, "night_big", "duplicate rule name (rule #1"),
-        ({"rules": [rule(action="REVIEW")]}, "night_big", "'REVIEW' is not one of APPROVE, FLAG, BLOCK"),
+        (
+            {"rules": [rule(action="REVIEW")]},
+            "night_big",
+            "'REVIEW' is not one of APPROVE, FLAG, CHALLENGE, HOLD, BLOCK",
+        ),
         ({"rules": [rule(reason=None)]}, "night_big", "missing 'reason'"),
         ({"rules": [rule(reason=" ")]}, "night_big", "'reason' must be non-empty"),
         ({"rules": [rule(when=None)]}, "night_big", "missing 'when'"),

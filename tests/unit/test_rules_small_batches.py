@@ -204,7 +204,8 @@ def test_errors_on_small_batches_are_the_same_as_before() -> None:
     assert str(info.value) == "rules.yaml: rule 't': column 'raw' is not in the batch"
     with pytest.raises(RulesError, match="'device_id' must hold text ids for the deny list"):
         rules.apply({**ids, "device_id": np.array([1.0]), "raw": np.array([5.0])}, one)
-    with pytest.raises(ValueError, match=r"one of APPROVE, FLAG, BLOCK; got \['1', 'REVIEW'\]"):
+    bad = r"one of APPROVE, FLAG, CHALLENGE, HOLD, BLOCK; got \['1', 'REVIEW'\]"
+    with pytest.raises(ValueError, match=bad):
         rules.apply({**ids, "raw": np.array([5.0, 5.0])}, np.array(["REVIEW", 1], dtype=object))
     with pytest.raises(RulesError) as info:
         compile_expr("raw * 2 > 3", ["raw"]).evaluate({"raw": np.array(["a"], dtype=object)})

@@ -13,7 +13,7 @@ import pytest
 import xgboost as xgb
 
 from fraudstream.events.batch import TransactionBatch
-from fraudstream.events.transaction import DECISIONS
+from fraudstream.events.transaction import MODEL_DECISIONS
 from fraudstream.features import FeatureEngine
 from fraudstream.models.bundle import ModelBundle, load_bundle
 from fraudstream.models.ensemble import model_decisions
@@ -131,7 +131,7 @@ def test_probabilities_decisions_and_reasons_follow_their_definitions(
     scores = served.score(X)
     np.testing.assert_allclose(scores.probability, _plain_probability(mixed, fitted, X), rtol=0, atol=1e-12)
     levels = np.digitize(scores.probability, [mixed.manifest.thresholds[k] for k in ("flag", "block")])
-    assert scores.decision.tolist() == np.asarray(DECISIONS, dtype=object)[levels].tolist()
+    assert scores.decision.tolist() == np.asarray(MODEL_DECISIONS, dtype=object)[levels].tolist()
     assert served.explainer is not None
     decisions = np.where(rng.random(len(X)) < 0.7, "FLAG", "APPROVE").astype(object)
     reasons = served.reasons(X, decisions)
@@ -224,6 +224,6 @@ def test_model_decisions_equal_digitize(flag: float, block: float) -> None:
     p = np.array([0.0, 0.3, 0.5, 0.7, 1.0, np.nan, np.nextafter(0.5, 0), np.nextafter(0.7, 1), 0.4])
     levels = np.digitize(p, [flag, block])
     assert (
-        np.asarray(DECISIONS, dtype=object)[levels].tolist()
+        np.asarray(MODEL_DECISIONS, dtype=object)[levels].tolist()
         == model_decisions(p, {"flag": flag, "block": block}).tolist()
     )

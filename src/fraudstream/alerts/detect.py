@@ -1,9 +1,11 @@
-"""Which decisions page someone: BLOCKs, bursts of FLAGs for one customer, and alerting rules' hits.
+"""Which decisions page someone: BLOCKs, HOLDs, bursts of FLAGs for one customer, alerting rules' hits.
 
 Detection takes a whole batch of stored decisions at once. Each decision yields at most one alert of
-its own (a BLOCK outranks an alerting rule's hit, whose rules it names anyway); a FLAG may in
-addition complete a burst. Alerts are then de-duplicated per ``(kind, entity)`` within
-``alert_dedup_seconds`` of wall-clock time, because the window is about not paging people twice.
+its own (a BLOCK or a HOLD outranks an alerting rule's hit, whose rules it names anyway); a FLAG may in
+addition complete a burst. A HOLD pages because a payment waits on an analyst's verdict, and gets the
+default outcome if none comes in time; a CHALLENGE does not, since the customer answers it. Alerts are
+then de-duplicated per ``(kind, entity)`` within ``alert_dedup_seconds`` of wall-clock time, because
+the window is about not paging people twice.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from fraudstream.events.reasons import reason_text
 from fraudstream.rules.ruleset import RuleSet
 
 BLOCK = "block"
+HOLD = "hold"
 FLAG_BURST = "flag_burst"
 RULE = "rule"
 #: List hits that always alert, whatever the rules file says.
@@ -112,8 +115,9 @@ class AlertDetector:
         paging = frozenset(self.alert_rules())
         candidates: list[tuple[datetime, Alert]] = []
         for record in records:
-            if record.decision == "BLOCK":
-                candidates.append((record.timestamp, self._single(BLOCK, record, now)))
+            if record.decision in ("BLOCK", "HOLD"):
+                kind = BLOCK if record.decision == "BLOCK" else HOLD
+                candidates.append((record.timestamp, self._single(kind, record, now)))
                 continue
             hits = [r for r in record.rules if r in paging or r.startswith(DENY_PREFIX)]
             if hits:

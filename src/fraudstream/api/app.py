@@ -32,21 +32,25 @@ from fraudstream.config import Settings
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Label, Transaction
 from fraudstream.monitoring.drift import watch
-from fraudstream.monitoring.metrics import DriftCollector, ParityCollector
+from fraudstream.monitoring.metrics import DriftCollector, HoldCollector, ParityCollector
 from fraudstream.pipeline.decider import Decider
 from fraudstream.registry import watch_model
 from fraudstream.runtime import Services, alerts_for, guard_rules, open_services
+from fraudstream.worker.holds import HoldSweep
 from fraudstream.worker.worker import DEAD_LETTERS, RESULTS, Worker
 
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
-Real-time fraud decisions (APPROVE / FLAG / BLOCK) from point-in-time features, trained models and rules.
+Real-time fraud decisions (APPROVE / FLAG / CHALLENGE / HOLD / BLOCK) from point-in-time features, trained
+models and rules.
 
 * `POST /v1/score` decides one transaction synchronously.
 * `POST /v1/transactions` queues transactions durably for the worker; `GET /v1/transactions/{id}?wait=`
   returns the decision when it is made.
-* `POST /v1/labels` feeds fraud outcomes back into the features.
+* `POST /v1/labels` feeds fraud outcomes back into the features; `POST /v1/challenges/{id}` posts the
+  result of a CHALLENGE's step-up authentication, a label source too.
+* `GET /v1/holds` lists the payments decided HOLD: a case's verdict releases or rejects them.
 
 Send the API key as `X-API-Key` or `Authorization: Bearer` when keys are set (`FRAUD_API_KEYS`,
 `FRAUD_ADMIN_KEYS`, `fraudstream keys create`); each route needs a role: ingest, analyst or admin.
@@ -146,6 +150,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
         running.decider.add_observer(app.state.waiters.observe)  # ?wait= answers as decisions are stored
         app.state.services = running
         app.state.model_watcher = watch_model(running, settings)  # a promotion swaps in without a restart
+        app.state.hold_sweep = HoldSweep(running.store, settings).start()  # timed-out holds get the default
         if run_worker:
             _start_worker(app, running, settings, metrics)
         freeze_startup_objects()
@@ -156,6 +161,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
                 app.state.model_watcher.stop()
                 app.state.model_watcher = None
             app.state.simulations.stop()
+            app.state.hold_sweep.stop()
             await app.state.batcher.stop()
             _stop_worker(app)
             app.state.alerts.close()
@@ -177,9 +183,13 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     app.state.drift = None
     app.state.rule_guard = None
     app.state.model_watcher = None
+    app.state.hold_sweep = None
     metrics.registry.register(DriftCollector(lambda: app.state.drift))
     metrics.registry.register(
         ParityCollector(lambda: None if app.state.services is None else app.state.services.store.parity)
+    )
+    metrics.registry.register(
+        HoldCollector(lambda: None if app.state.services is None else app.state.services.store.holds)
     )
     app.state.worker_thread = None
     app.state.simulations = SimulationSlot()

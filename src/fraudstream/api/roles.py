@@ -2,9 +2,9 @@
 
 :data:`ROLES` is the one place that says which roles may call which route. A ``/v1`` route missing
 from it is open to admin keys alone and fails the roles test, so no route is served to a role nobody
-decided on. Admin holds every role. ``ingest`` sends transactions and reads back their decisions;
-``analyst`` reads everything, writes labels and cases, snoozes rules and requeues dead letters (the
-dashboard's button); ``admin`` alone changes models and keys.
+decided on. Admin holds every role. ``ingest`` sends transactions, reads back their decisions and posts
+the results of their step-up challenges; ``analyst`` reads everything, writes labels and cases, snoozes
+rules and requeues dead letters (the dashboard's button); ``admin`` alone changes models and keys.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/snoozes"): ANALYST,
     ("POST", "/v1/snoozes"): ANALYST,
     ("DELETE", "/v1/snoozes/{snooze_id}"): ANALYST,
+    ("POST", "/v1/challenges/{transaction_id}"): SENDER,  # the payment flow that ran the challenge
+    ("GET", "/v1/holds"): ANALYST,
 }
 
 

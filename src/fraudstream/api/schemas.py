@@ -6,16 +6,19 @@ change the API. Transactions and labels come in as the canonical :mod:`fraudstre
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from fraudstream.events.decision import DecisionRecord
 from fraudstream.events.transaction import Label
+from fraudstream.storage.challenges import IS_FRAUD, Challenge
+from fraudstream.storage.holds import PENDING, Hold
 from fraudstream.storage.store import LATENCY_SAMPLE, RECENT_SECONDS
 
-DecisionName = Literal["APPROVE", "FLAG", "BLOCK"]
+DecisionName = Literal["APPROVE", "FLAG", "CHALLENGE", "HOLD", "BLOCK"]
+"""The outcomes, mildest first (see :data:`fraudstream.events.transaction.DECISIONS`)."""
 LabelIn = Label
 
 
@@ -26,11 +29,15 @@ class DecisionOut(BaseModel):
     customer_id: str
     amount: float
     timestamp: datetime = Field(description="the transaction's own time")
-    decision: DecisionName
+    decision: DecisionName = Field(
+        description="APPROVE; FLAG (approved, for an analyst to look at); CHALLENGE (ask the customer for "
+        "step-up authentication, then POST /v1/challenges/{transaction_id}); HOLD (the payment waits for a "
+        "case's verdict or the hold timeout); BLOCK"
+    )
     probability: float = Field(description="ensemble fraud probability, 0 to 1")
     reasons: list[dict[str, Any]] = Field(
-        description="FLAG and BLOCK: the top model contributions, each {code, value, contribution, source,"
-        " description, direction: raises_risk}; then every fired rule, {code, reason, source: rules,"
+        description="every outcome but APPROVE: the top model contributions, each {code, value, contribution,"
+        " source, description, direction: raises_risk}; then every fired rule, {code, reason, source: rules,"
         " direction: raises_risk or lowers_risk}. An APPROVE lists no model contributions, and a missing"
         " feature value is never one",
         examples=[
@@ -144,10 +151,70 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 }
 
 
+class HoldOut(BaseModel):
+    """A payment decided HOLD: waiting for a case's verdict (or the timeout's default), or how it ended."""
+
+    transaction_id: str
+    customer_id: str
+    amount: float
+    held_at: datetime = Field(description="when it was decided HOLD")
+    status: Literal["pending", "released", "rejected"] = Field(
+        description="pending: waiting; released: APPROVE after all; rejected: BLOCK after all"
+    )
+    outcome: Literal["APPROVE", "BLOCK"] | None = Field(description="the final outcome, once resolved")
+    resolution: Literal["verdict", "timeout"] | None = Field(
+        description="what resolved it: the verdict of its case, or FRAUD_HOLD_TIMEOUT_SECONDS passing"
+    )
+    resolved_at: datetime | None
+    resolved_by: str | None = Field(description="the analyst whose verdict resolved it, or 'timeout'")
+    case_id: int | None = Field(description="the case its transaction is in, once grouped")
+    waited_seconds: float = Field(description="how long it waited, or has waited so far")
+    times_out_at: datetime | None = Field(
+        description="while pending: when FRAUD_HOLD_DEFAULT applies if no verdict comes first"
+    )
+
+    @classmethod
+    def of(cls, hold: Hold, timeout_seconds: float) -> HoldOut:
+        """``hold`` as the API shows it, with a pending hold's wait so far and its timeout time."""
+        pending = hold.status == PENDING
+        waited = hold.waited_seconds
+        if waited is None:
+            waited = max((datetime.now(UTC) - hold.held_at).total_seconds(), 0.0)
+        return cls(
+            **{k: v for k, v in vars(hold).items() if k in cls.model_fields},
+            waited_seconds=round(waited, 3),
+            times_out_at=hold.held_at + timedelta(seconds=timeout_seconds) if pending else None,
+        )
+
+
+class ChallengeOut(BaseModel):
+    """The result of a CHALLENGE decision's step-up authentication, as posted back."""
+
+    transaction_id: str
+    result: Literal["passed", "failed", "abandoned"]
+    completed_at: datetime = Field(description="when the customer finished: the label's label_time")
+    answered_at: datetime = Field(description="when the result was posted")
+    answered_by: str = Field(description="the posting key's name")
+    is_fraud: bool | None = Field(
+        description="the label the result makes (source 'challenge'): failed is fraud, passed legitimate; "
+        "null for abandoned, which makes none"
+    )
+
+    @classmethod
+    def of(cls, challenge: Challenge) -> ChallengeOut:
+        return cls(**vars(challenge), is_fraud=IS_FRAUD[challenge.result])
+
+
 class TransactionStatusOut(BaseModel):
     transaction_id: str
     status: Literal["queued", "decided", "dead"]
     decision: StoredDecisionOut | None = None
+    hold: HoldOut | None = Field(
+        None, description="for a HOLD decision: whether the payment still waits, and how it ended"
+    )
+    challenge: ChallengeOut | None = Field(
+        None, description="for a CHALLENGE decision: its result, once posted back"
+    )
 
 
 class DecisionPage(BaseModel):
@@ -162,7 +229,7 @@ class StatsOut(BaseModel):
     window_s: float
     total: int
     by_decision: dict[str, int]
-    flagged_rate: float = Field(description="share of FLAG and BLOCK decisions")
+    flagged_rate: float = Field(description="share of decisions other than APPROVE")
     latency_ms: dict[str, float | None] = Field(
         description=f"p50/p95/p99 of total scoring latency, newest {LATENCY_SAMPLE:,} decisions in the window"
     )

@@ -226,10 +226,12 @@ def _summary(services: Any, sim: Any, started: float) -> None:
 
     from rich.table import Table
 
+    from fraudstream.events.transaction import FLAGGED
+
     stats = services.store.decisions.stats(datetime.fromtimestamp(started, UTC) - timedelta(seconds=1))
     ids = list(sim.truth)[: sim.sent]
     decided = services.store.decisions.get_many(ids)
-    flagged = {t for t, rec in decided.items() if rec.decision in ("FLAG", "BLOCK")}
+    flagged = {t for t, rec in decided.items() if rec.decision in FLAGGED}
     fraud = {t for t in ids if sim.truth[t][0]}
     table = Table(title="demo summary", show_header=False)
     table.add_row("transactions sent", f"{sim.sent:,}")

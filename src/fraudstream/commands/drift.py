@@ -66,6 +66,9 @@ def drift(
 
     Example: fraudstream drift --since 7d --json
     """
+    import numpy as np
+
+    from fraudstream.events.transaction import DECISIONS
     from fraudstream.models.bundle import bundle_feature_set, read_manifest, read_reference
     from fraudstream.models.reference import NO_REFERENCE, Reference
     from fraudstream.monitoring.drift import compare
@@ -91,6 +94,7 @@ def drift(
         with open_store(settings.db_url) as store:
             store.migrate()
             counts = count_stored(store, reference, start, end)
+            totals = {d: n for d, n, _ in store.reports.decision_totals(start, end)}
         report = compare(
             reference,
             counts,
@@ -99,6 +103,7 @@ def drift(
             threshold=settings.drift_psi_threshold,
             min_count=settings.drift_min_count,
             calendar=bundle_feature_set(manifest, path).calendar_names,
+            decided=np.array([totals.get(d, 0) for d in DECISIONS], dtype=np.int64),
         )
         if report.count == 0:
             console.print(f"no decisions between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC")

@@ -97,6 +97,7 @@ def backtest(
 
     Example: fraudstream rules backtest candidate.yaml --since 30d
     """
+    from fraudstream.models.bands import ScoreBands
     from fraudstream.registry import load_model
     from fraudstream.rules.loader import load_rules
     from fraudstream.storage import open_store
@@ -118,8 +119,9 @@ def backtest(
             store.migrate()
             known = backtest_names(store.history.feature_names(), bundle.feature_set())
             rules = load_rules(candidate, known)
+            bands = ScoreBands.parse(settings.challenge_band, settings.hold_band)
             report = run_backtest(
-                store, rules, bundle.manifest.thresholds, bundle.manifest.version, window, utc(until)
+                store, rules, bundle.manifest.thresholds, bundle.manifest.version, window, utc(until), bands
             ).to_dict()
     if as_json:
         emit(report, True)

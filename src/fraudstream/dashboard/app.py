@@ -109,6 +109,8 @@ def headline(stats: dict[str, Any], rate: float) -> None:
         ("Transactions", f"{stats['total']:,}"),
         ("Approved", f"{by.get('APPROVE', 0):,}"),
         ("Flagged", f"{by.get('FLAG', 0):,}"),
+        ("Challenged", f"{by.get('CHALLENGE', 0):,}"),
+        ("Held", f"{by.get('HOLD', 0):,}"),
         ("Blocked", f"{by.get('BLOCK', 0):,}"),
         ("Flagged rate", f"{stats['flagged_rate']:.2%}"),
         ("Fraud labels", f"{stats['labelled_fraud']:,}"),
@@ -321,7 +323,9 @@ def main() -> None:
     with st.sidebar:
         window_label = st.selectbox("Window", list(WINDOWS), index=0, key="window")
         refresh = st.slider("Refresh every (s)", 1, 30, 2, key="refresh")
-        outcomes = st.multiselect("Feed outcomes", charts.OUTCOMES, default=["FLAG", "BLOCK"], key="outcomes")
+        outcomes = st.multiselect(
+            "Feed outcomes", charts.OUTCOMES, default=list(charts.OUTCOMES[1:]), key="outcomes"
+        )
         customer = st.text_input("Customer id", key="customer").strip() or None
         st.caption(f"API: {settings.api_url}")
     window, bucket = WINDOWS[window_label]

@@ -367,9 +367,10 @@ ENTITIES_HINT = (
 
 
 def example_entity(client: ApiClient) -> str | None:
-    """A customer worth a look, to try the page with: the one of the newest BLOCK (else FLAG)."""
+    """A customer worth a look, to try the page with: the one of the newest BLOCK (else HOLD, else
+    CHALLENGE, else FLAG)."""
     try:
-        for outcome in ("BLOCK", "FLAG"):
+        for outcome in ("BLOCK", "HOLD", "CHALLENGE", "FLAG"):
             newest = client.decisions([outcome], limit=1)
             if newest:
                 return str(newest[0]["customer_id"])

@@ -13,9 +13,12 @@ import altair as alt
 import pandas as pd
 
 from fraudstream.dashboard.display import TIME_FORMAT
+from fraudstream.events.transaction import DECISIONS
 
-OUTCOMES = ("APPROVE", "FLAG", "BLOCK")
-COLORS = alt.Scale(domain=list(OUTCOMES), range=["#4c9a2a", "#f0a202", "#d1495b"])
+OUTCOMES = DECISIONS
+#: One colour per outcome, mildest first: green, amber, blue (the customer is asked), purple (waiting
+#: for an analyst), red.
+COLORS = alt.Scale(domain=list(OUTCOMES), range=["#4c9a2a", "#f0a202", "#2f7fc1", "#8e5ea2", "#d1495b"])
 
 
 def _time_x(bucket_s: int) -> alt.X:
@@ -107,9 +110,9 @@ def _period(seconds: int) -> str:
 
 
 def mix_chart(frame: pd.DataFrame, bucket_s: int = 60) -> alt.Chart:
-    """The share of FLAG and BLOCK per bucket: the decision mix without the APPROVE bulk."""
+    """The share of every outcome but APPROVE per bucket: the decision mix without the APPROVE bulk."""
     return (
-        alt.Chart(frame, title="flagged and blocked share")
+        alt.Chart(frame, title="share not approved")
         .transform_joinaggregate(total="sum(count)", groupby=["time"])
         .transform_calculate(share="datum.count / datum.total")
         .transform_filter("datum.decision != 'APPROVE'")

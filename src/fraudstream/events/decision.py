@@ -16,8 +16,8 @@ import numpy as np
 
 
 def may_alert(decision: str, rules: Sequence[str]) -> bool:
-    """Whether a decision can raise an alert: every FLAG and BLOCK can, and so can any decision a rule
-    fired on. An APPROVE no rule touched (most decisions) cannot, so nobody needs to hand it over."""
+    """Whether a decision can raise an alert: every outcome but APPROVE can, and so can any decision a
+    rule fired on. An APPROVE no rule touched (most decisions) cannot, so nobody needs to hand it over."""
     return decision != "APPROVE" or bool(rules)
 
 
@@ -128,8 +128,9 @@ class DecisionColumns:
         return np.where(self.routed, self.shadow_probability, self.probability)
 
     def alerting_rows(self) -> list[int]:
-        """The rows that can raise an alert (:func:`may_alert`): every FLAG and BLOCK, and every decision
-        a rule fired on; most decisions are APPROVEs no rule touched, which nobody needs to hand over."""
+        """The rows that can raise an alert (:func:`may_alert`): every outcome but APPROVE, and every
+        decision a rule fired on; most decisions are APPROVEs no rule touched, which nobody needs to
+        hand over."""
         decisions = np.asarray(self.decision, dtype=object).tolist()
         pairs = zip(decisions, self.rules, strict=True)
         return [k for k, (decision, rules) in enumerate(pairs) if may_alert(decision, rules)]

@@ -3,7 +3,7 @@
 A model reason names a feature (``code``), the value it had, its ``contribution`` to the fraud score,
 the model that explained it (``source``), the feature's human ``description`` and the ``direction`` it
 pushed the decision. Model reasons are the largest positive contributions, so they raise the risk, and
-only FLAG and BLOCK decisions carry them: an APPROVE has nothing to justify. A feature whose value is
+only decisions other than APPROVE carry them: an APPROVE has nothing to justify. A feature whose value is
 missing is never a reason (the model read "unknown", which a reviewer cannot act on). A rule reason
 names the rule (``code``) with its ``reason`` and ``source: rules``; APPROVE rules and the allow list
 lower the risk, every other rule and the deny list raise it.

@@ -82,9 +82,21 @@ def _unicode(text: str, path: str) -> None:
         raise ValueError(f"{path}: holds a NUL character (character {at + 1}), which cannot be stored")
 
 
-DECISIONS = ("APPROVE", "FLAG", "BLOCK")
-"""The outcomes, mildest first: an index into this tuple orders decisions by severity."""
-_ONE_DECISION = "(APPROVE|FLAG|BLOCK|approve|flag|block)"
+DECISIONS = ("APPROVE", "FLAG", "CHALLENGE", "HOLD", "BLOCK")
+"""The outcomes, mildest first: an index into this tuple orders decisions by severity.
+
+APPROVE lets the payment through; FLAG lets it through and puts it in front of an analyst; CHALLENGE
+asks the customer for step-up authentication (3-D Secure, a one-time code) and lets the payment through
+if it is passed; HOLD keeps the payment waiting until an analyst's verdict (or a timeout) releases or
+rejects it; BLOCK refuses it. CHALLENGE sits above FLAG because it stops the payment until the customer
+answers, and below HOLD because the customer can clear it alone, where a hold needs an analyst."""
+MODEL_DECISIONS = ("APPROVE", "FLAG", "BLOCK")
+"""The outcomes a model's two thresholds give (``flag`` and ``block``), mildest first: training and a
+bundle's drift reference know only these. CHALLENGE and HOLD come from score bands set at serving time
+and from rules."""
+FLAGGED = DECISIONS[1:]
+"""Every outcome but APPROVE: the decisions counted as flagged (stats, reports, precision)."""
+_ONE_DECISION = "(" + "|".join([*DECISIONS, *(d.lower() for d in DECISIONS)]) + ")"
 DECISIONS_PATTERN = f"^ *{_ONE_DECISION} *(, *{_ONE_DECISION} *)*$"
 """A comma-separated list of outcomes, in either case."""
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from fraudstream.events.transaction import DECISIONS
+from fraudstream.events.transaction import MODEL_DECISIONS
 
-_DECISIONS = np.asarray(DECISIONS, dtype=object)
+_DECISIONS = np.asarray(MODEL_DECISIONS, dtype=object)
 
 ANOMALY = "isolation_forest"
 """The model whose raw score is an anomaly score, calibrated as it is rather than as log-odds."""

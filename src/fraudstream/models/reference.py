@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from fraudstream.events.transaction import DECISIONS
+from fraudstream.events.transaction import MODEL_DECISIONS
 
 #: Quantile bins per feature and for the score.
 BINS = 10
@@ -112,7 +112,7 @@ class Reference:
 
     def decision_rates(self) -> dict[str, float]:
         """Share of APPROVE, FLAG and BLOCK the model gave the reference's rows."""
-        return dict(zip(DECISIONS, self.expected[-1, :3].tolist(), strict=True))
+        return dict(zip(MODEL_DECISIONS, self.expected[-1, :3].tolist(), strict=True))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored as ``reference.json``."""
@@ -150,7 +150,7 @@ class Reference:
         rows = [*(raw["features"][n] for n in names), raw[SCORE]]
         rows.append({
             "edges": _decision_edges(thresholds),
-            "shares": [float(rates[d]) for d in DECISIONS],
+            "shares": [float(rates[d]) for d in MODEL_DECISIONS],
             "missing": 0.0,
         })  # fmt: skip
         edges = np.full((len(rows), bins - 1), np.inf)

@@ -27,7 +27,7 @@ import numpy as np
 from fraudstream.config import Settings
 from fraudstream.events.alert import Alert
 from fraudstream.events.decision import DecisionColumns
-from fraudstream.events.transaction import DECISIONS
+from fraudstream.events.transaction import DECISIONS, MODEL_DECISIONS
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.models.reference import NO_REFERENCE, SCORE, Reference
 
@@ -116,11 +116,22 @@ def compare(
     threshold: float,
     min_count: int,
     calendar: Collection[str] = (),
+    decided: np.ndarray | None = None,
 ) -> DriftReport:
     """The report for ``counts`` (as :meth:`Reference.counts` gives them, summed over a window);
-    ``calendar`` names the calendar features, which drift only over a window of a week or more."""
+    ``calendar`` names the calendar features, which drift only over a window of a week or more.
+    ``decided`` counts the window's final decisions per outcome of :data:`DECISIONS`.
+
+    ``decision_rates`` compares like with like: ``reference`` and ``window`` are the shares of APPROVE,
+    FLAG and BLOCK the model's thresholds give the training data and the window's probabilities (the
+    only outcomes training knows). ``decided`` adds the shares of every outcome actually decided in the
+    window, score bands and rules included, CHALLENGE and HOLD among them (0 when none), also while
+    there is no PSI to show: training has no counterpart of those, so they have no reference."""
     n = 0 if counts is None or reference is None else int(counts[-1].sum())
     report = DriftReport(model_version, window_seconds, n, min_count, threshold)
+    if decided is not None and decided.sum() > 0:  # with or without a PSI to show
+        shares = (decided / decided.sum()).round(6).tolist()
+        report.decision_rates["decided"] = dict(zip(DECISIONS, shares, strict=True))
     if reference is None or counts is None:
         report.message = NO_REFERENCE
         return report
@@ -138,9 +149,9 @@ def compare(
     features.sort(key=lambda f: (-f.psi, f.feature))
     report.score_psi = round(float(values[-2]), 6)
     report.features = features
-    report.decision_rates = {
+    report.decision_rates |= {
         "reference": reference.decision_rates(),
-        "window": dict(zip(DECISIONS, (counts[-1, :3] / n).round(6).tolist(), strict=True)),
+        "window": dict(zip(MODEL_DECISIONS, (counts[-1, :3] / n).round(6).tolist(), strict=True)),
     }
     return report
 
@@ -267,8 +278,9 @@ class DriftMonitor:
             live = (self._stamps > tick - SLOTS) & (self._stamps >= 0)
             return self._counts[live].sum(axis=0)
 
-    def report(self) -> DriftReport:
-        """The window compared with the reference now."""
+    def report(self, decided: np.ndarray | None = None) -> DriftReport:
+        """The window compared with the reference now; ``decided`` counts the decisions per outcome
+        made over the window (:func:`compare`), which the window itself does not hold."""
         return compare(
             self.reference,
             self.window_counts(),
@@ -277,6 +289,7 @@ class DriftMonitor:
             threshold=self.threshold,
             min_count=self.min_count,
             calendar=self.calendar,
+            decided=decided,
         )
 
     def _check(self) -> None:

@@ -1,4 +1,5 @@
-"""Drift and feature parity on ``/metrics``, read at scrape time so that scoring never updates a gauge.
+"""Drift, feature parity and held payments on ``/metrics``, read at scrape time so that scoring never
+updates a gauge.
 
 Drift: ``fraudstream_feature_psi{feature=...}`` and ``fraudstream_score_psi`` from the process's
 :class:`~fraudstream.monitoring.drift.DriftMonitor`; no samples while the window has no PSI yet (too
@@ -6,6 +7,9 @@ few transactions, or no reference in the bundle).
 
 Parity: the newest ``fraudstream parity`` check stored in the database (``fraudstream_feature_parity_*``),
 so every API process reports it without computing features offline itself; no samples before the first.
+
+Holds: the payments waiting now and how long resolved ones waited, from the database, so a hold
+resolved by any process (a verdict through one API, the timeout by a worker's sweep) is counted.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from fraudstream.monitoring.drift import DriftMonitor
+from fraudstream.storage.holds import WAIT_BUCKETS, HoldRepository
 from fraudstream.storage.parity import ParityRepository
 
 log = logging.getLogger(__name__)
@@ -108,3 +113,50 @@ class ParityCollector(Collector):
         for group, count in check.groups.items():
             groups.add_metric([*version, group], count)
         yield groups
+
+
+class HoldCollector(Collector):
+    """The held payments of whichever repository ``holds()`` returns (``None``: the app is not started),
+    read from the database at scrape time, so every process reports every process's holds:
+    ``fraudstream_holds_pending`` (waiting now) and ``fraudstream_hold_wait_seconds``, a histogram of how
+    long resolved holds waited, by ``resolution`` (verdict, timeout) and ``outcome`` (APPROVE, BLOCK). A
+    database that cannot answer leaves them out of that scrape."""
+
+    def __init__(self, holds: Callable[[], HoldRepository | None]) -> None:
+        self._holds = holds
+
+    def describe(self) -> list[Metric]:
+        return []  # read from the database: nothing to check up front
+
+    def collect(self) -> Iterator[Metric]:
+        holds = self._holds()
+        if holds is None:
+            return
+        try:
+            pending, waits = holds.pending(), holds.waits()
+        except Exception as error:  # /metrics answers with what it has
+            log.warning("hold metrics left out: %s", error)
+            return
+        gauge = GaugeMetricFamily("fraudstream_holds_pending", "Payments decided HOLD still waiting")
+        gauge.add_metric([], pending)
+        yield gauge
+        histogram = HistogramMetricFamily(
+            "fraudstream_hold_wait_seconds",
+            "How long held payments waited, by what resolved them (verdict, timeout) and their outcome",
+            labels=["resolution", "outcome"],
+        )
+        by_kind: dict[tuple[str, str], list[tuple[int, int, float]]] = {}
+        for resolution, outcome, bound, count, seconds in waits:
+            by_kind.setdefault((resolution, outcome), []).append((bound, count, seconds))
+        for (resolution, outcome), rows in sorted(by_kind.items()):
+            total = sum(count for _, count, _ in rows)
+            buckets = [
+                (f"{float(le)}", sum(count for bound, count, _ in rows if 0 <= bound <= le))
+                for le in WAIT_BUCKETS
+            ]
+            histogram.add_metric(
+                [resolution, outcome],
+                [*buckets, ("+Inf", total)],
+                sum_value=sum(seconds for _, _, seconds in rows),
+            )
+        yield histogram

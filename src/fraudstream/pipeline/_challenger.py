@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fraudstream.models.bands import NO_BANDS, ScoreBands
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.rules.ruleset import RuleOutcome
 from fraudstream.scoring.served import ServedModels
@@ -65,10 +66,11 @@ class Shadow:
         """The challenger's ensemble probability of each row of ``X``."""
         return self.models.score(X).probability
 
-    def decide(self, X: np.ndarray, columns: Any, rules: Any) -> ShadowOutcome:
-        """Probabilities, and decisions: the model's at its thresholds, then ``rules`` applied to
-        ``columns`` (the same rule columns the champion's decision was ruled on)."""
+    def decide(self, X: np.ndarray, columns: Any, rules: Any, bands: ScoreBands = NO_BANDS) -> ShadowOutcome:
+        """Probabilities, and decisions: the model's at its thresholds and the serving ``bands``, then
+        ``rules`` applied to ``columns`` (the same rule columns the champion's decision was ruled on)."""
         probability, by_model, _ = self.models.score(X)
+        by_model = bands.apply(probability, by_model)
         outcome = rules.apply(columns, by_model)
         outcome.decision = np.asarray(outcome.decision, dtype=object)
         return ShadowOutcome(probability, by_model, outcome)

@@ -127,8 +127,8 @@ class Decider:
     """Decides batches in the order of the module's notes; one per process, shared by its entry points.
 
     ``ledger`` stores (usually :class:`StoreLedger` over the process's store). ``on_decided`` gets the
-    newly stored decisions that can raise an alert (every FLAG and BLOCK, and whatever a rule fired
-    on); ``observers`` get every batch's newly stored decisions. Both run after the hand-over's
+    newly stored decisions that can raise an alert (every outcome but APPROVE, and whatever a rule
+    fired on); ``observers`` get every batch's newly stored decisions. Both run after the hand-over's
     bookkeeping, outside the lock, and what they raise is logged, never raised: a decided batch stays
     decided.
     """

@@ -20,6 +20,7 @@ from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.decision import DecisionColumns, DecisionRecord
 from fraudstream.events.reasons import rule_direction
 from fraudstream.features.engine import FeatureEngine
+from fraudstream.models.bands import NO_BANDS, ScoreBands
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.pipeline._challenger import ChallengerError, Shadow, ShadowOutcome
 from fraudstream.pipeline._routing import routed_rows
@@ -145,6 +146,9 @@ class Scorer:
     0, the customers in that share (by a stable hash of the customer id, see :mod:`._routing`) are
     decided by the challenger instead (A/B): their answer, reasons, rules and alerts are its, and the
     champion's probability and decision are stored beside them in the shadow columns.
+
+    ``bands`` (FRAUD_CHALLENGE_BAND, FRAUD_HOLD_BAND) turn the model decisions of the probabilities in
+    them into CHALLENGE or HOLD, the challenger's as the champion's, before the rules apply.
     """
 
     def __init__(
@@ -156,11 +160,14 @@ class Scorer:
         *,
         challenger: ModelBundle | None = None,
         challenger_share: float = 0.0,
+        bands: ScoreBands = NO_BANDS,
     ) -> None:
         if not 0.0 <= challenger_share <= 1.0:
             raise ValueError(f"challenger_share must be between 0 and 1, got {challenger_share}")
         self.challenger_share = challenger_share
         """The share of customers the challenger decides (A/B); 0 keeps it in shadow only."""
+        self.bands = bands
+        """The serving score bands (CHALLENGE, HOLD) applied to every model decision."""
         self.engine = engine or FeatureEngine(bundle.feature_set())
         self.state = state
         self.rules = rules
@@ -246,12 +253,13 @@ class Scorer:
         featured = time.perf_counter()
         manifest, models, challenger = served.bundle.manifest, served.models, served.shadow
         probability, by_model, _ = models.score(X)
+        by_model = self.bands.apply(probability, by_model)
         modelled = time.perf_counter()
         rules = self.rules()
         ruling = rule_columns(batch, X, self.engine.names)
         outcome = rules.apply(ruling, by_model)
         ruled = time.perf_counter()
-        shadow = challenger.decide(X, ruling, rules) if challenger is not None else None
+        shadow = challenger.decide(X, ruling, rules, self.bands) if challenger is not None else None
         routed = None
         if shadow is not None and self.challenger_share > 0:
             routed = routed_rows(batch.customer_id, self.challenger_share)

@@ -12,10 +12,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from fraudstream.events.transaction import DECISIONS
+from fraudstream.events.transaction import DECISIONS, FLAGGED
 from fraudstream.storage.store import Store
 
-FLAGGED = ("FLAG", "BLOCK")
 TOP = 10
 
 
@@ -79,13 +78,14 @@ class DailyReport:
 
     @property
     def precision(self) -> float | None:
-        """Of the labelled FLAG/BLOCK decisions, the share that were fraud."""
+        """Of the labelled decisions other than APPROVE, the share that were fraud."""
         flagged = self.caught.count + self.false_positives.count
         return self.caught.count / flagged if flagged else None
 
     @property
     def recall(self) -> float | None:
-        """Of the labelled frauds, the share that were stopped or flagged."""
+        """Of the labelled frauds, the share that were not approved (flagged, challenged, held or
+        blocked)."""
         frauds = self.caught.count + self.missed.count
         return self.caught.count / frauds if frauds else None
 

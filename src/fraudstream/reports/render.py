@@ -44,13 +44,15 @@ def to_markdown(report: DailyReport) -> str:
     lines.append("")
     lines += _ranked_table("Rules that fired most", report.top_rules, "No rule fired.")
     lines += _ranked_table(
-        "Top model reasons behind FLAG and BLOCK", report.top_reasons, "No FLAG or BLOCK decisions."
+        "Top model reasons behind decisions other than APPROVE",
+        report.top_reasons,
+        "Every decision was APPROVE.",
     )
     outcomes: list[tuple[str, Tally]] = [
         ("labelled so far", report.labelled),
-        ("caught fraud (FLAG/BLOCK, labelled fraud)", report.caught),
+        ("caught fraud (not APPROVE, labelled fraud)", report.caught),
         ("missed fraud (APPROVE, labelled fraud)", report.missed),
-        ("false positives (FLAG/BLOCK, labelled legitimate)", report.false_positives),
+        ("false positives (not APPROVE, labelled legitimate)", report.false_positives),
     ]
     lines += [
         "## Against the labels known so far",

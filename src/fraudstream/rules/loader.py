@@ -5,7 +5,7 @@ The format (YAML)::
     rules:
       - name: night_large              # letters, digits, _ . - ; unique
         when: is_night == 1 and amount > 2000
-        action: BLOCK                  # APPROVE, FLAG or BLOCK
+        action: BLOCK                  # APPROVE, FLAG, CHALLENGE, HOLD or BLOCK
         reason: large amount at night  # shown to reviewers
         alert: true                    # optional, default false
         shadow: false                  # optional: true records hits and changes nothing

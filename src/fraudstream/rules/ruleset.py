@@ -25,8 +25,10 @@ APPROVE rules and the allow list, which override it on purpose."""
 
 LIST_FIELDS: Final = ("customer_id", "device_id", "ip_address", "merchant_id")
 
-_APPROVE, _FLAG, _BLOCK = range(3)
 _RANK: Final = {name: i for i, name in enumerate(DECISIONS)}
+_APPROVE, _BLOCK = _RANK["APPROVE"], _RANK["BLOCK"]
+_RAISING: Final = tuple(_RANK[name] for name in ("FLAG", "CHALLENGE", "HOLD"))
+"""The actions whose rules raise a decision to at least themselves (step 5 of :meth:`RuleSet.apply`)."""
 _DECISION_VALUES: Final = np.asarray(DECISIONS, dtype=object)
 
 
@@ -56,7 +58,7 @@ class Rule:
 class RuleOutcome:
     """Per-row result of :meth:`RuleSet.apply`.
 
-    ``decision`` holds ``"APPROVE"``/``"FLAG"``/``"BLOCK"`` strings (object array); ``fired`` the
+    ``decision`` holds outcome strings of :data:`DECISIONS` (object array); ``fired`` the
     names of the rules that fired on each row, after ``"deny_list:<field>"`` and
     ``"allow_list:<field>"`` entries for list hits; ``reasons`` the matching reasons, in the same
     order; ``alert`` whether a fired rule asks for an alert or the row hit the deny list.
@@ -186,7 +188,8 @@ class RuleSet:
         3. any BLOCK rule fired → BLOCK;
         4. any APPROVE rule fired → APPROVE: a rule may override the model downwards, e.g. to
            silence a known false-positive pattern;
-        5. otherwise the more severe of the model's decision and FLAG if any FLAG rule fired.
+        5. otherwise the most severe of the model's decision and the actions of the FLAG, CHALLENGE
+           and HOLD rules that fired, in the order APPROVE < FLAG < CHALLENGE < HOLD < BLOCK.
 
         Every rule is evaluated on every row, so ``fired`` and ``reasons`` list all hits even when a
         list decided the row; that is what reviewers want to see. Shadow rules take no part in any of
@@ -194,7 +197,8 @@ class RuleSet:
         ``timestamp`` before the end of a snooze of the rule for the row's customer, device, IP or
         merchant): they go to ``snoozed`` alone. ``columns`` maps names to arrays
         of the batch's length (numbers as floats with NaN for missing, text as object arrays with
-        ``None``); ``model_decision`` holds ``"APPROVE"``/``"FLAG"``/``"BLOCK"`` per row.
+        ``None``); ``model_decision`` holds an outcome of :data:`DECISIONS` per row (a score band can
+        make the model's decision a CHALLENGE or a HOLD).
 
         A batch of one row is as common as one of thousands, so the fixed cost matters as much as the
         cost per row: only the columns the rules read are converted, and the masks of actions and
@@ -224,7 +228,7 @@ class RuleSet:
         # action nobody fired costs nothing: the common case, for small batches above all.
         deny = self._list_hits(plan.deny, "deny", view, note)
         allow = self._list_hits(plan.allow, "allow", view, note)
-        hits: list[np.ndarray | None] = [None, None, None]
+        hits: list[np.ndarray | None] = [None] * len(DECISIONS)
         alert = deny
         snoozes = self.snoozes
         snoozed: list[list[str]] | None = None
@@ -244,9 +248,11 @@ class RuleSet:
 
         shadow = self._shadow_hits(plan.shadow, view, n) if plan.shadow else None
         final: np.ndarray = rank
-        flagged, approved, blocked = hits[_FLAG], hits[_APPROVE], hits[_BLOCK]
-        if flagged is not None:
-            final = np.maximum(rank, np.where(flagged, _FLAG, _APPROVE))
+        approved, blocked = hits[_APPROVE], hits[_BLOCK]
+        for action in _RAISING:
+            raised = hits[action]
+            if raised is not None:
+                final = np.maximum(final, np.where(raised, action, _APPROVE))
         for action, where in ((_APPROVE, approved), (_BLOCK, blocked), (_APPROVE, allow), (_BLOCK, deny)):
             if where is not None:
                 final = np.where(where, action, final)

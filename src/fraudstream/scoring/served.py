@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from fraudstream.events.transaction import DECISIONS
+from fraudstream.events.transaction import MODEL_DECISIONS
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.models.ensemble import ANOMALY
 from fraudstream.models.stored import ForestParams, LinearParams
@@ -26,7 +26,7 @@ from fraudstream.scoring._linear import LinearModel
 from fraudstream.scoring._xgboost import XGBoostTrees
 
 _NONE = np.empty((0, 0))
-_DECISIONS = np.asarray(DECISIONS, dtype=object)
+_DECISIONS = np.asarray(MODEL_DECISIONS, dtype=object)
 T = TypeVar("T")
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, Select, and_, cast, func, select, true
 
+from fraudstream.events.transaction import FLAGGED
 from fraudstream.storage import tables
 from fraudstream.storage.database import Database
 
@@ -50,9 +51,10 @@ class ReportRepository:
 
     def top_reasons(self, start: datetime, end: datetime, limit: int = 10) -> list[tuple[str, int, float]]:
         """``(code, times, amount)`` of the model's most frequent top reasons (rules excluded) in
-        ``[start, end)``, over FLAG and BLOCK decisions: what drove the alerts, not the approvals."""
+        ``[start, end)``, over the decisions other than APPROVE: what drove the alerts, not the
+        approvals."""
         element, (code, source) = self._db.vendor.json_fields(_d.c.reasons, "code", "source")
-        flagged = and_(_d.c.decision.in_(("FLAG", "BLOCK")), func.coalesce(source, "") != "rules")
+        flagged = and_(_d.c.decision.in_(FLAGGED), func.coalesce(source, "") != "rules")
         return self._top(code, element, start, end, limit, flagged)
 
     def _top(

@@ -21,6 +21,7 @@ from fraudstream.storage._bodies import differing, hashes_of, stored_hashes
 from fraudstream.storage.columns import ColumnRows
 from fraudstream.storage.database import Database, dumps
 from fraudstream.storage.errors import StorageError
+from fraudstream.storage.holds import HOLD_COLUMNS, PENDING
 from fraudstream.storage.rollup import add_minutes, epoch, minute_rows
 from fraudstream.storage.rows import (
     DECISION_COLUMNS,
@@ -34,6 +35,7 @@ from fraudstream.storage.rows import (
 )
 
 _transaction_id = attrgetter("transaction_id")
+HOLD = "HOLD"
 _BUILD_SLICE = 500
 
 _d = tables.decisions
@@ -61,7 +63,7 @@ class DecisionSaver:
         """Store decisions and mark their transactions decided, in one transaction; the ids decided for
         the first time (see :meth:`.decisions.DecisionRepository.save`)."""
         ts = bulk.timestamp_converter(self._db.dialect, memo=True)
-        keys, build, names, per_minute = self._decision_builder(records, ts)
+        keys, build, names, per_minute, held = self._decision_builder(records, ts)
         if not keys and not transactions:
             return []
         tx_rows = None
@@ -69,7 +71,7 @@ class DecisionSaver:
             unique = unique_by(transactions, _transaction_id)
             tx_rows = transaction_rows(unique, ts(datetime.now(UTC)), tables.TX_DECIDED, ts)
         with self._db.bulk_write() as conn:
-            fresh = self._write_decisions(conn, keys, build, per_minute, tx_rows, clashes=clashes)
+            fresh = self._write_decisions(conn, keys, build, per_minute, held, tx_rows, clashes=clashes)
             self._add_feature_sets(conn, names)
         self._feature_names.update(names)
         return fresh
@@ -80,13 +82,15 @@ class DecisionSaver:
         keys: Sequence[str],
         build: bulk.RowBuilder,
         per_minute: Any,
+        held: Any,
         tx_rows: list[tuple[Any, ...]] | None,
         *,
         clashes: set[str] | None = None,
     ) -> list[str]:
         """Inside a write: insert the transactions not stored yet and the decisions not stored yet (built by
-        position in ``keys``), mark the rest of the new decisions' transactions decided and count the new
-        decisions per minute; the ids decided just now. A decision whose transaction was stored before
+        position in ``keys``), mark the rest of the new decisions' transactions decided, open a hold for
+        each new HOLD decision (see :mod:`.holds`) and count the new decisions per minute; the ids decided
+        just now. A decision whose transaction was stored before
         with another body is left out (one id, one body), its id added to ``clashes``."""
         drop: set[str] = set()
         inserted: set[Any] = set()  # stored just now, already marked decided
@@ -105,15 +109,21 @@ class DecisionSaver:
                     clashes.update(clash)
         if drop:
             keep = [i for i, key in enumerate(keys) if key not in drop]
-            keys, whole_build, whole_minutes = [keys[i] for i in keep], build, per_minute
+            keys, whole_build, whole_minutes, whole_held = [keys[i] for i in keep], build, per_minute, held
             build = lambda at: whole_build([keep[j] for j in at])  # noqa: E731
             per_minute = lambda at: whole_minutes([keep[j] for j in at])  # noqa: E731
+            held = lambda at: whole_held([keep[j] for j in at])  # noqa: E731
         new = bulk.insert_new_lazy(conn, _d, DECISION_COLUMNS, keys, build, expect_new=True)
         at = [i for i, key in enumerate(keys) if key in new]
         fresh = [keys[i] for i in at]
         bulk.set_column(conn, _t, "status", tables.TX_DECIDED, [k for k in fresh if k not in inserted])
-        if at:  # last: PostgreSQL writers wait for each other on these rows until they commit
-            add_minutes(bulk.driver(conn), self._db.dialect, per_minute(at))
+        if not at:
+            return fresh
+        minutes = per_minute(at)
+        if any(row[1] == HOLD for row in minutes):  # counted per outcome: most batches hold no HOLD
+            bulk.insert_new(conn, tables.holds, HOLD_COLUMNS, held(at))
+        # last: PostgreSQL writers wait for each other on these rows until they commit
+        add_minutes(bulk.driver(conn), self._db.dialect, minutes)
         return fresh
 
     def _add_feature_sets(self, conn: Any, names: Mapping[str, list[str]]) -> None:
@@ -123,13 +133,20 @@ class DecisionSaver:
 
     def _decision_builder(
         self, records: list[DecisionRecord] | DecisionColumns, ts: Callable[[datetime], Any]
-    ) -> tuple[list[str], bulk.RowBuilder, dict[str, list[str]], Callable[[Sequence[int]], list[Any]]]:
+    ) -> tuple[
+        list[str],
+        bulk.RowBuilder,
+        dict[str, list[str]],
+        Callable[[Sequence[int]], list[Any]],
+        Callable[[Sequence[int]], list[tuple[Any, ...]]],
+    ]:
         """The distinct transaction ids, a builder of their ``decisions`` rows by position, the
-        feature sets those rows use (filled in as the builder runs, for records), and the rows at given
-        positions counted per minute (:mod:`.rollup`)."""
+        feature sets those rows use (filled in as the builder runs, for records), the rows at given
+        positions counted per minute (:mod:`.rollup`), and the ``holds`` rows of those of them that are
+        HOLDs."""
         if isinstance(records, DecisionColumns):
             rows = ColumnRows(records, self._db.dialect)
-            return rows.keys, rows.build, rows.names, rows.minute_rows
+            return rows.keys, rows.build, rows.names, rows.minute_rows, rows.hold_rows
         records = unique_by(records, _transaction_id)
         names: dict[str, list[str]] = {}
 
@@ -147,7 +164,15 @@ class DecisionSaver:
                 (epoch(r.decided_at), r.decision, r.probability, stored_total(r.latency_ms)) for r in chosen
             )
 
-        return [r.transaction_id for r in records], build, names, per_minute
+        def held(at: Sequence[int]) -> list[tuple[Any, ...]]:
+            chosen = [records[i] for i in at]
+            return [
+                (r.transaction_id, r.customer_id, r.amount, ts(r.decided_at), PENDING)
+                for r in chosen
+                if r.decision == HOLD
+            ]
+
+        return [r.transaction_id for r in records], build, names, per_minute, held
 
     def records(self, conn: Connection, rows: Iterable[Mapping[Any, Any]]) -> list[DecisionRecord]:
         """Decision rows as records, looking up the names of feature sets not seen before."""

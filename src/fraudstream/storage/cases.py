@@ -1,8 +1,9 @@
-"""``CaseRepository``: the analysts' queue. FLAG and BLOCK decisions grouped into cases, and what
-analysts do with them: claim, assign, note, decide; every action in the audit log.
+"""``CaseRepository``: the analysts' queue. FLAG, HOLD and BLOCK decisions grouped into cases, and what
+analysts do with them: claim, assign, note, decide; every action in the audit log. A CHALLENGE opens no
+case: the customer answers it, and its result is a label of its own (see :mod:`.challenges`).
 
 Cases are a projection of the stored decisions, never written on the scoring path: :meth:`sync`
-groups the FLAG and BLOCK decisions stored since its cursor, in one transaction with the cursor, and
+groups the FLAG, HOLD and BLOCK decisions stored since its cursor, in one transaction with the cursor, and
 the queue's reads call it first. A decision joins the case of its grouping value (the customer, by
 default) that is not closed, or opens one. Each decision is grouped once (its id is the key of
 ``case_transactions``), and the cursor re-reads a margin behind itself, so a decision committed a
@@ -11,7 +12,9 @@ process groups and however often.
 
 A verdict writes one label per transaction of the case (source ``case``, the verdict time as label
 time) before it closes the case, so a verdict given twice (a retry after a crash) stores its labels
-once; ``inconclusive`` writes none.
+once; ``inconclusive`` writes none. Closing the case resolves the pending holds of its transactions in
+the same database transaction (see :mod:`.holds`): fraud rejects them, legitimate releases them, and
+inconclusive gives them the default outcome.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from fraudstream.events.transaction import Label
 from fraudstream.storage import tables
 from fraudstream.storage._labels import LabelChanges, LabelRepository
 from fraudstream.storage.database import Database
+from fraudstream.storage.holds import VERDICT, VERDICT_OUTCOMES, Hold, HoldRepository
 
 _c, _ct, _n, _a = tables.cases, tables.case_transactions, tables.case_notes, tables.audit_log
 _d, _t, _cur = tables.decisions, tables.transactions, tables.case_cursor
@@ -40,6 +44,8 @@ GROUP_KEYS = ("customer_id", "device_id", "ip_address", "merchant_id")
 #: What orders the queue: the expected loss (probability × amount, summed), the amount, or the top score.
 PRIORITIES = {"expected_loss": _c.c.expected_loss, "amount": _c.c.amount, "probability": _c.c.max_probability}
 LABEL_SOURCE = "case"
+#: The decisions cases group: every one an analyst may act on. A CHALLENGE is the customer's to answer.
+CASE_DECISIONS = ("FLAG", "HOLD", "BLOCK")
 #: How far behind its cursor grouping looks again: a decision is stored a batch after it is made, and
 #: one process may commit a little after another one's later decisions.
 MARGIN = timedelta(minutes=5)
@@ -72,6 +78,8 @@ class Case:
     verdict: str | None
     decisions: list[dict[str, Any]] = field(default_factory=list)
     notes: list[dict[str, Any]] = field(default_factory=list)
+    holds: list[Hold] = field(default_factory=list)
+    """The holds its verdict resolved (filled in by :meth:`CaseRepository.verdict` only)."""
 
     def summary(self) -> dict[str, Any]:
         """What the audit log keeps of a case before and after an action."""
@@ -79,14 +87,16 @@ class Case:
 
 
 class CaseRepository:
-    def __init__(self, db: Database, labels: LabelRepository) -> None:
+    def __init__(self, db: Database, labels: LabelRepository, holds: HoldRepository | None = None) -> None:
         self._db = db
         self._labels = labels
+        self._holds = holds if holds is not None else HoldRepository(db)
 
     # -- grouping -------------------------------------------------------------------------------
 
     def sync(self, group_by: str = "customer_id") -> int:
-        """Group the FLAG and BLOCK decisions stored since the cursor into cases; how many joined one."""
+        """Group the FLAG, HOLD and BLOCK decisions stored since the cursor into cases; how many joined
+        one."""
         if group_by not in GROUP_KEYS:
             raise ValueError(f"group_by: expected one of {', '.join(GROUP_KEYS)}, got {group_by!r}")
         with self._db.read() as conn:  # most looks find nothing new: no write lock for them
@@ -249,12 +259,20 @@ class CaseRepository:
         return values | {"id": int(note_id)}
 
     def verdict(
-        self, case_ids: builtins.list[int], verdict: str, actor: str, note: str | None = None
+        self,
+        case_ids: builtins.list[int],
+        verdict: str,
+        actor: str,
+        note: str | None = None,
+        *,
+        hold_default: str = "BLOCK",
     ) -> tuple[builtins.list[Case], LabelChanges, builtins.list[Label]]:
         """Close each case with ``verdict``: first the labels of its transactions (fraud or
-        legitimate, at the verdict time, source ``case``), then the case, its note and the audit
-        entry. All or nothing: an unknown or closed case refuses the whole call before anything is
-        written. Returns the closed cases, what the labels changed, and the labels written."""
+        legitimate, at the verdict time, source ``case``), then the case, its note, its pending holds
+        (fraud: BLOCK, legitimate: APPROVE, inconclusive: ``hold_default``) and the audit entry. All or
+        nothing: an unknown or closed case refuses the whole call before anything is written. Returns
+        the closed cases (each with the holds it resolved), what the labels changed, and the labels
+        written."""
         if verdict not in VERDICTS:
             raise CaseError(f"verdict: expected one of {', '.join(VERDICTS)}, got {verdict!r}", status=422)
         ids = list(dict.fromkeys(case_ids))
@@ -263,8 +281,12 @@ class CaseRepository:
             closed = [c.id for c in cases if c.status == CLOSED]
             if closed:
                 raise CaseError(f"already closed: case {', '.join(map(str, closed))}; nothing was changed")
-            members = conn.execute(select(_ct.c.transaction_id).where(_ct.c.case_id.in_(ids))).scalars()
-            transaction_ids = list(members)
+            of_case: dict[int, builtins.list[str]] = defaultdict(list)
+            for case_id, transaction_id in conn.execute(
+                select(_ct.c.case_id, _ct.c.transaction_id).where(_ct.c.case_id.in_(ids))
+            ):
+                of_case[int(case_id)].append(transaction_id)
+            transaction_ids = [t for i in ids for t in of_case.get(i, [])]
         now = datetime.now(UTC)
         labels: builtins.list[Label] = []
         changes = LabelChanges()
@@ -274,6 +296,8 @@ class CaseRepository:
                 for t in transaction_ids
             ]
             changes = self._labels.apply(labels)
+        held = VERDICT_OUTCOMES.get(verdict, hold_default)
+        resolved: builtins.list[Hold] = []
         with self._db.write() as conn:
             self._db.vendor.lock_cases(conn)
             done: builtins.list[Case] = []
@@ -286,9 +310,16 @@ class CaseRepository:
                 conn.execute(update(_c).where(_c.c.id == case.id).values(**after, updated_at=now))
                 if note:
                     conn.execute(insert(_n).values(case_id=case.id, author=actor, text=note, created_at=now))
+                holds = self._holds.resolve(conn, of_case.get(case.id, []), held, VERDICT, actor, now)
                 summary = current.summary() | {"status": CLOSED, "verdict": verdict}
+                if holds:
+                    summary |= {"holds": {h.transaction_id: h.outcome for h in holds}}
                 self._audit(conn, actor, "verdict", current, summary | ({"note": note} if note else {}))
-                done.append(self._get(conn, case.id, "expected_loss"))
+                closed_now = self._get(conn, case.id, "expected_loss")
+                closed_now.holds = holds
+                resolved += holds
+                done.append(closed_now)
+        self._holds.announce(resolved)
         return done, changes, labels
 
     def _audit(self, conn: Connection, actor: str, action: str, case: Case, after: dict[str, Any]) -> None:
@@ -310,7 +341,7 @@ def _cursor(conn: Connection) -> datetime | None:
 
 
 def _ungrouped(group_by: str, cursor: datetime | None) -> Any:
-    """The FLAG and BLOCK decisions in no case yet, from a margin behind the cursor, oldest first,
+    """The FLAG, HOLD and BLOCK decisions in no case yet, from a margin behind the cursor, oldest first,
     with their grouping value (``fallback``: the transaction lacks the field, so its customer's)."""
     own = group_by == "customer_id"
     value = _d.c.customer_id if own else func.coalesce(_t.c[group_by], _d.c.customer_id)
@@ -321,7 +352,7 @@ def _ungrouped(group_by: str, cursor: datetime | None) -> Any:
             value.label("value"), key.label("fallback"),
         )
         .select_from(_d.outerjoin(_ct, _ct.c.transaction_id == _d.c.transaction_id))
-        .where(_d.c.decision.in_(("FLAG", "BLOCK")), _ct.c.transaction_id.is_(None))
+        .where(_d.c.decision.in_(CASE_DECISIONS), _ct.c.transaction_id.is_(None))
         .order_by(_d.c.decided_at, _d.c.transaction_id)
     )  # fmt: skip
     if not own:
@@ -336,4 +367,13 @@ def _case(row: Any, priority: str) -> Case:
     return Case(**values, priority=float(values[PRIORITIES[priority].name]))
 
 
-__all__ = ["GROUP_KEYS", "PRIORITIES", "STATUSES", "VERDICTS", "Case", "CaseError", "CaseRepository"]
+__all__ = [
+    "CASE_DECISIONS",
+    "GROUP_KEYS",
+    "PRIORITIES",
+    "STATUSES",
+    "VERDICTS",
+    "Case",
+    "CaseError",
+    "CaseRepository",
+]

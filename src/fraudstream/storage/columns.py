@@ -16,10 +16,13 @@ import numpy as np
 from fraudstream.events.decision import DecisionColumns
 from fraudstream.storage._vendors import vendor
 from fraudstream.storage.database import dumps
+from fraudstream.storage.holds import PENDING
 from fraudstream.storage.rollup import batch_minute_rows, epoch
 from fraudstream.storage.rows import feature_set_id, latency_text, stored_total
 
 __all__ = ["ColumnRows"]
+
+HOLD = "HOLD"
 
 
 class ColumnRows:
@@ -53,6 +56,25 @@ class ColumnRows:
         decisions = [str(d) for d in np.asarray(c.decision, dtype=object)[rows].tolist()]
         probabilities = np.asarray(c.probability, dtype=np.float64)[rows]
         return batch_minute_rows(epoch(c.decided_at), decisions, probabilities, stored_total(c.latency_ms))
+
+    def hold_rows(self, at: Sequence[int]) -> list[tuple[Any, ...]]:
+        """The ``holds`` rows (:data:`~fraudstream.storage.holds.HOLD_COLUMNS`) of the HOLD decisions
+        among the rows at these positions: pending, held from the batch's decision time."""
+        c = self._columns
+        rows = self._rows[np.asarray(at, dtype=np.int64)]
+        held = rows[np.asarray(c.decision, dtype=object)[rows] == HOLD]
+        if not held.size:
+            return []
+        at_time = self._vendor.timestamp(c.decided_at)
+        return [
+            (tx_id, customer_id, amount, at_time, PENDING)
+            for tx_id, customer_id, amount in zip(
+                np.asarray(c.transaction_id, dtype=object)[held].tolist(),
+                np.asarray(c.customer_id, dtype=object)[held].tolist(),
+                np.asarray(c.amount, dtype=np.float64)[held].tolist(),
+                strict=True,
+            )
+        ]
 
     def build(self, at: Sequence[int]) -> Iterator[tuple[Any, ...]]:
         c = self._columns

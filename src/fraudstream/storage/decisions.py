@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import case, func, null, select, true, tuple_, union, union_all
 
 from fraudstream.events.decision import DecisionColumns, DecisionRecord
-from fraudstream.events.transaction import Transaction
+from fraudstream.events.transaction import FLAGGED, Transaction
 from fraudstream.storage import tables
 from fraudstream.storage._saving import DecisionSaver
 from fraudstream.storage.database import Database
@@ -29,7 +29,6 @@ from fraudstream.storage.rows import (
     stored_body_hash,
 )
 
-FLAGGED = ("FLAG", "BLOCK")
 #: Latency percentiles in :meth:`DecisionRepository.stats` come from at most this many of the newest
 #: decisions.
 LATENCY_SAMPLE = 20_000
@@ -270,10 +269,15 @@ class DecisionRepository:
             if len(rows) < chunk:
                 return
 
+    def counts(self, since: datetime) -> dict[str, int]:
+        """Decisions by outcome since ``since`` (decision time), exactly, from the per-minute counts."""
+        with self._db.read() as conn:
+            return decision_counts(conn, since)
+
     def stats(self, since: datetime) -> dict[str, Any]:
         """Counts, flagged share, latency percentiles, throughput and fraud labels since ``since``.
 
-        ``flagged_rate`` is the share of FLAG and BLOCK decisions. ``throughput_per_s`` averages the
+        ``flagged_rate`` is the share of decisions other than APPROVE. ``throughput_per_s`` averages the
         span the window actually holds decisions over, from its first decision (at least a second):
         traffic that began a minute ago shows its rate, not a sixtieth of it in an hour's window;
         ``recent_throughput_per_s`` is the rate over the last :data:`RECENT_SECONDS` (or the window,

@@ -5,13 +5,14 @@ per kind of data: ``store.decisions``, ``store.queue``, ``store.alerts``, ``stor
 ``store.dead_letters``, ``store.reports``, ``store.history`` (columns read back for retraining) and
 ``store.promotions`` (who moved the serving model's alias, when, and why) and ``store.comparison``
 (labelled decisions as columns, to compare the served model with the challenger in shadow) and
-``store.cases`` (FLAG and BLOCK decisions grouped into the analysts' cases, and the audit log) and
+``store.cases`` (FLAG, HOLD and BLOCK decisions grouped into the analysts' cases, and the audit log) and
 ``store.entities`` (a customer, device, IP or merchant with its history and links), ``store.keys``
 (the named API keys, hashed) and ``store.rules`` (the saved rules versions, and the stored decisions
 as a backtest reads them) and ``store.archive`` (how far the object-store archive has copied them)
 and ``store.parity`` (the online/offline feature parity checks) and ``store.snoozes`` (the analysts' rule
 snoozes) and ``store.rule_guard`` (the rules' backtested hit rates and the rules the guard moved to
-shadow). The repositories share nothing but
+shadow) and ``store.holds`` (payments decided HOLD and how their waits ended) and ``store.challenges``
+(the results of step-up challenges). The repositories share nothing but
 the database (the decisions repository also its :class:`~._saving.DecisionSaver`), and the same code
 runs on both databases; what differs between them is in the database's dialect object
 (:mod:`._dialect`).
@@ -29,6 +30,7 @@ from fraudstream.storage._saving import DecisionSaver
 from fraudstream.storage.alerting import AlertRepository
 from fraudstream.storage.archive import ArchiveRepository
 from fraudstream.storage.cases import CaseRepository
+from fraudstream.storage.challenges import ChallengeRepository
 from fraudstream.storage.comparison import ComparisonRepository
 from fraudstream.storage.database import Database
 from fraudstream.storage.dead_letters import DeadLetterRepository
@@ -36,6 +38,7 @@ from fraudstream.storage.decisions import FLAGGED, LATENCY_SAMPLE, RECENT_SECOND
 from fraudstream.storage.entities import EntityRepository
 from fraudstream.storage.guard import RuleGuardRepository
 from fraudstream.storage.history import HistoryRepository
+from fraudstream.storage.holds import HoldRepository
 from fraudstream.storage.keys import KeyRepository
 from fraudstream.storage.outbox import QueueRepository
 from fraudstream.storage.parity import ParityRepository
@@ -65,7 +68,9 @@ class Store:
         self.history = HistoryRepository(self.db)
         self.promotions = PromotionRepository(self.db)
         self.comparison = ComparisonRepository(self.db)
-        self.cases = CaseRepository(self.db, self.labels)
+        self.holds = HoldRepository(self.db)
+        self.challenges = ChallengeRepository(self.db)
+        self.cases = CaseRepository(self.db, self.labels, self.holds)
         self.entities = EntityRepository(self.db)
         self.keys = KeyRepository(self.db)
         self.rules = RulesRepository(self.db)

@@ -117,7 +117,7 @@ decisions = Table(
     Column("timestamp", UTCDateTime(), nullable=False),
     Column("customer_id", String(128), nullable=False),
     Column("amount", Float(), nullable=False),
-    Column("decision", String(8), nullable=False),
+    Column("decision", String(16), nullable=False),
     Column("probability", Float(), nullable=False),
     Column("reasons", JSON(), nullable=False),
     Column("rules", JSON(), nullable=False),
@@ -129,7 +129,7 @@ decisions = Table(
     # did not act; null when no challenger was configured.
     Column("shadow_version", String(64), nullable=True),
     Column("shadow_probability", Float(), nullable=True),
-    Column("shadow_decision", String(8), nullable=True),
+    Column("shadow_decision", String(16), nullable=True),
     # The rules version the decision used (migration 0013): a version number of rule_versions, or the short
     # hash of a rules file; null on rows stored before it.
     Column("rules_version", String(64), nullable=True),
@@ -153,7 +153,7 @@ decision_minutes = Table(
     "decision_minutes",
     metadata,
     Column("minute", Integer(), primary_key=True, autoincrement=False),
-    Column("decision", String(8), primary_key=True),
+    Column("decision", String(16), primary_key=True),
     Column("score_bin", Integer(), primary_key=True),
     Column("decisions", Integer(), nullable=False),
     Column("latency_count", Integer(), nullable=False),
@@ -259,7 +259,7 @@ model_promotions = Table(
     Index("ix_model_promotions_model_name_promoted_at", "model_name", "promoted_at"),
 )
 
-# Cases (migration 0010): FLAG and BLOCK decisions grouped per customer (or another key) for analysts.
+# Cases (migration 0010): FLAG, HOLD and BLOCK decisions grouped per customer (or another key) for analysts.
 # At most one case per grouping value is not closed, which the partial unique index holds on both
 # databases; ``case_cursor`` says how far the stored decisions have been grouped.
 CASE_NOT_CLOSED = "status != 'closed'"
@@ -294,7 +294,7 @@ case_transactions = Table(
     metadata,
     Column("transaction_id", String(128), primary_key=True),
     Column("case_id", Id, nullable=False),
-    Column("decision", String(8), nullable=False),
+    Column("decision", String(16), nullable=False),
     Column("probability", Float(), nullable=False),
     Column("amount", Float(), nullable=False),
     Column("decided_at", UTCDateTime(), nullable=False),
@@ -442,4 +442,43 @@ rule_guards = Table(
         sqlite_where=text(GUARD_IN_FORCE),
         postgresql_where=text(GUARD_IN_FORCE),
     ),
+)
+# Held payments (migration 0018): one row per HOLD decision, written with the decision; ``status`` is
+# pending until a case's verdict or the timeout gives the hold its ``outcome`` (APPROVE: released,
+# BLOCK: rejected), ``resolution`` saying which (verdict, timeout), once: the update that resolves it
+# asks for a pending row. See fraudstream.storage.holds.
+holds = Table(
+    "holds",
+    metadata,
+    Column("transaction_id", String(128), primary_key=True),
+    Column("customer_id", String(128), nullable=False),
+    Column("amount", Float(), nullable=False),
+    Column("held_at", UTCDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("outcome", String(16), nullable=True),
+    Column("resolution", String(16), nullable=True),
+    Column("resolved_at", UTCDateTime(), nullable=True),
+    Column("resolved_by", String(128), nullable=True),
+    Index("ix_holds_status_held_at", "status", "held_at"),
+)
+# How long resolved holds waited, counted per resolution, outcome and bucket of seconds (migration 0018),
+# added to in the transaction that resolves them: what /metrics' histogram reads, in every process.
+hold_waits = Table(
+    "hold_waits",
+    metadata,
+    Column("resolution", String(16), primary_key=True),
+    Column("outcome", String(16), primary_key=True),
+    Column("bucket", Integer(), primary_key=True, autoincrement=False),
+    Column("holds", Integer(), nullable=False),
+    Column("seconds", Float(), nullable=False),
+)
+# Step-up challenges answered (migration 0018): the result a client posted for a CHALLENGE decision, once.
+challenges = Table(
+    "challenges",
+    metadata,
+    Column("transaction_id", String(128), primary_key=True),
+    Column("result", String(16), nullable=False),
+    Column("completed_at", UTCDateTime(), nullable=False),
+    Column("answered_at", UTCDateTime(), nullable=False),
+    Column("answered_by", String(128), nullable=False),
 )

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from fraudstream.events.transaction import DECISIONS
+from fraudstream.events.transaction import MODEL_DECISIONS as DECISIONS
 
 UNKNOWN_SCENARIO = "unknown"
 _FPR_TOLERANCE = 1e-9

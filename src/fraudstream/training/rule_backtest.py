@@ -4,11 +4,11 @@ The history is what was stored at decision time (:class:`~fraudstream.storage.ru
 each transaction's logged feature vector and body, so the candidate reads exactly the columns the live
 rules read (:func:`~fraudstream.rules.names.rule_columns`) with nothing recomputed. The model's own
 decision, the one rules sit on, is rebuilt from the stored probability and the thresholds of a model
-bundle (the serving one): for decisions another model version made, its thresholds may differ, so the
-report counts those rows. Labels are the ones known now: a transaction is fraud when any source says so,
-and counts as not fraud otherwise, unlabelled included (they are counted apart). A shadow rule's hits
-are reported like any other's, and change no decision here either
-(docs/decisions/0028-rules-versions-shadow-and-backtests.md).
+bundle (the serving one), with the serving score bands (CHALLENGE, HOLD): for decisions another model
+version made, its thresholds may differ, so the report counts those rows. Labels are the ones known
+now: a transaction is fraud when any source says so, and counts as not fraud otherwise, unlabelled
+included (they are counted apart). A shadow rule's hits are reported like any other's, and change no
+decision here either (docs/decisions/0028-rules-versions-shadow-and-backtests.md).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pandas as pd
 
 from fraudstream.events.batch import COLUMNS, TransactionBatch
 from fraudstream.events.transaction import DECISIONS, Transaction
+from fraudstream.models.bands import NO_BANDS, ScoreBands
 from fraudstream.models.ensemble import model_decisions
 from fraudstream.rules.names import default_known_names, rule_columns
 from fraudstream.rules.ruleset import SHADOW_PREFIX, RuleSet
@@ -138,8 +139,9 @@ class Backtest:
     """Applies ``rules`` to chunks of stored decisions (:meth:`add`) and sums up (:meth:`report`).
 
     ``thresholds`` (``flag`` and ``block``) rebuild each row's model decision from its stored
-    probability; ``model_version`` names the bundle they come from. ``feature_names`` maps each stored
-    feature set's id to its names, in the order its vectors were logged.
+    probability, and ``bands`` then make CHALLENGEs and HOLDs of it as serving does; ``model_version``
+    names the bundle they come from. ``feature_names`` maps each stored feature set's id to its names,
+    in the order its vectors were logged.
     """
 
     def __init__(
@@ -148,8 +150,10 @@ class Backtest:
         thresholds: Mapping[str, float],
         model_version: str,
         feature_names: Mapping[str, list[str]],
+        bands: ScoreBands = NO_BANDS,
     ) -> None:
         self.rules = rules
+        self.bands = bands
         self.thresholds = {"flag": float(thresholds["flag"]), "block": float(thresholds["block"])}
         self.model_version = model_version
         self._sets = dict(feature_names)
@@ -171,7 +175,8 @@ class Backtest:
             return
         batch = TransactionBatch.from_transactions(list(_transactions(chunk)))
         X = self._features(chunk)
-        by_model = model_decisions(chunk["probability"].to_numpy(dtype=np.float64), self.thresholds)
+        probability = chunk["probability"].to_numpy(dtype=np.float64)
+        by_model = self.bands.apply(probability, model_decisions(probability, self.thresholds))
         outcome = self.rules.apply(rule_columns(batch, X, self._names), by_model)
         fraud = chunk["fraud"].to_numpy(dtype=bool)
         labelled = chunk["labelled"].to_numpy(dtype=bool)
@@ -268,15 +273,17 @@ def run_backtest(
     model_version: str,
     since: timedelta,
     until: datetime | None = None,
+    bands: ScoreBands = NO_BANDS,
 ) -> BacktestReport:
     """Backtest ``rules`` over the decisions of ``[until - since, until)`` in ``store`` (a
     :class:`~fraudstream.storage.Store`); ``until`` defaults to just after the newest stored decision's
-    event time, as for retraining, so a replayed history reads like live traffic."""
+    event time, as for retraining, so a replayed history reads like live traffic. ``bands`` are the
+    serving score bands."""
     if until is None:
         span = store.history.span()
         until = span.last + timedelta(microseconds=1) if span else datetime.now(UTC)
     start = until - since
-    run = Backtest(rules, thresholds, model_version, store.history.feature_names())
+    run = Backtest(rules, thresholds, model_version, store.history.feature_names(), bands)
     for chunk in store.rules.decided(start, until):
         run.add(chunk)
     return run.report(start, until)

@@ -12,12 +12,14 @@ from fraudstream.api.roles import ROLES, roles_for
 from fraudstream.api.routes import (
     alerts,
     cases,
+    challenges,
     customers,
     dead_letters,
     decisions,
     drift,
     entities,
     health,
+    holds,
     keys,
     labels,
     me,
@@ -68,6 +70,8 @@ v1_router.include_router(keys.router)
 v1_router.include_router(rules.router)
 v1_router.include_router(rule_guard.router)
 v1_router.include_router(snoozes.router)
+v1_router.include_router(challenges.router)
+v1_router.include_router(holds.router)
 
 api_router = APIRouter()
 api_router.include_router(health.router)

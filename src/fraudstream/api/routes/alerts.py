@@ -20,7 +20,7 @@ class AlertOut(BaseModel):
 
     id: int
     created_at: datetime
-    kind: str = Field(description="block, flag_burst, rule, drift or rule_guard")
+    kind: str = Field(description="block, hold, flag_burst, rule, drift or rule_guard")
     entity: str = Field(description="what the alert is about, e.g. customer:c42 or rule:big_amount")
     transaction_id: str | None
     message: str

@@ -1,16 +1,18 @@
 """``/v1/cases``: the analysts' queue, and ``/v1/audit``: who did what to which case, and when.
 
-Every FLAG and BLOCK joins the open case of its customer (``FRAUD_CASE_GROUP_BY``), or opens one;
-the queue is read by priority (``FRAUD_CASE_PRIORITY``). An analyst claims a case (or is assigned
+Every FLAG, HOLD and BLOCK joins the open case of its customer (``FRAUD_CASE_GROUP_BY``), or opens
+one; the queue is read by priority (``FRAUD_CASE_PRIORITY``). An analyst claims a case (or is assigned
 one), writes notes, and gives a verdict: fraud or legitimate writes a label for each transaction of
 the case (source ``case``, the verdict time as label time), which the feature state learns at once,
-as from ``POST /v1/labels``; inconclusive writes none. Each action is in the audit log under the
-acting key's name.
+as from ``POST /v1/labels``; inconclusive writes none. The verdict also resolves the case's held
+payments (``/v1/holds``): fraud rejects them, legitimate releases them, inconclusive gives them
+``FRAUD_HOLD_DEFAULT``. Each action is in the audit log under the acting key's name.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
@@ -19,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from fraudstream.api.deps import CallerDep, DeciderDep, SettingsDep, StoreDep
 from fraudstream.api.routes.labels import feed_state
+from fraudstream.api.schemas import HoldOut
 from fraudstream.features.spec import seconds
 from fraudstream.storage.cases import Case, CaseError
 
@@ -44,7 +47,7 @@ class CaseOut(BaseModel):
         description="by FRAUD_CASE_PRIORITY: expected loss (probability × amount) by default"
     )
     expected_loss: float
-    transactions: int = Field(description="FLAG and BLOCK decisions in the case")
+    transactions: int = Field(description="FLAG, HOLD and BLOCK decisions in the case")
     amount: float
     max_probability: float
     opened_at: datetime = Field(description="when its first decision was made")
@@ -56,7 +59,7 @@ class CaseOut(BaseModel):
     @classmethod
     def of(cls, case: Case) -> CaseOut:
         now = datetime.now(case.opened_at.tzinfo)
-        values = {k: v for k, v in case.__dict__.items() if k not in ("decisions", "notes")}
+        values = {k: v for k, v in case.__dict__.items() if k not in ("decisions", "notes", "holds")}
         return cls(**values, age_seconds=round((now - case.opened_at).total_seconds(), 3))
 
 
@@ -108,9 +111,11 @@ class BulkVerdictIn(VerdictIn):
 
 
 class VerdictOut(BaseModel):
-    """The closed cases, and what their labels changed (as ``POST /v1/labels`` counts them)."""
+    """The closed cases, what their labels changed (as ``POST /v1/labels`` counts them), and the held
+    payments the verdict resolved."""
 
     cases: list[CaseOut]
+    holds: list[HoldOut] = Field(description="the pending holds of the cases, now released or rejected")
     labels_accepted: int
     labels_superseded: int
     labels_ignored: int
@@ -230,11 +235,17 @@ async def add_note(case_id: CaseId, body: NoteIn, store: StoreDep, caller: Calle
 
 @router.post("/{case_id:int}/verdict", response_model=VerdictOut, responses=ERRORS)
 async def give_verdict(
-    case_id: CaseId, body: VerdictIn, store: StoreDep, decider: DeciderDep, caller: CallerDep
+    case_id: CaseId,
+    body: VerdictIn,
+    store: StoreDep,
+    decider: DeciderDep,
+    caller: CallerDep,
+    settings: SettingsDep,
 ) -> VerdictOut:
     """Close the case: fraud or legitimate labels each of its transactions (feeding the features and
-    retraining at once); inconclusive closes it without labels. 409 when already closed."""
-    return await _verdict([case_id], body, store, decider, caller.name)
+    retraining at once); inconclusive closes it without labels. Its held payments are rejected (fraud),
+    released (legitimate) or given FRAUD_HOLD_DEFAULT (inconclusive). 409 when already closed."""
+    return await _verdict([case_id], body, store, decider, caller.name, settings)
 
 
 @router.post(
@@ -243,22 +254,35 @@ async def give_verdict(
     responses={**ERRORS, 404: {"description": "a case does not exist; nothing was changed"}},
 )
 async def give_verdicts(
-    body: Annotated[BulkVerdictIn, Body()], store: StoreDep, decider: DeciderDep, caller: CallerDep
+    body: Annotated[BulkVerdictIn, Body()],
+    store: StoreDep,
+    decider: DeciderDep,
+    caller: CallerDep,
+    settings: SettingsDep,
 ) -> VerdictOut:
     """The same verdict for many cases at once, all or nothing: an unknown or closed case refuses the
     whole request before anything is written."""
-    return await _verdict(body.case_ids, body, store, decider, caller.name)
+    return await _verdict(body.case_ids, body, store, decider, caller.name, settings)
 
 
-async def _verdict(ids: list[int], body: VerdictIn, store: Any, decider: Any, actor: str) -> VerdictOut:
+async def _verdict(
+    ids: list[int], body: VerdictIn, store: Any, decider: Any, actor: str, settings: Any
+) -> VerdictOut:
     try:
-        cases, changes, _ = await run_in_threadpool(store.cases.verdict, ids, body.verdict, actor, body.note)
+        cases, changes, _ = await run_in_threadpool(
+            partial(store.cases.verdict, hold_default=settings.hold_default),
+            ids,
+            body.verdict,
+            actor,
+            body.note,
+        )
     except CaseError as e:
         raise _refuse(e) from None
     if changes.fraud:
         await run_in_threadpool(feed_state, decider, changes.fraud)
     return VerdictOut(
         cases=[CaseOut.of(c) for c in cases],
+        holds=[HoldOut.of(h, settings.hold_timeout_seconds) for c in cases for h in c.holds],
         labels_accepted=changes.accepted,
         labels_superseded=changes.superseded,
         labels_ignored=changes.ignored,

@@ -2,15 +2,20 @@
 
 The population stability index (PSI) of the fraud score and of every feature, drifting features first,
 computed from this process's sliding window of scored transactions (``FRAUD_DRIFT_WINDOW``) against
-the reference distributions stored in the model bundle at training.
+the reference distributions stored in the model bundle at training. The shares of the outcomes decided
+over the window (``decision_rates.decided``) are every process's, from the stored per-minute counts.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, Field
 
 from fraudstream.api.deps import ServicesDep
+from fraudstream.events.transaction import DECISIONS
 from fraudstream.monitoring.drift import DriftMonitor, DriftReport
 
 router = APIRouter(prefix="/v1/drift", tags=["drift"])
@@ -37,8 +42,10 @@ class DriftOut(BaseModel):
     drifting: list[str] = Field(description="features whose PSI passes the threshold, most drifted first")
     features: list[FeatureDriftOut] = Field(description="every feature's PSI, highest first")
     decision_rates: dict[str, dict[str, float]] = Field(
-        description="share of APPROVE, FLAG and BLOCK by the model's thresholds: in the reference and "
-        "in the window"
+        description="reference and window: the share of APPROVE, FLAG and BLOCK by the model's thresholds "
+        "in the training data and in the window (the outcomes training knows); decided: the share of every "
+        "outcome decided in the window (score bands and rules included, CHALLENGE and HOLD among them), "
+        "which has no reference"
     )
     message: str | None = Field(
         description="why there is no PSI: no reference in the bundle, or too few transactions"
@@ -57,4 +64,6 @@ def drift(request: Request, services: ServicesDep) -> DriftOut:
     monitor: DriftMonitor | None = getattr(request.app.state, "drift", None)
     if monitor is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "drift monitoring is not started")
-    return as_out(monitor.report())
+    since = datetime.now(UTC) - timedelta(seconds=monitor.window_seconds)
+    counts = services.store.decisions.counts(since)
+    return as_out(monitor.report(np.array([counts.get(d, 0) for d in DECISIONS], dtype=np.int64)))

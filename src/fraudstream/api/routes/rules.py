@@ -221,7 +221,14 @@ async def backtest(body: BacktestIn, store: StoreDep, scorer: ScorerDep) -> dict
     window = timedelta(seconds=seconds(body.since))
     try:
         report = await run_in_threadpool(
-            run_backtest, store, rules, manifest.thresholds, manifest.version, window, body.until
+            run_backtest,
+            store,
+            rules,
+            manifest.thresholds,
+            manifest.version,
+            window,
+            body.until,
+            scorer.bands,
         )
     except RulesError as exc:  # a rule that compiles but cannot read the stored columns
         raise _invalid("rules", exc, body.rules) from None

@@ -17,11 +17,13 @@ from fastapi.concurrency import run_in_threadpool
 
 from fraudstream.api.batcher import ScoreBatcher
 from fraudstream.api.bodies import one_or_many, one_or_many_events, one_or_many_schema
-from fraudstream.api.deps import BatcherDep, ServicesDep, StoreDep, WaitersDep
+from fraudstream.api.deps import BatcherDep, ServicesDep, SettingsDep, StoreDep, WaitersDep
 from fraudstream.api.schemas import (
     CONFLICT,
     AcceptedOut,
+    ChallengeOut,
     DecisionOut,
+    HoldOut,
     StoredDecisionOut,
     TransactionStatusOut,
 )
@@ -138,24 +140,32 @@ async def accept(
     return result
 
 
-def _status(store: Store, transaction_id: str) -> TransactionStatusOut | None:
+def _status(store: Store, transaction_id: str, hold_timeout: float) -> TransactionStatusOut | None:
     row = store.decisions.get_transaction(transaction_id)
     if row is None:
         return None
-    # The decision and the status change are written in one database transaction.
+    # The decision and the status change are written in one database transaction; so is a hold.
     decision = None if row["status"] == tables.TX_QUEUED else store.decisions.get(transaction_id)
     state = tables.TX_DECIDED if decision is not None else row["status"]
-    return TransactionStatusOut(
+    out = TransactionStatusOut(
         transaction_id=transaction_id,
         status=state,
         decision=None if decision is None else StoredDecisionOut.from_record(decision),
     )
+    if decision is not None and decision.decision == "HOLD":
+        hold = store.holds.get(transaction_id)
+        out.hold = None if hold is None else HoldOut.of(hold, hold_timeout)
+    elif decision is not None and decision.decision == "CHALLENGE":
+        challenge = store.challenges.get(transaction_id)
+        out.challenge = None if challenge is None else ChallengeOut.of(challenge)
+    return out
 
 
 @router.get("/{transaction_id}", response_model=TransactionStatusOut, responses={404: {}})
 async def get_status(
     transaction_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
     store: StoreDep,
+    settings: SettingsDep,
     waiters: WaitersDep,
     wait: Annotated[
         float,
@@ -164,7 +174,9 @@ async def get_status(
         ),
     ] = 0.0,
 ) -> TransactionStatusOut:
-    """A transaction's status (``queued``, ``decided`` or ``dead``) and its decision once made.
+    """A transaction's status (``queued``, ``decided`` or ``dead``) and its decision once made; for a
+    HOLD, the hold (pending, or released or rejected and by what); for a CHALLENGE, its result once
+    posted back.
 
     With ``wait``, answers as soon as the transaction leaves ``queued`` or after ``wait`` seconds,
     whichever is first. Waiting clients hold no thread, and are woken by the decision when this process
@@ -173,7 +185,7 @@ async def get_status(
     deadline = time.monotonic() + wait
     step = FIRST_CHECK
     while True:
-        found = await run_in_threadpool(_status, store, transaction_id)
+        found = await run_in_threadpool(_status, store, transaction_id, settings.hold_timeout_seconds)
         if found is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown transaction {transaction_id!r}")
         remaining = deadline - time.monotonic()
