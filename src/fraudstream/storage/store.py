@@ -10,7 +10,8 @@ per kind of data: ``store.decisions``, ``store.queue``, ``store.alerts``, ``stor
 (the named API keys, hashed) and ``store.rules`` (the saved rules versions, and the stored decisions
 as a backtest reads them) and ``store.archive`` (how far the object-store archive has copied them)
 and ``store.parity`` (the online/offline feature parity checks) and ``store.snoozes`` (the analysts' rule
-snoozes). The repositories share nothing but
+snoozes) and ``store.webhooks`` (event webhooks: endpoints, events, deliveries and their log). The
+repositories share nothing but
 the database (the decisions repository also its :class:`~._saving.DecisionSaver`), and the same code
 runs on both databases; what differs between them is in the database's dialect object
 (:mod:`._dialect`).
@@ -40,6 +41,7 @@ from fraudstream.storage.parity import ParityRepository
 from fraudstream.storage.promotions import PromotionRepository
 from fraudstream.storage.rules import RulesRepository
 from fraudstream.storage.snoozes import SnoozeRepository
+from fraudstream.storage.webhooks import WebhookRepository
 
 __all__ = ["FLAGGED", "LATENCY_SAMPLE", "RECENT_SECONDS", "Store"]
 
@@ -70,6 +72,7 @@ class Store:
         self.archive = ArchiveRepository(self.db)
         self.parity = ParityRepository(self.db)
         self.snoozes = SnoozeRepository(self.db)
+        self.webhooks = WebhookRepository(self.db)
 
     @property
     def url(self) -> URL:
