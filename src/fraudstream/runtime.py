@@ -33,6 +33,7 @@ from fraudstream.rules.reload import DatabaseRules, ReloadingRules
 from fraudstream.rules.snoozes import LiveSnoozes, SnoozedRules
 from fraudstream.state import FeatureState, MemoryFeatureState, open_state
 from fraudstream.storage import Store, open_store
+from fraudstream.webhooks import open_webhooks
 
 if TYPE_CHECKING:
     from fraudstream.worker import Worker
@@ -198,8 +199,8 @@ def open_worker(
     """A worker over the services the settings name, set up as every long-running consumer of the
     transactions topic runs one (``fraudstream worker``, the Spark streaming job), so they cannot
     drift apart: stale kernels rebuilt and run on FRAUD_WORKER_THREADS threads, the data folder made,
-    alerts stored (and delivered when a channel is configured) for its decisions and for drift, a
-    registry alias followed (``say`` hears a swap), the collector paused around each batch.
+    alerts stored (and delivered when a channel is configured) for its decisions and for drift, event
+    webhooks sent, a registry alias followed (``say`` hears a swap), the collector paused around each batch.
 
     ``broker`` wraps the services' broker (the Spark job publishes through it, but reads through
     Spark); ``options`` go to :class:`~fraudstream.worker.Worker`. Everything is closed on exit.
@@ -216,6 +217,7 @@ def open_worker(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     services = open_services(settings)
     alerts = alerts_for(services)  # alerts are stored, and delivered when a channel is configured
+    webhooks = open_webhooks(settings, services.store)
     follower = None
     try:
         watch(services.decider, settings, alerts.raise_alerts)  # drift alerts from this worker's batches
@@ -233,4 +235,5 @@ def open_worker(
         if follower is not None:
             follower.stop()
         alerts.close()
+        webhooks.close()
         services.close()

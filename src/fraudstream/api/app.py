@@ -36,6 +36,7 @@ from fraudstream.monitoring.metrics import DriftCollector, ParityCollector
 from fraudstream.pipeline.decider import Decider
 from fraudstream.registry import watch_model
 from fraudstream.runtime import Services, alerts_for, open_services
+from fraudstream.webhooks import open_webhooks
 from fraudstream.worker.worker import DEAD_LETTERS, RESULTS, Worker
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
             slow.cancel()
         alerts = app.state.alerts = alerts_for(running)  # stores alerts; delivers them if channels are set
         app.state.drift = watch(running.decider, settings, alerts.raise_alerts)  # GET /v1/drift, /metrics
+        app.state.webhooks = open_webhooks(settings, running.store)  # event webhooks, in the background
         app.state.batcher = ScoreBatcher(
             running.decider, metrics, max_wait=settings.score_max_wait, around_batch=paused_gc
         )
@@ -158,6 +160,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
             await app.state.batcher.stop()
             _stop_worker(app)
             app.state.alerts.close()
+            app.state.webhooks.close()
             app.state.services = None
             app.state.keyring.close()
             if owned:
@@ -173,6 +176,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     app.state.batcher = None
     app.state.worker = None
     app.state.alerts = None
+    app.state.webhooks = None
     app.state.drift = None
     app.state.model_watcher = None
     metrics.registry.register(DriftCollector(lambda: app.state.drift))
