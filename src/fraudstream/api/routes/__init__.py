@@ -31,6 +31,7 @@ from fraudstream.api.routes import (
     stats,
     stream,
     transactions,
+    webhooks,
 )
 from fraudstream.storage.keys import Role
 
@@ -66,6 +67,7 @@ v1_router.include_router(me.router)
 v1_router.include_router(keys.router)
 v1_router.include_router(rules.router)
 v1_router.include_router(snoozes.router)
+v1_router.include_router(webhooks.router)
 
 api_router = APIRouter()
 api_router.include_router(health.router)
