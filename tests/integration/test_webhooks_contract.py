@@ -120,7 +120,7 @@ def test_decisions_made_before_an_endpoint_subscribed_are_not_sent_to_it(store: 
     save(store, decided(1, decided_at=now() - timedelta(minutes=1)))
     paused = store.webhooks.add_endpoint(URL, [DECISION_CREATED], "admin", enabled=False)
     assert store.webhooks.follow_decisions() == 0
-    save(store, decided(2))  # while it is paused
+    save(store, decided(2, decided_at=now() - timedelta(milliseconds=1)))  # while it is paused
     assert store.webhooks.follow_decisions() == 0
     resumed = store.webhooks.change_endpoint(paused.id, "admin", enabled=True)
     assert resumed.subscribed_at > paused.subscribed_at

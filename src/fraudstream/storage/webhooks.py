@@ -4,23 +4,25 @@
 with the fact it reports or not at all: case grouping (``case.opened``), claims and assignments
 (``case.updated``), verdicts (``case.verdict``) and labels (``label.created``) call it in the
 transaction that writes them. Decisions are never delayed for it: :meth:`WebhookRepository.follow_decisions`
-reads the decisions stored since its cursor that have no event yet, re-reading a margin behind the
-cursor as case grouping does (a batch commits a little after its decisions are stamped), and writes
-their events, deliveries and the cursor in one transaction. A crash before that commit leaves the
-decisions to the next pass; event ids are derived from the fact
-(:func:`~fraudstream.events.webhook.event_id`), so a second pass, in this process or another, stores
-nothing twice. Nothing is lost either way.
+reads the stored decisions that have no event yet from a margin behind its cursor (the newest decision
+followed), because a batch commits a little after its decisions are stamped and one process's batch
+may commit after another's later one; a full look back (:data:`MARGIN`, as case grouping uses) finds
+any decision committed up to five minutes late. It writes their events, deliveries and the cursor in
+one transaction. A crash before that commit leaves the decisions to the next pass; event ids are
+derived from the fact (:func:`~fraudstream.events.webhook.event_id`), so a second pass, in this
+process or another, stores nothing twice. Nothing is lost either way.
 
 **Fan-out.** An event is stored only when an enabled endpoint subscribes to its type, with one
 delivery per such endpoint. An endpoint receives the events emitted while it subscribes; of the
 decisions, those decided since :attr:`Endpoint.subscribed_at` (it was created, enabled again, or its
 types changed), so a paused endpoint is not flooded with what it missed.
 
-**Delivering.** A sender :meth:`~WebhookRepository.claim` s due deliveries under a lease (SQLite
-serialises claims, PostgreSQL skips rows another claim holds, so one claimer has each delivery), posts
-them and :meth:`~WebhookRepository.settle` s each: every attempt is logged; a delivery ends ``delivered``
-or ``failed``, or waits for its next attempt. A sender that dies between posting and settling leaves its
-claims to expire, and they are posted again: at-least-once, the same event id each time.
+**Delivering.** Senders claim due deliveries under a lease (:meth:`~WebhookRepository.claim`: SQLite
+serialises claims, PostgreSQL skips rows another claim holds, so one claimer has each delivery), post
+them, and settle each (:meth:`~WebhookRepository.settle`): every attempt is logged; a delivery ends
+``delivered`` or ``failed``, or waits for its next attempt. A sender that dies between posting and
+settling leaves its claims to expire, and they are posted again: at-least-once, the same event id
+each time.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, insert, or_, select, update
+from sqlalchemy import Connection, Select, insert, or_, select, update
 
 from fraudstream.events.webhook import ALL_TYPES, DECISION_CREATED, WebhookEvent
 from fraudstream.storage import tables
@@ -45,8 +47,8 @@ _at, _cur, _d, _a = tables.webhook_attempts, tables.webhook_cursor, tables.decis
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 STATUSES = (PENDING, DELIVERED, FAILED)
-#: How far behind its cursor :meth:`WebhookRepository.follow_decisions` looks again for decisions committed
-#: after later ones (the margin case grouping uses).
+#: How far behind its cursor :meth:`WebhookRepository.follow_decisions` looks again, by default, for
+#: decisions committed after later ones (the margin case grouping uses).
 MARGIN = timedelta(minutes=5)
 #: Decisions turned into events per transaction.
 CHUNK = 2_000
@@ -233,16 +235,14 @@ def _decision_event(row: Any) -> WebhookEvent:
 def _unemitted(outcomes: Sequence[str] | None, since: datetime) -> Select[Any]:
     """The decisions decided from ``since`` on (of ``outcomes``, or all) with no ``decision.created``
     event yet, oldest first."""
+    emitted = select(_ev.c.id).where(_ev.c.subject == _d.c.transaction_id, _ev.c.type == DECISION_CREATED)
     query = (
         select(
             _d.c.transaction_id, _d.c.customer_id, _d.c.amount, _d.c.timestamp, _d.c.decision,
             _d.c.probability, _d.c.reasons, _d.c.rules, _d.c.model_version, _d.c.rules_version,
             _d.c.decided_at,
         )
-        .select_from(
-            _d.outerjoin(_ev, and_(_ev.c.subject == _d.c.transaction_id, _ev.c.type == DECISION_CREATED))
-        )
-        .where(_ev.c.id.is_(None), _d.c.decided_at >= since)
+        .where(_d.c.decided_at >= since, ~emitted.exists())
         .order_by(_d.c.decided_at, _d.c.transaction_id)
     )  # fmt: skip
     if outcomes is not None:
@@ -250,11 +250,11 @@ def _unemitted(outcomes: Sequence[str] | None, since: datetime) -> Select[Any]:
     return query
 
 
-def _follow_from(conn: Connection, endpoints: Sequence[Endpoint]) -> datetime:
-    """Where following starts: a margin behind the cursor, never before the first subscription."""
+def _follow_from(conn: Connection, endpoints: Sequence[Endpoint], margin: timedelta) -> datetime:
+    """Where following starts: ``margin`` behind the cursor, never before the first subscription."""
     first = min(e.subscribed_at for e in endpoints)
     cursor = _utc(conn.execute(select(_cur.c.decided_at).where(_cur.c.id == 1)).scalar_one_or_none())
-    return first if cursor is None else max(first, cursor - MARGIN)
+    return first if cursor is None else max(first, cursor - margin)
 
 
 class WebhookRepository:
@@ -374,15 +374,20 @@ class WebhookRepository:
         with self._db.write() as conn:
             return emit(conn, events)
 
-    def follow_decisions(self, outcomes: Sequence[str] | None = ("FLAG", "BLOCK")) -> int:
-        """Turn the stored decisions of ``outcomes`` (``None``: all) that have no ``decision.created``
-        event yet into events for the endpoints that subscribe to it; how many decisions. The cursor
-        moves with the events, in one transaction; with no subscriber it does nothing at all."""
+    def follow_decisions(
+        self, outcomes: Sequence[str] | None = ("FLAG", "BLOCK"), margin: timedelta = MARGIN
+    ) -> int:
+        """Turn the stored decisions of ``outcomes`` (``None``: all), decided from ``margin`` before the
+        newest one followed on, that have no ``decision.created`` event yet, into events for the
+        endpoints that subscribe to it; how many decisions. The cursor moves with the events, in one
+        transaction; with no subscriber nothing is read. A pass reads every decision of the margin, so
+        frequent passes may take a short one and leave the full :data:`MARGIN` to every few."""
         with self._db.read() as conn:  # most passes find nothing new: no write lock for them
             endpoints = [e for e in _subscribers(conn) if e.subscribes(DECISION_CREATED)]
             if not endpoints:
                 return 0
-            if conn.execute(_unemitted(outcomes, _follow_from(conn, endpoints)).limit(1)).first() is None:
+            since = _follow_from(conn, endpoints, margin)
+            if conn.execute(_unemitted(outcomes, since).limit(1)).first() is None:
                 return 0
         followed = 0
         while True:
@@ -390,7 +395,8 @@ class WebhookRepository:
                 endpoints = [e for e in _subscribers(conn) if e.subscribes(DECISION_CREATED)]
                 if not endpoints:
                     return followed
-                rows = conn.execute(_unemitted(outcomes, _follow_from(conn, endpoints)).limit(CHUNK)).all()
+                since = _follow_from(conn, endpoints, margin)
+                rows = conn.execute(_unemitted(outcomes, since).limit(CHUNK)).all()
                 if not rows:
                     return followed
                 events = [_decision_event(row) for row in rows]

@@ -35,7 +35,7 @@ from fraudstream import __version__
 from fraudstream.config import Settings
 from fraudstream.events.webhook import CASE_OPENED
 from fraudstream.storage.store import Store
-from fraudstream.storage.webhooks import DELIVERED, FAILED, PENDING, Claimed, Outcome
+from fraudstream.storage.webhooks import DELIVERED, FAILED, MARGIN, PENDING, Claimed, Outcome
 from fraudstream.webhooks.signing import (
     ATTEMPT_HEADER,
     DELIVERY_HEADER,
@@ -53,6 +53,11 @@ BATCH = 20
 ANSWER_KEPT = 300
 #: How often the deliveries that ended more than FRAUD_WEBHOOK_RETENTION_DAYS ago are deleted (seconds).
 TRIM_EVERY = 3600.0
+#: How far behind the newest decision followed each pass looks again for decisions committed late; every
+#: LOOK_BACK_EVERY seconds a pass looks back the store's whole margin instead. A pass reads every decision
+#: of the span it looks back over, which at hundreds of decisions a second is most of its cost.
+RECENT = timedelta(seconds=10)
+LOOK_BACK_EVERY = 60.0
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,7 @@ class WebhookDispatcher:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._trimmed = 0.0
+        self._looked_back = 0.0
         self._failing: str | None = None
 
     @classmethod
@@ -216,11 +222,15 @@ class WebhookDispatcher:
     def follow(self) -> int:
         """Emit ``decision.created`` for the decisions stored since the last pass, and group new FLAGs
         and BLOCKs into cases (emitting ``case.opened``), for the endpoints subscribed; how many
-        decisions became events."""
+        decisions became events. A decision committed more than :data:`RECENT` after it was made is
+        found by the pass that looks back further, every :data:`LOOK_BACK_EVERY` seconds."""
         endpoints = self.store.webhooks.subscribers()
         if not endpoints:
             return 0
-        followed = self.store.webhooks.follow_decisions(self.outcomes)
+        margin = RECENT
+        if time.monotonic() - self._looked_back >= LOOK_BACK_EVERY or not self._looked_back:
+            self._looked_back, margin = time.monotonic(), MARGIN
+        followed = self.store.webhooks.follow_decisions(self.outcomes, margin)
         if any(e.subscribes(CASE_OPENED) for e in endpoints):
             self.store.cases.sync(self.group_by)
         return followed
