@@ -288,7 +288,11 @@ class Settings(BaseSettings):
         "for new decisions to emit",
     )
     webhook_senders: int = Field(
-        2, ge=1, le=32, description="event webhooks: threads per serve or worker process posting deliveries"
+        2,
+        ge=0,
+        le=32,
+        description="event webhooks: threads per serve or worker process posting deliveries; 0: this "
+        "process neither sends nor follows decisions (others do: at least one process needs some)",
     )
     webhook_retention_days: float = Field(
         30.0,

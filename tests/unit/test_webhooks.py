@@ -11,7 +11,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -232,3 +232,17 @@ def test_the_outcomes_that_emit_decisions_are_checked() -> None:
     assert Settings(webhook_decisions=" block , flag,BLOCK").webhook_outcomes == ("BLOCK", "FLAG")
     with pytest.raises(ValidationError, match="webhook_decisions"):
         Settings(webhook_decisions="FLAG,MAYBE")
+
+
+def test_an_envelope_holds_what_orjson_refuses_and_times_in_utc() -> None:
+    emitted = datetime(2024, 3, 1, 13, 30, tzinfo=timezone(timedelta(hours=1)))
+    body = json.loads(WebhookEvent(LABEL_CREATED, "k", {"n": 2**70, "at": emitted}).body(emitted))
+    assert body["data"] == {"n": 2**70, "at": "2024-03-01T12:30:00Z"}
+    assert body["created"] == body["emitted"] == "2024-03-01T12:30:00Z"
+
+
+def test_no_sender_runs_in_a_process_told_to_leave_it_to_others(store: Store) -> None:
+    before = set(threading.enumerate())
+    sender = WebhookDispatcher.from_settings(Settings(webhook_senders=0), store).start()
+    assert set(threading.enumerate()) - before == set()
+    sender.close()

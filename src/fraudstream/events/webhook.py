@@ -13,6 +13,7 @@ A new kind of event is a name in :data:`EVENT_TYPES` and a :class:`WebhookEvent`
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -79,12 +80,19 @@ class WebhookEvent:
             "emitted": _utc(emitted),
             "data": self.data,
         }
-        return orjson.dumps(envelope, default=_json_default, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
+        try:
+            return orjson.dumps(
+                envelope, default=_json_default, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+            )
+        except orjson.JSONEncodeError:  # what orjson refuses (integers beyond 64 bits): the standard library
+            return json.dumps(envelope, default=_json_default, separators=(",", ":")).encode()
 
 
 def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
+    if isinstance(value, datetime):
+        return _utc(value).isoformat().replace("+00:00", "Z")
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 

@@ -15,7 +15,8 @@ from fraudstream.webhooks.signing import SIGNATURE_HEADER, TOLERANCE_SECONDS, si
 
 
 def open_webhooks(settings: Settings, store: Store) -> WebhookDispatcher:
-    """A started :class:`WebhookDispatcher` for ``settings``; close it at shutdown."""
+    """A started :class:`WebhookDispatcher` for ``settings`` (with ``FRAUD_WEBHOOK_SENDERS=0``, one that
+    runs no thread); close it at shutdown."""
     return WebhookDispatcher.from_settings(settings, store).start()
 
 
