@@ -313,6 +313,59 @@ class Settings(BaseSettings):
     )
     flag_burst: int = Field(3, ge=2, description="this many FLAGs for one entity within the window alert")
     flag_burst_seconds: float = Field(600.0, gt=0, description="the window of a burst of FLAGs")
+    webhook_decisions: str = Field(
+        "FLAG,BLOCK",
+        description="event webhooks: the outcomes whose stored decisions emit decision.created, "
+        "comma-separated (e.g. FLAG,BLOCK), or 'all'",
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="event webhooks: seconds an endpoint has to answer a delivery, connecting included; "
+        "a slower answer counts as a failed attempt",
+    )
+    webhook_max_attempts: int = Field(
+        16, ge=1, le=100, description="event webhooks: attempts per delivery before it is marked failed"
+    )
+    webhook_backoff_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="event webhooks: the wait after a delivery's first failed attempt, doubled after each "
+        "further one up to FRAUD_WEBHOOK_MAX_BACKOFF_SECONDS",
+    )
+    webhook_max_backoff_seconds: float = Field(
+        3600.0, gt=0, le=86_400, description="event webhooks: the longest wait between two attempts"
+    )
+    webhook_max_age_seconds: float = Field(
+        86_400.0,
+        gt=0,
+        le=30 * 86_400,
+        description="event webhooks: a delivery not delivered this long after it was queued is marked "
+        "failed, its attempts left or not (a replay sends it again)",
+    )
+    webhook_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="event webhooks: how often each serve and worker process looks for due deliveries and "
+        "for new decisions to emit",
+    )
+    webhook_senders: int = Field(
+        2,
+        ge=0,
+        le=32,
+        description="event webhooks: threads per serve or worker process posting deliveries; 0: this "
+        "process neither sends nor follows decisions (others do: at least one process needs some)",
+    )
+    webhook_retention_days: float = Field(
+        30.0,
+        ge=1,
+        le=3650,
+        description="event webhooks: deliveries that ended (delivered or failed) are deleted with their "
+        "attempts and events this many days later",
+    )
     api_url: str = Field("http://127.0.0.1:8000", description="the API the dashboard reads")
     dashboard_port: int = Field(8501, ge=1, le=65535, description="port of the Streamlit dashboard")
     stream_max_clients: int = Field(100, ge=1, description="GET /v1/stream: most streams open at once")
@@ -419,6 +472,21 @@ class Settings(BaseSettings):
         band = parse_band(value, f"FRAUD_{(info.field_name or '').upper()}")
         return None if band is None or value is None else value.strip()
 
+    @field_validator("webhook_decisions")
+    @classmethod
+    def _webhook_decisions(cls, value: str) -> str:
+        from fraudstream.events.transaction import DECISIONS
+
+        if value.strip().lower() == "all":
+            return "all"
+        outcomes = [o.strip().upper() for o in value.split(",") if o.strip()]
+        unknown = [o for o in outcomes if o not in DECISIONS]
+        if not outcomes or unknown:
+            raise ValueError(
+                f"expected 'all' or some of {', '.join(DECISIONS)} comma-separated, got {value!r}"
+            )
+        return ",".join(dict.fromkeys(outcomes))
+
     @field_validator("rate_limit_storage")
     @classmethod
     def _limit_storage(cls, value: str) -> str:
@@ -454,6 +522,11 @@ class Settings(BaseSettings):
     @property
     def spark_checkpoint_location(self) -> str:
         return self.spark_checkpoint or str(self.data_dir / "spark" / "checkpoint")
+
+    @property
+    def webhook_outcomes(self) -> tuple[str, ...] | None:
+        """The outcomes whose decisions emit ``decision.created``; ``None``: all of them."""
+        return None if self.webhook_decisions == "all" else tuple(self.webhook_decisions.split(","))
 
     @property
     def alert_recipients(self) -> list[str]:

@@ -37,6 +37,7 @@ from fraudstream.rules.reload import DatabaseRules, ReloadingRules
 from fraudstream.rules.snoozes import LiveSnoozes, SnoozedRules
 from fraudstream.state import FeatureState, MemoryFeatureState, open_state
 from fraudstream.storage import Store, open_store
+from fraudstream.webhooks import open_webhooks
 
 if TYPE_CHECKING:
     from fraudstream.worker import Worker
@@ -223,9 +224,9 @@ def open_worker(
     """A worker over the services the settings name, set up as every long-running consumer of the
     transactions topic runs one (``fraudstream worker``, the Spark streaming job), so they cannot
     drift apart: stale kernels rebuilt and run on FRAUD_WORKER_THREADS threads, the data folder made,
-    alerts stored (and delivered when a channel is configured) for its decisions and for drift, a
-    registry alias followed (``say`` hears a swap), timed-out holds swept (:mod:`.worker.holds`), the
-    collector paused around each batch.
+    alerts stored (and delivered when a channel is configured) for its decisions and for drift, event
+    webhooks sent, a registry alias followed (``say`` hears a swap), timed-out holds swept
+    (:mod:`.worker.holds`), the collector paused around each batch.
 
     ``broker`` wraps the services' broker (the Spark job publishes through it, but reads through
     Spark); ``options`` go to :class:`~fraudstream.worker.Worker`. Everything is closed on exit.
@@ -243,6 +244,7 @@ def open_worker(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     services = open_services(settings)
     alerts = alerts_for(services)  # alerts are stored, and delivered when a channel is configured
+    webhooks = open_webhooks(settings, services.store)
     follower = None
     sweep = HoldSweep(services.store, settings).start()  # timed-out holds get FRAUD_HOLD_DEFAULT
     try:
@@ -263,4 +265,5 @@ def open_worker(
         if follower is not None:
             follower.stop()
         alerts.close()
+        webhooks.close()
         services.close()

@@ -72,11 +72,18 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("DELETE", "/v1/snoozes/{snooze_id}"): READER,
     ("POST", "/v1/challenges/{transaction_id}"): SENDER,
     ("GET", "/v1/holds"): READER,
+    ("GET", "/v1/webhooks"): ADMIN,
+    ("POST", "/v1/webhooks"): ADMIN,
+    ("PATCH", "/v1/webhooks/{endpoint_id}"): ADMIN,
+    ("DELETE", "/v1/webhooks/{endpoint_id}"): ADMIN,
+    ("GET", "/v1/webhooks/deliveries"): ADMIN,
+    ("GET", "/v1/webhooks/deliveries/{delivery_id}"): ADMIN,
+    ("POST", "/v1/webhooks/deliveries/{delivery_id}/replay"): ADMIN,
 }
 #: What makes a call end quickly and change nothing: a stream that ends, bodies that fail validation.
 QUERY = {"/v1/stream": {"duration": "0.05"}}
 #: Path parameters that must have their type to reach the route at all (an integer id); "x-1" elsewhere.
-SAMPLE = {"case_id": "999999", "snooze_id": "999999"}
+SAMPLE = {"case_id": "999999", "snooze_id": "999999", "endpoint_id": "999999", "delivery_id": "999999"}
 
 
 def routes(client: TestClient) -> list[tuple[str, str]]:

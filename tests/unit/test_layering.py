@@ -26,7 +26,7 @@ FLOORS: list[set[str]] = [
     {"features", "brokers", "archive"},
     {"models"},
     {"scoring", "rules", "config"},
-    {"pipeline", "datasets", "alerts", "monitoring", "reports"},
+    {"pipeline", "datasets", "alerts", "monitoring", "reports", "webhooks"},
     {"training", "worker"},
     {"registry"},
     {"runtime", "checks"},

@@ -36,6 +36,7 @@ from fraudstream.monitoring.metrics import DriftCollector, HoldCollector, Parity
 from fraudstream.pipeline.decider import Decider
 from fraudstream.registry import watch_model
 from fraudstream.runtime import Services, alerts_for, guard_rules, open_services
+from fraudstream.webhooks import open_webhooks
 from fraudstream.worker.holds import HoldSweep
 from fraudstream.worker.worker import DEAD_LETTERS, RESULTS, Worker
 
@@ -144,6 +145,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
         alerts = app.state.alerts = alerts_for(running)  # stores alerts; delivers them if channels are set
         app.state.drift = watch(running.decider, settings, alerts.raise_alerts)  # GET /v1/drift, /metrics
         app.state.rule_guard = guard_rules(running, alerts.raise_alerts)  # GET /v1/rules/guard
+        app.state.webhooks = open_webhooks(settings, running.store)  # event webhooks, in the background
         app.state.batcher = ScoreBatcher(
             running.decider, metrics, max_wait=settings.score_max_wait, around_batch=paused_gc
         )
@@ -165,6 +167,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
             await app.state.batcher.stop()
             _stop_worker(app)
             app.state.alerts.close()
+            app.state.webhooks.close()
             app.state.services = None
             app.state.keyring.close()
             if owned:
@@ -180,6 +183,7 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     app.state.batcher = None
     app.state.worker = None
     app.state.alerts = None
+    app.state.webhooks = None
     app.state.drift = None
     app.state.rule_guard = None
     app.state.model_watcher = None

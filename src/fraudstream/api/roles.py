@@ -4,7 +4,8 @@
 from it is open to admin keys alone and fails the roles test, so no route is served to a role nobody
 decided on. Admin holds every role. ``ingest`` sends transactions, reads back their decisions and posts
 the results of their step-up challenges; ``analyst`` reads everything, writes labels and cases, snoozes
-rules and requeues dead letters (the dashboard's button); ``admin`` alone changes models and keys.
+rules and requeues dead letters (the dashboard's button); ``admin`` alone changes models and keys, and
+the event webhooks.
 """
 
 from __future__ import annotations
@@ -64,6 +65,13 @@ ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("DELETE", "/v1/snoozes/{snooze_id}"): ANALYST,
     ("POST", "/v1/challenges/{transaction_id}"): SENDER,  # the payment flow that ran the challenge
     ("GET", "/v1/holds"): ANALYST,
+    ("GET", "/v1/webhooks"): ADMIN,  # endpoints hold signing secrets and reach other systems
+    ("POST", "/v1/webhooks"): ADMIN,
+    ("PATCH", "/v1/webhooks/{endpoint_id}"): ADMIN,
+    ("DELETE", "/v1/webhooks/{endpoint_id}"): ADMIN,
+    ("GET", "/v1/webhooks/deliveries"): ADMIN,
+    ("GET", "/v1/webhooks/deliveries/{delivery_id}"): ADMIN,
+    ("POST", "/v1/webhooks/deliveries/{delivery_id}/replay"): ADMIN,
 }
 
 

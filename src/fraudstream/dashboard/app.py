@@ -24,11 +24,12 @@ from fraudstream.dashboard.display import PANEL, local_time, plural, table, time
 from fraudstream.dashboard.drift import drift_panel
 from fraudstream.dashboard.models import models_panel
 from fraudstream.dashboard.rules import rules_page
+from fraudstream.dashboard.webhooks import webhooks_page
 
 #: label -> (window seconds, bucket seconds)
 WINDOWS = {"15 minutes": (900, 15), "1 hour": (3600, 60), "6 hours": (21_600, 300), "24 hours": (86_400, 900)}
 FEED_LIMIT = 50
-PAGES = ["Live", "Cases", "Entities", "Rules"]
+PAGES = ["Live", "Cases", "Entities", "Rules", "Webhooks"]
 DEAD_LETTERS_SHOWN = 50
 #: The drift panel refreshes at most this often (seconds): its window moves by the minute.
 DRIFT_REFRESH = 10
@@ -317,6 +318,8 @@ def main() -> None:
             cases_page(client, me)
         elif page == "Entities":
             entities_page(client)
+        elif page == "Webhooks":
+            webhooks_page(client)
         else:
             rules_page(client)
         return

@@ -199,6 +199,27 @@ class ApiClient:
         """End a snooze now (``DELETE /v1/snoozes/{id}``)."""
         return dict(self._request("DELETE", f"/v1/snoozes/{snooze_id}"))
 
+    def webhooks(self) -> list[dict[str, Any]]:
+        """The event webhooks' endpoints (``GET /v1/webhooks``, admin role)."""
+        return list(self._request("GET", "/v1/webhooks")["items"])
+
+    def deliveries(
+        self,
+        *,
+        endpoint_id: int | None = None,
+        event_type: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Event deliveries, newest first, each with its attempts (``GET /v1/webhooks/deliveries``)."""
+        wanted = {"endpoint_id": endpoint_id, "type": event_type, "status": status, "limit": limit}
+        params = {name: value for name, value in wanted.items() if value is not None}
+        return list(self._request("GET", "/v1/webhooks/deliveries", params=params)["items"])
+
+    def replay(self, delivery_id: int) -> dict[str, Any]:
+        """Send a delivery's event again (``POST /v1/webhooks/deliveries/{id}/replay``): the new delivery."""
+        return dict(self._request("POST", f"/v1/webhooks/deliveries/{delivery_id}/replay"))
+
     def rules(self) -> dict[str, Any] | None:
         """The rules in use, their version and the saved versions (``GET /v1/rules``)."""
         found = self._request("GET", "/v1/rules", missing_ok=True)

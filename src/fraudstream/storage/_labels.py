@@ -6,6 +6,9 @@ opposite of the source's current one, with a ``label_time`` not before it, super
 it replaced moves to ``label_history``, the audit trail. The same verdict again, or an older one, changes
 nothing, so a feed may resend. Where sources disagree, fraud wins: a transaction is fraud when any
 source's current verdict says so (the reports and the feature state read labels that way).
+
+A label that takes effect through :meth:`LabelRepository.apply`, first or changed, emits the webhook
+event ``label.created`` in the same transaction (see :mod:`.webhooks`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 
 from fraudstream.events.transaction import Label
+from fraudstream.events.webhook import LABEL_CREATED, WebhookEvent
 from fraudstream.storage import tables
 from fraudstream.storage.database import Database
 from fraudstream.storage.rows import chunks, dicts, unique_by
+from fraudstream.storage.webhooks import emit
 
 _t = tables.transactions
 _l = tables.labels
@@ -38,6 +43,18 @@ class LabelChanges:
     """the source's current verdict again, or a different one older than it"""
     fraud: list[Label] = field(default_factory=list)
     """the fraud labels that took effect, in order: what the feature state must learn"""
+
+
+def _label_event(
+    label: Label, received_at: datetime, k: int, replaced: dict[str, Any] | None
+) -> WebhookEvent:
+    """``label.created`` for the ``k``-th label of a batch applied at ``received_at``; ``replaced``: the
+    history row of the verdict it superseded."""
+    data = label.model_dump() | {"received_at": received_at, "supersedes": None}
+    if replaced is not None:
+        data["supersedes"] = {"is_fraud": replaced["is_fraud"], "label_time": replaced["label_time"]}
+    key = f"{label.transaction_id}\x00{label.source}\x00{received_at.isoformat()}\x00{k}"
+    return WebhookEvent(LABEL_CREATED, key, data, occurred=label.label_time, subject=label.transaction_id)
 
 
 class LabelRepository:
@@ -97,7 +114,8 @@ class LabelRepository:
             firsts = {id(label) for label in first}
             changed: dict[int, dict[str, Any]] = {}  # labels row id → its new verdict
             history: list[dict[str, Any]] = []
-            for label in labels:
+            effective: list[tuple[int, Label, dict[str, Any] | None]] = []  # (position, label, replaced)
+            for k, label in enumerate(labels):
                 row = current[(label.transaction_id, label.source)]
                 if id(label) in firsts:
                     changes.accepted += 1
@@ -116,6 +134,7 @@ class LabelRepository:
                     row.update(is_fraud=label.is_fraud, label_time=label.label_time, received_at=now)
                     changed[row["id"]] = row
                     changes.superseded += 1
+                effective.append((k, label, history[-1] if id(label) not in firsts else None))
                 if label.is_fraud:
                     changes.fraud.append(label)
             if history:
@@ -126,6 +145,7 @@ class LabelRepository:
                         .where(_l.c.id == row["id"])
                         .values(is_fraud=row["is_fraud"], label_time=row["label_time"], received_at=now)
                     )
+            emit(conn, (_label_event(label, now, k, replaced) for k, label, replaced in effective), now=now)
         return changes
 
     def _current(self, conn: Connection, ids: list[str]) -> dict[tuple[str, str], dict[str, Any]]:

@@ -15,6 +15,9 @@ time) before it closes the case, so a verdict given twice (a retry after a crash
 once; ``inconclusive`` writes none. Closing the case resolves the pending holds of its transactions in
 the same database transaction (see :mod:`.holds`): fraud rejects them, legitimate releases them, and
 inconclusive gives them the default outcome.
+
+Opening a case, claiming or assigning one and its verdict emit the webhook events ``case.opened``,
+``case.updated`` and ``case.verdict`` in the transaction that does it (see :mod:`.webhooks`).
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, insert, literal_column, select, update
 
 from fraudstream.events.transaction import Label
+from fraudstream.events.webhook import CASE_OPENED, CASE_UPDATED, CASE_VERDICT, WebhookEvent
 from fraudstream.storage import tables
 from fraudstream.storage._labels import LabelChanges, LabelRepository
 from fraudstream.storage.database import Database
 from fraudstream.storage.holds import VERDICT, VERDICT_OUTCOMES, Hold, HoldRepository
+from fraudstream.storage.webhooks import emit
 
 _c, _ct, _n, _a = tables.cases, tables.case_transactions, tables.case_notes, tables.audit_log
 _d, _t, _cur = tables.decisions, tables.transactions, tables.case_cursor
@@ -85,6 +90,17 @@ class Case:
         """What the audit log keeps of a case before and after an action."""
         return {"status": self.status, "assignee": self.assignee, "verdict": self.verdict}
 
+    def event(self, type_: str, key: str, **extra: Any) -> WebhookEvent:
+        """The webhook event ``type_`` about this case (see :mod:`fraudstream.events.webhook`)."""
+        data = {
+            name: getattr(self, name)
+            for name in (
+                "id", "group_key", "group_value", "status", "assignee", "verdict", "transactions", "amount",
+                "expected_loss", "max_probability", "opened_at", "updated_at", "closed_at",
+            )
+        }  # fmt: skip
+        return WebhookEvent(type_, key, data | extra, subject=str(self.id))
+
 
 class CaseRepository:
     def __init__(self, db: Database, labels: LabelRepository, holds: HoldRepository | None = None) -> None:
@@ -120,8 +136,13 @@ class CaseRepository:
         for row in rows:
             by_group[("customer_id" if row.fallback else group_by, str(row.value))].append(row)
         now = datetime.now(UTC)
-        for (group_key, group_value), members in by_group.items():
-            self._join(conn, group_key, group_value, members, now)
+        opened = [
+            case_id
+            for (group_key, group_value), members in by_group.items()
+            if (case_id := self._join(conn, group_key, group_value, members, now)) is not None
+        ]
+        cases = (self._get(conn, case_id, "expected_loss") for case_id in opened)
+        emit(conn, (case.event(CASE_OPENED, str(case.id)) for case in cases), now=now)
         latest = max(row.decided_at for row in rows)
         if cursor is None:
             conn.execute(insert(_cur).values(id=1, decided_at=latest))
@@ -129,13 +150,15 @@ class CaseRepository:
             conn.execute(update(_cur).where(_cur.c.id == 1).values(decided_at=latest))
         return len(rows)
 
-    def _join(self, conn: Connection, key: str, value: str, rows: list[Any], now: datetime) -> None:
-        """Add ``rows`` (decisions) to the case of ``key`` = ``value`` that is not closed, or open one."""
+    def _join(self, conn: Connection, key: str, value: str, rows: list[Any], now: datetime) -> int | None:
+        """Add ``rows`` (decisions) to the case of ``key`` = ``value`` that is not closed, or open one;
+        the id of the case opened, if one was."""
         where = and_(_c.c.group_key == key, _c.c.group_value == value, _c.c.status != CLOSED)
         case = conn.execute(select(_c.c.id).where(where)).scalar_one_or_none()
         loss = sum(float(r.probability) * float(r.amount) for r in rows)
         amount = sum(float(r.amount) for r in rows)
         top = max(float(r.probability) for r in rows)
+        opened = case is None
         if case is None:
             values: dict[str, Any] = {"group_key": key, "group_value": value, "status": OPEN}
             values |= {"expected_loss": loss}
@@ -169,6 +192,7 @@ class CaseRepository:
                 for r in rows
             ],
         )
+        return int(case) if opened else None
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -244,8 +268,13 @@ class CaseRepository:
                 raise CaseError(f"case {case_id} is already claimed by {case.assignee}")
             after = {"status": IN_REVIEW, "assignee": assignee}
             conn.execute(update(_c).where(_c.c.id == case_id).values(**after, updated_at=datetime.now(UTC)))
-            self._audit(conn, actor, "claim" if claim else "assign", case, case.summary() | after)
-            return self._get(conn, case_id, "expected_loss")
+            action = "claim" if claim else "assign"
+            entry = self._audit(conn, actor, action, case, case.summary() | after)
+            changed = self._get(conn, case_id, "expected_loss")
+            previous = {"status": case.status, "assignee": case.assignee}
+            extra = {"change": action, "actor": actor, "previous": previous}
+            emit(conn, [changed.event(CASE_UPDATED, f"audit:{entry}", **extra)])
+            return changed
 
     def note(self, case_id: int, text: str, actor: str) -> dict[str, Any]:
         """Add a note by ``actor``; the stored note."""
@@ -319,12 +348,32 @@ class CaseRepository:
                 closed_now.holds = holds
                 resolved += holds
                 done.append(closed_now)
+            by_case: dict[int, builtins.list[str]] = {c.id: [] for c in done}
+            for case_id, transaction_id in conn.execute(
+                select(_ct.c.case_id, _ct.c.transaction_id).where(_ct.c.case_id.in_(list(by_case)))
+            ):
+                by_case[int(case_id)].append(transaction_id)
+            extra = {"actor": actor, "note": note}
+            events = [
+                c.event(
+                    CASE_VERDICT,
+                    str(c.id),
+                    **extra,
+                    transaction_ids=by_case[c.id],
+                    holds={h.transaction_id: h.outcome for h in c.holds},
+                )
+                for c in done
+            ]
+            emit(conn, events, now=now)
         self._holds.announce(resolved)
         return done, changes, labels
 
-    def _audit(self, conn: Connection, actor: str, action: str, case: Case, after: dict[str, Any]) -> None:
-        conn.execute(
-            insert(_a).values(
+    def _audit(self, conn: Connection, actor: str, action: str, case: Case, after: dict[str, Any]) -> int:
+        """Write the audit entry of an action on ``case``; its id."""
+        return conn.execute(
+            insert(_a)
+            .returning(_a.c.id)
+            .values(
                 at=datetime.now(UTC),
                 actor=actor,
                 action=action,
@@ -332,7 +381,7 @@ class CaseRepository:
                 before=case.summary(),
                 after=after,
             )
-        )
+        ).scalar_one()
 
 
 def _cursor(conn: Connection) -> datetime | None:

@@ -12,7 +12,8 @@ as a backtest reads them) and ``store.archive`` (how far the object-store archiv
 and ``store.parity`` (the online/offline feature parity checks) and ``store.snoozes`` (the analysts' rule
 snoozes) and ``store.rule_guard`` (the rules' backtested hit rates and the rules the guard moved to
 shadow) and ``store.holds`` (payments decided HOLD and how their waits ended) and ``store.challenges``
-(the results of step-up challenges). The repositories share nothing but
+(the results of step-up challenges) and ``store.webhooks`` (event webhooks: endpoints, events,
+deliveries and their log). The repositories share nothing but
 the database (the decisions repository also its :class:`~._saving.DecisionSaver`), and the same code
 runs on both databases; what differs between them is in the database's dialect object
 (:mod:`._dialect`).
@@ -45,6 +46,7 @@ from fraudstream.storage.parity import ParityRepository
 from fraudstream.storage.promotions import PromotionRepository
 from fraudstream.storage.rules import RulesRepository
 from fraudstream.storage.snoozes import SnoozeRepository
+from fraudstream.storage.webhooks import WebhookRepository
 
 __all__ = ["FLAGGED", "LATENCY_SAMPLE", "RECENT_SECONDS", "Store"]
 
@@ -78,6 +80,7 @@ class Store:
         self.parity = ParityRepository(self.db)
         self.snoozes = SnoozeRepository(self.db)
         self.rule_guard = RuleGuardRepository(self.db)
+        self.webhooks = WebhookRepository(self.db)
 
     @property
     def url(self) -> URL:

@@ -482,3 +482,77 @@ challenges = Table(
     Column("answered_at", UTCDateTime(), nullable=False),
     Column("answered_by", String(128), nullable=False),
 )
+# Event webhooks (migration 0019; see fraudstream.storage.webhooks). Endpoints: where events go, and the
+# secret that signs them; a deleted one keeps its row (``deleted_at``) for its deliveries' log.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("url", String(2048), nullable=False),
+    Column("events", JSON(), nullable=False),
+    Column("secret", String(128), nullable=False),
+    Column("enabled", Boolean(), nullable=False),
+    Column("description", String(256), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    # since when it takes decision.created events: created, enabled again, or its types changed
+    Column("subscribed_at", UTCDateTime(), nullable=False),
+    Column("deleted_at", UTCDateTime(), nullable=True),
+)
+# Events, stored only when an endpoint subscribes to their type: ``body`` is the exact JSON every delivery
+# sends and signs. ``event_id`` is derived from the fact, so one fact emitted twice is stored once.
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", String(40), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("subject", String(160), nullable=False),
+    Column("created", UTCDateTime(), nullable=False),
+    Column("emitted_at", UTCDateTime(), nullable=False),
+    Column("body", Text(), nullable=False),
+    UniqueConstraint("event_id", name="uq_webhook_events_event_id"),
+    Index("ix_webhook_events_subject_type", "subject", "type"),
+)
+# One event to one endpoint: pending (claimed under a lease, tried again at ``next_attempt_at``), then
+# delivered or failed. A replay is a new delivery of the same event (``replay_of``).
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", Id, nullable=False),
+    Column("endpoint_id", Id, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_at", UTCDateTime(), nullable=True),
+    Column("last_status", Integer(), nullable=True),
+    Column("last_error", Text(), nullable=True),
+    Column("replay_of", Id, nullable=True),
+    Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+    Index("ix_webhook_deliveries_event_id", "event_id"),
+)
+# Every attempt of a delivery: the answer's status code (none when there was no answer), the error, how long.
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", Id, nullable=False),
+    Column("attempt", Integer(), nullable=False),
+    Column("attempted_at", UTCDateTime(), nullable=False),
+    Column("status_code", Integer(), nullable=True),
+    Column("error", Text(), nullable=True),
+    Column("duration_ms", Float(), nullable=False),
+    Index("ix_webhook_attempts_delivery_id", "delivery_id"),
+)
+# How far the stored decisions have been followed into decision.created events: the newest decided_at.
+webhook_cursor = Table(
+    "webhook_cursor",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=False),
+    Column("decided_at", UTCDateTime(), nullable=False),
+)

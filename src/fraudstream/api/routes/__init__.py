@@ -34,6 +34,7 @@ from fraudstream.api.routes import (
     stats,
     stream,
     transactions,
+    webhooks,
 )
 from fraudstream.storage.keys import Role
 
@@ -72,6 +73,7 @@ v1_router.include_router(rule_guard.router)
 v1_router.include_router(snoozes.router)
 v1_router.include_router(challenges.router)
 v1_router.include_router(holds.router)
+v1_router.include_router(webhooks.router)
 
 api_router = APIRouter()
 api_router.include_router(health.router)
