@@ -84,6 +84,20 @@ class RuleOut(BaseModel):
     shadow: bool
 
 
+class AggregatesOut(BaseModel):
+    """The runtime aggregates this server computes for its rules (docs/rules.md)."""
+
+    names: list[str] = Field(
+        description="the aggregates the rules in use declare, computed for every decision"
+    )
+    retention_seconds: float | None = Field(description="how far back in event time they look")
+    warming: str | None = Field(
+        description="a newer version whose other aggregates are being computed from stored history: "
+        "the version in use applies until they are"
+    )
+    last_error: str | None = Field(description="why a newer version's aggregates could not be warmed, if so")
+
+
 class VersionOut(BaseModel):
     version: int
     created_at: datetime
@@ -106,6 +120,9 @@ class RulesOut(BaseModel):
     )
     versions: list[VersionOut] = Field(
         description="the newest saved versions, newest first (database source)"
+    )
+    aggregates: AggregatesOut | None = Field(
+        None, description="the runtime aggregates computed for the rules, and a version being warmed"
     )
 
 
@@ -229,6 +246,7 @@ async def backtest(body: BacktestIn, store: StoreDep, scorer: ScorerDep) -> dict
 def _current(services: Services) -> dict[str, Any]:
     live = services.rules
     rules = live.current()
+    computed = services.aggregates
     out: dict[str, Any] = {
         "source": services.settings.rules_source,
         "version": rules.version,
@@ -242,6 +260,7 @@ def _current(services: Services) -> dict[str, Any]:
         "text": None,
         "last_error": live.last_error,
         "versions": [],
+        "aggregates": None if computed is None else computed.status(),
     }  # fmt: skip
     if isinstance(live, DatabaseRules):
         repository = services.store.rules
