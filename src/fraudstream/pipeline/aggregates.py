@@ -137,7 +137,9 @@ class LiveAggregates:
         self.last_error: str | None = None
         """Why the newest rules do not apply yet (their aggregates could not be warmed), if so."""
         first = rules()
-        self._newest = first
+        self._newest: Any = first
+        self._steady: Any = first
+        """The newest rules when nothing is under way: then :meth:`rules` has nothing to do."""
         self._serving = first
         self._active: _Computed | None = None
         if first.aggregates is not None:
@@ -150,9 +152,9 @@ class LiveAggregates:
     def rules(self) -> Any:
         """The newest rules whose aggregates are computed here: those of the newest version once its
         aggregates are warm, else the ones in use before it. Starts warming a new version's aggregates,
-        and swaps them in when warm; cheap when nothing changed."""
+        and swaps them in when warm; one comparison when nothing changed and nothing is under way."""
         newest = self._source()
-        if newest is self._newest and not self._due():
+        if newest is self._steady:
             return self._serving
         with self._lock:
             self._settle()
@@ -163,6 +165,8 @@ class LiveAggregates:
                 self._newest = newest
                 self._follow(newest)
                 self._settle()
+            quiet = self._warming is None and self._failed is None
+            self._steady = newest if quiet else None
             return self._serving
 
     def compute(self, batch: TransactionBatch, aggregates: Aggregates) -> np.ndarray:
@@ -209,13 +213,6 @@ class LiveAggregates:
             active.close()
 
     # --- following the rules -------------------------------------------------------------------------
-
-    def _due(self) -> bool:
-        warming = self._warming
-        if warming is not None and warming.done.is_set():
-            return True
-        failed = self._failed
-        return failed is not None and self._monotonic() >= failed[1]
 
     def _follow(self, newest: Any) -> None:
         """Serve ``newest`` now when its aggregates are computed already (or it has none), else start
