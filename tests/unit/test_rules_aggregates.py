@@ -84,11 +84,17 @@ def test_the_digest_names_what_is_computed_not_how_it_was_written(known: dict[st
         ({"features": [{"key": "customer_id", "aggregates": [{"stats": ["count"], "windows": ["1h"]}]}]},
          "'customer_count_1h' is already a name rules read"),
         ({"features": [{"categorical": "country"}]}, "a categorical entry is learned from training rows"),
+        (section({"stats": ["count"], "windows": ["1h"], "name": "{key:>999999999}_n"}),
+         r"features\[0\]\.aggregates\[0\]\.name: a template takes only placeholders"),
+        (section({"stats": ["count"], "windows": ["1h"], "description": "{key.__class__}"}),
+         r"features\[0\]\.aggregates\[0\]\.description: a template takes only placeholders"),
+        (section({"stats": ["count"], "windows": ["1h"]}, retention="400d"), "look back 400d; at most 366d"),
         (section({"stats": ["count", "sum", "max", "min"], "windows": [f"{h}h" for h in range(1, 18)]}),
          f"68 features; at most {MAX_AGGREGATES}"),
     ],
     ids=["not-a-mapping", "unknown-key", "bad-window", "bad-where", "undeclared-field", "unreadable-name",
-         "a-field's-name", "a-feature's-name", "categorical", "too-many"],
+         "a-field's-name", "a-feature's-name", "categorical", "format-spec", "attribute", "too-long",
+         "too-many"],
 )  # fmt: skip
 def test_a_bad_section_is_refused_naming_the_entry(
     known: dict[str, str], aggregates: Any, problem: str

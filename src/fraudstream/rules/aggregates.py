@@ -42,8 +42,13 @@ SECTION_KEYS: Final = ("fields", "features", "retention")
 """What an ``aggregates:`` section holds: a feature spec less its version, which the rules' is."""
 MAX_AGGREGATES: Final = 64
 """The most features one rules version may declare: each is computed for every transaction."""
+MAX_RETENTION: Final = 366 * 86400.0
+"""How far back, in seconds, runtime aggregates may look: their state holds every event that far back."""
 SPEC_VERSION: Final = "rules-aggregates"
 _NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_PLACEHOLDER: Final = re.compile(r"\{\{|\}\}|\{[A-Za-z_]*\}|[{}]")
+"""In a ``name`` or ``description`` template: an escaped brace, a plain ``{placeholder}``, or a brace
+that starts anything else (a format spec, an attribute, an index), which is refused."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,6 +111,7 @@ def parse_aggregates(
                 f"aggregates: unknown key {str(key)[:60]!r}{hint}; it takes {', '.join(SECTION_KEYS)}",
                 source=source,
             )
+    _plain_templates(section, source)
     data: dict[str, Any] = {"version": SPEC_VERSION, **section}
     try:
         spec, entries = S.parse_spec(data, "aggregates")
@@ -118,8 +124,14 @@ def parse_aggregates(
         if "retention" not in section:
             data["retention"] = _longest_window(entries) or spec.retention
         feature_set = FeatureSet(data, "aggregates")
-    except (S.SpecError, ValueError) as exc:
+    except (S.SpecError, ValueError, TypeError, LookupError, AttributeError) as exc:
         raise RulesError(str(exc), source=source) from None
+    if not feature_set.retention <= MAX_RETENTION:
+        raise RulesError(
+            f"aggregates: they look back {S.window_name(feature_set.retention)}; at most "
+            f"{S.window_name(MAX_RETENTION)} (the retention, or the longest window)",
+            source=source,
+        )
     names = feature_set.names
     if len(names) > MAX_AGGREGATES:
         raise RulesError(f"aggregates: {len(names)} features; at most {MAX_AGGREGATES}", source=source)
@@ -144,6 +156,30 @@ def parse_aggregates(
     }
     text = json.dumps(compiled, sort_keys=True, separators=(",", ":"), default=str)
     return Aggregates(feature_set, hashlib.sha256(text.encode()).hexdigest()[:16])
+
+
+def _plain_templates(section: Mapping[str, Any], source: str) -> None:
+    """Refuse a ``name`` or ``description`` template with more than ``{placeholder}`` in braces: a
+    version comes over the API, and a format spec (``{key:>999999999}``) or an attribute would be run."""
+    features = section.get("features")
+    for i, entry in enumerate(features if isinstance(features, list) else []):
+        if not isinstance(entry, Mapping):
+            continue
+        aggregates = entry.get("aggregates")
+        parts = [(f"features[{i}]", entry)] + [
+            (f"features[{i}].aggregates[{j}]", agg)
+            for j, agg in enumerate(aggregates if isinstance(aggregates, list) else [])
+            if isinstance(agg, Mapping)
+        ]
+        for where, part in parts:
+            for key in ("name", "description"):
+                text = part.get(key)
+                if isinstance(text, str) and any(m in ("{", "}", "{}") for m in _PLACEHOLDER.findall(text)):
+                    raise RulesError(
+                        f"aggregates: {where}.{key}: a template takes only placeholders such as {{key}} and "
+                        "{window} in braces (write {{ and }} for a brace)",
+                        source=source,
+                    )
 
 
 def _longest_window(entries: list[Any]) -> float | None:
