@@ -4,6 +4,7 @@ process does, and the backfill they must equal (the whole stream through the off
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -79,7 +80,9 @@ def version(
     data: dict[str, Any] = {"rules": []}
     if section is not None:
         data["aggregates"] = section
-        rule = rule or f"{parse_rules(data, known).aggregates.names[0]} >= 1"  # type: ignore[union-attr]
+        declared = parse_rules(data, known).aggregates
+        assert declared is not None
+        rule = rule or f"{declared.names[0]} >= 1"
     if rule is not None:
         data["rules"] = [
             {"name": "watch", "when": rule, "action": "FLAG", "reason": "watched", "shadow": True}
@@ -214,6 +217,7 @@ def serve(
     background: bool = False,
     warm: Callable[[Any, FeatureState], int] | None = None,
     catch_up: Callable[[Any, FeatureState, datetime], int] | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> Serving:
     """A process deciding with ``first`` as its rules, their aggregates warmed from ``store`` (through
     ``warm`` and ``catch_up`` when given, wrapping the running process's)."""
@@ -225,6 +229,7 @@ def serve(
         warm=warm or (lambda e, s: warm_state(store, e, s)),
         catch_up=catch_up or (lambda e, s, since: catch_up_state(store, e, s, since)),
         background=background,
+        monotonic=monotonic,
     )
     state = MemoryFeatureState(engine.feature_set.retention, schema=engine.schema)
     scorer = Scorer(bundle, state, live.rules, engine, aggregates=live)

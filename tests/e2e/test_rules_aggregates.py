@@ -5,6 +5,7 @@ backtest of the version computes them over the stored history the same way."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import timedelta
@@ -14,8 +15,10 @@ from typing import Any
 import httpx
 import numpy as np
 import yaml
+from typer.testing import CliRunner
 
 from fraudstream.api import create_app
+from fraudstream.cli import app
 from fraudstream.config import Settings
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
@@ -70,7 +73,11 @@ class Traffic:
     def _run(self) -> None:
         while not self.stop.is_set():
             body = self.body(len(self.sent))
-            answer = self.client.post("/v1/score", json=body)
+            try:
+                answer = self.client.post("/v1/score", json=body)
+            except httpx.HTTPError as error:
+                self.failed.append(str(error))
+                return
             if answer.status_code != 200:
                 self.failed.append(answer.text)
                 return
@@ -87,6 +94,32 @@ def computed(client: httpx.Client) -> bool:
     return bool(client.get("/v1/rules").json()["aggregates"]["names"] == ["bin_foreign_count_1h"])
 
 
+def scenario(traffic: Traffic) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any], int, int]:
+    """An admin saves a bad version (refused), then the version, while payments go on: the payments
+    sent, their stored decisions, the version's backtest, and how many were sent when the version was
+    saved and when its aggregate was seen computed."""
+    traffic.until(60)
+    typo = VERSION.replace("windows: [1h]", "windows: [soon]")
+    refused = traffic.client.put("/v1/rules", json={"rules": typo})
+    assert refused.status_code == 422 and refused.json()["detail"][0]["msg"] == (
+        "candidate: aggregates: features[0] (key extra.card_bin).aggregates[0].windows[0]: "
+        "'soon' is not a duration: write e.g. 90s, 30m, 1h, 7d or 2w"
+    )
+    saved = traffic.client.put("/v1/rules", json={"rules": VERSION})
+    assert saved.status_code == 200 and saved.json()["version"] == "2", saved.text
+    saved_after = len(traffic.sent)
+    wait_for(lambda: computed(traffic.client), "the version's aggregate to be computed online", 120)
+    live_from = len(traffic.sent)
+    traffic.until(live_from + 150)
+    traffic.stop.set()
+    traffic.thread.join(30)
+    assert not traffic.failed, traffic.failed
+    sent = list(traffic.sent)
+    stored = [traffic.client.get(f"/v1/transactions/{b['transaction_id']}").json()["decision"] for b in sent]
+    backtest = traffic.client.post("/v1/rules/backtest", json={"rules": VERSION, "since": "2d"}).json()
+    return sent, stored, backtest, saved_after, live_from
+
+
 def test_an_aggregate_and_a_shadow_rule_over_it_go_live_without_a_restart(
     tmp_path: Path, bundle_path: Path
 ) -> None:
@@ -98,29 +131,15 @@ def test_an_aggregate_and_a_shadow_rule_over_it_go_live_without_a_restart(
     )  # fmt: skip
     services = open_services(settings)
     admin = services.store.keys.create("lead", "admin")[1]
-    app = create_app(settings, services)
     try:
-        with uvicorn_thread(app) as base:
+        with uvicorn_thread(create_app(settings, services)) as base:
             traffic = Traffic(base, admin)
             traffic.thread.start()
-            traffic.until(60)
-            saved = traffic.client.put("/v1/rules", json={"rules": VERSION})
-            assert saved.status_code == 200, saved.text
-            assert saved.json()["version"] == "2"
-            saved_after = len(traffic.sent)
-            wait_for(lambda: computed(traffic.client), "the version's aggregate to be computed online", 120)
-            live_from = len(traffic.sent)
-            traffic.until(live_from + 150)
-            traffic.stop.set()
-            traffic.thread.join(30)
-            assert not traffic.failed, traffic.failed
-            sent = list(traffic.sent)
-            stored = [
-                traffic.client.get(f"/v1/transactions/{b['transaction_id']}").json()["decision"] for b in sent
-            ]
-            backtest = traffic.client.post(
-                "/v1/rules/backtest", json={"rules": VERSION, "since": "2d"}
-            ).json()
+            try:
+                sent, stored, backtest, saved_after, live_from = scenario(traffic)
+            finally:
+                traffic.stop.set()
+                traffic.thread.join(30)
     finally:
         services.close()
 
@@ -143,3 +162,9 @@ def test_an_aggregate_and_a_shadow_rule_over_it_go_live_without_a_restart(
     (watched,) = backtest["rules"]
     assert (watched["name"], watched["shadow"]) == ("bin_foreign_burst", True)
     assert watched["hits"] == int((backfill >= 12).sum())  # every stored payment, before the save too
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(VERSION, encoding="utf-8")
+    env = {"FRAUD_DATABASE_URL": settings.db_url, "FRAUD_MODEL_PATH": str(bundle_path)}
+    done = CliRunner().invoke(app, ["rules", "backtest", str(candidate), "--since", "2d", "--json"], env=env)
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["rules"] == backtest["rules"]

@@ -126,7 +126,7 @@ def test_a_state_redis_lost_is_rebuilt_from_storage(
 
     def watched(aggregates: Aggregates, rebuild: Callable[[FeatureState], int]) -> FeatureState:
         state = opened(aggregates, rebuild)
-        prefixes.append(state.prefix)  # type: ignore[attr-defined]
+        prefixes.append(state.prefix)
         return state
 
     serving = serve(store, trained_bundle, rules, open_state=watched)

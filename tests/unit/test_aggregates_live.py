@@ -171,9 +171,10 @@ def test_a_warm_up_that_fails_keeps_the_rules_in_use_and_is_tried_again(
             raise RuntimeError("the database is down")
         return warm_state(store, engine, state)
 
-    clock = [0.0]
-    serving = serve(store, trained_bundle, version(None, trained_bundle, 1), warm=warm)
-    serving.live._monotonic = lambda: clock[0]  # type: ignore[method-assign]  # time passing, by hand
+    clock = [0.0]  # time passing, by hand
+    serving = serve(
+        store, trained_bundle, version(None, trained_bundle, 1), warm=warm, monotonic=lambda: clock[0]
+    )
     rules = version(section, trained_bundle, 2)
     half = len(stream.batches) // 2
 
