@@ -131,9 +131,8 @@ class LiveAggregates:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._warming: _Warming | None = None
-        self._failed: tuple[str, float] | None = (
-            None  # the aggregates whose warm-up failed, and when to retry
-        )
+        self._failed: tuple[str, float] | None = None
+        """The digest of the aggregates whose warm-up failed, and when to try again."""
         self.last_error: str | None = None
         """Why the newest rules do not apply yet (their aggregates could not be warmed), if so."""
         first = rules()
