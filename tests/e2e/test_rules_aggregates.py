@@ -140,6 +140,7 @@ def test_an_aggregate_and_a_shadow_rule_over_it_go_live_without_a_restart(
             finally:
                 traffic.stop.set()
                 traffic.thread.join(30)
+                traffic.client.close()
     finally:
         services.close()
 
