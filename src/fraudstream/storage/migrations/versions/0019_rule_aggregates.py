@@ -5,7 +5,7 @@ Hand-written to match ``fraudstream.storage.tables``.
 
 Revision ID: 0019
 Revises: 0016
-Create Date: 2026-11-26
+Create Date: 2026-11-25
 """
 
 from __future__ import annotations
