@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fraudstream._urls import split_prefix
 from fraudstream.alerts import AlertDispatcher, Retry, alerting_rules, open_dispatcher
 from fraudstream.brokers import Broker, open_broker
 from fraudstream.config import Settings
@@ -25,17 +26,19 @@ from fraudstream.features.plan import FeatureSet
 from fraudstream.models.bands import ScoreBands
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.monitoring.rule_guard import RuleGuard, watch_rules
+from fraudstream.pipeline.aggregates import LiveAggregates
 from fraudstream.pipeline.decider import Decider, StoreLedger
 from fraudstream.pipeline.intake import Intake
 from fraudstream.pipeline.scorer import Scorer
 from fraudstream.registry import ModelSource, load_challenger, load_model
+from fraudstream.rules.aggregates import Aggregates
 from fraudstream.rules.guard import GuardedRules, LiveGuards
 from fraudstream.rules.loader import load_rules
 from fraudstream.rules.names import default_known_names
 from fraudstream.rules.packaged import packaged_rules_path
 from fraudstream.rules.reload import DatabaseRules, ReloadingRules
 from fraudstream.rules.snoozes import LiveSnoozes, SnoozedRules
-from fraudstream.state import FeatureState, MemoryFeatureState, open_state
+from fraudstream.state import STATE_PREFIX, FeatureState, MemoryFeatureState, open_state
 from fraudstream.storage import Store, open_store
 from fraudstream.webhooks import open_webhooks
 
@@ -93,8 +96,12 @@ class Services:
     #: The rules the rule guard moved to shadow, which the scorer applies; read again every
     #: FRAUD_RULES_POLL_SECONDS.
     guards: LiveGuards | None = None
+    #: The runtime aggregates the rules in use declare, computed online (docs/rules.md).
+    aggregates: LiveAggregates | None = None
 
     def close(self) -> None:
+        if self.aggregates is not None:
+            self.aggregates.close()
         self.broker.close()
         self.state.close()
         self.store.close()
@@ -122,6 +129,49 @@ def warm_state(store: Store, engine: FeatureEngine, state: FeatureState) -> int:
         times = np.array([lt.timestamp() for _, lt in labels])
         state.record_labels(ids, times, np.ones(len(labels), dtype=bool))
     return len(payloads)
+
+
+def catch_up_state(store: Store, engine: FeatureEngine, state: FeatureState, since: datetime) -> int:
+    """Record in ``state`` the stored transactions decided at or after ``since``, and the fraud labels
+    within the retention when the engine's features read labels: what a state warmed a while ago lacks
+    (recording is idempotent, so what it holds already is skipped)."""
+    payloads = store.decisions.payloads_decided_since(since)
+    for lo in range(0, len(payloads), WARM_BATCH):
+        chunk = [Transaction.model_validate(p) for p in payloads[lo : lo + WARM_BATCH]]
+        engine.record(TransactionBatch.from_transactions(chunk), state)
+    newest = store.decisions.newest_decided_timestamp()
+    if newest is not None and any(group.labels for group in engine.feature_set.groups):
+        labels = store.labels.fraud_since(newest - timedelta(seconds=engine.feature_set.retention))
+        if labels:
+            ids = np.array([t for t, _ in labels], dtype=object)
+            times = np.array([lt.timestamp() for _, lt in labels])
+            state.record_labels(ids, times, np.ones(len(labels), dtype=bool))
+    return len(payloads)
+
+
+def open_aggregates(
+    settings: Settings, store: Store, rules: Callable[[], Any], *, warm: bool
+) -> LiveAggregates:
+    """The runtime aggregates of ``rules`` (docs/rules.md), each declaration's state where FRAUD_STATE_URL
+    says: in memory, or in its Redis under the model state's prefix and ``agg:<digest>:``. With ``warm``,
+    a state is filled from storage before its rules apply (and a shared one found absent is rebuilt)."""
+    plain, prefix = split_prefix(settings.state_url)
+
+    def opened(aggregates: Aggregates, rebuild: Callable[[FeatureState], int]) -> FeatureState:
+        return open_state(
+            plain,
+            retention=aggregates.retention,
+            prefix=f"{prefix or STATE_PREFIX}agg:{aggregates.digest}:",
+            schema=aggregates.engine.schema,
+            rebuild=rebuild if warm else None,
+        )
+
+    return LiveAggregates(
+        rules,
+        opened,
+        warm=(lambda engine, state: warm_state(store, engine, state)) if warm else None,
+        catch_up=(lambda engine, state, since: catch_up_state(store, engine, state, since)) if warm else None,
+    )
 
 
 def alerts_for(services: Services, *, retry: Retry | None = None) -> AlertDispatcher:
@@ -193,14 +243,16 @@ def _open_with_store(settings: Settings, store: Store, bundle: ModelBundle | Non
     challenger, challenger_source = load_challenger(settings) if settings.challenger_uri else (None, None)
     snoozes = LiveSnoozes(store.snoozes, check_interval=settings.rules_poll_seconds)
     guards = LiveGuards(store.rule_guard, check_interval=settings.rules_poll_seconds)
+    aggregates = open_aggregates(settings, store, rules.current, warm=warm)
     scorer = Scorer(
         bundle,
         state,
-        SnoozedRules(GuardedRules(rules.current, guards.current), snoozes.current),
+        SnoozedRules(GuardedRules(aggregates.rules, guards.current), snoozes.current),
         engine,
         challenger=challenger,
         challenger_share=settings.challenger_share,
         bands=ScoreBands.parse(settings.challenge_band, settings.hold_band),
+        aggregates=aggregates,
     )
     broker = settings_broker(settings, store)
     if warm and isinstance(state, MemoryFeatureState):
@@ -209,7 +261,7 @@ def _open_with_store(settings: Settings, store: Store, bundle: ModelBundle | Non
     intake = Intake(lambda: scorer.bundle, settings.input_mapping)
     return Services(
         settings, store, state, rules, scorer, decider, broker, intake, source, challenger_source, snoozes,
-        guards,
+        guards, aggregates,
     )  # fmt: skip
 
 

@@ -973,6 +973,43 @@ def test_columns_store_exactly_what_their_records_store(store: Store) -> None:
         assert a == b
 
 
+def test_the_rules_aggregates_are_stored_with_each_decision(store: Store) -> None:
+    """By name, a missing one as null, the same through columns and through records; none without."""
+    direct, via_records, without = columns("g", 6), columns("h", 6), columns("i", 3)
+    values = np.arange(12, dtype=np.float64).reshape(6, 2)
+    values[2, 1] = np.nan
+    for batch in (direct, via_records):
+        batch.aggregates, batch.aggregate_names = values, ["bin_count_1h", "bin_sum_1h"]
+    store.decisions.save(direct)
+    store.decisions.save(via_records.records())
+    store.decisions.save(without)
+    for prefix in "gh":
+        got = store.decisions.get_many([f"{prefix}{i:04d}" for i in range(5)])
+        assert got[f"{prefix}0002"].aggregates == {"bin_count_1h": 4.0, "bin_sum_1h": None}
+        assert got[f"{prefix}0004"].aggregates == {"bin_count_1h": 8.0, "bin_sum_1h": 9.0}
+    assert store.decisions.get("i0001").aggregates is None  # type: ignore[union-attr]
+
+
+def test_payloads_decided_since_a_time_are_read_by_decision_time(store: Store) -> None:
+    early = [Transaction(transaction_id=f"p{i}", timestamp=T0 + timedelta(hours=5 - i), customer_id="c",
+                         amount=1.0 + i) for i in range(3)]  # fmt: skip
+    late = [Transaction(transaction_id="q0", timestamp=T0, customer_id="c", amount=9.0)]
+    for txs, when in ((early, T0), (late, T0 + timedelta(minutes=5))):
+        decided = columns(txs[0].transaction_id[0], 4).take(list(range(len(txs))))
+        decided.transaction_id = np.array([t.transaction_id for t in txs], dtype=object)
+        decided.decided_at = when
+        store.decisions.save(decided, txs)
+    assert [p["transaction_id"] for p in store.decisions.payloads_decided_since(T0)] == [
+        "q0",
+        "p2",
+        "p1",
+        "p0",
+    ]
+    assert [
+        p["transaction_id"] for p in store.decisions.payloads_decided_since(T0 + timedelta(minutes=1))
+    ] == ["q0"]
+
+
 @pytest.mark.parametrize("in_memory", [False, True], ids=["process", "inline"])
 def test_the_writer_stores_batches_and_labels_in_order(tmp_path: Path, in_memory: bool) -> None:
     url = "sqlite://" if in_memory else f"sqlite:///{tmp_path}/writer.db"

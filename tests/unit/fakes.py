@@ -41,6 +41,7 @@ class BlockingScorer:
 
     version = "fake"
     engine = _Engine()
+    aggregates = None
     bundle = SimpleNamespace(manifest=SimpleNamespace(version="fake"))
 
     def __init__(self, state: Any = None) -> None:

@@ -298,3 +298,29 @@ def test_the_checker_runs_after_batches_at_most_every_interval() -> None:
     now[0] = 5.0
     guard.observe(None)  # type: ignore[arg-type]
     assert [g.rule for g in repository.guards] == ["big"] and len(alerts) == 1
+
+
+def test_a_rule_over_a_runtime_aggregate_of_its_version_is_not_unlogged() -> None:
+    from fraudstream.training.rule_baseline import unlogged
+
+    version = parse_rules(
+        {
+            "aggregates": {
+                "features": [
+                    {
+                        "key": "customer_id",
+                        "name": "cust",
+                        "aggregates": [{"stats": ["count"], "windows": ["1h"], "name": "cust_count_1h"}],
+                    }
+                ]
+            },
+            "rules": [
+                {"name": "burst", "when": "cust_count_1h >= 5", "action": "FLAG", "reason": "burst"},
+                {"name": "new", "when": "card_count > 1", "action": "FLAG", "reason": "newer model"},
+            ],
+        },
+        {**KNOWN, "card_count": "number"},
+        version="8",
+    )
+    # the backtest computes the version's own aggregates; a feature no stored decision logged it cannot
+    assert unlogged(version, {"fs1": ["amount_ratio"]}) == {"new": ["card_count"]}

@@ -107,11 +107,17 @@ class StoredDecisionOut(DecisionOut):
         description="the rules version applied: a saved version's number, or a rules file's short hash; "
         "null for decisions stored before versions were recorded",
     )
+    aggregates: dict[str, float | None] | None = Field(
+        None,
+        description="the runtime aggregates the rules version declared, as its rules read them for this "
+        "transaction (docs/rules.md); null when the version declared none",
+    )
 
     @classmethod
     def from_record(cls, record: DecisionRecord, *, duplicate: bool = False) -> StoredDecisionOut:
         out = cls.model_validate(DecisionOut.from_record(record, duplicate=duplicate), from_attributes=True)
         out.rules_version = record.rules_version
+        out.aggregates = None if record.aggregates is None else dict(record.aggregates)
         if record.shadow_version is not None:
             out.shadow = ShadowOut(
                 version=record.shadow_version,

@@ -2,8 +2,9 @@
 versions kept in the database.
 
 ``backtest`` applies a rules file to the decisions stored in FRAUD_DATABASE_URL, reading the feature
-vectors logged at decision time (nothing is recomputed), and reports per rule its hits, precision and
-recall against the labels known now and the fraud amount caught, and the decisions that would change.
+vectors logged at decision time (the file's own aggregates are computed over the stored transactions),
+and reports per rule its hits, precision and recall against the labels known now and the fraud amount
+caught, and the decisions that would change.
 ``export`` writes a saved version as YAML; ``versions`` lists them. ``guard`` shows the rule guard's view
 of the rules in use, ``reenable`` lets a rule it moved to shadow act again, and ``baseline`` backtests the
 version in use for it.
@@ -87,10 +88,11 @@ def backtest(
 ) -> None:
     """Try CANDIDATE rules on the stored decisions of the last --since, before they touch a customer.
 
-    The rules are applied to the transactions and the feature vectors logged at decision time (nothing
-    is recomputed). Reported per rule: hits, precision and recall against the labels known now (fraud
-    when any source says so), fraud amount caught; and the decisions that would change against those
-    made live.
+    The rules are applied to the transactions and the feature vectors logged at decision time; the
+    aggregates the file declares (aggregates:) are computed over the stored transactions and labels by
+    the engine that computes them live. Reported per rule: hits, precision and recall against the
+    labels known now (fraud when any source says so), fraud amount caught; and the decisions that
+    would change against those made live.
 
     The model's decision under the rules is rebuilt from each stored probability and the thresholds of
     the serving model (FRAUD_MODEL_URI, else FRAUD_MODEL_PATH); rows another version decided are counted.

@@ -74,6 +74,9 @@ class DecisionRecord:
     shadow_decision: str | None = None
     rules_version: str | None = None
     """The version of the rules applied: a saved version's number, or the short hash of a rules file."""
+    aggregates: Mapping[str, float | None] | None = None
+    """The runtime aggregates the rules version declared, by name, as its rules read them for this
+    transaction (missing values as ``None``); ``None`` when the version declared none."""
 
 
 @dataclass
@@ -106,6 +109,10 @@ class DecisionColumns:
     probability are its, and the ``shadow_*`` columns hold ``model_version``'s, which did not act."""
     rules_version: str | None = None
     """The version of the rules applied to every row (see :attr:`DecisionRecord.rules_version`)."""
+    aggregates: np.ndarray | None = None
+    """The rules' runtime aggregates, one row per transaction, one column per ``aggregate_names``
+    (see :attr:`DecisionRecord.aggregates`); ``None`` when the rules declared none."""
+    aggregate_names: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.transaction_id)
@@ -161,6 +168,7 @@ class DecisionColumns:
             shadow_probability=None if self.shadow_probability is None else self.shadow_probability[at],
             shadow_decision=None if self.shadow_decision is None else self.shadow_decision[at],
             routed=None if self.routed is None else self.routed[at],
+            aggregates=None if self.aggregates is None else self.aggregates[at],
         )
 
     def records(self, index: Mapping[str, int] | None = None) -> list[DecisionRecord]:
@@ -214,6 +222,11 @@ class DecisionColumns:
                     p,
                     d,
                 )
+        if self.aggregates is not None:
+            named = self.aggregate_names
+            at = {n: i for i, n in enumerate(named)}
+            for record, values in zip(out, self.aggregates, strict=True):
+                record.aggregates = FeatureVector(named, values, at)
         versions = self.versions()
         if versions is not None:
             for record, deciding, other in zip(out, *versions, strict=True):

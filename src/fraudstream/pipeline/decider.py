@@ -9,7 +9,8 @@ by. For a batch, in this order:
    with its stored decision when the body is the same, and is a conflict when it is not (one id, one
    transaction). Storage is asked once per batch, and only about the ids the feature state may
    hold: one that neither holds nor ever held cannot have been decided.
-2. **Features** of the new transactions, read from the feature state, which nothing changes yet.
+2. **Features** of the new transactions, read from the feature state, which nothing changes yet; and
+   the runtime aggregates the rules declare, read from theirs (:mod:`fraudstream.pipeline.aggregates`).
 3. **Models**: the served model's probability (and a challenger's, in shadow or for its A/B share).
 4. **Rules** on top of the models' decisions.
 5. **Decisions**: one row of :class:`~fraudstream.events.decision.DecisionColumns` per new
@@ -18,7 +19,8 @@ by. For a batch, in this order:
    decision stored for an id wins: a row another process stored meanwhile is answered with that one,
    and a body another process stored meanwhile under the id is a conflict.
 7. **Record** in the feature state the events of the rows stored just now, and of the duplicates of
-   stored decisions (recording is idempotent per transaction id, so what is held already is skipped).
+   stored decisions (recording is idempotent per transaction id, so what is held already is skipped);
+   likewise in the state of the rules' runtime aggregates.
 8. **Hand over**: the caller answers (the API), publishes and acknowledges (the workers); observers
    (metrics, drift) see the new decisions, and the alerts the new decisions that can raise one.
 
@@ -167,7 +169,10 @@ class Decider:
         """Arrived labels into the feature state, between batches (never inside one); how many fraud
         labels were new there."""
         with self._lock:
-            return self.scorer.state.record_labels(transaction_ids, label_times, is_fraud)
+            new = self.scorer.state.record_labels(transaction_ids, label_times, is_fraud)
+            if self.scorer.aggregates is not None:
+                self.scorer.aggregates.record_labels(transaction_ids, label_times, is_fraud)
+            return new
 
     def score(self, batch: TransactionBatch) -> DecisionColumns:
         """Decisions for every row against the current state, storing and recording nothing (a dry run)."""
@@ -250,8 +255,10 @@ class Decider:
     def _record(self, batch: TransactionBatch, rows: np.ndarray) -> None:
         """Step 7: the events of these rows into the feature state (each transaction once)."""
         if rows.size:
-            rows = np.sort(rows)
-            self.scorer.engine.record(batch.take(rows), self.scorer.state)
+            taken = batch.take(np.sort(rows))
+            self.scorer.engine.record(taken, self.scorer.state)
+            if self.scorer.aggregates is not None:  # the rules' runtime aggregates, in the same order
+                self.scorer.aggregates.record(taken)
 
     def _hand_over(self, new: DecisionColumns) -> None:
         for observe in self._observers:

@@ -24,6 +24,7 @@ from fraudstream.models.bands import NO_BANDS, ScoreBands
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.pipeline._challenger import ChallengerError, Shadow, ShadowOutcome
 from fraudstream.pipeline._routing import routed_rows
+from fraudstream.pipeline.aggregates import LiveAggregates
 from fraudstream.rules.names import rule_columns
 from fraudstream.rules.ruleset import RuleOutcome
 from fraudstream.scoring._explain import TOP_REASONS
@@ -78,6 +79,10 @@ class ScoredBatch:
     champion's (``model_version``), which did not act. ``None`` when no row was routed."""
     rules_version: str | None = None
     """The version of the rules applied to the batch (one version per batch)."""
+    aggregates: np.ndarray | None = None
+    """The runtime aggregates the rules declare, as the rules read them (rows × ``aggregate_names``);
+    ``None`` when they declare none."""
+    aggregate_names: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.batch)
@@ -112,6 +117,8 @@ class ScoredBatch:
             shadow_decision=self.shadow_decision,
             routed=self.routed,
             rules_version=self.rules_version,
+            aggregates=self.aggregates,
+            aggregate_names=self.aggregate_names,
         )
 
     def records(self, feature_names: list[str], model_version: str | None = None) -> list[DecisionRecord]:
@@ -149,6 +156,8 @@ class Scorer:
 
     ``bands`` (FRAUD_CHALLENGE_BAND, FRAUD_HOLD_BAND) turn the model decisions of the probabilities in
     them into CHALLENGE or HOLD, the challenger's as the champion's, before the rules apply.
+    With ``aggregates``, ``rules`` should be its :meth:`~LiveAggregates.rules`: the aggregates the rules
+    declare are computed in the features step, and the rules read them beside the features.
     """
 
     def __init__(
@@ -161,6 +170,7 @@ class Scorer:
         challenger: ModelBundle | None = None,
         challenger_share: float = 0.0,
         bands: ScoreBands = NO_BANDS,
+        aggregates: LiveAggregates | None = None,
     ) -> None:
         if not 0.0 <= challenger_share <= 1.0:
             raise ValueError(f"challenger_share must be between 0 and 1, got {challenger_share}")
@@ -171,6 +181,8 @@ class Scorer:
         self.engine = engine or FeatureEngine(bundle.feature_set())
         self.state = state
         self.rules = rules
+        self.aggregates = aggregates
+        """The runtime aggregates computed online for the rules, when the process computes them."""
         self._descriptions = list(self.engine.feature_set.descriptions)
         self._index = (self.engine.names, {n: i for i, n in enumerate(self.engine.names)})
         self._served = self._prepare(bundle, challenger)
@@ -246,17 +258,41 @@ class Scorer:
         stores the decisions and records the batch."""
         started = time.perf_counter()
         served = self._served
+        rules = self.rules()
         X = self.engine.compute(batch, self.state)
-        return self._decide(served, batch, X, started)
+        aggregated = self._aggregates(batch, rules)
+        return self._decide(served, batch, X, started, rules, aggregated)
 
-    def _decide(self, served: _Served, batch: TransactionBatch, X: np.ndarray, started: float) -> ScoredBatch:
+    def _aggregates(self, batch: TransactionBatch, rules: Any) -> np.ndarray | None:
+        """The runtime aggregates ``rules`` declare, for every row; ``None`` when they declare none."""
+        wanted = getattr(rules, "aggregates", None)
+        if wanted is None:
+            return None
+        if self.aggregates is None:
+            raise ScoringError(
+                f"rules version {rules.version} declares aggregates, and none are computed here"
+            )
+        return self.aggregates.compute(batch, wanted)
+
+    def _decide(
+        self,
+        served: _Served,
+        batch: TransactionBatch,
+        X: np.ndarray,
+        started: float,
+        rules: Any,
+        aggregated: np.ndarray | None = None,
+    ) -> ScoredBatch:
         featured = time.perf_counter()
         manifest, models, challenger = served.bundle.manifest, served.models, served.shadow
         probability, by_model, _ = models.score(X)
         by_model = self.bands.apply(probability, by_model)
         modelled = time.perf_counter()
-        rules = self.rules()
-        ruling = rule_columns(batch, X, self.engine.names)
+        aggregate_names = [] if aggregated is None else list(rules.aggregates.names)
+        if aggregated is None:
+            ruling = rule_columns(batch, X, self.engine.names)
+        else:  # the aggregates' names never clash with the features' (the loader refuses it)
+            ruling = rule_columns(batch, np.hstack([X, aggregated]), [*self.engine.names, *aggregate_names])
         outcome = rules.apply(ruling, by_model)
         ruled = time.perf_counter()
         shadow = challenger.decide(X, ruling, rules, self.bands) if challenger is not None else None
@@ -309,6 +345,8 @@ class Scorer:
             model_version=manifest.version,
             routed=routed,
             rules_version=rules.version,
+            aggregates=aggregated,
+            aggregate_names=aggregate_names,
         )
 
     def explain(

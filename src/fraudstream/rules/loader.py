@@ -14,6 +14,11 @@ The format (YAML)::
     deny:
       device_id: [D-bad]
       ip_address: ["10.0.0.1"]
+    aggregates:                        # optional: features of the rules' own (rules.aggregates)
+      fields: {extra.card_bin: text}
+      features:
+        - key: extra.card_bin
+          aggregates: [{stats: [count], windows: [1h]}]
 
 Lists may be given for ``customer_id``, ``device_id``, ``ip_address`` and ``merchant_id``; ids must
 be quoted text. Everything is checked on load, so a bad edit is refused with a message naming the
@@ -32,11 +37,12 @@ from typing import Any, Final
 
 import yaml
 
-from fraudstream.expr.expression import compile_expr
+from fraudstream.expr.expression import NUMBER, compile_expr
+from fraudstream.rules.aggregates import Aggregates, parse_aggregates
 from fraudstream.rules.errors import RulesError, UnknownNameError, suggest
 from fraudstream.rules.ruleset import DECISIONS, LIST_FIELDS, Rule, RuleSet
 
-TOP_KEYS: Final = ("rules", "allow", "deny")
+TOP_KEYS: Final = ("rules", "allow", "deny", "aggregates")
 RULE_KEYS: Final = ("name", "when", "action", "reason", "alert", "shadow")
 DEFAULT_RULES_PATH: Final = Path(__file__).with_name("default_rules.yaml")
 """The rules shipped for the default preset's features (``handbook``): a starting point for analysts,
@@ -168,7 +174,14 @@ def parse_rules(
             raise RulesError(
                 f"unknown top-level key {_shown(key)}{hint}; expected {', '.join(TOP_KEYS)}", source=source
             )
-    known = known_names if isinstance(known_names, Mapping) else list(known_names)
+    known: Mapping[str, str] | list[str] = (
+        known_names if isinstance(known_names, Mapping) else list(known_names)
+    )
+    aggregates: Aggregates | None = None
+    if data.get("aggregates") is not None:
+        aggregates = parse_aggregates(data["aggregates"], known, source)
+        fresh = dict.fromkeys(aggregates.names, NUMBER)
+        known = {**known, **fresh} if isinstance(known, Mapping) else [*known, *fresh]
     entries = data.get("rules") or []
     if not isinstance(entries, list):
         raise RulesError("'rules' must be a list of rules", source=source)
@@ -200,7 +213,7 @@ def parse_rules(
     if skip_unknown:
         level = logging.WARNING if left_out else logging.INFO
         logger.log(level, "%s", _applying(source, [r.name for r in rules], left_out))
-    return RuleSet(rules=rules, allow=allow, deny=deny, version=version, source=source)
+    return RuleSet(rules=rules, allow=allow, deny=deny, version=version, source=source, aggregates=aggregates)
 
 
 def _applying(source: str, kept: list[str], left_out: list[tuple[str, str]]) -> str:

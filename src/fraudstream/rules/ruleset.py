@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from fraudstream.expr.columns import Columns, isin_text
 from fraudstream.expr.expression import CompiledExpr
 from fraudstream.rules.errors import RulesError
 from fraudstream.rules.snoozes import NO_SNOOZES, SNOOZED_PREFIX, Snoozes
+
+if TYPE_CHECKING:
+    from fraudstream.rules.aggregates import Aggregates
 
 """Decisions in increasing severity: a rule or model can only push a row up this scale, except
 APPROVE rules and the allow list, which override it on purpose."""
@@ -144,7 +147,9 @@ class RuleSet:
     ``version`` is a short hash of the rules file, recorded with every decision so that a decision
     can be traced to the exact rules that made it; ``source`` names the file in error messages.
     ``snoozes`` are the analysts' snoozes :meth:`apply` honours (see :mod:`fraudstream.rules.snoozes`):
-    not part of the version, since they name entities rather than change a rule.
+    not part of the version, since they name entities rather than change a rule. ``aggregates`` are
+    the features the rules declare for themselves (see :mod:`fraudstream.rules.aggregates`): the
+    columns :meth:`apply` is given then carry them beside the model's features.
     """
 
     rules: list[Rule] = field(default_factory=list)
@@ -153,6 +158,7 @@ class RuleSet:
     version: str = "empty"
     source: str = "<rules>"
     snoozes: Snoozes = NO_SNOOZES
+    aggregates: Aggregates | None = None
 
     @classmethod
     def empty(cls) -> RuleSet:

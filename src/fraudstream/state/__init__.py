@@ -9,12 +9,15 @@ from fraudstream._urls import split_prefix
 from fraudstream.state.base import DEFAULT_SCHEMA, EventSchema, FeatureState, History, StateError
 from fraudstream.state.memory import MemoryFeatureState
 
+STATE_PREFIX = "fraudstream:state:"
+"""Where a Redis state's keys go when its URL names no ``?prefix=``."""
+
 
 def open_state(
     url: str,
     *,
     retention: float,
-    prefix: str = "fraudstream:state:",
+    prefix: str = STATE_PREFIX,
     schema: EventSchema = DEFAULT_SCHEMA,
     rebuild: Callable[[FeatureState], int] | None = None,
 ) -> FeatureState:
@@ -36,4 +39,12 @@ def open_state(
     raise StateError(f"unsupported feature state URL {url!r}: use memory:// or redis://host:port/db")
 
 
-__all__ = ["EventSchema", "FeatureState", "History", "MemoryFeatureState", "StateError", "open_state"]
+__all__ = [
+    "STATE_PREFIX",
+    "EventSchema",
+    "FeatureState",
+    "History",
+    "MemoryFeatureState",
+    "StateError",
+    "open_state",
+]

@@ -90,6 +90,10 @@ class ColumnRows:
         shadow = c.shadow_version
         routed = c.versions()
         n = len(rows)
+        aggregates: list[Any] = [None] * n
+        if c.aggregates is not None:  # a few named values a row, as the rules read them
+            named = c.aggregate_names
+            aggregates = [dumps(dict(zip(named, v, strict=True))) for v in c.aggregates[rows].tolist()]
         shadow_p: list[Any] = [None] * n
         shadow_d: list[Any] = [None] * n
         if shadow is not None and c.shadow_probability is not None and c.shadow_decision is not None:
@@ -127,4 +131,5 @@ class ColumnRows:
                 sp,
                 sd,
                 c.rules_version,
+                aggregates[j],
             )

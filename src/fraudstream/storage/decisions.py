@@ -88,6 +88,22 @@ class DecisionRepository:
         with self._db.read() as conn:
             return list(conn.execute(query).scalars())
 
+    def payloads_decided_since(
+        self, since: datetime, limit: int = 5_000_000
+    ) -> builtins.list[dict[str, Any]]:
+        """Payloads of the transactions decided at or after ``since`` (by decision time, not event time),
+        in event-time order: what a state warmed from :meth:`decided_payloads` a while ago lacks of the
+        decisions made meanwhile. Decisions stored without their transaction (a replay's) have none."""
+        query = (
+            select(_t.c.payload)
+            .join(_d, _d.c.transaction_id == _t.c.transaction_id)
+            .where(_d.c.decided_at >= since)
+            .order_by(_t.c.timestamp, _t.c.transaction_id)
+            .limit(limit)
+        )
+        with self._db.read() as conn:
+            return list(conn.execute(query).scalars())
+
     def newest_decided_timestamp(self) -> datetime | None:
         """Event time of the newest decided transaction: where rebuilt feature state must reach."""
         with self._db.read() as conn:

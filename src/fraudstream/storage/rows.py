@@ -58,6 +58,7 @@ DECISION_COLUMNS = (
     "shadow_probability",
     "shadow_decision",
     "rules_version",
+    "aggregates",
 )
 
 
@@ -277,6 +278,7 @@ def decision_rows(
                 None if r.shadow_probability is None else float(r.shadow_probability),
                 r.shadow_decision,
                 r.rules_version,
+                None if r.aggregates is None else dumps(dict(r.aggregates)),
             )
         )
     return out
@@ -301,6 +303,7 @@ def decision_from_row(row: Mapping[Any, Any], names: Sequence[str]) -> DecisionR
         shadow_probability=row.get("shadow_probability"),
         shadow_decision=row.get("shadow_decision"),
         rules_version=row.get("rules_version"),
+        aggregates=row.get("aggregates"),
     )
 
 

@@ -5,7 +5,8 @@ Versions (table ``rule_versions``) count up from 1 and are never changed: the ne
 Two concurrent saves cannot take the same number (it is the primary key): the loser tries the next one.
 
 A backtest applies candidate rules to what was stored at decision time: each decision's feature
-vector (logged with it, so nothing is recomputed and nothing can drift from what the live rules saw),
+vector (logged with it, so nothing is recomputed and nothing can drift from what the live rules saw;
+a candidate's own aggregates are computed from the stored bodies, see ``HistoryRepository.transactions``),
 its transaction's body when one was stored (a replay stores decisions alone: their other fields read
 as missing), the probability and decision made live, and the labels known now. Rows are chosen by
 the transaction's event time, as retraining chooses them (:mod:`fraudstream.storage.history`).

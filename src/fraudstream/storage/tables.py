@@ -133,6 +133,9 @@ decisions = Table(
     # The rules version the decision used (migration 0013): a version number of rule_versions, or the short
     # hash of a rules file; null on rows stored before it.
     Column("rules_version", String(64), nullable=True),
+    # The runtime aggregates the rules version declared, by name, as its rules read them (migration
+    # 0020); null when it declared none.
+    Column("aggregates", JSON(), nullable=True),
     Index("ix_decisions_decided_at_transaction_id", "decided_at", "transaction_id"),
     Index(
         "ix_decisions_customer_id_decided_at_transaction_id", "customer_id", "decided_at", "transaction_id"

@@ -9,12 +9,16 @@ version made, its thresholds may differ, so the report counts those rows. Labels
 now: a transaction is fraud when any source says so, and counts as not fraud otherwise, unlabelled
 included (they are counted apart). A shadow rule's hits are reported like any other's, and change no
 decision here either (docs/decisions/0028-rules-versions-shadow-and-backtests.md).
+
+The runtime aggregates a candidate declares (:mod:`fraudstream.rules.aggregates`) were not logged: they
+are computed here over the stored transactions by the whole-history path of the engine that computes
+them online (:func:`aggregate_history`), point-in-time, each fraud label from its label time on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -30,6 +34,7 @@ from fraudstream.rules.ruleset import SHADOW_PREFIX, RuleSet
 
 if TYPE_CHECKING:
     from fraudstream.features.plan import FeatureSet
+    from fraudstream.rules.aggregates import Aggregates
 
 EXAMPLES: Final = 5
 """Transaction ids shown per kind of changed decision."""
@@ -135,6 +140,51 @@ def backtest_names(stored: Mapping[str, list[str]], feature_set: FeatureSet | No
     return known
 
 
+@dataclass(frozen=True)
+class AggregatedHistory:
+    """Runtime aggregates computed over stored history: ``values`` (rows × ``names``) of the
+    transactions ``at`` maps by id."""
+
+    names: list[str]
+    at: dict[str, int]
+    values: np.ndarray
+
+    def rows(self, ids: list[str]) -> np.ndarray:
+        """The values of these transactions, NaN for one not in the history (a decision stored without
+        its transaction)."""
+        out = np.full((len(ids), len(self.names)), np.nan)
+        found = [(k, self.at[i]) for k, i in enumerate(ids) if i in self.at]
+        if found:
+            mine, theirs = zip(*found, strict=True)
+            out[list(mine)] = self.values[list(theirs)]
+        return out
+
+
+def aggregate_history(
+    store: Any, aggregates: Aggregates, start: datetime, end: datetime
+) -> AggregatedHistory:
+    """``aggregates`` for every transaction stored with its body in ``[start, end)``, by the whole-history
+    path of their engine: one batch of the stored transactions of ``[start - retention, end)`` in event
+    time order, the fraud labels known now each from its label time on. What they were online, for the
+    transactions decided while a version declaring them was in use (the same kernels, point-in-time)."""
+    transactions: list[Transaction] = []
+    label_times: list[float] = []
+    for chunk in store.history.transactions(start - timedelta(seconds=aggregates.retention), end):
+        fraud_at = chunk["fraud_label_time"]
+        for payload, known in zip(chunk["payload"], fraud_at, strict=True):
+            try:
+                transactions.append(Transaction.model_validate(payload))
+            except ValueError:
+                continue  # a body stored under an older schema: its decision reads them as missing
+            label_times.append(np.nan if pd.isna(known) else known.timestamp())
+    batch = TransactionBatch.from_transactions(transactions)
+    labelled = np.asarray(label_times, dtype=np.float64)
+    batch = replace(batch, is_fraud=(~np.isnan(labelled)).astype(np.float64), label_time=labelled)
+    values = aggregates.engine.compute(batch)
+    at = {t.transaction_id: i for i, t in enumerate(transactions)}
+    return AggregatedHistory(list(aggregates.names), at, values)
+
+
 class Backtest:
     """Applies ``rules`` to chunks of stored decisions (:meth:`add`) and sums up (:meth:`report`).
 
@@ -151,15 +201,19 @@ class Backtest:
         model_version: str,
         feature_names: Mapping[str, list[str]],
         bands: ScoreBands = NO_BANDS,
+        aggregated: AggregatedHistory | None = None,
     ) -> None:
         self.rules = rules
         self.bands = bands
         self.thresholds = {"flag": float(thresholds["flag"]), "block": float(thresholds["block"])}
         self.model_version = model_version
         self._sets = dict(feature_names)
+        self._aggregated = aggregated
+        computed = [] if aggregated is None else aggregated.names
         stored = [n for names in self._sets.values() for n in names]
-        unlogged = sorted(rules.names - set(COLUMNS) - set(stored))  # read as missing on every row
+        unlogged = sorted(rules.names - set(COLUMNS) - set(stored) - set(computed))  # missing on every row
         self._names = tuple(dict.fromkeys([*stored, *unlogged]))
+        self._ruled = [*self._names, *computed]  # an aggregate read over a stored feature of its name
         self._index = {name: i for i, name in enumerate(self._names)}
         self._stats = {r.name: RuleStats(r.name, r.action, r.shadow) for r in rules.rules}
         self._changes: dict[tuple[str, str], Change] = {}
@@ -175,9 +229,11 @@ class Backtest:
             return
         batch = TransactionBatch.from_transactions(list(_transactions(chunk)))
         X = self._features(chunk)
+        if self._aggregated is not None:
+            X = np.hstack([X, self._aggregated.rows(chunk["transaction_id"].tolist())])
         probability = chunk["probability"].to_numpy(dtype=np.float64)
         by_model = self.bands.apply(probability, model_decisions(probability, self.thresholds))
-        outcome = self.rules.apply(rule_columns(batch, X, self._names), by_model)
+        outcome = self.rules.apply(rule_columns(batch, X, self._ruled), by_model)
         fraud = chunk["fraud"].to_numpy(dtype=bool)
         labelled = chunk["labelled"].to_numpy(dtype=bool)
         amount = chunk["amount"].to_numpy(dtype=np.float64)
@@ -283,7 +339,10 @@ def run_backtest(
         span = store.history.span()
         until = span.last + timedelta(microseconds=1) if span else datetime.now(UTC)
     start = until - since
-    run = Backtest(rules, thresholds, model_version, store.history.feature_names(), bands)
+    aggregated = (
+        None if rules.aggregates is None else aggregate_history(store, rules.aggregates, start, until)
+    )
+    run = Backtest(rules, thresholds, model_version, store.history.feature_names(), bands, aggregated)
     for chunk in store.rules.decided(start, until):
         run.add(chunk)
     return run.report(start, until)

@@ -3,7 +3,8 @@ hits kept as its expected hit rate (see :mod:`fraudstream.rules.guard`).
 
 The backtest is the one of :mod:`fraudstream.training.rule_backtest` (the logged feature vectors and
 bodies, nothing recomputed), over the event times that hold the newest ``decisions`` stored decisions.
-A rule that reads a name no stored decision logged (a feature of a newer model, say) reads it as missing
+A rule that reads a name no stored decision logged (a feature of a newer model, say), and that the
+version does not declare as a runtime aggregate (those the backtest computes), reads it as missing
 on every row, so its backtest cannot count its hits: its baseline carries a note saying so, and the
 guard never trips it on that baseline.
 """
@@ -21,8 +22,10 @@ from fraudstream.training.rule_backtest import run_backtest
 
 
 def unlogged(rules: RuleSet, stored: Mapping[str, list[str]]) -> dict[str, list[str]]:
-    """Per rule, the names it reads that neither a transaction nor any stored feature set carries."""
-    known = set(COLUMNS).union(*stored.values())
+    """Per rule, the names it reads that neither a transaction, nor any stored feature set, nor the
+    version's own runtime aggregates (which the backtest computes over the stored transactions) carry."""
+    declared = () if rules.aggregates is None else rules.aggregates.names
+    known = set(COLUMNS).union(declared, *stored.values())
     return {r.name: missing for r in rules.rules if (missing := sorted(set(r.expr.names) - known))}
 
 

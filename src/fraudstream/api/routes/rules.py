@@ -3,15 +3,17 @@
 ``GET /v1/rules`` shows the rules this server applies now and where they come from. With
 ``FRAUD_RULES_SOURCE=database``, ``POST`` or ``PUT /v1/rules`` checks a new rule set (422 naming the
 rule) and saves it as the next version, which the answering server uses at once and every other server
-and worker within ``FRAUD_RULES_POLL_SECONDS``; with the file source they answer 409.
+and worker within ``FRAUD_RULES_POLL_SECONDS`` (a version declaring new aggregates once they are computed
+from stored history); with the file source they answer 409.
 
 ``POST /v1/rules/backtest`` tries candidate rules on stored history.
 
 A backtest reads the decisions stored for the window with the feature vectors logged at decision time
-(nothing is recomputed), rebuilds each model decision from its stored probability and the serving
-model's thresholds, applies the candidate rules, and reports per rule its hits, precision and recall
-against the labels known now and the fraud amount caught, and the decisions that would change against
-those made live. A candidate that does not compile is refused with 422, naming the rule and the problem.
+(the aggregates the candidate declares are computed over the stored transactions), rebuilds each model
+decision from its stored probability and the serving model's thresholds, applies the candidate rules,
+and reports per rule its hits, precision and recall against the labels known now and the fraud amount
+caught, and the decisions that would change against those made live. A candidate that does not compile
+is refused with 422, naming the rule and the problem.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class RulesIn(BaseModel):
 
     rules: str | dict[str, Any] = Field(
         description="the rules: the YAML text of a rules file, or the same as a JSON object "
-        "(rules, allow, deny)",
+        "(rules, allow, deny, aggregates)",
         examples=[
             "rules:\n  - name: big\n    when: amount > 1000\n    action: FLAG\n    reason: big amount\n"
         ],
@@ -84,6 +86,20 @@ class RuleOut(BaseModel):
     reason: str
     alert: bool
     shadow: bool
+
+
+class AggregatesOut(BaseModel):
+    """The runtime aggregates this server computes for its rules (docs/rules.md)."""
+
+    names: list[str] = Field(
+        description="the aggregates the rules in use declare, computed for every decision"
+    )
+    retention_seconds: float | None = Field(description="how far back in event time they look")
+    warming: str | None = Field(
+        description="a newer version whose other aggregates are being computed from stored history: "
+        "the version in use applies until they are"
+    )
+    last_error: str | None = Field(description="why a newer version's aggregates could not be warmed, if so")
 
 
 class VersionOut(BaseModel):
@@ -109,6 +125,9 @@ class RulesOut(BaseModel):
     versions: list[VersionOut] = Field(
         description="the newest saved versions, newest first (database source)"
     )
+    aggregates: AggregatesOut | None = Field(
+        None, description="the runtime aggregates computed for the rules, and a version being warmed"
+    )
 
 
 class BacktestIn(BaseModel):
@@ -116,7 +135,7 @@ class BacktestIn(BaseModel):
 
     rules: str | dict[str, Any] = Field(
         description="the candidate rules: the YAML text of a rules file, or the same as a JSON object "
-        "(rules, allow, deny)",
+        "(rules, allow, deny, aggregates)",
         examples=[
             "rules:\n  - name: big\n    when: amount > 1000\n    action: FLAG\n    reason: big amount\n"
         ],
@@ -238,6 +257,7 @@ async def backtest(body: BacktestIn, store: StoreDep, scorer: ScorerDep) -> dict
 def _current(services: Services) -> dict[str, Any]:
     live = services.rules
     rules = live.current()
+    computed = services.aggregates
     out: dict[str, Any] = {
         "source": services.settings.rules_source,
         "version": rules.version,
@@ -251,6 +271,7 @@ def _current(services: Services) -> dict[str, Any]:
         "text": None,
         "last_error": live.last_error,
         "versions": [],
+        "aggregates": None if computed is None else computed.status(),
     }  # fmt: skip
     if isinstance(live, DatabaseRules):
         repository = services.store.rules
@@ -298,8 +319,9 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 @router.post("", response_model=RulesOut, status_code=status.HTTP_201_CREATED, responses=CONFLICT)
 async def save(body: RulesIn, services: ServicesDep, scorer: ScorerDep, caller: CallerDep) -> dict[str, Any]:
     """Check the rules and save them as the next version: in use here at once, and on every other
-    server and worker within FRAUD_RULES_POLL_SECONDS. 422 naming the rule when they do not compile.
-    The version is backtested over the newest stored decisions for the rule guard (see
+    server and worker within FRAUD_RULES_POLL_SECONDS; a version declaring other aggregates once they
+    are computed from stored history (`aggregates.warming` meanwhile). 422 naming the rule when they do
+    not compile. The version is backtested over the newest stored decisions for the rule guard (see
     ``GET /v1/rules/guard``)."""
     return await _save(body, services, scorer, caller)
 
