@@ -314,7 +314,7 @@ class Settings(BaseSettings):
     flag_burst: int = Field(3, ge=2, description="this many FLAGs for one entity within the window alert")
     flag_burst_seconds: float = Field(600.0, gt=0, description="the window of a burst of FLAGs")
     webhook_decisions: str = Field(
-        "FLAG,BLOCK",
+        "FLAG,CHALLENGE,HOLD,BLOCK",
         description="event webhooks: the outcomes whose stored decisions emit decision.created, "
         "comma-separated (e.g. FLAG,BLOCK), or 'all'",
     )

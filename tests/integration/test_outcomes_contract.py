@@ -235,3 +235,25 @@ def test_the_sweep_groups_new_holds_into_cases_then_times_out_the_old_ones(store
     waiting = store.holds.get("t0002")
     assert waiting is not None and waiting.status == PENDING and waiting.case_id is not None
     assert HoldSweep(store, settings).sweep() == []  # nothing left that waited an hour
+
+
+def test_a_resolved_hold_and_a_challenge_result_are_webhook_events_committed_with_them(store: Store) -> None:
+    from fraudstream.events.webhook import CHALLENGE_RESULT, HOLD_RESOLVED
+
+    endpoint = store.webhooks.add_endpoint(
+        "https://hooks.example.com/h", [HOLD_RESOLVED, CHALLENGE_RESULT], "a"
+    )
+    _save(store, decided(1, "HOLD"), decided(2, "CHALLENGE"))
+    (hold,) = store.holds.expire(timedelta(0), "BLOCK")
+    at = T0 + timedelta(minutes=3)
+    store.challenges.answer("t0002", "failed", at, "payments")
+    store.challenges.answer("t0002", "failed", at, "payments")  # a retry is no second event
+    store.holds.expire(timedelta(0), "APPROVE")  # nothing pending: no event either
+    found = store.webhooks.deliveries(endpoint_id=endpoint.id)
+    bodies = {d["event_type"]: store.webhooks.delivery(d["id"])["event"] for d in found}
+    assert len(found) == 2 and set(bodies) == {HOLD_RESOLVED, CHALLENGE_RESULT}
+    held = bodies[HOLD_RESOLVED]["data"]
+    assert (held["transaction_id"], held["outcome"], held["resolution"]) == ("t0001", "BLOCK", "timeout")
+    assert held["waited_seconds"] == hold.waited_seconds
+    challenge = bodies[CHALLENGE_RESULT]
+    assert challenge["data"]["result"] == "failed" and challenge["created"] == "2024-03-01T12:03:00Z"

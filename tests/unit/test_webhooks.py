@@ -227,7 +227,7 @@ def test_event_ids_are_stable_per_fact_and_distinct_across_types() -> None:
 
 
 def test_the_outcomes_that_emit_decisions_are_checked() -> None:
-    assert Settings().webhook_outcomes == ("FLAG", "BLOCK")
+    assert Settings().webhook_outcomes == ("FLAG", "CHALLENGE", "HOLD", "BLOCK")
     assert Settings(webhook_decisions="all").webhook_outcomes is None
     assert Settings(webhook_decisions=" block , flag,BLOCK").webhook_outcomes == ("BLOCK", "FLAG")
     with pytest.raises(ValidationError, match="webhook_decisions"):

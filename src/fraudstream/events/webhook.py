@@ -23,18 +23,32 @@ import orjson
 DECISION_CREATED = "decision.created"
 """A decision was stored (of the outcomes ``FRAUD_WEBHOOK_DECISIONS`` names); ``data``: the decision."""
 CASE_OPENED = "case.opened"
-"""A FLAG or BLOCK opened a case; ``data``: the case."""
+"""A FLAG, HOLD or BLOCK opened a case; ``data``: the case."""
 CASE_UPDATED = "case.updated"
 """A case was claimed or assigned (its assignee, and its status to ``in_review``); ``data``: the case
 with ``change``, ``actor`` and ``previous`` (status and assignee before)."""
 CASE_VERDICT = "case.verdict"
-"""An analyst gave a case its verdict and closed it; ``data``: the case with ``actor``, ``note`` and
-its ``transaction_ids``."""
+"""An analyst gave a case its verdict and closed it; ``data``: the case with ``actor``, ``note``, its
+``transaction_ids`` and the ``holds`` it resolved."""
 LABEL_CREATED = "label.created"
 """A label took effect: a source's first verdict on a transaction, or a changed one (``supersedes``
 holds the verdict it replaced); ``data``: the label."""
 
-EVENT_TYPES: tuple[str, ...] = (DECISION_CREATED, CASE_OPENED, CASE_UPDATED, CASE_VERDICT, LABEL_CREATED)
+HOLD_RESOLVED = "hold.resolved"
+"""A held payment's wait ended: released (APPROVE) or rejected (BLOCK) by its case's verdict or by the
+timeout; ``data``: the hold, with its ``outcome``, ``resolution`` and ``waited_seconds``."""
+CHALLENGE_RESULT = "challenge.result"
+"""The result of a step-up challenge was posted back (first time only); ``data``: the result."""
+
+EVENT_TYPES: tuple[str, ...] = (
+    DECISION_CREATED,
+    CASE_OPENED,
+    CASE_UPDATED,
+    CASE_VERDICT,
+    LABEL_CREATED,
+    HOLD_RESOLVED,
+    CHALLENGE_RESULT,
+)
 """Every event type, in the order the documentation lists them; an endpoint subscribes to some of them
 or to :data:`ALL_TYPES`."""
 ALL_TYPES = "*"

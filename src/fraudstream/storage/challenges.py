@@ -4,7 +4,8 @@ for CHALLENGE decisions.
 A transaction has one result, the first posted: the same result again is answered with the stored one
 (a client may retry), another one is refused. The label a result makes (failed: fraud, passed:
 legitimate, abandoned: none) goes through the labels' own path (:mod:`._labels`, source
-``challenge``); see ``POST /v1/challenges/{transaction_id}``.
+``challenge``); see ``POST /v1/challenges/{transaction_id}``. A result stored now emits the webhook
+event ``challenge.result`` in the same transaction (see :mod:`.webhooks`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from fraudstream.events.webhook import CHALLENGE_RESULT, WebhookEvent
 from fraudstream.storage import tables
 from fraudstream.storage.database import Database
+from fraudstream.storage.webhooks import emit
 
 _c = tables.challenges
 
@@ -64,6 +67,12 @@ class ChallengeRepository:
         mine = Challenge(transaction_id, result, completed_at, datetime.now(UTC), answered_by[:128])
         with self._db.write() as conn:
             new = bool(self._db.insert_ignore(conn, _c, [vars(mine)], "transaction_id"))
+            if new:
+                event = WebhookEvent(
+                    CHALLENGE_RESULT, transaction_id, dict(vars(mine)), occurred=completed_at,
+                    subject=transaction_id,
+                )  # fmt: skip
+                emit(conn, [event], now=mine.answered_at)
         stored = mine if new else self.get(transaction_id)
         if stored is None:  # a stored result is never deleted
             raise ChallengeError(f"the result of {transaction_id!r} vanished")

@@ -14,8 +14,8 @@ comes first resolves a hold and every later attempt finds nothing to do:
 
 The transaction that resolves holds also adds their waiting times to ``hold_waits``, a histogram per
 resolution, outcome and bucket that ``/metrics`` reads, the same in every process whichever process
-resolved them. Every resolution is handed, after its commit, to the callbacks of
-:meth:`HoldRepository.on_resolved`: the one place a resolved hold can be announced from.
+resolved them, and emits the webhook event ``hold.resolved`` of each (see :mod:`.webhooks`). Every
+resolution is handed, after its commit, to the callbacks of :meth:`HoldRepository.on_resolved`.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select, text, update
 
+from fraudstream.events.webhook import HOLD_RESOLVED, WebhookEvent
 from fraudstream.storage import tables
 from fraudstream.storage.database import Database
 from fraudstream.storage.rows import chunks
+from fraudstream.storage.webhooks import emit
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,15 @@ class Hold:
         if self.resolved_at is None:
             return None
         return max((self.resolved_at - self.held_at).total_seconds(), 0.0)
+
+    def event(self) -> WebhookEvent:
+        """The webhook event ``hold.resolved`` of this (resolved) hold; a hold resolves once, so its
+        transaction id names the fact."""
+        data = {name: getattr(self, name) for name in (*HOLD_COLUMNS, *_RESOLVED_COLUMNS, "case_id")}
+        return WebhookEvent(
+            HOLD_RESOLVED, self.transaction_id, data | {"waited_seconds": self.waited_seconds},
+            subject=self.transaction_id,
+        )  # fmt: skip
 
 
 def bucket_of(seconds: float) -> int:
@@ -210,6 +221,7 @@ class HoldRepository:
             done += resolved
         done.sort(key=lambda hold: (hold.held_at, hold.transaction_id))
         _count_waits(conn, done)
+        emit(conn, [hold.event() for hold in done], now=now)  # hold.resolved, committed with the hold
         return done
 
     def expire(
@@ -243,9 +255,12 @@ def _with_case() -> Any:
     )
 
 
+_RESOLVED_COLUMNS = ("outcome", "resolution", "resolved_at", "resolved_by")
+
+
 def _hold(row: Any) -> Hold:
     values = {name: row[name] for name in HOLD_COLUMNS}
-    for name in ("outcome", "resolution", "resolved_at", "resolved_by"):
+    for name in _RESOLVED_COLUMNS:
         values[name] = row[name]
     case_id = row.get("case_id")
     return Hold(**values, case_id=None if case_id is None else int(case_id))

@@ -375,7 +375,9 @@ class WebhookRepository:
             return emit(conn, events)
 
     def follow_decisions(
-        self, outcomes: Sequence[str] | None = ("FLAG", "BLOCK"), margin: timedelta = MARGIN
+        self,
+        outcomes: Sequence[str] | None = ("FLAG", "CHALLENGE", "HOLD", "BLOCK"),
+        margin: timedelta = MARGIN,
     ) -> int:
         """Turn the stored decisions of ``outcomes`` (``None``: all), decided from ``margin`` before the
         newest one followed on, that have no ``decision.created`` event yet, into events for the

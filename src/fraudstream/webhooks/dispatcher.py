@@ -3,7 +3,7 @@
 Nothing here runs on the decision path: events are in the database already (see
 :mod:`fraudstream.storage.webhooks` for how they get there and what a crash leaves), and
 :class:`WebhookDispatcher`'s threads only read them. Every ``FRAUD_WEBHOOK_POLL_SECONDS`` one thread
-turns newly stored decisions into ``decision.created`` events and groups new FLAGs and BLOCKs into
+turns newly stored decisions into ``decision.created`` events and groups new FLAGs, HOLDs and BLOCKs into
 cases (``case.opened``), when an endpoint subscribes to them; each of ``FRAUD_WEBHOOK_SENDERS``
 threads claims due deliveries, posts them, and records each attempt. Several processes share the
 work safely: a delivery has one claimer at a time.
@@ -150,7 +150,7 @@ class WebhookDispatcher:
         self,
         store: Store,
         *,
-        outcomes: Sequence[str] | None = ("FLAG", "BLOCK"),
+        outcomes: Sequence[str] | None = ("FLAG", "CHALLENGE", "HOLD", "BLOCK"),
         group_by: str = "customer_id",
         retry: Retry | None = None,
         timeout: float = 10.0,
