@@ -18,6 +18,7 @@ import numpy as np
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.decision import DecisionColumns, DecisionRecord
+from fraudstream.events.explanation import Explainer
 from fraudstream.events.reasons import rule_direction
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.models.bundle import ModelBundle
@@ -26,7 +27,7 @@ from fraudstream.pipeline._routing import routed_rows
 from fraudstream.rules.names import rule_columns
 from fraudstream.rules.ruleset import RuleOutcome
 from fraudstream.scoring._explain import TOP_REASONS
-from fraudstream.scoring.served import ServedModels
+from fraudstream.scoring.served import Explained, ServedModels
 from fraudstream.state.base import FeatureState
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,13 @@ class ScoredBatch:
     champion's (``model_version``), which did not act. ``None`` when no row was routed."""
     rules_version: str | None = None
     """The version of the rules applied to the batch (one version per batch)."""
+    explained: Explained | None = None
+    """Each row's explanation as picked: the explaining model's largest contributions both ways (on
+    the ``routed`` rows, the challenger's); ``None`` when no model explains."""
+    explainer: Explainer | None = None
+    """The words of ``model_version``'s explaining model."""
+    shadow_explainer: Explainer | None = None
+    """With A/B routing, the words of the challenger's, which explained the ``routed`` rows."""
 
     def __len__(self) -> int:
         return len(self.batch)
@@ -111,6 +119,9 @@ class ScoredBatch:
             shadow_decision=self.shadow_decision,
             routed=self.routed,
             rules_version=self.rules_version,
+            explained=None if self.explained is None else self.explained[:2],
+            explainer=self.explainer,
+            shadow_explainer=self.shadow_explainer,
         )
 
     def records(self, feature_names: list[str], model_version: str | None = None) -> list[DecisionRecord]:
@@ -202,8 +213,9 @@ class Scorer:
 
     def _prepare(self, bundle: ModelBundle, challenger: ModelBundle | None) -> _Served:
         """Everything scoring reads of a bundle (its served models, the challenger's in shadow)."""
-        models = ServedModels(bundle, self._descriptions)
-        shadow = Shadow(challenger, bundle, self._descriptions) if challenger is not None else None
+        features = self.engine.feature_set
+        models = ServedModels(bundle, self._descriptions, features)
+        shadow = Shadow(challenger, bundle, self._descriptions, features) if challenger is not None else None
         return _Served(bundle, models, shadow)
 
     @property
@@ -245,30 +257,34 @@ class Scorer:
     def _decide(self, served: _Served, batch: TransactionBatch, X: np.ndarray, started: float) -> ScoredBatch:
         featured = time.perf_counter()
         manifest, models, challenger = served.bundle.manifest, served.models, served.shadow
-        probability, by_model, _ = models.score(X)
+        probability, by_model, _, explained = models.score(X, explain=True)
         modelled = time.perf_counter()
         rules = self.rules()
         ruling = rule_columns(batch, X, self.engine.names)
         outcome = rules.apply(ruling, by_model)
         ruled = time.perf_counter()
-        shadow = challenger.decide(X, ruling, rules) if challenger is not None else None
+        deciding = self.challenger_share > 0  # the challenger explains the rows it decides
+        shadow = challenger.decide(X, ruling, rules, explain=deciding) if challenger is not None else None
         routed = None
         if shadow is not None and self.challenger_share > 0:
             routed = routed_rows(batch.customer_id, self.challenger_share)
             routed = routed if routed.any() else None
         shadowed = time.perf_counter()
         champion = np.asarray(outcome.decision, dtype=object)
-        explained = champion if routed is None else np.where(routed, "APPROVE", champion)
-        model = models.reasons(X, explained)
+        reasoned = champion if routed is None else np.where(routed, "APPROVE", champion)
+        n = len(batch)
+        model = [[] for _ in range(n)] if explained is None else models.reasons_of(explained, reasoned)
         shadow_probability = shadow_decision = None
         if shadow is not None:
             shadow_probability, shadow_decision = shadow.probability, shadow.outcome.decision
         if routed is not None and shadow is not None and challenger is not None:
             at = np.flatnonzero(routed)
-            for i, reasons_i in zip(
-                at.tolist(), challenger.reasons(X[at], shadow.outcome.decision[at]), strict=True
-            ):
-                model[i] = reasons_i
+            if shadow.explained is not None:
+                theirs = Explained(*(a[at] for a in shadow.explained))
+                routed_reasons = challenger.models.reasons_of(theirs, shadow.outcome.decision[at])
+                for i, reasons_i in zip(at.tolist(), routed_reasons, strict=True):
+                    model[i] = reasons_i
+            explained = _routed_explained(routed, shadow.explained, explained)
             probability, shadow_probability = _cross(routed, shadow.probability, probability)
             by_model = np.where(routed, shadow.model_decision, by_model)
             outcome = _routed_outcome(routed, shadow, outcome)
@@ -301,6 +317,9 @@ class Scorer:
             model_version=manifest.version,
             routed=routed,
             rules_version=rules.version,
+            explained=explained,
+            explainer=models.words,
+            shadow_explainer=None if routed is None or challenger is None else challenger.models.words,
         )
 
     def explain(
@@ -315,6 +334,21 @@ class Scorer:
 def _cross(routed: np.ndarray, challenger: np.ndarray, champion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The acting and the other model's values per row: the challenger's where ``routed``."""
     return np.where(routed, challenger, champion), np.where(routed, champion, challenger)
+
+
+def _routed_explained(
+    routed: np.ndarray, challenger: Explained | None, champion: Explained | None
+) -> Explained | None:
+    """Each row's explanation by the model that decided it: the challenger's on the ``routed`` rows
+    (none picked where a model does not explain)."""
+    if challenger is None and champion is None:
+        return None
+    either = challenger if challenger is not None else champion
+    assert either is not None
+    empty = Explained(np.full_like(either.columns, -1), *(np.zeros_like(a) for a in either[1:]))
+    theirs, mine = challenger or empty, champion or empty
+    at = np.asarray(routed, dtype=bool)[:, None]
+    return Explained(*(np.where(at, t, m) for t, m in zip(theirs, mine, strict=True)))
 
 
 def _routed_outcome(routed: np.ndarray, shadow: ShadowOutcome, champion: RuleOutcome) -> RuleOutcome:
