@@ -35,29 +35,37 @@ def pick_row(contributions, x, k, best, top, columns, rounded, values, i):  # fm
     lower column, rounded to 4 places as ``np.round`` rounds (times 10⁴, ``rint``, over 10⁴) and kept
     when still above 0 (below 0 for the smallest), with their rounded contributions in ``rounded``
     and values in ``values``; -1 in ``columns`` past the last kept. ``best`` and ``top`` are scratch
-    of at least ``k``.
+    of at least ``2k``.
 
-    One pass per direction keeping the best ``k`` in order: a fraction of a sort's cost."""
+    One pass keeping the best ``k`` each way in order: a fraction of a sort's cost, and most features
+    are passed over after two comparisons."""
     m = x.shape[0]
-    for half in range(2):
-        sign = 1.0 if half == 0 else -1.0
-        filled = 0
-        for j in range(m):
-            c = contributions[j]
-            v = -np.inf if x[j] != x[j] or c != c else sign * c
-            if filled == k and not v > best[k - 1]:
-                continue
-            p = filled if filled < k else k - 1
-            while p > 0 and v > best[p - 1]:
+    high = low = 0
+    for j in range(m):
+        c = contributions[j]
+        if x[j] != x[j] or c != c:
+            continue
+        if high < k or c > best[k - 1]:
+            p = high if high < k else k - 1
+            while p > 0 and c > best[p - 1]:
                 best[p], top[p] = best[p - 1], top[p - 1]
                 p -= 1
-            best[p], top[p] = v, j
-            filled = min(filled + 1, k)
-        kept = half * k
-        for p in range(filled):
-            r = np.rint(best[p] * 10000.0) / 10000.0
+            best[p], top[p] = c, j
+            high = min(high + 1, k)
+        if low < k or -c > best[2 * k - 1]:
+            p = low if low < k else k - 1
+            while p > 0 and -c > best[k + p - 1]:
+                best[k + p], top[k + p] = best[k + p - 1], top[k + p - 1]
+                p -= 1
+            best[k + p], top[k + p] = -c, j
+            low = min(low + 1, k)
+    for half in range(2):
+        kept, sign = half * k, 1.0 - 2.0 * half
+        for p in range(high if half == 0 else low):
+            r = np.rint(best[half * k + p] * 10000.0) / 10000.0
             if r > 0:
-                columns[i, kept], rounded[i, kept], values[i, kept] = top[p], sign * r, x[top[p]]
+                j = top[half * k + p]
+                columns[i, kept], rounded[i, kept], values[i, kept] = j, sign * r, x[j]
                 kept += 1
 
 
@@ -69,7 +77,7 @@ def picks(contributions, X, k):  # fmt: skip
     k = min(k, m)
     columns = np.full((n, 2 * k), -1, np.int64)
     rounded, values = np.zeros((n, 2 * k)), np.zeros((n, 2 * k))
-    best, top = np.empty(max(k, 1)), np.empty(max(k, 1), np.int64)
+    best, top = np.empty(max(2 * k, 1)), np.empty(max(2 * k, 1), np.int64)
     for i in range(n if k else 0):
         pick_row(contributions[i], X[i], k, best, top, columns, rounded, values, i)
     return columns, rounded, values

@@ -79,7 +79,7 @@ def score(
     node, row = np.empty(LANES, np.uint64), np.empty(LANES, np.uint64)
     columns = np.full((n, 2 * k), -1, np.int64)
     rounded, values = np.zeros((n, 2 * k)), np.zeros((n, 2 * k))
-    best, top = np.empty(max(k, 1)), np.empty(max(k, 1), np.int64)
+    best, top = np.empty(max(2 * k, 1)), np.empty(max(2 * k, 1), np.int64)
     trees_explain = k > 0 and explaining == XGBOOST
     contributions32 = np.zeros((min(n, BLOCK) if trees_explain else 0, m), np.float32)
     for lo in range(0, n, BLOCK):
