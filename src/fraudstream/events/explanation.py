@@ -72,6 +72,19 @@ class Wording:
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    @cached_property
+    def parts(self) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
+        """``text`` and ``usually`` split around their one placeholder (``{value}``, ``{usual}``) when
+        it is their only one, so a sentence is joined rather than formatted; ``None`` for the others."""
+        return _split(self.text, "{value}"), _split(self.usually, "{usual}")
+
+
+def _split(template: str, placeholder: str) -> tuple[str, str] | None:
+    if template.count("{") != 1 or template.count("}") != 1 or placeholder not in template:
+        return None
+    before, _, after = template.partition(placeholder)
+    return before, after
+
 
 @dataclass(frozen=True)
 class Explainer:
@@ -156,7 +169,7 @@ def _item(words: Wording, values: Mapping[str, float | None], contribution: floa
         "feature": words.name,
         "description": words.description,
         "value": value,
-        "contribution": round(float(contribution), 4),
+        "contribution": float(contribution),
         "usual": usual,
         "usual_basis": basis,
         "sentence": sentence(words, value, usual, own=own),
@@ -179,8 +192,12 @@ def sentence(words: Wording, value: float | None, usual: float | None, *, own: b
     if words.unit == FLAG:
         return words.text if value >= 0.5 else (words.otherwise or f"not: {words.text}")
     said = quantity(value, words.unit)
-    above = "above" if value >= 0 else "below"
-    text = words.text.format(value=said, above=above, s="" if said == "1" else "s")
+    text_parts, usually_parts = words.parts
+    if text_parts is not None:
+        text = text_parts[0] + said + text_parts[1]
+    else:
+        above = "above" if value >= 0 else "below"
+        text = words.text.format(value=said, above=above, s="" if said == "1" else "s")
     if usual is None:
         return text
     if own:
@@ -188,7 +205,10 @@ def sentence(words: Wording, value: float | None, usual: float | None, *, own: b
         if usual > 0 and value >= 0:
             return f"{text}, {quantity(value / usual, TIMES)} {words.usual_of} ({own_value})"
         return f"{text}; {words.usual_of}: {own_value}"
-    return f"{text}, {words.usually.format(usual=quantity(usual, words.unit))}"
+    usual_said = quantity(usual, words.unit)
+    if usually_parts is not None:
+        return f"{text}, {usually_parts[0]}{usual_said}{usually_parts[1]}"
+    return f"{text}, {words.usually.format(usual=usual_said)}"
 
 
 def quantity(value: float, unit: str) -> str:
