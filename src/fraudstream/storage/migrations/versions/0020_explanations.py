@@ -6,7 +6,7 @@ Hand-written to match ``fraudstream.storage.tables``.
 
 Revision ID: 0020
 Revises: 0016
-Create Date: 2026-11-26
+Create Date: 2026-11-25
 """
 
 from __future__ import annotations
