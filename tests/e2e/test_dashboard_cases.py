@@ -75,7 +75,7 @@ def stack(tmp_path: Path, bundle_path: Path) -> Iterator[dict[str, Any]]:
 def test_an_analyst_works_a_case_in_the_browser_and_an_ingest_key_is_refused(
     chromium: Path, stack: dict[str, Any]
 ) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     now = datetime.now(UTC)
     with httpx.Client(base_url=stack["api"], headers={"X-API-Key": stack["ingest"]}) as sender:
@@ -99,7 +99,7 @@ def test_an_analyst_works_a_case_in_the_browser_and_an_ingest_key_is_refused(
             page.locator(".st-key-case_queue").wait_for(timeout=30_000)
             assert page.get_by_text("signed in as").first.is_visible()
             why = page.locator(".st-key-case_explanations")
-            why.wait_for(timeout=30_000)
+            expect(why.locator("table")).to_have_count(2, timeout=30_000)  # one per decision
             shown = why.inner_text()
             assert "big-1" in shown and "big-0" in shown and "raises risk" in shown
             stored = httpx.get(
