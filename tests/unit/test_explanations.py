@@ -284,3 +284,45 @@ def test_a_stored_explanation_reads_back_as_it_was_made(tmp_path: Path) -> None:
         store.decisions.save([record])
         unexplained = store.decisions.get("t1")
     assert unexplained is not None and unexplained.explanation is None
+
+
+def test_ab_routed_rows_carry_the_challengers_explanation_and_store_both(
+    bundle: ModelBundle, small_frame: Any, tmp_path: Path
+) -> None:
+    import copy
+
+    from fraudstream.events.batch import TransactionBatch
+    from fraudstream.pipeline._routing import routed_rows
+    from fraudstream.pipeline.scorer import Scorer
+    from fraudstream.rules import EMPTY_RULES
+    from fraudstream.state import MemoryFeatureState
+
+    challenger = copy.copy(bundle)
+    challenger.manifest = copy.deepcopy(bundle.manifest)
+    challenger.manifest.version = "challenger-1"
+    challenger.manifest.weights = {"xgboost": 0.2, "logistic": 0.5, "isolation_forest": 0.3}
+    whole = TransactionBatch.from_frame(small_frame.iloc[-800:].reset_index(drop=True))
+    state = MemoryFeatureState(retention=60 * 86400.0)
+    ab = Scorer(bundle, state, lambda: EMPTY_RULES, challenger=challenger, challenger_share=0.5)
+    alone = Scorer(challenger, state, lambda: EMPTY_RULES, ab.engine)
+    champion = Scorer(bundle, state, lambda: EMPTY_RULES, ab.engine)
+    ab.score(whole.take(np.arange(600)))
+    batch = whole.take(np.arange(600, 800))
+    routed = routed_rows(batch.customer_id, 0.5)
+    assert routed.any() and not routed.all()
+    got = ab.score(batch).records(ab.engine.names)
+    theirs = alone.score(batch).records(ab.engine.names)
+    ours = champion.score(batch).records(ab.engine.names)
+    for i, record in enumerate(got):
+        acting = theirs[i] if routed[i] else ours[i]
+        assert record.explanation is not None and acting.explanation is not None
+        assert record.explanation.as_dict() == acting.explanation.as_dict()
+    assert {r.explanation.as_dict()["model"] for r in got if r.explanation} == {"xgboost", "logistic"}
+    with open_store(f"sqlite:///{tmp_path}/ab.db") as store:
+        store.migrate()
+        store.decisions.save(ab.score(batch).columns(ab.engine.names))  # the columns' path, two explainers
+        read = store.decisions.get_many([r.transaction_id for r in got])
+    for record in got:
+        stored = read[record.transaction_id].explanation
+        assert stored is not None and record.explanation is not None
+        assert stored.as_dict() == record.explanation.as_dict()
