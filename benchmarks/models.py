@@ -68,7 +68,7 @@ def main() -> None:
         raise SystemExit(f"--n {args.n} is more than the {len(pool)} transactions left to score")
     buffer = np.zeros(args.evict * 2**20 // 8)
     for _ in range(3):  # compiled and loaded
-        scorer.score(batch.take(rng.choice(pool, size=args.n, replace=False)), record=False)
+        scorer.score(batch.take(rng.choice(pool, size=args.n, replace=False)))
 
     model, explain, flagged = [], [], 0
     for _ in range(args.repeat):
@@ -77,7 +77,7 @@ def main() -> None:
             time.sleep(args.every)
         if buffer.size:
             buffer[::8] += 1.0
-        scored = scorer.score(rows, record=False)
+        scored = scorer.score(rows)
         model.append(scored.timings["model"])
         explain.append(scored.timings["explain"])
         flagged += int((scored.decision != "APPROVE").sum())

@@ -75,7 +75,7 @@ def stack(tmp_path: Path, bundle_path: Path) -> Iterator[dict[str, Any]]:
 def test_an_analyst_works_a_case_in_the_browser_and_an_ingest_key_is_refused(
     chromium: Path, stack: dict[str, Any]
 ) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     now = datetime.now(UTC)
     with httpx.Client(base_url=stack["api"], headers={"X-API-Key": stack["ingest"]}) as sender:
@@ -98,6 +98,19 @@ def test_an_analyst_works_a_case_in_the_browser_and_an_ingest_key_is_refused(
             page.get_by_text("Cases", exact=True).click()
             page.locator(".st-key-case_queue").wait_for(timeout=30_000)
             assert page.get_by_text("signed in as").first.is_visible()
+            why = page.locator(".st-key-case_explanations")
+            expect(why.locator("table")).to_have_count(2, timeout=30_000)  # one per decision
+            shown = why.inner_text()
+            assert "big-1" in shown and "big-0" in shown and "raises risk" in shown
+            stored = httpx.get(
+                f"{stack['api']}/v1/transactions/big-1", headers={"X-API-Key": stack["analyst"]}
+            )
+            sentence = stored.json()["decision"]["explanation"]["raises"][0]["sentence"]
+            assert sentence in shown  # the stored explanation's words, as the API gives them
+            with page.expect_download() as downloading:
+                page.locator(".st-key-case_report_html button").click()
+            report = Path(downloading.value.path()).read_text(encoding="utf-8")
+            assert report.startswith("<!DOCTYPE html>") and "big-1" in report
             page.locator(".st-key-case_claim button").click()
             page.get_by_text("claimed case").wait_for(timeout=15_000)
             assert page.get_by_text("in review: ana (1)").is_visible()

@@ -48,6 +48,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/v1/drift"): READER,
     ("GET", "/v1/cases"): READER,
     ("GET", "/v1/cases/{case_id}"): READER,
+    ("GET", "/v1/cases/{case_id}/report"): READER,
     ("POST", "/v1/cases/{case_id}/claim"): READER,
     ("POST", "/v1/cases/{case_id}/assign"): READER,
     ("POST", "/v1/cases/{case_id}/notes"): READER,

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from fraudstream.dashboard.cases import FRAUD_FILL, link_graph, linked_frame, queue_frame, working
+from fraudstream.dashboard.cases import (
+    FRAUD_FILL,
+    explanation_frame,
+    link_graph,
+    linked_frame,
+    queue_frame,
+    working,
+)
 
 CASES = [
     {"id": 7, "group_value": "C-1", "status": "in_review", "assignee": "ana", "priority": 9.5,
@@ -51,3 +58,25 @@ def test_the_link_picture_counts_what_it_leaves_out() -> None:
     assert '"merchant_id:M05"' not in dot
     assert 'label="+7 more merchants"' in dot
     assert '"customer_id:C-1" -- "more:merchant_id" [label=' + str(sum(20 - i for i in range(5, 12))) in dot
+
+
+def test_an_explanation_reads_as_what_raised_then_what_lowered_the_risk() -> None:
+    def said(feature: str, sentence: str, contribution: float, basis: str | None) -> dict[str, object]:
+        return {"feature": feature, "description": feature, "value": 1.0, "contribution": contribution,
+                "usual": 1.0, "usual_basis": basis, "sentence": sentence}  # fmt: skip
+
+    explanation = {
+        "model": "xgboost",
+        "raises": [
+            said(
+                "amount", "amount 250.00, 4.8× this customer's 30-day average (52.10)", 1.2, "this customer's"
+            ),
+            said("new_device", "device not seen before for this customer", 0.4, None),
+        ],
+        "lowers": [said("customer_secs_since_first", "customer first seen 41 days ago", -0.6, "median")],
+    }
+    frame = explanation_frame(explanation)
+    assert frame["effect"].tolist() == ["raises risk", "raises risk", "lowers risk"]
+    assert frame["why"].tolist()[0] == "amount 250.00, 4.8× this customer's 30-day average (52.10)"
+    assert frame["contribution"].tolist() == [1.2, 0.4, -0.6]
+    assert explanation_frame(None).empty and list(explanation_frame(None).columns) == list(frame.columns)

@@ -41,6 +41,7 @@ ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/drift"): ANALYST,
     ("GET", "/v1/cases"): ANALYST,
     ("GET", "/v1/cases/{case_id}"): ANALYST,
+    ("GET", "/v1/cases/{case_id}/report"): ANALYST,
     ("POST", "/v1/cases/{case_id}/claim"): ANALYST,
     ("POST", "/v1/cases/{case_id}/assign"): ANALYST,
     ("POST", "/v1/cases/{case_id}/notes"): ANALYST,

@@ -22,6 +22,37 @@ DecisionName = Literal["APPROVE", "FLAG", "CHALLENGE", "HOLD", "BLOCK"]
 LabelIn = Label
 
 
+class ContributionOut(BaseModel):
+    """One feature's contribution to a decision's fraud score, against the entity's usual value."""
+
+    feature: str = Field(description="the feature's name")
+    description: str = Field(description="what the feature is, from the feature spec")
+    value: float | None = Field(description="its value for this transaction")
+    contribution: float = Field(
+        description="what it added to the explaining model's score (log-odds; a negative one lowered the"
+        " risk), rounded to 4 places"
+    )
+    usual: float | None = Field(
+        description="the usual value: the entity's own (its 30-day median or average, when the feature spec"
+        " keeps one for that quantity) or else the training data's median; null when neither is known"
+    )
+    usual_basis: str | None = Field(
+        description="what 'usual' is: e.g. \"this customer's 30-day average\" or \"median of the training"
+        ' data"'
+    )
+    sentence: str = Field(description="the contribution in words, for people")
+
+
+class ExplanationOut(BaseModel):
+    """The explaining model's largest contributions to a decision, both ways: every decision has one
+    (APPROVE too) when its model explains (XGBoost's approximate contributions, or the logistic model's
+    terms), at most three each way, a missing value never among them."""
+
+    model: str = Field(description="the explaining model: xgboost or logistic")
+    raises: list[ContributionOut] = Field(description="those that raised the risk most, largest first")
+    lowers: list[ContributionOut] = Field(description="those that lowered it most, largest first")
+
+
 class DecisionOut(BaseModel):
     """A decision: what was decided for a transaction, why, by which model, and how fast."""
 
@@ -68,6 +99,38 @@ class DecisionOut(BaseModel):
     latency_ms: dict[str, float] = Field(description="time per scoring stage; 'total' is the sum")
     decided_at: datetime
     duplicate: bool = Field(False, description="true when this is the stored decision of a replayed id")
+    explanation: ExplanationOut | None = Field(
+        None,
+        description="the model's largest contributions both ways, each with the entity's usual value and a "
+        "sentence; null when no model of the bundle explains (or for decisions stored before explanations)",
+        examples=[
+            {
+                "model": "xgboost",
+                "raises": [
+                    {
+                        "feature": "amount",
+                        "description": "amount",
+                        "value": 250.0,
+                        "contribution": 1.2034,
+                        "usual": 52.1,
+                        "usual_basis": "this customer's 30-day average",
+                        "sentence": "amount 250.00, 4.8× this customer's 30-day average (52.10)",
+                    }
+                ],
+                "lowers": [
+                    {
+                        "feature": "customer_secs_since_first",
+                        "description": "customer: seconds since first seen",
+                        "value": 3542400.0,
+                        "contribution": -0.6521,
+                        "usual": 669992.8,
+                        "usual_basis": "median of the training data",
+                        "sentence": "customer first seen 41 days ago, usually 7.8 days ago",
+                    }
+                ],
+            }
+        ],
+    )
 
     @classmethod
     def from_record(cls, record: DecisionRecord, *, duplicate: bool = False) -> DecisionOut:
@@ -84,6 +147,7 @@ class DecisionOut(BaseModel):
             latency_ms=record.latency_ms,
             decided_at=record.decided_at,
             duplicate=duplicate,
+            explanation=None if record.explanation is None else record.explanation.as_dict(),
         )
 
 

@@ -1,15 +1,17 @@
 """The dashboard's Cases and Entities pages: the analysts' queue, one case with everything an analyst
-weighs (its decisions, the customer's profile, the entities linked to it, the notes) and the buttons
-that claim it, note it, decide it and snooze a rule that fired on it; and any customer, device, IP or
-merchant with its links.
+weighs (its decisions and why the model decided them, the customer's profile, the entities linked to
+it, the notes) and the buttons that claim it, note it, decide it, snooze a rule that fired on it and
+download its report; and any customer, device, IP or merchant with its links.
 
-``queue_frame``, ``working``, ``link_graph`` and ``linked_frame`` are plain pandas and strings, so what
-the pages show is tested without a browser; ``cases_page`` and ``entities_page`` draw them.
+``queue_frame``, ``working``, ``explanation_frame``, ``link_graph`` and ``linked_frame`` are plain
+pandas and strings, so what the pages show is tested without a browser; ``cases_page`` and
+``entities_page`` draw them.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -17,7 +19,7 @@ import streamlit as st
 
 from fraudstream.dashboard import charts
 from fraudstream.dashboard.client import ApiClient, DashboardError
-from fraudstream.dashboard.display import PANEL, local_time, plural, table, viewer_zone
+from fraudstream.dashboard.display import PANEL, local_time, plural, table, text_table, viewer_zone
 
 QUEUE_COLUMNS = {
     "id": "case",
@@ -51,6 +53,73 @@ def working(cases: list[dict[str, Any]]) -> str:
     if not held:
         return "nobody is reviewing a case"
     return "in review: " + ", ".join(f"{name} ({n})" for name, n in sorted(held.items()))
+
+
+#: The case's newest decisions whose explanations the page shows.
+MOST_EXPLAINED = 5
+EFFECTS = {"raises": "raises risk", "lowers": "lowers risk"}
+
+
+def explanation_frame(explanation: dict[str, Any] | None) -> pd.DataFrame:
+    """A decision's explanation as rows: what raised the risk most, then what lowered it most, each
+    in a sentence against the usual value, with its contribution and what its usual value is."""
+    rows = [
+        {
+            "effect": EFFECTS[way],
+            "why": c["sentence"],
+            "contribution": c["contribution"],
+            "usual value": c.get("usual_basis"),
+            "feature": c["feature"],
+        }
+        for way in EFFECTS
+        for c in (explanation or {}).get(way, [])
+    ]
+    return pd.DataFrame(rows, columns=["effect", "why", "contribution", "usual value", "feature"])
+
+
+def explanations_panel(client: ApiClient, case: dict[str, Any]) -> None:
+    """Why the model decided the case's newest decisions: each one's contributions both ways."""
+    decisions = case.get("decisions") or []
+    if not decisions:
+        return
+    with st.container(key="case_explanations"):
+        st.markdown("**Why**")
+        for row in decisions[:MOST_EXPLAINED]:
+            transaction_id = str(row["transaction_id"])
+            try:
+                stored = client.transaction(transaction_id)
+            except DashboardError as error:
+                st.error(str(error))
+                return
+            decision = (stored or {}).get("decision") or {}
+            explanation = decision.get("explanation")
+            st.caption(
+                f"{transaction_id}: {decision.get('decision', row['decision'])}, amount "
+                f"{float(row['amount']):,.2f}, probability {float(row['probability']):.3f}"
+                + ("" if explanation else ", no explanation stored")
+            )
+            if explanation:
+                text_table(explanation_frame(explanation), code=["feature"])
+        if len(decisions) > MOST_EXPLAINED:
+            st.caption(f"the {MOST_EXPLAINED} newest decisions; the report has them all")
+
+
+def report_buttons(client: ApiClient, case_id: int) -> None:
+    """Download the case whole, as one HTML page or as JSON, fetched when clicked."""
+    with st.container(key="case_report", horizontal=True):
+        for fmt, label, mime in (
+            ("html", "Report (HTML)", "text/html"),
+            ("json", "Report (JSON)", "application/json"),
+        ):
+            st.download_button(
+                label,
+                data=partial(client.case_report, case_id, fmt),
+                file_name=f"case-{case_id}.{fmt}",
+                mime=mime,
+                key=f"case_report_{fmt}",
+                on_click="ignore",
+                icon=":material/download:",
+            )
 
 
 #: How an entity's field reads in the picture and the page.
@@ -267,6 +336,8 @@ def cases_page(client: ApiClient, me: dict[str, Any] | None) -> None:
             if st.button(text, key=f"case_verdict_{verdict}"):
                 _act(lambda v=verdict: client.verdict(case["id"], v), f"case {case['id']}: {verdict}")
     table(pd.DataFrame(case["decisions"]))
+    explanations_panel(client, case)
+    report_buttons(client, int(case["id"]))
     with st.container(key="case_notes"):
         for note in case["notes"]:
             st.markdown(

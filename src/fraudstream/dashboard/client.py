@@ -52,7 +52,9 @@ class ApiClient:
                 "with `fraudstream serve` or `fraudstream demo`, or pass --api-url"
             ) from None
 
-    def _request(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> Any:
+    def _request(
+        self, method: str, path: str, *, missing_ok: bool = False, text: bool = False, **kwargs: Any
+    ) -> Any:
         response = self._send(method, path, **kwargs)
         if response.status_code == 404 and missing_ok:
             return None
@@ -67,7 +69,7 @@ class ApiClient:
             )
         if response.status_code >= 400:
             raise DashboardError(f"{method} {path} failed with {response.status_code}: {_detail(response)}")
-        return response.json()
+        return response.text if text else response.json()
 
     def keys_required(self) -> bool:
         """Whether the API turns away a request without a key, that is whether it has keys set. Asked
@@ -163,6 +165,10 @@ class ApiClient:
 
     def case(self, case_id: int) -> dict[str, Any]:
         return dict(self._request("GET", f"/v1/cases/{case_id}"))
+
+    def case_report(self, case_id: int, fmt: str = "html") -> str:
+        """The case whole (``GET /v1/cases/{id}/report``), as a self-contained HTML page or JSON."""
+        return str(self._request("GET", f"/v1/cases/{case_id}/report", params={"format": fmt}, text=True))
 
     def claim(self, case_id: int) -> dict[str, Any]:
         return dict(self._request("POST", f"/v1/cases/{case_id}/claim"))

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from fraudstream.events.explanation import Explainer, Explanation
+
 
 def may_alert(decision: str, rules: Sequence[str]) -> bool:
     """Whether a decision can raise an alert: every outcome but APPROVE can, and so can any decision a
@@ -77,6 +79,9 @@ class DecisionRecord:
     aggregates: Mapping[str, float | None] | None = None
     """The runtime aggregates the rules version declared, by name, as its rules read them for this
     transaction (missing values as ``None``); ``None`` when the version declared none."""
+    explanation: Explanation | None = None
+    """The explaining model's largest contributions both ways, readable (see
+    :mod:`fraudstream.events.explanation`); ``None`` when no model explained it."""
 
 
 @dataclass
@@ -113,6 +118,13 @@ class DecisionColumns:
     """The rules' runtime aggregates, one row per transaction, one column per ``aggregate_names``
     (see :attr:`DecisionRecord.aggregates`); ``None`` when the rules declared none."""
     aggregate_names: list[str] = field(default_factory=list)
+    explained: tuple[np.ndarray, np.ndarray] | None = None
+    """Each row's explanation as scoring picked it: the features' columns and contributions (rows × 2
+    ``top``, see :class:`~fraudstream.events.explanation.Explanation`); ``None`` when none was."""
+    explainer: Explainer | None = None
+    """The words of the model that explained the rows (``model_version``'s)."""
+    shadow_explainer: Explainer | None = None
+    """With A/B routing, the words of the model that explained the ``routed`` rows (``shadow_version``'s)."""
 
     def __len__(self) -> int:
         return len(self.transaction_id)
@@ -169,7 +181,18 @@ class DecisionColumns:
             shadow_decision=None if self.shadow_decision is None else self.shadow_decision[at],
             routed=None if self.routed is None else self.routed[at],
             aggregates=None if self.aggregates is None else self.aggregates[at],
+            explained=None if self.explained is None else (self.explained[0][at], self.explained[1][at]),
         )
+
+    def explainers(self) -> list[Explainer | None] | None:
+        """Each row's explainer (``None`` for a row no model explained), or ``None`` when no row has an
+        explanation."""
+        if self.explained is None or (self.explainer is None and self.shadow_explainer is None):
+            return None
+        if self.routed is None:
+            return [self.explainer] * len(self)
+        mine, theirs = self.explainer, self.shadow_explainer
+        return [theirs if r else mine for r in np.asarray(self.routed, dtype=bool).tolist()]
 
     def records(self, index: Mapping[str, int] | None = None) -> list[DecisionRecord]:
         """One record per row, carrying the feature vector the decision was made on.
@@ -183,6 +206,7 @@ class DecisionColumns:
             index = {n: i for i, n in enumerate(names)}
         timings = self.latency_ms
         fromtimestamp = datetime.fromtimestamp
+        vectors = [FeatureVector(names, row, index) for row in self.features]
         out = [
             DecisionRecord(
                 transaction_id=tx_id,
@@ -194,12 +218,12 @@ class DecisionColumns:
                 reasons=reasons,
                 rules=rules,
                 model_version=version,
-                features=FeatureVector(names, row, index),
+                features=vector,
                 latency_ms=dict(timings),
                 decided_at=now,
                 rules_version=self.rules_version,
             )
-            for tx_id, customer_id, timestamp, amount, decision, probability, reasons, rules, row in zip(
+            for tx_id, customer_id, timestamp, amount, decision, probability, reasons, rules, vector in zip(
                 self.transaction_id.tolist(),
                 self.customer_id.tolist(),
                 np.asarray(self.timestamp, dtype=np.float64).tolist(),
@@ -208,10 +232,16 @@ class DecisionColumns:
                 np.asarray(self.probability, dtype=np.float64).tolist(),
                 self.reasons,
                 self.rules,
-                self.features,
+                vectors,
                 strict=True,
             )
         ]
+        explainers = self.explainers()
+        if explainers is not None and self.explained is not None:
+            picked = zip(out, explainers, *(a.tolist() for a in self.explained), strict=True)
+            for record, explainer, columns, contributions in picked:
+                if explainer is not None:
+                    record.explanation = Explanation(explainer, columns, contributions, record.features)
         if self.shadow_probability is not None and self.shadow_decision is not None:
             decisions = [str(d) for d in np.asarray(self.shadow_decision, dtype=object).tolist()]
             for record, p, d in zip(

@@ -5,7 +5,8 @@ them, and both depend on the models area, not on each other.
 
 Training bins every feature at its quantiles (:data:`BINS` bins, the edges and each bin's share, plus
 the share of missing values), the ensemble probability the same way, and the model decisions at the
-bundle's thresholds, and stores them in the bundle as ``reference.json`` (readable with
+bundle's thresholds, with each feature's median (the population's usual value, which explanations
+show beside a contribution), and stores them in the bundle as ``reference.json`` (readable with
 ``unzip -p model.fsb reference.json``, plain JSON). Serving counts live rows into exactly
 these bins with :meth:`Reference.counts`, so training and serving cannot bin differently.
 
@@ -99,6 +100,9 @@ class Reference:
     rows: int
     thresholds: dict[str, float]
     important: list[str] = field(default_factory=list)
+    medians: np.ndarray | None = None
+    """Each feature's median over the training rows (NaN where it had no value); for a reference stored
+    before medians were, what its bins tell (:func:`median_of_bins`)."""
 
     @property
     def bins(self) -> int:
@@ -126,11 +130,18 @@ class Reference:
                 "missing": float(self.expected[i, -1]),
             }
 
+        def feature(i: int) -> dict[str, Any]:
+            out = row(i)
+            if self.medians is not None:
+                median = float(self.medians[i])
+                out["median"] = median if np.isfinite(median) else None
+            return out
+
         return {
             "format": REFERENCE_FORMAT,
             "bins": self.bins,
             "rows": self.rows,
-            "features": {name: row(i) for i, name in enumerate(self.names)},
+            "features": {name: feature(i) for i, name in enumerate(self.names)},
             SCORE: row(len(self.names)),
             "decisions": {"thresholds": self.thresholds, "rates": self.decision_rates()},
             "important": list(self.important),
@@ -161,7 +172,34 @@ class Reference:
             edges[i, : len(r["edges"])] = r["edges"]
             expected[i, : len(r["shares"])] = r["shares"]
             expected[i, -1] = r["missing"]
-        return cls(names, edges, expected, int(raw["rows"]), thresholds, list(raw.get("important", [])))
+        medians = np.array(
+            [_stored_median(raw["features"][n], edges[i], expected[i]) for i, n in enumerate(names)],
+            dtype=np.float64,
+        )
+        important = list(raw.get("important", []))
+        return cls(names, edges, expected, int(raw["rows"]), thresholds, important, medians)
+
+
+def _stored_median(row: dict[str, Any], edges: np.ndarray, expected: np.ndarray) -> float:
+    """A feature row's stored median (NaN when it had no value), else :func:`median_of_bins`."""
+    if "median" in row:
+        return float("nan") if row["median"] is None else float(row["median"])
+    return median_of_bins(edges, expected)
+
+
+def median_of_bins(edges: np.ndarray, expected: np.ndarray) -> float:
+    """The median a reference's bins tell of a feature stored without one: the lowest edge at or below
+    which half its known values lay. The edges are the training values' deciles, so this is their
+    median where the values spread, and the value itself where one value holds half of them (a
+    feature that is mostly 0); NaN when no edge has half below it (a feature of fewer distinct
+    values than bins, mostly the largest), or when the feature had no known value."""
+    finite = edges[np.isfinite(edges)]
+    known = float(expected[:-1].sum())
+    if known <= 0.0:
+        return float("nan")
+    below = np.cumsum(expected[: finite.size])
+    half = np.flatnonzero(below >= known / 2 - 1e-9)
+    return float(finite[half[0]]) if half.size else float("nan")
 
 
 def build_reference(
@@ -175,7 +213,8 @@ def build_reference(
 ) -> Reference:
     """The reference distributions of a training matrix ``X`` (its columns are ``names``) and of the
     ensemble ``probability`` the model gives rows it did not train on, binned at quantiles, with the
-    decision rates at ``thresholds``. ``important`` names the features whose drift raises alerts."""
+    decision rates at ``thresholds`` and each feature's median. ``important`` names the features whose
+    drift raises alerts."""
     if bins < 3:
         raise ValueError(f"bins must be at least 3, got {bins}")
     X = np.asarray(X, dtype=np.float64)
@@ -193,4 +232,11 @@ def build_reference(
     totals = np.array([len(X)] * (len(rows) - 2) + [len(p)] * 2, dtype=np.float64)
     expected = counts / np.maximum(totals, 1.0)[:, None]
     thresholds = {k: float(thresholds[k]) for k in ("flag", "block")}
-    return Reference(list(names), edges, expected, len(X), thresholds, list(important))
+    medians = np.array([_median(X[:, j]) for j in range(X.shape[1])], dtype=np.float64)
+    return Reference(list(names), edges, expected, len(X), thresholds, list(important), medians)
+
+
+def _median(values: np.ndarray) -> float:
+    """The median of a column's known values, NaN when it has none."""
+    known = values[~np.isnan(values)]
+    return float(np.median(known)) if known.size else float("nan")

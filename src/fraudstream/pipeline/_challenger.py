@@ -17,7 +17,7 @@ import numpy as np
 from fraudstream.models.bands import NO_BANDS, ScoreBands
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.rules.ruleset import RuleOutcome
-from fraudstream.scoring.served import ServedModels
+from fraudstream.scoring.served import Explained, ServedModels
 
 
 class ChallengerError(ValueError):
@@ -31,16 +31,23 @@ class ShadowOutcome(NamedTuple):
     probability: np.ndarray
     model_decision: np.ndarray
     outcome: RuleOutcome
+    explained: Explained | None = None
+    """Each row's picked contributions by the challenger's explaining model, when asked for."""
 
 
 class Shadow:
     """Scores feature rows with the challenger ``bundle``: ensemble probabilities and decisions, through
     the same models path as the champion's (:class:`ServedModels`), so the shadow's probability is the
-    one scoring with the challenger alone gives. ``descriptions`` are the features' (for reasons).
+    one scoring with the challenger alone gives. ``descriptions`` are the features' (for reasons), and
+    ``feature_set`` the one computing them (for explanations).
     """
 
     def __init__(
-        self, bundle: ModelBundle, champion: ModelBundle, descriptions: list[str] | None = None
+        self,
+        bundle: ModelBundle,
+        champion: ModelBundle,
+        descriptions: list[str] | None = None,
+        feature_set: Any = None,
     ) -> None:
         mine, theirs = bundle.feature_set(), champion.feature_set()
         if not mine.computes_same(theirs):
@@ -51,7 +58,7 @@ class Shadow:
                 "spec, since both models score the same computed features"
             )
         self.bundle = bundle
-        self.models = ServedModels(bundle, descriptions)
+        self.models = ServedModels(bundle, descriptions, feature_set)
         self.explainer = self.models.explainer
 
     @property
@@ -66,14 +73,17 @@ class Shadow:
         """The challenger's ensemble probability of each row of ``X``."""
         return self.models.score(X).probability
 
-    def decide(self, X: np.ndarray, columns: Any, rules: Any, bands: ScoreBands = NO_BANDS) -> ShadowOutcome:
+    def decide(
+        self, X: np.ndarray, columns: Any, rules: Any, bands: ScoreBands = NO_BANDS, *, explain: bool = False
+    ) -> ShadowOutcome:
         """Probabilities, and decisions: the model's at its thresholds and the serving ``bands``, then
-        ``rules`` applied to ``columns`` (the same rule columns the champion's decision was ruled on)."""
-        probability, by_model, _ = self.models.score(X)
+        ``rules`` applied to ``columns`` (the same rule columns the champion's decision was ruled on); with
+        ``explain``, the challenger's picked contributions of every row (for the rows it decides)."""
+        probability, by_model, _, explained = self.models.score(X, explain=explain)
         by_model = bands.apply(probability, by_model)
         outcome = rules.apply(columns, by_model)
         outcome.decision = np.asarray(outcome.decision, dtype=object)
-        return ShadowOutcome(probability, by_model, outcome)
+        return ShadowOutcome(probability, by_model, outcome, explained)
 
     def reasons(self, X: np.ndarray, decision: np.ndarray) -> list[list[dict[str, Any]]]:
         """The challenger's model reasons for rows it decided (see :meth:`ServedModels.reasons`)."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.decision import DecisionColumns, DecisionRecord
+from fraudstream.events.explanation import Explainer
 from fraudstream.events.reasons import rule_direction
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.models.bands import NO_BANDS, ScoreBands
@@ -28,7 +29,7 @@ from fraudstream.pipeline.aggregates import LiveAggregates
 from fraudstream.rules.names import rule_columns
 from fraudstream.rules.ruleset import RuleOutcome
 from fraudstream.scoring._explain import TOP_REASONS
-from fraudstream.scoring.served import ServedModels
+from fraudstream.scoring.served import Explained, ServedModels
 from fraudstream.state.base import FeatureState
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,13 @@ class ScoredBatch:
     """The runtime aggregates the rules declare, as the rules read them (rows × ``aggregate_names``);
     ``None`` when they declare none."""
     aggregate_names: list[str] = field(default_factory=list)
+    explained: Explained | None = None
+    """Each row's explanation as picked: the explaining model's largest contributions both ways (on
+    the ``routed`` rows, the challenger's); ``None`` when no model explains."""
+    explainer: Explainer | None = None
+    """The words of ``model_version``'s explaining model."""
+    shadow_explainer: Explainer | None = None
+    """With A/B routing, the words of the challenger's, which explained the ``routed`` rows."""
 
     def __len__(self) -> int:
         return len(self.batch)
@@ -119,6 +127,9 @@ class ScoredBatch:
             rules_version=self.rules_version,
             aggregates=self.aggregates,
             aggregate_names=self.aggregate_names,
+            explained=None if self.explained is None else self.explained[:2],
+            explainer=self.explainer,
+            shadow_explainer=self.shadow_explainer,
         )
 
     def records(self, feature_names: list[str], model_version: str | None = None) -> list[DecisionRecord]:
@@ -221,8 +232,9 @@ class Scorer:
 
     def _prepare(self, bundle: ModelBundle, challenger: ModelBundle | None) -> _Served:
         """Everything scoring reads of a bundle (its served models, the challenger's in shadow)."""
-        models = ServedModels(bundle, self._descriptions)
-        shadow = Shadow(challenger, bundle, self._descriptions) if challenger is not None else None
+        features = self.engine.feature_set
+        models = ServedModels(bundle, self._descriptions, features)
+        shadow = Shadow(challenger, bundle, self._descriptions, features) if challenger is not None else None
         return _Served(bundle, models, shadow)
 
     @property
@@ -285,7 +297,7 @@ class Scorer:
     ) -> ScoredBatch:
         featured = time.perf_counter()
         manifest, models, challenger = served.bundle.manifest, served.models, served.shadow
-        probability, by_model, _ = models.score(X)
+        probability, by_model, _, explained = models.score(X, explain=True)
         by_model = self.bands.apply(probability, by_model)
         modelled = time.perf_counter()
         aggregate_names = [] if aggregated is None else list(rules.aggregates.names)
@@ -295,24 +307,32 @@ class Scorer:
             ruling = rule_columns(batch, np.hstack([X, aggregated]), [*self.engine.names, *aggregate_names])
         outcome = rules.apply(ruling, by_model)
         ruled = time.perf_counter()
-        shadow = challenger.decide(X, ruling, rules, self.bands) if challenger is not None else None
+        deciding = self.challenger_share > 0  # the challenger explains the rows it decides
+        shadow = (
+            challenger.decide(X, ruling, rules, self.bands, explain=deciding)
+            if challenger is not None
+            else None
+        )
         routed = None
         if shadow is not None and self.challenger_share > 0:
             routed = routed_rows(batch.customer_id, self.challenger_share)
             routed = routed if routed.any() else None
         shadowed = time.perf_counter()
         champion = np.asarray(outcome.decision, dtype=object)
-        explained = champion if routed is None else np.where(routed, "APPROVE", champion)
-        model = models.reasons(X, explained)
+        reasoned = champion if routed is None else np.where(routed, "APPROVE", champion)
+        n = len(batch)
+        model = [[] for _ in range(n)] if explained is None else models.reasons_of(explained, reasoned)
         shadow_probability = shadow_decision = None
         if shadow is not None:
             shadow_probability, shadow_decision = shadow.probability, shadow.outcome.decision
         if routed is not None and shadow is not None and challenger is not None:
             at = np.flatnonzero(routed)
-            for i, reasons_i in zip(
-                at.tolist(), challenger.reasons(X[at], shadow.outcome.decision[at]), strict=True
-            ):
-                model[i] = reasons_i
+            if shadow.explained is not None:
+                theirs = Explained(*(a[at] for a in shadow.explained))
+                routed_reasons = challenger.models.reasons_of(theirs, shadow.outcome.decision[at])
+                for i, reasons_i in zip(at.tolist(), routed_reasons, strict=True):
+                    model[i] = reasons_i
+            explained = _routed_explained(routed, shadow.explained, explained)
             probability, shadow_probability = _cross(routed, shadow.probability, probability)
             by_model = np.where(routed, shadow.model_decision, by_model)
             outcome = _routed_outcome(routed, shadow, outcome)
@@ -347,6 +367,9 @@ class Scorer:
             rules_version=rules.version,
             aggregates=aggregated,
             aggregate_names=aggregate_names,
+            explained=explained,
+            explainer=models.words,
+            shadow_explainer=None if routed is None or challenger is None else challenger.models.words,
         )
 
     def explain(
@@ -361,6 +384,21 @@ class Scorer:
 def _cross(routed: np.ndarray, challenger: np.ndarray, champion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The acting and the other model's values per row: the challenger's where ``routed``."""
     return np.where(routed, challenger, champion), np.where(routed, champion, challenger)
+
+
+def _routed_explained(
+    routed: np.ndarray, challenger: Explained | None, champion: Explained | None
+) -> Explained | None:
+    """Each row's explanation by the model that decided it: the challenger's on the ``routed`` rows
+    (none picked where a model does not explain)."""
+    if challenger is None and champion is None:
+        return None
+    either = challenger if challenger is not None else champion
+    assert either is not None
+    empty = Explained(np.full_like(either.columns, -1), *(np.zeros_like(a) for a in either[1:]))
+    theirs, mine = challenger or empty, champion or empty
+    at = np.asarray(routed, dtype=bool)[:, None]
+    return Explained(*(np.where(at, t, m) for t, m in zip(theirs, mine, strict=True)))
 
 
 def _routed_outcome(routed: np.ndarray, shadow: ShadowOutcome, champion: RuleOutcome) -> RuleOutcome:

@@ -47,23 +47,11 @@ def sigmoid(margin):  # fmt: skip
 
 
 @njit(cache=True, inline="always")
-def add_margins(rows, count, trees, nodes, margin, node, row):  # fmt: skip
+def add_margins(rows, count, trees, nodes, margin, node, row, start, features, sums, out, explain):
     """Adds each tree's leaf value to ``margin[:count]`` (float32, holding the base margin) for the
-    ``count`` rows of the block ``rows``, in tree order."""
-    floats = nodes.view(np.float32)
-    total = trees.shape[0] * count
-    for first in range(0, total, LANES):
-        size = min(LANES, total - first)
-        walk(rows, count, first, size, trees[:, 0], trees[:, 1], nodes, floats, True, node, row)
-        for k in range(size):
-            margin[row[k]] += floats[np.uint64(4) * node[k] + np.uint64(3)]
-
-
-@njit(cache=True, inline="always")
-def add_contributions(rows, count, trees, nodes, start, features, sums, out, node, row):  # fmt: skip
-    """Adds, tree by tree, the tabulated sums of the leaf each row of the block reaches to its row of
-    ``out`` (float32, zeros to begin with), as XGBoost's ``CalculateContributionsApprox`` adds each
-    tree's buffer."""
+    ``count`` rows of the block ``rows``, in tree order; with ``explain``, also the tabulated sums of
+    the same leaf to the row's contributions in ``out`` (float32, zeros to begin with), as XGBoost's
+    ``CalculateContributionsApprox`` adds each tree's buffer. Each leaf is found once for both."""
     floats = nodes.view(np.float32)
     total = trees.shape[0] * count
     for first in range(0, total, LANES):
@@ -71,8 +59,10 @@ def add_contributions(rows, count, trees, nodes, start, features, sums, out, nod
         walk(rows, count, first, size, trees[:, 0], trees[:, 1], nodes, floats, True, node, row)
         for k in range(size):
             leaf = node[k]
-            for j in range(start[leaf], start[leaf + np.uint64(1)]):
-                out[row[k], features[j]] += sums[j]
+            margin[row[k]] += floats[np.uint64(4) * leaf + np.uint64(3)]
+            if explain:
+                for j in range(start[leaf], start[leaf + np.uint64(1)]):
+                    out[row[k], features[j]] += sums[j]
 
 
 @dataclass(frozen=True)

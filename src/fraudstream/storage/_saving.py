@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from fraudstream.events.decision import DecisionColumns, DecisionRecord
+from fraudstream.events.explanation import Explainer
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage import bulk, tables
 from fraudstream.storage._bodies import differing, hashes_of, stored_hashes
@@ -41,15 +42,19 @@ _BUILD_SLICE = 500
 _d = tables.decisions
 _t = tables.transactions
 _fs = tables.feature_sets
+_ex = tables.explainers
 
 
 class DecisionSaver:
-    """Stores decisions with their transactions, and the feature sets' names both ways."""
+    """Stores decisions with their transactions, and the feature sets' names and the explainers' words
+    both ways."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
         # Feature-set id → names; content-addressed, so never stale.
         self._feature_names: dict[str, list[str]] = {}
+        # Explainer id → its words; content-addressed too.
+        self._explainers: dict[str, Explainer] = {}
         # Whether the last batch of transactions stored with decisions was all new (see save).
         self._transactions_new = False
 
@@ -63,7 +68,7 @@ class DecisionSaver:
         """Store decisions and mark their transactions decided, in one transaction; the ids decided for
         the first time (see :meth:`.decisions.DecisionRepository.save`)."""
         ts = bulk.timestamp_converter(self._db.dialect, memo=True)
-        keys, build, names, per_minute, held = self._decision_builder(records, ts)
+        keys, build, names, per_minute, held, explainers = self._decision_builder(records, ts)
         if not keys and not transactions:
             return []
         tx_rows = None
@@ -73,7 +78,9 @@ class DecisionSaver:
         with self._db.bulk_write() as conn:
             fresh = self._write_decisions(conn, keys, build, per_minute, held, tx_rows, clashes=clashes)
             self._add_feature_sets(conn, names)
+            self._add_explainers(conn, explainers)
         self._feature_names.update(names)
+        self._explainers.update(explainers)
         return fresh
 
     def _write_decisions(
@@ -131,6 +138,11 @@ class DecisionSaver:
         if unknown:  # no foreign key, so the names may follow the vectors that use them
             bulk.insert_new(conn, _fs, ("id", "names"), unknown)
 
+    def _add_explainers(self, conn: Any, explainers: Mapping[str, Explainer]) -> None:
+        unknown = [(k, dumps(e.to_dict())) for k, e in explainers.items() if k not in self._explainers]
+        if unknown:  # as the feature sets: no foreign key, the words may follow the rows that use them
+            bulk.insert_new(conn, _ex, ("id", "words"), unknown)
+
     def _decision_builder(
         self, records: list[DecisionRecord] | DecisionColumns, ts: Callable[[datetime], Any]
     ) -> tuple[
@@ -139,15 +151,18 @@ class DecisionSaver:
         dict[str, list[str]],
         Callable[[Sequence[int]], list[Any]],
         Callable[[Sequence[int]], list[tuple[Any, ...]]],
+        dict[str, Explainer],
     ]:
         """The distinct transaction ids, a builder of their ``decisions`` rows by position, the
         feature sets those rows use (filled in as the builder runs, for records), the rows at given
-        positions counted per minute (:mod:`.rollup`), and the ``holds`` rows of those of them that are
-        HOLDs."""
+        positions counted per minute (:mod:`.rollup`), the ``holds`` rows of those of them that are
+        HOLDs, and the explainers of their explanations."""
         if isinstance(records, DecisionColumns):
             rows = ColumnRows(records, self._db.dialect)
-            return rows.keys, rows.build, rows.names, rows.minute_rows, rows.hold_rows
+            return rows.keys, rows.build, rows.names, rows.minute_rows, rows.hold_rows, rows.explainers
         records = unique_by(records, _transaction_id)
+        explained = [r.explanation.explainer for r in records if r.explanation is not None]
+        explainers = {e.id: e for e in explained}
         names: dict[str, list[str]] = {}
 
         def build(at: Sequence[int]) -> Iterator[tuple[Any, ...]]:
@@ -172,10 +187,11 @@ class DecisionSaver:
                 if r.decision == HOLD
             ]
 
-        return [r.transaction_id for r in records], build, names, per_minute, held
+        return [r.transaction_id for r in records], build, names, per_minute, held, explainers
 
     def records(self, conn: Connection, rows: Iterable[Mapping[Any, Any]]) -> list[DecisionRecord]:
-        """Decision rows as records, looking up the names of feature sets not seen before."""
+        """Decision rows as records, looking up the names of feature sets and the explainers' words
+        not seen before (an explanation whose words are not stored reads as none)."""
         rows = list(rows)
         missing = {row["feature_set"] for row in rows} - self._feature_names.keys()
         if missing:
@@ -184,4 +200,9 @@ class DecisionSaver:
         unknown = {row["feature_set"] for row in rows} - self._feature_names.keys()
         if unknown:
             raise StorageError(f"decisions refer to feature sets that are not stored: {sorted(unknown)}")
-        return [decision_from_row(row, self._feature_names[row["feature_set"]]) for row in rows]
+        wanted = {row.get("explainer") for row in rows} - {None} - self._explainers.keys()
+        if wanted:
+            found = conn.execute(select(_ex.c.id, _ex.c.words).where(_ex.c.id.in_(wanted)))
+            self._explainers.update({str(i): Explainer.from_dict(w) for i, w in found})
+        explainers = self._explainers
+        return [decision_from_row(row, self._feature_names[row["feature_set"]], explainers) for row in rows]

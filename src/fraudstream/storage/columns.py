@@ -18,7 +18,7 @@ from fraudstream.storage._vendors import vendor
 from fraudstream.storage.database import dumps
 from fraudstream.storage.holds import PENDING
 from fraudstream.storage.rollup import batch_minute_rows, epoch
-from fraudstream.storage.rows import feature_set_id, latency_text, stored_total
+from fraudstream.storage.rows import explanation_blobs, feature_set_id, latency_text, stored_total
 
 __all__ = ["ColumnRows"]
 
@@ -46,6 +46,11 @@ class ColumnRows:
             self.keys = list(first)
         self.set_id = feature_set_id(columns.feature_names)
         self.names = {self.set_id: list(columns.feature_names)}
+        mine = columns.explainer
+        theirs = columns.shadow_explainer if columns.routed is not None else None
+        self.explainers = {e.id: e for e in (mine, theirs) if e is not None}
+        """The explainers the rows' explanations are read with, by id."""
+        self._explainer_ids = (None if mine is None else mine.id, None if theirs is None else theirs.id)
         self._columns = columns
         self._vendor = vendor(dialect)
 
@@ -94,12 +99,26 @@ class ColumnRows:
         if c.aggregates is not None:  # a few named values a row, as the rules read them
             named = c.aggregate_names
             aggregates = [dumps(dict(zip(named, v, strict=True))) for v in c.aggregates[rows].tolist()]
+        explainer_ids: list[Any] = [None] * n
+        explanations: list[Any] = [None] * n
+        if self.explainers and c.explained is not None:
+            mine, theirs = self._explainer_ids
+            if c.routed is None:
+                explainer_ids = [mine] * n
+            else:
+                explainer_ids = [
+                    theirs if r else mine for r in np.asarray(c.routed, dtype=bool)[rows].tolist()
+                ]
+            explanations = explanation_blobs(c.explained[0][rows], c.explained[1][rows])
+            if c.routed is not None and None in self._explainer_ids:  # a model that does not explain
+                pairs = zip(explanations, explainer_ids, strict=True)
+                explanations = [None if e is None else b for b, e in pairs]
         shadow_p: list[Any] = [None] * n
         shadow_d: list[Any] = [None] * n
         if shadow is not None and c.shadow_probability is not None and c.shadow_decision is not None:
             shadow_p = np.asarray(c.shadow_probability, dtype=np.float64)[rows].tolist()
             shadow_d = [str(d) for d in np.asarray(c.shadow_decision, dtype=object)[rows].tolist()]
-        for j, (i, tx_id, customer_id, stamp, amount, decision, probability, sp, sd) in enumerate(
+        for j, (i, tx_id, customer_id, stamp, amount, decision, probability, sp, sd, ex, ey) in enumerate(
             zip(
                 rows.tolist(),
                 np.asarray(c.transaction_id, dtype=object)[rows].tolist(),
@@ -110,6 +129,8 @@ class ColumnRows:
                 np.asarray(c.probability, dtype=np.float64)[rows].tolist(),
                 shadow_p,
                 shadow_d,
+                explainer_ids,
+                explanations,
                 strict=True,
             )
         ):
@@ -132,4 +153,6 @@ class ColumnRows:
                 sd,
                 c.rules_version,
                 aggregates[j],
+                ex,
+                ey,
             )

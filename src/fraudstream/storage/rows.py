@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from fraudstream.events.decision import DecisionRecord, FeatureVector
+from fraudstream.events.explanation import Explainer, Explanation
 from fraudstream.events.transaction import Transaction
 from fraudstream.storage.database import dumps, loads
 
@@ -59,6 +60,8 @@ DECISION_COLUMNS = (
     "shadow_decision",
     "rules_version",
     "aggregates",
+    "explainer",
+    "explanation",
 )
 
 
@@ -230,6 +233,32 @@ def unpack_features(names: Sequence[str], packed: bytes) -> dict[str, float | No
     return dict(zip(names, out, strict=True))
 
 
+def explanation_blobs(columns: np.ndarray, contributions: np.ndarray) -> list[bytes]:
+    """Each row's picked explanation as the ``explanation`` column stores it: its columns as
+    little-endian int32 (-1 for none), then its contributions as little-endian float64. One numpy
+    copy for the batch, a slice per row: nothing is formatted row by row."""
+    n = columns.shape[0]
+    if n == 0:
+        return []
+    packed = np.concatenate(
+        [
+            np.ascontiguousarray(columns, dtype="<i4").view(np.uint8).reshape(n, -1),
+            np.ascontiguousarray(contributions, dtype="<f8").view(np.uint8).reshape(n, -1),
+        ],
+        axis=1,
+    )
+    width, blob = packed.shape[1], packed.tobytes()
+    return [blob[i * width : (i + 1) * width] for i in range(n)]
+
+
+def unpack_explanation(packed: bytes) -> tuple[list[int], list[float]]:
+    """The columns and contributions stored by :func:`explanation_blobs` for one row."""
+    slots = len(packed) // 12
+    columns = np.frombuffer(packed, dtype="<i4", count=slots)
+    contributions = np.frombuffer(packed, dtype="<f8", count=slots, offset=4 * slots)
+    return columns.tolist(), contributions.tolist()
+
+
 def latency_text(latency_ms: Mapping[str, float]) -> str:
     """The ``latency_ms`` column: JSON, with NaN and infinite latencies as 0."""
     return dumps({str(k): _finite(v) or 0.0 for k, v in latency_ms.items()})
@@ -252,6 +281,11 @@ def decision_rows(
     times: dict[datetime, Any] = {}
     out = []
     for r, set_id, values in zip(records, set_ids, packed, strict=True):
+        explained = r.explanation
+        explanation = None
+        if explained is not None:
+            picked = np.array([explained.columns]), np.array([explained.contributions], dtype=np.float64)
+            explanation = explanation_blobs(*picked)[0]
         items = tuple(r.latency_ms.items())
         latency = latencies.get(items)
         if latency is None:
@@ -279,14 +313,19 @@ def decision_rows(
                 r.shadow_decision,
                 r.rules_version,
                 None if r.aggregates is None else dumps(dict(r.aggregates)),
+                None if explained is None else explained.explainer.id,
+                explanation,
             )
         )
     return out
 
 
-def decision_from_row(row: Mapping[Any, Any], names: Sequence[str]) -> DecisionRecord:
-    """The record stored in a ``decisions`` row whose feature set has ``names``."""
-    return DecisionRecord(
+def decision_from_row(
+    row: Mapping[Any, Any], names: Sequence[str], explainers: Mapping[str, Explainer] | None = None
+) -> DecisionRecord:
+    """The record stored in a ``decisions`` row whose feature set has ``names``, its explanation read
+    with its explainer among ``explainers`` (by id)."""
+    record = DecisionRecord(
         transaction_id=row["transaction_id"],
         customer_id=row["customer_id"],
         timestamp=row["timestamp"],
@@ -305,6 +344,12 @@ def decision_from_row(row: Mapping[Any, Any], names: Sequence[str]) -> DecisionR
         rules_version=row.get("rules_version"),
         aggregates=row.get("aggregates"),
     )
+    explainer = (explainers or {}).get(row.get("explainer") or "")
+    packed = row.get("explanation")
+    if explainer is not None and packed is not None:
+        columns, contributions = unpack_explanation(bytes(packed))
+        record.explanation = Explanation(explainer, columns, contributions, record.features)
+    return record
 
 
 def encode_cursor(decided_at: datetime, transaction_id: str) -> str:

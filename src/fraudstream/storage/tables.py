@@ -105,6 +105,16 @@ feature_sets = Table(
     Column("names", JSON(), nullable=False),
 )
 
+# The words of an explaining model (``fraudstream.events.explanation.Explainer``: each feature's
+# description and sentence, the training data's medians) once per distinct set of words instead of once
+# per decision; the id is a digest of them (migration 0021).
+explainers = Table(
+    "explainers",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("words", JSON(), nullable=False),
+)
+
 # ``feature_values``: the vector in ``feature_sets.names`` order, little-endian float64, NaN where a
 # feature was missing: 8 bytes a feature, and nothing to format or parse per value.
 # The indexes end with (decided_at, transaction_id), the API's keyset order, so every filtered page is
@@ -136,6 +146,11 @@ decisions = Table(
     # The runtime aggregates the rules version declared, by name, as its rules read them (migration
     # 0020); null when it declared none.
     Column("aggregates", JSON(), nullable=True),
+    # The decision's explanation (migration 0021): the id of its explainer's words in ``explainers``, and
+    # the picked features' columns (int32, -1 for none) then their contributions (float64), little-endian;
+    # null when no model explained it.
+    Column("explainer", String(32), nullable=True),
+    Column("explanation", LargeBinary(), nullable=True),
     Index("ix_decisions_decided_at_transaction_id", "decided_at", "transaction_id"),
     Index(
         "ix_decisions_customer_id_decided_at_transaction_id", "customer_id", "decided_at", "transaction_id"

@@ -7,22 +7,28 @@ the case (source ``case``, the verdict time as label time), which the feature st
 as from ``POST /v1/labels``; inconclusive writes none. The verdict also resolves the case's held
 payments (``/v1/holds``): fraud rejects them, legitimate releases them, inconclusive gives them
 ``FRAUD_HOLD_DEFAULT``. Each action is in the audit log under the acting key's name.
+``GET /v1/cases/{id}/report`` exports a case whole (its decisions with their explanations and the rules
+that fired, the entity's history, notes, verdict and audit trail) as JSON or as a self-contained HTML
+page.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
+from starlette.responses import HTMLResponse, Response
 
-from fraudstream.api.deps import CallerDep, DeciderDep, SettingsDep, StoreDep
+from fraudstream.api.deps import CallerDep, DeciderDep, ScorerDep, SettingsDep, StoreDep
+from fraudstream.api.routes.entities import EntityOut, EntityTransactionOut, LinkedOut, SharedOut
 from fraudstream.api.routes.labels import feed_state
-from fraudstream.api.schemas import HoldOut
+from fraudstream.api.schemas import HoldOut, StoredDecisionOut
 from fraudstream.features.spec import seconds
+from fraudstream.reports.case import case_html
 from fraudstream.storage.cases import Case, CaseError
 
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
@@ -131,6 +137,24 @@ class AuditOut(BaseModel):
     after: dict[str, Any] | None
 
 
+class CaseReportOut(BaseModel):
+    """A case whole, as one document for an audit or a suspicious-activity report."""
+
+    generated_at: datetime = Field(description="when the report was made")
+    case: CaseOut = Field(description="the case: whom it is about, where it stands, its verdict")
+    decisions: list[StoredDecisionOut] = Field(
+        description="its decisions, newest first, each with its reasons (the rules that fired among them), "
+        "the rules recorded and its explanation"
+    )
+    history: EntityOut | None = Field(
+        description="the entity the case is about (its customer, by default): its recent transactions "
+        "with their decisions and labels, and the customers sharing its devices or IP addresses; null "
+        "when none of its transactions is stored"
+    )
+    notes: list[NoteOut] = Field(description="oldest first")
+    audit: list[AuditOut] = Field(description="every analyst action on the case, oldest first")
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such case"},
     409: {"description": "the case is closed, or claimed by someone else"},
@@ -199,6 +223,101 @@ async def get_case(case_id: CaseId, store: StoreDep, settings: SettingsDep) -> C
         decisions=[CaseDecisionOut(**d) for d in case.decisions],
         notes=[NoteOut(**{k: n[k] for k in ("id", "author", "text", "created_at")}) for n in case.notes],
     )
+
+
+HISTORY = 100
+"""The entity's most recent transactions a report lists."""
+
+
+@router.get(
+    "/{case_id:int}/report",
+    response_model=CaseReportOut,
+    responses={
+        200: {
+            "content": {"text/html": {"schema": {"type": "string"}}},
+            "description": "the report as JSON (CaseReportOut), or as a self-contained HTML page",
+        },
+        404: ERRORS[404],
+    },
+)
+async def case_report(
+    case_id: CaseId,
+    request: Request,
+    store: StoreDep,
+    settings: SettingsDep,
+    scorer: ScorerDep,
+    format_: Annotated[
+        Literal["html", "json"] | None,
+        Query(
+            alias="format",
+            description="html or json; without it, the Accept header chooses: HTML when it prefers "
+            "text/html to application/json (a browser), JSON otherwise",
+        ),
+    ] = None,
+) -> Response:
+    """The case whole, for an audit or a suspicious-activity report: its decisions with their
+    explanations (each contribution against the entity's usual value, in words), the rules that fired,
+    the entity's history and links, the notes, the verdict and the audit trail. As JSON, or as one
+    HTML page that needs nothing else to show (inline style, no scripts, no external files, every
+    text escaped)."""
+    retention = timedelta(seconds=scorer.engine.feature_set.retention)
+    try:
+        report = await run_in_threadpool(_report, store, case_id, settings.case_priority, retention)
+    except CaseError as e:
+        raise _refuse(e) from None
+    if (format_ or _preferred(request.headers.get("accept", ""))) == "html":
+        return HTMLResponse(case_html(report.model_dump(mode="json")))
+    return Response(report.model_dump_json(), media_type="application/json")
+
+
+def _report(store: Any, case_id: int, priority: str, retention: timedelta) -> CaseReportOut:
+    case = store.cases.get(case_id, priority)
+    ids = [str(d["transaction_id"]) for d in case.decisions]
+    found = store.decisions.get_many(ids)
+    entity = store.entities.get(case.group_key, case.group_value, retention, HISTORY)
+    audit = store.cases.audit(subject=f"case:{case_id}", limit=100_000)
+    history = None
+    if entity is not None and entity.since is not None:
+        history = EntityOut(
+            field=case.group_key,
+            value=case.group_value,
+            since=entity.since,
+            transactions=[EntityTransactionOut(**t) for t in entity.transactions],
+            cases=entity.cases,
+            linked=[LinkedOut(**link) for link in entity.linked],
+            shared=[SharedOut(**s) for s in entity.shared],
+        )
+    return CaseReportOut(
+        generated_at=datetime.now(UTC),
+        case=CaseOut.of(case),
+        decisions=[StoredDecisionOut.from_record(found[i]) for i in ids if i in found],
+        history=history,
+        notes=[NoteOut(**{k: n[k] for k in ("id", "author", "text", "created_at")}) for n in case.notes],
+        audit=[AuditOut(**row) for row in reversed(audit)],
+    )
+
+
+def _preferred(accept: str) -> str:
+    """``html`` when the Accept header ranks text/html above application/json, else ``json``."""
+    quality = {"html": 0.0, "json": 0.0}
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        for kind, types in (
+            ("html", ("text/html", "text/*", "*/*")),
+            ("json", ("application/json", "application/*", "*/*")),
+        ):
+            if media.lower() in types:
+                exact = media.lower() == types[0]
+                quality[kind] = max(quality[kind], q + (0.001 if exact else 0.0))
+    return "html" if quality["html"] > quality["json"] else "json"
 
 
 @router.post("/{case_id:int}/claim", response_model=CaseOut, responses=ERRORS)
