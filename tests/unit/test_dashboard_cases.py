@@ -5,6 +5,7 @@ from __future__ import annotations
 from fraudstream.dashboard.cases import (
     FRAUD_FILL,
     explanation_frame,
+    held_note,
     link_graph,
     linked_frame,
     queue_frame,
@@ -80,3 +81,13 @@ def test_an_explanation_reads_as_what_raised_then_what_lowered_the_risk() -> Non
     assert frame["why"].tolist()[0] == "amount 250.00, 4.8× this customer's 30-day average (52.10)"
     assert frame["contribution"].tolist() == [1.2, 0.4, -0.6]
     assert explanation_frame(None).empty and list(explanation_frame(None).columns) == list(frame.columns)
+
+
+def test_a_case_with_held_payments_says_what_its_verdict_does_to_them() -> None:
+    decisions = [{"decision": "HOLD"}, {"decision": "FLAG"}, {"decision": "HOLD"}]
+    assert held_note({"decisions": decisions}) == (
+        "2 payments held for review in this case: a fraud verdict rejects them, a legitimate one "
+        "releases them (unless the hold timed out first)"
+    )
+    assert "1 payment held" in (held_note({"decisions": decisions[:1]}) or "")
+    assert held_note({"decisions": decisions[1:2]}) is None

@@ -3,8 +3,8 @@ weighs (its decisions and why the model decided them, the customer's profile, th
 it, the notes) and the buttons that claim it, note it, decide it, snooze a rule that fired on it and
 download its report; and any customer, device, IP or merchant with its links.
 
-``queue_frame``, ``working``, ``explanation_frame``, ``link_graph`` and ``linked_frame`` are plain
-pandas and strings, so what the pages show is tested without a browser; ``cases_page`` and
+``queue_frame``, ``working``, ``held_note``, ``explanation_frame``, ``link_graph`` and ``linked_frame``
+are plain pandas and strings, so what the pages show is tested without a browser; ``cases_page`` and
 ``entities_page`` draw them.
 """
 
@@ -58,6 +58,20 @@ def working(cases: list[dict[str, Any]]) -> str:
 #: The case's newest decisions whose explanations the page shows.
 MOST_EXPLAINED = 5
 EFFECTS = {"raises": "raises risk", "lowers": "lowers risk"}
+
+
+def held_note(case: dict[str, Any]) -> str | None:
+    """What the verdict does to the case's held payments, when it has HOLD decisions: they wait for it
+    (fraud rejects them, legitimate releases them); ``None`` without any."""
+    held = sum(1 for d in case.get("decisions", []) if d.get("decision") == "HOLD")
+    if not held:
+        return None
+    payments = plural(held, "payment")
+    return (
+        f"{payments} held for review in this case: a fraud verdict rejects "
+        f"{'it' if held == 1 else 'them'}, a legitimate one releases {'it' if held == 1 else 'them'} "
+        "(unless the hold timed out first)"
+    )
 
 
 def explanation_frame(explanation: dict[str, Any] | None) -> pd.DataFrame:
@@ -308,7 +322,7 @@ def cases_page(client: ApiClient, me: dict[str, Any] | None) -> None:
     if done:
         st.success(done)
     if not cases:
-        st.info("No open cases: every FLAG and BLOCK has been decided.")
+        st.info("No open cases: every FLAG, HOLD and BLOCK has been decided.")
         return
     with st.container(key="case_queue"):
         table(queue_frame(cases))
@@ -329,6 +343,9 @@ def cases_page(client: ApiClient, me: dict[str, Any] | None) -> None:
         f"{plural(case['transactions'], 'decision')}, amount {case['amount']:,.2f}, opened "
         f"{local_time(case['opened_at'], viewer_zone())}"
     )
+    waiting = held_note(case)
+    if waiting and case["status"] != "closed":
+        st.warning(waiting)
     with st.container(key="case_actions", horizontal=True):
         if held != name and st.button("Claim", key="case_claim", type="primary"):
             _act(lambda: client.claim(case["id"]), f"claimed case {case['id']}")
