@@ -15,8 +15,8 @@ _UNREAD: Final = object()
 
 
 class Polled(Generic[T]):
-    """``read()`` kept in memory, read again when ``stamp()`` (one cheap query that changes with every
-    change of the stored value) has changed.
+    """``read(stamp)`` kept in memory, read again when ``stamp()`` (one cheap query that changes with
+    every change of the stored value) has changed; ``read`` is given the stamp it reads under.
 
     :meth:`current` looks at the stamp at most every ``check_interval`` seconds (by ``clock``). With
     ``background`` (the default) the look runs on a short-lived thread and :meth:`current` answers with
@@ -29,7 +29,7 @@ class Polled(Generic[T]):
         self,
         what: str,
         stamp: Callable[[], object],
-        read: Callable[[], T],
+        read: Callable[[object], T],
         initial: T,
         *,
         check_interval: float = 5.0,
@@ -86,7 +86,7 @@ class Polled(Generic[T]):
             stamp = self._stamp_of()
             if stamp == self._stamp:
                 return
-            value = self._read()
+            value = self._read(stamp)
         except Exception as exc:  # any storage failure: keep the value in use
             problem = f"cannot read the {self.what}: {exc}"
             if problem != self.last_error:

@@ -246,7 +246,7 @@ class LiveGuards:
         self._polled = Polled(
             "rule guards",
             source.stamp,
-            lambda: frozenset(g.rule for g in source.in_force()),
+            lambda _stamp: frozenset(g.rule for g in source.in_force()),
             frozenset[str](),
             check_interval=check_interval,
             clock=clock,

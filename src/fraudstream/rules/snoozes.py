@@ -14,8 +14,6 @@ lookup per snoozed rule, field and hit row, nothing when no snooze names the rul
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,12 +22,12 @@ from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from fraudstream.rules._polled import Polled
 from fraudstream.rules.errors import RulesError
 
 if TYPE_CHECKING:
     from fraudstream.expr.columns import Columns
 
-logger = logging.getLogger(__name__)
 
 SNOOZE_FIELDS: Final = ("customer_id", "device_id", "ip_address", "merchant_id")
 """What a snooze can name: the entity fields every canonical transaction carries (there is no card
@@ -111,7 +109,6 @@ class Snoozes:
 
 
 NO_SNOOZES: Final = Snoozes()
-_UNREAD: Final = object()
 
 
 class SnoozeSource(Protocol):
@@ -123,14 +120,13 @@ class SnoozeSource(Protocol):
 
 
 class LiveSnoozes:
-    """The stored snoozes that are not lifted, followed while running.
-
-    :meth:`current` asks the source for its stamp (which changes with every snooze set or lifted) at
-    most every ``check_interval`` seconds (by ``clock``) and reads the snoozes again when it changed.
-    With ``background`` (the default) the check runs on a short-lived thread and :meth:`current`
-    answers with the snoozes in use meanwhile, so scoring never waits on the database. A failed read
-    keeps the snoozes in use and is kept in :attr:`last_error`. :meth:`refresh` reads them now: the
-    process that set or lifted a snooze uses it at once. Safe to share between threads.
+    """The stored snoozes that are not lifted, followed while running (see
+    :class:`~fraudstream.rules._polled.Polled`): :meth:`current` asks the source for its stamp (which
+    changes with every snooze set or lifted) at most every ``check_interval`` seconds and reads the
+    snoozes again when it changed, on a short-lived thread with ``background`` (the default), so scoring
+    never waits on the database. A failed read keeps the snoozes in use and is kept in
+    :attr:`last_error`. :meth:`refresh` reads them now: the process that set or lifted a snooze uses it
+    at once. Safe to share between threads.
     """
 
     def __init__(
@@ -141,67 +137,36 @@ class LiveSnoozes:
         clock: Callable[[], float] = time.monotonic,
         background: bool = True,
     ) -> None:
-        self.check_interval = check_interval
-        self.last_error: str | None = None
-        self._source = source
-        self._clock = clock
-        self._background = background
-        self._checking = False
-        self._lock = threading.Lock()
-        self._snoozes = NO_SNOOZES
-        self._stamp: object = _UNREAD
-        try:
-            self._check()
-        finally:
-            self._checked = clock()
+        def read(stamp: object) -> Snoozes:
+            return Snoozes.of(source.unlifted(), stamp)
+
+        self._polled = Polled(
+            "snoozes",
+            source.stamp,
+            read,
+            NO_SNOOZES,
+            check_interval=check_interval,
+            clock=clock,
+            background=background,
+        )
+
+    @property
+    def check_interval(self) -> float:
+        """Seconds between two looks at the stored snoozes, at most."""
+        return self._polled.check_interval
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the snoozes in use may be out of date (the database could not be read), if so."""
+        return self._polled.last_error
 
     def current(self) -> Snoozes:
-        """The snoozes to apply now, read again if they changed since the last check."""
-        if self._checking or self._clock() - self._checked < self.check_interval:
-            return self._snoozes
-        with self._lock:
-            now = self._clock()
-            if self._checking or now - self._checked < self.check_interval:
-                return self._snoozes
-            self._checked = now
-            if not self._background:
-                self._check()
-                return self._snoozes
-            self._checking = True
-        threading.Thread(target=self._check_and_release, name="snoozes-check", daemon=True).start()
-        return self._snoozes
+        """The snoozes to apply now, read again if they changed since the last look."""
+        return self._polled.current()
 
     def refresh(self) -> Snoozes:
-        """Read the snoozes now if they changed, rather than at the next check."""
-        with self._lock:
-            self._checked = self._clock()
-            self._check()
-            return self._snoozes
-
-    def _check_and_release(self) -> None:
-        try:
-            with self._lock:
-                self._check()
-        finally:
-            self._checking = False
-
-    def _check(self) -> None:
-        try:
-            stamp = self._source.stamp()
-            if stamp == self._stamp:
-                return
-            snoozes = Snoozes.of(self._source.unlifted(), stamp)
-        except Exception as exc:  # any storage failure: keep deciding with the snoozes in use
-            problem = f"cannot read the snoozes: {exc}"
-            if problem != self.last_error:
-                logger.warning("snoozes: keeping %d: %s", len(self._snoozes), problem)
-            self.last_error = problem
-            return
-        self.last_error = None
-        self._stamp = stamp
-        if snoozes.by_rule != self._snoozes.by_rule:
-            logger.info("snoozes: now %d", len(snoozes))
-        self._snoozes = snoozes
+        """Read the snoozes now if they changed, rather than at the next look."""
+        return self._polled.refresh()
 
 
 _R = TypeVar("_R", bound="Snoozable")
