@@ -147,7 +147,7 @@ def test_dashboard_shows_live_figures_and_labels_reach_the_api(chromium: Path, d
             assert page.get_by_text("fraudstream", exact=True).first.is_visible()
             assert page.get_by_text(f"API: {demo['api']}").is_visible()
             wait_until(lambda: (metric(page, "Transactions") or 0) > first, "the figures to move", 20)
-            assert page.locator(".st-key-feed").get_by_text("Live feed: FLAG, BLOCK").is_visible()
+            assert page.locator(".st-key-feed").get_by_text("Live feed: FLAG, CHALLENGE, HOLD, BLOCK").is_visible()
 
             fraud_button = page.locator(".st-key-label_fraud button")
 
@@ -341,7 +341,7 @@ def test_every_page_reads_well_in_the_browser(chromium: Path, demo: dict[str, An
             feed = [c for c in _drawn_in_tables(page) if ONE_FORMAT.fullmatch(c)]
             newest = max(datetime.strptime(c, "%Y-%m-%d %H:%M:%S") for c in feed)
             assert abs((newest - now.replace(tzinfo=None)).total_seconds()) < 600, (newest, now)
-            assert "Live feed: FLAG, BLOCK" in text
+            assert "Live feed: FLAG, CHALLENGE, HOLD, BLOCK" in text
 
             page.get_by_text("Cases", exact=True).click()
             page.locator(".st-key-case_queue").wait_for(timeout=30_000)

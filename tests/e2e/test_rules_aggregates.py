@@ -96,7 +96,7 @@ def computed(client: httpx.Client) -> bool:
 
 def scenario(traffic: Traffic) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any], int, int]:
     """An admin saves a bad version (refused), then the version, while payments go on: the payments
-    sent, their stored decisions, the version's backtest, and how many were sent when the version was
+    sent, their stored decisions, the version's backtest, and how many were answered before the version was
     saved and when its aggregate was seen computed."""
     traffic.until(60)
     typo = VERSION.replace("windows: [1h]", "windows: [soon]")
@@ -105,9 +105,9 @@ def scenario(traffic: Traffic) -> tuple[list[dict[str, Any]], list[dict[str, Any
         "candidate: aggregates: features[0] (key extra.card_bin).aggregates[0].windows[0]: "
         "'soon' is not a duration: write e.g. 90s, 30m, 1h, 7d or 2w"
     )
+    saved_after = len(traffic.sent)  # every payment answered before the save was decided by version 1
     saved = traffic.client.put("/v1/rules", json={"rules": VERSION})
     assert saved.status_code == 200 and saved.json()["version"] == "2", saved.text
-    saved_after = len(traffic.sent)
     wait_for(lambda: computed(traffic.client), "the version's aggregate to be computed online", 120)
     live_from = len(traffic.sent)
     traffic.until(live_from + 150)
