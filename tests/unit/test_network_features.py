@@ -5,6 +5,7 @@ arriving late), equal to the brute-force reference, and bounded however many eve
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.frame import normalize_frame
-from fraudstream.features import FeatureEngine, FeatureSet
+from fraudstream.features import FeatureEngine, FeatureSet, SpecError
 from fraudstream.features import spec as S
 from fraudstream.state import MemoryFeatureState
 from tests.specs import T0, random_frame, random_network, reference
@@ -174,3 +175,106 @@ def test_a_ring_seen_from_each_transaction(hops: int) -> None:
         nobody,  # a again, 76 hours on: its d2 at hour 4 is outside the window
     ]
     np.testing.assert_array_equal(values, np.array(expected, dtype=np.float64))
+
+
+def test_a_value_shared_by_many_costs_no_more_than_its_bounds() -> None:
+    """One device used by 300 customers: each row reads at most ``max_events`` of its events, the most
+    recent, so the count of other customers stops at the bound, and equals the reference's."""
+    rows = [{"h": i / 10, "c": f"c{i}", "d": "hot"} for i in range(300)]
+    spec = {"network": "customer_id", "via": "device_id", "window": "2d", "count": "customer_id"}
+    for bound in (5, 40):
+        feature_set = FeatureSet.from_dict(
+            {"version": "hot", "retention": "2d", "features": [{**spec, "max_events": bound}]}
+        )
+        batch = TransactionBatch.from_frame(frame_of(rows))
+        values = FeatureEngine(feature_set).compute(batch)[:, 0]
+        assert values.tolist() == [float(min(i, bound)) for i in range(300)]
+        np.testing.assert_array_equal(values, reference(batch, feature_set)[:, 0])
+
+
+def test_the_spec_of_the_docs_reads_from_yaml_with_names_and_descriptions(tmp_path: Path) -> None:
+    path = tmp_path / "net.yaml"
+    path.write_text(
+        """
+version: net-1
+features:
+  - network: customer_id
+    via: [device_id, ip_address]
+    window: 30d
+    count: [customer_id, device_id, ip_address]
+    labels: [known_fraud_members]
+    age: true
+  - network: device_id
+    via: customer_id
+    hops: 1
+    window: 7d
+    count: customer_id
+    name: shared_device
+    description: the device's other cardholders
+"""
+    )
+    feature_set = FeatureSet.load(path)
+    assert dict(zip(feature_set.names, feature_set.descriptions, strict=True)) == {
+        "customer_net_distinct_customer_30d": "customer's network through shared devices or IP addresses: "
+        "number of other customers in the last 30 days",
+        "customer_net_distinct_device_30d": "customer's network through shared devices or IP addresses: "
+        "number of devices in the last 30 days",
+        "customer_net_distinct_ip_30d": "customer's network through shared devices or IP addresses: "
+        "number of IP addresses in the last 30 days",
+        "customer_net_known_fraud_members_30d": "customer's network through shared devices or IP addresses: "
+        "other customers with a known fraud in the last 30 days",
+        "customer_net_age_secs_30d": "customer's network through shared devices or IP addresses: "
+        "seconds since its earliest transaction in the last 30 days",
+        "shared_device_distinct_customer_7d": "the device's other cardholders: number of customers in "
+        "the last 7 days",
+    }
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"via": "device_id", "window": "1d"}, r"needs count, labels or age"),
+        ({"via": ["customer_id"], "window": "1d", "age": True}, r"via: 'customer_id' is the node itself"),
+        ({"via": "device_id", "window": "1d", "labels": "known_fraud_share"}, r"needs the label delay"),
+        ({"via": "device_id", "window": "90d", "age": True}, r"window 90d is longer than the retention 60d"),
+        ({"via": "amount", "window": "1d", "age": True}, r"'amount' is number, expected text"),
+        ({"via": "extra.card", "window": "1d", "age": True}, r"unknown field 'extra.card' \(declare it"),
+        ({"via": "device_id", "window": "1d", "age": True, "max_events": 0}, r"max_events: Input should be"),
+        ({"via": "device_id", "window": "1d", "age": True, "hops": 3}, r"hops: Input should be 1 or 2"),
+        ({"via": "device_id", "window": "1d", "count": ["ip_address", "ip_address"]}, r"count: a value is"),
+    ],
+)
+def test_a_bad_network_entry_names_the_problem(entry: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError, match=r"features\[0\]"):
+        FeatureSet.from_dict({"version": "v", "features": [{"network": "customer_id", **entry}]})
+    with pytest.raises(SpecError, match=message):
+        FeatureSet.from_dict({"version": "v", "features": [{"network": "customer_id", **entry}]})
+
+
+def test_a_field_the_data_lacks_leaves_its_links_and_counts_out() -> None:
+    feature_set = FeatureSet.from_dict(
+        {
+            "version": "v",
+            "features": [
+                {"row": "amount"},
+                {**RING_SPEC, "window": "7d"},
+                {"network": "ip_address", "via": "customer_id", "window": "1d", "age": True},
+            ],
+        }
+    )
+    frame = frame_of(RING).drop(columns=["ip_address"])
+    batch = TransactionBatch.from_frame(normalize_frame(frame))
+    assert feature_set.absent(batch) == ["ip_address"]
+    pruned, dropped = feature_set.without(["ip_address"])
+    assert dropped == ["customer_net_distinct_ip_7d", "ip_net_age_secs_24h"]
+    assert pruned.to_dict()["features"][1]["via"] == ["device_id"]
+    values = FeatureEngine(pruned).compute(batch)
+    assert_close(values, reference(batch, pruned), pruned.names)
+
+
+def test_the_spark_backfill_refuses_network_entries_and_says_what_to_use() -> None:
+    from fraudstream.spark.backfill import compute
+
+    feature_set = FeatureSet.from_dict({"version": "v", "features": [{**RING_SPEC, "name": "ring"}]})
+    with pytest.raises(ValueError, match=r"network entries \(ring\) .* with the local engine"):
+        compute(None, feature_set)
