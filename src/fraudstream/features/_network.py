@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import njit
 
-from fraudstream.features._keyed import _by_time, _first_code
+from fraudstream.features._keyed import _by_time
 
 # the operations (fraudstream.features.plan.NET_*)
 _COUNT, _KNOWN, _KNOWN_SHARE, _SINCE_KNOWN, _AGE = 0, 1, 2, 3, 4
@@ -50,30 +50,51 @@ def _code(e, c, codes, codes_log):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _spans(v, t, start, length, runs, ts_log, b_rows, b_codes, b_n, ts):  # pragma: no cover - compiled
-    """Where value ``v``'s events earlier than ``t`` sit: its stored run ``runs[s_lo:s_hi]`` and its
-    rows among the batch's ``b_rows[b_lo:b_hi]``, each in time order."""
-    s_lo, s_hi = 0, 0
-    if v < start.shape[0] and length[v] > 0:
-        s_lo = start[v]
-        s_hi = _first_at(runs, s_lo, s_lo + length[v], ts_log, t)
-    b_lo = _first_code(b_codes, v, 0, b_n)
-    b_end = _first_code(b_codes, v + 1, b_lo, b_n)
-    b_hi = _first_at(b_rows, b_lo, b_end, ts, t)
-    return s_lo, s_hi, b_lo, b_hi
+def _past(b_rows, b_codes, b_n, ts, v, t, p):  # pragma: no cover - compiled
+    """Whether batch position ``p`` is at or past value ``v``'s events earlier than ``t``: a greater
+    value, or ``v`` at ``t`` or later (the batch's rows are sorted by value, then time)."""
+    return p >= b_n or b_codes[p] > v or (b_codes[p] == v and ts[b_rows[p]] >= t)
+
+
+@njit(cache=True)
+def _batch_end(b_rows, b_codes, b_n, ts, v, t, hint):  # pragma: no cover - compiled
+    """The first batch position past value ``v``'s rows earlier than ``t``: by galloping from
+    ``hint`` (a position near it, -1: none), so that finding it costs the log of the distance."""
+    lo, hi = -1, b_n  # not past at lo (or before the start), past at hi
+    if hint >= 0:
+        step = 1
+        if _past(b_rows, b_codes, b_n, ts, v, t, hint):
+            hi = hint
+            while hi - step >= 0 and _past(b_rows, b_codes, b_n, ts, v, t, hi - step):
+                hi -= step
+                step *= 2
+            lo = max(hi - step, -1)
+        else:
+            lo = hint
+            while lo + step < b_n and not _past(b_rows, b_codes, b_n, ts, v, t, lo + step):
+                lo += step
+                step *= 2
+            hi = min(lo + step, b_n)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _past(b_rows, b_codes, b_n, ts, v, t, mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 @njit(cache=True)
 def _recent(
-    v, t, since, limit, start, length, runs, ts_log, b_rows, b_codes, b_n, ts, buf, nb
+    v, t, since, limit, s_lo, s_hi, runs, ts_log, b_rows, b_codes, b_hi, ts, buf, nb
 ):  # fmt: skip  # pragma: no cover - compiled
     """Append to ``buf`` (from ``nb``) value ``v``'s events in ``[since, t)``, newest first, at most
-    ``limit``: the batch's rows before the stored events of their time. Returns the new length."""
-    s_lo, s_hi, b_lo, b_hi = _spans(v, t, start, length, runs, ts_log, b_rows, b_codes, b_n, ts)
+    ``limit``: its stored run ends at ``s_hi``, its batch rows at ``b_hi``; the batch's rows come
+    before the stored events of their time. Returns the new length."""
     i, j = s_hi - 1, b_hi - 1
     for _ in range(limit):
         t_s = ts_log[runs[i]] if i >= s_lo else -np.inf
-        t_b = ts[b_rows[j]] if j >= b_lo else -np.inf
+        t_b = ts[b_rows[j]] if j >= 0 and b_codes[j] == v else -np.inf
         if max(t_s, t_b) < since:
             break
         if t_b >= t_s:
@@ -88,18 +109,37 @@ def _recent(
 
 @njit(cache=True)
 def _earliest(
-    v, t, since, start, length, runs, ts_log, b_rows, b_codes, b_n, ts
-):  # pragma: no cover - compiled
-    """The time of value ``v``'s earliest event in ``[since, t)`` (infinity when it has none)."""
-    s_lo, s_hi, b_lo, b_hi = _spans(v, t, start, length, runs, ts_log, b_rows, b_codes, b_n, ts)
+    v, since, s_lo, s_hi, runs, ts_log, b_rows, b_codes, b_n, b_hi, ts
+):  # fmt: skip  # pragma: no cover - compiled
+    """The time of value ``v``'s earliest event in ``[since, t)``, its stored run ending at ``s_hi``
+    and its batch rows at ``b_hi`` (infinity when it has none)."""
     first = np.inf
     i = _first_at(runs, s_lo, s_hi, ts_log, since)
     if i < s_hi:
         first = ts_log[runs[i]]
-    j = _first_at(b_rows, b_lo, b_hi, ts, since)
+    j = _batch_end(b_rows, b_codes, b_n, ts, v, since, b_hi)
     if j < b_hi:
         first = min(first, ts[b_rows[j]])
     return first
+
+
+@njit(cache=True)
+def _value(
+    v, t, since, limit, hint, start, length, runs, ts_log, b_rows, b_codes, b_n, ts, buf, nb, age
+):  # fmt: skip  # pragma: no cover - compiled
+    """Append value ``v``'s most recent events before ``t`` to ``buf`` (see :func:`_recent`); returns
+    the new length and, when ``age``, the time of its earliest event in the window (else infinity).
+    ``hint`` is a batch position of ``v``'s (-1: none)."""
+    s_lo, s_hi = 0, 0
+    if v < start.shape[0] and length[v] > 0:
+        s_lo = start[v]
+        s_hi = _first_at(runs, s_lo, s_lo + length[v], ts_log, t)
+    b_hi = _batch_end(b_rows, b_codes, b_n, ts, v, t, hint)
+    nb = _recent(v, t, since, limit, s_lo, s_hi, runs, ts_log, b_rows, b_codes, b_hi, ts, buf, nb)
+    first = np.inf
+    if age:
+        first = _earliest(v, since, s_lo, s_hi, runs, ts_log, b_rows, b_codes, b_n, b_hi, ts)
+    return nb, first
 
 
 @njit(cache=True)
@@ -134,6 +174,7 @@ def network_features(
     b_rows = np.empty((n_f, m), np.int64)
     b_codes = np.empty((n_f, m), np.int64)
     b_n = np.zeros(n_f, np.int64)
+    place = np.full((n_f, n), -1, np.int64)  # where each new row sits among its value's rows
     for k in range(n_f):
         c = fields[k]
         keyed = np.empty(m, np.int64)
@@ -150,14 +191,17 @@ def network_features(
         b_rows[k, :q] = keyed[order]
         b_codes[k, :q] = keys[order]
         b_n[k] = q
+        for i in range(q):
+            place[k, b_rows[k, i]] = i
     links = n_f - 1
     buf = np.empty(max_events * (1 + links * max_values), np.int64)
     values = np.empty((max(links, 1), max_values), np.int64)
+    hints = np.empty((max(links, 1), max_values), np.int64)
     held = np.zeros(max(links, 1), np.int64)
     touched = np.empty(buf.shape[0], np.int64)
-    wants_age = False
+    age = False
     for o in range(n_o):
-        wants_age = wants_age or ops[o, 0] == _AGE
+        age = age or ops[o, 0] == _AGE
     node_c = fields[0]
     for r in range(n):
         e = stored[r] if stored[r] >= 0 else -(first_of[r] + 1)
@@ -167,21 +211,24 @@ def network_features(
             continue
         since = t - window
         nb = 0
+        earliest = np.inf
         if hops == 2:  # the node's own recent events
-            nb = _recent(
-                node, t, since, max_events, starts[0], lengths[0], runs[0], ts_log,
-                b_rows[0], b_codes[0], b_n[0], ts, buf, 0,
+            nb, earliest = _value(
+                node, t, since, max_events, place[0, -e - 1] if e < 0 else -1, starts[0], lengths[0],
+                runs[0], ts_log, b_rows[0], b_codes[0], b_n[0], ts, buf, 0, age,
             )  # fmt: skip
         # the links: the row's own values, then those of the node's recent events, newest first
         for f in range(links):
             v = _code(e, fields[f + 1], codes, codes_log)
             values[f, 0] = v
+            hints[f, 0] = place[f + 1, -e - 1] if e < 0 else -1
             held[f] = 1 if v >= 0 else 0
         for q in range(nb):
+            ev = buf[q]
             for f in range(links):
                 if held[f] >= max_values:
                     continue
-                v = _code(buf[q], fields[f + 1], codes, codes_log)
+                v = _code(ev, fields[f + 1], codes, codes_log)
                 if v < 0:
                     continue
                 known = False
@@ -189,27 +236,15 @@ def network_features(
                     known = known or values[f, x] == v
                 if not known:
                     values[f, held[f]] = v
+                    hints[f, held[f]] = place[f + 1, -ev - 1] if ev < 0 else -1
                     held[f] += 1
         for f in range(links):
             for x in range(held[f]):
-                nb = _recent(
-                    values[f, x], t, since, max_events, starts[f + 1], lengths[f + 1], runs[f + 1],
-                    ts_log, b_rows[f + 1], b_codes[f + 1], b_n[f + 1], ts, buf, nb,
+                nb, first = _value(
+                    values[f, x], t, since, max_events, hints[f, x], starts[f + 1], lengths[f + 1],
+                    runs[f + 1], ts_log, b_rows[f + 1], b_codes[f + 1], b_n[f + 1], ts, buf, nb, age,
                 )  # fmt: skip
-        earliest = np.inf
-        if wants_age:
-            if hops == 2:
-                earliest = _earliest(
-                    node, t, since, starts[0], lengths[0], runs[0], ts_log, b_rows[0], b_codes[0],
-                    b_n[0], ts,
-                )  # fmt: skip
-            for f in range(links):
-                for x in range(held[f]):
-                    first = _earliest(
-                        values[f, x], t, since, starts[f + 1], lengths[f + 1], runs[f + 1], ts_log,
-                        b_rows[f + 1], b_codes[f + 1], b_n[f + 1], ts,
-                    )  # fmt: skip
-                    earliest = min(earliest, first)
+                earliest = min(earliest, first)
         labelled = False
         known_members, old_members, latest = 0, 0, np.nan
         for o in range(n_o):
