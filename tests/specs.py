@@ -27,6 +27,8 @@ WHERES = (None, "amount > 40", "payment_type in ['TRANSFER', 'CASH_OUT']", "extr
 COUNTERPARTS = ("device_id", "merchant_id", "customer_id", "payment_type", "extra.shop")
 STATS = ("count", "sum", "mean", "min", "max", "std", "median", "p25", "p90")
 LABEL_STATS = get_args(S.LabelStat)
+NETWORK_STATS = get_args(S.NetworkStat)
+NODES = ("customer_id", "device_id", "merchant_id", "extra.shop")
 
 
 def random_frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
@@ -108,14 +110,43 @@ def random_spec(rng: np.random.Generator) -> FeatureSet:
             aggregates.append(entry)
         restricted = {"where": pick(WHERES[1:])} if rng.random() < 0.25 else {}
         keys.append({"key": key, "name": f"k{g}", "aggregates": aggregates, **restricted})
+    networks = [random_network(rng, f"n{g}") for g in range(int(rng.integers(0, 3)))]
     return FeatureSet.from_dict(
         {
             "version": "random",
             "retention": pick(("2d", "3d")),
             "fields": {"extra.x": "number", "extra.shop": "text"},
-            "features": [{"row": "amount"}, *keys],
+            "features": [{"row": "amount"}, *keys, *networks],
         }
     )
+
+
+def random_network(rng: np.random.Generator, name: str) -> dict[str, Any]:
+    """A network entry: a node, one or two link fields, small bounds (so that they bind), and a few
+    of its features."""
+    node = NODES[int(rng.integers(len(NODES)))]
+    others = [f for f in NODES if f != node]
+    via = [others[i] for i in sorted(rng.choice(len(others), size=int(rng.integers(1, 3)), replace=False))]
+    counted = [node, *others, "payment_type"]
+    count = [
+        counted[i] for i in sorted(rng.choice(len(counted), size=int(rng.integers(0, 3)), replace=False))
+    ]
+    labels = [NETWORK_STATS[i] for i in sorted(rng.choice(3, size=int(rng.integers(0, 4)), replace=False))]
+    entry: dict[str, Any] = {
+        "network": node,
+        "via": via,
+        "window": WINDOWS[int(rng.integers(len(WINDOWS)))],
+        "count": count,
+        "labels": labels,
+        "age": bool(rng.random() < 0.5) or not (count or labels),
+        "hops": int(rng.integers(1, 3)),
+        "max_values": int(rng.integers(1, 4)),
+        "max_events": int(rng.integers(1, 7)),
+        "name": name,
+    }
+    if "known_fraud_share" in labels:
+        entry["delay"] = ("30m", "6h")[int(rng.integers(2))]
+    return entry
 
 
 def reference(data: pd.DataFrame | TransactionBatch, feature_set: FeatureSet) -> np.ndarray:
@@ -130,10 +161,14 @@ def reference(data: pd.DataFrame | TransactionBatch, feature_set: FeatureSet) ->
     out = np.full((n, len(feature_set.names)), np.nan)
     col = 0
     for entry in feature_set.entries:
-        if isinstance(entry, S.KeyFeatures):
+        if isinstance(entry, S.KeyFeatures | S.NetworkFeatures):
             continue
         width = _row_entry(entry, feature_set, cols, out, col)
         col += width
+    networks = [e for e in feature_set.entries if isinstance(e, S.NetworkFeatures)]
+    for program, entry in zip(feature_set.networks, networks, strict=True):
+        for r in range(n):
+            out[r, program.col0 : program.col0 + program.width] = _network(entry, r, batch, cols)
     entries = [e for e in feature_set.entries if isinstance(e, S.KeyFeatures)]
     for group, entry in zip(feature_set.groups, entries, strict=True):
         key = events[group.column].tolist()
@@ -151,6 +186,64 @@ def reference(data: pd.DataFrame | TransactionBatch, feature_set: FeatureSet) ->
                 earlier = [j for j in by_key[key[r]] if ts[j] < t and ts[j] >= t - feature_set.retention]
                 out[r, col : col + width] = _answer(agg, r, t, earlier, cols, batch, feature_set, events)
             col += width
+    return out
+
+
+def _network(entry: S.NetworkFeatures, r: int, batch: TransactionBatch, cols: Any) -> list[float]:
+    """A network entry's features of row ``r``, from its definition: the links (the row's own values,
+    and with two hops those of the node's most recent events), the most recent events of the node and
+    of each link before the row and within the window, ties by arrival (the row order), and what
+    they hold."""
+    ts, n = batch.timestamp, len(batch)
+    t = float(ts[r])
+    node = cols[entry.network][r]
+    width = len(entry.count) + len(entry.labels) + int(entry.age)
+    if math.isnan(t) or _missing(node):
+        return [math.nan] * width
+    since = t - entry.window
+
+    def carrying(field: str, value: Any) -> list[int]:
+        column = cols[field]
+        return [j for j in range(n) if column[j] == value and since <= ts[j] < t]
+
+    def recent(field: str, value: Any) -> list[int]:
+        return sorted(carrying(field, value), key=lambda j: (ts[j], j), reverse=True)[: entry.max_events]
+
+    own = recent(entry.network, node) if entry.hops == 2 else []
+    links: dict[str, list[Any]] = {}
+    for field in entry.via:
+        listed = [] if _missing(cols[field][r]) else [cols[field][r]]
+        for j in own:
+            value = cols[field][j]
+            if not _missing(value) and value not in listed and len(listed) < entry.max_values:
+                listed.append(value)
+        links[field] = listed
+    around = own + [j for field, listed in links.items() for value in listed for j in recent(field, value)]
+    out = []
+    for field in entry.count:
+        values = {cols[field][j] for j in around if not _missing(cols[field][j])}
+        out.append(float(len(values - {node} if field == entry.network else values)))
+    members = {cols[entry.network][j] for j in around if not _missing(cols[entry.network][j])} - {node}
+    frauds = [
+        j
+        for j in around
+        if cols[entry.network][j] in members and batch.is_fraud[j] == 1 and batch.label_time[j] < t
+    ]
+    known = {cols[entry.network][j] for j in frauds}
+    delay = entry.delay or 0.0
+    old = {cols[entry.network][j] for j in around if cols[entry.network][j] in members and ts[j] < t - delay}
+    for stat in entry.labels:
+        if stat == "known_fraud_members":
+            out.append(float(len(known)))
+        elif stat == "known_fraud_share":
+            out.append(len(known) / len(old) if old else math.nan)
+        else:
+            out.append(t - max(ts[j] for j in frauds) if frauds else math.nan)
+    if entry.age:
+        sources = [(entry.network, node)] if entry.hops == 2 else []
+        sources += [(field, value) for field, listed in links.items() for value in listed]
+        times = [ts[j] for field, value in sources for j in carrying(field, value)]
+        out.append(t - min(times) if times else math.nan)
     return out
 
 

@@ -494,7 +494,40 @@ SHORT = FeatureSet.from_dict(
 )
 
 
-@pytest.mark.parametrize("feature_set", [None, SHORT], ids=["default", "short-retention"])
+NETWORK = FeatureSet.from_dict(
+    {
+        "version": "network",
+        "retention": "4d",
+        "features": [
+            {"row": "amount"},
+            {
+                "network": "customer_id",
+                "via": ["device_id", "ip_address"],
+                "window": "3d",
+                "count": ["customer_id", "device_id", "ip_address", "merchant_id"],
+                "labels": ["known_fraud_members", "known_fraud_share", "secs_since_known_fraud"],
+                "delay": "1d",
+                "age": True,
+                "max_values": 4,
+                "max_events": 6,
+            },
+            {
+                "network": "merchant_id",
+                "via": "customer_id",
+                "window": "1d",
+                "count": "merchant_id",
+                "labels": "known_fraud_members",
+                "hops": 1,
+            },
+            {"key": "device_id", "name": "device", "aggregates": [{"stats": "count", "windows": "1d"}]},
+        ],
+    }
+)
+SPECS = [None, SHORT, NETWORK]
+SPEC_IDS = ["default", "short-retention", "network"]
+
+
+@pytest.mark.parametrize("feature_set", SPECS, ids=SPEC_IDS)
 def test_one_transaction_at_a_time_matches_offline(
     make_state: Factory, feature_set: FeatureSet | None
 ) -> None:
@@ -520,7 +553,7 @@ def test_one_transaction_at_a_time_matches_offline(
 
 
 @pytest.mark.redis
-@pytest.mark.parametrize("feature_set", [None, SHORT], ids=["default", "short-retention"])
+@pytest.mark.parametrize("feature_set", SPECS, ids=SPEC_IDS)
 def test_live_features_match_memory_exactly(redis_states: Factory, feature_set: FeatureSet | None) -> None:
     engine = FeatureEngine(feature_set) if feature_set else FeatureEngine()
     frame = generate(GeneratorConfig(n_customers=250, n_merchants=30, days=12, fraud_rate=0.03, seed=5))

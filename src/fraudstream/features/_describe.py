@@ -104,6 +104,38 @@ def entity(key: S.KeyFeatures) -> str:
     return name if key.where is None else f"{name} (only transactions where {key.where})"
 
 
+def network(entry: S.NetworkFeatures) -> str:
+    """What a network's features are about: ``customer's network through shared devices or IP
+    addresses``, or the entry's ``description``."""
+    if entry.description is not None:
+        return entry.description
+    links = " or ".join(plural(f) for f in entry.via)
+    reach = "" if entry.hops == 2 else " of this transaction"
+    return f"{noun(entry.network)}'s network through shared {links}{reach}"
+
+
+def network_count(field: str, entry: S.NetworkFeatures) -> str:
+    """``number of other customers in the last 30 days``, ``number of devices in the last 30 days``."""
+    counted = f"other {plural(field)}" if field == entry.network else plural(field)
+    return f"number of {counted} {window(entry.window)}"
+
+
+def network_labels(which: str, entry: S.NetworkFeatures) -> str:
+    """A network's known frauds: those of its other nodes, labelled before the transaction."""
+    others = f"other {plural(entry.network)}"
+    if which == "known_fraud_members":
+        return f"{others} with a known fraud {window(entry.window)}"
+    if which == "known_fraud_share":
+        return (
+            f"share of the {others} old enough to be labelled that have a known fraud {window(entry.window)}"
+        )
+    return f"seconds since the latest known fraud of the {others} {window(entry.window)}"
+
+
+def network_age(entry: S.NetworkFeatures) -> str:
+    return f"seconds since its earliest transaction {window(entry.window)}"
+
+
 def where(condition: str | None) -> str:
     return "" if condition is None else f" where {condition}"
 

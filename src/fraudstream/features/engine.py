@@ -4,8 +4,8 @@
 a whole dataset is one batch with no state and its own labels; live, each incoming batch is answered
 from the state's history plus the batch itself, then recorded. Either way a transaction sees only
 events strictly before it in event time and fraud labels that had arrived before it. One path serves
-every batch size: a key entry's features for the whole batch come from one compiled call
-(:mod:`fraudstream.features._keyed`). What is computed is the
+every batch size: a key or network entry's features for the whole batch come from one compiled call
+(:mod:`fraudstream.features._keyed`, :mod:`fraudstream.features._network`). What is computed is the
 :class:`~fraudstream.features.plan.FeatureSet` the engine was built with.
 """
 
@@ -20,6 +20,7 @@ import pandas as pd
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.features import keys
 from fraudstream.features._keyed import NO_FLOATS, NO_ROWS, key_features
+from fraudstream.features._network import network_features
 from fraudstream.features.plan import FeatureSet
 from fraudstream.state.base import EventColumns, FeatureState, KeyIndex
 
@@ -49,6 +50,16 @@ class FeatureEngine:
         ]
         """Each key entry's key column, and its arguments to the compiled call that never change: the
         columns it reads and its program."""
+        self._networks = [
+            (
+                n.entities,
+                (n.fields_c, n.counted_c, n.ops, n.window, n.delay, n.hops, n.max_values, n.max_events),
+                np.unique(np.concatenate([n.fields_c[:1], n.counted_c])),
+            )
+            for n in self.feature_set.networks
+        ]
+        """Each network entry's indexes in the state, its program, and the identifier columns whose
+        codes it counts distinct."""
 
     def compute(
         self,
@@ -69,7 +80,7 @@ class FeatureEngine:
         events = self.feature_set.events(batch, cols)
         out = np.full((len(batch), len(self.names)), np.nan)
         self.feature_set.row_features(batch, out, cols)
-        if not self._groups or len(batch) == 0:
+        if not (self._groups or self._networks) or len(batch) == 0:
             return out
         if state is None:
             self._keyed(batch, events, None, labels_from_batch, out)
@@ -116,8 +127,9 @@ class FeatureEngine:
         labels_from_batch: bool,
         out: np.ndarray,
     ) -> None:
-        """Fill every key entry's columns of ``out``: one compiled call per entry (see
-        :mod:`fraudstream.features._keyed`), reading the state's events in place."""
+        """Fill every key and network entry's columns of ``out``: one compiled call per entry (see
+        :mod:`fraudstream.features._keyed` and :mod:`fraudstream.features._network`), reading the
+        state's events in place."""
         ids = events["transaction_id"]
         n = len(batch)
         first_of = keys.first_rows(ids)
@@ -143,6 +155,22 @@ class FeatureEngine:
         for group, (column, program) in zip(self._groups, self._programs, strict=True):
             index = (state.index(group.name) if state is not None else None) or _NO_INDEX
             key_features(coded[:, column], *common, *index, *program, out, group.col0)
+        if not self._networks:
+            return
+        linked = (
+            np.ascontiguousarray(floats[:, 0]), coded, first_of, stored, batch.is_fraud, batch.label_time,
+            labels_from_batch, log.floats[0], log.codes, log.label_time,
+        )  # fmt: skip
+        for net, (entities, network, counted) in zip(self.feature_set.networks, self._networks, strict=True):
+            indexes = [(state.index(e) if state is not None else None) or _NO_INDEX for e in entities]
+            held = (
+                tuple(i.start for i in indexes),
+                tuple(i.length for i in indexes),
+                tuple(i.rows for i in indexes),
+            )
+            # the codes it counts: the batch's own, each field's from 0, or the state's
+            top = int(coded[:, counted].max(initial=-1)) + 1 if state is None else log.codes_given + 1
+            network_features(*linked, *held, *network, self._seen(top), out, net.col0)
 
     def _seen(self, size: int) -> np.ndarray:
         """A table of -1 at least ``size`` long, this thread's own: the compiled call numbers the codes

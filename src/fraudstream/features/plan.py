@@ -7,7 +7,9 @@
   state keeps what the spec needs and nothing else;
 * the **row features**, computed from the batch alone with numpy (the calendar by a compiled loop);
 * one :class:`Group` per ``key`` entry: the compiled kernel's program (value streams, distinct
-  counters, first-seen and location checks, and one operation per output column).
+  counters, first-seen and location checks, and one operation per output column);
+* one :class:`Network` per ``network`` entry: the node and link fields, the state's index of each,
+  the bounds of the neighbourhood and one operation per output column.
 
 Training and serving build the same :class:`FeatureSet` from the same spec, so they compute the same
 features with the same code.
@@ -50,6 +52,15 @@ _LABELS = {
     "known_fraud_share": KNOWN_SHARE,
     "known_fraud_span": KNOWN_SPAN,
 }
+# The network kernel's operations (see fraudstream.features._network.network_features).
+NET_COUNT, NET_KNOWN, NET_KNOWN_SHARE, NET_SINCE_KNOWN, NET_AGE = 0, 1, 2, 3, 4
+_NET_LABELS = {
+    "known_fraud_members": NET_KNOWN,
+    "known_fraud_share": NET_KNOWN_SHARE,
+    "secs_since_known_fraud": NET_SINCE_KNOWN,
+}
+NETWORK_ENTITY = "network:"
+"""How the state's index of a link field is named when no key entry already indexes that field."""
 _UNIT = {"seconds": 1.0, "minutes": 60.0, "hours": S.HOUR, "days": S.DAY, "years": 365.25 * S.DAY}
 KEY_JOIN = "\x1e"
 """Joins the parts of a composite key's value: a control character no real identifier holds."""
@@ -94,6 +105,34 @@ class Group:
     def dense(self) -> frozenset[int]:
         """Positions in ``coded`` that the kernel indexes a table by (distinct counts)."""
         return frozenset(int(c) for c in self.dslots[:, 0])
+
+
+@dataclass(frozen=True)
+class Network:
+    """One ``network`` entry's program for
+    :func:`~fraudstream.features._network.network_features`.
+
+    ``fields`` are the node's field then the link (``via``) fields, ``entities`` the state's index of
+    each (by that field's value); ``counted`` the fields counted distinct; ``ops`` holds one
+    ``(operation, argument)`` row per output column (a count's argument: its field's position in
+    ``counted``). ``window``, ``delay``, ``hops``, ``max_values`` and ``max_events`` bound the
+    neighbourhood as the spec entry says; ``fields_c`` and ``counted_c`` place the fields among the
+    schema's identifier columns."""
+
+    name: str
+    col0: int
+    width: int
+    fields: tuple[str, ...]
+    counted: tuple[str, ...]
+    ops: np.ndarray
+    window: float
+    delay: float
+    hops: int
+    max_values: int
+    max_events: int
+    entities: tuple[str, ...] = ()
+    fields_c: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    counted_c: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
 
 RowFn = Callable[["_BatchColumns"], "list[np.ndarray] | np.ndarray"]
@@ -155,6 +194,7 @@ class FeatureSet:
         self._derived: dict[str, Derive] = {}
         self.rows: list[tuple[int, int, RowFn]] = []
         self.groups: list[Group] = []
+        self.networks: list[Network] = []
         self.names: list[str] = []
         self.calendar_names: list[str] = []  # features of the calendar: hour, weekday, ...
         self.descriptions: list[str] = []
@@ -164,6 +204,8 @@ class FeatureSet:
             try:
                 if isinstance(entry, S.KeyFeatures):
                     self._key(entry)
+                elif isinstance(entry, S.NetworkFeatures):
+                    self._network(entry)
                 else:
                     self._row(entry)
             except (ExprError, S.SpecError, ValueError) as exc:
@@ -192,6 +234,27 @@ class FeatureSet:
             for g in self.groups
         ]
         self.entity_columns = {g.name: g.column for g in self.groups}
+        indexed = {g.column: g.name for g in self.groups}  # a key entry's index serves a network too
+        networks = []
+        for net in self.networks:
+            named = []
+            for f in net.fields:
+                entity = indexed.get(f)
+                if entity is None:
+                    entity = indexed[f] = NETWORK_ENTITY + f
+                    if entity in self.entity_columns:
+                        raise S.SpecError(f"{source}: a key entry is named {entity!r}; name it otherwise")
+                    self.entity_columns[entity] = f
+                named.append(entity)
+            networks.append(
+                replace(
+                    net,
+                    entities=tuple(named),
+                    fields_c=np.array([ids.index(f) for f in net.fields], dtype=np.int64),
+                    counted_c=np.array([ids.index(f) for f in net.counted], dtype=np.int64),
+                )
+            )
+        self.networks = networks
         core = set(COLUMNS) - {"transaction_id"}
         self._direct = tuple(f for f in (*floats, *ids) if f in core)
         """Schema columns that are a batch's own arrays, taken as they are."""
@@ -272,6 +335,12 @@ class FeatureSet:
                     aggregates.append(raw_agg)
                 if aggregates:
                     kept_entries.append({**raw, "aggregates": aggregates})
+            elif isinstance(entry, S.NetworkFeatures):
+                via = [f for f in entry.via if f not in gone]
+                count = [f for f in entry.count if f not in gone]
+                if entry.network in gone or not via or not (count or entry.labels or entry.age):
+                    continue
+                kept_entries.append({**raw, "via": via, "count": count})
             elif not gone & self._row_reads(entry):
                 kept_entries.append(raw)
         if not kept_entries:
@@ -316,6 +385,8 @@ class FeatureSet:
                 read |= set(entry.key) | self._reads(entry.where)
                 for agg in entry.aggregates:
                     read |= self._agg_reads(agg)
+            elif isinstance(entry, S.NetworkFeatures):
+                read |= {entry.network, *entry.via, *entry.count}
             else:
                 read |= self._row_reads(entry)
         return sorted(read - {"timestamp", "amount"})
@@ -659,6 +730,51 @@ class FeatureSet:
                 ).reshape(-1, 4),
                 params=np.array([p for *_, p in ops], dtype=np.float64),
                 labels=labels,
+            )
+        )
+        self.names += names
+        self.descriptions += texts
+
+    # --- network features ----------------------------------------------------------------------------
+
+    def _network(self, entry: S.NetworkFeatures) -> None:
+        fields = (self._id([entry.network]), *(self._id([f]) for f in entry.via))
+        counted = tuple(self._id([f]) for f in entry.count)
+        if entry.window > self.retention:
+            raise S.SpecError(
+                f"window {S.window_name(entry.window)} is longer than the retention "
+                f"{S.window_name(self.retention)}"
+            )
+        prefix, span = entry.prefix, S.window_name(entry.window)
+        about = D.network(entry)
+        ops: list[tuple[int, int]] = []
+        names: list[str] = []
+        texts: list[str] = []
+
+        def add(op: int, arg: int, name: str, text: str) -> None:
+            ops.append((op, arg))
+            names.append(f"{prefix}_{name}_{span}")
+            texts.append(f"{about}: {text}")
+
+        for j, f in enumerate(counted):
+            add(NET_COUNT, j, f"distinct_{S.short_name(f)}", D.network_count(f, entry))
+        for known in entry.labels:
+            add(_NET_LABELS[known], 0, known, D.network_labels(known, entry))
+        if entry.age:
+            add(NET_AGE, 0, "age_secs", D.network_age(entry))
+        self.networks.append(
+            Network(
+                name=prefix,
+                col0=len(self.names),
+                width=len(names),
+                fields=fields,
+                counted=counted,
+                ops=np.array(ops, dtype=np.int64).reshape(-1, 2),
+                window=float(entry.window),
+                delay=float(entry.delay) if entry.delay is not None else 0.0,
+                hops=entry.hops,
+                max_values=entry.max_values,
+                max_events=entry.max_events,
             )
         )
         self.names += names

@@ -10,7 +10,10 @@ own), then lists feature families in the order their columns appear:
 * ``key``: aggregations over the earlier events of the same key (any field, ``extra.*`` or several
   fields together): counts, sums, means, extremes, spread, medians, distinct counts, time since the
   last and first event, the row's value against an aggregate, first-seen flags, distance from the
-  previous location, and what the labels known so far say (known fraud, fraud rate, time since it).
+  previous location, and what the labels known so far say (known fraud, fraud rate, time since it);
+* ``network``: the neighbourhood of a node (a customer) through the values it shares with others
+  (devices, IP addresses, any declared field) within a window: connected customers, devices or any
+  field's values, the members with a fraud known by now, and the age of the connected set.
 
 Every feature gets a short human description, generated from its entry (``customer: number of
 transactions in the last hour``) and shown with the model's reasons. An entry's optional
@@ -312,12 +315,64 @@ class KeyFeatures(_Entry):
         return self.name or "_x_".join(short_name(k) for k in self.key)
 
 
+NetworkStat = Literal["known_fraud_members", "known_fraud_share", "secs_since_known_fraud"]
+
+
+class NetworkFeatures(_Entry):
+    """The neighbourhood of the row's ``network`` value (the node: a customer, a card) through the
+    values of the ``via`` fields it shares with other nodes, among strictly earlier events within
+    ``window``, at a bounded cost per row:
+
+    * the **links**: the row's own ``via`` values and, with ``hops: 2``, those of the node's
+      ``max_events`` most recent events, at most ``max_values`` per field (the row's own first, then
+      the most recent);
+    * the **neighbourhood**: the ``max_events`` most recent events of each link (and, with
+      ``hops: 2``, of the node itself), newest first, ties by arrival;
+    * its features: the distinct values of each ``count`` field (for the node's own field, the
+      *other* nodes), the other nodes with a fraud label known before the row (``labels``), and the
+      seconds since the earliest event within the window of the node or any link (``age``).
+
+    A label counts only from its label time on; ``known_fraud_share`` divides the known-fraud members
+    by the members with an event more than ``delay`` old (those whose label could be known by now)."""
+
+    network: str
+    via: Names
+    window: Duration
+    count: Annotated[list[str], BeforeValidator(_listed)] = Field(default_factory=list)
+    labels: Annotated[list[NetworkStat], BeforeValidator(_listed)] = Field(default_factory=list)
+    delay: Duration | None = None
+    age: bool = False
+    hops: Literal[1, 2] = 2
+    max_values: int = Field(default=8, ge=1, le=64)
+    max_events: int = Field(default=32, ge=1, le=1024)
+    name: str | None = None
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NetworkFeatures:
+        if not (self.count or self.labels or self.age):
+            raise ValueError("a network entry needs count, labels or age: say what to compute")
+        if self.network in self.via:
+            raise ValueError(f"via: {self.network!r} is the node itself; link through other fields")
+        for listed, values in (("via", self.via), ("count", self.count), ("labels", self.labels)):
+            if len(set(values)) < len(values):
+                raise ValueError(f"{listed}: a value is listed twice")
+        if "known_fraud_share" in self.labels and self.delay is None:
+            raise ValueError("known_fraud_share needs the label delay: add e.g. delay: 7d")
+        return self
+
+    @property
+    def prefix(self) -> str:
+        return self.name or f"{short_name(self.network)}_net"
+
+
 FEATURE_KINDS: dict[str, type[_Entry]] = {
     "row": RowFeature,
     "calendar": CalendarFeature,
     "age": AgeFeature,
     "categorical": CategoricalFeature,
     "key": KeyFeatures,
+    "network": NetworkFeatures,
 }
 
 
@@ -375,6 +430,8 @@ def _kind_of(entry: Any, kinds: dict[str, type[_Entry]], where: str) -> type[_En
     if not isinstance(entry, dict):
         raise SpecError(f"{where}: expected a mapping such as {{{next(iter(kinds))}: ...}}")
     found = [k for k in kinds if k in entry]
+    # a kind's own setting may share another kind's name (a network's ``age``): the kind is the other
+    found = [k for k in found if not any(k in kinds[o].model_fields for o in found if o != k)]
     if len(found) != 1:
         listed = ", ".join(kinds)
         what = "none" if not found else " and ".join(found)

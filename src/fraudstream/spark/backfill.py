@@ -143,10 +143,16 @@ def compute(source: Any, feature_set: FeatureSet, fit_until: datetime | None = N
     """The features of ``source`` (canonical columns and ``_row``, the input position) as a Spark
     DataFrame: the canonical columns then ``feature.<name>`` per feature, in input order, with the
     fitted feature set in the ``transaction_id`` column's metadata."""
+    feature_set.require_fitted()
+    if feature_set.networks:
+        raise ValueError(
+            f"{feature_set.describe()}: network entries ({', '.join(n.name for n in feature_set.networks)}) "
+            "read the events of other keys, which Spark spreads over partitions by key: compute them "
+            "with the local engine (--engine local)"
+        )
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    feature_set.require_fitted()
     names = tuple(c for c in source.columns if c != ROW)
     if "transaction_id" not in names:
         raise ValueError("the transactions have no transaction_id column")

@@ -118,12 +118,13 @@ def check_parity(
 
 
 def _groups(feature_set: FeatureSet) -> dict[str, np.ndarray]:
-    """Each feature group's columns: a keyed group's, then the rest as :data:`ROW`."""
+    """Each feature group's columns: a keyed or network group's, then the rest as :data:`ROW`."""
     spans: dict[str, np.ndarray] = {}
     keyed = np.zeros(len(feature_set.names), dtype=bool)
-    for group in feature_set.groups:
-        columns = np.arange(group.col0, group.col0 + group.width)
-        spans[group.name] = np.concatenate([spans.get(group.name, columns[:0]), columns])
+    parts = [(g.name, g.col0, g.width) for g in feature_set.groups]
+    for name, col0, width in [*parts, *((n.name, n.col0, n.width) for n in feature_set.networks)]:
+        columns = np.arange(col0, col0 + width)
+        spans[name] = np.concatenate([spans.get(name, columns[:0]), columns])
         keyed[columns] = True
     spans[ROW] = np.flatnonzero(~keyed)
     return spans
