@@ -147,7 +147,8 @@ def test_dashboard_shows_live_figures_and_labels_reach_the_api(chromium: Path, d
             assert page.get_by_text("fraudstream", exact=True).first.is_visible()
             assert page.get_by_text(f"API: {demo['api']}").is_visible()
             wait_until(lambda: (metric(page, "Transactions") or 0) > first, "the figures to move", 20)
-            assert page.locator(".st-key-feed").get_by_text("Live feed: FLAG, CHALLENGE, HOLD, BLOCK").is_visible()
+            feed_title = page.locator(".st-key-feed").get_by_text("Live feed: FLAG, CHALLENGE, HOLD, BLOCK")
+            assert feed_title.is_visible()
 
             fraud_button = page.locator(".st-key-label_fraud button")
 
