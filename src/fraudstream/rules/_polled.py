@@ -14,6 +14,12 @@ T = TypeVar("T")
 _UNREAD: Final = object()
 
 
+class Unusable(Exception):
+    """Raised by a :class:`Polled` value's ``read``: the value stored under this stamp cannot be used
+    (it does not compile here, say). The value in use is kept, and the stamp is not read again: the
+    problem is reported once, until the next change."""
+
+
 class Polled(Generic[T]):
     """``read(stamp)`` kept in memory, read again when ``stamp()`` (one cheap query that changes with
     every change of the stored value) has changed; ``read`` is given the stamp it reads under.
@@ -21,8 +27,11 @@ class Polled(Generic[T]):
     :meth:`current` looks at the stamp at most every ``check_interval`` seconds (by ``clock``). With
     ``background`` (the default) the look runs on a short-lived thread and :meth:`current` answers with
     the value in use meanwhile, so a caller on a hot path never waits on the database. A failed read
-    keeps the value in use and is kept in :attr:`last_error` (logged once, as ``what``). :meth:`refresh`
-    reads now: the process that made a change uses it at once. Safe to share between threads.
+    keeps the value in use and is kept in :attr:`last_error` (logged once, as ``what``): a storage
+    failure is tried again at the next look, an :class:`Unusable` value only after the next change.
+    ``initial_stamp`` is the stamp ``initial`` was read under, when known, so it is not read twice.
+    :meth:`refresh` reads now: the process that made a change uses it at once. Safe to share between
+    threads.
     """
 
     def __init__(
@@ -35,6 +44,7 @@ class Polled(Generic[T]):
         check_interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         background: bool = True,
+        initial_stamp: object = _UNREAD,
     ) -> None:
         self.what = what
         self.check_interval = check_interval
@@ -45,7 +55,7 @@ class Polled(Generic[T]):
         self._checking = False
         self._lock = threading.Lock()
         self._value = initial
-        self._stamp: object = _UNREAD
+        self._stamp = initial_stamp
         try:
             self._check()
         finally:
@@ -81,18 +91,30 @@ class Polled(Generic[T]):
         finally:
             self._checking = False
 
+    @property
+    def stamp(self) -> object:
+        """The stamp of the newest change looked at: in use, unless :attr:`last_error` says otherwise."""
+        return self._stamp
+
     def _check(self) -> None:
+        stamp: object = _UNREAD
         try:
             stamp = self._stamp_of()
             if stamp == self._stamp:
                 return
             value = self._read(stamp)
+        except Unusable as exc:
+            self._stamp = stamp
+            self._failed(str(exc))
+            return
         except Exception as exc:  # any storage failure: keep the value in use
-            problem = f"cannot read the {self.what}: {exc}"
-            if problem != self.last_error:
-                logger.warning("%s: keeping those in use: %s", self.what, problem)
-            self.last_error = problem
+            self._failed(f"cannot read the {self.what}: {exc}")
             return
         self.last_error = None
         self._stamp = stamp
         self._value = value
+
+    def _failed(self, problem: str) -> None:
+        if problem != self.last_error:
+            logger.warning("%s: keeping those in use: %s", self.what, problem)
+        self.last_error = problem

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
+from fraudstream.rules._polled import Polled, Unusable
 from fraudstream.rules.errors import RulesError
 from fraudstream.rules.loader import load_rules, rules_from_bytes
 from fraudstream.rules.ruleset import RuleSet
@@ -163,88 +164,50 @@ class DatabaseRules:
         skip_unknown: bool = False,
         background: bool = True,
     ) -> None:
-        self.check_interval = check_interval
-        self.last_error: str | None = None
-        self._background = background
-        self._checking = False
         self._source = source
         self._known = dict(known_names) if isinstance(known_names, Mapping) else list(known_names)
-        self._clock = clock
         self._skip_unknown = skip_unknown
-        self._lock = threading.Lock()
         stored = source.get()
         if stored is None:
             raise RulesError("no rules version is stored: save one (PUT /v1/rules) or seed from a file")
-        self._rules = compile_version(stored, self._known, skip_unknown=skip_unknown)
-        self._seen = stored.version
-        self._checked = clock()
+        self._polled = Polled(
+            "rules",
+            source.newest_version,
+            self._read,
+            compile_version(stored, self._known, skip_unknown=skip_unknown),
+            check_interval=check_interval,
+            clock=clock,
+            background=background,
+            initial_stamp=stored.version,
+        )
 
     def current(self) -> RuleSet:
         """The rules to use now, after loading a newer version if one was saved since the last check."""
-        if self._checking or self._clock() - self._checked < self.check_interval:
-            return self._rules
-        with self._lock:
-            now = self._clock()
-            if self._checking or now - self._checked < self.check_interval:
-                return self._rules
-            self._checked = now
-            if not self._background:
-                self._check()
-                return self._rules
-            self._checking = True
-        threading.Thread(target=self._check_and_release, name="rules-version-check", daemon=True).start()
-        return self._rules
-
-    def _check_and_release(self) -> None:
-        try:
-            with self._lock:
-                self._check()
-        finally:
-            self._checking = False
-
-    def _check(self) -> None:
-        """Load the newest version if it is new; called holding the lock."""
-        try:
-            newest = self._source.newest_version()
-        except Exception as exc:  # any storage failure: keep scoring with these rules
-            self._failed(f"cannot read the rules version: {exc}")
-        else:
-            if newest is not None and newest != self._seen:
-                self._load(newest)
+        return self._polled.current()
 
     def refresh(self) -> RuleSet:
         """Look for a newer version now rather than at the next check: the saving process uses it at once."""
-        with self._lock:
-            self._checked = self._clock()
-            newest = self._source.newest_version()
-            if newest is not None and newest != self._seen:
-                self._load(newest)
-            return self._rules
+        return self._polled.refresh()
 
     @property
-    def seen(self) -> int:
-        """The number of the newest version looked at: in use, unless :attr:`last_error` says otherwise."""
-        return self._seen
+    def last_error(self) -> str | None:
+        """Why the newest version looked at is not in use (it does not compile, or could not be read)."""
+        return self._polled.last_error
 
-    def _load(self, version: int) -> None:
+    @property
+    def check_interval(self) -> float:
+        """Seconds between two looks at the newest version number."""
+        return self._polled.check_interval
+
+    def _read(self, newest: object) -> RuleSet:
+        if not isinstance(newest, int):  # no version at all any more: keep the rules in use
+            raise Unusable("no rules version is stored")
+        stored = self._source.get(newest)
+        if stored is None:
+            raise LookupError(f"rules version {newest} is not stored")
         try:
-            stored = self._source.get(version)
-            if stored is None:
-                return
             rules = compile_version(stored, self._known, skip_unknown=self._skip_unknown)
         except RulesError as exc:
-            self._seen = version  # a broken version is reported once, not at every check
-            self._failed(str(exc))
-            return
-        except Exception as exc:  # a storage failure: try again at the next check
-            self._failed(f"cannot read rules version {version}: {exc}")
-            return
-        self._seen = version
-        self.last_error = None
+            raise Unusable(str(exc)) from exc
         logger.info("rules: now version %s (%d rules)", rules.version, len(rules))
-        self._rules = rules
-
-    def _failed(self, problem: str) -> None:
-        if problem != self.last_error:
-            logger.warning("rules: keeping version %s: %s", self._rules.version, problem)
-        self.last_error = problem
+        return rules
