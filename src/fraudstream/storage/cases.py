@@ -33,6 +33,7 @@ from sqlalchemy import Connection, and_, func, insert, literal_column, select, u
 from fraudstream.events.transaction import Label
 from fraudstream.events.webhook import CASE_OPENED, CASE_UPDATED, CASE_VERDICT, WebhookEvent
 from fraudstream.storage import tables
+from fraudstream.storage._audit import write_audit
 from fraudstream.storage._labels import LabelChanges, LabelRepository
 from fraudstream.storage.database import Database
 from fraudstream.storage.holds import VERDICT, VERDICT_OUTCOMES, Hold, HoldRepository
@@ -370,18 +371,7 @@ class CaseRepository:
 
     def _audit(self, conn: Connection, actor: str, action: str, case: Case, after: dict[str, Any]) -> int:
         """Write the audit entry of an action on ``case``; its id."""
-        return conn.execute(
-            insert(_a)
-            .returning(_a.c.id)
-            .values(
-                at=datetime.now(UTC),
-                actor=actor,
-                action=action,
-                subject=f"case:{case.id}",
-                before=case.summary(),
-                after=after,
-            )
-        ).scalar_one()
+        return write_audit(conn, actor, action, f"case:{case.id}", case.summary(), after)
 
 
 def _cursor(conn: Connection) -> datetime | None:

@@ -19,13 +19,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Connection, case, delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fraudstream.storage import tables
+from fraudstream.storage._audit import audited, write_audit
 from fraudstream.storage.database import Database
 
-_b, _g, _a, _d = tables.rule_baselines, tables.rule_guards, tables.audit_log, tables.decisions
+_b, _g, _d = tables.rule_baselines, tables.rule_guards, tables.decisions
 
 GUARD_ACTOR: Final = "rule-guard"
 """Who trips a rule, in the audit log."""
@@ -92,13 +93,10 @@ class Guard:
 
     def audited(self) -> dict[str, Any]:
         """What the audit log keeps of it (times as ISO 8601 text)."""
-        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
+        return audited(self)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+_utc = tables.as_utc
 
 
 def _guard(row: Any) -> Guard:
@@ -207,7 +205,7 @@ class RuleGuardRepository:
             with self._db.write() as conn:
                 guard_id = conn.execute(insert(_g).values(**values).returning(_g.c.id)).scalar_one()
                 guard = Guard(id=int(guard_id), **values)  # type: ignore[arg-type]
-                _audit(conn, GUARD_ACTOR, "guard", rule, None, guard.audited())
+                write_audit(conn, GUARD_ACTOR, "guard", f"rule:{rule}", None, guard.audited())
         except IntegrityError:
             return None
         return guard
@@ -233,7 +231,7 @@ class RuleGuardRepository:
             if released != 1:  # re-enabled by another call meanwhile
                 raise GuardError(f"rule {rule!r} is not guarded")
             after = _guard(conn.execute(select(_g).where(_g.c.id == before.id)).mappings().one())
-            _audit(conn, actor, "reenable", rule, before.audited(), after.audited())
+            write_audit(conn, actor, "reenable", f"rule:{rule}", before.audited(), after.audited())
         return after
 
     def in_force(self) -> builtins.list[Guard]:
@@ -267,21 +265,6 @@ class RuleGuardRepository:
         with self._db.read() as conn:
             newest, released = conn.execute(query).one()
         return int(newest), int(released)
-
-
-def _audit(
-    conn: Connection, actor: str, action: str, rule: str, before: dict[str, Any] | None, after: dict[str, Any]
-) -> None:
-    conn.execute(
-        insert(_a).values(
-            at=datetime.now(UTC),
-            actor=actor,
-            action=action,
-            subject=f"rule:{rule}",
-            before=before,
-            after=after,
-        )
-    )
 
 
 __all__ = ["GUARD_ACTOR", "Baseline", "Guard", "GuardError", "RuleGuardRepository", "Window"]

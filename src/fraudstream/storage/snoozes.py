@@ -9,16 +9,17 @@ so the audit log has every change. Rows are never deleted: a lifted snooze keeps
 from __future__ import annotations
 
 import builtins
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
 from fraudstream.storage import tables
+from fraudstream.storage._audit import audited, write_audit
 from fraudstream.storage.database import Database
 
-_s, _a = tables.snoozes, tables.audit_log
+_s = tables.snoozes
 
 
 class SnoozeError(ValueError):
@@ -51,13 +52,10 @@ class Snooze:
 
     def audited(self) -> dict[str, Any]:
         """What the audit log keeps of it (times as ISO 8601 text)."""
-        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
+        return audited(self)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+_utc = tables.as_utc
 
 
 def _snooze(row: Any) -> Snooze:
@@ -84,7 +82,7 @@ class SnoozeRepository:
         with self._db.write() as conn:
             snooze_id = conn.execute(insert(_s).values(**values).returning(_s.c.id)).scalar_one()
             snooze = Snooze(id=int(snooze_id), **values)  # type: ignore[arg-type]
-            _audit(conn, analyst, "snooze", snooze, None, snooze.audited())
+            write_audit(conn, analyst, "snooze", f"snooze:{snooze.id}", None, snooze.audited())
         return snooze
 
     def lift(self, snooze_id: int, actor: str) -> Snooze:
@@ -103,7 +101,7 @@ class SnoozeRepository:
             if lifted != 1:  # lifted by another call meanwhile
                 raise SnoozeError(f"snooze {snooze_id} was lifted already")
             after = self._get(conn, snooze_id)
-            _audit(conn, actor, "lift", after, before.audited(), after.audited())
+            write_audit(conn, actor, "lift", f"snooze:{after.id}", before.audited(), after.audited())
         return after
 
     def get(self, snooze_id: int) -> Snooze:
@@ -150,26 +148,6 @@ class SnoozeRepository:
         if row is None:
             raise SnoozeError(f"no snooze {snooze_id}", status=404)
         return _snooze(row)
-
-
-def _audit(
-    conn: Connection,
-    actor: str,
-    action: str,
-    snooze: Snooze,
-    before: dict[str, Any] | None,
-    after: dict[str, Any],
-) -> None:
-    conn.execute(
-        insert(_a).values(
-            at=datetime.now(UTC),
-            actor=actor,
-            action=action,
-            subject=f"snooze:{snooze.id}",
-            before=before,
-            after=after,
-        )
-    )
 
 
 __all__ = ["Snooze", "SnoozeError", "SnoozeRepository"]

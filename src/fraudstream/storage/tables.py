@@ -42,6 +42,14 @@ NAMING_CONVENTION = {
 }
 
 
+def as_utc(value: datetime | None) -> datetime | None:
+    """``value`` as aware UTC (naive taken as UTC), or None: for times a query computes (``max``,
+    ``min``), which do not pass through :class:`UTCDateTime`."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware timestamp that always comes back as aware UTC, on every dialect.
 
@@ -55,16 +63,10 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return as_utc(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return as_utc(value)
 
 
 #: Surrogate keys: BIGINT on servers, INTEGER on SQLite (only ``INTEGER PRIMARY KEY`` autoincrements there).

@@ -38,12 +38,13 @@ from sqlalchemy import Connection, Select, insert, or_, select, update
 
 from fraudstream.events.webhook import ALL_TYPES, DECISION_CREATED, WebhookEvent
 from fraudstream.storage import tables
+from fraudstream.storage._audit import write_audit
 from fraudstream.storage._vendors import vendor
 from fraudstream.storage.database import Database, loads
 from fraudstream.storage.rows import chunks
 
 _ep, _ev, _dl = tables.webhook_endpoints, tables.webhook_events, tables.webhook_deliveries
-_at, _cur, _d, _a = tables.webhook_attempts, tables.webhook_cursor, tables.decisions, tables.audit_log
+_at, _cur, _d = tables.webhook_attempts, tables.webhook_cursor, tables.decisions
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 STATUSES = (PENDING, DELIVERED, FAILED)
@@ -126,12 +127,7 @@ def new_secret() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else _aware(value)
+_utc = tables.as_utc
 
 
 def _endpoint(row: Any) -> Endpoint:
@@ -284,7 +280,7 @@ class WebhookRepository:
         with self._db.write() as conn:
             new_id = conn.execute(insert(_ep).values(**values).returning(_ep.c.id)).scalar_one()
             endpoint = Endpoint(id=int(new_id), **values)
-            _audit(conn, actor, "webhook_add", endpoint.id, None, endpoint.audited())
+            write_audit(conn, actor, "webhook_add", f"webhook:{endpoint.id}", None, endpoint.audited())
         return endpoint
 
     def endpoints(self, *, deleted: bool = False) -> builtins.list[Endpoint]:
@@ -337,7 +333,9 @@ class WebhookRepository:
                 values["subscribed_at"] = now
             conn.execute(update(_ep).where(_ep.c.id == endpoint_id).values(**values))
             after = self._endpoint(conn, endpoint_id)
-            _audit(conn, actor, "webhook_change", endpoint_id, before.audited(), after.audited())
+            write_audit(
+                conn, actor, "webhook_change", f"webhook:{endpoint_id}", before.audited(), after.audited()
+            )
         return after
 
     def delete_endpoint(self, endpoint_id: int, actor: str) -> Endpoint:
@@ -357,7 +355,7 @@ class WebhookRepository:
                 )
             )
             after = self._endpoint(conn, endpoint_id)
-            _audit(conn, actor, "webhook_delete", endpoint_id, before.audited(), None)
+            write_audit(conn, actor, "webhook_delete", f"webhook:{endpoint_id}", before.audited(), None)
         return after
 
     @staticmethod
@@ -402,7 +400,7 @@ class WebhookRepository:
                 if not rows:
                     return followed
                 events = [_decision_event(row) for row in rows]
-                decided = [_aware(r.decided_at) for r in rows]
+                decided = [r.decided_at for r in rows]
                 _emit(conn, events, endpoints, datetime.now(UTC), decided)
                 self._move_cursor(conn, max(decided))
             followed += len(rows)
@@ -455,7 +453,7 @@ class WebhookRepository:
             rows = conn.execute(query).all()
         return [
             Claimed(
-                id=int(r.id), attempts=int(r.attempts), created_at=_aware(r.created_at),
+                id=int(r.id), attempts=int(r.attempts), created_at=r.created_at,
                 event_id=r.event_id, event_type=r.type, body=r.body.encode(), endpoint_id=int(r.endpoint_id),
                 url=r.url, secret=r.secret,
             )
@@ -558,7 +556,7 @@ class WebhookRepository:
             }  # fmt: skip
             new_id = int(conn.execute(insert(_dl).values(**values).returning(_dl.c.id)).scalar_one())
             replayed = {"delivery": delivery_id, "replay": new_id}
-            _audit(conn, actor, "webhook_replay", int(row.endpoint_id), None, replayed)
+            write_audit(conn, actor, "webhook_replay", f"webhook:{int(row.endpoint_id)}", None, replayed)
         return self.delivery(new_id)
 
     def trim(self, older_than: datetime) -> int:
@@ -615,22 +613,6 @@ def _with_log(conn: Connection, rows: builtins.list[dict[str, Any]]) -> None:
             )
     for row in rows:
         row["log"] = by_id[int(row["id"])]
-
-
-def _audit(
-    conn: Connection,
-    actor: str,
-    action: str,
-    endpoint_id: int,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-) -> None:
-    conn.execute(
-        insert(_a).values(
-            at=datetime.now(UTC), actor=actor, action=action, subject=f"webhook:{endpoint_id}",
-            before=before, after=after,
-        )
-    )  # fmt: skip
 
 
 __all__ = [
