@@ -55,8 +55,8 @@ def customer_feature(client: TestClient, customer_id: str, name: str) -> float |
     return value
 
 
-def metric(client: TestClient, line_start: str) -> float:
-    for line in client.get("/metrics").text.splitlines():
+def metric(client: TestClient, line_start: str, headers: dict[str, str] | None = None) -> float:
+    for line in client.get("/metrics", headers=headers).text.splitlines():
         if line.startswith(line_start):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"no metric line starts with {line_start!r}")

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from fraudstream.cli import app
-from tests.e2e.apitools import Api, tx
+from tests.e2e.apitools import Api, metric, tx
 
 SEED = "rules:\n  - {name: tiny, when: 'amount < 1', action: FLAG, reason: tiny amount}\n"
 RULES = (
@@ -112,6 +112,8 @@ def test_a_misfiring_rule_is_moved_to_shadow_named_in_an_alert_and_re_enabled_by
     tripped = status["in_force"][0]
     assert tripped["hits"] >= 10 and tripped["expected_hits"] == 1 and tripped["expected_decisions"] == 60
     assert state(client, ana, "big")["state"] == "guarded"
+    assert metric(client, "fraudstream_rules_guarded ", ana) == 1
+    assert metric(client, 'fraudstream_rule_guarded{rule="big"}', ana) == 1
 
     def alert() -> dict[str, Any] | None:
         alerts = client.get("/v1/alerts", headers=ana).json()
@@ -141,6 +143,8 @@ def test_a_misfiring_rule_is_moved_to_shadow_named_in_an_alert_and_re_enabled_by
     again = state(client, ana, "big")
     assert again["state"] == "watched" and again["hits"] == again["decisions"] == 6
     assert client.get("/v1/rules/guard", headers=ana).json()["in_force"] == []
+    assert metric(client, "fraudstream_rules_guarded ", ana) == 0
+    assert "fraudstream_rule_guarded{" not in client.get("/metrics", headers=ana).text
     audit = client.get("/v1/audit", params={"subject": "rule:big"}, headers=ana).json()
     assert [(a["action"], a["actor"]) for a in audit] == [("reenable", "lead"), ("guard", "rule-guard")]
 

@@ -32,7 +32,7 @@ from fraudstream.config import Settings
 from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Label, Transaction
 from fraudstream.monitoring.drift import watch
-from fraudstream.monitoring.metrics import DriftCollector, HoldCollector, ParityCollector
+from fraudstream.monitoring.metrics import DriftCollector, GuardCollector, HoldCollector, ParityCollector
 from fraudstream.pipeline.decider import Decider
 from fraudstream.registry import watch_model
 from fraudstream.runtime import Services, alerts_for, guard_rules, open_services
@@ -194,6 +194,9 @@ def create_app(settings: Settings, services: Services | None = None, *, run_work
     )
     metrics.registry.register(
         HoldCollector(lambda: None if app.state.services is None else app.state.services.store.holds)
+    )
+    metrics.registry.register(
+        GuardCollector(lambda: None if app.state.services is None else app.state.services.guards)
     )
     app.state.worker_thread = None
     app.state.simulations = SimulationSlot()

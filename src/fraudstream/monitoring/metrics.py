@@ -10,6 +10,8 @@ so every API process reports it without computing features offline itself; no sa
 
 Holds: the payments waiting now and how long resolved ones waited, from the database, so a hold
 resolved by any process (a verdict through one API, the timeout by a worker's sweep) is counted.
+
+Rule guard: the rules this process holds in shadow for the rule guard, from the guards it follows.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 
 from fraudstream.monitoring.drift import DriftMonitor
+from fraudstream.rules.guard import LiveGuards
 from fraudstream.storage.holds import WAIT_BUCKETS, HoldRepository
 from fraudstream.storage.parity import ParityRepository
 
@@ -160,3 +163,33 @@ class HoldCollector(Collector):
                 sum_value=sum(seconds for _, _, seconds in rows),
             )
         yield histogram
+
+
+class GuardCollector(Collector):
+    """The rules moved to shadow by the rule guard, as the guards ``guards()`` follows them (``None``:
+    the app is not started): ``fraudstream_rules_guarded``, how many (always present, so an alert can
+    fire on ``> 0``), and ``fraudstream_rule_guarded{rule}``, 1 for each. Read from memory: the guards
+    are followed in the background, so a scrape never waits on the database."""
+
+    def __init__(self, guards: Callable[[], LiveGuards | None]) -> None:
+        self._guards = guards
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        guards = self._guards()
+        if guards is None:
+            return
+        names = sorted(guards.current())
+        count = GaugeMetricFamily(
+            "fraudstream_rules_guarded", "Rules the rule guard moved to shadow, until an admin re-enables one"
+        )
+        count.add_metric([], len(names))
+        yield count
+        each = GaugeMetricFamily(
+            "fraudstream_rule_guarded", "1 for each rule the rule guard moved to shadow", labels=["rule"]
+        )
+        for name in names:
+            each.add_metric([name], 1)
+        yield each
