@@ -4,11 +4,13 @@ tests/integration/test_archive_contract.py."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -21,7 +23,9 @@ from fraudstream.archive.writer import SCHEMAS, Archiver
 from fraudstream.config import Settings
 from fraudstream.events import Label, Transaction
 from fraudstream.events.decision import DecisionRecord
+from fraudstream.events.explanation import Explainer, Explanation, Wording
 from fraudstream.storage import Store, open_store
+from fraudstream.storage.rows import unpack_explanation
 
 T0 = datetime(2026, 3, 1, 22, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=2)
@@ -145,6 +149,36 @@ def test_archived_decisions_keep_reasons_rules_and_versions(store: Store, tmp_pa
     bodies = read_dataset(open_location(str(tmp_path / "a")), "transactions").to_pylist()
     assert {b["transaction_id"]: b["amount"] for b in bodies}["t0002"] == 7.0
     assert Transaction.model_validate_json(bodies[0]["body"]).customer_id.startswith("c")
+
+
+def test_archived_decisions_keep_their_explanation_and_its_words(store: Store, tmp_path: Path) -> None:
+    words = Explainer("xgboost", 1, (
+        Wording("amount", "amount", "amount {value}"),
+        Wording("customer_count_1h", "payments in the hour", "{value} payment{s} in the hour"),
+    ))  # fmt: skip
+    values: dict[str, float | None] = {"amount": 250.0, "customer_count_1h": 3.0}
+    made = Explanation(words, [1, 0], [0.75, -0.25], values)
+    store.decisions.save(
+        [record(0, features=values, explanation=made, aggregates={"bin_count_1h": 4.0}), record(1)],
+        [tx(0), tx(1)],
+    )
+    archiver(store, tmp_path / "a").run(now=NOW)
+    location = open_location(str(tmp_path / "a"))
+    rows = {r["transaction_id"]: r for r in read_dataset(location, "decisions").to_pylist()}
+    explained, plain = rows["t0000"], rows["t0001"]
+    assert plain["explainer"] is None and plain["explanation"] is None and plain["aggregates"] is None
+    assert json.loads(explained["aggregates"]) == {"bin_count_1h": 4.0}
+    archived = {r["id"]: r["words"] for r in read_dataset(location, "explainers").to_pylist()}
+    assert list(archived) == [explained["explainer"]] == [words.id]
+    names = {r["id"]: r["names"] for r in read_dataset(location, "feature_sets").to_pylist()}
+    vector = np.frombuffer(explained["feature_values"], "<f8")
+    read = Explanation(
+        Explainer.from_dict(json.loads(archived[words.id])),
+        *unpack_explanation(explained["explanation"]),
+        dict(zip(names[explained["feature_set"]], vector.tolist(), strict=True)),
+    )
+    assert read.as_dict() == made.as_dict() == store.decisions.get("t0000").explanation.as_dict()
+    assert read.as_dict()["raises"][0]["sentence"].startswith("3 payments in the hour")
 
 
 def test_decisions_stored_without_their_transaction_are_archived_alone(store: Store, tmp_path: Path) -> None:

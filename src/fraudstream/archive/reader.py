@@ -26,7 +26,7 @@ from fraudstream.events.transaction import Transaction
 
 def read_dataset(location: Location, name: str) -> pa.Table:
     """Every object of the archive's dataset ``name`` as one table (empty if none were written), with
-    the partition's ``date`` as a column (``feature_sets``, not partitioned, has none)."""
+    the partition's ``date`` as a column (``feature_sets`` and ``explainers``, not partitioned, have none)."""
     import pyarrow.dataset as ds
     from pyarrow import fs
 

@@ -43,7 +43,8 @@ SCHEMAS = {
             ("model_version", pa.string()), ("rules_version", pa.string()),
             ("shadow_version", pa.string()), ("shadow_probability", pa.float64()),
             ("shadow_decision", pa.string()), ("latency_ms", pa.string()), ("feature_set", pa.string()),
-            ("feature_values", pa.binary()),
+            ("feature_values", pa.binary()), ("aggregates", pa.string()), ("explainer", pa.string()),
+            ("explanation", pa.binary()),
         ]
     ),
     "transactions": pa.schema(
@@ -54,6 +55,7 @@ SCHEMAS = {
         ]
     ),
     "feature_sets": pa.schema([("id", pa.string()), ("names", pa.list_(pa.string()))]),
+    "explainers": pa.schema([("id", pa.string()), ("words", pa.string())]),
     "labels": pa.schema(
         [
             ("id", pa.int64()), ("transaction_id", pa.string()), ("is_fraud", pa.bool_()),
@@ -104,6 +106,7 @@ class Archiver:
         self._batch_rows = batch_rows
         self._settle = settle
         self._written_sets: set[str] = set()
+        self._written_explainers: set[str] = set()
 
     def run(self, *, now: datetime | None = None, max_batches: int | None = None) -> PassResult:
         """Archive everything stored before ``now`` - settle (``now``: this moment), stream by stream;
@@ -154,6 +157,7 @@ class Archiver:
         if batch.stream == DECISIONS:
             rows = self._store.archive.decisions(batch)
             self._feature_sets({row["feature_set"] for row in rows})
+            self._explainers({row["explainer"] for row in rows if row["explainer"] is not None})
             tables = {
                 "decisions": (_decisions(rows), [_date(r["timestamp"]) for r in rows]),
                 "transactions": _transactions(rows),
@@ -178,6 +182,18 @@ class Archiver:
             table = pa.Table.from_pydict({"id": [set_id], "names": [names]}, schema=SCHEMAS["feature_sets"])
             self._put(f"feature_sets/{set_id}.parquet", table)
             self._written_sets.add(set_id)
+
+    def _explainers(self, ids: set[str]) -> None:
+        """The words of these explainers (JSON), each in an object named by its id (a digest of the
+        words), written before any decision that refers to it: a reader can word every explanation."""
+        for explainer_id, words in sorted(self._store.archive.explainer_words(sorted(ids)).items()):
+            if explainer_id in self._written_explainers:
+                continue
+            table = pa.Table.from_pydict(
+                {"id": [explainer_id], "words": [_json(words)]}, schema=SCHEMAS["explainers"]
+            )
+            self._put(f"explainers/{explainer_id}.parquet", table)
+            self._written_explainers.add(explainer_id)
 
     def _put(self, name: str, table: pa.Table) -> None:
         location = self._location
@@ -210,11 +226,11 @@ def _decisions(rows: list[dict[str, Any]]) -> pa.Table:
     for row in rows:
         for name in columns:
             value = row[name]
-            if name in ("reasons", "latency_ms"):
+            if name in ("reasons", "latency_ms", "aggregates"):
                 value = _json(value)
             elif name == "rules":
                 value = [str(v) for v in value or []]
-            elif name == "feature_values":
+            elif name in ("feature_values", "explanation") and value is not None:
                 value = bytes(value)
             columns[name].append(value)
     return pa.Table.from_pydict(columns, schema=SCHEMAS["decisions"])

@@ -41,11 +41,13 @@ LABELS = "labels"
 #: The archived streams, in the order a pass writes them.
 STREAMS = (DECISIONS, LABELS)
 #: The columns of ``decisions`` archived: all of them, the logged feature vector (``feature_values``, in
-#: the order of the names ``feature_set`` names in ``feature_sets``) included.
+#: the order of the names ``feature_set`` names in ``feature_sets``) and the explanation (``explanation``,
+#: read with the words ``explainer`` names in ``explainers``) included.
 DECISION_COLUMNS = (
     "transaction_id", "decided_at", "timestamp", "customer_id", "amount", "decision", "probability",
     "reasons", "rules", "model_version", "rules_version", "shadow_version", "shadow_probability",
-    "shadow_decision", "latency_ms", "feature_set", "feature_values",
+    "shadow_decision", "latency_ms", "feature_set", "feature_values", "aggregates", "explainer",
+    "explanation",
 )  # fmt: skip
 
 
@@ -208,6 +210,13 @@ class ArchiveRepository:
         with self._db.read() as conn:
             rows = conn.execute(select(_fs.c.id, _fs.c.names).where(_fs.c.id.in_(ids))).all()
         return {row[0]: list(loads(row[1]) if isinstance(row[1], str | bytes) else row[1]) for row in rows}
+
+    def explainer_words(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The words of each of the explainers ``ids`` (ids of ``decisions.explainer``)."""
+        _ex = tables.explainers
+        with self._db.read() as conn:
+            rows = conn.execute(select(_ex.c.id, _ex.c.words).where(_ex.c.id.in_(ids))).all()
+        return {row[0]: dict(loads(row[1]) if isinstance(row[1], str | bytes) else row[1]) for row in rows}
 
     def labels(self, batch: Batch) -> list[dict[str, Any]]:
         """The label rows of a ``labels`` batch in key order: each source's verdict as it stood."""
