@@ -32,11 +32,22 @@ def missing(reason: str) -> None:
 
 
 def gone(pid: int) -> bool:
-    """Whether the process has exited (a zombie its parent has not reaped yet counts)."""
+    """Whether the process has exited, every thread of it: a zombie its parent has not reaped yet
+    counts once it is the last of its threads. The main thread of a killed JVM turns zombie while its
+    other threads still exit, holding its ports, which ``services/run.sh start`` would take for the
+    server still running."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
-    except FileNotFoundError:
+        zombie = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+        return zombie and len(os.listdir(f"/proc/{pid}/task")) <= 1
+    except (FileNotFoundError, ProcessLookupError):
         return True
+
+
+def accepting(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 class Private:
@@ -82,11 +93,11 @@ class Private:
         self.run("stop", name)
 
     def kill(self, name: str) -> None:
-        """SIGKILL, as a crash or the OOM killer would, and wait until it is gone."""
+        """SIGKILL, as a crash or the OOM killer would, and wait until it is gone and its port closed."""
         pid = int((self.root / name / f"{name}.pid").read_text().split()[0])
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while not gone(pid):
+        while not gone(pid) or (name in self.ports and accepting(self.ports[name])):
             assert time.monotonic() < deadline, f"{name} (pid {pid}) outlived SIGKILL"
             time.sleep(0.05)
 

@@ -197,20 +197,29 @@ class Workers:
                 process.kill()
 
 
-def publish(broker_url: str, txs: list[Transaction], strike: Callable[[int], None], at: list[int]) -> None:
+def publish(
+    broker_url: str,
+    txs: list[Transaction],
+    strike: Callable[[int], None],
+    at: list[int],
+    patience: float = 120.0,
+) -> None:
     """Publish in time order at :data:`RATE`, in slices of 20 ms; ``strike(i)`` when the ``i``-th
-    share in ``at`` has gone out. A publish the broker refuses (it is down) is retried."""
+    share in ``at`` has gone out. A publish the broker refuses (it is down) is retried for ``patience``
+    seconds, then the fault fails: a server that does not come back is a failure, not a wait."""
     broker = open_broker(broker_url, None)  # type: ignore[arg-type]  # a store only for database://
     try:
         step = max(1, round(RATE / 50))
         begun, due = time.monotonic(), list(at)
         for lo in range(0, len(txs), step):
             chunk = [transaction_message(t, "customer_id") for t in txs[lo : lo + step]]
+            refused_since = time.monotonic()
             while True:
                 try:
                     broker.publish(TRANSACTIONS, chunk)
                     break
-                except BrokerError:  # the server is down: a producer retries
+                except BrokerError as error:  # the server is down: a producer retries
+                    assert time.monotonic() - refused_since < patience, f"the broker stayed down: {error}"
                     time.sleep(0.2)
             if due and lo + step >= due[0]:
                 strike(len(at) - len(due))
