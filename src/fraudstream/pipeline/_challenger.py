@@ -84,7 +84,3 @@ class Shadow:
         outcome = rules.apply(columns, by_model)
         outcome.decision = np.asarray(outcome.decision, dtype=object)
         return ShadowOutcome(probability, by_model, outcome, explained)
-
-    def reasons(self, X: np.ndarray, decision: np.ndarray) -> list[list[dict[str, Any]]]:
-        """The challenger's model reasons for rows it decided (see :meth:`ServedModels.reasons`)."""
-        return self.models.reasons(X, decision)

@@ -307,16 +307,15 @@ class Scorer:
             ruling = rule_columns(batch, np.hstack([X, aggregated]), [*self.engine.names, *aggregate_names])
         outcome = rules.apply(ruling, by_model)
         ruled = time.perf_counter()
-        deciding = self.challenger_share > 0  # the challenger explains the rows it decides
-        shadow = (
-            challenger.decide(X, ruling, rules, self.bands, explain=deciding)
+        routed = None
+        if challenger is not None and self.challenger_share > 0:
+            routed = routed_rows(batch.customer_id, self.challenger_share)
+            routed = routed if routed.any() else None
+        shadow = (  # the challenger explains the rows it decides, when it decides some of this batch
+            challenger.decide(X, ruling, rules, self.bands, explain=routed is not None)
             if challenger is not None
             else None
         )
-        routed = None
-        if shadow is not None and self.challenger_share > 0:
-            routed = routed_rows(batch.customer_id, self.challenger_share)
-            routed = routed if routed.any() else None
         shadowed = time.perf_counter()
         champion = np.asarray(outcome.decision, dtype=object)
         reasoned = champion if routed is None else np.where(routed, "APPROVE", champion)
