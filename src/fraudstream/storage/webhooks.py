@@ -587,8 +587,12 @@ def _listing() -> Select[Any]:
     )  # fmt: skip
 
 
+_LISTED = tuple(_listing().selected_columns.keys())
+"""The columns a delivery is listed with."""
+
+
 def _delivery(row: Any) -> dict[str, Any]:
-    out = {k: row[k] for k in _listing().selected_columns.keys()}  # noqa: SIM118 - a column collection
+    out = {k: row[k] for k in _LISTED}
     for name in ("created_at", "next_attempt_at", "finished_at"):
         out[name] = _utc(out[name])
     if out["status"] != PENDING:

@@ -15,7 +15,7 @@ id, a new signature). Changes to endpoints and replays are in the audit log (``s
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -114,7 +114,7 @@ class EndpointOut(BaseModel):
     )
 
     @classmethod
-    def of(cls, endpoint: Endpoint) -> EndpointOut:
+    def of(cls, endpoint: Endpoint) -> Self:
         return cls.model_validate(endpoint, from_attributes=True)
 
 
@@ -188,7 +188,7 @@ async def add_endpoint(body: EndpointIn, store: StoreDep, caller: CallerDep) -> 
         store.webhooks.add_endpoint, body.url, events, caller.name, enabled=body.enabled,
         description=body.description,
     )  # fmt: skip
-    return NewEndpointOut(**EndpointOut.of(added).model_dump(), secret=added.secret)
+    return NewEndpointOut.of(added)
 
 
 @router.get("", response_model=EndpointsOut)
