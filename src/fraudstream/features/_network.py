@@ -21,22 +21,11 @@ import math
 import numpy as np
 from numba import njit
 
-from fraudstream.features._keyed import _by_time
-
-# the operations (fraudstream.features.plan.NET_*)
-_COUNT, _KNOWN, _KNOWN_SHARE, _SINCE_KNOWN, _AGE = 0, 1, 2, 3, 4
-
-
-@njit(cache=True)
-def _first_at(rows, lo, hi, times, t):  # pragma: no cover - compiled
-    """The first of ``rows[lo:hi]`` (in time order) whose time in ``times`` is at or after ``t``."""
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if times[rows[mid]] < t:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+from fraudstream.features._keyed import _by_time, _cut
+from fraudstream.features.plan import NET_AGE as _AGE
+from fraudstream.features.plan import NET_COUNT as _COUNT
+from fraudstream.features.plan import NET_KNOWN as _KNOWN
+from fraudstream.features.plan import NET_KNOWN_SHARE as _KNOWN_SHARE
 
 
 @njit(cache=True)
@@ -114,7 +103,7 @@ def _earliest(
     """The time of value ``v``'s earliest event in ``[since, t)``, its stored run ending at ``s_hi``
     and its batch rows at ``b_hi`` (infinity when it has none)."""
     first = np.inf
-    i = _first_at(runs, s_lo, s_hi, ts_log, since)
+    i = _cut(runs, s_lo, s_hi - s_lo, ts_log, since)
     if i < s_hi:
         first = ts_log[runs[i]]
     j = _batch_end(b_rows, b_codes, b_n, ts, v, since, b_hi)
@@ -133,7 +122,7 @@ def _value(
     s_lo, s_hi = 0, 0
     if v < start.shape[0] and length[v] > 0:
         s_lo = start[v]
-        s_hi = _first_at(runs, s_lo, s_lo + length[v], ts_log, t)
+        s_hi = _cut(runs, s_lo, length[v], ts_log, t)
     b_hi = _batch_end(b_rows, b_codes, b_n, ts, v, t, hint)
     nb = _recent(v, t, since, limit, s_lo, s_hi, runs, ts_log, b_rows, b_codes, b_hi, ts, buf, nb)
     first = np.inf
