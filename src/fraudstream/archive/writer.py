@@ -186,9 +186,10 @@ class Archiver:
     def _explainers(self, ids: set[str]) -> None:
         """The words of these explainers (JSON), each in an object named by its id (a digest of the
         words), written before any decision that refers to it: a reader can word every explanation."""
-        for explainer_id, words in sorted(self._store.archive.explainer_words(sorted(ids)).items()):
-            if explainer_id in self._written_explainers:
-                continue
+        fresh = ids - self._written_explainers
+        if not fresh:
+            return
+        for explainer_id, words in sorted(self._store.archive.explainer_words(sorted(fresh)).items()):
             table = pa.Table.from_pydict(
                 {"id": [explainer_id], "words": [_json(words)]}, schema=SCHEMAS["explainers"]
             )
