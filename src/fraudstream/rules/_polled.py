@@ -1,4 +1,5 @@
-"""A value kept from a database that several processes change, read again when its stamp changes."""
+"""A value kept from a database that several processes change, read again when its stamp changes; and
+rules combined with such a value, built again only when either changed."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Final, Generic, TypeVar
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+S = TypeVar("S")
 _UNREAD: Final = object()
 
 
@@ -118,3 +120,21 @@ class Polled(Generic[T]):
         if problem != self.last_error:
             logger.warning("%s: keeping those in use: %s", self.what, problem)
         self.last_error = problem
+
+
+class Combined(Generic[T, S]):
+    """``combine(rules(), side())``, as the scorer takes it at every batch: built again only when
+    either side is a new object, so the rule set's worked-out plan is kept from one batch to the next."""
+
+    def __init__(self, rules: Callable[[], T], side: Callable[[], S], combine: Callable[[T, S], T]) -> None:
+        self._rules, self._side, self._combine = rules, side, combine
+        self._last: tuple[T, S, T] | None = None
+
+    def __call__(self) -> T:
+        rules, side = self._rules(), self._side()
+        last = self._last
+        if last is not None and last[0] is rules and last[1] is side:
+            return last[2]
+        combined = self._combine(rules, side)
+        self._last = (rules, side, combined)
+        return combined

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final, Protocol
 
-from fraudstream.rules._polled import Polled
+from fraudstream.rules._polled import Combined, Polled
 from fraudstream.rules.ruleset import SHADOW_PREFIX, Rule, RuleSet
 from fraudstream.rules.snoozes import SNOOZED_PREFIX
 
@@ -267,24 +267,13 @@ class LiveGuards:
         return self._polled.refresh()
 
 
-class GuardedRules:
+class GuardedRules(Combined[RuleSet, frozenset[str]]):
     """The rules ``rules`` gives with the guards ``guards`` gives applied (:func:`guarded`), as the
     scorer takes them; built again only when either side changed, so the rule set's worked-out plan
     is kept from one batch to the next."""
 
     def __init__(self, rules: Callable[[], RuleSet], guards: Callable[[], frozenset[str]]) -> None:
-        self._rules = rules
-        self._guards = guards
-        self._last: tuple[RuleSet, frozenset[str], RuleSet] | None = None
-
-    def __call__(self) -> RuleSet:
-        rules, guards = self._rules(), self._guards()
-        last = self._last
-        if last is not None and last[0] is rules and last[1] is guards:
-            return last[2]
-        combined = guarded(rules, guards)
-        self._last = (rules, guards, combined)
-        return combined
+        super().__init__(rules, guards, guarded)
 
 
 __all__ = [

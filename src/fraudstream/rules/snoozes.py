@@ -18,11 +18,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 import numpy as np
 
-from fraudstream.rules._polled import Polled
+from fraudstream.rules._polled import Combined, Polled
 from fraudstream.rules.errors import RulesError
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ class Snoozable(Protocol):
     def snoozed(self: _R, snoozes: Snoozes) -> _R: ...
 
 
-class SnoozedRules(Generic[_R]):
+class SnoozedRules(Combined[_R, Snoozes]):
     """The rules ``rules`` gives with the snoozes ``snoozes`` gives attached, as the scorer takes them.
 
     The combined rule set is built again only when either side changed, so the rule set's worked-out
@@ -186,18 +186,11 @@ class SnoozedRules(Generic[_R]):
     """
 
     def __init__(self, rules: Callable[[], _R], snoozes: Callable[[], Snoozes]) -> None:
-        self._rules = rules
-        self._snoozes = snoozes
-        self._pair: tuple[_R, Snoozes, _R] | None = None
+        super().__init__(rules, snoozes, _snoozed)
 
-    def __call__(self) -> _R:
-        rules, snoozes = self._rules(), self._snoozes()
-        pair = self._pair
-        if pair is not None and pair[0] is rules and pair[1] is snoozes:
-            return pair[2]
-        combined = rules.snoozed(snoozes)
-        self._pair = (rules, snoozes, combined)
-        return combined
+
+def _snoozed(rules: _R, snoozes: Snoozes) -> _R:
+    return rules.snoozed(snoozes)
 
 
 __all__ = [
