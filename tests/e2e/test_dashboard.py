@@ -49,6 +49,13 @@ def chromium() -> Path:
     return CHROMIUM
 
 
+def settled(page: Any) -> None:
+    """Wait until the app's script run has finished. While a rerun is under way Streamlit keeps the
+    previous run's widgets on the page beside the new ones (two textareas for one key), so a test that
+    saw a rerun's first output waits for this before it touches a widget drawn later in the page."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=30_000)
+
+
 def wait_until(condition: Callable[[], Any], what: str, timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     while True:

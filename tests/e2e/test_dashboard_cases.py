@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from fraudstream.storage import open_store
-from tests.e2e.test_dashboard import chromium, healthy, wait_until
+from tests.e2e.test_dashboard import chromium, healthy, settled, wait_until
 from tests.e2e.test_demo import free_port
 
 __all__ = ["chromium"]  # the fixture
@@ -113,10 +113,12 @@ def test_an_analyst_works_a_case_in_the_browser_and_an_ingest_key_is_refused(
             assert report.startswith("<!DOCTYPE html>") and "big-1" in report
             page.locator(".st-key-case_claim button").click()
             page.get_by_text("claimed case").wait_for(timeout=15_000)
+            settled(page)
             assert page.get_by_text("in review: ana (1)").is_visible()
             page.locator(".st-key-case_note_text textarea").fill("two large payments from one device")
             page.locator(".st-key-case_note_add button").click()
             page.get_by_text("note added").wait_for(timeout=15_000)
+            settled(page)
             page.locator(".st-key-case_verdict_fraud button").click()
             page.get_by_text("No open cases").wait_for(timeout=15_000)
 
