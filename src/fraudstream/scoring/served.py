@@ -135,10 +135,11 @@ class ServedModels:
                 self.explainer, TOP_REASONS, names, descriptions, feature_set, medians
             )
         nothing = np.empty((0, width))
-        self.score(nothing)  # the kernels compiled, or loaded from numba's cache, before any request
+        # A decision's kernels compiled, or loaded from numba's cache, before any request; those of
+        # contributions() and reasons(), which no decision uses, on their first call.
+        self.score(nothing)
         if self.explainer is not None:
             self.score(nothing, explain=True)
-            self._explained(nothing, nothing, TOP_REASONS)
 
     def score(self, X: np.ndarray, *, explain: bool = False) -> Scores:
         """The ensemble probability of each row of ``X``, its model decision, and each model's raw
