@@ -326,3 +326,29 @@ def test_ab_routed_rows_carry_the_challengers_explanation_and_store_both(
         stored = read[record.transaction_id].explanation
         assert stored is not None and record.explanation is not None
         assert stored.as_dict() == record.explanation.as_dict()
+
+
+def test_rows_routed_to_a_challenger_that_does_not_explain_are_stored_unexplained(
+    bundle: ModelBundle, small_frame: Any, tmp_path: Path
+) -> None:
+    from fraudstream.events.batch import TransactionBatch
+    from fraudstream.pipeline._routing import routed_rows
+    from fraudstream.pipeline.scorer import Scorer
+    from fraudstream.rules import EMPTY_RULES
+    from fraudstream.state import MemoryFeatureState
+
+    challenger = reweighted(bundle, {"isolation_forest": 1.0})
+    challenger.manifest.version = "challenger-1"
+    whole = TransactionBatch.from_frame(small_frame.iloc[-800:].reset_index(drop=True))
+    state = MemoryFeatureState(retention=60 * 86400.0)
+    ab = Scorer(bundle, state, lambda: EMPTY_RULES, challenger=challenger, challenger_share=0.5)
+    ab.score(whole.take(np.arange(600)))
+    batch = whole.take(np.arange(600, 800))
+    routed = routed_rows(batch.customer_id, 0.5)
+    assert routed.any() and not routed.all()
+    with open_store(f"sqlite:///{tmp_path}/ab.db") as store:
+        store.migrate()
+        store.decisions.save(ab.score(batch).columns(ab.engine.names))
+        read = store.decisions.get_many(list(batch.transaction_id))
+    explained = [read[str(t)].explanation is not None for t in batch.transaction_id]
+    assert explained == [not r for r in routed.tolist()]

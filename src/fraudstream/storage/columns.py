@@ -50,7 +50,7 @@ class ColumnRows:
         theirs = columns.shadow_explainer if columns.routed is not None else None
         self.explainers = {e.id: e for e in (mine, theirs) if e is not None}
         """The explainers the rows' explanations are read with, by id."""
-        self._explainer_ids = (None if mine is None else mine.id, None if theirs is None else theirs.id)
+        self._explainer_of = columns.explainers()
         self._columns = columns
         self._vendor = vendor(dialect)
 
@@ -101,16 +101,11 @@ class ColumnRows:
             aggregates = [dumps(dict(zip(named, v, strict=True))) for v in c.aggregates[rows].tolist()]
         explainer_ids: list[Any] = [None] * n
         explanations: list[Any] = [None] * n
-        if self.explainers and c.explained is not None:
-            mine, theirs = self._explainer_ids
-            if c.routed is None:
-                explainer_ids = [mine] * n
-            else:
-                explainer_ids = [
-                    theirs if r else mine for r in np.asarray(c.routed, dtype=bool)[rows].tolist()
-                ]
+        if self._explainer_of is not None and c.explained is not None:
+            of = self._explainer_of
+            explainer_ids = [None if (e := of[i]) is None else e.id for i in rows.tolist()]
             explanations = explanation_blobs(c.explained[0][rows], c.explained[1][rows])
-            if c.routed is not None and None in self._explainer_ids:  # a model that does not explain
+            if None in explainer_ids:  # rows decided by a model that does not explain
                 pairs = zip(explanations, explainer_ids, strict=True)
                 explanations = [None if e is None else b for b, e in pairs]
         shadow_p: list[Any] = [None] * n
