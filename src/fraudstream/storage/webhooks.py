@@ -127,13 +127,8 @@ def new_secret() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
-_utc = tables.as_utc
-
-
 def _endpoint(row: Any) -> Endpoint:
-    values = dict(row)
-    for name in ("created_at", "subscribed_at", "deleted_at"):
-        values[name] = _utc(values[name])
+    values = dict(row)  # its times come back aware UTC, as every UTCDateTime column's
     values["id"] = int(values["id"])
     values["events"] = list(values["events"])
     return Endpoint(**values)
@@ -214,14 +209,14 @@ def _decision_event(row: Any) -> WebhookEvent:
         "transaction_id": row.transaction_id,
         "customer_id": row.customer_id,
         "amount": float(row.amount),
-        "timestamp": _utc(row.timestamp),
+        "timestamp": row.timestamp,
         "decision": row.decision,
         "probability": float(row.probability),
         "reasons": row.reasons,
         "rules": row.rules,
         "model_version": row.model_version,
         "rules_version": row.rules_version,
-        "decided_at": _utc(row.decided_at),
+        "decided_at": row.decided_at,
     }
     return WebhookEvent(
         DECISION_CREATED, row.transaction_id, data, occurred=row.timestamp, subject=row.transaction_id
@@ -246,10 +241,14 @@ def _unemitted(outcomes: Sequence[str] | None, since: datetime) -> Select[Any]:
     return query
 
 
-def _follow_from(conn: Connection, endpoints: Sequence[Endpoint], margin: timedelta) -> datetime:
-    """Where following starts: ``margin`` behind the cursor, never before the first subscription."""
+def _cursor(conn: Connection) -> datetime | None:
+    """The newest decision time followed so far, ``None`` before the first."""
+    return conn.execute(select(_cur.c.decided_at).where(_cur.c.id == 1)).scalar_one_or_none()
+
+
+def _follow_from(endpoints: Sequence[Endpoint], cursor: datetime | None, margin: timedelta) -> datetime:
+    """Where following starts: ``margin`` behind the ``cursor``, never before the first subscription."""
     first = min(e.subscribed_at for e in endpoints)
-    cursor = _utc(conn.execute(select(_cur.c.decided_at).where(_cur.c.id == 1)).scalar_one_or_none())
     return first if cursor is None else max(first, cursor - margin)
 
 
@@ -386,7 +385,7 @@ class WebhookRepository:
             endpoints = [e for e in _subscribers(conn) if e.subscribes(DECISION_CREATED)]
             if not endpoints:
                 return 0
-            since = _follow_from(conn, endpoints, margin)
+            since = _follow_from(endpoints, _cursor(conn), margin)
             if conn.execute(_unemitted(outcomes, since).limit(1)).first() is None:
                 return 0
         followed = 0
@@ -395,25 +394,22 @@ class WebhookRepository:
                 endpoints = [e for e in _subscribers(conn) if e.subscribes(DECISION_CREATED)]
                 if not endpoints:
                     return followed
-                since = _follow_from(conn, endpoints, margin)
+                cursor = _cursor(conn)
+                since = _follow_from(endpoints, cursor, margin)
                 rows = conn.execute(_unemitted(outcomes, since).limit(CHUNK)).all()
                 if not rows:
                     return followed
                 events = [_decision_event(row) for row in rows]
                 decided = [r.decided_at for r in rows]
                 _emit(conn, events, endpoints, datetime.now(UTC), decided)
-                self._move_cursor(conn, max(decided))
+                latest = max(decided)
+                if cursor is None:
+                    conn.execute(insert(_cur).values(id=1, decided_at=latest))
+                elif latest > cursor:
+                    conn.execute(update(_cur).where(_cur.c.id == 1).values(decided_at=latest))
             followed += len(rows)
             if len(rows) < CHUNK:
                 return followed
-
-    @staticmethod
-    def _move_cursor(conn: Connection, latest: datetime) -> None:
-        cursor = _utc(conn.execute(select(_cur.c.decided_at).where(_cur.c.id == 1)).scalar_one_or_none())
-        if cursor is None:
-            conn.execute(insert(_cur).values(id=1, decided_at=latest))
-        elif latest > cursor:
-            conn.execute(update(_cur).where(_cur.c.id == 1).values(decided_at=latest))
 
     # -- delivering ------------------------------------------------------------------------------
 
@@ -593,8 +589,6 @@ _LISTED = tuple(_listing().selected_columns.keys())
 
 def _delivery(row: Any) -> dict[str, Any]:
     out = {k: row[k] for k in _LISTED}
-    for name in ("created_at", "next_attempt_at", "finished_at"):
-        out[name] = _utc(out[name])
     if out["status"] != PENDING:
         out["next_attempt_at"] = None
     return out
@@ -609,7 +603,7 @@ def _with_log(conn: Connection, rows: builtins.list[dict[str, Any]]) -> None:
             by_id[int(attempt["delivery_id"])].append(
                 {
                     "attempt": attempt["attempt"],
-                    "attempted_at": _utc(attempt["attempted_at"]),
+                    "attempted_at": attempt["attempted_at"],
                     "status_code": attempt["status_code"],
                     "error": attempt["error"],
                     "duration_ms": attempt["duration_ms"],
