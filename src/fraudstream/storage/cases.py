@@ -349,18 +349,13 @@ class CaseRepository:
                 closed_now.holds = holds
                 resolved += holds
                 done.append(closed_now)
-            by_case: dict[int, builtins.list[str]] = {c.id: [] for c in done}
-            for case_id, transaction_id in conn.execute(
-                select(_ct.c.case_id, _ct.c.transaction_id).where(_ct.c.case_id.in_(list(by_case)))
-            ):
-                by_case[int(case_id)].append(transaction_id)
             extra = {"actor": actor, "note": note}
             events = [
                 c.event(
                     CASE_VERDICT,
                     str(c.id),
                     **extra,
-                    transaction_ids=by_case[c.id],
+                    transaction_ids=of_case.get(c.id, []),  # those labelled, as read
                     holds={h.transaction_id: h.outcome for h in c.holds},
                 )
                 for c in done
