@@ -327,7 +327,6 @@ class CaseRepository:
             ]
             changes = self._labels.apply(labels)
         held = VERDICT_OUTCOMES.get(verdict, hold_default)
-        resolved: builtins.list[Hold] = []
         with self._db.write() as conn:
             self._db.vendor.lock_cases(conn)
             done: builtins.list[Case] = []
@@ -347,7 +346,6 @@ class CaseRepository:
                 self._audit(conn, actor, "verdict", current, summary | ({"note": note} if note else {}))
                 closed_now = self._get(conn, case.id, "expected_loss")
                 closed_now.holds = holds
-                resolved += holds
                 done.append(closed_now)
             extra = {"actor": actor, "note": note}
             events = [
@@ -361,7 +359,6 @@ class CaseRepository:
                 for c in done
             ]
             emit(conn, events, now=now)
-        self._holds.announce(resolved)
         return done, changes, labels
 
     def _audit(self, conn: Connection, actor: str, action: str, case: Case, after: dict[str, Any]) -> int:

@@ -14,15 +14,14 @@ comes first resolves a hold and every later attempt finds nothing to do:
 
 The transaction that resolves holds also adds their waiting times to ``hold_waits``, a histogram per
 resolution, outcome and bucket that ``/metrics`` reads, the same in every process whichever process
-resolved them, and emits the webhook event ``hold.resolved`` of each (see :mod:`.webhooks`). Every
-resolution is handed, after its commit, to the callbacks of :meth:`HoldRepository.on_resolved`.
+resolved them, and emits the webhook event ``hold.resolved`` of each (see :mod:`.webhooks`), so
+whoever must hear of a resolution hears of it once it is committed, from whichever process made it.
 """
 
 from __future__ import annotations
 
 import builtins
-import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,7 +34,6 @@ from fraudstream.storage.database import Database
 from fraudstream.storage.rows import chunks
 from fraudstream.storage.webhooks import emit
 
-log = logging.getLogger(__name__)
 
 _h, _w, _ct = tables.holds, tables.hold_waits, tables.case_transactions
 
@@ -106,7 +104,6 @@ class HoldRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._listeners: list[Callable[[builtins.list[Hold]], None]] = []
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -162,21 +159,6 @@ class HoldRepository:
 
     # -- resolving ---------------------------------------------------------------------------------
 
-    def on_resolved(self, listener: Callable[[builtins.list[Hold]], None]) -> None:
-        """Call ``listener`` with the holds every transition resolves, once committed (whatever it
-        raises is logged: a resolved hold stays resolved)."""
-        self._listeners.append(listener)
-
-    def announce(self, holds: builtins.list[Hold]) -> None:
-        """Hand resolved ``holds`` to the listeners (the transitions call it after their commit)."""
-        if not holds:
-            return
-        for listener in self._listeners:
-            try:
-                listener(holds)
-            except Exception:
-                log.exception("holds: a listener of %d resolved holds failed", len(holds))
-
     def resolve(
         self,
         conn: Connection,
@@ -188,8 +170,7 @@ class HoldRepository:
     ) -> builtins.list[Hold]:
         """Inside the caller's write ``conn``: resolve the pending holds among ``transaction_ids`` with
         ``outcome`` (APPROVE or BLOCK) by ``resolution`` (verdict or timeout), and count their waits;
-        the holds resolved by this call (a hold resolved before, by anyone, is left as it is). The
-        caller commits, then :meth:`announce`\\ s them."""
+        the holds resolved by this call (a hold resolved before, by anyone, is left as it is)."""
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome: expected one of {', '.join(OUTCOMES)}, got {outcome!r}")
         if resolution not in RESOLUTIONS:
@@ -229,7 +210,7 @@ class HoldRepository:
     ) -> builtins.list[Hold]:
         """Give ``outcome`` to the holds pending for ``timeout`` or longer at ``now`` (wall-clock time:
         a payment waits in real time, whatever the transactions' own times), at most ``limit`` of
-        them, the oldest first; the holds this call resolved, announced. Safe to call from many
+        them, the oldest first; the holds this call resolved. Safe to call from many
         processes at once: each hold is resolved by one of them."""
         now = now or datetime.now(UTC)
         due = (
@@ -243,9 +224,7 @@ class HoldRepository:
         if not ids:
             return []
         with self._db.write() as conn:
-            done = self.resolve(conn, ids, outcome, TIMEOUT, TIMEOUT, now)
-        self.announce(done)
-        return done
+            return self.resolve(conn, ids, outcome, TIMEOUT, TIMEOUT, now)
 
 
 def _with_case() -> Any:

@@ -28,8 +28,8 @@ class HoldSweep:
     """Resolves timed-out holds of ``store`` every ``settings.hold_sweep_seconds`` until stopped.
 
     :meth:`sweep` runs one pass (the thread calls it; so can a test or a command). The holds it
-    resolves are announced by the store (:meth:`~fraudstream.storage.holds.HoldRepository.on_resolved`).
-    A pass that fails (the database away) is logged and the next one tries again."""
+    resolves emit ``hold.resolved`` webhook events (see :mod:`fraudstream.storage.holds`). A pass
+    that fails (the database away) is logged and the next one tries again."""
 
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
