@@ -54,15 +54,13 @@ class ChallengeIn(BaseModel):
     )
 
 
-def _completed_at(store: Store, transaction_id: str, given: datetime | None) -> datetime:
-    """``given``, or now (the transaction's own time when that is later); a 422 naming
-    ``completed_at`` when ``given`` is before the transaction's own time."""
-    timestamp = store.decisions.transaction_times([transaction_id]).get(transaction_id)
+def _completed_at(timestamp: datetime, given: datetime | None) -> datetime:
+    """``given``, or now (the transaction's own ``timestamp`` when that is later); a 422 naming
+    ``completed_at`` when ``given`` is before ``timestamp``."""
     if given is None:
-        now = datetime.now(UTC)
-        return now if timestamp is None else max(now, timestamp)
+        return max(datetime.now(UTC), timestamp)
     completed_at = given
-    if timestamp is not None and completed_at < timestamp:
+    if completed_at < timestamp:
         raise RequestValidationError(
             [
                 {
@@ -125,7 +123,7 @@ def answer_challenge(
             f"transaction_id: transaction {transaction_id!r} was decided {decision.decision}, not CHALLENGE: "
             "it has no challenge to answer",
         )
-    completed_at = _completed_at(store, transaction_id, body.completed_at)
+    completed_at = _completed_at(decision.timestamp, body.completed_at)
     try:
         challenge, _ = record_challenge(
             store, decider, transaction_id, body.result, completed_at, caller.name
