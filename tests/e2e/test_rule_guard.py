@@ -5,6 +5,7 @@ Another server on the same database applies the guard without a restart."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -196,6 +197,10 @@ def test_another_server_applies_the_guard_and_the_command_line_re_enables_the_ru
     shown = CliRunner().invoke(app, ["rules", "guard", "--json"])
     assert shown.exit_code == 0, shown.output
     assert '"state": "guarded"' in shown.output
+    told = client.get("/v1/rules/guard", headers=keys["analyst"]).json()
+    baselines = {r["name"]: r["baseline"] for r in json.loads(shown.output)["rules"]}
+    assert baselines["big"] is not None  # the CLI shows what the API shows
+    assert baselines == {r["name"]: r["baseline"] for r in told["rules"]}
     done = CliRunner().invoke(app, ["rules", "reenable", "big", "--reason", "checked", "--by", "ops"])
     assert done.exit_code == 0, done.output
     assert "big re-enabled" in done.output

@@ -11,9 +11,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fraudstream.config import Settings
 from fraudstream.events.decision import DecisionRecord
 from fraudstream.events.transaction import Label
+from fraudstream.monitoring.rule_guard import GuardStatus, guard_limits
+from fraudstream.rules.guard import STATES, expected_rate
 from fraudstream.storage.challenges import IS_FRAUD, Challenge
+from fraudstream.storage.guard import Baseline, Guard
 from fraudstream.storage.holds import PENDING, Hold
 from fraudstream.storage.store import LATENCY_SAMPLE, RECENT_SECONDS
 
@@ -410,3 +414,102 @@ class ReadyOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: Literal["ok"] = "ok"
+
+
+class BaselineOut(BaseModel):
+    """A rule's hits in the backtest of its rules version: its expected hit rate."""
+
+    hits: int
+    decisions: int = Field(description="the stored decisions backtested")
+    rate: float | None = Field(
+        description="the expected rate: hits (at least 1) / decisions; null when not usable (see note)"
+    )
+    period_start: datetime | None = Field(description="the backtest's event times, from")
+    period_end: datetime | None = Field(description="to, exclusive")
+    computed_at: datetime
+    computed_by: str = Field(description="the key's name that saved or backtested the version")
+    note: str | None = Field(description="why the figures cannot serve as the rule's expected rate, if so")
+
+    @classmethod
+    def of(cls, baseline: Baseline) -> BaselineOut:
+        values = {k: v for k, v in baseline.__dict__.items() if k in cls.model_fields}
+        return cls(**values, rate=expected_rate(baseline))
+
+
+class GuardOut(BaseModel):
+    """A rule the guard moved to shadow (in force while ``released_at`` is null)."""
+
+    id: int
+    rule: str
+    rules_version: str = Field(description="the rules version in use when it tripped")
+    tripped_at: datetime
+    hits: int = Field(description="its hits in the window when it tripped")
+    decisions: int = Field(description="the window's decisions it was counted over")
+    expected_hits: int
+    expected_decisions: int
+    multiple: float = Field(description="FRAUD_RULE_GUARD_MULTIPLE when it tripped")
+    released_at: datetime | None = Field(description="when an admin re-enabled the rule")
+    released_by: str | None
+    release_reason: str | None
+
+    @classmethod
+    def of(cls, guard: Guard) -> GuardOut:
+        return cls(**guard.__dict__)
+
+
+class RuleGuardOut(BaseModel):
+    name: str
+    action: str
+    state: str = Field(description=f"one of {', '.join(STATES)}")
+    says: str = Field(description="the state in words: why, and the figures")
+    hits: int = Field(description="its hits in the window, since it was last re-enabled")
+    decisions: int = Field(description="the window's decisions it is counted over")
+    rate: float | None = Field(description="hits / decisions; null without decisions")
+    expected_rate: float | None = Field(description="from its baseline; null without a usable one")
+    baseline: BaselineOut | None = Field(description="null when its rules version was never backtested")
+
+
+class GuardStatusOut(BaseModel):
+    """The rule guard's view of the rules in use, now."""
+
+    enabled: bool = Field(description="FRAUD_RULE_GUARD: whether it trips rules (it always reports)")
+    multiple: float = Field(description="FRAUD_RULE_GUARD_MULTIPLE")
+    min_hits: int = Field(description="FRAUD_RULE_GUARD_MIN_HITS")
+    window: int = Field(description="FRAUD_RULE_GUARD_WINDOW: the newest stored decisions counted")
+    exempt: list[str] = Field(description="FRAUD_RULE_GUARD_EXEMPT")
+    rules_version: str = Field(description="the rules version in use")
+    decisions: int = Field(description="of the window's decisions, those made under this version")
+    rules: list[RuleGuardOut] = Field(description="per rule of the version, in its order")
+    in_force: list[GuardOut] = Field(description="every rule moved to shadow now, of this version or not")
+    last_error: str | None = Field(description="why this server's last check failed, if it did")
+
+    @classmethod
+    def of(cls, status: GuardStatus, settings: Settings, last_error: str | None = None) -> GuardStatusOut:
+        """The guard's ``status`` under ``settings``' limits; ``last_error`` is a server's own."""
+        limits = guard_limits(settings)
+        rules = [
+            RuleGuardOut(
+                name=v.rule,
+                action=v.action,
+                state=v.state,
+                says=v.says,
+                hits=v.live.hits,
+                decisions=v.live.decisions,
+                rate=v.live.rate,
+                expected_rate=v.expected_rate,
+                baseline=BaselineOut.of(v.expected) if isinstance(v.expected, Baseline) else None,
+            )
+            for v in status.verdicts
+        ]
+        return cls(
+            enabled=settings.rule_guard,
+            multiple=limits.multiple,
+            min_hits=limits.min_hits,
+            window=limits.window,
+            exempt=sorted(limits.exempt),
+            rules_version=status.rules_version,
+            decisions=status.decisions,
+            rules=rules,
+            in_force=[GuardOut.of(g) for g in status.in_force],
+            last_error=last_error,
+        )

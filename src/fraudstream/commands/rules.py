@@ -258,27 +258,12 @@ def _guard_table(status: dict[str, Any]) -> Table:
 
 
 def _status(settings: Any, store: Any, rules: Any) -> dict[str, Any]:
+    """The guard's view of ``rules`` now, as ``GET /v1/rules/guard`` answers it."""
+    from fraudstream.api.schemas import GuardStatusOut
     from fraudstream.monitoring.rule_guard import guard_limits, guard_status
 
-    limits = guard_limits(settings)
-    status = guard_status(store.rule_guard, rules, limits)
-    return {
-        "enabled": settings.rule_guard,
-        "multiple": limits.multiple,
-        "min_hits": limits.min_hits,
-        "window": limits.window,
-        "exempt": sorted(limits.exempt),
-        "rules_version": status.rules_version,
-        "decisions": status.decisions,
-        "rules": [
-            {
-                "name": v.rule, "action": v.action, "state": v.state, "says": v.says, "hits": v.live.hits,
-                "decisions": v.live.decisions, "rate": v.live.rate, "expected_rate": v.expected_rate,
-            }
-            for v in status.verdicts
-        ],
-        "in_force": [g.audited() for g in status.in_force],
-    }  # fmt: skip
+    status = guard_status(store.rule_guard, rules, guard_limits(settings))
+    return GuardStatusOut.of(status, settings).model_dump(mode="json")
 
 
 @app.command()

@@ -23,9 +23,9 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from fraudstream.api.deps import CallerDep, ScorerDep, ServicesDep
-from fraudstream.monitoring.rule_guard import GuardStatus, guard_limits, guard_status
+from fraudstream.api.schemas import GuardOut, GuardStatusOut
+from fraudstream.monitoring.rule_guard import guard_limits, guard_status
 from fraudstream.pipeline.scorer import Scorer
-from fraudstream.rules.guard import STATES, expected_rate
 from fraudstream.rules.loader import NAME_PATTERN
 from fraudstream.rules.ruleset import RuleSet
 from fraudstream.runtime import Services
@@ -35,74 +35,6 @@ from fraudstream.training.rule_baseline import backtest_baseline
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/rules/guard", tags=["rules"])
-
-
-class BaselineOut(BaseModel):
-    """A rule's hits in the backtest of its rules version: its expected hit rate."""
-
-    hits: int
-    decisions: int = Field(description="the stored decisions backtested")
-    rate: float | None = Field(
-        description="the expected rate: hits (at least 1) / decisions; null when not usable (see note)"
-    )
-    period_start: datetime | None = Field(description="the backtest's event times, from")
-    period_end: datetime | None = Field(description="to, exclusive")
-    computed_at: datetime
-    computed_by: str = Field(description="the key's name that saved or backtested the version")
-    note: str | None = Field(description="why the figures cannot serve as the rule's expected rate, if so")
-
-    @classmethod
-    def of(cls, baseline: Baseline) -> BaselineOut:
-        values = {k: v for k, v in baseline.__dict__.items() if k in cls.model_fields}
-        return cls(**values, rate=expected_rate(baseline))
-
-
-class GuardOut(BaseModel):
-    """A rule the guard moved to shadow (in force while ``released_at`` is null)."""
-
-    id: int
-    rule: str
-    rules_version: str = Field(description="the rules version in use when it tripped")
-    tripped_at: datetime
-    hits: int = Field(description="its hits in the window when it tripped")
-    decisions: int = Field(description="the window's decisions it was counted over")
-    expected_hits: int
-    expected_decisions: int
-    multiple: float = Field(description="FRAUD_RULE_GUARD_MULTIPLE when it tripped")
-    released_at: datetime | None = Field(description="when an admin re-enabled the rule")
-    released_by: str | None
-    release_reason: str | None
-
-    @classmethod
-    def of(cls, guard: Guard) -> GuardOut:
-        return cls(**guard.__dict__)
-
-
-class RuleGuardOut(BaseModel):
-    name: str
-    action: str
-    state: str = Field(description=f"one of {', '.join(STATES)}")
-    says: str = Field(description="the state in words: why, and the figures")
-    hits: int = Field(description="its hits in the window, since it was last re-enabled")
-    decisions: int = Field(description="the window's decisions it is counted over")
-    rate: float | None = Field(description="hits / decisions; null without decisions")
-    expected_rate: float | None = Field(description="from its baseline; null without a usable one")
-    baseline: BaselineOut | None = Field(description="null when its rules version was never backtested")
-
-
-class GuardStatusOut(BaseModel):
-    """The rule guard's view of the rules in use, now."""
-
-    enabled: bool = Field(description="FRAUD_RULE_GUARD: whether it trips rules (it always reports)")
-    multiple: float = Field(description="FRAUD_RULE_GUARD_MULTIPLE")
-    min_hits: int = Field(description="FRAUD_RULE_GUARD_MIN_HITS")
-    window: int = Field(description="FRAUD_RULE_GUARD_WINDOW: the newest stored decisions counted")
-    exempt: list[str] = Field(description="FRAUD_RULE_GUARD_EXEMPT")
-    rules_version: str = Field(description="the rules version in use")
-    decisions: int = Field(description="of the window's decisions, those made under this version")
-    rules: list[RuleGuardOut] = Field(description="per rule of the version, in its order")
-    in_force: list[GuardOut] = Field(description="every rule moved to shadow now, of this version or not")
-    last_error: str | None = Field(description="why this server's last check failed, if it did")
 
 
 class ReenableIn(BaseModel):
@@ -117,43 +49,10 @@ RuleParam = Annotated[
 NOT_GUARDED: dict[int | str, dict[str, Any]] = {404: {"description": "the rule is not guarded"}}
 
 
-def _status_out(status: GuardStatus, services: Services, last_error: str | None) -> GuardStatusOut:
-    settings = services.settings
-    limits = guard_limits(settings)
-    rules = []
-    for v in status.verdicts:
-        base = v.expected if isinstance(v.expected, Baseline) else None
-        rules.append(
-            RuleGuardOut(
-                name=v.rule,
-                action=v.action,
-                state=v.state,
-                says=v.says,
-                hits=v.live.hits,
-                decisions=v.live.decisions,
-                rate=v.live.rate,
-                expected_rate=v.expected_rate,
-                baseline=None if base is None else BaselineOut.of(base),
-            )
-        )
-    return GuardStatusOut(
-        enabled=settings.rule_guard,
-        multiple=limits.multiple,
-        min_hits=limits.min_hits,
-        window=limits.window,
-        exempt=sorted(limits.exempt),
-        rules_version=status.rules_version,
-        decisions=status.decisions,
-        rules=rules,
-        in_force=[GuardOut.of(g) for g in status.in_force],
-        last_error=last_error,
-    )
-
-
 def _status(services: Services, last_error: str | None) -> GuardStatusOut:
     limits = guard_limits(services.settings)
     status = guard_status(services.store.rule_guard, services.rules.current(), limits)
-    return _status_out(status, services, last_error)
+    return GuardStatusOut.of(status, services.settings, last_error)
 
 
 def _last_error(request: Request) -> str | None:
