@@ -34,7 +34,6 @@ from fraudstream.storage.database import Database
 from fraudstream.storage.rows import chunks
 from fraudstream.storage.webhooks import emit
 
-
 _h, _w, _ct = tables.holds, tables.hold_waits, tables.case_transactions
 
 PENDING, RELEASED, REJECTED = "pending", "released", "rejected"
