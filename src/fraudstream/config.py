@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from fraudstream.models.bands import ScoreBands
 
 MIN_KEY_LENGTH = 16
 """The shortest API key accepted from the environment: a short one can be guessed."""
@@ -506,10 +509,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _bands_apart(self) -> Settings:
+        self.score_bands()  # overlapping bands are refused here
+        return self
+
+    def score_bands(self) -> ScoreBands:
+        """FRAUD_CHALLENGE_BAND and FRAUD_HOLD_BAND: the score bands that become CHALLENGE and HOLD."""
         from fraudstream.models.bands import ScoreBands
 
-        ScoreBands.parse(self.challenge_band, self.hold_band)  # overlapping bands are refused here
-        return self
+        return ScoreBands.parse(self.challenge_band, self.hold_band)
 
     @property
     def bundle_path(self) -> Path:

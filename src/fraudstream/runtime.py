@@ -23,7 +23,6 @@ from fraudstream.events.batch import TransactionBatch
 from fraudstream.events.transaction import Transaction
 from fraudstream.features.engine import FeatureEngine
 from fraudstream.features.plan import FeatureSet
-from fraudstream.models.bands import ScoreBands
 from fraudstream.models.bundle import ModelBundle
 from fraudstream.monitoring.rule_guard import RuleGuard, watch_rules
 from fraudstream.pipeline.aggregates import LiveAggregates
@@ -251,7 +250,7 @@ def _open_with_store(settings: Settings, store: Store, bundle: ModelBundle | Non
         engine,
         challenger=challenger,
         challenger_share=settings.challenger_share,
-        bands=ScoreBands.parse(settings.challenge_band, settings.hold_band),
+        bands=settings.score_bands(),
         aggregates=aggregates,
     )
     broker = settings_broker(settings, store)

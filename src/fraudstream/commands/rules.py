@@ -99,7 +99,6 @@ def backtest(
 
     Example: fraudstream rules backtest candidate.yaml --since 30d
     """
-    from fraudstream.models.bands import ScoreBands
     from fraudstream.registry import load_model
     from fraudstream.rules.loader import load_rules
     from fraudstream.storage import open_store
@@ -121,7 +120,7 @@ def backtest(
             store.migrate()
             known = backtest_names(store.history.feature_names(), bundle.feature_set())
             rules = load_rules(candidate, known)
-            bands = ScoreBands.parse(settings.challenge_band, settings.hold_band)
+            bands = settings.score_bands()
             report = run_backtest(
                 store, rules, bundle.manifest.thresholds, bundle.manifest.version, window, utc(until), bands
             ).to_dict()

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import HTMLResponse, Response
 
 from fraudstream.api.deps import CallerDep, DeciderDep, ScorerDep, SettingsDep, StoreDep
-from fraudstream.api.routes.entities import EntityOut, EntityTransactionOut, LinkedOut, SharedOut
+from fraudstream.api.routes.entities import EntityOut
 from fraudstream.api.routes.labels import feed_state
 from fraudstream.api.schemas import HoldOut, StoredDecisionOut
 from fraudstream.features.spec import seconds
@@ -278,15 +278,7 @@ def _report(store: Any, case_id: int, priority: str, retention: timedelta) -> Ca
     audit = store.cases.audit(subject=f"case:{case_id}", limit=100_000)
     history = None
     if entity is not None and entity.since is not None:
-        history = EntityOut(
-            field=case.group_key,
-            value=case.group_value,
-            since=entity.since,
-            transactions=[EntityTransactionOut(**t) for t in entity.transactions],
-            cases=entity.cases,
-            linked=[LinkedOut(**link) for link in entity.linked],
-            shared=[SharedOut(**s) for s in entity.shared],
-        )
+        history = EntityOut.of(case.group_key, case.group_value, entity)
     return CaseReportOut(
         generated_at=datetime.now(UTC),
         case=CaseOut.of(case),

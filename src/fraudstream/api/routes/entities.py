@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from fraudstream.api.deps import ScorerDep, StoreDep
 from fraudstream.events.transaction import UTCTime
-from fraudstream.storage.entities import COLUMNS, column
+from fraudstream.storage.entities import COLUMNS, Entity, column
 
 router = APIRouter(prefix="/v1/entities", tags=["entities"])
 
@@ -79,6 +79,20 @@ class EntityOut(BaseModel):
     linked: list[LinkedOut] = Field(description="the other fields' values among its transactions")
     shared: list[SharedOut] = Field(description="other customers who used one of its devices or IP addresses")
 
+    @classmethod
+    def of(cls, field: str, value: str, entity: Entity) -> EntityOut:
+        """The entity ``field`` = ``value`` as the store found it (its links read from ``since`` on)."""
+        assert entity.since is not None
+        return cls(
+            field=field,
+            value=value,
+            since=entity.since,
+            transactions=[EntityTransactionOut(**t) for t in entity.transactions],
+            cases=entity.cases,
+            linked=[LinkedOut(**link) for link in entity.linked],
+            shared=[SharedOut(**s) for s in entity.shared],
+        )
+
 
 def _field(name: str, where: tuple[str, ...]) -> str:
     try:
@@ -129,13 +143,4 @@ async def entity(
     found = await run_in_threadpool(store.entities.get, field, value, since, limit)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no transaction has {field} {value!r}")
-    assert found.since is not None
-    return EntityOut(
-        field=field,
-        value=value,
-        since=found.since,
-        transactions=[EntityTransactionOut(**t) for t in found.transactions],
-        cases=found.cases,
-        linked=[LinkedOut(**link) for link in found.linked],
-        shared=[SharedOut(**s) for s in found.shared],
-    )
+    return EntityOut.of(field, value, found)
