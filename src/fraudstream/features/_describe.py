@@ -89,12 +89,23 @@ def value_noun(text: str | None, kinds: dict[str, str]) -> str:
     return noun(text) if text in kinds else text
 
 
+def _unit(seconds: float) -> tuple[str, float]:
+    """The largest unit a whole number of which makes ``seconds``, and its size."""
+    units = (("day", S.DAY), ("hour", S.HOUR), ("minute", 60.0))
+    return next(((u, n) for u, n in units if seconds >= n and seconds % n == 0), ("second", 1.0))
+
+
 def window(seconds: float) -> str:
     """``in the last hour``, ``in the last 24 hours``, ``in the last 7 days``."""
-    units = (("day", S.DAY), ("hour", S.HOUR), ("minute", 60.0))
-    unit, size = next(((u, n) for u, n in units if seconds >= n and seconds % n == 0), ("second", 1.0))
+    unit, size = _unit(seconds)
     count = seconds / size
     return f"in the last {unit}" if count == 1 else f"in the last {count:g} {unit}s"
+
+
+def span(seconds: float) -> str:
+    """``30-day``, ``1-hour``, ``90-minute``: a window as an adjective."""
+    unit, size = _unit(seconds)
+    return f"{seconds / size:g}-{unit}"
 
 
 def entity(key: S.KeyFeatures) -> str:
@@ -145,12 +156,12 @@ def stat(stat_name: str, of: str) -> str:
     percentile of amount``."""
     if stat_name in _STATS:
         return _STATS[stat_name].format(of=of)
-    return f"{_ordinal(int(stat_name[1:]))} percentile of {of}"
+    return f"{ordinal(int(stat_name[1:]))} percentile of {of}"
 
 
 def against(to: str) -> str:
     """A ratio's denominator: ``mean`` → ``average``, ``p75`` → ``75th percentile``."""
-    return _AGAINST.get(to) or f"{_ordinal(int(to[1:]))} percentile"
+    return _AGAINST.get(to) or f"{ordinal(int(to[1:]))} percentile"
 
 
 def calendar(which: str) -> str:
@@ -172,6 +183,7 @@ def render(template: str | None, default: str, **parts: Any) -> str:
         raise DescriptionError(f"description {template!r}: {exc} is not among {listed}") from None
 
 
-def _ordinal(n: int) -> str:
+def ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``11th``, ``75th``."""
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"

@@ -158,7 +158,7 @@ def _entity_usual(fs: FeatureSet, field: str) -> tuple[str, str, bool] | None:
         if found:
             rank, ratio, _, seconds, j = min(found)
             stat = "average" if rank == _CENTRES[P.MEAN] else "median"
-            return fs.names[j], f"this {D.entity(entry)}'s {_span(-seconds)} {stat}", ratio
+            return fs.names[j], f"this {D.entity(entry)}'s {D.span(-seconds)} {stat}", ratio
     return None
 
 
@@ -222,11 +222,12 @@ def _key_words(fs: FeatureSet, entry: S.KeyFeatures, group: P.Group, r: int, wor
             value, _ = (int(x) for x in group.streams[a])
             of = _braced(D.value_noun(_read(group.values[value]), fs.kinds))
             of = "" if of == quantity else f" {of}"
+            span = D.span(seconds)
             if op == P.ZSCORE:
-                text = f"{quantity} {{value}} standard deviations {{above}} {this}'s {_span(seconds)} average"
+                text = f"{quantity} {{value}} standard deviations {{above}} {this}'s {span} average"
             else:
-                stat = _AGAINST.get(op) or f"{_percentile(float(group.params[r]))} percentile"
-                text = f"{quantity} {{value}} {this}'s {_span(seconds)} {stat}{of}"
+                stat = _AGAINST.get(op) or f"{D.ordinal(round(float(group.params[r]) * 100))} percentile"
+                text = f"{quantity} {{value}} {this}'s {span} {stat}{of}"
     if text is None:
         if unit == FLAG:
             return Wording(name=name, description=description, text=description, unit=FLAG)
@@ -254,17 +255,3 @@ def _read(column: str) -> str:
     """A schema column's field, or its expression as written (``=extra.a - amount`` → ``extra.a -
     amount``)."""
     return column[1:] if column.startswith("=") else column
-
-
-def _span(seconds: float) -> str:
-    """``30-day``, ``1-hour``, ``90-minute``: a window as an adjective."""
-    for unit, size in (("day", S.DAY), ("hour", S.HOUR), ("minute", 60.0)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}-{unit}"
-    return f"{seconds:g}-second"
-
-
-def _percentile(q: float) -> str:
-    n = round(q * 100)
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
