@@ -525,11 +525,7 @@ class FeatureSet:
             return streams.setdefault((v, f), len(streams))
 
         def window(seconds: float) -> float:
-            if seconds > self.retention:
-                raise S.SpecError(
-                    f"window {S.window_name(seconds)} is longer than the retention "
-                    f"{S.window_name(self.retention)}"
-                )
+            self._within_retention(seconds)
             windows.add(seconds)
             return seconds
 
@@ -735,16 +731,18 @@ class FeatureSet:
         self.names += names
         self.descriptions += texts
 
+    def _within_retention(self, seconds: float) -> None:
+        """A window no longer than the retention, which is as far back as any state keeps events."""
+        if seconds > self.retention:
+            longest = S.window_name(self.retention)
+            raise S.SpecError(f"window {S.window_name(seconds)} is longer than the retention {longest}")
+
     # --- network features ----------------------------------------------------------------------------
 
     def _network(self, entry: S.NetworkFeatures) -> None:
         fields = (self._id([entry.network]), *(self._id([f]) for f in entry.via))
         counted = tuple(self._id([f]) for f in entry.count)
-        if entry.window > self.retention:
-            raise S.SpecError(
-                f"window {S.window_name(entry.window)} is longer than the retention "
-                f"{S.window_name(self.retention)}"
-            )
+        self._within_retention(entry.window)
         prefix, span = entry.prefix, S.window_name(entry.window)
         about = D.network(entry)
         ops: list[tuple[int, int]] = []
