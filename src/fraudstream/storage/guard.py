@@ -100,18 +100,13 @@ _utc = tables.as_utc
 
 
 def _guard(row: Any) -> Guard:
-    values = dict(row)
-    for name in ("tripped_at", "released_at"):
-        values[name] = _utc(values[name])
+    values = dict(row)  # its times come back aware UTC, as every UTCDateTime column's
     values["id"] = int(values["id"])
     return Guard(**values)
 
 
 def _baseline(row: Any) -> Baseline:
-    values = dict(row)
-    for name in ("computed_at", "period_start", "period_end"):
-        values[name] = _utc(values[name])
-    return Baseline(**values)
+    return Baseline(**dict(row))
 
 
 class RuleGuardRepository:

@@ -59,9 +59,7 @@ _utc = tables.as_utc
 
 
 def _snooze(row: Any) -> Snooze:
-    values = dict(row)
-    for name in ("until", "created_at", "lifted_at"):
-        values[name] = _utc(values[name])
+    values = dict(row)  # its times come back aware UTC, as every UTCDateTime column's
     values["id"] = int(values["id"])
     return Snooze(**values)
 
