@@ -123,7 +123,7 @@ def test_a_running_worker_decides_with_a_version_saved_on_another_server(
     while time.monotonic() < deadline and decided.get("rules_version") != "2":
         tid = f"w{time.monotonic_ns()}"
         assert working.post("/v1/transactions", json=tx(tid, "C-9", amount=5000.0)).status_code == 202
-        decided = working.get(f"/v1/transactions/{tid}", params={"wait": 5}).json()["decision"] or {}
+        decided = working.get(f"/v1/transactions/{tid}", params={"wait": 30}).json()["decision"] or {}
     assert (decided.get("rules_version"), decided.get("decision"), decided.get("rules")) == (
         "2",
         "BLOCK",

@@ -165,7 +165,7 @@ def test_the_worker_honours_a_snooze_set_on_another_server(
         sent = working.post("/v1/transactions", json=tx(tid, "C-9", amount=BIG, **fields))
         assert sent.status_code == 202, sent.text
         out: dict[str, Any] = (
-            working.get(f"/v1/transactions/{tid}", params={"wait": 5}).json()["decision"] or {}
+            working.get(f"/v1/transactions/{tid}", params={"wait": 30}).json()["decision"] or {}
         )
         return out
 
