@@ -176,25 +176,33 @@ class Archiver:
     def _feature_sets(self, ids: set[str]) -> None:
         """The names of these feature sets, each in an object named by its id (a digest of the names),
         written before any decision that refers to it: a reader finds every vector's names."""
-        for set_id, names in sorted(self._store.archive.feature_names(sorted(ids)).items()):
-            if set_id in self._written_sets:
-                continue
-            table = pa.Table.from_pydict({"id": [set_id], "names": [names]}, schema=SCHEMAS["feature_sets"])
-            self._put(f"feature_sets/{set_id}.parquet", table)
-            self._written_sets.add(set_id)
+        self._referenced("feature_sets", ids, self._store.archive.feature_names, "names", self._written_sets)
 
     def _explainers(self, ids: set[str]) -> None:
         """The words of these explainers (JSON), each in an object named by its id (a digest of the
         words), written before any decision that refers to it: a reader can word every explanation."""
-        fresh = ids - self._written_explainers
+        self._referenced(
+            "explainers", ids, self._store.archive.explainer_words, "words", self._written_explainers, _json
+        )
+
+    def _referenced(
+        self,
+        dataset: str,
+        ids: set[str],
+        read: Callable[[list[str]], dict[str, Any]],
+        column: str,
+        written: set[str],
+        encode: Callable[[Any], Any] = lambda value: value,
+    ) -> None:
+        """One object ``<dataset>/<id>.parquet`` per id not yet ``written`` by this archiver, holding
+        what ``read`` gives for it in ``column``: content named by its digest never changes."""
+        fresh = ids - written
         if not fresh:
             return
-        for explainer_id, words in sorted(self._store.archive.explainer_words(sorted(fresh)).items()):
-            table = pa.Table.from_pydict(
-                {"id": [explainer_id], "words": [_json(words)]}, schema=SCHEMAS["explainers"]
-            )
-            self._put(f"explainers/{explainer_id}.parquet", table)
-            self._written_explainers.add(explainer_id)
+        for key, value in sorted(read(sorted(fresh)).items()):
+            table = pa.Table.from_pydict({"id": [key], column: [encode(value)]}, schema=SCHEMAS[dataset])
+            self._put(f"{dataset}/{key}.parquet", table)
+            written.add(key)
 
     def _put(self, name: str, table: pa.Table) -> None:
         location = self._location
