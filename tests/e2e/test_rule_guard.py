@@ -198,7 +198,7 @@ def test_another_server_applies_the_guard_and_the_command_line_re_enables_the_ru
     assert shown.exit_code == 0, shown.output
     assert '"state": "guarded"' in shown.output
     told = client.get("/v1/rules/guard", headers=keys["analyst"]).json()
-    baselines = {r["name"]: r["baseline"] for r in json.loads(shown.output)["rules"]}
+    baselines = {r["name"]: r["baseline"] for r in json.loads(shown.stdout)["rules"]}
     assert baselines["big"] is not None  # the CLI shows what the API shows
     assert baselines == {r["name"]: r["baseline"] for r in told["rules"]}
     done = CliRunner().invoke(app, ["rules", "reenable", "big", "--reason", "checked", "--by", "ops"])
