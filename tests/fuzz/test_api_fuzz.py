@@ -12,6 +12,7 @@ a moment and simulations are small and slow, so that fuzzing them costs no more 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -56,28 +57,38 @@ def _text_params(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, bo
 TEXT_PARAMS = _text_params(schema.raw_schema)
 
 
-def _one_text_params(
+def _one_value_params(
     document: dict[str, Any],
 ) -> dict[tuple[str, str], dict[str, list[Draft202012Validator]]]:
-    """Per operation, its query parameters of one text value with a pattern or format, each with the
-    validators of its text forms."""
+    """Per operation, its query parameters of one value (not a list) other than those of any text,
+    each with the validators of its forms other than null."""
     found: dict[tuple[str, str], dict[str, list[Draft202012Validator]]] = {}
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             for parameter in operation.get("parameters", []):
                 options = parameter["schema"].get("anyOf", [parameter["schema"]])
-                texts = [o for o in options if o.get("type") == "string" and not _any_text(o)]
+                forms = [o for o in options if o.get("type") != "null"]
                 if (
                     parameter["in"] == "query"
-                    and texts
-                    and not any(o.get("type") == "array" for o in options)
+                    and forms
+                    and not any(o.get("type") == "array" or _any_text(o) for o in options)
                 ):
-                    validators = [Draft202012Validator(o) for o in texts]
+                    validators = [Draft202012Validator(o) for o in forms]
                     found.setdefault((method.upper(), path), {})[parameter["name"]] = validators
     return found
 
 
-ONE_TEXT_PARAMS = _one_text_params(schema.raw_schema)
+ONE_VALUE_PARAMS = _one_value_params(schema.raw_schema)
+
+
+def _read_as_sent(item: Any) -> list[Any]:
+    """What the API may read ``item`` of a query as: itself, and a text's number or boolean."""
+    if not isinstance(item, str):
+        return [item]
+    try:
+        return [item, json.loads(item)]
+    except ValueError:
+        return [item]
 
 
 @schema.hook
@@ -90,9 +101,9 @@ def filter_query(context: Any, query: dict[str, Any] | None) -> bool:
 def _text_in_the_url_only(method: str, path: str, query: dict[str, Any] | None) -> bool:
     """Whether a query parameter of any text holds what only its JSON form tells from text: a number, a
     boolean or a null (in a URL, ``?field=false`` and ``?field=null`` are text), a list for one value
-    (``?field=a`` either way; repeated, the last), or a bare value for a list; or a parameter of one
-    text value with a pattern given as a list whose last value sent is valid (repeated, the last
-    counts; the HTTP client leaves out a list's nulls, so a list of nulls sends nothing).
+    (``?field=a`` either way; repeated, the last), or a bare value for a list; or any other parameter
+    of one value given as a list whose last value sent is valid (repeated, the last counts; the HTTP
+    client leaves out a list's nulls, so a list of nulls sends nothing).
     The API rightly accepts such a request, and schemathesis would count that as accepting
     schema-violating data (its false positive for text in the query, schemathesis issue 3056)."""
     params = TEXT_PARAMS.get((method.upper(), path), {})
@@ -103,12 +114,12 @@ def _text_in_the_url_only(method: str, path: str, query: dict[str, Any] | None) 
             v is None or isinstance(v, bool | int | float) for v in scalars
         ):
             return True
-    for name, validators in ONE_TEXT_PARAMS.get((method.upper(), path), {}).items():
+    for name, validators in ONE_VALUE_PARAMS.get((method.upper(), path), {}).items():
         value = (query or {}).get(name)
         if not isinstance(value, list):
             continue
         sent = [v for v in value if v is not None]  # the HTTP client leaves a list's nulls out
-        if not sent or (isinstance(sent[-1], str) and any(v.is_valid(sent[-1]) for v in validators)):
+        if not sent or any(v.is_valid(x) for v in validators for x in _read_as_sent(sent[-1])):
             return True  # absent, or repeated in the URL: the last is the value, and it is valid
     return False
 
